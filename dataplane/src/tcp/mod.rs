@@ -1,0 +1,3 @@
+//! The sans-IO TCP state machine.
+pub mod seq;
+pub mod segment;
