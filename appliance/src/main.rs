@@ -5,6 +5,8 @@
 //! the one-machine test cluster.
 
 mod lab;
+mod run;
+mod status;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -22,11 +24,14 @@ struct Cli {
 enum Command {
     /// Build, drive and remove the one-machine test cluster (needs root).
     Lab(lab::LabArgs),
+    /// Run one appliance box from its configuration file.
+    Run(run::RunArgs),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Lab(args) => lab::run(args),
+        Command::Run(args) => run::run(args),
     }
 }
