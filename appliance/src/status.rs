@@ -23,3 +23,17 @@ pub struct BoxSummary {
 pub fn box_summaries(_config: &Path) -> Result<Vec<BoxSummary>> {
     Ok(Vec::new())
 }
+
+/// `baton status`: one line per box.
+pub fn print(config: &Path) -> Result<()> {
+    let boxes = box_summaries(config)?;
+    println!("{:<6} {:<10} {:>14} {:>12} {:>12}", "box", "state", "heartbeat age", "connections", "checkpoints");
+    for b in boxes {
+        let age = b
+            .heartbeat_age_ms
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|| "never".into());
+        println!("{:<6} {:<10} {:>14} {:>12} {:>12}", b.id, b.state, age, b.connections, b.checkpoints);
+    }
+    Ok(())
+}
