@@ -12,13 +12,21 @@ use bytes::Bytes;
 /// ignored on receive and never sent.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
 pub struct Flags {
+    /// No more data from the sender (RFC 9293 §3.1).
     pub fin: bool,
+    /// Synchronize sequence numbers.
     pub syn: bool,
+    /// Reset the connection.
     pub rst: bool,
+    /// Push function.
     pub psh: bool,
+    /// The acknowledgment field is significant.
     pub ack: bool,
+    /// Urgent pointer significant (ignored: RFC 9293 §3.8.5 keeps it only for legacy).
     pub urg: bool,
+    /// ECN-Echo (RFC 3168; not negotiated by Baton).
     pub ece: bool,
+    /// Congestion Window Reduced (RFC 3168; not negotiated by Baton).
     pub cwr: bool,
 }
 
@@ -43,14 +51,21 @@ pub struct Options {
 /// A received segment.
 #[derive(Clone, Copy, Debug)]
 pub struct Segment<'a> {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// Sequence number of the first octet (of the SYN if set).
     pub seq: SeqNum,
+    /// Acknowledgment number (meaningful when `flags.ack`).
     pub ack: SeqNum,
+    /// Control bits.
     pub flags: Flags,
     /// Raw (unscaled) window field.
     pub window: u16,
+    /// Parsed options.
     pub options: Options,
+    /// Payload, borrowed from the received frame.
     pub payload: &'a [u8],
 }
 
@@ -66,13 +81,19 @@ impl Segment<'_> {
 /// wire without a copy in the TCP layer.
 #[derive(Clone, Debug, Default)]
 pub struct OutSegment {
+    /// Source port.
     pub src_port: u16,
+    /// Destination port.
     pub dst_port: u16,
+    /// Sequence number of the first octet (of the SYN if set).
     pub seq: SeqNum,
+    /// Acknowledgment number (meaningful when `flags.ack`).
     pub ack: SeqNum,
+    /// Control bits.
     pub flags: Flags,
     /// Raw window field (already scaled down).
     pub window: u16,
+    /// Options to emit.
     pub options: Options,
     /// Payload chunks in order; their total length is the payload length.
     pub payload: Vec<Bytes>,

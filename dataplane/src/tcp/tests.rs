@@ -1,0 +1,1 @@
+//! Segment-by-segment tests of the TCP state machine.
