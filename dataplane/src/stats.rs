@@ -1,0 +1,168 @@
+//! Per-worker counters: traffic, and one counter per reason a frame or a
+//! connection was dropped, so an operator can tell a checksum storm from a
+//! SYN flood from a full connection table.
+//!
+//! Each worker owns a plain [`Counters`] (no atomics on the data path) and
+//! sends a copy to the control core when asked for stats.
+
+use crate::wire::WireError;
+
+macro_rules! counters {
+    ($($(#[doc = $doc:expr])* $name:ident,)*) => {
+        /// Counters of one worker. Plain integers: only the owning worker
+        /// writes them; others get snapshots.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $($(#[doc = $doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            /// Every counter with its name, for logs and the admin API.
+            pub fn named(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+
+            /// Adds `other` into `self` (totals over workers).
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$name += other.$name;)*
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames received from the port.
+    rx_frames,
+    /// Bytes received from the port.
+    rx_bytes,
+    /// Frames handed to the port for sending.
+    tx_frames,
+    /// Bytes handed to the port for sending.
+    tx_bytes,
+    /// Frames the port could not send (ring or socket buffer full).
+    tx_dropped,
+    /// Frames shorter than an Ethernet header.
+    drop_eth_truncated,
+    /// Frames addressed to another unicast MAC.
+    drop_eth_not_for_us,
+    /// EtherTypes we do not speak (VLAN tags, IPv6 for now, others).
+    drop_eth_unknown_type,
+    /// Malformed ARP packets.
+    drop_arp_malformed,
+    /// ARP packets for addresses we do not own (learned from, not answered).
+    arp_not_for_us,
+    /// ARP requests answered.
+    arp_replies_sent,
+    /// Gratuitous ARP announcements sent.
+    arp_announcements_sent,
+    /// ARP requests we sent to resolve a neighbour.
+    arp_requests_sent,
+    /// IPv4 headers shorter than 20 bytes or than their IHL.
+    drop_ipv4_truncated,
+    /// IPv4 with a bad version or IHL.
+    drop_ipv4_bad_header,
+    /// IPv4 total length inconsistent with the frame.
+    drop_ipv4_bad_length,
+    /// IPv4 header checksum failures.
+    drop_ipv4_bad_checksum,
+    /// IPv4 fragments (never reassembled).
+    drop_ipv4_fragment,
+    /// IPv4 packets to an address we do not own.
+    drop_ipv4_not_ours,
+    /// IPv4 protocols other than ICMP and TCP.
+    drop_ipv4_unknown_protocol,
+    /// Truncated ICMP messages.
+    drop_icmp_truncated,
+    /// ICMP checksum failures.
+    drop_icmp_bad_checksum,
+    /// ICMP messages other than echo requests.
+    drop_icmp_unhandled,
+    /// Echo replies sent.
+    icmp_echo_replies_sent,
+    /// Truncated TCP headers.
+    drop_tcp_truncated,
+    /// TCP data offset below five words.
+    drop_tcp_bad_data_offset,
+    /// TCP checksum failures.
+    drop_tcp_bad_checksum,
+    /// Malformed TCP options.
+    drop_tcp_bad_option,
+    /// Nonsense TCP flag combinations.
+    drop_tcp_bad_flags,
+    /// TCP segments to a port nobody listens on (answered with RST by the listener).
+    tcp_no_listener,
+    /// SYNs refused because the connection table is full.
+    drop_tcp_max_connections,
+    /// SYNs refused or answered with a cookie because the SYN backlog is full.
+    tcp_syn_backlog_full,
+    /// Segments the listener dropped (stray ACKs, bad cookies).
+    drop_tcp_listener,
+    /// Frames not sent because the neighbour's MAC is unknown.
+    drop_no_neighbour,
+    /// Frames that could not be built (oversized, unsupported family).
+    drop_emit_error,
+    /// Connections accepted (handshake completed).
+    tcp_accepted,
+    /// Connections closed (any way).
+    tcp_closed,
+    /// Connections currently open.
+    tcp_open,
+    /// Timer wheel expirations processed.
+    timers_fired,
+    /// Times the worker blocked in poll(2) (adaptive mode).
+    idle_waits,
+}
+
+impl Counters {
+    /// Counts a parse error under its own name.
+    pub fn record(&mut self, e: WireError) {
+        let c = match e {
+            WireError::EthernetTruncated => &mut self.drop_eth_truncated,
+            WireError::ArpMalformed => &mut self.drop_arp_malformed,
+            WireError::Ipv4Truncated => &mut self.drop_ipv4_truncated,
+            WireError::Ipv4BadHeader => &mut self.drop_ipv4_bad_header,
+            WireError::Ipv4BadLength => &mut self.drop_ipv4_bad_length,
+            WireError::Ipv4BadChecksum => &mut self.drop_ipv4_bad_checksum,
+            WireError::Ipv4Fragment => &mut self.drop_ipv4_fragment,
+            WireError::IcmpTruncated => &mut self.drop_icmp_truncated,
+            WireError::IcmpBadChecksum => &mut self.drop_icmp_bad_checksum,
+            WireError::TcpTruncated => &mut self.drop_tcp_truncated,
+            WireError::TcpBadDataOffset => &mut self.drop_tcp_bad_data_offset,
+            WireError::TcpBadChecksum => &mut self.drop_tcp_bad_checksum,
+            WireError::TcpBadOption => &mut self.drop_tcp_bad_option,
+            WireError::TcpBadFlags => &mut self.drop_tcp_bad_flags,
+            WireError::BufferTooSmall | WireError::OptionsTooLong | WireError::Unsupported => {
+                &mut self.drop_emit_error
+            }
+        };
+        *c += 1;
+    }
+
+    /// Sum of every `drop_*` counter.
+    pub fn total_drops(&self) -> u64 {
+        self.named()
+            .iter()
+            .filter(|(n, _)| n.starts_with("drop_"))
+            .map(|(_, v)| v)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_wire_error_lands_in_a_drop_counter() {
+        let mut c = Counters::default();
+        c.record(WireError::TcpBadChecksum);
+        c.record(WireError::Ipv4Fragment);
+        assert_eq!(c.drop_tcp_bad_checksum, 1);
+        assert_eq!(c.drop_ipv4_fragment, 1);
+        assert_eq!(c.total_drops(), 2);
+        assert!(c
+            .named()
+            .iter()
+            .any(|(n, v)| *n == "drop_ipv4_fragment" && *v == 1));
+    }
+}
