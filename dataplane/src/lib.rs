@@ -16,4 +16,5 @@
 pub mod stats;
 #[allow(missing_docs)]
 pub mod tcp;
+pub mod timer;
 pub mod wire;

@@ -76,17 +76,3 @@ pub enum WireError {
     #[error("address family not supported")]
     Unsupported,
 }
-
-/// Reads a big-endian u16 at `at`, or `None` past the end.
-#[inline]
-pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_be_bytes([s[0], s[1]]))
-}
-
-/// Reads a big-endian u32 at `at`, or `None` past the end.
-#[inline]
-pub(crate) fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
