@@ -1,1 +1,65 @@
-//! The checkpoint segment.
+//! The checkpoint segment: where every box writes the state of each client
+//! connection it owns, so that a surviving box can take the connection over
+//! when its owner dies (the shared state of the seed's Fig. 5, read at
+//! takeover in Fig. 6).
+//!
+//! This crate owns the bytes of the segment and nothing else: it knows TCP
+//! sequence numbers and an opaque "named object" application block, but not
+//! HTTP, not packets and not the failure detector. The byte format is
+//! specified in `docs/CHECKPOINT_FORMAT.md`; change both together.
+//!
+//! Where to start reading:
+//!
+//! - [`segment`]: the mapped file, its header and one region per box
+//!   ([`Segment::open_or_create`], [`Segment::region`]).
+//! - [`boxtable`]: each region's heartbeat, state, epoch, MAC, service IPs
+//!   and counters ([`Region::heartbeat`], [`Region::box_info`]).
+//! - [`slot`]: fixed-size seqlocked slots, the per-worker free lists
+//!   ([`SlotAllocator`]) and writers ([`SlotWriter`]), and the reader API the
+//!   control core uses at takeover ([`Region::records`], [`Region::find`]).
+//! - [`record`]: the rkyv checkpoint record and bundle types.
+//! - [`replication`]: authenticated UDP replication of a region to peers
+//!   that share no mapping.
+//!
+//! ```no_run
+//! use baton_shmem::{Layout, Segment};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let seg = Segment::open_or_create(
+//!     std::path::Path::new("/dev/shm/baton.seg"),
+//!     Layout { regions: 3, slots_per_region: 300_000 },
+//! )?;
+//! let me = seg.region(1)?;
+//! me.heartbeat(1_700_000_000_000);
+//! let mut slots = me.worker_slots(0, 2)?; // worker 0 of 2 owns half the slots
+//! let mut writer = slots.writer();
+//! let slot = slots.alloc().ok_or("region full")?;
+//! # let records: [baton_shmem::ConnRecord<'_>; 0] = [];
+//! writer.write(slot, &records)?;
+//! for item in seg.region(2)?.records() {
+//!     match item {
+//!         Ok(rec) => println!("slot {} holds {} connections", rec.slot().0, rec.bundle().records.len()),
+//!         Err(e) => eprintln!("skipping: {e}"),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod boxtable;
+pub mod record;
+pub mod replication;
+pub mod segment;
+pub mod slot;
+
+pub use boxtable::{BoxInfo, BoxState, BoxTableError, MAX_SERVICE_IPS};
+pub use record::{
+    AppBlock, ArchivedAppBlock, ArchivedBundle, ArchivedConnRecord, ArchivedEndpoint,
+    ArchivedIpBlock, ArchivedTcpBlock, Bundle, ConnRecord, Endpoint, IpBlock, TcpBlock, Transport,
+    APP_PROTOCOL_HTTP, MAX_BUNDLE_RECORDS, MAX_NAME_LEN, MAX_VALIDATOR_LEN,
+};
+pub use segment::{Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, SLOT_SIZE};
+pub use slot::{
+    ReadError, Records, SlotAllocator, SlotError, SlotId, SlotWriter, ValidSlot, WriteError,
+    SLOT_PAYLOAD,
+};

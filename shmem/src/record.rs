@@ -1,0 +1,372 @@
+//! The checkpoint record: what a survivor needs to take one connection over
+//! (seed Fig. 5, table 500, plus the TCP and IP blocks each layer appends as
+//! the record passes down the stack).
+//!
+//! Records are rkyv 0.8 archives. The writing side borrows its strings
+//! (`&str` archived with `InlineAsBox`), so a worker builds a record from its
+//! own connection state without allocating; the reading side gets
+//! `Archived*` views straight out of a validated slot copy, and
+//! [`ArchivedConnRecord::view`] turns one back into a [`ConnRecord`]
+//! borrowing from that copy. Field-by-field provenance is in
+//! docs/CHECKPOINT_FORMAT.md.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use rkyv::with::{InlineAsBox, Map};
+use rkyv::{Archive, Serialize};
+
+/// At most this many connection records per bundle (e.g. FTP control and
+/// data, a TCP + UDP set).
+pub const MAX_BUNDLE_RECORDS: usize = 4;
+/// Longest object name (URL) a record may carry, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest validator (ETag, Last-Modified) a record may carry, in bytes.
+pub const MAX_VALIDATOR_LEN: usize = 128;
+/// `app_protocol` value for HTTP (Fig. 5, 512).
+pub const APP_PROTOCOL_HTTP: u8 = 1;
+
+/// One end of a connection: an IPv4 or IPv6 address and a port.
+#[derive(Archive, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug))]
+pub struct Endpoint {
+    /// Address octets; an IPv4 address uses the first 4 bytes, the rest 0.
+    pub addr: [u8; 16],
+    /// True for IPv6.
+    pub v6: bool,
+    /// Port (host order in this struct, little-endian in the archive).
+    pub port: u16,
+}
+
+impl From<SocketAddr> for Endpoint {
+    fn from(sa: SocketAddr) -> Self {
+        let mut addr = [0u8; 16];
+        let v6 = match sa.ip() {
+            IpAddr::V4(a) => {
+                addr[..4].copy_from_slice(&a.octets());
+                false
+            }
+            IpAddr::V6(a) => {
+                addr = a.octets();
+                true
+            }
+        };
+        Endpoint {
+            addr,
+            v6,
+            port: sa.port(),
+        }
+    }
+}
+
+impl Endpoint {
+    /// The endpoint as a socket address.
+    pub fn socket_addr(&self) -> SocketAddr {
+        to_socket_addr(&self.addr, self.v6, self.port)
+    }
+}
+
+impl ArchivedEndpoint {
+    /// The archived endpoint as a socket address.
+    pub fn socket_addr(&self) -> SocketAddr {
+        to_socket_addr(&self.addr, self.v6, self.port.to_native())
+    }
+
+    /// The archived endpoint back in native form.
+    pub fn to_native(&self) -> Endpoint {
+        Endpoint {
+            addr: self.addr,
+            v6: self.v6,
+            port: self.port.to_native(),
+        }
+    }
+}
+
+fn to_socket_addr(addr: &[u8; 16], v6: bool, port: u16) -> SocketAddr {
+    if v6 {
+        SocketAddr::new(IpAddr::V6(Ipv6Addr::from(*addr)), port)
+    } else {
+        SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3])),
+            port,
+        )
+    }
+}
+
+/// Transport of a connection. UDP members of a bundle restart without the
+/// probe/ACK exchange (seed, on bundles).
+#[derive(Archive, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+#[repr(u8)]
+pub enum Transport {
+    /// TCP: the record carries a [`TcpBlock`].
+    Tcp,
+    /// UDP: no TCP block.
+    Udp,
+}
+
+/// What the TCP layer appends: enough for a peer to keep talking (RFC 9293
+/// §3.3.1 send/receive sequence variables; RFC 7323 window scale and
+/// timestamps; RFC 2018 SACK). Sequence numbers are raw 32-bit values.
+#[derive(Archive, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct TcpBlock {
+    /// Our initial send sequence number (Fig. 5, 516: the server's ISN).
+    pub iss: u32,
+    /// The client's initial sequence number (Fig. 5, 514).
+    pub irs: u32,
+    /// Oldest unacknowledged byte we sent (SND.UNA; Fig. 5, 520).
+    pub snd_una: u32,
+    /// Next byte we will send (SND.NXT; Fig. 5, 520).
+    pub snd_nxt: u32,
+    /// Next byte we expect from the client (RCV.NXT; Fig. 5, 518).
+    pub rcv_nxt: u32,
+    /// The client's advertised window, in bytes (already scaled).
+    pub snd_wnd: u32,
+    /// Our receive window, in bytes.
+    pub rcv_wnd: u32,
+    /// Maximum segment size we send.
+    pub mss: u16,
+    /// Shift the client applies to our windows… as we send them (RFC 7323 §2).
+    pub snd_wscale: u8,
+    /// Shift we apply to the client's advertised windows.
+    pub rcv_wscale: u8,
+    /// SACK was negotiated (RFC 2018).
+    pub sack_permitted: bool,
+    /// Timestamps were negotiated (RFC 7323 §3).
+    pub timestamps: bool,
+    /// TS.Recent: the client's latest TSval we hold (RFC 7323 §4.3).
+    pub ts_recent: u32,
+    /// Our last TSval sent, so a successor's clock never goes backwards
+    /// (PAWS, RFC 7323 §5).
+    pub ts_last_sent: u32,
+    /// TCP state (the dataplane's encoding of RFC 9293 §3.3.2 states).
+    pub tcp_state: u8,
+}
+
+/// What the IP layer appends: the link addresses to keep using.
+#[derive(Archive, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct IpBlock {
+    /// MAC of our front interface.
+    pub local_mac: [u8; 6],
+    /// MAC of the client or its next hop.
+    pub peer_mac: [u8; 6],
+    /// TTL / hop limit we send with.
+    pub ttl: u8,
+}
+
+/// The application block (Fig. 5, 522) as a generic "named object" so this
+/// crate needs no HTTP: for HTTP, name = URL, method/version are the
+/// application's codes, validators = ETag and Last-Modified.
+#[derive(Archive, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppBlock<'a> {
+    /// TCP sequence number of the object's first body byte (522: "starting
+    /// TCP sequence number for the object").
+    pub object_start_seq: u32,
+    /// Protocol version code (522).
+    pub version: u8,
+    /// Method code (522).
+    pub method: u8,
+    /// Object name, e.g. URL (522), at most [`MAX_NAME_LEN`] bytes.
+    #[rkyv(with = InlineAsBox)]
+    pub name: &'a str,
+    /// Entity tag validator (522), at most [`MAX_VALIDATOR_LEN`] bytes.
+    #[rkyv(with = Map<InlineAsBox>)]
+    pub etag: Option<&'a str>,
+    /// Last-Modified validator (522), at most [`MAX_VALIDATOR_LEN`] bytes.
+    #[rkyv(with = Map<InlineAsBox>)]
+    pub last_modified: Option<&'a str>,
+    /// First byte of the requested range (522), if any.
+    pub range_start: Option<u64>,
+    /// Last byte of the requested range, inclusive (522), if any.
+    pub range_end: Option<u64>,
+    /// Persistent connection (522: "connection type").
+    pub persistent: bool,
+    /// Body bytes sent so far for this object.
+    pub bytes_sent: u64,
+    /// Requests served on this connection so far.
+    pub request_count: u32,
+}
+
+/// One connection's checkpoint.
+#[derive(Archive, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRecord<'a> {
+    /// Owning box id (Fig. 5, 502).
+    pub owner: u16,
+    /// Worker on the owning box.
+    pub worker: u16,
+    /// Owner's epoch when the checkpoint was taken.
+    pub epoch: u32,
+    /// Unix time of the checkpoint in ms (Fig. 5, 503; ≥ 100 ms resolution).
+    pub checkpoint_ms: u64,
+    /// Our address and port (Fig. 5, 508/510: destination of the client's
+    /// transmission).
+    pub local: Endpoint,
+    /// The client's address and port (Fig. 5, 504/506: source).
+    pub remote: Endpoint,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// Application protocol code (Fig. 5, 512; [`APP_PROTOCOL_HTTP`] = 1).
+    pub app_protocol: u8,
+    /// TCP block; present for TCP records.
+    pub tcp: Option<TcpBlock>,
+    /// IP block.
+    pub ip: IpBlock,
+    /// Application block (522); absent before the first request.
+    pub app: Option<AppBlock<'a>>,
+}
+
+/// The root archived in a slot: 1..=[`MAX_BUNDLE_RECORDS`] records committed
+/// together.
+#[derive(Archive, Serialize, Debug, Clone, Copy)]
+pub struct Bundle<'a> {
+    /// The records of the bundle.
+    #[rkyv(with = InlineAsBox)]
+    pub records: &'a [ConnRecord<'a>],
+}
+
+impl ArchivedAppBlock<'_> {
+    /// The block borrowed from the archive.
+    pub fn view(&self) -> AppBlock<'_> {
+        AppBlock {
+            object_start_seq: self.object_start_seq.to_native(),
+            version: self.version,
+            method: self.method,
+            name: &self.name,
+            etag: self.etag.as_ref().map(|s| &**s),
+            last_modified: self.last_modified.as_ref().map(|s| &**s),
+            range_start: self.range_start.as_ref().map(|v| v.to_native()),
+            range_end: self.range_end.as_ref().map(|v| v.to_native()),
+            persistent: self.persistent,
+            bytes_sent: self.bytes_sent.to_native(),
+            request_count: self.request_count.to_native(),
+        }
+    }
+}
+
+impl ArchivedTcpBlock {
+    /// The block in native form.
+    pub fn to_native(&self) -> TcpBlock {
+        TcpBlock {
+            iss: self.iss.to_native(),
+            irs: self.irs.to_native(),
+            snd_una: self.snd_una.to_native(),
+            snd_nxt: self.snd_nxt.to_native(),
+            rcv_nxt: self.rcv_nxt.to_native(),
+            snd_wnd: self.snd_wnd.to_native(),
+            rcv_wnd: self.rcv_wnd.to_native(),
+            mss: self.mss.to_native(),
+            snd_wscale: self.snd_wscale,
+            rcv_wscale: self.rcv_wscale,
+            sack_permitted: self.sack_permitted,
+            timestamps: self.timestamps,
+            ts_recent: self.ts_recent.to_native(),
+            ts_last_sent: self.ts_last_sent.to_native(),
+            tcp_state: self.tcp_state,
+        }
+    }
+}
+
+impl ArchivedConnRecord<'_> {
+    /// The record borrowed from the archive (strings point into the slot
+    /// copy; clone them to keep them past it).
+    pub fn view(&self) -> ConnRecord<'_> {
+        ConnRecord {
+            owner: self.owner.to_native(),
+            worker: self.worker.to_native(),
+            epoch: self.epoch.to_native(),
+            checkpoint_ms: self.checkpoint_ms.to_native(),
+            local: self.local.to_native(),
+            remote: self.remote.to_native(),
+            transport: match self.transport {
+                ArchivedTransport::Tcp => Transport::Tcp,
+                ArchivedTransport::Udp => Transport::Udp,
+            },
+            app_protocol: self.app_protocol,
+            tcp: self.tcp.as_ref().map(|t| t.to_native()),
+            ip: IpBlock {
+                local_mac: self.ip.local_mac,
+                peer_mac: self.ip.peer_mac,
+                ttl: self.ip.ttl,
+            },
+            app: self.app.as_ref().map(|a| a.view()),
+        }
+    }
+}
+
+impl std::fmt::Debug for ArchivedAppBlock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
+    }
+}
+
+impl std::fmt::Debug for ArchivedConnRecord<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.view().fmt(f)
+    }
+}
+
+impl std::fmt::Debug for ArchivedBundle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.records.iter()).finish()
+    }
+}
+
+/// Checks the rules bytecheck cannot express: bundle size, string bounds,
+/// transport/TCP block agreement, owner. A record that breaks them is
+/// treated like a corrupt slot.
+pub(crate) fn check_bundle(b: &ArchivedBundle<'_>, region: u16) -> Result<(), &'static str> {
+    let n = b.records.len();
+    if n == 0 || n > MAX_BUNDLE_RECORDS {
+        return Err("bundle must hold 1 to 4 records");
+    }
+    for r in b.records.iter() {
+        if r.owner.to_native() != region {
+            return Err("record owner is not the region's box");
+        }
+        match (&r.transport, r.tcp.as_ref()) {
+            (ArchivedTransport::Tcp, None) => return Err("TCP record without TCP block"),
+            (ArchivedTransport::Udp, Some(_)) => return Err("UDP record with TCP block"),
+            _ => {}
+        }
+        if let Some(app) = r.app.as_ref() {
+            if app.name.len() > MAX_NAME_LEN {
+                return Err("object name too long");
+            }
+            let long = |v: &rkyv::option::ArchivedOption<rkyv::boxed::ArchivedBox<str>>| {
+                v.as_ref().is_some_and(|s| s.len() > MAX_VALIDATOR_LEN)
+            };
+            if long(&app.etag) || long(&app.last_modified) {
+                return Err("validator too long");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The same rules on the writing side, before a byte reaches the slot.
+pub(crate) fn check_records(records: &[ConnRecord<'_>]) -> Result<(), &'static str> {
+    if records.is_empty() || records.len() > MAX_BUNDLE_RECORDS {
+        return Err("bundle must hold 1 to 4 records");
+    }
+    for r in records {
+        match (r.transport, r.tcp.is_some()) {
+            (Transport::Tcp, false) => return Err("TCP record without TCP block"),
+            (Transport::Udp, true) => return Err("UDP record with TCP block"),
+            _ => {}
+        }
+        if let Some(app) = &r.app {
+            if app.name.len() > MAX_NAME_LEN {
+                return Err("object name too long");
+            }
+            if app.etag.is_some_and(|s| s.len() > MAX_VALIDATOR_LEN)
+                || app
+                    .last_modified
+                    .is_some_and(|s| s.len() > MAX_VALIDATOR_LEN)
+            {
+                return Err("validator too long");
+            }
+        }
+    }
+    Ok(())
+}

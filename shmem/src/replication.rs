@@ -1,0 +1,1 @@
+//! Replication of a region to peers that share no mapping (to come).

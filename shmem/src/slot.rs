@@ -1,0 +1,557 @@
+//! Fixed-size slots guarded by seqlocks, the per-worker free lists and
+//! writers, and the reader API the control core uses at takeover.
+//!
+//! Slot layout ([`SLOT_SIZE`] = 768 bytes, little-endian):
+//!
+//! | off | field |
+//! |---|---|
+//! | 0 | sequence (u64): odd while a write is in progress, +2 per publish |
+//! | 8 | payload length (u32); 0 = empty slot, readers skip it |
+//! | 12 | record format (u32) = [`crate::LAYOUT_VERSION`] |
+//! | 16 | payload: one rkyv archive of a [`crate::Bundle`], up to [`SLOT_PAYLOAD`] bytes |
+//!
+//! Each slot has exactly one writer: the worker whose [`SlotAllocator`]
+//! range contains it. A writer serializes into its own aligned scratch
+//! buffer first (so a record that does not fit never touches the slot), then
+//! publishes: sequence to odd, copy, length, sequence to even. A reader
+//! copies the slot into its own aligned buffer between two reads of the
+//! sequence and accepts the copy only if both reads are the same even value
+//! (the classic seqlock, as in Linux's `seqcount_t`); only then does it run
+//! bytecheck over the copy. A torn copy is retried, never validated; a
+//! corrupt slot is an error for that slot alone.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+use rkyv::ser::allocator::SubAllocator;
+use rkyv::ser::writer::Buffer;
+
+use crate::record::{check_bundle, check_records, ArchivedBundle, Bundle, ConnRecord};
+use crate::segment::{Region, SegmentError, BOX_ENTRY_SIZE, LAYOUT_VERSION, SLOT_SIZE};
+
+/// Bytes of a slot's seqlock header.
+pub const SLOT_HEADER: usize = 16;
+/// Bytes available for the archived bundle in one slot.
+pub const SLOT_PAYLOAD: usize = SLOT_SIZE - SLOT_HEADER;
+/// Scratch space rkyv may use for resolvers while serializing a bundle.
+const SER_SCRATCH: usize = 2048;
+/// Reader attempts before a slot whose sequence never settles is reported
+/// as busy (its writer died mid-write, or is descheduled for very long).
+const READ_ATTEMPTS: u32 = 10_000;
+
+/// Index of a slot within its region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotId(pub u32);
+
+/// Why a bundle was not written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The slot is outside the writer's range (another worker owns it, or
+    /// it is beyond the region).
+    #[error("slot {0} is not owned by this writer")]
+    NotOwned(u32),
+    /// The archived bundle is larger than a slot's payload.
+    #[error("bundle does not fit a {SLOT_PAYLOAD}-byte slot")]
+    TooLarge,
+    /// The records break a bundle rule (count, string bounds, transport).
+    #[error("invalid bundle: {0}")]
+    Invalid(&'static str),
+    /// A record names another box as its owner than the region's.
+    #[error("record owner {found} written into region of box {region}")]
+    WrongOwner {
+        /// Owner named in the record.
+        found: u16,
+        /// The region's box id.
+        region: u16,
+    },
+}
+
+/// Why one slot could not be read. The rest of the region is unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The slot index is beyond the region.
+    #[error("slot index out of range")]
+    OutOfRange,
+    /// The sequence never settled on an even value: the writer died
+    /// mid-write or is stalled. The connection in this slot is lost.
+    #[error("slot is being written (sequence never settled)")]
+    Busy,
+    /// The length word is larger than the payload area.
+    #[error("slot length {0} exceeds the payload area")]
+    BadLength(u32),
+    /// The record format word is not this build's.
+    #[error("slot record format {0} is not {LAYOUT_VERSION}")]
+    BadFormat(u32),
+    /// bytecheck rejected the archive.
+    #[error("archive fails validation: {0}")]
+    Invalid(String),
+    /// The archive is well-formed but breaks a bundle rule.
+    #[error("bundle breaks a rule: {0}")]
+    Rule(&'static str),
+}
+
+/// A [`ReadError`] with the slot it happened in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("region {region} slot {}: {error}", slot.0)]
+pub struct SlotError {
+    /// Region (box id).
+    pub region: u16,
+    /// The slot.
+    pub slot: SlotId,
+    /// What was wrong.
+    pub error: ReadError,
+}
+
+#[repr(C, align(16))]
+#[derive(Clone)]
+pub(crate) struct Payload(pub(crate) [u8; SLOT_PAYLOAD]);
+
+impl Payload {
+    pub(crate) fn zeroed() -> Self {
+        Payload([0u8; SLOT_PAYLOAD])
+    }
+}
+
+/// What a stable seqlock read saw.
+pub(crate) enum Raw {
+    Empty { seq: u64 },
+    Data { seq: u64, len: usize },
+}
+
+/// A validated copy of one slot: the bundle stays readable after the
+/// writer moves on, and no pointer into the shared segment is kept.
+#[derive(Clone)]
+pub struct ValidSlot {
+    slot: SlotId,
+    seq: u64,
+    len: usize,
+    buf: Payload,
+}
+
+impl std::fmt::Debug for ValidSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidSlot")
+            .field("slot", &self.slot)
+            .field("seq", &self.seq)
+            .field("bundle", self.bundle())
+            .finish()
+    }
+}
+
+impl ValidSlot {
+    /// The slot this copy came from.
+    pub fn slot(&self) -> SlotId {
+        self.slot
+    }
+
+    /// The slot's sequence value at the time of the copy (bumps by 2 on
+    /// every publish; useful to tell a newer checkpoint from an older).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The validated bundle.
+    pub fn bundle(&self) -> &ArchivedBundle<'static> {
+        // SAFETY: `buf[..len]` passed `rkyv::access` (bytecheck) when this
+        // value was built and is never mutated afterwards; `Payload` keeps
+        // the 16-byte alignment the archive was validated at.
+        unsafe { rkyv::access_unchecked::<ArchivedBundle<'static>>(&self.buf.0[..self.len]) }
+    }
+
+    /// The archived bytes (for shipping to a replica).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf.0[..self.len]
+    }
+}
+
+fn validate(buf: &Payload, len: usize, region: u16) -> Result<(), ReadError> {
+    let bytes = &buf.0[..len];
+    let b = rkyv::api::low::access::<ArchivedBundle<'static>, rkyv::rancor::Error>(bytes)
+        .map_err(|e| ReadError::Invalid(e.to_string()))?;
+    check_bundle(b, region).map_err(ReadError::Rule)
+}
+
+impl Region {
+    fn slot_base(&self, slot: u32) -> usize {
+        self.offset() + BOX_ENTRY_SIZE + slot as usize * SLOT_SIZE
+    }
+
+    fn slot_seq(&self, slot: u32) -> &AtomicU64 {
+        // SAFETY: callers check `slot < slot_count()`; offsets are aligned.
+        unsafe { self.inner().u64_at(self.slot_base(slot)) }
+    }
+
+    fn slot_len(&self, slot: u32) -> &AtomicU32 {
+        // SAFETY: as above.
+        unsafe { self.inner().u32_at(self.slot_base(slot) + 8) }
+    }
+
+    fn slot_fmt(&self, slot: u32) -> &AtomicU32 {
+        // SAFETY: as above.
+        unsafe { self.inner().u32_at(self.slot_base(slot) + 12) }
+    }
+
+    /// Current sequence value of a slot (0 = never written).
+    pub(crate) fn seq_of(&self, slot: u32) -> u64 {
+        self.slot_seq(slot).load(Ordering::Acquire)
+    }
+
+    /// Publishes `bytes` into `slot` under its seqlock. With `seq` given
+    /// (replication), the slot ends at exactly that even sequence value.
+    pub(crate) fn publish(&self, slot: u32, bytes: &[u8], seq: Option<u64>) {
+        debug_assert!(slot < self.slot_count() && bytes.len() <= SLOT_PAYLOAD);
+        let seq_w = self.slot_seq(slot);
+        let cur = seq_w.load(Ordering::Relaxed);
+        // Odd while writing; if a previous writer died mid-write the value
+        // is already odd and we move past it.
+        let odd = match seq {
+            Some(target) => target.wrapping_sub(1) | 1,
+            None => cur.wrapping_add(1) | 1,
+        };
+        seq_w.store(odd, Ordering::Relaxed);
+        fence(Ordering::Release);
+        // SAFETY: the payload lies inside this slot; this thread is the
+        // slot's only writer; readers never trust what they copy unless the
+        // sequence is unchanged and even afterwards.
+        unsafe {
+            let dst = self.inner().base().add(self.slot_base(slot) + SLOT_HEADER);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+        }
+        self.slot_len(slot)
+            .store(bytes.len() as u32, Ordering::Relaxed);
+        self.slot_fmt(slot).store(LAYOUT_VERSION, Ordering::Relaxed);
+        seq_w.store(odd.wrapping_add(1), Ordering::Release);
+    }
+
+    /// Copies a stable snapshot of `slot` into `buf`.
+    pub(crate) fn read_raw(&self, slot: u32, buf: &mut Payload) -> Result<Raw, ReadError> {
+        if slot >= self.slot_count() {
+            return Err(ReadError::OutOfRange);
+        }
+        let seq = self.slot_seq(slot);
+        for attempt in 0..READ_ATTEMPTS {
+            if attempt > 16 {
+                // On a shared core the writer may be descheduled mid-write.
+                std::thread::yield_now();
+            }
+            let s1 = seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let len = self.slot_len(slot).load(Ordering::Relaxed);
+            let fmt = self.slot_fmt(slot).load(Ordering::Relaxed);
+            let n = (len as usize).min(SLOT_PAYLOAD);
+            // SAFETY: `n` is clamped to the payload area of this slot. The
+            // copy may race with a writer; the sequence check below
+            // discards any such copy before it is interpreted.
+            unsafe {
+                let src = self.inner().base().add(self.slot_base(slot) + SLOT_HEADER);
+                std::ptr::copy_nonoverlapping(src, buf.0.as_mut_ptr(), n);
+            }
+            fence(Ordering::Acquire);
+            if seq.load(Ordering::Relaxed) != s1 {
+                continue;
+            }
+            if len == 0 {
+                return Ok(Raw::Empty { seq: s1 });
+            }
+            if len as usize > SLOT_PAYLOAD {
+                return Err(ReadError::BadLength(len));
+            }
+            if fmt != LAYOUT_VERSION {
+                return Err(ReadError::BadFormat(fmt));
+            }
+            return Ok(Raw::Data {
+                seq: s1,
+                len: len as usize,
+            });
+        }
+        Err(ReadError::Busy)
+    }
+
+    /// Reads and validates one slot: `Ok(None)` if it is empty.
+    pub fn read(&self, slot: SlotId) -> Result<Option<ValidSlot>, ReadError> {
+        let mut buf = Payload::zeroed();
+        match self.read_raw(slot.0, &mut buf)? {
+            Raw::Empty { .. } => Ok(None),
+            Raw::Data { seq, len } => {
+                validate(&buf, len, self.id)?;
+                Ok(Some(ValidSlot {
+                    slot,
+                    seq,
+                    len,
+                    buf,
+                }))
+            }
+        }
+    }
+
+    /// Iterates the region's validated bundles in slot order, skipping
+    /// empty slots; a corrupt or busy slot yields an error and iteration
+    /// goes on.
+    pub fn records(&self) -> Records {
+        Records {
+            region: self.clone(),
+            next: 0,
+        }
+    }
+
+    /// Finds the bundle holding the connection `local` ↔ `remote` (lazy
+    /// takeover: a packet arrived for an unknown connection). Returns the
+    /// slot copy and the record's index in its bundle. Corrupt slots are
+    /// skipped. Scans the region: meant for takeover, not the fast path.
+    pub fn find(
+        &self,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+    ) -> Option<(ValidSlot, usize)> {
+        let (l, r) = (crate::Endpoint::from(local), crate::Endpoint::from(remote));
+        for item in self.records() {
+            let Ok(v) = item else { continue };
+            let hit = v.bundle().records.iter().position(|rec| {
+                rec.local.addr == l.addr
+                    && rec.local.v6 == l.v6
+                    && rec.local.port.to_native() == l.port
+                    && rec.remote.addr == r.addr
+                    && rec.remote.v6 == r.v6
+                    && rec.remote.port.to_native() == r.port
+            });
+            if let Some(i) = hit {
+                return Some((v, i));
+            }
+        }
+        None
+    }
+
+    /// The slots `worker` of `n_workers` owns, as a free list that worker
+    /// alone uses. The region's slots are split into contiguous, disjoint
+    /// ranges, so workers never contend. Every slot in the range is cleared
+    /// (marked empty): build allocators when a box starts its epoch, after
+    /// the survivors had their chance to take the previous epoch's
+    /// connections over.
+    pub fn worker_slots(
+        &self,
+        worker: usize,
+        n_workers: usize,
+    ) -> Result<SlotAllocator, SegmentError> {
+        let slots = self.slot_count();
+        if n_workers == 0 || worker >= n_workers || n_workers > slots as usize {
+            return Err(SegmentError::BadWorkerSplit {
+                worker,
+                workers: n_workers,
+                slots,
+            });
+        }
+        let per = slots as usize / n_workers;
+        let extra = slots as usize % n_workers;
+        // The first `extra` workers get one slot more.
+        let start = worker * per + worker.min(extra);
+        let end = start + per + usize::from(worker < extra);
+        let (start, end) = (start as u32, end as u32);
+        for s in start..end {
+            if self.slot_len(s).load(Ordering::Relaxed) != 0 {
+                self.publish(s, &[], None);
+            }
+        }
+        Ok(SlotAllocator {
+            region: self.clone(),
+            start,
+            end,
+            free: (start..end).rev().collect(),
+            used: vec![false; (end - start) as usize],
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// A writer for the whole region, for a single-threaded owner (tests,
+    /// tools). Workers use [`SlotAllocator::writer`] instead.
+    pub fn writer(&self) -> SlotWriter {
+        SlotWriter::new(self.clone(), 0, self.slot_count())
+    }
+
+    /// Marks every slot of the region empty.
+    pub fn clear_all(&self) {
+        for s in 0..self.slot_count() {
+            if self.slot_len(s).load(Ordering::Relaxed) != 0 {
+                self.publish(s, &[], None);
+            }
+        }
+    }
+}
+
+/// Iterator over a region's validated bundles; see [`Region::records`].
+pub struct Records {
+    region: Region,
+    next: u32,
+}
+
+impl Iterator for Records {
+    type Item = Result<ValidSlot, SlotError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.next < self.region.slot_count() {
+            let slot = SlotId(self.next);
+            self.next += 1;
+            match self.region.read(slot) {
+                Ok(None) => continue,
+                Ok(Some(v)) => return Some(Ok(v)),
+                Err(error) => {
+                    return Some(Err(SlotError {
+                        region: self.region.id,
+                        slot,
+                        error,
+                    }))
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One worker's free list over its own range of slots. Owned by the worker
+/// thread (`Send`, not `Sync`): no locks, no atomics on alloc/free.
+pub struct SlotAllocator {
+    region: Region,
+    start: u32,
+    end: u32,
+    free: Vec<u32>,
+    used: Vec<bool>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl std::fmt::Debug for SlotAllocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotAllocator")
+            .field("region", &self.region.id)
+            .field("range", &(self.start..self.end))
+            .field("free", &self.free.len())
+            .finish()
+    }
+}
+
+impl SlotAllocator {
+    /// Takes a free slot, lowest index first; `None` when the range is full.
+    pub fn alloc(&mut self) -> Option<SlotId> {
+        let s = self.free.pop()?;
+        if let Some(u) = self.used.get_mut((s - self.start) as usize) {
+            *u = true;
+        }
+        Some(SlotId(s))
+    }
+
+    /// Returns a slot to the free list and marks it empty, so readers no
+    /// longer see its connection.
+    pub fn free(&mut self, slot: SlotId) -> Result<(), WriteError> {
+        if !(self.start..self.end).contains(&slot.0) {
+            return Err(WriteError::NotOwned(slot.0));
+        }
+        let Some(u) = self.used.get_mut((slot.0 - self.start) as usize) else {
+            return Err(WriteError::NotOwned(slot.0));
+        };
+        if !*u {
+            // Double free: the slot is already on the list.
+            return Err(WriteError::NotOwned(slot.0));
+        }
+        *u = false;
+        self.region.publish(slot.0, &[], None);
+        self.free.push(slot.0);
+        Ok(())
+    }
+
+    /// Free slots left.
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+
+    /// The slot range this allocator owns.
+    pub fn range(&self) -> std::ops::Range<u32> {
+        self.start..self.end
+    }
+
+    /// A writer restricted to this allocator's slots, for the same worker.
+    pub fn writer(&self) -> SlotWriter {
+        SlotWriter::new(self.region.clone(), self.start, self.end)
+    }
+}
+
+/// Serializes bundles and publishes them into slots of one range. Holds its
+/// own aligned scratch and serializer space, so writing never allocates.
+pub struct SlotWriter {
+    region: Region,
+    start: u32,
+    end: u32,
+    scratch: Box<Payload>,
+    ser: Box<[MaybeUninit<u8>; SER_SCRATCH]>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl std::fmt::Debug for SlotWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotWriter")
+            .field("region", &self.region.id)
+            .field("range", &(self.start..self.end))
+            .finish()
+    }
+}
+
+impl SlotWriter {
+    fn new(region: Region, start: u32, end: u32) -> Self {
+        SlotWriter {
+            region,
+            start,
+            end,
+            scratch: Box::new(Payload::zeroed()),
+            ser: Box::new([MaybeUninit::uninit(); SER_SCRATCH]),
+            _not_sync: PhantomData,
+        }
+    }
+
+    fn check_slot(&self, slot: SlotId) -> Result<(), WriteError> {
+        if (self.start..self.end).contains(&slot.0) {
+            Ok(())
+        } else {
+            Err(WriteError::NotOwned(slot.0))
+        }
+    }
+
+    /// Serializes `records` as one bundle and publishes it into `slot`:
+    /// readers see the previous bundle or this one, never a mix. On error
+    /// the slot keeps its previous content.
+    pub fn write(&mut self, slot: SlotId, records: &[ConnRecord<'_>]) -> Result<(), WriteError> {
+        self.check_slot(slot)?;
+        let len = self.serialize(records)?;
+        self.region.publish(slot.0, &self.scratch.0[..len], None);
+        Ok(())
+    }
+
+    /// Serializes a bundle into this writer's scratch buffer and returns its
+    /// length, without publishing (exposed for benchmarks and replication
+    /// tests).
+    pub fn serialize(&mut self, records: &[ConnRecord<'_>]) -> Result<usize, WriteError> {
+        check_records(records).map_err(WriteError::Invalid)?;
+        if let Some(r) = records.iter().find(|r| r.owner != self.region.id) {
+            return Err(WriteError::WrongOwner {
+                found: r.owner,
+                region: self.region.id,
+            });
+        }
+        let bundle = Bundle { records };
+        let out = rkyv::api::low::to_bytes_in_with_alloc::<_, _, rkyv::rancor::Failure>(
+            &bundle,
+            Buffer::from(&mut self.scratch.0[..]),
+            SubAllocator::new(&mut self.ser[..]),
+        )
+        .map_err(|_| WriteError::TooLarge)?;
+        Ok(out.len())
+    }
+
+    /// Marks `slot` empty.
+    pub fn clear(&mut self, slot: SlotId) -> Result<(), WriteError> {
+        self.check_slot(slot)?;
+        self.region.publish(slot.0, &[], None);
+        Ok(())
+    }
+}
