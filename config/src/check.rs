@@ -961,7 +961,7 @@ fn origin_url(v: &Value) -> Result<String, String> {
             describe(v)
         )
     })?;
-    OriginUrl::parse(s)?;
+    OriginUrl::parse(s).map_err(|e| e.0)?;
     Ok(s.to_string())
 }
 
@@ -982,14 +982,14 @@ fn hex_key(v: &Value) -> Result<Vec<u8>, String> {
             pos + 1
         ));
     }
-    if s.len() % 2 != 0 {
-        return Err(format!(
-            "expected an even number of hex digits, found {}",
-            s.len()
-        ));
-    }
     if s.len() < min_digits {
         return Err(format!("expected {expected}, found {} hex digits", s.len()));
+    }
+    if s.len() % 2 != 0 {
+        return Err(format!(
+            "expected an even number of hex digits (two per byte), found {}",
+            s.len()
+        ));
     }
     // All ASCII hex digits (checked above), so every 2-byte slice is a
     // valid `str` and parses.

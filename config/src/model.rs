@@ -207,7 +207,8 @@ impl FromStr for MacAddr {
         let mut parts = s.split([':', '-']);
         for byte in out.iter_mut() {
             let part = parts.next().ok_or_else(bad)?;
-            if part.len() != 2 {
+            // from_str_radix alone would take "+1".
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad());
             }
             *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
@@ -366,6 +367,11 @@ impl CacheConfig {
     }
 }
 
+/// Why an origin URL was refused: the message says what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadOrigin(pub String);
+
 /// An `http://host[:port][/path]` URL, borrowed from the string it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OriginUrl<'a> {
@@ -381,7 +387,11 @@ impl<'a> OriginUrl<'a> {
     /// Splits an origin URL. Only `http` is accepted: the cache talks plain
     /// HTTP/1.1 to its origin on the back LAN. Userinfo, query and fragment
     /// are refused because they cannot be meant for a fetch prefix.
-    pub fn parse(s: &'a str) -> Result<OriginUrl<'a>, String> {
+    pub fn parse(s: &'a str) -> Result<OriginUrl<'a>, BadOrigin> {
+        Self::split(s).map_err(BadOrigin)
+    }
+
+    fn split(s: &'a str) -> Result<OriginUrl<'a>, String> {
         let rest = match s.get(..7) {
             Some(scheme) if scheme.eq_ignore_ascii_case("http://") => &s[7..],
             _ => {

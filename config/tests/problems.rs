@@ -1,0 +1,593 @@
+//! Malformed files: every kind of mistake gives one line naming the file,
+//! the line, the key and what was expected.
+
+use baton_config::*;
+
+const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// The smallest valid file: required keys only.
+fn minimal() -> String {
+    format!(
+        r#"[box]
+id = 1
+
+[cluster]
+key = "{KEY}"
+
+[[cluster.members]]
+id = 1
+back_addr = "198.19.0.11:7400"
+
+[[cluster.members]]
+id = 2
+back_addr = "198.19.0.12:7400"
+
+[service]
+ips = ["198.18.0.11"]
+
+[dataplane]
+backend = "afpacket"
+interface = "front0"
+workers = 2
+poll_mode = "adaptive"
+
+[checkpoint]
+segment_path = "/dev/shm/baton.seg"
+slots = 1000
+mode = "shared"
+
+[cache]
+origin = "http://198.19.0.2:80"
+memory_bytes = 1048576
+
+[admin]
+listen = "198.19.0.11:9090"
+token = "secret"
+"#
+    )
+}
+
+/// `minimal()` with the first occurrence of `from` replaced by `to`.
+fn edited(from: &str, to: &str) -> String {
+    let text = minimal();
+    assert!(text.contains(from), "test bug: {from:?} not in the file");
+    text.replacen(from, to, 1)
+}
+
+/// 1-based line of the first line containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("test bug: {needle:?} not in the file"))
+}
+
+/// The lines `baton check-config box1.toml` would print.
+fn error_lines(text: &str) -> Vec<String> {
+    match parse(text, "box1.toml") {
+        Ok(c) => panic!("expected an error, parsed {c:?}"),
+        Err(e) => e.to_string().lines().map(str::to_string).collect(),
+    }
+}
+
+/// Asserts exactly one problem line, and returns it.
+fn one_line(text: &str) -> String {
+    let lines = error_lines(text);
+    assert_eq!(lines.len(), 1, "expected one problem, got {lines:#?}");
+    lines.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn minimal_file_parses_with_defaults() {
+    let c = parse(&minimal(), "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.node.name, "box1");
+    assert_eq!(c.node.log_level, "info");
+    assert_eq!(c.service.port, 80);
+    assert!(c.dataplane.cores.is_empty());
+    assert_eq!(c.dataplane.max_connections, 300_000);
+    assert_eq!(c.dataplane.syn_backlog, 1024);
+    assert_eq!(c.dataplane.mac, None);
+    assert_eq!(c.dataplane.dpdk, None);
+    assert!(c.checkpoint.enabled);
+    assert_eq!(c.checkpoint.fast_bytes, 100_000);
+    assert_eq!(c.checkpoint.slow_bytes, 10_000);
+    assert_eq!(c.checkpoint.interval_ms, 200);
+    assert!(!c.checkpoint.ack_after_commit);
+    assert_eq!(c.checkpoint.replication_port, 7400);
+    assert_eq!(
+        c.failure,
+        FailureConfig {
+            heartbeat_interval_ms: 30,
+            missed: 3
+        }
+    );
+    assert_eq!(c.failure.detection_ms(), 90);
+    assert_eq!(c.cache.fetchers, 4);
+    assert_eq!(c.cache.origin_timeout_ms, 5000);
+    assert_eq!(c.cache.disk_dir, None);
+    assert_eq!(c.limits, LimitsConfig::default());
+    assert_eq!(c.limits.max_header_bytes, 16384);
+    assert_eq!(c.limits.max_request_line, 8192);
+    assert_eq!(c.peers().map(|m| m.id).collect::<Vec<_>>(), vec![2]);
+}
+
+#[test]
+fn unknown_key_names_the_key_and_the_expected_ones() {
+    let text = edited("id = 1\n", "id = 1\ncolour = \"red\"\n");
+    assert_eq!(
+        one_line(&text),
+        "box1.toml:3: box.colour: unknown key (expected one of: id, name, log_level)"
+    );
+}
+
+#[test]
+fn unknown_table_is_reported() {
+    let text = format!("{}\n[colour]\nred = 1\n", minimal());
+    let line = line_of(&text, "[colour]");
+    let got = one_line(&text);
+    assert!(
+        got.starts_with(&format!(
+            "box1.toml:{line}: colour: unknown table (expected one of: box, cluster,"
+        )),
+        "{got}"
+    );
+}
+
+#[test]
+fn wrong_type_says_what_was_expected_and_found() {
+    let text = edited("workers = 2", "workers = \"two\"");
+    let line = line_of(&text, "workers");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: dataplane.workers: expected a positive integer, found string \"two\"")
+    );
+}
+
+#[test]
+fn table_where_a_value_belongs_is_a_wrong_type() {
+    let text = edited("token = \"secret\"", "token = { value = \"secret\" }");
+    let line = line_of(&text, "token");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: admin.token: expected a non-empty string, found table")
+    );
+}
+
+#[test]
+fn missing_key_points_at_its_table() {
+    let text = edited("origin = \"http://198.19.0.2:80\"\n", "");
+    let line = line_of(&text, "[cache]");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: cache.origin: missing key")
+    );
+}
+
+#[test]
+fn missing_table_is_named() {
+    let text = minimal();
+    let start = text.find("[cache]").unwrap_or(0);
+    let end = text.find("[admin]").unwrap_or(0);
+    let text = format!("{}{}", &text[..start], &text[end..]);
+    assert_eq!(one_line(&text), "box1.toml: cache: missing table");
+}
+
+#[test]
+fn failure_and_limits_tables_may_be_omitted_but_others_not() {
+    let lines = error_lines("");
+    assert_eq!(
+        lines,
+        [
+            "box1.toml: box: missing table",
+            "box1.toml: cluster: missing table",
+            "box1.toml: service: missing table",
+            "box1.toml: dataplane: missing table",
+            "box1.toml: checkpoint: missing table",
+            "box1.toml: cache: missing table",
+            "box1.toml: admin: missing table",
+        ]
+    );
+}
+
+#[test]
+fn bad_ip_names_the_element() {
+    let text = edited(
+        r#"ips = ["198.18.0.11"]"#,
+        r#"ips = ["198.18.0.11", "198.18.0.300"]"#,
+    );
+    let line = line_of(&text, "ips =");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: service.ips[1]: expected an IP address like 198.18.0.11, found string \"198.18.0.300\"")
+    );
+}
+
+#[test]
+fn ipv6_service_address_is_accepted() {
+    let text = edited(
+        r#"ips = ["198.18.0.11"]"#,
+        r#"ips = ["198.18.0.11", "2001:db8::11"]"#,
+    );
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.service.ips.len(), 2);
+    assert!(c.service.ips[1].is_ipv6());
+}
+
+#[test]
+fn empty_service_ip_list_is_refused() {
+    let text = edited(r#"ips = ["198.18.0.11"]"#, "ips = []");
+    let line = line_of(&text, "ips =");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: service.ips: expected at least one IP address")
+    );
+}
+
+#[test]
+fn bad_socket_addresses_are_named() {
+    let text = edited("198.19.0.12:7400", "198.19.0.12");
+    let text = text.replacen("198.19.0.11:9090", "198.19.0.11:99999", 1);
+    let member_line = line_of(&text, "\"198.19.0.12\"");
+    let admin_line = line_of(&text, "listen");
+    assert_eq!(
+        error_lines(&text),
+        [
+            format!("box1.toml:{member_line}: cluster.members[1].back_addr: expected a socket address like 198.19.0.11:7400, found string \"198.19.0.12\""),
+            format!("box1.toml:{admin_line}: admin.listen: expected a socket address like 198.19.0.11:9090, found string \"198.19.0.11:99999\""),
+        ]
+    );
+}
+
+#[test]
+fn bad_mac_is_refused() {
+    let text = edited("poll_mode", "mac = \"02:ba:70:00:00\"\npoll_mode");
+    let line = line_of(&text, "mac =");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: dataplane.mac: expected a MAC address like 02:ba:70:00:00:01, found string \"02:ba:70:00:00\"")
+    );
+}
+
+#[test]
+fn multicast_mac_cannot_be_a_source() {
+    let text = edited("poll_mode", "mac = \"01:00:5e:00:00:01\"\npoll_mode");
+    let got = one_line(&text);
+    assert!(
+        got.contains("dataplane.mac: expected a unicast MAC address"),
+        "{got}"
+    );
+}
+
+#[test]
+fn mac_parses_and_prints_back() {
+    let mac: MacAddr = "02:BA:70:00:00:01"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(mac, MacAddr([2, 0xba, 0x70, 0, 0, 1]));
+    assert_eq!(mac.to_string(), "02:ba:70:00:00:01");
+    assert!("02:ba:70:00:00:01:02".parse::<MacAddr>().is_err());
+    assert!("02:ba:70:00:00:1".parse::<MacAddr>().is_err());
+    assert!("02:ba:70:00:00:+1".parse::<MacAddr>().is_err());
+}
+
+#[test]
+fn bad_origin_urls_are_refused() {
+    for (origin, want) in [
+        (
+            "https://198.19.0.2",
+            "expected an http://host[:port][/path] URL",
+        ),
+        ("198.19.0.2:80", "expected an http://host[:port][/path] URL"),
+        ("http://:80/", "has no host"),
+        ("http://198.19.0.2:0", "bad port"),
+        ("http://198.19.0.2:http", "bad port"),
+        ("http://user@198.19.0.2", "user info"),
+        ("http://198.19.0.2/?q=1", "query"),
+        ("http://[::1/", "unclosed"),
+        ("http://bad_host!/", "bad host"),
+    ] {
+        let text = edited("http://198.19.0.2:80", origin);
+        let line = line_of(&text, "origin =");
+        let got = one_line(&text);
+        assert!(
+            got.starts_with(&format!("box1.toml:{line}: cache.origin: ")) && got.contains(want),
+            "{origin}: {got}"
+        );
+    }
+}
+
+#[test]
+fn origin_accessors_split_the_url() {
+    let text = edited("http://198.19.0.2:80", "http://[2001:db8::2]:8080/objects");
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.cache.origin_host(), "2001:db8::2");
+    assert_eq!(c.cache.origin_port(), 8080);
+    assert_eq!(c.cache.origin_path(), "/objects");
+    assert_eq!(
+        c.cache.origin_socket_addr(),
+        Some(
+            "[2001:db8::2]:8080"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}"))
+        )
+    );
+
+    let text = edited("http://198.19.0.2:80", "http://origin.lab");
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.cache.origin_host(), "origin.lab");
+    assert_eq!(c.cache.origin_port(), 80);
+    assert_eq!(c.cache.origin_path(), "/");
+    assert_eq!(c.cache.origin_socket_addr(), None);
+}
+
+#[test]
+fn workers_and_cores_must_match() {
+    let text = edited("poll_mode", "cores = [0, 1, 2]\npoll_mode");
+    let line = line_of(&text, "cores =");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: dataplane.cores: expected 2 cores (one per worker, dataplane.workers = 2) or none, found 3")
+    );
+}
+
+#[test]
+fn a_core_is_pinned_once() {
+    let text = edited("poll_mode", "cores = [1, 1]\npoll_mode");
+    let got = one_line(&text);
+    assert!(
+        got.contains("dataplane.cores: core 1 is listed twice"),
+        "{got}"
+    );
+}
+
+#[test]
+fn duplicate_member_ids_are_refused() {
+    let text = edited("id = 2\n", "id = 1\n");
+    let first = line_of(&text, "198.19.0.11:7400") - 1;
+    let dup = line_of(&text, "198.19.0.12:7400") - 1;
+    assert_eq!(
+        one_line(&text),
+        format!(
+            "box1.toml:{dup}: cluster.members[1].id: duplicate member id 1 (first at line {first})"
+        )
+    );
+}
+
+#[test]
+fn own_id_must_be_a_member() {
+    let text = edited("[box]\nid = 1", "[box]\nid = 3");
+    assert_eq!(
+        one_line(&text),
+        "box1.toml:2: box.id: box 3 is not one of cluster.members (ids: 1, 2)"
+    );
+}
+
+#[test]
+fn box_id_out_of_range_is_refused() {
+    let text = edited("[box]\nid = 1", "[box]\nid = 255");
+    assert_eq!(
+        one_line(&text),
+        "box1.toml:2: box.id: expected an integer in 1..=254, found integer 255"
+    );
+}
+
+#[test]
+fn slow_bytes_above_fast_bytes_is_refused() {
+    let text = edited(
+        "mode = \"shared\"",
+        "mode = \"shared\"\nfast_bytes = 1000\nslow_bytes = 2000",
+    );
+    let line = line_of(&text, "slow_bytes");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: checkpoint.slow_bytes: expected at most checkpoint.fast_bytes (1000), found 2000")
+    );
+}
+
+#[test]
+fn short_cluster_key_is_refused_without_quoting_it() {
+    let text = edited(KEY, "0011223344556677");
+    let got = one_line(&text);
+    assert_eq!(
+        got,
+        "box1.toml:5: cluster.key: expected at least 64 hex digits (32 bytes), found 16 hex digits"
+    );
+    let text = edited(KEY, &KEY.replacen('a', "z", 1));
+    let got = one_line(&text);
+    assert!(
+        got.contains(
+            "cluster.key: expected at least 64 hex digits (32 bytes), found a non-hex character"
+        ),
+        "{got}"
+    );
+    assert!(!got.contains("00112233"), "the key leaked: {got}");
+}
+
+#[test]
+fn debug_output_never_shows_secrets() {
+    let c = parse(&minimal(), "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    let shown = format!("{c:?}");
+    assert!(!shown.contains("secret"), "token leaked: {shown}");
+    assert!(!shown.contains("[0, 17, 34"), "key bytes leaked: {shown}");
+    assert!(shown.contains("32 bytes redacted"), "{shown}");
+}
+
+#[test]
+fn syntax_error_gives_one_line_with_its_line_number() {
+    let text = edited("workers = 2", "workers = = 2");
+    let line = line_of(&text, "workers");
+    let got = one_line(&text);
+    assert!(
+        got.starts_with(&format!("box1.toml:{line}: syntax: invalid TOML")),
+        "{got}"
+    );
+}
+
+#[test]
+fn duplicate_key_is_a_syntax_error_on_its_line() {
+    let text = edited("workers = 2", "workers = 2\nworkers = 3");
+    let line = line_of(&text, "workers = 3");
+    let got = one_line(&text);
+    assert!(
+        got.starts_with(&format!("box1.toml:{line}: syntax:")),
+        "{got}"
+    );
+}
+
+#[test]
+fn three_problems_give_three_lines_in_file_order() {
+    let text = edited("id = 1\n", "id = 1\ncolour = \"red\"\n");
+    let text = text.replacen("workers = 2", "workers = \"two\"", 1);
+    let text = text.replacen("198.19.0.11:9090", "nowhere", 1);
+    let lines = error_lines(&text);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("box1.toml:3: box.colour: unknown key"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].contains("dataplane.workers: expected a positive integer"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[2].contains("admin.listen: expected a socket address"),
+        "{lines:#?}"
+    );
+    match parse(&text, "box1.toml") {
+        Err(e) => assert_eq!(e.problems.len(), 3),
+        Ok(_) => panic!("parsed"),
+    }
+}
+
+#[test]
+fn memory_bytes_takes_integers_and_units() {
+    for (given, bytes) in [
+        ("1048576", 1_048_576u64),
+        ("\"1GiB\"", 1 << 30),
+        ("\"512MiB\"", 512 << 20),
+        ("\"64 KiB\"", 64 << 10),
+        ("\"2G\"", 2_000_000_000),
+        ("\"10MB\"", 10_000_000),
+        ("\"1_000K\"", 1_000_000),
+    ] {
+        let text = edited("memory_bytes = 1048576", &format!("memory_bytes = {given}"));
+        let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{given}: {e}"));
+        assert_eq!(c.cache.memory_bytes, bytes, "{given}");
+    }
+    for bad in [
+        "0",
+        "-5",
+        "\"1 parsec\"",
+        "\"GiB\"",
+        "\"99999999999TiB\"",
+        "1.5",
+    ] {
+        let text = edited("memory_bytes = 1048576", &format!("memory_bytes = {bad}"));
+        let got = one_line(&text);
+        assert!(
+            got.contains("cache.memory_bytes: expected a positive byte count"),
+            "{bad}: {got}"
+        );
+    }
+}
+
+#[test]
+fn bad_enum_value_lists_the_choices() {
+    let text = edited("backend = \"afpacket\"", "backend = \"xdp\"");
+    let line = line_of(&text, "backend");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: dataplane.backend: expected one of \"afpacket\", \"dpdk\", found string \"xdp\"")
+    );
+}
+
+#[test]
+fn interface_name_longer_than_ifnamsiz_is_refused() {
+    let text = edited("\"front0\"", "\"a-very-long-interface0\"");
+    let got = one_line(&text);
+    assert!(
+        got.contains("dataplane.interface: expected an interface name of 1 to 15 characters"),
+        "{got}"
+    );
+}
+
+#[test]
+fn relative_segment_path_is_refused() {
+    let text = edited("/dev/shm/baton.seg", "baton.seg");
+    let got = one_line(&text);
+    assert!(
+        got.contains("checkpoint.segment_path: expected an absolute path"),
+        "{got}"
+    );
+}
+
+#[test]
+fn members_as_inline_array_are_accepted() {
+    let text = minimal();
+    let start = text.find("[[cluster.members]]").unwrap_or(0);
+    let end = text.find("[service]").unwrap_or(0);
+    let text = format!(
+        "{}members = [{{ id = 1, back_addr = \"198.19.0.11:7400\" }}]\n\n{}",
+        &text[..start],
+        &text[end..]
+    );
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(c.cluster.members.len(), 1);
+}
+
+#[test]
+fn unknown_key_in_a_member_and_in_dpdk_are_reported() {
+    let text = edited("id = 2\n", "id = 2\nweight = 3\n");
+    let text = format!("{text}\n[dataplane.dpdk]\nhugepage = true\n");
+    let lines = error_lines(&text);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0]
+            .contains("cluster.members[1].weight: unknown key (expected one of: id, back_addr)"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].contains(
+            "dataplane.dpdk.hugepage: unknown key (expected one of: eal_args, hugepages, vdevs)"
+        ),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn load_names_an_unreadable_path() {
+    let path = std::path::Path::new("/nonexistent/baton/box9.toml");
+    match load(path) {
+        Ok(_) => panic!("loaded a missing file"),
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with("/nonexistent/baton/box9.toml: file: cannot read:"),
+                "{shown}"
+            );
+            assert_eq!(shown.lines().count(), 1);
+        }
+    }
+}
+
+#[test]
+fn load_reads_a_file_and_reports_with_its_path() {
+    let dir = std::env::temp_dir().join(format!("baton-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let good = dir.join("good.toml");
+    std::fs::write(&good, minimal()).unwrap_or_else(|e| panic!("{e}"));
+    let c = load(&good).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.node.id, 1);
+
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, b"[box]\nid = \xff\n").unwrap_or_else(|e| panic!("{e}"));
+    let shown = load(&bad).err().map(|e| e.to_string()).unwrap_or_default();
+    assert_eq!(
+        shown,
+        format!(
+            "{}:2: file: not UTF-8 text (TOML files are UTF-8, TOML 1.0 §Spec)",
+            bad.display()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
