@@ -13,8 +13,9 @@
 //! [`port`].
 #![deny(missing_docs)]
 
-pub mod stats;
 #[allow(missing_docs)]
+pub mod port;
+pub mod stats;
 pub mod tcp;
 pub mod timer;
 pub mod wire;

@@ -1,0 +1,164 @@
+//! Ports: the ways a worker moves bursts of Ethernet frames in and out.
+//!
+//! A [`Port`] hands the worker a burst of received frames (borrowed from
+//! the port's memory, e.g. an mmap'ed ring block, valid only for the call)
+//! and sends a [`TxBatch`] of frames the worker built in its own buffers.
+//! Nothing above this module knows which backend it runs on:
+//!
+//! - [`afpacket`]: Linux AF_PACKET, TPACKET_V3 mmap RX ring, `sendmmsg` TX,
+//!   workers sharing one interface through `PACKET_FANOUT_CBPF`.
+//! - [`memory`]: an in-memory pair of ports, for tests.
+//!
+//! [`fanout`] holds the flow-to-worker rule ([`worker_for`]) and the
+//! classic BPF program that makes the kernel apply the same rule.
+//!
+//! # Example: a worker's receive/send step
+//!
+//! ```
+//! use baton_dataplane::port::{memory::MemoryPort, Port, TxBatch};
+//! use baton_dataplane::wire::ethernet::MacAddr;
+//!
+//! let (mut wire, mut port) = MemoryPort::pair(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+//! let mut tx = TxBatch::new();
+//! tx.push(&[0xab; 60]);
+//! wire.tx_burst(&mut tx).unwrap();
+//! let mut seen = 0;
+//! port.rx_burst(32, |frame, meta| {
+//!     assert_eq!(frame.len(), 60);
+//!     assert!(!meta.checksum_trusted);
+//!     seen += 1;
+//! }).unwrap();
+//! assert_eq!(seen, 1);
+//! ```
+
+pub mod afpacket;
+pub mod fanout;
+pub mod memory;
+
+pub use fanout::{worker_for, worker_for_remote};
+
+use crate::wire::ethernet::MacAddr;
+use std::os::fd::RawFd;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Largest frame a TX buffer holds: Ethernet header + 1500-byte MTU, with
+/// room to spare for a VLAN tag we never add today.
+pub const MAX_FRAME: usize = 1536;
+
+/// What the port knows about a received frame besides its bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RxMeta {
+    /// The kernel verified the L4 checksum, or the frame came from a local
+    /// sender that left it to offload (a veth peer: `TP_STATUS_CSUMNOTREADY`),
+    /// so the bytes in the checksum field must not be checked.
+    pub checksum_trusted: bool,
+}
+
+/// Errors of a port.
+#[derive(Debug, Error)]
+pub enum PortError {
+    /// A system call failed.
+    #[error("{call}: {source}")]
+    Os {
+        /// The call that failed.
+        call: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The interface does not exist.
+    #[error("no such interface: {0}")]
+    NoInterface(String),
+    /// The other end of an in-memory port is gone.
+    #[error("port disconnected")]
+    Disconnected,
+}
+
+impl PortError {
+    pub(crate) fn last_os(call: &'static str) -> PortError {
+        PortError::Os {
+            call,
+            source: std::io::Error::last_os_error(),
+        }
+    }
+}
+
+/// A batch of frames to send, built in reusable buffers owned by the
+/// worker: after the first bursts no TX allocates.
+#[derive(Debug, Default)]
+pub struct TxBatch {
+    bufs: Vec<Box<[u8; MAX_FRAME]>>,
+    lens: Vec<usize>,
+}
+
+impl TxBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of frames queued.
+    pub fn len(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// True when no frame is queued.
+    pub fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+
+    /// A zeroed-or-stale buffer of [`MAX_FRAME`] bytes for the next frame;
+    /// the frame is queued only by [`TxBatch::commit`].
+    pub fn next_buf(&mut self) -> &mut [u8] {
+        let i = self.lens.len();
+        if i == self.bufs.len() {
+            self.bufs.push(Box::new([0u8; MAX_FRAME]));
+        }
+        &mut self.bufs[i][..]
+    }
+
+    /// Queues the frame written into the last [`TxBatch::next_buf`]
+    /// (its first `len` bytes).
+    pub fn commit(&mut self, len: usize) {
+        self.lens.push(len.min(MAX_FRAME));
+    }
+
+    /// Copies `frame` into the batch (tests and rare control frames).
+    pub fn push(&mut self, frame: &[u8]) {
+        let n = frame.len().min(MAX_FRAME);
+        self.next_buf()[..n].copy_from_slice(&frame[..n]);
+        self.commit(n);
+    }
+
+    /// The queued frames in order.
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs.iter().zip(&self.lens).map(|(b, &l)| &b[..l])
+    }
+
+    /// Forgets the queued frames, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.lens.clear();
+    }
+}
+
+/// A way to receive and send bursts of Ethernet frames.
+pub trait Port: Send {
+    /// The MAC address frames are sent from.
+    fn mac(&self) -> MacAddr;
+
+    /// Calls `f` for up to `max` received frames (borrowed until `f`
+    /// returns); returns how many. Never blocks.
+    fn rx_burst<F: FnMut(&[u8], RxMeta)>(&mut self, max: usize, f: F) -> Result<usize, PortError>;
+
+    /// Sends every frame of `batch` and clears it; returns how many frames
+    /// the port accepted (the rest were dropped: TCP will retransmit).
+    fn tx_burst(&mut self, batch: &mut TxBatch) -> Result<usize, PortError>;
+
+    /// Blocks until a frame may be ready or `timeout` passes (`None`: no
+    /// timeout). Spurious wake-ups are allowed.
+    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), PortError>;
+
+    /// The file descriptor a poll(2) loop can wait on, if the backend has one.
+    fn raw_fd(&self) -> Option<RawFd>;
+}

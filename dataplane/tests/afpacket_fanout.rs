@@ -1,0 +1,136 @@
+//! The kernel runs our fanout program: frames of a flow reach the socket
+//! `worker_for` names. Needs root (namespaces); fails loudly otherwise.
+
+mod common;
+
+use baton_dataplane::port::afpacket::{AfPacketConfig, AfPacketPort};
+use baton_dataplane::port::{worker_for_remote, Port, TxBatch};
+use baton_dataplane::tcp::{Flags, OutSegment, SeqNum};
+use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
+use baton_dataplane::wire::{arp, ipv4, tcp};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+
+fn syn_frame(src_mac: MacAddr, dst_mac: MacAddr, sport: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 200];
+    let seg = OutSegment {
+        src_port: sport,
+        dst_port: 80,
+        seq: SeqNum(1000),
+        flags: Flags {
+            syn: true,
+            ..Flags::default()
+        },
+        window: 1000,
+        ..OutSegment::default()
+    };
+    let e = ethernet::emit(
+        &mut b,
+        &EthernetHeader {
+            dst: dst_mac,
+            src: src_mac,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        },
+    )
+    .unwrap();
+    let t = tcp::emit(
+        &mut b[e + 20..],
+        IpAddr::V4(CLIENT),
+        IpAddr::V4(SERVICE),
+        &seg,
+    )
+    .unwrap();
+    ipv4::emit(&mut b[e..], CLIENT, SERVICE, ipv4::PROTO_TCP, 1, t).unwrap();
+    b.truncate(e + 20 + t);
+    b
+}
+
+#[test]
+fn kernel_fanout_delivers_each_flow_to_the_worker_rust_computes() {
+    let lab = common::Lab::new("fo");
+    const N: usize = 3;
+    let client_ns = format!("/var/run/netns/{}", lab.client.name);
+    let box_ns = lab.boxns.name.clone();
+    let boxns = common::Netns { name: box_ns };
+    let result = boxns.run(move || {
+        let mut workers =
+            AfPacketPort::open_group(&AfPacketConfig::new("front0"), N).expect("open fanout group");
+        let box_mac = workers[0].mac();
+        // Open the sender in the client namespace from this same thread.
+        let f = std::fs::File::open(&client_ns).unwrap();
+        use std::os::fd::AsRawFd;
+        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let mut sender =
+            AfPacketPort::open(&AfPacketConfig::new("eth0")).expect("open client port");
+        let mut tx = TxBatch::new();
+        let ports: Vec<u16> = (0..60).map(|i| 40000 + i * 7).collect();
+        for &p in &ports {
+            tx.push(&syn_frame(sender.mac(), box_mac, p));
+        }
+        // A broadcast ARP request: not TCP, so worker 0.
+        let mut a = vec![0u8; 42];
+        ethernet::emit(
+            &mut a,
+            &EthernetHeader {
+                dst: ethernet::BROADCAST,
+                src: sender.mac(),
+                ethertype: ethernet::ETHERTYPE_ARP,
+            },
+        )
+        .unwrap();
+        arp::emit(
+            &mut a[14..],
+            &arp::ArpPacket {
+                op: arp::OP_REQUEST,
+                sender_mac: sender.mac(),
+                sender_ip: CLIENT,
+                target_mac: MacAddr::default(),
+                target_ip: SERVICE,
+            },
+        )
+        .unwrap();
+        tx.push(&a);
+        assert_eq!(sender.tx_burst(&mut tx).unwrap(), ports.len() + 1);
+
+        let mut seen: Vec<(usize, Option<u16>, bool)> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while seen.len() < ports.len() + 1 && Instant::now() < deadline {
+            for (w, port) in workers.iter_mut().enumerate() {
+                port.wait(Some(Duration::from_millis(5))).unwrap();
+                port.rx_burst(64, |frame, meta| {
+                    let (eh, rest) = ethernet::parse(frame).unwrap();
+                    if eh.ethertype == ethernet::ETHERTYPE_ARP {
+                        seen.push((w, None, meta.checksum_trusted));
+                    } else if let Ok((ih, l4)) = ipv4::parse(rest) {
+                        if ih.protocol == ipv4::PROTO_TCP && l4.len() >= 2 {
+                            seen.push((
+                                w,
+                                Some(u16::from_be_bytes([l4[0], l4[1]])),
+                                meta.checksum_trusted,
+                            ));
+                        }
+                    }
+                })
+                .unwrap();
+            }
+        }
+        seen
+    });
+    assert_eq!(
+        result.len(),
+        61,
+        "every frame arrives exactly once: {result:?}"
+    );
+    for (w, sport, _) in &result {
+        let want = match sport {
+            Some(p) => worker_for_remote(IpAddr::V4(CLIENT), *p, N),
+            None => 0,
+        };
+        assert_eq!(*w, want, "frame from port {sport:?}");
+    }
+    let used: std::collections::BTreeSet<usize> = result.iter().map(|r| r.0).collect();
+    assert_eq!(used.len(), N, "flows spread over every worker");
+}
