@@ -1,12 +1,228 @@
-//! The lab: network namespaces joined by bridges that stand in for a cluster.
+//! The lab: network namespaces joined by bridges that stand in for a
+//! cluster on one machine, as `/work/shared/design/LAB.md` specifies.
+//!
+//! Where to start reading:
+//! - [`names`]: how a prefix becomes namespaces, devices, files and the
+//!   198.18.0.0/15 addresses of the topology table;
+//! - [`cluster`]: `up`, `down`, `kill`, `start`, `exec` — the topology and
+//!   the processes in it;
+//! - [`impair`] and [`delay_line`]: loss, rate, delay, jitter, reordering
+//!   and duplication without netem;
+//! - [`origin`]: the built-in origin web server; [`objects`]: the
+//!   deterministic objects it serves;
+//! - [`boxconf`]: the configuration file each box is started with.
+//!
+//! Nothing here touches the root namespace's addresses or routes: all lab
+//! traffic stays on bridges inside the lab's own namespaces.
+use std::time::Duration;
+
 use anyhow::Result;
-use clap::Args;
+use clap::{Args, Subcommand};
+
+pub mod boxconf;
+pub mod cluster;
+pub mod delay_line;
+pub mod impair;
+pub mod names;
+pub mod objects;
+pub mod origin;
+pub mod sys;
+
+use names::{Lab, Node, MAX_BOXES};
 
 /// Arguments of `baton lab`.
 #[derive(Args, Debug)]
-pub struct LabArgs {}
+pub struct LabArgs {
+    /// Names the lab: its namespaces are PREFIX-lan, PREFIX-client,
+    /// PREFIX-origin, PREFIX-boxN; its run state is /run/baton-lab/PREFIX/.
+    #[arg(long, global = true, default_value = "baton")]
+    pub prefix: String,
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCommand {
+    /// Build the topology, generate objects, start the origin and the
+    /// boxes; returns once every box serves.
+    Up(UpArgs),
+    /// Show the boxes: pid, alive, heartbeat age, connections, checkpoints.
+    Status,
+    /// SIGKILL a box: a crash, no goodbye.
+    Kill {
+        /// boxN
+        node: String,
+    },
+    /// Start a killed box again; it rejoins as a new member.
+    Start {
+        /// boxN
+        node: String,
+        /// Seconds to wait for it to be ready.
+        #[arg(long, default_value_t = 30)]
+        ready_timeout: u64,
+    },
+    /// Run a command inside a node's namespace: client, origin, boxN or lan
+    /// (`baton lab exec client -- curl http://198.18.0.11/1M.bin`).
+    Exec {
+        /// client, origin, boxN or lan
+        node: String,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Impair what the LAN delivers to NODE (client, origin or boxN's
+    /// front port). Replaces the node's previous impairment.
+    Impair {
+        /// client, origin or boxN
+        node: String,
+        #[command(flatten)]
+        opts: impair::ImpairOpts,
+    },
+    /// Stop every process of the lab, delete its namespaces, bridges,
+    /// segment and run state. Safe to run twice.
+    Down,
+    /// Internal: the built-in origin server.
+    #[command(hide = true)]
+    ServeOrigin(origin::OriginArgs),
+    /// Internal: the userspace delay line of `impair`.
+    #[command(hide = true)]
+    DelayLine(delay_line::DelayArgs),
+}
+
+/// Arguments of `baton lab up`.
+#[derive(Args, Debug)]
+struct UpArgs {
+    /// Number of boxes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=MAX_BOXES as i64))]
+    boxes: u8,
+    /// Origin server: the built-in one, or the system's nginx.
+    #[arg(long, value_enum, default_value = "builtin")]
+    origin: cluster::OriginKind,
+    /// Dataplane backend written into the box configurations.
+    #[arg(long, value_enum, default_value = "afpacket")]
+    backend: boxconf::Backend,
+    /// Extra client addresses (198.18.0.101.., then 198.18.1.1.. on the
+    /// same LAN) for large connection counts.
+    #[arg(long, default_value_t = 0)]
+    client_addrs: u32,
+    /// Seconds to wait for every box to be ready.
+    #[arg(long, default_value_t = 30)]
+    ready_timeout: u64,
+}
+
+/// Parses a `boxN` argument.
+fn parse_box(s: &str) -> Result<u8> {
+    match Node::parse(s)? {
+        Node::Box(n) => Ok(n),
+        _ => anyhow::bail!("{s:?} is not a box: expected box1..box{MAX_BOXES}"),
+    }
+}
 
 /// Runs a `baton lab` command.
-pub fn run(_args: LabArgs) -> Result<()> {
+pub fn run(args: LabArgs) -> Result<()> {
+    let lab = Lab::new(&args.prefix)?;
+    match args.command {
+        // The hidden helpers run inside namespaces the lab made; they need
+        // no checks of their own.
+        LabCommand::ServeOrigin(a) => return origin::serve(a),
+        LabCommand::DelayLine(a) => return delay_line::run(a),
+        _ => {}
+    }
+    sys::require_root()?;
+    match args.command {
+        LabCommand::Up(a) => {
+            sys::require_tools(sys::LAB_TOOLS)?;
+            cluster::up(
+                &lab,
+                &cluster::UpPlan {
+                    boxes: a.boxes,
+                    origin: a.origin,
+                    backend: a.backend,
+                    client_addrs: a.client_addrs,
+                    ready_timeout: Duration::from_secs(a.ready_timeout),
+                },
+            )
+        }
+        LabCommand::Status => status(&lab),
+        LabCommand::Kill { node } => cluster::kill_box(&lab, parse_box(&node)?),
+        LabCommand::Start {
+            node,
+            ready_timeout,
+        } => cluster::start_box(&lab, parse_box(&node)?, Duration::from_secs(ready_timeout)),
+        LabCommand::Exec { node, cmd } => {
+            let code = cluster::exec(&lab, Node::parse(&node)?, &cmd)?;
+            std::process::exit(code)
+        }
+        LabCommand::Impair { node, opts } => {
+            sys::require_tools(sys::LAB_TOOLS)?;
+            impair::impair(&lab, Node::parse(&node)?, &opts)
+        }
+        LabCommand::Down => cluster::down(&lab),
+        LabCommand::ServeOrigin(_) | LabCommand::DelayLine(_) => Ok(()),
+    }
+}
+
+/// `lab status`: one line per box, from its pid file and the segment.
+fn status(lab: &Lab) -> Result<()> {
+    let state = cluster::LabState::load(lab)?;
+    let origin_pid = sys::read_pid(&lab.file("origin.pid"));
+    let origin_alive =
+        origin_pid.is_some_and(|p| sys::pid_alive(p) && sys::pid_in_ns(p, &lab.ns(Node::Origin)));
+    println!(
+        "lab {}: {} boxes, origin {} ({})",
+        lab.prefix(),
+        state.boxes,
+        state.origin,
+        match (origin_pid, origin_alive) {
+            (Some(p), true) => format!("pid {p}, alive"),
+            (Some(p), false) => format!("pid {p}, dead"),
+            (None, _) => "not started".into(),
+        }
+    );
+    println!(
+        "{:<6} {:>8} {:<6} {:>10} {:<9} {:>11} {:>11}",
+        "box", "pid", "alive", "heartbeat", "state", "connections", "checkpoints"
+    );
+    for n in 1..=state.boxes {
+        let pid = sys::read_pid(&lab.file(&format!("box{n}.pid")));
+        let alive = cluster::box_pid(lab, n).is_some();
+        // The segment may not exist yet (a box that never started) or be
+        // unreadable; status still shows what the pid files know.
+        let summary = crate::status::box_summaries(&lab.file(&format!("box{n}.toml")))
+            .ok()
+            .and_then(|all| all.into_iter().find(|s| s.id == u16::from(n)));
+        let (hb, st, conns, cps) = match &summary {
+            Some(s) => (
+                s.heartbeat_age_ms
+                    .map_or("-".to_string(), |ms| format!("{ms} ms")),
+                s.state.clone(),
+                s.connections.to_string(),
+                s.checkpoints.to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{:<6} {:>8} {:<6} {:>10} {:<9} {:>11} {:>11}",
+            format!("box{n}"),
+            pid.map_or("-".to_string(), |p| p.to_string()),
+            if alive { "yes" } else { "no" },
+            hb,
+            st,
+            conns,
+            cps
+        );
+    }
+    for node in ["client", "origin"]
+        .into_iter()
+        .map(String::from)
+        .chain((1..=state.boxes).map(|n| format!("box{n}")))
+    {
+        if let Some(pid) = sys::read_pid(&lab.file(&format!("delay-{node}.pid"))) {
+            println!("{node} is impaired through a delay line (pid {pid})");
+        }
+        if lab.file(&format!("impair-{node}.nft")).exists() {
+            println!("{node} has a loss rule");
+        }
+    }
     Ok(())
 }

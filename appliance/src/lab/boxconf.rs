@@ -1,0 +1,112 @@
+//! Writes each box's configuration file (`/run/baton-lab/P/boxN.toml`) in
+//! the schema that `baton-config` parses.
+use std::fmt::Write as _;
+
+use super::names::{box_back_addr, box_mac, box_service_addr, Lab, ORIGIN_ADDR};
+
+/// What every box of one lab shares.
+#[derive(Debug, Clone)]
+pub struct ClusterSecrets {
+    /// Cluster key, 64 hex digits, authenticates heartbeats and replication.
+    pub key: String,
+    /// Admin API token.
+    pub token: String,
+}
+
+/// The dataplane backend named on `lab up --backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// TPACKET_V3 rings on `front0`; works on any Linux interface.
+    Afpacket,
+    /// DPDK (needs the `dpdk` cargo feature).
+    Dpdk,
+}
+
+impl Backend {
+    fn as_str(self) -> &'static str {
+        match self {
+            Backend::Afpacket => "afpacket",
+            Backend::Dpdk => "dpdk",
+        }
+    }
+}
+
+/// The TOML text of box `id`'s configuration in a lab of `boxes` boxes.
+pub fn box_toml(
+    lab: &Lab,
+    id: u8,
+    boxes: u8,
+    backend: Backend,
+    secrets: &ClusterSecrets,
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Written by `baton lab up` for lab {:?}.", lab.prefix());
+    let _ = writeln!(s, "[box]\nid = {id}\nname = \"box{id}\"\n");
+    let _ = writeln!(s, "[cluster]\nkey = \"{}\"\n", secrets.key);
+    for m in 1..=boxes {
+        let _ = writeln!(
+            s,
+            "[[cluster.members]]\nid = {m}\nback_addr = \"{}:7400\"\n",
+            box_back_addr(m)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "[service]\nips = [\"{}\"]\nport = 80\n",
+        box_service_addr(id)
+    );
+    let _ = writeln!(
+        s,
+        "[dataplane]\nbackend = \"{}\"\ninterface = \"front0\"\nworkers = 1\ncores = []\npoll_mode = \"adaptive\"\nmac = \"{}\"\n",
+        backend.as_str(),
+        box_mac(id)
+    );
+    let _ = writeln!(
+        s,
+        "[checkpoint]\nsegment_path = \"{}\"\nslots = 20000\nmode = \"shared\"\n",
+        lab.segment_path().display()
+    );
+    let _ = writeln!(s, "[failure]\nheartbeat_interval_ms = 30\nmissed = 3\n");
+    let _ = writeln!(
+        s,
+        "[cache]\norigin = \"http://{ORIGIN_ADDR}:80\"\nmemory_bytes = \"512MiB\"\n"
+    );
+    let _ = writeln!(
+        s,
+        "[admin]\nlisten = \"{}:9090\"\ntoken = \"{}\"",
+        box_back_addr(id),
+        secrets.token
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_config_names_its_own_addresses_and_every_member() {
+        let lab = Lab::new("bt").unwrap();
+        let secrets = ClusterSecrets {
+            key: "k".repeat(64),
+            token: "t".repeat(32),
+        };
+        let text = box_toml(&lab, 2, 3, Backend::Afpacket, &secrets);
+        let v: toml::Value = toml::from_str(&text).expect("valid TOML");
+        assert_eq!(v["box"]["id"].as_integer(), Some(2));
+        assert_eq!(v["box"]["name"].as_str(), Some("box2"));
+        let members = v["cluster"]["members"].as_array().unwrap();
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[2]["back_addr"].as_str(), Some("198.19.0.13:7400"));
+        assert_eq!(v["service"]["ips"][0].as_str(), Some("198.18.0.12"));
+        assert_eq!(v["dataplane"]["mac"].as_str(), Some("02:ba:70:00:00:02"));
+        assert_eq!(v["dataplane"]["backend"].as_str(), Some("afpacket"));
+        assert_eq!(
+            v["checkpoint"]["segment_path"].as_str(),
+            Some("/dev/shm/baton-lab-bt.seg")
+        );
+        assert_eq!(v["cache"]["origin"].as_str(), Some("http://198.19.0.2:80"));
+        assert_eq!(v["admin"]["listen"].as_str(), Some("198.19.0.12:9090"));
+        assert_eq!(v["cluster"]["key"].as_str().unwrap().len(), 64);
+    }
+}

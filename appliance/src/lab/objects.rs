@@ -1,0 +1,183 @@
+//! The lab's objects: deterministic pseudo-random files the origin serves,
+//! and their sha256 list in `sha256sum` format, so a test can check a
+//! download byte for byte.
+//!
+//! Bytes come from splitmix64 seeded by the object's name: every lab, on
+//! every machine, serves the same `50M.bin`. Generated objects are kept in
+//! [`CACHE_DIR`] and hard-linked (or copied) into a new lab, which keeps
+//! `lab up` fast.
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+/// The objects LAB.md promises, with their sizes.
+pub const OBJECTS: &[(&str, u64)] = &[
+    ("1K.bin", 1024),
+    ("1M.bin", 1 << 20),
+    ("50M.bin", 50 << 20),
+    ("100M.bin", 100 << 20),
+];
+
+/// Where generated objects are kept between labs.
+pub const CACHE_DIR: &str = "/var/cache/baton-lab/objects";
+
+/// Bumped whenever the generator changes, so a stale cache is not reused.
+const GENERATOR: &str = "splitmix64-v1";
+
+const CHUNK: usize = 1 << 20;
+
+/// splitmix64 (Steele, Lea, Flood 2014): fast and good enough to make bytes
+/// that do not compress and that no other object shares.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn seeded_by(name: &str) -> Self {
+        // FNV-1a of the name as the seed.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in name.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        SplitMix64(h)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// Writes object `name` of `size` bytes to `path`; returns its sha256 hex.
+fn generate(name: &str, size: u64, path: &Path) -> Result<String> {
+    let file =
+        fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut out = BufWriter::with_capacity(CHUNK, file);
+    let mut rng = SplitMix64::seeded_by(name);
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        hash.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    out.flush()?;
+    Ok(hex(&hash.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sha256 list in `sha256sum` format ("HEX  NAME" per line).
+fn sha_list(sums: &[(String, &str)]) -> String {
+    sums.iter().map(|(h, n)| format!("{h}  {n}\n")).collect()
+}
+
+/// Whether the cache holds every object at its size, made by this
+/// generator.
+fn cache_is_good(cache: &Path) -> bool {
+    let stamp = fs::read_to_string(cache.join("GENERATOR")).unwrap_or_default();
+    stamp.trim() == GENERATOR
+        && cache.join("objects.sha256").is_file()
+        && OBJECTS.iter().all(|(name, size)| {
+            fs::metadata(cache.join(name))
+                .map(|m| m.len() == *size)
+                .unwrap_or(false)
+        })
+}
+
+/// Fills the cache folder with freshly generated objects.
+fn fill_cache(cache: &Path) -> Result<()> {
+    info!("generating lab objects into {}", cache.display());
+    fs::create_dir_all(cache).with_context(|| format!("cannot create {}", cache.display()))?;
+    let _ = fs::remove_file(cache.join("GENERATOR"));
+    let mut sums = Vec::new();
+    for (name, size) in OBJECTS {
+        sums.push((generate(name, *size, &cache.join(name))?, *name));
+    }
+    fs::write(cache.join("objects.sha256"), sha_list(&sums))?;
+    // The stamp goes last: a cache cut short by a crash is never reused.
+    fs::write(cache.join("GENERATOR"), GENERATOR)?;
+    Ok(())
+}
+
+/// Puts the objects into `objects_dir` and their sha256 list at `sha_file`,
+/// reusing the cache at `cache` when it is good.
+pub fn install(cache: &Path, objects_dir: &Path, sha_file: &Path) -> Result<()> {
+    if !cache_is_good(cache) {
+        fill_cache(cache)?;
+    }
+    fs::create_dir_all(objects_dir)
+        .with_context(|| format!("cannot create {}", objects_dir.display()))?;
+    for (name, _) in OBJECTS {
+        let (from, to) = (cache.join(name), objects_dir.join(name));
+        let _ = fs::remove_file(&to);
+        if fs::hard_link(&from, &to).is_err() {
+            fs::copy(&from, &to)
+                .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+        }
+    }
+    fs::copy(cache.join("objects.sha256"), sha_file)
+        .with_context(|| format!("cannot write {}", sha_file.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("baton-objects-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn same_name_gives_same_bytes_and_other_names_differ() {
+        let d = temp_dir("det");
+        let a = generate("1K.bin", 1024, &d.join("a")).unwrap();
+        let b = generate("1K.bin", 1024, &d.join("b")).unwrap();
+        let c = generate("1M.bin", 1024, &d.join("c")).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(
+            fs::read(d.join("a")).unwrap(),
+            fs::read(d.join("b")).unwrap()
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn odd_sizes_are_written_exactly_and_hash_matches_content() {
+        let d = temp_dir("odd");
+        let sum = generate("x", 1_000_003, &d.join("x")).unwrap();
+        let bytes = fs::read(d.join("x")).unwrap();
+        assert_eq!(bytes.len(), 1_000_003);
+        assert_eq!(sum, hex(&Sha256::digest(&bytes)));
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn sha_list_is_in_sha256sum_format() {
+        let line = sha_list(&[("ab".repeat(32), "1K.bin")]);
+        assert_eq!(line, format!("{}  1K.bin\n", "ab".repeat(32)));
+    }
+}
