@@ -345,7 +345,7 @@ impl Checker<'_> {
             t,
             "log_level",
             Some(DEFAULT_LOG_LEVEL.to_string()),
-            &non_empty,
+            &log_filter,
         );
         let id = id?;
         Some(NodeConfig {
@@ -876,6 +876,32 @@ fn non_empty(v: &Value) -> Result<String, String> {
         return Err(format!("expected a non-empty string, found string {:?}", s));
     }
     Ok(s.to_string())
+}
+
+/// A tracing `EnvFilter` directive list (`info`, `warn,baton=debug`). Only
+/// the level after `target=` is checked: a bare word is a valid target, and
+/// span/field filters (`[..]`, `{..}`) are left to tracing itself.
+fn log_filter(v: &Value) -> Result<String, String> {
+    const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+    let s = non_empty(v)?;
+    for directive in s.split(',').map(str::trim) {
+        if directive.contains(['[', '{']) {
+            continue;
+        }
+        if let Some((_, level)) = directive.rsplit_once('=') {
+            let known = LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level.trim()))
+                || matches!(level.trim(), "0" | "1" | "2" | "3" | "4" | "5");
+            if !known {
+                return Err(format!(
+                    "expected a log filter like \"info\" or \"warn,baton=debug\" (levels: {}), found level {:?} in {:?}",
+                    LEVELS.join(", "),
+                    quote(level),
+                    quote(&s)
+                ));
+            }
+        }
+    }
+    Ok(s)
 }
 
 /// A string parsed with `FromStr`; `what` says what it should look like.

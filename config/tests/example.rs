@@ -39,3 +39,81 @@ fn example_round_trips_through_to_toml() {
     let again = parse(&text, "generated.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(again, c);
 }
+
+/// `(table header, key)` of every `key = value` line of a TOML text.
+fn keys_by_table(text: &str) -> Vec<(String, String)> {
+    let mut table = String::new();
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            table = line.to_string();
+        } else if let Some((key, _)) = line.split_once('=') {
+            if !line.starts_with('#') {
+                out.push((table.clone(), key.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn example_documents_every_key_with_a_comment() {
+    let c = parse(EXAMPLE, "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    // to_toml writes every key the format has (all optional ones are set
+    // in the example), so its key list is the schema's.
+    let all = keys_by_table(&c.to_toml());
+    assert!(all.len() >= 45, "only {} keys written", all.len());
+    let lines: Vec<&str> = EXAMPLE.lines().map(str::trim).collect();
+    for (table, key) in all {
+        let header = lines
+            .iter()
+            .position(|l| *l == table)
+            .unwrap_or_else(|| panic!("{table} missing from the example"));
+        let at = lines[header..]
+            .iter()
+            .position(|l| l.starts_with(&format!("{key} =")))
+            .map(|i| header + i)
+            .unwrap_or_else(|| panic!("{table} {key} missing from the example"));
+        // Either the key has its own comment right above it, or the
+        // comment block above its table header explains it as `key:`.
+        let own = lines[at - 1].starts_with('#');
+        let in_block = lines[..header]
+            .iter()
+            .rev()
+            .take_while(|l| l.starts_with('#'))
+            .any(|l| l.contains(&format!("{key}:")));
+        assert!(
+            own || in_block,
+            "{table} {key} has no comment in the example"
+        );
+    }
+}
+
+fn hand_built() -> Config {
+    let mut c = parse(EXAMPLE, "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    c.node.name = "böx \"one\"\t#1".to_string();
+    c.admin.token = "to'ken\"with\\quotes".to_string();
+    c.dataplane.mac = None;
+    c.dataplane.dpdk = None;
+    c.dataplane.cores = Vec::new();
+    c.cache.disk_dir = None;
+    c.cache.origin = "http://[2001:db8::2]:8080/objects".to_string();
+    c.service
+        .ips
+        .push("2001:db8::11".parse().unwrap_or_else(|e| panic!("{e}")));
+    c.checkpoint.mode = SegmentMode::Replicated;
+    c.dataplane.backend = Backend::Dpdk;
+    c.dataplane.poll_mode = PollMode::Busy;
+    c
+}
+
+#[test]
+fn hand_built_config_with_tricky_strings_round_trips() {
+    let c = hand_built();
+    let text = c.to_toml();
+    let again = parse(&text, "generated.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(again, c);
+    assert!(!text.contains("mac ="), "{text}");
+    assert!(!text.contains("disk_dir"), "{text}");
+    assert!(!text.contains("[dataplane.dpdk]"), "{text}");
+}

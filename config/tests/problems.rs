@@ -591,3 +591,21 @@ fn load_reads_a_file_and_reports_with_its_path() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn log_level_with_an_unknown_level_is_refused() {
+    let text = edited(
+        "[box]\nid = 1",
+        "[box]\nid = 1\nlog_level = \"warn,baton=verbose\"",
+    );
+    assert_eq!(
+        one_line(&text),
+        "box1.toml:3: box.log_level: expected a log filter like \"info\" or \"warn,baton=debug\" (levels: trace, debug, info, warn, error, off), found level \"verbose\" in \"warn,baton=verbose\""
+    );
+    let text = edited(
+        "[box]\nid = 1",
+        "[box]\nid = 1\nlog_level = \"warn,baton::tcp=TRACE\"",
+    );
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.node.log_level, "warn,baton::tcp=TRACE");
+}
