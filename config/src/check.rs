@@ -38,10 +38,8 @@ pub(crate) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
     let doc = match ImDocument::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
-            // toml_edit reports syntax error spans in characters, not bytes.
-            let line = e
-                .span()
-                .map(|s| 1 + text.chars().take(s.start).filter(|&c| c == '\n').count());
+            // The span is a byte range (of the offending character).
+            let line = e.span().map(|s| line_at(text, s.start));
             let message = e.message().trim().to_string();
             return Err(ConfigError::single(
                 file,
@@ -86,6 +84,14 @@ pub(crate) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
     }
 }
 
+/// 1-based line of byte offset `at` in `text` (toml_edit spans are byte
+/// ranges); an offset past the end counts as the last line.
+fn line_at(text: &str, at: usize) -> usize {
+    let bytes = text.as_bytes();
+    let upto = bytes.get(..at).unwrap_or(bytes);
+    1 + upto.iter().filter(|&&b| b == b'\n').count()
+}
+
 /// A table being read, with its dotted path and header line.
 struct Tbl<'d> {
     t: &'d dyn TableLike,
@@ -114,10 +120,7 @@ type Conv<'a, T> = &'a dyn Fn(&Value) -> Result<T, String>;
 
 impl Checker<'_> {
     fn line(&self, span: Option<Range<usize>>) -> Option<usize> {
-        let start = span?.start;
-        let bytes = self.text.as_bytes();
-        let upto = bytes.get(..start).unwrap_or(bytes);
-        Some(1 + upto.iter().filter(|&&b| b == b'\n').count())
+        Some(line_at(self.text, span?.start))
     }
 
     fn problem(&mut self, line: Option<usize>, key: String, message: impl Into<String>) {

@@ -609,3 +609,26 @@ fn log_level_with_an_unknown_level_is_refused() {
     let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.node.log_level, "warn,baton::tcp=TRACE");
 }
+
+#[test]
+fn line_numbers_count_lines_not_characters() {
+    // Multi-byte characters before the mistake must not shift its line.
+    let comment = format!("# {}\n", "é".repeat(50));
+    let text = format!(
+        "{comment}{comment}{}",
+        edited("workers = 2", "workers = \"two\"")
+    );
+    let line = line_of(&text, "workers");
+    assert!(one_line(&text).starts_with(&format!("box1.toml:{line}: dataplane.workers:")));
+
+    let text = format!(
+        "{comment}{comment}{}",
+        edited("workers = 2", "workers = = 2")
+    );
+    let line = line_of(&text, "workers");
+    let got = one_line(&text);
+    assert!(
+        got.starts_with(&format!("box1.toml:{line}: syntax:")),
+        "{got}"
+    );
+}
