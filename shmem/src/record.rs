@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use rkyv::with::{InlineAsBox, Map};
+use rkyv::with::{AsBox, InlineAsBox, MapNiche};
 use rkyv::{Archive, Serialize};
 
 /// At most this many connection records per bundle (e.g. FTP control and
@@ -171,10 +171,10 @@ pub struct AppBlock<'a> {
     #[rkyv(with = InlineAsBox)]
     pub name: &'a str,
     /// Entity tag validator (522), at most [`MAX_VALIDATOR_LEN`] bytes.
-    #[rkyv(with = Map<InlineAsBox>)]
+    #[rkyv(with = MapNiche<InlineAsBox>)]
     pub etag: Option<&'a str>,
     /// Last-Modified validator (522), at most [`MAX_VALIDATOR_LEN`] bytes.
-    #[rkyv(with = Map<InlineAsBox>)]
+    #[rkyv(with = MapNiche<InlineAsBox>)]
     pub last_modified: Option<&'a str>,
     /// First byte of the requested range (522), if any.
     pub range_start: Option<u64>,
@@ -208,11 +208,15 @@ pub struct ConnRecord<'a> {
     pub transport: Transport,
     /// Application protocol code (Fig. 5, 512; [`APP_PROTOCOL_HTTP`] = 1).
     pub app_protocol: u8,
-    /// TCP block; present for TCP records.
+    /// TCP block; present for TCP records. Stored out of line (a 4-byte
+    /// pointer when absent) so UDP records stay small.
+    #[rkyv(with = MapNiche<AsBox>)]
     pub tcp: Option<TcpBlock>,
     /// IP block.
     pub ip: IpBlock,
-    /// Application block (522); absent before the first request.
+    /// Application block (522); absent before the first request and for
+    /// the secondary members of a bundle. Stored out of line.
+    #[rkyv(with = MapNiche<AsBox>)]
     pub app: Option<AppBlock<'a>>,
 }
 
@@ -283,13 +287,13 @@ impl ArchivedConnRecord<'_> {
                 ArchivedTransport::Udp => Transport::Udp,
             },
             app_protocol: self.app_protocol,
-            tcp: self.tcp.as_ref().map(|t| t.to_native()),
+            tcp: self.tcp.as_ref().map(|t| t.get().to_native()),
             ip: IpBlock {
                 local_mac: self.ip.local_mac,
                 peer_mac: self.ip.peer_mac,
                 ttl: self.ip.ttl,
             },
-            app: self.app.as_ref().map(|a| a.view()),
+            app: self.app.as_ref().map(|a| a.get().view()),
         }
     }
 }
@@ -333,9 +337,10 @@ pub(crate) fn check_bundle(b: &ArchivedBundle<'_>, region: u16) -> Result<(), &'
             if app.name.len() > MAX_NAME_LEN {
                 return Err("object name too long");
             }
-            let long = |v: &rkyv::option::ArchivedOption<rkyv::boxed::ArchivedBox<str>>| {
-                v.as_ref().is_some_and(|s| s.len() > MAX_VALIDATOR_LEN)
-            };
+            let long = |v: &rkyv::niche::niched_option::NichedOption<
+                rkyv::boxed::ArchivedBox<str>,
+                rkyv::niche::niching::DefaultNiche,
+            >| { v.as_ref().is_some_and(|s| s.len() > MAX_VALIDATOR_LEN) };
             if long(&app.etag) || long(&app.last_modified) {
                 return Err("validator too long");
             }

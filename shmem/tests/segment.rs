@@ -1,0 +1,253 @@
+//! The segment file: create, attach, refuse foreign or corrupt layouts, and
+//! the box table's heartbeats, states, epochs and identity.
+
+mod common;
+
+use std::net::IpAddr;
+use std::os::unix::fs::FileExt;
+
+use baton_shmem::segment::HEADER_SIZE;
+use baton_shmem::{BoxState, BoxTableError, Layout, Segment, SegmentError, SLOT_SIZE};
+use common::{http_record, TempSeg};
+
+const SMALL: Layout = Layout {
+    regions: 3,
+    slots_per_region: 64,
+};
+
+#[test]
+fn three_hundred_thousand_slots_fit_in_256_mib() {
+    let l = Layout {
+        regions: 1,
+        slots_per_region: 300_000,
+    };
+    let mib = l.region_stride() as f64 / (1024.0 * 1024.0);
+    assert!(mib < 256.0, "a 300,000-slot region takes {mib:.1} MiB");
+    assert_eq!(SLOT_SIZE, 768);
+}
+
+#[test]
+fn create_then_attach_sees_the_same_records_and_layout() {
+    let t = TempSeg::new("attach");
+    let a = Segment::open_or_create(t.path(), SMALL).unwrap();
+    let r1 = a.region(1).unwrap();
+    let mut w = r1.writer();
+    w.write(
+        baton_shmem::SlotId(5),
+        &[http_record(1, 40000, "/1M.bin", None)],
+    )
+    .unwrap();
+
+    let b = Segment::open_or_create(t.path(), SMALL).unwrap();
+    assert_eq!(b.layout(), SMALL);
+    let c = Segment::open_existing(t.path()).unwrap();
+    assert_eq!(c.layout(), SMALL);
+    let got: Vec<_> = c.region(1).unwrap().records().collect();
+    assert_eq!(got.len(), 1);
+    let v = got[0].as_ref().unwrap();
+    assert_eq!(v.slot().0, 5);
+    assert_eq!(v.bundle().records[0].view().app.unwrap().name, "/1M.bin");
+}
+
+#[test]
+fn open_with_another_layout_is_a_layout_mismatch() {
+    let t = TempSeg::new("mismatch");
+    Segment::open_or_create(t.path(), SMALL).unwrap();
+    let other = Layout {
+        regions: 3,
+        slots_per_region: 65,
+    };
+    match Segment::open_or_create(t.path(), other) {
+        Err(SegmentError::LayoutMismatch {
+            found, requested, ..
+        }) => {
+            assert_eq!(found, SMALL);
+            assert_eq!(requested, other);
+        }
+        r => panic!("expected LayoutMismatch, got {r:?}"),
+    }
+    let msg = Segment::open_or_create(t.path(), other)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("config asks for"), "{msg}");
+}
+
+#[test]
+fn a_file_that_is_not_a_segment_is_refused_with_bad_magic() {
+    let t = TempSeg::new("magic");
+    std::fs::write(t.path(), vec![0x41u8; 8192]).unwrap();
+    assert!(matches!(
+        Segment::open_or_create(t.path(), SMALL),
+        Err(SegmentError::BadMagic { .. })
+    ));
+    assert!(matches!(
+        Segment::open_existing(t.path()),
+        Err(SegmentError::BadMagic { .. })
+    ));
+}
+
+#[test]
+fn a_segment_of_another_version_is_refused() {
+    let t = TempSeg::new("version");
+    drop(Segment::open_or_create(t.path(), SMALL).unwrap());
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.path())
+        .unwrap();
+    f.write_at(&2u32.to_le_bytes(), 8).unwrap();
+    match Segment::open_existing(t.path()) {
+        Err(SegmentError::VersionMismatch { found: 2, .. }) => {}
+        r => panic!("expected VersionMismatch, got {r:?}"),
+    }
+}
+
+#[test]
+fn a_truncated_segment_is_refused() {
+    let t = TempSeg::new("trunc");
+    drop(Segment::open_or_create(t.path(), SMALL).unwrap());
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.path())
+        .unwrap();
+    f.set_len(HEADER_SIZE as u64 + 1000).unwrap();
+    assert!(matches!(
+        Segment::open_existing(t.path()),
+        Err(SegmentError::Truncated { .. })
+    ));
+}
+
+#[test]
+fn a_zeroed_preexisting_file_is_initialized_in_place() {
+    // A fresh ivshmem BAR or a hugetlbfs file made by a setup script.
+    let t = TempSeg::new("zeroed");
+    std::fs::write(t.path(), vec![0u8; SMALL.segment_len()]).unwrap();
+    let s = Segment::open_or_create(t.path(), SMALL).unwrap();
+    assert_eq!(s.layout(), SMALL);
+    assert_eq!(Segment::open_existing(t.path()).unwrap().layout(), SMALL);
+}
+
+#[test]
+fn a_region_beyond_the_segment_is_an_error() {
+    let t = TempSeg::new("noregion");
+    let s = Segment::open_or_create(t.path(), SMALL).unwrap();
+    assert!(matches!(
+        s.region(3),
+        Err(SegmentError::NoSuchRegion { id: 3, regions: 3 })
+    ));
+    assert!(matches!(s.box_info(7), Err(BoxTableError::NoSuchBox(7))));
+}
+
+#[test]
+fn heartbeat_bumps_the_counter_and_time_seen_by_every_reader() {
+    let t = TempSeg::new("hb");
+    let s = Segment::open_or_create(t.path(), SMALL).unwrap();
+    let other = Segment::open_existing(t.path()).unwrap();
+    let me = s.region(2).unwrap();
+    assert_eq!(other.box_info(2).unwrap().state, BoxState::Unused);
+    me.heartbeat(1_000);
+    me.heartbeat(1_250);
+    let info = other.box_info(2).unwrap();
+    assert_eq!(info.heartbeat, 2);
+    assert_eq!(info.heartbeat_ms, 1_250);
+    // Other regions are untouched.
+    assert_eq!(other.box_info(1).unwrap().heartbeat, 0);
+}
+
+#[test]
+fn a_restarted_box_gets_a_new_epoch_and_is_marked_rejoined() {
+    let t = TempSeg::new("epoch");
+    let s = Segment::open_or_create(t.path(), SMALL).unwrap();
+    let r = s.region(0).unwrap();
+    assert_eq!(r.begin_epoch(), 1);
+    assert_eq!(s.box_info(0).unwrap().state, BoxState::Alive);
+    r.set_state(BoxState::Dead);
+    assert_eq!(s.box_info(0).unwrap().state, BoxState::Dead);
+    assert_eq!(r.begin_epoch(), 2);
+    let info = s.box_info(0).unwrap();
+    assert_eq!((info.epoch, info.state), (2, BoxState::Rejoined));
+    r.set_state(BoxState::Draining);
+    assert_eq!(s.box_info(0).unwrap().state, BoxState::Draining);
+}
+
+#[test]
+fn mac_service_ips_and_counters_round_trip() {
+    let t = TempSeg::new("ident");
+    let s = Segment::open_or_create(t.path(), SMALL).unwrap();
+    let r = s.region(1).unwrap();
+    let ips: Vec<IpAddr> = vec![
+        "198.18.0.11".parse().unwrap(),
+        "2001:2::11".parse().unwrap(),
+        "198.18.0.111".parse().unwrap(),
+    ];
+    let mac = [0x02, 0xba, 0x70, 0, 0, 0x0b];
+    r.set_identity(mac, &ips).unwrap();
+    r.add_connections(5);
+    r.add_connections(-2);
+    r.add_checkpoints(40);
+    let info = s.box_info(1).unwrap();
+    assert_eq!(info.mac, mac);
+    assert_eq!(info.service_ips, ips);
+    assert_eq!(info.connections, 3);
+    assert_eq!(info.checkpoints, 40);
+    let five = vec![ips[0]; 5];
+    assert_eq!(
+        r.set_identity(mac, &five),
+        Err(BoxTableError::TooManyIps(5))
+    );
+}
+
+fn region_offset(l: Layout, id: u16) -> u64 {
+    (HEADER_SIZE + id as usize * l.region_stride()) as u64
+}
+
+#[test]
+fn a_corrupt_state_word_is_reported_not_misread() {
+    let t = TempSeg::new("badstate");
+    let s = Segment::open_or_create(t.path(), SMALL).unwrap();
+    s.region(1).unwrap().begin_epoch();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.path())
+        .unwrap();
+    f.write_at(&99u32.to_le_bytes(), region_offset(SMALL, 1) + 16)
+        .unwrap();
+    assert_eq!(
+        s.box_info(1),
+        Err(BoxTableError::BadState { id: 1, code: 99 })
+    );
+    f.write_at(&0xffu64.to_le_bytes(), region_offset(SMALL, 2) + 56)
+        .unwrap();
+    assert!(matches!(
+        s.box_info(2),
+        Err(BoxTableError::BadIps { id: 2, .. })
+    ));
+}
+
+mod header_fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Random bytes over the header never panic and never yield a
+        /// layout other than the one written: either the original is read
+        /// back or a typed error says why not.
+        #[test]
+        fn random_header_bytes_give_the_original_layout_or_an_error(
+            at in 0usize..48, bytes in proptest::collection::vec(any::<u8>(), 1..16)
+        ) {
+            let t = TempSeg::new("hdrfuzz");
+            drop(Segment::open_or_create(t.path(), SMALL).unwrap());
+            let f = std::fs::OpenOptions::new().write(true).open(t.path()).unwrap();
+            f.write_at(&bytes, at as u64).unwrap();
+            match Segment::open_existing(t.path()) {
+                Ok(s) => prop_assert_eq!(s.layout(), SMALL),
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+            match Segment::open_or_create(t.path(), SMALL) {
+                Ok(s) => prop_assert_eq!(s.layout(), SMALL),
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
+}
