@@ -77,7 +77,14 @@ fn main() -> ExitCode {
 
 /// `baton check-config FILE`: OK on stdout, or every problem on stderr.
 fn check_config(file: &std::path::Path) -> ExitCode {
-    // Wired to baton_config::load once the config crate lands.
-    eprintln!("{}: configuration parser not built yet", file.display());
-    ExitCode::FAILURE
+    match baton_config::load(file) {
+        Ok(_) => {
+            println!("OK");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,8 +1,21 @@
-//! `baton run`: one appliance box.
-use std::path::PathBuf;
+//! `baton run`: one appliance box. This is the control core's thread of the
+//! box: it maps the checkpoint segment, announces the box in the box table
+//! (new epoch, state, MAC, service IPs), heartbeats at the configured
+//! interval, watches the other boxes' heartbeats, and runs until SIGTERM or
+//! SIGINT. The dataplane workers run on their own pinned threads.
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{anyhow, Context, Result};
+use baton_config::Config;
+use baton_shmem::{BoxState, Layout, Region, Segment};
 use clap::Args;
+use tracing::{info, warn};
+
+use crate::logging;
 
 /// Arguments of `baton run`.
 #[derive(Args, Debug)]
@@ -15,7 +28,232 @@ pub struct RunArgs {
     pub ready_file: Option<PathBuf>,
 }
 
-/// Runs a box until it is killed.
-pub fn run(_args: RunArgs) -> Result<()> {
+/// Unix time in milliseconds: the clock of heartbeats and checkpoints, shared
+/// by every box of the cluster.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The segment layout a config implies: one region per member id (ids
+/// index regions directly, so region 0 is unused when ids start at 1).
+pub fn layout_of(config: &Config) -> Layout {
+    let top = config.cluster.members.iter().map(|m| m.id).max().unwrap_or(config.node.id);
+    Layout {
+        regions: top.max(config.node.id) + 1,
+        slots_per_region: config.checkpoint.slots,
+    }
+}
+
+/// Maps the segment named in `config`.
+pub fn open_segment(config: &Config) -> Result<Segment> {
+    let path = &config.checkpoint.segment_path;
+    Segment::open_or_create(path, layout_of(config))
+        .with_context(|| format!("checkpoint segment {}", path.display()))
+}
+
+/// Runs a box until SIGTERM or SIGINT.
+pub fn run(args: RunArgs) -> Result<()> {
+    let config = baton_config::load(&args.config).map_err(|e| anyhow!("{e}"))?;
+    logging::init(Some(&config.node.log_level));
+    // Block the stop signals before any thread starts, so every thread
+    // inherits the mask and the main thread alone takes them in sigwait.
+    let signals = StopSignals::block()?;
+
+    let segment = open_segment(&config)?;
+    let region = segment.region(config.node.id).context("own region of the segment")?;
+    let previous = region.box_info().ok();
+    let epoch = region.begin_epoch();
+    let state = match previous.as_ref().map(|p| p.state) {
+        None | Some(BoxState::Unused) => BoxState::Alive,
+        Some(_) => BoxState::Rejoined,
+    };
+    let mac = config.dataplane.mac.map(|m| m.0).unwrap_or([0; 6]);
+    region
+        .set_identity(mac, &config.service.ips)
+        .context("writing the box table entry")?;
+    region.set_connections(0);
+    region.heartbeat(unix_ms());
+    region.set_state(state);
+    info!(
+        box_id = config.node.id,
+        name = %config.node.name,
+        epoch,
+        ?state,
+        segment = %config.checkpoint.segment_path.display(),
+        "box started"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let heartbeat = spawn_heartbeat(region.clone(), &config, stop.clone())?;
+    let watcher = spawn_watcher(segment.clone(), &config, stop.clone())?;
+
+    if let Some(ready) = &args.ready_file {
+        mark_ready(ready)?;
+    }
+    let signal = signals.wait();
+    info!(signal, "stopping");
+    stop.store(true, Ordering::Relaxed);
+    let _ = heartbeat.join();
+    let _ = watcher.join();
     Ok(())
+}
+
+fn mark_ready(path: &Path) -> Result<()> {
+    std::fs::write(path, format!("{}\n", std::process::id()))
+        .with_context(|| format!("writing ready file {}", path.display()))
+}
+
+/// Beats the box's heartbeat at the configured interval.
+fn spawn_heartbeat(region: Region, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
+    let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
+    thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                region.heartbeat(unix_ms());
+                thread::sleep(interval);
+            }
+        })
+        .context("starting the heartbeat thread")
+}
+
+/// Watches the other boxes' heartbeats and logs when one is missed for the
+/// configured count (declared dead) or comes back with a new epoch.
+fn spawn_watcher(segment: Segment, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
+    let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
+    let deadline_ms = config.failure.detection_ms();
+    let peers: Vec<u16> = config.peers().map(|m| m.id).collect();
+    thread::Builder::new()
+        .name("watcher".into())
+        .spawn(move || {
+            let mut tracker = PeerTracker::new(&peers);
+            while !stop.load(Ordering::Relaxed) {
+                let now = unix_ms();
+                for &id in &peers {
+                    match segment.box_info(id) {
+                        Ok(info) => tracker.observe(id, &info, now, deadline_ms),
+                        Err(err) => warn!(peer = id, %err, "unreadable box table entry"),
+                    }
+                }
+                thread::sleep(interval);
+            }
+        })
+        .context("starting the watcher thread")
+}
+
+/// What this box believes of each peer: alive (with the epoch last seen) or
+/// dead. A box is dead once its heartbeat is older than the detection time;
+/// a new epoch means it restarted and is a new member.
+struct PeerTracker {
+    peers: Vec<(u16, PeerView)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PeerView {
+    Unknown,
+    Alive { epoch: u32 },
+    Dead { epoch: u32 },
+}
+
+impl PeerTracker {
+    fn new(ids: &[u16]) -> Self {
+        Self {
+            peers: ids.iter().map(|&id| (id, PeerView::Unknown)).collect(),
+        }
+    }
+
+    fn observe(&mut self, id: u16, info: &baton_shmem::BoxInfo, now_ms: u64, deadline_ms: u64) {
+        let Some((_, view)) = self.peers.iter_mut().find(|(p, _)| *p == id) else {
+            return;
+        };
+        if info.state == BoxState::Unused {
+            return;
+        }
+        let fresh = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms;
+        let next = match (*view, fresh) {
+            (PeerView::Dead { epoch }, true) if info.epoch == epoch => PeerView::Dead { epoch },
+            (_, true) => PeerView::Alive { epoch: info.epoch },
+            (PeerView::Alive { epoch }, false) => PeerView::Dead { epoch },
+            (other, false) => other,
+        };
+        if next != *view {
+            match next {
+                PeerView::Alive { epoch } => info!(peer = id, epoch, "peer alive"),
+                PeerView::Dead { epoch } => warn!(
+                    peer = id,
+                    epoch,
+                    silent_ms = now_ms.saturating_sub(info.heartbeat_ms),
+                    "peer declared dead: heartbeat missed"
+                ),
+                PeerView::Unknown => {}
+            }
+            *view = next;
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, blocked so that `wait` can take them synchronously.
+struct StopSignals {
+    set: libc::sigset_t,
+}
+
+impl StopSignals {
+    fn block() -> Result<Self> {
+        // SAFETY: sigset_t is plain data initialised by sigemptyset; the
+        // calls only touch that set and this thread's signal mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(anyhow!("pthread_sigmask failed: {}", std::io::Error::from_raw_os_error(rc)));
+            }
+            Ok(Self { set })
+        }
+    }
+
+    /// Waits for one of the signals; returns its number.
+    fn wait(&self) -> i32 {
+        let mut sig = 0;
+        // SAFETY: the set was initialised in `block`; sig is a valid out pointer.
+        unsafe { libc::sigwait(&self.set, &mut sig) };
+        sig
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(epoch: u32, heartbeat_ms: u64) -> baton_shmem::BoxInfo {
+        baton_shmem::BoxInfo {
+            heartbeat: 1,
+            heartbeat_ms,
+            state: BoxState::Alive,
+            epoch,
+            mac: [0; 6],
+            service_ips: vec![],
+            connections: 0,
+            checkpoints: 0,
+        }
+    }
+
+    #[test]
+    fn peer_is_dead_after_the_detection_time_and_rejoins_with_a_new_epoch() {
+        let mut t = PeerTracker::new(&[2]);
+        t.observe(2, &info(1, 1000), 1010, 90);
+        assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
+        t.observe(2, &info(1, 1000), 1091, 90);
+        assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });
+        // A stale beat of the old incarnation never revives it.
+        t.observe(2, &info(1, 1080), 1100, 90);
+        assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });
+        t.observe(2, &info(2, 1200), 1210, 90);
+        assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 2 });
+    }
 }

@@ -2,7 +2,10 @@
 //! table, so it works for a box that is dead as well as one that is alive.
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{anyhow, Context, Result};
+use baton_shmem::{BoxState, Segment};
+
+use crate::run::unix_ms;
 
 /// One box as the segment's box table shows it.
 #[derive(Debug, Clone)]
@@ -20,8 +23,52 @@ pub struct BoxSummary {
 }
 
 /// Reads the box table of the segment named in the config at `config`.
-pub fn box_summaries(_config: &Path) -> Result<Vec<BoxSummary>> {
-    Ok(Vec::new())
+pub fn box_summaries(config: &Path) -> Result<Vec<BoxSummary>> {
+    let config = baton_config::load(config).map_err(|e| anyhow!("{e}"))?;
+    let path = &config.checkpoint.segment_path;
+    let segment = Segment::open_existing(path).with_context(|| format!("checkpoint segment {}", path.display()))?;
+    let now = unix_ms();
+    let mut out = Vec::new();
+    for member in &config.cluster.members {
+        let summary = match segment.box_info(member.id) {
+            Ok(info) if info.state == BoxState::Unused => BoxSummary {
+                id: member.id,
+                heartbeat_age_ms: None,
+                state: "never started".into(),
+                connections: 0,
+                checkpoints: 0,
+            },
+            Ok(info) => BoxSummary {
+                id: member.id,
+                heartbeat_age_ms: Some(now.saturating_sub(info.heartbeat_ms)),
+                state: state_name(info.state, now.saturating_sub(info.heartbeat_ms), config.failure.detection_ms()),
+                connections: info.connections.max(0) as u64,
+                checkpoints: info.checkpoints,
+            },
+            Err(err) => BoxSummary {
+                id: member.id,
+                heartbeat_age_ms: None,
+                state: format!("unreadable: {err}"),
+                connections: 0,
+                checkpoints: 0,
+            },
+        };
+        out.push(summary);
+    }
+    Ok(out)
+}
+
+/// The state a reader should believe: an entry that says alive but whose
+/// heartbeat is older than the detection time belongs to a dead box.
+fn state_name(state: BoxState, age_ms: u64, detection_ms: u64) -> String {
+    match state {
+        BoxState::Alive | BoxState::Rejoined if age_ms > detection_ms => "dead".into(),
+        BoxState::Alive => "alive".into(),
+        BoxState::Rejoined => "rejoined".into(),
+        BoxState::Dead => "dead".into(),
+        BoxState::Draining => "draining".into(),
+        BoxState::Unused => "never started".into(),
+    }
 }
 
 /// `baton status`: one line per box.
