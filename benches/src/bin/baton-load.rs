@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
@@ -313,7 +313,8 @@ fn main() -> Result<()> {
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     if errors > 0 {
-        bail!("{errors} errors");
+        eprintln!("baton-load: {errors} requests or connections failed");
+        std::process::exit(1);
     }
     Ok(())
 }
