@@ -14,6 +14,8 @@
 #![deny(missing_docs)]
 
 #[allow(missing_docs)]
+pub mod arp;
+pub mod flow;
 pub mod port;
 pub mod stats;
 pub mod tcp;

@@ -1,0 +1,154 @@
+//! A worker's flow table: 4-tuple → connection id, and a slab of
+//! connections indexed by id.
+//!
+//! A [`ConnId`] carries a generation so that an id kept by the application
+//! after its connection closed never reaches the connection that reused the
+//! slot. Slab indices are dense, which is what the timer wheel keys on.
+
+use crate::tcp::{FourTuple, Tcb};
+use std::collections::HashMap;
+
+/// Names one connection of one worker.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl ConnId {
+    /// The slab index (also the connection's timer key).
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+}
+
+/// One connection as the worker keeps it.
+#[derive(Debug)]
+pub struct Conn {
+    /// The TCP state machine.
+    pub tcb: Tcb,
+    /// Still counted in the SYN backlog (SYN-RECEIVED, not yet established).
+    pub half_open: bool,
+    /// The application has been told about it (accepted or restored).
+    pub announced: bool,
+    /// Already on the worker's list of connections to poll this iteration.
+    pub touched: bool,
+    /// Finished: remove after this iteration.
+    pub done: bool,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+/// Connections of one worker.
+#[derive(Debug, Default)]
+pub struct FlowTable {
+    by_tuple: HashMap<FourTuple, ConnId>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+}
+
+impl FlowTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of connections.
+    pub fn len(&self) -> usize {
+        self.by_tuple.len()
+    }
+
+    /// True when there is no connection.
+    pub fn is_empty(&self) -> bool {
+        self.by_tuple.is_empty()
+    }
+
+    /// The connection of `tuple`, if any.
+    pub fn lookup(&self, tuple: &FourTuple) -> Option<ConnId> {
+        self.by_tuple.get(tuple).copied()
+    }
+
+    /// Adds a connection for its TCB's tuple; returns its id. Replaces
+    /// nothing: the caller looked the tuple up first.
+    pub fn insert(&mut self, tcb: Tcb) -> ConnId {
+        let tuple = tcb.tuple();
+        let conn = Conn {
+            tcb,
+            half_open: false,
+            announced: false,
+            touched: false,
+            done: false,
+        };
+        let id = match self.free.pop() {
+            Some(i) => {
+                let slot = &mut self.slots[i as usize];
+                slot.conn = Some(conn);
+                ConnId {
+                    index: i,
+                    generation: slot.generation,
+                }
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: Some(conn),
+                });
+                ConnId {
+                    index: (self.slots.len() - 1) as u32,
+                    generation: 0,
+                }
+            }
+        };
+        self.by_tuple.insert(tuple, id);
+        id
+    }
+
+    /// The connection `id` names, if it still exists.
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        let s = self.slots.get(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        s.conn.as_ref()
+    }
+
+    /// Mutable access to the connection `id` names.
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        let s = self.slots.get_mut(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        s.conn.as_mut()
+    }
+
+    /// The current id of slab slot `index` (for timer keys), if occupied.
+    pub fn id_at(&self, index: usize) -> Option<ConnId> {
+        let s = self.slots.get(index)?;
+        s.conn.as_ref().map(|_| ConnId {
+            index: index as u32,
+            generation: s.generation,
+        })
+    }
+
+    /// Removes connection `id`; returns it.
+    pub fn remove(&mut self, id: ConnId) -> Option<Conn> {
+        let s = self.slots.get_mut(id.index as usize)?;
+        if s.generation != id.generation {
+            return None;
+        }
+        let conn = s.conn.take()?;
+        s.generation = s.generation.wrapping_add(1);
+        self.free.push(id.index);
+        self.by_tuple.remove(&conn.tcb.tuple());
+        Some(conn)
+    }
+
+    /// Ids of every connection (for shutdown and drain).
+    pub fn ids(&self) -> Vec<ConnId> {
+        self.by_tuple.values().copied().collect()
+    }
+}
