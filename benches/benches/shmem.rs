@@ -1,0 +1,179 @@
+//! Checkpoint segment micro-benchmarks (issue 4): writing one typical HTTP
+//! checkpoint (serialize + seqlock publish), reading and validating it, and
+//! the write latency distribution while another thread reads the same
+//! slots. Goals: < 300 ns per write, < 200 ns per validated read at p50.
+//!
+//! Run: `cargo bench -p baton-benches --bench shmem -- --quick`
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_shmem::{
+    AppBlock, ConnRecord, Endpoint, IpBlock, Layout, Segment, SlotId, TcpBlock, Transport,
+    APP_PROTOCOL_HTTP,
+};
+use criterion::{black_box, criterion_group, Criterion};
+
+struct TempSeg(PathBuf);
+
+impl Drop for TempSeg {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn temp_segment(tag: &str, slots: u32) -> (TempSeg, Segment) {
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let t = TempSeg(dir.join(format!("baton-bench-{tag}-{}.seg", std::process::id())));
+    let _ = std::fs::remove_file(&t.0);
+    let seg = Segment::open_or_create(
+        &t.0,
+        Layout {
+            regions: 2,
+            slots_per_region: slots,
+        },
+    )
+    .expect("create bench segment");
+    (t, seg)
+}
+
+/// A checkpoint of a client downloading a 50 MB object, mid-transfer.
+fn typical(n: u64) -> ConnRecord<'static> {
+    ConnRecord {
+        owner: 1,
+        worker: 0,
+        epoch: 3,
+        checkpoint_ms: 1_790_000_000_000 + n,
+        local: Endpoint::from("198.18.0.11:80".parse::<std::net::SocketAddr>().unwrap()),
+        remote: Endpoint::from(
+            "198.18.0.100:41234"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+        ),
+        transport: Transport::Tcp,
+        app_protocol: APP_PROTOCOL_HTTP,
+        tcp: Some(TcpBlock {
+            iss: 0x1234_5678,
+            irs: 0x0bad_f00d,
+            snd_una: 0x1240_0000 + n as u32,
+            snd_nxt: 0x1241_0000 + n as u32,
+            rcv_nxt: 0x0bad_f0a0,
+            snd_wnd: 3_145_728,
+            rcv_wnd: 64_240,
+            mss: 1460,
+            snd_wscale: 7,
+            rcv_wscale: 7,
+            sack_permitted: true,
+            timestamps: true,
+            ts_recent: 2_000_000,
+            ts_last_sent: 1_500_000,
+            tcp_state: 4,
+        }),
+        ip: IpBlock {
+            local_mac: [0x02, 0xba, 0x70, 0, 0, 0x0b],
+            peer_mac: [0x02, 0xba, 0x70, 0, 0, 0x64],
+            ttl: 64,
+        },
+        app: Some(AppBlock {
+            object_start_seq: 0x1234_5900,
+            version: 11,
+            method: 1,
+            name: "http://198.19.0.2/50M.bin",
+            etag: Some("\"2faf080-5f3a1c2b\""),
+            last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT"),
+            range_start: None,
+            range_end: None,
+            persistent: true,
+            bytes_sent: n * 100_000,
+            request_count: 1,
+        }),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let (_t, seg) = temp_segment("crit", 1024);
+    let region = seg.region(1).expect("region 1");
+    let mut w = region.writer();
+    let mut n = 0u64;
+    c.bench_function("shmem/serialize_http_record", |b| {
+        b.iter(|| {
+            n += 1;
+            black_box(w.serialize(&[typical(n)]).unwrap())
+        })
+    });
+    c.bench_function("shmem/write_http_record", |b| {
+        b.iter(|| {
+            n += 1;
+            w.write(SlotId((n % 1024) as u32), &[typical(n)]).unwrap()
+        })
+    });
+    w.write(SlotId(7), &[typical(1)]).unwrap();
+    c.bench_function("shmem/read_validate_http_record", |b| {
+        b.iter(|| {
+            let v = region.read(black_box(SlotId(7))).unwrap().unwrap();
+            black_box(v.bundle().records[0].tcp.as_ref().map(|t| t.snd_nxt))
+        })
+    });
+}
+
+/// Write latency per checkpoint while another thread keeps reading and
+/// validating the same slots (the takeover scan racing a busy worker).
+fn contended_histogram() {
+    let (_t, seg) = temp_segment("hist", 64);
+    let region = seg.region(1).expect("region 1");
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (region, stop) = (region.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for s in 0..64 {
+                    if let Ok(Some(v)) = region.read(SlotId(s)) {
+                        black_box(v.seq());
+                        reads += 1;
+                    }
+                }
+            }
+            reads
+        })
+    };
+    let mut w = region.writer();
+    let mut h = hdrhistogram::Histogram::<u64>::new(3).expect("histogram");
+    let end = Instant::now() + Duration::from_secs(2);
+    let mut n = 0u64;
+    while Instant::now() < end {
+        for _ in 0..1000 {
+            n += 1;
+            let rec = typical(n);
+            let t0 = Instant::now();
+            w.write(SlotId((n % 64) as u32), &[rec]).unwrap();
+            let _ = h.record(t0.elapsed().as_nanos() as u64);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reads = reader.join().unwrap_or(0);
+    println!(
+        "shmem/write_while_reading: {} writes, {} concurrent validated reads; write ns p50 {} p90 {} p99 {} p99.9 {} max {} (includes ~20 ns of Instant::now)",
+        h.len(),
+        reads,
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.9),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    );
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    contended_histogram();
+}
