@@ -399,7 +399,12 @@ fn nginx_conf(lab: &Lab) -> String {
 fn spawn_box(lab: &Lab, n: u8) -> Result<i32> {
     let ready = lab.file(&format!("box{n}.ready"));
     let _ = fs::remove_file(&ready);
-    let exe = std::env::current_exe().context("cannot find the baton binary")?;
+    // BATON_LAB_BOX_EXE runs the boxes from another build of baton (say, a
+    // release build under a debug lab); by default the lab's own binary.
+    let exe = match std::env::var_os("BATON_LAB_BOX_EXE") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().context("cannot find the baton binary")?,
+    };
     let args = vec![
         "run".to_string(),
         "--config".into(),

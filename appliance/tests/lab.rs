@@ -1,0 +1,479 @@
+//! End-to-end tests of `baton lab`: they build real labs of network
+//! namespaces, so they need root and fail loudly without it. Each test uses
+//! its own prefix (starting with `bt`) and a guard that runs `lab down` even
+//! when the test fails. Lab tests never run at the same time: nextest puts
+//! them in a one-thread group (.config/nextest.toml) and, under plain
+//! `cargo test`, they take an flock on /run/baton-lab/.test.lock.
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+const BATON: &str = env!("CARGO_BIN_EXE_baton");
+
+fn require_root() {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the lab tests need root (network namespaces, raw sockets): run them as root, e.g. `sudo -E cargo test -p baton --test lab`"
+    );
+}
+
+/// Runs `baton lab --prefix P ARGS…`.
+fn lab(prefix: &str, args: &[&str]) -> Output {
+    Command::new(BATON)
+        .arg("lab")
+        .args(["--prefix", prefix])
+        .args(args)
+        .output()
+        .expect("cannot run the baton binary")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[track_caller]
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "command failed: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Our namespaces, from `ip netns list`.
+fn namespaces_of(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|ns| ns.starts_with(&format!("{prefix}-")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Holds the test lock; on drop, removes the lab whatever happened.
+struct LabGuard {
+    prefix: String,
+    _lock: fs::File,
+}
+
+impl LabGuard {
+    /// Takes the lock and clears any lab of this prefix that a killed
+    /// earlier run left, without building anything.
+    fn new(prefix: &str) -> LabGuard {
+        require_root();
+        fs::create_dir_all("/run/baton-lab").expect("create /run/baton-lab");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open("/run/baton-lab/.test.lock")
+            .expect("open the test lock");
+        // SAFETY: flock on a descriptor we own; blocks until the lab tests
+        // before us are done.
+        let r = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(r, 0, "flock: {}", std::io::Error::last_os_error());
+        ok(lab(prefix, &["down"]));
+        LabGuard {
+            prefix: prefix.to_string(),
+            _lock: lock,
+        }
+    }
+
+    /// As `new`, then `lab up ARGS…`.
+    fn up(prefix: &str, args: &[&str]) -> LabGuard {
+        let g = LabGuard::new(prefix);
+        let mut all = vec!["up"];
+        all.extend_from_slice(args);
+        ok(lab(prefix, &all));
+        g
+    }
+
+    fn lab(&self, args: &[&str]) -> Output {
+        lab(&self.prefix, args)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("/run/baton-lab/{}/{name}", self.prefix))
+    }
+
+    /// `lab exec NODE -- CMD…`.
+    fn exec(&self, node: &str, cmd: &[&str]) -> Output {
+        let mut all = vec!["exec", node, "--"];
+        all.extend_from_slice(cmd);
+        self.lab(&all)
+    }
+
+    /// The sha256 that objects.sha256 lists for `name`.
+    fn listed_sha(&self, name: &str) -> String {
+        let list = fs::read_to_string(self.file("objects.sha256")).expect("objects.sha256");
+        list.lines()
+            .find_map(|l| {
+                let (h, n) = l.split_once("  ")?;
+                (n == name).then(|| h.to_string())
+            })
+            .unwrap_or_else(|| panic!("{name} is not in objects.sha256:\n{list}"))
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let o = lab(&self.prefix, &["down"]);
+        if !o.status.success() {
+            eprintln!("lab down --prefix {} failed: {}", self.prefix, text(&o));
+        }
+    }
+}
+
+fn sha256_file(path: &PathBuf) -> String {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn lab_up_status_down_twice_in_a_row_leaves_no_namespace() {
+    let p = "bt_cycle";
+    let g = LabGuard::new(p);
+    for round in 1..=2 {
+        ok(g.lab(&["up", "--boxes", "3"]));
+        let status = ok(g.lab(&["status"]));
+        for n in 1..=3 {
+            let line = status
+                .lines()
+                .find(|l| l.starts_with(&format!("box{n} ")))
+                .unwrap_or_else(|| panic!("round {round}: no box{n} in status:\n{status}"));
+            assert!(
+                line.contains(" yes "),
+                "round {round}: box{n} not alive:\n{status}"
+            );
+        }
+        assert_eq!(namespaces_of(p).len(), 6, "lan, client, origin and 3 boxes");
+        ok(g.lab(&["down"]));
+        ok(g.lab(&["down"]));
+        assert_eq!(namespaces_of(p), Vec::<String>::new(), "round {round}");
+        assert!(!g.file("").exists(), "run state removed");
+        assert!(!PathBuf::from(format!("/dev/shm/baton-lab-{p}.seg")).exists());
+    }
+}
+
+#[test]
+fn lab_up_refuses_a_second_lab_with_the_same_prefix() {
+    let g = LabGuard::up("bt_twice", &["--boxes", "1"]);
+    let o = g.lab(&["up", "--boxes", "1"]);
+    assert!(!o.status.success(), "second up succeeded: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already exists"),
+        "{}",
+        text(&o)
+    );
+    // The first lab is untouched by the refusal.
+    assert_eq!(namespaces_of("bt_twice").len(), 4);
+    ok(g.lab(&["status"]));
+}
+
+#[test]
+fn lab_down_removes_a_half_built_lab() {
+    let g = LabGuard::new("bt_half");
+    let st = Command::new("ip")
+        .args(["netns", "add", "bt_half-lan"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs::create_dir_all(g.file("")).unwrap();
+    ok(g.lab(&["down"]));
+    assert_eq!(namespaces_of("bt_half"), Vec::<String>::new());
+    assert!(!g.file("").exists());
+}
+
+#[test]
+fn lab_origin_is_reachable_from_a_box_but_not_from_the_client() {
+    let g = LabGuard::up("bt_reach", &["--boxes", "1"]);
+    let o = g.exec(
+        "client",
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            "3",
+            "-o",
+            "/dev/null",
+            "http://198.19.0.2/50M.bin",
+        ],
+    );
+    assert!(
+        !o.status.success(),
+        "the client reached the origin: {}",
+        text(&o)
+    );
+
+    let dl = g.file("dl.bin");
+    let dl_s = dl.display().to_string();
+    ok(g.exec(
+        "box1",
+        &[
+            "curl",
+            "-sS",
+            "-f",
+            "-o",
+            &dl_s,
+            "http://198.19.0.2/50M.bin",
+        ],
+    ));
+    assert_eq!(fs::metadata(&dl).unwrap().len(), 50 << 20);
+    assert_eq!(sha256_file(&dl), g.listed_sha("50M.bin"));
+}
+
+#[test]
+fn lab_exec_propagates_the_exit_code() {
+    let g = LabGuard::up("bt_exec", &["--boxes", "1"]);
+    let o = g.exec("client", &["sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    let o = g.exec("box1", &["ip", "-o", "-4", "addr", "show", "dev", "front0"]);
+    assert!(o.status.success());
+    assert!(
+        o.stdout.is_empty(),
+        "front0 must have no kernel IPv4 address: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn lab_kill_stops_a_box_and_start_brings_it_back() {
+    let g = LabGuard::up("bt_kill", &["--boxes", "2"]);
+    ok(g.lab(&["kill", "box2"]));
+    let status = ok(g.lab(&["status"]));
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("box2 "))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains(" no "),
+        "box2 still alive after kill:\n{status}"
+    );
+    ok(g.lab(&["start", "box2"]));
+    let status = ok(g.lab(&["status"]));
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("box2 "))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains(" yes "),
+        "box2 not back after start:\n{status}"
+    );
+}
+
+/// Pings the client 198.18.0.100 from an address put on the front bridge
+/// of the lan namespace: the requests cross the client's impaired port,
+/// the replies do not. Returns (sent, received, min rtt ms, avg rtt ms).
+fn ping_client(g: &LabGuard, count: u32, interval: &str) -> (u32, u32, f64, f64) {
+    let o = g.exec(
+        "lan",
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            &count.to_string(),
+            "-i",
+            interval,
+            "-W",
+            "1",
+            "198.18.0.100",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let stats = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary: {}", text(&o)));
+    let nums: Vec<u32> = stats
+        .split(',')
+        .filter_map(|part| part.split_whitespace().next()?.parse().ok())
+        .collect();
+    let (sent, received) = (nums[0], nums[1]);
+    let (min, avg) = out
+        .lines()
+        .find(|l| l.starts_with("rtt"))
+        .and_then(|l| {
+            let v: Vec<f64> = l
+                .split('=')
+                .nth(1)?
+                .trim()
+                .split('/')
+                .filter_map(|x| x.trim_end_matches(" ms").parse().ok())
+                .collect();
+            Some((*v.first()?, *v.get(1)?))
+        })
+        .unwrap_or((f64::NAN, f64::NAN));
+    (sent, received, min, avg)
+}
+
+fn add_probe_address(g: &LabGuard) {
+    ok(g.exec(
+        "lan",
+        &["ip", "addr", "add", "198.18.0.200/24", "dev", "front"],
+    ));
+}
+
+#[test]
+fn lab_impair_client_loss_5_loses_about_5_percent_of_what_it_receives() {
+    let g = LabGuard::up("bt_loss", &["--boxes", "1"]);
+    add_probe_address(&g);
+    let (sent, received, _, _) = ping_client(&g, 200, "0.005");
+    assert_eq!(sent, received, "loss before any impairment");
+
+    ok(g.lab(&["impair", "client", "--loss", "5"]));
+    let (sent, received, _, _) = ping_client(&g, 1000, "0.003");
+    let loss = 100.0 * f64::from(sent - received) / f64::from(sent);
+    assert!(
+        (2.0..=9.0).contains(&loss),
+        "measured loss {loss:.1} % for --loss 5"
+    );
+
+    ok(g.lab(&["impair", "client", "--clear"]));
+    let (sent, received, _, _) = ping_client(&g, 200, "0.005");
+    assert_eq!(sent, received, "loss after --clear");
+}
+
+#[test]
+fn lab_impair_client_delay_20_adds_20_ms_and_clear_removes_it() {
+    let g = LabGuard::up("bt_delay", &["--boxes", "1"]);
+    add_probe_address(&g);
+    let (_, received, _, avg) = ping_client(&g, 20, "0.02");
+    assert_eq!(received, 20);
+    assert!(avg < 5.0, "rtt {avg} ms before impairment");
+
+    ok(g.lab(&["impair", "client", "--delay", "20"]));
+    let (_, received, min, _) = ping_client(&g, 20, "0.02");
+    assert_eq!(received, 20, "delay alone loses nothing");
+    assert!(min >= 20.0, "min rtt {min} ms with --delay 20");
+    assert!(min < 40.0, "min rtt {min} ms with --delay 20");
+
+    ok(g.lab(&["impair", "client", "--clear"]));
+    let (_, received, _, avg) = ping_client(&g, 20, "0.02");
+    assert_eq!(received, 20);
+    assert!(avg < 5.0, "rtt {avg} ms after --clear");
+}
+
+/// One curl from box1 to the origin: (status code, response head, body).
+fn curl(g: &LabGuard, path: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
+    let body = g.file("curl.body");
+    let head = g.file("curl.head");
+    let _ = fs::remove_file(&body);
+    let (b, h) = (body.display().to_string(), head.display().to_string());
+    let url = format!("http://198.19.0.2{path}");
+    let mut args = vec!["curl", "-sS", "-o", &b, "-D", &h, "-w", "%{http_code}"];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    let o = g.exec("box1", &args);
+    let out = ok(o);
+    let code = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("curl printed {out:?}"));
+    let headers = fs::read_to_string(&head).unwrap_or_default();
+    (code, headers, fs::read(&body).unwrap_or_default())
+}
+
+fn header(headers: &str, name: &str) -> Option<String> {
+    headers.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// What a cache needs from an origin to resume an object: checked against
+/// whichever origin the lab runs.
+fn check_origin_conformance(g: &LabGuard) {
+    let object = fs::read(g.file("objects/1M.bin")).expect("1M.bin in the objects folder");
+    assert_eq!(object.len(), 1 << 20);
+
+    // HEAD: the validators and the length, no body.
+    // (curl -I reads no body: one would break the next response.)
+    let (code, h, _) = curl(g, "/1M.bin", &["-I"]);
+    assert_eq!(code, 200);
+    assert_eq!(header(&h, "content-length").as_deref(), Some("1048576"));
+    let etag = header(&h, "etag").expect("an ETag");
+    let last_modified = header(&h, "last-modified").expect("a Last-Modified");
+    assert!(etag.starts_with('"'), "a strong ETag, got {etag}");
+
+    // Range: 206 with the right bytes and Content-Range.
+    let (code, h, body) = curl(g, "/1M.bin", &["-r", "1000-1999"]);
+    assert_eq!(code, 206);
+    assert_eq!(
+        header(&h, "content-range").as_deref(),
+        Some("bytes 1000-1999/1048576")
+    );
+    assert_eq!(body, &object[1000..2000]);
+
+    // Unsatisfiable range: 416 naming the length.
+    let (code, h, _) = curl(g, "/1M.bin", &["-r", "2000000-"]);
+    assert_eq!(code, 416);
+    assert_eq!(
+        header(&h, "content-range").as_deref(),
+        Some("bytes */1048576")
+    );
+
+    // If-Range with the current ETag: the range; with another: all of it.
+    let if_range = format!("If-Range: {etag}");
+    let (code, _, body) = curl(g, "/1M.bin", &["-r", "10-19", "-H", &if_range]);
+    assert_eq!(code, 206);
+    assert_eq!(body, &object[10..20]);
+    let (code, _, body) = curl(
+        g,
+        "/1M.bin",
+        &["-r", "10-19", "-H", "If-Range: \"not-the-etag\""],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(body, object);
+
+    // Conditional GETs: 304 without a body.
+    let inm = format!("If-None-Match: {etag}");
+    let (code, _, body) = curl(g, "/1M.bin", &["-H", &inm]);
+    assert_eq!(code, 304);
+    assert!(body.is_empty());
+    let ims = format!("If-Modified-Since: {last_modified}");
+    let (code, _, _) = curl(g, "/1M.bin", &["-H", &ims]);
+    assert_eq!(code, 304);
+
+    // Missing objects.
+    let (code, _, _) = curl(g, "/no-such-object.bin", &[]);
+    assert_eq!(code, 404);
+}
+
+#[test]
+fn lab_builtin_origin_answers_range_if_range_and_validators() {
+    let g = LabGuard::up("bt_origin", &["--boxes", "1"]);
+    check_origin_conformance(&g);
+    let (code, _, _) = curl(&g, "/1M.bin", &["-X", "POST"]);
+    assert_eq!(code, 405);
+}
+
+#[test]
+fn lab_nginx_origin_answers_range_if_range_and_validators() {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .any(|p| PathBuf::from(p).exists());
+    assert!(nginx, "nginx is not installed: apt-get install nginx");
+    let g = LabGuard::up("bt_nginx", &["--boxes", "1", "--origin", "nginx"]);
+    let status = ok(g.lab(&["status"]));
+    assert!(status.contains("origin nginx"), "{status}");
+    check_origin_conformance(&g);
+}
