@@ -1,12 +1,35 @@
 //! Passive opens: the LISTEN state (RFC 9293 §3.10.7.2), a bounded SYN
 //! backlog, SYN cookies when it is full, and RFC 6528 ISNs.
+//!
+//! SYN cookies follow Linux's layout in spirit: the ISN's top 8 bits are a
+//! coarse counter (64 s ticks), the low 24 bits a keyed hash of the 4-tuple,
+//! the client's ISN and the counter, plus 8 bits of data: the MSS index
+//! (2 bits), the client's window scale (4 bits, 15 = none), SACK-permitted
+//! and timestamps (1 bit each). A cookie is valid for the current and the
+//! previous tick (64-128 s), like Linux's MAX_SYNCOOKIE_AGE.
 
-use super::{FourTuple, OutSegment, Segment, Tcb, TcpConfig};
+use super::siphash::siphash24;
+use super::tcb::DEFAULT_PEER_MSS;
+use super::{FourTuple, Flags, Options, OutSegment, Segment, SeqNum, TcpConfig, Tcb};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+/// MSS values a cookie can encode (Linux's msstab for IPv4).
+const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
+/// Seconds per cookie counter tick.
+const COOKIE_TICK_SECS: u64 = 64;
+/// Data bits carried in a cookie.
+const COOKIE_DATA_MAX: u32 = 256;
+const COOKIE_MASK: u32 = 0x00ff_ffff;
+
+/// Hash domains, so the ISN, cookie and timestamp offset never share output.
+const DOMAIN_ISN: u8 = 1;
+const DOMAIN_COOKIE: u8 = 2;
+const DOMAIN_TS: u8 = 3;
+
 /// What to do with a SYN for no known connection.
-#[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
 pub enum SynOutcome {
     /// A new TCB in SYN-RECEIVED; its `poll_transmit` yields the SYN-ACK.
     Tcb(Tcb),
@@ -17,11 +40,11 @@ pub enum SynOutcome {
 }
 
 /// What to do with a non-SYN segment for no known connection.
-#[derive(Debug)]
 #[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
 pub enum UnknownOutcome {
     /// A valid SYN-cookie ACK: a new ESTABLISHED TCB (it has already
-    /// processed the segment; poll it).
+    /// processed the segment; poll its events and transmissions).
     Tcb(Tcb),
     /// Send this reply (a RST, RFC 9293 §3.10.7.1).
     Reply(OutSegment),
@@ -29,7 +52,8 @@ pub enum UnknownOutcome {
     Drop,
 }
 
-/// The passive-open side of one worker.
+/// The passive-open side of one worker: stateless apart from its key and
+/// the first instant it saw (the origin of its clocks).
 #[derive(Debug)]
 pub struct Listener {
     config: TcpConfig,
@@ -38,7 +62,9 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// A listener whose ISNs and cookies are keyed by `cookie_secret`.
+    /// A listener whose ISNs, timestamps offsets and cookies are keyed by
+    /// `cookie_secret` (pick it at random per worker, or per cluster if
+    /// another worker must validate cookies).
     pub fn new(config: TcpConfig, cookie_secret: [u8; 16]) -> Self {
         Listener {
             config,
@@ -47,8 +73,15 @@ impl Listener {
         }
     }
 
+    /// The configuration new TCBs get.
+    pub fn config(&self) -> &TcpConfig {
+        &self.config
+    }
+
     /// A SYN for no known connection. `half_open` is how many SYN-RECEIVED
-    /// TCBs the caller holds; from `backlog` on, answer with a SYN cookie.
+    /// TCBs the caller holds; from `backlog` on, answer with a SYN cookie
+    /// instead of a TCB. Anything but a bare SYN (SYN+ACK, SYN+RST,
+    /// SYN+FIN) is dropped.
     pub fn on_syn(
         &mut self,
         now: Instant,
@@ -57,24 +90,188 @@ impl Listener {
         half_open: usize,
         backlog: usize,
     ) -> SynOutcome {
-        let _ = (
+        let f = seg.flags;
+        if !f.syn || f.ack || f.rst || f.fin {
+            return SynOutcome::Drop;
+        }
+        let epoch = self.epoch(now);
+        if half_open >= backlog {
+            return SynOutcome::Cookie(self.cookie_syn_ack(now, tuple, seg));
+        }
+        // RFC 6528 §3: ISN = M + F(localip, localport, remoteip,
+        // remoteport, secretkey), M a 4 microsecond timer.
+        let m = (now.saturating_duration_since(epoch).as_micros() / 4) as u32;
+        let iss = SeqNum(m.wrapping_add(self.hash(DOMAIN_ISN, tuple, &[]) as u32));
+        let ts_base = self.hash(DOMAIN_TS, tuple, &[]) as u32;
+        SynOutcome::Tcb(Tcb::new_passive(
             now,
+            self.config.clone(),
             tuple,
             seg,
-            half_open,
-            backlog,
-            &self.config,
-            &self.secret,
-            self.epoch,
-        );
-        SynOutcome::Drop
+            iss,
+            epoch,
+            ts_base,
+        ))
     }
 
     /// A non-SYN segment for no known connection: a valid cookie ACK builds
     /// an ESTABLISHED TCB; otherwise the reply to send (RST per RFC 9293
     /// §3.10.7.1, none for a RST).
     pub fn on_unknown(&mut self, now: Instant, tuple: FourTuple, seg: &Segment) -> UnknownOutcome {
-        let _ = (now, tuple, seg);
-        UnknownOutcome::Drop
+        let f = seg.flags;
+        if f.rst || f.syn {
+            // "An incoming segment containing a RST is discarded"; SYNs go
+            // to `on_syn`.
+            return UnknownOutcome::Drop;
+        }
+        let epoch = self.epoch(now);
+        if f.ack {
+            let cookie = seg.ack.0.wrapping_sub(1);
+            let client_isn = seg.seq.0.wrapping_sub(1);
+            if let Some(data) = self.check_cookie(now, tuple, client_isn, cookie) {
+                let mss = MSS_TABLE[(data & 3) as usize];
+                let ws = ((data >> 2) & 0xf) as u8;
+                let sack = data & (1 << 6) != 0;
+                let ts = data & (1 << 7) != 0;
+                let ts_base = self.hash(DOMAIN_TS, tuple, &[]) as u32;
+                return UnknownOutcome::Tcb(Tcb::new_from_cookie(
+                    now,
+                    self.config.clone(),
+                    tuple,
+                    seg,
+                    SeqNum(cookie),
+                    SeqNum(client_isn),
+                    mss,
+                    (ws != 15).then_some(ws),
+                    sack,
+                    ts,
+                    epoch,
+                    ts_base,
+                ));
+            }
+            // "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>".
+            let mut r = reply(tuple, seg.ack);
+            r.flags.rst = true;
+            return UnknownOutcome::Reply(r);
+        }
+        // "If the ACK bit is off, sequence number zero is used,
+        // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>".
+        let mut r = reply(tuple, SeqNum(0));
+        r.flags.rst = true;
+        r.flags.ack = true;
+        r.ack = seg.seq + seg.seq_len();
+        UnknownOutcome::Reply(r)
+    }
+
+    fn epoch(&mut self, now: Instant) -> Instant {
+        *self.epoch.get_or_insert(now)
+    }
+
+    fn ts_now(&self, now: Instant, tuple: FourTuple) -> u32 {
+        let ms = self
+            .epoch
+            .map(|e| now.saturating_duration_since(e).as_millis() as u32)
+            .unwrap_or(0);
+        (self.hash(DOMAIN_TS, tuple, &[]) as u32).wrapping_add(ms)
+    }
+
+    fn counter(&self, now: Instant) -> u32 {
+        self.epoch
+            .map(|e| (now.saturating_duration_since(e).as_secs() / COOKIE_TICK_SECS) as u32)
+            .unwrap_or(0)
+    }
+
+    /// SipHash-2-4 of (domain, 4-tuple, extra words) under the secret.
+    fn hash(&self, domain: u8, tuple: FourTuple, extra: &[u32]) -> u64 {
+        let mut buf = [0u8; 64];
+        buf[0] = domain;
+        let mut n = 1;
+        for a in [tuple.local, tuple.remote] {
+            let ip = match a.ip() {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                IpAddr::V6(v6) => v6.octets(),
+            };
+            buf[n..n + 16].copy_from_slice(&ip);
+            buf[n + 16..n + 18].copy_from_slice(&a.port().to_be_bytes());
+            n += 18;
+        }
+        for w in extra.iter().take(4) {
+            buf[n..n + 4].copy_from_slice(&w.to_le_bytes());
+            n += 4;
+        }
+        siphash24(&self.secret, &buf[..n])
+    }
+
+    fn make_cookie(&self, now: Instant, tuple: FourTuple, client_isn: u32, data: u32) -> u32 {
+        let count = self.counter(now);
+        let h = self.hash(DOMAIN_COOKIE, tuple, &[client_isn, count]) as u32;
+        ((count & 0xff) << 24) | (h.wrapping_add(data) & COOKIE_MASK)
+    }
+
+    fn check_cookie(
+        &self,
+        now: Instant,
+        tuple: FourTuple,
+        client_isn: u32,
+        cookie: u32,
+    ) -> Option<u32> {
+        let now_count = self.counter(now);
+        for age in 0..2u32 {
+            let count = now_count.checked_sub(age)?;
+            if count & 0xff != cookie >> 24 {
+                continue;
+            }
+            let h = self.hash(DOMAIN_COOKIE, tuple, &[client_isn, count]) as u32;
+            let data = (cookie.wrapping_sub(h)) & COOKIE_MASK;
+            if data < COOKIE_DATA_MAX {
+                return Some(data);
+            }
+        }
+        None
+    }
+
+    fn cookie_syn_ack(&self, now: Instant, tuple: FourTuple, seg: &Segment) -> OutSegment {
+        let cap = seg
+            .options
+            .mss
+            .unwrap_or(DEFAULT_PEER_MSS)
+            .min(self.config.mss);
+        let mss_idx = MSS_TABLE.iter().rposition(|&m| m <= cap).unwrap_or(0) as u32;
+        let ws = seg.options.window_scale.map(|w| w.min(14)).unwrap_or(15);
+        let sack = self.config.sack && seg.options.sack_permitted;
+        let ts = self.config.timestamps && seg.options.timestamps.is_some();
+        let data = mss_idx | (u32::from(ws) << 2) | (u32::from(sack) << 6) | (u32::from(ts) << 7);
+        let cookie = self.make_cookie(now, tuple, seg.seq.0, data);
+        let mut r = reply(tuple, SeqNum(cookie));
+        r.flags.syn = true;
+        r.flags.ack = true;
+        r.ack = seg.seq + 1;
+        r.window = self.config.recv_buffer.min(u32::from(u16::MAX)) as u16;
+        r.options = Options {
+            mss: Some(self.config.mss),
+            window_scale: (ws != 15).then_some(self.config.window_scale.min(14)),
+            sack_permitted: sack,
+            timestamps: seg
+                .options
+                .timestamps
+                .filter(|_| ts)
+                .map(|(tsval, _)| (self.ts_now(now, tuple), tsval)),
+            ..Options::default()
+        };
+        r
+    }
+}
+
+fn reply(tuple: FourTuple, seq: SeqNum) -> OutSegment {
+    let port = |a: SocketAddr| a.port();
+    OutSegment {
+        src_port: port(tuple.local),
+        dst_port: port(tuple.remote),
+        seq,
+        ack: SeqNum(0),
+        flags: Flags::default(),
+        window: 0,
+        options: Options::default(),
+        payload: Vec::new(),
     }
 }

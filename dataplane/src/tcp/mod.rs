@@ -115,6 +115,12 @@ pub struct TcpConfig {
     pub restore_probe_retries: u32,
     /// First takeover probe retransmission interval (doubles each time).
     pub restore_probe_interval: Duration,
+    /// The application acknowledges client data only once the checkpoint
+    /// covering it is committed (issue 6, `ack_after_commit`). A restored
+    /// TCB then treats a client whose sequence is beyond the checkpoint as
+    /// having unacknowledged data in flight (it will retransmit it), not as
+    /// "ahead": it becomes ready instead of resetting.
+    pub ack_after_commit: bool,
 }
 
 impl Default for TcpConfig {
@@ -141,6 +147,7 @@ impl Default for TcpConfig {
             // thousands of connections and for one lost probe within the 200 ms
             // p99 stall goal; 6 tries back off to ~3.2 s in total.
             restore_probe_interval: Duration::from_millis(50),
+            ack_after_commit: false,
         }
     }
 }

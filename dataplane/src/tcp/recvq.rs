@@ -1,1 +1,183 @@
-//! placeholder
+//! The receive side's buffers: in-order bytes waiting for the application,
+//! and a small, bounded out-of-order queue (RFC 9293 §3.10.7.4 "seventh";
+//! RFC 2018 §4 for the SACK blocks we report from it).
+
+use super::seq::SeqNum;
+use std::collections::VecDeque;
+
+/// At most this many out-of-order segments are held; beyond that the
+/// highest one is dropped (the peer retransmits it). Keeps a flood of tiny
+/// out-of-order segments from costing more than a few allocations.
+pub(crate) const OOO_MAX: usize = 16;
+
+/// In-order bytes plus out-of-order segments above `rcv_nxt`.
+#[derive(Debug, Default)]
+pub(crate) struct RecvQueue {
+    buf: VecDeque<u8>,
+    /// Out-of-order data, sorted by sequence number, possibly overlapping.
+    ooo: Vec<(SeqNum, Vec<u8>)>,
+    /// Start of the most recently queued out-of-order segment (RFC 2018 §4:
+    /// the first SACK block reports the most recent segment).
+    last_ooo: Option<SeqNum>,
+}
+
+impl RecvQueue {
+    /// In-order bytes waiting for the application.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether out-of-order data is held.
+    pub(crate) fn has_ooo(&self) -> bool {
+        !self.ooo.is_empty()
+    }
+
+    /// Append in-order bytes.
+    pub(crate) fn push_in_order(&mut self, data: &[u8]) {
+        self.buf.extend(data.iter().copied());
+    }
+
+    /// Hold `data` starting at `seq` (which is above `rcv_nxt`). Returns
+    /// false when it was dropped because the queue is full.
+    pub(crate) fn push_ooo(&mut self, seq: SeqNum, data: &[u8]) -> bool {
+        if data.is_empty() {
+            return true;
+        }
+        let end = seq + data.len() as u32;
+        // Already fully held (a duplicate)? Nothing to do.
+        if self
+            .ooo
+            .iter()
+            .any(|(s, d)| s.le(seq) && end.le(*s + d.len() as u32))
+        {
+            self.last_ooo = Some(seq);
+            return true;
+        }
+        let pos = self
+            .ooo
+            .iter()
+            .position(|(s, _)| seq.lt(*s))
+            .unwrap_or(self.ooo.len());
+        if self.ooo.len() >= OOO_MAX {
+            if pos == self.ooo.len() {
+                return false;
+            }
+            self.ooo.pop();
+        }
+        self.ooo.insert(pos, (seq, data.to_vec()));
+        self.last_ooo = Some(seq);
+        true
+    }
+
+    /// Move out-of-order data that became in-order (given the new
+    /// `rcv_nxt`) to the in-order buffer; returns the new `rcv_nxt`.
+    pub(crate) fn drain_ooo(&mut self, mut rcv_nxt: SeqNum) -> SeqNum {
+        while let Some((s, _)) = self.ooo.first() {
+            if s.gt(rcv_nxt) {
+                break;
+            }
+            let (s, d) = self.ooo.remove(0);
+            let end = s + d.len() as u32;
+            if end.gt(rcv_nxt) {
+                let skip = (rcv_nxt - s) as usize;
+                if let Some(tail) = d.get(skip..) {
+                    self.buf.extend(tail.iter().copied());
+                }
+                rcv_nxt = end;
+            }
+        }
+        if self.ooo.is_empty() {
+            self.last_ooo = None;
+        }
+        rcv_nxt
+    }
+
+    /// Copy up to `out.len()` in-order bytes out; returns how many.
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.buf.len());
+        let (a, b) = self.buf.as_slices();
+        let na = n.min(a.len());
+        out[..na].copy_from_slice(&a[..na]);
+        out[na..n].copy_from_slice(&b[..n - na]);
+        self.buf.drain(..n);
+        n
+    }
+
+    /// The SACK blocks describing held out-of-order data, the block with
+    /// the most recently received segment first (RFC 2018 §4), at most `max`.
+    pub(crate) fn sack_blocks(&self, max: usize, out: &mut [Option<(SeqNum, SeqNum)>]) {
+        for o in out.iter_mut() {
+            *o = None;
+        }
+        let mut merged: [(SeqNum, SeqNum); OOO_MAX] = [(SeqNum(0), SeqNum(0)); OOO_MAX];
+        let mut n = 0;
+        for (s, d) in &self.ooo {
+            let e = *s + d.len() as u32;
+            if n > 0 && s.le(merged[n - 1].1) {
+                merged[n - 1].1 = merged[n - 1].1.max(e);
+            } else if n < OOO_MAX {
+                merged[n] = (*s, e);
+                n += 1;
+            }
+        }
+        let max = max.min(out.len());
+        let mut k = 0;
+        let first = self
+            .last_ooo
+            .and_then(|l| merged[..n].iter().position(|(s, e)| s.le(l) && l.lt(*e)));
+        if let Some(i) = first {
+            if k < max {
+                out[k] = Some(merged[i]);
+                k += 1;
+            }
+        }
+        for (i, b) in merged[..n].iter().enumerate() {
+            if k >= max {
+                break;
+            }
+            if Some(i) != first {
+                out[k] = Some(*b);
+                k += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_order_data_joins_when_the_hole_fills() {
+        let mut q = RecvQueue::default();
+        let base = SeqNum(u32::MAX - 2);
+        assert!(q.push_ooo(base + 6, b"ghi"));
+        assert!(q.push_ooo(base + 3, b"def"));
+        assert!(q.push_ooo(base + 4, b"ef")); // duplicate, ignored
+        let mut blocks = [None; 4];
+        q.sack_blocks(4, &mut blocks);
+        // The most recent segment's block first; the two held ones merged.
+        assert_eq!(blocks[0], Some((base + 3, base + 9)));
+        assert_eq!(blocks[1], None);
+        q.push_in_order(b"abc");
+        let nxt = q.drain_ooo(base + 3);
+        assert_eq!(nxt, base + 9);
+        let mut out = [0u8; 16];
+        let n = q.read(&mut out);
+        assert_eq!(&out[..n], b"abcdefghi");
+        assert!(!q.has_ooo());
+    }
+
+    #[test]
+    fn out_of_order_queue_is_bounded() {
+        let mut q = RecvQueue::default();
+        for i in 0..OOO_MAX as u32 {
+            assert!(q.push_ooo(SeqNum(100 + 10 * i), b"x"));
+        }
+        // Above everything held: dropped.
+        assert!(!q.push_ooo(SeqNum(10_000), b"y"));
+        // Below the highest: kept, the highest is evicted.
+        assert!(q.push_ooo(SeqNum(95), b"z"));
+        assert_eq!(q.ooo.len(), OOO_MAX);
+    }
+}

@@ -1,1 +1,130 @@
-//! placeholder
+//! The send queue: the application's `Bytes` chunks, kept as they were given
+//! (zero-copy), from the first unacknowledged byte to the last queued one.
+//! Segments are built by slicing chunks (a refcount bump each), so a
+//! retransmission re-reads the same memory the cache handed us.
+
+use bytes::{Buf, Bytes};
+use std::collections::VecDeque;
+
+/// Queued bytes, addressed by offset from the first unacknowledged byte.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    chunks: VecDeque<Bytes>,
+    len: usize,
+    /// Lookup cache: chunk index and the offset of that chunk's first byte,
+    /// so that sending a long queue front to back stays O(1) per segment.
+    cursor: (usize, usize),
+}
+
+impl SendQueue {
+    /// Bytes queued (unacknowledged and unsent).
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Append a chunk (empty chunks are ignored).
+    pub(crate) fn push(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        self.chunks.push_back(data);
+    }
+
+    /// Drop `n` bytes from the front (they were acknowledged).
+    pub(crate) fn consume(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.len -= n;
+        let mut left = n;
+        let mut popped = 0;
+        while left > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                popped += 1;
+                self.chunks.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+        let (ci, coff) = self.cursor;
+        // A cursor chunk that starts at or after the consumed bytes survives,
+        // shifted; otherwise restart from the front.
+        self.cursor = if coff >= n && ci >= popped {
+            (ci - popped, coff - n)
+        } else {
+            (0, 0)
+        };
+    }
+
+    /// Append to `out` slices covering `[off, off + len)` (clamped to the
+    /// queue). Returns the number of bytes covered.
+    pub(crate) fn slice_into(&mut self, off: usize, len: usize, out: &mut Vec<Bytes>) -> usize {
+        if off >= self.len || len == 0 {
+            return 0;
+        }
+        let end = (off + len).min(self.len);
+        let (mut ci, mut cstart) = self.cursor;
+        if ci >= self.chunks.len() || cstart > off {
+            ci = 0;
+            cstart = 0;
+        }
+        // Walk to the chunk containing `off`.
+        while let Some(c) = self.chunks.get(ci) {
+            if cstart + c.len() > off {
+                break;
+            }
+            cstart += c.len();
+            ci += 1;
+        }
+        self.cursor = (ci, cstart);
+        let mut pos = off;
+        while pos < end {
+            let Some(c) = self.chunks.get(ci) else {
+                break;
+            };
+            let from = pos - cstart;
+            let to = (end - cstart).min(c.len());
+            out.push(c.slice(from..to));
+            pos = cstart + to;
+            if to == c.len() {
+                cstart += c.len();
+                ci += 1;
+            }
+        }
+        pos - off
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(q: &mut SendQueue, off: usize, len: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        q.slice_into(off, len, &mut out);
+        out.iter().flat_map(|b| b.iter().copied()).collect()
+    }
+
+    #[test]
+    fn slices_span_chunks_and_survive_partial_consume() {
+        let mut q = SendQueue::default();
+        q.push(Bytes::from_static(b"hello "));
+        q.push(Bytes::from_static(b""));
+        q.push(Bytes::from_static(b"wonderful "));
+        q.push(Bytes::from_static(b"world"));
+        assert_eq!(q.len(), 21);
+        assert_eq!(collect(&mut q, 4, 8), b"o wonder");
+        assert_eq!(collect(&mut q, 16, 100), b"world");
+        q.consume(8);
+        assert_eq!(q.len(), 13);
+        assert_eq!(collect(&mut q, 0, 5), b"onder");
+        assert_eq!(collect(&mut q, 8, 5), b"world");
+        q.consume(13);
+        assert_eq!(q.len(), 0);
+        assert_eq!(collect(&mut q, 0, 5), b"");
+    }
+}
