@@ -477,3 +477,136 @@ fn lab_nginx_origin_answers_range_if_range_and_validators() {
     assert!(status.contains("origin nginx"), "{status}");
     check_origin_conformance(&g);
 }
+
+#[test]
+fn lab_impair_client_duplicate_50_delivers_about_half_the_frames_twice() {
+    let g = LabGuard::up("bt_dup", &["--boxes", "1"]);
+    add_probe_address(&g);
+    ok(g.lab(&["impair", "client", "--duplicate", "50"]));
+    let o = g.exec(
+        "lan",
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-c",
+            "200",
+            "-i",
+            "0.005",
+            "198.18.0.100",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    // "200 packets transmitted, 200 received, +97 duplicates, 0% packet loss"
+    let dups: u32 = out
+        .split(',')
+        .find_map(|p| {
+            p.trim()
+                .strip_suffix(" duplicates")?
+                .trim_start_matches('+')
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no duplicates reported: {}", text(&o)));
+    assert!(
+        (60..=140).contains(&dups),
+        "{dups} duplicates of 200 for --duplicate 50"
+    );
+}
+
+/// Starts a second built-in origin on box1's back address, port 8080, so
+/// that bulk data flows toward the origin namespace, whose port we impair.
+/// It lives in box1's namespace, so `lab down` ends it.
+fn start_box1_server(g: &LabGuard) -> std::process::Child {
+    let ready = g.file("box1-server.ready");
+    let child = Command::new(BATON)
+        .args([
+            "lab",
+            "--prefix",
+            &g.prefix,
+            "exec",
+            "box1",
+            "--",
+            BATON,
+            "lab",
+            "serve-origin",
+        ])
+        .args(["--root", &g.file("objects").display().to_string()])
+        .args([
+            "--listen",
+            "198.19.0.11:8080",
+            "--ready-file",
+            &ready.display().to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start a server in box1");
+    for _ in 0..250 {
+        if ready.exists() {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("the server in box1 did not start");
+}
+
+/// Downloads `name` from box1's server into the origin namespace; returns
+/// (bytes/s, sha256).
+fn fetch_from_box1(g: &LabGuard, name: &str) -> (f64, String) {
+    let dl = g.file("dl-origin.bin");
+    let url = format!("http://198.19.0.11:8080/{name}");
+    let out = ok(g.exec(
+        "origin",
+        &[
+            "curl",
+            "-sS",
+            "-f",
+            "-m",
+            "60",
+            "-o",
+            &dl.display().to_string(),
+            "-w",
+            "%{speed_download}",
+            &url,
+        ],
+    ));
+    let speed: f64 = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("curl printed {out:?}"));
+    (speed, sha256_file(&dl))
+}
+
+#[test]
+fn lab_impair_origin_delay_line_keeps_bulk_bytes_intact_and_rate_caps_throughput() {
+    let g = LabGuard::up("bt_bulk", &["--boxes", "1"]);
+    let mut server = start_box1_server(&g);
+
+    // Through the delay line: kernel TCP with TSO and checksum offload on
+    // the sender, so the relay must carry GSO frames and partial checksums.
+    ok(g.lab(&["impair", "origin", "--delay", "5", "--jitter", "1"]));
+    let (_, sha) = fetch_from_box1(&g, "50M.bin");
+    assert_eq!(
+        sha,
+        g.listed_sha("50M.bin"),
+        "bytes changed in the delay line"
+    );
+
+    ok(g.lab(&["impair", "origin", "--rate", "20"]));
+    let (speed, sha) = fetch_from_box1(&g, "1M.bin");
+    assert_eq!(sha, g.listed_sha("1M.bin"));
+    let mbit = speed * 8.0 / 1e6;
+    assert!(
+        (10.0..=22.0).contains(&mbit),
+        "{mbit:.1} Mbit/s through --rate 20"
+    );
+
+    ok(g.lab(&["impair", "origin", "--clear"]));
+    let (speed, _) = fetch_from_box1(&g, "1M.bin");
+    assert!(
+        speed * 8.0 / 1e6 > 50.0,
+        "still shaped after --clear: {speed} B/s"
+    );
+    drop(g);
+    let _ = server.wait();
+}

@@ -143,10 +143,17 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
         token: sys::random_hex(16)?,
     };
     for n in 1..=plan.boxes {
-        fs::write(
-            lab.file(&format!("box{n}.toml")),
-            box_toml(lab, n, plan.boxes, plan.backend, &secrets),
+        write_private(
+            &lab.file(&format!("box{n}.toml")),
+            &box_toml(lab, n, plan.boxes, plan.backend, &secrets),
         )?;
+    }
+    // No lab of this prefix exists (checked above), so a segment of that
+    // name is a leftover of a crashed lab: boxes must not adopt its state.
+    let seg = lab.segment_path();
+    if seg.exists() {
+        info!("removing stale segment {}", seg.display());
+        fs::remove_file(&seg).with_context(|| format!("cannot remove {}", seg.display()))?;
     }
 
     start_origin(lab, plan.origin)?;
@@ -158,6 +165,22 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
         &(1..=plan.boxes).collect::<Vec<_>>(),
         plan.ready_timeout,
     )
+}
+
+/// Writes a file only root may read: box configs hold the cluster key and
+/// the admin token.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Namespaces, bridges, veths, addresses, sysctls and offloads.

@@ -247,14 +247,29 @@ fn start_delay_line(lab: &Lab, node: Node, port: &str, opts: &ImpairOpts) -> Res
     sys::ip_in(&lan, &["link", "set", "dev", port, "nomaster"])?;
     sys::ip_in(&lan, &["link", "set", "dev", &b, "master", bridge_of(node)])?;
     info!(
-        "{}: delay {:?} ms, jitter {:?} ms, reorder {:?} %, duplicate {:?} % (delay line pid {pid})",
+        "{}: {} (delay line pid {pid})",
         node.name(),
-        opts.delay,
-        opts.jitter,
-        opts.reorder,
-        opts.duplicate
+        describe_delay_line(opts)
     );
     Ok(())
+}
+
+/// "delay 20 ms ± 2 ms, reorder 1 %" for the log.
+fn describe_delay_line(opts: &ImpairOpts) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = opts.delay {
+        parts.push(format!("delay {d} ms"));
+    }
+    if let Some(j) = opts.jitter {
+        parts.push(format!("jitter ± {j} ms"));
+    }
+    if let Some(r) = opts.reorder {
+        parts.push(format!("reorder {r} %"));
+    }
+    if let Some(d) = opts.duplicate {
+        parts.push(format!("duplicate {d} %"));
+    }
+    parts.join(", ")
 }
 
 /// Removes whatever impairs `node`; idempotent.
