@@ -1,0 +1,719 @@
+//! The poll-mode worker: one thread, one port, its own flow table, timers,
+//! neighbour cache and buffers; nothing shared on the data path.
+//!
+//! One iteration ([`Worker::poll`]):
+//! 1. `rx_burst`: each frame is parsed and dispatched — ARP and ICMP are
+//!    answered at once; a TCP segment goes to its TCB (`on_segment`) or,
+//!    for an unknown 4-tuple, to the [`Listener`]; the TCB is marked
+//!    touched.
+//! 2. Expired timers: `on_timeout` of each due TCB, marked touched.
+//! 3. `App::poll`.
+//! 4. For each touched TCB: its events go to the app (accept, readable,
+//!    writable, closed), then `poll_transmit` until empty (frames built
+//!    into the TX batch, flushed every 64 frames), then its timer is
+//!    re-armed from `poll_timeout()`, or the TCB is removed if done.
+//! 5. `tx_burst` of what is left.
+//!
+//! In [`PollMode::Adaptive`] a worker that found no work for `spins`
+//! iterations blocks on the port until a frame arrives or its next timer
+//! is due (at most 10 ms, so control commands are seen promptly).
+
+use crate::app::{App, CloseReason, Ctx, PollMode};
+use crate::arp::{self as l2, NeighbourCache};
+use crate::flow::{ConnId, FlowTable};
+use crate::port::{Port, RxMeta, TxBatch};
+use crate::stats::Counters;
+use crate::tcp::{
+    Event, Flags, FourTuple, Listener, OutSegment, Segment, State, SynOutcome, Tcb, TcbExport,
+    TcpConfig, UnknownOutcome,
+};
+use crate::timer::TimerWheel;
+use crate::wire::ethernet::{self, EthernetHeader, MacAddr};
+use crate::wire::{arp, icmp, ipv4, tcp};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use std::any::Any;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Frames queued before the worker flushes them to the port mid-iteration.
+const TX_FLUSH: usize = 64;
+/// Longest a worker blocks, so control commands wait at most this long.
+const MAX_BLOCK: Duration = Duration::from_millis(10);
+
+/// Commands from the control core to a worker.
+pub enum Command {
+    /// Send a gratuitous ARP for this address.
+    Announce(IpAddr),
+    /// Start answering for an address.
+    AddServiceIp(IpAddr),
+    /// Stop answering for an address.
+    RemoveServiceIp(IpAddr),
+    /// Adopt a connection restored from a checkpoint (takeover).
+    Restore {
+        /// The TCP block of the checkpoint.
+        export: TcbExport,
+        /// Handed to [`App::on_restored`].
+        app_data: Box<dyn Any + Send>,
+    },
+    /// Reply with a stats snapshot.
+    Stats(Sender<WorkerStats>),
+    /// Stop the worker.
+    Shutdown,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Announce(ip) => write!(f, "Announce({ip})"),
+            Command::AddServiceIp(ip) => write!(f, "AddServiceIp({ip})"),
+            Command::RemoveServiceIp(ip) => write!(f, "RemoveServiceIp({ip})"),
+            Command::Restore { export, .. } => write!(f, "Restore({:?})", export.tuple),
+            Command::Stats(_) => write!(f, "Stats"),
+            Command::Shutdown => write!(f, "Shutdown"),
+        }
+    }
+}
+
+/// A snapshot of one worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// The worker's index.
+    pub worker: usize,
+    /// Its counters.
+    pub counters: Counters,
+    /// Connections in its flow table.
+    pub connections: usize,
+    /// Half-open (SYN-RECEIVED) connections.
+    pub half_open: usize,
+    /// Known neighbours.
+    pub neighbours: usize,
+    /// Armed timers.
+    pub timers: usize,
+}
+
+/// What a worker needs besides its port and app.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// This worker's index.
+    pub id: usize,
+    /// Workers sharing the interface.
+    pub n_workers: usize,
+    /// Addresses we own.
+    pub service_ips: Vec<IpAddr>,
+    /// TCP ports we accept on.
+    pub listen_ports: Vec<u16>,
+    /// Largest IP packet we send.
+    pub mtu: usize,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Half-open limit before SYN cookies.
+    pub syn_backlog: usize,
+    /// TCP tunables.
+    pub tcp: TcpConfig,
+    /// ISN and cookie key.
+    pub cookie_secret: [u8; 16],
+    /// How to wait.
+    pub poll_mode: PollMode,
+    /// Frames per RX burst.
+    pub rx_burst: usize,
+}
+
+impl WorkerConfig {
+    /// A single-worker configuration for tests: `ips` on port 80.
+    pub fn for_test(ips: Vec<IpAddr>) -> Self {
+        WorkerConfig {
+            id: 0,
+            n_workers: 1,
+            service_ips: ips,
+            listen_ports: vec![80],
+            mtu: 1500,
+            max_connections: 1000,
+            syn_backlog: 128,
+            tcp: TcpConfig::default(),
+            cookie_secret: [7; 16],
+            poll_mode: PollMode::Busy,
+            rx_burst: 64,
+        }
+    }
+}
+
+/// Everything of a worker but the port and the app, so the port can lend
+/// frames while the core handles them.
+struct Core {
+    cfg: WorkerConfig,
+    mac: MacAddr,
+    neighbours: NeighbourCache,
+    flows: FlowTable,
+    timers: TimerWheel,
+    listener: Listener,
+    counters: Counters,
+    tx: TxBatch,
+    touched: Vec<ConnId>,
+    fired: Vec<usize>,
+    events: Vec<Event>,
+    ip_id: u16,
+    half_open: usize,
+}
+
+/// One worker: a port, an app, and the state between them.
+pub struct Worker<P: Port, A: App> {
+    port: P,
+    app: A,
+    core: Core,
+    idle: u32,
+}
+
+impl<P: Port, A: App> Worker<P, A> {
+    /// A worker over `port` serving `app`; `now` starts its timer wheel.
+    pub fn new(port: P, app: A, cfg: WorkerConfig, now: Instant) -> Self {
+        let listener = Listener::new(cfg.tcp.clone(), cfg.cookie_secret);
+        let mac = port.mac();
+        Worker {
+            port,
+            app,
+            core: Core {
+                cfg,
+                mac,
+                neighbours: NeighbourCache::default(),
+                flows: FlowTable::new(),
+                timers: TimerWheel::new(now, Duration::from_millis(1)),
+                listener,
+                counters: Counters::default(),
+                tx: TxBatch::new(),
+                touched: Vec::new(),
+                fired: Vec::new(),
+                events: Vec::new(),
+                ip_id: 0,
+                half_open: 0,
+            },
+            idle: 0,
+        }
+    }
+
+    /// The worker's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.core.counters
+    }
+
+    /// The app.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// The app, mutably.
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
+    /// The port (tests reach the other end of a memory port this way).
+    pub fn port_mut(&mut self) -> &mut P {
+        &mut self.port
+    }
+
+    /// Connections in the flow table.
+    pub fn connections(&self) -> usize {
+        self.core.flows.len()
+    }
+
+    /// A stats snapshot.
+    pub fn stats(&self) -> WorkerStats {
+        let mut counters = self.core.counters;
+        counters.tcp_open = self.core.flows.len() as u64;
+        WorkerStats {
+            worker: self.core.cfg.id,
+            counters,
+            connections: self.core.flows.len(),
+            half_open: self.core.half_open,
+            neighbours: self.core.neighbours.len(),
+            timers: self.core.timers.len(),
+        }
+    }
+
+    /// Runs one frame through the receive path (parse and dispatch) without
+    /// polling the port; [`Worker::poll`] then does the rest. For tests and
+    /// the fuzz target.
+    pub fn handle_frame(&mut self, frame: &[u8], meta: RxMeta, now: Instant) {
+        self.core.on_frame(frame, meta, now);
+    }
+
+    /// One iteration; returns whether there was any work.
+    pub fn poll(&mut self, now: Instant) -> Result<bool, crate::port::PortError> {
+        let core = &mut self.core;
+        let n = self.port.rx_burst(core.cfg.rx_burst, |frame, meta| {
+            core.on_frame(frame, meta, now)
+        })?;
+        core.fired.clear();
+        core.timers.expire(now, &mut core.fired);
+        let fired = !core.fired.is_empty();
+        core.counters.timers_fired += core.fired.len() as u64;
+        for i in 0..core.fired.len() {
+            let index = core.fired[i];
+            if let Some(id) = core.flows.id_at(index) {
+                if let Some(c) = core.flows.get_mut(id) {
+                    c.tcb.on_timeout(now);
+                }
+                core.touch(id);
+            }
+        }
+        {
+            let mut ctx = Ctx {
+                flows: &mut core.flows,
+                touched: &mut core.touched,
+                now,
+                worker: core.cfg.id,
+            };
+            self.app.poll(&mut ctx);
+        }
+        let touched = !core.touched.is_empty();
+        core.process_touched(&mut self.port, &mut self.app, now)?;
+        let sent = !core.tx.is_empty();
+        core.flush(&mut self.port)?;
+        Ok(n > 0 || fired || touched || sent)
+    }
+
+    /// Applies a control command; returns false for `Shutdown`.
+    pub fn command(&mut self, cmd: Command, now: Instant) -> bool {
+        let core = &mut self.core;
+        match cmd {
+            Command::Announce(IpAddr::V4(ip)) => {
+                let mac = core.mac;
+                let buf = core.tx.next_buf();
+                if let Ok(n) = l2::emit_announcement(buf, mac, ip) {
+                    core.tx.commit(n);
+                    core.counters.arp_announcements_sent += 1;
+                }
+            }
+            Command::Announce(IpAddr::V6(_)) => {}
+            Command::AddServiceIp(ip) => {
+                if !core.cfg.service_ips.contains(&ip) {
+                    core.cfg.service_ips.push(ip);
+                }
+            }
+            Command::RemoveServiceIp(ip) => core.cfg.service_ips.retain(|i| *i != ip),
+            Command::Restore { export, app_data } => {
+                if core.flows.lookup(&export.tuple).is_none() {
+                    let tcb = Tcb::restore(now, core.cfg.tcp.clone(), &export);
+                    let id = core.flows.insert(tcb);
+                    if let Some(c) = core.flows.get_mut(id) {
+                        c.announced = true;
+                    }
+                    core.touch(id);
+                    let mut ctx = Ctx {
+                        flows: &mut core.flows,
+                        touched: &mut core.touched,
+                        now,
+                        worker: core.cfg.id,
+                    };
+                    self.app.on_restored(id, app_data, &mut ctx);
+                }
+            }
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    /// Runs until `Shutdown` or until the control channel closes.
+    pub fn run(mut self, ctl: Receiver<Command>) -> Result<(), crate::app::DataplaneError> {
+        loop {
+            loop {
+                match ctl.try_recv() {
+                    Ok(cmd) => {
+                        if !self.command(cmd, Instant::now()) {
+                            return Ok(());
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            let now = Instant::now();
+            let worked = self.poll(now)?;
+            if let PollMode::Adaptive { spins } = self.core.cfg.poll_mode {
+                if worked {
+                    self.idle = 0;
+                } else {
+                    self.idle += 1;
+                    if self.idle >= spins {
+                        let timeout = match self.core.timers.next_wakeup() {
+                            Some(t) => t.saturating_duration_since(now).min(MAX_BLOCK),
+                            None => MAX_BLOCK,
+                        };
+                        self.core.counters.idle_waits += 1;
+                        self.port.wait(Some(timeout))?;
+                        self.idle = 0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Core {
+    fn owns_v4(&self, ip: Ipv4Addr) -> bool {
+        self.cfg.service_ips.contains(&IpAddr::V4(ip))
+    }
+
+    fn touch(&mut self, id: ConnId) {
+        if let Some(c) = self.flows.get_mut(id) {
+            if !c.touched {
+                c.touched = true;
+                self.touched.push(id);
+            }
+        }
+    }
+
+    fn flush<P: Port>(&mut self, port: &mut P) -> Result<(), crate::port::PortError> {
+        if self.tx.is_empty() {
+            return Ok(());
+        }
+        let n = self.tx.len();
+        let bytes: usize = self.tx.frames().map(|f| f.len()).sum();
+        let sent = port.tx_burst(&mut self.tx)?;
+        self.counters.tx_frames += sent as u64;
+        self.counters.tx_bytes += bytes as u64;
+        self.counters.tx_dropped += (n - sent.min(n)) as u64;
+        Ok(())
+    }
+
+    fn on_frame(&mut self, frame: &[u8], meta: RxMeta, now: Instant) {
+        self.counters.rx_frames += 1;
+        self.counters.rx_bytes += frame.len() as u64;
+        let (eh, payload) = match ethernet::parse(frame) {
+            Ok(x) => x,
+            Err(e) => return self.counters.record(e),
+        };
+        if eh.dst != self.mac && !eh.dst.is_broadcast() {
+            self.counters.drop_eth_not_for_us += 1;
+            return;
+        }
+        match eh.ethertype {
+            ethernet::ETHERTYPE_ARP => self.on_arp(&eh, payload),
+            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(&eh, payload, meta, now),
+            _ => self.counters.drop_eth_unknown_type += 1,
+        }
+    }
+
+    fn on_arp(&mut self, eh: &EthernetHeader, payload: &[u8]) {
+        let p = match arp::parse(payload) {
+            Ok(p) => p,
+            Err(e) => return self.counters.record(e),
+        };
+        // RFC 826: merge the sender into the table before looking at the op.
+        if eh.src == p.sender_mac {
+            self.neighbours.learn(p.sender_ip, p.sender_mac);
+        }
+        if p.op == arp::OP_REQUEST && self.owns_v4(p.target_ip) {
+            let mac = self.mac;
+            let buf = self.tx.next_buf();
+            match l2::emit_arp_reply(buf, mac, p.target_ip, &p) {
+                Ok(n) => {
+                    self.tx.commit(n);
+                    self.counters.arp_replies_sent += 1;
+                }
+                Err(e) => self.counters.record(e),
+            }
+        } else {
+            self.counters.arp_not_for_us += 1;
+        }
+    }
+
+    fn on_ipv4(&mut self, eh: &EthernetHeader, payload: &[u8], meta: RxMeta, now: Instant) {
+        let (ih, l4) = match ipv4::parse(payload) {
+            Ok(x) => x,
+            Err(e) => return self.counters.record(e),
+        };
+        if !self.owns_v4(ih.dst) {
+            self.counters.drop_ipv4_not_ours += 1;
+            return;
+        }
+        // A client's MAC is learned from its own frames (its SYN), so
+        // workers other than 0 never need to ARP for their clients.
+        if self.neighbours.lookup(ih.src) != Some(eh.src) {
+            self.neighbours.learn(ih.src, eh.src);
+        }
+        match ih.protocol {
+            ipv4::PROTO_TCP => self.on_tcp(&ih, l4, meta, now),
+            ipv4::PROTO_ICMP => self.on_icmp(eh, &ih, l4),
+            _ => self.counters.drop_ipv4_unknown_protocol += 1,
+        }
+    }
+
+    fn on_icmp(&mut self, eh: &EthernetHeader, ih: &ipv4::Ipv4Header, l4: &[u8]) {
+        let m = match icmp::parse(l4) {
+            Ok(m) => m,
+            Err(e) => return self.counters.record(e),
+        };
+        if m.ty != icmp::TYPE_ECHO_REQUEST || m.code != 0 {
+            self.counters.drop_icmp_unhandled += 1;
+            return;
+        }
+        let id = self.next_ip_id();
+        let mac = self.mac;
+        let buf = self.tx.next_buf();
+        match l2::emit_echo_reply_frame(buf, mac, eh.src, ih.dst, ih.src, id, &m) {
+            Ok(n) => {
+                self.tx.commit(n);
+                self.counters.icmp_echo_replies_sent += 1;
+            }
+            Err(e) => self.counters.record(e),
+        }
+    }
+
+    fn next_ip_id(&mut self) -> u16 {
+        self.ip_id = self.ip_id.wrapping_add(1);
+        self.ip_id
+    }
+
+    fn on_tcp(&mut self, ih: &ipv4::Ipv4Header, l4: &[u8], meta: RxMeta, now: Instant) {
+        let (src, dst) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
+        let seg = match tcp::parse(src, dst, l4, meta.checksum_trusted) {
+            Ok(s) => s,
+            Err(e) => return self.counters.record(e),
+        };
+        let tuple = FourTuple {
+            local: SocketAddr::new(dst, seg.dst_port),
+            remote: SocketAddr::new(src, seg.src_port),
+        };
+        if let Some(id) = self.flows.lookup(&tuple) {
+            if let Some(c) = self.flows.get_mut(id) {
+                c.tcb.on_segment(now, &seg);
+            }
+            self.touch(id);
+            return;
+        }
+        if !self.cfg.listen_ports.contains(&seg.dst_port) {
+            self.counters.tcp_no_listener += 1;
+            if let Some(rst) = reset_for(&seg) {
+                self.emit_tcp(&tuple, &rst, now);
+            }
+            return;
+        }
+        if seg.flags.syn && !seg.flags.ack {
+            if self.flows.len() >= self.cfg.max_connections {
+                // Dropped, not reset: the client retries its SYN later.
+                self.counters.drop_tcp_max_connections += 1;
+                return;
+            }
+            match self
+                .listener
+                .on_syn(now, tuple, &seg, self.half_open, self.cfg.syn_backlog)
+            {
+                SynOutcome::Tcb(tcb) => {
+                    let id = self.flows.insert(tcb);
+                    if let Some(c) = self.flows.get_mut(id) {
+                        c.half_open = true;
+                    }
+                    self.half_open += 1;
+                    self.touch(id);
+                }
+                SynOutcome::Cookie(out) => {
+                    self.counters.tcp_syn_backlog_full += 1;
+                    self.emit_tcp(&tuple, &out, now);
+                }
+                SynOutcome::Drop => self.counters.drop_tcp_listener += 1,
+            }
+        } else {
+            match self.listener.on_unknown(now, tuple, &seg) {
+                UnknownOutcome::Tcb(tcb) => {
+                    if self.flows.len() >= self.cfg.max_connections {
+                        self.counters.drop_tcp_max_connections += 1;
+                        return;
+                    }
+                    let id = self.flows.insert(tcb);
+                    self.touch(id);
+                }
+                UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now),
+                UnknownOutcome::Drop => self.counters.drop_tcp_listener += 1,
+            }
+        }
+    }
+
+    /// Builds the frame of `seg` for `tuple` into the TX batch.
+    fn emit_tcp(&mut self, tuple: &FourTuple, seg: &OutSegment, now: Instant) {
+        let (IpAddr::V4(local), IpAddr::V4(remote)) = (tuple.local.ip(), tuple.remote.ip()) else {
+            self.counters.drop_emit_error += 1;
+            return;
+        };
+        let Some(dst_mac) = self.neighbours.lookup(remote) else {
+            self.counters.drop_no_neighbour += 1;
+            if self.neighbours.should_request(remote, now) {
+                let mac = self.mac;
+                let buf = self.tx.next_buf();
+                if let Ok(n) = l2::emit_request(buf, mac, local, remote) {
+                    self.tx.commit(n);
+                    self.counters.arp_requests_sent += 1;
+                }
+            }
+            return;
+        };
+        let ip_len =
+            ipv4::MIN_HEADER_LEN + tcp::MIN_HEADER_LEN + tcp::MAX_OPTIONS_LEN + seg.payload_len();
+        let id = self.next_ip_id();
+        let mac = self.mac;
+        let mtu = self.cfg.mtu;
+        let buf = self.tx.next_buf();
+        let result = (|| {
+            let e = ethernet::emit(
+                buf,
+                &EthernetHeader {
+                    dst: dst_mac,
+                    src: mac,
+                    ethertype: ethernet::ETHERTYPE_IPV4,
+                },
+            )?;
+            let l4_at = e + ipv4::MIN_HEADER_LEN;
+            let limit = (e + mtu).min(buf.len());
+            let t = tcp::emit(
+                &mut buf[l4_at..limit],
+                tuple.local.ip(),
+                tuple.remote.ip(),
+                seg,
+            )?;
+            ipv4::emit(&mut buf[e..], local, remote, ipv4::PROTO_TCP, id, t)?;
+            Ok::<usize, crate::wire::WireError>(l4_at + t)
+        })();
+        let _ = ip_len;
+        match result {
+            Ok(n) => self.tx.commit(n),
+            Err(e) => self.counters.record(e),
+        }
+    }
+
+    fn process_touched<P: Port, A: App>(
+        &mut self,
+        port: &mut P,
+        app: &mut A,
+        now: Instant,
+    ) -> Result<(), crate::port::PortError> {
+        while let Some(id) = self.touched.pop() {
+            let Some(c) = self.flows.get_mut(id) else {
+                continue;
+            };
+            c.touched = false;
+            self.events.clear();
+            while let Some(ev) = c.tcb.poll_event() {
+                self.events.push(ev);
+            }
+            let state = c.tcb.state();
+            if c.half_open && state != State::SynReceived {
+                c.half_open = false;
+                self.half_open = self.half_open.saturating_sub(1);
+            }
+            let accept = !c.announced
+                && !matches!(
+                    state,
+                    State::SynReceived | State::SynSent | State::Unready | State::Closed
+                );
+            if accept {
+                c.announced = true;
+            }
+            let announced = c.announced;
+            let mut done: Option<CloseReason> = None;
+            {
+                let mut ctx = Ctx {
+                    flows: &mut self.flows,
+                    touched: &mut self.touched,
+                    now,
+                    worker: self.cfg.id,
+                };
+                if accept {
+                    self.counters.tcp_accepted += 1;
+                    app.on_accept(id, &mut ctx);
+                }
+                for ev in self.events.drain(..) {
+                    match ev {
+                        Event::Established => {}
+                        Event::Readable if announced => app.on_readable(id, &mut ctx),
+                        Event::Writable if announced => app.on_writable(id, &mut ctx),
+                        Event::PeerClosed if announced => app.on_peer_closed(id, &mut ctx),
+                        Event::Ready { snd_una, rcv_nxt } => {
+                            app.on_ready(id, snd_una, rcv_nxt, &mut ctx)
+                        }
+                        Event::Readable | Event::Writable | Event::PeerClosed => {}
+                        Event::Closed => done = done.or(Some(CloseReason::Normal)),
+                        Event::Reset => done = done.or(Some(CloseReason::Reset)),
+                        Event::TimedOut => done = done.or(Some(CloseReason::TimedOut)),
+                        Event::NotReady => done = done.or(Some(CloseReason::NotReady)),
+                    }
+                }
+            }
+            // Transmit what the segment, the timer or the app produced.
+            loop {
+                let Some(c) = self.flows.get_mut(id) else {
+                    break;
+                };
+                let Some(seg) = c.tcb.poll_transmit(now) else {
+                    break;
+                };
+                let tuple = c.tcb.tuple();
+                self.emit_tcp(&tuple, &seg, now);
+                if self.tx.len() >= TX_FLUSH {
+                    self.flush(port)?;
+                }
+            }
+            let Some(c) = self.flows.get_mut(id) else {
+                continue;
+            };
+            if done.is_none() && c.tcb.state() == State::Closed && !c.touched {
+                done = Some(CloseReason::Normal);
+            }
+            match done {
+                Some(reason) => {
+                    if c.announced {
+                        let mut ctx = Ctx {
+                            flows: &mut self.flows,
+                            touched: &mut self.touched,
+                            now,
+                            worker: self.cfg.id,
+                        };
+                        app.on_closed(id, reason, &mut ctx);
+                    }
+                    if let Some(c) = self.flows.remove(id) {
+                        if c.half_open {
+                            self.half_open = self.half_open.saturating_sub(1);
+                        }
+                        self.counters.tcp_closed += 1;
+                    }
+                    self.timers.cancel(id.index());
+                }
+                None => match c.tcb.poll_timeout() {
+                    Some(t) => self.timers.arm(id.index(), t),
+                    None => self.timers.cancel(id.index()),
+                },
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The RST for a segment to a port nobody listens on (RFC 9293 §3.10.7.1:
+/// if the ACK bit is off, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>,
+/// otherwise <SEQ=SEG.ACK><CTL=RST>). A RST is never answered.
+fn reset_for(seg: &Segment<'_>) -> Option<OutSegment> {
+    if seg.flags.rst {
+        return None;
+    }
+    let mut out = OutSegment {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        ..OutSegment::default()
+    };
+    if seg.flags.ack {
+        out.seq = seg.ack;
+        out.flags = Flags {
+            rst: true,
+            ..Flags::default()
+        };
+    } else {
+        out.ack = seg.seq + seg.seq_len();
+        out.flags = Flags {
+            rst: true,
+            ack: true,
+            ..Flags::default()
+        };
+    }
+    Some(out)
+}
