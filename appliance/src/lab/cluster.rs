@@ -344,22 +344,28 @@ fn start_origin(lab: &Lab, kind: OriginKind) -> Result<()> {
             let nginx = nginx.display().to_string();
             let conf = conf.display().to_string();
             let prefix = lab.file("nginx").display().to_string() + "/";
-            sys::run(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &ns,
-                    &nginx,
-                    "-e",
-                    &log.display().to_string(),
-                    "-p",
-                    &prefix,
-                    "-c",
-                    &conf,
-                ],
-            )
-            .context("nginx did not start")?;
+            // nginx forks into the background itself; its output goes to
+            // the log, never to a pipe that its daemon could hold open.
+            let out = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)?;
+            let log_s = log.display().to_string();
+            let st = std::process::Command::new("ip")
+                .args([
+                    "netns", "exec", &ns, &nginx, "-e", &log_s, "-p", &prefix, "-c", &conf,
+                ])
+                .stdin(std::process::Stdio::null())
+                .stdout(out.try_clone()?)
+                .stderr(out)
+                .status()
+                .context("cannot run nginx")?;
+            if !st.success() {
+                bail!(
+                    "nginx did not start ({st}); its log says:\n{}",
+                    sys::tail(&log, 2000)
+                );
+            }
             if !sys::wait_until(Duration::from_secs(10), || {
                 sys::read_pid(&pid_file).is_some()
             }) {
