@@ -121,7 +121,7 @@ mod tests {
         assert_eq!(collect(&mut q, 16, 100), b"world");
         q.consume(8);
         assert_eq!(q.len(), 13);
-        assert_eq!(collect(&mut q, 0, 5), b"onder");
+        assert_eq!(collect(&mut q, 0, 5), b"nderf");
         assert_eq!(collect(&mut q, 8, 5), b"world");
         q.consume(13);
         assert_eq!(q.len(), 0);

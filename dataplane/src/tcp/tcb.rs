@@ -755,10 +755,13 @@ impl Tcb {
             } else {
                 // Partial acknowledgment: retransmit the first unacknowledged
                 // segment (RFC 6582 step 3; RFC 6675 keeps going by NextSeg).
-                if !self.sack_active() {
+                if self.sack_active() {
+                    // Holes already retransmitted stay behind the cursor.
+                    self.rexmit_next = self.rexmit_next.max(self.snd_una);
+                } else {
                     self.cc.on_partial_ack(acked);
+                    self.rexmit_next = self.snd_una;
                 }
-                self.rexmit_next = self.snd_una;
                 self.rexmit_quota += 1;
             }
         } else {
@@ -832,6 +835,8 @@ impl Tcb {
         if data.len() > room {
             data = data.get(..room).unwrap_or(&[]);
             fin = false;
+            // Tell the peer at once where our window ends.
+            self.ack_now = true;
         }
         if data.is_empty() && !fin {
             return;

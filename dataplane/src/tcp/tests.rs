@@ -1,1 +1,0 @@
-//! Segment-by-segment tests of the TCP state machine.
