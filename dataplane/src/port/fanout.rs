@@ -11,12 +11,17 @@
 //! pure function of the client's address and port.
 //!
 //! The rule, for IPv4 TCP frames that are not fragments:
-//! `(remote IPv4 address as u32 XOR remote port) mod n_workers`; the kernel
-//! applies the `mod` itself (`fanout_demux_bpf` takes the program's return
-//! value modulo the group size). Everything else — ARP, ICMP, fragments,
-//! IPv6 for now — goes to worker 0, which owns the neighbour cache's
-//! answers. Clients' ephemeral ports are sequential or random, so the low
-//! bits spread connections evenly over workers.
+//! `h = ((remote IPv4 address as u32) XOR remote port) * 0x9E3779B1`
+//! (wrapping, Knuth's multiplicative hash), then `(h >> 16) mod n_workers`;
+//! the kernel applies the `mod` itself (`fanout_demux_bpf` takes the
+//! program's return value modulo the group size). Everything else — ARP,
+//! ICMP, fragments, IPv6 for now — goes to worker 0, which answers ARP and
+//! ICMP.
+//!
+//! Why the multiply: Linux's `connect()` picks even ephemeral ports first
+//! (odd ones are left for `bind()`, `__inet_hash_connect`), so a plain
+//! `(ip ^ port) mod 2` sent every connection of a Linux client to worker
+//! 0. The multiply moves every input bit into the high half we keep.
 //!
 //! The program reads relative to the network header (`SKF_NET_OFF`), so it
 //! does not depend on where `skb->data` points when fanout runs.
@@ -53,6 +58,8 @@ const BPF_IND: u16 = 0x40;
 const BPF_AND: u16 = 0x50;
 const BPF_LSH: u16 = 0x60;
 const BPF_XOR: u16 = 0xa0;
+const BPF_MUL: u16 = 0x20;
+const BPF_RSH: u16 = 0x70;
 const BPF_JEQ: u16 = 0x10;
 const BPF_JSET: u16 = 0x40;
 const BPF_K: u16 = 0x00;
@@ -82,15 +89,18 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
     SockFilter { code, jt, jf, k }
 }
 
-/// The fanout program: returns `src_ip ^ src_port` for IPv4 TCP
-/// non-fragments, 0 for everything else.
-pub const FANOUT_PROGRAM: [SockFilter; 16] = [
+/// Knuth's multiplicative hash constant (2^32 / golden ratio).
+pub const HASH_MULTIPLIER: u32 = 0x9E37_79B1;
+
+/// The fanout program: returns `((src_ip ^ src_port) * HASH_MULTIPLIER) >> 16`
+/// for IPv4 TCP non-fragments, 0 for everything else.
+pub const FANOUT_PROGRAM: [SockFilter; 18] = [
     /* 0 */ stmt(BPF_LD | BPF_W | BPF_ABS, AD_PROTOCOL),
-    /* 1 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 0x0800, 0, 13), // not IPv4 -> 15
+    /* 1 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 0x0800, 0, 15), // not IPv4 -> 17
     /* 2 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(9)),
-    /* 3 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 11), // not TCP -> 15
+    /* 3 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 13), // not TCP -> 17
     /* 4 */ stmt(BPF_LD | BPF_H | BPF_ABS, net(6)),
-    /* 5 */ jump(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 9, 0), // MF or offset -> 15
+    /* 5 */ jump(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 11, 0), // MF or offset -> 17
     /* 6 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(0)),
     /* 7 */ stmt(BPF_ALU | BPF_AND | BPF_K, 0x0f),
     /* 8 */ stmt(BPF_ALU | BPF_LSH | BPF_K, 2),
@@ -99,8 +109,10 @@ pub const FANOUT_PROGRAM: [SockFilter; 16] = [
     /* 11 */ stmt(BPF_MISC | BPF_TAX, 0),
     /* 12 */ stmt(BPF_LD | BPF_W | BPF_ABS, net(12)), // A = source address
     /* 13 */ stmt(BPF_ALU | BPF_XOR | BPF_X, 0),
-    /* 14 */ stmt(BPF_RET | BPF_A, 0),
-    /* 15 */ stmt(BPF_RET | BPF_K, 0),
+    /* 14 */ stmt(BPF_ALU | BPF_MUL | BPF_K, HASH_MULTIPLIER),
+    /* 15 */ stmt(BPF_ALU | BPF_RSH | BPF_K, 16),
+    /* 16 */ stmt(BPF_RET | BPF_A, 0),
+    /* 17 */ stmt(BPF_RET | BPF_K, 0),
 ];
 
 /// The worker that receives the packets of a connection whose client is
@@ -110,7 +122,10 @@ pub fn worker_for_remote(remote_ip: IpAddr, remote_port: u16, n_workers: usize) 
         return 0;
     }
     match remote_ip {
-        IpAddr::V4(v4) => ((u32::from(v4) ^ u32::from(remote_port)) % n_workers as u32) as usize,
+        IpAddr::V4(v4) => {
+            let h = (u32::from(v4) ^ u32::from(remote_port)).wrapping_mul(HASH_MULTIPLIER) >> 16;
+            (h % n_workers as u32) as usize
+        }
         IpAddr::V6(_) => 0,
     }
 }
@@ -165,6 +180,8 @@ pub fn run_cbpf(prog: &[SockFilter], protocol: u16, l3: &[u8]) -> u32 {
                     BPF_AND => a & operand,
                     BPF_LSH => a.wrapping_shl(operand),
                     BPF_XOR => a ^ operand,
+                    BPF_MUL => a.wrapping_mul(operand),
+                    BPF_RSH => a.wrapping_shr(operand),
                     _ => return 0,
                 };
             }
@@ -232,7 +249,28 @@ mod tests {
     fn program_finds_the_port_after_ip_options() {
         let ip = Ipv4Addr::new(198, 18, 0, 100);
         let ret = run_cbpf(&FANOUT_PROGRAM, 0x0800, &tcp_packet(ip, 40001, 7));
-        assert_eq!(ret, u32::from(ip) ^ 40001);
+        assert_eq!(
+            ret,
+            (u32::from(ip) ^ 40001).wrapping_mul(HASH_MULTIPLIER) >> 16
+        );
+    }
+
+    #[test]
+    fn even_ephemeral_ports_of_one_client_spread_over_workers() {
+        // Linux connect() hands out even ports first: all of them must not
+        // land on one worker.
+        let ip = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 100));
+        for n in 2..=4usize {
+            let mut per = vec![0usize; n];
+            for port in (32768u16..34768).step_by(2) {
+                per[worker_for_remote(ip, port, n)] += 1;
+            }
+            let fair = 1000 / n;
+            assert!(
+                per.iter().all(|&c| c > fair * 3 / 4 && c < fair * 5 / 4),
+                "n={n}: {per:?}"
+            );
+        }
     }
 
     #[test]

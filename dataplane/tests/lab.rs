@@ -1,0 +1,239 @@
+//! The dataplane against real Linux peers: a client namespace (the kernel's
+//! own ICMP and TCP, and curl) talks to a box namespace where the dataplane
+//! owns 198.18.0.11 on `front0` with no kernel address. Needs root; fails
+//! loudly otherwise. Namespaces are removed on drop, also on failure.
+
+mod common;
+
+use baton_dataplane::app::{start, DataplaneHandle, DataplaneOptions, PollMode};
+use baton_dataplane::responder::Responder;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+
+/// Deterministic pseudo-random bytes (xorshift64), like the lab's objects.
+fn object(len: usize, seed: u64) -> Bytes {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    Bytes::from(v)
+}
+
+fn objects() -> Arc<HashMap<String, Bytes>> {
+    let mut m = HashMap::new();
+    m.insert("1K.bin".to_string(), object(1024, 1));
+    m.insert("1M.bin".to_string(), object(1 << 20, 2));
+    m.insert("50M.bin".to_string(), object(50 << 20, 3));
+    Arc::new(m)
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn start_box(
+    lab: &common::Lab,
+    objs: Arc<HashMap<String, Bytes>>,
+    workers: usize,
+) -> DataplaneHandle {
+    let mut opts = DataplaneOptions::new("front0", vec![IpAddr::V4(SERVICE)]);
+    opts.workers = workers;
+    opts.poll_mode = PollMode::Adaptive { spins: 50 };
+    opts.max_connections = 5000;
+    lab.boxns
+        .run(move || start(opts, move |_| Responder::new(objs.clone())))
+        .expect("dataplane starts in the box namespace")
+}
+
+/// One ICMP echo through a raw socket in the client namespace; returns
+/// whether the matching reply came back within a second.
+fn ping_once(seq: u16) -> bool {
+    // SAFETY: plain socket calls on values we own; results checked.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+        assert!(
+            fd >= 0,
+            "raw ICMP socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let tv = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
+        let mut msg = vec![8u8, 0, 0, 0, 0xbe, 0xef, (seq >> 8) as u8, seq as u8];
+        msg.extend_from_slice(b"baton ping payload");
+        let c = baton_dataplane::wire::checksum::checksum(&msg);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as u16;
+        sa.sin_addr.s_addr = u32::from(SERVICE).to_be();
+        let r = libc::sendto(
+            fd,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
+        assert_eq!(
+            r,
+            msg.len() as isize,
+            "sendto: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut buf = [0u8; 1500];
+        let mut ok = false;
+        for _ in 0..10 {
+            let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+            if n <= 0 {
+                break;
+            }
+            // Raw IPv4 sockets deliver the IP header too.
+            let ihl = usize::from(buf[0] & 0xf) * 4;
+            let icmp = &buf[ihl..n as usize];
+            if icmp.len() >= 8
+                && icmp[0] == 0
+                && icmp[4..6] == [0xbe, 0xef]
+                && u16::from_be_bytes([icmp[6], icmp[7]]) == seq
+            {
+                ok = icmp[8..] == msg[8..];
+                break;
+            }
+        }
+        libc::close(fd);
+        ok
+    }
+}
+
+#[test]
+fn ping_and_curl_downloads_are_served_by_the_userspace_stack() {
+    let lab = common::Lab::new("lb");
+    let objs = objects();
+    let handle = start_box(&lab, objs.clone(), 2);
+
+    // ARP + ICMP: the client kernel resolves 198.18.0.11 and gets echoes back.
+    let replies = lab.client.run(|| (1..=3).filter(|&s| ping_once(s)).count());
+    assert_eq!(replies, 3, "3 pings answered");
+
+    let dir = std::env::temp_dir().join(format!("bt-lab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["1K.bin", "1M.bin", "50M.bin"] {
+        let out = dir.join(name);
+        let o = lab.client.exec(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "120",
+            "-o",
+            out.to_str().unwrap(),
+            &format!("http://{SERVICE}/{name}"),
+        ]);
+        assert!(
+            o.status.success(),
+            "curl {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let got = std::fs::read(&out).unwrap();
+        eprintln!("{name}: {} bytes", got.len());
+        assert_eq!(got.len(), objs[name].len(), "{name} length");
+        assert_eq!(
+            hex(&Sha256::digest(&got)),
+            hex(&Sha256::digest(&objs[name])),
+            "{name} sha256"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let stats = handle.stats();
+    eprintln!("{stats:#?}");
+    let total: u64 = stats.iter().map(|s| s.counters.tcp_accepted).sum();
+    assert!(total >= 3, "connections accepted: {stats:?}");
+    assert_eq!(stats[0].counters.icmp_echo_replies_sent, 3);
+    handle.shutdown();
+    handle.join().unwrap();
+}
+
+#[test]
+fn thousand_parallel_connections_complete() {
+    let lab = common::Lab::new("pc");
+    let objs = objects();
+    let handle = start_box(&lab, objs.clone(), 2);
+    let want = objs["1K.bin"].clone();
+    let done = lab.client.run(move || {
+        // 1,000 sockets open at once, plus the test's own descriptors.
+        let lim = libc::rlimit {
+            rlim_cur: 4096,
+            rlim_max: 4096,
+        };
+        // SAFETY: setrlimit with a valid struct.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+        let addr = SocketAddr::new(IpAddr::V4(SERVICE), 80);
+        let mut conns: Vec<TcpStream> = (0..1000)
+            .map(|i| {
+                let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("connect #{i}: {e}"));
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                s
+            })
+            .collect();
+        for s in &mut conns {
+            s.write_all(b"GET /1K.bin HTTP/1.1\r\nHost: box\r\n\r\n")
+                .unwrap();
+        }
+        let mut ok = 0;
+        for s in &mut conns {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while buf.len() < want.len() + 60 {
+                let n = s.read(&mut chunk).expect("read response");
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    if buf.len() >= p + 4 + want.len() {
+                        break;
+                    }
+                }
+            }
+            let p = buf
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .expect("response head");
+            assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"));
+            if buf[p + 4..] == want[..] {
+                ok += 1;
+            }
+        }
+        ok
+    });
+    assert_eq!(done, 1000, "every connection got the full object");
+    let stats = handle.stats();
+    let accepted: u64 = stats.iter().map(|s| s.counters.tcp_accepted).sum();
+    assert_eq!(accepted, 1000, "{stats:?}");
+    assert!(
+        stats.iter().all(|s| s.counters.tcp_accepted > 0),
+        "both workers served: {stats:?}"
+    );
+    handle.shutdown();
+    handle.join().unwrap();
+}
