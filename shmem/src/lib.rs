@@ -58,6 +58,9 @@ pub use record::{
     ArchivedIpBlock, ArchivedTcpBlock, Bundle, ConnRecord, Endpoint, IpBlock, TcpBlock, Transport,
     APP_PROTOCOL_HTTP, MAX_BUNDLE_RECORDS, MAX_NAME_LEN, MAX_VALIDATOR_LEN,
 };
+pub use replication::{
+    DatagramSocket, ReplicationConfig, ReplicationError, ReplicationStats, Replicator,
+};
 pub use segment::{Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, SLOT_SIZE};
 pub use slot::{
     ReadError, Records, SlotAllocator, SlotError, SlotId, SlotWriter, ValidSlot, WriteError,

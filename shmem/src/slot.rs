@@ -372,6 +372,39 @@ impl Region {
         SlotWriter::new(self.clone(), 0, self.slot_count())
     }
 
+    /// Payload length word of a slot, unsynchronized (a sizing hint).
+    pub(crate) fn len_hint(&self, slot: u32) -> usize {
+        self.slot_len(slot).load(Ordering::Relaxed) as usize
+    }
+
+    /// Writes a replica slot shipped by its owner if `seq` is newer than
+    /// what the replica holds; returns whether it was applied.
+    pub(crate) fn apply_replica(&self, slot: u32, seq: u64, bytes: &[u8]) -> bool {
+        if slot >= self.slot_count() || bytes.len() > SLOT_PAYLOAD || seq & 1 == 1 {
+            return false;
+        }
+        if seq <= self.seq_of(slot) {
+            return false;
+        }
+        self.publish(slot, bytes, Some(seq));
+        true
+    }
+
+    /// Empties a replica slot and sets its sequence back to 0 ("never
+    /// written"), for a replica whose owner started a new incarnation.
+    pub(crate) fn reset_slot(&self, slot: u32) {
+        if slot < self.slot_count() && self.seq_of(slot) != 0 {
+            self.publish(slot, &[], Some(0));
+        }
+    }
+
+    /// [`Region::reset_slot`] for every slot.
+    pub(crate) fn reset_all(&self) {
+        for s in 0..self.slot_count() {
+            self.reset_slot(s);
+        }
+    }
+
     /// Marks every slot of the region empty.
     pub fn clear_all(&self) {
         for s in 0..self.slot_count() {

@@ -1,0 +1,346 @@
+//! Replication between boxes that share no mapping: over real UDP on
+//! 127.0.0.1 with a lossy socket the replica converges, and forged,
+//! replayed, truncated and stale datagrams are counted and dropped.
+
+mod common;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use baton_shmem::{DatagramSocket, Layout, Region, ReplicationConfig, Replicator, Segment, SlotId};
+use common::{http_record, TempSeg};
+
+const KEY: &[u8] = b"baton-lab-cluster-key-0123456789";
+const L: Layout = Layout {
+    regions: 3,
+    slots_per_region: 400,
+};
+
+/// Drops every `k`-th datagram it is asked to send, like a lossy back LAN.
+struct Lossy {
+    inner: UdpSocket,
+    k: u64,
+    n: AtomicU64,
+}
+
+impl DatagramSocket for Lossy {
+    fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        if self.n.fetch_add(1, Ordering::Relaxed) % self.k == self.k - 1 {
+            return Ok(buf.len());
+        }
+        self.inner.send_to(buf, to)
+    }
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.inner.recv_from(buf)
+    }
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.inner.set_read_timeout(t)
+    }
+}
+
+/// Records what is sent instead of sending it.
+#[derive(Clone, Default)]
+struct Tap(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Tap {
+    fn take(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl DatagramSocket for Tap {
+    fn send_to(&self, buf: &[u8], _to: SocketAddr) -> io::Result<usize> {
+        self.0.lock().unwrap().push(buf.to_vec());
+        Ok(buf.len())
+    }
+    fn recv_from(&self, _buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+    fn set_read_timeout(&self, _t: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Slot-for-slot and box-entry equality of an owner's region and its replica.
+fn same(src: &Region, dst: &Region) -> Result<(), String> {
+    for s in 0..src.slot_count() {
+        let a = src
+            .read(SlotId(s))
+            .map_err(|e| format!("src slot {s}: {e}"))?;
+        let b = dst
+            .read(SlotId(s))
+            .map_err(|e| format!("replica slot {s}: {e}"))?;
+        match (a, b) {
+            (None, None) => {}
+            (Some(a), Some(b)) if a.bytes() == b.bytes() => {}
+            (a, b) => {
+                return Err(format!(
+                    "slot {s}: owner has {:?}, replica has {:?}",
+                    a.map(|v| v.seq()),
+                    b.map(|v| v.seq())
+                ))
+            }
+        }
+    }
+    let (a, b) = (src.box_info().unwrap(), dst.box_info().unwrap());
+    if a != b {
+        return Err(format!("box entry: owner {a:?}, replica {b:?}"));
+    }
+    Ok(())
+}
+
+fn cfg(me: u16, peers: Vec<(u16, SocketAddr)>) -> ReplicationConfig {
+    ReplicationConfig {
+        me,
+        key: KEY.to_vec(),
+        peers,
+    }
+}
+
+#[test]
+fn replica_converges_over_udp_with_every_fifth_datagram_dropped() {
+    let (ta, tb) = (TempSeg::new("repl-a"), TempSeg::new("repl-b"));
+    let (a, b) = (
+        Segment::open_or_create(ta.path(), L).unwrap(),
+        Segment::open_or_create(tb.path(), L).unwrap(),
+    );
+    let (sa, sb) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    let (aa, ab) = (sa.local_addr().unwrap(), sb.local_addr().unwrap());
+    let box0 = a.region(0).unwrap();
+    let box1 = b.region(1).unwrap();
+    box0.begin_epoch();
+    box1.begin_epoch();
+    box0.set_identity([2, 0, 0, 0, 0, 0x0a], &["198.18.0.10".parse().unwrap()])
+        .unwrap();
+    let mut ra = Replicator::new(
+        &a,
+        cfg(0, vec![(1, ab)]),
+        Lossy {
+            inner: sa,
+            k: 5,
+            n: AtomicU64::new(0),
+        },
+    )
+    .unwrap();
+    let mut rb = Replicator::new(
+        &b,
+        cfg(1, vec![(0, aa)]),
+        Lossy {
+            inner: sb,
+            k: 5,
+            n: AtomicU64::new(0),
+        },
+    )
+    .unwrap();
+    let (stats_a, stats_b) = (ra.stats(), rb.stats());
+    let stop = Arc::new(AtomicBool::new(false));
+    let ta_thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || ra.run(&stop, Duration::from_millis(10)))
+    };
+    let tb_thread = {
+        let stop = stop.clone();
+        std::thread::spawn(move || rb.run(&stop, Duration::from_millis(10)))
+    };
+
+    // Box 0 checkpoints 300 connections while replication runs, closes
+    // every seventh, and rewrites some; box 1 writes a few of its own.
+    let mut slots0 = box0.worker_slots(0, 1).unwrap();
+    let mut w0 = slots0.writer();
+    let urls: Vec<String> = (0..300).map(|i| format!("/objects/{i}.bin")).collect();
+    let mut held = vec![];
+    for (i, u) in urls.iter().enumerate() {
+        let s = slots0.alloc().unwrap();
+        w0.write(s, &[http_record(0, 10_000 + i as u16, u, Some("\"v1\""))])
+            .unwrap();
+        held.push(s);
+        if i % 7 == 6 {
+            slots0.free(held.remove(0)).unwrap();
+        }
+        if i % 25 == 0 {
+            box0.heartbeat(1_000 + i as u64);
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+    for (i, s) in held.iter().enumerate().step_by(5) {
+        w0.write(
+            *s,
+            &[http_record(
+                0,
+                20_000 + i as u16,
+                "/rewritten",
+                Some("\"v2\""),
+            )],
+        )
+        .unwrap();
+    }
+    let mut w1 = box1.writer();
+    for i in 0..20u32 {
+        w1.write(
+            SlotId(i * 11),
+            &[http_record(1, 30_000 + i as u16, "/b", None)],
+        )
+        .unwrap();
+    }
+    box0.heartbeat(9_999);
+    box1.heartbeat(8_888);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (replica0, replica1) = (b.region(0).unwrap(), a.region(1).unwrap());
+    loop {
+        let r0 = same(&box0, &replica0);
+        let r1 = same(&box1, &replica1);
+        // Converged, and B's bookkeeping agrees: a resync finished.
+        if r0.is_ok() && r1.is_ok() && stats_b.resyncs_completed.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: {r0:?} {r1:?}\nA {:?}\nB {:?}",
+            stats_a.snapshot(),
+            stats_b.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    ta_thread.join().unwrap().unwrap();
+    tb_thread.join().unwrap().unwrap();
+    eprintln!("A {:?}\nB {:?}", stats_a.snapshot(), stats_b.snapshot());
+    // Loss really happened and was repaired by snapshots, not luck.
+    assert!(stats_b.gaps.load(Ordering::Relaxed) > 0);
+    assert!(stats_b.resyncs_completed.load(Ordering::Relaxed) > 0);
+    assert_eq!(stats_b.forged.load(Ordering::Relaxed), 0);
+    let live = replica0.records().filter(|r| r.is_ok()).count();
+    assert_eq!(live, box0.records().count());
+    assert!(live > 200, "{live} connections replicated");
+}
+
+#[test]
+fn forged_replayed_truncated_and_stale_datagrams_are_counted_and_dropped() {
+    let (ta, tb, tx) = (
+        TempSeg::new("auth-a"),
+        TempSeg::new("auth-b"),
+        TempSeg::new("auth-x"),
+    );
+    let a = Segment::open_or_create(ta.path(), L).unwrap();
+    let b = Segment::open_or_create(tb.path(), L).unwrap();
+    let x = Segment::open_or_create(tx.path(), L).unwrap();
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (tap_a, tap_x, tap_y) = (Tap::default(), Tap::default(), Tap::default());
+    let box0 = a.region(0).unwrap();
+    box0.begin_epoch();
+    let mut ra = Replicator::new(&a, cfg(0, vec![(1, addr)]), tap_a.clone()).unwrap();
+    let mut rb = Replicator::new(&b, cfg(1, vec![(0, addr)]), Tap::default()).unwrap();
+    let stats = rb.stats();
+    let count =
+        |f: fn(&baton_shmem::ReplicationStats) -> &AtomicU64| f(&stats).load(Ordering::Relaxed);
+
+    box0.writer()
+        .write(SlotId(3), &[http_record(0, 4242, "/genuine", None)])
+        .unwrap();
+    ra.tick(1_000).unwrap();
+    let sent = tap_a.take();
+    assert_eq!(sent.len(), 2, "one update and one heartbeat");
+    let update = sent[0].clone();
+    rb.handle(&update, addr, 1_000).unwrap();
+    let replica = b.region(0).unwrap();
+    let name = |r: &Region| {
+        r.read(SlotId(3))
+            .unwrap()
+            .map(|v| v.bundle().records[0].view().app.unwrap().name.to_string())
+    };
+    assert_eq!(name(&replica).as_deref(), Some("/genuine"));
+    assert_eq!(count(|s| &s.accepted), 1);
+
+    // Replayed: the same datagram again.
+    rb.handle(&update, addr, 1_001).unwrap();
+    assert_eq!(count(|s| &s.replayed), 1);
+
+    // Forged: an attacker rewrites the URL in flight. The MAC catches it
+    // and the replica keeps the genuine record.
+    let mut forged = update.clone();
+    let at = forged
+        .windows(8)
+        .position(|w| w == b"/genuine")
+        .expect("URL is in the datagram");
+    forged[at + 1] = b'G';
+    rb.handle(&forged, addr, 1_002).unwrap();
+    assert_eq!(count(|s| &s.forged), 1);
+    assert_eq!(name(&replica).as_deref(), Some("/genuine"));
+
+    // Forged: a box that does not know the cluster key.
+    x.region(0).unwrap().begin_epoch();
+    x.region(0)
+        .unwrap()
+        .writer()
+        .write(SlotId(3), &[http_record(0, 4242, "/hijack", None)])
+        .unwrap();
+    let mut rx = Replicator::new(
+        &x,
+        ReplicationConfig {
+            me: 0,
+            key: b"not-the-cluster-key-at-all!!".to_vec(),
+            peers: vec![(1, addr)],
+        },
+        tap_x.clone(),
+    )
+    .unwrap();
+    rx.tick(1_003).unwrap();
+    for d in tap_x.take() {
+        rb.handle(&d, addr, 1_003).unwrap();
+    }
+    assert_eq!(count(|s| &s.forged), 3);
+    assert_eq!(name(&replica).as_deref(), Some("/genuine"));
+
+    // Truncated: cut short, or a header alone.
+    rb.handle(&update[..update.len() - 5], addr, 1_004).unwrap();
+    rb.handle(&update[..20], addr, 1_004).unwrap();
+    assert_eq!(count(|s| &s.truncated), 2);
+
+    // Authentic, but from a box that is not a configured peer.
+    let mut ry = Replicator::new(&x, cfg(2, vec![(1, addr)]), tap_y.clone()).unwrap();
+    ry.tick(1_005).unwrap();
+    for d in tap_y.take() {
+        rb.handle(&d, addr, 1_005).unwrap();
+    }
+    assert_eq!(count(|s| &s.unknown_sender), 1, "its heartbeat");
+
+    // Stale epoch: box 0 restarts (epoch 2, empty region); a datagram of
+    // its previous life arriving late is dropped and does not resurrect
+    // the old record.
+    let old_heartbeat = sent[1].clone();
+    box0.begin_epoch();
+    box0.clear_all();
+    ra.tick(1_006).unwrap();
+    for d in tap_a.take() {
+        rb.handle(&d, addr, 1_006).unwrap();
+    }
+    assert_eq!(b.box_info(0).unwrap().epoch, 2);
+    assert_eq!(name(&replica), None, "new incarnation wiped the replica");
+    rb.handle(&old_heartbeat, addr, 1_007).unwrap();
+    rb.handle(&update, addr, 1_007).unwrap();
+    assert_eq!(count(|s| &s.stale_epoch), 2);
+    assert_eq!(name(&replica), None);
+    assert_eq!(count(|s| &s.replayed), 1);
+}
+
+#[test]
+fn a_replicator_refuses_a_short_key_and_itself_as_peer() {
+    let t = TempSeg::new("cfg");
+    let s = Segment::open_or_create(t.path(), L).unwrap();
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let short = ReplicationConfig {
+        me: 0,
+        key: b"short".to_vec(),
+        peers: vec![],
+    };
+    assert!(Replicator::new(&s, short, Tap::default()).is_err());
+    assert!(Replicator::new(&s, cfg(0, vec![(0, addr)]), Tap::default()).is_err());
+    assert!(Replicator::new(&s, cfg(0, vec![(9, addr)]), Tap::default()).is_err());
+}
