@@ -1,0 +1,386 @@
+//! The worker over an in-memory port: ARP, ICMP, TCP to a closed port,
+//! connection limits, malformed frames, and a whole download driven by a
+//! client TCB — no root, no sockets.
+
+use baton_dataplane::port::memory::MemoryPort;
+use baton_dataplane::port::RxMeta;
+use baton_dataplane::responder::Responder;
+use baton_dataplane::tcp::{Flags, FourTuple, OutSegment, SeqNum, State, Tcb, TcpConfig};
+use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr, BROADCAST};
+use baton_dataplane::wire::{arp, checksum, icmp, ipv4, tcp};
+use baton_dataplane::worker::{Command, Worker, WorkerConfig};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BOX_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
+const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x64]);
+const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+
+type TestWorker = Worker<MemoryPort, Responder>;
+
+fn setup(cfg: impl FnOnce(&mut WorkerConfig)) -> (TestWorker, MemoryPort, Instant) {
+    let (wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut objs = HashMap::new();
+    objs.insert(
+        "obj".to_string(),
+        Bytes::from(
+            (0..300_000u32)
+                .map(|i| (i * 31 % 251) as u8)
+                .collect::<Vec<u8>>(),
+        ),
+    );
+    let mut c = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    cfg(&mut c);
+    let now = Instant::now();
+    (
+        Worker::new(port, Responder::new(Arc::new(objs)), c, now),
+        wire,
+        now,
+    )
+}
+
+fn eth(dst: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14];
+    ethernet::emit(
+        &mut f,
+        &EthernetHeader {
+            dst,
+            src: CLIENT_MAC,
+            ethertype,
+        },
+    )
+    .unwrap();
+    f.extend_from_slice(payload);
+    f
+}
+
+fn ipv4_frame(proto: u8, l4: &[u8]) -> Vec<u8> {
+    let mut ip = vec![0u8; 20];
+    ipv4::emit(&mut ip, CLIENT, SERVICE, proto, 9, l4.len()).unwrap();
+    ip.extend_from_slice(l4);
+    eth(BOX_MAC, ethernet::ETHERTYPE_IPV4, &ip)
+}
+
+fn tcp_frame(seg: &OutSegment) -> Vec<u8> {
+    let mut b = vec![0u8; 1600];
+    let n = tcp::emit(&mut b, IpAddr::V4(CLIENT), IpAddr::V4(SERVICE), seg).unwrap();
+    b.truncate(n);
+    ipv4_frame(ipv4::PROTO_TCP, &b)
+}
+
+fn syn(port: u16) -> OutSegment {
+    OutSegment {
+        src_port: port,
+        dst_port: 80,
+        seq: SeqNum(5000),
+        flags: Flags {
+            syn: true,
+            ..Flags::default()
+        },
+        window: 65535,
+        ..OutSegment::default()
+    }
+}
+
+/// Parsed TCP segments the worker sent: (flags, src port, dst port).
+fn sent_tcp(wire: &mut MemoryPort) -> Vec<(Flags, u16, u16)> {
+    wire.drain()
+        .iter()
+        .filter_map(|f| {
+            let (eh, p) = ethernet::parse(f).ok()?;
+            assert_eq!(eh.src, BOX_MAC);
+            let (ih, l4) = ipv4::parse(p).ok()?;
+            let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, false).ok()?;
+            Some((s.flags, s.src_port, s.dst_port))
+        })
+        .collect()
+}
+
+#[test]
+fn arp_request_for_service_ip_is_answered_and_others_are_not() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    for target in [SERVICE, Ipv4Addr::new(198, 18, 0, 12)] {
+        let mut a = [0u8; 28];
+        arp::emit(
+            &mut a,
+            &arp::ArpPacket {
+                op: arp::OP_REQUEST,
+                sender_mac: CLIENT_MAC,
+                sender_ip: CLIENT,
+                target_mac: MacAddr::default(),
+                target_ip: target,
+            },
+        )
+        .unwrap();
+        w.handle_frame(
+            &eth(BROADCAST, ethernet::ETHERTYPE_ARP, &a),
+            RxMeta::default(),
+            now,
+        );
+    }
+    w.poll(now).unwrap();
+    let out = wire.drain();
+    assert_eq!(out.len(), 1, "only the service address is answered");
+    let (eh, p) = ethernet::parse(&out[0]).unwrap();
+    assert_eq!(eh.dst, CLIENT_MAC);
+    let r = arp::parse(p).unwrap();
+    assert_eq!(
+        (r.op, r.sender_ip, r.sender_mac, r.target_ip),
+        (arp::OP_REPLY, SERVICE, BOX_MAC, CLIENT)
+    );
+    assert_eq!(w.counters().arp_replies_sent, 1);
+    assert_eq!(w.counters().arp_not_for_us, 1);
+}
+
+#[test]
+fn echo_request_gets_echo_reply_with_same_payload() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    let mut m = vec![icmp::TYPE_ECHO_REQUEST, 0, 0, 0, 0, 7, 0, 1];
+    m.extend_from_slice(b"payload!");
+    let c = checksum::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    wire.send(ipv4_frame(ipv4::PROTO_ICMP, &m)).unwrap();
+    w.poll(now).unwrap();
+    let out = wire.drain();
+    assert_eq!(out.len(), 1);
+    let (eh, p) = ethernet::parse(&out[0]).unwrap();
+    assert_eq!(
+        eh.dst, CLIENT_MAC,
+        "reply goes to the MAC learned from the request"
+    );
+    let (ih, l4) = ipv4::parse(p).unwrap();
+    assert_eq!((ih.src, ih.dst), (SERVICE, CLIENT));
+    let r = icmp::parse(l4).unwrap();
+    assert_eq!(
+        (r.ty, r.ident, r.seq, r.data),
+        (icmp::TYPE_ECHO_REPLY, 7, 1, &b"payload!"[..])
+    );
+}
+
+#[test]
+fn gratuitous_arp_goes_out_on_announce() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    assert!(w.command(Command::Announce(IpAddr::V4(SERVICE)), now));
+    w.poll(now).unwrap();
+    let out = wire.drain();
+    assert_eq!(out.len(), 1);
+    let (eh, p) = ethernet::parse(&out[0]).unwrap();
+    assert!(eh.dst.is_broadcast());
+    let a = arp::parse(p).unwrap();
+    assert_eq!(
+        (a.sender_ip, a.target_ip, a.sender_mac),
+        (SERVICE, SERVICE, BOX_MAC)
+    );
+}
+
+#[test]
+fn syn_to_closed_port_gets_rst_ack() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    let mut s = syn(40000);
+    s.dst_port = 8080;
+    wire.send(tcp_frame(&s)).unwrap();
+    w.poll(now).unwrap();
+    let out = sent_tcp(&mut wire);
+    assert_eq!(out.len(), 1);
+    assert!(
+        out[0].0.rst && out[0].0.ack,
+        "RST,ACK per RFC 9293 §3.10.7.1"
+    );
+    assert_eq!((out[0].1, out[0].2), (8080, 40000));
+    assert_eq!(w.counters().tcp_no_listener, 1);
+    assert_eq!(w.connections(), 0);
+}
+
+#[test]
+fn syns_beyond_max_connections_are_dropped_and_counted() {
+    let (mut w, mut wire, now) = setup(|c| c.max_connections = 2);
+    for p in [40000, 40002, 40004] {
+        wire.send(tcp_frame(&syn(p))).unwrap();
+    }
+    w.poll(now).unwrap();
+    let out = sent_tcp(&mut wire);
+    assert_eq!(
+        out.iter().filter(|s| s.0.syn && s.0.ack).count(),
+        2,
+        "two SYN-ACKs"
+    );
+    assert_eq!(w.counters().drop_tcp_max_connections, 1);
+    assert_eq!(w.connections(), 2);
+}
+
+#[test]
+fn full_syn_backlog_answers_with_stateless_cookies() {
+    let (mut w, mut wire, now) = setup(|c| c.syn_backlog = 2);
+    for p in 0..5u16 {
+        wire.send(tcp_frame(&syn(41000 + p))).unwrap();
+    }
+    w.poll(now).unwrap();
+    let out = sent_tcp(&mut wire);
+    assert_eq!(
+        out.iter().filter(|s| s.0.syn && s.0.ack).count(),
+        5,
+        "every SYN answered"
+    );
+    assert_eq!(w.connections(), 2, "only the backlog holds state");
+    assert_eq!(w.counters().tcp_syn_backlog_full, 3);
+    assert_eq!(w.stats().half_open, 2);
+}
+
+#[test]
+fn malformed_frames_are_counted_under_their_reason_and_never_answered() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    let good = tcp_frame(&syn(40000));
+    let mut bad_ip_sum = good.clone();
+    bad_ip_sum[14 + 10] ^= 0xff;
+    let mut bad_tcp_sum = good.clone();
+    bad_tcp_sum[14 + 20 + 16] ^= 0xff;
+    let mut ihl_beyond = good.clone();
+    ihl_beyond[14] = 0x4f;
+    let mut total_beyond = good.clone();
+    total_beyond[14 + 2..14 + 4].copy_from_slice(&1400u16.to_be_bytes());
+    let mut syn_fin = syn(40000);
+    syn_fin.flags.fin = true;
+    let mut frag = good.clone();
+    frag[14 + 6] = 0x20;
+    let fix = |f: &mut Vec<u8>| {
+        f[24] = 0;
+        f[25] = 0;
+        let c = checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    };
+    fix(&mut total_beyond);
+    fix(&mut frag);
+    let frames = vec![
+        good[..10].to_vec(),
+        good[..14 + 12].to_vec(),
+        bad_ip_sum,
+        bad_tcp_sum,
+        ihl_beyond,
+        total_beyond,
+        frag,
+        tcp_frame(&syn_fin),
+        eth(
+            MacAddr([2, 9, 9, 9, 9, 9]),
+            ethernet::ETHERTYPE_IPV4,
+            &good[14..],
+        ),
+        eth(BOX_MAC, 0x8100, &[0; 46]),
+    ];
+    for f in &frames {
+        w.handle_frame(f, RxMeta::default(), now);
+    }
+    w.poll(now).unwrap();
+    assert!(wire.drain().is_empty(), "nothing answered");
+    let c = w.counters();
+    assert_eq!(c.drop_eth_truncated, 1);
+    assert_eq!(
+        c.drop_ipv4_truncated, 2,
+        "short header and IHL beyond the frame"
+    );
+    assert_eq!(c.drop_ipv4_bad_checksum, 1);
+    assert_eq!(c.drop_tcp_bad_checksum, 1);
+    assert_eq!(c.drop_ipv4_bad_length, 1);
+    assert_eq!(c.drop_ipv4_fragment, 1);
+    assert_eq!(c.drop_tcp_bad_flags, 1);
+    assert_eq!(c.drop_eth_not_for_us, 1);
+    assert_eq!(c.drop_eth_unknown_type, 1);
+    assert_eq!(c.total_drops(), frames.len() as u64);
+    assert_eq!(w.connections(), 0);
+}
+
+#[test]
+fn trusted_checksum_frames_are_accepted_without_verification() {
+    // A veth peer leaves the TCP checksum to offload (TP_STATUS_CSUMNOTREADY).
+    let (mut w, mut wire, now) = setup(|_| {});
+    let mut f = tcp_frame(&syn(40000));
+    f[14 + 20 + 16] ^= 0x55;
+    w.handle_frame(
+        &f,
+        RxMeta {
+            checksum_trusted: true,
+        },
+        now,
+    );
+    w.poll(now).unwrap();
+    assert_eq!(
+        sent_tcp(&mut wire)
+            .iter()
+            .filter(|s| s.0.syn && s.0.ack)
+            .count(),
+        1
+    );
+}
+
+/// Moves frames both ways between a client TCB and the worker until the
+/// client has `want` bytes or time runs out (simulated clock).
+#[test]
+fn client_tcb_downloads_an_object_through_the_worker() {
+    let (mut w, mut wire, t0) = setup(|_| {});
+    let tuple = FourTuple {
+        local: SocketAddr::new(IpAddr::V4(CLIENT), 40123),
+        remote: SocketAddr::new(IpAddr::V4(SERVICE), 80),
+    };
+    let mut client = Tcb::connect(t0, TcpConfig::default(), tuple, SeqNum(0xffff_f000));
+    let mut now = t0;
+    let mut got = Vec::new();
+    let mut requested = false;
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..20_000 {
+        while let Some(seg) = client.poll_transmit(now) {
+            wire.send(tcp_frame(&seg)).unwrap();
+        }
+        w.poll(now).unwrap();
+        for f in wire.drain() {
+            let (_, p) = ethernet::parse(&f).unwrap();
+            let (ih, l4) = ipv4::parse(p).unwrap();
+            let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, false).unwrap();
+            client.on_segment(now, &s);
+        }
+        while client.poll_event().is_some() {}
+        if client.state() == State::Established && !requested {
+            client
+                .send(Bytes::from_static(b"GET /obj HTTP/1.1\r\nHost: x\r\n\r\n"))
+                .unwrap();
+            requested = true;
+        }
+        loop {
+            let n = client.recv(&mut buf);
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        if got.len() >= 300_000 + 60 {
+            if let Some(p) = got.windows(4).position(|x| x == b"\r\n\r\n") {
+                if got.len() - p - 4 == 300_000 {
+                    break;
+                }
+            }
+        }
+        now += Duration::from_millis(1);
+        if let Some(t) = client.poll_timeout() {
+            if t <= now {
+                client.on_timeout(now);
+            }
+        }
+    }
+    let p = got
+        .windows(4)
+        .position(|x| x == b"\r\n\r\n")
+        .expect("response head");
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let body = &got[p + 4..];
+    assert_eq!(body.len(), 300_000);
+    assert!(
+        body.iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i as u32 * 31 % 251) as u8),
+        "body intact"
+    );
+    assert_eq!(w.counters().tcp_accepted, 1);
+    assert_eq!(w.app().requests, 1);
+}
