@@ -1,12 +1,15 @@
 //! Passive opens: the LISTEN state (RFC 9293 §3.10.7.2), a bounded SYN
 //! backlog, SYN cookies when it is full, and RFC 6528 ISNs.
 //!
-//! SYN cookies follow Linux's layout in spirit: the ISN's top 8 bits are a
-//! coarse counter (64 s ticks), the low 24 bits a keyed hash of the 4-tuple,
-//! the client's ISN and the counter, plus 8 bits of data: the MSS index
-//! (2 bits), the client's window scale (4 bits, 15 = none), SACK-permitted
-//! and timestamps (1 bit each). A cookie is valid for the current and the
-//! previous tick (64-128 s), like Linux's MAX_SYNCOOKIE_AGE.
+//! SYN cookies follow Linux's layout: the ISN's top 8 bits are a coarse
+//! counter (64 s ticks), the low 24 bits a keyed hash of the 4-tuple, the
+//! client's ISN and the counter, plus the MSS index (2 bits; a forged
+//! cookie passes with probability about 2^-22). When the client offered
+//! timestamps, the low 6 bits of our TSval carry the rest (client window
+//! scale, 4 bits with 15 = none; SACK-permitted; a marker bit) and come
+//! back in the ACK's TSecr; without timestamps a cookie connection has no
+//! window scaling and no SACK, as on Linux. A cookie is valid for the
+//! current and the previous tick (64-128 s), like MAX_SYNCOOKIE_AGE.
 
 use super::siphash::siphash24;
 use super::tcb::DEFAULT_PEER_MSS;
@@ -18,8 +21,14 @@ use std::time::Instant;
 const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
 /// Seconds per cookie counter tick.
 const COOKIE_TICK_SECS: u64 = 64;
-/// Data bits carried in a cookie.
-const COOKIE_DATA_MAX: u32 = 256;
+/// Values of the MSS index carried in the ISN.
+const COOKIE_DATA_MAX: u32 = MSS_TABLE.len() as u32;
+/// Low bits of our TSval that carry options in a cookie SYN-ACK.
+const TS_OPT_BITS: u32 = 6;
+const TS_OPT_MASK: u32 = (1 << TS_OPT_BITS) - 1;
+/// Set in the TSval bits so an ACK echoing an ordinary TSval is not
+/// mistaken for one carrying options.
+const TS_OPT_MARKER: u32 = 1 << 5;
 const COOKIE_MASK: u32 = 0x00ff_ffff;
 
 /// Hash domains, so the ISN, cookie and timestamp offset never share output.
@@ -128,11 +137,18 @@ impl Listener {
         if f.ack {
             let cookie = seg.ack.0.wrapping_sub(1);
             let client_isn = seg.seq.0.wrapping_sub(1);
-            if let Some(data) = self.check_cookie(now, tuple, client_isn, cookie) {
-                let mss = MSS_TABLE[(data & 3) as usize];
-                let ws = ((data >> 2) & 0xf) as u8;
-                let sack = data & (1 << 6) != 0;
-                let ts = data & (1 << 7) != 0;
+            if let Some(mss_idx) = self.check_cookie(now, tuple, client_isn, cookie) {
+                let mss = MSS_TABLE[mss_idx as usize];
+                // The rest of the options came back in the TSecr.
+                let bits = seg
+                    .options
+                    .timestamps
+                    .map(|(_, ecr)| ecr & TS_OPT_MASK)
+                    .filter(|b| b & TS_OPT_MARKER != 0);
+                let (ws, sack, ts) = match bits {
+                    Some(b) => ((b & 0xf) as u8, b & 0x10 != 0, true),
+                    None => (15, false, false),
+                };
                 let ts_base = self.hash(DOMAIN_TS, tuple, &[]) as u32;
                 return UnknownOutcome::Tcb(Tcb::new_from_cookie(
                     now,
@@ -202,10 +218,10 @@ impl Listener {
         siphash24(&self.secret, &buf[..n])
     }
 
-    fn make_cookie(&self, now: Instant, tuple: FourTuple, client_isn: u32, data: u32) -> u32 {
+    fn make_cookie(&self, now: Instant, tuple: FourTuple, client_isn: u32, mss_idx: u32) -> u32 {
         let count = self.counter(now);
         let h = self.hash(DOMAIN_COOKIE, tuple, &[client_isn, count]) as u32;
-        ((count & 0xff) << 24) | (h.wrapping_add(data) & COOKIE_MASK)
+        ((count & 0xff) << 24) | (h.wrapping_add(mss_idx) & COOKIE_MASK)
     }
 
     fn check_cookie(
@@ -237,27 +253,28 @@ impl Listener {
             .unwrap_or(DEFAULT_PEER_MSS)
             .min(self.config.mss);
         let mss_idx = MSS_TABLE.iter().rposition(|&m| m <= cap).unwrap_or(0) as u32;
-        let ws = seg.options.window_scale.map(|w| w.min(14)).unwrap_or(15);
-        let sack = self.config.sack && seg.options.sack_permitted;
-        let ts = self.config.timestamps && seg.options.timestamps.is_some();
-        let data = mss_idx | (u32::from(ws) << 2) | (u32::from(sack) << 6) | (u32::from(ts) << 7);
-        let cookie = self.make_cookie(now, tuple, seg.seq.0, data);
+        let cookie = self.make_cookie(now, tuple, seg.seq.0, mss_idx);
         let mut r = reply(tuple, SeqNum(cookie));
         r.flags.syn = true;
         r.flags.ack = true;
         r.ack = seg.seq + 1;
         r.window = self.config.recv_buffer.min(u32::from(u16::MAX)) as u16;
-        r.options = Options {
-            mss: Some(self.config.mss),
-            window_scale: (ws != 15).then_some(self.config.window_scale.min(14)),
-            sack_permitted: sack,
-            timestamps: seg
-                .options
-                .timestamps
-                .filter(|_| ts)
-                .map(|(tsval, _)| (self.ts_now(now, tuple), tsval)),
-            ..Options::default()
-        };
+        r.options.mss = Some(self.config.mss);
+        if let (true, Some((peer_tsval, _))) = (self.config.timestamps, seg.options.timestamps) {
+            let ws = seg.options.window_scale.map(|w| w.min(14)).unwrap_or(15);
+            let sack = self.config.sack && seg.options.sack_permitted;
+            let bits = u32::from(ws) | (u32::from(sack) << 4) | TS_OPT_MARKER;
+            // Linux's cookie_init_timestamp: keep our clock's high bits, and
+            // never go above the clock (the TCB continues from it: PAWS).
+            let clock = self.ts_now(now, tuple);
+            let mut tsval = (clock & !TS_OPT_MASK) | bits;
+            if (tsval.wrapping_sub(clock) as i32) > 0 {
+                tsval = tsval.wrapping_sub(1 << TS_OPT_BITS);
+            }
+            r.options.timestamps = Some((tsval, peer_tsval));
+            r.options.window_scale = (ws != 15).then_some(self.config.window_scale.min(14));
+            r.options.sack_permitted = sack;
+        }
         r
     }
 }

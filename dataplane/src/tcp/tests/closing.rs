@@ -1,1 +1,171 @@
+//! Tests for the closing states: CLOSE-WAIT, LAST-ACK, FIN-WAIT-1,
+//! FIN-WAIT-2, CLOSING, TIME-WAIT (RFC 9293 §3.6, §3.10.4, §3.10.7.4
+//! "eighth"), plus abort and the idle timeout.
+
 use super::*;
+
+fn fin(seq: SeqNum, ack: SeqNum) -> Segment<'static> {
+    let mut s = seg(seq, ack, &[]);
+    s.flags.fin = true;
+    s
+}
+
+#[test]
+fn peer_fin_leads_through_close_wait_and_last_ack_to_closed() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    send!(tcb, fx.at(10), fin(SeqNum(CISN + 1), iss + 1));
+    // RFC 9293 §3.10.7.4 eighth: "SYN-RECEIVED/ESTABLISHED STATE: Enter the
+    // CLOSE-WAIT state" and the FIN is acknowledged.
+    assert_eq!(tcb.state(), State::CloseWait);
+    assert_eq!(events(&mut tcb), vec![Event::PeerClosed]);
+    let ack = recv!(tcb, fx.at(10));
+    assert_eq!(ack.ack, SeqNum(CISN + 2));
+    // We may still send, then close.
+    tcb.send(Bytes::from_static(b"bye")).expect("CLOSE-WAIT may send");
+    tcb.close();
+    assert_eq!(tcb.state(), State::LastAck);
+    let last = recv!(tcb, fx.at(11));
+    assert_eq!(payload(&last), b"bye");
+    assert!(last.flags.fin, "the FIN rides on the last data segment");
+    send!(tcb, fx.at(12), seg(SeqNum(CISN + 2), iss + 5, &[]));
+    // LAST-ACK: "if our FIN is now acknowledged, delete the TCB, enter the
+    // CLOSED state".
+    assert_eq!(tcb.state(), State::Closed);
+    assert_eq!(events(&mut tcb), vec![Event::Closed]);
+}
+
+#[test]
+fn active_close_goes_through_fin_wait_to_time_wait_and_expires() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    tcb.send(Bytes::from_static(b"response")).expect("queued");
+    tcb.close();
+    assert_eq!(tcb.state(), State::FinWait1);
+    let out = recv!(tcb, fx.at(10));
+    assert!(out.flags.fin);
+    assert_eq!(payload(&out), b"response");
+    // FIN-WAIT-1: "if the FIN segment is now acknowledged, then enter
+    // FIN-WAIT-2".
+    send!(tcb, fx.at(11), seg(SeqNum(CISN + 1), iss + 10, &[]));
+    assert_eq!(tcb.state(), State::FinWait2);
+    // FIN-WAIT-2 still receives data.
+    send!(tcb, fx.at(12), seg(SeqNum(CISN + 1), iss + 10, b"late"));
+    assert_eq!(tcb.recv_available(), 4);
+    send!(tcb, fx.at(13), fin(SeqNum(CISN + 5), iss + 10));
+    // FIN-WAIT-2: "Enter the TIME-WAIT state. Start the time-wait timer".
+    assert_eq!(tcb.state(), State::TimeWait);
+    let ack = recv!(tcb, fx.at(13));
+    assert_eq!(ack.ack, SeqNum(CISN + 6));
+    assert_eq!(tcb.poll_timeout(), Some(fx.at(13) + Duration::from_secs(60)));
+    // A retransmitted FIN: "Acknowledge it, and restart the 2 MSL timeout."
+    send!(tcb, fx.at(5_000), fin(SeqNum(CISN + 5), iss + 10));
+    assert_eq!(recv!(tcb, fx.at(5_000)).ack, SeqNum(CISN + 6));
+    let expiry = fx.at(5_000) + Duration::from_secs(60);
+    assert_eq!(tcb.poll_timeout(), Some(expiry));
+    tcb.on_timeout(expiry);
+    assert_eq!(tcb.state(), State::Closed);
+    assert_eq!(
+        events(&mut tcb),
+        vec![Event::Readable, Event::PeerClosed, Event::Closed]
+    );
+}
+
+#[test]
+fn fin_and_ack_of_our_fin_together_go_straight_to_time_wait() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    tcb.close();
+    let f = recv!(tcb, fx.at(10));
+    assert!(f.flags.fin && f.payload.is_empty());
+    send!(tcb, fx.at(11), fin(SeqNum(CISN + 1), iss + 2));
+    // FIN-WAIT-1 + ACK of our FIN -> FIN-WAIT-2, then its FIN -> TIME-WAIT.
+    assert_eq!(tcb.state(), State::TimeWait);
+}
+
+#[test]
+fn simultaneous_close_passes_through_closing() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    tcb.close();
+    recv!(tcb, fx.at(10));
+    // The peer's FIN crosses ours: it does not acknowledge our FIN yet.
+    send!(tcb, fx.at(11), fin(SeqNum(CISN + 1), iss + 1));
+    // FIN-WAIT-1: "if our FIN has been ACKed … enter TIME-WAIT …;
+    // otherwise, enter the CLOSING state".
+    assert_eq!(tcb.state(), State::Closing);
+    assert_eq!(recv!(tcb, fx.at(11)).ack, SeqNum(CISN + 2));
+    send!(tcb, fx.at(12), seg(SeqNum(CISN + 2), iss + 2, &[]));
+    // CLOSING: "if the ACK acknowledges our FIN, then enter the TIME-WAIT".
+    assert_eq!(tcb.state(), State::TimeWait);
+}
+
+#[test]
+fn lost_fin_is_retransmitted() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    tcb.close();
+    let f = recv!(tcb, fx.at(10));
+    assert!(f.flags.fin);
+    let t = tcb.poll_timeout().expect("RTO armed for the FIN");
+    tcb.on_timeout(t);
+    let again = recv!(tcb, t);
+    assert!(again.flags.fin);
+    assert_eq!(again.seq, iss + 1);
+}
+
+#[test]
+fn fin_out_of_order_waits_for_the_missing_data() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    let mut f = seg(SeqNum(CISN + 4), iss + 1, b"def");
+    f.flags.fin = true;
+    send!(tcb, fx.at(10), f);
+    assert_eq!(tcb.state(), State::Established);
+    send!(tcb, fx.at(11), seg(SeqNum(CISN + 1), iss + 1, b"abc"));
+    assert_eq!(tcb.state(), State::CloseWait);
+    let mut buf = [0u8; 8];
+    let n = tcb.recv(&mut buf);
+    assert_eq!(&buf[..n], b"abcdef");
+    let ack = drain(&mut tcb, fx.at(11));
+    assert_eq!(ack.last().map(|a| a.ack), Some(SeqNum(CISN + 8)));
+}
+
+#[test]
+fn fin_in_syn_received_goes_to_close_wait() {
+    let fx = Fx::new();
+    let (mut tcb, synack) = syn_received(&fx, TcpConfig::default(), &syn(opts_mss(1460)));
+    send!(tcb, fx.at(1), fin(SeqNum(CISN + 1), synack.seq + 1));
+    assert_eq!(tcb.state(), State::CloseWait);
+    assert_eq!(events(&mut tcb), vec![Event::Established, Event::PeerClosed]);
+}
+
+#[test]
+fn abort_sends_a_reset_and_closes() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    tcb.abort();
+    assert_eq!(tcb.state(), State::Closed);
+    let r = recv!(tcb, fx.at(10));
+    // RFC 9293 §3.10.5 ABORT: "send a reset segment: <SEQ=SND.NXT><CTL=RST>".
+    assert!(r.flags.rst);
+    assert_eq!(r.seq, iss + 1);
+    recv!(tcb, fx.at(10), nothing);
+    assert_eq!(events(&mut tcb), vec![Event::Closed]);
+}
+
+#[test]
+fn idle_connection_times_out_with_a_reset() {
+    let fx = Fx::new();
+    let config = TcpConfig {
+        idle_timeout: Duration::from_secs(5),
+        ..TcpConfig::default()
+    };
+    let (mut tcb, iss) = established_with(&fx, config, opts_mss(1460));
+    send!(tcb, fx.at(1000), seg(SeqNum(CISN + 1), iss + 1, &[]));
+    assert_eq!(tcb.poll_timeout(), Some(fx.at(6000)));
+    tcb.on_timeout(fx.at(6000));
+    assert_eq!(tcb.state(), State::Closed);
+    assert!(recv!(tcb, fx.at(6000)).flags.rst);
+    assert_eq!(events(&mut tcb), vec![Event::TimedOut, Event::Closed]);
+}

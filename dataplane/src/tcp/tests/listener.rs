@@ -1,1 +1,183 @@
+//! Tests for LISTEN (RFC 9293 §3.10.7.2): ISNs (RFC 6528), the SYN backlog
+//! and SYN cookies, and replies to segments for no connection (§3.10.7.1).
+
 use super::*;
+
+fn cookie_syn(options: Options) -> (Listener, OutSegment) {
+    let mut l = listener(TcpConfig::default());
+    let out = match l.on_syn(Instant::now(), tuple(), &syn(options), 8, 8) {
+        SynOutcome::Cookie(s) => s,
+        other => panic!("a full backlog must answer with a cookie, got {other:?}"),
+    };
+    (l, out)
+}
+
+#[test]
+fn full_backlog_answers_with_a_cookie_that_builds_an_established_tcb() {
+    let fx = Fx::new();
+    let mut l = listener(TcpConfig::default());
+    let opts = Options {
+        mss: Some(1400),
+        window_scale: Some(5),
+        sack_permitted: true,
+        timestamps: Some((4242, 0)),
+        ..Options::default()
+    };
+    // Below the backlog: a TCB.
+    assert!(matches!(
+        l.on_syn(fx.at(0), tuple(), &syn(opts), 7, 8),
+        SynOutcome::Tcb(_)
+    ));
+    let synack = match l.on_syn(fx.at(0), tuple(), &syn(opts), 8, 8) {
+        SynOutcome::Cookie(s) => s,
+        other => panic!("expected a cookie, got {other:?}"),
+    };
+    assert!(synack.flags.syn && synack.flags.ack);
+    assert_eq!(synack.ack, SeqNum(CISN + 1));
+    assert_eq!(synack.options.window_scale, Some(7));
+    assert!(synack.options.sack_permitted);
+    let our_ts = synack.options.timestamps.expect("timestamps echoed");
+    assert_eq!(our_ts.1, 4242);
+
+    // The client's ACK, carrying a request, 30 s later.
+    let mut ack = seg(SeqNum(CISN + 1), synack.seq + 1, b"GET /");
+    ack.window = 1000;
+    ack.options.timestamps = Some((4300, our_ts.0));
+    let mut tcb = match l.on_unknown(fx.at(30_000), tuple(), &ack) {
+        UnknownOutcome::Tcb(t) => t,
+        other => panic!("a valid cookie must build a TCB, got {other:?}"),
+    };
+    assert_eq!(tcb.state(), State::Established);
+    assert_eq!(events(&mut tcb), vec![Event::Established, Event::Readable]);
+    assert_eq!(tcb.recv_available(), 5);
+    let e = tcb.export(fx.at(30_000));
+    // The options came back out of the cookie: MSS 1400 rounds down to the
+    // table's 1300, minus 12 bytes of timestamps.
+    assert_eq!(e.mss, 1300 - 12);
+    assert_eq!((e.snd_wscale, e.rcv_wscale), (5, 7));
+    assert!(e.sack_permitted && e.timestamps);
+    assert_eq!(tcb.peer_window(), 1000 << 5);
+    assert_eq!(e.iss, synack.seq.0);
+    assert_eq!(e.ts_recent, 4300);
+    // Our timestamps continue the SYN-ACK's clock (monotonic for PAWS).
+    tcb.on_timeout(fx.at(30_040));
+    let out = drain(&mut tcb, fx.at(30_040));
+    let tsval = out.last().and_then(|s| s.options.timestamps).expect("ts").0;
+    assert!(tsval.wrapping_sub(our_ts.0) as i32 >= 30_000);
+}
+
+#[test]
+fn cookie_without_options_round_trips() {
+    let (mut l, synack) = cookie_syn(Options::default());
+    assert_eq!(synack.options.window_scale, None);
+    assert_eq!(synack.options.timestamps, None);
+    let ack = seg(SeqNum(CISN + 1), synack.seq + 1, &[]);
+    match l.on_unknown(Instant::now(), tuple(), &ack) {
+        UnknownOutcome::Tcb(t) => {
+            let e = t.export(Instant::now());
+            assert_eq!(e.mss, 536);
+            assert_eq!((e.snd_wscale, e.sack_permitted, e.timestamps), (0, false, false));
+        }
+        other => panic!("expected a TCB, got {other:?}"),
+    }
+}
+
+#[test]
+fn forged_or_stale_cookie_ack_gets_a_reset() {
+    let fx = Fx::new();
+    let mut l = listener(TcpConfig::default());
+    let synack = match l.on_syn(fx.at(0), tuple(), &syn(opts_mss(1460)), 1, 1) {
+        SynOutcome::Cookie(s) => s,
+        other => panic!("expected a cookie, got {other:?}"),
+    };
+    // A guessed cookie.
+    let forged = seg(SeqNum(CISN + 1), synack.seq + 77, &[]);
+    match l.on_unknown(fx.at(1), tuple(), &forged) {
+        // RFC 9293 §3.10.7.1: "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>".
+        UnknownOutcome::Reply(r) => {
+            assert!(r.flags.rst && !r.flags.ack);
+            assert_eq!(r.seq, synack.seq + 77);
+        }
+        other => panic!("expected a RST, got {other:?}"),
+    }
+    // The right cookie from another client port.
+    let mut other = tuple();
+    other.remote.set_port(40_001);
+    let ack = seg(SeqNum(CISN + 1), synack.seq + 1, &[]);
+    assert!(matches!(
+        l.on_unknown(fx.at(1), other, &ack),
+        UnknownOutcome::Reply(_)
+    ));
+    // The right cookie, too late: valid for two 64 s ticks at most.
+    assert!(matches!(
+        l.on_unknown(fx.at(129_000), tuple(), &ack),
+        UnknownOutcome::Reply(_)
+    ));
+    // …and in time.
+    assert!(matches!(
+        l.on_unknown(fx.at(100_000), tuple(), &ack),
+        UnknownOutcome::Tcb(_)
+    ));
+}
+
+#[test]
+fn segments_for_no_connection_get_the_rfc_reset() {
+    let fx = Fx::new();
+    let mut l = listener(TcpConfig::default());
+    let mut s = seg(SeqNum(777), SeqNum(0), b"xyz");
+    s.flags.ack = false;
+    // "If the ACK bit is off, sequence number zero is used,
+    // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>".
+    match l.on_unknown(fx.at(0), tuple(), &s) {
+        UnknownOutcome::Reply(r) => {
+            assert!(r.flags.rst && r.flags.ack);
+            assert_eq!((r.seq, r.ack), (SeqNum(0), SeqNum(780)));
+        }
+        other => panic!("expected a RST, got {other:?}"),
+    }
+    // "An incoming segment containing a RST is discarded."
+    let mut r = seg(SeqNum(777), SeqNum(1), &[]);
+    r.flags.rst = true;
+    assert!(matches!(
+        l.on_unknown(fx.at(0), tuple(), &r),
+        UnknownOutcome::Drop
+    ));
+}
+
+#[test]
+fn non_syn_flag_combinations_are_not_opens() {
+    let fx = Fx::new();
+    let mut l = listener(TcpConfig::default());
+    for (ack, rst, fin) in [(true, false, false), (false, true, false), (false, false, true)] {
+        let mut s = syn(opts_mss(1460));
+        s.flags.ack = ack;
+        s.flags.rst = rst;
+        s.flags.fin = fin;
+        assert!(matches!(
+            l.on_syn(fx.at(0), tuple(), &s, 0, 8),
+            SynOutcome::Drop
+        ));
+    }
+}
+
+#[test]
+fn isns_differ_per_connection_and_advance_with_time() {
+    let fx = Fx::new();
+    let mut l = listener(TcpConfig::default());
+    let iss = |l: &mut Listener, t: FourTuple, now| match l.on_syn(now, t, &syn(Options::default()), 0, 8) {
+        SynOutcome::Tcb(mut tcb) => recv!(tcb, now).seq,
+        other => panic!("expected a TCB, got {other:?}"),
+    };
+    let mut other = tuple();
+    other.remote.set_port(40_001);
+    let a = iss(&mut l, tuple(), fx.at(0));
+    let b = iss(&mut l, other, fx.at(0));
+    // RFC 6528 §3: F() keyed by the 4-tuple: other connections get other
+    // ISNs; the same one later gets one about 250,000 per second larger.
+    assert_ne!(a, b);
+    let a2 = iss(&mut l, tuple(), fx.at(1000));
+    assert_eq!(a2 - a, 250_000);
+    // Another key, other ISNs.
+    let mut l2 = Listener::new(TcpConfig::default(), [9; 16]);
+    assert_ne!(iss(&mut l2, tuple(), fx.at(0)), a);
+}
