@@ -1415,7 +1415,8 @@ impl Tcb {
         t.rexmit_next = una;
         t.rcv_nxt = SeqNum(export.rcv_nxt);
         t.last_ack_sent = t.rcv_nxt;
-        t.rcv_adv = t.rcv_nxt;
+        // The client may have seen this window: it must not shrink.
+        t.rcv_adv = t.rcv_nxt + export.rcv_wnd;
         t.snd_wnd = export.snd_wnd;
         t.max_snd_wnd = export.snd_wnd;
         t.mss = export.mss.max(64);

@@ -1,1 +1,245 @@
+//! Tests for the takeover hooks: export, restore into UNREADY, the probe,
+//! and the ready / not-ready outcomes (ARCHITECTURE.md "Takeover" 4-6, the
+//! seed's Fig. 6).
+
 use super::*;
+
+/// An ESTABLISHED connection with all options that has sent 1000 bytes
+/// (acknowledged) and received 10; exported at t = 100 ms.
+fn checkpoint(fx: &Fx) -> TcbExport {
+    let (mut tcb, iss) = established_with(fx, TcpConfig::default(), opts_all());
+    tcb.send(Bytes::from(pattern(1000))).expect("queued");
+    drain(&mut tcb, fx.at(10));
+    let mut a = seg(SeqNum(CISN + 1), iss + 1001, b"0123456789");
+    a.options.timestamps = Some((1_010, 0));
+    send!(tcb, fx.at(20), a);
+    let e = tcb.export(fx.at(100));
+    assert_eq!(e.state, State::Established);
+    assert_eq!(e.snd_una, (iss + 1001).0);
+    assert_eq!(e.snd_nxt, e.snd_una);
+    assert_eq!(e.rcv_nxt, CISN + 11);
+    assert_eq!(e.ts_recent, 1_010);
+    e
+}
+
+/// The client's duplicate ACK answering a probe.
+fn answer(seq: SeqNum, ack: SeqNum, tsecr: u32) -> Segment<'static> {
+    let mut s = seg(seq, ack, &[]);
+    s.window = 500;
+    s.options.timestamps = Some((2_000, tsecr));
+    s
+}
+
+#[test]
+fn probe_carries_one_old_byte_the_checkpoint_ack_and_a_later_tsval() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    assert_eq!(tcb.state(), State::Unready);
+    assert!(!tcb.is_ready());
+    let probe = recv!(tcb, fx.at(5_000));
+    // ARCHITECTURE.md Takeover (a): "the probe carries one byte the client
+    // already acknowledged" — at SND.UNA - 1, so Linux answers at once
+    // (data segments escape tcp_invalid_ratelimit).
+    assert_eq!(probe.seq, SeqNum(e.snd_una) - 1);
+    assert_eq!(probe.payload_len(), 1);
+    // (c): "use the checkpoint's receive sequence, never a guess".
+    assert!(probe.flags.ack && !probe.flags.rst && !probe.flags.syn);
+    assert_eq!(probe.ack, SeqNum(e.rcv_nxt));
+    // (b): our clock continues from the checkpoint, never backwards.
+    let (tsval, tsecr) = probe.options.timestamps.expect("timestamps negotiated");
+    assert!(tsval.wrapping_sub(e.ts_last_sent) as i32 >= 0);
+    assert_eq!(tsecr, e.ts_recent);
+    // The window the client last saw never shrinks (RFC 9293 §3.8.6.2.2).
+    assert!(u32::from(probe.window) << e.rcv_wscale >= e.rcv_wnd & !127);
+    recv!(tcb, fx.at(5_000), nothing);
+    // Not ready: the application may not send yet.
+    assert_eq!(tcb.send(Bytes::from_static(b"x")), Err(SendError::NotReady));
+}
+
+#[test]
+fn answer_ahead_of_the_checkpoint_syncs_to_the_client_ack() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    let probe = recv!(tcb, fx.at(5_000));
+    let our_ts = probe.options.timestamps.map_or(0, |t| t.0);
+    // The dead box had sent 600 bytes more than it checkpointed; the
+    // client's TS.Recent is also ahead of our checkpointed clock.
+    let client_ack = SeqNum(e.snd_una) + 600;
+    let ts_recent = our_ts.wrapping_add(10_000);
+    send!(tcb, fx.at(5_002), answer(SeqNum(e.rcv_nxt), client_ack, ts_recent));
+    // Takeover 5: "take the greater of it and the checkpoint"; 6: ready.
+    assert_eq!(tcb.state(), State::Established);
+    assert_eq!(
+        events(&mut tcb),
+        vec![Event::Ready {
+            snd_una: client_ack,
+            rcv_nxt: SeqNum(e.rcv_nxt)
+        }]
+    );
+    assert_eq!(tcb.next_seq(), client_ack);
+    assert_eq!(tcb.send(Bytes::from_static(b"rest")), Ok(client_ack));
+    let out = recv!(tcb, fx.at(5_003));
+    assert_eq!(out.seq, client_ack);
+    assert_eq!(out.ack, SeqNum(e.rcv_nxt));
+    // (b): "continue our clock from there": at or above the client's
+    // TS.Recent, so PAWS accepts what we send.
+    let tsval = out.options.timestamps.expect("ts").0;
+    assert!(tsval.wrapping_sub(ts_recent) as i32 >= 0);
+    // The client's window is scaled as negotiated.
+    assert_eq!(tcb.peer_window(), 500 << e.snd_wscale);
+}
+
+#[test]
+fn answer_behind_the_checkpoint_keeps_the_checkpoint() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    recv!(tcb, fx.at(5_000));
+    let behind = SeqNum(e.snd_una) - 300;
+    send!(tcb, fx.at(5_002), answer(SeqNum(e.rcv_nxt), behind, 0));
+    assert_eq!(
+        events(&mut tcb),
+        vec![Event::Ready {
+            snd_una: SeqNum(e.snd_una),
+            rcv_nxt: SeqNum(e.rcv_nxt)
+        }]
+    );
+    assert_eq!(tcb.next_seq(), SeqNum(e.snd_una));
+}
+
+#[test]
+fn client_ahead_of_the_checkpoint_is_reset_not_ready() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    recv!(tcb, fx.at(5_000));
+    let client_ack = SeqNum(e.snd_una) + 100;
+    // The client sent 50 bytes the checkpoint never saw.
+    send!(tcb, fx.at(5_002), answer(SeqNum(e.rcv_nxt) + 50, client_ack, 0));
+    // Takeover 5: "reset, call 'not ready' up the stack, drop the state".
+    let rst = recv!(tcb, fx.at(5_002));
+    assert!(rst.flags.rst);
+    // Exactly at the client's RCV.NXT so RFC 5961 lets it through.
+    assert_eq!(rst.seq, client_ack);
+    assert_eq!(tcb.state(), State::Closed);
+    assert_eq!(events(&mut tcb), vec![Event::NotReady, Event::Closed]);
+}
+
+#[test]
+fn with_ack_after_commit_a_client_ahead_is_waited_for() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let config = TcpConfig {
+        ack_after_commit: true,
+        ..TcpConfig::default()
+    };
+    let mut tcb = Tcb::restore(fx.at(5_000), config, &e);
+    recv!(tcb, fx.at(5_000));
+    send!(tcb, fx.at(5_002), answer(SeqNum(e.rcv_nxt) + 50, SeqNum(e.snd_una), 0));
+    assert_eq!(tcb.state(), State::Established);
+    // The unacknowledged upload is retransmitted by the client from our
+    // RCV.NXT and delivered.
+    let mut again = answer(SeqNum(e.rcv_nxt), SeqNum(e.snd_una), 0);
+    again.payload = b"posted body";
+    send!(tcb, fx.at(5_300), again);
+    assert_eq!(tcb.recv_available(), 11);
+}
+
+#[test]
+fn answer_carrying_data_at_rcv_nxt_is_ready_and_delivered() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    recv!(tcb, fx.at(5_000));
+    let mut s = answer(SeqNum(e.rcv_nxt), SeqNum(e.snd_una), 0);
+    s.payload = b"GET /next";
+    send!(tcb, fx.at(5_002), s);
+    assert!(tcb.is_ready());
+    assert_eq!(tcb.recv_available(), 9);
+    let ev = events(&mut tcb);
+    assert!(matches!(ev[0], Event::Ready { .. }));
+    assert_eq!(ev[1], Event::Readable);
+}
+
+#[test]
+fn probes_back_off_and_give_up_with_not_ready() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    let mut probes = vec![];
+    let mut rst = None;
+    if tcb.poll_transmit(fx.at(5_000)).is_some() {
+        probes.push(0);
+    }
+    while let Some(t) = tcb.poll_timeout() {
+        tcb.on_timeout(t);
+        for s in drain(&mut tcb, t) {
+            if s.flags.rst {
+                rst = Some((t - fx.at(5_000)).as_millis());
+            } else {
+                probes.push((t - fx.at(5_000)).as_millis());
+            }
+        }
+    }
+    // 50 ms, doubling, restore_probe_retries = 6 retries after the first.
+    assert_eq!(probes, vec![0, 50, 150, 350, 750, 1550, 3150]);
+    assert_eq!(rst, Some(6350));
+    assert_eq!(events(&mut tcb), vec![Event::NotReady, Event::Closed]);
+}
+
+#[test]
+fn exact_rst_while_unready_closes() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    recv!(tcb, fx.at(5_000));
+    let mut r = seg(SeqNum(e.rcv_nxt) + 5, SeqNum(0), &[]);
+    r.flags = Flags {
+        rst: true,
+        ..Flags::default()
+    };
+    send!(tcb, fx.at(5_001), r);
+    assert_eq!(tcb.state(), State::Unready, "inexact RST ignored");
+    r.seq = SeqNum(e.rcv_nxt);
+    send!(tcb, fx.at(5_001), r);
+    assert_eq!(tcb.state(), State::Closed);
+    assert_eq!(events(&mut tcb), vec![Event::Reset, Event::Closed]);
+}
+
+#[test]
+fn closed_or_half_open_checkpoints_are_not_resumed() {
+    let fx = Fx::new();
+    let mut e = checkpoint(&fx);
+    for state in [State::SynReceived, State::TimeWait, State::FinWait2, State::Closed] {
+        e.state = state;
+        let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+        assert_eq!(tcb.state(), State::Closed, "{state:?}");
+        assert_eq!(events(&mut tcb), vec![Event::NotReady, Event::Closed]);
+        recv!(tcb, fx.at(5_000), nothing);
+    }
+}
+
+#[test]
+fn export_while_unready_hands_on_the_checkpoint() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    let again = tcb.export(fx.at(5_100));
+    assert_eq!(again.snd_una, e.snd_una);
+    assert_eq!(again.rcv_nxt, e.rcv_nxt);
+    assert_eq!(again.state, State::Established);
+    assert_eq!(again.ts_last_sent, e.ts_last_sent.wrapping_add(100));
+}
+
+#[test]
+fn state_bytes_round_trip() {
+    for v in 0..=255u8 {
+        if let Some(s) = State::from_u8(v) {
+            assert_eq!(s.as_u8(), v);
+        }
+    }
+    assert_eq!(State::from_u8(State::Unready.as_u8()), Some(State::Unready));
+    assert_eq!(State::from_u8(0), None);
+}
