@@ -227,11 +227,12 @@ impl TimerWheel {
             }
             self.now_tick += 1;
             let t = self.now_tick;
-            if t % SLOTS as u64 == 0 {
+            if t & (SLOTS as u64 - 1) == 0 {
                 // Cascade from the highest level whose index wrapped, down,
                 // so entries settle at the finest level that fits them.
                 let mut top = 1;
-                while top + 1 < LEVELS && t % (1u64 << (SLOT_BITS as usize * (top + 1))) == 0 {
+                while top + 1 < LEVELS && t & ((1u64 << (SLOT_BITS as usize * (top + 1))) - 1) == 0
+                {
                     top += 1;
                 }
                 for level in (1..=top).rev() {

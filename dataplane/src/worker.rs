@@ -549,8 +549,6 @@ impl Core {
             }
             return;
         };
-        let ip_len =
-            ipv4::MIN_HEADER_LEN + tcp::MIN_HEADER_LEN + tcp::MAX_OPTIONS_LEN + seg.payload_len();
         let id = self.next_ip_id();
         let mac = self.mac;
         let mtu = self.cfg.mtu;
@@ -575,7 +573,6 @@ impl Core {
             ipv4::emit(&mut buf[e..], local, remote, ipv4::PROTO_TCP, id, t)?;
             Ok::<usize, crate::wire::WireError>(l4_at + t)
         })();
-        let _ = ip_len;
         match result {
             Ok(n) => self.tx.commit(n),
             Err(e) => self.counters.record(e),
@@ -641,14 +638,11 @@ impl Core {
                 }
             }
             // Transmit what the segment, the timer or the app produced.
-            loop {
-                let Some(c) = self.flows.get_mut(id) else {
-                    break;
-                };
-                let Some(seg) = c.tcb.poll_transmit(now) else {
-                    break;
-                };
-                let tuple = c.tcb.tuple();
+            while let Some((seg, tuple)) = self
+                .flows
+                .get_mut(id)
+                .and_then(|c| c.tcb.poll_transmit(now).map(|s| (s, c.tcb.tuple())))
+            {
                 self.emit_tcp(&tuple, &seg, now);
                 if self.tx.len() >= TX_FLUSH {
                     self.flush(port)?;

@@ -88,7 +88,7 @@ impl PortError {
 /// worker: after the first bursts no TX allocates.
 #[derive(Debug, Default)]
 pub struct TxBatch {
-    bufs: Vec<Box<[u8; MAX_FRAME]>>,
+    bufs: Vec<[u8; MAX_FRAME]>,
     lens: Vec<usize>,
 }
 
@@ -113,7 +113,7 @@ impl TxBatch {
     pub fn next_buf(&mut self) -> &mut [u8] {
         let i = self.lens.len();
         if i == self.bufs.len() {
-            self.bufs.push(Box::new([0u8; MAX_FRAME]));
+            self.bufs.push([0u8; MAX_FRAME]);
         }
         &mut self.bufs[i][..]
     }

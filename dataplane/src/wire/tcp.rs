@@ -133,7 +133,7 @@ fn parse_options(mut o: &[u8]) -> Result<crate::tcp::segment::Options, WireError
                 let e = u32::from_be_bytes([body[4], body[5], body[6], body[7]]);
                 opts.timestamps = Some((v, e));
             }
-            (OPT_SACK, _) if (len - 2) % 8 == 0 && len > 2 => {
+            (OPT_SACK, _) if (len - 2) & 7 == 0 && len > 2 => {
                 // RFC 2018 §3: 1 to 4 blocks of (left, right) edges.
                 for (slot, blk) in opts.sack_blocks.iter_mut().zip(body.chunks_exact(8)) {
                     let l = u32::from_be_bytes([blk[0], blk[1], blk[2], blk[3]]);
@@ -202,7 +202,7 @@ fn emit_options(out: &mut [u8; MAX_OPTIONS_LEN], seg: &OutSegment) -> Result<usi
             }
         }
     }
-    while n % 4 != 0 {
+    while n & 3 != 0 {
         put(&[OPT_END], &mut n)?;
     }
     Ok(n)
