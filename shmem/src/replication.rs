@@ -115,6 +115,8 @@ pub enum ReplicationError {
 pub struct ReplicationStats {
     /// Datagrams sent.
     pub sent: AtomicU64,
+    /// Datagrams the socket refused to send (counted as lost).
+    pub send_errors: AtomicU64,
     /// Datagrams received (before any check).
     pub received: AtomicU64,
     /// Datagrams accepted after all checks.
@@ -152,6 +154,7 @@ impl ReplicationStats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         vec![
             ("sent", g(&self.sent)),
+            ("send_errors", g(&self.send_errors)),
             ("received", g(&self.received)),
             ("accepted", g(&self.accepted)),
             ("slots_applied", g(&self.slots_applied)),
@@ -383,17 +386,13 @@ impl<S: DatagramSocket> Replicator<S> {
 
     fn send(&self, to: SocketAddr) -> io::Result<()> {
         match self.socket.send_to(&self.out, to) {
-            Ok(_) => {}
-            // A full socket buffer or an unreachable peer loses this
-            // datagram like the network would; the gap logic recovers.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
-                ) => {}
-            Err(e) => return Err(e),
+            Ok(_) => ReplicationStats::bump(&self.stats.sent),
+            // A full socket buffer, an unreachable peer, a local firewall
+            // (EPERM) or a down back LAN lose this datagram as the network
+            // would; the gap logic recovers, and replication must outlive
+            // a flapping link.
+            Err(_) => ReplicationStats::bump(&self.stats.send_errors),
         }
-        ReplicationStats::bump(&self.stats.sent);
         Ok(())
     }
 

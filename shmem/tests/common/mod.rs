@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use baton_shmem::{
-    AppBlock, ConnRecord, Endpoint, IpBlock, TcpBlock, Transport, APP_PROTOCOL_HTTP,
+    AppBlock, ConnRecord, Endpoint, IpBlock, Region, SlotId, TcpBlock, Transport, APP_PROTOCOL_HTTP,
 };
 
 /// A segment path in /dev/shm (or the temp dir) removed on drop.
@@ -96,4 +96,32 @@ pub fn http_record<'a>(
             request_count: 1,
         }),
     }
+}
+
+/// Slot-for-slot and box-entry equality of an owner's region and its replica.
+pub fn same(src: &Region, dst: &Region) -> Result<(), String> {
+    for s in 0..src.slot_count() {
+        let a = src
+            .read(SlotId(s))
+            .map_err(|e| format!("src slot {s}: {e}"))?;
+        let b = dst
+            .read(SlotId(s))
+            .map_err(|e| format!("replica slot {s}: {e}"))?;
+        match (a, b) {
+            (None, None) => {}
+            (Some(a), Some(b)) if a.bytes() == b.bytes() => {}
+            (a, b) => {
+                return Err(format!(
+                    "slot {s}: owner has {:?}, replica has {:?}",
+                    a.map(|v| v.seq()),
+                    b.map(|v| v.seq())
+                ))
+            }
+        }
+    }
+    let (a, b) = (src.box_info().unwrap(), dst.box_info().unwrap());
+    if a != b {
+        return Err(format!("box entry: owner {a:?}, replica {b:?}"));
+    }
+    Ok(())
 }
