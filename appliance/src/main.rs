@@ -6,6 +6,8 @@
 //! one-machine test cluster, `demo` tells the whole story in one command.
 
 mod demo;
+mod cache;
+mod http;
 mod lab;
 mod logging;
 mod run;

@@ -1,0 +1,32 @@
+//! The object cache of the appliance: objects keyed by URL in memory under a
+//! byte budget with LRU eviction, optional spill to a disk directory,
+//! validators and freshness per object (RFC 9111), and the origin fetcher
+//! pool that fills objects on a miss.
+//!
+//! Start reading at [`store::Cache`]: `lookup` finds or starts filling an
+//! object; [`object::Object`] is the shared, chunked body that sessions
+//! read while a [`fetch`] thread fills it; [`freshness`] decides how long an
+//! object may be served; [`lru`] is the eviction order.
+//!
+//! This module knows nothing of client connections: the HTTP sessions in
+//! `crate::http` decide what to send. It takes `now: Instant` as an argument
+//! wherever freshness is judged, so it is tested without waiting.
+
+// The worker glue that calls into this module is the integrator's; until it
+// lands, parts of the API are used by tests only.
+#![allow(dead_code, unused_imports)]
+
+pub mod fetch;
+pub mod freshness;
+pub mod lru;
+pub mod object;
+pub mod store;
+
+#[cfg(test)]
+pub(crate) mod testorigin;
+#[cfg(test)]
+mod tests;
+
+pub use fetch::{FetchError, FetchJob, FetchKind, FetcherPool, Origin};
+pub use object::{Body, FetchProgress, Notifier, Object, ObjectId, ObjectMeta, Read, Waker};
+pub use store::{Cache, CacheSettings, CacheStats, Lookup};

@@ -1,0 +1,330 @@
+//! Cache tests against a real (loopback) test origin: budget and LRU,
+//! coalescing, error mapping without poisoning, revalidation, purge, disk
+//! spill and ranged resume fetches.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::testorigin::{pattern, Behaviour, TestObject, TestOrigin};
+use super::*;
+
+fn cache_for(origin: &TestOrigin, budget: u64) -> (Arc<Cache>, FetcherPool) {
+    cache_with(origin.addr, budget, None, Duration::from_secs(2))
+}
+
+fn cache_with(
+    addr: std::net::SocketAddr,
+    budget: u64,
+    disk: Option<std::path::PathBuf>,
+    timeout: Duration,
+) -> (Arc<Cache>, FetcherPool) {
+    Cache::start(
+        CacheSettings {
+            memory_bytes: budget,
+            disk_dir: disk,
+        },
+        Origin::new(addr, timeout),
+        2,
+    )
+    .expect("fetchers start")
+}
+
+pub(crate) fn wait_finished(o: &Object) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !o.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "fill of {} never finished",
+            o.url()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn body_of(o: &Object) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        match o.read(out.len() as u64, usize::MAX, None) {
+            Read::Data(b) => out.extend_from_slice(&b),
+            Read::End => return out,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// Waits until `f` holds (the index is updated just after an object
+/// completes, by the fetcher thread).
+fn eventually(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn fetch_fully(cache: &Cache, url: &str) -> Lookup {
+    let l = cache.lookup(url, Instant::now());
+    wait_finished(l.object());
+    l
+}
+
+#[test]
+fn miss_fetches_from_origin_then_hits_without_asking_it_again() {
+    let origin = TestOrigin::start();
+    origin.put("/a", pattern(5000), Behaviour::Serve);
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    let l = fetch_fully(&cache, "/a");
+    assert!(matches!(l, Lookup::Miss(_)));
+    assert_eq!(body_of(l.object()), pattern(5000));
+    let meta = l.object().meta().unwrap();
+    assert_eq!(meta.etag.as_deref(), Some("\"v1\""));
+    assert_eq!(meta.length, Some(5000));
+    eventually("stored", || cache.stats().objects == 1);
+    assert!(matches!(cache.lookup("/a", Instant::now()), Lookup::Hit(_)));
+    assert_eq!(origin.requests_for("/a"), 1);
+    let s = cache.stats();
+    assert_eq!((s.hits, s.misses, s.bytes), (1, 1, 5000));
+}
+
+#[test]
+fn least_recently_used_object_is_evicted_to_stay_under_budget() {
+    let origin = TestOrigin::start();
+    for p in ["/a", "/b", "/c"] {
+        origin.put(p, pattern(100), Behaviour::Serve);
+    }
+    let (cache, _pool) = cache_for(&origin, 250);
+    fetch_fully(&cache, "/a");
+    eventually("a stored", || cache.stats().objects == 1);
+    fetch_fully(&cache, "/b");
+    eventually("b stored", || cache.stats().objects == 2);
+    // Touch /a so /b is the least recently used.
+    assert!(matches!(cache.lookup("/a", Instant::now()), Lookup::Hit(_)));
+    fetch_fully(&cache, "/c");
+    eventually("c stored", || cache.stats().stored == 3);
+    let s = cache.stats();
+    assert_eq!(s.evictions, 1);
+    assert_eq!(s.bytes, 200, "never above the 250-byte budget");
+    assert!(matches!(cache.lookup("/a", Instant::now()), Lookup::Hit(_)));
+    assert!(matches!(cache.lookup("/c", Instant::now()), Lookup::Hit(_)));
+    assert!(matches!(
+        cache.lookup("/b", Instant::now()),
+        Lookup::Miss(_)
+    ));
+}
+
+#[test]
+fn object_larger_than_the_budget_is_served_but_not_stored() {
+    let origin = TestOrigin::start();
+    origin.put("/big", pattern(1000), Behaviour::Serve);
+    let (cache, _pool) = cache_for(&origin, 500);
+    let l = fetch_fully(&cache, "/big");
+    assert_eq!(body_of(l.object()).len(), 1000);
+    eventually("refused", || cache.stats().too_big == 1);
+    assert_eq!(cache.stats().bytes, 0);
+}
+
+#[test]
+fn concurrent_misses_for_one_url_make_one_origin_request() {
+    let origin = TestOrigin::start();
+    origin.put("/slow", pattern(100_000), Behaviour::Hold(1000));
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    let first = cache.lookup("/slow", Instant::now());
+    let second = cache.lookup("/slow", Instant::now());
+    assert!(matches!(first, Lookup::Miss(_)));
+    assert!(matches!(second, Lookup::Coalesced(_)));
+    assert!(Arc::ptr_eq(first.object(), second.object()));
+    // The first bytes are readable before the origin has sent the rest.
+    eventually("first bytes", || first.object().filled() >= 1000);
+    assert!(!first.object().is_finished());
+    origin.release();
+    wait_finished(first.object());
+    assert_eq!(body_of(second.object()), pattern(100_000));
+    assert_eq!(origin.requests_for("/slow"), 1);
+    assert_eq!(cache.stats().coalesced, 1);
+}
+
+#[test]
+fn refused_origin_fails_with_502_and_the_next_request_tries_again() {
+    // A port nobody listens on: bind, note it, close.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (cache, _pool) = cache_with(addr, 1 << 20, None, Duration::from_secs(1));
+    let l = fetch_fully(&cache, "/a");
+    let err = l.object().failure().expect("failed");
+    assert_eq!(err.client_status(), 502);
+    eventually("forgotten", || cache.peek("/a").is_none());
+    let again = cache.lookup("/a", Instant::now());
+    assert!(matches!(again, Lookup::Miss(_)), "no poisoned entry");
+    assert!(!Arc::ptr_eq(again.object(), l.object()));
+    wait_finished(again.object());
+    assert_eq!(cache.stats().errors_connect, 2);
+}
+
+#[test]
+fn origin_that_never_answers_times_out_with_504() {
+    let origin = TestOrigin::start();
+    origin.put("/hang", pattern(10), Behaviour::Hang);
+    let (cache, _pool) = cache_with(origin.addr, 1 << 20, None, Duration::from_millis(200));
+    let t = Instant::now();
+    let l = fetch_fully(&cache, "/hang");
+    assert_eq!(l.object().failure().map(|e| e.client_status()), Some(504));
+    assert!(t.elapsed() < Duration::from_secs(3));
+    eventually("counted", || cache.stats().errors_timeout == 1);
+}
+
+#[test]
+fn origin_5xx_and_truncated_bodies_fail_with_502_and_are_not_kept() {
+    let origin = TestOrigin::start();
+    origin.put("/e", pattern(10), Behaviour::Status(503));
+    origin.put("/t", pattern(1000), Behaviour::Truncate(300));
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    let e = fetch_fully(&cache, "/e");
+    assert_eq!(e.object().failure(), Some(FetchError::OriginStatus(503)));
+    let t = fetch_fully(&cache, "/t");
+    assert!(matches!(
+        t.object().failure(),
+        Some(FetchError::BadResponse(_))
+    ));
+    // The bytes that did arrive stay readable for sessions mid-stream.
+    assert_eq!(t.object().filled(), 300);
+    eventually("both forgotten", || {
+        cache.peek("/e").is_none() && cache.peek("/t").is_none()
+    });
+    // The origin recovers: the next request is served.
+    origin.set_behaviour("/t", Behaviour::Serve);
+    let ok = fetch_fully(&cache, "/t");
+    assert_eq!(body_of(ok.object()), pattern(1000));
+}
+
+#[test]
+fn not_found_is_passed_through_and_not_stored() {
+    let origin = TestOrigin::start();
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    let l = fetch_fully(&cache, "/missing");
+    assert_eq!(l.object().meta().map(|m| m.status), Some(404));
+    assert_eq!(body_of(l.object()), b"nope");
+    eventually("forgotten", || cache.peek("/missing").is_none());
+    assert!(matches!(
+        cache.lookup("/missing", Instant::now()),
+        Lookup::Miss(_)
+    ));
+}
+
+#[test]
+fn stale_object_is_revalidated_and_a_304_reuses_the_stored_body() {
+    let origin = TestOrigin::start();
+    origin.put_object(
+        "/r",
+        TestObject {
+            body: pattern(3000),
+            etag: "\"abc\"".into(),
+            cache_control: Some("max-age=0".into()),
+            behaviour: Behaviour::Serve,
+        },
+    );
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    let first = fetch_fully(&cache, "/r");
+    eventually("stored", || cache.stats().objects == 1);
+    let second = fetch_fully(&cache, "/r");
+    assert!(matches!(second, Lookup::Miss(_)), "stale: not a hit");
+    assert_eq!(body_of(second.object()), pattern(3000));
+    let reqs = origin.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs[1].contains("If-None-Match: \"abc\""), "{}", reqs[1]);
+    // Same memory: the 304 shares the first copy's chunks.
+    let a = first.object().body().unwrap();
+    let b = second.object().body().unwrap();
+    assert_eq!(a.chunks()[0].as_ptr(), b.chunks()[0].as_ptr());
+    assert_eq!(cache.stats().revalidations, 1);
+}
+
+#[test]
+fn purge_forgets_the_object_and_the_next_request_goes_to_the_origin() {
+    let origin = TestOrigin::start();
+    origin.put("/p", pattern(10), Behaviour::Serve);
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    fetch_fully(&cache, "/p");
+    eventually("stored", || cache.stats().objects == 1);
+    assert!(cache.purge("/p"));
+    assert!(!cache.purge("/p"));
+    assert_eq!(cache.stats().bytes, 0);
+    fetch_fully(&cache, "/p");
+    assert_eq!(origin.requests_for("/p"), 2);
+}
+
+#[test]
+fn evicted_object_is_spilled_to_disk_and_read_back_without_the_origin() {
+    let dir = std::env::temp_dir().join(format!("baton-cache-spill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    let origin = TestOrigin::start();
+    origin.put("/a", pattern(100), Behaviour::Serve);
+    origin.put("/b", pattern(100), Behaviour::Serve);
+    let (cache, _pool) = cache_with(origin.addr, 150, Some(dir.clone()), Duration::from_secs(2));
+    fetch_fully(&cache, "/a");
+    eventually("a stored", || cache.stats().objects == 1);
+    fetch_fully(&cache, "/b");
+    eventually("a spilled", || cache.stats().disk_spills == 1);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    let back = fetch_fully(&cache, "/a");
+    assert_eq!(body_of(back.object()), pattern(100));
+    assert_eq!(
+        back.object().meta().unwrap().etag.as_deref(),
+        Some("\"v1\"")
+    );
+    assert_eq!(
+        origin.requests_for("/a"),
+        1,
+        "read from disk, not the origin"
+    );
+    assert_eq!(cache.stats().disk_loads, 1);
+    assert!(cache.purge("/a"));
+    eventually("file removed", || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .map(|e| e.path().extension().is_none())
+                    .unwrap_or(false)
+            })
+            .count()
+            <= 1
+    });
+}
+
+#[test]
+fn range_fetch_with_matching_if_range_returns_the_tail_only() {
+    let origin = TestOrigin::start();
+    origin.put("/big", pattern(10_000), Behaviour::Serve);
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    let o = cache.fetch_range("/big", 6000, Some("\"v1\"".into()));
+    wait_finished(&o);
+    let m = o.meta().unwrap();
+    assert_eq!((m.status, m.base, m.length), (206, 6000, Some(10_000)));
+    assert_eq!(body_of(&o), pattern(10_000)[6000..].to_vec());
+    let req = &origin.requests()[0];
+    assert!(req.contains("Range: bytes=6000-") && req.contains("If-Range: \"v1\""));
+    assert!(cache.peek("/big").is_none(), "a resume fetch is private");
+}
+
+#[test]
+fn range_fetch_with_a_changed_validator_gets_the_new_whole_object() {
+    let origin = TestOrigin::start();
+    origin.put("/big", pattern(10_000), Behaviour::Serve);
+    origin.set_etag("/big", "\"v2\"");
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    let o = cache.fetch_range("/big", 6000, Some("\"v1\"".into()));
+    wait_finished(&o);
+    let m = o.meta().unwrap();
+    assert_eq!((m.status, m.base), (200, 0));
+    assert_eq!(m.etag.as_deref(), Some("\"v2\""));
+}
