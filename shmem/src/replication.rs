@@ -403,24 +403,22 @@ impl<S: DatagramSocket> Replicator<S> {
         Ok(())
     }
 
-    /// Appends the own slot `s` (stable copy) to `self.out` as an entry.
-    /// Returns the sequence shipped, or None if the slot is mid-write or
-    /// unreadable (it stays dirty and is retried next tick).
-    fn push_entry(&mut self, s: u32) -> Option<u64> {
-        let (seq, len) = match self.own.read_raw(s, &mut self.scratch) {
-            Ok(Raw::Empty { seq }) => (seq, 0),
-            Ok(Raw::Data { seq, len }) => (seq, len),
-            Err(_) => return None,
-        };
+    /// Copies a stable snapshot of own slot `s` into the scratch buffer:
+    /// its sequence and length, or None if it is mid-write or unreadable.
+    fn read_entry(&mut self, s: u32) -> Option<(u64, usize)> {
+        match self.own.read_raw(s, &mut self.scratch) {
+            Ok(Raw::Empty { seq }) => Some((seq, 0)),
+            Ok(Raw::Data { seq, len }) => Some((seq, len)),
+            Err(_) => None,
+        }
+    }
+
+    /// Appends the scratch copy of slot `s` to `self.out` as an entry.
+    fn append_entry(&mut self, s: u32, seq: u64, len: usize) {
         self.out.extend_from_slice(&s.to_le_bytes());
         self.out.extend_from_slice(&seq.to_le_bytes());
         self.out.extend_from_slice(&(len as u16).to_le_bytes());
         self.out.extend_from_slice(&self.scratch.0[..len]);
-        Some(seq)
-    }
-
-    fn entry_size(&self, s: u32) -> usize {
-        ENTRY_HDR + self.own.len_hint(s).min(SLOT_PAYLOAD)
     }
 
     fn ship_dirty(&mut self) -> io::Result<()> {
@@ -430,10 +428,11 @@ impl<S: DatagramSocket> Replicator<S> {
             if seq == self.shipped[s as usize] || seq & 1 == 1 {
                 continue;
             }
-            // Leave room for the largest entry: the length may grow between
-            // the hint and the copy.
-            let need = self.entry_size(s).max(ENTRY_HDR + SLOT_PAYLOAD);
-            if open && self.out.len() + need > HDR + MAX_BODY {
+            // Mid-write or unreadable: still dirty, retried next tick.
+            let Some((seq, len)) = self.read_entry(s) else {
+                continue;
+            };
+            if open && self.out.len() + ENTRY_HDR + len > HDR + MAX_BODY {
                 self.seal();
                 self.broadcast()?;
                 open = false;
@@ -443,9 +442,8 @@ impl<S: DatagramSocket> Replicator<S> {
                 self.begin(K_UPDATE, u16::MAX);
                 open = true;
             }
-            if let Some(shipped) = self.push_entry(s) {
-                self.shipped[s as usize] = shipped;
-            }
+            self.append_entry(s, seq, len);
+            self.shipped[s as usize] = seq;
         }
         if open {
             self.seal();
@@ -503,19 +501,26 @@ impl<S: DatagramSocket> Replicator<S> {
             let mut s = start;
             while s < slots {
                 if self.own.seq_of(s) != 0 {
-                    if self.out.len() + ENTRY_HDR + SLOT_PAYLOAD > HDR + MAX_BODY {
+                    // A slot that cannot be copied now ends the chunk before
+                    // it: slots a chunk does not list are read as empty.
+                    let Some((seq, len)) = self.read_entry(s) else {
+                        break;
+                    };
+                    if self.out.len() + ENTRY_HDR + len > HDR + MAX_BODY {
                         break;
                     }
-                    // An unreadable slot is left out; it is dirty and the
-                    // next update carries it.
-                    let _ = self.push_entry(s);
+                    self.append_entry(s, seq, len);
                 }
                 s += 1;
             }
             self.out[end_at..end_at + 4].copy_from_slice(&s.to_le_bytes());
-            self.out[end_at + 4] = u8::from(n + 1 == window || s >= slots);
+            self.out[end_at + 4] = u8::from(n + 1 == window || s >= slots || s == start);
             self.seal();
             self.send(to)?;
+            if s == start {
+                // No progress (a slot mid-write): the receiver asks again.
+                break;
+            }
             start = s;
         }
         Ok(())

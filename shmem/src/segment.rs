@@ -33,6 +33,8 @@ pub const HEADER_SIZE: usize = 4096;
 pub const BOX_ENTRY_SIZE: usize = 256;
 /// Regions are padded to this alignment so each region starts on a page.
 const REGION_ALIGN: usize = 4096;
+/// New files are sized in multiples of a 2 MiB huge page.
+const HUGE_PAGE: u64 = 2 * 1024 * 1024;
 
 // Header field offsets (all little-endian, see docs/CHECKPOINT_FORMAT.md).
 const H_MAGIC: usize = 0;
@@ -61,9 +63,16 @@ impl Layout {
         raw.div_ceil(REGION_ALIGN) * REGION_ALIGN
     }
 
-    /// Total bytes of a segment file of this layout.
+    /// Bytes of the segment (header and regions).
     pub fn segment_len(&self) -> usize {
         HEADER_SIZE + self.regions as usize * self.region_stride()
+    }
+
+    /// Length a new segment file is given: the segment rounded up to 2 MiB,
+    /// because hugetlbfs only accepts sizes that are a multiple of its page
+    /// size (tmpfs files are sparse, so the padding costs nothing there).
+    pub fn file_len(&self) -> u64 {
+        (self.segment_len() as u64).div_ceil(HUGE_PAGE) * HUGE_PAGE
     }
 
     fn check(&self) -> Result<(), SegmentError> {
@@ -251,35 +260,15 @@ impl Segment {
             Err(e) => return Err(io_err(path)(e)),
         }
         let tmp = tmp_path(path);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        let built = (|| {
-            file.set_len(layout.segment_len() as u64)
-                .map_err(io_err(&tmp))?;
-            let map = MmapRaw::map_raw(&file).map_err(io_err(&tmp))?;
-            let inner = Inner {
-                map,
-                layout,
-                path: path.to_path_buf(),
-            };
-            write_header(&inner);
-            inner.map.flush().map_err(io_err(&tmp))?;
-            Ok::<_, SegmentError>(inner)
-        })();
-        let linked = built.and_then(|inner| {
+        let built = Self::build(&tmp, path, layout);
+        let linked = built.and_then(|seg| {
             std::fs::hard_link(&tmp, path)
-                .map(|()| inner)
+                .map(|()| seg)
                 .map_err(io_err(path))
         });
         let _ = std::fs::remove_file(&tmp);
         match linked {
-            Ok(inner) => Ok(Segment {
-                inner: Arc::new(inner),
-            }),
+            Ok(seg) => Ok(seg),
             Err(SegmentError::Io { source, .. })
                 if source.kind() == io::ErrorKind::AlreadyExists =>
             {
@@ -291,8 +280,55 @@ impl Segment {
                     .map_err(io_err(path))?;
                 Self::attach_or_init(path, file, Some(layout))
             }
+            Err(SegmentError::Io { .. }) => {
+                // A filesystem without hard links: create the file in place.
+                // A concurrent opener that finds it still zero initializes
+                // the same header, so the race is harmless for one layout.
+                match OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(path)
+                {
+                    Ok(file) => {
+                        file.set_len(layout.file_len()).map_err(io_err(path))?;
+                        Self::map_and_init(path, &file, layout)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        let file = OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .open(path)
+                            .map_err(io_err(path))?;
+                        Self::attach_or_init(path, file, Some(layout))
+                    }
+                    Err(e) => Err(io_err(path)(e)),
+                }
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// Creates, sizes and initializes a segment file at `tmp`, to be linked
+    /// to `path`.
+    fn build(tmp: &Path, path: &Path, layout: Layout) -> Result<Segment, SegmentError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .map_err(io_err(tmp))?;
+        file.set_len(layout.file_len()).map_err(io_err(tmp))?;
+        let map = MmapRaw::map_raw(&file).map_err(io_err(tmp))?;
+        let inner = Inner {
+            map,
+            layout,
+            path: path.to_path_buf(),
+        };
+        write_header(&inner);
+        Ok(Segment {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Attaches to an existing, initialized segment, taking its layout from
@@ -319,8 +355,7 @@ impl Segment {
             // short is not a segment.
             if let Some(req) = requested {
                 if is_zero_file(&file, len) {
-                    file.set_len(req.segment_len() as u64)
-                        .map_err(io_err(path))?;
+                    file.set_len(req.file_len()).map_err(io_err(path))?;
                     return Self::map_and_init(path, &file, req);
                 }
             }
@@ -335,8 +370,7 @@ impl Segment {
         if magic == 0 && header.iter().all(|&b| b == 0) {
             if let Some(req) = requested {
                 if len < req.segment_len() as u64 {
-                    file.set_len(req.segment_len() as u64)
-                        .map_err(io_err(path))?;
+                    file.set_len(req.file_len()).map_err(io_err(path))?;
                 }
                 return Self::map_and_init(path, &file, req);
             }
@@ -456,12 +490,19 @@ impl Region {
     }
 }
 
+/// A temporary name next to `path`, unique per call (process id and a
+/// process-wide counter), so concurrent creators never share one.
 fn tmp_path(path: &Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
         .unwrap_or_default();
-    name.push(format!(".tmp.{}", std::process::id()));
+    name.push(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     path.with_file_name(name)
 }
 

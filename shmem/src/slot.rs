@@ -372,11 +372,6 @@ impl Region {
         SlotWriter::new(self.clone(), 0, self.slot_count())
     }
 
-    /// Payload length word of a slot, unsynchronized (a sizing hint).
-    pub(crate) fn len_hint(&self, slot: u32) -> usize {
-        self.slot_len(slot).load(Ordering::Relaxed) as usize
-    }
-
     /// Writes a replica slot shipped by its owner if `seq` is newer than
     /// what the replica holds; returns whether it was applied.
     pub(crate) fn apply_replica(&self, slot: u32, seq: u64, bytes: &[u8]) -> bool {

@@ -251,3 +251,33 @@ mod header_fuzz {
         }
     }
 }
+
+#[test]
+fn boxes_starting_together_all_attach_to_one_segment() {
+    let t = TempSeg::new("race");
+    let path = t.path().to_path_buf();
+    let handles: Vec<_> = (0..3u16)
+        .map(|id| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let s = Segment::open_or_create(&path, SMALL).unwrap();
+                s.region(id).unwrap().heartbeat(100 + id as u64);
+                s
+            })
+        })
+        .collect();
+    let segs: Vec<Segment> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    // Every heartbeat is visible through every mapping: one file, not three.
+    for s in &segs {
+        for id in 0..3u16 {
+            assert_eq!(s.box_info(id).unwrap().heartbeat_ms, 100 + id as u64);
+        }
+    }
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(len, SMALL.file_len());
+    assert_eq!(
+        len % (2 * 1024 * 1024),
+        0,
+        "hugetlbfs needs whole huge pages"
+    );
+}
