@@ -326,6 +326,28 @@ impl Region {
         None
     }
 
+    /// Maps every checkpointed connection of the region, (local, remote),
+    /// to its slot and index in the bundle: one scan at takeover, then O(1)
+    /// lookups for packets of orphaned connections (lazy takeover).
+    /// Corrupt slots are skipped, as in [`Region::records`]. The map is a
+    /// snapshot: a slot may be rewritten after it was built, so re-read the
+    /// slot before acting on it.
+    pub fn index(
+        &self,
+    ) -> std::collections::HashMap<(std::net::SocketAddr, std::net::SocketAddr), (SlotId, usize)>
+    {
+        let mut map = std::collections::HashMap::new();
+        for v in self.records().flatten() {
+            for (i, rec) in v.bundle().records.iter().enumerate() {
+                map.insert(
+                    (rec.local.socket_addr(), rec.remote.socket_addr()),
+                    (v.slot(), i),
+                );
+            }
+        }
+        map
+    }
+
     /// The slots `worker` of `n_workers` owns, as a free list that worker
     /// alone uses. The region's slots are split into contiguous, disjoint
     /// ranges, so workers never contend. Every slot in the range is cleared

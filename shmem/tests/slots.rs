@@ -229,6 +229,36 @@ fn find_locates_a_connection_by_its_four_tuple_v4_and_v6() {
 }
 
 #[test]
+fn index_maps_every_four_tuple_of_a_region_to_its_slot() {
+    let t = TempSeg::new("index");
+    let s = Segment::open_or_create(t.path(), L).unwrap();
+    let r = s.region(1).unwrap();
+    let mut w = r.writer();
+    for i in 0..30u16 {
+        w.write(
+            SlotId(i as u32 * 2),
+            &[http_record(1, 6000 + i, "/o", None)],
+        )
+        .unwrap();
+    }
+    let mut bare = http_record(1, 7000, "/", None);
+    bare.app = None;
+    w.write(SlotId(1), &[http_record(1, 6999, "/ctl", None), bare])
+        .unwrap();
+    let idx = r.index();
+    assert_eq!(idx.len(), 32);
+    let local: SocketAddr = "198.18.0.11:80".parse().unwrap();
+    assert_eq!(
+        idx.get(&(local, "198.18.0.100:6029".parse().unwrap())),
+        Some(&(SlotId(58), 0))
+    );
+    assert_eq!(
+        idx.get(&(local, "198.18.0.100:7000".parse().unwrap())),
+        Some(&(SlotId(1), 1))
+    );
+}
+
+#[test]
 fn a_corrupt_slot_is_reported_and_the_rest_of_the_region_still_read() {
     let t = TempSeg::new("corrupt");
     let s = Segment::open_or_create(t.path(), L).unwrap();
