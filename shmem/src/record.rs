@@ -126,9 +126,11 @@ pub struct TcpBlock {
     pub rcv_wnd: u32,
     /// Maximum segment size we send.
     pub mss: u16,
-    /// Shift the client applies to our windows… as we send them (RFC 7323 §2).
+    /// Snd.Wind.Shift (RFC 7323 §2.3): applied to the windows the client
+    /// advertises (SND.WND = SEG.WND << snd_wscale); the client's option.
     pub snd_wscale: u8,
-    /// Shift we apply to the client's advertised windows.
+    /// Rcv.Wind.Shift (RFC 7323 §2.3): applied to the windows we advertise
+    /// (SEG.WND = RCV.WND >> rcv_wscale); our option.
     pub rcv_wscale: u8,
     /// SACK was negotiated (RFC 2018).
     pub sack_permitted: bool,
