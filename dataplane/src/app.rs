@@ -16,7 +16,7 @@ use crate::port::afpacket::{AfPacketConfig, AfPacketPort};
 use crate::port::{worker_for, PortError};
 use crate::tcp::{FourTuple, SendError, SeqNum, State, TcbExport, TcbStats, TcpConfig};
 use crate::wire::ethernet::MacAddr;
-use crate::worker::{Command, Worker, WorkerConfig, WorkerStats};
+use crate::worker::{Command, Waker, Worker, WorkerConfig, WorkerStats};
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 use std::any::Any;
@@ -90,6 +90,7 @@ pub struct Ctx<'a> {
     pub(crate) touched: &'a mut Vec<ConnId>,
     pub(crate) now: Instant,
     pub(crate) worker: usize,
+    pub(crate) waker: &'a Waker,
 }
 
 impl Ctx<'_> {
@@ -110,6 +111,13 @@ impl Ctx<'_> {
     /// This worker's index.
     pub fn worker(&self) -> usize {
         self.worker
+    }
+
+    /// A waker for this worker: give it to threads whose results
+    /// [`App::poll`] picks up, so a worker blocked in adaptive mode
+    /// notices them at once.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
     }
 
     /// Queues `data` for sending; returns the sequence number of its first
@@ -278,6 +286,7 @@ pub enum DataplaneError {
 
 struct WorkerHandle {
     ctl: Sender<Command>,
+    waker: Waker,
     thread: Option<JoinHandle<Result<(), DataplaneError>>>,
 }
 
@@ -303,6 +312,7 @@ impl DataplaneHandle {
     pub fn shutdown(&self) {
         for w in &self.workers {
             let _ = w.ctl.send(Command::Shutdown);
+            w.waker.wake();
         }
     }
 
@@ -327,6 +337,7 @@ impl DataplaneHandle {
         for w in &self.workers {
             let (tx, rx) = crossbeam_channel::bounded(1);
             if w.ctl.send(Command::Stats(tx)).is_ok() {
+                w.waker.wake();
                 rxs.push(rx);
             }
         }
@@ -372,7 +383,14 @@ impl DataplaneHandle {
     /// Sends a raw command to worker `i`.
     pub fn send(&self, i: usize, cmd: Command) -> Result<(), DataplaneError> {
         let w = self.workers.get(i).ok_or(DataplaneError::WorkerGone(i))?;
-        w.ctl.send(cmd).map_err(|_| DataplaneError::WorkerGone(i))
+        w.ctl.send(cmd).map_err(|_| DataplaneError::WorkerGone(i))?;
+        w.waker.wake();
+        Ok(())
+    }
+
+    /// A waker for worker `i` (see [`Ctx::waker`]).
+    pub fn waker(&self, i: usize) -> Option<Waker> {
+        self.workers.get(i).map(|w| w.waker.clone())
     }
 }
 
@@ -459,7 +477,7 @@ where
     let secret = opts.cookie_secret.unwrap_or_else(random_secret);
     let factory = Arc::new(app_factory);
     let (ready_tx, ready_rx) =
-        crossbeam_channel::unbounded::<(usize, Result<(), DataplaneError>)>();
+        crossbeam_channel::unbounded::<(usize, Result<Waker, DataplaneError>)>();
     let mut workers = Vec::new();
     for (i, port) in ports.into_iter().enumerate() {
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
@@ -497,21 +515,26 @@ where
                 }
                 let app = factory(i);
                 let worker = Worker::new(port, app, cfg, Instant::now());
-                let _ = ready.send((i, Ok(())));
+                let _ = ready.send((i, Ok(worker.waker())));
                 drop(ready);
                 worker.run(ctl_rx)
             })
             .map_err(|e| DataplaneError::Options(format!("spawn worker: {e}")))?;
         workers.push(WorkerHandle {
             ctl: ctl_tx,
+            waker: Waker::new(),
             thread: Some(thread),
         });
     }
     drop(ready_tx);
-    let handle = DataplaneHandle { workers, mac };
+    let mut handle = DataplaneHandle { workers, mac };
     for _ in 0..handle.workers.len() {
         match ready_rx.recv() {
-            Ok((_, Ok(()))) => {}
+            Ok((i, Ok(waker))) => {
+                if let Some(w) = handle.workers.get_mut(i) {
+                    w.waker = waker;
+                }
+            }
             Ok((_, Err(e))) => return Err(e), // dropping the handle stops the others
             Err(_) => return Err(DataplaneError::WorkerPanicked(0)),
         }

@@ -16,7 +16,8 @@
 //!
 //! In [`PollMode::Adaptive`] a worker that found no work for `spins`
 //! iterations blocks on the port until a frame arrives or its next timer
-//! is due (at most 10 ms, so control commands are seen promptly).
+//! is due, or its [`Waker`] is called (commands from the control core
+//! wake it too).
 
 use crate::app::{App, CloseReason, Ctx, PollMode};
 use crate::arp::{self as l2, NeighbourCache};
@@ -37,8 +38,67 @@ use std::time::{Duration, Instant};
 
 /// Frames queued before the worker flushes them to the port mid-iteration.
 const TX_FLUSH: usize = 64;
-/// Longest a worker blocks, so control commands wait at most this long.
-const MAX_BLOCK: Duration = Duration::from_millis(10);
+/// Longest a worker blocks. Commands and [`Waker::wake`] interrupt the
+/// wait at once; the bound only covers a lost wake-up.
+const MAX_BLOCK: Duration = Duration::from_millis(100);
+
+/// Wakes a worker blocked in adaptive mode: an eventfd the worker polls
+/// beside its port. Cheap to clone and to call from any thread, e.g. when
+/// an origin fetch finished and the app's `poll` has work.
+#[derive(Clone, Debug)]
+pub struct Waker {
+    fd: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+}
+
+impl Waker {
+    /// A new eventfd; without one (the call failed), wake-ups are lost and
+    /// the worker relies on its bounded wait.
+    pub fn new() -> Waker {
+        // SAFETY: eventfd returns a new descriptor or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Waker { fd: None };
+        }
+        use std::os::fd::FromRawFd;
+        // SAFETY: `fd` is a fresh descriptor we own.
+        let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        Waker {
+            fd: Some(std::sync::Arc::new(owned)),
+        }
+    }
+
+    /// Wakes the worker (or makes its next wait return at once).
+    pub fn wake(&self) {
+        if let Some(fd) = &self.fd {
+            use std::os::fd::AsRawFd;
+            let one = 1u64;
+            // SAFETY: writing 8 bytes from a u64 to an eventfd.
+            unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// The descriptor to poll.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.fd.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    /// Resets the eventfd after a wait.
+    fn drain(&self) {
+        if let Some(fd) = &self.fd {
+            use std::os::fd::AsRawFd;
+            let mut v = 0u64;
+            // SAFETY: reading 8 bytes into a u64 from a non-blocking eventfd.
+            unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        }
+    }
+}
+
+impl Default for Waker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Commands from the control core to a worker.
 pub enum Command {
@@ -153,6 +213,7 @@ struct Core {
     events: Vec<Event>,
     ip_id: u16,
     half_open: usize,
+    waker: Waker,
 }
 
 /// One worker: a port, an app, and the state between them.
@@ -185,9 +246,15 @@ impl<P: Port, A: App> Worker<P, A> {
                 events: Vec::new(),
                 ip_id: 0,
                 half_open: 0,
+                waker: Waker::new(),
             },
             idle: 0,
         }
+    }
+
+    /// A handle that wakes this worker from its adaptive wait.
+    pub fn waker(&self) -> Waker {
+        self.core.waker.clone()
     }
 
     /// The worker's counters.
@@ -261,6 +328,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 touched: &mut core.touched,
                 now,
                 worker: core.cfg.id,
+                waker: &core.waker,
             };
             self.app.poll(&mut ctx);
         }
@@ -303,6 +371,7 @@ impl<P: Port, A: App> Worker<P, A> {
                         touched: &mut core.touched,
                         now,
                         worker: core.cfg.id,
+                        waker: &core.waker,
                     };
                     self.app.on_restored(id, app_data, &mut ctx);
                 }
@@ -342,7 +411,8 @@ impl<P: Port, A: App> Worker<P, A> {
                             None => MAX_BLOCK,
                         };
                         self.core.counters.idle_waits += 1;
-                        self.port.wait(Some(timeout))?;
+                        self.port.wait(Some(timeout), self.core.waker.raw_fd())?;
+                        self.core.waker.drain();
                         self.idle = 0;
                     }
                 }
@@ -615,6 +685,7 @@ impl Core {
                     touched: &mut self.touched,
                     now,
                     worker: self.cfg.id,
+                    waker: &self.waker,
                 };
                 if accept {
                     self.counters.tcp_accepted += 1;
@@ -662,6 +733,7 @@ impl Core {
                             touched: &mut self.touched,
                             now,
                             worker: self.cfg.id,
+                            waker: &self.waker,
                         };
                         app.on_closed(id, reason, &mut ctx);
                     }

@@ -99,7 +99,7 @@ fn kernel_fanout_delivers_each_flow_to_the_worker_rust_computes() {
         let deadline = Instant::now() + Duration::from_secs(3);
         while seen.len() < ports.len() + 1 && Instant::now() < deadline {
             for (w, port) in workers.iter_mut().enumerate() {
-                port.wait(Some(Duration::from_millis(5))).unwrap();
+                port.wait(Some(Duration::from_millis(5)), None).unwrap();
                 port.rx_burst(64, |frame, meta| {
                     let (eh, rest) = ethernet::parse(frame).unwrap();
                     if eh.ethertype == ethernet::ETHERTYPE_ARP {

@@ -237,3 +237,28 @@ fn thousand_parallel_connections_complete() {
     handle.shutdown();
     handle.join().unwrap();
 }
+
+#[test]
+fn idle_adaptive_worker_wakes_at_once_for_a_command() {
+    let lab = common::Lab::new("wk");
+    let handle = start_box(&lab, Arc::new(HashMap::new()), 2);
+    // Let both workers fall asleep in poll(2) (their bounded wait is 100 ms).
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let stats = handle.stats();
+        let took = t.elapsed();
+        assert_eq!(stats.len(), 2);
+        assert!(
+            took < Duration::from_millis(50),
+            "stats took {took:?}: the waker did not interrupt the wait"
+        );
+        assert!(
+            stats.iter().all(|s| s.counters.idle_waits > 0),
+            "workers were idle: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    handle.shutdown();
+    handle.join().unwrap();
+}

@@ -517,7 +517,7 @@ impl Port for AfPacketPort {
         result.map(|()| sent)
     }
 
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), PortError> {
+    fn wait(&mut self, timeout: Option<Duration>, wake: Option<RawFd>) -> Result<(), PortError> {
         // A block already handed to us needs no wait.
         if self.cursor.is_some()
             || self.read_u32(self.block(self.current), BD_BLOCK_STATUS) & libc::TP_STATUS_USER != 0
@@ -528,13 +528,21 @@ impl Port for AfPacketPort {
             None => -1,
             Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
         };
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN | libc::POLLERR,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        let mut pfds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN | libc::POLLERR,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let n = if wake.is_some() { 2 } else { 1 };
+        // SAFETY: `n` valid pollfds.
+        let r = unsafe { libc::poll(pfds.as_mut_ptr(), n, ms) };
         if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             return Err(PortError::last_os("poll"));
         }

@@ -92,10 +92,17 @@ impl Port for MemoryPort {
         Ok(sent)
     }
 
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), PortError> {
+    fn wait(&mut self, timeout: Option<Duration>, wake: Option<RawFd>) -> Result<(), PortError> {
         if !self.pending.is_empty() {
             return Ok(());
         }
+        // The channel cannot be polled together with a wake-up descriptor:
+        // wait in short slices so a wake-up is noticed within a millisecond.
+        let timeout = match (timeout, wake) {
+            (Some(t), Some(_)) => Some(t.min(Duration::from_millis(1))),
+            (None, Some(_)) => Some(Duration::from_millis(1)),
+            (t, None) => t,
+        };
         let r = match timeout {
             Some(t) => self.rx.recv_timeout(t),
             None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),

@@ -155,9 +155,10 @@ pub trait Port: Send {
     /// the port accepted (the rest were dropped: TCP will retransmit).
     fn tx_burst(&mut self, batch: &mut TxBatch) -> Result<usize, PortError>;
 
-    /// Blocks until a frame may be ready or `timeout` passes (`None`: no
-    /// timeout). Spurious wake-ups are allowed.
-    fn wait(&mut self, timeout: Option<Duration>) -> Result<(), PortError>;
+    /// Blocks until a frame may be ready, `wake` (an eventfd, see
+    /// [`crate::worker::Waker`]) becomes readable, or `timeout` passes
+    /// (`None`: no timeout). Spurious wake-ups are allowed.
+    fn wait(&mut self, timeout: Option<Duration>, wake: Option<RawFd>) -> Result<(), PortError>;
 
     /// The file descriptor a poll(2) loop can wait on, if the backend has one.
     fn raw_fd(&self) -> Option<RawFd>;

@@ -1,0 +1,104 @@
+//! Runs the dataplane with the tiny HTTP responder on an interface, for
+//! manual checks and measurements in a lab namespace:
+//!
+//! ```text
+//! ip netns exec BOXNS target/release/examples/responder front0 198.18.0.11 [workers] [busy|adaptive]
+//! ```
+//!
+//! Serves `1K.bin`, `1M.bin`, `50M.bin` and `100M.bin` (deterministic
+//! pseudo-random bytes), prints worker counters every 5 s, stops on EOF of
+//! standard input, or after `BATON_RESPONDER_SECS` seconds when that is set.
+
+use baton_dataplane::app::{start, DataplaneOptions, PollMode};
+use baton_dataplane::responder::Responder;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn object(len: usize, seed: u64) -> Bytes {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    Bytes::from(v)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: responder IFACE SERVICE_IP [WORKERS] [busy|adaptive]");
+        std::process::exit(2);
+    }
+    let ip: IpAddr = args[2].parse()?;
+    let mut opts = DataplaneOptions::new(&args[1], vec![ip]);
+    opts.workers = args.get(3).map(|w| w.parse()).transpose()?.unwrap_or(1);
+    if args.get(4).map(String::as_str) == Some("busy") {
+        opts.poll_mode = PollMode::Busy;
+    }
+    let mut objs = HashMap::new();
+    for (name, len, seed) in [
+        ("1K.bin", 1024, 1),
+        ("1M.bin", 1 << 20, 2),
+        ("50M.bin", 50 << 20, 3),
+        ("100M.bin", 100 << 20, 4),
+    ] {
+        objs.insert(name.to_string(), object(len, seed));
+    }
+    let objs = Arc::new(objs);
+    let handle = start(opts, move |_| Responder::new(objs.clone()))?;
+    eprintln!(
+        "serving on {} ({}) with {} workers",
+        args[1],
+        handle.mac(),
+        handle.n_workers()
+    );
+    let limit = std::env::var("BATON_RESPONDER_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs);
+    let (eof_tx, eof_rx) = crossbeam_channel::bounded::<()>(1);
+    if limit.is_none() {
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while std::io::stdin()
+                .read_line(&mut sink)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
+            let _ = eof_tx.send(());
+        });
+    }
+    let t0 = Instant::now();
+    loop {
+        if eof_rx.recv_timeout(Duration::from_secs(5)).is_ok()
+            || limit.is_some_and(|l| t0.elapsed() >= l)
+        {
+            break;
+        }
+        for s in handle.stats() {
+            let nonzero: Vec<String> = s
+                .counters
+                .named()
+                .into_iter()
+                .filter(|(_, v)| *v != 0)
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect();
+            eprintln!(
+                "worker {}: conns={} {}",
+                s.worker,
+                s.connections,
+                nonzero.join(" ")
+            );
+        }
+    }
+    handle.shutdown();
+    handle.join()?;
+    Ok(())
+}
