@@ -166,6 +166,50 @@ impl ValidSlot {
     }
 }
 
+/// Copies `src` into shared slot memory with relaxed atomic word stores, so
+/// a concurrent reader's copy is a race the memory model defines (a seqlock
+/// reader may see a mix of old and new words, and then retries) rather than
+/// undefined behaviour. The seqlock's fences order these words against the
+/// sequence (Boehm, "Can seqlocks get along with programming language
+/// memory models?", 2012).
+///
+/// # Safety
+/// `dst` is 8-aligned and valid for `src.len()` rounded up to 8 bytes.
+unsafe fn store_words(dst: *mut u8, src: &[u8]) {
+    let words = src.chunks_exact(8);
+    let tail = words.remainder();
+    let full = src.len() / 8;
+    let dst = dst as *const AtomicU64;
+    for (i, w) in words.enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        // SAFETY: in bounds and aligned per the function contract.
+        unsafe { (*dst.add(i)).store(u64::from_ne_bytes(b), Ordering::Relaxed) };
+    }
+    if !tail.is_empty() {
+        let mut b = [0u8; 8];
+        b[..tail.len()].copy_from_slice(tail);
+        // SAFETY: as above; the contract rounds the length up to a word.
+        unsafe { (*dst.add(full)).store(u64::from_ne_bytes(b), Ordering::Relaxed) };
+    }
+}
+
+/// Copies `n` bytes (rounded up to words, `n <= SLOT_PAYLOAD`) out of shared
+/// slot memory with relaxed atomic word loads; see [`store_words`].
+///
+/// # Safety
+/// `src` is 8-aligned and valid for `n` rounded up to 8 bytes.
+unsafe fn load_words(src: *const u8, buf: &mut Payload, n: usize) {
+    let src = src as *const AtomicU64;
+    let words = n.div_ceil(8).min(SLOT_PAYLOAD / 8);
+    for i in 0..words {
+        // SAFETY: in bounds and aligned per the function contract.
+        let w = unsafe { (*src.add(i)).load(Ordering::Relaxed) };
+        // SAFETY: `buf` is 16-aligned and holds SLOT_PAYLOAD / 8 words.
+        unsafe { (buf.0.as_mut_ptr() as *mut u64).add(i).write(w) };
+    }
+}
+
 fn validate(buf: &Payload, len: usize, region: u16) -> Result<(), ReadError> {
     let bytes = &buf.0[..len];
     let b = rkyv::api::low::access::<ArchivedBundle<'static>, rkyv::rancor::Error>(bytes)
@@ -212,12 +256,12 @@ impl Region {
         };
         seq_w.store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
-        // SAFETY: the payload lies inside this slot; this thread is the
-        // slot's only writer; readers never trust what they copy unless the
-        // sequence is unchanged and even afterwards.
+        // SAFETY: the payload area lies inside this slot and is 8-aligned
+        // (regions are page-aligned, slots and the header multiples of 16);
+        // `bytes` fits it, rounded up to words.
         unsafe {
             let dst = self.inner().base().add(self.slot_base(slot) + SLOT_HEADER);
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len());
+            store_words(dst, bytes);
         }
         self.slot_len(slot)
             .store(bytes.len() as u32, Ordering::Relaxed);
@@ -244,12 +288,13 @@ impl Region {
             let len = self.slot_len(slot).load(Ordering::Relaxed);
             let fmt = self.slot_fmt(slot).load(Ordering::Relaxed);
             let n = (len as usize).min(SLOT_PAYLOAD);
-            // SAFETY: `n` is clamped to the payload area of this slot. The
-            // copy may race with a writer; the sequence check below
-            // discards any such copy before it is interpreted.
+            // SAFETY: `n` is clamped to the payload area of this slot,
+            // which is 8-aligned. The copy may race with a writer (atomic
+            // word loads make that race defined); the sequence check below
+            // discards such a copy before it is interpreted.
             unsafe {
                 let src = self.inner().base().add(self.slot_base(slot) + SLOT_HEADER);
-                std::ptr::copy_nonoverlapping(src, buf.0.as_mut_ptr(), n);
+                load_words(src, buf, n);
             }
             fence(Ordering::Acquire);
             if seq.load(Ordering::Relaxed) != s1 {
