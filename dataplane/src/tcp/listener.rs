@@ -13,7 +13,7 @@
 
 use super::siphash::siphash24;
 use super::tcb::DEFAULT_PEER_MSS;
-use super::{FourTuple, Flags, Options, OutSegment, Segment, SeqNum, TcpConfig, Tcb};
+use super::{Flags, FourTuple, Options, OutSegment, Segment, SeqNum, Tcb, TcpConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -68,6 +68,9 @@ pub struct Listener {
     config: TcpConfig,
     secret: [u8; 16],
     epoch: Option<Instant>,
+    /// Tests pin the ISS (e.g. just below 2^32 to cross the wrap).
+    #[cfg(test)]
+    pub(crate) fixed_iss: Option<u32>,
 }
 
 impl Listener {
@@ -79,6 +82,8 @@ impl Listener {
             config,
             secret: cookie_secret,
             epoch: None,
+            #[cfg(test)]
+            fixed_iss: None,
         }
     }
 
@@ -111,6 +116,8 @@ impl Listener {
         // remoteport, secretkey), M a 4 microsecond timer.
         let m = (now.saturating_duration_since(epoch).as_micros() / 4) as u32;
         let iss = SeqNum(m.wrapping_add(self.hash(DOMAIN_ISN, tuple, &[]) as u32));
+        #[cfg(test)]
+        let iss = self.fixed_iss.map_or(iss, SeqNum);
         let ts_base = self.hash(DOMAIN_TS, tuple, &[]) as u32;
         SynOutcome::Tcb(Tcb::new_passive(
             now,

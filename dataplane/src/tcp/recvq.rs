@@ -5,8 +5,8 @@
 use super::seq::SeqNum;
 use std::collections::VecDeque;
 
-/// At most this many out-of-order segments are held; beyond that the
-/// highest one is dropped (the peer retransmits it). Keeps a flood of tiny
+/// At most this many separate out-of-order runs are held; a segment that
+/// would start another is dropped (the peer retransmits it). Keeps a flood of tiny
 /// out-of-order segments from costing more than a few allocations.
 pub(crate) const OOO_MAX: usize = 16;
 
@@ -32,6 +32,20 @@ impl RecvQueue {
         !self.ooo.is_empty()
     }
 
+    /// Number of separate out-of-order runs (SACK blocks to report).
+    pub(crate) fn ooo_runs(&self) -> usize {
+        let mut runs = 0;
+        let mut end: Option<SeqNum> = None;
+        for (s, d) in &self.ooo {
+            if end.is_none_or(|e| s.gt(e)) {
+                runs += 1;
+            }
+            let e = *s + d.len() as u32;
+            end = Some(end.map_or(e, |x| x.max(e)));
+        }
+        runs
+    }
+
     /// Append in-order bytes.
     pub(crate) fn push_in_order(&mut self, data: &[u8]) {
         self.buf.extend(data.iter().copied());
@@ -53,16 +67,37 @@ impl RecvQueue {
             self.last_ooo = Some(seq);
             return true;
         }
+        // The common case, a run of segments after one loss: extend the
+        // entry this segment continues, so the run stays one entry.
+        if let Some(i) = self
+            .ooo
+            .iter()
+            .position(|(s, d)| *s + d.len() as u32 == seq)
+        {
+            self.ooo[i].1.extend_from_slice(data);
+            self.last_ooo = Some(seq);
+            // Absorb a following entry the extension now reaches.
+            if let Some((ns, nd)) = self.ooo.get(i + 1) {
+                let (ns, new_end) = (*ns, seq + data.len() as u32);
+                if ns.le(new_end) {
+                    let skip = (new_end - ns) as usize;
+                    let tail = nd.get(skip..).map(<[u8]>::to_vec).unwrap_or_default();
+                    self.ooo.remove(i + 1);
+                    self.ooo[i].1.extend_from_slice(&tail);
+                }
+            }
+            return true;
+        }
         let pos = self
             .ooo
             .iter()
             .position(|(s, _)| seq.lt(*s))
             .unwrap_or(self.ooo.len());
         if self.ooo.len() >= OOO_MAX {
-            if pos == self.ooo.len() {
-                return false;
-            }
-            self.ooo.pop();
+            // Full: drop the newcomer. Evicting held data would renege on
+            // SACK blocks already reported (RFC 2018 §8 allows it, but a
+            // sender that trusts them would then stall until a timeout).
+            return false;
         }
         self.ooo.insert(pos, (seq, data.to_vec()));
         self.last_ooo = Some(seq);
@@ -169,15 +204,29 @@ mod tests {
     }
 
     #[test]
+    fn a_run_of_out_of_order_segments_is_one_entry() {
+        let mut q = RecvQueue::default();
+        for i in 0..100u32 {
+            assert!(q.push_ooo(SeqNum(1000 + 10 * i), &[i as u8; 10]));
+        }
+        assert_eq!(q.ooo.len(), 1);
+        let nxt = q.drain_ooo(SeqNum(1000));
+        assert_eq!(nxt, SeqNum(2000));
+        assert_eq!(q.len(), 1000);
+    }
+
+    #[test]
     fn out_of_order_queue_is_bounded() {
         let mut q = RecvQueue::default();
         for i in 0..OOO_MAX as u32 {
             assert!(q.push_ooo(SeqNum(100 + 10 * i), b"x"));
         }
-        // Above everything held: dropped.
+        // A new run is dropped, wherever it falls: what was reported in
+        // SACK blocks stays held.
         assert!(!q.push_ooo(SeqNum(10_000), b"y"));
-        // Below the highest: kept, the highest is evicted.
-        assert!(q.push_ooo(SeqNum(95), b"z"));
+        assert!(!q.push_ooo(SeqNum(95), b"z"));
         assert_eq!(q.ooo.len(), OOO_MAX);
+        // Extending a held run still works.
+        assert!(q.push_ooo(SeqNum(101), b"w"));
     }
 }

@@ -218,6 +218,8 @@ pub struct Tcb {
     syn_pending: bool,
     probe_pending: bool,
     zwp_pending: bool,
+    /// A zero-window probe byte at SND.UNA is outstanding beyond SND.MAX.
+    zwp_sent: bool,
     rst: Option<RstSeg>,
 
     restore: Option<Restore>,
@@ -293,6 +295,7 @@ impl Tcb {
             syn_pending: false,
             probe_pending: false,
             zwp_pending: false,
+            zwp_sent: false,
             rst: None,
             restore: None,
             events: VecDeque::with_capacity(4),
@@ -641,7 +644,12 @@ impl Tcb {
 
         // RFC 5961 §5.2: an ACK for data we never sent is answered with an
         // ACK and dropped; one too far in the past gets a challenge ACK.
-        if ack.gt(self.snd_max) {
+        let limit = if self.zwp_sent {
+            self.snd_max.max(self.snd_una + 1)
+        } else {
+            self.snd_max
+        };
+        if ack.gt(limit) {
             self.stats.dropped += 1;
             self.ack_now = true;
             return false;
@@ -666,13 +674,21 @@ impl Tcb {
 
         if acked > 0 {
             self.on_new_ack(now, seg, ack, acked as u32);
-        } else if acked == 0
-            && self.snd_max.gt(self.snd_una)
-            && seg.payload.is_empty()
-            && !seg.flags.fin
-            && (u32::from(seg.window) << self.snd_wscale == old_wnd || new_sack)
-        {
-            self.on_dupack();
+        } else if acked == 0 && self.snd_max.gt(self.snd_una) {
+            // With SACK, RFC 6675 §2: a duplicate is an ACK that "carries
+            // new SACK information" while data is outstanding, data or not
+            // (so losses are found when both sides send). Without SACK,
+            // RFC 5681 §2: no data, no SYN/FIN, the same window.
+            let dup = if self.sack_ok {
+                new_sack
+            } else {
+                seg.payload.is_empty()
+                    && !seg.flags.fin
+                    && u32::from(seg.window) << self.snd_wscale == old_wnd
+            };
+            if dup {
+                self.on_dupack();
+            }
         }
 
         // Window update: "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and
@@ -717,8 +733,13 @@ impl Tcb {
         self.stats.bytes_acked += data_acked as u64;
         let flight_before = (self.snd_max - self.snd_una).max(0) as u32;
         self.snd_una = ack;
+        self.zwp_sent = false;
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
+        }
+        if self.snd_max.lt(ack) {
+            // The zero-window probe byte was taken.
+            self.snd_max = ack;
         }
 
         // RTT sample: RFC 7323 §4.2 from TSecr, else Karn's timed segment
@@ -727,7 +748,8 @@ impl Tcb {
         if self.ts_ok {
             if let Some((_, tsecr)) = seg.options.timestamps {
                 let ms = self.ts_now(now).wrapping_sub(tsecr);
-                if (ms as i32) >= 0 && u64::from(ms) * 1000 <= self.config.max_rto.as_micros() as u64
+                if (ms as i32) >= 0
+                    && u64::from(ms) * 1000 <= self.config.max_rto.as_micros() as u64
                 {
                     sample = Some(u64::from(ms) * 1000);
                 }
@@ -755,6 +777,7 @@ impl Tcb {
             } else {
                 // Partial acknowledgment: retransmit the first unacknowledged
                 // segment (RFC 6582 step 3; RFC 6675 keeps going by NextSeg).
+                self.scoreboard.trim_below(self.snd_una);
                 if self.sack_active() {
                     // Holes already retransmitted stay behind the cursor.
                     self.rexmit_next = self.rexmit_next.max(self.snd_una);
@@ -798,9 +821,15 @@ impl Tcb {
             } else {
                 self.cc.on_dupack_in_recovery();
             }
-        } else if self.dupacks >= DUP_THRESH && self.snd_una.ge(self.recover) {
+        } else if (self.dupacks >= DUP_THRESH
+            || self.scoreboard.sacked_bytes() > (DUP_THRESH - 1) * u32::from(self.mss))
+            && self.snd_una.ge(self.recover)
+        {
             // RFC 5681 §3.2 steps 2-3, RFC 6582 §3.2 step 2 (only once per
-            // window: SND.UNA must be past `recover`).
+            // window: SND.UNA must be past `recover`). RFC 6675 §5 also
+            // enters recovery when IsLost(SND.UNA): "more than (DupThresh -
+            // 1) * SMSS bytes with sequence numbers greater than SeqNum have
+            // been SACKed" (ACKs get coalesced; bytes do not).
             self.in_recovery = true;
             self.recover = self.snd_max;
             let flight = (self.snd_max - self.snd_una).max(0) as u32;
@@ -1127,8 +1156,19 @@ impl Tcb {
             self.dupacks = 0;
             // RFC 6582 §4: no fast retransmit for the old window's dupacks.
             self.recover = self.snd_max;
-            // RFC 2018 §8: after a timeout, SACKed data is not trusted.
-            self.scoreboard.clear();
+            // RFC 2018 §8 lets the receiver renege on SACKed data, so after a
+            // timeout the sender "SHOULD turn off all of the SACKed bits". We
+            // keep them once, as Linux does (go-back-N then skips what the
+            // peer holds), unless the peer evidently reneged (SND.UNA itself
+            // SACKed) or this is a repeated timeout.
+            let reneged = self
+                .scoreboard
+                .blocks()
+                .first()
+                .is_some_and(|b| b.0.le(self.snd_una));
+            if reneged || self.backoff > 1 {
+                self.scoreboard.clear();
+            }
             self.rexmit_quota = 0;
             self.snd_nxt = self.snd_una;
         }
@@ -1248,7 +1288,7 @@ impl Tcb {
             State::SynSent | State::TimeWait | State::Unready => self.enter_closed(),
             _ => {
                 self.rst = Some(RstSeg {
-                    seq: self.snd_nxt,
+                    seq: self.snd_max,
                     ack: Some(self.rcv_nxt),
                 });
                 self.enter_closed();
@@ -1296,6 +1336,7 @@ impl Tcb {
         // RFC 6582 for the first unacknowledged segment without SACK).
         if self.in_recovery && self.rexmit_quota > 0 {
             if let Some((seq, len)) = self.next_hole() {
+                let len = len.min((usize::from(self.mss) - self.sack_reserve()) as u32);
                 self.rexmit_quota -= 1;
                 self.rexmit_next = seq + len;
                 return self.data_segment(now, seq, len);
@@ -1315,7 +1356,10 @@ impl Tcb {
         }
 
         if self.ack_now || self.window_update {
-            let mut s = self.bare_segment(self.snd_nxt);
+            // <SEQ=SND.NXT> in RFC terms is the highest sequence sent: our
+            // `snd_nxt` goes back to SND.UNA after an RTO, and an ACK below
+            // the peer's RCV.NXT would be unacceptable to it (§3.10.7.4).
+            let mut s = self.bare_segment(self.snd_max);
             s.flags.ack = true;
             self.finish(now, &mut s);
             return Some(s);
@@ -1515,7 +1559,7 @@ impl Tcb {
             // the MSS.
             let max = if self.ts_ok { 3 } else { MAX_SACK_BLOCKS };
             let room = usize::from(self.mss).saturating_sub(s.payload_len());
-            let fit = room.saturating_sub(4) / 8;
+            let fit = room.saturating_sub(2) / 8;
             self.recvq
                 .sack_blocks(max.min(fit), &mut s.options.sack_blocks);
         }
@@ -1623,9 +1667,10 @@ impl Tcb {
     /// (retransmission), the FIN included when it falls inside.
     fn data_segment(&mut self, now: Instant, seq: SeqNum, len: u32) -> Option<OutSegment> {
         let off = (seq - self.sendq_seq).max(0) as usize;
+        let len = (len as usize).min(usize::from(self.mss) - self.sack_reserve());
         let mut s = self.bare_segment(seq);
-        let n = self.sendq.slice_into(off, len as usize, &mut s.payload);
-        let fin = self.fin_queued && seq + n as u32 == self.fin_seq() && n < len as usize;
+        let n = self.sendq.slice_into(off, len, &mut s.payload);
+        let fin = self.fin_queued && seq + n as u32 == self.fin_seq() && n < len;
         if n == 0 && !fin {
             return None;
         }
@@ -1643,7 +1688,8 @@ impl Tcb {
 
     /// RFC 9293 §3.8.6.1: "the sending TCP must regularly transmit at least
     /// one octet of new data (if available)" into a zero window. The byte is
-    /// not counted in `snd_nxt`, so the persist timer (not the RTO) keeps
+    /// counted in neither `snd_nxt` nor `snd_max` (our ACKs keep a sequence
+    /// number the peer accepts), so the persist timer, not the RTO, keeps
     /// probing until the window opens.
     fn zero_window_probe(&mut self, now: Instant) -> Option<OutSegment> {
         let off = (self.snd_una - self.sendq_seq).max(0) as usize;
@@ -1653,7 +1699,7 @@ impl Tcb {
             return None;
         }
         s.flags.ack = true;
-        self.snd_max = self.snd_max.max(self.snd_una + 1);
+        self.zwp_sent = true;
         self.stats.bytes_sent += 1;
         self.finish(now, &mut s);
         Some(s)
@@ -1675,11 +1721,28 @@ impl Tcb {
         if self.snd_nxt.lt(self.sendq_seq) {
             self.snd_nxt = self.sendq_seq;
         }
+        // Resending after a timeout: skip what the peer SACKed, and stop
+        // before the next SACKed block.
+        let mut resend_limit = None;
+        if self.snd_nxt.lt(self.snd_max) {
+            for &(l, r) in self.scoreboard.blocks() {
+                if r.le(self.snd_nxt) {
+                    continue;
+                }
+                if l.le(self.snd_nxt) {
+                    self.snd_nxt = r.min(self.snd_max);
+                    continue;
+                }
+                resend_limit = Some((l - self.snd_nxt).max(0) as usize);
+                break;
+            }
+        }
         let off = (self.snd_nxt - self.sendq_seq).max(0) as usize;
         let unsent = self.sendq.len().saturating_sub(off);
+        let unsent = resend_limit.map_or(unsent, |l| unsent.min(l));
         let wnd_avail = ((self.snd_una + self.snd_wnd) - self.snd_nxt).max(0) as usize;
         let cwnd_avail = self.cc.cwnd.saturating_sub(self.pipe()) as usize;
-        let mss = usize::from(self.mss);
+        let mss = usize::from(self.mss) - self.sack_reserve();
         let mut len = mss.min(unsent).min(wnd_avail).min(cwnd_avail);
         if len < mss.min(unsent) {
             // Sender SWS avoidance (RFC 9293 §3.8.6.2.1): a full segment, or
@@ -1728,6 +1791,19 @@ impl Tcb {
         }
         self.persist_at = None;
         Some(s)
+    }
+
+    /// Payload bytes to leave free for the SACK blocks we owe the peer, so
+    /// data segments carry them (as Linux's tcp_current_mss does) and a
+    /// peer that is also sending learns about its losses.
+    fn sack_reserve(&self) -> usize {
+        if !(self.sack_ok && self.recvq.has_ooo()) {
+            return 0;
+        }
+        let blocks = if self.ts_ok { 3 } else { MAX_SACK_BLOCKS };
+        let n = self.recvq.ooo_runs().min(blocks);
+        // Kind, length, 8 bytes per block, rounded to 4 with two NOPs.
+        (2 + 8 * n + 3) & !3
     }
 
     /// Bytes in flight: RFC 6675 "pipe" during SACK recovery (outstanding

@@ -22,7 +22,8 @@ fn peer_fin_leads_through_close_wait_and_last_ack_to_closed() {
     let ack = recv!(tcb, fx.at(10));
     assert_eq!(ack.ack, SeqNum(CISN + 2));
     // We may still send, then close.
-    tcb.send(Bytes::from_static(b"bye")).expect("CLOSE-WAIT may send");
+    tcb.send(Bytes::from_static(b"bye"))
+        .expect("CLOSE-WAIT may send");
     tcb.close();
     assert_eq!(tcb.state(), State::LastAck);
     let last = recv!(tcb, fx.at(11));
@@ -57,7 +58,10 @@ fn active_close_goes_through_fin_wait_to_time_wait_and_expires() {
     assert_eq!(tcb.state(), State::TimeWait);
     let ack = recv!(tcb, fx.at(13));
     assert_eq!(ack.ack, SeqNum(CISN + 6));
-    assert_eq!(tcb.poll_timeout(), Some(fx.at(13) + Duration::from_secs(60)));
+    assert_eq!(
+        tcb.poll_timeout(),
+        Some(fx.at(13) + Duration::from_secs(60))
+    );
     // A retransmitted FIN: "Acknowledge it, and restart the 2 MSL timeout."
     send!(tcb, fx.at(5_000), fin(SeqNum(CISN + 5), iss + 10));
     assert_eq!(recv!(tcb, fx.at(5_000)).ack, SeqNum(CISN + 6));
@@ -137,7 +141,10 @@ fn fin_in_syn_received_goes_to_close_wait() {
     let (mut tcb, synack) = syn_received(&fx, TcpConfig::default(), &syn(opts_mss(1460)));
     send!(tcb, fx.at(1), fin(SeqNum(CISN + 1), synack.seq + 1));
     assert_eq!(tcb.state(), State::CloseWait);
-    assert_eq!(events(&mut tcb), vec![Event::Established, Event::PeerClosed]);
+    assert_eq!(
+        events(&mut tcb),
+        vec![Event::Established, Event::PeerClosed]
+    );
 }
 
 #[test]

@@ -29,9 +29,17 @@ fn every_second_full_segment_is_acked_at_once() {
     let fx = Fx::new();
     let (mut tcb, iss) = established(&fx);
     let data = pattern(2 * 1460);
-    send!(tcb, fx.at(10), seg(SeqNum(CISN + 1), iss + 1, &data[..1460]));
+    send!(
+        tcb,
+        fx.at(10),
+        seg(SeqNum(CISN + 1), iss + 1, &data[..1460])
+    );
     recv!(tcb, fx.at(10), nothing);
-    send!(tcb, fx.at(11), seg(SeqNum(CISN + 1461), iss + 1, &data[1460..]));
+    send!(
+        tcb,
+        fx.at(11),
+        seg(SeqNum(CISN + 1461), iss + 1, &data[1460..])
+    );
     // RFC 5681 §4.2: "an ACK SHOULD be generated for at least every second
     // full-sized segment".
     let ack = recv!(tcb, fx.at(11));
@@ -61,7 +69,10 @@ fn out_of_order_segment_gets_an_immediate_dupack_and_the_hole_fill_an_ack() {
     assert_eq!(tcb.recv_available(), 0);
     send!(tcb, fx.at(11), seg(base + 2000, iss + 1, &data[2000..3000]));
     let dup2 = recv!(tcb, fx.at(11));
-    assert_eq!(dup2.options.sack_blocks[0], Some((base + 1000, base + 3000)));
+    assert_eq!(
+        dup2.options.sack_blocks[0],
+        Some((base + 1000, base + 3000))
+    );
     send!(tcb, fx.at(12), seg(base, iss + 1, &data[..1000]));
     // "… an immediate ACK when the incoming segment fills in all or part of
     // a gap in the sequence space."
@@ -131,7 +142,11 @@ fn zero_window_still_processes_the_ack_field() {
         ..TcpConfig::default()
     };
     let (mut tcb, iss) = established_with(&fx, config, opts_mss(1460));
-    send!(tcb, fx.at(10), seg(SeqNum(CISN + 1), iss + 1, &pattern(100)));
+    send!(
+        tcb,
+        fx.at(10),
+        seg(SeqNum(CISN + 1), iss + 1, &pattern(100))
+    );
     tcb.send(Bytes::from_static(b"response")).expect("queued");
     let out = recv!(tcb, fx.at(10));
     assert_eq!(out.window, 0);
@@ -154,10 +169,26 @@ fn reading_reopens_the_window_with_an_update() {
         ..TcpConfig::default()
     };
     let (mut tcb, iss) = established_with(&fx, config, opts_mss(1000));
-    send!(tcb, fx.at(10), seg(SeqNum(CISN + 1), iss + 1, &pattern(1000)));
-    send!(tcb, fx.at(10), seg(SeqNum(CISN + 1001), iss + 1, &pattern(1000)));
-    send!(tcb, fx.at(10), seg(SeqNum(CISN + 2001), iss + 1, &pattern(1000)));
-    send!(tcb, fx.at(10), seg(SeqNum(CISN + 3001), iss + 1, &pattern(1000)));
+    send!(
+        tcb,
+        fx.at(10),
+        seg(SeqNum(CISN + 1), iss + 1, &pattern(1000))
+    );
+    send!(
+        tcb,
+        fx.at(10),
+        seg(SeqNum(CISN + 1001), iss + 1, &pattern(1000))
+    );
+    send!(
+        tcb,
+        fx.at(10),
+        seg(SeqNum(CISN + 2001), iss + 1, &pattern(1000))
+    );
+    send!(
+        tcb,
+        fx.at(10),
+        seg(SeqNum(CISN + 3001), iss + 1, &pattern(1000))
+    );
     let acks = drain(&mut tcb, fx.at(10));
     assert_eq!(acks.last().map(|a| a.window), Some(0));
     let mut buf = vec![0u8; 4000];

@@ -51,7 +51,11 @@ fn handshake_negotiates_every_option_combination() {
         // RFC 9293 §3.10.7.2: "<SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>".
         assert!(synack.flags.syn && synack.flags.ack, "{name}");
         assert_eq!(synack.ack, SeqNum(CISN + 1), "{name}");
-        assert_eq!(synack.options.mss, Some(1460), "{name}: our MSS is always sent");
+        assert_eq!(
+            synack.options.mss,
+            Some(1460),
+            "{name}: our MSS is always sent"
+        );
         // RFC 7323 §2.2: "a TCP MAY send a Window Scale option in the
         // <SYN,ACK> segment only if it received one in the initial <SYN>".
         assert_eq!(synack.options.window_scale.is_some(), ws, "{name}");
@@ -83,7 +87,11 @@ fn handshake_negotiates_every_option_combination() {
             assert_eq!(e.rcv_wscale, 7, "{name}");
             // RFC 7323 §2.3: after the handshake the window field is scaled:
             // 65535 << the client's shift.
-            assert_eq!(tcb.peer_window(), 65_535 << opts.window_scale.unwrap_or(0), "{name}");
+            assert_eq!(
+                tcb.peer_window(),
+                65_535 << opts.window_scale.unwrap_or(0),
+                "{name}"
+            );
         } else {
             assert_eq!((e.snd_wscale, e.rcv_wscale), (0, 0), "{name}");
             assert_eq!(tcb.peer_window(), 65_535, "{name}");
@@ -158,7 +166,11 @@ fn unacceptable_ack_in_syn_received_is_reset() {
 fn data_with_the_handshake_ack_is_delivered() {
     let fx = Fx::new();
     let (mut tcb, synack) = syn_received(&fx, TcpConfig::default(), &syn(opts_mss(1460)));
-    send!(tcb, fx.at(1), seg(SeqNum(CISN + 1), synack.seq + 1, b"GET / HTTP/1.1\r\n\r\n"));
+    send!(
+        tcb,
+        fx.at(1),
+        seg(SeqNum(CISN + 1), synack.seq + 1, b"GET / HTTP/1.1\r\n\r\n")
+    );
     assert_eq!(events(&mut tcb), vec![Event::Established, Event::Readable]);
     let mut buf = [0u8; 64];
     let n = tcb.recv(&mut buf);

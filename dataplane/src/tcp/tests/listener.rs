@@ -76,7 +76,10 @@ fn cookie_without_options_round_trips() {
         UnknownOutcome::Tcb(t) => {
             let e = t.export(Instant::now());
             assert_eq!(e.mss, 536);
-            assert_eq!((e.snd_wscale, e.sack_permitted, e.timestamps), (0, false, false));
+            assert_eq!(
+                (e.snd_wscale, e.sack_permitted, e.timestamps),
+                (0, false, false)
+            );
         }
         other => panic!("expected a TCB, got {other:?}"),
     }
@@ -148,7 +151,11 @@ fn segments_for_no_connection_get_the_rfc_reset() {
 fn non_syn_flag_combinations_are_not_opens() {
     let fx = Fx::new();
     let mut l = listener(TcpConfig::default());
-    for (ack, rst, fin) in [(true, false, false), (false, true, false), (false, false, true)] {
+    for (ack, rst, fin) in [
+        (true, false, false),
+        (false, true, false),
+        (false, false, true),
+    ] {
         let mut s = syn(opts_mss(1460));
         s.flags.ack = ack;
         s.flags.rst = rst;
@@ -164,7 +171,13 @@ fn non_syn_flag_combinations_are_not_opens() {
 fn isns_differ_per_connection_and_advance_with_time() {
     let fx = Fx::new();
     let mut l = listener(TcpConfig::default());
-    let iss = |l: &mut Listener, t: FourTuple, now| match l.on_syn(now, t, &syn(Options::default()), 0, 8) {
+    let iss = |l: &mut Listener, t: FourTuple, now| match l.on_syn(
+        now,
+        t,
+        &syn(Options::default()),
+        0,
+        8,
+    ) {
         SynOutcome::Tcb(mut tcb) => recv!(tcb, now).seq,
         other => panic!("expected a TCB, got {other:?}"),
     };

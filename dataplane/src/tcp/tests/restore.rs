@@ -68,7 +68,11 @@ fn answer_ahead_of_the_checkpoint_syncs_to_the_client_ack() {
     // client's TS.Recent is also ahead of our checkpointed clock.
     let client_ack = SeqNum(e.snd_una) + 600;
     let ts_recent = our_ts.wrapping_add(10_000);
-    send!(tcb, fx.at(5_002), answer(SeqNum(e.rcv_nxt), client_ack, ts_recent));
+    send!(
+        tcb,
+        fx.at(5_002),
+        answer(SeqNum(e.rcv_nxt), client_ack, ts_recent)
+    );
     // Takeover 5: "take the greater of it and the checkpoint"; 6: ready.
     assert_eq!(tcb.state(), State::Established);
     assert_eq!(
@@ -117,7 +121,11 @@ fn client_ahead_of_the_checkpoint_is_reset_not_ready() {
     recv!(tcb, fx.at(5_000));
     let client_ack = SeqNum(e.snd_una) + 100;
     // The client sent 50 bytes the checkpoint never saw.
-    send!(tcb, fx.at(5_002), answer(SeqNum(e.rcv_nxt) + 50, client_ack, 0));
+    send!(
+        tcb,
+        fx.at(5_002),
+        answer(SeqNum(e.rcv_nxt) + 50, client_ack, 0)
+    );
     // Takeover 5: "reset, call 'not ready' up the stack, drop the state".
     let rst = recv!(tcb, fx.at(5_002));
     assert!(rst.flags.rst);
@@ -137,7 +145,11 @@ fn with_ack_after_commit_a_client_ahead_is_waited_for() {
     };
     let mut tcb = Tcb::restore(fx.at(5_000), config, &e);
     recv!(tcb, fx.at(5_000));
-    send!(tcb, fx.at(5_002), answer(SeqNum(e.rcv_nxt) + 50, SeqNum(e.snd_una), 0));
+    send!(
+        tcb,
+        fx.at(5_002),
+        answer(SeqNum(e.rcv_nxt) + 50, SeqNum(e.snd_una), 0)
+    );
     assert_eq!(tcb.state(), State::Established);
     // The unacknowledged upload is retransmitted by the client from our
     // RCV.NXT and delivered.
@@ -212,7 +224,12 @@ fn exact_rst_while_unready_closes() {
 fn closed_or_half_open_checkpoints_are_not_resumed() {
     let fx = Fx::new();
     let mut e = checkpoint(&fx);
-    for state in [State::SynReceived, State::TimeWait, State::FinWait2, State::Closed] {
+    for state in [
+        State::SynReceived,
+        State::TimeWait,
+        State::FinWait2,
+        State::Closed,
+    ] {
         e.state = state;
         let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
         assert_eq!(tcb.state(), State::Closed, "{state:?}");

@@ -93,7 +93,11 @@ fn ack_too_far_in_the_past_gets_a_challenge_ack() {
     let (mut tcb, iss) = established(&fx);
     // RFC 5961 §5.2: acceptable ACKs satisfy (SND.UNA - MAX.SND.WND) <=
     // SEG.ACK <= SND.NXT; older ones are dropped with a challenge ACK.
-    send!(tcb, fx.at(10), seg(SeqNum(CISN + 1), iss - 200_000, b"data"));
+    send!(
+        tcb,
+        fx.at(10),
+        seg(SeqNum(CISN + 1), iss - 200_000, b"data")
+    );
     assert_eq!(tcb.recv_available(), 0);
     let ack = recv!(tcb, fx.at(10));
     assert_eq!(ack.ack, SeqNum(CISN + 1));

@@ -11,7 +11,8 @@ fn nth(iss: SeqNum, i: u32) -> SeqNum {
 }
 
 fn queue(tcb: &mut Tcb, n: usize) {
-    tcb.send(Bytes::from(pattern(n))).expect("fits in the send buffer");
+    tcb.send(Bytes::from(pattern(n)))
+        .expect("fits in the send buffer");
 }
 
 #[test]
@@ -203,7 +204,10 @@ fn lost_acks_are_covered_by_a_later_cumulative_ack() {
     assert_eq!(tcb.stats().retransmits, 0);
     // RFC 6298 §5.2: "When all outstanding data has been acknowledged, turn
     // off the retransmission timer" — only the idle deadline remains.
-    assert_eq!(tcb.poll_timeout(), Some(fx.at(20) + Duration::from_secs(60)));
+    assert_eq!(
+        tcb.poll_timeout(),
+        Some(fx.at(20) + Duration::from_secs(60))
+    );
 }
 
 #[test]
