@@ -244,21 +244,27 @@ fn idle_adaptive_worker_wakes_at_once_for_a_command() {
     let handle = start_box(&lab, Arc::new(HashMap::new()), 2);
     // Let both workers fall asleep in poll(2) (their bounded wait is 100 ms).
     std::thread::sleep(Duration::from_millis(300));
-    for _ in 0..5 {
+    // The median of 9 samples: robust to a scheduling hiccup on a loaded
+    // machine, while without the waker (uniform 0-100 ms) it would exceed
+    // 20 ms with probability ~98%.
+    let mut took = Vec::new();
+    for _ in 0..9 {
         let t = std::time::Instant::now();
         let stats = handle.stats();
-        let took = t.elapsed();
+        took.push(t.elapsed());
         assert_eq!(stats.len(), 2);
-        assert!(
-            took < Duration::from_millis(50),
-            "stats took {took:?}: the waker did not interrupt the wait"
-        );
         assert!(
             stats.iter().all(|s| s.counters.idle_waits > 0),
             "workers were idle: {stats:?}"
         );
         std::thread::sleep(Duration::from_millis(150));
     }
+    took.sort();
+    assert!(
+        took[4] < Duration::from_millis(20),
+        "median stats latency {:?}: the waker did not interrupt the wait ({took:?})",
+        took[4]
+    );
     handle.shutdown();
     handle.join().unwrap();
 }

@@ -495,17 +495,18 @@ impl Port for AfPacketPort {
                 let e = std::io::Error::last_os_error();
                 match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
-                    // Queue full or the link is down: drop the rest of the
-                    // burst; TCP retransmits.
-                    Some(libc::ENOBUFS) | Some(libc::EAGAIN) | Some(libc::ENETDOWN)
-                    | Some(libc::ENXIO) => break,
-                    _ => {
+                    // A broken descriptor is a bug or a closed port: stop.
+                    Some(libc::EBADF) | Some(libc::ENOTSOCK) => {
                         result = Err(PortError::Os {
                             call: "sendmmsg",
                             source: e,
                         });
                         break;
                     }
+                    // Queue full, link down, a frame the device refuses:
+                    // drop the rest of the burst (counted by the worker as
+                    // tx_dropped); TCP retransmits, and the worker lives on.
+                    _ => break,
                 }
             }
             if r == 0 {
