@@ -169,6 +169,35 @@ fn lab_up_status_down_twice_in_a_row_leaves_no_namespace() {
     }
 }
 
+/// LAB.md: nothing in the root namespace has an address or a route in
+/// 198.18.0.0/15, so lab traffic cannot leave the lab.
+#[test]
+fn lab_root_namespace_gets_no_lab_address_or_route() {
+    let g = LabGuard::up("bt_root", &["--boxes", "2"]);
+    for args in [
+        &["-4", "addr"][..],
+        &["-4", "route", "show", "table", "all"][..],
+    ] {
+        let out = Command::new("ip").args(args).output().expect("ip");
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.contains("198.18.") && !out.contains("198.19."),
+            "root namespace `ip {}` shows a lab address:\n{out}",
+            args.join(" ")
+        );
+    }
+    // And no lab interface carries IPv6: the LANs stay quiet.
+    for node in ["client", "origin", "box1", "box2", "lan"] {
+        let o = g.exec(node, &["ip", "-6", "-o", "addr"]);
+        assert!(o.status.success());
+        assert!(
+            o.stdout.is_empty(),
+            "{node} has IPv6 addresses: {}",
+            text(&o)
+        );
+    }
+}
+
 #[test]
 fn lab_up_refuses_a_second_lab_with_the_same_prefix() {
     let g = LabGuard::up("bt_twice", &["--boxes", "1"]);
@@ -234,11 +263,29 @@ fn lab_origin_is_reachable_from_a_box_but_not_from_the_client() {
     ));
     assert_eq!(fs::metadata(&dl).unwrap().len(), 50 << 20);
     assert_eq!(sha256_file(&dl), g.listed_sha("50M.bin"));
+
+    // Every object LAB.md promises is there, at its size, as listed.
+    for (name, size) in [
+        ("1K.bin", 1u64 << 10),
+        ("1M.bin", 1 << 20),
+        ("50M.bin", 50 << 20),
+        ("100M.bin", 100 << 20),
+    ] {
+        let path = g.file(&format!("objects/{name}"));
+        assert_eq!(
+            fs::metadata(&path).map(|m| m.len()).ok(),
+            Some(size),
+            "{name}"
+        );
+        if size <= 1 << 20 {
+            assert_eq!(sha256_file(&path), g.listed_sha(name), "{name}");
+        }
+    }
 }
 
 #[test]
 fn lab_exec_propagates_the_exit_code() {
-    let g = LabGuard::up("bt_exec", &["--boxes", "1"]);
+    let g = LabGuard::up("bt_exec", &["--boxes", "1", "--client-addrs", "3"]);
     let o = g.exec("client", &["sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7), "{}", text(&o));
     let o = g.exec("box1", &["ip", "-o", "-4", "addr", "show", "dev", "front0"]);
@@ -248,6 +295,11 @@ fn lab_exec_propagates_the_exit_code() {
         "front0 must have no kernel IPv4 address: {}",
         text(&o)
     );
+    let addrs = ok(g.exec("client", &["ip", "-o", "-4", "addr", "show", "dev", "eth0"]));
+    for a in ["198.18.0.100/24", "198.18.0.101/24", "198.18.0.103/24"] {
+        assert!(addrs.contains(a), "client lacks {a}:\n{addrs}");
+    }
+    assert!(!addrs.contains("198.18.0.104"), "{addrs}");
 }
 
 #[test]

@@ -14,6 +14,11 @@
 //! The delay line sends through the port, so loss and rate still apply
 //! after it. Each `impair` replaces the node's previous impairment;
 //! `--clear` restores the original wiring.
+//!
+//! Loss counts frames as the kernel hands them to the port. What boxes and
+//! the client send is wire-sized (the dataplane sends single frames, the
+//! client's offloads are off), but a kernel sender with TSO on the back LAN
+//! may hand over 64 KiB GSO frames, each lost or kept as one.
 use std::fs;
 use std::time::Duration;
 

@@ -63,6 +63,9 @@ impl SplitMix64 {
 
 /// Writes object `name` of `size` bytes to `path`; returns its sha256 hex.
 fn generate(name: &str, size: u64, path: &Path) -> Result<String> {
+    // A new inode, never a truncation: the old file may be hard-linked into
+    // a running lab, whose origin must keep serving it unchanged.
+    let _ = fs::remove_file(path);
     let file =
         fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
     let mut out = BufWriter::with_capacity(CHUNK, file);
@@ -121,6 +124,24 @@ fn fill_cache(cache: &Path) -> Result<()> {
 /// Puts the objects into `objects_dir` and their sha256 list at `sha_file`,
 /// reusing the cache at `cache` when it is good.
 pub fn install(cache: &Path, objects_dir: &Path, sha_file: &Path) -> Result<()> {
+    fs::create_dir_all(cache).with_context(|| format!("cannot create {}", cache.display()))?;
+    // Labs of other prefixes may come up at the same time (parallel test
+    // binaries): one fills the cache, the others wait and reuse it.
+    let lock_path = cache.join(".lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    // SAFETY: flock on a descriptor we own; released when `lock` drops.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        anyhow::bail!(
+            "flock {}: {}",
+            lock_path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
     if !cache_is_good(cache) {
         fill_cache(cache)?;
     }
