@@ -599,6 +599,9 @@ fn start_box1_server(g: &LabGuard) -> std::process::Child {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server in box1 did not start");
 }
 

@@ -288,7 +288,7 @@ fn recv(fd: &OwnedFd, buf: &mut [u8]) -> Option<usize> {
     // Our own transmissions are filtered by PACKET_IGNORE_OUTGOING; this is
     // the same check for kernels that predate it. Truncated frames cannot
     // be relayed faithfully: drop them (count as 0-length).
-    if sll.sll_pkttype == libc::PACKET_OUTGOING as u8 || n > buf.len() {
+    if sll.sll_pkttype == libc::PACKET_OUTGOING || n > buf.len() {
         return Some(0);
     }
     Some(n)
