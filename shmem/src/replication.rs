@@ -212,6 +212,10 @@ struct Resync {
     /// Every replica slot below the cursor is at least as new as the
     /// sender's state when the resync began.
     cursor: u32,
+    /// Only chunks generated after the sender had sent update `min_data_seq`
+    /// (the newest known when the loss was detected) move the cursor: an
+    /// older chunk, delayed or reordered, may predate the lost update.
+    min_data_seq: u64,
     /// When the last window was requested; `None` = not yet.
     requested_ms: Option<u64>,
 }
@@ -579,6 +583,7 @@ impl<S: DatagramSocket> Replicator<S> {
                 };
                 p.resync = Some(Resync {
                     cursor: 0,
+                    min_data_seq: h.data_seq,
                     requested_ms: None,
                 });
             }
@@ -602,7 +607,7 @@ impl<S: DatagramSocket> Replicator<S> {
                     None => false,
                 }
             }
-            K_SNAP_CHUNK => self.on_chunk(pi, body, now_ms)?,
+            K_SNAP_CHUNK => self.on_chunk(pi, h.data_seq, body, now_ms)?,
             _ => false,
         };
         if !ok {
@@ -624,6 +629,7 @@ impl<S: DatagramSocket> Replicator<S> {
             ReplicationStats::bump(&self.stats.gaps);
             p.resync = Some(Resync {
                 cursor: 0,
+                min_data_seq: ds,
                 requested_ms: None,
             });
         }
@@ -651,7 +657,7 @@ impl<S: DatagramSocket> Replicator<S> {
         r.set_identity(info.mac, &info.service_ips).is_ok()
     }
 
-    fn on_chunk(&mut self, pi: usize, body: &[u8], now_ms: u64) -> io::Result<bool> {
+    fn on_chunk(&mut self, pi: usize, ds: u64, body: &[u8], now_ms: u64) -> io::Result<bool> {
         let (Some(start), Some(end), Some(last)) = (le32(body, 0), le32(body, 4), body.get(8))
         else {
             return Ok(false);
@@ -661,8 +667,9 @@ impl<S: DatagramSocket> Replicator<S> {
         if start > end || end > slots {
             return Ok(false);
         }
-        // Slots of the range that are not listed were never written at the
-        // sender: empty them in the replica.
+        // Slots of the range that are not listed have never been written in
+        // this epoch of the sender (sequence 0), and neither has the replica
+        // slot unless a newer update reached it: nothing to do for them.
         let mut listed = start;
         let mut off = 9;
         let region = self.peers[pi].region.clone();
@@ -673,21 +680,15 @@ impl<S: DatagramSocket> Replicator<S> {
             if slot < listed || slot >= end {
                 return Ok(false);
             }
-            for s in listed..slot {
-                region.reset_slot(s);
-            }
             if region.apply_replica(slot, seq, bytes) {
                 ReplicationStats::bump(&self.stats.slots_applied);
             }
             listed = slot + 1;
             off = next;
         }
-        for s in listed..end {
-            region.reset_slot(s);
-        }
         let p = &mut self.peers[pi];
         if let Some(r) = p.resync.as_mut() {
-            if start <= r.cursor && r.cursor < end {
+            if start <= r.cursor && r.cursor < end && ds >= r.min_data_seq {
                 r.cursor = end;
             }
             let pending_request = r.requested_ms.is_some();

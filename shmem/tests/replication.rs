@@ -303,6 +303,62 @@ fn forged_replayed_truncated_and_stale_datagrams_are_counted_and_dropped() {
 }
 
 #[test]
+fn a_delayed_snapshot_chunk_from_before_a_loss_does_not_complete_the_resync() {
+    let (ta, tb) = (TempSeg::new("stale-a"), TempSeg::new("stale-b"));
+    let a = Segment::open_or_create(ta.path(), L).unwrap();
+    let b = Segment::open_or_create(tb.path(), L).unwrap();
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (tap_a, tap_b) = (Tap::default(), Tap::default());
+    let box0 = a.region(0).unwrap();
+    box0.begin_epoch();
+    let mut ra = Replicator::new(&a, cfg(0, vec![(1, addr)]), tap_a.clone()).unwrap();
+    let mut rb = Replicator::new(&b, cfg(1, vec![(0, addr)]), tap_b.clone()).unwrap();
+    let mut w = box0.writer();
+    w.write(SlotId(5), &[http_record(0, 1, "/old", None)])
+        .unwrap();
+
+    // First contact: B hears only A's heartbeat and asks for a snapshot.
+    ra.tick(0).unwrap();
+    let first = tap_a.take();
+    rb.handle(&first[1], addr, 0).unwrap();
+    rb.tick(0).unwrap();
+    let request = tap_b.take().into_iter().last().unwrap();
+    ra.handle(&request, addr, 0).unwrap();
+    let old_chunks = tap_a.take();
+    assert!(!old_chunks.is_empty());
+
+    // A rewrites the slot; the update is lost, its heartbeat arrives: B
+    // knows it missed something.
+    w.write(SlotId(5), &[http_record(0, 1, "/new", None)])
+        .unwrap();
+    ra.tick(10).unwrap();
+    let second = tap_a.take();
+    rb.handle(&second[1], addr, 10).unwrap();
+
+    // The snapshot chunks generated before the loss arrive late: they
+    // must not count as the resync.
+    for c in &old_chunks {
+        rb.handle(c, addr, 11).unwrap();
+    }
+    assert!(
+        !rb.in_sync(0),
+        "a chunk older than the loss completed the resync"
+    );
+
+    // The retried request gets fresh chunks, and the replica converges.
+    tap_b.take();
+    rb.tick(100).unwrap();
+    for d in tap_b.take() {
+        ra.handle(&d, addr, 100).unwrap();
+    }
+    for d in tap_a.take() {
+        rb.handle(&d, addr, 100).unwrap();
+    }
+    assert!(rb.in_sync(0));
+    same(&box0, &b.region(0).unwrap()).unwrap();
+}
+
+#[test]
 fn a_replicator_refuses_a_short_key_and_itself_as_peer() {
     let t = TempSeg::new("cfg");
     let s = Segment::open_or_create(t.path(), L).unwrap();
