@@ -368,6 +368,15 @@ impl DataplaneHandle {
         Ok(())
     }
 
+    /// Stops (`true`) or resumes (`false`) accepting new connections on
+    /// every worker, for a planned move of a box's connections.
+    pub fn drain(&self, on: bool) -> Result<(), DataplaneError> {
+        for i in 0..self.workers.len() {
+            self.send(i, Command::Drain(on))?;
+        }
+        Ok(())
+    }
+
     /// Hands a connection restored from a checkpoint to the worker that
     /// receives its packets ([`worker_for`]); the app there gets
     /// [`App::on_restored`] with `app_data`.
@@ -543,4 +552,56 @@ where
         handle.announce(*ip)?;
     }
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_thread_runs_only_on_its_core() {
+        let cpus = std::thread::spawn(|| {
+            pin_current_thread(0).unwrap();
+            // SAFETY: reading our own affinity mask into a zeroed set.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                assert_eq!(
+                    libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                    0
+                );
+                (0..libc::CPU_SETSIZE as usize)
+                    .filter(|&c| libc::CPU_ISSET(c, &set))
+                    .collect::<Vec<_>>()
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(cpus, vec![0]);
+        assert!(
+            pin_current_thread(1 << 20).is_err(),
+            "a core beyond CPU_SETSIZE is refused"
+        );
+    }
+
+    #[test]
+    fn options_with_too_few_cores_are_refused_before_opening_anything() {
+        let mut o = DataplaneOptions::new("bt-no-such-if", vec![]);
+        o.workers = 2;
+        o.cores = vec![0];
+        assert!(matches!(
+            start(o, |_| crate::responder::Responder::new(Default::default())),
+            Err(DataplaneError::Options(_))
+        ));
+        let mut o = DataplaneOptions::new("bt-no-such-if", vec![]);
+        o.workers = 0;
+        assert!(matches!(
+            start(o, |_| crate::responder::Responder::new(Default::default())),
+            Err(DataplaneError::Options(_))
+        ));
+        let o = DataplaneOptions::new("bt-no-such-if", vec![]);
+        assert!(matches!(
+            start(o, |_| crate::responder::Responder::new(Default::default())),
+            Err(DataplaneError::Port(PortError::NoInterface(_)))
+        ));
+    }
 }

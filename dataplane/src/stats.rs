@@ -93,6 +93,8 @@ counters! {
     tcp_no_listener,
     /// SYNs refused because the connection table is full.
     drop_tcp_max_connections,
+    /// SYNs dropped because the worker is draining (accepts no new connections).
+    drop_tcp_draining,
     /// SYNs refused or answered with a cookie because the SYN backlog is full.
     tcp_syn_backlog_full,
     /// Segments the listener dropped (stray ACKs, bad cookies).

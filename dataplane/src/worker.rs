@@ -115,6 +115,10 @@ pub enum Command {
         /// Handed to [`App::on_restored`].
         app_data: Box<dyn Any + Send>,
     },
+    /// Stop (true) or resume (false) accepting new connections; existing
+    /// ones carry on. New SYNs are dropped, not reset, so the client's
+    /// retransmitted SYN can reach whichever box owns the address next.
+    Drain(bool),
     /// Reply with a stats snapshot.
     Stats(Sender<WorkerStats>),
     /// Stop the worker.
@@ -128,6 +132,7 @@ impl std::fmt::Debug for Command {
             Command::AddServiceIp(ip) => write!(f, "AddServiceIp({ip})"),
             Command::RemoveServiceIp(ip) => write!(f, "RemoveServiceIp({ip})"),
             Command::Restore { export, .. } => write!(f, "Restore({:?})", export.tuple),
+            Command::Drain(on) => write!(f, "Drain({on})"),
             Command::Stats(_) => write!(f, "Stats"),
             Command::Shutdown => write!(f, "Shutdown"),
         }
@@ -214,6 +219,7 @@ struct Core {
     ip_id: u16,
     half_open: usize,
     waker: Waker,
+    draining: bool,
 }
 
 /// One worker: a port, an app, and the state between them.
@@ -247,6 +253,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 ip_id: 0,
                 half_open: 0,
                 waker: Waker::new(),
+                draining: false,
             },
             idle: 0,
         }
@@ -376,6 +383,7 @@ impl<P: Port, A: App> Worker<P, A> {
                     self.app.on_restored(id, app_data, &mut ctx);
                 }
             }
+            Command::Drain(on) => core.draining = on,
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
@@ -562,6 +570,10 @@ impl Core {
             return;
         }
         if seg.flags.syn && !seg.flags.ack {
+            if self.draining {
+                self.counters.drop_tcp_draining += 1;
+                return;
+            }
             if self.flows.len() >= self.cfg.max_connections {
                 // Dropped, not reset: the client retries its SYN later.
                 self.counters.drop_tcp_max_connections += 1;

@@ -36,6 +36,7 @@ fn objects() -> Arc<HashMap<String, Bytes>> {
     m.insert("1K.bin".to_string(), object(1024, 1));
     m.insert("1M.bin".to_string(), object(1 << 20, 2));
     m.insert("50M.bin".to_string(), object(50 << 20, 3));
+    m.insert("100M.bin".to_string(), object(100 << 20, 4));
     Arc::new(m)
 }
 
@@ -136,7 +137,7 @@ fn ping_and_curl_downloads_are_served_by_the_userspace_stack() {
 
     let dir = std::env::temp_dir().join(format!("bt-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for name in ["1K.bin", "1M.bin", "50M.bin"] {
+    for name in ["1K.bin", "1M.bin", "50M.bin", "100M.bin"] {
         let out = dir.join(name);
         let o = lab.client.exec(&[
             "curl",

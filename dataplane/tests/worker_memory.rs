@@ -384,3 +384,27 @@ fn client_tcb_downloads_an_object_through_the_worker() {
     assert_eq!(w.counters().tcp_accepted, 1);
     assert_eq!(w.app().requests, 1);
 }
+
+#[test]
+fn draining_worker_drops_new_syns_but_keeps_serving_existing_connections() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    wire.send(tcp_frame(&syn(40000))).unwrap();
+    w.poll(now).unwrap();
+    assert_eq!(sent_tcp(&mut wire).len(), 1, "SYN-ACK before draining");
+    assert!(w.command(Command::Drain(true), now));
+    wire.send(tcp_frame(&syn(40002))).unwrap();
+    // A retransmitted SYN of the existing half-open connection is still its own.
+    wire.send(tcp_frame(&syn(40000))).unwrap();
+    w.poll(now).unwrap();
+    let out = sent_tcp(&mut wire);
+    assert!(
+        out.iter().all(|s| s.2 == 40000),
+        "nothing sent to the new client: {out:?}"
+    );
+    assert_eq!(w.counters().drop_tcp_draining, 1);
+    assert_eq!(w.connections(), 1);
+    assert!(w.command(Command::Drain(false), now));
+    wire.send(tcp_frame(&syn(40002))).unwrap();
+    w.poll(now).unwrap();
+    assert_eq!(w.connections(), 2, "accepting again");
+}
