@@ -58,6 +58,9 @@ mod tcb;
 #[cfg(test)]
 mod tests;
 
+/// The chunk type [`Tcb::send`] takes, re-exported so callers need not
+/// depend on `bytes` themselves.
+pub use bytes::Bytes;
 pub use listener::{Listener, SynOutcome, UnknownOutcome};
 pub use segment::{Flags, Options, OutSegment, Segment};
 pub use seq::SeqNum;
