@@ -214,6 +214,32 @@ fn lab_up_refuses_a_second_lab_with_the_same_prefix() {
 }
 
 #[test]
+fn lab_up_that_fails_midway_quotes_the_box_log_and_removes_what_it_made() {
+    let g = LabGuard::new("bt_fail");
+    // A "box" that dies at once: sh, given `run --config …` as its
+    // arguments, complains that it cannot open the script "run".
+    let o = Command::new(BATON)
+        .args(["lab", "--prefix", "bt_fail", "up", "--boxes", "2"])
+        .env("BATON_LAB_BOX_EXE", "/bin/sh")
+        .output()
+        .expect("run baton");
+    assert!(
+        !o.status.success(),
+        "up succeeded with dead boxes: {}",
+        text(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("exited before it was ready"), "{}", text(&o));
+    assert!(
+        err.contains("cannot open run"),
+        "the box log is not quoted: {}",
+        text(&o)
+    );
+    assert_eq!(namespaces_of("bt_fail"), Vec::<String>::new());
+    assert!(!g.file("").exists());
+}
+
+#[test]
 fn lab_down_removes_a_half_built_lab() {
     let g = LabGuard::new("bt_half");
     let st = Command::new("ip")
