@@ -61,6 +61,16 @@ pub trait App: 'static {
     fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {
         let _ = (conn, data, ctx);
     }
+    /// A segment (not a SYN, not a RST) arrived for a connection this
+    /// worker does not know. If it belongs to a dead box's orphan, return
+    /// its checkpoint's TCP block and the data for [`App::on_restored`]:
+    /// the worker restores it at once and feeds it the segment (lazy
+    /// takeover). `None` (the default) lets the listener answer it (SYN
+    /// cookie or RST). Called on the data path: keep the lookup cheap.
+    fn on_unknown_segment(&mut self, tuple: FourTuple) -> Option<(TcbExport, Box<dyn Any + Send>)> {
+        let _ = tuple;
+        None
+    }
     /// A restored connection resynchronised with the client: resume sending
     /// at `snd_una` (seed Fig. 6, "ready").
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {

@@ -103,6 +103,8 @@ counters! {
     drop_no_neighbour,
     /// Frames that could not be built (oversized, unsupported family).
     drop_emit_error,
+    /// Connections restored because a segment arrived for an orphan (lazy takeover).
+    tcp_lazy_restored,
     /// Connections accepted (handshake completed).
     tcp_accepted,
     /// Connections closed (any way).

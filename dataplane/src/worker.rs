@@ -307,14 +307,15 @@ impl<P: Port, A: App> Worker<P, A> {
     /// polling the port; [`Worker::poll`] then does the rest. For tests and
     /// the fuzz target.
     pub fn handle_frame(&mut self, frame: &[u8], meta: RxMeta, now: Instant) {
-        self.core.on_frame(frame, meta, now);
+        self.core.on_frame(&mut self.app, frame, meta, now);
     }
 
     /// One iteration; returns whether there was any work.
     pub fn poll(&mut self, now: Instant) -> Result<bool, crate::port::PortError> {
         let core = &mut self.core;
+        let app = &mut self.app;
         let n = self.port.rx_burst(core.cfg.rx_burst, |frame, meta| {
-            core.on_frame(frame, meta, now)
+            core.on_frame(app, frame, meta, now)
         })?;
         core.fired.clear();
         core.timers.expire(now, &mut core.fired);
@@ -456,7 +457,7 @@ impl Core {
         Ok(())
     }
 
-    fn on_frame(&mut self, frame: &[u8], meta: RxMeta, now: Instant) {
+    fn on_frame<A: App>(&mut self, app: &mut A, frame: &[u8], meta: RxMeta, now: Instant) {
         self.counters.rx_frames += 1;
         self.counters.rx_bytes += frame.len() as u64;
         let (eh, payload) = match ethernet::parse(frame) {
@@ -469,7 +470,7 @@ impl Core {
         }
         match eh.ethertype {
             ethernet::ETHERTYPE_ARP => self.on_arp(&eh, payload),
-            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(&eh, payload, meta, now),
+            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(app, &eh, payload, meta, now),
             _ => self.counters.drop_eth_unknown_type += 1,
         }
     }
@@ -498,7 +499,14 @@ impl Core {
         }
     }
 
-    fn on_ipv4(&mut self, eh: &EthernetHeader, payload: &[u8], meta: RxMeta, now: Instant) {
+    fn on_ipv4<A: App>(
+        &mut self,
+        app: &mut A,
+        eh: &EthernetHeader,
+        payload: &[u8],
+        meta: RxMeta,
+        now: Instant,
+    ) {
         let (ih, l4) = match ipv4::parse(payload) {
             Ok(x) => x,
             Err(e) => return self.counters.record(e),
@@ -513,7 +521,7 @@ impl Core {
             self.neighbours.learn(ih.src, eh.src);
         }
         match ih.protocol {
-            ipv4::PROTO_TCP => self.on_tcp(&ih, l4, meta, now),
+            ipv4::PROTO_TCP => self.on_tcp(app, &ih, l4, meta, now),
             ipv4::PROTO_ICMP => self.on_icmp(eh, &ih, l4),
             _ => self.counters.drop_ipv4_unknown_protocol += 1,
         }
@@ -545,7 +553,14 @@ impl Core {
         self.ip_id
     }
 
-    fn on_tcp(&mut self, ih: &ipv4::Ipv4Header, l4: &[u8], meta: RxMeta, now: Instant) {
+    fn on_tcp<A: App>(
+        &mut self,
+        app: &mut A,
+        ih: &ipv4::Ipv4Header,
+        l4: &[u8],
+        meta: RxMeta,
+        now: Instant,
+    ) {
         let (src, dst) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
         let seg = match tcp::parse(src, dst, l4, meta.checksum_trusted) {
             Ok(s) => s,
@@ -598,6 +613,34 @@ impl Core {
                 SynOutcome::Drop => self.counters.drop_tcp_listener += 1,
             }
         } else {
+            // Lazy takeover (ARCHITECTURE.md "Takeover" step 3): a segment
+            // of a connection we do not know may belong to a dead box's
+            // orphan; the app looks it up in the checkpoints.
+            if !seg.flags.rst {
+                if let Some((export, data)) = app.on_unknown_segment(tuple) {
+                    if export.tuple == tuple {
+                        let tcb = Tcb::restore(now, self.cfg.tcp.clone(), &export);
+                        let id = self.flows.insert(tcb);
+                        if let Some(c) = self.flows.get_mut(id) {
+                            c.announced = true;
+                            // The client's segment may already be the
+                            // answer the restored TCB's probe waits for.
+                            c.tcb.on_segment(now, &seg);
+                        }
+                        self.touch(id);
+                        self.counters.tcp_lazy_restored += 1;
+                        let mut ctx = Ctx {
+                            flows: &mut self.flows,
+                            touched: &mut self.touched,
+                            now,
+                            worker: self.cfg.id,
+                            waker: &self.waker,
+                        };
+                        app.on_restored(id, data, &mut ctx);
+                        return;
+                    }
+                }
+            }
             match self.listener.on_unknown(now, tuple, &seg) {
                 UnknownOutcome::Tcb(tcb) => {
                     if self.flows.len() >= self.cfg.max_connections {

@@ -26,6 +26,8 @@ struct Recorder {
     last_export: Option<TcbExport>,
     restored: Vec<u32>,
     ready: Option<(SeqNum, SeqNum)>,
+    /// Checkpoints of a dead worker's connections (lazy takeover).
+    orphans: Vec<TcbExport>,
 }
 
 impl App for Recorder {
@@ -46,6 +48,10 @@ impl App for Recorder {
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {
         self.ready = Some((snd_una, rcv_nxt));
         ctx.send(conn, Bytes::from(vec![b'b'; 2000])).unwrap();
+    }
+    fn on_unknown_segment(&mut self, tuple: FourTuple) -> Option<(TcbExport, Box<dyn Any + Send>)> {
+        let i = self.orphans.iter().position(|e| e.tuple == tuple)?;
+        Some((self.orphans.remove(i), Box::new(7u32)))
     }
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
         for &c in &self.conns {
@@ -187,5 +193,54 @@ fn restored_connection_resumes_on_another_worker_after_arp_and_probe() {
         rest,
         vec![b'b'; 2000],
         "B's bytes follow A's with nothing lost or repeated"
+    );
+}
+
+#[test]
+fn segment_for_an_orphan_restores_it_lazily_without_a_reset() {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    let (mut wire_a, port_a) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut a = Worker::new(port_a, Recorder::default(), cfg.clone(), t0);
+    let tuple = FourTuple {
+        local: SocketAddr::new(IpAddr::V4(CLIENT), 40600),
+        remote: SocketAddr::new(IpAddr::V4(SERVICE), 80),
+    };
+    let mut client = Tcb::connect(t0, TcpConfig::default(), tuple, SeqNum(u32::MAX - 3));
+    run(&mut client, &mut a, &mut wire_a, &mut now, 5);
+    client.send(Bytes::from_static(b"first")).unwrap();
+    assert_eq!(
+        run(&mut client, &mut a, &mut wire_a, &mut now, 300),
+        vec![b'a'; 3000]
+    );
+    let export = a.app().last_export.expect("exported");
+    drop(a);
+
+    // Worker B was told nothing; it only has the checkpoint.
+    let (mut wire_b, port_b) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let recorder = Recorder {
+        orphans: vec![export],
+        ..Recorder::default()
+    };
+    let mut b = Worker::new(port_b, recorder, cfg, now);
+    client.send(Bytes::from_static(b"second")).unwrap();
+    let rest = run(&mut client, &mut b, &mut wire_b, &mut now, 1000);
+    assert_eq!(b.counters().tcp_lazy_restored, 1);
+    assert_eq!(b.app().restored, vec![7]);
+    assert!(
+        b.app().ready.is_some(),
+        "the client's own segment made it ready"
+    );
+    let mut want = vec![b'b'; 2000];
+    want.extend_from_slice(&[b'a'; 3000]);
+    assert_eq!(
+        rest, want,
+        "B's resume bytes, then its answer to the second request"
+    );
+    assert_eq!(
+        client.state(),
+        State::Established,
+        "no reset reached the client"
     );
 }
