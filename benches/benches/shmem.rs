@@ -203,6 +203,63 @@ fn takeover_scan() {
     );
 }
 
+/// A socket that discards what it is given (measures the replicator, not
+/// the kernel).
+struct Sink;
+
+impl baton_shmem::DatagramSocket for Sink {
+    fn send_to(&self, buf: &[u8], _to: std::net::SocketAddr) -> std::io::Result<usize> {
+        Ok(buf.len())
+    }
+    fn recv_from(&self, _buf: &mut [u8]) -> std::io::Result<(usize, std::net::SocketAddr)> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+    fn set_read_timeout(&self, _t: Option<Duration>) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Replication tick cost on a 300,000-slot region: idle (dirty bitmap
+/// scan and heartbeat) and with 1,000 checkpoints written since the last
+/// tick (read, pack, HMAC, send to two peers).
+fn replication_tick() {
+    const SLOTS: u32 = 300_000;
+    let (_t, seg) = temp_segment("repl", SLOTS);
+    let cfg = baton_shmem::ReplicationConfig {
+        me: 1,
+        key: vec![7u8; 32],
+        peers: vec![
+            (0, "198.19.0.10:7400".parse().unwrap()),
+            (0, "198.19.0.12:7400".parse().unwrap()),
+        ],
+    };
+    let mut r = baton_shmem::Replicator::new(&seg, cfg, Sink).expect("replicator");
+    let region = seg.region(1).expect("region 1");
+    let mut w = region.writer();
+    r.tick(0).expect("tick");
+    let rounds = 200u32;
+    let t0 = Instant::now();
+    for i in 0..rounds {
+        r.tick(i as u64).expect("tick");
+    }
+    let idle = t0.elapsed() / rounds;
+    let mut busy = Duration::ZERO;
+    for round in 0..20u32 {
+        for k in 0..1000u32 {
+            let s = (round * 7919 + k * 293) % SLOTS;
+            w.write(SlotId(s), &[typical(s as u64)]).expect("write");
+        }
+        let t = Instant::now();
+        r.tick(round as u64).expect("tick");
+        busy += t.elapsed();
+    }
+    let sent = r.stats().sent.load(Ordering::Relaxed);
+    println!(
+        "shmem/replication_tick: 300,000-slot region, 2 peers: idle tick {idle:?}; tick shipping 1,000 dirty slots {:?} ({sent} datagrams sent in all)",
+        busy / 20
+    );
+}
+
 criterion_group!(benches, bench);
 
 fn main() {
@@ -210,4 +267,5 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     contended_histogram();
     takeover_scan();
+    replication_tick();
 }

@@ -229,8 +229,6 @@ pub struct Replicator<S: DatagramSocket = UdpSocket> {
     socket: S,
     mac: Hmac<Sha256>,
     peers: Vec<Peer>,
-    /// Last shipped sequence of each own slot.
-    shipped: Vec<u64>,
     counter: u64,
     data_seq: u64,
     stats: Arc<ReplicationStats>,
@@ -241,6 +239,12 @@ pub struct Replicator<S: DatagramSocket = UdpSocket> {
 impl<S: DatagramSocket> Replicator<S> {
     /// Builds a replicator for box `cfg.me` of `segment`, talking over
     /// `socket` (already bound to this box's back-LAN address).
+    ///
+    /// `segment` must be the [`Segment`] (or a clone of it) the box's
+    /// workers write through: the replicator learns which slots changed
+    /// from that mapping's in-process dirty bitmap, not by scanning slot
+    /// headers. Writes made through another `open_or_create` of the same
+    /// file reach peers only through snapshots.
     pub fn new(
         segment: &Segment,
         cfg: ReplicationConfig,
@@ -270,14 +274,12 @@ impl<S: DatagramSocket> Replicator<S> {
         // was checked above.
         let mac = <Hmac<Sha256> as Mac>::new_from_slice(&cfg.key)
             .map_err(|_| ReplicationError::WeakKey(cfg.key.len()))?;
-        let slots = own.slot_count() as usize;
         Ok(Replicator {
             cfg,
             own,
             socket,
             mac,
             peers,
-            shipped: vec![0; slots],
             counter: 0,
             data_seq: 0,
             stats: Arc::new(ReplicationStats::default()),
@@ -427,27 +429,29 @@ impl<S: DatagramSocket> Replicator<S> {
 
     fn ship_dirty(&mut self) -> io::Result<()> {
         let mut open = false;
-        for s in 0..self.own.slot_count() {
-            let seq = self.own.seq_of(s);
-            if seq == self.shipped[s as usize] || seq & 1 == 1 {
-                continue;
+        for wi in 0..self.own.dirty_len() {
+            let mut bits = self.own.take_dirty(wi);
+            while bits != 0 {
+                let s = (wi * 64) as u32 + bits.trailing_zeros();
+                bits &= bits - 1;
+                // Mid-write or unreadable: the writer's publish sets the
+                // bit again; a slot that stays unreadable is lost with its
+                // writer.
+                let Some((seq, len)) = self.read_entry(s) else {
+                    continue;
+                };
+                if open && self.out.len() + ENTRY_HDR + len > HDR + MAX_BODY {
+                    self.seal();
+                    self.broadcast()?;
+                    open = false;
+                }
+                if !open {
+                    self.data_seq += 1;
+                    self.begin(K_UPDATE, u16::MAX);
+                    open = true;
+                }
+                self.append_entry(s, seq, len);
             }
-            // Mid-write or unreadable: still dirty, retried next tick.
-            let Some((seq, len)) = self.read_entry(s) else {
-                continue;
-            };
-            if open && self.out.len() + ENTRY_HDR + len > HDR + MAX_BODY {
-                self.seal();
-                self.broadcast()?;
-                open = false;
-            }
-            if !open {
-                self.data_seq += 1;
-                self.begin(K_UPDATE, u16::MAX);
-                open = true;
-            }
-            self.append_entry(s, seq, len);
-            self.shipped[s as usize] = seq;
         }
         if open {
             self.seal();

@@ -184,6 +184,29 @@ pub(crate) struct Inner {
     map: MmapRaw,
     pub(crate) layout: Layout,
     path: PathBuf,
+    /// One bit per slot of every region, set by each publish: which slots
+    /// the replicator has to ship, without scanning 300,000 slot headers
+    /// (one cache miss each) per tick. Process-local, not in the segment.
+    pub(crate) dirty: Box<[AtomicU64]>,
+}
+
+impl Inner {
+    fn new(map: MmapRaw, layout: Layout, path: PathBuf) -> Inner {
+        let words = layout.regions as usize * layout.slots_per_region.div_ceil(64) as usize;
+        Inner {
+            map,
+            layout,
+            path,
+            dirty: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Words of the dirty bitmap of region `id`.
+    pub(crate) fn dirty_words(&self, id: u16) -> &[AtomicU64] {
+        let per = self.layout.slots_per_region.div_ceil(64) as usize;
+        let start = id as usize * per;
+        self.dirty.get(start..start + per).unwrap_or(&[])
+    }
 }
 
 impl Inner {
@@ -320,11 +343,7 @@ impl Segment {
             .map_err(io_err(tmp))?;
         file.set_len(layout.file_len()).map_err(io_err(tmp))?;
         let map = MmapRaw::map_raw(&file).map_err(io_err(tmp))?;
-        let inner = Inner {
-            map,
-            layout,
-            path: path.to_path_buf(),
-        };
+        let inner = Inner::new(map, layout, path.to_path_buf());
         write_header(&inner);
         Ok(Segment {
             inner: Arc::new(inner),
@@ -394,11 +413,7 @@ impl Segment {
             });
         }
         Ok(Segment {
-            inner: Arc::new(Inner {
-                map,
-                layout: found,
-                path: path.to_path_buf(),
-            }),
+            inner: Arc::new(Inner::new(map, found, path.to_path_buf())),
         })
     }
 
@@ -411,11 +426,7 @@ impl Segment {
                 need: layout.segment_len() as u64,
             });
         }
-        let inner = Inner {
-            map,
-            layout,
-            path: path.to_path_buf(),
-        };
+        let inner = Inner::new(map, layout, path.to_path_buf());
         write_header(&inner);
         Ok(Segment {
             inner: Arc::new(inner),

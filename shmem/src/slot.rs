@@ -267,6 +267,25 @@ impl Region {
             .store(bytes.len() as u32, Ordering::Relaxed);
         self.slot_fmt(slot).store(LAYOUT_VERSION, Ordering::Relaxed);
         seq_w.store(odd.wrapping_add(1), Ordering::Release);
+        // Tell the replicator (after the publish, so it never ships a
+        // slot before the bit that makes it ship it again is set).
+        if let Some(w) = self.inner().dirty_words(self.id).get(slot as usize / 64) {
+            w.fetch_or(1 << (slot % 64), Ordering::Release);
+        }
+    }
+
+    /// Takes (and clears) word `i` of this region's dirty bitmap: bit `b`
+    /// set means slot `64 * i + b` was published since the last take.
+    pub(crate) fn take_dirty(&self, i: usize) -> u64 {
+        self.inner()
+            .dirty_words(self.id)
+            .get(i)
+            .map_or(0, |w| w.swap(0, Ordering::AcqRel))
+    }
+
+    /// Words in this region's dirty bitmap.
+    pub(crate) fn dirty_len(&self) -> usize {
+        self.inner().dirty_words(self.id).len()
     }
 
     /// Copies a stable snapshot of `slot` into `buf`.
