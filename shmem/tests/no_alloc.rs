@@ -5,26 +5,37 @@
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 
 use baton_shmem::{Layout, Segment};
 use common::{http_record, TempSeg};
 
 struct Counting;
 
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
+thread_local! {
+    // Per thread: the test harness's own threads may allocate meanwhile.
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+}
+
+fn allocs() -> u64 {
+    ALLOCS.with(|c| c.get())
+}
 
 // SAFETY: forwards to the system allocator, only counting calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: AllocLayout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: AllocLayout) {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: AllocLayout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -51,7 +62,7 @@ fn writing_and_reading_checkpoints_does_not_allocate() {
 
     let base = http_record(0, 0, &url, Some("\"etag\""));
 
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     for round in 0..100u16 {
         for (i, id) in ids.iter().enumerate() {
             let mut rec = base;
@@ -64,7 +75,7 @@ fn writing_and_reading_checkpoints_does_not_allocate() {
             assert_eq!(v.bundle().records[0].remote.port, round * 32 + i as u16);
         }
     }
-    let after = ALLOCS.load(Ordering::Relaxed);
+    let after = allocs();
     assert_eq!(
         after - before,
         0,
