@@ -167,6 +167,8 @@ pub struct Tcb {
     ooo_fin: Option<SeqNum>,
     fin_received: bool,
     last_ack_sent: SeqNum,
+    /// With `ack_after_commit`: we acknowledge no further than this.
+    ack_committed: SeqNum,
     /// In-order payload bytes received since we last sent an ACK.
     unacked_bytes: u32,
     /// Largest payload seen from the peer: its "full-sized segment".
@@ -259,6 +261,7 @@ impl Tcb {
             ooo_fin: None,
             fin_received: false,
             last_ack_sent: irs + 1,
+            ack_committed: irs + 1,
             unacked_bytes: 0,
             rcv_mss_seen: 0,
             mss,
@@ -986,6 +989,7 @@ impl Tcb {
         self.rcv_nxt = seg.seq + 1;
         self.rcv_adv = self.rcv_nxt;
         self.last_ack_sent = self.rcv_nxt;
+        self.ack_committed = self.rcv_nxt;
         self.negotiate(now, &seg.options);
         self.snd_una = seg.ack;
         self.snd_nxt = self.snd_nxt.max(seg.ack);
@@ -1264,6 +1268,21 @@ impl Tcb {
         n
     }
 
+    /// With [`TcpConfig::ack_after_commit`], our ACKs never pass the
+    /// sequence number given here: the worker calls this with the `rcv_nxt`
+    /// of a checkpoint once that checkpoint is committed, so client data is
+    /// acknowledged only when a survivor could resume after it (issue 6).
+    /// Without the option it has no effect.
+    pub fn commit_ack(&mut self, upto: SeqNum) {
+        let upto = upto.min(self.rcv_nxt);
+        if upto.gt(self.ack_committed) {
+            self.ack_committed = upto;
+            if self.config.ack_after_commit {
+                self.ack_now = true;
+            }
+        }
+    }
+
     /// Send a FIN after the queued data (RFC 9293 §3.10.4).
     pub fn close(&mut self) {
         match self.state {
@@ -1459,6 +1478,7 @@ impl Tcb {
         t.rexmit_next = una;
         t.rcv_nxt = SeqNum(export.rcv_nxt);
         t.last_ack_sent = t.rcv_nxt;
+        t.ack_committed = t.rcv_nxt;
         // The client may have seen this window: it must not shrink.
         t.rcv_adv = t.rcv_nxt + export.rcv_wnd;
         t.snd_wnd = export.snd_wnd;
@@ -1517,8 +1537,13 @@ impl Tcb {
 
     /// The window field for a non-SYN segment (RFC 7323 §2.3: scaled).
     fn window_field(&self) -> u16 {
-        let adv = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
-        let free = self.rcv_free();
+        // The window is relative to the ACK number we send; bytes held back
+        // by `ack_after_commit` are inside it (we have them, RFC 9293
+        // §3.8.6.2.2 forbids shrinking).
+        let ack = self.ack_to_send();
+        let held = (self.rcv_nxt - ack).max(0) as u32;
+        let adv = (self.rcv_adv - ack).max(0) as u32;
+        let free = self.rcv_free().saturating_add(held);
         let scale = u32::from(self.rcv_wscale);
         // Rounded up so the advertised edge never moves left.
         let keep = (adv + (1 << scale) - 1) >> scale;
@@ -1547,8 +1572,17 @@ impl Tcb {
 
     /// Window, ACK number, timestamps and SACK blocks for a segment that
     /// carries ACK; records what we acknowledged.
+    /// RCV.NXT, or with `ack_after_commit` the committed point below it.
+    fn ack_to_send(&self) -> SeqNum {
+        if self.config.ack_after_commit {
+            self.ack_committed.min(self.rcv_nxt)
+        } else {
+            self.rcv_nxt
+        }
+    }
+
     fn finish(&mut self, now: Instant, s: &mut OutSegment) {
-        s.ack = self.rcv_nxt;
+        s.ack = self.ack_to_send();
         s.window = self.window_field();
         if self.ts_ok {
             s.options.timestamps = Some((self.ts_now(now), self.ts_recent));
@@ -1563,8 +1597,8 @@ impl Tcb {
             self.recvq
                 .sack_blocks(max.min(fit), &mut s.options.sack_blocks);
         }
-        self.last_ack_sent = self.rcv_nxt;
-        let edge = self.rcv_nxt + (u32::from(s.window) << self.rcv_wscale);
+        self.last_ack_sent = s.ack;
+        let edge = s.ack + (u32::from(s.window) << self.rcv_wscale);
         self.rcv_adv = self.rcv_adv.max(edge);
         self.ack_now = false;
         self.window_update = false;
@@ -1741,7 +1775,16 @@ impl Tcb {
         let unsent = self.sendq.len().saturating_sub(off);
         let unsent = resend_limit.map_or(unsent, |l| unsent.min(l));
         let wnd_avail = ((self.snd_una + self.snd_wnd) - self.snd_nxt).max(0) as usize;
-        let cwnd_avail = self.cc.cwnd.saturating_sub(self.pipe()) as usize;
+        // RFC 3042 limited transmit: on the first two duplicate ACKs, new
+        // data may go out as long as "the amount of outstanding data remains
+        // less than or equal to the congestion window plus 2*SMSS bytes", so
+        // a small window still yields the third duplicate ACK.
+        let limited = if self.in_recovery || self.snd_nxt.lt(self.snd_max) {
+            0
+        } else {
+            self.dupacks.min(2) * u32::from(self.mss)
+        };
+        let cwnd_avail = (self.cc.cwnd + limited).saturating_sub(self.pipe()) as usize;
         let mss = usize::from(self.mss) - self.sack_reserve();
         let mut len = mss.min(unsent).min(wnd_avail).min(cwnd_avail);
         if len < mss.min(unsent) {

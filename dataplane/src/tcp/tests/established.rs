@@ -260,3 +260,32 @@ fn timestamps_give_an_rtt_sample_and_set_the_rto() {
     assert_eq!(st.srtt_us, 4_625);
     assert_eq!(st.rto_us, 200_000);
 }
+
+#[test]
+fn ack_after_commit_holds_the_ack_until_the_checkpoint_is_committed() {
+    let fx = Fx::new();
+    let config = TcpConfig {
+        ack_after_commit: true,
+        ..TcpConfig::default()
+    };
+    let (mut tcb, iss) = established_with(&fx, config, opts_mss(1460));
+    send!(
+        tcb,
+        fx.at(10),
+        seg(SeqNum(CISN + 1), iss + 1, &pattern(3000))
+    );
+    // The data is delivered to the application at once…
+    assert_eq!(tcb.recv_available(), 3000);
+    tcb.on_timeout(fx.at(50));
+    let held = recv!(tcb, fx.at(50));
+    // …but not acknowledged: a survivor restoring the last committed
+    // checkpoint would not have it (ARCHITECTURE.md "Checkpoints").
+    assert_eq!(held.ack, SeqNum(CISN + 1));
+    // The window still counts from the ACK number and covers what we hold.
+    assert!(u32::from(held.window) >= 3000);
+    tcb.commit_ack(SeqNum(CISN + 1001));
+    assert_eq!(recv!(tcb, fx.at(11)).ack, SeqNum(CISN + 1001));
+    // Never beyond what arrived.
+    tcb.commit_ack(SeqNum(CISN + 9999));
+    assert_eq!(recv!(tcb, fx.at(12)).ack, SeqNum(CISN + 3001));
+}

@@ -318,3 +318,44 @@ fn send_refuses_what_does_not_fit_and_after_close() {
     assert_eq!(tcb.send(Bytes::from_static(b"x")), Err(SendError::Closed));
     assert_eq!(tcb.send_capacity(), 0);
 }
+
+#[test]
+fn acks_after_a_timeout_carry_the_highest_sequence_sent() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    queue(&mut tcb, 3 * 1460);
+    assert_eq!(drain(&mut tcb, fx.at(10)).len(), 3);
+    tcb.on_timeout(fx.at(210));
+    drain(&mut tcb, fx.at(210));
+    // Client data arrives; our ACK must not carry a sequence number below
+    // what the client already received from us (it would be unacceptable
+    // there, RFC 9293 §3.10.7.4, and both sides would ACK each other
+    // forever). RFC 9293's SND.NXT does not move back on retransmission.
+    send!(tcb, fx.at(220), seg(SeqNum(CISN + 1), iss + 1, b"x"));
+    tcb.on_timeout(fx.at(260));
+    let ack = recv!(tcb, fx.at(260));
+    assert!(ack.payload.is_empty());
+    assert_eq!(ack.seq, nth(iss, 3));
+}
+
+#[test]
+fn first_duplicate_acks_release_new_segments_by_limited_transmit() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    queue(&mut tcb, 20 * 1460);
+    assert_eq!(drain(&mut tcb, fx.at(10)).len(), 10);
+    let dup = seg(SeqNum(CISN + 1), iss + 1, &[]);
+    // RFC 3042 §2: "a TCP sender SHOULD send a segment of previously unsent
+    // data in response to each of the first two duplicate acknowledgments".
+    send!(tcb, fx.at(20), dup);
+    let one = drain(&mut tcb, fx.at(20));
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].seq, nth(iss, 10));
+    send!(tcb, fx.at(21), dup);
+    let two = drain(&mut tcb, fx.at(21));
+    assert_eq!(two.len(), 1);
+    assert_eq!(two[0].seq, nth(iss, 11));
+    // The third one is a fast retransmit, not new data.
+    send!(tcb, fx.at(22), dup);
+    assert_eq!(recv!(tcb, fx.at(22)).seq, iss + 1);
+}
