@@ -61,15 +61,14 @@ pub trait App: 'static {
     fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {
         let _ = (conn, data, ctx);
     }
-    /// A segment (not a SYN, not a RST) arrived for a connection this
-    /// worker does not know. If it belongs to a dead box's orphan, return
-    /// its checkpoint's TCP block and the data for [`App::on_restored`]:
-    /// the worker restores it at once and feeds it the segment (lazy
-    /// takeover). `None` (the default) lets the listener answer it (SYN
+    /// A segment other than a SYN arrived, on a listening port, for a
+    /// connection this worker does not know (`rst`: it carries RST). During
+    /// a takeover it may belong to a dead box's orphan: see
+    /// [`UnknownAction`]. The default lets the listener answer it (SYN
     /// cookie or RST). Called on the data path: keep the lookup cheap.
-    fn on_unknown_segment(&mut self, tuple: FourTuple) -> Option<(TcbExport, Box<dyn Any + Send>)> {
-        let _ = tuple;
-        None
+    fn on_unknown_segment(&mut self, tuple: FourTuple, rst: bool) -> UnknownAction {
+        let _ = (tuple, rst);
+        UnknownAction::Listener
     }
     /// A restored connection resynchronised with the client: resume sending
     /// at `snd_una` (seed Fig. 6, "ready").
@@ -80,6 +79,33 @@ pub trait App: 'static {
     /// (e.g. data that arrived from an origin fetch on another thread).
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
         let _ = ctx;
+    }
+}
+
+/// What to do with a segment for an unknown connection
+/// ([`App::on_unknown_segment`]).
+pub enum UnknownAction {
+    /// Not an orphan: SYN-cookie check or RST, as for any stray segment.
+    Listener,
+    /// Ours to take over (lazy takeover): restore from this checkpoint
+    /// block, feed it the segment, and call [`App::on_restored`] with the
+    /// data. Ignored for a RST.
+    Restore(TcbExport, Box<dyn Any + Send>),
+    /// Another survivor took this connection over: send it the frame with
+    /// its MAC as destination (ARCHITECTURE.md "Takeover" step 3).
+    Forward(MacAddr),
+    /// Drop silently (e.g. the orphan is being restored elsewhere right now).
+    Drop,
+}
+
+impl std::fmt::Debug for UnknownAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnknownAction::Listener => write!(f, "Listener"),
+            UnknownAction::Restore(e, _) => write!(f, "Restore({:?})", e.tuple),
+            UnknownAction::Forward(m) => write!(f, "Forward({m})"),
+            UnknownAction::Drop => write!(f, "Drop"),
+        }
     }
 }
 

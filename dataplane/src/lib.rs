@@ -34,5 +34,8 @@ pub mod timer;
 pub mod wire;
 pub mod worker;
 
-pub use app::{start, App, CloseReason, ConnError, Ctx, DataplaneError, DataplaneHandle, DataplaneOptions, PollMode};
+pub use app::{
+    start, App, CloseReason, ConnError, Ctx, DataplaneError, DataplaneHandle, DataplaneOptions,
+    PollMode, UnknownAction,
+};
 pub use flow::ConnId;

@@ -105,6 +105,10 @@ counters! {
     drop_emit_error,
     /// Connections restored because a segment arrived for an orphan (lazy takeover).
     tcp_lazy_restored,
+    /// Frames of another survivor's connections forwarded to it (takeover).
+    tcp_forwarded,
+    /// Segments for unknown connections the app said to drop.
+    drop_tcp_unknown_by_app,
     /// Connections accepted (handshake completed).
     tcp_accepted,
     /// Connections closed (any way).

@@ -19,7 +19,7 @@
 //! is due, or its [`Waker`] is called (commands from the control core
 //! wake it too).
 
-use crate::app::{App, CloseReason, Ctx, PollMode};
+use crate::app::{App, CloseReason, Ctx, PollMode, UnknownAction};
 use crate::arp::{self as l2, NeighbourCache};
 use crate::flow::{ConnId, FlowTable};
 use crate::port::{Port, RxMeta, TxBatch};
@@ -470,7 +470,7 @@ impl Core {
         }
         match eh.ethertype {
             ethernet::ETHERTYPE_ARP => self.on_arp(&eh, payload),
-            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(app, &eh, payload, meta, now),
+            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(app, frame, &eh, payload, meta, now),
             _ => self.counters.drop_eth_unknown_type += 1,
         }
     }
@@ -502,6 +502,7 @@ impl Core {
     fn on_ipv4<A: App>(
         &mut self,
         app: &mut A,
+        frame: &[u8],
         eh: &EthernetHeader,
         payload: &[u8],
         meta: RxMeta,
@@ -521,7 +522,7 @@ impl Core {
             self.neighbours.learn(ih.src, eh.src);
         }
         match ih.protocol {
-            ipv4::PROTO_TCP => self.on_tcp(app, &ih, l4, meta, now),
+            ipv4::PROTO_TCP => self.on_tcp(app, frame, &ih, l4, meta, now),
             ipv4::PROTO_ICMP => self.on_icmp(eh, &ih, l4),
             _ => self.counters.drop_ipv4_unknown_protocol += 1,
         }
@@ -556,6 +557,7 @@ impl Core {
     fn on_tcp<A: App>(
         &mut self,
         app: &mut A,
+        frame: &[u8],
         ih: &ipv4::Ipv4Header,
         l4: &[u8],
         meta: RxMeta,
@@ -613,32 +615,62 @@ impl Core {
                 SynOutcome::Drop => self.counters.drop_tcp_listener += 1,
             }
         } else {
-            // Lazy takeover (ARCHITECTURE.md "Takeover" step 3): a segment
-            // of a connection we do not know may belong to a dead box's
-            // orphan; the app looks it up in the checkpoints.
-            if !seg.flags.rst {
-                if let Some((export, data)) = app.on_unknown_segment(tuple) {
-                    if export.tuple == tuple {
-                        let tcb = Tcb::restore(now, self.cfg.tcp.clone(), &export);
-                        let id = self.flows.insert(tcb);
-                        if let Some(c) = self.flows.get_mut(id) {
-                            c.announced = true;
-                            // The client's segment may already be the
-                            // answer the restored TCB's probe waits for.
-                            c.tcb.on_segment(now, &seg);
+            // Takeover (ARCHITECTURE.md "Takeover" step 3): a segment of a
+            // connection we do not know may belong to a dead box's orphan:
+            // ours to restore lazily, or another survivor's to forward.
+            match app.on_unknown_segment(tuple, seg.flags.rst) {
+                UnknownAction::Listener => {}
+                UnknownAction::Drop => {
+                    self.counters.drop_tcp_unknown_by_app += 1;
+                    return;
+                }
+                UnknownAction::Forward(mac) => {
+                    // The connection was assigned to another survivor: hand
+                    // it the client's frame unchanged but for the MACs.
+                    let ours = self.mac;
+                    let buf = self.tx.next_buf();
+                    match buf.get_mut(..frame.len()) {
+                        Some(out) if frame.len() >= ethernet::HEADER_LEN => {
+                            out.copy_from_slice(frame);
+                            out[0..6].copy_from_slice(&mac.0);
+                            out[6..12].copy_from_slice(&ours.0);
+                            self.tx.commit(frame.len());
+                            self.counters.tcp_forwarded += 1;
                         }
-                        self.touch(id);
-                        self.counters.tcp_lazy_restored += 1;
-                        let mut ctx = Ctx {
-                            flows: &mut self.flows,
-                            touched: &mut self.touched,
-                            now,
-                            worker: self.cfg.id,
-                            waker: &self.waker,
-                        };
-                        app.on_restored(id, data, &mut ctx);
-                        return;
+                        _ => self.counters.drop_emit_error += 1,
                     }
+                    return;
+                }
+                // A RST ends the orphan: nothing to restore.
+                UnknownAction::Restore(..) if seg.flags.rst => {
+                    self.counters.drop_tcp_unknown_by_app += 1;
+                    return;
+                }
+                UnknownAction::Restore(export, data) if export.tuple == tuple => {
+                    let tcb = Tcb::restore(now, self.cfg.tcp.clone(), &export);
+                    let id = self.flows.insert(tcb);
+                    if let Some(c) = self.flows.get_mut(id) {
+                        c.announced = true;
+                        // The client's segment may already be the answer
+                        // the restored TCB's probe waits for.
+                        c.tcb.on_segment(now, &seg);
+                    }
+                    self.touch(id);
+                    self.counters.tcp_lazy_restored += 1;
+                    let mut ctx = Ctx {
+                        flows: &mut self.flows,
+                        touched: &mut self.touched,
+                        now,
+                        worker: self.cfg.id,
+                        waker: &self.waker,
+                    };
+                    app.on_restored(id, data, &mut ctx);
+                    return;
+                }
+                UnknownAction::Restore(..) => {
+                    // A checkpoint of another connection: the app's bug,
+                    // not the client's; answer as if unknown.
+                    self.counters.drop_emit_error += 1;
                 }
             }
             match self.listener.on_unknown(now, tuple, &seg) {

@@ -3,7 +3,7 @@
 //! survivor ARPs for the client, probes, becomes ready, and the client
 //! receives the survivor's bytes right after the dead worker's.
 
-use baton_dataplane::app::{App, CloseReason, Ctx};
+use baton_dataplane::app::{App, CloseReason, Ctx, UnknownAction};
 use baton_dataplane::port::memory::MemoryPort;
 use baton_dataplane::tcp::{FourTuple, SeqNum, State, Tcb, TcbExport, TcpConfig};
 use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
@@ -28,6 +28,8 @@ struct Recorder {
     ready: Option<(SeqNum, SeqNum)>,
     /// Checkpoints of a dead worker's connections (lazy takeover).
     orphans: Vec<TcbExport>,
+    /// Forward every unknown connection to this MAC.
+    forward: Option<MacAddr>,
 }
 
 impl App for Recorder {
@@ -49,9 +51,14 @@ impl App for Recorder {
         self.ready = Some((snd_una, rcv_nxt));
         ctx.send(conn, Bytes::from(vec![b'b'; 2000])).unwrap();
     }
-    fn on_unknown_segment(&mut self, tuple: FourTuple) -> Option<(TcbExport, Box<dyn Any + Send>)> {
-        let i = self.orphans.iter().position(|e| e.tuple == tuple)?;
-        Some((self.orphans.remove(i), Box::new(7u32)))
+    fn on_unknown_segment(&mut self, tuple: FourTuple, _rst: bool) -> UnknownAction {
+        if let Some(mac) = self.forward {
+            return UnknownAction::Forward(mac);
+        }
+        match self.orphans.iter().position(|e| e.tuple == tuple) {
+            Some(i) => UnknownAction::Restore(self.orphans.remove(i), Box::new(7u32)),
+            None => UnknownAction::Listener,
+        }
     }
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
         for &c in &self.conns {
@@ -243,4 +250,44 @@ fn segment_for_an_orphan_restores_it_lazily_without_a_reset() {
         State::Established,
         "no reset reached the client"
     );
+}
+
+#[test]
+fn segment_for_another_survivors_connection_is_forwarded_with_rewritten_macs() {
+    let now = Instant::now();
+    let other = MacAddr([2, 0, 0, 0, 0, 0x0c]);
+    let (mut wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let recorder = Recorder {
+        forward: Some(other),
+        ..Recorder::default()
+    };
+    let mut w = Worker::new(
+        port,
+        recorder,
+        WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]),
+        now,
+    );
+    let seg = baton_dataplane::tcp::OutSegment {
+        src_port: 40700,
+        dst_port: 80,
+        seq: SeqNum(10),
+        ack: SeqNum(20),
+        flags: baton_dataplane::tcp::Flags {
+            ack: true,
+            ..Default::default()
+        },
+        window: 100,
+        payload: vec![Bytes::from_static(b"data")],
+        ..Default::default()
+    };
+    let frame = client_frame(&seg);
+    wire.send(frame.clone()).unwrap();
+    w.poll(now).unwrap();
+    let out = wire.drain();
+    assert_eq!(out.len(), 1, "forwarded, not reset");
+    assert_eq!(&out[0][0..6], &other.0, "to the new owner");
+    assert_eq!(&out[0][6..12], &BOX_MAC.0, "from us");
+    assert_eq!(&out[0][12..], &frame[12..], "IP packet untouched");
+    assert_eq!(w.counters().tcp_forwarded, 1);
+    assert_eq!(w.connections(), 0);
 }
