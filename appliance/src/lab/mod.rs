@@ -218,7 +218,16 @@ fn status(lab: &Lab) -> Result<()> {
         .chain((1..=state.boxes).map(|n| format!("box{n}")))
     {
         if let Some(pid) = sys::read_pid(&lab.file(&format!("delay-{node}.pid"))) {
-            println!("{node} is impaired through a delay line (pid {pid})");
+            // A dead delay line cuts the node off: say so.
+            let alive = sys::pid_alive(pid) && sys::pid_in_ns(pid, &lab.ns(Node::Lan));
+            println!(
+                "{node} is impaired through a delay line (pid {pid}, {})",
+                if alive {
+                    "alive"
+                } else {
+                    "DEAD: run `baton lab impair NODE --clear`"
+                }
+            );
         }
         if lab.file(&format!("impair-{node}.nft")).exists() {
             println!("{node} has a loss rule");
