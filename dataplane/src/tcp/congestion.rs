@@ -3,6 +3,10 @@
 //! `tcp`. This is the only type that knows the algorithm; the TCB tells it
 //! about ACKs, loss and recovery and reads `cwnd`.
 
+/// Upper bound on cwnd: far above any window a peer can advertise
+/// (65535 << 14), and far below where arithmetic on it could overflow.
+const CWND_MAX: u32 = 1 << 30;
+
 /// Congestion window state, in bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NewReno {
@@ -31,14 +35,14 @@ impl NewReno {
         if self.cwnd < self.ssthresh {
             // Slow start, with RFC 3465 ABC limit L = 1 SMSS per ACK
             // (RFC 5681 §3.1 "cwnd += min (N, SMSS)").
-            self.cwnd = self.cwnd.saturating_add(acked.min(self.mss));
+            self.cwnd = self.cwnd.saturating_add(acked.min(self.mss)).min(CWND_MAX);
         } else {
             // Congestion avoidance: one SMSS per cwnd of data acknowledged
             // (RFC 5681 §3.1, byte-counting variant).
             self.acked_accum = self.acked_accum.saturating_add(acked);
             if self.acked_accum >= self.cwnd {
                 self.acked_accum -= self.cwnd;
-                self.cwnd = self.cwnd.saturating_add(self.mss);
+                self.cwnd = self.cwnd.saturating_add(self.mss).min(CWND_MAX);
             }
         }
     }
@@ -57,7 +61,7 @@ impl NewReno {
 
     /// Each further duplicate ACK in recovery without SACK (RFC 5681 §3.2 step 4).
     pub(crate) fn on_dupack_in_recovery(&mut self) {
-        self.cwnd = self.cwnd.saturating_add(self.mss);
+        self.cwnd = self.cwnd.saturating_add(self.mss).min(CWND_MAX);
     }
 
     /// A partial ACK without SACK (RFC 6582 §3.2 step 3): deflate by the

@@ -1784,7 +1784,11 @@ impl Tcb {
         } else {
             self.dupacks.min(2) * u32::from(self.mss)
         };
-        let cwnd_avail = (self.cc.cwnd + limited).saturating_sub(self.pipe()) as usize;
+        let cwnd_avail = self
+            .cc
+            .cwnd
+            .saturating_add(limited)
+            .saturating_sub(self.pipe()) as usize;
         let mss = usize::from(self.mss) - self.sack_reserve();
         let mut len = mss.min(unsent).min(wnd_avail).min(cwnd_avail);
         if len < mss.min(unsent) {

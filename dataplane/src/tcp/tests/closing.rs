@@ -176,3 +176,30 @@ fn idle_connection_times_out_with_a_reset() {
     assert!(recv!(tcb, fx.at(6000)).flags.rst);
     assert_eq!(events(&mut tcb), vec![Event::TimedOut, Event::Closed]);
 }
+
+#[test]
+fn a_repeated_fin_changes_nothing_in_the_states_that_already_have_one() {
+    // RFC 9293 §3.10.7.4 eighth: "CLOSE-WAIT STATE: Remain in the
+    // CLOSE-WAIT state. CLOSING STATE: Remain in the CLOSING state.
+    // LAST-ACK STATE: Remain in the LAST-ACK state." — and the FIN, being
+    // old, is acknowledged again.
+    for target in [State::CloseWait, State::Closing, State::LastAck] {
+        let fx = Fx::new();
+        let (mut tcb, iss) = established(&fx);
+        if target == State::Closing {
+            tcb.close();
+            recv!(tcb, fx.at(5));
+        }
+        send!(tcb, fx.at(10), fin(SeqNum(CISN + 1), iss + 1));
+        if target == State::LastAck {
+            tcb.close();
+        }
+        drain(&mut tcb, fx.at(10));
+        assert_eq!(tcb.state(), target);
+        send!(tcb, fx.at(20), fin(SeqNum(CISN + 1), iss + 1));
+        assert_eq!(tcb.state(), target, "{target:?}");
+        let ack = recv!(tcb, fx.at(20));
+        assert_eq!(ack.ack, SeqNum(CISN + 2), "{target:?}");
+        assert_eq!(tcb.recv_available(), 0);
+    }
+}

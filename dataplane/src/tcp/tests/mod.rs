@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 mod closing;
 mod established;
+mod fuzz;
 mod handshake;
 mod harness;
 mod listener;
