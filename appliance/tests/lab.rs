@@ -694,3 +694,36 @@ fn lab_impair_origin_delay_line_keeps_bulk_bytes_intact_and_rate_caps_throughput
     drop(g);
     let _ = server.wait();
 }
+
+#[test]
+fn lab_impair_client_reorder_50_lets_about_half_skip_the_delay() {
+    let g = LabGuard::up("bt_reorder", &["--boxes", "1"]);
+    add_probe_address(&g);
+    ok(g.lab(&["impair", "client", "--delay", "30", "--reorder", "50"]));
+    // Each echo request either skips the line (RTT well under 30 ms) or
+    // waits 30 ms; ping prints one "time=X ms" line per reply.
+    let o = g.exec(
+        "lan",
+        &["ping", "-n", "-c", "100", "-i", "0.005", "198.18.0.100"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let rtts: Vec<f64> = out
+        .lines()
+        .filter_map(|l| {
+            l.split("time=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(rtts.len(), 100, "{}", text(&o));
+    let fast = rtts.iter().filter(|r| **r < 15.0).count();
+    let slow = rtts.iter().filter(|r| **r >= 30.0).count();
+    assert_eq!(fast + slow, 100, "RTTs between skip and delay: {rtts:?}");
+    assert!(
+        (25..=75).contains(&fast),
+        "{fast} of 100 skipped the delay for --reorder 50"
+    );
+}
