@@ -50,6 +50,9 @@ pub(crate) struct TestOrigin {
     state: Arc<State>,
 }
 
+/// The Last-Modified every test object has.
+pub(crate) const LAST_MODIFIED: &str = "Thu, 01 Jan 2026 00:00:00 GMT";
+
 /// Deterministic bytes of length `n` (not all equal, so offsets matter).
 pub(crate) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
@@ -155,7 +158,10 @@ fn serve(mut conn: TcpStream, st: &State) {
         return;
     };
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let mut extra = format!("Date: {date}\r\nETag: {}\r\n", obj.etag);
+    let mut extra = format!(
+        "Date: {date}\r\nETag: {}\r\nLast-Modified: {LAST_MODIFIED}\r\n",
+        obj.etag
+    );
     if let Some(cc) = &obj.cache_control {
         extra.push_str(&format!("Cache-Control: {cc}\r\n"));
     }

@@ -1,1 +1,34 @@
-//! HTTP/1.1 sessions (in progress).
+//! The HTTP/1.1 side of the caching reverse proxy: per-connection sessions,
+//! sans-IO, that parse requests under the box's limits, answer GET and HEAD
+//! from the cache (ranges, conditionals, keep-alive, pipelining), stream
+//! bodies as zero-copy slices of cached objects, and record what a
+//! survivor needs to continue a response after a takeover.
+//!
+//! Start reading at [`session::HttpSession`] (its module doc gives the
+//! call order the worker glue follows); [`context::WorkerContext`] is what
+//! the sessions of one worker share; [`checkpoint`] is the takeover side.
+//! [`request`], [`range`], [`conditional`] and [`response`] are the pure
+//! RFC 9110/9112 pieces, each tested on its own.
+//!
+//! Methods other than GET and HEAD get 405 with `Allow: GET, HEAD`: the box
+//! is a read-only cache and does not expose its origin to clients.
+
+// The worker glue that calls into this module is the integrator's; until it
+// lands, parts of the API are used by tests only.
+#![allow(dead_code, unused_imports)]
+
+pub mod checkpoint;
+pub mod conditional;
+pub mod context;
+pub mod range;
+pub mod request;
+pub mod response;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
+
+pub use checkpoint::{NotResumable, ResponseCheckpoint};
+pub use context::{HttpCounters, HttpStats, WorkerContext};
+pub use request::{Limits, Method};
+pub use session::{Close, HttpSession};

@@ -1,0 +1,187 @@
+//! What HTTP records for a takeover (seed Fig. 5, block 522; issue 6 item
+//! 5): at the start of each response, the TCP sequence number of the first
+//! body byte and what is needed to rebuild the response elsewhere.
+//!
+//! A survivor continues the response at body byte `acked_seq -
+//! object_start_seq` (see `HttpSession::resume`). The body of a response is
+//! object bytes `range.0..=range.1` for a 206, the whole object for a 200;
+//! the map from sequence numbers to object bytes is one-to-one because
+//! Baton never sends chunked or multipart bodies.
+
+use baton_shmem::AppBlock;
+
+use super::request::Method;
+use crate::cache::ObjectMeta;
+
+/// The application block of one response (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseCheckpoint {
+    /// TCP sequence number of the first body byte (the byte after the
+    /// head), as given by the send API.
+    pub object_start_seq: u32,
+    /// Status sent.
+    pub status: u16,
+    /// Request method.
+    pub method: Method,
+    /// Request minor version (HTTP/1.0 or 1.1).
+    pub minor: u8,
+    /// The URL (cache key).
+    pub url: String,
+    /// The object's ETag when the response started.
+    pub etag: Option<String>,
+    /// The object's Last-Modified when the response started.
+    pub last_modified: Option<String>,
+    /// For a 206: the object bytes sent, inclusive.
+    pub range: Option<(u64, u64)>,
+    /// The connection stays open after this response.
+    pub persistent: bool,
+    /// This response's request is the n-th on the connection (from 1).
+    pub request_count: u32,
+    /// Object offset of the first body byte (the range start, else 0).
+    pub body_offset: u64,
+}
+
+/// Why a response cannot be continued on this box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotResumable {
+    /// The object's validators differ from the checkpoint's: it changed.
+    #[error("the object changed since the response started")]
+    Changed,
+    /// The object could not be fetched again.
+    #[error("the object cannot be fetched")]
+    Unavailable,
+    /// The checkpoint cannot say which byte comes next (head partly
+    /// unacknowledged for a response without a rebuildable head, no
+    /// validator to check the object, or an acknowledgement beyond it).
+    #[error("the checkpoint does not locate the next byte")]
+    Position,
+}
+
+impl ResponseCheckpoint {
+    /// The version code stored in the application block (10 or 11).
+    pub fn version_code(&self) -> u8 {
+        10 + self.minor
+    }
+
+    /// True when a survivor can rebuild this response's head and body:
+    /// 200 and 206 answers with their object (and HEAD answers).
+    pub fn rebuildable(&self) -> bool {
+        matches!(self.status, 200 | 206)
+    }
+
+    /// Whether `meta` is the object this response was sending (RFC 9110
+    /// §8.8: the same validators; at least one is needed to tell).
+    pub fn same_object(&self, meta: &ObjectMeta) -> bool {
+        if self.etag.is_none() && self.last_modified.is_none() {
+            return false;
+        }
+        matches!(meta.status, 200 | 206)
+            && (self.etag.is_none() || self.etag == meta.etag)
+            && (self.last_modified.is_none() || self.last_modified == meta.last_modified)
+    }
+
+    /// The block the checkpoint segment stores, with `bytes_sent` body
+    /// bytes handed to TCP so far. `None` when this response cannot be
+    /// rebuilt elsewhere (a survivor then treats the connection as idle),
+    /// or a string is longer than the segment's record allows.
+    pub fn to_app_block(&self, bytes_sent: u64) -> Option<AppBlock<'_>> {
+        use baton_shmem::{MAX_NAME_LEN, MAX_VALIDATOR_LEN};
+        if !self.rebuildable()
+            || self.url.len() > MAX_NAME_LEN
+            || self
+                .etag
+                .as_ref()
+                .is_some_and(|e| e.len() > MAX_VALIDATOR_LEN)
+            || self
+                .last_modified
+                .as_ref()
+                .is_some_and(|l| l.len() > MAX_VALIDATOR_LEN)
+        {
+            return None;
+        }
+        Some(AppBlock {
+            object_start_seq: self.object_start_seq,
+            version: self.version_code(),
+            method: self.method.code(),
+            name: &self.url,
+            etag: self.etag.as_deref(),
+            last_modified: self.last_modified.as_deref(),
+            range_start: self.range.map(|r| r.0),
+            range_end: self.range.map(|r| r.1),
+            persistent: self.persistent,
+            bytes_sent,
+            request_count: self.request_count,
+        })
+    }
+
+    /// Back from the segment: a block with a range is a 206, one without
+    /// a 200 (only those are written, see [`Self::to_app_block`]).
+    pub fn from_app_block(b: &AppBlock<'_>) -> ResponseCheckpoint {
+        let range = b.range_start.zip(b.range_end);
+        ResponseCheckpoint {
+            object_start_seq: b.object_start_seq,
+            status: if range.is_some() { 206 } else { 200 },
+            method: Method::from_code(b.method),
+            minor: b.version.saturating_sub(10).min(1),
+            url: b.name.to_string(),
+            etag: b.etag.map(str::to_string),
+            last_modified: b.last_modified.map(str::to_string),
+            range,
+            persistent: b.persistent,
+            request_count: b.request_count,
+            body_offset: range.map_or(0, |r| r.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp() -> ResponseCheckpoint {
+        ResponseCheckpoint {
+            object_start_seq: 4_000_000_000,
+            status: 206,
+            method: Method::Get,
+            minor: 1,
+            url: "/50M.bin".into(),
+            etag: Some("\"v1\"".into()),
+            last_modified: Some("Thu, 01 Jan 2026 00:00:00 GMT".into()),
+            range: Some((100, 199)),
+            persistent: true,
+            request_count: 3,
+            body_offset: 100,
+        }
+    }
+
+    #[test]
+    fn app_block_round_trip_keeps_what_a_survivor_needs() {
+        let c = cp();
+        let b = c.to_app_block(42).expect("rebuildable");
+        assert_eq!((b.version, b.method, b.bytes_sent), (11, 1, 42));
+        assert_eq!(ResponseCheckpoint::from_app_block(&b), c);
+        let full = ResponseCheckpoint {
+            status: 200,
+            range: None,
+            body_offset: 0,
+            minor: 0,
+            ..cp()
+        };
+        let b = full.to_app_block(0).unwrap();
+        assert_eq!(ResponseCheckpoint::from_app_block(&b), full);
+    }
+
+    #[test]
+    fn responses_a_survivor_cannot_rebuild_write_no_block() {
+        let not_modified = ResponseCheckpoint {
+            status: 304,
+            ..cp()
+        };
+        assert!(not_modified.to_app_block(0).is_none());
+        let long = ResponseCheckpoint {
+            url: format!("/{}", "a".repeat(300)),
+            ..cp()
+        };
+        assert!(long.to_app_block(0).is_none());
+    }
+}

@@ -1,0 +1,415 @@
+//! Request heads: parsing with httparse under the box's limits (RFC 9112 §2,
+//! §3, §9.3).
+//!
+//! Limits protect the box before any work is done: a request line longer
+//! than `max_request_line` is 414 (RFC 9110 §15.5.15), a header section
+//! larger than `max_header_bytes` (or with more than [`MAX_HEADERS`] lines)
+//! is 431 (RFC 6585 §5), anything httparse refuses is 400. The checks run on
+//! incomplete heads too, so a client cannot make the box buffer an endless
+//! line.
+
+use std::time::Duration;
+
+/// Most header lines in one request.
+pub const MAX_HEADERS: usize = 100;
+
+/// The limits a session enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest request line, bytes (without CRLF).
+    pub max_request_line: usize,
+    /// Largest header section, bytes (everything after the request line).
+    pub max_header_bytes: usize,
+    /// A connection with no request in progress is closed after this.
+    pub idle_timeout: Duration,
+    /// A request head must be complete this long after its first byte
+    /// (slow-request protection), else 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from_config(&baton_config::LimitsConfig::default())
+    }
+}
+
+impl Limits {
+    /// From the `[limits]` section.
+    pub fn from_config(c: &baton_config::LimitsConfig) -> Limits {
+        Limits {
+            max_request_line: c.max_request_line,
+            max_header_bytes: c.max_header_bytes,
+            idle_timeout: Duration::from_millis(c.idle_timeout_ms),
+            request_timeout: Duration::from_millis(c.request_timeout_ms),
+        }
+    }
+}
+
+/// Request methods the session distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET: served from the cache.
+    Get,
+    /// HEAD: the GET head without a body.
+    Head,
+    /// Anything else: refused with 405 (this box is a read-only cache; the
+    /// origin is not exposed through it).
+    Other,
+}
+
+impl Method {
+    /// The code stored in a checkpoint's application block.
+    pub fn code(self) -> u8 {
+        match self {
+            Method::Other => 0,
+            Method::Get => 1,
+            Method::Head => 2,
+        }
+    }
+
+    /// Back from a checkpoint code.
+    pub fn from_code(c: u8) -> Method {
+        match c {
+            1 => Method::Get,
+            2 => Method::Head,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// How a request's own body is framed (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestBody {
+    /// No body.
+    None,
+    /// This many bytes follow the head.
+    Length(u64),
+    /// Transfer-Encoding: the session answers, then closes, rather than
+    /// decode a body it has no use for.
+    Unframed,
+}
+
+/// A parsed request head: what the session needs, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Method.
+    pub method: Method,
+    /// HTTP/1.x minor version: 0 or 1.
+    pub minor: u8,
+    /// Path and query: the cache key.
+    pub url: String,
+    /// Whether the connection stays open after the answer (RFC 9112 §9.3).
+    pub persistent: bool,
+    /// `Range`.
+    pub range: Option<String>,
+    /// `If-None-Match` (several lines joined with ", ").
+    pub if_none_match: Option<String>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<String>,
+    /// `If-Range`.
+    pub if_range: Option<String>,
+    /// The request's own body.
+    pub body: RequestBody,
+}
+
+/// Why a head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The request line is longer than the limit: 414.
+    #[error("request line too long")]
+    LineTooLong,
+    /// The header section is too large: 431.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// Not HTTP/1.x, or a framing error: 400.
+    #[error("malformed request")]
+    Malformed,
+}
+
+impl ParseError {
+    /// The status code answered.
+    pub fn status(self) -> u16 {
+        match self {
+            ParseError::LineTooLong => 414,
+            ParseError::HeadersTooLarge => 431,
+            ParseError::Malformed => 400,
+        }
+    }
+}
+
+/// A parse result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// More bytes are needed.
+    Partial,
+    /// A whole head: the request and the bytes it took.
+    Complete(Request, usize),
+}
+
+/// Parses the head at the start of `buf` (leading empty lines already
+/// removed by the caller, RFC 9112 §2.2).
+pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    let line_len = match line_end {
+        // Without its CRLF (a bare LF is tolerated by httparse).
+        Some(i) => i - usize::from(i > 0 && buf[i - 1] == b'\r'),
+        None => buf.len(),
+    };
+    if line_len > limits.max_request_line {
+        return Err(ParseError::LineTooLong);
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = req.parse(buf);
+    let head_len = match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => buf.len(),
+        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
+        Err(_) => return Err(ParseError::Malformed),
+    };
+    if let Some(i) = line_end {
+        if head_len.saturating_sub(i + 1) > limits.max_header_bytes {
+            return Err(ParseError::HeadersTooLarge);
+        }
+    }
+    match status {
+        Ok(httparse::Status::Complete(n)) => Ok(Parsed::Complete(build(&req)?, n)),
+        _ => Ok(Parsed::Partial),
+    }
+}
+
+/// The path of a request target (RFC 9112 §3.2): origin-form as is, the
+/// path of an absolute-form.
+fn target_path(target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return Some(target.to_string());
+    }
+    let lower = target.get(..7).map(str::to_ascii_lowercase);
+    if lower.as_deref() == Some("http://") {
+        let rest = &target[7..];
+        return Some(match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => rest[i..].to_string(),
+            Some(i) => format!("/{}", &rest[i..]),
+            None => "/".to_string(),
+        });
+    }
+    if target == "*" {
+        return Some(target.to_string());
+    }
+    None
+}
+
+fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
+    let method = match req.method {
+        Some("GET") => Method::Get,
+        Some("HEAD") => Method::Head,
+        Some(_) => Method::Other,
+        None => return Err(ParseError::Malformed),
+    };
+    let minor = req.version.ok_or(ParseError::Malformed)?;
+    let url = req
+        .path
+        .and_then(target_path)
+        .ok_or(ParseError::Malformed)?;
+    let mut out = Request {
+        method,
+        minor,
+        url,
+        persistent: false,
+        range: None,
+        if_none_match: None,
+        if_modified_since: None,
+        if_range: None,
+        body: RequestBody::None,
+    };
+    let (mut hosts, mut close, mut keep_alive) = (0, false, false);
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| ParseError::Malformed)?
+            .trim();
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                close |= token.eq_ignore_ascii_case("close");
+                keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            // RFC 9112 §6.3 rule 5: an invalid or conflicting length is
+            // unrecoverable.
+            let n = value.parse::<u64>().map_err(|_| ParseError::Malformed)?;
+            if content_length.is_some_and(|c| c != n) {
+                return Err(ParseError::Malformed);
+            }
+            content_length = Some(n);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("range") {
+            out.range = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("if-none-match") {
+            out.if_none_match = Some(match out.if_none_match.take() {
+                Some(prev) => format!("{prev}, {value}"),
+                None => value.to_string(),
+            });
+        } else if name.eq_ignore_ascii_case("if-modified-since") {
+            out.if_modified_since = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("if-range") {
+            out.if_range = Some(value.to_string());
+        }
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is 400.
+    if minor == 1 && hosts != 1 {
+        return Err(ParseError::Malformed);
+    }
+    // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is a framing fault.
+    if chunked && minor == 0 {
+        return Err(ParseError::Malformed);
+    }
+    out.body = match (chunked, content_length) {
+        (true, _) => RequestBody::Unframed,
+        (false, Some(0)) | (false, None) => RequestBody::None,
+        (false, Some(n)) => RequestBody::Length(n),
+    };
+    // RFC 9112 §9.3: 1.1 persists unless "close"; 1.0 only with keep-alive.
+    out.persistent = !close && (minor == 1 || keep_alive) && out.body != RequestBody::Unframed;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_request_line: 64,
+            max_header_bytes: 128,
+            idle_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn ok(s: &str) -> Request {
+        match parse(s.as_bytes(), &limits()) {
+            Ok(Parsed::Complete(r, n)) => {
+                assert_eq!(n, s.len());
+                r
+            }
+            other => panic!("{s:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn http11_get_is_persistent_unless_close() {
+        let r = ok("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            (r.method, r.minor, r.url.as_str(), r.persistent),
+            (Method::Get, 1, "/a?b", true)
+        );
+        let r = ok("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert!(!r.persistent);
+    }
+
+    #[test]
+    fn http10_persists_only_with_keep_alive_and_needs_no_host() {
+        assert!(!ok("GET /a HTTP/1.0\r\n\r\n").persistent);
+        assert!(ok("HEAD /a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").persistent);
+    }
+
+    #[test]
+    fn absolute_form_target_is_reduced_to_its_path() {
+        assert_eq!(
+            ok("GET http://h:80/x/y HTTP/1.1\r\nHost: h\r\n\r\n").url,
+            "/x/y"
+        );
+        assert_eq!(ok("GET http://h HTTP/1.1\r\nHost: h\r\n\r\n").url, "/");
+    }
+
+    #[test]
+    fn http11_without_host_or_with_two_is_400() {
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\n\r\n", &limits()),
+            Err(ParseError::Malformed)
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", &limits()),
+            Err(ParseError::Malformed)
+        );
+    }
+
+    #[test]
+    fn long_request_line_is_414_even_before_it_ends() {
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(100));
+        assert_eq!(
+            parse(long.as_bytes(), &limits()),
+            Err(ParseError::LineTooLong)
+        );
+        let partial = format!("GET /{}", "a".repeat(100));
+        assert_eq!(
+            parse(partial.as_bytes(), &limits()),
+            Err(ParseError::LineTooLong)
+        );
+        assert_eq!(ParseError::LineTooLong.status(), 414);
+    }
+
+    #[test]
+    fn large_header_section_is_431_even_before_it_ends() {
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n",
+            "b".repeat(200)
+        );
+        assert_eq!(
+            parse(big.as_bytes(), &limits()),
+            Err(ParseError::HeadersTooLarge)
+        );
+        let many: String = (0..120).map(|i| format!("X{i}: 1\r\n")).collect();
+        let l = Limits {
+            max_header_bytes: 1 << 20,
+            ..limits()
+        };
+        let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+        assert_eq!(parse(req.as_bytes(), &l), Err(ParseError::HeadersTooLarge));
+    }
+
+    #[test]
+    fn garbage_and_bad_lengths_are_400() {
+        for bad in [
+            &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..],
+            b"GET / HTTP/2.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"GET nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        ] {
+            assert_eq!(parse(bad, &limits()), Err(ParseError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn partial_head_asks_for_more() {
+        assert_eq!(parse(b"GET / HT", &limits()), Ok(Parsed::Partial));
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost:", &limits()),
+            Ok(Parsed::Partial)
+        );
+    }
+
+    #[test]
+    fn request_bodies_are_framed_and_chunked_ones_close() {
+        let r = ok("POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
+        assert_eq!(
+            (r.method, r.body, r.persistent),
+            (Method::Other, RequestBody::Length(5), true)
+        );
+        let r = ok("POST /f HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!((r.body, r.persistent), (RequestBody::Unframed, false));
+    }
+
+    #[test]
+    fn conditional_and_range_headers_are_kept() {
+        let r = ok("GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nIf-None-Match: \"a\"\r\nIf-None-Match: \"b\"\r\n\r\n");
+        assert_eq!(r.range.as_deref(), Some("bytes=0-1"));
+        assert_eq!(r.if_none_match.as_deref(), Some("\"a\", \"b\""));
+    }
+}

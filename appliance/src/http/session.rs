@@ -1,0 +1,782 @@
+//! One client connection's HTTP/1.1 state machine, sans-IO.
+//!
+//! Read RFC 9112 (message syntax, persistence) and RFC 9110 §13–§14
+//! (conditionals, ranges) first. The session owns no socket and reads no
+//! clock: the worker glue calls it in this order —
+//!
+//! * inputs: [`HttpSession::on_bytes`] with bytes the client sent,
+//!   [`HttpSession::on_eof`] when the client half-closes,
+//!   [`HttpSession::on_timeout`] when [`HttpSession::poll_timeout`] is due,
+//!   [`HttpSession::on_object_progress`] when the worker's fetch-progress
+//!   channel names an object;
+//! * outputs: [`HttpSession::poll_send`] with the room in the TCP send
+//!   queue, repeatedly until it returns `None`; after sending each piece,
+//!   [`HttpSession::on_sent`] with the sequence number `send` returned —
+//!   it yields a [`ResponseCheckpoint`] when a response starts;
+//! * then [`HttpSession::should_close`]: FIN (after the queued bytes) or
+//!   reset.
+//!
+//! Requests are parsed as they arrive (pipelining), queued, and answered
+//! strictly in order. A response head is one small `Bytes`; a body is
+//! handed out as slices of the object's chunks, never copied. When an
+//! object is still being fetched, the body flows as the origin delivers it;
+//! `poll_send` returns `None` meanwhile and the worker is woken through the
+//! object's notifier.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::checkpoint::{NotResumable, ResponseCheckpoint};
+use super::conditional;
+use super::context::{bump, WorkerContext};
+use super::range::{self, RangeOutcome};
+use super::request::{self, Method, ParseError, Parsed, Request, RequestBody};
+use super::response::{self, ContentRange, ObjectHead};
+use crate::cache::{Object, ObjectId, ObjectMeta, Read};
+
+/// Most parsed requests waiting for their turn; further input stays
+/// unparsed (and [`HttpSession::wants_input`] turns false) until earlier
+/// answers are done.
+pub const MAX_PIPELINE: usize = 32;
+
+/// How the connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// Send FIN after every queued byte (RFC 9112 §9.6).
+    Graceful,
+    /// Reset: a response could not be completed (its object failed
+    /// mid-body) or resumed after a takeover.
+    Reset,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Request(Request),
+    /// A refused request (400, 408, 414, 431): answered, then closed.
+    Reject(u16),
+}
+
+#[derive(Debug)]
+struct BodyPlan {
+    object: Arc<Object>,
+    /// Next object byte to send (absolute object offset).
+    next: u64,
+    /// One past the last object byte to send; `None`: to the object's end.
+    end: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Stage {
+    /// Waiting for the object's metadata (origin head).
+    AwaitMeta(Arc<Object>),
+    /// Sending the head (from `pos`), then the body, if any.
+    Head {
+        head: Bytes,
+        pos: usize,
+        body: Option<BodyPlan>,
+    },
+    Body(BodyPlan),
+}
+
+#[derive(Debug)]
+struct Resume {
+    cp: ResponseCheckpoint,
+    /// Acknowledged sequence minus the body's first sequence: body bytes
+    /// the client has, or (negative) head bytes it still lacks.
+    delta: i64,
+}
+
+#[derive(Debug)]
+struct Active {
+    req: Request,
+    stage: Stage,
+    /// The checkpoint of this response, stamped by `on_sent`.
+    cp: Option<ResponseCheckpoint>,
+    resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LastOut {
+    Nothing,
+    /// Head bytes from `pos` of a head of `len` bytes.
+    Head {
+        pos: usize,
+        len: usize,
+    },
+    Body,
+}
+
+enum Step {
+    Out(Bytes, LastOut),
+    Wait,
+    Done,
+    Abort,
+}
+
+/// One client connection's HTTP state (see the module doc).
+#[derive(Debug)]
+pub struct HttpSession {
+    ctx: Arc<WorkerContext>,
+    inbuf: Vec<u8>,
+    /// Request body bytes still to drop from the input.
+    discard: u64,
+    queue: VecDeque<Pending>,
+    active: Option<Active>,
+    /// False once no further request will be read.
+    reading: bool,
+    reset: bool,
+    last_out: LastOut,
+    checkpoint: Option<ResponseCheckpoint>,
+    body_sent: u64,
+    request_count: u32,
+    last_activity: Instant,
+    partial_since: Option<Instant>,
+}
+
+impl Drop for HttpSession {
+    fn drop(&mut self) {
+        self.ctx.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn now_date() -> String {
+    // Wall time only for answers the box makes up itself; object heads
+    // carry the origin's Date (see `response`).
+    httpdate::fmt_http_date(SystemTime::now())
+}
+
+/// A response decided for a request and an object.
+struct Planned {
+    status: u16,
+    head: Bytes,
+    body: Option<BodyPlan>,
+    persistent: bool,
+    cp: ResponseCheckpoint,
+}
+
+/// Decides status, head and body for `req` from an object with `meta`
+/// (RFC 9110 §13.2.2 order: If-None-Match, else If-Modified-Since, then
+/// If-Range and Range).
+fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u32) -> Planned {
+    let mut persistent = req.persistent;
+    let is_get = req.method == Method::Get;
+    let cacheable = matches!(meta.status, 200 | 206);
+    let (status, content_length, content_range, body) = if !cacheable {
+        // Passed through from the origin (404 and the like): as it came.
+        let body = (is_get && !matches!(meta.status, 204 | 304)).then_some((0, meta.length));
+        (meta.status, meta.length, None, body)
+    } else {
+        let etag = meta.etag.as_deref();
+        let lm = meta.last_modified.as_deref();
+        let not_modified = match (&req.if_none_match, &req.if_modified_since) {
+            (Some(inm), _) => conditional::none_match_hits(inm, etag),
+            (None, Some(ims)) => conditional::not_modified_since(ims, lm),
+            (None, None) => false,
+        };
+        let len = meta.length;
+        // RFC 9110 §14.2: Range is defined for GET only.
+        let outcome = match (is_get, &req.range, len) {
+            (true, Some(r), Some(len))
+                if req
+                    .if_range
+                    .as_deref()
+                    .is_none_or(|ir| conditional::range_allowed(ir, etag, lm)) =>
+            {
+                range::evaluate(r, len)
+            }
+            _ => RangeOutcome::Full,
+        };
+        if not_modified {
+            (304, None, None, None)
+        } else {
+            match (outcome, len) {
+                (RangeOutcome::Partial { first, last }, Some(len)) => (
+                    206,
+                    Some(last - first + 1),
+                    Some(ContentRange::Bytes { first, last, len }),
+                    is_get.then_some((first, Some(last + 1))),
+                ),
+                (RangeOutcome::Unsatisfiable, Some(len)) => {
+                    (416, Some(0), Some(ContentRange::Unsatisfied { len }), None)
+                }
+                _ => (200, len, None, is_get.then_some((0, len))),
+            }
+        }
+    };
+    if content_length.is_none() && status != 304 {
+        // A body of unknown length ends with the connection (RFC 9112 §6.3
+        // rule 8).
+        persistent = false;
+    }
+    let head = response::object_head(&ObjectHead {
+        status,
+        meta,
+        content_length,
+        content_range,
+        persistent,
+        minor: req.minor,
+    });
+    let range = match content_range {
+        Some(ContentRange::Bytes { first, last, .. }) => Some((first, last)),
+        _ => None,
+    };
+    Planned {
+        status,
+        head,
+        body: body.map(|(next, end)| BodyPlan {
+            object: Arc::clone(object),
+            next,
+            end,
+        }),
+        persistent,
+        cp: ResponseCheckpoint {
+            object_start_seq: 0,
+            status,
+            method: req.method,
+            minor: req.minor,
+            url: req.url.clone(),
+            etag: meta.etag.clone(),
+            last_modified: meta.last_modified.clone(),
+            range,
+            persistent,
+            request_count,
+            body_offset: range.map_or(0, |r| r.0),
+        },
+    }
+}
+
+impl HttpSession {
+    /// A session for a new connection (use [`WorkerContext::accept`] to
+    /// honour the connection cap).
+    pub fn new(ctx: Arc<WorkerContext>, now: Instant) -> HttpSession {
+        ctx.live.fetch_add(1, Ordering::Relaxed);
+        HttpSession {
+            ctx,
+            inbuf: Vec::new(),
+            discard: 0,
+            queue: VecDeque::new(),
+            active: None,
+            reading: true,
+            reset: false,
+            last_out: LastOut::Nothing,
+            checkpoint: None,
+            body_sent: 0,
+            request_count: 0,
+            last_activity: now,
+            partial_since: None,
+        }
+    }
+
+    /// Continues, on a survivor, the response `cp` describes, from the
+    /// byte after `acked_seq` — what the client acknowledged (ARCHITECTURE.md,
+    /// Takeover step 6). The object comes from this box's cache if it holds
+    /// the same version, else from the origin with `Range` and `If-Range`.
+    /// When the object turns out to have changed, or the position cannot be
+    /// located, the session asks for a reset ([`Self::should_close`]);
+    /// that may happen later, once the origin has answered.
+    pub fn resume(
+        ctx: Arc<WorkerContext>,
+        cp: &ResponseCheckpoint,
+        acked_seq: u32,
+        now: Instant,
+    ) -> HttpSession {
+        let mut s = HttpSession::new(ctx, now);
+        s.request_count = cp.request_count.saturating_sub(1);
+        s.checkpoint = Some(cp.clone());
+        // Sequence numbers wrap (RFC 9293 §3.4): the signed 32-bit
+        // difference is the distance.
+        let delta = i64::from(acked_seq.wrapping_sub(cp.object_start_seq) as i32);
+        let req = Request {
+            method: cp.method,
+            minor: cp.minor,
+            url: cp.url.clone(),
+            persistent: cp.persistent,
+            range: cp.range.map(|(a, b)| format!("bytes={a}-{b}")),
+            if_none_match: None,
+            if_modified_since: None,
+            if_range: None,
+            body: RequestBody::None,
+        };
+        let body_len = match (cp.method, cp.range) {
+            (Method::Head, _) => Some(0),
+            (_, Some((a, b))) => Some(b - a + 1),
+            _ => None,
+        };
+        if delta >= 0 && body_len.is_some_and(|l| delta as u64 >= l) {
+            // The client has the whole response: carry on as an idle
+            // connection.
+            s.finish_response(cp.persistent, now);
+            bump(&s.ctx.counters.resumed);
+            return s;
+        }
+        if !cp.rebuildable() {
+            s.not_resumable(NotResumable::Position);
+            return s;
+        }
+        let from = cp.body_offset + delta.max(0) as u64;
+        let object = match s.ctx.cache.peek(&cp.url) {
+            Some(o) => o,
+            None => {
+                let validator = cp.etag.clone().or_else(|| cp.last_modified.clone());
+                if validator.is_none() {
+                    s.not_resumable(NotResumable::Position);
+                    return s;
+                }
+                s.ctx.cache.fetch_range(&cp.url, from, validator)
+            }
+        };
+        s.active = Some(Active {
+            req,
+            stage: Stage::AwaitMeta(object),
+            cp: None,
+            resume: Some(Resume {
+                cp: cp.clone(),
+                delta,
+            }),
+        });
+        s
+    }
+
+    fn not_resumable(&mut self, why: NotResumable) {
+        tracing::debug!("response not resumable: {why}");
+        bump(&self.ctx.counters.not_resumable);
+        self.reset = true;
+        self.reading = false;
+        self.active = None;
+        self.queue.clear();
+    }
+
+    // ---- getters ----
+
+    /// The checkpoint of the latest response (stamped with its sequence
+    /// number), for the worker to write with every checkpoint of this
+    /// connection.
+    pub fn checkpoint(&self) -> Option<&ResponseCheckpoint> {
+        self.checkpoint.as_ref()
+    }
+
+    /// Body bytes of the current response handed out so far.
+    pub fn body_sent(&self) -> u64 {
+        self.body_sent
+    }
+
+    /// Requests answered on this connection.
+    pub fn request_count(&self) -> u32 {
+        self.request_count
+    }
+
+    /// The object whose progress this session waits for, if any.
+    pub fn waiting_on(&self) -> Option<ObjectId> {
+        match &self.active.as_ref()?.stage {
+            Stage::AwaitMeta(o) => Some(o.id()),
+            Stage::Head { body, .. } => body.as_ref().map(|b| b.object.id()),
+            Stage::Body(b) => Some(b.object.id()),
+        }
+    }
+
+    /// False while enough requests are queued: the glue should leave
+    /// further bytes in the TCP receive queue (its window then pushes back
+    /// on the client).
+    pub fn wants_input(&self) -> bool {
+        self.reading && self.queue.len() < MAX_PIPELINE
+    }
+
+    /// How the connection must end, once `poll_send` has nothing more:
+    /// `None` while it stays open.
+    pub fn should_close(&self) -> Option<Close> {
+        if self.reset {
+            return Some(Close::Reset);
+        }
+        (!self.reading && self.queue.is_empty() && self.active.is_none()).then_some(Close::Graceful)
+    }
+
+    /// When [`Self::on_timeout`] is due: the slow-request deadline while a
+    /// request head is incomplete, the idle deadline while nothing is in
+    /// progress.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.reading {
+            return None;
+        }
+        if let Some(t) = self.partial_since {
+            return Some(t + self.ctx.limits.request_timeout);
+        }
+        (self.active.is_none() && self.queue.is_empty())
+            .then(|| self.last_activity + self.ctx.limits.idle_timeout)
+    }
+
+    // ---- inputs ----
+
+    /// Bytes from the client.
+    pub fn on_bytes(&mut self, data: &[u8], now: Instant) {
+        self.last_activity = now;
+        if !self.reading {
+            // After a close decision further input is not processed
+            // (RFC 9112 §9.6).
+            return;
+        }
+        self.inbuf.extend_from_slice(data);
+        self.parse_input(now);
+    }
+
+    /// The client half-closed: answer what was asked, then close.
+    pub fn on_eof(&mut self) {
+        self.reading = false;
+        self.inbuf.clear();
+        self.partial_since = None;
+    }
+
+    /// A timer set from [`Self::poll_timeout`] fired.
+    pub fn on_timeout(&mut self, now: Instant) {
+        if !self.reading {
+            return;
+        }
+        if let Some(t) = self.partial_since {
+            if now >= t + self.ctx.limits.request_timeout {
+                self.queue.push_back(Pending::Reject(408));
+                self.stop_reading();
+            }
+            return;
+        }
+        if self.active.is_none()
+            && self.queue.is_empty()
+            && now >= self.last_activity + self.ctx.limits.idle_timeout
+        {
+            // RFC 9112 §9.6: an idle connection may be closed at any time.
+            bump(&self.ctx.counters.idle_timeouts);
+            self.stop_reading();
+        }
+    }
+
+    /// The worker learned that object `id` progressed; true when this
+    /// session waits for it (then call `poll_send`).
+    pub fn on_object_progress(&mut self, id: ObjectId) -> bool {
+        self.waiting_on() == Some(id)
+    }
+
+    fn stop_reading(&mut self) {
+        self.reading = false;
+        self.inbuf.clear();
+        self.partial_since = None;
+    }
+
+    fn parse_input(&mut self, now: Instant) {
+        while self.reading {
+            if self.discard > 0 {
+                let k = (self.discard.min(self.inbuf.len() as u64)) as usize;
+                self.inbuf.drain(..k);
+                self.discard -= k as u64;
+                if self.discard > 0 {
+                    break;
+                }
+            }
+            // RFC 9112 §2.2: empty lines before a request line are ignored.
+            let skip = self
+                .inbuf
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count();
+            self.inbuf.drain(..skip);
+            if self.inbuf.is_empty() {
+                self.partial_since = None;
+                break;
+            }
+            if self.queue.len() >= MAX_PIPELINE {
+                break;
+            }
+            match request::parse(&self.inbuf, &self.ctx.limits) {
+                Ok(Parsed::Partial) => {
+                    self.partial_since.get_or_insert(now);
+                    break;
+                }
+                Ok(Parsed::Complete(req, n)) => {
+                    self.inbuf.drain(..n);
+                    self.partial_since = None;
+                    bump(&self.ctx.counters.requests);
+                    if let RequestBody::Length(l) = req.body {
+                        self.discard = l;
+                    }
+                    let last = !req.persistent;
+                    self.queue.push_back(Pending::Request(req));
+                    if last {
+                        self.stop_reading();
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("request refused: {e}");
+                    self.queue.push_back(Pending::Reject(match e {
+                        ParseError::LineTooLong => 414,
+                        ParseError::HeadersTooLarge => 431,
+                        ParseError::Malformed => 400,
+                    }));
+                    self.stop_reading();
+                }
+            }
+        }
+    }
+
+    // ---- outputs ----
+
+    /// The next bytes to send, at most `capacity`; `None` when there is
+    /// nothing to send now (waiting for the client, the origin, or done).
+    pub fn poll_send(&mut self, capacity: usize, now: Instant) -> Option<Bytes> {
+        if capacity == 0 || self.reset {
+            return None;
+        }
+        loop {
+            if self.active.is_none() {
+                let next = self.queue.pop_front()?;
+                self.active = Some(self.start(next, now));
+            }
+            let index = self.request_count.saturating_add(1);
+            let mut refused = None;
+            let step = match self.active.as_mut() {
+                Some(a) => step(a, &self.ctx, capacity, index, &mut refused),
+                None => continue,
+            };
+            if let Some(why) = refused {
+                self.not_resumable(why);
+                return None;
+            }
+            match step {
+                Step::Out(bytes, last) => {
+                    self.last_out = last;
+                    if last == LastOut::Body {
+                        self.body_sent += bytes.len() as u64;
+                        self.ctx
+                            .counters
+                            .body_bytes
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                    }
+                    return Some(bytes);
+                }
+                Step::Wait => return None,
+                Step::Done => {
+                    let persistent = self.active.take().is_some_and(|a| a.req.persistent);
+                    self.finish_response(persistent, now);
+                    self.parse_input(now);
+                }
+                Step::Abort => {
+                    bump(&self.ctx.counters.aborted);
+                    self.active = None;
+                    self.queue.clear();
+                    self.stop_reading();
+                    self.reset = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn finish_response(&mut self, persistent: bool, now: Instant) {
+        self.request_count = self.request_count.saturating_add(1);
+        self.last_activity = now;
+        self.body_sent = 0;
+        if !persistent {
+            self.queue.clear();
+            self.stop_reading();
+        }
+    }
+
+    /// Tells the session that the bytes last returned by `poll_send` were
+    /// queued at TCP sequence `first_seq`. Returns the new checkpoint when
+    /// they were the start of a response head (the first body byte's
+    /// sequence is known from then on, even before any body byte exists).
+    pub fn on_sent(&mut self, first_seq: u32) -> Option<ResponseCheckpoint> {
+        let last = std::mem::replace(&mut self.last_out, LastOut::Nothing);
+        let LastOut::Head { pos, len } = last else {
+            return None;
+        };
+        let mut cp = self.active.as_mut()?.cp.take()?;
+        cp.object_start_seq = first_seq.wrapping_add((len - pos) as u32);
+        self.checkpoint = Some(cp.clone());
+        Some(cp)
+    }
+
+    fn start(&mut self, p: Pending, now: Instant) -> Active {
+        let counters = &self.ctx.counters;
+        let generated = |status: u16, req: Request, persistent: bool| {
+            counters.status(status);
+            let head = response::generated(status, persistent, req.minor, &now_date());
+            Active {
+                req: Request { persistent, ..req },
+                stage: Stage::Head {
+                    head,
+                    pos: 0,
+                    body: None,
+                },
+                cp: None,
+                resume: None,
+            }
+        };
+        match p {
+            Pending::Reject(status) => generated(
+                status,
+                Request {
+                    method: Method::Other,
+                    minor: 1,
+                    url: String::new(),
+                    persistent: false,
+                    range: None,
+                    if_none_match: None,
+                    if_modified_since: None,
+                    if_range: None,
+                    body: RequestBody::None,
+                },
+                false,
+            ),
+            Pending::Request(req) if req.method == Method::Other => {
+                let persistent = req.persistent;
+                generated(405, req, persistent)
+            }
+            Pending::Request(req) if !req.url.starts_with('/') => generated(400, req, false),
+            Pending::Request(req) => {
+                let object = Arc::clone(self.ctx.cache.lookup(&req.url, now).object());
+                Active {
+                    req,
+                    stage: Stage::AwaitMeta(object),
+                    cp: None,
+                    resume: None,
+                }
+            }
+        }
+    }
+}
+
+/// Advances one response by one output piece.
+fn step(
+    a: &mut Active,
+    ctx: &WorkerContext,
+    capacity: usize,
+    request_index: u32,
+    refused: &mut Option<NotResumable>,
+) -> Step {
+    loop {
+        match &mut a.stage {
+            Stage::AwaitMeta(object) => {
+                let object = Arc::clone(object);
+                let Some(meta) = object.meta_or_subscribe(Some(&ctx.notifier)) else {
+                    let Some(err) = object.failure() else {
+                        return Step::Wait;
+                    };
+                    if a.resume.is_some() {
+                        *refused = Some(NotResumable::Unavailable);
+                        return Step::Wait;
+                    }
+                    let status = err.client_status();
+                    ctx.counters.status(status);
+                    a.stage = Stage::Head {
+                        head: response::generated(
+                            status,
+                            a.req.persistent,
+                            a.req.minor,
+                            &now_date(),
+                        ),
+                        pos: 0,
+                        body: None,
+                    };
+                    continue;
+                };
+                let p = plan(&a.req, &object, &meta, request_index);
+                match a.resume.take() {
+                    None => {
+                        ctx.counters.status(p.status);
+                        a.req.persistent = p.persistent;
+                        a.cp = Some(p.cp);
+                        a.stage = Stage::Head {
+                            head: p.head,
+                            pos: 0,
+                            body: p.body,
+                        };
+                    }
+                    Some(r) => match resume_stage(&r, &meta, p) {
+                        Ok(stage) => {
+                            bump(&ctx.counters.resumed);
+                            a.stage = stage;
+                        }
+                        Err(why) => {
+                            tracing::debug!("resume of {} refused: {why}", r.cp.url);
+                            *refused = Some(why);
+                            return Step::Wait;
+                        }
+                    },
+                }
+            }
+            Stage::Head { head, pos, body } => {
+                if *pos < head.len() {
+                    let n = capacity.min(head.len() - *pos);
+                    let out = head.slice(*pos..*pos + n);
+                    let last = LastOut::Head {
+                        pos: *pos,
+                        len: head.len(),
+                    };
+                    *pos += n;
+                    return Step::Out(out, last);
+                }
+                match body.take() {
+                    Some(b) => a.stage = Stage::Body(b),
+                    None => return Step::Done,
+                }
+            }
+            Stage::Body(b) => {
+                if b.end.is_some_and(|e| b.next >= e) {
+                    return Step::Done;
+                }
+                let base = b.object.meta().map_or(0, |m| m.base);
+                let max = match b.end {
+                    Some(e) => capacity.min(usize::try_from(e - b.next).unwrap_or(usize::MAX)),
+                    None => capacity,
+                };
+                return match b.object.read(b.next - base, max, Some(&ctx.notifier)) {
+                    Read::Data(d) => {
+                        b.next += d.len() as u64;
+                        Step::Out(d, LastOut::Body)
+                    }
+                    Read::Pending => Step::Wait,
+                    // The object ended before the promised length.
+                    Read::End if b.end.is_some() => Step::Abort,
+                    Read::End => Step::Done,
+                    Read::Failed(_) => Step::Abort,
+                };
+            }
+        }
+    }
+}
+
+/// Where a resumed response continues, given the object found for it.
+fn resume_stage(r: &Resume, meta: &ObjectMeta, p: Planned) -> Result<Stage, NotResumable> {
+    if !r.cp.same_object(meta) {
+        return Err(NotResumable::Changed);
+    }
+    if p.status != r.cp.status {
+        return Err(NotResumable::Changed);
+    }
+    let head_len = p.head.len() as i64;
+    let pos = if r.delta < 0 {
+        // The client lacks the end of the head: the rebuilt head is the
+        // same bytes (see `response`), so send its tail.
+        usize::try_from(head_len + r.delta).map_err(|_| NotResumable::Position)?
+    } else {
+        p.head.len()
+    };
+    let body = match p.body {
+        Some(mut b) => {
+            let next = b.next + r.delta.max(0) as u64;
+            if b.end.is_some_and(|e| next > e) || next < meta.base {
+                return Err(NotResumable::Position);
+            }
+            b.next = next;
+            Some(b)
+        }
+        None if r.delta > 0 => return Err(NotResumable::Position),
+        None => None,
+    };
+    Ok(Stage::Head {
+        head: p.head,
+        pos,
+        body,
+    })
+}

@@ -1,0 +1,938 @@
+//! Session tests: sans-IO, with a simulated TCP sequence counter, against
+//! the loopback test origin; then the same sessions over real kernel TCP on
+//! 127.0.0.1 through a tiny std::net adapter, with curl as the client.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::*;
+use crate::cache::testorigin::{pattern, Behaviour, TestOrigin, LAST_MODIFIED};
+use crate::cache::{Cache, CacheSettings, FetchProgress, FetcherPool, Notifier, Origin, Waker};
+
+struct NoWake;
+impl Waker for NoWake {
+    fn wake(&self) {}
+}
+
+struct Harness {
+    origin: TestOrigin,
+    cache: Arc<Cache>,
+    _pool: FetcherPool,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness::with_timeout(Duration::from_secs(2))
+    }
+
+    fn with_timeout(t: Duration) -> Harness {
+        let origin = TestOrigin::start();
+        let (cache, pool) = Cache::start(
+            CacheSettings {
+                memory_bytes: 64 << 20,
+                disk_dir: None,
+            },
+            Origin::new(origin.addr, t),
+            2,
+        )
+        .expect("fetchers");
+        Harness {
+            origin,
+            cache,
+            _pool: pool,
+        }
+    }
+
+    fn worker(&self, limits: Limits) -> (Arc<WorkerContext>, Receiver<FetchProgress>) {
+        worker_for(&self.cache, limits)
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn_with(Limits::default())
+    }
+
+    fn conn_with(&self, limits: Limits) -> Conn {
+        let (ctx, rx) = self.worker(limits);
+        Conn::new(HttpSession::new(ctx, Instant::now()), rx)
+    }
+}
+
+fn worker_for(cache: &Arc<Cache>, limits: Limits) -> (Arc<WorkerContext>, Receiver<FetchProgress>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let notifier = Arc::new(Notifier::new(0, tx, Arc::new(NoWake)));
+    (
+        WorkerContext::new(Arc::clone(cache), notifier, limits, 1000),
+        rx,
+    )
+}
+
+/// A session plus the client's view: the bytes it received and a TCP
+/// sequence counter standing in for the send API.
+struct Conn {
+    s: HttpSession,
+    rx: Receiver<FetchProgress>,
+    seq: u32,
+    out: Vec<u8>,
+    pieces: Vec<bytes::Bytes>,
+    cps: Vec<ResponseCheckpoint>,
+}
+
+impl Conn {
+    fn new(s: HttpSession, rx: Receiver<FetchProgress>) -> Conn {
+        Conn {
+            s,
+            rx,
+            seq: 1000,
+            out: Vec::new(),
+            pieces: Vec::new(),
+            cps: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, req: &str) {
+        self.s.on_bytes(req.as_bytes(), Instant::now());
+    }
+
+    /// Sends whatever the session has now, `cap` bytes at most per piece.
+    fn drain(&mut self, cap: usize) -> usize {
+        let mut n = 0;
+        while let Some(b) = self.s.poll_send(cap, Instant::now()) {
+            assert!(!b.is_empty() && b.len() <= cap);
+            if let Some(cp) = self.s.on_sent(self.seq) {
+                self.cps.push(cp);
+            }
+            self.seq = self.seq.wrapping_add(b.len() as u32);
+            self.out.extend_from_slice(&b);
+            n += b.len();
+            self.pieces.push(b);
+        }
+        n
+    }
+
+    /// Drives the session until it has nothing left to do: drains, and
+    /// waits for fetch progress while it waits for an object.
+    fn run(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.drain(64 * 1024);
+            if self.s.waiting_on().is_none() || self.s.should_close().is_some() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "session stuck");
+            if let Ok(p) = self.rx.recv_timeout(Duration::from_millis(500)) {
+                self.s.on_object_progress(p.object);
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.out).into_owned()
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn h(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// Splits a byte stream into responses; `head_requests[i]` says whether
+/// the i-th answered a HEAD (no body despite Content-Length).
+fn responses(mut out: &[u8], head_requests: &[bool]) -> Vec<Resp> {
+    let mut v = Vec::new();
+    let mut i = 0;
+    while !out.is_empty() {
+        let mut hs = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut hs);
+        let n = match r.parse(out).expect("valid response") {
+            httparse::Status::Complete(n) => n,
+            httparse::Status::Partial => panic!("partial head"),
+        };
+        let headers: HashMap<String, String> = r
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        let status = r.code.unwrap();
+        out = &out[n..];
+        let len = if head_requests.get(i).copied().unwrap_or(false) || status == 304 {
+            0
+        } else {
+            headers
+                .get("content-length")
+                .map_or(out.len(), |l| l.parse().unwrap())
+        };
+        v.push(Resp {
+            status,
+            headers,
+            body: out[..len].to_vec(),
+        });
+        out = &out[len..];
+        i += 1;
+    }
+    v
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
+}
+
+fn get_with(path: &str, header: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: t\r\n{header}\r\n\r\n")
+}
+
+// ---- requests, keep-alive, pipelining ----
+
+#[test]
+fn miss_then_hit_on_one_keep_alive_connection_return_the_same_bytes() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(200_000), Behaviour::Serve);
+    let mut c = h.conn();
+    c.send(&get("/a"));
+    c.run();
+    c.send(&get("/a"));
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r.len(), 2);
+    for resp in &r {
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body, pattern(200_000));
+        assert_eq!(resp.h("etag"), Some("\"v1\""));
+        assert_eq!(resp.h("accept-ranges"), Some("bytes"));
+    }
+    assert_eq!(r[0].h("date"), r[1].h("date"), "the origin's Date, kept");
+    assert_eq!(h.origin.requests_for("/a"), 1);
+    assert_eq!(c.s.should_close(), None);
+    assert_eq!(c.s.request_count(), 2);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(3000), Behaviour::Serve);
+    h.origin.put("/b", pattern(10), Behaviour::Serve);
+    let mut c = h.conn();
+    c.send(&format!(
+        "{}{}HEAD /a HTTP/1.1\r\nHost: t\r\n\r\n{}",
+        get("/b"),
+        get("/a"),
+        get("/nothing")
+    ));
+    c.run();
+    let r = responses(&c.out, &[false, false, true, false]);
+    let statuses: Vec<u16> = r.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 200, 200, 404]);
+    assert_eq!(r[0].body, pattern(10));
+    assert_eq!(r[1].body, pattern(3000));
+    assert_eq!(r[2].h("content-length"), Some("3000"));
+    assert!(r[2].body.is_empty());
+    assert_eq!(r[3].body, b"nope", "origin 404 passed through");
+}
+
+#[test]
+fn request_split_across_many_reads_is_reassembled() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    let mut c = h.conn();
+    for b in get("/a").bytes() {
+        c.s.on_bytes(&[b], Instant::now());
+    }
+    c.run();
+    assert_eq!(responses(&c.out, &[])[0].body, pattern(10));
+}
+
+#[test]
+fn http10_closes_after_one_response_unless_keep_alive() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    let mut c = h.conn();
+    c.send("GET /a HTTP/1.0\r\n\r\n");
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r[0].h("connection"), Some("close"));
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+
+    let mut k = h.conn();
+    k.send("GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    k.run();
+    let r = responses(&k.out, &[]);
+    assert_eq!(r[0].h("connection"), Some("keep-alive"));
+    assert_eq!(k.s.should_close(), None);
+}
+
+#[test]
+fn connection_close_is_honoured_and_later_pipelined_requests_ignored() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    let mut c = h.conn();
+    c.send(&format!(
+        "GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n{}",
+        get("/a")
+    ));
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].h("connection"), Some("close"));
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+}
+
+#[test]
+fn client_half_close_still_gets_its_answers_then_fin() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    let mut c = h.conn();
+    c.send(&get("/a"));
+    c.s.on_eof();
+    assert_eq!(c.s.should_close(), None, "an answer is owed");
+    c.run();
+    assert_eq!(responses(&c.out, &[])[0].status, 200);
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+}
+
+// ---- limits ----
+
+fn small_limits() -> Limits {
+    Limits {
+        max_request_line: 100,
+        max_header_bytes: 200,
+        idle_timeout: Duration::from_secs(30),
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+#[test]
+fn oversized_and_malformed_requests_get_their_status_then_close() {
+    let h = Harness::new();
+    for (req, status) in [
+        (format!("GET /{} HTTP/1.1\r\n", "x".repeat(200)), 414),
+        (
+            format!("GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n", "y".repeat(300)),
+            431,
+        ),
+        ("\x16\x03\x01 garbage\r\n\r\n".to_string(), 400),
+    ] {
+        let mut c = h.conn_with(small_limits());
+        c.send(&req);
+        c.run();
+        let r = responses(&c.out, &[]);
+        assert_eq!(r.len(), 1, "{req:?}");
+        assert_eq!(r[0].status, status);
+        assert_eq!(r[0].h("connection"), Some("close"));
+        assert_eq!(c.s.should_close(), Some(Close::Graceful));
+        // Further input is ignored.
+        c.send(&get("/a"));
+        assert_eq!(c.drain(1 << 16), 0);
+    }
+}
+
+#[test]
+fn refusals_are_counted_by_kind() {
+    let h = Harness::new();
+    let (ctx, rx) = h.worker(small_limits());
+    for req in [
+        format!("GET /{} HTTP/1.1\r\n", "x".repeat(200)),
+        "BREW / HTTP/1.1\r\nHost: t\r\n\r\n".to_string(),
+        "nonsense\r\n\r\n".to_string(),
+    ] {
+        let mut c = Conn::new(
+            HttpSession::new(Arc::clone(&ctx), Instant::now()),
+            rx.clone(),
+        );
+        c.send(&req);
+        c.run();
+    }
+    let s = ctx.counters.snapshot();
+    assert_eq!(
+        (s.uri_too_long, s.method_not_allowed, s.bad_request),
+        (1, 1, 1)
+    );
+    assert_eq!(s.responses_4xx, 3);
+}
+
+#[test]
+fn other_methods_get_405_with_allow_and_the_connection_goes_on() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    let mut c = h.conn();
+    c.send(&format!(
+        "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello{}",
+        get("/a")
+    ));
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r[0].status, 405);
+    assert_eq!(r[0].h("allow"), Some("GET, HEAD"));
+    assert_eq!(r[1].status, 200, "the POST body was skipped, not parsed");
+    assert_eq!(
+        h.origin.requests().len(),
+        1,
+        "nothing but the GET reached the origin"
+    );
+}
+
+#[test]
+fn slow_request_gets_408_and_idle_connection_is_closed_silently() {
+    let h = Harness::new();
+    let limits = Limits {
+        request_timeout: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let mut c = h.conn_with(limits);
+    let t0 = Instant::now();
+    c.s.on_bytes(b"GET / HT", t0);
+    let due = c.s.poll_timeout().expect("slow-request timer");
+    assert_eq!(due, t0 + Duration::from_millis(100));
+    c.s.on_timeout(t0 + Duration::from_millis(50));
+    assert_eq!(c.drain(4096), 0, "not yet");
+    c.s.on_timeout(due);
+    c.run();
+    assert_eq!(responses(&c.out, &[])[0].status, 408);
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+
+    let mut idle = h.conn_with(limits);
+    let due = idle.s.poll_timeout().expect("idle timer");
+    idle.s.on_timeout(due);
+    assert_eq!(idle.drain(4096), 0, "closed without an answer");
+    assert_eq!(idle.s.should_close(), Some(Close::Graceful));
+}
+
+#[test]
+fn connection_cap_answers_503() {
+    let h = Harness::new();
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let n = Arc::new(Notifier::new(0, tx, Arc::new(NoWake)));
+    let ctx = WorkerContext::new(Arc::clone(&h.cache), n, Limits::default(), 1);
+    let first = ctx.accept(Instant::now()).expect("under the cap");
+    let refused = ctx.accept(Instant::now()).expect_err("at the cap");
+    assert!(refused.starts_with(b"HTTP/1.1 503 "));
+    drop(first);
+    assert!(ctx.accept(Instant::now()).is_ok(), "a slot came free");
+}
+
+// ---- ranges and conditionals ----
+
+fn ranged(h: &Harness, header: &str) -> Resp {
+    let mut c = h.conn();
+    c.send(&get_with("/r", header));
+    c.run();
+    responses(&c.out, &[]).remove(0)
+}
+
+#[test]
+fn single_ranges_get_206_with_content_range() {
+    let h = Harness::new();
+    let body = pattern(1000);
+    h.origin.put("/r", body.clone(), Behaviour::Serve);
+    let r = ranged(&h, "Range: bytes=100-199");
+    assert_eq!(r.status, 206);
+    assert_eq!(r.h("content-range"), Some("bytes 100-199/1000"));
+    assert_eq!(r.body, &body[100..200]);
+    let r = ranged(&h, "Range: bytes=900-");
+    assert_eq!(r.h("content-range"), Some("bytes 900-999/1000"));
+    assert_eq!(r.body, &body[900..]);
+    let r = ranged(&h, "Range: bytes=-500");
+    assert_eq!(r.h("content-range"), Some("bytes 500-999/1000"));
+    assert_eq!(r.body, &body[500..]);
+    let r = ranged(&h, "Range: bytes=990-5000");
+    assert_eq!(r.body, &body[990..]);
+}
+
+#[test]
+fn range_beyond_the_end_gets_416_with_the_length() {
+    let h = Harness::new();
+    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    let r = ranged(&h, "Range: bytes=1000-");
+    assert_eq!(r.status, 416);
+    assert_eq!(r.h("content-range"), Some("bytes */1000"));
+    assert!(r.body.is_empty());
+}
+
+#[test]
+fn several_ranges_get_the_whole_object() {
+    let h = Harness::new();
+    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    let r = ranged(&h, "Range: bytes=0-1,5-6");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 1000);
+}
+
+#[test]
+fn if_range_with_an_old_etag_gets_the_whole_object() {
+    let h = Harness::new();
+    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    let r = ranged(&h, "Range: bytes=0-9\r\nIf-Range: \"old\"");
+    assert_eq!(r.status, 200);
+    let r = ranged(&h, "Range: bytes=0-9\r\nIf-Range: \"v1\"");
+    assert_eq!(r.status, 206);
+}
+
+#[test]
+fn matching_validators_get_304_without_a_body() {
+    let h = Harness::new();
+    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    let r = ranged(&h, "If-None-Match: \"v1\"");
+    assert_eq!(r.status, 304);
+    assert_eq!(r.h("etag"), Some("\"v1\""));
+    assert!(r.h("content-length").is_none());
+    let r = ranged(&h, "If-None-Match: \"other\"");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn if_modified_since_at_or_after_last_modified_gets_304() {
+    let h = Harness::new();
+    h.origin.put("/r", pattern(10), Behaviour::Serve);
+    // The test origin's Last-Modified is LAST_MODIFIED.
+    let r = ranged(&h, &format!("If-Modified-Since: {LAST_MODIFIED}"));
+    assert_eq!(r.status, 304);
+    let r = ranged(&h, "If-Modified-Since: Wed, 31 Dec 2025 00:00:00 GMT");
+    assert_eq!(r.status, 200);
+    // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
+    let r = ranged(
+        &h,
+        &format!("If-None-Match: \"other\"\r\nIf-Modified-Since: {LAST_MODIFIED}"),
+    );
+    assert_eq!(r.status, 200);
+}
+
+// ---- origin behaviour seen by clients ----
+
+#[test]
+fn body_is_sliced_from_the_cached_chunks_without_copying() {
+    let h = Harness::new();
+    h.origin.put("/z", pattern(100_000), Behaviour::Serve);
+    let mut c = h.conn();
+    c.send(&get("/z"));
+    c.run();
+    c.send(&get("/z"));
+    c.run();
+    let object = h.cache.peek("/z").expect("stored");
+    let chunks = object.body().expect("complete").chunks().to_vec();
+    let within = |p: *const u8| {
+        chunks
+            .iter()
+            .any(|c| (c.as_ptr() as usize..c.as_ptr() as usize + c.len()).contains(&(p as usize)))
+    };
+    let body_pieces: Vec<_> = c
+        .pieces
+        .iter()
+        .filter(|p| !p.starts_with(b"HTTP/1.1"))
+        .collect();
+    assert!(!body_pieces.is_empty());
+    assert!(body_pieces.iter().all(|p| within(p.as_ptr())));
+}
+
+#[test]
+fn large_object_flows_before_the_origin_has_sent_it_all() {
+    let h = Harness::new();
+    h.origin
+        .put("/big", pattern(2_000_000), Behaviour::Hold(300_000));
+    let mut c = h.conn();
+    c.send(&get("/big"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.out.len() < 300_000 {
+        c.drain(64 * 1024);
+        assert!(Instant::now() < deadline, "first bytes never came");
+        if let Ok(p) = c.rx.recv_timeout(Duration::from_millis(100)) {
+            c.s.on_object_progress(p.object);
+        }
+    }
+    assert!(c.text().starts_with("HTTP/1.1 200 OK\r\n"));
+    assert_eq!(
+        c.s.poll_send(65536, Instant::now()),
+        None,
+        "waits for the origin"
+    );
+    assert!(c.s.waiting_on().is_some());
+    h.origin.release();
+    c.run();
+    assert_eq!(responses(&c.out, &[])[0].body, pattern(2_000_000));
+}
+
+#[test]
+fn two_sessions_missing_the_same_object_share_one_fetch() {
+    let h = Harness::new();
+    h.origin.put("/s", pattern(500_000), Behaviour::Hold(1000));
+    let mut a = h.conn();
+    let mut b = h.conn();
+    a.send(&get("/s"));
+    b.send(&get("/s"));
+    a.drain(65536);
+    b.drain(65536);
+    h.origin.release();
+    a.run();
+    b.run();
+    assert_eq!(responses(&a.out, &[])[0].body, pattern(500_000));
+    assert_eq!(responses(&b.out, &[])[0].body, pattern(500_000));
+    assert_eq!(h.origin.requests_for("/s"), 1);
+}
+
+#[test]
+fn origin_errors_become_502_or_504_and_do_not_poison_the_cache() {
+    let h = Harness::with_timeout(Duration::from_millis(200));
+    h.origin.put("/x", pattern(100), Behaviour::Status(500));
+    h.origin.put("/hang", pattern(100), Behaviour::Hang);
+    let mut c = h.conn();
+    c.send(&get("/x"));
+    c.run();
+    c.send(&get("/hang"));
+    c.run();
+    h.origin.set_behaviour("/x", Behaviour::Serve);
+    c.send(&get("/x"));
+    c.run();
+    let r = responses(&c.out, &[]);
+    let statuses: Vec<u16> = r.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [502, 504, 200]);
+    assert_eq!(r[2].body, pattern(100));
+    assert_eq!(
+        c.s.should_close(),
+        None,
+        "the box keeps serving this client"
+    );
+}
+
+#[test]
+fn object_failing_mid_body_resets_the_connection() {
+    let h = Harness::new();
+    h.origin
+        .put("/t", pattern(100_000), Behaviour::Truncate(5000));
+    let mut c = h.conn();
+    c.send(&get("/t"));
+    c.run();
+    assert!(c.text().starts_with("HTTP/1.1 200 OK"));
+    assert_eq!(c.s.should_close(), Some(Close::Reset));
+}
+
+// ---- checkpoints and resume ----
+
+#[test]
+fn checkpoint_names_the_sequence_of_the_first_body_byte_across_wraparound() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(1000), Behaviour::Serve);
+    let mut c = h.conn();
+    c.seq = u32::MAX - 50; // the head straddles the wrap
+    c.send(&get("/a"));
+    c.run();
+    assert_eq!(c.cps.len(), 1);
+    let cp = &c.cps[0];
+    let head_len = c.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(
+        cp.object_start_seq,
+        (u32::MAX - 50).wrapping_add(head_len as u32)
+    );
+    assert_eq!(
+        (cp.status, cp.url.as_str(), cp.etag.as_deref()),
+        (200, "/a", Some("\"v1\""))
+    );
+    assert_eq!((cp.persistent, cp.request_count, cp.range), (true, 1, None));
+    assert_eq!(c.s.checkpoint(), Some(cp));
+}
+
+#[test]
+fn checkpoint_is_stamped_even_when_the_head_goes_out_in_pieces() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(1000), Behaviour::Serve);
+    let mut c = h.conn();
+    c.send(&get_with("/a", "Range: bytes=10-19"));
+    // Warm the object so the head is ready, then send 7 bytes at a time.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.s.waiting_on().is_some() && c.out.is_empty() {
+        c.drain(7);
+        assert!(Instant::now() < deadline);
+        let _ = c.rx.recv_timeout(Duration::from_millis(50));
+    }
+    c.run();
+    let head_len = c.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(c.cps[0].object_start_seq, 1000 + head_len as u32);
+    assert_eq!(c.cps[0].range, Some((10, 19)));
+    assert_eq!(&c.out[head_len..], &pattern(1000)[10..20]);
+}
+
+/// Runs a first session to completion and returns it with its checkpoint.
+fn first_response(h: &Harness, req: &str) -> (Conn, ResponseCheckpoint) {
+    let mut c = h.conn();
+    c.send(req);
+    c.run();
+    let cp = c.cps.first().expect("checkpoint").clone();
+    (c, cp)
+}
+
+/// What the client still expects from byte `acked` of the first stream.
+fn rest_from(c: &Conn, acked_seq: u32) -> Vec<u8> {
+    let off = acked_seq.wrapping_sub(1000) as usize;
+    c.out[off..].to_vec()
+}
+
+fn resumed(h: &Harness, cp: &ResponseCheckpoint, acked: u32) -> Conn {
+    let (ctx, rx) = h.worker(Limits::default());
+    let mut c = Conn::new(HttpSession::resume(ctx, cp, acked, Instant::now()), rx);
+    c.run();
+    c
+}
+
+#[test]
+fn resume_from_cache_continues_at_the_acknowledged_byte() {
+    let h = Harness::new();
+    h.origin.put("/big", pattern(300_000), Behaviour::Serve);
+    let (first, cp) = first_response(&h, &get("/big"));
+    let acked = cp.object_start_seq.wrapping_add(123_457);
+    let r = resumed(&h, &cp, acked);
+    assert_eq!(r.out, rest_from(&first, acked));
+    assert_eq!(r.out, &pattern(300_000)[123_457..]);
+    assert_eq!(
+        r.s.should_close(),
+        None,
+        "keep-alive goes on after the resume"
+    );
+    assert_eq!(r.s.request_count(), 1);
+    assert_eq!(
+        h.origin.requests_for("/big"),
+        1,
+        "served from this box's cache"
+    );
+}
+
+#[test]
+fn resume_with_the_head_partly_unacknowledged_resends_its_tail() {
+    let h = Harness::new();
+    h.origin.put("/big", pattern(5000), Behaviour::Serve);
+    let (first, cp) = first_response(&h, &get_with("/big", "Range: bytes=100-"));
+    let acked = cp.object_start_seq.wrapping_sub(20);
+    let r = resumed(&h, &cp, acked);
+    assert_eq!(r.out, rest_from(&first, acked));
+}
+
+#[test]
+fn resume_without_the_object_fetches_the_rest_with_range_and_if_range() {
+    let h = Harness::new();
+    h.origin.put("/big", pattern(300_000), Behaviour::Serve);
+    let (first, cp) = first_response(&h, &get("/big"));
+    assert!(h.cache.purge("/big"), "the survivor lacks the object");
+    let acked = cp.object_start_seq.wrapping_add(200_000);
+    let r = resumed(&h, &cp, acked);
+    assert_eq!(r.out, rest_from(&first, acked));
+    let reqs = h.origin.requests();
+    let last = reqs.last().unwrap();
+    assert!(last.contains("Range: bytes=200000-"), "{last}");
+    assert!(last.contains("If-Range: \"v1\""), "{last}");
+}
+
+#[test]
+fn resume_of_a_changed_object_is_refused_with_a_reset() {
+    let h = Harness::new();
+    h.origin.put("/big", pattern(300_000), Behaviour::Serve);
+    let (_first, cp) = first_response(&h, &get("/big"));
+    h.cache.purge("/big");
+    h.origin.set_etag("/big", "\"v2\"");
+    let r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(1000));
+    assert!(r.out.is_empty(), "not one byte of the new version");
+    assert_eq!(r.s.should_close(), Some(Close::Reset));
+}
+
+#[test]
+fn resume_after_the_whole_response_was_acknowledged_is_an_idle_connection() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(100), Behaviour::Serve);
+    let (_first, cp) = first_response(&h, &get_with("/a", "Range: bytes=0-49"));
+    let mut r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(50));
+    assert!(r.out.is_empty());
+    assert_eq!(r.s.should_close(), None);
+    r.send(&get("/a"));
+    r.run();
+    assert_eq!(responses(&r.out, &[])[0].body, pattern(100));
+}
+
+#[test]
+fn resume_through_the_segment_block_gives_the_same_bytes() {
+    let h = Harness::new();
+    h.origin.put("/big", pattern(100_000), Behaviour::Serve);
+    let (first, cp) = first_response(&h, &get_with("/big", "Range: bytes=1000-60000"));
+    let block = cp.to_app_block(0).expect("a 206 is rebuildable");
+    let back = ResponseCheckpoint::from_app_block(&block);
+    let acked = cp.object_start_seq.wrapping_add(777);
+    let r = resumed(&h, &back, acked);
+    assert_eq!(r.out, rest_from(&first, acked));
+}
+
+// ---- robustness ----
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+    #[test]
+    fn arbitrary_bytes_never_panic_the_session(
+        chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..300), 0..8),
+        cap in 1usize..5000,
+    ) {
+        // No fetcher: every lookup fails at once (502), no network used.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        drop(rx);
+        let cache = Cache::new(CacheSettings { memory_bytes: 1 << 20, disk_dir: None }, tx);
+        let (ctx, _rx) = worker_for(&cache, small_limits());
+        let mut s = HttpSession::new(ctx, Instant::now());
+        let mut prefix = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+        for c in &chunks {
+            prefix.extend_from_slice(c);
+            s.on_bytes(c, Instant::now());
+            let mut guard = 0;
+            while let Some(b) = s.poll_send(cap, Instant::now()) {
+                proptest::prop_assert!(b.len() <= cap);
+                s.on_sent(guard);
+                guard += 1;
+                proptest::prop_assert!(guard < 100_000);
+            }
+        }
+        s.on_timeout(Instant::now() + Duration::from_secs(3600));
+        s.on_eof();
+        while s.poll_send(cap, Instant::now()).is_some() {}
+    }
+}
+
+// ---- over kernel TCP on loopback ----
+
+/// A minimal std::net adapter: one thread per accepted connection drives
+/// one session, as the worker glue will over the userspace stack.
+fn serve_loopback(cache: Arc<Cache>) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let cache = Arc::clone(&cache);
+            std::thread::spawn(move || {
+                let (ctx, rx) = worker_for(&cache, Limits::default());
+                let mut s = HttpSession::new(ctx, Instant::now());
+                stream
+                    .set_read_timeout(Some(Duration::from_millis(5)))
+                    .unwrap();
+                let mut buf = vec![0u8; 16384];
+                let mut seq = 0u32;
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => s.on_eof(),
+                        Ok(n) => s.on_bytes(&buf[..n], Instant::now()),
+                        Err(_) => {}
+                    }
+                    while let Some(b) = s.poll_send(256 * 1024, Instant::now()) {
+                        if stream.write_all(&b).is_err() {
+                            return;
+                        }
+                        s.on_sent(seq);
+                        seq = seq.wrapping_add(b.len() as u32);
+                    }
+                    if s.should_close().is_some() {
+                        let _ = stream.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    while let Ok(p) = rx.try_recv() {
+                        s.on_object_progress(p.object);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn curl(args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .expect("curl must be installed for the loopback tests");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn curl_over_loopback_gets_identical_bytes_ranges_and_304() {
+    let h = Harness::new();
+    let body = pattern(3_000_000);
+    h.origin.put("/3M.bin", body.clone(), Behaviour::Serve);
+    let addr = serve_loopback(Arc::clone(&h.cache));
+    let url = format!("http://{addr}/3M.bin");
+    // Two downloads on one keep-alive connection: a miss, then a hit.
+    let out = curl(&[&url, "-o", "/dev/stdout", &url, "-o", "/dev/stdout"]);
+    assert_eq!(out.stdout.len(), 2 * body.len());
+    assert!(out.stdout[..body.len()] == body[..] && out.stdout[body.len()..] == body[..]);
+    let r = curl(&["-r", "1000-1999", &url]);
+    assert_eq!(r.stdout, &body[1000..2000]);
+    let code = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "If-None-Match: \"v1\"",
+        &url,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&code.stdout), "304");
+    let head = curl(&["-I", &url]);
+    let text = String::from_utf8_lossy(&head.stdout);
+    assert!(text.contains("Content-Length: 3000000"), "{text}");
+    assert_eq!(h.origin.requests_for("/3M.bin"), 1);
+}
+
+#[test]
+fn many_keep_alive_requests_over_loopback_all_succeed() {
+    use std::io::{Read, Write};
+    let h = Harness::new();
+    h.origin.put("/1K.bin", pattern(1024), Behaviour::Serve);
+    let addr = serve_loopback(Arc::clone(&h.cache));
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut all = Vec::new();
+    let n = 500;
+    // Pipelined in batches of 10, as ab -k or wrk would keep the line busy.
+    let mut buf = vec![0u8; 65536];
+    for batch in 1..=n / 10 {
+        let reqs: String = (0..10).map(|_| get("/1K.bin")).collect();
+        s.write_all(reqs.as_bytes()).unwrap();
+        while responses_complete(&all) < batch * 10 {
+            let k = s.read(&mut buf).unwrap();
+            assert!(k > 0, "server closed");
+            all.extend_from_slice(&buf[..k]);
+        }
+    }
+    let r = responses(&all, &[]);
+    assert_eq!(r.len(), n);
+    assert!(r.iter().all(|r| r.status == 200 && r.body == pattern(1024)));
+}
+
+/// How many complete 1K responses the stream holds.
+fn responses_complete(all: &[u8]) -> usize {
+    let mut count = 0;
+    let mut rest = all;
+    loop {
+        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return count;
+        };
+        if rest.len() < end + 4 + 1024 {
+            return count;
+        }
+        rest = &rest[end + 4 + 1024..];
+        count += 1;
+    }
+}
