@@ -24,7 +24,7 @@ impl Drop for TempSeg {
     }
 }
 
-fn temp_segment(tag: &str, slots: u32) -> (TempSeg, Segment) {
+fn temp_segment(tag: &str, regions: u16, slots: u32) -> (TempSeg, Segment) {
     let dir = if std::path::Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
     } else {
@@ -35,7 +35,7 @@ fn temp_segment(tag: &str, slots: u32) -> (TempSeg, Segment) {
     let seg = Segment::open_or_create(
         &t.0,
         Layout {
-            regions: 2,
+            regions,
             slots_per_region: slots,
         },
     )
@@ -97,7 +97,7 @@ fn typical(n: u64) -> ConnRecord<'static> {
 }
 
 fn bench(c: &mut Criterion) {
-    let (_t, seg) = temp_segment("crit", 1024);
+    let (_t, seg) = temp_segment("crit", 2, 1024);
     let region = seg.region(1).expect("region 1");
     let mut w = region.writer();
     let mut n = 0u64;
@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
 /// Write latency per checkpoint while another thread keeps reading and
 /// validating the same slots (the takeover scan racing a busy worker).
 fn contended_histogram() {
-    let (_t, seg) = temp_segment("hist", 64);
+    let (_t, seg) = temp_segment("hist", 2, 64);
     let region = seg.region(1).expect("region 1");
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -175,7 +175,7 @@ fn contended_histogram() {
 fn takeover_scan() {
     const SLOTS: u32 = 300_000;
     let t0 = Instant::now();
-    let (_t, seg) = temp_segment("scan", SLOTS);
+    let (_t, seg) = temp_segment("scan", 2, SLOTS);
     let created = t0.elapsed();
     let region = seg.region(1).expect("region 1");
     let mut w = region.writer();
@@ -224,13 +224,13 @@ impl baton_shmem::DatagramSocket for Sink {
 /// tick (read, pack, HMAC, send to two peers).
 fn replication_tick() {
     const SLOTS: u32 = 300_000;
-    let (_t, seg) = temp_segment("repl", SLOTS);
+    let (_t, seg) = temp_segment("repl", 3, SLOTS);
     let cfg = baton_shmem::ReplicationConfig {
         me: 1,
         key: vec![7u8; 32],
         peers: vec![
             (0, "198.19.0.10:7400".parse().unwrap()),
-            (0, "198.19.0.12:7400".parse().unwrap()),
+            (2, "198.19.0.12:7400".parse().unwrap()),
         ],
     };
     let mut r = baton_shmem::Replicator::new(&seg, cfg, Sink).expect("replicator");

@@ -104,6 +104,9 @@ pub enum ReplicationError {
     /// A peer id equal to this box's id.
     #[error("replication: peer id {0} is this box")]
     PeerIsMe(u16),
+    /// The same peer id listed twice.
+    #[error("replication: peer id {0} is listed twice")]
+    DuplicatePeer(u16),
     /// The key is too short to be a secret.
     #[error("replication: cluster key must be at least 16 bytes, got {0}")]
     WeakKey(usize),
@@ -258,6 +261,9 @@ impl<S: DatagramSocket> Replicator<S> {
         for &(id, addr) in &cfg.peers {
             if id == cfg.me {
                 return Err(ReplicationError::PeerIsMe(id));
+            }
+            if peers.iter().any(|p: &Peer| p.id == id) {
+                return Err(ReplicationError::DuplicatePeer(id));
             }
             peers.push(Peer {
                 id,

@@ -371,6 +371,8 @@ fn a_replicator_refuses_a_short_key_and_itself_as_peer() {
     assert!(Replicator::new(&s, short, Tap::default()).is_err());
     assert!(Replicator::new(&s, cfg(0, vec![(0, addr)]), Tap::default()).is_err());
     assert!(Replicator::new(&s, cfg(0, vec![(9, addr)]), Tap::default()).is_err());
+    assert!(Replicator::new(&s, cfg(0, vec![(1, addr), (1, addr)]), Tap::default()).is_err());
+    assert!(Replicator::new(&s, cfg(0, vec![(1, addr), (2, addr)]), Tap::default()).is_ok());
 }
 
 mod fuzz {
