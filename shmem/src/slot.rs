@@ -245,7 +245,11 @@ impl Region {
     /// Publishes `bytes` into `slot` under its seqlock. With `seq` given
     /// (replication), the slot ends at exactly that even sequence value.
     pub(crate) fn publish(&self, slot: u32, bytes: &[u8], seq: Option<u64>) {
-        debug_assert!(slot < self.slot_count() && bytes.len() <= SLOT_PAYLOAD);
+        // Callers check both; this guards the unsafe copy below regardless.
+        if slot >= self.slot_count() || bytes.len() > SLOT_PAYLOAD {
+            debug_assert!(false, "publish out of bounds");
+            return;
+        }
         let seq_w = self.slot_seq(slot);
         let cur = seq_w.load(Ordering::Relaxed);
         // Odd while writing; if a previous writer died mid-write the value
