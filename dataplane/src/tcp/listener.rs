@@ -15,6 +15,7 @@ use super::siphash::siphash24;
 use super::tcb::DEFAULT_PEER_MSS;
 use super::{Flags, FourTuple, Options, OutSegment, Segment, SeqNum, Tcb, TcpConfig};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// MSS values a cookie can encode (Linux's msstab for IPv4).
@@ -65,7 +66,7 @@ pub enum UnknownOutcome {
 /// the first instant it saw (the origin of its clocks).
 #[derive(Debug)]
 pub struct Listener {
-    config: TcpConfig,
+    config: Arc<TcpConfig>,
     secret: [u8; 16],
     epoch: Option<Instant>,
     /// Tests pin the ISS (e.g. just below 2^32 to cross the wrap).
@@ -79,7 +80,7 @@ impl Listener {
     /// another worker must validate cookies).
     pub fn new(config: TcpConfig, cookie_secret: [u8; 16]) -> Self {
         Listener {
-            config,
+            config: Arc::new(config),
             secret: cookie_secret,
             epoch: None,
             #[cfg(test)]

@@ -16,6 +16,7 @@ use super::{
 };
 use bytes::Bytes;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// RFC 9293 §3.7.1: without an MSS option, assume 536 (IPv4).
@@ -138,7 +139,8 @@ struct Restore {
 #[derive(Debug)]
 pub struct Tcb {
     tuple: FourTuple,
-    config: TcpConfig,
+    /// Shared with the listener and every other TCB it made.
+    config: Arc<TcpConfig>,
     state: State,
 
     // Send sequence space (RFC 9293 §3.3.1 figure 3). `snd_max` is the
@@ -224,7 +226,7 @@ pub struct Tcb {
     zwp_sent: bool,
     rst: Option<RstSeg>,
 
-    restore: Option<Restore>,
+    restore: Option<Box<Restore>>,
     events: VecDeque<Event>,
     stats: TcbStats,
 }
@@ -232,7 +234,7 @@ pub struct Tcb {
 impl Tcb {
     fn blank(
         now: Instant,
-        config: TcpConfig,
+        config: Arc<TcpConfig>,
         tuple: FourTuple,
         state: State,
         iss: SeqNum,
@@ -345,7 +347,7 @@ impl Tcb {
     /// SYN-RECEIVED; its first `poll_transmit` yields the SYN-ACK.
     pub(crate) fn new_passive(
         now: Instant,
-        config: TcpConfig,
+        config: Arc<TcpConfig>,
         tuple: FourTuple,
         syn: &Segment<'_>,
         iss: SeqNum,
@@ -370,7 +372,7 @@ impl Tcb {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new_from_cookie(
         now: Instant,
-        config: TcpConfig,
+        config: Arc<TcpConfig>,
         tuple: FourTuple,
         seg: &Segment<'_>,
         iss: SeqNum,
@@ -412,7 +414,7 @@ impl Tcb {
     /// `poll_transmit` yields the SYN. Baton's service only does passive
     /// opens; this side exists for tests, benchmarks and tools.
     pub fn connect(now: Instant, config: TcpConfig, tuple: FourTuple, iss: SeqNum) -> Tcb {
-        let mut t = Tcb::blank(now, config, tuple, State::SynSent, iss, SeqNum(0));
+        let mut t = Tcb::blank(now, Arc::new(config), tuple, State::SynSent, iss, SeqNum(0));
         t.syn_pending = true;
         t
     }
@@ -1012,7 +1014,7 @@ impl Tcb {
 
     /// The answer to a takeover probe (ARCHITECTURE.md "Takeover" 5-6).
     fn on_segment_unready(&mut self, now: Instant, seg: &Segment<'_>) {
-        let Some(r) = self.restore else {
+        let Some(export) = self.restore.as_ref().map(|r| r.export) else {
             return;
         };
         self.last_rx = now;
@@ -1040,7 +1042,7 @@ impl Tcb {
             return;
         }
         // Sync to the greater of the client's ACK and the checkpoint.
-        let una = seg.ack.max(SeqNum(r.export.snd_una));
+        let una = seg.ack.max(SeqNum(export.snd_una));
         self.snd_una = una;
         self.snd_nxt = una;
         self.snd_max = una;
@@ -1463,7 +1465,7 @@ impl Tcb {
         let iss = SeqNum(export.iss);
         let mut t = Tcb::blank(
             now,
-            config,
+            Arc::new(config),
             export.tuple,
             State::Unready,
             iss,
@@ -1500,11 +1502,11 @@ impl Tcb {
             State::Established | State::CloseWait | State::FinWait1 | State::LastAck
         );
         if resumable {
-            t.restore = Some(Restore {
+            t.restore = Some(Box::new(Restore {
                 export: *export,
                 probes_sent: 0,
                 probe_at: now + t.config.restore_probe_interval,
-            });
+            }));
             t.probe_pending = true;
         } else {
             t.push_event(Event::NotReady);

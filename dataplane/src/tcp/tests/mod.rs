@@ -173,3 +173,12 @@ pub(crate) fn payload(s: &OutSegment) -> Vec<u8> {
 pub(crate) fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
 }
+
+/// A worker holds up to ~300,000 TCBs (issue 3): an idle one must stay
+/// small. Buffers grow only while data is queued.
+#[test]
+fn an_idle_tcb_stays_small() {
+    let size = std::mem::size_of::<Tcb>();
+    eprintln!("size_of::<Tcb>() = {size}");
+    assert!(size <= 768, "size_of::<Tcb>() = {size}");
+}
