@@ -172,6 +172,8 @@ struct Pair {
     wire: Vec<(Instant, u64, bool, Wire)>,
     order: u64,
     delivered: u64,
+    /// The listener's SYN backlog (0: every open is by SYN cookie).
+    backlog: usize,
     /// When each direction's transmitter is free again.
     busy_up: Instant,
     busy_down: Instant,
@@ -203,6 +205,7 @@ impl Pair {
             wire: Vec::new(),
             order: 0,
             delivered: 0,
+            backlog: 64,
             busy_up: now,
             busy_down: now,
             trace: Default::default(),
@@ -285,8 +288,10 @@ impl Pair {
         }
         let s = w.seg();
         if s.flags.syn {
-            if let SynOutcome::Tcb(t) = self.listener.on_syn(now, tuple(), &s, 0, 64) {
-                self.server.tcb = Some(t);
+            match self.listener.on_syn(now, tuple(), &s, 0, self.backlog) {
+                SynOutcome::Tcb(t) => self.server.tcb = Some(t),
+                SynOutcome::Cookie(r) => self.put(false, Wire::from_out(&r)),
+                SynOutcome::Drop => {}
             }
         } else {
             match self.listener.on_unknown(now, tuple(), &s) {
@@ -511,5 +516,33 @@ fn takeover_resumes_at_the_clients_true_position() {
         // B sent only what the client lacked, not everything since the
         // checkpoint: well under 1 MB - 400 KB.
         assert!(st.bytes_acked < 500_000, "seed {seed}: {st:?}");
+    }
+}
+
+#[test]
+fn connections_opened_by_syn_cookie_carry_a_lossy_transfer() {
+    // With the backlog full, the listener keeps no state for the SYN; the
+    // cookie in our ISN (and the options in our TSval) rebuild the
+    // connection from the client's ACK, or from its first data segment
+    // when that ACK is lost.
+    let link = Link {
+        loss: 30,
+        dup: 10,
+        reorder: 10,
+        delay_ms: 1,
+    };
+    for seed in 200..206 {
+        let mut p = Pair::new(seed, link, TcpConfig::default(), 4_000, 300_000, 1 << 20);
+        p.backlog = 0;
+        p.run(seed);
+        let e = p
+            .server
+            .tcb
+            .as_ref()
+            .map(|t| t.export(p.now))
+            .expect("server");
+        // The cookie carried window scaling, SACK and timestamps.
+        assert_eq!((e.snd_wscale, e.rcv_wscale), (7, 7), "seed {seed}");
+        assert!(e.sack_permitted && e.timestamps, "seed {seed}");
     }
 }
