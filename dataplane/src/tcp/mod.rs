@@ -26,6 +26,21 @@
 //!
 //! A segment for no known connection goes to [`Listener::on_syn`] (SYN) or
 //! [`Listener::on_unknown`] (anything else: SYN-cookie ACK or RST reply).
+//! A SYN for a known connection in TIME-WAIT that
+//! [`Tcb::accepts_new_syn`] drops the old TCB and goes to the listener.
+//!
+//! After [`Event::Closed`] drain [`Tcb::poll_transmit`] once more (a RST
+//! may be owed) before dropping the TCB. With
+//! [`TcpConfig::ack_after_commit`], call [`Tcb::commit_ack`] with the
+//! checkpoint's `rcv_nxt` once it is committed: ACKs never pass it.
+//!
+//! # What is left out, on purpose
+//!
+//! No Nagle (the cache sends whole responses), no urgent data, no ECN, no
+//! keepalive (the idle timeout resets instead), no simultaneous open, no
+//! rate limit on challenge ACKs (RFC 5961 §7) yet. The out-of-order queue
+//! holds at most 16 runs; the receive buffer grows only while the
+//! application leaves data unread.
 //!
 //! # Congestion control
 //!

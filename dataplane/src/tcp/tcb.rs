@@ -474,6 +474,24 @@ impl Tcb {
         s
     }
 
+    /// Whether a SYN for this connection's 4-tuple may open a new
+    /// connection although this TCB still exists: only in TIME-WAIT, and
+    /// only when the SYN is newer than anything of the old connection
+    /// (RFC 6191 §2: a TSval above TS.Recent, or without timestamps a
+    /// sequence number above RCV.NXT; Linux's tcp_timewait_state_process).
+    /// The worker then drops this TCB and gives the SYN to the
+    /// [`super::Listener`], sparing a client that reuses its port a
+    /// one-second SYN retransmission.
+    pub fn accepts_new_syn(&self, seg: &Segment<'_>) -> bool {
+        if self.state != State::TimeWait || !seg.flags.syn || seg.flags.ack || seg.flags.rst {
+            return false;
+        }
+        match (self.ts_ok, seg.options.timestamps) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => seg.seq.gt(self.rcv_nxt),
+        }
+    }
+
     /// The peer's window in bytes (scaled).
     pub fn peer_window(&self) -> u32 {
         self.snd_wnd

@@ -203,3 +203,44 @@ fn a_repeated_fin_changes_nothing_in_the_states_that_already_have_one() {
         assert_eq!(tcb.recv_available(), 0);
     }
 }
+
+#[test]
+fn a_newer_syn_may_reopen_a_connection_in_time_wait() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    tcb.close();
+    recv!(tcb, fx.at(10));
+    send!(tcb, fx.at(11), fin(SeqNum(CISN + 1), iss + 2));
+    assert_eq!(tcb.state(), State::TimeWait);
+    // RFC 6191 §2 (without timestamps): a SYN above RCV.NXT is a new
+    // incarnation…
+    let mut s = syn(opts_mss(1460));
+    s.seq = SeqNum(CISN + 100_000);
+    assert!(tcb.accepts_new_syn(&s));
+    // …an old one is not.
+    s.seq = SeqNum(CISN);
+    assert!(!tcb.accepts_new_syn(&s));
+    // Nor in any other state.
+    let (other, _) = established(&fx);
+    s.seq = SeqNum(CISN + 100_000);
+    assert!(!other.accepts_new_syn(&s));
+}
+
+#[test]
+fn with_timestamps_time_wait_reopens_on_a_newer_tsval() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established_with(&fx, TcpConfig::default(), opts_all());
+    tcb.close();
+    recv!(tcb, fx.at(10));
+    let mut f = fin(SeqNum(CISN + 1), iss + 2);
+    f.options.timestamps = Some((1_500, 0));
+    send!(tcb, fx.at(11), f);
+    assert_eq!(tcb.state(), State::TimeWait);
+    let mut s = syn(opts_all());
+    s.options.timestamps = Some((1_400, 0));
+    assert!(!tcb.accepts_new_syn(&s), "older TSval");
+    s.options.timestamps = Some((1_600, 0));
+    // The sequence number does not matter when timestamps decide.
+    s.seq = SeqNum(CISN);
+    assert!(tcb.accepts_new_syn(&s));
+}
