@@ -144,6 +144,14 @@ pub trait Waker: Send + Sync {
     fn wake(&self);
 }
 
+/// The dataplane worker's eventfd waker is the one the integrator hands
+/// over.
+impl Waker for baton_dataplane::worker::Waker {
+    fn wake(&self) {
+        baton_dataplane::worker::Waker::wake(self);
+    }
+}
+
 /// A worker's mailbox for fetch progress: a channel plus its waker.
 pub struct Notifier {
     worker: usize,

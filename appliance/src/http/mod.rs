@@ -6,7 +6,9 @@
 //!
 //! Start reading at [`session::HttpSession`] (its module doc gives the
 //! call order the worker glue follows); [`context::WorkerContext`] is what
-//! the sessions of one worker share; [`checkpoint`] is the takeover side.
+//! the sessions of one worker share; [`worker::HttpWorker`] drives them
+//! all for one worker over a [`worker::Transport`]; [`checkpoint`] is the
+//! takeover side.
 //! [`request`], [`range`], [`conditional`] and [`response`] are the pure
 //! RFC 9110/9112 pieces, each tested on its own.
 //!
@@ -24,6 +26,7 @@ pub mod range;
 pub mod request;
 pub mod response;
 pub mod session;
+pub mod worker;
 
 #[cfg(test)]
 mod tests;
@@ -32,3 +35,4 @@ pub use checkpoint::{NotResumable, ResponseCheckpoint};
 pub use context::{HttpCounters, HttpStats, WorkerContext};
 pub use request::{Limits, Method};
 pub use session::{Close, HttpSession};
+pub use worker::{HttpWorker, Transport};

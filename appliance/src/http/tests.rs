@@ -807,49 +807,144 @@ proptest::proptest! {
 
 // ---- over kernel TCP on loopback ----
 
-/// A minimal std::net adapter: one thread per accepted connection drives
-/// one session, as the worker glue will over the userspace stack.
-fn serve_loopback(cache: Arc<Cache>) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let cache = Arc::clone(&cache);
-            std::thread::spawn(move || {
-                let (ctx, rx) = worker_for(&cache, Limits::default());
-                let mut s = HttpSession::new(ctx, Instant::now());
-                stream
-                    .set_read_timeout(Some(Duration::from_millis(5)))
-                    .unwrap();
-                let mut buf = vec![0u8; 16384];
-                let mut seq = 0u32;
-                loop {
-                    match stream.read(&mut buf) {
-                        Ok(0) => s.on_eof(),
-                        Ok(n) => s.on_bytes(&buf[..n], Instant::now()),
-                        Err(_) => {}
-                    }
-                    while let Some(b) = s.poll_send(256 * 1024, Instant::now()) {
-                        if stream.write_all(&b).is_err() {
-                            return;
-                        }
-                        s.on_sent(seq);
-                        seq = seq.wrapping_add(b.len() as u32);
-                    }
-                    if s.should_close().is_some() {
-                        let _ = stream.shutdown(std::net::Shutdown::Both);
-                        return;
-                    }
-                    while let Ok(p) = rx.try_recv() {
-                        s.on_object_progress(p.object);
-                    }
+/// A minimal std::net transport for the [`HttpWorker`] driver: the same
+/// driver the dataplane glue uses, over nonblocking kernel sockets, in one
+/// thread standing in for a worker.
+struct StdConn {
+    stream: std::net::TcpStream,
+    seq: u32,
+    eof: bool,
+    eof_told: bool,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct StdTransport {
+    conns: HashMap<u64, StdConn>,
+    checkpoints: usize,
+}
+
+impl Transport for StdTransport {
+    type Conn = u64;
+
+    fn recv(&mut self, conn: u64, buf: &mut [u8]) -> usize {
+        use std::io::Read;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return 0;
+        };
+        match c.stream.read(buf) {
+            Ok(0) => {
+                c.eof = true;
+                0
+            }
+            Ok(n) => n,
+            Err(_) => 0,
+        }
+    }
+
+    fn send_capacity(&self, conn: u64) -> usize {
+        match self.conns.get(&conn) {
+            Some(c) if !c.closed => 256 * 1024,
+            _ => 0,
+        }
+    }
+
+    fn send(&mut self, conn: u64, data: bytes::Bytes) -> Option<u32> {
+        use std::io::Write;
+        let c = self.conns.get_mut(&conn)?;
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            match c.stream.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_micros(200))
                 }
-            });
+                Err(_) => return None,
+            }
+        }
+        let seq = c.seq;
+        c.seq = c.seq.wrapping_add(data.len() as u32);
+        Some(seq)
+    }
+
+    fn close(&mut self, conn: u64) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+            c.closed = true;
+        }
+    }
+
+    fn abort(&mut self, conn: u64) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            c.closed = true;
+        }
+    }
+
+    fn checkpoint(&mut self, _conn: u64, _cp: &ResponseCheckpoint) {
+        self.checkpoints += 1;
+    }
+}
+
+/// Stops the loopback server when dropped.
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn serve_loopback(cache: Arc<Cache>) -> Server {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    std::thread::spawn(move || {
+        let mut worker: HttpWorker<u64> =
+            HttpWorker::new(cache, 0, Arc::new(NoWake), Limits::default(), 1000);
+        let mut t = StdTransport::default();
+        let mut next_id = 0u64;
+        while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            let now = Instant::now();
+            while let Ok((stream, _)) = listener.accept() {
+                stream.set_nonblocking(true).unwrap();
+                next_id += 1;
+                t.conns.insert(
+                    next_id,
+                    StdConn {
+                        stream,
+                        seq: 1,
+                        eof: false,
+                        eof_told: false,
+                        closed: false,
+                    },
+                );
+                worker.on_accept(next_id, &mut t, now);
+            }
+            let ids: Vec<u64> = t.conns.keys().copied().collect();
+            for id in ids {
+                worker.on_readable(id, &mut t, now);
+                let c = &t.conns[&id];
+                if c.eof && !c.eof_told {
+                    t.conns.get_mut(&id).unwrap().eof_told = true;
+                    worker.on_peer_closed(id, &mut t, now);
+                }
+                let c = &t.conns[&id];
+                if c.eof && c.closed {
+                    t.conns.remove(&id);
+                    worker.on_closed(id);
+                }
+            }
+            worker.poll(&mut t, now);
+            std::thread::sleep(Duration::from_micros(500));
         }
     });
-    addr
+    Server { addr, stop }
 }
 
 fn curl(args: &[&str]) -> std::process::Output {
@@ -871,8 +966,8 @@ fn curl_over_loopback_gets_identical_bytes_ranges_and_304() {
     let h = Harness::new();
     let body = pattern(3_000_000);
     h.origin.put("/3M.bin", body.clone(), Behaviour::Serve);
-    let addr = serve_loopback(Arc::clone(&h.cache));
-    let url = format!("http://{addr}/3M.bin");
+    let server = serve_loopback(Arc::clone(&h.cache));
+    let url = format!("http://{}/3M.bin", server.addr);
     // Two downloads on one keep-alive connection: a miss, then a hit.
     let out = curl(&[&url, "-o", "/dev/stdout", &url, "-o", "/dev/stdout"]);
     assert_eq!(out.stdout.len(), 2 * body.len());
@@ -900,8 +995,8 @@ fn many_keep_alive_requests_over_loopback_all_succeed() {
     use std::io::{Read, Write};
     let h = Harness::new();
     h.origin.put("/1K.bin", pattern(1024), Behaviour::Serve);
-    let addr = serve_loopback(Arc::clone(&h.cache));
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let server = serve_loopback(Arc::clone(&h.cache));
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut all = Vec::new();
     let n = 500;
@@ -935,4 +1030,137 @@ fn responses_complete(all: &[u8]) -> usize {
         rest = &rest[end + 4 + 1024..];
         count += 1;
     }
+}
+
+#[test]
+fn garbage_over_loopback_gets_400_and_other_clients_are_still_served() {
+    use std::io::{Read, Write};
+    let h = Harness::new();
+    h.origin.put("/1K.bin", pattern(1024), Behaviour::Serve);
+    let server = serve_loopback(Arc::clone(&h.cache));
+    for (req, status) in [
+        (
+            b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03".to_vec(),
+            "400",
+        ),
+        (
+            format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000)).into_bytes(),
+            "414",
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nCookie: {}\r\n\r\n",
+                "c".repeat(20_000)
+            )
+            .into_bytes(),
+            "431",
+        ),
+    ] {
+        let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&req).unwrap();
+        let mut answer = Vec::new();
+        // The box answers, then closes: read to EOF.
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+    }
+    let url = format!("http://{}/1K.bin", server.addr);
+    assert_eq!(curl(&[&url]).stdout, pattern(1024));
+}
+
+#[test]
+fn origin_down_over_loopback_gives_502_and_the_box_keeps_serving() {
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (cache, _pool) = Cache::start(
+        CacheSettings {
+            memory_bytes: 1 << 20,
+            disk_dir: None,
+        },
+        Origin::new(closed_port, Duration::from_secs(1)),
+        1,
+    )
+    .unwrap();
+    let server = serve_loopback(cache);
+    let url = format!("http://{}/1K.bin", server.addr);
+    for _ in 0..3 {
+        let out = curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "502");
+    }
+}
+
+#[test]
+fn parallel_curl_downloads_of_one_slow_object_make_one_origin_request() {
+    let h = Harness::new();
+    let body = pattern(1_500_000);
+    h.origin
+        .put("/slow.bin", body.clone(), Behaviour::Hold(100_000));
+    let server = serve_loopback(Arc::clone(&h.cache));
+    let url = format!("http://{}/slow.bin", server.addr);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || curl(&[&url]).stdout)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    h.origin.release();
+    for c in clients {
+        assert!(
+            c.join().unwrap() == body,
+            "every client gets the whole object"
+        );
+    }
+    assert_eq!(h.origin.requests_for("/slow.bin"), 1);
+}
+
+/// A transport that records what the driver does, for timer tests.
+#[derive(Default)]
+struct Recorder {
+    closed: Vec<u8>,
+    sent: Vec<u8>,
+}
+
+impl Transport for Recorder {
+    type Conn = u8;
+    fn recv(&mut self, _: u8, _: &mut [u8]) -> usize {
+        0
+    }
+    fn send_capacity(&self, _: u8) -> usize {
+        1 << 20
+    }
+    fn send(&mut self, _: u8, data: bytes::Bytes) -> Option<u32> {
+        self.sent.extend_from_slice(&data);
+        Some(0)
+    }
+    fn close(&mut self, conn: u8) {
+        self.closed.push(conn);
+    }
+    fn abort(&mut self, _: u8) {}
+}
+
+#[test]
+fn worker_closes_idle_connections_when_their_timer_is_due() {
+    let h = Harness::new();
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let mut w: HttpWorker<u8> =
+        HttpWorker::new(Arc::clone(&h.cache), 0, Arc::new(NoWake), limits, 10);
+    let mut t = Recorder::default();
+    let t0 = Instant::now();
+    w.on_accept(1, &mut t, t0);
+    w.on_accept(2, &mut t, t0 + Duration::from_millis(60));
+    w.poll(&mut t, t0 + Duration::from_millis(99));
+    assert!(t.closed.is_empty());
+    w.poll(&mut t, t0 + Duration::from_millis(100));
+    assert_eq!(t.closed, [1]);
+    w.poll(&mut t, t0 + Duration::from_millis(200));
+    assert_eq!(t.closed, [1, 2]);
+    assert!(t.sent.is_empty(), "an idle close says nothing");
+    assert_eq!(w.context().counters.snapshot().idle_timeouts, 2);
 }
