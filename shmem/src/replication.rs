@@ -211,10 +211,17 @@ struct Peer {
     resync: Option<Resync>,
 }
 
+/// A sweep over the sender's region that refreshes the replica. The cursor
+/// goes round the region; the resync is complete once it has covered every
+/// slot since the last detected loss. A loss during a sweep does not send
+/// the cursor back to slot 0: the sweep goes on and must cover one more
+/// full round, so under continuous loss every slot is still refreshed once
+/// per round instead of the sweep restarting at the bottom for ever.
 struct Resync {
-    /// Every replica slot below the cursor is at least as new as the
-    /// sender's state when the resync began.
+    /// Next slot to refresh.
     cursor: u32,
+    /// Slots still to cover before the replica is complete again.
+    remaining: u64,
     /// Only chunks generated after the sender had sent update `min_data_seq`
     /// (the newest known when the loss was detected) move the cursor: an
     /// older chunk, delayed or reordered, may predate the lost update.
@@ -593,6 +600,7 @@ impl<S: DatagramSocket> Replicator<S> {
                 };
                 p.resync = Some(Resync {
                     cursor: 0,
+                    remaining: p.region.slot_count() as u64,
                     min_data_seq: h.data_seq,
                     requested_ms: None,
                 });
@@ -637,11 +645,21 @@ impl<S: DatagramSocket> Replicator<S> {
         };
         if missing {
             ReplicationStats::bump(&self.stats.gaps);
-            p.resync = Some(Resync {
-                cursor: 0,
-                min_data_seq: ds,
-                requested_ms: None,
-            });
+            let full = p.region.slot_count() as u64;
+            match p.resync.as_mut() {
+                Some(r) => {
+                    r.remaining = full;
+                    r.min_data_seq = ds;
+                }
+                None => {
+                    p.resync = Some(Resync {
+                        cursor: 0,
+                        remaining: full,
+                        min_data_seq: ds,
+                        requested_ms: None,
+                    })
+                }
+            }
         }
         if ds + 1 > p.next_data_seq {
             p.next_data_seq = ds + 1;
@@ -699,10 +717,11 @@ impl<S: DatagramSocket> Replicator<S> {
         let p = &mut self.peers[pi];
         if let Some(r) = p.resync.as_mut() {
             if start <= r.cursor && r.cursor < end && ds >= r.min_data_seq {
-                r.cursor = end;
+                r.remaining = r.remaining.saturating_sub((end - r.cursor) as u64);
+                r.cursor = if end >= slots { 0 } else { end };
             }
             let pending_request = r.requested_ms.is_some();
-            if r.cursor >= slots {
+            if r.remaining == 0 {
                 p.resync = None;
                 ReplicationStats::bump(&self.stats.resyncs_completed);
             } else if last && pending_request {

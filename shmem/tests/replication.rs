@@ -359,6 +359,82 @@ fn a_delayed_snapshot_chunk_from_before_a_loss_does_not_complete_the_resync() {
 }
 
 #[test]
+fn under_continuous_writes_and_loss_the_snapshot_sweep_still_reaches_every_slot() {
+    // Deterministic simulation: box 0 keeps rewriting a few hot slots
+    // while every fifth datagram to box 1 is lost, so gaps keep coming. The
+    // 390 cold slots reach box 1 only through the snapshot sweep; a sweep
+    // that went back to slot 0 at every gap would never reach the top.
+    let (ta, tb) = (TempSeg::new("sweep-a"), TempSeg::new("sweep-b"));
+    let a = Segment::open_or_create(ta.path(), L).unwrap();
+    let b = Segment::open_or_create(tb.path(), L).unwrap();
+    let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let (tap_a, tap_b) = (Tap::default(), Tap::default());
+    let box0 = a.region(0).unwrap();
+    box0.begin_epoch();
+    let mut ra = Replicator::new(&a, cfg(0, vec![(1, addr)]), tap_a.clone()).unwrap();
+    let mut rb = Replicator::new(&b, cfg(1, vec![(0, addr)]), tap_b.clone()).unwrap();
+    let mut w = box0.writer();
+    let urls: Vec<String> = (0..L.slots_per_region)
+        .map(|i| format!("/cold/{i}"))
+        .collect();
+    for (i, u) in urls.iter().enumerate().skip(10) {
+        w.write(SlotId(i as u32), &[http_record(0, i as u16, u, None)])
+            .unwrap();
+    }
+    ra.tick(0).unwrap();
+    tap_a.take(); // box 1 was not listening yet
+
+    let mut in_flight: std::collections::VecDeque<Vec<u8>> = Default::default();
+    let mut sent = 0u64;
+    for step in 0..600u64 {
+        let now = step * 5;
+        let hot = (step % 10) as u32;
+        w.write(
+            SlotId(hot),
+            &[http_record(0, 60_000 + hot as u16, "/hot", None)],
+        )
+        .unwrap();
+        ra.tick(now).unwrap();
+        rb.tick(now).unwrap();
+        for d in tap_b.take() {
+            ra.handle(&d, addr, now).unwrap();
+        }
+        in_flight.extend(tap_a.take());
+        // The link carries 40 datagrams per step; every fifth is lost.
+        for _ in 0..40 {
+            let Some(d) = in_flight.pop_front() else {
+                break;
+            };
+            sent += 1;
+            if sent % 5 != 0 {
+                rb.handle(&d, addr, now).unwrap();
+            }
+        }
+        for d in tap_b.take() {
+            ra.handle(&d, addr, now).unwrap();
+        }
+        in_flight.extend(tap_a.take());
+    }
+    let stats = rb.stats();
+    assert!(
+        stats.gaps.load(Ordering::Relaxed) > 20,
+        "loss kept happening"
+    );
+    let replica = b.region(0).unwrap();
+    for s in 10..L.slots_per_region {
+        let got = replica
+            .read(SlotId(s))
+            .unwrap()
+            .map(|v| v.bundle().records[0].view().app.unwrap().name.to_string());
+        assert_eq!(
+            got.as_deref(),
+            Some(urls[s as usize].as_str()),
+            "cold slot {s}"
+        );
+    }
+}
+
+#[test]
 fn a_replicator_refuses_a_short_key_and_itself_as_peer() {
     let t = TempSeg::new("cfg");
     let s = Segment::open_or_create(t.path(), L).unwrap();
