@@ -222,15 +222,15 @@ impl Cache {
                 bump(&self.counters.coalesced);
                 return Lookup::Coalesced(Arc::clone(o));
             }
-            Some(Entry::Stored { object, handle, .. }) => {
-                if object.meta().is_some_and(|m| m.fresh_until > now) {
-                    let (object, handle) = (Arc::clone(object), *handle);
-                    ix.lru.touch(handle);
-                    bump(&self.counters.hits);
-                    return Lookup::Hit(object);
-                }
+            Some(Entry::Stored { object, handle, .. })
+                if object.meta().is_some_and(|m| m.fresh_until > now) =>
+            {
+                let (object, handle) = (Arc::clone(object), *handle);
+                ix.lru.touch(handle);
+                bump(&self.counters.hits);
+                return Lookup::Hit(object);
             }
-            None => {}
+            _ => {}
         }
         // Stale or absent.
         let key: Arc<str> = Arc::from(url);

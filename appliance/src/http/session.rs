@@ -301,9 +301,17 @@ impl HttpSession {
             if_range: None,
             body: RequestBody::None,
         };
+        // The checkpoint comes from the shared segment: check its range
+        // rather than trust it.
         let body_len = match (cp.method, cp.range) {
             (Method::Head, _) => Some(0),
-            (_, Some((a, b))) => Some(b - a + 1),
+            (_, Some((a, b))) => match b.checked_sub(a) {
+                Some(d) => Some(d.saturating_add(1)),
+                None => {
+                    s.not_resumable(NotResumable::Position);
+                    return s;
+                }
+            },
             _ => None,
         };
         if delta >= 0 && body_len.is_some_and(|l| delta as u64 >= l) {
@@ -317,7 +325,7 @@ impl HttpSession {
             s.not_resumable(NotResumable::Position);
             return s;
         }
-        let from = cp.body_offset + delta.max(0) as u64;
+        let from = cp.body_offset.saturating_add(delta.max(0) as u64);
         let object = match s.ctx.cache.peek(&cp.url) {
             Some(o) => o,
             None => {
@@ -730,7 +738,8 @@ fn step(
                     Some(e) => capacity.min(usize::try_from(e - b.next).unwrap_or(usize::MAX)),
                     None => capacity,
                 };
-                return match b.object.read(b.next - base, max, Some(&ctx.notifier)) {
+                let at = b.next.saturating_sub(base);
+                return match b.object.read(at, max, Some(&ctx.notifier)) {
                     Read::Data(d) => {
                         b.next += d.len() as u64;
                         Step::Out(d, LastOut::Body)
@@ -764,7 +773,10 @@ fn resume_stage(r: &Resume, meta: &ObjectMeta, p: Planned) -> Result<Stage, NotR
     };
     let body = match p.body {
         Some(mut b) => {
-            let next = b.next + r.delta.max(0) as u64;
+            let next = b
+                .next
+                .checked_add(r.delta.max(0) as u64)
+                .ok_or(NotResumable::Position)?;
             if b.end.is_some_and(|e| next > e) || next < meta.base {
                 return Err(NotResumable::Position);
             }

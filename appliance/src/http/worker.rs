@@ -219,7 +219,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         loop {
             let mut progressed = false;
             while s.wants_input() {
-                let n = t.recv(conn, &mut self.buf);
+                let n = t.recv(conn, &mut self.buf).min(self.buf.len());
                 if n == 0 {
                     break;
                 }
