@@ -2,7 +2,7 @@
 //! manual checks and measurements in a lab namespace:
 //!
 //! ```text
-//! ip netns exec BOXNS target/release/examples/responder front0 198.18.0.11 [workers] [busy|adaptive]
+//! ip netns exec BOXNS target/release/examples/responder front0 198.18.0.11 [workers] [busy|adaptive] [v3|v2]
 //! ```
 //!
 //! Serves `1K.bin`, `1M.bin`, `50M.bin` and `100M.bin` (deterministic
@@ -10,6 +10,7 @@
 //! standard input, or after `BATON_RESPONDER_SECS` seconds when that is set.
 
 use baton_dataplane::app::{start, DataplaneOptions, PollMode};
+use baton_dataplane::port::afpacket::RxRing;
 use baton_dataplane::responder::Responder;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ fn object(len: usize, seed: u64) -> Bytes {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: responder IFACE SERVICE_IP [WORKERS] [busy|adaptive]");
+        eprintln!("usage: responder IFACE SERVICE_IP [WORKERS] [busy|adaptive] [v3|v2]");
         std::process::exit(2);
     }
     let ip: IpAddr = args[2].parse()?;
@@ -41,6 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     opts.workers = args.get(3).map(|w| w.parse()).transpose()?.unwrap_or(1);
     if args.get(4).map(String::as_str) == Some("busy") {
         opts.poll_mode = PollMode::Busy;
+    }
+    if args.get(5).map(String::as_str) == Some("v2") {
+        opts.rx_ring = RxRing::V2;
     }
     let mut objs = HashMap::new();
     for (name, len, seed) in [

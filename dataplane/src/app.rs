@@ -12,7 +12,7 @@
 //! [`DataplaneOptions`] from it.
 
 use crate::flow::{ConnId, FlowTable};
-use crate::port::afpacket::{AfPacketConfig, AfPacketPort};
+use crate::port::afpacket::{AfPacketConfig, AfPacketPort, RxRing};
 use crate::port::{worker_for, PortError};
 use crate::tcp::{FourTuple, SendError, SeqNum, State, TcbExport, TcbStats, TcpConfig};
 use crate::wire::ethernet::MacAddr;
@@ -267,6 +267,9 @@ pub struct DataplaneOptions {
     pub rx_burst: usize,
     /// RX ring block timeout in milliseconds (TPACKET_V3 latency at low rates).
     pub block_timeout_ms: u32,
+    /// RX ring layout: V3 (default, batched) or V2 (lowest latency); see
+    /// [`crate::port::afpacket`].
+    pub rx_ring: RxRing,
 }
 
 impl DataplaneOptions {
@@ -288,6 +291,7 @@ impl DataplaneOptions {
             cookie_secret: None,
             rx_burst: 64,
             block_timeout_ms: 1,
+            rx_ring: RxRing::V3,
         }
     }
 }
@@ -517,6 +521,7 @@ where
     let mut pcfg = AfPacketConfig::new(&opts.interface);
     pcfg.mac_override = opts.mac_override;
     pcfg.block_timeout_ms = opts.block_timeout_ms;
+    pcfg.ring = opts.rx_ring;
     let ports = AfPacketPort::open_group(&pcfg, opts.workers)?;
     let mac = crate::port::Port::mac(&ports[0]);
     let secret = opts.cookie_secret.unwrap_or_else(random_secret);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use baton_dataplane::port::afpacket::{AfPacketConfig, AfPacketPort};
+use baton_dataplane::port::afpacket::{AfPacketConfig, AfPacketPort, RxRing};
 use baton_dataplane::port::{worker_for_remote, Port, TxBatch};
 use baton_dataplane::tcp::{Flags, OutSegment, SeqNum};
 use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
@@ -50,14 +50,24 @@ fn syn_frame(src_mac: MacAddr, dst_mac: MacAddr, sport: u16) -> Vec<u8> {
 
 #[test]
 fn kernel_fanout_delivers_each_flow_to_the_worker_rust_computes() {
-    let lab = common::Lab::new("fo");
+    fanout_matches_worker_for(RxRing::V3, "fo");
+}
+
+#[test]
+fn kernel_fanout_with_tpacket_v2_rings_delivers_the_same_way() {
+    fanout_matches_worker_for(RxRing::V2, "f2");
+}
+
+fn fanout_matches_worker_for(ring: RxRing, tag: &str) {
+    let lab = common::Lab::new(tag);
     const N: usize = 3;
     let client_ns = format!("/var/run/netns/{}", lab.client.name);
     let box_ns = lab.boxns.name.clone();
     let boxns = common::Netns { name: box_ns };
     let result = boxns.run(move || {
-        let mut workers =
-            AfPacketPort::open_group(&AfPacketConfig::new("front0"), N).expect("open fanout group");
+        let mut cfg = AfPacketConfig::new("front0");
+        cfg.ring = ring;
+        let mut workers = AfPacketPort::open_group(&cfg, N).expect("open fanout group");
         let box_mac = workers[0].mac();
         // Open the sender in the client namespace from this same thread.
         let f = std::fs::File::open(&client_ns).unwrap();
