@@ -33,9 +33,13 @@ impl NewReno {
     /// New data acknowledged outside recovery.
     pub(crate) fn on_ack(&mut self, acked: u32) {
         if self.cwnd < self.ssthresh {
-            // Slow start, with RFC 3465 ABC limit L = 1 SMSS per ACK
-            // (RFC 5681 §3.1 "cwnd += min (N, SMSS)").
-            self.cwnd = self.cwnd.saturating_add(acked.min(self.mss)).min(CWND_MAX);
+            // Slow start with appropriate byte counting, limit L = 2*SMSS
+            // per ACK (RFC 3465 §2.3): a delayed-ACK receiver (one ACK per
+            // two segments, like Linux) still doubles cwnd every RTT.
+            self.cwnd = self
+                .cwnd
+                .saturating_add(acked.min(2 * self.mss))
+                .min(CWND_MAX);
         } else {
             // Congestion avoidance: one SMSS per cwnd of data acknowledged
             // (RFC 5681 §3.1, byte-counting variant).
@@ -111,10 +115,11 @@ mod tests {
         assert_eq!(cc.cwnd, 10_000);
         cc.on_rto(8_000);
         assert_eq!((cc.cwnd, cc.ssthresh), (1000, 4000));
-        // Slow start again until ssthresh, then linear growth.
-        for _ in 0..3 {
-            cc.on_ack(1000);
-        }
+        // Slow start again until ssthresh (at most 2 SMSS per ACK), then
+        // linear growth.
+        cc.on_ack(5000);
+        assert_eq!(cc.cwnd, 3000);
+        cc.on_ack(1000);
         assert_eq!(cc.cwnd, 4000);
         cc.on_ack(1000);
         assert_eq!(cc.cwnd, 4000);

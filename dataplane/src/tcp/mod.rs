@@ -37,8 +37,8 @@
 //! # What is left out, on purpose
 //!
 //! No Nagle (the cache sends whole responses), no urgent data, no ECN, no
-//! keepalive (the idle timeout resets instead), no simultaneous open, no
-//! rate limit on challenge ACKs (RFC 5961 §7) yet. The out-of-order queue
+//! keepalive (the idle timeout resets instead), no simultaneous open. The
+//! out-of-order queue
 //! holds at most 16 runs; the receive buffer grows only while the
 //! application leaves data unread.
 //!
@@ -129,6 +129,9 @@ pub struct TcpConfig {
     /// Zero-window probes sent while the peer's window stays closed before
     /// the connection is reset (Linux's tcp_retries2 rule for probes).
     pub zero_window_probe_max: u32,
+    /// At most one ACK per this interval answers unacceptable segments that
+    /// carry no data (Linux's tcp_invalid_ratelimit, 500 ms; RFC 5961 §7).
+    pub invalid_ratelimit: Duration,
     /// Takeover probes sent before giving up with [`Event::NotReady`].
     pub restore_probe_retries: u32,
     /// First takeover probe retransmission interval (doubles each time).
@@ -159,6 +162,7 @@ impl Default for TcpConfig {
             idle_timeout: Duration::from_secs(60),
             time_wait: Duration::from_secs(60),
             zero_window_probe_max: 15,
+            invalid_ratelimit: Duration::from_millis(500),
             restore_probe_retries: 6,
             // The client answers a probe in ~1-2 ms on a LAN (measured: 1.6 ms,
             // ARCHITECTURE.md). 50 ms leaves room for a survivor busy restoring

@@ -224,6 +224,11 @@ pub struct Tcb {
     zwp_pending: bool,
     /// A zero-window probe byte at SND.UNA is outstanding beyond SND.MAX.
     zwp_sent: bool,
+    /// Last reply to an unacceptable segment without data (rate limit).
+    last_oow_reply: Option<Instant>,
+    /// Resumed by takeover: the client may acknowledge what the dead box
+    /// sent beyond our SND.MAX.
+    restored: bool,
     rst: Option<RstSeg>,
 
     restore: Option<Box<Restore>>,
@@ -301,6 +306,8 @@ impl Tcb {
             probe_pending: false,
             zwp_pending: false,
             zwp_sent: false,
+            last_oow_reply: None,
+            restored: false,
             rst: None,
             restore: None,
             events: VecDeque::with_capacity(4),
@@ -535,7 +542,7 @@ impl Tcb {
                     && now.saturating_duration_since(self.ts_recent_at) < PAWS_IDLE
                 {
                     self.stats.dropped += 1;
-                    self.ack_now = true;
+                    self.oow_reply(now, seg);
                     return;
                 }
             }
@@ -549,7 +556,7 @@ impl Tcb {
                 // acknowledgment should be sent in reply (unless the RST bit
                 // is set)". In TIME-WAIT a retransmitted FIN also restarts
                 // the 2 MSL timeout.
-                self.ack_now = true;
+                self.oow_reply(now, seg);
                 if self.state == State::TimeWait && seg.flags.fin {
                     self.timewait_at = Some(now + self.config.time_wait);
                 }
@@ -563,7 +570,7 @@ impl Tcb {
             if seg.seq == self.rcv_nxt {
                 self.on_reset_received();
             } else {
-                self.challenge_ack();
+                self.challenge_ack(now, seg);
             }
             return;
         }
@@ -571,7 +578,7 @@ impl Tcb {
         // Fourth: SYN in a synchronized state (RFC 5961 §4.2, RFC 9293
         // §3.10.7.4 "fourth"): challenge ACK, drop.
         if seg.flags.syn {
-            self.challenge_ack();
+            self.challenge_ack(now, seg);
             return;
         }
 
@@ -636,15 +643,36 @@ impl Tcb {
 
     /// RFC 5961 §3.2/§4.2: an ACK carrying our current numbers, so a peer
     /// that really lost its state answers with an exact RST.
-    fn challenge_ack(&mut self) {
-        self.stats.challenge_acks += 1;
+    fn challenge_ack(&mut self, now: Instant, seg: &Segment<'_>) {
+        if self.oow_reply(now, seg) {
+            self.stats.challenge_acks += 1;
+        }
+    }
+
+    /// An ACK in reply to an unacceptable segment, rate-limited as Linux
+    /// does (tcp_oow_rate_limited, RFC 5961 §7): segments without data get
+    /// at most one reply per `invalid_ratelimit`, so two stacks that
+    /// disagree about sequence numbers cannot ACK each other forever, and a
+    /// blind attacker gets no amplification. Segments carrying data (or a
+    /// FIN) are always answered. True when a reply was scheduled.
+    fn oow_reply(&mut self, now: Instant, seg: &Segment<'_>) -> bool {
+        let pure = seg.payload.is_empty() && !seg.flags.fin;
+        if pure {
+            if let Some(t) = self.last_oow_reply {
+                if now.saturating_duration_since(t) < self.config.invalid_ratelimit {
+                    return false;
+                }
+            }
+            self.last_oow_reply = Some(now);
+        }
         self.ack_now = true;
+        true
     }
 
     /// RFC 9293 §3.10.7.4 "fifth": the ACK field. Returns false when the
     /// segment must be dropped now.
     fn process_ack(&mut self, now: Instant, seg: &Segment<'_>) -> bool {
-        let ack = seg.ack;
+        let mut ack = seg.ack;
         if self.state == State::SynReceived {
             // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED …
             // If the segment acknowledgment is not acceptable, form a reset
@@ -673,13 +701,23 @@ impl Tcb {
             self.snd_max
         };
         if ack.gt(limit) {
-            self.stats.dropped += 1;
-            self.ack_now = true;
-            return false;
+            let queued_end = self.sendq_seq + self.sendq.len() as u32;
+            if self.restored {
+                // After a takeover the client may hold data the dead box
+                // sent beyond what we re-sent (its out-of-order queue fills
+                // the hole we just repaired): the same object bytes at the
+                // same sequence numbers. Count what we have queued as
+                // acknowledged; re-sending the rest is harmless.
+                ack = ack.min(self.snd_max.max(queued_end));
+            } else {
+                self.stats.dropped += 1;
+                self.oow_reply(now, seg);
+                return false;
+            }
         }
         let max_wnd = self.max_snd_wnd.max(u32::from(self.mss));
         if ack.lt(self.snd_una - max_wnd) {
-            self.challenge_ack();
+            self.challenge_ack(now, seg);
             return false;
         }
 
@@ -1090,6 +1128,7 @@ impl Tcb {
             State::Established
         };
         self.restore = None;
+        self.restored = true;
         self.probe_pending = false;
         self.push_event(Event::Ready {
             snd_una: una,

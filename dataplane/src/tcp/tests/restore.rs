@@ -260,3 +260,25 @@ fn state_bytes_round_trip() {
     assert_eq!(State::from_u8(State::Unready.as_u8()), Some(State::Unready));
     assert_eq!(State::from_u8(0), None);
 }
+
+#[test]
+fn after_takeover_an_ack_beyond_what_we_resent_is_taken_not_fought() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    recv!(tcb, fx.at(5_000));
+    let una = SeqNum(e.snd_una);
+    send!(tcb, fx.at(5_002), answer(SeqNum(e.rcv_nxt), una, 0));
+    events(&mut tcb);
+    tcb.send(Bytes::from(pattern(10_000))).expect("queued");
+    let first = recv!(tcb, fx.at(5_003));
+    assert_eq!(first.seq, una);
+    // The client held the dead box's later segments out of order: once our
+    // resent segment fills its hole, its ACK jumps past all we sent.
+    send!(tcb, fx.at(5_004), answer(SeqNum(e.rcv_nxt), una + 6_000, 0));
+    assert_eq!(tcb.send_queued(), 4_000);
+    assert_eq!(tcb.stats().dropped, 0);
+    // Sending goes on from there, not from what we had sent.
+    let next = drain(&mut tcb, fx.at(5_004));
+    assert_eq!(next.first().map(|s| s.seq), Some(una + 6_000));
+}

@@ -60,18 +60,48 @@ fn rst_outside_the_window_is_silently_dropped() {
 fn syn_on_an_established_connection_gets_a_challenge_ack() {
     let fx = Fx::new();
     let (mut tcb, iss) = established(&fx);
-    for seq in [SeqNum(CISN + 1), SeqNum(CISN + 300), SeqNum(CISN)] {
+    for (i, seq) in [SeqNum(CISN + 1), SeqNum(CISN + 300), SeqNum(CISN)]
+        .into_iter()
+        .enumerate()
+    {
         let mut s = syn(opts_mss(1460));
         s.seq = seq;
-        send!(tcb, fx.at(10), s);
+        // Spaced beyond the 500 ms challenge-ACK rate limit.
+        let at = fx.at(10 + 600 * i as u64);
+        send!(tcb, at, s);
         // RFC 5961 §4.2: "If the SYN bit is set, irrespective of the
         // sequence number, TCP MUST send an ACK (also referred to as
         // challenge ACK) to the remote peer".
-        let ack = recv!(tcb, fx.at(10));
+        let ack = recv!(tcb, at);
         assert!(ack.flags.ack && !ack.flags.syn && !ack.flags.rst);
         assert_eq!((ack.seq, ack.ack), (iss + 1, SeqNum(CISN + 1)));
         assert_eq!(tcb.state(), State::Established);
     }
+}
+
+#[test]
+fn replies_to_unacceptable_segments_without_data_are_rate_limited() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    // RFC 5961 §7: "An implementation SHOULD include an ACK throttling
+    // mechanism"; Linux allows one reply per 500 ms to segments without
+    // data (tcp_invalid_ratelimit).
+    let old_ack = seg(SeqNum(CISN - 5000), iss + 1, &[]);
+    send!(tcb, fx.at(10), old_ack);
+    recv!(tcb, fx.at(10));
+    send!(tcb, fx.at(20), old_ack);
+    recv!(tcb, fx.at(20), nothing);
+    let mut r = rst(SeqNum(CISN + 50));
+    send!(tcb, fx.at(30), r);
+    recv!(tcb, fx.at(30), nothing);
+    // Old data is always answered: the takeover probe relies on it.
+    send!(tcb, fx.at(40), seg(SeqNum(CISN), iss + 1, b"x"));
+    assert_eq!(recv!(tcb, fx.at(40)).ack, SeqNum(CISN + 1));
+    // After the interval, replies resume.
+    r.seq = SeqNum(CISN + 60);
+    send!(tcb, fx.at(600), r);
+    recv!(tcb, fx.at(600));
+    assert_eq!(tcb.stats().challenge_acks, 1);
 }
 
 #[test]

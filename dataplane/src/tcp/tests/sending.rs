@@ -53,12 +53,12 @@ fn initial_window_is_ten_segments_and_slow_start_grows_it() {
         assert_eq!(s.seq, nth(iss, i as u32));
         assert_eq!(s.payload_len(), 1460);
     }
-    // One ACK for two segments: RFC 5681 §3.1 slow start adds
-    // min(N, SMSS), so two segments replace the acknowledged ones and one
-    // more goes out.
+    // One ACK for two segments: slow start adds min(N, L) with RFC 3465's
+    // L = 2*SMSS, so two segments replace the acknowledged ones and two
+    // more go out: cwnd doubles per RTT even with delayed ACKs.
     send!(tcb, fx.at(20), seg(SeqNum(CISN + 1), nth(iss, 2), &[]));
     let more = drain(&mut tcb, fx.at(20));
-    assert_eq!(more.len(), 3);
+    assert_eq!(more.len(), 4);
     assert_eq!(more[0].seq, nth(iss, 10));
     assert_eq!(tcb.poll_event(), Some(Event::Writable));
 }
