@@ -678,7 +678,12 @@ impl Tcb {
             // If the segment acknowledgment is not acceptable, form a reset
             // segment <SEQ=SEG.ACK><CTL=RST> and send it."
             if ack.gt(self.snd_una) && ack.le(self.snd_max) {
-                self.state = State::Established;
+                // A close() during the handshake takes effect now.
+                self.state = if self.fin_queued {
+                    State::FinWait1
+                } else {
+                    State::Established
+                };
                 self.push_event(Event::Established);
                 self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
                 self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
@@ -1346,7 +1351,13 @@ impl Tcb {
     pub fn close(&mut self) {
         match self.state {
             State::SynSent => self.enter_closed(),
-            State::SynReceived | State::Established => {
+            // RFC 9293 §3.10.4, SYN-RECEIVED: "If no SENDs have been issued
+            // and there is no pending data to send, then form a FIN segment
+            // and send it, and enter FIN-WAIT-1 state; otherwise, queue for
+            // processing after entering ESTABLISHED state." We always queue:
+            // the SYN-ACK keeps being retransmitted until it is acknowledged.
+            State::SynReceived => self.fin_queued = true,
+            State::Established => {
                 self.fin_queued = true;
                 self.state = State::FinWait1;
             }

@@ -244,3 +244,20 @@ fn with_timestamps_time_wait_reopens_on_a_newer_tsval() {
     s.seq = SeqNum(CISN);
     assert!(tcb.accepts_new_syn(&s));
 }
+
+#[test]
+fn close_during_the_handshake_sends_the_fin_once_established() {
+    let fx = Fx::new();
+    let (mut tcb, synack) = syn_received(&fx, TcpConfig::default(), &syn(opts_mss(1460)));
+    tcb.close();
+    assert_eq!(tcb.state(), State::SynReceived);
+    recv!(tcb, fx.at(0), nothing);
+    // The SYN-ACK is still retransmitted while unacknowledged.
+    tcb.on_timeout(fx.at(1000));
+    assert!(recv!(tcb, fx.at(1000)).flags.syn);
+    send!(tcb, fx.at(1001), seg(SeqNum(CISN + 1), synack.seq + 1, &[]));
+    assert_eq!(tcb.state(), State::FinWait1);
+    let f = recv!(tcb, fx.at(1001));
+    assert!(f.flags.fin);
+    assert_eq!(f.seq, synack.seq + 1);
+}
