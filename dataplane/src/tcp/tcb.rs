@@ -678,6 +678,14 @@ impl Tcb {
             // If the segment acknowledgment is not acceptable, form a reset
             // segment <SEQ=SEG.ACK><CTL=RST> and send it."
             if ack.gt(self.snd_una) && ack.le(self.snd_max) {
+                // RFC 6298 §5.7: "If the timer expires awaiting the ACK of a
+                // SYN segment and the TCP implementation is using an RTO
+                // less than 3 seconds, the RTO MUST be re-initialized to 3
+                // seconds when data transmission begins" (a timestamp echo
+                // below may still give a real sample).
+                if self.retries > 0 && self.srtt_us == 0 {
+                    self.rto_us = self.rto_us.max(3_000_000);
+                }
                 // A close() during the handshake takes effect now.
                 self.state = if self.fin_queued {
                     State::FinWait1

@@ -115,6 +115,11 @@ fn lost_syn_ack_is_retransmitted_at_rto_with_back_off() {
     // The client's ACK finally arrives.
     send!(tcb, fx.at(3100), seg(SeqNum(CISN + 1), synack.seq + 1, &[]));
     assert_eq!(tcb.state(), State::Established);
+    // RFC 6298 §5.7: after a SYN timeout, and with no RTT sample (Karn: not
+    // from a retransmitted SYN-ACK), data starts with a 3 s RTO.
+    tcb.send(Bytes::from_static(b"data")).expect("queued");
+    recv!(tcb, fx.at(3200));
+    assert_eq!(tcb.poll_timeout(), Some(fx.at(6200)));
 }
 
 #[test]
