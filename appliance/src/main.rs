@@ -11,6 +11,7 @@ mod http;
 mod lab;
 mod logging;
 mod run;
+mod serve;
 mod status;
 
 use std::path::PathBuf;

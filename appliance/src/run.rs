@@ -15,7 +15,13 @@ use baton_shmem::{BoxState, Layout, Region, Segment};
 use clap::Args;
 use tracing::{info, warn};
 
+use crate::cache::{Cache, CacheSettings, Origin};
+use crate::http::Limits;
 use crate::logging;
+use crate::serve::checkpoint::{Cadence, Checkpointer};
+use crate::serve::CacheApp;
+use baton_config::{Backend, PollMode};
+use baton_dataplane::{DataplaneHandle, DataplaneOptions};
 
 /// Arguments of `baton run`.
 #[derive(Args, Debug)]
@@ -90,15 +96,90 @@ pub fn run(args: RunArgs) -> Result<()> {
     let heartbeat = spawn_heartbeat(region.clone(), &config, stop.clone())?;
     let watcher = spawn_watcher(segment.clone(), &config, stop.clone())?;
 
+    let origin = Origin::from_config(&config.cache)
+        .with_context(|| format!("cache.origin {:?} names no reachable address", config.cache.origin))?;
+    let (cache, fetchers) = Cache::start(CacheSettings::from_config(&config.cache), origin, config.cache.fetchers)
+        .context("starting the origin fetchers")?;
+    let dataplane = start_dataplane(&config, &region, cache.clone())?;
+    region
+        .set_identity(dataplane.mac().0, &config.service.ips)
+        .context("writing the box table entry")?;
+    for ip in &config.service.ips {
+        // Gratuitous ARP: the LAN learns (again) which MAC owns the address.
+        if let Err(err) = dataplane.announce(*ip) {
+            warn!(%ip, %err, "gratuitous ARP failed");
+        }
+    }
+    info!(
+        interface = %config.dataplane.interface,
+        workers = dataplane.n_workers(),
+        mac = %dataplane.mac(),
+        "dataplane serving"
+    );
+
     if let Some(ready) = &args.ready_file {
         mark_ready(ready)?;
     }
     let signal = signals.wait();
     info!(signal, "stopping");
     stop.store(true, Ordering::Relaxed);
+    dataplane.shutdown();
+    if let Err(err) = dataplane.join() {
+        warn!(%err, "dataplane stopped with an error");
+    }
+    drop(cache);
+    fetchers.join();
     let _ = heartbeat.join();
     let _ = watcher.join();
     Ok(())
+}
+
+/// The dataplane options a config implies.
+fn dataplane_options(config: &Config) -> DataplaneOptions {
+    let dp = &config.dataplane;
+    let mut opts = DataplaneOptions::new(&dp.interface, config.service.ips.clone());
+    opts.workers = dp.workers;
+    opts.cores = dp.cores.clone();
+    opts.poll_mode = match dp.poll_mode {
+        PollMode::Busy => baton_dataplane::PollMode::Busy,
+        PollMode::Adaptive => baton_dataplane::PollMode::Adaptive { spins: 200 },
+    };
+    opts.listen_ports = vec![config.service.port];
+    opts.mac_override = dp.mac.map(|m| baton_dataplane::wire::ethernet::MacAddr(m.0));
+    // Limits are per box in the config, per worker in the dataplane.
+    opts.max_connections = config.limits.max_connections.min(dp.max_connections).div_ceil(dp.workers.max(1));
+    opts.syn_backlog = dp.syn_backlog;
+    opts
+}
+
+/// Starts the workers, each with its HTTP cache app and checkpoint slots.
+fn start_dataplane(config: &Config, region: &Region, cache: Arc<Cache>) -> Result<DataplaneHandle> {
+    if config.dataplane.backend == Backend::Dpdk {
+        anyhow::bail!("dataplane.backend = \"dpdk\": this build has no DPDK support (build with --features dpdk)");
+    }
+    let opts = dataplane_options(config);
+    let workers = opts.workers;
+    let per_worker = opts.max_connections;
+    let limits = Limits::from_config(&config.limits);
+    let cadence = Cadence::from_config(&config.checkpoint);
+    let checkpoints = config.checkpoint.enabled;
+    let mac = config.dataplane.mac.map(|m| m.0).unwrap_or([0; 6]);
+    let region = region.clone();
+    baton_dataplane::start(opts, move |worker| {
+        let checkpointer = if checkpoints {
+            match Checkpointer::new(&region, worker, workers, cadence, mac) {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    warn!(worker, %err, "no checkpoint slots: this worker's connections are not recoverable");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        CacheApp::new(cache.clone(), worker, limits, per_worker, checkpointer)
+    })
+    .with_context(|| format!("starting the dataplane on {}", config.dataplane.interface))
 }
 
 fn mark_ready(path: &Path) -> Result<()> {
