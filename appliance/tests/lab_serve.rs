@@ -111,7 +111,7 @@ fn lab_a_thousand_parallel_connections_complete() {
     let out = ok(o);
     assert_eq!(ab_number(&out, "Complete requests:"), 1000, "{out}");
     assert_eq!(ab_number(&out, "Failed requests:"), 0, "{out}");
-    assert_eq!(ab_number(&out, "Non-2xx responses:").min(0), 0);
+    assert!(!out.contains("Non-2xx responses:"), "every answer is a 200:\n{out}");
     assert_eq!(ab_number(&out, "Document Length:"), 1024, "{out}");
 }
 
