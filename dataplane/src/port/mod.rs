@@ -34,6 +34,8 @@
 pub mod afpacket;
 pub mod fanout;
 pub mod memory;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 
 pub use fanout::{worker_for, worker_for_remote};
 
