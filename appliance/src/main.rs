@@ -13,6 +13,7 @@ mod logging;
 mod run;
 mod serve;
 mod status;
+mod takeover;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -19,7 +19,8 @@ use crate::cache::{Cache, CacheSettings, Origin};
 use crate::http::Limits;
 use crate::logging;
 use crate::serve::checkpoint::{Cadence, Checkpointer};
-use crate::serve::CacheApp;
+use crate::serve::{CacheApp, RestoreData};
+use crate::takeover::{self, OrphanRoute, OrphanTable};
 use baton_config::{Backend, PollMode};
 use baton_dataplane::{DataplaneHandle, DataplaneOptions};
 
@@ -94,13 +95,13 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let heartbeat = spawn_heartbeat(region.clone(), &config, stop.clone())?;
-    let watcher = spawn_watcher(segment.clone(), &config, stop.clone())?;
+    let orphans = Arc::new(OrphanTable::default());
 
     let origin = Origin::from_config(&config.cache)
         .with_context(|| format!("cache.origin {:?} names no reachable address", config.cache.origin))?;
     let (cache, fetchers) = Cache::start(CacheSettings::from_config(&config.cache), origin, config.cache.fetchers)
         .context("starting the origin fetchers")?;
-    let dataplane = start_dataplane(&config, &region, cache.clone())?;
+    let dataplane = Arc::new(start_dataplane(&config, &region, cache.clone(), orphans.clone())?);
     region
         .set_identity(dataplane.mac().0, &config.service.ips)
         .context("writing the box table entry")?;
@@ -117,20 +118,36 @@ pub fn run(args: RunArgs) -> Result<()> {
         "dataplane serving"
     );
 
+    let watcher = spawn_watcher(
+        Control {
+            segment: segment.clone(),
+            dataplane: dataplane.clone(),
+            orphans,
+            me: config.node.id,
+        },
+        &config,
+        stop.clone(),
+    )?;
+
     if let Some(ready) = &args.ready_file {
         mark_ready(ready)?;
     }
     let signal = signals.wait();
     info!(signal, "stopping");
     stop.store(true, Ordering::Relaxed);
-    dataplane.shutdown();
-    if let Err(err) = dataplane.join() {
-        warn!(%err, "dataplane stopped with an error");
+    let _ = watcher.join();
+    match Arc::try_unwrap(dataplane) {
+        Ok(dataplane) => {
+            dataplane.shutdown();
+            if let Err(err) = dataplane.join() {
+                warn!(%err, "dataplane stopped with an error");
+            }
+        }
+        Err(dataplane) => dataplane.shutdown(),
     }
     drop(cache);
     fetchers.join();
     let _ = heartbeat.join();
-    let _ = watcher.join();
     Ok(())
 }
 
@@ -153,7 +170,12 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
 }
 
 /// Starts the workers, each with its HTTP cache app and checkpoint slots.
-fn start_dataplane(config: &Config, region: &Region, cache: Arc<Cache>) -> Result<DataplaneHandle> {
+fn start_dataplane(
+    config: &Config,
+    region: &Region,
+    cache: Arc<Cache>,
+    orphans: Arc<OrphanTable>,
+) -> Result<DataplaneHandle> {
     if config.dataplane.backend == Backend::Dpdk {
         anyhow::bail!("dataplane.backend = \"dpdk\": this build has no DPDK support (build with --features dpdk)");
     }
@@ -177,7 +199,7 @@ fn start_dataplane(config: &Config, region: &Region, cache: Arc<Cache>) -> Resul
         } else {
             None
         };
-        CacheApp::new(cache.clone(), worker, limits, per_worker, checkpointer)
+        CacheApp::new(cache.clone(), worker, limits, per_worker, checkpointer, orphans.clone())
     })
     .with_context(|| format!("starting the dataplane on {}", config.dataplane.interface))
 }
@@ -201,9 +223,18 @@ fn spawn_heartbeat(region: Region, config: &Config, stop: Arc<AtomicBool>) -> Re
         .context("starting the heartbeat thread")
 }
 
-/// Watches the other boxes' heartbeats and logs when one is missed for the
-/// configured count (declared dead) or comes back with a new epoch.
-fn spawn_watcher(segment: Segment, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
+/// What the control core acts with.
+struct Control {
+    segment: Segment,
+    dataplane: Arc<DataplaneHandle>,
+    orphans: Arc<OrphanTable>,
+    me: u16,
+}
+
+/// Watches the other boxes' heartbeats; a box silent for the configured
+/// count is declared dead and its connections are taken over (seed Fig. 6
+/// step 602), a box back with a new epoch is a new member.
+fn spawn_watcher(control: Control, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
     let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
     let deadline_ms = config.failure.detection_ms();
     let peers: Vec<u16> = config.peers().map(|m| m.id).collect();
@@ -214,8 +245,13 @@ fn spawn_watcher(segment: Segment, config: &Config, stop: Arc<AtomicBool>) -> Re
             while !stop.load(Ordering::Relaxed) {
                 let now = unix_ms();
                 for &id in &peers {
-                    match segment.box_info(id) {
-                        Ok(info) => tracker.observe(id, &info, now, deadline_ms),
+                    match control.segment.box_info(id) {
+                        Ok(info) => {
+                            if tracker.observe(id, &info, now, deadline_ms) {
+                                let survivors = tracker.alive_with(control.me);
+                                control.take_over(id, &survivors);
+                            }
+                        }
                         Err(err) => warn!(peer = id, %err, "unreadable box table entry"),
                     }
                 }
@@ -223,6 +259,64 @@ fn spawn_watcher(segment: Segment, config: &Config, stop: Arc<AtomicBool>) -> Re
             }
         })
         .context("starting the watcher thread")
+}
+
+impl Control {
+    /// Takes over the connections of dead box `dead` (seed Fig. 6 604-618).
+    fn take_over(&self, dead: u16, survivors: &[u16]) {
+        let started = std::time::Instant::now();
+        let plan = takeover::plan(&self.segment, dead, self.me, survivors);
+        let mut routes = Vec::with_capacity(plan.mine.len() + plan.elsewhere.len());
+        for (key, owner) in &plan.elsewhere {
+            match self.segment.box_info(*owner) {
+                Ok(info) => routes.push((*key, OrphanRoute::Elsewhere(baton_dataplane::wire::ethernet::MacAddr(info.mac)))),
+                Err(err) => warn!(owner, %err, "survivor's box table unreadable: its orphans are not forwarded"),
+            }
+        }
+        for orphan in &plan.mine {
+            let key = (orphan.export.tuple.local, orphan.export.tuple.remote);
+            routes.push((key, OrphanRoute::Mine(Box::new(orphan.clone()))));
+        }
+        self.orphans.extend(routes);
+        if plan.inherit {
+            for ip in &plan.service_ips {
+                if let Err(err) = self.dataplane.add_service_ip(*ip) {
+                    warn!(%ip, %err, "cannot take the dead box's address");
+                }
+            }
+            announce_repeatedly(self.dataplane.clone(), plan.service_ips.clone());
+        }
+        let mine = plan.mine.len();
+        for orphan in plan.mine {
+            let data: RestoreData = orphan.response;
+            if let Err(err) = self.dataplane.restore(orphan.export, Box::new(data)) {
+                warn!(%err, "restore failed");
+            }
+        }
+        info!(
+            dead,
+            ?survivors,
+            restoring_here = mine,
+            elsewhere = plan.elsewhere.len(),
+            corrupt = plan.corrupt,
+            inherit_ips = plan.inherit,
+            took_us = started.elapsed().as_micros() as u64,
+            "taking over a dead box's connections"
+        );
+    }
+}
+
+/// Gratuitous ARP for inherited addresses, repeated: a client that misses
+/// one (loss, a busy LAN) learns from the next.
+fn announce_repeatedly(dataplane: Arc<DataplaneHandle>, ips: Vec<std::net::IpAddr>) {
+    let _ = thread::Builder::new().name("garp".into()).spawn(move || {
+        for delay_ms in [0u64, 20, 100, 300, 1000] {
+            thread::sleep(Duration::from_millis(delay_ms));
+            for ip in &ips {
+                let _ = dataplane.announce(*ip);
+            }
+        }
+    });
 }
 
 /// What this box believes of each peer: alive (with the epoch last seen) or
@@ -246,12 +340,13 @@ impl PeerTracker {
         }
     }
 
-    fn observe(&mut self, id: u16, info: &baton_shmem::BoxInfo, now_ms: u64, deadline_ms: u64) {
+    /// Updates the view of peer `id`; true when it has just been declared dead.
+    fn observe(&mut self, id: u16, info: &baton_shmem::BoxInfo, now_ms: u64, deadline_ms: u64) -> bool {
         let Some((_, view)) = self.peers.iter_mut().find(|(p, _)| *p == id) else {
-            return;
+            return false;
         };
         if info.state == BoxState::Unused {
-            return;
+            return false;
         }
         let fresh = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms;
         let next = match (*view, fresh) {
@@ -272,7 +367,22 @@ impl PeerTracker {
                 PeerView::Unknown => {}
             }
             *view = next;
+            return matches!(next, PeerView::Dead { .. });
         }
+        false
+    }
+
+    /// The peers believed alive, and `me`.
+    fn alive_with(&self, me: u16) -> Vec<u16> {
+        let mut ids: Vec<u16> = self
+            .peers
+            .iter()
+            .filter(|(_, v)| matches!(v, PeerView::Alive { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.push(me);
+        ids.sort_unstable();
+        ids
     }
 }
 
@@ -327,10 +437,12 @@ mod tests {
     #[test]
     fn peer_is_dead_after_the_detection_time_and_rejoins_with_a_new_epoch() {
         let mut t = PeerTracker::new(&[2]);
-        t.observe(2, &info(1, 1000), 1010, 90);
+        assert!(!t.observe(2, &info(1, 1000), 1010, 90));
         assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
-        t.observe(2, &info(1, 1000), 1091, 90);
+        assert_eq!(t.alive_with(1), vec![1, 2]);
+        assert!(t.observe(2, &info(1, 1000), 1091, 90), "declared dead once");
         assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });
+        assert_eq!(t.alive_with(1), vec![1]);
         // A stale beat of the old incarnation never revives it.
         t.observe(2, &info(1, 1080), 1100, 90);
         assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });

@@ -6,18 +6,26 @@
 //! to the application's block (seed Fig. 4: each layer adds its own state).
 pub mod checkpoint;
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use baton_dataplane::app::{App, CloseReason, Ctx};
+use baton_dataplane::app::{App, CloseReason, Ctx, UnknownAction};
 use baton_dataplane::flow::ConnId;
-use baton_dataplane::tcp::SeqNum;
+use baton_dataplane::tcp::{FourTuple, SeqNum};
 use bytes::Bytes;
+use tracing::{debug, info};
 
 use crate::cache::Cache;
 use crate::http::checkpoint::ResponseCheckpoint;
 use crate::http::request::Limits;
 use crate::http::worker::{HttpWorker, Transport};
+use crate::takeover::{OrphanRoute, OrphanTable};
 use checkpoint::Checkpointer;
+
+/// What the control core attaches to a restored connection: the response
+/// it was sending when its box died.
+pub type RestoreData = Option<ResponseCheckpoint>;
 
 /// A waker that exists before the worker does: the HTTP driver is built by
 /// the app factory, the worker's eventfd becomes known at its first
@@ -39,6 +47,9 @@ pub struct CacheApp {
     http: HttpWorker<ConnId>,
     waker: Arc<LateWaker>,
     checkpoints: Option<Checkpointer>,
+    orphans: Arc<OrphanTable>,
+    /// Restored connections waiting for "ready", with their response.
+    restoring: HashMap<ConnId, RestoreData>,
 }
 
 impl CacheApp {
@@ -49,6 +60,7 @@ impl CacheApp {
         limits: Limits,
         max_sessions: usize,
         checkpoints: Option<Checkpointer>,
+        orphans: Arc<OrphanTable>,
     ) -> CacheApp {
         let waker = Arc::new(LateWaker::default());
         let http = HttpWorker::new(cache, worker, waker.clone(), limits, max_sessions);
@@ -56,6 +68,8 @@ impl CacheApp {
             http,
             waker,
             checkpoints,
+            orphans,
+            restoring: HashMap::new(),
         }
     }
 
@@ -136,11 +150,48 @@ impl App for CacheApp {
         self.http.on_peer_closed(conn, &mut t, now);
     }
 
-    fn on_closed(&mut self, conn: ConnId, _reason: CloseReason, _ctx: &mut Ctx<'_>) {
+    fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
+        if self.restoring.remove(&conn).is_some() {
+            info!(?reason, "restored connection could not resume (seed Fig. 6, not ready)");
+        }
         self.http.on_closed(conn);
         if let Some(c) = self.checkpoints.as_mut() {
             c.release(conn);
         }
+    }
+
+    fn on_unknown_segment(&mut self, tuple: FourTuple, _rst: bool) -> UnknownAction {
+        match self.orphans.route(&tuple) {
+            None => UnknownAction::Listener,
+            Some(OrphanRoute::Elsewhere(mac)) => UnknownAction::Forward(mac),
+            Some(OrphanRoute::Mine(orphan)) => {
+                let orphan = *orphan;
+                let data: RestoreData = orphan.response;
+                UnknownAction::Restore(orphan.export, Box::new(data))
+            }
+        }
+    }
+
+    fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {
+        let response = data.downcast::<RestoreData>().map(|b| *b).unwrap_or(None);
+        if let Some(tuple) = ctx.tuple(conn) {
+            // Restored here: a later segment must find the TCB, never the
+            // checkpoint again.
+            self.orphans.remove(&tuple);
+            debug!(?tuple, resuming = response.is_some(), "orphan restored, probing");
+        }
+        self.restoring.insert(conn, response);
+    }
+
+    fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, _rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {
+        let response = self.restoring.remove(&conn).unwrap_or(None);
+        let now = ctx.now();
+        if let Some(c) = self.checkpoints.as_mut() {
+            // The connection is this box's now: a second failure must find it here.
+            c.commit(ctx, conn, response.as_ref());
+        }
+        let mut t = Self::transport(ctx, &mut self.checkpoints);
+        self.http.on_ready(conn, response.as_ref(), snd_una.0, &mut t, now);
     }
 
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
