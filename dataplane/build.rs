@@ -119,6 +119,10 @@ mod dpdk {
         for l in &lib.libs {
             println!("cargo:rustc-link-lib=dylib={l}");
         }
+        // rte_vdev_init/uninit live in the vdev bus driver, which
+        // `--libs libdpdk` does not name (drivers are plugins); it is the
+        // same file as the plugin the EAL loads, so it registers once.
+        println!("cargo:rustc-link-lib=dylib=rte_bus_vdev");
 
         let mut b = bindgen::Builder::default()
             .header(shim_dir.join("shim.h").to_string_lossy())

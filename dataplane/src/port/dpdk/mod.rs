@@ -269,15 +269,17 @@ impl DpdkOptions {
     }
 
     /// The EAL argument list (without the program name):
-    /// `-l`, `--file-prefix`, `--in-memory` or hugepages, `-m`,
-    /// `--no-pci`, `--no-telemetry`, `--log-level`, the `--vdev`s, then
-    /// [`DpdkOptions::eal_extra`].
+    /// `-l`, `--file-prefix`, `--no-huge --no-shconf` unless hugepages,
+    /// `-m`, `--no-pci`, `--no-telemetry`, `--log-level`, the `--vdev`s,
+    /// then [`DpdkOptions::eal_extra`].
     ///
     /// `--no-pci`: boxes take their NICs through vdevs; no box may grab
-    /// a PCI device another box or the host uses. `--in-memory` (no
-    /// shared runtime files) when hugepages are off, so boxes on one host
-    /// never contend for a runtime directory; with hugepages the file
-    /// prefix keeps their hugepage files apart.
+    /// a PCI device another box or the host uses. Without hugepages,
+    /// `--no-shconf` (no shared runtime files: `--in-memory` would be the
+    /// stronger form, but the EAL refuses it with `--no-huge`, which
+    /// implies legacy memory), so boxes on one host never contend for a
+    /// runtime directory; with hugepages the unique file prefix keeps their
+    /// runtime directories and hugepage files apart.
     pub fn eal_args(&self) -> Vec<String> {
         let mut a = vec![
             "-l".to_string(),
@@ -288,7 +290,7 @@ impl DpdkOptions {
             a.push(format!("-m{}", self.memory_mb.max(64)));
         } else {
             a.push("--no-huge".into());
-            a.push("--in-memory".into());
+            a.push("--no-shconf".into());
             a.push(format!("-m{}", self.memory_mb.max(64)));
         }
         a.push("--no-pci".into());
@@ -1106,7 +1108,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn af_packet_options_give_no_huge_in_memory_args_with_the_vdev() {
+    fn af_packet_options_give_no_huge_no_shconf_args_with_the_vdev() {
         let mut o = DpdkOptions::af_packet("front0", 2);
         o.file_prefix = "box1".into();
         let a = o.eal_args();
@@ -1117,7 +1119,7 @@ mod tests {
                 "0",
                 "--file-prefix=box1",
                 "--no-huge",
-                "--in-memory",
+                "--no-shconf",
                 "-m256",
                 "--no-pci",
                 "--no-telemetry",
@@ -1135,7 +1137,7 @@ mod tests {
         o.file_prefix = "box2".into();
         o.eal_extra = vec!["-d".into(), "/x.so".into()];
         let a = o.eal_args();
-        assert!(!a.iter().any(|x| x == "--no-huge" || x == "--in-memory"));
+        assert!(!a.iter().any(|x| x == "--no-huge" || x == "--no-shconf"));
         assert!(a.contains(&"--file-prefix=box2".to_string()));
         assert_eq!(&a[a.len() - 2..], &["-d".to_string(), "/x.so".to_string()]);
     }

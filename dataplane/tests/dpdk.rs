@@ -1,0 +1,281 @@
+//! The DPDK port on `net_af_packet` against a real Linux peer: a client
+//! namespace pings a box namespace whose `front0` is driven by DPDK; the
+//! port sees the client's ARP requests, its crafted ARP reply is learned by
+//! the client's kernel (so the pings follow), and with two queue pairs every
+//! TCP flow reaches the worker [`worker_for_remote`] names although the
+//! PMD's kernel fanout hashes with a key we do not know.
+//!
+//! One EAL per process, so the phases run in one test, in order. Needs root
+//! (namespaces, raw sockets); fails loudly otherwise.
+#![cfg(feature = "dpdk")]
+
+mod common;
+
+use baton_dataplane::port::afpacket::{AfPacketConfig, AfPacketPort};
+use baton_dataplane::port::dpdk::{DpdkEal, DpdkError, DpdkOptions, DpdkPort};
+use baton_dataplane::port::{worker_for_remote, Port, TxBatch};
+use baton_dataplane::tcp::{Flags, OutSegment, SeqNum};
+use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
+use baton_dataplane::wire::{arp, ipv4, tcp};
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+
+fn arp_reply(box_mac: MacAddr, client_mac: MacAddr) -> Vec<u8> {
+    let mut a = vec![0u8; 42];
+    ethernet::emit(
+        &mut a,
+        &EthernetHeader {
+            dst: client_mac,
+            src: box_mac,
+            ethertype: ethernet::ETHERTYPE_ARP,
+        },
+    )
+    .unwrap();
+    arp::emit(
+        &mut a[14..],
+        &arp::ArpPacket {
+            op: arp::OP_REPLY,
+            sender_mac: box_mac,
+            sender_ip: SERVICE,
+            target_mac: client_mac,
+            target_ip: CLIENT,
+        },
+    )
+    .unwrap();
+    a
+}
+
+fn syn_frame(src_mac: MacAddr, dst_mac: MacAddr, sport: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 200];
+    let seg = OutSegment {
+        src_port: sport,
+        dst_port: 80,
+        seq: SeqNum(1000),
+        flags: Flags {
+            syn: true,
+            ..Flags::default()
+        },
+        window: 1000,
+        ..OutSegment::default()
+    };
+    let e = ethernet::emit(
+        &mut b,
+        &EthernetHeader {
+            dst: dst_mac,
+            src: src_mac,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        },
+    )
+    .unwrap();
+    let t = tcp::emit(
+        &mut b[e + 20..],
+        IpAddr::V4(CLIENT),
+        IpAddr::V4(SERVICE),
+        &seg,
+    )
+    .unwrap();
+    ipv4::emit(&mut b[e..], CLIENT, SERVICE, ipv4::PROTO_TCP, 1, t).unwrap();
+    b.truncate(e + 20 + t);
+    b
+}
+
+/// What the box saw of the client, per worker.
+#[derive(Debug, Default)]
+struct Seen {
+    arp_requests: Vec<(usize, MacAddr)>,
+    echo_requests: Vec<usize>,
+    syns: Vec<(usize, u16)>,
+}
+
+fn poll_all(ports: &mut [DpdkPort], seen: &mut Seen) {
+    for (w, port) in ports.iter_mut().enumerate() {
+        port.wait(Some(Duration::from_millis(1)), None).unwrap();
+        port.rx_burst(64, |frame, _meta| {
+            let Ok((eh, rest)) = ethernet::parse(frame) else {
+                return;
+            };
+            if eh.ethertype == ethernet::ETHERTYPE_ARP {
+                if let Ok(a) = arp::parse(rest) {
+                    if a.op == arp::OP_REQUEST && a.target_ip == SERVICE {
+                        seen.arp_requests.push((w, a.sender_mac));
+                    }
+                }
+            } else if let Ok((ih, l4)) = ipv4::parse(rest) {
+                if ih.dst == SERVICE && ih.protocol == ipv4::PROTO_ICMP && l4.first() == Some(&8) {
+                    seen.echo_requests.push(w);
+                } else if ih.dst == SERVICE && ih.protocol == ipv4::PROTO_TCP && l4.len() >= 2 {
+                    seen.syns.push((w, u16::from_be_bytes([l4[0], l4[1]])));
+                }
+            }
+        })
+        .unwrap();
+    }
+}
+
+fn mac_of(ns: &str, dev: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-br", "link", "show", dev])
+        .output()
+        .expect("spawn ip");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or("")
+        .to_lowercase()
+}
+
+#[test]
+fn dpdk_port_receives_the_client_and_the_client_learns_its_arp_reply() {
+    let lab = common::Lab::new("dk");
+    let client_ns = lab.client.name.clone();
+    let client_ns_path = format!("/var/run/netns/{}", lab.client.name);
+    let front_mac = mac_of(&lab.boxns.name, "front0");
+    let client_mac = mac_of(&lab.client.name, "eth0");
+    let boxns = common::Netns {
+        name: lab.boxns.name.clone(),
+    };
+    let (seen, box_mac, steered) = boxns.run(move || {
+        let mut opts = DpdkOptions::af_packet("front0", 2);
+        opts.file_prefix = format!("btdk{}", std::process::id());
+        let started = Instant::now();
+        let mut ports = DpdkPort::open_with(&opts).expect("EAL and net_af_packet0 on front0");
+        eprintln!("EAL init + device start: {:?}", started.elapsed());
+        assert_eq!(ports.len(), 2, "one port per queue pair");
+        assert_eq!(ports[1].queue(), 1);
+        let box_mac = ports[0].mac();
+        assert_eq!(box_mac, ports[1].mac(), "queues share the device's MAC");
+
+        // Phase 1: the client's kernel resolves 198.18.0.11 by ARP; we
+        // answer from the DPDK port, and its pings follow.
+        let mut ping = Command::new("ip")
+            .args([
+                "netns", "exec", &client_ns, "ping", "-c", "3", "-i", "0.2", "-W", "1",
+            ])
+            .arg(SERVICE.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn ping");
+        let mut seen = Seen::default();
+        let mut answered = 0;
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while seen.echo_requests.len() < 3 && Instant::now() < deadline {
+            poll_all(&mut ports, &mut seen);
+            while answered < seen.arp_requests.len() {
+                let (_, mac) = seen.arp_requests[answered];
+                let mut tx = TxBatch::new();
+                tx.push(&arp_reply(box_mac, mac));
+                assert_eq!(
+                    ports[0].tx_burst(&mut tx).unwrap(),
+                    1,
+                    "the device takes the reply"
+                );
+                assert!(tx.is_empty(), "tx_burst clears the batch");
+                answered += 1;
+            }
+        }
+        let _ = ping.kill();
+        let _ = ping.wait();
+
+        // Phase 2: 60 TCP flows from the client; each must reach the
+        // worker the dataplane's rule names, whatever queue the kernel's
+        // fanout hash put it on.
+        let f = std::fs::File::open(&client_ns_path).unwrap();
+        use std::os::fd::AsRawFd;
+        let mut sender = std::thread::spawn(move || {
+            // SAFETY: setns on a valid namespace fd affects only this thread.
+            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+            AfPacketPort::open(&AfPacketConfig::new("eth0")).expect("client AF_PACKET socket")
+        })
+        .join()
+        .unwrap();
+        let mut tx = TxBatch::new();
+        let sports: Vec<u16> = (0..60).map(|i| 41000 + i * 11).collect();
+        for &p in &sports {
+            tx.push(&syn_frame(sender.mac(), box_mac, p));
+        }
+        assert_eq!(sender.tx_burst(&mut tx).unwrap(), sports.len());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while seen.syns.len() < sports.len() && Instant::now() < deadline {
+            poll_all(&mut ports, &mut seen);
+        }
+        let steered: u64 = ports.iter().map(|p| p.stats().steered_out).sum();
+
+        // Phase 3: the EAL is per process: the same arguments join it,
+        // other arguments are refused with a clear error.
+        let again = DpdkEal::init(&opts.eal_args()).expect("same arguments join the running EAL");
+        assert_eq!(again.args(), opts.eal_args().as_slice());
+        let mut other = opts.clone();
+        other.file_prefix = "btother".into();
+        match DpdkEal::from_options(&other) {
+            Err(DpdkError::EalArgsDiffer { .. }) => {}
+            r => panic!("a second EAL with other arguments must be refused, got {r:?}"),
+        }
+
+        // Phase 4: closing the device and opening it again works (the
+        // vdev is unplugged on close and plugged again from the EAL's
+        // --vdev argument).
+        drop(ports);
+        let ports = DpdkPort::open_with(&opts).expect("reopen after close");
+        assert_eq!(ports[0].mac(), box_mac);
+        (seen, box_mac, steered)
+    });
+
+    assert_eq!(
+        box_mac.to_string().to_lowercase(),
+        front_mac,
+        "the port's MAC is front0's (rte_eth_macaddr_get)"
+    );
+    assert!(
+        seen.arp_requests
+            .iter()
+            .any(|(_, m)| m.to_string().to_lowercase() == client_mac),
+        "the client's ARP request for {SERVICE} arrived: {seen:?}"
+    );
+    assert!(
+        seen.arp_requests.iter().all(|(w, _)| *w == 0)
+            && seen.echo_requests.iter().all(|w| *w == 0),
+        "ARP and ICMP go to worker 0 (the fanout rule): {seen:?}"
+    );
+    let neigh = Command::new("ip")
+        .args([
+            "-n",
+            &lab.client.name,
+            "neigh",
+            "show",
+            &SERVICE.to_string(),
+        ])
+        .output()
+        .unwrap();
+    let neigh = String::from_utf8_lossy(&neigh.stdout).to_lowercase();
+    assert!(
+        neigh.contains(&front_mac),
+        "the client learned our ARP reply: `ip neigh` says {neigh:?}"
+    );
+    assert!(
+        !seen.echo_requests.is_empty(),
+        "the client's pings followed the ARP reply: {seen:?}"
+    );
+    assert_eq!(
+        seen.syns.len(),
+        60,
+        "every SYN arrives exactly once: {seen:?}"
+    );
+    for (w, p) in &seen.syns {
+        assert_eq!(
+            *w,
+            worker_for_remote(IpAddr::V4(CLIENT), *p, 2),
+            "flow from port {p} reached its owner"
+        );
+    }
+    let used: std::collections::BTreeSet<usize> = seen.syns.iter().map(|s| s.0).collect();
+    assert_eq!(used.len(), 2, "flows spread over both workers");
+    assert!(
+        steered > 0,
+        "the kernel's hash put some flows on the other queue and the port steered them"
+    );
+}
