@@ -267,9 +267,11 @@ pub struct DataplaneOptions {
     pub rx_burst: usize,
     /// RX ring block timeout in milliseconds (TPACKET_V3 latency at low rates).
     pub block_timeout_ms: u32,
-    /// RX ring layout: V3 (default, batched) or V2 (lowest latency); see
-    /// [`crate::port::afpacket`].
+    /// RX ring layout: V2 (default, lowest latency) or V3 (batched); see
+    /// [`crate::port::afpacket`] for the measurements behind the default.
     pub rx_ring: RxRing,
+    /// Checksum and segmentation offload on TX (`PACKET_VNET_HDR`).
+    pub tx_offload: bool,
 }
 
 impl DataplaneOptions {
@@ -291,7 +293,8 @@ impl DataplaneOptions {
             cookie_secret: None,
             rx_burst: 64,
             block_timeout_ms: 1,
-            rx_ring: RxRing::V3,
+            rx_ring: RxRing::V2,
+            tx_offload: true,
         }
     }
 }
@@ -522,6 +525,7 @@ where
     pcfg.mac_override = opts.mac_override;
     pcfg.block_timeout_ms = opts.block_timeout_ms;
     pcfg.ring = opts.rx_ring;
+    pcfg.tx_offload = opts.tx_offload;
     let ports = AfPacketPort::open_group(&pcfg, opts.workers)?;
     let mac = crate::port::Port::mac(&ports[0]);
     let secret = opts.cookie_secret.unwrap_or_else(random_secret);

@@ -41,6 +41,8 @@ counters! {
     tx_bytes,
     /// Frames the port could not send (ring or socket buffer full).
     tx_dropped,
+    /// Frames sent as one GSO frame of several TCP segments (offload).
+    tx_gso_frames,
     /// Frames shorter than an Ethernet header.
     drop_eth_truncated,
     /// Frames addressed to another unicast MAC.

@@ -22,7 +22,7 @@
 use crate::app::{App, CloseReason, Ctx, PollMode, UnknownAction};
 use crate::arp::{self as l2, NeighbourCache};
 use crate::flow::{ConnId, FlowTable};
-use crate::port::{Port, RxMeta, TxBatch};
+use crate::port::{Port, RxMeta, TxBatch, TxOffload};
 use crate::stats::Counters;
 use crate::tcp::{
     Event, Flags, FourTuple, Listener, OutSegment, Segment, State, SynOutcome, Tcb, TcbExport,
@@ -220,6 +220,8 @@ struct Core {
     half_open: usize,
     waker: Waker,
     draining: bool,
+    /// The port completes TCP checksums and cuts GSO frames.
+    offload: bool,
 }
 
 /// One worker: a port, an app, and the state between them.
@@ -235,6 +237,7 @@ impl<P: Port, A: App> Worker<P, A> {
     pub fn new(port: P, app: A, cfg: WorkerConfig, now: Instant) -> Self {
         let listener = Listener::new(cfg.tcp.clone(), cfg.cookie_secret);
         let mac = port.mac();
+        let offload = port.tx_offload();
         Worker {
             port,
             app,
@@ -254,6 +257,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 half_open: 0,
                 waker: Waker::new(),
                 draining: false,
+                offload,
             },
             idle: 0,
         }
@@ -512,7 +516,7 @@ impl Core {
             Ok(x) => x,
             Err(e) => return self.counters.record(e),
         };
-        if !self.owns_v4(ih.dst) {
+        if !self.owns_v4(ih.dst) && !self.holds_forwarded(eh, &ih, l4) {
             self.counters.drop_ipv4_not_ours += 1;
             return;
         }
@@ -526,6 +530,24 @@ impl Core {
             ipv4::PROTO_ICMP => self.on_icmp(eh, &ih, l4),
             _ => self.counters.drop_ipv4_unknown_protocol += 1,
         }
+    }
+
+    /// A frame for an address we do not own, sent to our MAC by the survivor
+    /// that inherited a dead box's address, for a connection restored here
+    /// (ARCHITECTURE.md "Takeover" step 3): ours to process. We never answer
+    /// ARP for such an address, so only forwarded frames reach us.
+    fn holds_forwarded(&self, eh: &EthernetHeader, ih: &ipv4::Ipv4Header, l4: &[u8]) -> bool {
+        if ih.protocol != ipv4::PROTO_TCP || eh.dst != self.mac {
+            return false;
+        }
+        let (Some(sp), Some(dp)) = (l4.get(0..2), l4.get(2..4)) else {
+            return false;
+        };
+        let tuple = FourTuple {
+            local: SocketAddr::new(IpAddr::V4(ih.dst), u16::from_be_bytes([dp[0], dp[1]])),
+            remote: SocketAddr::new(IpAddr::V4(ih.src), u16::from_be_bytes([sp[0], sp[1]])),
+        };
+        self.flows.lookup(&tuple).is_some()
     }
 
     fn on_icmp(&mut self, eh: &EthernetHeader, ih: &ipv4::Ipv4Header, l4: &[u8]) {
@@ -582,7 +604,7 @@ impl Core {
         if !self.cfg.listen_ports.contains(&seg.dst_port) {
             self.counters.tcp_no_listener += 1;
             if let Some(rst) = reset_for(&seg) {
-                self.emit_tcp(&tuple, &rst, now);
+                self.emit_tcp(&tuple, &rst, now, 0);
             }
             return;
         }
@@ -610,7 +632,7 @@ impl Core {
                 }
                 SynOutcome::Cookie(out) => {
                     self.counters.tcp_syn_backlog_full += 1;
-                    self.emit_tcp(&tuple, &out, now);
+                    self.emit_tcp(&tuple, &out, now, 0);
                 }
                 SynOutcome::Drop => self.counters.drop_tcp_listener += 1,
             }
@@ -682,14 +704,16 @@ impl Core {
                     let id = self.flows.insert(tcb);
                     self.touch(id);
                 }
-                UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now),
+                UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now, 0),
                 UnknownOutcome::Drop => self.counters.drop_tcp_listener += 1,
             }
         }
     }
 
-    /// Builds the frame of `seg` for `tuple` into the TX batch.
-    fn emit_tcp(&mut self, tuple: &FourTuple, seg: &OutSegment, now: Instant) {
+    /// Builds the frame of `seg` for `tuple` into the TX batch. With
+    /// `gso` > 0, `seg` is several MSS-sized segments merged, which the
+    /// port's GSO cuts back into `gso`-byte segments.
+    fn emit_tcp(&mut self, tuple: &FourTuple, seg: &OutSegment, now: Instant, gso: u16) {
         let (IpAddr::V4(local), IpAddr::V4(remote)) = (tuple.local.ip(), tuple.remote.ip()) else {
             self.counters.drop_emit_error += 1;
             return;
@@ -709,7 +733,12 @@ impl Core {
         let id = self.next_ip_id();
         let mac = self.mac;
         let mtu = self.cfg.mtu;
-        let buf = self.tx.next_buf();
+        let partial = self.offload;
+        let payload = seg.payload_len();
+        let l4_at = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
+        let buf = self
+            .tx
+            .next_buf_sized(l4_at + tcp::MIN_HEADER_LEN + tcp::MAX_OPTIONS_LEN + payload);
         let result = (|| {
             let e = ethernet::emit(
                 buf,
@@ -719,19 +748,37 @@ impl Core {
                     ethertype: ethernet::ETHERTYPE_IPV4,
                 },
             )?;
-            let l4_at = e + ipv4::MIN_HEADER_LEN;
-            let limit = (e + mtu).min(buf.len());
-            let t = tcp::emit(
+            // A frame the device will not cut must fit the MTU.
+            let limit = if gso > 0 {
+                buf.len()
+            } else {
+                (e + mtu).min(buf.len())
+            };
+            let t = tcp::emit_with(
                 &mut buf[l4_at..limit],
                 tuple.local.ip(),
                 tuple.remote.ip(),
                 seg,
+                partial,
             )?;
             ipv4::emit(&mut buf[e..], local, remote, ipv4::PROTO_TCP, id, t)?;
-            Ok::<usize, crate::wire::WireError>(l4_at + t)
+            Ok::<usize, crate::wire::WireError>(t)
         })();
         match result {
-            Ok(n) => self.tx.commit(n),
+            Ok(t) if partial => {
+                let offload = TxOffload {
+                    gso_size: gso,
+                    csum_start: l4_at as u16,
+                    // The checksum field's offset in the TCP header.
+                    csum_offset: 16,
+                    hdr_len: (l4_at + t - payload) as u16,
+                };
+                if gso > 0 {
+                    self.counters.tx_gso_frames += 1;
+                }
+                self.tx.commit_offload(l4_at + t, offload);
+            }
+            Ok(t) => self.tx.commit(l4_at + t),
             Err(e) => self.counters.record(e),
         }
     }
@@ -796,15 +843,37 @@ impl Core {
                 }
             }
             // Transmit what the segment, the timer or the app produced.
+            // With offload, back-to-back full segments become one GSO frame.
+            let mut pending: Option<(OutSegment, FourTuple, u16, usize)> = None;
             while let Some((seg, tuple)) = self
                 .flows
                 .get_mut(id)
                 .and_then(|c| c.tcb.poll_transmit(now).map(|s| (s, c.tcb.tuple())))
             {
-                self.emit_tcp(&tuple, &seg, now);
+                if !self.offload {
+                    self.emit_tcp(&tuple, &seg, now, 0);
+                } else {
+                    if let Some((p, _, gso, count)) = pending.as_mut() {
+                        if can_merge(p, *gso, *count, &seg) {
+                            p.flags.psh |= seg.flags.psh;
+                            p.flags.fin = seg.flags.fin;
+                            p.payload.extend(seg.payload);
+                            *count += 1;
+                            continue;
+                        }
+                    }
+                    if let Some((p, t, gso, count)) = pending.take() {
+                        self.emit_tcp(&t, &p, now, if count > 1 { gso } else { 0 });
+                    }
+                    let gso = u16::try_from(seg.payload_len()).unwrap_or(0);
+                    pending = Some((seg, tuple, gso, 1));
+                }
                 if self.tx.len() >= TX_FLUSH {
                     self.flush(port)?;
                 }
+            }
+            if let Some((p, t, gso, count)) = pending.take() {
+                self.emit_tcp(&t, &p, now, if count > 1 { gso } else { 0 });
             }
             let Some(c) = self.flows.get_mut(id) else {
                 continue;
@@ -842,6 +911,34 @@ impl Core {
     }
 }
 
+/// Largest payload merged into one GSO frame: the IPv4 total length is a
+/// 16-bit field, and headers take up to 80 bytes of it.
+const GSO_MAX_PAYLOAD: usize = 65_535 - 100;
+
+/// Whether `seg` may be appended to `p` (already `count` segments of `gso`
+/// bytes) as one GSO frame: the same header but for sequence number and
+/// PSH/FIN (which GSO keeps on the last segment only), contiguous, every
+/// earlier segment full-sized (GSO cuts at `gso` bytes), no SYN, RST or
+/// ECN signalling.
+fn can_merge(p: &OutSegment, gso: u16, count: usize, seg: &OutSegment) -> bool {
+    let plen = p.payload_len();
+    let slen = seg.payload_len();
+    gso > 0
+        && plen == usize::from(gso) * count
+        && slen > 0
+        && slen <= usize::from(gso)
+        && plen + slen <= GSO_MAX_PAYLOAD
+        && !(p.flags.fin || p.flags.syn || p.flags.rst || p.flags.cwr || p.flags.ece || p.flags.urg)
+        && !(seg.flags.syn || seg.flags.rst || seg.flags.cwr || seg.flags.ece || seg.flags.urg)
+        && seg.flags.ack == p.flags.ack
+        && seg.seq == p.seq + plen as u32
+        && seg.ack == p.ack
+        && seg.window == p.window
+        && seg.options == p.options
+        && seg.src_port == p.src_port
+        && seg.dst_port == p.dst_port
+}
+
 /// The RST for a segment to a port nobody listens on (RFC 9293 §3.10.7.1:
 /// if the ACK bit is off, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>,
 /// otherwise <SEQ=SEG.ACK><CTL=RST>). A RST is never answered.
@@ -869,4 +966,80 @@ fn reset_for(seg: &Segment<'_>) -> Option<OutSegment> {
         };
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::SeqNum;
+    use bytes::Bytes;
+
+    fn data(seq: u32, len: usize) -> OutSegment {
+        OutSegment {
+            src_port: 80,
+            dst_port: 40000,
+            seq: SeqNum(seq),
+            ack: SeqNum(7),
+            flags: Flags {
+                ack: true,
+                ..Flags::default()
+            },
+            window: 100,
+            payload: vec![Bytes::from(vec![0u8; len])],
+            ..OutSegment::default()
+        }
+    }
+
+    #[test]
+    fn back_to_back_full_segments_merge_and_a_short_one_ends_the_run() {
+        let first = data(u32::MAX - 100, 1448);
+        // Contiguous across the 2^32 wrap, full-sized: mergeable.
+        assert!(can_merge(
+            &first,
+            1448,
+            1,
+            &data((u32::MAX - 100).wrapping_add(1448), 1448)
+        ));
+        // A shorter last segment may join...
+        assert!(can_merge(
+            &first,
+            1448,
+            1,
+            &data((u32::MAX - 100).wrapping_add(1448), 10)
+        ));
+        // ...but nothing may follow a short one (GSO cuts at gso_size).
+        let mut short = data(0, 1448);
+        short.payload.push(Bytes::from_static(b"x"));
+        assert!(!can_merge(&short, 1448, 1, &data(1449, 1448)));
+        // A gap, another ACK, a window change, a SYN/FIN/RST: no merge.
+        assert!(!can_merge(
+            &first,
+            1448,
+            1,
+            &data((u32::MAX - 100).wrapping_add(1449), 1448)
+        ));
+        let mut other_ack = data((u32::MAX - 100).wrapping_add(1448), 1448);
+        other_ack.ack = SeqNum(8);
+        assert!(!can_merge(&first, 1448, 1, &other_ack));
+        let mut fin = first.clone();
+        fin.flags.fin = true;
+        assert!(!can_merge(
+            &fin,
+            1448,
+            1,
+            &data((u32::MAX - 100).wrapping_add(1448), 1448)
+        ));
+        assert!(
+            !can_merge(
+                &first,
+                1448,
+                1,
+                &data((u32::MAX - 100).wrapping_add(1448), 0)
+            ),
+            "pure ACKs stay apart"
+        );
+        // The IPv4 total length caps a merged frame below 64 KiB.
+        let big = data(0, 1448 * 45);
+        assert!(!can_merge(&big, 1448, 45, &data(1448 * 45, 1448)));
+    }
 }

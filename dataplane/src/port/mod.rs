@@ -86,12 +86,29 @@ impl PortError {
     }
 }
 
+/// Offload requests of one TX frame, for ports that can honour them
+/// ([`Port::tx_offload`]); all zero for a plain frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TxOffload {
+    /// The frame is one large TCP/IPv4 segment to be cut into segments of
+    /// this many payload bytes (GSO, the kernel's `SKB_GSO_TCPV4`); 0: none.
+    pub gso_size: u16,
+    /// Offset of the L4 header whose checksum the port must complete
+    /// (the field holds the pseudo-header sum); 0: the frame is complete.
+    pub csum_start: u16,
+    /// Offset of the checksum field from `csum_start`.
+    pub csum_offset: u16,
+    /// Length of all headers (Ethernet, IP, TCP with options), for GSO.
+    pub hdr_len: u16,
+}
+
 /// A batch of frames to send, built in reusable buffers owned by the
 /// worker: after the first bursts no TX allocates.
 #[derive(Debug, Default)]
 pub struct TxBatch {
-    bufs: Vec<[u8; MAX_FRAME]>,
+    bufs: Vec<Vec<u8>>,
     lens: Vec<usize>,
+    offload: Vec<TxOffload>,
 }
 
 impl TxBatch {
@@ -113,23 +130,40 @@ impl TxBatch {
     /// A zeroed-or-stale buffer of [`MAX_FRAME`] bytes for the next frame;
     /// the frame is queued only by [`TxBatch::commit`].
     pub fn next_buf(&mut self) -> &mut [u8] {
+        self.next_buf_sized(MAX_FRAME)
+    }
+
+    /// A buffer of at least `len` bytes for the next frame (a GSO frame is
+    /// up to 64 KiB).
+    pub fn next_buf_sized(&mut self, len: usize) -> &mut [u8] {
         let i = self.lens.len();
         if i == self.bufs.len() {
-            self.bufs.push([0u8; MAX_FRAME]);
+            self.bufs.push(Vec::new());
         }
-        &mut self.bufs[i][..]
+        let b = &mut self.bufs[i];
+        if b.len() < len.max(MAX_FRAME) {
+            b.resize(len.max(MAX_FRAME), 0);
+        }
+        &mut b[..]
     }
 
     /// Queues the frame written into the last [`TxBatch::next_buf`]
     /// (its first `len` bytes).
     pub fn commit(&mut self, len: usize) {
-        self.lens.push(len.min(MAX_FRAME));
+        self.commit_offload(len, TxOffload::default());
+    }
+
+    /// Queues the frame written into the last buffer, with offload requests.
+    pub fn commit_offload(&mut self, len: usize, offload: TxOffload) {
+        let cap = self.bufs.get(self.lens.len()).map_or(0, |b| b.len());
+        self.lens.push(len.min(cap));
+        self.offload.push(offload);
     }
 
     /// Copies `frame` into the batch (tests and rare control frames).
     pub fn push(&mut self, frame: &[u8]) {
-        let n = frame.len().min(MAX_FRAME);
-        self.next_buf()[..n].copy_from_slice(&frame[..n]);
+        let n = frame.len();
+        self.next_buf_sized(n)[..n].copy_from_slice(frame);
         self.commit(n);
     }
 
@@ -138,9 +172,15 @@ impl TxBatch {
         self.bufs.iter().zip(&self.lens).map(|(b, &l)| &b[..l])
     }
 
+    /// The queued frames with their offload requests.
+    pub fn frames_offload(&self) -> impl Iterator<Item = (&[u8], TxOffload)> {
+        self.frames().zip(self.offload.iter().copied())
+    }
+
     /// Forgets the queued frames, keeping the buffers.
     pub fn clear(&mut self) {
         self.lens.clear();
+        self.offload.clear();
     }
 }
 
@@ -164,4 +204,11 @@ pub trait Port: Send {
 
     /// The file descriptor a poll(2) loop can wait on, if the backend has one.
     fn raw_fd(&self) -> Option<RawFd>;
+
+    /// True if [`Port::tx_burst`] honours [`TxOffload`] (partial TCP
+    /// checksums, GSO frames). Without it every frame must be complete and
+    /// at most MTU-sized.
+    fn tx_offload(&self) -> bool {
+        false
+    }
 }

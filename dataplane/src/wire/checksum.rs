@@ -64,7 +64,14 @@ impl Checksum {
     }
 
     /// Folds the sum and returns its ones' complement, ready for the header.
-    pub fn finish(mut self) -> u16 {
+    pub fn finish(self) -> u16 {
+        !self.fold()
+    }
+
+    /// The folded sum, not complemented: what a header carries when the
+    /// device completes the checksum (`CHECKSUM_PARTIAL`: the pseudo-header
+    /// sum goes in the field, the device adds the rest and complements).
+    pub fn fold(mut self) -> u16 {
         if let Some(hi) = self.odd.take() {
             self.sum += u64::from(u16::from_be_bytes([hi, 0]));
         }
@@ -72,7 +79,7 @@ impl Checksum {
         while s > 0xffff {
             s = (s & 0xffff) + (s >> 16);
         }
-        !(s as u16)
+        s as u16
     }
 }
 

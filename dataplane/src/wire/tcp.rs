@@ -217,6 +217,19 @@ pub fn emit(
     dst: IpAddr,
     seg: &OutSegment,
 ) -> Result<usize, WireError> {
+    emit_with(buf, src, dst, seg, false)
+}
+
+/// Like [`emit`]; with `partial`, the checksum field gets only the folded
+/// pseudo-header sum (not complemented) for a device to complete
+/// (checksum offload, and what GSO expects), and the payload is not summed.
+pub fn emit_with(
+    buf: &mut [u8],
+    src: IpAddr,
+    dst: IpAddr,
+    seg: &OutSegment,
+    partial: bool,
+) -> Result<usize, WireError> {
     let mut opts = [0u8; MAX_OPTIONS_LEN];
     let opt_len = emit_options(&mut opts, seg)?;
     let hdr_len = MIN_HEADER_LEN + opt_len;
@@ -238,8 +251,12 @@ pub fn emit(
         at += chunk.len();
     }
     let mut c = pseudo_header(src, dst, PROTO_TCP, total as u32);
-    c.add(b);
-    let sum = c.finish();
+    let sum = if partial {
+        c.fold()
+    } else {
+        c.add(b);
+        c.finish()
+    };
     b[16..18].copy_from_slice(&sum.to_be_bytes());
     Ok(total)
 }
@@ -349,6 +366,37 @@ mod tests {
         assert_eq!(p.options.sack_blocks.iter().flatten().count(), 3);
         assert_eq!(p.options.sack_blocks[0], Some((SeqNum(0), SeqNum(50))));
         assert_eq!(p.options.sack_blocks[3], None);
+    }
+
+    #[test]
+    fn partial_checksum_completed_like_a_device_verifies() {
+        let seg = out(
+            Flags {
+                ack: true,
+                ..Flags::default()
+            },
+            Options {
+                timestamps: Some((9, 8)),
+                ..Options::default()
+            },
+            vec![Bytes::from_static(b"offloaded payload, odd length")],
+        );
+        let mut b = vec![0u8; 200];
+        let n = emit_with(&mut b, S, C, &seg, true).unwrap();
+        b.truncate(n);
+        assert_eq!(
+            parse(S, C, &b, false).unwrap_err(),
+            WireError::TcpBadChecksum,
+            "not complete yet"
+        );
+        // What a NIC (or skb_checksum_help) does: sum from csum_start over
+        // the segment, field included, and store the complement.
+        let done = crate::wire::checksum::checksum(&b);
+        b[16..18].copy_from_slice(&done.to_be_bytes());
+        assert_eq!(
+            parse(S, C, &b, false).unwrap().payload,
+            b"offloaded payload, odd length"
+        );
     }
 
     #[test]
