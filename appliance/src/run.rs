@@ -105,6 +105,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     region
         .set_identity(dataplane.mac().0, &config.service.ips)
         .context("writing the box table entry")?;
+    let held_elsewhere = takeover::routes_to_holders(&segment, config.node.id, &config.service.ips);
+    if !held_elsewhere.is_empty() {
+        info!(
+            connections = held_elsewhere.len(),
+            "connections to our addresses live on other boxes (taken over earlier): forwarding them"
+        );
+        orphans.extend(held_elsewhere);
+    }
     for ip in &config.service.ips {
         // Gratuitous ARP: the LAN learns (again) which MAC owns the address.
         if let Err(err) = dataplane.announce(*ip) {
@@ -121,9 +129,12 @@ pub fn run(args: RunArgs) -> Result<()> {
     let watcher = spawn_watcher(
         Control {
             segment: segment.clone(),
+            region: region.clone(),
             dataplane: dataplane.clone(),
             orphans,
             me: config.node.id,
+            own_ips: config.service.ips.clone(),
+            inherited: Default::default(),
         },
         &config,
         stop.clone(),
@@ -226,9 +237,14 @@ fn spawn_heartbeat(region: Region, config: &Config, stop: Arc<AtomicBool>) -> Re
 /// What the control core acts with.
 struct Control {
     segment: Segment,
+    region: Region,
     dataplane: Arc<DataplaneHandle>,
     orphans: Arc<OrphanTable>,
     me: u16,
+    /// The service IPs of this box's own configuration.
+    own_ips: Vec<std::net::IpAddr>,
+    /// Addresses inherited from dead boxes, by their id.
+    inherited: std::sync::Mutex<std::collections::HashMap<u16, Vec<std::net::IpAddr>>>,
 }
 
 /// Watches the other boxes' heartbeats; a box silent for the configured
@@ -246,12 +262,14 @@ fn spawn_watcher(control: Control, config: &Config, stop: Arc<AtomicBool>) -> Re
                 let now = unix_ms();
                 for &id in &peers {
                     match control.segment.box_info(id) {
-                        Ok(info) => {
-                            if tracker.observe(id, &info, now, deadline_ms) {
+                        Ok(info) => match tracker.observe(id, &info, now, deadline_ms) {
+                            Some(Transition::Died) => {
                                 let survivors = tracker.alive_with(control.me);
                                 control.take_over(id, &survivors);
                             }
-                        }
+                            Some(Transition::Rejoined) => control.hand_back(id),
+                            None => {}
+                        },
                         Err(err) => warn!(peer = id, %err, "unreadable box table entry"),
                     }
                 }
@@ -285,6 +303,11 @@ impl Control {
                 }
             }
             announce_repeatedly(self.dataplane.clone(), plan.service_ips.clone());
+            self.inherited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dead, plan.service_ips.clone());
+            self.publish_service_ips();
         }
         let mine = plan.mine.len();
         for orphan in plan.mine {
@@ -303,6 +326,41 @@ impl Control {
             took_us = started.elapsed().as_micros() as u64,
             "taking over a dead box's connections"
         );
+    }
+}
+
+impl Control {
+    /// A dead box came back as a new member: it answers for its addresses
+    /// again, so stop answering ARP for them. The connections restored here
+    /// stay here; the rejoined box forwards their frames (see
+    /// [`takeover::routes_to_holders`]).
+    fn hand_back(&self, id: u16) {
+        let ips = self.inherited.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        for ip in ips.unwrap_or_default() {
+            info!(peer = id, %ip, "peer rejoined: handing its address back");
+            if let Err(err) = self.dataplane.remove_service_ip(ip) {
+                warn!(%ip, %err, "cannot drop an inherited address");
+            }
+        }
+        self.publish_service_ips();
+    }
+
+    /// Our box table entry lists every address we answer for, inherited
+    /// ones included, so that whoever takes over from us takes them too.
+    fn publish_service_ips(&self) {
+        let Ok(info) = self.region.box_info() else {
+            return;
+        };
+        let mut ips = self.own_ips.clone();
+        let inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
+        for ip in inherited.values().flatten() {
+            if !ips.contains(ip) {
+                ips.push(*ip);
+            }
+        }
+        if let Err(err) = self.region.set_identity(info.mac, &ips) {
+            warn!(%err, "cannot publish inherited addresses (box table holds at most 4)");
+        }
     }
 }
 
@@ -326,6 +384,15 @@ struct PeerTracker {
     peers: Vec<(u16, PeerView)>,
 }
 
+/// A change in a peer's life the control core acts on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Transition {
+    /// Declared dead: take its connections over.
+    Died,
+    /// Back with a new epoch after being dead: a new member.
+    Rejoined,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum PeerView {
     Unknown,
@@ -340,13 +407,11 @@ impl PeerTracker {
         }
     }
 
-    /// Updates the view of peer `id`; true when it has just been declared dead.
-    fn observe(&mut self, id: u16, info: &baton_shmem::BoxInfo, now_ms: u64, deadline_ms: u64) -> bool {
-        let Some((_, view)) = self.peers.iter_mut().find(|(p, _)| *p == id) else {
-            return false;
-        };
+    /// Updates the view of peer `id`; says when it has just died or come back.
+    fn observe(&mut self, id: u16, info: &baton_shmem::BoxInfo, now_ms: u64, deadline_ms: u64) -> Option<Transition> {
+        let (_, view) = self.peers.iter_mut().find(|(p, _)| *p == id)?;
         if info.state == BoxState::Unused {
-            return false;
+            return None;
         }
         let fresh = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms;
         let next = match (*view, fresh) {
@@ -366,10 +431,15 @@ impl PeerTracker {
                 ),
                 PeerView::Unknown => {}
             }
+            let was_dead = matches!(*view, PeerView::Dead { .. });
             *view = next;
-            return matches!(next, PeerView::Dead { .. });
+            return match next {
+                PeerView::Dead { .. } => Some(Transition::Died),
+                PeerView::Alive { .. } if was_dead => Some(Transition::Rejoined),
+                _ => None,
+            };
         }
-        false
+        None
     }
 
     /// The peers believed alive, and `me`.
@@ -437,16 +507,16 @@ mod tests {
     #[test]
     fn peer_is_dead_after_the_detection_time_and_rejoins_with_a_new_epoch() {
         let mut t = PeerTracker::new(&[2]);
-        assert!(!t.observe(2, &info(1, 1000), 1010, 90));
+        assert_eq!(t.observe(2, &info(1, 1000), 1010, 90), None);
         assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
         assert_eq!(t.alive_with(1), vec![1, 2]);
-        assert!(t.observe(2, &info(1, 1000), 1091, 90), "declared dead once");
+        assert_eq!(t.observe(2, &info(1, 1000), 1091, 90), Some(Transition::Died), "declared dead once");
         assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });
         assert_eq!(t.alive_with(1), vec![1]);
         // A stale beat of the old incarnation never revives it.
         t.observe(2, &info(1, 1080), 1100, 90);
         assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });
-        t.observe(2, &info(2, 1200), 1210, 90);
+        assert_eq!(t.observe(2, &info(2, 1200), 1210, 90), Some(Transition::Rejoined));
         assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 2 });
     }
 }

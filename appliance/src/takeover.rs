@@ -183,3 +183,33 @@ fn orphan_of(record: &ArchivedConnRecord<'_>) -> Option<Orphan> {
     });
     Some(Orphan { export, response })
 }
+
+/// Routes for connections to our own addresses that other boxes hold: a
+/// box that rejoins after a takeover answers for its addresses again, so
+/// the frames of the connections a survivor restored reach it first; it
+/// forwards them to their holder instead of resetting them.
+pub fn routes_to_holders(segment: &Segment, me: u16, my_ips: &[IpAddr]) -> Vec<(TupleKey, OrphanRoute)> {
+    let mut routes = Vec::new();
+    for holder in 0..segment.layout().regions {
+        if holder == me {
+            continue;
+        }
+        let (Ok(info), Ok(region)) = (segment.box_info(holder), segment.region(holder)) else {
+            continue;
+        };
+        if info.state == baton_shmem::BoxState::Unused {
+            continue;
+        }
+        let mac = MacAddr(info.mac);
+        for slot in region.records().flatten() {
+            for record in slot.bundle().records.iter() {
+                let r = record.view();
+                let (local, remote) = (r.local.socket_addr(), r.remote.socket_addr());
+                if my_ips.contains(&local.ip()) {
+                    routes.push(((local, remote), OrphanRoute::Elsewhere(mac)));
+                }
+            }
+        }
+    }
+    routes
+}

@@ -1,0 +1,178 @@
+//! Transparent takeover, end to end (issue 6; seed Fig. 6): real curl
+//! downloads from the lab's client namespace, boxes killed with SIGKILL
+//! mid-transfer, and what a user would check: every curl exits 0, every
+//! file has the origin's sha256, and no RST from a service address reaches
+//! the client (a tcpdump capture in the client namespace).
+mod common;
+
+use std::fs;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A capture of every RST that reaches the client from anyone but itself.
+struct RstCapture {
+    child: Child,
+    file: std::path::PathBuf,
+}
+
+impl RstCapture {
+    fn start(g: &LabGuard) -> RstCapture {
+        assert!(
+            Command::new("tcpdump").arg("--version").output().is_ok(),
+            "tcpdump is not installed: apt-get install tcpdump (scripts/test does)"
+        );
+        let file = g.file("rst.pcap");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-client", g.prefix)])
+            .args(["tcpdump", "-i", "eth0", "-n", "-U", "-w"])
+            .arg(&file)
+            .arg("(tcp[tcpflags] & tcp-rst) != 0 and not src host 198.18.0.100")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump is not installed: apt-get install tcpdump (scripts/test does)");
+        // tcpdump needs a moment to open the interface.
+        for _ in 0..50 {
+            if file.exists() {
+                break;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        RstCapture { child, file }
+    }
+
+    /// Stops the capture and returns the RSTs it saw, one line each.
+    fn finish(mut self) -> Vec<String> {
+        sleep(Duration::from_millis(300));
+        // SAFETY: SIGINT to our own child, so tcpdump flushes its file.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let out = Command::new("tcpdump").args(["-n", "-r"]).arg(&self.file).output().expect("tcpdump -r");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
+}
+
+/// One curl download running in the client namespace.
+struct Download {
+    child: Child,
+    out: std::path::PathBuf,
+    url: String,
+}
+
+fn start_download(g: &LabGuard, i: usize, box_n: usize, object: &str, rate: &str) -> Download {
+    let dir = g.file("dl");
+    fs::create_dir_all(&dir).expect("download dir");
+    let out = dir.join(format!("{i}"));
+    let url = format!("http://198.18.0.{}/{object}", 10 + box_n);
+    let child = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-client", g.prefix)])
+        .args(["curl", "-sS", "--max-time", "120", "--limit-rate", rate, "-o"])
+        .arg(&out)
+        .arg(&url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    Download { child, out, url }
+}
+
+/// Waits for every download; asserts exit 0 and the origin's bytes.
+#[track_caller]
+fn assert_all_identical(g: &LabGuard, downloads: Vec<Download>, object: &str) {
+    let expected = g.listed_sha(object);
+    let total = downloads.len();
+    let mut failures = Vec::new();
+    for d in downloads {
+        let out = d.child.wait_with_output().expect("curl wait");
+        if !out.status.success() {
+            failures.push(format!("{}: curl {} {}", d.url, out.status, String::from_utf8_lossy(&out.stderr).trim()));
+            continue;
+        }
+        let got = sha256_file(&d.out);
+        if got != expected {
+            failures.push(format!("{}: sha256 {got} (expected {expected})", d.url));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {total} downloads failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Waits until `since + at`, then SIGKILLs box `n`.
+fn kill_at(g: &LabGuard, since: Instant, at: Duration, n: usize) {
+    if let Some(left) = (since + at).checked_duration_since(Instant::now()) {
+        sleep(left);
+    }
+    ok(g.lab(&["kill", &format!("box{n}")]));
+}
+
+#[test]
+fn lab_canonical_check_survives_killing_each_of_three_boxes() {
+    for n in 1..=3 {
+        let g = LabGuard::up(&format!("btto{n}"), &["--boxes", "3"]);
+        let rst = RstCapture::start(&g);
+        let started = Instant::now();
+        let d = start_download(&g, 0, n, "50M.bin", "10M");
+        kill_at(&g, started, Duration::from_secs(2), n);
+        assert_all_identical(&g, vec![d], "50M.bin");
+        let resets = rst.finish();
+        assert!(resets.is_empty(), "box{n} killed: RSTs reached the client:\n{}", resets.join("\n"));
+    }
+}
+
+#[test]
+fn lab_two_hundred_downloads_over_three_boxes_survive_a_kill_without_a_reset() {
+    let g = LabGuard::up("btto4", &["--boxes", "3"]);
+    // Warm every box's cache so the test is about takeover, not the origin.
+    for n in 1..=3 {
+        assert_all_identical(&g, vec![start_download(&g, 1000 + n, n, "1M.bin", "100M")], "1M.bin");
+    }
+    let rst = RstCapture::start(&g);
+    let started = Instant::now();
+    let downloads: Vec<Download> = (0..200).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "256K")).collect();
+    kill_at(&g, started, Duration::from_millis(1500), 1);
+    assert_all_identical(&g, downloads, "1M.bin");
+    let resets = rst.finish();
+    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
+}
+
+#[test]
+fn lab_downloads_survive_two_boxes_killed_one_after_the_other() {
+    let g = LabGuard::up("btto5", &["--boxes", "3"]);
+    let rst = RstCapture::start(&g);
+    let started = Instant::now();
+    let downloads: Vec<Download> = (0..30).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "128K")).collect();
+    kill_at(&g, started, Duration::from_millis(1500), 1);
+    kill_at(&g, started, Duration::from_millis(4000), 2);
+    assert_all_identical(&g, downloads, "1M.bin");
+    let resets = rst.finish();
+    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
+}
+
+#[test]
+fn lab_takeover_survives_loss_on_the_client_link() {
+    let g = LabGuard::up("btto6", &["--boxes", "3"]);
+    ok(g.lab(&["impair", "client", "--loss", "2"]));
+    let started = Instant::now();
+    let downloads: Vec<Download> = (0..20).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "200K")).collect();
+    kill_at(&g, started, Duration::from_millis(1500), 1);
+    assert_all_identical(&g, downloads, "1M.bin");
+}
+
+#[test]
+fn lab_rejoined_box_serves_new_connections_and_never_breaks_the_taken_over_ones() {
+    let g = LabGuard::up("btto7", &["--boxes", "3"]);
+    let rst = RstCapture::start(&g);
+    let started = Instant::now();
+    let old = start_download(&g, 0, 1, "50M.bin", "5M");
+    kill_at(&g, started, Duration::from_secs(2), 1);
+    sleep(Duration::from_millis(1500));
+    ok(g.lab(&["start", "box1"]));
+    // New connections to box 1's address are box 1's again.
+    let new = start_download(&g, 1, 1, "1M.bin", "100M");
+    assert_all_identical(&g, vec![new], "1M.bin");
+    assert_all_identical(&g, vec![old], "50M.bin");
+    let resets = rst.finish();
+    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
+}
