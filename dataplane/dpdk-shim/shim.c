@@ -15,35 +15,64 @@ int baton_rte_errno(void)
 	return rte_errno;
 }
 
-int baton_eal_init(int argc, char **argv, char *log, size_t log_len, int *err)
-{
-	char *buf = NULL;
-	size_t buf_len = 0;
-	FILE *capture = open_memstream(&buf, &buf_len);
-	int ret;
+/* Log capture around one EAL call: see baton_eal_init and baton_vdev_init. */
+struct capture {
+	char *buf;
+	size_t len;
+	FILE *f;
+};
 
-	if (capture != NULL)
-		rte_openlog_stream(capture);
-	ret = rte_eal_init(argc, argv);
-	*err = ret < 0 ? rte_errno : 0;
-	if (capture != NULL) {
+static void capture_begin(struct capture *c)
+{
+	c->buf = NULL;
+	c->len = 0;
+	c->f = open_memstream(&c->buf, &c->len);
+	if (c->f != NULL)
+		rte_openlog_stream(c->f);
+}
+
+static void capture_end(struct capture *c, char *log, size_t log_len)
+{
+	if (c->f != NULL) {
 		/* Back to the EAL's default stream (stderr and syslog). */
 		rte_openlog_stream(NULL);
-		fclose(capture);
+		fclose(c->f);
 	}
-	if (buf != NULL) {
-		fwrite(buf, 1, buf_len, stderr);
-		if (log != NULL && log_len > 0) {
-			/* The reason of a failure is logged last: keep the tail. */
-			size_t keep = buf_len < log_len - 1 ? buf_len : log_len - 1;
-
-			memcpy(log, buf + (buf_len - keep), keep);
-			log[keep] = '\0';
-		}
-		free(buf);
-	} else if (log != NULL && log_len > 0) {
+	if (log != NULL && log_len > 0)
 		log[0] = '\0';
+	if (c->buf == NULL)
+		return;
+	fwrite(c->buf, 1, c->len, stderr);
+	if (log != NULL && log_len > 0) {
+		/* The reason of a failure is logged last: keep the tail. */
+		size_t keep = c->len < log_len - 1 ? c->len : log_len - 1;
+
+		memcpy(log, c->buf + (c->len - keep), keep);
+		log[keep] = '\0';
 	}
+	free(c->buf);
+}
+
+int baton_eal_init(int argc, char **argv, char *log, size_t log_len, int *err)
+{
+	struct capture c;
+	int ret;
+
+	capture_begin(&c);
+	ret = rte_eal_init(argc, argv);
+	*err = ret < 0 ? rte_errno : 0;
+	capture_end(&c, log, log_len);
+	return ret;
+}
+
+int baton_vdev_init(const char *name, const char *args, char *log, size_t log_len)
+{
+	struct capture c;
+	int ret;
+
+	capture_begin(&c);
+	ret = rte_vdev_init(name, args);
+	capture_end(&c, log, log_len);
 	return ret;
 }
 

@@ -38,6 +38,9 @@ int baton_rte_errno(void);
  */
 int baton_eal_init(int argc, char **argv, char *log, size_t log_len, int *err);
 
+/* rte_vdev_init with the driver's log captured the same way. */
+int baton_vdev_init(const char *name, const char *args, char *log, size_t log_len);
+
 /* rte_eth_rx_burst. */
 uint16_t baton_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n);
 

@@ -151,12 +151,15 @@ pub enum DpdkError {
         hint: String,
     },
     /// Hot-plugging a vdev (`rte_vdev_init`) failed.
-    #[error("vdev {spec:?} failed to start: {reason} (is the interface there, are we root?)")]
+    #[error("vdev {spec:?} failed to start: {reason}{}", if log.is_empty() { String::new() } else { format!("; driver log:\n{log}") })]
     Vdev {
         /// The vdev as given (`name,key=value,...`).
         spec: String,
-        /// rte_strerror of the result.
+        /// What the result means.
         reason: String,
+        /// What the driver logged while it tried (e.g. `ioctl failed
+        /// (SIOCGIFINDEX):No such device` for a missing interface).
+        log: String,
     },
     /// An ethdev call failed.
     #[error("{call} on DPDK port {port} ({name}): {reason}")]
@@ -269,8 +272,8 @@ impl DpdkOptions {
     }
 
     /// The EAL argument list (without the program name):
-    /// `-l`, `--file-prefix`, `--no-huge --no-shconf` unless hugepages,
-    /// `-m`, `--no-pci`, `--no-telemetry`, `--log-level`, the `--vdev`s,
+    /// `-l`, `--file-prefix`, `--no-huge --no-shconf` (or `--huge-unlink`
+    /// with hugepages), `-m`, `--no-pci`, `--no-telemetry`, `--log-level`, the `--vdev`s,
     /// then [`DpdkOptions::eal_extra`].
     ///
     /// `--no-pci`: boxes take their NICs through vdevs; no box may grab
@@ -287,6 +290,10 @@ impl DpdkOptions {
             format!("--file-prefix={}", self.file_prefix),
         ];
         if self.hugepages {
+            // No files at all (memfd-backed hugepages, no shared config):
+            // a box that is killed (the lab's `kill`, a crash) leaves no
+            // hugepage files holding pages, and boxes never share state.
+            a.push("--in-memory".into());
             a.push(format!("-m{}", self.memory_mb.max(64)));
         } else {
             a.push("--no-huge".into());
@@ -334,6 +341,8 @@ struct EalInner {
     /// Vdev names currently probed by us or the EAL; guarded so two opens
     /// of one device do not race.
     plug: Mutex<()>,
+    /// Tail of what the EAL logged during init (why a vdev failed then).
+    init_log: String,
 }
 
 static EAL: OnceLock<Result<Arc<EalInner>, DpdkError>> = OnceLock::new();
@@ -352,6 +361,15 @@ pub struct DpdkEal {
 /// errors).
 fn eal_hint(errno: c_int, args: &[String], log: &str) -> String {
     let huge = !args.iter().any(|a| a == "--no-huge");
+    if huge && log.contains("Cannot get hugepage information") {
+        // No hugetlbfs mount or no pages of any size reserved: the EAL
+        // says EACCES, which would send the operator the wrong way.
+        return format!(
+            "no hugepages: reserve them (echo N > /proc/sys/vm/nr_hugepages) and mount \
+             hugetlbfs, or use --no-huge (hugepages = false) ({})",
+            strerror(errno)
+        );
+    }
     let base = match errno {
         libc::EACCES => "permission denied: the EAL needs root (or the capabilities for hugepages and raw sockets)".to_string(),
         libc::EAGAIN => "a bus or device could not be set up; try again".to_string(),
@@ -437,7 +455,7 @@ impl DpdkEal {
     /// `net_af_packet1,iface=front1`.
     pub fn hotplug_vdev(&self, spec: &str) -> Result<(), DpdkError> {
         let _g = self.inner.plug.lock().unwrap_or_else(|p| p.into_inner());
-        hotplug(spec)
+        hotplug(spec, &self.inner.init_log)
     }
 
     /// The port id of the ethdev `name`, hot-plugging it from the EAL's
@@ -451,7 +469,7 @@ impl DpdkEal {
         if let Some(spec) = spec {
             // The EAL was given it but it is gone: either its probe failed
             // at init (a bad iface), or a previous device was closed.
-            hotplug(spec)?;
+            hotplug(spec, &self.inner.init_log)?;
             if let Some(p) = port_by_name(name)? {
                 return Ok(p);
             }
@@ -467,17 +485,58 @@ impl DpdkEal {
     }
 }
 
-fn hotplug(spec: &str) -> Result<(), DpdkError> {
+fn vdev_init(name: &CString, args: &CString) -> (c_int, String) {
+    let mut log = vec![0u8; EAL_LOG_TAIL];
+    // SAFETY: two valid C strings and a buffer of the length passed; the
+    // EAL is initialised (callers hold it).
+    let r = unsafe {
+        ffi::baton_vdev_init(
+            name.as_ptr(),
+            args.as_ptr(),
+            log.as_mut_ptr().cast(),
+            log.len(),
+        )
+    };
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    (
+        r,
+        String::from_utf8_lossy(&log[..end]).trim_end().to_string(),
+    )
+}
+
+fn hotplug(spec: &str, init_log: &str) -> Result<(), DpdkError> {
     let name = vdev_name(spec);
     let args = spec.get(name.len() + 1..).unwrap_or("");
     let cname = CString::new(name).map_err(|_| DpdkError::BadArgument(spec.into()))?;
     let cargs = CString::new(args).map_err(|_| DpdkError::BadArgument(spec.into()))?;
-    // SAFETY: two valid C strings; the EAL is initialised (callers hold it).
-    let r = unsafe { ffi::rte_vdev_init(cname.as_ptr(), cargs.as_ptr()) };
-    if r < 0 {
+    let (r, log) = vdev_init(&cname, &cargs);
+    if r == -libc::EEXIST {
+        // On the bus but without a port: its probe failed when the EAL
+        // started (the vdev bus cannot take a device whose probe failed
+        // off again, so it cannot be retried in this process).
+        let log = init_log
+            .lines()
+            .filter(|l| l.contains(name))
+            .collect::<Vec<_>>()
+            .join("\n");
         return Err(DpdkError::Vdev {
             spec: spec.to_string(),
-            reason: strerror(r),
+            reason: "its driver failed when the EAL started".into(),
+            log,
+        });
+    }
+    if r < 0 {
+        // Drivers return -1 for "could not create the device" (it is no
+        // errno); their log line is the reason.
+        let reason = if r == -1 {
+            "the driver could not create the device".to_string()
+        } else {
+            strerror(r)
+        };
+        return Err(DpdkError::Vdev {
+            spec: spec.to_string(),
+            reason,
+            log,
         });
     }
     Ok(())
@@ -531,17 +590,46 @@ fn eal_init_once(args: &[String]) -> Result<Arc<EalInner>, DpdkError> {
     let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
     let log = String::from_utf8_lossy(&log[..end]).trim_end().to_string();
     if r < 0 {
+        remove_empty_runtime_dir(args);
         return Err(DpdkError::EalInit {
             reason: eal_hint(err, args, &log),
             errno: err,
             log,
         });
     }
+    if args.iter().any(|a| a == "--no-shconf" || a == "--in-memory") {
+        remove_empty_runtime_dir(args);
+    }
     Ok(Arc::new(EalInner {
         args: args.to_vec(),
         vdevs: vdevs_in(args),
         plug: Mutex::new(()),
+        init_log: log,
     }))
+}
+
+/// The EAL creates its runtime directory (`/var/run/dpdk/PREFIX` for
+/// root, `$XDG_RUNTIME_DIR/dpdk/PREFIX` otherwise) even with `--no-shconf`,
+/// and leaves it empty; remove it so boxes with per-process prefixes leave
+/// nothing behind. Only an empty directory is removed.
+fn remove_empty_runtime_dir(args: &[String]) {
+    let prefix = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--file-prefix="))
+        .unwrap_or("rte");
+    if prefix.is_empty() || prefix.contains('/') || prefix.contains("..") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let base = if unsafe { libc::geteuid() } == 0 {
+        std::path::PathBuf::from("/var/run/dpdk")
+    } else {
+        match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(d) => std::path::PathBuf::from(d).join("dpdk"),
+            None => std::path::PathBuf::from("/tmp/dpdk"),
+        }
+    };
+    let _ = std::fs::remove_dir(base.join(prefix));
 }
 
 /// Counters of one [`DpdkPort`] (the worker keeps its own per-frame
