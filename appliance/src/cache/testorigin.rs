@@ -25,6 +25,11 @@ pub(crate) enum Behaviour {
     Truncate(usize),
     /// Sends the head and this many body bytes, then waits for `release`.
     Hold(usize),
+    /// Sends the body chunked (RFC 9112 §7.1) in pieces of this size, with
+    /// a chunk extension and a trailer.
+    Chunked(usize),
+    /// Sends the body without a length and closes (RFC 9112 §6.3 rule 8).
+    CloseDelimited,
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +206,27 @@ fn serve(mut conn: TcpStream, st: &State) {
         }
     }
     let body = &obj.body[from..];
+    match obj.behaviour {
+        Behaviour::Chunked(piece) => {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n{extra}\r\n"
+            );
+            for c in body.chunks(piece.max(1)) {
+                let _ = write!(conn, "{:x};ext=1\r\n", c.len());
+                let _ = conn.write_all(c);
+                let _ = conn.write_all(b"\r\n");
+            }
+            let _ = conn.write_all(b"0\r\nX-Trailer: yes\r\n\r\n");
+            return;
+        }
+        Behaviour::CloseDelimited => {
+            let _ = write!(conn, "HTTP/1.1 200 OK\r\nConnection: close\r\n{extra}\r\n");
+            let _ = conn.write_all(body);
+            return;
+        }
+        _ => {}
+    }
     if write!(
         conn,
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\r\n",

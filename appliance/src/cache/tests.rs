@@ -328,3 +328,25 @@ fn range_fetch_with_a_changed_validator_gets_the_new_whole_object() {
     assert_eq!((m.status, m.base), (200, 0));
     assert_eq!(m.etag.as_deref(), Some("\"v2\""));
 }
+
+#[test]
+fn chunked_origin_body_is_decoded_into_the_object() {
+    let origin = TestOrigin::start();
+    origin.put("/c", pattern(100_000), Behaviour::Chunked(7000));
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    let l = fetch_fully(&cache, "/c");
+    assert_eq!(l.object().failure(), None);
+    assert_eq!(body_of(l.object()), pattern(100_000));
+    // The length was unknown until the end.
+    assert_eq!(l.object().meta().unwrap().length, None);
+    eventually("stored", || cache.stats().objects == 1);
+}
+
+#[test]
+fn close_delimited_origin_body_is_read_to_the_end() {
+    let origin = TestOrigin::start();
+    origin.put("/d", pattern(50_000), Behaviour::CloseDelimited);
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    let l = fetch_fully(&cache, "/d");
+    assert_eq!(body_of(l.object()), pattern(50_000));
+}

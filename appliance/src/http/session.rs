@@ -177,7 +177,11 @@ fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u
             (None, Some(ims)) => conditional::not_modified_since(ims, lm),
             (None, None) => false,
         };
-        let len = meta.length;
+        // A body whose length the origin did not announce (chunked) has
+        // one once complete.
+        let len = meta
+            .length
+            .or_else(|| object.body().map(|b| meta.base + b.len()));
         // RFC 9110 §14.2: Range is defined for GET only.
         let outcome = match (is_get, &req.range, len) {
             (true, Some(r), Some(len))

@@ -1164,3 +1164,142 @@ fn worker_closes_idle_connections_when_their_timer_is_due() {
     assert!(t.sent.is_empty(), "an idle close says nothing");
     assert_eq!(w.context().counters.snapshot().idle_timeouts, 2);
 }
+
+#[test]
+fn object_of_unknown_length_is_sent_close_delimited_then_with_a_length_once_stored() {
+    let h = Harness::new();
+    h.origin
+        .put("/c", pattern(30_000), Behaviour::Chunked(4096));
+    let mut c = h.conn();
+    c.send(&get("/c"));
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r[0].body, pattern(30_000));
+    assert_eq!(
+        r[0].h("connection"),
+        Some("close"),
+        "the end of the body is the close"
+    );
+    assert!(r[0].h("content-length").is_none());
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+
+    let mut again = h.conn();
+    again.send(&get_with("/c", "Range: bytes=-100"));
+    again.run();
+    let r = responses(&again.out, &[]);
+    assert_eq!(r[0].status, 206);
+    assert_eq!(r[0].h("content-range"), Some("bytes 29900-29999/30000"));
+    assert_eq!(again.s.should_close(), None, "known length: keep-alive");
+}
+
+/// nginx serving a folder on 127.0.0.1, stopped (by its pid) when dropped.
+struct Nginx {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+    addr: std::net::SocketAddr,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: nginx's master then stops its worker before
+        // exiting, where a killed master would leave the worker orphaned.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not
+            // reaped yet; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_nginx(files: &[(&str, &[u8])]) -> Nginx {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("baton-nginx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    for d in [&dir, &dir.join("www")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for (name, data) in files {
+        std::fs::write(dir.join("www").join(name), data).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = format!(
+        "worker_processes 1;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{ access_log off;\n\
+         client_body_temp_path {d}/cb; proxy_temp_path {d}/pt; fastcgi_temp_path {d}/ft;\n\
+         uwsgi_temp_path {d}/ut; scgi_temp_path {d}/st;\n\
+         server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}\n",
+        d = dir.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = std::process::Command::new("nginx")
+        .arg("-p")
+        .arg(&dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx must be installed for the nginx-origin test");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let n = Nginx { child, dir, addr };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    n
+}
+
+#[test]
+fn nginx_as_origin_fills_the_cache_and_a_resume_uses_range_with_if_range() {
+    let body = pattern(1_000_000);
+    let nginx = start_nginx(&[("1M.bin", &body)]);
+    let (cache, _pool) = Cache::start(
+        CacheSettings {
+            memory_bytes: 8 << 20,
+            disk_dir: None,
+        },
+        Origin::new(nginx.addr, Duration::from_secs(5)),
+        1,
+    )
+    .unwrap();
+    let (ctx, rx) = worker_for(&cache, Limits::default());
+    let mut c = Conn::new(HttpSession::new(ctx, Instant::now()), rx);
+    c.send(&get("/1M.bin"));
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r[0].status, 200);
+    assert!(r[0].body == body);
+    let etag = r[0].h("etag").expect("nginx sends an ETag").to_string();
+    assert!(r[0].h("last-modified").is_some());
+    let cp = c.cps[0].clone();
+    assert_eq!(cp.etag.as_deref(), Some(etag.as_str()));
+
+    // A survivor without the object: nginx answers the Range + If-Range.
+    assert!(cache.purge("/1M.bin"));
+    let (ctx, rx) = worker_for(&cache, Limits::default());
+    let acked = cp.object_start_seq.wrapping_add(654_321);
+    let mut r = Conn::new(HttpSession::resume(ctx, &cp, acked, Instant::now()), rx);
+    r.run();
+    assert!(r.out == body[654_321..], "resumed bytes differ");
+    assert_eq!(r.s.should_close(), None);
+}
