@@ -38,6 +38,7 @@ mod dpdk {
         "rte_mempool_free",
         "rte_strerror",
         "rte_thread_register",
+        "rte_thread_unregister",
         "rte_vdev_init",
         "rte_vdev_uninit",
     ];

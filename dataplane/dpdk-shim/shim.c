@@ -15,6 +15,11 @@ int baton_rte_errno(void)
 	return rte_errno;
 }
 
+unsigned int baton_lcore_id(void)
+{
+	return rte_lcore_id();
+}
+
 /* Log capture around one EAL call: see baton_eal_init and baton_vdev_init. */
 struct capture {
 	char *buf;

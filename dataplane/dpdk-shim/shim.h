@@ -29,6 +29,9 @@
 /* rte_errno of the calling thread. */
 int baton_rte_errno(void);
 
+/* rte_lcore_id of the calling thread (UINT32_MAX, LCORE_ID_ANY, if none). */
+unsigned int baton_lcore_id(void);
+
 /*
  * rte_eal_init with the EAL's log captured: everything the EAL logs during
  * init is also copied (tail first kept) into `log`, NUL-terminated, so a

@@ -116,6 +116,19 @@ fn poll_all(ports: &mut [DpdkPort], seen: &mut Seen) {
     }
 }
 
+/// The CPUs the calling thread may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is this thread; the size is that of `set`.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    assert_eq!(r, 0);
+    // SAFETY: reading bits of an initialised set.
+    (0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect()
+}
+
 fn mac_of(ns: &str, dev: &str) -> String {
     let out = Command::new("ip")
         .args(["-n", ns, "-br", "link", "show", dev])
@@ -142,8 +155,14 @@ fn dpdk_port_receives_the_client_and_the_client_learns_its_arp_reply() {
         let mut opts = DpdkOptions::af_packet("front0", 2);
         opts.file_prefix = format!("btdk{}", std::process::id());
         let started = Instant::now();
+        let cpus_before = allowed_cpus();
         let mut ports = DpdkPort::open_with(&opts).expect("EAL and net_af_packet0 on front0");
         eprintln!("EAL init + device start: {:?}", started.elapsed());
+        assert_eq!(
+            allowed_cpus(),
+            cpus_before,
+            "rte_eal_init pins its caller to the main lcore; the caller's CPUs come back"
+        );
         assert_eq!(ports.len(), 2, "one port per queue pair");
         assert_eq!(ports[1].queue(), 1);
         let box_mac = ports[0].mac();

@@ -597,7 +597,10 @@ fn eal_init_once(args: &[String]) -> Result<Arc<EalInner>, DpdkError> {
             log,
         });
     }
-    if args.iter().any(|a| a == "--no-shconf" || a == "--in-memory") {
+    if args
+        .iter()
+        .any(|a| a == "--no-shconf" || a == "--in-memory")
+    {
         remove_empty_runtime_dir(args);
     }
     Ok(Arc::new(EalInner {
@@ -707,27 +710,46 @@ impl Drop for Device {
 }
 
 static POOL_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// This thread's lcore id from `rte_thread_register`, given back when the
+/// thread exits so short-lived threads do not use up the ids.
+struct LcoreRegistration {
+    registered: bool,
+}
+
+impl Drop for LcoreRegistration {
+    fn drop(&mut self) {
+        if self.registered {
+            // SAFETY: this thread registered itself; the EAL is never torn
+            // down in this process.
+            unsafe { ffi::rte_thread_unregister() };
+        }
+    }
+}
+
 thread_local! {
-    static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static LCORE: std::cell::OnceCell<LcoreRegistration> = const { std::cell::OnceCell::new() };
 }
 
 /// Gives the calling (non-EAL) thread an lcore id once, so the mempool's
 /// per-lcore cache serves its allocations and frees instead of the shared
 /// ring. Without a free id (more threads than `RTE_MAX_LCORE`) the thread
-/// simply goes on without a cache.
+/// simply goes on without a cache. EAL threads keep the id they have.
 fn register_thread() {
-    REGISTERED.with(|r| {
-        if !r.get() {
-            r.set(true);
-            // SAFETY: the EAL is initialised (a port exists).
-            unsafe { ffi::rte_thread_register() };
-        }
+    LCORE.with(|l| {
+        l.get_or_init(|| {
+            // SAFETY: reads this thread's lcore id.
+            let has_id = unsafe { ffi::baton_lcore_id() } != u32::MAX;
+            LcoreRegistration {
+                // SAFETY: the EAL is initialised (a port exists).
+                registered: !has_id && unsafe { ffi::rte_thread_register() } == 0,
+            }
+        });
     });
 }
 
 /// One RX/TX queue pair of a DPDK ethdev, used by one worker.
 pub struct DpdkPort {
-    dev: Arc<Device>,
     queue: u16,
     queues: u16,
     inbox: Option<Receiver<Mbuf>>,
@@ -737,6 +759,10 @@ pub struct DpdkPort {
     stats: DpdkPortStats,
     /// Shared so a control thread can read them while the worker runs.
     shared_stats: Arc<[AtomicU64; 6]>,
+    /// Last field, so it is dropped last: the inbox channels (which may
+    /// still hold mbufs until their last handle goes) must be gone before
+    /// the last port frees the pool with the device.
+    dev: Arc<Device>,
 }
 
 // SAFETY: the raw mbuf arrays are scratch space owned by this value (empty
