@@ -26,7 +26,8 @@ pub(crate) enum Behaviour {
     /// Sends the head and this many body bytes, then waits for `release`.
     Hold(usize),
     /// Sends the body chunked (RFC 9112 §7.1) in pieces of this size, with
-    /// a chunk extension and a trailer.
+    /// a chunk extension and a trailer; waits for `release` after the
+    /// first piece.
     Chunked(usize),
     /// Sends the body without a length and closes (RFC 9112 §6.3 rule 8).
     CloseDelimited,
@@ -212,10 +213,13 @@ fn serve(mut conn: TcpStream, st: &State) {
                 conn,
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n{extra}\r\n"
             );
-            for c in body.chunks(piece.max(1)) {
+            for (i, c) in body.chunks(piece.max(1)).enumerate() {
                 let _ = write!(conn, "{:x};ext=1\r\n", c.len());
                 let _ = conn.write_all(c);
                 let _ = conn.write_all(b"\r\n");
+                if i == 0 {
+                    wait_release(st);
+                }
             }
             let _ = conn.write_all(b"0\r\nX-Trailer: yes\r\n\r\n");
             return;
@@ -243,15 +247,18 @@ fn serve(mut conn: TcpStream, st: &State) {
         Behaviour::Hold(n) => {
             let n = n.min(body.len());
             let _ = conn.write_all(&body[..n]);
-            let mut released = st.released.lock().unwrap();
-            while !*released {
-                released = st.cv.wait(released).unwrap();
-            }
-            drop(released);
+            wait_release(st);
             let _ = conn.write_all(&body[n..]);
         }
         _ => {
             let _ = conn.write_all(body);
         }
+    }
+}
+
+fn wait_release(st: &State) {
+    let mut released = st.released.lock().unwrap();
+    while !*released {
+        released = st.cv.wait(released).unwrap();
     }
 }

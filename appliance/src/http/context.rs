@@ -87,6 +87,33 @@ pub struct HttpStats {
     pub not_resumable: u64,
 }
 
+impl HttpStats {
+    /// Adds another worker's counters (the box total is the sum).
+    pub fn add(&mut self, o: &HttpStats) {
+        self.requests += o.requests;
+        self.responses_2xx += o.responses_2xx;
+        self.responses_3xx += o.responses_3xx;
+        self.responses_4xx += o.responses_4xx;
+        self.responses_5xx += o.responses_5xx;
+        self.bad_request += o.bad_request;
+        self.uri_too_long += o.uri_too_long;
+        self.headers_too_large += o.headers_too_large;
+        self.method_not_allowed += o.method_not_allowed;
+        self.request_timeouts += o.request_timeouts;
+        self.idle_timeouts += o.idle_timeouts;
+        self.not_modified += o.not_modified;
+        self.partial += o.partial;
+        self.range_not_satisfiable += o.range_not_satisfiable;
+        self.bad_gateway += o.bad_gateway;
+        self.gateway_timeout += o.gateway_timeout;
+        self.aborted += o.aborted;
+        self.body_bytes += o.body_bytes;
+        self.refused_connections += o.refused_connections;
+        self.resumed += o.resumed;
+        self.not_resumable += o.not_resumable;
+    }
+}
+
 pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }

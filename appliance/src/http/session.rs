@@ -371,6 +371,13 @@ impl HttpSession {
         self.checkpoint.as_ref()
     }
 
+    /// The application block for this connection's next checkpoint write
+    /// (`None`: nothing a survivor could resume; write the record without
+    /// one).
+    pub fn app_block(&self) -> Option<baton_shmem::AppBlock<'_>> {
+        self.checkpoint.as_ref()?.to_app_block(self.body_sent)
+    }
+
     /// Body bytes of the current response handed out so far.
     pub fn body_sent(&self) -> u64 {
         self.body_sent
@@ -410,14 +417,15 @@ impl HttpSession {
     /// request head is incomplete, the idle deadline while nothing is in
     /// progress.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.reading {
+        // While answers are owed, the client is receiving, not stalling:
+        // no timer (TCP's own timers watch a dead client).
+        if !self.reading || self.active.is_some() || !self.queue.is_empty() {
             return None;
         }
-        if let Some(t) = self.partial_since {
-            return Some(t + self.ctx.limits.request_timeout);
-        }
-        (self.active.is_none() && self.queue.is_empty())
-            .then(|| self.last_activity + self.ctx.limits.idle_timeout)
+        Some(match self.partial_since {
+            Some(t) => t + self.ctx.limits.request_timeout,
+            None => self.last_activity + self.ctx.limits.idle_timeout,
+        })
     }
 
     // ---- inputs ----
@@ -443,7 +451,7 @@ impl HttpSession {
 
     /// A timer set from [`Self::poll_timeout`] fired.
     pub fn on_timeout(&mut self, now: Instant) {
-        if !self.reading {
+        if !self.reading || self.active.is_some() || !self.queue.is_empty() {
             return;
         }
         if let Some(t) = self.partial_since {
@@ -556,6 +564,10 @@ impl HttpSession {
             match step {
                 Step::Out(bytes, last) => {
                     self.last_out = last;
+                    if let LastOut::Head { pos: 0, .. } = last {
+                        // A new response: the count describes it from now.
+                        self.body_sent = 0;
+                    }
                     if last == LastOut::Body {
                         self.body_sent += bytes.len() as u64;
                         self.ctx
@@ -586,7 +598,11 @@ impl HttpSession {
     fn finish_response(&mut self, persistent: bool, now: Instant) {
         self.request_count = self.request_count.saturating_add(1);
         self.last_activity = now;
-        self.body_sent = 0;
+        if self.partial_since.is_some() {
+            // A pipelined head arrived while we were busy answering: its
+            // clock starts now that it is the one we wait for.
+            self.partial_since = Some(now);
+        }
         if !persistent {
             self.queue.clear();
             self.stop_reading();

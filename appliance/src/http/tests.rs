@@ -213,7 +213,7 @@ fn miss_then_hit_on_one_keep_alive_connection_return_the_same_bytes() {
     assert_eq!(r.len(), 2);
     for resp in &r {
         assert_eq!(resp.status, 200);
-        assert_eq!(resp.body, pattern(200_000));
+        assert!(resp.body == pattern(200_000), "bytes differ");
         assert_eq!(resp.h("etag"), Some("\"v1\""));
         assert_eq!(resp.h("accept-ranges"), Some("bytes"));
     }
@@ -240,7 +240,7 @@ fn pipelined_requests_are_answered_in_order() {
     let statuses: Vec<u16> = r.iter().map(|r| r.status).collect();
     assert_eq!(statuses, [200, 200, 200, 404]);
     assert_eq!(r[0].body, pattern(10));
-    assert_eq!(r[1].body, pattern(3000));
+    assert!(r[1].body == pattern(3000), "bytes differ");
     assert_eq!(r[2].h("content-length"), Some("3000"));
     assert!(r[2].body.is_empty());
     assert_eq!(r[3].body, b"nope", "origin 404 passed through");
@@ -255,7 +255,10 @@ fn request_split_across_many_reads_is_reassembled() {
         c.s.on_bytes(&[b], Instant::now());
     }
     c.run();
-    assert_eq!(responses(&c.out, &[])[0].body, pattern(10));
+    assert!(
+        responses(&c.out, &[])[0].body == pattern(10),
+        "bytes differ"
+    );
 }
 
 #[test]
@@ -564,7 +567,10 @@ fn large_object_flows_before_the_origin_has_sent_it_all() {
     assert!(c.s.waiting_on().is_some());
     h.origin.release();
     c.run();
-    assert_eq!(responses(&c.out, &[])[0].body, pattern(2_000_000));
+    assert!(
+        responses(&c.out, &[])[0].body == pattern(2_000_000),
+        "bytes differ"
+    );
 }
 
 #[test]
@@ -580,8 +586,14 @@ fn two_sessions_missing_the_same_object_share_one_fetch() {
     h.origin.release();
     a.run();
     b.run();
-    assert_eq!(responses(&a.out, &[])[0].body, pattern(500_000));
-    assert_eq!(responses(&b.out, &[])[0].body, pattern(500_000));
+    assert!(
+        responses(&a.out, &[])[0].body == pattern(500_000),
+        "bytes differ"
+    );
+    assert!(
+        responses(&b.out, &[])[0].body == pattern(500_000),
+        "bytes differ"
+    );
     assert_eq!(h.origin.requests_for("/s"), 1);
 }
 
@@ -663,7 +675,7 @@ fn checkpoint_is_stamped_even_when_the_head_goes_out_in_pieces() {
     let head_len = c.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(c.cps[0].object_start_seq, 1000 + head_len as u32);
     assert_eq!(c.cps[0].range, Some((10, 19)));
-    assert_eq!(&c.out[head_len..], &pattern(1000)[10..20]);
+    assert!(&c.out[head_len..] == &pattern(1000)[10..20], "bytes differ");
 }
 
 /// Runs a first session to completion and returns it with its checkpoint.
@@ -695,8 +707,8 @@ fn resume_from_cache_continues_at_the_acknowledged_byte() {
     let (first, cp) = first_response(&h, &get("/big"));
     let acked = cp.object_start_seq.wrapping_add(123_457);
     let r = resumed(&h, &cp, acked);
-    assert_eq!(r.out, rest_from(&first, acked));
-    assert_eq!(r.out, &pattern(300_000)[123_457..]);
+    assert!(r.out == rest_from(&first, acked), "bytes differ");
+    assert!(r.out == &pattern(300_000)[123_457..], "bytes differ");
     assert_eq!(
         r.s.should_close(),
         None,
@@ -717,7 +729,7 @@ fn resume_with_the_head_partly_unacknowledged_resends_its_tail() {
     let (first, cp) = first_response(&h, &get_with("/big", "Range: bytes=100-"));
     let acked = cp.object_start_seq.wrapping_sub(20);
     let r = resumed(&h, &cp, acked);
-    assert_eq!(r.out, rest_from(&first, acked));
+    assert!(r.out == rest_from(&first, acked), "bytes differ");
 }
 
 #[test]
@@ -728,7 +740,7 @@ fn resume_without_the_object_fetches_the_rest_with_range_and_if_range() {
     assert!(h.cache.purge("/big"), "the survivor lacks the object");
     let acked = cp.object_start_seq.wrapping_add(200_000);
     let r = resumed(&h, &cp, acked);
-    assert_eq!(r.out, rest_from(&first, acked));
+    assert!(r.out == rest_from(&first, acked), "bytes differ");
     let reqs = h.origin.requests();
     let last = reqs.last().unwrap();
     assert!(last.contains("Range: bytes=200000-"), "{last}");
@@ -757,7 +769,10 @@ fn resume_after_the_whole_response_was_acknowledged_is_an_idle_connection() {
     assert_eq!(r.s.should_close(), None);
     r.send(&get("/a"));
     r.run();
-    assert_eq!(responses(&r.out, &[])[0].body, pattern(100));
+    assert!(
+        responses(&r.out, &[])[0].body == pattern(100),
+        "bytes differ"
+    );
 }
 
 #[test]
@@ -769,7 +784,7 @@ fn resume_through_the_segment_block_gives_the_same_bytes() {
     let back = ResponseCheckpoint::from_app_block(&block);
     let acked = cp.object_start_seq.wrapping_add(777);
     let r = resumed(&h, &back, acked);
-    assert_eq!(r.out, rest_from(&first, acked));
+    assert!(r.out == rest_from(&first, acked), "bytes differ");
 }
 
 // ---- robustness ----
@@ -1172,9 +1187,17 @@ fn object_of_unknown_length_is_sent_close_delimited_then_with_a_length_once_stor
         .put("/c", pattern(30_000), Behaviour::Chunked(4096));
     let mut c = h.conn();
     c.send(&get("/c"));
+    // The head goes out while the origin still holds the rest back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.out.is_empty() {
+        c.drain(1 << 16);
+        assert!(Instant::now() < deadline, "no head");
+        let _ = c.rx.recv_timeout(Duration::from_millis(20));
+    }
+    h.origin.release();
     c.run();
     let r = responses(&c.out, &[]);
-    assert_eq!(r[0].body, pattern(30_000));
+    assert!(r[0].body == pattern(30_000), "body differs");
     assert_eq!(
         r[0].h("connection"),
         Some("close"),
@@ -1302,4 +1325,56 @@ fn nginx_as_origin_fills_the_cache_and_a_resume_uses_range_with_if_range() {
     r.run();
     assert!(r.out == body[654_321..], "resumed bytes differ");
     assert_eq!(r.s.should_close(), None);
+}
+
+#[test]
+fn slow_request_clock_does_not_run_while_answers_are_owed() {
+    let h = Harness::new();
+    h.origin.put("/big", pattern(1_000_000), Behaviour::Serve);
+    let limits = Limits {
+        request_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    };
+    let mut c = h.conn_with(limits);
+    let t0 = Instant::now();
+    // A download and, pipelined behind it, half of the next request.
+    c.s.on_bytes(format!("{}GET /big HT", get("/big")).as_bytes(), t0);
+    assert_eq!(c.s.poll_timeout(), None, "busy answering");
+    c.s.on_timeout(t0 + Duration::from_secs(5));
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(
+        (r.len(), r[0].status),
+        (1, 200),
+        "no 408 for a busy connection"
+    );
+    let due = c.s.poll_timeout().expect("now the head is awaited");
+    assert!(due > t0 + Duration::from_millis(100));
+}
+
+#[test]
+fn app_block_carries_the_body_bytes_sent_so_far() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(10_000), Behaviour::Serve);
+    let mut warm = h.conn();
+    warm.send(&get("/a"));
+    warm.run();
+
+    let mut c = h.conn();
+    assert!(c.s.app_block().is_none(), "no response yet");
+    c.send(&get("/a"));
+    let head =
+        c.s.poll_send(100_000, Instant::now())
+            .expect("head of a hit");
+    assert!(head.ends_with(b"\r\n\r\n"));
+    c.s.on_sent(500);
+    let body = c.s.poll_send(1000, Instant::now()).expect("body");
+    c.s.on_sent(500 + head.len() as u32);
+    assert_eq!(body.len(), 1000);
+    let b = c.s.app_block().expect("a 200 is rebuildable");
+    assert_eq!((b.bytes_sent, b.name), (1000, "/a"));
+    assert_eq!(b.object_start_seq, 500 + head.len() as u32);
+    // Finished, the block still describes the last response in full.
+    c.drain(1 << 20);
+    assert_eq!(c.s.app_block().unwrap().bytes_sent, 10_000);
 }
