@@ -1378,3 +1378,53 @@ fn app_block_carries_the_body_bytes_sent_so_far() {
     c.drain(1 << 20);
     assert_eq!(c.s.app_block().unwrap().bytes_sent, 10_000);
 }
+
+// ---- rough speed, sans-IO (debug build numbers are a floor) ----
+
+#[test]
+fn hit_path_answers_thousands_of_requests_per_second_on_one_session() {
+    let h = Harness::new();
+    h.origin.put("/1K.bin", pattern(1024), Behaviour::Serve);
+    let mut c = h.conn();
+    c.send(&get("/1K.bin"));
+    c.run();
+    let req = get("/1K.bin");
+    let n = 20_000;
+    let t = Instant::now();
+    let mut bytes = 0;
+    for i in 0..n {
+        c.s.on_bytes(req.as_bytes(), t);
+        while let Some(b) = c.s.poll_send(1 << 20, t) {
+            c.s.on_sent(i);
+            bytes += b.len();
+        }
+    }
+    let rate = f64::from(n) / t.elapsed().as_secs_f64();
+    eprintln!("hit path: {rate:.0} requests/s on one session ({bytes} bytes)");
+    assert!(bytes > n as usize * 1024);
+    assert!(rate > 2_000.0, "{rate:.0} requests/s");
+}
+
+#[test]
+fn large_hit_body_is_handed_out_at_memory_speed_without_copies() {
+    let h = Harness::new();
+    // 50 MB: the harness cache holds 64 MiB.
+    let size = 50_000_000;
+    h.origin.put("/50M.bin", vec![7u8; size], Behaviour::Serve);
+    let mut warm = h.conn();
+    warm.send(&get("/50M.bin"));
+    warm.run();
+    assert!(h.cache.peek("/50M.bin").is_some_and(|o| o.body().is_some()));
+    let mut c = h.conn();
+    c.send(&get("/50M.bin"));
+    let t = Instant::now();
+    let mut total = 0;
+    while let Some(b) = c.s.poll_send(256 * 1024, t) {
+        total += b.len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let mbps = total as f64 / secs / 1e6;
+    eprintln!("50M hit: {mbps:.0} MB/s handed to TCP in 256 KiB slices");
+    assert!(total > size);
+    assert!(mbps > 200.0, "{mbps:.0} MB/s");
+}
