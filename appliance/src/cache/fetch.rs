@@ -210,6 +210,21 @@ fn run(origin: &Origin, cache: &Weak<Cache>, job: FetchJob) {
         }
         FetchKind::Load { path, meta } => load(&object, path, meta),
     };
+    if let (
+        Err(e),
+        FetchKind::Full {
+            revalidate: Some(old),
+        },
+    ) = (&result, &kind)
+    {
+        if serve_stale(&object, old, e) {
+            if let Some(c) = cache.upgrade() {
+                c.stale_served(e);
+                c.finished(&object, None);
+            }
+            return;
+        }
+    }
     if let Err(e) = &result {
         tracing::debug!("fetch {} failed: {e}", object.url());
         object.fail(e.clone());
@@ -217,6 +232,37 @@ fn run(origin: &Origin, cache: &Weak<Cache>, job: FetchJob) {
     if let Some(c) = cache.upgrade() {
         c.finished(&object, result.as_ref().err());
     }
+}
+
+/// How long a stale copy served for an unreachable origin is kept before
+/// the origin is tried again.
+pub const STALE_RETRY: Duration = Duration::from_secs(5);
+
+/// RFC 9111 §4.2.4: a cache disconnected from the origin may serve a stale
+/// response. When revalidation could not reach the origin (connect failure
+/// or timeout — not an origin error answer) and nothing of a new version
+/// was given to the object yet, it becomes the stored copy again, fresh for
+/// [`STALE_RETRY`].
+fn serve_stale(object: &Object, old: &Object, err: &FetchError) -> bool {
+    if !matches!(err, FetchError::Connect(_) | FetchError::Timeout) || object.meta().is_some() {
+        return false;
+    }
+    let (Some(meta), Some(body)) = (old.meta(), old.body()) else {
+        return false;
+    };
+    tracing::info!(
+        "origin unreachable ({err}): serving the stored {}",
+        object.url()
+    );
+    object.set_meta(ObjectMeta {
+        fresh_until: Instant::now() + STALE_RETRY,
+        ..ObjectMeta::clone(meta)
+    });
+    for c in body.chunks() {
+        object.push(c.clone());
+    }
+    object.complete();
+    true
 }
 
 /// Writes a complete object's body to `path` (atomically, via a temporary

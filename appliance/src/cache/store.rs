@@ -76,6 +76,8 @@ pub struct CacheStats {
     pub coalesced: u64,
     /// Stale objects revalidated with the origin.
     pub revalidations: u64,
+    /// Stale copies served because the origin was unreachable.
+    pub stale_served: u64,
     /// Objects brought back from the disk directory.
     pub disk_loads: u64,
     /// Objects written to the disk directory.
@@ -108,6 +110,7 @@ struct Counters {
     misses: AtomicU64,
     coalesced: AtomicU64,
     revalidations: AtomicU64,
+    stale_served: AtomicU64,
     disk_loads: AtomicU64,
     disk_spills: AtomicU64,
     evictions: AtomicU64,
@@ -315,18 +318,29 @@ impl Cache {
         found
     }
 
+    /// Fetcher: revalidation could not reach the origin and the stale copy
+    /// is served (see `fetch::serve_stale`).
+    pub(crate) fn stale_served(&self, err: &FetchError) {
+        self.count_error(err);
+        bump(&self.counters.stale_served);
+    }
+
+    fn count_error(&self, e: &FetchError) {
+        bump(match e {
+            FetchError::Timeout => &self.counters.errors_timeout,
+            FetchError::Connect(_) => &self.counters.errors_connect,
+            FetchError::BadResponse(_) => &self.counters.errors_bad_response,
+            FetchError::OriginStatus(_) => &self.counters.errors_origin_status,
+            FetchError::Io(_) => &self.counters.errors_io,
+        });
+    }
+
     /// Fetcher: a fill ended (`err` is `None` on success). Stores the
     /// object if it may be kept, else forgets it — a failed fetch never
     /// stays in the index.
     pub(crate) fn finished(&self, object: &Arc<Object>, err: Option<&FetchError>) {
         if let Some(e) = err {
-            bump(match e {
-                FetchError::Timeout => &self.counters.errors_timeout,
-                FetchError::Connect(_) => &self.counters.errors_connect,
-                FetchError::BadResponse(_) => &self.counters.errors_bad_response,
-                FetchError::OriginStatus(_) => &self.counters.errors_origin_status,
-                FetchError::Io(_) => &self.counters.errors_io,
-            });
+            self.count_error(e);
         }
         let mut ix = self.lock();
         let ix = &mut *ix;
@@ -435,6 +449,7 @@ impl Cache {
             misses: get(&c.misses),
             coalesced: get(&c.coalesced),
             revalidations: get(&c.revalidations),
+            stale_served: get(&c.stale_served),
             disk_loads: get(&c.disk_loads),
             disk_spills: get(&c.disk_spills),
             evictions: get(&c.evictions),

@@ -354,3 +354,50 @@ fn close_delimited_origin_body_is_read_to_the_end() {
     let l = fetch_fully(&cache, "/d");
     assert!(body_of(l.object()) == pattern(50_000), "bytes differ");
 }
+
+#[test]
+fn unreachable_origin_during_revalidation_serves_the_stale_copy() {
+    let origin = TestOrigin::start();
+    origin.put_object(
+        "/s",
+        TestObject {
+            body: pattern(2000),
+            etag: "\"s1\"".into(),
+            cache_control: Some("max-age=0".into()),
+            behaviour: Behaviour::Serve,
+        },
+    );
+    let (cache, _pool) = cache_with(origin.addr, 1 << 20, None, Duration::from_millis(200));
+    fetch_fully(&cache, "/s");
+    eventually("stored", || cache.stats().objects == 1);
+    // The origin stops answering (RFC 9111 §4.2.4: disconnected).
+    origin.set_behaviour("/s", Behaviour::Hang);
+    let l = fetch_fully(&cache, "/s");
+    assert_eq!(l.object().failure(), None);
+    assert!(body_of(l.object()) == pattern(2000), "bytes differ");
+    eventually("stored again", || cache.stats().objects == 1);
+    let s = cache.stats();
+    assert_eq!((s.stale_served, s.errors_timeout), (1, 1));
+    // Fresh for a short while: the next request is a hit, not the origin.
+    assert!(matches!(cache.lookup("/s", Instant::now()), Lookup::Hit(_)));
+}
+
+#[test]
+fn origin_error_answer_during_revalidation_is_not_hidden_by_a_stale_copy() {
+    let origin = TestOrigin::start();
+    origin.put_object(
+        "/s",
+        TestObject {
+            body: pattern(2000),
+            etag: "\"s1\"".into(),
+            cache_control: Some("max-age=0".into()),
+            behaviour: Behaviour::Serve,
+        },
+    );
+    let (cache, _pool) = cache_for(&origin, 1 << 20);
+    fetch_fully(&cache, "/s");
+    eventually("stored", || cache.stats().objects == 1);
+    origin.set_behaviour("/s", Behaviour::Status(500));
+    let l = fetch_fully(&cache, "/s");
+    assert_eq!(l.object().failure(), Some(FetchError::OriginStatus(500)));
+}

@@ -130,6 +130,8 @@ pub struct HttpSession {
     reading: bool,
     reset: bool,
     last_out: LastOut,
+    /// The object `poll_send` last stopped on.
+    blocked: Option<ObjectId>,
     checkpoint: Option<ResponseCheckpoint>,
     body_sent: u64,
     request_count: u32,
@@ -267,6 +269,7 @@ impl HttpSession {
             reading: true,
             reset: false,
             last_out: LastOut::Nothing,
+            blocked: None,
             checkpoint: None,
             body_sent: 0,
             request_count: 0,
@@ -388,8 +391,15 @@ impl HttpSession {
         self.request_count
     }
 
-    /// The object whose progress this session waits for, if any.
+    /// The object whose progress this session waits for, if any: set when
+    /// `poll_send` stopped for lack of object bytes (not for lack of send
+    /// space), so a worker only keeps sessions the object's progress can
+    /// move.
     pub fn waiting_on(&self) -> Option<ObjectId> {
+        self.blocked
+    }
+
+    fn active_object(&self) -> Option<ObjectId> {
         match &self.active.as_ref()?.stage {
             Stage::AwaitMeta(o) => Some(o.id()),
             Stage::Head { body, .. } => body.as_ref().map(|b| b.object.id()),
@@ -543,6 +553,7 @@ impl HttpSession {
     /// The next bytes to send, at most `capacity`; `None` when there is
     /// nothing to send now (waiting for the client, the origin, or done).
     pub fn poll_send(&mut self, capacity: usize, now: Instant) -> Option<Bytes> {
+        self.blocked = None;
         if capacity == 0 || self.reset {
             return None;
         }
@@ -577,7 +588,10 @@ impl HttpSession {
                     }
                     return Some(bytes);
                 }
-                Step::Wait => return None,
+                Step::Wait => {
+                    self.blocked = self.active_object();
+                    return None;
+                }
                 Step::Done => {
                     let persistent = self.active.take().is_some_and(|a| a.req.persistent);
                     self.finish_response(persistent, now);
