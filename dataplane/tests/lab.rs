@@ -342,3 +342,44 @@ fn tpacket_v3_ring_without_tx_offload_serves_downloads_and_requests() {
     handle.shutdown();
     handle.join().unwrap();
 }
+
+#[test]
+fn busy_polling_worker_serves_a_download() {
+    let lab = common::Lab::new("bz");
+    let objs = objects();
+    let mut opts = DataplaneOptions::new("front0", vec![IpAddr::V4(SERVICE)]);
+    opts.poll_mode = PollMode::Busy;
+    let o = objs.clone();
+    let handle = lab
+        .boxns
+        .run(move || start(opts, move |_| Responder::new(o.clone())))
+        .expect("dataplane starts");
+    let got = lab.client.run(|| {
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddr::new(IpAddr::V4(SERVICE), 80),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET /1M.bin HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        all
+    });
+    let p = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    assert_eq!(
+        hex(&Sha256::digest(&got[p + 4..])),
+        hex(&Sha256::digest(&objs["1M.bin"]))
+    );
+    let stats = handle.stats();
+    assert_eq!(
+        stats[0].counters.idle_waits, 0,
+        "a busy worker never blocks"
+    );
+    handle.shutdown();
+    handle.join().unwrap();
+}
