@@ -14,7 +14,7 @@ fn vdev_on_a_missing_interface_is_a_clear_error_not_an_abort() {
     common::require_root();
     let ns = common::Netns::new(&format!("btdke{}", std::process::id()));
     let prefix = format!("btdke{}", std::process::id());
-    let (first, again, hotplug, unknown) = ns.run(move || {
+    let (first, again, hotplug, unknown, fewer, more) = ns.run(move || {
         let mut opts = DpdkOptions::af_packet("nosuch0", 1);
         opts.file_prefix = prefix;
         let first = DpdkPort::open_with(&opts).map(|p| p.len());
@@ -24,7 +24,13 @@ fn vdev_on_a_missing_interface_is_a_clear_error_not_an_abort() {
         let eal = DpdkEal::running().expect("the EAL runs despite the bad vdev");
         let hotplug = eal.hotplug_vdev("net_af_packet7,iface=nosuch7");
         let unknown = DpdkPort::open_group(&eal, "net_af_packet9", 1, 1023).map(|p| p.len());
-        (first, again, hotplug, unknown)
+        // A good vdev with two queue pairs: one worker would leave the
+        // queue the kernel fills for the other unread, three have no queue.
+        eal.hotplug_vdev("net_af_packet3,iface=lo,qpairs=2")
+            .expect("net_af_packet on lo");
+        let fewer = DpdkPort::open_group(&eal, "net_af_packet3", 1, 1023).map(|p| p.len());
+        let more = DpdkPort::open_group(&eal, "net_af_packet3", 3, 1023).map(|p| p.len());
+        (first, again, hotplug, unknown, fewer, more)
     });
 
     for r in [&first, &again] {
@@ -57,5 +63,27 @@ fn vdev_on_a_missing_interface_is_a_clear_error_not_an_abort() {
             assert!(e.to_string().contains("no --vdev of that name"), "{e}");
         }
         other => panic!("an unknown device must be NoDevice, got {other:?}"),
+    }
+    match &fewer {
+        Err(
+            e @ DpdkError::QueuesUnpolled {
+                qpairs: 2,
+                asked: 1,
+                ..
+            },
+        ) => {
+            assert!(e.to_string().contains("set qpairs=1"), "{e}")
+        }
+        other => panic!("fewer workers than qpairs must be refused, got {other:?}"),
+    }
+    match &more {
+        Err(
+            e @ DpdkError::Queues {
+                max: 2, asked: 3, ..
+            },
+        ) => {
+            assert!(e.to_string().contains("qpairs=3"), "{e}")
+        }
+        other => panic!("more workers than qpairs must be refused, got {other:?}"),
     }
 }

@@ -42,10 +42,15 @@
 //!
 //! DPDK has no file descriptor to sleep on (net_af_packet's sockets are
 //! private to the PMD), so [`Port::raw_fd`] is `None` and [`Port::wait`]
-//! sleeps in poll(2) on the wake eventfd alone for at most
-//! [`MAX_IDLE_SLEEP`] (1 ms): an adaptive worker backs off the CPU, and a
-//! frame waits at most that long at low rates, like AF_PACKET's TPACKET_V3
-//! block timeout.
+//! sleeps in ppoll(2) on the wake eventfd alone for at most
+//! [`DpdkOptions::idle_sleep`] ([`MAX_IDLE_SLEEP`], 1 ms, by default): an
+//! adaptive worker backs off the CPU, and a frame that arrives meanwhile
+//! waits at most that long, like AF_PACKET's TPACKET_V3 block timeout. A
+//! port that steers frames to a sleeping worker (below) wakes it through
+//! that worker's eventfd, so steering adds no sleep. Measured in the lab
+//! (two idle workers, adaptive mode): 1 ms costs 5.5 % of a core, 250 µs
+//! 14 %, 100 µs 30 %; `ab -k -c 8` of 1 KiB objects on two queues gets
+//! 18 k, 66 k and (20 µs) 111 k requests/s. Busy polling has no sleep.
 //!
 //! # Which worker sees a flow
 //!
@@ -93,14 +98,15 @@ use super::{Port, PortError, RxMeta, TxBatch};
 use crate::wire::ethernet::MacAddr;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::ffi::{CStr, CString};
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::raw::{c_char, c_int};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use thiserror::Error;
 
-/// Longest [`Port::wait`] sleeps before it returns to poll the device.
+/// Longest [`Port::wait`] sleeps by default before it returns to poll the
+/// device ([`DpdkOptions::idle_sleep`], [`DpdkPort::set_idle_sleep`]).
 pub const MAX_IDLE_SLEEP: Duration = Duration::from_millis(1);
 
 /// Mbufs taken from the device per `rte_eth_rx_burst` call.
@@ -183,6 +189,17 @@ pub enum DpdkError {
         /// Queue pairs asked for.
         asked: u16,
     },
+    /// A `net_af_packet` vdev has more queue pairs than workers: frames
+    /// the kernel spreads to the unpolled ones would be lost.
+    #[error("DPDK device {name:?} has qpairs={qpairs} but {asked} workers poll it: frames the kernel hashes to the other queues would never be read (set qpairs={asked} in the vdev)")]
+    QueuesUnpolled {
+        /// Device name.
+        name: String,
+        /// Queue pairs of the vdev.
+        qpairs: u16,
+        /// Workers.
+        asked: u16,
+    },
     /// The mbuf pool could not be created.
     #[error("mbuf pool of {mbufs} mbufs: {reason} (more memory: raise memory_mb or hugepages)")]
     Mempool {
@@ -244,6 +261,10 @@ pub struct DpdkOptions {
     pub main_lcore: usize,
     /// `--log-level` (e.g. `notice`, `error`, `debug`).
     pub log_level: String,
+    /// Longest [`Port::wait`] sleeps ([`MAX_IDLE_SLEEP`] by default): the
+    /// added latency of a frame that arrives while an idle worker sleeps,
+    /// traded against the CPU an idle worker burns waking up.
+    pub idle_sleep: Duration,
 }
 
 impl DpdkOptions {
@@ -262,6 +283,7 @@ impl DpdkOptions {
             file_prefix: format!("baton-{}", std::process::id()),
             main_lcore: 0,
             log_level: "notice".into(),
+            idle_sleep: MAX_IDLE_SLEEP,
         }
     }
 
@@ -653,6 +675,46 @@ pub struct DpdkPortStats {
     pub tx_dropped: u64,
 }
 
+/// How a steering port wakes the worker of another queue that sleeps in
+/// [`Port::wait`] (DPDK gives it no fd to sleep on, so without this a
+/// steered frame would wait out the sleep).
+#[derive(Debug, Default)]
+struct WakeSlot {
+    /// Set while the queue's worker sleeps (or is about to).
+    sleeping: AtomicBool,
+    /// Our duplicate of the worker's wake eventfd, -1 if none yet.
+    fd: AtomicI32,
+    /// Owns every duplicate ever stored in `fd`: none is closed before the
+    /// device goes, so a peer never writes to a reused descriptor number.
+    owned: Mutex<Vec<OwnedFd>>,
+}
+
+impl WakeSlot {
+    fn new() -> WakeSlot {
+        WakeSlot {
+            sleeping: AtomicBool::new(false),
+            fd: AtomicI32::new(-1),
+            owned: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Wakes the worker if it sleeps. The caller has already put the
+    /// frames in its inbox: with both sides SeqCst, either the sleeper
+    /// sees them when it re-checks its inbox after raising `sleeping`, or
+    /// we see `sleeping` here.
+    fn wake(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            let fd = self.fd.load(Ordering::SeqCst);
+            if fd >= 0 {
+                let one: u64 = 1;
+                // SAFETY: `fd` is an eventfd we own (in `owned`) for the
+                // device's life; writing 8 bytes is its protocol.
+                unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+            }
+        }
+    }
+}
+
 /// A received mbuf in transit between workers.
 struct Mbuf(*mut ffi::rte_mbuf);
 
@@ -759,6 +821,12 @@ pub struct DpdkPort {
     stats: DpdkPortStats,
     /// Shared so a control thread can read them while the worker runs.
     shared_stats: Arc<[AtomicU64; 6]>,
+    /// Longest sleep in `wait`.
+    idle_sleep: Duration,
+    /// The wake fd last passed to `wait`, whose duplicate is in our slot.
+    last_wake: Option<RawFd>,
+    /// Per queue: whether its worker sleeps in `wait`, and how to wake it.
+    slots: Arc<[WakeSlot]>,
     /// Last field, so it is dropped last: the inbox channels (which may
     /// still hold mbufs until their last handle goes) must be gone before
     /// the last port frees the pool with the device.
@@ -800,7 +868,11 @@ impl DpdkPort {
             avail: eal.ports_available(),
             hint: "no vdev configured".into(),
         })?;
-        Self::open_group(&eal, name, opts.queues, opts.mbufs)
+        let mut ports = Self::open_group(&eal, name, opts.queues, opts.mbufs)?;
+        for p in &mut ports {
+            p.set_idle_sleep(opts.idle_sleep);
+        }
+        Ok(ports)
     }
 
     /// Configures the ethdev `device` (e.g. `net_af_packet0`) with `queues`
@@ -828,6 +900,24 @@ impl DpdkPort {
             return Err(DpdkError::Queues {
                 name,
                 max,
+                asked: queues,
+            });
+        }
+        let driver = if info.driver_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: the driver's static, NUL-terminated name.
+            unsafe { CStr::from_ptr(info.driver_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        // net_af_packet opens one socket per qpair when the vdev is
+        // created, all in one fanout group: the kernel hashes frames to
+        // every one of them whether we configure its queue or not.
+        if driver == "net_af_packet" && max != queues {
+            return Err(DpdkError::QueuesUnpolled {
+                name,
+                qpairs: max,
                 asked: queues,
             });
         }
@@ -910,6 +1000,7 @@ impl DpdkPort {
             .map(|_| crossbeam_channel::bounded::<Mbuf>(INBOX_DEPTH))
             .unzip();
         let steer = queues > 1;
+        let slots: Arc<[WakeSlot]> = (0..queues).map(|_| WakeSlot::new()).collect();
         Ok(receivers
             .into_iter()
             .enumerate()
@@ -923,8 +1014,17 @@ impl DpdkPort {
                 tx: Vec::new(),
                 stats: DpdkPortStats::default(),
                 shared_stats: Arc::new(Default::default()),
+                idle_sleep: MAX_IDLE_SLEEP,
+                last_wake: None,
+                slots: Arc::clone(&slots),
             })
             .collect())
+    }
+
+    /// Sets the longest sleep of [`Port::wait`] (see
+    /// [`DpdkOptions::idle_sleep`]).
+    pub fn set_idle_sleep(&mut self, d: Duration) {
+        self.idle_sleep = d;
     }
 
     /// The queue (= worker index) this port serves.
@@ -1079,13 +1179,19 @@ impl Port for DpdkPort {
                 break;
             }
             self.stats.rx_frames += u64::from(got);
+            // Queues we handed frames to in this burst (bit per queue;
+            // beyond 64 queues every queue is woken).
+            let mut woken: u64 = 0;
             for i in 0..usize::from(got) {
                 let m = Mbuf(self.rx[i]);
                 if !self.peers.is_empty() {
                     let owner = self.owner(Self::view(&m));
                     if owner != self.queue {
                         match self.peers.get(usize::from(owner)).map(|p| p.try_send(m)) {
-                            Some(Ok(())) => self.stats.steered_out += 1,
+                            Some(Ok(())) => {
+                                self.stats.steered_out += 1;
+                                woken |= 1u64.checked_shl(u32::from(owner)).unwrap_or(u64::MAX);
+                            }
                             // Full or gone: the frame is dropped (and
                             // freed by the returned value's drop); TCP
                             // retransmits.
@@ -1100,6 +1206,13 @@ impl Port for DpdkPort {
                     n += 1;
                 } else {
                     self.stats.rx_multiseg_dropped += 1;
+                }
+            }
+            if woken != 0 {
+                for (q, slot) in self.slots.iter().enumerate() {
+                    if q >= 64 || woken & (1 << q) != 0 {
+                        slot.wake();
+                    }
                 }
             }
             if usize::from(got) < usize::from(want) {
@@ -1190,24 +1303,61 @@ impl Port for DpdkPort {
     }
 
     fn wait(&mut self, timeout: Option<Duration>, wake: Option<RawFd>) -> Result<(), PortError> {
-        if self.inbox.as_ref().is_some_and(|i| !i.is_empty()) {
-            return Ok(());
-        }
-        let t = timeout.map_or(MAX_IDLE_SLEEP, |t| t.min(MAX_IDLE_SLEEP));
+        let t = timeout.map_or(self.idle_sleep, |t| t.min(self.idle_sleep));
         if t.is_zero() {
             return Ok(());
         }
-        let ms = t.as_micros().div_ceil(1000) as c_int;
+        let slot = self.slots.get(usize::from(self.queue));
+        if let (Some(slot), Some(w)) = (slot, wake) {
+            if self.last_wake != Some(w) {
+                // Keep our own duplicate: the caller's descriptor may be
+                // closed while a peer still wants to wake us.
+                // SAFETY: F_DUPFD_CLOEXEC on a descriptor the caller passed.
+                let d = unsafe { libc::fcntl(w, libc::F_DUPFD_CLOEXEC, 0) };
+                if d >= 0 {
+                    // SAFETY: a fresh descriptor we own.
+                    let owned = unsafe { OwnedFd::from_raw_fd(d) };
+                    slot.owned
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(owned);
+                    slot.fd.store(d, Ordering::SeqCst);
+                    self.last_wake = Some(w);
+                }
+            }
+        }
+        if let Some(slot) = slot {
+            slot.sleeping.store(true, Ordering::SeqCst);
+        }
+        // Frames steered to us before we raised the flag: no sleep.
+        if self.inbox.as_ref().is_some_and(|i| !i.is_empty()) {
+            if let Some(slot) = slot {
+                slot.sleeping.store(false, Ordering::SeqCst);
+            }
+            return Ok(());
+        }
+        let ts = libc::timespec {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
+        };
         let mut pfd = libc::pollfd {
             fd: wake.unwrap_or(-1),
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: one valid pollfd (a negative fd is ignored by poll, which
-        // then just sleeps).
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return Err(PortError::last_os("poll"));
+        // ppoll, not poll: the sleep may be shorter than a millisecond.
+        // SAFETY: one valid pollfd (a negative fd is ignored, and ppoll
+        // then just sleeps) and a valid timespec.
+        let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
+        let err = std::io::Error::last_os_error();
+        if let Some(slot) = slot {
+            slot.sleeping.store(false, Ordering::SeqCst);
+        }
+        if r < 0 && err.raw_os_error() != Some(libc::EINTR) {
+            return Err(PortError::Os {
+                call: "ppoll",
+                source: err,
+            });
         }
         Ok(())
     }
