@@ -675,7 +675,7 @@ fn checkpoint_is_stamped_even_when_the_head_goes_out_in_pieces() {
     let head_len = c.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(c.cps[0].object_start_seq, 1000 + head_len as u32);
     assert_eq!(c.cps[0].range, Some((10, 19)));
-    assert!(&c.out[head_len..] == &pattern(1000)[10..20], "bytes differ");
+    assert!(c.out[head_len..] == pattern(1000)[10..20], "bytes differ");
 }
 
 /// Runs a first session to completion and returns it with its checkpoint.
@@ -708,7 +708,7 @@ fn resume_from_cache_continues_at_the_acknowledged_byte() {
     let acked = cp.object_start_seq.wrapping_add(123_457);
     let r = resumed(&h, &cp, acked);
     assert!(r.out == rest_from(&first, acked), "bytes differ");
-    assert!(r.out == &pattern(300_000)[123_457..], "bytes differ");
+    assert!(r.out[..] == pattern(300_000)[123_457..], "bytes differ");
     assert_eq!(
         r.s.should_close(),
         None,
