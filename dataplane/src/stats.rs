@@ -111,6 +111,8 @@ counters! {
     tcp_forwarded,
     /// Segments for unknown connections the app said to drop.
     drop_tcp_unknown_by_app,
+    /// Restore commands for a connection the worker already has.
+    restore_duplicate,
     /// Connections accepted (handshake completed).
     tcp_accepted,
     /// Connections closed (any way).

@@ -371,7 +371,10 @@ impl<P: Port, A: App> Worker<P, A> {
             }
             Command::RemoveServiceIp(ip) => core.cfg.service_ips.retain(|i| *i != ip),
             Command::Restore { export, app_data } => {
-                if core.flows.lookup(&export.tuple).is_none() {
+                if core.flows.lookup(&export.tuple).is_some() {
+                    // Already ours (restored lazily, or a duplicate order).
+                    core.counters.restore_duplicate += 1;
+                } else {
                     let tcb = Tcb::restore(now, core.cfg.tcp.clone(), &export);
                     let id = core.flows.insert(tcb);
                     if let Some(c) = core.flows.get_mut(id) {

@@ -185,6 +185,16 @@ fn restored_connection_resumes_on_another_worker_after_arp_and_probe() {
         now
     ));
     assert_eq!(b.app().restored, vec![42]);
+    // A second order for the same connection changes nothing.
+    assert!(b.command(
+        Command::Restore {
+            export,
+            app_data: Box::new(43u32)
+        },
+        now
+    ));
+    assert_eq!(b.app().restored, vec![42]);
+    assert_eq!(b.counters().restore_duplicate, 1);
     let rest = run(&mut client, &mut b, &mut wire_b, &mut now, 1000);
     assert!(
         b.counters().arp_requests_sent >= 1,
