@@ -224,6 +224,60 @@ fn dpdk_port_receives_the_client_and_the_client_learns_its_arp_reply() {
         }
         let steered: u64 = ports.iter().map(|p| p.stats().steered_out).sum();
 
+        // Phase 2b: a worker asleep in wait() is woken when another queue
+        // steers frames to it, not at the end of its sleep. Worker 1 sleeps
+        // (up to 3 s) on its eventfd; the client opens 40 flows that worker
+        // 1 owns; those the kernel hashes to queue 0 are steered and must
+        // wake it.
+        let mine: Vec<u16> = (0..2000u16)
+            .map(|i| 43000 + i)
+            .filter(|&p| worker_for_remote(IpAddr::V4(CLIENT), p, 2) == 1)
+            .take(40)
+            .collect();
+        let (p0, p1) = ports.split_at_mut(1);
+        let (p0, p1) = (&mut p0[0], &mut p1[0]);
+        p1.set_idle_sleep(Duration::from_secs(3));
+        let steered_before = p0.stats().steered_out;
+        let (slept, got_after_wake) = std::thread::scope(|sc| {
+            let sleeper = sc.spawn(move || {
+                // SAFETY: a fresh eventfd, closed below.
+                let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+                assert!(efd >= 0);
+                let t = Instant::now();
+                p1.wait(Some(Duration::from_secs(3)), Some(efd)).unwrap();
+                let slept = t.elapsed();
+                let mut n = 0;
+                p1.rx_burst(64, |_, _| n += 1).unwrap();
+                // SAFETY: ours.
+                unsafe { libc::close(efd) };
+                (slept, n)
+            });
+            // Let the sleeper get into its sleep first.
+            std::thread::sleep(Duration::from_millis(200));
+            let mut tx = TxBatch::new();
+            for &p in &mine {
+                tx.push(&syn_frame(sender.mac(), box_mac, p));
+            }
+            assert_eq!(sender.tx_burst(&mut tx).unwrap(), mine.len());
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while p0.stats().steered_out == steered_before && Instant::now() < deadline {
+                p0.rx_burst(64, |_, _| {}).unwrap();
+            }
+            sleeper.join().unwrap()
+        });
+        assert!(
+            p0.stats().steered_out > steered_before,
+            "some of worker 1's flows were hashed to queue 0 and steered"
+        );
+        assert!(
+            slept < Duration::from_millis(1500),
+            "the steering woke the sleeping worker (slept {slept:?} of 3 s)"
+        );
+        assert!(
+            got_after_wake > 0,
+            "the woken worker found the steered frames"
+        );
+
         // Phase 3: the EAL is per process: the same arguments join it,
         // other arguments are refused with a clear error.
         let again = DpdkEal::init(&opts.eal_args()).expect("same arguments join the running EAL");
