@@ -650,6 +650,32 @@ mod tests {
     }
 
     #[test]
+    fn origin_from_config_keeps_address_host_prefix_and_timeout() {
+        let mut c = baton_config::CacheConfig {
+            origin: "http://198.19.0.2:8080/base/".into(),
+            memory_bytes: 1 << 20,
+            disk_dir: None,
+            fetchers: 1,
+            origin_timeout_ms: 1500,
+        };
+        let o = Origin::from_config(&c).expect("IP origin");
+        assert_eq!(o.addr, "198.19.0.2:8080".parse().unwrap());
+        assert_eq!(
+            (o.host.as_str(), o.prefix.as_str()),
+            ("198.19.0.2:8080", "/base")
+        );
+        assert_eq!(o.timeout, Duration::from_millis(1500));
+        c.origin = "http://198.19.0.2".into();
+        let o = Origin::from_config(&c).unwrap();
+        assert_eq!((o.host.as_str(), o.prefix.as_str()), ("198.19.0.2", ""));
+        c.origin = "http://origin.example/".into();
+        assert!(
+            Origin::from_config(&c).is_none(),
+            "no resolver on the back LAN"
+        );
+    }
+
+    #[test]
     fn conflicting_content_lengths_are_a_bad_response() {
         let r = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n");
         assert!(matches!(r, Err(FetchError::BadResponse(_))));

@@ -23,6 +23,31 @@ pub fn none_match_hits(header: &str, etag: Option<&str>) -> bool {
         .any(|t| opaque(t) == opaque(etag))
 }
 
+/// If-Match (§13.1.1) with the strong comparison: true when the
+/// condition holds (else the answer is 412).
+pub fn match_hits(header: &str, etag: Option<&str>) -> bool {
+    if header.trim() == "*" {
+        return true; // the object exists
+    }
+    let Some(etag) = etag.filter(|e| !e.trim().starts_with("W/")) else {
+        return false;
+    };
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| !t.starts_with("W/") && t == etag.trim())
+}
+
+/// If-Unmodified-Since (§13.1.4): true when the condition holds (the
+/// object has not changed since the date). An unparsable date, or an
+/// object without Last-Modified, is ignored (true).
+pub fn unmodified_since(header: &str, last_modified: Option<&str>) -> bool {
+    match (date(header), last_modified.and_then(date)) {
+        (Some(since), Some(lm)) => lm <= since,
+        _ => true,
+    }
+}
+
 fn date(s: &str) -> Option<SystemTime> {
     httpdate::parse_http_date(s.trim()).ok()
 }
@@ -75,6 +100,19 @@ mod tests {
         assert!(!not_modified_since("Wed, 31 Dec 2025 00:00:00 GMT", lm));
         assert!(!not_modified_since("yesterday", lm));
         assert!(!not_modified_since("Fri, 02 Jan 2026 00:00:00 GMT", None));
+    }
+
+    #[test]
+    fn if_match_needs_a_strong_match_and_if_unmodified_since_an_older_change() {
+        assert!(match_hits("\"a\", \"b\"", Some("\"b\"")));
+        assert!(match_hits("*", None));
+        assert!(!match_hits("W/\"a\"", Some("\"a\"")));
+        assert!(!match_hits("\"a\"", Some("W/\"a\"")));
+        assert!(!match_hits("\"a\"", None));
+        let lm = Some("Thu, 01 Jan 2026 00:00:00 GMT");
+        assert!(unmodified_since("Fri, 02 Jan 2026 00:00:00 GMT", lm));
+        assert!(!unmodified_since("Wed, 31 Dec 2025 00:00:00 GMT", lm));
+        assert!(unmodified_since("garbage", lm));
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub struct HttpCounters {
     pub(crate) request_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
     pub(crate) not_modified: AtomicU64,
+    pub(crate) precondition_failed: AtomicU64,
     pub(crate) partial: AtomicU64,
     pub(crate) range_not_satisfiable: AtomicU64,
     pub(crate) bad_gateway: AtomicU64,
@@ -67,6 +68,8 @@ pub struct HttpStats {
     pub idle_timeouts: u64,
     /// 304 answers.
     pub not_modified: u64,
+    /// 412 answers (If-Match / If-Unmodified-Since failed).
+    pub precondition_failed: u64,
     /// 206 answers.
     pub partial: u64,
     /// 416 answers.
@@ -102,6 +105,7 @@ impl HttpStats {
         self.request_timeouts += o.request_timeouts;
         self.idle_timeouts += o.idle_timeouts;
         self.not_modified += o.not_modified;
+        self.precondition_failed += o.precondition_failed;
         self.partial += o.partial;
         self.range_not_satisfiable += o.range_not_satisfiable;
         self.bad_gateway += o.bad_gateway;
@@ -135,6 +139,7 @@ impl HttpCounters {
             request_timeouts: g(&self.request_timeouts),
             idle_timeouts: g(&self.idle_timeouts),
             not_modified: g(&self.not_modified),
+            precondition_failed: g(&self.precondition_failed),
             partial: g(&self.partial),
             range_not_satisfiable: g(&self.range_not_satisfiable),
             bad_gateway: g(&self.bad_gateway),
@@ -161,6 +166,7 @@ impl HttpCounters {
             400 => bump(&self.bad_request),
             405 => bump(&self.method_not_allowed),
             408 => bump(&self.request_timeouts),
+            412 => bump(&self.precondition_failed),
             414 => bump(&self.uri_too_long),
             416 => bump(&self.range_not_satisfiable),
             431 => bump(&self.headers_too_large),

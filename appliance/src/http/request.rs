@@ -108,6 +108,10 @@ pub struct Request {
     pub if_modified_since: Option<String>,
     /// `If-Range`.
     pub if_range: Option<String>,
+    /// `If-Match` (several lines joined with ", ").
+    pub if_match: Option<String>,
+    /// `If-Unmodified-Since`.
+    pub if_unmodified_since: Option<String>,
     /// The request's own body.
     pub body: RequestBody,
 }
@@ -220,6 +224,8 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
         if_none_match: None,
         if_modified_since: None,
         if_range: None,
+        if_match: None,
+        if_unmodified_since: None,
         body: RequestBody::None,
     };
     let (mut hosts, mut close, mut keep_alive) = (0, false, false);
@@ -258,6 +264,13 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
             out.if_modified_since = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("if-range") {
             out.if_range = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("if-match") {
+            out.if_match = Some(match out.if_match.take() {
+                Some(prev) => format!("{prev}, {value}"),
+                None => value.to_string(),
+            });
+        } else if name.eq_ignore_ascii_case("if-unmodified-since") {
+            out.if_unmodified_since = Some(value.to_string());
         }
     }
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is 400.

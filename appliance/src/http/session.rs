@@ -174,6 +174,12 @@ fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u
     } else {
         let etag = meta.etag.as_deref();
         let lm = meta.last_modified.as_deref();
+        // RFC 9110 §13.2.2 steps 1–2: If-Match, else If-Unmodified-Since.
+        let failed = match (&req.if_match, &req.if_unmodified_since) {
+            (Some(im), _) => !conditional::match_hits(im, etag),
+            (None, Some(ius)) => !conditional::unmodified_since(ius, lm),
+            (None, None) => false,
+        };
         let not_modified = match (&req.if_none_match, &req.if_modified_since) {
             (Some(inm), _) => conditional::none_match_hits(inm, etag),
             (None, Some(ims)) => conditional::not_modified_since(ims, lm),
@@ -196,7 +202,9 @@ fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u
             }
             _ => RangeOutcome::Full,
         };
-        if not_modified {
+        if failed {
+            (412, Some(0), None, None)
+        } else if not_modified {
             (304, None, None, None)
         } else {
             match (outcome, len) {
@@ -306,6 +314,8 @@ impl HttpSession {
             if_none_match: None,
             if_modified_since: None,
             if_range: None,
+            if_match: None,
+            if_unmodified_since: None,
             body: RequestBody::None,
         };
         // The checkpoint comes from the shared segment: check its range
@@ -666,6 +676,8 @@ impl HttpSession {
                     if_none_match: None,
                     if_modified_since: None,
                     if_range: None,
+                    if_match: None,
+                    if_unmodified_since: None,
                     body: RequestBody::None,
                 },
                 false,

@@ -500,6 +500,21 @@ fn matching_validators_get_304_without_a_body() {
 }
 
 #[test]
+fn failed_if_match_or_if_unmodified_since_gets_412_before_anything_else() {
+    let h = Harness::new();
+    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    let r = ranged(&h, "If-Match: \"other\"\r\nRange: bytes=0-9");
+    assert_eq!(r.status, 412);
+    assert!(r.body.is_empty());
+    let r = ranged(&h, "If-Match: \"v1\"\r\nRange: bytes=0-9");
+    assert_eq!(r.status, 206);
+    let r = ranged(&h, "If-Unmodified-Since: Wed, 31 Dec 2025 00:00:00 GMT");
+    assert_eq!(r.status, 412);
+    let r = ranged(&h, &format!("If-Unmodified-Since: {LAST_MODIFIED}"));
+    assert_eq!(r.status, 200);
+}
+
+#[test]
 fn if_modified_since_at_or_after_last_modified_gets_304() {
     let h = Harness::new();
     h.origin.put("/r", pattern(10), Behaviour::Serve);
