@@ -659,7 +659,7 @@ mod tests {
             origin_timeout_ms: 1500,
         };
         let o = Origin::from_config(&c).expect("IP origin");
-        assert_eq!(o.addr, "198.19.0.2:8080".parse().unwrap());
+        assert_eq!(o.addr, "198.19.0.2:8080".parse::<SocketAddr>().unwrap());
         assert_eq!(
             (o.host.as_str(), o.prefix.as_str()),
             ("198.19.0.2:8080", "/base")
