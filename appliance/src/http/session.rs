@@ -331,12 +331,21 @@ impl HttpSession {
             },
             _ => None,
         };
-        if delta >= 0 && body_len.is_some_and(|l| delta as u64 >= l) {
-            // The client has the whole response: carry on as an idle
-            // connection.
-            s.finish_response(cp.persistent, now);
-            bump(&s.ctx.counters.resumed);
-            return s;
+        match body_len {
+            Some(l) if delta >= 0 && delta as u64 == l => {
+                // The client has the whole response: carry on as an idle
+                // connection.
+                s.finish_response(cp.persistent, now);
+                bump(&s.ctx.counters.resumed);
+                return s;
+            }
+            Some(l) if delta >= 0 && delta as u64 > l => {
+                // It acknowledged bytes of a later response this checkpoint
+                // does not describe: nothing here says what it still needs.
+                s.not_resumable(NotResumable::Position);
+                return s;
+            }
+            _ => {}
         }
         if !cp.rebuildable() {
             s.not_resumable(NotResumable::Position);

@@ -791,6 +791,17 @@ fn resume_after_the_whole_response_was_acknowledged_is_an_idle_connection() {
 }
 
 #[test]
+fn resume_acknowledged_beyond_the_response_is_refused() {
+    let h = Harness::new();
+    h.origin.put("/a", pattern(100), Behaviour::Serve);
+    let (_first, cp) = first_response(&h, &get_with("/a", "Range: bytes=0-49"));
+    // 60 bytes acknowledged of a 50-byte body: a later response existed.
+    let r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(60));
+    assert!(r.out.is_empty());
+    assert_eq!(r.s.should_close(), Some(Close::Reset));
+}
+
+#[test]
 fn resume_through_the_segment_block_gives_the_same_bytes() {
     let h = Harness::new();
     h.origin.put("/big", pattern(100_000), Behaviour::Serve);
