@@ -250,7 +250,8 @@ pub struct DpdkOptions {
     /// Queue pairs, one per worker.
     pub queues: u16,
     /// Mbufs in the pool shared by the queues (2^k - 1 is best for the
-    /// pool's ring).
+    /// pool's ring); raised to what the queues' descriptors and the
+    /// per-lcore caches need if lower.
     pub mbufs: u32,
     /// `--file-prefix`: unique per box, so several boxes' EALs coexist on
     /// one host (their runtime directories and hugepage files differ).
@@ -931,6 +932,11 @@ impl DpdkPort {
         }
         // SAFETY: valid port id.
         let socket = unsafe { ffi::rte_eth_dev_socket_id(port) };
+        // A NIC fills every RX descriptor with an mbuf up front and holds
+        // the TX ones until sent, and each lcore's cache keeps some: a pool
+        // smaller than that starves RX under load.
+        let need = u32::from(queues) * (2 * u32::from(RING_DESC) + POOL_CACHE) + POOL_CACHE;
+        let mbufs = mbufs.max(need);
         let seq = POOL_SEQ.fetch_add(1, Ordering::Relaxed);
         // Pool names are global to the EAL and at most 25 characters.
         let pool_name = CString::new(format!("baton{port}_{seq}"))
@@ -994,6 +1000,15 @@ impl DpdkPort {
             return Err(dev_err("rte_eth_macaddr_get", port, &name, r));
         }
         dev.mac = MacAddr(mac.addr_bytes);
+        tracing::info!(
+            device = %name,
+            port,
+            driver = %driver,
+            queues,
+            mbufs,
+            mac = %dev.mac,
+            "DPDK port started"
+        );
         let dev = Arc::new(dev);
 
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..queues)
