@@ -363,6 +363,8 @@ impl HttpSession {
                 s.ctx.cache.fetch_range(&cp.url, from, validator)
             }
         };
+        // What the client already has of this body (for `app_block`).
+        s.body_sent = delta.max(0) as u64;
         s.active = Some(Active {
             req,
             stage: Stage::AwaitMeta(object),

@@ -1454,3 +1454,25 @@ fn large_hit_body_is_handed_out_at_memory_speed_without_copies() {
     assert!(total > size);
     assert!(mbps > 200.0, "{mbps:.0} MB/s");
 }
+
+#[test]
+fn worker_on_ready_resumes_a_restored_connection_through_its_transport() {
+    let h = Harness::new();
+    h.origin.put("/big", pattern(200_000), Behaviour::Serve);
+    let (first, cp) = first_response(&h, &get("/big"));
+    let mut w: HttpWorker<u8> = HttpWorker::new(
+        Arc::clone(&h.cache),
+        1,
+        Arc::new(NoWake),
+        Limits::default(),
+        10,
+    );
+    let mut t = Recorder::default();
+    let acked = cp.object_start_seq.wrapping_add(150_000);
+    w.on_ready(7, Some(&cp), acked, &mut t, Instant::now());
+    assert!(t.sent == rest_from(&first, acked), "bytes differ");
+    let s = w.session(7).expect("kept");
+    assert_eq!(s.checkpoint(), Some(&cp), "the same record goes on");
+    assert_eq!(s.app_block().map(|b| b.bytes_sent), Some(200_000));
+    assert_eq!(w.context().counters.snapshot().resumed, 1);
+}
