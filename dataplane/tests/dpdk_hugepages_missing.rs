@@ -1,20 +1,42 @@
 //! Asking for hugepages where none are reserved fails with an error that
-//! says what to do, not a crash. Reserves nothing; needs root (the EAL
-//! reads hugepage state as root); fails loudly otherwise.
+//! says what to do, not a crash. Takes the 2 MiB reservation to 0 for
+//! the test and restores it; needs root; fails loudly otherwise.
 #![cfg(feature = "dpdk")]
 
 mod common;
 
 use baton_dataplane::port::dpdk::{DpdkOptions, DpdkPort};
 
+/// Sets the 2 MiB hugepage reservation to 0 and restores it on drop.
+struct NoHugepages(String);
+
+impl NoHugepages {
+    fn take() -> NoHugepages {
+        let before = std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap();
+        let g = NoHugepages(before.trim().to_string());
+        std::fs::write("/proc/sys/vm/nr_hugepages", "0").unwrap();
+        g
+    }
+}
+
+impl Drop for NoHugepages {
+    fn drop(&mut self) {
+        let _ = std::fs::write("/proc/sys/vm/nr_hugepages", &self.0);
+    }
+}
+
 #[test]
 fn hugepages_without_reserved_pages_say_how_to_get_them() {
     common::require_root();
-    let reserved = std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap();
+    // No 2 MiB pages for the length of the test (given back on drop, also
+    // on failure); a machine with 1 GiB pages reserved cannot run it.
+    let _none = NoHugepages::take();
+    let gig = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
+    let gig = std::fs::read_to_string(gig).unwrap_or_else(|_| "0".into());
     assert_eq!(
-        reserved.trim(),
+        gig.trim(),
         "0",
-        "this test needs a machine with no 2 MiB hugepages reserved"
+        "this test needs no 1 GiB hugepages reserved"
     );
     let ns = common::Netns::new(&format!("btdkh{}", std::process::id()));
     let prefix = format!("btdkh{}", std::process::id());
