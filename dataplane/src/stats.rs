@@ -43,6 +43,9 @@ counters! {
     tx_dropped,
     /// Frames sent as one GSO frame of several TCP segments (offload).
     tx_gso_frames,
+    /// Frames the port could hold only part of (GRO/TSO frames above the
+    /// ring's slot size), dropped whole.
+    drop_rx_truncated,
     /// Frames shorter than an Ethernet header.
     drop_eth_truncated,
     /// Frames addressed to another unicast MAC.

@@ -297,6 +297,7 @@ impl<P: Port, A: App> Worker<P, A> {
     pub fn stats(&self) -> WorkerStats {
         let mut counters = self.core.counters;
         counters.tcp_open = self.core.flows.len() as u64;
+        counters.drop_rx_truncated = self.port.rx_truncated();
         WorkerStats {
             worker: self.core.cfg.id,
             counters,

@@ -383,3 +383,45 @@ fn busy_polling_worker_serves_a_download() {
     handle.shutdown();
     handle.join().unwrap();
 }
+
+/// Sends one GET whose head is ~12 KB: the client's kernel (TSO on, the
+/// veth default) hands it over as one frame far above the MTU.
+fn big_request(timeout: Duration) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(
+        &SocketAddr::new(IpAddr::V4(SERVICE), 80),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let pad = "a".repeat(12_000);
+    s.write_all(
+        format!("GET /1K.bin HTTP/1.1\r\nX-Pad: {pad}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn tso_frames_from_the_client_fit_a_v3_ring_and_are_counted_on_v2() {
+    let lab = common::Lab::new("ts");
+    let objs = objects();
+
+    let v3 = start_box_with(&lab, objs.clone(), 1, RxRing::V3, true);
+    let answer = lab.client.run(|| big_request(Duration::from_secs(5)));
+    assert!(
+        answer.as_deref().unwrap_or("").starts_with("HTTP/1.1 200"),
+        "V3: {answer:?}"
+    );
+    assert_eq!(v3.stats()[0].counters.drop_rx_truncated, 0);
+    v3.shutdown();
+    v3.join().unwrap();
+
+    let v2 = start_box_with(&lab, objs, 1, RxRing::V2, true);
+    let _ = lab.client.run(|| big_request(Duration::from_millis(300)));
+    let truncated = v2.stats()[0].counters.drop_rx_truncated;
+    assert!(truncated > 0, "the merged frame was dropped and counted");
+    v2.shutdown();
+    v2.join().unwrap();
+}

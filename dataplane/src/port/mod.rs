@@ -32,10 +32,10 @@
 //! ```
 
 pub mod afpacket;
-pub mod fanout;
-pub mod memory;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod fanout;
+pub mod memory;
 
 pub use fanout::{worker_for, worker_for_remote};
 
@@ -210,5 +210,11 @@ pub trait Port: Send {
     /// at most MTU-sized.
     fn tx_offload(&self) -> bool {
         false
+    }
+
+    /// Frames the port dropped because it could hold only part of them
+    /// (a running total, reported as `drop_rx_truncated`).
+    fn rx_truncated(&self) -> u64 {
+        0
     }
 }
