@@ -227,18 +227,6 @@ impl Object {
         }
     }
 
-    /// An object complete from the start (a revalidated or disk copy).
-    pub fn complete_with(id: ObjectId, url: Arc<str>, meta: ObjectMeta, body: Body) -> Object {
-        let o = Object::new(id, url);
-        o.set_meta(meta);
-        {
-            let mut f = o.lock();
-            f.body = body;
-        }
-        o.complete();
-        o
-    }
-
     /// Its id.
     pub fn id(&self) -> ObjectId {
         self.id
@@ -247,10 +235,6 @@ impl Object {
     /// Its URL (the cache key: path and query).
     pub fn url(&self) -> &str {
         &self.url
-    }
-
-    pub(crate) fn url_arc(&self) -> Arc<str> {
-        Arc::clone(&self.url)
     }
 
     /// The metadata, once the origin's response head has arrived.
