@@ -86,7 +86,8 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Objects stored since start.
     pub stored: u64,
-    /// Objects not stored: larger than the whole budget.
+    /// Objects larger than the whole memory budget (served, then kept on
+    /// disk if there is a directory, else forgotten).
     pub too_big: u64,
     /// Fetches failed by timeout (clients got 504).
     pub errors_timeout: u64,
@@ -358,8 +359,11 @@ impl Cache {
             return;
         }
         if size > self.settings.memory_bytes {
+            // Larger than memory: kept on disk when there is a directory,
+            // so the origin is not asked again on every request.
             bump(&self.counters.too_big);
             ix.map.remove(&key);
+            self.spill(ix, key, object);
             return;
         }
         let handle = ix.lru.push_front(Arc::clone(&key));

@@ -401,3 +401,26 @@ fn origin_error_answer_during_revalidation_is_not_hidden_by_a_stale_copy() {
     let l = fetch_fully(&cache, "/s");
     assert_eq!(l.object().failure(), Some(FetchError::OriginStatus(500)));
 }
+
+#[test]
+fn object_larger_than_memory_goes_to_disk_and_comes_back_from_there() {
+    let dir = std::env::temp_dir().join(format!("baton-cache-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Rm(std::path::PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    let origin = TestOrigin::start();
+    origin.put("/big", pattern(1000), Behaviour::Serve);
+    let (cache, _pool) = cache_with(origin.addr, 500, Some(dir), Duration::from_secs(2));
+    fetch_fully(&cache, "/big");
+    eventually("spilled", || cache.stats().disk_spills == 1);
+    let back = fetch_fully(&cache, "/big");
+    assert!(body_of(back.object()) == pattern(1000), "bytes differ");
+    assert_eq!(origin.requests_for("/big"), 1, "served from disk");
+    assert_eq!(cache.stats().bytes, 0, "memory stays under budget");
+}
