@@ -270,6 +270,7 @@ pub struct DpdkOptions {
     /// The EAL's main lcore (`-l`): `rte_eal_init` pins the calling thread
     /// to it while it runs (we restore the caller's affinity afterwards).
     /// Workers are our own threads, pinned by the dataplane, not EAL lcores.
+    /// [`DpdkOptions::af_packet`] takes the lowest CPU the caller may use.
     pub main_lcore: usize,
     /// `--log-level` (e.g. `notice`, `error`, `debug`).
     pub log_level: String,
@@ -293,7 +294,7 @@ impl DpdkOptions {
             queues,
             mbufs: 8191,
             file_prefix: format!("baton-{}", std::process::id()),
-            main_lcore: 0,
+            main_lcore: first_allowed_cpu(),
             log_level: "notice".into(),
             idle_sleep: MAX_IDLE_SLEEP,
         }
@@ -343,6 +344,23 @@ impl DpdkOptions {
         a.extend(self.eal_extra.iter().cloned());
         a
     }
+}
+
+/// The lowest CPU the calling thread may run on: the EAL pins its main
+/// lcore's thread there, which fails for a CPU outside our cpuset (a box
+/// started under `taskset` or in a cgroup without CPU 0).
+fn first_allowed_cpu() -> usize {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is this thread; the size is that of `set`.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r != 0 {
+        return 0;
+    }
+    // SAFETY: reading bits of an initialised set.
+    (0..libc::CPU_SETSIZE as usize)
+        .find(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .unwrap_or(0)
 }
 
 /// `net_af_packet0` of `net_af_packet0,iface=front0`.
@@ -1401,6 +1419,7 @@ mod tests {
     fn af_packet_options_give_no_huge_no_shconf_args_with_the_vdev() {
         let mut o = DpdkOptions::af_packet("front0", 2);
         o.file_prefix = "box1".into();
+        o.main_lcore = 0;
         let a = o.eal_args();
         assert_eq!(
             a,
@@ -1421,6 +1440,23 @@ mod tests {
     }
 
     #[test]
+    fn main_lcore_defaults_to_a_cpu_we_may_run_on() {
+        // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: this thread, the size of `set`.
+        let r =
+            unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        assert_eq!(r, 0);
+        let o = DpdkOptions::af_packet("front0", 1);
+        // SAFETY: reading a bit of an initialised set.
+        assert!(unsafe { libc::CPU_ISSET(o.main_lcore, &set) });
+        assert_eq!(
+            &o.eal_args()[..2],
+            &["-l".to_string(), o.main_lcore.to_string()]
+        );
+    }
+
+    #[test]
     fn hugepage_options_drop_no_huge_and_keep_the_prefix() {
         let mut o = DpdkOptions::af_packet("front0", 1);
         o.hugepages = true;
@@ -1428,6 +1464,10 @@ mod tests {
         o.eal_extra = vec!["-d".into(), "/x.so".into()];
         let a = o.eal_args();
         assert!(!a.iter().any(|x| x == "--no-huge" || x == "--no-shconf"));
+        assert!(
+            a.contains(&"--in-memory".to_string()),
+            "no hugepage files left by a killed box"
+        );
         assert!(a.contains(&"--file-prefix=box2".to_string()));
         assert_eq!(&a[a.len() - 2..], &["-d".to_string(), "/x.so".to_string()]);
     }
