@@ -50,7 +50,10 @@ pub trait App: 'static {
     /// Send space grew on `conn` ([`Ctx::send_capacity`]).
     fn on_writable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>);
     /// The client sent its FIN: it will send no more. The default closes
-    /// our side once queued data is sent, as an HTTP server does.
+    /// our side after the data already given to [`Ctx::send`]. An app that
+    /// still holds response bytes of its own (waiting for send space) must
+    /// override this and close only after its last `send`, or the client
+    /// gets a truncated response (see [`crate::responder`]).
     fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         ctx.close(conn);
     }

@@ -209,6 +209,15 @@ impl App for Responder {
         self.pump(conn, ctx);
     }
 
+    fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        // The client sent its FIN after its request (a half-close): answer
+        // in full, then close once the last byte is queued.
+        if let Some(st) = self.conns.get_mut(&conn) {
+            st.close_after = true;
+        }
+        self.pump(conn, ctx);
+    }
+
     fn on_closed(&mut self, conn: ConnId, _reason: CloseReason, _ctx: &mut Ctx<'_>) {
         self.conns.remove(&conn);
     }

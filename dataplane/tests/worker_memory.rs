@@ -315,10 +315,10 @@ fn trusted_checksum_frames_are_accepted_without_verification() {
     );
 }
 
-/// Moves frames both ways between a client TCB and the worker until the
-/// client has `want` bytes or time runs out (simulated clock).
-#[test]
-fn client_tcb_downloads_an_object_through_the_worker() {
+/// Drives a client TCB against the worker (simulated clock) until it has
+/// `want` bytes after the response head or `ms` milliseconds pass;
+/// `half_close` sends the client's FIN right after its request.
+fn download(half_close: bool, ms: u32) -> (Vec<u8>, TestWorker, Tcb) {
     let (mut w, mut wire, t0) = setup(|_| {});
     let tuple = FourTuple {
         local: SocketAddr::new(IpAddr::V4(CLIENT), 40123),
@@ -329,7 +329,7 @@ fn client_tcb_downloads_an_object_through_the_worker() {
     let mut got = Vec::new();
     let mut requested = false;
     let mut buf = vec![0u8; 65536];
-    for _ in 0..20_000 {
+    for _ in 0..ms {
         while let Some(seg) = client.poll_transmit(now) {
             wire.send(tcp_frame(&seg)).unwrap();
         }
@@ -345,6 +345,9 @@ fn client_tcb_downloads_an_object_through_the_worker() {
             client
                 .send(Bytes::from_static(b"GET /obj HTTP/1.1\r\nHost: x\r\n\r\n"))
                 .unwrap();
+            if half_close {
+                client.close();
+            }
             requested = true;
         }
         loop {
@@ -354,11 +357,13 @@ fn client_tcb_downloads_an_object_through_the_worker() {
             }
             got.extend_from_slice(&buf[..n]);
         }
-        if got.len() >= 300_000 + 60 {
-            if let Some(p) = got.windows(4).position(|x| x == b"\r\n\r\n") {
-                if got.len() - p - 4 == 300_000 {
-                    break;
-                }
+        if let Some(p) = got.windows(4).position(|x| x == b"\r\n\r\n") {
+            if got.len() - p - 4 >= 300_000
+                && (!half_close
+                    || client.state() == State::Closed
+                    || client.state() == State::TimeWait)
+            {
+                break;
             }
         }
         now += Duration::from_millis(1);
@@ -368,6 +373,10 @@ fn client_tcb_downloads_an_object_through_the_worker() {
             }
         }
     }
+    (got, w, client)
+}
+
+fn assert_body(got: &[u8]) {
     let p = got
         .windows(4)
         .position(|x| x == b"\r\n\r\n")
@@ -381,7 +390,27 @@ fn client_tcb_downloads_an_object_through_the_worker() {
             .all(|(i, &b)| b == (i as u32 * 31 % 251) as u8),
         "body intact"
     );
+}
+
+#[test]
+fn client_tcb_downloads_an_object_through_the_worker() {
+    let (got, w, _) = download(false, 20_000);
+    assert_body(&got);
     assert_eq!(w.counters().tcp_accepted, 1);
+    assert_eq!(w.app().requests, 1);
+}
+
+#[test]
+fn half_closed_client_still_gets_the_whole_response_then_a_fin() {
+    // 300 KB exceeds the 256 KiB send buffer: the responder must keep
+    // pumping after the client's FIN and close only at the end.
+    let (got, w, client) = download(true, 20_000);
+    assert_body(&got);
+    assert!(
+        matches!(client.state(), State::Closed | State::TimeWait),
+        "server closed too: {:?}",
+        client.state()
+    );
     assert_eq!(w.app().requests, 1);
 }
 
