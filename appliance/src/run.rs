@@ -258,7 +258,12 @@ fn spawn_watcher(control: Control, config: &Config, stop: Arc<AtomicBool>) -> Re
         .name("watcher".into())
         .spawn(move || {
             let mut tracker = PeerTracker::new(&peers);
+            let mut last_stats = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
+                if tracing::enabled!(tracing::Level::DEBUG) && last_stats.elapsed() >= Duration::from_secs(1) {
+                    last_stats = std::time::Instant::now();
+                    control.log_stats();
+                }
                 let now = unix_ms();
                 for &id in &peers {
                     match control.segment.box_info(id) {
@@ -280,6 +285,23 @@ fn spawn_watcher(control: Control, config: &Config, stop: Arc<AtomicBool>) -> Re
 }
 
 impl Control {
+    /// The workers' non-zero counters, for debugging a box from its log.
+    fn log_stats(&self) {
+        let mut total = baton_dataplane::stats::Counters::default();
+        let mut connections = 0;
+        for w in self.dataplane.stats() {
+            total.add(&w.counters);
+            connections += w.connections;
+        }
+        let nonzero: Vec<String> = total
+            .named()
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        tracing::debug!(connections, counters = %nonzero.join(" "), "dataplane");
+    }
+
     /// Takes over the connections of dead box `dead` (seed Fig. 6 604-618).
     fn take_over(&self, dead: u16, survivors: &[u16]) {
         let started = std::time::Instant::now();

@@ -520,13 +520,17 @@ impl Core {
             Ok(x) => x,
             Err(e) => return self.counters.record(e),
         };
-        if !self.owns_v4(ih.dst) && !self.holds_forwarded(eh, &ih, l4) {
+        let owned = self.owns_v4(ih.dst);
+        if !owned && !self.holds_forwarded(eh, &ih, l4) {
             self.counters.drop_ipv4_not_ours += 1;
             return;
         }
         // A client's MAC is learned from its own frames (its SYN), so
-        // workers other than 0 never need to ARP for their clients.
-        if self.neighbours.lookup(ih.src) != Some(eh.src) {
+        // workers other than 0 never need to ARP for their clients. A
+        // forwarded frame carries the forwarding survivor's MAC as its
+        // source, not the client's: learning from it would send our
+        // replies to that survivor.
+        if owned && self.neighbours.lookup(ih.src) != Some(eh.src) {
             self.neighbours.learn(ih.src, eh.src);
         }
         match ih.protocol {

@@ -186,12 +186,25 @@ impl App for CacheApp {
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, _rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {
         let response = self.restoring.remove(&conn).unwrap_or(None);
         let now = ctx.now();
+        debug!(
+            tuple = ?ctx.tuple(conn),
+            snd_una = snd_una.0,
+            object_start = response.as_ref().map(|r| r.object_start_seq),
+            "restored connection ready: resuming"
+        );
         if let Some(c) = self.checkpoints.as_mut() {
             // The connection is this box's now: a second failure must find it here.
             c.commit(ctx, conn, response.as_ref());
         }
         let mut t = Self::transport(ctx, &mut self.checkpoints);
         self.http.on_ready(conn, response.as_ref(), snd_una.0, &mut t, now);
+        debug!(
+            next_seq = ?ctx.next_seq(conn),
+            capacity = ctx.send_capacity(conn),
+            state = ?ctx.state(conn),
+            stats = ?ctx.tcp_stats(conn),
+            "resumed"
+        );
     }
 
     fn poll(&mut self, ctx: &mut Ctx<'_>) {

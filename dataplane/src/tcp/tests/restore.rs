@@ -282,3 +282,61 @@ fn after_takeover_an_ack_beyond_what_we_resent_is_taken_not_fought() {
     let next = drain(&mut tcb, fx.at(5_004));
     assert_eq!(next.first().map(|s| s.seq), Some(una + 6_000));
 }
+
+#[test]
+fn a_late_window_update_as_the_answer_after_several_probes_still_lets_data_flow() {
+    // Seen in the lab: a rate-limited client had closed its window; its
+    // answers to the first probes went to the dead box's MAC, and the first
+    // segment to reach the survivor was a window update 1.6 s later.
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    recv!(tcb, fx.at(5_000));
+    let mut t = 5_000;
+    for _ in 0..5 {
+        let Some(due) = tcb.poll_timeout() else { break };
+        t = due.duration_since(fx.at(0)).as_millis() as u64 + 1;
+        tcb.on_timeout(fx.at(t));
+        while tcb.poll_transmit(fx.at(t)).is_some() {}
+    }
+    let client_ack = SeqNum(e.snd_una) + 2_000;
+    let mut update = seg(SeqNum(e.rcv_nxt), client_ack, &[]);
+    update.window = 81;
+    update.options.timestamps = Some((3_000, e.ts_last_sent));
+    send!(tcb, fx.at(t + 10), update);
+    assert_eq!(
+        events(&mut tcb),
+        vec![Event::Ready {
+            snd_una: client_ack,
+            rcv_nxt: SeqNum(e.rcv_nxt)
+        }]
+    );
+    assert_eq!(tcb.send(Bytes::from(pattern(20_000))), Ok(client_ack));
+    let out = recv!(tcb, fx.at(t + 11));
+    assert_eq!(out.seq, client_ack, "data resumes at the client's byte at once");
+    assert!(out.payload_len() > 0);
+}
+
+#[test]
+fn a_zero_window_answer_arms_the_persist_timer_once_data_is_queued() {
+    // A rate-limited client answers the probe with a closed window; its
+    // later window update may have gone to the dead box. RFC 9293
+    // §3.8.6.1: the sender must probe a zero window, so data resumes.
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    recv!(tcb, fx.at(5_000));
+    let client_ack = SeqNum(e.snd_una) + 2_000;
+    let mut closed = seg(SeqNum(e.rcv_nxt), client_ack, &[]);
+    closed.window = 0;
+    closed.options.timestamps = Some((3_000, e.ts_last_sent));
+    send!(tcb, fx.at(5_002), closed);
+    assert!(matches!(events(&mut tcb)[..], [Event::Ready { .. }]));
+    assert_eq!(tcb.send(Bytes::from(pattern(20_000))), Ok(client_ack));
+    while tcb.poll_transmit(fx.at(5_003)).is_some() {}
+    let due = tcb.poll_timeout().expect("the persist timer is armed");
+    tcb.on_timeout(due);
+    let probe = tcb.poll_transmit(due).expect("a zero-window probe goes out");
+    assert_eq!(probe.seq, client_ack);
+    assert_eq!(probe.payload_len(), 1);
+}
