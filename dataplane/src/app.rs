@@ -275,6 +275,10 @@ pub struct DataplaneOptions {
     pub rx_ring: RxRing,
     /// Checksum and segmentation offload on TX (`PACKET_VNET_HDR`).
     pub tx_offload: bool,
+    /// V2 ring: bytes per slot. The default (64 KiB + header) holds the
+    /// merged frames GRO and TSO produce; smaller slots save memory on
+    /// interfaces with GRO off (larger frames are dropped and counted).
+    pub rx_slot_size: u32,
 }
 
 impl DataplaneOptions {
@@ -298,6 +302,7 @@ impl DataplaneOptions {
             block_timeout_ms: 1,
             rx_ring: RxRing::V2,
             tx_offload: true,
+            rx_slot_size: AfPacketConfig::new("").slot_size,
         }
     }
 }
@@ -529,6 +534,7 @@ where
     pcfg.block_timeout_ms = opts.block_timeout_ms;
     pcfg.ring = opts.rx_ring;
     pcfg.tx_offload = opts.tx_offload;
+    pcfg.slot_size = opts.rx_slot_size;
     let ports = AfPacketPort::open_group(&pcfg, opts.workers)?;
     let mac = crate::port::Port::mac(&ports[0]);
     let secret = opts.cookie_secret.unwrap_or_else(random_secret);

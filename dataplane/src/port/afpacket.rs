@@ -23,13 +23,11 @@
 //! | 1 KiB, 50 connections | 44,000 req/s | 170,000 req/s | 29,000 req/s |
 //!
 //! V3 stays available for loads of many slow clients, where its batching
-//! saves wake-ups, and for peers that send frames larger than the MTU: a
-//! V2 slot holds about 1,990 bytes of frame, while GRO on a NIC or TSO on a
-//! veth peer hands packet sockets merged frames of up to 64 KiB. Those are
-//! dropped whole and counted (`drop_rx_truncated`); a V3 block (256 KiB)
-//! holds them. So with V2, turn GRO/LRO off on the box's interface
-//! (`ethtool -K IF gro off lro off`) and TSO off on veth peers (the lab's
-//! `ethtool -K eth0 tx off`), or choose V3. Frames are lent to the worker straight from the ring,
+//! saves wake-ups. GRO on a NIC, or TSO on a veth peer, hands packet
+//! sockets merged frames of up to 64 KiB: V2 slots are 64 KiB by default
+//! so they fit (only the pages a frame touches are used), and a V3 block
+//! (256 KiB) holds them too. A frame that still does not fit (a smaller
+//! `slot_size`) is dropped whole and counted (`drop_rx_truncated`). Frames are lent to the worker straight from the ring,
 //! and a block or slot is given back to the kernel as soon as it has been
 //! handled.
 //!
@@ -81,10 +79,16 @@ pub enum RxRing {
 pub struct AfPacketConfig {
     /// Interface to bind to, e.g. `front0`.
     pub interface: String,
-    /// RX ring block size in bytes (a multiple of the page size, power of two).
+    /// V3: RX ring block size in bytes (a multiple of the page size, power
+    /// of two).
     pub block_size: u32,
-    /// RX ring blocks.
+    /// V3: RX ring blocks.
     pub block_count: u32,
+    /// V2: bytes per slot (header included); a frame longer than a slot
+    /// minus ~80 bytes of header is dropped (`drop_rx_truncated`).
+    pub slot_size: u32,
+    /// V2: slots in the ring (rounded up to whole blocks).
+    pub slots: u32,
     /// Milliseconds after which the kernel retires a partly filled block.
     pub block_timeout_ms: u32,
     /// Source MAC to use instead of the interface's.
@@ -98,14 +102,17 @@ pub struct AfPacketConfig {
 }
 
 impl AfPacketConfig {
-    /// Defaults for `interface`: a TPACKET_V2 ring of 8 MiB (4,096 slots of
-    /// 2 KiB; as V3, 32 blocks of 256 KiB with a 1 ms block timeout), TX
+    /// Defaults for `interface`: a TPACKET_V2 ring of 512 slots of 64 KiB
+    /// (~34 MiB, so GRO/TSO frames fit; only the pages a frame touches are
+    /// hot), or as V3 32 blocks of 256 KiB with a 1 ms block timeout; TX
     /// offload on.
     pub fn new(interface: &str) -> Self {
         AfPacketConfig {
             interface: interface.to_string(),
             block_size: 1 << 18,
             block_count: 32,
+            slot_size: V2_DEFAULT_SLOT,
+            slots: 512,
             block_timeout_ms: 1,
             mac_override: None,
             ring: RxRing::V2,
@@ -131,8 +138,10 @@ const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
 const TPACKET_V2: libc::c_int = 1;
 const TPACKET_V3: libc::c_int = 2;
-/// Bytes of one TPACKET_V2 slot: a header plus a full-size frame.
-const V2_FRAME_SIZE: usize = 2048;
+/// Default bytes of one TPACKET_V2 slot: its header (`tpacket2_hdr` and
+/// `sockaddr_ll`, aligned) plus the largest merged frame GRO or TSO
+/// produces (64 KiB), a multiple of 16 (`TPACKET_ALIGNMENT`).
+const V2_DEFAULT_SLOT: u32 = 65_536 + 256;
 // Offsets in `struct tpacket2_hdr`.
 const H2_STATUS: usize = 0;
 const H2_LEN: usize = 4;
@@ -153,9 +162,12 @@ pub struct AfPacketPort {
     /// Inside the current block: frames left and offset of the next one.
     cursor: Option<(u32, usize)>,
     ring_kind: RxRing,
-    /// V2: slot we read from next, and the number of slots.
+    /// V2: slot we read from next, the number of slots, their size, and
+    /// how many fit a block.
     slot: usize,
     slots: usize,
+    slot_size: usize,
+    slots_per_block: usize,
     mac: MacAddr,
     ifindex: i32,
     iovs: Vec<libc::iovec>,
@@ -268,13 +280,23 @@ impl AfPacketPort {
             "PACKET_IGNORE_OUTGOING",
         )?;
 
-        let block_size = cfg.block_size.max(4096);
-        let frame_size = V2_FRAME_SIZE as u32;
+        // V3: blocks as configured (frame_size only sizes the kernel's
+        // bookkeeping). V2: slots of `slot_size`, packed into power-of-two
+        // blocks of about 16 slots; slots never straddle a block.
+        let (block_size, block_nr, frame_size) = match cfg.ring {
+            RxRing::V3 => (cfg.block_size.max(4096), cfg.block_count.max(2), 2048u32),
+            RxRing::V2 => {
+                let frame = cfg.slot_size.clamp(2048, 1 << 20).next_multiple_of(16);
+                let block = (frame.saturating_mul(16)).next_power_of_two().max(4096);
+                let per_block = block / frame;
+                (block, cfg.slots.max(2).div_ceil(per_block).max(2), frame)
+            }
+        };
         let req = libc::tpacket_req3 {
             tp_block_size: block_size,
-            tp_block_nr: cfg.block_count.max(2),
+            tp_block_nr: block_nr,
             tp_frame_size: frame_size,
-            tp_frame_nr: (block_size / frame_size) * cfg.block_count.max(2),
+            tp_frame_nr: (block_size / frame_size) * block_nr,
             tp_retire_blk_tov: cfg.block_timeout_ms.max(1),
             tp_sizeof_priv: 0,
             tp_feature_req_word: 0,
@@ -312,6 +334,8 @@ impl AfPacketPort {
             ring_kind: cfg.ring,
             slot: 0,
             slots: req.tp_frame_nr as usize,
+            slot_size: frame_size as usize,
+            slots_per_block: (block_size / frame_size) as usize,
             mac,
             ifindex,
             iovs: Vec::new(),
@@ -421,11 +445,15 @@ impl AfPacketPort {
             // Best effort: without it we send complete frames.
             port.tx_fd = open_vnet_tx(ifindex).ok();
         }
-        if cfg.ring == RxRing::V2 && gro_enabled(s, &cfg.interface) == Some(true) {
+        if cfg.ring == RxRing::V2
+            && cfg.slot_size < V2_DEFAULT_SLOT
+            && gro_enabled(s, &cfg.interface) == Some(true)
+        {
             tracing::warn!(
                 interface = %cfg.interface,
-                "GRO is on: merged frames above ~2 KB do not fit TPACKET_V2 slots and are \
-                 dropped (drop_rx_truncated); run `ethtool -K {} gro off lro off` or use the V3 ring",
+                "GRO is on: merged frames above the TPACKET_V2 slot size are dropped \
+                 (drop_rx_truncated); run `ethtool -K {} gro off lro off`, or use the default \
+                 slot size or the V3 ring",
                 cfg.interface
             );
         }
@@ -453,9 +481,11 @@ impl AfPacketPort {
     }
 
     fn slot_ptr(&self, i: usize) -> *mut u8 {
-        // SAFETY: i < slots and the slots tile the mapping (the block size
-        // is a multiple of the slot size), so the offset stays inside it.
-        unsafe { self.ring.add(i * V2_FRAME_SIZE) }
+        let per = self.slots_per_block.max(1);
+        let off = (i / per) * self.block_size + (i % per) * self.slot_size;
+        // SAFETY: i < slots = per * block_count, so block i / per exists and
+        // slot i % per lies inside it: the offset stays inside the mapping.
+        unsafe { self.ring.add(off) }
     }
 
     /// TPACKET_V2: each slot carries its own status word.
@@ -478,7 +508,7 @@ impl AfPacketPort {
                 // A GRO/TSO frame larger than a slot: its cut-off bytes are
                 // gone, so drop it whole (see the module doc).
                 self.rx_truncated += 1;
-            } else if mac_off.saturating_add(snaplen) <= V2_FRAME_SIZE {
+            } else if mac_off.saturating_add(snaplen) <= self.slot_size {
                 // SAFETY: inside a slot the kernel handed to us and will not
                 // touch until we write its status back.
                 let frame = unsafe { std::slice::from_raw_parts(slot.add(mac_off), snaplen) };
