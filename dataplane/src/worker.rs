@@ -763,7 +763,8 @@ impl Core {
                 (e + mtu).min(buf.len())
             };
             let t = tcp::emit_with(
-                &mut buf[l4_at..limit],
+                buf.get_mut(l4_at..limit)
+                    .ok_or(crate::wire::WireError::BufferTooSmall)?,
                 tuple.local.ip(),
                 tuple.remote.ip(),
                 seg,
