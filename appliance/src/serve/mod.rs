@@ -148,6 +148,13 @@ impl App for CacheApp {
         let now = ctx.now();
         let mut t = Self::transport(ctx, &mut self.checkpoints);
         self.http.on_peer_closed(conn, &mut t, now);
+        if let Some(c) = self.checkpoints.as_mut() {
+            // The client is done (its FIN): a survivor restoring this
+            // connection would find the client ahead of the checkpoint and
+            // reset it. Forget it now; a half-closed client still reading
+            // a response loses transparency, no more.
+            c.release(conn);
+        }
     }
 
     fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
