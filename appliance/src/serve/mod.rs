@@ -159,7 +159,7 @@ impl App for CacheApp {
 
     fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
         if self.restoring.remove(&conn).is_some() {
-            info!(?reason, "restored connection could not resume (seed Fig. 6, not ready)");
+            info!(tuple = ?_ctx.tuple(conn), ?reason, "restored connection could not resume (seed Fig. 6, not ready)");
         }
         self.http.on_closed(conn);
         if let Some(c) = self.checkpoints.as_mut() {
@@ -168,7 +168,9 @@ impl App for CacheApp {
     }
 
     fn on_unknown_segment(&mut self, tuple: FourTuple, _rst: bool) -> UnknownAction {
-        match self.orphans.route(&tuple) {
+        let route = self.orphans.route(&tuple);
+        debug!(?tuple, ?route, "segment for an unknown connection");
+        match route {
             None => UnknownAction::Listener,
             Some(OrphanRoute::Elsewhere(mac)) => UnknownAction::Forward(mac),
             Some(OrphanRoute::Mine(orphan)) => {
