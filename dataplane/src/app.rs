@@ -13,7 +13,7 @@
 
 use crate::flow::{ConnId, FlowTable};
 use crate::port::afpacket::{AfPacketConfig, AfPacketPort, RxRing};
-use crate::port::{worker_for, PortError};
+use crate::port::{worker_for, Port, PortError};
 use crate::tcp::{FourTuple, SendError, SeqNum, State, TcbExport, TcbStats, TcpConfig};
 use crate::wire::ethernet::MacAddr;
 use crate::worker::{Command, Waker, Worker, WorkerConfig, WorkerStats};
@@ -499,20 +499,8 @@ pub fn pin_current_thread(core: usize) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Opens the interface and starts `opts.workers` workers, each with the
-/// app `app_factory(worker_index)` built on its own thread. Returns once
-/// every worker is running (or the first one failed to start).
-///
-/// Threads inherit the caller's network namespace, so a caller that entered
-/// a namespace (`setns`) runs the dataplane there.
-pub fn start<A, F>(
-    opts: DataplaneOptions,
-    app_factory: F,
-) -> Result<DataplaneHandle, DataplaneError>
-where
-    A: App,
-    F: Fn(usize) -> A + Send + Sync + 'static,
-{
+/// Refuses options no backend can run, before any port is opened.
+fn check_options(opts: &DataplaneOptions) -> Result<(), DataplaneError> {
     if opts.workers == 0 {
         return Err(DataplaneError::Options("workers must be at least 1".into()));
     }
@@ -529,6 +517,25 @@ where
             opts.mtu
         )));
     }
+    Ok(())
+}
+
+/// Opens the interface with AF_PACKET and starts `opts.workers` workers,
+/// each with the app `app_factory(worker_index)` built on its own thread
+/// (see [`start_with_ports`]). Returns once every worker is running (or the
+/// first one failed to start).
+///
+/// Threads inherit the caller's network namespace, so a caller that entered
+/// a namespace (`setns`) runs the dataplane there.
+pub fn start<A, F>(
+    opts: DataplaneOptions,
+    app_factory: F,
+) -> Result<DataplaneHandle, DataplaneError>
+where
+    A: App,
+    F: Fn(usize) -> A + Send + Sync + 'static,
+{
+    check_options(&opts)?;
     let mut pcfg = AfPacketConfig::new(&opts.interface);
     pcfg.mac_override = opts.mac_override;
     pcfg.block_timeout_ms = opts.block_timeout_ms;
@@ -536,7 +543,39 @@ where
     pcfg.tx_offload = opts.tx_offload;
     pcfg.slot_size = opts.rx_slot_size;
     let ports = AfPacketPort::open_group(&pcfg, opts.workers)?;
-    let mac = crate::port::Port::mac(&ports[0]);
+    start_with_ports(opts, ports, app_factory)
+}
+
+/// Starts one worker per port of `ports` (already opened by any backend:
+/// AF_PACKET, DPDK, memory), worker `i` on `ports[i]` with the app
+/// `app_factory(i)` built on its own thread. `ports.len()` must equal
+/// `opts.workers`: the flow-to-worker rule ([`worker_for`]) assumes the
+/// ports deliver each flow to the worker of that index. The dataplane's
+/// MAC is the first port's; the port-opening options of `opts`
+/// (`interface`, `mac_override`, ring settings) were the caller's to apply.
+/// Returns once every worker is running (or the first one failed to start).
+pub fn start_with_ports<P, A, F>(
+    opts: DataplaneOptions,
+    ports: Vec<P>,
+    app_factory: F,
+) -> Result<DataplaneHandle, DataplaneError>
+where
+    P: Port + 'static,
+    A: App,
+    F: Fn(usize) -> A + Send + Sync + 'static,
+{
+    check_options(&opts)?;
+    if ports.len() != opts.workers {
+        return Err(DataplaneError::Options(format!(
+            "{} workers but {} ports: one port per worker",
+            opts.workers,
+            ports.len()
+        )));
+    }
+    let Some(first) = ports.first() else {
+        return Err(DataplaneError::Options("no ports".into()));
+    };
+    let mac = first.mac();
     let secret = opts.cookie_secret.unwrap_or_else(random_secret);
     let factory = Arc::new(app_factory);
     let (ready_tx, ready_rx) =
@@ -657,5 +696,58 @@ mod tests {
             start(o, |_| crate::responder::Responder::new(Default::default())),
             Err(DataplaneError::Port(PortError::NoInterface(_)))
         ));
+    }
+
+    #[test]
+    fn ports_given_by_the_caller_carry_the_dataplane() {
+        use crate::port::memory::MemoryPort;
+        let box_mac = MacAddr([2, 0xba, 0x70, 0, 0, 9]);
+        let (mut wire, port) = MemoryPort::pair(MacAddr([2, 0, 0, 0, 0, 1]), box_mac);
+        let ip: IpAddr = "198.18.0.11".parse().unwrap();
+        let opts = DataplaneOptions::new("not-opened", vec![ip]);
+        let handle = start_with_ports(opts, vec![port], |_| {
+            crate::responder::Responder::new(Default::default())
+        })
+        .expect("a memory port needs no interface");
+        assert_eq!(handle.n_workers(), 1);
+        assert_eq!(
+            handle.mac(),
+            box_mac,
+            "the dataplane sends from its port's MAC"
+        );
+        // Starting announces the service address: a gratuitous ARP
+        // (EtherType 0x0806) from the box's MAC comes out of the given port.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut frames = Vec::new();
+        while frames.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            frames = wire.drain();
+        }
+        let arp = frames
+            .first()
+            .expect("the announcement left through the port");
+        assert_eq!(&arp[6..12], &box_mac.0);
+        assert_eq!(&arp[12..14], &[0x08, 0x06]);
+        handle.shutdown();
+        handle.join().expect("workers stop cleanly");
+    }
+
+    #[test]
+    fn a_port_count_other_than_the_workers_is_refused() {
+        use crate::port::memory::MemoryPort;
+        let (_wire, port) =
+            MemoryPort::pair(MacAddr([2, 0, 0, 0, 0, 1]), MacAddr([2, 0, 0, 0, 0, 2]));
+        let mut opts = DataplaneOptions::new("not-opened", vec![]);
+        opts.workers = 2;
+        let r = start_with_ports(opts, vec![port], |_| {
+            crate::responder::Responder::new(Default::default())
+        });
+        match r {
+            Err(DataplaneError::Options(msg)) => {
+                assert!(msg.contains("2 workers but 1 ports"), "{msg}")
+            }
+            Err(e) => panic!("expected an options error, got {e}"),
+            Ok(_) => panic!("two workers cannot share one port"),
+        }
     }
 }
