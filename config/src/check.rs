@@ -587,14 +587,60 @@ impl Checker<'_> {
     }
 
     fn section_dpdk(&mut self, t: &Tbl<'_>) -> Option<DpdkConfig> {
-        self.no_other_keys(t, &["eal_args", "hugepages", "vdevs"]);
+        self.no_other_keys(
+            t,
+            &[
+                "eal_args",
+                "hugepages",
+                "vdevs",
+                "memory_mb",
+                "mbufs",
+                "main_lcore",
+                "idle_sleep_us",
+                "log_level",
+            ],
+        );
         let eal_args = self.list(t, "eal_args", Some(Vec::new()), &string);
         let hugepages = self.get(t, "hugepages", Some(false), &boolean);
         let vdevs = self.list(t, "vdevs", Some(Vec::new()), &non_empty);
+        // The EAL refuses less than it needs for its own structures; 64 MiB
+        // is the floor the DPDK backend applies anyway.
+        let memory_mb = self.get(
+            t,
+            "memory_mb",
+            Some(DEFAULT_DPDK_MEMORY_MB),
+            &int_in::<u32>(64, 1 << 20),
+        );
+        let mbufs = self.get(
+            t,
+            "mbufs",
+            Some(DEFAULT_DPDK_MBUFS),
+            &int_in::<u32>(1023, (1 << 24) - 1),
+        );
+        let main_lcore = self.get(t, "main_lcore", Some(None), &|v| {
+            int_in::<usize>(0, 1023)(v).map(Some)
+        });
+        let idle_sleep_us = self.get(
+            t,
+            "idle_sleep_us",
+            Some(DEFAULT_DPDK_IDLE_SLEEP_US),
+            &int_in::<u32>(0, 1_000_000),
+        );
+        let log_level = self.get(
+            t,
+            "log_level",
+            Some(DEFAULT_DPDK_LOG_LEVEL.to_string()),
+            &dpdk_log_level,
+        );
         Some(DpdkConfig {
             eal_args: eal_args?,
             hugepages: hugepages?,
             vdevs: vdevs?,
+            memory_mb: memory_mb?,
+            mbufs: mbufs?,
+            main_lcore: main_lcore?,
+            idle_sleep_us: idle_sleep_us?,
+            log_level: log_level?,
         })
     }
 
@@ -936,6 +982,23 @@ fn choice<T: Copy>(options: &'static [(&'static str, T)]) -> impl Fn(&Value) -> 
 
 /// Linux interface names: 1..=15 bytes, no `/`, `:` or whitespace, and
 /// not `.` or `..` (the kernel's `dev_valid_name`).
+/// An EAL log level name (`--log-level=notice`); per-component levels go
+/// in `eal_args`.
+fn dpdk_log_level(v: &Value) -> Result<String, String> {
+    let expected = format!(
+        "one of {}",
+        DPDK_LOG_LEVELS
+            .iter()
+            .map(|l| format!("{l:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    match v.as_str() {
+        Some(s) if DPDK_LOG_LEVELS.contains(&s) => Ok(s.to_string()),
+        _ => Err(format!("expected {expected}, found {}", describe(v))),
+    }
+}
+
 fn interface_name(v: &Value) -> Result<String, String> {
     let expected = "an interface name of 1 to 15 characters without '/', ':' or spaces";
     let s = v

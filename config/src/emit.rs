@@ -78,6 +78,13 @@ pub(crate) fn to_toml(c: &Config) -> String {
         dt["eal_args"] = strings(dpdk.eal_args.iter().map(String::as_str));
         dt["hugepages"] = value(dpdk.hugepages);
         dt["vdevs"] = strings(dpdk.vdevs.iter().map(String::as_str));
+        dt["memory_mb"] = int(dpdk.memory_mb);
+        dt["mbufs"] = int(dpdk.mbufs);
+        if let Some(lcore) = dpdk.main_lcore {
+            dt["main_lcore"] = int(lcore);
+        }
+        dt["idle_sleep_us"] = int(dpdk.idle_sleep_us);
+        dt["log_level"] = value(dpdk.log_level.as_str());
         t["dpdk"] = Item::Table(dt);
     }
     doc["dataplane"] = Item::Table(t);

@@ -42,6 +42,27 @@ pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Default `box.log_level`.
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// `dataplane.dpdk.memory_mb`: MiB the DPDK EAL reserves (`-m`).
+pub const DEFAULT_DPDK_MEMORY_MB: u32 = 256;
+/// `dataplane.dpdk.mbufs`: mbufs in the pool the queues share (2^k - 1
+/// suits the pool's ring).
+pub const DEFAULT_DPDK_MBUFS: u32 = 8191;
+/// `dataplane.dpdk.idle_sleep_us`: longest sleep of an idle adaptive
+/// worker on DPDK, in microseconds (DPDK has no descriptor to block on).
+pub const DEFAULT_DPDK_IDLE_SLEEP_US: u32 = 1000;
+/// `dataplane.dpdk.log_level`: the EAL's `--log-level`.
+pub const DEFAULT_DPDK_LOG_LEVEL: &str = "notice";
+/// The EAL log levels `dataplane.dpdk.log_level` accepts, least verbose first.
+pub const DPDK_LOG_LEVELS: &[&str] = &[
+    "emergency",
+    "alert",
+    "critical",
+    "error",
+    "warning",
+    "notice",
+    "info",
+    "debug",
+];
 /// Smallest cluster key, in bytes: 256 bits, the HMAC-SHA256 block of security.
 pub const MIN_KEY_BYTES: usize = 32;
 /// Longest interface name Linux accepts (IFNAMSIZ - 1 for the NUL).
@@ -244,14 +265,44 @@ pub struct DataplaneConfig {
 }
 
 /// `[dataplane.dpdk]`: settings only the DPDK backend reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DpdkConfig {
-    /// Extra EAL arguments, passed as given.
+    /// Extra EAL arguments, passed as given (after the ones the keys below
+    /// imply).
     pub eal_args: Vec<String>,
     /// Use hugepages (false runs EAL with `--no-huge`).
     pub hugepages: bool,
-    /// Virtual devices (`--vdev`), e.g. `net_af_packet0,iface=front0`.
+    /// Virtual devices (`--vdev`), e.g. `net_af_packet0,iface=front0`;
+    /// empty: `net_af_packet0` on `dataplane.interface` with one queue pair
+    /// per worker. The first one carries the workers' queues.
     pub vdevs: Vec<String>,
+    /// MiB of memory the EAL reserves (`-m`), 64..=1048576.
+    pub memory_mb: u32,
+    /// Mbufs in the pool the queues share, 1023..=16777215 (raised to what
+    /// the queues' descriptors need if lower).
+    pub mbufs: u32,
+    /// The EAL's main lcore (`-l`); `None`: the lowest CPU the box may run on.
+    pub main_lcore: Option<usize>,
+    /// Longest sleep of an idle adaptive worker, in microseconds,
+    /// 0..=1000000 (0: never sleeps).
+    pub idle_sleep_us: u32,
+    /// The EAL's `--log-level`, one of [`DPDK_LOG_LEVELS`].
+    pub log_level: String,
+}
+
+impl Default for DpdkConfig {
+    fn default() -> Self {
+        DpdkConfig {
+            eal_args: Vec::new(),
+            hugepages: false,
+            vdevs: Vec::new(),
+            memory_mb: DEFAULT_DPDK_MEMORY_MB,
+            mbufs: DEFAULT_DPDK_MBUFS,
+            main_lcore: None,
+            idle_sleep_us: DEFAULT_DPDK_IDLE_SLEEP_US,
+            log_level: DEFAULT_DPDK_LOG_LEVEL.to_string(),
+        }
+    }
 }
 
 /// How boxes see each other's checkpoints.

@@ -30,6 +30,20 @@ fn example_parses_with_the_documented_values() {
     assert_eq!(c.cache.origin_host(), "198.19.0.2");
     assert_eq!(c.cache.origin_port(), 80);
     assert_eq!(c.admin.token, "change-me");
+    let d = c
+        .dataplane
+        .dpdk
+        .unwrap_or_else(|| panic!("the example has [dataplane.dpdk]"));
+    assert!(!d.hugepages);
+    assert_eq!(
+        d.vdevs,
+        vec!["net_af_packet0,iface=front0,qpairs=2".to_string()]
+    );
+    assert_eq!(d.memory_mb, 256);
+    assert_eq!(d.mbufs, 8191);
+    assert_eq!(d.main_lcore, Some(0));
+    assert_eq!(d.idle_sleep_us, 1000);
+    assert_eq!(d.log_level, "notice");
 }
 
 #[test]
@@ -116,4 +130,30 @@ fn hand_built_config_with_tricky_strings_round_trips() {
     assert!(!text.contains("mac ="), "{text}");
     assert!(!text.contains("disk_dir"), "{text}");
     assert!(!text.contains("[dataplane.dpdk]"), "{text}");
+}
+
+#[test]
+fn dpdk_table_round_trips_with_and_without_a_main_lcore() {
+    let mut c = hand_built();
+    c.dataplane.dpdk = Some(DpdkConfig {
+        eal_args: vec!["-d".into(), "/opt/pmd.so".into()],
+        hugepages: true,
+        vdevs: vec!["net_af_packet0,iface=eth9,qpairs=4".into()],
+        memory_mb: 1024,
+        mbufs: 65535,
+        main_lcore: Some(3),
+        idle_sleep_us: 0,
+        log_level: "debug".into(),
+    });
+    let text = c.to_toml();
+    let again = parse(&text, "generated.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(again, c);
+    assert!(text.contains("main_lcore = 3"), "{text}");
+    if let Some(d) = c.dataplane.dpdk.as_mut() {
+        d.main_lcore = None;
+    }
+    let text = c.to_toml();
+    let again = parse(&text, "generated.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(again, c);
+    assert!(!text.contains("main_lcore"), "{text}");
 }

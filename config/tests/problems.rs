@@ -548,7 +548,7 @@ fn unknown_key_in_a_member_and_in_dpdk_are_reported() {
     );
     assert!(
         lines[1].contains(
-            "dataplane.dpdk.hugepage: unknown key (expected one of: eal_args, hugepages, vdevs)"
+            "dataplane.dpdk.hugepage: unknown key (expected one of: eal_args, hugepages, vdevs, memory_mb, mbufs, main_lcore, idle_sleep_us, log_level)"
         ),
         "{lines:#?}"
     );
@@ -631,4 +631,64 @@ fn line_numbers_count_lines_not_characters() {
         got.starts_with(&format!("box1.toml:{line}: syntax:")),
         "{got}"
     );
+}
+
+#[test]
+fn dpdk_keys_left_out_take_their_defaults() {
+    let text = format!("{}\n[dataplane.dpdk]\nhugepages = true\n", minimal());
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let d = c
+        .dataplane
+        .dpdk
+        .unwrap_or_else(|| panic!("the table was given"));
+    assert!(d.hugepages);
+    assert!(
+        d.vdevs.is_empty(),
+        "no vdev: the box derives net_af_packet0 from the interface"
+    );
+    assert!(d.eal_args.is_empty());
+    assert_eq!(d.memory_mb, 256);
+    assert_eq!(d.mbufs, 8191);
+    assert_eq!(d.main_lcore, None);
+    assert_eq!(d.idle_sleep_us, 1000);
+    assert_eq!(d.log_level, "notice");
+    assert_eq!(
+        DpdkConfig::default(),
+        DpdkConfig {
+            hugepages: false,
+            ..d
+        }
+    );
+}
+
+#[test]
+fn dpdk_keys_out_of_range_are_refused_on_their_lines() {
+    let text = format!(
+        "{}\n[dataplane.dpdk]\nmemory_mb = 32\nmbufs = 100\nmain_lcore = -1\nidle_sleep_us = 2000000\nlog_level = \"loud\"\n",
+        minimal()
+    );
+    let lines = error_lines(&text);
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+    let expect = [
+        ("memory_mb = 32", "dataplane.dpdk.memory_mb: expected an integer in 64..=1048576, found integer 32"),
+        ("mbufs = 100", "dataplane.dpdk.mbufs: expected an integer in 1023..=16777215, found integer 100"),
+        ("main_lcore = -1", "dataplane.dpdk.main_lcore: expected an integer in 0..=1023, found integer -1"),
+        ("idle_sleep_us = ", "dataplane.dpdk.idle_sleep_us: expected an integer in 0..=1000000, found integer 2000000"),
+        ("log_level = \"loud\"", "dataplane.dpdk.log_level: expected one of \"emergency\", \"alert\", \"critical\", \"error\", \"warning\", \"notice\", \"info\", \"debug\", found string \"loud\""),
+    ];
+    for (line, (needle, msg)) in lines.iter().zip(expect) {
+        let want = format!("box1.toml:{}: {msg}", line_of(&text, needle));
+        assert_eq!(line, &want);
+    }
+}
+
+#[test]
+fn dpdk_log_level_must_be_a_level_name_not_a_number() {
+    let text = format!("{}\n[dataplane.dpdk]\nlog_level = 7\n", minimal());
+    let line = one_line(&text);
+    assert!(
+        line.contains("dataplane.dpdk.log_level: expected one of"),
+        "{line}"
+    );
+    assert!(line.ends_with("found integer 7"), "{line}");
 }
