@@ -7,6 +7,8 @@
 
 mod demo;
 mod cache;
+#[cfg(feature = "dpdk")]
+mod dpdk_backend;
 mod http;
 mod lab;
 mod logging;

@@ -187,6 +187,7 @@ fn start_dataplane(
     cache: Arc<Cache>,
     orphans: Arc<OrphanTable>,
 ) -> Result<DataplaneHandle> {
+    #[cfg(not(feature = "dpdk"))]
     if config.dataplane.backend == Backend::Dpdk {
         anyhow::bail!("dataplane.backend = \"dpdk\": this build has no DPDK support (build with --features dpdk)");
     }
@@ -198,7 +199,7 @@ fn start_dataplane(
     let checkpoints = config.checkpoint.enabled;
     let mac = config.dataplane.mac.map(|m| m.0).unwrap_or([0; 6]);
     let region = region.clone();
-    baton_dataplane::start(opts, move |worker| {
+    let factory = move |worker: usize| {
         let checkpointer = if checkpoints {
             match Checkpointer::new(&region, worker, workers, cadence, mac) {
                 Ok(c) => Some(c),
@@ -211,8 +212,14 @@ fn start_dataplane(
             None
         };
         CacheApp::new(cache.clone(), worker, limits, per_worker, checkpointer, orphans.clone())
-    })
-    .with_context(|| format!("starting the dataplane on {}", config.dataplane.interface))
+    };
+    #[cfg(feature = "dpdk")]
+    if config.dataplane.backend == Backend::Dpdk {
+        return crate::dpdk_backend::start(config, opts, factory)
+            .with_context(|| format!("starting the dataplane on {} with DPDK", config.dataplane.interface));
+    }
+    baton_dataplane::start(opts, factory)
+        .with_context(|| format!("starting the dataplane on {}", config.dataplane.interface))
 }
 
 fn mark_ready(path: &Path) -> Result<()> {
