@@ -4,6 +4,12 @@ use std::fmt::Write as _;
 
 use super::names::{box_back_addr, box_mac, box_service_addr, Lab, ORIGIN_ADDR};
 
+/// Workers per lab box: the lab shares a small machine between its boxes.
+const LAB_WORKERS: usize = 1;
+/// MiB each lab box's EAL reserves on the DPDK backend (no hugepages, so
+/// ordinary memory): room for the mbuf pool and the EAL's own heap.
+const LAB_DPDK_MEMORY_MB: u32 = 128;
+
 /// What every box of one lab shares.
 #[derive(Debug, Clone)]
 pub struct ClusterSecrets {
@@ -57,10 +63,20 @@ pub fn box_toml(
     );
     let _ = writeln!(
         s,
-        "[dataplane]\nbackend = \"{}\"\ninterface = \"front0\"\nworkers = 1\ncores = []\npoll_mode = \"adaptive\"\nmac = \"{}\"\n",
+        "[dataplane]\nbackend = \"{}\"\ninterface = \"front0\"\nworkers = {LAB_WORKERS}\ncores = []\npoll_mode = \"adaptive\"\nmac = \"{}\"\n",
         backend.as_str(),
         box_mac(id)
     );
+    if backend == Backend::Dpdk {
+        // net_af_packet on the box's front0 (whose MAC the lab set to the
+        // box's, so the device's MAC is the configured one), one queue pair
+        // per worker, no hugepages: the lab runs on any machine. The EAL's
+        // file prefix is the box name, so the boxes' EALs never meet.
+        let _ = writeln!(
+            s,
+            "[dataplane.dpdk]\nvdevs = [\"net_af_packet0,iface=front0,qpairs={LAB_WORKERS}\"]\nhugepages = false\nmemory_mb = {LAB_DPDK_MEMORY_MB}\nlog_level = \"notice\"\n"
+        );
+    }
     let _ = writeln!(
         s,
         "[checkpoint]\nsegment_path = \"{}\"\nslots = 20000\nmode = \"shared\"\n",
@@ -108,5 +124,23 @@ mod tests {
         assert_eq!(v["cache"]["origin"].as_str(), Some("http://198.19.0.2:80"));
         assert_eq!(v["admin"]["listen"].as_str(), Some("198.19.0.12:9090"));
         assert_eq!(v["cluster"]["key"].as_str().unwrap().len(), 64);
+        assert!(v["dataplane"].get("dpdk").is_none(), "no DPDK table on AF_PACKET");
+    }
+
+    #[test]
+    fn dpdk_box_config_drives_front0_through_net_af_packet() {
+        let lab = Lab::new("bt").unwrap();
+        let secrets = ClusterSecrets {
+            key: "00".repeat(32),
+            token: "t".repeat(32),
+        };
+        let text = box_toml(&lab, 3, 3, Backend::Dpdk, &secrets);
+        let c = baton_config::parse(&text, "box3.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.dataplane.backend, baton_config::Backend::Dpdk);
+        let d = c.dataplane.dpdk.expect("a [dataplane.dpdk] table");
+        assert_eq!(d.vdevs, vec![format!("net_af_packet0,iface=front0,qpairs={}", c.dataplane.workers)]);
+        assert!(!d.hugepages);
+        assert_eq!(d.memory_mb, LAB_DPDK_MEMORY_MB);
+        assert_eq!(c.node.name, "box3", "the box name is the EAL's file prefix");
     }
 }
