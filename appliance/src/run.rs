@@ -126,8 +126,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         "dataplane serving"
     );
 
-    let watcher = spawn_watcher(
-        Control {
+    let control = Arc::new(Control {
             segment: segment.clone(),
             region: region.clone(),
             dataplane: dataplane.clone(),
@@ -135,18 +134,26 @@ pub fn run(args: RunArgs) -> Result<()> {
             me: config.node.id,
             own_ips: config.service.ips.clone(),
             inherited: Default::default(),
-        },
-        &config,
-        stop.clone(),
-    )?;
+    });
+    let watcher = spawn_watcher(control.clone(), &config, stop.clone())?;
 
     if let Some(ready) = &args.ready_file {
         mark_ready(ready)?;
     }
-    let signal = signals.wait();
+    let signal = loop {
+        match signals.wait() {
+            libc::SIGUSR1 => match control.drain() {
+                // The box stays up (heartbeating, draining) until stopped.
+                Ok(msg) => info!("{msg}"),
+                Err(err) => warn!(%err, "drain failed"),
+            },
+            other => break other,
+        }
+    };
     info!(signal, "stopping");
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
+    drop(control);
     match Arc::try_unwrap(dataplane) {
         Ok(dataplane) => {
             dataplane.shutdown();
@@ -257,7 +264,7 @@ struct Control {
 /// Watches the other boxes' heartbeats; a box silent for the configured
 /// count is declared dead and its connections are taken over (seed Fig. 6
 /// step 602), a box back with a new epoch is a new member.
-fn spawn_watcher(control: Control, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
+fn spawn_watcher(control: Arc<Control>, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
     let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
     let deadline_ms = config.failure.detection_ms();
     let peers: Vec<u16> = config.peers().map(|m| m.id).collect();
@@ -359,6 +366,27 @@ impl Control {
 }
 
 impl Control {
+    /// A planned move of every connection of this box (drain for
+    /// maintenance): stop accepting, write every connection's exact final
+    /// checkpoint, stop the workers without a word to the clients, and mark
+    /// the box draining so the survivors take over at once, by the same
+    /// path as a failure but with no detection delay and no stale state.
+    fn drain(&self) -> Result<String, String> {
+        let before = self.region.box_info().map(|i| i.connections).unwrap_or(0);
+        self.dataplane.drain(true).map_err(|e| e.to_string())?;
+        self.dataplane.freeze().map_err(|e| e.to_string())?;
+        // The workers write their final checkpoints before they stop; the
+        // stats command is answered only by a running worker, so wait for
+        // every worker to be gone before telling the survivors.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.dataplane.stopped() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(2));
+        }
+        self.region.set_state(BoxState::Draining);
+        info!(connections = before, "draining: connections frozen and handed to the survivors");
+        Ok(format!("box {} draining: {before} connections handed over", self.me))
+    }
+
     /// A dead box came back as a new member: it answers for its addresses
     /// again, so stop answering ARP for them. The connections restored here
     /// stay here; the rejoined box forwards their frames (see
@@ -442,7 +470,9 @@ impl PeerTracker {
         if info.state == BoxState::Unused {
             return None;
         }
-        let fresh = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms;
+        // A draining box has frozen its connections and asks to be taken
+        // over now: for the survivors it is gone, without detection delay.
+        let fresh = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms && info.state != BoxState::Draining;
         let next = match (*view, fresh) {
             (PeerView::Dead { epoch }, true) if info.epoch == epoch => PeerView::Dead { epoch },
             (_, true) => PeerView::Alive { epoch: info.epoch },
@@ -452,6 +482,9 @@ impl PeerTracker {
         if next != *view {
             match next {
                 PeerView::Alive { epoch } => info!(peer = id, epoch, "peer alive"),
+                PeerView::Dead { epoch } if info.state == BoxState::Draining => {
+                    info!(peer = id, epoch, "peer draining: taking its connections over")
+                }
                 PeerView::Dead { epoch } => warn!(
                     peer = id,
                     epoch,
@@ -485,7 +518,8 @@ impl PeerTracker {
     }
 }
 
-/// SIGTERM and SIGINT, blocked so that `wait` can take them synchronously.
+/// SIGTERM, SIGINT (stop) and SIGUSR1 (drain), blocked so that `wait` can
+/// take them synchronously.
 struct StopSignals {
     set: libc::sigset_t,
 }
@@ -499,6 +533,8 @@ impl StopSignals {
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, libc::SIGTERM);
             libc::sigaddset(&mut set, libc::SIGINT);
+            // SIGUSR1: drain (a planned move of every connection).
+            libc::sigaddset(&mut set, libc::SIGUSR1);
             let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             if rc != 0 {
                 return Err(anyhow!("pthread_sigmask failed: {}", std::io::Error::from_raw_os_error(rc)));

@@ -197,3 +197,22 @@ fn lab_rejoined_box_serves_new_connections_and_never_breaks_the_taken_over_ones(
     let resets = rst.finish();
     assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
 }
+
+#[test]
+fn lab_drain_during_two_hundred_downloads_has_zero_failures() {
+    let g = LabGuard::up("btto8", &["--boxes", "3"]);
+    for n in 1..=3 {
+        assert_all_identical(&g, vec![start_download(&g, 1000 + n, n, "1M.bin", "100M")], "1M.bin");
+    }
+    let rst = RstCapture::start(&g);
+    let downloads: Vec<Download> = (0..200).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "256K")).collect();
+    sleep(Duration::from_millis(1500));
+    // A planned move: exact final checkpoints, no detection delay.
+    let out = ok(g.lab(&["drain", "box1"]));
+    assert_all_identical(&g, downloads, "1M.bin");
+    let resets = rst.finish();
+    assert!(resets.is_empty(), "RSTs reached the client:\n{}\n{out}", resets.join("\n"));
+    // The drained box serves nothing now, and new connections to its
+    // address are served by the box that inherited it.
+    assert_all_identical(&g, vec![start_download(&g, 2000, 1, "1M.bin", "100M")], "1M.bin");
+}

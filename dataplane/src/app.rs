@@ -78,6 +78,12 @@ pub trait App: 'static {
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {
         let _ = (conn, snd_una, rcv_nxt, ctx);
     }
+    /// The worker is about to stop for a planned move (drain): write
+    /// `conn`'s exact final checkpoint now; nothing more will be sent on it
+    /// from this box.
+    fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        let _ = (conn, ctx);
+    }
     /// Called once per worker iteration, for work not driven by a packet
     /// (e.g. data that arrived from an origin fetch on another thread).
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
@@ -424,6 +430,24 @@ impl DataplaneHandle {
     pub fn drain(&self, on: bool) -> Result<(), DataplaneError> {
         for i in 0..self.workers.len() {
             self.send(i, Command::Drain(on))?;
+        }
+        Ok(())
+    }
+
+    /// True once every worker thread has ended (after `freeze` or
+    /// `shutdown`).
+    pub fn stopped(&self) -> bool {
+        self.workers
+            .iter()
+            .all(|w| w.thread.as_ref().is_none_or(|t| t.is_finished()))
+    }
+
+    /// Freezes every worker for a planned move: each connection's final
+    /// checkpoint is written ([`App::on_freeze`]), then the workers stop
+    /// without sending anything more. Their threads end; `join` reaps them.
+    pub fn freeze(&self) -> Result<(), DataplaneError> {
+        for i in 0..self.workers.len() {
+            self.send(i, Command::Freeze)?;
         }
         Ok(())
     }

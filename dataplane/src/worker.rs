@@ -121,6 +121,11 @@ pub enum Command {
     Drain(bool),
     /// Reply with a stats snapshot.
     Stats(Sender<WorkerStats>),
+    /// A planned move of every connection (drain): each connection gets
+    /// [`App::on_freeze`] (its exact final checkpoint), then the worker stops
+    /// at once, sending nothing more, so that the checkpoints stay exact
+    /// while the survivors take the connections over.
+    Freeze,
     /// Stop the worker.
     Shutdown,
 }
@@ -133,6 +138,7 @@ impl std::fmt::Debug for Command {
             Command::RemoveServiceIp(ip) => write!(f, "RemoveServiceIp({ip})"),
             Command::Restore { export, .. } => write!(f, "Restore({:?})", export.tuple),
             Command::Drain(on) => write!(f, "Drain({on})"),
+            Command::Freeze => write!(f, "Freeze"),
             Command::Stats(_) => write!(f, "Stats"),
             Command::Shutdown => write!(f, "Shutdown"),
         }
@@ -395,6 +401,23 @@ impl<P: Port, A: App> Worker<P, A> {
             Command::Drain(on) => core.draining = on,
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
+            }
+            Command::Freeze => {
+                let mut ctx = Ctx {
+                    flows: &mut core.flows,
+                    touched: &mut core.touched,
+                    now,
+                    worker: core.cfg.id,
+                    waker: &core.waker,
+                };
+                for id in ctx.flows.ids() {
+                    self.app.on_freeze(id, &mut ctx);
+                }
+                // Frames built but not sent are dropped with the worker:
+                // the client never saw them, and the survivor syncs to the
+                // client's acknowledgement anyway.
+                core.tx.clear();
+                return false;
             }
             Command::Shutdown => return false,
         }

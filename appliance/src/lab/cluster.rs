@@ -524,6 +524,24 @@ pub fn kill_box(lab: &Lab, n: u8) -> Result<()> {
     Ok(())
 }
 
+/// `lab drain boxN`: SIGUSR1, the box's drain signal; returns once the box
+/// table says it is draining (its connections are handed over).
+pub fn drain_box(lab: &Lab, n: u8) -> Result<()> {
+    let pid = box_pid(lab, n).with_context(|| format!("box{n} is not running"))?;
+    sys::signal(pid, libc::SIGUSR1);
+    let config = lab.file(&format!("box{n}.toml"));
+    let draining = || {
+        crate::status::box_summaries(&config)
+            .map(|boxes| boxes.iter().any(|b| b.id == u16::from(n) && b.state == "draining"))
+            .unwrap_or(false)
+    };
+    if !sys::wait_until(Duration::from_secs(10), draining) {
+        bail!("box{n} (pid {pid}) did not report draining within 10 s: see its log");
+    }
+    info!("box{n} (pid {pid}) drained: its connections went to the other boxes");
+    Ok(())
+}
+
 /// `lab start boxN`: starts the box process again; it rejoins as a new
 /// member.
 pub fn start_box(lab: &Lab, n: u8, timeout: Duration) -> Result<()> {

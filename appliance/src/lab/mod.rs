@@ -53,6 +53,13 @@ enum LabCommand {
         /// boxN
         node: String,
     },
+    /// Drain a box (a planned move): its connections go to the other boxes
+    /// with exact final checkpoints and no detection delay; the box stays
+    /// up, serving nothing, until it is killed or stopped.
+    Drain {
+        /// boxN
+        node: String,
+    },
     /// Start a killed box again; it rejoins as a new member.
     Start {
         /// boxN
@@ -145,6 +152,7 @@ pub fn run(args: LabArgs) -> Result<()> {
         }
         LabCommand::Status => status(&lab),
         LabCommand::Kill { node } => cluster::kill_box(&lab, parse_box(&node)?),
+        LabCommand::Drain { node } => cluster::drain_box(&lab, parse_box(&node)?),
         LabCommand::Start {
             node,
             ready_timeout,

@@ -167,6 +167,13 @@ impl App for CacheApp {
         }
     }
 
+    fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        if let Some(c) = self.checkpoints.as_mut() {
+            let response = self.http.session(conn).and_then(|s| s.checkpoint());
+            c.commit(ctx, conn, response);
+        }
+    }
+
     fn on_unknown_segment(&mut self, tuple: FourTuple, _rst: bool) -> UnknownAction {
         let route = self.orphans.route(&tuple);
         debug!(?tuple, ?route, "segment for an unknown connection");
