@@ -5,6 +5,7 @@
 //! box, `status` reads the segment's box table, `lab` builds and drives the
 //! one-machine test cluster, `demo` tells the whole story in one command.
 
+mod admin;
 mod demo;
 mod cache;
 #[cfg(feature = "dpdk")]

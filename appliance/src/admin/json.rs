@@ -1,0 +1,89 @@
+//! A few lines of JSON writing (RFC 8259), enough for the admin answers: the
+//! documents are small, flat and ours, so a serializer dependency would buy
+//! nothing but build time.
+
+use std::fmt::Write;
+
+use super::source::StatusReport;
+
+/// `s` as a JSON string literal, quotes included. RFC 8259 §7: the quotation
+/// mark, the reverse solidus and the control characters U+0000..U+001F must
+/// be escaped; everything else may pass as is.
+pub fn string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// An object from already-rendered members, in the given order.
+pub fn object(members: &[(&str, String)]) -> String {
+    let body: Vec<String> = members
+        .iter()
+        .map(|(k, v)| format!("{}:{}", string(k), v))
+        .collect();
+    format!("{{{}}}", body.join(","))
+}
+
+/// `GET /status` as one JSON object.
+pub fn status(r: &StatusReport) -> String {
+    let workers: Vec<String> = r
+        .workers
+        .iter()
+        .map(|w| {
+            object(&[
+                ("index", w.index.to_string()),
+                ("connections", w.connections.to_string()),
+            ])
+        })
+        .collect();
+    let peers: Vec<String> = r
+        .peers
+        .iter()
+        .map(|p| {
+            object(&[
+                ("id", p.id.to_string()),
+                ("state", string(&p.state)),
+                (
+                    "heartbeat_age_ms",
+                    p.heartbeat_age_ms
+                        .map_or_else(|| "null".to_string(), |ms| ms.to_string()),
+                ),
+                ("connections", p.connections.to_string()),
+            ])
+        })
+        .collect();
+    let c = &r.cache;
+    let cache = object(&[
+        ("hits", c.hits.to_string()),
+        ("misses", c.misses.to_string()),
+        ("objects", c.objects.to_string()),
+        ("bytes", c.bytes.to_string()),
+        ("bytes_served", c.bytes_served.to_string()),
+    ]);
+    object(&[
+        ("box_id", r.box_id.to_string()),
+        ("name", string(&r.name)),
+        ("epoch", r.epoch.to_string()),
+        ("state", string(&r.state)),
+        ("uptime_ms", r.uptime_ms.to_string()),
+        ("connections", r.connections.to_string()),
+        ("checkpoints", r.checkpoints.to_string()),
+        ("workers", format!("[{}]", workers.join(","))),
+        ("peers", format!("[{}]", peers.join(","))),
+        ("cache", cache),
+    ])
+}
