@@ -21,7 +21,7 @@ use crate::logging;
 use crate::serve::checkpoint::{Cadence, Checkpointer};
 use crate::serve::{CacheApp, RestoreData};
 use crate::takeover::{self, OrphanRoute, OrphanTable};
-use baton_config::{Backend, PollMode};
+use baton_config::{Backend, PollMode, SegmentMode};
 use baton_dataplane::{DataplaneHandle, DataplaneOptions};
 
 /// Arguments of `baton run`.
@@ -95,6 +95,10 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let heartbeat = spawn_heartbeat(region.clone(), &config, stop.clone())?;
+    let replication = match config.checkpoint.mode {
+        SegmentMode::Shared => None,
+        SegmentMode::Replicated => Some(spawn_replication(&segment, &config, stop.clone())?),
+    };
     let orphans = Arc::new(OrphanTable::default());
 
     let origin = Origin::from_config(&config.cache)
@@ -166,6 +170,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     drop(cache);
     fetchers.join();
     let _ = heartbeat.join();
+    if let Some(r) = replication {
+        let _ = r.join();
+    }
     Ok(())
 }
 
@@ -232,6 +239,41 @@ fn start_dataplane(
 fn mark_ready(path: &Path) -> Result<()> {
     std::fs::write(path, format!("{}\n", std::process::id()))
         .with_context(|| format!("writing ready file {}", path.display()))
+}
+
+/// Replication for boxes that share no mapping (`checkpoint.mode =
+/// "replicated"`): ships this box's dirty slots and heartbeat to every
+/// peer's back-LAN address and applies theirs to the local replica, over
+/// UDP authenticated with the cluster key (see baton_shmem::replication).
+/// It must run on the same `Segment` the workers write through: it finds
+/// changed slots in that mapping's dirty bitmap.
+fn spawn_replication(segment: &Segment, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
+    let me = config.me().context("this box is not a cluster member")?;
+    let socket = std::net::UdpSocket::bind(me.back_addr)
+        .with_context(|| format!("binding the replication socket on {}", me.back_addr))?;
+    let peers = config.peers().map(|m| (m.id, m.back_addr)).collect();
+    let mut replicator = baton_shmem::Replicator::new(
+        segment,
+        baton_shmem::ReplicationConfig {
+            me: config.node.id,
+            key: config.cluster.key.clone(),
+            peers,
+        },
+        socket,
+    )
+    .context("starting replication")?;
+    // Ship at the heartbeat cadence: a peer's replica is as fresh as its
+    // view of our heartbeat.
+    let tick = Duration::from_millis(config.failure.heartbeat_interval_ms.max(1));
+    info!(addr = %me.back_addr, "replicating the checkpoint segment to the peers");
+    thread::Builder::new()
+        .name("replication".into())
+        .spawn(move || {
+            if let Err(err) = replicator.run(&stop, tick) {
+                warn!(%err, "replication stopped");
+            }
+        })
+        .context("starting the replication thread")
 }
 
 /// Beats the box's heartbeat at the configured interval.

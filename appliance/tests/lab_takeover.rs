@@ -216,3 +216,28 @@ fn lab_drain_during_two_hundred_downloads_has_zero_failures() {
     // address are served by the box that inherited it.
     assert_all_identical(&g, vec![start_download(&g, 2000, 1, "1M.bin", "100M")], "1M.bin");
 }
+
+#[test]
+fn lab_replicated_segments_converge_under_back_lan_loss_and_carry_a_takeover() {
+    // Boxes that share no mapping (issue 4 item 5): each box has its own
+    // segment, replicated over the back LAN, which loses 10 % of what it
+    // delivers to the survivors; garbage and replayed datagrams are thrown
+    // at their replication port. The survivors' replicas still carry the
+    // dead box's connections.
+    let g = LabGuard::up("btto9", &["--boxes", "3", "--segment-mode", "replicated"]);
+    for n in [2, 3] {
+        ok(g.lab(&["impair", &format!("box{n}"), "--back", "--loss", "10"]));
+    }
+    let started = Instant::now();
+    let downloads: Vec<Download> = (0..20).map(|i| start_download(&g, i, 1, "1M.bin", "200K")).collect();
+    // Forged datagrams from the origin's namespace (on the back LAN).
+    let forged = "for i in $(seq 1 50); do printf 'BTRPforged%04d' $i > /dev/udp/198.19.0.12/7400; \
+                  head -c 300 /dev/urandom > /dev/udp/198.19.0.13/7400; done";
+    ok(g.exec("origin", &["bash", "-c", forged]));
+    kill_at(&g, started, Duration::from_millis(2000), 1);
+    assert_all_identical(&g, downloads, "1M.bin");
+    for n in 2..=3 {
+        let log = fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default();
+        assert!(log.contains("replicating the checkpoint segment"), "box{n} replicates:\n{log}");
+    }
+}

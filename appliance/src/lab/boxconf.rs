@@ -37,12 +37,22 @@ impl Backend {
     }
 }
 
+/// How the boxes of a lab share checkpoints (`lab up --segment-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SegmentMode {
+    /// One segment file every box maps.
+    Shared,
+    /// A segment per box; boxes replicate their regions over the back LAN.
+    Replicated,
+}
+
 /// The TOML text of box `id`'s configuration in a lab of `boxes` boxes.
 pub fn box_toml(
     lab: &Lab,
     id: u8,
     boxes: u8,
     backend: Backend,
+    segment_mode: SegmentMode,
     secrets: &ClusterSecrets,
 ) -> String {
     let mut s = String::new();
@@ -77,10 +87,14 @@ pub fn box_toml(
             "[dataplane.dpdk]\nvdevs = [\"net_af_packet0,iface=front0,qpairs={LAB_WORKERS}\"]\nhugepages = false\nmemory_mb = {LAB_DPDK_MEMORY_MB}\nlog_level = \"notice\"\n"
         );
     }
+    let (segment, mode) = match segment_mode {
+        SegmentMode::Shared => (lab.segment_path(), "shared"),
+        SegmentMode::Replicated => (lab.box_segment_path(id), "replicated"),
+    };
     let _ = writeln!(
         s,
-        "[checkpoint]\nsegment_path = \"{}\"\nslots = 20000\nmode = \"shared\"\n",
-        lab.segment_path().display()
+        "[checkpoint]\nsegment_path = \"{}\"\nslots = 20000\nmode = \"{mode}\"\n",
+        segment.display()
     );
     let _ = writeln!(s, "[failure]\nheartbeat_interval_ms = 30\nmissed = 3\n");
     let _ = writeln!(
@@ -107,7 +121,7 @@ mod tests {
             key: "k".repeat(64),
             token: "t".repeat(32),
         };
-        let text = box_toml(&lab, 2, 3, Backend::Afpacket, &secrets);
+        let text = box_toml(&lab, 2, 3, Backend::Afpacket, SegmentMode::Shared, &secrets);
         let v: toml::Value = toml::from_str(&text).expect("valid TOML");
         assert_eq!(v["box"]["id"].as_integer(), Some(2));
         assert_eq!(v["box"]["name"].as_str(), Some("box2"));
@@ -134,7 +148,7 @@ mod tests {
             key: "00".repeat(32),
             token: "t".repeat(32),
         };
-        let text = box_toml(&lab, 3, 3, Backend::Dpdk, &secrets);
+        let text = box_toml(&lab, 3, 3, Backend::Dpdk, SegmentMode::Shared, &secrets);
         let c = baton_config::parse(&text, "box3.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(c.dataplane.backend, baton_config::Backend::Dpdk);
         let d = c.dataplane.dpdk.expect("a [dataplane.dpdk] table");

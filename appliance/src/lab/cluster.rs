@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 
-use super::boxconf::{box_toml, Backend, ClusterSecrets};
+use super::boxconf::{SegmentMode, box_toml, Backend, ClusterSecrets};
 use super::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
     CLIENT_ADDR, ORIGIN_ADDR,
@@ -33,6 +33,8 @@ pub struct UpPlan {
     pub origin: OriginKind,
     /// Dataplane backend written into the box configs.
     pub backend: Backend,
+    /// One shared segment, or one per box replicated over the back LAN.
+    pub segment_mode: SegmentMode,
     /// Extra client addresses beyond 198.18.0.100.
     pub client_addrs: u32,
     /// How long to wait for every box to create its ready file.
@@ -145,13 +147,12 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
     for n in 1..=plan.boxes {
         write_private(
             &lab.file(&format!("box{n}.toml")),
-            &box_toml(lab, n, plan.boxes, plan.backend, &secrets),
+            &box_toml(lab, n, plan.boxes, plan.backend, plan.segment_mode, &secrets),
         )?;
     }
     // No lab of this prefix exists (checked above), so a segment of that
     // name is a leftover of a crashed lab: boxes must not adopt its state.
-    let seg = lab.segment_path();
-    if seg.exists() {
+    for seg in lab.segment_files() {
         info!("removing stale segment {}", seg.display());
         fs::remove_file(&seg).with_context(|| format!("cannot remove {}", seg.display()))?;
     }
@@ -591,8 +592,7 @@ pub fn down(lab: &Lab) -> Result<()> {
     if !namespaces.is_empty() {
         info!("deleted namespaces {}", namespaces.join(" "));
     }
-    let seg = lab.segment_path();
-    if seg.exists() {
+    for seg in lab.segment_files() {
         if let Err(e) = fs::remove_file(&seg) {
             errors.push(format!("cannot remove {}: {e}", seg.display()));
         }

@@ -53,6 +53,10 @@ pub struct ImpairOpts {
     /// Remove every impairment of the node.
     #[arg(long, conflicts_with_all = ["loss", "duplicate", "delay", "jitter", "reorder", "rate"])]
     pub clear: bool,
+    /// Impair what the back LAN delivers to a box (replication, heartbeats,
+    /// origin answers) instead of its front port; loss and rate only.
+    #[arg(long, conflicts_with_all = ["duplicate", "delay", "jitter", "reorder"])]
+    pub back: bool,
 }
 
 impl ImpairOpts {
@@ -133,9 +137,13 @@ fn tbf_args(mbit: f64) -> (String, String) {
 /// `lab impair NODE …` or `--clear`.
 pub fn impair(lab: &Lab, node: Node, opts: &ImpairOpts) -> Result<()> {
     opts.check()?;
-    let port = node
-        .lan_port()
-        .context("the lan namespace itself cannot be impaired: name client, origin or boxN")?;
+    let port = match (node, opts.back) {
+        (Node::Box(n), true) => super::names::box_back_port(n),
+        (_, true) => bail!("--back applies to boxes only (boxN)"),
+        _ => node
+            .lan_port()
+            .context("the lan namespace itself cannot be impaired: name client, origin or boxN")?,
+    };
     let lan = lab.ns(Node::Lan);
     if !sys::netns_list()?.contains(&lan) {
         bail!("no namespace {lan}: is the lab {:?} up?", lab.prefix());

@@ -108,6 +108,10 @@ struct UpArgs {
     /// Dataplane backend written into the box configurations.
     #[arg(long, value_enum, default_value = "afpacket")]
     backend: boxconf::Backend,
+    /// Checkpoint segment: one shared by all boxes (a /dev/shm file), or one
+    /// per box with replication over the back LAN.
+    #[arg(long, value_enum, default_value = "shared")]
+    segment_mode: boxconf::SegmentMode,
     /// Extra client addresses (198.18.0.101.., then 198.18.1.1.. on the
     /// same LAN) for large connection counts.
     #[arg(long, default_value_t = 0)]
@@ -145,6 +149,7 @@ pub fn run(args: LabArgs) -> Result<()> {
                     boxes: a.boxes,
                     origin: a.origin,
                     backend: a.backend,
+                    segment_mode: a.segment_mode,
                     client_addrs: a.client_addrs,
                     ready_timeout: Duration::from_secs(a.ready_timeout),
                 },

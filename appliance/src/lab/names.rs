@@ -191,6 +191,19 @@ impl Lab {
     pub fn segment_path(&self) -> PathBuf {
         PathBuf::from(format!("/dev/shm/baton-lab-{}.seg", self.prefix))
     }
+
+    /// Box `n`'s own segment in a lab whose segments are replicated.
+    pub fn box_segment_path(&self, n: u8) -> PathBuf {
+        PathBuf::from(format!("/dev/shm/baton-lab-{}-box{n}.seg", self.prefix))
+    }
+
+    /// Every segment file of this lab that exists (shared or per box).
+    pub fn segment_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = (1..=9).map(|n| self.box_segment_path(n)).collect();
+        files.push(self.segment_path());
+        files.retain(|f| f.exists());
+        files
+    }
 }
 
 #[cfg(test)]
