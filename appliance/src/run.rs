@@ -191,6 +191,7 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
     // Limits are per box in the config, per worker in the dataplane.
     opts.max_connections = config.limits.max_connections.min(dp.max_connections).div_ceil(dp.workers.max(1));
     opts.syn_backlog = dp.syn_backlog;
+    opts.tcp.ack_after_commit = config.checkpoint.enabled && config.checkpoint.ack_after_commit;
     opts
 }
 

@@ -241,3 +241,26 @@ fn lab_replicated_segments_converge_under_back_lan_loss_and_carry_a_takeover() {
         assert!(log.contains("replicating the checkpoint segment"), "box{n} replicates:\n{log}");
     }
 }
+
+#[test]
+fn lab_ack_after_commit_serves_and_survives_a_kill() {
+    // checkpoint.ack_after_commit: client data is acknowledged only once a
+    // checkpoint covering it is in the segment (seed: "no ACK is sent back
+    // … until … fully committing its state").
+    let g = LabGuard::up("btto10", &["--boxes", "3"]);
+    for n in 1..=3 {
+        let path = g.file(&format!("box{n}.toml"));
+        let text = fs::read_to_string(&path).expect("box config");
+        fs::write(&path, text.replacen("[checkpoint]\n", "[checkpoint]\nack_after_commit = true\n", 1)).expect("write");
+        ok(g.lab(&["kill", &format!("box{n}")]));
+        ok(g.lab(&["start", &format!("box{n}")]));
+    }
+    sleep(Duration::from_millis(300));
+    let rst = RstCapture::start(&g);
+    let started = Instant::now();
+    let downloads: Vec<Download> = (0..12).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "200K")).collect();
+    kill_at(&g, started, Duration::from_millis(1500), 1);
+    assert_all_identical(&g, downloads, "1M.bin");
+    let resets = rst.finish();
+    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
+}

@@ -227,6 +227,16 @@ impl Ctx<'_> {
     pub fn export(&self, conn: ConnId) -> Option<TcbExport> {
         self.flows.get(conn).map(|c| c.tcb.export(self.now))
     }
+
+    /// A checkpoint covering the client's bytes up to `upto` is committed:
+    /// with `ack_after_commit`, they may be acknowledged now (seed: "no ACK
+    /// is sent back by the server to the client until the subject server
+    /// application permits it").
+    pub fn commit_ack(&mut self, conn: ConnId, upto: SeqNum) {
+        if let Some(tcb) = self.touch(conn) {
+            tcb.commit_ack(upto);
+        }
+    }
 }
 
 /// How a worker waits for packets.

@@ -103,7 +103,7 @@ impl Checkpointer {
     }
 
     /// Writes `conn`'s checkpoint now, with the application block `app`.
-    pub fn commit(&mut self, ctx: &Ctx<'_>, conn: ConnId, app: Option<&ResponseCheckpoint>) {
+    pub fn commit(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, app: Option<&ResponseCheckpoint>) {
         let Some(tcp) = ctx.export(conn) else {
             return;
         };
@@ -183,13 +183,22 @@ impl Checkpointer {
         };
         let slot = state.slot;
         match self.writer.write(slot, &[record]) {
-            Ok(()) => self.region.add_checkpoints(1),
+            Ok(()) => {
+                self.region.add_checkpoints(1);
+                // The client's bytes up to here are in the segment: with
+                // ack_after_commit they may be acknowledged now. Before a
+                // response starts, its request is not covered yet (the
+                // record names no URL), so only a response block commits.
+                if app.is_some() || tcp.rcv_nxt == tcp.irs.wrapping_add(1) {
+                    ctx.commit_ack(conn, baton_dataplane::tcp::SeqNum(tcp.rcv_nxt));
+                }
+            }
             Err(err) => warn!(worker = self.worker, %err, "checkpoint write failed"),
         }
     }
 
     /// Bytes were acknowledged on `conn`: checkpoint when its cadence says so.
-    pub fn on_progress(&mut self, ctx: &Ctx<'_>, conn: ConnId, app: Option<&ResponseCheckpoint>) {
+    pub fn on_progress(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, app: Option<&ResponseCheckpoint>) {
         let Some(state) = self.conns.get(&conn) else {
             return;
         };
