@@ -509,6 +509,24 @@ fn http_1_0_without_host_and_a_post_with_a_body_are_answered() {
     assert_eq!(fake.calls(), vec!["drain"]);
 }
 
+#[test]
+fn a_request_trickling_in_byte_by_byte_within_the_timeout_is_answered() {
+    let (server, _) = start_default();
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_nodelay(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request =
+        format!("GET /status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    for byte in request.as_bytes() {
+        s.write_all(std::slice::from_ref(byte)).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert_eq!(status_of(&out), 200, "{out}");
+    assert!(out.contains("\"name\":\"box2\""), "{out}");
+}
+
 // ---- Limits ----
 
 #[test]
