@@ -7,6 +7,7 @@
 
 mod admin;
 mod demo;
+mod boxadmin;
 mod cache;
 #[cfg(feature = "dpdk")]
 mod dpdk_backend;
@@ -48,6 +49,22 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Drain a box through its admin API: its connections move to the other
+    /// boxes with exact final checkpoints; then it can be stopped.
+    Drain {
+        /// The configuration file of the box to drain (names its admin API).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Ask a box's admin API for its status (JSON) or its metrics.
+    Admin {
+        /// The box's configuration file (names its admin API and token).
+        #[arg(long)]
+        config: PathBuf,
+        /// What to ask: status, metrics, or purge:/URL.
+        #[arg(default_value = "status")]
+        what: String,
+    },
     /// Build, drive and remove the one-machine test cluster (needs root).
     Lab(lab::LabArgs),
     /// The main job in one command: a three-box lab, a real curl download, a
@@ -64,6 +81,11 @@ fn main() -> ExitCode {
             logging::init(None);
             status::print(&config).map(|()| ExitCode::SUCCESS)
         }
+        Command::Drain { config } => admin_call(&config, "POST", "/drain"),
+        Command::Admin { config, what } => match what.strip_prefix("purge:") {
+            Some(url) => admin_call(&config, "POST", &format!("/purge?url={url}")),
+            None => admin_call(&config, "GET", &format!("/{what}")),
+        },
         Command::Lab(args) => {
             logging::init(None);
             lab::run(args).map(|()| ExitCode::SUCCESS)
@@ -79,6 +101,21 @@ fn main() -> ExitCode {
             eprintln!("baton: error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One request to the admin API of the box `config` describes; prints the
+/// answer, fails on a non-2xx status.
+fn admin_call(config: &std::path::Path, method: &str, path: &str) -> Result<ExitCode> {
+    let config = baton_config::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (status, body) = admin::request(config.admin.listen, &config.admin.token, method, path)
+        .map_err(|e| anyhow::anyhow!("admin API at {}: {e}", config.admin.listen))?;
+    println!("{}", body.trim_end());
+    if (200..300).contains(&status) {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("baton: the admin API answered {status}");
+        Ok(ExitCode::FAILURE)
     }
 }
 

@@ -140,6 +140,12 @@ pub fn run(args: RunArgs) -> Result<()> {
             inherited: Default::default(),
     });
     let watcher = spawn_watcher(control.clone(), &config, stop.clone())?;
+    let admin = crate::admin::spawn(
+        config.admin.listen,
+        config.admin.token.clone(),
+        Arc::new(crate::boxadmin::BoxAdmin::new(control.clone(), cache.clone(), &config)),
+    )
+    .with_context(|| format!("admin API on {}", config.admin.listen))?;
 
     if let Some(ready) = &args.ready_file {
         mark_ready(ready)?;
@@ -157,6 +163,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     info!(signal, "stopping");
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
+    admin.shutdown();
     drop(control);
     match Arc::try_unwrap(dataplane) {
         Ok(dataplane) => {
@@ -292,12 +299,12 @@ fn spawn_heartbeat(region: Region, config: &Config, stop: Arc<AtomicBool>) -> Re
 }
 
 /// What the control core acts with.
-struct Control {
-    segment: Segment,
-    region: Region,
-    dataplane: Arc<DataplaneHandle>,
+pub(crate) struct Control {
+    pub(crate) segment: Segment,
+    pub(crate) region: Region,
+    pub(crate) dataplane: Arc<DataplaneHandle>,
     orphans: Arc<OrphanTable>,
-    me: u16,
+    pub(crate) me: u16,
     /// The service IPs of this box's own configuration.
     own_ips: Vec<std::net::IpAddr>,
     /// Addresses inherited from dead boxes, by their id.
@@ -414,7 +421,7 @@ impl Control {
     /// checkpoint, stop the workers without a word to the clients, and mark
     /// the box draining so the survivors take over at once, by the same
     /// path as a failure but with no detection delay and no stale state.
-    fn drain(&self) -> Result<String, String> {
+    pub(crate) fn drain(&self) -> Result<String, String> {
         let before = self.region.box_info().map(|i| i.connections).unwrap_or(0);
         self.dataplane.drain(true).map_err(|e| e.to_string())?;
         self.dataplane.freeze().map_err(|e| e.to_string())?;

@@ -205,3 +205,28 @@ fn lab_nginx_as_origin_serves_identical_objects_through_a_box() {
     assert_eq!(code, 206);
     assert_eq!(body, whole[100..200]);
 }
+
+#[test]
+fn lab_admin_api_reports_status_and_metrics_purges_and_refuses_without_the_token() {
+    let g = LabGuard::up("btsv10", &["--boxes", "2"]);
+    download_identical(&g, "1M.bin");
+    let config = g.file("box1.toml").display().to_string();
+    // The admin API listens on box 1's back-LAN address: ask from box 2.
+    let status = ok(g.exec("box2", &[BATON, "admin", "--config", &config, "status"]));
+    assert!(status.contains("\"box_id\":1") && status.contains("\"state\":\"alive\""), "{status}");
+    let metrics = ok(g.exec("box2", &[BATON, "admin", "--config", &config, "metrics"]));
+    let misses = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_cache_misses_total "))
+        .unwrap_or_else(|| panic!("no miss counter:\n{metrics}"));
+    assert_eq!(misses.trim(), "1", "one miss so far");
+    assert!(metrics.contains("# TYPE baton_dataplane_tcp_accepted_total counter"), "{metrics}");
+    let purged = ok(g.exec("box2", &[BATON, "admin", "--config", &config, "purge:/1M.bin"]));
+    assert!(purged.contains("true"), "the object was cached: {purged}");
+    download_identical(&g, "1M.bin");
+    let metrics = ok(g.exec("box2", &[BATON, "admin", "--config", &config, "metrics"]));
+    assert!(metrics.lines().any(|l| l == "baton_cache_misses_total 2"), "purged, so a second miss:\n{metrics}");
+    // Without the token: 401.
+    let o = g.exec("box2", &["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "http://198.19.0.11:9090/status"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "401");
+}

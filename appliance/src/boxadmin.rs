@@ -1,0 +1,153 @@
+//! What a running box tells its admin API: status from the segment's box
+//! table and the workers, Prometheus metrics from the dataplane and cache
+//! counters, purge through the cache, drain through the control core.
+use std::sync::Arc;
+use std::time::Instant;
+
+use baton_config::Config;
+use baton_shmem::BoxState;
+
+use crate::admin::{AdminSource, CacheStatus, Metric, PeerStatus, StatusReport, WorkerStatus};
+use crate::cache::Cache;
+use crate::run::{unix_ms, Control};
+
+/// The admin view of one box.
+pub struct BoxAdmin {
+    control: Arc<Control>,
+    cache: Arc<Cache>,
+    name: String,
+    peers: Vec<u16>,
+    detection_ms: u64,
+    started: Instant,
+}
+
+impl BoxAdmin {
+    /// The admin view of the box `control` runs.
+    pub fn new(control: Arc<Control>, cache: Arc<Cache>, config: &Config) -> BoxAdmin {
+        BoxAdmin {
+            control,
+            cache,
+            name: config.node.name.clone(),
+            peers: config.peers().map(|m| m.id).collect(),
+            detection_ms: config.failure.detection_ms(),
+            started: Instant::now(),
+        }
+    }
+}
+
+fn state_name(state: BoxState) -> &'static str {
+    match state {
+        BoxState::Unused => "never started",
+        BoxState::Alive => "alive",
+        BoxState::Dead => "dead",
+        BoxState::Draining => "draining",
+        BoxState::Rejoined => "rejoined",
+    }
+}
+
+impl AdminSource for BoxAdmin {
+    fn status(&self) -> StatusReport {
+        let me = self.control.region.box_info().ok();
+        let now = unix_ms();
+        let workers = self
+            .control
+            .dataplane
+            .stats()
+            .into_iter()
+            .map(|w| WorkerStatus {
+                index: w.worker,
+                connections: w.connections as u64,
+            })
+            .collect();
+        let peers = self
+            .peers
+            .iter()
+            .map(|&id| match self.control.segment.box_info(id) {
+                Ok(info) => {
+                    let age = now.saturating_sub(info.heartbeat_ms);
+                    let stale = matches!(info.state, BoxState::Alive | BoxState::Rejoined) && age > self.detection_ms;
+                    PeerStatus {
+                        id,
+                        state: if stale { "dead".into() } else { state_name(info.state).into() },
+                        heartbeat_age_ms: (info.state != BoxState::Unused).then_some(age),
+                        connections: info.connections.max(0) as u64,
+                    }
+                }
+                Err(err) => PeerStatus {
+                    id,
+                    state: format!("unreadable: {err}"),
+                    heartbeat_age_ms: None,
+                    connections: 0,
+                },
+            })
+            .collect();
+        let cache = self.cache.stats();
+        StatusReport {
+            box_id: self.control.me,
+            name: self.name.clone(),
+            epoch: me.as_ref().map_or(0, |i| i.epoch),
+            state: me.as_ref().map_or("unreadable", |i| state_name(i.state)).into(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            connections: me.as_ref().map_or(0, |i| i.connections.max(0) as u64),
+            checkpoints: me.as_ref().map_or(0, |i| i.checkpoints),
+            workers,
+            peers,
+            cache: CacheStatus {
+                hits: cache.hits,
+                misses: cache.misses,
+                objects: cache.stored,
+                bytes: 0,
+                bytes_served: 0,
+            },
+        }
+    }
+
+    fn metrics(&self) -> Vec<Metric> {
+        let mut out = Vec::new();
+        let me = self.control.region.box_info().ok();
+        let cache = self.cache.stats();
+        out.push(Metric::counter("baton_cache_hits_total", "Requests answered from the cache.", cache.hits));
+        out.push(Metric::counter("baton_cache_misses_total", "Requests that needed the origin.", cache.misses));
+        out.push(Metric::counter("baton_cache_evictions_total", "Objects evicted to stay under the budget.", cache.evictions));
+        for (kind, n) in [
+            ("origin_timeout", cache.errors_timeout),
+            ("origin_connect", cache.errors_connect),
+            ("origin_bad_response", cache.errors_bad_response),
+            ("origin_status", cache.errors_origin_status),
+        ] {
+            out.push(Metric::error(kind, n));
+        }
+        out.push(Metric::gauge(
+            "baton_connections",
+            "Connections this box owns.",
+            me.as_ref().map_or(0.0, |i| i.connections.max(0) as f64),
+        ));
+        out.push(Metric::counter(
+            "baton_checkpoints_total",
+            "Checkpoints written.",
+            me.as_ref().map_or(0, |i| i.checkpoints),
+        ));
+        let mut total = baton_dataplane::stats::Counters::default();
+        for w in self.control.dataplane.stats() {
+            total.add(&w.counters);
+        }
+        for (name, value) in total.named() {
+            out.push(Metric::dataplane(name, value));
+        }
+        out
+    }
+
+    fn purge(&self, url: &str) -> bool {
+        self.cache.purge(url)
+    }
+
+    fn drain(&self) -> Result<String, String> {
+        self.control.drain()
+    }
+
+    fn migrate(&self, to: u16, count: usize) -> Result<String, String> {
+        Err(format!(
+            "moving {count} connections to box {to} is not implemented yet: drain moves them all"
+        ))
+    }
+}
