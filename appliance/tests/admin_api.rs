@@ -4,7 +4,6 @@
 //!
 //! The appliance is a binary crate, so the admin module is included by path.
 #[path = "../src/admin/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod admin;
 
 use std::io::{Read, Write};

@@ -2,7 +2,6 @@
 //! exposition (escaping, families, special floats), JSON string escaping,
 //! the bearer check and percent-decoding of targets.
 #[path = "../src/admin/mod.rs"]
-#[allow(dead_code, unused_imports)]
 mod admin;
 
 use admin::auth::{self, Auth};
