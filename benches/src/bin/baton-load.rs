@@ -5,8 +5,18 @@
 //! One thread, one epoll (mio): the box under test gets the other core.
 //!
 //! Exit code 0 only when every request succeeded: tests rely on it.
+//!
+//! For the benchmark suite (`baton-bench`) it also holds connections for a
+//! while (`--hold-secs`), reads at a bounded rate per connection (`--rate`, a
+//! token bucket, so that downloads last across a box kill), and writes a
+//! receive timeline (`--timeline`): per connection the longest gap between two
+//! reads that returned data and the gap around a mark (the moment the harness
+//! touched `--mark-file`, i.e. killed a box), plus goodput in 100 ms buckets.
+//! Progress goes to stderr once a second; the line `ALL CONNECTED` on stdout
+//! tells a driving harness that every connection is established.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -28,7 +38,8 @@ struct Args {
     /// Connections to open (all held open at once).
     #[arg(long, default_value_t = 1)]
     connections: usize,
-    /// Requests per connection (keep-alive, one after another).
+    /// Requests per connection (keep-alive, one after another); 0 = as many
+    /// as fit in --hold-secs.
     #[arg(long, default_value_t = 1)]
     requests: usize,
     /// Pause between two requests on one connection, in milliseconds.
@@ -49,6 +60,25 @@ struct Args {
     /// Write the summary as JSON to this file too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Read at most this many body bytes per second on each connection
+    /// (token bucket), so that downloads last; 0 = unlimited.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// SO_RCVBUF of every socket, bytes (0 = kernel default). A small buffer
+    /// keeps a rate-limited reader from hiding a stall behind buffered data.
+    #[arg(long, default_value_t = 0)]
+    rcvbuf: usize,
+    /// Once every connection is established (or failed), run this many more
+    /// seconds and stop; connections still busy then are counted as cut, not
+    /// failed. With it, --requests is a maximum.
+    #[arg(long)]
+    hold_secs: Option<f64>,
+    /// Write the receive timeline (JSON) to this file.
+    #[arg(long)]
+    timeline: Option<std::path::PathBuf>,
+    /// When this file appears, note the moment as the mark (a box was killed).
+    #[arg(long)]
+    mark_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -69,6 +99,72 @@ struct Conn {
     requests_done: usize,
     request_started: Instant,
     hasher: Option<Sha256>,
+    /// Token bucket of --rate: bytes this connection may read now.
+    tokens: f64,
+    refilled: Instant,
+    /// Receive timeline, microseconds since the run started.
+    rx: RxTimeline,
+}
+
+/// What one connection's receive side looked like over time.
+#[derive(Default, Clone, Copy)]
+struct RxTimeline {
+    bytes: u64,
+    first_us: Option<u64>,
+    last_us: Option<u64>,
+    /// Longest gap between two reads that returned body or header bytes.
+    longest_gap_us: u64,
+    longest_gap_end_us: u64,
+    /// Longest gap that ended after the mark, and when it ended.
+    mark_gap_us: u64,
+    mark_gap_end_us: Option<u64>,
+    /// Longest gap that ended before the mark: the stall noise floor.
+    pre_mark_gap_us: u64,
+}
+
+/// Shared state of the run that the per-connection code updates.
+struct Run {
+    started: Instant,
+    mark_us: Option<u64>,
+    /// Goodput, bytes per 100 ms bucket since the start.
+    goodput: Vec<u64>,
+    rate: u64,
+}
+
+impl Run {
+    fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// Books `n` received bytes on `rx` at the current time.
+    fn received(&mut self, rx: &mut RxTimeline, n: usize) {
+        let now = self.now_us();
+        let bucket = (now / 100_000) as usize;
+        if self.goodput.len() <= bucket {
+            self.goodput.resize(bucket + 1, 0);
+        }
+        self.goodput[bucket] += n as u64;
+        rx.bytes += n as u64;
+        if let Some(last) = rx.last_us {
+            let gap = now.saturating_sub(last);
+            if gap > rx.longest_gap_us {
+                rx.longest_gap_us = gap;
+                rx.longest_gap_end_us = now;
+            }
+            match self.mark_us {
+                Some(mark) if now >= mark => {
+                    if gap >= rx.mark_gap_us {
+                        rx.mark_gap_us = gap;
+                        rx.mark_gap_end_us = Some(now);
+                    }
+                }
+                _ => rx.pre_mark_gap_us = rx.pre_mark_gap_us.max(gap),
+            }
+        } else if rx.first_us.is_none() {
+            rx.first_us = Some(now);
+        }
+        rx.last_us = Some(now);
+    }
 }
 
 #[derive(Default, Debug)]
@@ -105,26 +201,56 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
     Ok((addr, path.to_string()))
 }
 
-fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    let Some(ip) = source else {
+fn connect(target: SocketAddr, source: Option<IpAddr>, rcvbuf: usize) -> io::Result<TcpStream> {
+    if source.is_none() && rcvbuf == 0 {
         return TcpStream::connect(target);
-    };
-    // mio has no bind-before-connect; go through std with a non-blocking
-    // socket made by libc so that many source addresses can be used.
+    }
+    // mio has no bind-before-connect nor socket options before connect; go
+    // through a non-blocking socket made by libc so that many source
+    // addresses can be used and SO_RCVBUF takes effect before the SYN
+    // (the window scale is chosen then, RFC 7323 §2.2).
     use std::os::fd::FromRawFd;
-    let domain = if target.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    let domain = if target.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
     // SAFETY: plain socket(2); the fd is owned by the std socket below.
-    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe {
+        libc::socket(
+            domain,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fd is a fresh, valid socket we own.
     let socket = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    let bind_to = SocketAddr::new(ip, 0);
-    let (addr, len) = sockaddr(&bind_to);
-    // SAFETY: addr is a valid sockaddr of length len.
-    if unsafe { libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len) } < 0 {
-        return Err(io::Error::last_os_error());
+    if rcvbuf > 0 {
+        let size = rcvbuf.min(i32::MAX as usize) as libc::c_int;
+        // SAFETY: setsockopt with a c_int option value of the right length.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if let Some(ip) = source {
+        let bind_to = SocketAddr::new(ip, 0);
+        let (addr, len) = sockaddr(&bind_to);
+        // SAFETY: addr is a valid sockaddr of length len.
+        if unsafe { libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     let (addr, len) = sockaddr(&target);
     // SAFETY: as above; EINPROGRESS is the expected answer of a non-blocking connect.
@@ -137,6 +263,36 @@ fn connect(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> 
     Ok(TcpStream::from_std(socket))
 }
 
+/// Raises RLIMIT_NOFILE so that `want` sockets fit (as root the hard limit
+/// may be raised too, up to fs.nr_open).
+fn raise_fd_limit(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 || lim.rlim_cur >= want {
+        return;
+    }
+    let raised = libc::rlimit {
+        rlim_cur: want,
+        rlim_max: want.max(lim.rlim_max),
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        let soft = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) };
+        eprintln!(
+            "baton-load: could not raise the open-file limit to {want}; it is {}",
+            lim.rlim_max
+        );
+    }
+}
+
 fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: all-zero is a valid sockaddr_storage.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -145,24 +301,34 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
             let sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: v4.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(v4.ip().octets()) },
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(v4.ip().octets()),
+                },
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_in fits in sockaddr_storage.
             unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
-            (storage, std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t)
+            (
+                storage,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
         }
         SocketAddr::V6(v6) => {
             let sin6 = libc::sockaddr_in6 {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: v6.port().to_be(),
                 sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr { s6_addr: v6.ip().octets() },
+                sin6_addr: libc::in6_addr {
+                    s6_addr: v6.ip().octets(),
+                },
                 sin6_scope_id: 0,
             };
             // SAFETY: sockaddr_in6 fits in sockaddr_storage.
             unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
-            (storage, std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+            (
+                storage,
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            )
         }
     }
 }
@@ -170,6 +336,8 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
 /// What one step of a connection's state machine decided.
 enum Step {
     Continue,
+    /// Nothing to do until this moment (a pause or an empty token bucket).
+    WakeAt(Instant),
     Finished,
     Failed(&'static str),
 }
@@ -177,8 +345,21 @@ enum Step {
 fn main() -> Result<()> {
     let args = Args::parse();
     let (target, path) = parse_url(&args.url)?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: baton-load\r\n\r\n", target.ip());
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: baton-load\r\n\r\n",
+        target.ip()
+    );
     let expected_sha = args.sha256.as_ref().map(|s| s.to_ascii_lowercase());
+    raise_fd_limit(args.connections as u64 + 1024);
+    // --requests 0 with --hold-secs: keep requesting until the hold ends.
+    let max_requests = if args.requests == 0 {
+        usize::MAX
+    } else {
+        args.requests
+    };
+    if args.requests == 0 && args.hold_secs.is_none() {
+        anyhow::bail!("--requests 0 (unlimited) needs --hold-secs");
+    }
 
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
@@ -186,26 +367,63 @@ fn main() -> Result<()> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut tally = Tally::default();
     let started = Instant::now();
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut run = Run {
+        started,
+        mark_us: None,
+        goodput: Vec::new(),
+        rate: args.rate,
+    };
     let deadline = started + Duration::from_secs(args.timeout_secs);
+    // Wake-ups of paused and throttled connections; stale entries are harmless
+    // because `drive` re-checks the connection's own state.
+    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut timelines: Vec<RxTimeline> = Vec::new();
     let mut opened = 0usize;
     let mut connecting = 0usize;
+    let mut connected = 0u64;
+    let mut connect_done_at: Option<Instant> = None;
+    let mut hold_until: Option<Instant> = None;
     let mut finished = 0usize;
+    let mut cut = 0u64;
     let mut max_open = 0usize;
+    let mut last_progress = Instant::now();
     let mut buf = vec![0u8; 256 * 1024];
 
     while finished < args.connections {
-        if Instant::now() > deadline {
+        let now = Instant::now();
+        if now > deadline {
             tally.error("run timed out");
             break;
+        }
+        if hold_until.is_some_and(|t| now >= t) {
+            break;
+        }
+        if run.mark_us.is_none() {
+            if let Some(mark) = &args.mark_file {
+                if mark.exists() {
+                    run.mark_us = Some(run.now_us());
+                    eprintln!(
+                        "baton-load: mark at {:.3} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+            }
         }
         while opened < args.connections && connecting < args.connect_burst {
             let source = (!args.source.is_empty()).then(|| args.source[opened % args.source.len()]);
             let token = opened;
             opened += 1;
-            match connect(target, source) {
+            match connect(target, source, args.rcvbuf) {
                 Ok(mut stream) => {
-                    poll.registry()
-                        .register(&mut stream, Token(token), Interest::READABLE | Interest::WRITABLE)?;
+                    poll.registry().register(
+                        &mut stream,
+                        Token(token),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
                     conns.insert(
                         token,
                         Conn {
@@ -216,6 +434,9 @@ fn main() -> Result<()> {
                             requests_done: 0,
                             request_started: Instant::now(),
                             hasher: None,
+                            tokens: 0.0,
+                            refilled: Instant::now(),
+                            rx: RxTimeline::default(),
                         },
                     );
                     connecting += 1;
@@ -227,38 +448,70 @@ fn main() -> Result<()> {
             }
         }
         max_open = max_open.max(conns.len());
+        if connect_done_at.is_none() && opened == args.connections && connecting == 0 {
+            let at = Instant::now();
+            connect_done_at = Some(at);
+            hold_until = args
+                .hold_secs
+                .map(|s| at + Duration::from_secs_f64(s.max(0.0)));
+            println!("ALL CONNECTED {connected}");
+            let _ = io::stdout().flush();
+        }
+        if last_progress.elapsed() >= Duration::from_secs(1) {
+            last_progress = Instant::now();
+            eprintln!(
+                "baton-load: {:.0} s: open {} connected {connected} requests ok {} errors {}",
+                started.elapsed().as_secs_f64(),
+                conns.len(),
+                tally.requests_ok,
+                tally.error_count()
+            );
+        }
 
         let now = Instant::now();
-        let next_pause = conns
-            .values()
-            .filter_map(|c| match c.phase {
-                Phase::Pausing { until } => Some(until),
-                _ => None,
-            })
-            .min();
-        let wait = next_pause
-            .map(|t| t.saturating_duration_since(now))
+        let wait = timers
+            .peek()
+            .map(|Reverse((t, _))| t.saturating_duration_since(now))
             .unwrap_or(Duration::from_millis(100))
-            .min(Duration::from_millis(100));
+            .min(Duration::from_millis(if args.mark_file.is_some() {
+                10
+            } else {
+                100
+            }));
         poll.poll(&mut events, Some(wait))?;
 
         let mut ready: Vec<usize> = events.iter().map(|e| e.token().0).collect();
         let now = Instant::now();
-        ready.extend(
-            conns
-                .iter()
-                .filter(|(_, c)| matches!(c.phase, Phase::Pausing { until } if until <= now))
-                .map(|(t, _)| *t),
-        );
+        while let Some(Reverse((t, token))) = timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            timers.pop();
+            ready.push(token);
+        }
         for token in ready {
-            let Some(conn) = conns.get_mut(&token) else { continue };
+            let Some(conn) = conns.get_mut(&token) else {
+                continue;
+            };
             let was_connecting = conn.phase == Phase::Connecting;
-            let step = drive(conn, &request, &mut buf, args.requests, args.interval_ms, &expected_sha, &mut latency, &mut tally);
+            let step = drive(
+                conn,
+                &request,
+                &mut buf,
+                max_requests,
+                args.interval_ms,
+                &expected_sha,
+                &mut latency,
+                &mut tally,
+                &mut run,
+            );
             if was_connecting && conn.phase != Phase::Connecting {
                 connecting -= 1;
+                connected += 1;
             }
             match step {
                 Step::Continue => {}
+                Step::WakeAt(t) => timers.push(Reverse((t, token))),
                 Step::Finished | Step::Failed(_) => {
                     if let Step::Failed(kind) = step {
                         tally.error(kind);
@@ -268,19 +521,32 @@ fn main() -> Result<()> {
                     }
                     if let Some(mut c) = conns.remove(&token) {
                         let _ = poll.registry().deregister(&mut c.stream);
+                        timelines.push(c.rx);
                     }
                     finished += 1;
                 }
             }
         }
     }
+    // Connections still open: cut by --hold-secs (fine) or by the timeout
+    // (already counted as one error above).
+    for c in conns.values() {
+        if args.hold_secs.is_some() && c.phase != Phase::Connecting {
+            cut += 1;
+        }
+        timelines.push(c.rx);
+    }
 
     let elapsed = started.elapsed().as_secs_f64();
     let pct = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
     let errors = tally.error_count();
+    let connect_secs = connect_done_at
+        .map(|t| (t - started).as_secs_f64())
+        .unwrap_or(elapsed);
     println!(
-        "connections {} (max open {max_open}), requests ok {}, errors {errors}, {:.1} s, {:.0} req/s, {:.1} MB/s",
+        "connections {} (max open {max_open}, connected {connected} in {connect_secs:.2} s, {:.0}/s), requests ok {}, errors {errors}, cut {cut}, {:.1} s, {:.0} req/s, {:.1} MB/s",
         args.connections,
+        connected as f64 / connect_secs.max(1e-6),
         tally.requests_ok,
         elapsed,
         tally.requests_ok as f64 / elapsed,
@@ -297,10 +563,15 @@ fn main() -> Result<()> {
         println!("error: {kind}: {n}");
     }
     if let Some(path) = &args.json {
-        let errs: Vec<String> = tally.errors.iter().map(|(k, n)| format!("\"{k}\": {n}")).collect();
+        let errs: Vec<String> = tally
+            .errors
+            .iter()
+            .map(|(k, n)| format!("\"{k}\": {n}"))
+            .collect();
         let json = format!(
-            "{{\"connections\": {}, \"max_open\": {max_open}, \"requests_ok\": {}, \"errors\": {errors}, \"error_kinds\": {{{}}}, \"seconds\": {elapsed:.3}, \"requests_per_s\": {:.1}, \"bytes\": {}, \"latency_ms\": {{\"p50\": {:.3}, \"p99\": {:.3}, \"p999\": {:.3}, \"max\": {:.3}}}}}\n",
+            "{{\"connections\": {}, \"max_open\": {max_open}, \"connected\": {connected}, \"connect_seconds\": {connect_secs:.3}, \"connects_per_s\": {:.1}, \"requests_ok\": {}, \"errors\": {errors}, \"cut\": {cut}, \"error_kinds\": {{{}}}, \"seconds\": {elapsed:.3}, \"requests_per_s\": {:.1}, \"bytes\": {}, \"latency_ms\": {{\"p50\": {:.3}, \"p99\": {:.3}, \"p999\": {:.3}, \"max\": {:.3}}}}}\n",
             args.connections,
+            connected as f64 / connect_secs.max(1e-6),
             tally.requests_ok,
             errs.join(", "),
             tally.requests_ok as f64 / elapsed,
@@ -312,11 +583,58 @@ fn main() -> Result<()> {
         );
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Some(path) = &args.timeline {
+        write_timeline(path, started_unix_ms, &run, &timelines)?;
+    }
     if errors > 0 {
         eprintln!("baton-load: {errors} requests or connections failed");
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Writes the receive timeline: the mark, goodput per 100 ms, and one row per
+/// connection `[bytes, first_ms, longest_gap_ms, longest_gap_end_ms,
+/// mark_gap_ms, mark_gap_end_ms, pre_mark_gap_ms]` (times since the start;
+/// -1 = none).
+fn write_timeline(
+    path: &std::path::Path,
+    started_unix_ms: u64,
+    run: &Run,
+    rows: &[RxTimeline],
+) -> Result<()> {
+    use std::fmt::Write as _;
+    let ms = |us: u64| us as f64 / 1000.0;
+    let opt = |v: Option<u64>| {
+        v.map(|us| format!("{:.3}", ms(us)))
+            .unwrap_or_else(|| "-1".into())
+    };
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{{\"started_unix_ms\": {started_unix_ms}, \"mark_ms\": {}, \"bucket_ms\": 100, \"goodput_bytes\": [",
+        opt(run.mark_us)
+    );
+    for (i, b) in run.goodput.iter().enumerate() {
+        let _ = write!(out, "{}{b}", if i > 0 { "," } else { "" });
+    }
+    out.push_str("],\n\"connections\": [\n");
+    for (i, r) in rows.iter().enumerate() {
+        let _ = write!(
+            out,
+            "{}[{}, {}, {:.3}, {:.3}, {:.3}, {}, {:.3}]",
+            if i > 0 { ",\n" } else { "" },
+            r.bytes,
+            opt(r.first_us),
+            ms(r.longest_gap_us),
+            ms(r.longest_gap_end_us),
+            ms(r.mark_gap_us),
+            opt(r.mark_gap_end_us),
+            ms(r.pre_mark_gap_us)
+        );
+    }
+    out.push_str("\n]}\n");
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Advances one connection as far as its socket allows.
@@ -330,6 +648,7 @@ fn drive(
     expected_sha: &Option<String>,
     latency: &mut Histogram<u64>,
     tally: &mut Tally,
+    run: &mut Run,
 ) -> Step {
     loop {
         match conn.phase {
@@ -349,7 +668,7 @@ fn drive(
             }
             Phase::Pausing { until } => {
                 if Instant::now() < until {
-                    return Step::Continue;
+                    return Step::WakeAt(until);
                 }
                 conn.phase = Phase::Sending;
                 conn.request_started = Instant::now();
@@ -367,13 +686,23 @@ fn drive(
                 Err(_) => return Step::Failed("send failed"),
             },
             Phase::Headers | Phase::Body { .. } => {
-                let n = match conn.stream.read(buf) {
+                let want = match take_tokens(conn, run.rate, buf.len()) {
+                    Ok(want) => want,
+                    Err(at) => return Step::WakeAt(at),
+                };
+                let n = match conn.stream.read(&mut buf[..want]) {
                     Ok(0) => return Step::Failed("connection closed mid-response"),
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Continue,
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return Step::Failed("connection reset"),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        return Step::Failed("connection reset")
+                    }
                     Err(_) => return Step::Failed("receive failed"),
                 };
+                if run.rate > 0 {
+                    conn.tokens -= n as f64;
+                }
+                run.received(&mut conn.rx, n);
                 let mut data = &buf[..n];
                 if conn.phase == Phase::Headers {
                     conn.buf.extend_from_slice(data);
@@ -412,7 +741,11 @@ fn drive(
                 }
                 if conn.phase == (Phase::Body { remaining: 0 }) {
                     if let (Some(hasher), Some(expected)) = (conn.hasher.take(), expected_sha) {
-                        let got: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+                        let got: String = hasher
+                            .finalize()
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect();
                         if &got != expected {
                             return Step::Failed("sha256 mismatch");
                         }
@@ -424,9 +757,11 @@ fn drive(
                     conn.phase = if conn.requests_done >= requests {
                         Phase::Done
                     } else if interval_ms > 0 {
-                        Phase::Pausing {
-                            until: Instant::now() + Duration::from_millis(interval_ms),
-                        }
+                        let until = Instant::now() + Duration::from_millis(interval_ms);
+                        conn.phase = Phase::Pausing { until };
+                        // Gaps between requests are not stalls.
+                        conn.rx.last_us = None;
+                        return Step::WakeAt(until);
                     } else {
                         conn.request_started = Instant::now();
                         Phase::Sending
@@ -435,6 +770,27 @@ fn drive(
             }
         }
     }
+}
+
+/// How many bytes the token bucket of `--rate` lets this connection read now
+/// (at most `max`), or the moment it will let it read a useful chunk.
+fn take_tokens(conn: &mut Conn, rate: u64, max: usize) -> std::result::Result<usize, Instant> {
+    if rate == 0 {
+        return Ok(max);
+    }
+    // Burst: 50 ms of the rate, at least one 1460-byte segment, so that the
+    // reader neither hoards nor wakes for every few bytes.
+    let burst = (rate as f64 / 20.0).max(1460.0);
+    let now = Instant::now();
+    let dt = now.saturating_duration_since(conn.refilled).as_secs_f64();
+    conn.refilled = now;
+    conn.tokens = (conn.tokens + dt * rate as f64).min(burst);
+    let chunk = (burst / 4.0).max(1460.0).min(burst);
+    if conn.tokens < chunk {
+        let missing = chunk - conn.tokens;
+        return Err(now + Duration::from_secs_f64(missing / rate as f64));
+    }
+    Ok((conn.tokens as usize).clamp(1, max))
 }
 
 /// Counts and hashes body bytes; more bytes than announced is an error.
