@@ -146,8 +146,10 @@ impl AdminSource for BoxAdmin {
     }
 
     fn migrate(&self, to: u16, count: usize) -> Result<String, String> {
-        Err(format!(
-            "moving {count} connections to box {to} is not implemented yet: drain moves them all"
-        ))
+        self.control.migrate(to, count)
+    }
+
+    fn adopt(&self, from: u16, slots: Vec<u32>) -> Result<String, String> {
+        self.control.adopt(from, &slots)
     }
 }

@@ -56,6 +56,19 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Move connections from one box to another through the source box's
+    /// admin API (rebalancing): exact final checkpoints, no reset.
+    Migrate {
+        /// The configuration file of the box the connections leave.
+        #[arg(long)]
+        config: PathBuf,
+        /// The id of the box that adopts them.
+        #[arg(long)]
+        to: u16,
+        /// How many connections to move.
+        #[arg(long)]
+        count: usize,
+    },
     /// Ask a box's admin API for its status (JSON) or its metrics.
     Admin {
         /// The box's configuration file (names its admin API and token).
@@ -82,6 +95,9 @@ fn main() -> ExitCode {
             status::print(&config).map(|()| ExitCode::SUCCESS)
         }
         Command::Drain { config } => admin_call(&config, "POST", "/drain"),
+        Command::Migrate { config, to, count } => {
+            admin_call(&config, "POST", &format!("/migrate?to={to}&count={count}"))
+        }
         Command::Admin { config, what } => match what.strip_prefix("purge:") {
             Some(url) => admin_call(&config, "POST", &format!("/purge?url={url}")),
             None => admin_call(&config, "GET", &format!("/{what}")),

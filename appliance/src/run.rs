@@ -138,6 +138,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             me: config.node.id,
             own_ips: config.service.ips.clone(),
             inherited: Default::default(),
+            members: config.cluster.members.clone(),
+            admin_port: config.admin.listen.port(),
+            admin_token: config.admin.token.clone(),
     });
     let watcher = spawn_watcher(control.clone(), &config, stop.clone())?;
     let admin = crate::admin::spawn(
@@ -309,6 +312,11 @@ pub(crate) struct Control {
     own_ips: Vec<std::net::IpAddr>,
     /// Addresses inherited from dead boxes, by their id.
     inherited: std::sync::Mutex<std::collections::HashMap<u16, Vec<std::net::IpAddr>>>,
+    /// Every member's back-LAN address: a peer's admin API listens on its
+    /// back-LAN address at the same port as ours (a cluster convention).
+    members: Vec<baton_config::Member>,
+    admin_port: u16,
+    admin_token: String,
 }
 
 /// Watches the other boxes' heartbeats; a box silent for the configured
@@ -435,6 +443,82 @@ impl Control {
         self.region.set_state(BoxState::Draining);
         info!(connections = before, "draining: connections frozen and handed to the survivors");
         Ok(format!("box {} draining: {before} connections handed over", self.me))
+    }
+
+    /// A planned move of `count` connections to box `to` (rebalancing):
+    /// their final checkpoints are written and their TCBs dropped here
+    /// silently, their frames forwarded to `to`, which restores them from
+    /// our region through its admin API (`/adopt`); then their slots are
+    /// cleared so that nobody restores them twice.
+    pub(crate) fn migrate(&self, to: u16, count: usize) -> Result<String, String> {
+        if to == self.me {
+            return Err("a box cannot migrate connections to itself".into());
+        }
+        let info = self.segment.box_info(to).map_err(|e| e.to_string())?;
+        if !matches!(info.state, BoxState::Alive | BoxState::Rejoined) {
+            return Err(format!("box {to} is not alive"));
+        }
+        let member = self
+            .members
+            .iter()
+            .find(|m| m.id == to)
+            .ok_or_else(|| format!("box {to} is not a cluster member"))?;
+        let mut picked = Vec::new();
+        for slot in self.region.records().flatten() {
+            if picked.len() == count {
+                break;
+            }
+            let record = slot.bundle().records.iter().next().map(|r| r.view());
+            if let Some(r) = record.filter(|r| r.tcp.is_some_and(|t| t.tcp_state == baton_dataplane::tcp::State::Established.as_u8())) {
+                let tuple = baton_dataplane::tcp::FourTuple {
+                    local: r.local.socket_addr(),
+                    remote: r.remote.socket_addr(),
+                };
+                picked.push((slot.slot(), tuple));
+            }
+        }
+        if picked.is_empty() {
+            return Ok(format!("box {} has no established connection to move", self.me));
+        }
+        let tuples = picked.iter().map(|(_, t)| *t).collect();
+        let moved = self
+            .dataplane
+            .handoff(tuples, baton_dataplane::wire::ethernet::MacAddr(info.mac))
+            .map_err(|e| e.to_string())?;
+        let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();
+        let admin = std::net::SocketAddr::new(member.back_addr.ip(), self.admin_port);
+        let path = format!("/adopt?from={}&slots={}", self.me, slots.join(","));
+        let answer = crate::admin::request(admin, &self.admin_token, "POST", &path);
+        let mut writer = self.region.writer();
+        for (slot, _) in &picked {
+            let _ = writer.clear(*slot);
+        }
+        match answer {
+            Ok((status, _)) if (200..300).contains(&status) => {
+                info!(to, moved, "migrated connections");
+                Ok(format!("box {}: {moved} connections moved to box {to}", self.me))
+            }
+            Ok((status, body)) => Err(format!("box {to} refused the connections ({status}): {body}")),
+            Err(err) => Err(format!("box {to}'s admin API at {admin}: {err}")),
+        }
+    }
+
+    /// Restores connections box `from` handed over (seed: "the takeover of
+    /// connections can be applied specifically to load-balancing").
+    pub(crate) fn adopt(&self, from: u16, slots: &[u32]) -> Result<String, String> {
+        let orphans = takeover::orphans_in_slots(&self.segment, from, slots);
+        let n = orphans.len();
+        // Frames forwarded before the eager restore below reaches a worker
+        // restore the connection lazily instead of meeting a reset.
+        self.orphans.extend(orphans.iter().map(|o| {
+            ((o.export.tuple.local, o.export.tuple.remote), OrphanRoute::Mine(Box::new(o.clone())))
+        }));
+        for orphan in orphans {
+            let data: RestoreData = orphan.response;
+            self.dataplane.restore(orphan.export, Box::new(data)).map_err(|e| e.to_string())?;
+        }
+        info!(from, adopted = n, "adopting connections handed over");
+        Ok(format!("box {} adopted {n} connections from box {from}", self.me))
     }
 
     /// A dead box came back as a new member: it answers for its addresses

@@ -135,6 +135,23 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     plan
 }
 
+/// The orphans in `slots` of box `from`'s region: connections that box
+/// handed over on purpose (migrate). Unreadable slots are skipped.
+pub fn orphans_in_slots(segment: &Segment, from: u16, slots: &[u32]) -> Vec<Orphan> {
+    let Ok(region) = segment.region(from) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for &slot in slots {
+        match region.read(baton_shmem::SlotId(slot)) {
+            Ok(Some(valid)) => out.extend(valid.bundle().records.iter().filter_map(orphan_of)),
+            Ok(None) => {}
+            Err(err) => warn!(from, slot, %err, "handed-over slot unreadable: that connection is lost"),
+        }
+    }
+    out
+}
+
 /// A record as the dataplane and HTTP restore it; `None` for records that
 /// cannot be resumed (UDP members, unknown TCP states).
 fn orphan_of(record: &ArchivedConnRecord<'_>) -> Option<Orphan> {

@@ -264,3 +264,26 @@ fn lab_ack_after_commit_serves_and_survives_a_kill() {
     let resets = rst.finish();
     assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
 }
+
+#[test]
+fn lab_migrate_moves_connections_between_live_boxes_without_a_reset() {
+    let g = LabGuard::up("btto11", &["--boxes", "3"]);
+    assert_all_identical(&g, vec![start_download(&g, 1000, 1, "1M.bin", "100M")], "1M.bin");
+    let rst = RstCapture::start(&g);
+    let downloads: Vec<Download> = (0..20).map(|i| start_download(&g, i, 1, "1M.bin", "200K")).collect();
+    sleep(Duration::from_millis(1500));
+    // The source box's admin API is on the back LAN: ask from box 2.
+    let config = g.file("box1.toml").display().to_string();
+    let out = ok(g.exec("box2", &[BATON, "migrate", "--config", &config, "--to", "3", "--count", "8"]));
+    assert!(out.contains("8 connections moved to box 3"), "{out}");
+    assert_all_identical(&g, downloads, "1M.bin");
+    let resets = rst.finish();
+    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
+    let metrics = ok(g.exec("box2", &[BATON, "admin", "--config", &g.file("box3.toml").display().to_string(), "metrics"]));
+    let checkpoints: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_checkpoints_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(checkpoints > 0, "box 3 checkpoints the connections it adopted:\n{metrics}");
+}

@@ -84,6 +84,13 @@ pub trait App: 'static {
     fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         let _ = (conn, ctx);
     }
+    /// `conn` moves to the box whose MAC is `to` (a planned move of some
+    /// connections): write its final checkpoint and forward its future
+    /// frames there. The worker drops the TCB right after, silently.
+    fn on_handoff(&mut self, conn: ConnId, to: MacAddr, ctx: &mut Ctx<'_>) {
+        let _ = to;
+        self.on_freeze(conn, ctx);
+    }
     /// Called once per worker iteration, for work not driven by a packet
     /// (e.g. data that arrived from an origin fetch on another thread).
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
@@ -450,6 +457,31 @@ impl DataplaneHandle {
         self.workers
             .iter()
             .all(|w| w.thread.as_ref().is_none_or(|t| t.is_finished()))
+    }
+
+    /// Hands `tuples` over to the box whose MAC is `to` ([`Command::Handoff`]
+    /// on the worker of each); returns how many were handed off.
+    pub fn handoff(&self, tuples: Vec<FourTuple>, to: MacAddr) -> Result<usize, DataplaneError> {
+        let n = self.workers.len();
+        let mut per_worker: Vec<Vec<FourTuple>> = vec![Vec::new(); n];
+        for t in tuples {
+            per_worker[worker_for(&t, n)].push(t);
+        }
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let mut asked = 0;
+        for (i, tuples) in per_worker.into_iter().enumerate() {
+            if !tuples.is_empty() {
+                self.send(i, Command::Handoff { tuples, to, done: tx.clone() })?;
+                asked += 1;
+            }
+        }
+        let mut moved = 0;
+        for _ in 0..asked {
+            moved += rx
+                .recv_timeout(Duration::from_secs(5))
+                .map_err(|_| DataplaneError::Options("a worker did not answer the handoff".into()))?;
+        }
+        Ok(moved)
     }
 
     /// Freezes every worker for a planned move: each connection's final

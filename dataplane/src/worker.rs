@@ -126,6 +126,18 @@ pub enum Command {
     /// at once, sending nothing more, so that the checkpoints stay exact
     /// while the survivors take the connections over.
     Freeze,
+    /// A planned move of some connections (migrate): each named connection
+    /// gets [`App::on_handoff`] (its final checkpoint, and a route that
+    /// forwards its frames to `to`), then its TCB is dropped without a word
+    /// to the client. The number handed off is sent back.
+    Handoff {
+        /// The connections to move.
+        tuples: Vec<FourTuple>,
+        /// The MAC of the box that adopts them.
+        to: MacAddr,
+        /// Gets the number of connections handed off.
+        done: Sender<usize>,
+    },
     /// Stop the worker.
     Shutdown,
 }
@@ -139,6 +151,7 @@ impl std::fmt::Debug for Command {
             Command::Restore { export, .. } => write!(f, "Restore({:?})", export.tuple),
             Command::Drain(on) => write!(f, "Drain({on})"),
             Command::Freeze => write!(f, "Freeze"),
+            Command::Handoff { tuples, to, .. } => write!(f, "Handoff({} to {to})", tuples.len()),
             Command::Stats(_) => write!(f, "Stats"),
             Command::Shutdown => write!(f, "Shutdown"),
         }
@@ -418,6 +431,31 @@ impl<P: Port, A: App> Worker<P, A> {
                 // client's acknowledgement anyway.
                 core.tx.clear();
                 return false;
+            }
+            Command::Handoff { tuples, to, done } => {
+                let mut moved = 0;
+                for tuple in tuples {
+                    let Some(id) = core.flows.lookup(&tuple) else {
+                        continue;
+                    };
+                    let mut ctx = Ctx {
+                        flows: &mut core.flows,
+                        touched: &mut core.touched,
+                        now,
+                        worker: core.cfg.id,
+                        waker: &core.waker,
+                    };
+                    self.app.on_handoff(id, to, &mut ctx);
+                    // Silently: the adopting box continues the connection.
+                    if let Some(c) = core.flows.remove(id) {
+                        if c.half_open {
+                            core.half_open = core.half_open.saturating_sub(1);
+                        }
+                    }
+                    core.timers.cancel(id.index());
+                    moved += 1;
+                }
+                let _ = done.send(moved);
             }
             Command::Shutdown => return false,
         }

@@ -9,6 +9,7 @@
 //! | DELETE | `/cache/<path>` | same as purge of `/<path>` |
 //! | POST | `/drain` | 202 `{"accepted":true,"message":…}` or 409 |
 //! | POST | `/migrate?to=ID&count=K` | 202 or 409, as drain |
+//! | POST | `/adopt?from=ID&slots=A,B` | 202 or 409: restore connections another box handed over |
 
 use super::auth::{self, Auth};
 use super::json;
@@ -172,7 +173,20 @@ pub fn route(
             }
         }
         (_, "/status" | "/metrics") => not_allowed("GET"),
-        (_, "/purge" | "/drain" | "/migrate") => not_allowed("POST"),
+        ("POST", "/adopt") => {
+            let from = param("from").and_then(|v| v.parse::<u16>().ok());
+            let slots: Option<Vec<u32>> = param("slots")
+                .map(|v| v.split(',').filter(|s| !s.is_empty()).map(|s| s.parse::<u32>().ok()).collect())
+                .unwrap_or(Some(Vec::new()));
+            match (from, slots) {
+                (Some(from), Some(slots)) if !slots.is_empty() => {
+                    tracing::info!(from, count = slots.len(), "admin: adopt requested");
+                    moved(source.adopt(from, slots))
+                }
+                _ => Response::error(400, "adopt needs ?from=BOX_ID&slots=A,B,…"),
+            }
+        }
+        (_, "/purge" | "/drain" | "/migrate" | "/adopt") => not_allowed("POST"),
         (_, p) if p.starts_with("/cache/") => not_allowed("DELETE"),
         _ => Response::error(404, "no such endpoint (see docs/ADMIN.md)"),
     }

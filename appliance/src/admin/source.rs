@@ -23,6 +23,13 @@ pub trait AdminSource: Send + Sync {
     /// `POST /migrate?to=ID&count=K`: start moving `count` connections to
     /// box `to`. Same answers as [`AdminSource::drain`].
     fn migrate(&self, to: u16, count: usize) -> Result<String, String>;
+    /// `POST /adopt?from=ID&slots=A,B,…`: another box froze these
+    /// connections (their final checkpoints are in its region, in these
+    /// slots) and forwards their frames here: restore them.
+    fn adopt(&self, from: u16, slots: Vec<u32>) -> Result<String, String> {
+        let _ = (from, slots);
+        Err("this box does not adopt connections".into())
+    }
 }
 
 /// The answer to `GET /status`.

@@ -213,6 +213,15 @@ impl Checkpointer {
         }
     }
 
+    /// `conn` moved to another box, which reads its final checkpoint from
+    /// our region: stop writing it, leave the slot as it is (the control
+    /// core clears it once the adopter has the connection).
+    pub fn forget(&mut self, conn: ConnId) {
+        if self.conns.remove(&conn).is_some() {
+            self.region.add_connections(-1);
+        }
+    }
+
     /// `conn` is gone: its slot is cleared and reused.
     pub fn release(&mut self, conn: ConnId) {
         if let Some(state) = self.conns.remove(&conn) {

@@ -174,6 +174,19 @@ impl App for CacheApp {
         }
     }
 
+    fn on_handoff(&mut self, conn: ConnId, to: baton_dataplane::wire::ethernet::MacAddr, ctx: &mut Ctx<'_>) {
+        self.on_freeze(conn, ctx);
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.forget(conn);
+        }
+        if let Some(tuple) = ctx.tuple(conn) {
+            // The client still sends to our address: its frames go on to
+            // the adopting box.
+            self.orphans.extend([((tuple.local, tuple.remote), OrphanRoute::Elsewhere(to))]);
+        }
+        self.http.on_closed(conn);
+    }
+
     fn on_unknown_segment(&mut self, tuple: FourTuple, _rst: bool) -> UnknownAction {
         let route = self.orphans.route(&tuple);
         debug!(?tuple, ?route, "segment for an unknown connection");
