@@ -287,3 +287,32 @@ fn lab_migrate_moves_connections_between_live_boxes_without_a_reset() {
         .unwrap_or(0);
     assert!(checkpoints > 0, "box 3 checkpoints the connections it adopted:\n{metrics}");
 }
+
+#[test]
+fn lab_client_ahead_of_the_checkpoint_is_reset_cleanly_and_the_survivor_stays_healthy() {
+    // Seed Fig. 6, 620-622: the client sent bytes the dead box never
+    // checkpointed (here: half of a second request), so the survivor
+    // cannot know what it asked for: it resets the connection, "not ready".
+    let g = LabGuard::up("btto12", &["--boxes", "3"]);
+    let script = "exec 3<>/dev/tcp/198.18.0.11/80; \
+                  printf 'GET /1K.bin HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' >&3; \
+                  timeout 1 cat <&3 >/dev/null; \
+                  printf 'GET /1M.bin HTTP/1.1\\r\\nHo' >&3; \
+                  sleep 3; \
+                  if cat <&3 >/dev/null 2>/tmp/ahead.err; then echo CLOSED; else echo RESET; fi";
+    let client = Command::new("ip")
+        .args(["netns", "exec", "btto12-client", "timeout", "20", "bash", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bash");
+    sleep(Duration::from_millis(1500));
+    ok(g.lab(&["kill", "box1"]));
+    let out = client.wait_with_output().expect("bash");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said.trim(), "RESET", "the connection is reset, not left hanging: {said} {}", String::from_utf8_lossy(&out.stderr));
+    // The survivor that holds box 1's address keeps serving.
+    assert_all_identical(&g, vec![start_download(&g, 1, 1, "1M.bin", "100M")], "1M.bin");
+    let logs: String = (2..=3).map(|n| fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default()).collect();
+    assert!(logs.contains("could not resume"), "a survivor reports not ready:\n{logs}");
+}
