@@ -23,7 +23,7 @@ use baton_shmem::record::{ArchivedConnRecord, Transport as RecordTransport};
 use baton_shmem::Segment;
 use tracing::warn;
 
-use crate::http::{Method, ResponseCheckpoint};
+use crate::http::ResponseCheckpoint;
 
 /// The 4-tuple as the orphan table keys it: (local, remote).
 pub type TupleKey = (SocketAddr, SocketAddr);
@@ -182,22 +182,7 @@ fn orphan_of(record: &ArchivedConnRecord<'_>) -> Option<Orphan> {
         ts_recent: tcp.ts_recent,
         ts_last_sent: tcp.ts_last_sent,
     };
-    let response = r.app.map(|a| {
-        let range = a.range_start.zip(a.range_end);
-        ResponseCheckpoint {
-            object_start_seq: a.object_start_seq,
-            status: if range.is_some() { 206 } else { 200 },
-            method: Method::from_code(a.method),
-            minor: a.version,
-            url: a.name.to_string(),
-            etag: a.etag.map(str::to_string),
-            last_modified: a.last_modified.map(str::to_string),
-            range,
-            persistent: a.persistent,
-            request_count: a.request_count,
-            body_offset: a.range_start.unwrap_or(0),
-        }
-    });
+    let response = r.app.as_ref().map(ResponseCheckpoint::from_app_block);
     Some(Orphan { export, response })
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use baton_dataplane::app::Ctx;
 use baton_dataplane::flow::ConnId;
-use baton_shmem::record::{AppBlock, ConnRecord, IpBlock, TcpBlock, Transport, APP_PROTOCOL_HTTP};
+use baton_shmem::record::{ConnRecord, IpBlock, TcpBlock, Transport, APP_PROTOCOL_HTTP};
 use baton_shmem::{Region, SlotAllocator, SlotId, SlotWriter};
 use tracing::warn;
 
@@ -135,18 +135,10 @@ impl Checkpointer {
         }
         state.last_una = tcp.snd_una;
         state.last_at = now;
-        let app_block = app.map(|cp| AppBlock {
-            object_start_seq: cp.object_start_seq,
-            version: cp.minor,
-            method: cp.method.code(),
-            name: &cp.url,
-            etag: cp.etag.as_deref(),
-            last_modified: cp.last_modified.as_deref(),
-            range_start: cp.range.map(|r| r.0),
-            range_end: cp.range.map(|r| r.1),
-            persistent: cp.persistent,
-            bytes_sent: tcp.snd_nxt.wrapping_sub(cp.object_start_seq) as u64,
-            request_count: cp.request_count,
+        let app_block = app.and_then(|cp| {
+            // Sequence space wraps: the signed distance, never below zero.
+            let sent = (tcp.snd_nxt.wrapping_sub(cp.object_start_seq) as i32).max(0);
+            cp.to_app_block(sent as u64)
         });
         let record = ConnRecord {
             owner: self.owner,
