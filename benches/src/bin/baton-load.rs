@@ -120,6 +120,11 @@ struct RxTimeline {
     mark_gap_end_us: Option<u64>,
     /// Longest gap that ended before the mark: the stall noise floor.
     pre_mark_gap_us: u64,
+    /// For a connection still open at the end: time since its last byte (a
+    /// stall that never ended).
+    trailing_gap_us: u64,
+    /// The connection failed (reset, closed early, ...).
+    failed: bool,
 }
 
 /// Shared state of the run that the per-connection code updates.
@@ -521,6 +526,7 @@ fn main() -> Result<()> {
                     }
                     if let Some(mut c) = conns.remove(&token) {
                         let _ = poll.registry().deregister(&mut c.stream);
+                        c.rx.failed = matches!(step, Step::Failed(_));
                         timelines.push(c.rx);
                     }
                     finished += 1;
@@ -534,7 +540,11 @@ fn main() -> Result<()> {
         if args.hold_secs.is_some() && c.phase != Phase::Connecting {
             cut += 1;
         }
-        timelines.push(c.rx);
+        let mut rx = c.rx;
+        if let Some(last) = rx.last_us {
+            rx.trailing_gap_us = run.now_us().saturating_sub(last);
+        }
+        timelines.push(rx);
     }
 
     let elapsed = started.elapsed().as_secs_f64();
@@ -595,8 +605,8 @@ fn main() -> Result<()> {
 
 /// Writes the receive timeline: the mark, goodput per 100 ms, and one row per
 /// connection `[bytes, first_ms, longest_gap_ms, longest_gap_end_ms,
-/// mark_gap_ms, mark_gap_end_ms, pre_mark_gap_ms]` (times since the start;
-/// -1 = none).
+/// mark_gap_ms, mark_gap_end_ms, pre_mark_gap_ms, trailing_gap_ms, failed]`
+/// (times since the start; -1 = none).
 fn write_timeline(
     path: &std::path::Path,
     started_unix_ms: u64,
@@ -622,7 +632,7 @@ fn write_timeline(
     for (i, r) in rows.iter().enumerate() {
         let _ = write!(
             out,
-            "{}[{}, {}, {:.3}, {:.3}, {:.3}, {}, {:.3}]",
+            "{}[{}, {}, {:.3}, {:.3}, {:.3}, {}, {:.3}, {:.3}, {}]",
             if i > 0 { ",\n" } else { "" },
             r.bytes,
             opt(r.first_us),
@@ -630,7 +640,9 @@ fn write_timeline(
             ms(r.longest_gap_end_us),
             ms(r.mark_gap_us),
             opt(r.mark_gap_end_us),
-            ms(r.pre_mark_gap_us)
+            ms(r.pre_mark_gap_us),
+            ms(r.trailing_gap_us),
+            u8::from(r.failed)
         );
     }
     out.push_str("\n]}\n");

@@ -68,7 +68,8 @@ pub struct Timeline {
     pub goodput_bytes: Vec<u64>,
     /// Per connection: bytes, first byte ms, longest gap ms, its end ms,
     /// longest gap ending after the mark ms, its end ms (-1 = none),
-    /// longest gap before the mark ms.
+    /// longest gap before the mark ms, time since the last byte when the run
+    /// ended ms (0 for connections that had closed), failed (0/1).
     pub connections: Vec<Vec<f64>>,
 }
 
@@ -79,8 +80,12 @@ pub struct FailoverStats {
     pub connections: u64,
     /// Connections that received bytes before the kill.
     pub active_at_kill: u64,
-    /// Active connections that received no byte after the kill.
+    /// Active connections whose data did not flow again after the kill:
+    /// no byte after it, or silent for the last second of the run (a stall
+    /// still open at the end, longer than twice the baseline gap).
     pub not_resumed: u64,
+    /// Active connections that failed (reset or closed early).
+    pub failed: u64,
     /// Stall across the kill (longest gap ending after it), ms.
     pub stall_ms: LatencyMs,
     /// Longest gap before the kill, ms: the noise floor of the stall.
@@ -148,6 +153,7 @@ impl Timeline {
         let mut baseline = Vec::new();
         let mut active = 0u64;
         let mut not_resumed = 0u64;
+        let mut failed = 0u64;
         for row in &self.connections {
             let field = |i: usize| row.get(i).copied().unwrap_or(-1.0);
             let first = field(1);
@@ -156,8 +162,13 @@ impl Timeline {
             }
             active += 1;
             baseline.push(field(6).max(0.0));
+            if field(8) > 0.0 {
+                failed += 1;
+                continue;
+            }
             let gap_end = field(5);
-            if gap_end < 0.0 {
+            let trailing = field(7).max(0.0);
+            if gap_end < 0.0 || (trailing > 1000.0 && trailing > 2.0 * field(6)) {
                 not_resumed += 1;
                 continue;
             }
@@ -169,6 +180,7 @@ impl Timeline {
             connections: self.connections.len() as u64,
             active_at_kill: active,
             not_resumed,
+            failed,
             stall_ms: percentiles(&stalls),
             baseline_gap_ms: percentiles(&baseline),
             resume_ms: percentiles(&resumes),
