@@ -60,6 +60,9 @@ const VIP: &str = "198.18.0.70";
 /// Connections per client source address: well under the 64k ports of
 /// ip_local_port_range 1024-65535.
 const PER_SOURCE: u64 = 25_000;
+/// Connections per load process and per nginx worker: this machine caps
+/// open files at 20000 per process.
+const PER_PROCESS: u64 = 19_000;
 
 struct Bench {
     args: Args,
@@ -366,7 +369,7 @@ impl Bench {
 
     /// Starts nginx in NODE's namespace: plain on `plain`, caching proxy of
     /// the origin on `proxy` (both kernel addresses it adds to front0).
-    fn start_nginx(&self, node: &str, listens: &[(&str, bool)]) -> Result<u32> {
+    fn start_nginx(&self, node: &str, listens: &[(&str, bool)], workers: u32) -> Result<u32> {
         let dir = self.lab.state_dir();
         for (addr, _) in listens {
             if *addr != "*" {
@@ -376,7 +379,7 @@ impl Bench {
                 )?;
             }
         }
-        let conf = nginx_conf(&dir, node, listens);
+        let conf = nginx_conf(&dir, node, listens, workers);
         let path = self.nginx_conf_path(node);
         std::fs::write(&path, conf)?;
         std::fs::create_dir_all(dir.join(format!("nginx-{node}-cache")))?;
@@ -437,7 +440,7 @@ impl Bench {
             "suite throughput: 1K req/s and 100M throughput, Baton vs nginx (plain, caching proxy)",
         );
         let quick = self.args.quick;
-        let nginx = self.start_nginx("box2", &[(NGINX_PLAIN, false), (NGINX_PROXY, true)])?;
+        let nginx = self.start_nginx("box2", &[(NGINX_PLAIN, false), (NGINX_PROXY, true)], 1)?;
         let _ = nginx;
         let targets = [
             ("baton", "198.18.0.11"),
@@ -888,8 +891,8 @@ impl Bench {
         // Reference: keepalived-style IP failover between two plain nginx.
         let ref_sizes: Vec<u64> = sizes.iter().copied().filter(|&n| n <= 10_000).collect();
         for &n in &ref_sizes {
-            self.start_nginx("box2", &[("*", false)])?;
-            self.start_nginx("box3", &[("*", false)])?;
+            self.start_nginx("box2", &[("*", false)], 1)?;
+            self.start_nginx("box3", &[("*", false)], 1)?;
             self.lab.ip(
                 "box2",
                 &["addr", "add", &format!("{VIP}/24"), "dev", "front0"],
@@ -1019,63 +1022,55 @@ impl Bench {
             "suite concurrency: hold {sizes:?} connections, one request every few seconds each"
         ));
         let largest = sizes.iter().copied().max().unwrap_or(0);
-        if largest > 20_000 {
-            // Every connection gets a checkpoint slot (the lab writes 20000);
-            // every box maps the same segment, so all change together.
-            progress(format!(
-                "  checkpoint slots -> {largest} on every box (segment recreated)"
-            ));
-            for b in 1..=3 {
-                if self.lab.box_pid(b).is_some() {
-                    self.lab.kill(b)?;
-                }
-                self.lab.set_box_option(
-                    b,
-                    "checkpoint",
-                    "slots",
-                    &largest.max(20_000).to_string(),
-                )?;
+        // Every connection gets a checkpoint slot (the lab writes 20000), and
+        // the box's connection limits (default 300000) and SYN backlog leave
+        // room above N; every box maps the same segment, so all change
+        // together.
+        let slots = largest.max(20_000);
+        progress(format!("  box limits: slots {slots}, max_connections {}, syn_backlog 16384 on every box (segment recreated)", largest + 20_000));
+        for b in 1..=3 {
+            if self.lab.box_pid(b).is_some() {
+                self.lab.kill(b)?;
             }
-            let seg = format!("/dev/shm/baton-lab-{}.seg", self.args.prefix);
-            let _ = std::fs::remove_file(&seg);
-            for b in 1..=3 {
-                if let Err(e) = self.lab.start(b) {
-                    progress(format!(
-                        "  box{b} did not start with {largest} slots ({e}); back to 20000"
-                    ));
-                    for b in 1..=3 {
-                        let _ = self.lab.kill(b);
-                        self.lab.set_box_option(b, "checkpoint", "slots", "20000")?;
-                    }
-                    let _ = std::fs::remove_file(&seg);
-                    for b in 1..=3 {
-                        self.lab.start(b)?;
-                    }
-                    self.results
-                        .insert("concurrency_slots".into(), json!(20000));
-                    break;
-                }
-            }
+            self.lab
+                .set_box_option(b, "checkpoint", "slots", &slots.to_string())?;
+            self.lab.set_box_option(
+                b,
+                "dataplane",
+                "max_connections",
+                &(largest + 20_000).max(300_000).to_string(),
+            )?;
+            self.lab
+                .set_box_option(b, "dataplane", "syn_backlog", "16384")?;
+            self.lab.set_box_option(
+                b,
+                "limits",
+                "max_connections",
+                &(largest + 20_000).max(300_000).to_string(),
+            )?;
+        }
+        let seg = format!("/dev/shm/baton-lab-{}.seg", self.args.prefix);
+        let _ = std::fs::remove_file(&seg);
+        for b in 1..=3 {
+            self.lab.start(b)?;
         }
         let mut rows = Vec::new();
         let mut jrows = Vec::new();
         for &n in &sizes {
             let interval_ms = (n * 1000 / 20_000).max(3000);
             let hold = (2 * interval_ms / 1000 + 5) as f64;
+            // This machine caps open files at 20000 per process (no
+            // CAP_SYS_RESOURCE to raise it): one load process, one nginx
+            // worker per PER_PROCESS connections.
+            let procs = n.div_ceil(PER_PROCESS).max(1);
             for target in ["baton", "nginx"] {
                 self.lab.ensure_running(1)?;
-                let (url, pids): (String, Box<dyn Fn() -> Vec<u32>>) = if target == "baton" {
+                let (ip, pids): (String, Box<dyn Fn() -> Vec<u32>>) = if target == "baton" {
                     let pid = self.lab.box_pid(1).context("box1 not running")?;
-                    (
-                        "http://198.18.0.11/1K.bin".into(),
-                        Box::new(move || vec![pid]),
-                    )
+                    ("198.18.0.11".into(), Box::new(move || vec![pid]))
                 } else {
-                    let pid = self.start_nginx("box2", &[(NGINX_PLAIN, false)])?;
-                    (
-                        format!("http://{NGINX_PLAIN}/1K.bin"),
-                        Box::new(move || with_children(pid)),
-                    )
+                    let pid = self.start_nginx("box2", &[(NGINX_PLAIN, false)], procs as u32)?;
+                    (NGINX_PLAIN.into(), Box::new(move || with_children(pid)))
                 };
                 let rss =
                     |p: &dyn Fn() -> Vec<u32>| p().into_iter().filter_map(rss_kib).sum::<u64>();
@@ -1097,52 +1092,89 @@ impl Bench {
                 };
                 let base = rss(&*pids);
                 let base_sock = sockmem(&*pids);
-                self.runs += 1;
-                let json_path = self
-                    .out
-                    .join("raw")
-                    .join(format!("{:03}-conc-{target}-{n}.json", self.runs));
-                let args: Vec<String> = vec![
-                    self.load.display().to_string(),
-                    "--url".into(),
-                    url,
-                    "--connections".into(),
-                    n.to_string(),
-                    "--requests".into(),
-                    "0".into(),
-                    "--interval-ms".into(),
-                    interval_ms.to_string(),
-                    "--hold-secs".into(),
-                    hold.to_string(),
-                    "--connect-burst".into(),
-                    "512".into(),
-                    "--source".into(),
-                    self.sources(n),
-                    "--timeout-secs".into(),
-                    "600".into(),
-                    "--json".into(),
-                    json_path.display().to_string(),
-                ];
-                let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-                progress(format!("  {target} {n}: connecting (request every {interval_ms} ms, hold {hold} s after the last connect)"));
-                let mut child = self.lab.spawn("client", &argv)?;
+                let sources = self.lab.client_sources();
+                if (sources.len() as u64) < procs {
+                    progress(format!(
+                        "  only {} client addresses for {procs} load processes",
+                        sources.len()
+                    ));
+                }
+                progress(format!(
+                    "  {target} {n}: {procs} load process(es), request every {interval_ms} ms, hold {hold} s after the last connect"
+                ));
+                let mut children = Vec::new();
+                let mut paths = Vec::new();
+                for p in 0..procs {
+                    self.runs += 1;
+                    let json_path = self
+                        .out
+                        .join("raw")
+                        .join(format!("{:03}-conc-{target}-{n}-p{p}.json", self.runs));
+                    let count = (n - p * PER_PROCESS).min(PER_PROCESS);
+                    let src = sources
+                        .get(p as usize % sources.len().max(1))
+                        .cloned()
+                        .unwrap_or_else(|| "198.18.0.100".into());
+                    let args: Vec<String> = vec![
+                        self.load.display().to_string(),
+                        "--url".into(),
+                        format!("http://{ip}/1K.bin"),
+                        "--connections".into(),
+                        count.to_string(),
+                        "--requests".into(),
+                        "0".into(),
+                        "--interval-ms".into(),
+                        interval_ms.to_string(),
+                        "--hold-secs".into(),
+                        hold.to_string(),
+                        "--connect-burst".into(),
+                        (4096 / procs).max(64).to_string(),
+                        "--source".into(),
+                        src,
+                        "--timeout-secs".into(),
+                        "600".into(),
+                        "--json".into(),
+                        json_path.display().to_string(),
+                    ];
+                    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let mut c = self.lab.exec_cmd("client", &argv);
+                    c.stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null());
+                    children.push(c.spawn().context("starting baton-load")?);
+                    paths.push(json_path);
+                }
                 let (mut peak, mut peak_sock) = (base, base_sock);
                 loop {
-                    if child.try_wait()?.is_some() {
+                    let mut running = false;
+                    for c in children.iter_mut() {
+                        running |= c.try_wait()?.is_none();
+                    }
+                    if !running {
                         break;
                     }
                     peak = peak.max(rss(&*pids));
                     peak_sock = peak_sock.max(sockmem(&*pids));
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                let s: Option<LoadSummary> = std::fs::read_to_string(&json_path)
-                    .ok()
-                    .and_then(|t| serde_json::from_str(&t).ok());
                 if target == "nginx" {
                     self.stop_nginx("box2", &[NGINX_PLAIN]);
                 }
-                let Some(s) = s else {
-                    progress(format!("  {target} {n}: baton-load wrote no summary"));
+                let parts: Vec<LoadSummary> = paths
+                    .iter()
+                    .filter_map(|p| {
+                        std::fs::read_to_string(p)
+                            .ok()
+                            .and_then(|t| serde_json::from_str(&t).ok())
+                    })
+                    .collect();
+                if parts.len() as u64 != procs {
+                    progress(format!(
+                        "  {target} {n}: {} of {procs} load processes wrote no summary",
+                        procs - parts.len() as u64
+                    ));
+                }
+                let Some(s) = merge_summaries(&parts) else {
                     rows.push(vec![
                         format!("{target}, {n}"),
                         "run failed".into(),
@@ -1158,7 +1190,10 @@ impl Bench {
                 let per_conn = (peak.saturating_sub(base) * 1024) as f64 / s.max_open.max(1) as f64;
                 let kernel_per_conn =
                     peak_sock.saturating_sub(base_sock) as f64 / s.max_open.max(1) as f64;
-                progress(format!("  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB", s.connected, s.connect_seconds, s.requests_per_s, s.latency_ms.p99, s.errors, (peak - base) / 1024));
+                progress(format!(
+                    "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB",
+                    s.connected, s.connect_seconds, s.requests_per_s, s.latency_ms.p99, s.errors, (peak - base) / 1024
+                ));
                 rows.push(vec![
                     format!("{target}, {n}"),
                     format!("{} ({:.0}/s)", s.connected, s.connects_per_s),
@@ -1174,21 +1209,19 @@ impl Bench {
                         s.latency_ms.p50, s.latency_ms.p99, s.latency_ms.p999
                     ),
                     format!("{}", s.errors),
-                    format!(
-                        "{}",
-                        s.error_kinds
-                            .iter()
-                            .map(|(k, v)| format!("{k}: {v}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    s.error_kinds
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 ]);
-                jrows.push(json!({"target": target, "connections": n, "interval_ms": interval_ms, "hold_s": hold, "summary": s,
-                    "rss_base_kib": base, "rss_peak_kib": peak, "rss_bytes_per_connection": per_conn, "kernel_tcp_mem_bytes_per_connection": kernel_per_conn}));
+                jrows.push(json!({"target": target, "connections": n, "load_processes": procs, "nginx_workers": if target == "nginx" { procs } else { 0 },
+                    "interval_ms": interval_ms, "hold_s": hold, "summary": s, "rss_base_kib": base, "rss_peak_kib": peak,
+                    "rss_bytes_per_connection": per_conn, "kernel_tcp_mem_bytes_per_connection": kernel_per_conn}));
             }
         }
         self.results.insert("concurrency".into(), json!(jrows));
-        self.md.push_str("## Concurrency\n\nbaton-load (one thread, kernel sockets, client namespace; up to 25,000 connections per client source address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; for nginx the kernel's TCP memory (`/proc/net/sockstat` mem of its namespace) is shown separately, Baton keeps its TCP state in its own RSS. Baton box1 runs one dataplane worker; nginx one worker process (somaxconn and tcp_max_syn_backlog 65535 in its namespace).\n\n");
+        self.md.push_str(&format!("## Concurrency\n\nbaton-load (kernel sockets, client namespace; this machine caps open files at 20000 per process and the harness may not raise it, so one load process per {PER_PROCESS} connections, each bound to its own client address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; for nginx the kernel's TCP memory (`/proc/net/sockstat` mem of its namespace) is shown separately, Baton keeps its TCP state in its own RSS. Baton box1 runs one dataplane worker (checkpoint slots = N); nginx runs one worker per {PER_PROCESS} connections (the same file cap), `reuseport`, somaxconn and tcp_max_syn_backlog 65535 in its namespace. Latency: p50 is the mean of the load processes' medians, p99/p999 the worst process's.\n\n"));
         self.md.push_str(&md_table(
             &[
                 "server, N",
@@ -1207,9 +1240,41 @@ impl Bench {
     }
 }
 
-/// nginx configuration: one worker, like Baton's one dataplane worker;
-/// `listens` = (address or `*`, caching proxy of the origin?).
-fn nginx_conf(dir: &Path, node: &str, listens: &[(&str, bool)]) -> String {
+/// Sums the summaries of parallel load processes: counts add up, the connect
+/// phase lasts as long as the slowest, p50 is the mean and the tails the worst.
+fn merge_summaries(parts: &[LoadSummary]) -> Option<LoadSummary> {
+    let first = parts.first()?;
+    let mut m = first.clone();
+    for p in &parts[1..] {
+        m.connections += p.connections;
+        m.max_open += p.max_open;
+        m.connected += p.connected;
+        m.connect_seconds = m.connect_seconds.max(p.connect_seconds);
+        m.requests_ok += p.requests_ok;
+        m.errors += p.errors;
+        m.cut += p.cut;
+        for (k, v) in &p.error_kinds {
+            *m.error_kinds.entry(k.clone()).or_default() += v;
+        }
+        m.seconds = m.seconds.max(p.seconds);
+        m.requests_per_s += p.requests_per_s;
+        m.bytes += p.bytes;
+        m.latency_ms.p50 += p.latency_ms.p50;
+        m.latency_ms.p99 = m.latency_ms.p99.max(p.latency_ms.p99);
+        m.latency_ms.p999 = m.latency_ms.p999.max(p.latency_ms.p999);
+        m.latency_ms.max = m.latency_ms.max.max(p.latency_ms.max);
+    }
+    m.latency_ms.p50 /= parts.len() as f64;
+    m.connects_per_s = m.connected as f64 / m.connect_seconds.max(1e-6);
+    Some(m)
+}
+
+/// nginx configuration: `workers` worker processes (one, like Baton's one
+/// dataplane worker, unless the 20000-file cap per process needs more; then
+/// `reuseport` spreads the connections); `listens` = (address or `*`,
+/// caching proxy of the origin?).
+fn nginx_conf(dir: &Path, node: &str, listens: &[(&str, bool)], workers: u32) -> String {
+    let reuse = if workers > 1 { " reuseport" } else { "" };
     let d = dir.display();
     let mut servers = String::new();
     for (addr, proxy) in listens {
@@ -1220,16 +1285,16 @@ fn nginx_conf(dir: &Path, node: &str, listens: &[(&str, bool)]) -> String {
         };
         if *proxy {
             servers.push_str(&format!(
-                "  server {{\n    listen {listen} backlog=65535;\n    location / {{\n      proxy_pass http://198.19.0.2;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_cache bt;\n      proxy_cache_valid 200 1h;\n      proxy_max_temp_file_size 0;\n    }}\n  }}\n"
+                "  server {{\n    listen {listen} backlog=65535{reuse};\n    location / {{\n      proxy_pass http://198.19.0.2;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_cache bt;\n      proxy_cache_valid 200 1h;\n      proxy_max_temp_file_size 0;\n    }}\n  }}\n"
             ));
         } else {
             servers.push_str(&format!(
-                "  server {{\n    listen {listen} backlog=65535;\n    root {d}/objects;\n  }}\n"
+                "  server {{\n    listen {listen} backlog=65535{reuse};\n    root {d}/objects;\n  }}\n"
             ));
         }
     }
     format!(
-        "# Written by baton-bench.\nuser root;\nworker_processes 1;\nworker_rlimit_nofile 700000;\npid {d}/nginx-{node}.pid;\nerror_log {d}/nginx-{node}.err warn;\nevents {{\n  worker_connections 650000;\n  multi_accept on;\n}}\nhttp {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_timeout 300s;\n  keepalive_requests 100000000;\n  proxy_cache_path {d}/nginx-{node}-cache levels=1:2 keys_zone=bt:10m max_size=2g inactive=1h use_temp_path=off;\n{servers}}}\n"
+        "# Written by baton-bench.\nuser root;\nworker_processes {workers};\nworker_rlimit_nofile 20000;\npid {d}/nginx-{node}.pid;\nerror_log {d}/nginx-{node}.err warn;\nevents {{\n  worker_connections 19500;\n  multi_accept on;\n}}\nhttp {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_timeout 300s;\n  keepalive_requests 100000000;\n  proxy_cache_path {d}/nginx-{node}-cache levels=1:2 keys_zone=bt:10m max_size=2g inactive=1h use_temp_path=off;\n{servers}}}\n"
     )
 }
 
@@ -1324,11 +1389,53 @@ mod tests {
     }
 
     #[test]
+    fn parallel_load_summaries_add_up_and_keep_the_worst_tail() {
+        let mut a = LoadSummary {
+            connections: 10,
+            max_open: 10,
+            connected: 10,
+            connect_seconds: 1.0,
+            requests_ok: 100,
+            requests_per_s: 50.0,
+            ..Default::default()
+        };
+        a.latency_ms = baton_benches::harness::stats::LatencyMs {
+            p50: 1.0,
+            p99: 5.0,
+            p999: 9.0,
+            max: 10.0,
+        };
+        let mut b = a.clone();
+        b.connect_seconds = 2.0;
+        b.errors = 3;
+        b.error_kinds.insert("connect failed".into(), 3);
+        b.latency_ms = baton_benches::harness::stats::LatencyMs {
+            p50: 3.0,
+            p99: 7.0,
+            p999: 8.0,
+            max: 12.0,
+        };
+        let m = merge_summaries(&[a, b]).unwrap();
+        assert_eq!(m.connected, 20);
+        assert_eq!(m.errors, 3);
+        assert_eq!(m.error_kinds.get("connect failed"), Some(&3));
+        assert!((m.requests_per_s - 100.0).abs() < 1e-9);
+        assert!(
+            (m.connects_per_s - 10.0).abs() < 1e-9,
+            "20 connections over the slowest 2 s"
+        );
+        assert!((m.latency_ms.p50 - 2.0).abs() < 1e-9);
+        assert!((m.latency_ms.p99 - 7.0).abs() < 1e-9);
+        assert!(merge_summaries(&[]).is_none());
+    }
+
+    #[test]
     fn nginx_conf_serves_objects_and_proxies_the_origin() {
         let c = nginx_conf(
             Path::new("/run/baton-lab/btb"),
             "box2",
             &[("198.18.0.62", false), ("198.18.0.63", true)],
+            1,
         );
         assert!(c.contains(
             "listen 198.18.0.62:80 backlog=65535;\n    root /run/baton-lab/btb/objects;"
@@ -1337,5 +1444,9 @@ mod tests {
         assert!(c.contains("proxy_pass http://198.19.0.2;"));
         assert!(c.contains("pid /run/baton-lab/btb/nginx-box2.pid;"));
         assert!(c.contains("worker_processes 1;"));
+        assert!(!c.contains("reuseport"));
+        let many = nginx_conf(Path::new("/x"), "box2", &[("198.18.0.62", false)], 16);
+        assert!(many.contains("worker_processes 16;"));
+        assert!(many.contains("listen 198.18.0.62:80 backlog=65535 reuseport;"));
     }
 }

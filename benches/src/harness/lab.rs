@@ -216,10 +216,7 @@ impl Lab {
             path: path.clone(),
             what: e.to_string(),
         })?;
-        let edited = set_toml_key(&text, section, key, value).ok_or_else(|| LabError::State {
-            path: path.clone(),
-            what: format!("no [{section}] table"),
-        })?;
+        let edited = set_toml_key(&text, section, key, value);
         std::fs::write(&path, edited).map_err(|e| LabError::State {
             path,
             what: e.to_string(),
@@ -275,8 +272,9 @@ impl Drop for Lab {
 }
 
 /// Sets `key = value` in `[section]` of a TOML text, adding the key when the
-/// table lacks it. Line-based so that the lab's comments survive.
-pub fn set_toml_key(text: &str, section: &str, key: &str, value: &str) -> Option<String> {
+/// table lacks it and the table when the text lacks it. Line-based so that
+/// the lab's comments survive.
+pub fn set_toml_key(text: &str, section: &str, key: &str, value: &str) -> String {
     let header = format!("[{section}]");
     let mut out = Vec::new();
     let mut in_section = false;
@@ -304,7 +302,12 @@ pub fn set_toml_key(text: &str, section: &str, key: &str, value: &str) -> Option
     if in_section && !done {
         out.push(format!("{key} = {value}"));
     }
-    found_section.then(|| out.join("\n") + "\n")
+    if !found_section {
+        out.push(String::new());
+        out.push(header);
+        out.push(format!("{key} = {value}"));
+    }
+    out.join("\n") + "\n"
 }
 
 /// Resident memory of a process, kibibytes (`VmRSS` of /proc/PID/status).
@@ -365,7 +368,7 @@ mod tests {
     #[test]
     fn toml_key_is_replaced_inside_its_table_only() {
         let text = "[checkpoint]\nslots = 20000\nmode = \"shared\"\n\n[failure]\nslots = 1\n";
-        let out = set_toml_key(text, "checkpoint", "slots", "300000").unwrap();
+        let out = set_toml_key(text, "checkpoint", "slots", "300000");
         assert!(out.contains("[checkpoint]\nslots = 300000\n"));
         assert!(out.contains("[failure]\nslots = 1"));
     }
@@ -373,7 +376,7 @@ mod tests {
     #[test]
     fn toml_key_missing_from_table_is_added_to_it() {
         let text = "[checkpoint]\nslots = 20000\n\n[failure]\nmissed = 3\n";
-        let out = set_toml_key(text, "checkpoint", "enabled", "false").unwrap();
+        let out = set_toml_key(text, "checkpoint", "enabled", "false");
         let v: toml::Value = toml::from_str(&out).unwrap();
         assert_eq!(v["checkpoint"]["enabled"].as_bool(), Some(false));
         assert_eq!(v["failure"]["missed"].as_integer(), Some(3));
@@ -382,18 +385,17 @@ mod tests {
             "failure",
             "heartbeat_interval_ms",
             "30",
-        )
-        .unwrap();
+        );
         let v: toml::Value = toml::from_str(&last).unwrap();
         assert_eq!(v["failure"]["heartbeat_interval_ms"].as_integer(), Some(30));
     }
 
     #[test]
-    fn toml_edit_of_absent_table_is_refused() {
-        assert_eq!(
-            set_toml_key("[box]\nid = 1\n", "limits", "max_connections", "1"),
-            None
-        );
+    fn toml_edit_of_absent_table_appends_the_table() {
+        let out = set_toml_key("[box]\nid = 1\n", "limits", "max_connections", "320000");
+        let v: toml::Value = toml::from_str(&out).unwrap();
+        assert_eq!(v["limits"]["max_connections"].as_integer(), Some(320_000));
+        assert_eq!(v["box"]["id"].as_integer(), Some(1));
     }
 
     #[test]
