@@ -157,7 +157,7 @@ fn main() -> Result<()> {
         .any(|s| wants(s));
     if lab_suites {
         wait_for_other_labs(&args.prefix);
-        let client_addrs = if args.quick { 2 } else { 16 };
+        let client_addrs = if args.quick { 4 } else { 40 };
         progress(format!(
             "lab up: prefix {}, 3 boxes, {client_addrs} extra client addresses",
             args.prefix
@@ -1092,7 +1092,23 @@ impl Bench {
                 };
                 let base = rss(&*pids);
                 let base_sock = sockmem(&*pids);
-                let sources = self.lab.client_sources();
+                // Baton and nginx get disjoint halves of the client addresses,
+                // so that the previous run's TIME_WAIT ports never slow the
+                // next run's bind(2).
+                let all_sources = self.lab.client_sources();
+                let half = all_sources.len() / 2;
+                let sources: Vec<String> = if target == "baton" {
+                    all_sources[..half].to_vec()
+                } else {
+                    all_sources[half..].to_vec()
+                };
+                // One request first: ARP is resolved and the server is ready
+                // before thousands of SYNs arrive.
+                self.load(
+                    &format!("conc-warm-{target}"),
+                    &format!("http://{ip}/1K.bin"),
+                    &["--timeout-secs".into(), "30".into()],
+                )?;
                 if (sources.len() as u64) < procs {
                     progress(format!(
                         "  only {} client addresses for {procs} load processes",
