@@ -105,10 +105,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         .with_context(|| format!("cache.origin {:?} names no reachable address", config.cache.origin))?;
     let (cache, fetchers) = Cache::start(CacheSettings::from_config(&config.cache), origin, config.cache.fetchers)
         .context("starting the origin fetchers")?;
-    let dataplane = Arc::new(start_dataplane(&config, &region, cache.clone(), orphans.clone())?);
-    region
-        .set_identity(dataplane.mac().0, &config.service.ips)
-        .context("writing the box table entry")?;
+    // Before the dataplane answers for our addresses: frames of connections
+    // to them that other boxes hold now must be forwarded, never reset.
     let held_elsewhere = takeover::routes_to_holders(&segment, config.node.id, &config.service.ips);
     if !held_elsewhere.is_empty() {
         info!(
@@ -117,6 +115,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
         orphans.extend(held_elsewhere);
     }
+    let dataplane = Arc::new(start_dataplane(&config, &region, cache.clone(), orphans.clone())?);
+    region
+        .set_identity(dataplane.mac().0, &config.service.ips)
+        .context("writing the box table entry")?;
     for ip in &config.service.ips {
         // Gratuitous ARP: the LAN learns (again) which MAC owns the address.
         if let Err(err) = dataplane.announce(*ip) {
@@ -485,6 +487,10 @@ impl Control {
             .dataplane
             .handoff(tuples, baton_dataplane::wire::ethernet::MacAddr(info.mac))
             .map_err(|e| e.to_string())?;
+        // Only what the workers handed off: a connection that ended
+        // meanwhile must not be restored elsewhere.
+        let picked: Vec<_> = picked.into_iter().filter(|(_, t)| moved.contains(t)).collect();
+        let moved = moved.len();
         let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();
         let admin = std::net::SocketAddr::new(member.back_addr.ip(), self.admin_port);
         let path = format!("/adopt?from={}&slots={}", self.me, slots.join(","));

@@ -460,8 +460,9 @@ impl DataplaneHandle {
     }
 
     /// Hands `tuples` over to the box whose MAC is `to` ([`Command::Handoff`]
-    /// on the worker of each); returns how many were handed off.
-    pub fn handoff(&self, tuples: Vec<FourTuple>, to: MacAddr) -> Result<usize, DataplaneError> {
+    /// on the worker of each); returns those handed off (a connection that
+    /// ended meanwhile is not).
+    pub fn handoff(&self, tuples: Vec<FourTuple>, to: MacAddr) -> Result<Vec<FourTuple>, DataplaneError> {
         let n = self.workers.len();
         let mut per_worker: Vec<Vec<FourTuple>> = vec![Vec::new(); n];
         for t in tuples {
@@ -475,11 +476,12 @@ impl DataplaneHandle {
                 asked += 1;
             }
         }
-        let mut moved = 0;
+        let mut moved = Vec::new();
         for _ in 0..asked {
-            moved += rx
-                .recv_timeout(Duration::from_secs(5))
-                .map_err(|_| DataplaneError::Options("a worker did not answer the handoff".into()))?;
+            moved.extend(
+                rx.recv_timeout(Duration::from_secs(5))
+                    .map_err(|_| DataplaneError::Options("a worker did not answer the handoff".into()))?,
+            );
         }
         Ok(moved)
     }

@@ -135,8 +135,8 @@ pub enum Command {
         tuples: Vec<FourTuple>,
         /// The MAC of the box that adopts them.
         to: MacAddr,
-        /// Gets the number of connections handed off.
-        done: Sender<usize>,
+        /// Gets the connections actually handed off (the others had ended).
+        done: Sender<Vec<FourTuple>>,
     },
     /// Stop the worker.
     Shutdown,
@@ -433,7 +433,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 return false;
             }
             Command::Handoff { tuples, to, done } => {
-                let mut moved = 0;
+                let mut moved = Vec::with_capacity(tuples.len());
                 for tuple in tuples {
                     let Some(id) = core.flows.lookup(&tuple) else {
                         continue;
@@ -453,7 +453,7 @@ impl<P: Port, A: App> Worker<P, A> {
                         }
                     }
                     core.timers.cancel(id.index());
-                    moved += 1;
+                    moved.push(tuple);
                 }
                 let _ = done.send(moved);
             }

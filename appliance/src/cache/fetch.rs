@@ -563,6 +563,15 @@ fn fetch(
         base = first;
         length = complete;
     }
+    if head.status == 416 {
+        // RFC 9110 §14.4: `Content-Range: bytes */complete-length`; the
+        // Content-Length is that of the error body, not the object's.
+        length = head
+            .content_range
+            .as_deref()
+            .and_then(|v| v.trim().strip_prefix("bytes */"))
+            .and_then(|n| n.trim().parse().ok());
+    }
     let has_body = !matches!(head.status, 204 | 304);
     object.set_meta(ObjectMeta {
         status: head.status,

@@ -203,6 +203,13 @@ fn serve(mut conn: TcpStream, st: &State) {
                 from = f;
                 status = "206 Partial Content".into();
                 extra.push_str(&format!("Content-Range: bytes {f}-{}/{len}\r\n", len - 1));
+            } else {
+                // RFC 9110 §15.5.17, as nginx and the lab's origin answer.
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\n{extra}\r\n"
+                );
+                return;
             }
         }
     }

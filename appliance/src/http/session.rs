@@ -814,6 +814,22 @@ fn step(
 
 /// Where a resumed response continues, given the object found for it.
 fn resume_stage(r: &Resume, meta: &ObjectMeta, p: Planned) -> Result<Stage, NotResumable> {
+    // A whole-object response whose every body byte the client has already
+    // acknowledged: its kernel took them into its receive buffer while the
+    // application reads slowly. The origin answers the range from there
+    // with 416 (RFC 9110 §15.5.17, `bytes */length`): nothing is left to
+    // send, and the connection carries on as an idle one.
+    if meta.status == 416 && r.cp.range.is_none() && r.delta > 0 {
+        let from = r.cp.body_offset.saturating_add(r.delta as u64);
+        return match meta.length {
+            Some(len) if len != from => Err(NotResumable::Position),
+            _ => Ok(Stage::Head {
+                head: Bytes::new(),
+                pos: 0,
+                body: None,
+            }),
+        };
+    }
     if !r.cp.same_object(meta) {
         return Err(NotResumable::Changed);
     }

@@ -1476,3 +1476,20 @@ fn worker_on_ready_resumes_a_restored_connection_through_its_transport() {
     assert_eq!(s.app_block().map(|b| b.bytes_sent), Some(200_000));
     assert_eq!(w.context().counters.snapshot().resumed, 1);
 }
+
+#[test]
+fn resume_of_a_whole_object_the_client_already_holds_is_an_idle_connection_even_from_the_origin() {
+    // A slow-reading client's kernel acknowledges the whole body into its
+    // receive buffer; the survivor lacks the object, asks the origin for
+    // the rest and gets 416 (`bytes */length`): nothing is left to send.
+    let h = Harness::new();
+    h.origin.put("/big", pattern(300_000), Behaviour::Serve);
+    let (_first, cp) = first_response(&h, &get("/big"));
+    assert!(h.cache.purge("/big"), "the survivor lacks the object");
+    let mut r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(300_000));
+    assert!(r.out.is_empty(), "no byte is sent again");
+    assert_eq!(r.s.should_close(), None, "no reset: the client has it all");
+    r.send(&get("/big"));
+    r.run();
+    assert!(responses(&r.out, &[])[0].body == pattern(300_000), "the next request is served");
+}
