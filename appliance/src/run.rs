@@ -179,8 +179,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         Err(dataplane) => dataplane.shutdown(),
     }
+    // Fetcher threads end once every handle on the cache is gone; a
+    // worker that did not stop may still hold one, so do not wait for them:
+    // the process exit ends them.
     drop(cache);
-    fetchers.join();
+    drop(fetchers);
     let _ = heartbeat.join();
     if let Some(r) = replication {
         let _ = r.join();
