@@ -65,10 +65,15 @@ impl AdminSource for BoxAdmin {
             .map(|&id| match self.control.segment.box_info(id) {
                 Ok(info) => {
                     let age = now.saturating_sub(info.heartbeat_ms);
-                    let stale = matches!(info.state, BoxState::Alive | BoxState::Rejoined) && age > self.detection_ms;
+                    let stale = matches!(info.state, BoxState::Alive | BoxState::Rejoined)
+                        && age > self.detection_ms;
                     PeerStatus {
                         id,
-                        state: if stale { "dead".into() } else { state_name(info.state).into() },
+                        state: if stale {
+                            "dead".into()
+                        } else {
+                            state_name(info.state).into()
+                        },
                         heartbeat_age_ms: (info.state != BoxState::Unused).then_some(age),
                         connections: info.connections.max(0) as u64,
                     }
@@ -86,7 +91,10 @@ impl AdminSource for BoxAdmin {
             box_id: self.control.me,
             name: self.name.clone(),
             epoch: me.as_ref().map_or(0, |i| i.epoch),
-            state: me.as_ref().map_or("unreadable", |i| state_name(i.state)).into(),
+            state: me
+                .as_ref()
+                .map_or("unreadable", |i| state_name(i.state))
+                .into(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             connections: me.as_ref().map_or(0, |i| i.connections.max(0) as u64),
             checkpoints: me.as_ref().map_or(0, |i| i.checkpoints),
@@ -106,9 +114,21 @@ impl AdminSource for BoxAdmin {
         let mut out = Vec::new();
         let me = self.control.region.box_info().ok();
         let cache = self.cache.stats();
-        out.push(Metric::counter("baton_cache_hits_total", "Requests answered from the cache.", cache.hits));
-        out.push(Metric::counter("baton_cache_misses_total", "Requests that needed the origin.", cache.misses));
-        out.push(Metric::counter("baton_cache_evictions_total", "Objects evicted to stay under the budget.", cache.evictions));
+        out.push(Metric::counter(
+            "baton_cache_hits_total",
+            "Requests answered from the cache.",
+            cache.hits,
+        ));
+        out.push(Metric::counter(
+            "baton_cache_misses_total",
+            "Requests that needed the origin.",
+            cache.misses,
+        ));
+        out.push(Metric::counter(
+            "baton_cache_evictions_total",
+            "Objects evicted to stay under the budget.",
+            cache.evictions,
+        ));
         for (kind, n) in [
             ("origin_timeout", cache.errors_timeout),
             ("origin_connect", cache.errors_connect),

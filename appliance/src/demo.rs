@@ -74,7 +74,14 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     let out_str = out.to_string_lossy().into_owned();
     let mut curl = Command::new("ip")
         .args(["netns", "exec", &format!("{}-client", args.prefix)])
-        .args(["curl", "-sS", "--max-time", "120", "--limit-rate", &args.rate])
+        .args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "120",
+            "--limit-rate",
+            &args.rate,
+        ])
         .args(["-o", &out_str, &url])
         .stdin(Stdio::null())
         .spawn()
@@ -109,7 +116,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         println!("==> the download survived the death of its box");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("==> the download did NOT survive (see the box logs under {})", run_dir.display());
+        println!(
+            "==> the download did NOT survive (see the box logs under {})",
+            run_dir.display()
+        );
         Ok(ExitCode::FAILURE)
     }
 }
@@ -117,7 +127,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 /// The sha256 the lab recorded for `object` in objects.sha256.
 fn expected_sha256(run_dir: &std::path::Path, object: &str) -> Result<String> {
     let list = run_dir.join("objects.sha256");
-    let text = std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
+    let text =
+        std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
     text.lines()
         .filter_map(|line| line.split_once(char::is_whitespace))
         .find(|(_, name)| name.trim().trim_start_matches('*').rsplit('/').next() == Some(object))

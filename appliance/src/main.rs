@@ -6,9 +6,9 @@
 //! one-machine test cluster, `demo` tells the whole story in one command.
 
 mod admin;
-mod demo;
 mod boxadmin;
 mod cache;
+mod demo;
 #[cfg(feature = "dpdk")]
 mod dpdk_backend;
 mod http;

@@ -47,7 +47,13 @@ pub fn unix_ms() -> u64 {
 /// The segment layout a config implies: one region per member id (ids
 /// index regions directly, so region 0 is unused when ids start at 1).
 pub fn layout_of(config: &Config) -> Layout {
-    let top = config.cluster.members.iter().map(|m| m.id).max().unwrap_or(config.node.id);
+    let top = config
+        .cluster
+        .members
+        .iter()
+        .map(|m| m.id)
+        .max()
+        .unwrap_or(config.node.id);
     Layout {
         regions: top.max(config.node.id) + 1,
         slots_per_region: config.checkpoint.slots,
@@ -70,7 +76,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let signals = StopSignals::block()?;
 
     let segment = open_segment(&config)?;
-    let region = segment.region(config.node.id).context("own region of the segment")?;
+    let region = segment
+        .region(config.node.id)
+        .context("own region of the segment")?;
     let previous = region.box_info().ok();
     let epoch = region.begin_epoch();
     let state = match previous.as_ref().map(|p| p.state) {
@@ -101,10 +109,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let orphans = Arc::new(OrphanTable::default());
 
-    let origin = Origin::from_config(&config.cache)
-        .with_context(|| format!("cache.origin {:?} names no reachable address", config.cache.origin))?;
-    let (cache, fetchers) = Cache::start(CacheSettings::from_config(&config.cache), origin, config.cache.fetchers)
-        .context("starting the origin fetchers")?;
+    let origin = Origin::from_config(&config.cache).with_context(|| {
+        format!(
+            "cache.origin {:?} names no reachable address",
+            config.cache.origin
+        )
+    })?;
+    let (cache, fetchers) = Cache::start(
+        CacheSettings::from_config(&config.cache),
+        origin,
+        config.cache.fetchers,
+    )
+    .context("starting the origin fetchers")?;
     // Before the dataplane answers for our addresses: frames of connections
     // to them that other boxes hold now must be forwarded, never reset.
     let held_elsewhere = takeover::routes_to_holders(&segment, config.node.id, &config.service.ips);
@@ -115,7 +131,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
         orphans.extend(held_elsewhere);
     }
-    let dataplane = Arc::new(start_dataplane(&config, &region, cache.clone(), orphans.clone())?);
+    let dataplane = Arc::new(start_dataplane(
+        &config,
+        &region,
+        cache.clone(),
+        orphans.clone(),
+    )?);
     region
         .set_identity(dataplane.mac().0, &config.service.ips)
         .context("writing the box table entry")?;
@@ -133,22 +154,26 @@ pub fn run(args: RunArgs) -> Result<()> {
     );
 
     let control = Arc::new(Control {
-            segment: segment.clone(),
-            region: region.clone(),
-            dataplane: dataplane.clone(),
-            orphans,
-            me: config.node.id,
-            own_ips: config.service.ips.clone(),
-            inherited: Default::default(),
-            members: config.cluster.members.clone(),
-            admin_port: config.admin.listen.port(),
-            admin_token: config.admin.token.clone(),
+        segment: segment.clone(),
+        region: region.clone(),
+        dataplane: dataplane.clone(),
+        orphans,
+        me: config.node.id,
+        own_ips: config.service.ips.clone(),
+        inherited: Default::default(),
+        members: config.cluster.members.clone(),
+        admin_port: config.admin.listen.port(),
+        admin_token: config.admin.token.clone(),
     });
     let watcher = spawn_watcher(control.clone(), &config, stop.clone())?;
     let admin = crate::admin::spawn(
         config.admin.listen,
         config.admin.token.clone(),
-        Arc::new(crate::boxadmin::BoxAdmin::new(control.clone(), cache.clone(), &config)),
+        Arc::new(crate::boxadmin::BoxAdmin::new(
+            control.clone(),
+            cache.clone(),
+            &config,
+        )),
     )
     .with_context(|| format!("admin API on {}", config.admin.listen))?;
 
@@ -202,9 +227,15 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
         PollMode::Adaptive => baton_dataplane::PollMode::Adaptive { spins: 200 },
     };
     opts.listen_ports = vec![config.service.port];
-    opts.mac_override = dp.mac.map(|m| baton_dataplane::wire::ethernet::MacAddr(m.0));
+    opts.mac_override = dp
+        .mac
+        .map(|m| baton_dataplane::wire::ethernet::MacAddr(m.0));
     // Limits are per box in the config, per worker in the dataplane.
-    opts.max_connections = config.limits.max_connections.min(dp.max_connections).div_ceil(dp.workers.max(1));
+    opts.max_connections = config
+        .limits
+        .max_connections
+        .min(dp.max_connections)
+        .div_ceil(dp.workers.max(1));
     opts.syn_backlog = dp.syn_backlog;
     opts.tcp.ack_after_commit = config.checkpoint.enabled && config.checkpoint.ack_after_commit;
     opts
@@ -241,12 +272,23 @@ fn start_dataplane(
         } else {
             None
         };
-        CacheApp::new(cache.clone(), worker, limits, per_worker, checkpointer, orphans.clone())
+        CacheApp::new(
+            cache.clone(),
+            worker,
+            limits,
+            per_worker,
+            checkpointer,
+            orphans.clone(),
+        )
     };
     #[cfg(feature = "dpdk")]
     if config.dataplane.backend == Backend::Dpdk {
-        return crate::dpdk_backend::start(config, opts, factory)
-            .with_context(|| format!("starting the dataplane on {} with DPDK", config.dataplane.interface));
+        return crate::dpdk_backend::start(config, opts, factory).with_context(|| {
+            format!(
+                "starting the dataplane on {} with DPDK",
+                config.dataplane.interface
+            )
+        });
     }
     baton_dataplane::start(opts, factory)
         .with_context(|| format!("starting the dataplane on {}", config.dataplane.interface))
@@ -263,7 +305,11 @@ fn mark_ready(path: &Path) -> Result<()> {
 /// UDP authenticated with the cluster key (see baton_shmem::replication).
 /// It must run on the same `Segment` the workers write through: it finds
 /// changed slots in that mapping's dirty bitmap.
-fn spawn_replication(segment: &Segment, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
+fn spawn_replication(
+    segment: &Segment,
+    config: &Config,
+    stop: Arc<AtomicBool>,
+) -> Result<thread::JoinHandle<()>> {
     let me = config.me().context("this box is not a cluster member")?;
     let socket = std::net::UdpSocket::bind(me.back_addr)
         .with_context(|| format!("binding the replication socket on {}", me.back_addr))?;
@@ -293,7 +339,11 @@ fn spawn_replication(segment: &Segment, config: &Config, stop: Arc<AtomicBool>) 
 }
 
 /// Beats the box's heartbeat at the configured interval.
-fn spawn_heartbeat(region: Region, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
+fn spawn_heartbeat(
+    region: Region,
+    config: &Config,
+    stop: Arc<AtomicBool>,
+) -> Result<thread::JoinHandle<()>> {
     let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
     thread::Builder::new()
         .name("heartbeat".into())
@@ -327,7 +377,11 @@ pub(crate) struct Control {
 /// Watches the other boxes' heartbeats; a box silent for the configured
 /// count is declared dead and its connections are taken over (seed Fig. 6
 /// step 602), a box back with a new epoch is a new member.
-fn spawn_watcher(control: Arc<Control>, config: &Config, stop: Arc<AtomicBool>) -> Result<thread::JoinHandle<()>> {
+fn spawn_watcher(
+    control: Arc<Control>,
+    config: &Config,
+    stop: Arc<AtomicBool>,
+) -> Result<thread::JoinHandle<()>> {
     let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
     let deadline_ms = config.failure.detection_ms();
     let peers: Vec<u16> = config.peers().map(|m| m.id).collect();
@@ -337,7 +391,9 @@ fn spawn_watcher(control: Arc<Control>, config: &Config, stop: Arc<AtomicBool>) 
             let mut tracker = PeerTracker::new(&peers);
             let mut last_stats = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
-                if tracing::enabled!(tracing::Level::DEBUG) && last_stats.elapsed() >= Duration::from_secs(1) {
+                if tracing::enabled!(tracing::Level::DEBUG)
+                    && last_stats.elapsed() >= Duration::from_secs(1)
+                {
                     last_stats = std::time::Instant::now();
                     control.log_stats();
                 }
@@ -386,8 +442,13 @@ impl Control {
         let mut routes = Vec::with_capacity(plan.mine.len() + plan.elsewhere.len());
         for (key, owner) in &plan.elsewhere {
             match self.segment.box_info(*owner) {
-                Ok(info) => routes.push((*key, OrphanRoute::Elsewhere(baton_dataplane::wire::ethernet::MacAddr(info.mac)))),
-                Err(err) => warn!(owner, %err, "survivor's box table unreadable: its orphans are not forwarded"),
+                Ok(info) => routes.push((
+                    *key,
+                    OrphanRoute::Elsewhere(baton_dataplane::wire::ethernet::MacAddr(info.mac)),
+                )),
+                Err(err) => {
+                    warn!(owner, %err, "survivor's box table unreadable: its orphans are not forwarded")
+                }
             }
         }
         for orphan in &plan.mine {
@@ -446,8 +507,14 @@ impl Control {
             thread::sleep(Duration::from_millis(2));
         }
         self.region.set_state(BoxState::Draining);
-        info!(connections = before, "draining: connections frozen and handed to the survivors");
-        Ok(format!("box {} draining: {before} connections handed over", self.me))
+        info!(
+            connections = before,
+            "draining: connections frozen and handed to the survivors"
+        );
+        Ok(format!(
+            "box {} draining: {before} connections handed over",
+            self.me
+        ))
     }
 
     /// A planned move of `count` connections to box `to` (rebalancing):
@@ -474,7 +541,11 @@ impl Control {
                 break;
             }
             let record = slot.bundle().records.iter().next().map(|r| r.view());
-            if let Some(r) = record.filter(|r| r.tcp.is_some_and(|t| t.tcp_state == baton_dataplane::tcp::State::Established.as_u8())) {
+            if let Some(r) = record.filter(|r| {
+                r.tcp.is_some_and(|t| {
+                    t.tcp_state == baton_dataplane::tcp::State::Established.as_u8()
+                })
+            }) {
                 let tuple = baton_dataplane::tcp::FourTuple {
                     local: r.local.socket_addr(),
                     remote: r.remote.socket_addr(),
@@ -483,7 +554,10 @@ impl Control {
             }
         }
         if picked.is_empty() {
-            return Ok(format!("box {} has no established connection to move", self.me));
+            return Ok(format!(
+                "box {} has no established connection to move",
+                self.me
+            ));
         }
         let tuples = picked.iter().map(|(_, t)| *t).collect();
         let moved = self
@@ -492,7 +566,10 @@ impl Control {
             .map_err(|e| e.to_string())?;
         // Only what the workers handed off: a connection that ended
         // meanwhile must not be restored elsewhere.
-        let picked: Vec<_> = picked.into_iter().filter(|(_, t)| moved.contains(t)).collect();
+        let picked: Vec<_> = picked
+            .into_iter()
+            .filter(|(_, t)| moved.contains(t))
+            .collect();
         let moved = moved.len();
         let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();
         let admin = std::net::SocketAddr::new(member.back_addr.ip(), self.admin_port);
@@ -505,9 +582,14 @@ impl Control {
         match answer {
             Ok((status, _)) if (200..300).contains(&status) => {
                 info!(to, moved, "migrated connections");
-                Ok(format!("box {}: {moved} connections moved to box {to}", self.me))
+                Ok(format!(
+                    "box {}: {moved} connections moved to box {to}",
+                    self.me
+                ))
             }
-            Ok((status, body)) => Err(format!("box {to} refused the connections ({status}): {body}")),
+            Ok((status, body)) => Err(format!(
+                "box {to} refused the connections ({status}): {body}"
+            )),
             Err(err) => Err(format!("box {to}'s admin API at {admin}: {err}")),
         }
     }
@@ -520,14 +602,22 @@ impl Control {
         // Frames forwarded before the eager restore below reaches a worker
         // restore the connection lazily instead of meeting a reset.
         self.orphans.extend(orphans.iter().map(|o| {
-            ((o.export.tuple.local, o.export.tuple.remote), OrphanRoute::Mine(Box::new(o.clone())))
+            (
+                (o.export.tuple.local, o.export.tuple.remote),
+                OrphanRoute::Mine(Box::new(o.clone())),
+            )
         }));
         for orphan in orphans {
             let data: RestoreData = orphan.response;
-            self.dataplane.restore(orphan.export, Box::new(data)).map_err(|e| e.to_string())?;
+            self.dataplane
+                .restore(orphan.export, Box::new(data))
+                .map_err(|e| e.to_string())?;
         }
         info!(from, adopted = n, "adopting connections handed over");
-        Ok(format!("box {} adopted {n} connections from box {from}", self.me))
+        Ok(format!(
+            "box {} adopted {n} connections from box {from}",
+            self.me
+        ))
     }
 
     /// A dead box came back as a new member: it answers for its addresses
@@ -535,7 +625,11 @@ impl Control {
     /// stay here; the rejoined box forwards their frames (see
     /// [`takeover::routes_to_holders`]).
     fn hand_back(&self, id: u16) {
-        let ips = self.inherited.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let ips = self
+            .inherited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         for ip in ips.unwrap_or_default() {
             info!(peer = id, %ip, "peer rejoined: handing its address back");
             if let Err(err) = self.dataplane.remove_service_ip(ip) {
@@ -608,14 +702,21 @@ impl PeerTracker {
     }
 
     /// Updates the view of peer `id`; says when it has just died or come back.
-    fn observe(&mut self, id: u16, info: &baton_shmem::BoxInfo, now_ms: u64, deadline_ms: u64) -> Option<Transition> {
+    fn observe(
+        &mut self,
+        id: u16,
+        info: &baton_shmem::BoxInfo,
+        now_ms: u64,
+        deadline_ms: u64,
+    ) -> Option<Transition> {
         let (_, view) = self.peers.iter_mut().find(|(p, _)| *p == id)?;
         if info.state == BoxState::Unused {
             return None;
         }
         // A draining box has frozen its connections and asks to be taken
         // over now: for the survivors it is gone, without detection delay.
-        let fresh = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms && info.state != BoxState::Draining;
+        let fresh = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms
+            && info.state != BoxState::Draining;
         let next = match (*view, fresh) {
             (PeerView::Dead { epoch }, true) if info.epoch == epoch => PeerView::Dead { epoch },
             (_, true) => PeerView::Alive { epoch: info.epoch },
@@ -626,7 +727,10 @@ impl PeerTracker {
             match next {
                 PeerView::Alive { epoch } => info!(peer = id, epoch, "peer alive"),
                 PeerView::Dead { epoch } if info.state == BoxState::Draining => {
-                    info!(peer = id, epoch, "peer draining: taking its connections over")
+                    info!(
+                        peer = id,
+                        epoch, "peer draining: taking its connections over"
+                    )
                 }
                 PeerView::Dead { epoch } => warn!(
                     peer = id,
@@ -680,7 +784,10 @@ impl StopSignals {
             libc::sigaddset(&mut set, libc::SIGUSR1);
             let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
             if rc != 0 {
-                return Err(anyhow!("pthread_sigmask failed: {}", std::io::Error::from_raw_os_error(rc)));
+                return Err(anyhow!(
+                    "pthread_sigmask failed: {}",
+                    std::io::Error::from_raw_os_error(rc)
+                ));
             }
             Ok(Self { set })
         }
@@ -718,13 +825,20 @@ mod tests {
         assert_eq!(t.observe(2, &info(1, 1000), 1010, 90), None);
         assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
         assert_eq!(t.alive_with(1), vec![1, 2]);
-        assert_eq!(t.observe(2, &info(1, 1000), 1091, 90), Some(Transition::Died), "declared dead once");
+        assert_eq!(
+            t.observe(2, &info(1, 1000), 1091, 90),
+            Some(Transition::Died),
+            "declared dead once"
+        );
         assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });
         assert_eq!(t.alive_with(1), vec![1]);
         // A stale beat of the old incarnation never revives it.
         t.observe(2, &info(1, 1080), 1100, 90);
         assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });
-        assert_eq!(t.observe(2, &info(2, 1200), 1210, 90), Some(Transition::Rejoined));
+        assert_eq!(
+            t.observe(2, &info(2, 1200), 1210, 90),
+            Some(Transition::Rejoined)
+        );
         assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 2 });
     }
 }

@@ -26,7 +26,8 @@ pub struct BoxSummary {
 pub fn box_summaries(config: &Path) -> Result<Vec<BoxSummary>> {
     let config = baton_config::load(config).map_err(|e| anyhow!("{e}"))?;
     let path = &config.checkpoint.segment_path;
-    let segment = Segment::open_existing(path).with_context(|| format!("checkpoint segment {}", path.display()))?;
+    let segment = Segment::open_existing(path)
+        .with_context(|| format!("checkpoint segment {}", path.display()))?;
     let now = unix_ms();
     let mut out = Vec::new();
     for member in &config.cluster.members {
@@ -41,7 +42,11 @@ pub fn box_summaries(config: &Path) -> Result<Vec<BoxSummary>> {
             Ok(info) => BoxSummary {
                 id: member.id,
                 heartbeat_age_ms: Some(now.saturating_sub(info.heartbeat_ms)),
-                state: state_name(info.state, now.saturating_sub(info.heartbeat_ms), config.failure.detection_ms()),
+                state: state_name(
+                    info.state,
+                    now.saturating_sub(info.heartbeat_ms),
+                    config.failure.detection_ms(),
+                ),
                 connections: info.connections.max(0) as u64,
                 checkpoints: info.checkpoints,
             },
@@ -74,13 +79,19 @@ fn state_name(state: BoxState, age_ms: u64, detection_ms: u64) -> String {
 /// `baton status`: one line per box.
 pub fn print(config: &Path) -> Result<()> {
     let boxes = box_summaries(config)?;
-    println!("{:<6} {:<10} {:>14} {:>12} {:>12}", "box", "state", "heartbeat age", "connections", "checkpoints");
+    println!(
+        "{:<6} {:<10} {:>14} {:>12} {:>12}",
+        "box", "state", "heartbeat age", "connections", "checkpoints"
+    );
     for b in boxes {
         let age = b
             .heartbeat_age_ms
             .map(|ms| format!("{ms} ms"))
             .unwrap_or_else(|| "never".into());
-        println!("{:<6} {:<10} {:>14} {:>12} {:>12}", b.id, b.state, age, b.connections, b.checkpoints);
+        println!(
+            "{:<6} {:<10} {:>14} {:>12} {:>12}",
+            b.id, b.state, age, b.connections, b.checkpoints
+        );
     }
     Ok(())
 }

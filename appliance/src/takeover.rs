@@ -146,7 +146,9 @@ pub fn orphans_in_slots(segment: &Segment, from: u16, slots: &[u32]) -> Vec<Orph
         match region.read(baton_shmem::SlotId(slot)) {
             Ok(Some(valid)) => out.extend(valid.bundle().records.iter().filter_map(orphan_of)),
             Ok(None) => {}
-            Err(err) => warn!(from, slot, %err, "handed-over slot unreadable: that connection is lost"),
+            Err(err) => {
+                warn!(from, slot, %err, "handed-over slot unreadable: that connection is lost")
+            }
         }
     }
     out
@@ -190,7 +192,11 @@ fn orphan_of(record: &ArchivedConnRecord<'_>) -> Option<Orphan> {
 /// box that rejoins after a takeover answers for its addresses again, so
 /// the frames of the connections a survivor restored reach it first; it
 /// forwards them to their holder instead of resetting them.
-pub fn routes_to_holders(segment: &Segment, me: u16, my_ips: &[IpAddr]) -> Vec<(TupleKey, OrphanRoute)> {
+pub fn routes_to_holders(
+    segment: &Segment,
+    me: u16,
+    my_ips: &[IpAddr],
+) -> Vec<(TupleKey, OrphanRoute)> {
     let mut routes = Vec::new();
     for holder in 0..segment.layout().regions {
         if holder == me {

@@ -12,8 +12,16 @@ fn example_path() -> std::path::PathBuf {
 
 #[test]
 fn check_config_accepts_the_documented_example() {
-    let out = baton().arg("check-config").arg(example_path()).output().unwrap();
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = baton()
+        .arg("check-config")
+        .arg(example_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
 }
 
@@ -35,17 +43,34 @@ fn check_config_names_every_problem_with_its_line_and_exits_nonzero() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 3, "one line per problem, got:\n{stderr}");
-    for (needle, line) in [("box.colour", &lines), ("dataplane.workers", &lines), ("service.ips", &lines)] {
-        let hit = line.iter().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no line names {needle}:\n{stderr}"));
-        assert!(hit.starts_with(&format!("{}:", file.display())), "line names the file: {hit}");
+    for (needle, line) in [
+        ("box.colour", &lines),
+        ("dataplane.workers", &lines),
+        ("service.ips", &lines),
+    ] {
+        let hit = line
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line names {needle}:\n{stderr}"));
+        assert!(
+            hit.starts_with(&format!("{}:", file.display())),
+            "line names the file: {hit}"
+        );
         let line_no = hit.split(':').nth(1).unwrap_or("");
-        assert!(line_no.parse::<usize>().is_ok(), "line carries a line number: {hit}");
+        assert!(
+            line_no.parse::<usize>().is_ok(),
+            "line carries a line number: {hit}"
+        );
     }
 }
 
 #[test]
 fn check_config_on_a_missing_file_fails_clearly() {
-    let out = baton().arg("check-config").arg("/nonexistent/box.toml").output().unwrap();
+    let out = baton()
+        .arg("check-config")
+        .arg("/nonexistent/box.toml")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/box.toml"));
 }

@@ -23,14 +23,33 @@ fn curl_box(g: &LabGuard, n: u8, name: &str) -> (u16, Vec<u8>) {
     let _ = fs::remove_file(&body);
     let b = body.display().to_string();
     let url = format!("http://198.18.0.{}/{name}", 10 + n);
-    let out = ok(g.exec("client", &["curl", "-sS", "--max-time", "120", "-o", &b, "-w", "%{http_code}", &url]));
-    let code = out.trim().parse().unwrap_or_else(|_| panic!("curl printed {out:?}"));
+    let out = ok(g.exec(
+        "client",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "120",
+            "-o",
+            &b,
+            "-w",
+            "%{http_code}",
+            &url,
+        ],
+    ));
+    let code = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("curl printed {out:?}"));
     (code, fs::read(&body).unwrap_or_default())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Downloads `name` from box `n` and asserts the bytes are the origin's.
@@ -82,7 +101,15 @@ fn start_download(g: &LabGuard, n: u8, object: &str, rate: &str) -> Download {
     let url = format!("http://198.18.0.{}/{object}", 10 + n);
     let child = Command::new("ip")
         .args(["netns", "exec", &format!("{}-client", g.prefix)])
-        .args(["curl", "-sS", "--max-time", "120", "--limit-rate", rate, "-o"])
+        .args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "120",
+            "--limit-rate",
+            rate,
+            "-o",
+        ])
         .arg(&out)
         .arg(&url)
         .stdout(Stdio::null())
@@ -115,7 +142,11 @@ fn lab_dpdk_canonical_check_survives_killing_box1() {
         out.status,
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    assert_eq!(sha256_file(&d.out), g.listed_sha("50M.bin"), "50M.bin after the takeover");
+    assert_eq!(
+        sha256_file(&d.out),
+        g.listed_sha("50M.bin"),
+        "50M.bin after the takeover"
+    );
 }
 
 /// A network namespace of this test, deleted on drop whatever happened.
@@ -124,7 +155,10 @@ struct Netns(String);
 impl Netns {
     fn new(name: &str) -> Netns {
         let _ = Command::new("ip").args(["netns", "del", name]).output();
-        let o = Command::new("ip").args(["netns", "add", name]).output().expect("ip netns add");
+        let o = Command::new("ip")
+            .args(["netns", "add", name])
+            .output()
+            .expect("ip netns add");
         assert!(o.status.success(), "ip netns add {name}: {}", text(&o));
         Netns(name.to_string())
     }
@@ -190,23 +224,45 @@ fn lab_dpdk_box_with_a_bad_vdev_exits_non_zero_with_a_clear_message() {
     let segment = dir.join("bad-vdev.seg");
     fs::write(
         &config,
-        dpdk_box_config("net_af_packet0,iface=bt-nosuch0,qpairs=1", &segment.display().to_string()),
+        dpdk_box_config(
+            "net_af_packet0,iface=bt-nosuch0,qpairs=1",
+            &segment.display().to_string(),
+        ),
     )
     .expect("write the config");
     let started = Instant::now();
     let o = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "timeout", "60", BATON, "run", "--config"])
+        .args([
+            "netns", "exec", &ns.0, "timeout", "60", BATON, "run", "--config",
+        ])
         .arg(&config)
         .output()
         .expect("run baton");
     let _ = fs::remove_dir_all(&dir);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success(), "a box without its device must not run: {}", text(&o));
-    assert_ne!(o.status.code(), Some(124), "the box hung instead of exiting: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "a box without its device must not run: {}",
+        text(&o)
+    );
+    assert_ne!(
+        o.status.code(),
+        Some(124),
+        "the box hung instead of exiting: {}",
+        text(&o)
+    );
     assert!(started.elapsed() < Duration::from_secs(60));
     assert!(err.contains("baton: error:"), "{}", text(&o));
     assert!(err.contains("DPDK"), "the message names DPDK: {}", text(&o));
-    assert!(err.contains("bt-nosuch0"), "the message names the bad vdev: {}", text(&o));
-    assert!(err.contains("No such device"), "the message says what the driver found: {}", text(&o));
+    assert!(
+        err.contains("bt-nosuch0"),
+        "the message names the bad vdev: {}",
+        text(&o)
+    );
+    assert!(
+        err.contains("No such device"),
+        "the message says what the driver found: {}",
+        text(&o)
+    );
     assert!(!err.contains("panicked"), "{}", text(&o));
 }

@@ -58,14 +58,25 @@ impl RstCapture {
         // SAFETY: SIGINT to our own child, so tcpdump flushes its file.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
-        let out = Command::new("tcpdump").args(["-n", "-r"]).arg(&self.file).output().expect("tcpdump -r");
+        let out = Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(&self.file)
+            .output()
+            .expect("tcpdump -r");
         let mut closed_by_client = std::collections::HashSet::new();
         let mut resets = Vec::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             // "TIME IP SRC.PORT > DST.PORT: Flags [..], ..."
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let (Some(src), Some(dst)) = (fields.get(2), fields.get(4)) else { continue };
-            let client_port = |addr: &str| addr.trim_end_matches(':').rsplit('.').next().map(str::to_string);
+            let (Some(src), Some(dst)) = (fields.get(2), fields.get(4)) else {
+                continue;
+            };
+            let client_port = |addr: &str| {
+                addr.trim_end_matches(':')
+                    .rsplit('.')
+                    .next()
+                    .map(str::to_string)
+            };
             if src.starts_with("198.18.0.100.") {
                 closed_by_client.extend(client_port(src));
             } else if !client_port(dst).is_some_and(|p| closed_by_client.contains(&p)) {
@@ -90,7 +101,15 @@ fn start_download(g: &LabGuard, i: usize, box_n: usize, object: &str, rate: &str
     let url = format!("http://198.18.0.{}/{object}", 10 + box_n);
     let child = Command::new("ip")
         .args(["netns", "exec", &format!("{}-client", g.prefix)])
-        .args(["curl", "-sS", "--max-time", "120", "--limit-rate", rate, "-o"])
+        .args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "120",
+            "--limit-rate",
+            rate,
+            "-o",
+        ])
         .arg(&out)
         .arg(&url)
         .stdout(Stdio::null())
@@ -109,7 +128,12 @@ fn assert_all_identical(g: &LabGuard, downloads: Vec<Download>, object: &str) {
     for d in downloads {
         let out = d.child.wait_with_output().expect("curl wait");
         if !out.status.success() {
-            failures.push(format!("{}: curl {} {}", d.url, out.status, String::from_utf8_lossy(&out.stderr).trim()));
+            failures.push(format!(
+                "{}: curl {} {}",
+                d.url,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
             continue;
         }
         let got = sha256_file(&d.out);
@@ -117,7 +141,12 @@ fn assert_all_identical(g: &LabGuard, downloads: Vec<Download>, object: &str) {
             failures.push(format!("{}: sha256 {got} (expected {expected})", d.url));
         }
     }
-    assert!(failures.is_empty(), "{} of {total} downloads failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {total} downloads failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// Waits until `since + at`, then SIGKILLs box `n`.
@@ -138,7 +167,11 @@ fn lab_canonical_check_survives_killing_each_of_three_boxes() {
         kill_at(&g, started, Duration::from_secs(2), n);
         assert_all_identical(&g, vec![d], "50M.bin");
         let resets = rst.finish();
-        assert!(resets.is_empty(), "box{n} killed: RSTs reached the client:\n{}", resets.join("\n"));
+        assert!(
+            resets.is_empty(),
+            "box{n} killed: RSTs reached the client:\n{}",
+            resets.join("\n")
+        );
     }
 }
 
@@ -147,15 +180,25 @@ fn lab_two_hundred_downloads_over_three_boxes_survive_a_kill_without_a_reset() {
     let g = LabGuard::up("btto4", &["--boxes", "3"]);
     // Warm every box's cache so the test is about takeover, not the origin.
     for n in 1..=3 {
-        assert_all_identical(&g, vec![start_download(&g, 1000 + n, n, "1M.bin", "100M")], "1M.bin");
+        assert_all_identical(
+            &g,
+            vec![start_download(&g, 1000 + n, n, "1M.bin", "100M")],
+            "1M.bin",
+        );
     }
     let rst = RstCapture::start(&g);
     let started = Instant::now();
-    let downloads: Vec<Download> = (0..200).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "256K")).collect();
+    let downloads: Vec<Download> = (0..200)
+        .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "256K"))
+        .collect();
     kill_at(&g, started, Duration::from_millis(1500), 1);
     assert_all_identical(&g, downloads, "1M.bin");
     let resets = rst.finish();
-    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
 }
 
 #[test]
@@ -163,12 +206,18 @@ fn lab_downloads_survive_two_boxes_killed_one_after_the_other() {
     let g = LabGuard::up("btto5", &["--boxes", "3"]);
     let rst = RstCapture::start(&g);
     let started = Instant::now();
-    let downloads: Vec<Download> = (0..30).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "128K")).collect();
+    let downloads: Vec<Download> = (0..30)
+        .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "128K"))
+        .collect();
     kill_at(&g, started, Duration::from_millis(1500), 1);
     kill_at(&g, started, Duration::from_millis(4000), 2);
     assert_all_identical(&g, downloads, "1M.bin");
     let resets = rst.finish();
-    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
 }
 
 #[test]
@@ -176,7 +225,9 @@ fn lab_takeover_survives_loss_on_the_client_link() {
     let g = LabGuard::up("btto6", &["--boxes", "3"]);
     ok(g.lab(&["impair", "client", "--loss", "2"]));
     let started = Instant::now();
-    let downloads: Vec<Download> = (0..20).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "200K")).collect();
+    let downloads: Vec<Download> = (0..20)
+        .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "200K"))
+        .collect();
     kill_at(&g, started, Duration::from_millis(1500), 1);
     assert_all_identical(&g, downloads, "1M.bin");
 }
@@ -195,26 +246,44 @@ fn lab_rejoined_box_serves_new_connections_and_never_breaks_the_taken_over_ones(
     assert_all_identical(&g, vec![new], "1M.bin");
     assert_all_identical(&g, vec![old], "50M.bin");
     let resets = rst.finish();
-    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
 }
 
 #[test]
 fn lab_drain_during_two_hundred_downloads_has_zero_failures() {
     let g = LabGuard::up("btto8", &["--boxes", "3"]);
     for n in 1..=3 {
-        assert_all_identical(&g, vec![start_download(&g, 1000 + n, n, "1M.bin", "100M")], "1M.bin");
+        assert_all_identical(
+            &g,
+            vec![start_download(&g, 1000 + n, n, "1M.bin", "100M")],
+            "1M.bin",
+        );
     }
     let rst = RstCapture::start(&g);
-    let downloads: Vec<Download> = (0..200).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "256K")).collect();
+    let downloads: Vec<Download> = (0..200)
+        .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "256K"))
+        .collect();
     sleep(Duration::from_millis(1500));
     // A planned move: exact final checkpoints, no detection delay.
     let out = ok(g.lab(&["drain", "box1"]));
     assert_all_identical(&g, downloads, "1M.bin");
     let resets = rst.finish();
-    assert!(resets.is_empty(), "RSTs reached the client:\n{}\n{out}", resets.join("\n"));
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}\n{out}",
+        resets.join("\n")
+    );
     // The drained box serves nothing now, and new connections to its
     // address are served by the box that inherited it.
-    assert_all_identical(&g, vec![start_download(&g, 2000, 1, "1M.bin", "100M")], "1M.bin");
+    assert_all_identical(
+        &g,
+        vec![start_download(&g, 2000, 1, "1M.bin", "100M")],
+        "1M.bin",
+    );
 }
 
 #[test]
@@ -229,16 +298,22 @@ fn lab_replicated_segments_converge_under_back_lan_loss_and_carry_a_takeover() {
         ok(g.lab(&["impair", &format!("box{n}"), "--back", "--loss", "10"]));
     }
     let started = Instant::now();
-    let downloads: Vec<Download> = (0..20).map(|i| start_download(&g, i, 1, "1M.bin", "200K")).collect();
+    let downloads: Vec<Download> = (0..20)
+        .map(|i| start_download(&g, i, 1, "1M.bin", "200K"))
+        .collect();
     // Forged datagrams from the origin's namespace (on the back LAN).
-    let forged = "for i in $(seq 1 50); do printf 'BTRPforged%04d' $i > /dev/udp/198.19.0.12/7400; \
+    let forged =
+        "for i in $(seq 1 50); do printf 'BTRPforged%04d' $i > /dev/udp/198.19.0.12/7400; \
                   head -c 300 /dev/urandom > /dev/udp/198.19.0.13/7400; done";
     ok(g.exec("origin", &["bash", "-c", forged]));
     kill_at(&g, started, Duration::from_millis(2000), 1);
     assert_all_identical(&g, downloads, "1M.bin");
     for n in 2..=3 {
         let log = fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default();
-        assert!(log.contains("replicating the checkpoint segment"), "box{n} replicates:\n{log}");
+        assert!(
+            log.contains("replicating the checkpoint segment"),
+            "box{n} replicates:\n{log}"
+        );
     }
 }
 
@@ -251,41 +326,82 @@ fn lab_ack_after_commit_serves_and_survives_a_kill() {
     for n in 1..=3 {
         let path = g.file(&format!("box{n}.toml"));
         let text = fs::read_to_string(&path).expect("box config");
-        fs::write(&path, text.replacen("[checkpoint]\n", "[checkpoint]\nack_after_commit = true\n", 1)).expect("write");
+        fs::write(
+            &path,
+            text.replacen(
+                "[checkpoint]\n",
+                "[checkpoint]\nack_after_commit = true\n",
+                1,
+            ),
+        )
+        .expect("write");
         ok(g.lab(&["kill", &format!("box{n}")]));
         ok(g.lab(&["start", &format!("box{n}")]));
     }
     sleep(Duration::from_millis(300));
     let rst = RstCapture::start(&g);
     let started = Instant::now();
-    let downloads: Vec<Download> = (0..12).map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "200K")).collect();
+    let downloads: Vec<Download> = (0..12)
+        .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "200K"))
+        .collect();
     kill_at(&g, started, Duration::from_millis(1500), 1);
     assert_all_identical(&g, downloads, "1M.bin");
     let resets = rst.finish();
-    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
 }
 
 #[test]
 fn lab_migrate_moves_connections_between_live_boxes_without_a_reset() {
     let g = LabGuard::up("btto11", &["--boxes", "3"]);
-    assert_all_identical(&g, vec![start_download(&g, 1000, 1, "1M.bin", "100M")], "1M.bin");
+    assert_all_identical(
+        &g,
+        vec![start_download(&g, 1000, 1, "1M.bin", "100M")],
+        "1M.bin",
+    );
     let rst = RstCapture::start(&g);
-    let downloads: Vec<Download> = (0..20).map(|i| start_download(&g, i, 1, "1M.bin", "200K")).collect();
+    let downloads: Vec<Download> = (0..20)
+        .map(|i| start_download(&g, i, 1, "1M.bin", "200K"))
+        .collect();
     sleep(Duration::from_millis(1500));
     // The source box's admin API is on the back LAN: ask from box 2.
     let config = g.file("box1.toml").display().to_string();
-    let out = ok(g.exec("box2", &[BATON, "migrate", "--config", &config, "--to", "3", "--count", "8"]));
+    let out = ok(g.exec(
+        "box2",
+        &[
+            BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
+        ],
+    ));
     assert!(out.contains("8 connections moved to box 3"), "{out}");
     assert_all_identical(&g, downloads, "1M.bin");
     let resets = rst.finish();
-    assert!(resets.is_empty(), "RSTs reached the client:\n{}", resets.join("\n"));
-    let metrics = ok(g.exec("box2", &[BATON, "admin", "--config", &g.file("box3.toml").display().to_string(), "metrics"]));
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
+    let metrics = ok(g.exec(
+        "box2",
+        &[
+            BATON,
+            "admin",
+            "--config",
+            &g.file("box3.toml").display().to_string(),
+            "metrics",
+        ],
+    ));
     let checkpoints: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("baton_checkpoints_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    assert!(checkpoints > 0, "box 3 checkpoints the connections it adopted:\n{metrics}");
+    assert!(
+        checkpoints > 0,
+        "box 3 checkpoints the connections it adopted:\n{metrics}"
+    );
 }
 
 #[test]
@@ -301,7 +417,16 @@ fn lab_client_ahead_of_the_checkpoint_is_reset_cleanly_and_the_survivor_stays_he
                   sleep 3; \
                   if cat <&3 >/dev/null 2>/tmp/ahead.err; then echo CLOSED; else echo RESET; fi";
     let client = Command::new("ip")
-        .args(["netns", "exec", "btto12-client", "timeout", "20", "bash", "-c", script])
+        .args([
+            "netns",
+            "exec",
+            "btto12-client",
+            "timeout",
+            "20",
+            "bash",
+            "-c",
+            script,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -310,9 +435,23 @@ fn lab_client_ahead_of_the_checkpoint_is_reset_cleanly_and_the_survivor_stays_he
     ok(g.lab(&["kill", "box1"]));
     let out = client.wait_with_output().expect("bash");
     let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(said.trim(), "RESET", "the connection is reset, not left hanging: {said} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        said.trim(),
+        "RESET",
+        "the connection is reset, not left hanging: {said} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The survivor that holds box 1's address keeps serving.
-    assert_all_identical(&g, vec![start_download(&g, 1, 1, "1M.bin", "100M")], "1M.bin");
-    let logs: String = (2..=3).map(|n| fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default()).collect();
-    assert!(logs.contains("could not resume"), "a survivor reports not ready:\n{logs}");
+    assert_all_identical(
+        &g,
+        vec![start_download(&g, 1, 1, "1M.bin", "100M")],
+        "1M.bin",
+    );
+    let logs: String = (2..=3)
+        .map(|n| fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.contains("could not resume"),
+        "a survivor reports not ready:\n{logs}"
+    );
 }

@@ -462,7 +462,11 @@ impl DataplaneHandle {
     /// Hands `tuples` over to the box whose MAC is `to` ([`Command::Handoff`]
     /// on the worker of each); returns those handed off (a connection that
     /// ended meanwhile is not).
-    pub fn handoff(&self, tuples: Vec<FourTuple>, to: MacAddr) -> Result<Vec<FourTuple>, DataplaneError> {
+    pub fn handoff(
+        &self,
+        tuples: Vec<FourTuple>,
+        to: MacAddr,
+    ) -> Result<Vec<FourTuple>, DataplaneError> {
         let n = self.workers.len();
         let mut per_worker: Vec<Vec<FourTuple>> = vec![Vec::new(); n];
         for t in tuples {
@@ -472,16 +476,22 @@ impl DataplaneHandle {
         let mut asked = 0;
         for (i, tuples) in per_worker.into_iter().enumerate() {
             if !tuples.is_empty() {
-                self.send(i, Command::Handoff { tuples, to, done: tx.clone() })?;
+                self.send(
+                    i,
+                    Command::Handoff {
+                        tuples,
+                        to,
+                        done: tx.clone(),
+                    },
+                )?;
                 asked += 1;
             }
         }
         let mut moved = Vec::new();
         for _ in 0..asked {
-            moved.extend(
-                rx.recv_timeout(Duration::from_secs(5))
-                    .map_err(|_| DataplaneError::Options("a worker did not answer the handoff".into()))?,
-            );
+            moved.extend(rx.recv_timeout(Duration::from_secs(5)).map_err(|_| {
+                DataplaneError::Options("a worker did not answer the handoff".into())
+            })?);
         }
         Ok(moved)
     }

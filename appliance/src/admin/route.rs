@@ -176,7 +176,12 @@ pub fn route(
         ("POST", "/adopt") => {
             let from = param("from").and_then(|v| v.parse::<u16>().ok());
             let slots: Option<Vec<u32>> = param("slots")
-                .map(|v| v.split(',').filter(|s| !s.is_empty()).map(|s| s.parse::<u32>().ok()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.parse::<u32>().ok())
+                        .collect()
+                })
                 .unwrap_or(Some(Vec::new()));
             match (from, slots) {
                 (Some(from), Some(slots)) if !slots.is_empty() => {

@@ -1491,5 +1491,8 @@ fn resume_of_a_whole_object_the_client_already_holds_is_an_idle_connection_even_
     assert_eq!(r.s.should_close(), None, "no reset: the client has it all");
     r.send(&get("/big"));
     r.run();
-    assert!(responses(&r.out, &[])[0].body == pattern(300_000), "the next request is served");
+    assert!(
+        responses(&r.out, &[])[0].body == pattern(300_000),
+        "the next request is served"
+    );
 }

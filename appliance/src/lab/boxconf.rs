@@ -138,7 +138,10 @@ mod tests {
         assert_eq!(v["cache"]["origin"].as_str(), Some("http://198.19.0.2:80"));
         assert_eq!(v["admin"]["listen"].as_str(), Some("198.19.0.12:9090"));
         assert_eq!(v["cluster"]["key"].as_str().unwrap().len(), 64);
-        assert!(v["dataplane"].get("dpdk").is_none(), "no DPDK table on AF_PACKET");
+        assert!(
+            v["dataplane"].get("dpdk").is_none(),
+            "no DPDK table on AF_PACKET"
+        );
     }
 
     #[test]
@@ -152,7 +155,13 @@ mod tests {
         let c = baton_config::parse(&text, "box3.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(c.dataplane.backend, baton_config::Backend::Dpdk);
         let d = c.dataplane.dpdk.expect("a [dataplane.dpdk] table");
-        assert_eq!(d.vdevs, vec![format!("net_af_packet0,iface=front0,qpairs={}", c.dataplane.workers)]);
+        assert_eq!(
+            d.vdevs,
+            vec![format!(
+                "net_af_packet0,iface=front0,qpairs={}",
+                c.dataplane.workers
+            )]
+        );
         assert!(!d.hugepages);
         assert_eq!(d.memory_mb, LAB_DPDK_MEMORY_MB);
         assert_eq!(c.node.name, "box3", "the box name is the EAL's file prefix");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 
-use super::boxconf::{SegmentMode, box_toml, Backend, ClusterSecrets};
+use super::boxconf::{box_toml, Backend, ClusterSecrets, SegmentMode};
 use super::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
     CLIENT_ADDR, ORIGIN_ADDR,
@@ -147,7 +147,14 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
     for n in 1..=plan.boxes {
         write_private(
             &lab.file(&format!("box{n}.toml")),
-            &box_toml(lab, n, plan.boxes, plan.backend, plan.segment_mode, &secrets),
+            &box_toml(
+                lab,
+                n,
+                plan.boxes,
+                plan.backend,
+                plan.segment_mode,
+                &secrets,
+            ),
         )?;
     }
     // No lab of this prefix exists (checked above), so a segment of that
@@ -533,7 +540,11 @@ pub fn drain_box(lab: &Lab, n: u8) -> Result<()> {
     let config = lab.file(&format!("box{n}.toml"));
     let draining = || {
         crate::status::box_summaries(&config)
-            .map(|boxes| boxes.iter().any(|b| b.id == u16::from(n) && b.state == "draining"))
+            .map(|boxes| {
+                boxes
+                    .iter()
+                    .any(|b| b.id == u16::from(n) && b.state == "draining")
+            })
             .unwrap_or(false)
     };
     if !sys::wait_until(Duration::from_secs(10), draining) {

@@ -113,7 +113,10 @@ impl Checkpointer {
             None => {
                 let Some(slot) = self.slots.alloc() else {
                     if !self.full_warned {
-                        warn!(worker = self.worker, "checkpoint slots exhausted: new connections are not recoverable");
+                        warn!(
+                            worker = self.worker,
+                            "checkpoint slots exhausted: new connections are not recoverable"
+                        );
                         self.full_warned = true;
                     }
                     return;
@@ -131,7 +134,11 @@ impl Checkpointer {
         let elapsed = now.saturating_duration_since(state.last_at).as_secs_f64();
         if elapsed > 0.0 {
             let sample = acked as f64 / elapsed;
-            state.rate = if state.rate == 0.0 { sample } else { 0.75 * state.rate + 0.25 * sample };
+            state.rate = if state.rate == 0.0 {
+                sample
+            } else {
+                0.75 * state.rate + 0.25 * sample
+            };
         }
         state.last_una = tcp.snd_una;
         state.last_at = now;
@@ -190,7 +197,12 @@ impl Checkpointer {
     }
 
     /// Bytes were acknowledged on `conn`: checkpoint when its cadence says so.
-    pub fn on_progress(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, app: Option<&ResponseCheckpoint>) {
+    pub fn on_progress(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        app: Option<&ResponseCheckpoint>,
+    ) {
         let Some(state) = self.conns.get(&conn) else {
             return;
         };
@@ -199,7 +211,8 @@ impl Checkpointer {
         };
         let acked = una.wrapping_sub(state.last_una) as u64;
         let due = acked >= self.cadence.bytes_at(state.rate)
-            || (acked > 0 && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval);
+            || (acked > 0
+                && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval);
         if due {
             self.commit(ctx, conn, app);
         }

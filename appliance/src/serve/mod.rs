@@ -140,7 +140,11 @@ impl App for CacheApp {
         let mut t = Self::transport(ctx, &mut self.checkpoints);
         self.http.on_writable(conn, &mut t, now);
         if let Some(c) = self.checkpoints.as_mut() {
-            c.on_progress(ctx, conn, self.http.session(conn).and_then(|s| s.checkpoint()));
+            c.on_progress(
+                ctx,
+                conn,
+                self.http.session(conn).and_then(|s| s.checkpoint()),
+            );
         }
     }
 
@@ -174,7 +178,12 @@ impl App for CacheApp {
         }
     }
 
-    fn on_handoff(&mut self, conn: ConnId, to: baton_dataplane::wire::ethernet::MacAddr, ctx: &mut Ctx<'_>) {
+    fn on_handoff(
+        &mut self,
+        conn: ConnId,
+        to: baton_dataplane::wire::ethernet::MacAddr,
+        ctx: &mut Ctx<'_>,
+    ) {
         self.on_freeze(conn, ctx);
         if let Some(c) = self.checkpoints.as_mut() {
             c.forget(conn);
@@ -182,7 +191,8 @@ impl App for CacheApp {
         if let Some(tuple) = ctx.tuple(conn) {
             // The client still sends to our address: its frames go on to
             // the adopting box.
-            self.orphans.extend([((tuple.local, tuple.remote), OrphanRoute::Elsewhere(to))]);
+            self.orphans
+                .extend([((tuple.local, tuple.remote), OrphanRoute::Elsewhere(to))]);
         }
         self.http.on_closed(conn);
     }
@@ -207,7 +217,11 @@ impl App for CacheApp {
             // Restored here: a later segment must find the TCB, never the
             // checkpoint again.
             self.orphans.remove(&tuple);
-            debug!(?tuple, resuming = response.is_some(), "orphan restored, probing");
+            debug!(
+                ?tuple,
+                resuming = response.is_some(),
+                "orphan restored, probing"
+            );
         }
         self.restoring.insert(conn, response);
     }
@@ -226,7 +240,8 @@ impl App for CacheApp {
             c.commit(ctx, conn, response.as_ref());
         }
         let mut t = Self::transport(ctx, &mut self.checkpoints);
-        self.http.on_ready(conn, response.as_ref(), snd_una.0, &mut t, now);
+        self.http
+            .on_ready(conn, response.as_ref(), snd_una.0, &mut t, now);
         debug!(
             next_seq = ?ctx.next_seq(conn),
             capacity = ctx.send_capacity(conn),

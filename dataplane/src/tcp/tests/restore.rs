@@ -313,7 +313,10 @@ fn a_late_window_update_as_the_answer_after_several_probes_still_lets_data_flow(
     );
     assert_eq!(tcb.send(Bytes::from(pattern(20_000))), Ok(client_ack));
     let out = recv!(tcb, fx.at(t + 11));
-    assert_eq!(out.seq, client_ack, "data resumes at the client's byte at once");
+    assert_eq!(
+        out.seq, client_ack,
+        "data resumes at the client's byte at once"
+    );
     assert!(out.payload_len() > 0);
 }
 
@@ -336,7 +339,9 @@ fn a_zero_window_answer_arms_the_persist_timer_once_data_is_queued() {
     while tcb.poll_transmit(fx.at(5_003)).is_some() {}
     let due = tcb.poll_timeout().expect("the persist timer is armed");
     tcb.on_timeout(due);
-    let probe = tcb.poll_transmit(due).expect("a zero-window probe goes out");
+    let probe = tcb
+        .poll_transmit(due)
+        .expect("a zero-window probe goes out");
     assert_eq!(probe.seq, client_ack);
     assert_eq!(probe.payload_len(), 1);
 }
