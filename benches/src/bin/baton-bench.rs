@@ -175,6 +175,7 @@ fn main() -> Result<()> {
         bench.namespace_limits()?;
         let outcome = bench.run_suites(&wants);
         bench.stop_nginx_all();
+        bench.keep_logs();
         bench.lab.down();
         if let Err(e) = &outcome {
             bench
@@ -288,6 +289,20 @@ impl Bench {
             self.concurrency()?;
         }
         Ok(())
+    }
+
+    /// Copies the boxes' and nginx's logs into raw/ before `lab down`
+    /// deletes the run state: resets and stalls are explained there.
+    fn keep_logs(&self) {
+        let Ok(dir) = std::fs::read_dir(self.lab.state_dir()) else {
+            return;
+        };
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".log") || name.ends_with(".err") {
+                let _ = std::fs::copy(e.path(), self.out.join("raw").join(&name));
+            }
+        }
     }
 
     /// Limits for many connections, set inside the lab's namespaces only
