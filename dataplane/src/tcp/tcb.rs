@@ -123,6 +123,18 @@ struct RstSeg {
     ack: Option<SeqNum>,
 }
 
+/// A per-connection share of `max`, from the connection's own numbers:
+/// deterministic (tests replay it), different across connections.
+fn probe_jitter(export: &TcbExport, max: std::time::Duration) -> std::time::Duration {
+    let max_us = max.as_micros() as u64;
+    if max_us == 0 {
+        return std::time::Duration::ZERO;
+    }
+    let mix = (u64::from(export.irs) ^ (u64::from(export.tuple.remote.port()) << 32))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    std::time::Duration::from_micros((mix >> 32) % max_us)
+}
+
 /// Takeover bookkeeping while [`State::Unready`].
 #[derive(Debug, Clone, Copy)]
 struct Restore {
@@ -1171,7 +1183,13 @@ impl Tcb {
                     self.enter_closed();
                 } else {
                     let shift = r.probes_sent.min(MAX_BACKOFF);
-                    r.probe_at = now + self.config.restore_probe_interval * (1u32 << shift);
+                    // Thousands of connections restored at one instant
+                    // would probe in lockstep and overflow rings on both
+                    // sides again at every retry: spread each retry over
+                    // up to half an interval more, by a per-connection
+                    // amount.
+                    let base = self.config.restore_probe_interval * (1u32 << shift);
+                    r.probe_at = now + base + probe_jitter(&r.export, base / 2);
                     self.probe_pending = true;
                 }
             }

@@ -195,9 +195,18 @@ fn probes_back_off_and_give_up_with_not_ready() {
             }
         }
     }
-    // 50 ms, doubling, restore_probe_retries = 6 retries after the first.
-    assert_eq!(probes, vec![0, 50, 150, 350, 750, 1550, 3150]);
-    assert_eq!(rst, Some(6350));
+    // 50 ms, doubling, restore_probe_retries = 6 retries after the first;
+    // each retry spread over up to half its interval more, so thousands of
+    // connections restored together do not probe in lockstep.
+    assert_eq!(probes.len(), 7, "{probes:?}");
+    assert_eq!(&probes[..2], &[0, 50]);
+    let mut times = probes.clone();
+    times.push(rst.expect("a reset when giving up"));
+    for k in 2..times.len() {
+        let base = 50u128 << (k - 1);
+        let gap = times[k] - times[k - 1];
+        assert!(gap >= base && gap <= base + base / 2, "gap {k}: {gap} ms, {times:?}");
+    }
     assert_eq!(events(&mut tcb), vec![Event::NotReady, Event::Closed]);
 }
 
