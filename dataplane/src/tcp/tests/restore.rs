@@ -205,7 +205,10 @@ fn probes_back_off_and_give_up_with_not_ready() {
     for k in 2..times.len() {
         let base = 50u128 << (k - 1);
         let gap = times[k] - times[k - 1];
-        assert!(gap >= base && gap <= base + base / 2, "gap {k}: {gap} ms, {times:?}");
+        assert!(
+            gap >= base && gap <= base + base / 2,
+            "gap {k}: {gap} ms, {times:?}"
+        );
     }
     assert_eq!(events(&mut tcb), vec![Event::NotReady, Event::Closed]);
 }
