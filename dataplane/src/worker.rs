@@ -100,6 +100,20 @@ impl Default for Waker {
     }
 }
 
+/// The application's view of a worker's connections at `now`, borrowing
+/// only the fields it needs so the caller keeps the others.
+macro_rules! app_ctx {
+    ($core:expr, $now:expr) => {
+        Ctx {
+            flows: &mut $core.flows,
+            touched: &mut $core.touched,
+            now: $now,
+            worker: $core.cfg.id,
+            waker: &$core.waker,
+        }
+    };
+}
+
 /// Commands from the control core to a worker.
 pub enum Command {
     /// Send a gratuitous ARP for this address.
@@ -355,13 +369,7 @@ impl<P: Port, A: App> Worker<P, A> {
             }
         }
         {
-            let mut ctx = Ctx {
-                flows: &mut core.flows,
-                touched: &mut core.touched,
-                now,
-                worker: core.cfg.id,
-                waker: &core.waker,
-            };
+            let mut ctx = app_ctx!(core, now);
             self.app.poll(&mut ctx);
         }
         let touched = !core.touched.is_empty();
@@ -401,13 +409,7 @@ impl<P: Port, A: App> Worker<P, A> {
                         c.announced = true;
                     }
                     core.touch(id);
-                    let mut ctx = Ctx {
-                        flows: &mut core.flows,
-                        touched: &mut core.touched,
-                        now,
-                        worker: core.cfg.id,
-                        waker: &core.waker,
-                    };
+                    let mut ctx = app_ctx!(core, now);
                     self.app.on_restored(id, app_data, &mut ctx);
                 }
             }
@@ -416,13 +418,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 let _ = reply.send(self.stats());
             }
             Command::Freeze => {
-                let mut ctx = Ctx {
-                    flows: &mut core.flows,
-                    touched: &mut core.touched,
-                    now,
-                    worker: core.cfg.id,
-                    waker: &core.waker,
-                };
+                let mut ctx = app_ctx!(core, now);
                 for id in ctx.flows.ids() {
                     self.app.on_freeze(id, &mut ctx);
                 }
@@ -438,13 +434,7 @@ impl<P: Port, A: App> Worker<P, A> {
                     let Some(id) = core.flows.lookup(&tuple) else {
                         continue;
                     };
-                    let mut ctx = Ctx {
-                        flows: &mut core.flows,
-                        touched: &mut core.touched,
-                        now,
-                        worker: core.cfg.id,
-                        waker: &core.waker,
-                    };
+                    let mut ctx = app_ctx!(core, now);
                     self.app.on_handoff(id, to, &mut ctx);
                     // Silently: the adopting box continues the connection.
                     if let Some(c) = core.flows.remove(id) {
@@ -748,13 +738,7 @@ impl Core {
                     }
                     self.touch(id);
                     self.counters.tcp_lazy_restored += 1;
-                    let mut ctx = Ctx {
-                        flows: &mut self.flows,
-                        touched: &mut self.touched,
-                        now,
-                        worker: self.cfg.id,
-                        waker: &self.waker,
-                    };
+                    let mut ctx = app_ctx!(self, now);
                     app.on_restored(id, data, &mut ctx);
                     return;
                 }
@@ -884,13 +868,7 @@ impl Core {
             let announced = c.announced;
             let mut done: Option<CloseReason> = None;
             {
-                let mut ctx = Ctx {
-                    flows: &mut self.flows,
-                    touched: &mut self.touched,
-                    now,
-                    worker: self.cfg.id,
-                    waker: &self.waker,
-                };
+                let mut ctx = app_ctx!(self, now);
                 if accept {
                     self.counters.tcp_accepted += 1;
                     app.on_accept(id, &mut ctx);
@@ -954,13 +932,7 @@ impl Core {
             match done {
                 Some(reason) => {
                     if c.announced {
-                        let mut ctx = Ctx {
-                            flows: &mut self.flows,
-                            touched: &mut self.touched,
-                            now,
-                            worker: self.cfg.id,
-                            waker: &self.waker,
-                        };
+                        let mut ctx = app_ctx!(self, now);
                         app.on_closed(id, reason, &mut ctx);
                     }
                     if let Some(c) = self.flows.remove(id) {
