@@ -775,8 +775,24 @@ impl Core {
             self.counters.drop_no_neighbour += 1;
             if self.neighbours.should_request(remote, now) {
                 let mac = self.mac;
+                // An ARP request updates the target's entry for its sender
+                // (RFC 826): for a connection restored here on another box's
+                // address, ask with an address we own, never the one the
+                // inheriting survivor announces.
+                let sender = if self.owns_v4(local) {
+                    local
+                } else {
+                    self.cfg
+                        .service_ips
+                        .iter()
+                        .find_map(|ip| match ip {
+                            IpAddr::V4(v4) => Some(*v4),
+                            IpAddr::V6(_) => None,
+                        })
+                        .unwrap_or(local)
+                };
                 let buf = self.tx.next_buf();
-                if let Ok(n) = l2::emit_request(buf, mac, local, remote) {
+                if let Ok(n) = l2::emit_request(buf, mac, sender, remote) {
                     self.tx.commit(n);
                     self.counters.arp_requests_sent += 1;
                 }
