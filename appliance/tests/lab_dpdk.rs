@@ -10,60 +10,11 @@
 mod common;
 
 use std::fs;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Downloads `http://198.18.0.1N/{name}` from the client namespace into
-/// the lab directory; returns (HTTP status, body).
-fn curl_box(g: &LabGuard, n: u8, name: &str) -> (u16, Vec<u8>) {
-    let body = g.file("client.body");
-    let _ = fs::remove_file(&body);
-    let b = body.display().to_string();
-    let url = format!("http://198.18.0.{}/{name}", 10 + n);
-    let out = ok(g.exec(
-        "client",
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "120",
-            "-o",
-            &b,
-            "-w",
-            "%{http_code}",
-            &url,
-        ],
-    ));
-    let code = out
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("curl printed {out:?}"));
-    (code, fs::read(&body).unwrap_or_default())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Downloads `name` from box `n` and asserts the bytes are the origin's.
-#[track_caller]
-fn download_identical(g: &LabGuard, n: u8, name: &str) {
-    let (code, body) = curl_box(g, n, name);
-    assert_eq!(code, 200, "GET /{name} from box{n}");
-    assert_eq!(
-        sha256_hex(&body),
-        g.listed_sha(name),
-        "{name}: bytes differ from the origin's ({} bytes received)",
-        body.len()
-    );
-}
 
 /// Asserts that box `n` logged a started DPDK port: the lab really runs
 /// the DPDK backend, not AF_PACKET.
@@ -89,42 +40,12 @@ fn lab_dpdk_boxes_serve_1m_and_50m_byte_identical() {
     }
 }
 
-/// One curl download running in the client namespace.
-struct Download {
-    child: Child,
-    out: std::path::PathBuf,
-}
-
-fn start_download(g: &LabGuard, n: u8, object: &str, rate: &str) -> Download {
-    let out = g.file("dl.body");
-    let _ = fs::remove_file(&out);
-    let url = format!("http://198.18.0.{}/{object}", 10 + n);
-    let child = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-client", g.prefix)])
-        .args([
-            "curl",
-            "-sS",
-            "--max-time",
-            "120",
-            "--limit-rate",
-            rate,
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("curl");
-    Download { child, out }
-}
-
 #[test]
 fn lab_dpdk_canonical_check_survives_killing_box1() {
     let g = LabGuard::up("btdk2", &["--backend", "dpdk", "--boxes", "3"]);
     assert_box_on_dpdk(&g, 1);
     let started = Instant::now();
-    let d = start_download(&g, 1, "50M.bin", "10M");
+    let d = start_download(&g, 0, 1, "50M.bin", "10M");
     // 50 MB at 10 MB/s takes ~5 s: at 2 s the download is mid-way.
     if let Some(left) = (started + Duration::from_secs(2)).checked_duration_since(Instant::now()) {
         sleep(left);

@@ -9,68 +9,6 @@ use std::fs;
 
 use common::*;
 
-/// Fetches `http://198.18.0.11{path}` from the client namespace with curl;
-/// returns (status, response headers, body).
-fn curl_box(g: &LabGuard, path: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
-    let body = g.file("client.body");
-    let head = g.file("client.head");
-    let _ = fs::remove_file(&body);
-    let _ = fs::remove_file(&head);
-    let (b, h) = (body.display().to_string(), head.display().to_string());
-    let url = format!("http://198.18.0.11{path}");
-    let mut args = vec![
-        "curl",
-        "-sS",
-        "--max-time",
-        "120",
-        "-o",
-        &b,
-        "-D",
-        &h,
-        "-w",
-        "%{http_code}",
-    ];
-    args.extend_from_slice(extra);
-    args.push(&url);
-    let out = ok(g.exec("client", &args));
-    let code = out
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("curl printed {out:?}"));
-    let headers = fs::read_to_string(&head).unwrap_or_default();
-    (code, headers, fs::read(&body).unwrap_or_default())
-}
-
-/// Downloads `name` from box 1 and asserts the bytes are the origin's.
-#[track_caller]
-fn download_identical(g: &LabGuard, name: &str) {
-    let (code, _, body) = curl_box(g, &format!("/{name}"), &[]);
-    assert_eq!(code, 200, "GET /{name}");
-    assert_eq!(
-        sha256_hex(&body),
-        g.listed_sha(name),
-        "{name}: bytes differ from the origin's ({} bytes received)",
-        body.len()
-    );
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn header(headers: &str, name: &str) -> Option<String> {
-    headers.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
-    })
-}
-
 /// Runs a raw request through bash's /dev/tcp in the client namespace and
 /// returns the status line the box answered.
 fn raw_status_line(g: &LabGuard, request: &str) -> String {
@@ -84,8 +22,8 @@ fn lab_curl_downloads_every_object_through_a_box_byte_identical() {
     let g = LabGuard::up("btsv1", &["--boxes", "1"]);
     for name in ["1K.bin", "1M.bin", "50M.bin", "100M.bin"] {
         // First a miss streamed from the origin, then a hit from memory.
-        download_identical(&g, name);
-        download_identical(&g, name);
+        download_identical(&g, 1, name);
+        download_identical(&g, 1, name);
     }
 }
 
@@ -118,19 +56,19 @@ fn lab_wget_fetches_every_object_byte_identical() {
 fn lab_downloads_survive_loss_delay_reordering_and_duplication() {
     let g = LabGuard::up("btsv3", &["--boxes", "1"]);
     // Warm the cache so the impaired leg is the client's alone.
-    download_identical(&g, "1M.bin");
-    download_identical(&g, "50M.bin");
+    download_identical(&g, 1, "1M.bin");
+    download_identical(&g, 1, "50M.bin");
     ok(g.lab(&["impair", "client", "--loss", "2", "--delay", "20"]));
     for _ in 0..3 {
-        download_identical(&g, "1M.bin");
+        download_identical(&g, 1, "1M.bin");
     }
     ok(g.lab(&["impair", "client", "--delay", "2", "--reorder", "25"]));
-    download_identical(&g, "1M.bin");
-    download_identical(&g, "50M.bin");
+    download_identical(&g, 1, "1M.bin");
+    download_identical(&g, 1, "50M.bin");
     ok(g.lab(&["impair", "client", "--duplicate", "10"]));
-    download_identical(&g, "50M.bin");
+    download_identical(&g, 1, "50M.bin");
     ok(g.lab(&["impair", "client", "--clear"]));
-    download_identical(&g, "1M.bin");
+    download_identical(&g, 1, "1M.bin");
 }
 
 /// ab's summary line `NAME: VALUE` as a number.
@@ -150,7 +88,7 @@ fn ab_number(out: &str, name: &str) -> u64 {
 #[test]
 fn lab_a_thousand_parallel_connections_complete() {
     let g = LabGuard::up("btsv4", &["--boxes", "1"]);
-    download_identical(&g, "1K.bin");
+    download_identical(&g, 1, "1K.bin");
     let o = g.exec(
         "client",
         &[
@@ -201,10 +139,10 @@ fn lab_ten_thousand_keep_alive_requests_have_zero_errors() {
 #[test]
 fn lab_cache_answers_ranges_conditionals_and_head() {
     let g = LabGuard::up("btsv6", &["--boxes", "1"]);
-    download_identical(&g, "1M.bin");
+    download_identical(&g, 1, "1M.bin");
     let whole = fs::read(g.file("objects/1M.bin")).expect("the origin's 1M.bin");
 
-    let (code, headers, body) = curl_box(&g, "/1M.bin", &["-r", "1000-1999"]);
+    let (code, headers, body) = curl_box(&g, 1, "/1M.bin", &["-r", "1000-1999"]);
     assert_eq!(code, 206);
     assert_eq!(body, whole[1000..2000]);
     assert_eq!(
@@ -212,36 +150,42 @@ fn lab_cache_answers_ranges_conditionals_and_head() {
         Some("bytes 1000-1999/1048576")
     );
 
-    let (code, _, body) = curl_box(&g, "/1M.bin", &["-r", "-500"]);
+    let (code, _, body) = curl_box(&g, 1, "/1M.bin", &["-r", "-500"]);
     assert_eq!(code, 206, "suffix range");
     assert_eq!(body, whole[whole.len() - 500..]);
 
-    let (code, headers, _) = curl_box(&g, "/1M.bin", &["-r", "2000000-"]);
+    let (code, headers, _) = curl_box(&g, 1, "/1M.bin", &["-r", "2000000-"]);
     assert_eq!(code, 416);
     assert_eq!(
         header(&headers, "content-range").as_deref(),
         Some("bytes */1048576")
     );
 
-    let (_, headers, _) = curl_box(&g, "/1M.bin", &["-I"]);
+    let (_, headers, _) = curl_box(&g, 1, "/1M.bin", &["-I"]);
     let etag = header(&headers, "etag").expect("the box sends the origin's ETag");
     assert_eq!(
         header(&headers, "content-length").as_deref(),
         Some("1048576")
     );
-    let (code, _, body) = curl_box(&g, "/1M.bin", &["-H", &format!("If-None-Match: {etag}")]);
+    let (code, _, body) = curl_box(&g, 1, "/1M.bin", &["-H", &format!("If-None-Match: {etag}")]);
     assert_eq!(code, 304);
     assert!(body.is_empty());
     // curl -z: If-Modified-Since with the object's own date.
     let last_modified = header(&headers, "last-modified").expect("the box sends Last-Modified");
     let (code, _, _) = curl_box(
         &g,
+        1,
         "/1M.bin",
         &["-H", &format!("If-Modified-Since: {last_modified}")],
     );
     assert_eq!(code, 304);
     // If-Range with a stale validator: the whole object, 200.
-    let (code, _, body) = curl_box(&g, "/1M.bin", &["-r", "0-9", "-H", "If-Range: \"stale\""]);
+    let (code, _, body) = curl_box(
+        &g,
+        1,
+        "/1M.bin",
+        &["-r", "0-9", "-H", "If-Range: \"stale\""],
+    );
     assert_eq!(code, 200);
     assert_eq!(body.len(), whole.len());
 }
@@ -273,25 +217,25 @@ fn lab_garbage_and_oversized_requests_get_their_status_and_the_box_keeps_serving
         raw_status_line(&g, "DELETE /1K.bin HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
             .starts_with("HTTP/1.1 405")
     );
-    let (code, _, _) = curl_box(&g, "/nope.bin", &[]);
+    let (code, _, _) = curl_box(&g, 1, "/nope.bin", &[]);
     assert_eq!(code, 404, "the origin's 404 is passed through");
-    download_identical(&g, "1M.bin");
+    download_identical(&g, 1, "1M.bin");
 }
 
 #[test]
 fn lab_origin_down_gives_502_and_the_box_stays_healthy() {
     let g = LabGuard::up("btsv8", &["--boxes", "1"]);
-    download_identical(&g, "1M.bin");
+    download_identical(&g, 1, "1M.bin");
     let pid = fs::read_to_string(g.file("origin.pid")).expect("origin.pid");
     let pid: i32 = pid.trim().parse().expect("origin pid");
     // SAFETY: kill(2) on the lab origin's pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    let (code, _, _) = curl_box(&g, "/1K.bin", &[]);
+    let (code, _, _) = curl_box(&g, 1, "/1K.bin", &[]);
     assert_eq!(code, 502, "origin refused -> 502");
     // A failed fetch never poisons the cache, and cached objects still flow.
-    download_identical(&g, "1M.bin");
-    let (code, _, _) = curl_box(&g, "/1K.bin", &[]);
+    download_identical(&g, 1, "1M.bin");
+    let (code, _, _) = curl_box(&g, 1, "/1K.bin", &[]);
     assert_eq!(code, 502);
 }
 
@@ -306,10 +250,10 @@ fn lab_nginx_as_origin_serves_identical_objects_through_a_box() {
     );
     let g = LabGuard::up("btsv9", &["--boxes", "1", "--origin", "nginx"]);
     for name in ["1K.bin", "1M.bin", "50M.bin"] {
-        download_identical(&g, name);
+        download_identical(&g, 1, name);
     }
     let whole = fs::read(g.file("objects/1M.bin")).expect("1M.bin");
-    let (code, _, body) = curl_box(&g, "/1M.bin", &["-r", "100-199"]);
+    let (code, _, body) = curl_box(&g, 1, "/1M.bin", &["-r", "100-199"]);
     assert_eq!(code, 206);
     assert_eq!(body, whole[100..200]);
 }
@@ -317,7 +261,7 @@ fn lab_nginx_as_origin_serves_identical_objects_through_a_box() {
 #[test]
 fn lab_admin_api_reports_status_and_metrics_purges_and_refuses_without_the_token() {
     let g = LabGuard::up("btsv10", &["--boxes", "2"]);
-    download_identical(&g, "1M.bin");
+    download_identical(&g, 1, "1M.bin");
     let config = g.file("box1.toml").display().to_string();
     // The admin API listens on box 1's back-LAN address: ask from box 2.
     let status = ok(g.exec("box2", &[BATON, "admin", "--config", &config, "status"]));
@@ -340,7 +284,7 @@ fn lab_admin_api_reports_status_and_metrics_purges_and_refuses_without_the_token
         &[BATON, "admin", "--config", &config, "purge:/1M.bin"],
     ));
     assert!(purged.contains("true"), "the object was cached: {purged}");
-    download_identical(&g, "1M.bin");
+    download_identical(&g, 1, "1M.bin");
     let metrics = ok(g.exec("box2", &[BATON, "admin", "--config", &config, "metrics"]));
     assert!(
         metrics.lines().any(|l| l == "baton_cache_misses_total 2"),

@@ -5,7 +5,9 @@
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -135,8 +137,209 @@ impl Drop for LabGuard {
 
 pub fn sha256_file(path: &PathBuf) -> String {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    Sha256::digest(&bytes)
+    sha256_hex(&bytes)
+}
+
+/// Fetches `http://198.18.0.(10+n){path}` from the client namespace with
+/// curl; returns (status, response headers, body).
+pub fn curl_box(g: &LabGuard, n: u8, path: &str, extra: &[&str]) -> (u16, String, Vec<u8>) {
+    let body = g.file("client.body");
+    let head = g.file("client.head");
+    let _ = fs::remove_file(&body);
+    let _ = fs::remove_file(&head);
+    let (b, h) = (body.display().to_string(), head.display().to_string());
+    let url = format!("http://198.18.0.{}{path}", 10 + n);
+    let mut args = vec![
+        "curl",
+        "-sS",
+        "--max-time",
+        "120",
+        "-o",
+        &b,
+        "-D",
+        &h,
+        "-w",
+        "%{http_code}",
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    let out = ok(g.exec("client", &args));
+    let code = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("curl printed {out:?}"));
+    let headers = fs::read_to_string(&head).unwrap_or_default();
+    (code, headers, fs::read(&body).unwrap_or_default())
+}
+
+/// Downloads `name` from box `n` and asserts the bytes are the origin's.
+#[track_caller]
+pub fn download_identical(g: &LabGuard, n: u8, name: &str) {
+    let (code, _, body) = curl_box(g, n, &format!("/{name}"), &[]);
+    assert_eq!(code, 200, "GET /{name} from box{n}");
+    assert_eq!(
+        sha256_hex(&body),
+        g.listed_sha(name),
+        "{name}: bytes differ from the origin's ({} bytes received)",
+        body.len()
+    );
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+pub fn header(headers: &str, name: &str) -> Option<String> {
+    headers.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// A capture of every RST that reaches the client from anyone but itself,
+/// and of the client's FINs (an RST to a connection the client had closed
+/// broke nothing).
+pub struct RstCapture {
+    child: Child,
+    file: std::path::PathBuf,
+}
+
+impl RstCapture {
+    pub fn start(g: &LabGuard) -> RstCapture {
+        assert!(
+            Command::new("tcpdump").arg("--version").output().is_ok(),
+            "tcpdump is not installed: apt-get install tcpdump (scripts/test does)"
+        );
+        let file = g.file("rst.pcap");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-client", g.prefix)])
+            .args(["tcpdump", "-i", "eth0", "-n", "-U", "-w"])
+            .arg(&file)
+            .arg(
+                "((tcp[tcpflags] & tcp-rst) != 0 and not src host 198.18.0.100) \
+                 or ((tcp[tcpflags] & tcp-fin) != 0 and src host 198.18.0.100)",
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump is not installed: apt-get install tcpdump (scripts/test does)");
+        // tcpdump needs a moment to open the interface.
+        for _ in 0..50 {
+            if file.exists() {
+                break;
+            }
+            sleep(Duration::from_millis(20));
+        }
+        RstCapture { child, file }
+    }
+
+    /// Stops the capture and returns the RSTs that reached a connection
+    /// the client had not closed yet, one line each.
+    pub fn finish(mut self) -> Vec<String> {
+        sleep(Duration::from_millis(300));
+        // SAFETY: SIGINT to our own child, so tcpdump flushes its file.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let out = Command::new("tcpdump")
+            .args(["-n", "-r"])
+            .arg(&self.file)
+            .output()
+            .expect("tcpdump -r");
+        let mut closed_by_client = std::collections::HashSet::new();
+        let mut resets = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // "TIME IP SRC.PORT > DST.PORT: Flags [..], ..."
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(src), Some(dst)) = (fields.get(2), fields.get(4)) else {
+                continue;
+            };
+            let client_port = |addr: &str| {
+                addr.trim_end_matches(':')
+                    .rsplit('.')
+                    .next()
+                    .map(str::to_string)
+            };
+            if src.starts_with("198.18.0.100.") {
+                closed_by_client.extend(client_port(src));
+            } else if !client_port(dst).is_some_and(|p| closed_by_client.contains(&p)) {
+                resets.push(line.to_string());
+            }
+        }
+        resets
+    }
+}
+
+/// One curl download running in the client namespace.
+pub struct Download {
+    pub child: Child,
+    pub out: std::path::PathBuf,
+    pub url: String,
+}
+
+pub fn start_download(g: &LabGuard, i: usize, box_n: usize, object: &str, rate: &str) -> Download {
+    let dir = g.file("dl");
+    fs::create_dir_all(&dir).expect("download dir");
+    let out = dir.join(format!("{i}"));
+    let url = format!("http://198.18.0.{}/{object}", 10 + box_n);
+    let child = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-client", g.prefix)])
+        .args([
+            "curl",
+            "-sS",
+            "--max-time",
+            "120",
+            "--limit-rate",
+            rate,
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    Download { child, out, url }
+}
+
+/// Waits for every download; asserts exit 0 and the origin's bytes.
+#[track_caller]
+pub fn assert_all_identical(g: &LabGuard, downloads: Vec<Download>, object: &str) {
+    let expected = g.listed_sha(object);
+    let total = downloads.len();
+    let mut failures = Vec::new();
+    for d in downloads {
+        let out = d.child.wait_with_output().expect("curl wait");
+        if !out.status.success() {
+            failures.push(format!(
+                "{}: curl {} {}",
+                d.url,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            continue;
+        }
+        let got = sha256_file(&d.out);
+        if got != expected {
+            failures.push(format!("{}: sha256 {got} (expected {expected})", d.url));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {total} downloads failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Waits until `since + at`, then SIGKILLs box `n`.
+pub fn kill_at(g: &LabGuard, since: Instant, at: Duration, n: usize) {
+    if let Some(left) = (since + at).checked_duration_since(Instant::now()) {
+        sleep(left);
+    }
+    ok(g.lab(&["kill", &format!("box{n}")]));
 }
