@@ -92,6 +92,7 @@ fn typical(n: u64) -> ConnRecord<'static> {
             persistent: true,
             bytes_sent: n * 100_000,
             request_count: 1,
+            upload: None,
         }),
     }
 }

@@ -188,6 +188,30 @@ pub struct AppBlock<'a> {
     pub bytes_sent: u64,
     /// Requests served on this connection so far.
     pub request_count: u32,
+    /// A request body being received from the client (an upload), when
+    /// the connection is in the middle of one. A record with an upload
+    /// carries no validators: the response has not begun.
+    pub upload: Option<UploadBlock<'a>>,
+}
+
+/// An upload in progress: the request body bytes the application holds
+/// (in its spool, beside the segment) and where they sit in the client's
+/// byte stream, so a survivor acknowledges exactly those and asks the
+/// client for the rest (ARCHITECTURE.md, `ack_after_commit`).
+#[derive(Archive, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadBlock<'a> {
+    /// TCP sequence number of the body's first byte (from the client).
+    pub body_start_seq: u32,
+    /// The body's announced length (`Content-Length`).
+    pub content_length: u64,
+    /// Body bytes received and kept so far.
+    pub received: u64,
+    /// The whole body was handed to the origin: a survivor must not send
+    /// a non-idempotent request a second time (RFC 9110 §9.2.2).
+    pub forwarded: bool,
+    /// The body's media type, at most [`MAX_VALIDATOR_LEN`] bytes.
+    #[rkyv(with = MapNiche<InlineAsBox>)]
+    pub content_type: Option<&'a str>,
 }
 
 /// One connection's checkpoint.
@@ -246,6 +270,13 @@ impl ArchivedAppBlock<'_> {
             persistent: self.persistent,
             bytes_sent: self.bytes_sent.to_native(),
             request_count: self.request_count.to_native(),
+            upload: self.upload.as_ref().map(|u| UploadBlock {
+                body_start_seq: u.body_start_seq.to_native(),
+                content_length: u.content_length.to_native(),
+                received: u.received.to_native(),
+                forwarded: u.forwarded,
+                content_type: u.content_type.as_ref().map(|s| &**s),
+            }),
         }
     }
 }
@@ -346,6 +377,17 @@ pub(crate) fn check_bundle(b: &ArchivedBundle<'_>, region: u16) -> Result<(), &'
             if long(&app.etag) || long(&app.last_modified) {
                 return Err("validator too long");
             }
+            if let Some(u) = app.upload.as_ref() {
+                if long(&u.content_type) {
+                    return Err("upload content type too long");
+                }
+                if app.etag.is_some() || app.last_modified.is_some() {
+                    return Err("upload record with validators");
+                }
+                if u.received.to_native() > u.content_length.to_native() {
+                    return Err("upload received more than its length");
+                }
+            }
         }
     }
     Ok(())
@@ -372,6 +414,17 @@ pub(crate) fn check_records(records: &[ConnRecord<'_>]) -> Result<(), &'static s
                     .is_some_and(|s| s.len() > MAX_VALIDATOR_LEN)
             {
                 return Err("validator too long");
+            }
+            if let Some(u) = &app.upload {
+                if u.content_type.is_some_and(|s| s.len() > MAX_VALIDATOR_LEN) {
+                    return Err("upload content type too long");
+                }
+                if app.etag.is_some() || app.last_modified.is_some() {
+                    return Err("upload record with validators");
+                }
+                if u.received > u.content_length {
+                    return Err("upload received more than its length");
+                }
             }
         }
     }

@@ -8,7 +8,8 @@ use std::os::unix::fs::FileExt;
 
 use baton_shmem::segment::{BOX_ENTRY_SIZE, HEADER_SIZE};
 use baton_shmem::{
-    ConnRecord, Endpoint, Layout, ReadError, Segment, SlotId, Transport, WriteError, SLOT_SIZE,
+    ConnRecord, Endpoint, Layout, ReadError, Segment, SlotId, Transport, UploadBlock, WriteError,
+    SLOT_SIZE,
 };
 use common::{http_record, TempSeg};
 
@@ -40,6 +41,86 @@ fn written_bundle_reads_back_field_for_field() {
         v.bundle().records[0].remote.socket_addr(),
         "198.18.0.100:40001".parse::<SocketAddr>().unwrap()
     );
+}
+
+/// An upload in progress: the longest URL and content type still fit a
+/// slot, and the block comes back field for field.
+#[test]
+fn an_upload_record_reads_back_and_fits_a_slot() {
+    let t = TempSeg::new("upload");
+    let s = Segment::open_or_create(t.path(), L).unwrap();
+    let r = s.region(1).unwrap();
+    let mut slots = r.worker_slots(0, 1).unwrap();
+    let mut w = slots.writer();
+    let slot = slots.alloc().unwrap();
+    let url = format!("/{}", "u".repeat(255));
+    let ct = "c".repeat(128);
+    let mut rec = http_record(1, 40_002, &url, None);
+    let mut app = rec.app.unwrap();
+    app.last_modified = None;
+    app.method = 3;
+    app.upload = Some(UploadBlock {
+        body_start_seq: 4_294_967_000,
+        content_length: 10 << 30,
+        received: 123_456_789,
+        forwarded: false,
+        content_type: Some(&ct),
+    });
+    rec.app = Some(app);
+    w.write(slot, &[rec]).unwrap();
+    let v = r.read(slot).unwrap().expect("slot holds a bundle");
+    assert_eq!(v.bundle().records[0].view(), rec);
+}
+
+#[test]
+fn an_upload_record_breaking_its_rules_is_refused() {
+    let t = TempSeg::new("upload-rules");
+    let s = Segment::open_or_create(t.path(), L).unwrap();
+    let mut w = s.region(0).unwrap().writer();
+    let upload = UploadBlock {
+        body_start_seq: 1,
+        content_length: 10,
+        received: 11,
+        forwarded: false,
+        content_type: None,
+    };
+    let with = |u: UploadBlock<'static>, lm: Option<&'static str>| {
+        let mut rec = http_record(0, 1, "/up", None);
+        let mut app = rec.app.unwrap();
+        app.last_modified = lm;
+        app.upload = Some(u);
+        rec.app = Some(app);
+        rec
+    };
+    // More received than the body's length.
+    assert!(matches!(
+        w.write(SlotId(0), &[with(upload, None)]),
+        Err(WriteError::Invalid(_))
+    ));
+    let ok = UploadBlock {
+        received: 10,
+        ..upload
+    };
+    // Validators belong to responses, not to uploads.
+    assert!(matches!(
+        w.write(SlotId(0), &[with(ok, Some("x"))]),
+        Err(WriteError::Invalid(_))
+    ));
+    let long: &'static str = Box::leak("t".repeat(129).into_boxed_str());
+    assert!(matches!(
+        w.write(
+            SlotId(0),
+            &[with(
+                UploadBlock {
+                    content_type: Some(long),
+                    ..ok
+                },
+                None
+            )]
+        ),
+        Err(WriteError::Invalid(_))
+    ));
+    w.write(SlotId(0), &[with(ok, None)]).unwrap();
 }
 
 #[test]

@@ -111,6 +111,7 @@ impl ResponseCheckpoint {
             persistent: self.persistent,
             bytes_sent,
             request_count: self.request_count,
+            upload: None,
         })
     }
 

@@ -94,6 +94,7 @@ pub fn http_record<'a>(
             persistent: true,
             bytes_sent: 464_000,
             request_count: 1,
+            upload: None,
         }),
     }
 }
