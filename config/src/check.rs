@@ -657,6 +657,7 @@ impl Checker<'_> {
                 "interval_ms",
                 "ack_after_commit",
                 "replication_port",
+                "upload_dir",
             ],
         );
         let enabled = self.get(t, "enabled", Some(true), &boolean);
@@ -680,6 +681,7 @@ impl Checker<'_> {
             &positive::<u64>,
         );
         let ack_after_commit = self.get(t, "ack_after_commit", Some(false), &boolean);
+        let upload_dir = self.get(t, "upload_dir", Some(None), &|v| absolute_path(v).map(Some));
         let replication_port = self.get(
             t,
             "replication_port",
@@ -710,6 +712,7 @@ impl Checker<'_> {
             interval_ms: interval_ms?,
             ack_after_commit: ack_after_commit?,
             replication_port: replication_port?,
+            upload_dir: upload_dir?,
         })
     }
 
@@ -770,6 +773,7 @@ impl Checker<'_> {
                 "idle_timeout_ms",
                 "request_timeout_ms",
                 "max_connections",
+                "max_upload_bytes",
             ],
         );
         let d = LimitsConfig::default();
@@ -803,12 +807,19 @@ impl Checker<'_> {
             Some(d.max_connections),
             &positive::<usize>,
         );
+        let max_upload_bytes = self.get(
+            t,
+            "max_upload_bytes",
+            Some(d.max_upload_bytes),
+            &byte_size,
+        );
         Some(LimitsConfig {
             max_header_bytes: max_header_bytes?,
             max_request_line: max_request_line?,
             idle_timeout_ms: idle_timeout_ms?,
             request_timeout_ms: request_timeout_ms?,
             max_connections: max_connections?,
+            max_upload_bytes: max_upload_bytes?,
         })
     }
 

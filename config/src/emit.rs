@@ -100,6 +100,9 @@ pub(crate) fn to_toml(c: &Config) -> String {
     t["interval_ms"] = int(k.interval_ms);
     t["ack_after_commit"] = value(k.ack_after_commit);
     t["replication_port"] = int(k.replication_port);
+    if let Some(dir) = &k.upload_dir {
+        t["upload_dir"] = path(dir);
+    }
     doc["checkpoint"] = Item::Table(t);
 
     let mut t = Table::new();
@@ -125,6 +128,7 @@ pub(crate) fn to_toml(c: &Config) -> String {
     t["idle_timeout_ms"] = int(l.idle_timeout_ms);
     t["request_timeout_ms"] = int(l.request_timeout_ms);
     t["max_connections"] = int(l.max_connections);
+    t["max_upload_bytes"] = int(l.max_upload_bytes);
     doc["limits"] = Item::Table(t);
 
     let mut t = Table::new();

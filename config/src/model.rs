@@ -14,6 +14,8 @@ use std::str::FromStr;
 pub const DEFAULT_SERVICE_PORT: u16 = 80;
 /// Default `dataplane.max_connections` and `limits.max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 300_000;
+/// Default `limits.max_upload_bytes`: 64 MiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
 /// Default `dataplane.syn_backlog`: half-open connections per box.
 pub const DEFAULT_SYN_BACKLOG: usize = 1024;
 /// Default `checkpoint.fast_bytes`.
@@ -345,6 +347,23 @@ pub struct CheckpointConfig {
     pub ack_after_commit: bool,
     /// UDP port of checkpoint replication on the back LAN.
     pub replication_port: u16,
+    /// Where request bodies in flight (uploads) are kept so a survivor can
+    /// continue them; `None`: beside the segment, `segment_path` +
+    /// `.uploads` (see [`CheckpointConfig::upload_dir`]).
+    pub upload_dir: Option<PathBuf>,
+}
+
+impl CheckpointConfig {
+    /// The upload spool directory: `upload_dir`, else the segment path
+    /// with `.uploads` appended (shared by every box that shares the
+    /// segment's file system).
+    pub fn upload_dir(&self) -> PathBuf {
+        self.upload_dir.clone().unwrap_or_else(|| {
+            let mut p = self.segment_path.clone().into_os_string();
+            p.push(".uploads");
+            PathBuf::from(p)
+        })
+    }
 }
 
 /// `[failure]`: heartbeat-based failure detection.
@@ -531,6 +550,9 @@ pub struct LimitsConfig {
     pub request_timeout_ms: u64,
     /// Most concurrent HTTP connections served.
     pub max_connections: usize,
+    /// Largest request body (upload) accepted, bytes; beyond it the answer
+    /// is 413.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for LimitsConfig {
@@ -541,6 +563,7 @@ impl Default for LimitsConfig {
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }
