@@ -33,11 +33,19 @@ use crate::wire::ethernet::{self, EthernetHeader, MacAddr};
 use crate::wire::{arp, icmp, ipv4, tcp};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use std::any::Any;
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// Frames queued before the worker flushes them to the port mid-iteration.
 const TX_FLUSH: usize = 64;
+/// Frames kept for neighbours being resolved, at most, and bytes at most.
+const L2_PENDING_FRAMES: usize = 16_384;
+const L2_PENDING_BYTES: usize = 8 << 20;
+/// A frame waits at most this long for its neighbour's answer: the next
+/// ARP request for the address may go out then (REQUEST_INTERVAL), and
+/// TCP has retransmitted by then anyway.
+const L2_PENDING_MAX_AGE: Duration = crate::arp::REQUEST_INTERVAL;
 /// Longest a worker blocks. Commands and [`Waker::wake`] interrupt the
 /// wait at once; the bound only covers a lost wake-up.
 const MAX_BLOCK: Duration = Duration::from_millis(100);
@@ -187,6 +195,99 @@ pub struct WorkerStats {
     pub neighbours: usize,
     /// Armed timers.
     pub timers: usize,
+    /// Frames the port dropped because its receive ring was full (running
+    /// total, [`Port::rx_ring_drops`]).
+    pub ring_drops: u64,
+    /// How the connections restored here went.
+    pub restores: RestoreStats,
+}
+
+/// Width of one bucket of [`RestoreStats::ready_after`].
+pub const READY_BUCKET: Duration = Duration::from_millis(10);
+/// Buckets of [`RestoreStats::ready_after`]: 10 ms each up to 10 s; the
+/// last one holds everything slower.
+const READY_BUCKETS: usize = 1000;
+
+/// Takeover progress of a worker (seed Fig. 6, 606-618): connections handed
+/// to it unready, how many synchronised with their client and how fast,
+/// and how many could not. The control core sums these over workers to log
+/// how long a takeover really took, from the box's side.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreStats {
+    /// Connections restored here (eagerly or lazily).
+    pub restored: u64,
+    /// Restored connections that synchronised ("ready").
+    pub ready: u64,
+    /// Restored connections that ended before they were ready (not ready,
+    /// probes unanswered, reset).
+    pub not_ready: u64,
+    /// Restored connections still waiting for the client's answer.
+    pub pending: u64,
+    /// Time from restore to ready, in [`READY_BUCKET`] buckets (empty until
+    /// the first connection is ready).
+    pub ready_after: Vec<u64>,
+}
+
+impl RestoreStats {
+    /// Adds another worker's numbers to these.
+    pub fn add(&mut self, other: &RestoreStats) {
+        self.restored += other.restored;
+        self.ready += other.ready;
+        self.not_ready += other.not_ready;
+        self.pending += other.pending;
+        if self.ready_after.len() < other.ready_after.len() {
+            self.ready_after.resize(other.ready_after.len(), 0);
+        }
+        for (a, b) in self.ready_after.iter_mut().zip(&other.ready_after) {
+            *a += b;
+        }
+    }
+
+    /// The restore → ready time below which a fraction `q` of the ready
+    /// connections fall (the upper edge of its bucket); `None` before the
+    /// first ready.
+    pub fn ready_quantile(&self, q: f64) -> Option<Duration> {
+        let total: u64 = self.ready_after.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let want = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, n) in self.ready_after.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return Some(READY_BUCKET * (i as u32 + 1));
+            }
+        }
+        None
+    }
+
+    /// What happened since `earlier` (a snapshot of the same worker or
+    /// sum): counts and buckets subtracted, `pending` as now.
+    pub fn since(&self, earlier: &RestoreStats) -> RestoreStats {
+        let ready_after = self
+            .ready_after
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(earlier.ready_after.get(i).copied().unwrap_or(0)))
+            .collect();
+        RestoreStats {
+            restored: self.restored.saturating_sub(earlier.restored),
+            ready: self.ready.saturating_sub(earlier.ready),
+            not_ready: self.not_ready.saturating_sub(earlier.not_ready),
+            pending: self.pending,
+            ready_after,
+        }
+    }
+
+    fn record_ready(&mut self, after: Duration) {
+        if self.ready_after.is_empty() {
+            self.ready_after = vec![0; READY_BUCKETS];
+        }
+        let i = ((after.as_micros() / READY_BUCKET.as_micros()) as usize).min(READY_BUCKETS - 1);
+        self.ready += 1;
+        self.ready_after[i] += 1;
+    }
 }
 
 /// What a worker needs besides its port and app.
@@ -255,6 +356,80 @@ struct Core {
     draining: bool,
     /// The port completes TCP checksums and cuts GSO frames.
     offload: bool,
+    /// Restored connections not ready yet, with the moment they were
+    /// restored; and the tally of those that finished.
+    unready_since: HashMap<ConnId, Instant>,
+    restores: RestoreStats,
+    /// Frames built for a neighbour whose MAC we are asking for.
+    l2_pending: L2Pending,
+}
+
+/// A frame without its destination MAC yet, and its offload requests.
+type PendingFrame = (Vec<u8>, Option<TxOffload>);
+
+/// Frames waiting for ARP (RFC 1122 §2.3.2.2: the link layer SHOULD save,
+/// rather than discard, packets for an address being resolved). Without
+/// this, the probe of every connection restored for a client this box has
+/// never talked to (the usual case after a takeover) would be lost and
+/// resent only after the first probe interval.
+#[derive(Default)]
+struct L2Pending {
+    /// Per address: when its first frame was kept, and the frames.
+    by_ip: HashMap<Ipv4Addr, (Instant, Vec<PendingFrame>)>,
+    frames: usize,
+    bytes: usize,
+}
+
+impl L2Pending {
+    /// Keeps `frame` (its destination MAC still to be written) for `ip`;
+    /// false when full (the frame is dropped; TCP retransmits it).
+    fn push(
+        &mut self,
+        ip: Ipv4Addr,
+        frame: &[u8],
+        offload: Option<TxOffload>,
+        now: Instant,
+    ) -> bool {
+        self.expire(now);
+        if self.frames >= L2_PENDING_FRAMES || self.bytes + frame.len() > L2_PENDING_BYTES {
+            return false;
+        }
+        let entry = self.by_ip.entry(ip).or_insert_with(|| (now, Vec::new()));
+        entry.1.push((frame.to_vec(), offload));
+        self.frames += 1;
+        self.bytes += frame.len();
+        true
+    }
+
+    /// Forgets frames that waited longer than [`L2_PENDING_MAX_AGE`].
+    fn expire(&mut self, now: Instant) {
+        if self.by_ip.is_empty() {
+            return;
+        }
+        let (mut frames, mut bytes) = (0, 0);
+        self.by_ip.retain(|_, (since, q)| {
+            let keep = now.saturating_duration_since(*since) < L2_PENDING_MAX_AGE;
+            if keep {
+                frames += q.len();
+                bytes += q.iter().map(|(f, _)| f.len()).sum::<usize>();
+            }
+            keep
+        });
+        self.frames = frames;
+        self.bytes = bytes;
+    }
+
+    /// The frames waiting for `ip`, now that its MAC is known.
+    fn take(&mut self, ip: Ipv4Addr) -> Vec<PendingFrame> {
+        match self.by_ip.remove(&ip) {
+            Some((_, q)) => {
+                self.frames -= q.len();
+                self.bytes -= q.iter().map(|(f, _)| f.len()).sum::<usize>();
+                q
+            }
+            None => Vec::new(),
+        }
+    }
 }
 
 /// One worker: a port, an app, and the state between them.
@@ -291,6 +466,9 @@ impl<P: Port, A: App> Worker<P, A> {
                 waker: Waker::new(),
                 draining: false,
                 offload,
+                unready_since: HashMap::new(),
+                restores: RestoreStats::default(),
+                l2_pending: L2Pending::default(),
             },
             idle: 0,
         }
@@ -338,6 +516,11 @@ impl<P: Port, A: App> Worker<P, A> {
             half_open: self.core.half_open,
             neighbours: self.core.neighbours.len(),
             timers: self.core.timers.len(),
+            ring_drops: self.port.rx_ring_drops(),
+            restores: RestoreStats {
+                pending: self.core.unready_since.len() as u64,
+                ..self.core.restores.clone()
+            },
         }
     }
 
@@ -408,6 +591,7 @@ impl<P: Port, A: App> Worker<P, A> {
                     if let Some(c) = core.flows.get_mut(id) {
                         c.announced = true;
                     }
+                    core.note_restored(id, now);
                     core.touch(id);
                     let mut ctx = app_ctx!(core, now);
                     self.app.on_restored(id, app_data, &mut ctx);
@@ -494,6 +678,12 @@ impl Core {
         self.cfg.service_ips.contains(&IpAddr::V4(ip))
     }
 
+    /// A restored connection starts waiting for its client's answer.
+    fn note_restored(&mut self, id: ConnId, now: Instant) {
+        self.restores.restored += 1;
+        self.unready_since.insert(id, now);
+    }
+
     fn touch(&mut self, id: ConnId) {
         if let Some(c) = self.flows.get_mut(id) {
             if !c.touched {
@@ -542,6 +732,7 @@ impl Core {
         // RFC 826: merge the sender into the table before looking at the op.
         if eh.src == p.sender_mac {
             self.neighbours.learn(p.sender_ip, p.sender_mac);
+            self.send_pending(p.sender_ip);
         }
         if p.op == arp::OP_REQUEST && self.owns_v4(p.target_ip) {
             let mac = self.mac;
@@ -583,6 +774,7 @@ impl Core {
         // replies to that survivor.
         if owned && self.neighbours.lookup(ih.src) != Some(eh.src) {
             self.neighbours.learn(ih.src, eh.src);
+            self.send_pending(ih.src);
         }
         match ih.protocol {
             ipv4::PROTO_TCP => self.on_tcp(app, frame, &ih, l4, meta, now),
@@ -736,6 +928,7 @@ impl Core {
                         // the restored TCB's probe waits for.
                         c.tcb.on_segment(now, &seg);
                     }
+                    self.note_restored(id, now);
                     self.touch(id);
                     self.counters.tcp_lazy_restored += 1;
                     let mut ctx = app_ctx!(self, now);
@@ -771,9 +964,9 @@ impl Core {
             self.counters.drop_emit_error += 1;
             return;
         };
-        let Some(dst_mac) = self.neighbours.lookup(remote) else {
-            self.counters.drop_no_neighbour += 1;
-            if self.neighbours.should_request(remote, now) {
+        let dst_mac = self.neighbours.lookup(remote);
+        if dst_mac.is_none() && self.neighbours.should_request(remote, now) {
+            {
                 let mac = self.mac;
                 // An ARP request updates the target's entry for its sender
                 // (RFC 826): for a connection restored here on another box's
@@ -797,8 +990,7 @@ impl Core {
                     self.counters.arp_requests_sent += 1;
                 }
             }
-            return;
-        };
+        }
         let id = self.next_ip_id();
         let mac = self.mac;
         let mtu = self.cfg.mtu;
@@ -812,7 +1004,8 @@ impl Core {
             let e = ethernet::emit(
                 buf,
                 &EthernetHeader {
-                    dst: dst_mac,
+                    // Written when the neighbour answers (see L2Pending).
+                    dst: dst_mac.unwrap_or(MacAddr([0; 6])),
                     src: mac,
                     ethertype: ethernet::ETHERTYPE_IPV4,
                 },
@@ -834,22 +1027,63 @@ impl Core {
             ipv4::emit(&mut buf[e..], local, remote, ipv4::PROTO_TCP, id, t)?;
             Ok::<usize, crate::wire::WireError>(t)
         })();
-        match result {
-            Ok(t) if partial => {
-                let offload = TxOffload {
+        let (len, offload) = match result {
+            Ok(t) if partial => (
+                l4_at + t,
+                Some(TxOffload {
                     gso_size: gso,
                     csum_start: l4_at as u16,
                     // The checksum field's offset in the TCP header.
                     csum_offset: 16,
                     hdr_len: (l4_at + t - payload) as u16,
-                };
-                if gso > 0 {
-                    self.counters.tx_gso_frames += 1;
-                }
-                self.tx.commit_offload(l4_at + t, offload);
+                }),
+            ),
+            Ok(t) => (l4_at + t, None),
+            Err(e) => return self.counters.record(e),
+        };
+        if dst_mac.is_none() {
+            // Built in the TX buffer but not committed: keep a copy until
+            // the neighbour answers.
+            let frame = self.tx.next_buf_sized(len).get(..len).unwrap_or(&[]);
+            if frame.is_empty() || !self.l2_pending.push(remote, frame, offload, now) {
+                self.counters.drop_no_neighbour += 1;
             }
-            Ok(t) => self.tx.commit(l4_at + t),
-            Err(e) => self.counters.record(e),
+            return;
+        }
+        if offload.is_some_and(|o| o.gso_size > 0) {
+            self.counters.tx_gso_frames += 1;
+        }
+        match offload {
+            Some(o) => self.tx.commit_offload(len, o),
+            None => self.tx.commit(len),
+        }
+    }
+
+    /// Sends the frames that waited for `ip`'s MAC, now known.
+    fn send_pending(&mut self, ip: Ipv4Addr) {
+        if self.l2_pending.frames == 0 {
+            return;
+        }
+        let Some(mac) = self.neighbours.lookup(ip) else {
+            return;
+        };
+        for (frame, offload) in self.l2_pending.take(ip) {
+            let buf = self.tx.next_buf_sized(frame.len());
+            let Some(out) = buf.get_mut(..frame.len()) else {
+                self.counters.drop_no_neighbour += 1;
+                continue;
+            };
+            out.copy_from_slice(&frame);
+            out[0..6].copy_from_slice(&mac.0);
+            match offload {
+                Some(o) => {
+                    if o.gso_size > 0 {
+                        self.counters.tx_gso_frames += 1;
+                    }
+                    self.tx.commit_offload(frame.len(), o)
+                }
+                None => self.tx.commit(frame.len()),
+            }
         }
     }
 
@@ -896,6 +1130,10 @@ impl Core {
                         Event::Writable if announced => app.on_writable(id, &mut ctx),
                         Event::PeerClosed if announced => app.on_peer_closed(id, &mut ctx),
                         Event::Ready { snd_una, rcv_nxt } => {
+                            if let Some(at) = self.unready_since.remove(&id) {
+                                self.restores
+                                    .record_ready(now.saturating_duration_since(at));
+                            }
                             app.on_ready(id, snd_una, rcv_nxt, &mut ctx)
                         }
                         Event::Readable | Event::Writable | Event::PeerClosed => {}
@@ -956,6 +1194,9 @@ impl Core {
                             self.half_open = self.half_open.saturating_sub(1);
                         }
                         self.counters.tcp_closed += 1;
+                    }
+                    if self.unready_since.remove(&id).is_some() {
+                        self.restores.not_ready += 1;
                     }
                     self.timers.cancel(id.index());
                 }
@@ -1046,6 +1287,158 @@ mod tests {
             payload: vec![Bytes::from(vec![0u8; len])],
             ..OutSegment::default()
         }
+    }
+
+    const BOX_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
+    const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x64]);
+    const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+    const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 101);
+
+    struct Quiet;
+    impl App for Quiet {
+        fn on_accept(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+        fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+        fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+        fn on_closed(&mut self, _: ConnId, _: CloseReason, _: &mut Ctx<'_>) {}
+    }
+
+    fn export(port: u16) -> TcbExport {
+        TcbExport {
+            tuple: FourTuple {
+                local: SocketAddr::new(IpAddr::V4(SERVICE), 80),
+                remote: SocketAddr::new(IpAddr::V4(CLIENT), port),
+            },
+            state: State::Established,
+            iss: 1000,
+            irs: 5000,
+            snd_una: 90_000,
+            snd_nxt: 90_000,
+            rcv_nxt: 5100,
+            snd_wnd: 65_535,
+            rcv_wnd: 65_535,
+            mss: 1460,
+            snd_wscale: 0,
+            rcv_wscale: 0,
+            sack_permitted: false,
+            timestamps: false,
+            ts_recent: 0,
+            ts_last_sent: 0,
+        }
+    }
+
+    fn arp_reply_from_client() -> Vec<u8> {
+        let mut r = vec![0u8; 60];
+        l2::emit_arp_frame(
+            &mut r,
+            BOX_MAC,
+            CLIENT_MAC,
+            &arp::ArpPacket {
+                op: arp::OP_REPLY,
+                sender_mac: CLIENT_MAC,
+                sender_ip: CLIENT,
+                target_mac: BOX_MAC,
+                target_ip: SERVICE,
+            },
+        )
+        .unwrap();
+        r
+    }
+
+    /// The TCP segments (destination MAC, sequence number, payload length)
+    /// among `frames`.
+    fn tcp_frames(frames: &[Vec<u8>]) -> Vec<(MacAddr, u32, usize)> {
+        frames
+            .iter()
+            .filter_map(|f| {
+                let (eh, p) = ethernet::parse(f).ok()?;
+                let (ih, l4) = ipv4::parse(p).ok()?;
+                let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, true).ok()?;
+                Some((eh.dst, s.seq.0, s.payload.len()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn probes_for_an_unresolved_client_wait_for_its_arp_reply_instead_of_being_lost() {
+        // A survivor that never talked to this client address restores two
+        // of its connections: RFC 1122 §2.3.2.2, the link layer saves the
+        // packets for an address being resolved. The probes go out the
+        // moment the client answers the ARP request, not one probe
+        // interval later.
+        let now = Instant::now();
+        let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+        let mut w = Worker::new(
+            port,
+            Quiet,
+            WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]),
+            now,
+        );
+        for p in [40_001, 40_002] {
+            w.command(
+                Command::Restore {
+                    export: export(p),
+                    app_data: Box::new(()),
+                },
+                now,
+            );
+        }
+        w.poll(now).unwrap();
+        let first = wire.drain();
+        assert_eq!(w.counters().arp_requests_sent, 1, "one request per address");
+        assert!(tcp_frames(&first).is_empty(), "no frame to an unknown MAC");
+        assert_eq!(w.counters().drop_no_neighbour, 0, "the probes are kept");
+
+        wire.send(arp_reply_from_client()).unwrap();
+        w.poll(now + Duration::from_millis(1)).unwrap();
+        let probes = tcp_frames(&wire.drain());
+        assert_eq!(
+            probes,
+            vec![(CLIENT_MAC, 89_999, 1), (CLIENT_MAC, 89_999, 1)],
+            "both probes (one old byte each) reach the client once it answered"
+        );
+        let stats = w.stats();
+        assert_eq!(stats.restores.restored, 2);
+        assert_eq!(stats.restores.pending, 2, "no answer from the client yet");
+    }
+
+    #[test]
+    fn frames_for_a_neighbour_that_never_answers_are_dropped_after_a_second() {
+        let now = Instant::now();
+        let mut q = L2Pending::default();
+        assert!(q.push(CLIENT, &[1; 60], None, now));
+        q.expire(now + Duration::from_millis(999));
+        assert_eq!(q.frames, 1);
+        q.expire(now + L2_PENDING_MAX_AGE);
+        assert_eq!((q.frames, q.bytes), (0, 0));
+        assert!(q.take(CLIENT).is_empty());
+    }
+
+    #[test]
+    fn restore_to_ready_times_sum_over_workers_and_give_quantiles() {
+        let mut a = RestoreStats::default();
+        assert_eq!(a.ready_quantile(0.5), None, "nothing ready yet");
+        a.restored = 3;
+        a.record_ready(Duration::from_millis(3));
+        a.record_ready(Duration::from_millis(45));
+        let mut b = RestoreStats {
+            restored: 2,
+            not_ready: 1,
+            ..RestoreStats::default()
+        };
+        b.record_ready(Duration::from_secs(30));
+        let before = a.clone();
+        a.add(&b);
+        assert_eq!((a.restored, a.ready, a.not_ready), (5, 3, 1));
+        assert_eq!(a.ready_quantile(0.33), Some(Duration::from_millis(10)));
+        assert_eq!(a.ready_quantile(0.5), Some(Duration::from_millis(50)));
+        assert_eq!(
+            a.ready_quantile(1.0),
+            Some(Duration::from_secs(10)),
+            "the last bucket holds everything slower than 10 s"
+        );
+        let d = a.since(&before);
+        assert_eq!((d.restored, d.ready, d.not_ready), (2, 1, 1));
+        assert_eq!(d.ready_quantile(0.5), Some(Duration::from_secs(10)));
     }
 
     #[test]

@@ -47,6 +47,10 @@ struct Args {
     /// Failover sizes (default 1,100,10000; quick: 1,100).
     #[arg(long, value_delimiter = ',')]
     failover: Vec<u64>,
+    /// Failover: skip the nginx + IP move reference runs (while iterating
+    /// on Baton's own takeover).
+    #[arg(long)]
+    no_reference: bool,
     /// Rounds of the alternated throughput and checkpoint runs.
     #[arg(long)]
     rounds: Option<u32>,
@@ -72,6 +76,17 @@ struct Bench {
     results: serde_json::Map<String, Value>,
     md: String,
     runs: u32,
+    /// The mark file of the failover run in progress.
+    kill_mark: Option<PathBuf>,
+}
+
+/// Wall-clock time, µs since the epoch (the clock of kernel receive
+/// timestamps).
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 fn progress(msg: impl AsRef<str>) {
@@ -171,6 +186,7 @@ fn main() -> Result<()> {
             results,
             md,
             runs: 0,
+            kill_mark: None,
         };
         bench.namespace_limits()?;
         let outcome = bench.run_suites(&wants);
@@ -791,8 +807,13 @@ impl Bench {
         if connected {
             // Let every connection get into its download before the kill.
             std::thread::sleep(Duration::from_secs(if n > 1000 { 3 } else { 2 }));
-            std::fs::write(&mark, b"kill\n")?;
-            kill(self)?;
+            self.kill_mark = Some(mark.clone());
+            let killed = kill(self);
+            self.kill_mark = None;
+            killed?;
+            if !mark.exists() {
+                std::fs::write(&mark, format!("{}\n", unix_us()))?;
+            }
         } else {
             progress(format!(
                 "  {tag}: connections not established in 120 s; no kill"
@@ -820,6 +841,18 @@ impl Bench {
         let tl =
             Timeline::parse(&std::fs::read_to_string(&tl_path).context("baton-load timeline")?)?;
         Ok((summary, tl, delta))
+    }
+
+    /// Writes the failover mark: the wall-clock time (Unix µs) at which the
+    /// target is certainly dead, i.e. once the kill has returned. The load
+    /// client counts data its kernel received after this time as resumed,
+    /// so the mark must not come before the death (data the dying box sent
+    /// would count); it comes late by at most the kill command's duration.
+    fn mark_killed(&self) -> Result<()> {
+        if let Some(mark) = &self.kill_mark {
+            std::fs::write(mark, format!("{}\n", unix_us()))?;
+        }
+        Ok(())
     }
 
     fn failover(&mut self) -> Result<()> {
@@ -860,7 +893,7 @@ impl Bench {
                 hold,
                 &mut |b: &Bench| {
                     b.lab.kill(1)?;
-                    Ok(())
+                    b.mark_killed()
                 },
             )?;
             let f = tl.failover().unwrap_or_default();
@@ -908,7 +941,11 @@ impl Bench {
         }
 
         // Reference: keepalived-style IP failover between two plain nginx.
-        let ref_sizes: Vec<u64> = sizes.iter().copied().filter(|&n| n <= 10_000).collect();
+        let ref_sizes: Vec<u64> = if self.args.no_reference {
+            Vec::new()
+        } else {
+            sizes.iter().copied().filter(|&n| n <= 10_000).collect()
+        };
         for &n in &ref_sizes {
             self.start_nginx("box2", &[("*", false)], 1)?;
             self.start_nginx("box3", &[("*", false)], 1)?;
@@ -932,6 +969,7 @@ impl Bench {
                 // from its kernel), then its nginx goes.
                 let ns = b.lab.ns("box2");
                 lab::run(Command::new("ip").args(["netns", "exec", &ns, "nft", "add table inet btbfail { chain o { type filter hook output priority 0; policy accept; oifname \"front0\" drop; }; chain i { type filter hook input priority 0; policy accept; iifname \"front0\" drop; }; }"]))?;
+                b.mark_killed()?;
                 b.stop_nginx("box2", &[]);
                 let _ = b.lab.ip("box2", &["addr", "del", &format!("{VIP}/24"), "dev", "front0"]);
                 // keepalived: 3 s until the backup notices, then the address

@@ -12,12 +12,22 @@
 //! receive timeline (`--timeline`): per connection the longest gap between two
 //! reads that returned data and the gap around a mark (the moment the harness
 //! touched `--mark-file`, i.e. killed a box), plus goodput in 100 ms buckets.
+//!
+//! With a mark file, every socket also gets kernel receive timestamps
+//! (`SO_TIMESTAMPNS`, socket(7)): each read says when the kernel received
+//! the newest data it returned. A connection has *resumed* when a read
+//! returns data the kernel received after the kill. Reads alone cannot
+//! tell: a rate-limited reader first drains what was buffered before the
+//! kill, so the longest gap after the kill often starts after the kill and
+//! ends long after the survivor resumed sending. The mark file may hold
+//! the kill's wall-clock time (Unix microseconds), written once the kill
+//! has returned; otherwise the moment the file is seen is the kill.
 //! Progress goes to stderr once a second; the line `ALL CONNECTED` on stdout
 //! tells a driving harness that every connection is established.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -125,11 +135,19 @@ struct RxTimeline {
     trailing_gap_us: u64,
     /// The connection failed (reset, closed early, ...).
     failed: bool,
+    /// When the kernel received the first data after the kill (µs since
+    /// the start, from `SO_TIMESTAMPNS`): the connection resumed.
+    resumed_us: Option<u64>,
+    /// The gap between the read that returned that data and the read
+    /// before it: the stall the application saw across the takeover.
+    resume_read_gap_us: Option<u64>,
 }
 
 /// Shared state of the run that the per-connection code updates.
 struct Run {
     started: Instant,
+    /// Wall-clock start, µs since the epoch (kernel timestamps are too).
+    started_unix_us: u64,
     mark_us: Option<u64>,
     /// Goodput, bytes per 100 ms bucket since the start.
     goodput: Vec<u64>,
@@ -170,6 +188,86 @@ impl Run {
         }
         rx.last_us = Some(now);
     }
+
+    /// Books the kernel receive time `stamp` (µs since the epoch) of the
+    /// data a read returned at `read_us` (after the gap `gap_us` since the
+    /// previous read): the first data received after the kill resumes the
+    /// connection.
+    fn stamped(&mut self, rx: &mut RxTimeline, stamp: u64, read_us: u64, gap_us: u64) {
+        let Some(mark) = self.mark_us else {
+            return;
+        };
+        let at = stamp.saturating_sub(self.started_unix_us);
+        if rx.resumed_us.is_none() && at > mark {
+            rx.resumed_us = Some(at);
+            rx.resume_read_gap_us = Some(gap_us.min(read_us));
+        }
+    }
+}
+
+/// recv(2) with the kernel's receive timestamp of the newest data returned
+/// (`SCM_TIMESTAMPNS`, µs since the epoch) when the socket has
+/// `SO_TIMESTAMPNS` on.
+fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    use std::os::fd::AsRawFd;
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one cmsg with a timespec, 8-byte aligned.
+    let mut control = [0u64; 8];
+    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: msg describes live buffers of the stated lengths.
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the CMSG_* walk stays inside msg_control as the kernel filled
+    // it (msg_controllen was updated by recvmsg); the data is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                stamp = Some(ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+/// Turns kernel receive timestamps on (socket(7) `SO_TIMESTAMPNS`).
+fn enable_rx_timestamps(stream: &TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a c_int option value of the right length.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &on as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The kill time a mark file holds (Unix µs), as µs since the run start.
+fn mark_from_file(path: &std::path::Path, started_unix_us: u64) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let unix_us: u64 = text.split_whitespace().find_map(|w| w.parse().ok())?;
+    Some(unix_us.saturating_sub(started_unix_us))
 }
 
 #[derive(Default, Debug)]
@@ -372,12 +470,14 @@ fn main() -> Result<()> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut tally = Tally::default();
     let started = Instant::now();
-    let started_unix_ms = std::time::SystemTime::now()
+    let started_unix_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_micros() as u64)
         .unwrap_or(0);
+    let started_unix_ms = started_unix_us / 1000;
     let mut run = Run {
         started,
+        started_unix_us,
         mark_us: None,
         goodput: Vec::new(),
         rate: args.rate,
@@ -410,7 +510,8 @@ fn main() -> Result<()> {
         if run.mark_us.is_none() {
             if let Some(mark) = &args.mark_file {
                 if mark.exists() {
-                    run.mark_us = Some(run.now_us());
+                    run.mark_us =
+                        Some(mark_from_file(mark, started_unix_us).unwrap_or_else(|| run.now_us()));
                     eprintln!(
                         "baton-load: mark at {:.3} s",
                         started.elapsed().as_secs_f64()
@@ -424,6 +525,11 @@ fn main() -> Result<()> {
             opened += 1;
             match connect(target, source, args.rcvbuf) {
                 Ok(mut stream) => {
+                    if args.mark_file.is_some() {
+                        if let Err(e) = enable_rx_timestamps(&stream) {
+                            eprintln!("baton-load: SO_TIMESTAMPNS: {e}");
+                        }
+                    }
                     poll.registry().register(
                         &mut stream,
                         Token(token),
@@ -605,8 +711,8 @@ fn main() -> Result<()> {
 
 /// Writes the receive timeline: the mark, goodput per 100 ms, and one row per
 /// connection `[bytes, first_ms, longest_gap_ms, longest_gap_end_ms,
-/// mark_gap_ms, mark_gap_end_ms, pre_mark_gap_ms, trailing_gap_ms, failed]`
-/// (times since the start; -1 = none).
+/// mark_gap_ms, mark_gap_end_ms, pre_mark_gap_ms, trailing_gap_ms, failed,
+/// resumed_ms, resume_read_gap_ms]` (times since the start; -1 = none).
 fn write_timeline(
     path: &std::path::Path,
     started_unix_ms: u64,
@@ -632,7 +738,7 @@ fn write_timeline(
     for (i, r) in rows.iter().enumerate() {
         let _ = write!(
             out,
-            "{}[{}, {}, {:.3}, {:.3}, {:.3}, {}, {:.3}, {:.3}, {}]",
+            "{}[{}, {}, {:.3}, {:.3}, {:.3}, {}, {:.3}, {:.3}, {}, {}, {}]",
             if i > 0 { ",\n" } else { "" },
             r.bytes,
             opt(r.first_us),
@@ -642,7 +748,9 @@ fn write_timeline(
             opt(r.mark_gap_end_us),
             ms(r.pre_mark_gap_us),
             ms(r.trailing_gap_us),
-            u8::from(r.failed)
+            u8::from(r.failed),
+            opt(r.resumed_us),
+            opt(r.resume_read_gap_us)
         );
     }
     out.push_str("\n]}\n");
@@ -702,9 +810,9 @@ fn drive(
                     Ok(want) => want,
                     Err(at) => return Step::WakeAt(at),
                 };
-                let n = match conn.stream.read(&mut buf[..want]) {
-                    Ok(0) => return Step::Failed("connection closed mid-response"),
-                    Ok(n) => n,
+                let (n, stamp) = match recv_stamped(&conn.stream, &mut buf[..want]) {
+                    Ok((0, _)) => return Step::Failed("connection closed mid-response"),
+                    Ok(got) => got,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Continue,
                     Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                         return Step::Failed("connection reset")
@@ -714,7 +822,12 @@ fn drive(
                 if run.rate > 0 {
                     conn.tokens -= n as f64;
                 }
+                let read_us = run.now_us();
+                let gap_us = conn.rx.last_us.map_or(0, |l| read_us.saturating_sub(l));
                 run.received(&mut conn.rx, n);
+                if let Some(stamp) = stamp {
+                    run.stamped(&mut conn.rx, stamp, read_us, gap_us);
+                }
                 let mut data = &buf[..n];
                 if conn.phase == Phase::Headers {
                     conn.buf.extend_from_slice(data);

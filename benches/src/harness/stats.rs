@@ -69,7 +69,9 @@ pub struct Timeline {
     /// Per connection: bytes, first byte ms, longest gap ms, its end ms,
     /// longest gap ending after the mark ms, its end ms (-1 = none),
     /// longest gap before the mark ms, time since the last byte when the run
-    /// ended ms (0 for connections that had closed), failed (0/1).
+    /// ended ms (0 for connections that had closed), failed (0/1), and in
+    /// newer files: when the kernel received the first data after the kill
+    /// ms (-1 = never), the gap between reads that ended with that data ms.
     pub connections: Vec<Vec<f64>>,
 }
 
@@ -86,11 +88,14 @@ pub struct FailoverStats {
     pub not_resumed: u64,
     /// Active connections that failed (reset or closed early).
     pub failed: u64,
-    /// Stall across the kill (longest gap ending after it), ms.
+    /// Stall across the kill, ms: the gap between the application's reads
+    /// that ended with the first data received after the kill (older
+    /// timelines: the longest gap ending after the kill).
     pub stall_ms: LatencyMs,
     /// Longest gap before the kill, ms: the noise floor of the stall.
     pub baseline_gap_ms: LatencyMs,
-    /// Kill to first byte after that stall, ms.
+    /// Kill to the first data the client's kernel received after it, ms
+    /// (older timelines: to the end of the longest gap after the kill).
     pub resume_ms: LatencyMs,
     /// When the last connection resumed, ms after the kill.
     pub all_resumed_ms: f64,
@@ -166,6 +171,21 @@ impl Timeline {
                 failed += 1;
                 continue;
             }
+            if row.len() >= 11 {
+                // Kernel receive timestamps: resumed when the first data
+                // received after the kill arrived; the stall is the gap the
+                // application saw between its reads across the takeover
+                // (buffered data read after the kill shortens it, as it
+                // would for any client).
+                let resumed = field(9);
+                if resumed < 0.0 {
+                    not_resumed += 1;
+                    continue;
+                }
+                stalls.push(field(10).max(0.0));
+                resumes.push((resumed - mark).max(0.0));
+                continue;
+            }
             let gap_end = field(5);
             let trailing = field(7).max(0.0);
             if gap_end < 0.0 || (trailing > 1000.0 && trailing > 2.0 * field(6)) {
@@ -236,6 +256,25 @@ mod tests {
         assert!((f.resume_ms.max - 120.0).abs() < 0.5, "{f:?}");
         assert!((f.all_resumed_ms - 120.0).abs() < 1e-9);
         assert!((f.baseline_gap_ms.max - 30.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn resume_is_the_first_data_the_kernel_received_after_the_kill() {
+        // Connection 1 read buffered data 5 ms after the kill at 1000 ms,
+        // then nothing for 400 ms (the longest gap after the kill, ending at
+        // 1405), but its kernel had the survivor's data at 1180: resumed
+        // 180 ms after the kill, and the application's gap across the
+        // takeover ended at the read of that data (225 ms after the read of
+        // buffered data). Connection 2 never got data after the kill.
+        let tl = timeline(
+            "[100, 5, 400, 1405, 400, 1405, 300, 0, 0, 1180, 225], [100, 5, 900, 1900, 900, 1900, 300, 0, 0, -1, -1]",
+            1000.0,
+        );
+        let f = tl.failover().unwrap();
+        assert_eq!(f.active_at_kill, 2);
+        assert_eq!(f.not_resumed, 1, "no data after the kill: not resumed");
+        assert!((f.resume_ms.max - 180.0).abs() < 0.5, "{f:?}");
+        assert!((f.stall_ms.max - 225.0).abs() < 0.5, "{f:?}");
     }
 
     #[test]

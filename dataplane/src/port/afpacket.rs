@@ -148,6 +148,8 @@ const H2_LEN: usize = 4;
 const H2_SNAPLEN: usize = 8;
 const H2_MAC: usize = 12;
 const FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
+/// `PACKET_STATISTICS` of linux/if_packet.h (not in the libc crate).
+const PACKET_STATISTICS: libc::c_int = 6;
 
 /// One AF_PACKET socket with its RX ring.
 #[derive(Debug)]
@@ -173,6 +175,9 @@ pub struct AfPacketPort {
     iovs: Vec<libc::iovec>,
     /// Frames dropped because the ring held only part of them.
     rx_truncated: u64,
+    /// Frames the kernel dropped because the ring was full, summed over
+    /// reads of `PACKET_STATISTICS` (each read resets the kernel's count).
+    ring_drops: std::cell::Cell<u64>,
     /// TX socket with `PACKET_VNET_HDR`, when offload is on.
     tx_fd: Option<OwnedFd>,
     vnet: Vec<[u8; VNET_HDR_LEN]>,
@@ -342,6 +347,7 @@ impl AfPacketPort {
             tx_fd: None,
             vnet: Vec::new(),
             rx_truncated: 0,
+            ring_drops: std::cell::Cell::new(0),
             msgs: Vec::new(),
         };
 
@@ -854,6 +860,32 @@ impl Port for AfPacketPort {
 
     fn rx_truncated(&self) -> u64 {
         self.rx_truncated
+    }
+
+    fn rx_ring_drops(&self) -> u64 {
+        // `struct tpacket_stats` (V2) or `tpacket_stats_v3` (V3, one more
+        // u32): packets, drops[, freeze_q_cnt]. packet(7): reading resets
+        // the kernel's counters, so keep the running sum here.
+        let mut st = [0u32; 3];
+        let mut len = match self.ring_kind {
+            RxRing::V2 => 8,
+            RxRing::V3 => 12,
+        } as libc::socklen_t;
+        // SAFETY: `st` is 12 writable bytes and `len` says at most that.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                PACKET_STATISTICS,
+                st.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            self.ring_drops
+                .set(self.ring_drops.get() + u64::from(st[1]));
+        }
+        self.ring_drops.get()
     }
 }
 

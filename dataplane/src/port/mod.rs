@@ -217,4 +217,12 @@ pub trait Port: Send {
     fn rx_truncated(&self) -> u64 {
         0
     }
+
+    /// Frames the kernel or the device dropped because the receive ring
+    /// was full (a running total): the sign that the worker fell behind,
+    /// e.g. when thousands of restored connections answer their probes at
+    /// once. Ports that cannot tell return 0.
+    fn rx_ring_drops(&self) -> u64 {
+        0
+    }
 }
