@@ -91,6 +91,9 @@ pub enum FetchKind {
         /// The validator the response was started with.
         if_range: Option<String>,
     },
+    /// An upload: the request body from a spool file, the origin's answer
+    /// into the object.
+    Upload(crate::http::upload::UploadRequest),
     /// Write a complete object to the disk directory.
     Spill {
         /// Destination file.
@@ -193,10 +196,16 @@ impl FetcherPool {
 fn run(origin: &Origin, cache: &Weak<Cache>, job: FetchJob) {
     let FetchJob { object, kind } = job;
     let result = match &kind {
-        FetchKind::Full { revalidate } => fetch(origin, &object, None, revalidate.as_ref()),
-        FetchKind::Range { from, if_range } => {
-            fetch(origin, &object, Some((*from, if_range.as_deref())), None)
+        FetchKind::Full { revalidate } => {
+            fetch(origin, &object, Ask::Get(None), revalidate.as_ref())
         }
+        FetchKind::Range { from, if_range } => fetch(
+            origin,
+            &object,
+            Ask::Get(Some((*from, if_range.as_deref()))),
+            None,
+        ),
+        FetchKind::Upload(u) => fetch(origin, &object, Ask::Upload(u), None),
         FetchKind::Spill { path } => {
             let ok = spill(&object, path)
                 .map_err(|e| {
@@ -443,19 +452,46 @@ fn connect(origin: &Origin) -> Result<TcpStream, FetchError> {
     Ok(s)
 }
 
+/// What one origin request asks for.
+enum Ask<'a> {
+    /// GET, optionally from a byte with `If-Range`.
+    Get(Option<(u64, Option<&'a str>)>),
+    /// POST or PUT with a spooled body.
+    Upload(&'a crate::http::upload::UploadRequest),
+}
+
 fn fetch(
     origin: &Origin,
     object: &Object,
-    range: Option<(u64, Option<&str>)>,
+    ask: Ask<'_>,
     stale: Option<&Arc<Object>>,
 ) -> Result<(), FetchError> {
+    let (range, upload) = match ask {
+        Ask::Get(range) => (range, None),
+        Ask::Upload(u) => (None, Some(u)),
+    };
+    let body = match upload {
+        // Opened before connecting: a missing spool is not the origin's fault.
+        Some(u) => Some(
+            std::fs::File::open(&u.body)
+                .map_err(|e| FetchError::Io(format!("upload spool: {e}")))?,
+        ),
+        None => None,
+    };
     let stream = connect(origin)?;
     let mut req = format!(
-        "GET {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: baton\r\nConnection: close\r\n",
+        "{} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: baton\r\nConnection: close\r\n",
+        upload.map_or("GET", |u| u.method.as_str()),
         origin.prefix,
         object.url(),
         origin.host
     );
+    if let Some(u) = upload {
+        req.push_str(&format!("Content-Length: {}\r\n", u.length));
+        if let Some(ct) = &u.content_type {
+            req.push_str(&format!("Content-Type: {ct}\r\n"));
+        }
+    }
     if let Some((from, if_range)) = range {
         req.push_str(&format!("Range: bytes={from}-\r\n"));
         if let Some(v) = if_range {
@@ -480,6 +516,18 @@ fn fetch(
     conn.stream
         .write_all(req.as_bytes())
         .map_err(|e| FetchError::from_io(&e))?;
+    if let (Some(mut file), Some(u)) = (body, upload) {
+        // Exactly the announced length: the spool may not grow meanwhile
+        // (the session sends once the body is complete).
+        let sent = io::copy(&mut (&mut file).take(u.length), &mut conn.stream)
+            .map_err(|e| FetchError::from_io(&e))?;
+        if sent != u.length {
+            return Err(FetchError::Io(format!(
+                "upload spool holds {sent} of {} bytes",
+                u.length
+            )));
+        }
+    }
 
     let head = loop {
         match parse_head(&conn.buf)? {

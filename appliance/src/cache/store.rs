@@ -295,6 +295,16 @@ impl Cache {
         object
     }
 
+    /// Sends an upload to the origin (POST or PUT with the spooled body);
+    /// its answer fills the returned object, which, like a ranged fetch's,
+    /// is private to the caller: never indexed, never stored.
+    pub fn upload(&self, url: &str, upload: crate::http::upload::UploadRequest) -> Arc<Object> {
+        let object = self.new_object(Arc::from(url));
+        let mut ix = self.lock();
+        self.submit(&mut ix, &object, FetchKind::Upload(upload));
+        object
+    }
+
     /// Drops `url` from memory and disk; an ongoing fetch goes on for the
     /// sessions already waiting but its result is not stored. True if
     /// anything was there.

@@ -45,6 +45,8 @@ pub(crate) struct TestObject {
 struct State {
     objects: Mutex<HashMap<String, TestObject>>,
     requests: Mutex<Vec<String>>,
+    /// Uploads received: method and path, body.
+    uploads: Mutex<Vec<(String, Vec<u8>)>>,
     released: Mutex<bool>,
     cv: Condvar,
     stop: AtomicBool,
@@ -122,6 +124,11 @@ impl TestOrigin {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// Every upload (POST/PUT) received: "METHOD path" and its body.
+    pub fn uploads(&self) -> Vec<(String, Vec<u8>)> {
+        self.state.uploads.lock().unwrap().clone()
+    }
+
     pub fn requests_for(&self, path: &str) -> usize {
         let line = format!("GET {path} ");
         self.requests()
@@ -155,9 +162,35 @@ fn serve(mut conn: TcpStream, st: &State) {
             Ok(n) => buf.extend_from_slice(&tmp[..n]),
         }
     }
-    let head = String::from_utf8_lossy(&buf).into_owned();
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     st.requests.lock().unwrap().push(head.clone());
     let path = head.split(' ').nth(1).unwrap_or("").to_string();
+    let method = head.split(' ').next().unwrap_or("").to_string();
+    if method == "POST" || method == "PUT" {
+        // Uploads: the body (Content-Length), then 201 naming its size.
+        let len: usize = header(&head, "Content-Length")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0);
+        let mut body = buf[end..].to_vec();
+        while body.len() < len {
+            match conn.read(&mut tmp) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => body.extend_from_slice(&tmp[..n]),
+            }
+        }
+        let answer = format!("stored {} bytes\n", body.len());
+        st.uploads
+            .lock()
+            .unwrap()
+            .push((format!("{method} {path}"), body));
+        let _ = write!(
+            conn,
+            "HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        return;
+    }
     let obj = st.objects.lock().unwrap().get(&path).cloned();
     let Some(obj) = obj else {
         let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope");

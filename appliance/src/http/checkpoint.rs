@@ -8,9 +8,10 @@
 //! the map from sequence numbers to object bytes is one-to-one because
 //! Baton never sends chunked or multipart bodies.
 
-use baton_shmem::AppBlock;
+use baton_shmem::{AppBlock, UploadBlock};
 
 use super::request::Method;
+use super::upload::UploadState;
 use crate::cache::ObjectMeta;
 
 /// The application block of one response (see the module doc).
@@ -39,6 +40,9 @@ pub struct ResponseCheckpoint {
     pub request_count: u32,
     /// Object offset of the first body byte (the range start, else 0).
     pub body_offset: u64,
+    /// An upload (POST/PUT body) being received, before its response: then
+    /// `status` is 0 and the validators are empty.
+    pub upload: Option<UploadState>,
 }
 
 /// Why a response cannot be continued on this box.
@@ -50,6 +54,9 @@ pub enum NotResumable {
     /// The object could not be fetched again.
     #[error("the object cannot be fetched")]
     Unavailable,
+    /// The upload's spooled body is not where the checkpoint says.
+    #[error("the upload's spooled body is missing or short")]
+    UploadLost,
     /// The checkpoint cannot say which byte comes next (head partly
     /// unacknowledged for a response without a rebuildable head, no
     /// validator to check the object, or an acknowledgement beyond it).
@@ -86,6 +93,35 @@ impl ResponseCheckpoint {
     /// or a string is longer than the segment's record allows.
     pub fn to_app_block(&self, bytes_sent: u64) -> Option<AppBlock<'_>> {
         use baton_shmem::{MAX_NAME_LEN, MAX_VALIDATOR_LEN};
+        if let Some(u) = &self.upload {
+            if self.url.len() > MAX_NAME_LEN
+                || u.content_type
+                    .as_ref()
+                    .is_some_and(|c| c.len() > MAX_VALIDATOR_LEN)
+            {
+                return None;
+            }
+            return Some(AppBlock {
+                object_start_seq: 0,
+                version: self.version_code(),
+                method: self.method.code(),
+                name: &self.url,
+                etag: None,
+                last_modified: None,
+                range_start: None,
+                range_end: None,
+                persistent: self.persistent,
+                bytes_sent: 0,
+                request_count: self.request_count,
+                upload: Some(UploadBlock {
+                    body_start_seq: u.body_start_seq,
+                    content_length: u.content_length,
+                    received: u.received,
+                    forwarded: u.forwarded,
+                    content_type: u.content_type.as_deref(),
+                }),
+            });
+        }
         if !self.rebuildable()
             || self.url.len() > MAX_NAME_LEN
             || self
@@ -116,12 +152,26 @@ impl ResponseCheckpoint {
     }
 
     /// Back from the segment: a block with a range is a 206, one without
-    /// a 200 (only those are written, see [`Self::to_app_block`]).
+    /// a 200 (only those are written, see [`Self::to_app_block`]); one with
+    /// an upload is an upload before its response.
     pub fn from_app_block(b: &AppBlock<'_>) -> ResponseCheckpoint {
         let range = b.range_start.zip(b.range_end);
+        let upload = b.upload.map(|u| UploadState {
+            body_start_seq: u.body_start_seq,
+            content_length: u.content_length,
+            received: u.received,
+            forwarded: u.forwarded,
+            content_type: u.content_type.map(str::to_string),
+        });
+        let status = match (&upload, range) {
+            (Some(_), _) => 0,
+            (None, Some(_)) => 206,
+            (None, None) => 200,
+        };
         ResponseCheckpoint {
+            upload,
             object_start_seq: b.object_start_seq,
-            status: if range.is_some() { 206 } else { 200 },
+            status,
             method: Method::from_code(b.method),
             minor: b.version.saturating_sub(10).min(1),
             url: b.name.to_string(),
@@ -152,6 +202,7 @@ mod tests {
             persistent: true,
             request_count: 3,
             body_offset: 100,
+            upload: None,
         }
     }
 
@@ -184,5 +235,33 @@ mod tests {
             ..cp()
         };
         assert!(long.to_app_block(0).is_none());
+    }
+
+    #[test]
+    fn an_upload_round_trips_through_its_app_block() {
+        let up = ResponseCheckpoint {
+            status: 0,
+            method: Method::Post,
+            etag: None,
+            last_modified: None,
+            range: None,
+            body_offset: 0,
+            object_start_seq: 0,
+            upload: Some(UploadState {
+                body_start_seq: 4_294_967_000,
+                content_length: 20 << 20,
+                received: 5 << 20,
+                forwarded: false,
+                content_type: Some("application/octet-stream".into()),
+            }),
+            ..cp()
+        };
+        let b = up.to_app_block(0).expect("an upload is always written");
+        assert_eq!(b.method, 3);
+        assert_eq!(ResponseCheckpoint::from_app_block(&b), up);
+        assert_eq!(
+            up.upload.as_ref().map(UploadState::covered_seq),
+            Some(4_294_967_000u32.wrapping_add(5 << 20))
+        );
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use super::request::Limits;
 use super::response;
 use super::session::HttpSession;
+use super::upload::Spool;
 use crate::cache::{Cache, Notifier};
 
 /// Per-worker HTTP counters (for the admin API and Prometheus): one worker
@@ -39,6 +40,8 @@ pub struct HttpCounters {
     pub(crate) refused_connections: AtomicU64,
     pub(crate) resumed: AtomicU64,
     pub(crate) not_resumable: AtomicU64,
+    pub(crate) uploads: AtomicU64,
+    pub(crate) uploads_resumed: AtomicU64,
 }
 
 /// A snapshot of [`HttpCounters`].
@@ -88,6 +91,10 @@ pub struct HttpStats {
     pub resumed: u64,
     /// Takeovers refused by HTTP (object changed or gone).
     pub not_resumable: u64,
+    /// Uploads (POST/PUT bodies) begun.
+    pub uploads: u64,
+    /// Uploads continued after a takeover.
+    pub uploads_resumed: u64,
 }
 
 impl HttpStats {
@@ -115,6 +122,8 @@ impl HttpStats {
         self.refused_connections += o.refused_connections;
         self.resumed += o.resumed;
         self.not_resumable += o.not_resumable;
+        self.uploads += o.uploads;
+        self.uploads_resumed += o.uploads_resumed;
     }
 }
 
@@ -149,6 +158,8 @@ impl HttpCounters {
             refused_connections: g(&self.refused_connections),
             resumed: g(&self.resumed),
             not_resumable: g(&self.not_resumable),
+            uploads: g(&self.uploads),
+            uploads_resumed: g(&self.uploads_resumed),
         }
     }
 
@@ -190,7 +201,24 @@ pub struct WorkerContext {
     pub max_sessions: usize,
     /// The counters.
     pub counters: HttpCounters,
+    /// Where upload bodies are kept.
+    pub spool: Arc<Spool>,
     pub(crate) live: AtomicUsize,
+}
+
+/// The spool of contexts not given one: a private directory of this
+/// process (tests, and a box without checkpoints, where no survivor could
+/// continue an upload anyway).
+pub fn private_spool() -> Arc<Spool> {
+    static SPOOL: std::sync::OnceLock<Option<Arc<Spool>>> = std::sync::OnceLock::new();
+    SPOOL
+        .get_or_init(|| Spool::private().ok().map(Arc::new))
+        .clone()
+        .unwrap_or_else(|| {
+            // No temporary directory: uploads fail with 500 when they try
+            // to create their file, nothing else is affected.
+            Arc::new(Spool::unusable())
+        })
 }
 
 impl WorkerContext {
@@ -201,12 +229,24 @@ impl WorkerContext {
         limits: Limits,
         max_sessions: usize,
     ) -> Arc<WorkerContext> {
+        WorkerContext::with_spool(cache, notifier, limits, max_sessions, private_spool())
+    }
+
+    /// [`Self::new`] with uploads spooled in `spool`.
+    pub fn with_spool(
+        cache: Arc<Cache>,
+        notifier: Arc<Notifier>,
+        limits: Limits,
+        max_sessions: usize,
+        spool: Arc<Spool>,
+    ) -> Arc<WorkerContext> {
         Arc::new(WorkerContext {
             cache,
             notifier,
             limits,
             max_sessions,
             counters: HttpCounters::default(),
+            spool,
             live: AtomicUsize::new(0),
         })
     }

@@ -12,8 +12,10 @@
 //! [`request`], [`range`], [`conditional`] and [`response`] are the pure
 //! RFC 9110/9112 pieces, each tested on its own.
 //!
-//! Methods other than GET and HEAD get 405 with `Allow: GET, HEAD`: the box
-//! is a read-only cache and does not expose its origin to clients.
+//! POST and PUT are uploads: [`upload`] spools their bodies where a
+//! survivor can find them, and the body goes to the origin once complete;
+//! the origin's answer is passed back, never cached. Other methods get 405
+//! with `Allow: GET, HEAD, POST, PUT`.
 
 // The worker glue that calls into this module is the integrator's; until it
 // lands, parts of the API are used by tests only.
@@ -26,6 +28,7 @@ pub mod range;
 pub mod request;
 pub mod response;
 pub mod session;
+pub mod upload;
 pub mod worker;
 
 #[cfg(test)]

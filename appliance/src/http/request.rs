@@ -25,6 +25,8 @@ pub struct Limits {
     /// A request head must be complete this long after its first byte
     /// (slow-request protection), else 408.
     pub request_timeout: Duration,
+    /// Largest request body (upload) accepted; beyond it 413.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for Limits {
@@ -41,6 +43,7 @@ impl Limits {
             max_header_bytes: c.max_header_bytes,
             idle_timeout: Duration::from_millis(c.idle_timeout_ms),
             request_timeout: Duration::from_millis(c.request_timeout_ms),
+            max_upload_bytes: c.max_upload_bytes,
         }
     }
 }
@@ -52,8 +55,12 @@ pub enum Method {
     Get,
     /// HEAD: the GET head without a body.
     Head,
-    /// Anything else: refused with 405 (this box is a read-only cache; the
-    /// origin is not exposed through it).
+    /// POST: an upload, passed to the origin with its body (never cached).
+    Post,
+    /// PUT: an upload, passed to the origin with its body (never cached).
+    Put,
+    /// Anything else: refused with 405 (this box is a cache; it passes
+    /// uploads on, nothing else).
     Other,
 }
 
@@ -64,7 +71,31 @@ impl Method {
             Method::Other => 0,
             Method::Get => 1,
             Method::Head => 2,
+            Method::Post => 3,
+            Method::Put => 4,
         }
+    }
+
+    /// The method's token on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Other => "OTHER",
+        }
+    }
+
+    /// Whether the request carries a body the box passes to the origin.
+    pub fn is_upload(self) -> bool {
+        matches!(self, Method::Post | Method::Put)
+    }
+
+    /// RFC 9110 §9.2.2: may be sent again after a failure without changing
+    /// the outcome (PUT), unlike POST.
+    pub fn is_idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Other)
     }
 
     /// Back from a checkpoint code.
@@ -72,6 +103,8 @@ impl Method {
         match c {
             1 => Method::Get,
             2 => Method::Head,
+            3 => Method::Post,
+            4 => Method::Put,
             _ => Method::Other,
         }
     }
@@ -114,6 +147,33 @@ pub struct Request {
     pub if_unmodified_since: Option<String>,
     /// The request's own body.
     pub body: RequestBody,
+    /// `Content-Type` of the body (passed to the origin with an upload).
+    pub content_type: Option<String>,
+    /// `Expect: 100-continue` (RFC 9110 §10.1.1): the client waits for an
+    /// interim 100 before it sends the body.
+    pub expect_continue: bool,
+}
+
+impl Request {
+    /// A request with no headers of interest (for answers the box makes
+    /// up, and for requests rebuilt from a checkpoint).
+    pub fn bare(method: Method, minor: u8, url: String, persistent: bool) -> Request {
+        Request {
+            method,
+            minor,
+            url,
+            persistent,
+            range: None,
+            if_none_match: None,
+            if_modified_since: None,
+            if_range: None,
+            if_match: None,
+            if_unmodified_since: None,
+            body: RequestBody::None,
+            content_type: None,
+            expect_continue: false,
+        }
+    }
 }
 
 /// Why a head was refused.
@@ -142,6 +202,9 @@ impl ParseError {
 }
 
 /// A parse result.
+// Made once per request and moved once: boxing would cost an allocation
+// per request for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
     /// More bytes are needed.
@@ -207,6 +270,8 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
+        Some("POST") => Method::Post,
+        Some("PUT") => Method::Put,
         Some(_) => Method::Other,
         None => return Err(ParseError::Malformed),
     };
@@ -215,19 +280,7 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
         .path
         .and_then(target_path)
         .ok_or(ParseError::Malformed)?;
-    let mut out = Request {
-        method,
-        minor,
-        url,
-        persistent: false,
-        range: None,
-        if_none_match: None,
-        if_modified_since: None,
-        if_range: None,
-        if_match: None,
-        if_unmodified_since: None,
-        body: RequestBody::None,
-    };
+    let mut out = Request::bare(method, minor, url, false);
     let (mut hosts, mut close, mut keep_alive) = (0, false, false);
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
@@ -271,6 +324,10 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
             });
         } else if name.eq_ignore_ascii_case("if-unmodified-since") {
             out.if_unmodified_since = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("content-type") {
+            out.content_type = Some(value.to_string());
+        } else if name.eq_ignore_ascii_case("expect") {
+            out.expect_continue = value.eq_ignore_ascii_case("100-continue");
         }
     }
     // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is 400.
@@ -301,6 +358,7 @@ mod tests {
             max_header_bytes: 128,
             idle_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(1),
+            max_upload_bytes: 1000,
         }
     }
 
@@ -413,10 +471,19 @@ mod tests {
         let r = ok("POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(
             (r.method, r.body, r.persistent),
-            (Method::Other, RequestBody::Length(5), true)
+            (Method::Post, RequestBody::Length(5), true)
         );
         let r = ok("POST /f HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
         assert_eq!((r.body, r.persistent), (RequestBody::Unframed, false));
+        let r = ok("PUT /f HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\n\r\n");
+        assert_eq!(
+            (r.method, r.content_type.as_deref(), r.expect_continue),
+            (Method::Put, Some("text/plain"), true)
+        );
+        assert_eq!(
+            ok("DELETE /f HTTP/1.1\r\nHost: x\r\n\r\n").method,
+            Method::Other
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ use super::context::{bump, WorkerContext};
 use super::range::{self, RangeOutcome};
 use super::request::{self, Method, ParseError, Parsed, Request, RequestBody};
 use super::response::{self, ContentRange, ObjectHead};
+use super::upload::{SpoolFile, UploadRequest, UploadState};
 use crate::cache::{Object, ObjectId, ObjectMeta, Read};
 
 /// Most parsed requests waiting for their turn; further input stays
@@ -53,6 +54,9 @@ pub enum Close {
     Reset,
 }
 
+// Made once per request and moved once: boxing would cost an allocation
+// per request for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Pending {
     Request(Request),
@@ -71,6 +75,12 @@ struct BodyPlan {
 
 #[derive(Debug)]
 enum Stage {
+    /// An upload: sending `100 Continue` (from `pos`) if the client asked
+    /// for it, then waiting for the whole body and for the checkpoint that
+    /// says it goes to the origin; then the origin's answer is an object.
+    AwaitBody {
+        interim: Option<(Bytes, usize)>,
+    },
     /// Waiting for the object's metadata (origin head).
     AwaitMeta(Arc<Object>),
     /// Sending the head (from `pos`), then the body, if any.
@@ -108,6 +118,51 @@ enum LastOut {
         len: usize,
     },
     Body,
+    /// An interim `100 Continue`: not part of any response's bytes.
+    Interim,
+}
+
+/// The upload being received or passed on (see [`super::upload`]).
+#[derive(Debug)]
+struct Upload {
+    state: UploadState,
+    /// `None` after a failure to write it (the upload is then answered 500).
+    file: Option<SpoolFile>,
+    method: Method,
+    minor: u8,
+    url: String,
+    persistent: bool,
+    /// The n-th request on the connection (from 1).
+    request_count: u32,
+}
+
+impl Upload {
+    fn receiving(&self) -> bool {
+        self.state.received < self.state.content_length
+    }
+
+    fn checkpoint(&self) -> ResponseCheckpoint {
+        ResponseCheckpoint {
+            object_start_seq: 0,
+            status: 0,
+            method: self.method,
+            minor: self.minor,
+            url: self.url.clone(),
+            etag: None,
+            last_modified: None,
+            range: None,
+            persistent: self.persistent,
+            request_count: self.request_count,
+            body_offset: 0,
+            upload: Some(self.state.clone()),
+        }
+    }
+
+    fn remove(self) {
+        if let Some(f) = self.file {
+            f.remove();
+        }
+    }
 }
 
 enum Step {
@@ -137,6 +192,17 @@ pub struct HttpSession {
     request_count: u32,
     last_activity: Instant,
     partial_since: Option<Instant>,
+    /// The upload in progress. One at a time: nothing after it is read
+    /// until its response is done (clients do not pipeline after a
+    /// non-idempotent request, RFC 9112 §9.3.2).
+    upload: Option<Upload>,
+    /// Whether the upload's checkpoint can be written: its body's sequence
+    /// numbers are known.
+    input_end_seq: Option<u32>,
+    /// Names this connection's spool file (the same on a survivor).
+    conn_name: Option<String>,
+    /// The upload's state changed: the worker should checkpoint now.
+    commit_due: bool,
 }
 
 impl Drop for HttpSession {
@@ -166,10 +232,12 @@ struct Planned {
 fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u32) -> Planned {
     let mut persistent = req.persistent;
     let is_get = req.method == Method::Get;
-    let cacheable = matches!(meta.status, 200 | 206);
+    // An upload's answer is the origin's own, whatever its status.
+    let cacheable = matches!(meta.status, 200 | 206) && !req.method.is_upload();
     let (status, content_length, content_range, body) = if !cacheable {
         // Passed through from the origin (404 and the like): as it came.
-        let body = (is_get && !matches!(meta.status, 204 | 304)).then_some((0, meta.length));
+        let has_body = req.method != Method::Head && !matches!(meta.status, 204 | 304);
+        let body = has_body.then_some((0, meta.length));
         (meta.status, meta.length, None, body)
     } else {
         let etag = meta.etag.as_deref();
@@ -259,6 +327,7 @@ fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u
             persistent,
             request_count,
             body_offset: range.map_or(0, |r| r.0),
+            upload: None,
         },
     }
 }
@@ -283,7 +352,18 @@ impl HttpSession {
             request_count: 0,
             last_activity: now,
             partial_since: None,
+            upload: None,
+            input_end_seq: None,
+            conn_name: None,
+            commit_due: false,
         }
+    }
+
+    /// Names the connection for its spool file; the transport derives it
+    /// from what a survivor's restored connection has too (see
+    /// [`super::upload`]).
+    pub fn set_conn_name(&mut self, name: Option<String>) {
+        self.conn_name = name;
     }
 
     /// Continues, on a survivor, the response `cp` describes, from the
@@ -297,26 +377,23 @@ impl HttpSession {
         ctx: Arc<WorkerContext>,
         cp: &ResponseCheckpoint,
         acked_seq: u32,
+        conn_name: Option<String>,
         now: Instant,
     ) -> HttpSession {
         let mut s = HttpSession::new(ctx, now);
+        s.conn_name = conn_name;
         s.request_count = cp.request_count.saturating_sub(1);
         s.checkpoint = Some(cp.clone());
+        if let Some(u) = &cp.upload {
+            s.resume_upload(cp, u, now);
+            return s;
+        }
         // Sequence numbers wrap (RFC 9293 §3.4): the signed 32-bit
         // difference is the distance.
         let delta = i64::from(acked_seq.wrapping_sub(cp.object_start_seq) as i32);
         let req = Request {
-            method: cp.method,
-            minor: cp.minor,
-            url: cp.url.clone(),
-            persistent: cp.persistent,
             range: cp.range.map(|(a, b)| format!("bytes={a}-{b}")),
-            if_none_match: None,
-            if_modified_since: None,
-            if_range: None,
-            if_match: None,
-            if_unmodified_since: None,
-            body: RequestBody::None,
+            ..Request::bare(cp.method, cp.minor, cp.url.clone(), cp.persistent)
         };
         // The checkpoint comes from the shared segment: check its range
         // rather than trust it.
@@ -377,6 +454,68 @@ impl HttpSession {
         s
     }
 
+    /// Continues, on a survivor, an upload whose body the dead box was
+    /// receiving: the spool holds the `received` bytes the checkpoint
+    /// covers, the restored connection asks the client for the rest.
+    fn resume_upload(&mut self, cp: &ResponseCheckpoint, u: &UploadState, now: Instant) {
+        let have = if u.forwarded {
+            u.content_length
+        } else {
+            u.received
+        };
+        let file = match self
+            .conn_name
+            .as_deref()
+            .ok_or_else(|| std::io::Error::other("connection has no name"))
+            .and_then(|name| self.ctx.spool.reopen(name, have))
+        {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(url = %cp.url, "upload cannot be continued: {e}");
+                self.not_resumable(NotResumable::UploadLost);
+                return;
+            }
+        };
+        let req = Request {
+            body: RequestBody::Length(u.content_length),
+            content_type: u.content_type.clone(),
+            ..Request::bare(cp.method, cp.minor, cp.url.clone(), cp.persistent)
+        };
+        if u.forwarded && !cp.method.is_idempotent() {
+            // The origin may have acted on the body already: a proxy must
+            // not send a non-idempotent request again (RFC 9110 §9.2.2).
+            // The client learns that the answer was lost.
+            tracing::warn!(url = %cp.url, "upload was passed to the origin before the takeover: answering 502");
+            file.remove();
+            self.stop_reading();
+            self.active = Some(self.generated_active(502, req, false, now));
+            return;
+        }
+        bump(&self.ctx.counters.uploads_resumed);
+        let upload = Upload {
+            state: UploadState {
+                received: have,
+                forwarded: false,
+                ..u.clone()
+            },
+            file: Some(file),
+            method: cp.method,
+            minor: cp.minor,
+            url: cp.url.clone(),
+            persistent: cp.persistent,
+            request_count: cp.request_count,
+        };
+        self.input_end_seq = Some(upload.state.covered_seq());
+        self.upload = Some(upload);
+        self.active = Some(Active {
+            req,
+            stage: Stage::AwaitBody { interim: None },
+            cp: None,
+            resume: None,
+        });
+        self.publish_upload();
+    }
+
     fn not_resumable(&mut self, why: NotResumable) {
         tracing::debug!("response not resumable: {why}");
         bump(&self.ctx.counters.not_resumable);
@@ -384,6 +523,62 @@ impl HttpSession {
         self.reading = false;
         self.active = None;
         self.queue.clear();
+        self.discard_upload();
+    }
+
+    /// The connection is gone for good (not handed to another box): its
+    /// upload's spool file goes too.
+    pub fn discard_upload(&mut self) {
+        if let Some(u) = self.upload.take() {
+            u.remove();
+        }
+    }
+
+    /// Makes the upload's state the connection's checkpoint, once the
+    /// upload is the request being answered (a checkpoint describes one
+    /// request; earlier pipelined answers keep theirs until done).
+    fn publish_upload(&mut self) {
+        let Some(u) = &self.upload else {
+            return;
+        };
+        let current = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.req.method.is_upload());
+        if current && self.input_end_seq.is_some() {
+            self.checkpoint = Some(u.checkpoint());
+            self.commit_due = true;
+        }
+    }
+
+    /// True once after the upload's state changed: the worker writes the
+    /// connection's checkpoint ([`Self::checkpoint`]) before anything else
+    /// (with `ack_after_commit`, that is what acknowledges the body bytes).
+    pub fn take_commit_due(&mut self) -> bool {
+        std::mem::take(&mut self.commit_due)
+    }
+
+    /// The upload failed on this box (spool write, stalled client): answer
+    /// `status` and close.
+    fn fail_upload(&mut self, status: u16, now: Instant) {
+        self.discard_upload();
+        self.stop_reading();
+        match self.active.as_mut() {
+            Some(a) if a.req.method.is_upload() => {
+                let req = Request::bare(a.req.method, a.req.minor, a.req.url.clone(), false);
+                self.active = Some(self.generated_active(status, req, false, now));
+            }
+            _ => {
+                // Still queued behind earlier answers: it is the last
+                // request read.
+                if let Some(Pending::Request(r)) = self.queue.back() {
+                    if r.method.is_upload() {
+                        self.queue.pop_back();
+                        self.queue.push_back(Pending::Reject(status));
+                    }
+                }
+            }
+        }
     }
 
     // ---- getters ----
@@ -425,6 +620,7 @@ impl HttpSession {
             Stage::AwaitMeta(o) => Some(o.id()),
             Stage::Head { body, .. } => body.as_ref().map(|b| b.object.id()),
             Stage::Body(b) => Some(b.object.id()),
+            Stage::AwaitBody { .. } => None,
         }
     }
 
@@ -432,7 +628,9 @@ impl HttpSession {
     /// further bytes in the TCP receive queue (its window then pushes back
     /// on the client).
     pub fn wants_input(&self) -> bool {
-        self.reading && self.queue.len() < MAX_PIPELINE
+        self.reading
+            && self.queue.len() < MAX_PIPELINE
+            && self.upload.as_ref().is_none_or(Upload::receiving)
     }
 
     /// How the connection must end, once `poll_send` has nothing more:
@@ -448,6 +646,10 @@ impl HttpSession {
     /// request head is incomplete, the idle deadline while nothing is in
     /// progress.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.reading && self.upload.as_ref().is_some_and(Upload::receiving) {
+            // A body that stops coming holds a spool file and a slot.
+            return Some(self.last_activity + self.ctx.limits.idle_timeout);
+        }
         // While answers are owed, the client is receiving, not stalling:
         // no timer (TCP's own timers watch a dead client).
         if !self.reading || self.active.is_some() || !self.queue.is_empty() {
@@ -463,6 +665,14 @@ impl HttpSession {
 
     /// Bytes from the client.
     pub fn on_bytes(&mut self, data: &[u8], now: Instant) {
+        self.on_bytes_at(data, None, now);
+    }
+
+    /// Bytes from the client whose first byte has TCP sequence number
+    /// `seq` (when the transport knows it: an upload's checkpoint needs
+    /// it).
+    pub fn on_bytes_at(&mut self, data: &[u8], seq: Option<u32>, now: Instant) {
+        self.input_end_seq = seq.map(|s| s.wrapping_add(data.len() as u32));
         self.last_activity = now;
         if !self.reading {
             // After a close decision further input is not processed
@@ -482,6 +692,13 @@ impl HttpSession {
 
     /// A timer set from [`Self::poll_timeout`] fired.
     pub fn on_timeout(&mut self, now: Instant) {
+        if self.reading
+            && self.upload.as_ref().is_some_and(Upload::receiving)
+            && now >= self.last_activity + self.ctx.limits.idle_timeout
+        {
+            self.fail_upload(408, now);
+            return;
+        }
         if !self.reading || self.active.is_some() || !self.queue.is_empty() {
             return;
         }
@@ -516,6 +733,10 @@ impl HttpSession {
 
     fn parse_input(&mut self, now: Instant) {
         while self.reading {
+            if self.upload.is_some() {
+                self.receive_body(now);
+                break;
+            }
             if self.discard > 0 {
                 let k = (self.discard.min(self.inbuf.len() as u64)) as usize;
                 self.inbuf.drain(..k);
@@ -547,6 +768,10 @@ impl HttpSession {
                     self.inbuf.drain(..n);
                     self.partial_since = None;
                     bump(&self.ctx.counters.requests);
+                    if req.method.is_upload() {
+                        self.begin_upload(req);
+                        continue;
+                    }
                     if let RequestBody::Length(l) = req.body {
                         self.discard = l;
                     }
@@ -569,6 +794,84 @@ impl HttpSession {
         }
     }
 
+    /// A POST or PUT head was read: refuse it (411, 413) or spool its body.
+    fn begin_upload(&mut self, req: Request) {
+        let length = match req.body {
+            // A chunked upload would have to be decoded and re-framed;
+            // clients send a length when asked (RFC 9110 §15.5.12).
+            RequestBody::Unframed => return self.refuse(411),
+            RequestBody::Length(n) if n > self.ctx.limits.max_upload_bytes => {
+                return self.refuse(413)
+            }
+            RequestBody::Length(n) => n,
+            RequestBody::None => 0,
+        };
+        let name = self
+            .conn_name
+            .clone()
+            .unwrap_or_else(|| self.ctx.spool.anonymous_name());
+        let file = match self.ctx.spool.create(&name) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(dir = %self.ctx.spool.dir().display(), "cannot spool an upload: {e}");
+                return self.refuse(500);
+            }
+        };
+        bump(&self.ctx.counters.uploads);
+        let ahead = self.queue.len() + usize::from(self.active.is_some());
+        let body_start_seq = self
+            .input_end_seq
+            .map(|end| end.wrapping_sub(self.inbuf.len() as u32));
+        self.input_end_seq = body_start_seq;
+        self.upload = Some(Upload {
+            state: UploadState {
+                body_start_seq: body_start_seq.unwrap_or(0),
+                content_length: length,
+                received: 0,
+                forwarded: false,
+                content_type: req.content_type.clone(),
+            },
+            file: Some(file),
+            method: req.method,
+            minor: req.minor,
+            url: req.url.clone(),
+            persistent: req.persistent,
+            request_count: self
+                .request_count
+                .saturating_add(ahead as u32)
+                .saturating_add(1),
+        });
+        self.queue.push_back(Pending::Request(req));
+    }
+
+    fn refuse(&mut self, status: u16) {
+        self.queue.push_back(Pending::Reject(status));
+        self.stop_reading();
+    }
+
+    /// Moves the upload's body bytes from the input to its spool file.
+    fn receive_body(&mut self, now: Instant) {
+        let Some(u) = self.upload.as_mut() else {
+            return;
+        };
+        let k = (u.state.content_length - u.state.received).min(self.inbuf.len() as u64) as usize;
+        if k == 0 {
+            return;
+        }
+        let written = match u.file.as_mut() {
+            Some(f) => f.append(&self.inbuf[..k]),
+            None => Ok(()),
+        };
+        if let Err(e) = written {
+            tracing::warn!(url = %u.url, "cannot spool an upload: {e}");
+            return self.fail_upload(500, now);
+        }
+        self.inbuf.drain(..k);
+        u.state.received += k as u64;
+        self.input_end_seq = self.input_end_seq.map(|_| u.state.covered_seq());
+        self.publish_upload();
+    }
+
     // ---- outputs ----
 
     /// The next bytes to send, at most `capacity`; `None` when there is
@@ -582,6 +885,16 @@ impl HttpSession {
             if self.active.is_none() {
                 let next = self.queue.pop_front()?;
                 self.active = Some(self.start(next, now));
+                self.publish_upload();
+            }
+            if let Some(out) = self.upload_step(capacity) {
+                match out {
+                    Some(bytes) => return Some(bytes),
+                    None => {
+                        self.blocked = None;
+                        return None;
+                    }
+                }
             }
             let index = self.request_count.saturating_add(1);
             let mut refused = None;
@@ -614,11 +927,16 @@ impl HttpSession {
                     return None;
                 }
                 Step::Done => {
-                    let persistent = self.active.take().is_some_and(|a| a.req.persistent);
+                    let done = self.active.take();
+                    if done.as_ref().is_some_and(|a| a.req.method.is_upload()) {
+                        self.discard_upload();
+                    }
+                    let persistent = done.is_some_and(|a| a.req.persistent);
                     self.finish_response(persistent, now);
                     self.parse_input(now);
                 }
                 Step::Abort => {
+                    self.discard_upload();
                     bump(&self.ctx.counters.aborted);
                     self.active = None;
                     self.queue.clear();
@@ -628,6 +946,63 @@ impl HttpSession {
                 }
             }
         }
+    }
+
+    /// The upload part of `poll_send`: `None` when the active response is
+    /// past it; `Some(None)` to wait; `Some(Some(bytes))` to send.
+    fn upload_step(&mut self, capacity: usize) -> Option<Option<Bytes>> {
+        let a = self.active.as_mut()?;
+        let Stage::AwaitBody { interim } = &mut a.stage else {
+            return None;
+        };
+        if let Some((head, pos)) = interim {
+            let n = capacity.min(head.len() - *pos);
+            let out = head.slice(*pos..*pos + n);
+            *pos += n;
+            if *pos >= head.len() {
+                *interim = None;
+            }
+            self.last_out = LastOut::Interim;
+            return Some(Some(out));
+        }
+        let Some(u) = self.upload.as_mut() else {
+            // Cannot happen: an upload request always has its upload.
+            a.stage = Stage::Head {
+                head: response::generated(500, false, a.req.minor, &now_date()),
+                pos: 0,
+                body: None,
+            };
+            a.req.persistent = false;
+            self.reading = false;
+            return None;
+        };
+        if u.receiving() {
+            return Some(None);
+        }
+        if !u.state.forwarded {
+            // Say so in the segment before the origin sees a byte: a
+            // survivor must know the origin may have it (RFC 9110 §9.2.2).
+            u.state.forwarded = true;
+            self.publish_upload();
+            return Some(None);
+        }
+        if self.commit_due {
+            return Some(None);
+        }
+        let Some(path) = u.file.as_ref().map(|f| f.path().to_path_buf()) else {
+            return Some(None);
+        };
+        let object = self.ctx.cache.upload(
+            &a.req.url,
+            UploadRequest {
+                method: a.req.method,
+                body: path,
+                length: u.state.content_length,
+                content_type: u.state.content_type.clone(),
+            },
+        );
+        a.stage = Stage::AwaitMeta(object);
+        None
     }
 
     fn finish_response(&mut self, persistent: bool, now: Instant) {
@@ -659,45 +1034,56 @@ impl HttpSession {
         Some(cp)
     }
 
+    /// A response the box makes up itself, as the active one.
+    fn generated_active(
+        &self,
+        status: u16,
+        req: Request,
+        persistent: bool,
+        now: Instant,
+    ) -> Active {
+        let _ = now;
+        self.ctx.counters.status(status);
+        let head = response::generated(status, persistent, req.minor, &now_date());
+        Active {
+            req: Request { persistent, ..req },
+            stage: Stage::Head {
+                head,
+                pos: 0,
+                body: None,
+            },
+            cp: None,
+            resume: None,
+        }
+    }
+
     fn start(&mut self, p: Pending, now: Instant) -> Active {
-        let counters = &self.ctx.counters;
-        let generated = |status: u16, req: Request, persistent: bool| {
-            counters.status(status);
-            let head = response::generated(status, persistent, req.minor, &now_date());
-            Active {
-                req: Request { persistent, ..req },
-                stage: Stage::Head {
-                    head,
-                    pos: 0,
-                    body: None,
-                },
-                cp: None,
-                resume: None,
-            }
-        };
         match p {
-            Pending::Reject(status) => generated(
+            Pending::Reject(status) => self.generated_active(
                 status,
-                Request {
-                    method: Method::Other,
-                    minor: 1,
-                    url: String::new(),
-                    persistent: false,
-                    range: None,
-                    if_none_match: None,
-                    if_modified_since: None,
-                    if_range: None,
-                    if_match: None,
-                    if_unmodified_since: None,
-                    body: RequestBody::None,
-                },
+                Request::bare(Method::Other, 1, String::new(), false),
                 false,
+                now,
             ),
             Pending::Request(req) if req.method == Method::Other => {
                 let persistent = req.persistent;
-                generated(405, req, persistent)
+                self.generated_active(405, req, persistent, now)
             }
-            Pending::Request(req) if !req.url.starts_with('/') => generated(400, req, false),
+            Pending::Request(req) if !req.url.starts_with('/') => {
+                self.discard_upload();
+                self.generated_active(400, req, false, now)
+            }
+            Pending::Request(req) if req.method.is_upload() => {
+                let waiting = self.upload.as_ref().is_some_and(Upload::receiving);
+                let interim = (req.expect_continue && req.minor == 1 && waiting)
+                    .then(|| (response::continue_interim(), 0));
+                Active {
+                    req,
+                    stage: Stage::AwaitBody { interim },
+                    cp: None,
+                    resume: None,
+                }
+            }
             Pending::Request(req) => {
                 let object = Arc::clone(self.ctx.cache.lookup(&req.url, now).object());
                 Active {
@@ -721,6 +1107,8 @@ fn step(
 ) -> Step {
     loop {
         match &mut a.stage {
+            // `HttpSession::upload_step` moves an upload past this stage.
+            Stage::AwaitBody { .. } => return Step::Wait,
             Stage::AwaitMeta(object) => {
                 let object = Arc::clone(object);
                 let Some(meta) = object.meta_or_subscribe(Some(&ctx.notifier)) else {

@@ -78,7 +78,15 @@ struct Conn {
     out: Vec<u8>,
     pieces: Vec<bytes::Bytes>,
     cps: Vec<ResponseCheckpoint>,
+    /// The client's sequence number of its next byte.
+    client_seq: u32,
+    /// Upload checkpoints the session asked to commit, in order.
+    commits: Vec<ResponseCheckpoint>,
 }
+
+/// The client's initial sequence number in these tests (its first byte
+/// is CLIENT_ISN + 1).
+const CLIENT_ISN: u32 = 4_294_960_000;
 
 impl Conn {
     fn new(s: HttpSession, rx: Receiver<FetchProgress>) -> Conn {
@@ -89,27 +97,50 @@ impl Conn {
             out: Vec::new(),
             pieces: Vec::new(),
             cps: Vec::new(),
+            client_seq: CLIENT_ISN.wrapping_add(1),
+            commits: Vec::new(),
         }
     }
 
     fn send(&mut self, req: &str) {
-        self.s.on_bytes(req.as_bytes(), Instant::now());
+        self.send_bytes(req.as_bytes());
+    }
+
+    fn send_bytes(&mut self, b: &[u8]) {
+        self.s.on_bytes_at(b, Some(self.client_seq), Instant::now());
+        self.client_seq = self.client_seq.wrapping_add(b.len() as u32);
+        self.commit();
+    }
+
+    /// What the worker does when the session asks: write its checkpoint.
+    fn commit(&mut self) -> bool {
+        if !self.s.take_commit_due() {
+            return false;
+        }
+        if let Some(cp) = self.s.checkpoint() {
+            self.commits.push(cp.clone());
+        }
+        true
     }
 
     /// Sends whatever the session has now, `cap` bytes at most per piece.
     fn drain(&mut self, cap: usize) -> usize {
         let mut n = 0;
-        while let Some(b) = self.s.poll_send(cap, Instant::now()) {
-            assert!(!b.is_empty() && b.len() <= cap);
-            if let Some(cp) = self.s.on_sent(self.seq) {
-                self.cps.push(cp);
+        loop {
+            while let Some(b) = self.s.poll_send(cap, Instant::now()) {
+                assert!(!b.is_empty() && b.len() <= cap);
+                if let Some(cp) = self.s.on_sent(self.seq) {
+                    self.cps.push(cp);
+                }
+                self.seq = self.seq.wrapping_add(b.len() as u32);
+                self.out.extend_from_slice(&b);
+                n += b.len();
+                self.pieces.push(b);
             }
-            self.seq = self.seq.wrapping_add(b.len() as u32);
-            self.out.extend_from_slice(&b);
-            n += b.len();
-            self.pieces.push(b);
+            if !self.commit() {
+                return n;
+            }
         }
-        n
     }
 
     /// Drives the session until it has nothing left to do: drains, and
@@ -317,6 +348,7 @@ fn small_limits() -> Limits {
         max_header_bytes: 200,
         idle_timeout: Duration::from_secs(30),
         request_timeout: Duration::from_secs(5),
+        max_upload_bytes: 1000,
     }
 }
 
@@ -375,14 +407,14 @@ fn other_methods_get_405_with_allow_and_the_connection_goes_on() {
     h.origin.put("/a", pattern(10), Behaviour::Serve);
     let mut c = h.conn();
     c.send(&format!(
-        "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello{}",
+        "DELETE /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello{}",
         get("/a")
     ));
     c.run();
     let r = responses(&c.out, &[]);
     assert_eq!(r[0].status, 405);
-    assert_eq!(r[0].h("allow"), Some("GET, HEAD"));
-    assert_eq!(r[1].status, 200, "the POST body was skipped, not parsed");
+    assert_eq!(r[0].h("allow"), Some("GET, HEAD, POST, PUT"));
+    assert_eq!(r[1].status, 200, "the DELETE body was skipped, not parsed");
     assert_eq!(
         h.origin.requests().len(),
         1,
@@ -710,7 +742,10 @@ fn rest_from(c: &Conn, acked_seq: u32) -> Vec<u8> {
 
 fn resumed(h: &Harness, cp: &ResponseCheckpoint, acked: u32) -> Conn {
     let (ctx, rx) = h.worker(Limits::default());
-    let mut c = Conn::new(HttpSession::resume(ctx, cp, acked, Instant::now()), rx);
+    let mut c = Conn::new(
+        HttpSession::resume(ctx, cp, acked, None, Instant::now()),
+        rx,
+    );
     c.run();
     c
 }
@@ -1347,7 +1382,10 @@ fn nginx_as_origin_fills_the_cache_and_a_resume_uses_range_with_if_range() {
     assert!(cache.purge("/1M.bin"));
     let (ctx, rx) = worker_for(&cache, Limits::default());
     let acked = cp.object_start_seq.wrapping_add(654_321);
-    let mut r = Conn::new(HttpSession::resume(ctx, &cp, acked, Instant::now()), rx);
+    let mut r = Conn::new(
+        HttpSession::resume(ctx, &cp, acked, None, Instant::now()),
+        rx,
+    );
     r.run();
     assert!(r.out == body[654_321..], "resumed bytes differ");
     assert_eq!(r.s.should_close(), None);
@@ -1405,10 +1443,10 @@ fn app_block_carries_the_body_bytes_sent_so_far() {
     assert_eq!(c.s.app_block().unwrap().bytes_sent, 10_000);
 }
 
-// ---- rough speed, sans-IO (debug build numbers are a floor) ----
+// ---- the hit path (speed is measured by the benchmarks, not here) ----
 
 #[test]
-fn hit_path_answers_thousands_of_requests_per_second_on_one_session() {
+fn one_session_answers_twenty_thousand_pipelined_hits() {
     let h = Harness::new();
     h.origin.put("/1K.bin", pattern(1024), Behaviour::Serve);
     let mut c = h.conn();
@@ -1425,14 +1463,17 @@ fn hit_path_answers_thousands_of_requests_per_second_on_one_session() {
             bytes += b.len();
         }
     }
-    let rate = f64::from(n) / t.elapsed().as_secs_f64();
-    eprintln!("hit path: {rate:.0} requests/s on one session ({bytes} bytes)");
     assert!(bytes > n as usize * 1024);
-    assert!(rate > 2_000.0, "{rate:.0} requests/s");
+    assert_eq!(c.s.request_count(), n + 1);
+    assert_eq!(
+        h.origin.requests_for("/1K.bin"),
+        1,
+        "hits never reach the origin"
+    );
 }
 
 #[test]
-fn large_hit_body_is_handed_out_at_memory_speed_without_copies() {
+fn a_large_hit_body_is_handed_out_as_slices_of_the_cached_chunks() {
     let h = Harness::new();
     // 50 MB: the harness cache holds 64 MiB.
     let size = 50_000_000;
@@ -1440,19 +1481,35 @@ fn large_hit_body_is_handed_out_at_memory_speed_without_copies() {
     let mut warm = h.conn();
     warm.send(&get("/50M.bin"));
     warm.run();
-    assert!(h.cache.peek("/50M.bin").is_some_and(|o| o.body().is_some()));
+    let object = h.cache.peek("/50M.bin").expect("cached");
+    let chunks: Vec<(usize, usize)> = object
+        .body()
+        .expect("complete")
+        .chunks()
+        .iter()
+        .map(|c| (c.as_ptr() as usize, c.len()))
+        .collect();
     let mut c = h.conn();
     c.send(&get("/50M.bin"));
     let t = Instant::now();
     let mut total = 0;
+    let mut first = true;
     while let Some(b) = c.s.poll_send(256 * 1024, t) {
         total += b.len();
+        if first {
+            // The head is the session's own bytes.
+            first = false;
+            continue;
+        }
+        let p = b.as_ptr() as usize;
+        assert!(
+            chunks
+                .iter()
+                .any(|&(start, len)| p >= start && p + b.len() <= start + len),
+            "a body slice was copied"
+        );
     }
-    let secs = t.elapsed().as_secs_f64();
-    let mbps = total as f64 / secs / 1e6;
-    eprintln!("50M hit: {mbps:.0} MB/s handed to TCP in 256 KiB slices");
     assert!(total > size);
-    assert!(mbps > 200.0, "{mbps:.0} MB/s");
 }
 
 #[test]
@@ -1495,4 +1552,217 @@ fn resume_of_a_whole_object_the_client_already_holds_is_an_idle_connection_even_
         responses(&r.out, &[])[0].body == pattern(300_000),
         "the next request is served"
     );
+}
+
+// ---- uploads (POST, PUT) ----
+
+fn upload_head(method: &str, path: &str, len: usize, extra: &str) -> String {
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-test\r\nContent-Length: {len}\r\n{extra}\r\n"
+    )
+}
+
+/// A spool file name no other test uses.
+fn spool_name(tag: &str) -> String {
+    format!("test-{tag}-{}", std::process::id())
+}
+
+fn spooled(name: &str) -> bool {
+    crate::http::context::private_spool()
+        .dir()
+        .join(name)
+        .exists()
+}
+
+#[test]
+fn an_upload_reaches_the_origin_whole_and_its_answer_comes_back() {
+    let h = Harness::new();
+    let mut c = h.conn();
+    let name = spool_name("whole");
+    c.s.set_conn_name(Some(name.clone()));
+    let body = pattern(100_000);
+    let head = upload_head("POST", "/up", body.len(), "");
+    c.send(&head);
+    for piece in body.chunks(7_000) {
+        c.send_bytes(piece);
+        c.drain(64 * 1024);
+    }
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].status, 201);
+    assert_eq!(r[0].body, b"stored 100000 bytes\n");
+    let ups = h.origin.uploads();
+    assert_eq!(ups.len(), 1);
+    assert_eq!(ups[0].0, "POST /up");
+    assert!(ups[0].1 == body, "the origin got other bytes");
+    assert!(h.origin.requests()[0].contains("Content-Type: application/x-test"));
+    // Checkpointed as the body came, each one covering exactly the bytes
+    // spooled, the last one saying the origin has it.
+    let states: Vec<_> = c
+        .commits
+        .iter()
+        .filter_map(|cp| cp.upload.clone())
+        .collect();
+    assert!(states.len() >= 15, "one checkpoint per piece at least");
+    assert!(states.windows(2).all(|w| w[0].received <= w[1].received));
+    let last = states.last().unwrap();
+    assert_eq!((last.received, last.forwarded), (100_000, true));
+    assert_eq!(
+        last.body_start_seq,
+        CLIENT_ISN.wrapping_add(1 + head.len() as u32)
+    );
+    assert_eq!(
+        last.covered_seq(),
+        CLIENT_ISN.wrapping_add(1 + (head.len() + body.len()) as u32),
+        "the checkpoint covers head and body"
+    );
+    assert!(!spooled(&name), "the spool file is removed once answered");
+    assert_eq!(c.s.should_close(), None, "keep-alive goes on");
+}
+
+#[test]
+fn an_upload_taken_over_mid_body_is_finished_by_the_survivor() {
+    let h = Harness::new();
+    let body = pattern(50_000);
+    let name = spool_name("takeover");
+    let mut c = h.conn();
+    c.s.set_conn_name(Some(name.clone()));
+    c.send(&upload_head("PUT", "/doc", body.len(), ""));
+    c.send_bytes(&body[..20_000]);
+    c.drain(64 * 1024);
+    let cp = c.commits.last().cloned().expect("an upload checkpoint");
+    assert_eq!(cp.upload.as_ref().map(|u| u.received), Some(20_000));
+    // The box writes more to its spool, then dies before its next
+    // checkpoint: the survivor must not trust those bytes.
+    c.send_bytes(&body[20_000..30_000]);
+    drop(c);
+    assert!(spooled(&name));
+
+    let (ctx, rx) = h.worker(Limits::default());
+    let s = HttpSession::resume(
+        Arc::clone(&ctx),
+        &cp,
+        1000,
+        Some(name.clone()),
+        Instant::now(),
+    );
+    let mut r = Conn::new(s, rx);
+    r.client_seq = cp.upload.as_ref().unwrap().covered_seq();
+    r.drain(64 * 1024);
+    r.send_bytes(&body[20_000..]);
+    r.run();
+    let resp = responses(&r.out, &[]);
+    assert_eq!(resp.len(), 1);
+    assert_eq!(resp[0].status, 201);
+    assert_eq!(resp[0].body, b"stored 50000 bytes\n");
+    let ups = h.origin.uploads();
+    assert_eq!(ups.len(), 1, "the origin got the upload once");
+    assert!(ups[0].1 == body, "the origin got other bytes");
+    assert_eq!(ctx.counters.snapshot().uploads_resumed, 1);
+    assert!(!spooled(&name));
+}
+
+#[test]
+fn a_post_the_origin_may_have_is_not_sent_again_after_a_takeover_but_a_put_is() {
+    let h = Harness::new();
+    let body = pattern(3_000);
+    for (method, expect_status, expect_uploads) in [("POST", 502, 0), ("PUT", 201, 1)] {
+        let name = spool_name(&format!("forwarded-{method}"));
+        let mut spool = crate::http::context::private_spool().create(&name).unwrap();
+        spool.append(&body).unwrap();
+        let cp = ResponseCheckpoint {
+            object_start_seq: 0,
+            status: 0,
+            method: if method == "POST" {
+                Method::Post
+            } else {
+                Method::Put
+            },
+            minor: 1,
+            url: format!("/{method}"),
+            etag: None,
+            last_modified: None,
+            range: None,
+            persistent: true,
+            request_count: 1,
+            body_offset: 0,
+            upload: Some(crate::http::upload::UploadState {
+                body_start_seq: 7,
+                content_length: body.len() as u64,
+                received: body.len() as u64,
+                forwarded: true,
+                content_type: None,
+            }),
+        };
+        let (ctx, rx) = h.worker(Limits::default());
+        let s = HttpSession::resume(ctx, &cp, 1000, Some(name.clone()), Instant::now());
+        let mut r = Conn::new(s, rx);
+        r.run();
+        let resp = responses(&r.out, &[]);
+        assert_eq!(resp[0].status, expect_status, "{method}");
+        let sent = h
+            .origin
+            .uploads()
+            .iter()
+            .filter(|(m, _)| m.starts_with(method))
+            .count();
+        assert_eq!(sent, expect_uploads, "{method} sent to the origin again?");
+        assert!(!spooled(&name), "{method}: spool file left behind");
+    }
+}
+
+#[test]
+fn oversized_and_chunked_uploads_are_refused_before_any_byte_is_kept() {
+    let h = Harness::new();
+    let mut c = h.conn_with(small_limits());
+    c.send(&upload_head("POST", "/big", 1001, ""));
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r[0].status, 413);
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+    let mut c = h.conn();
+    c.send(
+        "POST /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    c.run();
+    assert_eq!(responses(&c.out, &[])[0].status, 411);
+    assert!(h.origin.uploads().is_empty());
+}
+
+#[test]
+fn expect_100_continue_gets_the_interim_answer_then_the_origins() {
+    let h = Harness::new();
+    let mut c = h.conn();
+    c.send(&upload_head("POST", "/e", 5, "Expect: 100-continue\r\n"));
+    c.drain(64 * 1024);
+    assert_eq!(c.text(), "HTTP/1.1 100 Continue\r\n\r\n");
+    assert!(c.cps.is_empty(), "an interim answer is no response");
+    c.send_bytes(b"hello");
+    c.run();
+    let rest = &c.out["HTTP/1.1 100 Continue\r\n\r\n".len()..];
+    let r = responses(rest, &[]);
+    assert_eq!(r[0].status, 201);
+    assert_eq!(h.origin.uploads()[0].1, b"hello");
+}
+
+#[test]
+fn a_stalled_upload_is_answered_408_and_its_spool_removed() {
+    let h = Harness::new();
+    let mut limits = small_limits();
+    limits.idle_timeout = Duration::from_millis(50);
+    let mut c = h.conn_with(limits);
+    let name = spool_name("stalled");
+    c.s.set_conn_name(Some(name.clone()));
+    c.send(&upload_head("POST", "/s", 100, ""));
+    c.send_bytes(b"only a little");
+    c.drain(64 * 1024);
+    assert!(spooled(&name));
+    let due = c.s.poll_timeout().expect("a stalled body has a deadline");
+    c.s.on_timeout(due + Duration::from_millis(1));
+    c.run();
+    assert_eq!(responses(&c.out, &[])[0].status, 408);
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+    assert!(!spooled(&name));
+    assert!(h.origin.uploads().is_empty());
 }

@@ -77,6 +77,19 @@ pub trait Transport {
     fn checkpoint(&mut self, conn: Self::Conn, cp: &ResponseCheckpoint) {
         let _ = (conn, cp);
     }
+    /// The TCP sequence number of the next byte `recv` returns, if the
+    /// transport knows it (an upload's checkpoint records where its body
+    /// sits in the client's byte stream).
+    fn recv_seq(&self, conn: Self::Conn) -> Option<u32> {
+        let _ = conn;
+        None
+    }
+    /// A name for the connection that a survivor's restored connection
+    /// has too (it names the connection's upload spool file).
+    fn conn_name(&self, conn: Self::Conn) -> Option<String> {
+        let _ = conn;
+        None
+    }
 }
 
 #[derive(Debug)]
@@ -107,10 +120,30 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         limits: Limits,
         max_sessions: usize,
     ) -> HttpWorker<C> {
+        HttpWorker::with_spool(
+            cache,
+            worker,
+            waker,
+            limits,
+            max_sessions,
+            super::context::private_spool(),
+        )
+    }
+
+    /// [`Self::new`] with the box's upload spool (beside the segment, where
+    /// survivors find it).
+    pub fn with_spool(
+        cache: Arc<Cache>,
+        worker: usize,
+        waker: Arc<dyn Waker>,
+        limits: Limits,
+        max_sessions: usize,
+        spool: Arc<super::upload::Spool>,
+    ) -> HttpWorker<C> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let notifier = Arc::new(Notifier::new(worker, tx, waker));
         HttpWorker {
-            ctx: WorkerContext::new(cache, notifier, limits, max_sessions),
+            ctx: WorkerContext::with_spool(cache, notifier, limits, max_sessions, spool),
             progress: rx,
             sessions: HashMap::new(),
             waiting: HashMap::new(),
@@ -139,7 +172,8 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     /// A client connected.
     pub fn on_accept<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
         match self.ctx.accept(now) {
-            Ok(session) => {
+            Ok(mut session) => {
+                session.set_conn_name(t.conn_name(conn));
                 self.sessions.insert(
                     conn,
                     Entry {
@@ -168,9 +202,14 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         t: &mut T,
         now: Instant,
     ) {
+        let name = t.conn_name(conn);
         let session = match cp {
-            Some(cp) => HttpSession::resume(Arc::clone(&self.ctx), cp, acked_seq, now),
-            None => HttpSession::new(Arc::clone(&self.ctx), now),
+            Some(cp) => HttpSession::resume(Arc::clone(&self.ctx), cp, acked_seq, name, now),
+            None => {
+                let mut s = HttpSession::new(Arc::clone(&self.ctx), now);
+                s.set_conn_name(name);
+                s
+            }
         };
         self.sessions.insert(
             conn,
@@ -205,6 +244,17 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
 
     /// The connection is gone.
     pub fn on_closed(&mut self, conn: C) {
+        if let Some(mut e) = self.sessions.remove(&conn) {
+            e.session.discard_upload();
+            if let Some(k) = e.timer {
+                self.timers.remove(&k);
+            }
+        }
+    }
+
+    /// The connection moved to another box (drain, migrate): forget it
+    /// but leave its upload's spool file to the adopter.
+    pub fn on_handed_off(&mut self, conn: C) {
         if let Some(e) = self.sessions.remove(&conn) {
             if let Some(k) = e.timer {
                 self.timers.remove(&k);
@@ -252,11 +302,21 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         loop {
             let mut progressed = false;
             while s.wants_input() {
+                let seq = t.recv_seq(conn);
                 let n = t.recv(conn, &mut self.buf).min(self.buf.len());
                 if n == 0 {
                     break;
                 }
-                s.on_bytes(&self.buf[..n], now);
+                s.on_bytes_at(&self.buf[..n], seq, now);
+                progressed = true;
+            }
+            // An upload's spooled bytes are checkpointed before anything
+            // else happens to them (and, with ack_after_commit, that
+            // acknowledges them).
+            if s.take_commit_due() {
+                if let Some(cp) = s.checkpoint() {
+                    t.checkpoint(conn, cp);
+                }
                 progressed = true;
             }
             loop {
@@ -279,6 +339,12 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
                         return;
                     }
                 }
+            }
+            if s.take_commit_due() {
+                if let Some(cp) = s.checkpoint() {
+                    t.checkpoint(conn, cp);
+                }
+                progressed = true;
             }
             if !progressed {
                 break;

@@ -142,6 +142,15 @@ impl Checkpointer {
         }
         state.last_una = tcp.snd_una;
         state.last_at = now;
+        // An upload covers the client's bytes only up to what its spool
+        // holds: that is where a survivor's connection must expect the
+        // client's next byte, and all we may acknowledge (never beyond
+        // what we actually received).
+        let covered = app
+            .and_then(|cp| cp.upload.as_ref())
+            .map(|u| u.covered_seq())
+            .filter(|&c| (tcp.rcv_nxt.wrapping_sub(c) as i32) >= 0)
+            .unwrap_or(tcp.rcv_nxt);
         let app_block = app.and_then(|cp| {
             // Sequence space wraps: the signed distance, never below zero.
             let sent = (tcp.snd_nxt.wrapping_sub(cp.object_start_seq) as i32).max(0);
@@ -161,7 +170,7 @@ impl Checkpointer {
                 irs: tcp.irs,
                 snd_una: tcp.snd_una,
                 snd_nxt: tcp.snd_nxt,
-                rcv_nxt: tcp.rcv_nxt,
+                rcv_nxt: covered,
                 snd_wnd: tcp.snd_wnd,
                 rcv_wnd: tcp.rcv_wnd,
                 mss: tcp.mss,
@@ -189,7 +198,7 @@ impl Checkpointer {
                 // response starts, its request is not covered yet (the
                 // record names no URL), so only a response block commits.
                 if app.is_some() || tcp.rcv_nxt == tcp.irs.wrapping_add(1) {
-                    ctx.commit_ack(conn, baton_dataplane::tcp::SeqNum(tcp.rcv_nxt));
+                    ctx.commit_ack(conn, baton_dataplane::tcp::SeqNum(covered));
                 }
             }
             Err(err) => warn!(worker = self.worker, %err, "checkpoint write failed"),

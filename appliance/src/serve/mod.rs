@@ -19,6 +19,7 @@ use tracing::{debug, info};
 use crate::cache::Cache;
 use crate::http::checkpoint::ResponseCheckpoint;
 use crate::http::request::Limits;
+use crate::http::upload::Spool;
 use crate::http::worker::{HttpWorker, Transport};
 use crate::takeover::{OrphanRoute, OrphanTable};
 use checkpoint::Checkpointer;
@@ -61,9 +62,11 @@ impl CacheApp {
         max_sessions: usize,
         checkpoints: Option<Checkpointer>,
         orphans: Arc<OrphanTable>,
+        spool: Arc<Spool>,
     ) -> CacheApp {
         let waker = Arc::new(LateWaker::default());
-        let http = HttpWorker::new(cache, worker, waker.clone(), limits, max_sessions);
+        let http =
+            HttpWorker::with_spool(cache, worker, waker.clone(), limits, max_sessions, spool);
         CacheApp {
             http,
             waker,
@@ -114,6 +117,26 @@ impl Transport for CtxTransport<'_, '_> {
         if let Some(c) = self.checkpoints.as_mut() {
             c.commit(self.ctx, conn, Some(cp));
         }
+    }
+
+    fn recv_seq(&self, conn: ConnId) -> Option<u32> {
+        use baton_dataplane::tcp::State;
+        let e = self.ctx.export(conn)?;
+        // RCV.NXT counts the client's FIN once it came (RFC 9293 §3.4).
+        let fin = matches!(
+            e.state,
+            State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+        );
+        let queued = self.ctx.recv_available(conn) as u32 + u32::from(fin);
+        Some(e.rcv_nxt.wrapping_sub(queued))
+    }
+
+    fn conn_name(&self, conn: ConnId) -> Option<String> {
+        let t = self.ctx.tuple(conn)?;
+        let irs = self.ctx.export(conn)?.irs;
+        // Both ends and the client's ISN: the same on a survivor, and a new
+        // connection on a reused 4-tuple gets another name.
+        Some(format!("{}-{}-{irs:08x}", t.remote, t.local).replace([':', '[', ']'], "_"))
     }
 }
 
@@ -194,7 +217,7 @@ impl App for CacheApp {
             self.orphans
                 .extend([((tuple.local, tuple.remote), OrphanRoute::Elsewhere(to))]);
         }
-        self.http.on_closed(conn);
+        self.http.on_handed_off(conn);
     }
 
     fn on_unknown_segment(&mut self, tuple: FourTuple, _rst: bool) -> UnknownAction {
