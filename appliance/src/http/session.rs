@@ -492,6 +492,12 @@ impl HttpSession {
             return;
         }
         bump(&self.ctx.counters.uploads_resumed);
+        tracing::info!(
+            url = %cp.url,
+            received = have,
+            length = u.content_length,
+            "upload continued after a takeover"
+        );
         let upload = Upload {
             state: UploadState {
                 received: have,

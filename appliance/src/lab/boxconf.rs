@@ -93,8 +93,10 @@ pub fn box_toml(
     };
     let _ = writeln!(
         s,
-        "[checkpoint]\nsegment_path = \"{}\"\nslots = 20000\nmode = \"{mode}\"\n",
-        segment.display()
+        "[checkpoint]\nsegment_path = \"{}\"\nslots = 20000\nmode = \"{mode}\"\nupload_dir = \"{}\"\n",
+        segment.display(),
+        // One host: every box sees the same spool, whatever the segment mode.
+        lab.upload_dir().display()
     );
     let _ = writeln!(s, "[failure]\nheartbeat_interval_ms = 30\nmissed = 3\n");
     let _ = writeln!(

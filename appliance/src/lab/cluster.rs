@@ -608,6 +608,11 @@ pub fn down(lab: &Lab) -> Result<()> {
             errors.push(format!("cannot remove {}: {e}", seg.display()));
         }
     }
+    if lab.upload_dir().exists() {
+        if let Err(e) = fs::remove_dir_all(lab.upload_dir()) {
+            errors.push(format!("cannot remove {}: {e}", lab.upload_dir().display()));
+        }
+    }
     if lab.dir().exists() {
         if let Err(e) = fs::remove_dir_all(lab.dir()) {
             errors.push(format!("cannot remove {}: {e}", lab.dir().display()));

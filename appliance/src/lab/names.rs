@@ -197,6 +197,12 @@ impl Lab {
         PathBuf::from(format!("/dev/shm/baton-lab-{}-box{n}.seg", self.prefix))
     }
 
+    /// Where the boxes of this lab spool uploads in flight (shared by all,
+    /// in either segment mode: the lab is one host).
+    pub fn upload_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/dev/shm/baton-lab-{}.uploads", self.prefix))
+    }
+
     /// Every segment file of this lab that exists (shared or per box).
     pub fn segment_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = (1..=9).map(|n| self.box_segment_path(n)).collect();

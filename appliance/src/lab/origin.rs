@@ -17,6 +17,12 @@
 //!
 //! Files are streamed from disk (the kernel's sendfile through `io::copy`),
 //! never loaded whole.
+//!
+//! Uploads (POST and PUT, with `Content-Length`) to any path are read
+//! whole and answered `201 Created` with `sha256=HEX bytes=N copies=K`: the
+//! body's digest and length, and how many uploads of that path this origin
+//! has received so far, so a test sees both the bytes and whether an
+//! upload reached the origin twice. Bodies are not stored.
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -63,6 +69,7 @@ pub fn serve(args: OriginArgs) -> Result<()> {
 /// Accepts connections on `listener` forever, one thread each.
 pub fn serve_on(listener: TcpListener, root: PathBuf) -> Result<()> {
     let root = Arc::new(root);
+    let uploads = Uploads::default();
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(c) => c,
@@ -73,13 +80,17 @@ pub fn serve_on(listener: TcpListener, root: PathBuf) -> Result<()> {
             }
         };
         let root = Arc::clone(&root);
+        let uploads = uploads.clone();
         std::thread::spawn(move || {
-            if let Err(e) = Conn::new(stream).serve(&root) {
+            if let Err(e) = Conn::new(stream).serve(&root, &uploads) {
                 debug!("connection from {peer}: {e}");
             }
         });
     }
 }
+
+/// Uploads received per path.
+type Uploads = Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>;
 
 /// One request as the server needs it.
 #[derive(Debug, Default)]
@@ -289,7 +300,7 @@ fn parse_range(value: &str, len: u64) -> RangeAsk {
 fn plan(req: &Request, meta: Option<&Meta>) -> Plan {
     if req.method != "GET" && req.method != "HEAD" {
         let mut p = Plan::error(405, "method not allowed\n");
-        p.headers.push(("Allow", "GET, HEAD".into()));
+        p.headers.push(("Allow", "GET, HEAD, POST, PUT".into()));
         return p;
     }
     let Some(meta) = meta else {
@@ -467,7 +478,43 @@ impl Conn {
         Ok(())
     }
 
-    fn serve(mut self, root: &Path) -> io::Result<()> {
+    /// Reads an upload's body, digesting it; the answer's text.
+    fn receive_upload(&mut self, req: &Request, len: u64, uploads: &Uploads) -> io::Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut digest = Sha256::new();
+        let from_buf = (self.buf.len() as u64).min(len) as usize;
+        digest.update(&self.buf[..from_buf]);
+        self.buf.drain(..from_buf);
+        let mut left = len - from_buf as u64;
+        let mut chunk = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = (chunk.len() as u64).min(left) as usize;
+            let n = self.stream.read(&mut chunk[..want])?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            digest.update(&chunk[..n]);
+            left -= n as u64;
+        }
+        let copies = {
+            let mut u = uploads.lock().unwrap_or_else(|p| p.into_inner());
+            let c = u.entry(req.path.clone()).or_insert(0);
+            *c += 1;
+            *c
+        };
+        let hex: String = digest
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        info!(
+            "{} {}: {len} bytes, upload #{copies} of this path",
+            req.method, req.path
+        );
+        Ok(format!("sha256={hex} bytes={len} copies={copies}\n"))
+    }
+
+    fn serve(mut self, root: &Path, uploads: &Uploads) -> io::Result<()> {
         self.stream.set_read_timeout(Some(IDLE))?;
         let _ = self.stream.set_nodelay(true);
         loop {
@@ -512,6 +559,22 @@ impl Conn {
                     return Ok(());
                 }
             };
+            if req.method == "POST" || req.method == "PUT" {
+                let text = self.receive_upload(&req, body_len, uploads)?;
+                let keep = req.keep_alive();
+                let head = format!(
+                    "HTTP/1.1 201 Created\r\nDate: {}\r\nServer: baton-lab-origin\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+                    httpdate::fmt_http_date(SystemTime::now()),
+                    text.len(),
+                    if keep { "keep-alive" } else { "close" }
+                );
+                self.stream.write_all(head.as_bytes())?;
+                self.stream.write_all(text.as_bytes())?;
+                if !keep {
+                    return Ok(());
+                }
+                continue;
+            }
             self.discard(body_len)?;
 
             let file = resolve(root, &req.path).and_then(|p| {
@@ -732,10 +795,10 @@ mod tests {
     #[test]
     fn other_methods_are_405_with_allow() {
         let mut r = get(&[]);
-        r.method = "POST".into();
+        r.method = "DELETE".into();
         let p = plan(&r, Some(&meta()));
         assert_eq!(p.status, 405);
-        assert_eq!(header(&p, "Allow"), Some("GET, HEAD"));
+        assert_eq!(header(&p, "Allow"), Some("GET, HEAD, POST, PUT"));
     }
 
     #[test]
