@@ -879,6 +879,67 @@ proptest::proptest! {
         s.on_eof();
         while s.poll_send(cap, Instant::now()).is_some() {}
     }
+
+    #[test]
+    fn arbitrary_upload_bodies_and_checkpoints_never_panic_the_session(
+        len in 0u64..3000,
+        chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..700), 0..6),
+        method in 0u8..6,
+        received in 0u64..4000,
+        forwarded in proptest::bool::ANY,
+        spool_len in 0usize..4000,
+        seq in proptest::num::u32::ANY,
+    ) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        drop(rx);
+        let cache = Cache::new(CacheSettings { memory_bytes: 1 << 20, disk_dir: None }, tx);
+        // A new upload fed arbitrary body bytes (and whatever follows).
+        let (ctx, _rx) = worker_for(&cache, small_limits());
+        let mut s = HttpSession::new(Arc::clone(&ctx), Instant::now());
+        s.on_bytes_at(format!("PUT /p HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes(), Some(seq), Instant::now());
+        for c in &chunks {
+            s.on_bytes_at(c, Some(seq), Instant::now());
+            let _ = s.take_commit_due();
+            while s.poll_send(1000, Instant::now()).is_some() {}
+            let _ = s.take_commit_due();
+        }
+        s.on_timeout(Instant::now() + Duration::from_secs(3600));
+        while s.poll_send(1000, Instant::now()).is_some() {}
+        s.discard_upload();
+        // A survivor given an arbitrary (validated: received <= length)
+        // upload checkpoint and a spool of any length.
+        let name = spool_name(&format!("fuzz-{seq}"));
+        let mut f = crate::http::context::private_spool().create(&name).unwrap();
+        f.append(&vec![1u8; spool_len]).unwrap();
+        let cp = ResponseCheckpoint {
+            object_start_seq: 0,
+            status: 0,
+            method: Method::from_code(method),
+            minor: 1,
+            url: "/p".into(),
+            etag: None,
+            last_modified: None,
+            range: None,
+            persistent: true,
+            request_count: 1,
+            body_offset: 0,
+            upload: Some(crate::http::upload::UploadState {
+                body_start_seq: seq,
+                content_length: received.max(len),
+                received: received.min(len),
+                forwarded,
+                content_type: None,
+            }),
+        };
+        let mut r = HttpSession::resume(ctx, &cp, seq, Some(name.clone()), Instant::now());
+        for c in &chunks {
+            r.on_bytes_at(c, Some(seq), Instant::now());
+            let _ = r.take_commit_due();
+            while r.poll_send(1000, Instant::now()).is_some() {}
+        }
+        r.discard_upload();
+        let _ = std::fs::remove_file(crate::http::context::private_spool().dir().join(&name));
+    }
 }
 
 // ---- over kernel TCP on loopback ----
