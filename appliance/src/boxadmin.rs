@@ -9,12 +9,14 @@ use baton_shmem::BoxState;
 
 use crate::admin::{AdminSource, CacheStatus, Metric, PeerStatus, StatusReport, WorkerStatus};
 use crate::cache::Cache;
+use crate::http::HttpWorkers;
 use crate::run::{unix_ms, Control};
 
 /// The admin view of one box.
 pub struct BoxAdmin {
     control: Arc<Control>,
     cache: Arc<Cache>,
+    http: HttpWorkers,
     name: String,
     peers: Vec<u16>,
     detection_ms: u64,
@@ -23,10 +25,16 @@ pub struct BoxAdmin {
 
 impl BoxAdmin {
     /// The admin view of the box `control` runs.
-    pub fn new(control: Arc<Control>, cache: Arc<Cache>, config: &Config) -> BoxAdmin {
+    pub fn new(
+        control: Arc<Control>,
+        cache: Arc<Cache>,
+        http: HttpWorkers,
+        config: &Config,
+    ) -> BoxAdmin {
         BoxAdmin {
             control,
             cache,
+            http,
             name: config.node.name.clone(),
             peers: config.peers().map(|m| m.id).collect(),
             detection_ms: config.failure.detection_ms(),
@@ -147,6 +155,45 @@ impl AdminSource for BoxAdmin {
             "Checkpoints written.",
             me.as_ref().map_or(0, |i| i.checkpoints),
         ));
+        let http = self.http.stats();
+        for (name, help, value) in [
+            ("baton_http_requests_total", "Request heads parsed.", http.requests),
+            ("baton_http_body_bytes_total", "Response body bytes handed to TCP.", http.body_bytes),
+            ("baton_http_uploads_total", "Uploads (POST, PUT) begun.", http.uploads),
+            (
+                "baton_http_uploads_resumed_total",
+                "Uploads continued here after a takeover.",
+                http.uploads_resumed,
+            ),
+            ("baton_http_resumed_total", "Responses continued here after a takeover.", http.resumed),
+            (
+                "baton_http_not_resumable_total",
+                "Taken-over connections HTTP could not continue (object changed or gone, upload lost).",
+                http.not_resumable,
+            ),
+            ("baton_http_aborted_total", "Responses cut short (object failed mid-body).", http.aborted),
+            (
+                "baton_http_refused_connections_total",
+                "Connections refused at the connection cap (503).",
+                http.refused_connections,
+            ),
+        ] {
+            out.push(Metric::counter(name, help, value));
+        }
+        for (class, n) in [
+            ("2xx", http.responses_2xx),
+            ("3xx", http.responses_3xx),
+            ("4xx", http.responses_4xx),
+            ("5xx", http.responses_5xx),
+        ] {
+            let mut m = Metric::counter(
+                "baton_http_responses_total",
+                "Responses by status class.",
+                n,
+            );
+            m.labels.push(("class".into(), class.into()));
+            out.push(m);
+        }
         let mut total = baton_dataplane::stats::Counters::default();
         for w in self.control.dataplane.stats() {
             total.add(&w.counters);

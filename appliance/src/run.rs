@@ -131,11 +131,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
         orphans.extend(held_elsewhere);
     }
+    let http_workers = crate::http::HttpWorkers::default();
     let dataplane = Arc::new(start_dataplane(
         &config,
         &region,
         cache.clone(),
         orphans.clone(),
+        http_workers.clone(),
     )?);
     region
         .set_identity(dataplane.mac().0, &config.service.ips)
@@ -172,6 +174,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         Arc::new(crate::boxadmin::BoxAdmin::new(
             control.clone(),
             cache.clone(),
+            http_workers,
             &config,
         )),
     )
@@ -247,6 +250,7 @@ fn start_dataplane(
     region: &Region,
     cache: Arc<Cache>,
     orphans: Arc<OrphanTable>,
+    http_workers: crate::http::HttpWorkers,
 ) -> Result<DataplaneHandle> {
     #[cfg(not(feature = "dpdk"))]
     if config.dataplane.backend == Backend::Dpdk {
@@ -281,6 +285,7 @@ fn start_dataplane(
             checkpointer,
             orphans.clone(),
             spool.clone(),
+            &http_workers,
         )
     };
     #[cfg(feature = "dpdk")]

@@ -254,11 +254,36 @@ fn lab_an_upload_in_flight_survives_a_kill_with_ack_after_commit() {
         format!("sha256={} bytes=12000000 copies=1", sha256_hex(&body)),
         "the origin got other bytes, or the upload twice"
     );
+    // One survivor continued it: its log and its counters say so.
     let continued = (2..=3)
         .map(|n| fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default())
         .filter(|log| log.contains("upload continued after a takeover"))
         .count();
     assert_eq!(continued, 1, "one survivor must have continued the upload");
+    let resumed: u64 = (2..=3)
+        .map(|n| {
+            let metrics = ok(g.exec(
+                &format!("box{n}"),
+                &[
+                    BATON,
+                    "admin",
+                    "--config",
+                    &g.file(&format!("box{n}.toml")).display().to_string(),
+                    "metrics",
+                ],
+            ));
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("baton_http_uploads_resumed_total "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("box{n}: no uploads_resumed metric:\n{metrics}"))
+                as u64
+        })
+        .sum();
+    assert_eq!(
+        resumed, 1,
+        "baton_http_uploads_resumed_total over the survivors"
+    );
     let resets = rst.finish();
     assert!(
         resets.is_empty(),

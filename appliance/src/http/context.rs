@@ -206,6 +206,26 @@ pub struct WorkerContext {
     pub(crate) live: AtomicUsize,
 }
 
+/// Every worker's HTTP context on a box, for the admin API's totals.
+#[derive(Debug, Clone, Default)]
+pub struct HttpWorkers(Arc<std::sync::Mutex<Vec<Arc<WorkerContext>>>>);
+
+impl HttpWorkers {
+    /// Adds one worker's context.
+    pub fn register(&self, ctx: Arc<WorkerContext>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(ctx);
+    }
+
+    /// The box's counters: the sum over its workers.
+    pub fn stats(&self) -> HttpStats {
+        let mut total = HttpStats::default();
+        for ctx in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            total.add(&ctx.counters.snapshot());
+        }
+        total
+    }
+}
+
 /// The spool of contexts not given one: a private directory of this
 /// process (tests, and a box without checkpoints, where no survivor could
 /// continue an upload anyway).

@@ -35,7 +35,7 @@ pub mod worker;
 mod tests;
 
 pub use checkpoint::{NotResumable, ResponseCheckpoint};
-pub use context::{HttpCounters, HttpStats, WorkerContext};
+pub use context::{HttpCounters, HttpStats, HttpWorkers, WorkerContext};
 pub use request::{Limits, Method};
 pub use session::{Close, HttpSession};
 pub use worker::{HttpWorker, Transport};

@@ -63,10 +63,12 @@ impl CacheApp {
         checkpoints: Option<Checkpointer>,
         orphans: Arc<OrphanTable>,
         spool: Arc<Spool>,
+        http_workers: &crate::http::HttpWorkers,
     ) -> CacheApp {
         let waker = Arc::new(LateWaker::default());
         let http =
             HttpWorker::with_spool(cache, worker, waker.clone(), limits, max_sessions, spool);
+        http_workers.register(Arc::clone(http.context()));
         CacheApp {
             http,
             waker,
