@@ -142,12 +142,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     region
         .set_identity(dataplane.mac().0, &config.service.ips)
         .context("writing the box table entry")?;
-    for ip in &config.service.ips {
-        // Gratuitous ARP: the LAN learns (again) which MAC owns the address.
-        if let Err(err) = dataplane.announce(*ip) {
-            warn!(%ip, %err, "gratuitous ARP failed");
-        }
-    }
+    // Gratuitous ARP, repeated as a survivor does for an inherited
+    // address: the LAN learns (again) which MAC owns the address, and a
+    // rejoining box wins over any announcement of a survivor that was
+    // already on the wire when it handed the address back.
+    announce_repeatedly(dataplane.clone(), config.service.ips.clone(), |_| true);
     info!(
         interface = %config.dataplane.interface,
         workers = dataplane.n_workers(),
@@ -372,8 +371,10 @@ pub(crate) struct Control {
     pub(crate) me: u16,
     /// The service IPs of this box's own configuration.
     own_ips: Vec<std::net::IpAddr>,
-    /// Addresses inherited from dead boxes, by their id.
-    inherited: std::sync::Mutex<std::collections::HashMap<u16, Vec<std::net::IpAddr>>>,
+    /// Addresses inherited from dead boxes, by their id (shared with the
+    /// threads that announce them, which stop once an address is handed
+    /// back).
+    inherited: Inherited,
     /// Every member's back-LAN address: a peer's admin API listens on its
     /// back-LAN address at the same port as ours (a cluster convention).
     members: Vec<baton_config::Member>,
@@ -470,11 +471,23 @@ impl Control {
                     warn!(%ip, %err, "cannot take the dead box's address");
                 }
             }
-            announce_repeatedly(self.dataplane.clone(), plan.service_ips.clone());
             self.inherited
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(dead, plan.service_ips.clone());
+            let inherited = self.inherited.clone();
+            announce_repeatedly(
+                self.dataplane.clone(),
+                plan.service_ips.clone(),
+                move |ip| {
+                    inherited
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .values()
+                        .flatten()
+                        .any(|i| i == ip)
+                },
+            );
             self.publish_service_ips();
         }
         let mine = plan.mine.len();
@@ -755,13 +768,24 @@ fn spawn_takeover_report(
         });
 }
 
-/// Gratuitous ARP for inherited addresses, repeated: a client that misses
-/// one (loss, a busy LAN) learns from the next.
-fn announce_repeatedly(dataplane: Arc<DataplaneHandle>, ips: Vec<std::net::IpAddr>) {
+/// Addresses inherited from dead boxes, by the dead box's id.
+type Inherited = Arc<std::sync::Mutex<std::collections::HashMap<u16, Vec<std::net::IpAddr>>>>;
+
+/// Gratuitous ARP, repeated at 0, 20, 100, 300 and 1000 ms: a client that
+/// misses one (loss, a busy LAN) learns from the next. Each announcement
+/// first asks `still_ours`: an inherited address handed back to its
+/// rejoined owner must never be announced again, or the LAN's caches
+/// point at a box that no longer answers for it (new connections to the
+/// rejoined box then lose their SYNs until the client re-resolves).
+fn announce_repeatedly(
+    dataplane: Arc<DataplaneHandle>,
+    ips: Vec<std::net::IpAddr>,
+    still_ours: impl Fn(&std::net::IpAddr) -> bool + Send + 'static,
+) {
     let _ = thread::Builder::new().name("garp".into()).spawn(move || {
         for delay_ms in [0u64, 20, 100, 300, 1000] {
             thread::sleep(Duration::from_millis(delay_ms));
-            for ip in &ips {
+            for ip in ips.iter().filter(|ip| still_ours(ip)) {
                 let _ = dataplane.announce(*ip);
             }
         }
