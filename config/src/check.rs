@@ -510,6 +510,7 @@ impl Checker<'_> {
                 "poll_mode",
                 "max_connections",
                 "syn_backlog",
+                "tcp_idle_timeout_ms",
                 "mac",
                 "dpdk",
             ],
@@ -540,6 +541,12 @@ impl Checker<'_> {
             "syn_backlog",
             Some(DEFAULT_SYN_BACKLOG),
             &positive::<usize>,
+        );
+        let tcp_idle_timeout_ms = self.get(
+            t,
+            "tcp_idle_timeout_ms",
+            Some(DEFAULT_TCP_IDLE_TIMEOUT_MS),
+            &positive::<u64>,
         );
         let mac = self.get(t, "mac", Some(None), &|v| unicast_mac(v).map(Some));
         let dpdk = match self.table(t, "dpdk", false) {
@@ -581,6 +588,7 @@ impl Checker<'_> {
             poll_mode: poll_mode?,
             max_connections: max_connections?,
             syn_backlog: syn_backlog?,
+            tcp_idle_timeout_ms: tcp_idle_timeout_ms?,
             mac: mac?,
             dpdk: dpdk?,
         })

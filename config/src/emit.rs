@@ -70,6 +70,7 @@ pub(crate) fn to_toml(c: &Config) -> String {
     t["poll_mode"] = value(d.poll_mode.as_str());
     t["max_connections"] = int(d.max_connections);
     t["syn_backlog"] = int(d.syn_backlog);
+    t["tcp_idle_timeout_ms"] = int(d.tcp_idle_timeout_ms);
     if let Some(mac) = d.mac {
         t["mac"] = value(mac.to_string());
     }

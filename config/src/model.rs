@@ -18,6 +18,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 300_000;
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
 /// Default `dataplane.syn_backlog`: half-open connections per box.
 pub const DEFAULT_SYN_BACKLOG: usize = 1024;
+/// Default `dataplane.tcp_idle_timeout_ms`: as Linux's `tcp_fin_timeout`
+/// (60 s), and no shorter than the default HTTP idle timeout, so HTTP
+/// closes idle keep-alive connections first.
+pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Default `checkpoint.fast_bytes`.
 pub const DEFAULT_FAST_BYTES: u64 = 100_000;
 /// Default `checkpoint.slow_bytes`.
@@ -260,6 +264,10 @@ pub struct DataplaneConfig {
     pub max_connections: usize,
     /// Most half-open (SYN received) connections.
     pub syn_backlog: usize,
+    /// A connection that has received no acceptable segment for this long
+    /// and has nothing in flight is closed with a FIN (never a RST);
+    /// milliseconds, > 0. In FIN-WAIT-2 it is dropped silently instead.
+    pub tcp_idle_timeout_ms: u64,
     /// Source MAC override; `None` uses the interface's own MAC.
     pub mac: Option<MacAddr>,
     /// DPDK settings, `[dataplane.dpdk]`.

@@ -86,6 +86,7 @@ fn minimal_file_parses_with_defaults() {
     assert!(c.dataplane.cores.is_empty());
     assert_eq!(c.dataplane.max_connections, 300_000);
     assert_eq!(c.dataplane.syn_backlog, 1024);
+    assert_eq!(c.dataplane.tcp_idle_timeout_ms, 60_000);
     assert_eq!(c.dataplane.mac, None);
     assert_eq!(c.dataplane.dpdk, None);
     assert!(c.checkpoint.enabled);
@@ -140,6 +141,29 @@ fn wrong_type_says_what_was_expected_and_found() {
     assert_eq!(
         one_line(&text),
         format!("box1.toml:{line}: dataplane.workers: expected a positive integer, found string \"two\"")
+    );
+}
+
+#[test]
+fn tcp_idle_timeout_is_read_and_zero_is_refused() {
+    let text = edited(
+        "poll_mode = \"adaptive\"",
+        "poll_mode = \"adaptive\"\ntcp_idle_timeout_ms = 120000",
+    );
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.dataplane.tcp_idle_timeout_ms, 120_000);
+    // Zero would close every connection at once.
+    let text = edited(
+        "poll_mode = \"adaptive\"",
+        "poll_mode = \"adaptive\"\ntcp_idle_timeout_ms = 0",
+    );
+    let line = line_of(&text, "tcp_idle_timeout_ms");
+    assert!(
+        one_line(&text).starts_with(&format!(
+            "box1.toml:{line}: dataplane.tcp_idle_timeout_ms: expected a positive integer"
+        )),
+        "{}",
+        one_line(&text)
     );
 }
 

@@ -37,7 +37,8 @@
 //! # What is left out, on purpose
 //!
 //! No Nagle (the cache sends whole responses), no urgent data, no ECN, no
-//! keepalive (the idle timeout resets instead), no simultaneous open. The
+//! keepalive (an idle connection is closed with a FIN after
+//! [`TcpConfig::idle_timeout`] instead), no simultaneous open. The
 //! out-of-order queue
 //! holds at most 16 runs; the receive buffer grows only while the
 //! application leaves data unread.
@@ -122,7 +123,13 @@ pub struct TcpConfig {
     pub max_retries: u32,
     /// Retransmissions of our SYN-ACK (or SYN) before giving up (Linux tcp_synack_retries).
     pub syn_retries: u32,
-    /// The connection is reset after this long without a segment from the peer.
+    /// After this long without an acceptable segment from the peer, while
+    /// nothing of ours is in flight, an ESTABLISHED or CLOSE-WAIT
+    /// connection is closed with a FIN (never a RST) and a FIN-WAIT-2 one
+    /// is dropped silently (Linux's `tcp_fin_timeout`, 60 s). The
+    /// application is not told until [`Event::Closed`]; its own idle rule
+    /// (HTTP's keep-alive timeout) should be no longer. Config key
+    /// `dataplane.tcp_idle_timeout_ms`.
     pub idle_timeout: Duration,
     /// TIME-WAIT duration (2*MSL, RFC 9293 §3.4.2).
     pub time_wait: Duration,
@@ -256,7 +263,9 @@ pub enum Event {
     Closed,
     /// An acceptable RST arrived, or we reset the connection (abort).
     Reset,
-    /// Retransmissions, probes or the idle timer ran out; we sent a RST.
+    /// Retransmissions or probes ran out (we sent a RST to a peer that no
+    /// longer answers), or a FIN-WAIT-2 connection stayed idle (dropped
+    /// without a RST).
     TimedOut,
     /// A restored TCB learned the peer's true position and may carry data:
     /// resume sending at `snd_una`; `rcv_nxt` is the next byte expected.
@@ -363,4 +372,9 @@ pub struct TcbExport {
     /// Our timestamp clock at export time: no TSval we sent is above it, so a
     /// survivor continuing from here never goes backwards (PAWS).
     pub ts_last_sent: u32,
+    /// No ACK beyond `rcv_nxt` was or will be sent from the exporting box
+    /// (`ack_after_commit`, or a final checkpoint before a planned move): a
+    /// client sequence beyond `rcv_nxt` is then data in flight, which the
+    /// client retransmits, never data it believes delivered.
+    pub acks_covered: bool,
 }

@@ -530,7 +530,6 @@ impl Tcb {
             State::Unready => return self.on_segment_unready(now, seg),
             _ => {}
         }
-        self.last_rx = now;
 
         // A retransmitted SYN in SYN-RECEIVED means our SYN-ACK was lost:
         // answer with the SYN-ACK again rather than a bare ACK.
@@ -575,6 +574,11 @@ impl Tcb {
             }
             return;
         }
+        // Only a segment that passed the sequence check says the peer of
+        // this connection is alive: SYNs of a new incarnation on the same
+        // 4-tuple, blind RSTs and stale duplicates must not keep a
+        // connection whose client is gone from ever going idle.
+        self.last_rx = now;
 
         // Second: RST (RFC 5961 §3.2): exactly at RCV.NXT resets; anywhere
         // else in the window earns a challenge ACK.
@@ -1109,11 +1113,13 @@ impl Tcb {
         if seg.flags.syn || !seg.flags.ack {
             return;
         }
-        if seg.seq.gt(self.rcv_nxt) && !self.config.ack_after_commit {
+        if seg.seq.gt(self.rcv_nxt) && !(self.config.ack_after_commit || export.acks_covered) {
             // The client's sequence is beyond the checkpoint: it sent data
             // (or a FIN) we never saw and that the dead box may have
             // acknowledged. Reset exactly at the client's RCV.NXT (its ACK)
-            // and tell the application "not ready".
+            // and tell the application "not ready". (When the checkpoint
+            // covers every ACK its box sent, those bytes are merely in
+            // flight: the client retransmits them, and we go on.)
             self.rst = Some(RstSeg {
                 seq: seg.ack,
                 ack: None,
@@ -1201,8 +1207,8 @@ impl Tcb {
             }
             return;
         }
-        if now >= self.last_rx + self.config.idle_timeout {
-            self.timed_out();
+        if self.idle_deadline().is_some_and(|t| now >= t) {
+            self.on_idle();
             return;
         }
         if self.rto_at.is_some_and(|t| now >= t) {
@@ -1220,6 +1226,38 @@ impl Tcb {
         if self.delack_at.is_some_and(|t| now >= t) {
             self.delack_at = None;
             self.ack_now = true;
+        }
+    }
+
+    /// When the idle rule applies: nothing received for
+    /// [`TcpConfig::idle_timeout`] while nothing of ours is in flight (data
+    /// or a FIN in flight, or a zero window, leave a silent peer to the
+    /// retransmission and persist limits, RFC 9293 §3.8.3), in ESTABLISHED,
+    /// CLOSE-WAIT or FIN-WAIT-2.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let applies = match self.state {
+            State::Established | State::CloseWait => {
+                self.rto_at.is_none() && self.persist_at.is_none()
+            }
+            State::FinWait2 => true,
+            _ => false,
+        };
+        applies.then(|| self.last_rx + self.config.idle_timeout)
+    }
+
+    /// The idle timer ran out. Closing for idleness is the orderly close of
+    /// RFC 9293 §3.10.4 (a FIN after whatever is queued), never a RST: a
+    /// client that merely paused longer than we wait sees an end of stream
+    /// it can retry on (RFC 9112 §9.3.1), not an error. In FIN-WAIT-2 our
+    /// FIN is already acknowledged and the peer never sent its own: drop
+    /// the connection silently, as Linux does after `tcp_fin_timeout`.
+    fn on_idle(&mut self) {
+        match self.state {
+            State::FinWait2 => {
+                self.push_event(Event::TimedOut);
+                self.enter_closed();
+            }
+            _ => self.close(),
         }
     }
 
@@ -1503,7 +1541,7 @@ impl Tcb {
             self.rto_at,
             self.delack_at,
             self.persist_at,
-            Some(self.last_rx + self.config.idle_timeout),
+            self.idle_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -1541,6 +1579,9 @@ impl Tcb {
             timestamps: self.ts_ok,
             ts_recent: self.ts_recent,
             ts_last_sent: self.ts_now(now),
+            // ACKs never pass the committed point, and the application
+            // commits a point only once its checkpoint covers it.
+            acks_covered: self.config.ack_after_commit,
         }
     }
 

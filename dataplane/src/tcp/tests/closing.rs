@@ -161,20 +161,113 @@ fn abort_sends_a_reset_and_closes() {
     assert_eq!(events(&mut tcb), vec![Event::Closed]);
 }
 
-#[test]
-fn idle_connection_times_out_with_a_reset() {
-    let fx = Fx::new();
-    let config = TcpConfig {
-        idle_timeout: Duration::from_secs(5),
+fn idle_config(secs: u64) -> TcpConfig {
+    TcpConfig {
+        idle_timeout: Duration::from_secs(secs),
         ..TcpConfig::default()
-    };
-    let (mut tcb, iss) = established_with(&fx, config, opts_mss(1460));
+    }
+}
+
+#[test]
+fn idle_connection_is_closed_with_a_fin_never_a_reset() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established_with(&fx, idle_config(5), opts_mss(1460));
     send!(tcb, fx.at(1000), seg(SeqNum(CISN + 1), iss + 1, &[]));
     assert_eq!(tcb.poll_timeout(), Some(fx.at(6000)));
     tcb.on_timeout(fx.at(6000));
+    // Closing for idleness is the orderly close (RFC 9293 §3.10.4): "form a
+    // FIN segment and send it, and enter FIN-WAIT-1 state". A client that
+    // only paused (a keep-alive client between requests) reads an end of
+    // stream, not ECONNRESET.
+    assert_eq!(tcb.state(), State::FinWait1);
+    let out = drain(&mut tcb, fx.at(6000));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].flags.fin && !out[0].flags.rst);
+    assert_eq!((out[0].seq, out[0].ack), (iss + 1, SeqNum(CISN + 1)));
+    assert!(events(&mut tcb).is_empty());
+    // The client answers with its own FIN: the usual active close follows.
+    send!(tcb, fx.at(6001), fin(SeqNum(CISN + 1), iss + 2));
+    assert_eq!(tcb.state(), State::TimeWait);
+    assert!(!recv!(tcb, fx.at(6001)).flags.rst);
+}
+
+#[test]
+fn idle_close_wait_connection_is_closed_with_a_fin() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established_with(&fx, idle_config(5), opts_mss(1460));
+    send!(tcb, fx.at(1000), fin(SeqNum(CISN + 1), iss + 1));
+    drain(&mut tcb, fx.at(1000));
+    assert_eq!(tcb.state(), State::CloseWait);
+    // The application never closed its side.
+    tcb.on_timeout(fx.at(6000));
+    assert_eq!(tcb.state(), State::LastAck);
+    let out = recv!(tcb, fx.at(6000));
+    assert!(out.flags.fin && !out.flags.rst);
+    send!(tcb, fx.at(6001), seg(SeqNum(CISN + 2), iss + 2, &[]));
     assert_eq!(tcb.state(), State::Closed);
-    assert!(recv!(tcb, fx.at(6000)).flags.rst);
+}
+
+#[test]
+fn idle_fin_wait_2_is_dropped_without_a_reset() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established_with(&fx, idle_config(5), opts_mss(1460));
+    tcb.close();
+    recv!(tcb, fx.at(10));
+    send!(tcb, fx.at(1000), seg(SeqNum(CISN + 1), iss + 2, &[]));
+    assert_eq!(tcb.state(), State::FinWait2);
+    assert_eq!(tcb.poll_timeout(), Some(fx.at(6000)));
+    tcb.on_timeout(fx.at(6000));
+    // Our FIN is acknowledged and the client never sent its own: like
+    // Linux's tcp_fin_timeout, the connection goes quietly.
+    assert_eq!(tcb.state(), State::Closed);
+    recv!(tcb, fx.at(6000), nothing);
     assert_eq!(events(&mut tcb), vec![Event::TimedOut, Event::Closed]);
+}
+
+#[test]
+fn idle_timer_leaves_data_in_flight_to_the_retransmission_timer() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established_with(&fx, idle_config(5), opts_mss(1460));
+    tcb.send(Bytes::from_static(b"response")).expect("queued");
+    recv!(tcb, fx.at(10));
+    // A silent client with data outstanding is the RTO's business
+    // (RFC 9293 §3.8.3, R2): retransmit, then give up with a RST.
+    let mut now = fx.at(10);
+    for _ in 0..6 {
+        now = tcb.poll_timeout().expect("RTO armed");
+        tcb.on_timeout(now);
+        let out = drain(&mut tcb, now);
+        assert!(out.iter().all(|s| !s.flags.fin), "no idle close: {out:?}");
+        assert_eq!(out.first().map(|s| s.seq), Some(iss + 1));
+    }
+    assert!(now > fx.at(6000), "past the idle timeout");
+    assert_eq!(tcb.state(), State::Established);
+}
+
+#[test]
+fn segments_a_connection_rejects_do_not_keep_it_from_going_idle() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established_with(&fx, idle_config(5), opts_mss(1460));
+    send!(tcb, fx.at(1000), seg(SeqNum(CISN + 1), iss + 1, &[]));
+    // The client is gone (its RST was lost); a new incarnation reuses the
+    // port and its SYNs keep arriving, plus a stray RST out of the window.
+    for ms in [2000u64, 3000, 5000, 5900] {
+        let mut s = syn(opts_mss(1460));
+        s.seq = SeqNum(CISN + 7_000_000);
+        send!(tcb, fx.at(ms), s);
+        drain(&mut tcb, fx.at(ms));
+    }
+    let mut r = seg(SeqNum(CISN + 9_000_000), SeqNum(0), &[]);
+    r.flags = Flags {
+        rst: true,
+        ..Flags::default()
+    };
+    send!(tcb, fx.at(5950), r);
+    // None of them was acceptable (RFC 9293 §3.10.7.4 "first"), so none
+    // moves the idle deadline.
+    assert_eq!(tcb.poll_timeout(), Some(fx.at(6000)));
+    tcb.on_timeout(fx.at(6000));
+    assert_eq!(tcb.state(), State::FinWait1);
 }
 
 #[test]
