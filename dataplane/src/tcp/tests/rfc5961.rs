@@ -148,3 +148,113 @@ fn segment_without_ack_is_dropped() {
     // RFC 9293 §3.10.7.4 fifth: "if the ACK bit is off, drop the segment".
     assert_eq!(tcb.recv_available(), 0);
 }
+
+/// A server TCB brought to `target` (one of the states that hold a
+/// connection after the client may have lost it), with timestamps; the
+/// client's last TSval is 1_100.
+fn held_in(fx: &Fx, target: State) -> (Tcb, SeqNum) {
+    let (mut tcb, iss) = established_with(fx, TcpConfig::default(), opts_all());
+    let ts = |mut s: Segment<'static>| {
+        s.options.timestamps = Some((1_100, 0));
+        s
+    };
+    let fin = |seq: SeqNum, ack: SeqNum| {
+        let mut s = seg(seq, ack, &[]);
+        s.flags.fin = true;
+        ts(s)
+    };
+    match target {
+        State::Established => {}
+        State::CloseWait => send!(tcb, fx.at(5), fin(SeqNum(CISN + 1), iss + 1)),
+        State::LastAck => {
+            send!(tcb, fx.at(5), fin(SeqNum(CISN + 1), iss + 1));
+            tcb.close();
+        }
+        State::FinWait1 => tcb.close(),
+        State::FinWait2 => {
+            tcb.close();
+            drain(&mut tcb, fx.at(5));
+            send!(tcb, fx.at(6), ts(seg(SeqNum(CISN + 1), iss + 2, &[])));
+        }
+        State::Closing => {
+            tcb.close();
+            drain(&mut tcb, fx.at(5));
+            send!(tcb, fx.at(6), fin(SeqNum(CISN + 1), iss + 1));
+        }
+        other => panic!("not a held state: {other:?}"),
+    }
+    drain(&mut tcb, fx.at(10));
+    assert_eq!(tcb.state(), target);
+    (tcb, iss)
+}
+
+#[test]
+fn syn_on_a_held_four_tuple_is_answered_at_once_and_the_clients_rst_frees_it() {
+    for target in [
+        State::Established,
+        State::CloseWait,
+        State::LastAck,
+        State::FinWait1,
+        State::FinWait2,
+        State::Closing,
+    ] {
+        let fx = Fx::new();
+        let (mut tcb, _) = held_in(&fx, target);
+        let rcv_nxt = match target {
+            State::CloseWait | State::LastAck | State::Closing => SeqNum(CISN + 2),
+            _ => SeqNum(CISN + 1),
+        };
+        // A client that reused its port: a new ISN far from the old
+        // sequence space, and (Linux's per-host timestamp clock) a newer
+        // TSval.
+        let mut s = syn(opts_all());
+        s.seq = SeqNum(CISN.wrapping_add(0x4000_0000));
+        s.options.timestamps = Some((5_000, 0));
+        send!(tcb, fx.at(1000), s);
+        // RFC 9293 §3.10.7.4 "fourth" / RFC 5961 §4.2: "If the SYN bit is
+        // set, irrespective of the sequence number, TCP MUST send an ACK
+        // (also referred to as challenge ACK) to the remote peer:
+        // <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>".
+        let out = drain(&mut tcb, fx.at(1000));
+        let ack = out
+            .iter()
+            .find(|o| o.flags.ack && !o.flags.syn && !o.flags.rst)
+            .unwrap_or_else(|| panic!("{target:?}: no challenge ACK in {out:?}"));
+        assert_eq!(ack.ack, rcv_nxt, "{target:?}");
+        assert_eq!(tcb.state(), target, "the SYN alone changes nothing");
+        // RFC 5961 §7 (Linux tcp_invalid_ratelimit): a second SYN within
+        // 500 ms gets nothing.
+        send!(tcb, fx.at(1100), s);
+        recv!(tcb, fx.at(1100), nothing);
+        // The client's SYN-SENT answer to an ACK it did not expect is
+        // <SEQ=SEG.ACK><CTL=RST> (RFC 9293 §3.10.7.3): exactly RCV.NXT, so
+        // it resets the old connection and the next SYN finds the
+        // listener.
+        let mut r = seg(ack.ack, SeqNum(0), &[]);
+        r.flags = Flags {
+            rst: true,
+            ..Flags::default()
+        };
+        send!(tcb, fx.at(1101), r);
+        assert_eq!(tcb.state(), State::Closed, "{target:?}");
+        assert_eq!(events(&mut tcb).last(), Some(&Event::Closed));
+    }
+}
+
+#[test]
+fn syn_failing_paws_on_a_held_four_tuple_is_still_answered() {
+    let fx = Fx::new();
+    let (mut tcb, _) = held_in(&fx, State::LastAck);
+    // A client with random per-connection timestamp offsets: the new SYN's
+    // TSval is below TS.Recent. RFC 7323 §5.3 R1: "Send an acknowledgment
+    // in reply … and drop" — the client still gets an ACK to RST.
+    let mut s = syn(opts_all());
+    s.seq = SeqNum(CISN.wrapping_add(0x4000_0000));
+    s.options.timestamps = Some((7, 0));
+    send!(tcb, fx.at(1000), s);
+    let out = drain(&mut tcb, fx.at(1000));
+    assert!(
+        out.iter().any(|o| o.flags.ack && o.ack == SeqNum(CISN + 2)),
+        "{out:?}"
+    );
+}
