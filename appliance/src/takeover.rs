@@ -183,6 +183,7 @@ fn orphan_of(record: &ArchivedConnRecord<'_>) -> Option<Orphan> {
         timestamps: tcp.timestamps,
         ts_recent: tcp.ts_recent,
         ts_last_sent: tcp.ts_last_sent,
+        acks_covered: tcp.acks_covered,
     };
     let response = r.app.as_ref().map(ResponseCheckpoint::from_app_block);
     Some(Orphan { export, response })

@@ -74,6 +74,7 @@ fn typical(n: u64) -> ConnRecord<'static> {
             ts_recent: 2_000_000,
             ts_last_sent: 1_500_000,
             tcp_state: 4,
+            acks_covered: false,
         }),
         ip: IpBlock {
             local_mac: [0x02, 0xba, 0x70, 0, 0, 0x0b],

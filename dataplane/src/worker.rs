@@ -1323,6 +1323,7 @@ mod tests {
             timestamps: false,
             ts_recent: 0,
             ts_last_sent: 0,
+            acks_covered: false,
         }
     }
 

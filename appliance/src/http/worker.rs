@@ -222,6 +222,27 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         self.drive(conn, t, now);
     }
 
+    /// Moves what the client sent from TCP into its session without
+    /// answering anything: before a connection's final checkpoint (drain,
+    /// migrate), so that the checkpoint covers every byte TCP has already
+    /// acknowledged (an upload's body goes to its spool). The caller writes
+    /// the checkpoint.
+    pub fn absorb_input<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
+        let Some(e) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        let s = &mut e.session;
+        while s.wants_input() {
+            let seq = t.recv_seq(conn);
+            let n = t.recv(conn, &mut self.buf).min(self.buf.len());
+            if n == 0 {
+                break;
+            }
+            s.on_bytes_at(&self.buf[..n], seq, now);
+        }
+        let _ = s.take_commit_due();
+    }
+
     /// Request bytes are waiting.
     pub fn on_readable<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
         self.drive(conn, t, now);

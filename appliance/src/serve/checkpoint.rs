@@ -104,6 +104,29 @@ impl Checkpointer {
 
     /// Writes `conn`'s checkpoint now, with the application block `app`.
     pub fn commit(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, app: Option<&ResponseCheckpoint>) {
+        self.write(ctx, conn, app, false);
+    }
+
+    /// Writes `conn`'s last checkpoint before it moves to another box
+    /// (drain, migrate): the box sends nothing more on it, so no ACK will
+    /// pass what this checkpoint covers, and the adopter may wait for
+    /// client bytes beyond it instead of resetting.
+    pub fn commit_final(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        app: Option<&ResponseCheckpoint>,
+    ) {
+        self.write(ctx, conn, app, true);
+    }
+
+    fn write(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        conn: ConnId,
+        app: Option<&ResponseCheckpoint>,
+        last: bool,
+    ) {
         let Some(tcp) = ctx.export(conn) else {
             return;
         };
@@ -181,6 +204,10 @@ impl Checkpointer {
                 ts_recent: tcp.ts_recent,
                 ts_last_sent: tcp.ts_last_sent,
                 tcp_state: tcp.state.as_u8(),
+                // Final: nothing is acknowledged after it. Otherwise only
+                // if acknowledgements wait for commits — and only up to
+                // `covered`, which an upload may hold below RCV.NXT.
+                acks_covered: (last && covered == tcp.rcv_nxt) || tcp.acks_covered,
             }),
             ip: IpBlock {
                 local_mac: self.local_mac,

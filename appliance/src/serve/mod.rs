@@ -197,9 +197,15 @@ impl App for CacheApp {
     }
 
     fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        // The final checkpoint must cover what TCP acknowledged: an
+        // upload's body bytes still in the receive queue go to the spool
+        // first (without ack_after_commit they are acknowledged already).
+        let now = ctx.now();
+        let mut t = Self::transport(ctx, &mut self.checkpoints);
+        self.http.absorb_input(conn, &mut t, now);
         if let Some(c) = self.checkpoints.as_mut() {
             let response = self.http.session(conn).and_then(|s| s.checkpoint());
-            c.commit(ctx, conn, response);
+            c.commit_final(ctx, conn, response);
         }
     }
 

@@ -76,6 +76,7 @@ pub fn http_record<'a>(
             ts_recent: 123_456,
             ts_last_sent: 99_999,
             tcp_state: 4,
+            acks_covered: false,
         }),
         ip: IpBlock {
             local_mac: [0x02, 0, 0, 0, 0, owner as u8],

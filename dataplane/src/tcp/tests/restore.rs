@@ -160,6 +160,39 @@ fn with_ack_after_commit_a_client_ahead_is_waited_for() {
 }
 
 #[test]
+fn a_client_ahead_of_a_checkpoint_that_covers_every_ack_is_waited_for() {
+    // A final checkpoint before a planned move (or one taken under
+    // ack_after_commit on the dead box): the client's bytes beyond it were
+    // never acknowledged, so it retransmits them; no reset.
+    let fx = Fx::new();
+    let e = TcbExport {
+        acks_covered: true,
+        ..checkpoint(&fx)
+    };
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    recv!(tcb, fx.at(5_000));
+    send!(
+        tcb,
+        fx.at(5_002),
+        answer(SeqNum(e.rcv_nxt) + 50, SeqNum(e.snd_una), 0)
+    );
+    assert_eq!(tcb.state(), State::Established);
+    let mut again = answer(SeqNum(e.rcv_nxt), SeqNum(e.snd_una), 0);
+    again.payload = b"upload body";
+    send!(tcb, fx.at(5_300), again);
+    assert_eq!(tcb.recv_available(), 11);
+    // Without that promise the same answer means lost bytes: not ready.
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &checkpoint(&fx));
+    recv!(tcb, fx.at(5_000));
+    send!(
+        tcb,
+        fx.at(5_002),
+        answer(SeqNum(e.rcv_nxt) + 50, SeqNum(e.snd_una), 0)
+    );
+    assert!(events(&mut tcb).contains(&Event::NotReady));
+}
+
+#[test]
 fn answer_carrying_data_at_rcv_nxt_is_ready_and_delivered() {
     let fx = Fx::new();
     let e = checkpoint(&fx);
