@@ -354,3 +354,51 @@ fn close_during_the_handshake_sends_the_fin_once_established() {
     assert!(f.flags.fin);
     assert_eq!(f.seq, synack.seq + 1);
 }
+
+/// The 300,000-connection run, one connection of it (results/raw capture of
+/// the lab rerun): the server answered the first request; every copy of the
+/// second one was lost in the overloaded box's receive ring while the
+/// client backed off (9 copies over 28 s); 60 s after the last request it
+/// saw, the box closed for idleness. That close must be a FIN: the client
+/// reads an orderly end of stream (and may retry, RFC 9112 §9.3.1), its
+/// late request is still acknowledged, and nobody sees a RST.
+#[test]
+fn requests_lost_until_the_idle_timeout_end_in_a_fin_and_the_late_request_is_acked() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established_with(&fx, idle_config(60), opts_mss(1460));
+    let req = b"GET /1K.bin HTTP/1.1\r\nHost: 198.18.0.11\r\n\r\n";
+    send!(tcb, fx.at(4_239), seg(SeqNum(CISN + 1), iss + 1, req));
+    let mut buf = [0u8; 128];
+    assert_eq!(tcb.recv(&mut buf), req.len());
+    tcb.send(Bytes::from_static(&[b'x'; 1247]))
+        .expect("room for the response");
+    drain(&mut tcb, fx.at(4_247));
+    let acked = iss + 1 + 1247;
+    send!(
+        tcb,
+        fx.at(4_247),
+        seg(SeqNum(CISN + 1) + req.len() as u32, acked, &[])
+    );
+    // The second request never arrives. The box's timer is the only thing
+    // that runs.
+    let deadline = tcb.poll_timeout().expect("idle deadline");
+    assert_eq!(deadline, fx.at(64_247));
+    tcb.on_timeout(deadline);
+    let out = drain(&mut tcb, deadline);
+    assert!(out.iter().all(|s| !s.flags.rst), "{out:?}");
+    assert!(out.iter().any(|s| s.flags.fin), "{out:?}");
+    assert_eq!(tcb.state(), State::FinWait1);
+    let next = SeqNum(CISN + 1) + req.len() as u32;
+    send!(tcb, fx.at(64_292), seg(next, acked + 1, &[]));
+    assert_eq!(tcb.state(), State::FinWait2);
+    // The client's tenth copy of its request finally gets through.
+    send!(tcb, fx.at(74_693), seg(next, acked + 1, req));
+    // Acknowledged after the delayed-ACK timer (RFC 9293 §3.8.6.3).
+    let t = tcb.poll_timeout().expect("delayed ACK");
+    assert_eq!(t, fx.at(74_733));
+    tcb.on_timeout(t);
+    let ack = recv!(tcb, t);
+    assert!(!ack.flags.rst);
+    assert_eq!(ack.ack, next + req.len() as u32);
+    assert_eq!(tcb.state(), State::FinWait2);
+}
