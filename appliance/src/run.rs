@@ -354,12 +354,40 @@ fn spawn_heartbeat(
     thread::Builder::new()
         .name("heartbeat".into())
         .spawn(move || {
+            realtime_priority("heartbeat");
             while !stop.load(Ordering::Relaxed) {
                 region.heartbeat(unix_ms());
                 thread::sleep(interval);
             }
         })
         .context("starting the heartbeat thread")
+}
+
+/// Whether the watcher's tick shows its own box starved of CPU: it woke
+/// more than two intervals after the last tick, or its own heartbeat is
+/// more than two intervals old (5 ms of slack for an ordinary wakeup).
+fn was_starved_tick(tick_gap: Duration, own_silence_ms: u64, interval: Duration) -> bool {
+    let limit = interval * 2 + Duration::from_millis(5);
+    tick_gap > limit || Duration::from_millis(own_silence_ms) > limit
+}
+
+/// Gives the calling thread a real-time scheduling class (SCHED_FIFO,
+/// priority 10) where allowed: heartbeats and their watcher sleep almost
+/// all the time but must wake on time even when poll-mode workers, a load
+/// client and builds share two cores; a late heartbeat reads as a dead box.
+/// Without the privilege (CAP_SYS_NICE) the box runs on, with a warning.
+fn realtime_priority(what: &str) {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: sched_setscheduler with pid 0 changes only the calling
+    // thread's policy; `param` is a valid, initialized struct.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        warn!(
+            thread = what,
+            err = %std::io::Error::last_os_error(),
+            "no real-time priority: under CPU contention heartbeats may be late and a live box declared dead"
+        );
+    }
 }
 
 /// What the control core acts with.
@@ -396,9 +424,37 @@ fn spawn_watcher(
     thread::Builder::new()
         .name("watcher".into())
         .spawn(move || {
+            realtime_priority("watcher");
             let mut tracker = PeerTracker::new(&peers);
             let mut last_stats = std::time::Instant::now();
+            let mut last_tick = std::time::Instant::now();
+            let mut was_starved = false;
             while !stop.load(Ordering::Relaxed) {
+                // A judge that was itself asleep cannot tell a silent peer
+                // from a stalled machine: when this thread woke late, or
+                // our own heartbeat is late too, the whole box was starved
+                // (2 cores, builds, a load client): look again next tick
+                // rather than declare a live peer dead.
+                let gap = last_tick.elapsed();
+                last_tick = std::time::Instant::now();
+                let own_silence = control
+                    .region
+                    .box_info()
+                    .map_or(0, |i| unix_ms().saturating_sub(i.heartbeat_ms));
+                let starved = was_starved_tick(gap, own_silence, interval);
+                if starved {
+                    if !was_starved {
+                        warn!(
+                            tick_gap_ms = gap.as_millis() as u64,
+                            own_silence_ms = own_silence,
+                            "this box was starved of CPU: no peer is judged until it is not"
+                        );
+                    }
+                    was_starved = true;
+                    thread::sleep(interval);
+                    continue;
+                }
+                was_starved = false;
                 if tracing::enabled!(tracing::Level::DEBUG)
                     && last_stats.elapsed() >= Duration::from_secs(1)
                 {
@@ -940,6 +996,16 @@ impl StopSignals {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_watcher_that_woke_late_or_whose_own_heartbeat_is_late_judges_nobody() {
+        let i = Duration::from_millis(30);
+        assert!(!was_starved_tick(Duration::from_millis(31), 29, i));
+        assert!(!was_starved_tick(Duration::from_millis(65), 65, i));
+        assert!(was_starved_tick(Duration::from_millis(120), 10, i));
+        assert!(was_starved_tick(Duration::from_millis(30), 100, i));
+    }
+
     use super::*;
 
     fn info(epoch: u32, heartbeat_ms: u64) -> baton_shmem::BoxInfo {
