@@ -996,6 +996,7 @@ impl StopSignals {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn a_watcher_that_woke_late_or_whose_own_heartbeat_is_late_judges_nobody() {
@@ -1005,8 +1006,6 @@ mod tests {
         assert!(was_starved_tick(Duration::from_millis(120), 10, i));
         assert!(was_starved_tick(Duration::from_millis(30), 100, i));
     }
-
-    use super::*;
 
     fn info(epoch: u32, heartbeat_ms: u64) -> baton_shmem::BoxInfo {
         baton_shmem::BoxInfo {
