@@ -304,10 +304,89 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
     Ok((addr, path.to_string()))
 }
 
-fn connect(target: SocketAddr, source: Option<IpAddr>, rcvbuf: usize) -> io::Result<TcpStream> {
+/// The source ports this process hands out, in turn, from the namespace's
+/// `ip_local_port_range`.
+///
+/// Why not let the kernel pick: with port 0, bind(2) (and connect(2) with
+/// `IP_BIND_ADDRESS_NO_PORT`) search the range for a port with no conflict,
+/// preferring one half of it, and a port still in TIME_WAIT towards the
+/// same server is a conflict. Measured in the lab (Linux 6.18): a run that
+/// reuses an address whose previous run left 19000 TIME_WAIT ports stalls
+/// once the preferred half is used up: each bind took ~80 ms (each connect
+/// ~15 ms with `IP_BIND_ADDRESS_NO_PORT`), 256 at a time, so this
+/// one-thread client served none of its open connections for up to 15 s at
+/// a stretch, and 19000 connections took 33 s to open instead of 6-14 s.
+/// The 300,000-connection run's first five processes (the addresses its
+/// 100,000 run had used 30 s before) stalled that way. Walking the range
+/// ourselves costs one failed bind or connect per busy port.
+struct PortCursor {
+    lo: u16,
+    span: u32,
+    next: u32,
+}
+
+impl PortCursor {
+    fn new() -> PortCursor {
+        let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| {
+                let mut it = s.split_whitespace().map(|v| v.parse::<u16>().ok());
+                Some((it.next()??, it.next()??))
+            })
+            .filter(|(lo, hi)| lo <= hi)
+            .unwrap_or((32768, 60999));
+        let span = u32::from(hi - lo) + 1;
+        // Start where another process of the same run is unlikely to be.
+        let next = std::process::id().wrapping_mul(7919) % span;
+        PortCursor { lo, span, next }
+    }
+
+    fn take(&mut self) -> u16 {
+        let port = self.lo + (self.next % self.span) as u16;
+        self.next = (self.next + 1) % self.span;
+        port
+    }
+}
+
+fn connect(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    rcvbuf: usize,
+    ports: &mut PortCursor,
+) -> io::Result<TcpStream> {
     if source.is_none() && rcvbuf == 0 {
         return TcpStream::connect(target);
     }
+    let Some(ip) = source else {
+        return connect_from(target, None, rcvbuf);
+    };
+    let mut last = io::Error::from_raw_os_error(libc::EADDRNOTAVAIL);
+    for _ in 0..ports.span {
+        match connect_from(target, Some(SocketAddr::new(ip, ports.take())), rcvbuf) {
+            // The port is bound by someone else here, or its 4-tuple towards
+            // the target is still in use or in TIME_WAIT: the next one.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EADDRINUSE) | Some(libc::EADDRNOTAVAIL)
+                ) =>
+            {
+                last = e
+            }
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
+/// A non-blocking connect from `source` (exactly that address and port,
+/// SO_REUSEADDR so that TIME_WAIT on the port does not refuse the bind;
+/// connect(2) still refuses a 4-tuple in use).
+fn connect_from(
+    target: SocketAddr,
+    source: Option<SocketAddr>,
+    rcvbuf: usize,
+) -> io::Result<TcpStream> {
     // mio has no bind-before-connect nor socket options before connect; go
     // through a non-blocking socket made by libc so that many source
     // addresses can be used and SO_RCVBUF takes effect before the SYN
@@ -329,49 +408,34 @@ fn connect(target: SocketAddr, source: Option<IpAddr>, rcvbuf: usize) -> io::Res
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: fd is a fresh, valid socket we own.
+    // SAFETY: fd is a fresh, valid socket we own (closed on every return).
     let socket = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-    if rcvbuf > 0 {
-        let size = rcvbuf.min(i32::MAX as usize) as libc::c_int;
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
         // SAFETY: setsockopt with a c_int option value of the right length.
         let rc = unsafe {
             libc::setsockopt(
                 fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &size as *const libc::c_int as *const libc::c_void,
+                level,
+                name,
+                &value as *const libc::c_int as *const libc::c_void,
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
         if rc < 0 {
-            return Err(io::Error::last_os_error());
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
         }
+    };
+    if rcvbuf > 0 {
+        set(
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            rcvbuf.min(i32::MAX as usize) as libc::c_int,
+        )?;
     }
-    if let Some(ip) = source {
-        // Let connect(2) pick the port, not bind(2) (Linux 4.2+). bind() to
-        // port 0 must find a port free for every destination: it searches
-        // the even half of the range first, then the rest while holding the
-        // bind-hash locks, and ports still in TIME_WAIT from an earlier run
-        // on the same address count as taken. Measured in the lab: with
-        // 19000 TIME_WAIT ports left by a previous run on the address, each
-        // bind took ~80 ms once the even ports ran out, this one-thread
-        // client stopped serving its open connections for ~30 s, and 19000
-        // connections took 33 s to open instead of 6-14 s. connect() only
-        // needs the 4-tuple to be unique, so the same ports are reusable
-        // towards the one server.
-        // Best effort: without it (an older kernel) bind() picks the port.
-        let one: libc::c_int = 1;
-        // SAFETY: setsockopt with a c_int option value of the right length.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                &one as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        let bind_to = SocketAddr::new(ip, 0);
+    if let Some(bind_to) = source {
+        set(libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
         let (addr, len) = sockaddr(&bind_to);
         // SAFETY: addr is a valid sockaddr of length len.
         if unsafe { libc::bind(fd, &addr as *const _ as *const libc::sockaddr, len) } < 0 {
@@ -520,6 +584,7 @@ fn main() -> Result<()> {
     let mut max_open = 0usize;
     let mut last_progress = Instant::now();
     let mut buf = vec![0u8; 256 * 1024];
+    let mut ports = PortCursor::new();
 
     while finished < args.connections {
         let now = Instant::now();
@@ -546,7 +611,7 @@ fn main() -> Result<()> {
             let source = (!args.source.is_empty()).then(|| args.source[opened % args.source.len()]);
             let token = opened;
             opened += 1;
-            match connect(target, source, args.rcvbuf) {
+            match connect(target, source, args.rcvbuf, &mut ports) {
                 Ok(mut stream) => {
                     if args.mark_file.is_some() {
                         if let Err(e) = enable_rx_timestamps(&stream) {
