@@ -551,7 +551,9 @@ fn fetch(
     };
     let received = SystemTime::now();
     let now = Instant::now();
-    if head.status >= 500 {
+    // A server error is not an object to cache (502 to the client); but
+    // an upload's answer is the origin's own verdict on it, passed through.
+    if head.status >= 500 && upload.is_none() {
         return Err(FetchError::OriginStatus(head.status));
     }
     let input = FreshnessInput {

@@ -179,6 +179,13 @@ fn serve(mut conn: TcpStream, st: &State) {
                 Ok(n) => body.extend_from_slice(&tmp[..n]),
             }
         }
+        if path.starts_with("/fail") {
+            let _ = write!(
+                conn,
+                "HTTP/1.1 507 Insufficient Storage\r\nContent-Length: 5\r\n\r\nfull\n"
+            );
+            return;
+        }
         let answer = format!("stored {} bytes\n", body.len());
         st.uploads
             .lock()

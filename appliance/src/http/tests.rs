@@ -1774,6 +1774,18 @@ fn a_post_the_origin_may_have_is_not_sent_again_after_a_takeover_but_a_put_is() 
 }
 
 #[test]
+fn the_origins_error_answer_to_an_upload_is_passed_through() {
+    let h = Harness::new();
+    let mut c = h.conn();
+    c.send(&upload_head("POST", "/fail", 4, ""));
+    c.send_bytes(b"data");
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r[0].status, 507, "the origin's verdict, not a 502");
+    assert_eq!(r[0].body, b"full\n");
+}
+
+#[test]
 fn oversized_and_chunked_uploads_are_refused_before_any_byte_is_kept() {
     let h = Harness::new();
     let mut c = h.conn_with(small_limits());
