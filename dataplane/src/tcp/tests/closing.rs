@@ -359,11 +359,14 @@ fn close_during_the_handshake_sends_the_fin_once_established() {
 /// rerun): the server answered the first request at 4.239 s; every copy of
 /// the second one was lost in the overloaded box's receive ring while the
 /// client backed off (9 copies over 28 s). HTTP's keep-alive timer closed
-/// the connection 60 s after the last request it saw (a FIN), and TCP's own
-/// idle deadline, 60 s after the client's last ACK, came 8 ms later: it
-/// sent a RST right behind the FIN, and the client read ECONNRESET (the
-/// run's "connection reset" errors). With data or a FIN in flight the idle
-/// rule must stay out of the way, and a close for idleness is never a RST.
+/// the connection 60 s after the last request it saw (a FIN); TCP's own
+/// idle deadline, 60 s after the client's last ACK, came 8 ms later. Before
+/// the fix that deadline sent a RST: behind the FIN, or, when a busy worker
+/// ran TCP's timers before the application's in the same iteration,
+/// instead of it, and the client read ECONNRESET (the run's "connection
+/// reset" errors). With data or a FIN in flight the idle rule must stay out
+/// of the way, and a close for idleness is never a RST (the other order is
+/// `idle_connection_is_closed_with_a_fin_never_a_reset`).
 #[test]
 fn requests_lost_until_the_idle_timeout_end_in_a_fin_and_the_late_request_is_acked() {
     let fx = Fx::new();
