@@ -988,9 +988,11 @@ impl HttpSession {
         if !u.state.forwarded {
             // Say so in the segment before the origin sees a byte: a
             // survivor must know the origin may have it (RFC 9110 §9.2.2).
+            // (Over a transport without sequence numbers there is no
+            // checkpoint to wait for.)
             u.state.forwarded = true;
             self.publish_upload();
-            return Some(None);
+            return if self.commit_due { Some(None) } else { None };
         }
         if self.commit_due {
             return Some(None);
