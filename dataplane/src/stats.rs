@@ -120,6 +120,9 @@ counters! {
     tcp_accepted,
     /// Connections closed (any way).
     tcp_closed,
+    /// TIME-WAIT connections ended by a newer SYN on their 4-tuple, which
+    /// opened a new incarnation (RFC 6191).
+    tcp_time_wait_reopened,
     /// Connections currently open.
     tcp_open,
     /// Timer wheel expirations processed.

@@ -846,11 +846,29 @@ impl Core {
             remote: SocketAddr::new(src, seg.src_port),
         };
         if let Some(id) = self.flows.lookup(&tuple) {
-            if let Some(c) = self.flows.get_mut(id) {
-                c.tcb.on_segment(now, &seg);
+            if !self
+                .flows
+                .get(id)
+                .is_some_and(|c| c.tcb.accepts_new_syn(&seg))
+            {
+                if let Some(c) = self.flows.get_mut(id) {
+                    c.tcb.on_segment(now, &seg);
+                }
+                self.touch(id);
+                return;
             }
-            self.touch(id);
-            return;
+            // RFC 6191 §2 (as Linux's tcp_timewait_state_process): a SYN
+            // newer than anything of the old connection ends its TIME-WAIT
+            // and opens a new incarnation through the listener below.
+            if self.flows.get(id).is_some_and(|c| c.announced) {
+                let mut ctx = app_ctx!(self, now);
+                app.on_closed(id, CloseReason::Normal, &mut ctx);
+            }
+            if self.flows.remove(id).is_some() {
+                self.counters.tcp_closed += 1;
+                self.counters.tcp_time_wait_reopened += 1;
+            }
+            self.timers.cancel(id.index());
         }
         if !self.cfg.listen_ports.contains(&seg.dst_port) {
             self.counters.tcp_no_listener += 1;

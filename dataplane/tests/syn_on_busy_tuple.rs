@@ -239,9 +239,10 @@ fn port_reused_while_the_box_holds_time_wait_is_answered_at_once() {
     net.now += Duration::from_secs(2);
     // A new incarnation: ISN and TSval above the old connection's.
     let (first, took, mut c) = reconnect(&mut net, 2_000_000);
-    // Today the worker answers with a challenge ACK (the client's RST ends
-    // TIME-WAIT, its next SYN opens); with `Tcb::accepts_new_syn` wired in
-    // the worker it is a SYN-ACK (RFC 6191). Either is an answer at once.
+    // A newer SYN gets a SYN-ACK (RFC 6191, the worker asks
+    // `Tcb::accepts_new_syn`); an older one would get a challenge ACK (the
+    // client's RST ends TIME-WAIT, its next SYN opens). Either is an
+    // answer at once.
     assert_eq!(first.len(), 1, "{first:?}");
     assert!(first[0].flags.ack && !first[0].flags.rst, "{first:?}");
     assert!(
@@ -252,7 +253,6 @@ fn port_reused_while_the_box_holds_time_wait_is_answered_at_once() {
 }
 
 #[test]
-#[ignore = "needs the worker to call Tcb::accepts_new_syn before Tcb::on_segment (dataplane/src/worker.rs, not owned here)"]
 fn newer_syn_on_a_time_wait_four_tuple_gets_a_syn_ack_per_rfc_6191() {
     let mut net = Net::new();
     let mut old = client(net.now, 1_000);
