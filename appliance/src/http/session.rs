@@ -458,6 +458,11 @@ impl HttpSession {
     /// receiving: the spool holds the `received` bytes the checkpoint
     /// covers, the restored connection asks the client for the rest.
     fn resume_upload(&mut self, cp: &ResponseCheckpoint, u: &UploadState, now: Instant) {
+        if u.content_length > self.ctx.limits.max_upload_bytes {
+            // The segment says more than this box would ever accept.
+            self.not_resumable(NotResumable::UploadLost);
+            return;
+        }
         let have = if u.forwarded {
             u.content_length
         } else {

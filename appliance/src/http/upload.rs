@@ -102,11 +102,14 @@ impl Spool {
     /// file of that name, from a connection whose 4-tuple and initial
     /// sequence number were the same, is replaced).
     pub fn create(&self, name: &str) -> io::Result<SpoolFile> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = self.path(name);
+        // Clients' bodies: readable by the box's user only.
         let file = OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
+            .mode(0o600)
             .open(&path)?;
         Ok(SpoolFile { file, path, len: 0 })
     }
