@@ -231,16 +231,8 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         let Some(e) = self.sessions.get_mut(&conn) else {
             return;
         };
-        let s = &mut e.session;
-        while s.wants_input() {
-            let seq = t.recv_seq(conn);
-            let n = t.recv(conn, &mut self.buf).min(self.buf.len());
-            if n == 0 {
-                break;
-            }
-            s.on_bytes_at(&self.buf[..n], seq, now);
-        }
-        let _ = s.take_commit_due();
+        read_input(&mut e.session, t, conn, &mut self.buf, now);
+        let _ = e.session.take_commit_due();
     }
 
     /// Request bytes are waiting.
@@ -321,25 +313,11 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         }
         let s = &mut e.session;
         loop {
-            let mut progressed = false;
-            while s.wants_input() {
-                let seq = t.recv_seq(conn);
-                let n = t.recv(conn, &mut self.buf).min(self.buf.len());
-                if n == 0 {
-                    break;
-                }
-                s.on_bytes_at(&self.buf[..n], seq, now);
-                progressed = true;
-            }
+            let mut progressed = read_input(s, t, conn, &mut self.buf, now);
             // An upload's spooled bytes are checkpointed before anything
             // else happens to them (and, with ack_after_commit, that
             // acknowledges them).
-            if s.take_commit_due() {
-                if let Some(cp) = s.checkpoint() {
-                    t.checkpoint(conn, cp);
-                }
-                progressed = true;
-            }
+            progressed |= commit_if_due(s, t, conn);
             loop {
                 let cap = t.send_capacity(conn);
                 if cap == 0 {
@@ -361,12 +339,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
                     }
                 }
             }
-            if s.take_commit_due() {
-                if let Some(cp) = s.checkpoint() {
-                    t.checkpoint(conn, cp);
-                }
-                progressed = true;
-            }
+            progressed |= commit_if_due(s, t, conn);
             if !progressed {
                 break;
             }
@@ -401,4 +374,37 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
             }
         }
     }
+}
+
+/// Gives the session what the client sent, as long as it wants input;
+/// true if anything was read.
+fn read_input<T: Transport>(
+    s: &mut HttpSession,
+    t: &mut T,
+    conn: T::Conn,
+    buf: &mut [u8],
+    now: Instant,
+) -> bool {
+    let mut read = false;
+    while s.wants_input() {
+        let seq = t.recv_seq(conn);
+        let n = t.recv(conn, buf).min(buf.len());
+        if n == 0 {
+            break;
+        }
+        s.on_bytes_at(&buf[..n], seq, now);
+        read = true;
+    }
+    read
+}
+
+/// Writes the session's checkpoint when it asks for one; true if it did.
+fn commit_if_due<T: Transport>(s: &mut HttpSession, t: &mut T, conn: T::Conn) -> bool {
+    if !s.take_commit_due() {
+        return false;
+    }
+    if let Some(cp) = s.checkpoint() {
+        t.checkpoint(conn, cp);
+    }
+    true
 }
