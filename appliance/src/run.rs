@@ -240,6 +240,9 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
         .div_ceil(dp.workers.max(1));
     opts.syn_backlog = dp.syn_backlog;
     opts.tcp.ack_after_commit = config.checkpoint.enabled && config.checkpoint.ack_after_commit;
+    // An idle connection is closed with a FIN after this (RFC 9293 leaves
+    // it to the host; Linux's tcp_fin_timeout is the model).
+    opts.tcp.idle_timeout = Duration::from_millis(config.dataplane.tcp_idle_timeout_ms);
     opts
 }
 
