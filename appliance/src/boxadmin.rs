@@ -195,9 +195,16 @@ impl AdminSource for BoxAdmin {
             out.push(m);
         }
         let mut total = baton_dataplane::stats::Counters::default();
+        let mut ring_drops = 0;
         for w in self.control.dataplane.stats() {
             total.add(&w.counters);
+            ring_drops += w.ring_drops;
         }
+        out.push(Metric::counter(
+            "baton_dataplane_ring_drops_total",
+            "Frames the kernel dropped because a worker's receive ring was full.",
+            ring_drops,
+        ));
         for (name, value) in total.named() {
             out.push(Metric::dataplane(name, value));
         }

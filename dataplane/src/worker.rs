@@ -864,7 +864,10 @@ impl Core {
                 let mut ctx = app_ctx!(self, now);
                 app.on_closed(id, CloseReason::Normal, &mut ctx);
             }
-            if self.flows.remove(id).is_some() {
+            if let Some(c) = self.flows.remove(id) {
+                if c.half_open {
+                    self.half_open = self.half_open.saturating_sub(1);
+                }
                 self.counters.tcp_closed += 1;
                 self.counters.tcp_time_wait_reopened += 1;
             }

@@ -608,9 +608,9 @@ pub fn down(lab: &Lab) -> Result<()> {
             errors.push(format!("cannot remove {}: {e}", seg.display()));
         }
     }
-    if lab.upload_dir().exists() {
-        if let Err(e) = fs::remove_dir_all(lab.upload_dir()) {
-            errors.push(format!("cannot remove {}: {e}", lab.upload_dir().display()));
+    for dir in lab.upload_dirs() {
+        if let Err(e) = fs::remove_dir_all(&dir) {
+            errors.push(format!("cannot remove {}: {e}", dir.display()));
         }
     }
     if lab.dir().exists() {

@@ -203,6 +203,24 @@ impl Lab {
         PathBuf::from(format!("/dev/shm/baton-lab-{}.uploads", self.prefix))
     }
 
+    /// Every upload spool directory of this lab that exists: the shared one,
+    /// and the default beside each segment (a box config without
+    /// `upload_dir`, e.g. edited by hand).
+    pub fn upload_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = (1..=9)
+            .map(|n| self.box_segment_path(n))
+            .chain([self.segment_path()])
+            .map(|seg| {
+                let mut p = seg.into_os_string();
+                p.push(".uploads");
+                PathBuf::from(p)
+            })
+            .collect();
+        dirs.push(self.upload_dir());
+        dirs.retain(|d| d.exists());
+        dirs
+    }
+
     /// Every segment file of this lab that exists (shared or per box).
     pub fn segment_files(&self) -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = (1..=9).map(|n| self.box_segment_path(n)).collect();
