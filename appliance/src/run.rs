@@ -424,11 +424,15 @@ fn spawn_watcher(
     let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
     let deadline_ms = config.failure.detection_ms();
     let peers: Vec<u16> = config.peers().map(|m| m.id).collect();
+    let clock = match config.checkpoint.mode {
+        SegmentMode::Shared => HeartbeatClock::PeerTime,
+        SegmentMode::Replicated => HeartbeatClock::Counter,
+    };
     thread::Builder::new()
         .name("watcher".into())
         .spawn(move || {
             realtime_priority("watcher");
-            let mut tracker = PeerTracker::new(&peers);
+            let mut tracker = PeerTracker::new(&peers, clock);
             let mut last_stats = std::time::Instant::now();
             let mut last_tick = std::time::Instant::now();
             let mut was_starved = false;
@@ -871,6 +875,22 @@ fn announce_repeatedly(
 /// a new epoch means it restarted and is a new member.
 struct PeerTracker {
     peers: Vec<(u16, PeerView)>,
+    clock: HeartbeatClock,
+    /// Per peer: its heartbeat counter when last seen to change, and our
+    /// time of that change (for [`HeartbeatClock::Counter`]).
+    beats: Vec<(u16, Option<(u64, u64)>)>,
+}
+
+/// How a heartbeat's age is measured.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum HeartbeatClock {
+    /// From the time the peer wrote with its beat: boxes sharing one
+    /// segment share one host and its clock, so this is exact.
+    PeerTime,
+    /// From when we last saw the peer's counter change, by our own clock:
+    /// replicated segments may cross hosts whose clocks differ, and a
+    /// peer's clock ahead of ours would otherwise hide its death.
+    Counter,
 }
 
 /// A change in a peer's life the control core acts on.
@@ -890,9 +910,36 @@ enum PeerView {
 }
 
 impl PeerTracker {
-    fn new(ids: &[u16]) -> Self {
+    fn new(ids: &[u16], clock: HeartbeatClock) -> Self {
         Self {
             peers: ids.iter().map(|&id| (id, PeerView::Unknown)).collect(),
+            clock,
+            beats: ids.iter().map(|&id| (id, None)).collect(),
+        }
+    }
+
+    /// How long peer `id` has been silent, in ms.
+    fn silence_ms(&mut self, id: u16, info: &baton_shmem::BoxInfo, now_ms: u64) -> u64 {
+        let by_peer_time = now_ms.saturating_sub(info.heartbeat_ms);
+        if self.clock == HeartbeatClock::PeerTime {
+            return by_peer_time;
+        }
+        let Some((_, beat)) = self.beats.iter_mut().find(|(p, _)| *p == id) else {
+            return by_peer_time;
+        };
+        match beat {
+            Some((counter, at)) if *counter == info.heartbeat => now_ms.saturating_sub(*at),
+            Some(b) => {
+                *b = (info.heartbeat, now_ms);
+                0
+            }
+            None => {
+                // First sight: only the peer's own time can say whether
+                // it beat lately (a box dead for an hour is not "alive
+                // since now").
+                *beat = Some((info.heartbeat, now_ms.saturating_sub(by_peer_time)));
+                by_peer_time
+            }
         }
     }
 
@@ -904,14 +951,14 @@ impl PeerTracker {
         now_ms: u64,
         deadline_ms: u64,
     ) -> Option<Transition> {
-        let (_, view) = self.peers.iter_mut().find(|(p, _)| *p == id)?;
         if info.state == BoxState::Unused {
             return None;
         }
+        let silent_ms = self.silence_ms(id, info, now_ms);
+        let (_, view) = self.peers.iter_mut().find(|(p, _)| *p == id)?;
         // A draining box has frozen its connections and asks to be taken
         // over now: for the survivors it is gone, without detection delay.
-        let fresh = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms
-            && info.state != BoxState::Draining;
+        let fresh = silent_ms <= deadline_ms && info.state != BoxState::Draining;
         let next = match (*view, fresh) {
             (PeerView::Dead { epoch }, true) if info.epoch == epoch => PeerView::Dead { epoch },
             (_, true) => PeerView::Alive { epoch: info.epoch },
@@ -929,9 +976,7 @@ impl PeerTracker {
                 }
                 PeerView::Dead { epoch } => warn!(
                     peer = id,
-                    epoch,
-                    silent_ms = now_ms.saturating_sub(info.heartbeat_ms),
-                    "peer declared dead: heartbeat missed"
+                    epoch, silent_ms, "peer declared dead: heartbeat missed"
                 ),
                 PeerView::Unknown => {}
             }
@@ -1011,8 +1056,12 @@ mod tests {
     }
 
     fn info(epoch: u32, heartbeat_ms: u64) -> baton_shmem::BoxInfo {
+        beat(epoch, 1, heartbeat_ms)
+    }
+
+    fn beat(epoch: u32, counter: u64, heartbeat_ms: u64) -> baton_shmem::BoxInfo {
         baton_shmem::BoxInfo {
-            heartbeat: 1,
+            heartbeat: counter,
             heartbeat_ms,
             state: BoxState::Alive,
             epoch,
@@ -1025,7 +1074,7 @@ mod tests {
 
     #[test]
     fn peer_is_dead_after_the_detection_time_and_rejoins_with_a_new_epoch() {
-        let mut t = PeerTracker::new(&[2]);
+        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
         assert_eq!(t.observe(2, &info(1, 1000), 1010, 90), None);
         assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
         assert_eq!(t.alive_with(1), vec![1, 2]);
@@ -1044,6 +1093,40 @@ mod tests {
             Some(Transition::Rejoined)
         );
         assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 2 });
+    }
+
+    #[test]
+    fn across_hosts_a_peer_is_judged_by_its_counter_on_our_clock_not_by_its_clock() {
+        // Its clock 10 s ahead: by its timestamps it would never die.
+        let mut t = PeerTracker::new(&[2], HeartbeatClock::Counter);
+        let ahead = 10_000;
+        assert_eq!(t.observe(2, &beat(1, 7, 1000 + ahead), 1000, 90), None);
+        assert_eq!(t.observe(2, &beat(1, 8, 1030 + ahead), 1030, 90), None);
+        assert_eq!(t.observe(2, &beat(1, 8, 1030 + ahead), 1100, 90), None);
+        assert_eq!(
+            t.observe(2, &beat(1, 8, 1030 + ahead), 1121, 90),
+            Some(Transition::Died),
+            "silent 91 ms by our clock since its counter last moved"
+        );
+        // Its clock 10 s behind: alive as long as its counter moves.
+        let mut t = PeerTracker::new(&[2], HeartbeatClock::Counter);
+        let behind = 10_000;
+        assert_eq!(
+            t.observe(2, &beat(1, 1, 100_000 - behind), 100_000, 90),
+            None
+        );
+        assert_eq!(
+            t.peers[0].1,
+            PeerView::Unknown,
+            "first sight: its time says stale"
+        );
+        for (i, now) in (100_030..100_400).step_by(30).enumerate() {
+            assert_eq!(
+                t.observe(2, &beat(1, 2 + i as u64, now - behind), now, 90),
+                None
+            );
+            assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
+        }
     }
 }
 
