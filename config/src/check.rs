@@ -232,6 +232,24 @@ impl Checker<'_> {
         }
     }
 
+    /// The value of `key`, a positive integer, `default` when absent: the
+    /// common form of the sections' counts, sizes and timeouts.
+    fn positive_or<T: TryFrom<i64>>(&mut self, t: &Tbl<'_>, key: &str, default: T) -> Option<T> {
+        self.get(t, key, Some(default), &positive::<T>)
+    }
+
+    /// The value of `key`, an integer in `lo..=hi`, `default` when absent.
+    fn int_in_or<T: TryFrom<i64>>(
+        &mut self,
+        t: &Tbl<'_>,
+        key: &str,
+        default: T,
+        lo: i64,
+        hi: i64,
+    ) -> Option<T> {
+        self.get(t, key, Some(default), &int_in::<T>(lo, hi))
+    }
+
     /// An array value of `key`, each element converted by `elem`; every bad
     /// element is reported with its own index and line.
     fn list<T>(
@@ -479,12 +497,7 @@ impl Checker<'_> {
             None,
             &parsed::<IpAddr>("an IP address like 198.18.0.11"),
         );
-        let port = self.get(
-            t,
-            "port",
-            Some(DEFAULT_SERVICE_PORT),
-            &int_in::<u16>(1, 65535),
-        );
+        let port = self.int_in_or(t, "port", DEFAULT_SERVICE_PORT, 1, 65535);
         let ips = ips?;
         if ips.is_empty() {
             let line = self.key_line(t, "ips");
@@ -530,24 +543,10 @@ impl Checker<'_> {
             None,
             &choice(&[("busy", PollMode::Busy), ("adaptive", PollMode::Adaptive)]),
         );
-        let max_connections = self.get(
-            t,
-            "max_connections",
-            Some(DEFAULT_MAX_CONNECTIONS),
-            &positive::<usize>,
-        );
-        let syn_backlog = self.get(
-            t,
-            "syn_backlog",
-            Some(DEFAULT_SYN_BACKLOG),
-            &positive::<usize>,
-        );
-        let tcp_idle_timeout_ms = self.get(
-            t,
-            "tcp_idle_timeout_ms",
-            Some(DEFAULT_TCP_IDLE_TIMEOUT_MS),
-            &positive::<u64>,
-        );
+        let max_connections = self.positive_or(t, "max_connections", DEFAULT_MAX_CONNECTIONS);
+        let syn_backlog = self.positive_or(t, "syn_backlog", DEFAULT_SYN_BACKLOG);
+        let tcp_idle_timeout_ms =
+            self.positive_or(t, "tcp_idle_timeout_ms", DEFAULT_TCP_IDLE_TIMEOUT_MS);
         let mac = self.get(t, "mac", Some(None), &|v| unicast_mac(v).map(Some));
         let dpdk = match self.table(t, "dpdk", false) {
             Some(d) => self.section_dpdk(&d).map(Some),
@@ -613,27 +612,13 @@ impl Checker<'_> {
         let vdevs = self.list(t, "vdevs", Some(Vec::new()), &non_empty);
         // The EAL refuses less than it needs for its own structures; 64 MiB
         // is the floor the DPDK backend applies anyway.
-        let memory_mb = self.get(
-            t,
-            "memory_mb",
-            Some(DEFAULT_DPDK_MEMORY_MB),
-            &int_in::<u32>(64, 1 << 20),
-        );
-        let mbufs = self.get(
-            t,
-            "mbufs",
-            Some(DEFAULT_DPDK_MBUFS),
-            &int_in::<u32>(1023, (1 << 24) - 1),
-        );
+        let memory_mb = self.int_in_or(t, "memory_mb", DEFAULT_DPDK_MEMORY_MB, 64, 1 << 20);
+        let mbufs = self.int_in_or(t, "mbufs", DEFAULT_DPDK_MBUFS, 1023, (1 << 24) - 1);
         let main_lcore = self.get(t, "main_lcore", Some(None), &|v| {
             int_in::<usize>(0, 1023)(v).map(Some)
         });
-        let idle_sleep_us = self.get(
-            t,
-            "idle_sleep_us",
-            Some(DEFAULT_DPDK_IDLE_SLEEP_US),
-            &int_in::<u32>(0, 1_000_000),
-        );
+        let idle_sleep_us =
+            self.int_in_or(t, "idle_sleep_us", DEFAULT_DPDK_IDLE_SLEEP_US, 0, 1_000_000);
         let log_level = self.get(
             t,
             "log_level",
@@ -680,22 +665,13 @@ impl Checker<'_> {
                 ("replicated", SegmentMode::Replicated),
             ]),
         );
-        let fast_bytes = self.get(t, "fast_bytes", Some(DEFAULT_FAST_BYTES), &positive::<u64>);
-        let slow_bytes = self.get(t, "slow_bytes", Some(DEFAULT_SLOW_BYTES), &positive::<u64>);
-        let interval_ms = self.get(
-            t,
-            "interval_ms",
-            Some(DEFAULT_CHECKPOINT_INTERVAL_MS),
-            &positive::<u64>,
-        );
+        let fast_bytes = self.positive_or(t, "fast_bytes", DEFAULT_FAST_BYTES);
+        let slow_bytes = self.positive_or(t, "slow_bytes", DEFAULT_SLOW_BYTES);
+        let interval_ms = self.positive_or(t, "interval_ms", DEFAULT_CHECKPOINT_INTERVAL_MS);
         let ack_after_commit = self.get(t, "ack_after_commit", Some(false), &boolean);
         let upload_dir = self.get(t, "upload_dir", Some(None), &|v| absolute_path(v).map(Some));
-        let replication_port = self.get(
-            t,
-            "replication_port",
-            Some(DEFAULT_REPLICATION_PORT),
-            &int_in::<u16>(1, 65535),
-        );
+        let replication_port =
+            self.int_in_or(t, "replication_port", DEFAULT_REPLICATION_PORT, 1, 65535);
         // A slow connection is checkpointed more often (fewer bytes between
         // checkpoints) than a fast one: Fig. 6 trades checkpoint cost for
         // how much a takeover may have to replay.
@@ -727,13 +703,9 @@ impl Checker<'_> {
     fn section_failure(&mut self, t: &Tbl<'_>) -> Option<FailureConfig> {
         self.no_other_keys(t, &["heartbeat_interval_ms", "missed"]);
         let d = FailureConfig::default();
-        let heartbeat_interval_ms = self.get(
-            t,
-            "heartbeat_interval_ms",
-            Some(d.heartbeat_interval_ms),
-            &positive::<u64>,
-        );
-        let missed = self.get(t, "missed", Some(d.missed), &positive::<u32>);
+        let heartbeat_interval_ms =
+            self.positive_or(t, "heartbeat_interval_ms", d.heartbeat_interval_ms);
+        let missed = self.positive_or(t, "missed", d.missed);
         Some(FailureConfig {
             heartbeat_interval_ms: heartbeat_interval_ms?,
             missed: missed?,
@@ -756,13 +728,8 @@ impl Checker<'_> {
         let disk_dir = self.get(t, "disk_dir", Some(None), &|v| {
             non_empty(v).map(|s| Some(PathBuf::from(s)))
         });
-        let fetchers = self.get(t, "fetchers", Some(DEFAULT_FETCHERS), &positive::<usize>);
-        let origin_timeout_ms = self.get(
-            t,
-            "origin_timeout_ms",
-            Some(DEFAULT_ORIGIN_TIMEOUT_MS),
-            &positive::<u64>,
-        );
+        let fetchers = self.positive_or(t, "fetchers", DEFAULT_FETCHERS);
+        let origin_timeout_ms = self.positive_or(t, "origin_timeout_ms", DEFAULT_ORIGIN_TIMEOUT_MS);
         Some(CacheConfig {
             origin: origin?,
             memory_bytes: memory_bytes?,
@@ -785,42 +752,13 @@ impl Checker<'_> {
             ],
         );
         let d = LimitsConfig::default();
-        let max_header_bytes = self.get(
-            t,
-            "max_header_bytes",
-            Some(d.max_header_bytes),
-            &positive::<usize>,
-        );
-        let max_request_line = self.get(
-            t,
-            "max_request_line",
-            Some(d.max_request_line),
-            &positive::<usize>,
-        );
-        let idle_timeout_ms = self.get(
-            t,
-            "idle_timeout_ms",
-            Some(d.idle_timeout_ms),
-            &positive::<u64>,
-        );
-        let request_timeout_ms = self.get(
-            t,
-            "request_timeout_ms",
-            Some(d.request_timeout_ms),
-            &positive::<u64>,
-        );
-        let max_connections = self.get(
-            t,
-            "max_connections",
-            Some(d.max_connections),
-            &positive::<usize>,
-        );
-        let max_upload_bytes = self.get(
-            t,
-            "max_upload_bytes",
-            Some(d.max_upload_bytes),
-            &byte_size,
-        );
+        let max_header_bytes = self.positive_or(t, "max_header_bytes", d.max_header_bytes);
+        let max_request_line = self.positive_or(t, "max_request_line", d.max_request_line);
+        let idle_timeout_ms = self.positive_or(t, "idle_timeout_ms", d.idle_timeout_ms);
+        let request_timeout_ms = self.positive_or(t, "request_timeout_ms", d.request_timeout_ms);
+        let max_connections = self.positive_or(t, "max_connections", d.max_connections);
+        let max_upload_bytes =
+            self.get(t, "max_upload_bytes", Some(d.max_upload_bytes), &byte_size);
         Some(LimitsConfig {
             max_header_bytes: max_header_bytes?,
             max_request_line: max_request_line?,
