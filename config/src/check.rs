@@ -191,6 +191,26 @@ impl Checker<'_> {
         }
     }
 
+    /// The item of `key` with its line and dotted path; when it is absent,
+    /// `Err(default)`, and a missing key is reported when there is no
+    /// default.
+    fn lookup<'d, T>(
+        &mut self,
+        t: &Tbl<'d>,
+        key: &str,
+        default: Option<T>,
+    ) -> Result<(&'d Item, Option<usize>, String), Option<T>> {
+        let path = t.key_path(key);
+        let Some(item) = t.t.get(key) else {
+            if default.is_none() {
+                self.problem(t.line, path, "missing key");
+            }
+            return Err(default);
+        };
+        let line = self.line(item.span()).or_else(|| self.key_line(t, key));
+        Ok((item, line, path))
+    }
+
     /// The value of `key`: `default` when absent (a missing key is reported
     /// when there is no default), converted by `conv`.
     fn get<T>(
@@ -200,14 +220,10 @@ impl Checker<'_> {
         default: Option<T>,
         conv: Conv<'_, T>,
     ) -> Option<T> {
-        let path = t.key_path(key);
-        let Some(item) = t.t.get(key) else {
-            if default.is_none() {
-                self.problem(t.line, path, "missing key");
-            }
-            return default;
+        let (item, line, path) = match self.lookup(t, key, default) {
+            Ok(found) => found,
+            Err(default) => return default,
         };
-        let line = self.line(item.span()).or_else(|| self.key_line(t, key));
         let Some(value) = item.as_value() else {
             // Say what was expected by asking the converter about a value
             // no converter accepts (an empty inline table); its message
@@ -259,14 +275,10 @@ impl Checker<'_> {
         default: Option<Vec<T>>,
         elem: Conv<'_, T>,
     ) -> Option<Vec<T>> {
-        let path = t.key_path(key);
-        let Some(item) = t.t.get(key) else {
-            if default.is_none() {
-                self.problem(t.line, path, "missing key");
-            }
-            return default;
+        let (item, line, path) = match self.lookup(t, key, default) {
+            Ok(found) => found,
+            Err(default) => return default,
         };
-        let line = self.line(item.span()).or_else(|| self.key_line(t, key));
         let Some(array) = item.as_array() else {
             self.problem(
                 line,
@@ -290,37 +302,41 @@ impl Checker<'_> {
         ok.then_some(out)
     }
 
+    /// The required table `name` of the root, checked by `section`.
+    fn required<T>(
+        &mut self,
+        root: &Tbl<'_>,
+        name: &str,
+        section: fn(&mut Self, &Tbl<'_>) -> Option<T>,
+    ) -> Option<T> {
+        self.table(root, name, true).and_then(|t| section(self, &t))
+    }
+
+    /// The optional table `name` of the root, checked by `section`; all
+    /// defaults when it is absent.
+    fn optional<T: Default>(
+        &mut self,
+        root: &Tbl<'_>,
+        name: &str,
+        section: fn(&mut Self, &Tbl<'_>) -> Option<T>,
+    ) -> Option<T> {
+        match self.table(root, name, false) {
+            Some(t) => section(self, &t),
+            None => Some(T::default()),
+        }
+    }
+
     fn config(&mut self, root: &Tbl<'_>) -> Option<Config> {
         self.no_other_keys(root, ROOT_KEYS);
-        let node = self
-            .table(root, "box", true)
-            .and_then(|t| self.section_box(&t));
-        let cluster = self
-            .table(root, "cluster", true)
-            .and_then(|t| self.section_cluster(&t));
-        let service = self
-            .table(root, "service", true)
-            .and_then(|t| self.section_service(&t));
-        let dataplane = self
-            .table(root, "dataplane", true)
-            .and_then(|t| self.section_dataplane(&t));
-        let checkpoint = self
-            .table(root, "checkpoint", true)
-            .and_then(|t| self.section_checkpoint(&t));
-        let failure = match self.table(root, "failure", false) {
-            Some(t) => self.section_failure(&t),
-            None => Some(FailureConfig::default()),
-        };
-        let cache = self
-            .table(root, "cache", true)
-            .and_then(|t| self.section_cache(&t));
-        let limits = match self.table(root, "limits", false) {
-            Some(t) => self.section_limits(&t),
-            None => Some(LimitsConfig::default()),
-        };
-        let admin = self
-            .table(root, "admin", true)
-            .and_then(|t| self.section_admin(&t));
+        let node = self.required(root, "box", Self::section_box);
+        let cluster = self.required(root, "cluster", Self::section_cluster);
+        let service = self.required(root, "service", Self::section_service);
+        let dataplane = self.required(root, "dataplane", Self::section_dataplane);
+        let checkpoint = self.required(root, "checkpoint", Self::section_checkpoint);
+        let failure = self.optional(root, "failure", Self::section_failure);
+        let cache = self.required(root, "cache", Self::section_cache);
+        let limits = self.optional(root, "limits", Self::section_limits);
+        let admin = self.required(root, "admin", Self::section_admin);
 
         // Cross-table rule: a box must be one of the members it heartbeats
         // with, or no peer could ever take its connections over.
