@@ -240,6 +240,20 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
         .min(dp.max_connections)
         .div_ceil(dp.workers.max(1));
     opts.syn_backlog = dp.syn_backlog;
+    // Takeover at scale: the survivor that inherits a dead box's address
+    // receives every client frame of the dead box's connections (answers
+    // to probes, then the ACKs of resumed downloads) and forwards the
+    // other survivors' share. 512 ring slots held ~10 ms of that at
+    // 50,000 frames/s, less than a worker sharing its core loses to the
+    // scheduler now and then (measured: 16,685 ring drops in the first
+    // second of a 10,000-connection takeover). 1024 slots hold ~20 ms
+    // (kernel memory: 1024 x 64 KiB = 64 MiB per worker, the slot size
+    // GRO frames need; 2048 slots made a box's start take 300-600 ms and
+    // its heartbeat stall past the detection time); and a worker that
+    // wakes to a full ring takes 256 frames per iteration, not 64, so it
+    // spends less of its slice on per-iteration work.
+    opts.rx_slots = 1024;
+    opts.rx_burst = 256;
     opts.tcp.ack_after_commit = config.checkpoint.enabled && config.checkpoint.ack_after_commit;
     // An idle connection is closed with a FIN after this (RFC 9293 leaves
     // it to the host; Linux's tcp_fin_timeout is the model).
@@ -584,9 +598,20 @@ impl Control {
             self.publish_service_ips();
         }
         let mine = plan.mine.len();
-        self.restore_paced(plan.mine, survivors.len());
-        if mine > 0 {
-            spawn_takeover_report(self.dataplane.clone(), dead, started, before);
+        // Pacing 10,000 restores takes ~300 ms: on a thread of its own, so
+        // that this watcher goes on judging the other peers meanwhile.
+        let dataplane = self.dataplane.clone();
+        let n_survivors = survivors.len();
+        let paced = thread::Builder::new()
+            .name("restore".into())
+            .spawn(move || {
+                restore_paced(&dataplane, plan.mine, n_survivors);
+                if mine > 0 {
+                    spawn_takeover_report(dataplane, dead, started, before);
+                }
+            });
+        if let Err(err) = paced {
+            warn!(%err, "cannot start the restore thread: the orphans restore lazily");
         }
         info!(
             dead,
@@ -719,37 +744,12 @@ impl Control {
                 OrphanRoute::Mine(Box::new(o.clone())),
             )
         }));
-        self.restore_paced(orphans, 1);
+        restore_paced(&self.dataplane, orphans, 1);
         info!(from, adopted = n, "adopting connections handed over");
         Ok(format!(
             "box {} adopted {n} connections from box {from}",
             self.me
         ))
-    }
-
-    /// Hands restored connections to the workers in small batches: each
-    /// restore sends a probe at once, and every answer comes back through
-    /// one box, the one that inherited the dead box's address (it forwards
-    /// the others' share). Its receive ring holds 512 frames; at 256
-    /// probes per 2 ms from each of two survivors (the earlier pace) the
-    /// answers alone filled it every 2 ms, and a few ms of CPU starvation
-    /// lost thousands of them (measured: 22,850 ring drops in the first
-    /// second of a 10,000-connection takeover, restore-to-ready p50
-    /// 500 ms as probes were retried). So all survivors together send
-    /// [`RESTORE_BATCH`] probes per [`RESTORE_TICK`]: 10,000 connections in
-    /// ~320 ms, whatever the number of survivors, and the inheritor's ring
-    /// keeps ~15 ms of slack for answers.
-    fn restore_paced(&self, orphans: Vec<takeover::Orphan>, survivors: usize) {
-        let batch = (RESTORE_BATCH / survivors.max(1)).max(1);
-        for (i, orphan) in orphans.into_iter().enumerate() {
-            if i > 0 && i % batch == 0 {
-                thread::sleep(RESTORE_TICK);
-            }
-            let data: RestoreData = orphan.response;
-            if let Err(err) = self.dataplane.restore(orphan.export, Box::new(data)) {
-                warn!(%err, "restore failed");
-            }
-        }
     }
 
     /// A dead box came back as a new member: it answers for its addresses
@@ -870,8 +870,33 @@ fn spawn_takeover_report(
         });
 }
 
+/// Hands restored connections to the workers in small batches: each
+/// restore sends a probe at once, and every answer comes back through
+/// one box, the one that inherited the dead box's address (it forwards
+/// the others' share). Its receive ring holds 512 frames; at 256
+/// probes per 2 ms from each of two survivors (the earlier pace) the
+/// answers alone filled it every 2 ms, and a few ms of CPU starvation
+/// lost thousands of them (measured: 22,850 ring drops in the first
+/// second of a 10,000-connection takeover, restore-to-ready p50
+/// 500 ms as probes were retried). So all survivors together send
+/// [`RESTORE_BATCH`] probes per [`RESTORE_TICK`]: 10,000 connections in
+/// ~320 ms, whatever the number of survivors, and the inheritor's ring
+/// keeps slack for answers.
+fn restore_paced(dataplane: &DataplaneHandle, orphans: Vec<takeover::Orphan>, survivors: usize) {
+    let batch = (RESTORE_BATCH / survivors.max(1)).max(1);
+    for (i, orphan) in orphans.into_iter().enumerate() {
+        if i > 0 && i % batch == 0 {
+            thread::sleep(RESTORE_TICK);
+        }
+        let data: RestoreData = orphan.response;
+        if let Err(err) = dataplane.restore(orphan.export, Box::new(data)) {
+            warn!(%err, "restore failed");
+        }
+    }
+}
+
 /// Restores handed to the workers per [`RESTORE_TICK`], by all survivors of
-/// a takeover together (see `Control::restore_paced`).
+/// a takeover together (see [`restore_paced`]).
 const RESTORE_BATCH: usize = 64;
 /// The pace of restores.
 const RESTORE_TICK: Duration = Duration::from_millis(2);

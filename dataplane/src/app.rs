@@ -302,6 +302,9 @@ pub struct DataplaneOptions {
     /// merged frames GRO and TSO produce; smaller slots save memory on
     /// interfaces with GRO off (larger frames are dropped and counted).
     pub rx_slot_size: u32,
+    /// V2 ring: slots (frames the kernel can hold for a worker that is
+    /// not running). Each costs `rx_slot_size` bytes of kernel memory.
+    pub rx_slots: u32,
 }
 
 impl DataplaneOptions {
@@ -326,6 +329,7 @@ impl DataplaneOptions {
             rx_ring: RxRing::V2,
             tx_offload: true,
             rx_slot_size: AfPacketConfig::new("").slot_size,
+            rx_slots: AfPacketConfig::new("").slots,
         }
     }
 }
@@ -620,6 +624,7 @@ where
     pcfg.ring = opts.rx_ring;
     pcfg.tx_offload = opts.tx_offload;
     pcfg.slot_size = opts.rx_slot_size;
+    pcfg.slots = opts.rx_slots;
     let ports = AfPacketPort::open_group(&pcfg, opts.workers)?;
     start_with_ports(opts, ports, app_factory)
 }

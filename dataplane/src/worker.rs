@@ -586,7 +586,7 @@ impl<P: Port, A: App> Worker<P, A> {
                     // Already ours (restored lazily, or a duplicate order).
                     core.counters.restore_duplicate += 1;
                 } else {
-                    let tcb = Tcb::restore(now, core.cfg.tcp.clone(), &export);
+                    let tcb = Tcb::restore(now, core.restored_tcp(), &export);
                     let id = core.flows.insert(tcb);
                     if let Some(c) = core.flows.get_mut(id) {
                         c.announced = true;
@@ -676,6 +676,23 @@ impl<P: Port, A: App> Worker<P, A> {
 impl Core {
     fn owns_v4(&self, ip: Ipv4Addr) -> bool {
         self.cfg.service_ips.contains(&IpAddr::V4(ip))
+    }
+
+    /// The TCP settings of a connection restored from a checkpoint: those of
+    /// the worker, but its retransmission timer starts at `min_rto`, not at
+    /// `initial_rto` (RFC 6298 §2.1's 1 s for a path with no RTT
+    /// measurement). The path is not unknown: the client has just answered
+    /// our probe, and RFC 6298 §2.2 would make that round trip (a LAN's:
+    /// well under `min_rto` / 3) an RTO of `min_rto`. The checkpoint carries
+    /// no RTT and the TCB does not take the probe's round trip as a sample
+    /// (yet), so without this every restored connection whose first
+    /// segment or its ACK is lost waits a whole second: measured, 11 % of a
+    /// 10,000-connection takeover resumed 1.0-1.3 s after the kill, in a
+    /// cluster of its own, the rest by 0.9 s.
+    fn restored_tcp(&self) -> TcpConfig {
+        let mut tcp = self.cfg.tcp.clone();
+        tcp.initial_rto = tcp.initial_rto.min(tcp.min_rto);
+        tcp
     }
 
     /// A restored connection starts waiting for its client's answer.
@@ -941,7 +958,7 @@ impl Core {
                     return;
                 }
                 UnknownAction::Restore(export, data) if export.tuple == tuple => {
-                    let tcb = Tcb::restore(now, self.cfg.tcp.clone(), &export);
+                    let tcb = Tcb::restore(now, self.restored_tcp(), &export);
                     let id = self.flows.insert(tcb);
                     if let Some(c) = self.flows.get_mut(id) {
                         c.announced = true;
@@ -1421,6 +1438,107 @@ mod tests {
         let stats = w.stats();
         assert_eq!(stats.restores.restored, 2);
         assert_eq!(stats.restores.pending, 2, "no answer from the client yet");
+    }
+
+    /// Sends 3000 bytes once the connection is ready.
+    struct Resumer;
+    impl App for Resumer {
+        fn on_accept(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+        fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+        fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+        fn on_closed(&mut self, _: ConnId, _: CloseReason, _: &mut Ctx<'_>) {}
+        fn on_ready(&mut self, conn: ConnId, _: SeqNum, _: SeqNum, ctx: &mut Ctx<'_>) {
+            ctx.send(conn, Bytes::from(vec![b'r'; 3000])).unwrap();
+        }
+    }
+
+    fn client_ack(seq: u32, ack: u32) -> Vec<u8> {
+        let seg = OutSegment {
+            src_port: 40_003,
+            dst_port: 80,
+            seq: SeqNum(seq),
+            ack: SeqNum(ack),
+            flags: Flags {
+                ack: true,
+                ..Flags::default()
+            },
+            window: 65_535,
+            ..OutSegment::default()
+        };
+        let mut f = vec![0u8; 200];
+        let e = ethernet::emit(
+            &mut f,
+            &EthernetHeader {
+                dst: BOX_MAC,
+                src: CLIENT_MAC,
+                ethertype: ethernet::ETHERTYPE_IPV4,
+            },
+        )
+        .unwrap();
+        let t = tcp::emit(
+            &mut f[e + 20..],
+            IpAddr::V4(CLIENT),
+            IpAddr::V4(SERVICE),
+            &seg,
+        )
+        .unwrap();
+        ipv4::emit(&mut f[e..], CLIENT, SERVICE, ipv4::PROTO_TCP, 1, t).unwrap();
+        f.truncate(e + 20 + t);
+        f
+    }
+
+    #[test]
+    fn restored_connection_retransmits_a_lost_first_segment_after_min_rto_not_a_second() {
+        // RFC 6298 §2.2: a round trip of ~1 ms (the probe's) gives an RTO
+        // of min_rto (200 ms). The resumed download's first segment is
+        // lost: the client must see it again well before the 1 s initial
+        // RTO of a connection with no RTT measurement.
+        let t0 = Instant::now();
+        let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+        let mut w = Worker::new(
+            port,
+            Resumer,
+            WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]),
+            t0,
+        );
+        wire.send(arp_reply_from_client()).unwrap();
+        w.poll(t0).unwrap();
+        w.command(
+            Command::Restore {
+                export: export(40_003),
+                app_data: Box::new(()),
+            },
+            t0,
+        );
+        w.poll(t0).unwrap();
+        assert_eq!(tcp_frames(&wire.drain()).len(), 1, "the probe");
+        // The client's answer: its RCV.NXT is the checkpoint's SND.UNA.
+        wire.send(client_ack(5100, 90_000)).unwrap();
+        let t1 = t0 + Duration::from_millis(1);
+        w.poll(t1).unwrap();
+        let first = tcp_frames(&wire.drain());
+        assert!(
+            first.iter().any(|&(_, seq, len)| seq == 90_000 && len > 0),
+            "ready: the download resumes at the client's byte: {first:?}"
+        );
+        // Lost. Nothing comes back from the client.
+        let mut retransmitted_at = None;
+        for ms in 2..1000u64 {
+            let now = t0 + Duration::from_millis(ms);
+            w.poll(now).unwrap();
+            if tcp_frames(&wire.drain())
+                .iter()
+                .any(|&(_, seq, len)| seq == 90_000 && len > 0)
+            {
+                retransmitted_at = Some(ms);
+                break;
+            }
+        }
+        let at = retransmitted_at.expect("the lost segment was sent again within a second");
+        assert!(
+            (200..=300).contains(&at),
+            "retransmitted {at} ms after the restore: min_rto, not the 1 s initial RTO"
+        );
     }
 
     #[test]
