@@ -4,49 +4,24 @@
 //! it runs in every `cargo test` (PROPTEST_CASES raises it for a longer
 //! fuzzing run).
 
+mod common;
+
 use baton_dataplane::port::memory::MemoryPort;
 use baton_dataplane::port::RxMeta;
 use baton_dataplane::responder::Responder;
 use baton_dataplane::tcp::{Flags, OutSegment, SeqNum};
-use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr, BROADCAST};
+use baton_dataplane::wire::ethernet;
 use baton_dataplane::wire::{arp, checksum, icmp, ipv4, tcp};
-use baton_dataplane::worker::{Worker, WorkerConfig};
+use baton_dataplane::worker::Worker;
 use bytes::Bytes;
+use common::memnet::responder_net;
+use common::wire::{arp_request, client_ipv4, client_tcp, BOX_MAC, CLIENT, CLIENT_MAC, SERVICE};
 use proptest::prelude::*;
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-const BOX_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
-const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x64]);
-const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
-
-fn eth(dst: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 14];
-    ethernet::emit(
-        &mut f,
-        &EthernetHeader {
-            dst,
-            src: CLIENT_MAC,
-            ethertype,
-        },
-    )
-    .unwrap();
-    f.extend_from_slice(payload);
-    f
-}
-
-fn ip_frame(proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut ip = vec![0u8; 20];
-    ipv4::emit(&mut ip, CLIENT, SERVICE, proto, 1, l4.len()).unwrap();
-    ip.extend_from_slice(l4);
-    eth(BOX_MAC, ethernet::ETHERTYPE_IPV4, &ip)
-}
-
 fn tcp_frame(sport: u16, seq: u32, ack: u32, flags: Flags, payload: &[u8]) -> Vec<u8> {
-    let seg = OutSegment {
+    client_tcp(&OutSegment {
         src_port: sport,
         dst_port: 80,
         seq: SeqNum(seq),
@@ -55,27 +30,11 @@ fn tcp_frame(sport: u16, seq: u32, ack: u32, flags: Flags, payload: &[u8]) -> Ve
         window: 65535,
         payload: vec![Bytes::copy_from_slice(payload)],
         ..OutSegment::default()
-    };
-    let mut b = vec![0u8; 1600];
-    let n = tcp::emit(&mut b, IpAddr::V4(CLIENT), IpAddr::V4(SERVICE), &seg).unwrap();
-    b.truncate(n);
-    ip_frame(ipv4::PROTO_TCP, &b)
+    })
 }
 
 /// Valid frames of every kind the worker handles, to mutate.
 fn seeds() -> Vec<Vec<u8>> {
-    let mut a = [0u8; 28];
-    arp::emit(
-        &mut a,
-        &arp::ArpPacket {
-            op: arp::OP_REQUEST,
-            sender_mac: CLIENT_MAC,
-            sender_ip: CLIENT,
-            target_mac: MacAddr::default(),
-            target_ip: SERVICE,
-        },
-    )
-    .unwrap();
     let mut echo = vec![icmp::TYPE_ECHO_REQUEST, 0, 0, 0, 0, 1, 0, 1, 1, 2, 3];
     let c = checksum::checksum(&echo);
     echo[2..4].copy_from_slice(&c.to_be_bytes());
@@ -102,8 +61,8 @@ fn seeds() -> Vec<Vec<u8>> {
         ..Flags::default()
     };
     vec![
-        eth(BROADCAST, ethernet::ETHERTYPE_ARP, &a),
-        ip_frame(ipv4::PROTO_ICMP, &echo),
+        arp_request(CLIENT_MAC, CLIENT, SERVICE),
+        client_ipv4(ipv4::PROTO_ICMP, &echo),
         tcp_frame(40000, 1000, 0, syn, b""),
         tcp_frame(40000, 1001, 1, ack, b""),
         tcp_frame(40000, 1001, 1, psh, b"GET /o HTTP/1.1\r\n\r\n"),
@@ -113,14 +72,8 @@ fn seeds() -> Vec<Vec<u8>> {
 }
 
 fn worker() -> (Worker<MemoryPort, Responder>, MemoryPort) {
-    let (wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
-    let mut objs = HashMap::new();
-    objs.insert("o".to_string(), Bytes::from(vec![7u8; 5000]));
-    let cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
-    (
-        Worker::new(port, Responder::new(Arc::new(objs)), cfg, Instant::now()),
-        wire,
-    )
+    let net = responder_net("o", Bytes::from(vec![7u8; 5000]), |_| {});
+    (net.worker, net.wire)
 }
 
 /// Every frame the worker sends parses back with verified checksums.

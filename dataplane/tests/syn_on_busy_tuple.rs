@@ -8,108 +8,25 @@
 //! (ESTABLISHED when the client's RST was lost, TIME-WAIT when the box
 //! closed first).
 
-use baton_dataplane::port::memory::MemoryPort;
+mod common;
+
 use baton_dataplane::responder::Responder;
-use baton_dataplane::tcp::{Event, Flags, FourTuple, OutSegment, SeqNum, State, Tcb, TcpConfig};
-use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
-use baton_dataplane::wire::{ipv4, tcp};
-use baton_dataplane::worker::{Worker, WorkerConfig};
+use baton_dataplane::tcp::{Event, FourTuple, SeqNum, State, Tcb, TcpConfig};
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use common::memnet::{body_start, recv_into, responder_net, MemNet, Sent};
+use common::wire::{CLIENT, SERVICE};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-const BOX_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
-const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x64]);
-const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 const PORT: u16 = 40_123;
 const BODY: usize = 1000;
 const KEEP_ALIVE: &[u8] = b"GET /obj HTTP/1.1\r\nHost: x\r\n\r\n";
 
-type TestWorker = Worker<MemoryPort, Responder>;
+type Net = MemNet<Responder>;
 
-/// What the box sent, parsed (owned).
-#[derive(Debug, Clone, Copy)]
-struct Sent {
-    flags: Flags,
-    ack: SeqNum,
-}
-
-struct Net {
-    worker: TestWorker,
-    wire: MemoryPort,
-    now: Instant,
-}
-
-impl Net {
-    fn new() -> Net {
-        let (wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
-        let mut objs = HashMap::new();
-        objs.insert("obj".to_string(), Bytes::from(vec![7u8; BODY]));
-        let cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
-        let now = Instant::now();
-        Net {
-            worker: Worker::new(port, Responder::new(Arc::new(objs)), cfg, now),
-            wire,
-            now,
-        }
-    }
-
-    /// Sends what `client` has to send, runs the worker once, hands the
-    /// box's answers to `client` and returns them.
-    fn step(&mut self, client: &mut Tcb) -> Vec<Sent> {
-        while let Some(seg) = client.poll_transmit(self.now) {
-            self.wire
-                .send(frame(&seg))
-                .expect("the in-memory wire takes every frame");
-        }
-        self.worker.poll(self.now).expect("memory port never fails");
-        let mut sent = Vec::new();
-        for f in self.wire.drain() {
-            let (_, p) = ethernet::parse(&f).expect("box frames are Ethernet");
-            let (ih, l4) = ipv4::parse(p).expect("box frames are IPv4");
-            let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, false)
-                .expect("box frames are valid TCP");
-            sent.push(Sent {
-                flags: s.flags,
-                ack: s.ack,
-            });
-            client.on_segment(self.now, &s);
-        }
-        sent
-    }
-
-    /// Advances time by 1 ms, firing the client's timers.
-    fn tick(&mut self, client: &mut Tcb) {
-        self.now += Duration::from_millis(1);
-        if client.poll_timeout().is_some_and(|t| t <= self.now) {
-            client.on_timeout(self.now);
-        }
-    }
-}
-
-fn frame(seg: &OutSegment) -> Vec<u8> {
-    let mut b = vec![0u8; 1600];
-    let n = tcp::emit(&mut b, IpAddr::V4(CLIENT), IpAddr::V4(SERVICE), seg)
-        .expect("a client segment fits a frame");
-    b.truncate(n);
-    let mut ip = vec![0u8; 20];
-    ipv4::emit(&mut ip, CLIENT, SERVICE, ipv4::PROTO_TCP, 9, b.len()).expect("IPv4 header");
-    ip.extend_from_slice(&b);
-    let mut f = vec![0u8; ethernet::HEADER_LEN];
-    ethernet::emit(
-        &mut f,
-        &EthernetHeader {
-            dst: BOX_MAC,
-            src: CLIENT_MAC,
-            ethertype: ethernet::ETHERTYPE_IPV4,
-        },
-    )
-    .expect("Ethernet header");
-    f.extend_from_slice(&ip);
-    f
+/// A worker serving `/obj`, [`BODY`] bytes.
+fn net() -> Net {
+    responder_net("obj", Bytes::from(vec![7u8; BODY]), |_| {})
 }
 
 /// A client TCB on the fixed 4-tuple (its `local` is the client).
@@ -131,7 +48,6 @@ fn request(net: &mut Net, c: &mut Tcb, close: bool, max_ms: u32) -> Vec<u8> {
     };
     let mut got = Vec::new();
     let mut asked = false;
-    let mut buf = [0u8; 4096];
     for _ in 0..max_ms {
         net.step(c);
         while let Some(e) = c.poll_event() {
@@ -143,17 +59,8 @@ fn request(net: &mut Net, c: &mut Tcb, close: bool, max_ms: u32) -> Vec<u8> {
             c.send(Bytes::from_static(req)).expect("room for a request");
             asked = true;
         }
-        loop {
-            let n = c.recv(&mut buf);
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        let complete = got
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .is_some_and(|p| got.len() - p - 4 == BODY);
+        recv_into(c, &mut got);
+        let complete = body_start(&got).is_some_and(|b| got.len() - b == BODY);
         if complete && (!close || matches!(c.state(), State::Closed | State::TimeWait)) {
             // One more round so the box sees our last ACK.
             net.step(c);
@@ -191,7 +98,7 @@ fn reconnect(net: &mut Net, iss: u32) -> (Vec<Sent>, Duration, Tcb) {
 
 #[test]
 fn port_reused_while_the_box_holds_the_old_connection_opens_after_one_challenge_ack() {
-    let mut net = Net::new();
+    let mut net = net();
     let mut old = client(net.now, 1_000);
     assert_ok(&request(&mut net, &mut old, false, 2_000));
     assert_eq!(net.worker.connections(), 1);
@@ -229,7 +136,7 @@ fn port_reused_while_the_box_holds_the_old_connection_opens_after_one_challenge_
 
 #[test]
 fn port_reused_while_the_box_holds_time_wait_is_answered_at_once() {
-    let mut net = Net::new();
+    let mut net = net();
     let mut old = client(net.now, 1_000);
     // "Connection: close": the box closes first and keeps TIME-WAIT
     // (RFC 9293 §3.6).
@@ -254,7 +161,7 @@ fn port_reused_while_the_box_holds_time_wait_is_answered_at_once() {
 
 #[test]
 fn newer_syn_on_a_time_wait_four_tuple_gets_a_syn_ack_per_rfc_6191() {
-    let mut net = Net::new();
+    let mut net = net();
     let mut old = client(net.now, 1_000);
     assert_ok(&request(&mut net, &mut old, true, 3_000));
     drop(old);

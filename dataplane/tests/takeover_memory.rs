@@ -3,22 +3,19 @@
 //! survivor ARPs for the client, probes, becomes ready, and the client
 //! receives the survivor's bytes right after the dead worker's.
 
+mod common;
+
 use baton_dataplane::app::{App, CloseReason, Ctx, UnknownAction};
-use baton_dataplane::port::memory::MemoryPort;
 use baton_dataplane::tcp::{FourTuple, SeqNum, State, Tcb, TcbExport, TcpConfig};
-use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
-use baton_dataplane::wire::{arp, ipv4, tcp};
-use baton_dataplane::worker::{Command, Worker, WorkerConfig};
+use baton_dataplane::wire::ethernet::MacAddr;
+use baton_dataplane::worker::Command;
 use baton_dataplane::ConnId;
 use bytes::Bytes;
+use common::memnet::{test_config, MemNet};
+use common::wire::{client_tcp, BOX_MAC, CLIENT, SERVICE};
 use std::any::Any;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
-
-const BOX_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
-const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x64]);
-const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 #[derive(Default)]
 struct Recorder {
@@ -69,138 +66,61 @@ impl App for Recorder {
     }
 }
 
-fn client_frame(seg: &baton_dataplane::tcp::OutSegment) -> Vec<u8> {
-    let mut f = vec![0u8; 1600];
-    ethernet::emit(
-        &mut f,
-        &EthernetHeader {
-            dst: BOX_MAC,
-            src: CLIENT_MAC,
-            ethertype: ethernet::ETHERTYPE_IPV4,
-        },
-    )
-    .unwrap();
-    let t = tcp::emit(&mut f[34..], IpAddr::V4(CLIENT), IpAddr::V4(SERVICE), seg).unwrap();
-    ipv4::emit(&mut f[14..], CLIENT, SERVICE, ipv4::PROTO_TCP, 1, t).unwrap();
-    f.truncate(34 + t);
-    f
-}
-
-/// Runs client and worker for `ms` simulated milliseconds; the client
-/// answers ARP requests for its address. Returns the bytes it received.
-fn run(
-    client: &mut Tcb,
-    w: &mut Worker<MemoryPort, Recorder>,
-    wire: &mut MemoryPort,
-    now: &mut Instant,
-    ms: u64,
-) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 65536];
-    for _ in 0..ms {
-        while let Some(seg) = client.poll_transmit(*now) {
-            wire.send(client_frame(&seg)).unwrap();
-        }
-        w.poll(*now).unwrap();
-        for f in wire.drain() {
-            let (eh, p) = ethernet::parse(&f).unwrap();
-            if eh.ethertype == ethernet::ETHERTYPE_ARP {
-                let a = arp::parse(p).unwrap();
-                if a.op == arp::OP_REQUEST && a.target_ip == CLIENT {
-                    let mut r = vec![0u8; 42];
-                    ethernet::emit(
-                        &mut r,
-                        &EthernetHeader {
-                            dst: a.sender_mac,
-                            src: CLIENT_MAC,
-                            ethertype: ethernet::ETHERTYPE_ARP,
-                        },
-                    )
-                    .unwrap();
-                    arp::emit(
-                        &mut r[14..],
-                        &arp::ArpPacket {
-                            op: arp::OP_REPLY,
-                            sender_mac: CLIENT_MAC,
-                            sender_ip: CLIENT,
-                            target_mac: a.sender_mac,
-                            target_ip: a.sender_ip,
-                        },
-                    )
-                    .unwrap();
-                    wire.send(r).unwrap();
-                }
-                continue;
-            }
-            let (ih, l4) = ipv4::parse(p).unwrap();
-            let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, false).unwrap();
-            client.on_segment(*now, &s);
-        }
-        while client.poll_event().is_some() {}
-        loop {
-            let n = client.recv(&mut buf);
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        *now += Duration::from_millis(1);
-        if client.poll_timeout().is_some_and(|t| t <= *now) {
-            client.on_timeout(*now);
-        }
-    }
-    got
+/// Worker A answers `request` on a new connection from the client's
+/// `port` (initial sequence number `iss`), checkpoints it, and dies.
+/// Returns the client, A's last export of the connection and the clock.
+fn served_by_a_that_dies(port: u16, iss: u32, request: &'static [u8]) -> (Tcb, TcbExport, Instant) {
+    let mut a = MemNet::new(Recorder::default(), test_config(), Instant::now());
+    let tuple = FourTuple {
+        local: SocketAddr::new(IpAddr::V4(CLIENT), port),
+        remote: SocketAddr::new(IpAddr::V4(SERVICE), 80),
+    };
+    let mut client = Tcb::connect(a.now, TcpConfig::default(), tuple, SeqNum(iss));
+    a.run(&mut client, 5);
+    assert_eq!(client.state(), State::Established);
+    client.send(Bytes::from_static(request)).unwrap();
+    assert_eq!(a.run(&mut client, 300), vec![b'a'; 3000]);
+    let export = a
+        .worker
+        .app()
+        .last_export
+        .expect("worker A exported its connection");
+    (client, export, a.now) // worker A dies with `a`
 }
 
 #[test]
 fn restored_connection_resumes_on_another_worker_after_arp_and_probe() {
-    let t0 = Instant::now();
-    let mut now = t0;
-    let cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
-    let (mut wire_a, port_a) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
-    let mut a = Worker::new(port_a, Recorder::default(), cfg.clone(), t0);
-    let tuple = FourTuple {
-        local: SocketAddr::new(IpAddr::V4(CLIENT), 40500),
-        remote: SocketAddr::new(IpAddr::V4(SERVICE), 80),
-    };
-    let mut client = Tcb::connect(t0, TcpConfig::default(), tuple, SeqNum(77));
-    run(&mut client, &mut a, &mut wire_a, &mut now, 5);
-    assert_eq!(client.state(), State::Established);
-    client.send(Bytes::from_static(b"request")).unwrap();
-    let first = run(&mut client, &mut a, &mut wire_a, &mut now, 300);
-    assert_eq!(first, vec![b'a'; 3000]);
-    let export = a
-        .app()
-        .last_export
-        .expect("worker A exported its connection");
-    drop(a); // worker A dies
+    let (mut client, export, now) = served_by_a_that_dies(40500, 77, b"request");
 
-    let (mut wire_b, port_b) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
-    let mut b = Worker::new(port_b, Recorder::default(), cfg, now);
-    assert!(b.command(
+    let mut b = MemNet::new(Recorder::default(), test_config(), now);
+    assert!(b.worker.command(
         Command::Restore {
             export,
             app_data: Box::new(42u32)
         },
         now
     ));
-    assert_eq!(b.app().restored, vec![42]);
+    assert_eq!(b.worker.app().restored, vec![42]);
     // A second order for the same connection changes nothing.
-    assert!(b.command(
+    assert!(b.worker.command(
         Command::Restore {
             export,
             app_data: Box::new(43u32)
         },
         now
     ));
-    assert_eq!(b.app().restored, vec![42]);
-    assert_eq!(b.counters().restore_duplicate, 1);
-    let rest = run(&mut client, &mut b, &mut wire_b, &mut now, 1000);
+    assert_eq!(b.worker.app().restored, vec![42]);
+    assert_eq!(b.worker.counters().restore_duplicate, 1);
+    let rest = b.run(&mut client, 1000);
     assert!(
-        b.counters().arp_requests_sent >= 1,
+        b.worker.counters().arp_requests_sent >= 1,
         "B had to learn the client's MAC"
     );
-    let (una, _) = b.app().ready.expect("restored connection became ready");
+    let (una, _) = b
+        .worker
+        .app()
+        .ready
+        .expect("restored connection became ready");
     assert_eq!(
         una,
         SeqNum(export.snd_nxt),
@@ -215,38 +135,20 @@ fn restored_connection_resumes_on_another_worker_after_arp_and_probe() {
 
 #[test]
 fn segment_for_an_orphan_restores_it_lazily_without_a_reset() {
-    let t0 = Instant::now();
-    let mut now = t0;
-    let cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
-    let (mut wire_a, port_a) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
-    let mut a = Worker::new(port_a, Recorder::default(), cfg.clone(), t0);
-    let tuple = FourTuple {
-        local: SocketAddr::new(IpAddr::V4(CLIENT), 40600),
-        remote: SocketAddr::new(IpAddr::V4(SERVICE), 80),
-    };
-    let mut client = Tcb::connect(t0, TcpConfig::default(), tuple, SeqNum(u32::MAX - 3));
-    run(&mut client, &mut a, &mut wire_a, &mut now, 5);
-    client.send(Bytes::from_static(b"first")).unwrap();
-    assert_eq!(
-        run(&mut client, &mut a, &mut wire_a, &mut now, 300),
-        vec![b'a'; 3000]
-    );
-    let export = a.app().last_export.expect("exported");
-    drop(a);
+    let (mut client, export, now) = served_by_a_that_dies(40600, u32::MAX - 3, b"first");
 
     // Worker B was told nothing; it only has the checkpoint.
-    let (mut wire_b, port_b) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
     let recorder = Recorder {
         orphans: vec![export],
         ..Recorder::default()
     };
-    let mut b = Worker::new(port_b, recorder, cfg, now);
+    let mut b = MemNet::new(recorder, test_config(), now);
     client.send(Bytes::from_static(b"second")).unwrap();
-    let rest = run(&mut client, &mut b, &mut wire_b, &mut now, 1000);
-    assert_eq!(b.counters().tcp_lazy_restored, 1);
-    assert_eq!(b.app().restored, vec![7]);
+    let rest = b.run(&mut client, 1000);
+    assert_eq!(b.worker.counters().tcp_lazy_restored, 1);
+    assert_eq!(b.worker.app().restored, vec![7]);
     assert!(
-        b.app().ready.is_some(),
+        b.worker.app().ready.is_some(),
         "the client's own segment made it ready"
     );
     let mut want = vec![b'b'; 2000];
@@ -266,17 +168,15 @@ fn segment_for_an_orphan_restores_it_lazily_without_a_reset() {
 fn segment_for_another_survivors_connection_is_forwarded_with_rewritten_macs() {
     let now = Instant::now();
     let other = MacAddr([2, 0, 0, 0, 0, 0x0c]);
-    let (mut wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
     let recorder = Recorder {
         forward: Some(other),
         ..Recorder::default()
     };
-    let mut w = Worker::new(
-        port,
-        recorder,
-        WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]),
-        now,
-    );
+    let MemNet {
+        worker: mut w,
+        mut wire,
+        ..
+    } = MemNet::new(recorder, test_config(), now);
     let seg = baton_dataplane::tcp::OutSegment {
         src_port: 40700,
         dst_port: 80,
@@ -290,7 +190,7 @@ fn segment_for_another_survivors_connection_is_forwarded_with_rewritten_macs() {
         payload: vec![Bytes::from_static(b"data")],
         ..Default::default()
     };
-    let frame = client_frame(&seg);
+    let frame = client_tcp(&seg);
     wire.send(frame.clone()).unwrap();
     w.poll(now).unwrap();
     let out = wire.drain();

@@ -2,88 +2,41 @@
 //! connection limits, malformed frames, and a whole download driven by a
 //! client TCB — no root, no sockets.
 
+mod common;
+
 use baton_dataplane::port::memory::MemoryPort;
 use baton_dataplane::port::RxMeta;
 use baton_dataplane::responder::Responder;
 use baton_dataplane::tcp::{Flags, FourTuple, OutSegment, SeqNum, State, Tcb, TcpConfig};
-use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr, BROADCAST};
-use baton_dataplane::wire::{arp, checksum, icmp, ipv4, tcp};
+use baton_dataplane::wire::ethernet::{self, MacAddr};
+use baton_dataplane::wire::{arp, checksum, icmp, ipv4};
 use baton_dataplane::worker::{Command, Worker, WorkerConfig};
 use bytes::Bytes;
-use std::collections::HashMap;
+use common::memnet::{body_start, recv_into, responder_net};
+use common::wire::{
+    arp_request, client_eth, client_ipv4, client_tcp, tcp_of, BOX_MAC, CLIENT, CLIENT_MAC, SERVICE,
+};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-const BOX_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
-const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x64]);
-const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+use std::time::Instant;
 
 type TestWorker = Worker<MemoryPort, Responder>;
 
+/// The object `/obj`: 300,000 bytes, more than the 256 KiB send buffer.
+fn obj() -> Bytes {
+    Bytes::from(
+        (0..300_000u32)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+}
+
 fn setup(cfg: impl FnOnce(&mut WorkerConfig)) -> (TestWorker, MemoryPort, Instant) {
-    let (wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
-    let mut objs = HashMap::new();
-    objs.insert(
-        "obj".to_string(),
-        Bytes::from(
-            (0..300_000u32)
-                .map(|i| (i * 31 % 251) as u8)
-                .collect::<Vec<u8>>(),
-        ),
-    );
-    let mut c = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
-    cfg(&mut c);
-    let now = Instant::now();
-    (
-        Worker::new(port, Responder::new(Arc::new(objs)), c, now),
-        wire,
-        now,
-    )
-}
-
-fn eth(dst: MacAddr, ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 14];
-    ethernet::emit(
-        &mut f,
-        &EthernetHeader {
-            dst,
-            src: CLIENT_MAC,
-            ethertype,
-        },
-    )
-    .unwrap();
-    f.extend_from_slice(payload);
-    f
-}
-
-fn ipv4_frame(proto: u8, l4: &[u8]) -> Vec<u8> {
-    let mut ip = vec![0u8; 20];
-    ipv4::emit(&mut ip, CLIENT, SERVICE, proto, 9, l4.len()).unwrap();
-    ip.extend_from_slice(l4);
-    eth(BOX_MAC, ethernet::ETHERTYPE_IPV4, &ip)
-}
-
-fn tcp_frame(seg: &OutSegment) -> Vec<u8> {
-    let mut b = vec![0u8; 1600];
-    let n = tcp::emit(&mut b, IpAddr::V4(CLIENT), IpAddr::V4(SERVICE), seg).unwrap();
-    b.truncate(n);
-    ipv4_frame(ipv4::PROTO_TCP, &b)
+    let net = responder_net("obj", obj(), cfg);
+    (net.worker, net.wire, net.now)
 }
 
 fn syn(port: u16) -> OutSegment {
-    OutSegment {
-        src_port: port,
-        dst_port: 80,
-        seq: SeqNum(5000),
-        flags: Flags {
-            syn: true,
-            ..Flags::default()
-        },
-        window: 65535,
-        ..OutSegment::default()
-    }
+    common::wire::syn(port, 5000, 65535)
 }
 
 /// Parsed TCP segments the worker sent: (flags, src port, dst port).
@@ -91,10 +44,8 @@ fn sent_tcp(wire: &mut MemoryPort) -> Vec<(Flags, u16, u16)> {
     wire.drain()
         .iter()
         .filter_map(|f| {
-            let (eh, p) = ethernet::parse(f).ok()?;
+            let (eh, s) = tcp_of(f)?;
             assert_eq!(eh.src, BOX_MAC);
-            let (ih, l4) = ipv4::parse(p).ok()?;
-            let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, false).ok()?;
             Some((s.flags, s.src_port, s.dst_port))
         })
         .collect()
@@ -104,20 +55,8 @@ fn sent_tcp(wire: &mut MemoryPort) -> Vec<(Flags, u16, u16)> {
 fn arp_request_for_service_ip_is_answered_and_others_are_not() {
     let (mut w, mut wire, now) = setup(|_| {});
     for target in [SERVICE, Ipv4Addr::new(198, 18, 0, 12)] {
-        let mut a = [0u8; 28];
-        arp::emit(
-            &mut a,
-            &arp::ArpPacket {
-                op: arp::OP_REQUEST,
-                sender_mac: CLIENT_MAC,
-                sender_ip: CLIENT,
-                target_mac: MacAddr::default(),
-                target_ip: target,
-            },
-        )
-        .unwrap();
         w.handle_frame(
-            &eth(BROADCAST, ethernet::ETHERTYPE_ARP, &a),
+            &arp_request(CLIENT_MAC, CLIENT, target),
             RxMeta::default(),
             now,
         );
@@ -143,7 +82,7 @@ fn echo_request_gets_echo_reply_with_same_payload() {
     m.extend_from_slice(b"payload!");
     let c = checksum::checksum(&m);
     m[2..4].copy_from_slice(&c.to_be_bytes());
-    wire.send(ipv4_frame(ipv4::PROTO_ICMP, &m)).unwrap();
+    wire.send(client_ipv4(ipv4::PROTO_ICMP, &m)).unwrap();
     w.poll(now).unwrap();
     let out = wire.drain();
     assert_eq!(out.len(), 1);
@@ -182,7 +121,7 @@ fn syn_to_closed_port_gets_rst_ack() {
     let (mut w, mut wire, now) = setup(|_| {});
     let mut s = syn(40000);
     s.dst_port = 8080;
-    wire.send(tcp_frame(&s)).unwrap();
+    wire.send(client_tcp(&s)).unwrap();
     w.poll(now).unwrap();
     let out = sent_tcp(&mut wire);
     assert_eq!(out.len(), 1);
@@ -199,7 +138,7 @@ fn syn_to_closed_port_gets_rst_ack() {
 fn syns_beyond_max_connections_are_dropped_and_counted() {
     let (mut w, mut wire, now) = setup(|c| c.max_connections = 2);
     for p in [40000, 40002, 40004] {
-        wire.send(tcp_frame(&syn(p))).unwrap();
+        wire.send(client_tcp(&syn(p))).unwrap();
     }
     w.poll(now).unwrap();
     let out = sent_tcp(&mut wire);
@@ -216,7 +155,7 @@ fn syns_beyond_max_connections_are_dropped_and_counted() {
 fn full_syn_backlog_answers_with_stateless_cookies() {
     let (mut w, mut wire, now) = setup(|c| c.syn_backlog = 2);
     for p in 0..5u16 {
-        wire.send(tcp_frame(&syn(41000 + p))).unwrap();
+        wire.send(client_tcp(&syn(41000 + p))).unwrap();
     }
     w.poll(now).unwrap();
     let out = sent_tcp(&mut wire);
@@ -233,7 +172,7 @@ fn full_syn_backlog_answers_with_stateless_cookies() {
 #[test]
 fn malformed_frames_are_counted_under_their_reason_and_never_answered() {
     let (mut w, mut wire, now) = setup(|_| {});
-    let good = tcp_frame(&syn(40000));
+    let good = client_tcp(&syn(40000));
     let mut bad_ip_sum = good.clone();
     bad_ip_sum[14 + 10] ^= 0xff;
     let mut bad_tcp_sum = good.clone();
@@ -262,13 +201,13 @@ fn malformed_frames_are_counted_under_their_reason_and_never_answered() {
         ihl_beyond,
         total_beyond,
         frag,
-        tcp_frame(&syn_fin),
-        eth(
+        client_tcp(&syn_fin),
+        client_eth(
             MacAddr([2, 9, 9, 9, 9, 9]),
             ethernet::ETHERTYPE_IPV4,
             &good[14..],
         ),
-        eth(BOX_MAC, 0x8100, &[0; 46]),
+        client_eth(BOX_MAC, 0x8100, &[0; 46]),
     ];
     for f in &frames {
         w.handle_frame(f, RxMeta::default(), now);
@@ -296,7 +235,7 @@ fn malformed_frames_are_counted_under_their_reason_and_never_answered() {
 fn trusted_checksum_frames_are_accepted_without_verification() {
     // A veth peer leaves the TCP checksum to offload (TP_STATUS_CSUMNOTREADY).
     let (mut w, mut wire, now) = setup(|_| {});
-    let mut f = tcp_frame(&syn(40000));
+    let mut f = client_tcp(&syn(40000));
     f[14 + 20 + 16] ^= 0x55;
     w.handle_frame(
         &f,
@@ -319,27 +258,16 @@ fn trusted_checksum_frames_are_accepted_without_verification() {
 /// `want` bytes after the response head or `ms` milliseconds pass;
 /// `half_close` sends the client's FIN right after its request.
 fn download(half_close: bool, ms: u32) -> (Vec<u8>, TestWorker, Tcb) {
-    let (mut w, mut wire, t0) = setup(|_| {});
+    let mut net = responder_net("obj", obj(), |_| {});
     let tuple = FourTuple {
         local: SocketAddr::new(IpAddr::V4(CLIENT), 40123),
         remote: SocketAddr::new(IpAddr::V4(SERVICE), 80),
     };
-    let mut client = Tcb::connect(t0, TcpConfig::default(), tuple, SeqNum(0xffff_f000));
-    let mut now = t0;
+    let mut client = Tcb::connect(net.now, TcpConfig::default(), tuple, SeqNum(0xffff_f000));
     let mut got = Vec::new();
     let mut requested = false;
-    let mut buf = vec![0u8; 65536];
     for _ in 0..ms {
-        while let Some(seg) = client.poll_transmit(now) {
-            wire.send(tcp_frame(&seg)).unwrap();
-        }
-        w.poll(now).unwrap();
-        for f in wire.drain() {
-            let (_, p) = ethernet::parse(&f).unwrap();
-            let (ih, l4) = ipv4::parse(p).unwrap();
-            let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, false).unwrap();
-            client.on_segment(now, &s);
-        }
+        net.step(&mut client);
         while client.poll_event().is_some() {}
         if client.state() == State::Established && !requested {
             client
@@ -350,15 +278,9 @@ fn download(half_close: bool, ms: u32) -> (Vec<u8>, TestWorker, Tcb) {
             }
             requested = true;
         }
-        loop {
-            let n = client.recv(&mut buf);
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        if let Some(p) = got.windows(4).position(|x| x == b"\r\n\r\n") {
-            if got.len() - p - 4 >= 300_000
+        recv_into(&mut client, &mut got);
+        if let Some(b) = body_start(&got) {
+            if got.len() - b >= 300_000
                 && (!half_close
                     || client.state() == State::Closed
                     || client.state() == State::TimeWait)
@@ -366,23 +288,15 @@ fn download(half_close: bool, ms: u32) -> (Vec<u8>, TestWorker, Tcb) {
                 break;
             }
         }
-        now += Duration::from_millis(1);
-        if let Some(t) = client.poll_timeout() {
-            if t <= now {
-                client.on_timeout(now);
-            }
-        }
+        net.tick(&mut client);
     }
-    (got, w, client)
+    (got, net.worker, client)
 }
 
 fn assert_body(got: &[u8]) {
-    let p = got
-        .windows(4)
-        .position(|x| x == b"\r\n\r\n")
-        .expect("response head");
+    let b = body_start(got).expect("response head");
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
-    let body = &got[p + 4..];
+    let body = &got[b..];
     assert_eq!(body.len(), 300_000);
     assert!(
         body.iter()
@@ -417,13 +331,13 @@ fn half_closed_client_still_gets_the_whole_response_then_a_fin() {
 #[test]
 fn draining_worker_drops_new_syns_but_keeps_serving_existing_connections() {
     let (mut w, mut wire, now) = setup(|_| {});
-    wire.send(tcp_frame(&syn(40000))).unwrap();
+    wire.send(client_tcp(&syn(40000))).unwrap();
     w.poll(now).unwrap();
     assert_eq!(sent_tcp(&mut wire).len(), 1, "SYN-ACK before draining");
     assert!(w.command(Command::Drain(true), now));
-    wire.send(tcp_frame(&syn(40002))).unwrap();
+    wire.send(client_tcp(&syn(40002))).unwrap();
     // A retransmitted SYN of the existing half-open connection is still its own.
-    wire.send(tcp_frame(&syn(40000))).unwrap();
+    wire.send(client_tcp(&syn(40000))).unwrap();
     w.poll(now).unwrap();
     let out = sent_tcp(&mut wire);
     assert!(
@@ -433,7 +347,7 @@ fn draining_worker_drops_new_syns_but_keeps_serving_existing_connections() {
     assert_eq!(w.counters().drop_tcp_draining, 1);
     assert_eq!(w.connections(), 1);
     assert!(w.command(Command::Drain(false), now));
-    wire.send(tcp_frame(&syn(40002))).unwrap();
+    wire.send(client_tcp(&syn(40002))).unwrap();
     w.poll(now).unwrap();
     assert_eq!(w.connections(), 2, "accepting again");
 }

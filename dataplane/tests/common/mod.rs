@@ -1,10 +1,18 @@
-//! A two-namespace lab for tests that need a real Linux peer: a client
-//! namespace with `eth0` 198.18.0.100/24 and a box namespace with `front0`
-//! and no kernel address, joined by a veth pair. Everything is removed by
-//! `Drop`, also when a test fails.
+//! What the dataplane's tests share. Here: a two-namespace lab for tests
+//! that need a real Linux peer (a client namespace with `eth0`
+//! 198.18.0.100/24 and a box namespace with `front0` and no kernel
+//! address, joined by a veth pair) and a hugepage reservation; everything
+//! is given back by `Drop`, also when a test fails. In [`wire`] the test
+//! network's addresses and frames, in [`memnet`] a worker on an in-memory
+//! link, in [`objects`] the lab's objects.
 #![allow(dead_code)]
 
-use std::process::Command;
+pub mod memnet;
+pub mod objects;
+pub mod wire;
+
+use sha2::{Digest, Sha256};
+use std::process::{Child, Command, Stdio};
 
 /// Fails the test loudly when not root (namespaces need CAP_SYS_ADMIN).
 pub fn require_root() {
@@ -48,6 +56,11 @@ impl Netns {
         ns
     }
 
+    /// Where the namespace is bound (for threads that enter it).
+    pub fn path(&self) -> String {
+        format!("/var/run/netns/{}", self.name)
+    }
+
     /// Runs `cmd` inside the namespace.
     pub fn exec(&self, cmd: &[&str]) -> std::process::Output {
         Command::new("ip")
@@ -60,22 +73,61 @@ impl Netns {
     /// Runs `f` on a new thread that has entered this namespace; sockets it
     /// opens live in the namespace, and threads it spawns inherit it.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::spawn(move || {
-            enter(&path);
-            f()
-        })
-        .join()
-        .expect("thread in namespace panicked")
+        run_in(self.path(), f)
     }
 
     /// Enters the namespace on the current thread (for a dedicated thread).
     pub fn enter_current_thread(&self) {
-        enter(&format!("/var/run/netns/{}", self.name));
+        enter(&self.path());
+    }
+
+    /// Starts `cmd` inside the namespace, its output discarded.
+    pub fn spawn_quiet(&self, cmd: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ip netns exec")
+    }
+
+    /// What `ip neigh` says about `ip` in the namespace, lowercased.
+    pub fn neigh(&self, ip: &str) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "neigh", "show", ip])
+            .output()
+            .expect("spawn ip neigh");
+        String::from_utf8_lossy(&out.stdout).to_lowercase()
+    }
+
+    /// The MAC of `dev` in the namespace, lowercased ("" when unknown).
+    pub fn mac_of(&self, dev: &str) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.name, "-br", "link", "show", dev])
+            .output()
+            .expect("spawn ip");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or("")
+            .to_lowercase()
     }
 }
 
-fn enter(path: &str) {
+/// Runs `f` on a new thread that has entered the namespace bound at
+/// `path` (see [`Netns::path`]); for code already on a namespace's thread.
+pub fn run_in<T: Send + 'static>(path: String, f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        enter(&path);
+        f()
+    })
+    .join()
+    .expect("thread in namespace panicked")
+}
+
+/// Moves the calling thread into the namespace bound at `path`.
+pub fn enter(path: &str) {
     let f = std::fs::File::open(path).expect("open netns file");
     use std::os::fd::AsRawFd;
     // SAFETY: setns on a valid namespace fd affects only this thread.
@@ -139,4 +191,37 @@ impl Lab {
         }
         Lab { client, boxns }
     }
+}
+
+/// The 2 MiB hugepage reservation set for a test and restored on drop.
+pub struct NrHugepages {
+    before: String,
+}
+
+impl NrHugepages {
+    const PATH: &'static str = "/proc/sys/vm/nr_hugepages";
+
+    /// Reserves `pages` 2 MiB pages (0 takes the reservation away).
+    pub fn set(pages: u32) -> NrHugepages {
+        let before = std::fs::read_to_string(Self::PATH).expect("read nr_hugepages");
+        let g = NrHugepages {
+            before: before.trim().to_string(),
+        };
+        std::fs::write(Self::PATH, pages.to_string()).expect("write nr_hugepages");
+        g
+    }
+}
+
+impl Drop for NrHugepages {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.before);
+    }
+}
+
+/// SHA-256 of `data` in hex, for comparing downloads in messages.
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
