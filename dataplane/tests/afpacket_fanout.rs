@@ -5,48 +5,10 @@ mod common;
 
 use baton_dataplane::port::afpacket::{AfPacketConfig, AfPacketPort, RxRing};
 use baton_dataplane::port::{worker_for_remote, Port, TxBatch};
-use baton_dataplane::tcp::{Flags, OutSegment, SeqNum};
-use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
-use baton_dataplane::wire::{arp, ipv4, tcp};
-use std::net::{IpAddr, Ipv4Addr};
+use baton_dataplane::wire::{ethernet, ipv4};
+use common::wire::{arp_request, syn, tcp_frame_between, CLIENT, SERVICE};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
-
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
-const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
-
-fn syn_frame(src_mac: MacAddr, dst_mac: MacAddr, sport: u16) -> Vec<u8> {
-    let mut b = vec![0u8; 200];
-    let seg = OutSegment {
-        src_port: sport,
-        dst_port: 80,
-        seq: SeqNum(1000),
-        flags: Flags {
-            syn: true,
-            ..Flags::default()
-        },
-        window: 1000,
-        ..OutSegment::default()
-    };
-    let e = ethernet::emit(
-        &mut b,
-        &EthernetHeader {
-            dst: dst_mac,
-            src: src_mac,
-            ethertype: ethernet::ETHERTYPE_IPV4,
-        },
-    )
-    .unwrap();
-    let t = tcp::emit(
-        &mut b[e + 20..],
-        IpAddr::V4(CLIENT),
-        IpAddr::V4(SERVICE),
-        &seg,
-    )
-    .unwrap();
-    ipv4::emit(&mut b[e..], CLIENT, SERVICE, ipv4::PROTO_TCP, 1, t).unwrap();
-    b.truncate(e + 20 + t);
-    b
-}
 
 #[test]
 fn kernel_fanout_delivers_each_flow_to_the_worker_rust_computes() {
@@ -61,48 +23,27 @@ fn kernel_fanout_with_tpacket_v2_rings_delivers_the_same_way() {
 fn fanout_matches_worker_for(ring: RxRing, tag: &str) {
     let lab = common::Lab::new(tag);
     const N: usize = 3;
-    let client_ns = format!("/var/run/netns/{}", lab.client.name);
-    let box_ns = lab.boxns.name.clone();
-    let boxns = common::Netns { name: box_ns };
-    let result = boxns.run(move || {
+    let client_ns = lab.client.path();
+    let result = lab.boxns.run(move || {
         let mut cfg = AfPacketConfig::new("front0");
         cfg.ring = ring;
         let mut workers = AfPacketPort::open_group(&cfg, N).expect("open fanout group");
         let box_mac = workers[0].mac();
         // Open the sender in the client namespace from this same thread.
-        let f = std::fs::File::open(&client_ns).unwrap();
-        use std::os::fd::AsRawFd;
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        common::enter(&client_ns);
         let mut sender =
             AfPacketPort::open(&AfPacketConfig::new("eth0")).expect("open client port");
         let mut tx = TxBatch::new();
         let ports: Vec<u16> = (0..60).map(|i| 40000 + i * 7).collect();
         for &p in &ports {
-            tx.push(&syn_frame(sender.mac(), box_mac, p));
+            tx.push(&tcp_frame_between(
+                sender.mac(),
+                box_mac,
+                &syn(p, 1000, 1000),
+            ));
         }
         // A broadcast ARP request: not TCP, so worker 0.
-        let mut a = vec![0u8; 42];
-        ethernet::emit(
-            &mut a,
-            &EthernetHeader {
-                dst: ethernet::BROADCAST,
-                src: sender.mac(),
-                ethertype: ethernet::ETHERTYPE_ARP,
-            },
-        )
-        .unwrap();
-        arp::emit(
-            &mut a[14..],
-            &arp::ArpPacket {
-                op: arp::OP_REQUEST,
-                sender_mac: sender.mac(),
-                sender_ip: CLIENT,
-                target_mac: MacAddr::default(),
-                target_ip: SERVICE,
-            },
-        )
-        .unwrap();
-        tx.push(&a);
+        tx.push(&arp_request(sender.mac(), CLIENT, SERVICE));
         assert_eq!(sender.tx_burst(&mut tx).unwrap(), ports.len() + 1);
 
         let mut seen: Vec<(usize, Option<u16>, bool)> = Vec::new();

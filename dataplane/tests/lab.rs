@@ -9,66 +9,71 @@ use baton_dataplane::app::{start, DataplaneHandle, DataplaneOptions, PollMode};
 use baton_dataplane::port::afpacket::RxRing;
 use baton_dataplane::responder::Responder;
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
+use common::memnet::body_start;
+use common::objects::{objects, LAB_OBJECTS};
+use common::sha256_hex;
+use common::wire::SERVICE;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+type Objects = Arc<HashMap<String, Bytes>>;
 
-/// Deterministic pseudo-random bytes (xorshift64), like the lab's objects.
-fn object(len: usize, seed: u64) -> Bytes {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    Bytes::from(v)
-}
-
-fn objects() -> Arc<HashMap<String, Bytes>> {
-    let mut m = HashMap::new();
-    m.insert("1K.bin".to_string(), object(1024, 1));
-    m.insert("1M.bin".to_string(), object(1 << 20, 2));
-    m.insert("50M.bin".to_string(), object(50 << 20, 3));
-    m.insert("100M.bin".to_string(), object(100 << 20, 4));
-    Arc::new(m)
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn start_box(
-    lab: &common::Lab,
-    objs: Arc<HashMap<String, Bytes>>,
-    workers: usize,
-) -> DataplaneHandle {
+fn start_box(lab: &common::Lab, objs: Objects, workers: usize) -> DataplaneHandle {
     start_box_with(lab, objs, workers, RxRing::V2, true)
 }
 
 fn start_box_with(
     lab: &common::Lab,
-    objs: Arc<HashMap<String, Bytes>>,
+    objs: Objects,
     workers: usize,
     ring: RxRing,
     tx_offload: bool,
 ) -> DataplaneHandle {
-    let mut opts = DataplaneOptions::new("front0", vec![IpAddr::V4(SERVICE)]);
+    let mut opts = box_options();
     opts.rx_ring = ring;
     opts.tx_offload = tx_offload;
     opts.workers = workers;
     opts.poll_mode = PollMode::Adaptive { spins: 50 };
     opts.max_connections = 5000;
+    start_box_opts(lab, objs, opts)
+}
+
+/// The dataplane's defaults on `front0` for [`SERVICE`].
+fn box_options() -> DataplaneOptions {
+    DataplaneOptions::new("front0", vec![IpAddr::V4(SERVICE)])
+}
+
+/// Starts the dataplane with `opts` in the box namespace, serving `objs`.
+fn start_box_opts(lab: &common::Lab, objs: Objects, opts: DataplaneOptions) -> DataplaneHandle {
     lab.boxns
         .run(move || start(opts, move |_| Responder::new(objs.clone())))
         .expect("dataplane starts in the box namespace")
+}
+
+/// A connection to the service on port 80 (from the calling thread's
+/// namespace).
+fn connect(read_timeout: Duration) -> TcpStream {
+    let s = TcpStream::connect_timeout(
+        &SocketAddr::new(IpAddr::V4(SERVICE), 80),
+        Duration::from_secs(5),
+    )
+    .expect("connect to the service");
+    s.set_read_timeout(Some(read_timeout)).unwrap();
+    s
+}
+
+/// GET `path` with "Connection: close" on a new connection; the whole
+/// response.
+fn get_closing(path: &str) -> Vec<u8> {
+    let mut s = connect(Duration::from_secs(10));
+    s.write_all(format!("GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).unwrap();
+    all
 }
 
 /// One ICMP echo through a raw socket in the client namespace; returns
@@ -141,7 +146,7 @@ fn ping_once(seq: u16) -> bool {
 #[test]
 fn ping_and_curl_downloads_are_served_by_the_userspace_stack() {
     let lab = common::Lab::new("lb");
-    let objs = objects();
+    let objs = objects(LAB_OBJECTS);
     let handle = start_box(&lab, objs.clone(), 2);
 
     // ARP + ICMP: the client kernel resolves 198.18.0.11 and gets echoes back.
@@ -169,11 +174,7 @@ fn ping_and_curl_downloads_are_served_by_the_userspace_stack() {
         let got = std::fs::read(&out).unwrap();
         eprintln!("{name}: {} bytes", got.len());
         assert_eq!(got.len(), objs[name].len(), "{name} length");
-        assert_eq!(
-            hex(&Sha256::digest(&got)),
-            hex(&Sha256::digest(&objs[name])),
-            "{name} sha256"
-        );
+        assert_eq!(sha256_hex(&got), sha256_hex(&objs[name]), "{name} sha256");
     }
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -189,7 +190,7 @@ fn ping_and_curl_downloads_are_served_by_the_userspace_stack() {
 #[test]
 fn thousand_parallel_connections_complete() {
     let lab = common::Lab::new("pc");
-    let objs = objects();
+    let objs = objects(LAB_OBJECTS);
     let handle = start_box(&lab, objs.clone(), 2);
     let want = objs["1K.bin"].clone();
     let done = lab.client.run(move || {
@@ -200,14 +201,8 @@ fn thousand_parallel_connections_complete() {
         };
         // SAFETY: setrlimit with a valid struct.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-        let addr = SocketAddr::new(IpAddr::V4(SERVICE), 80);
         let mut conns: Vec<TcpStream> = (0..1000)
-            .map(|i| {
-                let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                    .unwrap_or_else(|e| panic!("connect #{i}: {e}"));
-                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-                s
-            })
+            .map(|_| connect(Duration::from_secs(10)))
             .collect();
         for s in &mut conns {
             s.write_all(b"GET /1K.bin HTTP/1.1\r\nHost: box\r\n\r\n")
@@ -223,18 +218,13 @@ fn thousand_parallel_connections_complete() {
                     break;
                 }
                 buf.extend_from_slice(&chunk[..n]);
-                if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    if buf.len() >= p + 4 + want.len() {
-                        break;
-                    }
+                if body_start(&buf).is_some_and(|b| buf.len() >= b + want.len()) {
+                    break;
                 }
             }
-            let p = buf
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .expect("response head");
+            let b = body_start(&buf).expect("response head");
             assert!(buf.starts_with(b"HTTP/1.1 200 OK\r\n"));
-            if buf[p + 4..] == want[..] {
+            if buf[b..] == want[..] {
                 ok += 1;
             }
         }
@@ -286,12 +276,7 @@ fn idle_adaptive_worker_wakes_at_once_for_a_command() {
 /// One keep-alive connection, `n` requests for 1K.bin; returns the median
 /// request latency.
 fn keepalive_median_latency(n: usize) -> Duration {
-    let mut s = TcpStream::connect_timeout(
-        &SocketAddr::new(IpAddr::V4(SERVICE), 80),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut s = connect(Duration::from_secs(5));
     s.set_nodelay(true).unwrap();
     let mut lat = Vec::new();
     let mut buf = vec![0u8; 8192];
@@ -304,10 +289,8 @@ fn keepalive_median_latency(n: usize) -> Duration {
             let r = s.read(&mut buf[got..]).unwrap();
             assert!(r > 0, "connection closed");
             got += r;
-            if let Some(p) = buf[..got].windows(4).position(|w| w == b"\r\n\r\n") {
-                if got >= p + 4 + 1024 {
-                    break;
-                }
+            if body_start(&buf[..got]).is_some_and(|b| got >= b + 1024) {
+                break;
             }
         }
         lat.push(t.elapsed());
@@ -319,23 +302,15 @@ fn keepalive_median_latency(n: usize) -> Duration {
 #[test]
 fn tpacket_v3_ring_without_tx_offload_serves_downloads_and_requests() {
     let lab = common::Lab::new("v3");
-    let objs = objects();
+    let objs = objects(LAB_OBJECTS);
     let handle = start_box_with(&lab, objs.clone(), 1, RxRing::V3, false);
     let want = objs["1M.bin"].clone();
     let (median, got) = lab.client.run(move || {
         let median = keepalive_median_latency(50);
-        let mut s = TcpStream::connect(SocketAddr::new(IpAddr::V4(SERVICE), 80)).unwrap();
-        s.write_all(b"GET /1M.bin HTTP/1.1\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut all = Vec::new();
-        s.read_to_end(&mut all).unwrap();
-        (median, all)
+        (median, get_closing("/1M.bin"))
     });
-    let p = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    assert_eq!(
-        hex(&Sha256::digest(&got[p + 4..])),
-        hex(&Sha256::digest(&want))
-    );
+    let b = body_start(&got).expect("response head");
+    assert_eq!(sha256_hex(&got[b..]), sha256_hex(&want));
     // The block timeout (1 ms) bounds V3's latency at this low rate.
     assert!(median < Duration::from_millis(50), "median {median:?}");
     eprintln!("TPACKET_V3: median 1K request latency {median:?}");
@@ -346,35 +321,13 @@ fn tpacket_v3_ring_without_tx_offload_serves_downloads_and_requests() {
 #[test]
 fn busy_polling_worker_serves_a_download() {
     let lab = common::Lab::new("bz");
-    let objs = objects();
-    let mut opts = DataplaneOptions::new("front0", vec![IpAddr::V4(SERVICE)]);
+    let objs = objects(LAB_OBJECTS);
+    let mut opts = box_options();
     opts.poll_mode = PollMode::Busy;
-    let o = objs.clone();
-    let handle = lab
-        .boxns
-        .run(move || start(opts, move |_| Responder::new(o.clone())))
-        .expect("dataplane starts");
-    let got = lab.client.run(|| {
-        let mut s = TcpStream::connect_timeout(
-            &SocketAddr::new(IpAddr::V4(SERVICE), 80),
-            Duration::from_secs(5),
-        )
-        .unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET /1M.bin HTTP/1.1\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut all = Vec::new();
-        s.read_to_end(&mut all).unwrap();
-        all
-    });
-    let p = got
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    assert_eq!(
-        hex(&Sha256::digest(&got[p + 4..])),
-        hex(&Sha256::digest(&objs["1M.bin"]))
-    );
+    let handle = start_box_opts(&lab, objs.clone(), opts);
+    let got = lab.client.run(|| get_closing("/1M.bin"));
+    let b = body_start(&got).expect("response head");
+    assert_eq!(sha256_hex(&got[b..]), sha256_hex(&objs["1M.bin"]));
     let stats = handle.stats();
     assert_eq!(
         stats[0].counters.idle_waits, 0,
@@ -387,12 +340,7 @@ fn busy_polling_worker_serves_a_download() {
 /// Sends one GET whose head is ~12 KB: the client's kernel (TSO on, the
 /// veth default) hands it over as one frame far above the MTU.
 fn big_request(timeout: Duration) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(
-        &SocketAddr::new(IpAddr::V4(SERVICE), 80),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    s.set_read_timeout(Some(timeout)).unwrap();
+    let mut s = connect(timeout);
     let pad = "a".repeat(12_000);
     s.write_all(
         format!("GET /1K.bin HTTP/1.1\r\nX-Pad: {pad}\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -406,7 +354,7 @@ fn big_request(timeout: Duration) -> Option<String> {
 #[test]
 fn tso_frames_from_the_client_are_received_whole_and_counted_when_a_slot_is_too_small() {
     let lab = common::Lab::new("ts");
-    let objs = objects();
+    let objs = objects(LAB_OBJECTS);
     for ring in [RxRing::V3, RxRing::V2] {
         let h = start_box_with(&lab, objs.clone(), 1, ring, true);
         let answer = lab.client.run(|| big_request(Duration::from_secs(5)));
@@ -421,13 +369,9 @@ fn tso_frames_from_the_client_are_received_whole_and_counted_when_a_slot_is_too_
 
     // 2 KiB slots hold MTU-sized frames only: the merged frame is dropped
     // whole and counted, never delivered cut.
-    let mut opts = DataplaneOptions::new("front0", vec![IpAddr::V4(SERVICE)]);
+    let mut opts = box_options();
     opts.rx_slot_size = 2048;
-    let o = objs.clone();
-    let small = lab
-        .boxns
-        .run(move || start(opts, move |_| Responder::new(o.clone())))
-        .expect("dataplane starts");
+    let small = start_box_opts(&lab, objs.clone(), opts);
     let _ = lab.client.run(|| big_request(Duration::from_millis(300)));
     assert!(
         small.stats()[0].counters.drop_rx_truncated > 0,

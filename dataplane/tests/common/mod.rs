@@ -81,17 +81,6 @@ impl Netns {
         enter(&self.path());
     }
 
-    /// Starts `cmd` inside the namespace, its output discarded.
-    pub fn spawn_quiet(&self, cmd: &[&str]) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(cmd)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn ip netns exec")
-    }
-
     /// What `ip neigh` says about `ip` in the namespace, lowercased.
     pub fn neigh(&self, ip: &str) -> String {
         let out = Command::new("ip")
@@ -124,6 +113,17 @@ pub fn run_in<T: Send + 'static>(path: String, f: impl FnOnce() -> T + Send + 's
     })
     .join()
     .expect("thread in namespace panicked")
+}
+
+/// Starts `cmd` inside the namespace `ns`, its output discarded.
+pub fn spawn_quiet_in(ns: &str, cmd: &[&str]) -> Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(cmd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ip netns exec")
 }
 
 /// Moves the calling thread into the namespace bound at `path`.
