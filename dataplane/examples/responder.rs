@@ -9,27 +9,15 @@
 //! pseudo-random bytes), prints worker counters every 5 s, stops on EOF of
 //! standard input, or after `BATON_RESPONDER_SECS` seconds when that is set.
 
+// The lab's objects, the same the dataplane's lab tests download.
+#[path = "../tests/common/objects.rs"]
+mod objects;
+
 use baton_dataplane::app::{start, DataplaneOptions, PollMode};
 use baton_dataplane::port::afpacket::RxRing;
 use baton_dataplane::responder::Responder;
-use bytes::Bytes;
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn object(len: usize, seed: u64) -> Bytes {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    Bytes::from(v)
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -46,16 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.get(5).map(String::as_str) == Some("v2") {
         opts.rx_ring = RxRing::V2;
     }
-    let mut objs = HashMap::new();
-    for (name, len, seed) in [
-        ("1K.bin", 1024, 1),
-        ("1M.bin", 1 << 20, 2),
-        ("50M.bin", 50 << 20, 3),
-        ("100M.bin", 100 << 20, 4),
-    ] {
-        objs.insert(name.to_string(), object(len, seed));
-    }
-    let objs = Arc::new(objs);
+    let objs = objects::objects(objects::LAB_OBJECTS);
     let handle = start(opts, move |_| Responder::new(objs.clone()))?;
     eprintln!(
         "serving on {} ({}) with {} workers",

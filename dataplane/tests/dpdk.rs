@@ -14,73 +14,15 @@ mod common;
 use baton_dataplane::port::afpacket::{AfPacketConfig, AfPacketPort};
 use baton_dataplane::port::dpdk::{DpdkEal, DpdkError, DpdkOptions, DpdkPort};
 use baton_dataplane::port::{worker_for_remote, Port, TxBatch};
-use baton_dataplane::tcp::{Flags, OutSegment, SeqNum};
-use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
-use baton_dataplane::wire::{arp, ipv4, tcp};
-use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
+use baton_dataplane::wire::ethernet::{self, MacAddr};
+use baton_dataplane::wire::ipv4;
+use common::wire::{arp_reply, arp_request_for, syn, tcp_frame_between, CLIENT, SERVICE};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
-const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
-
-fn arp_reply(box_mac: MacAddr, client_mac: MacAddr) -> Vec<u8> {
-    let mut a = vec![0u8; 42];
-    ethernet::emit(
-        &mut a,
-        &EthernetHeader {
-            dst: client_mac,
-            src: box_mac,
-            ethertype: ethernet::ETHERTYPE_ARP,
-        },
-    )
-    .unwrap();
-    arp::emit(
-        &mut a[14..],
-        &arp::ArpPacket {
-            op: arp::OP_REPLY,
-            sender_mac: box_mac,
-            sender_ip: SERVICE,
-            target_mac: client_mac,
-            target_ip: CLIENT,
-        },
-    )
-    .unwrap();
-    a
-}
-
-fn syn_frame(src_mac: MacAddr, dst_mac: MacAddr, sport: u16) -> Vec<u8> {
-    let mut b = vec![0u8; 200];
-    let seg = OutSegment {
-        src_port: sport,
-        dst_port: 80,
-        seq: SeqNum(1000),
-        flags: Flags {
-            syn: true,
-            ..Flags::default()
-        },
-        window: 1000,
-        ..OutSegment::default()
-    };
-    let e = ethernet::emit(
-        &mut b,
-        &EthernetHeader {
-            dst: dst_mac,
-            src: src_mac,
-            ethertype: ethernet::ETHERTYPE_IPV4,
-        },
-    )
-    .unwrap();
-    let t = tcp::emit(
-        &mut b[e + 20..],
-        IpAddr::V4(CLIENT),
-        IpAddr::V4(SERVICE),
-        &seg,
-    )
-    .unwrap();
-    ipv4::emit(&mut b[e..], CLIENT, SERVICE, ipv4::PROTO_TCP, 1, t).unwrap();
-    b.truncate(e + 20 + t);
-    b
+/// The client's SYN from `sport`, Ethernet `src` → `dst`.
+fn syn_frame(src: MacAddr, dst: MacAddr, sport: u16) -> Vec<u8> {
+    tcp_frame_between(src, dst, &syn(sport, 1000, 1000))
 }
 
 /// What the box saw of the client, per worker.
@@ -95,16 +37,17 @@ fn poll_all(ports: &mut [DpdkPort], seen: &mut Seen) {
     for (w, port) in ports.iter_mut().enumerate() {
         port.wait(Some(Duration::from_millis(1)), None).unwrap();
         port.rx_burst(64, |frame, _meta| {
+            if let Some(a) = arp_request_for(frame, SERVICE) {
+                seen.arp_requests.push((w, a.sender_mac));
+                return;
+            }
             let Ok((eh, rest)) = ethernet::parse(frame) else {
                 return;
             };
             if eh.ethertype == ethernet::ETHERTYPE_ARP {
-                if let Ok(a) = arp::parse(rest) {
-                    if a.op == arp::OP_REQUEST && a.target_ip == SERVICE {
-                        seen.arp_requests.push((w, a.sender_mac));
-                    }
-                }
-            } else if let Ok((ih, l4)) = ipv4::parse(rest) {
+                return;
+            }
+            if let Ok((ih, l4)) = ipv4::parse(rest) {
                 if ih.dst == SERVICE && ih.protocol == ipv4::PROTO_ICMP && l4.first() == Some(&8) {
                     seen.echo_requests.push(w);
                 } else if ih.dst == SERVICE && ih.protocol == ipv4::PROTO_TCP && l4.len() >= 2 {
@@ -129,29 +72,14 @@ fn allowed_cpus() -> Vec<usize> {
         .collect()
 }
 
-fn mac_of(ns: &str, dev: &str) -> String {
-    let out = Command::new("ip")
-        .args(["-n", ns, "-br", "link", "show", dev])
-        .output()
-        .expect("spawn ip");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(2)
-        .unwrap_or("")
-        .to_lowercase()
-}
-
 #[test]
 fn dpdk_port_receives_the_client_and_the_client_learns_its_arp_reply() {
     let lab = common::Lab::new("dk");
     let client_ns = lab.client.name.clone();
-    let client_ns_path = format!("/var/run/netns/{}", lab.client.name);
-    let front_mac = mac_of(&lab.boxns.name, "front0");
-    let client_mac = mac_of(&lab.client.name, "eth0");
-    let boxns = common::Netns {
-        name: lab.boxns.name.clone(),
-    };
-    let (seen, box_mac, steered) = boxns.run(move || {
+    let client_ns_path = lab.client.path();
+    let front_mac = lab.boxns.mac_of("front0");
+    let client_mac = lab.client.mac_of("eth0");
+    let (seen, box_mac, steered) = lab.boxns.run(move || {
         let mut opts = DpdkOptions::af_packet("front0", 2);
         opts.file_prefix = format!("btdk{}", std::process::id());
         let started = Instant::now();
@@ -170,15 +98,19 @@ fn dpdk_port_receives_the_client_and_the_client_learns_its_arp_reply() {
 
         // Phase 1: the client's kernel resolves 198.18.0.11 by ARP; we
         // answer from the DPDK port, and its pings follow.
-        let mut ping = Command::new("ip")
-            .args([
-                "netns", "exec", &client_ns, "ping", "-c", "3", "-i", "0.2", "-W", "1",
-            ])
-            .arg(SERVICE.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn ping");
+        let mut ping = common::spawn_quiet_in(
+            &client_ns,
+            &[
+                "ping",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                &SERVICE.to_string(),
+            ],
+        );
         let mut seen = Seen::default();
         let mut answered = 0;
         let deadline = Instant::now() + Duration::from_secs(8);
@@ -187,7 +119,7 @@ fn dpdk_port_receives_the_client_and_the_client_learns_its_arp_reply() {
             while answered < seen.arp_requests.len() {
                 let (_, mac) = seen.arp_requests[answered];
                 let mut tx = TxBatch::new();
-                tx.push(&arp_reply(box_mac, mac));
+                tx.push(&arp_reply(box_mac, SERVICE, mac, CLIENT));
                 assert_eq!(
                     ports[0].tx_burst(&mut tx).unwrap(),
                     1,
@@ -203,15 +135,9 @@ fn dpdk_port_receives_the_client_and_the_client_learns_its_arp_reply() {
         // Phase 2: 60 TCP flows from the client; each must reach the
         // worker the dataplane's rule names, whatever queue the kernel's
         // fanout hash put it on.
-        let f = std::fs::File::open(&client_ns_path).unwrap();
-        use std::os::fd::AsRawFd;
-        let mut sender = std::thread::spawn(move || {
-            // SAFETY: setns on a valid namespace fd affects only this thread.
-            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+        let mut sender = common::run_in(client_ns_path, || {
             AfPacketPort::open(&AfPacketConfig::new("eth0")).expect("client AF_PACKET socket")
-        })
-        .join()
-        .unwrap();
+        });
         let mut tx = TxBatch::new();
         let sports: Vec<u16> = (0..60).map(|i| 41000 + i * 11).collect();
         for &p in &sports {
@@ -314,17 +240,7 @@ fn dpdk_port_receives_the_client_and_the_client_learns_its_arp_reply() {
             && seen.echo_requests.iter().all(|w| *w == 0),
         "ARP and ICMP go to worker 0 (the fanout rule): {seen:?}"
     );
-    let neigh = Command::new("ip")
-        .args([
-            "-n",
-            &lab.client.name,
-            "neigh",
-            "show",
-            &SERVICE.to_string(),
-        ])
-        .output()
-        .unwrap();
-    let neigh = String::from_utf8_lossy(&neigh.stdout).to_lowercase();
+    let neigh = lab.client.neigh(&SERVICE.to_string());
     assert!(
         neigh.contains(&front_mac),
         "the client learned our ARP reply: `ip neigh` says {neigh:?}"

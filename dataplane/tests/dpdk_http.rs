@@ -12,33 +12,13 @@ use baton_dataplane::port::dpdk::{DpdkOptions, DpdkPort};
 use baton_dataplane::port::Port;
 use baton_dataplane::responder::Responder;
 use baton_dataplane::worker::{Worker, WorkerConfig};
-use bytes::Bytes;
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use common::objects::objects;
+use common::sha256_hex;
+use common::wire::SERVICE;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
-
-/// Deterministic pseudo-random bytes (xorshift64).
-fn object(len: usize, seed: u64) -> Bytes {
-    let mut x = seed | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    Bytes::from(v)
-}
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Worker results: (requests answered, connections accepted, frames
 /// steered out, frames steered in).
@@ -53,15 +33,9 @@ fn two_dpdk_workers_serve_curl_through_the_userspace_stack() {
     let o = lab.client.exec(&["ethtool", "-K", "eth0", "tx", "off"]);
     assert!(o.status.success(), "ethtool: {o:?}");
 
-    let mut objs = HashMap::new();
-    objs.insert("1K.bin".to_string(), object(1024, 1));
-    objs.insert("20M.bin".to_string(), object(20 << 20, 2));
-    let objs = Arc::new(objs);
+    let objs = objects(&[("1K.bin", 1024, 1), ("20M.bin", 20 << 20, 2)]);
 
-    let boxns = common::Netns {
-        name: lab.boxns.name.clone(),
-    };
-    let ports = boxns.run(|| {
+    let ports = lab.boxns.run(|| {
         let mut opts = DpdkOptions::af_packet("front0", 2);
         opts.file_prefix = format!("btdw{}", std::process::id());
         let ports = DpdkPort::open_with(&opts).expect("EAL and net_af_packet0 on front0");
@@ -141,8 +115,8 @@ fn two_dpdk_workers_serve_curl_through_the_userspace_stack() {
     );
     let got = std::fs::read(&out).unwrap();
     assert_eq!(
-        hex(&Sha256::digest(&got)),
-        hex(&Sha256::digest(&objs["20M.bin"])),
+        sha256_hex(&got),
+        sha256_hex(&objs["20M.bin"]),
         "20M.bin arrives intact"
     );
     eprintln!(

@@ -10,30 +10,26 @@ mod common;
 
 use baton_dataplane::port::dpdk::{DpdkOptions, DpdkPort};
 use baton_dataplane::port::{Port, TxBatch};
-use baton_dataplane::wire::arp;
-use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
-use std::net::Ipv4Addr;
+use baton_dataplane::wire::ethernet::MacAddr;
+use common::wire::{arp_reply, arp_request_for, CLIENT, SERVICE};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
-const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
 const PAGES: u32 = 256;
 
 /// Reserved pages and a hugetlbfs mount, given back on drop.
 struct Hugepages {
-    before: String,
     dir: String,
+    /// Restored after the unmount (fields drop after `drop`).
+    _reserved: common::NrHugepages,
 }
 
 impl Hugepages {
     fn reserve(dir: &str) -> Hugepages {
-        let before = std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap();
         let g = Hugepages {
-            before: before.trim().to_string(),
             dir: dir.to_string(),
+            _reserved: common::NrHugepages::set(PAGES),
         };
-        std::fs::write("/proc/sys/vm/nr_hugepages", PAGES.to_string()).unwrap();
         std::fs::create_dir_all(dir).unwrap();
         let st = Command::new("mount")
             .args(["-t", "hugetlbfs", "nodev", dir])
@@ -49,7 +45,6 @@ impl Drop for Hugepages {
         // Lazy: the EAL of this process still maps its pages until exit.
         let _ = Command::new("umount").args(["-l", &self.dir]).status();
         let _ = std::fs::remove_dir(&self.dir);
-        let _ = std::fs::write("/proc/sys/vm/nr_hugepages", &self.before);
     }
 }
 
@@ -68,10 +63,7 @@ fn port_on_2mib_hugepages_receives_and_sends() {
     let _pages = Hugepages::reserve(&dir);
     assert_eq!(free_pages(), u64::from(PAGES), "pages reserved");
     let client_ns = lab.client.name.clone();
-    let boxns = common::Netns {
-        name: lab.boxns.name.clone(),
-    };
-    let (seen, box_mac, used) = boxns.run(move || {
+    let (seen, box_mac, used) = lab.boxns.run(move || {
         let mut opts = DpdkOptions::af_packet("front0", 1);
         opts.hugepages = true;
         opts.memory_mb = 128;
@@ -80,55 +72,25 @@ fn port_on_2mib_hugepages_receives_and_sends() {
         let mut ports = DpdkPort::open_with(&opts).expect("EAL on hugepages");
         let used = u64::from(PAGES) - free_pages();
         let box_mac = ports[0].mac();
-        let mut ping = Command::new("ip")
-            .args(["netns", "exec", &client_ns, "ping", "-c", "2", "-W", "1"])
-            .arg(SERVICE.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn ping");
+        let mut ping = common::spawn_quiet_in(
+            &client_ns,
+            &["ping", "-c", "2", "-W", "1", &SERVICE.to_string()],
+        );
         let mut seen: Option<MacAddr> = None;
         let deadline = Instant::now() + Duration::from_secs(5);
         while seen.is_none() && Instant::now() < deadline {
             ports[0].wait(Some(Duration::from_millis(1)), None).unwrap();
             ports[0]
                 .rx_burst(32, |frame, _| {
-                    if let Ok((eh, rest)) = ethernet::parse(frame) {
-                        if eh.ethertype == ethernet::ETHERTYPE_ARP {
-                            if let Ok(a) = arp::parse(rest) {
-                                if a.op == arp::OP_REQUEST && a.target_ip == SERVICE {
-                                    seen = Some(a.sender_mac);
-                                }
-                            }
-                        }
+                    if let Some(a) = arp_request_for(frame, SERVICE) {
+                        seen = Some(a.sender_mac);
                     }
                 })
                 .unwrap();
         }
         if let Some(client_mac) = seen {
-            let mut a = vec![0u8; 42];
-            ethernet::emit(
-                &mut a,
-                &EthernetHeader {
-                    dst: client_mac,
-                    src: box_mac,
-                    ethertype: ethernet::ETHERTYPE_ARP,
-                },
-            )
-            .unwrap();
-            arp::emit(
-                &mut a[14..],
-                &arp::ArpPacket {
-                    op: arp::OP_REPLY,
-                    sender_mac: box_mac,
-                    sender_ip: SERVICE,
-                    target_mac: client_mac,
-                    target_ip: CLIENT,
-                },
-            )
-            .unwrap();
             let mut tx = TxBatch::new();
-            tx.push(&a);
+            tx.push(&arp_reply(box_mac, SERVICE, client_mac, CLIENT));
             assert_eq!(ports[0].tx_burst(&mut tx).unwrap(), 1);
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -141,17 +103,7 @@ fn port_on_2mib_hugepages_receives_and_sends() {
         "the EAL's 128 MiB came from 2 MiB hugepages ({used} in use)"
     );
     assert!(seen.is_some(), "the client's ARP request arrived");
-    let neigh = Command::new("ip")
-        .args([
-            "-n",
-            &lab.client.name,
-            "neigh",
-            "show",
-            &SERVICE.to_string(),
-        ])
-        .output()
-        .unwrap();
-    let neigh = String::from_utf8_lossy(&neigh.stdout).to_lowercase();
+    let neigh = lab.client.neigh(&SERVICE.to_string());
     assert!(
         neigh.contains(&box_mac.to_string().to_lowercase()),
         "the client learned our ARP reply: {neigh:?}"

@@ -7,30 +7,12 @@ mod common;
 
 use baton_dataplane::port::dpdk::{DpdkOptions, DpdkPort};
 
-/// Sets the 2 MiB hugepage reservation to 0 and restores it on drop.
-struct NoHugepages(String);
-
-impl NoHugepages {
-    fn take() -> NoHugepages {
-        let before = std::fs::read_to_string("/proc/sys/vm/nr_hugepages").unwrap();
-        let g = NoHugepages(before.trim().to_string());
-        std::fs::write("/proc/sys/vm/nr_hugepages", "0").unwrap();
-        g
-    }
-}
-
-impl Drop for NoHugepages {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/proc/sys/vm/nr_hugepages", &self.0);
-    }
-}
-
 #[test]
 fn hugepages_without_reserved_pages_say_how_to_get_them() {
     common::require_root();
     // No 2 MiB pages for the length of the test (given back on drop, also
     // on failure); a machine with 1 GiB pages reserved cannot run it.
-    let _none = NoHugepages::take();
+    let _none = common::NrHugepages::set(0);
     let gig = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages";
     let gig = std::fs::read_to_string(gig).unwrap_or_else(|_| "0".into());
     assert_eq!(
