@@ -75,45 +75,15 @@ fn two_dpdk_workers_serve_curl_through_the_userspace_stack() {
     std::fs::create_dir_all(&dir).unwrap();
     // 16 small downloads, each on a new connection from a new source
     // port: the flows spread over both workers.
-    let mut kids = Vec::new();
     for k in 0..16 {
-        let out = dir.join(format!("small{k}"));
-        kids.push((
-            out.clone(),
-            std::process::Command::new("ip")
-                .args(["netns", "exec", &lab.client.name, "curl", "-sS"])
-                .args(["--max-time", "30", "-o", out.to_str().unwrap()])
-                .arg(format!("http://{SERVICE}/1K.bin"))
-                .output(),
-        ));
+        let got = lab
+            .client
+            .curl("1K.bin", &dir.join(format!("small{k}")), 30);
+        assert_eq!(got, objs["1K.bin"].as_ref());
     }
-    for (out, o) in kids {
-        let o = o.expect("spawn curl");
-        assert!(
-            o.status.success(),
-            "curl 1K.bin: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert_eq!(std::fs::read(&out).unwrap(), objs["1K.bin"].as_ref());
-    }
-    let out = dir.join("20M.bin");
     let started = Instant::now();
-    let o = lab.client.exec(&[
-        "curl",
-        "-sS",
-        "--max-time",
-        "120",
-        "-o",
-        out.to_str().unwrap(),
-        &format!("http://{SERVICE}/20M.bin"),
-    ]);
+    let got = lab.client.curl("20M.bin", &dir.join("20M.bin"), 120);
     let took = started.elapsed();
-    assert!(
-        o.status.success(),
-        "curl 20M.bin: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let got = std::fs::read(&out).unwrap();
     assert_eq!(
         sha256_hex(&got),
         sha256_hex(&objs["20M.bin"]),

@@ -156,22 +156,7 @@ fn ping_and_curl_downloads_are_served_by_the_userspace_stack() {
     let dir = std::env::temp_dir().join(format!("bt-lab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for name in ["1K.bin", "1M.bin", "50M.bin", "100M.bin"] {
-        let out = dir.join(name);
-        let o = lab.client.exec(&[
-            "curl",
-            "-sS",
-            "--max-time",
-            "120",
-            "-o",
-            out.to_str().unwrap(),
-            &format!("http://{SERVICE}/{name}"),
-        ]);
-        assert!(
-            o.status.success(),
-            "curl {name}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let got = std::fs::read(&out).unwrap();
+        let got = lab.client.curl(name, &dir.join(name), 120);
         eprintln!("{name}: {} bytes", got.len());
         assert_eq!(got.len(), objs[name].len(), "{name} length");
         assert_eq!(sha256_hex(&got), sha256_hex(&objs[name]), "{name} sha256");

@@ -81,6 +81,27 @@ impl Netns {
         enter(&self.path());
     }
 
+    /// Downloads `http://SERVICE/NAME` with curl in the namespace into
+    /// `out` (at most `max_secs`); fails the test when curl fails, else
+    /// returns the bytes.
+    pub fn curl(&self, name: &str, out: &std::path::Path, max_secs: u32) -> Vec<u8> {
+        let o = self.exec(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            &max_secs.to_string(),
+            "-o",
+            out.to_str().expect("a UTF-8 temporary path"),
+            &format!("http://{}/{name}", wire::SERVICE),
+        ]);
+        assert!(
+            o.status.success(),
+            "curl {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::read(out).expect("curl wrote its output")
+    }
+
     /// What `ip neigh` says about `ip` in the namespace, lowercased.
     pub fn neigh(&self, ip: &str) -> String {
         let out = Command::new("ip")
