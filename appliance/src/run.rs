@@ -242,17 +242,15 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
     opts.syn_backlog = dp.syn_backlog;
     // Takeover at scale: the survivor that inherits a dead box's address
     // receives every client frame of the dead box's connections (answers
-    // to probes, then the ACKs of resumed downloads) and forwards the
-    // other survivors' share. 512 ring slots held ~10 ms of that at
-    // 50,000 frames/s, less than a worker sharing its core loses to the
-    // scheduler now and then (measured: 16,685 ring drops in the first
-    // second of a 10,000-connection takeover). 1024 slots hold ~20 ms
-    // (kernel memory: 1024 x 64 KiB = 64 MiB per worker, the slot size
-    // GRO frames need; 2048 slots made a box's start take 300-600 ms and
-    // its heartbeat stall past the detection time); and a worker that
+    // to probes, then the ACKs of resumed downloads, ~70,000 frames/s for
+    // 10,000 downloads) and forwards the other survivors' share; its
+    // 512-slot ring holds ~10 ms of that (measured: 16,685 ring drops in
+    // the first second of a 10,000-connection takeover). A worker that
     // wakes to a full ring takes 256 frames per iteration, not 64, so it
-    // spends less of its slice on per-iteration work.
-    opts.rx_slots = 1024;
+    // spends less of its slice on per-iteration work. (A larger ring was
+    // tried: 1024 and 2048 slots of 64 KiB stalled the whole 2-core
+    // machine for 150-600 ms while a box started, long enough for its
+    // peers to declare it dead; see docs/BENCHMARKS.md, Open findings.)
     opts.rx_burst = 256;
     opts.tcp.ack_after_commit = config.checkpoint.enabled && config.checkpoint.ack_after_commit;
     // An idle connection is closed with a FIN after this (RFC 9293 leaves
