@@ -371,6 +371,7 @@ fn spawn_heartbeat(
         .name("heartbeat".into())
         .spawn(move || {
             realtime_priority("heartbeat");
+            pin_to_cpu("heartbeat", 0);
             while !stop.load(Ordering::Relaxed) {
                 region.heartbeat(unix_ms());
                 thread::sleep(interval);
@@ -414,6 +415,32 @@ fn wait_for_peers_to_see_the_restart(previous: Option<&baton_shmem::BoxInfo>, co
 fn was_starved_tick(tick_gap: Duration, own_silence_ms: u64, interval: Duration) -> bool {
     let limit = interval * 2 + Duration::from_millis(5);
     tick_gap > limit || Duration::from_millis(own_silence_ms) > limit
+}
+
+/// Pins the calling thread to CPU `cpu` (modulo the CPUs this process may
+/// use), so the box's two beating threads sit on different CPUs. Best
+/// effort: a failure leaves the thread where the scheduler puts it.
+fn pin_to_cpu(what: &str, cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // and sched_setaffinity with pid 0 read and change only the calling
+    // thread's mask, with the set's true size.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect();
+        if cpus.len() < 2 {
+            return;
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpus[cpu % cpus.len()], &mut one);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
+            warn!(thread = what, err = %std::io::Error::last_os_error(), "cannot pin to a CPU");
+        }
+    }
 }
 
 /// Gives the calling thread a real-time scheduling class (SCHED_FIFO,
@@ -474,6 +501,11 @@ fn spawn_watcher(
         .name("watcher".into())
         .spawn(move || {
             realtime_priority("watcher");
+            // The watcher beats too, from another CPU than the heartbeat
+            // thread: a box falls silent only when both stall. On a 2-vCPU
+            // machine one vCPU alone can stall for ~100 ms (softirq bursts,
+            // the hypervisor), which silenced a live box in the soak.
+            pin_to_cpu("watcher", 1);
             let mut tracker = PeerTracker::new(&peers, clock);
             let mut last_stats = std::time::Instant::now();
             let mut last_tick = std::time::Instant::now();
@@ -491,6 +523,7 @@ fn spawn_watcher(
                     .box_info()
                     .map_or(0, |i| unix_ms().saturating_sub(i.heartbeat_ms));
                 let starved = was_starved_tick(gap, own_silence, interval);
+                control.region.heartbeat(unix_ms());
                 if starved {
                     if !was_starved {
                         warn!(

@@ -150,8 +150,9 @@ impl Region {
     /// the time. The time is stored first so a reader that sees the new
     /// counter also sees a time at least that recent.
     pub fn heartbeat(&self, now_ms: u64) {
+        // Several threads may beat for one box: the time never goes back.
         self.entry_u64(E_HEARTBEAT_MS)
-            .store(now_ms, Ordering::Release);
+            .fetch_max(now_ms, Ordering::AcqRel);
         self.entry_u64(E_HEARTBEAT).fetch_add(1, Ordering::Release);
     }
 
