@@ -273,13 +273,18 @@ fn start_dataplane(
     }
     let opts = dataplane_options(config);
     let workers = opts.workers;
-    let per_worker = opts.max_connections;
-    let limits = Limits::from_config(&config.limits);
+    let shared = crate::serve::BoxShared {
+        cache,
+        orphans,
+        spool: upload_spool(config),
+        http_workers,
+        limits: Limits::from_config(&config.limits),
+        max_sessions: opts.max_connections,
+    };
     let cadence = Cadence::from_config(&config.checkpoint);
     let checkpoints = config.checkpoint.enabled;
     let mac = config.dataplane.mac.map(|m| m.0).unwrap_or([0; 6]);
     let region = region.clone();
-    let spool = upload_spool(config);
     let factory = move |worker: usize| {
         let checkpointer = if checkpoints {
             match Checkpointer::new(&region, worker, workers, cadence, mac) {
@@ -292,16 +297,7 @@ fn start_dataplane(
         } else {
             None
         };
-        CacheApp::new(
-            cache.clone(),
-            worker,
-            limits,
-            per_worker,
-            checkpointer,
-            orphans.clone(),
-            spool.clone(),
-            &http_workers,
-        )
+        CacheApp::new(worker, checkpointer, &shared)
     };
     #[cfg(feature = "dpdk")]
     if config.dataplane.backend == Backend::Dpdk {
@@ -1128,6 +1124,33 @@ impl StopSignals {
     }
 }
 
+/// Where uploads in flight are kept: `[checkpoint] upload_dir`, beside the
+/// segment, so survivors find them. Files nobody wrote for a long time
+/// belong to uploads whose box died with no one to continue them (a live
+/// upload writes its file, a stalled one fails after the idle timeout).
+fn upload_spool(config: &baton_config::Config) -> Arc<crate::http::upload::Spool> {
+    use crate::http::upload::Spool;
+    if !config.checkpoint.enabled {
+        return crate::http::context::private_spool();
+    }
+    let dir = config.checkpoint.upload_dir();
+    match Spool::new(&dir) {
+        Ok(spool) => {
+            let stale = Duration::from_millis(config.limits.idle_timeout_ms.saturating_mul(10))
+                .max(Duration::from_secs(600));
+            let reaped = spool.reap(stale);
+            if reaped > 0 {
+                info!(dir = %dir.display(), reaped, "removed abandoned upload spool files");
+            }
+            Arc::new(spool)
+        }
+        Err(err) => {
+            warn!(dir = %dir.display(), %err, "cannot use the upload directory: uploads in flight will not survive a takeover");
+            crate::http::context::private_spool()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1212,33 +1235,6 @@ mod tests {
                 None
             );
             assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
-        }
-    }
-}
-
-/// Where uploads in flight are kept: `[checkpoint] upload_dir`, beside the
-/// segment, so survivors find them. Files nobody wrote for a long time
-/// belong to uploads whose box died with no one to continue them (a live
-/// upload writes its file, a stalled one fails after the idle timeout).
-fn upload_spool(config: &baton_config::Config) -> Arc<crate::http::upload::Spool> {
-    use crate::http::upload::Spool;
-    if !config.checkpoint.enabled {
-        return crate::http::context::private_spool();
-    }
-    let dir = config.checkpoint.upload_dir();
-    match Spool::new(&dir) {
-        Ok(spool) => {
-            let stale = Duration::from_millis(config.limits.idle_timeout_ms.saturating_mul(10))
-                .max(Duration::from_secs(600));
-            let reaped = spool.reap(stale);
-            if reaped > 0 {
-                info!(dir = %dir.display(), reaped, "removed abandoned upload spool files");
-            }
-            Arc::new(spool)
-        }
-        Err(err) => {
-            warn!(dir = %dir.display(), %err, "cannot use the upload directory: uploads in flight will not survive a takeover");
-            crate::http::context::private_spool()
         }
     }
 }

@@ -76,7 +76,6 @@ fn ab_number(out: &str, name: &str) -> u64 {
     out.lines()
         .find_map(|l| {
             l.strip_prefix(name)?
-                .trim()
                 .split_whitespace()
                 .next()?
                 .parse()

@@ -217,10 +217,10 @@ impl Inner {
     /// An atomic u64 at `off` bytes into the mapping.
     ///
     /// # Safety
-    /// `off + 8 <= len` and `off % 8 == 0`; callers derive `off` from the
+    /// `off + 8 <= len` and `off.is_multiple_of(8)`; callers derive `off` from the
     /// layout checked at open time, never from segment contents.
     pub(crate) unsafe fn u64_at(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.map.len());
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.map.len());
         // SAFETY: the mapping is page-aligned and lives as long as `self`;
         // every access to shared words goes through atomics.
         unsafe { &*(self.base().add(off) as *const AtomicU64) }
@@ -229,9 +229,9 @@ impl Inner {
     /// An atomic u32 at `off` bytes into the mapping.
     ///
     /// # Safety
-    /// `off + 4 <= len` and `off % 4 == 0`.
+    /// `off + 4 <= len` and `off.is_multiple_of(4)`.
     pub(crate) unsafe fn u32_at(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off % 4 == 0 && off + 4 <= self.map.len());
+        debug_assert!(off.is_multiple_of(4) && off + 4 <= self.map.len());
         // SAFETY: as for `u64_at`.
         unsafe { &*(self.base().add(off) as *const AtomicU32) }
     }

@@ -79,7 +79,7 @@ fn hammering_writers_and_readers_never_accept_a_torn_record() {
                 }
                 etag.clear();
                 etag.push_str(&format!("\"{i:x}\""));
-                let e = if i % 3 == 0 {
+                let e = if i.is_multiple_of(3) {
                     None
                 } else {
                     Some(etag.as_str())
@@ -160,7 +160,7 @@ fn a_bundle_is_seen_whole_or_not_at_all() {
                     sealed(i + 1, "/pair/tcp", Some("\"t\"")),
                     sealed(i + 1, "/pair/udp", None),
                 ];
-                if i % 4 == 0 {
+                if i.is_multiple_of(4) {
                     w.write(SlotId(0), &four).unwrap();
                 } else {
                     w.write(SlotId(0), &two).unwrap();

@@ -135,7 +135,7 @@ fn replica_converges_over_udp_with_every_fifth_datagram_dropped() {
         if i % 7 == 6 {
             slots0.free(held.remove(0)).unwrap();
         }
-        if i % 25 == 0 {
+        if i.is_multiple_of(25) {
             box0.heartbeat(1_000 + i as u64);
             std::thread::sleep(Duration::from_millis(3));
         }
@@ -406,7 +406,7 @@ fn under_continuous_writes_and_loss_the_snapshot_sweep_still_reaches_every_slot(
                 break;
             };
             sent += 1;
-            if sent % 5 != 0 {
+            if !sent.is_multiple_of(5) {
                 rb.handle(&d, addr, now).unwrap();
             }
         }

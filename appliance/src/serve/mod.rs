@@ -53,27 +53,42 @@ pub struct CacheApp {
     restoring: HashMap<ConnId, RestoreData>,
 }
 
+/// What every worker's app shares with the rest of the box.
+#[derive(Clone)]
+pub struct BoxShared {
+    /// The object cache.
+    pub cache: Arc<Cache>,
+    /// Connections of dead or drained boxes, and where their frames go.
+    pub orphans: Arc<OrphanTable>,
+    /// Where uploads in flight are kept.
+    pub spool: Arc<Spool>,
+    /// Every worker's HTTP counters, for the admin API.
+    pub http_workers: crate::http::HttpWorkers,
+    /// Request limits.
+    pub limits: Limits,
+    /// Most sessions one worker serves.
+    pub max_sessions: usize,
+}
+
 impl CacheApp {
-    /// The app of worker `worker`.
-    pub fn new(
-        cache: Arc<Cache>,
-        worker: usize,
-        limits: Limits,
-        max_sessions: usize,
-        checkpoints: Option<Checkpointer>,
-        orphans: Arc<OrphanTable>,
-        spool: Arc<Spool>,
-        http_workers: &crate::http::HttpWorkers,
-    ) -> CacheApp {
+    /// The app of worker `worker`, writing its checkpoints with
+    /// `checkpoints` (none: checkpointing is off or out of slots).
+    pub fn new(worker: usize, checkpoints: Option<Checkpointer>, shared: &BoxShared) -> CacheApp {
         let waker = Arc::new(LateWaker::default());
-        let http =
-            HttpWorker::with_spool(cache, worker, waker.clone(), limits, max_sessions, spool);
-        http_workers.register(Arc::clone(http.context()));
+        let http = HttpWorker::with_spool(
+            Arc::clone(&shared.cache),
+            worker,
+            waker.clone(),
+            shared.limits,
+            shared.max_sessions,
+            Arc::clone(&shared.spool),
+        );
+        shared.http_workers.register(Arc::clone(http.context()));
         CacheApp {
             http,
             waker,
             checkpoints,
-            orphans,
+            orphans: Arc::clone(&shared.orphans),
             restoring: HashMap::new(),
         }
     }
