@@ -128,6 +128,30 @@ impl LabGuard {
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failed test: what the boxes said goes into the test's
+            // output (CI shows it), since the lab is removed next.
+            for n in 1..=9 {
+                let Ok(log) = fs::read_to_string(self.file(&format!("box{n}.log"))) else {
+                    continue;
+                };
+                let notable: Vec<&str> = log
+                    .lines()
+                    .filter(|l| {
+                        l.contains("WARN")
+                            || l.contains("ERROR")
+                            || l.contains("takeover")
+                            || l.contains("not ready")
+                            || l.contains("declared")
+                    })
+                    .collect();
+                let skip = notable.len().saturating_sub(60);
+                eprintln!("---- box{n}.log: warnings and takeovers (last 60) ----");
+                for l in &notable[skip..] {
+                    eprintln!("{l}");
+                }
+            }
+        }
         let o = lab(&self.prefix, &["down"]);
         if !o.status.success() {
             eprintln!("lab down --prefix {} failed: {}", self.prefix, text(&o));
