@@ -411,8 +411,16 @@ fn check_origin_conformance(g: &LabGuard) {
 fn lab_builtin_origin_answers_range_if_range_and_validators() {
     let g = LabGuard::up("bt_origin", &["--boxes", "1"]);
     check_origin_conformance(&g);
-    let (code, _, _) = curl(&g, "/1M.bin", &["-X", "POST"]);
+    // Methods it has no use for are refused; uploads are taken (and
+    // digested: the upload takeover tests read the digest).
+    let (code, _, _) = curl(&g, "/1M.bin", &["-X", "DELETE"]);
     assert_eq!(code, 405);
+    let (code, _, body) = curl(&g, "/up", &["--data-binary", "hello"]);
+    assert_eq!(code, 201);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        format!("sha256={} bytes=5 copies=1\n", sha256_hex(b"hello"))
+    );
 }
 
 #[test]
