@@ -80,7 +80,6 @@ pub fn run(args: RunArgs) -> Result<()> {
         .region(config.node.id)
         .context("own region of the segment")?;
     let previous = region.box_info().ok();
-    wait_for_peers_to_see_the_restart(previous.as_ref(), &config);
     let epoch = region.begin_epoch();
     let state = match previous.as_ref().map(|p| p.state) {
         None | Some(BoxState::Unused) => BoxState::Alive,
@@ -374,35 +373,6 @@ fn spawn_heartbeat(
             }
         })
         .context("starting the heartbeat thread")
-}
-
-/// A box restarted faster than failure detection: its previous
-/// incarnation's connections are still in its region and the peers have not
-/// seen it die, so nobody would ever take them over (a new epoch never
-/// resurrects them, issue 6 item 7). Stay silent until the peers must have
-/// declared the old incarnation dead: twice the detection time, plus one
-/// interval, after its last heartbeat.
-fn wait_for_peers_to_see_the_restart(previous: Option<&baton_shmem::BoxInfo>, config: &Config) {
-    let Some(p) = previous else {
-        return;
-    };
-    if !matches!(p.state, BoxState::Alive | BoxState::Rejoined) || p.connections <= 0 {
-        return;
-    }
-    let quiet_ms = config
-        .failure
-        .detection_ms()
-        .saturating_mul(2)
-        .saturating_add(config.failure.heartbeat_interval_ms);
-    let since = unix_ms().saturating_sub(p.heartbeat_ms);
-    if since < quiet_ms {
-        info!(
-            connections = p.connections,
-            wait_ms = quiet_ms - since,
-            "restarted before the peers could see this box die: waiting for them to take its connections over"
-        );
-        thread::sleep(Duration::from_millis(quiet_ms - since));
-    }
 }
 
 /// Whether the watcher's tick shows its own box starved of CPU: it woke
