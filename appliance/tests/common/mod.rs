@@ -225,47 +225,54 @@ pub fn header(headers: &str, name: &str) -> Option<String> {
     })
 }
 
-/// A capture of every RST that reaches the client from anyone but itself,
-/// and of the client's FINs (an RST to a connection the client had closed
-/// broke nothing).
-pub struct RstCapture {
+/// A tcpdump in the client namespace writing what `filter` matches on
+/// `eth0` to a file; `start` returns once tcpdump says it listens, so
+/// nothing sent after it is missed.
+pub struct Capture {
     child: Child,
     file: std::path::PathBuf,
 }
 
-impl RstCapture {
-    pub fn start(g: &LabGuard) -> RstCapture {
+impl Capture {
+    pub fn start(g: &LabGuard, name: &str, filter: &str) -> Capture {
+        use std::io::BufRead;
         assert!(
             Command::new("tcpdump").arg("--version").output().is_ok(),
             "tcpdump is not installed: apt-get install tcpdump (scripts/test does)"
         );
-        let file = g.file("rst.pcap");
-        let child = Command::new("ip")
+        let file = g.file(name);
+        let _ = fs::remove_file(&file);
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &format!("{}-client", g.prefix)])
             .args(["tcpdump", "-i", "eth0", "-n", "-U", "-w"])
             .arg(&file)
-            .arg(
-                "((tcp[tcpflags] & tcp-rst) != 0 and not src host 198.18.0.100) \
-                 or ((tcp[tcpflags] & tcp-fin) != 0 and src host 198.18.0.100)",
-            )
+            .arg(filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump is not installed: apt-get install tcpdump (scripts/test does)");
-        // tcpdump needs a moment to open the interface.
-        for _ in 0..50 {
-            if file.exists() {
-                break;
+        // "listening on eth0, ..." comes once the interface is open and
+        // the filter set; the rest of stderr is drained so tcpdump never
+        // blocks on it.
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
             }
-            sleep(Duration::from_millis(20));
-        }
-        RstCapture { child, file }
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("tcpdump did not start listening within 10 s");
+        Capture { child, file }
     }
 
-    /// Stops the capture and returns the RSTs that reached a connection
-    /// the client had not closed yet, one line each.
-    pub fn finish(mut self) -> Vec<String> {
-        sleep(Duration::from_millis(300));
+    /// Stops the capture (after `linger`, for frames still in flight) and
+    /// returns `tcpdump -n -r` of the file, a line a packet.
+    pub fn finish(mut self, linger: Duration) -> Vec<String> {
+        sleep(linger);
         // SAFETY: SIGINT to our own child, so tcpdump flushes its file.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
@@ -274,9 +281,34 @@ impl RstCapture {
             .arg(&self.file)
             .output()
             .expect("tcpdump -r");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A capture of every RST that reaches the client from anyone but itself,
+/// and of the client's FINs (an RST to a connection the client had closed
+/// broke nothing).
+pub struct RstCapture(Capture);
+
+impl RstCapture {
+    pub fn start(g: &LabGuard) -> RstCapture {
+        RstCapture(Capture::start(
+            g,
+            "rst.pcap",
+            "((tcp[tcpflags] & tcp-rst) != 0 and not src host 198.18.0.100) \
+             or ((tcp[tcpflags] & tcp-fin) != 0 and src host 198.18.0.100)",
+        ))
+    }
+
+    /// Stops the capture and returns the RSTs that reached a connection
+    /// the client had not closed yet, one line each.
+    pub fn finish(self) -> Vec<String> {
         let mut closed_by_client = std::collections::HashSet::new();
         let mut resets = Vec::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for line in self.0.finish(Duration::from_millis(300)) {
             // "TIME IP SRC.PORT > DST.PORT: Flags [..], ..."
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (Some(src), Some(dst)) = (fields.get(2), fields.get(4)) else {
@@ -291,7 +323,7 @@ impl RstCapture {
             if src.starts_with("198.18.0.100.") {
                 closed_by_client.extend(client_port(src));
             } else if !client_port(dst).is_some_and(|p| closed_by_client.contains(&p)) {
-                resets.push(line.to_string());
+                resets.push(line.clone());
             }
         }
         resets
