@@ -11,6 +11,7 @@
 //! after 1 s and 3 s (docs/BENCHMARKS.md, Open findings).
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
@@ -21,33 +22,51 @@ use common::*;
 struct SynCapture {
     child: std::process::Child,
     file: std::path::PathBuf,
+    /// tcpdump's stderr, kept open until it exits.
+    _stderr: BufReader<std::process::ChildStderr>,
 }
 
 impl SynCapture {
     fn start(g: &LabGuard, dst: &str) -> SynCapture {
         let file = g.file("syn.pcap");
         let _ = std::fs::remove_file(&file);
-        let child = Command::new("ip")
+        let mut child = Command::new("ip")
             .args(["netns", "exec", &format!("{}-client", g.prefix)])
-            .args(["tcpdump", "-i", "eth0", "-n", "-U", "-w"])
+            // --immediate-mode: each packet is handed over at once, not
+            // when libpcap's ring block fills or times out (1 s), which
+            // lost the last SYN of the run at SIGINT.
+            .args([
+                "tcpdump",
+                "-i",
+                "eth0",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-w",
+            ])
             .arg(&file)
             .arg(format!(
                 "dst host {dst} and (tcp[tcpflags] & (tcp-syn|tcp-ack)) == tcp-syn"
             ))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump is not installed: apt-get install tcpdump (scripts/test does)");
-        for _ in 0..50 {
-            if file.exists() {
-                break;
-            }
-            sleep(Duration::from_millis(20));
+        // tcpdump says "listening on eth0, ..." once it captures; SYNs sent
+        // before that would be missed (seen on a loaded machine: the first
+        // two of five, 600 ms after the file appeared).
+        let mut stderr = BufReader::new(child.stderr.take().expect("tcpdump stderr"));
+        let mut line = String::new();
+        while !line.contains("listening on") {
+            line.clear();
+            let n = stderr.read_line(&mut line).expect("tcpdump stderr");
+            assert!(n > 0, "tcpdump exited before capturing");
         }
-        // tcpdump writes the file header before it has opened the
-        // interface: give it a moment more.
-        sleep(Duration::from_millis(200));
-        SynCapture { child, file }
+        SynCapture {
+            child,
+            file,
+            _stderr: stderr,
+        }
     }
 
     /// Stops the capture; one line per SYN.
