@@ -141,7 +141,8 @@ pub struct TcpConfig {
     pub invalid_ratelimit: Duration,
     /// Takeover probes sent before giving up with [`Event::NotReady`].
     pub restore_probe_retries: u32,
-    /// First takeover probe retransmission interval (doubles each time).
+    /// Takeover probe retransmission interval: the first retries come at
+    /// this interval, later ones double it.
     pub restore_probe_interval: Duration,
     /// The application acknowledges client data only once the checkpoint
     /// covering it is committed (issue 6, `ack_after_commit`). A restored
@@ -170,7 +171,7 @@ impl Default for TcpConfig {
             time_wait: Duration::from_secs(60),
             zero_window_probe_max: 15,
             invalid_ratelimit: Duration::from_millis(500),
-            restore_probe_retries: 6,
+            restore_probe_retries: 9,
             // The client answers a probe in ~1-2 ms on a LAN (measured: 1.6 ms,
             // ARCHITECTURE.md). 50 ms leaves room for a survivor busy restoring
             // thousands of connections and for one lost probe within the 200 ms

@@ -228,15 +228,20 @@ fn probes_back_off_and_give_up_with_not_ready() {
             }
         }
     }
-    // 50 ms, doubling, restore_probe_retries = 6 retries after the first;
-    // each retry spread over up to half its interval more, so thousands of
-    // connections restored together do not probe in lockstep.
-    assert_eq!(probes.len(), 7, "{probes:?}");
+    // restore_probe_retries = 9 retries after the first: four at 50 ms,
+    // then doubling; each retry spread over up to half its interval more,
+    // so thousands of connections restored together do not probe in
+    // lockstep. Giving up takes about 3.3 s.
+    assert_eq!(probes.len(), 10, "{probes:?}");
     assert_eq!(&probes[..2], &[0, 50]);
     let mut times = probes.clone();
     times.push(rst.expect("a reset when giving up"));
+    assert!(
+        (3_300..5_000).contains(times.last().unwrap()),
+        "gave up at {times:?}"
+    );
     for k in 2..times.len() {
-        let base = 50u128 << (k - 1);
+        let base = 50u128 << (k as u32 - 1).saturating_sub(4);
         let gap = times[k] - times[k - 1];
         assert!(
             gap >= base && gap <= base + base / 2,
