@@ -11,81 +11,10 @@
 //! after 1 s and 3 s (docs/BENCHMARKS.md, Open findings).
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
 use common::*;
-
-/// SYNs the client sent to `dst`, captured in the client namespace.
-struct SynCapture {
-    child: std::process::Child,
-    file: std::path::PathBuf,
-    /// tcpdump's stderr, kept open until it exits.
-    _stderr: BufReader<std::process::ChildStderr>,
-}
-
-impl SynCapture {
-    fn start(g: &LabGuard, dst: &str) -> SynCapture {
-        let file = g.file("syn.pcap");
-        let _ = std::fs::remove_file(&file);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &format!("{}-client", g.prefix)])
-            // --immediate-mode: each packet is handed over at once, not
-            // when libpcap's ring block fills or times out (1 s), which
-            // lost the last SYN of the run at SIGINT.
-            .args([
-                "tcpdump",
-                "-i",
-                "eth0",
-                "-n",
-                "-U",
-                "--immediate-mode",
-                "-w",
-            ])
-            .arg(&file)
-            .arg(format!(
-                "dst host {dst} and (tcp[tcpflags] & (tcp-syn|tcp-ack)) == tcp-syn"
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump is not installed: apt-get install tcpdump (scripts/test does)");
-        // tcpdump says "listening on eth0, ..." once it captures; SYNs sent
-        // before that would be missed (seen on a loaded machine: the first
-        // two of five, 600 ms after the file appeared).
-        let mut stderr = BufReader::new(child.stderr.take().expect("tcpdump stderr"));
-        let mut line = String::new();
-        while !line.contains("listening on") {
-            line.clear();
-            let n = stderr.read_line(&mut line).expect("tcpdump stderr");
-            assert!(n > 0, "tcpdump exited before capturing");
-        }
-        SynCapture {
-            child,
-            file,
-            _stderr: stderr,
-        }
-    }
-
-    /// Stops the capture; one line per SYN.
-    fn finish(mut self) -> Vec<String> {
-        sleep(Duration::from_millis(200));
-        // SAFETY: SIGINT to our own child, so tcpdump flushes its file.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let _ = self.child.wait();
-        let out = Command::new("tcpdump")
-            .args(["-n", "-r"])
-            .arg(&self.file)
-            .output()
-            .expect("tcpdump -r");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
 
 /// A dataplane counter of box `n` from its admin API (asked from box 3,
 /// on the back LAN).
@@ -130,7 +59,12 @@ fn lab_restarted_box_connects_on_the_first_syn_and_serves_at_full_rate() {
     sleep(Duration::from_millis(300));
     ok(g.lab(&["start", "box1"]));
 
-    let syns = SynCapture::start(&g, "198.18.0.11");
+    // SYNs the client sends to box 1's address.
+    let syns = Capture::start(
+        &g,
+        "syn.pcap",
+        "dst host 198.18.0.11 and (tcp[tcpflags] & (tcp-syn|tcp-ack)) == tcp-syn",
+    );
     let mut connect_times = Vec::new();
     for _ in 0..5 {
         let out = ok(g.exec(
@@ -154,7 +88,7 @@ fn lab_restarted_box_connects_on_the_first_syn_and_serves_at_full_rate() {
         // between the connections.
         sleep(Duration::from_millis(300));
     }
-    let seen = syns.finish();
+    let seen = syns.finish(Duration::from_millis(200));
     assert!(
         connect_times.iter().all(|&t| t < 0.5),
         "a connection to the restarted box waited for a SYN retransmission: connect times {connect_times:?} s\n{}",

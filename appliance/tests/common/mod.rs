@@ -244,7 +244,18 @@ impl Capture {
         let _ = fs::remove_file(&file);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &format!("{}-client", g.prefix)])
-            .args(["tcpdump", "-i", "eth0", "-n", "-U", "-w"])
+            // --immediate-mode: each packet is handed over at once, not
+            // when libpcap's ring block fills or times out (1 s), which
+            // lost a run's last packets at SIGINT.
+            .args([
+                "tcpdump",
+                "-i",
+                "eth0",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-w",
+            ])
             .arg(&file)
             .arg(filter)
             .stdout(Stdio::null())
