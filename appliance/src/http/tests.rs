@@ -911,26 +911,17 @@ proptest::proptest! {
         let name = spool_name(&format!("fuzz-{seq}"));
         let mut f = crate::http::context::private_spool().create(&name).unwrap();
         f.append(&vec![1u8; spool_len]).unwrap();
-        let cp = ResponseCheckpoint {
-            object_start_seq: 0,
-            status: 0,
-            method: Method::from_code(method),
-            minor: 1,
-            url: "/p".into(),
-            etag: None,
-            last_modified: None,
-            range: None,
-            persistent: true,
-            request_count: 1,
-            body_offset: 0,
-            upload: Some(crate::http::upload::UploadState {
+        let cp = upload_checkpoint(
+            Method::from_code(method),
+            "/p",
+            crate::http::upload::UploadState {
                 body_start_seq: seq,
                 content_length: received.max(len),
                 received: received.min(len),
                 forwarded,
                 content_type: None,
-            }),
-        };
+            },
+        );
         let mut r = HttpSession::resume(ctx, &cp, seq, Some(name.clone()), Instant::now());
         for c in &chunks {
             r.on_bytes_at(c, Some(seq), Instant::now());
@@ -1660,6 +1651,28 @@ fn upload_head(method: &str, path: &str, len: usize, extra: &str) -> String {
     )
 }
 
+/// The checkpoint of an upload (as a survivor reads it from the segment).
+fn upload_checkpoint(
+    method: Method,
+    url: &str,
+    state: crate::http::upload::UploadState,
+) -> ResponseCheckpoint {
+    ResponseCheckpoint {
+        object_start_seq: 0,
+        status: 0,
+        method,
+        minor: 1,
+        url: url.into(),
+        etag: None,
+        last_modified: None,
+        range: None,
+        persistent: true,
+        request_count: 1,
+        body_offset: 0,
+        upload: Some(state),
+    }
+}
+
 /// A spool file name no other test uses.
 fn spool_name(tag: &str) -> String {
     format!("test-{tag}-{}", std::process::id())
@@ -1769,30 +1782,21 @@ fn a_post_the_origin_may_have_is_not_sent_again_after_a_takeover_but_a_put_is() 
         let name = spool_name(&format!("forwarded-{method}"));
         let mut spool = crate::http::context::private_spool().create(&name).unwrap();
         spool.append(&body).unwrap();
-        let cp = ResponseCheckpoint {
-            object_start_seq: 0,
-            status: 0,
-            method: if method == "POST" {
+        let cp = upload_checkpoint(
+            if method == "POST" {
                 Method::Post
             } else {
                 Method::Put
             },
-            minor: 1,
-            url: format!("/{method}"),
-            etag: None,
-            last_modified: None,
-            range: None,
-            persistent: true,
-            request_count: 1,
-            body_offset: 0,
-            upload: Some(crate::http::upload::UploadState {
+            &format!("/{method}"),
+            crate::http::upload::UploadState {
                 body_start_seq: 7,
                 content_length: body.len() as u64,
                 received: body.len() as u64,
                 forwarded: true,
                 content_type: None,
-            }),
-        };
+            },
+        );
         let (ctx, rx) = h.worker(Limits::default());
         let s = HttpSession::resume(ctx, &cp, 1000, Some(name.clone()), Instant::now());
         let mut r = Conn::new(s, rx);
