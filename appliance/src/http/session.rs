@@ -196,8 +196,9 @@ pub struct HttpSession {
     /// until its response is done (clients do not pipeline after a
     /// non-idempotent request, RFC 9112 §9.3.2).
     upload: Option<Upload>,
-    /// Whether the upload's checkpoint can be written: its body's sequence
-    /// numbers are known.
+    /// The client's sequence number after the last byte given to the
+    /// session (`None` over transports without sequence numbers: then an
+    /// upload has no checkpoint).
     input_end_seq: Option<u32>,
     /// Names this connection's spool file (the same on a survivor).
     conn_name: Option<String>,
@@ -833,7 +834,6 @@ impl HttpSession {
         let body_start_seq = self
             .input_end_seq
             .map(|end| end.wrapping_sub(self.inbuf.len() as u32));
-        self.input_end_seq = body_start_seq;
         self.upload = Some(Upload {
             state: UploadState {
                 body_start_seq: body_start_seq.unwrap_or(0),
@@ -879,7 +879,6 @@ impl HttpSession {
         }
         self.inbuf.drain(..k);
         u.state.received += k as u64;
-        self.input_end_seq = self.input_end_seq.map(|_| u.state.covered_seq());
         self.publish_upload();
     }
 
