@@ -484,6 +484,7 @@ fn spawn_watcher(
                 // rather than declare a live peer dead.
                 let gap = last_tick.elapsed();
                 last_tick = std::time::Instant::now();
+                control.fence_if_declared_dead();
                 let own_silence = control
                     .region
                     .box_info()
@@ -547,9 +548,40 @@ impl Control {
         tracing::debug!(connections, counters = %nonzero.join(" "), "dataplane");
     }
 
+    /// A peer declared this box dead (our heartbeats stopped for longer
+    /// than the detection time: the process was stopped or starved) and its
+    /// survivors now serve our connections from our checkpoints. Serving
+    /// them too would hand the clients two senders, and our retransmissions
+    /// would end in resets: stop at once, as a crash would have.
+    fn fence_if_declared_dead(&self) {
+        let Ok(me) = self.region.box_info() else {
+            return;
+        };
+        if me.state != BoxState::Dead {
+            return;
+        }
+        tracing::error!(
+            epoch = me.epoch,
+            "declared dead by a peer while alive: its survivors serve our connections now; fencing this box (the dataplane stops, the process exits with status 3)"
+        );
+        self.dataplane.shutdown();
+        thread::sleep(Duration::from_millis(20));
+        std::process::exit(3);
+    }
+
     /// Takes over the connections of dead box `dead` (seed Fig. 6 604-618).
     fn take_over(&self, dead: u16, survivors: &[u16]) {
         let started = std::time::Instant::now();
+        // Tell the box, should it still be running (a stopped process, a
+        // stall longer than detection), that it has been taken over: it
+        // fences itself. A draining box is stopping on purpose.
+        if let Ok(info) = self.segment.box_info(dead) {
+            if info.state != BoxState::Draining {
+                if let Ok(r) = self.segment.region(dead) {
+                    r.declare_dead(info.epoch);
+                }
+            }
+        }
         let before = TakeoverSnapshot::of(&self.dataplane);
         let plan = takeover::plan(&self.segment, dead, self.me, survivors);
         let mut routes = Vec::with_capacity(plan.mine.len() + plan.elsewhere.len());

@@ -156,6 +156,18 @@ impl Region {
         self.entry_u64(E_HEARTBEAT).fetch_add(1, Ordering::Release);
     }
 
+    /// A peer declares this box dead at `epoch` (it took the box's
+    /// connections over): the box, if it still runs that epoch, reads this
+    /// from its own entry and must stop serving them. False when the box
+    /// has begun another epoch since (a restart is never declared dead).
+    pub fn declare_dead(&self, epoch: u32) -> bool {
+        if self.epoch() != epoch {
+            return false;
+        }
+        self.set_state(BoxState::Dead);
+        true
+    }
+
     /// Sets the lifecycle state.
     pub fn set_state(&self, state: BoxState) {
         self.entry_u32(E_STATE)
