@@ -476,6 +476,7 @@ fn spawn_watcher(
             let mut last_stats = std::time::Instant::now();
             let mut last_tick = std::time::Instant::now();
             let mut was_starved = false;
+            let watching_since = std::time::Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 // A judge that was itself asleep cannot tell a silent peer
                 // from a stalled machine: when this thread woke late, or
@@ -484,7 +485,9 @@ fn spawn_watcher(
                 // rather than declare a live peer dead.
                 let gap = last_tick.elapsed();
                 last_tick = std::time::Instant::now();
-                control.fence_if_declared_dead();
+                control.fence_if_declared_dead(
+                    watching_since.elapsed() > Duration::from_millis(2 * deadline_ms),
+                );
                 let own_silence = control
                     .region
                     .box_info()
@@ -516,7 +519,7 @@ fn spawn_watcher(
                         Ok(info) => match tracker.observe(id, &info, now, deadline_ms) {
                             Some(Transition::Died) => {
                                 let survivors = tracker.alive_with(control.me);
-                                control.take_over(id, &survivors);
+                                control.take_over(id, &info, &survivors);
                             }
                             Some(Transition::Rejoined) => control.hand_back(id),
                             None => {}
@@ -553,11 +556,21 @@ impl Control {
     /// survivors now serve our connections from our checkpoints. Serving
     /// them too would hand the clients two senders, and our retransmissions
     /// would end in resets: stop at once, as a crash would have.
-    fn fence_if_declared_dead(&self) {
+    ///
+    /// `settled`: this box has run for longer than twice the detection
+    /// time. Before that a `dead` mark can only be a survivor's verdict on
+    /// the previous incarnation landing just after this one started (it
+    /// checked the epoch a moment before our restart): cleared, not obeyed.
+    fn fence_if_declared_dead(&self, settled: bool) {
         let Ok(me) = self.region.box_info() else {
             return;
         };
         if me.state != BoxState::Dead {
+            return;
+        }
+        if !settled {
+            info!("a peer's verdict on this box's previous incarnation arrived late: ignored");
+            self.region.set_state(BoxState::Rejoined);
             return;
         }
         tracing::error!(
@@ -569,17 +582,17 @@ impl Control {
         std::process::exit(3);
     }
 
-    /// Takes over the connections of dead box `dead` (seed Fig. 6 604-618).
-    fn take_over(&self, dead: u16, survivors: &[u16]) {
+    /// Takes over the connections of dead box `dead`, judged dead from
+    /// `judged` (seed Fig. 6 604-618).
+    fn take_over(&self, dead: u16, judged: &baton_shmem::BoxInfo, survivors: &[u16]) {
         let started = std::time::Instant::now();
         // Tell the box, should it still be running (a stopped process, a
         // stall longer than detection), that it has been taken over: it
-        // fences itself. A draining box is stopping on purpose.
-        if let Ok(info) = self.segment.box_info(dead) {
-            if info.state != BoxState::Draining {
-                if let Ok(r) = self.segment.region(dead) {
-                    r.declare_dead(info.epoch);
-                }
+        // fences itself. Only the epoch judged: a box restarted meanwhile
+        // is a new member. A draining box is stopping on purpose.
+        if judged.state != BoxState::Draining {
+            if let Ok(r) = self.segment.region(dead) {
+                r.declare_dead(judged.epoch);
             }
         }
         let before = TakeoverSnapshot::of(&self.dataplane);
