@@ -375,6 +375,12 @@ fn spawn_heartbeat(
         .context("starting the heartbeat thread")
 }
 
+/// How long a (re)started box ignores a live peer answering for its own
+/// addresses: the survivor that inherited them hands them back once it sees
+/// this box's new epoch (a watcher tick, plus replication on a replicated
+/// segment).
+const CLAIM_GRACE: Duration = Duration::from_secs(2);
+
 /// Whether the watcher's tick shows its own box starved of CPU: it woke
 /// more than two intervals after the last tick, or its own heartbeat is
 /// more than two intervals old (5 ms of slack for an ordinary wakeup).
@@ -477,6 +483,9 @@ fn spawn_watcher(
             let mut last_tick = std::time::Instant::now();
             let mut was_starved = false;
             let watching_since = std::time::Instant::now();
+            // This box went unheard for longer than detection (stopped,
+            // starved): its peers may have declared it dead.
+            let mut was_silent = false;
             while !stop.load(Ordering::Relaxed) {
                 // A judge that was itself asleep cannot tell a silent peer
                 // from a stalled machine: when this thread woke late, or
@@ -485,6 +494,7 @@ fn spawn_watcher(
                 // rather than declare a live peer dead.
                 let gap = last_tick.elapsed();
                 last_tick = std::time::Instant::now();
+                was_silent |= gap > Duration::from_millis(deadline_ms);
                 control.fence_if_declared_dead(
                     watching_since.elapsed() > Duration::from_millis(2 * deadline_ms),
                 );
@@ -517,6 +527,12 @@ fn spawn_watcher(
                 for &id in &peers {
                     match control.segment.box_info(id) {
                         Ok(info) => match tracker.observe(id, &info, now, deadline_ms) {
+                            None if was_silent
+                                && tracker.is_alive(id)
+                                && watching_since.elapsed() > CLAIM_GRACE =>
+                            {
+                                control.fence_if_claimed(id, &info);
+                            }
                             Some(Transition::Died) => {
                                 let survivors = tracker.alive_with(control.me);
                                 control.take_over(id, &info, &survivors);
@@ -562,10 +578,44 @@ impl Control {
     /// the previous incarnation landing just after this one started (it
     /// checked the epoch a moment before our restart): cleared, not obeyed.
     fn fence_if_declared_dead(&self, settled: bool) {
+        self.fence_when(
+            settled,
+            |me| me.state == BoxState::Dead,
+            "declared dead by a peer while alive",
+        )
+    }
+
+    /// A live peer answers for one of our own addresses after this box
+    /// was silent for longer than detection: the peer declared it dead and
+    /// took them over (the signal also reaches a box whose segment is
+    /// replicated, where no peer can mark its entry). Only after such a
+    /// silence: a peer that inherited our address from a box that had
+    /// inherited it keeps it across our restart. Not while we drain (the
+    /// peers take our addresses on purpose).
+    fn fence_if_claimed(&self, peer: u16, info: &baton_shmem::BoxInfo) {
+        if !info.service_ips.iter().any(|ip| self.own_ips.contains(ip)) {
+            return;
+        }
+        let _ = peer;
+        self.fence_when(
+            true,
+            |me| me.state != BoxState::Draining,
+            "a live peer answers for our address",
+        )
+    }
+
+    /// Fences this box when `taken_over` says its own entry shows it was
+    /// taken over (see [`Self::fence_if_declared_dead`]).
+    fn fence_when(
+        &self,
+        settled: bool,
+        taken_over: impl Fn(&baton_shmem::BoxInfo) -> bool,
+        why: &str,
+    ) {
         let Ok(me) = self.region.box_info() else {
             return;
         };
-        if me.state != BoxState::Dead {
+        if !taken_over(&me) {
             return;
         }
         if !settled {
@@ -575,7 +625,7 @@ impl Control {
         }
         tracing::error!(
             epoch = me.epoch,
-            "declared dead by a peer while alive: its survivors serve our connections now; fencing this box (the dataplane stops, the process exits with status 3)"
+            "{why}: its survivors serve our connections now; fencing this box (the dataplane stops, the process exits with status 3)"
         );
         self.dataplane.shutdown();
         thread::sleep(Duration::from_millis(20));
@@ -1086,6 +1136,13 @@ impl PeerTracker {
             };
         }
         None
+    }
+
+    /// Whether peer `id` is believed alive.
+    fn is_alive(&self, id: u16) -> bool {
+        self.peers
+            .iter()
+            .any(|(p, v)| *p == id && matches!(v, PeerView::Alive { .. }))
     }
 
     /// The peers believed alive, and `me`.

@@ -328,42 +328,46 @@ fn lab_drain_moves_an_upload_in_flight() {
 fn lab_a_box_declared_dead_while_alive_fences_itself_and_its_downloads_finish_elsewhere() {
     // Split brain: box1 is stopped (SIGSTOP) for longer than detection, so
     // the peers take its connections over; then it runs again. It must not
-    // go on serving them: it reads that it was declared dead and stops.
-    let g = LabGuard::up("btto16", &["--boxes", "3"]);
-    let rst = RstCapture::start(&g);
-    let downloads: Vec<Download> = (0..20)
-        .map(|i| start_download(&g, i, 1, "1M.bin", "200K"))
-        .collect();
-    sleep(Duration::from_millis(1500));
-    let pid: i32 = fs::read_to_string(g.file("box1.pid"))
-        .expect("box1.pid")
-        .trim()
-        .parse()
-        .expect("a pid");
-    // SAFETY: signals to the lab's own box process.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    sleep(Duration::from_millis(500));
-    unsafe { libc::kill(pid, libc::SIGCONT) };
-    assert_all_identical(&g, downloads, "1M.bin");
-    let resets = rst.finish();
-    assert!(
-        resets.is_empty(),
-        "RSTs reached the client:\n{}",
-        resets.join("\n")
-    );
-    let log = fs::read_to_string(g.file("box1.log")).unwrap_or_default();
-    assert!(
-        log.contains("fencing this box"),
-        "box1 did not fence itself:\n{log}"
-    );
-    // Gone, or a zombie nobody reaped yet.
-    let running = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
-        st.rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next())
-            != Some("Z")
-    });
-    assert!(!running, "box1 still runs");
+    // go on serving them: it learns it was taken over and stops. With a
+    // shared segment the survivor marks box1's entry; with replicated ones
+    // box1 sees a live peer answer for its address.
+    for (prefix, mode) in [("btto16", "shared"), ("btto17", "replicated")] {
+        let g = LabGuard::up(prefix, &["--boxes", "3", "--segment-mode", mode]);
+        let rst = RstCapture::start(&g);
+        let downloads: Vec<Download> = (0..20)
+            .map(|i| start_download(&g, i, 1, "1M.bin", "200K"))
+            .collect();
+        sleep(Duration::from_millis(2500));
+        let pid: i32 = fs::read_to_string(g.file("box1.pid"))
+            .expect("box1.pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        // SAFETY: signals to the lab's own box process.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        sleep(Duration::from_millis(500));
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        assert_all_identical(&g, downloads, "1M.bin");
+        let resets = rst.finish();
+        assert!(
+            resets.is_empty(),
+            "{mode}: RSTs reached the client:\n{}",
+            resets.join("\n")
+        );
+        let log = fs::read_to_string(g.file("box1.log")).unwrap_or_default();
+        assert!(
+            log.contains("fencing this box"),
+            "{mode}: box1 did not fence itself:\n{log}"
+        );
+        // Gone, or a zombie nobody reaped yet.
+        let running = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+            st.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        });
+        assert!(!running, "{mode}: box1 still runs");
+    }
 }
 
 #[test]
