@@ -314,6 +314,18 @@ impl RstCapture {
         ))
     }
 
+    /// Stops the capture and fails the test if any RST reached a
+    /// connection the client was still using.
+    #[track_caller]
+    pub fn assert_none(self) {
+        let resets = self.finish();
+        assert!(
+            resets.is_empty(),
+            "RSTs reached the client:\n{}",
+            resets.join("\n")
+        );
+    }
+
     /// Stops the capture and returns the RSTs that reached a connection
     /// the client had not closed yet, one line each.
     pub fn finish(self) -> Vec<String> {
