@@ -376,12 +376,29 @@ fn lab_migrate_moves_connections_between_live_boxes_without_a_reset() {
         "1M.bin",
     );
     let rst = RstCapture::start(&g);
+    // 100 KB/s: curl's rate limit lets a download start in a burst, and
+    // on a loaded machine some curls start late; all 20 must still be
+    // running when the migration picks 8.
     let downloads: Vec<Download> = (0..20)
-        .map(|i| start_download(&g, i, 1, "1M.bin", "200K"))
+        .map(|i| start_download(&g, i, 1, "1M.bin", "100K"))
         .collect();
-    sleep(Duration::from_millis(1500));
+    sleep(Duration::from_millis(1000));
     // The source box's admin API is on the back LAN: ask from box 2.
     let config = g.file("box1.toml").display().to_string();
+    // Every download under way first (a loaded machine starts curls late).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = ok(g.exec("box2", &[BATON, "admin", "--config", &config, "metrics"]));
+        let open = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("baton_connections "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if open >= 20.0 || Instant::now() > deadline {
+            break;
+        }
+        sleep(Duration::from_millis(100));
+    }
     let out = ok(g.exec(
         "box2",
         &[
