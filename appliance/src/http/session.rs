@@ -360,6 +360,22 @@ impl HttpSession {
         }
     }
 
+    /// Bytes from the client whose first byte has TCP sequence number `seq`.
+    pub fn on_bytes_at(&mut self, data: &[u8], seq: Option<u32>, now: Instant) {
+        self.set_input_seq(seq);
+        self.on_bytes(data, now);
+    }
+
+    /// The TCP sequence number of the next byte the client sends (once,
+    /// when the connection starts here: an upload's checkpoint records
+    /// where its body sits in the client's byte stream). Kept if already
+    /// known (a resumed upload knows its own).
+    pub fn set_input_seq(&mut self, seq: Option<u32>) {
+        if seq.is_some() || self.upload.is_none() {
+            self.input_end_seq = seq;
+        }
+    }
+
     /// Names the connection for its spool file; the transport derives it
     /// from what a survivor's restored connection has too (see
     /// [`super::upload`]).
@@ -677,14 +693,11 @@ impl HttpSession {
 
     /// Bytes from the client.
     pub fn on_bytes(&mut self, data: &[u8], now: Instant) {
-        self.on_bytes_at(data, None, now);
-    }
-
-    /// Bytes from the client whose first byte has TCP sequence number
-    /// `seq` (when the transport knows it: an upload's checkpoint needs
-    /// it).
-    pub fn on_bytes_at(&mut self, data: &[u8], seq: Option<u32>, now: Instant) {
-        self.input_end_seq = seq.map(|s| s.wrapping_add(data.len() as u32));
+        // Counted here, so the transport is asked for a sequence number
+        // once per connection, not per read.
+        self.input_end_seq = self
+            .input_end_seq
+            .map(|s| s.wrapping_add(data.len() as u32));
         self.last_activity = now;
         if !self.reading {
             // After a close decision further input is not processed

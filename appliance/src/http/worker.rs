@@ -174,6 +174,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         match self.ctx.accept(now) {
             Ok(mut session) => {
                 session.set_conn_name(t.conn_name(conn));
+                session.set_input_seq(t.recv_seq(conn));
                 self.sessions.insert(
                     conn,
                     Entry {
@@ -203,7 +204,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         now: Instant,
     ) {
         let name = t.conn_name(conn);
-        let session = match cp {
+        let mut session = match cp {
             Some(cp) => HttpSession::resume(Arc::clone(&self.ctx), cp, acked_seq, name, now),
             None => {
                 let mut s = HttpSession::new(Arc::clone(&self.ctx), now);
@@ -211,6 +212,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
                 s
             }
         };
+        session.set_input_seq(t.recv_seq(conn));
         self.sessions.insert(
             conn,
             Entry {
@@ -387,12 +389,11 @@ fn read_input<T: Transport>(
 ) -> bool {
     let mut read = false;
     while s.wants_input() {
-        let seq = t.recv_seq(conn);
         let n = t.recv(conn, buf).min(buf.len());
         if n == 0 {
             break;
         }
-        s.on_bytes_at(&buf[..n], seq, now);
+        s.on_bytes(&buf[..n], now);
         read = true;
     }
     read
