@@ -9,8 +9,9 @@
 //! the sessions of one worker share; [`worker::HttpWorker`] drives them
 //! all for one worker over a [`worker::Transport`]; [`checkpoint`] is the
 //! takeover side.
-//! [`request`], [`range`], [`conditional`] and [`response`] are the pure
-//! RFC 9110/9112 pieces, each tested on its own.
+//! [`request`] and [`response`] are the pure RFC 9110/9112 pieces, each
+//! tested on its own; ranges and conditionals are `baton_http`'s, shared
+//! with the lab's origin.
 //!
 //! POST and PUT are uploads: [`upload`] spools their bodies where a
 //! survivor can find them, and the body goes to the origin once complete;
@@ -22,9 +23,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod checkpoint;
-pub mod conditional;
 pub mod context;
-pub mod range;
 pub mod request;
 pub mod response;
 pub mod session;
@@ -34,6 +33,7 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
+pub use baton_http::{conditional, range};
 pub use checkpoint::{NotResumable, ResponseCheckpoint};
 pub use context::{HttpCounters, HttpStats, HttpWorkers, WorkerContext};
 pub use request::{Limits, Method};

@@ -31,9 +31,8 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 
 use super::checkpoint::{NotResumable, ResponseCheckpoint};
-use super::conditional;
 use super::context::{bump, WorkerContext};
-use super::range::{self, RangeOutcome};
+use baton_http::{Decision, Preconditions, Validators};
 use super::request::{self, Method, ParseError, Parsed, Request, RequestBody};
 use super::response::{self, ContentRange, ObjectHead};
 use super::upload::{SpoolFile, UploadRequest, UploadState};
@@ -241,53 +240,48 @@ fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u
         let body = has_body.then_some((0, meta.length));
         (meta.status, meta.length, None, body)
     } else {
-        let etag = meta.etag.as_deref();
-        let lm = meta.last_modified.as_deref();
-        // RFC 9110 §13.2.2 steps 1–2: If-Match, else If-Unmodified-Since.
-        let failed = match (&req.if_match, &req.if_unmodified_since) {
-            (Some(im), _) => !conditional::match_hits(im, etag),
-            (None, Some(ius)) => !conditional::unmodified_since(ius, lm),
-            (None, None) => false,
-        };
-        let not_modified = match (&req.if_none_match, &req.if_modified_since) {
-            (Some(inm), _) => conditional::none_match_hits(inm, etag),
-            (None, Some(ims)) => conditional::not_modified_since(ims, lm),
-            (None, None) => false,
-        };
         // A body whose length the origin did not announce (chunked) has
         // one once complete.
         let len = meta
             .length
             .or_else(|| object.body().map(|b| meta.base + b.len()));
-        // RFC 9110 §14.2: Range is defined for GET only.
-        let outcome = match (is_get, &req.range, len) {
-            (true, Some(r), Some(len))
-                if req
-                    .if_range
-                    .as_deref()
-                    .is_none_or(|ir| conditional::range_allowed(ir, etag, lm)) =>
-            {
-                range::evaluate(r, len)
-            }
-            _ => RangeOutcome::Full,
+        let pre = Preconditions {
+            if_match: req.if_match.as_deref(),
+            if_unmodified_since: req.if_unmodified_since.as_deref(),
+            if_none_match: req.if_none_match.as_deref(),
+            if_modified_since: req.if_modified_since.as_deref(),
+            if_range: req.if_range.as_deref(),
+            range: req.range.as_deref(),
         };
-        if failed {
-            (412, Some(0), None, None)
-        } else if not_modified {
-            (304, None, None, None)
-        } else {
-            match (outcome, len) {
-                (RangeOutcome::Partial { first, last }, Some(len)) => (
-                    206,
-                    Some(last - first + 1),
-                    Some(ContentRange::Bytes { first, last, len }),
-                    is_get.then_some((first, Some(last + 1))),
-                ),
-                (RangeOutcome::Unsatisfiable, Some(len)) => {
-                    (416, Some(0), Some(ContentRange::Unsatisfied { len }), None)
-                }
-                _ => (200, len, None, is_get.then_some((0, len))),
-            }
+        let validators = Validators {
+            etag: meta.etag.as_deref(),
+            last_modified: meta.last_modified.as_deref(),
+            length: len,
+        };
+        match baton_http::decide(is_get, &pre, &validators) {
+            Decision::PreconditionFailed => (412, Some(0), None, None),
+            Decision::NotModified => (304, None, None, None),
+            Decision::Partial {
+                first,
+                last,
+                length,
+            } => (
+                206,
+                Some(last - first + 1),
+                Some(ContentRange::Bytes {
+                    first,
+                    last,
+                    len: length,
+                }),
+                is_get.then_some((first, Some(last + 1))),
+            ),
+            Decision::Unsatisfiable { length } => (
+                416,
+                Some(0),
+                Some(ContentRange::Unsatisfied { len: length }),
+                None,
+            ),
+            Decision::Full => (200, len, None, is_get.then_some((0, len))),
         }
     };
     if content_length.is_none() && status != 304 {
