@@ -1,8 +1,8 @@
 //! The EAL, started once per process ([`DpdkEal`]), and vdev hot-plug.
 
-use super::error::*;
+use super::error::{strerror, DpdkError};
 use super::ffi;
-use super::options::*;
+use super::options::{vdev_name, vdevs_in, DpdkOptions};
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int};
 use std::sync::{Arc, Mutex, OnceLock};

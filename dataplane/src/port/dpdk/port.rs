@@ -1,10 +1,10 @@
 //! [`DpdkPort`]: one queue pair of a DPDK device as a [`Port`], with the
 //! steering of frames to the worker that owns their flow.
 
-use super::eal::*;
-use super::error::*;
+use super::eal::DpdkEal;
+use super::error::{rte_errno, strerror, DpdkError};
 use super::ffi;
-use super::options::*;
+use super::options::{DpdkOptions, MAX_IDLE_SLEEP};
 use crate::port::fanout::{run_cbpf, FANOUT_PROGRAM};
 use crate::port::{Port, PortError, RxMeta, TxBatch};
 use crate::wire::ethernet::MacAddr;
