@@ -153,7 +153,7 @@ impl DataplaneHandle {
     }
 
     /// Freezes every worker for a planned move: each connection's final
-    /// checkpoint is written ([`App::on_freeze`]), then the workers stop
+    /// checkpoint is written ([`App::on_freeze`](crate::app::App::on_freeze)), then the workers stop
     /// without sending anything more. Their threads end; `join` reaps them.
     pub fn freeze(&self) -> Result<(), DataplaneError> {
         for i in 0..self.workers.len() {
@@ -164,7 +164,7 @@ impl DataplaneHandle {
 
     /// Hands a connection restored from a checkpoint to the worker that
     /// receives its packets ([`worker_for`]); the app there gets
-    /// [`App::on_restored`] with `app_data`.
+    /// [`App::on_restored`](crate::app::App::on_restored) with `app_data`.
     pub fn restore(
         &self,
         export: TcbExport,
@@ -182,7 +182,7 @@ impl DataplaneHandle {
         Ok(())
     }
 
-    /// A waker for worker `i` (see [`Ctx::waker`]).
+    /// A waker for worker `i` (see [`Ctx::waker`](crate::app::Ctx::waker)).
     pub fn waker(&self, i: usize) -> Option<Waker> {
         self.workers.get(i).map(|w| w.waker.clone())
     }

@@ -31,7 +31,7 @@
 //! and a block or slot is given back to the kernel as soon as it has been
 //! handled.
 //!
-//! TX: frames are built by the worker in its own [`TxBatch`] buffers (the
+//! TX: frames are built by the worker in its own [`TxBatch`](crate::port::TxBatch) buffers (the
 //! one copy of the payload, from the send queue into the frame) and sent
 //! with one `sendmmsg(2)` per burst. We chose this over a TPACKET_V2 TX
 //! ring because the worker builds frames while RX frames are still

@@ -1,4 +1,4 @@
-//! DPDK port: the same [`Port`] over the system's libdpdk (22.11, cargo
+//! DPDK port: the same [`Port`](crate::port::Port) over the system's libdpdk (22.11, cargo
 //! feature `dpdk`), so the workers run unchanged on a DPDK poll-mode
 //! driver.
 //!
@@ -32,19 +32,19 @@
 //! mbuf never comes from the PMDs we configure (the pool's data room holds
 //! a full frame); one that does is dropped and counted.
 //!
-//! TX is one copy today: each frame of the [`TxBatch`] is copied into a
+//! TX is one copy today: each frame of the [`TxBatch`](crate::port::TxBatch) is copied into a
 //! fresh mbuf, the mbufs go out with `rte_eth_tx_burst`, and those the
 //! device did not take are freed (TCP retransmits). Zero-copy TX would
 //! need the worker to build frames directly in mbufs: a `TxBatch` whose
 //! buffers are mbufs borrowed from this port's pool (or external buffers
 //! attached with `rte_pktmbuf_attach_extbuf` pointing at the send queue's
 //! bytes, freed by a callback once the NIC is done), i.e. a port-provided
-//! buffer type in the [`Port`] trait instead of the worker's own arrays.
+//! buffer type in the [`Port`](crate::port::Port) trait instead of the worker's own arrays.
 //!
 //! # Waiting
 //!
 //! DPDK has no file descriptor to sleep on (net_af_packet's sockets are
-//! private to the PMD), so [`Port::raw_fd`] is `None` and [`Port::wait`]
+//! private to the PMD), so [`Port::raw_fd`](crate::port::Port::raw_fd) is `None` and [`Port::wait`](crate::port::Port::wait)
 //! sleeps in ppoll(2) on the wake eventfd alone for at most
 //! [`DpdkOptions::idle_sleep`] ([`MAX_IDLE_SLEEP`], 1 ms, by default): an
 //! adaptive worker backs off the CPU, and a frame that arrives meanwhile
@@ -76,7 +76,7 @@
 //! [`super::fanout::run_cbpf`]) on every received frame, and a frame that
 //! belongs to another worker is handed over, as the mbuf pointer itself
 //! (no copy), through that worker's bounded inbox, which it drains first
-//! on its next [`Port::rx_burst`]. A taken-over connection thus reaches
+//! on its next [`Port::rx_burst`](crate::port::Port::rx_burst). A taken-over connection thus reaches
 //! its owner whatever queue the hash picked, at the cost of one cross-core
 //! hop for the frames that land on the wrong queue ((n-1)/n of them with
 //! n queues and an evenly spreading hash). On a NIC whose RSS can be
@@ -96,7 +96,7 @@
 //!
 //! # Checksums
 //!
-//! [`RxMeta::checksum_trusted`] is set when the PMD marks the L4 checksum
+//! [`RxMeta::checksum_trusted`](crate::port::RxMeta::checksum_trusted) is set when the PMD marks the L4 checksum
 //! good, or "none" (a local sender left it to offload, data intact).
 //! `net_af_packet` reports neither, so a Linux sender on a veth must not
 //! leave checksums to offload (the lab turns `tx` offload off on the
