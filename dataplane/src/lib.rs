@@ -3,18 +3,20 @@
 //! Where a packet goes, folder by folder:
 //!
 //! ```text
-//!  port/ ──► worker/ingress ──► neighbour (ARP)      ─┐
-//!   ▲          │  (wire/ parses)  ICMP echo           │ replies
-//!   │          ▼                                      │
-//!   │        worker/demux ──► tcp/ (TCB, listener) ◄──┤ timers (timer)
-//!   │          │  flow: 4-tuple → connection          │
-//!   │          ▼                                      │
-//!   │        worker/deliver ──► app (your App)        │
-//!   │          │                                      │
-//!   └──── worker/egress ◄─────────────────────────────┘
-//!          (wire/ builds frames, GSO; neighbour/ holds frames
-//!           for a MAC being resolved)
+//!   port/  ── a burst of frames ──►  worker/ingress   (wire/ parses)
+//!                                      ├─ ARP ───────► neighbour/  (learn, answer)
+//!                                      ├─ ICMP echo ─► answered at once
+//!                                      └─ TCP ───────► worker/demux
+//!                                                        ├─ flow: 4-tuple → its tcp/ TCB
+//!                                                        └─ unknown: listener, forward, lazy restore
+//!   timer: due TCBs ──► tcp/ on_timeout
+//!   worker/deliver: each touched TCB's events ──► app (your App, via Ctx)
+//!   worker/egress:  TCB segments ──► frames (wire/, GSO) ──► port/
+//!                   (a frame for an unknown MAC waits in neighbour/)
 //! ```
+//!
+//! [`runtime`] opens the port a [`port::PortConfig`] names and starts one
+//! [`worker`] per port on its own thread.
 //!
 //! - [`port`]: ways to move bursts of frames (AF_PACKET rings, DPDK with
 //!   the `dpdk` feature, an in-memory pair for tests), the fanout rule that

@@ -4,12 +4,14 @@
 //! 1. TIME-WAIT reuse ([`Core::reuse_time_wait`]): a new SYN ends an old
 //!    incarnation (RFC 6191).
 //! 2. Listener check: a port nobody listens on gets a RST.
-//! 3. A SYN ([`Core::on_syn`]): refused while draining, dropped beyond the
-//!    connection limit, else the listener's (a new TCB or a SYN cookie).
+//! 3. A SYN ([`Core::on_syn`]): dropped while draining or beyond the
+//!    connection limit ([`Core::admits_syn`]), else the listener's (a new
+//!    TCB or a SYN cookie).
 //! 4. Anything else ([`Core::on_unknown`]): the app says whether it is a
-//!    dead box's orphan, to forward to another survivor or to restore
-//!    lazily here; otherwise the listener checks it for a SYN cookie's ACK
-//!    or answers with a RST.
+//!    dead box's orphan, to forward to another survivor
+//!    ([`Core::forward`]) or to restore lazily here
+//!    ([`Core::restore_lazily`]); otherwise the listener checks it for a
+//!    SYN cookie's ACK or answers with a RST.
 //!
 //! Frames are built by the egress (`egress.rs`); the app is only asked
 //! ([`App::on_unknown_segment`]) or told ([`App::on_restored`],
@@ -98,13 +100,7 @@ impl Core {
     /// then the listener (a half-open TCB, or a SYN cookie when the backlog
     /// is full).
     fn on_syn(&mut self, tuple: FourTuple, seg: &Segment<'_>, now: Instant) {
-        if self.draining {
-            self.counters.drop_tcp_draining += 1;
-            return;
-        }
-        if self.flows.len() >= self.cfg.max_connections {
-            // Dropped, not reset: the client retries its SYN later.
-            self.counters.drop_tcp_max_connections += 1;
+        if !self.admits_syn() {
             return;
         }
         match self
@@ -125,6 +121,22 @@ impl Core {
             }
             SynOutcome::Drop => self.counters.drop_tcp_listener += 1,
         }
+    }
+
+    /// Drain and the connection limit: false (counted) when a new
+    /// connection may not start now. Dropped, not reset: the client
+    /// retries its SYN later, perhaps at the box that owns the address by
+    /// then.
+    fn admits_syn(&mut self) -> bool {
+        if self.draining {
+            self.counters.drop_tcp_draining += 1;
+            return false;
+        }
+        if self.flows.len() >= self.cfg.max_connections {
+            self.counters.drop_tcp_max_connections += 1;
+            return false;
+        }
+        true
     }
 
     /// A segment other than a SYN for a connection we do not know.
