@@ -293,12 +293,8 @@ fn start_dataplane(
         CacheApp::new(worker, checkpointer, &shared)
     };
     let backend = port.to_string();
-    baton_dataplane::start(port, opts, factory).with_context(|| {
-        format!(
-            "starting the dataplane on {} ({backend})",
-            config.dataplane.interface
-        )
-    })
+    baton_dataplane::start(port, opts, factory)
+        .with_context(|| format!("starting the dataplane: {backend}"))
 }
 
 fn mark_ready(path: &Path) -> Result<()> {

@@ -55,7 +55,7 @@ impl fmt::Display for PortConfig {
             #[cfg(feature = "dpdk")]
             PortConfig::Dpdk(o) => write!(
                 f,
-                "DPDK (vdev {}, {})",
+                "DPDK on vdev {} ({})",
                 o.vdevs.first().map(String::as_str).unwrap_or("none"),
                 if o.hugepages {
                     "hugepages"
