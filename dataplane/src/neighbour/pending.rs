@@ -1,8 +1,7 @@
-//! Frames waiting for their neighbour's MAC. Without this, the probe of
-//! every connection restored for a client this box has never talked to
-//! (the usual case after a takeover) would be lost and retried only a
-//! probe interval later. Holds built frames only; the worker writes the
-//! destination MAC in once the neighbour answers.
+//! Frames waiting for their neighbour's MAC ([`PendingFrames`]), bounded
+//! in count, bytes and age. Holds built frames only and knows no
+//! protocol: the worker keeps a frame here while it asks (ARP, later NDP)
+//! and writes the destination MAC in once the neighbour answers.
 
 use super::cache::{NeighbourAddr, REQUEST_INTERVAL};
 use crate::port::TxOffload;
@@ -21,7 +20,7 @@ pub const PENDING_MAX_AGE: Duration = REQUEST_INTERVAL;
 /// A frame without its destination MAC yet, and its offload requests.
 pub type PendingFrame = (Vec<u8>, Option<TxOffload>);
 
-/// Frames waiting for ARP (RFC 1122 §2.3.2.2: the link layer SHOULD save,
+/// Frames waiting for a neighbour's answer (RFC 1122 §2.3.2.2: the link layer SHOULD save,
 /// rather than discard, packets for an address being resolved). Without
 /// this, the probe of every connection restored for a client this box has
 /// never talked to (the usual case after a takeover) would be lost and

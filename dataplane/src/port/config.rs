@@ -67,3 +67,34 @@ impl fmt::Display for PortConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ethernet::MacAddr;
+
+    /// Counts the ports it is given, whatever their type.
+    struct Count;
+    impl OpenedPorts for Count {
+        type Output = (usize, MacAddr);
+        fn run<P: Port + 'static>(self, ports: Vec<P>) -> Self::Output {
+            (ports.len(), ports[0].mac())
+        }
+    }
+
+    #[test]
+    fn memory_ports_reach_the_caller_as_any_port() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 2]);
+        let (_wire, port) = MemoryPort::pair(MacAddr([2, 0, 0, 0, 0, 1]), mac);
+        let cfg = PortConfig::Memory(vec![port]);
+        assert_eq!(cfg.to_string(), "1 memory ports");
+        assert_eq!(cfg.open(1, Count).expect("memory opens"), (1, mac));
+    }
+
+    #[test]
+    fn an_af_packet_port_on_a_missing_interface_says_so() {
+        let cfg = PortConfig::AfPacket(AfPacketConfig::new("bt-no-such-if"));
+        assert_eq!(cfg.to_string(), "AF_PACKET on bt-no-such-if");
+        assert!(matches!(cfg.open(1, Count), Err(PortError::NoInterface(_))));
+    }
+}
