@@ -9,11 +9,10 @@ mod admin;
 mod boxadmin;
 mod cache;
 mod demo;
-#[cfg(feature = "dpdk")]
-mod dpdk_backend;
 mod http;
 mod lab;
 mod logging;
+mod port_config;
 mod run;
 mod serve;
 mod status;

@@ -21,7 +21,7 @@ use crate::logging;
 use crate::serve::checkpoint::{Cadence, Checkpointer};
 use crate::serve::{CacheApp, RestoreData};
 use crate::takeover::{self, OrphanRoute, OrphanTable};
-use baton_config::{Backend, PollMode, SegmentMode};
+use baton_config::{PollMode, SegmentMode};
 use baton_dataplane::{DataplaneHandle, DataplaneOptions};
 
 /// Arguments of `baton run`.
@@ -221,7 +221,7 @@ pub fn run(args: RunArgs) -> Result<()> {
 /// The dataplane options a config implies.
 fn dataplane_options(config: &Config) -> DataplaneOptions {
     let dp = &config.dataplane;
-    let mut opts = DataplaneOptions::new(&dp.interface, config.service.ips.clone());
+    let mut opts = DataplaneOptions::new(config.service.ips.clone());
     opts.workers = dp.workers;
     opts.cores = dp.cores.clone();
     opts.poll_mode = match dp.poll_mode {
@@ -229,9 +229,6 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
         PollMode::Adaptive => baton_dataplane::PollMode::Adaptive { spins: 200 },
     };
     opts.listen_ports = vec![config.service.port];
-    opts.mac_override = dp
-        .mac
-        .map(|m| baton_dataplane::wire::ethernet::MacAddr(m.0));
     // Limits are per box in the config, per worker in the dataplane.
     opts.max_connections = config
         .limits
@@ -266,10 +263,7 @@ fn start_dataplane(
     orphans: Arc<OrphanTable>,
     http_workers: crate::http::HttpWorkers,
 ) -> Result<DataplaneHandle> {
-    #[cfg(not(feature = "dpdk"))]
-    if config.dataplane.backend == Backend::Dpdk {
-        anyhow::bail!("dataplane.backend = \"dpdk\": this build has no DPDK support (build with --features dpdk)");
-    }
+    let port = crate::port_config::port_config(config)?;
     let opts = dataplane_options(config);
     let workers = opts.workers;
     let shared = crate::serve::BoxShared {
@@ -298,17 +292,9 @@ fn start_dataplane(
         };
         CacheApp::new(worker, checkpointer, &shared)
     };
-    #[cfg(feature = "dpdk")]
-    if config.dataplane.backend == Backend::Dpdk {
-        return crate::dpdk_backend::start(config, opts, factory).with_context(|| {
-            format!(
-                "starting the dataplane on {} with DPDK",
-                config.dataplane.interface
-            )
-        });
-    }
-    baton_dataplane::start(opts, factory)
-        .with_context(|| format!("starting the dataplane on {}", config.dataplane.interface))
+    let backend = port.to_string();
+    baton_dataplane::start(port, opts, factory)
+        .with_context(|| format!("starting the dataplane: {backend}"))
 }
 
 fn mark_ready(path: &Path) -> Result<()> {

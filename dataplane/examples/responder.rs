@@ -13,9 +13,9 @@
 #[path = "../tests/common/objects.rs"]
 mod objects;
 
-use baton_dataplane::app::{start, DataplaneOptions, PollMode};
-use baton_dataplane::port::afpacket::RxRing;
+use baton_dataplane::port::afpacket::{AfPacketConfig, RxRing};
 use baton_dataplane::responder::Responder;
+use baton_dataplane::{start, DataplaneOptions, PollMode, PortConfig};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -26,16 +26,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     }
     let ip: IpAddr = args[2].parse()?;
-    let mut opts = DataplaneOptions::new(&args[1], vec![ip]);
+    let mut port = AfPacketConfig::new(&args[1]);
+    let mut opts = DataplaneOptions::new(vec![ip]);
     opts.workers = args.get(3).map(|w| w.parse()).transpose()?.unwrap_or(1);
     if args.get(4).map(String::as_str) == Some("busy") {
         opts.poll_mode = PollMode::Busy;
     }
     if args.get(5).map(String::as_str) == Some("v2") {
-        opts.rx_ring = RxRing::V2;
+        port.ring = RxRing::V2;
     }
     let objs = objects::objects(objects::LAB_OBJECTS);
-    let handle = start(opts, move |_| Responder::new(objs.clone()))?;
+    let handle = start(PortConfig::AfPacket(port), opts, move |_| {
+        Responder::new(objs.clone())
+    })?;
     eprintln!(
         "serving on {} ({}) with {} workers",
         args[1],

@@ -5,9 +5,9 @@
 
 mod common;
 
-use baton_dataplane::app::{start, DataplaneHandle, DataplaneOptions, PollMode};
-use baton_dataplane::port::afpacket::RxRing;
+use baton_dataplane::port::afpacket::{AfPacketConfig, RxRing};
 use baton_dataplane::responder::Responder;
+use baton_dataplane::{start, DataplaneHandle, DataplaneOptions, PollMode, PortConfig};
 use bytes::Bytes;
 use common::memnet::body_start;
 use common::objects::{objects, LAB_OBJECTS};
@@ -32,24 +32,40 @@ fn start_box_with(
     ring: RxRing,
     tx_offload: bool,
 ) -> DataplaneHandle {
+    let mut port = front0();
+    port.ring = ring;
+    port.tx_offload = tx_offload;
     let mut opts = box_options();
-    opts.rx_ring = ring;
-    opts.tx_offload = tx_offload;
     opts.workers = workers;
     opts.poll_mode = PollMode::Adaptive { spins: 50 };
     opts.max_connections = 5000;
-    start_box_opts(lab, objs, opts)
+    start_box_opts(lab, objs, port, opts)
 }
 
-/// The dataplane's defaults on `front0` for [`SERVICE`].
+/// The AF_PACKET port's defaults on `front0`.
+fn front0() -> AfPacketConfig {
+    AfPacketConfig::new("front0")
+}
+
+/// The dataplane's defaults for [`SERVICE`].
 fn box_options() -> DataplaneOptions {
-    DataplaneOptions::new("front0", vec![IpAddr::V4(SERVICE)])
+    DataplaneOptions::new(vec![IpAddr::V4(SERVICE)])
 }
 
-/// Starts the dataplane with `opts` in the box namespace, serving `objs`.
-fn start_box_opts(lab: &common::Lab, objs: Objects, opts: DataplaneOptions) -> DataplaneHandle {
+/// Starts the dataplane with `opts` on `port` in the box namespace,
+/// serving `objs`.
+fn start_box_opts(
+    lab: &common::Lab,
+    objs: Objects,
+    port: AfPacketConfig,
+    opts: DataplaneOptions,
+) -> DataplaneHandle {
     lab.boxns
-        .run(move || start(opts, move |_| Responder::new(objs.clone())))
+        .run(move || {
+            start(PortConfig::AfPacket(port), opts, move |_| {
+                Responder::new(objs.clone())
+            })
+        })
         .expect("dataplane starts in the box namespace")
 }
 
@@ -309,7 +325,7 @@ fn busy_polling_worker_serves_a_download() {
     let objs = objects(LAB_OBJECTS);
     let mut opts = box_options();
     opts.poll_mode = PollMode::Busy;
-    let handle = start_box_opts(&lab, objs.clone(), opts);
+    let handle = start_box_opts(&lab, objs.clone(), front0(), opts);
     let got = lab.client.run(|| get_closing("/1M.bin"));
     let b = body_start(&got).expect("response head");
     assert_eq!(sha256_hex(&got[b..]), sha256_hex(&objs["1M.bin"]));
@@ -354,9 +370,9 @@ fn tso_frames_from_the_client_are_received_whole_and_counted_when_a_slot_is_too_
 
     // 2 KiB slots hold MTU-sized frames only: the merged frame is dropped
     // whole and counted, never delivered cut.
-    let mut opts = box_options();
-    opts.rx_slot_size = 2048;
-    let small = start_box_opts(&lab, objs.clone(), opts);
+    let mut port = front0();
+    port.slot_size = 2048;
+    let small = start_box_opts(&lab, objs.clone(), port, box_options());
     let _ = lab.client.run(|| big_request(Duration::from_millis(300)));
     assert!(
         small.stats()[0].counters.drop_rx_truncated > 0,

@@ -7,7 +7,13 @@
 //!
 //! - [`afpacket`]: Linux AF_PACKET, TPACKET_V3 mmap RX ring, `sendmmsg` TX,
 //!   workers sharing one interface through `PACKET_FANOUT_CBPF`.
+//! - `dpdk` (cargo feature `dpdk`): a DPDK poll-mode driver through the
+//!   system's libdpdk, one queue pair per worker; the EAL start-up lives
+//!   there too.
 //! - [`memory`]: an in-memory pair of ports, for tests.
+//!
+//! [`PortConfig`] names a backend with its settings and opens it
+//! ([`config`]): the dataplane's runtime starts every backend through it.
 //!
 //! [`fanout`] holds the flow-to-worker rule ([`worker_for`]) and the
 //! classic BPF program that makes the kernel apply the same rule.
@@ -32,11 +38,13 @@
 //! ```
 
 pub mod afpacket;
+pub mod config;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod fanout;
 pub mod memory;
 
+pub use config::{OpenedPorts, PortConfig};
 pub use fanout::{worker_for, worker_for_remote};
 
 use crate::wire::ethernet::MacAddr;

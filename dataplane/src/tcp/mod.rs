@@ -67,6 +67,8 @@ pub mod seq;
 mod congestion;
 mod listener;
 mod recvq;
+mod rtt;
+mod scoreboard;
 mod sendq;
 mod siphash;
 mod tcb;

@@ -1,29 +1,54 @@
-//! The DPDK backend of `baton run` (cargo feature `dpdk`): turns the
-//! `[dataplane]` and `[dataplane.dpdk]` configuration into the dataplane's
-//! [`DpdkOptions`], starts the EAL, opens one queue pair per worker on the
-//! first vdev and starts the workers on them
-//! ([`baton_dataplane::app::start_with_ports`]).
+//! The port a box's `[dataplane]` table names, as the dataplane's
+//! [`PortConfig`]: AF_PACKET on `dataplane.interface` (with
+//! `dataplane.mac`), or (cargo feature `dpdk`) DPDK from
+//! `[dataplane.dpdk]`. The dataplane opens the port and starts the
+//! workers; this file only translates the configuration.
 //!
-//! Without vdevs in the config, the box drives its `dataplane.interface`
+//! Without vdevs in the config, a DPDK box drives its `dataplane.interface`
 //! through `net_af_packet` with `qpairs` = workers (the PMD spreads frames
 //! over its queues with the kernel's fanout hash; the DPDK port steers each
 //! frame to the worker that owns its flow, so a taken-over connection
 //! reaches its owner: see `baton_dataplane::port::dpdk`). Each box's EAL
 //! gets its own file prefix (the box name), so boxes on one host never
 //! share runtime files or hugepages.
+
+#[cfg(feature = "dpdk")]
+use anyhow::anyhow;
+use anyhow::Result;
+#[cfg(feature = "dpdk")]
+use baton_config::DpdkConfig;
+use baton_config::{Backend, Config};
+use baton_dataplane::port::afpacket::AfPacketConfig;
+#[cfg(feature = "dpdk")]
+use baton_dataplane::port::dpdk::DpdkOptions;
+use baton_dataplane::wire::ethernet::MacAddr;
+use baton_dataplane::PortConfig;
+#[cfg(feature = "dpdk")]
 use std::time::Duration;
 
-use anyhow::{anyhow, Context, Result};
-use baton_config::{Config, DpdkConfig};
-use baton_dataplane::app::{start_with_ports, App};
-use baton_dataplane::port::dpdk::{DpdkOptions, DpdkPort};
-use baton_dataplane::{DataplaneHandle, DataplaneOptions};
-use tracing::{info, warn};
+/// The port `config` names.
+pub fn port_config(config: &Config) -> Result<PortConfig> {
+    let dp = &config.dataplane;
+    match dp.backend {
+        Backend::AfPacket => {
+            let mut c = AfPacketConfig::new(&dp.interface);
+            c.mac_override = dp.mac.map(|m| MacAddr(m.0));
+            Ok(PortConfig::AfPacket(c))
+        }
+        #[cfg(feature = "dpdk")]
+        Backend::Dpdk => Ok(PortConfig::Dpdk(dpdk_options(config)?)),
+        #[cfg(not(feature = "dpdk"))]
+        Backend::Dpdk => anyhow::bail!(
+            "dataplane.backend = \"dpdk\": this build has no DPDK support (build with --features dpdk)"
+        ),
+    }
+}
 
 /// The EAL file prefix of a box: its name, cut to the characters a file
 /// name and the EAL's argument parser take as they are (the EAL builds
 /// paths under /var/run/dpdk from it).
-pub fn file_prefix(config: &Config) -> String {
+#[cfg(feature = "dpdk")]
+fn file_prefix(config: &Config) -> String {
     let name: String = config
         .node
         .name
@@ -47,7 +72,8 @@ pub fn file_prefix(config: &Config) -> String {
 /// The DPDK options a config implies: `[dataplane.dpdk]` (defaults when the
 /// table is absent), one queue pair per worker, the default vdev
 /// `net_af_packet0,iface=<interface>,qpairs=<workers>`.
-pub fn dpdk_options(config: &Config) -> Result<DpdkOptions> {
+#[cfg(feature = "dpdk")]
+fn dpdk_options(config: &Config) -> Result<DpdkOptions> {
     let dp = &config.dataplane;
     let d = dp.dpdk.clone().unwrap_or_default();
     let queues = u16::try_from(dp.workers).map_err(|_| {
@@ -80,45 +106,14 @@ pub fn dpdk_options(config: &Config) -> Result<DpdkOptions> {
     o.idle_sleep = Duration::from_micros(u64::from(idle_sleep_us));
     o.log_level = log_level;
     o.file_prefix = file_prefix(config);
+    // A vdev takes its device's MAC: dataplane.mac cannot override it
+    // (give the interface that address instead, as the lab does); the
+    // port warns when they differ.
+    o.expected_mac = config.dataplane.mac.map(|m| MacAddr(m.0));
     Ok(o)
 }
 
-/// Starts the EAL and the workers on DPDK. EAL and device errors come back
-/// with what went wrong and what to do (no memory, bad vdev, queues).
-pub fn start<A, F>(
-    config: &Config,
-    opts: DataplaneOptions,
-    app_factory: F,
-) -> Result<DataplaneHandle>
-where
-    A: App,
-    F: Fn(usize) -> A + Send + Sync + 'static,
-{
-    let dpdk = dpdk_options(config)?;
-    info!(eal_args = ?dpdk.eal_args(), "starting the DPDK EAL");
-    let ports = DpdkPort::open_with(&dpdk).with_context(|| {
-        format!(
-            "DPDK backend (vdev {}, {})",
-            dpdk.vdevs.first().map(String::as_str).unwrap_or("none"),
-            if dpdk.hugepages {
-                "hugepages"
-            } else {
-                "no hugepages"
-            }
-        )
-    })?;
-    if let (Some(want), Some(port)) = (config.dataplane.mac, ports.first()) {
-        // A vdev takes its device's MAC: dataplane.mac cannot override it
-        // (give the interface that address instead, as the lab does).
-        let have = baton_dataplane::port::Port::mac(port);
-        if have.0 != want.0 {
-            warn!(configured = %want, device = %have, "dataplane.mac differs from the DPDK device's MAC; the device's is used");
-        }
-    }
-    start_with_ports(opts, ports, app_factory).context("starting the workers on DPDK")
-}
-
-#[cfg(test)]
+#[cfg(all(test, feature = "dpdk"))]
 mod tests {
     use super::*;
 

@@ -1,0 +1,372 @@
+//! Opening a port: the packet socket, its ring (V2 or V3) and mapping,
+//! the fanout group and its BPF program, the send-only offload socket, the
+//! interface's MAC and GRO state.
+
+use super::abi::{
+    setsockopt, IfreqHwaddr, SockFprog, FANOUT_FLAG_IGNORE_OUTGOING, TPACKET_V2, TPACKET_V3,
+    V2_DEFAULT_SLOT,
+};
+use super::config::{AfPacketConfig, RxRing};
+use super::port::AfPacketPort;
+use crate::port::fanout::{SockFilter, FANOUT_PROGRAM};
+use crate::port::PortError;
+use crate::wire::ethernet::MacAddr;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+impl AfPacketPort {
+    /// Opens one socket on `cfg.interface`, not in any fanout group.
+    pub fn open(cfg: &AfPacketConfig) -> Result<AfPacketPort, PortError> {
+        Self::open_inner(cfg, None)
+    }
+
+    /// Opens `n` sockets on `cfg.interface` joined, in order, to one
+    /// `PACKET_FANOUT_CBPF` group running [`FANOUT_PROGRAM`]: socket `i`
+    /// receives the flows [`crate::port::worker_for`] maps to `i`. Joining in
+    /// order matters: the kernel indexes members by join order.
+    pub fn open_group(cfg: &AfPacketConfig, n: usize) -> Result<Vec<AfPacketPort>, PortError> {
+        // Unique per process; the group is per network namespace anyway.
+        let group = (std::process::id() & 0xffff) as u16;
+        (0..n.max(1))
+            .map(|_| Self::open_inner(cfg, Some(group)))
+            .collect()
+    }
+
+    fn open_inner(cfg: &AfPacketConfig, fanout: Option<u16>) -> Result<AfPacketPort, PortError> {
+        let name = CString::new(cfg.interface.as_str())
+            .map_err(|_| PortError::NoInterface(cfg.interface.clone()))?;
+        // SAFETY: plain syscalls on values we own; every result is checked.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+        if ifindex == 0 {
+            return Err(PortError::NoInterface(cfg.interface.clone()));
+        }
+        // Protocol 0: the socket receives nothing until bind() names one,
+        // so no frame reaches us before the filter and fanout are in place.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(PortError::last_os("socket(AF_PACKET)"));
+        }
+        // SAFETY: `raw` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let s = fd.as_raw_fd();
+
+        let mac = match cfg.mac_override {
+            Some(m) => m,
+            None => hw_addr(s, &cfg.interface)?,
+        };
+
+        setsockopt(
+            s,
+            libc::SOL_PACKET,
+            libc::PACKET_VERSION,
+            match cfg.ring {
+                RxRing::V3 => &TPACKET_V3,
+                RxRing::V2 => &TPACKET_V2,
+            },
+            "PACKET_VERSION",
+        )?;
+        setsockopt(
+            s,
+            libc::SOL_PACKET,
+            libc::PACKET_IGNORE_OUTGOING,
+            &1i32,
+            "PACKET_IGNORE_OUTGOING",
+        )?;
+
+        // V3: blocks as configured (frame_size only sizes the kernel's
+        // bookkeeping). V2: slots of `slot_size`, packed into power-of-two
+        // blocks of about 16 slots; slots never straddle a block.
+        let (block_size, block_nr, frame_size) = match cfg.ring {
+            RxRing::V3 => (cfg.block_size.max(4096), cfg.block_count.max(2), 2048u32),
+            RxRing::V2 => {
+                let frame = cfg.slot_size.clamp(2048, 1 << 20).next_multiple_of(16);
+                let block = (frame.saturating_mul(16)).next_power_of_two().max(4096);
+                let per_block = block / frame;
+                (block, cfg.slots.max(2).div_ceil(per_block).max(2), frame)
+            }
+        };
+        let req = libc::tpacket_req3 {
+            tp_block_size: block_size,
+            tp_block_nr: block_nr,
+            tp_frame_size: frame_size,
+            tp_frame_nr: (block_size / frame_size) * block_nr,
+            tp_retire_blk_tov: cfg.block_timeout_ms.max(1),
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setsockopt(
+            s,
+            libc::SOL_PACKET,
+            libc::PACKET_RX_RING,
+            &req,
+            "PACKET_RX_RING",
+        )?;
+        let ring_len = req.tp_block_size as usize * req.tp_block_nr as usize;
+        // SAFETY: mapping the ring the kernel just allocated for this socket.
+        let ring = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ring_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                s,
+                0,
+            )
+        };
+        if ring == libc::MAP_FAILED {
+            return Err(PortError::last_os("mmap(rx ring)"));
+        }
+        let mut port = AfPacketPort {
+            fd,
+            ring: ring.cast(),
+            ring_len,
+            block_size: req.tp_block_size as usize,
+            block_count: req.tp_block_nr as usize,
+            current: 0,
+            cursor: None,
+            ring_kind: cfg.ring,
+            slot: 0,
+            slots: req.tp_frame_nr as usize,
+            slot_size: frame_size as usize,
+            slots_per_block: (block_size / frame_size) as usize,
+            mac,
+            ifindex,
+            iovs: Vec::new(),
+            tx_fd: None,
+            vnet: Vec::new(),
+            rx_truncated: 0,
+            ring_drops: std::cell::Cell::new(0),
+            msgs: Vec::new(),
+        };
+
+        // Drop everything until we are in the fanout group: otherwise this
+        // socket would briefly see other workers' flows and answer them
+        // with RSTs.
+        let drop_all = [SockFilter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }];
+        let prog = SockFprog {
+            len: 1,
+            filter: drop_all.as_ptr(),
+        };
+        setsockopt(
+            s,
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog,
+            "SO_ATTACH_FILTER",
+        )?;
+
+        // SAFETY: zeroed sockaddr_ll is a valid value; we fill the fields bind needs.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+        sll.sll_ifindex = ifindex;
+        // SAFETY: `sll` is a valid sockaddr_ll of the size passed.
+        let r = unsafe {
+            libc::bind(
+                s,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(PortError::last_os("bind(AF_PACKET)"));
+        }
+
+        if let Some(group) = fanout {
+            let kind = libc::PACKET_FANOUT_CBPF;
+            let with_flag = u32::from(group) | ((kind | FANOUT_FLAG_IGNORE_OUTGOING) << 16);
+            if setsockopt(
+                s,
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                &with_flag,
+                "PACKET_FANOUT",
+            )
+            .is_err()
+            {
+                // Kernels before the flag existed: the socket option above
+                // already ignores outgoing frames for a lone socket.
+                let plain = u32::from(group) | (kind << 16);
+                setsockopt(
+                    s,
+                    libc::SOL_PACKET,
+                    libc::PACKET_FANOUT,
+                    &plain,
+                    "PACKET_FANOUT",
+                )?;
+            }
+            let fprog = SockFprog {
+                len: FANOUT_PROGRAM.len() as u16,
+                filter: FANOUT_PROGRAM.as_ptr(),
+            };
+            setsockopt(
+                s,
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT_DATA,
+                &fprog,
+                "PACKET_FANOUT_DATA",
+            )?;
+        }
+        // SAFETY: detaching takes no argument beyond an int.
+        let r = unsafe {
+            libc::setsockopt(
+                s,
+                libc::SOL_SOCKET,
+                libc::SO_DETACH_FILTER,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if r < 0 {
+            // Some kernels insist on an int argument.
+            setsockopt(
+                s,
+                libc::SOL_SOCKET,
+                libc::SO_DETACH_FILTER,
+                &0i32,
+                "SO_DETACH_FILTER",
+            )?;
+        }
+        // Frames that arrived before the filter was attached may sit in
+        // the ring; they could belong to another worker: discard them.
+        port.discard_pending();
+        if cfg.tx_offload {
+            // Best effort: without it we send complete frames.
+            port.tx_fd = open_vnet_tx(ifindex).ok();
+        }
+        if cfg.ring == RxRing::V2
+            && cfg.slot_size < V2_DEFAULT_SLOT
+            && gro_enabled(s, &cfg.interface) == Some(true)
+        {
+            tracing::warn!(
+                interface = %cfg.interface,
+                "GRO is on: merged frames above the TPACKET_V2 slot size are dropped \
+                 (drop_rx_truncated); run `ethtool -K {} gro off lro off`, or use the default \
+                 slot size or the V3 ring",
+                cfg.interface
+            );
+        }
+        Ok(port)
+    }
+}
+
+/// A send-only packet socket on `ifindex` whose messages start with a
+/// `virtio_net_hdr` (packet(7) `PACKET_VNET_HDR`): the kernel then takes
+/// `CHECKSUM_PARTIAL` frames and GSO frames from us, like from a VM.
+/// Bound with protocol 0, it receives nothing.
+pub(super) fn open_vnet_tx(ifindex: i32) -> Result<OwnedFd, PortError> {
+    // SAFETY: plain syscalls on values we own; every result is checked.
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(PortError::last_os("socket(AF_PACKET tx)"));
+    }
+    // SAFETY: `raw` is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let s = fd.as_raw_fd();
+    setsockopt(
+        s,
+        libc::SOL_PACKET,
+        libc::PACKET_VNET_HDR,
+        &1i32,
+        "PACKET_VNET_HDR",
+    )?;
+    // GSO frames are up to 64 KiB: leave room for a burst of them in
+    // flight (root may exceed net.core.wmem_max; failure is harmless).
+    let _ = setsockopt(
+        s,
+        libc::SOL_SOCKET,
+        libc::SO_SNDBUFFORCE,
+        &(8i32 << 20),
+        "SO_SNDBUFFORCE",
+    );
+    // SAFETY: zeroed sockaddr_ll is a valid value; protocol 0 registers no
+    // receive hook.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex;
+    // SAFETY: `sll` is a valid sockaddr_ll of the size passed.
+    let r = unsafe {
+        libc::bind(
+            s,
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(PortError::last_os("bind(AF_PACKET tx)"));
+    }
+    Ok(fd)
+}
+
+/// Whether generic receive offload is on for `interface` (`ETHTOOL_GGRO`);
+/// `None` if the driver does not say.
+pub(super) fn gro_enabled(fd: RawFd, interface: &str) -> Option<bool> {
+    const ETHTOOL_GGRO: u32 = 0x2b;
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    #[repr(C)]
+    struct IfreqData {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut EthtoolValue,
+        _pad: [u8; 16],
+    }
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_GGRO,
+        data: 0,
+    };
+    let mut req = IfreqData {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut v,
+        _pad: [0; 16],
+    };
+    let n = interface.len().min(libc::IFNAMSIZ - 1);
+    req.name[..n].copy_from_slice(&interface.as_bytes()[..n]);
+    // SAFETY: `req` has the layout of `struct ifreq` with `ifr_data`
+    // pointing at a live `ethtool_value`.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req as *mut IfreqData) };
+    (r == 0).then_some(v.data != 0)
+}
+
+pub(super) fn hw_addr(fd: RawFd, interface: &str) -> Result<MacAddr, PortError> {
+    let mut req = IfreqHwaddr {
+        name: [0; libc::IFNAMSIZ],
+        family: 0,
+        data: [0; 14],
+        _pad: [0; 8],
+    };
+    let n = interface.len().min(libc::IFNAMSIZ - 1);
+    req.name[..n].copy_from_slice(&interface.as_bytes()[..n]);
+    // SAFETY: `req` has the layout of `struct ifreq` for SIOCGIFHWADDR.
+    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req as *mut IfreqHwaddr) };
+    if r < 0 {
+        return Err(PortError::last_os("ioctl(SIOCGIFHWADDR)"));
+    }
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&req.data[..6]);
+    Ok(MacAddr(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gro_state_of_a_missing_interface_is_unknown() {
+        // SAFETY: a plain UDP socket, closed below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+        assert!(fd >= 0);
+        assert_eq!(gro_enabled(fd, "bt-no-such-if"), None);
+        // Loopback answers (GRO on or off, but an answer).
+        assert!(gro_enabled(fd, "lo").is_some());
+        // SAFETY: closing the socket opened above.
+        unsafe { libc::close(fd) };
+    }
+}

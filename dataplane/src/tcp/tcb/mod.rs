@@ -1,0 +1,553 @@
+//! One connection's transmission control block (RFC 9293 §3.3.1) and its
+//! event processing (§3.10.7), with the takeover hooks of the seed's Fig. 6.
+//!
+//! The code follows the order of RFC 9293 §3.10.7.4 ("first check sequence
+//! number … second check the RST bit … fifth check the ACK field … seventh,
+//! process the segment text … eighth, check the FIN bit"), so a reader can
+//! hold the RFC next to [`Tcb::on_segment`].
+//!
+//! The methods fall into quinn-proto's classes, one file each:
+//! - this file: the block itself, its constructors, the getters and the
+//!   application mutators (`send`, `recv`, `close`, …);
+//! - `input.rs`: a segment arrives (`on_segment` and the RFC steps);
+//! - `timers.rs`: time passes (`on_timeout`: RTO, persist, TIME-WAIT, idle,
+//!   takeover probes);
+//! - `output.rs`: `poll_transmit`, `poll_event`, `poll_timeout` and how
+//!   segments are built;
+//! - `restore.rs`: the takeover hooks (`export`, `restore`, and the answer
+//!   to a probe while unready).
+//!
+//! The SACK scoreboard (`tcp/scoreboard.rs`), the RTT estimator
+//! (`tcp/rtt.rs`) and congestion control (`tcp/congestion.rs`) are parts
+//! the block holds; they know nothing of it. No file here touches a port
+//! or reads the clock: time comes in as `now`.
+
+use super::congestion::NewReno;
+use super::recvq::RecvQueue;
+use super::rtt::RttEstimator;
+use super::scoreboard::Scoreboard;
+use super::segment::MAX_SACK_BLOCKS;
+use super::sendq::SendQueue;
+use super::{
+    Event, Flags, FourTuple, Options, OutSegment, Segment, SendError, SeqNum, State, TcbExport,
+    TcbStats, TcpConfig,
+};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod input;
+mod output;
+mod restore;
+mod timers;
+
+/// RFC 9293 §3.7.1: without an MSS option, assume 536 (IPv4).
+pub(crate) const DEFAULT_PEER_MSS: u16 = 536;
+/// Bytes the timestamps option takes in every segment (RFC 7323 App. A:
+/// NOP, NOP, kind, length, TSval, TSecr), deducted from the payload.
+const TS_OPT_LEN: u16 = 12;
+/// RFC 7323 §5.5: TS.Recent older than 24 days is invalid for PAWS.
+const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
+/// RFC 9293 §3.8.6.3 / RFC 5681 §4.2: ACK at least every second full segment.
+const ACK_EVERY_SEGMENTS: u32 = 2;
+/// RFC 5681 §3.2: three duplicate ACKs signal a loss.
+const DUP_THRESH: u32 = 3;
+/// Back-off exponent cap, so `rto << backoff` cannot overflow.
+const MAX_BACKOFF: u32 = 16;
+
+/// Takeover probe retries sent at the first interval before the interval
+/// starts doubling. A probe or its answer lost in a survivor's ring during
+/// the first second of a large takeover costs one short interval, not a
+/// doubled one (10,000 connections: the last ones resumed after 1.2-2.6 s
+/// with doubling from the first retry).
+const FLAT_PROBE_RETRIES: u32 = 4;
+
+/// A RST we owe the peer.
+#[derive(Debug, Clone, Copy)]
+struct RstSeg {
+    seq: SeqNum,
+    ack: Option<SeqNum>,
+}
+
+/// Takeover bookkeeping while [`State::Unready`].
+#[derive(Debug, Clone, Copy)]
+struct Restore {
+    export: TcbExport,
+    probes_sent: u32,
+    probe_at: Instant,
+}
+
+/// One TCP connection's state (RFC 9293 §3.3.1).
+///
+/// Created by [`super::Listener`] (passive open), [`Tcb::connect`] (active
+/// open) or [`Tcb::restore`] (takeover). See the module doc of `tcp` for the
+/// call order.
+#[derive(Debug)]
+pub struct Tcb {
+    tuple: FourTuple,
+    /// Shared with the listener and every other TCB it made.
+    config: Arc<TcpConfig>,
+    state: State,
+
+    // Send sequence space (RFC 9293 §3.3.1 figure 3). `snd_max` is the
+    // highest sequence sent; `snd_nxt` goes back to `snd_una` after an RTO.
+    iss: SeqNum,
+    snd_una: SeqNum,
+    snd_nxt: SeqNum,
+    snd_max: SeqNum,
+    snd_wnd: u32,
+    max_snd_wnd: u32,
+    snd_wl1: SeqNum,
+    snd_wl2: SeqNum,
+    sendq: SendQueue,
+    /// Sequence number of the first byte in `sendq`.
+    sendq_seq: SeqNum,
+    /// The application closed: a FIN follows the queued data.
+    fin_queued: bool,
+
+    // Receive sequence space.
+    irs: SeqNum,
+    rcv_nxt: SeqNum,
+    /// Right edge of the window we last advertised (never moves left).
+    rcv_adv: SeqNum,
+    recvq: RecvQueue,
+    /// A FIN that arrived out of order, at this sequence number.
+    ooo_fin: Option<SeqNum>,
+    fin_received: bool,
+    last_ack_sent: SeqNum,
+    /// With `ack_after_commit`: we acknowledge no further than this.
+    ack_committed: SeqNum,
+    /// In-order payload bytes received since we last sent an ACK.
+    unacked_bytes: u32,
+    /// Largest payload seen from the peer: its "full-sized segment".
+    rcv_mss_seen: u32,
+
+    // Negotiated options.
+    /// Payload bytes per segment we send (options deducted).
+    mss: u16,
+    ws_ok: bool,
+    snd_wscale: u8,
+    rcv_wscale: u8,
+    sack_ok: bool,
+    ts_ok: bool,
+    ts_recent: u32,
+    ts_recent_at: Instant,
+    /// Our timestamp clock: `ts_base + ms since ts_epoch`.
+    ts_epoch: Instant,
+    ts_base: u32,
+
+    // Retransmission timer (RFC 6298).
+    rtt: RttEstimator,
+    backoff: u32,
+    /// Karn's algorithm without timestamps: (end of timed segment, sent at).
+    rtt_timed: Option<(SeqNum, Instant)>,
+    retries: u32,
+
+    // Congestion control and loss recovery.
+    cc: NewReno,
+    dupacks: u32,
+    in_recovery: bool,
+    recover: SeqNum,
+    rexmit_next: SeqNum,
+    rexmit_quota: u32,
+    scoreboard: Scoreboard,
+
+    // Timers.
+    rto_at: Option<Instant>,
+    delack_at: Option<Instant>,
+    persist_at: Option<Instant>,
+    persist_probes: u32,
+    timewait_at: Option<Instant>,
+    last_rx: Instant,
+
+    // Output owed.
+    ack_now: bool,
+    window_update: bool,
+    syn_pending: bool,
+    probe_pending: bool,
+    zwp_pending: bool,
+    /// A zero-window probe byte at SND.UNA is outstanding beyond SND.MAX.
+    zwp_sent: bool,
+    /// Last reply to an unacceptable segment without data (rate limit).
+    last_oow_reply: Option<Instant>,
+    /// Resumed by takeover: the client may acknowledge what the dead box
+    /// sent beyond our SND.MAX.
+    restored: bool,
+    rst: Option<RstSeg>,
+
+    restore: Option<Box<Restore>>,
+    events: VecDeque<Event>,
+    stats: TcbStats,
+}
+
+impl Tcb {
+    fn blank(
+        now: Instant,
+        config: Arc<TcpConfig>,
+        tuple: FourTuple,
+        state: State,
+        iss: SeqNum,
+        irs: SeqNum,
+    ) -> Tcb {
+        let mss = config.mss.min(DEFAULT_PEER_MSS);
+        Tcb {
+            tuple,
+            state,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: irs,
+            snd_wl2: iss,
+            sendq: SendQueue::default(),
+            sendq_seq: iss + 1,
+            fin_queued: false,
+            irs,
+            rcv_nxt: irs + 1,
+            rcv_adv: irs + 1,
+            recvq: RecvQueue::default(),
+            ooo_fin: None,
+            fin_received: false,
+            last_ack_sent: irs + 1,
+            ack_committed: irs + 1,
+            unacked_bytes: 0,
+            rcv_mss_seen: 0,
+            mss,
+            ws_ok: false,
+            snd_wscale: 0,
+            rcv_wscale: 0,
+            sack_ok: false,
+            ts_ok: false,
+            ts_recent: 0,
+            ts_recent_at: now,
+            ts_epoch: now,
+            ts_base: iss.0,
+            rtt: RttEstimator::new(config.initial_rto),
+            backoff: 0,
+            rtt_timed: None,
+            retries: 0,
+            cc: NewReno::new(mss),
+            dupacks: 0,
+            in_recovery: false,
+            recover: iss,
+            rexmit_next: iss,
+            rexmit_quota: 0,
+            scoreboard: Scoreboard::default(),
+            rto_at: None,
+            delack_at: None,
+            persist_at: None,
+            persist_probes: 0,
+            timewait_at: None,
+            last_rx: now,
+            ack_now: false,
+            window_update: false,
+            syn_pending: false,
+            probe_pending: false,
+            zwp_pending: false,
+            zwp_sent: false,
+            last_oow_reply: None,
+            restored: false,
+            rst: None,
+            restore: None,
+            events: VecDeque::with_capacity(4),
+            stats: TcbStats::default(),
+            config,
+        }
+    }
+
+    /// Apply the options of the peer's SYN (or SYN-ACK): RFC 9293 §3.7.1
+    /// (MSS), RFC 7323 §2.2 (scaling only if both sides sent the option) and
+    /// §3.2 (timestamps likewise), RFC 2018 §2 (SACK-permitted).
+    fn negotiate(&mut self, now: Instant, opts: &Options) {
+        let peer_mss = opts.mss.unwrap_or(DEFAULT_PEER_MSS);
+        match opts.window_scale {
+            Some(ws) => {
+                self.ws_ok = true;
+                // RFC 7323 §2.3: a shift above 14 is treated as 14.
+                self.snd_wscale = ws.min(14);
+                self.rcv_wscale = self.config.window_scale.min(14);
+            }
+            None => {
+                self.ws_ok = false;
+                self.snd_wscale = 0;
+                self.rcv_wscale = 0;
+            }
+        }
+        self.sack_ok = self.config.sack && opts.sack_permitted;
+        self.ts_ok = self.config.timestamps && opts.timestamps.is_some();
+        if let Some((tsval, _)) = opts.timestamps {
+            self.ts_recent = tsval;
+            self.ts_recent_at = now;
+        }
+        self.set_mss(peer_mss);
+    }
+
+    fn set_mss(&mut self, peer_mss: u16) {
+        let opt = if self.ts_ok { TS_OPT_LEN } else { 0 };
+        // Never below 64 payload bytes, whatever a peer claims.
+        self.mss = peer_mss.min(self.config.mss).saturating_sub(opt).max(64);
+        self.cc = NewReno::new(self.mss);
+    }
+
+    /// A passive open: the TCB for a SYN received by the listener, in
+    /// SYN-RECEIVED; its first `poll_transmit` yields the SYN-ACK.
+    pub(crate) fn new_passive(
+        now: Instant,
+        config: Arc<TcpConfig>,
+        tuple: FourTuple,
+        syn: &Segment<'_>,
+        iss: SeqNum,
+        ts_epoch: Instant,
+        ts_base: u32,
+    ) -> Tcb {
+        let mut t = Tcb::blank(now, config, tuple, State::SynReceived, iss, syn.seq);
+        t.negotiate(now, &syn.options);
+        t.ts_epoch = ts_epoch;
+        t.ts_base = ts_base;
+        // RFC 7323 §2.2: the window field of a SYN is never scaled.
+        t.snd_wnd = u32::from(syn.window);
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = syn.seq;
+        t.snd_wl2 = iss;
+        t.syn_pending = true;
+        t
+    }
+
+    /// A TCB for a valid SYN-cookie ACK: ESTABLISHED at once, with the
+    /// options the cookie carried. Processes `seg` (it may carry data).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_from_cookie(
+        now: Instant,
+        config: Arc<TcpConfig>,
+        tuple: FourTuple,
+        seg: &Segment<'_>,
+        iss: SeqNum,
+        irs: SeqNum,
+        peer_mss: u16,
+        peer_wscale: Option<u8>,
+        sack: bool,
+        ts: bool,
+        ts_epoch: Instant,
+        ts_base: u32,
+    ) -> Tcb {
+        let mut t = Tcb::blank(now, config, tuple, State::Established, iss, irs);
+        let opts = Options {
+            mss: Some(peer_mss),
+            window_scale: peer_wscale,
+            sack_permitted: sack,
+            // The ACK's own TSval becomes TS.Recent; without one, timestamps
+            // are off even if the SYN offered them.
+            timestamps: if ts { seg.options.timestamps } else { None },
+            ..Options::default()
+        };
+        t.negotiate(now, &opts);
+        t.ts_epoch = ts_epoch;
+        t.ts_base = ts_base;
+        t.snd_una = iss + 1;
+        t.snd_nxt = iss + 1;
+        t.snd_max = iss + 1;
+        t.recover = iss + 1;
+        t.snd_wnd = u32::from(seg.window) << t.snd_wscale;
+        t.max_snd_wnd = t.snd_wnd;
+        t.snd_wl1 = seg.seq;
+        t.snd_wl2 = seg.ack;
+        t.push_event(Event::Established);
+        t.on_segment(now, seg);
+        t
+    }
+
+    /// An active open (RFC 9293 §3.10.1): a TCB in SYN-SENT whose first
+    /// `poll_transmit` yields the SYN. Baton's service only does passive
+    /// opens; this side exists for tests, benchmarks and tools.
+    pub fn connect(now: Instant, config: TcpConfig, tuple: FourTuple, iss: SeqNum) -> Tcb {
+        let mut t = Tcb::blank(now, Arc::new(config), tuple, State::SynSent, iss, SeqNum(0));
+        t.syn_pending = true;
+        t
+    }
+
+    // ------------------------------------------------------------------
+    // Getters
+    // ------------------------------------------------------------------
+
+    /// The connection's state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The connection's addresses.
+    pub fn tuple(&self) -> FourTuple {
+        self.tuple
+    }
+
+    /// False while a restored TCB waits for the peer's answer to its probe.
+    pub fn is_ready(&self) -> bool {
+        self.state != State::Unready
+    }
+
+    /// Sequence number the next byte given to [`Tcb::send`] will get (the
+    /// seed's "next sequence number" API: the application records where an
+    /// object starts).
+    pub fn next_seq(&self) -> SeqNum {
+        self.sendq_seq + self.sendq.len() as u32
+    }
+
+    /// Bytes [`Tcb::send`] accepts now.
+    pub fn send_capacity(&self) -> usize {
+        if !self.state.can_send() || self.fin_queued {
+            return 0;
+        }
+        (self.config.send_buffer as usize).saturating_sub(self.sendq.len())
+    }
+
+    /// In-order bytes waiting for [`Tcb::recv`].
+    pub fn recv_available(&self) -> usize {
+        self.recvq.len()
+    }
+
+    /// Bytes queued for sending and not yet acknowledged.
+    pub fn send_queued(&self) -> usize {
+        self.sendq.len()
+    }
+
+    /// Counters and estimates.
+    pub fn stats(&self) -> TcbStats {
+        let mut s = self.stats;
+        s.srtt_us = self.rtt.srtt_us();
+        s.rto_us = self.current_rto().as_micros() as u64;
+        s.cwnd = self.cc.cwnd;
+        s.ssthresh = self.cc.ssthresh;
+        s.mss = self.mss;
+        s
+    }
+
+    /// Whether a SYN for this connection's 4-tuple may open a new
+    /// connection although this TCB still exists: only in TIME-WAIT, and
+    /// only when the SYN is newer than anything of the old connection
+    /// (RFC 6191 §2: a TSval above TS.Recent, or without timestamps a
+    /// sequence number above RCV.NXT; Linux's tcp_timewait_state_process).
+    /// The worker then drops this TCB and gives the SYN to the
+    /// [`super::Listener`], sparing a client that reuses its port a
+    /// one-second SYN retransmission.
+    pub fn accepts_new_syn(&self, seg: &Segment<'_>) -> bool {
+        if self.state != State::TimeWait || !seg.flags.syn || seg.flags.ack || seg.flags.rst {
+            return false;
+        }
+        match (self.ts_ok, seg.options.timestamps) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => seg.seq.gt(self.rcv_nxt),
+        }
+    }
+
+    /// The peer's window in bytes (scaled).
+    pub fn peer_window(&self) -> u32 {
+        self.snd_wnd
+    }
+
+    // ------------------------------------------------------------------
+    // Application mutators
+    // ------------------------------------------------------------------
+
+    /// Queue `data` (zero-copy: the chunk is kept and sliced into segments);
+    /// returns the sequence number of its first byte. Refused while a
+    /// restored TCB is not ready, after [`Tcb::close`], or when `data` does
+    /// not fit in [`Tcb::send_capacity`] (nothing is queued then).
+    pub fn send(&mut self, data: Bytes) -> Result<SeqNum, SendError> {
+        if self.state == State::Unready {
+            return Err(SendError::NotReady);
+        }
+        if !self.state.can_send() || self.fin_queued {
+            return Err(SendError::Closed);
+        }
+        let capacity = self.send_capacity();
+        if data.len() > capacity {
+            return Err(SendError::Full {
+                len: data.len(),
+                capacity,
+            });
+        }
+        let seq = self.next_seq();
+        self.sendq.push(data);
+        Ok(seq)
+    }
+
+    /// Copy received in-order bytes into `buf`; returns how many.
+    pub fn recv(&mut self, buf: &mut [u8]) -> usize {
+        let n = self.recvq.read(buf);
+        if n > 0 {
+            // RFC 9293 §3.8.6.2.2 (receiver SWS avoidance): announce the
+            // reopened window only when it grew by a useful amount.
+            let adv = (self.rcv_adv - self.rcv_nxt).max(0) as u32;
+            let free = self.rcv_free();
+            let growth = free.saturating_sub(adv);
+            if growth >= self.config.recv_buffer / 2
+                || (adv < u32::from(self.mss) && growth >= u32::from(self.mss))
+            {
+                self.window_update = true;
+            }
+        }
+        n
+    }
+
+    /// With [`TcpConfig::ack_after_commit`], our ACKs never pass the
+    /// sequence number given here: the worker calls this with the `rcv_nxt`
+    /// of a checkpoint once that checkpoint is committed, so client data is
+    /// acknowledged only when a survivor could resume after it (issue 6).
+    /// Without the option it has no effect.
+    pub fn commit_ack(&mut self, upto: SeqNum) {
+        let upto = upto.min(self.rcv_nxt);
+        if upto.gt(self.ack_committed) {
+            self.ack_committed = upto;
+            if self.config.ack_after_commit {
+                self.ack_now = true;
+            }
+        }
+    }
+
+    /// Send a FIN after the queued data (RFC 9293 §3.10.4).
+    pub fn close(&mut self) {
+        match self.state {
+            State::SynSent => self.enter_closed(),
+            // RFC 9293 §3.10.4, SYN-RECEIVED: "If no SENDs have been issued
+            // and there is no pending data to send, then form a FIN segment
+            // and send it, and enter FIN-WAIT-1 state; otherwise, queue for
+            // processing after entering ESTABLISHED state." We always queue:
+            // the SYN-ACK keeps being retransmitted until it is acknowledged.
+            State::SynReceived => self.fin_queued = true,
+            State::Established => {
+                self.fin_queued = true;
+                self.state = State::FinWait1;
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.state = State::LastAck;
+            }
+            State::Unready => self.abort(),
+            _ => {}
+        }
+    }
+
+    /// Send a RST now and close (RFC 9293 §3.10.5).
+    pub fn abort(&mut self) {
+        match self.state {
+            State::Closed => {}
+            State::SynSent | State::TimeWait | State::Unready => self.enter_closed(),
+            _ => {
+                self.rst = Some(RstSeg {
+                    seq: self.snd_max,
+                    ack: Some(self.rcv_nxt),
+                });
+                self.enter_closed();
+            }
+        }
+    }
+
+    fn push_event(&mut self, e: Event) {
+        if matches!(e, Event::Readable | Event::Writable) && self.events.contains(&e) {
+            return;
+        }
+        self.events.push_back(e);
+    }
+}

@@ -1,0 +1,197 @@
+//! Takeover hooks (seed Fig. 6, ARCHITECTURE.md "Takeover"): the TCP block
+//! of a checkpoint, the TCB rebuilt from one, and its unready life until
+//! the client answers the probe. The probe schedule itself runs in
+//! `timers.rs`.
+
+use super::*;
+
+/// A per-connection share of `max`, from the connection's own numbers:
+/// deterministic (tests replay it), different across connections.
+pub(super) fn probe_jitter(export: &TcbExport, max: std::time::Duration) -> std::time::Duration {
+    let max_us = max.as_micros() as u64;
+    if max_us == 0 {
+        return std::time::Duration::ZERO;
+    }
+    let mix = (u64::from(export.irs) ^ (u64::from(export.tuple.remote.port()) << 32))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    std::time::Duration::from_micros((mix >> 32) % max_us)
+}
+
+impl Tcb {
+    // ------------------------------------------------------------------
+    // Takeover hooks (issue 3 item 5, ARCHITECTURE.md "Takeover")
+    // ------------------------------------------------------------------
+
+    /// The TCP block of a checkpoint. `snd_nxt` is the highest sequence
+    /// number sent (retransmissions do not lower it); `ts_last_sent` is our
+    /// timestamp clock at `now`, at or above every TSval sent so far.
+    pub fn export(&self, now: Instant) -> TcbExport {
+        if let Some(r) = &self.restore {
+            // Still unready: hand on what we were restored from, with our clock.
+            let mut e = r.export;
+            e.ts_last_sent = self.ts_now(now);
+            return e;
+        }
+        TcbExport {
+            tuple: self.tuple,
+            state: self.state,
+            iss: self.iss.0,
+            irs: self.irs.0,
+            snd_una: self.snd_una.0,
+            snd_nxt: self.snd_max.0,
+            rcv_nxt: self.rcv_nxt.0,
+            snd_wnd: self.snd_wnd,
+            rcv_wnd: self.rcv_free(),
+            mss: self.mss,
+            snd_wscale: self.snd_wscale,
+            rcv_wscale: self.rcv_wscale,
+            sack_permitted: self.sack_ok,
+            timestamps: self.ts_ok,
+            ts_recent: self.ts_recent,
+            ts_last_sent: self.ts_now(now),
+            // ACKs never pass the committed point, and the application
+            // commits a point only once its checkpoint covers it.
+            acks_covered: self.config.ack_after_commit,
+        }
+    }
+
+    /// Rebuild a TCB from a checkpoint, in [`State::Unready`]: its first
+    /// `poll_transmit` yields the probe (one already-acknowledged byte at
+    /// `snd_una - 1`, ACK = the checkpoint's `rcv_nxt`, TSval continuing our
+    /// clock from `ts_last_sent`). Probes are repeated after
+    /// `restore_probe_interval`, doubling, `restore_probe_retries` times;
+    /// then [`Event::NotReady`] and a RST.
+    ///
+    /// Connections whose checkpoint is in ESTABLISHED, CLOSE-WAIT,
+    /// FIN-WAIT-1 or LAST-ACK resume (as ESTABLISHED or CLOSE-WAIT: the
+    /// application re-sends the rest and closes again); any other state
+    /// yields [`Event::NotReady`] at once, without a probe.
+    pub fn restore(now: Instant, config: TcpConfig, export: &TcbExport) -> Tcb {
+        let iss = SeqNum(export.iss);
+        let mut t = Tcb::blank(
+            now,
+            Arc::new(config),
+            export.tuple,
+            State::Unready,
+            iss,
+            SeqNum(export.irs),
+        );
+        let una = SeqNum(export.snd_una);
+        t.snd_una = una;
+        t.snd_nxt = una;
+        t.snd_max = una;
+        t.sendq_seq = una;
+        t.recover = una;
+        t.rexmit_next = una;
+        t.rcv_nxt = SeqNum(export.rcv_nxt);
+        t.last_ack_sent = t.rcv_nxt;
+        t.ack_committed = t.rcv_nxt;
+        // The client may have seen this window: it must not shrink.
+        t.rcv_adv = t.rcv_nxt + export.rcv_wnd;
+        t.snd_wnd = export.snd_wnd;
+        t.max_snd_wnd = export.snd_wnd;
+        t.mss = export.mss.max(64);
+        t.cc = NewReno::new(t.mss);
+        t.ws_ok = export.snd_wscale > 0 || export.rcv_wscale > 0;
+        t.snd_wscale = export.snd_wscale.min(14);
+        t.rcv_wscale = export.rcv_wscale.min(14);
+        t.sack_ok = export.sack_permitted;
+        t.ts_ok = export.timestamps;
+        t.ts_recent = export.ts_recent;
+        t.ts_recent_at = now;
+        t.ts_epoch = now;
+        t.ts_base = export.ts_last_sent;
+        t.fin_received = matches!(export.state, State::CloseWait | State::LastAck);
+        let resumable = matches!(
+            export.state,
+            State::Established | State::CloseWait | State::FinWait1 | State::LastAck
+        );
+        if resumable {
+            t.restore = Some(Box::new(Restore {
+                export: *export,
+                probes_sent: 0,
+                probe_at: now + t.config.restore_probe_interval,
+            }));
+            t.probe_pending = true;
+        } else {
+            t.push_event(Event::NotReady);
+            t.enter_closed();
+        }
+        t
+    }
+
+    /// The answer to a takeover probe (ARCHITECTURE.md "Takeover" 5-6).
+    pub(super) fn on_segment_unready(&mut self, now: Instant, seg: &Segment<'_>) {
+        let Some(export) = self.restore.as_ref().map(|r| r.export) else {
+            return;
+        };
+        self.last_rx = now;
+        if seg.flags.rst {
+            // RFC 5961 §3.2: only an exact RST ends the connection.
+            if seg.seq == self.rcv_nxt {
+                self.on_reset_received();
+            }
+            return;
+        }
+        if seg.flags.syn || !seg.flags.ack {
+            return;
+        }
+        if seg.seq.gt(self.rcv_nxt) && !(self.config.ack_after_commit || export.acks_covered) {
+            // The client's sequence is beyond the checkpoint: it sent data
+            // (or a FIN) we never saw and that the dead box may have
+            // acknowledged. Reset exactly at the client's RCV.NXT (its ACK)
+            // and tell the application "not ready". (When the checkpoint
+            // covers every ACK its box sent, those bytes are merely in
+            // flight: the client retransmits them, and we go on.)
+            self.rst = Some(RstSeg {
+                seq: seg.ack,
+                ack: None,
+            });
+            self.push_event(Event::NotReady);
+            self.enter_closed();
+            return;
+        }
+        // Sync to the greater of the client's ACK and the checkpoint.
+        let una = seg.ack.max(SeqNum(export.snd_una));
+        self.snd_una = una;
+        self.snd_nxt = una;
+        self.snd_max = una;
+        self.sendq_seq = una;
+        self.recover = una;
+        self.rexmit_next = una;
+        if self.ts_ok {
+            if let Some((tsval, tsecr)) = seg.options.timestamps {
+                self.ts_recent = tsval;
+                self.ts_recent_at = now;
+                // TSecr is the TS.Recent the client holds: our clock must
+                // not be below it or PAWS drops what we send next.
+                let cur = self.ts_now(now);
+                let ahead = tsecr.wrapping_sub(cur) as i32;
+                if ahead > 0 {
+                    self.ts_base = self.ts_base.wrapping_add(ahead as u32);
+                }
+            }
+        }
+        self.snd_wnd = u32::from(seg.window) << self.snd_wscale;
+        self.max_snd_wnd = self.snd_wnd;
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        self.state = if self.fin_received {
+            State::CloseWait
+        } else {
+            State::Established
+        };
+        self.restore = None;
+        self.restored = true;
+        self.probe_pending = false;
+        self.push_event(Event::Ready {
+            snd_una: una,
+            rcv_nxt: self.rcv_nxt,
+        });
+        // The answer may carry data (a client retransmitting what the
+        // checkpoint did not cover): process it as any segment.
+        if seg.seq_len() > 0 {
+            self.on_segment(now, seg);
+        }
+    }
+}

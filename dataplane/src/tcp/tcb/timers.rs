@@ -1,0 +1,179 @@
+//! Inputs: time passes (RFC 6298 retransmission, persist, TIME-WAIT, idle,
+//! and the takeover probe schedule).
+
+use super::restore::probe_jitter;
+use super::*;
+
+impl Tcb {
+    /// Call when `now >= poll_timeout()`.
+    pub fn on_timeout(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        if let Some(r) = self.restore.as_mut() {
+            if now >= r.probe_at {
+                if r.probes_sent > self.config.restore_probe_retries {
+                    // Give up: the client never answered.
+                    self.rst = Some(RstSeg {
+                        seq: SeqNum(r.export.snd_nxt),
+                        ack: Some(self.rcv_nxt),
+                    });
+                    self.push_event(Event::NotReady);
+                    self.enter_closed();
+                } else {
+                    let shift = r
+                        .probes_sent
+                        .saturating_sub(FLAT_PROBE_RETRIES)
+                        .min(MAX_BACKOFF);
+                    // Thousands of connections restored at one instant
+                    // would probe in lockstep and overflow rings on both
+                    // sides again at every retry: spread each retry over
+                    // up to half an interval more, by a per-connection
+                    // amount.
+                    let base = self.config.restore_probe_interval * (1u32 << shift);
+                    r.probe_at = now + base + probe_jitter(&r.export, base / 2);
+                    self.probe_pending = true;
+                }
+            }
+            return;
+        }
+        if let Some(t) = self.timewait_at {
+            if now >= t {
+                self.enter_closed();
+            }
+            return;
+        }
+        if self.idle_deadline().is_some_and(|t| now >= t) {
+            self.on_idle();
+            return;
+        }
+        if self.rto_at.is_some_and(|t| now >= t) {
+            self.on_rto(now);
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if self.persist_at.is_some_and(|t| now >= t) {
+            self.on_persist(now);
+            if self.state == State::Closed {
+                return;
+            }
+        }
+        if self.delack_at.is_some_and(|t| now >= t) {
+            self.delack_at = None;
+            self.ack_now = true;
+        }
+    }
+
+    /// When the idle rule applies: nothing received for
+    /// [`TcpConfig::idle_timeout`] while nothing of ours is in flight (data
+    /// or a FIN in flight, or a zero window, leave a silent peer to the
+    /// retransmission and persist limits, RFC 9293 §3.8.3), in ESTABLISHED,
+    /// CLOSE-WAIT or FIN-WAIT-2.
+    pub(super) fn idle_deadline(&self) -> Option<Instant> {
+        let applies = match self.state {
+            State::Established | State::CloseWait => {
+                self.rto_at.is_none() && self.persist_at.is_none()
+            }
+            State::FinWait2 => true,
+            _ => false,
+        };
+        applies.then(|| self.last_rx + self.config.idle_timeout)
+    }
+
+    /// The idle timer ran out. Closing for idleness is the orderly close of
+    /// RFC 9293 §3.10.4 (a FIN after whatever is queued), never a RST: a
+    /// client that merely paused longer than we wait sees an end of stream
+    /// it can retry on (RFC 9112 §9.3.1), not an error. In FIN-WAIT-2 our
+    /// FIN is already acknowledged and the peer never sent its own: drop
+    /// the connection silently, as Linux does after `tcp_fin_timeout`.
+    pub(super) fn on_idle(&mut self) {
+        match self.state {
+            State::FinWait2 => {
+                self.push_event(Event::TimedOut);
+                self.enter_closed();
+            }
+            _ => self.close(),
+        }
+    }
+
+    /// RFC 6298 §5.4-5.6, RFC 5681 §3.1 for cwnd.
+    pub(super) fn on_rto(&mut self, now: Instant) {
+        self.stats.rto_fired += 1;
+        self.retries += 1;
+        let syn_state = matches!(self.state, State::SynSent | State::SynReceived);
+        let limit = if syn_state {
+            self.config.syn_retries
+        } else {
+            self.config.max_retries
+        };
+        if self.retries > limit {
+            self.timed_out();
+            return;
+        }
+        // "The host MUST set RTO <- RTO * 2 ("back off the timer")".
+        self.backoff = (self.backoff + 1).min(MAX_BACKOFF);
+        self.rtt_timed = None;
+        if syn_state {
+            self.syn_pending = true;
+            self.snd_nxt = self.iss;
+        } else {
+            let flight = (self.snd_max - self.snd_una).max(0) as u32;
+            self.cc.on_rto(flight);
+            self.in_recovery = false;
+            self.dupacks = 0;
+            // RFC 6582 §4: no fast retransmit for the old window's dupacks.
+            self.recover = self.snd_max;
+            // RFC 2018 §8 lets the receiver renege on SACKed data, so after a
+            // timeout the sender "SHOULD turn off all of the SACKed bits". We
+            // keep them once, as Linux does (go-back-N then skips what the
+            // peer holds), unless the peer evidently reneged (SND.UNA itself
+            // SACKed) or this is a repeated timeout.
+            let reneged = self
+                .scoreboard
+                .blocks()
+                .first()
+                .is_some_and(|b| b.0.le(self.snd_una));
+            if reneged || self.backoff > 1 {
+                self.scoreboard.clear();
+            }
+            self.rexmit_quota = 0;
+            self.snd_nxt = self.snd_una;
+        }
+        self.rto_at = Some(now + self.current_rto());
+    }
+
+    /// RFC 9293 §3.8.6.1: the persist timer, probing a zero window.
+    pub(super) fn on_persist(&mut self, now: Instant) {
+        self.persist_probes += 1;
+        if self.persist_probes > self.config.zero_window_probe_max {
+            self.timed_out();
+            return;
+        }
+        self.zwp_pending = true;
+        let shift = self.persist_probes.min(MAX_BACKOFF);
+        let interval = (self.current_rto() * (1u32 << shift)).min(self.config.max_rto);
+        self.persist_at = Some(now + interval);
+    }
+
+    pub(super) fn timed_out(&mut self) {
+        if !matches!(self.state, State::SynSent | State::TimeWait) {
+            self.rst = Some(RstSeg {
+                seq: self.snd_nxt,
+                ack: Some(self.rcv_nxt),
+            });
+        }
+        self.push_event(Event::TimedOut);
+        self.enter_closed();
+    }
+
+    /// Takes a round-trip sample of `r` µs (RFC 6298 §2.2-2.3).
+    pub(super) fn update_rtt(&mut self, r: u64) {
+        self.rtt.sample(r, self.config.min_rto, self.config.max_rto);
+    }
+
+    /// The RTO with the current back-off.
+    pub(super) fn current_rto(&self) -> Duration {
+        self.rtt.rto(self.backoff, self.config.max_rto)
+    }
+}

@@ -1,0 +1,92 @@
+//! What the control core can ask of a worker ([`Command`]), and the
+//! snapshot a worker answers a stats request with ([`WorkerStats`]). The
+//! worker's loop applies commands (`poll.rs`); the runtime's handle sends
+//! them.
+
+use super::restore_stats::RestoreStats;
+use crate::stats::Counters;
+use crate::tcp::{FourTuple, TcbExport};
+use crate::wire::ethernet::MacAddr;
+use crossbeam_channel::Sender;
+use std::any::Any;
+use std::net::IpAddr;
+
+/// Commands from the control core to a worker.
+pub enum Command {
+    /// Send a gratuitous ARP for this address.
+    Announce(IpAddr),
+    /// Start answering for an address.
+    AddServiceIp(IpAddr),
+    /// Stop answering for an address.
+    RemoveServiceIp(IpAddr),
+    /// Adopt a connection restored from a checkpoint (takeover).
+    Restore {
+        /// The TCP block of the checkpoint.
+        export: TcbExport,
+        /// Handed to [`crate::app::App::on_restored`].
+        app_data: Box<dyn Any + Send>,
+    },
+    /// Stop (true) or resume (false) accepting new connections; existing
+    /// ones carry on. New SYNs are dropped, not reset, so the client's
+    /// retransmitted SYN can reach whichever box owns the address next.
+    Drain(bool),
+    /// Reply with a stats snapshot.
+    Stats(Sender<WorkerStats>),
+    /// A planned move of every connection (drain): each connection gets
+    /// [`crate::app::App::on_freeze`] (its exact final checkpoint), then the worker stops
+    /// at once, sending nothing more, so that the checkpoints stay exact
+    /// while the survivors take the connections over.
+    Freeze,
+    /// A planned move of some connections (migrate): each named connection
+    /// gets [`crate::app::App::on_handoff`] (its final checkpoint, and a route that
+    /// forwards its frames to `to`), then its TCB is dropped without a word
+    /// to the client. The number handed off is sent back.
+    Handoff {
+        /// The connections to move.
+        tuples: Vec<FourTuple>,
+        /// The MAC of the box that adopts them.
+        to: MacAddr,
+        /// Gets the connections actually handed off (the others had ended).
+        done: Sender<Vec<FourTuple>>,
+    },
+    /// Stop the worker.
+    Shutdown,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Announce(ip) => write!(f, "Announce({ip})"),
+            Command::AddServiceIp(ip) => write!(f, "AddServiceIp({ip})"),
+            Command::RemoveServiceIp(ip) => write!(f, "RemoveServiceIp({ip})"),
+            Command::Restore { export, .. } => write!(f, "Restore({:?})", export.tuple),
+            Command::Drain(on) => write!(f, "Drain({on})"),
+            Command::Freeze => write!(f, "Freeze"),
+            Command::Handoff { tuples, to, .. } => write!(f, "Handoff({} to {to})", tuples.len()),
+            Command::Stats(_) => write!(f, "Stats"),
+            Command::Shutdown => write!(f, "Shutdown"),
+        }
+    }
+}
+
+/// A snapshot of one worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// The worker's index.
+    pub worker: usize,
+    /// Its counters.
+    pub counters: Counters,
+    /// Connections in its flow table.
+    pub connections: usize,
+    /// Half-open (SYN-RECEIVED) connections.
+    pub half_open: usize,
+    /// Known neighbours.
+    pub neighbours: usize,
+    /// Armed timers.
+    pub timers: usize,
+    /// Frames the port dropped because its receive ring was full (running
+    /// total, [`crate::port::Port::rx_ring_drops`]).
+    pub ring_drops: u64,
+    /// How the connections restored here went.
+    pub restores: RestoreStats,
+}

@@ -1,0 +1,65 @@
+//! What a worker is told when it starts: its index, the addresses and
+//! ports it serves, its limits and how it waits for packets.
+
+use crate::tcp::TcpConfig;
+use std::net::IpAddr;
+
+/// How a worker waits for packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollMode {
+    /// Spin on the ring forever: lowest latency, one full core per worker.
+    Busy,
+    /// Spin while there is work; after `spins` empty polls, block in
+    /// poll(2) until a packet or the next timer (so several boxes share
+    /// a small machine).
+    Adaptive {
+        /// Empty polls before blocking.
+        spins: u32,
+    },
+}
+
+/// What a worker needs besides its port and app.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// This worker's index.
+    pub id: usize,
+    /// Workers sharing the interface.
+    pub n_workers: usize,
+    /// Addresses we own.
+    pub service_ips: Vec<IpAddr>,
+    /// TCP ports we accept on.
+    pub listen_ports: Vec<u16>,
+    /// Largest IP packet we send.
+    pub mtu: usize,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Half-open limit before SYN cookies.
+    pub syn_backlog: usize,
+    /// TCP tunables.
+    pub tcp: TcpConfig,
+    /// ISN and cookie key.
+    pub cookie_secret: [u8; 16],
+    /// How to wait.
+    pub poll_mode: PollMode,
+    /// Frames per RX burst.
+    pub rx_burst: usize,
+}
+
+impl WorkerConfig {
+    /// A single-worker configuration for tests: `ips` on port 80.
+    pub fn for_test(ips: Vec<IpAddr>) -> Self {
+        WorkerConfig {
+            id: 0,
+            n_workers: 1,
+            service_ips: ips,
+            listen_ports: vec![80],
+            mtu: 1500,
+            max_connections: 1000,
+            syn_backlog: 128,
+            tcp: TcpConfig::default(),
+            cookie_secret: [7; 16],
+            poll_mode: PollMode::Busy,
+            rx_burst: 64,
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! TCP demux: a parsed segment goes to its connection, or, for a 4-tuple
+//! this worker does not know, through the steps below, in this order:
+//!
+//! 1. TIME-WAIT reuse ([`Core::reuse_time_wait`]): a new SYN ends an old
+//!    incarnation (RFC 6191).
+//! 2. Listener check: a port nobody listens on gets a RST.
+//! 3. A SYN ([`Core::on_syn`]): dropped while draining or beyond the
+//!    connection limit ([`Core::admits_syn`]), else the listener's (a new
+//!    TCB or a SYN cookie).
+//! 4. Anything else ([`Core::on_unknown`]): the app says whether it is a
+//!    dead box's orphan, to forward to another survivor
+//!    ([`Core::forward`]) or to restore lazily here
+//!    ([`Core::restore_lazily`]); otherwise the listener checks it for a
+//!    SYN cookie's ACK or answers with a RST.
+//!
+//! Frames are built by the egress (`egress.rs`); the app is only asked
+//! ([`App::on_unknown_segment`]) or told ([`App::on_restored`],
+//! [`App::on_closed`]).
+
+use super::state::{app_ctx, Core};
+use crate::app::{App, CloseReason, UnknownAction};
+use crate::flow::ConnId;
+use crate::port::RxMeta;
+use crate::tcp::{
+    Flags, FourTuple, OutSegment, Segment, SynOutcome, Tcb, TcbExport, UnknownOutcome,
+};
+use crate::wire::ethernet::MacAddr;
+use crate::wire::{ethernet, ipv4, tcp};
+use std::any::Any;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+impl Core {
+    /// A TCP segment for an address we own (or a connection we hold).
+    pub(super) fn on_tcp<A: App>(
+        &mut self,
+        app: &mut A,
+        frame: &[u8],
+        ih: &ipv4::Ipv4Header,
+        l4: &[u8],
+        meta: RxMeta,
+        now: Instant,
+    ) {
+        let (src, dst) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
+        let seg = match tcp::parse(src, dst, l4, meta.checksum_trusted) {
+            Ok(s) => s,
+            Err(e) => return self.counters.record(e),
+        };
+        let tuple = FourTuple {
+            local: SocketAddr::new(dst, seg.dst_port),
+            remote: SocketAddr::new(src, seg.src_port),
+        };
+        if let Some(id) = self.flows.lookup(&tuple) {
+            if !self
+                .flows
+                .get(id)
+                .is_some_and(|c| c.tcb.accepts_new_syn(&seg))
+            {
+                if let Some(c) = self.flows.get_mut(id) {
+                    c.tcb.on_segment(now, &seg);
+                }
+                self.touch(id);
+                return;
+            }
+            self.reuse_time_wait(app, id, now);
+        }
+        if !self.cfg.listen_ports.contains(&seg.dst_port) {
+            self.counters.tcp_no_listener += 1;
+            if let Some(rst) = reset_for(&seg) {
+                self.emit_tcp(&tuple, &rst, now, 0);
+            }
+            return;
+        }
+        if seg.flags.syn && !seg.flags.ack {
+            self.on_syn(tuple, &seg, now);
+        } else {
+            self.on_unknown(app, frame, tuple, &seg, now);
+        }
+    }
+
+    /// RFC 6191 §2 (as Linux's tcp_timewait_state_process): a SYN newer
+    /// than anything of the old connection `id` ends its TIME-WAIT; the SYN
+    /// then opens a new incarnation through the listener.
+    fn reuse_time_wait<A: App>(&mut self, app: &mut A, id: ConnId, now: Instant) {
+        if self.flows.get(id).is_some_and(|c| c.announced) {
+            let mut ctx = app_ctx!(self, now);
+            app.on_closed(id, CloseReason::Normal, &mut ctx);
+        }
+        if let Some(c) = self.flows.remove(id) {
+            if c.half_open {
+                self.half_open = self.half_open.saturating_sub(1);
+            }
+            self.counters.tcp_closed += 1;
+            self.counters.tcp_time_wait_reopened += 1;
+        }
+        self.timers.cancel(id.index());
+    }
+
+    /// A SYN for a listening port: drain and the connection limit first,
+    /// then the listener (a half-open TCB, or a SYN cookie when the backlog
+    /// is full).
+    fn on_syn(&mut self, tuple: FourTuple, seg: &Segment<'_>, now: Instant) {
+        if !self.admits_syn() {
+            return;
+        }
+        match self
+            .listener
+            .on_syn(now, tuple, seg, self.half_open, self.cfg.syn_backlog)
+        {
+            SynOutcome::Tcb(tcb) => {
+                let id = self.flows.insert(tcb);
+                if let Some(c) = self.flows.get_mut(id) {
+                    c.half_open = true;
+                }
+                self.half_open += 1;
+                self.touch(id);
+            }
+            SynOutcome::Cookie(out) => {
+                self.counters.tcp_syn_backlog_full += 1;
+                self.emit_tcp(&tuple, &out, now, 0);
+            }
+            SynOutcome::Drop => self.counters.drop_tcp_listener += 1,
+        }
+    }
+
+    /// Drain and the connection limit: false (counted) when a new
+    /// connection may not start now. Dropped, not reset: the client
+    /// retries its SYN later, perhaps at the box that owns the address by
+    /// then.
+    fn admits_syn(&mut self) -> bool {
+        if self.draining {
+            self.counters.drop_tcp_draining += 1;
+            return false;
+        }
+        if self.flows.len() >= self.cfg.max_connections {
+            self.counters.drop_tcp_max_connections += 1;
+            return false;
+        }
+        true
+    }
+
+    /// A segment other than a SYN for a connection we do not know.
+    /// Takeover (ARCHITECTURE.md "Takeover" step 3): it may belong to a
+    /// dead box's orphan, ours to restore lazily or another survivor's to
+    /// forward; the app knows. Otherwise the listener answers it.
+    fn on_unknown<A: App>(
+        &mut self,
+        app: &mut A,
+        frame: &[u8],
+        tuple: FourTuple,
+        seg: &Segment<'_>,
+        now: Instant,
+    ) {
+        match app.on_unknown_segment(tuple, seg.flags.rst) {
+            UnknownAction::Listener => {}
+            UnknownAction::Drop => {
+                self.counters.drop_tcp_unknown_by_app += 1;
+                return;
+            }
+            UnknownAction::Forward(mac) => return self.forward(frame, mac),
+            // A RST ends the orphan: nothing to restore.
+            UnknownAction::Restore(..) if seg.flags.rst => {
+                self.counters.drop_tcp_unknown_by_app += 1;
+                return;
+            }
+            UnknownAction::Restore(export, data) if export.tuple == tuple => {
+                return self.restore_lazily(app, &export, data, seg, now);
+            }
+            UnknownAction::Restore(..) => {
+                // A checkpoint of another connection: the app's bug,
+                // not the client's; answer as if unknown.
+                self.counters.drop_emit_error += 1;
+            }
+        }
+        match self.listener.on_unknown(now, tuple, seg) {
+            UnknownOutcome::Tcb(tcb) => {
+                if self.flows.len() >= self.cfg.max_connections {
+                    self.counters.drop_tcp_max_connections += 1;
+                    return;
+                }
+                let id = self.flows.insert(tcb);
+                self.touch(id);
+            }
+            UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now, 0),
+            UnknownOutcome::Drop => self.counters.drop_tcp_listener += 1,
+        }
+    }
+
+    /// The connection was assigned to another survivor (whose MAC is
+    /// `to`): hand it the client's frame unchanged but for the MACs.
+    fn forward(&mut self, frame: &[u8], to: MacAddr) {
+        let ours = self.mac;
+        let buf = self.tx.next_buf();
+        match buf.get_mut(..frame.len()) {
+            Some(out) if frame.len() >= ethernet::HEADER_LEN => {
+                out.copy_from_slice(frame);
+                out[0..6].copy_from_slice(&to.0);
+                out[6..12].copy_from_slice(&ours.0);
+                self.tx.commit(frame.len());
+                self.counters.tcp_forwarded += 1;
+            }
+            _ => self.counters.drop_emit_error += 1,
+        }
+    }
+
+    /// Lazy takeover: the orphan's TCB is rebuilt from its checkpoint and
+    /// given the client's segment, which may already be the answer its
+    /// probe waits for.
+    fn restore_lazily<A: App>(
+        &mut self,
+        app: &mut A,
+        export: &TcbExport,
+        data: Box<dyn Any + Send>,
+        seg: &Segment<'_>,
+        now: Instant,
+    ) {
+        let tcb = Tcb::restore(now, self.restored_tcp(), export);
+        let id = self.flows.insert(tcb);
+        if let Some(c) = self.flows.get_mut(id) {
+            c.announced = true;
+            c.tcb.on_segment(now, seg);
+        }
+        self.note_restored(id, now);
+        self.touch(id);
+        self.counters.tcp_lazy_restored += 1;
+        let mut ctx = app_ctx!(self, now);
+        app.on_restored(id, data, &mut ctx);
+    }
+}
+
+/// The RST for a segment to a port nobody listens on (RFC 9293 §3.10.7.1:
+/// if the ACK bit is off, <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>,
+/// otherwise <SEQ=SEG.ACK><CTL=RST>). A RST is never answered.
+fn reset_for(seg: &Segment<'_>) -> Option<OutSegment> {
+    if seg.flags.rst {
+        return None;
+    }
+    let mut out = OutSegment {
+        src_port: seg.dst_port,
+        dst_port: seg.src_port,
+        ..OutSegment::default()
+    };
+    if seg.flags.ack {
+        out.seq = seg.ack;
+        out.flags = Flags {
+            rst: true,
+            ..Flags::default()
+        };
+    } else {
+        out.ack = seg.seq + seg.seq_len();
+        out.flags = Flags {
+            rst: true,
+            ack: true,
+            ..Flags::default()
+        };
+    }
+    Some(out)
+}

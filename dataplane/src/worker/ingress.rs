@@ -1,0 +1,173 @@
+//! Ingress: a received frame is parsed and dispatched. ARP updates the
+//! neighbour table and is answered for our addresses, an ICMP echo request
+//! is answered, a TCP segment goes on to the demux (`demux.rs`). Frames
+//! for addresses we neither own nor hold a connection for are counted and
+//! dropped here.
+
+use super::state::Core;
+use crate::app::App;
+use crate::neighbour;
+use crate::port::RxMeta;
+use crate::tcp::FourTuple;
+use crate::wire::ethernet::{self, EthernetHeader, MacAddr};
+use crate::wire::icmp::{self, IcmpMessage};
+use crate::wire::{arp, ipv4, WireError};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+impl Core {
+    pub(super) fn on_frame<A: App>(
+        &mut self,
+        app: &mut A,
+        frame: &[u8],
+        meta: RxMeta,
+        now: Instant,
+    ) {
+        self.counters.rx_frames += 1;
+        self.counters.rx_bytes += frame.len() as u64;
+        let (eh, payload) = match ethernet::parse(frame) {
+            Ok(x) => x,
+            Err(e) => return self.counters.record(e),
+        };
+        if eh.dst != self.mac && !eh.dst.is_broadcast() {
+            self.counters.drop_eth_not_for_us += 1;
+            return;
+        }
+        match eh.ethertype {
+            ethernet::ETHERTYPE_ARP => self.on_arp(&eh, payload),
+            ethernet::ETHERTYPE_IPV4 => self.on_ipv4(app, frame, &eh, payload, meta, now),
+            _ => self.counters.drop_eth_unknown_type += 1,
+        }
+    }
+
+    fn on_arp(&mut self, eh: &EthernetHeader, payload: &[u8]) {
+        let p = match arp::parse(payload) {
+            Ok(p) => p,
+            Err(e) => return self.counters.record(e),
+        };
+        // RFC 826: merge the sender into the table before looking at the op.
+        if eh.src == p.sender_mac {
+            self.neighbours.learn(p.sender_ip, p.sender_mac);
+            self.send_pending(p.sender_ip);
+        }
+        if p.op == arp::OP_REQUEST && self.owns_v4(p.target_ip) {
+            let mac = self.mac;
+            let buf = self.tx.next_buf();
+            match neighbour::arp::emit_arp_reply(buf, mac, p.target_ip, &p) {
+                Ok(n) => {
+                    self.tx.commit(n);
+                    self.counters.arp_replies_sent += 1;
+                }
+                Err(e) => self.counters.record(e),
+            }
+        } else {
+            self.counters.arp_not_for_us += 1;
+        }
+    }
+
+    fn on_ipv4<A: App>(
+        &mut self,
+        app: &mut A,
+        frame: &[u8],
+        eh: &EthernetHeader,
+        payload: &[u8],
+        meta: RxMeta,
+        now: Instant,
+    ) {
+        let (ih, l4) = match ipv4::parse(payload) {
+            Ok(x) => x,
+            Err(e) => return self.counters.record(e),
+        };
+        let owned = self.owns_v4(ih.dst);
+        if !owned && !self.holds_forwarded(eh, &ih, l4) {
+            self.counters.drop_ipv4_not_ours += 1;
+            return;
+        }
+        // A client's MAC is learned from its own frames (its SYN), so
+        // workers other than 0 never need to ARP for their clients. A
+        // forwarded frame carries the forwarding survivor's MAC as its
+        // source, not the client's: learning from it would send our
+        // replies to that survivor.
+        if owned && self.neighbours.lookup(ih.src) != Some(eh.src) {
+            self.neighbours.learn(ih.src, eh.src);
+            self.send_pending(ih.src);
+        }
+        match ih.protocol {
+            ipv4::PROTO_TCP => self.on_tcp(app, frame, &ih, l4, meta, now),
+            ipv4::PROTO_ICMP => self.on_icmp(eh, &ih, l4),
+            _ => self.counters.drop_ipv4_unknown_protocol += 1,
+        }
+    }
+
+    /// A frame for an address we do not own, sent to our MAC by the survivor
+    /// that inherited a dead box's address, for a connection restored here
+    /// (ARCHITECTURE.md "Takeover" step 3): ours to process. We never answer
+    /// ARP for such an address, so only forwarded frames reach us.
+    fn holds_forwarded(&self, eh: &EthernetHeader, ih: &ipv4::Ipv4Header, l4: &[u8]) -> bool {
+        if ih.protocol != ipv4::PROTO_TCP || eh.dst != self.mac {
+            return false;
+        }
+        let (Some(sp), Some(dp)) = (l4.get(0..2), l4.get(2..4)) else {
+            return false;
+        };
+        let tuple = FourTuple {
+            local: SocketAddr::new(IpAddr::V4(ih.dst), u16::from_be_bytes([dp[0], dp[1]])),
+            remote: SocketAddr::new(IpAddr::V4(ih.src), u16::from_be_bytes([sp[0], sp[1]])),
+        };
+        self.flows.lookup(&tuple).is_some()
+    }
+
+    fn on_icmp(&mut self, eh: &EthernetHeader, ih: &ipv4::Ipv4Header, l4: &[u8]) {
+        let m = match icmp::parse(l4) {
+            Ok(m) => m,
+            Err(e) => return self.counters.record(e),
+        };
+        if m.ty != icmp::TYPE_ECHO_REQUEST || m.code != 0 {
+            self.counters.drop_icmp_unhandled += 1;
+            return;
+        }
+        let id = self.next_ip_id();
+        let mac = self.mac;
+        let buf = self.tx.next_buf();
+        match emit_echo_reply_frame(buf, mac, eh.src, ih.dst, ih.src, id, &m) {
+            Ok(n) => {
+                self.tx.commit(n);
+                self.counters.icmp_echo_replies_sent += 1;
+            }
+            Err(e) => self.counters.record(e),
+        }
+    }
+}
+
+/// The echo reply frame to `req`, from `our_ip`/`our_mac` back to the
+/// requester.
+fn emit_echo_reply_frame(
+    buf: &mut [u8],
+    our_mac: MacAddr,
+    peer_mac: MacAddr,
+    our_ip: Ipv4Addr,
+    peer_ip: Ipv4Addr,
+    ip_id: u16,
+    req: &IcmpMessage<'_>,
+) -> Result<usize, WireError> {
+    let e = ethernet::emit(
+        buf,
+        &EthernetHeader {
+            dst: peer_mac,
+            src: our_mac,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        },
+    )?;
+    let ip_at = e;
+    let l4_at = ip_at + ipv4::MIN_HEADER_LEN;
+    let n = icmp::emit_echo_reply(buf.get_mut(l4_at..).ok_or(WireError::BufferTooSmall)?, req)?;
+    ipv4::emit(
+        &mut buf[ip_at..],
+        our_ip,
+        peer_ip,
+        ipv4::PROTO_ICMP,
+        ip_id,
+        n,
+    )?;
+    Ok(l4_at + n)
+}

@@ -1,0 +1,265 @@
+//! One worker: its port, its app and the [`Core`] between them, and the
+//! loop that drives them ([`Worker::poll`], [`Worker::run`]) and applies
+//! the control core's [`Command`]s.
+
+use super::command::{Command, WorkerStats};
+use super::config::{PollMode, WorkerConfig};
+use super::restore_stats::RestoreStats;
+use super::state::{app_ctx, Core};
+use super::waker::Waker;
+use crate::app::App;
+use crate::flow::FlowTable;
+use crate::neighbour::{arp, NeighbourCache, PendingFrames};
+use crate::port::{Port, PortError, RxMeta, TxBatch};
+use crate::stats::Counters;
+use crate::tcp::{Listener, Tcb};
+use crate::timer::TimerWheel;
+use crossbeam_channel::{Receiver, TryRecvError};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// Longest a worker blocks. Commands and [`Waker::wake`] interrupt the
+/// wait at once; the bound only covers a lost wake-up.
+const MAX_BLOCK: Duration = Duration::from_millis(100);
+
+/// One worker: a port, an app, and the state between them.
+pub struct Worker<P: Port, A: App> {
+    port: P,
+    app: A,
+    core: Core,
+    idle: u32,
+}
+
+impl<P: Port, A: App> Worker<P, A> {
+    /// A worker over `port` serving `app`; `now` starts its timer wheel.
+    pub fn new(port: P, app: A, cfg: WorkerConfig, now: Instant) -> Self {
+        let listener = Listener::new(cfg.tcp.clone(), cfg.cookie_secret);
+        let mac = port.mac();
+        let offload = port.tx_offload();
+        Worker {
+            port,
+            app,
+            core: Core {
+                cfg,
+                mac,
+                neighbours: NeighbourCache::default(),
+                flows: FlowTable::new(),
+                timers: TimerWheel::new(now, Duration::from_millis(1)),
+                listener,
+                counters: Counters::default(),
+                tx: TxBatch::new(),
+                touched: Vec::new(),
+                fired: Vec::new(),
+                events: Vec::new(),
+                ip_id: 0,
+                half_open: 0,
+                waker: Waker::new(),
+                draining: false,
+                offload,
+                unready_since: HashMap::new(),
+                restores: RestoreStats::default(),
+                l2_pending: PendingFrames::default(),
+            },
+            idle: 0,
+        }
+    }
+
+    /// A handle that wakes this worker from its adaptive wait.
+    pub fn waker(&self) -> Waker {
+        self.core.waker.clone()
+    }
+
+    /// The worker's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.core.counters
+    }
+
+    /// The app.
+    pub fn app(&self) -> &A {
+        &self.app
+    }
+
+    /// The app, mutably.
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.app
+    }
+
+    /// The port (tests reach the other end of a memory port this way).
+    pub fn port_mut(&mut self) -> &mut P {
+        &mut self.port
+    }
+
+    /// Connections in the flow table.
+    pub fn connections(&self) -> usize {
+        self.core.flows.len()
+    }
+
+    /// A stats snapshot.
+    pub fn stats(&self) -> WorkerStats {
+        let mut counters = self.core.counters;
+        counters.tcp_open = self.core.flows.len() as u64;
+        counters.drop_rx_truncated = self.port.rx_truncated();
+        WorkerStats {
+            worker: self.core.cfg.id,
+            counters,
+            connections: self.core.flows.len(),
+            half_open: self.core.half_open,
+            neighbours: self.core.neighbours.len(),
+            timers: self.core.timers.len(),
+            ring_drops: self.port.rx_ring_drops(),
+            restores: RestoreStats {
+                pending: self.core.unready_since.len() as u64,
+                ..self.core.restores.clone()
+            },
+        }
+    }
+
+    /// Runs one frame through the receive path (parse and dispatch) without
+    /// polling the port; [`Worker::poll`] then does the rest. For tests and
+    /// the fuzz target.
+    pub fn handle_frame(&mut self, frame: &[u8], meta: RxMeta, now: Instant) {
+        self.core.on_frame(&mut self.app, frame, meta, now);
+    }
+
+    /// One iteration; returns whether there was any work.
+    pub fn poll(&mut self, now: Instant) -> Result<bool, PortError> {
+        let core = &mut self.core;
+        let app = &mut self.app;
+        let n = self.port.rx_burst(core.cfg.rx_burst, |frame, meta| {
+            core.on_frame(app, frame, meta, now)
+        })?;
+        core.fired.clear();
+        core.timers.expire(now, &mut core.fired);
+        let fired = !core.fired.is_empty();
+        core.counters.timers_fired += core.fired.len() as u64;
+        for i in 0..core.fired.len() {
+            let index = core.fired[i];
+            if let Some(id) = core.flows.id_at(index) {
+                if let Some(c) = core.flows.get_mut(id) {
+                    c.tcb.on_timeout(now);
+                }
+                core.touch(id);
+            }
+        }
+        {
+            let mut ctx = app_ctx!(core, now);
+            self.app.poll(&mut ctx);
+        }
+        let touched = !core.touched.is_empty();
+        core.process_touched(&mut self.port, &mut self.app, now)?;
+        let sent = !core.tx.is_empty();
+        core.flush(&mut self.port)?;
+        Ok(n > 0 || fired || touched || sent)
+    }
+
+    /// Applies a control command; returns false for `Shutdown`.
+    pub fn command(&mut self, cmd: Command, now: Instant) -> bool {
+        let core = &mut self.core;
+        match cmd {
+            Command::Announce(IpAddr::V4(ip)) => {
+                let mac = core.mac;
+                let buf = core.tx.next_buf();
+                if let Ok(n) = arp::emit_announcement(buf, mac, ip) {
+                    core.tx.commit(n);
+                    core.counters.arp_announcements_sent += 1;
+                }
+            }
+            Command::Announce(IpAddr::V6(_)) => {}
+            Command::AddServiceIp(ip) => {
+                if !core.cfg.service_ips.contains(&ip) {
+                    core.cfg.service_ips.push(ip);
+                }
+            }
+            Command::RemoveServiceIp(ip) => core.cfg.service_ips.retain(|i| *i != ip),
+            Command::Restore { export, app_data } => {
+                if core.flows.lookup(&export.tuple).is_some() {
+                    // Already ours (restored lazily, or a duplicate order).
+                    core.counters.restore_duplicate += 1;
+                } else {
+                    let tcb = Tcb::restore(now, core.restored_tcp(), &export);
+                    let id = core.flows.insert(tcb);
+                    if let Some(c) = core.flows.get_mut(id) {
+                        c.announced = true;
+                    }
+                    core.note_restored(id, now);
+                    core.touch(id);
+                    let mut ctx = app_ctx!(core, now);
+                    self.app.on_restored(id, app_data, &mut ctx);
+                }
+            }
+            Command::Drain(on) => core.draining = on,
+            Command::Stats(reply) => {
+                let _ = reply.send(self.stats());
+            }
+            Command::Freeze => {
+                let mut ctx = app_ctx!(core, now);
+                for id in ctx.flows.ids() {
+                    self.app.on_freeze(id, &mut ctx);
+                }
+                // Frames built but not sent are dropped with the worker:
+                // the client never saw them, and the survivor syncs to the
+                // client's acknowledgement anyway.
+                core.tx.clear();
+                return false;
+            }
+            Command::Handoff { tuples, to, done } => {
+                let mut moved = Vec::with_capacity(tuples.len());
+                for tuple in tuples {
+                    let Some(id) = core.flows.lookup(&tuple) else {
+                        continue;
+                    };
+                    let mut ctx = app_ctx!(core, now);
+                    self.app.on_handoff(id, to, &mut ctx);
+                    // Silently: the adopting box continues the connection.
+                    if let Some(c) = core.flows.remove(id) {
+                        if c.half_open {
+                            core.half_open = core.half_open.saturating_sub(1);
+                        }
+                    }
+                    core.timers.cancel(id.index());
+                    moved.push(tuple);
+                }
+                let _ = done.send(moved);
+            }
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    /// Runs until `Shutdown` or until the control channel closes.
+    pub fn run(mut self, ctl: Receiver<Command>) -> Result<(), PortError> {
+        loop {
+            loop {
+                match ctl.try_recv() {
+                    Ok(cmd) => {
+                        if !self.command(cmd, Instant::now()) {
+                            return Ok(());
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            let now = Instant::now();
+            let worked = self.poll(now)?;
+            if let PollMode::Adaptive { spins } = self.core.cfg.poll_mode {
+                if worked {
+                    self.idle = 0;
+                } else {
+                    self.idle += 1;
+                    if self.idle >= spins {
+                        let timeout = match self.core.timers.next_wakeup() {
+                            Some(t) => t.saturating_duration_since(now).min(MAX_BLOCK),
+                            None => MAX_BLOCK,
+                        };
+                        self.core.counters.idle_waits += 1;
+                        self.port.wait(Some(timeout), self.core.waker.raw_fd())?;
+                        self.core.waker.drain();
+                        self.idle = 0;
+                    }
+                }
+            }
+        }
+    }
+}

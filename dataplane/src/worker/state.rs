@@ -1,0 +1,104 @@
+//! The state of a worker between its port and its app ([`Core`]), shared
+//! by the ingress, TCP demux, egress and delivery steps, each of which adds
+//! its methods in its own file. Holds no port and no app, so the port can
+//! lend a received frame while the core handles it.
+
+use super::config::WorkerConfig;
+use super::restore_stats::RestoreStats;
+use super::waker::Waker;
+use crate::flow::{ConnId, FlowTable};
+use crate::neighbour::{NeighbourCache, PendingFrames};
+use crate::port::TxBatch;
+use crate::stats::Counters;
+use crate::tcp::{Event, Listener, TcpConfig};
+use crate::timer::TimerWheel;
+use crate::wire::ethernet::MacAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+/// The application's view of a worker's connections at `now`, borrowing
+/// only the fields it needs so the caller keeps the others.
+macro_rules! app_ctx {
+    ($core:expr, $now:expr) => {
+        $crate::app::Ctx {
+            flows: &mut $core.flows,
+            touched: &mut $core.touched,
+            now: $now,
+            worker: $core.cfg.id,
+            waker: &$core.waker,
+        }
+    };
+}
+pub(super) use app_ctx;
+
+/// Everything of a worker but the port and the app, so the port can lend
+/// frames while the core handles them.
+pub(super) struct Core {
+    pub(super) cfg: WorkerConfig,
+    pub(super) mac: MacAddr,
+    pub(super) neighbours: NeighbourCache,
+    pub(super) flows: FlowTable,
+    pub(super) timers: TimerWheel,
+    pub(super) listener: Listener,
+    pub(super) counters: Counters,
+    pub(super) tx: TxBatch,
+    pub(super) touched: Vec<ConnId>,
+    pub(super) fired: Vec<usize>,
+    pub(super) events: Vec<Event>,
+    pub(super) ip_id: u16,
+    pub(super) half_open: usize,
+    pub(super) waker: Waker,
+    pub(super) draining: bool,
+    /// The port completes TCP checksums and cuts GSO frames.
+    pub(super) offload: bool,
+    /// Restored connections not ready yet, with the moment they were
+    /// restored; and the tally of those that finished.
+    pub(super) unready_since: HashMap<ConnId, Instant>,
+    pub(super) restores: RestoreStats,
+    /// Frames built for a neighbour whose MAC we are asking for.
+    pub(super) l2_pending: PendingFrames,
+}
+
+impl Core {
+    pub(super) fn owns_v4(&self, ip: Ipv4Addr) -> bool {
+        self.cfg.service_ips.contains(&IpAddr::V4(ip))
+    }
+
+    /// The TCP settings of a connection restored from a checkpoint: those of
+    /// the worker, but its retransmission timer starts at `min_rto`, not at
+    /// `initial_rto` (RFC 6298 §2.1's 1 s for a path with no RTT
+    /// measurement). The path is not unknown: the client has just answered
+    /// our probe, and RFC 6298 §2.2 would make that round trip (a LAN's:
+    /// well under `min_rto` / 3) an RTO of `min_rto`. The checkpoint carries
+    /// no RTT and the TCB does not take the probe's round trip as a sample
+    /// (yet), so without this every restored connection whose first
+    /// segment or its ACK is lost waits a whole second: measured, 11 % of a
+    /// 10,000-connection takeover resumed 1.0-1.3 s after the kill, in a
+    /// cluster of its own, the rest by 0.9 s.
+    pub(super) fn restored_tcp(&self) -> TcpConfig {
+        let mut tcp = self.cfg.tcp.clone();
+        tcp.initial_rto = tcp.initial_rto.min(tcp.min_rto);
+        tcp
+    }
+
+    /// A restored connection starts waiting for its client's answer.
+    pub(super) fn note_restored(&mut self, id: ConnId, now: Instant) {
+        self.restores.restored += 1;
+        self.unready_since.insert(id, now);
+    }
+
+    pub(super) fn touch(&mut self, id: ConnId) {
+        if let Some(c) = self.flows.get_mut(id) {
+            if !c.touched {
+                c.touched = true;
+                self.touched.push(id);
+            }
+        }
+    }
+
+    pub(super) fn next_ip_id(&mut self) -> u16 {
+        self.ip_id = self.ip_id.wrapping_add(1);
+        self.ip_id
+    }
+}

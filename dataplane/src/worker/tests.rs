@@ -1,0 +1,227 @@
+//! The worker driven frame by frame on a memory port, for what needs its
+//! private pieces together: neighbour resolution of restored connections,
+//! their retransmission timer.
+
+use super::*;
+use crate::app::{App, CloseReason, Ctx};
+use crate::flow::ConnId;
+use crate::tcp::{Flags, FourTuple, OutSegment, SeqNum, State, TcbExport};
+use crate::wire::ethernet::{self, EthernetHeader, MacAddr};
+use crate::wire::{arp, ipv4, tcp};
+use bytes::Bytes;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+const BOX_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0b]);
+const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x64]);
+const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 101);
+
+struct Quiet;
+impl App for Quiet {
+    fn on_accept(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_closed(&mut self, _: ConnId, _: CloseReason, _: &mut Ctx<'_>) {}
+}
+
+fn export(port: u16) -> TcbExport {
+    TcbExport {
+        tuple: FourTuple {
+            local: SocketAddr::new(IpAddr::V4(SERVICE), 80),
+            remote: SocketAddr::new(IpAddr::V4(CLIENT), port),
+        },
+        state: State::Established,
+        iss: 1000,
+        irs: 5000,
+        snd_una: 90_000,
+        snd_nxt: 90_000,
+        rcv_nxt: 5100,
+        snd_wnd: 65_535,
+        rcv_wnd: 65_535,
+        mss: 1460,
+        snd_wscale: 0,
+        rcv_wscale: 0,
+        sack_permitted: false,
+        timestamps: false,
+        ts_recent: 0,
+        ts_last_sent: 0,
+        acks_covered: false,
+    }
+}
+
+fn arp_reply_from_client() -> Vec<u8> {
+    let mut r = vec![0u8; 60];
+    crate::neighbour::arp::emit_arp_frame(
+        &mut r,
+        BOX_MAC,
+        CLIENT_MAC,
+        &arp::ArpPacket {
+            op: arp::OP_REPLY,
+            sender_mac: CLIENT_MAC,
+            sender_ip: CLIENT,
+            target_mac: BOX_MAC,
+            target_ip: SERVICE,
+        },
+    )
+    .unwrap();
+    r
+}
+
+/// The TCP segments (destination MAC, sequence number, payload length)
+/// among `frames`.
+fn tcp_frames(frames: &[Vec<u8>]) -> Vec<(MacAddr, u32, usize)> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let (eh, p) = ethernet::parse(f).ok()?;
+            let (ih, l4) = ipv4::parse(p).ok()?;
+            let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, true).ok()?;
+            Some((eh.dst, s.seq.0, s.payload.len()))
+        })
+        .collect()
+}
+
+#[test]
+fn probes_for_an_unresolved_client_wait_for_its_arp_reply_instead_of_being_lost() {
+    // A survivor that never talked to this client address restores two
+    // of its connections: RFC 1122 §2.3.2.2, the link layer saves the
+    // packets for an address being resolved. The probes go out the
+    // moment the client answers the ARP request, not one probe
+    // interval later.
+    let now = Instant::now();
+    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut w = Worker::new(
+        port,
+        Quiet,
+        WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]),
+        now,
+    );
+    for p in [40_001, 40_002] {
+        w.command(
+            Command::Restore {
+                export: export(p),
+                app_data: Box::new(()),
+            },
+            now,
+        );
+    }
+    w.poll(now).unwrap();
+    let first = wire.drain();
+    assert_eq!(w.counters().arp_requests_sent, 1, "one request per address");
+    assert!(tcp_frames(&first).is_empty(), "no frame to an unknown MAC");
+    assert_eq!(w.counters().drop_no_neighbour, 0, "the probes are kept");
+
+    wire.send(arp_reply_from_client()).unwrap();
+    w.poll(now + Duration::from_millis(1)).unwrap();
+    let probes = tcp_frames(&wire.drain());
+    assert_eq!(
+        probes,
+        vec![(CLIENT_MAC, 89_999, 1), (CLIENT_MAC, 89_999, 1)],
+        "both probes (one old byte each) reach the client once it answered"
+    );
+    let stats = w.stats();
+    assert_eq!(stats.restores.restored, 2);
+    assert_eq!(stats.restores.pending, 2, "no answer from the client yet");
+}
+
+/// Sends 3000 bytes once the connection is ready.
+struct Resumer;
+impl App for Resumer {
+    fn on_accept(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_closed(&mut self, _: ConnId, _: CloseReason, _: &mut Ctx<'_>) {}
+    fn on_ready(&mut self, conn: ConnId, _: SeqNum, _: SeqNum, ctx: &mut Ctx<'_>) {
+        ctx.send(conn, Bytes::from(vec![b'r'; 3000])).unwrap();
+    }
+}
+
+fn client_ack(seq: u32, ack: u32) -> Vec<u8> {
+    let seg = OutSegment {
+        src_port: 40_003,
+        dst_port: 80,
+        seq: SeqNum(seq),
+        ack: SeqNum(ack),
+        flags: Flags {
+            ack: true,
+            ..Flags::default()
+        },
+        window: 65_535,
+        ..OutSegment::default()
+    };
+    let mut f = vec![0u8; 200];
+    let e = ethernet::emit(
+        &mut f,
+        &EthernetHeader {
+            dst: BOX_MAC,
+            src: CLIENT_MAC,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        },
+    )
+    .unwrap();
+    let t = tcp::emit(
+        &mut f[e + 20..],
+        IpAddr::V4(CLIENT),
+        IpAddr::V4(SERVICE),
+        &seg,
+    )
+    .unwrap();
+    ipv4::emit(&mut f[e..], CLIENT, SERVICE, ipv4::PROTO_TCP, 1, t).unwrap();
+    f.truncate(e + 20 + t);
+    f
+}
+
+#[test]
+fn restored_connection_retransmits_a_lost_first_segment_after_min_rto_not_a_second() {
+    // RFC 6298 §2.2: a round trip of ~1 ms (the probe's) gives an RTO
+    // of min_rto (200 ms). The resumed download's first segment is
+    // lost: the client must see it again well before the 1 s initial
+    // RTO of a connection with no RTT measurement.
+    let t0 = Instant::now();
+    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut w = Worker::new(
+        port,
+        Resumer,
+        WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]),
+        t0,
+    );
+    wire.send(arp_reply_from_client()).unwrap();
+    w.poll(t0).unwrap();
+    w.command(
+        Command::Restore {
+            export: export(40_003),
+            app_data: Box::new(()),
+        },
+        t0,
+    );
+    w.poll(t0).unwrap();
+    assert_eq!(tcp_frames(&wire.drain()).len(), 1, "the probe");
+    // The client's answer: its RCV.NXT is the checkpoint's SND.UNA.
+    wire.send(client_ack(5100, 90_000)).unwrap();
+    let t1 = t0 + Duration::from_millis(1);
+    w.poll(t1).unwrap();
+    let first = tcp_frames(&wire.drain());
+    assert!(
+        first.iter().any(|&(_, seq, len)| seq == 90_000 && len > 0),
+        "ready: the download resumes at the client's byte: {first:?}"
+    );
+    // Lost. Nothing comes back from the client.
+    let mut retransmitted_at = None;
+    for ms in 2..1000u64 {
+        let now = t0 + Duration::from_millis(ms);
+        w.poll(now).unwrap();
+        if tcp_frames(&wire.drain())
+            .iter()
+            .any(|&(_, seq, len)| seq == 90_000 && len > 0)
+        {
+            retransmitted_at = Some(ms);
+            break;
+        }
+    }
+    let at = retransmitted_at.expect("the lost segment was sent again within a second");
+    assert!(
+        (200..=300).contains(&at),
+        "retransmitted {at} ms after the restore: min_rto, not the 1 s initial RTO"
+    );
+}
