@@ -50,6 +50,25 @@ to_toml_as!(int: u16, u32, u64, usize);
 to_toml_as!(display: IpAddr, SocketAddr, MacAddr);
 to_toml_as!(spelling: Backend, PollMode, SegmentMode, String);
 
+/// An enum whose values are written as fixed words (`"afpacket"`): the
+/// same spelling is read by [`choice`] and written by [`ToToml`].
+pub(crate) trait Spelled: Copy {
+    /// The word the file uses for this value.
+    fn spelling(self) -> &'static str;
+}
+
+macro_rules! spelled {
+    ($($t:ty),*) => {$(
+        impl Spelled for $t {
+            fn spelling(self) -> &'static str {
+                self.as_str()
+            }
+        }
+    )*};
+}
+
+spelled!(Backend, PollMode, SegmentMode);
+
 impl ToToml for bool {
     fn to_toml(&self) -> Value {
         Value::from(*self)
@@ -151,19 +170,21 @@ pub(crate) fn parsed<T: FromStr>(what: &'static str) -> impl Fn(&Value) -> Resul
     }
 }
 
-pub(crate) fn choice<T: Copy>(
-    options: &'static [(&'static str, T)],
-) -> impl Fn(&Value) -> Result<T, String> {
+/// One of `options`, written as its spelling.
+pub(crate) fn choice<T: Spelled>(options: &'static [T]) -> impl Fn(&Value) -> Result<T, String> {
     move |v| {
-        let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+        let names: Vec<String> = options
+            .iter()
+            .map(|o| format!("{:?}", o.spelling()))
+            .collect();
         let expected = format!("one of {}", names.join(", "));
         let s = v
             .as_str()
             .ok_or_else(|| format!("expected {expected}, found {}", describe(v)))?;
         options
             .iter()
-            .find(|(n, _)| *n == s)
-            .map(|(_, x)| *x)
+            .find(|o| o.spelling() == s)
+            .copied()
             .ok_or_else(|| format!("expected {expected}, found string {:?}", quote(s)))
     }
 }

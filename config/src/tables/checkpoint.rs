@@ -18,10 +18,7 @@ table! {
         /// Slots per box region, >= 1.
         slots: u32 = req(positive),
         /// Shared or replicated segment.
-        mode: SegmentMode = req(choice(&[
-            ("shared", SegmentMode::Shared),
-            ("replicated", SegmentMode::Replicated),
-        ])),
+        mode: SegmentMode = req(choice(&[SegmentMode::Shared, SegmentMode::Replicated])),
         /// Checkpoint every this many bytes on fast connections.
         fast_bytes: u64 = or(DEFAULT_FAST_BYTES, positive),
         /// Checkpoint every this many bytes on slow connections (<= fast_bytes).

@@ -11,7 +11,7 @@ table! {
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct DataplaneConfig {
         /// Packet I/O backend.
-        backend: Backend = req(choice(&[("afpacket", Backend::AfPacket), ("dpdk", Backend::Dpdk)])),
+        backend: Backend = req(choice(&[Backend::AfPacket, Backend::Dpdk])),
         /// Front interface name (<= 15 bytes).
         interface: String = req(interface_name),
         /// Number of poll-mode workers, >= 1.
@@ -19,7 +19,7 @@ table! {
         /// CPU core of each worker; empty means no pinning.
         cores: Vec<usize> = list_or_empty(non_negative),
         /// How workers wait for packets.
-        poll_mode: PollMode = req(choice(&[("busy", PollMode::Busy), ("adaptive", PollMode::Adaptive)])),
+        poll_mode: PollMode = req(choice(&[PollMode::Busy, PollMode::Adaptive])),
         /// Most established connections the box holds.
         max_connections: usize = or(DEFAULT_MAX_CONNECTIONS, positive),
         /// Most half-open (SYN received) connections.
