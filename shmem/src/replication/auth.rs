@@ -93,3 +93,63 @@ impl ReplayWindow {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::wire::{begin, Outgoing, K_HEARTBEAT};
+
+    fn datagram(auth: &Auth, counter: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let h = Outgoing {
+            kind: K_HEARTBEAT,
+            sender: 2,
+            epoch: 7,
+            target: 1,
+            counter,
+            data_seq: 0,
+        };
+        begin(&mut out, &h);
+        out.push(0);
+        auth.seal(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_sealed_datagram_opens_and_any_flipped_bit_is_forged() {
+        let auth = Auth::new(b"0123456789abcdef").unwrap_or_else(|| unreachable!());
+        let d = datagram(&auth, 5);
+        let h = auth
+            .open(&d)
+            .unwrap_or_else(|_| panic!("refused its own datagram"));
+        assert_eq!((h.sender, h.epoch, h.target, h.counter), (2, 7, 1, 5));
+        for byte in [6, 16, HDR] {
+            let mut bad = d.clone();
+            bad[byte] ^= 1;
+            assert!(
+                matches!(auth.open(&bad), Err(Rejected::Forged)),
+                "byte {byte}"
+            );
+        }
+        let other = Auth::new(b"fedcba9876543210").unwrap_or_else(|| unreachable!());
+        assert!(matches!(other.open(&d), Err(Rejected::Forged)));
+        assert!(matches!(
+            auth.open(&d[..d.len() - 1]),
+            Err(Rejected::Truncated)
+        ));
+    }
+
+    /// RFC 4303 §3.4.3: each counter is accepted once, late ones within the
+    /// window are still accepted, older ones never.
+    #[test]
+    fn the_replay_window_accepts_each_counter_once_and_nothing_older_than_it() {
+        let mut w = ReplayWindow::default();
+        assert!(w.accept(1));
+        assert!(!w.accept(1));
+        assert!(w.accept(10));
+        assert!(w.accept(3), "late but within the window");
+        assert!(!w.accept(3));
+        assert!(w.accept(10 + REPLAY_WINDOW));
+        assert!(!w.accept(10), "now older than the window");
+    }
+}

@@ -233,3 +233,42 @@ pub(super) fn decode_info(b: &[u8]) -> Option<BoxInfo> {
         checkpoints,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_box_table_entry_survives_the_heartbeat_body() {
+        let info = BoxInfo {
+            heartbeat: 42,
+            heartbeat_ms: 1_700_000_000_000,
+            state: BoxState::Draining,
+            epoch: 0,
+            mac: [2, 0xba, 0x70, 0, 0, 1],
+            service_ips: vec![
+                "198.18.0.11".parse().unwrap_or_else(|_| unreachable!()),
+                "2001:db8::11".parse().unwrap_or_else(|_| unreachable!()),
+            ],
+            connections: 12,
+            checkpoints: 99,
+        };
+        let mut body = Vec::new();
+        encode_info(&mut body, Some(&info));
+        assert_eq!(decode_info(&body), Some(info));
+        body.clear();
+        encode_info(&mut body, None);
+        assert_eq!(decode_info(&body), None);
+    }
+
+    #[test]
+    fn an_entry_with_an_odd_sequence_or_a_short_payload_is_refused() {
+        let mut b = Vec::new();
+        append_entry(&mut b, 3, 8, b"abc");
+        assert_eq!(parse_entry(&b, 0), Some((3, 8, &b"abc"[..], b.len())));
+        assert_eq!(parse_entry(&b[..b.len() - 1], 0), None);
+        let mut odd = Vec::new();
+        append_entry(&mut odd, 3, 9, b"abc");
+        assert_eq!(parse_entry(&odd, 0), None, "mid-write sequence");
+    }
+}
