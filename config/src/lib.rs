@@ -7,6 +7,12 @@
 //! hands over. Start with [`parse`] and [`Config`]; the documented example
 //! is `config/baton.example.toml`, the reference `docs/CONFIG.md`.
 //!
+//! Each key is declared once, in `src/tables/` (one file per TOML table):
+//! name, type, value rule, default and doc line. The model structs, the
+//! reader with its unknown-key check, and [`Config::to_toml`] are derived
+//! from that declaration (`src/schema.rs`); `src/read.rs` turns spans into
+//! lines and collects problems, `src/convert.rs` judges single values.
+//!
 //! Every problem of a file is reported at once, one line each, naming the
 //! line and the dotted key:
 //!
@@ -16,15 +22,21 @@
 //! ```
 #![deny(missing_docs)]
 
-mod check;
-mod emit;
+mod convert;
 mod error;
 mod model;
+mod read;
+mod schema;
+mod tables;
 
 use std::path::Path;
 
 pub use error::{ConfigError, Problem};
 pub use model::*;
+pub use tables::{
+    AdminConfig, CacheConfig, CheckpointConfig, ClusterConfig, Config, DataplaneConfig, DpdkConfig,
+    FailureConfig, LimitsConfig, Member, NodeConfig, ServiceConfig,
+};
 
 /// The example configuration shipped with Baton, every key documented.
 pub const EXAMPLE: &str = include_str!("../baton.example.toml");
@@ -54,19 +66,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates configuration `text`; `source` is the file name
 /// used in messages.
 pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
-    check::check(text, source)
+    tables::check(text, source)
 }
 
 impl Config {
     /// The configuration as TOML that [`parse`] accepts, every key written
     /// (defaults included). The lab generates box configs this way.
     pub fn to_toml(&self) -> String {
-        emit::to_toml(self)
+        tables::to_toml(self)
     }
+}
+
+/// Every key and table of the format as `(dotted path, doc)`, in file
+/// order: `"box"`, `"box.id"`, …, `"cluster.members.back_addr"`,
+/// `"dataplane.dpdk"`, …. This is the declaration the parser, the
+/// unknown-key check and [`Config::to_toml`] are derived from.
+pub fn declared_keys() -> Vec<(String, &'static str)> {
+    let mut out = Vec::new();
+    schema::flatten("", &<Config as schema::Table>::keys(), &mut out);
+    out
 }
 
 /// Parses a byte size as `cache.memory_bytes` accepts it in a string:
 /// `"1GiB"`, `"512 MB"`, `"100000"`. `None` if malformed, zero or too big.
 pub fn parse_byte_size(s: &str) -> Option<u64> {
-    check::parse_size(s)
+    convert::parse_size(s)
 }

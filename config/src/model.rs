@@ -1,13 +1,11 @@
-//! The validated configuration of a box, as plain Rust values.
+//! The values of single keys (enums, MAC addresses, origin URLs) and the
+//! defaults and limits of the schema, as plain Rust values.
 //!
-//! Every type here is what [`crate::parse`] hands out after all checks
-//! passed; the lab also builds these by hand and writes them out with
-//! [`Config::to_toml`]. Defaults live in the `DEFAULT_*` constants so the
-//! validator, the example file and the docs quote one number.
+//! The tables that hold them are declared in `crate::tables`; the
+//! `DEFAULT_*` constants live here so the declarations, the example file
+//! and the docs quote one number. Nothing here reads TOML.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::str::FromStr;
 
 /// Default `service.port`: plain HTTP.
@@ -73,98 +71,6 @@ pub const DPDK_LOG_LEVELS: &[&str] = &[
 pub const MIN_KEY_BYTES: usize = 32;
 /// Longest interface name Linux accepts (IFNAMSIZ - 1 for the NUL).
 pub const MAX_INTERFACE_NAME: usize = 15;
-
-/// The whole configuration file of one box.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// `[box]`: who this box is (`box` is a Rust keyword, hence `node`).
-    pub node: NodeConfig,
-    /// `[cluster]`: the boxes that take over from each other.
-    pub cluster: ClusterConfig,
-    /// `[service]`: the addresses clients connect to.
-    pub service: ServiceConfig,
-    /// `[dataplane]`: the packet port and its workers.
-    pub dataplane: DataplaneConfig,
-    /// `[checkpoint]`: the connection checkpoint segment and cadence.
-    pub checkpoint: CheckpointConfig,
-    /// `[failure]`: heartbeat-based failure detection.
-    pub failure: FailureConfig,
-    /// `[cache]`: the HTTP cache and its origin.
-    pub cache: CacheConfig,
-    /// `[limits]`: HTTP and connection limits.
-    pub limits: LimitsConfig,
-    /// `[admin]`: the admin API.
-    pub admin: AdminConfig,
-}
-
-impl Config {
-    /// The cluster member with this id, if any.
-    pub fn member(&self, id: u16) -> Option<&Member> {
-        self.cluster.members.iter().find(|m| m.id == id)
-    }
-
-    /// This box's own entry in `cluster.members` (validation guarantees it
-    /// exists in a parsed config).
-    pub fn me(&self) -> Option<&Member> {
-        self.member(self.node.id)
-    }
-
-    /// Every member except this box: the peers it heartbeats and may take
-    /// over from.
-    pub fn peers(&self) -> impl Iterator<Item = &Member> + '_ {
-        let me = self.node.id;
-        self.cluster.members.iter().filter(move |m| m.id != me)
-    }
-}
-
-/// `[box]`: identity of this box.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeConfig {
-    /// Box id, 1..=254; must appear in `cluster.members`.
-    pub id: u16,
-    /// Human name used in logs; defaults to `box{id}`.
-    pub name: String,
-    /// A tracing `EnvFilter` directive such as `info` or `info,baton=debug`;
-    /// `RUST_LOG` overrides it.
-    pub log_level: String,
-}
-
-/// `[cluster]`: the shared secret and the member list.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClusterConfig {
-    /// Cluster key authenticating heartbeats and replication (>= 32 bytes).
-    pub key: Vec<u8>,
-    /// Every box of the cluster, this one included.
-    pub members: Vec<Member>,
-}
-
-impl fmt::Debug for ClusterConfig {
-    // The key is a secret: logs and panics must never carry it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClusterConfig")
-            .field("key", &format_args!("<{} bytes redacted>", self.key.len()))
-            .field("members", &self.members)
-            .finish()
-    }
-}
-
-/// One box of the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Member {
-    /// Its box id.
-    pub id: u16,
-    /// Its address on the back LAN (heartbeats, replication).
-    pub back_addr: SocketAddr,
-}
-
-/// `[service]`: where clients connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceConfig {
-    /// Service IPs (v4 or v6) answered by the dataplane; non-empty.
-    pub ips: Vec<IpAddr>,
-    /// TCP port served on every service IP.
-    pub port: u16,
-}
 
 /// Which packet I/O backend the dataplane uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,74 +153,6 @@ impl FromStr for MacAddr {
     }
 }
 
-/// `[dataplane]`: the packet port and the worker threads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DataplaneConfig {
-    /// Packet I/O backend.
-    pub backend: Backend,
-    /// Front interface name (<= 15 bytes).
-    pub interface: String,
-    /// Number of poll-mode workers, >= 1.
-    pub workers: usize,
-    /// CPU core of each worker; empty means no pinning.
-    pub cores: Vec<usize>,
-    /// How workers wait for packets.
-    pub poll_mode: PollMode,
-    /// Most established connections the box holds.
-    pub max_connections: usize,
-    /// Most half-open (SYN received) connections.
-    pub syn_backlog: usize,
-    /// A connection that has received no acceptable segment for this long
-    /// and has nothing in flight is closed with a FIN (never a RST);
-    /// milliseconds, > 0. In FIN-WAIT-2 it is dropped silently instead.
-    pub tcp_idle_timeout_ms: u64,
-    /// Source MAC override; `None` uses the interface's own MAC.
-    pub mac: Option<MacAddr>,
-    /// DPDK settings, `[dataplane.dpdk]`.
-    pub dpdk: Option<DpdkConfig>,
-}
-
-/// `[dataplane.dpdk]`: settings only the DPDK backend reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DpdkConfig {
-    /// Extra EAL arguments, passed as given (after the ones the keys below
-    /// imply).
-    pub eal_args: Vec<String>,
-    /// Use hugepages (false runs EAL with `--no-huge`).
-    pub hugepages: bool,
-    /// Virtual devices (`--vdev`), e.g. `net_af_packet0,iface=front0`;
-    /// empty: `net_af_packet0` on `dataplane.interface` with one queue pair
-    /// per worker. The first one carries the workers' queues.
-    pub vdevs: Vec<String>,
-    /// MiB of memory the EAL reserves (`-m`), 64..=1048576.
-    pub memory_mb: u32,
-    /// Mbufs in the pool the queues share, 1023..=16777215 (raised to what
-    /// the queues' descriptors need if lower).
-    pub mbufs: u32,
-    /// The EAL's main lcore (`-l`); `None`: the lowest CPU the box may run on.
-    pub main_lcore: Option<usize>,
-    /// Longest sleep of an idle adaptive worker, in microseconds,
-    /// 0..=1000000 (0: never sleeps).
-    pub idle_sleep_us: u32,
-    /// The EAL's `--log-level`, one of [`DPDK_LOG_LEVELS`].
-    pub log_level: String,
-}
-
-impl Default for DpdkConfig {
-    fn default() -> Self {
-        DpdkConfig {
-            eal_args: Vec::new(),
-            hugepages: false,
-            vdevs: Vec::new(),
-            memory_mb: DEFAULT_DPDK_MEMORY_MB,
-            mbufs: DEFAULT_DPDK_MBUFS,
-            main_lcore: None,
-            idle_sleep_us: DEFAULT_DPDK_IDLE_SLEEP_US,
-            log_level: DEFAULT_DPDK_LOG_LEVEL.to_string(),
-        }
-    }
-}
-
 /// How boxes see each other's checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SegmentMode {
@@ -331,117 +169,6 @@ impl SegmentMode {
             SegmentMode::Shared => "shared",
             SegmentMode::Replicated => "replicated",
         }
-    }
-}
-
-/// `[checkpoint]`: the connection checkpoint segment and its cadence.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckpointConfig {
-    /// Checkpointing on at all (off: no takeover possible).
-    pub enabled: bool,
-    /// Absolute path of the segment file (e.g. under /dev/shm).
-    pub segment_path: PathBuf,
-    /// Slots per box region, >= 1.
-    pub slots: u32,
-    /// Shared or replicated segment.
-    pub mode: SegmentMode,
-    /// Checkpoint every this many bytes on fast connections.
-    pub fast_bytes: u64,
-    /// Checkpoint every this many bytes on slow connections (<= fast_bytes).
-    pub slow_bytes: u64,
-    /// Checkpoint an idle connection at least this often, milliseconds.
-    pub interval_ms: u64,
-    /// Hold back ACKs of request bytes until their checkpoint is committed.
-    pub ack_after_commit: bool,
-    /// UDP port of checkpoint replication on the back LAN.
-    pub replication_port: u16,
-    /// Where request bodies in flight (uploads) are kept so a survivor can
-    /// continue them; `None`: beside the segment, `segment_path` +
-    /// `.uploads` (see [`CheckpointConfig::upload_dir`]).
-    pub upload_dir: Option<PathBuf>,
-}
-
-impl CheckpointConfig {
-    /// The upload spool directory: `upload_dir`, else the segment path
-    /// with `.uploads` appended (shared by every box that shares the
-    /// segment's file system).
-    pub fn upload_dir(&self) -> PathBuf {
-        self.upload_dir.clone().unwrap_or_else(|| {
-            let mut p = self.segment_path.clone().into_os_string();
-            p.push(".uploads");
-            PathBuf::from(p)
-        })
-    }
-}
-
-/// `[failure]`: heartbeat-based failure detection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FailureConfig {
-    /// Heartbeat period, milliseconds (> 0).
-    pub heartbeat_interval_ms: u64,
-    /// Heartbeats missed in a row before a peer is declared dead (>= 1).
-    pub missed: u32,
-}
-
-impl Default for FailureConfig {
-    fn default() -> Self {
-        FailureConfig {
-            heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
-            missed: DEFAULT_MISSED,
-        }
-    }
-}
-
-impl FailureConfig {
-    /// How long a silent peer lives before it is declared dead.
-    pub fn detection_ms(&self) -> u64 {
-        self.heartbeat_interval_ms
-            .saturating_mul(u64::from(self.missed))
-    }
-}
-
-/// `[cache]`: the HTTP cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheConfig {
-    /// Origin URL, `http://host[:port][/path]`.
-    pub origin: String,
-    /// Memory budget of the cache, bytes.
-    pub memory_bytes: u64,
-    /// Optional on-disk cache directory.
-    pub disk_dir: Option<PathBuf>,
-    /// Concurrent origin fetchers.
-    pub fetchers: usize,
-    /// Origin connect/response timeout, milliseconds.
-    pub origin_timeout_ms: u64,
-}
-
-impl CacheConfig {
-    /// The origin split into host, port and path; `None` when `origin` is
-    /// not a valid `http://` URL (never after [`crate::parse`]).
-    pub fn origin_url(&self) -> Option<OriginUrl<'_>> {
-        OriginUrl::parse(&self.origin).ok()
-    }
-
-    /// Origin host (IPv6 without brackets); empty if `origin` is invalid.
-    pub fn origin_host(&self) -> &str {
-        self.origin_url().map_or("", |u| u.host)
-    }
-
-    /// Origin TCP port (80 when the URL names none).
-    pub fn origin_port(&self) -> u16 {
-        self.origin_url().map_or(80, |u| u.port)
-    }
-
-    /// Path prefix of the origin (`/` when the URL names none).
-    pub fn origin_path(&self) -> &str {
-        self.origin_url().map_or("/", |u| u.path)
-    }
-
-    /// The origin as a socket address when its host is an IP literal.
-    pub fn origin_socket_addr(&self) -> Option<SocketAddr> {
-        let url = self.origin_url()?;
-        let ip: IpAddr = url.host.parse().ok()?;
-        Some(SocketAddr::new(ip, url.port))
     }
 }
 
@@ -542,55 +269,5 @@ impl<'a> OriginUrl<'a> {
             },
         };
         Ok(OriginUrl { host, port, path })
-    }
-}
-
-/// `[limits]`: HTTP and connection limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LimitsConfig {
-    /// Largest request header block, bytes; beyond it the answer is 431.
-    pub max_header_bytes: usize,
-    /// Longest request line, bytes; beyond it the answer is 414.
-    pub max_request_line: usize,
-    /// Close a connection idle this long, milliseconds.
-    pub idle_timeout_ms: u64,
-    /// Close a connection whose request does not complete in this time, milliseconds.
-    pub request_timeout_ms: u64,
-    /// Most concurrent HTTP connections served.
-    pub max_connections: usize,
-    /// Largest request body (upload) accepted, bytes; beyond it the answer
-    /// is 413.
-    pub max_upload_bytes: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
-            max_request_line: DEFAULT_MAX_REQUEST_LINE,
-            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
-            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
-        }
-    }
-}
-
-/// `[admin]`: the admin API.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AdminConfig {
-    /// Where the admin HTTP API listens (kernel stack, back LAN).
-    pub listen: SocketAddr,
-    /// Bearer token required on every admin request; non-empty.
-    pub token: String,
-}
-
-impl fmt::Debug for AdminConfig {
-    // The token is a secret, like the cluster key.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminConfig")
-            .field("listen", &self.listen)
-            .field("token", &"<redacted>")
-            .finish()
     }
 }

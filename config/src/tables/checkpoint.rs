@@ -1,0 +1,69 @@
+//! `[checkpoint]`: the connection checkpoint segment and its cadence.
+
+use std::path::PathBuf;
+
+use crate::convert::*;
+use crate::model::*;
+use crate::read::{Checker, Tbl};
+use crate::schema::*;
+
+table! {
+    /// `[checkpoint]`: the connection checkpoint segment and its cadence.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct CheckpointConfig {
+        /// Checkpointing on at all (off: no takeover possible).
+        enabled: bool = or(true, boolean),
+        /// Absolute path of the segment file (e.g. under /dev/shm).
+        segment_path: PathBuf = req(absolute_path),
+        /// Slots per box region, >= 1.
+        slots: u32 = req(positive),
+        /// Shared or replicated segment.
+        mode: SegmentMode = req(choice(&[SegmentMode::Shared, SegmentMode::Replicated])),
+        /// Checkpoint every this many bytes on fast connections.
+        fast_bytes: u64 = or(DEFAULT_FAST_BYTES, positive),
+        /// Checkpoint every this many bytes on slow connections (<= fast_bytes).
+        slow_bytes: u64 = or(DEFAULT_SLOW_BYTES, positive),
+        /// Checkpoint an idle connection at least this often, milliseconds.
+        interval_ms: u64 = or(DEFAULT_CHECKPOINT_INTERVAL_MS, positive),
+        /// Hold back ACKs of request bytes until their checkpoint is committed.
+        ack_after_commit: bool = or(false, boolean),
+        /// UDP port of checkpoint replication on the back LAN.
+        replication_port: u16 = or(DEFAULT_REPLICATION_PORT, int_in(1, 65535)),
+        /// Where request bodies in flight (uploads) are kept so a survivor can
+        /// continue them; `None`: beside the segment, `segment_path` +
+        /// `.uploads` (see [`CheckpointConfig::upload_dir`]).
+        upload_dir: Option<PathBuf> = opt(absolute_path),
+    }
+    check = slow_not_above_fast;
+}
+
+/// A slow connection is checkpointed more often (fewer bytes between
+/// checkpoints) than a fast one: Fig. 6 trades checkpoint cost for how much
+/// a takeover may have to replay.
+fn slow_not_above_fast(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
+    match (p.fast_bytes, p.slow_bytes) {
+        (Some(fast), Some(slow)) if slow > fast => {
+            let line = c.key_line(t, "slow_bytes");
+            c.problem(
+                line,
+                t.key_path("slow_bytes"),
+                format!("expected at most checkpoint.fast_bytes ({fast}), found {slow}"),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+impl CheckpointConfig {
+    /// The upload spool directory: `upload_dir`, else the segment path
+    /// with `.uploads` appended (shared by every box that shares the
+    /// segment's file system).
+    pub fn upload_dir(&self) -> PathBuf {
+        self.upload_dir.clone().unwrap_or_else(|| {
+            let mut p = self.segment_path.clone().into_os_string();
+            p.push(".uploads");
+            PathBuf::from(p)
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! `[dataplane]`: the packet port and its workers.
+
+use super::dpdk::DpdkConfig;
+use crate::convert::*;
+use crate::model::*;
+use crate::read::{first_duplicate, Checker, Tbl};
+use crate::schema::*;
+
+table! {
+    /// `[dataplane]`: the packet port and the worker threads.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct DataplaneConfig {
+        /// Packet I/O backend.
+        backend: Backend = req(choice(&[Backend::AfPacket, Backend::Dpdk])),
+        /// Front interface name (<= 15 bytes).
+        interface: String = req(interface_name),
+        /// Number of poll-mode workers, >= 1.
+        workers: usize = req(positive),
+        /// CPU core of each worker; empty means no pinning.
+        cores: Vec<usize> = list_or_empty(non_negative),
+        /// How workers wait for packets.
+        poll_mode: PollMode = req(choice(&[PollMode::Busy, PollMode::Adaptive])),
+        /// Most established connections the box holds.
+        max_connections: usize = or(DEFAULT_MAX_CONNECTIONS, positive),
+        /// Most half-open (SYN received) connections.
+        syn_backlog: usize = or(DEFAULT_SYN_BACKLOG, positive),
+        /// A connection that has received no acceptable segment for this long
+        /// and has nothing in flight is closed with a FIN (never a RST);
+        /// milliseconds, > 0. In FIN-WAIT-2 it is dropped silently instead.
+        tcp_idle_timeout_ms: u64 = or(DEFAULT_TCP_IDLE_TIMEOUT_MS, positive),
+        /// Source MAC override; `None` uses the interface's own MAC.
+        mac: Option<MacAddr> = opt(unicast_mac),
+        /// DPDK settings, `[dataplane.dpdk]`.
+        dpdk: Option<DpdkConfig> = Optional,
+    }
+    check = one_core_per_worker;
+}
+
+/// One pinned core per worker, or none: a poll-mode worker spins, so two
+/// on one core would starve each other.
+fn one_core_per_worker(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
+    let (Some(workers), Some(cores)) = (p.workers, &p.cores) else {
+        return true;
+    };
+    let line = c.key_line(t, "cores");
+    if !cores.is_empty() && cores.len() != workers {
+        c.problem(
+            line,
+            t.key_path("cores"),
+            format!(
+                "expected {workers} cores (one per worker, dataplane.workers = {workers}) or none, found {}",
+                cores.len()
+            ),
+        );
+        return false;
+    }
+    if let Some(dup) = first_duplicate(cores) {
+        c.problem(
+            line,
+            t.key_path("cores"),
+            format!("core {dup} is listed twice (one worker per core)"),
+        );
+        return false;
+    }
+    true
+}

@@ -1,0 +1,274 @@
+//! The replication datagram format: the 32-byte header, slot entries, the
+//! heartbeat's box-table entry and the snapshot bodies, as specified in
+//! docs/CHECKPOINT_FORMAT.md, "Replication datagrams".
+//!
+//! Pure bytes: no sockets, no keys (the HMAC tag is `auth`'s), no replica
+//! state. A new datagram kind (consensus traffic, issue #21) adds its kind
+//! number and body here.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::boxtable::{BoxInfo, BoxState, MAX_SERVICE_IPS};
+use crate::slot::SLOT_PAYLOAD;
+
+/// Largest datagram sent: fits a 1500-byte Ethernet MTU with IPv6 and UDP
+/// headers, so nothing is ever fragmented on the back LAN.
+pub const MAX_DATAGRAM: usize = 1400;
+const MAGIC: [u8; 4] = *b"BTR1";
+const VERSION: u8 = 1;
+/// Header length; the body follows it.
+pub(super) const HDR: usize = 32;
+/// HMAC-SHA256 tag length; the tag follows the body.
+pub(super) const TAG: usize = 32;
+/// Largest body that keeps the datagram within [`MAX_DATAGRAM`].
+pub(super) const MAX_BODY: usize = MAX_DATAGRAM - HDR - TAG;
+/// Slot entry in an update or chunk body: slot u32, seq u64, len u16.
+pub(super) const ENTRY_HDR: usize = 14;
+/// Snapshot chunks sent per request; the receiver asks for the next window
+/// when it has them, which paces a snapshot to what the receiver absorbs.
+pub(super) const SNAPSHOT_WINDOW: u16 = 32;
+/// `target` of a datagram meant for every peer.
+pub(super) const EVERY_PEER: u16 = u16::MAX;
+
+/// Slot updates (own slots published since the last tick).
+pub(super) const K_UPDATE: u8 = 1;
+/// The sender's box-table entry (its liveness).
+pub(super) const K_HEARTBEAT: u8 = 2;
+/// A request for a window of snapshot chunks.
+pub(super) const K_SNAP_REQ: u8 = 3;
+/// One snapshot chunk: a slot range of the sender's region.
+pub(super) const K_SNAP_CHUNK: u8 = 4;
+
+/// The fixed header of a received datagram.
+pub(super) struct Header {
+    pub(super) kind: u8,
+    pub(super) sender: u16,
+    pub(super) epoch: u32,
+    pub(super) target: u16,
+    pub(super) body_len: usize,
+    pub(super) counter: u64,
+    pub(super) data_seq: u64,
+}
+
+fn le16(b: &[u8], off: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
+}
+/// The little-endian u32 at `off`, if the bytes are there.
+pub(super) fn le32(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+fn le64(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// Parses the fixed header; `None` if the datagram is not exactly header +
+/// body + tag of a version we speak (truncated or padded).
+pub(super) fn parse_header(d: &[u8]) -> Option<Header> {
+    if d.len() < HDR + TAG || d.get(0..4)? != MAGIC || *d.get(4)? != VERSION {
+        return None;
+    }
+    let body_len = le16(d, 14)? as usize;
+    if d.len() != HDR + body_len + TAG {
+        return None;
+    }
+    Some(Header {
+        kind: *d.get(5)?,
+        sender: le16(d, 6)?,
+        epoch: le32(d, 8)?,
+        target: le16(d, 12)?,
+        body_len,
+        counter: le64(d, 16)?,
+        data_seq: le64(d, 24)?,
+    })
+}
+
+/// What the header of an outgoing datagram says.
+pub(super) struct Outgoing {
+    pub(super) kind: u8,
+    pub(super) sender: u16,
+    pub(super) epoch: u32,
+    pub(super) target: u16,
+    pub(super) counter: u64,
+    pub(super) data_seq: u64,
+}
+
+/// Starts a datagram in `out` (cleared first): its header, with the body
+/// length left for [`finish_body`].
+pub(super) fn begin(out: &mut Vec<u8>, h: &Outgoing) {
+    out.clear();
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    out.push(h.kind);
+    out.extend_from_slice(&h.sender.to_le_bytes());
+    out.extend_from_slice(&h.epoch.to_le_bytes());
+    out.extend_from_slice(&h.target.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // body length, set by finish_body
+    out.extend_from_slice(&h.counter.to_le_bytes());
+    out.extend_from_slice(&h.data_seq.to_le_bytes());
+    debug_assert_eq!(out.len(), HDR);
+}
+
+/// Overwrites the header's data_seq of the datagram in `out`.
+pub(super) fn set_data_seq(out: &mut [u8], ds: u64) {
+    out[24..32].copy_from_slice(&ds.to_le_bytes());
+}
+
+/// Writes the body length into the header, once the body is complete.
+pub(super) fn finish_body(out: &mut [u8]) {
+    let body = (out.len() - HDR) as u16;
+    out[14..16].copy_from_slice(&body.to_le_bytes());
+}
+
+/// Appends one slot entry.
+pub(super) fn append_entry(out: &mut Vec<u8>, slot: u32, seq: u64, payload: &[u8]) {
+    out.extend_from_slice(&slot.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u16).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// One slot entry at `off`: (slot, seq, payload, offset after it).
+pub(super) fn parse_entry(b: &[u8], off: usize) -> Option<(u32, u64, &[u8], usize)> {
+    let slot = le32(b, off)?;
+    let seq = le64(b, off + 4)?;
+    let len = le16(b, off + 12)? as usize;
+    if len > SLOT_PAYLOAD || seq & 1 == 1 {
+        return None;
+    }
+    let start = off + ENTRY_HDR;
+    let bytes = b.get(start..start + len)?;
+    Some((slot, seq, bytes, start + len))
+}
+
+/// Appends a snapshot request body: `from_slot u32, window u16`.
+pub(super) fn append_snapshot_request(out: &mut Vec<u8>, from: u32, window: u16) {
+    out.extend_from_slice(&from.to_le_bytes());
+    out.extend_from_slice(&window.to_le_bytes());
+}
+
+/// `(from_slot, window)` of a snapshot request body.
+pub(super) fn parse_snapshot_request(body: &[u8]) -> Option<(u32, u16)> {
+    let from = le32(body, 0)?;
+    let window = le16(body, 4)?;
+    Some((from, window))
+}
+
+/// Appends the heartbeat body: the sender's box-table entry, if readable.
+pub(super) fn encode_info(out: &mut Vec<u8>, info: Option<&BoxInfo>) {
+    let Some(i) = info else {
+        out.push(0);
+        return;
+    };
+    out.push(1);
+    out.extend_from_slice(&i.heartbeat.to_le_bytes());
+    out.extend_from_slice(&i.heartbeat_ms.to_le_bytes());
+    out.push(match i.state {
+        BoxState::Unused => 0,
+        BoxState::Alive => 1,
+        BoxState::Dead => 2,
+        BoxState::Draining => 3,
+        BoxState::Rejoined => 4,
+    });
+    out.extend_from_slice(&i.mac);
+    out.extend_from_slice(&i.connections.to_le_bytes());
+    out.extend_from_slice(&i.checkpoints.to_le_bytes());
+    out.push(i.service_ips.len().min(MAX_SERVICE_IPS) as u8);
+    for ip in i.service_ips.iter().take(MAX_SERVICE_IPS) {
+        match ip {
+            IpAddr::V4(a) => {
+                out.push(4);
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&a.octets());
+                out.extend_from_slice(&b);
+            }
+            IpAddr::V6(a) => {
+                out.push(6);
+                out.extend_from_slice(&a.octets());
+            }
+        }
+    }
+}
+
+/// The box-table entry of a heartbeat body; `None` if absent or malformed.
+pub(super) fn decode_info(b: &[u8]) -> Option<BoxInfo> {
+    if *b.first()? == 0 {
+        return None;
+    }
+    let heartbeat = le64(b, 1)?;
+    let heartbeat_ms = le64(b, 9)?;
+    let state = match *b.get(17)? {
+        0 => BoxState::Unused,
+        1 => BoxState::Alive,
+        2 => BoxState::Dead,
+        3 => BoxState::Draining,
+        4 => BoxState::Rejoined,
+        _ => return None,
+    };
+    let mac: [u8; 6] = b.get(18..24)?.try_into().ok()?;
+    let connections = le64(b, 24)? as i64;
+    let checkpoints = le64(b, 32)?;
+    let n = *b.get(40)? as usize;
+    if n > MAX_SERVICE_IPS {
+        return None;
+    }
+    let mut service_ips = Vec::with_capacity(n);
+    for i in 0..n {
+        let off = 41 + i * 17;
+        let fam = *b.get(off)?;
+        let a: [u8; 16] = b.get(off + 1..off + 17)?.try_into().ok()?;
+        service_ips.push(match fam {
+            4 => IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
+            6 => IpAddr::V6(Ipv6Addr::from(a)),
+            _ => return None,
+        });
+    }
+    Some(BoxInfo {
+        heartbeat,
+        heartbeat_ms,
+        state,
+        epoch: 0,
+        mac,
+        service_ips,
+        connections,
+        checkpoints,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_box_table_entry_survives_the_heartbeat_body() {
+        let info = BoxInfo {
+            heartbeat: 42,
+            heartbeat_ms: 1_700_000_000_000,
+            state: BoxState::Draining,
+            epoch: 0,
+            mac: [2, 0xba, 0x70, 0, 0, 1],
+            service_ips: vec![
+                "198.18.0.11".parse().unwrap_or_else(|_| unreachable!()),
+                "2001:db8::11".parse().unwrap_or_else(|_| unreachable!()),
+            ],
+            connections: 12,
+            checkpoints: 99,
+        };
+        let mut body = Vec::new();
+        encode_info(&mut body, Some(&info));
+        assert_eq!(decode_info(&body), Some(info));
+        body.clear();
+        encode_info(&mut body, None);
+        assert_eq!(decode_info(&body), None);
+    }
+
+    #[test]
+    fn an_entry_with_an_odd_sequence_or_a_short_payload_is_refused() {
+        let mut b = Vec::new();
+        append_entry(&mut b, 3, 8, b"abc");
+        assert_eq!(parse_entry(&b, 0), Some((3, 8, &b"abc"[..], b.len())));
+        assert_eq!(parse_entry(&b[..b.len() - 1], 0), None);
+        let mut odd = Vec::new();
+        append_entry(&mut odd, 3, 9, b"abc");
+        assert_eq!(parse_entry(&odd, 0), None, "mid-write sequence");
+    }
+}
