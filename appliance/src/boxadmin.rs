@@ -9,8 +9,9 @@ use baton_shmem::BoxState;
 
 use crate::admin::{AdminSource, CacheStatus, Metric, PeerStatus, StatusReport, WorkerStatus};
 use crate::cache::Cache;
+use crate::clock::unix_ms;
+use crate::control::Control;
 use crate::http::HttpWorkers;
-use crate::run::{unix_ms, Control};
 
 /// The admin view of one box.
 pub struct BoxAdmin {

@@ -1,29 +1,17 @@
 //! `baton`: the appliance binary and its tools.
 //!
 //! This file is the binary's edge: command-line parsing, logging set-up, and
-//! errors with context (anyhow). The work lives in the modules: `run` is one
-//! box, `status` reads the segment's box table, `lab` builds and drives the
-//! one-machine test cluster, `demo` tells the whole story in one command.
-
-mod admin;
-mod boxadmin;
-mod cache;
-mod demo;
-#[cfg(feature = "dpdk")]
-mod dpdk_backend;
-mod http;
-mod lab;
-mod logging;
-mod run;
-mod serve;
-mod status;
-mod takeover;
+//! errors with context (anyhow). The work lives in the `baton` library:
+//! `run` is one box, `status` reads the segment's box table, `lab` builds
+//! and drives the one-machine test cluster, `demo` tells the whole story in
+//! one command.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use baton::{admin, demo, lab, logging, run, status};
+use clap::{Args, Parser, Subcommand};
 
 /// Baton: a kernel-bypass proxy-cache appliance whose TCP connections survive
 /// the death of the box that serves them.
@@ -37,7 +25,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one appliance box from its configuration file (needs root for the dataplane).
-    Run(run::RunArgs),
+    Run(RunArgs),
     /// Check a configuration file: prints OK, or one line per problem and exits 1.
     CheckConfig {
         /// The configuration file to check.
@@ -85,10 +73,21 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// Arguments of `baton run`.
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The box's configuration file.
+    #[arg(long)]
+    config: PathBuf,
+    /// A file to create once the box serves (the lab waits for it).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<ExitCode> = match cli.command {
-        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run_box(&args).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Status { config } => {
             logging::init(None);
@@ -118,6 +117,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `baton run`: the box's configuration, its log level, then the box.
+fn run_box(args: &RunArgs) -> Result<()> {
+    let config = baton_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    logging::init(Some(&config.node.log_level));
+    run::run(&config, args.ready_file.as_deref())
 }
 
 /// One request to the admin API of the box `config` describes; prints the

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context, Result};
 use baton_shmem::{BoxState, Segment};
 
-use crate::run::unix_ms;
+use crate::clock::unix_ms;
 
 /// One box as the segment's box table shows it.
 #[derive(Debug, Clone)]
