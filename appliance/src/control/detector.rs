@@ -256,4 +256,49 @@ mod tests {
             assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
         }
     }
+
+    #[test]
+    fn a_draining_peer_is_gone_at_once_without_detection_delay() {
+        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
+        t.observe(2, &info(1, 1000), 1000, 90);
+        let mut draining = info(1, 1000);
+        draining.state = BoxState::Draining;
+        assert_eq!(
+            t.observe(2, &draining, 1001, 90),
+            Some(Transition::Died),
+            "its heartbeat is fresh, yet it is taken over now"
+        );
+    }
+
+    #[test]
+    fn a_slot_never_used_is_no_peer_at_all() {
+        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
+        let mut unused = info(0, 0);
+        unused.state = BoxState::Unused;
+        assert_eq!(t.observe(2, &unused, 1_000_000, 90), None);
+        assert!(!t.is_alive(2));
+    }
+
+    #[test]
+    fn a_peer_first_seen_long_silent_is_never_declared_dead_since_it_was_never_seen_alive() {
+        // A box dead before this one started: nothing of it is ours to take
+        // over by this transition (its survivors did, or will at its rejoin).
+        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
+        assert_eq!(t.observe(2, &info(1, 1000), 60_000, 90), None);
+        assert_eq!(t.observe(2, &info(1, 1000), 61_000, 90), None);
+        assert!(!t.is_alive(2));
+        assert_eq!(t.alive_with(1), vec![1]);
+    }
+
+    #[test]
+    fn a_peer_is_declared_dead_once_not_at_every_tick() {
+        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
+        t.observe(2, &info(1, 1000), 1000, 90);
+        assert_eq!(
+            t.observe(2, &info(1, 1000), 1091, 90),
+            Some(Transition::Died)
+        );
+        assert_eq!(t.observe(2, &info(1, 1000), 1200, 90), None);
+        assert_eq!(t.observe(2, &info(1, 1000), 5000, 90), None);
+    }
 }

@@ -249,3 +249,158 @@ pub(crate) fn spawn_takeover_report(
             }
         });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use baton_dataplane::tcp::{State, TcbExport};
+    use baton_shmem::record::{ConnRecord, Transport, APP_PROTOCOL_HTTP};
+    use baton_shmem::{BoxState, Layout, SlotId};
+
+    use super::*;
+    use crate::record::tcp_block;
+    use baton_dataplane::tcp::SeqNum;
+
+    /// A segment file removed when the test ends, pass or fail.
+    struct TempSegment(PathBuf);
+
+    impl TempSegment {
+        fn new(tag: &str) -> (TempSegment, Segment) {
+            let path = std::env::temp_dir()
+                .join(format!("baton-takeover-{tag}-{}.seg", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let layout = Layout {
+                regions: 4,
+                slots_per_region: 16,
+            };
+            let segment = Segment::open_or_create(&path, layout).expect("segment");
+            (TempSegment(path), segment)
+        }
+    }
+
+    impl Drop for TempSegment {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    const DEAD_IP: [u8; 4] = [198, 18, 0, 11];
+
+    /// Connection `n` of box 1: client port 40000 + n.
+    fn export(n: u16) -> TcbExport {
+        TcbExport {
+            tuple: FourTuple {
+                local: (DEAD_IP, 80).into(),
+                remote: ([198, 18, 0, 100], 40_000 + n).into(),
+            },
+            state: State::Established,
+            iss: 1_000 * u32::from(n),
+            irs: u32::MAX - 5,
+            snd_una: 1_000 * u32::from(n) + 1,
+            snd_nxt: 1_000 * u32::from(n) + 1,
+            rcv_nxt: 3,
+            snd_wnd: 65_535,
+            rcv_wnd: 65_535,
+            mss: 1_460,
+            snd_wscale: 7,
+            rcv_wscale: 7,
+            sack_permitted: true,
+            timestamps: true,
+            ts_recent: 77,
+            ts_last_sent: 88,
+            acks_covered: false,
+        }
+    }
+
+    /// Box 1 holding `n` connections, one per slot, then dead.
+    fn dead_box_with(segment: &Segment, n: u16) {
+        let region = segment.region(1).expect("region 1");
+        region
+            .set_identity([2, 0, 0, 0, 0, 1], &[DEAD_IP.into()])
+            .expect("identity");
+        let mut writer = region.writer();
+        for i in 0..n {
+            let e = export(i);
+            let record = ConnRecord {
+                owner: 1,
+                worker: 0,
+                epoch: 1,
+                checkpoint_ms: 0,
+                local: e.tuple.local.into(),
+                remote: e.tuple.remote.into(),
+                transport: Transport::Tcp,
+                app_protocol: APP_PROTOCOL_HTTP,
+                tcp: Some(tcp_block(&e, SeqNum(e.rcv_nxt), e.acks_covered)),
+                app: None,
+            };
+            writer
+                .write(SlotId(u32::from(i)), &[record])
+                .expect("record fits");
+        }
+    }
+
+    #[test]
+    fn orphans_go_round_robin_in_slot_order_to_survivors_sorted_by_id() {
+        let (_file, segment) = TempSegment::new("split");
+        dead_box_with(&segment, 5);
+        // Survivors listed in any order: box 2 is first by id.
+        let mine = plan(&segment, 1, 2, &[3, 2]);
+        let ports = |p: &Plan| -> Vec<u16> {
+            p.mine
+                .iter()
+                .map(|o| o.export.tuple.remote.port())
+                .collect()
+        };
+        assert_eq!(ports(&mine), vec![40_000, 40_002, 40_004]);
+        assert_eq!(
+            mine.elsewhere
+                .iter()
+                .map(|(t, owner)| (t.remote.port(), *owner))
+                .collect::<Vec<_>>(),
+            vec![(40_001, 3), (40_003, 3)]
+        );
+        // Box 3 computes the complement without talking to box 2.
+        let theirs = plan(&segment, 1, 3, &[2, 3]);
+        assert_eq!(ports(&theirs), vec![40_001, 40_003]);
+        assert_eq!(theirs.elsewhere.len(), 3);
+    }
+
+    #[test]
+    fn the_lowest_surviving_id_inherits_the_dead_boxs_addresses() {
+        let (_file, segment) = TempSegment::new("inherit");
+        dead_box_with(&segment, 1);
+        let low = plan(&segment, 1, 2, &[2, 3]);
+        let high = plan(&segment, 1, 3, &[2, 3]);
+        assert!(low.inherit && !high.inherit);
+        assert_eq!(low.service_ips, vec![IpAddr::from(DEAD_IP)]);
+    }
+
+    #[test]
+    fn an_orphan_restores_the_tcb_its_box_checkpointed() {
+        let (_file, segment) = TempSegment::new("roundtrip");
+        dead_box_with(&segment, 3);
+        let orphans = orphans_in_slots(&segment, 1, &[2, 0]);
+        let exports: Vec<TcbExport> = orphans.iter().map(|o| o.export).collect();
+        assert_eq!(exports, vec![export(2), export(0)]);
+        assert!(orphans.iter().all(|o| o.response.is_none()));
+    }
+
+    #[test]
+    fn a_rejoining_box_forwards_its_connections_to_the_box_holding_them() {
+        // Box 1 took over box 2's two connections and still holds them.
+        let (_file, segment) = TempSegment::new("holders");
+        dead_box_with(&segment, 2);
+        segment.region(1).expect("region 1").set_state(BoxState::Alive);
+        let routes = routes_to_holders(&segment, 2, &[DEAD_IP.into()]);
+        assert_eq!(routes.len(), 2);
+        for (tuple, route) in routes {
+            assert_eq!(tuple.local.ip(), IpAddr::from(DEAD_IP));
+            assert!(matches!(
+                route,
+                OrphanRoute::Elsewhere(MacAddr([2, 0, 0, 0, 0, 1]))
+            ));
+        }
+        assert!(routes_to_holders(&segment, 2, &["198.18.0.12".parse().unwrap()]).is_empty());
+    }
+}
