@@ -391,7 +391,10 @@ mod tests {
         // Box 1 took over box 2's two connections and still holds them.
         let (_file, segment) = TempSegment::new("holders");
         dead_box_with(&segment, 2);
-        segment.region(1).expect("region 1").set_state(BoxState::Alive);
+        segment
+            .region(1)
+            .expect("region 1")
+            .set_state(BoxState::Alive);
         let routes = routes_to_holders(&segment, 2, &[DEAD_IP.into()]);
         assert_eq!(routes.len(), 2);
         for (tuple, route) in routes {
