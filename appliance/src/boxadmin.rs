@@ -217,14 +217,14 @@ impl AdminSource for BoxAdmin {
     }
 
     fn drain(&self) -> Result<String, String> {
-        self.control.drain()
+        self.control.drain().map_err(|e| e.to_string())
     }
 
     fn migrate(&self, to: u16, count: usize) -> Result<String, String> {
-        self.control.migrate(to, count)
+        self.control.migrate(to, count).map_err(|e| e.to_string())
     }
 
     fn adopt(&self, from: u16, slots: Vec<u32>) -> Result<String, String> {
-        self.control.adopt(from, &slots)
+        self.control.adopt(from, &slots).map_err(|e| e.to_string())
     }
 }

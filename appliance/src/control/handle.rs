@@ -22,7 +22,7 @@ use crate::orphans::{OrphanRoute, OrphanTable};
 type Inherited = Arc<Mutex<HashMap<u16, Vec<IpAddr>>>>;
 
 /// What the control core acts with.
-pub struct Control {
+pub(crate) struct Control {
     /// The checkpoint segment: every box's region and box table entry.
     pub(crate) segment: Segment,
     /// This box's region.
@@ -51,7 +51,7 @@ pub struct Control {
 impl Control {
     /// The control core of the box `config` describes, acting on its
     /// `region` of `segment` and its `dataplane`.
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         segment: Segment,
         region: Region,
@@ -71,6 +71,7 @@ impl Control {
             admin_token: config.admin.token.clone(),
         }
     }
+
     /// The workers' non-zero counters, for debugging a box from its log.
     pub(super) fn log_stats(&self) {
         let mut total = baton_dataplane::stats::Counters::default();

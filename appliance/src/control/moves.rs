@@ -11,13 +11,55 @@ use std::time::{Duration, Instant};
 
 use baton_dataplane::tcp::State;
 use baton_dataplane::wire::ethernet::MacAddr;
-use baton_shmem::BoxState;
+use baton_dataplane::DataplaneError;
+use baton_shmem::{BoxState, BoxTableError};
 use tracing::info;
 
 use super::handle::Control;
 use super::takeover::{orphans_in_slots, restore_paced};
+use crate::admin::AdminError;
 use crate::orphans::Orphan;
 use crate::record::tuple_of;
+
+/// Why a planned move did not happen (or did not finish).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MoveError {
+    /// The workers refused the command.
+    #[error("{0}")]
+    Dataplane(#[from] DataplaneError),
+    /// The target box's entry cannot be read.
+    #[error("{0}")]
+    BoxTable(#[from] BoxTableError),
+    /// Migrating to this very box.
+    #[error("a box cannot migrate connections to itself")]
+    ToItself,
+    /// The target box is not alive.
+    #[error("box {0} is not alive")]
+    NotAlive(u16),
+    /// The target box is not in the cluster's configuration.
+    #[error("box {0} is not a cluster member")]
+    NotMember(u16),
+    /// The target box answered the adoption with an error status.
+    #[error("box {to} refused the connections ({status}): {body}")]
+    Refused {
+        /// The target box.
+        to: u16,
+        /// Its admin API's status.
+        status: u16,
+        /// Its answer.
+        body: String,
+    },
+    /// The target box's admin API could not be asked.
+    #[error("box {to}'s admin API at {addr}: {source}")]
+    Unreachable {
+        /// The target box.
+        to: u16,
+        /// Where its admin API was asked.
+        addr: SocketAddr,
+        /// Why the request failed.
+        source: AdminError,
+    },
+}
 
 impl Control {
     /// A planned move of every connection of this box (drain for
@@ -25,10 +67,10 @@ impl Control {
     /// checkpoint, stop the workers without a word to the clients, and mark
     /// the box draining so the survivors take over at once, by the same
     /// path as a failure but with no detection delay and no stale state.
-    pub(crate) fn drain(&self) -> Result<String, String> {
+    pub(crate) fn drain(&self) -> Result<String, MoveError> {
         let before = self.region.box_info().map(|i| i.connections).unwrap_or(0);
-        self.dataplane.drain(true).map_err(|e| e.to_string())?;
-        self.dataplane.freeze().map_err(|e| e.to_string())?;
+        self.dataplane.drain(true)?;
+        self.dataplane.freeze()?;
         // The workers write their final checkpoints before they stop; the
         // stats command is answered only by a running worker, so wait for
         // every worker to be gone before telling the survivors.
@@ -52,19 +94,19 @@ impl Control {
     /// silently, their frames forwarded to `to`, which restores them from
     /// our region through its admin API (`/adopt`); then their slots are
     /// cleared so that nobody restores them twice.
-    pub(crate) fn migrate(&self, to: u16, count: usize) -> Result<String, String> {
+    pub(crate) fn migrate(&self, to: u16, count: usize) -> Result<String, MoveError> {
         if to == self.me {
-            return Err("a box cannot migrate connections to itself".into());
+            return Err(MoveError::ToItself);
         }
-        let info = self.segment.box_info(to).map_err(|e| e.to_string())?;
+        let info = self.segment.box_info(to)?;
         if !matches!(info.state, BoxState::Alive | BoxState::Rejoined) {
-            return Err(format!("box {to} is not alive"));
+            return Err(MoveError::NotAlive(to));
         }
         let member = self
             .members
             .iter()
             .find(|m| m.id == to)
-            .ok_or_else(|| format!("box {to} is not a cluster member"))?;
+            .ok_or(MoveError::NotMember(to))?;
         let mut picked = Vec::new();
         for slot in self.region.records().flatten() {
             if picked.len() == count {
@@ -85,10 +127,7 @@ impl Control {
             ));
         }
         let tuples = picked.iter().map(|(_, t)| *t).collect();
-        let moved = self
-            .dataplane
-            .handoff(tuples, MacAddr(info.mac))
-            .map_err(|e| e.to_string())?;
+        let moved = self.dataplane.handoff(tuples, MacAddr(info.mac))?;
         // Only what the workers handed off: a connection that ended
         // meanwhile must not be restored elsewhere.
         let picked: Vec<_> = picked
@@ -112,16 +151,18 @@ impl Control {
                     self.me
                 ))
             }
-            Ok((status, body)) => Err(format!(
-                "box {to} refused the connections ({status}): {body}"
-            )),
-            Err(err) => Err(format!("box {to}'s admin API at {admin}: {err}")),
+            Ok((status, body)) => Err(MoveError::Refused { to, status, body }),
+            Err(source) => Err(MoveError::Unreachable {
+                to,
+                addr: admin,
+                source,
+            }),
         }
     }
 
     /// Restores connections box `from` handed over (seed: "the takeover of
     /// connections can be applied specifically to load-balancing").
-    pub(crate) fn adopt(&self, from: u16, slots: &[u32]) -> Result<String, String> {
+    pub(crate) fn adopt(&self, from: u16, slots: &[u32]) -> Result<String, MoveError> {
         let orphans = orphans_in_slots(&self.segment, from, slots);
         let n = orphans.len();
         // Frames forwarded before the eager restore below reaches a worker

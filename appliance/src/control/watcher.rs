@@ -24,7 +24,7 @@ const CLAIM_GRACE: Duration = Duration::from_secs(2);
 /// Watches the other boxes' heartbeats; a box silent for the configured
 /// count is declared dead and its connections are taken over (seed Fig. 6
 /// step 602), a box back with a new epoch is a new member.
-pub fn spawn_watcher(
+pub(crate) fn spawn_watcher(
     control: Arc<Control>,
     config: &Config,
     stop: Arc<AtomicBool>,
