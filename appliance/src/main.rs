@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Status { config } => {
             logging::init(None);
-            status::print(&config).map(|()| ExitCode::SUCCESS)
+            print_status(&config).map(|()| ExitCode::SUCCESS)
         }
         Command::Drain { config } => admin_call(&config, "POST", "/drain"),
         Command::Migrate { config, to, count } => {
@@ -123,7 +123,7 @@ fn main() -> ExitCode {
 fn run_box(args: &RunArgs) -> Result<()> {
     let config = baton_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     logging::init(Some(&config.node.log_level));
-    run::run(&config, args.ready_file.as_deref())
+    Ok(run::run(&config, args.ready_file.as_deref())?)
 }
 
 /// One request to the admin API of the box `config` describes; prints the
@@ -153,4 +153,24 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `baton status`: one line per box.
+fn print_status(config: &std::path::Path) -> Result<()> {
+    let boxes = status::box_summaries(config)?;
+    println!(
+        "{:<6} {:<10} {:>14} {:>12} {:>12}",
+        "box", "state", "heartbeat age", "connections", "checkpoints"
+    );
+    for b in boxes {
+        let age = b
+            .heartbeat_age_ms
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|| "never".into());
+        println!(
+            "{:<6} {:<10} {:>14} {:>12} {:>12}",
+            b.id, b.state, age, b.connections, b.checkpoints
+        );
+    }
+    Ok(())
 }

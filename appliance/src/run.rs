@@ -7,16 +7,16 @@
 //!
 //! Only wiring lives here: what the threads do is in `crate::control`,
 //! `crate::serve` and `crate::admin`; the OS calls in `crate::sys`.
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use baton_config::{Backend, Config, PollMode, SegmentMode};
 use baton_dataplane::{DataplaneHandle, DataplaneOptions};
-use baton_shmem::{BoxState, Layout, Region, Segment};
+use baton_shmem::{BoxState, BoxTableError, Layout, Region, Segment, SegmentError};
 use tracing::{info, warn};
 
 use crate::boxadmin::BoxAdmin;
@@ -29,6 +29,90 @@ use crate::serve::checkpoint::{Cadence, Checkpointer};
 use crate::serve::{BoxShared, CacheApp};
 use crate::spool::Spool;
 use crate::sys::{pin_to_cpu, realtime_priority, StopSignals};
+
+/// Why a box could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The stop signals could not be blocked.
+    #[error("blocking the stop signals")]
+    Signals(#[source] std::io::Error),
+    /// The checkpoint segment cannot be mapped.
+    #[error("checkpoint segment {}", path.display())]
+    Segment {
+        /// The configured segment.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: SegmentError,
+    },
+    /// The segment has no region for this box.
+    #[error("own region of the segment")]
+    OwnRegion(#[source] SegmentError),
+    /// The box table entry cannot hold the box's identity.
+    #[error("writing the box table entry")]
+    BoxTable(#[source] BoxTableError),
+    /// `cache.origin` resolves to no address.
+    #[error("cache.origin {0:?} names no reachable address")]
+    Origin(String),
+    /// The origin fetcher threads did not start.
+    #[error("starting the origin fetchers")]
+    Fetchers(#[source] std::io::Error),
+    /// The dataplane did not start.
+    #[error("starting the dataplane on {interface}{with}")]
+    Dataplane {
+        /// The configured interface.
+        interface: String,
+        /// How (" with DPDK", or nothing).
+        with: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// `dataplane.backend = "dpdk"` in a build without DPDK.
+    #[error(
+        "dataplane.backend = \"dpdk\": this build has no DPDK support (build with --features dpdk)"
+    )]
+    NoDpdk,
+    /// This box's id is not among the cluster's members.
+    #[error("this box is not a cluster member")]
+    NotMember,
+    /// The replication socket cannot be bound.
+    #[error("binding the replication socket on {addr}")]
+    ReplicationSocket {
+        /// The box's back-LAN address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Replication did not start.
+    #[error("starting replication")]
+    Replication(#[source] baton_shmem::ReplicationError),
+    /// A thread of the box did not start.
+    #[error("starting the {0} thread")]
+    Thread(&'static str, #[source] std::io::Error),
+    /// The admin API cannot listen.
+    #[error("admin API on {addr}")]
+    Admin {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ready file cannot be written.
+    #[error("writing ready file {}", path.display())]
+    ReadyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What [`run`] returns.
+pub type Result<T, E = RunError> = std::result::Result<T, E>;
 
 /// The segment layout a config implies: one region per member id (ids
 /// index regions directly, so region 0 is unused when ids start at 1).
@@ -49,8 +133,10 @@ pub fn layout_of(config: &Config) -> Layout {
 /// Maps the segment named in `config`.
 pub fn open_segment(config: &Config) -> Result<Segment> {
     let path = &config.checkpoint.segment_path;
-    Segment::open_or_create(path, layout_of(config))
-        .with_context(|| format!("checkpoint segment {}", path.display()))
+    Segment::open_or_create(path, layout_of(config)).map_err(|source| RunError::Segment {
+        path: path.clone(),
+        source,
+    })
 }
 
 /// Runs the box `config` describes until SIGTERM or SIGINT; creates
@@ -58,12 +144,12 @@ pub fn open_segment(config: &Config) -> Result<Segment> {
 pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     // Block the stop signals before any thread starts, so every thread
     // inherits the mask and the main thread alone takes them in sigwait.
-    let signals = StopSignals::block().context("blocking the stop signals")?;
+    let signals = StopSignals::block().map_err(RunError::Signals)?;
 
     let segment = open_segment(config)?;
     let region = segment
         .region(config.node.id)
-        .context("own region of the segment")?;
+        .map_err(RunError::OwnRegion)?;
     let previous = region.box_info().ok();
     let epoch = region.begin_epoch();
     let state = match previous.as_ref().map(|p| p.state) {
@@ -73,7 +159,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     let mac = config.dataplane.mac.map(|m| m.0).unwrap_or([0; 6]);
     region
         .set_identity(mac, &config.service.ips)
-        .context("writing the box table entry")?;
+        .map_err(RunError::BoxTable)?;
     region.set_connections(0);
     region.heartbeat(unix_ms());
     region.set_state(state);
@@ -94,18 +180,14 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     };
     let orphans = Arc::new(OrphanTable::default());
 
-    let origin = Origin::from_config(&config.cache).with_context(|| {
-        format!(
-            "cache.origin {:?} names no reachable address",
-            config.cache.origin
-        )
-    })?;
+    let origin = Origin::from_config(&config.cache)
+        .ok_or_else(|| RunError::Origin(config.cache.origin.clone()))?;
     let (cache, fetchers) = Cache::start(
         CacheSettings::from_config(&config.cache),
         origin,
         config.cache.fetchers,
     )
-    .context("starting the origin fetchers")?;
+    .map_err(RunError::Fetchers)?;
     // Before the dataplane answers for our addresses: frames of connections
     // to them that other boxes hold now must be forwarded, never reset.
     let held_elsewhere =
@@ -127,7 +209,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     )?);
     region
         .set_identity(dataplane.mac().0, &config.service.ips)
-        .context("writing the box table entry")?;
+        .map_err(RunError::BoxTable)?;
     // Gratuitous ARP, repeated as a survivor does for an inherited
     // address: the LAN learns (again) which MAC owns the address, and a
     // rejoining box wins over any announcement of a survivor that was
@@ -148,7 +230,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         orphans,
     ));
     let watcher = control::spawn_watcher(control.clone(), config, stop.clone())
-        .context("starting the watcher thread")?;
+        .map_err(|e| RunError::Thread("watcher", e))?;
     let admin = crate::admin::spawn(
         config.admin.listen,
         config.admin.token.clone(),
@@ -159,7 +241,10 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
             config,
         )),
     )
-    .with_context(|| format!("admin API on {}", config.admin.listen))?;
+    .map_err(|source| RunError::Admin {
+        addr: config.admin.listen,
+        source,
+    })?;
 
     if let Some(ready) = ready_file {
         mark_ready(ready)?;
@@ -250,7 +335,7 @@ fn start_dataplane(
 ) -> Result<DataplaneHandle> {
     #[cfg(not(feature = "dpdk"))]
     if config.dataplane.backend == Backend::Dpdk {
-        anyhow::bail!("dataplane.backend = \"dpdk\": this build has no DPDK support (build with --features dpdk)");
+        return Err(RunError::NoDpdk);
     }
     let opts = dataplane_options(config);
     let workers = opts.workers;
@@ -281,20 +366,28 @@ fn start_dataplane(
     };
     #[cfg(feature = "dpdk")]
     if config.dataplane.backend == Backend::Dpdk {
-        return crate::dpdk_backend::start(config, opts, factory).with_context(|| {
-            format!(
-                "starting the dataplane on {} with DPDK",
-                config.dataplane.interface
-            )
+        return crate::dpdk_backend::start(config, opts, factory).map_err(|e| {
+            RunError::Dataplane {
+                interface: config.dataplane.interface.clone(),
+                with: " with DPDK",
+                source: e.into(),
+            }
         });
     }
-    baton_dataplane::start(opts, factory)
-        .with_context(|| format!("starting the dataplane on {}", config.dataplane.interface))
+    baton_dataplane::start(opts, factory).map_err(|e| RunError::Dataplane {
+        interface: config.dataplane.interface.clone(),
+        with: "",
+        source: Box::new(e),
+    })
 }
 
 fn mark_ready(path: &Path) -> Result<()> {
-    std::fs::write(path, format!("{}\n", std::process::id()))
-        .with_context(|| format!("writing ready file {}", path.display()))
+    std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+        RunError::ReadyFile {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// Replication for boxes that share no mapping (`checkpoint.mode =
@@ -308,9 +401,12 @@ fn spawn_replication(
     config: &Config,
     stop: Arc<AtomicBool>,
 ) -> Result<thread::JoinHandle<()>> {
-    let me = config.me().context("this box is not a cluster member")?;
-    let socket = std::net::UdpSocket::bind(me.back_addr)
-        .with_context(|| format!("binding the replication socket on {}", me.back_addr))?;
+    let me = config.me().ok_or(RunError::NotMember)?;
+    let socket =
+        std::net::UdpSocket::bind(me.back_addr).map_err(|source| RunError::ReplicationSocket {
+            addr: me.back_addr,
+            source,
+        })?;
     let peers = config.peers().map(|m| (m.id, m.back_addr)).collect();
     let mut replicator = baton_shmem::Replicator::new(
         segment,
@@ -321,7 +417,7 @@ fn spawn_replication(
         },
         socket,
     )
-    .context("starting replication")?;
+    .map_err(RunError::Replication)?;
     // Ship at the heartbeat cadence: a peer's replica is as fresh as its
     // view of our heartbeat.
     let tick = Duration::from_millis(config.failure.heartbeat_interval_ms.max(1));
@@ -333,7 +429,7 @@ fn spawn_replication(
                 warn!(%err, "replication stopped");
             }
         })
-        .context("starting the replication thread")
+        .map_err(|e| RunError::Thread("replication", e))
 }
 
 /// Beats the box's heartbeat at the configured interval.
@@ -353,5 +449,5 @@ fn spawn_heartbeat(
                 thread::sleep(interval);
             }
         })
-        .context("starting the heartbeat thread")
+        .map_err(|e| RunError::Thread("heartbeat", e))
 }
