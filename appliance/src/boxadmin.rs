@@ -1,6 +1,9 @@
 //! What a running box tells its admin API: status from the segment's box
 //! table and the workers, Prometheus metrics from the dataplane and cache
 //! counters, purge through the cache, drain through the control core.
+//!
+//! It only translates: the admin API's HTTP side is `crate::admin`'s, the
+//! moves themselves are `crate::control`'s.
 use std::sync::Arc;
 use std::time::Instant;
 

@@ -1,5 +1,8 @@
 //! What a box reports about itself: read from the checkpoint segment's box
 //! table, so it works for a box that is dead as well as one that is alive.
+//!
+//! It reads a configuration and the segment, nothing of a running box: no
+//! admin API, no process. Printing is the command line's.
 use std::path::{Path, PathBuf};
 
 use baton_shmem::{BoxState, Segment, SegmentError};

@@ -2,6 +2,9 @@
 //! dataplane, the orphan table and the addresses it answers for. The
 //! watcher (`super::watcher`) calls it with its verdicts; the planned moves
 //! (`super::moves`) and the admin API act through it.
+//!
+//! It decides nothing on its own: verdicts come from the watcher, splits
+//! from `super::takeover::plan`, fencing rules from `super::fence`.
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,9 @@
 //! Transparent takeover (seed Fig. 6; ARCHITECTURE.md "Takeover"): what the
-//! control core does when a peer is declared dead, and the orphan table the
-//! workers consult for segments of connections they do not know.
+//! control core does when a peer is declared dead — the split of its
+//! connections, their paced restore, and the report of how it went. The
+//! routes it decides go into `crate::orphans`, which the workers consult.
+//! It knows how to read a region, not how a record's bytes are laid out
+//! (`crate::record` converts) nor what an HTTP response needs to resume.
 //!
 //! 1. Read the dead box's region: every validated record is an orphan (a
 //!    corrupt slot costs that one connection, never the takeover).

@@ -2,6 +2,9 @@
 //! too, reads the peers' box table entries, hands them and the clock to the
 //! failure detector, and turns the detector's transitions into the control
 //! core's acts (take over, hand back, fence).
+//!
+//! The rules are not here: what counts as dead is `detector`'s, what
+//! fences is `fence`'s; this file is the loop and its timing.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;

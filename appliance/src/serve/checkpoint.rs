@@ -3,10 +3,14 @@
 //! The application hands its block (the HTTP response it is sending); the
 //! TCP block comes from the TCB's export (through `crate::record`, the one
 //! conversion), so each layer contributes its own state (seed Fig. 4,
-//! ARCHITECTURE.md "Checkpoints"). Cadence slides with each connection's throughput: fast
-//! connections every `fast_bytes`, slow ones every `slow_bytes`, and at
-//! most `interval` apart while bytes flow (seed: "checkpoints occur based
-//! upon a sliding scale"); and always at a new response.
+//! ARCHITECTURE.md "Checkpoints"). Cadence slides with each connection's
+//! throughput: fast connections every `fast_bytes`, slow ones every
+//! `slow_bytes`, and at most `interval` apart while bytes flow (seed:
+//! "checkpoints occur based upon a sliding scale"); and always at a new
+//! response.
+//!
+//! It knows neither the record's bytes (baton-shmem) nor what the
+//! application block means (HTTP fills it); only when to write, and where.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,10 @@
 //! driver the worker's connections through [`Transport`]. Checkpoints go
 //! through [`checkpoint::Checkpointer`], which appends the TCP block to the
 //! application's block (seed Fig. 4: each layer adds its own state).
+//!
+//! It carries events and bytes between the two and decides nothing of
+//! either: HTTP's rules are the sessions', TCP's the dataplane's, and which
+//! orphan is whose the control core's (`crate::orphans`).
 pub(crate) mod checkpoint;
 
 use std::any::Any;
