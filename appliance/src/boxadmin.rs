@@ -1,6 +1,9 @@
 //! What a running box tells its admin API: status from the segment's box
 //! table and the workers, Prometheus metrics from the dataplane and cache
 //! counters, purge through the cache, drain through the control core.
+//!
+//! It only translates: the admin API's HTTP side is `crate::admin`'s, the
+//! moves themselves are `crate::control`'s.
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,8 +12,9 @@ use baton_shmem::BoxState;
 
 use crate::admin::{AdminSource, CacheStatus, Metric, PeerStatus, StatusReport, WorkerStatus};
 use crate::cache::Cache;
+use crate::clock::unix_ms;
+use crate::control::Control;
 use crate::http::HttpWorkers;
-use crate::run::{unix_ms, Control};
 
 /// The admin view of one box.
 pub struct BoxAdmin {
@@ -216,14 +220,14 @@ impl AdminSource for BoxAdmin {
     }
 
     fn drain(&self) -> Result<String, String> {
-        self.control.drain()
+        self.control.drain().map_err(|e| e.to_string())
     }
 
     fn migrate(&self, to: u16, count: usize) -> Result<String, String> {
-        self.control.migrate(to, count)
+        self.control.migrate(to, count).map_err(|e| e.to_string())
     }
 
     fn adopt(&self, from: u16, slots: Vec<u32>) -> Result<String, String> {
-        self.control.adopt(from, &slots)
+        self.control.adopt(from, &slots).map_err(|e| e.to_string())
     }
 }

@@ -1,4 +1,5 @@
 //! Logging set-up: `RUST_LOG` wins, then the config's `box.log_level`, then `info`.
+//! Called once by the binary's edge; the library itself only emits events.
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global tracing subscriber (stderr, with timestamps).

@@ -1,28 +1,17 @@
 //! `baton`: the appliance binary and its tools.
 //!
 //! This file is the binary's edge: command-line parsing, logging set-up, and
-//! errors with context (anyhow). The work lives in the modules: `run` is one
-//! box, `status` reads the segment's box table, `lab` builds and drives the
-//! one-machine test cluster, `demo` tells the whole story in one command.
-
-mod admin;
-mod boxadmin;
-mod cache;
-mod demo;
-mod http;
-mod lab;
-mod logging;
-mod port_config;
-mod run;
-mod serve;
-mod status;
-mod takeover;
+//! errors with context (anyhow). The work lives in the `baton` library:
+//! `run` is one box, `status` reads the segment's box table, `lab` builds
+//! and drives the one-machine test cluster, `demo` tells the whole story in
+//! one command.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use baton::{admin, demo, lab, logging, run, status};
+use clap::{Args, Parser, Subcommand};
 
 /// Baton: a kernel-bypass proxy-cache appliance whose TCP connections survive
 /// the death of the box that serves them.
@@ -36,7 +25,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one appliance box from its configuration file (needs root for the dataplane).
-    Run(run::RunArgs),
+    Run(RunArgs),
     /// Check a configuration file: prints OK, or one line per problem and exits 1.
     CheckConfig {
         /// The configuration file to check.
@@ -84,14 +73,25 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// Arguments of `baton run`.
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The box's configuration file.
+    #[arg(long)]
+    config: PathBuf,
+    /// A file to create once the box serves (the lab waits for it).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<ExitCode> = match cli.command {
-        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run_box(&args).map(|()| ExitCode::SUCCESS),
         Command::CheckConfig { file } => Ok(check_config(&file)),
         Command::Status { config } => {
             logging::init(None);
-            status::print(&config).map(|()| ExitCode::SUCCESS)
+            print_status(&config).map(|()| ExitCode::SUCCESS)
         }
         Command::Drain { config } => admin_call(&config, "POST", "/drain"),
         Command::Migrate { config, to, count } => {
@@ -117,6 +117,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `baton run`: the box's configuration, its log level, then the box.
+fn run_box(args: &RunArgs) -> Result<()> {
+    let config = baton_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    logging::init(Some(&config.node.log_level));
+    Ok(run::run(&config, args.ready_file.as_deref())?)
 }
 
 /// One request to the admin API of the box `config` describes; prints the
@@ -146,4 +153,24 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `baton status`: one line per box.
+fn print_status(config: &std::path::Path) -> Result<()> {
+    let boxes = status::box_summaries(config)?;
+    println!(
+        "{:<6} {:<10} {:>14} {:>12} {:>12}",
+        "box", "state", "heartbeat age", "connections", "checkpoints"
+    );
+    for b in boxes {
+        let age = b
+            .heartbeat_age_ms
+            .map(|ms| format!("{ms} ms"))
+            .unwrap_or_else(|| "never".into());
+        println!(
+            "{:<6} {:<10} {:>14} {:>12} {:>12}",
+            b.id, b.state, age, b.connections, b.checkpoints
+        );
+    }
+    Ok(())
 }

@@ -13,9 +13,6 @@
 //! share runtime files or hugepages.
 
 #[cfg(feature = "dpdk")]
-use anyhow::anyhow;
-use anyhow::Result;
-#[cfg(feature = "dpdk")]
 use baton_config::DpdkConfig;
 use baton_config::{Backend, Config};
 use baton_dataplane::port::afpacket::AfPacketConfig;
@@ -26,8 +23,21 @@ use baton_dataplane::PortConfig;
 #[cfg(feature = "dpdk")]
 use std::time::Duration;
 
+/// Why a `[dataplane]` table names no port this build can open.
+#[derive(Debug, thiserror::Error)]
+pub enum PortConfigError {
+    /// The config asks for DPDK and this build has none.
+    #[error(
+        "dataplane.backend = \"dpdk\": this build has no DPDK support (build with --features dpdk)"
+    )]
+    NoDpdk,
+    /// More workers than a DPDK port has queue pairs.
+    #[error("dataplane.workers = {0}: DPDK has at most 65535 queue pairs")]
+    TooManyQueues(usize),
+}
+
 /// The port `config` names.
-pub fn port_config(config: &Config) -> Result<PortConfig> {
+pub fn port_config(config: &Config) -> Result<PortConfig, PortConfigError> {
     let dp = &config.dataplane;
     match dp.backend {
         Backend::AfPacket => {
@@ -38,9 +48,7 @@ pub fn port_config(config: &Config) -> Result<PortConfig> {
         #[cfg(feature = "dpdk")]
         Backend::Dpdk => Ok(PortConfig::Dpdk(dpdk_options(config)?)),
         #[cfg(not(feature = "dpdk"))]
-        Backend::Dpdk => anyhow::bail!(
-            "dataplane.backend = \"dpdk\": this build has no DPDK support (build with --features dpdk)"
-        ),
+        Backend::Dpdk => Err(PortConfigError::NoDpdk),
     }
 }
 
@@ -73,15 +81,11 @@ fn file_prefix(config: &Config) -> String {
 /// table is absent), one queue pair per worker, the default vdev
 /// `net_af_packet0,iface=<interface>,qpairs=<workers>`.
 #[cfg(feature = "dpdk")]
-fn dpdk_options(config: &Config) -> Result<DpdkOptions> {
+fn dpdk_options(config: &Config) -> Result<DpdkOptions, PortConfigError> {
     let dp = &config.dataplane;
     let d = dp.dpdk.clone().unwrap_or_default();
-    let queues = u16::try_from(dp.workers).map_err(|_| {
-        anyhow!(
-            "dataplane.workers = {}: DPDK has at most 65535 queue pairs",
-            dp.workers
-        )
-    })?;
+    let queues =
+        u16::try_from(dp.workers).map_err(|_| PortConfigError::TooManyQueues(dp.workers))?;
     let mut o = DpdkOptions::af_packet(&dp.interface, queues);
     let DpdkConfig {
         eal_args,

@@ -1,11 +1,30 @@
 //! What a box reports about itself: read from the checkpoint segment's box
 //! table, so it works for a box that is dead as well as one that is alive.
-use std::path::Path;
+//!
+//! It reads a configuration and the segment, nothing of a running box: no
+//! admin API, no process. Printing is the command line's.
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
-use baton_shmem::{BoxState, Segment};
+use baton_shmem::{BoxState, Segment, SegmentError};
 
-use crate::run::unix_ms;
+use crate::clock::unix_ms;
+
+/// Why the box table cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The configuration file does not load (its problems, one per line).
+    #[error(transparent)]
+    Config(#[from] baton_config::ConfigError),
+    /// The segment it names cannot be opened.
+    #[error("checkpoint segment {}", path.display())]
+    Segment {
+        /// The configured segment.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: SegmentError,
+    },
+}
 
 /// One box as the segment's box table shows it.
 #[derive(Debug, Clone)]
@@ -23,11 +42,13 @@ pub struct BoxSummary {
 }
 
 /// Reads the box table of the segment named in the config at `config`.
-pub fn box_summaries(config: &Path) -> Result<Vec<BoxSummary>> {
-    let config = baton_config::load(config).map_err(|e| anyhow!("{e}"))?;
+pub fn box_summaries(config: &Path) -> Result<Vec<BoxSummary>, StatusError> {
+    let config = baton_config::load(config)?;
     let path = &config.checkpoint.segment_path;
-    let segment = Segment::open_existing(path)
-        .with_context(|| format!("checkpoint segment {}", path.display()))?;
+    let segment = Segment::open_existing(path).map_err(|source| StatusError::Segment {
+        path: path.clone(),
+        source,
+    })?;
     let now = unix_ms();
     let mut out = Vec::new();
     for member in &config.cluster.members {
@@ -74,24 +95,4 @@ fn state_name(state: BoxState, age_ms: u64, detection_ms: u64) -> String {
         BoxState::Draining => "draining".into(),
         BoxState::Unused => "never started".into(),
     }
-}
-
-/// `baton status`: one line per box.
-pub fn print(config: &Path) -> Result<()> {
-    let boxes = box_summaries(config)?;
-    println!(
-        "{:<6} {:<10} {:>14} {:>12} {:>12}",
-        "box", "state", "heartbeat age", "connections", "checkpoints"
-    );
-    for b in boxes {
-        let age = b
-            .heartbeat_age_ms
-            .map(|ms| format!("{ms} ms"))
-            .unwrap_or_else(|| "never".into());
-        println!(
-            "{:<6} {:<10} {:>14} {:>12} {:>12}",
-            b.id, b.state, age, b.connections, b.checkpoints
-        );
-    }
-    Ok(())
 }

@@ -1,19 +1,15 @@
 //! The admin API over 127.0.0.1 with a fake box: authentication, every
 //! endpoint's status and body, and the limits that protect the box from its
 //! admin clients.
-//!
-//! The appliance is a binary crate, so the admin module is included by path.
-#[path = "../src/admin/mod.rs"]
-mod admin;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use admin::{
-    AdminError, AdminServer, AdminSource, CacheStatus, Limits, Metric, PeerStatus, StatusReport,
-    WorkerStatus,
+use baton::admin::{
+    self, AdminError, AdminServer, AdminSource, CacheStatus, Limits, Metric, PeerStatus,
+    StatusReport, WorkerStatus,
 };
 
 const TOKEN: &str = "s3cret-token";

@@ -1,11 +1,9 @@
 //! The admin API's formats as values, without sockets: the Prometheus text
 //! exposition (escaping, families, special floats), JSON string escaping,
 //! the bearer check and percent-decoding of targets.
-#[path = "../src/admin/mod.rs"]
-mod admin;
 
-use admin::auth::{self, Auth};
-use admin::{json, prometheus, route, Metric, MetricKind};
+use baton::admin::auth::{self, Auth};
+use baton::admin::{json, prometheus, route, Metric, MetricKind};
 
 #[test]
 fn samples_of_one_name_share_one_help_and_type_in_first_seen_order() {

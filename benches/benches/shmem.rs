@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_shmem::{
-    AppBlock, ConnRecord, Endpoint, IpBlock, Layout, Segment, SlotId, TcpBlock, Transport,
-    APP_PROTOCOL_HTTP,
+    AppBlock, ConnRecord, Endpoint, Layout, Segment, SlotId, TcpBlock, Transport, APP_PROTOCOL_HTTP,
 };
 use criterion::{black_box, criterion_group, Criterion};
 
@@ -76,11 +75,6 @@ fn typical(n: u64) -> ConnRecord<'static> {
             tcp_state: 4,
             acks_covered: false,
         }),
-        ip: IpBlock {
-            local_mac: [0x02, 0xba, 0x70, 0, 0, 0x0b],
-            peer_mac: [0x02, 0xba, 0x70, 0, 0, 0x64],
-            ttl: 64,
-        },
         app: Some(AppBlock {
             object_start_seq: 0x1234_5900,
             version: 11,

@@ -55,8 +55,8 @@ pub mod slot;
 pub use boxtable::{BoxInfo, BoxState, BoxTableError, MAX_SERVICE_IPS};
 pub use record::{
     AppBlock, ArchivedAppBlock, ArchivedBundle, ArchivedConnRecord, ArchivedEndpoint,
-    ArchivedIpBlock, ArchivedTcpBlock, Bundle, ConnRecord, Endpoint, IpBlock, TcpBlock, Transport,
-    UploadBlock, APP_PROTOCOL_HTTP, MAX_BUNDLE_RECORDS, MAX_NAME_LEN, MAX_VALIDATOR_LEN,
+    ArchivedTcpBlock, Bundle, ConnRecord, Endpoint, TcpBlock, Transport, UploadBlock,
+    APP_PROTOCOL_HTTP, MAX_BUNDLE_RECORDS, MAX_NAME_LEN, MAX_VALIDATOR_LEN,
 };
 pub use replication::{
     DatagramSocket, ReplicationConfig, ReplicationError, ReplicationStats, Replicator,

@@ -1,6 +1,6 @@
 //! The checkpoint record: what a survivor needs to take one connection over
-//! (seed Fig. 5, table 500, plus the TCP and IP blocks each layer appends as
-//! the record passes down the stack).
+//! (seed Fig. 5, table 500, plus the TCP block the transport appends as the
+//! record passes down the stack).
 //!
 //! Records are rkyv 0.8 archives. The writing side borrows its strings
 //! (`&str` archived with `InlineAsBox`), so a worker builds a record from its
@@ -149,18 +149,6 @@ pub struct TcpBlock {
     pub acks_covered: bool,
 }
 
-/// What the IP layer appends: the link addresses to keep using.
-#[derive(Archive, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[rkyv(derive(Debug))]
-pub struct IpBlock {
-    /// MAC of our front interface.
-    pub local_mac: [u8; 6],
-    /// MAC of the client or its next hop.
-    pub peer_mac: [u8; 6],
-    /// TTL / hop limit we send with.
-    pub ttl: u8,
-}
-
 /// The application block (Fig. 5, 522) as a generic "named object" so this
 /// crate needs no HTTP: for HTTP, name = URL, method/version are the
 /// application's codes, validators = ETag and Last-Modified.
@@ -244,8 +232,6 @@ pub struct ConnRecord<'a> {
     /// pointer when absent) so UDP records stay small.
     #[rkyv(with = MapNiche<AsBox>)]
     pub tcp: Option<TcpBlock>,
-    /// IP block.
-    pub ip: IpBlock,
     /// Application block (522); absent before the first request and for
     /// the secondary members of a bundle. Stored out of line.
     #[rkyv(with = MapNiche<AsBox>)]
@@ -328,11 +314,6 @@ impl ArchivedConnRecord<'_> {
             },
             app_protocol: self.app_protocol,
             tcp: self.tcp.as_ref().map(|t| t.get().to_native()),
-            ip: IpBlock {
-                local_mac: self.ip.local_mac,
-                peer_mac: self.ip.peer_mac,
-                ttl: self.ip.ttl,
-            },
             app: self.app.as_ref().map(|a| a.get().view()),
         }
     }

@@ -9,14 +9,9 @@
 //! client the CLI uses ([`client`]). What the answers say comes from the box
 //! through the [`AdminSource`] trait ([`source`]); this module knows nothing
 //! of the segment, the cache or the workers, so it is tested over 127.0.0.1
-//! with a fake source (`appliance/tests/admin_*.rs`, which include this
-//! folder by path because the appliance is a binary crate).
+//! with a fake source (`appliance/tests/admin_*.rs`).
 //!
 //! Start reading at [`spawn`], then [`route::route`].
-
-// The tests include this folder by path and use parts of it only (the
-// box itself uses spawn, request and the source types; see boxadmin.rs).
-#![allow(dead_code, unused_imports)]
 
 pub mod auth;
 pub mod client;

@@ -230,15 +230,7 @@ impl HttpWorkers {
 /// process (tests, and a box without checkpoints, where no survivor could
 /// continue an upload anyway).
 pub fn private_spool() -> Arc<Spool> {
-    static SPOOL: std::sync::OnceLock<Option<Arc<Spool>>> = std::sync::OnceLock::new();
-    SPOOL
-        .get_or_init(|| Spool::private().ok().map(Arc::new))
-        .clone()
-        .unwrap_or_else(|| {
-            // No temporary directory: uploads fail with 500 when they try
-            // to create their file, nothing else is affected.
-            Arc::new(Spool::unusable())
-        })
+    Spool::shared_private()
 }
 
 impl WorkerContext {

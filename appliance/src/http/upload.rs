@@ -16,13 +16,10 @@
 //! connection closes, or by [`Spool::reap`] when its box died and nobody
 //! took it over.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
 
 use super::request::Method;
+pub use crate::spool::{Spool, SpoolFile};
 
 /// An upload as a checkpoint records it (see [`baton_shmem::UploadBlock`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,156 +44,6 @@ impl UploadState {
     }
 }
 
-/// The spool directory.
-#[derive(Debug)]
-pub struct Spool {
-    dir: PathBuf,
-    /// For names of connections that have none (tests over kernel sockets).
-    next_anonymous: AtomicU64,
-}
-
-impl Spool {
-    /// A spool in `dir` (created if missing).
-    pub fn new(dir: impl Into<PathBuf>) -> io::Result<Spool> {
-        let dir = dir.into();
-        fs::create_dir_all(&dir)?;
-        Ok(Spool {
-            dir,
-            next_anonymous: AtomicU64::new(0),
-        })
-    }
-
-    /// A spool in a private temporary directory of this process (tests,
-    /// and boxes without a checkpoint segment).
-    pub fn private() -> io::Result<Spool> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        Spool::new(std::env::temp_dir().join(format!("baton-uploads-{}-{n}", std::process::id())))
-    }
-
-    /// A spool whose directory does not exist: every upload fails to
-    /// create its file (answered 500).
-    pub fn unusable() -> Spool {
-        Spool {
-            dir: PathBuf::from("/nonexistent/baton-uploads"),
-            next_anonymous: AtomicU64::new(0),
-        }
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// A name for a connection the transport cannot name.
-    pub fn anonymous_name(&self) -> String {
-        let n = self.next_anonymous.fetch_add(1, Ordering::Relaxed);
-        format!("local-{}-{n}", std::process::id())
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    /// A new, empty spool file for the connection named `name` (an old
-    /// file of that name, from a connection whose 4-tuple and initial
-    /// sequence number were the same, is replaced).
-    pub fn create(&self, name: &str) -> io::Result<SpoolFile> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.path(name);
-        // Clients' bodies: readable by the box's user only.
-        let file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)?;
-        Ok(SpoolFile { file, path, len: 0 })
-    }
-
-    /// The spool file of a taken-over upload, cut to the `received` bytes
-    /// its checkpoint covers (the dead box may have written more after its
-    /// last checkpoint; the client sends those again).
-    pub fn reopen(&self, name: &str, received: u64) -> io::Result<SpoolFile> {
-        let path = self.path(name);
-        // Appending: writes go after the kept bytes.
-        let file = OpenOptions::new().append(true).open(&path)?;
-        let len = file.metadata()?.len();
-        if len < received {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("spool holds {len} bytes, the checkpoint says {received}"),
-            ));
-        }
-        file.set_len(received)?;
-        Ok(SpoolFile {
-            file,
-            path,
-            len: received,
-        })
-    }
-
-    /// Removes spool files not written for `older_than`: uploads of a box
-    /// that died with nobody to take them over (the client went away).
-    /// Returns how many were removed.
-    pub fn reap(&self, older_than: Duration) -> usize {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return 0;
-        };
-        let now = SystemTime::now();
-        let mut removed = 0;
-        for e in entries.flatten() {
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .is_some_and(|age| age > older_than);
-            if old && fs::remove_file(e.path()).is_ok() {
-                removed += 1;
-            }
-        }
-        removed
-    }
-}
-
-/// One upload's spool file.
-#[derive(Debug)]
-pub struct SpoolFile {
-    file: File,
-    path: PathBuf,
-    len: u64,
-}
-
-impl SpoolFile {
-    /// Appends body bytes.
-    pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)?;
-        self.len += data.len() as u64;
-        Ok(())
-    }
-
-    /// Bytes in the file.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// True when nothing was written yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Where the body is, for the fetcher that sends it to the origin.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Deletes the file: the upload is over.
-    pub fn remove(self) {
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
 /// What a fetcher needs to send an upload to the origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadRequest {
@@ -208,36 +55,4 @@ pub struct UploadRequest {
     pub length: u64,
     /// `Content-Type`, if the client sent one.
     pub content_type: Option<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_reopened_spool_is_cut_to_what_the_checkpoint_covers() {
-        let spool = Spool::private().unwrap();
-        let mut f = spool.create("c1").unwrap();
-        f.append(b"0123456789").unwrap();
-        drop(f);
-        let mut f = spool.reopen("c1", 4).unwrap();
-        assert_eq!(f.len(), 4);
-        f.append(b"abcd").unwrap();
-        assert_eq!(fs::read(spool.dir().join("c1")).unwrap(), b"0123abcd");
-        f.remove();
-        assert!(!spool.dir().join("c1").exists());
-        let _ = fs::remove_dir(spool.dir());
-    }
-
-    #[test]
-    fn a_spool_shorter_than_its_checkpoint_is_refused() {
-        let spool = Spool::private().unwrap();
-        spool.create("c2").unwrap().append(b"abc").unwrap();
-        let e = spool.reopen("c2", 10).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(spool.reopen("missing", 0).is_err());
-        std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(spool.reap(Duration::from_millis(10)), 1);
-        let _ = fs::remove_dir(spool.dir());
-    }
 }

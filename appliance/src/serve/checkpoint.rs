@@ -1,23 +1,29 @@
 //! Writing a worker's connection checkpoints into its slots of the segment.
 //!
 //! The application hands its block (the HTTP response it is sending); the
-//! TCP block comes from the TCB's export and the IP block from the port, so
-//! each layer contributes its own state (seed Fig. 4, ARCHITECTURE.md
-//! "Checkpoints"). Cadence slides with each connection's throughput: fast
-//! connections every `fast_bytes`, slow ones every `slow_bytes`, and at
-//! most `interval` apart while bytes flow (seed: "checkpoints occur based
-//! upon a sliding scale"); and always at a new response.
+//! TCP block comes from the TCB's export (through `crate::record`, the one
+//! conversion), so each layer contributes its own state (seed Fig. 4,
+//! ARCHITECTURE.md "Checkpoints"). Cadence slides with each connection's
+//! throughput: fast connections every `fast_bytes`, slow ones every
+//! `slow_bytes`, and at most `interval` apart while bytes flow (seed:
+//! "checkpoints occur based upon a sliding scale"); and always at a new
+//! response.
+//!
+//! It knows neither the record's bytes (baton-shmem) nor what the
+//! application block means (HTTP fills it); only when to write, and where.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use baton_dataplane::app::Ctx;
 use baton_dataplane::flow::ConnId;
-use baton_shmem::record::{ConnRecord, IpBlock, TcpBlock, Transport, APP_PROTOCOL_HTTP};
+use baton_dataplane::tcp::SeqNum;
+use baton_shmem::record::{ConnRecord, Transport, APP_PROTOCOL_HTTP};
 use baton_shmem::{Region, SlotAllocator, SlotId, SlotWriter};
 use tracing::warn;
 
+use crate::clock::unix_ms;
 use crate::http::checkpoint::ResponseCheckpoint;
-use crate::run::unix_ms;
+use crate::record::{object_start, seqs, tcp_block, upload_covered};
 
 /// Throughput above which a connection counts as fast (bytes per second).
 const FAST_RATE: f64 = 1_000_000.0;
@@ -57,7 +63,7 @@ impl Cadence {
 #[derive(Debug)]
 struct ConnState {
     slot: SlotId,
-    last_una: u32,
+    last_una: SeqNum,
     last_at: Instant,
     /// Acknowledged bytes per second, exponentially averaged per checkpoint.
     rate: f64,
@@ -72,7 +78,6 @@ pub struct Checkpointer {
     worker: u16,
     epoch: u32,
     cadence: Cadence,
-    local_mac: [u8; 6],
     conns: HashMap<ConnId, ConnState>,
     full_warned: bool,
 }
@@ -84,7 +89,6 @@ impl Checkpointer {
         worker: usize,
         n_workers: usize,
         cadence: Cadence,
-        local_mac: [u8; 6],
     ) -> Result<Checkpointer, baton_shmem::SegmentError> {
         let slots = region.worker_slots(worker, n_workers)?;
         let writer = slots.writer();
@@ -96,7 +100,6 @@ impl Checkpointer {
             worker: worker as u16,
             epoch: region.epoch(),
             cadence,
-            local_mac,
             conns: HashMap::new(),
             full_warned: false,
         })
@@ -130,6 +133,7 @@ impl Checkpointer {
         let Some(tcp) = ctx.export(conn) else {
             return;
         };
+        let seq = seqs(&tcp);
         let now = ctx.now();
         let state = match self.conns.get_mut(&conn) {
             Some(s) => s,
@@ -147,13 +151,13 @@ impl Checkpointer {
                 self.region.add_connections(1);
                 self.conns.entry(conn).or_insert(ConnState {
                     slot,
-                    last_una: tcp.snd_una,
+                    last_una: seq.snd_una,
                     last_at: now,
                     rate: 0.0,
                 })
             }
         };
-        let acked = tcp.snd_una.wrapping_sub(state.last_una) as u64;
+        let acked = bytes_between(state.last_una, seq.snd_una);
         let elapsed = now.saturating_duration_since(state.last_at).as_secs_f64();
         if elapsed > 0.0 {
             let sample = acked as f64 / elapsed;
@@ -163,22 +167,18 @@ impl Checkpointer {
                 0.75 * state.rate + 0.25 * sample
             };
         }
-        state.last_una = tcp.snd_una;
+        state.last_una = seq.snd_una;
         state.last_at = now;
         // An upload covers the client's bytes only up to what its spool
         // holds: that is where a survivor's connection must expect the
         // client's next byte, and all we may acknowledge (never beyond
         // what we actually received).
         let covered = app
-            .and_then(|cp| cp.upload.as_ref())
-            .map(|u| u.covered_seq())
-            .filter(|&c| (tcp.rcv_nxt.wrapping_sub(c) as i32) >= 0)
-            .unwrap_or(tcp.rcv_nxt);
-        let app_block = app.and_then(|cp| {
-            // Sequence space wraps: the signed distance, never below zero.
-            let sent = (tcp.snd_nxt.wrapping_sub(cp.object_start_seq) as i32).max(0);
-            cp.to_app_block(sent as u64)
-        });
+            .and_then(upload_covered)
+            .filter(|c| c.le(seq.rcv_nxt))
+            .unwrap_or(seq.rcv_nxt);
+        let app_block =
+            app.and_then(|cp| cp.to_app_block(bytes_between(object_start(cp), seq.snd_nxt)));
         let record = ConnRecord {
             owner: self.owner,
             worker: self.worker,
@@ -188,32 +188,14 @@ impl Checkpointer {
             remote: tcp.tuple.remote.into(),
             transport: Transport::Tcp,
             app_protocol: APP_PROTOCOL_HTTP,
-            tcp: Some(TcpBlock {
-                iss: tcp.iss,
-                irs: tcp.irs,
-                snd_una: tcp.snd_una,
-                snd_nxt: tcp.snd_nxt,
-                rcv_nxt: covered,
-                snd_wnd: tcp.snd_wnd,
-                rcv_wnd: tcp.rcv_wnd,
-                mss: tcp.mss,
-                snd_wscale: tcp.snd_wscale,
-                rcv_wscale: tcp.rcv_wscale,
-                sack_permitted: tcp.sack_permitted,
-                timestamps: tcp.timestamps,
-                ts_recent: tcp.ts_recent,
-                ts_last_sent: tcp.ts_last_sent,
-                tcp_state: tcp.state.as_u8(),
-                // Final: nothing is acknowledged after it. Otherwise only
-                // if acknowledgements wait for commits — and only up to
-                // `covered`, which an upload may hold below RCV.NXT.
-                acks_covered: (last && covered == tcp.rcv_nxt) || tcp.acks_covered,
-            }),
-            ip: IpBlock {
-                local_mac: self.local_mac,
-                peer_mac: [0; 6],
-                ttl: 64,
-            },
+            // Final: nothing is acknowledged after it. Otherwise only if
+            // acknowledgements wait for commits — and only up to `covered`,
+            // which an upload may hold below RCV.NXT.
+            tcp: Some(tcp_block(
+                &tcp,
+                covered,
+                (last && covered == seq.rcv_nxt) || tcp.acks_covered,
+            )),
             app: app_block,
         };
         let slot = state.slot;
@@ -224,8 +206,8 @@ impl Checkpointer {
                 // ack_after_commit they may be acknowledged now. Before a
                 // response starts, its request is not covered yet (the
                 // record names no URL), so only a response block commits.
-                if app.is_some() || tcp.rcv_nxt == tcp.irs.wrapping_add(1) {
-                    ctx.commit_ack(conn, baton_dataplane::tcp::SeqNum(covered));
+                if app.is_some() || seq.rcv_nxt == seq.irs + 1 {
+                    ctx.commit_ack(conn, covered);
                 }
             }
             Err(err) => warn!(worker = self.worker, %err, "checkpoint write failed"),
@@ -242,10 +224,10 @@ impl Checkpointer {
         let Some(state) = self.conns.get(&conn) else {
             return;
         };
-        let Some(una) = ctx.export(conn).map(|e| e.snd_una) else {
+        let Some(una) = ctx.export(conn).map(|e| seqs(&e).snd_una) else {
             return;
         };
-        let acked = una.wrapping_sub(state.last_una) as u64;
+        let acked = bytes_between(state.last_una, una);
         let due = acked >= self.cadence.bytes_at(state.rate)
             || (acked > 0
                 && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval);
@@ -271,4 +253,10 @@ impl Checkpointer {
             self.region.add_connections(-1);
         }
     }
+}
+
+/// Bytes from `from` to `to` in sequence space; none when `to` is not
+/// after `from`.
+fn bytes_between(from: SeqNum, to: SeqNum) -> u64 {
+    (to - from).max(0) as u64
 }

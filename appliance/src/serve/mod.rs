@@ -2,9 +2,13 @@
 //! [`CacheApp`] per dataplane worker forwards the worker's connection events
 //! to the HTTP driver ([`crate::http::worker::HttpWorker`]) and gives that
 //! driver the worker's connections through [`Transport`]. Checkpoints go
-//! through [`checkpoint::Checkpointer`], which appends the TCP and IP blocks
-//! to the application's block (seed Fig. 4: each layer adds its own state).
-pub mod checkpoint;
+//! through [`checkpoint::Checkpointer`], which appends the TCP block to the
+//! application's block (seed Fig. 4: each layer adds its own state).
+//!
+//! It carries events and bytes between the two and decides nothing of
+//! either: HTTP's rules are the sessions', TCP's the dataplane's, and which
+//! orphan is whose the control core's (`crate::orphans`).
+pub(crate) mod checkpoint;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -19,14 +23,11 @@ use tracing::{debug, info};
 use crate::cache::Cache;
 use crate::http::checkpoint::ResponseCheckpoint;
 use crate::http::request::Limits;
-use crate::http::upload::Spool;
 use crate::http::worker::{HttpWorker, Transport};
-use crate::takeover::{OrphanRoute, OrphanTable};
+use crate::orphans::{OrphanRoute, OrphanTable, RestoreData};
+use crate::record::seqs;
+use crate::spool::Spool;
 use checkpoint::Checkpointer;
-
-/// What the control core attaches to a restored connection: the response
-/// it was sending when its box died.
-pub type RestoreData = Option<ResponseCheckpoint>;
 
 /// A waker that exists before the worker does: the HTTP driver is built by
 /// the app factory, the worker's eventfd becomes known at its first
@@ -145,12 +146,12 @@ impl Transport for CtxTransport<'_, '_> {
             State::CloseWait | State::LastAck | State::Closing | State::TimeWait
         );
         let queued = self.ctx.recv_available(conn) as u32 + u32::from(fin);
-        Some(e.rcv_nxt.wrapping_sub(queued))
+        Some((seqs(&e).rcv_nxt - queued).0)
     }
 
     fn conn_name(&self, conn: ConnId) -> Option<String> {
         let t = self.ctx.tuple(conn)?;
-        let irs = self.ctx.export(conn)?.irs;
+        let irs = seqs(&self.ctx.export(conn)?).irs.0;
         // Both ends and the client's ISN: the same on a survivor, and a new
         // connection on a reused 4-tuple gets another name.
         Some(format!("{}-{}-{irs:08x}", t.remote, t.local).replace([':', '[', ']'], "_"))
@@ -237,8 +238,7 @@ impl App for CacheApp {
         if let Some(tuple) = ctx.tuple(conn) {
             // The client still sends to our address: its frames go on to
             // the adopting box.
-            self.orphans
-                .extend([((tuple.local, tuple.remote), OrphanRoute::Elsewhere(to))]);
+            self.orphans.extend([(tuple, OrphanRoute::Elsewhere(to))]);
         }
         self.http.on_handed_off(conn);
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use baton_shmem::{
-    AppBlock, ConnRecord, Endpoint, IpBlock, Region, SlotId, TcpBlock, Transport, APP_PROTOCOL_HTTP,
+    AppBlock, ConnRecord, Endpoint, Region, SlotId, TcpBlock, Transport, APP_PROTOCOL_HTTP,
 };
 
 /// A segment path in /dev/shm (or the temp dir) removed on drop.
@@ -78,11 +78,6 @@ pub fn http_record<'a>(
             tcp_state: 4,
             acks_covered: false,
         }),
-        ip: IpBlock {
-            local_mac: [0x02, 0, 0, 0, 0, owner as u8],
-            peer_mac: [0x02, 0, 0, 0, 0, 0x64],
-            ttl: 64,
-        },
         app: Some(AppBlock {
             object_start_seq: 1_300,
             version: 11,

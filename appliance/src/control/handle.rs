@@ -1,0 +1,267 @@
+//! The control core's handle on its box: the segment, its own region, the
+//! dataplane, the orphan table and the addresses it answers for. The
+//! watcher (`super::watcher`) calls it with its verdicts; the planned moves
+//! (`super::moves`) and the admin API act through it.
+//!
+//! It decides nothing on its own: verdicts come from the watcher, splits
+//! from `super::takeover::plan`, fencing rules from `super::fence`.
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use baton_config::{Config, Member};
+use baton_dataplane::wire::ethernet::MacAddr;
+use baton_dataplane::DataplaneHandle;
+use baton_shmem::{BoxInfo, BoxState, Region, Segment};
+use tracing::{info, warn};
+
+use super::fence;
+use super::takeover::{self, restore_paced, spawn_takeover_report, TakeoverSnapshot};
+use crate::orphans::{OrphanRoute, OrphanTable};
+
+/// Addresses inherited from dead boxes, by the dead box's id.
+type Inherited = Arc<Mutex<HashMap<u16, Vec<IpAddr>>>>;
+
+/// What the control core acts with.
+pub(crate) struct Control {
+    /// The checkpoint segment: every box's region and box table entry.
+    pub(crate) segment: Segment,
+    /// This box's region.
+    pub(crate) region: Region,
+    /// This box's workers.
+    pub(crate) dataplane: Arc<DataplaneHandle>,
+    /// Connections held elsewhere or waiting to be restored here.
+    pub(super) orphans: Arc<OrphanTable>,
+    /// This box's member id.
+    pub(crate) me: u16,
+    /// The service IPs of this box's own configuration.
+    own_ips: Vec<IpAddr>,
+    /// Addresses inherited from dead boxes, by their id (shared with the
+    /// threads that announce them, which stop once an address is handed
+    /// back).
+    inherited: Inherited,
+    /// Every member's back-LAN address: a peer's admin API listens on its
+    /// back-LAN address at the same port as ours (a cluster convention).
+    pub(super) members: Vec<Member>,
+    /// The admin API port every member listens on.
+    pub(super) admin_port: u16,
+    /// The cluster's admin token.
+    pub(super) admin_token: String,
+}
+
+impl Control {
+    /// The control core of the box `config` describes, acting on its
+    /// `region` of `segment` and its `dataplane`.
+    pub(crate) fn new(
+        config: &Config,
+        segment: Segment,
+        region: Region,
+        dataplane: Arc<DataplaneHandle>,
+        orphans: Arc<OrphanTable>,
+    ) -> Control {
+        Control {
+            segment,
+            region,
+            dataplane,
+            orphans,
+            me: config.node.id,
+            own_ips: config.service.ips.clone(),
+            inherited: Inherited::default(),
+            members: config.cluster.members.clone(),
+            admin_port: config.admin.listen.port(),
+            admin_token: config.admin.token.clone(),
+        }
+    }
+
+    /// The workers' non-zero counters, for debugging a box from its log.
+    pub(super) fn log_stats(&self) {
+        let mut total = baton_dataplane::stats::Counters::default();
+        let mut connections = 0;
+        for w in self.dataplane.stats() {
+            total.add(&w.counters);
+            connections += w.connections;
+        }
+        let nonzero: Vec<String> = total
+            .named()
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        tracing::debug!(connections, counters = %nonzero.join(" "), "dataplane");
+    }
+
+    /// A peer declared this box dead (our heartbeats stopped for longer
+    /// than the detection time: the process was stopped or starved) and its
+    /// survivors now serve our connections from our checkpoints: fence, as
+    /// a crash would have (see [`fence::declared_dead`]). `settled`: this
+    /// box has run for longer than twice the detection time.
+    pub(super) fn fence_if_declared_dead(&self, settled: bool) {
+        let Ok(me) = self.region.box_info() else {
+            return;
+        };
+        let verdict = fence::declared_dead(&me, settled);
+        fence::apply(
+            verdict,
+            &me,
+            &self.region,
+            &self.dataplane,
+            "declared dead by a peer while alive",
+        );
+    }
+
+    /// A live peer whose entry is `peer` may answer for one of our own
+    /// addresses after this box was silent for longer than detection: it
+    /// declared us dead and took them over (see [`fence::claimed`]).
+    pub(super) fn fence_if_claimed(&self, peer: &BoxInfo) {
+        let Ok(me) = self.region.box_info() else {
+            return;
+        };
+        let verdict = fence::claimed(&me, peer, &self.own_ips);
+        fence::apply(
+            verdict,
+            &me,
+            &self.region,
+            &self.dataplane,
+            "a live peer answers for our address",
+        );
+    }
+
+    /// Takes over the connections of dead box `dead`, judged dead from
+    /// `judged` (seed Fig. 6 604-618).
+    pub(super) fn take_over(&self, dead: u16, judged: &BoxInfo, survivors: &[u16]) {
+        let started = Instant::now();
+        // Tell the box, should it still be running (a stopped process, a
+        // stall longer than detection), that it has been taken over: it
+        // fences itself. Only the epoch judged: a box restarted meanwhile
+        // is a new member. A draining box is stopping on purpose.
+        if judged.state != BoxState::Draining {
+            if let Ok(r) = self.segment.region(dead) {
+                r.declare_dead(judged.epoch);
+            }
+        }
+        let before = TakeoverSnapshot::of(&self.dataplane);
+        let plan = takeover::plan(&self.segment, dead, self.me, survivors);
+        let mut routes = Vec::with_capacity(plan.mine.len() + plan.elsewhere.len());
+        for (key, owner) in &plan.elsewhere {
+            match self.segment.box_info(*owner) {
+                Ok(info) => routes.push((*key, OrphanRoute::Elsewhere(MacAddr(info.mac)))),
+                Err(err) => {
+                    warn!(owner, %err, "survivor's box table unreadable: its orphans are not forwarded")
+                }
+            }
+        }
+        routes.extend(plan.mine.iter().cloned().map(|o| o.route_here()));
+        self.orphans.extend(routes);
+        if plan.inherit {
+            for ip in &plan.service_ips {
+                if let Err(err) = self.dataplane.add_service_ip(*ip) {
+                    warn!(%ip, %err, "cannot take the dead box's address");
+                }
+            }
+            self.inherited
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dead, plan.service_ips.clone());
+            let inherited = self.inherited.clone();
+            announce_repeatedly(
+                self.dataplane.clone(),
+                plan.service_ips.clone(),
+                move |ip| {
+                    inherited
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .values()
+                        .flatten()
+                        .any(|i| i == ip)
+                },
+            );
+            self.publish_service_ips();
+        }
+        let mine = plan.mine.len();
+        // Pacing 10,000 restores takes ~300 ms: on a thread of its own, so
+        // that this watcher goes on judging the other peers meanwhile.
+        let dataplane = self.dataplane.clone();
+        let n_survivors = survivors.len();
+        let paced = thread::Builder::new()
+            .name("restore".into())
+            .spawn(move || {
+                restore_paced(&dataplane, plan.mine, n_survivors);
+                if mine > 0 {
+                    spawn_takeover_report(dataplane, dead, started, before);
+                }
+            });
+        if let Err(err) = paced {
+            warn!(%err, "cannot start the restore thread: the orphans restore lazily");
+        }
+        info!(
+            dead,
+            ?survivors,
+            restoring_here = mine,
+            elsewhere = plan.elsewhere.len(),
+            corrupt = plan.corrupt,
+            inherit_ips = plan.inherit,
+            took_us = started.elapsed().as_micros() as u64,
+            "taking over a dead box's connections"
+        );
+    }
+
+    /// A dead box came back as a new member: it answers for its addresses
+    /// again, so stop answering ARP for them. The connections restored here
+    /// stay here; the rejoined box forwards their frames (see
+    /// [`takeover::routes_to_holders`]).
+    pub(super) fn hand_back(&self, id: u16) {
+        let ips = self
+            .inherited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        for ip in ips.unwrap_or_default() {
+            info!(peer = id, %ip, "peer rejoined: handing its address back");
+            if let Err(err) = self.dataplane.remove_service_ip(ip) {
+                warn!(%ip, %err, "cannot drop an inherited address");
+            }
+        }
+        self.publish_service_ips();
+    }
+
+    /// Our box table entry lists every address we answer for, inherited
+    /// ones included, so that whoever takes over from us takes them too.
+    fn publish_service_ips(&self) {
+        let Ok(info) = self.region.box_info() else {
+            return;
+        };
+        let mut ips = self.own_ips.clone();
+        let inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
+        for ip in inherited.values().flatten() {
+            if !ips.contains(ip) {
+                ips.push(*ip);
+            }
+        }
+        if let Err(err) = self.region.set_identity(info.mac, &ips) {
+            warn!(%err, "cannot publish inherited addresses (box table holds at most 4)");
+        }
+    }
+}
+
+/// Gratuitous ARP, repeated at 0, 20, 100, 300 and 1000 ms: a client that
+/// misses one (loss, a busy LAN) learns from the next. Each announcement
+/// first asks `still_ours`: an inherited address handed back to its
+/// rejoined owner must never be announced again, or the LAN's caches
+/// point at a box that no longer answers for it (new connections to the
+/// rejoined box then lose their SYNs until the client re-resolves).
+pub(crate) fn announce_repeatedly(
+    dataplane: Arc<DataplaneHandle>,
+    ips: Vec<IpAddr>,
+    still_ours: impl Fn(&IpAddr) -> bool + Send + 'static,
+) {
+    let _ = thread::Builder::new().name("garp".into()).spawn(move || {
+        for delay_ms in [0u64, 20, 100, 300, 1000] {
+            thread::sleep(Duration::from_millis(delay_ms));
+            for ip in ips.iter().filter(|ip| still_ours(ip)) {
+                let _ = dataplane.announce(*ip);
+            }
+        }
+    });
+}

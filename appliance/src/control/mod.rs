@@ -1,0 +1,24 @@
+//! The control core: the box's judgement of its peers and what it does
+//! about them, off the packet path.
+//!
+//! - `detector`: the failure detector, pure (box table entries and time
+//!   in, "died" / "rejoined" out);
+//! - `fence`: when this box must stop because its peers took it over;
+//! - `takeover`: the split of a dead box's connections (seed Fig. 6), the
+//!   paced restores and the report of how they went;
+//! - `moves`: drain, migrate and adopt, the planned moves;
+//! - `watcher`: the thread that ties them to the clock and the segment;
+//! - `Control`: the handle they act with.
+//!
+//! It must not know how packets are carried (the dataplane does) or what
+//! the connections carry (the HTTP sessions restore their own state).
+//! Start reading at `watcher::spawn_watcher`, then `takeover::plan`.
+mod detector;
+mod fence;
+mod handle;
+mod moves;
+pub(crate) mod takeover;
+mod watcher;
+
+pub(crate) use handle::{announce_repeatedly, Control};
+pub(crate) use watcher::spawn_watcher;

@@ -1,0 +1,179 @@
+//! Planned moves: connections leave this box on purpose, with exact final
+//! checkpoints and no detection delay — all of them (drain, for
+//! maintenance), some to one box (migrate, for rebalancing), and the
+//! receiving side (adopt).
+//!
+//! The workers freeze and hand off; this module only decides what moves
+//! where and tells the other box through its admin API.
+use std::net::SocketAddr;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use baton_dataplane::tcp::State;
+use baton_dataplane::wire::ethernet::MacAddr;
+use baton_dataplane::DataplaneError;
+use baton_shmem::{BoxState, BoxTableError};
+use tracing::info;
+
+use super::handle::Control;
+use super::takeover::{orphans_in_slots, restore_paced};
+use crate::admin::AdminError;
+use crate::orphans::Orphan;
+use crate::record::tuple_of;
+
+/// Why a planned move did not happen (or did not finish).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MoveError {
+    /// The workers refused the command.
+    #[error("{0}")]
+    Dataplane(#[from] DataplaneError),
+    /// The target box's entry cannot be read.
+    #[error("{0}")]
+    BoxTable(#[from] BoxTableError),
+    /// Migrating to this very box.
+    #[error("a box cannot migrate connections to itself")]
+    ToItself,
+    /// The target box is not alive.
+    #[error("box {0} is not alive")]
+    NotAlive(u16),
+    /// The target box is not in the cluster's configuration.
+    #[error("box {0} is not a cluster member")]
+    NotMember(u16),
+    /// The target box answered the adoption with an error status.
+    #[error("box {to} refused the connections ({status}): {body}")]
+    Refused {
+        /// The target box.
+        to: u16,
+        /// Its admin API's status.
+        status: u16,
+        /// Its answer.
+        body: String,
+    },
+    /// The target box's admin API could not be asked.
+    #[error("box {to}'s admin API at {addr}: {source}")]
+    Unreachable {
+        /// The target box.
+        to: u16,
+        /// Where its admin API was asked.
+        addr: SocketAddr,
+        /// Why the request failed.
+        source: AdminError,
+    },
+}
+
+impl Control {
+    /// A planned move of every connection of this box (drain for
+    /// maintenance): stop accepting, write every connection's exact final
+    /// checkpoint, stop the workers without a word to the clients, and mark
+    /// the box draining so the survivors take over at once, by the same
+    /// path as a failure but with no detection delay and no stale state.
+    pub(crate) fn drain(&self) -> Result<String, MoveError> {
+        let before = self.region.box_info().map(|i| i.connections).unwrap_or(0);
+        self.dataplane.drain(true)?;
+        self.dataplane.freeze()?;
+        // The workers write their final checkpoints before they stop; the
+        // stats command is answered only by a running worker, so wait for
+        // every worker to be gone before telling the survivors.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.dataplane.stopped() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(2));
+        }
+        self.region.set_state(BoxState::Draining);
+        info!(
+            connections = before,
+            "draining: connections frozen and handed to the survivors"
+        );
+        Ok(format!(
+            "box {} draining: {before} connections handed over",
+            self.me
+        ))
+    }
+
+    /// A planned move of `count` connections to box `to` (rebalancing):
+    /// their final checkpoints are written and their TCBs dropped here
+    /// silently, their frames forwarded to `to`, which restores them from
+    /// our region through its admin API (`/adopt`); then their slots are
+    /// cleared so that nobody restores them twice.
+    pub(crate) fn migrate(&self, to: u16, count: usize) -> Result<String, MoveError> {
+        if to == self.me {
+            return Err(MoveError::ToItself);
+        }
+        let info = self.segment.box_info(to)?;
+        if !matches!(info.state, BoxState::Alive | BoxState::Rejoined) {
+            return Err(MoveError::NotAlive(to));
+        }
+        let member = self
+            .members
+            .iter()
+            .find(|m| m.id == to)
+            .ok_or(MoveError::NotMember(to))?;
+        let mut picked = Vec::new();
+        for slot in self.region.records().flatten() {
+            if picked.len() == count {
+                break;
+            }
+            let record = slot.bundle().records.iter().next().map(|r| r.view());
+            if let Some(r) = record.filter(|r| {
+                r.tcp
+                    .is_some_and(|t| t.tcp_state == State::Established.as_u8())
+            }) {
+                picked.push((slot.slot(), tuple_of(&r)));
+            }
+        }
+        if picked.is_empty() {
+            return Ok(format!(
+                "box {} has no established connection to move",
+                self.me
+            ));
+        }
+        let tuples = picked.iter().map(|(_, t)| *t).collect();
+        let moved = self.dataplane.handoff(tuples, MacAddr(info.mac))?;
+        // Only what the workers handed off: a connection that ended
+        // meanwhile must not be restored elsewhere.
+        let picked: Vec<_> = picked
+            .into_iter()
+            .filter(|(_, t)| moved.contains(t))
+            .collect();
+        let moved = moved.len();
+        let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();
+        let admin = SocketAddr::new(member.back_addr.ip(), self.admin_port);
+        let path = format!("/adopt?from={}&slots={}", self.me, slots.join(","));
+        let answer = crate::admin::request(admin, &self.admin_token, "POST", &path);
+        let mut writer = self.region.writer();
+        for (slot, _) in &picked {
+            let _ = writer.clear(*slot);
+        }
+        match answer {
+            Ok((status, _)) if (200..300).contains(&status) => {
+                info!(to, moved, "migrated connections");
+                Ok(format!(
+                    "box {}: {moved} connections moved to box {to}",
+                    self.me
+                ))
+            }
+            Ok((status, body)) => Err(MoveError::Refused { to, status, body }),
+            Err(source) => Err(MoveError::Unreachable {
+                to,
+                addr: admin,
+                source,
+            }),
+        }
+    }
+
+    /// Restores connections box `from` handed over (seed: "the takeover of
+    /// connections can be applied specifically to load-balancing").
+    pub(crate) fn adopt(&self, from: u16, slots: &[u32]) -> Result<String, MoveError> {
+        let orphans = orphans_in_slots(&self.segment, from, slots);
+        let n = orphans.len();
+        // Frames forwarded before the eager restore below reaches a worker
+        // restore the connection lazily instead of meeting a reset.
+        self.orphans
+            .extend(orphans.iter().cloned().map(Orphan::route_here));
+        restore_paced(&self.dataplane, orphans, 1);
+        info!(from, adopted = n, "adopting connections handed over");
+        Ok(format!(
+            "box {} adopted {n} connections from box {from}",
+            self.me
+        ))
+    }
+}

@@ -1,0 +1,283 @@
+//! The upload spool: the directory where request bodies in flight are
+//! kept, beside the segment, so that a survivor continues an upload its box
+//! did not finish (see `crate::http::upload` for when bytes go in and how
+//! the checkpoint covers them).
+//!
+//! Every file operation on the spool is here: a directory ([`Spool`]:
+//! `new`, `for_box`, `create`, `reopen`, `reap`, and by name `append_to`,
+//! `truncate_to`, `remove`) and one upload's open file ([`SpoolFile`]:
+//! `append`, `len`, `path`, `remove`). It knows nothing of HTTP or of
+//! checkpoints: callers name files and say how many bytes to keep.
+//!
+//! A spool file is named after its connection (both addresses and ports and
+//! the client's initial sequence number), which the survivor's restored
+//! connection has too. It is removed when its response is done, when the
+//! connection closes, or by [`Spool::reap`] when its box died and nobody
+//! took it over.
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use tracing::{info, warn};
+
+/// The spool directory.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    /// For names of connections that have none (tests over kernel sockets).
+    next_anonymous: AtomicU64,
+}
+
+impl Spool {
+    /// A spool in `dir` (created if missing).
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<Spool> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        Ok(Spool {
+            dir,
+            next_anonymous: AtomicU64::new(0),
+        })
+    }
+
+    /// A spool in a private temporary directory of this process (tests,
+    /// and boxes without a checkpoint segment).
+    pub fn private() -> io::Result<Spool> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        Spool::new(std::env::temp_dir().join(format!("baton-uploads-{}-{n}", std::process::id())))
+    }
+
+    /// A spool whose directory does not exist: every upload fails to
+    /// create its file (answered 500).
+    pub fn unusable() -> Spool {
+        Spool {
+            dir: PathBuf::from("/nonexistent/baton-uploads"),
+            next_anonymous: AtomicU64::new(0),
+        }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A name for a connection the transport cannot name.
+    pub fn anonymous_name(&self) -> String {
+        let n = self.next_anonymous.fetch_add(1, Ordering::Relaxed);
+        format!("local-{}-{n}", std::process::id())
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// A new, empty spool file for the connection named `name` (an old
+    /// file of that name, from a connection whose 4-tuple and initial
+    /// sequence number were the same, is replaced).
+    pub fn create(&self, name: &str) -> io::Result<SpoolFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path(name);
+        // Clients' bodies: readable by the box's user only.
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        Ok(SpoolFile { file, path, len: 0 })
+    }
+
+    /// The spool file of a taken-over upload, cut to the `received` bytes
+    /// its checkpoint covers (the dead box may have written more after its
+    /// last checkpoint; the client sends those again).
+    pub fn reopen(&self, name: &str, received: u64) -> io::Result<SpoolFile> {
+        let path = self.path(name);
+        // Appending: writes go after the kept bytes.
+        let file = OpenOptions::new().append(true).open(&path)?;
+        let len = file.metadata()?.len();
+        if len < received {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("spool holds {len} bytes, the checkpoint says {received}"),
+            ));
+        }
+        file.set_len(received)?;
+        Ok(SpoolFile {
+            file,
+            path,
+            len: received,
+        })
+    }
+
+    /// Removes spool files not written for `older_than`: uploads of a box
+    /// that died with nobody to take them over (the client went away).
+    /// Returns how many were removed.
+    pub fn reap(&self, older_than: Duration) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return 0;
+        };
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age > older_than);
+            if old && fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+/// One upload's spool file.
+#[derive(Debug)]
+pub struct SpoolFile {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl SpoolFile {
+    /// Appends body bytes.
+    pub fn append(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)?;
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes in the file.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where the body is, for the fetcher that sends it to the origin.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Deletes the file: the upload is over.
+    pub fn remove(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Spool {
+    /// The spool a box uses: `[checkpoint] upload_dir`, beside the
+    /// segment, so survivors find its files. Files nobody wrote for a long
+    /// time belong to uploads whose box died with no one to continue them
+    /// (a live upload writes its file, a stalled one fails after the idle
+    /// timeout): they are removed now. Without checkpoints, or when the
+    /// directory cannot be used, a private one of this process.
+    pub fn for_box(config: &baton_config::Config) -> Arc<Spool> {
+        if !config.checkpoint.enabled {
+            return Spool::shared_private();
+        }
+        let dir = config.checkpoint.upload_dir();
+        match Spool::new(&dir) {
+            Ok(spool) => {
+                let stale = Duration::from_millis(config.limits.idle_timeout_ms.saturating_mul(10))
+                    .max(Duration::from_secs(600));
+                let reaped = spool.reap(stale);
+                if reaped > 0 {
+                    info!(dir = %dir.display(), reaped, "removed abandoned upload spool files");
+                }
+                Arc::new(spool)
+            }
+            Err(err) => {
+                warn!(dir = %dir.display(), %err, "cannot use the upload directory: uploads in flight will not survive a takeover");
+                Spool::shared_private()
+            }
+        }
+    }
+
+    /// The one private spool of this process (tests, and a box without
+    /// checkpoints, where no survivor could continue an upload anyway). No
+    /// temporary directory: an unusable spool, where uploads fail with 500
+    /// when they try to create their file and nothing else is affected.
+    pub fn shared_private() -> Arc<Spool> {
+        static SPOOL: OnceLock<Option<Arc<Spool>>> = OnceLock::new();
+        SPOOL
+            .get_or_init(|| Spool::private().ok().map(Arc::new))
+            .clone()
+            .unwrap_or_else(|| Arc::new(Spool::unusable()))
+    }
+
+    /// Appends `data` to the file named `name`, which must exist; returns
+    /// the file's length after the write. For writers that keep no
+    /// [`SpoolFile`] open (a thread carrying out a session's writes).
+    pub fn append_to(&self, name: &str, data: &[u8]) -> io::Result<u64> {
+        let mut file = OpenOptions::new().append(true).open(self.path(name))?;
+        file.write_all(data)?;
+        Ok(file.metadata()?.len())
+    }
+
+    /// Cuts the file named `name` to its first `len` bytes; an error when
+    /// it holds fewer (see [`Self::reopen`]).
+    pub fn truncate_to(&self, name: &str, len: u64) -> io::Result<()> {
+        self.reopen(name, len).map(drop)
+    }
+
+    /// Removes the file named `name`, if it exists.
+    pub fn remove(&self, name: &str) {
+        let _ = fs::remove_file(self.path(name));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reopened_spool_is_cut_to_what_the_checkpoint_covers() {
+        let spool = Spool::private().unwrap();
+        let mut f = spool.create("c1").unwrap();
+        f.append(b"0123456789").unwrap();
+        drop(f);
+        let mut f = spool.reopen("c1", 4).unwrap();
+        assert_eq!(f.len(), 4);
+        f.append(b"abcd").unwrap();
+        assert_eq!(fs::read(spool.dir().join("c1")).unwrap(), b"0123abcd");
+        f.remove();
+        assert!(!spool.dir().join("c1").exists());
+        let _ = fs::remove_dir(spool.dir());
+    }
+
+    #[test]
+    fn writes_by_name_append_cut_and_remove() {
+        let spool = Spool::private().unwrap();
+        spool.create("c3").unwrap();
+        assert_eq!(spool.append_to("c3", b"01234").unwrap(), 5);
+        assert_eq!(spool.append_to("c3", b"56789").unwrap(), 10);
+        spool.truncate_to("c3", 3).unwrap();
+        assert_eq!(fs::read(spool.dir().join("c3")).unwrap(), b"012");
+        assert!(spool.truncate_to("c3", 4).is_err(), "never grows a file");
+        spool.remove("c3");
+        assert!(!spool.dir().join("c3").exists());
+        assert!(spool.append_to("c3", b"x").is_err(), "append needs create");
+        let _ = fs::remove_dir(spool.dir());
+    }
+
+    #[test]
+    fn a_spool_shorter_than_its_checkpoint_is_refused() {
+        let spool = Spool::private().unwrap();
+        spool.create("c2").unwrap().append(b"abc").unwrap();
+        let e = spool.reopen("c2", 10).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(spool.reopen("missing", 0).is_err());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(spool.reap(Duration::from_millis(10)), 1);
+        let _ = fs::remove_dir(spool.dir());
+    }
+}

@@ -1,0 +1,90 @@
+//! What the box asks of the operating system for its own threads: a CPU to
+//! sit on, a real-time scheduling class, and the stop signals taken
+//! synchronously. Best effort where the box can run without it.
+//!
+//! It knows nothing of the cluster: callers say which thread and why.
+use tracing::warn;
+
+/// Pins the calling thread to the `nth` CPU this process may use (modulo
+/// their number), so the box's two beating threads sit on different CPUs.
+/// Best effort: with fewer than two CPUs, or on failure, the thread stays
+/// where the scheduler puts it.
+pub(crate) fn pin_to_cpu(what: &str, nth: usize) {
+    let cpus = allowed_cpus();
+    if cpus.len() < 2 {
+        return;
+    }
+    if let Err(err) = baton_dataplane::runtime::pin_current_thread(cpus[nth % cpus.len()]) {
+        warn!(thread = what, %err, "cannot pin to a CPU");
+    }
+}
+
+/// The CPUs the calling thread may run on (empty if the kernel will not say).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // with pid 0 reads the calling thread's mask into it, with its true size.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut allowed) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &allowed))
+            .collect()
+    }
+}
+
+/// Gives the calling thread a real-time scheduling class (SCHED_FIFO,
+/// priority 10) where allowed: heartbeats and their watcher sleep almost
+/// all the time but must wake on time even when poll-mode workers, a load
+/// client and builds share two cores; a late heartbeat reads as a dead box.
+/// Without the privilege (CAP_SYS_NICE) the box runs on, with a warning.
+pub(crate) fn realtime_priority(what: &str) {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: sched_setscheduler with pid 0 changes only the calling
+    // thread's policy; `param` is a valid, initialized struct.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        warn!(
+            thread = what,
+            err = %std::io::Error::last_os_error(),
+            "no real-time priority: under CPU contention heartbeats may be late and a live box declared dead"
+        );
+    }
+}
+
+/// SIGTERM, SIGINT (stop) and SIGUSR1 (drain), blocked so that `wait` can
+/// take them synchronously.
+pub(crate) struct StopSignals {
+    set: libc::sigset_t,
+}
+
+impl StopSignals {
+    /// Blocks the signals in the calling thread; threads started after
+    /// this inherit the mask, so only [`Self::wait`] takes them.
+    pub(crate) fn block() -> std::io::Result<Self> {
+        // SAFETY: sigset_t is plain data initialised by sigemptyset; the
+        // calls only touch that set and this thread's signal mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGTERM);
+            libc::sigaddset(&mut set, libc::SIGINT);
+            // SIGUSR1: drain (a planned move of every connection).
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            if rc != 0 {
+                return Err(std::io::Error::from_raw_os_error(rc));
+            }
+            Ok(Self { set })
+        }
+    }
+
+    /// Waits for one of the signals; returns its number.
+    pub(crate) fn wait(&self) -> i32 {
+        let mut sig = 0;
+        // SAFETY: the set was initialised in `block`; sig is a valid out pointer.
+        unsafe { libc::sigwait(&self.set, &mut sig) };
+        sig
+    }
+}
