@@ -2,17 +2,15 @@
 //!
 //! This file is the binary's edge: command-line parsing, logging set-up, and
 //! errors with context (anyhow). The work lives in the modules: `run` is one
-//! box, `status` reads the segment's box table, `lab` builds and drives the
-//! one-machine test cluster, `demo` tells the whole story in one command.
+//! box, `status` reads the segment's box table; `lab` and `demo` are
+//! `baton-lab`'s, dispatched from here.
 
 mod admin;
 mod boxadmin;
 mod cache;
-mod demo;
 #[cfg(feature = "dpdk")]
 mod dpdk_backend;
 mod http;
-mod lab;
 mod logging;
 mod run;
 mod serve;
@@ -79,10 +77,10 @@ enum Command {
         what: String,
     },
     /// Build, drive and remove the one-machine test cluster (needs root).
-    Lab(lab::LabArgs),
+    Lab(baton_lab::LabArgs),
     /// The main job in one command: a three-box lab, a real curl download, a
     /// box killed mid-transfer, the result printed, the lab removed (needs root).
-    Demo(demo::DemoArgs),
+    Demo(baton_lab::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,11 +102,11 @@ fn main() -> ExitCode {
         },
         Command::Lab(args) => {
             logging::init(None);
-            lab::run(args).map(|()| ExitCode::SUCCESS)
+            baton_lab::run(args, lab_box_table).map(|()| ExitCode::SUCCESS)
         }
         Command::Demo(args) => {
             logging::init(None);
-            demo::run(args)
+            baton_lab::demo::run(args)
         }
     };
     match result {
@@ -118,6 +116,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The box table as `baton lab status` and `lab drain` read it: the lab
+/// links no appliance code, so the segment reader is handed in.
+fn lab_box_table(config: &std::path::Path) -> Result<Vec<baton_lab::BoxRow>> {
+    Ok(status::box_summaries(config)?
+        .into_iter()
+        .map(|s| baton_lab::BoxRow {
+            id: s.id,
+            heartbeat_age_ms: s.heartbeat_age_ms,
+            state: s.state,
+            connections: s.connections,
+            checkpoints: s.checkpoints,
+        })
+        .collect())
 }
 
 /// One request to the admin API of the box `config` describes; prints the

@@ -25,8 +25,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tracing::info;
 
-use super::names::{Lab, Node};
-use super::sys;
+use crate::names::{Lab, Node};
+use crate::sys;
 
 /// What to do to the frames a node receives.
 #[derive(clap::Args, Debug, Clone, Default)]

@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 
-use super::boxconf::{box_toml, Backend, ClusterSecrets, SegmentMode};
-use super::names::{
+use crate::boxconf::{box_toml, Backend, ClusterSecrets, SegmentMode};
+use crate::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
     CLIENT_ADDR, ORIGIN_ADDR,
 };
-use super::objects;
-use super::sys::{self, ip_in};
+use crate::objects;
+use crate::sys::{self, ip_in};
 
 /// Which origin server `lab up` starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -534,12 +534,12 @@ pub fn kill_box(lab: &Lab, n: u8) -> Result<()> {
 
 /// `lab drain boxN`: SIGUSR1, the box's drain signal; returns once the box
 /// table says it is draining (its connections are handed over).
-pub fn drain_box(lab: &Lab, n: u8) -> Result<()> {
+pub fn drain_box(lab: &Lab, n: u8, table: crate::BoxTable) -> Result<()> {
     let pid = box_pid(lab, n).with_context(|| format!("box{n} is not running"))?;
     sys::signal(pid, libc::SIGUSR1);
     let config = lab.file(&format!("box{n}.toml"));
     let draining = || {
-        crate::status::box_summaries(&config)
+        table(&config)
             .map(|boxes| {
                 boxes
                     .iter()

@@ -2,7 +2,7 @@
 //! the schema that `baton-config` parses.
 use std::fmt::Write as _;
 
-use super::names::{box_back_addr, box_mac, box_service_addr, Lab, ORIGIN_ADDR};
+use crate::names::{box_back_addr, box_mac, box_service_addr, Lab, ORIGIN_ADDR};
 
 /// Workers per lab box: the lab shares a small machine between its boxes.
 const LAB_WORKERS: usize = 1;
