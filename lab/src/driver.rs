@@ -192,10 +192,11 @@ impl Lab {
         self.up = true;
     }
 
-    /// `baton lab ARGS… --prefix P`, not yet run.
+    /// `baton lab --prefix P ARGS…`, not yet run (the prefix first, so
+    /// that nothing after an `exec … --` is taken for it).
     pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
         let mut c = Command::new(&self.baton);
-        c.arg("lab").args(args).arg("--prefix").arg(&self.prefix);
+        c.arg("lab").arg("--prefix").arg(&self.prefix).args(args);
         c
     }
 

@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use baton_benches::harness::lab::{self, rss_kib, with_children, Lab};
 use baton_benches::harness::report::{line_plot, md_table, Series};
 use baton_benches::harness::stats::{parse_proc_net, LoadSummary, Timeline};
+use baton_lab::driver::{self as lab, rss_kib, with_children, Lab, LabOptions};
 use clap::Parser;
 use serde_json::{json, Value};
 
@@ -177,7 +177,10 @@ fn main() -> Result<()> {
             "lab up: prefix {}, 3 boxes, {client_addrs} extra client addresses",
             args.prefix
         ));
-        let lab = Lab::up(&args.baton, &args.prefix, 3, client_addrs)?;
+        let lab = Lab::up(&LabOptions {
+            client_addrs,
+            ..LabOptions::new(&args.baton, &args.prefix, 3)
+        })?;
         let mut bench = Bench {
             args,
             lab,
