@@ -11,3 +11,5 @@ pub mod harness {
     pub mod report;
     pub mod stats;
 }
+
+pub mod suites;
