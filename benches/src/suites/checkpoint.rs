@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::harness::report::md_table;
+use crate::harness::report::{md_rows, Row};
 use crate::harness::stats::LoadSummary;
 use crate::suites::bench::*;
 
@@ -63,7 +63,6 @@ impl Bench {
         self.lab.restart(1)?;
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let mut rows = Vec::new();
-        let mut jrows = Vec::new();
         for &c in conns {
             let r = |e: bool| {
                 mean(
@@ -80,29 +79,33 @@ impl Bench {
                 )
             };
             let (on, off) = (r(true), r(false));
-            rows.push(vec![
-                format!("1K req/s, {c} conn"),
-                format!("{on:.0}"),
-                format!("{off:.0}"),
-                format!("{:.3}", on / off.max(1e-9)),
-                format!("{:.2} / {:.2}", p(true), p(false)),
-            ]);
-            jrows.push(json!({"connections": c, "rps_on": on, "rps_off": off, "on_over_off": on / off.max(1e-9), "p99_ms_on": p(true), "p99_ms_off": p(false)}));
+            rows.push(
+                Row::new()
+                    .text(format!("1K req/s, {c} conn"))
+                    .value("connections", c)
+                    .num("rps_on", on, 0)
+                    .num("rps_off", off, 0)
+                    .num("on_over_off", on / off.max(1e-9), 3)
+                    .value("p99_ms_on", p(true))
+                    .value("p99_ms_off", p(false))
+                    .text(format!("{:.2} / {:.2}", p(true), p(false))),
+            );
         }
         let (on, off) = (
             mean(mbps.get(&true).map(Vec::as_slice).unwrap_or(&[])),
             mean(mbps.get(&false).map(Vec::as_slice).unwrap_or(&[])),
         );
-        rows.push(vec![
-            "100M MB/s, 1 conn".into(),
-            format!("{on:.1}"),
-            format!("{off:.1}"),
-            format!("{:.3}", on / off.max(1e-9)),
-            "-".into(),
-        ]);
-        self.results.insert("checkpoint".into(), json!({"rounds": rounds, "request_rate": jrows, "mb_per_s_100M": {"on": on, "off": off, "on_over_off": on / off.max(1e-9)}}));
+        let request_rate: Vec<_> = rows.iter().map(Row::json).collect();
+        let transfer = Row::new()
+            .text("100M MB/s, 1 conn")
+            .num("on", on, 1)
+            .num("off", off, 1)
+            .num("on_over_off", on / off.max(1e-9), 3)
+            .text("-");
+        self.results.insert("checkpoint".into(), json!({"rounds": rounds, "request_rate": request_rate, "mb_per_s_100M": transfer.json()}));
+        rows.push(transfer);
         self.md.push_str(&format!("## Checkpoint cost\n\nbox1 with `[checkpoint] enabled = true` vs `false` (its TOML edited, box restarted), {rounds} alternated round(s), {secs} s per request-rate run. The ratio on/off is the price of transparency.\n\n"));
-        self.md.push_str(&md_table(
+        self.md.push_str(&md_rows(
             &[
                 "run",
                 "checkpoint on",

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use baton_lab::driver::{rss_kib, with_children};
 use serde_json::json;
 
-use crate::harness::report::md_table;
+use crate::harness::report::{md_rows, Row};
 use crate::harness::stats::LoadSummary;
 use crate::suites::bench::*;
 
@@ -56,7 +56,6 @@ impl Bench {
             self.lab.start(b)?;
         }
         let mut rows = Vec::new();
-        let mut jrows = Vec::new();
         for &n in &sizes {
             let interval_ms = (n * 1000 / 20_000).max(3000);
             let hold = (2 * interval_ms / 1000 + 5) as f64;
@@ -192,16 +191,12 @@ impl Bench {
                     ));
                 }
                 let Some(s) = merge_summaries(&parts) else {
-                    rows.push(vec![
-                        format!("{target}, {n}"),
-                        "run failed".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                    ]);
+                    // A failed run is a line of the table, not of results.json.
+                    let mut failed = Row::new().text(format!("{target}, {n}")).text("run failed");
+                    for _ in 0..6 {
+                        failed = failed.text("-");
+                    }
+                    rows.push((failed, false));
                     continue;
                 };
                 let per_conn = (peak.saturating_sub(base) * 1024) as f64 / s.max_open.max(1) as f64;
@@ -211,30 +206,49 @@ impl Bench {
                     "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB",
                     s.connected, s.connect_seconds, s.requests_per_s, s.latency_ms.p99, s.errors, (peak - base) / 1024
                 ));
-                rows.push(vec![
-                    format!("{target}, {n}"),
-                    format!("{} ({:.0}/s)", s.connected, s.connects_per_s),
-                    format!("{:.0} B", per_conn),
-                    format!("{:.0}", s.requests_per_s),
-                    format!(
+                let row = Row::new()
+                    .value("target", target)
+                    .value("connections", n)
+                    .text(format!("{target}, {n}"))
+                    .value("load_processes", procs)
+                    .value("nginx_workers", if target == "nginx" { procs } else { 0 })
+                    .value("interval_ms", interval_ms)
+                    .value("hold_s", hold)
+                    .text(format!("{} ({:.0}/s)", s.connected, s.connects_per_s))
+                    .value("rss_base_kib", base)
+                    .value("rss_peak_kib", peak)
+                    .value("rss_bytes_per_connection", per_conn)
+                    .text(format!("{:.0} B", per_conn))
+                    .value(
+                        "kernel_tcp_mem_bytes_per_connection_all_namespaces",
+                        kernel_per_conn,
+                    )
+                    .text(format!("{:.0}", s.requests_per_s))
+                    .text(format!(
                         "{:.2} / {:.2} / {:.2}",
                         s.latency_ms.p50, s.latency_ms.p99, s.latency_ms.p999
-                    ),
-                    format!("{}", s.errors),
-                    s.error_kinds
-                        .iter()
-                        .map(|(k, v)| format!("{k}: {v}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                ]);
-                jrows.push(json!({"target": target, "connections": n, "load_processes": procs, "nginx_workers": if target == "nginx" { procs } else { 0 },
-                    "interval_ms": interval_ms, "hold_s": hold, "summary": s, "rss_base_kib": base, "rss_peak_kib": peak,
-                    "rss_bytes_per_connection": per_conn, "kernel_tcp_mem_bytes_per_connection_all_namespaces": kernel_per_conn}));
+                    ))
+                    .text(format!("{}", s.errors))
+                    .text(
+                        s.error_kinds
+                            .iter()
+                            .map(|(k, v)| format!("{k}: {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                    .value("summary", &s);
+                rows.push((row, true));
             }
         }
-        self.results.insert("concurrency".into(), json!(jrows));
+        let measured: Vec<_> = rows
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(r, _)| r.json())
+            .collect();
+        self.results.insert("concurrency".into(), json!(measured));
+        let rows: Vec<Row> = rows.into_iter().map(|(r, _)| r).collect();
         self.md.push_str(&format!("## Concurrency\n\nbaton-load (kernel sockets, client namespace; this machine caps open files at 20000 per process and the harness may not raise it, so one load process per {PER_PROCESS} connections, each bound to its own client address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; Baton keeps its TCP state in its own RSS; nginx's TCP state is kernel memory, not in its RSS, and the kernel's TCP memory counter (`/proc/net/sockstat` mem) is global to all namespaces (client sockets included), so it is only recorded in results.json, not compared. Baton box1 runs one dataplane worker (checkpoint slots = N); nginx runs one worker per {PER_PROCESS} connections (the same file cap), `reuseport`, somaxconn and tcp_max_syn_backlog 65535 in its namespace. Latency: p50 is the mean of the load processes' medians, p99/p999 the worst process's.\n\n"));
-        self.md.push_str(&md_table(
+        self.md.push_str(&md_rows(
             &[
                 "server, N",
                 "connected (rate)",

@@ -11,7 +11,7 @@ use baton_lab::driver::{self as lab};
 use serde_json::json;
 
 use crate::harness::report::{line_plot, md_table, Series};
-use crate::harness::stats::{parse_proc_net, LoadSummary, Timeline};
+use crate::harness::stats::{parse_proc_net, FailoverStats, LoadSummary, Timeline};
 use crate::suites::bench::*;
 
 impl Bench {
@@ -219,26 +219,14 @@ impl Bench {
             let f = tl.failover().unwrap_or_default();
             let dups = d.get("TcpExt:TCPDSACKOldSent").copied().unwrap_or(0)
                 + d.get("TcpExt:TCPDSACKOfoSent").copied().unwrap_or(0);
-            rows.push(vec![
+            rows.push(failover_cells(
                 format!("Baton, {n}"),
-                format!("{}/{}", f.active_at_kill, n),
-                format!(
-                    "{:.0} / {:.0} / {:.0}",
-                    f.stall_ms.p50, f.stall_ms.p99, f.stall_ms.max
-                ),
-                format!(
-                    "{:.0} / {:.0}",
-                    f.baseline_gap_ms.p99, f.baseline_gap_ms.max
-                ),
-                format!(
-                    "{:.0} / {:.0} / {:.0}",
-                    f.resume_ms.p50, f.resume_ms.p99, f.resume_ms.max
-                ),
-                format!("{}", f.not_resumed),
+                n,
+                &f,
                 format!("{}", s.errors.max(f.failed)),
-                format!("{dups}"),
-                format!("{}", d.get("Tcp:RetransSegs").copied().unwrap_or(0)),
-            ]);
+                dups,
+                &d,
+            ));
             jruns.push(json!({"target": "baton", "connections": n, "summary": s, "failover": f, "client_tcp_delta": {
                 "dsack_sent_duplicate_segments": dups, "retrans_segs": d.get("Tcp:RetransSegs"), "in_segs": d.get("Tcp:InSegs")}}));
             plots.push((format!("Baton {n}"), tl.goodput_mbps()));
@@ -319,22 +307,10 @@ impl Bench {
             let f = tl.failover().unwrap_or_default();
             let dups = d.get("TcpExt:TCPDSACKOldSent").copied().unwrap_or(0)
                 + d.get("TcpExt:TCPDSACKOfoSent").copied().unwrap_or(0);
-            rows.push(vec![
+            rows.push(failover_cells(
                 format!("nginx + IP move, {n}"),
-                format!("{}/{}", f.active_at_kill, n),
-                format!(
-                    "{:.0} / {:.0} / {:.0}",
-                    f.stall_ms.p50, f.stall_ms.p99, f.stall_ms.max
-                ),
-                format!(
-                    "{:.0} / {:.0}",
-                    f.baseline_gap_ms.p99, f.baseline_gap_ms.max
-                ),
-                format!(
-                    "{:.0} / {:.0} / {:.0}",
-                    f.resume_ms.p50, f.resume_ms.p99, f.resume_ms.max
-                ),
-                format!("{}", f.not_resumed),
+                n,
+                &f,
                 format!(
                     "{} ({})",
                     s.errors,
@@ -344,9 +320,9 @@ impl Bench {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                format!("{dups}"),
-                format!("{}", d.get("Tcp:RetransSegs").copied().unwrap_or(0)),
-            ]);
+                dups,
+                &d,
+            ));
             jruns.push(json!({"target": "nginx-ip-move", "connections": n, "summary": s, "failover": f, "address_moved_after_s": *moved.lock().map_err(|_| anyhow::anyhow!("lock"))?}));
             plots.push((format!("nginx + IP move {n}"), tl.goodput_mbps()));
         }
@@ -384,4 +360,37 @@ impl Bench {
             .push_str("\n![goodput across the kill](failover-goodput.png)\n\n");
         Ok(())
     }
+}
+
+/// One line of the failover table, the same columns for Baton and for the
+/// nginx reference: who was active, stall, baseline, resume, not resumed,
+/// `errors` as the target reports them, duplicates and retransmissions.
+fn failover_cells(
+    label: String,
+    n: u64,
+    f: &FailoverStats,
+    errors: String,
+    dups: i64,
+    d: &BTreeMap<String, i64>,
+) -> Vec<String> {
+    vec![
+        label,
+        format!("{}/{}", f.active_at_kill, n),
+        format!(
+            "{:.0} / {:.0} / {:.0}",
+            f.stall_ms.p50, f.stall_ms.p99, f.stall_ms.max
+        ),
+        format!(
+            "{:.0} / {:.0}",
+            f.baseline_gap_ms.p99, f.baseline_gap_ms.max
+        ),
+        format!(
+            "{:.0} / {:.0} / {:.0}",
+            f.resume_ms.p50, f.resume_ms.p99, f.resume_ms.max
+        ),
+        format!("{}", f.not_resumed),
+        errors,
+        format!("{dups}"),
+        format!("{}", d.get("Tcp:RetransSegs").copied().unwrap_or(0)),
+    ]
 }

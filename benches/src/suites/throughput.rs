@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::harness::report::{line_plot, md_table, Series};
+use crate::harness::report::{line_plot, md_rows, Row, Series};
 use crate::harness::stats::LoadSummary;
 use crate::suites::bench::*;
 
@@ -78,7 +78,6 @@ impl Bench {
 
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
         let mut rows = Vec::new();
-        let mut jrows = Vec::new();
         let mut series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
         for &c in conns {
             let get = |name: &str| rps.get(&(name.to_string(), c)).cloned().unwrap_or_default();
@@ -95,21 +94,25 @@ impl Bench {
                 .entry("nginx-proxy")
                 .or_default()
                 .push((c as f64, rp));
-            rows.push(vec![
-                c.to_string(),
-                format!("{rb:.0}"),
-                format!("{rn:.0}"),
-                format!("{rp:.0}"),
-                format!("{:.2}", rb / rn.max(1e-9)),
-                format!("{:.2}", rb / rp.max(1e-9)),
-                format!("{:.2} / {:.2} / {:.2}", p99(&b), p99(&n), p99(&p)),
-                format!("{} / {} / {}", errs(&b), errs(&n), errs(&p)),
-            ]);
-            jrows.push(
-                json!({"connections": c, "baton_rps": rb, "nginx_rps": rn, "nginx_proxy_rps": rp,
-                "baton_over_nginx": rb / rn.max(1e-9), "baton_over_nginx_proxy": rb / rp.max(1e-9),
-                "p99_ms": {"baton": p99(&b), "nginx": p99(&n), "nginx_proxy": p99(&p)},
-                "errors": {"baton": errs(&b), "nginx": errs(&n), "nginx_proxy": errs(&p)}}),
+            rows.push(
+                Row::new()
+                    .value("connections", c)
+                    .text(c.to_string())
+                    .num("baton_rps", rb, 0)
+                    .num("nginx_rps", rn, 0)
+                    .num("nginx_proxy_rps", rp, 0)
+                    .num("baton_over_nginx", rb / rn.max(1e-9), 2)
+                    .num("baton_over_nginx_proxy", rb / rp.max(1e-9), 2)
+                    .value(
+                        "p99_ms",
+                        json!({"baton": p99(&b), "nginx": p99(&n), "nginx_proxy": p99(&p)}),
+                    )
+                    .text(format!("{:.2} / {:.2} / {:.2}", p99(&b), p99(&n), p99(&p)))
+                    .value(
+                        "errors",
+                        json!({"baton": errs(&b), "nginx": errs(&n), "nginx_proxy": errs(&p)}),
+                    )
+                    .text(format!("{} / {} / {}", errs(&b), errs(&n), errs(&p))),
             );
         }
         let (mb, mn, mp) = (
@@ -117,10 +120,10 @@ impl Bench {
             mean(mbps.get("nginx").map(Vec::as_slice).unwrap_or(&[])),
             mean(mbps.get("nginx-proxy").map(Vec::as_slice).unwrap_or(&[])),
         );
-        self.results.insert("throughput".into(), json!({"rounds": rounds, "seconds_per_run": secs, "request_rate": jrows,
+        self.results.insert("throughput".into(), json!({"rounds": rounds, "seconds_per_run": secs, "request_rate": rows.iter().map(Row::json).collect::<Vec<_>>(),
             "mb_per_s_100M": {"baton": mb, "nginx": mn, "nginx_proxy": mp, "baton_over_nginx": mb / mn.max(1e-9), "baton_over_nginx_proxy": mb / mp.max(1e-9)}}));
         self.md.push_str(&format!("## Throughput and request rate\n\n1K.bin keep-alive requests back to back, {secs} s per run, {rounds} alternated round(s); Baton box1 (198.18.0.11, userspace stack) vs nginx 1 worker in box2's namespace (kernel TCP), plain ({NGINX_PLAIN}) and as proxy_cache of the origin ({NGINX_PROXY}); caches warmed first.\n\n"));
-        self.md.push_str(&md_table(
+        self.md.push_str(&md_rows(
             &[
                 "connections",
                 "Baton req/s",
