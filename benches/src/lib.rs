@@ -12,4 +12,5 @@ pub mod harness {
     pub mod stats;
 }
 
+pub mod load;
 pub mod suites;
