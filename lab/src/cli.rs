@@ -114,7 +114,7 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
     match args.command {
         // The hidden helpers run inside namespaces the lab made; they need
         // no checks of their own.
-        LabCommand::ServeOrigin(a) => return origin::serve(a),
+        LabCommand::ServeOrigin(a) => return Ok(origin::serve(a)?),
         LabCommand::DelayLine(a) => return delay_line::run(a),
         _ => {}
     }

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use thiserror::Error;
 use tracing::{debug, info, warn};
 
 mod conn;
@@ -54,20 +54,48 @@ pub struct OriginArgs {
     pub ready_file: Option<PathBuf>,
 }
 
-/// Runs the origin until killed.
-pub fn serve(args: OriginArgs) -> Result<()> {
-    let listener = TcpListener::bind(args.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    info!("origin serves {} on {}", args.root.display(), args.listen);
-    if let Some(ready) = &args.ready_file {
-        std::fs::write(ready, b"listening\n")
-            .with_context(|| format!("cannot write {}", ready.display()))?;
-    }
-    serve_on(listener, args.root)
+/// Why the origin could not start.
+#[derive(Debug, Error)]
+pub enum OriginError {
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why bind failed.
+        source: std::io::Error,
+    },
+    /// The ready file could not be written.
+    #[error("cannot write {path}: {source}")]
+    ReadyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why the write failed.
+        source: std::io::Error,
+    },
 }
 
-/// Accepts connections on `listener` forever, one thread each.
-pub fn serve_on(listener: TcpListener, root: PathBuf) -> Result<()> {
+/// Runs the origin until killed.
+pub fn serve(args: OriginArgs) -> Result<(), OriginError> {
+    let listener = TcpListener::bind(args.listen).map_err(|source| OriginError::Listen {
+        addr: args.listen,
+        source,
+    })?;
+    info!("origin serves {} on {}", args.root.display(), args.listen);
+    if let Some(ready) = &args.ready_file {
+        std::fs::write(ready, b"listening\n").map_err(|source| OriginError::ReadyFile {
+            path: ready.clone(),
+            source,
+        })?;
+    }
+    serve_on(listener, args.root);
+    Ok(())
+}
+
+/// Serves the files under `root` on `listener`, one thread per connection,
+/// until the process ends: the in-process entry point (a test binds
+/// 127.0.0.1:0 and runs this on a thread of its own).
+pub fn serve_on(listener: TcpListener, root: PathBuf) {
     let root = Arc::new(root);
     let uploads = Uploads::default();
     loop {
