@@ -1,5 +1,6 @@
 //! Writes each box's configuration file (`/run/baton-lab/P/boxN.toml`) in
 //! the schema that `baton-config` parses.
+//! It writes text only: it must not start processes or touch namespaces.
 use std::fmt::Write as _;
 
 use crate::names::{box_back_addr, box_mac, box_service_addr, Lab, ORIGIN_ADDR};

@@ -1,5 +1,7 @@
 //! Building, running and removing one lab: the namespaces and bridges of
 //! LAB.md's topology, the origin, and the box processes.
+//! It must not know a box's insides: boxes are `baton run` processes, and
+//! their table is read through the [`BoxTable`](crate::BoxTable) handed in.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! `baton demo`: LAB.md's canonical check, narrated. A three-box lab, a real
 //! curl download from box 1 through the userspace stack, box 1 killed
 //! mid-transfer, the outcome printed (curl's exit code, sha256 against the
-//! origin's list), and the lab removed whatever happened.
+//! origin's list), and the lab removed whatever happened. It drives the lab
+//! only through [`crate::driver`], as a user would.
 use std::process::{ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};

@@ -19,6 +19,8 @@
 //! the client send is wire-sized (the dataplane sends single frames, the
 //! client's offloads are off), but a kernel sender with TSO on the back LAN
 //! may hand over 64 KiB GSO frames, each lost or kept as one.
+//!
+//! It must not know the boxes or the origin: only the node's port.
 use std::fs;
 use std::time::Duration;
 

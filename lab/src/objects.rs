@@ -5,7 +5,7 @@
 //! Bytes come from splitmix64 seeded by the object's name: every lab, on
 //! every machine, serves the same `50M.bin`. Generated objects are kept in
 //! [`CACHE_DIR`] and hard-linked (or copied) into a new lab, which keeps
-//! `lab up` fast.
+//! `lab up` fast. It must not know how the objects are served.
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;

@@ -1,5 +1,6 @@
 //! The lab's hands on the host: running `ip`, `nft`, `tc` and `ethtool`,
-//! starting daemons inside a namespace, and reading pid files.
+//! starting daemons inside a namespace, and reading pid files. It must not
+//! know the lab's topology: callers pass namespace and device names.
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;

@@ -14,8 +14,8 @@ use mio::{Events, Interest, Poll, Token};
 pub mod conn;
 pub mod net;
 
-use conn::*;
-use net::*;
+use conn::{drive, mark_from_file, write_timeline, Conn, Phase, Run, RxTimeline, Step, Tally};
+use net::{connect, enable_rx_timestamps, parse_url, raise_fd_limit, PortCursor};
 
 /// Command line of `baton-load`.
 #[derive(clap::Parser, Debug)]

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::harness::report::{md_rows, Row};
 use crate::harness::stats::LoadSummary;
-use crate::suites::bench::*;
+use crate::suites::bench::{progress, Bench};
 
 impl Bench {
     pub(crate) fn checkpoint(&mut self) -> Result<()> {

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::harness::report::{md_rows, Row};
 use crate::harness::stats::LoadSummary;
-use crate::suites::bench::*;
+use crate::suites::bench::{merge_summaries, progress, Bench, NGINX_PLAIN, PER_PROCESS};
 
 impl Bench {
     pub(crate) fn concurrency(&mut self) -> Result<()> {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::harness::report::{line_plot, md_table, Series};
 use crate::harness::stats::{parse_proc_net, FailoverStats, LoadSummary, Timeline};
-use crate::suites::bench::*;
+use crate::suites::bench::{progress, unix_us, Bench, VIP};
 
 impl Bench {
     pub(crate) fn client_netstat(&self) -> BTreeMap<String, i64> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use baton_lab::driver::{self as lab};
 
-use crate::suites::bench::*;
+use crate::suites::bench::{Bench, NGINX_PLAIN, NGINX_PROXY, VIP};
 
 impl Bench {
     pub(crate) fn nginx_conf_path(&self, node: &str) -> PathBuf {

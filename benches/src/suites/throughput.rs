@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::harness::report::{line_plot, md_rows, Row, Series};
 use crate::harness::stats::LoadSummary;
-use crate::suites::bench::*;
+use crate::suites::bench::{progress, Bench, NGINX_PLAIN, NGINX_PROXY};
 
 impl Bench {
     pub(crate) fn throughput(&mut self) -> Result<()> {
