@@ -102,11 +102,13 @@ fn main() -> ExitCode {
         },
         Command::Lab(args) => {
             logging::init(None);
-            baton_lab::run(args, lab_box_table).map(|()| ExitCode::SUCCESS)
+            baton_lab::run(args, lab_box_table)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
         }
         Command::Demo(args) => {
             logging::init(None);
-            baton_lab::demo::run(args)
+            baton_lab::demo::run(args).map_err(anyhow::Error::from)
         }
     };
     match result {
@@ -120,7 +122,9 @@ fn main() -> ExitCode {
 
 /// The box table as `baton lab status` and `lab drain` read it: the lab
 /// links no appliance code, so the segment reader is handed in.
-fn lab_box_table(config: &std::path::Path) -> Result<Vec<baton_lab::BoxRow>> {
+fn lab_box_table(
+    config: &std::path::Path,
+) -> Result<Vec<baton_lab::BoxRow>, Box<dyn std::error::Error + Send + Sync>> {
     Ok(status::box_summaries(config)?
         .into_iter()
         .map(|s| baton_lab::BoxRow {

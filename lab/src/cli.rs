@@ -3,7 +3,7 @@
 //! It prints for a user; it must not hold lab logic of its own.
 use std::time::Duration;
 
-use anyhow::Result;
+use crate::error::Result;
 use clap::{Args, Subcommand};
 
 use crate::names::{Lab, Node, MAX_BOXES};
@@ -104,7 +104,7 @@ struct UpArgs {
 fn parse_box(s: &str) -> Result<u8> {
     match Node::parse(s)? {
         Node::Box(n) => Ok(n),
-        _ => anyhow::bail!("{s:?} is not a box: expected box1..box{MAX_BOXES}"),
+        _ => crate::bail!("{s:?} is not a box: expected box1..box{MAX_BOXES}"),
     }
 }
 

@@ -6,7 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use tracing::{info, warn};
 
 use crate::boxconf::{box_toml, Backend, ClusterSecrets, SegmentMode};

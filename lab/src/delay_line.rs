@@ -21,7 +21,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use tracing::{info, warn};
 
 /// Arguments of the hidden `baton lab delay-line`.

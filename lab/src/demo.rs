@@ -7,7 +7,8 @@ use std::process::{ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use clap::Args;
 use sha2::{Digest, Sha256};
 
@@ -55,10 +56,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     run_lab(&lab.0, &["status"])?;
 
     let run_dir = lab.0.state_dir();
-    let expected = lab
-        .0
-        .listed_sha256(&args.object)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let expected = lab.0.listed_sha256(&args.object)?;
     let out = run_dir.join(format!("demo-{}", args.object));
     let url = box_url(1, &format!("/{}", args.object));
     println!("==> client: curl --limit-rate {} {url}", args.rate);

@@ -24,7 +24,8 @@
 use std::fs;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use tracing::info;
 
 use crate::names::{Lab, Node};

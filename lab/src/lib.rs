@@ -34,6 +34,7 @@ pub mod curl;
 pub mod delay_line;
 pub mod demo;
 pub mod driver;
+pub mod error;
 pub mod impair;
 pub mod names;
 pub mod objects;
@@ -43,6 +44,7 @@ pub mod sys;
 pub use cli::{run, LabArgs};
 pub use demo::DemoArgs;
 pub use driver::{Lab, LabError, LabOptions};
+pub use error::{Error, Result};
 
 /// One box as the checkpoint segment's box table shows it (what `lab
 /// status` prints and `lab drain` waits for).
@@ -63,4 +65,4 @@ pub struct BoxRow {
 /// Reads the box table of the segment that a box configuration file names.
 /// The appliance supplies it (its `status::box_summaries`), so the lab need
 /// not know the segment's layout.
-pub type BoxTable = fn(&Path) -> anyhow::Result<Vec<BoxRow>>;
+pub type BoxTable = fn(&Path) -> Result<Vec<BoxRow>, Box<dyn std::error::Error + Send + Sync>>;

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use tracing::debug;
 
 /// Fails unless we run as root: namespaces and raw sockets need it.
@@ -254,7 +255,7 @@ pub fn sysctls_in(ns: &str, items: &[(String, String)]) -> Result<()> {
         Ok(())
     })
     .join()
-    .map_err(|_| anyhow::anyhow!("sysctl thread panicked"))?
+    .map_err(|_| crate::error::Error::Msg("sysctl thread panicked".into()))?
 }
 
 /// Whether process `pid` lives in namespace `ns` (guards against a pid
