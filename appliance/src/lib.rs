@@ -42,10 +42,3 @@ mod cache;
 mod http;
 
 pub(crate) mod port_config;
-
-// The lab and the demo are command-line tools built on the box, on their
-// way to a crate of their own; hidden from the API.
-#[doc(hidden)]
-pub mod demo;
-#[doc(hidden)]
-pub mod lab;

@@ -2,15 +2,15 @@
 //!
 //! This file is the binary's edge: command-line parsing, logging set-up, and
 //! errors with context (anyhow). The work lives in the `baton` library:
-//! `run` is one box, `status` reads the segment's box table, `lab` builds
-//! and drives the one-machine test cluster, `demo` tells the whole story in
-//! one command.
+//! `run` is one box, `status` reads the segment's box table; `lab` (the
+//! one-machine test cluster) and `demo` (the whole story in one command)
+//! are `baton-lab`'s, dispatched from here.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use baton::{admin, demo, lab, logging, run, status};
+use baton::{admin, logging, run, status};
 use clap::{Args, Parser, Subcommand};
 
 /// Baton: a kernel-bypass proxy-cache appliance whose TCP connections survive
@@ -67,10 +67,10 @@ enum Command {
         what: String,
     },
     /// Build, drive and remove the one-machine test cluster (needs root).
-    Lab(lab::LabArgs),
+    Lab(baton_lab::LabArgs),
     /// The main job in one command: a three-box lab, a real curl download, a
     /// box killed mid-transfer, the result printed, the lab removed (needs root).
-    Demo(demo::DemoArgs),
+    Demo(baton_lab::DemoArgs),
 }
 
 /// Arguments of `baton run`.
@@ -103,11 +103,13 @@ fn main() -> ExitCode {
         },
         Command::Lab(args) => {
             logging::init(None);
-            lab::run(args).map(|()| ExitCode::SUCCESS)
+            baton_lab::run(args, lab_box_table)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(anyhow::Error::from)
         }
         Command::Demo(args) => {
             logging::init(None);
-            demo::run(args)
+            baton_lab::demo::run(args).map_err(anyhow::Error::from)
         }
     };
     match result {
@@ -124,6 +126,23 @@ fn run_box(args: &RunArgs) -> Result<()> {
     let config = baton_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     logging::init(Some(&config.node.log_level));
     Ok(run::run(&config, args.ready_file.as_deref())?)
+}
+
+/// The box table as `baton lab status` and `lab drain` read it: the lab
+/// links no appliance code, so the segment reader is handed in.
+fn lab_box_table(
+    config: &std::path::Path,
+) -> Result<Vec<baton_lab::BoxRow>, Box<dyn std::error::Error + Send + Sync>> {
+    Ok(status::box_summaries(config)?
+        .into_iter()
+        .map(|s| baton_lab::BoxRow {
+            id: s.id,
+            heartbeat_age_ms: s.heartbeat_age_ms,
+            state: s.state,
+            connections: s.connections,
+            checkpoints: s.checkpoints,
+        })
+        .collect())
 }
 
 /// One request to the admin API of the box `config` describes; prints the

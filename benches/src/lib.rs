@@ -5,9 +5,12 @@
 //! the appliance.
 #![deny(missing_docs)]
 
-/// The harness's building blocks: the lab driver, load-client output, reports.
+/// The harness's building blocks: load-client output and reports (the lab
+/// is driven through `baton_lab::driver`, the driver the tests share).
 pub mod harness {
-    pub mod lab;
     pub mod report;
     pub mod stats;
 }
+
+pub mod load;
+pub mod suites;

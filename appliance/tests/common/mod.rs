@@ -1,6 +1,7 @@
-//! The harness every lab end-to-end test shares: root check, `baton lab`
-//! runner, a guard that serializes lab tests (flock) and removes the lab
-//! whatever happened, sha256 helpers.
+//! The harness every lab end-to-end test shares: root check, a guard that
+//! serializes lab tests (flock) and removes the lab whatever happened, curl
+//! and capture helpers. The lab itself is driven through `baton_lab`'s one
+//! driver, which runs this build's `baton lab …` command line.
 #![allow(dead_code)]
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -9,6 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use baton_lab::curl::{box_url, Download as CurlDownload};
+use baton_lab::driver::Lab;
 use sha2::{Digest, Sha256};
 
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
@@ -24,11 +27,8 @@ pub fn require_root() {
 
 /// Runs `baton lab --prefix P ARGS…`.
 pub fn lab(prefix: &str, args: &[&str]) -> Output {
-    Command::new(BATON)
-        .arg("lab")
-        .args(["--prefix", prefix])
-        .args(args)
-        .output()
+    Lab::attach(std::path::Path::new(BATON), prefix)
+        .output(args)
         .expect("cannot run the baton binary")
 }
 
@@ -64,6 +64,9 @@ pub fn namespaces_of(prefix: &str) -> Vec<String> {
 /// Holds the test lock; on drop, removes the lab whatever happened.
 pub struct LabGuard {
     pub prefix: String,
+    /// The driver, not owning the lab: the guard takes it down itself, so
+    /// that a failing `down` is reported.
+    pub driver: Lab,
     _lock: fs::File,
 }
 
@@ -86,6 +89,7 @@ impl LabGuard {
         ok(lab(prefix, &["down"]));
         LabGuard {
             prefix: prefix.to_string(),
+            driver: Lab::attach(std::path::Path::new(BATON), prefix),
             _lock: lock,
         }
     }
@@ -100,11 +104,13 @@ impl LabGuard {
     }
 
     pub fn lab(&self, args: &[&str]) -> Output {
-        lab(&self.prefix, args)
+        self.driver
+            .output(args)
+            .expect("cannot run the baton binary")
     }
 
     pub fn file(&self, name: &str) -> PathBuf {
-        PathBuf::from(format!("/run/baton-lab/{}/{name}", self.prefix))
+        self.driver.file(name)
     }
 
     /// `lab exec NODE -- CMD…`.
@@ -116,13 +122,9 @@ impl LabGuard {
 
     /// The sha256 that objects.sha256 lists for `name`.
     pub fn listed_sha(&self, name: &str) -> String {
-        let list = fs::read_to_string(self.file("objects.sha256")).expect("objects.sha256");
-        list.lines()
-            .find_map(|l| {
-                let (h, n) = l.split_once("  ")?;
-                (n == name).then(|| h.to_string())
-            })
-            .unwrap_or_else(|| panic!("{name} is not in objects.sha256:\n{list}"))
+        self.driver
+            .listed_sha256(name)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -132,9 +134,10 @@ impl Drop for LabGuard {
             // A failed test: what the boxes said goes into the test's
             // output (CI shows it), since the lab is removed next.
             for n in 1..=9 {
-                let Ok(log) = fs::read_to_string(self.file(&format!("box{n}.log"))) else {
+                let log = self.driver.box_log(n);
+                if log.is_empty() {
                     continue;
-                };
+                }
                 let notable: Vec<&str> = log
                     .lines()
                     .filter(|l| {
@@ -172,7 +175,7 @@ pub fn curl_box(g: &LabGuard, n: u8, path: &str, extra: &[&str]) -> (u16, String
     let _ = fs::remove_file(&body);
     let _ = fs::remove_file(&head);
     let (b, h) = (body.display().to_string(), head.display().to_string());
-    let url = format!("http://198.18.0.{}{path}", 10 + n);
+    let url = box_url(n, path);
     let mut args = vec![
         "curl",
         "-sS",
@@ -364,20 +367,11 @@ pub fn start_download(g: &LabGuard, i: usize, box_n: usize, object: &str, rate: 
     let dir = g.file("dl");
     fs::create_dir_all(&dir).expect("download dir");
     let out = dir.join(format!("{i}"));
-    let url = format!("http://198.18.0.{}/{object}", 10 + box_n);
-    let child = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-client", g.prefix)])
-        .args([
-            "curl",
-            "-sS",
-            "--max-time",
-            "120",
-            "--limit-rate",
-            rate,
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&url)
+    let url = box_url(box_n as u8, &format!("/{object}"));
+    let out_str = out.display().to_string();
+    let child = g
+        .driver
+        .client_download(&CurlDownload::new(&url, &out_str).limit_rate(rate))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -30,6 +30,59 @@ pub fn md_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
+/// One result row, built once: each part is a value for `results.json`
+/// under a key, a cell of the `results.md` table, or both, so the two
+/// outputs cannot disagree.
+#[derive(Debug, Default, Clone)]
+pub struct Row {
+    json: serde_json::Map<String, serde_json::Value>,
+    cells: Vec<String>,
+}
+
+impl Row {
+    /// An empty row.
+    pub fn new() -> Row {
+        Row::default()
+    }
+
+    /// A cell of the Markdown table only.
+    pub fn text(mut self, cell: impl Into<String>) -> Row {
+        self.cells.push(cell.into());
+        self
+    }
+
+    /// A value of results.json only.
+    pub fn value(mut self, key: &str, value: impl serde::Serialize) -> Row {
+        self.json.insert(
+            key.to_string(),
+            serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+        );
+        self
+    }
+
+    /// A number: under `key` in results.json, and a cell with `decimals`
+    /// digits after the point in results.md.
+    pub fn num(self, key: &str, value: f64, decimals: usize) -> Row {
+        self.value(key, value).text(format!("{value:.decimals$}"))
+    }
+
+    /// The row's results.json object.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.json.clone())
+    }
+
+    /// The row's Markdown cells, in order.
+    pub fn cells(&self) -> &[String] {
+        &self.cells
+    }
+}
+
+/// A Markdown table of `rows` under `headers`.
+pub fn md_rows(headers: &[&str], rows: &[Row]) -> String {
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells().to_vec()).collect();
+    md_table(headers, &cells)
+}
+
 /// Registers DejaVu Sans (Debian's fonts-dejavu-core) as plotters'
 /// sans-serif; plots need it for their labels.
 pub fn register_font() -> bool {
@@ -142,6 +195,23 @@ fn write_png(path: &Path, w: u32, h: u32, rgb: &[u8]) -> Result<(), png::Encodin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_is_one_json_object_and_one_table_line() {
+        let row = Row::new()
+            .text("1K req/s, 64 conn")
+            .value("connections", 64u64)
+            .num("rps_on", 1234.56, 0)
+            .num("ratio", 0.98765, 3);
+        assert_eq!(
+            row.json(),
+            serde_json::json!({"connections": 64, "rps_on": 1234.56, "ratio": 0.98765})
+        );
+        assert_eq!(
+            md_rows(&["run", "on", "ratio"], &[row]),
+            "| run | on | ratio |\n|---|---|---|\n| 1K req/s, 64 conn | 1235 | 0.988 |\n"
+        );
+    }
 
     #[test]
     fn markdown_table_has_header_separator_and_rows() {

@@ -1,8 +1,12 @@
-//! Driving `baton lab` from the benchmark harness: bring a lab up and down
-//! (a Drop guard always takes it down), run commands in its namespaces, kill
-//! and start boxes, edit a box's TOML, read a process's resident memory, and
-//! set per-namespace limits. Every address used is inside 198.18.0.0/15 and
-//! every namespace is one the lab created under the harness's prefix.
+//! The one lab driver: the `baton demo` command, the end-to-end tests and
+//! the benchmark harness all drive a lab through [`Lab`], a handle that runs
+//! `baton lab … --prefix P` (so the command line is what gets exercised),
+//! reads the run state under `/run/baton-lab/P`, and takes the lab down when
+//! dropped. Every address used is inside 198.18.0.0/15 and every namespace
+//! is one the lab created under the handle's prefix.
+//!
+//! It must not know how the lab is built: that is [`crate::cluster`]'s job,
+//! reached only through the command line.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -41,11 +45,70 @@ pub enum LabError {
     },
 }
 
-/// A lab brought up by the harness; `lab down` runs when it is dropped.
+/// How to bring a lab up: `baton lab up --prefix P --boxes N
+/// --client-addrs K EXTRA…`.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// The `baton` binary that runs the `lab` commands (and, unless
+    /// `BATON_LAB_BOX_EXE` says otherwise, the boxes): see [`baton_exe`].
+    pub baton: PathBuf,
+    /// The lab's prefix.
+    pub prefix: String,
+    /// Number of boxes.
+    pub boxes: u32,
+    /// Extra client addresses (`--client-addrs`).
+    pub client_addrs: u32,
+    /// Further `lab up` arguments (`--segment-mode replicated`, …).
+    pub extra: Vec<String>,
+}
+
+impl LabOptions {
+    /// `boxes` boxes under `prefix`, run by `baton`, nothing else asked.
+    pub fn new(baton: impl Into<PathBuf>, prefix: &str, boxes: u32) -> LabOptions {
+        LabOptions {
+            baton: baton.into(),
+            prefix: prefix.to_string(),
+            boxes,
+            client_addrs: 0,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// The one rule for finding the `baton` binary that drives a lab from
+/// outside it: `BATON_EXE` when set; else `baton` beside the running
+/// binary, or one folder up (a test or bench binary lives in
+/// `target/PROFILE/deps/`, `baton` in `target/PROFILE/`). Inside `baton`
+/// itself that is the running binary. Boxes are run by the lab's `baton`
+/// unless `BATON_LAB_BOX_EXE` names another build.
+pub fn baton_exe() -> PathBuf {
+    if let Some(p) = std::env::var_os("BATON_EXE") {
+        return PathBuf::from(p);
+    }
+    let Ok(me) = std::env::current_exe() else {
+        return PathBuf::from("baton");
+    };
+    if me.file_stem().is_some_and(|s| s == "baton") {
+        return me;
+    }
+    let beside = me.with_file_name("baton");
+    if beside.exists() {
+        return beside;
+    }
+    me.parent()
+        .and_then(Path::parent)
+        .map(|up| up.join("baton"))
+        .filter(|p| p.exists())
+        .unwrap_or(beside)
+}
+
+/// A handle on one lab, driving it through `baton lab … --prefix P`; the
+/// lab is taken down when the handle is dropped if this handle brought it
+/// up (or [`Lab::attach`] was told to own it).
 pub struct Lab {
     /// The `baton` binary that runs `lab` commands.
     pub baton: PathBuf,
-    /// The lab's prefix (starts with `btb`).
+    /// The lab's prefix.
     pub prefix: String,
     /// Number of boxes.
     pub boxes: u32,
@@ -94,33 +157,114 @@ pub fn run(cmd: &mut Command) -> Result<Output, LabError> {
 
 impl Lab {
     /// Brings a lab up (after taking down any leftover lab of that prefix).
-    pub fn up(baton: &Path, prefix: &str, boxes: u32, client_addrs: u32) -> Result<Lab, LabError> {
-        let mut lab = Lab {
+    pub fn up(opts: &LabOptions) -> Result<Lab, LabError> {
+        let mut lab = Lab::attach(&opts.baton, &opts.prefix);
+        lab.boxes = opts.boxes;
+        lab.client_addrs = opts.client_addrs;
+        lab.down();
+        let mut args = vec![
+            "up".to_string(),
+            "--boxes".into(),
+            opts.boxes.to_string(),
+            "--client-addrs".into(),
+            opts.client_addrs.to_string(),
+        ];
+        args.extend(opts.extra.iter().cloned());
+        lab.up = true;
+        run(&mut lab.command(&args))?;
+        Ok(lab)
+    }
+
+    /// A handle on the lab `prefix` (which may or may not exist), run by
+    /// `baton`; it takes nothing down when dropped until [`Lab::own`].
+    pub fn attach(baton: &Path, prefix: &str) -> Lab {
+        Lab {
             baton: baton.to_path_buf(),
             prefix: prefix.to_string(),
-            boxes,
-            client_addrs,
+            boxes: 0,
+            client_addrs: 0,
             up: false,
-        };
-        lab.down();
-        run(Command::new(baton)
-            .args([
-                "lab",
-                "up",
-                "--prefix",
-                prefix,
-                "--boxes",
-                &boxes.to_string(),
-            ])
-            .args(["--client-addrs", &client_addrs.to_string()]))?;
-        lab.up = true;
-        Ok(lab)
+        }
+    }
+
+    /// Makes this handle take the lab down when it is dropped.
+    pub fn own(&mut self) {
+        self.up = true;
+    }
+
+    /// `baton lab --prefix P ARGS…`, not yet run (the prefix first, so
+    /// that nothing after an `exec … --` is taken for it).
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Command {
+        let mut c = Command::new(&self.baton);
+        c.arg("lab").arg("--prefix").arg(&self.prefix).args(args);
+        c
+    }
+
+    /// Runs `baton lab ARGS…` and returns what it did, success or not;
+    /// fails only when the binary cannot run.
+    pub fn output<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<Output, LabError> {
+        let mut c = self.command(args);
+        let line = describe(&c);
+        c.stdin(Stdio::null())
+            .output()
+            .map_err(|source| LabError::Spawn { cmd: line, source })
+    }
+
+    /// `lab status`, as printed.
+    pub fn status(&self) -> Result<String, LabError> {
+        let out = run(&mut self.command(&["status"]))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `lab drain boxN`: returns once the box table says it drains.
+    pub fn drain(&self, n: u32) -> Result<(), LabError> {
+        run(&mut self.command(&["drain".to_string(), format!("box{n}")]))?;
+        Ok(())
+    }
+
+    /// `lab impair NODE ARGS…` (`--loss 2`, `--clear`, …).
+    pub fn impair(&self, node: &str, args: &[&str]) -> Result<(), LabError> {
+        let mut all = vec!["impair", node];
+        all.extend_from_slice(args);
+        run(&mut self.command(&all))?;
+        Ok(())
+    }
+
+    /// A file of the run state, `/run/baton-lab/P/NAME`.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.state_dir().join(name)
+    }
+
+    /// Box `n`'s log so far (empty when there is none).
+    pub fn box_log(&self, n: u32) -> String {
+        std::fs::read_to_string(self.file(&format!("box{n}.log"))).unwrap_or_default()
+    }
+
+    /// The sha256 that `objects.sha256` lists for object `name`.
+    pub fn listed_sha256(&self, name: &str) -> Result<String, LabError> {
+        let path = self.file("objects.sha256");
+        let text = std::fs::read_to_string(&path).map_err(|e| LabError::State {
+            path: path.clone(),
+            what: e.to_string(),
+        })?;
+        listed_sha256(&text, name).ok_or_else(|| LabError::State {
+            path,
+            what: format!("{name} is not listed"),
+        })
+    }
+
+    /// A curl download in the client namespace (`ip netns exec P-client
+    /// curl …`), not yet started.
+    pub fn client_download(&self, d: &crate::curl::Download<'_>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns("client")]).args(d.argv());
+        c
     }
 
     /// `lab down`; safe to call twice.
     pub fn down(&mut self) {
-        let _ = Command::new(&self.baton)
-            .args(["lab", "down", "--prefix", &self.prefix])
+        let _ = self
+            .command(&["down"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -146,6 +290,15 @@ impl Lab {
         c
     }
 
+    /// `lab exec NODE -- ARGS`, success or not.
+    pub fn exec_output(&self, node: &str, args: &[&str]) -> Result<Output, LabError> {
+        let mut c = self.exec_cmd(node, args);
+        let line = describe(&c);
+        c.stdin(Stdio::null())
+            .output()
+            .map_err(|source| LabError::Spawn { cmd: line, source })
+    }
+
     /// Runs ARGS in NODE's namespace and returns its stdout.
     pub fn exec(&self, node: &str, args: &[&str]) -> Result<String, LabError> {
         let out = run(&mut self.exec_cmd(node, args))?;
@@ -165,25 +318,13 @@ impl Lab {
 
     /// SIGKILLs box `n` (`lab kill`).
     pub fn kill(&self, n: u32) -> Result<(), LabError> {
-        run(Command::new(&self.baton).args([
-            "lab",
-            "kill",
-            "--prefix",
-            &self.prefix,
-            &format!("box{n}"),
-        ]))?;
+        run(&mut self.command(&["kill".to_string(), format!("box{n}")]))?;
         Ok(())
     }
 
     /// Starts box `n` again and waits until it serves (`lab start`).
     pub fn start(&self, n: u32) -> Result<(), LabError> {
-        run(Command::new(&self.baton).args([
-            "lab",
-            "start",
-            "--prefix",
-            &self.prefix,
-            &format!("box{n}"),
-        ]))?;
+        run(&mut self.command(&["start".to_string(), format!("box{n}")]))?;
         Ok(())
     }
 
@@ -269,6 +410,16 @@ impl Drop for Lab {
             self.down();
         }
     }
+}
+
+/// The sha256 that an `objects.sha256` text lists for object `name`
+/// (`HASH  NAME` lines, as sha256sum writes them; a `*` or a folder before
+/// the name is ignored).
+pub fn listed_sha256(list: &str, name: &str) -> Option<String> {
+    list.lines()
+        .filter_map(|line| line.split_once(char::is_whitespace))
+        .find(|(_, n)| n.trim().trim_start_matches('*').rsplit('/').next() == Some(name))
+        .map(|(sum, _)| sum.to_string())
 }
 
 /// Sets `key = value` in `[section]` of a TOML text, adding the key when the
@@ -396,6 +547,14 @@ mod tests {
         let v: toml::Value = toml::from_str(&out).unwrap();
         assert_eq!(v["limits"]["max_connections"].as_integer(), Some(320_000));
         assert_eq!(v["box"]["id"].as_integer(), Some(1));
+    }
+
+    #[test]
+    fn listed_sha256_finds_the_object_by_name() {
+        let list = "aa11  1K.bin\nbb22  1M.bin\ncc33 *objects/50M.bin\n";
+        assert_eq!(listed_sha256(list, "1M.bin").as_deref(), Some("bb22"));
+        assert_eq!(listed_sha256(list, "50M.bin").as_deref(), Some("cc33"));
+        assert_eq!(listed_sha256(list, "1G.bin"), None);
     }
 
     #[test]

@@ -1,15 +1,19 @@
 //! `baton demo`: LAB.md's canonical check, narrated. A three-box lab, a real
 //! curl download from box 1 through the userspace stack, box 1 killed
 //! mid-transfer, the outcome printed (curl's exit code, sha256 against the
-//! origin's list), and the lab removed whatever happened.
-use std::path::PathBuf;
-use std::process::{Command, ExitCode, Stdio};
+//! origin's list), and the lab removed whatever happened. It drives the lab
+//! only through [`crate::driver`], as a user would.
+use std::process::{ExitCode, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use clap::Args;
 use sha2::{Digest, Sha256};
+
+use crate::curl::{box_url, Download};
+use crate::driver::Lab;
 
 /// Arguments of `baton demo`.
 #[derive(Args, Debug)]
@@ -28,27 +32,10 @@ pub struct DemoArgs {
     kill_after: u64,
 }
 
-/// Removes the demo's lab when the demo ends, however it ends.
-struct LabGuard {
-    prefix: String,
-}
-
-impl Drop for LabGuard {
-    fn drop(&mut self) {
-        println!("==> removing the lab");
-        let _ = lab_command(&self.prefix, &["down"]).status();
-    }
-}
-
-fn lab_command(prefix: &str, args: &[&str]) -> Command {
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("baton"));
-    let mut cmd = Command::new(exe);
-    cmd.arg("lab").args(args).arg("--prefix").arg(prefix);
-    cmd
-}
-
-fn run_lab(prefix: &str, args: &[&str]) -> Result<()> {
-    let status = lab_command(prefix, args)
+/// Runs `baton lab ARGS…` on the demo's lab, failing on a non-zero exit.
+fn run_lab(lab: &Lab, args: &[&str]) -> Result<()> {
+    let status = lab
+        .command(args)
         .status()
         .with_context(|| format!("running baton lab {}", args.join(" ")))?;
     if !status.success() {
@@ -60,29 +47,23 @@ fn run_lab(prefix: &str, args: &[&str]) -> Result<()> {
 /// Runs the demo; the exit code says whether the download survived.
 pub fn run(args: DemoArgs) -> Result<ExitCode> {
     println!("==> building a three-box lab (prefix {})", args.prefix);
-    run_lab(&args.prefix, &["up", "--boxes", "3"])?;
-    let _guard = LabGuard {
-        prefix: args.prefix.clone(),
-    };
-    run_lab(&args.prefix, &["status"])?;
+    // The demo's own binary runs the lab; `up` refuses an existing lab, so
+    // the handle owns (and removes) the lab only once it is built.
+    let mut lab = Lab::attach(&crate::driver::baton_exe(), &args.prefix);
+    run_lab(&lab, &["up", "--boxes", "3"])?;
+    lab.own();
+    let lab = RemovedOnDrop(lab);
+    run_lab(&lab.0, &["status"])?;
 
-    let run_dir = PathBuf::from("/run/baton-lab").join(&args.prefix);
-    let expected = expected_sha256(&run_dir, &args.object)?;
+    let run_dir = lab.0.state_dir();
+    let expected = lab.0.listed_sha256(&args.object)?;
     let out = run_dir.join(format!("demo-{}", args.object));
-    let url = format!("http://198.18.0.11/{}", args.object);
+    let url = box_url(1, &format!("/{}", args.object));
     println!("==> client: curl --limit-rate {} {url}", args.rate);
     let out_str = out.to_string_lossy().into_owned();
-    let mut curl = Command::new("ip")
-        .args(["netns", "exec", &format!("{}-client", args.prefix)])
-        .args([
-            "curl",
-            "-sS",
-            "--max-time",
-            "120",
-            "--limit-rate",
-            &args.rate,
-        ])
-        .args(["-o", &out_str, &url])
+    let mut curl = lab
+        .0
+        .client_download(&Download::new(&url, &out_str).limit_rate(&args.rate))
         .stdin(Stdio::null())
         .spawn()
         .context("starting curl in the client namespace")?;
@@ -92,10 +73,10 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         "==> {:.1} s into the transfer: killing box1 (SIGKILL, no goodbye)",
         started.elapsed().as_secs_f64()
     );
-    run_lab(&args.prefix, &["kill", "box1"])?;
+    run_lab(&lab.0, &["kill", "box1"])?;
     let status = curl.wait().context("waiting for curl")?;
     let elapsed = started.elapsed();
-    run_lab(&args.prefix, &["status"])?;
+    run_lab(&lab.0, &["status"])?;
 
     let got = std::fs::read(&out).map(|bytes| hex(&Sha256::digest(&bytes)));
     println!("==> result after {:.1} s", elapsed.as_secs_f64());
@@ -124,16 +105,13 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     }
 }
 
-/// The sha256 the lab recorded for `object` in objects.sha256.
-fn expected_sha256(run_dir: &std::path::Path, object: &str) -> Result<String> {
-    let list = run_dir.join("objects.sha256");
-    let text =
-        std::fs::read_to_string(&list).with_context(|| format!("reading {}", list.display()))?;
-    text.lines()
-        .filter_map(|line| line.split_once(char::is_whitespace))
-        .find(|(_, name)| name.trim().trim_start_matches('*').rsplit('/').next() == Some(object))
-        .map(|(sum, _)| sum.to_string())
-        .with_context(|| format!("{object} is not listed in {}", list.display()))
+/// The demo's lab, removed when the demo ends, however it ends.
+struct RemovedOnDrop(Lab);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        println!("==> removing the lab");
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -1,6 +1,7 @@
 //! Names and addresses of one lab: the single place that knows how a prefix
 //! becomes namespace names, interface names, run-state paths and the
-//! 198.18.0.0/15 addresses of LAB.md's topology table.
+//! 198.18.0.0/15 addresses of LAB.md's topology table. Pure: it must not
+//! touch the system.
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 

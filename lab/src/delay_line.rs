@@ -11,7 +11,8 @@
 //! rebuilds them from it on send.
 //!
 //! The loop sleeps in ppoll until a socket is readable or the next held
-//! frame is due; it never spins.
+//! frame is due; it never spins. It knows two devices and a delay: nothing
+//! of the lab's names or of what the frames carry.
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::ffi::CString;
@@ -20,7 +21,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use tracing::{info, warn};
 
 /// Arguments of the hidden `baton lab delay-line`.

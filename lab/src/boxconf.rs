@@ -1,8 +1,9 @@
 //! Writes each box's configuration file (`/run/baton-lab/P/boxN.toml`) in
 //! the schema that `baton-config` parses.
+//! It writes text only: it must not start processes or touch namespaces.
 use std::fmt::Write as _;
 
-use super::names::{box_back_addr, box_mac, box_service_addr, Lab, ORIGIN_ADDR};
+use crate::names::{box_back_addr, box_mac, box_service_addr, Lab, ORIGIN_ADDR};
 
 /// Workers per lab box: the lab shares a small machine between its boxes.
 const LAB_WORKERS: usize = 1;

@@ -19,14 +19,17 @@
 //! the client send is wire-sized (the dataplane sends single frames, the
 //! client's offloads are off), but a kernel sender with TSO on the back LAN
 //! may hand over 64 KiB GSO frames, each lost or kept as one.
+//!
+//! It must not know the boxes or the origin: only the node's port.
 use std::fs;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use tracing::info;
 
-use super::names::{Lab, Node};
-use super::sys;
+use crate::names::{Lab, Node};
+use crate::sys;
 
 /// What to do to the frames a node receives.
 #[derive(clap::Args, Debug, Clone, Default)]

@@ -1,5 +1,6 @@
 //! The lab's hands on the host: running `ip`, `nft`, `tc` and `ethtool`,
-//! starting daemons inside a namespace, and reading pid files.
+//! starting daemons inside a namespace, and reading pid files. It must not
+//! know the lab's topology: callers pass namespace and device names.
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
@@ -7,7 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use tracing::debug;
 
 /// Fails unless we run as root: namespaces and raw sockets need it.
@@ -253,7 +255,7 @@ pub fn sysctls_in(ns: &str, items: &[(String, String)]) -> Result<()> {
         Ok(())
     })
     .join()
-    .map_err(|_| anyhow::anyhow!("sysctl thread panicked"))?
+    .map_err(|_| crate::error::Error::Msg("sysctl thread panicked".into()))?
 }
 
 /// Whether process `pid` lives in namespace `ns` (guards against a pid

@@ -1,34 +1,13 @@
-//! The lab: network namespaces joined by bridges that stand in for a
-//! cluster on one machine, as `/work/shared/design/LAB.md` specifies.
-//!
-//! Where to start reading:
-//! - [`names`]: how a prefix becomes namespaces, devices, files and the
-//!   198.18.0.0/15 addresses of the topology table;
-//! - [`cluster`]: `up`, `down`, `kill`, `start`, `exec` — the topology and
-//!   the processes in it;
-//! - [`impair`] and [`delay_line`]: loss, rate, delay, jitter, reordering
-//!   and duplication without netem;
-//! - [`origin`]: the built-in origin web server; [`objects`]: the
-//!   deterministic objects it serves;
-//! - [`boxconf`]: the configuration file each box is started with.
-//!
-//! Nothing here touches the root namespace's addresses or routes: all lab
-//! traffic stays on bridges inside the lab's own namespaces.
+//! The `baton lab` command line: clap arguments and their dispatch to
+//! [`cluster`], [`impair`] and the hidden helpers (origin, delay line).
+//! It prints for a user; it must not hold lab logic of its own.
 use std::time::Duration;
 
-use anyhow::Result;
+use crate::error::Result;
 use clap::{Args, Subcommand};
 
-pub mod boxconf;
-pub mod cluster;
-pub mod delay_line;
-pub mod impair;
-pub mod names;
-pub mod objects;
-pub mod origin;
-pub mod sys;
-
-use names::{Lab, Node, MAX_BOXES};
+use crate::names::{Lab, Node, MAX_BOXES};
+use crate::{boxconf, cluster, delay_line, impair, origin, sys, BoxTable};
 
 /// Arguments of `baton lab`.
 #[derive(Args, Debug)]
@@ -125,17 +104,17 @@ struct UpArgs {
 fn parse_box(s: &str) -> Result<u8> {
     match Node::parse(s)? {
         Node::Box(n) => Ok(n),
-        _ => anyhow::bail!("{s:?} is not a box: expected box1..box{MAX_BOXES}"),
+        _ => crate::bail!("{s:?} is not a box: expected box1..box{MAX_BOXES}"),
     }
 }
 
 /// Runs a `baton lab` command.
-pub fn run(args: LabArgs) -> Result<()> {
+pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
     let lab = Lab::new(&args.prefix)?;
     match args.command {
         // The hidden helpers run inside namespaces the lab made; they need
         // no checks of their own.
-        LabCommand::ServeOrigin(a) => return origin::serve(a),
+        LabCommand::ServeOrigin(a) => return Ok(origin::serve(a)?),
         LabCommand::DelayLine(a) => return delay_line::run(a),
         _ => {}
     }
@@ -155,9 +134,9 @@ pub fn run(args: LabArgs) -> Result<()> {
                 },
             )
         }
-        LabCommand::Status => status(&lab),
+        LabCommand::Status => status(&lab, table),
         LabCommand::Kill { node } => cluster::kill_box(&lab, parse_box(&node)?),
-        LabCommand::Drain { node } => cluster::drain_box(&lab, parse_box(&node)?),
+        LabCommand::Drain { node } => cluster::drain_box(&lab, parse_box(&node)?, table),
         LabCommand::Start {
             node,
             ready_timeout,
@@ -176,7 +155,7 @@ pub fn run(args: LabArgs) -> Result<()> {
 }
 
 /// `lab status`: one line per box, from its pid file and the segment.
-fn status(lab: &Lab) -> Result<()> {
+fn status(lab: &Lab, table: BoxTable) -> Result<()> {
     let state = cluster::LabState::load(lab)?;
     let origin_pid = sys::read_pid(&lab.file("origin.pid"));
     let origin_alive =
@@ -201,7 +180,7 @@ fn status(lab: &Lab) -> Result<()> {
         let alive = cluster::box_pid(lab, n).is_some();
         // The segment may not exist yet (a box that never started) or be
         // unreadable; status still shows what the pid files know.
-        let summary = crate::status::box_summaries(&lab.file(&format!("box{n}.toml")))
+        let summary = table(&lab.file(&format!("box{n}.toml")))
             .ok()
             .and_then(|all| all.into_iter().find(|s| s.id == u16::from(n)));
         let (hb, st, conns, cps) = match &summary {

@@ -1,19 +1,22 @@
 //! Building, running and removing one lab: the namespaces and bridges of
 //! LAB.md's topology, the origin, and the box processes.
+//! It must not know a box's insides: boxes are `baton run` processes, and
+//! their table is read through the [`BoxTable`](crate::BoxTable) handed in.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use crate::bail;
+use crate::error::{Context, Result};
 use tracing::{info, warn};
 
-use super::boxconf::{box_toml, Backend, ClusterSecrets, SegmentMode};
-use super::names::{
+use crate::boxconf::{box_toml, Backend, ClusterSecrets, SegmentMode};
+use crate::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
     CLIENT_ADDR, ORIGIN_ADDR,
 };
-use super::objects;
-use super::sys::{self, ip_in};
+use crate::objects;
+use crate::sys::{self, ip_in};
 
 /// Which origin server `lab up` starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -534,12 +537,12 @@ pub fn kill_box(lab: &Lab, n: u8) -> Result<()> {
 
 /// `lab drain boxN`: SIGUSR1, the box's drain signal; returns once the box
 /// table says it is draining (its connections are handed over).
-pub fn drain_box(lab: &Lab, n: u8) -> Result<()> {
+pub fn drain_box(lab: &Lab, n: u8, table: crate::BoxTable) -> Result<()> {
     let pid = box_pid(lab, n).with_context(|| format!("box{n} is not running"))?;
     sys::signal(pid, libc::SIGUSR1);
     let config = lab.file(&format!("box{n}.toml"));
     let draining = || {
-        crate::status::box_summaries(&config)
+        table(&config)
             .map(|boxes| {
                 boxes
                     .iter()

@@ -5,12 +5,12 @@
 //! Bytes come from splitmix64 seeded by the object's name: every lab, on
 //! every machine, serves the same `50M.bin`. Generated objects are kept in
 //! [`CACHE_DIR`] and hard-linked (or copied) into a new lab, which keeps
-//! `lab up` fast.
+//! `lab up` fast. It must not know how the objects are served.
 use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use crate::error::{Context, Result};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
@@ -136,7 +136,7 @@ pub fn install(cache: &Path, objects_dir: &Path, sha_file: &Path) -> Result<()> 
         .with_context(|| format!("cannot open {}", lock_path.display()))?;
     // SAFETY: flock on a descriptor we own; released when `lock` drops.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        anyhow::bail!(
+        crate::bail!(
             "flock {}: {}",
             lock_path.display(),
             std::io::Error::last_os_error()

@@ -1,0 +1,266 @@
+//! Suite concurrency: how many open connections a box holds and serves,
+//! with resident memory per connection, against nginx.
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use baton_lab::driver::{rss_kib, with_children};
+use serde_json::json;
+
+use crate::harness::report::{md_rows, Row};
+use crate::harness::stats::LoadSummary;
+use crate::suites::bench::{merge_summaries, progress, Bench, NGINX_PLAIN, PER_PROCESS};
+
+impl Bench {
+    pub(crate) fn concurrency(&mut self) -> Result<()> {
+        let sizes = if !self.args.concurrency.is_empty() {
+            self.args.concurrency.clone()
+        } else if self.args.quick {
+            vec![1000]
+        } else {
+            vec![10_000, 100_000, 300_000]
+        };
+        progress(format!(
+            "suite concurrency: hold {sizes:?} connections, one request every few seconds each"
+        ));
+        let largest = sizes.iter().copied().max().unwrap_or(0);
+        // Every connection gets a checkpoint slot (the lab writes 20000), and
+        // the box's connection limits (default 300000) and SYN backlog leave
+        // room above N; every box maps the same segment, so all change
+        // together.
+        let slots = largest.max(20_000);
+        progress(format!("  box limits: slots {slots}, max_connections {}, syn_backlog 16384 on every box (segment recreated)", largest + 20_000));
+        for b in 1..=3 {
+            if self.lab.box_pid(b).is_some() {
+                self.lab.kill(b)?;
+            }
+            self.lab
+                .set_box_option(b, "checkpoint", "slots", &slots.to_string())?;
+            self.lab.set_box_option(
+                b,
+                "dataplane",
+                "max_connections",
+                &(largest + 20_000).max(300_000).to_string(),
+            )?;
+            self.lab
+                .set_box_option(b, "dataplane", "syn_backlog", "16384")?;
+            self.lab.set_box_option(
+                b,
+                "limits",
+                "max_connections",
+                &(largest + 20_000).max(300_000).to_string(),
+            )?;
+        }
+        let seg = format!("/dev/shm/baton-lab-{}.seg", self.args.prefix);
+        let _ = std::fs::remove_file(&seg);
+        for b in 1..=3 {
+            self.lab.start(b)?;
+        }
+        let mut rows = Vec::new();
+        for &n in &sizes {
+            let interval_ms = (n * 1000 / 20_000).max(3000);
+            let hold = (2 * interval_ms / 1000 + 5) as f64;
+            // This machine caps open files at 20000 per process (no
+            // CAP_SYS_RESOURCE to raise it): one load process, one nginx
+            // worker per PER_PROCESS connections.
+            let procs = n.div_ceil(PER_PROCESS).max(1);
+            for target in ["baton", "nginx"] {
+                self.lab.ensure_running(1)?;
+                let (ip, pids): (String, Box<dyn Fn() -> Vec<u32>>) = if target == "baton" {
+                    let pid = self.lab.box_pid(1).context("box1 not running")?;
+                    ("198.18.0.11".into(), Box::new(move || vec![pid]))
+                } else {
+                    let pid = self.start_nginx("box2", &[(NGINX_PLAIN, false)], procs as u32)?;
+                    (NGINX_PLAIN.into(), Box::new(move || with_children(pid)))
+                };
+                let rss =
+                    |p: &dyn Fn() -> Vec<u32>| p().into_iter().filter_map(rss_kib).sum::<u64>();
+                let sockmem = |p: &dyn Fn() -> Vec<u32>| -> u64 {
+                    // /proc/PID/net is the net namespace of that process.
+                    let pid = p().first().copied().unwrap_or(0);
+                    std::fs::read_to_string(format!("/proc/{pid}/net/sockstat"))
+                        .ok()
+                        .and_then(|s| {
+                            s.lines().find(|l| l.starts_with("TCP:")).and_then(|l| {
+                                l.split_whitespace()
+                                    .skip_while(|w| *w != "mem")
+                                    .nth(1)
+                                    .and_then(|v| v.parse::<u64>().ok())
+                            })
+                        })
+                        .unwrap_or(0)
+                        * 4096
+                };
+                let base = rss(&*pids);
+                let base_sock = sockmem(&*pids);
+                // Baton and nginx get disjoint halves of the client addresses,
+                // so that the previous run's TIME_WAIT ports never slow the
+                // next run's bind(2).
+                let all_sources = self.lab.client_sources();
+                let half = all_sources.len() / 2;
+                let sources: Vec<String> = if target == "baton" {
+                    all_sources[..half].to_vec()
+                } else {
+                    all_sources[half..].to_vec()
+                };
+                // One request first: ARP is resolved and the server is ready
+                // before thousands of SYNs arrive.
+                self.load(
+                    &format!("conc-warm-{target}"),
+                    &format!("http://{ip}/1K.bin"),
+                    &["--timeout-secs".into(), "30".into()],
+                )?;
+                if (sources.len() as u64) < procs {
+                    progress(format!(
+                        "  only {} client addresses for {procs} load processes",
+                        sources.len()
+                    ));
+                }
+                progress(format!(
+                    "  {target} {n}: {procs} load process(es), request every {interval_ms} ms, hold {hold} s after the last connect"
+                ));
+                let mut children = Vec::new();
+                let mut paths = Vec::new();
+                for p in 0..procs {
+                    self.runs += 1;
+                    let json_path = self
+                        .out
+                        .join("raw")
+                        .join(format!("{:03}-conc-{target}-{n}-p{p}.json", self.runs));
+                    let count = (n - p * PER_PROCESS).min(PER_PROCESS);
+                    let src = sources
+                        .get(p as usize % sources.len().max(1))
+                        .cloned()
+                        .unwrap_or_else(|| "198.18.0.100".into());
+                    let args: Vec<String> = vec![
+                        self.load.display().to_string(),
+                        "--url".into(),
+                        format!("http://{ip}/1K.bin"),
+                        "--connections".into(),
+                        count.to_string(),
+                        "--requests".into(),
+                        "0".into(),
+                        "--interval-ms".into(),
+                        interval_ms.to_string(),
+                        "--hold-secs".into(),
+                        hold.to_string(),
+                        "--connect-burst".into(),
+                        (4096 / procs).max(64).to_string(),
+                        "--source".into(),
+                        src,
+                        "--timeout-secs".into(),
+                        "600".into(),
+                        "--json".into(),
+                        json_path.display().to_string(),
+                    ];
+                    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let mut c = self.lab.exec_cmd("client", &argv);
+                    c.stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null());
+                    children.push(c.spawn().context("starting baton-load")?);
+                    paths.push(json_path);
+                }
+                let (mut peak, mut peak_sock) = (base, base_sock);
+                loop {
+                    let mut running = false;
+                    for c in children.iter_mut() {
+                        running |= c.try_wait()?.is_none();
+                    }
+                    if !running {
+                        break;
+                    }
+                    peak = peak.max(rss(&*pids));
+                    peak_sock = peak_sock.max(sockmem(&*pids));
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                if target == "nginx" {
+                    self.stop_nginx("box2", &[NGINX_PLAIN]);
+                }
+                let parts: Vec<LoadSummary> = paths
+                    .iter()
+                    .filter_map(|p| {
+                        std::fs::read_to_string(p)
+                            .ok()
+                            .and_then(|t| serde_json::from_str(&t).ok())
+                    })
+                    .collect();
+                if parts.len() as u64 != procs {
+                    progress(format!(
+                        "  {target} {n}: {} of {procs} load processes wrote no summary",
+                        procs - parts.len() as u64
+                    ));
+                }
+                let Some(s) = merge_summaries(&parts) else {
+                    // A failed run is a line of the table, not of results.json.
+                    let mut failed = Row::new().text(format!("{target}, {n}")).text("run failed");
+                    for _ in 0..6 {
+                        failed = failed.text("-");
+                    }
+                    rows.push((failed, false));
+                    continue;
+                };
+                let per_conn = (peak.saturating_sub(base) * 1024) as f64 / s.max_open.max(1) as f64;
+                let kernel_per_conn =
+                    peak_sock.saturating_sub(base_sock) as f64 / s.max_open.max(1) as f64;
+                progress(format!(
+                    "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB",
+                    s.connected, s.connect_seconds, s.requests_per_s, s.latency_ms.p99, s.errors, (peak - base) / 1024
+                ));
+                let row = Row::new()
+                    .value("target", target)
+                    .value("connections", n)
+                    .text(format!("{target}, {n}"))
+                    .value("load_processes", procs)
+                    .value("nginx_workers", if target == "nginx" { procs } else { 0 })
+                    .value("interval_ms", interval_ms)
+                    .value("hold_s", hold)
+                    .text(format!("{} ({:.0}/s)", s.connected, s.connects_per_s))
+                    .value("rss_base_kib", base)
+                    .value("rss_peak_kib", peak)
+                    .value("rss_bytes_per_connection", per_conn)
+                    .text(format!("{:.0} B", per_conn))
+                    .value(
+                        "kernel_tcp_mem_bytes_per_connection_all_namespaces",
+                        kernel_per_conn,
+                    )
+                    .text(format!("{:.0}", s.requests_per_s))
+                    .text(format!(
+                        "{:.2} / {:.2} / {:.2}",
+                        s.latency_ms.p50, s.latency_ms.p99, s.latency_ms.p999
+                    ))
+                    .text(format!("{}", s.errors))
+                    .text(
+                        s.error_kinds
+                            .iter()
+                            .map(|(k, v)| format!("{k}: {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    )
+                    .value("summary", &s);
+                rows.push((row, true));
+            }
+        }
+        let measured: Vec<_> = rows
+            .iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(r, _)| r.json())
+            .collect();
+        self.results.insert("concurrency".into(), json!(measured));
+        let rows: Vec<Row> = rows.into_iter().map(|(r, _)| r).collect();
+        self.md.push_str(&format!("## Concurrency\n\nbaton-load (kernel sockets, client namespace; this machine caps open files at 20000 per process and the harness may not raise it, so one load process per {PER_PROCESS} connections, each bound to its own client address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; Baton keeps its TCP state in its own RSS; nginx's TCP state is kernel memory, not in its RSS, and the kernel's TCP memory counter (`/proc/net/sockstat` mem) is global to all namespaces (client sockets included), so it is only recorded in results.json, not compared. Baton box1 runs one dataplane worker (checkpoint slots = N); nginx runs one worker per {PER_PROCESS} connections (the same file cap), `reuseport`, somaxconn and tcp_max_syn_backlog 65535 in its namespace. Latency: p50 is the mean of the load processes' medians, p99/p999 the worst process's.\n\n"));
+        self.md.push_str(&md_rows(
+            &[
+                "server, N",
+                "connected (rate)",
+                "RSS/conn",
+                "req/s",
+                "latency ms p50/p99/p999",
+                "errors",
+                "error kinds",
+            ],
+            &rows,
+        ));
+        self.md.push('\n');
+        Ok(())
+    }
+}
