@@ -18,6 +18,8 @@
 //!   ([`SlotAllocator`]) and writers ([`SlotWriter`]), and the reader API the
 //!   control core uses at takeover ([`Region::records`], [`Region::find`]).
 //! - [`record`]: the rkyv checkpoint record and bundle types.
+//! - [`view`]: the agreed membership view, one cell in the header changed
+//!   by compare-and-swap ([`ViewCell::read`], [`ViewCell::propose`]).
 //! - [`replication`]: authenticated UDP replication of a region to peers
 //!   that share no mapping.
 //!
@@ -51,6 +53,7 @@ pub mod record;
 pub mod replication;
 pub mod segment;
 pub mod slot;
+pub mod view;
 
 pub use boxtable::{BoxInfo, BoxState, BoxTableError, MAX_SERVICE_IPS};
 pub use record::{
@@ -65,4 +68,7 @@ pub use segment::{Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, 
 pub use slot::{
     ReadError, Records, SlotAllocator, SlotError, SlotId, SlotWriter, ValidSlot, WriteError,
     SLOT_PAYLOAD,
+};
+pub use view::{
+    InvalidProposal, Member, ProposeError, View, ViewCell, ViewError, ViewNumber, MAX_MEMBERS,
 };

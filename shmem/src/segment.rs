@@ -1,7 +1,8 @@
 //! The segment file: a global header followed by one region per box.
 //!
 //! ```text
-//! offset 0        header (HEADER_SIZE = 4096 bytes, one page)
+//! offset 0        header (HEADER_SIZE = 4096 bytes, one page): geometry in
+//!                 the first 48 bytes, the membership view cell from byte 64
 //! offset 4096     region 0: box entry (BOX_ENTRY_SIZE) + slots_per_region × SLOT_SIZE,
 //!                 padded to a multiple of 4096
 //! ...             region 1, 2, … (index = member/box id)
@@ -23,7 +24,7 @@ use memmap2::MmapRaw;
 /// Magic at offset 0 of the segment: "BATONCKP", read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BATONCKP");
 /// Version of the segment layout and record format (docs/CHECKPOINT_FORMAT.md).
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bytes per slot: a 16-byte seqlock header and a 752-byte payload. 768 is a
 /// multiple of the 64-byte cache line, and 300,000 slots take 219.7 MiB.
 pub const SLOT_SIZE: usize = 768;
@@ -46,6 +47,9 @@ const H_BOX_ENTRY: usize = 24;
 const H_HEADER_SIZE: usize = 28;
 const H_STRIDE: usize = 32;
 const H_TOTAL: usize = 40;
+/// Start of the membership view cell ([`crate::view`]), which fills the
+/// header page's spare bytes from the second cache line on.
+pub(crate) const H_VIEW: usize = 64;
 
 /// How many regions a segment has and how many slots each region holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
