@@ -71,4 +71,5 @@ pub use slot::{
 };
 pub use view::{
     InvalidProposal, Member, ProposeError, View, ViewCell, ViewError, ViewNumber, MAX_MEMBERS,
+    REASON_HISTORY,
 };

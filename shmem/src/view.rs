@@ -45,23 +45,33 @@
 //! ```text
 //! 64                       current (u64)
 //! 72 .. 128                reserved (zero)
-//! 128 + (2p + k) * 96      staging record of proposer p, parity k:
+//! 128 + (2p + k) * 112     staging record of proposer p, parity k:
 //!     +0   u64   seqlock (odd while written)
 //!     +8   u32   view number
-//!     +12  u32   reason (opaque to this crate)
-//!     +16  20 × u32  epoch of member id i (0 = not a member)
+//!     +12  u32   reserved (zero)
+//!     +16  4 × u64  reasons of views number, number − 1, …, number − 3
+//!                   (opaque to this crate; 0 = unknown)
+//!     +48  16 × u32 epoch of member id i (0 = not a member)
 //! ```
+//!
+//! The reasons of the last few views travel with each view so that a box
+//! that polled too slowly to see view *n* can still learn what changed
+//! from *n − 1* to *n* (its caller encodes the change in the reason).
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 use crate::segment::{Segment, H_VIEW};
 
 /// Highest number of members a view can hold; member ids are `0..MAX_MEMBERS`.
-/// The cell must fit the header page: 2 records × 96 bytes per id.
-pub const MAX_MEMBERS: usize = 20;
+/// The cell must fit the header page: 2 records × 112 bytes per id.
+pub const MAX_MEMBERS: usize = 16;
+/// How many views' reasons a view carries: its own and its predecessors'.
+pub const REASON_HISTORY: usize = 4;
 
-/// Bytes of one staging record: seqlock, number and reason, one u32 epoch per id.
-const RECORD_SIZE: usize = 16 + 4 * MAX_MEMBERS;
+/// Bytes of one staging record: seqlock, number, reasons, one u32 epoch per id.
+const RECORD_SIZE: usize = 16 + 8 * REASON_HISTORY + 4 * MAX_MEMBERS;
+/// Offset of the epochs inside a record.
+const EPOCHS: usize = 16 + 8 * REASON_HISTORY;
 /// Offset of the `current` word.
 const CURRENT: usize = H_VIEW;
 /// Offset of the first staging record (a cache line after `current`).
@@ -108,13 +118,27 @@ pub struct View {
     pub number: ViewNumber,
     /// The box that committed this view.
     pub proposer: u16,
-    /// Why it was proposed, in the proposer's code (opaque here).
-    pub reason: u32,
+    /// Why this view and its predecessors were proposed, in the proposers'
+    /// code (opaque here): `reasons[i]` belongs to view `number − i`; 0 is
+    /// unknown (before view 1, or lost when a view was proposed over an
+    /// unreadable one).
+    pub reasons: [u64; REASON_HISTORY],
     /// The members, sorted by id, at most one per id.
     pub members: Vec<Member>,
 }
 
 impl View {
+    /// Why this view was proposed (the proposer's code; 0 = unknown).
+    pub fn reason(&self) -> u64 {
+        self.reasons[0]
+    }
+
+    /// The reason code of view `number`, if this view still carries it.
+    pub fn reason_of(&self, number: ViewNumber) -> Option<u64> {
+        let back = self.number.0.checked_sub(number.0)? as usize;
+        self.reasons.get(back).copied().filter(|&r| r != 0)
+    }
+
     /// The epoch at which box `id` is a member, if it is one.
     pub fn epoch_of(&self, id: u16) -> Option<u32> {
         self.members.iter().find(|m| m.id == id).map(|m| m.epoch)
@@ -236,7 +260,7 @@ impl Current {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Staged {
     number: u32,
-    reason: u32,
+    reasons: [u64; REASON_HISTORY],
     epochs: [u32; MAX_MEMBERS],
 }
 
@@ -245,15 +269,15 @@ impl Staged {
     /// under the same number (a stale writer) no longer matches `current`.
     fn tag(&self) -> u32 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |v: u32| {
+        let mut eat = |v: u64| {
             for b in v.to_le_bytes() {
                 h ^= b as u64;
                 h = h.wrapping_mul(0x0000_0100_0000_01b3);
             }
         };
-        eat(self.number);
-        eat(self.reason);
-        self.epochs.iter().for_each(|&e| eat(e));
+        eat(self.number as u64);
+        self.reasons.iter().for_each(|&r| eat(r));
+        self.epochs.iter().for_each(|&e| eat(e as u64));
         ((h >> 40) ^ (h >> 16) ^ h) as u32 & 0xff_ffff
     }
 
@@ -261,7 +285,7 @@ impl Staged {
         View {
             number: ViewNumber(self.number),
             proposer,
-            reason: self.reason,
+            reasons: self.reasons,
             members: self
                 .epochs
                 .iter()
@@ -338,9 +362,13 @@ impl ViewCell {
             return None;
         }
         let head = self.word(base + 8).load(Ordering::Relaxed);
+        let mut reasons = [0u64; REASON_HISTORY];
+        for (i, r) in reasons.iter_mut().enumerate() {
+            *r = self.word(base + 16 + 8 * i).load(Ordering::Relaxed);
+        }
         let mut epochs = [0u32; MAX_MEMBERS];
         for (i, pair) in epochs.chunks_mut(2).enumerate() {
-            let w = self.word(base + 16 + 8 * i).load(Ordering::Relaxed);
+            let w = self.word(base + EPOCHS + 8 * i).load(Ordering::Relaxed);
             pair[0] = w as u32;
             if let Some(hi) = pair.get_mut(1) {
                 *hi = (w >> 32) as u32;
@@ -350,9 +378,13 @@ impl ViewCell {
         if seq.load(Ordering::Relaxed) != s1 {
             return None;
         }
+        // The reserved half of the head word must be zero, as written.
+        if head >> 32 != 0 {
+            return None;
+        }
         Some(Staged {
             number: head as u32,
-            reason: (head >> 32) as u32,
+            reasons,
             epochs,
         })
     }
@@ -369,19 +401,22 @@ impl ViewCell {
         };
         seq.store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
-        self.word(base + 8).store(
-            staged.number as u64 | ((staged.reason as u64) << 32),
-            Ordering::Relaxed,
-        );
+        self.word(base + 8)
+            .store(staged.number as u64, Ordering::Relaxed);
+        for (i, &r) in staged.reasons.iter().enumerate() {
+            self.word(base + 16 + 8 * i).store(r, Ordering::Relaxed);
+        }
         for (i, pair) in staged.epochs.chunks(2).enumerate() {
             let w = pair[0] as u64 | (pair.get(1).copied().unwrap_or(0) as u64) << 32;
-            self.word(base + 16 + 8 * i).store(w, Ordering::Relaxed);
+            self.word(base + EPOCHS + 8 * i).store(w, Ordering::Relaxed);
         }
         seq.store(odd.wrapping_add(1), Ordering::Release);
     }
 
     /// Proposes `members` as the view after `expected`, on behalf of box
-    /// `proposer`, with an opaque `reason` code.
+    /// `proposer`, with an opaque `reason` code (0 reads as unknown).
+    /// The reasons of the views before are carried over from `expected`'s
+    /// record when it is readable.
     ///
     /// Commits only if `expected` is still the committed view's number;
     /// otherwise returns the view that is committed now
@@ -396,7 +431,7 @@ impl ViewCell {
         proposer: u16,
         expected: ViewNumber,
         members: &[Member],
-        reason: u32,
+        reason: u64,
     ) -> Result<View, ProposeError> {
         if proposer as usize >= MAX_MEMBERS {
             return Err(InvalidProposal::Proposer(proposer).into());
@@ -421,9 +456,21 @@ impl ViewCell {
         if (old >> 32) as u32 != expected.0 {
             return Err(self.conflict());
         }
+        let mut reasons = [0u64; REASON_HISTORY];
+        reasons[0] = reason;
+        if let Ok(cur) = Current::unpack(old) {
+            if cur.number != 0 {
+                if let Some(prev) = self
+                    .copy_record(cur.proposer, cur.number)
+                    .filter(|p| p.number == cur.number && p.tag() == cur.tag)
+                {
+                    reasons[1..].copy_from_slice(&prev.reasons[..REASON_HISTORY - 1]);
+                }
+            }
+        }
         let staged = Staged {
             number: number.0,
-            reason,
+            reasons,
             epochs,
         };
         self.write_record(proposer, &staged);
@@ -461,21 +508,21 @@ mod tests {
     fn current_word_round_trips_and_rejects_foreign_words() {
         let c = Current {
             number: 7,
-            proposer: 19,
+            proposer: 15,
             tag: 0xab_cdef,
         };
         assert_eq!(Current::unpack(c.pack()), Ok(c));
         assert_eq!(Current::unpack(0).map(|c| c.number), Ok(0));
         // Number 0 with other bits set, and a proposer without records.
         assert!(Current::unpack(0x00ff).is_err());
-        assert!(Current::unpack((1 << 32) | (20 << 24)).is_err());
+        assert!(Current::unpack((1 << 32) | (16 << 24)).is_err());
     }
 
     #[test]
     fn a_record_with_the_same_number_but_other_members_has_another_tag() {
         let mut a = Staged {
             number: 3,
-            reason: 1,
+            reasons: [1, 0, 0, 0],
             epochs: [0; MAX_MEMBERS],
         };
         a.epochs[1] = 1;
@@ -487,7 +534,7 @@ mod tests {
 
     #[test]
     fn the_cell_fits_beside_the_header_fields() {
-        assert_eq!(RECORD_SIZE, 96);
+        assert_eq!(RECORD_SIZE, 112);
         assert_eq!(RECORDS % 64, 0);
         const { assert!(H_VIEW + VIEW_CELL_SIZE <= crate::segment::HEADER_SIZE) };
     }

@@ -53,7 +53,10 @@ fn a_proposal_over_the_current_number_commits_the_next_view() {
     assert_eq!(c.read(), Ok(v1.clone()));
     let v2 = c.propose(2, ViewNumber(1), &[m(2, 1)], 8).unwrap();
     assert_eq!(c.read(), Ok(v2.clone()));
-    assert_eq!((v2.number, v2.proposer, v2.reason), (ViewNumber(2), 2, 8));
+    assert_eq!(
+        (v2.number, v2.proposer, v2.reasons),
+        (ViewNumber(2), 2, [8, 7, 0, 0])
+    );
 }
 
 #[test]
@@ -119,9 +122,9 @@ fn a_proposer_that_died_while_staging_leaves_the_committed_view_readable() {
     let c = cell(&seg);
     let v1 = c.propose(3, ViewNumber(0), &[m(3, 1)], 0).unwrap();
     // Proposer 1's record for an even view: seqlock odd, garbage members.
-    let rec = 128 + (2 * 1) * 96;
+    let rec = 128 + 2 * 112;
     scribble(&seg, rec, &5u64.to_le_bytes());
-    scribble(&seg, rec + 16, &[0xaa; 40]);
+    scribble(&seg, rec + 48, &[0xaa; 40]);
     assert_eq!(c.read(), Ok(v1));
     // Its next incarnation moves past the odd seqlock.
     let v2 = c.propose(1, ViewNumber(1), &[m(1, 2), m(3, 1)], 0).unwrap();
@@ -136,8 +139,8 @@ fn a_stale_writer_overwriting_the_committed_record_is_detected_and_repaired_by_t
     // Proposer 2's record for view 1 (odd parity): change member 1's epoch
     // under the same number, with an even seqlock, as a stopped-then-resumed
     // old incarnation would.
-    let rec = 128 + (2 * 2 + 1) * 96;
-    scribble(&seg, rec + 16 + 4, &9u32.to_le_bytes());
+    let rec = 128 + (2 * 2 + 1) * 112;
+    scribble(&seg, rec + 48 + 4, &9u32.to_le_bytes());
     assert_eq!(
         c.read(),
         Err(ViewError::Unreadable {
@@ -147,6 +150,22 @@ fn a_stale_writer_overwriting_the_committed_record_is_detected_and_repaired_by_t
     );
     let v2 = c.propose(1, ViewNumber(1), &[m(1, 1)], 0).unwrap();
     assert_eq!(c.read(), Ok(v2));
+}
+
+#[test]
+fn each_view_carries_the_reasons_of_the_three_views_before_it() {
+    let seg = TempSeg::new("view-reasons");
+    let c = cell(&seg);
+    let mut v = View::default();
+    for reason in 1..=6u64 {
+        v = c
+            .propose(1, v.number, &[m(1, reason as u32)], reason * 10)
+            .unwrap();
+    }
+    assert_eq!(v.reasons, [60, 50, 40, 30]);
+    assert_eq!(v.reason_of(ViewNumber(4)), Some(40));
+    assert_eq!(v.reason_of(ViewNumber(2)), None, "too old to be carried");
+    assert_eq!(v.reason_of(ViewNumber(7)), None, "not yet committed");
 }
 
 #[test]
@@ -191,7 +210,7 @@ fn signed_members(number: u32, proposer: u16) -> Vec<Member> {
     if proposer != 0 {
         out.push(m(0, number.wrapping_mul(2_654_435_761) | 1));
     }
-    out.push(m(19, number ^ 0x5a5a_0000 | 1));
+    out.push(m(15, number ^ 0x5a5a_0000 | 1));
     out.sort();
     out
 }
@@ -220,6 +239,7 @@ fn concurrent_proposers_commit_each_number_once_and_readers_see_whole_growing_vi
                     let v = c.read().expect("a live cell is always readable");
                     assert!(v.number >= last, "view numbers only grow");
                     assert!(v.number.0 == 0 || is_signed(&v), "torn view {v:?}");
+                    assert!(v.number.0 == 0 || v.reason() == v.proposer as u64);
                     last = v.number;
                     reads += 1;
                 }
@@ -236,7 +256,7 @@ fn concurrent_proposers_commit_each_number_once_and_readers_see_whole_growing_vi
                 let mut expected = ViewNumber(0);
                 while won.len() < COMMITS_EACH {
                     let next = expected.0 + 1;
-                    match c.propose(p, expected, &signed_members(next, p), p as u32) {
+                    match c.propose(p, expected, &signed_members(next, p), p as u64) {
                         Ok(v) => {
                             assert_eq!(v.number.0, next);
                             won.push(next);
