@@ -6,6 +6,8 @@
 //! sequence of changes whatever its polling pace. It knows nothing of the
 //! state machine or the stores.
 
+use std::fmt;
+
 use crate::{Member, Reason, View, ViewNumber};
 
 /// One committed view change, as every box that saw it reports it.
@@ -52,6 +54,31 @@ impl ViewChange {
     /// (a death, not a restart).
     pub fn died(&self, id: u16) -> bool {
         self.left.iter().any(|m| m.id == id) && !self.members.iter().any(|m| m.id == id)
+    }
+}
+
+/// The one line a box logs per change: `view 4 → 5: box 3 (epoch 2)
+/// silent for 310 ms; left [3/2]; joined []; members [1/1, 2/4]`.
+impl fmt::Display for ViewChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |ms: &[Member]| {
+            ms.iter()
+                .map(|m| format!("{}/{}", m.id, m.epoch))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        write!(f, "view {} → {}: ", self.from, self.number)?;
+        match &self.reason {
+            Some(r) => write!(f, "{r}")?,
+            None => f.write_str("several changes merged")?,
+        }
+        write!(
+            f,
+            "; left [{}]; joined [{}]; members [{}]",
+            list(&self.left),
+            list(&self.joined),
+            list(&self.members)
+        )
     }
 }
 

@@ -35,6 +35,7 @@
 //! This module knows nothing of packets, HTTP, heartbeats' bytes or stores.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
 use std::time::Duration;
 
 use crate::change::changes_between;
@@ -74,6 +75,24 @@ pub struct Proposal {
     pub reason: Reason,
 }
 
+impl Phase {
+    /// The phase's name in logs and status output.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Joining => "joining",
+            Phase::Member => "member",
+            Phase::Fenced => "fenced",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why this box must stop its dataplane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fence {
@@ -91,6 +110,26 @@ pub enum Fence {
         /// The newer epoch.
         epoch: u32,
     },
+}
+
+impl fmt::Display for Fence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fence::Removed {
+                view,
+                reason: Some(r),
+            } => write!(f, "view {view} removed this box ({r})"),
+            Fence::Removed { view, reason: None } => {
+                write!(f, "view {view} does not hold this box")
+            }
+            Fence::Superseded { view, epoch } => {
+                write!(
+                    f,
+                    "view {view} holds this box's epoch {epoch}, a newer incarnation"
+                )
+            }
+        }
+    }
 }
 
 /// What the box has to act on.
@@ -209,7 +248,7 @@ impl Membership {
         };
         self.suspects
             .retain(|&id, &mut (epoch, _)| view.contains(Member { id, epoch }));
-        if let Some(fence) = self.fence_for(&view) {
+        if let Some(fence) = self.fence_for(&view, &changes) {
             self.phase = Phase::Fenced;
             self.suspects.clear();
             self.events.clear();
@@ -223,16 +262,21 @@ impl Membership {
         self.view = Some(view);
     }
 
-    fn fence_for(&self, view: &View) -> Option<Fence> {
+    /// Whether `view` fences this box; `changes` are the ones that led to
+    /// it, to name the one that removed the box.
+    fn fence_for(&self, view: &View, changes: &[ViewChange]) -> Option<Fence> {
         match view.epoch_of(self.me.id) {
             Some(epoch) if epoch > self.me.epoch => Some(Fence::Superseded {
                 view: view.number,
                 epoch,
             }),
-            _ if self.phase == Phase::Member && !view.contains(self.me) => Some(Fence::Removed {
-                view: view.number,
-                reason: Reason::from_code(view.reason()),
-            }),
+            _ if self.phase == Phase::Member && !view.contains(self.me) => {
+                let removal = changes.iter().find(|c| c.left.contains(&self.me));
+                Some(Fence::Removed {
+                    view: removal.map_or(view.number, |c| c.number),
+                    reason: removal.and_then(|c| c.reason),
+                })
+            }
             _ => None,
         }
     }

@@ -112,6 +112,10 @@ fn a_box_that_missed_views_reports_each_change_in_order() {
     assert_eq!(late[0].members, vec![m(1, 1), m(2, 1), m(3, 1)]);
     assert_eq!(late[1].left, vec![m(3, 1)]);
     assert_eq!(
+        late[1].to_string(),
+        "view 5 → 6: box 3 (epoch 1) silent for 450 ms; left [3/1]; joined []; members [1/1, 2/1]"
+    );
+    assert_eq!(
         (late[1].from, late[1].number),
         (ViewNumber(5), ViewNumber(6))
     );
@@ -210,6 +214,23 @@ fn a_box_outside_the_committed_view_fences_itself_whatever_its_age() {
     c.start(m(2, 2));
     c.tick(3);
     assert_eq!(c.events[&3].len(), reported);
+}
+
+#[test]
+fn a_box_that_missed_its_removal_names_the_change_that_removed_it() {
+    let mut c = Cluster::running(&[1, 2, 3]);
+    c.judge(1, m(3, 1), 300);
+    c.start(m(4, 1));
+    c.tick(3);
+    let fence = Fence::Removed {
+        view: ViewNumber(4),
+        reason: Some(silent(m(3, 1))),
+    };
+    assert_eq!(c.fences(3), vec![Event::Fence(fence)]);
+    assert_eq!(
+        fence.to_string(),
+        "view 4 removed this box (box 3 (epoch 1) silent for 300 ms)"
+    );
 }
 
 #[test]
