@@ -351,3 +351,74 @@ fn boxes_on_two_mappings_racing_proposals_agree_on_every_view() {
         }
     }
 }
+
+const CHILD_ENV: &str = "BATON_VIEW_TEST_PROPOSER";
+
+/// A proposer process: proposes signed views over whatever it reads, until
+/// it is killed.
+fn propose_forever(path: &std::path::Path, me: u16) -> ! {
+    let c = ViewCell::new(&Segment::open_existing(path).unwrap());
+    loop {
+        let expected = match c.read() {
+            Ok(v) => v.number,
+            Err(e) => panic!("proposer {me}: {e}"),
+        };
+        let next = expected.0 + 1;
+        let _ = c.propose(me, expected, &signed_members(next, me), me as u64);
+    }
+}
+
+#[test]
+fn proposers_killed_at_any_instant_never_leave_a_torn_or_unreadable_view() {
+    if let Ok(role) = std::env::var(CHILD_ENV) {
+        let (path, me) = role.split_once(':').unwrap();
+        propose_forever(std::path::Path::new(path), me.parse().unwrap());
+    }
+    let seg = TempSeg::new("view-sigkill");
+    let c = cell(&seg);
+    let exe = std::env::current_exe().unwrap();
+    let spawn = |me: u16| {
+        std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "proposers_killed_at_any_instant_never_leave_a_torn_or_unreadable_view",
+                "--nocapture",
+            ])
+            .env(CHILD_ENV, format!("{}:{me}", seg.path().display()))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut children: Vec<_> = (1..=3u16).map(|me| (me, spawn(me))).collect();
+    let mut last = ViewNumber(0);
+    let mut kills = 0;
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    let mut tick = 0u64;
+    while std::time::Instant::now() < deadline {
+        let v = c.read().expect("the cell stays readable");
+        assert!(v.number >= last, "view numbers only grow");
+        assert!(v.number.0 == 0 || is_signed(&v), "torn view {v:?}");
+        last = v.number;
+        tick += 1;
+        if tick.is_multiple_of(2_000) {
+            // SIGKILL one proposer wherever it is (staging, between staging
+            // and CAS, or after), then start its next incarnation.
+            let (me, child) = &mut children[(tick / 2_000) as usize % 3];
+            child.kill().unwrap();
+            child.wait().unwrap();
+            *child = spawn(*me);
+            kills += 1;
+        }
+    }
+    for (_, mut child) in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let v = c.read().unwrap();
+    assert!(is_signed(&v));
+    assert!(
+        kills > 0 && v.number.0 > 100,
+        "{kills} kills, {} views",
+        v.number
+    );
+}
