@@ -60,7 +60,7 @@ pub mod reason;
 pub mod rules;
 pub mod store;
 
-pub use baton_shmem::{Member, View, ViewNumber, MAX_MEMBERS};
+pub use baton_shmem::{Member, View, ViewNumber, MAX_MEMBERS, REASON_HISTORY};
 pub use change::{changes_between, ViewChange};
 pub use driver::{propose, refresh, sync};
 pub use machine::{Event, Fence, Membership, Phase, Proposal, Verdict};
