@@ -18,6 +18,8 @@
 //!   ([`SlotAllocator`]) and writers ([`SlotWriter`]), and the reader API the
 //!   control core uses at takeover ([`Region::records`], [`Region::find`]).
 //! - [`record`]: the rkyv checkpoint record and bundle types.
+//! - [`claim`]: which box restores a dead box's slot, claimed by CAS in a
+//!   committed view ([`Region::claim`]).
 //! - [`view`]: the agreed membership view, one cell in the header changed
 //!   by compare-and-swap ([`ViewCell::read`], [`ViewCell::propose`]).
 //! - [`replication`]: authenticated UDP replication of a region to peers
@@ -49,6 +51,7 @@
 #![deny(missing_docs)]
 
 pub mod boxtable;
+pub mod claim;
 pub mod record;
 pub mod replication;
 pub mod segment;
@@ -56,6 +59,7 @@ pub mod slot;
 pub mod view;
 
 pub use boxtable::{BoxInfo, BoxState, BoxTableError, MAX_SERVICE_IPS};
+pub use claim::{Claim, ClaimError};
 pub use record::{
     AppBlock, ArchivedAppBlock, ArchivedBundle, ArchivedConnRecord, ArchivedEndpoint,
     ArchivedIpBlock, ArchivedTcpBlock, Bundle, ConnRecord, Endpoint, IpBlock, TcpBlock, Transport,
