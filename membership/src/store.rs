@@ -11,7 +11,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use baton_shmem::{InvalidProposal, ProposeError, ViewCell, ViewError, MAX_MEMBERS};
+use baton_shmem::view::check_proposal;
+use baton_shmem::{InvalidProposal, ProposeError, ViewCell, ViewError};
 
 use crate::{Member, Reason, View, ViewNumber};
 
@@ -125,7 +126,8 @@ impl ViewStore for MemoryStore {
         members: &[Member],
         reason: Reason,
     ) -> Result<View, StoreError> {
-        check(proposer, expected, members)?;
+        // The segment cell's limits, so a simulation refuses what a box would.
+        check_proposal(proposer, expected, members)?;
         let mut views = self.lock();
         let current = views.last().cloned().unwrap_or_default();
         if current.number != expected {
@@ -145,26 +147,4 @@ impl ViewStore for MemoryStore {
         views.push(view.clone());
         Ok(view)
     }
-}
-
-/// The segment cell's limits, so a simulation refuses what a box would.
-fn check(proposer: u16, expected: ViewNumber, members: &[Member]) -> Result<(), InvalidProposal> {
-    if proposer as usize >= MAX_MEMBERS {
-        return Err(InvalidProposal::Proposer(proposer));
-    }
-    if expected.next().is_none() {
-        return Err(InvalidProposal::Exhausted(expected));
-    }
-    for (i, m) in members.iter().enumerate() {
-        if m.id as usize >= MAX_MEMBERS {
-            return Err(InvalidProposal::MemberId(m.id));
-        }
-        if m.epoch == 0 {
-            return Err(InvalidProposal::ZeroEpoch(m.id));
-        }
-        if members[..i].iter().any(|o| o.id == m.id) {
-            return Err(InvalidProposal::Duplicate(m.id));
-        }
-    }
-    Ok(())
 }

@@ -433,25 +433,7 @@ impl ViewCell {
         members: &[Member],
         reason: u64,
     ) -> Result<View, ProposeError> {
-        if proposer as usize >= MAX_MEMBERS {
-            return Err(InvalidProposal::Proposer(proposer).into());
-        }
-        let number = expected
-            .next()
-            .ok_or(InvalidProposal::Exhausted(expected))?;
-        let mut epochs = [0u32; MAX_MEMBERS];
-        for m in members {
-            let slot = epochs
-                .get_mut(m.id as usize)
-                .ok_or(InvalidProposal::MemberId(m.id))?;
-            if m.epoch == 0 {
-                return Err(InvalidProposal::ZeroEpoch(m.id).into());
-            }
-            if *slot != 0 {
-                return Err(InvalidProposal::Duplicate(m.id).into());
-            }
-            *slot = m.epoch;
-        }
+        let (number, epochs) = checked(proposer, expected, members)?;
         let old = self.word(CURRENT).load(Ordering::Acquire);
         if (old >> 32) as u32 != expected.0 {
             return Err(self.conflict());
@@ -495,6 +477,45 @@ impl ViewCell {
             Err(e) => ProposeError::Unreadable(e),
         }
     }
+}
+
+/// Whether the cell can hold `members` as the view after `expected`,
+/// proposed by `proposer`: what [`ViewCell::propose`] refuses before
+/// touching the cell, for other stores that keep the same limits.
+pub fn check_proposal(
+    proposer: u16,
+    expected: ViewNumber,
+    members: &[Member],
+) -> Result<(), InvalidProposal> {
+    checked(proposer, expected, members).map(|_| ())
+}
+
+/// The proposal's number and its members as epochs by id.
+fn checked(
+    proposer: u16,
+    expected: ViewNumber,
+    members: &[Member],
+) -> Result<(ViewNumber, [u32; MAX_MEMBERS]), InvalidProposal> {
+    if proposer as usize >= MAX_MEMBERS {
+        return Err(InvalidProposal::Proposer(proposer));
+    }
+    let number = expected
+        .next()
+        .ok_or(InvalidProposal::Exhausted(expected))?;
+    let mut epochs = [0u32; MAX_MEMBERS];
+    for m in members {
+        let slot = epochs
+            .get_mut(m.id as usize)
+            .ok_or(InvalidProposal::MemberId(m.id))?;
+        if m.epoch == 0 {
+            return Err(InvalidProposal::ZeroEpoch(m.id));
+        }
+        if *slot != 0 {
+            return Err(InvalidProposal::Duplicate(m.id));
+        }
+        *slot = m.epoch;
+    }
+    Ok((number, epochs))
 }
 
 // The cell must fit in the header page, after the segment's own fields.
