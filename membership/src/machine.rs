@@ -249,6 +249,8 @@ impl Membership {
         self.suspects
             .retain(|&id, &mut (epoch, _)| view.contains(Member { id, epoch }));
         if let Some(fence) = self.fence_for(&view, &changes) {
+            // A fenced box acts on nothing more, not even changes queued
+            // before: its survivors take over what it held.
             self.phase = Phase::Fenced;
             self.suspects.clear();
             self.events.clear();
