@@ -18,6 +18,10 @@
 //!   ([`SlotAllocator`]) and writers ([`SlotWriter`]), and the reader API the
 //!   control core uses at takeover ([`Region::records`], [`Region::find`]).
 //! - [`record`]: the rkyv checkpoint record and bundle types.
+//! - [`claim`]: which box restores a dead box's slot, claimed by CAS in a
+//!   committed view ([`Region::claim`]).
+//! - [`view`]: the agreed membership view, one cell in the header changed
+//!   by compare-and-swap ([`ViewCell::read`], [`ViewCell::propose`]).
 //! - [`replication`]: authenticated UDP replication of a region to peers
 //!   that share no mapping.
 //!
@@ -47,12 +51,15 @@
 #![deny(missing_docs)]
 
 pub mod boxtable;
+pub mod claim;
 pub mod record;
 pub mod replication;
 pub mod segment;
 pub mod slot;
+pub mod view;
 
 pub use boxtable::{BoxInfo, BoxState, BoxTableError, MAX_SERVICE_IPS};
+pub use claim::{Claim, ClaimError};
 pub use record::{
     AppBlock, ArchivedAppBlock, ArchivedBundle, ArchivedConnRecord, ArchivedEndpoint,
     ArchivedTcpBlock, Bundle, ConnRecord, Endpoint, TcpBlock, Transport, UploadBlock,
@@ -65,4 +72,8 @@ pub use segment::{Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, 
 pub use slot::{
     ReadError, Records, SlotAllocator, SlotError, SlotId, SlotWriter, ValidSlot, WriteError,
     SLOT_PAYLOAD,
+};
+pub use view::{
+    InvalidProposal, Member, ProposeError, View, ViewCell, ViewError, ViewNumber, MAX_MEMBERS,
+    REASON_HISTORY,
 };

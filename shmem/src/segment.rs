@@ -1,10 +1,13 @@
 //! The segment file: a global header followed by one region per box.
 //!
 //! ```text
-//! offset 0        header (HEADER_SIZE = 4096 bytes, one page)
+//! offset 0        header (HEADER_SIZE = 4096 bytes, one page): geometry in
+//!                 the first 48 bytes, the membership view cell from byte 64
 //! offset 4096     region 0: box entry (BOX_ENTRY_SIZE) + slots_per_region × SLOT_SIZE,
 //!                 padded to a multiple of 4096
 //! ...             region 1, 2, … (index = member/box id)
+//! after regions   claims: one u64 per slot of every region (region-major),
+//!                 padded to a multiple of 4096 (see [`crate::claim`])
 //! ```
 //!
 //! Each box writes only its own region; every box reads all regions. The
@@ -31,6 +34,8 @@ pub const SLOT_SIZE: usize = 768;
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes of a region's box table entry, which precedes its slots.
 pub const BOX_ENTRY_SIZE: usize = 256;
+/// Bytes of one slot's ownership claim ([`crate::claim`]).
+pub(crate) const CLAIM_SIZE: usize = 8;
 /// Regions are padded to this alignment so each region starts on a page.
 const REGION_ALIGN: usize = 4096;
 /// New files are sized in multiples of a 2 MiB huge page.
@@ -46,6 +51,9 @@ const H_BOX_ENTRY: usize = 24;
 const H_HEADER_SIZE: usize = 28;
 const H_STRIDE: usize = 32;
 const H_TOTAL: usize = 40;
+/// Start of the membership view cell ([`crate::view`]), which fills the
+/// header page's spare bytes from the second cache line on.
+pub(crate) const H_VIEW: usize = 64;
 
 /// How many regions a segment has and how many slots each region holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +71,21 @@ impl Layout {
         raw.div_ceil(REGION_ALIGN) * REGION_ALIGN
     }
 
-    /// Bytes of the segment (header and regions).
-    pub fn segment_len(&self) -> usize {
+    /// Offset of the claims area: after the last region.
+    pub fn claims_offset(&self) -> usize {
         HEADER_SIZE + self.regions as usize * self.region_stride()
+    }
+
+    /// Bytes of the claims area: one u64 per slot of every region, padded
+    /// to a page.
+    pub fn claims_len(&self) -> usize {
+        let raw = self.regions as usize * self.slots_per_region as usize * CLAIM_SIZE;
+        raw.div_ceil(REGION_ALIGN) * REGION_ALIGN
+    }
+
+    /// Bytes of the segment (header, regions and claims).
+    pub fn segment_len(&self) -> usize {
+        self.claims_offset() + self.claims_len()
     }
 
     /// Length a new segment file is given: the segment rounded up to 2 MiB,
@@ -84,8 +104,8 @@ impl Layout {
         let len = (HEADER_SIZE as u128)
             + self.regions as u128
                 * (BOX_ENTRY_SIZE as u128
-                    + self.slots_per_region as u128 * SLOT_SIZE as u128
-                    + 4096);
+                    + self.slots_per_region as u128 * (SLOT_SIZE + CLAIM_SIZE) as u128
+                    + 2 * 4096);
         if len > (1u128 << 40) {
             return Err(SegmentError::TooLarge(*self));
         }
