@@ -29,6 +29,7 @@
 // lands, parts of the API are used by tests only.
 #![allow(dead_code, unused_imports)]
 
+pub mod error;
 pub mod fetch;
 pub mod freshness;
 pub mod lru;
@@ -40,6 +41,7 @@ pub(crate) mod testorigin;
 #[cfg(test)]
 mod tests;
 
-pub use fetch::{FetchError, FetchJob, FetchKind, FetcherPool, Origin};
+pub use error::FetchError;
+pub use fetch::{FetchJob, FetchKind, FetchReport, FetcherPool, Origin, UploadMethod, UploadRequest};
 pub use object::{Body, FetchProgress, Notifier, Object, ObjectId, ObjectMeta, Read, Waker};
 pub use store::{Cache, CacheSettings, CacheStats, Lookup};

@@ -18,7 +18,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 
-use super::fetch::FetchError;
+use super::error::FetchError;
 
 /// Identifies one object (one fill) for the life of the process; a refetch
 /// of the same URL is a new object with a new id.

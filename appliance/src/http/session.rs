@@ -35,8 +35,8 @@ use super::context::{bump, WorkerContext};
 use baton_http::{Decision, Preconditions, Validators};
 use super::request::{self, Method, ParseError, Parsed, Request, RequestBody};
 use super::response::{self, ContentRange, ObjectHead};
-use super::upload::{SpoolFile, UploadRequest, UploadState};
-use crate::cache::{Object, ObjectId, ObjectMeta, Read};
+use super::upload::{SpoolFile, UploadState};
+use crate::cache::{Object, ObjectId, ObjectMeta, Read, UploadMethod, UploadRequest};
 
 /// Most parsed requests waiting for their turn; further input stays
 /// unparsed (and [`HttpSession::wants_input`] turns false) until earlier
@@ -1014,7 +1014,11 @@ impl HttpSession {
         let object = self.ctx.cache.upload(
             &a.req.url,
             UploadRequest {
-                method: a.req.method,
+                method: if a.req.method == Method::Put {
+                    UploadMethod::Put
+                } else {
+                    UploadMethod::Post
+                },
                 body: path,
                 length: u.state.content_length,
                 content_type: u.state.content_type.clone(),

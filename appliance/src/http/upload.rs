@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::request::Method;
 
 /// An upload as a checkpoint records it (see [`baton_shmem::UploadBlock`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,19 +194,6 @@ impl SpoolFile {
     pub fn remove(self) {
         let _ = fs::remove_file(&self.path);
     }
-}
-
-/// What a fetcher needs to send an upload to the origin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadRequest {
-    /// POST or PUT.
-    pub method: Method,
-    /// The spool file with the whole body.
-    pub body: PathBuf,
-    /// Its length.
-    pub length: u64,
-    /// `Content-Type`, if the client sent one.
-    pub content_type: Option<String>,
 }
 
 #[cfg(test)]
