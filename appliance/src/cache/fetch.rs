@@ -168,7 +168,9 @@ impl Origin {
 /// The fetcher threads.
 #[derive(Debug)]
 pub struct FetcherPool {
-    threads: Vec<JoinHandle<()>>,
+    // Never joined: the fetchers end when the cache (their job queue's
+    // sender) is dropped, or with the process.
+    _threads: Vec<JoinHandle<()>>,
 }
 
 impl FetcherPool {
@@ -195,14 +197,7 @@ impl FetcherPool {
                     })?,
             );
         }
-        Ok(FetcherPool { threads })
-    }
-
-    /// Waits for every fetcher to stop (after the cache is dropped).
-    pub fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
+        Ok(FetcherPool { _threads: threads })
     }
 }
 

@@ -25,10 +25,6 @@
 //! `crate::http` decide what to send. It takes `now: Instant` as an argument
 //! wherever freshness is judged, so it is tested without waiting.
 
-// The worker glue that calls into this module is the integrator's; until it
-// lands, parts of the API are used by tests only.
-#![allow(dead_code, unused_imports)]
-
 pub mod error;
 pub mod fetch;
 pub mod freshness;
@@ -41,7 +37,6 @@ pub(crate) mod testorigin;
 #[cfg(test)]
 mod tests;
 
-pub use error::FetchError;
-pub use fetch::{FetchJob, FetchKind, FetchReport, FetcherPool, Origin, UploadMethod, UploadRequest};
-pub use object::{Body, FetchProgress, Notifier, Object, ObjectId, ObjectMeta, Read, Waker};
-pub use store::{Cache, CacheSettings, CacheStats, Lookup};
+pub use fetch::{Origin, UploadMethod, UploadRequest};
+pub use object::{FetchProgress, Notifier, Object, ObjectId, ObjectMeta, Read, Waker};
+pub use store::{Cache, CacheSettings};

@@ -54,13 +54,6 @@ pub struct ObjectMeta {
     pub storable: bool,
 }
 
-impl ObjectMeta {
-    /// Bytes this object's body will hold when complete, if known.
-    pub fn body_len(&self) -> Option<u64> {
-        self.length.map(|l| l.saturating_sub(self.base))
-    }
-}
-
 /// The body of a completed object: immutable chunks with their offsets.
 #[derive(Debug, Default)]
 pub struct Body {
@@ -174,11 +167,6 @@ impl Notifier {
         Notifier { worker, tx, waker }
     }
 
-    /// The worker this notifier belongs to.
-    pub fn worker(&self) -> usize {
-        self.worker
-    }
-
     fn notify(&self, object: ObjectId) {
         // A worker that has gone away (receiver dropped) simply gets nothing.
         if self.tx.send(FetchProgress { object }).is_ok() {
@@ -264,6 +252,7 @@ impl Object {
     }
 
     /// True once complete or failed.
+    #[cfg(test)]
     pub fn is_finished(&self) -> bool {
         self.done.get().is_some() || self.lock().end != End::Open
     }
@@ -276,6 +265,7 @@ impl Object {
 
     /// Subscribes `who` to this object's changes unless it is finished;
     /// returns false when finished (nothing more will happen).
+    #[cfg(test)]
     pub fn subscribe(&self, who: &Arc<Notifier>) -> bool {
         if self.done.get().is_some() {
             return false;

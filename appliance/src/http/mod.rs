@@ -18,12 +18,9 @@
 //! the origin's answer is passed back, never cached. Other methods get 405
 //! with `Allow: GET, HEAD, POST, PUT`.
 
-// The worker glue that calls into this module is the integrator's; until it
-// lands, parts of the API are used by tests only.
-#![allow(dead_code, unused_imports)]
-
 pub mod checkpoint;
 pub mod context;
+pub mod counters;
 pub mod request;
 pub mod response;
 pub mod session;
@@ -33,9 +30,6 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use baton_http::{conditional, range};
-pub use checkpoint::{NotResumable, ResponseCheckpoint};
-pub use context::{HttpCounters, HttpStats, HttpWorkers, WorkerContext};
-pub use request::{Limits, Method};
-pub use session::{Close, HttpSession};
-pub use worker::{HttpWorker, Transport};
+pub use checkpoint::ResponseCheckpoint;
+pub use context::HttpWorkers;
+pub use request::Limits;

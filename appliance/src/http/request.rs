@@ -76,17 +76,6 @@ impl Method {
         }
     }
 
-    /// The method's token on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Other => "OTHER",
-        }
-    }
-
     /// Whether the request carries a body the box passes to the origin.
     pub fn is_upload(self) -> bool {
         matches!(self, Method::Post | Method::Put)

@@ -26,17 +26,18 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::checkpoint::{NotResumable, ResponseCheckpoint};
-use super::context::{bump, WorkerContext};
-use baton_http::{Decision, Preconditions, Validators};
-use super::request::{self, Method, ParseError, Parsed, Request, RequestBody};
+use super::context::WorkerContext;
+use super::counters::bump;
+use super::request::{self, Method, Parsed, Request, RequestBody};
 use super::response::{self, ContentRange, ObjectHead};
 use super::upload::{SpoolFile, UploadState};
 use crate::cache::{Object, ObjectId, ObjectMeta, Read, UploadMethod, UploadRequest};
+use baton_http::{Decision, Preconditions, Validators};
 
 /// Most parsed requests waiting for their turn; further input stays
 /// unparsed (and [`HttpSession::wants_input`] turns false) until earlier
@@ -211,12 +212,6 @@ impl Drop for HttpSession {
     }
 }
 
-fn now_date() -> String {
-    // Wall time only for answers the box makes up itself; object heads
-    // carry the origin's Date (see `response`).
-    httpdate::fmt_http_date(SystemTime::now())
-}
-
 /// A response decided for a request and an object.
 struct Planned {
     status: u16,
@@ -328,7 +323,18 @@ fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u
 }
 
 impl HttpSession {
-    /// A session for a new connection (use [`WorkerContext::accept`] to
+    /// A session for a new connection, or — at the connection cap — the
+    /// 503 answer to send before closing it (RFC 9110 §15.6.4).
+    pub fn accept(ctx: &Arc<WorkerContext>, now: Instant) -> Result<HttpSession, Bytes> {
+        if ctx.sessions() >= ctx.max_sessions {
+            bump(&ctx.counters.refused_connections);
+            ctx.counters.status(503);
+            return Err(response::generated(503, false, 1, &ctx.http_date(now)));
+        }
+        Ok(HttpSession::new(Arc::clone(ctx), now))
+    }
+
+    /// A session for a new connection (use [`HttpSession::accept`] to
     /// honour the connection cap).
     pub fn new(ctx: Arc<WorkerContext>, now: Instant) -> HttpSession {
         ctx.live.fetch_add(1, Ordering::Relaxed);
@@ -355,6 +361,7 @@ impl HttpSession {
     }
 
     /// Bytes from the client whose first byte has TCP sequence number `seq`.
+    #[cfg(test)]
     pub fn on_bytes_at(&mut self, data: &[u8], seq: Option<u32>, now: Instant) {
         self.set_input_seq(seq);
         self.on_bytes(data, now);
@@ -615,16 +622,13 @@ impl HttpSession {
     /// The application block for this connection's next checkpoint write
     /// (`None`: nothing a survivor could resume; write the record without
     /// one).
+    #[cfg(test)]
     pub fn app_block(&self) -> Option<baton_shmem::AppBlock<'_>> {
         self.checkpoint.as_ref()?.to_app_block(self.body_sent)
     }
 
-    /// Body bytes of the current response handed out so far.
-    pub fn body_sent(&self) -> u64 {
-        self.body_sent
-    }
-
     /// Requests answered on this connection.
+    #[cfg(test)]
     pub fn request_count(&self) -> u32 {
         self.request_count
     }
@@ -802,11 +806,7 @@ impl HttpSession {
                 }
                 Err(e) => {
                     tracing::debug!("request refused: {e}");
-                    self.queue.push_back(Pending::Reject(match e {
-                        ParseError::LineTooLong => 414,
-                        ParseError::HeadersTooLarge => 431,
-                        ParseError::Malformed => 400,
-                    }));
+                    self.queue.push_back(Pending::Reject(e.status()));
                     self.stop_reading();
                 }
             }
@@ -904,7 +904,7 @@ impl HttpSession {
                 self.active = Some(self.start(next, now));
                 self.publish_upload();
             }
-            if let Some(out) = self.upload_step(capacity) {
+            if let Some(out) = self.upload_step(capacity, now) {
                 match out {
                     Some(bytes) => return Some(bytes),
                     None => {
@@ -916,7 +916,7 @@ impl HttpSession {
             let index = self.request_count.saturating_add(1);
             let mut refused = None;
             let step = match self.active.as_mut() {
-                Some(a) => step(a, &self.ctx, capacity, index, &mut refused),
+                Some(a) => step(a, &self.ctx, capacity, index, &mut refused, now),
                 None => continue,
             };
             if let Some(why) = refused {
@@ -967,7 +967,7 @@ impl HttpSession {
 
     /// The upload part of `poll_send`: `None` when the active response is
     /// past it; `Some(None)` to wait; `Some(Some(bytes))` to send.
-    fn upload_step(&mut self, capacity: usize) -> Option<Option<Bytes>> {
+    fn upload_step(&mut self, capacity: usize, now: Instant) -> Option<Option<Bytes>> {
         let a = self.active.as_mut()?;
         let Stage::AwaitBody { interim } = &mut a.stage else {
             return None;
@@ -985,7 +985,7 @@ impl HttpSession {
         let Some(u) = self.upload.as_mut() else {
             // Cannot happen: an upload request always has its upload.
             a.stage = Stage::Head {
-                head: response::generated(500, false, a.req.minor, &now_date()),
+                head: response::generated(500, false, a.req.minor, &self.ctx.http_date(now)),
                 pos: 0,
                 body: None,
             };
@@ -1065,9 +1065,8 @@ impl HttpSession {
         persistent: bool,
         now: Instant,
     ) -> Active {
-        let _ = now;
         self.ctx.counters.status(status);
-        let head = response::generated(status, persistent, req.minor, &now_date());
+        let head = response::generated(status, persistent, req.minor, &self.ctx.http_date(now));
         Active {
             req: Request { persistent, ..req },
             stage: Stage::Head {
@@ -1127,6 +1126,7 @@ fn step(
     capacity: usize,
     request_index: u32,
     refused: &mut Option<NotResumable>,
+    now: Instant,
 ) -> Step {
     loop {
         match &mut a.stage {
@@ -1149,7 +1149,7 @@ fn step(
                             status,
                             a.req.persistent,
                             a.req.minor,
-                            &now_date(),
+                            &ctx.http_date(now),
                         ),
                         pos: 0,
                         body: None,

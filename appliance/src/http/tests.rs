@@ -8,9 +8,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use super::context::WorkerContext;
+use super::request::Method;
+use super::session::{Close, HttpSession};
+use super::worker::{HttpWorker, Transport};
 use super::*;
+use crate::cache::fetch::FetcherPool;
 use crate::cache::testorigin::{pattern, Behaviour, TestOrigin, LAST_MODIFIED};
-use crate::cache::{Cache, CacheSettings, FetchProgress, FetcherPool, Notifier, Origin, Waker};
+use crate::cache::{Cache, CacheSettings, FetchProgress, Notifier, Origin, Waker};
 
 struct NoWake;
 impl Waker for NoWake {
@@ -455,11 +460,14 @@ fn connection_cap_answers_503() {
     let (tx, _rx) = crossbeam_channel::unbounded();
     let n = Arc::new(Notifier::new(0, tx, Arc::new(NoWake)));
     let ctx = WorkerContext::new(Arc::clone(&h.cache), n, Limits::default(), 1);
-    let first = ctx.accept(Instant::now()).expect("under the cap");
-    let refused = ctx.accept(Instant::now()).expect_err("at the cap");
+    let first = HttpSession::accept(&ctx, Instant::now()).expect("under the cap");
+    let refused = HttpSession::accept(&ctx, Instant::now()).expect_err("at the cap");
     assert!(refused.starts_with(b"HTTP/1.1 503 "));
     drop(first);
-    assert!(ctx.accept(Instant::now()).is_ok(), "a slot came free");
+    assert!(
+        HttpSession::accept(&ctx, Instant::now()).is_ok(),
+        "a slot came free"
+    );
 }
 
 // ---- ranges and conditionals ----

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-
 /// An upload as a checkpoint records it (see [`baton_shmem::UploadBlock`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadState {
@@ -176,13 +175,9 @@ impl SpoolFile {
     }
 
     /// Bytes in the file.
+    #[cfg(test)]
     pub fn len(&self) -> u64 {
         self.len
-    }
-
-    /// True when nothing was written yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Where the body is, for the fetcher that sends it to the origin.

@@ -9,38 +9,19 @@
 //! `Transport` over the dataplane's `Ctx`, and forwards `App` callbacks to
 //! the `on_*` methods here) and over kernel sockets in the tests.
 //!
-//! The glue over the dataplane, in outline (`Ctx` is the dataplane's
-//! per-callback view; `CtxTransport` wraps it and a place to write
-//! checkpoints):
+//! The glue over the dataplane is `crate::serve::CacheApp`: one per
+//! worker, it holds an `HttpWorker<ConnId>`, implements [`Transport`] over
+//! the dataplane's per-callback `Ctx` (checkpoints go to the segment), and
+//! forwards the dataplane's `App` callbacks to the `on_*` methods here
+//! (`on_ready` with the restored record's [`ResponseCheckpoint`] and the
+//! client's acknowledged sequence number); its periodic checkpoints read
+//! [`HttpSession::checkpoint`] through [`HttpWorker::session`]. The
+//! fetchers wake the worker through the `Waker` given to
+//! [`HttpWorker::with_spool`] (the dataplane's `worker::Waker` implements
+//! [`crate::cache::Waker`]).
 //!
-//! ```text
-//! impl Transport for CtxTransport<'_, '_> {
-//!     type Conn = ConnId;
-//!     fn recv(&mut self, c, buf)      { self.ctx.recv(c, buf).unwrap_or(0) }
-//!     fn send_capacity(&self, c)      { self.ctx.send_capacity(c) }
-//!     fn send(&mut self, c, data)     { self.ctx.send(c, data).ok().map(|s| s.0) }
-//!     fn close(&mut self, c)          { self.ctx.close(c) }
-//!     fn abort(&mut self, c)          { self.ctx.abort(c) }
-//!     fn checkpoint(&mut self, c, cp) { /* write cp.to_app_block(0) with c's record */ }
-//! }
-//! impl App for HttpApp {   // one per worker, holding an HttpWorker<ConnId>
-//!     fn on_accept(&mut self, c, ctx)      { self.http.on_accept(c, &mut CtxTransport(ctx), ctx.now()) }
-//!     fn on_readable(&mut self, c, ctx)    { self.http.on_readable(c, &mut CtxTransport(ctx), ctx.now()) }
-//!     fn on_writable(&mut self, c, ctx)    { self.http.on_writable(c, &mut CtxTransport(ctx), ctx.now()) }
-//!     fn on_peer_closed(&mut self, c, ctx) { self.http.on_peer_closed(c, &mut CtxTransport(ctx), ctx.now()) }
-//!     fn on_closed(&mut self, c, _, _)     { self.http.on_closed(c) }
-//!     fn on_ready(&mut self, c, snd_una, _, ctx) {
-//!         // cp: ResponseCheckpoint::from_app_block of the restored record
-//!         self.http.on_ready(c, cp.as_ref(), snd_una.0, &mut CtxTransport(ctx), ctx.now())
-//!     }
-//!     fn poll(&mut self, ctx)              { self.http.poll(&mut CtxTransport(ctx), ctx.now()) }
-//! }
-//! ```
-//!
-//! Periodic checkpoints (by throughput, issue 6 item 1) take the block from
-//! `http.session(c)?.app_block()`. The fetchers wake the worker through
-//! the `Waker` given to [`HttpWorker::new`] (the dataplane's
-//! `worker::Waker` implements [`crate::cache::Waker`]).
+//! This module knows nothing of the dataplane or the segment: only
+//! [`Transport`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -113,6 +94,7 @@ pub struct HttpWorker<C> {
 
 impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     /// The driver for worker `worker`; fetchers wake it through `waker`.
+    #[cfg(test)]
     pub fn new(
         cache: Arc<Cache>,
         worker: usize,
@@ -158,11 +140,6 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         &self.ctx
     }
 
-    /// Sessions alive.
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
     /// The session of `conn`, e.g. to read its checkpoint for a periodic
     /// checkpoint write.
     pub fn session(&self, conn: C) -> Option<&HttpSession> {
@@ -171,7 +148,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
 
     /// A client connected.
     pub fn on_accept<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
-        match self.ctx.accept(now) {
+        match HttpSession::accept(&self.ctx, now) {
             Ok(mut session) => {
                 session.set_conn_name(t.conn_name(conn));
                 session.set_input_seq(t.recv_seq(conn));
