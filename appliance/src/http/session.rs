@@ -28,6 +28,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use baton_dataplane::tcp::SeqNum;
 use bytes::Bytes;
 
 use super::checkpoint::{NotResumable, ResponseCheckpoint};
@@ -143,7 +144,7 @@ impl Upload {
 
     fn checkpoint(&self) -> ResponseCheckpoint {
         ResponseCheckpoint {
-            object_start_seq: 0,
+            object_start_seq: SeqNum(0),
             status: 0,
             method: self.method,
             minor: self.minor,
@@ -199,7 +200,7 @@ pub struct HttpSession {
     /// The client's sequence number after the last byte given to the
     /// session (`None` over transports without sequence numbers: then an
     /// upload has no checkpoint).
-    input_end_seq: Option<u32>,
+    input_end_seq: Option<SeqNum>,
     /// Names this connection's spool file (the same on a survivor).
     conn_name: Option<String>,
     /// The upload's state changed: the worker should checkpoint now.
@@ -306,7 +307,7 @@ fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u
         }),
         persistent,
         cp: ResponseCheckpoint {
-            object_start_seq: 0,
+            object_start_seq: SeqNum(0),
             status,
             method: req.method,
             minor: req.minor,
@@ -362,7 +363,7 @@ impl HttpSession {
 
     /// Bytes from the client whose first byte has TCP sequence number `seq`.
     #[cfg(test)]
-    pub fn on_bytes_at(&mut self, data: &[u8], seq: Option<u32>, now: Instant) {
+    pub fn on_bytes_at(&mut self, data: &[u8], seq: Option<SeqNum>, now: Instant) {
         self.set_input_seq(seq);
         self.on_bytes(data, now);
     }
@@ -371,7 +372,7 @@ impl HttpSession {
     /// when the connection starts here: an upload's checkpoint records
     /// where its body sits in the client's byte stream). Kept if already
     /// known (a resumed upload knows its own).
-    pub fn set_input_seq(&mut self, seq: Option<u32>) {
+    pub fn set_input_seq(&mut self, seq: Option<SeqNum>) {
         if seq.is_some() || self.upload.is_none() {
             self.input_end_seq = seq;
         }
@@ -394,7 +395,7 @@ impl HttpSession {
     pub fn resume(
         ctx: Arc<WorkerContext>,
         cp: &ResponseCheckpoint,
-        acked_seq: u32,
+        acked_seq: SeqNum,
         conn_name: Option<String>,
         now: Instant,
     ) -> HttpSession {
@@ -408,7 +409,7 @@ impl HttpSession {
         }
         // Sequence numbers wrap (RFC 9293 §3.4): the signed 32-bit
         // difference is the distance.
-        let delta = i64::from(acked_seq.wrapping_sub(cp.object_start_seq) as i32);
+        let delta = i64::from(acked_seq - cp.object_start_seq);
         let req = Request {
             range: cp.range.map(|(a, b)| format!("bytes={a}-{b}")),
             ..Request::bare(cp.method, cp.minor, cp.url.clone(), cp.persistent)
@@ -693,9 +694,7 @@ impl HttpSession {
     pub fn on_bytes(&mut self, data: &[u8], now: Instant) {
         // Counted here, so the transport is asked for a sequence number
         // once per connection, not per read.
-        self.input_end_seq = self
-            .input_end_seq
-            .map(|s| s.wrapping_add(data.len() as u32));
+        self.input_end_seq = self.input_end_seq.map(|s| s + data.len() as u32);
         self.last_activity = now;
         if !self.reading {
             // After a close decision further input is not processed
@@ -838,12 +837,10 @@ impl HttpSession {
         };
         bump(&self.ctx.counters.uploads);
         let ahead = self.queue.len() + usize::from(self.active.is_some());
-        let body_start_seq = self
-            .input_end_seq
-            .map(|end| end.wrapping_sub(self.inbuf.len() as u32));
+        let body_start_seq = self.input_end_seq.map(|end| end - self.inbuf.len() as u32);
         self.upload = Some(Upload {
             state: UploadState {
-                body_start_seq: body_start_seq.unwrap_or(0),
+                body_start_seq: body_start_seq.unwrap_or_default(),
                 content_length: length,
                 received: 0,
                 forwarded: false,
@@ -1046,13 +1043,13 @@ impl HttpSession {
     /// queued at TCP sequence `first_seq`. Returns the new checkpoint when
     /// they were the start of a response head (the first body byte's
     /// sequence is known from then on, even before any body byte exists).
-    pub fn on_sent(&mut self, first_seq: u32) -> Option<ResponseCheckpoint> {
+    pub fn on_sent(&mut self, first_seq: SeqNum) -> Option<ResponseCheckpoint> {
         let last = std::mem::replace(&mut self.last_out, LastOut::Nothing);
         let LastOut::Head { pos, len } = last else {
             return None;
         };
         let mut cp = self.active.as_mut()?.cp.take()?;
-        cp.object_start_seq = first_seq.wrapping_add((len - pos) as u32);
+        cp.object_start_seq = first_seq + (len - pos) as u32;
         self.checkpoint = Some(cp.clone());
         Some(cp)
     }

@@ -16,6 +16,7 @@ use super::*;
 use crate::cache::fetch::FetcherPool;
 use crate::cache::testorigin::{pattern, Behaviour, TestOrigin, LAST_MODIFIED};
 use crate::cache::{Cache, CacheSettings, FetchProgress, Notifier, Origin, Waker};
+use baton_dataplane::tcp::SeqNum;
 
 struct NoWake;
 impl Waker for NoWake {
@@ -112,7 +113,8 @@ impl Conn {
     }
 
     fn send_bytes(&mut self, b: &[u8]) {
-        self.s.on_bytes_at(b, Some(self.client_seq), Instant::now());
+        self.s
+            .on_bytes_at(b, Some(SeqNum(self.client_seq)), Instant::now());
         self.client_seq = self.client_seq.wrapping_add(b.len() as u32);
         self.commit();
     }
@@ -134,7 +136,7 @@ impl Conn {
         loop {
             while let Some(b) = self.s.poll_send(cap, Instant::now()) {
                 assert!(!b.is_empty() && b.len() <= cap);
-                if let Some(cp) = self.s.on_sent(self.seq) {
+                if let Some(cp) = self.s.on_sent(SeqNum(self.seq)) {
                     self.cps.push(cp);
                 }
                 self.seq = self.seq.wrapping_add(b.len() as u32);
@@ -703,7 +705,7 @@ fn checkpoint_names_the_sequence_of_the_first_body_byte_across_wraparound() {
     let head_len = c.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(
         cp.object_start_seq,
-        (u32::MAX - 50).wrapping_add(head_len as u32)
+        SeqNum((u32::MAX - 50).wrapping_add(head_len as u32))
     );
     assert_eq!(
         (cp.status, cp.url.as_str(), cp.etag.as_deref()),
@@ -728,7 +730,7 @@ fn checkpoint_is_stamped_even_when_the_head_goes_out_in_pieces() {
     }
     c.run();
     let head_len = c.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert_eq!(c.cps[0].object_start_seq, 1000 + head_len as u32);
+    assert_eq!(c.cps[0].object_start_seq, SeqNum(1000 + head_len as u32));
     assert_eq!(c.cps[0].range, Some((10, 19)));
     assert!(c.out[head_len..] == pattern(1000)[10..20], "bytes differ");
 }
@@ -751,7 +753,7 @@ fn rest_from(c: &Conn, acked_seq: u32) -> Vec<u8> {
 fn resumed(h: &Harness, cp: &ResponseCheckpoint, acked: u32) -> Conn {
     let (ctx, rx) = h.worker(Limits::default());
     let mut c = Conn::new(
-        HttpSession::resume(ctx, cp, acked, None, Instant::now()),
+        HttpSession::resume(ctx, cp, SeqNum(acked), None, Instant::now()),
         rx,
     );
     c.run();
@@ -763,7 +765,7 @@ fn resume_from_cache_continues_at_the_acknowledged_byte() {
     let h = Harness::new();
     h.origin.put("/big", pattern(300_000), Behaviour::Serve);
     let (first, cp) = first_response(&h, &get("/big"));
-    let acked = cp.object_start_seq.wrapping_add(123_457);
+    let acked = cp.object_start_seq.0.wrapping_add(123_457);
     let r = resumed(&h, &cp, acked);
     assert!(r.out == rest_from(&first, acked), "bytes differ");
     assert!(r.out[..] == pattern(300_000)[123_457..], "bytes differ");
@@ -785,7 +787,7 @@ fn resume_with_the_head_partly_unacknowledged_resends_its_tail() {
     let h = Harness::new();
     h.origin.put("/big", pattern(5000), Behaviour::Serve);
     let (first, cp) = first_response(&h, &get_with("/big", "Range: bytes=100-"));
-    let acked = cp.object_start_seq.wrapping_sub(20);
+    let acked = cp.object_start_seq.0.wrapping_sub(20);
     let r = resumed(&h, &cp, acked);
     assert!(r.out == rest_from(&first, acked), "bytes differ");
 }
@@ -796,7 +798,7 @@ fn resume_without_the_object_fetches_the_rest_with_range_and_if_range() {
     h.origin.put("/big", pattern(300_000), Behaviour::Serve);
     let (first, cp) = first_response(&h, &get("/big"));
     assert!(h.cache.purge("/big"), "the survivor lacks the object");
-    let acked = cp.object_start_seq.wrapping_add(200_000);
+    let acked = cp.object_start_seq.0.wrapping_add(200_000);
     let r = resumed(&h, &cp, acked);
     assert!(r.out == rest_from(&first, acked), "bytes differ");
     let reqs = h.origin.requests();
@@ -812,7 +814,7 @@ fn resume_of_a_changed_object_is_refused_with_a_reset() {
     let (_first, cp) = first_response(&h, &get("/big"));
     h.cache.purge("/big");
     h.origin.set_etag("/big", "\"v2\"");
-    let r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(1000));
+    let r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(1000));
     assert!(r.out.is_empty(), "not one byte of the new version");
     assert_eq!(r.s.should_close(), Some(Close::Reset));
 }
@@ -822,7 +824,7 @@ fn resume_after_the_whole_response_was_acknowledged_is_an_idle_connection() {
     let h = Harness::new();
     h.origin.put("/a", pattern(100), Behaviour::Serve);
     let (_first, cp) = first_response(&h, &get_with("/a", "Range: bytes=0-49"));
-    let mut r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(50));
+    let mut r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(50));
     assert!(r.out.is_empty());
     assert_eq!(r.s.should_close(), None);
     r.send(&get("/a"));
@@ -839,7 +841,7 @@ fn resume_acknowledged_beyond_the_response_is_refused() {
     h.origin.put("/a", pattern(100), Behaviour::Serve);
     let (_first, cp) = first_response(&h, &get_with("/a", "Range: bytes=0-49"));
     // 60 bytes acknowledged of a 50-byte body: a later response existed.
-    let r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(60));
+    let r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(60));
     assert!(r.out.is_empty());
     assert_eq!(r.s.should_close(), Some(Close::Reset));
 }
@@ -851,7 +853,7 @@ fn resume_through_the_segment_block_gives_the_same_bytes() {
     let (first, cp) = first_response(&h, &get_with("/big", "Range: bytes=1000-60000"));
     let block = cp.to_app_block(0).expect("a 206 is rebuildable");
     let back = ResponseCheckpoint::from_app_block(&block);
-    let acked = cp.object_start_seq.wrapping_add(777);
+    let acked = cp.object_start_seq.0.wrapping_add(777);
     let r = resumed(&h, &back, acked);
     assert!(r.out == rest_from(&first, acked), "bytes differ");
 }
@@ -878,7 +880,7 @@ proptest::proptest! {
             let mut guard = 0;
             while let Some(b) = s.poll_send(cap, Instant::now()) {
                 proptest::prop_assert!(b.len() <= cap);
-                s.on_sent(guard);
+                s.on_sent(SeqNum(guard));
                 guard += 1;
                 proptest::prop_assert!(guard < 100_000);
             }
@@ -904,9 +906,9 @@ proptest::proptest! {
         // A new upload fed arbitrary body bytes (and whatever follows).
         let (ctx, _rx) = worker_for(&cache, small_limits());
         let mut s = HttpSession::new(Arc::clone(&ctx), Instant::now());
-        s.on_bytes_at(format!("PUT /p HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes(), Some(seq), Instant::now());
+        s.on_bytes_at(format!("PUT /p HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes(), Some(SeqNum(seq)), Instant::now());
         for c in &chunks {
-            s.on_bytes_at(c, Some(seq), Instant::now());
+            s.on_bytes_at(c, Some(SeqNum(seq)), Instant::now());
             let _ = s.take_commit_due();
             while s.poll_send(1000, Instant::now()).is_some() {}
             let _ = s.take_commit_due();
@@ -923,16 +925,16 @@ proptest::proptest! {
             Method::from_code(method),
             "/p",
             crate::http::upload::UploadState {
-                body_start_seq: seq,
+                body_start_seq: SeqNum(seq),
                 content_length: received.max(len),
                 received: received.min(len),
                 forwarded,
                 content_type: None,
             },
         );
-        let mut r = HttpSession::resume(ctx, &cp, seq, Some(name.clone()), Instant::now());
+        let mut r = HttpSession::resume(ctx, &cp, SeqNum(seq), Some(name.clone()), Instant::now());
         for c in &chunks {
-            r.on_bytes_at(c, Some(seq), Instant::now());
+            r.on_bytes_at(c, Some(SeqNum(seq)), Instant::now());
             let _ = r.take_commit_due();
             while r.poll_send(1000, Instant::now()).is_some() {}
         }
@@ -1478,9 +1480,9 @@ fn nginx_as_origin_fills_the_cache_and_a_resume_uses_range_with_if_range() {
     // A survivor without the object: nginx answers the Range + If-Range.
     assert!(cache.purge("/1M.bin"));
     let (ctx, rx) = worker_for(&cache, Limits::default());
-    let acked = cp.object_start_seq.wrapping_add(654_321);
+    let acked = cp.object_start_seq.0.wrapping_add(654_321);
     let mut r = Conn::new(
-        HttpSession::resume(ctx, &cp, acked, None, Instant::now()),
+        HttpSession::resume(ctx, &cp, SeqNum(acked), None, Instant::now()),
         rx,
     );
     r.run();
@@ -1528,9 +1530,9 @@ fn app_block_carries_the_body_bytes_sent_so_far() {
         c.s.poll_send(100_000, Instant::now())
             .expect("head of a hit");
     assert!(head.ends_with(b"\r\n\r\n"));
-    c.s.on_sent(500);
+    c.s.on_sent(SeqNum(500));
     let body = c.s.poll_send(1000, Instant::now()).expect("body");
-    c.s.on_sent(500 + head.len() as u32);
+    c.s.on_sent(SeqNum(500 + head.len() as u32));
     assert_eq!(body.len(), 1000);
     let b = c.s.app_block().expect("a 200 is rebuildable");
     assert_eq!((b.bytes_sent, b.name), (1000, "/a"));
@@ -1556,7 +1558,7 @@ fn one_session_answers_twenty_thousand_pipelined_hits() {
     for i in 0..n {
         c.s.on_bytes(req.as_bytes(), t);
         while let Some(b) = c.s.poll_send(1 << 20, t) {
-            c.s.on_sent(i);
+            c.s.on_sent(SeqNum(i));
             bytes += b.len();
         }
     }
@@ -1628,7 +1630,7 @@ fn worker_on_ready_resumes_a_restored_connection_through_its_transport() {
         10,
     );
     let mut t = Recorder::default();
-    let acked = cp.object_start_seq.wrapping_add(150_000);
+    let acked = cp.object_start_seq.0.wrapping_add(150_000);
     w.on_ready(7, Some(&cp), acked, &mut t, Instant::now());
     assert!(t.sent == rest_from(&first, acked), "bytes differ");
     let s = w.session(7).expect("kept");
@@ -1646,7 +1648,7 @@ fn resume_of_a_whole_object_the_client_already_holds_is_an_idle_connection_even_
     h.origin.put("/big", pattern(300_000), Behaviour::Serve);
     let (_first, cp) = first_response(&h, &get("/big"));
     assert!(h.cache.purge("/big"), "the survivor lacks the object");
-    let mut r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(300_000));
+    let mut r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(300_000));
     assert!(r.out.is_empty(), "no byte is sent again");
     assert_eq!(r.s.should_close(), None, "no reset: the client has it all");
     r.send(&get("/big"));
@@ -1672,7 +1674,7 @@ fn upload_checkpoint(
     state: crate::http::upload::UploadState,
 ) -> ResponseCheckpoint {
     ResponseCheckpoint {
-        object_start_seq: 0,
+        object_start_seq: SeqNum(0),
         status: 0,
         method,
         minor: 1,
@@ -1735,11 +1737,11 @@ fn an_upload_reaches_the_origin_whole_and_its_answer_comes_back() {
     assert_eq!((last.received, last.forwarded), (100_000, true));
     assert_eq!(
         last.body_start_seq,
-        CLIENT_ISN.wrapping_add(1 + head.len() as u32)
+        SeqNum(CLIENT_ISN.wrapping_add(1 + head.len() as u32))
     );
     assert_eq!(
         last.covered_seq(),
-        CLIENT_ISN.wrapping_add(1 + (head.len() + body.len()) as u32),
+        SeqNum(CLIENT_ISN.wrapping_add(1 + (head.len() + body.len()) as u32)),
         "the checkpoint covers head and body"
     );
     assert!(!spooled(&name), "the spool file is removed once answered");
@@ -1768,12 +1770,12 @@ fn an_upload_taken_over_mid_body_is_finished_by_the_survivor() {
     let s = HttpSession::resume(
         Arc::clone(&ctx),
         &cp,
-        1000,
+        SeqNum(1000),
         Some(name.clone()),
         Instant::now(),
     );
     let mut r = Conn::new(s, rx);
-    r.client_seq = cp.upload.as_ref().unwrap().covered_seq();
+    r.client_seq = cp.upload.as_ref().unwrap().covered_seq().0;
     r.drain(64 * 1024);
     r.send_bytes(&body[20_000..]);
     r.run();
@@ -1804,7 +1806,7 @@ fn a_post_the_origin_may_have_is_not_sent_again_after_a_takeover_but_a_put_is() 
             },
             &format!("/{method}"),
             crate::http::upload::UploadState {
-                body_start_seq: 7,
+                body_start_seq: SeqNum(7),
                 content_length: body.len() as u64,
                 received: body.len() as u64,
                 forwarded: true,
@@ -1812,7 +1814,7 @@ fn a_post_the_origin_may_have_is_not_sent_again_after_a_takeover_but_a_put_is() 
             },
         );
         let (ctx, rx) = h.worker(Limits::default());
-        let s = HttpSession::resume(ctx, &cp, 1000, Some(name.clone()), Instant::now());
+        let s = HttpSession::resume(ctx, &cp, SeqNum(1000), Some(name.clone()), Instant::now());
         let mut r = Conn::new(s, rx);
         r.run();
         let resp = responses(&r.out, &[]);

@@ -22,11 +22,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use baton_dataplane::tcp::SeqNum;
+
 /// An upload as a checkpoint records it (see [`baton_shmem::UploadBlock`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadState {
     /// TCP sequence number of the body's first byte.
-    pub body_start_seq: u32,
+    pub body_start_seq: SeqNum,
     /// The body's length (`Content-Length`).
     pub content_length: u64,
     /// Body bytes in the spool.
@@ -40,8 +42,9 @@ pub struct UploadState {
 impl UploadState {
     /// The client sequence number up to which this state covers the
     /// client's bytes: everything before it is in the spool.
-    pub fn covered_seq(&self) -> u32 {
-        self.body_start_seq.wrapping_add(self.received as u32)
+    pub fn covered_seq(&self) -> SeqNum {
+        // Sequence space wraps: only the low 32 bits of the count matter.
+        self.body_start_seq + self.received as u32
     }
 }
 

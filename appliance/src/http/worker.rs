@@ -29,6 +29,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Instant;
 
+use baton_dataplane::tcp::SeqNum;
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
 
@@ -151,7 +152,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         match HttpSession::accept(&self.ctx, now) {
             Ok(mut session) => {
                 session.set_conn_name(t.conn_name(conn));
-                session.set_input_seq(t.recv_seq(conn));
+                session.set_input_seq(t.recv_seq(conn).map(SeqNum));
                 self.sessions.insert(
                     conn,
                     Entry {
@@ -182,14 +183,16 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     ) {
         let name = t.conn_name(conn);
         let mut session = match cp {
-            Some(cp) => HttpSession::resume(Arc::clone(&self.ctx), cp, acked_seq, name, now),
+            Some(cp) => {
+                HttpSession::resume(Arc::clone(&self.ctx), cp, SeqNum(acked_seq), name, now)
+            }
             None => {
                 let mut s = HttpSession::new(Arc::clone(&self.ctx), now);
                 s.set_conn_name(name);
                 s
             }
         };
-        session.set_input_seq(t.recv_seq(conn));
+        session.set_input_seq(t.recv_seq(conn).map(SeqNum));
         self.sessions.insert(
             conn,
             Entry {
@@ -307,7 +310,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
                 };
                 match t.send(conn, data) {
                     Some(seq) => {
-                        if let Some(cp) = s.on_sent(seq) {
+                        if let Some(cp) = s.on_sent(SeqNum(seq)) {
                             t.checkpoint(conn, &cp);
                         }
                         progressed = true;

@@ -171,12 +171,12 @@ impl Checkpointer {
         // what we actually received).
         let covered = app
             .and_then(|cp| cp.upload.as_ref())
-            .map(|u| u.covered_seq())
+            .map(|u| u.covered_seq().0)
             .filter(|&c| (tcp.rcv_nxt.wrapping_sub(c) as i32) >= 0)
             .unwrap_or(tcp.rcv_nxt);
         let app_block = app.and_then(|cp| {
             // Sequence space wraps: the signed distance, never below zero.
-            let sent = (tcp.snd_nxt.wrapping_sub(cp.object_start_seq) as i32).max(0);
+            let sent = (tcp.snd_nxt.wrapping_sub(cp.object_start_seq.0) as i32).max(0);
             cp.to_app_block(sent as u64)
         });
         let record = ConnRecord {
