@@ -24,6 +24,7 @@ pub mod counters;
 pub mod request;
 pub mod response;
 pub mod session;
+pub mod spool_writer;
 pub mod upload;
 pub mod worker;
 

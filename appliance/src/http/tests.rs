@@ -88,6 +88,8 @@ struct Conn {
     client_seq: u32,
     /// Upload checkpoints the session asked to commit, in order.
     commits: Vec<ResponseCheckpoint>,
+    /// The spool writer, done in line.
+    spool: super::spool_writer::SpoolFiles,
 }
 
 /// The client's initial sequence number in these tests (its first byte
@@ -105,6 +107,24 @@ impl Conn {
             cps: Vec::new(),
             client_seq: CLIENT_ISN.wrapping_add(1),
             commits: Vec::new(),
+            spool: super::spool_writer::SpoolFiles::new(crate::http::context::private_spool()),
+        }
+    }
+
+    /// What the worker's spool writer does: the session's file operations,
+    /// in order, each answered. True if there were any.
+    fn pump_spool(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            let writes: Vec<_> = self.s.spool_writes().collect();
+            if writes.is_empty() {
+                return any;
+            }
+            any = true;
+            for w in writes {
+                let done = self.spool.apply(w);
+                self.s.on_spooled(&done, Instant::now());
+            }
         }
     }
 
@@ -121,8 +141,9 @@ impl Conn {
 
     /// What the worker does when the session asks: write its checkpoint.
     fn commit(&mut self) -> bool {
+        let spooled = self.pump_spool();
         if !self.s.take_commit_due() {
-            return false;
+            return spooled;
         }
         if let Some(cp) = self.s.checkpoint() {
             self.commits.push(cp.clone());

@@ -48,6 +48,75 @@ impl UploadState {
     }
 }
 
+/// What a session asks done to its upload's spool file. Sessions do no
+/// file I/O: the worker hands these to [`super::spool_writer`], off the
+/// worker thread, and tells the session what became of each
+/// ([`SpoolDone`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpoolOp {
+    /// A new, empty file (replacing an old one of that name).
+    Create,
+    /// A taken-over upload's file, cut to the `len` bytes its checkpoint
+    /// covers; fails when the file is shorter or missing.
+    Reopen {
+        /// Bytes to keep.
+        len: u64,
+    },
+    /// Body bytes to add at the end.
+    Append(bytes::Bytes),
+    /// The upload is over: delete the file.
+    Remove,
+}
+
+/// One [`SpoolOp`] on the file `name`, for the connection's upload number
+/// `upload` (a connection's uploads share its file name; the number tells
+/// a late answer for an earlier one apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolWrite {
+    /// The spool file's name.
+    pub name: std::sync::Arc<str>,
+    /// Which upload of the connection.
+    pub upload: u64,
+    /// What to do.
+    pub op: SpoolOp,
+}
+
+/// What became of a [`SpoolWrite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolDone {
+    /// The upload it was for.
+    pub upload: u64,
+    /// Which operation it was.
+    pub op: SpoolOpKind,
+    /// The file's length after it, or why it failed.
+    pub result: Result<u64, String>,
+}
+
+/// A [`SpoolOp`] without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolOpKind {
+    /// [`SpoolOp::Create`].
+    Create,
+    /// [`SpoolOp::Reopen`].
+    Reopen,
+    /// [`SpoolOp::Append`].
+    Append,
+    /// [`SpoolOp::Remove`].
+    Remove,
+}
+
+impl SpoolOp {
+    /// The kind, for its [`SpoolDone`].
+    pub fn kind(&self) -> SpoolOpKind {
+        match self {
+            SpoolOp::Create => SpoolOpKind::Create,
+            SpoolOp::Reopen { .. } => SpoolOpKind::Reopen,
+            SpoolOp::Append(_) => SpoolOpKind::Append,
+            SpoolOp::Remove => SpoolOpKind::Remove,
+        }
+    }
+}
+
 /// The spool directory.
 #[derive(Debug)]
 pub struct Spool {
@@ -95,7 +164,8 @@ impl Spool {
         format!("local-{}-{n}", std::process::id())
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    /// Where the file of the connection named `name` is.
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
@@ -178,14 +248,9 @@ impl SpoolFile {
     }
 
     /// Bytes in the file.
-    #[cfg(test)]
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         self.len
-    }
-
-    /// Where the body is, for the fetcher that sends it to the origin.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Deletes the file: the upload is over.

@@ -37,6 +37,7 @@ use super::checkpoint::ResponseCheckpoint;
 use super::context::WorkerContext;
 use super::request::Limits;
 use super::session::{Close, HttpSession};
+use super::spool_writer::SpoolWriter;
 use crate::cache::{Cache, FetchProgress, Notifier, ObjectId, Waker};
 
 /// The connection operations the driver needs (one worker's view).
@@ -85,6 +86,11 @@ struct Entry {
 /// One worker's HTTP sessions (see the module doc).
 pub struct HttpWorker<C> {
     ctx: Arc<WorkerContext>,
+    /// Does the sessions' spool file operations off this thread.
+    spool: SpoolWriter<C>,
+    /// Sessions whose spool writes were answered while another waited
+    /// (see `absorb_input`): driven at the next `poll`.
+    redrive: Vec<C>,
     progress: Receiver<FetchProgress>,
     sessions: HashMap<C, Entry>,
     waiting: HashMap<ObjectId, Vec<C>>,
@@ -93,7 +99,7 @@ pub struct HttpWorker<C> {
     buf: Vec<u8>,
 }
 
-impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
+impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
     /// The driver for worker `worker`; fetchers wake it through `waker`.
     #[cfg(test)]
     pub fn new(
@@ -124,9 +130,16 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         spool: Arc<super::upload::Spool>,
     ) -> HttpWorker<C> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = SpoolWriter::spawn(
+            Arc::clone(&spool),
+            Arc::clone(&waker),
+            format!("spool{worker}"),
+        );
         let notifier = Arc::new(Notifier::new(worker, tx, waker));
         HttpWorker {
             ctx: WorkerContext::with_spool(cache, notifier, limits, max_sessions, spool),
+            spool: writer,
+            redrive: Vec::new(),
             progress: rx,
             sessions: HashMap::new(),
             waiting: HashMap::new(),
@@ -209,12 +222,56 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     /// migrate), so that the checkpoint covers every byte TCP has already
     /// acknowledged (an upload's body goes to its spool). The caller writes
     /// the checkpoint.
+    ///
+    /// This waits for the spool writer (a bounded wait, on a handoff only):
+    /// the final checkpoint must cover every body byte TCP took.
     pub fn absorb_input<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
-        let Some(e) = self.sessions.get_mut(&conn) else {
-            return;
-        };
-        read_input(&mut e.session, t, conn, &mut self.buf, now);
-        let _ = e.session.take_commit_due();
+        let mut waits = 0;
+        loop {
+            let Some(e) = self.sessions.get_mut(&conn) else {
+                return;
+            };
+            let read = read_input(&mut e.session, t, conn, &mut self.buf, now);
+            let pending = e.session.spool_pending();
+            self.flush_spool(conn);
+            if !pending {
+                if read {
+                    continue;
+                }
+                break;
+            }
+            match self.spool.wait_done(SPOOL_WAIT) {
+                Some((c, done)) => self.spooled(c, &done, now),
+                None if waits < SPOOL_WAITS => waits += 1,
+                None => {
+                    tracing::warn!("spool writer too slow: a handoff checkpoint covers less");
+                    break;
+                }
+            }
+        }
+        if let Some(e) = self.sessions.get_mut(&conn) {
+            let _ = e.session.take_commit_due();
+        }
+    }
+
+    /// Hands the session's spool file operations to the writer.
+    fn flush_spool(&mut self, conn: C) {
+        if let Some(e) = self.sessions.get_mut(&conn) {
+            for w in e.session.spool_writes() {
+                self.spool.submit(conn, w);
+            }
+        }
+    }
+
+    /// The spool writer answered for `conn`: tell its session, drive it at
+    /// the next `poll`.
+    fn spooled(&mut self, conn: C, done: &super::upload::SpoolDone, now: Instant) {
+        if let Some(e) = self.sessions.get_mut(&conn) {
+            e.session.on_spooled(done, now);
+            if !self.redrive.contains(&conn) {
+                self.redrive.push(conn);
+            }
+        }
     }
 
     /// Request bytes are waiting.
@@ -241,6 +298,9 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     pub fn on_closed(&mut self, conn: C) {
         if let Some(mut e) = self.sessions.remove(&conn) {
             e.session.discard_upload();
+            for w in e.session.spool_writes() {
+                self.spool.submit(conn, w);
+            }
             if let Some(k) = e.timer {
                 self.timers.remove(&k);
             }
@@ -260,6 +320,12 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     /// Work not driven by packets: fetch progress and due timers. Call once
     /// per worker iteration (the dataplane's `App::poll`).
     pub fn poll<T: Transport<Conn = C>>(&mut self, t: &mut T, now: Instant) {
+        while let Some((conn, done)) = self.spool.try_done() {
+            self.spooled(conn, &done, now);
+        }
+        for conn in std::mem::take(&mut self.redrive) {
+            self.drive(conn, t, now);
+        }
         while let Ok(p) = self.progress.try_recv() {
             for conn in self.waiting.remove(&p.object).unwrap_or_default() {
                 let waits = self
@@ -285,8 +351,13 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     }
 
     /// Reads what the session wants, sends what it has, and settles its
-    /// waits, timer and closing.
+    /// waits, timer, closing and spool writes.
     fn drive<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
+        self.drive_session(conn, t, now);
+        self.flush_spool(conn);
+    }
+
+    fn drive_session<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
         let Some(e) = self.sessions.get_mut(&conn) else {
             return;
         };
@@ -357,6 +428,11 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         }
     }
 }
+
+/// How long `absorb_input` waits for one spool answer, and how many
+/// such waits it allows in a row.
+const SPOOL_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+const SPOOL_WAITS: u32 = 50;
 
 /// Gives the session what the client sent, as long as it wants input;
 /// true if anything was read.

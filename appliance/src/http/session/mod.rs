@@ -1,27 +1,38 @@
-//! One client connection's HTTP/1.1 state machine, sans-IO.
+//! One client connection's HTTP/1.1 state machine, sans-IO: a thin
+//! dispatcher over three machines, each in its own module —
+//! [`answer`] (GET and HEAD answers planned from the cache and handed out
+//! as zero-copy slices), [`upload`] (POST and PUT bodies spooled, then
+//! passed to the origin) and [`resume`] (continuing, after a takeover,
+//! what a dead box's checkpoint describes).
 //!
 //! Read RFC 9112 (message syntax, persistence) and RFC 9110 §13–§14
-//! (conditionals, ranges) first. The session owns no socket and reads no
-//! clock: the worker glue calls it in this order —
+//! (conditionals, ranges) first. The session owns no socket, reads no
+//! clock and touches no file: the worker glue calls it in this order —
 //!
 //! * inputs: [`HttpSession::on_bytes`] with bytes the client sent,
 //!   [`HttpSession::on_eof`] when the client half-closes,
 //!   [`HttpSession::on_timeout`] when [`HttpSession::poll_timeout`] is due,
 //!   [`HttpSession::on_object_progress`] when the worker's fetch-progress
-//!   channel names an object;
+//!   channel names an object, [`HttpSession::on_spooled`] with each answer
+//!   of the spool writer — every input takes `now`;
 //! * outputs: [`HttpSession::poll_send`] with the room in the TCP send
 //!   queue, repeatedly until it returns `None`; after sending each piece,
 //!   [`HttpSession::on_sent`] with the sequence number `send` returned —
 //!   it yields a [`ResponseCheckpoint`] when a response starts;
+//!   [`HttpSession::take_commit_due`]: write [`HttpSession::checkpoint`]
+//!   now (an upload's spooled bytes); [`HttpSession::spool_writes`]: hand
+//!   these file operations to the spool writer, in order;
 //! * then [`HttpSession::should_close`]: FIN (after the queued bytes) or
 //!   reset.
 //!
 //! Requests are parsed as they arrive (pipelining), queued, and answered
-//! strictly in order. A response head is one small `Bytes`; a body is
-//! handed out as slices of the object's chunks, never copied. When an
-//! object is still being fetched, the body flows as the origin delivers it;
-//! `poll_send` returns `None` meanwhile and the worker is woken through the
-//! object's notifier.
+//! strictly in order. When an object is still being fetched, the body
+//! flows as the origin delivers it; `poll_send` returns `None` meanwhile
+//! and the worker is woken through the object's notifier.
+
+pub mod answer;
+pub mod resume;
+pub mod upload;
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -31,14 +42,16 @@ use std::time::Instant;
 use baton_dataplane::tcp::SeqNum;
 use bytes::Bytes;
 
+use self::answer::{LastOut, Stage, Step};
+use self::resume::{Resume, Start, UploadStart};
+use self::upload::{Spooled, Upload};
 use super::checkpoint::{NotResumable, ResponseCheckpoint};
 use super::context::WorkerContext;
 use super::counters::bump;
 use super::request::{self, Method, Parsed, Request, RequestBody};
-use super::response::{self, ContentRange, ObjectHead};
-use super::upload::{SpoolFile, UploadState};
-use crate::cache::{Object, ObjectId, ObjectMeta, Read, UploadMethod, UploadRequest};
-use baton_http::{Decision, Preconditions, Validators};
+use super::response;
+use super::upload::{SpoolDone, SpoolOpKind, SpoolWrite, UploadState};
+use crate::cache::{Object, ObjectId, ObjectMeta};
 
 /// Most parsed requests waiting for their turn; further input stays
 /// unparsed (and [`HttpSession::wants_input`] turns false) until earlier
@@ -65,112 +78,25 @@ enum Pending {
     Reject(u16),
 }
 
+/// Where the active request stands.
 #[derive(Debug)]
-struct BodyPlan {
-    object: Arc<Object>,
-    /// Next object byte to send (absolute object offset).
-    next: u64,
-    /// One past the last object byte to send; `None`: to the object's end.
-    end: Option<u64>,
-}
-
-#[derive(Debug)]
-enum Stage {
+enum Phase {
     /// An upload: sending `100 Continue` (from `pos`) if the client asked
-    /// for it, then waiting for the whole body and for the checkpoint that
-    /// says it goes to the origin; then the origin's answer is an object.
-    AwaitBody {
-        interim: Option<(Bytes, usize)>,
-    },
-    /// Waiting for the object's metadata (origin head).
-    AwaitMeta(Arc<Object>),
-    /// Sending the head (from `pos`), then the body, if any.
-    Head {
-        head: Bytes,
-        pos: usize,
-        body: Option<BodyPlan>,
-    },
-    Body(BodyPlan),
-}
-
-#[derive(Debug)]
-struct Resume {
-    cp: ResponseCheckpoint,
-    /// Acknowledged sequence minus the body's first sequence: body bytes
-    /// the client has, or (negative) head bytes it still lacks.
-    delta: i64,
+    /// for it, then waiting for the whole body to be spooled and for the
+    /// checkpoint that says it goes to the origin; then the origin's
+    /// answer is an object.
+    AwaitBody { interim: Option<(Bytes, usize)> },
+    /// Answering from an object (or an answer of the box's own).
+    Answer(Stage),
 }
 
 #[derive(Debug)]
 struct Active {
     req: Request,
-    stage: Stage,
+    phase: Phase,
     /// The checkpoint of this response, stamped by `on_sent`.
     cp: Option<ResponseCheckpoint>,
     resume: Option<Resume>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LastOut {
-    Nothing,
-    /// Head bytes from `pos` of a head of `len` bytes.
-    Head {
-        pos: usize,
-        len: usize,
-    },
-    Body,
-    /// An interim `100 Continue`: not part of any response's bytes.
-    Interim,
-}
-
-/// The upload being received or passed on (see [`super::upload`]).
-#[derive(Debug)]
-struct Upload {
-    state: UploadState,
-    /// `None` after a failure to write it (the upload is then answered 500).
-    file: Option<SpoolFile>,
-    method: Method,
-    minor: u8,
-    url: String,
-    persistent: bool,
-    /// The n-th request on the connection (from 1).
-    request_count: u32,
-}
-
-impl Upload {
-    fn receiving(&self) -> bool {
-        self.state.received < self.state.content_length
-    }
-
-    fn checkpoint(&self) -> ResponseCheckpoint {
-        ResponseCheckpoint {
-            object_start_seq: SeqNum(0),
-            status: 0,
-            method: self.method,
-            minor: self.minor,
-            url: self.url.clone(),
-            etag: None,
-            last_modified: None,
-            range: None,
-            persistent: self.persistent,
-            request_count: self.request_count,
-            body_offset: 0,
-            upload: Some(self.state.clone()),
-        }
-    }
-
-    fn remove(self) {
-        if let Some(f) = self.file {
-            f.remove();
-        }
-    }
-}
-
-enum Step {
-    Out(Bytes, LastOut),
-    Wait,
-    Done,
-    Abort,
 }
 
 /// One client connection's HTTP state (see the module doc).
@@ -203,6 +129,10 @@ pub struct HttpSession {
     input_end_seq: Option<SeqNum>,
     /// Names this connection's spool file (the same on a survivor).
     conn_name: Option<String>,
+    /// File operations for the spool writer, in order.
+    spool_out: Vec<SpoolWrite>,
+    /// Uploads begun on this connection (numbers their spool answers).
+    uploads_begun: u64,
     /// The upload's state changed: the worker should checkpoint now.
     commit_due: bool,
 }
@@ -212,117 +142,6 @@ impl Drop for HttpSession {
         self.ctx.live.fetch_sub(1, Ordering::Relaxed);
     }
 }
-
-/// A response decided for a request and an object.
-struct Planned {
-    status: u16,
-    head: Bytes,
-    body: Option<BodyPlan>,
-    persistent: bool,
-    cp: ResponseCheckpoint,
-}
-
-/// Decides status, head and body for `req` from an object with `meta`
-/// (RFC 9110 §13.2.2 order: If-None-Match, else If-Modified-Since, then
-/// If-Range and Range).
-fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_count: u32) -> Planned {
-    let mut persistent = req.persistent;
-    let is_get = req.method == Method::Get;
-    // An upload's answer is the origin's own, whatever its status.
-    let cacheable = matches!(meta.status, 200 | 206) && !req.method.is_upload();
-    let (status, content_length, content_range, body) = if !cacheable {
-        // Passed through from the origin (404 and the like): as it came.
-        let has_body = req.method != Method::Head && !matches!(meta.status, 204 | 304);
-        let body = has_body.then_some((0, meta.length));
-        (meta.status, meta.length, None, body)
-    } else {
-        // A body whose length the origin did not announce (chunked) has
-        // one once complete.
-        let len = meta
-            .length
-            .or_else(|| object.body().map(|b| meta.base + b.len()));
-        let pre = Preconditions {
-            if_match: req.if_match.as_deref(),
-            if_unmodified_since: req.if_unmodified_since.as_deref(),
-            if_none_match: req.if_none_match.as_deref(),
-            if_modified_since: req.if_modified_since.as_deref(),
-            if_range: req.if_range.as_deref(),
-            range: req.range.as_deref(),
-        };
-        let validators = Validators {
-            etag: meta.etag.as_deref(),
-            last_modified: meta.last_modified.as_deref(),
-            length: len,
-        };
-        match baton_http::decide(is_get, &pre, &validators) {
-            Decision::PreconditionFailed => (412, Some(0), None, None),
-            Decision::NotModified => (304, None, None, None),
-            Decision::Partial {
-                first,
-                last,
-                length,
-            } => (
-                206,
-                Some(last - first + 1),
-                Some(ContentRange::Bytes {
-                    first,
-                    last,
-                    len: length,
-                }),
-                is_get.then_some((first, Some(last + 1))),
-            ),
-            Decision::Unsatisfiable { length } => (
-                416,
-                Some(0),
-                Some(ContentRange::Unsatisfied { len: length }),
-                None,
-            ),
-            Decision::Full => (200, len, None, is_get.then_some((0, len))),
-        }
-    };
-    if content_length.is_none() && status != 304 {
-        // A body of unknown length ends with the connection (RFC 9112 §6.3
-        // rule 8).
-        persistent = false;
-    }
-    let head = response::object_head(&ObjectHead {
-        status,
-        meta,
-        content_length,
-        content_range,
-        persistent,
-        minor: req.minor,
-    });
-    let range = match content_range {
-        Some(ContentRange::Bytes { first, last, .. }) => Some((first, last)),
-        _ => None,
-    };
-    Planned {
-        status,
-        head,
-        body: body.map(|(next, end)| BodyPlan {
-            object: Arc::clone(object),
-            next,
-            end,
-        }),
-        persistent,
-        cp: ResponseCheckpoint {
-            object_start_seq: SeqNum(0),
-            status,
-            method: req.method,
-            minor: req.minor,
-            url: req.url.clone(),
-            etag: meta.etag.clone(),
-            last_modified: meta.last_modified.clone(),
-            range,
-            persistent,
-            request_count,
-            body_offset: range.map_or(0, |r| r.0),
-            upload: None,
-        },
-    }
-}
-
 impl HttpSession {
     /// A session for a new connection, or — at the connection cap — the
     /// 503 answer to send before closing it (RFC 9110 §15.6.4).
@@ -357,6 +176,8 @@ impl HttpSession {
             upload: None,
             input_end_seq: None,
             conn_name: None,
+            spool_out: Vec::new(),
+            uploads_begun: 0,
             commit_due: false,
         }
     }
@@ -380,7 +201,7 @@ impl HttpSession {
 
     /// Names the connection for its spool file; the transport derives it
     /// from what a survivor's restored connection has too (see
-    /// [`super::upload`]).
+    /// [`super::super::upload`]).
     pub fn set_conn_name(&mut self, name: Option<String>) {
         self.conn_name = name;
     }
@@ -407,143 +228,95 @@ impl HttpSession {
             s.resume_upload(cp, u, now);
             return s;
         }
-        // Sequence numbers wrap (RFC 9293 §3.4): the signed 32-bit
-        // difference is the distance.
-        let delta = i64::from(acked_seq - cp.object_start_seq);
-        let req = Request {
-            range: cp.range.map(|(a, b)| format!("bytes={a}-{b}")),
-            ..Request::bare(cp.method, cp.minor, cp.url.clone(), cp.persistent)
-        };
-        // The checkpoint comes from the shared segment: check its range
-        // rather than trust it.
-        let body_len = match (cp.method, cp.range) {
-            (Method::Head, _) => Some(0),
-            (_, Some((a, b))) => match b.checked_sub(a) {
-                Some(d) => Some(d.saturating_add(1)),
-                None => {
-                    s.not_resumable(NotResumable::Position);
-                    return s;
-                }
-            },
-            _ => None,
-        };
-        match body_len {
-            Some(l) if delta >= 0 && delta as u64 == l => {
-                // The client has the whole response: carry on as an idle
-                // connection.
+        let (req, resume, object) = match resume::start(cp, acked_seq) {
+            Start::Finished => {
                 s.finish_response(cp.persistent, now);
                 bump(&s.ctx.counters.resumed);
                 return s;
             }
-            Some(l) if delta >= 0 && delta as u64 > l => {
-                // It acknowledged bytes of a later response this checkpoint
-                // does not describe: nothing here says what it still needs.
-                s.not_resumable(NotResumable::Position);
+            Start::Refuse(why) => {
+                s.not_resumable(why);
                 return s;
             }
-            _ => {}
-        }
-        if !cp.rebuildable() {
-            s.not_resumable(NotResumable::Position);
-            return s;
-        }
-        let from = cp.body_offset.saturating_add(delta.max(0) as u64);
-        let object = match s.ctx.cache.peek(&cp.url) {
-            Some(o) => o,
-            None => {
-                let validator = cp.etag.clone().or_else(|| cp.last_modified.clone());
-                if validator.is_none() {
-                    s.not_resumable(NotResumable::Position);
-                    return s;
-                }
-                s.ctx.cache.fetch_range(&cp.url, from, validator)
+            Start::Object {
+                req,
+                from,
+                validator,
+                resume,
+            } => {
+                let object = match (s.ctx.cache.peek(&cp.url), validator) {
+                    (Some(o), _) => o,
+                    (None, Some(v)) => s.ctx.cache.fetch_range(&cp.url, from, Some(v)),
+                    (None, None) => {
+                        s.not_resumable(NotResumable::Position);
+                        return s;
+                    }
+                };
+                (req, resume, object)
             }
         };
         // What the client already has of this body (for `app_block`).
-        s.body_sent = delta.max(0) as u64;
+        s.body_sent = resume.delta.max(0) as u64;
         s.active = Some(Active {
             req,
-            stage: Stage::AwaitMeta(object),
+            phase: Phase::Answer(Stage::AwaitMeta(object)),
             cp: None,
-            resume: Some(Resume {
-                cp: cp.clone(),
-                delta,
-            }),
+            resume: Some(resume),
         });
         s
     }
 
     /// Continues, on a survivor, an upload whose body the dead box was
     /// receiving: the spool holds the `received` bytes the checkpoint
-    /// covers, the restored connection asks the client for the rest.
+    /// covers (the spool writer cuts the file to them), the restored
+    /// connection asks the client for the rest.
     fn resume_upload(&mut self, cp: &ResponseCheckpoint, u: &UploadState, now: Instant) {
-        if u.content_length > self.ctx.limits.max_upload_bytes {
-            // The segment says more than this box would ever accept.
+        let Some(name) = self.conn_name.clone() else {
+            tracing::warn!(url = %cp.url, "upload cannot be continued: connection has no name");
             self.not_resumable(NotResumable::UploadLost);
             return;
-        }
-        let have = if u.forwarded {
-            u.content_length
-        } else {
-            u.received
         };
-        let file = match self
-            .conn_name
-            .as_deref()
-            .ok_or_else(|| std::io::Error::other("connection has no name"))
-            .and_then(|name| self.ctx.spool.reopen(name, have))
-        {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(url = %cp.url, "upload cannot be continued: {e}");
-                self.not_resumable(NotResumable::UploadLost);
-                return;
+        let name: Arc<str> = name.into();
+        self.uploads_begun += 1;
+        match resume::upload(cp, u, self.ctx.limits.max_upload_bytes) {
+            UploadStart::Lost => self.not_resumable(NotResumable::UploadLost),
+            UploadStart::Lost502(req) => {
+                tracing::warn!(url = %cp.url, "upload was passed to the origin before the takeover: answering 502");
+                self.spool_out.push(SpoolWrite {
+                    name,
+                    upload: self.uploads_begun,
+                    op: super::upload::SpoolOp::Remove,
+                });
+                self.stop_reading();
+                self.active = Some(self.generated_active(502, req, false, now));
             }
-        };
-        let req = Request {
-            body: RequestBody::Length(u.content_length),
-            content_type: u.content_type.clone(),
-            ..Request::bare(cp.method, cp.minor, cp.url.clone(), cp.persistent)
-        };
-        if u.forwarded && !cp.method.is_idempotent() {
-            // The origin may have acted on the body already: a proxy must
-            // not send a non-idempotent request again (RFC 9110 §9.2.2).
-            // The client learns that the answer was lost.
-            tracing::warn!(url = %cp.url, "upload was passed to the origin before the takeover: answering 502");
-            file.remove();
-            self.stop_reading();
-            self.active = Some(self.generated_active(502, req, false, now));
-            return;
+            UploadStart::Continue { req, have, state } => {
+                tracing::info!(
+                    url = %cp.url,
+                    received = have,
+                    length = u.content_length,
+                    "upload continued after a takeover"
+                );
+                let path = self.ctx.spool.path(&name);
+                let upload = Upload::resumed(
+                    cp,
+                    state,
+                    self.uploads_begun,
+                    name,
+                    path,
+                    &mut self.spool_out,
+                );
+                self.input_end_seq = Some(upload.state.covered_seq());
+                self.upload = Some(upload);
+                self.active = Some(Active {
+                    req,
+                    phase: Phase::AwaitBody { interim: None },
+                    cp: None,
+                    resume: None,
+                });
+                self.publish_upload();
+            }
         }
-        bump(&self.ctx.counters.uploads_resumed);
-        tracing::info!(
-            url = %cp.url,
-            received = have,
-            length = u.content_length,
-            "upload continued after a takeover"
-        );
-        let upload = Upload {
-            state: UploadState {
-                received: have,
-                forwarded: false,
-                ..u.clone()
-            },
-            file: Some(file),
-            method: cp.method,
-            minor: cp.minor,
-            url: cp.url.clone(),
-            persistent: cp.persistent,
-            request_count: cp.request_count,
-        };
-        self.input_end_seq = Some(upload.state.covered_seq());
-        self.upload = Some(upload);
-        self.active = Some(Active {
-            req,
-            stage: Stage::AwaitBody { interim: None },
-            cp: None,
-            resume: None,
-        });
-        self.publish_upload();
     }
 
     fn not_resumable(&mut self, why: NotResumable) {
@@ -558,9 +331,11 @@ impl HttpSession {
 
     /// The connection is gone for good (not handed to another box): its
     /// upload's spool file goes too.
+    /// The connection is gone for good (not handed to another box): its
+    /// upload's spool file goes too (see [`Self::spool_writes`]).
     pub fn discard_upload(&mut self) {
         if let Some(u) = self.upload.take() {
-            u.remove();
+            u.remove(&mut self.spool_out);
         }
     }
 
@@ -643,21 +418,28 @@ impl HttpSession {
     }
 
     fn active_object(&self) -> Option<ObjectId> {
-        match &self.active.as_ref()?.stage {
-            Stage::AwaitMeta(o) => Some(o.id()),
-            Stage::Head { body, .. } => body.as_ref().map(|b| b.object.id()),
-            Stage::Body(b) => Some(b.object.id()),
-            Stage::AwaitBody { .. } => None,
+        match &self.active.as_ref()?.phase {
+            Phase::Answer(stage) => stage.object(),
+            Phase::AwaitBody { .. } => None,
         }
     }
 
-    /// False while enough requests are queued: the glue should leave
-    /// further bytes in the TCP receive queue (its window then pushes back
-    /// on the client).
+    /// False while enough requests are queued, or an upload's spool
+    /// writes are far enough behind: the glue should leave further bytes
+    /// in the TCP receive queue (its window then pushes back on the
+    /// client).
     pub fn wants_input(&self) -> bool {
         self.reading
             && self.queue.len() < MAX_PIPELINE
-            && self.upload.as_ref().is_none_or(Upload::receiving)
+            && self
+                .upload
+                .as_ref()
+                .is_none_or(|u| u.receiving() && u.room() > 0)
+    }
+
+    /// True while spool writes of the upload are unanswered.
+    pub fn spool_pending(&self) -> bool {
+        self.upload.as_ref().is_some_and(Upload::pending)
     }
 
     /// How the connection must end, once `poll_send` has nothing more:
@@ -756,7 +538,7 @@ impl HttpSession {
     fn parse_input(&mut self, now: Instant) {
         while self.reading {
             if self.upload.is_some() {
-                self.receive_body(now);
+                self.receive_body();
                 break;
             }
             if self.discard > 0 {
@@ -813,6 +595,7 @@ impl HttpSession {
     }
 
     /// A POST or PUT head was read: refuse it (411, 413) or spool its body.
+    /// A POST or PUT head was read: refuse it (411, 413) or spool its body.
     fn begin_upload(&mut self, req: Request) {
         let length = match req.body {
             // A chunked upload would have to be decoded and re-framed;
@@ -824,38 +607,27 @@ impl HttpSession {
             RequestBody::Length(n) => n,
             RequestBody::None => 0,
         };
-        let name = self
+        let name: Arc<str> = self
             .conn_name
             .clone()
-            .unwrap_or_else(|| self.ctx.spool.anonymous_name());
-        let file = match self.ctx.spool.create(&name) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(dir = %self.ctx.spool.dir().display(), "cannot spool an upload: {e}");
-                return self.refuse(500);
-            }
-        };
-        bump(&self.ctx.counters.uploads);
+            .unwrap_or_else(|| self.ctx.spool.anonymous_name())
+            .into();
+        let path = self.ctx.spool.path(&name);
         let ahead = self.queue.len() + usize::from(self.active.is_some());
         let body_start_seq = self.input_end_seq.map(|end| end - self.inbuf.len() as u32);
-        self.upload = Some(Upload {
-            state: UploadState {
-                body_start_seq: body_start_seq.unwrap_or_default(),
-                content_length: length,
-                received: 0,
-                forwarded: false,
-                content_type: req.content_type.clone(),
-            },
-            file: Some(file),
-            method: req.method,
-            minor: req.minor,
-            url: req.url.clone(),
-            persistent: req.persistent,
-            request_count: self
-                .request_count
+        self.uploads_begun += 1;
+        self.upload = Some(Upload::begin(
+            &req,
+            length,
+            body_start_seq.unwrap_or_default(),
+            self.uploads_begun,
+            name,
+            path,
+            self.request_count
                 .saturating_add(ahead as u32)
                 .saturating_add(1),
-        });
+            &mut self.spool_out,
+        ));
         self.queue.push_back(Pending::Request(req));
     }
 
@@ -864,29 +636,55 @@ impl HttpSession {
         self.stop_reading();
     }
 
-    /// Moves the upload's body bytes from the input to its spool file.
-    fn receive_body(&mut self, now: Instant) {
+    /// Hands the upload's body bytes from the input to the spool writer.
+    fn receive_body(&mut self) {
         let Some(u) = self.upload.as_mut() else {
             return;
         };
-        let k = (u.state.content_length - u.state.received).min(self.inbuf.len() as u64) as usize;
+        let k = u.room().min(self.inbuf.len() as u64) as usize;
         if k == 0 {
             return;
         }
-        let written = match u.file.as_mut() {
-            Some(f) => f.append(&self.inbuf[..k]),
-            None => Ok(()),
-        };
-        if let Err(e) = written {
-            tracing::warn!(url = %u.url, "cannot spool an upload: {e}");
-            return self.fail_upload(500, now);
-        }
+        u.take_body(&self.inbuf[..k], &mut self.spool_out);
         self.inbuf.drain(..k);
-        u.state.received += k as u64;
-        self.publish_upload();
+    }
+
+    /// The spool writer did one of [`Self::spool_writes`].
+    pub fn on_spooled(&mut self, done: &SpoolDone, now: Instant) {
+        let Some(u) = self.upload.as_mut() else {
+            return;
+        };
+        match u.on_spooled(done) {
+            Spooled::Ignored => {}
+            Spooled::Opened => bump(if done.op == SpoolOpKind::Reopen {
+                &self.ctx.counters.uploads_resumed
+            } else {
+                &self.ctx.counters.uploads
+            }),
+            Spooled::Progress => {
+                self.last_activity = now;
+                self.publish_upload();
+                // Input held back for the spool writer may go on now.
+                self.parse_input(now);
+            }
+            Spooled::Failed { why, reopening } => {
+                tracing::warn!(url = %u.url, "cannot spool an upload: {why}");
+                if reopening {
+                    self.not_resumable(NotResumable::UploadLost);
+                } else {
+                    self.fail_upload(500, now);
+                }
+            }
+        }
     }
 
     // ---- outputs ----
+
+    /// File operations on the upload's spool for the worker's spool
+    /// writer, in the order they must be done.
+    pub fn spool_writes(&mut self) -> std::vec::Drain<'_, SpoolWrite> {
+        self.spool_out.drain(..)
+    }
 
     /// The next bytes to send, at most `capacity`; `None` when there is
     /// nothing to send now (waiting for the client, the origin, or done).
@@ -910,17 +708,33 @@ impl HttpSession {
                     }
                 }
             }
-            let index = self.request_count.saturating_add(1);
-            let mut refused = None;
-            let step = match self.active.as_mut() {
-                Some(a) => step(a, &self.ctx, capacity, index, &mut refused, now),
-                None => continue,
-            };
-            if let Some(why) = refused {
-                self.not_resumable(why);
+            let a = self.active.as_mut()?;
+            let Phase::Answer(stage) = &mut a.phase else {
+                // `upload_step` moves an upload past its body.
                 return None;
-            }
-            match step {
+            };
+            match answer::step(stage, &self.ctx.notifier, capacity) {
+                Step::Meta(object, meta) => {
+                    if let Err(why) = self.on_meta(&object, &meta) {
+                        self.not_resumable(why);
+                        return None;
+                    }
+                }
+                Step::Failed(err) => {
+                    if a.resume.is_some() {
+                        self.not_resumable(NotResumable::Unavailable);
+                        return None;
+                    }
+                    let status = err.client_status();
+                    self.ctx.counters.status(status);
+                    let head = response::generated(
+                        status,
+                        a.req.persistent,
+                        a.req.minor,
+                        &self.ctx.http_date(now),
+                    );
+                    a.phase = Phase::Answer(Stage::head_only(head));
+                }
                 Step::Out(bytes, last) => {
                     self.last_out = last;
                     if let LastOut::Head { pos: 0, .. } = last {
@@ -962,11 +776,44 @@ impl HttpSession {
         }
     }
 
+    /// The object's metadata arrived for the active response: plan its
+    /// answer, or — for a resumed one — check that it continues.
+    fn on_meta(&mut self, object: &Arc<Object>, meta: &ObjectMeta) -> Result<(), NotResumable> {
+        let index = self.request_count.saturating_add(1);
+        let Some(a) = self.active.as_mut() else {
+            return Ok(());
+        };
+        let p = answer::plan(&a.req, object, meta, index);
+        match a.resume.take() {
+            None => {
+                self.ctx.counters.status(p.status);
+                a.req.persistent = p.persistent;
+                a.cp = Some(p.cp);
+                a.phase = Phase::Answer(Stage::Head {
+                    head: p.head,
+                    pos: 0,
+                    body: p.body,
+                });
+            }
+            Some(r) => match resume::stage(&r, meta, p) {
+                Ok(stage) => {
+                    bump(&self.ctx.counters.resumed);
+                    a.phase = Phase::Answer(stage);
+                }
+                Err(why) => {
+                    tracing::debug!("resume of {} refused: {why}", r.cp.url);
+                    return Err(why);
+                }
+            },
+        }
+        Ok(())
+    }
+
     /// The upload part of `poll_send`: `None` when the active response is
     /// past it; `Some(None)` to wait; `Some(Some(bytes))` to send.
     fn upload_step(&mut self, capacity: usize, now: Instant) -> Option<Option<Bytes>> {
         let a = self.active.as_mut()?;
-        let Stage::AwaitBody { interim } = &mut a.stage else {
+        let Phase::AwaitBody { interim } = &mut a.phase else {
             return None;
         };
         if let Some((head, pos)) = interim {
@@ -981,16 +828,17 @@ impl HttpSession {
         }
         let Some(u) = self.upload.as_mut() else {
             // Cannot happen: an upload request always has its upload.
-            a.stage = Stage::Head {
-                head: response::generated(500, false, a.req.minor, &self.ctx.http_date(now)),
-                pos: 0,
-                body: None,
-            };
+            a.phase = Phase::Answer(Stage::head_only(response::generated(
+                500,
+                false,
+                a.req.minor,
+                &self.ctx.http_date(now),
+            )));
             a.req.persistent = false;
             self.reading = false;
             return None;
         };
-        if u.receiving() {
+        if !u.spooled() {
             return Some(None);
         }
         if !u.state.forwarded {
@@ -1005,23 +853,8 @@ impl HttpSession {
         if self.commit_due {
             return Some(None);
         }
-        let Some(path) = u.file.as_ref().map(|f| f.path().to_path_buf()) else {
-            return Some(None);
-        };
-        let object = self.ctx.cache.upload(
-            &a.req.url,
-            UploadRequest {
-                method: if a.req.method == Method::Put {
-                    UploadMethod::Put
-                } else {
-                    UploadMethod::Post
-                },
-                body: path,
-                length: u.state.content_length,
-                content_type: u.state.content_type.clone(),
-            },
-        );
-        a.stage = Stage::AwaitMeta(object);
+        let object = self.ctx.cache.upload(&a.req.url, u.request());
+        a.phase = Phase::Answer(Stage::AwaitMeta(object));
         None
     }
 
@@ -1055,6 +888,8 @@ impl HttpSession {
     }
 
     /// A response the box makes up itself, as the active one.
+
+    /// A response the box makes up itself, as the active one.
     fn generated_active(
         &self,
         status: u16,
@@ -1066,11 +901,7 @@ impl HttpSession {
         let head = response::generated(status, persistent, req.minor, &self.ctx.http_date(now));
         Active {
             req: Request { persistent, ..req },
-            stage: Stage::Head {
-                head,
-                pos: 0,
-                body: None,
-            },
+            phase: Phase::Answer(Stage::head_only(head)),
             cp: None,
             resume: None,
         }
@@ -1098,7 +929,7 @@ impl HttpSession {
                     .then(|| (response::continue_interim(), 0));
                 Active {
                     req,
-                    stage: Stage::AwaitBody { interim },
+                    phase: Phase::AwaitBody { interim },
                     cp: None,
                     resume: None,
                 }
@@ -1107,169 +938,11 @@ impl HttpSession {
                 let object = Arc::clone(self.ctx.cache.lookup(&req.url, now).object());
                 Active {
                     req,
-                    stage: Stage::AwaitMeta(object),
+                    phase: Phase::Answer(Stage::AwaitMeta(object)),
                     cp: None,
                     resume: None,
                 }
             }
         }
     }
-}
-
-/// Advances one response by one output piece.
-fn step(
-    a: &mut Active,
-    ctx: &WorkerContext,
-    capacity: usize,
-    request_index: u32,
-    refused: &mut Option<NotResumable>,
-    now: Instant,
-) -> Step {
-    loop {
-        match &mut a.stage {
-            // `HttpSession::upload_step` moves an upload past this stage.
-            Stage::AwaitBody { .. } => return Step::Wait,
-            Stage::AwaitMeta(object) => {
-                let object = Arc::clone(object);
-                let Some(meta) = object.meta_or_subscribe(Some(&ctx.notifier)) else {
-                    let Some(err) = object.failure() else {
-                        return Step::Wait;
-                    };
-                    if a.resume.is_some() {
-                        *refused = Some(NotResumable::Unavailable);
-                        return Step::Wait;
-                    }
-                    let status = err.client_status();
-                    ctx.counters.status(status);
-                    a.stage = Stage::Head {
-                        head: response::generated(
-                            status,
-                            a.req.persistent,
-                            a.req.minor,
-                            &ctx.http_date(now),
-                        ),
-                        pos: 0,
-                        body: None,
-                    };
-                    continue;
-                };
-                let p = plan(&a.req, &object, &meta, request_index);
-                match a.resume.take() {
-                    None => {
-                        ctx.counters.status(p.status);
-                        a.req.persistent = p.persistent;
-                        a.cp = Some(p.cp);
-                        a.stage = Stage::Head {
-                            head: p.head,
-                            pos: 0,
-                            body: p.body,
-                        };
-                    }
-                    Some(r) => match resume_stage(&r, &meta, p) {
-                        Ok(stage) => {
-                            bump(&ctx.counters.resumed);
-                            a.stage = stage;
-                        }
-                        Err(why) => {
-                            tracing::debug!("resume of {} refused: {why}", r.cp.url);
-                            *refused = Some(why);
-                            return Step::Wait;
-                        }
-                    },
-                }
-            }
-            Stage::Head { head, pos, body } => {
-                if *pos < head.len() {
-                    let n = capacity.min(head.len() - *pos);
-                    let out = head.slice(*pos..*pos + n);
-                    let last = LastOut::Head {
-                        pos: *pos,
-                        len: head.len(),
-                    };
-                    *pos += n;
-                    return Step::Out(out, last);
-                }
-                match body.take() {
-                    Some(b) => a.stage = Stage::Body(b),
-                    None => return Step::Done,
-                }
-            }
-            Stage::Body(b) => {
-                if b.end.is_some_and(|e| b.next >= e) {
-                    return Step::Done;
-                }
-                let base = b.object.meta().map_or(0, |m| m.base);
-                let max = match b.end {
-                    Some(e) => capacity.min(usize::try_from(e - b.next).unwrap_or(usize::MAX)),
-                    None => capacity,
-                };
-                let at = b.next.saturating_sub(base);
-                return match b.object.read(at, max, Some(&ctx.notifier)) {
-                    Read::Data(d) => {
-                        b.next += d.len() as u64;
-                        Step::Out(d, LastOut::Body)
-                    }
-                    Read::Pending => Step::Wait,
-                    // The object ended before the promised length.
-                    Read::End if b.end.is_some() => Step::Abort,
-                    Read::End => Step::Done,
-                    Read::Failed(_) => Step::Abort,
-                };
-            }
-        }
-    }
-}
-
-/// Where a resumed response continues, given the object found for it.
-fn resume_stage(r: &Resume, meta: &ObjectMeta, p: Planned) -> Result<Stage, NotResumable> {
-    // A whole-object response whose every body byte the client has already
-    // acknowledged: its kernel took them into its receive buffer while the
-    // application reads slowly. The origin answers the range from there
-    // with 416 (RFC 9110 §15.5.17, `bytes */length`): nothing is left to
-    // send, and the connection carries on as an idle one.
-    if meta.status == 416 && r.cp.range.is_none() && r.delta > 0 {
-        let from = r.cp.body_offset.saturating_add(r.delta as u64);
-        return match meta.length {
-            Some(len) if len != from => Err(NotResumable::Position),
-            _ => Ok(Stage::Head {
-                head: Bytes::new(),
-                pos: 0,
-                body: None,
-            }),
-        };
-    }
-    if !r.cp.same_object(meta) {
-        return Err(NotResumable::Changed);
-    }
-    if p.status != r.cp.status {
-        return Err(NotResumable::Changed);
-    }
-    let head_len = p.head.len() as i64;
-    let pos = if r.delta < 0 {
-        // The client lacks the end of the head: the rebuilt head is the
-        // same bytes (see `response`), so send its tail.
-        usize::try_from(head_len + r.delta).map_err(|_| NotResumable::Position)?
-    } else {
-        p.head.len()
-    };
-    let body = match p.body {
-        Some(mut b) => {
-            let next = b
-                .next
-                .checked_add(r.delta.max(0) as u64)
-                .ok_or(NotResumable::Position)?;
-            if b.end.is_some_and(|e| next > e) || next < meta.base {
-                return Err(NotResumable::Position);
-            }
-            b.next = next;
-            Some(b)
-        }
-        None if r.delta > 0 => return Err(NotResumable::Position),
-        None => None,
-    };
-    Ok(Stage::Head {
-        head: p.head,
-        pos,
-        body,
-    })
 }
