@@ -31,10 +31,12 @@
 //! and the worker is woken through the object's notifier.
 
 pub mod answer;
+pub mod intake;
 pub mod resume;
 pub mod upload;
 
-use std::collections::VecDeque;
+pub use intake::MAX_PIPELINE;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,20 +45,16 @@ use baton_dataplane::tcp::SeqNum;
 use bytes::Bytes;
 
 use self::answer::{LastOut, Stage, Step};
+use self::intake::{Intake, Next, Pending};
 use self::resume::{Resume, Start, UploadStart};
 use self::upload::{Spooled, Upload};
 use super::checkpoint::{NotResumable, ResponseCheckpoint};
 use super::context::WorkerContext;
 use super::counters::bump;
-use super::request::{self, Method, Parsed, Request, RequestBody};
+use super::request::{Method, Request, RequestBody};
 use super::response;
 use super::upload::{SpoolDone, SpoolOpKind, SpoolWrite, UploadState};
 use crate::cache::{Object, ObjectId, ObjectMeta};
-
-/// Most parsed requests waiting for their turn; further input stays
-/// unparsed (and [`HttpSession::wants_input`] turns false) until earlier
-/// answers are done.
-pub const MAX_PIPELINE: usize = 32;
 
 /// How the connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,16 +64,6 @@ pub enum Close {
     /// Reset: a response could not be completed (its object failed
     /// mid-body) or resumed after a takeover.
     Reset,
-}
-
-// Made once per request and moved once: boxing would cost an allocation
-// per request for nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-enum Pending {
-    Request(Request),
-    /// A refused request (400, 408, 414, 431): answered, then closed.
-    Reject(u16),
 }
 
 /// Where the active request stands.
@@ -103,10 +91,7 @@ struct Active {
 #[derive(Debug)]
 pub struct HttpSession {
     ctx: Arc<WorkerContext>,
-    inbuf: Vec<u8>,
-    /// Request body bytes still to drop from the input.
-    discard: u64,
-    queue: VecDeque<Pending>,
+    intake: Intake,
     active: Option<Active>,
     /// False once no further request will be read.
     reading: bool,
@@ -118,7 +103,6 @@ pub struct HttpSession {
     body_sent: u64,
     request_count: u32,
     last_activity: Instant,
-    partial_since: Option<Instant>,
     /// The upload in progress. One at a time: nothing after it is read
     /// until its response is done (clients do not pipeline after a
     /// non-idempotent request, RFC 9112 §9.3.2).
@@ -160,9 +144,7 @@ impl HttpSession {
         ctx.live.fetch_add(1, Ordering::Relaxed);
         HttpSession {
             ctx,
-            inbuf: Vec::new(),
-            discard: 0,
-            queue: VecDeque::new(),
+            intake: Intake::default(),
             active: None,
             reading: true,
             reset: false,
@@ -172,7 +154,6 @@ impl HttpSession {
             body_sent: 0,
             request_count: 0,
             last_activity: now,
-            partial_since: None,
             upload: None,
             input_end_seq: None,
             conn_name: None,
@@ -325,7 +306,7 @@ impl HttpSession {
         self.reset = true;
         self.reading = false;
         self.active = None;
-        self.queue.clear();
+        self.intake.queue.clear();
         self.discard_upload();
     }
 
@@ -376,10 +357,10 @@ impl HttpSession {
             _ => {
                 // Still queued behind earlier answers: it is the last
                 // request read.
-                if let Some(Pending::Request(r)) = self.queue.back() {
+                if let Some(Pending::Request(r)) = self.intake.queue.back() {
                     if r.method.is_upload() {
-                        self.queue.pop_back();
-                        self.queue.push_back(Pending::Reject(status));
+                        self.intake.queue.pop_back();
+                        self.intake.queue.push_back(Pending::Reject(status));
                     }
                 }
             }
@@ -430,7 +411,7 @@ impl HttpSession {
     /// client).
     pub fn wants_input(&self) -> bool {
         self.reading
-            && self.queue.len() < MAX_PIPELINE
+            && self.intake.queue.len() < MAX_PIPELINE
             && self
                 .upload
                 .as_ref()
@@ -448,7 +429,8 @@ impl HttpSession {
         if self.reset {
             return Some(Close::Reset);
         }
-        (!self.reading && self.queue.is_empty() && self.active.is_none()).then_some(Close::Graceful)
+        (!self.reading && self.intake.queue.is_empty() && self.active.is_none())
+            .then_some(Close::Graceful)
     }
 
     /// When [`Self::on_timeout`] is due: the slow-request deadline while a
@@ -461,10 +443,10 @@ impl HttpSession {
         }
         // While answers are owed, the client is receiving, not stalling:
         // no timer (TCP's own timers watch a dead client).
-        if !self.reading || self.active.is_some() || !self.queue.is_empty() {
+        if !self.reading || self.active.is_some() || !self.intake.queue.is_empty() {
             return None;
         }
-        Some(match self.partial_since {
+        Some(match self.intake.partial_since() {
             Some(t) => t + self.ctx.limits.request_timeout,
             None => self.last_activity + self.ctx.limits.idle_timeout,
         })
@@ -483,15 +465,14 @@ impl HttpSession {
             // (RFC 9112 §9.6).
             return;
         }
-        self.inbuf.extend_from_slice(data);
+        self.intake.push_bytes(data);
         self.parse_input(now);
     }
 
     /// The client half-closed: answer what was asked, then close.
     pub fn on_eof(&mut self) {
         self.reading = false;
-        self.inbuf.clear();
-        self.partial_since = None;
+        self.intake.stop();
     }
 
     /// A timer set from [`Self::poll_timeout`] fired.
@@ -503,18 +484,18 @@ impl HttpSession {
             self.fail_upload(408, now);
             return;
         }
-        if !self.reading || self.active.is_some() || !self.queue.is_empty() {
+        if !self.reading || self.active.is_some() || !self.intake.queue.is_empty() {
             return;
         }
-        if let Some(t) = self.partial_since {
+        if let Some(t) = self.intake.partial_since() {
             if now >= t + self.ctx.limits.request_timeout {
-                self.queue.push_back(Pending::Reject(408));
+                self.intake.queue.push_back(Pending::Reject(408));
                 self.stop_reading();
             }
             return;
         }
         if self.active.is_none()
-            && self.queue.is_empty()
+            && self.intake.queue.is_empty()
             && now >= self.last_activity + self.ctx.limits.idle_timeout
         {
             // RFC 9112 §9.6: an idle connection may be closed at any time.
@@ -531,8 +512,7 @@ impl HttpSession {
 
     fn stop_reading(&mut self) {
         self.reading = false;
-        self.inbuf.clear();
-        self.partial_since = None;
+        self.intake.stop();
     }
 
     fn parse_input(&mut self, now: Instant) {
@@ -541,55 +521,24 @@ impl HttpSession {
                 self.receive_body();
                 break;
             }
-            if self.discard > 0 {
-                let k = (self.discard.min(self.inbuf.len() as u64)) as usize;
-                self.inbuf.drain(..k);
-                self.discard -= k as u64;
-                if self.discard > 0 {
-                    break;
-                }
-            }
-            // RFC 9112 §2.2: empty lines before a request line are ignored.
-            let skip = self
-                .inbuf
-                .iter()
-                .take_while(|&&b| b == b'\r' || b == b'\n')
-                .count();
-            self.inbuf.drain(..skip);
-            if self.inbuf.is_empty() {
-                self.partial_since = None;
-                break;
-            }
-            if self.queue.len() >= MAX_PIPELINE {
-                break;
-            }
-            match request::parse(&self.inbuf, &self.ctx.limits) {
-                Ok(Parsed::Partial) => {
-                    self.partial_since.get_or_insert(now);
-                    break;
-                }
-                Ok(Parsed::Complete(req, n)) => {
-                    self.inbuf.drain(..n);
-                    self.partial_since = None;
+            match self.intake.next(&self.ctx.limits, now) {
+                Next::Stop => break,
+                Next::Request(req) => {
                     bump(&self.ctx.counters.requests);
                     if req.method.is_upload() {
                         self.begin_upload(req);
                         continue;
                     }
                     if let RequestBody::Length(l) = req.body {
-                        self.discard = l;
+                        self.intake.skip_body(l);
                     }
                     let last = !req.persistent;
-                    self.queue.push_back(Pending::Request(req));
+                    self.intake.queue.push_back(Pending::Request(req));
                     if last {
                         self.stop_reading();
                     }
                 }
-                Err(e) => {
-                    tracing::debug!("request refused: {e}");
-                    self.queue.push_back(Pending::Reject(e.status()));
-                    self.stop_reading();
-                }
+                Next::Refused(status) => self.refuse(status),
             }
         }
     }
@@ -613,8 +562,10 @@ impl HttpSession {
             .unwrap_or_else(|| self.ctx.spool.anonymous_name())
             .into();
         let path = self.ctx.spool.path(&name);
-        let ahead = self.queue.len() + usize::from(self.active.is_some());
-        let body_start_seq = self.input_end_seq.map(|end| end - self.inbuf.len() as u32);
+        let ahead = self.intake.queue.len() + usize::from(self.active.is_some());
+        let body_start_seq = self
+            .input_end_seq
+            .map(|end| end - self.intake.buffered().len() as u32);
         self.uploads_begun += 1;
         self.upload = Some(Upload::begin(
             &req,
@@ -628,11 +579,11 @@ impl HttpSession {
                 .saturating_add(1),
             &mut self.spool_out,
         ));
-        self.queue.push_back(Pending::Request(req));
+        self.intake.queue.push_back(Pending::Request(req));
     }
 
     fn refuse(&mut self, status: u16) {
-        self.queue.push_back(Pending::Reject(status));
+        self.intake.queue.push_back(Pending::Reject(status));
         self.stop_reading();
     }
 
@@ -641,12 +592,12 @@ impl HttpSession {
         let Some(u) = self.upload.as_mut() else {
             return;
         };
-        let k = u.room().min(self.inbuf.len() as u64) as usize;
+        let k = u.room().min(self.intake.buffered().len() as u64) as usize;
         if k == 0 {
             return;
         }
-        u.take_body(&self.inbuf[..k], &mut self.spool_out);
-        self.inbuf.drain(..k);
+        u.take_body(&self.intake.buffered()[..k], &mut self.spool_out);
+        self.intake.consume(k);
     }
 
     /// The spool writer did one of [`Self::spool_writes`].
@@ -695,7 +646,7 @@ impl HttpSession {
         }
         loop {
             if self.active.is_none() {
-                let next = self.queue.pop_front()?;
+                let next = self.intake.queue.pop_front()?;
                 self.active = Some(self.start(next, now));
                 self.publish_upload();
             }
@@ -767,7 +718,7 @@ impl HttpSession {
                     self.discard_upload();
                     bump(&self.ctx.counters.aborted);
                     self.active = None;
-                    self.queue.clear();
+                    self.intake.queue.clear();
                     self.stop_reading();
                     self.reset = true;
                     return None;
@@ -861,13 +812,11 @@ impl HttpSession {
     fn finish_response(&mut self, persistent: bool, now: Instant) {
         self.request_count = self.request_count.saturating_add(1);
         self.last_activity = now;
-        if self.partial_since.is_some() {
-            // A pipelined head arrived while we were busy answering: its
-            // clock starts now that it is the one we wait for.
-            self.partial_since = Some(now);
-        }
+        // A pipelined head that arrived while we were busy answering: its
+        // clock starts now that it is the one we wait for.
+        self.intake.restart_clock(now);
         if !persistent {
-            self.queue.clear();
+            self.intake.queue.clear();
             self.stop_reading();
         }
     }
