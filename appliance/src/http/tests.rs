@@ -75,6 +75,19 @@ fn worker_for(cache: &Arc<Cache>, limits: Limits) -> (Arc<WorkerContext>, Receiv
     )
 }
 
+/// What a transport with sequence numbers does: tells the session where
+/// the bytes sit in the client's sequence space, then gives them.
+trait BytesAt {
+    fn on_bytes_at(&mut self, data: &[u8], seq: Option<SeqNum>, now: Instant);
+}
+
+impl BytesAt for HttpSession {
+    fn on_bytes_at(&mut self, data: &[u8], seq: Option<SeqNum>, now: Instant) {
+        self.set_input_seq(seq);
+        self.on_bytes(data, now);
+    }
+}
+
 /// A session plus the client's view: the bytes it received and a TCP
 /// sequence counter standing in for the send API.
 struct Conn {

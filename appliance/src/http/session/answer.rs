@@ -103,6 +103,15 @@ pub enum Step {
     Abort,
 }
 
+/// The next piece of `head` from `pos`, at most `capacity` bytes (a
+/// zero-copy slice); `pos` moves past it.
+pub fn piece(head: &Bytes, pos: &mut usize, capacity: usize) -> Bytes {
+    let n = capacity.min(head.len() - *pos);
+    let out = head.slice(*pos..*pos + n);
+    *pos += n;
+    out
+}
+
 /// Advances a response by one output piece of at most `capacity` bytes;
 /// waits register `notifier` with the object.
 pub fn step(stage: &mut Stage, notifier: &Arc<Notifier>, capacity: usize) -> Step {
@@ -120,14 +129,11 @@ pub fn step(stage: &mut Stage, notifier: &Arc<Notifier>, capacity: usize) -> Ste
             }
             Stage::Head { head, pos, body } => {
                 if *pos < head.len() {
-                    let n = capacity.min(head.len() - *pos);
-                    let out = head.slice(*pos..*pos + n);
                     let last = LastOut::Head {
                         pos: *pos,
                         len: head.len(),
                     };
-                    *pos += n;
-                    return Step::Out(out, last);
+                    return Step::Out(piece(head, pos, capacity), last);
                 }
                 match body.take() {
                     Some(b) => *stage = Stage::Body(b),

@@ -46,8 +46,8 @@ use bytes::Bytes;
 
 use self::answer::{LastOut, Stage, Step};
 use self::intake::{Intake, Next, Pending};
-use self::resume::{Resume, Start, UploadStart};
-use self::upload::{Spooled, Upload};
+use self::resume::{Resume, Start};
+use self::upload::{Resumed, Spooled, UploadDesk};
 use super::checkpoint::{NotResumable, ResponseCheckpoint};
 use super::context::WorkerContext;
 use super::counters::bump;
@@ -103,20 +103,8 @@ pub struct HttpSession {
     body_sent: u64,
     request_count: u32,
     last_activity: Instant,
-    /// The upload in progress. One at a time: nothing after it is read
-    /// until its response is done (clients do not pipeline after a
-    /// non-idempotent request, RFC 9112 §9.3.2).
-    upload: Option<Upload>,
-    /// The client's sequence number after the last byte given to the
-    /// session (`None` over transports without sequence numbers: then an
-    /// upload has no checkpoint).
-    input_end_seq: Option<SeqNum>,
-    /// Names this connection's spool file (the same on a survivor).
-    conn_name: Option<String>,
-    /// File operations for the spool writer, in order.
-    spool_out: Vec<SpoolWrite>,
-    /// Uploads begun on this connection (numbers their spool answers).
-    uploads_begun: u64,
+    /// The upload side.
+    uploads: UploadDesk,
     /// The upload's state changed: the worker should checkpoint now.
     commit_due: bool,
 }
@@ -126,14 +114,14 @@ impl Drop for HttpSession {
         self.ctx.live.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
 impl HttpSession {
     /// A session for a new connection, or — at the connection cap — the
     /// 503 answer to send before closing it (RFC 9110 §15.6.4).
     pub fn accept(ctx: &Arc<WorkerContext>, now: Instant) -> Result<HttpSession, Bytes> {
         if ctx.sessions() >= ctx.max_sessions {
             bump(&ctx.counters.refused_connections);
-            ctx.counters.status(503);
-            return Err(response::generated(503, false, 1, &ctx.http_date(now)));
+            return Err(made_up(ctx, 503, false, 1, now));
         }
         Ok(HttpSession::new(Arc::clone(ctx), now))
     }
@@ -154,20 +142,9 @@ impl HttpSession {
             body_sent: 0,
             request_count: 0,
             last_activity: now,
-            upload: None,
-            input_end_seq: None,
-            conn_name: None,
-            spool_out: Vec::new(),
-            uploads_begun: 0,
+            uploads: UploadDesk::default(),
             commit_due: false,
         }
-    }
-
-    /// Bytes from the client whose first byte has TCP sequence number `seq`.
-    #[cfg(test)]
-    pub fn on_bytes_at(&mut self, data: &[u8], seq: Option<SeqNum>, now: Instant) {
-        self.set_input_seq(seq);
-        self.on_bytes(data, now);
     }
 
     /// The TCP sequence number of the next byte the client sends (once,
@@ -175,16 +152,14 @@ impl HttpSession {
     /// where its body sits in the client's byte stream). Kept if already
     /// known (a resumed upload knows its own).
     pub fn set_input_seq(&mut self, seq: Option<SeqNum>) {
-        if seq.is_some() || self.upload.is_none() {
-            self.input_end_seq = seq;
-        }
+        self.uploads.set_input_seq(seq);
     }
 
     /// Names the connection for its spool file; the transport derives it
     /// from what a survivor's restored connection has too (see
     /// [`super::super::upload`]).
     pub fn set_conn_name(&mut self, name: Option<String>) {
-        self.conn_name = name;
+        self.uploads.set_conn_name(name);
     }
 
     /// Continues, on a survivor, the response `cp` describes, from the
@@ -202,14 +177,14 @@ impl HttpSession {
         now: Instant,
     ) -> HttpSession {
         let mut s = HttpSession::new(ctx, now);
-        s.conn_name = conn_name;
+        s.uploads.set_conn_name(conn_name);
         s.request_count = cp.request_count.saturating_sub(1);
         s.checkpoint = Some(cp.clone());
         if let Some(u) = &cp.upload {
             s.resume_upload(cp, u, now);
             return s;
         }
-        let (req, resume, object) = match resume::start(cp, acked_seq) {
+        let (req, from, validator, resume) = match resume::start(cp, acked_seq) {
             Start::Finished => {
                 s.finish_response(cp.persistent, now);
                 bump(&s.ctx.counters.resumed);
@@ -219,21 +194,14 @@ impl HttpSession {
                 s.not_resumable(why);
                 return s;
             }
-            Start::Object {
-                req,
-                from,
-                validator,
-                resume,
-            } => {
-                let object = match (s.ctx.cache.peek(&cp.url), validator) {
-                    (Some(o), _) => o,
-                    (None, Some(v)) => s.ctx.cache.fetch_range(&cp.url, from, Some(v)),
-                    (None, None) => {
-                        s.not_resumable(NotResumable::Position);
-                        return s;
-                    }
-                };
-                (req, resume, object)
+            Start::Object(req, from, validator, resume) => (req, from, validator, resume),
+        };
+        let object = match (s.ctx.cache.peek(&cp.url), validator) {
+            (Some(o), _) => o,
+            (None, Some(v)) => s.ctx.cache.fetch_range(&cp.url, from, Some(v)),
+            (None, None) => {
+                s.not_resumable(NotResumable::Position);
+                return s;
             }
         };
         // What the client already has of this body (for `app_block`).
@@ -248,47 +216,16 @@ impl HttpSession {
     }
 
     /// Continues, on a survivor, an upload whose body the dead box was
-    /// receiving: the spool holds the `received` bytes the checkpoint
-    /// covers (the spool writer cuts the file to them), the restored
-    /// connection asks the client for the rest.
+    /// receiving (see [`UploadDesk::resume`]).
     fn resume_upload(&mut self, cp: &ResponseCheckpoint, u: &UploadState, now: Instant) {
-        let Some(name) = self.conn_name.clone() else {
-            tracing::warn!(url = %cp.url, "upload cannot be continued: connection has no name");
-            self.not_resumable(NotResumable::UploadLost);
-            return;
-        };
-        let name: Arc<str> = name.into();
-        self.uploads_begun += 1;
-        match resume::upload(cp, u, self.ctx.limits.max_upload_bytes) {
-            UploadStart::Lost => self.not_resumable(NotResumable::UploadLost),
-            UploadStart::Lost502(req) => {
-                tracing::warn!(url = %cp.url, "upload was passed to the origin before the takeover: answering 502");
-                self.spool_out.push(SpoolWrite {
-                    name,
-                    upload: self.uploads_begun,
-                    op: super::upload::SpoolOp::Remove,
-                });
+        let max = self.ctx.limits.max_upload_bytes;
+        match self.uploads.resume(cp, u, max, &self.ctx.spool) {
+            Err(why) => self.not_resumable(why),
+            Ok(Resumed::Lost502(req)) => {
                 self.stop_reading();
                 self.active = Some(self.generated_active(502, req, false, now));
             }
-            UploadStart::Continue { req, have, state } => {
-                tracing::info!(
-                    url = %cp.url,
-                    received = have,
-                    length = u.content_length,
-                    "upload continued after a takeover"
-                );
-                let path = self.ctx.spool.path(&name);
-                let upload = Upload::resumed(
-                    cp,
-                    state,
-                    self.uploads_begun,
-                    name,
-                    path,
-                    &mut self.spool_out,
-                );
-                self.input_end_seq = Some(upload.state.covered_seq());
-                self.upload = Some(upload);
+            Ok(Resumed::Continue(req)) => {
                 self.active = Some(Active {
                     req,
                     phase: Phase::AwaitBody { interim: None },
@@ -315,24 +252,19 @@ impl HttpSession {
     /// The connection is gone for good (not handed to another box): its
     /// upload's spool file goes too (see [`Self::spool_writes`]).
     pub fn discard_upload(&mut self) {
-        if let Some(u) = self.upload.take() {
-            u.remove(&mut self.spool_out);
-        }
+        self.uploads.discard();
     }
 
     /// Makes the upload's state the connection's checkpoint, once the
     /// upload is the request being answered (a checkpoint describes one
     /// request; earlier pipelined answers keep theirs until done).
     fn publish_upload(&mut self) {
-        let Some(u) = &self.upload else {
-            return;
-        };
         let current = self
             .active
             .as_ref()
             .is_some_and(|a| a.req.method.is_upload());
-        if current && self.input_end_seq.is_some() {
-            self.checkpoint = Some(u.checkpoint());
+        if let Some(cp) = self.uploads.checkpoint().filter(|_| current) {
+            self.checkpoint = Some(cp);
             self.commit_due = true;
         }
     }
@@ -410,17 +342,12 @@ impl HttpSession {
     /// in the TCP receive queue (its window then pushes back on the
     /// client).
     pub fn wants_input(&self) -> bool {
-        self.reading
-            && self.intake.queue.len() < MAX_PIPELINE
-            && self
-                .upload
-                .as_ref()
-                .is_none_or(|u| u.receiving() && u.room() > 0)
+        self.reading && self.intake.queue.len() < MAX_PIPELINE && self.uploads.wants_body()
     }
 
     /// True while spool writes of the upload are unanswered.
     pub fn spool_pending(&self) -> bool {
-        self.upload.as_ref().is_some_and(Upload::pending)
+        self.uploads.pending()
     }
 
     /// How the connection must end, once `poll_send` has nothing more:
@@ -437,7 +364,7 @@ impl HttpSession {
     /// request head is incomplete, the idle deadline while nothing is in
     /// progress.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.reading && self.upload.as_ref().is_some_and(Upload::receiving) {
+        if self.reading && self.uploads.receiving() {
             // A body that stops coming holds a spool file and a slot.
             return Some(self.last_activity + self.ctx.limits.idle_timeout);
         }
@@ -458,7 +385,7 @@ impl HttpSession {
     pub fn on_bytes(&mut self, data: &[u8], now: Instant) {
         // Counted here, so the transport is asked for a sequence number
         // once per connection, not per read.
-        self.input_end_seq = self.input_end_seq.map(|s| s + data.len() as u32);
+        self.uploads.advance_input(data.len());
         self.last_activity = now;
         if !self.reading {
             // After a close decision further input is not processed
@@ -478,7 +405,7 @@ impl HttpSession {
     /// A timer set from [`Self::poll_timeout`] fired.
     pub fn on_timeout(&mut self, now: Instant) {
         if self.reading
-            && self.upload.as_ref().is_some_and(Upload::receiving)
+            && self.uploads.receiving()
             && now >= self.last_activity + self.ctx.limits.idle_timeout
         {
             self.fail_upload(408, now);
@@ -517,7 +444,7 @@ impl HttpSession {
 
     fn parse_input(&mut self, now: Instant) {
         while self.reading {
-            if self.upload.is_some() {
+            if self.uploads.current.is_some() {
                 self.receive_body();
                 break;
             }
@@ -544,7 +471,6 @@ impl HttpSession {
     }
 
     /// A POST or PUT head was read: refuse it (411, 413) or spool its body.
-    /// A POST or PUT head was read: refuse it (411, 413) or spool its body.
     fn begin_upload(&mut self, req: Request) {
         let length = match req.body {
             // A chunked upload would have to be decoded and re-framed;
@@ -556,29 +482,14 @@ impl HttpSession {
             RequestBody::Length(n) => n,
             RequestBody::None => 0,
         };
-        let name: Arc<str> = self
-            .conn_name
-            .clone()
-            .unwrap_or_else(|| self.ctx.spool.anonymous_name())
-            .into();
-        let path = self.ctx.spool.path(&name);
         let ahead = self.intake.queue.len() + usize::from(self.active.is_some());
-        let body_start_seq = self
-            .input_end_seq
-            .map(|end| end - self.intake.buffered().len() as u32);
-        self.uploads_begun += 1;
-        self.upload = Some(Upload::begin(
-            &req,
-            length,
-            body_start_seq.unwrap_or_default(),
-            self.uploads_begun,
-            name,
-            path,
-            self.request_count
-                .saturating_add(ahead as u32)
-                .saturating_add(1),
-            &mut self.spool_out,
-        ));
+        let index = self
+            .request_count
+            .saturating_add(ahead as u32)
+            .saturating_add(1);
+        let buffered = self.intake.buffered().len();
+        self.uploads
+            .begin(&req, length, buffered, index, &self.ctx.spool);
         self.intake.queue.push_back(Pending::Request(req));
     }
 
@@ -589,20 +500,13 @@ impl HttpSession {
 
     /// Hands the upload's body bytes from the input to the spool writer.
     fn receive_body(&mut self) {
-        let Some(u) = self.upload.as_mut() else {
-            return;
-        };
-        let k = u.room().min(self.intake.buffered().len() as u64) as usize;
-        if k == 0 {
-            return;
-        }
-        u.take_body(&self.intake.buffered()[..k], &mut self.spool_out);
+        let k = self.uploads.receive(self.intake.buffered());
         self.intake.consume(k);
     }
 
     /// The spool writer did one of [`Self::spool_writes`].
     pub fn on_spooled(&mut self, done: &SpoolDone, now: Instant) {
-        let Some(u) = self.upload.as_mut() else {
+        let Some(u) = self.uploads.current.as_mut() else {
             return;
         };
         match u.on_spooled(done) {
@@ -634,7 +538,7 @@ impl HttpSession {
     /// File operations on the upload's spool for the worker's spool
     /// writer, in the order they must be done.
     pub fn spool_writes(&mut self) -> std::vec::Drain<'_, SpoolWrite> {
-        self.spool_out.drain(..)
+        self.uploads.writes()
     }
 
     /// The next bytes to send, at most `capacity`; `None` when there is
@@ -676,15 +580,11 @@ impl HttpSession {
                         self.not_resumable(NotResumable::Unavailable);
                         return None;
                     }
-                    let status = err.client_status();
-                    self.ctx.counters.status(status);
-                    let head = response::generated(
-                        status,
-                        a.req.persistent,
-                        a.req.minor,
-                        &self.ctx.http_date(now),
-                    );
-                    a.phase = Phase::Answer(Stage::head_only(head));
+                    let (persistent, minor) = (a.req.persistent, a.req.minor);
+                    let head = made_up(&self.ctx, err.client_status(), persistent, minor, now);
+                    if let Some(a) = self.active.as_mut() {
+                        a.phase = Phase::Answer(Stage::head_only(head));
+                    }
                 }
                 Step::Out(bytes, last) => {
                     self.last_out = last;
@@ -768,23 +668,17 @@ impl HttpSession {
             return None;
         };
         if let Some((head, pos)) = interim {
-            let n = capacity.min(head.len() - *pos);
-            let out = head.slice(*pos..*pos + n);
-            *pos += n;
+            let out = answer::piece(head, pos, capacity);
             if *pos >= head.len() {
                 *interim = None;
             }
             self.last_out = LastOut::Interim;
             return Some(Some(out));
         }
-        let Some(u) = self.upload.as_mut() else {
+        let Some(u) = self.uploads.current.as_mut() else {
             // Cannot happen: an upload request always has its upload.
-            a.phase = Phase::Answer(Stage::head_only(response::generated(
-                500,
-                false,
-                a.req.minor,
-                &self.ctx.http_date(now),
-            )));
+            let head = made_up(&self.ctx, 500, false, a.req.minor, now);
+            a.phase = Phase::Answer(Stage::head_only(head));
             a.req.persistent = false;
             self.reading = false;
             return None;
@@ -846,8 +740,7 @@ impl HttpSession {
         persistent: bool,
         now: Instant,
     ) -> Active {
-        self.ctx.counters.status(status);
-        let head = response::generated(status, persistent, req.minor, &self.ctx.http_date(now));
+        let head = made_up(&self.ctx, status, persistent, req.minor, now);
         Active {
             req: Request { persistent, ..req },
             phase: Phase::Answer(Stage::head_only(head)),
@@ -873,7 +766,7 @@ impl HttpSession {
                 self.generated_active(400, req, false, now)
             }
             Pending::Request(req) if req.method.is_upload() => {
-                let waiting = self.upload.as_ref().is_some_and(Upload::receiving);
+                let waiting = self.uploads.receiving();
                 let interim = (req.expect_continue && req.minor == 1 && waiting)
                     .then(|| (response::continue_interim(), 0));
                 Active {
@@ -894,4 +787,10 @@ impl HttpSession {
             }
         }
     }
+}
+
+/// An answer the box makes up itself (errors, refusals), counted.
+fn made_up(ctx: &WorkerContext, status: u16, persistent: bool, minor: u8, now: Instant) -> Bytes {
+    ctx.counters.status(status);
+    response::generated(status, persistent, minor, &ctx.http_date(now))
 }

@@ -37,18 +37,11 @@ pub enum Start {
     /// The next byte cannot be located.
     Refuse(NotResumable),
     /// Find the object and continue: from the cache if it holds the same
-    /// version, else from the origin from object byte `from`, checked by
-    /// `validator`.
-    Object {
-        /// The request the response answers, rebuilt.
-        req: Request,
-        /// The object byte the client needs next.
-        from: u64,
-        /// The validator to fetch with (`None`: only the cache's copy will do).
-        validator: Option<String>,
-        /// What to check the object against.
-        resume: Resume,
-    },
+    /// version, else from the origin. Holds the rebuilt request, the
+    /// object byte the client needs next, the validator to fetch with
+    /// (`None`: only the cache's copy will do), and what to check the
+    /// object against.
+    Object(Request, u64, Option<String>, Resume),
 }
 
 /// Locates where the response `cp` continues after `acked_seq`.
@@ -78,18 +71,17 @@ pub fn start(cp: &ResponseCheckpoint, acked_seq: SeqNum) -> Start {
     if !cp.rebuildable() {
         return Start::Refuse(NotResumable::Position);
     }
-    Start::Object {
-        req: Request {
-            range: cp.range.map(|(a, b)| format!("bytes={a}-{b}")),
-            ..Request::bare(cp.method, cp.minor, cp.url.clone(), cp.persistent)
-        },
-        from: cp.body_offset.saturating_add(delta.max(0) as u64),
-        validator: cp.etag.clone().or_else(|| cp.last_modified.clone()),
-        resume: Resume {
-            cp: cp.clone(),
-            delta,
-        },
-    }
+    let req = Request {
+        range: cp.range.map(|(a, b)| format!("bytes={a}-{b}")),
+        ..Request::bare(cp.method, cp.minor, cp.url.clone(), cp.persistent)
+    };
+    let from = cp.body_offset.saturating_add(delta.max(0) as u64);
+    let validator = cp.etag.clone().or_else(|| cp.last_modified.clone());
+    let resume = Resume {
+        cp: cp.clone(),
+        delta,
+    };
+    Start::Object(req, from, validator, resume)
 }
 
 /// How a taken-over upload goes on.

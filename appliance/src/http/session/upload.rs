@@ -13,9 +13,10 @@ use std::sync::Arc;
 use baton_dataplane::tcp::SeqNum;
 use bytes::Bytes;
 
-use super::super::checkpoint::ResponseCheckpoint;
+use super::super::checkpoint::{NotResumable, ResponseCheckpoint};
 use super::super::request::{Method, Request};
-use super::super::upload::{SpoolDone, SpoolOp, SpoolOpKind, SpoolWrite, UploadState};
+use super::super::upload::{Spool, SpoolDone, SpoolOp, SpoolOpKind, SpoolWrite, UploadState};
+use super::resume::{self, UploadStart};
 use crate::cache::{UploadMethod, UploadRequest};
 
 /// Most body bytes handed to the spool writer and not yet answered: input
@@ -231,5 +232,180 @@ impl Upload {
             length: self.state.content_length,
             content_type: self.state.content_type.clone(),
         }
+    }
+}
+
+/// How a taken-over upload goes on (see [`UploadDesk::resume`]).
+#[derive(Debug)]
+pub enum Resumed {
+    /// Answer 502: the origin may have acted on it already.
+    Lost502(Request),
+    /// Receive the rest of its body, then pass it on.
+    Continue(Request),
+}
+
+/// The upload side of one connection: its upload (one at a time: nothing
+/// after it is read until its response is done, as clients do not
+/// pipeline after a non-idempotent request, RFC 9112 §9.3.2), where the
+/// client's bytes stand in its sequence space, and the spool writes to
+/// hand out.
+#[derive(Debug, Default)]
+pub struct UploadDesk {
+    /// The upload in progress.
+    pub current: Option<Upload>,
+    /// The client's sequence number after the last byte given to the
+    /// session (`None` over transports without sequence numbers: then an
+    /// upload has no checkpoint).
+    input_end_seq: Option<SeqNum>,
+    /// Names this connection's spool file (the same on a survivor).
+    conn_name: Option<String>,
+    /// Spool writes not handed out yet, in order.
+    out: Vec<SpoolWrite>,
+    /// Uploads begun on this connection (numbers their spool answers).
+    begun: u64,
+}
+
+impl UploadDesk {
+    /// The sequence number of the client's next byte (kept if already
+    /// known: a resumed upload knows its own).
+    pub fn set_input_seq(&mut self, seq: Option<SeqNum>) {
+        if seq.is_some() || self.current.is_none() {
+            self.input_end_seq = seq;
+        }
+    }
+
+    /// Names the connection's spool file.
+    pub fn set_conn_name(&mut self, name: Option<String>) {
+        self.conn_name = name;
+    }
+
+    /// `n` more bytes came from the client.
+    pub fn advance_input(&mut self, n: usize) {
+        // Sequence space wraps: only the low 32 bits of the count matter.
+        self.input_end_seq = self.input_end_seq.map(|s| s + n as u32);
+    }
+
+    /// True while the current upload's body is still to come.
+    pub fn receiving(&self) -> bool {
+        self.current.as_ref().is_some_and(Upload::receiving)
+    }
+
+    /// True while spool writes are unanswered.
+    pub fn pending(&self) -> bool {
+        self.current.as_ref().is_some_and(Upload::pending)
+    }
+
+    /// False while an upload's body is complete or its spool writes are
+    /// far enough behind (true when there is no upload).
+    pub fn wants_body(&self) -> bool {
+        self.current
+            .as_ref()
+            .is_none_or(|u| u.receiving() && u.room() > 0)
+    }
+
+    /// Starts the upload of `req`, `length` body bytes, whose body begins
+    /// `buffered` bytes before the input's end; it is the connection's
+    /// `request_count`-th request.
+    pub fn begin(
+        &mut self,
+        req: &Request,
+        length: u64,
+        buffered: usize,
+        request_count: u32,
+        spool: &Spool,
+    ) {
+        let name: Arc<str> = self
+            .conn_name
+            .clone()
+            .unwrap_or_else(|| spool.anonymous_name())
+            .into();
+        let path = spool.path(&name);
+        let body_start_seq = self.input_end_seq.map(|end| end - buffered as u32);
+        self.begun += 1;
+        self.current = Some(Upload::begin(
+            req,
+            length,
+            body_start_seq.unwrap_or_default(),
+            self.begun,
+            name,
+            path,
+            request_count,
+            &mut self.out,
+        ));
+    }
+
+    /// Takes what it can of `input` as body bytes; returns how many.
+    pub fn receive(&mut self, input: &[u8]) -> usize {
+        let Some(u) = self.current.as_mut() else {
+            return 0;
+        };
+        let k = u.room().min(input.len() as u64) as usize;
+        if k > 0 {
+            u.take_body(&input[..k], &mut self.out);
+        }
+        k
+    }
+
+    /// Continues, on a survivor, the upload `u` of checkpoint `cp`: the
+    /// spool holds the `received` bytes the checkpoint covers (the spool
+    /// writer cuts the file to them), the restored connection asks the
+    /// client for the rest.
+    pub fn resume(
+        &mut self,
+        cp: &ResponseCheckpoint,
+        u: &UploadState,
+        max_upload_bytes: u64,
+        spool: &Spool,
+    ) -> Result<Resumed, NotResumable> {
+        let Some(name) = self.conn_name.clone() else {
+            tracing::warn!(url = %cp.url, "upload cannot be continued: connection has no name");
+            return Err(NotResumable::UploadLost);
+        };
+        let name: Arc<str> = name.into();
+        self.begun += 1;
+        match resume::upload(cp, u, max_upload_bytes) {
+            UploadStart::Lost => Err(NotResumable::UploadLost),
+            UploadStart::Lost502(req) => {
+                tracing::warn!(url = %cp.url, "upload was passed to the origin before the takeover: answering 502");
+                self.out.push(SpoolWrite {
+                    name,
+                    upload: self.begun,
+                    op: SpoolOp::Remove,
+                });
+                Ok(Resumed::Lost502(req))
+            }
+            UploadStart::Continue { req, have, state } => {
+                tracing::info!(
+                    url = %cp.url,
+                    received = have,
+                    length = u.content_length,
+                    "upload continued after a takeover"
+                );
+                let path = spool.path(&name);
+                let upload = Upload::resumed(cp, state, self.begun, name, path, &mut self.out);
+                self.input_end_seq = Some(upload.state.covered_seq());
+                self.current = Some(upload);
+                Ok(Resumed::Continue(req))
+            }
+        }
+    }
+
+    /// The upload is over on this box: its spool file goes.
+    pub fn discard(&mut self) {
+        if let Some(u) = self.current.take() {
+            u.remove(&mut self.out);
+        }
+    }
+
+    /// The current upload's checkpoint, when the transport gives sequence
+    /// numbers (without them, no survivor could place its body).
+    pub fn checkpoint(&self) -> Option<ResponseCheckpoint> {
+        self.input_end_seq?;
+        Some(self.current.as_ref()?.checkpoint())
+    }
+
+    /// Spool writes for the worker's spool writer, in order.
+    pub fn writes(&mut self) -> std::vec::Drain<'_, SpoolWrite> {
+        self.out.drain(..)
     }
 }
