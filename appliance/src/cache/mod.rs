@@ -5,7 +5,8 @@
 //!
 //! Start reading at [`store::Cache`]: `lookup` finds or starts filling an
 //! object; [`object::Object`] is the shared, chunked body that sessions
-//! read while a [`fetch`] thread fills it; [`freshness`] decides how long an
+//! read while a [`fetch`] thread fills it ([`error`] says why a fill
+//! failed); [`freshness`] decides how long an
 //! object may be served; [`lru`] is the eviction order.
 //!
 //! Choices, in one place:

@@ -152,3 +152,87 @@ impl<C: Send + 'static> SpoolWriter<C> {
         self.done.recv_timeout(timeout).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::upload::SpoolOpKind;
+
+    struct NoWake;
+    impl Waker for NoWake {
+        fn wake(&self) {}
+    }
+
+    fn write(name: &Arc<str>, op: SpoolOp) -> SpoolWrite {
+        SpoolWrite {
+            name: Arc::clone(name),
+            upload: 1,
+            op,
+        }
+    }
+
+    #[test]
+    fn the_writer_thread_does_each_files_ops_in_order_and_answers_each() {
+        let spool = Arc::new(Spool::private().unwrap());
+        let mut w: SpoolWriter<u32> =
+            SpoolWriter::spawn(Arc::clone(&spool), Arc::new(NoWake), "spool-test".into());
+        let name: Arc<str> = "ordered".into();
+        w.submit(7, write(&name, SpoolOp::Create));
+        for piece in [&b"abc"[..], b"defg", b"h"] {
+            w.submit(
+                7,
+                write(&name, SpoolOp::Append(bytes::Bytes::copy_from_slice(piece))),
+            );
+        }
+        let answers: Vec<_> = (0..4)
+            .map(|_| w.wait_done(Duration::from_secs(5)).expect("an answer"))
+            .collect();
+        let lens: Vec<_> = answers.iter().map(|(_, d)| d.result.clone()).collect();
+        assert_eq!(
+            lens,
+            [Ok(0), Ok(3), Ok(7), Ok(8)],
+            "each answer says what is spooled"
+        );
+        assert!(answers.iter().all(|(c, _)| *c == 7));
+        assert_eq!(fs::read(spool.path(&name)).unwrap(), b"abcdefgh");
+        w.submit(7, write(&name, SpoolOp::Remove));
+        let (_, done) = w.wait_done(Duration::from_secs(5)).expect("an answer");
+        assert_eq!(done.op, SpoolOpKind::Remove);
+        assert!(!spool.path(&name).exists());
+        let _ = fs::remove_dir(spool.dir());
+    }
+
+    #[test]
+    fn a_taken_over_file_is_cut_to_its_checkpoint_and_a_short_one_fails() {
+        let spool = Arc::new(Spool::private().unwrap());
+        let mut files = SpoolFiles::new(Arc::clone(&spool));
+        let name: Arc<str> = "taken".into();
+        files.apply(write(&name, SpoolOp::Create));
+        files.apply(write(
+            &name,
+            SpoolOp::Append(bytes::Bytes::from_static(b"0123456789")),
+        ));
+        // A survivor: what the dead box wrote after its checkpoint goes.
+        let mut survivor = SpoolFiles::new(Arc::clone(&spool));
+        let done = survivor.apply(write(&name, SpoolOp::Reopen { len: 4 }));
+        assert_eq!(done.result, Ok(4));
+        let done = survivor.apply(write(
+            &name,
+            SpoolOp::Append(bytes::Bytes::from_static(b"ab")),
+        ));
+        assert_eq!(done.result, Ok(6));
+        assert_eq!(fs::read(spool.path(&name)).unwrap(), b"0123ab");
+        let done = survivor.apply(write(&name, SpoolOp::Reopen { len: 100 }));
+        assert!(
+            done.result.is_err(),
+            "a spool shorter than its checkpoint is lost"
+        );
+        let done = survivor.apply(write(
+            &"never-created".into(),
+            SpoolOp::Append(bytes::Bytes::from_static(b"x")),
+        ));
+        assert!(done.result.is_err());
+        survivor.apply(write(&name, SpoolOp::Remove));
+        let _ = fs::remove_dir(spool.dir());
+    }
+}

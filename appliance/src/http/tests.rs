@@ -1930,3 +1930,51 @@ fn a_stalled_upload_is_answered_408_and_its_spool_removed() {
     assert!(!spooled(&name));
     assert!(h.origin.uploads().is_empty());
 }
+
+#[test]
+fn an_upload_checkpoint_covers_only_bytes_the_spool_writer_answered() {
+    let h = Harness::new();
+    let (ctx, _rx) = h.worker(Limits::default());
+    let mut s = HttpSession::new(ctx, Instant::now());
+    let name = spool_name("answered");
+    s.set_conn_name(Some(name.clone()));
+    let head = upload_head("PUT", "/a", 10, "");
+    s.on_bytes_at(head.as_bytes(), Some(SeqNum(100)), Instant::now());
+    s.on_bytes(b"0123456789", Instant::now());
+    let _ = s.poll_send(1000, Instant::now());
+    let writes: Vec<_> = s.spool_writes().collect();
+    assert_eq!(writes.len(), 2, "create, then one append");
+    // Nothing answered yet: the checkpoint (which, with ack_after_commit,
+    // is what acknowledges) covers no body byte.
+    let _ = s.take_commit_due();
+    assert_eq!(
+        s.checkpoint()
+            .and_then(|c| c.upload.as_ref())
+            .map(|u| u.received),
+        Some(0)
+    );
+    assert_eq!(
+        s.poll_send(1000, Instant::now()),
+        None,
+        "not forwarded before it is spooled"
+    );
+    let mut files = super::spool_writer::SpoolFiles::new(crate::http::context::private_spool());
+    let mut writes = writes.into_iter();
+    let created = files.apply(writes.next().unwrap());
+    s.on_spooled(&created, Instant::now());
+    assert!(!s.take_commit_due(), "a created file covers nothing new");
+    let appended = files.apply(writes.next().unwrap());
+    s.on_spooled(&appended, Instant::now());
+    assert!(
+        s.take_commit_due(),
+        "spooled bytes are checkpointed at once"
+    );
+    let u = s.checkpoint().and_then(|c| c.upload.clone()).unwrap();
+    assert_eq!(u.received, 10);
+    assert_eq!(u.covered_seq(), SeqNum(100) + (head.len() + 10) as u32);
+    s.discard_upload();
+    for w in s.spool_writes().collect::<Vec<_>>() {
+        files.apply(w);
+    }
+    assert!(!spooled(&name));
+}
