@@ -30,6 +30,8 @@ pub enum Pending {
 }
 
 /// What the input holds next.
+// Made once per request and moved once, like `Pending`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Next {
     /// Nothing more now: input incomplete, or the queue is full.

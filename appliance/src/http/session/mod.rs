@@ -731,8 +731,6 @@ impl HttpSession {
     }
 
     /// A response the box makes up itself, as the active one.
-
-    /// A response the box makes up itself, as the active one.
     fn generated_active(
         &self,
         status: u16,
