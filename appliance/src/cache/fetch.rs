@@ -14,6 +14,9 @@
 //! an origin 5xx is 502. Whatever happens, the object is failed and dropped
 //! from the index ([`super::Cache::finished`]), so the next request tries
 //! the origin again: an error never poisons the cache.
+//!
+//! Fetchers know objects and the origin; they report to the index through
+//! [`FetchReport`] and know nothing else of the cache, nor of clients.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -11,6 +11,9 @@
 //! complete, the body is frozen into an immutable [`Body`] and read without
 //! taking the lock. Sessions that find no bytes yet subscribe their worker's
 //! [`Notifier`], which the fetcher pokes on every change.
+//!
+//! An object knows its bytes and who waits for them, not the index it is in
+//! nor who fills it.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;

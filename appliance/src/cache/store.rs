@@ -10,6 +10,9 @@
 //! session that asks for it meanwhile, so concurrent misses make one origin
 //! request. An object larger than the whole budget is served to those who
 //! asked and then forgotten.
+//!
+//! The index knows objects, fetch jobs and the disk directory; it knows
+//! nothing of sessions or connections.
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -7,6 +7,9 @@
 //! object bytes `range.0..=range.1` for a 206, the whole object for a 200;
 //! the map from sequence numbers to object bytes is one-to-one because
 //! Baton never sends chunked or multipart bodies.
+//!
+//! It knows the segment's application block, not the record around it
+//! (the glue in `crate::serve` writes that) nor how a response is sent.
 
 use baton_dataplane::tcp::SeqNum;
 use baton_shmem::{AppBlock, UploadBlock};

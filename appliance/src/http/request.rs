@@ -7,6 +7,8 @@
 //! is 431 (RFC 6585 §5), anything httparse refuses is 400. The checks run on
 //! incomplete heads too, so a client cannot make the box buffer an endless
 //! line.
+//!
+//! Pure parsing: it knows nothing of connections, answers or the cache.
 
 use std::time::Duration;
 

@@ -1,8 +1,10 @@
 //! Uploads (POST and PUT bodies) on their way to the origin: spooled to a
 //! file so that a survivor can continue one its box did not finish.
 //!
-//! A request body is written to the spool as it arrives, and the
-//! checkpoint says how many of its bytes are there ([`UploadState`]). With
+//! A request body is written to the spool as it arrives — by the worker's
+//! spool writer thread ([`super::spool_writer`]), from the [`SpoolWrite`]s
+//! its session makes — and the checkpoint says how many of its bytes are
+//! there ([`UploadState`]): only bytes whose write was answered. With
 //! `ack_after_commit` the client's bytes are acknowledged only once both
 //! the spool write and that checkpoint are done (ARCHITECTURE.md), so a
 //! survivor finds every acknowledged byte in the spool and the client
@@ -15,6 +17,9 @@
 //! connection has too. It is removed when its response is done, when the
 //! connection closes, or by [`Spool::reap`] when its box died and nobody
 //! took it over.
+//!
+//! It knows files and the upload block of a checkpoint, nothing of
+//! sessions or of when a write happens.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};

@@ -4,6 +4,12 @@
 //! checkpoints out, waking sessions when their object progresses, firing
 //! timeouts, closing.
 //!
+//! Each worker has a spool writer thread ([`super::spool_writer`]): the
+//! driver hands it the sessions' upload file operations after each event
+//! and gives its answers back to the sessions in [`HttpWorker::poll`], so
+//! no file I/O happens on the worker thread (except a bounded wait for it
+//! in [`HttpWorker::absorb_input`], before a handoff).
+//!
 //! It talks to connections through the [`Transport`] trait, so the same
 //! driver runs over the userspace TCP stack (the integrator implements
 //! `Transport` over the dataplane's `Ctx`, and forwards `App` callbacks to
@@ -353,11 +359,6 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
     /// Reads what the session wants, sends what it has, and settles its
     /// waits, timer, closing and spool writes.
     fn drive<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
-        self.drive_session(conn, t, now);
-        self.flush_spool(conn);
-    }
-
-    fn drive_session<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
         let Some(e) = self.sessions.get_mut(&conn) else {
             return;
         };
@@ -388,6 +389,9 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
                     }
                     None => {
                         e.closed = true;
+                        for w in s.spool_writes() {
+                            self.spool.submit(conn, w);
+                        }
                         return;
                     }
                 }
@@ -396,6 +400,9 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
             if !progressed {
                 break;
             }
+        }
+        for w in s.spool_writes() {
+            self.spool.submit(conn, w);
         }
         if let Some(o) = s.waiting_on() {
             let list = self.waiting.entry(o).or_default();
