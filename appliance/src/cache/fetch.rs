@@ -12,7 +12,7 @@
 //! Error mapping for clients (RFC 9110 §15.6.3, §15.6.5): a connect or read
 //! timeout is 504; a refused connection, a malformed or truncated answer, or
 //! an origin 5xx is 502. Whatever happens, the object is failed and dropped
-//! from the index ([`super::Cache::finished`]), so the next request tries
+//! from the index ([`FetchReport::finished`]), so the next request tries
 //! the origin again: an error never poisons the cache.
 //!
 //! Fetchers know objects and the origin; they report to the index through
