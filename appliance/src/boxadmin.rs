@@ -160,43 +160,12 @@ impl AdminSource for BoxAdmin {
             me.as_ref().map_or(0, |i| i.checkpoints),
         ));
         let http = self.http.stats();
-        for (name, help, value) in [
-            ("baton_http_requests_total", "Request heads parsed.", http.requests),
-            ("baton_http_body_bytes_total", "Response body bytes handed to TCP.", http.body_bytes),
-            ("baton_http_uploads_total", "Uploads (POST, PUT) begun.", http.uploads),
-            (
-                "baton_http_uploads_resumed_total",
-                "Uploads continued here after a takeover.",
-                http.uploads_resumed,
-            ),
-            ("baton_http_resumed_total", "Responses continued here after a takeover.", http.resumed),
-            (
-                "baton_http_not_resumable_total",
-                "Taken-over connections HTTP could not continue (object changed or gone, upload lost).",
-                http.not_resumable,
-            ),
-            ("baton_http_aborted_total", "Responses cut short (object failed mid-body).", http.aborted),
-            (
-                "baton_http_refused_connections_total",
-                "Connections refused at the connection cap (503).",
-                http.refused_connections,
-            ),
-        ] {
-            out.push(Metric::counter(name, help, value));
-        }
-        for (class, n) in [
-            ("2xx", http.responses_2xx),
-            ("3xx", http.responses_3xx),
-            ("4xx", http.responses_4xx),
-            ("5xx", http.responses_5xx),
-        ] {
-            let mut m = Metric::counter(
-                "baton_http_responses_total",
-                "Responses by status class.",
-                n,
-            );
-            m.labels.push(("class".into(), class.into()));
-            out.push(m);
+        for m in http.metrics() {
+            let mut metric = Metric::counter(m.name, &m.help, m.value);
+            if let Some((k, v)) = m.label {
+                metric.labels.push((k.into(), v.into()));
+            }
+            out.push(metric);
         }
         let mut total = baton_dataplane::stats::Counters::default();
         let mut ring_drops = 0;

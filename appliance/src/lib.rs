@@ -4,7 +4,8 @@
 //!
 //! What it owns: wiring a box from its configuration ([`run`]); the control
 //! core that judges peers, fences this box and takes connections over or
-//! moves them on purpose (`control`); the glue between the dataplane's
+//! moves them on purpose (`control`); the HTTP/1.1 sessions, sans-IO
+//! ([`http`]), over the object cache and its origin fetchers ([`cache`]); the glue between the dataplane's
 //! workers and the HTTP sessions, which writes each connection's checkpoint
 //! (`serve`); the one conversion between checkpoint records and what the
 //! dataplane and HTTP restore (`record`); the orphan table of connections
@@ -36,9 +37,7 @@ pub mod spool;
 pub mod status;
 pub(crate) mod sys;
 
-// The HTTP sessions and the cache: not public until their own pass gives
-// every item a doc.
-mod cache;
-mod http;
+pub mod cache;
+pub mod http;
 
 pub(crate) mod port_config;

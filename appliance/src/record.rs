@@ -42,13 +42,13 @@ pub(crate) fn seqs(e: &TcbExport) -> Seqs {
 
 /// Where a response's object starts in our byte stream.
 pub(crate) fn object_start(cp: &ResponseCheckpoint) -> SeqNum {
-    SeqNum(cp.object_start_seq)
+    cp.object_start_seq
 }
 
 /// The client sequence number up to which an upload's spool holds the
 /// body, if `cp` is an upload.
 pub(crate) fn upload_covered(cp: &ResponseCheckpoint) -> Option<SeqNum> {
-    cp.upload.as_ref().map(|u| SeqNum(u.covered_seq()))
+    cp.upload.as_ref().map(|u| u.covered_seq())
 }
 
 /// The TCP block of `e`, covering the client's bytes up to `rcv_nxt` (an

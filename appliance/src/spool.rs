@@ -70,7 +70,8 @@ impl Spool {
         format!("local-{}-{n}", std::process::id())
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    /// Where the file of the connection named `name` is.
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
@@ -214,21 +215,6 @@ impl Spool {
             .unwrap_or_else(|| Arc::new(Spool::unusable()))
     }
 
-    /// Appends `data` to the file named `name`, which must exist; returns
-    /// the file's length after the write. For writers that keep no
-    /// [`SpoolFile`] open (a thread carrying out a session's writes).
-    pub fn append_to(&self, name: &str, data: &[u8]) -> io::Result<u64> {
-        let mut file = OpenOptions::new().append(true).open(self.path(name))?;
-        file.write_all(data)?;
-        Ok(file.metadata()?.len())
-    }
-
-    /// Cuts the file named `name` to its first `len` bytes; an error when
-    /// it holds fewer (see [`Self::reopen`]).
-    pub fn truncate_to(&self, name: &str, len: u64) -> io::Result<()> {
-        self.reopen(name, len).map(drop)
-    }
-
     /// Removes the file named `name`, if it exists.
     pub fn remove(&self, name: &str) {
         let _ = fs::remove_file(self.path(name));
@@ -255,17 +241,12 @@ mod tests {
     }
 
     #[test]
-    fn writes_by_name_append_cut_and_remove() {
+    fn a_file_removed_by_name_is_gone_and_removing_it_again_is_harmless() {
         let spool = Spool::private().unwrap();
-        spool.create("c3").unwrap();
-        assert_eq!(spool.append_to("c3", b"01234").unwrap(), 5);
-        assert_eq!(spool.append_to("c3", b"56789").unwrap(), 10);
-        spool.truncate_to("c3", 3).unwrap();
-        assert_eq!(fs::read(spool.dir().join("c3")).unwrap(), b"012");
-        assert!(spool.truncate_to("c3", 4).is_err(), "never grows a file");
+        spool.create("c3").unwrap().append(b"01234").unwrap();
         spool.remove("c3");
-        assert!(!spool.dir().join("c3").exists());
-        assert!(spool.append_to("c3", b"x").is_err(), "append needs create");
+        assert!(!spool.path("c3").exists());
+        spool.remove("c3");
         let _ = fs::remove_dir(spool.dir());
     }
 

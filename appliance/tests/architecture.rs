@@ -176,7 +176,10 @@ fn references(here: &[String], is_dir_module: bool, code: &str) -> Vec<Vec<Strin
     let mut i = 0;
     while let Some(off) = code[i..].find("crate::") {
         let at = i + off;
-        let boundary = at == 0 || !(bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_' || bytes[at - 1] == b':');
+        let boundary = at == 0
+            || !(bytes[at - 1].is_ascii_alphanumeric()
+                || bytes[at - 1] == b'_'
+                || bytes[at - 1] == b':');
         let tail: String = code[at..]
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
@@ -229,7 +232,9 @@ fn import_graph(src: &Path) -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
             continue;
         };
         let is_dir_module = path.is_empty()
-            || file.file_name().is_some_and(|n| n == "mod.rs" || n == "lib.rs" || n == "main.rs");
+            || file
+                .file_name()
+                .is_some_and(|n| n == "mod.rs" || n == "lib.rs" || n == "main.rs");
         let edges = graph.entry(file.clone()).or_default();
         for mut target in references(path, is_dir_module, &code_of(&text)) {
             // The longest prefix that is a file of its own.
@@ -316,13 +321,19 @@ fn cycles(graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>) -> Vec<Vec<PathBuf>> {
 fn crate_sources() -> Vec<PathBuf> {
     let root = workspace_root();
     let mut out = Vec::new();
-    for e in fs::read_dir(&root).expect("workspace root readable").flatten() {
+    for e in fs::read_dir(&root)
+        .expect("workspace root readable")
+        .flatten()
+    {
         let src = e.path().join("src");
         if e.path().join("Cargo.toml").is_file() && src.is_dir() {
             out.push(src);
         }
     }
-    assert!(out.len() >= 5, "found only {out:?}: is the workspace layout different?");
+    assert!(
+        out.len() >= 5,
+        "found only {out:?}: is the workspace layout different?"
+    );
     out.sort();
     out
 }
@@ -358,7 +369,9 @@ fn no_source_file_outside_tests_is_over_800_lines() {
     let mut long = Vec::new();
     for src in crate_sources() {
         for f in all_source_files(&src) {
-            let lines = fs::read_to_string(&f).map(|t| t.lines().count()).unwrap_or(0);
+            let lines = fs::read_to_string(&f)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
             if lines > MAX_LINES && !LONG_FILES.contains(&rel(&f).as_str()) {
                 long.push(format!("{} ({lines} lines)", rel(&f)));
             }
@@ -401,12 +414,27 @@ fn the_checker_finds_a_planted_cycle_and_ignores_reexports_and_unit_tests() {
     let src = dir.join("src");
     fs::create_dir_all(src.join("net")).expect("temp dir");
     let write = |p: &str, s: &str| fs::write(src.join(p), s).expect("write");
-    write("lib.rs", "//! root\npub mod a;\npub mod b;\npub mod c;\npub mod net;\npub use a::A;\n");
-    write("a.rs", "//! a\nuse crate::{b::B, net::{self}};\npub struct A;\n");
-    write("b.rs", "//! b\npub struct B;\nfn f() { let _ = crate::c::C; }\n");
-    write("c.rs", "//! c\nuse super::a::A;\npub struct C;\n#[cfg(test)]\nmod tests {\n use crate::b::B;\n}\n");
+    write(
+        "lib.rs",
+        "//! root\npub mod a;\npub mod b;\npub mod c;\npub mod net;\npub use a::A;\n",
+    );
+    write(
+        "a.rs",
+        "//! a\nuse crate::{b::B, net::{self}};\npub struct A;\n",
+    );
+    write(
+        "b.rs",
+        "//! b\npub struct B;\nfn f() { let _ = crate::c::C; }\n",
+    );
+    write(
+        "c.rs",
+        "//! c\nuse super::a::A;\npub struct C;\n#[cfg(test)]\nmod tests {\n use crate::b::B;\n}\n",
+    );
     write("net/mod.rs", "//! net\npub mod ip;\npub use ip::Ip;\n");
-    write("net/ip.rs", "//! ip\nuse super::super::c::C;\npub struct Ip;\n");
+    write(
+        "net/ip.rs",
+        "//! ip\nuse super::super::c::C;\npub struct Ip;\n",
+    );
     let graph = import_graph(&src);
     let found = cycles(&graph);
     fs::remove_dir_all(&dir).ok();

@@ -12,8 +12,11 @@
 //! Error mapping for clients (RFC 9110 §15.6.3, §15.6.5): a connect or read
 //! timeout is 504; a refused connection, a malformed or truncated answer, or
 //! an origin 5xx is 502. Whatever happens, the object is failed and dropped
-//! from the index ([`super::Cache::finished`]), so the next request tries
+//! from the index ([`FetchReport::finished`]), so the next request tries
 //! the origin again: an error never poisons the cache.
+//!
+//! Fetchers know objects and the origin; they report to the index through
+//! [`FetchReport`] and know nothing else of the cache, nor of clients.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -24,44 +27,57 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Buf, BytesMut};
 use crossbeam_channel::Receiver;
 
+use super::error::FetchError;
 use super::freshness::{self, CacheControl, FreshnessInput};
 use super::object::{Object, ObjectMeta};
-use super::Cache;
 
-/// Why a fill failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FetchError {
-    /// Connecting or waiting for the origin took longer than the timeout.
-    #[error("origin timed out")]
-    Timeout,
-    /// The origin could not be reached (refused, unreachable).
-    #[error("cannot connect to the origin: {0}")]
-    Connect(String),
-    /// The origin's answer was not valid HTTP/1.1 or was cut short.
-    #[error("bad response from the origin: {0}")]
-    BadResponse(String),
-    /// The origin answered with a server error.
-    #[error("origin answered {0}")]
-    OriginStatus(u16),
-    /// Reading or writing the origin connection (or a disk copy) failed.
-    #[error("origin i/o: {0}")]
-    Io(String),
+/// What the fetchers report back to the cache's index. The cache
+/// implements it; the fetchers know nothing else of the cache.
+pub trait FetchReport: Send + Sync {
+    /// A fill ended (`err`: how it failed).
+    fn finished(&self, object: &Arc<Object>, err: Option<&FetchError>);
+    /// A spill to the disk directory ended (`ok`: the file is complete).
+    fn spilled(&self, object: &Arc<Object>, ok: bool);
+    /// A stale copy is served because revalidation failed with `err`.
+    fn stale_served(&self, err: &FetchError);
 }
 
-impl FetchError {
-    /// The status a client gets for it: 504 for timeouts, 502 otherwise.
-    pub fn client_status(&self) -> u16 {
+/// The method of an upload sent to the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMethod {
+    /// POST.
+    Post,
+    /// PUT.
+    Put,
+}
+
+impl UploadMethod {
+    /// The method's token on the wire.
+    pub fn as_str(self) -> &'static str {
         match self {
-            FetchError::Timeout => 504,
-            _ => 502,
+            UploadMethod::Post => "POST",
+            UploadMethod::Put => "PUT",
         }
     }
+}
 
-    fn from_io(e: &io::Error) -> FetchError {
-        match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FetchError::Timeout,
-            _ => FetchError::Io(e.kind().to_string()),
-        }
+/// What a fetcher needs to send an upload to the origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRequest {
+    /// POST or PUT.
+    pub method: UploadMethod,
+    /// The spool file with the whole body.
+    pub body: std::path::PathBuf,
+    /// Its length.
+    pub length: u64,
+    /// `Content-Type`, if the client sent one.
+    pub content_type: Option<String>,
+}
+
+fn fetch_error_from_io(e: &io::Error) -> FetchError {
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => FetchError::Timeout,
+        _ => FetchError::Io(e.kind().to_string()),
     }
 }
 
@@ -93,7 +109,7 @@ pub enum FetchKind {
     },
     /// An upload: the request body from a spool file, the origin's answer
     /// into the object.
-    Upload(crate::http::upload::UploadRequest),
+    Upload(UploadRequest),
     /// Write a complete object to the disk directory.
     Spill {
         /// Destination file.
@@ -155,7 +171,9 @@ impl Origin {
 /// The fetcher threads.
 #[derive(Debug)]
 pub struct FetcherPool {
-    threads: Vec<JoinHandle<()>>,
+    // Never joined: the fetchers end when the cache (their job queue's
+    // sender) is dropped, or with the process.
+    _threads: Vec<JoinHandle<()>>,
 }
 
 impl FetcherPool {
@@ -164,36 +182,29 @@ impl FetcherPool {
     pub fn spawn(
         n: usize,
         jobs: Receiver<FetchJob>,
-        cache: Weak<Cache>,
+        index: Weak<dyn FetchReport>,
         origin: Origin,
     ) -> io::Result<FetcherPool> {
         let mut threads = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let jobs = jobs.clone();
-            let cache = cache.clone();
+            let index = index.clone();
             let origin = origin.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("fetch{i}"))
                     .spawn(move || {
                         while let Ok(job) = jobs.recv() {
-                            run(&origin, &cache, job);
+                            run(&origin, &index, job);
                         }
                     })?,
             );
         }
-        Ok(FetcherPool { threads })
-    }
-
-    /// Waits for every fetcher to stop (after the cache is dropped).
-    pub fn join(self) {
-        for t in self.threads {
-            let _ = t.join();
-        }
+        Ok(FetcherPool { _threads: threads })
     }
 }
 
-fn run(origin: &Origin, cache: &Weak<Cache>, job: FetchJob) {
+fn run(origin: &Origin, cache: &Weak<dyn FetchReport>, job: FetchJob) {
     let FetchJob { object, kind } = job;
     let result = match &kind {
         FetchKind::Full { revalidate } => {
@@ -331,7 +342,7 @@ impl Conn {
             }
             Err(e) => {
                 self.buf.truncate(len);
-                Err(FetchError::from_io(&e))
+                Err(fetch_error_from_io(&e))
             }
         }
     }
@@ -457,7 +468,7 @@ enum Ask<'a> {
     /// GET, optionally from a byte with `If-Range`.
     Get(Option<(u64, Option<&'a str>)>),
     /// POST or PUT with a spooled body.
-    Upload(&'a crate::http::upload::UploadRequest),
+    Upload(&'a UploadRequest),
 }
 
 fn fetch(
@@ -515,12 +526,12 @@ fn fetch(
     };
     conn.stream
         .write_all(req.as_bytes())
-        .map_err(|e| FetchError::from_io(&e))?;
+        .map_err(|e| fetch_error_from_io(&e))?;
     if let (Some(mut file), Some(u)) = (body, upload) {
         // Exactly the announced length: the spool may not grow meanwhile
         // (the session sends once the body is complete).
         let sent = io::copy(&mut (&mut file).take(u.length), &mut conn.stream)
-            .map_err(|e| FetchError::from_io(&e))?;
+            .map_err(|e| fetch_error_from_io(&e))?;
         if sent != u.length {
             return Err(FetchError::Io(format!(
                 "upload spool holds {sent} of {} bytes",

@@ -6,6 +6,8 @@
 //! with a floor: 10 % of the time since Last-Modified, but at least
 //! [`HEURISTIC_FLOOR`] and at most [`HEURISTIC_CAP`] — freshly generated
 //! objects would otherwise be revalidated on nearly every hit.
+//!
+//! Pure: times come in as arguments; it knows nothing of objects or fetches.
 
 use std::time::{Duration, SystemTime};
 

@@ -1,6 +1,8 @@
 //! An LRU list with O(1) insert, touch, remove and evict: a doubly linked
 //! list threaded through a slab (`Vec`) by index, so no allocation per
 //! touch and no unsafe code.
+//!
+//! It orders keys; it knows nothing of what they name.
 
 const NIL: u32 = u32::MAX;
 

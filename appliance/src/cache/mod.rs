@@ -5,7 +5,8 @@
 //!
 //! Start reading at [`store::Cache`]: `lookup` finds or starts filling an
 //! object; [`object::Object`] is the shared, chunked body that sessions
-//! read while a [`fetch`] thread fills it; [`freshness`] decides how long an
+//! read while a [`fetch`] thread fills it ([`error`] says why a fill
+//! failed); [`freshness`] decides how long an
 //! object may be served; [`lru`] is the eviction order.
 //!
 //! Choices, in one place:
@@ -25,10 +26,7 @@
 //! `crate::http` decide what to send. It takes `now: Instant` as an argument
 //! wherever freshness is judged, so it is tested without waiting.
 
-// The worker glue that calls into this module is the integrator's; until it
-// lands, parts of the API are used by tests only.
-#![allow(dead_code, unused_imports)]
-
+pub mod error;
 pub mod fetch;
 pub mod freshness;
 pub mod lru;
@@ -40,6 +38,6 @@ pub(crate) mod testorigin;
 #[cfg(test)]
 mod tests;
 
-pub use fetch::{FetchError, FetchJob, FetchKind, FetcherPool, Origin};
-pub use object::{Body, FetchProgress, Notifier, Object, ObjectId, ObjectMeta, Read, Waker};
-pub use store::{Cache, CacheSettings, CacheStats, Lookup};
+pub use fetch::{Origin, UploadMethod, UploadRequest};
+pub use object::{FetchProgress, Notifier, Object, ObjectId, ObjectMeta, Read, Waker};
+pub use store::{Cache, CacheSettings};

@@ -11,6 +11,9 @@
 //! complete, the body is frozen into an immutable [`Body`] and read without
 //! taking the lock. Sessions that find no bytes yet subscribe their worker's
 //! [`Notifier`], which the fetcher pokes on every change.
+//!
+//! An object knows its bytes and who waits for them, not the index it is in
+//! nor who fills it.
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
@@ -18,7 +21,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 
-use super::fetch::FetchError;
+use super::error::FetchError;
 
 /// Identifies one object (one fill) for the life of the process; a refetch
 /// of the same URL is a new object with a new id.
@@ -52,13 +55,6 @@ pub struct ObjectMeta {
     pub fresh_until: Instant,
     /// Whether the cache may keep it (RFC 9111 §3: no `no-store`/`private`).
     pub storable: bool,
-}
-
-impl ObjectMeta {
-    /// Bytes this object's body will hold when complete, if known.
-    pub fn body_len(&self) -> Option<u64> {
-        self.length.map(|l| l.saturating_sub(self.base))
-    }
 }
 
 /// The body of a completed object: immutable chunks with their offsets.
@@ -174,11 +170,6 @@ impl Notifier {
         Notifier { worker, tx, waker }
     }
 
-    /// The worker this notifier belongs to.
-    pub fn worker(&self) -> usize {
-        self.worker
-    }
-
     fn notify(&self, object: ObjectId) {
         // A worker that has gone away (receiver dropped) simply gets nothing.
         if self.tx.send(FetchProgress { object }).is_ok() {
@@ -264,6 +255,7 @@ impl Object {
     }
 
     /// True once complete or failed.
+    #[cfg(test)]
     pub fn is_finished(&self) -> bool {
         self.done.get().is_some() || self.lock().end != End::Open
     }
@@ -276,6 +268,7 @@ impl Object {
 
     /// Subscribes `who` to this object's changes unless it is finished;
     /// returns false when finished (nothing more will happen).
+    #[cfg(test)]
     pub fn subscribe(&self, who: &Arc<Notifier>) -> bool {
         if self.done.get().is_some() {
             return false;

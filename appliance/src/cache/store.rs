@@ -10,6 +10,9 @@
 //! session that asks for it meanwhile, so concurrent misses make one origin
 //! request. An object larger than the whole budget is served to those who
 //! asked and then forgotten.
+//!
+//! The index knows objects, fetch jobs and the disk directory; it knows
+//! nothing of sessions or connections.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,7 +23,8 @@ use std::time::Instant;
 use crossbeam_channel::Sender;
 use sha2::{Digest, Sha256};
 
-use super::fetch::{FetchError, FetchJob, FetchKind, FetcherPool, Origin};
+use super::error::FetchError;
+use super::fetch::{FetchJob, FetchKind, FetchReport, FetcherPool, Origin, UploadRequest};
 use super::lru::{Handle, Lru};
 use super::object::{Object, ObjectId, ObjectMeta};
 
@@ -183,7 +187,8 @@ impl Cache {
     ) -> std::io::Result<(Arc<Cache>, FetcherPool)> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let cache = Cache::new(settings, tx);
-        let pool = FetcherPool::spawn(fetchers, rx, Arc::downgrade(&cache), origin)?;
+        let report: std::sync::Weak<dyn FetchReport> = Arc::downgrade(&cache) as _;
+        let pool = FetcherPool::spawn(fetchers, rx, report, origin)?;
         Ok((cache, pool))
     }
 
@@ -298,7 +303,7 @@ impl Cache {
     /// Sends an upload to the origin (POST or PUT with the spooled body);
     /// its answer fills the returned object, which, like a ranged fetch's,
     /// is private to the caller: never indexed, never stored.
-    pub fn upload(&self, url: &str, upload: crate::http::upload::UploadRequest) -> Arc<Object> {
+    pub fn upload(&self, url: &str, upload: UploadRequest) -> Arc<Object> {
         let object = self.new_object(Arc::from(url));
         let mut ix = self.lock();
         self.submit(&mut ix, &object, FetchKind::Upload(upload));
@@ -331,7 +336,7 @@ impl Cache {
 
     /// Fetcher: revalidation could not reach the origin and the stale copy
     /// is served (see `fetch::serve_stale`).
-    pub(crate) fn stale_served(&self, err: &FetchError) {
+    fn on_stale_served(&self, err: &FetchError) {
         self.count_error(err);
         bump(&self.counters.stale_served);
     }
@@ -349,7 +354,7 @@ impl Cache {
     /// Fetcher: a fill ended (`err` is `None` on success). Stores the
     /// object if it may be kept, else forgets it — a failed fetch never
     /// stays in the index.
-    pub(crate) fn finished(&self, object: &Arc<Object>, err: Option<&FetchError>) {
+    fn on_finished(&self, object: &Arc<Object>, err: Option<&FetchError>) {
         if let Some(e) = err {
             self.count_error(e);
         }
@@ -425,7 +430,7 @@ impl Cache {
     }
 
     /// Fetcher: a spill ended.
-    pub(crate) fn spilled(&self, object: &Arc<Object>, ok: bool) {
+    fn on_spilled(&self, object: &Arc<Object>, ok: bool) {
         let mut ix = self.lock();
         if ok {
             bump(&self.counters.disk_spills);
@@ -477,6 +482,21 @@ impl Cache {
             objects,
             bytes,
         }
+    }
+}
+
+/// The fetchers' reports land in the index.
+impl FetchReport for Cache {
+    fn finished(&self, object: &Arc<Object>, err: Option<&FetchError>) {
+        self.on_finished(object, err);
+    }
+
+    fn spilled(&self, object: &Arc<Object>, ok: bool) {
+        self.on_spilled(object, ok);
+    }
+
+    fn stale_served(&self, err: &FetchError) {
+        self.on_stale_served(err);
     }
 }
 

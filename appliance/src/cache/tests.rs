@@ -5,8 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::error::*;
+use super::fetch::*;
+use super::object::*;
+use super::store::*;
 use super::testorigin::{pattern, Behaviour, TestObject, TestOrigin};
-use super::*;
 
 fn cache_for(origin: &TestOrigin, budget: u64) -> (Arc<Cache>, FetcherPool) {
     cache_with(origin.addr, budget, None, Duration::from_secs(2))

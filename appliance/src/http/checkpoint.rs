@@ -7,7 +7,11 @@
 //! object bytes `range.0..=range.1` for a 206, the whole object for a 200;
 //! the map from sequence numbers to object bytes is one-to-one because
 //! Baton never sends chunked or multipart bodies.
+//!
+//! It knows the segment's application block, not the record around it
+//! (the glue in `crate::serve` writes that) nor how a response is sent.
 
+use baton_dataplane::tcp::SeqNum;
 use baton_shmem::{AppBlock, UploadBlock};
 
 use super::request::Method;
@@ -19,7 +23,7 @@ use crate::cache::ObjectMeta;
 pub struct ResponseCheckpoint {
     /// TCP sequence number of the first body byte (the byte after the
     /// head), as given by the send API.
-    pub object_start_seq: u32,
+    pub object_start_seq: SeqNum,
     /// Status sent.
     pub status: u16,
     /// Request method.
@@ -114,7 +118,7 @@ impl ResponseCheckpoint {
                 bytes_sent: 0,
                 request_count: self.request_count,
                 upload: Some(UploadBlock {
-                    body_start_seq: u.body_start_seq,
+                    body_start_seq: u.body_start_seq.0,
                     content_length: u.content_length,
                     received: u.received,
                     forwarded: u.forwarded,
@@ -136,7 +140,7 @@ impl ResponseCheckpoint {
             return None;
         }
         Some(AppBlock {
-            object_start_seq: self.object_start_seq,
+            object_start_seq: self.object_start_seq.0,
             version: self.version_code(),
             method: self.method.code(),
             name: &self.url,
@@ -157,7 +161,7 @@ impl ResponseCheckpoint {
     pub fn from_app_block(b: &AppBlock<'_>) -> ResponseCheckpoint {
         let range = b.range_start.zip(b.range_end);
         let upload = b.upload.map(|u| UploadState {
-            body_start_seq: u.body_start_seq,
+            body_start_seq: SeqNum(u.body_start_seq),
             content_length: u.content_length,
             received: u.received,
             forwarded: u.forwarded,
@@ -170,7 +174,7 @@ impl ResponseCheckpoint {
         };
         ResponseCheckpoint {
             upload,
-            object_start_seq: b.object_start_seq,
+            object_start_seq: SeqNum(b.object_start_seq),
             status,
             method: Method::from_code(b.method),
             minor: b.version.saturating_sub(10).min(1),
@@ -191,7 +195,7 @@ mod tests {
 
     fn cp() -> ResponseCheckpoint {
         ResponseCheckpoint {
-            object_start_seq: 4_000_000_000,
+            object_start_seq: SeqNum(4_000_000_000),
             status: 206,
             method: Method::Get,
             minor: 1,
@@ -246,9 +250,9 @@ mod tests {
             last_modified: None,
             range: None,
             body_offset: 0,
-            object_start_seq: 0,
+            object_start_seq: SeqNum(0),
             upload: Some(UploadState {
-                body_start_seq: 4_294_967_000,
+                body_start_seq: SeqNum(4_294_967_000),
                 content_length: 20 << 20,
                 received: 5 << 20,
                 forwarded: false,
@@ -261,7 +265,7 @@ mod tests {
         assert_eq!(ResponseCheckpoint::from_app_block(&b), up);
         assert_eq!(
             up.upload.as_ref().map(UploadState::covered_seq),
-            Some(4_294_967_000u32.wrapping_add(5 << 20))
+            Some(SeqNum(4_294_967_000u32.wrapping_add(5 << 20)))
         );
     }
 }

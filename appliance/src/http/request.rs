@@ -7,6 +7,8 @@
 //! is 431 (RFC 6585 §5), anything httparse refuses is 400. The checks run on
 //! incomplete heads too, so a client cannot make the box buffer an endless
 //! line.
+//!
+//! Pure parsing: it knows nothing of connections, answers or the cache.
 
 use std::time::Duration;
 
@@ -73,17 +75,6 @@ impl Method {
             Method::Head => 2,
             Method::Post => 3,
             Method::Put => 4,
-        }
-    }
-
-    /// The method's token on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Head => "HEAD",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Other => "OTHER",
         }
     }
 

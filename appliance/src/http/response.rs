@@ -7,6 +7,9 @@
 //! the client had all of it (ARCHITECTURE.md, Takeover step 6). Baton acts
 //! as the origin for its clients (a gateway, RFC 9110 §3.7), and forwarding
 //! the origin's Date is what RFC 9110 §6.6.1 asks of a recipient.
+//!
+//! Pure formatting: it reads no clock (dates come in) and knows nothing of
+//! connections.
 
 use std::fmt::Write;
 

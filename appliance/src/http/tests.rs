@@ -8,9 +8,15 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use super::context::WorkerContext;
+use super::request::Method;
+use super::session::{Close, HttpSession};
+use super::worker::{HttpWorker, Transport};
 use super::*;
+use crate::cache::fetch::FetcherPool;
 use crate::cache::testorigin::{pattern, Behaviour, TestOrigin, LAST_MODIFIED};
-use crate::cache::{Cache, CacheSettings, FetchProgress, FetcherPool, Notifier, Origin, Waker};
+use crate::cache::{Cache, CacheSettings, FetchProgress, Notifier, Origin, Waker};
+use baton_dataplane::tcp::SeqNum;
 
 struct NoWake;
 impl Waker for NoWake {
@@ -69,6 +75,19 @@ fn worker_for(cache: &Arc<Cache>, limits: Limits) -> (Arc<WorkerContext>, Receiv
     )
 }
 
+/// What a transport with sequence numbers does: tells the session where
+/// the bytes sit in the client's sequence space, then gives them.
+trait BytesAt {
+    fn on_bytes_at(&mut self, data: &[u8], seq: Option<SeqNum>, now: Instant);
+}
+
+impl BytesAt for HttpSession {
+    fn on_bytes_at(&mut self, data: &[u8], seq: Option<SeqNum>, now: Instant) {
+        self.set_input_seq(seq);
+        self.on_bytes(data, now);
+    }
+}
+
 /// A session plus the client's view: the bytes it received and a TCP
 /// sequence counter standing in for the send API.
 struct Conn {
@@ -82,6 +101,8 @@ struct Conn {
     client_seq: u32,
     /// Upload checkpoints the session asked to commit, in order.
     commits: Vec<ResponseCheckpoint>,
+    /// The spool writer, done in line.
+    spool: super::spool_writer::SpoolFiles,
 }
 
 /// The client's initial sequence number in these tests (its first byte
@@ -99,6 +120,24 @@ impl Conn {
             cps: Vec::new(),
             client_seq: CLIENT_ISN.wrapping_add(1),
             commits: Vec::new(),
+            spool: super::spool_writer::SpoolFiles::new(crate::spool::Spool::shared_private()),
+        }
+    }
+
+    /// What the worker's spool writer does: the session's file operations,
+    /// in order, each answered. True if there were any.
+    fn pump_spool(&mut self) -> bool {
+        let mut any = false;
+        loop {
+            let writes: Vec<_> = self.s.spool_writes().collect();
+            if writes.is_empty() {
+                return any;
+            }
+            any = true;
+            for w in writes {
+                let done = self.spool.apply(w);
+                self.s.on_spooled(&done, Instant::now());
+            }
         }
     }
 
@@ -107,15 +146,17 @@ impl Conn {
     }
 
     fn send_bytes(&mut self, b: &[u8]) {
-        self.s.on_bytes_at(b, Some(self.client_seq), Instant::now());
+        self.s
+            .on_bytes_at(b, Some(SeqNum(self.client_seq)), Instant::now());
         self.client_seq = self.client_seq.wrapping_add(b.len() as u32);
         self.commit();
     }
 
     /// What the worker does when the session asks: write its checkpoint.
     fn commit(&mut self) -> bool {
+        let spooled = self.pump_spool();
         if !self.s.take_commit_due() {
-            return false;
+            return spooled;
         }
         if let Some(cp) = self.s.checkpoint() {
             self.commits.push(cp.clone());
@@ -129,7 +170,7 @@ impl Conn {
         loop {
             while let Some(b) = self.s.poll_send(cap, Instant::now()) {
                 assert!(!b.is_empty() && b.len() <= cap);
-                if let Some(cp) = self.s.on_sent(self.seq) {
+                if let Some(cp) = self.s.on_sent(SeqNum(self.seq)) {
                     self.cps.push(cp);
                 }
                 self.seq = self.seq.wrapping_add(b.len() as u32);
@@ -455,11 +496,14 @@ fn connection_cap_answers_503() {
     let (tx, _rx) = crossbeam_channel::unbounded();
     let n = Arc::new(Notifier::new(0, tx, Arc::new(NoWake)));
     let ctx = WorkerContext::new(Arc::clone(&h.cache), n, Limits::default(), 1);
-    let first = ctx.accept(Instant::now()).expect("under the cap");
-    let refused = ctx.accept(Instant::now()).expect_err("at the cap");
+    let first = HttpSession::accept(&ctx, Instant::now()).expect("under the cap");
+    let refused = HttpSession::accept(&ctx, Instant::now()).expect_err("at the cap");
     assert!(refused.starts_with(b"HTTP/1.1 503 "));
     drop(first);
-    assert!(ctx.accept(Instant::now()).is_ok(), "a slot came free");
+    assert!(
+        HttpSession::accept(&ctx, Instant::now()).is_ok(),
+        "a slot came free"
+    );
 }
 
 // ---- ranges and conditionals ----
@@ -695,7 +739,7 @@ fn checkpoint_names_the_sequence_of_the_first_body_byte_across_wraparound() {
     let head_len = c.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert_eq!(
         cp.object_start_seq,
-        (u32::MAX - 50).wrapping_add(head_len as u32)
+        SeqNum((u32::MAX - 50).wrapping_add(head_len as u32))
     );
     assert_eq!(
         (cp.status, cp.url.as_str(), cp.etag.as_deref()),
@@ -720,7 +764,7 @@ fn checkpoint_is_stamped_even_when_the_head_goes_out_in_pieces() {
     }
     c.run();
     let head_len = c.out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert_eq!(c.cps[0].object_start_seq, 1000 + head_len as u32);
+    assert_eq!(c.cps[0].object_start_seq, SeqNum(1000 + head_len as u32));
     assert_eq!(c.cps[0].range, Some((10, 19)));
     assert!(c.out[head_len..] == pattern(1000)[10..20], "bytes differ");
 }
@@ -743,7 +787,7 @@ fn rest_from(c: &Conn, acked_seq: u32) -> Vec<u8> {
 fn resumed(h: &Harness, cp: &ResponseCheckpoint, acked: u32) -> Conn {
     let (ctx, rx) = h.worker(Limits::default());
     let mut c = Conn::new(
-        HttpSession::resume(ctx, cp, acked, None, Instant::now()),
+        HttpSession::resume(ctx, cp, SeqNum(acked), None, Instant::now()),
         rx,
     );
     c.run();
@@ -755,7 +799,7 @@ fn resume_from_cache_continues_at_the_acknowledged_byte() {
     let h = Harness::new();
     h.origin.put("/big", pattern(300_000), Behaviour::Serve);
     let (first, cp) = first_response(&h, &get("/big"));
-    let acked = cp.object_start_seq.wrapping_add(123_457);
+    let acked = cp.object_start_seq.0.wrapping_add(123_457);
     let r = resumed(&h, &cp, acked);
     assert!(r.out == rest_from(&first, acked), "bytes differ");
     assert!(r.out[..] == pattern(300_000)[123_457..], "bytes differ");
@@ -777,7 +821,7 @@ fn resume_with_the_head_partly_unacknowledged_resends_its_tail() {
     let h = Harness::new();
     h.origin.put("/big", pattern(5000), Behaviour::Serve);
     let (first, cp) = first_response(&h, &get_with("/big", "Range: bytes=100-"));
-    let acked = cp.object_start_seq.wrapping_sub(20);
+    let acked = cp.object_start_seq.0.wrapping_sub(20);
     let r = resumed(&h, &cp, acked);
     assert!(r.out == rest_from(&first, acked), "bytes differ");
 }
@@ -788,7 +832,7 @@ fn resume_without_the_object_fetches_the_rest_with_range_and_if_range() {
     h.origin.put("/big", pattern(300_000), Behaviour::Serve);
     let (first, cp) = first_response(&h, &get("/big"));
     assert!(h.cache.purge("/big"), "the survivor lacks the object");
-    let acked = cp.object_start_seq.wrapping_add(200_000);
+    let acked = cp.object_start_seq.0.wrapping_add(200_000);
     let r = resumed(&h, &cp, acked);
     assert!(r.out == rest_from(&first, acked), "bytes differ");
     let reqs = h.origin.requests();
@@ -804,7 +848,7 @@ fn resume_of_a_changed_object_is_refused_with_a_reset() {
     let (_first, cp) = first_response(&h, &get("/big"));
     h.cache.purge("/big");
     h.origin.set_etag("/big", "\"v2\"");
-    let r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(1000));
+    let r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(1000));
     assert!(r.out.is_empty(), "not one byte of the new version");
     assert_eq!(r.s.should_close(), Some(Close::Reset));
 }
@@ -814,7 +858,7 @@ fn resume_after_the_whole_response_was_acknowledged_is_an_idle_connection() {
     let h = Harness::new();
     h.origin.put("/a", pattern(100), Behaviour::Serve);
     let (_first, cp) = first_response(&h, &get_with("/a", "Range: bytes=0-49"));
-    let mut r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(50));
+    let mut r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(50));
     assert!(r.out.is_empty());
     assert_eq!(r.s.should_close(), None);
     r.send(&get("/a"));
@@ -831,7 +875,7 @@ fn resume_acknowledged_beyond_the_response_is_refused() {
     h.origin.put("/a", pattern(100), Behaviour::Serve);
     let (_first, cp) = first_response(&h, &get_with("/a", "Range: bytes=0-49"));
     // 60 bytes acknowledged of a 50-byte body: a later response existed.
-    let r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(60));
+    let r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(60));
     assert!(r.out.is_empty());
     assert_eq!(r.s.should_close(), Some(Close::Reset));
 }
@@ -843,7 +887,7 @@ fn resume_through_the_segment_block_gives_the_same_bytes() {
     let (first, cp) = first_response(&h, &get_with("/big", "Range: bytes=1000-60000"));
     let block = cp.to_app_block(0).expect("a 206 is rebuildable");
     let back = ResponseCheckpoint::from_app_block(&block);
-    let acked = cp.object_start_seq.wrapping_add(777);
+    let acked = cp.object_start_seq.0.wrapping_add(777);
     let r = resumed(&h, &back, acked);
     assert!(r.out == rest_from(&first, acked), "bytes differ");
 }
@@ -870,7 +914,7 @@ proptest::proptest! {
             let mut guard = 0;
             while let Some(b) = s.poll_send(cap, Instant::now()) {
                 proptest::prop_assert!(b.len() <= cap);
-                s.on_sent(guard);
+                s.on_sent(SeqNum(guard));
                 guard += 1;
                 proptest::prop_assert!(guard < 100_000);
             }
@@ -896,9 +940,9 @@ proptest::proptest! {
         // A new upload fed arbitrary body bytes (and whatever follows).
         let (ctx, _rx) = worker_for(&cache, small_limits());
         let mut s = HttpSession::new(Arc::clone(&ctx), Instant::now());
-        s.on_bytes_at(format!("PUT /p HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes(), Some(seq), Instant::now());
+        s.on_bytes_at(format!("PUT /p HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").as_bytes(), Some(SeqNum(seq)), Instant::now());
         for c in &chunks {
-            s.on_bytes_at(c, Some(seq), Instant::now());
+            s.on_bytes_at(c, Some(SeqNum(seq)), Instant::now());
             let _ = s.take_commit_due();
             while s.poll_send(1000, Instant::now()).is_some() {}
             let _ = s.take_commit_due();
@@ -909,27 +953,27 @@ proptest::proptest! {
         // A survivor given an arbitrary (validated: received <= length)
         // upload checkpoint and a spool of any length.
         let name = spool_name(&format!("fuzz-{seq}"));
-        let mut f = crate::http::context::private_spool().create(&name).unwrap();
+        let mut f = crate::spool::Spool::shared_private().create(&name).unwrap();
         f.append(&vec![1u8; spool_len]).unwrap();
         let cp = upload_checkpoint(
             Method::from_code(method),
             "/p",
             crate::http::upload::UploadState {
-                body_start_seq: seq,
+                body_start_seq: SeqNum(seq),
                 content_length: received.max(len),
                 received: received.min(len),
                 forwarded,
                 content_type: None,
             },
         );
-        let mut r = HttpSession::resume(ctx, &cp, seq, Some(name.clone()), Instant::now());
+        let mut r = HttpSession::resume(ctx, &cp, SeqNum(seq), Some(name.clone()), Instant::now());
         for c in &chunks {
-            r.on_bytes_at(c, Some(seq), Instant::now());
+            r.on_bytes_at(c, Some(SeqNum(seq)), Instant::now());
             let _ = r.take_commit_due();
             while r.poll_send(1000, Instant::now()).is_some() {}
         }
         r.discard_upload();
-        let _ = std::fs::remove_file(crate::http::context::private_spool().dir().join(&name));
+        let _ = std::fs::remove_file(crate::spool::Spool::shared_private().dir().join(&name));
     }
 }
 
@@ -1470,9 +1514,9 @@ fn nginx_as_origin_fills_the_cache_and_a_resume_uses_range_with_if_range() {
     // A survivor without the object: nginx answers the Range + If-Range.
     assert!(cache.purge("/1M.bin"));
     let (ctx, rx) = worker_for(&cache, Limits::default());
-    let acked = cp.object_start_seq.wrapping_add(654_321);
+    let acked = cp.object_start_seq.0.wrapping_add(654_321);
     let mut r = Conn::new(
-        HttpSession::resume(ctx, &cp, acked, None, Instant::now()),
+        HttpSession::resume(ctx, &cp, SeqNum(acked), None, Instant::now()),
         rx,
     );
     r.run();
@@ -1520,9 +1564,9 @@ fn app_block_carries_the_body_bytes_sent_so_far() {
         c.s.poll_send(100_000, Instant::now())
             .expect("head of a hit");
     assert!(head.ends_with(b"\r\n\r\n"));
-    c.s.on_sent(500);
+    c.s.on_sent(SeqNum(500));
     let body = c.s.poll_send(1000, Instant::now()).expect("body");
-    c.s.on_sent(500 + head.len() as u32);
+    c.s.on_sent(SeqNum(500 + head.len() as u32));
     assert_eq!(body.len(), 1000);
     let b = c.s.app_block().expect("a 200 is rebuildable");
     assert_eq!((b.bytes_sent, b.name), (1000, "/a"));
@@ -1548,7 +1592,7 @@ fn one_session_answers_twenty_thousand_pipelined_hits() {
     for i in 0..n {
         c.s.on_bytes(req.as_bytes(), t);
         while let Some(b) = c.s.poll_send(1 << 20, t) {
-            c.s.on_sent(i);
+            c.s.on_sent(SeqNum(i));
             bytes += b.len();
         }
     }
@@ -1620,7 +1664,7 @@ fn worker_on_ready_resumes_a_restored_connection_through_its_transport() {
         10,
     );
     let mut t = Recorder::default();
-    let acked = cp.object_start_seq.wrapping_add(150_000);
+    let acked = cp.object_start_seq.0.wrapping_add(150_000);
     w.on_ready(7, Some(&cp), acked, &mut t, Instant::now());
     assert!(t.sent == rest_from(&first, acked), "bytes differ");
     let s = w.session(7).expect("kept");
@@ -1638,7 +1682,7 @@ fn resume_of_a_whole_object_the_client_already_holds_is_an_idle_connection_even_
     h.origin.put("/big", pattern(300_000), Behaviour::Serve);
     let (_first, cp) = first_response(&h, &get("/big"));
     assert!(h.cache.purge("/big"), "the survivor lacks the object");
-    let mut r = resumed(&h, &cp, cp.object_start_seq.wrapping_add(300_000));
+    let mut r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(300_000));
     assert!(r.out.is_empty(), "no byte is sent again");
     assert_eq!(r.s.should_close(), None, "no reset: the client has it all");
     r.send(&get("/big"));
@@ -1664,7 +1708,7 @@ fn upload_checkpoint(
     state: crate::http::upload::UploadState,
 ) -> ResponseCheckpoint {
     ResponseCheckpoint {
-        object_start_seq: 0,
+        object_start_seq: SeqNum(0),
         status: 0,
         method,
         minor: 1,
@@ -1685,7 +1729,7 @@ fn spool_name(tag: &str) -> String {
 }
 
 fn spooled(name: &str) -> bool {
-    crate::http::context::private_spool()
+    crate::spool::Spool::shared_private()
         .dir()
         .join(name)
         .exists()
@@ -1727,11 +1771,11 @@ fn an_upload_reaches_the_origin_whole_and_its_answer_comes_back() {
     assert_eq!((last.received, last.forwarded), (100_000, true));
     assert_eq!(
         last.body_start_seq,
-        CLIENT_ISN.wrapping_add(1 + head.len() as u32)
+        SeqNum(CLIENT_ISN.wrapping_add(1 + head.len() as u32))
     );
     assert_eq!(
         last.covered_seq(),
-        CLIENT_ISN.wrapping_add(1 + (head.len() + body.len()) as u32),
+        SeqNum(CLIENT_ISN.wrapping_add(1 + (head.len() + body.len()) as u32)),
         "the checkpoint covers head and body"
     );
     assert!(!spooled(&name), "the spool file is removed once answered");
@@ -1760,12 +1804,12 @@ fn an_upload_taken_over_mid_body_is_finished_by_the_survivor() {
     let s = HttpSession::resume(
         Arc::clone(&ctx),
         &cp,
-        1000,
+        SeqNum(1000),
         Some(name.clone()),
         Instant::now(),
     );
     let mut r = Conn::new(s, rx);
-    r.client_seq = cp.upload.as_ref().unwrap().covered_seq();
+    r.client_seq = cp.upload.as_ref().unwrap().covered_seq().0;
     r.drain(64 * 1024);
     r.send_bytes(&body[20_000..]);
     r.run();
@@ -1786,7 +1830,7 @@ fn a_post_the_origin_may_have_is_not_sent_again_after_a_takeover_but_a_put_is() 
     let body = pattern(3_000);
     for (method, expect_status, expect_uploads) in [("POST", 502, 0), ("PUT", 201, 1)] {
         let name = spool_name(&format!("forwarded-{method}"));
-        let mut spool = crate::http::context::private_spool().create(&name).unwrap();
+        let mut spool = crate::spool::Spool::shared_private().create(&name).unwrap();
         spool.append(&body).unwrap();
         let cp = upload_checkpoint(
             if method == "POST" {
@@ -1796,7 +1840,7 @@ fn a_post_the_origin_may_have_is_not_sent_again_after_a_takeover_but_a_put_is() 
             },
             &format!("/{method}"),
             crate::http::upload::UploadState {
-                body_start_seq: 7,
+                body_start_seq: SeqNum(7),
                 content_length: body.len() as u64,
                 received: body.len() as u64,
                 forwarded: true,
@@ -1804,7 +1848,7 @@ fn a_post_the_origin_may_have_is_not_sent_again_after_a_takeover_but_a_put_is() 
             },
         );
         let (ctx, rx) = h.worker(Limits::default());
-        let s = HttpSession::resume(ctx, &cp, 1000, Some(name.clone()), Instant::now());
+        let s = HttpSession::resume(ctx, &cp, SeqNum(1000), Some(name.clone()), Instant::now());
         let mut r = Conn::new(s, rx);
         r.run();
         let resp = responses(&r.out, &[]);
@@ -1885,4 +1929,52 @@ fn a_stalled_upload_is_answered_408_and_its_spool_removed() {
     assert_eq!(c.s.should_close(), Some(Close::Graceful));
     assert!(!spooled(&name));
     assert!(h.origin.uploads().is_empty());
+}
+
+#[test]
+fn an_upload_checkpoint_covers_only_bytes_the_spool_writer_answered() {
+    let h = Harness::new();
+    let (ctx, _rx) = h.worker(Limits::default());
+    let mut s = HttpSession::new(ctx, Instant::now());
+    let name = spool_name("answered");
+    s.set_conn_name(Some(name.clone()));
+    let head = upload_head("PUT", "/a", 10, "");
+    s.on_bytes_at(head.as_bytes(), Some(SeqNum(100)), Instant::now());
+    s.on_bytes(b"0123456789", Instant::now());
+    let _ = s.poll_send(1000, Instant::now());
+    let writes: Vec<_> = s.spool_writes().collect();
+    assert_eq!(writes.len(), 2, "create, then one append");
+    // Nothing answered yet: the checkpoint (which, with ack_after_commit,
+    // is what acknowledges) covers no body byte.
+    let _ = s.take_commit_due();
+    assert_eq!(
+        s.checkpoint()
+            .and_then(|c| c.upload.as_ref())
+            .map(|u| u.received),
+        Some(0)
+    );
+    assert_eq!(
+        s.poll_send(1000, Instant::now()),
+        None,
+        "not forwarded before it is spooled"
+    );
+    let mut files = super::spool_writer::SpoolFiles::new(crate::spool::Spool::shared_private());
+    let mut writes = writes.into_iter();
+    let created = files.apply(writes.next().unwrap());
+    s.on_spooled(&created, Instant::now());
+    assert!(!s.take_commit_due(), "a created file covers nothing new");
+    let appended = files.apply(writes.next().unwrap());
+    s.on_spooled(&appended, Instant::now());
+    assert!(
+        s.take_commit_due(),
+        "spooled bytes are checkpointed at once"
+    );
+    let u = s.checkpoint().and_then(|c| c.upload.clone()).unwrap();
+    assert_eq!(u.received, 10);
+    assert_eq!(u.covered_seq(), SeqNum(100) + (head.len() + 10) as u32);
+    s.discard_upload();
+    for w in s.spool_writes().collect::<Vec<_>>() {
+        files.apply(w);
+    }
+    assert!(!spooled(&name));
 }

@@ -4,43 +4,30 @@
 //! checkpoints out, waking sessions when their object progresses, firing
 //! timeouts, closing.
 //!
+//! Each worker has a spool writer thread ([`super::spool_writer`]): the
+//! driver hands it the sessions' upload file operations after each event
+//! and gives its answers back to the sessions in [`HttpWorker::poll`], so
+//! no file I/O happens on the worker thread (except a bounded wait for it
+//! in [`HttpWorker::absorb_input`], before a handoff).
+//!
 //! It talks to connections through the [`Transport`] trait, so the same
 //! driver runs over the userspace TCP stack (the integrator implements
 //! `Transport` over the dataplane's `Ctx`, and forwards `App` callbacks to
 //! the `on_*` methods here) and over kernel sockets in the tests.
 //!
-//! The glue over the dataplane, in outline (`Ctx` is the dataplane's
-//! per-callback view; `CtxTransport` wraps it and a place to write
-//! checkpoints):
+//! The glue over the dataplane is `crate::serve::CacheApp`: one per
+//! worker, it holds an `HttpWorker<ConnId>`, implements [`Transport`] over
+//! the dataplane's per-callback `Ctx` (checkpoints go to the segment), and
+//! forwards the dataplane's `App` callbacks to the `on_*` methods here
+//! (`on_ready` with the restored record's [`ResponseCheckpoint`] and the
+//! client's acknowledged sequence number); its periodic checkpoints read
+//! [`HttpSession::checkpoint`] through [`HttpWorker::session`]. The
+//! fetchers wake the worker through the `Waker` given to
+//! [`HttpWorker::with_spool`] (the dataplane's `worker::Waker` implements
+//! [`crate::cache::Waker`]).
 //!
-//! ```text
-//! impl Transport for CtxTransport<'_, '_> {
-//!     type Conn = ConnId;
-//!     fn recv(&mut self, c, buf)      { self.ctx.recv(c, buf).unwrap_or(0) }
-//!     fn send_capacity(&self, c)      { self.ctx.send_capacity(c) }
-//!     fn send(&mut self, c, data)     { self.ctx.send(c, data).ok().map(|s| s.0) }
-//!     fn close(&mut self, c)          { self.ctx.close(c) }
-//!     fn abort(&mut self, c)          { self.ctx.abort(c) }
-//!     fn checkpoint(&mut self, c, cp) { /* write cp.to_app_block(0) with c's record */ }
-//! }
-//! impl App for HttpApp {   // one per worker, holding an HttpWorker<ConnId>
-//!     fn on_accept(&mut self, c, ctx)      { self.http.on_accept(c, &mut CtxTransport(ctx), ctx.now()) }
-//!     fn on_readable(&mut self, c, ctx)    { self.http.on_readable(c, &mut CtxTransport(ctx), ctx.now()) }
-//!     fn on_writable(&mut self, c, ctx)    { self.http.on_writable(c, &mut CtxTransport(ctx), ctx.now()) }
-//!     fn on_peer_closed(&mut self, c, ctx) { self.http.on_peer_closed(c, &mut CtxTransport(ctx), ctx.now()) }
-//!     fn on_closed(&mut self, c, _, _)     { self.http.on_closed(c) }
-//!     fn on_ready(&mut self, c, snd_una, _, ctx) {
-//!         // cp: ResponseCheckpoint::from_app_block of the restored record
-//!         self.http.on_ready(c, cp.as_ref(), snd_una.0, &mut CtxTransport(ctx), ctx.now())
-//!     }
-//!     fn poll(&mut self, ctx)              { self.http.poll(&mut CtxTransport(ctx), ctx.now()) }
-//! }
-//! ```
-//!
-//! Periodic checkpoints (by throughput, issue 6 item 1) take the block from
-//! `http.session(c)?.app_block()`. The fetchers wake the worker through
-//! the `Waker` given to [`HttpWorker::new`] (the dataplane's
-//! `worker::Waker` implements [`crate::cache::Waker`]).
+//! This module knows nothing of the dataplane or the segment: only
+//! [`Transport`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -48,6 +35,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Instant;
 
+use baton_dataplane::tcp::SeqNum;
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
 
@@ -55,6 +43,7 @@ use super::checkpoint::ResponseCheckpoint;
 use super::context::WorkerContext;
 use super::request::Limits;
 use super::session::{Close, HttpSession};
+use super::spool_writer::SpoolWriter;
 use crate::cache::{Cache, FetchProgress, Notifier, ObjectId, Waker};
 
 /// The connection operations the driver needs (one worker's view).
@@ -103,6 +92,11 @@ struct Entry {
 /// One worker's HTTP sessions (see the module doc).
 pub struct HttpWorker<C> {
     ctx: Arc<WorkerContext>,
+    /// Does the sessions' spool file operations off this thread.
+    spool: SpoolWriter<C>,
+    /// Sessions whose spool writes were answered while another waited
+    /// (see `absorb_input`): driven at the next `poll`.
+    redrive: Vec<C>,
     progress: Receiver<FetchProgress>,
     sessions: HashMap<C, Entry>,
     waiting: HashMap<ObjectId, Vec<C>>,
@@ -111,8 +105,9 @@ pub struct HttpWorker<C> {
     buf: Vec<u8>,
 }
 
-impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
+impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
     /// The driver for worker `worker`; fetchers wake it through `waker`.
+    #[cfg(test)]
     pub fn new(
         cache: Arc<Cache>,
         worker: usize,
@@ -126,7 +121,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
             waker,
             limits,
             max_sessions,
-            super::context::private_spool(),
+            crate::spool::Spool::shared_private(),
         )
     }
 
@@ -141,9 +136,16 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         spool: Arc<super::upload::Spool>,
     ) -> HttpWorker<C> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = SpoolWriter::spawn(
+            Arc::clone(&spool),
+            Arc::clone(&waker),
+            format!("spool{worker}"),
+        );
         let notifier = Arc::new(Notifier::new(worker, tx, waker));
         HttpWorker {
             ctx: WorkerContext::with_spool(cache, notifier, limits, max_sessions, spool),
+            spool: writer,
+            redrive: Vec::new(),
             progress: rx,
             sessions: HashMap::new(),
             waiting: HashMap::new(),
@@ -158,11 +160,6 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         &self.ctx
     }
 
-    /// Sessions alive.
-    pub fn len(&self) -> usize {
-        self.sessions.len()
-    }
-
     /// The session of `conn`, e.g. to read its checkpoint for a periodic
     /// checkpoint write.
     pub fn session(&self, conn: C) -> Option<&HttpSession> {
@@ -171,10 +168,10 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
 
     /// A client connected.
     pub fn on_accept<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
-        match self.ctx.accept(now) {
+        match HttpSession::accept(&self.ctx, now) {
             Ok(mut session) => {
                 session.set_conn_name(t.conn_name(conn));
-                session.set_input_seq(t.recv_seq(conn));
+                session.set_input_seq(t.recv_seq(conn).map(SeqNum));
                 self.sessions.insert(
                     conn,
                     Entry {
@@ -205,14 +202,16 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     ) {
         let name = t.conn_name(conn);
         let mut session = match cp {
-            Some(cp) => HttpSession::resume(Arc::clone(&self.ctx), cp, acked_seq, name, now),
+            Some(cp) => {
+                HttpSession::resume(Arc::clone(&self.ctx), cp, SeqNum(acked_seq), name, now)
+            }
             None => {
                 let mut s = HttpSession::new(Arc::clone(&self.ctx), now);
                 s.set_conn_name(name);
                 s
             }
         };
-        session.set_input_seq(t.recv_seq(conn));
+        session.set_input_seq(t.recv_seq(conn).map(SeqNum));
         self.sessions.insert(
             conn,
             Entry {
@@ -229,12 +228,56 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     /// migrate), so that the checkpoint covers every byte TCP has already
     /// acknowledged (an upload's body goes to its spool). The caller writes
     /// the checkpoint.
+    ///
+    /// This waits for the spool writer (a bounded wait, on a handoff only):
+    /// the final checkpoint must cover every body byte TCP took.
     pub fn absorb_input<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
-        let Some(e) = self.sessions.get_mut(&conn) else {
-            return;
-        };
-        read_input(&mut e.session, t, conn, &mut self.buf, now);
-        let _ = e.session.take_commit_due();
+        let mut waits = 0;
+        loop {
+            let Some(e) = self.sessions.get_mut(&conn) else {
+                return;
+            };
+            let read = read_input(&mut e.session, t, conn, &mut self.buf, now);
+            let pending = e.session.spool_pending();
+            self.flush_spool(conn);
+            if !pending {
+                if read {
+                    continue;
+                }
+                break;
+            }
+            match self.spool.wait_done(SPOOL_WAIT) {
+                Some((c, done)) => self.spooled(c, &done, now),
+                None if waits < SPOOL_WAITS => waits += 1,
+                None => {
+                    tracing::warn!("spool writer too slow: a handoff checkpoint covers less");
+                    break;
+                }
+            }
+        }
+        if let Some(e) = self.sessions.get_mut(&conn) {
+            let _ = e.session.take_commit_due();
+        }
+    }
+
+    /// Hands the session's spool file operations to the writer.
+    fn flush_spool(&mut self, conn: C) {
+        if let Some(e) = self.sessions.get_mut(&conn) {
+            for w in e.session.spool_writes() {
+                self.spool.submit(conn, w);
+            }
+        }
+    }
+
+    /// The spool writer answered for `conn`: tell its session, drive it at
+    /// the next `poll`.
+    fn spooled(&mut self, conn: C, done: &super::upload::SpoolDone, now: Instant) {
+        if let Some(e) = self.sessions.get_mut(&conn) {
+            e.session.on_spooled(done, now);
+            if !self.redrive.contains(&conn) {
+                self.redrive.push(conn);
+            }
+        }
     }
 
     /// Request bytes are waiting.
@@ -261,6 +304,9 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     pub fn on_closed(&mut self, conn: C) {
         if let Some(mut e) = self.sessions.remove(&conn) {
             e.session.discard_upload();
+            for w in e.session.spool_writes() {
+                self.spool.submit(conn, w);
+            }
             if let Some(k) = e.timer {
                 self.timers.remove(&k);
             }
@@ -280,6 +326,12 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     /// Work not driven by packets: fetch progress and due timers. Call once
     /// per worker iteration (the dataplane's `App::poll`).
     pub fn poll<T: Transport<Conn = C>>(&mut self, t: &mut T, now: Instant) {
+        while let Some((conn, done)) = self.spool.try_done() {
+            self.spooled(conn, &done, now);
+        }
+        for conn in std::mem::take(&mut self.redrive) {
+            self.drive(conn, t, now);
+        }
         while let Ok(p) = self.progress.try_recv() {
             for conn in self.waiting.remove(&p.object).unwrap_or_default() {
                 let waits = self
@@ -305,7 +357,7 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
     }
 
     /// Reads what the session wants, sends what it has, and settles its
-    /// waits, timer and closing.
+    /// waits, timer, closing and spool writes.
     fn drive<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
         let Some(e) = self.sessions.get_mut(&conn) else {
             return;
@@ -330,13 +382,16 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
                 };
                 match t.send(conn, data) {
                     Some(seq) => {
-                        if let Some(cp) = s.on_sent(seq) {
+                        if let Some(cp) = s.on_sent(SeqNum(seq)) {
                             t.checkpoint(conn, &cp);
                         }
                         progressed = true;
                     }
                     None => {
                         e.closed = true;
+                        for w in s.spool_writes() {
+                            self.spool.submit(conn, w);
+                        }
                         return;
                     }
                 }
@@ -345,6 +400,9 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
             if !progressed {
                 break;
             }
+        }
+        for w in s.spool_writes() {
+            self.spool.submit(conn, w);
         }
         if let Some(o) = s.waiting_on() {
             let list = self.waiting.entry(o).or_default();
@@ -377,6 +435,11 @@ impl<C: Copy + Eq + Hash + Debug> HttpWorker<C> {
         }
     }
 }
+
+/// How long `absorb_input` waits for one spool answer, and how many
+/// such waits it allows in a row.
+const SPOOL_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+const SPOOL_WAITS: u32 = 50;
 
 /// Gives the session what the client sent, as long as it wants input;
 /// true if anything was read.

@@ -278,7 +278,7 @@ impl App for CacheApp {
         debug!(
             tuple = ?ctx.tuple(conn),
             snd_una = snd_una.0,
-            object_start = response.as_ref().map(|r| r.object_start_seq),
+            object_start = response.as_ref().map(|r| r.object_start_seq.0),
             "restored connection ready: resuming"
         );
         if let Some(c) = self.checkpoints.as_mut() {

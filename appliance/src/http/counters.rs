@@ -1,0 +1,205 @@
+//! The HTTP counters of one worker, declared once: [`counters!`] makes the
+//! atomic struct the sessions bump, its plain snapshot, the sum over
+//! workers, and the list of exported metrics (name, help, label, value)
+//! the admin API's Prometheus output prints. A counter's doc line is its
+//! metric's help text.
+//!
+//! This module knows nothing of sessions or of the admin API's formats.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One exported counter of a snapshot (see [`HttpStats::metrics`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpMetric {
+    /// Prometheus metric name.
+    pub name: &'static str,
+    /// Help text (the counter's doc).
+    pub help: String,
+    /// A label that tells counters of one metric apart.
+    pub label: Option<(&'static str, &'static str)>,
+    /// The value.
+    pub value: u64,
+}
+
+/// Joins a counter's doc lines into one help line.
+fn help_text(lines: &[&str]) -> String {
+    lines.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
+}
+
+/// Declares the counters: each is doc lines, a field name, and optionally
+/// `=> "metric_name"` (exported) with `{ "label" = "value" }`.
+macro_rules! counters {
+    ($(
+        $(#[doc = $doc:literal])+
+        $name:ident $(=> $metric:literal $({ $lk:literal = $lv:literal })?)?
+    ),* $(,)?) => {
+        /// Per-worker HTTP counters (for the admin API and Prometheus): one
+        /// worker writes them, so the atomics are never contended.
+        #[derive(Debug, Default)]
+        pub struct HttpCounters {
+            $( $(#[doc = $doc])+ pub(crate) $name: AtomicU64, )*
+        }
+
+        /// A snapshot of [`HttpCounters`].
+        #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+        pub struct HttpStats {
+            $( $(#[doc = $doc])+ pub $name: u64, )*
+        }
+
+        impl HttpCounters {
+            /// The counters now.
+            pub fn snapshot(&self) -> HttpStats {
+                HttpStats { $( $name: self.$name.load(Ordering::Relaxed), )* }
+            }
+        }
+
+        impl HttpStats {
+            /// Adds another worker's counters (the box total is the sum).
+            pub fn add(&mut self, o: &HttpStats) {
+                $( self.$name += o.$name; )*
+            }
+
+            /// The exported counters, in declaration order.
+            pub fn metrics(&self) -> Vec<HttpMetric> {
+                let mut out = Vec::new();
+                $(
+                    let help: &[&str] = &[$($doc),+];
+                    $(
+                        out.push(HttpMetric {
+                            name: $metric,
+                            help: help_text(help),
+                            label: None $(.or(Some(($lk, $lv))))?,
+                            value: self.$name,
+                        });
+                    )?
+                    let _ = help;
+                )*
+                out
+            }
+        }
+    };
+}
+
+counters! {
+    /// Request heads parsed.
+    requests => "baton_http_requests_total",
+    /// Response body bytes handed to TCP.
+    body_bytes => "baton_http_body_bytes_total",
+    /// Uploads (POST, PUT) begun.
+    uploads => "baton_http_uploads_total",
+    /// Uploads continued here after a takeover.
+    uploads_resumed => "baton_http_uploads_resumed_total",
+    /// Responses continued here after a takeover.
+    resumed => "baton_http_resumed_total",
+    /// Taken-over connections HTTP could not continue (object changed or gone, upload lost).
+    not_resumable => "baton_http_not_resumable_total",
+    /// Responses cut short (object failed mid-body).
+    aborted => "baton_http_aborted_total",
+    /// Connections refused at the connection cap (503).
+    refused_connections => "baton_http_refused_connections_total",
+    /// Responses by status class.
+    responses_2xx => "baton_http_responses_total" { "class" = "2xx" },
+    /// Responses by status class.
+    responses_3xx => "baton_http_responses_total" { "class" = "3xx" },
+    /// Responses by status class.
+    responses_4xx => "baton_http_responses_total" { "class" = "4xx" },
+    /// Responses by status class.
+    responses_5xx => "baton_http_responses_total" { "class" = "5xx" },
+    /// Malformed requests (400).
+    bad_request,
+    /// Request lines over the limit (414).
+    uri_too_long,
+    /// Header sections over the limit (431).
+    headers_too_large,
+    /// Methods other than GET, HEAD, POST and PUT (405).
+    method_not_allowed,
+    /// Requests not complete in time (408).
+    request_timeouts,
+    /// Idle connections closed.
+    idle_timeouts,
+    /// 304 answers.
+    not_modified,
+    /// 412 answers (If-Match / If-Unmodified-Since failed).
+    precondition_failed,
+    /// 206 answers.
+    partial,
+    /// 416 answers.
+    range_not_satisfiable,
+    /// 502 answers (origin unreachable, bad, or 5xx).
+    bad_gateway,
+    /// 504 answers (origin timeout).
+    gateway_timeout,
+}
+
+/// Adds one to a counter.
+pub(crate) fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl HttpCounters {
+    /// Counts one response by its status.
+    pub(crate) fn status(&self, status: u16) {
+        bump(match status {
+            200..=299 => &self.responses_2xx,
+            300..=399 => &self.responses_3xx,
+            400..=499 => &self.responses_4xx,
+            _ => &self.responses_5xx,
+        });
+        match status {
+            206 => bump(&self.partial),
+            304 => bump(&self.not_modified),
+            400 => bump(&self.bad_request),
+            405 => bump(&self.method_not_allowed),
+            408 => bump(&self.request_timeouts),
+            412 => bump(&self.precondition_failed),
+            414 => bump(&self.uri_too_long),
+            416 => bump(&self.range_not_satisfiable),
+            431 => bump(&self.headers_too_large),
+            502 => bump(&self.bad_gateway),
+            504 => bump(&self.gateway_timeout),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_counters_keep_their_prometheus_names_and_labels() {
+        let c = HttpCounters::default();
+        c.status(206);
+        bump(&c.requests);
+        let m = c.snapshot().metrics();
+        assert_eq!(m.len(), 12);
+        assert_eq!(m[0].name, "baton_http_requests_total");
+        assert_eq!(m[0].help, "Request heads parsed.");
+        assert_eq!(m[0].value, 1);
+        let ok = m
+            .iter()
+            .find(|m| m.label == Some(("class", "2xx")))
+            .unwrap();
+        assert_eq!(ok.name, "baton_http_responses_total");
+        assert_eq!(ok.help, "Responses by status class.");
+        assert_eq!(ok.value, 1);
+    }
+
+    #[test]
+    fn the_box_total_is_the_sum_of_its_workers() {
+        let (a, b) = (HttpCounters::default(), HttpCounters::default());
+        bump(&a.uploads);
+        bump(&b.uploads);
+        c_status_twice(&b);
+        let mut total = a.snapshot();
+        total.add(&b.snapshot());
+        assert_eq!(total.uploads, 2);
+        assert_eq!(total.bad_gateway, 2);
+        assert_eq!(total.responses_5xx, 2);
+    }
+
+    fn c_status_twice(c: &HttpCounters) {
+        c.status(502);
+        c.status(502);
+    }
+}
