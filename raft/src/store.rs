@@ -272,6 +272,11 @@ impl RaftStore {
         leader.and_then(|l| u16::try_from(l).ok())
     }
 
+    /// The vote this box holds (saved in its file before it was granted).
+    pub fn vote(&self) -> openraft::Vote<NodeId> {
+        self.raft.metrics().borrow().vote
+    }
+
     /// The view this box has applied, without asking the leader (not
     /// linearizable: for logs and status, never for fencing).
     pub fn local_view(&self) -> View {
