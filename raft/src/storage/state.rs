@@ -72,11 +72,8 @@ impl StateMachineStore {
         lock(&self.applied)
     }
 
-    fn save(&self, snap: StoredSnapshot) -> Result<(), StorageError<NodeId>> {
-        let sig = snap.meta.signature();
-        lock(&self.file)
-            .update(|s| s.snapshot = Some(snap))
-            .map_err(|e| StorageIOError::write_snapshot(Some(sig), &e).into())
+    fn save(&self, snap: StoredSnapshot) -> std::io::Result<()> {
+        lock(&self.file).update(|s| s.snapshot = Some(snap))
     }
 }
 
@@ -113,7 +110,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             }
         };
         let out = snapshot_of(&snap);
-        self.save(snap)?;
+        self.save(snap)
+            .map_err(|e| StorageIOError::write_snapshot(Some(out.meta.signature()), &e))?;
         Ok(out)
     }
 }
@@ -171,7 +169,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.save(StoredSnapshot {
             meta: meta.clone(),
             data,
-        })?;
+        })
+        .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let mut a = self.applied();
         a.machine = ViewMachine::new(view);
         a.last_applied = meta.last_log_id;
