@@ -266,3 +266,41 @@ fn forged_replayed_and_garbage_datagrams_are_dropped_and_counted() {
     let v = join(c.node(2), 2, 1);
     assert_eq!(c.node(1).read().as_ref(), Ok(&v), "the box still serves");
 }
+
+#[test]
+fn a_box_that_missed_purged_entries_catches_up_from_a_snapshot() {
+    let mut c = Cluster::start("snapshot", 3);
+    let leader = c.leader(&[1, 2, 3], secs(10));
+    let behind = if leader == 3 { 2 } else { 3 };
+    c.kill(behind);
+    // Past a snapshot (every 64 entries) and the 16 kept behind it: the
+    // entries the box misses are gone from the leader's log.
+    let mut last = None;
+    for epoch in 1..=100 {
+        last = Some(join(c.node(leader), leader, epoch));
+    }
+    let last = last.unwrap_or_else(|| unreachable!());
+    let purged = poll(secs(5), || {
+        let file = baton_raft::storage::StateFile::open(&c.config(leader).path).ok()?;
+        file.state()
+            .last_purged
+            .filter(|id| id.index > 2)
+            .map(|id| id.index)
+    });
+    assert!(
+        purged.is_some(),
+        "the leader kept every entry: no snapshot would be needed"
+    );
+    c.boot(behind);
+    poll(secs(10), || {
+        (c.node(behind).local_view() == last).then_some(())
+    })
+    .unwrap_or_else(|| panic!("box {behind} did not catch up to view {}", last.number.0));
+    assert_eq!(c.node(behind).read().as_ref(), Ok(&last));
+}
+
+#[test]
+fn a_store_can_be_shared_with_the_control_thread() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<baton_raft::RaftStore>();
+}
