@@ -175,7 +175,9 @@ impl RaftStore {
             heartbeat_interval: ms(t.heartbeat),
             election_timeout_min: ms(t.election_min),
             election_timeout_max: ms(t.election_max),
-            install_snapshot_timeout: ms(t.deadline),
+            // A view snapshot is one datagram each way: a lost one is
+            // sent again after an election timeout, not after the deadline.
+            install_snapshot_timeout: ms(t.election_max),
             // Each AppendEntries must fit one datagram: a proposal entry
             // is at most ~130 bytes.
             max_payload_entries: 32,

@@ -276,10 +276,12 @@ fn a_box_that_missed_purged_entries_catches_up_from_a_snapshot() {
     // Past a snapshot (every 64 entries) and the 16 kept behind it: the
     // entries the box misses are gone from the leader's log.
     let mut last = None;
+    let t = std::time::Instant::now();
     for epoch in 1..=100 {
         last = Some(join(c.node(leader), leader, epoch));
     }
     let last = last.unwrap_or_else(|| unreachable!());
+    eprintln!("snapshot: 100 commits in {:?}", t.elapsed());
     let purged = poll(secs(5), || {
         let file = baton_raft::storage::StateFile::open(&c.config(leader).path).ok()?;
         file.state()
@@ -296,6 +298,7 @@ fn a_box_that_missed_purged_entries_catches_up_from_a_snapshot() {
         (c.node(behind).local_view() == last).then_some(())
     })
     .unwrap_or_else(|| panic!("box {behind} did not catch up to view {}", last.number.0));
+    eprintln!("snapshot: caught up in {:?}", t.elapsed());
     assert_eq!(c.node(behind).read().as_ref(), Ok(&last));
 }
 
