@@ -227,15 +227,26 @@ mod tests {
     use openraft::{CommittedLeaderId, EntryPayload, LeaderId, Membership, StoredMembership};
     use std::collections::BTreeSet;
 
-    fn dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "baton-raft-file-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{d:?}: {e}"));
-        d
+    /// A fresh directory, removed when the test ends.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let d = std::env::temp_dir().join(format!("baton-raft-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&d);
+            fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{d:?}: {e}"));
+            TempDir(d)
+        }
+
+        fn file(&self) -> PathBuf {
+            self.0.join("box.raft")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 
     fn log_id(term: u64, index: u64) -> LogId<NodeId> {
@@ -285,7 +296,8 @@ mod tests {
 
     #[test]
     fn what_was_saved_is_what_a_restart_reads() {
-        let path = dir().join("box.raft");
+        let dir = TempDir::new("roundtrip");
+        let path = dir.file();
         let mut f = StateFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             f.state(),
@@ -299,7 +311,8 @@ mod tests {
 
     #[test]
     fn a_damaged_file_is_reported_corrupt_never_read_as_empty() {
-        let path = dir().join("box.raft");
+        let dir = TempDir::new("damaged");
+        let path = dir.file();
         let mut f = StateFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
         f.update(|s| *s = state()).unwrap_or_else(|e| panic!("{e}"));
         let good = fs::read(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -322,7 +335,8 @@ mod tests {
 
     #[test]
     fn a_file_of_another_version_with_a_valid_checksum_is_refused_by_version() {
-        let path = dir().join("box.raft");
+        let dir = TempDir::new("version");
+        let path = dir.file();
         let mut bytes = encode_file(&state());
         bytes[8] = 9;
         let n = bytes.len() - SUM;

@@ -1,8 +1,6 @@
 //! A cluster of `RaftStore`s on loopback UDP in one process, and polling
 //! helpers with generous limits (the suite runs on a loaded 2-core box).
 
-#![allow(dead_code)] // each test file uses its own part of the harness
-
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
