@@ -305,6 +305,29 @@ fn a_box_that_missed_purged_entries_catches_up_from_a_snapshot() {
 }
 
 #[test]
+fn a_corrupt_state_file_stops_the_start_with_a_clear_error() {
+    let mut c = Cluster::start("corrupt", 3);
+    c.leader(&[1, 2, 3], secs(10));
+    join(c.node(2), 2, 1);
+    c.kill(2);
+    let path = c.config(2).path;
+    let mut bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    match baton_raft::RaftStore::start(c.config(2)) {
+        Err(e @ baton_raft::StartError::File(_)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("corrupt") && msg.contains("box2.raft"),
+                "{msg}"
+            );
+        }
+        other => panic!("a damaged file was accepted: {other:?}"),
+    }
+}
+
+#[test]
 fn a_store_can_be_shared_with_the_control_thread() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<baton_raft::RaftStore>();
