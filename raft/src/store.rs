@@ -339,7 +339,9 @@ impl RaftStore {
             raft: self.raft.clone(),
             endpoint: self.endpoint.clone(),
             machine: self.machine.clone(),
-            deadline: self.timings.deadline,
+            // One forward may wait no longer than a leader takes to be
+            // replaced, so a call made during a failover tries the new one.
+            attempt: self.timings.election_max,
         }
     }
 }
@@ -410,7 +412,7 @@ struct Client {
     raft: Raft<TypeConfig>,
     endpoint: Arc<Endpoint>,
     machine: StateMachineStore,
-    deadline: Duration,
+    attempt: Duration,
 }
 
 impl Client {
@@ -464,7 +466,7 @@ impl Client {
         let leader = leader?;
         match self
             .endpoint
-            .call(leader, |rid| Message::Client(rid, req), self.deadline)
+            .call(leader, |rid| Message::Client(rid, req), self.attempt)
             .await
         {
             Ok(Message::ClientReply(_, r)) => Some(r),
