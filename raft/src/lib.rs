@@ -25,6 +25,33 @@
 //!   endpoint, openraft's network; [`codec`]: the byte format.
 //! - [`lease`]: the quorum proof a box needs to keep serving.
 //! - [`server`]: answering peers' requests.
+//!
+//! A one-voter cluster (a real one lists every box and its back-LAN
+//! address, and every box starts its own store):
+//!
+//! ```
+//! use baton_membership::{Member, Reason, ViewStore};
+//! use baton_raft::{RaftConfig, RaftStore, Timings};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("baton-raft-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let store = RaftStore::start(RaftConfig {
+//!     me: 1,
+//!     members: vec![(1, "127.0.0.1:0".parse()?)],
+//!     key: b"sixteen byte key or longer".to_vec(),
+//!     path: dir.join("box1.raft"),
+//!     timings: Timings::default(),
+//! })?;
+//! let me = Member { id: 1, epoch: 1 };
+//! let view = store.read()?; // view 0, once a leader answers
+//! let view = store.propose(1, view.number, &[me], Reason::Joined(me))?;
+//! assert_eq!(store.read()?, view);
+//! assert!(store.has_quorum_lease(std::time::Instant::now()));
+//! drop(store);
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 
