@@ -2,7 +2,7 @@
 //! an embedded openraft node.
 //!
 //! The node runs on a tokio current-thread runtime on a thread of its own
-//! (`baton-raft`): openraft's core, its replication tasks, the endpoint's
+//! (`baton-raft-<id>`): openraft's core, its replication tasks, the endpoint's
 //! receive loop and the server. The store's methods hand a future to that
 //! runtime and wait for its answer at most `deadline`; when no leader
 //! answers in time they return `StoreError::Unavailable`. They must not be

@@ -305,6 +305,79 @@ fn a_box_that_missed_purged_entries_catches_up_from_a_snapshot() {
 }
 
 #[test]
+fn membership_machines_agree_through_the_raft_on_one_removal_of_a_dead_box() {
+    use baton_membership::{sync, Event, Membership, Phase, Verdict};
+
+    let mut c = Cluster::start("machines", 3);
+    c.leader(&[1, 2, 3], secs(10));
+    let mut boxes: Vec<Membership> = (1..=3u16)
+        .map(|id| {
+            let mut m = Membership::new(Member { id, epoch: 1 });
+            m.handle_dataplane_up();
+            m.handle_beat();
+            m
+        })
+        .collect();
+    poll(secs(10), || {
+        for (m, id) in boxes.iter_mut().zip(1..) {
+            let _ = sync(m, c.node(id));
+        }
+        boxes
+            .iter()
+            .all(|m| m.phase() == Phase::Member)
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the boxes did not all join"));
+    let drain = |m: &mut Membership| std::iter::from_fn(|| m.poll_event()).collect::<Vec<_>>();
+    for m in &mut boxes {
+        drain(m);
+    }
+
+    // Box 3 crashes; both survivors judge it silent at their next tick and
+    // race to remove it.
+    c.kill(3);
+    let dead = Member { id: 3, epoch: 1 };
+    for (m, id) in boxes[..2].iter_mut().zip(1..) {
+        // Box 3 may have led: the first read waits for the next leader.
+        poll(secs(10), || baton_membership::refresh(m, c.node(id)).ok())
+            .unwrap_or_else(|| panic!("box {id} could not read the view"));
+        m.handle_verdict(Verdict {
+            peer: dead,
+            silent_for: std::time::Duration::from_millis(300),
+        });
+    }
+    for (m, id) in boxes[..2].iter_mut().zip(1..) {
+        baton_membership::propose(m, c.node(id));
+    }
+    let mut removals = Vec::new();
+    for (m, id) in boxes[..2].iter_mut().zip(1..) {
+        poll(secs(10), || sync(m, c.node(id)).ok())
+            .unwrap_or_else(|| panic!("box {id} could not read the view"));
+        let changes: Vec<_> = drain(m)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Committed(change) if change.died(3) => Some(change),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            changes.len(),
+            1,
+            "box {id} saw the removal once: {changes:?}"
+        );
+        removals.push(changes[0].clone());
+    }
+    assert_eq!(
+        removals[0], removals[1],
+        "both survivors act on the same change"
+    );
+    assert_eq!(
+        removals[0].members,
+        vec![Member { id: 1, epoch: 1 }, Member { id: 2, epoch: 1 }]
+    );
+}
+
+#[test]
 fn a_corrupt_state_file_stops_the_start_with_a_clear_error() {
     let mut c = Cluster::start("corrupt", 3);
     c.leader(&[1, 2, 3], secs(10));
