@@ -297,7 +297,7 @@ impl Membership {
         self.in_flight = false;
         match result {
             Ok(view) | Err(StoreError::Conflict { current: view }) => self.handle_view(view),
-            Err(StoreError::Unreadable(_) | StoreError::Invalid(_)) => {}
+            Err(StoreError::Unreadable(_) | StoreError::Invalid(_) | StoreError::Unavailable) => {}
         }
     }
 

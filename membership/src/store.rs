@@ -6,8 +6,8 @@
 //! lost race learn the view that won. [`SegmentStore`] is the shared
 //! segment's cell (boxes on one host, `baton_shmem::ViewCell`);
 //! [`MemoryStore`] is the same contract in memory, for tests and
-//! simulations. The replicated mode's store will be an embedded Raft log
-//! (`docs/MEMBERSHIP.md`). This module knows nothing of the state machine.
+//! simulations. The replicated mode's store is an embedded Raft log
+//! (`baton-raft`'s `RaftStore`, `docs/MEMBERSHIP.md`). This module knows nothing of the state machine.
 
 use std::sync::{Arc, Mutex};
 
@@ -32,6 +32,11 @@ pub enum StoreError {
     /// The proposal is not a view the store can hold.
     #[error(transparent)]
     Invalid(#[from] InvalidProposal),
+    /// The store could not answer in time: a replicated store with no
+    /// leader reachable (no quorum). The proposal may still commit later;
+    /// read again before acting.
+    #[error("the view store is unavailable (no quorum answered in time)")]
+    Unavailable,
 }
 
 /// A register holding the agreed view, changed only by proposals over the

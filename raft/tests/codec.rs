@@ -1,0 +1,317 @@
+//! The byte format: every message survives its encoding, and the decoder
+//! fed any bytes returns an error or a message, never panics.
+
+use std::collections::BTreeSet;
+
+use baton_membership::{Member, View, ViewNumber};
+use baton_raft::codec::{DecodeError, Writer};
+use baton_raft::transport::frame::{Auth, Header, MAX_DATAGRAM};
+use baton_raft::transport::{ClientRequest, ClientResponse, Message};
+use baton_raft::types::{NodeId, TypeConfig};
+use baton_raft::{Outcome, Propose};
+use baton_shmem::InvalidProposal;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{
+    CommittedLeaderId, Entry, EntryPayload, LeaderId, LogId, Membership, SnapshotMeta,
+    StoredMembership, Vote,
+};
+use proptest::prelude::*;
+
+fn log_id(term: u64, index: u64) -> LogId<NodeId> {
+    LogId::new(CommittedLeaderId::new(term, 2), index)
+}
+
+fn vote(term: u64, committed: bool) -> Vote<NodeId> {
+    Vote {
+        leader_id: LeaderId::new(term, 3),
+        committed,
+    }
+}
+
+fn view() -> View {
+    View {
+        number: ViewNumber(7),
+        proposer: 3,
+        reasons: [1, 2, 3, u64::MAX],
+        members: vec![
+            Member { id: 1, epoch: 9 },
+            Member {
+                id: 3,
+                epoch: u32::MAX,
+            },
+        ],
+    }
+}
+
+fn membership() -> Membership<NodeId, openraft::EmptyNode> {
+    let voters: BTreeSet<NodeId> = [1, 2, 3, 4].into();
+    Membership::new(vec![voters], ())
+}
+
+fn entries() -> Vec<Entry<TypeConfig>> {
+    vec![
+        Entry {
+            log_id: log_id(1, 1),
+            payload: EntryPayload::Blank,
+        },
+        Entry {
+            log_id: log_id(1, 2),
+            payload: EntryPayload::Membership(membership()),
+        },
+        Entry {
+            log_id: log_id(2, 3),
+            payload: EntryPayload::Normal(Propose {
+                proposer: 1,
+                expected: ViewNumber(6),
+                members: view().members,
+                reason: 42,
+            }),
+        },
+    ]
+}
+
+/// Every kind of message, each with its optional fields filled.
+fn messages() -> Vec<Message> {
+    let meta = SnapshotMeta {
+        last_log_id: Some(log_id(2, 3)),
+        last_membership: StoredMembership::new(Some(log_id(1, 2)), membership()),
+        snapshot_id: "2-2-3".into(),
+    };
+    vec![
+        Message::Vote(
+            1,
+            VoteRequest {
+                vote: vote(4, false),
+                last_log_id: Some(log_id(3, 9)),
+            },
+        ),
+        Message::Vote(
+            2,
+            VoteRequest {
+                vote: vote(4, false),
+                last_log_id: None,
+            },
+        ),
+        Message::VoteReply(
+            3,
+            VoteResponse {
+                vote: vote(4, true),
+                vote_granted: true,
+                last_log_id: None,
+            },
+        ),
+        Message::Append(
+            4,
+            17,
+            AppendEntriesRequest {
+                vote: vote(5, true),
+                prev_log_id: Some(log_id(1, 0)),
+                entries: entries(),
+                leader_commit: Some(log_id(1, 2)),
+            },
+        ),
+        Message::Append(
+            5,
+            u32::MAX,
+            AppendEntriesRequest {
+                vote: vote(5, true),
+                prev_log_id: None,
+                entries: vec![],
+                leader_commit: None,
+            },
+        ),
+        Message::AppendReply(6, AppendEntriesResponse::Success),
+        Message::AppendReply(7, AppendEntriesResponse::PartialSuccess(Some(log_id(2, 2)))),
+        Message::AppendReply(8, AppendEntriesResponse::Conflict),
+        Message::AppendReply(9, AppendEntriesResponse::HigherVote(vote(9, true))),
+        Message::Snapshot(
+            10,
+            InstallSnapshotRequest {
+                vote: vote(5, true),
+                meta,
+                offset: 0,
+                data: vec![1, 2, 3],
+                done: true,
+            },
+        ),
+        Message::SnapshotReply(
+            11,
+            InstallSnapshotResponse {
+                vote: vote(5, true),
+            },
+        ),
+        Message::Client(12, ClientRequest::Read),
+        Message::Client(
+            13,
+            ClientRequest::Propose(Propose {
+                proposer: 2,
+                expected: ViewNumber(0),
+                members: vec![],
+                reason: 0,
+            }),
+        ),
+        Message::ClientReply(14, ClientResponse::View(view())),
+        Message::ClientReply(15, ClientResponse::Outcome(Outcome::Committed(view()))),
+        Message::ClientReply(16, ClientResponse::Outcome(Outcome::Conflict(view()))),
+        Message::ClientReply(
+            17,
+            ClientResponse::Outcome(Outcome::Invalid(InvalidProposal::Exhausted(ViewNumber(
+                u32::MAX,
+            )))),
+        ),
+        Message::ClientReply(
+            18,
+            ClientResponse::Outcome(Outcome::Invalid(InvalidProposal::Duplicate(4))),
+        ),
+        Message::ClientReply(19, ClientResponse::Outcome(Outcome::NotAProposal)),
+        Message::ClientReply(20, ClientResponse::NotLeader(Some(3))),
+        Message::ClientReply(21, ClientResponse::NotLeader(None)),
+    ]
+}
+
+fn body(m: &Message) -> Vec<u8> {
+    let mut w = Writer::default();
+    m.encode_body(&mut w);
+    w.into_inner()
+}
+
+#[test]
+fn every_message_survives_its_encoding() {
+    for m in messages() {
+        let bytes = body(&m);
+        let back = Message::decode(m.kind(), &bytes).unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        // openraft's messages have no PartialEq; their encoding is canonical.
+        assert_eq!(body(&back), bytes, "{m:?}");
+        assert_eq!(format!("{back:?}"), format!("{m:?}"));
+    }
+}
+
+#[test]
+fn a_truncated_or_extended_body_is_refused() {
+    for m in messages() {
+        let bytes = body(&m);
+        for cut in 0..bytes.len() {
+            assert!(
+                Message::decode(m.kind(), &bytes[..cut]).is_err(),
+                "{m:?} cut at {cut}"
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(
+            Message::decode(m.kind(), &longer).is_err(),
+            "{m:?} with a byte more"
+        );
+    }
+}
+
+#[test]
+fn a_full_append_of_proposals_fits_one_datagram() {
+    let p = Propose {
+        proposer: 15,
+        expected: ViewNumber(u32::MAX - 1),
+        members: (0..16)
+            .map(|id| Member {
+                id,
+                epoch: u32::MAX,
+            })
+            .collect(),
+        reason: u64::MAX,
+    };
+    let entries = (0..32)
+        .map(|i| Entry {
+            log_id: log_id(u64::MAX, i),
+            payload: EntryPayload::Normal(p.clone()),
+        })
+        .collect();
+    let m = Message::Append(
+        u64::MAX,
+        0,
+        AppendEntriesRequest {
+            vote: vote(u64::MAX, true),
+            prev_log_id: Some(log_id(1, 1)),
+            entries,
+            leader_commit: Some(log_id(1, 1)),
+        },
+    );
+    let auth = Auth::new(b"0123456789abcdef").unwrap_or_else(|| unreachable!());
+    let h = Header {
+        kind: m.kind(),
+        sender: 1,
+        target: 2,
+        boot: 1,
+        counter: 1,
+    };
+    let d = auth.seal(&h, &body(&m));
+    assert!(
+        d.is_some_and(|d| d.len() <= MAX_DATAGRAM),
+        "32 entries (max_payload_entries) must fit"
+    );
+}
+
+#[test]
+fn a_count_larger_than_the_input_is_refused_before_anything_is_allocated() {
+    let mut w = Writer::default();
+    w.u64(1); // rid
+    w.u32(0); // quorum age
+    w.u64(4); // vote: term, node, committed
+    w.u64(3);
+    w.u8(1);
+    w.u8(0); // prev_log_id: none
+    w.u32(4000); // entries: 4000 announced, none present
+    let bytes = w.into_inner();
+    let e = Message::decode(3, &bytes).map(|_| ()).unwrap_err();
+    assert_eq!(e, DecodeError::Truncated("entries"));
+    let mut w = Writer::default();
+    w.u64(1);
+    w.u32(0);
+    w.u64(4);
+    w.u64(3);
+    w.u8(1);
+    w.u8(0);
+    w.u32(u32::MAX);
+    let e = Message::decode(3, &w.into_inner()).map(|_| ()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DecodeError::TooMany {
+                what: "entries",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Whatever arrives, the decoder answers without panicking.
+    #[test]
+    fn the_decoder_never_panics_on_random_bytes(kind in 0u8..12, bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = Message::decode(kind, &bytes);
+    }
+
+    /// Flipping bytes of valid bodies explores the decoder's deeper paths.
+    #[test]
+    fn the_decoder_never_panics_on_damaged_messages(which in 0usize..21, flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)) {
+        let ms = messages();
+        let m = &ms[which % ms.len()];
+        let mut bytes = body(m);
+        for (i, v) in flips {
+            let i = i.index(bytes.len());
+            bytes[i] = v;
+        }
+        let _ = Message::decode(m.kind(), &bytes);
+    }
+
+    /// A datagram's frame opens only with the key it was sealed with.
+    #[test]
+    fn random_datagrams_never_open(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let auth = Auth::new(b"0123456789abcdef").unwrap_or_else(|| unreachable!());
+        prop_assert!(auth.open(&bytes).is_err());
+    }
+}
