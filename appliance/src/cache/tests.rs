@@ -1,6 +1,7 @@
-//! Cache tests against a real (loopback) test origin: budget and LRU,
-//! coalescing, error mapping without poisoning, revalidation, purge, disk
-//! spill and ranged resume fetches.
+//! Cache tests against the lab's origin on loopback, serving objects from
+//! memory with faults injected per path: budget and LRU, coalescing, error
+//! mapping without poisoning, revalidation, purge, disk spill and ranged
+//! resume fetches.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

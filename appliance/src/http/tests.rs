@@ -1,6 +1,7 @@
 //! Session tests: sans-IO, with a simulated TCP sequence counter, against
-//! the loopback test origin; then the same sessions over real kernel TCP on
-//! 127.0.0.1 through a tiny std::net adapter, with curl as the client.
+//! the lab's origin on loopback (`baton_lab::origin`); then the same
+//! sessions over real kernel TCP on 127.0.0.1 through a tiny std::net
+//! adapter, with curl as the client.
 
 use std::collections::HashMap;
 use std::sync::Arc;

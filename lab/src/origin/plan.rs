@@ -360,6 +360,17 @@ mod tests {
     }
 
     #[test]
+    fn cache_control_is_sent_only_when_the_object_has_one() {
+        let p = plan(&get(&[]), Some(&meta()));
+        assert_eq!(header(&p, "Cache-Control"), None);
+        let mut m = meta();
+        m.cache_control = Some("max-age=0".into());
+        let p = plan(&get(&[("If-None-Match", &m.etag())]), Some(&m));
+        assert_eq!(p.status, 304);
+        assert_eq!(header(&p, "Cache-Control"), Some("max-age=0"));
+    }
+
+    #[test]
     fn if_match_mismatch_is_412() {
         let p = plan(&get(&[("If-Match", "\"x\"")]), Some(&meta()));
         assert_eq!(p.status, 412);

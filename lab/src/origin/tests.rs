@@ -3,23 +3,34 @@
 //! [`Memory`] store and its faults.
 use std::io::{self, BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::origin::{
     serve_on, upload_answer, Fault, Memory, Origin, FAULT_BODY, LAST_MODIFIED, NOT_FOUND_BODY,
 };
 
-/// Starts the server on loopback over a folder with one 100 000-byte
-/// file; returns its address.
-fn start() -> (SocketAddr, Vec<u8>) {
+/// A folder removed when the test ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts the lab's folder origin on loopback over a folder with one
+/// 100 000-byte file; returns its address, the file's bytes and the folder.
+fn start() -> (SocketAddr, Vec<u8>, TempDir) {
     let dir = std::env::temp_dir().join(format!("baton-origin-test-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(dir.join("obj.bin"), &data).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || serve_on(listener, dir));
-    (addr, data)
+    let root = dir.clone();
+    std::thread::spawn(move || serve_on(listener, root));
+    (addr, data, TempDir(dir))
 }
 
 /// Reads one response: status, headers (lowercased names), body.
@@ -53,7 +64,7 @@ fn read_response(
 
 #[test]
 fn keep_alive_connection_serves_range_then_head_then_404() {
-    let (addr, data) = start();
+    let (addr, data, _dir) = start();
     let s = TcpStream::connect(addr).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = io::BufReader::new(s);
@@ -87,7 +98,7 @@ fn keep_alive_connection_serves_range_then_head_then_404() {
 
 #[test]
 fn garbage_request_is_400_and_closed() {
-    let (addr, _) = start();
+    let (addr, _, _dir) = start();
     let mut s = TcpStream::connect(addr).unwrap();
     s.write_all(b"\x01\x02 nonsense\r\n\r\n").unwrap();
     let mut out = String::new();
@@ -97,7 +108,7 @@ fn garbage_request_is_400_and_closed() {
 
 #[test]
 fn uploads_are_answered_with_their_digest_and_counted_per_path() {
-    let (addr, _) = start();
+    let (addr, _, _dir) = start();
     let s = TcpStream::connect(addr).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = io::BufReader::new(s);
