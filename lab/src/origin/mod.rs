@@ -1,4 +1,4 @@
-//! The one origin server of Baton's tests: plain HTTP/1.1 over kernel
+//! The origin server of Baton's labs and tests: plain HTTP/1.1 over kernel
 //! sockets, one thread per connection. The lab runs it as a process of its
 //! own (`baton lab serve-origin`, [`serve`]) over the files of one folder
 //! ([`Dir`]); a test runs it in process with [`Origin::start`] over any
