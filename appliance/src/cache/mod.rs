@@ -34,9 +34,7 @@ pub mod object;
 pub mod store;
 
 #[cfg(test)]
-pub(crate) mod testorigin;
-#[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use fetch::{Origin, UploadMethod, UploadRequest};
 pub use object::{FetchProgress, Notifier, Object, ObjectId, ObjectMeta, Read, Waker};

@@ -1,6 +1,7 @@
-//! Cache tests against a real (loopback) test origin: budget and LRU,
-//! coalescing, error mapping without poisoning, revalidation, purge, disk
-//! spill and ranged resume fetches.
+//! Cache tests against the lab's origin on loopback, serving objects from
+//! memory with faults injected per path: budget and LRU, coalescing, error
+//! mapping without poisoning, revalidation, purge, disk spill and ranged
+//! resume fetches.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,10 +10,24 @@ use super::error::*;
 use super::fetch::*;
 use super::object::*;
 use super::store::*;
-use super::testorigin::{pattern, Behaviour, TestObject, TestOrigin};
+use baton_lab::origin::{Fault, Memory, NOT_FOUND_BODY};
 
-fn cache_for(origin: &TestOrigin, budget: u64) -> (Arc<Cache>, FetcherPool) {
-    cache_with(origin.addr, budget, None, Duration::from_secs(2))
+/// Deterministic bytes of length `n` (not all equal, so offsets matter).
+pub(crate) fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// The lab's origin on loopback over objects held in memory, and those
+/// objects.
+pub(crate) fn start_origin() -> (baton_lab::origin::Origin, Memory) {
+    let store = Memory::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let origin = baton_lab::origin::Origin::start(listener, store.clone()).expect("origin starts");
+    (origin, store)
+}
+
+fn cache_for(origin: &baton_lab::origin::Origin, budget: u64) -> (Arc<Cache>, FetcherPool) {
+    cache_with(origin.addr(), budget, None, Duration::from_secs(2))
 }
 
 fn cache_with(
@@ -73,8 +88,8 @@ fn fetch_fully(cache: &Cache, url: &str) -> Lookup {
 
 #[test]
 fn miss_fetches_from_origin_then_hits_without_asking_it_again() {
-    let origin = TestOrigin::start();
-    origin.put("/a", pattern(5000), Behaviour::Serve);
+    let (origin, store) = start_origin();
+    store.put("/a", pattern(5000));
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     let l = fetch_fully(&cache, "/a");
     assert!(matches!(l, Lookup::Miss(_)));
@@ -91,9 +106,9 @@ fn miss_fetches_from_origin_then_hits_without_asking_it_again() {
 
 #[test]
 fn least_recently_used_object_is_evicted_to_stay_under_budget() {
-    let origin = TestOrigin::start();
+    let (origin, store) = start_origin();
     for p in ["/a", "/b", "/c"] {
-        origin.put(p, pattern(100), Behaviour::Serve);
+        store.put(p, pattern(100));
     }
     let (cache, _pool) = cache_for(&origin, 250);
     fetch_fully(&cache, "/a");
@@ -117,8 +132,8 @@ fn least_recently_used_object_is_evicted_to_stay_under_budget() {
 
 #[test]
 fn object_larger_than_the_budget_is_served_but_not_stored() {
-    let origin = TestOrigin::start();
-    origin.put("/big", pattern(1000), Behaviour::Serve);
+    let (origin, store) = start_origin();
+    store.put("/big", pattern(1000));
     let (cache, _pool) = cache_for(&origin, 500);
     let l = fetch_fully(&cache, "/big");
     assert_eq!(body_of(l.object()).len(), 1000);
@@ -128,8 +143,9 @@ fn object_larger_than_the_budget_is_served_but_not_stored() {
 
 #[test]
 fn concurrent_misses_for_one_url_make_one_origin_request() {
-    let origin = TestOrigin::start();
-    origin.put("/slow", pattern(100_000), Behaviour::Hold(1000));
+    let (origin, store) = start_origin();
+    store.put("/slow", pattern(100_000));
+    origin.set_fault("/slow", Fault::Hold(1000));
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     let first = cache.lookup("/slow", Instant::now());
     let second = cache.lookup("/slow", Instant::now());
@@ -167,9 +183,10 @@ fn refused_origin_fails_with_502_and_the_next_request_tries_again() {
 
 #[test]
 fn origin_that_never_answers_times_out_with_504() {
-    let origin = TestOrigin::start();
-    origin.put("/hang", pattern(10), Behaviour::Hang);
-    let (cache, _pool) = cache_with(origin.addr, 1 << 20, None, Duration::from_millis(200));
+    let (origin, store) = start_origin();
+    store.put("/hang", pattern(10));
+    origin.set_fault("/hang", Fault::Hang);
+    let (cache, _pool) = cache_with(origin.addr(), 1 << 20, None, Duration::from_millis(200));
     let t = Instant::now();
     let l = fetch_fully(&cache, "/hang");
     assert_eq!(l.object().failure().map(|e| e.client_status()), Some(504));
@@ -179,9 +196,11 @@ fn origin_that_never_answers_times_out_with_504() {
 
 #[test]
 fn origin_5xx_and_truncated_bodies_fail_with_502_and_are_not_kept() {
-    let origin = TestOrigin::start();
-    origin.put("/e", pattern(10), Behaviour::Status(503));
-    origin.put("/t", pattern(1000), Behaviour::Truncate(300));
+    let (origin, store) = start_origin();
+    store.put("/e", pattern(10));
+    origin.set_fault("/e", Fault::Status(503));
+    store.put("/t", pattern(1000));
+    origin.set_fault("/t", Fault::Truncate(300));
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     let e = fetch_fully(&cache, "/e");
     assert_eq!(e.object().failure(), Some(FetchError::OriginStatus(503)));
@@ -196,18 +215,21 @@ fn origin_5xx_and_truncated_bodies_fail_with_502_and_are_not_kept() {
         cache.peek("/e").is_none() && cache.peek("/t").is_none()
     });
     // The origin recovers: the next request is served.
-    origin.set_behaviour("/t", Behaviour::Serve);
+    origin.clear_fault("/t");
     let ok = fetch_fully(&cache, "/t");
     assert!(body_of(ok.object()) == pattern(1000), "bytes differ");
 }
 
 #[test]
 fn not_found_is_passed_through_and_not_stored() {
-    let origin = TestOrigin::start();
+    let (origin, _store) = start_origin();
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     let l = fetch_fully(&cache, "/missing");
     assert_eq!(l.object().meta().map(|m| m.status), Some(404));
-    assert!(body_of(l.object()) == b"nope", "bytes differ");
+    assert!(
+        body_of(l.object()) == NOT_FOUND_BODY.as_bytes(),
+        "bytes differ"
+    );
     eventually("forgotten", || cache.peek("/missing").is_none());
     assert!(matches!(
         cache.lookup("/missing", Instant::now()),
@@ -217,16 +239,10 @@ fn not_found_is_passed_through_and_not_stored() {
 
 #[test]
 fn stale_object_is_revalidated_and_a_304_reuses_the_stored_body() {
-    let origin = TestOrigin::start();
-    origin.put_object(
-        "/r",
-        TestObject {
-            body: pattern(3000),
-            etag: "\"abc\"".into(),
-            cache_control: Some("max-age=0".into()),
-            behaviour: Behaviour::Serve,
-        },
-    );
+    let (origin, store) = start_origin();
+    store.put("/r", pattern(3000));
+    store.set_etag("/r", "\"abc\"");
+    store.set_cache_control("/r", "max-age=0");
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     let first = fetch_fully(&cache, "/r");
     eventually("stored", || cache.stats().objects == 1);
@@ -245,8 +261,8 @@ fn stale_object_is_revalidated_and_a_304_reuses_the_stored_body() {
 
 #[test]
 fn purge_forgets_the_object_and_the_next_request_goes_to_the_origin() {
-    let origin = TestOrigin::start();
-    origin.put("/p", pattern(10), Behaviour::Serve);
+    let (origin, store) = start_origin();
+    store.put("/p", pattern(10));
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     fetch_fully(&cache, "/p");
     eventually("stored", || cache.stats().objects == 1);
@@ -269,10 +285,15 @@ fn evicted_object_is_spilled_to_disk_and_read_back_without_the_origin() {
         }
     }
     let _rm = Rm(dir.clone());
-    let origin = TestOrigin::start();
-    origin.put("/a", pattern(100), Behaviour::Serve);
-    origin.put("/b", pattern(100), Behaviour::Serve);
-    let (cache, _pool) = cache_with(origin.addr, 150, Some(dir.clone()), Duration::from_secs(2));
+    let (origin, store) = start_origin();
+    store.put("/a", pattern(100));
+    store.put("/b", pattern(100));
+    let (cache, _pool) = cache_with(
+        origin.addr(),
+        150,
+        Some(dir.clone()),
+        Duration::from_secs(2),
+    );
     fetch_fully(&cache, "/a");
     eventually("a stored", || cache.stats().objects == 1);
     fetch_fully(&cache, "/b");
@@ -306,8 +327,8 @@ fn evicted_object_is_spilled_to_disk_and_read_back_without_the_origin() {
 
 #[test]
 fn range_fetch_with_matching_if_range_returns_the_tail_only() {
-    let origin = TestOrigin::start();
-    origin.put("/big", pattern(10_000), Behaviour::Serve);
+    let (origin, store) = start_origin();
+    store.put("/big", pattern(10_000));
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     let o = cache.fetch_range("/big", 6000, Some("\"v1\"".into()));
     wait_finished(&o);
@@ -324,9 +345,9 @@ fn range_fetch_with_matching_if_range_returns_the_tail_only() {
 
 #[test]
 fn range_fetch_with_a_changed_validator_gets_the_new_whole_object() {
-    let origin = TestOrigin::start();
-    origin.put("/big", pattern(10_000), Behaviour::Serve);
-    origin.set_etag("/big", "\"v2\"");
+    let (origin, store) = start_origin();
+    store.put("/big", pattern(10_000));
+    store.set_etag("/big", "\"v2\"");
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     let o = cache.fetch_range("/big", 6000, Some("\"v1\"".into()));
     wait_finished(&o);
@@ -337,8 +358,9 @@ fn range_fetch_with_a_changed_validator_gets_the_new_whole_object() {
 
 #[test]
 fn chunked_origin_body_is_decoded_into_the_object() {
-    let origin = TestOrigin::start();
-    origin.put("/c", pattern(100_000), Behaviour::Chunked(7000));
+    let (origin, store) = start_origin();
+    store.put("/c", pattern(100_000));
+    origin.set_fault("/c", Fault::Chunked(7000));
     origin.release();
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     let l = fetch_fully(&cache, "/c");
@@ -351,8 +373,9 @@ fn chunked_origin_body_is_decoded_into_the_object() {
 
 #[test]
 fn close_delimited_origin_body_is_read_to_the_end() {
-    let origin = TestOrigin::start();
-    origin.put("/d", pattern(50_000), Behaviour::CloseDelimited);
+    let (origin, store) = start_origin();
+    store.put("/d", pattern(50_000));
+    origin.set_fault("/d", Fault::CloseDelimited);
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     let l = fetch_fully(&cache, "/d");
     assert!(body_of(l.object()) == pattern(50_000), "bytes differ");
@@ -360,21 +383,15 @@ fn close_delimited_origin_body_is_read_to_the_end() {
 
 #[test]
 fn unreachable_origin_during_revalidation_serves_the_stale_copy() {
-    let origin = TestOrigin::start();
-    origin.put_object(
-        "/s",
-        TestObject {
-            body: pattern(2000),
-            etag: "\"s1\"".into(),
-            cache_control: Some("max-age=0".into()),
-            behaviour: Behaviour::Serve,
-        },
-    );
-    let (cache, _pool) = cache_with(origin.addr, 1 << 20, None, Duration::from_millis(200));
+    let (origin, store) = start_origin();
+    store.put("/s", pattern(2000));
+    store.set_etag("/s", "\"s1\"");
+    store.set_cache_control("/s", "max-age=0");
+    let (cache, _pool) = cache_with(origin.addr(), 1 << 20, None, Duration::from_millis(200));
     fetch_fully(&cache, "/s");
     eventually("stored", || cache.stats().objects == 1);
     // The origin stops answering (RFC 9111 §4.2.4: disconnected).
-    origin.set_behaviour("/s", Behaviour::Hang);
+    origin.set_fault("/s", Fault::Hang);
     let l = fetch_fully(&cache, "/s");
     assert_eq!(l.object().failure(), None);
     assert!(body_of(l.object()) == pattern(2000), "bytes differ");
@@ -387,20 +404,14 @@ fn unreachable_origin_during_revalidation_serves_the_stale_copy() {
 
 #[test]
 fn origin_error_answer_during_revalidation_is_not_hidden_by_a_stale_copy() {
-    let origin = TestOrigin::start();
-    origin.put_object(
-        "/s",
-        TestObject {
-            body: pattern(2000),
-            etag: "\"s1\"".into(),
-            cache_control: Some("max-age=0".into()),
-            behaviour: Behaviour::Serve,
-        },
-    );
+    let (origin, store) = start_origin();
+    store.put("/s", pattern(2000));
+    store.set_etag("/s", "\"s1\"");
+    store.set_cache_control("/s", "max-age=0");
     let (cache, _pool) = cache_for(&origin, 1 << 20);
     fetch_fully(&cache, "/s");
     eventually("stored", || cache.stats().objects == 1);
-    origin.set_behaviour("/s", Behaviour::Status(500));
+    origin.set_fault("/s", Fault::Status(500));
     let l = fetch_fully(&cache, "/s");
     assert_eq!(l.object().failure(), Some(FetchError::OriginStatus(500)));
 }
@@ -417,9 +428,9 @@ fn object_larger_than_memory_goes_to_disk_and_comes_back_from_there() {
         }
     }
     let _rm = Rm(dir.clone());
-    let origin = TestOrigin::start();
-    origin.put("/big", pattern(1000), Behaviour::Serve);
-    let (cache, _pool) = cache_with(origin.addr, 500, Some(dir), Duration::from_secs(2));
+    let (origin, store) = start_origin();
+    store.put("/big", pattern(1000));
+    let (cache, _pool) = cache_with(origin.addr(), 500, Some(dir), Duration::from_secs(2));
     fetch_fully(&cache, "/big");
     eventually("spilled", || cache.stats().disk_spills == 1);
     let back = fetch_fully(&cache, "/big");

@@ -1,6 +1,7 @@
 //! Session tests: sans-IO, with a simulated TCP sequence counter, against
-//! the loopback test origin; then the same sessions over real kernel TCP on
-//! 127.0.0.1 through a tiny std::net adapter, with curl as the client.
+//! the lab's origin on loopback (`baton_lab::origin`); then the same
+//! sessions over real kernel TCP on 127.0.0.1 through a tiny std::net
+//! adapter, with curl as the client.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,9 +15,10 @@ use super::session::{Close, HttpSession};
 use super::worker::{HttpWorker, Transport};
 use super::*;
 use crate::cache::fetch::FetcherPool;
-use crate::cache::testorigin::{pattern, Behaviour, TestOrigin, LAST_MODIFIED};
+use crate::cache::tests::{pattern, start_origin};
 use crate::cache::{Cache, CacheSettings, FetchProgress, Notifier, Origin, Waker};
 use baton_dataplane::tcp::SeqNum;
+use baton_lab::origin::{upload_answer, Fault, Memory, FAULT_BODY, LAST_MODIFIED, NOT_FOUND_BODY};
 
 struct NoWake;
 impl Waker for NoWake {
@@ -24,7 +26,8 @@ impl Waker for NoWake {
 }
 
 struct Harness {
-    origin: TestOrigin,
+    origin: baton_lab::origin::Origin,
+    store: Memory,
     cache: Arc<Cache>,
     _pool: FetcherPool,
 }
@@ -35,18 +38,19 @@ impl Harness {
     }
 
     fn with_timeout(t: Duration) -> Harness {
-        let origin = TestOrigin::start();
+        let (origin, store) = start_origin();
         let (cache, pool) = Cache::start(
             CacheSettings {
                 memory_bytes: 64 << 20,
                 disk_dir: None,
             },
-            Origin::new(origin.addr, t),
+            Origin::new(origin.addr(), t),
             2,
         )
         .expect("fetchers");
         Harness {
             origin,
+            store,
             cache,
             _pool: pool,
         }
@@ -275,7 +279,7 @@ fn get_with(path: &str, header: &str) -> String {
 #[test]
 fn miss_then_hit_on_one_keep_alive_connection_return_the_same_bytes() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(200_000), Behaviour::Serve);
+    h.store.put("/a", pattern(200_000));
     let mut c = h.conn();
     c.send(&get("/a"));
     c.run();
@@ -298,8 +302,8 @@ fn miss_then_hit_on_one_keep_alive_connection_return_the_same_bytes() {
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(3000), Behaviour::Serve);
-    h.origin.put("/b", pattern(10), Behaviour::Serve);
+    h.store.put("/a", pattern(3000));
+    h.store.put("/b", pattern(10));
     let mut c = h.conn();
     c.send(&format!(
         "{}{}HEAD /a HTTP/1.1\r\nHost: t\r\n\r\n{}",
@@ -315,13 +319,17 @@ fn pipelined_requests_are_answered_in_order() {
     assert!(r[1].body == pattern(3000), "bytes differ");
     assert_eq!(r[2].h("content-length"), Some("3000"));
     assert!(r[2].body.is_empty());
-    assert_eq!(r[3].body, b"nope", "origin 404 passed through");
+    assert_eq!(
+        r[3].body,
+        NOT_FOUND_BODY.as_bytes(),
+        "origin 404 passed through"
+    );
 }
 
 #[test]
 fn request_split_across_many_reads_is_reassembled() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    h.store.put("/a", pattern(10));
     let mut c = h.conn();
     for b in get("/a").bytes() {
         c.s.on_bytes(&[b], Instant::now());
@@ -336,7 +344,7 @@ fn request_split_across_many_reads_is_reassembled() {
 #[test]
 fn http10_closes_after_one_response_unless_keep_alive() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    h.store.put("/a", pattern(10));
     let mut c = h.conn();
     c.send("GET /a HTTP/1.0\r\n\r\n");
     c.run();
@@ -355,7 +363,7 @@ fn http10_closes_after_one_response_unless_keep_alive() {
 #[test]
 fn connection_close_is_honoured_and_later_pipelined_requests_ignored() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    h.store.put("/a", pattern(10));
     let mut c = h.conn();
     c.send(&format!(
         "GET /a HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n{}",
@@ -371,7 +379,7 @@ fn connection_close_is_honoured_and_later_pipelined_requests_ignored() {
 #[test]
 fn client_half_close_still_gets_its_answers_then_fin() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    h.store.put("/a", pattern(10));
     let mut c = h.conn();
     c.send(&get("/a"));
     c.s.on_eof();
@@ -445,7 +453,7 @@ fn refusals_are_counted_by_kind() {
 #[test]
 fn other_methods_get_405_with_allow_and_the_connection_goes_on() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(10), Behaviour::Serve);
+    h.store.put("/a", pattern(10));
     let mut c = h.conn();
     c.send(&format!(
         "DELETE /a HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello{}",
@@ -519,7 +527,7 @@ fn ranged(h: &Harness, header: &str) -> Resp {
 fn single_ranges_get_206_with_content_range() {
     let h = Harness::new();
     let body = pattern(1000);
-    h.origin.put("/r", body.clone(), Behaviour::Serve);
+    h.store.put("/r", body.clone());
     let r = ranged(&h, "Range: bytes=100-199");
     assert_eq!(r.status, 206);
     assert_eq!(r.h("content-range"), Some("bytes 100-199/1000"));
@@ -537,7 +545,7 @@ fn single_ranges_get_206_with_content_range() {
 #[test]
 fn range_beyond_the_end_gets_416_with_the_length() {
     let h = Harness::new();
-    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    h.store.put("/r", pattern(1000));
     let r = ranged(&h, "Range: bytes=1000-");
     assert_eq!(r.status, 416);
     assert_eq!(r.h("content-range"), Some("bytes */1000"));
@@ -547,7 +555,7 @@ fn range_beyond_the_end_gets_416_with_the_length() {
 #[test]
 fn several_ranges_get_the_whole_object() {
     let h = Harness::new();
-    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    h.store.put("/r", pattern(1000));
     let r = ranged(&h, "Range: bytes=0-1,5-6");
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), 1000);
@@ -556,7 +564,7 @@ fn several_ranges_get_the_whole_object() {
 #[test]
 fn if_range_with_an_old_etag_gets_the_whole_object() {
     let h = Harness::new();
-    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    h.store.put("/r", pattern(1000));
     let r = ranged(&h, "Range: bytes=0-9\r\nIf-Range: \"old\"");
     assert_eq!(r.status, 200);
     let r = ranged(&h, "Range: bytes=0-9\r\nIf-Range: \"v1\"");
@@ -566,7 +574,7 @@ fn if_range_with_an_old_etag_gets_the_whole_object() {
 #[test]
 fn matching_validators_get_304_without_a_body() {
     let h = Harness::new();
-    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    h.store.put("/r", pattern(1000));
     let r = ranged(&h, "If-None-Match: \"v1\"");
     assert_eq!(r.status, 304);
     assert_eq!(r.h("etag"), Some("\"v1\""));
@@ -578,7 +586,7 @@ fn matching_validators_get_304_without_a_body() {
 #[test]
 fn failed_if_match_or_if_unmodified_since_gets_412_before_anything_else() {
     let h = Harness::new();
-    h.origin.put("/r", pattern(1000), Behaviour::Serve);
+    h.store.put("/r", pattern(1000));
     let r = ranged(&h, "If-Match: \"other\"\r\nRange: bytes=0-9");
     assert_eq!(r.status, 412);
     assert!(r.body.is_empty());
@@ -593,7 +601,7 @@ fn failed_if_match_or_if_unmodified_since_gets_412_before_anything_else() {
 #[test]
 fn if_modified_since_at_or_after_last_modified_gets_304() {
     let h = Harness::new();
-    h.origin.put("/r", pattern(10), Behaviour::Serve);
+    h.store.put("/r", pattern(10));
     // The test origin's Last-Modified is LAST_MODIFIED.
     let r = ranged(&h, &format!("If-Modified-Since: {LAST_MODIFIED}"));
     assert_eq!(r.status, 304);
@@ -612,7 +620,7 @@ fn if_modified_since_at_or_after_last_modified_gets_304() {
 #[test]
 fn body_is_sliced_from_the_cached_chunks_without_copying() {
     let h = Harness::new();
-    h.origin.put("/z", pattern(100_000), Behaviour::Serve);
+    h.store.put("/z", pattern(100_000));
     let mut c = h.conn();
     c.send(&get("/z"));
     c.run();
@@ -637,8 +645,8 @@ fn body_is_sliced_from_the_cached_chunks_without_copying() {
 #[test]
 fn large_object_flows_before_the_origin_has_sent_it_all() {
     let h = Harness::new();
-    h.origin
-        .put("/big", pattern(2_000_000), Behaviour::Hold(300_000));
+    h.store.put("/big", pattern(2_000_000));
+    h.origin.set_fault("/big", Fault::Hold(300_000));
     let mut c = h.conn();
     c.send(&get("/big"));
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -667,7 +675,8 @@ fn large_object_flows_before_the_origin_has_sent_it_all() {
 #[test]
 fn two_sessions_missing_the_same_object_share_one_fetch() {
     let h = Harness::new();
-    h.origin.put("/s", pattern(500_000), Behaviour::Hold(1000));
+    h.store.put("/s", pattern(500_000));
+    h.origin.set_fault("/s", Fault::Hold(1000));
     let mut a = h.conn();
     let mut b = h.conn();
     a.send(&get("/s"));
@@ -691,14 +700,16 @@ fn two_sessions_missing_the_same_object_share_one_fetch() {
 #[test]
 fn origin_errors_become_502_or_504_and_do_not_poison_the_cache() {
     let h = Harness::with_timeout(Duration::from_millis(200));
-    h.origin.put("/x", pattern(100), Behaviour::Status(500));
-    h.origin.put("/hang", pattern(100), Behaviour::Hang);
+    h.store.put("/x", pattern(100));
+    h.origin.set_fault("/x", Fault::Status(500));
+    h.store.put("/hang", pattern(100));
+    h.origin.set_fault("/hang", Fault::Hang);
     let mut c = h.conn();
     c.send(&get("/x"));
     c.run();
     c.send(&get("/hang"));
     c.run();
-    h.origin.set_behaviour("/x", Behaviour::Serve);
+    h.origin.clear_fault("/x");
     c.send(&get("/x"));
     c.run();
     let r = responses(&c.out, &[]);
@@ -715,8 +726,8 @@ fn origin_errors_become_502_or_504_and_do_not_poison_the_cache() {
 #[test]
 fn object_failing_mid_body_resets_the_connection() {
     let h = Harness::new();
-    h.origin
-        .put("/t", pattern(100_000), Behaviour::Truncate(5000));
+    h.store.put("/t", pattern(100_000));
+    h.origin.set_fault("/t", Fault::Truncate(5000));
     let mut c = h.conn();
     c.send(&get("/t"));
     c.run();
@@ -729,7 +740,7 @@ fn object_failing_mid_body_resets_the_connection() {
 #[test]
 fn checkpoint_names_the_sequence_of_the_first_body_byte_across_wraparound() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(1000), Behaviour::Serve);
+    h.store.put("/a", pattern(1000));
     let mut c = h.conn();
     c.seq = u32::MAX - 50; // the head straddles the wrap
     c.send(&get("/a"));
@@ -752,7 +763,7 @@ fn checkpoint_names_the_sequence_of_the_first_body_byte_across_wraparound() {
 #[test]
 fn checkpoint_is_stamped_even_when_the_head_goes_out_in_pieces() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(1000), Behaviour::Serve);
+    h.store.put("/a", pattern(1000));
     let mut c = h.conn();
     c.send(&get_with("/a", "Range: bytes=10-19"));
     // Warm the object so the head is ready, then send 7 bytes at a time.
@@ -797,7 +808,7 @@ fn resumed(h: &Harness, cp: &ResponseCheckpoint, acked: u32) -> Conn {
 #[test]
 fn resume_from_cache_continues_at_the_acknowledged_byte() {
     let h = Harness::new();
-    h.origin.put("/big", pattern(300_000), Behaviour::Serve);
+    h.store.put("/big", pattern(300_000));
     let (first, cp) = first_response(&h, &get("/big"));
     let acked = cp.object_start_seq.0.wrapping_add(123_457);
     let r = resumed(&h, &cp, acked);
@@ -819,7 +830,7 @@ fn resume_from_cache_continues_at_the_acknowledged_byte() {
 #[test]
 fn resume_with_the_head_partly_unacknowledged_resends_its_tail() {
     let h = Harness::new();
-    h.origin.put("/big", pattern(5000), Behaviour::Serve);
+    h.store.put("/big", pattern(5000));
     let (first, cp) = first_response(&h, &get_with("/big", "Range: bytes=100-"));
     let acked = cp.object_start_seq.0.wrapping_sub(20);
     let r = resumed(&h, &cp, acked);
@@ -829,7 +840,7 @@ fn resume_with_the_head_partly_unacknowledged_resends_its_tail() {
 #[test]
 fn resume_without_the_object_fetches_the_rest_with_range_and_if_range() {
     let h = Harness::new();
-    h.origin.put("/big", pattern(300_000), Behaviour::Serve);
+    h.store.put("/big", pattern(300_000));
     let (first, cp) = first_response(&h, &get("/big"));
     assert!(h.cache.purge("/big"), "the survivor lacks the object");
     let acked = cp.object_start_seq.0.wrapping_add(200_000);
@@ -844,10 +855,10 @@ fn resume_without_the_object_fetches_the_rest_with_range_and_if_range() {
 #[test]
 fn resume_of_a_changed_object_is_refused_with_a_reset() {
     let h = Harness::new();
-    h.origin.put("/big", pattern(300_000), Behaviour::Serve);
+    h.store.put("/big", pattern(300_000));
     let (_first, cp) = first_response(&h, &get("/big"));
     h.cache.purge("/big");
-    h.origin.set_etag("/big", "\"v2\"");
+    h.store.set_etag("/big", "\"v2\"");
     let r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(1000));
     assert!(r.out.is_empty(), "not one byte of the new version");
     assert_eq!(r.s.should_close(), Some(Close::Reset));
@@ -856,7 +867,7 @@ fn resume_of_a_changed_object_is_refused_with_a_reset() {
 #[test]
 fn resume_after_the_whole_response_was_acknowledged_is_an_idle_connection() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(100), Behaviour::Serve);
+    h.store.put("/a", pattern(100));
     let (_first, cp) = first_response(&h, &get_with("/a", "Range: bytes=0-49"));
     let mut r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(50));
     assert!(r.out.is_empty());
@@ -872,7 +883,7 @@ fn resume_after_the_whole_response_was_acknowledged_is_an_idle_connection() {
 #[test]
 fn resume_acknowledged_beyond_the_response_is_refused() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(100), Behaviour::Serve);
+    h.store.put("/a", pattern(100));
     let (_first, cp) = first_response(&h, &get_with("/a", "Range: bytes=0-49"));
     // 60 bytes acknowledged of a 50-byte body: a later response existed.
     let r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(60));
@@ -883,7 +894,7 @@ fn resume_acknowledged_beyond_the_response_is_refused() {
 #[test]
 fn resume_through_the_segment_block_gives_the_same_bytes() {
     let h = Harness::new();
-    h.origin.put("/big", pattern(100_000), Behaviour::Serve);
+    h.store.put("/big", pattern(100_000));
     let (first, cp) = first_response(&h, &get_with("/big", "Range: bytes=1000-60000"));
     let block = cp.to_app_block(0).expect("a 206 is rebuildable");
     let back = ResponseCheckpoint::from_app_block(&block);
@@ -1147,7 +1158,7 @@ fn curl_posts_and_puts_over_loopback_through_the_worker() {
     let out = curl(&["--data-binary", &data, "-w", " %{http_code}", &url]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "stored 2000000 bytes\n 201"
+        format!("{} 201", upload_answer(&body, 1))
     );
     let out = curl(&[
         "-T",
@@ -1158,7 +1169,7 @@ fn curl_posts_and_puts_over_loopback_through_the_worker() {
     ]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "stored 2000000 bytes\n 201"
+        format!("{} 201", upload_answer(&body, 2))
     );
     let ups = h.origin.uploads();
     assert_eq!(ups.len(), 2);
@@ -1174,7 +1185,7 @@ fn curl_posts_and_puts_over_loopback_through_the_worker() {
 fn curl_over_loopback_gets_identical_bytes_ranges_and_304() {
     let h = Harness::new();
     let body = pattern(3_000_000);
-    h.origin.put("/3M.bin", body.clone(), Behaviour::Serve);
+    h.store.put("/3M.bin", body.clone());
     let server = serve_loopback(Arc::clone(&h.cache));
     let url = format!("http://{}/3M.bin", server.addr);
     // Two downloads on one keep-alive connection: a miss, then a hit.
@@ -1203,7 +1214,7 @@ fn curl_over_loopback_gets_identical_bytes_ranges_and_304() {
 fn many_keep_alive_requests_over_loopback_all_succeed() {
     use std::io::{Read, Write};
     let h = Harness::new();
-    h.origin.put("/1K.bin", pattern(1024), Behaviour::Serve);
+    h.store.put("/1K.bin", pattern(1024));
     let server = serve_loopback(Arc::clone(&h.cache));
     let mut s = std::net::TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -1245,7 +1256,7 @@ fn responses_complete(all: &[u8]) -> usize {
 fn garbage_over_loopback_gets_400_and_other_clients_are_still_served() {
     use std::io::{Read, Write};
     let h = Harness::new();
-    h.origin.put("/1K.bin", pattern(1024), Behaviour::Serve);
+    h.store.put("/1K.bin", pattern(1024));
     let server = serve_loopback(Arc::clone(&h.cache));
     for (req, status) in [
         (
@@ -1305,8 +1316,8 @@ fn origin_down_over_loopback_gives_502_and_the_box_keeps_serving() {
 fn parallel_curl_downloads_of_one_slow_object_make_one_origin_request() {
     let h = Harness::new();
     let body = pattern(1_500_000);
-    h.origin
-        .put("/slow.bin", body.clone(), Behaviour::Hold(100_000));
+    h.store.put("/slow.bin", body.clone());
+    h.origin.set_fault("/slow.bin", Fault::Hold(100_000));
     let server = serve_loopback(Arc::clone(&h.cache));
     let url = format!("http://{}/slow.bin", server.addr);
     let clients: Vec<_> = (0..4)
@@ -1377,8 +1388,8 @@ fn worker_closes_idle_connections_when_their_timer_is_due() {
 #[test]
 fn object_of_unknown_length_is_sent_close_delimited_then_with_a_length_once_stored() {
     let h = Harness::new();
-    h.origin
-        .put("/c", pattern(30_000), Behaviour::Chunked(4096));
+    h.store.put("/c", pattern(30_000));
+    h.origin.set_fault("/c", Fault::Chunked(4096));
     let mut c = h.conn();
     c.send(&get("/c"));
     // The head goes out while the origin still holds the rest back.
@@ -1527,7 +1538,7 @@ fn nginx_as_origin_fills_the_cache_and_a_resume_uses_range_with_if_range() {
 #[test]
 fn slow_request_clock_does_not_run_while_answers_are_owed() {
     let h = Harness::new();
-    h.origin.put("/big", pattern(1_000_000), Behaviour::Serve);
+    h.store.put("/big", pattern(1_000_000));
     let limits = Limits {
         request_timeout: Duration::from_millis(100),
         ..Limits::default()
@@ -1552,7 +1563,7 @@ fn slow_request_clock_does_not_run_while_answers_are_owed() {
 #[test]
 fn app_block_carries_the_body_bytes_sent_so_far() {
     let h = Harness::new();
-    h.origin.put("/a", pattern(10_000), Behaviour::Serve);
+    h.store.put("/a", pattern(10_000));
     let mut warm = h.conn();
     warm.send(&get("/a"));
     warm.run();
@@ -1581,7 +1592,7 @@ fn app_block_carries_the_body_bytes_sent_so_far() {
 #[test]
 fn one_session_answers_twenty_thousand_pipelined_hits() {
     let h = Harness::new();
-    h.origin.put("/1K.bin", pattern(1024), Behaviour::Serve);
+    h.store.put("/1K.bin", pattern(1024));
     let mut c = h.conn();
     c.send(&get("/1K.bin"));
     c.run();
@@ -1610,7 +1621,7 @@ fn a_large_hit_body_is_handed_out_as_slices_of_the_cached_chunks() {
     let h = Harness::new();
     // 50 MB: the harness cache holds 64 MiB.
     let size = 50_000_000;
-    h.origin.put("/50M.bin", vec![7u8; size], Behaviour::Serve);
+    h.store.put("/50M.bin", vec![7u8; size]);
     let mut warm = h.conn();
     warm.send(&get("/50M.bin"));
     warm.run();
@@ -1654,7 +1665,7 @@ fn a_large_hit_body_is_handed_out_as_slices_of_the_cached_chunks() {
 #[test]
 fn worker_on_ready_resumes_a_restored_connection_through_its_transport() {
     let h = Harness::new();
-    h.origin.put("/big", pattern(200_000), Behaviour::Serve);
+    h.store.put("/big", pattern(200_000));
     let (first, cp) = first_response(&h, &get("/big"));
     let mut w: HttpWorker<u8> = HttpWorker::new(
         Arc::clone(&h.cache),
@@ -1679,7 +1690,7 @@ fn resume_of_a_whole_object_the_client_already_holds_is_an_idle_connection_even_
     // receive buffer; the survivor lacks the object, asks the origin for
     // the rest and gets 416 (`bytes */length`): nothing is left to send.
     let h = Harness::new();
-    h.origin.put("/big", pattern(300_000), Behaviour::Serve);
+    h.store.put("/big", pattern(300_000));
     let (_first, cp) = first_response(&h, &get("/big"));
     assert!(h.cache.purge("/big"), "the survivor lacks the object");
     let mut r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(300_000));
@@ -1752,7 +1763,7 @@ fn an_upload_reaches_the_origin_whole_and_its_answer_comes_back() {
     let r = responses(&c.out, &[]);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].status, 201);
-    assert_eq!(r[0].body, b"stored 100000 bytes\n");
+    assert_eq!(r[0].body, upload_answer(&body, 1).as_bytes());
     let ups = h.origin.uploads();
     assert_eq!(ups.len(), 1);
     assert_eq!(ups[0].0, "POST /up");
@@ -1816,7 +1827,7 @@ fn an_upload_taken_over_mid_body_is_finished_by_the_survivor() {
     let resp = responses(&r.out, &[]);
     assert_eq!(resp.len(), 1);
     assert_eq!(resp[0].status, 201);
-    assert_eq!(resp[0].body, b"stored 50000 bytes\n");
+    assert_eq!(resp[0].body, upload_answer(&body, 1).as_bytes());
     let ups = h.origin.uploads();
     assert_eq!(ups.len(), 1, "the origin got the upload once");
     assert!(ups[0].1 == body, "the origin got other bytes");
@@ -1867,13 +1878,14 @@ fn a_post_the_origin_may_have_is_not_sent_again_after_a_takeover_but_a_put_is() 
 #[test]
 fn the_origins_error_answer_to_an_upload_is_passed_through() {
     let h = Harness::new();
+    h.origin.set_fault("/fail", Fault::Status(507));
     let mut c = h.conn();
     c.send(&upload_head("POST", "/fail", 4, ""));
     c.send_bytes(b"data");
     c.run();
     let r = responses(&c.out, &[]);
     assert_eq!(r[0].status, 507, "the origin's verdict, not a 502");
-    assert_eq!(r[0].body, b"full\n");
+    assert_eq!(r[0].body, FAULT_BODY.as_bytes());
 }
 
 #[test]

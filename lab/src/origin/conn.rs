@@ -1,16 +1,17 @@
 //! One origin connection: reading pipelined request heads, uploads digested
-//! and counted, files streamed from disk. What to answer is
+//! and counted, bodies streamed from a file or from memory, and the faults
+//! a test injected applied to the answer. What to answer is
 //! [`plan`](crate::origin::plan)'s decision; this file only moves bytes.
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use sha2::{Digest, Sha256};
 use tracing::{debug, info};
 
-use crate::origin::plan::{plan, reason, resolve, Meta, Plan, Request};
+use crate::origin::plan::{plan, reason, Meta, Plan, Request};
+use crate::origin::state::{Fault, Shared};
+use crate::origin::store::Body;
 
 /// The largest request head we accept; real clients send a few hundred
 /// bytes.
@@ -19,8 +20,19 @@ const MAX_HEAD: usize = 16 * 1024;
 /// How long an idle keep-alive connection is kept.
 const IDLE: Duration = Duration::from_secs(120);
 
-/// Uploads received per path.
-pub(crate) type Uploads = Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>;
+/// The body of an answer that [`Fault::Status`] forces.
+pub const FAULT_BODY: &str = "status forced by a test\n";
+
+/// The origin's answer to an upload: the body's sha256 and length, and how
+/// many uploads of that target it has received, this one included.
+pub fn upload_answer(body: &[u8], copies: u64) -> String {
+    answer_text(Sha256::digest(body).as_slice(), body.len() as u64, copies)
+}
+
+fn answer_text(digest: &[u8], len: u64, copies: u64) -> String {
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex} bytes={len} copies={copies}\n")
+}
 
 /// One client connection with its read buffer (requests may be
 /// pipelined).
@@ -99,12 +111,17 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads an upload's body, digesting it; the answer's text.
-    fn receive_upload(&mut self, req: &Request, len: u64, uploads: &Uploads) -> io::Result<String> {
-        use sha2::{Digest, Sha256};
+    /// Reads an upload's body, digesting it (and keeping it if the origin
+    /// keeps a log); the answer's text.
+    fn receive_upload(&mut self, req: &Request, len: u64, shared: &Shared) -> io::Result<String> {
+        let keep = shared.keeps_log();
+        let mut kept = Vec::new();
         let mut digest = Sha256::new();
         let from_buf = (self.buf.len() as u64).min(len) as usize;
         digest.update(&self.buf[..from_buf]);
+        if keep {
+            kept.extend_from_slice(&self.buf[..from_buf]);
+        }
         self.buf.drain(..from_buf);
         let mut left = len - from_buf as u64;
         let mut chunk = vec![0u8; 64 * 1024];
@@ -115,27 +132,20 @@ impl Conn {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             digest.update(&chunk[..n]);
+            if keep {
+                kept.extend_from_slice(&chunk[..n]);
+            }
             left -= n as u64;
         }
-        let copies = {
-            let mut u = uploads.lock().unwrap_or_else(|p| p.into_inner());
-            let c = u.entry(req.path.clone()).or_insert(0);
-            *c += 1;
-            *c
-        };
-        let hex: String = digest
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let copies = shared.count_upload(&req.method, &req.path, kept);
         info!(
             "{} {}: {len} bytes, upload #{copies} of this path",
             req.method, req.path
         );
-        Ok(format!("sha256={hex} bytes={len} copies={copies}\n"))
+        Ok(answer_text(digest.finalize().as_slice(), len, copies))
     }
 
-    pub(crate) fn serve(mut self, root: &Path, uploads: &Uploads) -> io::Result<()> {
+    pub(crate) fn serve(mut self, shared: &Shared) -> io::Result<()> {
         self.stream.set_read_timeout(Some(IDLE))?;
         let _ = self.stream.set_nodelay(true);
         loop {
@@ -147,21 +157,18 @@ impl Conn {
                     } else {
                         "bad request\n"
                     };
-                    self.send(&Plan::error(status, text), "GET", false, None)?;
+                    self.send(&Plan::error(status, text), "GET", false, None, None, shared)?;
                     return Ok(());
                 }
                 Head::Request(r, n) => (r, n),
             };
+            shared.record_request(&self.buf[..used]);
             self.buf.drain(..used);
             // Bodies are neither expected nor kept; chunked ones we cannot
             // skip safely, so they end the connection (RFC 9112 §6.3).
             if req.header("transfer-encoding").is_some() {
-                self.send(
-                    &Plan::error(400, "request bodies are not accepted\n"),
-                    "GET",
-                    false,
-                    None,
-                )?;
+                let p = Plan::error(400, "request bodies are not accepted\n");
+                self.send(&p, "GET", false, None, None, shared)?;
                 return Ok(());
             }
             let body_len = match req
@@ -171,18 +178,38 @@ impl Conn {
                 None => 0,
                 Some(Ok(n)) => n,
                 Some(Err(_)) => {
-                    self.send(
-                        &Plan::error(400, "bad Content-Length\n"),
-                        "GET",
-                        false,
-                        None,
-                    )?;
+                    let p = Plan::error(400, "bad Content-Length\n");
+                    self.send(&p, "GET", false, None, None, shared)?;
                     return Ok(());
                 }
             };
+            let keep = req.keep_alive();
+            let fault = shared.fault(&req.path);
+            match fault {
+                Some(Fault::Close) => return Ok(()),
+                Some(Fault::Hang) => {
+                    shared.wait_stop();
+                    return Ok(());
+                }
+                Some(Fault::Status(status)) => {
+                    self.discard(body_len)?;
+                    self.send(
+                        &Plan::error(status, FAULT_BODY),
+                        &req.method,
+                        keep,
+                        None,
+                        None,
+                        shared,
+                    )?;
+                    if !keep {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                _ => {}
+            }
             if req.method == "POST" || req.method == "PUT" {
-                let text = self.receive_upload(&req, body_len, uploads)?;
-                let keep = req.keep_alive();
+                let text = self.receive_upload(&req, body_len, shared)?;
                 let head = format!(
                     "HTTP/1.1 201 Created\r\nDate: {}\r\nServer: baton-lab-origin\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
                     httpdate::fmt_http_date(SystemTime::now()),
@@ -198,31 +225,37 @@ impl Conn {
             }
             self.discard(body_len)?;
 
-            let file = resolve(root, &req.path).and_then(|p| {
-                let f = File::open(&p).ok()?;
-                let m = f.metadata().ok()?;
-                if !m.is_file() {
-                    return None;
-                }
-                Some((
-                    f,
-                    Meta {
-                        len: m.len(),
-                        mtime: m.modified().unwrap_or(UNIX_EPOCH),
-                    },
-                ))
+            let entry = shared.store.lookup(&req.path);
+            let meta = entry.as_ref().map(|e| Meta {
+                len: e.len,
+                etag: e.etag.clone(),
+                last_modified: e.last_modified,
+                cache_control: e.cache_control.clone(),
             });
-            let p = plan(&req, file.as_ref().map(|(_, m)| m));
-            let keep = req.keep_alive();
+            let p = plan(&req, meta.as_ref());
+            // A fault that spoils a body ends the connection after it.
+            let spoil = fault.filter(|_| req.method == "GET" && p.body.is_some());
+            let keep = keep && spoil.is_none();
             debug!("{} {} -> {}", req.method, req.path, p.status);
-            self.send(&p, &req.method, keep, file.map(|(f, _)| f))?;
+            let body = entry.map(|e| e.body);
+            self.send(&p, &req.method, keep, body, spoil, shared)?;
             if !keep {
                 return Ok(());
             }
         }
     }
 
-    fn send(&mut self, p: &Plan, method: &str, keep: bool, file: Option<File>) -> io::Result<()> {
+    /// Sends `p`; its body bytes come from `body`, spoiled by `spoil`
+    /// (`Hold` and `Chunked` wait at `shared`'s gate).
+    fn send(
+        &mut self,
+        p: &Plan,
+        method: &str,
+        keep: bool,
+        body: Option<Body>,
+        spoil: Option<Fault>,
+        shared: &Shared,
+    ) -> io::Result<()> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", p.status, reason(p.status));
         head.push_str(&format!(
             "Date: {}\r\nServer: baton-lab-origin\r\n",
@@ -237,8 +270,10 @@ impl Conn {
             // 304 carries no Content-Length (RFC 9110 §8.6).
             (None, None) => None,
         };
-        if let Some(len) = content_length {
-            head.push_str(&format!("Content-Length: {len}\r\n"));
+        match (spoil, content_length) {
+            (Some(Fault::Chunked(_)), _) => head.push_str("Transfer-Encoding: chunked\r\n"),
+            (Some(Fault::CloseDelimited), _) | (_, None) => {}
+            (_, Some(len)) => head.push_str(&format!("Content-Length: {len}\r\n")),
         }
         head.push_str(if keep {
             "Connection: keep-alive\r\n\r\n"
@@ -252,137 +287,71 @@ impl Conn {
         if let Some(t) = p.text {
             self.stream.write_all(t.as_bytes())?;
         }
-        if let (Some((start, len)), Some(mut f)) = (p.body, file) {
-            f.seek(SeekFrom::Start(start))?;
-            let sent = io::copy(&mut f.take(len), &mut self.stream)?;
-            if sent < len {
-                // The file shrank under us: the length we promised is a lie
-                // now, so the connection must end (RFC 9112 §6.3).
-                return Err(io::ErrorKind::UnexpectedEof.into());
+        if let (Some((start, len)), Some(body)) = (p.body, body) {
+            match body {
+                Body::File(mut f) => {
+                    f.seek(SeekFrom::Start(start))?;
+                    self.send_body(f.take(len), len, spoil, shared)?;
+                }
+                Body::Bytes(b) => {
+                    let from = usize::try_from(start).unwrap_or(usize::MAX);
+                    let to = usize::try_from(start + len).unwrap_or(usize::MAX);
+                    self.send_body(b.get(from..to).unwrap_or(&[]), len, spoil, shared)?;
+                }
             }
         }
         self.stream.flush()
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use std::io::{self, BufRead, Read, Write};
-    use std::net::{SocketAddr, TcpListener, TcpStream};
-
-    use crate::origin::serve_on;
-
-    /// Starts the server on loopback over a folder with one 100 000-byte
-    /// file; returns its address.
-    fn start() -> (SocketAddr, Vec<u8>) {
-        let dir = std::env::temp_dir().join(format!("baton-origin-test-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        std::fs::write(dir.join("obj.bin"), &data).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || serve_on(listener, dir));
-        (addr, data)
-    }
-
-    /// Reads one response: status, headers (lowercased names), body.
-    fn read_response(
-        r: &mut io::BufReader<TcpStream>,
-        head_only: bool,
-    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
-        let mut line = String::new();
-        r.read_line(&mut line).unwrap();
-        let status: u16 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let mut headers = Vec::new();
-        loop {
-            let mut l = String::new();
-            r.read_line(&mut l).unwrap();
-            let l = l.trim_end();
-            if l.is_empty() {
-                break;
+    /// Copies `len` bytes from `r` to the client, or fewer or otherwise
+    /// framed as `spoil` says.
+    fn send_body<R: Read>(
+        &mut self,
+        mut r: R,
+        len: u64,
+        spoil: Option<Fault>,
+        shared: &Shared,
+    ) -> io::Result<()> {
+        match spoil {
+            Some(Fault::Truncate(n)) => {
+                io::copy(&mut r.take(n as u64), &mut self.stream)?;
+                return Ok(());
             }
-            let (n, v) = l.split_once(':').unwrap();
-            headers.push((n.to_ascii_lowercase(), v.trim().to_string()));
+            Some(Fault::Hold(n)) => {
+                io::copy(&mut (&mut r).take(n as u64), &mut self.stream)?;
+                self.stream.flush()?;
+                shared.wait_release();
+                io::copy(&mut r, &mut self.stream)?;
+                return Ok(());
+            }
+            Some(Fault::Chunked(piece)) => {
+                let mut first = true;
+                loop {
+                    let mut c = Vec::with_capacity(piece.max(1));
+                    (&mut r).take(piece.max(1) as u64).read_to_end(&mut c)?;
+                    if c.is_empty() {
+                        break;
+                    }
+                    self.stream
+                        .write_all(format!("{:x};ext=1\r\n", c.len()).as_bytes())?;
+                    self.stream.write_all(&c)?;
+                    self.stream.write_all(b"\r\n")?;
+                    if first {
+                        first = false;
+                        self.stream.flush()?;
+                        shared.wait_release();
+                    }
+                }
+                return self.stream.write_all(b"0\r\nX-Trailer: yes\r\n\r\n");
+            }
+            _ => {}
         }
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap_or(0);
-        let mut body = vec![0u8; if head_only { 0 } else { len }];
-        r.read_exact(&mut body).unwrap();
-        (status, headers, body)
-    }
-
-    #[test]
-    fn keep_alive_connection_serves_range_then_head_then_404() {
-        let (addr, data) = start();
-        let s = TcpStream::connect(addr).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = io::BufReader::new(s);
-        w.write_all(b"GET /obj.bin HTTP/1.1\r\nHost: o\r\nRange: bytes=1000-1999\r\n\r\n")
-            .unwrap();
-        let (st, h, body) = read_response(&mut r, false);
-        assert_eq!(st, 206);
-        assert_eq!(body, &data[1000..2000]);
-        assert!(h
-            .iter()
-            .any(|(n, v)| n == "content-range" && v == "bytes 1000-1999/100000"));
-        // Pipelined: both requests in one write.
-        w.write_all(
-            b"HEAD /obj.bin HTTP/1.1\r\nHost: o\r\n\r\nGET /nope HTTP/1.1\r\nHost: o\r\n\r\n",
-        )
-        .unwrap();
-        let (st, h, _) = read_response(&mut r, true);
-        assert_eq!(st, 200);
-        assert!(h
-            .iter()
-            .any(|(n, v)| n == "content-length" && v == "100000"));
-        let (st, _, _) = read_response(&mut r, false);
-        assert_eq!(st, 404);
-        w.write_all(b"GET /obj.bin HTTP/1.1\r\nHost: o\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let (st, _, body) = read_response(&mut r, false);
-        assert_eq!(st, 200);
-        assert_eq!(body, data);
-        let mut rest = Vec::new();
-        r.read_to_end(&mut rest).unwrap();
-        assert!(rest.is_empty(), "server closes after Connection: close");
-    }
-
-    #[test]
-    fn garbage_request_is_400_and_closed() {
-        let (addr, _) = start();
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"\x01\x02 nonsense\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        assert!(out.starts_with("HTTP/1.1 400 "), "{out}");
-    }
-
-    #[test]
-    fn uploads_are_answered_with_their_digest_and_counted_per_path() {
-        let (addr, _) = start();
-        let s = TcpStream::connect(addr).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let mut r = io::BufReader::new(s);
-        for copies in 1..=2 {
-            w.write_all(b"PUT /up/a HTTP/1.1\r\nHost: o\r\nContent-Length: 3\r\n\r\nabc")
-                .unwrap();
-            let (st, _, body) = read_response(&mut r, false);
-            assert_eq!(st, 201);
-            // sha256("abc"), FIPS 180-2 appendix B.1.
-            let want = format!(
-                "sha256=ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad bytes=3 copies={copies}\n"
-            );
-            assert_eq!(String::from_utf8_lossy(&body), want);
+        let sent = io::copy(&mut r, &mut self.stream)?;
+        if sent < len {
+            // The file shrank under us: the length we promised is a lie
+            // now, so the connection must end (RFC 9112 §6.3).
+            return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        w.write_all(b"DELETE /obj.bin HTTP/1.1\r\nHost: o\r\n\r\n")
-            .unwrap();
-        let (st, h, _) = read_response(&mut r, false);
-        assert_eq!(st, 405, "the origin refuses DELETE");
-        assert!(h
-            .iter()
-            .any(|(n, v)| n == "allow" && v == "GET, HEAD, POST, PUT"));
+        Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! What the lab origin answers, decided without sockets: the request and
-//! file metadata it needs, the path rules that keep a request inside the
+//! object metadata it needs, the path rules that keep a request inside the
 //! served folder, and [`plan`], which leaves ranges and conditionals to
 //! `baton_http::decide` (RFC 9110 §13.2.2's order) so the origin and the
 //! cache under test answer by the same rules. No I/O here.
@@ -43,27 +43,36 @@ impl Request {
     }
 }
 
-/// The file behind a request, as validators see it.
+/// The object behind a request, as validators see it.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
     pub(crate) len: u64,
-    pub(crate) mtime: SystemTime,
+    pub(crate) etag: String,
+    pub(crate) last_modified: SystemTime,
+    pub(crate) cache_control: Option<String>,
 }
 
 impl Meta {
     pub(crate) fn etag(&self) -> String {
-        let secs = self
-            .mtime
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        format!("\"{:x}-{:x}\"", secs, self.len)
+        self.etag.clone()
     }
 
     pub(crate) fn last_modified(&self) -> String {
-        httpdate::fmt_http_date(self.mtime)
+        httpdate::fmt_http_date(self.last_modified)
     }
 }
+
+/// The strong entity tag nginx gives a file: "mtime-size" in hex.
+pub(crate) fn file_etag(mtime: SystemTime, len: u64) -> String {
+    let secs = mtime
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("\"{secs:x}-{len:x}\"")
+}
+
+/// The body of the origin's 404.
+pub const NOT_FOUND_BODY: &str = "not found\n";
 
 /// What to send back.
 #[derive(Debug, PartialEq, Eq)]
@@ -90,6 +99,7 @@ impl Plan {
 pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
         206 => "Partial Content",
         304 => "Not Modified",
         400 => "Bad Request",
@@ -98,6 +108,10 @@ pub(crate) fn reason(status: u16) -> &'static str {
         412 => "Precondition Failed",
         416 => "Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        507 => "Insufficient Storage",
         _ => "Internal Server Error",
     }
 }
@@ -121,8 +135,8 @@ pub(crate) fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Decides the response to `req` for a file with `meta` (None: no such
-/// file). Pure, so the rules are tested without sockets; the conditional
+/// Decides the response to `req` for an object with `meta` (None: no such
+/// object). Pure, so the rules are tested without sockets; the conditional
 /// and range rules are `baton_http::decide`'s, the appliance's own.
 pub(crate) fn plan(req: &Request, meta: Option<&Meta>) -> Plan {
     if req.method != "GET" && req.method != "HEAD" {
@@ -131,7 +145,7 @@ pub(crate) fn plan(req: &Request, meta: Option<&Meta>) -> Plan {
         return p;
     }
     let Some(meta) = meta else {
-        return Plan::error(404, "not found\n");
+        return Plan::error(404, NOT_FOUND_BODY);
     };
     let etag = meta.etag();
     let last_modified = meta.last_modified();
@@ -153,6 +167,9 @@ pub(crate) fn plan(req: &Request, meta: Option<&Meta>) -> Plan {
         ("ETag", etag.clone()),
         ("Last-Modified", last_modified.clone()),
     ];
+    if let Some(cc) = &meta.cache_control {
+        headers.push(("Cache-Control", cc.clone()));
+    }
     match decision {
         Decision::PreconditionFailed => Plan::error(412, "precondition failed\n"),
         Decision::NotModified => Plan {
@@ -213,9 +230,12 @@ mod tests {
     }
 
     fn meta() -> Meta {
+        let mtime = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         Meta {
             len: 1000,
-            mtime: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            etag: file_etag(mtime, 1000),
+            last_modified: mtime,
+            cache_control: None,
         }
     }
 
@@ -337,6 +357,17 @@ mod tests {
             Some(&m),
         );
         assert_eq!(p.status, 200);
+    }
+
+    #[test]
+    fn cache_control_is_sent_only_when_the_object_has_one() {
+        let p = plan(&get(&[]), Some(&meta()));
+        assert_eq!(header(&p, "Cache-Control"), None);
+        let mut m = meta();
+        m.cache_control = Some("max-age=0".into());
+        let p = plan(&get(&[("If-None-Match", &m.etag())]), Some(&m));
+        assert_eq!(p.status, 304);
+        assert_eq!(header(&p, "Cache-Control"), Some("max-age=0"));
     }
 
     #[test]
