@@ -35,6 +35,9 @@ use crate::record::{orphan_of, tuple_of};
 pub struct Plan {
     /// Orphans this box restores.
     pub mine: Vec<Orphan>,
+    /// The dead region's slot of each of `mine` (a bundle's orphans share
+    /// one), to claim before restoring.
+    pub mine_slots: Vec<baton_shmem::SlotId>,
     /// Orphans other survivors restore, with the survivor's id.
     pub elsewhere: Vec<(FourTuple, u16)>,
     /// Slots that failed validation: those connections are lost.
@@ -46,13 +49,29 @@ pub struct Plan {
 }
 
 /// Reads the region of `dead` and splits its connections over `survivors`
-/// (ids, this box included) by the deterministic rule of the module doc.
+/// (ids, this box included) by the deterministic rule of the module doc;
+/// the lowest id inherits the addresses. The local rule, for boxes without
+/// an agreed view (replicated segments).
 pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     let mut survivors = survivors.to_vec();
     survivors.sort_unstable();
     survivors.dedup();
+    let owner = |i: usize| (!survivors.is_empty()).then(|| survivors[i % survivors.len()]);
+    plan_with(segment, dead, me, &owner, survivors.first() == Some(&me))
+}
+
+/// Reads the region of `dead` and splits its connections: orphan `i` (the
+/// valid slots in slot order) goes to `owner(i)` (the committed change's
+/// `orphan_owner`); `inherit`: this box takes the addresses.
+pub fn plan_with(
+    segment: &Segment,
+    dead: u16,
+    me: u16,
+    owner: &dyn Fn(usize) -> Option<u16>,
+    inherit: bool,
+) -> Plan {
     let mut plan = Plan {
-        inherit: survivors.first() == Some(&me),
+        inherit,
         ..Plan::default()
     };
     if let Ok(info) = segment.box_info(dead) {
@@ -61,9 +80,6 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     let Ok(region) = segment.region(dead) else {
         return plan;
     };
-    if survivors.is_empty() {
-        return plan;
-    }
     let mut index = 0usize;
     for slot in region.records() {
         let slot = match slot {
@@ -74,7 +90,9 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
                 continue;
             }
         };
-        let owner = survivors[index % survivors.len()];
+        let Some(owner) = owner(index) else {
+            return plan;
+        };
         index += 1;
         for record in slot.bundle().records.iter() {
             let Some(orphan) = orphan_of(record) else {
@@ -82,12 +100,40 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
             };
             if owner == me {
                 plan.mine.push(orphan);
+                plan.mine_slots.push(slot.slot());
             } else {
                 plan.elsewhere.push((orphan.export.tuple, owner));
             }
         }
     }
     plan
+}
+
+/// Routes for the connections a restarted box's previous incarnation
+/// left in its own region (`me`'s) that survivors claimed in a view after
+/// `after` (the last view that held that incarnation): their frames go to
+/// the claimer. Read before the region is cleared; the claims say where
+/// each connection went even before its new owner has checkpointed it.
+pub fn routes_from_claims(segment: &Segment, me: u16, after: u32) -> Vec<(FourTuple, OrphanRoute)> {
+    let Ok(region) = segment.region(me) else {
+        return Vec::new();
+    };
+    let mut routes = Vec::new();
+    for slot in region.records().flatten() {
+        let Ok(Some(claim)) = region.claim_of(slot.slot()) else {
+            continue;
+        };
+        if claim.by == me || claim.view.0 <= after {
+            continue;
+        }
+        let Ok(info) = segment.box_info(claim.by) else {
+            continue;
+        };
+        for record in slot.bundle().records.iter() {
+            routes.push((tuple_of(&record.view()), OrphanRoute::Elsewhere(MacAddr(info.mac))));
+        }
+    }
+    routes
 }
 
 /// The orphans in `slots` of box `from`'s region: connections that box

@@ -1,0 +1,86 @@
+//! What the box does about the agreed view's events: a committed change
+//! takes over the boxes that died in it (survivors, heir and split from
+//! the change, `baton_membership::rules`) and hands addresses back to a box
+//! that rejoined; a fence stops the box. Every change is logged here, once,
+//! with why.
+//!
+//! It decides nothing: the change decides, the machine (`super::view`)
+//! produced it, the handle (`super::handle`) acts.
+use std::time::{Duration, Instant};
+
+use baton_membership::{address_heir, orphan_owner, survivors, Event, Fence, ViewChange};
+use baton_shmem::BoxState;
+use tracing::info;
+
+use super::fence;
+use super::handle::Control;
+use super::takeover::{self, TakeoverSnapshot};
+
+impl Control {
+    /// Acts on one event of the agreed view; `took`: this box's time from
+    /// its verdict to the commit, when it judged the departed member.
+    pub(super) fn act_on_view(&self, event: Event, took: Option<Duration>) {
+        match event {
+            Event::Committed(change) => self.act_on_change(&change, took),
+            Event::Admitted { view } => info!(
+                view = view.0,
+                "admitted to the view: this box judges its peers and is judged from now on"
+            ),
+            Event::Fence(fence) => self.fence_by_view(fence),
+        }
+    }
+
+    fn act_on_change(&self, change: &ViewChange, took: Option<Duration>) {
+        let took_us = took.map(|d| d.as_micros() as u64);
+        info!(
+            view = change.number.0,
+            verdict_to_commit_us = took_us,
+            "{change}"
+        );
+        self.view.update(|s| {
+            s.changes += 1;
+            if took_us.is_some() {
+                s.last_commit_us = took_us;
+            }
+        });
+        let survivors = survivors(change);
+        for left in &change.left {
+            if left.id == self.me || !change.died(left.id) {
+                continue;
+            }
+            let started = Instant::now();
+            let before = TakeoverSnapshot::of(&self.dataplane);
+            let owner = |i: usize| orphan_owner(change, i);
+            let inherit = address_heir(change, left.id) == Some(self.me);
+            let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, inherit);
+            self.take_over(
+                left.id,
+                plan,
+                &survivors,
+                Some(change.number),
+                started,
+                before,
+            );
+        }
+        for joined in &change.joined {
+            if joined.id != self.me && self.holds_addresses_of(joined.id) {
+                self.hand_back(joined.id);
+            }
+        }
+    }
+
+    /// A committed view no longer holds this incarnation: its survivors
+    /// serve its connections. A box that drained asked for that and is
+    /// already stopped: it stays up, as after a drain without a view.
+    fn fence_by_view(&self, why: Fence) {
+        let draining = self
+            .region
+            .box_info()
+            .is_ok_and(|i| i.state == BoxState::Draining);
+        if draining {
+            info!("{why}: this box drained, its workers are stopped already");
+            return;
+        }
+        fence::stop_serving(&why.to_string(), &self.dataplane);
+    }
+}

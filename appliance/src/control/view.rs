@@ -1,0 +1,226 @@
+//! The agreed view on this box: its `baton_membership::Membership`
+//! machine, the store the view lives in, and what the box shows of both
+//! (status, metrics). The watcher (`super::watcher`) ticks it with the
+//! detector's verdicts and acts on the events it returns.
+//!
+//! The store is chosen once, at start-up ([`store_for`]): the segment's
+//! view cell where the boxes share one mapping. Boxes that share no
+//! mapping (replicated segments) get none until the Raft store lands;
+//! their watcher keeps the local rules. This module knows no slots,
+//! packets or takeovers; the rules live in `baton_membership`.
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use baton_config::{Config, SegmentMode};
+use baton_membership::{
+    propose, refresh, Event, Member, Membership, Phase, SegmentStore, Verdict, View, ViewStore,
+};
+use baton_shmem::{Segment, ViewCell};
+use tracing::{info, warn};
+
+/// The store the agreed view lives in, behind the trait so that the
+/// replicated mode's Raft store drops in.
+pub(crate) type Store = Box<dyn ViewStore + Send + Sync>;
+
+/// The view store for the box `config` describes: the segment's cell in
+/// shared mode; none (local rules) in replicated mode, whose boxes share
+/// no cell.
+pub(crate) fn store_for(config: &Config, segment: &Segment) -> Option<Store> {
+    match config.checkpoint.mode {
+        SegmentMode::Shared => Some(Box::new(SegmentStore::new(ViewCell::new(segment)))),
+        SegmentMode::Replicated => None,
+    }
+}
+
+/// What this box shows of the view (admin status and metrics).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ViewSnapshot {
+    /// The newest committed view this box read (none before the first).
+    pub(crate) view: Option<View>,
+    /// This incarnation's phase (`None` without an agreed view).
+    pub(crate) phase: Option<Phase>,
+    /// Committed view changes this box has seen and acted on.
+    pub(crate) changes: u64,
+    /// Orphans skipped because another box had claimed their slot.
+    pub(crate) claims_lost: u64,
+    /// The last time from this box's first verdict on a member to the
+    /// commit of its removal, in µs.
+    pub(crate) last_commit_us: Option<u64>,
+}
+
+/// The snapshot, shared between the watcher (writer) and the admin API.
+#[derive(Debug, Default)]
+pub(crate) struct ViewStatus(Mutex<ViewSnapshot>);
+
+impl ViewStatus {
+    /// A copy of what the box shows now.
+    pub(crate) fn get(&self) -> ViewSnapshot {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Changes the snapshot.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut ViewSnapshot)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// This incarnation's machine and the store it proposes to.
+pub(crate) struct AgreedView {
+    machine: Membership,
+    store: Store,
+    /// When this box first judged each member silent: the start of the
+    /// verdict-to-commit time, and the one log line per verdict.
+    judged_at: HashMap<Member, Instant>,
+    /// The last store error logged, so a store that stays unreadable is
+    /// logged once, not at every tick.
+    last_error: Option<String>,
+}
+
+impl AgreedView {
+    /// The machine of incarnation `me`, proposing to `store`.
+    pub(crate) fn new(me: Member, store: Store) -> AgreedView {
+        AgreedView {
+            machine: Membership::new(me),
+            store,
+            judged_at: HashMap::new(),
+            last_error: None,
+        }
+    }
+
+    /// The dataplane serves and the box has beaten: the next tick proposes
+    /// its join (start-up order, `docs/MEMBERSHIP.md`).
+    pub(crate) fn started(&mut self) {
+        self.machine.handle_dataplane_up();
+        self.machine.handle_beat();
+    }
+
+    /// This incarnation.
+    pub(crate) fn me(&self) -> Member {
+        self.machine.me()
+    }
+
+    /// Where this incarnation stands.
+    pub(crate) fn phase(&self) -> Phase {
+        self.machine.phase()
+    }
+
+    /// The members of the newest view read, other than this box: the ones
+    /// the detector judges.
+    pub(crate) fn peers(&self) -> Vec<Member> {
+        let me = self.me().id;
+        self.machine
+            .view()
+            .map(|v| v.members.iter().copied().filter(|m| m.id != me).collect())
+            .unwrap_or_default()
+    }
+
+    /// Reads the committed view. Before the verdicts: a verdict about a
+    /// box the machine does not hold as a member is dropped.
+    pub(crate) fn refresh(&mut self) {
+        if let Err(err) = refresh(&mut self.machine, self.store.as_ref()) {
+            let text = err.to_string();
+            if self.last_error.as_deref() != Some(text.as_str()) {
+                warn!(%err, "the agreed view cannot be read: acting on the last one read");
+                self.last_error = Some(text);
+            }
+        } else {
+            self.last_error = None;
+        }
+    }
+
+    /// Hands the detector's verdicts to the machine, makes the proposals it
+    /// asks for, and returns what the box must act on, each committed
+    /// change with this box's verdict-to-commit time when it judged the
+    /// member itself.
+    pub(crate) fn tick(&mut self, verdicts: &[Verdict]) -> Vec<(Event, Option<Duration>)> {
+        for v in verdicts {
+            self.judged_at.entry(v.peer).or_insert_with(|| {
+                warn!(
+                    peer = v.peer.id,
+                    epoch = v.peer.epoch,
+                    silent_ms = v.silent_for.as_millis() as u64,
+                    "peer silent: proposing its removal from the view"
+                );
+                Instant::now()
+            });
+            self.machine.handle_verdict(*v);
+        }
+        propose(&mut self.machine, self.store.as_ref());
+        let mut out = Vec::new();
+        while let Some(event) = self.machine.poll_event() {
+            let took = match &event {
+                Event::Committed(change) => change
+                    .left
+                    .iter()
+                    .find_map(|m| self.judged_at.remove(m))
+                    .map(|at| at.elapsed()),
+                _ => None,
+            };
+            out.push((event, took));
+        }
+        // A member that left without our verdict (a restart, another
+        // box's judgement) has nothing left to time.
+        if let Some(view) = self.machine.view() {
+            self.judged_at.retain(|m, _| view.contains(*m));
+        }
+        out
+    }
+
+    /// The newest view read, for the status.
+    pub(crate) fn view(&self) -> Option<&View> {
+        self.machine.view()
+    }
+}
+
+/// Before a restarted box beats, its previous incarnation may still be a
+/// member of the view, holding connections in the box's region. Its
+/// survivors take them over only once they judge it silent: so the new
+/// incarnation stays silent (no heartbeat, its region untouched) until a
+/// committed view no longer holds `predecessor`, then waits `grace` more so
+/// that every survivor has read that view and its share of the region
+/// (each reads the view once per heartbeat interval). It gives up after
+/// `limit` (no live survivor judges: a whole-cluster restart).
+///
+/// Returns the number of the last view read that still held the
+/// predecessor, if one did: claims on the region's slots made in later
+/// views are the survivors' claims on its connections.
+pub(crate) fn await_predecessor_leaving(
+    store: &dyn ViewStore,
+    predecessor: Member,
+    grace: Duration,
+    limit: Duration,
+) -> Option<u32> {
+    let started = Instant::now();
+    let held = |v: &View| v.contains(predecessor) && v.members.len() > 1;
+    let mut last_holding = None;
+    loop {
+        match store.read() {
+            Ok(v) if held(&v) => last_holding = Some(v.number.0),
+            Ok(v) => {
+                if let Some(n) = last_holding {
+                    info!(
+                        view = v.number.0,
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "the previous incarnation left the view: its survivors take its connections over"
+                    );
+                    thread::sleep(grace);
+                    return Some(n);
+                }
+                return None;
+            }
+            Err(err) => warn!(%err, "the agreed view cannot be read at start-up"),
+        }
+        if started.elapsed() >= limit {
+            warn!(
+                predecessor = predecessor.id,
+                epoch = predecessor.epoch,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "the previous incarnation is still in the view and nobody removed it: joining in its place (its connections are lost)"
+            );
+            return None;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
