@@ -68,7 +68,14 @@ impl BoxAdmin {
                     my_phase.as_str()
                 } else {
                     match self.control.segment.box_info(id) {
-                        Ok(info) if view.contains(Member { id, epoch: info.epoch }) => "member",
+                        Ok(info)
+                            if view.contains(Member {
+                                id,
+                                epoch: info.epoch,
+                            }) =>
+                        {
+                            "member"
+                        }
                         Ok(info)
                             if info.state != BoxState::Unused
                                 && now.saturating_sub(info.heartbeat_ms) <= self.detection_ms =>
@@ -215,7 +222,12 @@ impl AdminSource for BoxAdmin {
                 "Orphans left to another box that had claimed their slot first.",
                 view.claims_lost,
             ));
-            for p in [Phase::Starting, Phase::Joining, Phase::Member, Phase::Fenced] {
+            for p in [
+                Phase::Starting,
+                Phase::Joining,
+                Phase::Member,
+                Phase::Fenced,
+            ] {
                 out.push(
                     Metric::gauge(
                         "baton_view_phase",

@@ -82,10 +82,13 @@ pub fn box_summaries(config: &Path) -> Result<Vec<BoxSummary>, StatusError> {
     let detection = config.failure.detection_ms();
     let phase = |id: u16, info: &baton_shmem::BoxInfo| {
         let view = view.as_ref()?;
-        let fresh = info.state != BoxState::Unused
-            && now.saturating_sub(info.heartbeat_ms) <= detection;
+        let fresh =
+            info.state != BoxState::Unused && now.saturating_sub(info.heartbeat_ms) <= detection;
         Some(
-            if view.contains(Member { id, epoch: info.epoch }) {
+            if view.contains(Member {
+                id,
+                epoch: info.epoch,
+            }) {
                 "member"
             } else if fresh {
                 "joining"

@@ -111,7 +111,9 @@ fn view(v: &ViewReport) -> String {
         ("proposer", v.proposer.to_string()),
         (
             "reason",
-            v.reason.as_deref().map_or_else(|| "null".to_string(), string),
+            v.reason
+                .as_deref()
+                .map_or_else(|| "null".to_string(), string),
         ),
         ("phases", format!("[{}]", phases.join(","))),
         ("changes", v.changes.to_string()),

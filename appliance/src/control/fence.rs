@@ -40,10 +40,7 @@ pub(crate) fn claimed(me: &BoxInfo, peer: &BoxInfo, own_ips: &[IpAddr]) -> Verdi
 /// the sign.
 pub(crate) fn apply(verdict: Verdict, me: &BoxInfo, dataplane: &DataplaneHandle, why: &str) {
     if verdict == Verdict::Fence {
-        stop_serving(
-            &format!("{why} (epoch {})", me.epoch),
-            dataplane,
-        );
+        stop_serving(&format!("{why} (epoch {})", me.epoch), dataplane);
     }
 }
 

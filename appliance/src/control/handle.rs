@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use baton_config::{Config, Member};
 use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneHandle;
-use baton_shmem::{BoxInfo, ClaimError, Region, Segment, SlotId, ViewNumber};
+use baton_shmem::{BoxInfo, Region, Segment, ViewNumber};
 use tracing::{info, warn};
 
 use super::fence;
@@ -208,47 +208,13 @@ impl Control {
         );
     }
 
-    /// Claims the slot of each of `plan`'s orphans in `view`; an orphan
-    /// whose slot another box claimed leaves `plan.mine` for
-    /// `plan.elsewhere` (its frames go to the claimer). Returns how many
-    /// orphans were left to others.
+    /// Claims the slot of each of `plan`'s orphans in `view` (see
+    /// [`takeover::claim_mine`]); counts the orphans left to others.
     fn claim_or_route(&self, dead: u16, view: ViewNumber, plan: &mut Plan) -> usize {
         let Ok(region) = self.segment.region(dead) else {
             return 0;
         };
-        let mut verdicts: HashMap<SlotId, Result<(), Option<u16>>> = HashMap::new();
-        let mut kept = Vec::with_capacity(plan.mine.len());
-        let mut kept_slots = Vec::with_capacity(plan.mine.len());
-        let mut lost = 0;
-        for (orphan, slot) in plan.mine.drain(..).zip(plan.mine_slots.drain(..)) {
-            let verdict = *verdicts.entry(slot).or_insert_with(|| {
-                match region.claim(slot, self.me, view) {
-                    Ok(()) => Ok(()),
-                    Err(ClaimError::Taken(c)) => {
-                        warn!(dead, slot = slot.0, by = c.by, view = c.view.0, "orphan's slot claimed by another box: it restores that connection, not this one");
-                        Err(Some(c.by))
-                    }
-                    Err(err) => {
-                        warn!(dead, slot = slot.0, %err, "orphan's slot cannot be claimed: not restored here");
-                        Err(None)
-                    }
-                }
-            });
-            match verdict {
-                Ok(()) => {
-                    kept.push(orphan);
-                    kept_slots.push(slot);
-                }
-                Err(by) => {
-                    lost += 1;
-                    if let Some(by) = by {
-                        plan.elsewhere.push((orphan.export.tuple, by));
-                    }
-                }
-            }
-        }
-        plan.mine = kept;
-        plan.mine_slots = kept_slots;
+        let lost = takeover::claim_mine(&region, self.me, view, plan);
         if lost > 0 {
             self.view.update(|s| s.claims_lost += lost as u64);
         }

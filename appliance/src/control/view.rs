@@ -224,3 +224,74 @@ pub(crate) fn await_predecessor_leaving(
         thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use baton_membership::{MemoryStore, Reason};
+
+    use super::*;
+
+    #[test]
+    fn check_config_refuses_the_member_ids_the_view_cell_cannot_hold() {
+        assert_eq!(
+            baton_config::SHARED_MAX_MEMBERS as usize,
+            baton_membership::MAX_MEMBERS
+        );
+    }
+
+    fn joined(store: &MemoryStore, m: Member) {
+        let v = store.read().unwrap();
+        store
+            .propose(
+                m.id,
+                v.number,
+                &Reason::Joined(m).apply(&v.members),
+                Reason::Joined(m),
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_restarted_box_waits_until_its_previous_incarnation_left_the_view() {
+        let store = MemoryStore::new();
+        let (one, three) = (Member { id: 1, epoch: 1 }, Member { id: 3, epoch: 1 });
+        joined(&store, one);
+        joined(&store, three);
+        let remover = store.clone();
+        let t = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(30));
+            let v = remover.read().unwrap();
+            let why = Reason::Silent {
+                member: three,
+                silent_ms: 100,
+            };
+            remover
+                .propose(1, v.number, &why.apply(&v.members), why)
+                .unwrap();
+        });
+        let started = Instant::now();
+        let after = await_predecessor_leaving(
+            &store,
+            three,
+            Duration::from_millis(10),
+            Duration::from_secs(5),
+        );
+        t.join().unwrap();
+        assert_eq!(after, Some(2), "view 2 was the last to hold it");
+        assert!(started.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn a_box_alone_in_the_view_or_already_out_of_it_starts_at_once() {
+        let store = MemoryStore::new();
+        let three = Member { id: 3, epoch: 1 };
+        let wait = |s: &MemoryStore| {
+            await_predecessor_leaving(s, three, Duration::ZERO, Duration::from_secs(5))
+        };
+        assert_eq!(wait(&store), None, "view 0 holds nobody");
+        joined(&store, three);
+        let started = Instant::now();
+        assert_eq!(wait(&store), None, "nobody is left to remove it");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}

@@ -109,11 +109,7 @@ fn shared_ids_fit_the_view(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -
 
 /// Where member `i`'s `id` is written, in either spelling of the list.
 fn member_id_span(root: &Tbl<'_>, i: usize) -> Option<std::ops::Range<usize>> {
-    let members = root
-        .t
-        .get("cluster")?
-        .as_table_like()?
-        .get("members")?;
+    let members = root.t.get("cluster")?.as_table_like()?.get("members")?;
     let member: &dyn toml_edit::TableLike = match members {
         toml_edit::Item::ArrayOfTables(a) => a.get(i)?,
         toml_edit::Item::Value(toml_edit::Value::Array(a)) => a.get(i)?.as_inline_table()?,
