@@ -215,8 +215,18 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     .map_err(RunError::Fetchers)?;
     // Before the dataplane answers for our addresses: frames of connections
     // to them that other boxes hold now must be forwarded, never reset.
-    let mut held_elsewhere =
-        control::takeover::routes_to_holders(&segment, config.node.id, &config.service.ips);
+    // With an agreed view only its members hold connections: a dead box's
+    // stale records must not route anything to it.
+    let members: Option<Vec<u16>> = store
+        .as_ref()
+        .and_then(|s| s.read().ok())
+        .map(|v| v.ids().collect());
+    let mut held_elsewhere = control::takeover::routes_to_holders_among(
+        &segment,
+        config.node.id,
+        &config.service.ips,
+        &|h| members.as_ref().is_none_or(|m| m.contains(&h)),
+    );
     held_elsewhere.extend(claimed_elsewhere);
     if !held_elsewhere.is_empty() {
         info!(

@@ -190,6 +190,30 @@ fn start_capture(g: &LabGuard) -> Capture {
     )
 }
 
+/// With `BATON_TRIAL_LOGS=DIR`, keeps the boxes' logs in `DIR/PREFIX-SEED/`
+/// (the lab's own folder goes with the lab), to read a failed trial.
+fn keep_logs(g: &LabGuard, seed: u64) {
+    let Ok(dir) = std::env::var("BATON_TRIAL_LOGS") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir).join(format!("{}-{seed}", g.prefix));
+    let _ = fs::create_dir_all(&dir);
+    for n in 1..=3 {
+        let name = format!("box{n}.log");
+        let _ = fs::copy(g.file(&name), dir.join(&name));
+    }
+}
+
+/// Keeps the logs (see [`keep_logs`]) when dropped, pass or fail: before
+/// the lab guard, declared earlier, takes the lab down.
+struct KeepLogs<'a>(&'a LabGuard, u64);
+
+impl Drop for KeepLogs<'_> {
+    fn drop(&mut self) {
+        keep_logs(self.0, self.1);
+    }
+}
+
 fn percentile(v: &mut [u64], q: f64) -> u64 {
     v.sort_unstable();
     v.get(((v.len().max(1) - 1) as f64 * q).round() as usize)
@@ -203,6 +227,7 @@ fn lab_random_kills_and_restarts_lose_no_download_and_commit_one_change_per_kill
     let (mut rng, seed) = Rng::seeded();
     eprintln!("random kill/restart trial: seed {seed} (replay with BATON_TRIAL_SEED={seed})");
     let g = LabGuard::up("btmb1", &["--boxes", "3"]);
+    let _logs = KeepLogs(&g, seed);
     for n in 1..=3 {
         assert_all_identical(
             &g,
@@ -302,6 +327,7 @@ fn lab_a_box_in_a_crash_loop_costs_the_others_nothing_and_never_splits_a_connect
     let (mut rng, seed) = Rng::seeded();
     eprintln!("crash loop: seed {seed} (replay with BATON_TRIAL_SEED={seed})");
     let g = LabGuard::up("btmb2", &["--boxes", "3"]);
+    let _logs = KeepLogs(&g, seed);
     for n in 1..=2 {
         assert_all_identical(
             &g,

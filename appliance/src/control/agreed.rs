@@ -53,6 +53,17 @@ impl Control {
             let owner = |i: usize| orphan_owner(change, i);
             let inherit = address_heir(change, left.id) == Some(self.me);
             let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, inherit);
+            if inherit {
+                // The inherited addresses bring the frames of connections
+                // earlier takeovers left with other survivors: forward them.
+                let others = takeover::routes_to_holders_among(
+                    &self.segment,
+                    self.me,
+                    &plan.service_ips,
+                    &|h| survivors.contains(&h),
+                );
+                self.orphans.extend(others);
+            }
             self.take_over(
                 left.id,
                 plan,

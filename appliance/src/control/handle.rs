@@ -232,7 +232,7 @@ impl Control {
     /// A dead box came back as a new member: it answers for its addresses
     /// again, so stop answering ARP for them. The connections restored here
     /// stay here; the rejoined box forwards their frames (see
-    /// [`takeover::routes_to_holders`]).
+    /// [`takeover::routes_to_holders_among`]).
     pub(super) fn hand_back(&self, id: u16) {
         let ips = self
             .inherited

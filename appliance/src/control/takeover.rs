@@ -210,18 +210,27 @@ pub fn orphans_in_slots(segment: &Segment, from: u16, slots: &[u32]) -> Vec<Orph
     out
 }
 
-/// Routes for connections to our own addresses that other boxes hold: a
-/// box that rejoins after a takeover answers for its addresses again, so
-/// the frames of the connections a survivor restored reach it first; it
-/// forwards them to their holder instead of resetting them.
-pub fn routes_to_holders(
+/// Routes for connections to `ips` that other boxes hold, among the boxes
+/// `holds` accepts (the agreed view's members, so that a dead box's stale
+/// records never route a connection to a MAC that no longer answers; any
+/// box without a view). A box that rejoins after a takeover answers for
+/// its addresses again, so the frames of the connections a survivor
+/// restored reach it first; it forwards them to their holder instead of
+/// resetting them. An heir needs it too: it receives the frames of every connection to the
+/// address it inherits, those earlier takeovers left on third boxes
+/// included, and must forward them rather than reset them.
+pub fn routes_to_holders_among(
     segment: &Segment,
     me: u16,
-    my_ips: &[IpAddr],
+    ips: &[IpAddr],
+    holds: &dyn Fn(u16) -> bool,
 ) -> Vec<(FourTuple, OrphanRoute)> {
     let mut routes = Vec::new();
+    if ips.is_empty() {
+        return routes;
+    }
     for holder in 0..segment.layout().regions {
-        if holder == me {
+        if holder == me || !holds(holder) {
             continue;
         }
         let (Ok(info), Ok(region)) = (segment.box_info(holder), segment.region(holder)) else {
@@ -234,7 +243,7 @@ pub fn routes_to_holders(
         for slot in region.records().flatten() {
             for record in slot.bundle().records.iter() {
                 let tuple = tuple_of(&record.view());
-                if my_ips.contains(&tuple.local.ip()) {
+                if ips.contains(&tuple.local.ip()) {
                     routes.push((tuple, OrphanRoute::Elsewhere(mac)));
                 }
             }
@@ -499,7 +508,7 @@ mod tests {
             .region(1)
             .expect("region 1")
             .set_state(BoxState::Alive);
-        let routes = routes_to_holders(&segment, 2, &[DEAD_IP.into()]);
+        let routes = routes_to_holders_among(&segment, 2, &[DEAD_IP.into()], &|_| true);
         assert_eq!(routes.len(), 2);
         for (tuple, route) in routes {
             assert_eq!(tuple.local.ip(), IpAddr::from(DEAD_IP));
@@ -508,7 +517,14 @@ mod tests {
                 OrphanRoute::Elsewhere(MacAddr([2, 0, 0, 0, 0, 1]))
             ));
         }
-        assert!(routes_to_holders(&segment, 2, &["198.18.0.12".parse().unwrap()]).is_empty());
+        assert!(
+            routes_to_holders_among(&segment, 2, &["198.18.0.12".parse().unwrap()], &|_| true)
+                .is_empty()
+        );
+        assert!(
+            routes_to_holders_among(&segment, 2, &[DEAD_IP.into()], &|h| h != 1).is_empty(),
+            "a box outside the view holds nothing"
+        );
     }
 
     /// Boxes 1, 2 and 3 joined through `segment`'s view cell; then boxes 2
