@@ -1,5 +1,5 @@
 //! What a running box tells its admin API: status from the segment's box
-//! table and the workers, Prometheus metrics from the dataplane and cache
+//! table, the agreed view and the workers, Prometheus metrics from the dataplane and cache
 //! counters, purge through the cache, drain through the control core.
 //!
 //! It only translates: the admin API's HTTP side is `crate::admin`'s, the

@@ -1,9 +1,12 @@
 //! `baton run`: one appliance box, wired. It maps the checkpoint segment,
-//! announces the box in the box table (new epoch, state, MAC, service IPs),
-//! starts the heartbeat, the replication of the segment where boxes share no
-//! mapping, the origin fetchers, the dataplane workers (one cache app
-//! each), the control core's watcher and the admin API, then runs until
-//! SIGTERM or SIGINT (SIGUSR1 drains).
+//! (with a shared segment) waits until its previous incarnation has left
+//! the agreed view, announces the box in the box table (new epoch, state,
+//! MAC, service IPs), clears its slots, starts the heartbeat, the
+//! replication of the segment where boxes share no mapping, the origin
+//! fetchers, the dataplane workers (one cache app each), beats once more and
+//! only then starts the control core's watcher (whose first tick proposes
+//! the join) and the admin API; then runs until SIGTERM or SIGINT (SIGUSR1
+//! drains).
 //!
 //! Only wiring lives here: what the threads do is in `crate::control`,
 //! `crate::serve` and `crate::admin`; the OS calls in `crate::sys`.

@@ -5,7 +5,9 @@
 //! reports each view change once and the same way, and each kill is one
 //! committed removal on every survivor.
 //!
-//! The random trial prints its seed; `BATON_TRIAL_SEED=N` replays it.
+//! The random trial prints its seed; `BATON_TRIAL_SEED=N` replays it,
+//! `BATON_TRIAL_DOWN_MS=LO-HI` changes how long a victim stays down (0-50:
+//! restarts faster than detection), `BATON_TRIAL_LOGS=DIR` keeps the logs.
 mod common;
 
 use std::collections::HashMap;
@@ -242,11 +244,20 @@ fn lab_random_kills_and_restarts_lose_no_download_and_commit_one_change_per_kill
         .map(|i| start_download(&g, i, 1 + i % 3, "50M.bin", "2M"))
         .collect();
     sleep(Duration::from_millis(1500));
+    // How long a victim stays down: 100 ms–2 s, or BATON_TRIAL_DOWN_MS=LO-HI
+    // (0-50 restarts faster than detection).
+    let down = std::env::var("BATON_TRIAL_DOWN_MS")
+        .ok()
+        .and_then(|v| {
+            let (lo, hi) = v.split_once('-')?;
+            Some((lo.parse().ok()?, hi.parse().ok()?))
+        })
+        .unwrap_or((100, 2000));
     let mut epochs = [0u32, 1, 1, 1];
     let mut kills: Vec<(usize, u32)> = Vec::new();
     for round in 0..ROUNDS {
         let victim = rng.between(1, 3) as usize;
-        let down_ms = rng.between(100, 2000);
+        let down_ms = rng.between(down.0, down.1);
         let next_ms = rng.between(400, 1200);
         eprintln!("round {round}: kill box{victim} (epoch {}), restart after {down_ms} ms, next kill {next_ms} ms later", epochs[victim]);
         ok(g.lab(&["kill", &format!("box{victim}")]));

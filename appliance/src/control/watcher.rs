@@ -141,16 +141,12 @@ fn agreed_tick(
         }
     }
     let events = view.tick(&verdicts);
-    let number = view.view().map(|v| v.number.0);
     control.view.update(|s| {
         s.view = view.view().cloned();
         s.phase = Some(view.phase());
     });
     for (event, took) in events {
         control.act_on_view(event, took);
-    }
-    if let Some(n) = number {
-        tracing::trace!(view = n, phase = %view.phase(), "view read");
     }
 }
 
