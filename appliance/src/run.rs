@@ -166,11 +166,17 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
             };
             let limit = Duration::from_millis(3 * config.failure.detection_ms() + 200);
             let grace = interval * 2 + Duration::from_millis(20);
-            if let Some(after) =
-                control::view::await_predecessor_leaving(store.as_ref(), predecessor, grace, limit)
-            {
+            let taken_over =
+                |since: u32| control::takeover::region_taken_over(&segment, config.node.id, since);
+            if let Some(since) = control::view::await_predecessor_leaving(
+                store.as_ref(),
+                predecessor,
+                &taken_over,
+                grace,
+                limit,
+            ) {
                 claimed_elsewhere =
-                    control::takeover::routes_from_claims(&segment, config.node.id, after);
+                    control::takeover::routes_from_claims(&segment, config.node.id, since);
             }
         }
     }

@@ -144,7 +144,11 @@ fn status_shows_the_agreed_view_only_for_a_box_that_keeps_one() {
             members: vec![(1, 1), (2, 3)],
             proposer: 1,
             reason: Some("box 3 (epoch 1) silent for 95 ms".into()),
-            phases: vec![(1, "member".into()), (2, "member".into()), (3, "out".into())],
+            phases: vec![
+                (1, "member".into()),
+                (2, "member".into()),
+                (3, "out".into()),
+            ],
             changes: 4,
             claims_lost: 0,
             last_commit_us: None,

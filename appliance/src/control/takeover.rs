@@ -110,12 +110,25 @@ pub fn plan_with(
     plan
 }
 
+/// Whether every slot of `me`'s region that holds a restorable connection
+/// is claimed in view `since` or later: the survivors that removed this
+/// box's previous incarnation in view `since` have each read their share.
+pub fn region_taken_over(segment: &Segment, me: u16, since: u32) -> bool {
+    let Ok(region) = segment.region(me) else {
+        return true;
+    };
+    region.records().flatten().all(|slot| {
+        let restorable = slot.bundle().records.iter().any(|r| orphan_of(r).is_some());
+        !restorable || matches!(region.claim_of(slot.slot()), Ok(Some(c)) if c.view.0 >= since)
+    })
+}
+
 /// Routes for the connections a restarted box's previous incarnation
-/// left in its own region (`me`'s) that survivors claimed in a view after
-/// `after` (the last view that held that incarnation): their frames go to
+/// left in its own region (`me`'s) that survivors claimed in view `since`
+/// (the one that removed that incarnation) or later: their frames go to
 /// the claimer. Read before the region is cleared; the claims say where
 /// each connection went even before its new owner has checkpointed it.
-pub fn routes_from_claims(segment: &Segment, me: u16, after: u32) -> Vec<(FourTuple, OrphanRoute)> {
+pub fn routes_from_claims(segment: &Segment, me: u16, since: u32) -> Vec<(FourTuple, OrphanRoute)> {
     let Ok(region) = segment.region(me) else {
         return Vec::new();
     };
@@ -124,7 +137,7 @@ pub fn routes_from_claims(segment: &Segment, me: u16, after: u32) -> Vec<(FourTu
         let Ok(Some(claim)) = region.claim_of(slot.slot()) else {
             continue;
         };
-        if claim.by == me || claim.view.0 <= after {
+        if claim.by == me || claim.view.0 < since {
             continue;
         }
         let Ok(info) = segment.box_info(claim.by) else {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use baton_config::{Config, SegmentMode};
 use baton_membership::{
-    propose, refresh, Event, Member, Membership, Phase, SegmentStore, Verdict, View, ViewStore,
+    propose, refresh, Event, Member, Membership, Phase, Reason, SegmentStore, Verdict, View,
+    ViewStore,
 };
 use baton_shmem::{Segment, ViewCell};
 use tracing::{info, warn};
@@ -178,37 +179,54 @@ impl AgreedView {
 /// member of the view, holding connections in the box's region. Its
 /// survivors take them over only once they judge it silent: so the new
 /// incarnation stays silent (no heartbeat, its region untouched) until a
-/// committed view no longer holds `predecessor`, then waits `grace` more so
-/// that every survivor has read that view and its share of the region
-/// (each reads the view once per heartbeat interval). It gives up after
-/// `limit` (no live survivor judges: a whole-cluster restart).
+/// committed view no longer holds `predecessor`. Then, and also when the
+/// removal was already committed but recently (the view's reason history
+/// still names it), it leaves the region untouched until the survivors
+/// have read it: `taken_over(removal)` says every orphan's slot is claimed
+/// in that view or later, and at least `grace` has passed since this box
+/// saw the removal (each survivor reads the view once per heartbeat
+/// interval, the address heir included, which claims nothing of its own
+/// when it has no share). It gives up after `limit` (no live survivor
+/// judges: a whole-cluster restart).
 ///
-/// Returns the number of the last view read that still held the
-/// predecessor, if one did: claims on the region's slots made in later
-/// views are the survivors' claims on its connections.
+/// Returns the number of the view that removed the predecessor, if it did
+/// recently: claims on the region's slots made in it or later are the
+/// survivors' claims on its connections.
 pub(crate) fn await_predecessor_leaving(
     store: &dyn ViewStore,
     predecessor: Member,
+    taken_over: &dyn Fn(u32) -> bool,
     grace: Duration,
     limit: Duration,
 ) -> Option<u32> {
     let started = Instant::now();
     let held = |v: &View| v.contains(predecessor) && v.members.len() > 1;
-    let mut last_holding = None;
+    let mut last_holding: Option<u32> = None;
+    let mut removal: Option<(u32, Instant)> = None;
     loop {
         match store.read() {
             Ok(v) if held(&v) => last_holding = Some(v.number.0),
             Ok(v) => {
-                if let Some(n) = last_holding {
-                    info!(
-                        view = v.number.0,
-                        waited_ms = started.elapsed().as_millis() as u64,
-                        "the previous incarnation left the view: its survivors take its connections over"
-                    );
-                    thread::sleep(grace);
-                    return Some(n);
+                if removal.is_none() {
+                    let recent =
+                        removal_of(&v, predecessor).or_else(|| last_holding.map(|n| n + 1));
+                    let Some(r) = recent else {
+                        // Out of the view long ago (or never in it):
+                        // nothing of it is left to take over.
+                        return None;
+                    };
+                    removal = Some((r, Instant::now()));
                 }
-                return None;
+                if let Some((r, seen)) = removal {
+                    if seen.elapsed() >= grace && taken_over(r) {
+                        info!(
+                            view = r,
+                            waited_ms = started.elapsed().as_millis() as u64,
+                            "the previous incarnation left the view and its survivors took its connections over"
+                        );
+                        return Some(r);
+                    }
+                }
             }
             Err(err) => warn!(%err, "the agreed view cannot be read at start-up"),
         }
@@ -216,18 +234,32 @@ pub(crate) fn await_predecessor_leaving(
             warn!(
                 predecessor = predecessor.id,
                 epoch = predecessor.epoch,
+                removed_in = removal.map(|(r, _)| r),
                 waited_ms = started.elapsed().as_millis() as u64,
-                "the previous incarnation is still in the view and nobody removed it: joining in its place (its connections are lost)"
+                "the previous incarnation's connections were not all taken over in time: going on (those left are lost)"
             );
-            return None;
+            return removal.map(|(r, _)| r);
         }
         thread::sleep(Duration::from_millis(5));
     }
 }
 
+/// The number of the view that removed `member`, if `view` still carries
+/// its reason.
+fn removal_of(view: &View, member: Member) -> Option<u32> {
+    let newest = view.number.0;
+    (newest.saturating_sub(baton_membership::REASON_HISTORY as u32 - 1)..=newest)
+        .rev()
+        .find(|&n| {
+            view.reason_of(baton_membership::ViewNumber(n))
+                .and_then(Reason::from_code)
+                .is_some_and(|r| matches!(r, Reason::Silent { member: m, .. } if m == member))
+        })
+}
+
 #[cfg(test)]
 mod tests {
-    use baton_membership::{MemoryStore, Reason};
+    use baton_membership::MemoryStore;
 
     use super::*;
 
@@ -273,12 +305,55 @@ mod tests {
         let after = await_predecessor_leaving(
             &store,
             three,
+            &|_| true,
             Duration::from_millis(10),
             Duration::from_secs(5),
         );
         t.join().unwrap();
-        assert_eq!(after, Some(2), "view 2 was the last to hold it");
+        assert_eq!(after, Some(3), "view 3 removed it");
         assert!(started.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn a_box_removed_a_moment_ago_waits_until_its_connections_are_claimed() {
+        let store = MemoryStore::new();
+        let (one, three) = (Member { id: 1, epoch: 1 }, Member { id: 3, epoch: 1 });
+        joined(&store, one);
+        joined(&store, three);
+        let v = store.read().unwrap();
+        let why = Reason::Silent {
+            member: three,
+            silent_ms: 100,
+        };
+        store
+            .propose(1, v.number, &why.apply(&v.members), why)
+            .unwrap();
+        // Already out of the view when the box starts: the claims decide.
+        let started = Instant::now();
+        let claimed_after = started + Duration::from_millis(50);
+        let after = await_predecessor_leaving(
+            &store,
+            three,
+            &|view| {
+                assert_eq!(view, 3);
+                Instant::now() >= claimed_after
+            },
+            Duration::from_millis(10),
+            Duration::from_secs(5),
+        );
+        assert_eq!(after, Some(3));
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        // A limit bounds the wait when a claim never comes.
+        let started = Instant::now();
+        let after = await_predecessor_leaving(
+            &store,
+            three,
+            &|_| false,
+            Duration::ZERO,
+            Duration::from_millis(40),
+        );
+        assert_eq!(after, Some(3));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 
     #[test]
@@ -286,7 +361,7 @@ mod tests {
         let store = MemoryStore::new();
         let three = Member { id: 3, epoch: 1 };
         let wait = |s: &MemoryStore| {
-            await_predecessor_leaving(s, three, Duration::ZERO, Duration::from_secs(5))
+            await_predecessor_leaving(s, three, &|_| true, Duration::ZERO, Duration::from_secs(5))
         };
         assert_eq!(wait(&store), None, "view 0 holds nobody");
         joined(&store, three);
