@@ -54,6 +54,10 @@ impl Control {
             let inherit = address_heir(change, left.id) == Some(self.me);
             let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, inherit);
             if inherit {
+                self.inherited_epochs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(left.id, left.epoch);
                 // The inherited addresses bring the frames of connections
                 // earlier takeovers left with other survivors: forward them.
                 let others = takeover::routes_to_holders_among(
@@ -75,9 +79,46 @@ impl Control {
         }
         for joined in &change.joined {
             if joined.id != self.me && self.holds_addresses_of(joined.id) {
+                self.forget_inherited_epoch(joined.id);
                 self.hand_back(joined.id);
             }
         }
+    }
+
+    /// Hands the addresses this box inherited from a box back as soon as
+    /// a new incarnation of it beats (an epoch newer than the one they
+    /// were taken from, a heartbeat younger than `deadline_ms`), as
+    /// without a view: before its dataplane is up, so the frames it
+    /// forwards to us once it answers for its addresses reach a box that
+    /// no longer owns them and learns no client's MAC from them (a
+    /// forwarded frame carries the forwarder's MAC; learning it stalled a
+    /// taken-over download in the lab). Its join, committed later, finds
+    /// nothing left to hand back.
+    pub(super) fn hand_back_to_new_incarnations(&self, now_ms: u64, deadline_ms: u64) {
+        let taken: Vec<(u16, u32)> = self
+            .inherited_epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(&id, &epoch)| (id, epoch))
+            .collect();
+        for (id, epoch) in taken {
+            let Ok(info) = self.segment.box_info(id) else {
+                continue;
+            };
+            let beating = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms;
+            if info.epoch > epoch && beating && info.state != BoxState::Unused {
+                self.forget_inherited_epoch(id);
+                self.hand_back(id);
+            }
+        }
+    }
+
+    fn forget_inherited_epoch(&self, id: u16) {
+        self.inherited_epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     /// A committed view no longer holds this incarnation: its survivors

@@ -53,6 +53,9 @@ pub(crate) struct Control {
     pub(super) admin_token: String,
     /// What this box shows of the agreed view.
     pub(crate) view: Arc<ViewStatus>,
+    /// The epoch of the incarnation each inherited address came from
+    /// (agreed view only): a newer epoch beating takes them back.
+    pub(super) inherited_epochs: Mutex<HashMap<u16, u32>>,
 }
 
 impl Control {
@@ -77,6 +80,7 @@ impl Control {
             admin_port: config.admin.listen.port(),
             admin_token: config.admin.token.clone(),
             view: Arc::default(),
+            inherited_epochs: Mutex::default(),
         }
     }
 

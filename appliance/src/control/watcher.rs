@@ -148,6 +148,7 @@ fn agreed_tick(
     for (event, took) in events {
         control.act_on_view(event, took);
     }
+    control.hand_back_to_new_incarnations(unix_ms(), deadline_ms);
 }
 
 /// The local rules, for boxes that share no view cell (replicated
