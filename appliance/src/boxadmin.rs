@@ -1,5 +1,5 @@
 //! What a running box tells its admin API: status from the segment's box
-//! table and the workers, Prometheus metrics from the dataplane and cache
+//! table, the agreed view and the workers, Prometheus metrics from the dataplane and cache
 //! counters, purge through the cache, drain through the control core.
 //!
 //! It only translates: the admin API's HTTP side is `crate::admin`'s, the
@@ -10,7 +10,11 @@ use std::time::Instant;
 use baton_config::Config;
 use baton_shmem::BoxState;
 
-use crate::admin::{AdminSource, CacheStatus, Metric, PeerStatus, StatusReport, WorkerStatus};
+use baton_membership::{Member, Phase, Reason};
+
+use crate::admin::{
+    AdminSource, CacheStatus, Metric, PeerStatus, StatusReport, ViewReport, WorkerStatus,
+};
 use crate::cache::Cache;
 use crate::clock::unix_ms;
 use crate::control::Control;
@@ -44,6 +48,56 @@ impl BoxAdmin {
             detection_ms: config.failure.detection_ms(),
             started: Instant::now(),
         }
+    }
+}
+
+impl BoxAdmin {
+    /// The agreed view as this box last read it, with every box's phase;
+    /// `None` for a box that keeps no view (replicated segments).
+    fn view_report(&self, now: u64) -> Option<ViewReport> {
+        let snap = self.control.view.get();
+        let my_phase = snap.phase?;
+        let view = snap.view.unwrap_or_default();
+        let mut ids = self.peers.clone();
+        ids.push(self.control.me);
+        ids.sort_unstable();
+        let phases = ids
+            .into_iter()
+            .map(|id| {
+                let phase = if id == self.control.me {
+                    my_phase.as_str()
+                } else {
+                    match self.control.segment.box_info(id) {
+                        Ok(info)
+                            if view.contains(Member {
+                                id,
+                                epoch: info.epoch,
+                            }) =>
+                        {
+                            "member"
+                        }
+                        Ok(info)
+                            if info.state != BoxState::Unused
+                                && now.saturating_sub(info.heartbeat_ms) <= self.detection_ms =>
+                        {
+                            "joining"
+                        }
+                        _ => "out",
+                    }
+                };
+                (id, phase.to_string())
+            })
+            .collect();
+        Some(ViewReport {
+            number: view.number.0,
+            members: view.members.iter().map(|m| (m.id, m.epoch)).collect(),
+            proposer: view.proposer,
+            reason: Reason::from_code(view.reason()).map(|r| r.to_string()),
+            phases,
+            changes: snap.changes,
+            claims_lost: snap.claims_lost,
+            last_commit_us: snap.last_commit_us,
+        })
     }
 }
 
@@ -99,6 +153,7 @@ impl AdminSource for BoxAdmin {
             })
             .collect();
         let cache = self.cache.stats();
+        let view = self.view_report(now);
         StatusReport {
             box_id: self.control.me,
             name: self.name.clone(),
@@ -119,6 +174,7 @@ impl AdminSource for BoxAdmin {
                 bytes: 0,
                 bytes_served: 0,
             },
+            view,
         }
     }
 
@@ -148,6 +204,39 @@ impl AdminSource for BoxAdmin {
             ("origin_status", cache.errors_origin_status),
         ] {
             out.push(Metric::error(kind, n));
+        }
+        let view = self.control.view.get();
+        if let Some(phase) = view.phase {
+            out.push(Metric::gauge(
+                "baton_view_number",
+                "The newest committed membership view this box has read.",
+                view.view.as_ref().map_or(0.0, |v| f64::from(v.number.0)),
+            ));
+            out.push(Metric::counter(
+                "baton_view_changes_total",
+                "Committed membership view changes this box has acted on.",
+                view.changes,
+            ));
+            out.push(Metric::counter(
+                "baton_view_claims_lost_total",
+                "Orphans left to another box that had claimed their slot first.",
+                view.claims_lost,
+            ));
+            for p in [
+                Phase::Starting,
+                Phase::Joining,
+                Phase::Member,
+                Phase::Fenced,
+            ] {
+                out.push(
+                    Metric::gauge(
+                        "baton_view_phase",
+                        "This box's membership phase (1 for the current one).",
+                        if p == phase { 1.0 } else { 0.0 },
+                    )
+                    .with_label("phase", p.as_str()),
+                );
+            }
         }
         out.push(Metric::gauge(
             "baton_connections",

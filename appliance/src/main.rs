@@ -174,12 +174,26 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `baton status`: one line per box.
+/// `baton status`: the agreed view (shared segments), then one line per box.
 fn print_status(config: &std::path::Path) -> Result<()> {
+    if let Some((view, reason)) = status::agreed_view(config)? {
+        let members: Vec<String> = view
+            .members
+            .iter()
+            .map(|m| format!("{}/{}", m.id, m.epoch))
+            .collect();
+        println!(
+            "view {}: members [{}] (committed by box {}{})",
+            view.number,
+            members.join(", "),
+            view.proposer,
+            reason.map(|r| format!(": {r}")).unwrap_or_default()
+        );
+    }
     let boxes = status::box_summaries(config)?;
     println!(
-        "{:<6} {:<10} {:>14} {:>12} {:>12}",
-        "box", "state", "heartbeat age", "connections", "checkpoints"
+        "{:<6} {:<10} {:<8} {:>14} {:>12} {:>12}",
+        "box", "state", "phase", "heartbeat age", "connections", "checkpoints"
     );
     for b in boxes {
         let age = b
@@ -187,8 +201,13 @@ fn print_status(config: &std::path::Path) -> Result<()> {
             .map(|ms| format!("{ms} ms"))
             .unwrap_or_else(|| "never".into());
         println!(
-            "{:<6} {:<10} {:>14} {:>12} {:>12}",
-            b.id, b.state, age, b.connections, b.checkpoints
+            "{:<6} {:<10} {:<8} {:>14} {:>12} {:>12}",
+            b.id,
+            b.state,
+            b.phase.as_deref().unwrap_or("-"),
+            age,
+            b.connections,
+            b.checkpoints
         );
     }
     Ok(())

@@ -1,9 +1,12 @@
 //! `baton run`: one appliance box, wired. It maps the checkpoint segment,
-//! announces the box in the box table (new epoch, state, MAC, service IPs),
-//! starts the heartbeat, the replication of the segment where boxes share no
-//! mapping, the origin fetchers, the dataplane workers (one cache app
-//! each), the control core's watcher and the admin API, then runs until
-//! SIGTERM or SIGINT (SIGUSR1 drains).
+//! (with a shared segment) waits until its previous incarnation has left
+//! the agreed view, announces the box in the box table (new epoch, state,
+//! MAC, service IPs), clears its slots, starts the heartbeat, the
+//! replication of the segment where boxes share no mapping, the origin
+//! fetchers, the dataplane workers (one cache app each), beats once more and
+//! only then starts the control core's watcher (whose first tick proposes
+//! the join) and the admin API; then runs until SIGTERM or SIGINT (SIGUSR1
+//! drains).
 //!
 //! Only wiring lives here: what the threads do is in `crate::control`,
 //! `crate::serve` and `crate::admin`; the OS calls in `crate::sys`.
@@ -16,6 +19,7 @@ use std::time::Duration;
 
 use baton_config::{Config, PollMode, SegmentMode};
 use baton_dataplane::{DataplaneHandle, DataplaneOptions};
+use baton_membership::Member;
 use baton_shmem::{BoxState, BoxTableError, Layout, Region, Segment, SegmentError};
 use tracing::{info, warn};
 
@@ -147,6 +151,35 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         .region(config.node.id)
         .map_err(RunError::OwnRegion)?;
     let previous = region.box_info().ok();
+    let store = control::view::store_for(config, &segment);
+    // A restarted box whose previous incarnation is still a member of the
+    // view stays silent, its region untouched, until the survivors have
+    // taken that incarnation's connections over; the claims they made
+    // then say where each went.
+    let mut claimed_elsewhere = Vec::new();
+    if let (Some(store), Some(prev)) = (&store, previous.as_ref()) {
+        if prev.state != BoxState::Unused {
+            let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
+            let predecessor = Member {
+                id: config.node.id,
+                epoch: prev.epoch,
+            };
+            let limit = Duration::from_millis(3 * config.failure.detection_ms() + 200);
+            let grace = interval * 2 + Duration::from_millis(20);
+            let taken_over =
+                |since: u32| control::takeover::region_taken_over(&segment, config.node.id, since);
+            if let Some(since) = control::view::await_predecessor_leaving(
+                store.as_ref(),
+                predecessor,
+                &taken_over,
+                grace,
+                limit,
+            ) {
+                claimed_elsewhere =
+                    control::takeover::routes_from_claims(&segment, config.node.id, since);
+            }
+        }
+    }
     let epoch = region.begin_epoch();
     let state = match previous.as_ref().map(|p| p.state) {
         None | Some(BoxState::Unused) => BoxState::Alive,
@@ -157,6 +190,11 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         .set_identity(mac, &config.service.ips)
         .map_err(RunError::BoxTable)?;
     region.set_connections(0);
+    if store.is_some() {
+        // Nothing of the previous incarnation is restored here: its
+        // survivors took it over, or it is lost (see above).
+        region.clear_all();
+    }
     region.heartbeat(unix_ms());
     region.set_state(state);
     info!(
@@ -186,8 +224,19 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     .map_err(RunError::Fetchers)?;
     // Before the dataplane answers for our addresses: frames of connections
     // to them that other boxes hold now must be forwarded, never reset.
-    let held_elsewhere =
-        control::takeover::routes_to_holders(&segment, config.node.id, &config.service.ips);
+    // With an agreed view only its members hold connections: a dead box's
+    // stale records must not route anything to it.
+    let members: Option<Vec<u16>> = store
+        .as_ref()
+        .and_then(|s| s.read().ok())
+        .map(|v| v.ids().collect());
+    let mut held_elsewhere = control::takeover::routes_to_holders_among(
+        &segment,
+        config.node.id,
+        &config.service.ips,
+        &|h| members.as_ref().is_none_or(|m| m.contains(&h)),
+    );
+    held_elsewhere.extend(claimed_elsewhere);
     if !held_elsewhere.is_empty() {
         info!(
             connections = held_elsewhere.len(),
@@ -225,7 +274,22 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         dataplane.clone(),
         orphans,
     ));
-    let watcher = control::spawn_watcher(control.clone(), config, stop.clone())
+    // Start-up order (docs/MEMBERSHIP.md): the dataplane serves, the box
+    // beats once more, and only then may it join: the watcher's first tick
+    // proposes the join, and nobody judged this incarnation before.
+    region.heartbeat(unix_ms());
+    let agreed = store.map(|store| {
+        let mut view = control::view::AgreedView::new(
+            Member {
+                id: config.node.id,
+                epoch,
+            },
+            store,
+        );
+        view.started();
+        view
+    });
+    let watcher = control::spawn_watcher(control.clone(), config, agreed, stop.clone())
         .map_err(|e| RunError::Thread("watcher", e))?;
     let admin = crate::admin::spawn(
         config.admin.listen,

@@ -1,11 +1,14 @@
 //! What a box reports about itself: read from the checkpoint segment's box
-//! table, so it works for a box that is dead as well as one that is alive.
+//! table and its agreed view, so it works for a box that is dead as well
+//! as one that is alive.
 //!
 //! It reads a configuration and the segment, nothing of a running box: no
 //! admin API, no process. Printing is the command line's.
 use std::path::{Path, PathBuf};
 
-use baton_shmem::{BoxState, Segment, SegmentError};
+use baton_config::SegmentMode;
+use baton_membership::{Member, Reason, View};
+use baton_shmem::{BoxState, Segment, SegmentError, ViewCell};
 
 use crate::clock::unix_ms;
 
@@ -39,6 +42,29 @@ pub struct BoxSummary {
     pub connections: u64,
     /// Checkpoints it has written.
     pub checkpoints: u64,
+    /// Its membership phase as the agreed view and its entry show it:
+    /// `member`, `joining` (beating, not in the view yet) or `out`; `None`
+    /// without an agreed view (replicated segments).
+    pub phase: Option<String>,
+}
+
+/// The agreed view of the segment the config at `config` names, with the
+/// reason it was committed; `None` where boxes keep no shared view
+/// (replicated segments).
+pub fn agreed_view(config: &Path) -> Result<Option<(View, Option<Reason>)>, StatusError> {
+    let config = baton_config::load(config)?;
+    if config.checkpoint.mode != SegmentMode::Shared {
+        return Ok(None);
+    }
+    let path = &config.checkpoint.segment_path;
+    let segment = Segment::open_existing(path).map_err(|source| StatusError::Segment {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(ViewCell::new(&segment).read().ok().map(|v| {
+        let reason = Reason::from_code(v.reason());
+        (v, reason)
+    }))
 }
 
 /// Reads the box table of the segment named in the config at `config`.
@@ -49,7 +75,29 @@ pub fn box_summaries(config: &Path) -> Result<Vec<BoxSummary>, StatusError> {
         path: path.clone(),
         source,
     })?;
+    let view = (config.checkpoint.mode == SegmentMode::Shared)
+        .then(|| ViewCell::new(&segment).read().ok())
+        .flatten();
     let now = unix_ms();
+    let detection = config.failure.detection_ms();
+    let phase = |id: u16, info: &baton_shmem::BoxInfo| {
+        let view = view.as_ref()?;
+        let fresh =
+            info.state != BoxState::Unused && now.saturating_sub(info.heartbeat_ms) <= detection;
+        Some(
+            if view.contains(Member {
+                id,
+                epoch: info.epoch,
+            }) {
+                "member"
+            } else if fresh {
+                "joining"
+            } else {
+                "out"
+            }
+            .to_string(),
+        )
+    };
     let mut out = Vec::new();
     for member in &config.cluster.members {
         let summary = match segment.box_info(member.id) {
@@ -59,8 +107,10 @@ pub fn box_summaries(config: &Path) -> Result<Vec<BoxSummary>, StatusError> {
                 state: "never started".into(),
                 connections: 0,
                 checkpoints: 0,
+                phase: phase(member.id, &info),
             },
             Ok(info) => BoxSummary {
+                phase: phase(member.id, &info),
                 id: member.id,
                 heartbeat_age_ms: Some(now.saturating_sub(info.heartbeat_ms)),
                 state: state_name(
@@ -77,6 +127,7 @@ pub fn box_summaries(config: &Path) -> Result<Vec<BoxSummary>, StatusError> {
                 state: format!("unreadable: {err}"),
                 connections: 0,
                 checkpoints: 0,
+                phase: None,
             },
         };
         out.push(summary);

@@ -68,6 +68,7 @@ impl AdminSource for FakeBox {
                 bytes: 1 << 20,
                 bytes_served: 5 << 20,
             },
+            view: None,
         }
     }
 

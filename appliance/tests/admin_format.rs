@@ -132,3 +132,34 @@ fn every_answer_closes_the_connection_and_states_its_length() {
     assert!(head.contains("\r\nX-Test: 1"), "{head}");
     assert_eq!(body, r#"{"error":"no"}"#);
 }
+
+#[test]
+fn status_shows_the_agreed_view_only_for_a_box_that_keeps_one() {
+    use baton::admin::{StatusReport, ViewReport};
+    let without = json::status(&StatusReport::default());
+    assert!(!without.contains("\"view\""), "{without}");
+    let report = StatusReport {
+        view: Some(ViewReport {
+            number: 5,
+            members: vec![(1, 1), (2, 3)],
+            proposer: 1,
+            reason: Some("box 3 (epoch 1) silent for 95 ms".into()),
+            phases: vec![
+                (1, "member".into()),
+                (2, "member".into()),
+                (3, "out".into()),
+            ],
+            changes: 4,
+            claims_lost: 0,
+            last_commit_us: None,
+        }),
+        ..StatusReport::default()
+    };
+    let with = json::status(&report);
+    assert!(
+        with.ends_with(
+            r#","view":{"number":5,"members":[{"id":1,"epoch":1},{"id":2,"epoch":3}],"proposer":1,"reason":"box 3 (epoch 1) silent for 95 ms","phases":[{"id":1,"phase":"member"},{"id":2,"phase":"member"},{"id":3,"phase":"out"}],"changes":4,"claims_lost":0,"last_commit_us":null}}"#
+        ),
+        "{with}"
+    );
+}

@@ -387,6 +387,24 @@ fn own_id_must_be_a_member() {
 }
 
 #[test]
+fn in_shared_mode_a_member_id_must_fit_the_membership_view() {
+    let text = edited("id = 2\n", "id = 16\n");
+    let line = line_of(&text, "198.19.0.12:7400") - 1;
+    assert_eq!(
+        one_line(&text),
+        format!(
+            "box1.toml:{line}: cluster.members[1].id: member id 16 does not fit the shared segment's membership view (ids 0..16; use checkpoint.mode = \"replicated\" or smaller ids)"
+        )
+    );
+    let replicated = text.replace("mode = \"shared\"", "mode = \"replicated\"");
+    assert!(
+        parse(&replicated, "box1.toml").is_ok(),
+        "replicated segments keep no view cell: any id"
+    );
+    assert_eq!(baton_config::SHARED_MAX_MEMBERS, 16);
+}
+
+#[test]
 fn box_id_out_of_range_is_refused() {
     let text = edited("[box]\nid = 1", "[box]\nid = 255");
     assert_eq!(

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::source::StatusReport;
+use super::source::{StatusReport, ViewReport};
 
 /// `s` as a JSON string literal, quotes included. RFC 8259 §7: the quotation
 /// mark, the reverse solidus and the control characters U+0000..U+001F must
@@ -74,7 +74,7 @@ pub fn status(r: &StatusReport) -> String {
         ("bytes", c.bytes.to_string()),
         ("bytes_served", c.bytes_served.to_string()),
     ]);
-    object(&[
+    let mut members = vec![
         ("box_id", r.box_id.to_string()),
         ("name", string(&r.name)),
         ("epoch", r.epoch.to_string()),
@@ -85,5 +85,39 @@ pub fn status(r: &StatusReport) -> String {
         ("workers", format!("[{}]", workers.join(","))),
         ("peers", format!("[{}]", peers.join(","))),
         ("cache", cache),
+    ];
+    if let Some(v) = &r.view {
+        members.push(("view", view(v)));
+    }
+    object(&members)
+}
+
+/// The `view` member of `GET /status`.
+fn view(v: &ViewReport) -> String {
+    let members: Vec<String> = v
+        .members
+        .iter()
+        .map(|(id, epoch)| object(&[("id", id.to_string()), ("epoch", epoch.to_string())]))
+        .collect();
+    let phases: Vec<String> = v
+        .phases
+        .iter()
+        .map(|(id, phase)| object(&[("id", id.to_string()), ("phase", string(phase))]))
+        .collect();
+    let opt = |n: Option<u64>| n.map_or_else(|| "null".to_string(), |n| n.to_string());
+    object(&[
+        ("number", v.number.to_string()),
+        ("members", format!("[{}]", members.join(","))),
+        ("proposer", v.proposer.to_string()),
+        (
+            "reason",
+            v.reason
+                .as_deref()
+                .map_or_else(|| "null".to_string(), string),
+        ),
+        ("phases", format!("[{}]", phases.join(","))),
+        ("changes", v.changes.to_string()),
+        ("claims_lost", v.claims_lost.to_string()),
+        ("last_commit_us", opt(v.last_commit_us)),
     ])
 }

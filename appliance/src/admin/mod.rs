@@ -24,7 +24,8 @@ pub mod source;
 pub use client::request;
 pub use server::{spawn, spawn_with, AdminServer, AdminStats, Limits};
 pub use source::{
-    AdminSource, CacheStatus, Metric, MetricKind, PeerStatus, StatusReport, WorkerStatus,
+    AdminSource, CacheStatus, Metric, MetricKind, PeerStatus, StatusReport, ViewReport,
+    WorkerStatus,
 };
 
 /// What can go wrong when calling the admin API with [`request`].

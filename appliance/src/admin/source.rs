@@ -56,6 +56,36 @@ pub struct StatusReport {
     pub peers: Vec<PeerStatus>,
     /// The cache's counters and occupancy.
     pub cache: CacheStatus,
+    /// The agreed membership view, for a box that keeps one (shared
+    /// segments); `None` renders nothing.
+    pub view: Option<ViewReport>,
+}
+
+/// The agreed membership view in a [`StatusReport`] (`docs/MEMBERSHIP.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewReport {
+    /// The newest committed view this box has read (0: none yet).
+    pub number: u32,
+    /// Its members, sorted by id: (id, epoch).
+    pub members: Vec<(u16, u32)>,
+    /// The box that committed it.
+    pub proposer: u16,
+    /// Why it was committed (`box 3 (epoch 2) silent for 310 ms`), when
+    /// the view says.
+    pub reason: Option<String>,
+    /// Every configured box's phase, this one's included, by id:
+    /// `starting`, `joining`, `member` or `fenced` for this box (its own
+    /// machine's); for the others, as their box table entry and the view
+    /// show them: `member`, `joining` (beating, not in the view: starting
+    /// or joining), or `out` (not in the view, silent).
+    pub phases: Vec<(u16, String)>,
+    /// Committed view changes this box has acted on since it started.
+    pub changes: u64,
+    /// Orphans this box left to another box that had claimed their slot.
+    pub claims_lost: u64,
+    /// The last time from this box's verdict on a peer to the commit of
+    /// the peer's removal, in µs.
+    pub last_commit_us: Option<u64>,
 }
 
 /// One dataplane worker in a [`StatusReport`].

@@ -6,8 +6,14 @@
 //! peer silent for longer than the detection time is dead, a new epoch is
 //! a new member, a draining peer is gone at once, a watcher that was itself
 //! starved judges nobody — are tested here with times as numbers.
+//!
+//! With an agreed view (`super::view`) the detector only gives verdicts
+//! ([`verdict_on`]): the view's store decides who is dead, once for
+//! everybody. Without one (replicated segments, until the Raft store
+//! lands) its transitions are acted on directly ([`PeerTracker::observe`]).
 use std::time::Duration;
 
+use baton_membership::{Member, Verdict};
 use baton_shmem::{BoxInfo, BoxState};
 use tracing::{info, warn};
 
@@ -21,6 +27,29 @@ pub(crate) fn was_starved_tick(
 ) -> bool {
     let limit = interval * 2 + Duration::from_millis(5);
     tick_gap > limit || Duration::from_millis(own_silence_ms) > limit
+}
+
+/// The detector's verdict on `member` of the agreed view, whose box table
+/// entry is `info` and has been silent for `silent_ms`: silent for longer
+/// than the detection time, or draining (it asks to be taken over now).
+/// An entry that holds a newer epoch than the view's member is judged by
+/// its silence too: the member's incarnation is gone, but its region may
+/// be written by the new one, which must be dead as well before anybody
+/// takes the region over (a live new incarnation's join replaces the old
+/// member instead). Repeated at every tick while it holds, as
+/// `Membership::handle_verdict` expects.
+pub(crate) fn verdict_on(
+    member: Member,
+    info: &BoxInfo,
+    silent_ms: u64,
+    deadline_ms: u64,
+) -> Option<Verdict> {
+    let draining = info.state == BoxState::Draining && info.epoch == member.epoch;
+    let judged = info.state != BoxState::Unused && (draining || silent_ms > deadline_ms);
+    judged.then_some(Verdict {
+        peer: member,
+        silent_for: Duration::from_millis(silent_ms),
+    })
 }
 
 /// What this box believes of each peer: alive (with the epoch last seen) or
@@ -77,7 +106,7 @@ impl PeerTracker {
     }
 
     /// How long peer `id` has been silent, in ms.
-    fn silence_ms(&mut self, id: u16, info: &BoxInfo, now_ms: u64) -> u64 {
+    pub(crate) fn silence_ms(&mut self, id: u16, info: &BoxInfo, now_ms: u64) -> u64 {
         let by_peer_time = now_ms.saturating_sub(info.heartbeat_ms);
         if self.clock == HeartbeatClock::PeerTime {
             return by_peer_time;
@@ -173,6 +202,39 @@ impl PeerTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn member(id: u16, epoch: u32) -> Member {
+        Member { id, epoch }
+    }
+
+    #[test]
+    fn a_view_member_is_judged_once_silent_for_longer_than_detection_and_at_every_tick_after() {
+        let m = member(3, 1);
+        assert_eq!(verdict_on(m, &info(1, 0), 90, 90), None);
+        for silent in [91, 500] {
+            let v = verdict_on(m, &info(1, 0), silent, 90).expect("a verdict");
+            assert_eq!(v.peer, m);
+            assert_eq!(v.silent_for, Duration::from_millis(silent));
+        }
+    }
+
+    #[test]
+    fn a_draining_member_is_judged_at_once_but_not_a_new_incarnation_that_drains() {
+        let mut draining = info(2, 0);
+        draining.state = BoxState::Draining;
+        assert!(verdict_on(member(3, 2), &draining, 0, 90).is_some());
+        assert_eq!(verdict_on(member(3, 1), &draining, 0, 90), None);
+    }
+
+    #[test]
+    fn a_restarted_member_is_judged_by_its_new_incarnations_silence() {
+        // The view holds epoch 1; the entry is epoch 2's, beating: its join
+        // replaces epoch 1, no removal (that would take over the region
+        // the new incarnation writes).
+        assert_eq!(verdict_on(member(3, 1), &info(2, 0), 10, 90), None);
+        // Epoch 2 fell silent too: the region has no writer left.
+        assert!(verdict_on(member(3, 1), &info(2, 0), 200, 90).is_some());
+    }
 
     #[test]
     fn a_watcher_that_woke_late_or_whose_own_heartbeat_is_late_judges_nobody() {

@@ -2,42 +2,26 @@
 //! a crash would have, or its clients meet two senders and its
 //! retransmissions end in resets.
 //!
-//! Two signs say a box was taken over: its own box table entry marked dead
-//! by a survivor ([`declared_dead`]), or — where no peer can mark the
-//! entry (a replicated segment) — a live peer answering for one of its
+//! With an agreed view the sign is the view itself: a committed view
+//! without this incarnation (`baton_membership::Fence`, acted on in
+//! `super::agreed`). Without one (replicated segments, until the Raft
+//! store lands) the sign is a live peer answering for one of this box's
 //! own addresses after it went unheard for longer than detection
-//! ([`claimed`]). The rules are pure; [`fence`] carries a verdict out.
+//! ([`claimed`]). The rules are pure; [`stop_serving`] carries a fence out.
 use std::net::IpAddr;
 use std::thread;
 use std::time::Duration;
 
 use baton_dataplane::DataplaneHandle;
-use baton_shmem::{BoxInfo, BoxState, Region};
+use baton_shmem::{BoxInfo, BoxState};
 
-/// What this box does about its own entry.
+/// What this box does about its peers' entries.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Verdict {
     /// Nothing says it was taken over.
     CarryOn,
-    /// A verdict on the previous incarnation landed just after this one
-    /// started: clear the mark, do not obey it.
-    ClearLateMark,
     /// Taken over: stop serving now.
     Fence,
-}
-
-/// A peer marked this box dead. `settled`: the box has run for longer than
-/// twice the detection time; before that a `dead` mark can only be a
-/// survivor's verdict on the previous incarnation (it read the epoch a
-/// moment before our restart).
-pub(crate) fn declared_dead(me: &BoxInfo, settled: bool) -> Verdict {
-    if me.state != BoxState::Dead {
-        Verdict::CarryOn
-    } else if settled {
-        Verdict::Fence
-    } else {
-        Verdict::ClearLateMark
-    }
 }
 
 /// A live peer's entry `peer` lists one of `own_ips`, seen after this box
@@ -52,32 +36,19 @@ pub(crate) fn claimed(me: &BoxInfo, peer: &BoxInfo, own_ips: &[IpAddr]) -> Verdi
     }
 }
 
-/// Carries out `verdict` for the box of `region`, whose entry is `me`,
-/// `why` naming the sign. A fenced box stops its dataplane and exits with
-/// status 3.
-pub(crate) fn apply(
-    verdict: Verdict,
-    me: &BoxInfo,
-    region: &Region,
-    dataplane: &DataplaneHandle,
-    why: &str,
-) {
-    match verdict {
-        Verdict::CarryOn => {}
-        Verdict::ClearLateMark => {
-            tracing::info!(
-                "a peer's verdict on this box's previous incarnation arrived late: ignored"
-            );
-            region.set_state(BoxState::Rejoined);
-        }
-        Verdict::Fence => fence(me.epoch, dataplane, why),
+/// Carries out `verdict` for the box whose entry is `me`, `why` naming
+/// the sign.
+pub(crate) fn apply(verdict: Verdict, me: &BoxInfo, dataplane: &DataplaneHandle, why: &str) {
+    if verdict == Verdict::Fence {
+        stop_serving(&format!("{why} (epoch {})", me.epoch), dataplane);
     }
 }
 
-/// Stops serving at once: the survivors serve our connections now.
-fn fence(epoch: u32, dataplane: &DataplaneHandle, why: &str) -> ! {
+/// Stops serving at once: the survivors serve our connections now. The
+/// dataplane stops and the process exits with status 3, as a crash
+/// would have (a supervisor restarts it as a new incarnation).
+pub(crate) fn stop_serving(why: &str, dataplane: &DataplaneHandle) -> ! {
     tracing::error!(
-        epoch,
         "{why}: its survivors serve our connections now; fencing this box (the dataplane stops, the process exits with status 3)"
     );
     dataplane.shutdown();
@@ -99,25 +70,6 @@ mod tests {
             service_ips: ips.iter().map(|ip| ip.parse().unwrap()).collect(),
             connections: 0,
             checkpoints: 0,
-        }
-    }
-
-    #[test]
-    fn a_settled_box_marked_dead_fences_itself() {
-        let me = entry(BoxState::Dead, &[]);
-        assert_eq!(declared_dead(&me, true), Verdict::Fence);
-    }
-
-    #[test]
-    fn a_dead_mark_in_a_new_incarnations_first_moments_is_cleared_not_obeyed() {
-        let me = entry(BoxState::Dead, &[]);
-        assert_eq!(declared_dead(&me, false), Verdict::ClearLateMark);
-    }
-
-    #[test]
-    fn an_unmarked_box_carries_on() {
-        for state in [BoxState::Alive, BoxState::Rejoined, BoxState::Draining] {
-            assert_eq!(declared_dead(&entry(state, &[]), true), Verdict::CarryOn);
         }
     }
 

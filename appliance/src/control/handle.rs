@@ -3,8 +3,9 @@
 //! watcher (`super::watcher`) calls it with its verdicts; the planned moves
 //! (`super::moves`) and the admin API act through it.
 //!
-//! It decides nothing on its own: verdicts come from the watcher, splits
-//! from `super::takeover::plan`, fencing rules from `super::fence`.
+//! It decides nothing on its own: verdicts come from the watcher (and
+//! with an agreed view, committed changes from `super::agreed`), splits
+//! from `super::takeover`, fencing rules from `super::fence`.
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -14,11 +15,12 @@ use std::time::{Duration, Instant};
 use baton_config::{Config, Member};
 use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneHandle;
-use baton_shmem::{BoxInfo, BoxState, Region, Segment};
+use baton_shmem::{BoxInfo, Region, Segment, ViewNumber};
 use tracing::{info, warn};
 
 use super::fence;
-use super::takeover::{self, restore_paced, spawn_takeover_report, TakeoverSnapshot};
+use super::takeover::{self, restore_paced, spawn_takeover_report, Plan, TakeoverSnapshot};
+use super::view::ViewStatus;
 use crate::orphans::{OrphanRoute, OrphanTable};
 
 /// Addresses inherited from dead boxes, by the dead box's id.
@@ -49,6 +51,11 @@ pub(crate) struct Control {
     pub(super) admin_port: u16,
     /// The cluster's admin token.
     pub(super) admin_token: String,
+    /// What this box shows of the agreed view.
+    pub(crate) view: Arc<ViewStatus>,
+    /// The epoch of the incarnation each inherited address came from
+    /// (agreed view only): a newer epoch beating takes them back.
+    pub(super) inherited_epochs: Mutex<HashMap<u16, u32>>,
 }
 
 impl Control {
@@ -72,6 +79,8 @@ impl Control {
             members: config.cluster.members.clone(),
             admin_port: config.admin.listen.port(),
             admin_token: config.admin.token.clone(),
+            view: Arc::default(),
+            inherited_epochs: Mutex::default(),
         }
     }
 
@@ -92,25 +101,6 @@ impl Control {
         tracing::debug!(connections, counters = %nonzero.join(" "), "dataplane");
     }
 
-    /// A peer declared this box dead (our heartbeats stopped for longer
-    /// than the detection time: the process was stopped or starved) and its
-    /// survivors now serve our connections from our checkpoints: fence, as
-    /// a crash would have (see [`fence::declared_dead`]). `settled`: this
-    /// box has run for longer than twice the detection time.
-    pub(super) fn fence_if_declared_dead(&self, settled: bool) {
-        let Ok(me) = self.region.box_info() else {
-            return;
-        };
-        let verdict = fence::declared_dead(&me, settled);
-        fence::apply(
-            verdict,
-            &me,
-            &self.region,
-            &self.dataplane,
-            "declared dead by a peer while alive",
-        );
-    }
-
     /// A live peer whose entry is `peer` may answer for one of our own
     /// addresses after this box was silent for longer than detection: it
     /// declared us dead and took them over (see [`fence::claimed`]).
@@ -122,27 +112,40 @@ impl Control {
         fence::apply(
             verdict,
             &me,
-            &self.region,
             &self.dataplane,
             "a live peer answers for our address",
         );
     }
 
-    /// Takes over the connections of dead box `dead`, judged dead from
-    /// `judged` (seed Fig. 6 604-618).
-    pub(super) fn take_over(&self, dead: u16, judged: &BoxInfo, survivors: &[u16]) {
+    /// Takes over the connections of dead box `dead` by the local rule
+    /// (seed Fig. 6 604-618): `survivors` as this box's detector believes
+    /// them. Only for boxes without an agreed view (replicated segments).
+    pub(super) fn take_over_locally(&self, dead: u16, survivors: &[u16]) {
         let started = Instant::now();
-        // Tell the box, should it still be running (a stopped process, a
-        // stall longer than detection), that it has been taken over: it
-        // fences itself. Only the epoch judged: a box restarted meanwhile
-        // is a new member. A draining box is stopping on purpose.
-        if judged.state != BoxState::Draining {
-            if let Ok(r) = self.segment.region(dead) {
-                r.declare_dead(judged.epoch);
-            }
-        }
         let before = TakeoverSnapshot::of(&self.dataplane);
         let plan = takeover::plan(&self.segment, dead, self.me, survivors);
+        self.take_over(dead, plan, survivors, None, started, before);
+    }
+
+    /// Carries out `plan`, the split of dead box `dead`'s connections over
+    /// `survivors`: routes, addresses, paced restores. With `claim_in` (a
+    /// committed view change's number) each of our orphans' slots is
+    /// claimed first, and an orphan whose slot another box holds is left
+    /// to it: whatever plans the survivors computed, each connection is
+    /// restored once.
+    pub(super) fn take_over(
+        &self,
+        dead: u16,
+        mut plan: Plan,
+        survivors: &[u16],
+        claim_in: Option<ViewNumber>,
+        started: Instant,
+        before: TakeoverSnapshot,
+    ) {
+        let mut lost_claims = 0usize;
+        if let Some(view) = claim_in {
+            lost_claims = self.claim_or_route(dead, view, &mut plan);
+        }
         let mut routes = Vec::with_capacity(plan.mine.len() + plan.elsewhere.len());
         for (key, owner) in &plan.elsewhere {
             match self.segment.box_info(*owner) {
@@ -198,8 +201,10 @@ impl Control {
         info!(
             dead,
             ?survivors,
+            view = claim_in.map(|v| v.0),
             restoring_here = mine,
             elsewhere = plan.elsewhere.len(),
+            claimed_elsewhere = lost_claims,
             corrupt = plan.corrupt,
             inherit_ips = plan.inherit,
             took_us = started.elapsed().as_micros() as u64,
@@ -207,10 +212,31 @@ impl Control {
         );
     }
 
+    /// Claims the slot of each of `plan`'s orphans in `view` (see
+    /// [`takeover::claim_mine`]); counts the orphans left to others.
+    fn claim_or_route(&self, dead: u16, view: ViewNumber, plan: &mut Plan) -> usize {
+        let Ok(region) = self.segment.region(dead) else {
+            return 0;
+        };
+        let lost = takeover::claim_mine(&region, self.me, view, plan);
+        if lost > 0 {
+            self.view.update(|s| s.claims_lost += lost as u64);
+        }
+        lost
+    }
+
+    /// Whether this box answers for addresses it inherited from box `id`.
+    pub(super) fn holds_addresses_of(&self, id: u16) -> bool {
+        self.inherited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&id)
+    }
+
     /// A dead box came back as a new member: it answers for its addresses
     /// again, so stop answering ARP for them. The connections restored here
     /// stay here; the rejoined box forwards their frames (see
-    /// [`takeover::routes_to_holders`]).
+    /// [`takeover::routes_to_holders_among`]).
     pub(super) fn hand_back(&self, id: u16) {
         let ips = self
             .inherited

@@ -2,7 +2,10 @@
 //! about them, off the packet path.
 //!
 //! - `detector`: the failure detector, pure (box table entries and time
-//!   in, "died" / "rejoined" out);
+//!   in, verdicts or "died" / "rejoined" out);
+//! - `view`: the agreed view (issue #21): this box's membership machine,
+//!   the store the view lives in, what the box shows of it;
+//! - `agreed`: what a committed view change or a fence makes the box do;
 //! - `fence`: when this box must stop because its peers took it over;
 //! - `takeover`: the split of a dead box's connections (seed Fig. 6), the
 //!   paced restores and the report of how they went;
@@ -12,12 +15,15 @@
 //!
 //! It must not know how packets are carried (the dataplane does) or what
 //! the connections carry (the HTTP sessions restore their own state).
-//! Start reading at `watcher::spawn_watcher`, then `takeover::plan`.
+//! Start reading at `watcher::spawn_watcher`, then `agreed`, then
+//! `takeover::plan_with`.
+mod agreed;
 mod detector;
 mod fence;
 mod handle;
 mod moves;
 pub(crate) mod takeover;
+pub(crate) mod view;
 mod watcher;
 
 pub(crate) use handle::{announce_repeatedly, Control};

@@ -16,6 +16,7 @@
 //! 4. Restore: each survivor rebuilds its orphans as unready TCBs on the
 //!    worker that receives their packets; the TCB probes, syncs and reports
 //!    ready, and HTTP resumes at the acknowledged byte.
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::thread;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant};
 use baton_dataplane::tcp::FourTuple;
 use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneHandle;
-use baton_shmem::Segment;
+use baton_shmem::{ClaimError, Region, Segment, SlotId, ViewNumber};
 use tracing::{info, warn};
 
 use crate::orphans::{Orphan, OrphanRoute};
@@ -35,6 +36,9 @@ use crate::record::{orphan_of, tuple_of};
 pub struct Plan {
     /// Orphans this box restores.
     pub mine: Vec<Orphan>,
+    /// The dead region's slot of each of `mine` (a bundle's orphans share
+    /// one), to claim before restoring.
+    pub mine_slots: Vec<SlotId>,
     /// Orphans other survivors restore, with the survivor's id.
     pub elsewhere: Vec<(FourTuple, u16)>,
     /// Slots that failed validation: those connections are lost.
@@ -46,13 +50,29 @@ pub struct Plan {
 }
 
 /// Reads the region of `dead` and splits its connections over `survivors`
-/// (ids, this box included) by the deterministic rule of the module doc.
+/// (ids, this box included) by the deterministic rule of the module doc;
+/// the lowest id inherits the addresses. The local rule, for boxes without
+/// an agreed view (replicated segments).
 pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     let mut survivors = survivors.to_vec();
     survivors.sort_unstable();
     survivors.dedup();
+    let owner = |i: usize| (!survivors.is_empty()).then(|| survivors[i % survivors.len()]);
+    plan_with(segment, dead, me, &owner, survivors.first() == Some(&me))
+}
+
+/// Reads the region of `dead` and splits its connections: orphan `i` (the
+/// valid slots in slot order) goes to `owner(i)` (the committed change's
+/// `orphan_owner`); `inherit`: this box takes the addresses.
+pub fn plan_with(
+    segment: &Segment,
+    dead: u16,
+    me: u16,
+    owner: &dyn Fn(usize) -> Option<u16>,
+    inherit: bool,
+) -> Plan {
     let mut plan = Plan {
-        inherit: survivors.first() == Some(&me),
+        inherit,
         ..Plan::default()
     };
     if let Ok(info) = segment.box_info(dead) {
@@ -61,9 +81,6 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     let Ok(region) = segment.region(dead) else {
         return plan;
     };
-    if survivors.is_empty() {
-        return plan;
-    }
     let mut index = 0usize;
     for slot in region.records() {
         let slot = match slot {
@@ -74,7 +91,9 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
                 continue;
             }
         };
-        let owner = survivors[index % survivors.len()];
+        let Some(owner) = owner(index) else {
+            return plan;
+        };
         index += 1;
         for record in slot.bundle().records.iter() {
             let Some(orphan) = orphan_of(record) else {
@@ -82,12 +101,107 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
             };
             if owner == me {
                 plan.mine.push(orphan);
+                plan.mine_slots.push(slot.slot());
             } else {
                 plan.elsewhere.push((orphan.export.tuple, owner));
             }
         }
     }
     plan
+}
+
+/// Whether every slot of `me`'s region that holds a restorable connection
+/// is claimed in view `since` or later: the survivors that removed this
+/// box's previous incarnation in view `since` have each read their share.
+pub fn region_taken_over(segment: &Segment, me: u16, since: u32) -> bool {
+    let Ok(region) = segment.region(me) else {
+        return true;
+    };
+    region.records().flatten().all(|slot| {
+        let restorable = slot.bundle().records.iter().any(|r| orphan_of(r).is_some());
+        !restorable || matches!(region.claim_of(slot.slot()), Ok(Some(c)) if c.view.0 >= since)
+    })
+}
+
+/// Routes for the connections a restarted box's previous incarnation
+/// left in its own region (`me`'s) that survivors claimed in view `since`
+/// (the one that removed that incarnation) or later: their frames go to
+/// the claimer. Read before the region is cleared; the claims say where
+/// each connection went even before its new owner has checkpointed it.
+pub fn routes_from_claims(segment: &Segment, me: u16, since: u32) -> Vec<(FourTuple, OrphanRoute)> {
+    let Ok(region) = segment.region(me) else {
+        return Vec::new();
+    };
+    let mut routes = Vec::new();
+    for slot in region.records().flatten() {
+        let Ok(Some(claim)) = region.claim_of(slot.slot()) else {
+            continue;
+        };
+        if claim.by == me || claim.view.0 < since {
+            continue;
+        }
+        let Ok(info) = segment.box_info(claim.by) else {
+            continue;
+        };
+        for record in slot.bundle().records.iter() {
+            routes.push((
+                tuple_of(&record.view()),
+                OrphanRoute::Elsewhere(MacAddr(info.mac)),
+            ));
+        }
+    }
+    routes
+}
+
+/// Claims, in committed view `view`, the slot of each orphan `plan`
+/// gives this box (`me`) in the dead box's `region`, before anything is
+/// restored: an orphan whose slot another box claimed first leaves
+/// `plan.mine` for `plan.elsewhere` (its frames go to the claimer), and
+/// one whose claim cannot be made (a corrupt claim word) is restored by
+/// nobody here. So each connection is restored once per view, whatever
+/// plans the survivors computed. Returns how many orphans left `mine`.
+pub(crate) fn claim_mine(region: &Region, me: u16, view: ViewNumber, plan: &mut Plan) -> usize {
+    let mut claims: HashMap<SlotId, Result<(), Option<u16>>> = HashMap::new();
+    let mut kept = Vec::with_capacity(plan.mine.len());
+    let mut kept_slots = Vec::with_capacity(plan.mine.len());
+    let mut lost = 0;
+    let mine = std::mem::take(&mut plan.mine);
+    let slots = std::mem::take(&mut plan.mine_slots);
+    for (orphan, slot) in mine.into_iter().zip(slots) {
+        let claim = *claims
+            .entry(slot)
+            .or_insert_with(|| match region.claim(slot, me, view) {
+                Ok(()) => Ok(()),
+                Err(ClaimError::Taken(c)) => {
+                    warn!(
+                        slot = slot.0,
+                        by = c.by,
+                        view = c.view.0,
+                        "orphan's slot claimed by another box: it restores that connection, not this one"
+                    );
+                    Err(Some(c.by))
+                }
+                Err(err) => {
+                    warn!(slot = slot.0, %err, "orphan's slot cannot be claimed: not restored here");
+                    Err(None)
+                }
+            });
+        match claim {
+            Ok(()) => {
+                kept.push(orphan);
+                kept_slots.push(slot);
+            }
+            Err(by) => {
+                lost += 1;
+                if let Some(by) = by {
+                    plan.elsewhere.push((orphan.export.tuple, by));
+                }
+            }
+        }
+    }
+    plan.mine = kept;
+    plan.mine_slots = kept_slots;
+    lost
 }
 
 /// The orphans in `slots` of box `from`'s region: connections that box
@@ -109,18 +223,27 @@ pub fn orphans_in_slots(segment: &Segment, from: u16, slots: &[u32]) -> Vec<Orph
     out
 }
 
-/// Routes for connections to our own addresses that other boxes hold: a
-/// box that rejoins after a takeover answers for its addresses again, so
-/// the frames of the connections a survivor restored reach it first; it
-/// forwards them to their holder instead of resetting them.
-pub fn routes_to_holders(
+/// Routes for connections to `ips` that other boxes hold, among the boxes
+/// `holds` accepts (the agreed view's members, so that a dead box's stale
+/// records never route a connection to a MAC that no longer answers; any
+/// box without a view). A box that rejoins after a takeover answers for
+/// its addresses again, so the frames of the connections a survivor
+/// restored reach it first; it forwards them to their holder instead of
+/// resetting them. An heir needs it too: it receives the frames of every connection to the
+/// address it inherits, those earlier takeovers left on third boxes
+/// included, and must forward them rather than reset them.
+pub fn routes_to_holders_among(
     segment: &Segment,
     me: u16,
-    my_ips: &[IpAddr],
+    ips: &[IpAddr],
+    holds: &dyn Fn(u16) -> bool,
 ) -> Vec<(FourTuple, OrphanRoute)> {
     let mut routes = Vec::new();
+    if ips.is_empty() {
+        return routes;
+    }
     for holder in 0..segment.layout().regions {
-        if holder == me {
+        if holder == me || !holds(holder) {
             continue;
         }
         let (Ok(info), Ok(region)) = (segment.box_info(holder), segment.region(holder)) else {
@@ -133,7 +256,7 @@ pub fn routes_to_holders(
         for slot in region.records().flatten() {
             for record in slot.bundle().records.iter() {
                 let tuple = tuple_of(&record.view());
-                if my_ips.contains(&tuple.local.ip()) {
+                if ips.contains(&tuple.local.ip()) {
                     routes.push((tuple, OrphanRoute::Elsewhere(mac)));
                 }
             }
@@ -398,7 +521,7 @@ mod tests {
             .region(1)
             .expect("region 1")
             .set_state(BoxState::Alive);
-        let routes = routes_to_holders(&segment, 2, &[DEAD_IP.into()]);
+        let routes = routes_to_holders_among(&segment, 2, &[DEAD_IP.into()], &|_| true);
         assert_eq!(routes.len(), 2);
         for (tuple, route) in routes {
             assert_eq!(tuple.local.ip(), IpAddr::from(DEAD_IP));
@@ -407,6 +530,135 @@ mod tests {
                 OrphanRoute::Elsewhere(MacAddr([2, 0, 0, 0, 0, 1]))
             ));
         }
-        assert!(routes_to_holders(&segment, 2, &["198.18.0.12".parse().unwrap()]).is_empty());
+        assert!(
+            routes_to_holders_among(&segment, 2, &["198.18.0.12".parse().unwrap()], &|_| true)
+                .is_empty()
+        );
+        assert!(
+            routes_to_holders_among(&segment, 2, &[DEAD_IP.into()], &|h| h != 1).is_empty(),
+            "a box outside the view holds nothing"
+        );
+    }
+
+    /// Boxes 1, 2 and 3 joined through `segment`'s view cell; then boxes 2
+    /// and 3 both judge box 1 silent and race to remove it. Returns the
+    /// change each of them reports.
+    fn two_survivors_commit_box_1s_removal(
+        a: &Segment,
+        b: &Segment,
+    ) -> (baton_membership::ViewChange, baton_membership::ViewChange) {
+        use baton_membership::{
+            propose, refresh, sync, Event, Member, Membership, SegmentStore, Verdict,
+        };
+        use baton_shmem::ViewCell;
+        let store_a = SegmentStore::new(ViewCell::new(a));
+        let store_b = SegmentStore::new(ViewCell::new(b));
+        let mut boxes: Vec<Membership> = (1..=3)
+            .map(|id| Membership::new(Member { id, epoch: 1 }))
+            .collect();
+        for m in &mut boxes {
+            m.handle_dataplane_up();
+            m.handle_beat();
+            sync(m, &store_a).unwrap();
+        }
+        let dead = Member { id: 1, epoch: 1 };
+        let verdict = Verdict {
+            peer: dead,
+            silent_for: Duration::from_millis(120),
+        };
+        let (two, three) = boxes.split_at_mut(2);
+        let (two, three) = (&mut two[1], &mut three[0]);
+        refresh(two, &store_a).unwrap();
+        refresh(three, &store_b).unwrap();
+        two.handle_verdict(verdict);
+        three.handle_verdict(verdict);
+        // Both propose over the same view: one commits, the other learns it.
+        propose(two, &store_a);
+        propose(three, &store_b);
+        let removal = |m: &mut Membership| {
+            std::iter::from_fn(|| m.poll_event())
+                .filter_map(|e| match e {
+                    Event::Committed(c) if c.left == [dead] => Some(c),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let (mut c2, mut c3) = (removal(two), removal(three));
+        assert_eq!(c2.len(), 1, "one change per death on box 2: {c2:?}");
+        assert_eq!(c2, c3, "both survivors report the same change");
+        (c2.remove(0), c3.remove(0))
+    }
+
+    #[test]
+    fn two_survivors_racing_to_remove_a_box_commit_one_change_and_split_its_connections() {
+        let (file, a) = TempSegment::new("race-split");
+        let b = Segment::open_existing(&file.0).expect("second mapping");
+        dead_box_with(&a, 6);
+        let (change, _) = two_survivors_commit_box_1s_removal(&a, &b);
+        let survivor = |seg: &Segment, me: u16| {
+            let owner = |i: usize| baton_membership::orphan_owner(&change, i);
+            let heir = baton_membership::address_heir(&change, 1) == Some(me);
+            let mut p = plan_with(seg, 1, me, &owner, heir);
+            let region = seg.region(1).expect("region 1");
+            assert_eq!(claim_mine(&region, me, change.number, &mut p), 0);
+            p
+        };
+        let (p2, p3) = (survivor(&a, 2), survivor(&b, 3));
+        let ports = |p: &Plan| -> Vec<u16> {
+            p.mine
+                .iter()
+                .map(|o| o.export.tuple.remote.port())
+                .collect()
+        };
+        assert_eq!(ports(&p2), vec![40_000, 40_002, 40_004]);
+        assert_eq!(ports(&p3), vec![40_001, 40_003, 40_005]);
+        assert!(
+            p2.inherit && !p3.inherit,
+            "box 2, the lowest survivor, takes the address"
+        );
+    }
+
+    #[test]
+    fn two_survivors_racing_to_restore_one_connection_restore_it_once() {
+        // The plans diverge on purpose (each believes it is the only
+        // survivor, as with views read at different times): the claims,
+        // made on two mappings of one segment at the same instant, still
+        // give each connection to exactly one of them, every round.
+        let (file, a) = TempSegment::new("race-claim");
+        let b = Segment::open_existing(&file.0).expect("second mapping");
+        dead_box_with(&a, 1);
+        let (change, _) = two_survivors_commit_box_1s_removal(&a, &b);
+        for round in 0..200u32 {
+            let view = ViewNumber(change.number.0 + round);
+            let barrier = std::sync::Barrier::new(2);
+            let race = |seg: &Segment, me: u16| {
+                let mut p = plan_with(seg, 1, me, &|_| Some(me), false);
+                assert_eq!(p.mine.len(), 1);
+                let region = seg.region(1).expect("region 1");
+                barrier.wait();
+                claim_mine(&region, me, view, &mut p);
+                p
+            };
+            let (p2, p3) = thread::scope(|s| {
+                let two = s.spawn(|| race(&a, 2));
+                let three = s.spawn(|| race(&b, 3));
+                (two.join().unwrap(), three.join().unwrap())
+            });
+            assert_eq!(
+                p2.mine.len() + p3.mine.len(),
+                1,
+                "round {round}: restored by exactly one survivor"
+            );
+            let (winner, loser, loser_plan) = if p2.mine.is_empty() {
+                (3, 2, &p2)
+            } else {
+                (2, 3, &p3)
+            };
+            assert_eq!(
+                loser_plan.elsewhere,
+                vec![(export(0).tuple, winner)],
+                "round {round}: box {loser} forwards the connection's frames to box {winner}"
+            );
+        }
     }
 }

@@ -1,10 +1,15 @@
 //! The watcher thread: every heartbeat interval it beats for this box
 //! too, reads the peers' box table entries, hands them and the clock to the
-//! failure detector, and turns the detector's transitions into the control
-//! core's acts (take over, hand back, fence).
+//! failure detector, and turns what follows into the control core's acts.
+//!
+//! With an agreed view (shared segment) the detector's verdicts go to the
+//! view (`super::view`), and only committed changes are acted on
+//! (`super::agreed`): take over, hand back, fence. Without one (replicated
+//! segments, until the Raft store lands) the detector's own transitions
+//! are acted on, as every box judges for itself.
 //!
 //! The rules are not here: what counts as dead is `detector`'s, what
-//! fences is `fence`'s; this file is the loop and its timing.
+//! fences is the view's or `fence`'s; this file is the loop and its timing.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -13,8 +18,9 @@ use std::time::{Duration, Instant};
 use baton_config::{Config, SegmentMode};
 use tracing::warn;
 
-use super::detector::{was_starved_tick, HeartbeatClock, PeerTracker, Transition};
+use super::detector::{verdict_on, was_starved_tick, HeartbeatClock, PeerTracker, Transition};
 use super::handle::Control;
+use super::view::AgreedView;
 use crate::clock::unix_ms;
 use crate::sys::{pin_to_cpu, realtime_priority};
 
@@ -26,10 +32,13 @@ const CLAIM_GRACE: Duration = Duration::from_secs(2);
 
 /// Watches the other boxes' heartbeats; a box silent for the configured
 /// count is declared dead and its connections are taken over (seed Fig. 6
-/// step 602), a box back with a new epoch is a new member.
+/// step 602), a box back with a new epoch is a new member. With `agreed`,
+/// through the agreed view: its dataplane is up and it has beaten, so its
+/// first tick proposes its join.
 pub(crate) fn spawn_watcher(
     control: Arc<Control>,
     config: &Config,
+    agreed: Option<AgreedView>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
@@ -49,13 +58,13 @@ pub(crate) fn spawn_watcher(
             // the hypervisor), which silenced a live box in the soak.
             pin_to_cpu("watcher", 1);
             let mut tracker = PeerTracker::new(&peers, clock);
+            let mut judge = match agreed {
+                Some(view) => Judge::Agreed(view),
+                None => Judge::Locally(LocalJudge::default()),
+            };
             let mut last_stats = Instant::now();
             let mut last_tick = Instant::now();
             let mut was_starved = false;
-            let watching_since = Instant::now();
-            // This box went unheard for longer than detection (stopped,
-            // starved): its peers may have declared it dead.
-            let mut was_silent = false;
             while !stop.load(Ordering::Relaxed) {
                 // A judge that was itself asleep cannot tell a silent peer
                 // from a stalled machine: when this thread woke late, or
@@ -64,56 +73,129 @@ pub(crate) fn spawn_watcher(
                 // rather than declare a live peer dead.
                 let gap = last_tick.elapsed();
                 last_tick = Instant::now();
-                was_silent |= gap > Duration::from_millis(deadline_ms);
-                control.fence_if_declared_dead(
-                    watching_since.elapsed() > Duration::from_millis(2 * deadline_ms),
-                );
                 let own_silence = control
                     .region
                     .box_info()
                     .map_or(0, |i| unix_ms().saturating_sub(i.heartbeat_ms));
                 let starved = was_starved_tick(gap, own_silence, interval);
                 control.region.heartbeat(unix_ms());
-                if starved {
-                    if !was_starved {
-                        warn!(
-                            tick_gap_ms = gap.as_millis() as u64,
-                            own_silence_ms = own_silence,
-                            "this box was starved of CPU: no peer is judged until it is not"
-                        );
-                    }
-                    was_starved = true;
-                    thread::sleep(interval);
-                    continue;
+                if starved && !was_starved {
+                    warn!(
+                        tick_gap_ms = gap.as_millis() as u64,
+                        own_silence_ms = own_silence,
+                        "this box was starved of CPU: no peer is judged until it is not"
+                    );
                 }
-                was_starved = false;
-                if tracing::enabled!(tracing::Level::DEBUG)
+                was_starved = starved;
+                if !starved
+                    && tracing::enabled!(tracing::Level::DEBUG)
                     && last_stats.elapsed() >= Duration::from_secs(1)
                 {
                     last_stats = Instant::now();
                     control.log_stats();
                 }
-                let now = unix_ms();
-                for &id in &peers {
-                    match control.segment.box_info(id) {
-                        Ok(info) => match tracker.observe(id, &info, now, deadline_ms) {
-                            None if was_silent
-                                && tracker.is_alive(id)
-                                && watching_since.elapsed() > CLAIM_GRACE =>
-                            {
-                                control.fence_if_claimed(&info);
-                            }
-                            Some(Transition::Died) => {
-                                let survivors = tracker.alive_with(control.me);
-                                control.take_over(id, &info, &survivors);
-                            }
-                            Some(Transition::Rejoined) => control.hand_back(id),
-                            None => {}
-                        },
-                        Err(err) => warn!(peer = id, %err, "unreadable box table entry"),
+                match &mut judge {
+                    Judge::Agreed(view) => {
+                        agreed_tick(&control, view, &mut tracker, starved, deadline_ms)
+                    }
+                    Judge::Locally(local) => {
+                        local.tick(&control, &peers, &mut tracker, gap, starved, deadline_ms)
                     }
                 }
                 thread::sleep(interval);
             }
         })
+}
+
+/// How this box's watcher turns the detector's findings into acts.
+enum Judge {
+    /// Through the agreed view.
+    Agreed(AgreedView),
+    /// By its own reading of the heartbeats (no agreed view).
+    Locally(LocalJudge),
+}
+
+/// One tick with an agreed view: read the view, give the detector's
+/// verdicts on its members (none on a starved tick), propose, act on what
+/// was committed. The view is read and acted on even on a starved tick:
+/// a fence must not wait for the CPU to come back twice.
+fn agreed_tick(
+    control: &Control,
+    view: &mut AgreedView,
+    tracker: &mut PeerTracker,
+    starved: bool,
+    deadline_ms: u64,
+) {
+    view.refresh();
+    let mut verdicts = Vec::new();
+    if !starved {
+        let now = unix_ms();
+        for member in view.peers() {
+            match control.segment.box_info(member.id) {
+                Ok(info) => {
+                    let silent = tracker.silence_ms(member.id, &info, now);
+                    verdicts.extend(verdict_on(member, &info, silent, deadline_ms));
+                }
+                Err(err) => warn!(peer = member.id, %err, "unreadable box table entry"),
+            }
+        }
+    }
+    let events = view.tick(&verdicts);
+    control.view.update(|s| {
+        s.view = view.view().cloned();
+        s.phase = Some(view.phase());
+    });
+    for (event, took) in events {
+        control.act_on_view(event, took);
+    }
+    control.hand_back_to_new_incarnations(unix_ms(), deadline_ms);
+}
+
+/// The local rules, for boxes that share no view cell (replicated
+/// segments): each box acts on its own detector's transitions.
+#[derive(Default)]
+struct LocalJudge {
+    /// This box went unheard for longer than detection (stopped,
+    /// starved): its peers may have declared it dead.
+    was_silent: bool,
+    /// When the watcher started.
+    since: Option<Instant>,
+}
+
+impl LocalJudge {
+    fn tick(
+        &mut self,
+        control: &Control,
+        peers: &[u16],
+        tracker: &mut PeerTracker,
+        gap: Duration,
+        starved: bool,
+        deadline_ms: u64,
+    ) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.was_silent |= gap > Duration::from_millis(deadline_ms);
+        if starved {
+            return;
+        }
+        let now = unix_ms();
+        for &id in peers {
+            match control.segment.box_info(id) {
+                Ok(info) => match tracker.observe(id, &info, now, deadline_ms) {
+                    None if self.was_silent
+                        && tracker.is_alive(id)
+                        && since.elapsed() > CLAIM_GRACE =>
+                    {
+                        control.fence_if_claimed(&info);
+                    }
+                    Some(Transition::Died) => {
+                        let survivors = tracker.alive_with(control.me);
+                        control.take_over_locally(id, &survivors);
+                    }
+                    Some(Transition::Rejoined) => control.hand_back(id),
+                    None => {}
+                },
+                Err(err) => warn!(peer = id, %err, "unreadable box table entry"),
+            }
+        }
+    }
 }

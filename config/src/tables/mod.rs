@@ -62,7 +62,60 @@ table! {
         /// `[admin]`: the admin API.
         admin: AdminConfig = Required,
     }
-    check = own_id_is_a_member;
+    check = cluster_rules;
+}
+
+/// The rules between tables: this box is a member, and in shared mode
+/// every member id fits the view cell.
+fn cluster_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
+    let member = own_id_is_a_member(c, root, p);
+    let fit = shared_ids_fit_the_view(c, root, p);
+    member && fit
+}
+
+/// The most members a shared segment's view cell holds, ids
+/// `0..SHARED_MAX_MEMBERS` (`baton_membership::MAX_MEMBERS`; the cell
+/// fills the segment's 4 KiB header page).
+pub const SHARED_MAX_MEMBERS: u16 = 16;
+
+/// In shared mode the boxes agree on their view in the segment's cell,
+/// which holds ids below [`SHARED_MAX_MEMBERS`]: a larger id would be
+/// refused its join at run time, so it is refused here.
+fn shared_ids_fit_the_view(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
+    let (Some(cluster), Some(checkpoint)) = (&p.cluster, &p.checkpoint) else {
+        return true;
+    };
+    if checkpoint.mode != crate::SegmentMode::Shared {
+        return true;
+    }
+    let mut ok = true;
+    for (i, m) in cluster.members.iter().enumerate() {
+        if m.id < SHARED_MAX_MEMBERS {
+            continue;
+        }
+        ok = false;
+        let line = member_id_span(root, i).and_then(|s| c.line(Some(s)));
+        c.problem(
+            line,
+            format!("cluster.members[{i}].id"),
+            format!(
+                "member id {} does not fit the shared segment's membership view (ids 0..{SHARED_MAX_MEMBERS}; use checkpoint.mode = \"replicated\" or smaller ids)",
+                m.id
+            ),
+        );
+    }
+    ok
+}
+
+/// Where member `i`'s `id` is written, in either spelling of the list.
+fn member_id_span(root: &Tbl<'_>, i: usize) -> Option<std::ops::Range<usize>> {
+    let members = root.t.get("cluster")?.as_table_like()?.get("members")?;
+    let member: &dyn toml_edit::TableLike = match members {
+        toml_edit::Item::ArrayOfTables(a) => a.get(i)?,
+        toml_edit::Item::Value(toml_edit::Value::Array(a)) => a.get(i)?.as_inline_table()?,
+        _ => return None,
+    };
+    member.get("id")?.span()
 }
 
 /// A box must be one of the members it heartbeats with, or no peer could

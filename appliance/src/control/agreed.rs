@@ -1,0 +1,138 @@
+//! What the box does about the agreed view's events: a committed change
+//! takes over the boxes that died in it (survivors, heir and split from
+//! the change, `baton_membership::rules`) and hands addresses back to a box
+//! that rejoined; a fence stops the box. Every change is logged here, once,
+//! with why.
+//!
+//! It decides nothing: the change decides, the machine (`super::view`)
+//! produced it, the handle (`super::handle`) acts.
+use std::time::{Duration, Instant};
+
+use baton_membership::{address_heir, orphan_owner, survivors, Event, Fence, ViewChange};
+use baton_shmem::BoxState;
+use tracing::info;
+
+use super::fence;
+use super::handle::Control;
+use super::takeover::{self, TakeoverSnapshot};
+
+impl Control {
+    /// Acts on one event of the agreed view; `took`: this box's time from
+    /// its verdict to the commit, when it judged the departed member.
+    pub(super) fn act_on_view(&self, event: Event, took: Option<Duration>) {
+        match event {
+            Event::Committed(change) => self.act_on_change(&change, took),
+            Event::Admitted { view } => info!(
+                view = view.0,
+                "admitted to the view: this box judges its peers and is judged from now on"
+            ),
+            Event::Fence(fence) => self.fence_by_view(fence),
+        }
+    }
+
+    fn act_on_change(&self, change: &ViewChange, took: Option<Duration>) {
+        let took_us = took.map(|d| d.as_micros() as u64);
+        info!(
+            view = change.number.0,
+            verdict_to_commit_us = took_us,
+            "{change}"
+        );
+        self.view.update(|s| {
+            s.changes += 1;
+            if took_us.is_some() {
+                s.last_commit_us = took_us;
+            }
+        });
+        let survivors = survivors(change);
+        for left in &change.left {
+            if left.id == self.me || !change.died(left.id) {
+                continue;
+            }
+            let started = Instant::now();
+            let before = TakeoverSnapshot::of(&self.dataplane);
+            let owner = |i: usize| orphan_owner(change, i);
+            let inherit = address_heir(change, left.id) == Some(self.me);
+            let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, inherit);
+            if inherit {
+                self.inherited_epochs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(left.id, left.epoch);
+                // The inherited addresses bring the frames of connections
+                // earlier takeovers left with other survivors: forward them.
+                let others = takeover::routes_to_holders_among(
+                    &self.segment,
+                    self.me,
+                    &plan.service_ips,
+                    &|h| survivors.contains(&h),
+                );
+                self.orphans.extend(others);
+            }
+            self.take_over(
+                left.id,
+                plan,
+                &survivors,
+                Some(change.number),
+                started,
+                before,
+            );
+        }
+        for joined in &change.joined {
+            if joined.id != self.me && self.holds_addresses_of(joined.id) {
+                self.forget_inherited_epoch(joined.id);
+                self.hand_back(joined.id);
+            }
+        }
+    }
+
+    /// Hands the addresses this box inherited from a box back as soon as
+    /// a new incarnation of it beats (an epoch newer than the one they
+    /// were taken from, a heartbeat younger than `deadline_ms`), as
+    /// without a view: before its dataplane is up, so the frames it
+    /// forwards to us once it answers for its addresses reach a box that
+    /// no longer owns them and learns no client's MAC from them (a
+    /// forwarded frame carries the forwarder's MAC; learning it stalled a
+    /// taken-over download in the lab). Its join, committed later, finds
+    /// nothing left to hand back.
+    pub(super) fn hand_back_to_new_incarnations(&self, now_ms: u64, deadline_ms: u64) {
+        let taken: Vec<(u16, u32)> = self
+            .inherited_epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(&id, &epoch)| (id, epoch))
+            .collect();
+        for (id, epoch) in taken {
+            let Ok(info) = self.segment.box_info(id) else {
+                continue;
+            };
+            let beating = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms;
+            if info.epoch > epoch && beating && info.state != BoxState::Unused {
+                self.forget_inherited_epoch(id);
+                self.hand_back(id);
+            }
+        }
+    }
+
+    fn forget_inherited_epoch(&self, id: u16) {
+        self.inherited_epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// A committed view no longer holds this incarnation: its survivors
+    /// serve its connections. A box that drained asked for that and is
+    /// already stopped: it stays up, as after a drain without a view.
+    fn fence_by_view(&self, why: Fence) {
+        let draining = self
+            .region
+            .box_info()
+            .is_ok_and(|i| i.state == BoxState::Draining);
+        if draining {
+            info!("{why}: this box drained, its workers are stopped already");
+            return;
+        }
+        fence::stop_serving(&why.to_string(), &self.dataplane);
+    }
+}

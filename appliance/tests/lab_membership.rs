@@ -1,0 +1,418 @@
+//! The agreed membership view in the lab (issue #21, `docs/MEMBERSHIP.md`):
+//! boxes killed and restarted at random under real curl downloads, and a
+//! box in a crash loop. What a user checks (every download byte-identical,
+//! no RST on the wire) and what the boxes' logs must show: every box
+//! reports each view change once and the same way, and each kill is one
+//! committed removal on every survivor.
+//!
+//! The random trial prints its seed; `BATON_TRIAL_SEED=N` replays it,
+//! `BATON_TRIAL_DOWN_MS=LO-HI` changes how long a victim stays down (0-50:
+//! restarts faster than detection), `BATON_TRIAL_LOGS=DIR` keeps the logs.
+mod common;
+
+use std::collections::HashMap;
+use std::fs;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// splitmix64: a seeded generator, so that a failing trial replays.
+struct Rng(u64);
+
+impl Rng {
+    fn seeded() -> (Rng, u64) {
+        let seed = std::env::var("BATON_TRIAL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        (Rng(seed), seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..=hi`.
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// The text of a box's log without the terminal colours tracing adds.
+fn plain_log(g: &LabGuard, n: usize) -> String {
+    let raw = fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One incarnation's view changes, as its log has them.
+#[derive(Debug, Default)]
+struct Incarnation {
+    epoch: u32,
+    /// `view A → B: …; members […]`, the change's one line, in log order.
+    changes: Vec<String>,
+    /// Verdict-to-commit times this incarnation logged, µs.
+    commit_us: Vec<u64>,
+    fenced: bool,
+}
+
+/// Every incarnation of box `n`, in order (its log is appended to at each
+/// start; each start logs `box started … epoch=N`).
+fn incarnations(g: &LabGuard, n: usize) -> Vec<Incarnation> {
+    let mut out: Vec<Incarnation> = Vec::new();
+    for line in plain_log(g, n).lines() {
+        if line.contains("box started") {
+            let epoch = field(line, "epoch")
+                .and_then(|e| e.parse().ok())
+                .unwrap_or(0);
+            out.push(Incarnation {
+                epoch,
+                ..Incarnation::default()
+            });
+            continue;
+        }
+        let Some(inc) = out.last_mut() else { continue };
+        if line.contains("fencing this box") {
+            inc.fenced = true;
+        }
+        let Some(at) = line.find("view ") else {
+            continue;
+        };
+        let rest = &line[at..];
+        if !rest.contains(" → ") || !rest.contains("; members [") {
+            continue;
+        }
+        let end = rest
+            .find("; members [")
+            .map(|i| i + rest[i..].find(']').map_or(rest.len() - i, |j| j + 1));
+        inc.changes
+            .push(rest[..end.unwrap_or(rest.len())].to_string());
+        if let Some(us) = field(line, "verdict_to_commit_us").and_then(|v| v.parse().ok()) {
+            inc.commit_us.push(us);
+        }
+    }
+    out
+}
+
+/// The value of `key=value` in a log line.
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))?;
+    line[at + key.len() + 2..].split_whitespace().next()
+}
+
+/// The view number a change line commits (`view 4 → 5: …` → 5).
+fn number_of(change: &str) -> u32 {
+    change
+        .split(" → ")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every box reported each view number the same way, and each incarnation
+/// reported each number at most once, in increasing order. Returns the
+/// changes by number.
+fn assert_views_agree(logs: &[(usize, Vec<Incarnation>)]) -> HashMap<u32, String> {
+    let mut by_number: HashMap<u32, String> = HashMap::new();
+    for (n, incs) in logs {
+        for inc in incs {
+            let numbers: Vec<u32> = inc.changes.iter().map(|c| number_of(c)).collect();
+            assert!(
+                numbers.windows(2).all(|w| w[0] < w[1]),
+                "box{n} epoch {}: view changes out of order or twice: {:#?}",
+                inc.epoch,
+                inc.changes
+            );
+            for c in &inc.changes {
+                let first = by_number.entry(number_of(c)).or_insert_with(|| c.clone());
+                assert_eq!(first, c, "box{n} epoch {}: two boxes disagree", inc.epoch);
+            }
+        }
+    }
+    by_number
+}
+
+/// A capture of client FINs and of RSTs reaching the client; finish says
+/// how many FINs it saw (proof it saw the traffic) and which RSTs hit a
+/// connection the client had not closed.
+fn finish_capture(cap: Capture) -> (usize, Vec<String>) {
+    let mut closed = std::collections::HashSet::new();
+    let mut fins = 0;
+    let mut resets = Vec::new();
+    for line in cap.finish(Duration::from_millis(300)) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(src), Some(dst)) = (fields.get(2), fields.get(4)) else {
+            continue;
+        };
+        let port = |a: &str| {
+            a.trim_end_matches(':')
+                .rsplit('.')
+                .next()
+                .map(str::to_string)
+        };
+        if src.starts_with("198.18.0.100.") {
+            fins += 1;
+            closed.extend(port(src));
+        } else if !port(dst).is_some_and(|p| closed.contains(&p)) {
+            resets.push(line.clone());
+        }
+    }
+    (fins, resets)
+}
+
+fn start_capture(g: &LabGuard) -> Capture {
+    Capture::start(
+        g,
+        "membership.pcap",
+        "((tcp[tcpflags] & tcp-rst) != 0 and not src host 198.18.0.100) \
+         or ((tcp[tcpflags] & tcp-fin) != 0 and src host 198.18.0.100)",
+    )
+}
+
+/// With `BATON_TRIAL_LOGS=DIR`, keeps the boxes' logs in `DIR/PREFIX-SEED/`
+/// (the lab's own folder goes with the lab), to read a failed trial.
+fn keep_logs(g: &LabGuard, seed: u64) {
+    let Ok(dir) = std::env::var("BATON_TRIAL_LOGS") else {
+        return;
+    };
+    let dir = std::path::Path::new(&dir).join(format!("{}-{seed}", g.prefix));
+    let _ = fs::create_dir_all(&dir);
+    for n in 1..=3 {
+        let name = format!("box{n}.log");
+        let _ = fs::copy(g.file(&name), dir.join(&name));
+    }
+}
+
+/// Keeps the logs (see [`keep_logs`]) when dropped, pass or fail: before
+/// the lab guard, declared earlier, takes the lab down.
+struct KeepLogs<'a>(&'a LabGuard, u64);
+
+impl Drop for KeepLogs<'_> {
+    fn drop(&mut self) {
+        keep_logs(self.0, self.1);
+    }
+}
+
+fn percentile(v: &mut [u64], q: f64) -> u64 {
+    v.sort_unstable();
+    v.get(((v.len().max(1) - 1) as f64 * q).round() as usize)
+        .copied()
+        .unwrap_or(0)
+}
+
+#[test]
+fn lab_random_kills_and_restarts_lose_no_download_and_commit_one_change_per_kill() {
+    const ROUNDS: usize = 6;
+    let (mut rng, seed) = Rng::seeded();
+    eprintln!("random kill/restart trial: seed {seed} (replay with BATON_TRIAL_SEED={seed})");
+    let g = LabGuard::up("btmb1", &["--boxes", "3"]);
+    let _logs = KeepLogs(&g, seed);
+    for n in 1..=3 {
+        assert_all_identical(
+            &g,
+            vec![start_download(&g, 100 + n, n, "50M.bin", "200M")],
+            "50M.bin",
+        );
+    }
+    let cap = start_capture(&g);
+    // 12 downloads over the three addresses, ~25 s each: they outlast
+    // every round.
+    let downloads: Vec<Download> = (0..12)
+        .map(|i| start_download(&g, i, 1 + i % 3, "50M.bin", "2M"))
+        .collect();
+    sleep(Duration::from_millis(1500));
+    // How long a victim stays down: 100 ms–2 s, or BATON_TRIAL_DOWN_MS=LO-HI
+    // (0-50 restarts faster than detection).
+    let down = std::env::var("BATON_TRIAL_DOWN_MS")
+        .ok()
+        .and_then(|v| {
+            let (lo, hi) = v.split_once('-')?;
+            Some((lo.parse().ok()?, hi.parse().ok()?))
+        })
+        .unwrap_or((100, 2000));
+    let mut epochs = [0u32, 1, 1, 1];
+    let mut kills: Vec<(usize, u32)> = Vec::new();
+    for round in 0..ROUNDS {
+        let victim = rng.between(1, 3) as usize;
+        let down_ms = rng.between(down.0, down.1);
+        let next_ms = rng.between(400, 1200);
+        eprintln!("round {round}: kill box{victim} (epoch {}), restart after {down_ms} ms, next kill {next_ms} ms later", epochs[victim]);
+        ok(g.lab(&["kill", &format!("box{victim}")]));
+        kills.push((victim, epochs[victim]));
+        sleep(Duration::from_millis(down_ms));
+        ok(g.lab(&["start", &format!("box{victim}")]));
+        epochs[victim] += 1;
+        sleep(Duration::from_millis(next_ms));
+    }
+    assert_all_identical(&g, downloads, "50M.bin");
+    let (fins, resets) = finish_capture(cap);
+    assert!(
+        fins >= 12,
+        "the capture saw {fins} client FINs: it missed the traffic"
+    );
+    assert!(
+        resets.is_empty(),
+        "seed {seed}: RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
+
+    let logs: Vec<(usize, Vec<Incarnation>)> = (1..=3).map(|n| (n, incarnations(&g, n))).collect();
+    assert_views_agree(&logs);
+    // Each kill is one committed removal on every box that lived through
+    // it: the incarnation of each other box that was running at the kill.
+    let mut commit_us = Vec::new();
+    for (k, &(victim, epoch)) in kills.iter().enumerate() {
+        let gone = format!("{victim}/{epoch}");
+        for (n, incs) in &logs {
+            if *n == victim {
+                continue;
+            }
+            // Box n's epoch at kill k: 1 plus its kills before k.
+            let e = 1 + kills[..k].iter().filter(|(v, _)| v == n).count() as u32;
+            let inc = incs
+                .iter()
+                .find(|i| i.epoch == e)
+                .unwrap_or_else(|| panic!("seed {seed}: no log of box{n} epoch {e}"));
+            let removals = inc
+                .changes
+                .iter()
+                .filter(|c| {
+                    c.split("; left [")
+                        .nth(1)
+                        .and_then(|r| r.split(']').next())
+                        .is_some_and(|l| l.split(", ").any(|m| m == gone))
+                })
+                .count();
+            assert_eq!(
+                removals, 1,
+                "seed {seed}: box{n} (epoch {e}) saw {removals} view changes removing {gone}: {:#?}",
+                inc.changes
+            );
+        }
+    }
+    for (n, incs) in &logs {
+        for inc in incs {
+            assert!(
+                !inc.fenced,
+                "seed {seed}: box{n} epoch {} fenced itself",
+                inc.epoch
+            );
+            commit_us.extend(&inc.commit_us);
+        }
+    }
+    eprintln!(
+        "seed {seed}: {} kills; verdict → commit: {} samples, p50 {} µs, max {} µs",
+        kills.len(),
+        commit_us.len(),
+        percentile(&mut commit_us.clone(), 0.5),
+        percentile(&mut commit_us, 1.0)
+    );
+}
+
+#[test]
+fn lab_a_box_in_a_crash_loop_costs_the_others_nothing_and_never_splits_a_connection() {
+    const CYCLES: usize = 10;
+    let (mut rng, seed) = Rng::seeded();
+    eprintln!("crash loop: seed {seed} (replay with BATON_TRIAL_SEED={seed})");
+    let g = LabGuard::up("btmb2", &["--boxes", "3"]);
+    let _logs = KeepLogs(&g, seed);
+    for n in 1..=2 {
+        assert_all_identical(
+            &g,
+            vec![start_download(&g, 100 + n, n, "50M.bin", "200M")],
+            "50M.bin",
+        );
+    }
+    let cap = start_capture(&g);
+    let downloads: Vec<Download> = (0..8)
+        .map(|i| start_download(&g, i, 1 + i % 2, "50M.bin", "2M"))
+        .collect();
+    sleep(Duration::from_millis(1000));
+    let started = Instant::now();
+    for cycle in 0..CYCLES {
+        let up_ms = rng.between(100, 300);
+        let down_ms = rng.between(100, 300);
+        ok(g.lab(&["kill", "box3"]));
+        sleep(Duration::from_millis(down_ms));
+        ok(g.lab(&["start", "box3"]));
+        eprintln!("cycle {cycle}: box3 down {down_ms} ms, then up for {up_ms} ms");
+        sleep(Duration::from_millis(up_ms));
+    }
+    eprintln!("{CYCLES} cycles in {:?}", started.elapsed());
+    assert_all_identical(&g, downloads, "50M.bin");
+    let (fins, resets) = finish_capture(cap);
+    assert!(
+        fins >= 8,
+        "the capture saw {fins} client FINs: it missed the traffic"
+    );
+    assert!(
+        resets.is_empty(),
+        "seed {seed}: RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
+
+    let logs: Vec<(usize, Vec<Incarnation>)> = (1..=3).map(|n| (n, incarnations(&g, n))).collect();
+    let changes = assert_views_agree(&logs);
+    for n in 1..=2 {
+        let incs = &logs[n - 1].1;
+        assert_eq!(incs.len(), 1, "seed {seed}: box{n} restarted");
+        assert!(!incs[0].fenced, "seed {seed}: box{n} fenced itself");
+    }
+    // Boxes 1 and 2 stayed members throughout; every other change concerns
+    // box 3, and no incarnation is removed twice or joins twice.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for c in changes.values() {
+        let members_part = |tag: &str| {
+            c.split(tag)
+                .nth(1)
+                .and_then(|r| r.split(']').next())
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        for tag in ["; left [", "; joined ["] {
+            for m in members_part(tag).split(", ").filter(|m| !m.is_empty()) {
+                // Boxes 1 and 2 only joined, at `lab up`.
+                let first_join = tag == "; joined [" && (m == "1/1" || m == "2/1");
+                assert!(m.starts_with("3/") || first_join, "seed {seed}: {c}");
+                *seen.entry(format!("{tag}{m}")).or_default() += 1;
+            }
+        }
+    }
+    assert!(
+        seen.values().all(|&k| k == 1),
+        "seed {seed}: an incarnation joined or left twice: {seen:?}"
+    );
+    // Each box restored a slot only with its claim: no claim was refused
+    // as already taken by the other survivor (the agreed plans never
+    // overlapped), and nobody fenced.
+    for n in 1..=2 {
+        let log = plain_log(&g, n);
+        assert!(
+            !log.contains("orphan's slot cannot be claimed"),
+            "seed {seed}: box{n} met an unreadable claim"
+        );
+    }
+}
