@@ -1,10 +1,8 @@
 //! The datagram frame: header, body, HMAC-SHA256 tag (RFC 2104) under the
 //! cluster key, and the per-sender anti-replay window (RFC 4303 §3.4.3).
 //!
-//! The same scheme as `baton_shmem::replication`'s datagrams, kept as a
-//! copy because shmem's `Auth` and `ReplayWindow` are private to its
-//! replication module (making them public would change shmem's API for a
-//! second user; the day a third appears they move to a crate of their own).
+//! The same scheme as `baton_shmem::replication`'s datagrams, whose replay
+//! window it uses; the tag is computed here because the header differs.
 //! Header, 28 bytes, little-endian:
 //!
 //! | bytes  | field |
@@ -33,8 +31,6 @@ pub const TAG: usize = 32;
 pub const MAX_DATAGRAM: usize = 8192;
 const MAGIC: &[u8; 4] = b"BRFT";
 const VERSION: u8 = 1;
-/// Sliding anti-replay window, in datagrams (RFC 4303 §3.4.3).
-const REPLAY_WINDOW: u64 = 64;
 
 /// A datagram's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,13 +129,13 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Which counters of one sender were already accepted, for its newest boot.
+/// Which counters of one sender were already accepted, for its newest boot:
+/// the replication's window (`baton_shmem::replication::ReplayWindow`),
+/// begun again at each newer boot.
 #[derive(Debug, Default)]
 pub struct ReplayWindow {
     boot: u64,
-    max_counter: u64,
-    /// Bit i set: counter `max_counter - i` was seen.
-    window: u64,
+    counters: baton_shmem::replication::ReplayWindow,
 }
 
 impl ReplayWindow {
@@ -153,27 +149,10 @@ impl ReplayWindow {
         if boot > self.boot {
             *self = ReplayWindow {
                 boot,
-                max_counter: c,
-                window: 1,
+                counters: Default::default(),
             };
-            return true;
         }
-        if c > self.max_counter {
-            let shift = c - self.max_counter;
-            self.window = if shift >= REPLAY_WINDOW {
-                1
-            } else {
-                (self.window << shift) | 1
-            };
-            self.max_counter = c;
-            return true;
-        }
-        let back = self.max_counter - c;
-        if back >= REPLAY_WINDOW || self.window & (1 << back) != 0 {
-            return false;
-        }
-        self.window |= 1 << back;
-        true
+        self.counters.accept(c)
     }
 }
 
@@ -227,7 +206,7 @@ mod tests {
         assert!(w.accept(5, 10));
         assert!(w.accept(5, 3), "late but within the window");
         assert!(!w.accept(5, 3));
-        assert!(w.accept(5, 10 + REPLAY_WINDOW));
+        assert!(w.accept(5, 10 + baton_shmem::replication::REPLAY_WINDOW));
         assert!(!w.accept(5, 10), "now older than the window");
         assert!(w.accept(6, 1), "the sender restarted");
         assert!(!w.accept(5, 500), "its previous boot is over");

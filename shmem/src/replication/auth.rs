@@ -14,7 +14,7 @@ use sha2::Sha256;
 use super::wire::{self, Header, HDR};
 
 /// Sliding anti-replay window, in datagrams (RFC 4303 §3.4.3).
-const REPLAY_WINDOW: u64 = 64;
+pub const REPLAY_WINDOW: u64 = 64;
 
 /// Why a datagram was refused before anything in it was believed.
 pub(super) enum Rejected {
@@ -63,9 +63,10 @@ impl Auth {
     }
 }
 
-/// Which counters of one sender's current epoch were already accepted.
-#[derive(Default)]
-pub(super) struct ReplayWindow {
+/// Which counters of one sender's current epoch were already accepted
+/// (also the membership Raft's, whose datagrams are framed the same way).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplayWindow {
     max_counter: u64,
     /// Bit i set: counter `max_counter - i` was seen.
     window: u64,
@@ -74,7 +75,7 @@ pub(super) struct ReplayWindow {
 impl ReplayWindow {
     /// Sliding-window replay check (RFC 4303 §3.4.3): accepts each counter
     /// once, and nothing older than the window.
-    pub(super) fn accept(&mut self, c: u64) -> bool {
+    pub fn accept(&mut self, c: u64) -> bool {
         if c > self.max_counter {
             let shift = c - self.max_counter;
             self.window = if shift >= REPLAY_WINDOW {

@@ -56,6 +56,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use auth::{ReplayWindow, REPLAY_WINDOW};
 pub use socket::DatagramSocket;
 pub use stats::ReplicationStats;
 pub use wire::MAX_DATAGRAM;
