@@ -290,18 +290,7 @@ impl Bench {
                 }
                 Ok(())
             })?;
-            let _ = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &self.lab.ns("box2"),
-                    "nft",
-                    "delete",
-                    "table",
-                    "inet",
-                    "btbfail",
-                ])
-                .output();
+            self.unsilence_box2();
             self.stop_nginx("box3", &[VIP]);
             self.stop_nginx("box2", &[VIP]);
             let f = tl.failover().unwrap_or_default();

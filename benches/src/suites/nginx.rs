@@ -72,6 +72,12 @@ impl Bench {
         for node in ["box2", "box3"] {
             self.stop_nginx(node, &[NGINX_PLAIN, NGINX_PROXY, VIP]);
         }
+        self.unsilence_box2();
+    }
+
+    /// Removes the nftables table that silenced box2's front port for the
+    /// reference failover (absent: nothing to do).
+    pub(crate) fn unsilence_box2(&self) {
         let _ = Command::new("ip")
             .args([
                 "netns",
