@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// splitmix64: a seeded generator, so that a failing trial replays.
-struct Rng(u64);
+/// A seeded generator, so that a failing trial replays.
+struct Rng(baton_lab::objects::SplitMix64);
 
 impl Rng {
     fn seeded() -> (Rng, u64) {
@@ -30,20 +30,12 @@ impl Rng {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(1, |d| d.as_nanos() as u64)
             });
-        (Rng(seed), seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        (Rng(baton_lab::objects::SplitMix64(seed)), seed)
     }
 
     /// A number in `lo..=hi`.
     fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
+        lo + self.0.next_u64() % (hi - lo + 1)
     }
 }
 

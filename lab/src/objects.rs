@@ -31,8 +31,10 @@ const GENERATOR: &str = "splitmix64-v1";
 const CHUNK: usize = 1 << 20;
 
 /// splitmix64 (Steele, Lea, Flood 2014): fast and good enough to make bytes
-/// that do not compress and that no other object shares.
-struct SplitMix64(u64);
+/// that do not compress and that no other object shares, and to drive the
+/// lab trials' random choices from a seed that replays them.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
     fn seeded_by(name: &str) -> Self {
@@ -45,7 +47,8 @@ impl SplitMix64 {
         SplitMix64(h)
     }
 
-    fn next(&mut self) -> u64 {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -55,7 +58,7 @@ impl SplitMix64 {
 
     fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
+            let v = self.next_u64().to_le_bytes();
             chunk.copy_from_slice(&v[..chunk.len()]);
         }
     }
