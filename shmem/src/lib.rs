@@ -18,6 +18,8 @@
 //!   ([`SlotAllocator`]) and writers ([`SlotWriter`]), and the reader API the
 //!   control core uses at takeover ([`Region::records`], [`Region::find`]).
 //! - [`record`]: the rkyv checkpoint record and bundle types.
+//! - `overflow`: where a bundle too large for its slot lives (long URLs
+//!   and validators), linked from the slot and read through it.
 //! - [`claim`]: which box restores a dead box's slot, claimed by CAS in a
 //!   committed view ([`Region::claim`]).
 //! - [`view`]: the agreed membership view, one cell in the header changed
@@ -52,6 +54,7 @@
 
 pub mod boxtable;
 pub mod claim;
+mod overflow;
 pub mod record;
 pub mod replication;
 pub mod segment;
@@ -68,9 +71,13 @@ pub use record::{
 pub use replication::{
     DatagramSocket, ReplicationConfig, ReplicationError, ReplicationStats, Replicator,
 };
-pub use segment::{Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, SLOT_SIZE};
+pub use overflow::OVERFLOW_PAYLOAD;
+pub use segment::{
+    Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, OVERFLOW_PIECES,
+    SLOTS_PER_OVERFLOW_ENTRY, SLOT_SIZE,
+};
 pub use slot::{
-    ReadError, Records, SlotAllocator, SlotError, SlotId, SlotWriter, ValidSlot, WriteError,
+    check_archive, ReadError, Records, SlotAllocator, SlotError, SlotId, SlotWriter, ValidSlot, WriteError,
     SLOT_PAYLOAD,
 };
 pub use view::{

@@ -18,10 +18,13 @@ use rkyv::{Archive, Serialize};
 /// At most this many connection records per bundle (e.g. FTP control and
 /// data, a TCP + UDP set).
 pub const MAX_BUNDLE_RECORDS: usize = 4;
-/// Longest object name (URL) a record may carry, in bytes.
-pub const MAX_NAME_LEN: usize = 256;
-/// Longest validator (ETag, Last-Modified) a record may carry, in bytes.
-pub const MAX_VALIDATOR_LEN: usize = 128;
+/// Longest object name (URL) a record may carry, in bytes: CDN-signed URLs
+/// carry query strings of 1–2 KB, and 8 KiB is the request-line limit most
+/// servers apply (RFC 9112 §3 recommends at least 8000 octets).
+pub const MAX_NAME_LEN: usize = 8192;
+/// Longest validator (ETag, Last-Modified) or media type a record may
+/// carry, in bytes.
+pub const MAX_VALIDATOR_LEN: usize = 1024;
 /// `app_protocol` value for HTTP (Fig. 5, 512).
 pub const APP_PROTOCOL_HTTP: u8 = 1;
 
@@ -161,6 +164,13 @@ pub struct AppBlock<'a> {
     pub version: u8,
     /// Method code (522).
     pub method: u8,
+    /// Response status (e.g. 200, 206, 404); 0 while no response has
+    /// started (an upload being received).
+    pub status: u16,
+    /// Body bytes of the response, when its head announced them: a
+    /// survivor tells a response the client has whole (carry on idle) from
+    /// one it cannot continue (reset).
+    pub body_len: Option<u64>,
     /// Object name, e.g. URL (522), at most [`MAX_NAME_LEN`] bytes.
     #[rkyv(with = InlineAsBox)]
     pub name: &'a str,
@@ -236,6 +246,12 @@ pub struct ConnRecord<'a> {
     /// the secondary members of a bundle. Stored out of line.
     #[rkyv(with = MapNiche<AsBox>)]
     pub app: Option<AppBlock<'a>>,
+    /// The application was in the middle of something a survivor would
+    /// need (a response in flight) but could not record it (a string over
+    /// the limits, the overflow area full): a survivor resets the
+    /// connection at once instead of restoring it as idle and stalling.
+    /// Never set together with `app`.
+    pub app_lost: bool,
 }
 
 /// The root archived in a slot: 1..=[`MAX_BUNDLE_RECORDS`] records committed
@@ -254,6 +270,8 @@ impl ArchivedAppBlock<'_> {
             object_start_seq: self.object_start_seq.to_native(),
             version: self.version,
             method: self.method,
+            status: self.status.to_native(),
+            body_len: self.body_len.as_ref().map(|v| v.to_native()),
             name: &self.name,
             etag: self.etag.as_ref().map(|s| &**s),
             last_modified: self.last_modified.as_ref().map(|s| &**s),
@@ -315,6 +333,7 @@ impl ArchivedConnRecord<'_> {
             app_protocol: self.app_protocol,
             tcp: self.tcp.as_ref().map(|t| t.get().to_native()),
             app: self.app.as_ref().map(|a| a.get().view()),
+            app_lost: self.app_lost,
         }
     }
 }
@@ -339,7 +358,8 @@ impl std::fmt::Debug for ArchivedBundle<'_> {
 
 /// Checks the rules bytecheck cannot express: bundle size, string bounds,
 /// transport/TCP block agreement, owner. A record that breaks them is
-/// treated like a corrupt slot.
+/// treated like a corrupt slot. The entry point for validating bytes from a
+/// slot is [`crate::slot::check_archive`].
 pub(crate) fn check_bundle(b: &ArchivedBundle<'_>, region: u16) -> Result<(), &'static str> {
     let n = b.records.len();
     if n == 0 || n > MAX_BUNDLE_RECORDS {
@@ -349,34 +369,7 @@ pub(crate) fn check_bundle(b: &ArchivedBundle<'_>, region: u16) -> Result<(), &'
         if r.owner.to_native() != region {
             return Err("record owner is not the region's box");
         }
-        match (&r.transport, r.tcp.as_ref()) {
-            (ArchivedTransport::Tcp, None) => return Err("TCP record without TCP block"),
-            (ArchivedTransport::Udp, Some(_)) => return Err("UDP record with TCP block"),
-            _ => {}
-        }
-        if let Some(app) = r.app.as_ref() {
-            if app.name.len() > MAX_NAME_LEN {
-                return Err("object name too long");
-            }
-            let long = |v: &rkyv::niche::niched_option::NichedOption<
-                rkyv::boxed::ArchivedBox<str>,
-                rkyv::niche::niching::DefaultNiche,
-            >| { v.as_ref().is_some_and(|s| s.len() > MAX_VALIDATOR_LEN) };
-            if long(&app.etag) || long(&app.last_modified) {
-                return Err("validator too long");
-            }
-            if let Some(u) = app.upload.as_ref() {
-                if long(&u.content_type) {
-                    return Err("upload content type too long");
-                }
-                if app.etag.is_some() || app.last_modified.is_some() {
-                    return Err("upload record with validators");
-                }
-                if u.received.to_native() > u.content_length.to_native() {
-                    return Err("upload received more than its length");
-                }
-            }
-        }
+        check_record(&r.view())?;
     }
     Ok(())
 }
@@ -386,34 +379,38 @@ pub(crate) fn check_records(records: &[ConnRecord<'_>]) -> Result<(), &'static s
     if records.is_empty() || records.len() > MAX_BUNDLE_RECORDS {
         return Err("bundle must hold 1 to 4 records");
     }
-    for r in records {
-        match (r.transport, r.tcp.is_some()) {
-            (Transport::Tcp, false) => return Err("TCP record without TCP block"),
-            (Transport::Udp, true) => return Err("UDP record with TCP block"),
-            _ => {}
+    records.iter().try_for_each(check_record)
+}
+
+/// The rules of one record (its owner is the caller's to check).
+fn check_record(r: &ConnRecord<'_>) -> Result<(), &'static str> {
+    match (r.transport, r.tcp.is_some()) {
+        (Transport::Tcp, false) => return Err("TCP record without TCP block"),
+        (Transport::Udp, true) => return Err("UDP record with TCP block"),
+        _ => {}
+    }
+    let Some(app) = &r.app else {
+        return Ok(());
+    };
+    if r.app_lost {
+        return Err("record with an application block marked lost");
+    }
+    if app.name.len() > MAX_NAME_LEN {
+        return Err("object name too long");
+    }
+    let long = |v: Option<&str>| v.is_some_and(|s| s.len() > MAX_VALIDATOR_LEN);
+    if long(app.etag) || long(app.last_modified) {
+        return Err("validator too long");
+    }
+    if let Some(u) = &app.upload {
+        if long(u.content_type) {
+            return Err("upload content type too long");
         }
-        if let Some(app) = &r.app {
-            if app.name.len() > MAX_NAME_LEN {
-                return Err("object name too long");
-            }
-            if app.etag.is_some_and(|s| s.len() > MAX_VALIDATOR_LEN)
-                || app
-                    .last_modified
-                    .is_some_and(|s| s.len() > MAX_VALIDATOR_LEN)
-            {
-                return Err("validator too long");
-            }
-            if let Some(u) = &app.upload {
-                if u.content_type.is_some_and(|s| s.len() > MAX_VALIDATOR_LEN) {
-                    return Err("upload content type too long");
-                }
-                if app.etag.is_some() || app.last_modified.is_some() {
-                    return Err("upload record with validators");
-                }
-                if u.received > u.content_length {
-                    return Err("upload received more than its length");
-                }
-            }
+        if app.etag.is_some() || app.last_modified.is_some() {
+            return Err("upload record with validators");
+        }
+        if u.received > u.content_length {
+            return Err("upload received more than its length");
         }
     }
     Ok(())

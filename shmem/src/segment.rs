@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! offset 0        header (HEADER_SIZE = 4096 bytes, one page): geometry in
-//!                 the first 48 bytes, the membership view cell from byte 64
-//! offset 4096     region 0: box entry (BOX_ENTRY_SIZE) + slots_per_region × SLOT_SIZE,
-//!                 padded to a multiple of 4096
+//!                 the first 56 bytes, the membership view cell from byte 64
+//! offset 4096     region 0: box entry (BOX_ENTRY_SIZE) + slots_per_region × SLOT_SIZE
+//!                 + the overflow area (Layout::overflow_entries() entries of
+//!                 OVERFLOW_PIECES slot-sized pieces), padded to a multiple of 4096
 //! ...             region 1, 2, … (index = member/box id)
 //! after regions   claims: one u64 per slot of every region (region-major),
 //!                 padded to a multiple of 4096 (see [`crate::claim`])
@@ -26,7 +27,7 @@ use memmap2::MmapRaw;
 /// Magic at offset 0 of the segment: "BATONCKP", read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BATONCKP");
 /// Version of the segment layout and record format (docs/CHECKPOINT_FORMAT.md).
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Bytes per slot: a 16-byte seqlock header and a 752-byte payload. 768 is a
 /// multiple of the 64-byte cache line, and 300,000 slots take 219.7 MiB.
 pub const SLOT_SIZE: usize = 768;
@@ -34,6 +35,13 @@ pub const SLOT_SIZE: usize = 768;
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes of a region's box table entry, which precedes its slots.
 pub const BOX_ENTRY_SIZE: usize = 256;
+/// Slot-sized pieces of one overflow entry ([`crate::overflow`]): 15 × 736
+/// payload bytes hold a record with an 8 KiB URL and two 1 KiB validators.
+pub const OVERFLOW_PIECES: usize = 15;
+/// One overflow entry per this many slots (at least 16, or one per slot in
+/// smaller regions): 300,000 slots get 2,344 entries, 25.8 MiB beside the
+/// slots' 219.7 MiB.
+pub const SLOTS_PER_OVERFLOW_ENTRY: u32 = 128;
 /// Bytes of one slot's ownership claim ([`crate::claim`]).
 pub(crate) const CLAIM_SIZE: usize = 8;
 /// Regions are padded to this alignment so each region starts on a page.
@@ -51,6 +59,11 @@ const H_BOX_ENTRY: usize = 24;
 const H_HEADER_SIZE: usize = 28;
 const H_STRIDE: usize = 32;
 const H_TOTAL: usize = 40;
+const H_OVERFLOW: usize = 48;
+const H_PIECES: usize = 52;
+/// Header bytes holding the geometry (the rest of the first cache line is
+/// reserved).
+const H_GEOMETRY: usize = 56;
 /// Start of the membership view cell ([`crate::view`]), which fills the
 /// header page's spare bytes from the second cache line on.
 pub(crate) const H_VIEW: usize = 64;
@@ -65,9 +78,24 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Entries in each region's overflow area, where bundles larger than a
+    /// slot live (see [`SLOTS_PER_OVERFLOW_ENTRY`]).
+    pub fn overflow_entries(&self) -> u32 {
+        self.slots_per_region
+            .div_ceil(SLOTS_PER_OVERFLOW_ENTRY)
+            .max(self.slots_per_region.min(16))
+    }
+
+    /// Slot-sized units of a region: its slots, then the pieces of its
+    /// overflow entries. Each unit has the slot's seqlock header, and
+    /// replication ships units.
+    pub fn units_per_region(&self) -> u32 {
+        self.slots_per_region + self.overflow_entries() * OVERFLOW_PIECES as u32
+    }
+
     /// Bytes between the start of one region and the next.
     pub fn region_stride(&self) -> usize {
-        let raw = BOX_ENTRY_SIZE + self.slots_per_region as usize * SLOT_SIZE;
+        let raw = BOX_ENTRY_SIZE + self.units_per_region() as usize * SLOT_SIZE;
         raw.div_ceil(REGION_ALIGN) * REGION_ALIGN
     }
 
@@ -105,6 +133,7 @@ impl Layout {
             + self.regions as u128
                 * (BOX_ENTRY_SIZE as u128
                     + self.slots_per_region as u128 * (SLOT_SIZE + CLAIM_SIZE) as u128
+                    + self.slots_per_region as u128 * (OVERFLOW_PIECES * SLOT_SIZE) as u128
                     + 2 * 4096);
         if len > (1u128 << 40) {
             return Err(SegmentError::TooLarge(*self));
@@ -212,7 +241,7 @@ pub(crate) struct Inner {
 
 impl Inner {
     fn new(map: MmapRaw, layout: Layout, path: PathBuf) -> Inner {
-        let words = layout.regions as usize * layout.slots_per_region.div_ceil(64) as usize;
+        let words = layout.regions as usize * layout.units_per_region().div_ceil(64) as usize;
         Inner {
             map,
             layout,
@@ -223,7 +252,7 @@ impl Inner {
 
     /// Words of the dirty bitmap of region `id`.
     pub(crate) fn dirty_words(&self, id: u16) -> &[AtomicU64] {
-        let per = self.layout.slots_per_region.div_ceil(64) as usize;
+        let per = self.layout.units_per_region().div_ceil(64) as usize;
         let start = id as usize * per;
         self.dirty.get(start..start + per).unwrap_or(&[])
     }
@@ -387,7 +416,7 @@ impl Segment {
         requested: Option<Layout>,
     ) -> Result<Segment, SegmentError> {
         let len = file.metadata().map_err(io_err(path))?.len();
-        let mut header = [0u8; 48];
+        let mut header = [0u8; H_GEOMETRY];
         if len < HEADER_SIZE as u64 {
             // An empty or short zero file (created by `touch` or a config
             // tool) is sized and initialized in place; anything else this
@@ -507,6 +536,12 @@ impl Region {
         self.seg.inner.layout.slots_per_region
     }
 
+    /// Seqlocked units in this region: the slots, then the overflow pieces
+    /// (what replication ships).
+    pub(crate) fn unit_count(&self) -> u32 {
+        self.seg.inner.layout.units_per_region()
+    }
+
     /// The segment this region lives in.
     pub fn segment(&self) -> &Segment {
         &self.seg
@@ -565,18 +600,24 @@ fn write_header(inner: &Inner) {
         inner
             .u64_at(H_TOTAL)
             .store(l.segment_len() as u64, Ordering::Relaxed);
+        inner
+            .u32_at(H_OVERFLOW)
+            .store(l.overflow_entries(), Ordering::Relaxed);
+        inner
+            .u32_at(H_PIECES)
+            .store(OVERFLOW_PIECES as u32, Ordering::Relaxed);
         // The magic goes last, with Release: whoever sees it sees the rest.
         inner.u64_at(H_MAGIC).store(MAGIC, Ordering::Release);
     }
 }
 
-fn le_u64(b: &[u8; 48], off: usize) -> u64 {
+fn le_u64(b: &[u8; H_GEOMETRY], off: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[off..off + 8]);
     u64::from_le_bytes(w)
 }
 
-fn le_u32(b: &[u8; 48], off: usize) -> u32 {
+fn le_u32(b: &[u8; H_GEOMETRY], off: usize) -> u32 {
     let mut w = [0u8; 4];
     w.copy_from_slice(&b[off..off + 4]);
     u32::from_le_bytes(w)
@@ -584,7 +625,7 @@ fn le_u32(b: &[u8; 48], off: usize) -> u32 {
 
 /// Checks every header field against what this build computes, so a
 /// segment is either understood exactly or refused.
-fn parse_header(path: &Path, h: &[u8; 48], file_len: u64) -> Result<Layout, SegmentError> {
+fn parse_header(path: &Path, h: &[u8; H_GEOMETRY], file_len: u64) -> Result<Layout, SegmentError> {
     let magic = le_u64(h, H_MAGIC);
     if magic != MAGIC {
         return Err(SegmentError::BadMagic {
@@ -635,6 +676,18 @@ fn parse_header(path: &Path, h: &[u8; 48], file_len: u64) -> Result<Layout, Segm
     let total = le_u64(h, H_TOTAL);
     if total != layout.segment_len() as u64 {
         return Err(bad("segment_len", total, layout.segment_len() as u64));
+    }
+    let entries = le_u32(h, H_OVERFLOW);
+    if entries != layout.overflow_entries() {
+        return Err(bad(
+            "overflow_entries",
+            entries as u64,
+            layout.overflow_entries() as u64,
+        ));
+    }
+    let pieces = le_u32(h, H_PIECES);
+    if pieces as usize != OVERFLOW_PIECES {
+        return Err(bad("overflow_pieces", pieces as u64, OVERFLOW_PIECES as u64));
     }
     if file_len < total {
         return Err(SegmentError::Truncated {

@@ -8,7 +8,7 @@
 //! | 0 | sequence (u64): odd while a write is in progress, +2 per publish |
 //! | 8 | payload length (u32); 0 = empty slot, readers skip it |
 //! | 12 | record format (u32) = [`crate::LAYOUT_VERSION`] |
-//! | 16 | payload: one rkyv archive of a [`crate::Bundle`], up to [`SLOT_PAYLOAD`] bytes |
+//! | 16 | payload: one rkyv archive of a [`crate::Bundle`], up to [`SLOT_PAYLOAD`] bytes, or a link to an overflow entry ([`crate::overflow`]) |
 //!
 //! Each slot has exactly one writer: the worker whose [`SlotAllocator`]
 //! range contains it. A writer serializes into its own aligned scratch
@@ -18,7 +18,9 @@
 //! sequence and accepts the copy only if both reads are the same even value
 //! (the classic seqlock, as in Linux's `seqcount_t`); only then does it run
 //! bytecheck over the copy. A torn copy is retried, never validated; a
-//! corrupt slot is an error for that slot alone.
+//! corrupt slot is an error for that slot alone. A bundle larger than a
+//! slot's payload goes to the region's overflow area and the slot holds a
+//! link to it; readers follow the link transparently.
 
 use std::cell::Cell;
 use std::marker::PhantomData;
@@ -28,6 +30,7 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use rkyv::ser::allocator::SubAllocator;
 use rkyv::ser::writer::Buffer;
 
+use crate::overflow::{Assemble, BigPayload, Link, OVERFLOW_PAYLOAD};
 use crate::record::{check_bundle, check_records, ArchivedBundle, Bundle, ConnRecord};
 use crate::segment::{Region, SegmentError, BOX_ENTRY_SIZE, LAYOUT_VERSION, SLOT_SIZE};
 
@@ -40,6 +43,9 @@ const SER_SCRATCH: usize = 2048;
 /// Reader attempts before a slot whose sequence never settles is reported
 /// as busy (its writer died mid-write, or is descheduled for very long).
 const READ_ATTEMPTS: u32 = 10_000;
+/// Reads of a linked slot before its overflow entry, still not matching
+/// the link, is reported: a replica that never received the entry's pieces.
+const LINK_ATTEMPTS: u32 = 1_000;
 
 /// Index of a slot within its region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -52,9 +58,13 @@ pub enum WriteError {
     /// it is beyond the region).
     #[error("slot {0} is not owned by this writer")]
     NotOwned(u32),
-    /// The archived bundle is larger than a slot's payload.
-    #[error("bundle does not fit a {SLOT_PAYLOAD}-byte slot")]
+    /// The archived bundle is larger than an overflow entry.
+    #[error("bundle does not fit {OVERFLOW_PAYLOAD} bytes")]
     TooLarge,
+    /// The bundle needs an overflow entry and every entry of the writer's
+    /// share is in use.
+    #[error("overflow area full")]
+    OverflowFull,
     /// The records break a bundle rule (count, string bounds, transport).
     #[error("invalid bundle: {0}")]
     Invalid(&'static str),
@@ -90,6 +100,10 @@ pub enum ReadError {
     /// The archive is well-formed but breaks a bundle rule.
     #[error("bundle breaks a rule: {0}")]
     Rule(&'static str),
+    /// The slot links to an overflow entry that does not hold the linked
+    /// bundle (never replicated, or contradicting its link).
+    #[error("overflow entry: {0}")]
+    Overflow(&'static str),
 }
 
 /// A [`ReadError`] with the slot it happened in.
@@ -120,6 +134,14 @@ pub(crate) enum Raw {
     Data { seq: u64, len: usize },
 }
 
+/// Where a validated copy lives: inline for a slot's own payload, boxed
+/// for a bundle read from the overflow area.
+#[derive(Clone)]
+enum Held {
+    Inline(Payload),
+    Big(Box<BigPayload>),
+}
+
 /// A validated copy of one slot: the bundle stays readable after the
 /// writer moves on, and no pointer into the shared segment is kept.
 #[derive(Clone)]
@@ -127,7 +149,7 @@ pub struct ValidSlot {
     slot: SlotId,
     seq: u64,
     len: usize,
-    buf: Payload,
+    buf: Held,
 }
 
 impl std::fmt::Debug for ValidSlot {
@@ -154,15 +176,19 @@ impl ValidSlot {
 
     /// The validated bundle.
     pub fn bundle(&self) -> &ArchivedBundle<'static> {
-        // SAFETY: `buf[..len]` passed `rkyv::access` (bytecheck) when this
-        // value was built and is never mutated afterwards; `Payload` keeps
-        // the 16-byte alignment the archive was validated at.
-        unsafe { rkyv::access_unchecked::<ArchivedBundle<'static>>(&self.buf.0[..self.len]) }
+        // SAFETY: `bytes()` passed `rkyv::access` (bytecheck) when this
+        // value was built and is never mutated afterwards; both buffers
+        // keep the 16-byte alignment the archive was validated at.
+        unsafe { rkyv::access_unchecked::<ArchivedBundle<'static>>(self.bytes()) }
     }
 
-    /// The archived bytes (for shipping to a replica).
+    /// The archived bundle's bytes (from the overflow entry for a linked
+    /// slot).
     pub fn bytes(&self) -> &[u8] {
-        &self.buf.0[..self.len]
+        match &self.buf {
+            Held::Inline(p) => &p.0[..self.len],
+            Held::Big(b) => &b.0[..self.len],
+        }
     }
 }
 
@@ -210,11 +236,15 @@ unsafe fn load_words(src: *const u8, buf: &mut Payload, n: usize) {
     }
 }
 
-fn validate(buf: &Payload, len: usize, region: u16) -> Result<(), ReadError> {
-    let bytes = &buf.0[..len];
-    let b = rkyv::api::low::access::<ArchivedBundle<'static>, rkyv::rancor::Error>(bytes)
+/// Validates `bytes` as the bundle archive of a slot of region `region`:
+/// bytecheck, then the bundle rules. Never panics on any input; `bytes`
+/// must start 16-aligned (as slot copies do) or validation fails. The entry
+/// point for fuzzing what a segment or a replica may hold.
+pub fn check_archive(bytes: &[u8], region: u16) -> Result<&ArchivedBundle<'_>, ReadError> {
+    let b = rkyv::api::low::access::<ArchivedBundle<'_>, rkyv::rancor::Error>(bytes)
         .map_err(|e| ReadError::Invalid(e.to_string()))?;
-    check_bundle(b, region).map_err(ReadError::Rule)
+    check_bundle(b, region).map_err(ReadError::Rule)?;
+    Ok(b)
 }
 
 impl Region {
@@ -246,7 +276,7 @@ impl Region {
     /// (replication), the slot ends at exactly that even sequence value.
     pub(crate) fn publish(&self, slot: u32, bytes: &[u8], seq: Option<u64>) {
         // Callers check both; this guards the unsafe copy below regardless.
-        if slot >= self.slot_count() || bytes.len() > SLOT_PAYLOAD {
+        if slot >= self.unit_count() || bytes.len() > SLOT_PAYLOAD {
             debug_assert!(false, "publish out of bounds");
             return;
         }
@@ -292,9 +322,10 @@ impl Region {
         self.inner().dirty_words(self.id).len()
     }
 
-    /// Copies a stable snapshot of `slot` into `buf`.
+    /// Copies a stable snapshot of unit `slot` (a slot or an overflow
+    /// piece) into `buf`.
     pub(crate) fn read_raw(&self, slot: u32, buf: &mut Payload) -> Result<Raw, ReadError> {
-        if slot >= self.slot_count() {
+        if slot >= self.unit_count() {
             return Err(ReadError::OutOfRange);
         }
         let seq = self.slot_seq(slot);
@@ -340,21 +371,50 @@ impl Region {
         Err(ReadError::Busy)
     }
 
-    /// Reads and validates one slot: `Ok(None)` if it is empty.
+    /// Reads and validates one slot, following its link to the overflow
+    /// area if it has one: `Ok(None)` if it is empty.
     pub fn read(&self, slot: SlotId) -> Result<Option<ValidSlot>, ReadError> {
+        if slot.0 >= self.slot_count() {
+            return Err(ReadError::OutOfRange);
+        }
         let mut buf = Payload::zeroed();
-        match self.read_raw(slot.0, &mut buf)? {
-            Raw::Empty { .. } => Ok(None),
-            Raw::Data { seq, len } => {
-                validate(&buf, len, self.id)?;
-                Ok(Some(ValidSlot {
+        let mut big: Option<Box<BigPayload>> = None;
+        for attempt in 0..LINK_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::yield_now();
+            }
+            let (seq, len) = match self.read_raw(slot.0, &mut buf)? {
+                Raw::Empty { .. } => return Ok(None),
+                Raw::Data { seq, len } => (seq, len),
+            };
+            let Some(link) = Link::parse(&buf.0[..len]) else {
+                check_archive(&buf.0[..len], self.id)?;
+                return Ok(Some(ValidSlot {
                     slot,
                     seq,
                     len,
-                    buf,
-                }))
+                    buf: Held::Inline(buf),
+                }));
+            };
+            let out = big.get_or_insert_with(BigPayload::boxed);
+            match self.read_overflow(slot.0, &link, out) {
+                Ok(()) => {
+                    let len = link.len as usize;
+                    check_archive(&out.0[..len], self.id)?;
+                    return Ok(Some(ValidSlot {
+                        slot,
+                        seq,
+                        len,
+                        buf: Held::Big(big.unwrap_or_else(BigPayload::boxed)),
+                    }));
+                }
+                Err(Assemble::Corrupt(why)) => return Err(ReadError::Overflow(why)),
+                Err(Assemble::Stale) => continue,
             }
         }
+        Err(ReadError::Overflow(
+            "the entry never matched its slot's link (not replicated, or its writer died)",
+        ))
     }
 
     /// Iterates the region's validated bundles in slot order, skipping
@@ -465,7 +525,7 @@ impl Region {
     /// Writes a replica slot shipped by its owner if `seq` is newer than
     /// what the replica holds; returns whether it was applied.
     pub(crate) fn apply_replica(&self, slot: u32, seq: u64, bytes: &[u8]) -> bool {
-        if slot >= self.slot_count() || bytes.len() > SLOT_PAYLOAD || seq & 1 == 1 {
+        if slot >= self.unit_count() || bytes.len() > SLOT_PAYLOAD || seq & 1 == 1 {
             return false;
         }
         if seq <= self.seq_of(slot) {
@@ -478,14 +538,14 @@ impl Region {
     /// Empties a replica slot and sets its sequence back to 0 ("never
     /// written"), for a replica whose owner started a new incarnation.
     pub(crate) fn reset_slot(&self, slot: u32) {
-        if slot < self.slot_count() && self.seq_of(slot) != 0 {
+        if slot < self.unit_count() && self.seq_of(slot) != 0 {
             self.publish(slot, &[], Some(0));
         }
     }
 
-    /// [`Region::reset_slot`] for every slot.
+    /// [`Region::reset_slot`] for every unit (slots and overflow pieces).
     pub(crate) fn reset_all(&self) {
-        for s in 0..self.slot_count() {
+        for s in 0..self.unit_count() {
             self.reset_slot(s);
         }
     }
@@ -601,7 +661,13 @@ pub struct SlotWriter {
     region: Region,
     start: u32,
     end: u32,
-    scratch: Box<Payload>,
+    /// The overflow entries this writer may use: the share of the area
+    /// proportional to its slot range, so writers of disjoint slot ranges
+    /// never share an entry.
+    entries: std::ops::Range<u32>,
+    /// Where the next search for a free entry starts.
+    next_entry: u32,
+    scratch: Box<BigPayload>,
     ser: Box<[MaybeUninit<u8>; SER_SCRATCH]>,
     _not_sync: PhantomData<Cell<()>>,
 }
@@ -617,11 +683,21 @@ impl std::fmt::Debug for SlotWriter {
 
 impl SlotWriter {
     fn new(region: Region, start: u32, end: u32) -> Self {
+        let (slots, n) = (
+            u64::from(region.slot_count()),
+            u64::from(region.overflow_entries()),
+        );
+        // ceil(slot * n / slots) splits the entries like the slots: the
+        // ranges of adjacent slot ranges meet, and the whole region gets all.
+        let share = |slot: u32| (u64::from(slot) * n).div_ceil(slots.max(1)) as u32;
+        let entries = share(start)..share(end);
         SlotWriter {
             region,
             start,
             end,
-            scratch: Box::new(Payload::zeroed()),
+            next_entry: entries.start,
+            entries,
+            scratch: BigPayload::boxed(),
             ser: Box::new([MaybeUninit::uninit(); SER_SCRATCH]),
             _not_sync: PhantomData,
         }
@@ -636,13 +712,57 @@ impl SlotWriter {
     }
 
     /// Serializes `records` as one bundle and publishes it into `slot`:
-    /// readers see the previous bundle or this one, never a mix. On error
-    /// the slot keeps its previous content.
+    /// readers see the previous bundle or this one, never a mix. A bundle
+    /// larger than a slot goes to an overflow entry, which the slot links
+    /// to. On error the slot keeps its previous content.
     pub fn write(&mut self, slot: SlotId, records: &[ConnRecord<'_>]) -> Result<(), WriteError> {
         self.check_slot(slot)?;
         let len = self.serialize(records)?;
-        self.region.publish(slot.0, &self.scratch.0[..len], None);
+        if len <= SLOT_PAYLOAD {
+            self.region.publish(slot.0, &self.scratch.0[..len], None);
+            return Ok(());
+        }
+        let entry = self.entry_for(slot.0).ok_or(WriteError::OverflowFull)?;
+        // The slot's sequence once the link below is published (one
+        // writer per slot): unique to this write of this slot.
+        let gen = (self.region.seq_of(slot.0).wrapping_add(1) | 1).wrapping_add(1);
+        self.region
+            .write_overflow(slot.0, entry, gen, &self.scratch.0[..len]);
+        let link = Link {
+            entry,
+            len: len as u32,
+            gen,
+        };
+        self.region.publish(slot.0, &link.encode(), None);
         Ok(())
+    }
+
+    /// The overflow entry `slot` writes into: the one it links to already,
+    /// else a free one of this writer's share (one no slot links to).
+    fn entry_for(&mut self, slot: u32) -> Option<u32> {
+        let mut buf = Payload::zeroed();
+        if let Ok(Raw::Data { len, .. }) = self.region.read_raw(slot, &mut buf) {
+            if let Some(link) = Link::parse(&buf.0[..len]) {
+                if self.entries.contains(&link.entry)
+                    && self.region.overflow_holder(link.entry) == Some(slot)
+                {
+                    return Some(link.entry);
+                }
+            }
+        }
+        let n = self.entries.len() as u32;
+        for i in 0..n {
+            let e = self.entries.start + (self.next_entry - self.entries.start + i) % n;
+            if self.region.overflow_holder(e).is_none() {
+                self.next_entry = if e + 1 >= self.entries.end {
+                    self.entries.start
+                } else {
+                    e + 1
+                };
+                return Some(e);
+            }
+        }
+        None
     }
 
     /// Serializes a bundle into this writer's scratch buffer and returns its

@@ -106,7 +106,8 @@ fn an_upload_record_breaking_its_rules_is_refused() {
         w.write(SlotId(0), &[with(ok, Some("x"))]),
         Err(WriteError::Invalid(_))
     ));
-    let long: &'static str = Box::leak("t".repeat(129).into_boxed_str());
+    let long: &'static str =
+        Box::leak("t".repeat(baton_shmem::MAX_VALIDATOR_LEN + 1).into_boxed_str());
     assert!(matches!(
         w.write(
             SlotId(0),
@@ -210,15 +211,15 @@ fn freed_and_never_written_slots_are_skipped_by_readers() {
 }
 
 #[test]
-fn a_bundle_too_large_for_a_slot_is_refused_and_the_old_one_kept() {
+fn a_bundle_too_large_for_an_overflow_entry_is_refused_and_the_old_one_kept() {
     let t = TempSeg::new("large");
     let s = Segment::open_or_create(t.path(), L).unwrap();
     let r = s.region(0).unwrap();
     let mut w = r.writer();
     w.write(SlotId(0), &[http_record(0, 7, "/small", None)])
         .unwrap();
-    let url = "u".repeat(250);
-    let tag = "e".repeat(120);
+    let url = "u".repeat(baton_shmem::MAX_NAME_LEN);
+    let tag = "e".repeat(baton_shmem::MAX_VALIDATOR_LEN);
     let big = [http_record(0, 1, &url, Some(&tag)); 4];
     assert_eq!(w.write(SlotId(0), &big), Err(WriteError::TooLarge));
     let v = r.read(SlotId(0)).unwrap().unwrap();
@@ -230,7 +231,7 @@ fn bundle_rules_are_checked_before_writing() {
     let t = TempSeg::new("rules");
     let s = Segment::open_or_create(t.path(), L).unwrap();
     let mut w = s.region(0).unwrap().writer();
-    let long = "x".repeat(257);
+    let long = "x".repeat(baton_shmem::MAX_NAME_LEN + 1);
     assert!(matches!(
         w.write(SlotId(0), &[http_record(0, 1, &long, None)]),
         Err(WriteError::Invalid(_))

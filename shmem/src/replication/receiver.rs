@@ -201,7 +201,7 @@ impl Receiver {
                 };
                 p.resync = Some(Resync {
                     cursor: 0,
-                    remaining: p.region.slot_count() as u64,
+                    remaining: p.region.unit_count() as u64,
                     min_data_seq: h.data_seq,
                     requested_ms: None,
                 });
@@ -244,7 +244,7 @@ impl Receiver {
         };
         if missing {
             ReplicationStats::bump(&self.stats.gaps);
-            let full = p.region.slot_count() as u64;
+            let full = p.region.unit_count() as u64;
             match p.resync.as_mut() {
                 Some(r) => {
                     r.remaining = full;
@@ -293,7 +293,7 @@ impl Receiver {
             return (false, None);
         };
         let last = *last == 1;
-        let slots = self.peers[pi].region.slot_count();
+        let slots = self.peers[pi].region.unit_count();
         if start > end || end > slots {
             return (false, None);
         }
@@ -344,7 +344,7 @@ impl Receiver {
             let Some((slot, seq, bytes, next)) = wire::parse_entry(body, off) else {
                 return false;
             };
-            if slot >= region.slot_count() {
+            if slot >= region.unit_count() {
                 return false;
             }
             if region.apply_replica(slot, seq, bytes) {

@@ -174,7 +174,7 @@ impl Sender {
         from: u32,
         window: u16,
     ) -> io::Result<()> {
-        let slots = self.own.slot_count();
+        let slots = self.own.unit_count();
         let mut start = from.min(slots);
         let window = window.max(1);
         for n in 0..window {

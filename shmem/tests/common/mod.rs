@@ -82,6 +82,8 @@ pub fn http_record<'a>(
             object_start_seq: 1_300,
             version: 11,
             method: 1,
+            status: 200,
+            body_len: Some(50 << 20),
             name: url,
             etag,
             last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT"),
@@ -92,6 +94,7 @@ pub fn http_record<'a>(
             request_count: 1,
             upload: None,
         }),
+        app_lost: false,
     }
 }
 
