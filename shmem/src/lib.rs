@@ -63,6 +63,7 @@ pub mod view;
 
 pub use boxtable::{BoxInfo, BoxState, BoxTableError, MAX_SERVICE_IPS};
 pub use claim::{Claim, ClaimError};
+pub use overflow::OVERFLOW_PAYLOAD;
 pub use record::{
     AppBlock, ArchivedAppBlock, ArchivedBundle, ArchivedConnRecord, ArchivedEndpoint,
     ArchivedTcpBlock, Bundle, ConnRecord, Endpoint, TcpBlock, Transport, UploadBlock,
@@ -71,14 +72,13 @@ pub use record::{
 pub use replication::{
     DatagramSocket, ReplicationConfig, ReplicationError, ReplicationStats, Replicator,
 };
-pub use overflow::OVERFLOW_PAYLOAD;
 pub use segment::{
     Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, OVERFLOW_PIECES,
     SLOTS_PER_OVERFLOW_ENTRY, SLOT_SIZE,
 };
 pub use slot::{
-    check_archive, ReadError, Records, SlotAllocator, SlotError, SlotId, SlotWriter, ValidSlot, WriteError,
-    SLOT_PAYLOAD,
+    check_archive, ReadError, Records, SlotAllocator, SlotError, SlotId, SlotWriter, ValidSlot,
+    WriteError, SLOT_PAYLOAD,
 };
 pub use view::{
     InvalidProposal, Member, ProposeError, View, ViewCell, ViewError, ViewNumber, MAX_MEMBERS,

@@ -687,7 +687,11 @@ fn parse_header(path: &Path, h: &[u8; H_GEOMETRY], file_len: u64) -> Result<Layo
     }
     let pieces = le_u32(h, H_PIECES);
     if pieces as usize != OVERFLOW_PIECES {
-        return Err(bad("overflow_pieces", pieces as u64, OVERFLOW_PIECES as u64));
+        return Err(bad(
+            "overflow_pieces",
+            pieces as u64,
+            OVERFLOW_PIECES as u64,
+        ));
     }
     if file_len < total {
         return Err(SegmentError::Truncated {

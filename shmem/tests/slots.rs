@@ -106,8 +106,10 @@ fn an_upload_record_breaking_its_rules_is_refused() {
         w.write(SlotId(0), &[with(ok, Some("x"))]),
         Err(WriteError::Invalid(_))
     ));
-    let long: &'static str =
-        Box::leak("t".repeat(baton_shmem::MAX_VALIDATOR_LEN + 1).into_boxed_str());
+    let long: &'static str = Box::leak(
+        "t".repeat(baton_shmem::MAX_VALIDATOR_LEN + 1)
+            .into_boxed_str(),
+    );
     assert!(matches!(
         w.write(
             SlotId(0),
