@@ -7,9 +7,15 @@
 //! dataplane); everything above this module compares sequence numbers as
 //! [`SeqNum`], modulo 2^32 (RFC 9293 §3.4), never by hand. The application
 //! block is HTTP's to fill and read (`crate::http::checkpoint`); this module
-//! only carries it. It knows nothing of slots, cadence or takeover plans.
+//! only carries it, marks a record whose block could not be stored, and
+//! checks what a record read for a restore may ask of this box (its
+//! strings reach origin requests; its local address becomes ours). It
+//! knows nothing of slot layout, cadence or takeover plans.
+use std::net::IpAddr;
+
 use baton_dataplane::tcp::{FourTuple, SeqNum, State, TcbExport};
-use baton_shmem::record::{ArchivedConnRecord, ConnRecord, TcpBlock, Transport};
+use baton_shmem::record::{AppBlock, ArchivedConnRecord, ConnRecord, TcpBlock, Transport};
+use baton_shmem::{SlotId, SlotWriter, WriteError};
 
 use crate::http::ResponseCheckpoint;
 use crate::orphans::Orphan;
@@ -108,15 +114,106 @@ pub(crate) fn tuple_of(r: &ConnRecord<'_>) -> FourTuple {
 }
 
 /// A record as the dataplane and HTTP restore it; `None` for records that
-/// cannot be resumed (UDP members, unknown TCP states).
+/// cannot be resumed (UDP members, unknown TCP states). A record whose
+/// application state was lost restores with [`ResponseCheckpoint::unrecorded`],
+/// which the session resets at once.
 pub(crate) fn orphan_of(record: &ArchivedConnRecord<'_>) -> Option<Orphan> {
     let r = record.view();
     if r.transport != Transport::Tcp {
         return None;
     }
     let export = export_of(tuple_of(&r), &r.tcp?)?;
-    let response = r.app.as_ref().map(ResponseCheckpoint::from_app_block);
+    let response = match (&r.app, r.app_lost) {
+        (Some(app), _) => Some(ResponseCheckpoint::from_app_block(app)),
+        (None, true) => Some(ResponseCheckpoint::unrecorded()),
+        (None, false) => None,
+    };
     Some(Orphan { export, response })
+}
+
+/// The application block of a record for the response `app`, with
+/// `bytes_sent` body bytes sent, and whether the response's state is lost
+/// (a string beyond the record's limits: the record says so instead of
+/// posing as an idle connection).
+pub(crate) fn app_fields(
+    app: Option<&ResponseCheckpoint>,
+    bytes_sent: u64,
+) -> (Option<AppBlock<'_>>, bool) {
+    match app.map(|cp| cp.to_app_block(bytes_sent)) {
+        None => (None, false),
+        Some(Some(block)) => (Some(block), false),
+        Some(None) => (None, true),
+    }
+}
+
+/// Writes `record` into `slot`. A bundle the segment cannot hold with its
+/// application block (the overflow area full, or larger than an entry) is
+/// written without it and marked lost, so a survivor resets the connection
+/// at once rather than restoring it as idle and stalling the client.
+/// Returns whether the block was lost.
+pub(crate) fn write_record(
+    writer: &mut SlotWriter,
+    slot: SlotId,
+    record: ConnRecord<'_>,
+) -> Result<bool, WriteError> {
+    match writer.write(slot, &[record]) {
+        Ok(()) => Ok(record.app_lost),
+        Err(WriteError::OverflowFull | WriteError::TooLarge) if record.app.is_some() => {
+            let bare = ConnRecord {
+                app: None,
+                app_lost: true,
+                ..record
+            };
+            writer.write(slot, &[bare]).map(|()| true)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Why a record read for a restore is refused: restoring it would put a
+/// string from the segment into a request line or header, or take over an
+/// address that was not the dead box's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refused {
+    /// A control character (or, in the URL, a space) in a string that
+    /// becomes part of an origin request.
+    #[error("control character or space in the record's {0}")]
+    ControlCharacter(&'static str),
+    /// The record's local address is not one of the dead box's addresses.
+    #[error("local address {0} is not one of the box's service addresses")]
+    ForeignAddress(IpAddr),
+}
+
+/// Checks a record read for a restore: its strings can go into an origin
+/// request unquoted (no CTL, RFC 9110 §5.5; no space in the request
+/// target, RFC 9112 §3.2), and its local address is one of `service_ips`,
+/// the addresses of the box that wrote it.
+pub(crate) fn check_restorable(
+    record: &ArchivedConnRecord<'_>,
+    service_ips: &[IpAddr],
+) -> Result<(), Refused> {
+    let r = record.view();
+    let local = r.local.socket_addr().ip();
+    if !service_ips.contains(&local) {
+        return Err(Refused::ForeignAddress(local));
+    }
+    let Some(app) = r.app else {
+        return Ok(());
+    };
+    let ctl = |s: &str| s.bytes().any(|b| b < 0x20 || b == 0x7f);
+    if ctl(app.name) || app.name.contains(' ') {
+        return Err(Refused::ControlCharacter("URL"));
+    }
+    if app.etag.is_some_and(ctl) {
+        return Err(Refused::ControlCharacter("ETag"));
+    }
+    if app.last_modified.is_some_and(ctl) {
+        return Err(Refused::ControlCharacter("Last-Modified"));
+    }
+    if app.upload.and_then(|u| u.content_type).is_some_and(ctl) {
+        return Err(Refused::ControlCharacter("Content-Type"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -182,6 +279,149 @@ mod tests {
             prop_assert_eq!(SeqNum(back.rcv_nxt), covered);
             prop_assert!(!back.acks_covered);
         }
+    }
+
+    /// Runs `f` on `record` as a survivor reads it: written into box 1's
+    /// region of a scratch segment and read back.
+    fn read_back<T>(record: ConnRecord<'_>, f: impl FnOnce(&ArchivedConnRecord<'_>) -> T) -> T {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "baton-record-test-{}-{}.seg",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let layout = baton_shmem::Layout {
+            regions: 2,
+            slots_per_region: 4,
+        };
+        let seg = baton_shmem::Segment::open_or_create(&path, layout).expect("scratch segment");
+        let region = seg.region(1).expect("region 1");
+        region.writer().write(SlotId(0), &[record]).expect("fits");
+        let slot = region.read(SlotId(0)).expect("valid").expect("written");
+        let out = f(&slot.bundle().records[0]);
+        let _ = std::fs::remove_file(&path);
+        out
+    }
+
+    fn http(url: &str, etag: Option<&str>) -> ConnRecord<'static> {
+        let url: &'static str = Box::leak(url.to_string().into_boxed_str());
+        let etag = etag.map(|e| &*Box::leak(e.to_string().into_boxed_str()));
+        ConnRecord {
+            owner: 1,
+            worker: 0,
+            epoch: 1,
+            checkpoint_ms: 0,
+            local: "198.18.0.11:80"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+            remote: "198.18.0.100:40000"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+            transport: Transport::Tcp,
+            app_protocol: baton_shmem::APP_PROTOCOL_HTTP,
+            tcp: Some(TcpBlock {
+                tcp_state: State::Established.as_u8(),
+                ..TcpBlock::default()
+            }),
+            app: Some(AppBlock {
+                object_start_seq: 1,
+                version: 11,
+                method: 1,
+                status: 200,
+                body_len: Some(10),
+                name: url,
+                etag,
+                last_modified: None,
+                range_start: None,
+                range_end: None,
+                persistent: true,
+                bytes_sent: 0,
+                request_count: 1,
+                upload: None,
+            }),
+            app_lost: false,
+        }
+    }
+
+    fn check(record: ConnRecord<'_>, ips: &[IpAddr]) -> Result<(), Refused> {
+        read_back(record, |r| check_restorable(r, ips))
+    }
+
+    const BOX_IP: [u8; 4] = [198, 18, 0, 11];
+
+    #[test]
+    fn strings_bound_for_an_origin_request_carry_no_control_characters() {
+        let ips = [IpAddr::from(BOX_IP)];
+        assert_eq!(
+            check(http("/a.bin?sig=x%20y", Some("\"v1\"")), &ips),
+            Ok(())
+        );
+        for url in ["/a\r\nX-Injected: 1", "/a b", "/a\0", "/a\x7f"] {
+            assert_eq!(
+                check(http(url, None), &ips),
+                Err(Refused::ControlCharacter("URL")),
+                "{url:?}"
+            );
+        }
+        assert_eq!(
+            check(http("/a", Some("\"v1\"\r\nX: y")), &ips),
+            Err(Refused::ControlCharacter("ETag"))
+        );
+        let mut lm = http("/a", None);
+        let mut app = lm.app.unwrap();
+        app.last_modified = Some("Wed, 21 Oct 2015\n07:28:00 GMT");
+        lm.app = Some(app);
+        assert_eq!(
+            check(lm, &ips),
+            Err(Refused::ControlCharacter("Last-Modified"))
+        );
+    }
+
+    #[test]
+    fn a_record_for_an_address_the_box_never_had_is_refused() {
+        let other: IpAddr = "198.18.0.12".parse().unwrap();
+        assert_eq!(
+            check(http("/a", None), &[other]),
+            Err(Refused::ForeignAddress(IpAddr::from(BOX_IP)))
+        );
+        assert_eq!(
+            check(http("/a", None), &[]),
+            Err(Refused::ForeignAddress(IpAddr::from(BOX_IP)))
+        );
+        assert_eq!(
+            check(http("/a", None), &[other, IpAddr::from(BOX_IP)]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_record_whose_app_state_was_lost_restores_as_unrecorded() {
+        let lost = ConnRecord {
+            app: None,
+            app_lost: true,
+            ..http("/a", None)
+        };
+        let orphan = read_back(lost, orphan_of).expect("a TCP record");
+        assert!(orphan.response.is_some_and(|r| r.is_unrecorded()));
+        let idle = ConnRecord {
+            app: None,
+            ..http("/a", None)
+        };
+        assert!(read_back(idle, orphan_of).unwrap().response.is_none());
+    }
+
+    #[test]
+    fn a_response_too_long_for_the_record_is_written_marked_lost() {
+        let cp = ResponseCheckpoint {
+            url: format!("/{}", "u".repeat(baton_shmem::MAX_NAME_LEN)),
+            ..ResponseCheckpoint::unrecorded()
+        };
+        let (block, lost) = app_fields(Some(&cp), 0);
+        assert!(block.is_none() && lost);
+        assert_eq!(app_fields(None, 0).1, false);
     }
 
     #[test]

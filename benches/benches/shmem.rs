@@ -79,6 +79,8 @@ fn typical(n: u64) -> ConnRecord<'static> {
             object_start_seq: 0x1234_5900,
             version: 11,
             method: 1,
+            status: 200,
+            body_len: Some(50_000_000),
             name: "http://198.19.0.2/50M.bin",
             etag: Some("\"2faf080-5f3a1c2b\""),
             last_modified: Some("Wed, 21 Oct 2015 07:28:00 GMT"),
@@ -89,6 +91,7 @@ fn typical(n: u64) -> ConnRecord<'static> {
             request_count: 1,
             upload: None,
         }),
+        app_lost: false,
     }
 }
 

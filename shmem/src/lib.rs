@@ -14,6 +14,8 @@
 //!   ([`Segment::open_or_create`], [`Segment::region`]).
 //! - [`boxtable`]: each region's heartbeat, state, epoch, MAC, service IPs
 //!   and counters ([`Region::heartbeat`], [`Region::box_info`]).
+//! - [`unit`]: the seqlocked slot-sized cells (slots and overflow pieces)
+//!   and how they are written, copied and replicated.
 //! - [`slot`]: fixed-size seqlocked slots, the per-worker free lists
 //!   ([`SlotAllocator`]) and writers ([`SlotWriter`]), and the reader API the
 //!   control core uses at takeover ([`Region::records`], [`Region::find`]).
@@ -59,6 +61,7 @@ pub mod record;
 pub mod replication;
 pub mod segment;
 pub mod slot;
+pub mod unit;
 pub mod view;
 
 pub use boxtable::{BoxInfo, BoxState, BoxTableError, MAX_SERVICE_IPS};

@@ -20,7 +20,7 @@
 //! that could get out of step. It knows the slot layout, not records.
 
 use crate::segment::{Region, OVERFLOW_PIECES};
-use crate::slot::{Payload, Raw, SLOT_PAYLOAD};
+use crate::unit::{Payload, Raw, SLOT_PAYLOAD};
 
 /// Bytes of a slot payload that links to an overflow entry. A bundle
 /// archive is never this short (a record alone archives to ~130 bytes).

@@ -61,9 +61,12 @@ const H_STRIDE: usize = 32;
 const H_TOTAL: usize = 40;
 const H_OVERFLOW: usize = 48;
 const H_PIECES: usize = 52;
-/// Header bytes holding the geometry (the rest of the first cache line is
-/// reserved).
-const H_GEOMETRY: usize = 56;
+/// FNV-1a over the geometry fields: the one check on `slots` and `regions`
+/// that page padding does not absorb (64 and 65 slots give the same
+/// stride and length).
+const H_SUM: usize = 56;
+/// Header bytes holding the geometry and its sum.
+const H_GEOMETRY: usize = 64;
 /// Start of the membership view cell ([`crate::view`]), which fills the
 /// header page's spare bytes from the second cache line on.
 pub(crate) const H_VIEW: usize = 64;
@@ -606,6 +609,9 @@ fn write_header(inner: &Inner) {
         inner
             .u32_at(H_PIECES)
             .store(OVERFLOW_PIECES as u32, Ordering::Relaxed);
+        inner
+            .u64_at(H_SUM)
+            .store(geometry_sum(&l), Ordering::Relaxed);
         // The magic goes last, with Release: whoever sees it sees the rest.
         inner.u64_at(H_MAGIC).store(MAGIC, Ordering::Release);
     }
@@ -621,6 +627,31 @@ fn le_u32(b: &[u8; H_GEOMETRY], off: usize) -> u32 {
     let mut w = [0u8; 4];
     w.copy_from_slice(&b[off..off + 4]);
     u32::from_le_bytes(w)
+}
+
+/// FNV-1a (64-bit) over the geometry fields of `l` as the header stores
+/// them (offsets 8..56).
+fn geometry_sum(l: &Layout) -> u64 {
+    let mut bytes = Vec::with_capacity(48);
+    for w in [
+        LAYOUT_VERSION,
+        SLOT_SIZE as u32,
+        l.slots_per_region,
+        u32::from(l.regions),
+        BOX_ENTRY_SIZE as u32,
+        HEADER_SIZE as u32,
+    ] {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    for w in [l.region_stride() as u64, l.segment_len() as u64] {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    for w in [l.overflow_entries(), OVERFLOW_PIECES as u32] {
+        bytes.extend_from_slice(&w.to_le_bytes());
+    }
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Checks every header field against what this build computes, so a
@@ -692,6 +723,10 @@ fn parse_header(path: &Path, h: &[u8; H_GEOMETRY], file_len: u64) -> Result<Layo
             pieces as u64,
             OVERFLOW_PIECES as u64,
         ));
+    }
+    let sum = le_u64(h, H_SUM);
+    if sum != geometry_sum(&layout) {
+        return Err(bad("geometry_sum", sum, geometry_sum(&layout)));
     }
     if file_len < total {
         return Err(SegmentError::Truncated {

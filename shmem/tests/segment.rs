@@ -235,7 +235,7 @@ mod header_fuzz {
         /// back or a typed error says why not.
         #[test]
         fn random_header_bytes_give_the_original_layout_or_an_error(
-            at in 0usize..48, bytes in proptest::collection::vec(any::<u8>(), 1..16)
+            at in 0usize..64, bytes in proptest::collection::vec(any::<u8>(), 1..16)
         ) {
             let t = TempSeg::new("hdrfuzz");
             drop(Segment::open_or_create(t.path(), SMALL).unwrap());

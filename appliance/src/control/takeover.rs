@@ -29,7 +29,7 @@ use baton_shmem::{ClaimError, Region, Segment, SlotId, ViewNumber};
 use tracing::{info, warn};
 
 use crate::orphans::{Orphan, OrphanRoute};
-use crate::record::{orphan_of, tuple_of};
+use crate::record::{check_restorable, orphan_of, tuple_of};
 
 /// The split of one dead box's connections.
 #[derive(Debug, Default)]
@@ -43,6 +43,10 @@ pub struct Plan {
     pub elsewhere: Vec<(FourTuple, u16)>,
     /// Slots that failed validation: those connections are lost.
     pub corrupt: usize,
+    /// Records refused for a restore (`crate::record::check_restorable`:
+    /// a control character bound for an origin request, a local address
+    /// that was not the dead box's): those connections are lost.
+    pub refused: usize,
     /// The dead box's service IPs.
     pub service_ips: Vec<IpAddr>,
     /// This box inherits the service IPs.
@@ -99,6 +103,11 @@ pub fn plan_with(
             let Some(orphan) = orphan_of(record) else {
                 continue;
             };
+            if let Err(why) = check_restorable(record, &plan.service_ips) {
+                warn!(dead, slot = slot.slot().0, %why, "checkpoint record refused: that connection is lost");
+                plan.refused += 1;
+                continue;
+            }
             if owner == me {
                 plan.mine.push(orphan);
                 plan.mine_slots.push(slot.slot());
@@ -210,10 +219,23 @@ pub fn orphans_in_slots(segment: &Segment, from: u16, slots: &[u32]) -> Vec<Orph
     let Ok(region) = segment.region(from) else {
         return Vec::new();
     };
+    let ips = segment
+        .box_info(from)
+        .map(|i| i.service_ips)
+        .unwrap_or_default();
     let mut out = Vec::new();
     for &slot in slots {
         match region.read(baton_shmem::SlotId(slot)) {
-            Ok(Some(valid)) => out.extend(valid.bundle().records.iter().filter_map(orphan_of)),
+            Ok(Some(valid)) => {
+                for record in valid.bundle().records.iter() {
+                    match check_restorable(record, &ips) {
+                        Ok(()) => out.extend(orphan_of(record)),
+                        Err(why) => {
+                            warn!(from, slot, %why, "handed-over record refused: that connection is lost")
+                        }
+                    }
+                }
+            }
             Ok(None) => {}
             Err(err) => {
                 warn!(from, slot, %err, "handed-over slot unreadable: that connection is lost")
@@ -459,6 +481,7 @@ mod tests {
                 app_protocol: APP_PROTOCOL_HTTP,
                 tcp: Some(tcp_block(&e, SeqNum(e.rcv_nxt), e.acks_covered)),
                 app: None,
+                app_lost: false,
             };
             writer
                 .write(SlotId(u32::from(i)), &[record])
@@ -490,6 +513,40 @@ mod tests {
         let theirs = plan(&segment, 1, 3, &[2, 3]);
         assert_eq!(ports(&theirs), vec![40_001, 40_003]);
         assert_eq!(theirs.elsewhere.len(), 3);
+    }
+
+    #[test]
+    fn records_that_would_misuse_a_restore_are_refused_and_counted() {
+        let (_file, segment) = TempSegment::new("refused");
+        dead_box_with(&segment, 3);
+        let mut writer = segment.region(1).expect("region 1").writer();
+        // Slot 1: a local address the dead box never had (a survivor would
+        // take over someone else's); slot 2: its app state was lost.
+        let record = |i: u16| segment.region(1).unwrap().read(SlotId(u32::from(i)));
+        let view = record(1).unwrap().unwrap();
+        let mut foreign = view.bundle().records[0].view();
+        foreign.local = "198.18.0.99:80"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
+        writer.write(SlotId(1), &[foreign]).unwrap();
+        let view = record(2).unwrap().unwrap();
+        let lost = ConnRecord {
+            app_lost: true,
+            ..view.bundle().records[0].view()
+        };
+        writer.write(SlotId(2), &[lost]).unwrap();
+        let p = plan(&segment, 1, 2, &[2]);
+        assert_eq!(p.refused, 1);
+        assert_eq!(p.mine.len(), 2);
+        let unrecorded = p
+            .mine
+            .iter()
+            .find(|o| o.export.tuple.remote.port() == 40_002);
+        assert!(unrecorded
+            .and_then(|o| o.response.as_ref())
+            .is_some_and(|r| r.is_unrecorded()));
+        assert_eq!(orphans_in_slots(&segment, 1, &[0, 1, 2]).len(), 2);
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct ResponseCheckpoint {
     pub request_count: u32,
     /// Object offset of the first body byte (the range start, else 0).
     pub body_offset: u64,
+    /// Body bytes the head announced (`None`: unknown, the body ends with
+    /// the connection), so a survivor knows when the client has all of a
+    /// response it cannot rebuild.
+    pub body_len: Option<u64>,
     /// An upload (POST/PUT body) being received, before its response: then
     /// `status` is 0 and the validators are empty.
     pub upload: Option<UploadState>,
@@ -66,6 +70,10 @@ pub enum NotResumable {
     /// validator to check the object, or an acknowledgement beyond it).
     #[error("the checkpoint does not locate the next byte")]
     Position,
+    /// The dead box had a response in flight but could not record it (a
+    /// string beyond the record's limits, its overflow area full).
+    #[error("the dead box could not record the response in flight")]
+    Unrecorded,
 }
 
 impl ResponseCheckpoint {
@@ -80,6 +88,31 @@ impl ResponseCheckpoint {
         matches!(self.status, 200 | 206)
     }
 
+    /// What a survivor restores for a record whose box could not write its
+    /// application block: a response it must not pretend to continue.
+    pub fn unrecorded() -> ResponseCheckpoint {
+        ResponseCheckpoint {
+            object_start_seq: SeqNum(0),
+            status: 0,
+            method: Method::Other,
+            minor: 1,
+            url: String::new(),
+            etag: None,
+            last_modified: None,
+            range: None,
+            persistent: false,
+            request_count: 0,
+            body_offset: 0,
+            body_len: None,
+            upload: None,
+        }
+    }
+
+    /// Whether this is [`Self::unrecorded`]'s marker: no status, no upload.
+    pub fn is_unrecorded(&self) -> bool {
+        self.status == 0 && self.upload.is_none()
+    }
+
     /// Whether `meta` is the object this response was sending (RFC 9110
     /// §8.8: the same validators; at least one is needed to tell).
     pub fn same_object(&self, meta: &ObjectMeta) -> bool {
@@ -92,9 +125,11 @@ impl ResponseCheckpoint {
     }
 
     /// The block the checkpoint segment stores, with `bytes_sent` body
-    /// bytes handed to TCP so far. `None` when this response cannot be
-    /// rebuilt elsewhere (a survivor then treats the connection as idle),
-    /// or a string is longer than the segment's record allows.
+    /// bytes handed to TCP so far: every response has one (a survivor
+    /// continues a 200 or 206, and of any other status knows at least
+    /// whether the client has it whole). `None` only when a string is
+    /// longer than the segment's record allows: the writer then marks the
+    /// record's application state lost, and a survivor resets.
     pub fn to_app_block(&self, bytes_sent: u64) -> Option<AppBlock<'_>> {
         use baton_shmem::{MAX_NAME_LEN, MAX_VALIDATOR_LEN};
         if let Some(u) = &self.upload {
@@ -109,6 +144,8 @@ impl ResponseCheckpoint {
                 object_start_seq: 0,
                 version: self.version_code(),
                 method: self.method.code(),
+                status: 0,
+                body_len: None,
                 name: &self.url,
                 etag: None,
                 last_modified: None,
@@ -126,8 +163,7 @@ impl ResponseCheckpoint {
                 }),
             });
         }
-        if !self.rebuildable()
-            || self.url.len() > MAX_NAME_LEN
+        if self.url.len() > MAX_NAME_LEN
             || self
                 .etag
                 .as_ref()
@@ -143,6 +179,8 @@ impl ResponseCheckpoint {
             object_start_seq: self.object_start_seq.0,
             version: self.version_code(),
             method: self.method.code(),
+            status: self.status,
+            body_len: self.body_len,
             name: &self.url,
             etag: self.etag.as_deref(),
             last_modified: self.last_modified.as_deref(),
@@ -155,9 +193,8 @@ impl ResponseCheckpoint {
         })
     }
 
-    /// Back from the segment: a block with a range is a 206, one without
-    /// a 200 (only those are written, see [`Self::to_app_block`]); one with
-    /// an upload is an upload before its response.
+    /// Back from the segment. One with an upload is an upload before its
+    /// response; a status of 0 without one is [`Self::unrecorded`].
     pub fn from_app_block(b: &AppBlock<'_>) -> ResponseCheckpoint {
         let range = b.range_start.zip(b.range_end);
         let upload = b.upload.map(|u| UploadState {
@@ -167,11 +204,7 @@ impl ResponseCheckpoint {
             forwarded: u.forwarded,
             content_type: u.content_type.map(str::to_string),
         });
-        let status = match (&upload, range) {
-            (Some(_), _) => 0,
-            (None, Some(_)) => 206,
-            (None, None) => 200,
-        };
+        let status = if upload.is_some() { 0 } else { b.status };
         ResponseCheckpoint {
             upload,
             object_start_seq: SeqNum(b.object_start_seq),
@@ -185,6 +218,7 @@ impl ResponseCheckpoint {
             persistent: b.persistent,
             request_count: b.request_count,
             body_offset: range.map_or(0, |r| r.0),
+            body_len: b.body_len,
         }
     }
 }
@@ -206,6 +240,7 @@ mod tests {
             persistent: true,
             request_count: 3,
             body_offset: 100,
+            body_len: Some(100),
             upload: None,
         }
     }
@@ -220,6 +255,7 @@ mod tests {
             status: 200,
             range: None,
             body_offset: 0,
+            body_len: None,
             minor: 0,
             ..cp()
         };
@@ -228,17 +264,52 @@ mod tests {
     }
 
     #[test]
-    fn responses_a_survivor_cannot_rebuild_write_no_block() {
-        let not_modified = ResponseCheckpoint {
-            status: 304,
+    fn a_response_a_survivor_cannot_rebuild_keeps_its_status_and_length() {
+        let not_found = ResponseCheckpoint {
+            status: 404,
+            range: None,
+            body_offset: 0,
+            body_len: Some(162),
             ..cp()
         };
-        assert!(not_modified.to_app_block(0).is_none());
-        let long = ResponseCheckpoint {
-            url: format!("/{}", "a".repeat(300)),
+        let b = not_found
+            .to_app_block(0)
+            .expect("every response has a block");
+        assert_eq!((b.status, b.body_len), (404, Some(162)));
+        let back = ResponseCheckpoint::from_app_block(&b);
+        assert_eq!(back, not_found);
+        assert!(!back.rebuildable() && !back.is_unrecorded());
+    }
+
+    #[test]
+    fn strings_at_the_records_limits_are_written_and_beyond_them_not() {
+        use baton_shmem::{MAX_NAME_LEN, MAX_VALIDATOR_LEN};
+        let at = ResponseCheckpoint {
+            url: format!("/v.bin?sig={}", "a".repeat(MAX_NAME_LEN - 11)),
+            etag: Some("e".repeat(MAX_VALIDATOR_LEN)),
+            last_modified: Some("l".repeat(MAX_VALIDATOR_LEN)),
             ..cp()
         };
-        assert!(long.to_app_block(0).is_none());
+        assert_eq!(at.url.len(), MAX_NAME_LEN);
+        let b = at.to_app_block(7).expect("at the limits");
+        assert_eq!(ResponseCheckpoint::from_app_block(&b), at);
+        let long_url = ResponseCheckpoint {
+            url: format!("{}x", at.url),
+            ..cp()
+        };
+        assert!(long_url.to_app_block(0).is_none());
+        let long_tag = ResponseCheckpoint {
+            etag: Some("e".repeat(MAX_VALIDATOR_LEN + 1)),
+            ..cp()
+        };
+        assert!(long_tag.to_app_block(0).is_none());
+    }
+
+    #[test]
+    fn the_unrecorded_marker_is_no_upload_and_no_response() {
+        let u = ResponseCheckpoint::unrecorded();
+        assert!(u.is_unrecorded() && !u.rebuildable());
+        assert!(!cp().is_unrecorded());
     }
 
     #[test]
@@ -251,6 +322,7 @@ mod tests {
             range: None,
             body_offset: 0,
             object_start_seq: SeqNum(0),
+            body_len: None,
             upload: Some(UploadState {
                 body_start_seq: SeqNum(4_294_967_000),
                 content_length: 20 << 20,

@@ -1730,6 +1730,7 @@ fn upload_checkpoint(
         persistent: true,
         request_count: 1,
         body_offset: 0,
+        body_len: None,
         upload: Some(state),
     }
 }

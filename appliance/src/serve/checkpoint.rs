@@ -23,7 +23,7 @@ use tracing::warn;
 
 use crate::clock::unix_ms;
 use crate::http::checkpoint::ResponseCheckpoint;
-use crate::record::{object_start, seqs, tcp_block, upload_covered};
+use crate::record::{app_fields, object_start, seqs, tcp_block, upload_covered, write_record};
 
 /// Throughput above which a connection counts as fast (bytes per second).
 const FAST_RATE: f64 = 1_000_000.0;
@@ -177,8 +177,8 @@ impl Checkpointer {
             .and_then(upload_covered)
             .filter(|c| c.le(seq.rcv_nxt))
             .unwrap_or(seq.rcv_nxt);
-        let app_block =
-            app.and_then(|cp| cp.to_app_block(bytes_between(object_start(cp), seq.snd_nxt)));
+        let sent = app.map_or(0, |cp| bytes_between(object_start(cp), seq.snd_nxt));
+        let (app_block, app_lost) = app_fields(app, sent);
         let record = ConnRecord {
             owner: self.owner,
             worker: self.worker,
@@ -197,10 +197,17 @@ impl Checkpointer {
                 (last && covered == seq.rcv_nxt) || tcp.acks_covered,
             )),
             app: app_block,
+            app_lost,
         };
         let slot = state.slot;
-        match self.writer.write(slot, &[record]) {
-            Ok(()) => {
+        match write_record(&mut self.writer, slot, record) {
+            Ok(lost) => {
+                if lost {
+                    tracing::debug!(
+                        worker = self.worker,
+                        "response too large to checkpoint: a survivor would reset it"
+                    );
+                }
                 self.region.add_checkpoints(1);
                 // The client's bytes up to here are in the segment: with
                 // ack_after_commit they may be acknowledged now. Before a

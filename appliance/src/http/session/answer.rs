@@ -255,6 +255,13 @@ pub fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_coun
         Some(ContentRange::Bytes { first, last, .. }) => Some((first, last)),
         _ => None,
     };
+    // No body is sent (HEAD, 304, 412, 416): the client has it whole
+    // once it has the head.
+    let body_len = if body.is_some() {
+        content_length
+    } else {
+        Some(0)
+    };
     Planned {
         status,
         head,
@@ -276,6 +283,7 @@ pub fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_coun
             persistent,
             request_count,
             body_offset: range.map_or(0, |r| r.0),
+            body_len,
             upload: None,
         },
     }

@@ -48,6 +48,11 @@ pub enum Start {
 
 /// Locates where the response `cp` continues after `acked_seq`.
 pub fn start(cp: &ResponseCheckpoint, acked_seq: SeqNum) -> Start {
+    if cp.is_unrecorded() {
+        // A response was in flight and nothing says what it was: resetting
+        // now beats a client waiting for bytes that will never come.
+        return Start::Refuse(NotResumable::Unrecorded);
+    }
     // Sequence numbers wrap (RFC 9293 §3.4): the signed 32-bit
     // difference is the distance.
     let delta = i64::from(acked_seq - cp.object_start_seq);
@@ -59,6 +64,9 @@ pub fn start(cp: &ResponseCheckpoint, acked_seq: SeqNum) -> Start {
             Some(d) => Some(d.saturating_add(1)),
             None => return Start::Refuse(NotResumable::Position),
         },
+        // A response this box cannot rebuild (404, 304, …): its announced
+        // length is all that tells whether the client has it whole.
+        _ if !cp.rebuildable() => cp.body_len,
         _ => None,
     };
     match body_len {

@@ -216,6 +216,7 @@ impl Upload {
             persistent: self.persistent,
             request_count: self.request_count,
             body_offset: 0,
+            body_len: None,
             upload: Some(self.state.clone()),
         }
     }
