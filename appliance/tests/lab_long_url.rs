@@ -41,7 +41,21 @@ fn metric(g: &LabGuard, n: usize, name: &str) -> u64 {
 
 #[test]
 fn lab_a_download_with_a_two_kilobyte_signed_url_survives_a_kill_without_stall_or_reset() {
-    let g = LabGuard::up("btlu", &["--boxes", "3"]);
+    long_url_download_survives_a_kill(LabGuard::up("btlu", &["--boxes", "3"]));
+}
+
+#[test]
+fn lab_a_long_url_download_survives_a_kill_with_replicated_segments() {
+    // The record's overflow pieces reach the survivors as replication
+    // datagrams of their own (each fits one): the replica must hold the
+    // whole record, not only the slot's link to it.
+    long_url_download_survives_a_kill(LabGuard::up(
+        "btlr",
+        &["--boxes", "3", "--segment-mode", "replicated"],
+    ));
+}
+
+fn long_url_download_survives_a_kill(g: LabGuard) {
     let object = signed("50M.bin", 2_000);
     assert!(object.len() >= 2_000 && object.len() < 2_100);
     let rst = RstCapture::start(&g);
