@@ -425,6 +425,37 @@ mod tests {
     }
 
     #[test]
+    fn a_record_the_overflow_area_cannot_take_is_written_bare_and_marked_lost() {
+        let path =
+            std::env::temp_dir().join(format!("baton-record-full-{}.seg", std::process::id()));
+        let layout = baton_shmem::Layout {
+            regions: 2,
+            slots_per_region: 2048,
+        };
+        let seg = baton_shmem::Segment::open_or_create(&path, layout).expect("scratch segment");
+        let region = seg.region(1).expect("region 1");
+        let mut writer = region.writer();
+        let long = format!("/v.bin?sig={}", "s".repeat(2_000));
+        let entries = layout.overflow_entries();
+        for i in 0..entries {
+            let lost = write_record(&mut writer, SlotId(i), http(&long, None)).expect("written");
+            assert!(!lost, "entry {i} is free");
+        }
+        let lost = write_record(&mut writer, SlotId(entries), http(&long, None)).expect("written");
+        assert!(
+            lost,
+            "no entry left: the block is dropped, the record says so"
+        );
+        let slot = region
+            .read(SlotId(entries))
+            .expect("valid")
+            .expect("written");
+        let r = slot.bundle().records[0].view();
+        assert!(r.app.is_none() && r.app_lost);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn a_block_with_an_unknown_state_is_not_restored() {
         let unknown = (0u8..=u8::MAX)
             .find(|&s| State::from_u8(s).is_none())

@@ -903,6 +903,50 @@ fn resume_through_the_segment_block_gives_the_same_bytes() {
     assert!(r.out == rest_from(&first, acked), "bytes differ");
 }
 
+#[test]
+fn resume_of_a_response_with_a_long_signed_url_goes_on_through_its_segment_block() {
+    let h = Harness::new();
+    let url = format!("/big?Expires=1790000000&Signature={}", "s".repeat(1_950));
+    h.store.put(&url, pattern(100_000));
+    let (first, cp) = first_response(&h, &get(&url));
+    let block = cp.to_app_block(0).expect("a 2 KB URL fits the record");
+    let back = ResponseCheckpoint::from_app_block(&block);
+    assert_eq!(back.url, url);
+    h.cache.purge(&url);
+    let acked = cp.object_start_seq.0.wrapping_add(40_000);
+    let r = resumed(&h, &back, acked);
+    assert!(r.out == rest_from(&first, acked), "bytes differ");
+    assert_eq!(r.s.should_close(), None);
+}
+
+#[test]
+fn resume_of_a_404_goes_on_idle_if_the_client_has_it_whole_and_resets_if_not() {
+    let h = Harness::new();
+    let (first, cp) = first_response(&h, &get("/missing"));
+    assert_eq!(cp.status, 404);
+    let body = first.out.len() as u32 - cp.object_start_seq.0.wrapping_sub(1000);
+    assert_eq!(cp.body_len, Some(u64::from(body)));
+    let back = ResponseCheckpoint::from_app_block(&cp.to_app_block(0).expect("every status"));
+    let whole = resumed(&h, &back, cp.object_start_seq.0.wrapping_add(body));
+    assert_eq!(whole.s.should_close(), None, "the client has it: idle");
+    let part = resumed(&h, &back, cp.object_start_seq.0.wrapping_add(body / 2));
+    assert!(part.out.is_empty());
+    assert_eq!(
+        part.s.should_close(),
+        Some(Close::Reset),
+        "half a 404 cannot be rebuilt: reset, not a stall"
+    );
+}
+
+#[test]
+fn resume_of_a_response_its_box_could_not_record_is_reset_at_once() {
+    let h = Harness::new();
+    let r = resumed(&h, &ResponseCheckpoint::unrecorded(), 12_345);
+    assert!(r.out.is_empty());
+    assert_eq!(r.s.should_close(), Some(Close::Reset));
+    assert_eq!(h.origin.requests().len(), 0, "nothing asked of the origin");
+}
+
 // ---- robustness ----
 
 proptest::proptest! {
