@@ -421,7 +421,7 @@ mod tests {
         };
         let (block, lost) = app_fields(Some(&cp), 0);
         assert!(block.is_none() && lost);
-        assert_eq!(app_fields(None, 0).1, false);
+        assert!(!app_fields(None, 0).1);
     }
 
     #[test]

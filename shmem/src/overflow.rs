@@ -19,6 +19,7 @@
 //! clearing or shrinking a slot frees its entry without any bookkeeping
 //! that could get out of step. It knows the slot layout, not records.
 
+use crate::record::{MAX_NAME_LEN, MAX_VALIDATOR_LEN};
 use crate::segment::{Region, OVERFLOW_PIECES};
 use crate::unit::{Payload, Raw, SLOT_PAYLOAD};
 
@@ -34,6 +35,11 @@ const PIECE_HEADER: usize = 16;
 const PIECE_DATA: usize = SLOT_PAYLOAD - PIECE_HEADER;
 /// Largest bundle archive a slot can hold through the overflow area.
 pub const OVERFLOW_PAYLOAD: usize = OVERFLOW_PIECES * PIECE_DATA;
+
+// An entry holds a record at the limits: an 8 KiB URL, two 1 KiB
+// validators, and < 800 bytes of record around them (checked at build time;
+// shmem/tests/overflow.rs writes such a record).
+const _: () = assert!(OVERFLOW_PAYLOAD >= MAX_NAME_LEN + 2 * MAX_VALIDATOR_LEN + 800);
 
 /// A slot's pointer to its overflow entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,12 +209,6 @@ mod tests {
         let mut other = l.encode();
         other[0] = b'X';
         assert_eq!(Link::parse(&other), None);
-    }
-
-    #[test]
-    fn an_entry_holds_an_8_kib_url_with_two_1_kib_validators() {
-        // Strings alone; the record around them needs < 800 bytes more.
-        assert!(OVERFLOW_PAYLOAD >= crate::MAX_NAME_LEN + 2 * crate::MAX_VALIDATOR_LEN + 800);
     }
 
     proptest! {
