@@ -14,7 +14,7 @@
 //!   ([`Segment::open_or_create`], [`Segment::region`]).
 //! - [`boxtable`]: each region's heartbeat, state, epoch, MAC, service IPs
 //!   and counters ([`Region::heartbeat`], [`Region::box_info`]).
-//! - [`unit`]: the seqlocked slot-sized cells (slots and overflow pieces)
+//! - [`mod@unit`]: the seqlocked slot-sized cells (slots and overflow pieces)
 //!   and how they are written, copied and replicated.
 //! - [`slot`]: fixed-size seqlocked slots, the per-worker free lists
 //!   ([`SlotAllocator`]) and writers ([`SlotWriter`]), and the reader API the

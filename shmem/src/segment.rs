@@ -35,7 +35,7 @@ pub const SLOT_SIZE: usize = 768;
 pub const HEADER_SIZE: usize = 4096;
 /// Bytes of a region's box table entry, which precedes its slots.
 pub const BOX_ENTRY_SIZE: usize = 256;
-/// Slot-sized pieces of one overflow entry ([`crate::overflow`]): 15 × 736
+/// Slot-sized pieces of one overflow entry (see `overflow.rs`): 15 × 736
 /// payload bytes hold a record with an 8 KiB URL and two 1 KiB validators.
 pub const OVERFLOW_PIECES: usize = 15;
 /// One overflow entry per this many slots (at least 16, or one per slot in
