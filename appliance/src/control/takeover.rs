@@ -85,6 +85,7 @@ pub fn plan_with(
     let Ok(region) = segment.region(dead) else {
         return plan;
     };
+    let allowed = cluster_ips(segment);
     let mut index = 0usize;
     for slot in region.records() {
         let slot = match slot {
@@ -103,7 +104,7 @@ pub fn plan_with(
             let Some(orphan) = orphan_of(record) else {
                 continue;
             };
-            if let Err(why) = check_restorable(record, &plan.service_ips) {
+            if let Err(why) = check_restorable(record, &allowed) {
                 warn!(dead, slot = slot.slot().0, %why, "checkpoint record refused: that connection is lost");
                 plan.refused += 1;
                 continue;
@@ -117,6 +118,24 @@ pub fn plan_with(
         }
     }
     plan
+}
+
+/// The addresses a restored connection may have as its local address:
+/// those any box of the segment lists in its box table entry (a dead box's
+/// own and inherited ones included). Not only the dead box's: a survivor
+/// that restored part of an earlier dead box's connections without
+/// inheriting its address (the heir forwards their frames) holds
+/// connections to an address it does not list, and they must survive its
+/// death too. A record naming any other address would make a survivor
+/// answer for an address no box of the cluster announces.
+fn cluster_ips(segment: &Segment) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = (0..segment.layout().regions)
+        .filter_map(|id| segment.box_info(id).ok())
+        .flat_map(|info| info.service_ips)
+        .collect();
+    ips.sort_unstable();
+    ips.dedup();
+    ips
 }
 
 /// Whether every slot of `me`'s region that holds a restorable connection
@@ -219,10 +238,7 @@ pub fn orphans_in_slots(segment: &Segment, from: u16, slots: &[u32]) -> Vec<Orph
     let Ok(region) = segment.region(from) else {
         return Vec::new();
     };
-    let ips = segment
-        .box_info(from)
-        .map(|i| i.service_ips)
-        .unwrap_or_default();
+    let ips = cluster_ips(segment);
     let mut out = Vec::new();
     for &slot in slots {
         match region.read(baton_shmem::SlotId(slot)) {
@@ -520,9 +536,23 @@ mod tests {
         let (_file, segment) = TempSegment::new("refused");
         dead_box_with(&segment, 3);
         let mut writer = segment.region(1).expect("region 1").writer();
-        // Slot 1: a local address the dead box never had (a survivor would
-        // take over someone else's); slot 2: its app state was lost.
+        // Slot 0: an address another box of the cluster announces (box 1
+        // restored it from an earlier dead box without inheriting it): kept.
+        // Slot 1: an address no box has (a survivor would answer for
+        // someone else's); slot 2: its app state was lost.
+        segment
+            .region(3)
+            .unwrap()
+            .set_identity([2, 0, 0, 0, 0, 3], &["198.18.0.13".parse().unwrap()])
+            .unwrap();
         let record = |i: u16| segment.region(1).unwrap().read(SlotId(u32::from(i)));
+        let view = record(0).unwrap().unwrap();
+        let mut elsewhere = view.bundle().records[0].view();
+        elsewhere.local = "198.18.0.13:80"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into();
+        writer.write(SlotId(0), &[elsewhere]).unwrap();
         let view = record(1).unwrap().unwrap();
         let mut foreign = view.bundle().records[0].view();
         foreign.local = "198.18.0.99:80"
