@@ -81,4 +81,19 @@ fn writing_and_reading_checkpoints_does_not_allocate() {
         0,
         "3,200 writes and validated reads allocated"
     );
+
+    // A record with a CDN-signed URL goes to the overflow area: writing it
+    // does not allocate either (reading it back copies into a boxed buffer,
+    // which is the takeover's cost, not the worker's).
+    let signed = format!("{url}?Signature={}", "s".repeat(2_000));
+    let long = http_record(0, 0, &signed, Some("\"etag\""));
+    let before = allocs();
+    for round in 0..100u16 {
+        let mut rec = long;
+        rec.remote.port = round;
+        w.write(ids[(round % 8) as usize], &[rec]).unwrap();
+    }
+    assert_eq!(allocs() - before, 0, "100 overflow writes allocated");
+    let v = region.read(ids[3]).unwrap().unwrap();
+    assert_eq!(v.bundle().records[0].view().app.unwrap().name, signed);
 }
