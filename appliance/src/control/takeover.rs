@@ -47,6 +47,9 @@ pub struct Plan {
     /// a control character bound for an origin request, a local address
     /// that was not the dead box's): those connections are lost.
     pub refused: usize,
+    /// Records whose box could not record the response in flight
+    /// (`app_lost`): restored, then reset at once by the session.
+    pub unrecorded: usize,
     /// The dead box's service IPs.
     pub service_ips: Vec<IpAddr>,
     /// This box inherits the service IPs.
@@ -109,6 +112,9 @@ pub fn plan_with(
                 plan.refused += 1;
                 continue;
             }
+            if orphan.response.as_ref().is_some_and(|r| r.is_unrecorded()) {
+                plan.unrecorded += 1;
+            }
             if owner == me {
                 plan.mine.push(orphan);
                 plan.mine_slots.push(slot.slot());
@@ -116,6 +122,13 @@ pub fn plan_with(
                 plan.elsewhere.push((orphan.export.tuple, owner));
             }
         }
+    }
+    if plan.unrecorded > 0 {
+        warn!(
+            dead,
+            unrecorded = plan.unrecorded,
+            "responses the dead box could not checkpoint (URL or validators over the limits, overflow area full): those connections are reset"
+        );
     }
     plan
 }
@@ -567,7 +580,7 @@ mod tests {
         };
         writer.write(SlotId(2), &[lost]).unwrap();
         let p = plan(&segment, 1, 2, &[2]);
-        assert_eq!(p.refused, 1);
+        assert_eq!((p.refused, p.unrecorded), (1, 1));
         assert_eq!(p.mine.len(), 2);
         let unrecorded = p
             .mine
