@@ -211,6 +211,93 @@ mod tests {
         assert_eq!(Link::parse(&other), None);
     }
 
+    fn link_of(region: &Region, slot: u32) -> Option<Link> {
+        let mut buf = Payload::zeroed();
+        match region.read_raw(slot, &mut buf) {
+            Ok(Raw::Data { len, .. }) => Link::parse(&buf.0[..len]),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_rewrite_moves_to_a_fresh_entry_and_in_place_only_when_none_is_free() {
+        let path = std::env::temp_dir().join(format!("baton-ovf-cow-{}.seg", std::process::id()));
+        let layout = crate::Layout {
+            regions: 1,
+            slots_per_region: 16,
+        };
+        let seg = crate::Segment::open_or_create(&path, layout).unwrap();
+        let region = seg.region(0).unwrap();
+        let mut w = region.writer();
+        let url = "u".repeat(2_000);
+        let rec = |port: u16| {
+            let mut r = crate::ConnRecord {
+                owner: 0,
+                worker: 0,
+                epoch: 1,
+                checkpoint_ms: 0,
+                local: "198.18.0.11:80"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+                remote: "198.18.0.100:1"
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap()
+                    .into(),
+                transport: crate::Transport::Tcp,
+                app_protocol: 1,
+                tcp: Some(crate::TcpBlock::default()),
+                app: None,
+                app_lost: false,
+            };
+            r.remote.port = port;
+            r
+        };
+        let long = |port: u16| {
+            let mut r = rec(port);
+            r.app = Some(crate::AppBlock {
+                object_start_seq: 0,
+                version: 11,
+                method: 1,
+                status: 200,
+                body_len: None,
+                name: &url,
+                etag: None,
+                last_modified: None,
+                range_start: None,
+                range_end: None,
+                persistent: true,
+                bytes_sent: 0,
+                request_count: 1,
+                upload: None,
+            });
+            r
+        };
+        w.write(crate::SlotId(0), &[long(1)]).unwrap();
+        let first = link_of(&region, 0).unwrap().entry;
+        w.write(crate::SlotId(0), &[long(2)]).unwrap();
+        let second = link_of(&region, 0).unwrap().entry;
+        assert_ne!(
+            first, second,
+            "the previous checkpoint stays whole while the new one is written"
+        );
+        assert_eq!(
+            region.overflow_holder(first),
+            None,
+            "and its entry is free again"
+        );
+        // Every other entry taken: the rewrite goes in place.
+        for s in 1..16 {
+            w.write(crate::SlotId(s), &[long(100 + s as u16)]).unwrap();
+        }
+        w.write(crate::SlotId(0), &[long(3)]).unwrap();
+        let link = link_of(&region, 0).unwrap();
+        let v = region.read(crate::SlotId(0)).unwrap().unwrap();
+        assert_eq!(v.bundle().records[0].remote.port.to_native(), 3);
+        assert_eq!(region.overflow_holder(link.entry), Some(0));
+        let _ = std::fs::remove_file(&path);
+    }
+
     proptest! {
         #[test]
         fn garbage_never_panics_the_link_parser(b in proptest::collection::vec(any::<u8>(), 0..64)) {

@@ -93,7 +93,11 @@ impl Layout {
     /// overflow entries. Each unit has the slot's seqlock header, and
     /// replication ships units.
     pub fn units_per_region(&self) -> u32 {
-        self.slots_per_region + self.overflow_entries() * OVERFLOW_PIECES as u32
+        // Saturates only for layouts `open_or_create` refuses as too large.
+        self.slots_per_region.saturating_add(
+            self.overflow_entries()
+                .saturating_mul(OVERFLOW_PIECES as u32),
+        )
     }
 
     /// Bytes between the start of one region and the next.

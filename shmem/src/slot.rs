@@ -25,6 +25,10 @@ pub use crate::unit::{ReadError, SLOT_HEADER, SLOT_PAYLOAD};
 
 /// Scratch space rkyv may use for resolvers while serializing a bundle.
 const SER_SCRATCH: usize = 2048;
+/// Entries a rewrite of a linked slot tries for a fresh one before it
+/// rewrites its current entry in place (bounds the search on a nearly full
+/// area, where it costs two unit reads per entry).
+const COW_PROBES: u32 = 64;
 /// Reads of a linked slot before its overflow entry, still not matching
 /// the link, is reported: a replica that never received the entry's pieces.
 const LINK_ATTEMPTS: u32 = 1_000;
@@ -483,21 +487,29 @@ impl SlotWriter {
         Ok(())
     }
 
-    /// The overflow entry `slot` writes into: the one it links to already,
-    /// else a free one of this writer's share (one no slot links to).
+    /// The overflow entry `slot` writes into. Preferably a free one of this
+    /// writer's share other than the one the slot links to now
+    /// (copy-on-write): if the box dies in the middle of writing the pieces,
+    /// the slot still links to its previous entry, whole, and a survivor
+    /// reads the previous checkpoint instead of losing the connection. With
+    /// no free entry within [`COW_PROBES`] tries, the current entry is
+    /// rewritten in place; a slot with no entry yet searches the whole share.
     fn entry_for(&mut self, slot: u32) -> Option<u32> {
         let mut buf = Payload::zeroed();
-        if let Ok(Raw::Data { len, .. }) = self.region.read_raw(slot, &mut buf) {
-            if let Some(link) = Link::parse(&buf.0[..len]) {
-                if self.entries.contains(&link.entry)
-                    && self.region.overflow_holder(link.entry) == Some(slot)
-                {
-                    return Some(link.entry);
-                }
-            }
-        }
+        let current = match self.region.read_raw(slot, &mut buf) {
+            Ok(Raw::Data { len, .. }) => Link::parse(&buf.0[..len])
+                .map(|l| l.entry)
+                .filter(|e| self.entries.contains(e))
+                .filter(|&e| self.region.overflow_holder(e) == Some(slot)),
+            _ => None,
+        };
         let n = self.entries.len() as u32;
-        for i in 0..n {
+        let probes = if current.is_some() {
+            COW_PROBES.min(n)
+        } else {
+            n
+        };
+        for i in 0..probes {
             let e = self.entries.start + (self.next_entry - self.entries.start + i) % n;
             if self.region.overflow_holder(e).is_none() {
                 self.next_entry = if e + 1 >= self.entries.end {
@@ -508,7 +520,7 @@ impl SlotWriter {
                 return Some(e);
             }
         }
-        None
+        current
     }
 
     /// Serializes a bundle into this writer's scratch buffer and returns its
