@@ -28,6 +28,7 @@ pub mod admin;
 pub(crate) mod boxadmin;
 pub mod clock;
 pub(crate) mod control;
+pub(crate) mod fatal;
 pub mod logging;
 pub(crate) mod orphans;
 pub(crate) mod record;
