@@ -118,8 +118,8 @@ fn flood(ns: &str, targets: &[SocketAddrV4], spoof: Ipv4Addr, secs: u64) -> Floo
         let end = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < end {
             let to = targets[(noise.next() % targets.len() as u64) as usize];
-            if noise.next() % 3 != 0 {
-                let small = noise.next() % 2 == 0;
+            if !noise.next().is_multiple_of(3) {
+                let small = noise.next().is_multiple_of(2);
                 let len = if small {
                     64 + (noise.next() % (1400 - 64)) as usize
                 } else {
@@ -132,7 +132,7 @@ fn flood(ns: &str, targets: &[SocketAddrV4], spoof: Ipv4Addr, secs: u64) -> Floo
                 }
                 continue;
             }
-            let framed = noise.next() % 2 == 0;
+            let framed = noise.next().is_multiple_of(2);
             let heartbeat_port = to.port() == 7401;
             // Framed ones fit the size their port admits (a heartbeat is at
             // most 173 bytes), so that only the tag refuses them.

@@ -32,12 +32,15 @@ fn cfg(me: u16, peers: Vec<(u16, SocketAddr)>) -> ReplicationConfig {
     }
 }
 
+/// A datagram and where it was sent.
+type Sent = (Vec<u8>, SocketAddr);
+
 /// Records what is sent instead of sending it.
 #[derive(Clone, Default)]
-struct Tap(Arc<Mutex<Vec<(Vec<u8>, SocketAddr)>>>);
+struct Tap(Arc<Mutex<Vec<Sent>>>);
 
 impl Tap {
-    fn take(&self) -> Vec<(Vec<u8>, SocketAddr)> {
+    fn take(&self) -> Vec<Sent> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
@@ -242,7 +245,11 @@ fn heartbeats_keep_arriving_on_time_while_garbage_floods_both_ports() {
             while Instant::now() < end && !stop.load(Ordering::Relaxed) {
                 let len = 64 + (noise.next() % (60 * 1024 - 64) as u64) as usize;
                 noise.fill(&mut buf[..len]);
-                let to = if noise.next() % 2 == 0 { ab } else { hb_b };
+                let to = if noise.next().is_multiple_of(2) {
+                    ab
+                } else {
+                    hb_b
+                };
                 if s.send_to(&buf[..len], to).is_ok() {
                     flooded.fetch_add(1, Ordering::Relaxed);
                 }

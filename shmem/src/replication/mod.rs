@@ -5,8 +5,10 @@
 //! regions as replicas of its peers' regions. Each replicator
 //!
 //! - ships its own region's dirty slots (the slot's sequence moved since
-//!   it was last shipped; an empty slot ships as a deletion) and its box
-//!   table entry (heartbeat) to every peer, batched into UDP datagrams;
+//!   it was last shipped; an empty slot ships as a deletion) to every peer,
+//!   batched into UDP datagrams, and its box table entry (heartbeat) as a
+//!   datagram of its own, three times per tick, on a socket of its own
+//!   when one is given ([`Replicator::with_heartbeat_socket`]);
 //! - applies what peers ship to their replica regions, slot by slot, only
 //!   when the shipped slot sequence is newer than the replica's, so loss,
 //!   duplication and reordering never move a replica slot backwards;
@@ -22,15 +24,20 @@
 //! whereas a TCP stream would hold every later heartbeat and checkpoint
 //! behind one retransmission (head-of-line blocking exactly when the back
 //! LAN is lossy, which is when failures happen) and needs connection
-//! management between every pair of boxes. Heartbeats ride the same
-//! datagrams, so a peer's liveness is never stuck behind a backlog.
+//! management between every pair of boxes. Heartbeats are datagrams of
+//! their own on a socket of their own, read first: a peer's liveness is
+//! never stuck behind a backlog, nor behind a flood at the replication
+//! port.
 //!
 //! Every datagram is authenticated with HMAC-SHA256 (RFC 2104) under the
 //! cluster key: whoever can inject a checkpoint can hijack a connection.
 //! Each carries the sender id, its epoch and a per-process monotonic
 //! counter; receivers keep a 64-datagram sliding anti-replay window per
-//! sender, as IPsec does (RFC 4303 §3.4.3). Forged, replayed, truncated and
-//! stale-epoch datagrams are counted in [`ReplicationStats`] and dropped.
+//! sender, as IPsec does (RFC 4303 §3.4.3). Before any tag is computed, a
+//! datagram must come from a peer's address, fit the size of its socket,
+//! carry our magic and version and a kind that belongs on that socket: a
+//! flood of garbage costs comparisons, not HMACs. Every drop is counted
+//! by reason in [`ReplicationStats`].
 //! A box must start a new epoch ([`crate::Region::begin_epoch`]) every time
 //! it starts, since its counter starts again at 1; a datagram from an older
 //! epoch than the newest seen is dropped.
