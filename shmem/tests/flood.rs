@@ -457,3 +457,66 @@ fn split_heartbeats_never_fake_a_gap_and_the_replica_converges() {
     assert_eq!(count(&stats_b, "resyncs_completed"), 1);
     assert!(count(&stats_b, "heartbeats") > 20);
 }
+
+/// What each drop costs the receiving thread, per datagram (the figures in
+/// docs/SECURITY.md): `cargo test --release -p baton-shmem --test flood
+/// -- --ignored --nocapture cost`.
+#[test]
+#[ignore = "a measurement, run by hand in release"]
+fn cost_of_each_drop_per_datagram() {
+    let (ta, tb) = (TempSeg::new("cost-a"), TempSeg::new("cost-b"));
+    let a = Segment::open_or_create(ta.path(), L).unwrap();
+    let b = Segment::open_or_create(tb.path(), L).unwrap();
+    let (aa, ab): (SocketAddr, SocketAddr) = (
+        "198.19.0.11:7400".parse().unwrap(),
+        "198.19.0.12:7400".parse().unwrap(),
+    );
+    a.region(0).unwrap().begin_epoch();
+    let beat_a = Tap::default();
+    let mut ra = Replicator::new(&a, cfg(0, vec![(1, ab)]), Tap::default())
+        .unwrap()
+        .with_heartbeat_socket(beat_a.clone())
+        .unwrap();
+    let mut rb = Replicator::new(&b, cfg(1, vec![(0, aa)]), Tap::default())
+        .unwrap()
+        .with_heartbeat_socket(Tap::default())
+        .unwrap();
+    ra.tick(0).unwrap();
+    let beat = beat_a.take().remove(0).0;
+    let ha = heartbeat_addr(aa).unwrap();
+    let stranger: SocketAddr = "198.19.0.99:7400".parse().unwrap();
+    let mut noise = Noise(7);
+    let mut big = vec![0u8; MAX_DATAGRAM + 1];
+    noise.fill(&mut big);
+    let mut framed = big[..1400].to_vec();
+    framed[..6].copy_from_slice(b"BTR1\x01\x01");
+    framed[14..16].copy_from_slice(&(1400u16 - 64).to_le_bytes());
+    let mut forged_beat = beat.clone();
+    forged_beat[40] ^= 1;
+    let n = 200_000u32;
+    let mut time = |what: &str, f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        eprintln!("{what}: {:?} per datagram", t.elapsed() / n);
+    };
+    time("unknown source", &mut || {
+        rb.handle(&big, stranger, 1).unwrap()
+    });
+    time("oversized (peer's address)", &mut || {
+        rb.handle(&big, aa, 1).unwrap()
+    });
+    time("bad magic (1400 B)", &mut || {
+        rb.handle(&big[..1400], aa, 1).unwrap()
+    });
+    time("forged, framed 1400 B (HMAC)", &mut || {
+        rb.handle(&framed, aa, 1).unwrap()
+    });
+    time("forged heartbeat (HMAC)", &mut || {
+        rb.handle_heartbeat(&forged_beat, ha, 1).unwrap()
+    });
+    time("genuine heartbeat, replayed (HMAC)", &mut || {
+        rb.handle_heartbeat(&beat, ha, 1).unwrap()
+    });
+}
