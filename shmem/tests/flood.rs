@@ -494,7 +494,7 @@ fn cost_of_each_drop_per_datagram() {
     let mut forged_beat = beat.clone();
     forged_beat[40] ^= 1;
     let n = 200_000u32;
-    let mut time = |what: &str, f: &mut dyn FnMut()| {
+    let time = |what: &str, f: &mut dyn FnMut()| {
         let t = Instant::now();
         for _ in 0..n {
             f();
