@@ -29,6 +29,8 @@ pub struct BoxAdmin {
     peers: Vec<u16>,
     detection_ms: u64,
     started: Instant,
+    /// The replicator's counters (replicated segments only).
+    replication: Option<Arc<baton_shmem::ReplicationStats>>,
 }
 
 impl BoxAdmin {
@@ -47,6 +49,40 @@ impl BoxAdmin {
             peers: config.peers().map(|m| m.id).collect(),
             detection_ms: config.failure.detection_ms(),
             started: Instant::now(),
+            replication: None,
+        }
+    }
+
+    /// Adds the replicator's counters to the metrics.
+    pub fn with_replication(mut self, stats: Option<Arc<baton_shmem::ReplicationStats>>) -> Self {
+        self.replication = stats;
+        self
+    }
+
+    /// `baton_replication_dropped_total{reason}` for each drop reason and
+    /// `baton_replication_<counter>_total` for the other counters.
+    fn replication_metrics(&self, out: &mut Vec<Metric>) {
+        let Some(stats) = &self.replication else {
+            return;
+        };
+        let drops = stats.drops();
+        for (name, value) in stats.snapshot() {
+            if drops.iter().any(|(d, _)| *d == name) {
+                out.push(
+                    Metric::counter(
+                        "baton_replication_dropped_total",
+                        "Replication and heartbeat datagrams dropped, by the check that refused them.",
+                        value,
+                    )
+                    .with_label("reason", name),
+                );
+            } else {
+                out.push(Metric::counter(
+                    &format!("baton_replication_{name}_total"),
+                    "Replication counter (see baton_shmem::ReplicationStats).",
+                    value,
+                ));
+            }
         }
     }
 }
@@ -270,6 +306,7 @@ impl AdminSource for BoxAdmin {
         for (name, value) in total.named() {
             out.push(Metric::dataplane(name, value));
         }
+        self.replication_metrics(&mut out);
         out
     }
 

@@ -11,7 +11,8 @@
 //! dataplane and HTTP restore (`record`); the orphan table of connections
 //! inherited from other boxes (`orphans`); the upload spool (`spool`); the
 //! admin API ([`admin`]) and what a box answers through it (`boxadmin`);
-//! the box table as an operator reads it ([`status`]).
+//! the box table as an operator reads it ([`status`]); stopping the whole
+//! box at once when a part of it fails (`fatal`).
 //!
 //! What it must not know: how frames reach a port (the dataplane's ports
 //! hide AF_PACKET and DPDK), how the segment lays out its bytes (baton-shmem),
@@ -28,6 +29,7 @@ pub mod admin;
 pub(crate) mod boxadmin;
 pub mod clock;
 pub(crate) mod control;
+pub(crate) mod fatal;
 pub mod logging;
 pub(crate) mod orphans;
 pub(crate) mod record;

@@ -145,6 +145,8 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     // Block the stop signals before any thread starts, so every thread
     // inherits the mask and the main thread alone takes them in sigwait.
     let signals = StopSignals::block().map_err(RunError::Signals)?;
+    // A panicked thread stops the whole box (crate::fatal).
+    crate::fatal::install_panic_policy();
 
     let segment = open_segment(config)?;
     let region = segment
@@ -208,9 +210,12 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let heartbeat = spawn_heartbeat(region.clone(), config, stop.clone())?;
-    let replication = match config.checkpoint.mode {
-        SegmentMode::Shared => None,
-        SegmentMode::Replicated => Some(spawn_replication(&segment, config, stop.clone())?),
+    let (replication, replication_stats) = match config.checkpoint.mode {
+        SegmentMode::Shared => (None, None),
+        SegmentMode::Replicated => {
+            let (thread, stats) = spawn_replication(&segment, config, stop.clone())?;
+            (Some(thread), Some(stats))
+        }
     };
     let orphans = Arc::new(OrphanTable::default());
 
@@ -294,12 +299,10 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     let admin = crate::admin::spawn(
         config.admin.listen,
         config.admin.token.clone(),
-        Arc::new(BoxAdmin::new(
-            control.clone(),
-            cache.clone(),
-            http_workers,
-            config,
-        )),
+        Arc::new(
+            BoxAdmin::new(control.clone(), cache.clone(), http_workers, config)
+                .with_replication(replication_stats),
+        ),
     )
     .map_err(|source| RunError::Admin {
         addr: config.admin.listen,
@@ -404,6 +407,7 @@ fn start_dataplane(
     let cadence = Cadence::from_config(&config.checkpoint);
     let checkpoints = config.checkpoint.enabled;
     let region = region.clone();
+    let box_id = config.node.id;
     let factory = move |worker: usize| {
         let checkpointer = if checkpoints {
             match Checkpointer::new(&region, worker, workers, cadence) {
@@ -416,7 +420,9 @@ fn start_dataplane(
         } else {
             None
         };
-        CacheApp::new(worker, checkpointer, &shared)
+        let mut app = CacheApp::new(worker, checkpointer, &shared);
+        app.arm_test_panic(crate::fatal::TestPanic::from_env(box_id, worker));
+        app
     };
     let backend = port.to_string();
     baton_dataplane::start(port, opts, factory).map_err(|e| RunError::Dataplane {
@@ -434,23 +440,45 @@ fn mark_ready(path: &Path) -> Result<()> {
     })
 }
 
+/// Receive buffer of the replication socket: a 300,000-slot snapshot
+/// window is 32 datagrams per peer, a busy tick a few hundred; 4 MiB also
+/// absorbs ~60 flood datagrams of 64 KiB, or thousands of small ones,
+/// while the thread is off the CPU.
+const REPLICATION_RCVBUF: usize = 4 << 20;
+/// Receive buffer of the heartbeat socket: heartbeats are small, but each
+/// queued datagram is charged a page or more of buffer.
+const HEARTBEAT_RCVBUF: usize = 1 << 20;
+
 /// Replication for boxes that share no mapping (`checkpoint.mode =
-/// "replicated"`): ships this box's dirty slots and heartbeat to every
-/// peer's back-LAN address and applies theirs to the local replica, over
-/// UDP authenticated with the cluster key (see baton_shmem::replication).
-/// It must run on the same `Segment` the workers write through: it finds
-/// changed slots in that mapping's dirty bitmap.
+/// "replicated"`): ships this box's dirty slots to every peer's back-LAN
+/// address and its heartbeat to the next port (its own socket, so a flood
+/// at the replication port cannot delay it), and applies theirs to the
+/// local replica, over UDP authenticated with the cluster key (see
+/// baton_shmem::replication). It must run on the same `Segment` the
+/// workers write through: it finds changed slots in that mapping's dirty
+/// bitmap. Real-time priority like the heartbeat thread: in this mode the
+/// heartbeat reaches the peers only through this thread. If replication
+/// cannot go on, the box stops (crate::fatal): serving unreplicated would
+/// let the peers take its connections over while it still answers them.
 fn spawn_replication(
     segment: &Segment,
     config: &Config,
     stop: Arc<AtomicBool>,
-) -> Result<thread::JoinHandle<()>> {
+) -> Result<(thread::JoinHandle<()>, Arc<baton_shmem::ReplicationStats>)> {
     let me = config.me().ok_or(RunError::NotMember)?;
-    let socket =
-        std::net::UdpSocket::bind(me.back_addr).map_err(|source| RunError::ReplicationSocket {
-            addr: me.back_addr,
-            source,
-        })?;
+    let bind = |addr: SocketAddr, rcvbuf: usize| -> Result<std::net::UdpSocket> {
+        let socket = std::net::UdpSocket::bind(addr)
+            .map_err(|source| RunError::ReplicationSocket { addr, source })?;
+        if let Err(err) = baton_shmem::size_receive_buffer(&socket, rcvbuf) {
+            warn!(%addr, %err, "replication socket keeps the default receive buffer");
+        }
+        Ok(socket)
+    };
+    let socket = bind(me.back_addr, REPLICATION_RCVBUF)?;
+    let hb_addr = baton_shmem::heartbeat_addr(me.back_addr).ok_or(RunError::Replication(
+        baton_shmem::ReplicationError::NoHeartbeatPort(me.back_addr),
+    ))?;
+    let hb_socket = bind(hb_addr, HEARTBEAT_RCVBUF)?;
     let peers = config.peers().map(|m| (m.id, m.back_addr)).collect();
     let mut replicator = baton_shmem::Replicator::new(
         segment,
@@ -461,19 +489,23 @@ fn spawn_replication(
         },
         socket,
     )
+    .and_then(|r| r.with_heartbeat_socket(hb_socket))
     .map_err(RunError::Replication)?;
+    let stats = replicator.stats();
     // Ship at the heartbeat cadence: a peer's replica is as fresh as its
-    // view of our heartbeat.
+    // view of our heartbeat (which goes out three times per tick).
     let tick = Duration::from_millis(config.failure.heartbeat_interval_ms.max(1));
-    info!(addr = %me.back_addr, "replicating the checkpoint segment to the peers");
-    thread::Builder::new()
+    info!(addr = %me.back_addr, heartbeats = %hb_addr, "replicating the checkpoint segment to the peers");
+    let thread = thread::Builder::new()
         .name("replication".into())
         .spawn(move || {
+            realtime_priority("replication");
             if let Err(err) = replicator.run(&stop, tick) {
-                warn!(%err, "replication stopped");
+                crate::fatal::stop_box("replication", &err);
             }
         })
-        .map_err(|e| RunError::Thread("replication", e))
+        .map_err(|e| RunError::Thread("replication", e))?;
+    Ok((thread, stats))
 }
 
 /// Beats the box's heartbeat at the configured interval.

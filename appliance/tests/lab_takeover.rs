@@ -158,7 +158,39 @@ fn lab_replicated_segments_converge_under_back_lan_loss_and_carry_a_takeover() {
             log.contains("replicating the checkpoint segment"),
             "box{n} replicates:\n{log}"
         );
+        // Loss and forgeries must not fake a death: a survivor declares
+        // only box 1 dead (issue 13).
+        let other = 5 - n;
+        let false_deaths: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                l.contains("declared dead") && strip_ansi(l).contains(&format!("peer={other} "))
+            })
+            .collect();
+        assert!(
+            false_deaths.is_empty(),
+            "box{n} declared the live box{other} dead:\n{}",
+            false_deaths.join("\n")
+        );
     }
+}
+
+/// `line` without its terminal colour codes (ESC [ … m).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Restarts every box of `g` with `checkpoint.ack_after_commit = true`.

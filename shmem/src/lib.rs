@@ -73,7 +73,9 @@ pub use record::{
     APP_PROTOCOL_HTTP, MAX_BUNDLE_RECORDS, MAX_NAME_LEN, MAX_VALIDATOR_LEN,
 };
 pub use replication::{
-    DatagramSocket, ReplicationConfig, ReplicationError, ReplicationStats, Replicator,
+    heartbeat_addr, size_receive_buffer, DatagramSocket, ReplicationConfig, ReplicationError,
+    ReplicationStats, Replicator, FATAL_ERROR_RUN, HEARTBEATS_PER_TICK, MAX_DATAGRAM,
+    MAX_HEARTBEAT,
 };
 pub use segment::{
     Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, OVERFLOW_PIECES,

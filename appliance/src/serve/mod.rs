@@ -52,6 +52,8 @@ pub struct CacheApp {
     orphans: Arc<OrphanTable>,
     /// Restored connections waiting for "ready", with their response.
     restoring: HashMap<ConnId, RestoreData>,
+    /// The test hook that panics this worker on purpose (`crate::fatal`).
+    test_panic: Option<crate::fatal::TestPanic>,
 }
 
 /// What every worker's app shares with the rest of the box.
@@ -91,7 +93,13 @@ impl CacheApp {
             checkpoints,
             orphans: Arc::clone(&shared.orphans),
             restoring: HashMap::new(),
+            test_panic: None,
         }
+    }
+
+    /// Arms the test hook of `crate::fatal::TEST_PANIC_ENV` for this app.
+    pub(crate) fn arm_test_panic(&mut self, hook: Option<crate::fatal::TestPanic>) {
+        self.test_panic = hook;
     }
 
     fn transport<'a, 'b>(
@@ -160,6 +168,9 @@ impl Transport for CtxTransport<'_, '_> {
 
 impl App for CacheApp {
     fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        if let Some(p) = self.test_panic.as_mut() {
+            p.accepted();
+        }
         let now = ctx.now();
         if let Some(c) = self.checkpoints.as_mut() {
             // A connection is recoverable from its first moment: an idle
@@ -298,6 +309,9 @@ impl App for CacheApp {
     }
 
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(p) = &self.test_panic {
+            p.check();
+        }
         if self.waker.0.get().is_none() {
             let _ = self.waker.0.set(ctx.waker());
         }

@@ -3,24 +3,26 @@
 //! §3.4.3).
 //!
 //! Whoever can inject a checkpoint can hijack a connection, so nothing of a
-//! datagram is believed before [`Auth::open`] accepted it. Cheap checks
-//! that must run before the HMAC (source address, size: issue #13) belong
-//! in `open`, ahead of the tag check. This module knows the header layout
-//! only through `wire`, and nothing of replicas or sockets.
+//! datagram is believed before [`Auth::open`] accepted it. `open` runs the
+//! framing checks (`wire::parse_header`: size bounds, magic, version,
+//! lengths) before the tag, so a flood of garbage costs no HMAC; the source
+//! address and channel checks, which need the peer list, run even earlier
+//! in the receiver. This module knows the header layout only through
+//! `wire`, and nothing of replicas or sockets.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::wire::{self, Header, HDR};
+use super::wire::{self, Header, Malformed, HDR};
 
 /// Sliding anti-replay window, in datagrams (RFC 4303 §3.4.3).
 pub const REPLAY_WINDOW: u64 = 64;
 
 /// Why a datagram was refused before anything in it was believed.
-pub(super) enum Rejected {
-    /// Shorter than a header and tag, lengths that disagree, or bad
-    /// magic/version.
-    Truncated,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Its framing is wrong (checked before the tag).
+    Malformed(Malformed),
     /// The tag did not verify: forged or corrupted.
     Forged,
 }
@@ -53,7 +55,7 @@ impl Auth {
     /// The header of `d` if `d` is well-formed and its tag verifies (in
     /// constant time).
     pub(super) fn open(&self, d: &[u8]) -> Result<Header, Rejected> {
-        let h = wire::parse_header(d).ok_or(Rejected::Truncated)?;
+        let h = wire::parse_header(d).map_err(Rejected::Malformed)?;
         let signed = &d[..HDR + h.body_len];
         let tag = &d[HDR + h.body_len..];
         let mut m = self.mac.clone();
@@ -136,7 +138,19 @@ mod tests {
         assert!(matches!(other.open(&d), Err(Rejected::Forged)));
         assert!(matches!(
             auth.open(&d[..d.len() - 1]),
-            Err(Rejected::Truncated)
+            Err(Rejected::Malformed(Malformed::Truncated))
+        ));
+        let mut big = d.clone();
+        big.resize(wire::MAX_DATAGRAM + 1, 0);
+        assert!(matches!(
+            auth.open(&big),
+            Err(Rejected::Malformed(Malformed::Oversized))
+        ));
+        let mut alien = d.clone();
+        alien[0] ^= 0x20;
+        assert!(matches!(
+            auth.open(&alien),
+            Err(Rejected::Malformed(Malformed::BadMagic))
         ));
     }
 

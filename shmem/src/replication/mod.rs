@@ -5,8 +5,10 @@
 //! regions as replicas of its peers' regions. Each replicator
 //!
 //! - ships its own region's dirty slots (the slot's sequence moved since
-//!   it was last shipped; an empty slot ships as a deletion) and its box
-//!   table entry (heartbeat) to every peer, batched into UDP datagrams;
+//!   it was last shipped; an empty slot ships as a deletion) to every peer,
+//!   batched into UDP datagrams, and its box table entry (heartbeat) as a
+//!   datagram of its own, three times per tick, on a socket of its own
+//!   when one is given ([`Replicator::with_heartbeat_socket`]);
 //! - applies what peers ship to their replica regions, slot by slot, only
 //!   when the shipped slot sequence is newer than the replica's, so loss,
 //!   duplication and reordering never move a replica slot backwards;
@@ -22,15 +24,20 @@
 //! whereas a TCP stream would hold every later heartbeat and checkpoint
 //! behind one retransmission (head-of-line blocking exactly when the back
 //! LAN is lossy, which is when failures happen) and needs connection
-//! management between every pair of boxes. Heartbeats ride the same
-//! datagrams, so a peer's liveness is never stuck behind a backlog.
+//! management between every pair of boxes. Heartbeats are datagrams of
+//! their own on a socket of their own, read first: a peer's liveness is
+//! never stuck behind a backlog, nor behind a flood at the replication
+//! port.
 //!
 //! Every datagram is authenticated with HMAC-SHA256 (RFC 2104) under the
 //! cluster key: whoever can inject a checkpoint can hijack a connection.
 //! Each carries the sender id, its epoch and a per-process monotonic
 //! counter; receivers keep a 64-datagram sliding anti-replay window per
-//! sender, as IPsec does (RFC 4303 §3.4.3). Forged, replayed, truncated and
-//! stale-epoch datagrams are counted in [`ReplicationStats`] and dropped.
+//! sender, as IPsec does (RFC 4303 §3.4.3). Before any tag is computed, a
+//! datagram must come from a peer's address, fit the size of its socket,
+//! carry our magic and version and a kind that belongs on that socket: a
+//! flood of garbage costs comparisons, not HMACs. Every drop is counted
+//! by reason in [`ReplicationStats`].
 //! A box must start a new epoch ([`crate::Region::begin_epoch`]) every time
 //! it starts, since its counter starts again at 1; a datagram from an older
 //! epoch than the newest seen is dropped.
@@ -57,13 +64,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use auth::{ReplayWindow, REPLAY_WINDOW};
-pub use socket::DatagramSocket;
+pub use socket::{heartbeat_addr, size_receive_buffer, DatagramSocket};
 pub use stats::ReplicationStats;
-pub use wire::MAX_DATAGRAM;
+pub use wire::{MAX_DATAGRAM, MAX_HEARTBEAT};
 
 use crate::segment::{Segment, SegmentError};
 use auth::Auth;
-use receiver::{Receiver, Reply};
+use receiver::{Channel, Receiver, Reply};
 use sender::Sender;
 
 /// What a replicator needs besides its segment and socket.
@@ -103,13 +110,39 @@ pub enum ReplicationError {
     /// The key is too short to be a secret.
     #[error("replication: cluster key must be at least 16 bytes, got {0}")]
     WeakKey(usize),
+    /// A peer's replication port is 65535: its heartbeat port (the next
+    /// one) does not exist.
+    #[error("replication: {0} has no next port for heartbeats")]
+    NoHeartbeatPort(SocketAddr),
 }
+
+/// Heartbeats sent per replication tick. The detector declares a peer
+/// dead after `missed` intervals without a new heartbeat; sending each
+/// interval's heartbeat state three times means a lost datagram delays
+/// what a peer sees by a third of an interval, not a whole one, and it takes
+/// nine losses in a row, not three, to fake a death (at 10 % loss on the
+/// back LAN: 1e-9 instead of 1e-3 per window).
+pub const HEARTBEATS_PER_TICK: u32 = 3;
+
+/// An unbroken run of receive errors this long ends [`Replicator::run`]
+/// with the error: replication cannot go on, and the box must stop
+/// serving rather than serve unreplicated. Shorter runs (a transient
+/// ENOBUFS, an interface going down and up) are counted and outlived.
+pub const FATAL_ERROR_RUN: Duration = Duration::from_secs(1);
+
+/// Datagrams read from the replication socket before the heartbeat socket
+/// is looked at again: a burst of replication traffic (or of garbage) never
+/// keeps a heartbeat waiting for more than this many receives.
+const DATA_BURST: usize = 16;
 
 /// One box's replication endpoint: ships its own region, keeps replicas of
 /// its peers' regions. Drive it with [`Replicator::run`] on a thread, or
 /// with [`Replicator::tick`] and [`Replicator::handle`] by hand.
 pub struct Replicator<S: DatagramSocket = UdpSocket> {
     socket: S,
+    /// The heartbeat socket, if heartbeats have their own
+    /// ([`Replicator::with_heartbeat_socket`]).
+    hb: Option<S>,
     tx: Sender,
     rx: Receiver,
     stats: Arc<ReplicationStats>,
@@ -150,10 +183,33 @@ impl<S: DatagramSocket> Replicator<S> {
         let addrs = peers.iter().map(|&(_, addr, _)| addr).collect();
         Ok(Replicator {
             socket,
+            hb: None,
             tx: Sender::new(cfg.me, own, auth.clone(), addrs, stats.clone()),
             rx: Receiver::new(cfg.me, auth, peers, stats.clone()),
             stats,
         })
+    }
+
+    /// Gives heartbeats a socket of their own, `hb` (bound to
+    /// [`heartbeat_addr`] of this box's replication address): they are
+    /// sent from it to every peer's heartbeat address and accepted only
+    /// there, so a flood of replication-sized datagrams (forged or real)
+    /// at the replication port cannot fill the queue heartbeats wait in.
+    /// Every peer must do the same.
+    pub fn with_heartbeat_socket(mut self, hb: S) -> Result<Self, ReplicationError> {
+        let mut peers = Vec::new();
+        for i in 0..self.rx.peer_count() {
+            let addr = self.rx.peer_addr(i);
+            peers.push((
+                addr,
+                heartbeat_addr(addr).ok_or(ReplicationError::NoHeartbeatPort(addr))?,
+            ));
+        }
+        let of = |a: SocketAddr| peers.iter().find(|(p, _)| *p == a).map_or(a, |&(_, h)| h);
+        self.tx.split_heartbeats(of);
+        self.rx.split_heartbeats(of);
+        self.hb = Some(hb);
+        Ok(self)
     }
 
     /// The counters, shareable with the control core.
@@ -167,63 +223,219 @@ impl<S: DatagramSocket> Replicator<S> {
         self.rx.in_sync(peer)
     }
 
-    /// Runs until `stop` is set: receives and applies datagrams, and every
-    /// `tick` ships dirty slots and a heartbeat and retries stalled
-    /// resyncs. Returns the first socket error other than a timeout.
+    /// Runs until `stop` is set: receives and applies datagrams (heartbeats
+    /// first), every `tick` ships dirty slots and a heartbeat and retries
+    /// stalled resyncs, and sends the heartbeat [`HEARTBEATS_PER_TICK`]
+    /// times per tick in all.
+    ///
+    /// Receive errors are counted (`recv_errors`) and outlived; only an
+    /// unbroken run of them for [`FATAL_ERROR_RUN`] returns the last one.
     pub fn run(&mut self, stop: &AtomicBool, tick: Duration) -> io::Result<()> {
-        let mut buf = vec![0u8; 65_536];
+        // One byte more than any valid datagram: a longer one arrives cut
+        // to this length and is dropped as oversized without copying 60 KB.
+        let mut buf = vec![0u8; MAX_DATAGRAM + 1];
         let start = Instant::now();
         let epoch_ms = unix_ms();
         let now = || epoch_ms + start.elapsed().as_millis() as u64;
+        let beat = (tick / HEARTBEATS_PER_TICK).max(Duration::from_millis(1));
+        let polled =
+            self.socket.raw_fd().is_some() && self.hb.as_ref().is_none_or(|h| h.raw_fd().is_some());
+        if polled {
+            self.socket.set_nonblocking(true)?;
+            if let Some(hb) = &self.hb {
+                hb.set_nonblocking(true)?;
+            }
+        }
         let mut next_tick = Instant::now();
+        let mut next_beat = next_tick + beat;
+        let mut failing_since: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            if wait.is_zero() {
+            let at = Instant::now();
+            if at >= next_tick {
                 self.tick(now())?;
-                next_tick += tick;
-                if next_tick < Instant::now() {
-                    next_tick = Instant::now() + tick;
-                }
+                next_tick = (next_tick + tick).max(at);
+                next_beat = at + beat;
                 continue;
             }
-            self.socket.set_read_timeout(Some(wait))?;
-            match self.socket.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    let n = n.min(buf.len());
-                    self.handle(&buf[..n], from, now())?;
+            if at >= next_beat {
+                self.beat()?;
+                next_beat = (next_beat + beat).max(at);
+                continue;
+            }
+            let wait = next_tick.min(next_beat) - at;
+            let received = if polled {
+                self.poll_and_drain(&mut buf, wait, &now)
+            } else {
+                self.take_turns(&mut buf, wait, &now)
+            };
+            match received {
+                Ok(()) => failing_since = None,
+                Err(e) => {
+                    ReplicationStats::bump(&self.stats.recv_errors);
+                    if failing_since.get_or_insert(at).elapsed() >= FATAL_ERROR_RUN {
+                        return Err(e);
+                    }
+                    // Do not spin on an error that repeats at once.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `wait` for either socket to be readable, then reads the
+    /// heartbeat socket dry and the replication socket in bursts of
+    /// [`DATA_BURST`], the heartbeat socket again after each burst.
+    fn poll_and_drain(
+        &mut self,
+        buf: &mut [u8],
+        wait: Duration,
+        now: &impl Fn() -> u64,
+    ) -> io::Result<()> {
+        let fd = |s: Option<&S>| s.and_then(|s| s.raw_fd()).unwrap_or(-1);
+        let mut fds = [
+            libc::pollfd {
+                fd: fd(Some(&self.socket)),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: fd(self.hb.as_ref()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ms = wait.as_micros().div_ceil(1000).clamp(1, 1000) as libc::c_int;
+        // SAFETY: `fds` is a valid array of 2 pollfd for the call's
+        // duration; a negative fd is ignored by poll(2).
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            return if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(e)
+            };
+        }
+        if rc == 0 {
+            return Ok(());
+        }
+        self.drain(Channel::Heartbeat, buf, usize::MAX, now)?;
+        // Bounded, so the loop comes back to its timers under a flood.
+        for _ in 0..64 {
+            let n = self.drain(Channel::Data, buf, DATA_BURST, now)?;
+            self.drain(Channel::Heartbeat, buf, usize::MAX, now)?;
+            if n < DATA_BURST {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// For sockets without a file descriptor (test doubles): blocks on the
+    /// replication socket, or alternates with short timeouts when there
+    /// are two.
+    fn take_turns(
+        &mut self,
+        buf: &mut [u8],
+        wait: Duration,
+        now: &impl Fn() -> u64,
+    ) -> io::Result<()> {
+        let wait = if self.hb.is_some() {
+            wait.min(Duration::from_millis(1))
+        } else {
+            wait
+        };
+        if let Some(hb) = &self.hb {
+            hb.set_read_timeout(Some(wait))?;
+            self.drain(Channel::Heartbeat, buf, 1, now)?;
+        }
+        self.socket.set_read_timeout(Some(wait))?;
+        self.drain(Channel::Data, buf, 1, now).map(|_| ())
+    }
+
+    /// Reads and handles up to `max` datagrams from the socket of
+    /// `channel`; returns how many were read. Nothing there (or the ICMP
+    /// port unreachable a down peer causes) is not an error.
+    fn drain(
+        &mut self,
+        channel: Channel,
+        buf: &mut [u8],
+        max: usize,
+        now: &impl Fn() -> u64,
+    ) -> io::Result<usize> {
+        let mut n = 0;
+        while n < max {
+            let socket = match channel {
+                Channel::Data => &self.socket,
+                Channel::Heartbeat => match &self.hb {
+                    Some(hb) => hb,
+                    None => return Ok(n),
+                },
+            };
+            match socket.recv_from(buf) {
+                Ok((len, from)) => {
+                    n += 1;
+                    let len = len.min(buf.len());
+                    if let Some(reply) = self.rx.handle(&buf[..len], from, channel, now()) {
+                        self.send(reply)?;
+                    }
                 }
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(n)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A peer that is down makes the kernel report ICMP port
                 // unreachable on the next receive; that is not our failure.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(n)
     }
 
     /// Ships the own region's dirty slots, then a heartbeat, to every peer,
-    /// and re-requests stalled snapshots.
+    /// re-requests stalled snapshots and refreshes the kernel drop count.
     pub fn tick(&mut self, now_ms: u64) -> io::Result<()> {
         self.tx.ship_dirty(&self.socket)?;
-        self.tx.send_heartbeat(&self.socket)?;
+        self.beat()?;
         for i in 0..self.rx.peer_count() {
             if let Some(reply) = self.rx.due_request(i, now_ms) {
                 self.send(reply)?;
             }
         }
+        let drops = self.socket.kernel_drops().unwrap_or(0)
+            + self.hb.as_ref().and_then(|h| h.kernel_drops()).unwrap_or(0);
+        self.stats.kernel_drops.store(drops, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Checks and applies one received datagram from `from`.
-    pub fn handle(&mut self, d: &[u8], _from: SocketAddr, now_ms: u64) -> io::Result<()> {
-        match self.rx.handle(d, now_ms) {
+    /// Sends the heartbeat (the own box-table entry) to every peer.
+    fn beat(&mut self) -> io::Result<()> {
+        match &self.hb {
+            Some(hb) => self.tx.send_heartbeat(hb),
+            None => self.tx.send_heartbeat(&self.socket),
+        }
+    }
+
+    /// Checks and applies one datagram received from `from` on the
+    /// replication socket.
+    pub fn handle(&mut self, d: &[u8], from: SocketAddr, now_ms: u64) -> io::Result<()> {
+        match self.rx.handle(d, from, Channel::Data, now_ms) {
+            Some(reply) => self.send(reply),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks and applies one datagram received from `from` on the
+    /// heartbeat socket.
+    pub fn handle_heartbeat(&mut self, d: &[u8], from: SocketAddr, now_ms: u64) -> io::Result<()> {
+        match self.rx.handle(d, from, Channel::Heartbeat, now_ms) {
             Some(reply) => self.send(reply),
             None => Ok(()),
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::auth::{Auth, Rejected, ReplayWindow};
 use super::stats::ReplicationStats;
-use super::wire::{self, EVERY_PEER, HDR, SNAPSHOT_WINDOW};
+use super::wire::{self, Malformed, EVERY_PEER, HDR, MAX_HEARTBEAT, SNAPSHOT_WINDOW};
 use crate::segment::Region;
 
 /// A resync that made no progress for this long is re-requested.
@@ -36,15 +36,37 @@ pub(super) enum Reply {
     },
 }
 
+/// The socket a datagram came in on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Channel {
+    /// The replication socket: everything, or everything but heartbeats
+    /// once heartbeats have a socket of their own.
+    Data,
+    /// The heartbeat socket: heartbeats only.
+    Heartbeat,
+}
+
 /// Receive-side state of one peer.
 struct Peer {
     id: u16,
     addr: SocketAddr,
+    /// The peer's heartbeat address, once heartbeats have their own socket.
+    hb_addr: Option<SocketAddr>,
     region: Region,
     /// Newest epoch seen from this peer; `None` until its first datagram.
     epoch: Option<u32>,
-    /// Counters of that epoch already accepted.
+    /// Counters of that epoch already accepted on the replication socket.
     replay: ReplayWindow,
+    /// The same on the heartbeat socket: the sender numbers both channels
+    /// from one counter, and each channel refuses the other's kinds, so a
+    /// datagram replayed onto the other socket is still refused, while a
+    /// heartbeat read before the updates queued with it is not taken for a
+    /// replay.
+    replay_hb: ReplayWindow,
+    /// The data_seq the previous heartbeat on the heartbeat socket claimed:
+    /// checked at the next heartbeat, not at once, because the updates it
+    /// follows travel on the other socket and may be read after it.
+    claim: Option<u64>,
     /// data_seq of the next slot update we expect.
     next_data_seq: u64,
     resync: Option<Resync>,
@@ -91,9 +113,12 @@ impl Receiver {
             .map(|(id, addr, region)| Peer {
                 id,
                 addr,
+                hb_addr: None,
                 region,
                 epoch: None,
                 replay: ReplayWindow::default(),
+                replay_hb: ReplayWindow::default(),
+                claim: None,
                 next_data_seq: 0,
                 resync: None,
             })
@@ -112,6 +137,69 @@ impl Receiver {
         self.peers
             .iter()
             .any(|p| p.id == peer && p.epoch.is_some() && p.resync.is_none())
+    }
+
+    /// Heartbeats from now on come from each peer's heartbeat address
+    /// (`hb_addr(peer's replication address)`) only, and no longer on the
+    /// replication socket.
+    pub(super) fn split_heartbeats(&mut self, hb_addr: impl Fn(SocketAddr) -> SocketAddr) {
+        for p in &mut self.peers {
+            p.hb_addr = Some(hb_addr(p.addr));
+        }
+    }
+
+    fn split(&self) -> bool {
+        self.peers.iter().any(|p| p.hb_addr.is_some())
+    }
+
+    /// The cheap checks, before the HMAC: source address, size, kind for
+    /// the channel. Counts and returns false for a datagram to drop.
+    fn precheck(&self, d: &[u8], from: SocketAddr, channel: Channel) -> bool {
+        let known = self.peers.iter().any(|p| match channel {
+            Channel::Data => p.addr == from,
+            Channel::Heartbeat => p.hb_addr == Some(from),
+        });
+        if !known {
+            ReplicationStats::bump(&self.stats.unknown_source);
+            return false;
+        }
+        let limit = match channel {
+            Channel::Heartbeat => MAX_HEARTBEAT,
+            Channel::Data => wire::MAX_DATAGRAM,
+        };
+        if d.len() > limit {
+            ReplicationStats::bump(&self.stats.oversized);
+            return false;
+        }
+        let h = match wire::parse_header(d) {
+            Ok(h) => h,
+            Err(m) => {
+                self.count_malformed(m);
+                return false;
+            }
+        };
+        let kind_ok = match channel {
+            Channel::Heartbeat => h.kind == wire::K_HEARTBEAT,
+            Channel::Data => !(self.split() && h.kind == wire::K_HEARTBEAT),
+        };
+        if !kind_ok {
+            ReplicationStats::bump(&self.stats.wrong_channel);
+            return false;
+        }
+        true
+    }
+
+    fn count_malformed(&self, m: Malformed) {
+        ReplicationStats::bump(match m {
+            Malformed::Oversized => &self.stats.oversized,
+            Malformed::Truncated => &self.stats.truncated,
+            Malformed::BadMagic => &self.stats.bad_magic,
+        });
+    }
+
+    /// The replication address of peer `i` (of [`Receiver::peer_count`]).
+    pub(super) fn peer_addr(&self, i: usize) -> SocketAddr {
+        self.peers[i].addr
     }
 
     /// How many peers there are (for [`Receiver::due_request`]).
@@ -148,15 +236,26 @@ impl Receiver {
         })
     }
 
-    /// Checks and applies one received datagram. Checks, in order, each
-    /// failure counted and the datagram dropped: format and tag (`auth`),
-    /// known sender, target, epoch, counter.
-    pub(super) fn handle(&mut self, d: &[u8], now_ms: u64) -> Option<Reply> {
+    /// Checks and applies one datagram received from `from` on `channel`.
+    /// Checks, in order, each failure counted and the datagram dropped:
+    /// source address, size and kind for the channel (before any tag is
+    /// computed), framing and tag (`auth`), known sender, target, epoch,
+    /// counter.
+    pub(super) fn handle(
+        &mut self,
+        d: &[u8],
+        from: SocketAddr,
+        channel: Channel,
+        now_ms: u64,
+    ) -> Option<Reply> {
         ReplicationStats::bump(&self.stats.received);
+        if !self.precheck(d, from, channel) {
+            return None;
+        }
         let h = match self.auth.open(d) {
             Ok(h) => h,
-            Err(Rejected::Truncated) => {
-                ReplicationStats::bump(&self.stats.truncated);
+            Err(Rejected::Malformed(m)) => {
+                self.count_malformed(m);
                 return None;
             }
             Err(Rejected::Forged) => {
@@ -180,7 +279,12 @@ impl Receiver {
                 return None;
             }
             Some(e) if h.epoch == e => {
-                if !self.peers[pi].replay.accept(h.counter) {
+                let p = &mut self.peers[pi];
+                let window = match channel {
+                    Channel::Data => &mut p.replay,
+                    Channel::Heartbeat => &mut p.replay_hb,
+                };
+                if !window.accept(h.counter) {
                     ReplicationStats::bump(&self.stats.replayed);
                     return None;
                 }
@@ -191,13 +295,18 @@ impl Receiver {
                 let p = &mut self.peers[pi];
                 p.epoch = Some(h.epoch);
                 p.replay = ReplayWindow::default();
-                p.replay.accept(h.counter);
+                p.replay_hb = ReplayWindow::default();
+                p.claim = None;
+                match channel {
+                    Channel::Data => p.replay.accept(h.counter),
+                    Channel::Heartbeat => p.replay_hb.accept(h.counter),
+                };
                 p.region.reset_all();
                 p.region.set_epoch(h.epoch);
                 p.next_data_seq = if h.kind == wire::K_UPDATE {
                     h.data_seq
                 } else {
-                    h.data_seq + 1
+                    h.data_seq.saturating_add(1)
                 };
                 p.resync = Some(Resync {
                     cursor: 0,
@@ -210,7 +319,10 @@ impl Receiver {
         ReplicationStats::bump(&self.stats.accepted);
         let (ok, reply) = match h.kind {
             wire::K_UPDATE => (self.on_update(pi, h.data_seq, body), None),
-            wire::K_HEARTBEAT => (self.on_heartbeat(pi, h.data_seq, body), None),
+            wire::K_HEARTBEAT => (
+                self.on_heartbeat(pi, h.data_seq, body, channel == Channel::Heartbeat),
+                None,
+            ),
             wire::K_SNAP_REQ => match wire::parse_snapshot_request(body) {
                 Some((from, window)) => {
                     let p = &self.peers[pi];
@@ -260,9 +372,9 @@ impl Receiver {
                 }
             }
         }
-        if ds + 1 > p.next_data_seq {
-            p.next_data_seq = ds + 1;
-        }
+        // Saturating: an authentic peer's data_seq of u64::MAX must not
+        // wrap the expectation back to 0 (found by fuzzing).
+        p.next_data_seq = p.next_data_seq.max(ds.saturating_add(1));
     }
 
     fn on_update(&mut self, pi: usize, ds: u64, body: &[u8]) -> bool {
@@ -271,8 +383,20 @@ impl Receiver {
         ok
     }
 
-    fn on_heartbeat(&mut self, pi: usize, ds: u64, body: &[u8]) -> bool {
-        self.note_data_seq(pi, ds, false);
+    /// Applies a heartbeat; `deferred`: it came on its own socket, so the
+    /// data_seq it claims is checked at the next heartbeat (see
+    /// [`Peer::claim`]).
+    fn on_heartbeat(&mut self, pi: usize, ds: u64, body: &[u8], deferred: bool) -> bool {
+        if deferred {
+            let p = &mut self.peers[pi];
+            let earlier = p.claim.replace(ds);
+            if let Some(c) = earlier.filter(|&c| c >= p.next_data_seq) {
+                self.note_data_seq(pi, c, false);
+            }
+        } else {
+            self.note_data_seq(pi, ds, false);
+        }
+        ReplicationStats::bump(&self.stats.heartbeats);
         let Some(info) = wire::decode_info(body) else {
             return false;
         };

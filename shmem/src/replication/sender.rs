@@ -24,6 +24,9 @@ pub(super) struct Sender {
     auth: Auth,
     /// Every peer's replication address, for what goes to all of them.
     peers: Vec<SocketAddr>,
+    /// Every peer's heartbeat address, once heartbeats have their own
+    /// socket.
+    hb_peers: Option<Vec<SocketAddr>>,
     /// +1 per datagram sent by this process (anti-replay, RFC 4303 §3.4.3).
     counter: u64,
     /// Number of the last slot update sent.
@@ -48,6 +51,7 @@ impl Sender {
             own,
             auth,
             peers,
+            hb_peers: None,
             counter: 0,
             data_seq: 0,
             stats,
@@ -86,6 +90,13 @@ impl Sender {
             self.send(socket, addr)?;
         }
         Ok(())
+    }
+
+    /// Heartbeats from now on go to each peer's `hb_addr(replication
+    /// address)`, through the socket the caller hands to
+    /// [`Sender::send_heartbeat`].
+    pub(super) fn split_heartbeats(&mut self, hb_addr: impl Fn(SocketAddr) -> SocketAddr) {
+        self.hb_peers = Some(self.peers.iter().map(|&a| hb_addr(a)).collect());
     }
 
     /// Copies a stable snapshot of own slot `s` into the scratch buffer:
@@ -138,13 +149,23 @@ impl Sender {
         Ok(())
     }
 
-    /// Sends the own box-table entry (the heartbeat) to every peer.
+    /// Sends the own box-table entry (the heartbeat) to every peer: to
+    /// their heartbeat addresses if heartbeats have their own socket
+    /// (`socket` is then that socket), else with the rest.
     pub(super) fn send_heartbeat(&mut self, socket: &impl DatagramSocket) -> io::Result<()> {
         let info = self.own.box_info().ok();
         self.begin(wire::K_HEARTBEAT, wire::EVERY_PEER);
         wire::encode_info(&mut self.out, info.as_ref());
         self.auth.seal(&mut self.out);
-        self.broadcast(socket)
+        match &self.hb_peers {
+            Some(addrs) => {
+                for &addr in addrs {
+                    self.send(socket, addr)?;
+                }
+                Ok(())
+            }
+            None => self.broadcast(socket),
+        }
     }
 
     /// Asks peer `target` at `to` for a window of snapshot chunks from

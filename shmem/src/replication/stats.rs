@@ -16,8 +16,20 @@ pub struct ReplicationStats {
     pub accepted: AtomicU64,
     /// Replica slots written (updates, deletions, snapshot entries).
     pub slots_applied: AtomicU64,
-    /// Dropped: shorter than a header and tag, lengths that disagree, bad
-    /// magic/version.
+    /// Dropped before any check of content: the source address is not a
+    /// configured peer's address for the socket it came in on.
+    pub unknown_source: AtomicU64,
+    /// Dropped: longer than any datagram a box sends (on the heartbeat
+    /// socket: longer than a heartbeat), before the HMAC.
+    pub oversized: AtomicU64,
+    /// Dropped: not our magic or version, before the HMAC.
+    pub bad_magic: AtomicU64,
+    /// Dropped: a kind that does not belong on the socket it came in on
+    /// (anything but a heartbeat on the heartbeat socket, a heartbeat on
+    /// the replication socket when heartbeats have their own), before the
+    /// HMAC.
+    pub wrong_channel: AtomicU64,
+    /// Dropped: shorter than a header and tag, or lengths that disagree.
     pub truncated: AtomicU64,
     /// Dropped: HMAC did not verify (forged or corrupted).
     pub forged: AtomicU64,
@@ -35,6 +47,14 @@ pub struct ReplicationStats {
     pub snapshot_requests: AtomicU64,
     /// Full resyncs completed.
     pub resyncs_completed: AtomicU64,
+    /// Heartbeats received and applied.
+    pub heartbeats: AtomicU64,
+    /// Receive errors other than timeouts (the loop goes on; only an
+    /// unbroken run of them stops replication, see `Replicator::run`).
+    pub recv_errors: AtomicU64,
+    /// Datagrams the kernel dropped at the replicator's sockets (receive
+    /// buffer full), as `SO_MEMINFO` reports them; refreshed every tick.
+    pub kernel_drops: AtomicU64,
 }
 
 impl ReplicationStats {
@@ -52,6 +72,10 @@ impl ReplicationStats {
             ("received", g(&self.received)),
             ("accepted", g(&self.accepted)),
             ("slots_applied", g(&self.slots_applied)),
+            ("unknown_source", g(&self.unknown_source)),
+            ("oversized", g(&self.oversized)),
+            ("bad_magic", g(&self.bad_magic)),
+            ("wrong_channel", g(&self.wrong_channel)),
             ("truncated", g(&self.truncated)),
             ("forged", g(&self.forged)),
             ("replayed", g(&self.replayed)),
@@ -61,6 +85,30 @@ impl ReplicationStats {
             ("gaps", g(&self.gaps)),
             ("snapshot_requests", g(&self.snapshot_requests)),
             ("resyncs_completed", g(&self.resyncs_completed)),
+            ("heartbeats", g(&self.heartbeats)),
+            ("recv_errors", g(&self.recv_errors)),
+            ("kernel_drops", g(&self.kernel_drops)),
         ]
+    }
+
+    /// Datagrams dropped by the receiver, by reason (the names
+    /// [`Self::snapshot`] uses), in the order the checks run.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        const REASONS: [&str; 10] = [
+            "unknown_source",
+            "oversized",
+            "bad_magic",
+            "wrong_channel",
+            "truncated",
+            "forged",
+            "unknown_sender",
+            "replayed",
+            "stale_epoch",
+            "malformed",
+        ];
+        self.snapshot()
+            .into_iter()
+            .filter(|(n, _)| REASONS.contains(n))
+            .collect()
     }
 }

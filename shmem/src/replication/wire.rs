@@ -20,6 +20,13 @@ const VERSION: u8 = 1;
 pub(super) const HDR: usize = 32;
 /// HMAC-SHA256 tag length; the tag follows the body.
 pub(super) const TAG: usize = 32;
+/// Shortest datagram: a header and a tag around an empty body.
+pub(super) const MIN_DATAGRAM: usize = HDR + TAG;
+/// Longest heartbeat: header, a full box-table entry (41 bytes and 17 per
+/// service address) and tag. The heartbeat socket refuses anything longer
+/// before the HMAC, so garbage the size of replication traffic costs it
+/// no more than a length comparison.
+pub const MAX_HEARTBEAT: usize = HDR + 41 + 17 * MAX_SERVICE_IPS + TAG;
 /// Largest body that keeps the datagram within [`MAX_DATAGRAM`].
 pub(super) const MAX_BODY: usize = MAX_DATAGRAM - HDR - TAG;
 /// Slot entry in an update or chunk body: slot u32, seq u64, len u16.
@@ -61,25 +68,49 @@ fn le64(b: &[u8], off: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
 }
 
-/// Parses the fixed header; `None` if the datagram is not exactly header +
-/// body + tag of a version we speak (truncated or padded).
-pub(super) fn parse_header(d: &[u8]) -> Option<Header> {
-    if d.len() < HDR + TAG || d.get(0..4)? != MAGIC || *d.get(4)? != VERSION {
-        return None;
+/// Why a datagram's framing is refused, before any tag is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// Longer than any datagram a box sends ([`MAX_DATAGRAM`]).
+    Oversized,
+    /// Shorter than a header and tag, or its length field disagrees with
+    /// its size (truncated or padded).
+    Truncated,
+    /// Not our magic or version: not a replication datagram at all.
+    BadMagic,
+}
+
+/// Parses the fixed header: only a datagram of exactly header + body + tag,
+/// within [`MAX_DATAGRAM`], of the magic and version we speak. These are
+/// the cheap checks that run before the HMAC: a forged flood costs a
+/// length and four-byte comparison per datagram, never a tag computation
+/// over 60 KB.
+pub(super) fn parse_header(d: &[u8]) -> Result<Header, Malformed> {
+    if d.len() > MAX_DATAGRAM {
+        return Err(Malformed::Oversized);
     }
-    let body_len = le16(d, 14)? as usize;
+    if d.len() < MIN_DATAGRAM {
+        return Err(Malformed::Truncated);
+    }
+    if d.get(0..4) != Some(&MAGIC[..]) || d.get(4) != Some(&VERSION) {
+        return Err(Malformed::BadMagic);
+    }
+    let body_len = le16(d, 14).ok_or(Malformed::Truncated)? as usize;
     if d.len() != HDR + body_len + TAG {
-        return None;
+        return Err(Malformed::Truncated);
     }
-    Some(Header {
-        kind: *d.get(5)?,
-        sender: le16(d, 6)?,
-        epoch: le32(d, 8)?,
-        target: le16(d, 12)?,
-        body_len,
-        counter: le64(d, 16)?,
-        data_seq: le64(d, 24)?,
-    })
+    let h = (|| {
+        Some(Header {
+            kind: *d.get(5)?,
+            sender: le16(d, 6)?,
+            epoch: le32(d, 8)?,
+            target: le16(d, 12)?,
+            body_len,
+            counter: le64(d, 16)?,
+            data_seq: le64(d, 24)?,
+        })
+    })();
+    h.ok_or(Malformed::Truncated)
 }
 
 /// What the header of an outgoing datagram says.
