@@ -28,6 +28,21 @@ pub const DEFAULT_SLOW_BYTES: u64 = 10_000;
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 200;
 /// Default `checkpoint.replication_port` (UDP, back LAN).
 pub const DEFAULT_REPLICATION_PORT: u16 = 7400;
+/// Default `raft.port` (UDP, back LAN).
+pub const DEFAULT_RAFT_PORT: u16 = 7401;
+/// Default `raft.heartbeat_ms`.
+pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 50;
+/// Default `raft.election_min_ms`: above the 80–120 ms machine stalls
+/// the soak saw plus a heartbeat.
+pub const DEFAULT_RAFT_ELECTION_MIN_MS: u64 = 200;
+/// Default `raft.election_max_ms`.
+pub const DEFAULT_RAFT_ELECTION_MAX_MS: u64 = 400;
+/// Default `raft.lease_ms`: an election after a leader's crash (up to
+/// 400 ms after the last heartbeat, itself up to 100 ms late) plus a
+/// stall.
+pub const DEFAULT_RAFT_LEASE_MS: u64 = 600;
+/// Default `raft.startup_grace_ms`.
+pub const DEFAULT_RAFT_STARTUP_GRACE_MS: u64 = 10_000;
 /// Default `failure.heartbeat_interval_ms`.
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 30;
 /// Default `failure.missed`: heartbeats missed before a peer is declared dead.
