@@ -398,7 +398,7 @@ fn in_shared_mode_a_member_id_must_fit_the_membership_view() {
     );
     let replicated = text.replace(
         "mode = \"shared\"",
-        "mode = \"replicated\"\n\n[failure]\nmissed = 22",
+        "mode = \"replicated\"\n\n[failure]\nmissed = 29",
     );
     assert!(
         parse(&replicated, "box1.toml").is_ok(),
@@ -417,12 +417,12 @@ fn replicated(more: &str) -> String {
 
 #[test]
 fn in_replicated_mode_detection_must_outlast_the_quorum_lease() {
-    // Defaults: detection 30 ms * 3 = 90 ms, lease 600 ms.
+    // Defaults: detection 30 ms * 3 = 90 ms, lease 800 ms.
     let text = replicated("");
     let line = line_of(&text, "mode = \"replicated\"");
     assert_eq!(
         one_line(&text),
-        format!("box1.toml:{line}: failure.missed: failure detection (90 ms = heartbeat_interval_ms 30 * missed 3) must be at least raft.lease_ms (600) + 2 * heartbeat_interval_ms in replicated mode, so that a box cut off from the quorum has stopped before its survivors take it over: set missed = 22 or more")
+        format!("box1.toml:{line}: failure.missed: failure detection (90 ms = heartbeat_interval_ms 30 * missed 3) must be at least raft.lease_ms (800) + 2 * heartbeat_interval_ms in replicated mode, so that a box cut off from the quorum has stopped before its survivors take it over: set missed = 29 or more")
     );
     let text = replicated("[failure]\nmissed = 21\n\n[raft]\nlease_ms = 500");
     assert!(
@@ -437,7 +437,7 @@ fn in_replicated_mode_detection_must_outlast_the_quorum_lease() {
         )),
         "the problem points at the missed key"
     );
-    let c = parse(&replicated("[failure]\nmissed = 22"), "box1.toml").expect("660 ms is enough");
+    let c = parse(&replicated("[failure]\nmissed = 29"), "box1.toml").expect("870 ms is enough");
     assert_eq!(c.raft.port, 7401);
     assert_eq!(
         c.raft.state_path(&c.checkpoint.segment_path),
@@ -465,12 +465,12 @@ fn raft_timings_must_be_in_order_and_the_lease_outlast_an_election() {
         ),
         "{lines:#?}"
     );
-    assert!(lines[2].contains("raft.lease_ms: expected at least raft.election_max_ms + 2 * raft.heartbeat_ms (140), found 100"), "{lines:#?}");
+    assert!(lines[2].contains("raft.lease_ms: expected at least 2 * raft.election_max_ms + 2 * raft.heartbeat_ms (180), found 100"), "{lines:#?}");
 }
 
 #[test]
 fn the_raft_port_must_not_be_a_members_replication_port() {
-    let text = replicated("[failure]\nmissed = 22\n\n[raft]\nport = 7400");
+    let text = replicated("[failure]\nmissed = 29\n\n[raft]\nport = 7400");
     let line = line_of(&text, "port = 7400");
     assert_eq!(
         one_line(&text),

@@ -32,7 +32,7 @@ table! {
         /// Election timeout, upper bound, milliseconds (> election_min_ms).
         election_max_ms: u64 = or(DEFAULT_RAFT_ELECTION_MAX_MS, positive),
         /// How long a box serves without a quorum's backing, milliseconds
-        /// (>= election_max_ms + 2 * heartbeat_ms).
+        /// (>= 2 * election_max_ms + 2 * heartbeat_ms).
         lease_ms: u64 = or(DEFAULT_RAFT_LEASE_MS, positive),
         /// How long a starting box may serve before it first holds the
         /// lease (the cluster forming), milliseconds.
@@ -43,8 +43,10 @@ table! {
 
 /// Heartbeat < election min < election max, and the lease outlasts an
 /// election that follows a leader's crash: the followers' last proof is
-/// up to two heartbeats old when the leader dies, and the new leader
-/// proves its quorum at most `election_max_ms` after the last heartbeat.
+/// up to two heartbeats old when the leader dies, and in openraft 0.9 a
+/// follower stands only after its leader's lease (`election_max_ms`)
+/// plus a random election timeout, so the new leader proves its quorum
+/// up to `2 * election_max_ms` after the last heartbeat.
 fn timings_in_order(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
     let (Some(hb), Some(min), Some(max), Some(lease)) = (
         p.heartbeat_ms,
@@ -74,12 +76,12 @@ fn timings_in_order(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
             format!("expected more than raft.election_min_ms ({min}), found {max}"),
         );
     }
-    let floor = max.saturating_add(hb.saturating_mul(2));
+    let floor = max.saturating_mul(2).saturating_add(hb.saturating_mul(2));
     if lease < floor {
         bad(
             c,
             "lease_ms",
-            format!("expected at least raft.election_max_ms + 2 * raft.heartbeat_ms ({floor}), found {lease}: a leader's crash would fence every survivor before a new leader is elected"),
+            format!("expected at least 2 * raft.election_max_ms + 2 * raft.heartbeat_ms ({floor}), found {lease}: a leader's crash would fence every survivor before a new leader is elected"),
         );
     }
     ok
