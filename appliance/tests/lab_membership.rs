@@ -225,7 +225,29 @@ fn lab_replicated_random_kills_and_restarts_lose_no_download_and_commit_one_chan
     // The same trial with a segment per box: the view lives in the boxes'
     // Raft, detection outlasts its quorum lease (660 ms in the lab), and
     // every survivor splits a dead box by the committed change alone.
+    // The first victim is the Raft's leader: its survivors elect another
+    // within their quorum lease, and nobody fences.
     random_kill_trial("btmb3", &["--segment-mode", "replicated"], 4);
+}
+
+/// The Raft leader box 1 knows, from its metrics (replicated mode).
+fn raft_leader(g: &LabGuard) -> Option<usize> {
+    let out = g.exec(
+        "box1",
+        &[
+            BATON,
+            "admin",
+            "--config",
+            &g.file("box1.toml").display().to_string(),
+            "metrics",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_raft_leader "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as usize)
+        .filter(|&n| (1..=3).contains(&n))
 }
 
 /// `rounds` random kills and restarts of a 3-box lab brought up with
@@ -265,8 +287,16 @@ fn random_kill_trial(prefix: &str, extra: &[&str], rounds: usize) {
         .unwrap_or((100, 2000));
     let mut epochs = [0u32, 1, 1, 1];
     let mut kills: Vec<(usize, u32)> = Vec::new();
+    let leader = raft_leader(&g);
+    if extra.contains(&"replicated") {
+        assert!(leader.is_some(), "box1 knows no Raft leader");
+    }
     for round in 0..rounds {
-        let victim = rng.between(1, 3) as usize;
+        let drawn = rng.between(1, 3) as usize;
+        let victim = match leader {
+            Some(l) if round == 0 => l,
+            _ => drawn,
+        };
         let down_ms = rng.between(down.0, down.1);
         let next_ms = rng.between(400, 1200);
         eprintln!("round {round}: kill box{victim} (epoch {}), restart after {down_ms} ms, next kill {next_ms} ms later", epochs[victim]);

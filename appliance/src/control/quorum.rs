@@ -63,8 +63,28 @@ impl QuorumGuard {
     }
 
     /// The decision at `now`, given the age of the box's newest quorum
-    /// proof (`None`: it never had one).
-    pub(crate) fn check(&mut self, age: Option<Duration>, now: Instant) -> LeaseDecision {
+    /// proof (`None`: it never had one) and how long since the previous
+    /// check (`gap`).
+    ///
+    /// A box whose checks were apart for the lease or longer was frozen
+    /// (stopped, starved) for that long: its peers may have removed it
+    /// meanwhile, and a proof it took since is no proof, since a follower
+    /// dates the leader's proof when it reads the message, and messages
+    /// queued while it was frozen read as fresh. It fences, whatever the
+    /// proof says.
+    pub(crate) fn check(
+        &mut self,
+        age: Option<Duration>,
+        gap: Duration,
+        now: Instant,
+    ) -> LeaseDecision {
+        if self.held_once && gap >= self.lease {
+            return LeaseDecision::Fence(format!(
+                "this box was frozen for {} ms, longer than its quorum lease ({} ms): its peers may have removed it meanwhile",
+                gap.as_millis(),
+                self.lease.as_millis()
+            ));
+        }
         match age {
             Some(a) if a < self.lease => {
                 self.held_once = true;
@@ -110,12 +130,15 @@ pub(crate) fn spawn_quorum_guard(
             pin_to_cpu("quorum", 1);
             let mut guard = QuorumGuard::new(started, lease, grace);
             let mut forming_logged = false;
+            let mut last = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 let now = Instant::now();
+                let gap = now.saturating_duration_since(last);
+                last = now;
                 let snap = RaftSnapshot::of(&raft, now);
                 control.view.update(|s| s.raft = Some(snap.clone()));
                 let was_held = guard.held_once();
-                match guard.check(raft.lease_age(now), now) {
+                match guard.check(raft.lease_age(now), gap, now) {
                     LeaseDecision::Serve if !was_held => info!(
                         leader = snap.leader,
                         term = snap.term,
@@ -155,6 +178,7 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const TICK: Duration = Duration::from_millis(30);
 
     fn guard(t0: Instant) -> QuorumGuard {
         QuorumGuard::new(t0, 600 * MS, 10_000 * MS)
@@ -164,18 +188,24 @@ mod tests {
     fn a_box_that_hears_a_quorum_within_the_lease_serves() {
         let t0 = Instant::now();
         let mut g = guard(t0);
-        assert_eq!(g.check(Some(50 * MS), t0 + MS), LeaseDecision::Serve);
-        assert_eq!(g.check(Some(599 * MS), t0 + 700 * MS), LeaseDecision::Serve);
+        assert_eq!(g.check(Some(50 * MS), TICK, t0 + MS), LeaseDecision::Serve);
+        assert_eq!(
+            g.check(Some(599 * MS), TICK, t0 + 700 * MS),
+            LeaseDecision::Serve
+        );
     }
 
     #[test]
     fn a_box_that_lost_its_quorum_for_the_lease_is_fenced_whatever_its_age() {
         let t0 = Instant::now();
         let mut g = guard(t0);
-        assert_eq!(g.check(Some(10 * MS), t0 + 100 * MS), LeaseDecision::Serve);
+        assert_eq!(
+            g.check(Some(10 * MS), TICK, t0 + 100 * MS),
+            LeaseDecision::Serve
+        );
         // Well within the start-up grace: having held the lease once, the
         // grace no longer applies.
-        match g.check(Some(600 * MS), t0 + 700 * MS) {
+        match g.check(Some(600 * MS), TICK, t0 + 700 * MS) {
             LeaseDecision::Fence(why) => {
                 assert!(why.contains("for 600 ms (lease 600 ms)"), "{why}");
                 assert!(why.contains("minority side of a partition"), "{why}");
@@ -188,14 +218,34 @@ mod tests {
     fn a_booting_box_is_not_fenced_before_the_cluster_formed_but_only_for_the_grace() {
         let t0 = Instant::now();
         let mut g = guard(t0);
-        assert_eq!(g.check(None, t0 + 5_000 * MS), LeaseDecision::Forming);
+        assert_eq!(g.check(None, TICK, t0 + 5_000 * MS), LeaseDecision::Forming);
         assert_eq!(
-            g.check(Some(900 * MS), t0 + 5_000 * MS),
+            g.check(Some(900 * MS), TICK, t0 + 5_000 * MS),
             LeaseDecision::Forming,
             "a proof older than the lease (a leader's, from before this start) is not a quorum"
         );
-        match g.check(None, t0 + 10_000 * MS) {
+        match g.check(None, TICK, t0 + 10_000 * MS) {
             LeaseDecision::Fence(why) => assert!(why.contains("start-up grace"), "{why}"),
+            other => panic!("expected a fence, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_box_frozen_for_longer_than_its_lease_is_fenced_even_with_a_fresh_proof() {
+        let t0 = Instant::now();
+        let mut g = guard(t0);
+        assert_eq!(
+            g.check(Some(10 * MS), TICK, t0 + 100 * MS),
+            LeaseDecision::Serve
+        );
+        assert_eq!(
+            g.check(Some(10 * MS), 599 * MS, t0 + 700 * MS),
+            LeaseDecision::Serve,
+            "a stall shorter than the lease is survived"
+        );
+        // SIGSTOP for 1.5 s: the leader's queued heartbeat reads as fresh.
+        match g.check(Some(MS), 1_500 * MS, t0 + 2_200 * MS) {
+            LeaseDecision::Fence(why) => assert!(why.contains("frozen for 1500 ms"), "{why}"),
             other => panic!("expected a fence, got {other:?}"),
         }
     }
@@ -204,11 +254,11 @@ mod tests {
     fn the_first_quorum_ends_the_grace() {
         let t0 = Instant::now();
         let mut g = guard(t0);
-        assert_eq!(g.check(None, t0 + MS), LeaseDecision::Forming);
-        assert_eq!(g.check(Some(MS), t0 + 2 * MS), LeaseDecision::Serve);
+        assert_eq!(g.check(None, TICK, t0 + MS), LeaseDecision::Forming);
+        assert_eq!(g.check(Some(MS), TICK, t0 + 2 * MS), LeaseDecision::Serve);
         assert!(g.held_once());
         assert!(matches!(
-            g.check(None, t0 + 3 * MS),
+            g.check(None, TICK, t0 + 3 * MS),
             LeaseDecision::Fence(_)
         ));
     }
