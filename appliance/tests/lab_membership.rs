@@ -223,7 +223,7 @@ fn lab_random_kills_and_restarts_lose_no_download_and_commit_one_change_per_kill
 #[test]
 fn lab_replicated_random_kills_and_restarts_lose_no_download_and_commit_one_change_per_kill() {
     // The same trial with a segment per box: the view lives in the boxes'
-    // Raft, detection outlasts its quorum lease (660 ms in the lab), and
+    // Raft, detection (900 ms in the lab) outlasts its quorum lease (800 ms), and
     // every survivor splits a dead box by the committed change alone.
     // The first victim is the Raft's leader: its survivors elect another
     // within their quorum lease, and nobody fences.

@@ -398,7 +398,7 @@ fn in_shared_mode_a_member_id_must_fit_the_membership_view() {
     );
     let replicated = text.replace(
         "mode = \"shared\"",
-        "mode = \"replicated\"\n\n[failure]\nmissed = 29",
+        "mode = \"replicated\"\n\n[failure]\nmissed = 30",
     );
     assert!(
         parse(&replicated, "box1.toml").is_ok(),
@@ -422,12 +422,12 @@ fn in_replicated_mode_detection_must_outlast_the_quorum_lease() {
     let line = line_of(&text, "mode = \"replicated\"");
     assert_eq!(
         one_line(&text),
-        format!("box1.toml:{line}: failure.missed: failure detection (90 ms = heartbeat_interval_ms 30 * missed 3) must be at least raft.lease_ms (800) + 2 * heartbeat_interval_ms in replicated mode, so that a box cut off from the quorum has stopped before its survivors take it over: set missed = 29 or more")
+        format!("box1.toml:{line}: failure.missed: failure detection (90 ms = heartbeat_interval_ms 30 * missed 3) must be at least raft.lease_ms (800) + 3 * heartbeat_interval_ms in replicated mode, so that a box cut off from the quorum has stopped before its survivors take it over: set missed = 30 or more")
     );
     let text = replicated("[failure]\nmissed = 21\n\n[raft]\nlease_ms = 500");
     assert!(
         parse(&text, "box1.toml").is_ok(),
-        "630 ms outlasts a 500 ms lease by two ticks"
+        "630 ms outlasts a 500 ms lease by three intervals"
     );
     let text = replicated("[failure]\nmissed = 10\n");
     let line = line_of(&text, "missed = 10");
@@ -437,7 +437,7 @@ fn in_replicated_mode_detection_must_outlast_the_quorum_lease() {
         )),
         "the problem points at the missed key"
     );
-    let c = parse(&replicated("[failure]\nmissed = 29"), "box1.toml").expect("870 ms is enough");
+    let c = parse(&replicated("[failure]\nmissed = 30"), "box1.toml").expect("900 ms is enough");
     assert_eq!(c.raft.port, 7401);
     assert_eq!(
         c.raft.state_path(&c.checkpoint.segment_path),
@@ -470,7 +470,7 @@ fn raft_timings_must_be_in_order_and_the_lease_outlast_an_election() {
 
 #[test]
 fn the_raft_port_must_not_be_a_members_replication_port() {
-    let text = replicated("[failure]\nmissed = 29\n\n[raft]\nport = 7400");
+    let text = replicated("[failure]\nmissed = 30\n\n[raft]\nport = 7400");
     let line = line_of(&text, "port = 7400");
     assert_eq!(
         one_line(&text),

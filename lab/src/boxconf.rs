@@ -11,9 +11,9 @@ const LAB_WORKERS: usize = 1;
 /// ordinary memory): room for the mbuf pool and the EAL's own heap.
 const LAB_DPDK_MEMORY_MB: u32 = 128;
 
-/// `failure.missed` in a replicated lab: 30 ms × 29 = 870 ms, the least
+/// `failure.missed` in a replicated lab: 30 ms × 30 = 900 ms, the least
 /// `check-config` accepts with the default `raft.lease_ms` (800).
-const REPLICATED_MISSED: u32 = 29;
+const REPLICATED_MISSED: u32 = 30;
 
 /// What every box of one lab shares.
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ pub fn box_toml(
         lab.upload_dir().display()
     );
     // Replicated mode: detection must outlast the view Raft's quorum
-    // lease (800 ms by default) by two heartbeats, so that a box cut off
+    // lease (800 ms by default) by three heartbeats, so that a box cut off
     // from the quorum has stopped before its peers take it over.
     let missed = match segment_mode {
         SegmentMode::Shared => 3,

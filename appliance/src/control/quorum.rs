@@ -2,7 +2,7 @@
 //! of its Raft for the lease stops serving. It may be on the minority
 //! side of a partition, where no new view reaches it: its peers may have
 //! removed it and be taking its connections over. `check-config` makes
-//! the failure detection outlast the lease by two ticks, so it has
+//! the failure detection outlast the lease by three intervals, so it has
 //! stopped before they act (`docs/MEMBERSHIP.md`, "Fencing").
 //!
 //! A starting box has never heard a quorum: it serves for a start-up

@@ -90,8 +90,8 @@ fn line_of(c: &Checker<'_>, root: &Tbl<'_>, table: &str, key: &str) -> Option<us
 /// In replicated mode (the view in the Raft, `[raft]`):
 ///
 /// - a box cut off from the quorum must have stopped before its survivors
-///   take it over: failure detection at least the lease plus two watcher
-///   ticks ([`RaftConfig::min_detection_ms`]);
+///   take it over: failure detection at least the lease plus three
+///   heartbeat intervals ([`RaftConfig::min_detection_ms`]);
 /// - the Raft's address (each member's back-LAN IP, `raft.port`) is no
 ///   member's replication address.
 fn replicated_raft_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
@@ -115,7 +115,7 @@ fn replicated_raft_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> 
             line,
             "failure.missed".to_string(),
             format!(
-                "failure detection ({} ms = heartbeat_interval_ms {} * missed {}) must be at least raft.lease_ms ({}) + 2 * heartbeat_interval_ms in replicated mode, so that a box cut off from the quorum has stopped before its survivors take it over: set missed = {missed} or more",
+                "failure detection ({} ms = heartbeat_interval_ms {} * missed {}) must be at least raft.lease_ms ({}) + 3 * heartbeat_interval_ms in replicated mode, so that a box cut off from the quorum has stopped before its survivors take it over: set missed = {missed} or more",
                 failure.detection_ms(),
                 failure.heartbeat_interval_ms,
                 failure.missed,

@@ -99,11 +99,15 @@ impl RaftConfig {
 
     /// The shortest failure detection (`failure.heartbeat_interval_ms *
     /// failure.missed`) that lets a box cut off from the quorum stop
-    /// before its survivors take it over: the lease, plus two watcher
-    /// ticks (one to notice, one to stop; the follower's proof is dated
-    /// late by the one-way delay on the back LAN, well under a tick).
+    /// before its survivors take it over: the lease, plus three
+    /// heartbeat intervals. Its peers may have heard its last heartbeat
+    /// up to an interval before the cut (heartbeats ship once per
+    /// interval); it notices the lease is gone up to an interval after
+    /// it ran out (the quorum guard's tick), and stopping its dataplane
+    /// takes a few ms more. The follower's proof is dated late by the
+    /// one-way delay on the back LAN, well under a millisecond.
     pub fn min_detection_ms(&self, heartbeat_interval_ms: u64) -> u64 {
         self.lease_ms
-            .saturating_add(heartbeat_interval_ms.saturating_mul(2))
+            .saturating_add(heartbeat_interval_ms.saturating_mul(3))
     }
 }
