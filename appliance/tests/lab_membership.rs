@@ -456,3 +456,103 @@ fn lab_a_box_in_a_crash_loop_costs_the_others_nothing_and_never_splits_a_connect
         );
     }
 }
+
+/// The nftables table that cuts box `n` off the back LAN, both ways, at
+/// its bridge port in the lab's LAN namespace.
+fn partition_rules(n: u8) -> String {
+    let port = baton_lab::names::box_back_port(n);
+    format!(
+        "table netdev partition_box{n} {{\n\
+         \x20   chain in {{ type filter hook ingress device \"{port}\" priority 0; policy drop; }}\n\
+         \x20   chain out {{ type filter hook egress device \"{port}\" priority 0; policy drop; }}\n\
+         }}\n"
+    )
+}
+
+#[test]
+fn lab_replicated_a_box_cut_off_the_back_lan_fences_itself_and_the_majority_takes_over() {
+    // A 1-2 partition of the back LAN (nftables drops everything to and
+    // from box1's back0): box1 hears no quorum of the Raft and stops
+    // serving once its lease runs out; boxes 2 and 3 (the majority) remove
+    // it from the view after detection, which outlasts the lease, and
+    // take its downloads over. Healed and started again, box1 rejoins.
+    let g = LabGuard::up("btmb4", &["--boxes", "3", "--segment-mode", "replicated"]);
+    let _logs = KeepLogs(&g, 0);
+    let cap = start_capture(&g);
+    let started = Instant::now();
+    let downloads: Vec<Download> = (0..12)
+        .map(|i| start_download(&g, i, [1, 1, 2, 3][i % 4], "1M.bin", "150K"))
+        .collect();
+    let pid: i32 = fs::read_to_string(g.file("box1.pid"))
+        .expect("box1.pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    sleep(Duration::from_millis(2000));
+    let rules = g.file("partition.nft");
+    fs::write(&rules, partition_rules(1)).expect("rules");
+    ok(g.exec("lan", &["nft", "-f", &rules.display().to_string()]));
+    let cut = Instant::now();
+    assert_all_identical(&g, downloads, "1M.bin");
+    eprintln!(
+        "downloads done {:?} after the start, {:?} after the cut",
+        started.elapsed(),
+        cut.elapsed()
+    );
+    let (fins, resets) = finish_capture(cap);
+    assert!(
+        fins >= 12,
+        "the capture saw {fins} client FINs: it missed the traffic"
+    );
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
+    let box1 = plain_log(&g, 1);
+    assert!(
+        box1.contains("no quorum of the view's Raft heard") && box1.contains("fencing this box"),
+        "box1 did not fence itself for want of a quorum:\n{box1}"
+    );
+    let running = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        st.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            != Some("Z")
+    });
+    assert!(!running, "box1 still runs");
+    let logs: Vec<(usize, Vec<Incarnation>)> = (1..=3).map(|n| (n, incarnations(&g, n))).collect();
+    assert_views_agree(&logs);
+    for (n, incs) in &logs[1..] {
+        assert_eq!(incs.len(), 1, "box{n} restarted");
+        assert!(!incs[0].fenced, "box{n} fenced itself");
+        let removals = incs[0]
+            .changes
+            .iter()
+            .filter(|c| c.contains("; left [1/1]"))
+            .count();
+        assert_eq!(
+            removals, 1,
+            "box{n}: one committed removal of box1: {:#?}",
+            incs[0].changes
+        );
+    }
+
+    // Healed, box1 starts again and rejoins as a new member.
+    ok(g.exec(
+        "lan",
+        &["nft", "delete", "table", "netdev", "partition_box1"],
+    ));
+    ok(g.lab(&["start", "box1"]));
+    let rejoined = baton_lab::driver::wait_for(Duration::from_secs(10), || {
+        incarnations(&g, 1)
+            .last()
+            .is_some_and(|i| i.epoch == 2 && i.changes.iter().any(|c| c.contains("joined [1/2]")))
+    });
+    assert!(rejoined, "box1 did not rejoin:\n{}", plain_log(&g, 1));
+    assert_all_identical(
+        &g,
+        vec![start_download(&g, 20, 1, "1M.bin", "200M")],
+        "1M.bin",
+    );
+}
