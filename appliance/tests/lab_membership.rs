@@ -192,7 +192,7 @@ fn keep_logs(g: &LabGuard, seed: u64) {
     };
     let dir = std::path::Path::new(&dir).join(format!("{}-{seed}", g.prefix));
     let _ = fs::create_dir_all(&dir);
-    for n in 1..=3 {
+    for n in 1..=4 {
         let name = format!("box{n}.log");
         let _ = fs::copy(g.file(&name), dir.join(&name));
     }
@@ -483,11 +483,7 @@ fn lab_replicated_a_box_cut_off_the_back_lan_fences_itself_and_the_majority_take
     let downloads: Vec<Download> = (0..12)
         .map(|i| start_download(&g, i, [1, 1, 2, 3][i % 4], "1M.bin", "150K"))
         .collect();
-    let pid: i32 = fs::read_to_string(g.file("box1.pid"))
-        .expect("box1.pid")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let pid = box_pid(&g, 1);
     sleep(Duration::from_millis(2000));
     let rules = g.file("partition.nft");
     fs::write(&rules, partition_rules(1)).expect("rules");
@@ -514,13 +510,7 @@ fn lab_replicated_a_box_cut_off_the_back_lan_fences_itself_and_the_majority_take
         box1.contains("no quorum of the view's Raft heard") && box1.contains("fencing this box"),
         "box1 did not fence itself for want of a quorum:\n{box1}"
     );
-    let running = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
-        st.rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next())
-            != Some("Z")
-    });
-    assert!(!running, "box1 still runs");
+    assert!(!runs(pid), "box1 still runs");
     let logs: Vec<(usize, Vec<Incarnation>)> = (1..=3).map(|n| (n, incarnations(&g, n))).collect();
     assert_views_agree(&logs);
     for (n, incs) in &logs[1..] {
@@ -555,4 +545,169 @@ fn lab_replicated_a_box_cut_off_the_back_lan_fences_itself_and_the_majority_take
         vec![start_download(&g, 20, 1, "1M.bin", "200M")],
         "1M.bin",
     );
+}
+
+/// Whether process `pid` still runs (gone, or a zombie nobody reaped yet,
+/// is not running).
+fn runs(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        st.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
+fn box_pid(g: &LabGuard, n: usize) -> i32 {
+    fs::read_to_string(g.file(&format!("box{n}.pid")))
+        .expect("box pid file")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+#[test]
+fn lab_replicated_a_box_frozen_past_detection_fences_itself_when_it_wakes() {
+    // box1 is stopped (SIGSTOP) for longer than detection: boxes 2 and 3
+    // remove it and take its downloads over. When it runs again its
+    // Raft may read the leader's queued heartbeats as a fresh quorum:
+    // it must stop all the same, before it answers anything.
+    let g = LabGuard::up("btmb5", &["--boxes", "3", "--segment-mode", "replicated"]);
+    let _logs = KeepLogs(&g, 0);
+    let cap = start_capture(&g);
+    let downloads: Vec<Download> = (0..12)
+        .map(|i| start_download(&g, i, [1, 1, 2, 3][i % 4], "1M.bin", "150K"))
+        .collect();
+    sleep(Duration::from_millis(2000));
+    let pid = box_pid(&g, 1);
+    // SAFETY: signals to the lab's own box process.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_all_identical(&g, downloads, "1M.bin");
+    let (fins, resets) = finish_capture(cap);
+    assert!(fins >= 12, "the capture saw {fins} client FINs");
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
+    let box1 = plain_log(&g, 1);
+    assert!(
+        box1.contains("fencing this box"),
+        "box1 did not fence itself:\n{box1}"
+    );
+    assert!(!runs(pid), "box1 still runs");
+    let logs: Vec<(usize, Vec<Incarnation>)> = (1..=3).map(|n| (n, incarnations(&g, n))).collect();
+    assert_views_agree(&logs);
+    for (n, incs) in &logs[1..] {
+        assert!(!incs[0].fenced, "box{n} fenced itself");
+        let removals = incs[0]
+            .changes
+            .iter()
+            .filter(|c| c.contains("; left [1/1]"))
+            .count();
+        assert_eq!(removals, 1, "box{n}: {:#?}", incs[0].changes);
+    }
+}
+
+/// The nftables table that splits the back LAN between `a` and `b`: at
+/// each box's bridge port, what comes from it to the other side is
+/// dropped.
+fn split_rules(a: &[u8], b: &[u8]) -> String {
+    let addrs = |side: &[u8]| {
+        side.iter()
+            .map(|&n| format!("198.19.0.{}", 10 + n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut chains = String::new();
+    for (side, other) in [(a, b), (b, a)] {
+        for &n in side {
+            let port = baton_lab::names::box_back_port(n);
+            chains.push_str(&format!(
+                "    chain from_box{n} {{ type filter hook ingress device \"{port}\" priority 0; policy accept; ip daddr {{ {} }} drop; }}\n",
+                addrs(other)
+            ));
+        }
+    }
+    format!("table netdev split {{\n{chains}}}\n")
+}
+
+#[test]
+fn lab_replicated_a_two_two_split_stops_both_halves_and_nobody_takes_anything_over() {
+    // Four boxes, the back LAN split 1+2 | 3+4: neither half holds a
+    // quorum of the Raft (3 of 4), so no view change commits and every
+    // box stops serving once its lease runs out: an outage, never a split
+    // brain. Healed and started again, all four rejoin as new members.
+    let g = LabGuard::up("btmb6", &["--boxes", "4", "--segment-mode", "replicated"]);
+    let _logs = KeepLogs(&g, 0);
+    let pids: Vec<i32> = (1..=4).map(|n| box_pid(&g, n)).collect();
+    // Split only once the cluster formed: every box holds the lease and
+    // reads the view of all four (a box that never heard a quorum serves
+    // for its start-up grace).
+    let all = "members [1/1, 2/1, 3/1, 4/1]";
+    let formed = baton_lab::driver::wait_for(Duration::from_secs(15), || {
+        (1..=4).all(|n| {
+            let log = plain_log(&g, n);
+            log.contains("the view's Raft has a quorum") && log.contains(all)
+        })
+    });
+    assert!(formed, "the four boxes did not form one view");
+    let rules = g.file("split.nft");
+    fs::write(&rules, split_rules(&[1, 2], &[3, 4])).expect("rules");
+    ok(g.exec("lan", &["nft", "-f", &rules.display().to_string()]));
+    let all_stopped =
+        baton_lab::driver::wait_for(Duration::from_secs(5), || pids.iter().all(|&p| !runs(p)));
+    assert!(all_stopped, "some box still serves without a quorum");
+    for n in 1..=4 {
+        let log = plain_log(&g, n);
+        assert!(
+            log.contains("no quorum of the view's Raft heard") && log.contains("fencing this box"),
+            "box{n} did not fence itself for want of a quorum:\n{log}"
+        );
+        assert!(
+            !log.contains("taking over a dead box's connections"),
+            "box{n} took a box over without a quorum:\n{log}"
+        );
+        let incs = incarnations(&g, n);
+        assert!(
+            incs[0]
+                .changes
+                .iter()
+                .all(|c| !c.contains("; left [") || c.contains("; left []")),
+            "box{n} saw a removal committed: {:#?}",
+            incs[0].changes
+        );
+    }
+
+    ok(g.exec("lan", &["nft", "delete", "table", "netdev", "split"]));
+    for n in 1..=4 {
+        ok(g.lab(&["start", &format!("box{n}")]));
+    }
+    let rejoined = baton_lab::driver::wait_for(Duration::from_secs(20), || {
+        (1..=4).all(|n| {
+            incarnations(&g, n).last().is_some_and(|i| {
+                i.epoch == 2
+                    && i.changes
+                        .iter()
+                        .any(|c| c.contains(&format!("joined [{n}/2]")))
+            })
+        })
+    });
+    assert!(
+        rejoined,
+        "not every box rejoined:\n{}",
+        (1..=4)
+            .map(|n| plain_log(&g, n))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for n in 1..=4 {
+        assert_all_identical(
+            &g,
+            vec![start_download(&g, 30 + n, n, "1M.bin", "200M")],
+            "1M.bin",
+        );
+    }
 }
