@@ -207,15 +207,18 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     // Before the dataplane answers for our addresses: frames of connections
     // to them that other boxes hold now must be forwarded, never reset.
     // Only the view's members hold connections: a dead box's stale records
-    // must not route anything to it. (In replicated mode the view this
-    // box's Raft applied, without waiting for a leader; before the first
-    // view, no filter.)
-    let members: Option<Vec<u16>> = match &stores.raft {
-        Some(raft) => Some(raft.local_view()),
-        None => stores.store.read().ok(),
-    }
-    .filter(|v| v.number.0 > 0)
-    .map(|v| v.ids().collect());
+    // must not route anything to it. The committed view, read through the
+    // store: in replicated mode a restarted Raft node's own applied view
+    // lags until the leader's commit reaches it, and an old view without
+    // a member that holds connections now would leave those connections
+    // unrouted (reset). No view (none readable, or none committed yet):
+    // no filter.
+    let members: Option<Vec<u16>> = stores
+        .store
+        .read()
+        .ok()
+        .filter(|v| v.number.0 > 0)
+        .map(|v| v.ids().collect());
     let mut held_elsewhere = control::takeover::routes_to_holders_among(
         &segment,
         config.node.id,
