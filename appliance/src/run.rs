@@ -225,10 +225,14 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         &config.service.ips,
         &|h| members.as_ref().is_none_or(|m| m.contains(&h)),
     );
+    let from_replicas = held_elsewhere.len();
+    let from_previous = claimed_elsewhere.len();
     held_elsewhere.extend(claimed_elsewhere);
     if !held_elsewhere.is_empty() {
         info!(
             connections = held_elsewhere.len(),
+            from_records = from_replicas,
+            from_previous_incarnation = from_previous,
             "connections to our addresses live on other boxes (taken over earlier): forwarding them"
         );
         orphans.extend(held_elsewhere);
