@@ -192,7 +192,16 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     let heartbeat = spawn_heartbeat(region.clone(), config, stop.clone())?;
     let replication = match config.checkpoint.mode {
         SegmentMode::Shared => None,
-        SegmentMode::Replicated => Some(spawn_replication(&segment, config, stop.clone())?),
+        SegmentMode::Replicated => {
+            // The view's other members: their replicas must be current
+            // before the routes to connections they hold are read below.
+            let members: Vec<u16> = stores
+                .store
+                .read()
+                .map(|v| v.ids().filter(|&id| id != config.node.id).collect())
+                .unwrap_or_default();
+            Some(spawn_replication(&segment, config, &members, stop.clone())?)
+        }
     };
     let orphans = Arc::new(OrphanTable::default());
 
@@ -510,9 +519,18 @@ fn mark_ready(path: &Path) -> Result<()> {
 /// UDP authenticated with the cluster key (see baton_shmem::replication).
 /// It must run on the same `Segment` the workers write through: it finds
 /// changed slots in that mapping's dirty bitmap.
+///
+/// Before it returns, it brings the replicas of `members` up to date (at
+/// most [`CATCH_UP_LIMIT`]): a replica is wiped and resynced when its peer
+/// is first heard after this box starts, and only changed slots are
+/// shipped otherwise, so until the resync ends the replica lacks the
+/// slots of connections that made no progress since (a download in
+/// retransmission backoff after a takeover). The routes to connections
+/// our addresses have on other boxes are read from these replicas.
 fn spawn_replication(
     segment: &Segment,
     config: &Config,
+    members: &[u16],
     stop: Arc<AtomicBool>,
 ) -> Result<thread::JoinHandle<()>> {
     let me = config.me().ok_or(RunError::NotMember)?;
@@ -536,6 +554,7 @@ fn spawn_replication(
     // view of our heartbeat.
     let tick = Duration::from_millis(config.failure.heartbeat_interval_ms.max(1));
     info!(addr = %me.back_addr, "replicating the checkpoint segment to the peers");
+    catch_up(&mut replicator, members, tick);
     thread::Builder::new()
         .name("replication".into())
         .spawn(move || {
@@ -544,6 +563,51 @@ fn spawn_replication(
             }
         })
         .map_err(|e| RunError::Thread("replication", e))
+}
+
+/// How long a starting box waits at most for its replicas of the view's
+/// members to catch up.
+const CATCH_UP_LIMIT: Duration = Duration::from_millis(1500);
+
+/// Runs `replicator` a tick at a time until its replicas of `members`
+/// are complete, or [`CATCH_UP_LIMIT`].
+fn catch_up(replicator: &mut baton_shmem::Replicator, members: &[u16], tick: Duration) {
+    if members.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let behind: Vec<u16> = members
+            .iter()
+            .copied()
+            .filter(|&m| !replicator.in_sync(m))
+            .collect();
+        if behind.is_empty() {
+            info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "replicas of the view's members are up to date"
+            );
+            return;
+        }
+        if started.elapsed() >= CATCH_UP_LIMIT {
+            warn!(
+                ?behind,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "replicas still catching up: routes to connections those boxes hold may be missing"
+            );
+            return;
+        }
+        let done = AtomicBool::new(false);
+        thread::scope(|s| {
+            s.spawn(|| {
+                thread::sleep(tick);
+                done.store(true, Ordering::Relaxed);
+            });
+            if let Err(err) = replicator.run(&done, tick) {
+                warn!(%err, "replication while catching up");
+            }
+        });
+    }
 }
 
 /// Beats the box's heartbeat at the configured interval.
