@@ -228,15 +228,20 @@ fn lab_replicated_random_kills_and_restarts_lose_no_download_and_commit_one_chan
     // Raft, detection (900 ms in the lab) outlasts its quorum lease (800 ms), and
     // every survivor splits a dead box by the committed change alone.
     // The first victim is the Raft's leader: its survivors elect another
-    // within their quorum lease, and nobody fences. Each box is killed
-    // once: a box killed a second time while its first incarnation's
-    // connections live on a third box may start without a route to some
-    // of them and reset them (open, docs/MEMBERSHIP.md "Known limits";
-    // BATON_TRIAL_REPEATS=1 draws victims freely and shows it in about a
-    // third of the runs).
-    let repeats = std::env::var("BATON_TRIAL_REPEATS").is_ok_and(|v| v == "1");
-    let rounds = if repeats { 4 } else { 3 };
-    random_kill_trial("btmb3", &["--segment-mode", "replicated"], rounds, !repeats);
+    // within their quorum lease, and nobody fences. Victims after it are
+    // drawn freely: a box killed again while its earlier incarnation's
+    // connections live on a third box must route them from replicas that
+    // caught up first (they once lacked the slots of connections in
+    // retransmission backoff, and the restarted box reset those).
+    // BATON_TRIAL_ONCE_EACH=1 kills each box once.
+    let once_each = std::env::var("BATON_TRIAL_ONCE_EACH").is_ok_and(|v| v == "1");
+    let rounds = if once_each { 3 } else { 4 };
+    random_kill_trial(
+        "btmb3",
+        &["--segment-mode", "replicated"],
+        rounds,
+        once_each,
+    );
 }
 
 /// The Raft leader box 1 knows, from its metrics (replicated mode).
