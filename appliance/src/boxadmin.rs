@@ -13,7 +13,8 @@ use baton_shmem::BoxState;
 use baton_membership::{Member, Phase, Reason};
 
 use crate::admin::{
-    AdminSource, CacheStatus, Metric, PeerStatus, StatusReport, ViewReport, WorkerStatus,
+    AdminSource, CacheStatus, Metric, PeerStatus, RaftReport, StatusReport, ViewReport,
+    WorkerStatus,
 };
 use crate::cache::Cache;
 use crate::clock::unix_ms;
@@ -88,8 +89,8 @@ impl BoxAdmin {
 }
 
 impl BoxAdmin {
-    /// The agreed view as this box last read it, with every box's phase;
-    /// `None` for a box that keeps no view (replicated segments).
+    /// The agreed view as this box last read it, with every box's phase
+    /// and, in replicated mode, its Raft; `None` before the watcher ran.
     fn view_report(&self, now: u64) -> Option<ViewReport> {
         let snap = self.control.view.get();
         let my_phase = snap.phase?;
@@ -133,6 +134,12 @@ impl BoxAdmin {
             changes: snap.changes,
             claims_lost: snap.claims_lost,
             last_commit_us: snap.last_commit_us,
+            raft: snap.raft.map(|r| RaftReport {
+                leader: r.leader,
+                term: r.term,
+                lease_age_ms: r.lease_age_ms,
+                lease_ms: r.lease_ms,
+            }),
         })
     }
 }
@@ -258,6 +265,23 @@ impl AdminSource for BoxAdmin {
                 "Orphans left to another box that had claimed their slot first.",
                 view.claims_lost,
             ));
+            if let Some(raft) = &view.raft {
+                out.push(Metric::gauge(
+                    "baton_raft_term",
+                    "The term of the view's Raft on this box (replicated mode).",
+                    raft.term as f64,
+                ));
+                out.push(Metric::gauge(
+                    "baton_raft_leader",
+                    "The leader of the view's Raft this box knows (0: none).",
+                    raft.leader.map_or(0.0, f64::from),
+                ));
+                out.push(Metric::gauge(
+                    "baton_raft_lease_age_seconds",
+                    "How old this box's quorum proof is (-1: never had one); past the lease it is fenced.",
+                    raft.lease_age_ms.map_or(-1.0, |ms| ms as f64 / 1000.0),
+                ));
+            }
             for p in [
                 Phase::Starting,
                 Phase::Joining,

@@ -174,8 +174,52 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `baton status`: the agreed view (shared segments), then one line per box.
+/// The `"key":{…}` object of a JSON text, as written (balanced braces;
+/// the admin API's strings hold no braces of their own in that member).
+fn json_object<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let start = text.find(&format!("\"{key}\":{{"))? + key.len() + 3;
+    let mut depth = 0usize;
+    for (i, c) in text[start..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&text[start..=start + i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// In replicated mode the view lives in the boxes' Raft, not in the
+/// segment: the box's own admin API says what it reads, and its Raft.
+fn print_replicated_view(config: &std::path::Path) {
+    let Ok(config) = baton_config::load(config) else {
+        return;
+    };
+    if config.checkpoint.mode != baton_config::SegmentMode::Replicated {
+        return;
+    }
+    match admin::request(config.admin.listen, &config.admin.token, "GET", "/status") {
+        Ok((200, body)) => match json_object(&body, "view") {
+            Some(view) => println!("view (box {}, its Raft included): {view}", config.node.id),
+            None => println!("view: box {} shows none yet", config.node.id),
+        },
+        Ok((status, _)) => println!("view: the admin API answered {status}"),
+        Err(e) => println!(
+            "view: unknown (replicated mode: the view is in the boxes' Raft, and this box's admin API at {} does not answer: {e})",
+            config.admin.listen
+        ),
+    }
+}
+
+/// `baton status`: the agreed view (from the segment, or in replicated
+/// mode from the box's admin API), then one line per box.
 fn print_status(config: &std::path::Path) -> Result<()> {
+    print_replicated_view(config);
     if let Some((view, reason)) = status::agreed_view(config)? {
         let members: Vec<String> = view
             .members

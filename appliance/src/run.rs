@@ -88,6 +88,9 @@ pub enum RunError {
     /// Replication did not start.
     #[error("starting replication")]
     Replication(#[source] baton_shmem::ReplicationError),
+    /// The view's Raft (replicated mode) did not start.
+    #[error("starting the view's Raft")]
+    Raft(#[source] baton_raft::StartError),
     /// A thread of the box did not start.
     #[error("starting the {0} thread")]
     Thread(&'static str, #[source] std::io::Error),
@@ -153,34 +156,15 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         .region(config.node.id)
         .map_err(RunError::OwnRegion)?;
     let previous = region.box_info().ok();
-    let store = control::view::store_for(config, &segment);
+    let started = std::time::Instant::now();
+    let stores = control::view::store_for(config, &segment).map_err(RunError::Raft)?;
     // A restarted box whose previous incarnation is still a member of the
     // view stays silent, its region untouched, until the survivors have
-    // taken that incarnation's connections over; the claims they made
-    // then say where each went.
+    // taken that incarnation's connections over; then it routes each of
+    // them to the survivor that holds it.
     let mut claimed_elsewhere = Vec::new();
-    if let (Some(store), Some(prev)) = (&store, previous.as_ref()) {
-        if prev.state != BoxState::Unused {
-            let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
-            let predecessor = Member {
-                id: config.node.id,
-                epoch: prev.epoch,
-            };
-            let limit = Duration::from_millis(3 * config.failure.detection_ms() + 200);
-            let grace = interval * 2 + Duration::from_millis(20);
-            let taken_over =
-                |since: u32| control::takeover::region_taken_over(&segment, config.node.id, since);
-            if let Some(since) = control::view::await_predecessor_leaving(
-                store.as_ref(),
-                predecessor,
-                &taken_over,
-                grace,
-                limit,
-            ) {
-                claimed_elsewhere =
-                    control::takeover::routes_from_claims(&segment, config.node.id, since);
-            }
-        }
+    if let Some(prev) = previous.as_ref().filter(|p| p.state != BoxState::Unused) {
+        claimed_elsewhere = await_predecessor(config, &segment, &stores, prev.epoch);
     }
     let epoch = region.begin_epoch();
     let state = match previous.as_ref().map(|p| p.state) {
@@ -192,11 +176,9 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         .set_identity(mac, &config.service.ips)
         .map_err(RunError::BoxTable)?;
     region.set_connections(0);
-    if store.is_some() {
-        // Nothing of the previous incarnation is restored here: its
-        // survivors took it over, or it is lost (see above).
-        region.clear_all();
-    }
+    // Nothing of the previous incarnation is restored here: its
+    // survivors took it over, or it is lost (see above).
+    region.clear_all();
     region.heartbeat(unix_ms());
     region.set_state(state);
     info!(
@@ -213,7 +195,14 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     let (replication, replication_stats) = match config.checkpoint.mode {
         SegmentMode::Shared => (None, None),
         SegmentMode::Replicated => {
-            let (thread, stats) = spawn_replication(&segment, config, stop.clone())?;
+            // The view's other members: their replicas must be current
+            // before the routes to connections they hold are read below.
+            let members: Vec<u16> = stores
+                .store
+                .read()
+                .map(|v| v.ids().filter(|&id| id != config.node.id).collect())
+                .unwrap_or_default();
+            let (thread, stats) = spawn_replication(&segment, config, &members, stop.clone())?;
             (Some(thread), Some(stats))
         }
     };
@@ -229,11 +218,18 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     .map_err(RunError::Fetchers)?;
     // Before the dataplane answers for our addresses: frames of connections
     // to them that other boxes hold now must be forwarded, never reset.
-    // With an agreed view only its members hold connections: a dead box's
-    // stale records must not route anything to it.
-    let members: Option<Vec<u16>> = store
-        .as_ref()
-        .and_then(|s| s.read().ok())
+    // Only the view's members hold connections: a dead box's stale records
+    // must not route anything to it. The committed view, read through the
+    // store: in replicated mode a restarted Raft node's own applied view
+    // lags until the leader's commit reaches it, and an old view without
+    // a member that holds connections now would leave those connections
+    // unrouted (reset). No view (none readable, or none committed yet):
+    // no filter.
+    let members: Option<Vec<u16>> = stores
+        .store
+        .read()
+        .ok()
+        .filter(|v| v.number.0 > 0)
         .map(|v| v.ids().collect());
     let mut held_elsewhere = control::takeover::routes_to_holders_among(
         &segment,
@@ -241,10 +237,14 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         &config.service.ips,
         &|h| members.as_ref().is_none_or(|m| m.contains(&h)),
     );
+    let from_replicas = held_elsewhere.len();
+    let from_previous = claimed_elsewhere.len();
     held_elsewhere.extend(claimed_elsewhere);
     if !held_elsewhere.is_empty() {
         info!(
             connections = held_elsewhere.len(),
+            from_records = from_replicas,
+            from_previous_incarnation = from_previous,
             "connections to our addresses live on other boxes (taken over earlier): forwarding them"
         );
         orphans.extend(held_elsewhere);
@@ -283,17 +283,29 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     // beats once more, and only then may it join: the watcher's first tick
     // proposes the join, and nobody judged this incarnation before.
     region.heartbeat(unix_ms());
-    let agreed = store.map(|store| {
-        let mut view = control::view::AgreedView::new(
-            Member {
-                id: config.node.id,
-                epoch,
-            },
-            store,
-        );
-        view.started();
-        view
-    });
+    let mut agreed = control::view::AgreedView::new(
+        Member {
+            id: config.node.id,
+            epoch,
+        },
+        stores.store,
+    );
+    agreed.started();
+    // Replicated mode: a box cut off from the Raft's quorum stops serving.
+    let quorum = match stores.raft {
+        Some(raft) => Some(
+            control::quorum::spawn_quorum_guard(
+                control.clone(),
+                raft,
+                started,
+                Duration::from_millis(config.raft.startup_grace_ms),
+                Duration::from_millis(config.failure.heartbeat_interval_ms),
+                stop.clone(),
+            )
+            .map_err(|e| RunError::Thread("quorum", e))?,
+        ),
+        None => None,
+    };
     let watcher = control::spawn_watcher(control.clone(), config, agreed, stop.clone())
         .map_err(|e| RunError::Thread("watcher", e))?;
     let admin = crate::admin::spawn(
@@ -325,6 +337,9 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     info!(signal, "stopping");
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
+    if let Some(q) = quorum {
+        let _ = q.join();
+    }
     admin.shutdown();
     drop(control);
     match Arc::try_unwrap(dataplane) {
@@ -346,6 +361,68 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         let _ = r.join();
     }
     Ok(())
+}
+
+/// Waits, before a restarted box beats, until its previous incarnation
+/// (`prev_epoch`) has left the agreed view and its survivors have taken
+/// its connections over (`docs/MEMBERSHIP.md`, start-up); returns the
+/// routes of those connections to the survivors that hold them.
+///
+/// Shared mode: the survivors' claims on the region's slots say when
+/// each has read its share and where each connection went. Replicated
+/// mode keeps no shared claims: every survivor splits the removed
+/// incarnation by the committed change alone (`orphan_owner` by slot, on
+/// its replica), reading its share as it acts on the commit, one tick
+/// after it (plus a read's wait on the leader); so the box waits that
+/// long after the removal and computes the same split from its own
+/// region.
+fn await_predecessor(
+    config: &Config,
+    segment: &Segment,
+    stores: &control::view::Stores,
+    prev_epoch: u32,
+) -> Vec<(baton_dataplane::tcp::FourTuple, crate::orphans::OrphanRoute)> {
+    let me = config.node.id;
+    let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
+    let predecessor = Member {
+        id: me,
+        epoch: prev_epoch,
+    };
+    let limit = Duration::from_millis(3 * config.failure.detection_ms() + 200);
+    let store = stores.store.as_ref();
+    match &stores.raft {
+        None => {
+            let grace = interval * 2 + Duration::from_millis(20);
+            let taken_over = |since: u32| control::takeover::region_taken_over(segment, me, since);
+            control::view::await_predecessor_leaving(store, predecessor, &taken_over, grace, limit)
+                .map(|since| control::takeover::routes_from_claims(segment, me, since))
+                .unwrap_or_default()
+        }
+        Some(raft) => {
+            let grace = interval * 2 + raft.timings().deadline;
+            let Some(since) = control::view::await_predecessor_leaving(
+                store,
+                predecessor,
+                &|_| true,
+                grace,
+                limit,
+            ) else {
+                return Vec::new();
+            };
+            match control::view::removal_change(store, predecessor, since) {
+                Some(change) => control::takeover::routes_from_split(segment, me, &|slot| {
+                    baton_membership::orphan_owner(&change, slot)
+                }),
+                None => {
+                    warn!(
+                        view = since,
+                        "the view changed again since it removed the previous incarnation: its connections are routed from the survivors' checkpoints only"
+                    );
+                    Vec::new()
+                }
+            }
+        }
+    }
 }
 
 /// The dataplane options a config implies.
@@ -460,9 +537,18 @@ const HEARTBEAT_RCVBUF: usize = 1 << 20;
 /// heartbeat reaches the peers only through this thread. If replication
 /// cannot go on, the box stops (crate::fatal): serving unreplicated would
 /// let the peers take its connections over while it still answers them.
+///
+/// Before it returns, it brings the replicas of `members` up to date (at
+/// most [`CATCH_UP_LIMIT`]): a replica is wiped and resynced when its peer
+/// is first heard after this box starts, and only changed slots are
+/// shipped otherwise, so until the resync ends the replica lacks the
+/// slots of connections that made no progress since (a download in
+/// retransmission backoff after a takeover). The routes to connections
+/// our addresses have on other boxes are read from these replicas.
 fn spawn_replication(
     segment: &Segment,
     config: &Config,
+    members: &[u16],
     stop: Arc<AtomicBool>,
 ) -> Result<(thread::JoinHandle<()>, Arc<baton_shmem::ReplicationStats>)> {
     let me = config.me().ok_or(RunError::NotMember)?;
@@ -496,6 +582,7 @@ fn spawn_replication(
     // view of our heartbeat (which goes out three times per tick).
     let tick = Duration::from_millis(config.failure.heartbeat_interval_ms.max(1));
     info!(addr = %me.back_addr, heartbeats = %hb_addr, "replicating the checkpoint segment to the peers");
+    catch_up(&mut replicator, members, tick);
     let thread = thread::Builder::new()
         .name("replication".into())
         .spawn(move || {
@@ -506,6 +593,51 @@ fn spawn_replication(
         })
         .map_err(|e| RunError::Thread("replication", e))?;
     Ok((thread, stats))
+}
+
+/// How long a starting box waits at most for its replicas of the view's
+/// members to catch up.
+const CATCH_UP_LIMIT: Duration = Duration::from_millis(1500);
+
+/// Runs `replicator` a tick at a time until its replicas of `members`
+/// are complete, or [`CATCH_UP_LIMIT`].
+fn catch_up(replicator: &mut baton_shmem::Replicator, members: &[u16], tick: Duration) {
+    if members.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let behind: Vec<u16> = members
+            .iter()
+            .copied()
+            .filter(|&m| !replicator.in_sync(m))
+            .collect();
+        if behind.is_empty() {
+            info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "replicas of the view's members are up to date"
+            );
+            return;
+        }
+        if started.elapsed() >= CATCH_UP_LIMIT {
+            warn!(
+                ?behind,
+                waited_ms = started.elapsed().as_millis() as u64,
+                "replicas still catching up: routes to connections those boxes hold may be missing"
+            );
+            return;
+        }
+        let done = AtomicBool::new(false);
+        thread::scope(|s| {
+            s.spawn(|| {
+                thread::sleep(tick);
+                done.store(true, Ordering::Relaxed);
+            });
+            if let Err(err) = replicator.run(&done, tick) {
+                warn!(%err, "replication while catching up");
+            }
+        });
+    }
 }
 
 /// Beats the box's heartbeat at the configured interval.

@@ -152,13 +152,33 @@ fn status_shows_the_agreed_view_only_for_a_box_that_keeps_one() {
             changes: 4,
             claims_lost: 0,
             last_commit_us: None,
+            raft: None,
         }),
         ..StatusReport::default()
     };
     let with = json::status(&report);
     assert!(
         with.ends_with(
-            r#","view":{"number":5,"members":[{"id":1,"epoch":1},{"id":2,"epoch":3}],"proposer":1,"reason":"box 3 (epoch 1) silent for 95 ms","phases":[{"id":1,"phase":"member"},{"id":2,"phase":"member"},{"id":3,"phase":"out"}],"changes":4,"claims_lost":0,"last_commit_us":null}}"#
+            r#","view":{"number":5,"members":[{"id":1,"epoch":1},{"id":2,"epoch":3}],"proposer":1,"reason":"box 3 (epoch 1) silent for 95 ms","phases":[{"id":1,"phase":"member"},{"id":2,"phase":"member"},{"id":3,"phase":"out"}],"changes":4,"claims_lost":0,"last_commit_us":null,"raft":null}}"#
+        ),
+        "{with}"
+    );
+    let replicated = StatusReport {
+        view: report.view.clone().map(|v| ViewReport {
+            raft: Some(baton::admin::RaftReport {
+                leader: Some(2),
+                term: 7,
+                lease_age_ms: Some(40),
+                lease_ms: 600,
+            }),
+            ..v
+        }),
+        ..StatusReport::default()
+    };
+    let with = json::status(&replicated);
+    assert!(
+        with.ends_with(
+            r#""last_commit_us":null,"raft":{"leader":2,"term":7,"lease_age_ms":40,"lease_ms":600}}}"#
         ),
         "{with}"
     );

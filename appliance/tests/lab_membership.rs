@@ -184,7 +184,8 @@ fn start_capture(g: &LabGuard) -> Capture {
     )
 }
 
-/// With `BATON_TRIAL_LOGS=DIR`, keeps the boxes' logs in `DIR/PREFIX-SEED/`
+/// With `BATON_TRIAL_LOGS=DIR`, keeps the boxes' logs and the client's
+/// capture of RSTs and FINs in `DIR/PREFIX-SEED/`
 /// (the lab's own folder goes with the lab), to read a failed trial.
 fn keep_logs(g: &LabGuard, seed: u64) {
     let Ok(dir) = std::env::var("BATON_TRIAL_LOGS") else {
@@ -192,10 +193,11 @@ fn keep_logs(g: &LabGuard, seed: u64) {
     };
     let dir = std::path::Path::new(&dir).join(format!("{}-{seed}", g.prefix));
     let _ = fs::create_dir_all(&dir);
-    for n in 1..=3 {
+    for n in 1..=4 {
         let name = format!("box{n}.log");
         let _ = fs::copy(g.file(&name), dir.join(&name));
     }
+    let _ = fs::copy(g.file("membership.pcap"), dir.join("membership.pcap"));
 }
 
 /// Keeps the logs (see [`keep_logs`]) when dropped, pass or fail: before
@@ -217,10 +219,63 @@ fn percentile(v: &mut [u64], q: f64) -> u64 {
 
 #[test]
 fn lab_random_kills_and_restarts_lose_no_download_and_commit_one_change_per_kill() {
-    const ROUNDS: usize = 6;
+    random_kill_trial("btmb1", &[], 6, false);
+}
+
+#[test]
+fn lab_replicated_random_kills_and_restarts_lose_no_download_and_commit_one_change_per_kill() {
+    // The same trial with a segment per box: the view lives in the boxes'
+    // Raft, detection (900 ms in the lab) outlasts its quorum lease (800 ms), and
+    // every survivor splits a dead box by the committed change alone.
+    // The first victim is the Raft's leader: its survivors elect another
+    // within their quorum lease, and nobody fences. Victims after it are
+    // drawn freely: a box killed again while its earlier incarnation's
+    // connections live on a third box must route them from replicas that
+    // caught up first (they once lacked the slots of connections in
+    // retransmission backoff, and the restarted box reset those).
+    // BATON_TRIAL_ONCE_EACH=1 kills each box once.
+    let once_each = std::env::var("BATON_TRIAL_ONCE_EACH").is_ok_and(|v| v == "1");
+    let rounds = if once_each { 3 } else { 4 };
+    random_kill_trial(
+        "btmb3",
+        &["--segment-mode", "replicated"],
+        rounds,
+        once_each,
+    );
+}
+
+/// The Raft leader box 1 knows, from its metrics (replicated mode).
+fn raft_leader(g: &LabGuard) -> Option<usize> {
+    let out = g.exec(
+        "box1",
+        &[
+            BATON,
+            "admin",
+            "--config",
+            &g.file("box1.toml").display().to_string(),
+            "metrics",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_raft_leader "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as usize)
+        .filter(|&n| (1..=3).contains(&n))
+}
+
+/// `rounds` random kills and restarts of a 3-box lab brought up with
+/// `extra` `lab up` arguments, under 12 downloads over the three
+/// addresses: every download byte-identical, no RST, every view change
+/// reported alike by every box, each kill one committed removal on every
+/// survivor, nobody fenced. `once_each`: each box is killed at most once
+/// (the Raft's leader first, when there is one).
+fn random_kill_trial(prefix: &str, extra: &[&str], rounds: usize, once_each: bool) {
     let (mut rng, seed) = Rng::seeded();
     eprintln!("random kill/restart trial: seed {seed} (replay with BATON_TRIAL_SEED={seed})");
-    let g = LabGuard::up("btmb1", &["--boxes", "3"]);
+    let mut args = vec!["--boxes", "3"];
+    args.extend_from_slice(extra);
+    let g = LabGuard::up(prefix, &args);
     let _logs = KeepLogs(&g, seed);
     for n in 1..=3 {
         assert_all_identical(
@@ -247,8 +302,23 @@ fn lab_random_kills_and_restarts_lose_no_download_and_commit_one_change_per_kill
         .unwrap_or((100, 2000));
     let mut epochs = [0u32, 1, 1, 1];
     let mut kills: Vec<(usize, u32)> = Vec::new();
-    for round in 0..ROUNDS {
-        let victim = rng.between(1, 3) as usize;
+    let leader = raft_leader(&g);
+    if extra.contains(&"replicated") {
+        assert!(leader.is_some(), "box1 knows no Raft leader");
+    }
+    let mut order: Vec<usize> = leader.into_iter().collect();
+    while once_each && order.len() < 3 {
+        let drawn = rng.between(1, 3) as usize;
+        if !order.contains(&drawn) {
+            order.push(drawn);
+        }
+    }
+    for round in 0..rounds {
+        let drawn = rng.between(1, 3) as usize;
+        let victim = match order.get(round) {
+            Some(&v) if once_each || round == 0 => v,
+            _ => drawn,
+        };
         let down_ms = rng.between(down.0, down.1);
         let next_ms = rng.between(400, 1200);
         eprintln!("round {round}: kill box{victim} (epoch {}), restart after {down_ms} ms, next kill {next_ms} ms later", epochs[victim]);
@@ -405,6 +475,261 @@ fn lab_a_box_in_a_crash_loop_costs_the_others_nothing_and_never_splits_a_connect
         assert!(
             !log.contains("orphan's slot cannot be claimed"),
             "seed {seed}: box{n} met an unreadable claim"
+        );
+    }
+}
+
+/// The nftables table that cuts box `n` off the back LAN, both ways, at
+/// its bridge port in the lab's LAN namespace.
+fn partition_rules(n: u8) -> String {
+    let port = baton_lab::names::box_back_port(n);
+    format!(
+        "table netdev partition_box{n} {{\n\
+         \x20   chain in {{ type filter hook ingress device \"{port}\" priority 0; policy drop; }}\n\
+         \x20   chain out {{ type filter hook egress device \"{port}\" priority 0; policy drop; }}\n\
+         }}\n"
+    )
+}
+
+#[test]
+fn lab_replicated_a_box_cut_off_the_back_lan_fences_itself_and_the_majority_takes_over() {
+    // A 1-2 partition of the back LAN (nftables drops everything to and
+    // from box1's back0): box1 hears no quorum of the Raft and stops
+    // serving once its lease runs out; boxes 2 and 3 (the majority) remove
+    // it from the view after detection, which outlasts the lease, and
+    // take its downloads over. Healed and started again, box1 rejoins.
+    let g = LabGuard::up("btmb4", &["--boxes", "3", "--segment-mode", "replicated"]);
+    let _logs = KeepLogs(&g, 0);
+    let cap = start_capture(&g);
+    let started = Instant::now();
+    let downloads: Vec<Download> = (0..12)
+        .map(|i| start_download(&g, i, [1, 1, 2, 3][i % 4], "1M.bin", "150K"))
+        .collect();
+    let pid = box_pid(&g, 1);
+    sleep(Duration::from_millis(2000));
+    let rules = g.file("partition.nft");
+    fs::write(&rules, partition_rules(1)).expect("rules");
+    ok(g.exec("lan", &["nft", "-f", &rules.display().to_string()]));
+    let cut = Instant::now();
+    assert_all_identical(&g, downloads, "1M.bin");
+    eprintln!(
+        "downloads done {:?} after the start, {:?} after the cut",
+        started.elapsed(),
+        cut.elapsed()
+    );
+    let (fins, resets) = finish_capture(cap);
+    assert!(
+        fins >= 12,
+        "the capture saw {fins} client FINs: it missed the traffic"
+    );
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
+    let box1 = plain_log(&g, 1);
+    assert!(
+        box1.contains("no quorum of the view's Raft heard") && box1.contains("fencing this box"),
+        "box1 did not fence itself for want of a quorum:\n{box1}"
+    );
+    assert!(!runs(pid), "box1 still runs");
+    let logs: Vec<(usize, Vec<Incarnation>)> = (1..=3).map(|n| (n, incarnations(&g, n))).collect();
+    assert_views_agree(&logs);
+    for (n, incs) in &logs[1..] {
+        assert_eq!(incs.len(), 1, "box{n} restarted");
+        assert!(!incs[0].fenced, "box{n} fenced itself");
+        let removals = incs[0]
+            .changes
+            .iter()
+            .filter(|c| c.contains("; left [1/1]"))
+            .count();
+        assert_eq!(
+            removals, 1,
+            "box{n}: one committed removal of box1: {:#?}",
+            incs[0].changes
+        );
+    }
+
+    // Healed, box1 starts again and rejoins as a new member.
+    ok(g.exec(
+        "lan",
+        &["nft", "delete", "table", "netdev", "partition_box1"],
+    ));
+    ok(g.lab(&["start", "box1"]));
+    let rejoined = baton_lab::driver::wait_for(Duration::from_secs(10), || {
+        incarnations(&g, 1)
+            .last()
+            .is_some_and(|i| i.epoch == 2 && i.changes.iter().any(|c| c.contains("joined [1/2]")))
+    });
+    assert!(rejoined, "box1 did not rejoin:\n{}", plain_log(&g, 1));
+    assert_all_identical(
+        &g,
+        vec![start_download(&g, 20, 1, "1M.bin", "200M")],
+        "1M.bin",
+    );
+}
+
+/// Whether process `pid` still runs (gone, or a zombie nobody reaped yet,
+/// is not running).
+fn runs(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        st.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
+fn box_pid(g: &LabGuard, n: usize) -> i32 {
+    fs::read_to_string(g.file(&format!("box{n}.pid")))
+        .expect("box pid file")
+        .trim()
+        .parse()
+        .expect("a pid")
+}
+
+#[test]
+fn lab_replicated_a_box_frozen_past_detection_fences_itself_when_it_wakes() {
+    // box1 is stopped (SIGSTOP) for longer than detection: boxes 2 and 3
+    // remove it and take its downloads over. When it runs again its
+    // Raft may read the leader's queued heartbeats as a fresh quorum:
+    // it must stop all the same, before it answers anything.
+    let g = LabGuard::up("btmb5", &["--boxes", "3", "--segment-mode", "replicated"]);
+    let _logs = KeepLogs(&g, 0);
+    let cap = start_capture(&g);
+    let downloads: Vec<Download> = (0..12)
+        .map(|i| start_download(&g, i, [1, 1, 2, 3][i % 4], "1M.bin", "150K"))
+        .collect();
+    sleep(Duration::from_millis(2000));
+    let pid = box_pid(&g, 1);
+    // SAFETY: signals to the lab's own box process.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    sleep(Duration::from_millis(1500));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_all_identical(&g, downloads, "1M.bin");
+    let (fins, resets) = finish_capture(cap);
+    assert!(fins >= 12, "the capture saw {fins} client FINs");
+    assert!(
+        resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        resets.join("\n")
+    );
+    let box1 = plain_log(&g, 1);
+    assert!(
+        box1.contains("fencing this box"),
+        "box1 did not fence itself:\n{box1}"
+    );
+    assert!(!runs(pid), "box1 still runs");
+    let logs: Vec<(usize, Vec<Incarnation>)> = (1..=3).map(|n| (n, incarnations(&g, n))).collect();
+    assert_views_agree(&logs);
+    for (n, incs) in &logs[1..] {
+        assert!(!incs[0].fenced, "box{n} fenced itself");
+        let removals = incs[0]
+            .changes
+            .iter()
+            .filter(|c| c.contains("; left [1/1]"))
+            .count();
+        assert_eq!(removals, 1, "box{n}: {:#?}", incs[0].changes);
+    }
+}
+
+/// The nftables table that splits the back LAN between `a` and `b`: at
+/// each box's bridge port, what comes from it to the other side is
+/// dropped.
+fn split_rules(a: &[u8], b: &[u8]) -> String {
+    let addrs = |side: &[u8]| {
+        side.iter()
+            .map(|&n| format!("198.19.0.{}", 10 + n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut chains = String::new();
+    for (side, other) in [(a, b), (b, a)] {
+        for &n in side {
+            let port = baton_lab::names::box_back_port(n);
+            chains.push_str(&format!(
+                "    chain from_box{n} {{ type filter hook ingress device \"{port}\" priority 0; policy accept; ip daddr {{ {} }} drop; }}\n",
+                addrs(other)
+            ));
+        }
+    }
+    format!("table netdev split {{\n{chains}}}\n")
+}
+
+#[test]
+fn lab_replicated_a_two_two_split_stops_both_halves_and_nobody_takes_anything_over() {
+    // Four boxes, the back LAN split 1+2 | 3+4: neither half holds a
+    // quorum of the Raft (3 of 4), so no view change commits and every
+    // box stops serving once its lease runs out: an outage, never a split
+    // brain. Healed and started again, all four rejoin as new members.
+    let g = LabGuard::up("btmb6", &["--boxes", "4", "--segment-mode", "replicated"]);
+    let _logs = KeepLogs(&g, 0);
+    let pids: Vec<i32> = (1..=4).map(|n| box_pid(&g, n)).collect();
+    // Split only once the cluster formed: every box holds the lease and
+    // reads the view of all four (a box that never heard a quorum serves
+    // for its start-up grace).
+    let all = "members [1/1, 2/1, 3/1, 4/1]";
+    let formed = baton_lab::driver::wait_for(Duration::from_secs(15), || {
+        (1..=4).all(|n| {
+            let log = plain_log(&g, n);
+            log.contains("the view's Raft has a quorum") && log.contains(all)
+        })
+    });
+    assert!(formed, "the four boxes did not form one view");
+    let rules = g.file("split.nft");
+    fs::write(&rules, split_rules(&[1, 2], &[3, 4])).expect("rules");
+    ok(g.exec("lan", &["nft", "-f", &rules.display().to_string()]));
+    let all_stopped =
+        baton_lab::driver::wait_for(Duration::from_secs(5), || pids.iter().all(|&p| !runs(p)));
+    assert!(all_stopped, "some box still serves without a quorum");
+    for n in 1..=4 {
+        let log = plain_log(&g, n);
+        assert!(
+            log.contains("no quorum of the view's Raft heard") && log.contains("fencing this box"),
+            "box{n} did not fence itself for want of a quorum:\n{log}"
+        );
+        assert!(
+            !log.contains("taking over a dead box's connections"),
+            "box{n} took a box over without a quorum:\n{log}"
+        );
+        let incs = incarnations(&g, n);
+        assert!(
+            incs[0]
+                .changes
+                .iter()
+                .all(|c| !c.contains("; left [") || c.contains("; left []")),
+            "box{n} saw a removal committed: {:#?}",
+            incs[0].changes
+        );
+    }
+
+    ok(g.exec("lan", &["nft", "delete", "table", "netdev", "split"]));
+    for n in 1..=4 {
+        ok(g.lab(&["start", &format!("box{n}")]));
+    }
+    let rejoined = baton_lab::driver::wait_for(Duration::from_secs(20), || {
+        (1..=4).all(|n| {
+            incarnations(&g, n).last().is_some_and(|i| {
+                i.epoch == 2
+                    && i.changes
+                        .iter()
+                        .any(|c| c.contains(&format!("joined [{n}/2]")))
+            })
+        })
+    });
+    assert!(
+        rejoined,
+        "not every box rejoined:\n{}",
+        (1..=4)
+            .map(|n| plain_log(&g, n))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    for n in 1..=4 {
+        assert_all_identical(
+            &g,
+            vec![start_download(&g, 30 + n, n, "1M.bin", "200M")],
+            "1M.bin",
         );
     }
 }

@@ -35,7 +35,7 @@ pub use error::{ConfigError, Problem};
 pub use model::*;
 pub use tables::{
     AdminConfig, CacheConfig, CheckpointConfig, ClusterConfig, Config, DataplaneConfig, DpdkConfig,
-    FailureConfig, LimitsConfig, Member, NodeConfig, ServiceConfig, SHARED_MAX_MEMBERS,
+    FailureConfig, LimitsConfig, Member, NodeConfig, RaftConfig, ServiceConfig, SHARED_MAX_MEMBERS,
 };
 
 /// The example configuration shipped with Baton, every key documented.

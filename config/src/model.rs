@@ -28,6 +28,24 @@ pub const DEFAULT_SLOW_BYTES: u64 = 10_000;
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 200;
 /// Default `checkpoint.replication_port` (UDP, back LAN).
 pub const DEFAULT_REPLICATION_PORT: u16 = 7400;
+/// Default `raft.port` (UDP, back LAN).
+pub const DEFAULT_RAFT_PORT: u16 = 7402;
+/// Default `raft.heartbeat_ms`.
+pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 50;
+/// Default `raft.election_min_ms`. openraft 0.9 lets a follower stand
+/// only after `election_max_ms` (its leader's lease) plus a random
+/// timeout: 300–400 ms of silence, far above the 80–120 ms machine stalls
+/// the soak saw.
+pub const DEFAULT_RAFT_ELECTION_MIN_MS: u64 = 100;
+/// Default `raft.election_max_ms`.
+pub const DEFAULT_RAFT_ELECTION_MAX_MS: u64 = 200;
+/// Default `raft.lease_ms`: a new leader proves its quorum at most
+/// 2 × 200 ms after the last heartbeat (itself up to 100 ms old), plus
+/// room for a split vote or a stall: a leader's crash must not fence
+/// the survivors.
+pub const DEFAULT_RAFT_LEASE_MS: u64 = 800;
+/// Default `raft.startup_grace_ms`.
+pub const DEFAULT_RAFT_STARTUP_GRACE_MS: u64 = 10_000;
 /// Default `failure.heartbeat_interval_ms`.
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 30;
 /// Default `failure.missed`: heartbeats missed before a peer is declared dead.

@@ -116,6 +116,10 @@ fn hand_built() -> Config {
         .ips
         .push("2001:db8::11".parse().unwrap_or_else(|e| panic!("{e}")));
     c.checkpoint.mode = SegmentMode::Replicated;
+    // Replicated mode: detection outlasts the Raft's lease.
+    c.failure.missed = 30;
+    c.raft.port = 7500;
+    c.raft.state_path = Some("/var/lib/baton/raft".into());
     c.dataplane.backend = Backend::Dpdk;
     c.dataplane.poll_mode = PollMode::Busy;
     c

@@ -396,12 +396,93 @@ fn in_shared_mode_a_member_id_must_fit_the_membership_view() {
             "box1.toml:{line}: cluster.members[1].id: member id 16 does not fit the shared segment's membership view (ids 0..16; use checkpoint.mode = \"replicated\" or smaller ids)"
         )
     );
-    let replicated = text.replace("mode = \"shared\"", "mode = \"replicated\"");
+    let replicated = text.replace(
+        "mode = \"shared\"",
+        "mode = \"replicated\"\n\n[failure]\nmissed = 30",
+    );
     assert!(
         parse(&replicated, "box1.toml").is_ok(),
         "replicated segments keep no view cell: any id"
     );
     assert_eq!(baton_config::SHARED_MAX_MEMBERS, 16);
+}
+
+/// `minimal()` in replicated mode, with `more` after `[checkpoint]`'s keys.
+fn replicated(more: &str) -> String {
+    edited(
+        "mode = \"shared\"",
+        &format!("mode = \"replicated\"\n\n{more}"),
+    )
+}
+
+#[test]
+fn in_replicated_mode_detection_must_outlast_the_quorum_lease() {
+    // Defaults: detection 30 ms * 3 = 90 ms, lease 800 ms.
+    let text = replicated("");
+    let line = line_of(&text, "mode = \"replicated\"");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: failure.missed: failure detection (90 ms = heartbeat_interval_ms 30 * missed 3) must be at least raft.lease_ms (800) + 3 * heartbeat_interval_ms in replicated mode, so that a box cut off from the quorum has stopped before its survivors take it over: set missed = 30 or more")
+    );
+    let text = replicated("[failure]\nmissed = 21\n\n[raft]\nlease_ms = 500");
+    assert!(
+        parse(&text, "box1.toml").is_ok(),
+        "630 ms outlasts a 500 ms lease by three intervals"
+    );
+    let text = replicated("[failure]\nmissed = 10\n");
+    let line = line_of(&text, "missed = 10");
+    assert!(
+        one_line(&text).starts_with(&format!(
+            "box1.toml:{line}: failure.missed: failure detection (300 ms"
+        )),
+        "the problem points at the missed key"
+    );
+    let c = parse(&replicated("[failure]\nmissed = 30"), "box1.toml").expect("900 ms is enough");
+    assert_eq!(c.raft.port, 7402);
+    assert_eq!(
+        c.raft.state_path(&c.checkpoint.segment_path),
+        std::path::PathBuf::from("/dev/shm/baton.seg.raft")
+    );
+    assert!(
+        parse(&minimal(), "box1.toml").is_ok(),
+        "shared mode keeps no Raft: its rules do not apply"
+    );
+}
+
+#[test]
+fn raft_timings_must_be_in_order_and_the_lease_outlast_an_election() {
+    let text = replicated("[failure]\nmissed = 40\n\n[raft]\nheartbeat_ms = 50\nelection_min_ms = 50\nelection_max_ms = 40\nlease_ms = 100");
+    let lines = error_lines(&text);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(
+        lines[0]
+            .contains("raft.election_min_ms: expected more than raft.heartbeat_ms (50), found 50"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].contains(
+            "raft.election_max_ms: expected more than raft.election_min_ms (50), found 40"
+        ),
+        "{lines:#?}"
+    );
+    assert!(lines[2].contains("raft.lease_ms: expected at least 2 * raft.election_max_ms + 2 * raft.heartbeat_ms (180), found 100"), "{lines:#?}");
+}
+
+#[test]
+fn the_raft_port_must_not_be_a_members_replication_port() {
+    let text = replicated("[failure]\nmissed = 30\n\n[raft]\nport = 7400");
+    let line = line_of(&text, "port = 7400");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: raft.port: member 1's Raft address 198.19.0.11:7400 is cluster.members[0].back_addr or the port after it, the replication's and its heartbeats': pick another port (cluster.members[0])")
+    );
+    // The port after it carries the heartbeats.
+    let text = replicated("[failure]\nmissed = 30\n\n[raft]\nport = 7401");
+    let line = line_of(&text, "port = 7401");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: raft.port: member 1's Raft address 198.19.0.11:7401 is cluster.members[0].back_addr or the port after it, the replication's and its heartbeats': pick another port (cluster.members[0])")
+    );
 }
 
 #[test]

@@ -11,6 +11,10 @@ const LAB_WORKERS: usize = 1;
 /// ordinary memory): room for the mbuf pool and the EAL's own heap.
 const LAB_DPDK_MEMORY_MB: u32 = 128;
 
+/// `failure.missed` in a replicated lab: 30 ms × 30 = 900 ms, the least
+/// `check-config` accepts with the default `raft.lease_ms` (800).
+const REPLICATED_MISSED: u32 = 30;
+
 /// What every box of one lab shares.
 #[derive(Debug, Clone)]
 pub struct ClusterSecrets {
@@ -99,7 +103,17 @@ pub fn box_toml(
         // One host: every box sees the same spool, whatever the segment mode.
         lab.upload_dir().display()
     );
-    let _ = writeln!(s, "[failure]\nheartbeat_interval_ms = 30\nmissed = 3\n");
+    // Replicated mode: detection must outlast the view Raft's quorum
+    // lease (800 ms by default) by three heartbeats, so that a box cut off
+    // from the quorum has stopped before its peers take it over.
+    let missed = match segment_mode {
+        SegmentMode::Shared => 3,
+        SegmentMode::Replicated => REPLICATED_MISSED,
+    };
+    let _ = writeln!(
+        s,
+        "[failure]\nheartbeat_interval_ms = 30\nmissed = {missed}\n"
+    );
     let _ = writeln!(
         s,
         "[cache]\norigin = \"http://{ORIGIN_ADDR}:80\"\nmemory_bytes = \"512MiB\"\n"
@@ -145,6 +159,29 @@ mod tests {
             v["dataplane"].get("dpdk").is_none(),
             "no DPDK table on AF_PACKET"
         );
+    }
+
+    #[test]
+    fn a_replicated_box_config_passes_check_config_with_the_raft_beside_its_segment() {
+        let lab = Lab::new("bt").unwrap();
+        let secrets = ClusterSecrets {
+            key: "00".repeat(32),
+            token: "t".repeat(32),
+        };
+        let text = box_toml(
+            &lab,
+            2,
+            3,
+            Backend::Afpacket,
+            SegmentMode::Replicated,
+            &secrets,
+        );
+        let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(
+            c.raft.state_path(&c.checkpoint.segment_path),
+            std::path::PathBuf::from("/dev/shm/baton-lab-bt-box2.seg.raft")
+        );
+        assert!(c.failure.detection_ms() >= c.raft.min_detection_ms(30));
     }
 
     #[test]

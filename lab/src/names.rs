@@ -222,10 +222,21 @@ impl Lab {
         dirs
     }
 
-    /// Every segment file of this lab that exists (shared or per box).
+    /// Every segment file of this lab that exists (shared or per box),
+    /// and the view Raft's state file beside each (replicated mode's
+    /// default `raft.state_path`, and its `.tmp` while rewritten): a new
+    /// lab must not adopt an old lab's views.
     pub fn segment_files(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = (1..=9).map(|n| self.box_segment_path(n)).collect();
-        files.push(self.segment_path());
+        let mut segments: Vec<PathBuf> = (1..=9).map(|n| self.box_segment_path(n)).collect();
+        segments.push(self.segment_path());
+        let mut files = Vec::new();
+        for seg in segments {
+            for suffix in ["", ".raft", ".raft.tmp"] {
+                let mut p = seg.clone().into_os_string();
+                p.push(suffix);
+                files.push(PathBuf::from(p));
+            }
+        }
         files.retain(|f| f.exists());
         files
     }

@@ -279,6 +279,31 @@ impl RaftStore {
         self.raft.metrics().borrow().vote
     }
 
+    /// The term this box is in.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
+    }
+
+    /// Whether this box leads its term.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// How old this box's newest quorum proof is at `now` (`None`: it
+    /// never had one). A lone voter holds its quorum by itself: age zero
+    /// while it leads.
+    pub fn lease_age(&self, now: Instant) -> Option<Duration> {
+        if self.voters == 1 {
+            return self.is_leader().then_some(Duration::ZERO);
+        }
+        self.lease.age(now)
+    }
+
+    /// The timings this store runs with.
+    pub fn timings(&self) -> Timings {
+        self.timings
+    }
+
     /// The view this box has applied, without asking the leader (not
     /// linearizable: for logs and status, never for fencing).
     pub fn local_view(&self) -> View {
@@ -289,11 +314,7 @@ impl RaftStore {
     /// less than `lease` before `now`. A box for which this is false must
     /// stop serving: it can no longer learn that it was removed.
     pub fn has_quorum_lease(&self, now: Instant) -> bool {
-        if self.voters == 1 {
-            return self.raft.metrics().borrow().state == ServerState::Leader;
-        }
-        self.lease
-            .age(now)
+        self.lease_age(now)
             .is_some_and(|age| age < self.timings.lease)
     }
 

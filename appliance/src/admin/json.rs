@@ -119,5 +119,19 @@ fn view(v: &ViewReport) -> String {
         ("changes", v.changes.to_string()),
         ("claims_lost", v.claims_lost.to_string()),
         ("last_commit_us", opt(v.last_commit_us)),
+        (
+            "raft",
+            v.raft.as_ref().map_or_else(
+                || "null".to_string(),
+                |r| {
+                    object(&[
+                        ("leader", opt(r.leader.map(u64::from))),
+                        ("term", r.term.to_string()),
+                        ("lease_age_ms", opt(r.lease_age_ms)),
+                        ("lease_ms", r.lease_ms.to_string()),
+                    ])
+                },
+            ),
+        ),
     ])
 }

@@ -24,7 +24,7 @@ pub mod source;
 pub use client::request;
 pub use server::{spawn, spawn_with, AdminServer, AdminStats, Limits};
 pub use source::{
-    AdminSource, CacheStatus, Metric, MetricKind, PeerStatus, StatusReport, ViewReport,
+    AdminSource, CacheStatus, Metric, MetricKind, PeerStatus, RaftReport, StatusReport, ViewReport,
     WorkerStatus,
 };
 

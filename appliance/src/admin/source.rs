@@ -86,6 +86,21 @@ pub struct ViewReport {
     /// The last time from this box's verdict on a peer to the commit of
     /// the peer's removal, in µs.
     pub last_commit_us: Option<u64>,
+    /// The Raft the view lives in (replicated mode; `None` in shared mode).
+    pub raft: Option<RaftReport>,
+}
+
+/// This box's Raft in a [`ViewReport`] (replicated mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftReport {
+    /// The leader this box knows, if any.
+    pub leader: Option<u16>,
+    /// Its term.
+    pub term: u64,
+    /// How old its quorum proof is, ms; `None`: it never had one.
+    pub lease_age_ms: Option<u64>,
+    /// The lease: a proof older than this fences the box, ms.
+    pub lease_ms: u64,
 }
 
 /// One dataplane worker in a [`StatusReport`].

@@ -114,6 +114,14 @@ impl Control {
         }
     }
 
+    /// Whether this box drains (its workers are stopped on purpose, its
+    /// peers take its connections over by plan).
+    pub(super) fn is_draining(&self) -> bool {
+        self.region
+            .box_info()
+            .is_ok_and(|i| i.state == BoxState::Draining)
+    }
+
     fn forget_inherited_epoch(&self, id: u16) {
         self.inherited_epochs
             .lock()
@@ -125,11 +133,7 @@ impl Control {
     /// serve its connections. A box that drained asked for that and is
     /// already stopped: it stays up, as after a drain without a view.
     fn fence_by_view(&self, why: Fence) {
-        let draining = self
-            .region
-            .box_info()
-            .is_ok_and(|i| i.state == BoxState::Draining);
-        if draining {
+        if self.is_draining() {
             info!("{why}: this box drained, its workers are stopped already");
             return;
         }

@@ -7,15 +7,12 @@
 //! a new member, a draining peer is gone at once, a watcher that was itself
 //! starved judges nobody — are tested here with times as numbers.
 //!
-//! With an agreed view (`super::view`) the detector only gives verdicts
-//! ([`verdict_on`]): the view's store decides who is dead, once for
-//! everybody. Without one (replicated segments, until the Raft store
-//! lands) its transitions are acted on directly ([`PeerTracker::observe`]).
+//! The detector only gives verdicts ([`verdict_on`]): the agreed view's
+//! store (`super::view`) decides who is dead, once for everybody.
 use std::time::Duration;
 
 use baton_membership::{Member, Verdict};
 use baton_shmem::{BoxInfo, BoxState};
-use tracing::{info, warn};
 
 /// Whether the watcher's tick shows its own box starved of CPU: it woke
 /// more than two intervals after the last tick, or its own heartbeat is
@@ -52,11 +49,8 @@ pub(crate) fn verdict_on(
     })
 }
 
-/// What this box believes of each peer: alive (with the epoch last seen) or
-/// dead. A box is dead once its heartbeat is older than the detection time;
-/// a new epoch means it restarted and is a new member.
+/// How long each peer has been silent, by the clock it is measured with.
 pub(crate) struct PeerTracker {
-    peers: Vec<(u16, PeerView)>,
     clock: HeartbeatClock,
     /// Per peer: its heartbeat counter when last seen to change, and our
     /// time of that change (for [`HeartbeatClock::Counter`]).
@@ -75,31 +69,10 @@ pub(crate) enum HeartbeatClock {
     Counter,
 }
 
-/// A change in a peer's life the control core acts on.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Transition {
-    /// Declared dead: take its connections over.
-    Died,
-    /// Back with a new epoch after being dead: a new member.
-    Rejoined,
-}
-
-/// One peer as this box believes it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum PeerView {
-    /// Never seen alive.
-    Unknown,
-    /// Beating, in incarnation `epoch`.
-    Alive { epoch: u32 },
-    /// Declared dead in incarnation `epoch`: only a new epoch revives it.
-    Dead { epoch: u32 },
-}
-
 impl PeerTracker {
     /// Tracks the peers `ids`, ages measured by `clock`.
     pub(crate) fn new(ids: &[u16], clock: HeartbeatClock) -> Self {
         Self {
-            peers: ids.iter().map(|&id| (id, PeerView::Unknown)).collect(),
             clock,
             beats: ids.iter().map(|&id| (id, None)).collect(),
         }
@@ -128,74 +101,6 @@ impl PeerTracker {
                 by_peer_time
             }
         }
-    }
-
-    /// Updates the view of peer `id`; says when it has just died or come back.
-    pub(crate) fn observe(
-        &mut self,
-        id: u16,
-        info: &BoxInfo,
-        now_ms: u64,
-        deadline_ms: u64,
-    ) -> Option<Transition> {
-        if info.state == BoxState::Unused {
-            return None;
-        }
-        let silent_ms = self.silence_ms(id, info, now_ms);
-        let (_, view) = self.peers.iter_mut().find(|(p, _)| *p == id)?;
-        // A draining box has frozen its connections and asks to be taken
-        // over now: for the survivors it is gone, without detection delay.
-        let fresh = silent_ms <= deadline_ms && info.state != BoxState::Draining;
-        let next = match (*view, fresh) {
-            (PeerView::Dead { epoch }, true) if info.epoch == epoch => PeerView::Dead { epoch },
-            (_, true) => PeerView::Alive { epoch: info.epoch },
-            (PeerView::Alive { epoch }, false) => PeerView::Dead { epoch },
-            (other, false) => other,
-        };
-        if next != *view {
-            match next {
-                PeerView::Alive { epoch } => info!(peer = id, epoch, "peer alive"),
-                PeerView::Dead { epoch } if info.state == BoxState::Draining => {
-                    info!(
-                        peer = id,
-                        epoch, "peer draining: taking its connections over"
-                    )
-                }
-                PeerView::Dead { epoch } => warn!(
-                    peer = id,
-                    epoch, silent_ms, "peer declared dead: heartbeat missed"
-                ),
-                PeerView::Unknown => {}
-            }
-            let was_dead = matches!(*view, PeerView::Dead { .. });
-            *view = next;
-            return match next {
-                PeerView::Dead { .. } => Some(Transition::Died),
-                PeerView::Alive { .. } if was_dead => Some(Transition::Rejoined),
-                _ => None,
-            };
-        }
-        None
-    }
-
-    /// Whether peer `id` is believed alive.
-    pub(crate) fn is_alive(&self, id: u16) -> bool {
-        self.peers
-            .iter()
-            .any(|(p, v)| *p == id && matches!(v, PeerView::Alive { .. }))
-    }
-
-    /// The peers believed alive, and `me`.
-    pub(crate) fn alive_with(&self, me: u16) -> Vec<u16> {
-        let mut ids: Vec<u16> = self
-            .peers
-            .iter()
-            .filter(|(_, v)| matches!(v, PeerView::Alive { .. }))
-            .map(|(id, _)| *id)
-            .collect();
-        ids.push(me);
-        ids.sort_unstable();
-        ids
     }
 }
 
@@ -263,104 +168,48 @@ mod tests {
     }
 
     #[test]
-    fn peer_is_dead_after_the_detection_time_and_rejoins_with_a_new_epoch() {
-        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
-        assert_eq!(t.observe(2, &info(1, 1000), 1010, 90), None);
-        assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
-        assert_eq!(t.alive_with(1), vec![1, 2]);
-        assert_eq!(
-            t.observe(2, &info(1, 1000), 1091, 90),
-            Some(Transition::Died),
-            "declared dead once"
-        );
-        assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });
-        assert_eq!(t.alive_with(1), vec![1]);
-        // A stale beat of the old incarnation never revives it.
-        t.observe(2, &info(1, 1080), 1100, 90);
-        assert_eq!(t.peers[0].1, PeerView::Dead { epoch: 1 });
-        assert_eq!(
-            t.observe(2, &info(2, 1200), 1210, 90),
-            Some(Transition::Rejoined)
-        );
-        assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 2 });
-    }
-
-    #[test]
     fn across_hosts_a_peer_is_judged_by_its_counter_on_our_clock_not_by_its_clock() {
+        let m = member(2, 1);
         // Its clock 10 s ahead: by its timestamps it would never die.
         let mut t = PeerTracker::new(&[2], HeartbeatClock::Counter);
         let ahead = 10_000;
-        assert_eq!(t.observe(2, &beat(1, 7, 1000 + ahead), 1000, 90), None);
-        assert_eq!(t.observe(2, &beat(1, 8, 1030 + ahead), 1030, 90), None);
-        assert_eq!(t.observe(2, &beat(1, 8, 1030 + ahead), 1100, 90), None);
+        let silent = |t: &mut PeerTracker, counter, at, now| {
+            let i = beat(1, counter, at);
+            let s = t.silence_ms(2, &i, now);
+            (s, verdict_on(m, &i, s, 90).is_some())
+        };
+        assert_eq!(silent(&mut t, 7, 1000 + ahead, 1000), (0, false));
+        assert_eq!(silent(&mut t, 8, 1030 + ahead, 1030), (0, false));
+        assert_eq!(silent(&mut t, 8, 1030 + ahead, 1100), (70, false));
         assert_eq!(
-            t.observe(2, &beat(1, 8, 1030 + ahead), 1121, 90),
-            Some(Transition::Died),
+            silent(&mut t, 8, 1030 + ahead, 1121),
+            (91, true),
             "silent 91 ms by our clock since its counter last moved"
         );
         // Its clock 10 s behind: alive as long as its counter moves.
         let mut t = PeerTracker::new(&[2], HeartbeatClock::Counter);
         let behind = 10_000;
         assert_eq!(
-            t.observe(2, &beat(1, 1, 100_000 - behind), 100_000, 90),
-            None
-        );
-        assert_eq!(
-            t.peers[0].1,
-            PeerView::Unknown,
+            silent(&mut t, 1, 100_000 - behind, 100_000),
+            (behind, true),
             "first sight: its time says stale"
         );
         for (i, now) in (100_030..100_400).step_by(30).enumerate() {
-            assert_eq!(
-                t.observe(2, &beat(1, 2 + i as u64, now - behind), now, 90),
-                None
-            );
-            assert_eq!(t.peers[0].1, PeerView::Alive { epoch: 1 });
+            assert_eq!(silent(&mut t, 2 + i as u64, now - behind, now), (0, false));
         }
     }
 
     #[test]
-    fn a_draining_peer_is_gone_at_once_without_detection_delay() {
+    fn on_one_host_a_peer_is_judged_by_the_time_it_wrote() {
         let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
-        t.observe(2, &info(1, 1000), 1000, 90);
-        let mut draining = info(1, 1000);
-        draining.state = BoxState::Draining;
-        assert_eq!(
-            t.observe(2, &draining, 1001, 90),
-            Some(Transition::Died),
-            "its heartbeat is fresh, yet it is taken over now"
-        );
+        assert_eq!(t.silence_ms(2, &info(1, 1000), 1091), 91);
+        assert_eq!(t.silence_ms(2, &info(1, 1000), 900), 0);
     }
 
     #[test]
     fn a_slot_never_used_is_no_peer_at_all() {
-        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
         let mut unused = info(0, 0);
         unused.state = BoxState::Unused;
-        assert_eq!(t.observe(2, &unused, 1_000_000, 90), None);
-        assert!(!t.is_alive(2));
-    }
-
-    #[test]
-    fn a_peer_first_seen_long_silent_is_never_declared_dead_since_it_was_never_seen_alive() {
-        // A box dead before this one started: nothing of it is ours to take
-        // over by this transition (its survivors did, or will at its rejoin).
-        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
-        assert_eq!(t.observe(2, &info(1, 1000), 60_000, 90), None);
-        assert_eq!(t.observe(2, &info(1, 1000), 61_000, 90), None);
-        assert!(!t.is_alive(2));
-        assert_eq!(t.alive_with(1), vec![1]);
-    }
-
-    #[test]
-    fn a_peer_is_declared_dead_once_not_at_every_tick() {
-        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
-        t.observe(2, &info(1, 1000), 1000, 90);
-        assert_eq!(
-            t.observe(2, &info(1, 1000), 1091, 90),
-            Some(Transition::Died)
-        );
-        assert_eq!(t.observe(2, &info(1, 1000), 1200, 90), None);
-        assert_eq!(t.observe(2, &info(1, 1000), 5000, 90), None);
+        assert_eq!(verdict_on(member(2, 0), &unused, 1_000_000, 90), None);
     }
 }

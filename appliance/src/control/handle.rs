@@ -3,9 +3,9 @@
 //! watcher (`super::watcher`) calls it with its verdicts; the planned moves
 //! (`super::moves`) and the admin API act through it.
 //!
-//! It decides nothing on its own: verdicts come from the watcher (and
-//! with an agreed view, committed changes from `super::agreed`), splits
-//! from `super::takeover`, fencing rules from `super::fence`.
+//! It decides nothing on its own: committed view changes come from
+//! `super::agreed`, splits from `super::takeover`, fences from the view
+//! and the quorum lease (`super::quorum`).
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 use baton_config::{Config, Member};
 use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneHandle;
-use baton_shmem::{BoxInfo, Region, Segment, ViewNumber};
+use baton_shmem::{Region, Segment, ViewNumber};
 use tracing::{info, warn};
 
-use super::fence;
 use super::takeover::{self, restore_paced, spawn_takeover_report, Plan, TakeoverSnapshot};
 use super::view::ViewStatus;
 use crate::orphans::{OrphanRoute, OrphanTable};
@@ -99,32 +98,6 @@ impl Control {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         tracing::debug!(connections, counters = %nonzero.join(" "), "dataplane");
-    }
-
-    /// A live peer whose entry is `peer` may answer for one of our own
-    /// addresses after this box was silent for longer than detection: it
-    /// declared us dead and took them over (see [`fence::claimed`]).
-    pub(super) fn fence_if_claimed(&self, peer: &BoxInfo) {
-        let Ok(me) = self.region.box_info() else {
-            return;
-        };
-        let verdict = fence::claimed(&me, peer, &self.own_ips);
-        fence::apply(
-            verdict,
-            &me,
-            &self.dataplane,
-            "a live peer answers for our address",
-        );
-    }
-
-    /// Takes over the connections of dead box `dead` by the local rule
-    /// (seed Fig. 6 604-618): `survivors` as this box's detector believes
-    /// them. Only for boxes without an agreed view (replicated segments).
-    pub(super) fn take_over_locally(&self, dead: u16, survivors: &[u16]) {
-        let started = Instant::now();
-        let before = TakeoverSnapshot::of(&self.dataplane);
-        let plan = takeover::plan(&self.segment, dead, self.me, survivors);
-        self.take_over(dead, plan, survivors, None, started, before);
     }
 
     /// Carries out `plan`, the split of dead box `dead`'s connections over

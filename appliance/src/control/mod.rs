@@ -6,7 +6,9 @@
 //! - `view`: the agreed view (issue #21): this box's membership machine,
 //!   the store the view lives in, what the box shows of it;
 //! - `agreed`: what a committed view change or a fence makes the box do;
-//! - `fence`: when this box must stop because its peers took it over;
+//! - `fence`: stopping a box its peers took over;
+//! - `quorum`: the quorum lease of replicated mode's Raft, which fences a
+//!   box cut off from the majority;
 //! - `takeover`: the split of a dead box's connections (seed Fig. 6), the
 //!   paced restores and the report of how they went;
 //! - `moves`: drain, migrate and adopt, the planned moves;
@@ -22,6 +24,7 @@ mod detector;
 mod fence;
 mod handle;
 mod moves;
+pub(crate) mod quorum;
 pub(crate) mod takeover;
 pub(crate) mod view;
 mod watcher;

@@ -7,8 +7,9 @@
 //!
 //! 1. Read the dead box's region: every validated record is an orphan (a
 //!    corrupt slot costs that one connection, never the takeover).
-//! 2. Assign: orphan `i` in slot order goes to survivor `i mod n`, survivors
-//!    sorted by id. Every survivor computes the same split without talking;
+//! 2. Assign: the orphans of slot `s` go to survivor `s mod n`, survivors
+//!    sorted by id (the committed change's). Every survivor computes the
+//!    same split without talking, whatever other slots its replica lacks;
 //!    a bundle is one slot, so it stays together.
 //! 3. Address: the lowest surviving id inherits the dead box's service IPs
 //!    (gratuitous ARP, repeated) and forwards the frames of orphans assigned
@@ -57,9 +58,9 @@ pub struct Plan {
 }
 
 /// Reads the region of `dead` and splits its connections over `survivors`
-/// (ids, this box included) by the deterministic rule of the module doc;
-/// the lowest id inherits the addresses. The local rule, for boxes without
-/// an agreed view (replicated segments).
+/// (ids, this box included) as a committed change with these survivors
+/// would; the lowest id inherits the addresses. For tests.
+#[cfg(test)]
 pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     let mut survivors = survivors.to_vec();
     survivors.sort_unstable();
@@ -68,9 +69,11 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     plan_with(segment, dead, me, &owner, survivors.first() == Some(&me))
 }
 
-/// Reads the region of `dead` and splits its connections: orphan `i` (the
-/// valid slots in slot order) goes to `owner(i)` (the committed change's
-/// `orphan_owner`); `inherit`: this box takes the addresses.
+/// Reads the region of `dead` and splits its connections: the orphans of
+/// slot `s` go to `owner(s)` (the committed change's `orphan_owner`, by
+/// slot number, so that survivors whose replicas of the region differ
+/// by a slot still agree on every other one); `inherit`: this box takes
+/// the addresses.
 pub fn plan_with(
     segment: &Segment,
     dead: u16,
@@ -89,7 +92,6 @@ pub fn plan_with(
         return plan;
     };
     let allowed = cluster_ips(segment);
-    let mut index = 0usize;
     for slot in region.records() {
         let slot = match slot {
             Ok(s) => s,
@@ -99,10 +101,9 @@ pub fn plan_with(
                 continue;
             }
         };
-        let Some(owner) = owner(index) else {
+        let Some(owner) = owner(slot.slot().0 as usize) else {
             return plan;
         };
-        index += 1;
         for record in slot.bundle().records.iter() {
             let Some(orphan) = orphan_of(record) else {
                 continue;
@@ -189,6 +190,39 @@ pub fn routes_from_claims(segment: &Segment, me: u16, since: u32) -> Vec<(FourTu
                 tuple_of(&record.view()),
                 OrphanRoute::Elsewhere(MacAddr(info.mac)),
             ));
+        }
+    }
+    routes
+}
+
+/// Routes for the connections a restarted box's previous incarnation
+/// left in its own region (`me`'s), by the split of the committed change
+/// that removed it: slot `s` went to `owner(s)`, as every survivor
+/// computed it from its replica (replicated mode, where no claims are
+/// shared). Read before the region is cleared.
+pub fn routes_from_split(
+    segment: &Segment,
+    me: u16,
+    owner: &dyn Fn(usize) -> Option<u16>,
+) -> Vec<(FourTuple, OrphanRoute)> {
+    let Ok(region) = segment.region(me) else {
+        return Vec::new();
+    };
+    let mut routes = Vec::new();
+    for slot in region.records().flatten() {
+        let Some(by) = owner(slot.slot().0 as usize).filter(|&by| by != me) else {
+            continue;
+        };
+        let Ok(info) = segment.box_info(by) else {
+            continue;
+        };
+        for record in slot.bundle().records.iter() {
+            if orphan_of(record).is_some() {
+                routes.push((
+                    tuple_of(&record.view()),
+                    OrphanRoute::Elsewhere(MacAddr(info.mac)),
+                ));
+            }
         }
     }
     routes

@@ -4,34 +4,132 @@
 //! detector's verdicts and acts on the events it returns.
 //!
 //! The store is chosen once, at start-up ([`store_for`]): the segment's
-//! view cell where the boxes share one mapping. Boxes that share no
-//! mapping (replicated segments) get none until the Raft store lands;
-//! their watcher keeps the local rules. This module knows no slots,
-//! packets or takeovers; the rules live in `baton_membership`.
+//! view cell where the boxes share one mapping; the embedded Raft
+//! (`baton_raft::RaftStore`) on the back LAN where they do not
+//! (replicated segments), whose quorum lease `super::quorum` watches.
+//! This module knows no slots, packets or takeovers; the rules live in
+//! `baton_membership`.
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use baton_config::{Config, SegmentMode};
 use baton_membership::{
-    propose, refresh, Event, Member, Membership, Phase, Reason, SegmentStore, Verdict, View,
-    ViewStore,
+    propose, refresh, Event, Member, Membership, Phase, Reason, SegmentStore, StoreError, Verdict,
+    View, ViewChange, ViewNumber, ViewStore,
 };
+use baton_raft::{RaftStore, StartError, Timings};
 use baton_shmem::{Segment, ViewCell};
 use tracing::{info, warn};
 
-/// The store the agreed view lives in, behind the trait so that the
-/// replicated mode's Raft store drops in.
+/// The store the agreed view lives in, behind the trait so that either
+/// mode's store drops in.
 pub(crate) type Store = Box<dyn ViewStore + Send + Sync>;
 
+/// Where this box's agreed view lives: the store, and in replicated mode
+/// the Raft behind it (its lease fences, its state shows in the status).
+pub(crate) struct Stores {
+    /// The view store.
+    pub(crate) store: Store,
+    /// The Raft, in replicated mode.
+    pub(crate) raft: Option<Arc<RaftStore>>,
+}
+
 /// The view store for the box `config` describes: the segment's cell in
-/// shared mode; none (local rules) in replicated mode, whose boxes share
-/// no cell.
-pub(crate) fn store_for(config: &Config, segment: &Segment) -> Option<Store> {
+/// shared mode; in replicated mode this box's Raft node, started here
+/// (before the dataplane: a restarted box reads the view before it
+/// beats) with the voters' back-LAN addresses at `raft.port`.
+pub(crate) fn store_for(config: &Config, segment: &Segment) -> Result<Stores, StartError> {
     match config.checkpoint.mode {
-        SegmentMode::Shared => Some(Box::new(SegmentStore::new(ViewCell::new(segment)))),
-        SegmentMode::Replicated => None,
+        SegmentMode::Shared => Ok(Stores {
+            store: Box::new(SegmentStore::new(ViewCell::new(segment))),
+            raft: None,
+        }),
+        SegmentMode::Replicated => {
+            let raft = Arc::new(RaftStore::start(raft_config(config))?);
+            info!(
+                port = config.raft.port,
+                state = %config.raft.state_path(&config.checkpoint.segment_path).display(),
+                voters = config.cluster.members.len(),
+                "the agreed view lives in the Raft among the members"
+            );
+            Ok(Stores {
+                store: Box::new(SharedRaft(raft.clone())),
+                raft: Some(raft),
+            })
+        }
+    }
+}
+
+/// What this box's Raft node needs, from `config`.
+pub(crate) fn raft_config(config: &Config) -> baton_raft::RaftConfig {
+    let r = &config.raft;
+    let ms = Duration::from_millis;
+    baton_raft::RaftConfig {
+        me: config.node.id,
+        members: config
+            .cluster
+            .members
+            .iter()
+            .map(|m| (m.id, std::net::SocketAddr::new(m.back_addr.ip(), r.port)))
+            .collect(),
+        key: config.cluster.key.clone(),
+        path: r.state_path(&config.checkpoint.segment_path),
+        timings: Timings {
+            heartbeat: ms(r.heartbeat_ms),
+            election_min: ms(r.election_min_ms),
+            election_max: ms(r.election_max_ms),
+            lease: ms(r.lease_ms),
+            // The watcher waits this long at most for a read or a
+            // proposal: past an election, not much longer, so a
+            // leaderless tick costs one wait, not the default 2 s.
+            deadline: ms(r.election_max_ms + r.heartbeat_ms),
+        },
+    }
+}
+
+/// The Raft as the machine's store, shared with the quorum guard.
+struct SharedRaft(Arc<RaftStore>);
+
+impl ViewStore for SharedRaft {
+    fn read(&self) -> Result<View, StoreError> {
+        self.0.read()
+    }
+
+    fn propose(
+        &self,
+        proposer: u16,
+        expected: ViewNumber,
+        members: &[Member],
+        reason: Reason,
+    ) -> Result<View, StoreError> {
+        self.0.propose(proposer, expected, members, reason)
+    }
+}
+
+/// What this box shows of its Raft (replicated mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RaftSnapshot {
+    /// The leader this box knows.
+    pub(crate) leader: Option<u16>,
+    /// Its term.
+    pub(crate) term: u64,
+    /// How old its quorum proof is, ms (`None`: never had one).
+    pub(crate) lease_age_ms: Option<u64>,
+    /// The lease, ms: a proof older than this fences the box.
+    pub(crate) lease_ms: u64,
+}
+
+impl RaftSnapshot {
+    /// `raft` as it stands at `now`.
+    pub(crate) fn of(raft: &RaftStore, now: Instant) -> RaftSnapshot {
+        RaftSnapshot {
+            leader: raft.leader(),
+            term: raft.term(),
+            lease_age_ms: raft.lease_age(now).map(|a| a.as_millis() as u64),
+            lease_ms: raft.timings().lease.as_millis() as u64,
+        }
     }
 }
 
@@ -49,6 +147,8 @@ pub(crate) struct ViewSnapshot {
     /// The last time from this box's first verdict on a member to the
     /// commit of its removal, in µs.
     pub(crate) last_commit_us: Option<u64>,
+    /// The Raft the view lives in (replicated mode).
+    pub(crate) raft: Option<RaftSnapshot>,
 }
 
 /// The snapshot, shared between the watcher (writer) and the admin API.
@@ -242,6 +342,26 @@ pub(crate) fn await_predecessor_leaving(
         }
         thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The change that removed `predecessor` in view `number`, rebuilt from
+/// the committed view when it is still that view (its members are the
+/// change's); `None` when the view has changed since (its members then
+/// are not the change's).
+pub(crate) fn removal_change(
+    store: &dyn ViewStore,
+    predecessor: Member,
+    number: u32,
+) -> Option<ViewChange> {
+    let view = store.read().ok()?;
+    (view.number.0 == number && !view.contains(predecessor)).then(|| ViewChange {
+        from: ViewNumber(number.saturating_sub(1)),
+        number: view.number,
+        left: vec![predecessor],
+        joined: Vec::new(),
+        members: view.members.clone(),
+        reason: Reason::from_code(view.reason()),
+    })
 }
 
 /// The number of the view that removed `member`, if `view` still carries

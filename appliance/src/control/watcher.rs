@@ -2,11 +2,10 @@
 //! too, reads the peers' box table entries, hands them and the clock to the
 //! failure detector, and turns what follows into the control core's acts.
 //!
-//! With an agreed view (shared segment) the detector's verdicts go to the
-//! view (`super::view`), and only committed changes are acted on
-//! (`super::agreed`): take over, hand back, fence. Without one (replicated
-//! segments, until the Raft store lands) the detector's own transitions
-//! are acted on, as every box judges for itself.
+//! The detector's verdicts go to the agreed view (`super::view`: the
+//! segment's cell, or the Raft in replicated mode), and only committed
+//! changes are acted on (`super::agreed`): take over, hand back, fence.
+//! No box acts on its own reading of the heartbeats.
 //!
 //! The rules are not here: what counts as dead is `detector`'s, what
 //! fences is the view's or `fence`'s; this file is the loop and its timing.
@@ -18,27 +17,21 @@ use std::time::{Duration, Instant};
 use baton_config::{Config, SegmentMode};
 use tracing::warn;
 
-use super::detector::{verdict_on, was_starved_tick, HeartbeatClock, PeerTracker, Transition};
+use super::detector::{verdict_on, was_starved_tick, HeartbeatClock, PeerTracker};
 use super::handle::Control;
 use super::view::AgreedView;
 use crate::clock::unix_ms;
 use crate::sys::{pin_to_cpu, realtime_priority};
 
-/// How long a (re)started box ignores a live peer answering for its own
-/// addresses: the survivor that inherited them hands them back once it sees
-/// this box's new epoch (a watcher tick, plus replication on a replicated
-/// segment).
-const CLAIM_GRACE: Duration = Duration::from_secs(2);
-
 /// Watches the other boxes' heartbeats; a box silent for the configured
 /// count is declared dead and its connections are taken over (seed Fig. 6
-/// step 602), a box back with a new epoch is a new member. With `agreed`,
-/// through the agreed view: its dataplane is up and it has beaten, so its
+/// step 602), a box back with a new epoch is a new member, all through
+/// the agreed view `agreed`: its dataplane is up and it has beaten, so its
 /// first tick proposes its join.
 pub(crate) fn spawn_watcher(
     control: Arc<Control>,
     config: &Config,
-    agreed: Option<AgreedView>,
+    mut agreed: AgreedView,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
     let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
@@ -58,10 +51,6 @@ pub(crate) fn spawn_watcher(
             // the hypervisor), which silenced a live box in the soak.
             pin_to_cpu("watcher", 1);
             let mut tracker = PeerTracker::new(&peers, clock);
-            let mut judge = match agreed {
-                Some(view) => Judge::Agreed(view),
-                None => Judge::Locally(LocalJudge::default()),
-            };
             let mut last_stats = Instant::now();
             let mut last_tick = Instant::now();
             let mut was_starved = false;
@@ -94,25 +83,10 @@ pub(crate) fn spawn_watcher(
                     last_stats = Instant::now();
                     control.log_stats();
                 }
-                match &mut judge {
-                    Judge::Agreed(view) => {
-                        agreed_tick(&control, view, &mut tracker, starved, deadline_ms)
-                    }
-                    Judge::Locally(local) => {
-                        local.tick(&control, &peers, &mut tracker, gap, starved, deadline_ms)
-                    }
-                }
+                agreed_tick(&control, &mut agreed, &mut tracker, starved, deadline_ms);
                 thread::sleep(interval);
             }
         })
-}
-
-/// How this box's watcher turns the detector's findings into acts.
-enum Judge {
-    /// Through the agreed view.
-    Agreed(AgreedView),
-    /// By its own reading of the heartbeats (no agreed view).
-    Locally(LocalJudge),
 }
 
 /// One tick with an agreed view: read the view, give the detector's
@@ -149,53 +123,4 @@ fn agreed_tick(
         control.act_on_view(event, took);
     }
     control.hand_back_to_new_incarnations(unix_ms(), deadline_ms);
-}
-
-/// The local rules, for boxes that share no view cell (replicated
-/// segments): each box acts on its own detector's transitions.
-#[derive(Default)]
-struct LocalJudge {
-    /// This box went unheard for longer than detection (stopped,
-    /// starved): its peers may have declared it dead.
-    was_silent: bool,
-    /// When the watcher started.
-    since: Option<Instant>,
-}
-
-impl LocalJudge {
-    fn tick(
-        &mut self,
-        control: &Control,
-        peers: &[u16],
-        tracker: &mut PeerTracker,
-        gap: Duration,
-        starved: bool,
-        deadline_ms: u64,
-    ) {
-        let since = *self.since.get_or_insert_with(Instant::now);
-        self.was_silent |= gap > Duration::from_millis(deadline_ms);
-        if starved {
-            return;
-        }
-        let now = unix_ms();
-        for &id in peers {
-            match control.segment.box_info(id) {
-                Ok(info) => match tracker.observe(id, &info, now, deadline_ms) {
-                    None if self.was_silent
-                        && tracker.is_alive(id)
-                        && since.elapsed() > CLAIM_GRACE =>
-                    {
-                        control.fence_if_claimed(&info);
-                    }
-                    Some(Transition::Died) => {
-                        let survivors = tracker.alive_with(control.me);
-                        control.take_over_locally(id, &survivors);
-                    }
-                    Some(Transition::Rejoined) => control.hand_back(id),
-                    None => {}
-                },
-                Err(err) => warn!(peer = id, %err, "unreadable box table entry"),
-            }
-        }
-    }
 }

@@ -19,6 +19,7 @@ mod failure;
 mod limits;
 mod member;
 mod node;
+mod raft;
 mod service;
 
 pub use admin::AdminConfig;
@@ -31,6 +32,7 @@ pub use failure::FailureConfig;
 pub use limits::LimitsConfig;
 pub use member::Member;
 pub use node::NodeConfig;
+pub use raft::RaftConfig;
 pub use service::ServiceConfig;
 
 use toml_edit::DocumentMut;
@@ -55,6 +57,8 @@ table! {
         checkpoint: CheckpointConfig = Required,
         /// `[failure]`: heartbeat-based failure detection.
         failure: FailureConfig = OrDefault,
+        /// `[raft]`: the replicated mode's view Raft.
+        raft: RaftConfig = OrDefault,
         /// `[cache]`: the HTTP cache and its origin.
         cache: CacheConfig = Required,
         /// `[limits]`: HTTP and connection limits.
@@ -65,12 +69,83 @@ table! {
     check = cluster_rules;
 }
 
-/// The rules between tables: this box is a member, and in shared mode
-/// every member id fits the view cell.
+/// The rules between tables: this box is a member, in shared mode every
+/// member id fits the view cell, and in replicated mode the Raft's port
+/// and lease fit the cluster and the failure detection.
 fn cluster_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
     let member = own_id_is_a_member(c, root, p);
     let fit = shared_ids_fit_the_view(c, root, p);
-    member && fit
+    let raft = replicated_raft_rules(c, root, p);
+    member && fit && raft
+}
+
+/// The line of `table.key` in the file, else of the table, if written.
+fn line_of(c: &Checker<'_>, root: &Tbl<'_>, table: &str, key: &str) -> Option<usize> {
+    let t = root.t.get(table)?.as_table_like()?;
+    t.key(key)
+        .and_then(|k| c.line(k.span()))
+        .or_else(|| t.get(key).and_then(|i| c.line(i.span())))
+}
+
+/// In replicated mode (the view in the Raft, `[raft]`):
+///
+/// - a box cut off from the quorum must have stopped before its survivors
+///   take it over: failure detection at least the lease plus three
+///   heartbeat intervals ([`RaftConfig::min_detection_ms`]);
+/// - the Raft's address (each member's back-LAN IP, `raft.port`) is no
+///   member's replication address, nor its heartbeat address (the next
+///   port, `baton_shmem::heartbeat_addr`).
+fn replicated_raft_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
+    let (Some(cluster), Some(checkpoint), Some(failure), Some(raft)) =
+        (&p.cluster, &p.checkpoint, &p.failure, &p.raft)
+    else {
+        return true;
+    };
+    if checkpoint.mode != crate::SegmentMode::Replicated {
+        return true;
+    }
+    let mut ok = true;
+    let need = raft.min_detection_ms(failure.heartbeat_interval_ms);
+    if failure.detection_ms() < need {
+        ok = false;
+        let interval = failure.heartbeat_interval_ms.max(1);
+        let missed = need.div_ceil(interval);
+        let line = line_of(c, root, "failure", "missed")
+            .or_else(|| line_of(c, root, "checkpoint", "mode"));
+        c.problem(
+            line,
+            "failure.missed".to_string(),
+            format!(
+                "failure detection ({} ms = heartbeat_interval_ms {} * missed {}) must be at least raft.lease_ms ({}) + 3 * heartbeat_interval_ms in replicated mode, so that a box cut off from the quorum has stopped before its survivors take it over: set missed = {missed} or more",
+                failure.detection_ms(),
+                failure.heartbeat_interval_ms,
+                failure.missed,
+                raft.lease_ms,
+            ),
+        );
+    }
+    for (i, m) in cluster.members.iter().enumerate() {
+        let raft_addr = std::net::SocketAddr::new(m.back_addr.ip(), raft.port);
+        let taken = |o: &crate::Member| {
+            o.back_addr == raft_addr
+                || (o.back_addr.ip() == raft_addr.ip()
+                    && o.back_addr.port().checked_add(1) == Some(raft.port))
+        };
+        if let Some(j) = cluster.members.iter().position(taken) {
+            ok = false;
+            let line = line_of(c, root, "raft", "port");
+            c.problem(
+                line,
+                "raft.port".to_string(),
+                format!(
+                    "member {}'s Raft address {raft_addr} is cluster.members[{j}].back_addr or the port after it, the replication's and its heartbeats': pick another port (cluster.members[{i}])",
+                    m.id
+                ),
+            );
+            break;
+        }
+    }
+    ok
 }
 
 /// The most members a shared segment's view cell holds, ids
