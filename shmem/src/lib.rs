@@ -52,6 +52,8 @@
 
 pub mod boxtable;
 pub mod claim;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod record;
 pub mod replication;
 pub mod segment;

@@ -197,7 +197,7 @@ impl Receiver {
                 p.next_data_seq = if h.kind == wire::K_UPDATE {
                     h.data_seq
                 } else {
-                    h.data_seq + 1
+                    h.data_seq.saturating_add(1)
                 };
                 p.resync = Some(Resync {
                     cursor: 0,
@@ -260,9 +260,9 @@ impl Receiver {
                 }
             }
         }
-        if ds + 1 > p.next_data_seq {
-            p.next_data_seq = ds + 1;
-        }
+        // Saturating: an authentic peer's data_seq of u64::MAX must not
+        // wrap the expectation back to 0 (found by fuzzing).
+        p.next_data_seq = p.next_data_seq.max(ds.saturating_add(1));
     }
 
     fn on_update(&mut self, pi: usize, ds: u64, body: &[u8]) -> bool {
