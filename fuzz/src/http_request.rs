@@ -1,6 +1,14 @@
 //! Target `http_request`: the appliance's request-head parser.
+//!
+//! The parser's source file is compiled into this crate as it is (it
+//! depends on nothing of the appliance but `baton_config`'s limits), so
+//! the fuzz build does not pay for the whole appliance.
 
-use baton::http::request::{parse, Limits, Parsed};
+#[allow(dead_code, clippy::all)]
+#[path = "../../appliance/src/http/request.rs"]
+pub mod request;
+
+use request::{parse, Limits, Parsed};
 use std::time::Duration;
 
 /// Parses `data` under the default limits and under small ones (so the

@@ -1,6 +1,6 @@
 //! The bodies of the fuzz targets, one function per target, so that the
-//! libFuzzer binaries in `fuzz_targets/` stay one line each and the seeds
-//! (`examples/seeds.rs`) and corpus replay (`tests/corpus.rs`) share them.
+//! libFuzzer binaries in `fuzz_targets/` stay one line each and the seed
+//! writer (`examples/seeds.rs`) shares their input formats.
 //!
 //! Each function takes untrusted bytes and drives a parser of the
 //! workspace through its public API (plus `baton_shmem::fuzzing`); any
