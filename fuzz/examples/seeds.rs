@@ -71,7 +71,11 @@ fn main() -> Result<()> {
     for (i, m) in messages().iter().enumerate() {
         let mut w = Writer::default();
         m.encode_body(&mut w);
-        put("raft_message", &format!("{i:02}"), &[&[m.kind()][..], &w.into_inner()].concat())?;
+        put(
+            "raft_message",
+            &format!("{i:02}"),
+            &[&[m.kind()][..], &w.into_inner()].concat(),
+        )?;
     }
     println!("wrote {n} seeds under {}", root.display());
     Ok(())
@@ -79,7 +83,15 @@ fn main() -> Result<()> {
 
 // ---- frames -----------------------------------------------------------
 
-fn tcp_frame(src_port: u16, dst_port: u16, seq: u32, ack: u32, flags: Flags, opts: Options, payload: &[u8]) -> Result<Vec<u8>> {
+fn tcp_frame(
+    src_port: u16,
+    dst_port: u16,
+    seq: u32,
+    ack: u32,
+    flags: Flags,
+    opts: Options,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
     let seg = OutSegment {
         src_port,
         dst_port,
@@ -88,11 +100,27 @@ fn tcp_frame(src_port: u16, dst_port: u16, seq: u32, ack: u32, flags: Flags, opt
         flags,
         window: 65_535,
         options: opts,
-        payload: if payload.is_empty() { vec![] } else { vec![Bytes::copy_from_slice(payload)] },
+        payload: if payload.is_empty() {
+            vec![]
+        } else {
+            vec![Bytes::copy_from_slice(payload)]
+        },
     };
     let mut f = vec![0u8; 2048];
-    let e = ethernet::emit(&mut f, &EthernetHeader { dst: BOX_MAC, src: CLIENT_MAC, ethertype: ethernet::ETHERTYPE_IPV4 })?;
-    let t = tcp::emit(&mut f[e + 20..], IpAddr::V4(CLIENT), IpAddr::V4(SERVICE), &seg)?;
+    let e = ethernet::emit(
+        &mut f,
+        &EthernetHeader {
+            dst: BOX_MAC,
+            src: CLIENT_MAC,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        },
+    )?;
+    let t = tcp::emit(
+        &mut f[e + 20..],
+        IpAddr::V4(CLIENT),
+        IpAddr::V4(SERVICE),
+        &seg,
+    )?;
     ipv4::emit(&mut f[e..], CLIENT, SERVICE, ipv4::PROTO_TCP, 7, t)?;
     f.truncate(e + 20 + t);
     Ok(f)
@@ -100,14 +128,37 @@ fn tcp_frame(src_port: u16, dst_port: u16, seq: u32, ack: u32, flags: Flags, opt
 
 fn arp_frame(op: u16, dst: MacAddr) -> Result<Vec<u8>> {
     let mut f = vec![0u8; 60];
-    let e = ethernet::emit(&mut f, &EthernetHeader { dst, src: CLIENT_MAC, ethertype: ethernet::ETHERTYPE_ARP })?;
-    arp::emit(&mut f[e..], &ArpPacket { op, sender_mac: CLIENT_MAC, sender_ip: CLIENT, target_mac: MacAddr([0; 6]), target_ip: SERVICE })?;
+    let e = ethernet::emit(
+        &mut f,
+        &EthernetHeader {
+            dst,
+            src: CLIENT_MAC,
+            ethertype: ethernet::ETHERTYPE_ARP,
+        },
+    )?;
+    arp::emit(
+        &mut f[e..],
+        &ArpPacket {
+            op,
+            sender_mac: CLIENT_MAC,
+            sender_ip: CLIENT,
+            target_mac: MacAddr([0; 6]),
+            target_ip: SERVICE,
+        },
+    )?;
     Ok(f)
 }
 
 fn icmp_echo() -> Result<Vec<u8>> {
     let mut f = vec![0u8; 14 + 20 + 16];
-    let e = ethernet::emit(&mut f, &EthernetHeader { dst: BOX_MAC, src: CLIENT_MAC, ethertype: ethernet::ETHERTYPE_IPV4 })?;
+    let e = ethernet::emit(
+        &mut f,
+        &EthernetHeader {
+            dst: BOX_MAC,
+            src: CLIENT_MAC,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        },
+    )?;
     let icmp = &mut f[e + 20..];
     icmp[0] = 8; // echo request
     icmp[4..8].copy_from_slice(&[0, 1, 0, 1]);
@@ -119,22 +170,103 @@ fn icmp_echo() -> Result<Vec<u8>> {
 }
 
 fn flags(syn: bool, ack: bool, fin: bool, rst: bool, psh: bool) -> Flags {
-    Flags { syn, ack, fin, rst, psh, ..Flags::default() }
+    Flags {
+        syn,
+        ack,
+        fin,
+        rst,
+        psh,
+        ..Flags::default()
+    }
 }
 
-const GET: &[u8] = b"GET /1K.bin HTTP/1.1\r\nHost: box\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
+const GET: &[u8] =
+    b"GET /1K.bin HTTP/1.1\r\nHost: box\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n";
 
 fn frames() -> Result<Vec<(&'static str, Vec<u8>)>> {
-    let syn_opts = Options { mss: Some(1460), window_scale: Some(7), sack_permitted: true, timestamps: Some((1, 0)), ..Options::default() };
-    let sack = Options { timestamps: Some((5, 9)), sack_blocks: [Some((SeqNum(10), SeqNum(20))), Some((SeqNum(30), SeqNum(40))), None, None], ..Options::default() };
+    let syn_opts = Options {
+        mss: Some(1460),
+        window_scale: Some(7),
+        sack_permitted: true,
+        timestamps: Some((1, 0)),
+        ..Options::default()
+    };
+    let sack = Options {
+        timestamps: Some((5, 9)),
+        sack_blocks: [
+            Some((SeqNum(10), SeqNum(20))),
+            Some((SeqNum(30), SeqNum(40))),
+            None,
+            None,
+        ],
+        ..Options::default()
+    };
     let (r, u, p) = (RESTORED_RCV_NXT, RESTORED_SND_UNA, RESTORED_PORT);
     Ok(vec![
-        ("syn", tcp_frame(50_000, 80, 777, 0, flags(true, false, false, false, false), syn_opts, b"")?),
-        ("get", tcp_frame(p, 80, r, u, flags(false, true, false, false, true), Options::default(), GET)?),
-        ("ack-sack", tcp_frame(p, 80, r, u, flags(false, true, false, false, false), sack, b"")?),
-        ("fin", tcp_frame(p, 80, r, u, flags(false, true, true, false, false), Options::default(), b"")?),
-        ("rst", tcp_frame(p, 80, r, 0, flags(false, false, false, true, false), Options::default(), b"")?),
-        ("arp-request", arp_frame(arp::OP_REQUEST, ethernet::BROADCAST)?),
+        (
+            "syn",
+            tcp_frame(
+                50_000,
+                80,
+                777,
+                0,
+                flags(true, false, false, false, false),
+                syn_opts,
+                b"",
+            )?,
+        ),
+        (
+            "get",
+            tcp_frame(
+                p,
+                80,
+                r,
+                u,
+                flags(false, true, false, false, true),
+                Options::default(),
+                GET,
+            )?,
+        ),
+        (
+            "ack-sack",
+            tcp_frame(
+                p,
+                80,
+                r,
+                u,
+                flags(false, true, false, false, false),
+                sack,
+                b"",
+            )?,
+        ),
+        (
+            "fin",
+            tcp_frame(
+                p,
+                80,
+                r,
+                u,
+                flags(false, true, true, false, false),
+                Options::default(),
+                b"",
+            )?,
+        ),
+        (
+            "rst",
+            tcp_frame(
+                p,
+                80,
+                r,
+                0,
+                flags(false, false, false, true, false),
+                Options::default(),
+                b"",
+            )?,
+        ),
+        (
+            "arp-request",
+            arp_frame(arp::OP_REQUEST, ethernet::BROADCAST)?,
+        ),
         ("arp-reply", baton_fuzz::worker::arp_reply()),
         ("icmp-echo", icmp_echo()?),
     ])
@@ -144,15 +276,46 @@ fn worker_inputs() -> Result<Vec<(&'static str, Vec<u8>)>> {
     let f: std::collections::HashMap<_, _> = frames()?.into_iter().collect();
     let (r, u, p) = (RESTORED_RCV_NXT, RESTORED_SND_UNA, RESTORED_PORT);
     // The answer to the GET starts at SND.UNA; acknowledge all of it.
-    let ack_all = tcp_frame(p, 80, r + GET.len() as u32, u + 1300, flags(false, true, false, false, false), Options::default(), b"")?;
-    let dup = tcp_frame(p, 80, r + GET.len() as u32, u, flags(false, true, false, false, false), Options::default(), b"")?;
+    let ack_all = tcp_frame(
+        p,
+        80,
+        r + GET.len() as u32,
+        u + 1300,
+        flags(false, true, false, false, false),
+        Options::default(),
+        b"",
+    )?;
+    let dup = tcp_frame(
+        p,
+        80,
+        r + GET.len() as u32,
+        u,
+        flags(false, true, false, false, false),
+        Options::default(),
+        b"",
+    )?;
     let mut out = vec![];
     for name in ["syn", "arp-request", "icmp-echo", "rst", "fin"] {
         out.push((name, join_records(&[(0, &f[name][..])])));
     }
-    out.push(("get-ack", join_records(&[(0, &f["get"][..]), (4, &ack_all[..]), (0, &f["fin"][..])])));
-    out.push(("get-dupacks", join_records(&[(0, &f["get"][..]), (0, &dup[..]), (0, &dup[..]), (0, &dup[..]), (255, &f["ack-sack"][..])])));
-    out.push(("get-trusted", join_records(&[(2, &f["get"][..]), (2 | 200, &f["rst"][..])])));
+    out.push((
+        "get-ack",
+        join_records(&[(0, &f["get"][..]), (4, &ack_all[..]), (0, &f["fin"][..])]),
+    ));
+    out.push((
+        "get-dupacks",
+        join_records(&[
+            (0, &f["get"][..]),
+            (0, &dup[..]),
+            (0, &dup[..]),
+            (0, &dup[..]),
+            (255, &f["ack-sack"][..]),
+        ]),
+    ));
+    out.push((
+        "get-trusted",
+        join_records(&[(2, &f["get"][..]), (2 | 200, &f["rst"][..])]),
+    ));
     Ok(out)
 }
 
@@ -181,23 +344,99 @@ fn requests() -> Vec<(&'static str, &'static str)> {
 // ---- checkpoint slots -------------------------------------------------
 
 fn slots() -> Result<Vec<(&'static str, Vec<u8>)>> {
-    let seg = baton_fuzz::record::scratch_segment("seeds", Layout { regions: 2, slots_per_region: 1 });
+    let seg = baton_fuzz::record::scratch_segment(
+        "seeds",
+        Layout {
+            regions: 2,
+            slots_per_region: 1,
+        },
+    );
     let region = seg.region(baton_fuzz::record::REGION)?;
     let local = Endpoint::from(SocketAddr::new(IpAddr::V4(SERVICE), 80));
     let remote = |port| Endpoint::from(SocketAddr::new(IpAddr::V4(CLIENT), port));
-    let tcpb = TcpBlock { iss: 1000, irs: 5000, snd_una: 90_000, snd_nxt: 91_000, rcv_nxt: 5100, snd_wnd: 65_535, rcv_wnd: 65_535, mss: 1460, snd_wscale: 7, rcv_wscale: 7, sack_permitted: true, timestamps: true, ts_recent: 3, ts_last_sent: 4, tcp_state: 4, acks_covered: true };
-    let app200 = AppBlock { object_start_seq: 89_000, version: 1, method: 1, name: "/videos/a.mp4?sig=0123456789abcdef", etag: Some("\"5f3a-1c\""), last_modified: Some("Sun, 06 Nov 1994 08:49:37 GMT"), range_start: None, range_end: None, persistent: true, bytes_sent: 1000, request_count: 2, upload: None };
-    let app206 = AppBlock { range_start: Some(100), range_end: Some(9999), ..app200 };
-    let upload = AppBlock { etag: None, last_modified: None, method: 3, upload: Some(UploadBlock { body_start_seq: 5200, content_length: 100_000, received: 4000, forwarded: false, content_type: Some("application/octet-stream") }), ..app200 };
-    let rec = |port, app: Option<AppBlock<'static>>| ConnRecord { owner: baton_fuzz::record::REGION, worker: 0, epoch: 3, checkpoint_ms: 1_700_000_000_000, local, remote: remote(port), transport: Transport::Tcp, app_protocol: APP_PROTOCOL_HTTP, tcp: Some(tcpb), app };
-    let udp = ConnRecord { transport: Transport::Udp, tcp: None, app: None, ..rec(1, None) };
+    let tcpb = TcpBlock {
+        iss: 1000,
+        irs: 5000,
+        snd_una: 90_000,
+        snd_nxt: 91_000,
+        rcv_nxt: 5100,
+        snd_wnd: 65_535,
+        rcv_wnd: 65_535,
+        mss: 1460,
+        snd_wscale: 7,
+        rcv_wscale: 7,
+        sack_permitted: true,
+        timestamps: true,
+        ts_recent: 3,
+        ts_last_sent: 4,
+        tcp_state: 4,
+        acks_covered: true,
+    };
+    let app200 = AppBlock {
+        object_start_seq: 89_000,
+        version: 1,
+        method: 1,
+        name: "/videos/a.mp4?sig=0123456789abcdef",
+        etag: Some("\"5f3a-1c\""),
+        last_modified: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
+        range_start: None,
+        range_end: None,
+        persistent: true,
+        bytes_sent: 1000,
+        request_count: 2,
+        upload: None,
+    };
+    let app206 = AppBlock {
+        range_start: Some(100),
+        range_end: Some(9999),
+        ..app200
+    };
+    let upload = AppBlock {
+        etag: None,
+        last_modified: None,
+        method: 3,
+        upload: Some(UploadBlock {
+            body_start_seq: 5200,
+            content_length: 100_000,
+            received: 4000,
+            forwarded: false,
+            content_type: Some("application/octet-stream"),
+        }),
+        ..app200
+    };
+    let rec = |port, app: Option<AppBlock<'static>>| ConnRecord {
+        owner: baton_fuzz::record::REGION,
+        worker: 0,
+        epoch: 3,
+        checkpoint_ms: 1_700_000_000_000,
+        local,
+        remote: remote(port),
+        transport: Transport::Tcp,
+        app_protocol: APP_PROTOCOL_HTTP,
+        tcp: Some(tcpb),
+        app,
+    };
+    let udp = ConnRecord {
+        transport: Transport::Udp,
+        tcp: None,
+        app: None,
+        ..rec(1, None)
+    };
     let bundles: Vec<(&'static str, Vec<ConnRecord<'static>>)> = vec![
         ("tcp-only", vec![rec(40_001, None)]),
         ("response-200", vec![rec(40_002, Some(app200))]),
         ("response-206", vec![rec(40_003, Some(app206))]),
         ("upload", vec![rec(40_004, Some(upload))]),
         ("udp", vec![udp]),
-        ("bundle-4", vec![rec(40_005, Some(app200)), rec(40_006, None), rec(40_007, None), udp]),
+        (
+            "bundle-4",
+            vec![
+                rec(40_005, Some(app200)),
+                rec(40_006, None),
+                rec(40_007, None),
+                udp,
+            ],
+        ),
     ];
     let mut out = vec![];
     let mut w = region.writer();
@@ -211,9 +450,12 @@ fn slots() -> Result<Vec<(&'static str, Vec<u8>)>> {
 
 // ---- replication datagrams ---------------------------------------------
 
+/// Datagrams sent, with their destination.
+type Sent = Vec<(SocketAddr, Vec<u8>)>;
+
 /// Records every datagram sent, for the seeds.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>);
+struct Capture(Arc<Mutex<Sent>>);
 
 impl DatagramSocket for Capture {
     fn send_to(&self, buf: &[u8], to: SocketAddr) -> std::io::Result<usize> {
@@ -231,7 +473,10 @@ impl DatagramSocket for Capture {
 }
 
 fn datagrams() -> Result<Vec<(&'static str, Vec<u8>)>> {
-    let layout = Layout { regions: 3, slots_per_region: 4 };
+    let layout = Layout {
+        regions: 3,
+        slots_per_region: 4,
+    };
     let a0: SocketAddr = SocketAddr::from(([192, 0, 2, 0], 7700));
     let a1: SocketAddr = SocketAddr::from(([192, 0, 2, 1], 7700));
     let a2: SocketAddr = SocketAddr::from(([192, 0, 2, 2], 7700));
@@ -243,11 +488,46 @@ fn datagrams() -> Result<Vec<(&'static str, Vec<u8>)>> {
     own.begin_epoch();
     own.heartbeat(1_700_000_000_000);
     let (c1, c0) = (Capture::default(), Capture::default());
-    let cfg = |me, peers| ReplicationConfig { me, key: replication::KEY.to_vec(), peers };
+    let cfg = |me, peers| ReplicationConfig {
+        me,
+        key: replication::KEY.to_vec(),
+        peers,
+    };
     let mut r1 = Replicator::new(&seg1, cfg(1, vec![(0, a0), (2, a2)]), c1.clone())?;
     let mut r0 = Replicator::new(&seg0, cfg(0, vec![(1, a1), (2, a2)]), c0.clone())?;
-    let tcpb = TcpBlock { iss: 1, irs: 2, snd_una: 3, snd_nxt: 4, rcv_nxt: 5, snd_wnd: 6, rcv_wnd: 7, mss: 1460, snd_wscale: 0, rcv_wscale: 0, sack_permitted: false, timestamps: false, ts_recent: 0, ts_last_sent: 0, tcp_state: 4, acks_covered: false };
-    let rec = ConnRecord { owner: 1, worker: 0, epoch: 1, checkpoint_ms: 1, local: Endpoint::from(SocketAddr::new(IpAddr::V4(SERVICE), 80)), remote: Endpoint::from(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 9)), 4000)), transport: Transport::Tcp, app_protocol: APP_PROTOCOL_HTTP, tcp: Some(tcpb), app: None };
+    let tcpb = TcpBlock {
+        iss: 1,
+        irs: 2,
+        snd_una: 3,
+        snd_nxt: 4,
+        rcv_nxt: 5,
+        snd_wnd: 6,
+        rcv_wnd: 7,
+        mss: 1460,
+        snd_wscale: 0,
+        rcv_wscale: 0,
+        sack_permitted: false,
+        timestamps: false,
+        ts_recent: 0,
+        ts_last_sent: 0,
+        tcp_state: 4,
+        acks_covered: false,
+    };
+    let rec = ConnRecord {
+        owner: 1,
+        worker: 0,
+        epoch: 1,
+        checkpoint_ms: 1,
+        local: Endpoint::from(SocketAddr::new(IpAddr::V4(SERVICE), 80)),
+        remote: Endpoint::from(SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(198, 18, 0, 9)),
+            4000,
+        )),
+        transport: Transport::Tcp,
+        app_protocol: APP_PROTOCOL_HTTP,
+        tcp: Some(tcpb),
+        app: None,
+    };
     let mut slots = seg1.region(1)?.worker_slots(0, 1)?;
     let mut w = slots.writer();
     for _ in 0..2 {
@@ -268,19 +548,37 @@ fn datagrams() -> Result<Vec<(&'static str, Vec<u8>)>> {
     let chunks = take_to(&c1, a0);
     let mut out = vec![];
     let as_input = |ds: &[Vec<u8>], strip: bool| -> Vec<u8> {
-        let items: Vec<(u8, &[u8])> = ds.iter().map(|d| if strip { (1u8, &d[..d.len() - 32]) } else { (0u8, &d[..]) }).collect();
+        let items: Vec<(u8, &[u8])> = ds
+            .iter()
+            .map(|d| {
+                if strip {
+                    (1u8, &d[..d.len() - 32])
+                } else {
+                    (0u8, &d[..])
+                }
+            })
+            .collect();
         join_records(&items)
     };
     out.push(("updates", as_input(&first, false)));
     out.push(("updates-unsealed", as_input(&first, true)));
-    out.push(("snapshot", as_input(&[first.clone(), chunks.clone()].concat(), false)));
-    out.push(("snapshot-unsealed", as_input(&[first, chunks].concat(), true)));
+    out.push((
+        "snapshot",
+        as_input(&[first.clone(), chunks.clone()].concat(), false),
+    ));
+    out.push((
+        "snapshot-unsealed",
+        as_input(&[first, chunks].concat(), true),
+    ));
     Ok(out)
 }
 
 fn take_to(c: &Capture, to: SocketAddr) -> Vec<Vec<u8>> {
     let Ok(mut v) = c.0.lock() else { return vec![] };
-    v.drain(..).filter(|(a, _)| *a == to).map(|(_, d)| d).collect()
+    v.drain(..)
+        .filter(|(a, _)| *a == to)
+        .map(|(_, d)| d)
+        .collect()
 }
 
 // ---- Raft messages (as raft/tests/codec.rs builds them) ----------------
@@ -436,4 +734,3 @@ fn messages() -> Vec<Message> {
         Message::ClientReply(21, ClientResponse::NotLeader(None)),
     ]
 }
-
