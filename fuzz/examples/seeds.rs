@@ -298,9 +298,39 @@ fn worker_inputs() -> Result<Vec<(&'static str, Vec<u8>)>> {
     for name in ["syn", "arp-request", "icmp-echo", "rst", "fin"] {
         out.push((name, join_records(&[(0, &f[name][..])])));
     }
+    // Control bytes (see baton_fuzz::worker::run): 1 fix checksums, 4
+    // answer the box's last segment, 8 × n: n × 32 ms later.
     out.push((
         "get-ack",
-        join_records(&[(0, &f["get"][..]), (4, &ack_all[..]), (0, &f["fin"][..])]),
+        join_records(&[
+            (0, &f["get"][..]),
+            (8 | 4 | 1, &ack_all[..]),
+            (4 | 1, &f["fin"][..]),
+        ]),
+    ));
+    // A new connection: the handshake completed by answering the SYN-ACK,
+    // a request, the client acknowledging the answer, then closing.
+    let ack = |payload: &[u8], fin: bool| {
+        tcp_frame(
+            50_000,
+            80,
+            0,
+            0,
+            flags(false, true, fin, false, !payload.is_empty()),
+            Options::default(),
+            payload,
+        )
+    };
+    out.push((
+        "handshake-get",
+        join_records(&[
+            (0, &f["syn"][..]),
+            (4 | 1, &ack(b"", false)?[..]),
+            (4 | 1, &ack(GET, false)?[..]),
+            (8 | 4 | 1, &ack(b"", false)?[..]),
+            (4 | 1, &ack(b"", true)?[..]),
+            (64 | 4 | 1, &ack(b"", false)?[..]),
+        ]),
     ));
     out.push((
         "get-dupacks",

@@ -13,6 +13,7 @@ use baton_dataplane::responder::Responder;
 use baton_dataplane::tcp::{FourTuple, State, TcbExport};
 use baton_dataplane::wire::arp::{self, ArpPacket};
 use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
+use baton_dataplane::wire::{ipv4, tcp};
 use baton_dataplane::worker::{Command, Worker, WorkerConfig};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -86,10 +87,38 @@ pub fn arp_reply() -> Vec<u8> {
     f
 }
 
+/// The last TCP segment the box sent: the sequence number that follows it
+/// and its acknowledgment number, what a client answers with.
+#[derive(Default, Clone, Copy)]
+struct Heard {
+    next_seq: u32,
+    ack: u32,
+}
+
+fn listen(frames: Vec<Vec<u8>>, heard: &mut Heard) {
+    for f in frames {
+        let Ok((_, p)) = ethernet::parse(&f) else {
+            continue;
+        };
+        let Ok((ih, l4)) = ipv4::parse(p) else {
+            continue;
+        };
+        if let Ok(s) = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, true) {
+            let len = s.payload.len() as u32 + u32::from(s.flags.syn) + u32::from(s.flags.fin);
+            *heard = Heard {
+                next_seq: s.seq.0.wrapping_add(len),
+                ack: s.ack.0,
+            };
+        }
+    }
+}
+
 /// Each record of `data` (see [`crate::records`]) is one frame; its
 /// control byte: bit 0 fix the checksums, bit 1 report them trusted (a
-/// veth peer), bits 2..8 milliseconds to advance the clock before the
-/// frame (times 16, so retransmission timers fire too).
+/// veth peer), bit 2 answer the box (the frame's TCP sequence and
+/// acknowledgment numbers replaced by those the box's last segment asks
+/// for: handshakes complete, data is in window), bits 3..8 how long
+/// before the frame, in 32 ms units (so retransmission timers fire too).
 pub fn run(data: &[u8]) {
     let t0 = Instant::now();
     let (mut wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
@@ -116,10 +145,14 @@ pub fn run(data: &[u8]) {
     );
     let mut now = t0;
     let _ = w.poll(now);
-    wire.drain();
+    let mut heard = Heard::default();
+    listen(wire.drain(), &mut heard);
     for (ctl, frame) in crate::records(data) {
-        now += Duration::from_millis(u64::from(ctl >> 2) * 16);
+        now += Duration::from_millis(u64::from(ctl >> 3) * 32);
         let mut frame = frame.to_vec();
+        if ctl & 4 == 4 {
+            answer(&mut frame, heard);
+        }
         if ctl & 1 == 1 {
             crate::frames::fix_checksums(&mut frame);
         }
@@ -130,11 +163,23 @@ pub fn run(data: &[u8]) {
             return;
         }
         let _ = w.poll(now);
-        wire.drain();
+        listen(wire.drain(), &mut heard);
     }
     // Let every timer the input armed fire once.
     for step in 1..=4 {
         let _ = w.poll(now + Duration::from_secs(step * 2));
         wire.drain();
+    }
+}
+
+/// Writes the numbers the box asked for into an Ethernet/IPv4/TCP frame.
+fn answer(frame: &mut [u8], heard: Heard) {
+    let Some(&b) = frame.get(ethernet::HEADER_LEN) else {
+        return;
+    };
+    let off = ethernet::HEADER_LEN + usize::from(b & 0x0f) * 4;
+    if let Some(t) = frame.get_mut(off..off + 12) {
+        t[4..8].copy_from_slice(&heard.ack.to_be_bytes());
+        t[8..12].copy_from_slice(&heard.next_seq.to_be_bytes());
     }
 }
