@@ -433,7 +433,19 @@ impl Codec for Membership<NodeId, EmptyNode> {
             .map(|_| read_node_set(r))
             .collect::<Result<Vec<_>, _>>()?;
         let nodes = read_node_set(r)?;
-        Ok(Membership::new(configs, nodes))
+        let m = Membership::new(configs, nodes);
+        // openraft adds every voter to the node set: a node set and voter
+        // sets each within the limit can still add up to more nodes than
+        // the encoding allows, which would be stored or forwarded and then
+        // fail to decode (found by fuzzing, fuzz/corpus/raft_message).
+        let n = m.nodes().count();
+        if n > MAX_NODES {
+            return Err(DecodeError::TooMany {
+                what: "node ids",
+                n,
+            });
+        }
+        Ok(m)
     }
 }
 

@@ -315,3 +315,47 @@ proptest! {
         prop_assert!(auth.open(&bytes).is_err());
     }
 }
+
+#[test]
+fn a_membership_whose_voters_and_nodes_add_up_to_too_many_is_refused() {
+    // Found by fuzzing (fuzz/corpus/raft_message): 64 voters and 64 other
+    // nodes each pass the limit, but openraft merges them into 128 nodes,
+    // which would re-encode to bytes no box can decode (a stored log that
+    // never loads again).
+    let mut w = Writer::default();
+    w.u32(1); // one voter set
+    w.u32(64);
+    for id in 1..=64u64 {
+        w.u64(id);
+    }
+    w.u32(64); // nodes
+    for id in 101..=164u64 {
+        w.u64(id);
+    }
+    let e =
+        baton_raft::codec::from_bytes::<Membership<NodeId, openraft::EmptyNode>>(&w.into_inner())
+            .map(|_| ())
+            .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DecodeError::TooMany {
+                what: "node ids",
+                n: 128
+            }
+        ),
+        "{e}"
+    );
+    // Within the limit once merged: still accepted.
+    let mut w = Writer::default();
+    w.u32(1);
+    w.u32(2);
+    w.u64(1);
+    w.u64(2);
+    w.u32(1);
+    w.u64(3);
+    let m =
+        baton_raft::codec::from_bytes::<Membership<NodeId, openraft::EmptyNode>>(&w.into_inner())
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.nodes().count(), 3);
+}

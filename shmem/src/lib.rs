@@ -56,6 +56,8 @@
 
 pub mod boxtable;
 pub mod claim;
+#[doc(hidden)]
+pub mod fuzzing;
 mod overflow;
 pub mod record;
 pub mod replication;

@@ -486,6 +486,25 @@ mod fuzz {
         d
     }
 
+    #[test]
+    fn a_data_seq_at_the_end_of_its_range_does_not_panic() {
+        // Found by fuzzing (fuzz/corpus/replication): the expected next
+        // data_seq was computed as data_seq + 1, an overflow for an
+        // authentic peer that sends u64::MAX, first in a heartbeat that
+        // opens the epoch, then in an update.
+        let t = TempSeg::new("replmaxseq");
+        let s = Segment::open_or_create(t.path(), L).unwrap();
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut rb = Replicator::new(&s, cfg(1, vec![(0, addr)]), Tap::default()).unwrap();
+        rb.handle(&signed(2, 1, u64::MAX, &[0]), addr, 1_000)
+            .unwrap();
+        rb.handle(&signed(1, 2, u64::MAX, &[]), addr, 1_001)
+            .unwrap();
+        rb.handle(&signed(2, 3, u64::MAX, &[0]), addr, 1_002)
+            .unwrap();
+        assert_eq!(rb.stats().accepted.load(Ordering::Relaxed), 3);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
         /// Even an authentic peer sending garbage bodies cannot make a

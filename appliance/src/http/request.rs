@@ -4,9 +4,16 @@
 //! Limits protect the box before any work is done: a request line longer
 //! than `max_request_line` is 414 (RFC 9110 §15.5.15), a header section
 //! larger than `max_header_bytes` (or with more than [`MAX_HEADERS`] lines)
-//! is 431 (RFC 6585 §5), anything httparse refuses is 400. The checks run on
-//! incomplete heads too, so a client cannot make the box buffer an endless
-//! line.
+//! is 431 (RFC 6585 §5), anything httparse refuses is 400 (obs-fold,
+//! whitespace before a colon, control characters: RFC 9112 §5). The checks
+//! run on incomplete heads too, so a client cannot make the box buffer an
+//! endless line.
+//!
+//! Framing is read strictly, since a hop that reads it differently is how
+//! requests are smuggled (RFC 9112 §6.3, §11.2): Content-Length is digits
+//! only and duplicates must agree; Transfer-Encoding with Content-Length is
+//! 400; chunked must be the last coding and appear once (400); any other
+//! coding is 501 (§6.1), this box implements none.
 //!
 //! Pure parsing: it knows nothing of connections, answers or the cache.
 
@@ -179,6 +186,10 @@ pub enum ParseError {
     /// Not HTTP/1.x, or a framing error: 400.
     #[error("malformed request")]
     Malformed,
+    /// A transfer coding this box does not implement (RFC 9112 §6.1):
+    /// 501.
+    #[error("unknown transfer coding")]
+    UnknownCoding,
 }
 
 impl ParseError {
@@ -188,6 +199,7 @@ impl ParseError {
             ParseError::LineTooLong => 414,
             ParseError::HeadersTooLarge => 431,
             ParseError::Malformed => 400,
+            ParseError::UnknownCoding => 501,
         }
     }
 }
@@ -274,7 +286,7 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
     let mut out = Request::bare(method, minor, url, false);
     let (mut hosts, mut close, mut keep_alive) = (0, false, false);
     let mut content_length: Option<u64> = None;
-    let mut chunked = false;
+    let mut codings = Codings::default();
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value)
             .map_err(|_| ParseError::Malformed)?
@@ -289,14 +301,16 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             // RFC 9112 §6.3 rule 5: an invalid or conflicting length is
-            // unrecoverable.
-            let n = value.parse::<u64>().map_err(|_| ParseError::Malformed)?;
+            // unrecoverable. Content-Length = 1*DIGIT (RFC 9110 §8.6):
+            // `+5`, `5, 5`, ` 0x5` are refused, not read as 5 by a lenient
+            // number parser another hop may not share.
+            let n = content_length_value(value)?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(ParseError::Malformed);
             }
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = true;
+            codings.add(value)?;
         } else if name.eq_ignore_ascii_case("range") {
             out.range = Some(value.to_string());
         } else if name.eq_ignore_ascii_case("if-none-match") {
@@ -325,9 +339,19 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
     if minor == 1 && hosts != 1 {
         return Err(ParseError::Malformed);
     }
+    let chunked = codings.present;
     // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is a framing fault.
     if chunked && minor == 0 {
         return Err(ParseError::Malformed);
+    }
+    if chunked {
+        codings.check()?;
+        // RFC 9112 §6.3 rule 3: both framings at once is how requests are
+        // smuggled past a hop that believes the other one; a server MAY
+        // refuse it, and this one does.
+        if content_length.is_some() {
+            return Err(ParseError::Malformed);
+        }
     }
     out.body = match (chunked, content_length) {
         (true, _) => RequestBody::Unframed,
@@ -337,6 +361,89 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
     // RFC 9112 §9.3: 1.1 persists unless "close"; 1.0 only with keep-alive.
     out.persistent = !close && (minor == 1 || keep_alive) && out.body != RequestBody::Unframed;
     Ok(out)
+}
+
+/// A Content-Length field value: digits only, and no more than a u64.
+fn content_length_value(v: &str) -> Result<u64, ParseError> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ParseError::Malformed);
+    }
+    v.parse::<u64>().map_err(|_| ParseError::Malformed)
+}
+
+/// The transfer codings of a request, over every Transfer-Encoding line
+/// (RFC 9112 §6.1, a comma-separated list).
+#[derive(Default)]
+struct Codings {
+    /// Some Transfer-Encoding line was present.
+    present: bool,
+    /// How many times `chunked` was listed.
+    chunked: usize,
+    /// Whether the last coding listed is `chunked`.
+    last_chunked: bool,
+    /// A coding other than `chunked` that is registered (RFC 9110 §8.4.1):
+    /// understood, but not implemented here.
+    registered_other: bool,
+    /// A coding nobody registered.
+    unknown: bool,
+    /// Whether the last coding listed is not `chunked` but registered.
+    last_registered_other: bool,
+}
+
+impl Codings {
+    /// Adds one field line's list; a malformed element is 400.
+    fn add(&mut self, value: &str) -> Result<(), ParseError> {
+        self.present = true;
+        for element in value.split(',') {
+            let element = element.trim_matches([' ', '\t']);
+            // RFC 9110 §5.6.1: empty list elements are ignored.
+            if element.is_empty() {
+                continue;
+            }
+            // transfer-coding = token *( OWS ";" OWS transfer-parameter )
+            let name = element
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches([' ', '\t']);
+            if name.is_empty() || !name.bytes().all(is_tchar) {
+                return Err(ParseError::Malformed);
+            }
+            let chunked = name.eq_ignore_ascii_case("chunked");
+            let registered = ["gzip", "x-gzip", "deflate", "compress", "x-compress"]
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c));
+            self.chunked += usize::from(chunked);
+            self.registered_other |= registered;
+            self.unknown |= !chunked && !registered;
+            self.last_chunked = chunked;
+            self.last_registered_other = registered;
+        }
+        Ok(())
+    }
+
+    /// Whether the request can be framed by its codings: 400 when its
+    /// length cannot be known (chunked not last, or twice: RFC 9112 §6.3
+    /// rule 4, §7), 501 for a coding this box does not implement (every
+    /// one but chunked, RFC 9112 §6.1).
+    fn check(&self) -> Result<(), ParseError> {
+        if self.last_registered_other || self.chunked > 1 {
+            return Err(ParseError::Malformed);
+        }
+        if self.unknown || self.registered_other {
+            return Err(ParseError::UnknownCoding);
+        }
+        if !self.last_chunked {
+            // No coding at all (an empty field value).
+            return Err(ParseError::Malformed);
+        }
+        Ok(())
+    }
+}
+
+/// tchar (RFC 9110 §5.6.2).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 #[cfg(test)]
@@ -446,6 +553,185 @@ mod tests {
         ] {
             assert_eq!(parse(bad, &limits()), Err(ParseError::Malformed), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn content_length_is_digits_only() {
+        // RFC 9110 §8.6: Content-Length = 1*DIGIT. Rust's u64 parser
+        // takes "+5"; another hop may read it otherwise (smuggling).
+        for v in [
+            "+5",
+            "-5",
+            "5,5",
+            "5, 5",
+            "0x5",
+            "5a",
+            "",
+            "1 2",
+            "99999999999999999999",
+        ] {
+            let req = format!("POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: {v}\r\n\r\n");
+            assert_eq!(
+                parse(req.as_bytes(), &limits()),
+                Err(ParseError::Malformed),
+                "{v:?}"
+            );
+        }
+        assert_eq!(
+            ok("POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: 007\r\n\r\n").body,
+            RequestBody::Length(7)
+        );
+        let same =
+            ok("POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(
+            same.body,
+            RequestBody::Length(2),
+            "identical duplicates agree"
+        );
+    }
+
+    fn te(codings: &[&str]) -> Result<Parsed, ParseError> {
+        let lines: String = codings
+            .iter()
+            .map(|c| format!("Transfer-Encoding: {c}\r\n"))
+            .collect();
+        let req = format!("POST /f HTTP/1.1\r\nHost: x\r\n{lines}\r\n");
+        parse(req.as_bytes(), &limits())
+    }
+
+    #[test]
+    fn an_unknown_transfer_coding_is_501() {
+        // RFC 9112 §6.1: a coding the server does not understand; every
+        // coding but chunked is one here, the registered ones too (unless
+        // it is the last one: then §6.3's 400 below takes precedence).
+        for c in [
+            &["foo"][..],
+            &["gzip, chunked"],
+            &["x-foo;q=1, chunked"],
+            &["gzip", "chunked"],
+            &["chunked, foo"],
+        ] {
+            assert_eq!(te(c), Err(ParseError::UnknownCoding), "{c:?}");
+        }
+        assert_eq!(ParseError::UnknownCoding.status(), 501);
+        let get = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo\r\n\r\n";
+        assert_eq!(parse(get, &limits()), Err(ParseError::UnknownCoding));
+    }
+
+    #[test]
+    fn a_body_whose_length_cannot_be_known_is_400() {
+        // RFC 9112 §6.3 rule 4: chunked must be the final coding (a MUST,
+        // over §6.1's SHOULD 501 for a registered coding); §7: and applied
+        // once. An empty list names no coding at all.
+        for c in [
+            &["gzip"][..],
+            &["chunked, gzip"],
+            &["chunked", "gzip"],
+            &["chunked, chunked"],
+            &["chunked", "chunked"],
+            &[""],
+            &[" , "],
+            &["chun ked"],
+            &["chunked\""],
+        ] {
+            assert_eq!(te(c), Err(ParseError::Malformed), "{c:?}");
+        }
+        for c in [
+            &["chunked"][..],
+            &["Chunked"],
+            &[" chunked , "],
+            &["", "chunked"],
+        ] {
+            assert!(
+                matches!(
+                    te(c),
+                    Ok(Parsed::Complete(
+                        Request {
+                            body: RequestBody::Unframed,
+                            persistent: false,
+                            ..
+                        },
+                        _
+                    ))
+                ),
+                "{c:?}: {:?}",
+                te(c)
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_with_content_length_is_refused() {
+        // RFC 9112 §6.3 rule 3: a request with both may be an attempt at
+        // smuggling; the server MAY refuse it, and does, in either order.
+        for req in [
+            &b"POST /f HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST /f HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+            b"GET /f HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
+        ] {
+            assert_eq!(parse(req, &limits()), Err(ParseError::Malformed), "{:?}", String::from_utf8_lossy(req));
+        }
+    }
+
+    #[test]
+    fn obsolete_line_folding_and_space_before_the_colon_are_400() {
+        // RFC 9112 §5.2: obs-fold is refused in a request (400), and §5.1:
+        // whitespace between a field name and its colon MUST be 400.
+        // httparse refuses both; these tests keep it so.
+        for req in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\t2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+            b"GET / HTTP/1.1\r\n Host: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\ry\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\0y\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse(req, &limits()),
+                Err(ParseError::Malformed),
+                "{:?}",
+                String::from_utf8_lossy(req)
+            );
+        }
+    }
+
+    #[test]
+    fn limits_hold_at_their_exact_size() {
+        // 64 bytes of request line pass, 65 are 414 (RFC 9110 §15.5.15).
+        let line = |n: usize| format!("GET /{} HTTP/1.1", "a".repeat(n - 14));
+        assert_eq!(line(64).len(), 64);
+        assert!(matches!(
+            parse(
+                format!("{}\r\nHost: x\r\n\r\n", line(64)).as_bytes(),
+                &limits()
+            ),
+            Ok(Parsed::Complete(..))
+        ));
+        assert_eq!(
+            parse(
+                format!("{}\r\nHost: x\r\n\r\n", line(65)).as_bytes(),
+                &limits()
+            ),
+            Err(ParseError::LineTooLong)
+        );
+        // 128 bytes of header section (after the request line, with the
+        // final empty line) pass, 129 are 431 (RFC 6585 §5).
+        let head = |n: usize| {
+            let filler = n - "Host: x\r\nX: \r\n\r\n".len();
+            format!(
+                "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+                "b".repeat(filler)
+            )
+        };
+        assert!(matches!(
+            parse(head(128).as_bytes(), &limits()),
+            Ok(Parsed::Complete(..))
+        ));
+        assert_eq!(
+            parse(head(129).as_bytes(), &limits()),
+            Err(ParseError::HeadersTooLarge)
+        );
+        assert_eq!(ParseError::HeadersTooLarge.status(), 431);
     }
 
     #[test]

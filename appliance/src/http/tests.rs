@@ -411,6 +411,26 @@ fn oversized_and_malformed_requests_get_their_status_then_close() {
             431,
         ),
         ("\x16\x03\x01 garbage\r\n\r\n".to_string(), 400),
+        // RFC 9112 §6.1: a transfer coding the box does not implement.
+        (
+            "GET / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: foo\r\n\r\n".to_string(),
+            501,
+        ),
+        // RFC 9112 §6.3: both framings (request smuggling), a length that
+        // only a lenient number parser reads, a folded line.
+        (
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_string(),
+            400,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc".to_string(),
+            400,
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n 2\r\n\r\n".to_string(),
+            400,
+        ),
     ] {
         let mut c = h.conn_with(small_limits());
         c.send(&req);

@@ -1,0 +1,47 @@
+//! Checksum repair for fuzzed frames: a mutated frame almost never keeps
+//! valid IPv4 and TCP/ICMP checksums, so a target may fix them first and
+//! reach the code behind the checks.
+
+use baton_dataplane::wire::checksum::{checksum, pseudo_header};
+use baton_dataplane::wire::ethernet::{ETHERTYPE_IPV4, HEADER_LEN};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// Rewrites the IPv4 header checksum and the TCP or ICMP checksum of an
+/// Ethernet/IPv4 frame in place, as far as the frame's own lengths allow.
+pub fn fix_checksums(f: &mut [u8]) {
+    if f.len() < HEADER_LEN + 20 || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_IPV4 {
+        return;
+    }
+    let ip = &mut f[HEADER_LEN..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    if ihl < 20 || ihl > ip.len() {
+        return;
+    }
+    ip[10] = 0;
+    ip[11] = 0;
+    let c = checksum(&ip[..ihl]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]])).clamp(ihl, ip.len());
+    let (src, dst) = (
+        Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+        Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+    );
+    let proto = ip[9];
+    let l4 = &mut ip[ihl..total];
+    match proto {
+        1 if l4.len() >= 8 => {
+            l4[2] = 0;
+            l4[3] = 0;
+            let c = checksum(l4);
+            l4[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+        6 if l4.len() >= 20 => {
+            l4[16] = 0;
+            l4[17] = 0;
+            let mut c = pseudo_header(IpAddr::V4(src), IpAddr::V4(dst), 6, l4.len() as u32);
+            c.add(l4);
+            l4[16..18].copy_from_slice(&c.finish().to_be_bytes());
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,43 @@
+//! Target `wire`: Ethernet, ARP, IPv4, ICMP and TCP parsing of one frame.
+
+use baton_dataplane::wire::{arp, ethernet, icmp, ipv4, tcp};
+use std::net::IpAddr;
+
+/// `data[0]` bit 0 set: fix the checksums first; the rest is one frame,
+/// parsed down to its innermost header as the worker's ingress does, with
+/// and without checksum trust.
+pub fn run(data: &[u8]) {
+    let Some((&ctl, frame)) = data.split_first() else {
+        return;
+    };
+    let mut frame = frame.to_vec();
+    if ctl & 1 == 1 {
+        crate::frames::fix_checksums(&mut frame);
+    }
+    let Ok((eh, payload)) = ethernet::parse(&frame) else {
+        return;
+    };
+    match eh.ethertype {
+        ethernet::ETHERTYPE_ARP => {
+            let _ = arp::parse(payload);
+        }
+        ethernet::ETHERTYPE_IPV4 => {
+            let Ok((ih, l4)) = ipv4::parse(payload) else {
+                return;
+            };
+            assert!(l4.len() + ih.header_len <= payload.len());
+            match ih.protocol {
+                ipv4::PROTO_ICMP => {
+                    let _ = icmp::parse(l4);
+                }
+                ipv4::PROTO_TCP => {
+                    let (s, d) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
+                    let _ = tcp::parse(s, d, l4, true);
+                    let _ = tcp::parse(s, d, l4, false);
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
