@@ -406,6 +406,8 @@ fn slots() -> Result<Vec<(&'static str, Vec<u8>)>> {
         object_start_seq: 89_000,
         version: 1,
         method: 1,
+        status: 200,
+        body_len: Some(100_000),
         name: "/videos/a.mp4?sig=0123456789abcdef",
         etag: Some("\"5f3a-1c\""),
         last_modified: Some("Sun, 06 Nov 1994 08:49:37 GMT"),
@@ -417,6 +419,8 @@ fn slots() -> Result<Vec<(&'static str, Vec<u8>)>> {
         upload: None,
     };
     let app206 = AppBlock {
+        status: 206,
+        body_len: Some(9900),
         range_start: Some(100),
         range_end: Some(9999),
         ..app200
@@ -425,6 +429,8 @@ fn slots() -> Result<Vec<(&'static str, Vec<u8>)>> {
         etag: None,
         last_modified: None,
         method: 3,
+        status: 0,
+        body_len: None,
         upload: Some(UploadBlock {
             body_start_seq: 5200,
             content_length: 100_000,
@@ -445,6 +451,7 @@ fn slots() -> Result<Vec<(&'static str, Vec<u8>)>> {
         app_protocol: APP_PROTOCOL_HTTP,
         tcp: Some(tcpb),
         app,
+        app_lost: false,
     };
     let udp = ConnRecord {
         transport: Transport::Udp,
@@ -557,6 +564,7 @@ fn datagrams() -> Result<Vec<(&'static str, Vec<u8>)>> {
         app_protocol: APP_PROTOCOL_HTTP,
         tcp: Some(tcpb),
         app: None,
+        app_lost: false,
     };
     let mut slots = seg1.region(1)?.worker_slots(0, 1)?;
     let mut w = slots.writer();
