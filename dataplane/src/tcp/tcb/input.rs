@@ -474,15 +474,14 @@ impl Tcb {
             };
             if fin_here == Some(self.rcv_nxt) {
                 self.on_fin(now);
-            } else if self.unacked_bytes
-                >= ACK_EVERY_SEGMENTS * self.rcv_mss_seen.max(u32::from(DEFAULT_PEER_MSS))
-            {
+            } else {
                 // RFC 5681 §4.2: "an ACK SHOULD be generated for at least
                 // every second full-sized segment".
-                self.ack_now = true;
-            } else if !self.ack_now && self.delack_at.is_none() {
-                self.delack_at = Some(now + self.config.delayed_ack);
+                let full = self.unacked_bytes
+                    >= ACK_EVERY_SEGMENTS * self.rcv_mss_seen.max(u32::from(DEFAULT_PEER_MSS));
+                self.schedule_ack(now, full);
             }
+            self.check_gap();
         } else {
             // Out of order: hold it and send an immediate duplicate ACK
             // (RFC 5681 §4.2) with SACK blocks (RFC 2018 §4).
@@ -501,7 +500,7 @@ impl Tcb {
         self.rcv_nxt += 1;
         self.ooo_fin = None;
         self.fin_received = true;
-        self.ack_now = true;
+        self.schedule_ack(now, true);
         self.push_event(Event::PeerClosed);
         match self.state {
             State::SynReceived | State::Established => self.state = State::CloseWait,
@@ -527,6 +526,8 @@ impl Tcb {
         self.delack_at = None;
         self.timewait_at = None;
         self.restore = None;
+        self.gap = None;
+        self.dupacks_owed = 0;
         self.syn_pending = false;
         self.probe_pending = false;
         self.zwp_pending = false;
