@@ -290,7 +290,7 @@ impl Checkpointer {
             || (acked > 0
                 && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval);
         if due {
-            self.commit(ctx, conn, app);
+            self.write(ctx, conn, app, Cover::UpToLast);
         }
     }
 
