@@ -162,10 +162,10 @@ pub struct TcpConfig {
     pub hold_acks: bool,
     /// A restored connection whose client is beyond the checkpoint's
     /// RCV.NXT (bytes the dead box received but never checkpointed) waits
-    /// this long for the client's retransmissions to bring RCV.NXT up to
-    /// the sequence the client first showed, then resets with
-    /// [`Event::NotReady`] (the dead box acknowledged bytes no checkpoint
-    /// holds: a real gap). 5 s outlasts a Linux client's RTO backed off
+    /// this long for the client to send bytes from that RCV.NXT again
+    /// (proof that the dead box never acknowledged beyond it), then resets
+    /// with [`Event::NotReady`] (the dead box acknowledged bytes no
+    /// checkpoint holds: a real gap). 5 s outlasts a Linux client's RTO backed off
     /// across a takeover (0.2 s, then 0.4, 0.8, 1.6, 3.2 s …: one
     /// retransmission falls in any 5 s once the survivor listens) with
     /// room for one to be lost.

@@ -54,6 +54,7 @@ impl Tcb {
                 // acknowledgment should be sent in reply (unless the RST bit
                 // is set)". In TIME-WAIT a retransmitted FIN also restarts
                 // the 2 MSL timeout.
+                self.release_on_retransmit(seg);
                 self.oow_reply(now, seg);
                 if self.state == State::TimeWait && seg.flags.fin {
                     self.timewait_at = Some(now + self.config.time_wait);
@@ -136,6 +137,22 @@ impl Tcb {
             // and RSTs": the text is trimmed away later.
             (_, 0) => seg.seq == nxt,
             (_, _) => in_win(seg.seq) || in_win(seg.seq + (len - 1)),
+        }
+    }
+
+    /// The client sent again bytes whose ACK we hold: it waits for that
+    /// ACK (its RTO fired while the answer is slow, or a request larger
+    /// than its congestion window after a loss). Holding on would stall it
+    /// for good: acknowledge what we have (until the next hold), and leave
+    /// a takeover in the meantime to the gap deadline. Never under
+    /// `ack_after_commit`, which promises no ACK before the commit.
+    pub(super) fn release_on_retransmit(&mut self, seg: &Segment<'_>) {
+        if self.config.ack_after_commit || !self.acks_held() || seg.payload.is_empty() {
+            return;
+        }
+        let end = seg.seq + seg.payload.len() as u32;
+        if end.gt(self.ack_to_send()) && seg.seq.lt(self.rcv_nxt) {
+            self.ack_committed = self.rcv_nxt;
         }
     }
 

@@ -74,10 +74,8 @@ struct RstSeg {
 /// checkpoint: bytes it sent that the dead box never checkpointed.
 #[derive(Debug, Clone, Copy, Default)]
 struct Gap {
-    /// The client's sequence when it answered the probe: RCV.NXT must
-    /// reach it (the client retransmitting) before the connection is ready.
-    until: SeqNum,
-    /// The checkpoint's RCV.NXT, reported with `Ready`.
+    /// The checkpoint's RCV.NXT: the client's first byte from there again
+    /// closes the gap (the connection is then ready, reported with it).
     from: SeqNum,
     /// When we give up and reset (a real gap).
     deadline: Option<Instant>,

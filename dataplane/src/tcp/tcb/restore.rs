@@ -179,7 +179,6 @@ impl Tcb {
         self.probe_pending = false;
         if ahead {
             self.gap = Some(Box::new(Gap {
-                until: seg.seq,
                 from: self.rcv_nxt,
                 deadline: Some(now + self.config.restore_gap_timeout),
                 ..Gap::default()
@@ -198,13 +197,19 @@ impl Tcb {
         }
     }
 
-    /// The client's retransmissions brought RCV.NXT to where it stood when
-    /// it answered the probe: the connection is ready, with what it got.
+    /// The client's retransmission reached us from the checkpoint's
+    /// RCV.NXT: the connection is ready, with what it got.
     pub(super) fn check_gap(&mut self) {
-        let Some(until) = self.gap.as_ref().map(|g| g.until) else {
+        let Some(from) = self.gap.as_ref().map(|g| g.from) else {
             return;
         };
-        if self.rcv_nxt.lt(until) {
+        // A client sends nothing below its SND.UNA: bytes from the
+        // checkpoint's RCV.NXT coming again prove the dead box never
+        // acknowledged beyond it, so every byte up to what the client
+        // showed is in its send queue. Ready now: the application reads
+        // (and commits) what comes, and the client, whose congestion
+        // window an RTO shrank, gets the ACKs it needs to send the rest.
+        if !self.rcv_nxt.gt(from) {
             return;
         }
         let Some(g) = self.gap.take() else {

@@ -294,3 +294,37 @@ fn ack_after_commit_holds_the_ack_until_the_checkpoint_is_committed() {
     tcb.commit_ack(SeqNum(CISN + 9999));
     assert_eq!(recv!(tcb, fx.at(12)).ack, SeqNum(CISN + 3001));
 }
+
+#[test]
+fn held_bytes_sent_again_are_acknowledged_so_the_client_never_stalls() {
+    // `hold_acks`: a request waits for the checkpoint of its response; if
+    // the client's RTO fires first (a slow origin), or it cannot send the
+    // rest without our ACK, its retransmission releases the hold.
+    let fx = Fx::new();
+    let config = TcpConfig {
+        hold_acks: true,
+        ..TcpConfig::default()
+    };
+    let (mut tcb, iss) = established_with(&fx, config, opts_mss(1460));
+    let req = pattern(1_000);
+    send!(tcb, fx.at(10), seg(SeqNum(CISN + 1), iss + 1, &req));
+    tcb.on_timeout(fx.at(60));
+    recv!(tcb, fx.at(60), nothing);
+    // The client retransmits the held bytes: ACK them.
+    send!(tcb, fx.at(250), seg(SeqNum(CISN + 1), iss + 1, &req));
+    assert_eq!(recv!(tcb, fx.at(250)).ack, SeqNum(CISN + 1_001));
+    // The hold stays for what comes next.
+    send!(tcb, fx.at(300), seg(SeqNum(CISN + 1_001), iss + 1, &req));
+    tcb.on_timeout(fx.at(350));
+    recv!(tcb, fx.at(350), nothing);
+    // The application lifts it (an upload body): ACKs flow as usual.
+    tcb.set_ack_hold(false);
+    assert_eq!(recv!(tcb, fx.at(351)).ack, SeqNum(CISN + 2_001));
+    // Put back: from what was acknowledged.
+    tcb.set_ack_hold(true);
+    send!(tcb, fx.at(400), seg(SeqNum(CISN + 2_001), iss + 1, &req));
+    tcb.on_timeout(fx.at(450));
+    recv!(tcb, fx.at(450), nothing);
+    tcb.commit_ack(SeqNum(CISN + 3_001));
+    assert_eq!(recv!(tcb, fx.at(451)).ack, SeqNum(CISN + 3_001));
+}

@@ -189,6 +189,40 @@ fn client_ahead_of_the_checkpoint_gets_three_duplicate_acks_and_no_reset() {
 }
 
 #[test]
+fn the_first_retransmitted_segment_makes_the_connection_ready() {
+    // A client whose RTO shrank its congestion window to one segment
+    // resends the first part only and waits for its ACK: the first byte
+    // from the checkpoint's RCV.NXT proves the rest is in its send queue,
+    // so the connection is ready at once and the rest follows.
+    let fx = Fx::new();
+    let (mut tcb, e, ts_recent) = restored_ahead(&fx, TcpConfig::default(), 3_000);
+    for _ in 0..3 {
+        recv!(tcb, fx.at(5_002));
+    }
+    let mut part = answer(SeqNum(e.rcv_nxt), SeqNum(e.snd_una) + 100, ts_recent);
+    let first = pattern(1_000);
+    part.payload = &first;
+    send!(tcb, fx.at(5_300), part);
+    assert_eq!(
+        events(&mut tcb),
+        vec![
+            Event::Ready {
+                snd_una: SeqNum(e.snd_una) + 100,
+                rcv_nxt: SeqNum(e.rcv_nxt)
+            },
+            Event::Readable
+        ]
+    );
+    tcb.on_timeout(fx.at(5_400));
+    assert_eq!(recv!(tcb, fx.at(5_400)).ack, SeqNum(e.rcv_nxt) + 1_000);
+    // No deadline any more.
+    tcb.on_timeout(fx.at(30_000));
+    while let Some(s) = tcb.poll_transmit(fx.at(30_000)) {
+        assert!(!s.flags.rst);
+    }
+}
+
+#[test]
 fn a_client_that_never_retransmits_is_reset_at_the_gap_deadline() {
     // The dead box acknowledged bytes no checkpoint holds: the client
     // believes them delivered and never sends them again. Reset, exactly
