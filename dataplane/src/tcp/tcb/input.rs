@@ -54,7 +54,7 @@ impl Tcb {
                 // acknowledgment should be sent in reply (unless the RST bit
                 // is set)". In TIME-WAIT a retransmitted FIN also restarts
                 // the 2 MSL timeout.
-                self.release_on_retransmit(seg);
+                self.release_on_retransmit(now, seg);
                 self.oow_reply(now, seg);
                 if self.state == State::TimeWait && seg.flags.fin {
                     self.timewait_at = Some(now + self.config.time_wait);
@@ -140,14 +140,20 @@ impl Tcb {
         }
     }
 
-    /// The client sent again bytes whose ACK we hold: it waits for that
-    /// ACK (its RTO fired while the answer is slow, or a request larger
-    /// than its congestion window after a loss). Holding on would stall it
-    /// for good: acknowledge what we have (until the next hold), and leave
-    /// a takeover in the meantime to the gap deadline. Never under
-    /// `ack_after_commit`, which promises no ACK before the commit.
-    pub(super) fn release_on_retransmit(&mut self, seg: &Segment<'_>) {
+    /// The client sent again bytes whose ACK we held for
+    /// [`HOLD_PATIENCE`]: it may be waiting for that ACK to send the rest
+    /// (a request larger than its congestion window after a loss), and
+    /// holding on could stall it for good. Acknowledge what we have (the
+    /// hold goes on from there), and leave a takeover in the meantime to
+    /// the survivor's gap deadline. Never under `ack_after_commit`, which
+    /// promises no ACK before the commit.
+    pub(super) fn release_on_retransmit(&mut self, now: Instant, seg: &Segment<'_>) {
         if self.config.ack_after_commit || !self.acks_held() || seg.payload.is_empty() {
+            return;
+        }
+        let held_ms = self.held_since.map(|t| self.ts_now(now).wrapping_sub(t));
+        let patient = held_ms.is_some_and(|ms| u128::from(ms) >= HOLD_PATIENCE.as_millis());
+        if !patient {
             return;
         }
         let end = seg.seq + seg.payload.len() as u32;

@@ -53,6 +53,14 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 const ACK_EVERY_SEGMENTS: u32 = 2;
 /// RFC 5681 §3.2: three duplicate ACKs signal a loss.
 const DUP_THRESH: u32 = 3;
+/// How long client bytes stay held before a retransmission of them
+/// releases the hold (see `release_on_retransmit`): a client whose RTO
+/// fires while its request is answered slowly has nothing more to send and
+/// loses nothing by waiting, and a box that dies within this time leaves
+/// the bytes unacknowledged, so a survivor gets them again; a client that
+/// needs our ACK to send the rest (a congestion window of one segment
+/// after an RTO, a partial request) is not stalled for longer.
+const HOLD_PATIENCE: Duration = Duration::from_secs(1);
 /// Back-off exponent cap, so `rto << backoff` cannot overflow.
 const MAX_BACKOFF: u32 = 16;
 
@@ -136,6 +144,9 @@ pub struct Tcb {
     ack_committed: SeqNum,
     /// The application's hold under `hold_acks`.
     ack_hold: bool,
+    /// Since when client bytes are held unacknowledged, on our timestamp
+    /// clock (`ts_now`, ms; four bytes where an `Instant` takes sixteen).
+    held_since: Option<u32>,
     /// In-order payload bytes received since we last sent an ACK.
     unacked_bytes: u32,
     /// Largest payload seen from the peer: its "full-sized segment".
@@ -237,6 +248,7 @@ impl Tcb {
             last_ack_sent: irs + 1,
             ack_committed: irs + 1,
             ack_hold: config.hold_acks,
+            held_since: None,
             unacked_bytes: 0,
             rcv_mss_seen: 0,
             mss,
@@ -568,6 +580,9 @@ impl Tcb {
     /// have. The commit that releases it sends it.
     pub(super) fn schedule_ack(&mut self, now: Instant, immediate: bool) {
         if self.acks_held() && self.ack_to_send() == self.last_ack_sent {
+            if self.held_since.is_none() {
+                self.held_since = Some(self.ts_now(now));
+            }
             return;
         }
         if immediate {

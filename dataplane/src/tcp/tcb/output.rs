@@ -199,6 +199,9 @@ impl Tcb {
                 .sack_blocks(max.min(fit), &mut s.options.sack_blocks);
         }
         self.last_ack_sent = s.ack;
+        if s.ack == self.rcv_nxt {
+            self.held_since = None;
+        }
         let edge = s.ack + (u32::from(s.window) << self.rcv_wscale);
         self.rcv_adv = self.rcv_adv.max(edge);
         self.ack_now = false;

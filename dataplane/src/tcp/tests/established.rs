@@ -310,21 +310,26 @@ fn held_bytes_sent_again_are_acknowledged_so_the_client_never_stalls() {
     send!(tcb, fx.at(10), seg(SeqNum(CISN + 1), iss + 1, &req));
     tcb.on_timeout(fx.at(60));
     recv!(tcb, fx.at(60), nothing);
-    // The client retransmits the held bytes: ACK them.
+    // The client's first RTO: still held (a box dying now leaves the
+    // bytes to the client); the reply to the duplicate stays at the
+    // committed point.
     send!(tcb, fx.at(250), seg(SeqNum(CISN + 1), iss + 1, &req));
-    assert_eq!(recv!(tcb, fx.at(250)).ack, SeqNum(CISN + 1_001));
+    assert_eq!(recv!(tcb, fx.at(250)).ack, SeqNum(CISN + 1));
+    // Held for a second and sent again: ACK them.
+    send!(tcb, fx.at(1_010), seg(SeqNum(CISN + 1), iss + 1, &req));
+    assert_eq!(recv!(tcb, fx.at(1_010)).ack, SeqNum(CISN + 1_001));
     // The hold stays for what comes next.
-    send!(tcb, fx.at(300), seg(SeqNum(CISN + 1_001), iss + 1, &req));
-    tcb.on_timeout(fx.at(350));
-    recv!(tcb, fx.at(350), nothing);
+    send!(tcb, fx.at(1_100), seg(SeqNum(CISN + 1_001), iss + 1, &req));
+    tcb.on_timeout(fx.at(1_150));
+    recv!(tcb, fx.at(1_150), nothing);
     // The application lifts it (an upload body): ACKs flow as usual.
     tcb.set_ack_hold(false);
-    assert_eq!(recv!(tcb, fx.at(351)).ack, SeqNum(CISN + 2_001));
+    assert_eq!(recv!(tcb, fx.at(1_151)).ack, SeqNum(CISN + 2_001));
     // Put back: from what was acknowledged.
     tcb.set_ack_hold(true);
-    send!(tcb, fx.at(400), seg(SeqNum(CISN + 2_001), iss + 1, &req));
-    tcb.on_timeout(fx.at(450));
-    recv!(tcb, fx.at(450), nothing);
+    send!(tcb, fx.at(1_200), seg(SeqNum(CISN + 2_001), iss + 1, &req));
+    tcb.on_timeout(fx.at(1_250));
+    recv!(tcb, fx.at(1_250), nothing);
     tcb.commit_ack(SeqNum(CISN + 3_001));
-    assert_eq!(recv!(tcb, fx.at(451)).ack, SeqNum(CISN + 3_001));
+    assert_eq!(recv!(tcb, fx.at(1_251)).ack, SeqNum(CISN + 3_001));
 }
