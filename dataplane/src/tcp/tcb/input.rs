@@ -523,7 +523,6 @@ impl Tcb {
         self.rcv_nxt += 1;
         self.ooo_fin = None;
         self.fin_received = true;
-        self.schedule_ack(now, true);
         self.push_event(Event::PeerClosed);
         match self.state {
             State::SynReceived | State::Established => self.state = State::CloseWait,
@@ -532,6 +531,9 @@ impl Tcb {
             State::FinWait2 => self.enter_time_wait(now),
             _ => {}
         }
+        // After the state change: a connection closed both ways holds
+        // nothing (see `acks_held`).
+        self.schedule_ack(now, true);
     }
 
     pub(super) fn enter_time_wait(&mut self, now: Instant) {

@@ -564,7 +564,13 @@ impl Tcb {
     }
 
     /// Whether ACKs stop at the committed point now.
+    /// Not once both sides have closed (CLOSING, TIME-WAIT): no survivor
+    /// restores such a connection, and the client's FIN must be
+    /// acknowledged or it retransmits it from LAST-ACK.
     pub(super) fn acks_held(&self) -> bool {
+        if matches!(self.state, State::Closing | State::TimeWait | State::Closed) {
+            return false;
+        }
         self.config.ack_after_commit || (self.config.hold_acks && self.ack_hold)
     }
 
