@@ -195,7 +195,11 @@ impl Checkpointer {
                     last_una: seq.snd_una,
                     last_at: now,
                     rate: 0.0,
-                    covered: seq.irs + 1,
+                    // What the connection's first record may claim: all
+                    // but the bytes nobody read yet (a restored
+                    // connection: its checkpoint's rcv_nxt; the request
+                    // the client sent again is still unread).
+                    covered: seq.rcv_nxt - ctx.recv_available(conn) as u32,
                 })
             }
         };
