@@ -61,6 +61,10 @@
 //! [`Tcb::restore`] rebuilds an [`State::Unready`] TCB that probes the client
 //! with one already-acknowledged byte and waits for its duplicate ACK before
 //! it reports [`Event::Ready`] (ARCHITECTURE.md, "Takeover", steps 4-6).
+//! A client whose sequence is beyond the checkpoint gets three duplicate
+//! ACKs and has [`TcpConfig::restore_gap_timeout`] to send those bytes
+//! again (`Ready` comes with its first one) before a RST and
+//! [`Event::NotReady`] (TAKEOVER.md, "Client bytes sent as the box dies").
 
 pub mod segment;
 pub mod seq;

@@ -140,9 +140,10 @@ impl Tcb {
         // FIN) we never saw. Bytes the dead box never acknowledged are
         // still in the client's send queue and come again from RCV.NXT;
         // only bytes it acknowledged without a checkpoint are lost for
-        // good. Go on, prompt the retransmission, and wait for RCV.NXT to
-        // reach this sequence before telling the application; a deadline
-        // ends a real gap (`on_gap_timeout`).
+        // good. Go on, prompt the retransmission (three duplicate ACKs),
+        // and tell the application only once the client's first byte from
+        // RCV.NXT arrives (`check_gap`); a deadline ends a real gap
+        // (`on_gap_timeout`).
         let ahead = seg.seq.gt(self.rcv_nxt);
         // Sync to the greater of the client's ACK and the checkpoint.
         let una = seg.ack.max(SeqNum(export.snd_una));
