@@ -4,7 +4,8 @@
 //! bytes are still in the client's send queue and waits for them instead
 //! of resetting. Real kernel TCP in the lab's client namespace (a Python
 //! client holding keep-alive connections), box 1 of three killed with
-//! SIGKILL, and what a user would check: every answer byte-exact, no RST
+//! SIGKILL, then box 2 (which took over some of them), and what a user
+//! would check: every answer byte-exact, no RST
 //! from a service address on the wire (a capture that proves it saw the
 //! connections' FINs), and the survivors' takeover report saying the
 //! connections were restored and became ready, none "not ready".
@@ -33,8 +34,11 @@ const PER_KIND: usize = 8;
 ///   holds it, so the kill falls into a half-closed connection.
 ///
 /// It prints `READY` once every pre-kill byte is out, waits for `GO` on
-/// stdin (the test kills box 1 in between), and prints one line a
-/// connection: `ok KIND FIRST_SHA SECOND_SHA SECONDS` or `err KIND WHAT`.
+/// stdin (the test kills box 1 in between); once kinds 0 and 1 have their
+/// answer it prints `READY2` and waits for `GO2` (the test kills box 2,
+/// which holds some of them now), then kinds 0 and 1 ask for `/1K.bin`
+/// again. It prints one line a connection: `ok KIND FIRST_SHA SECOND_SHA
+/// SECONDS` or `err KIND WHAT`.
 const CLIENT: &str = r#"
 import hashlib, socket, sys, threading, time
 N = int(sys.argv[1]); HOST = "198.18.0.11"
@@ -69,7 +73,7 @@ for s in socks:
     s.sendall(b"GET /1K.bin HTTP/1.1\r\nHost: x\r\n\r\n")
     first.append(read_response(s))
 results = [None] * len(socks); go = threading.Event(); t0 = [0.0]
-fins = threading.Semaphore(0)
+fins = threading.Semaphore(0); answered = threading.Semaphore(0); go2 = threading.Event()
 def run(i, s):
     kind = i % 3
     try:
@@ -85,7 +89,11 @@ def run(i, s):
             go.wait()
             s.sendall((b"st: x\r\n\r\n") if kind == 0 else b"GET /1M.bin HTTP/1.1\r\nHost: x\r\n\r\n")
             sha = read_response(s)
-        results[i] = "ok %d %s %s %.2f" % (kind, first[i], sha, time.time() - t0[0])
+            took = time.time() - t0[0]
+            answered.release(); go2.wait()
+            s.sendall(b"GET /1K.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            if read_response(s) != first[i]: raise ValueError("third answer differs")
+        results[i] = "ok %d %s %s %.2f" % (kind, first[i], sha, took if kind != 2 else time.time() - t0[0])
     except Exception as e:
         results[i] = "err %d %r" % (kind, e)
     finally:
@@ -96,6 +104,9 @@ for _ in range(N): fins.acquire(timeout=20)
 time.sleep(0.1)
 print("READY", flush=True)
 sys.stdin.readline(); t0[0] = time.time(); go.set()
+for _ in range(2 * N): answered.acquire(timeout=30)
+print("READY2", flush=True)
+sys.stdin.readline(); go2.set()
 for t in threads: t.join()
 for r in results: print(r, flush=True)
 "#;
@@ -176,6 +187,18 @@ fn lab_requests_and_fins_sent_as_their_box_dies_are_answered_without_a_reset() {
     ok(g.lab(&["kill", "box1"]));
     let mut stdin = client.stdin.take().expect("stdin");
     stdin.write_all(b"GO\n").expect("tell the client");
+    // A second death: box 2 took over some of these connections (its
+    // checkpoints of them must let box 3 go on in turn).
+    line.clear();
+    out.read_line(&mut line).expect("client output");
+    assert_eq!(
+        line.trim(),
+        "READY2",
+        "the client's answers did not come: {line}"
+    );
+    ok(g.lab(&["kill", "box2"]));
+    sleep(Duration::from_millis(300));
+    stdin.write_all(b"GO2\n").expect("tell the client");
     drop(stdin);
     let rest: Vec<String> = out.lines().map_while(Result::ok).collect();
     let status = client.wait().expect("python3");
