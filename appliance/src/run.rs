@@ -456,6 +456,10 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
     // peers to declare it dead; see docs/BENCHMARKS.md, Open findings.)
     opts.rx_burst = 256;
     opts.tcp.ack_after_commit = config.checkpoint.enabled && config.checkpoint.ack_after_commit;
+    // With checkpoints, requests and FINs are acknowledged only by the
+    // checkpoint that covers them (a survivor then never finds a client
+    // ahead of what it acknowledged); without, nothing would commit them.
+    opts.tcp.hold_acks = config.checkpoint.enabled;
     // An idle connection is closed with a FIN after this (RFC 9293 leaves
     // it to the host; Linux's tcp_fin_timeout is the model).
     opts.tcp.idle_timeout = Duration::from_millis(config.dataplane.tcp_idle_timeout_ms);

@@ -241,4 +241,20 @@ impl Ctx<'_> {
             tcb.commit_ack(upto);
         }
     }
+
+    /// Under `hold_acks`: `false` lets `conn`'s client bytes be
+    /// acknowledged as they arrive (nothing will commit them: an upload
+    /// body acknowledged freely, or no checkpoint slot), `true` holds them
+    /// for the next commit again ([`crate::tcp::Tcb::set_ack_hold`]).
+    pub fn set_ack_hold(&mut self, conn: ConnId, hold: bool) {
+        if let Some(tcb) = self.touch(conn) {
+            tcb.set_ack_hold(hold);
+        }
+    }
+
+    /// True while client bytes of `conn` are received but held
+    /// unacknowledged until a commit.
+    pub fn ack_held(&self, conn: ConnId) -> bool {
+        self.flows.get(conn).is_some_and(|c| c.tcb.ack_held())
+    }
 }

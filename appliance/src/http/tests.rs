@@ -2055,3 +2055,35 @@ fn an_upload_checkpoint_covers_only_bytes_the_spool_writer_answered() {
     }
     assert!(!spooled(&name));
 }
+
+// ---- what a checkpoint covers (issue 13: client bytes acknowledged only then) ----
+
+#[test]
+fn a_session_has_answered_all_only_once_each_request_read_has_its_response_started() {
+    let h = Harness::new();
+    h.store.put("/a", pattern(1_000));
+    let mut c = h.conn();
+    assert!(c.s.answered_all(), "a new connection owes nothing");
+    // Half a request: the bytes must stay unacknowledged.
+    c.send_bytes(b"GET /a HTTP/1.1\r\nHo");
+    c.drain(64 * 1024);
+    assert!(!c.s.answered_all(), "a partial request is not covered");
+    // Complete, its object not there yet: no record names it.
+    c.send_bytes(b"st: x\r\n\r\n");
+    assert!(
+        !c.s.answered_all(),
+        "a request waiting for its object is not covered"
+    );
+    c.run();
+    assert_eq!(c.cps.len(), 1, "the response start was checkpointed");
+    assert!(c.s.answered_all(), "its response started: covered");
+    // An answer the box makes up has no checkpoint of its own: covered
+    // as soon as it is under way.
+    c.send("DELETE /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.drain(64 * 1024);
+    assert!(c.text().contains("405"), "{}", c.text());
+    assert!(c.s.answered_all());
+    // The client's FIN after all that: covered too.
+    c.s.on_eof();
+    assert!(c.s.answered_all());
+}

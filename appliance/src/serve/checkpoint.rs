@@ -7,7 +7,10 @@
 //! throughput: fast connections every `fast_bytes`, slow ones every
 //! `slow_bytes`, and at most `interval` apart while bytes flow (seed:
 //! "checkpoints occur based upon a sliding scale"); and always at a new
-//! response.
+//! response. A checkpoint that covers the client's bytes (a response
+//! starts, the session answered all it read, a FIN) commits them: TCP
+//! acknowledges requests and FINs only then (issue 13), so a survivor
+//! never finds the client ahead of what was acknowledged.
 //!
 //! It knows neither the record's bytes (baton-shmem) nor what the
 //! application block means (HTTP fills it); only when to write, and where.
@@ -59,6 +62,20 @@ impl Cadence {
     }
 }
 
+/// How far a checkpoint write covers the client's bytes (issue 13: they
+/// are acknowledged only once a checkpoint covers them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cover {
+    /// All received: a response starts (the record names its request),
+    /// the handshake, or the session answered all it read. Committed.
+    All,
+    /// Progress of a response: only up to the last `All` point, for the
+    /// client may have sent its next request (not yet named).
+    UpToLast,
+    /// The final checkpoint before a move: nothing is sent after it.
+    Final,
+}
+
 /// What the checkpointer keeps per connection.
 #[derive(Debug)]
 struct ConnState {
@@ -67,6 +84,8 @@ struct ConnState {
     last_at: Instant,
     /// Acknowledged bytes per second, exponentially averaged per checkpoint.
     rate: f64,
+    /// The client's bytes the last `Cover::All` write covered.
+    covered: SeqNum,
 }
 
 /// One worker's checkpoint writer: its own slots, so workers never contend.
@@ -105,9 +124,28 @@ impl Checkpointer {
         })
     }
 
-    /// Writes `conn`'s checkpoint now, with the application block `app`.
+    /// Writes `conn`'s checkpoint now, with the application block `app`:
+    /// a response starts (or resumes), or the connection is new. The
+    /// client's bytes are committed (acknowledged) with a response block
+    /// or right after the handshake; otherwise a request may be among them
+    /// that no record names yet, and they wait.
     pub fn commit(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, app: Option<&ResponseCheckpoint>) {
-        self.write(ctx, conn, app, false);
+        let handshake = ctx
+            .export(conn)
+            .is_some_and(|e| seqs(&e).rcv_nxt == seqs(&e).irs + 1);
+        let cover = if app.is_some() || handshake {
+            Cover::All
+        } else {
+            Cover::UpToLast
+        };
+        self.write(ctx, conn, app, cover);
+    }
+
+    /// Writes `conn`'s checkpoint covering every client byte received
+    /// (its FIN included): the session has answered all it read, so a
+    /// survivor may start after them. Their ACK goes out with it.
+    pub fn cover(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, app: Option<&ResponseCheckpoint>) {
+        self.write(ctx, conn, app, Cover::All);
     }
 
     /// Writes `conn`'s last checkpoint before it moves to another box
@@ -120,7 +158,7 @@ impl Checkpointer {
         conn: ConnId,
         app: Option<&ResponseCheckpoint>,
     ) {
-        self.write(ctx, conn, app, true);
+        self.write(ctx, conn, app, Cover::Final);
     }
 
     fn write(
@@ -128,7 +166,7 @@ impl Checkpointer {
         ctx: &mut Ctx<'_>,
         conn: ConnId,
         app: Option<&ResponseCheckpoint>,
-        last: bool,
+        cover: Cover,
     ) {
         let Some(tcp) = ctx.export(conn) else {
             return;
@@ -139,6 +177,9 @@ impl Checkpointer {
             Some(s) => s,
             None => {
                 let Some(slot) = self.slots.alloc() else {
+                    // Nothing will ever commit its bytes: acknowledge them
+                    // as they come.
+                    ctx.set_ack_hold(conn, false);
                     if !self.full_warned {
                         warn!(
                             worker = self.worker,
@@ -154,6 +195,11 @@ impl Checkpointer {
                     last_una: seq.snd_una,
                     last_at: now,
                     rate: 0.0,
+                    // What the connection's first record may claim: all
+                    // but the bytes nobody read yet (a restored
+                    // connection: its checkpoint's rcv_nxt; the request
+                    // the client sent again is still unread).
+                    covered: seq.rcv_nxt - ctx.recv_available(conn) as u32,
                 })
             }
         };
@@ -173,10 +219,13 @@ impl Checkpointer {
         // holds: that is where a survivor's connection must expect the
         // client's next byte, and all we may acknowledge (never beyond
         // what we actually received).
-        let covered = app
+        let mut covered = app
             .and_then(upload_covered)
             .filter(|c| c.le(seq.rcv_nxt))
             .unwrap_or(seq.rcv_nxt);
+        if cover == Cover::UpToLast && covered.gt(state.covered) {
+            covered = state.covered;
+        }
         let sent = app.map_or(0, |cp| bytes_between(object_start(cp), seq.snd_nxt));
         let (app_block, app_lost) = app_fields(app, sent);
         let record = ConnRecord {
@@ -194,12 +243,21 @@ impl Checkpointer {
             tcp: Some(tcp_block(
                 &tcp,
                 covered,
-                (last && covered == seq.rcv_nxt) || tcp.acks_covered,
+                (cover == Cover::Final && covered == seq.rcv_nxt) || tcp.acks_covered,
             )),
             app: app_block,
             app_lost,
         };
         let slot = state.slot;
+        if cover == Cover::All {
+            state.covered = covered;
+        }
+        // An upload's body is acknowledged as it comes unless the box
+        // requires commits (`ack_after_commit`, which the TCB enforces
+        // whatever we say here): today's trade-off for uploads.
+        let uploading = app
+            .and_then(|cp| cp.upload.as_ref())
+            .is_some_and(|u| u.received < u.content_length);
         match write_record(&mut self.writer, slot, record) {
             Ok(lost) => {
                 if lost {
@@ -209,15 +267,19 @@ impl Checkpointer {
                     );
                 }
                 self.region.add_checkpoints(1);
-                // The client's bytes up to here are in the segment: with
-                // ack_after_commit they may be acknowledged now. Before a
-                // response starts, its request is not covered yet (the
-                // record names no URL), so only a response block commits.
-                if app.is_some() || seq.rcv_nxt == seq.irs + 1 {
+                ctx.set_ack_hold(conn, !uploading);
+                // The client's bytes up to here are in the segment: they
+                // may be acknowledged now (the response queued in this
+                // poll carries the ACK).
+                if cover == Cover::All {
                     ctx.commit_ack(conn, covered);
                 }
             }
-            Err(err) => warn!(worker = self.worker, %err, "checkpoint write failed"),
+            Err(err) => {
+                // A failed write commits nothing: do not hold the client.
+                ctx.set_ack_hold(conn, false);
+                warn!(worker = self.worker, %err, "checkpoint write failed");
+            }
         }
     }
 
@@ -239,7 +301,7 @@ impl Checkpointer {
             || (acked > 0
                 && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval);
         if due {
-            self.commit(ctx, conn, app);
+            self.write(ctx, conn, app, Cover::UpToLast);
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use baton_dataplane::app::{App, CloseReason, Ctx, UnknownAction};
 use baton_dataplane::flow::ConnId;
-use baton_dataplane::tcp::{FourTuple, SeqNum};
+use baton_dataplane::tcp::{FourTuple, SeqNum, State};
 use bytes::Bytes;
 use tracing::{debug, info};
 
@@ -102,6 +102,24 @@ impl CacheApp {
         self.test_panic = hook;
     }
 
+    /// When `conn`'s session has answered all it read while TCP still
+    /// holds client bytes unacknowledged (an answer made up by the box, a
+    /// FIN, bytes between requests), a checkpoint covering them commits
+    /// them. A response's own checkpoint already commits its request.
+    fn cover(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        if !ctx.ack_held(conn) {
+            return;
+        }
+        let Some(c) = self.checkpoints.as_mut() else {
+            return;
+        };
+        match self.http.session(conn) {
+            Some(s) if s.answered_all() => c.cover(ctx, conn, s.checkpoint()),
+            Some(_) => {}
+            None => c.cover(ctx, conn, None),
+        }
+    }
+
     fn transport<'a, 'b>(
         ctx: &'a mut Ctx<'b>,
         checkpoints: &'a mut Option<Checkpointer>,
@@ -176,15 +194,20 @@ impl App for CacheApp {
             // A connection is recoverable from its first moment: an idle
             // keep-alive connection taken over is simply served again.
             c.commit(ctx, conn, None);
+        } else {
+            // No checkpoint will commit the client's bytes.
+            ctx.set_ack_hold(conn, false);
         }
         let mut t = Self::transport(ctx, &mut self.checkpoints);
         self.http.on_accept(conn, &mut t, now);
+        self.cover(conn, ctx);
     }
 
     fn on_readable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
         let mut t = Self::transport(ctx, &mut self.checkpoints);
         self.http.on_readable(conn, &mut t, now);
+        self.cover(conn, ctx);
     }
 
     fn on_writable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
@@ -198,19 +221,18 @@ impl App for CacheApp {
                 self.http.session(conn).and_then(|s| s.checkpoint()),
             );
         }
+        self.cover(conn, ctx);
     }
 
     fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
         let mut t = Self::transport(ctx, &mut self.checkpoints);
         self.http.on_peer_closed(conn, &mut t, now);
-        if let Some(c) = self.checkpoints.as_mut() {
-            // The client is done (its FIN): a survivor restoring this
-            // connection would find the client ahead of the checkpoint and
-            // reset it. Forget it now; a half-closed client still reading
-            // a response loses transparency, no more.
-            c.release(conn);
-        }
+        // The client's FIN is acknowledged by a checkpoint that covers it
+        // (CLOSE-WAIT or LAST-ACK, RCV.NXT past the FIN): a survivor then
+        // restores the half-closed connection. Until the session answered
+        // what came before the FIN, the FIN waits with those requests.
+        self.cover(conn, ctx);
     }
 
     fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
@@ -296,9 +318,19 @@ impl App for CacheApp {
             // The connection is this box's now: a second failure must find it here.
             c.commit(ctx, conn, response.as_ref());
         }
+        if self.checkpoints.is_none() {
+            ctx.set_ack_hold(conn, false);
+        }
         let mut t = Self::transport(ctx, &mut self.checkpoints);
         self.http
             .on_ready(conn, response.as_ref(), snd_una.0, &mut t, now);
+        if matches!(ctx.state(conn), Some(State::CloseWait | State::LastAck)) {
+            // Restored half-closed (the client's FIN was checkpointed, or
+            // came again while we waited): answer what is owed, then close.
+            let mut t = Self::transport(ctx, &mut self.checkpoints);
+            self.http.on_peer_closed(conn, &mut t, now);
+        }
+        self.cover(conn, ctx);
         debug!(
             next_seq = ?ctx.next_seq(conn),
             capacity = ctx.send_capacity(conn),

@@ -25,7 +25,8 @@ table! {
         slow_bytes: u64 = or(DEFAULT_SLOW_BYTES, positive),
         /// Checkpoint an idle connection at least this often, milliseconds.
         interval_ms: u64 = or(DEFAULT_CHECKPOINT_INTERVAL_MS, positive),
-        /// Hold back ACKs of request bytes until their checkpoint is committed.
+        /// Hold back ACKs of upload bodies too until their checkpoint is
+        /// committed (requests and FINs always wait for theirs).
         ack_after_commit: bool = or(false, boolean),
         /// UDP port of checkpoint replication on the back LAN.
         replication_port: u16 = or(DEFAULT_REPLICATION_PORT, int_in(1, 65535)),

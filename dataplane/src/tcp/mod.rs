@@ -31,8 +31,9 @@
 //!
 //! After [`Event::Closed`] drain [`Tcb::poll_transmit`] once more (a RST
 //! may be owed) before dropping the TCB. With
-//! [`TcpConfig::ack_after_commit`], call [`Tcb::commit_ack`] with the
-//! checkpoint's `rcv_nxt` once it is committed: ACKs never pass it.
+//! [`TcpConfig::ack_after_commit`] or [`TcpConfig::hold_acks`], call
+//! [`Tcb::commit_ack`] with the checkpoint's `rcv_nxt` once it is
+//! committed: while held, ACKs never pass it.
 //!
 //! # What is left out, on purpose
 //!
@@ -60,6 +61,10 @@
 //! [`Tcb::restore`] rebuilds an [`State::Unready`] TCB that probes the client
 //! with one already-acknowledged byte and waits for its duplicate ACK before
 //! it reports [`Event::Ready`] (ARCHITECTURE.md, "Takeover", steps 4-6).
+//! A client whose sequence is beyond the checkpoint gets three duplicate
+//! ACKs and has [`TcpConfig::restore_gap_timeout`] to send those bytes
+//! again (`Ready` comes with its first one) before a RST and
+//! [`Event::NotReady`] (TAKEOVER.md, "Client bytes sent as the box dies").
 
 pub mod segment;
 pub mod seq;
@@ -152,6 +157,23 @@ pub struct TcpConfig {
     /// having unacknowledged data in flight (it will retransmit it), not as
     /// "ahead": it becomes ready instead of resetting.
     pub ack_after_commit: bool,
+    /// Client bytes (requests, FINs) are acknowledged only up to what
+    /// [`Tcb::commit_ack`] covers, while the application leaves the hold
+    /// on ([`Tcb::set_ack_hold`]; on from the start). Unlike
+    /// `ack_after_commit` the application may lift it per connection (an
+    /// upload body acknowledged freely). Set when checkpoints are written:
+    /// no client byte is acknowledged before a survivor could expect it.
+    pub hold_acks: bool,
+    /// A restored connection whose client is beyond the checkpoint's
+    /// RCV.NXT (bytes the dead box received but never checkpointed) waits
+    /// this long for the client to send bytes from that RCV.NXT again
+    /// (proof that the dead box never acknowledged beyond it), then resets
+    /// with [`Event::NotReady`] (the dead box acknowledged bytes no
+    /// checkpoint holds: a real gap). 5 s outlasts a Linux client's RTO backed off
+    /// across a takeover (0.2 s, then 0.4, 0.8, 1.6, 3.2 s …: one
+    /// retransmission falls in any 5 s once the survivor listens) with
+    /// room for one to be lost.
+    pub restore_gap_timeout: Duration,
 }
 
 impl Default for TcpConfig {
@@ -180,6 +202,8 @@ impl Default for TcpConfig {
             // p99 stall goal; 6 tries back off to ~3.2 s in total.
             restore_probe_interval: Duration::from_millis(50),
             ack_after_commit: false,
+            hold_acks: false,
+            restore_gap_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -376,7 +400,9 @@ pub struct TcbExport {
     /// survivor continuing from here never goes backwards (PAWS).
     pub ts_last_sent: u32,
     /// No ACK beyond `rcv_nxt` was or will be sent from the exporting box
-    /// (`ack_after_commit`, or a final checkpoint before a planned move): a
+    /// (its ACKs were held at the committed point: `ack_after_commit`,
+    /// `hold_acks` while the application holds, or a final checkpoint
+    /// before a planned move): a
     /// client sequence beyond `rcv_nxt` is then data in flight, which the
     /// client retransmits, never data it believes delivered.
     pub acks_covered: bool,

@@ -31,6 +31,7 @@
 //! and the worker is woken through the object's notifier.
 
 pub mod answer;
+mod covered;
 pub mod intake;
 pub mod resume;
 pub mod upload;

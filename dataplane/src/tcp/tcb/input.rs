@@ -54,6 +54,7 @@ impl Tcb {
                 // acknowledgment should be sent in reply (unless the RST bit
                 // is set)". In TIME-WAIT a retransmitted FIN also restarts
                 // the 2 MSL timeout.
+                self.release_on_retransmit(now, seg);
                 self.oow_reply(now, seg);
                 if self.state == State::TimeWait && seg.flags.fin {
                     self.timewait_at = Some(now + self.config.time_wait);
@@ -136,6 +137,28 @@ impl Tcb {
             // and RSTs": the text is trimmed away later.
             (_, 0) => seg.seq == nxt,
             (_, _) => in_win(seg.seq) || in_win(seg.seq + (len - 1)),
+        }
+    }
+
+    /// The client sent again bytes whose ACK we held for
+    /// [`HOLD_PATIENCE`]: it may be waiting for that ACK to send the rest
+    /// (a request larger than its congestion window after a loss), and
+    /// holding on could stall it for good. Acknowledge what we have (the
+    /// hold goes on from there), and leave a takeover in the meantime to
+    /// the survivor's gap deadline. Never under `ack_after_commit`, which
+    /// promises no ACK before the commit.
+    pub(super) fn release_on_retransmit(&mut self, now: Instant, seg: &Segment<'_>) {
+        if self.config.ack_after_commit || !self.acks_held() || seg.payload.is_empty() {
+            return;
+        }
+        let held_ms = self.held_since.map(|t| self.ts_now(now).wrapping_sub(t));
+        let patient = held_ms.is_some_and(|ms| u128::from(ms) >= HOLD_PATIENCE.as_millis());
+        if !patient {
+            return;
+        }
+        let end = seg.seq + seg.payload.len() as u32;
+        if end.gt(self.ack_to_send()) && seg.seq.lt(self.rcv_nxt) {
+            self.ack_committed = self.rcv_nxt;
         }
     }
 
@@ -474,15 +497,14 @@ impl Tcb {
             };
             if fin_here == Some(self.rcv_nxt) {
                 self.on_fin(now);
-            } else if self.unacked_bytes
-                >= ACK_EVERY_SEGMENTS * self.rcv_mss_seen.max(u32::from(DEFAULT_PEER_MSS))
-            {
+            } else {
                 // RFC 5681 §4.2: "an ACK SHOULD be generated for at least
                 // every second full-sized segment".
-                self.ack_now = true;
-            } else if !self.ack_now && self.delack_at.is_none() {
-                self.delack_at = Some(now + self.config.delayed_ack);
+                let full = self.unacked_bytes
+                    >= ACK_EVERY_SEGMENTS * self.rcv_mss_seen.max(u32::from(DEFAULT_PEER_MSS));
+                self.schedule_ack(now, full);
             }
+            self.check_gap();
         } else {
             // Out of order: hold it and send an immediate duplicate ACK
             // (RFC 5681 §4.2) with SACK blocks (RFC 2018 §4).
@@ -501,7 +523,6 @@ impl Tcb {
         self.rcv_nxt += 1;
         self.ooo_fin = None;
         self.fin_received = true;
-        self.ack_now = true;
         self.push_event(Event::PeerClosed);
         match self.state {
             State::SynReceived | State::Established => self.state = State::CloseWait,
@@ -510,6 +531,9 @@ impl Tcb {
             State::FinWait2 => self.enter_time_wait(now),
             _ => {}
         }
+        // After the state change: a connection closed both ways holds
+        // nothing (see `acks_held`).
+        self.schedule_ack(now, true);
     }
 
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
@@ -527,6 +551,8 @@ impl Tcb {
         self.delack_at = None;
         self.timewait_at = None;
         self.restore = None;
+        self.gap = None;
+        self.dupacks_owed = 0;
         self.syn_pending = false;
         self.probe_pending = false;
         self.zwp_pending = false;

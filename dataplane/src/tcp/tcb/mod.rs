@@ -53,6 +53,14 @@ const PAWS_IDLE: Duration = Duration::from_secs(24 * 24 * 3600);
 const ACK_EVERY_SEGMENTS: u32 = 2;
 /// RFC 5681 §3.2: three duplicate ACKs signal a loss.
 const DUP_THRESH: u32 = 3;
+/// How long client bytes stay held before a retransmission of them
+/// releases the hold (see `release_on_retransmit`): a client whose RTO
+/// fires while its request is answered slowly has nothing more to send and
+/// loses nothing by waiting, and a box that dies within this time leaves
+/// the bytes unacknowledged, so a survivor gets them again; a client that
+/// needs our ACK to send the rest (a congestion window of one segment
+/// after an RTO, a partial request) is not stalled for longer.
+const HOLD_PATIENCE: Duration = Duration::from_secs(1);
 /// Back-off exponent cap, so `rto << backoff` cannot overflow.
 const MAX_BACKOFF: u32 = 16;
 
@@ -68,6 +76,21 @@ const FLAT_PROBE_RETRIES: u32 = 4;
 struct RstSeg {
     seq: SeqNum,
     ack: Option<SeqNum>,
+}
+
+/// A restored connection whose client showed a sequence beyond the
+/// checkpoint: bytes it sent that the dead box never checkpointed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Gap {
+    /// The checkpoint's RCV.NXT: the client's first byte from there again
+    /// closes the gap (the connection is then ready, reported with it).
+    from: SeqNum,
+    /// When we give up and reset (a real gap).
+    deadline: Option<Instant>,
+    /// Events held back until the gap closes (the application hears
+    /// `Ready` first).
+    readable: bool,
+    peer_closed: bool,
 }
 
 /// Takeover bookkeeping while [`State::Unready`].
@@ -116,8 +139,14 @@ pub struct Tcb {
     ooo_fin: Option<SeqNum>,
     fin_received: bool,
     last_ack_sent: SeqNum,
-    /// With `ack_after_commit`: we acknowledge no further than this.
+    /// While ACKs are held (`ack_after_commit`, or `hold_acks` with the
+    /// application's hold on): we acknowledge no further than this.
     ack_committed: SeqNum,
+    /// The application's hold under `hold_acks`.
+    ack_hold: bool,
+    /// Since when client bytes are held unacknowledged, on our timestamp
+    /// clock (`ts_now`, ms; four bytes where an `Instant` takes sixteen).
+    held_since: Option<u32>,
     /// In-order payload bytes received since we last sent an ACK.
     unacked_bytes: u32,
     /// Largest payload seen from the peer: its "full-sized segment".
@@ -177,6 +206,11 @@ pub struct Tcb {
     rst: Option<RstSeg>,
 
     restore: Option<Box<Restore>>,
+    /// Restored, client ahead of the checkpoint: waiting for its
+    /// retransmissions before telling the application `Ready`.
+    gap: Option<Box<Gap>>,
+    /// Duplicate ACKs owed at once (prompting a client's fast retransmit).
+    dupacks_owed: u8,
     events: VecDeque<Event>,
     stats: TcbStats,
 }
@@ -213,6 +247,8 @@ impl Tcb {
             fin_received: false,
             last_ack_sent: irs + 1,
             ack_committed: irs + 1,
+            ack_hold: config.hold_acks,
+            held_since: None,
             unacked_bytes: 0,
             rcv_mss_seen: 0,
             mss,
@@ -252,6 +288,8 @@ impl Tcb {
             restored: false,
             rst: None,
             restore: None,
+            gap: None,
+            dupacks_owed: 0,
             events: VecDeque::with_capacity(4),
             stats: TcbStats::default(),
             config,
@@ -491,18 +529,72 @@ impl Tcb {
         n
     }
 
-    /// With [`TcpConfig::ack_after_commit`], our ACKs never pass the
+    /// While ACKs are held ([`TcpConfig::ack_after_commit`], or
+    /// [`TcpConfig::hold_acks`] with the hold on), our ACKs never pass the
     /// sequence number given here: the worker calls this with the `rcv_nxt`
     /// of a checkpoint once that checkpoint is committed, so client data is
     /// acknowledged only when a survivor could resume after it (issue 6).
-    /// Without the option it has no effect.
+    /// The ACK goes out with the next segment (a response queued in the
+    /// same poll carries it). Without a hold it has no effect.
     pub fn commit_ack(&mut self, upto: SeqNum) {
         let upto = upto.min(self.rcv_nxt);
         if upto.gt(self.ack_committed) {
             self.ack_committed = upto;
-            if self.config.ack_after_commit {
+            if self.acks_held() && upto.gt(self.last_ack_sent) {
                 self.ack_now = true;
             }
+        }
+    }
+
+    /// Under [`TcpConfig::hold_acks`]: `false` lets client bytes be
+    /// acknowledged as they arrive (an upload body, whose spool the
+    /// checkpoint may trail), `true` holds them at the committed point
+    /// again (from what was already acknowledged). No effect under
+    /// [`TcpConfig::ack_after_commit`] (always held) or without either.
+    pub fn set_ack_hold(&mut self, hold: bool) {
+        if !self.config.hold_acks || self.ack_hold == hold {
+            return;
+        }
+        self.ack_hold = hold;
+        if hold {
+            self.ack_committed = self.ack_committed.max(self.last_ack_sent);
+        } else if self.rcv_nxt.gt(self.last_ack_sent) && self.delack_at.is_none() {
+            self.ack_now = true;
+        }
+    }
+
+    /// Whether ACKs stop at the committed point now.
+    /// Not once both sides have closed (CLOSING, TIME-WAIT): no survivor
+    /// restores such a connection, and the client's FIN must be
+    /// acknowledged or it retransmits it from LAST-ACK.
+    pub(super) fn acks_held(&self) -> bool {
+        if matches!(self.state, State::Closing | State::TimeWait | State::Closed) {
+            return false;
+        }
+        self.config.ack_after_commit || (self.config.hold_acks && self.ack_hold)
+    }
+
+    /// True when client bytes are received but held unacknowledged.
+    pub fn ack_held(&self) -> bool {
+        self.acks_held() && self.ack_to_send().lt(self.rcv_nxt)
+    }
+
+    /// In-order client bytes (or a FIN) arrived: ACK now (`now == true`)
+    /// or after the delayed-ACK timer. Nothing is scheduled when the ACK
+    /// is held at a point already acknowledged: it would be a duplicate
+    /// ACK, which the client counts towards a fast retransmit of data we
+    /// have. The commit that releases it sends it.
+    pub(super) fn schedule_ack(&mut self, now: Instant, immediate: bool) {
+        if self.acks_held() && self.ack_to_send() == self.last_ack_sent {
+            if self.held_since.is_none() {
+                self.held_since = Some(self.ts_now(now));
+            }
+            return;
+        }
+        if immediate {
+            self.ack_now = true;
+        } else if !self.ack_now && self.delack_at.is_none() {
+            self.delack_at = Some(now + self.config.delayed_ack);
         }
     }
 
@@ -545,6 +637,14 @@ impl Tcb {
     }
 
     fn push_event(&mut self, e: Event) {
+        if let Some(g) = self.gap.as_mut() {
+            // The application has not heard `Ready` yet.
+            match e {
+                Event::Readable => return g.readable = true,
+                Event::PeerClosed => return g.peer_closed = true,
+                _ => {}
+            }
+        }
         if matches!(e, Event::Readable | Event::Writable) && self.events.contains(&e) {
             return;
         }

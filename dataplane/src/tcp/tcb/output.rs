@@ -62,6 +62,17 @@ impl Tcb {
             return Some(s);
         }
 
+        if self.dupacks_owed > 0 {
+            // Identical pure ACKs at RCV.NXT: to the client, duplicate ACKs
+            // (RFC 5681 §3.2), prompting its fast retransmit of the bytes
+            // the dead box never acknowledged.
+            self.dupacks_owed -= 1;
+            let mut s = self.bare_segment(self.snd_max);
+            s.flags.ack = true;
+            self.finish(now, &mut s);
+            return Some(s);
+        }
+
         if self.ack_now || self.window_update {
             // <SEQ=SND.NXT> in RFC terms is the highest sequence sent: our
             // `snd_nxt` goes back to SND.UNA after an RTO, and an ACK below
@@ -92,6 +103,7 @@ impl Tcb {
             return Some(t);
         }
         [
+            self.gap.as_ref().and_then(|g| g.deadline),
             self.rto_at,
             self.delack_at,
             self.persist_at,
@@ -161,9 +173,9 @@ impl Tcb {
 
     /// Window, ACK number, timestamps and SACK blocks for a segment that
     /// carries ACK; records what we acknowledged.
-    /// RCV.NXT, or with `ack_after_commit` the committed point below it.
+    /// RCV.NXT, or while ACKs are held the committed point below it.
     pub(super) fn ack_to_send(&self) -> SeqNum {
-        if self.config.ack_after_commit {
+        if self.acks_held() {
             self.ack_committed.min(self.rcv_nxt)
         } else {
             self.rcv_nxt
@@ -187,6 +199,9 @@ impl Tcb {
                 .sack_blocks(max.min(fit), &mut s.options.sack_blocks);
         }
         self.last_ack_sent = s.ack;
+        if s.ack == self.rcv_nxt {
+            self.held_since = None;
+        }
         let edge = s.ack + (u32::from(s.window) << self.rcv_wscale);
         self.rcv_adv = self.rcv_adv.max(edge);
         self.ack_now = false;

@@ -49,9 +49,9 @@ impl Tcb {
             timestamps: self.ts_ok,
             ts_recent: self.ts_recent,
             ts_last_sent: self.ts_now(now),
-            // ACKs never pass the committed point, and the application
-            // commits a point only once its checkpoint covers it.
-            acks_covered: self.config.ack_after_commit,
+            // ACKs never pass the committed point while held, and the
+            // application commits a point only once its checkpoint covers it.
+            acks_covered: self.acks_held(),
         }
     }
 
@@ -136,21 +136,15 @@ impl Tcb {
         if seg.flags.syn || !seg.flags.ack {
             return;
         }
-        if seg.seq.gt(self.rcv_nxt) && !(self.config.ack_after_commit || export.acks_covered) {
-            // The client's sequence is beyond the checkpoint: it sent data
-            // (or a FIN) we never saw and that the dead box may have
-            // acknowledged. Reset exactly at the client's RCV.NXT (its ACK)
-            // and tell the application "not ready". (When the checkpoint
-            // covers every ACK its box sent, those bytes are merely in
-            // flight: the client retransmits them, and we go on.)
-            self.rst = Some(RstSeg {
-                seq: seg.ack,
-                ack: None,
-            });
-            self.push_event(Event::NotReady);
-            self.enter_closed();
-            return;
-        }
+        // The client's sequence beyond the checkpoint: it sent data (or a
+        // FIN) we never saw. Bytes the dead box never acknowledged are
+        // still in the client's send queue and come again from RCV.NXT;
+        // only bytes it acknowledged without a checkpoint are lost for
+        // good. Go on, prompt the retransmission (three duplicate ACKs),
+        // and tell the application only once the client's first byte from
+        // RCV.NXT arrives (`check_gap`); a deadline ends a real gap
+        // (`on_gap_timeout`).
+        let ahead = seg.seq.gt(self.rcv_nxt);
         // Sync to the greater of the client's ACK and the checkpoint.
         let una = seg.ack.max(SeqNum(export.snd_una));
         self.snd_una = una;
@@ -184,14 +178,67 @@ impl Tcb {
         self.restore = None;
         self.restored = true;
         self.probe_pending = false;
-        self.push_event(Event::Ready {
-            snd_una: una,
-            rcv_nxt: self.rcv_nxt,
-        });
+        if ahead {
+            self.gap = Some(Box::new(Gap {
+                from: self.rcv_nxt,
+                deadline: Some(now + self.config.restore_gap_timeout),
+                ..Gap::default()
+            }));
+            self.dupacks_owed = DUP_THRESH as u8;
+        } else {
+            self.push_event(Event::Ready {
+                snd_una: una,
+                rcv_nxt: self.rcv_nxt,
+            });
+        }
         // The answer may carry data (a client retransmitting what the
         // checkpoint did not cover): process it as any segment.
         if seg.seq_len() > 0 {
             self.on_segment(now, seg);
         }
+    }
+
+    /// The client's retransmission reached us from the checkpoint's
+    /// RCV.NXT: the connection is ready, with what it got.
+    pub(super) fn check_gap(&mut self) {
+        let Some(from) = self.gap.as_ref().map(|g| g.from) else {
+            return;
+        };
+        // A client sends nothing below its SND.UNA: bytes from the
+        // checkpoint's RCV.NXT coming again prove the dead box never
+        // acknowledged beyond it, so every byte up to what the client
+        // showed is in its send queue. Ready now: the application reads
+        // (and commits) what comes, and the client, whose congestion
+        // window an RTO shrank, gets the ACKs it needs to send the rest.
+        if !self.rcv_nxt.gt(from) {
+            return;
+        }
+        let Some(g) = self.gap.take() else {
+            return;
+        };
+        self.push_event(Event::Ready {
+            snd_una: self.snd_una,
+            rcv_nxt: g.from,
+        });
+        if g.readable {
+            self.push_event(Event::Readable);
+        }
+        if g.peer_closed {
+            self.push_event(Event::PeerClosed);
+        }
+    }
+
+    /// The client never filled the gap: the dead box acknowledged bytes no
+    /// checkpoint holds. Reset at the client's RCV.NXT (everything we sent
+    /// is what it acknowledged: the application has sent nothing yet) and
+    /// tell the application "not ready", as an unanswered probe does.
+    pub(super) fn on_gap_timeout(&mut self) {
+        self.gap = None;
+        self.rst = Some(RstSeg {
+            seq: self.snd_max,
+            ack: None,
+        });
+        self.push_event(Event::NotReady);
+        self.enter_closed();
     }
 }

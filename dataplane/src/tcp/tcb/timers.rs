@@ -43,6 +43,15 @@ impl Tcb {
             }
             return;
         }
+        if self
+            .gap
+            .as_ref()
+            .and_then(|g| g.deadline)
+            .is_some_and(|t| now >= t)
+        {
+            self.on_gap_timeout();
+            return;
+        }
         if self.idle_deadline().is_some_and(|t| now >= t) {
             self.on_idle();
             return;
@@ -61,7 +70,7 @@ impl Tcb {
         }
         if self.delack_at.is_some_and(|t| now >= t) {
             self.delack_at = None;
-            self.ack_now = true;
+            self.schedule_ack(now, true);
         }
     }
 

@@ -411,3 +411,26 @@ fn requests_lost_until_the_idle_timeout_end_in_a_fin_and_the_late_request_is_ack
     assert_eq!(ack.ack, next + req.len() as u32);
     assert_eq!(tcb.state(), State::FinWait2);
 }
+
+#[test]
+fn a_held_fin_is_acknowledged_at_once_when_we_closed_first() {
+    // `hold_acks` holds a client FIN for its checkpoint, but not once our
+    // own FIN went first: no survivor restores a connection closed both
+    // ways, and the client would retransmit its FIN from LAST-ACK.
+    let fx = Fx::new();
+    let config = TcpConfig {
+        hold_acks: true,
+        ..TcpConfig::default()
+    };
+    let (mut tcb, iss) = established_with(&fx, config, opts_mss(1460));
+    tcb.close();
+    let fin = recv!(tcb, fx.at(1));
+    assert!(fin.flags.fin);
+    send!(tcb, fx.at(2), seg(SeqNum(CISN + 1), iss + 2, &[]));
+    assert_eq!(tcb.state(), State::FinWait2);
+    let mut theirs = seg(SeqNum(CISN + 1), iss + 2, &[]);
+    theirs.flags.fin = true;
+    send!(tcb, fx.at(3), theirs);
+    assert_eq!(tcb.state(), State::TimeWait);
+    assert_eq!(recv!(tcb, fx.at(3)).ack, SeqNum(CISN + 2));
+}

@@ -276,16 +276,60 @@ fn ack_after_commit_holds_the_ack_until_the_checkpoint_is_committed() {
     );
     // The data is delivered to the application at once…
     assert_eq!(tcb.recv_available(), 3000);
-    tcb.on_timeout(fx.at(50));
-    let held = recv!(tcb, fx.at(50));
     // …but not acknowledged: a survivor restoring the last committed
-    // checkpoint would not have it (ARCHITECTURE.md "Checkpoints").
-    assert_eq!(held.ack, SeqNum(CISN + 1));
-    // The window still counts from the ACK number and covers what we hold.
-    assert!(u32::from(held.window) >= 3000);
+    // checkpoint would not have it (ARCHITECTURE.md "Checkpoints"). Nor is
+    // a duplicate ACK sent at the held point (the client would count it
+    // towards a fast retransmit): neither for every second segment nor
+    // when the delayed-ACK timer fires.
+    recv!(tcb, fx.at(10), nothing);
+    assert!(tcb.poll_timeout().is_none_or(|t| t > fx.at(1_000)));
+    tcb.on_timeout(fx.at(50));
+    recv!(tcb, fx.at(50), nothing);
     tcb.commit_ack(SeqNum(CISN + 1001));
-    assert_eq!(recv!(tcb, fx.at(11)).ack, SeqNum(CISN + 1001));
+    let held = recv!(tcb, fx.at(11));
+    assert_eq!(held.ack, SeqNum(CISN + 1001));
+    // The window still counts from the ACK number and covers what we hold.
+    assert!(u32::from(held.window) >= 2000);
     // Never beyond what arrived.
     tcb.commit_ack(SeqNum(CISN + 9999));
     assert_eq!(recv!(tcb, fx.at(12)).ack, SeqNum(CISN + 3001));
+}
+
+#[test]
+fn held_bytes_sent_again_are_acknowledged_so_the_client_never_stalls() {
+    // `hold_acks`: a request waits for the checkpoint of its response; if
+    // the client's RTO fires first (a slow origin), or it cannot send the
+    // rest without our ACK, its retransmission releases the hold.
+    let fx = Fx::new();
+    let config = TcpConfig {
+        hold_acks: true,
+        ..TcpConfig::default()
+    };
+    let (mut tcb, iss) = established_with(&fx, config, opts_mss(1460));
+    let req = pattern(1_000);
+    send!(tcb, fx.at(10), seg(SeqNum(CISN + 1), iss + 1, &req));
+    tcb.on_timeout(fx.at(60));
+    recv!(tcb, fx.at(60), nothing);
+    // The client's first RTO: still held (a box dying now leaves the
+    // bytes to the client); the reply to the duplicate stays at the
+    // committed point.
+    send!(tcb, fx.at(250), seg(SeqNum(CISN + 1), iss + 1, &req));
+    assert_eq!(recv!(tcb, fx.at(250)).ack, SeqNum(CISN + 1));
+    // Held for a second and sent again: ACK them.
+    send!(tcb, fx.at(1_010), seg(SeqNum(CISN + 1), iss + 1, &req));
+    assert_eq!(recv!(tcb, fx.at(1_010)).ack, SeqNum(CISN + 1_001));
+    // The hold stays for what comes next.
+    send!(tcb, fx.at(1_100), seg(SeqNum(CISN + 1_001), iss + 1, &req));
+    tcb.on_timeout(fx.at(1_150));
+    recv!(tcb, fx.at(1_150), nothing);
+    // The application lifts it (an upload body): ACKs flow as usual.
+    tcb.set_ack_hold(false);
+    assert_eq!(recv!(tcb, fx.at(1_151)).ack, SeqNum(CISN + 2_001));
+    // Put back: from what was acknowledged.
+    tcb.set_ack_hold(true);
+    send!(tcb, fx.at(1_200), seg(SeqNum(CISN + 2_001), iss + 1, &req));
+    tcb.on_timeout(fx.at(1_250));
+    recv!(tcb, fx.at(1_250), nothing);
+    tcb.commit_ack(SeqNum(CISN + 3_001));
+    assert_eq!(recv!(tcb, fx.at(1_251)).ack, SeqNum(CISN + 3_001));
 }
