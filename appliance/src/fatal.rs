@@ -78,15 +78,21 @@ fn exit_now() -> ! {
     unsafe { libc::_exit(FATAL_EXIT) }
 }
 
-/// Environment variable of the test hook: `BOX_ID:MS` panics worker 0 of
-/// box `BOX_ID` `MS` milliseconds after it accepted its first connection.
-/// For tests only (a lab inherits it into every box); unset in production.
+/// Environment variable of the test hook: `BOX_ID:MS[:N]` panics worker 0
+/// of box `BOX_ID` `MS` milliseconds after it accepted its `N`-th
+/// connection (default the first): a test that starts N downloads on the
+/// box knows they are all under way when it dies, however slowly the
+/// clients started. For tests only (a lab inherits it into every box);
+/// unset in production.
 pub const TEST_PANIC_ENV: &str = "BATON_TEST_PANIC_WORKER";
 
 /// A worker that will panic on purpose (see [`TEST_PANIC_ENV`]).
 #[derive(Debug)]
 pub(crate) struct TestPanic {
     after: Duration,
+    /// Connections to accept before the clock starts.
+    wait_for: u32,
+    accepted: u32,
     since: Option<Instant>,
 }
 
@@ -95,16 +101,27 @@ impl TestPanic {
     /// arms it.
     pub(crate) fn from_env(box_id: u16, worker: usize) -> Option<TestPanic> {
         let v = std::env::var(TEST_PANIC_ENV).ok()?;
-        let (id, ms) = v.split_once(':')?;
-        (worker == 0 && id.trim().parse::<u16>().ok()? == box_id).then_some(TestPanic {
-            after: Duration::from_millis(ms.trim().parse().ok()?),
+        let mut parts = v.split(':');
+        let id = parts.next()?.trim().parse::<u16>().ok()?;
+        let ms = parts.next()?.trim().parse().ok()?;
+        let wait_for = match parts.next() {
+            Some(n) => n.trim().parse().ok()?,
+            None => 1,
+        };
+        (worker == 0 && id == box_id).then_some(TestPanic {
+            after: Duration::from_millis(ms),
+            wait_for,
+            accepted: 0,
             since: None,
         })
     }
 
-    /// A connection was accepted: the clock starts at the first.
+    /// A connection was accepted: the clock starts at the `wait_for`-th.
     pub(crate) fn accepted(&mut self) {
-        self.since.get_or_insert_with(Instant::now);
+        self.accepted = self.accepted.saturating_add(1);
+        if self.accepted >= self.wait_for {
+            self.since.get_or_insert_with(Instant::now);
+        }
     }
 
     /// Panics once the time has come.

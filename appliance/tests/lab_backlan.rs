@@ -286,12 +286,12 @@ fn lab_back_lan_flood_while_boxes_serve_fakes_no_death_and_loses_nothing() {
 
 #[test]
 fn lab_a_panicking_worker_stops_its_box_and_the_survivors_take_its_downloads_over() {
-    // Worker 0 of box 1 panics 1.5 s after its first connection (the test
-    // hook in baton::fatal). The variable reaches the boxes only: it is set
+    // Worker 0 of box 1 panics 1.5 s after its third connection, when its
+    // three downloads are all under way (the test hook in baton::fatal). The variable reaches the boxes only: it is set
     // while this test holds the lab lock, for the `lab up` that starts
     // them, and removed at once.
     let g = LabGuard::new("btbl2");
-    std::env::set_var("BATON_TEST_PANIC_WORKER", "1:1500");
+    std::env::set_var("BATON_TEST_PANIC_WORKER", "1:1500:3");
     let up = g.lab(&["up", "--boxes", "3"]);
     std::env::remove_var("BATON_TEST_PANIC_WORKER");
     ok(up);
