@@ -22,15 +22,21 @@ fn lab_canonical_check_survives_killing_each_of_three_boxes() {
         let g = LabGuard::up(&format!("btto{n}"), &["--boxes", "3"]);
         let rst = RstCapture::start(&g);
         let started = Instant::now();
-        let d = start_download(&g, 0, n, "50M.bin", "10M");
-        kill_at(&g, started, Duration::from_secs(2), n);
-        assert_all_identical(&g, vec![d], "50M.bin");
-        let resets = rst.finish();
+        let d = vec![start_download(&g, 0, n, "50M.bin", "10M")];
+        let moved = kill_under_way(&g, &d, n, 50 << 20, started, Duration::from_secs(2));
+        assert_all_identical(&g, d, "50M.bin");
+        let seen = rst.finish_counted();
         assert!(
-            resets.is_empty(),
+            seen.resets.is_empty(),
             "box{n} killed: RSTs reached the client:\n{}",
-            resets.join("\n")
+            seen.resets.join("\n")
         );
+        assert!(
+            seen.client_fins >= 1,
+            "box{n} killed: the RST capture saw no client FIN"
+        );
+        let survivors: Vec<usize> = (1..=3).filter(|&s| s != n).collect();
+        assert_resumed(&g, &survivors, 0, moved);
     }
 }
 
@@ -50,9 +56,18 @@ fn lab_two_hundred_downloads_over_three_boxes_survive_a_kill_without_a_reset() {
     let downloads: Vec<Download> = (0..200)
         .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "256K"))
         .collect();
-    kill_at(&g, started, Duration::from_millis(1500), 1);
+    let before = metric_sum(&g, &[2, 3], "baton_http_resumed_total");
+    let moved = kill_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        Duration::from_millis(1500),
+    );
     assert_all_identical(&g, downloads, "1M.bin");
-    rst.assert_none();
+    rst.assert_none_with_fins(200);
+    assert_resumed(&g, &[2, 3], before, moved);
 }
 
 #[test]
@@ -63,10 +78,34 @@ fn lab_downloads_survive_two_boxes_killed_one_after_the_other() {
     let downloads: Vec<Download> = (0..30)
         .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "128K"))
         .collect();
-    kill_at(&g, started, Duration::from_millis(1500), 1);
-    kill_at(&g, started, Duration::from_millis(4000), 2);
+    let moved1 = kill_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        Duration::from_millis(1500),
+    );
+    // Box 2 holds its own downloads and some of box 1's now; its own that
+    // are still mid-body must move to box 3.
+    let mut before = 0;
+    let moved2 = when_under_way(
+        &g,
+        &downloads,
+        2,
+        1 << 20,
+        started,
+        Duration::from_millis(4000),
+        |g| {
+            // Box 1's takeover is over by now (2.5 s after the kill).
+            assert_resumed(g, &[2, 3], 0, moved1);
+            before = metric_sum(g, &[3], "baton_http_resumed_total");
+            ok(g.lab(&["kill", "box2"]));
+        },
+    );
     assert_all_identical(&g, downloads, "1M.bin");
-    rst.assert_none();
+    rst.assert_none_with_fins(30);
+    assert_resumed(&g, &[3], before, moved2);
 }
 
 #[test]
@@ -77,8 +116,16 @@ fn lab_takeover_survives_loss_on_the_client_link() {
     let downloads: Vec<Download> = (0..20)
         .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "200K"))
         .collect();
-    kill_at(&g, started, Duration::from_millis(1500), 1);
+    let moved = kill_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        Duration::from_millis(1500),
+    );
     assert_all_identical(&g, downloads, "1M.bin");
+    assert_resumed(&g, &[2, 3], 0, moved);
 }
 
 #[test]
@@ -86,15 +133,16 @@ fn lab_rejoined_box_serves_new_connections_and_never_breaks_the_taken_over_ones(
     let g = LabGuard::up("btto7", &["--boxes", "3"]);
     let rst = RstCapture::start(&g);
     let started = Instant::now();
-    let old = start_download(&g, 0, 1, "50M.bin", "5M");
-    kill_at(&g, started, Duration::from_secs(2), 1);
+    let old = vec![start_download(&g, 0, 1, "50M.bin", "5M")];
+    let moved = kill_under_way(&g, &old, 1, 50 << 20, started, Duration::from_secs(2));
     sleep(Duration::from_millis(1500));
     ok(g.lab(&["start", "box1"]));
     // New connections to box 1's address are box 1's again.
     let new = start_download(&g, 1, 1, "1M.bin", "100M");
     assert_all_identical(&g, vec![new], "1M.bin");
-    assert_all_identical(&g, vec![old], "50M.bin");
-    rst.assert_none();
+    assert_all_identical(&g, old, "50M.bin");
+    rst.assert_none_with_fins(2);
+    assert_resumed(&g, &[2, 3], 0, moved);
 }
 
 #[test]
@@ -111,16 +159,34 @@ fn lab_drain_during_two_hundred_downloads_has_zero_failures() {
     let downloads: Vec<Download> = (0..200)
         .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "256K"))
         .collect();
-    sleep(Duration::from_millis(1500));
+    let before = metric_sum(&g, &[2, 3], "baton_http_resumed_total");
     // A planned move: exact final checkpoints, no detection delay.
-    let out = ok(g.lab(&["drain", "box1"]));
-    assert_all_identical(&g, downloads, "1M.bin");
-    let resets = rst.finish();
-    assert!(
-        resets.is_empty(),
-        "RSTs reached the client:\n{}\n{out}",
-        resets.join("\n")
+    let mut out = String::new();
+    let started = Instant::now();
+    let moved = when_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        Duration::from_millis(1500),
+        |g| {
+            out = ok(g.lab(&["drain", "box1"]));
+        },
     );
+    assert_all_identical(&g, downloads, "1M.bin");
+    let seen = rst.finish_counted();
+    assert!(
+        seen.resets.is_empty(),
+        "RSTs reached the client:\n{}\n{out}",
+        seen.resets.join("\n")
+    );
+    assert!(
+        seen.client_fins >= 200,
+        "the RST capture saw {} client FINs",
+        seen.client_fins
+    );
+    assert_resumed(&g, &[2, 3], before, moved);
     // The drained box serves nothing now, and new connections to its
     // address are served by the box that inherited it.
     assert_all_identical(
@@ -145,13 +211,46 @@ fn lab_replicated_segments_converge_under_back_lan_loss_and_carry_a_takeover() {
     let downloads: Vec<Download> = (0..20)
         .map(|i| start_download(&g, i, 1, "1M.bin", "200K"))
         .collect();
+    let replicas_before: Vec<u64> = [2, 3]
+        .iter()
+        .map(|&n| metric_value(&box_metrics(&g, n), "baton_replication_slots_applied_total"))
+        .collect();
     // Forged datagrams from the origin's namespace (on the back LAN).
     let forged =
         "for i in $(seq 1 50); do printf 'BTRPforged%04d' $i > /dev/udp/198.19.0.12/7400; \
                   head -c 300 /dev/urandom > /dev/udp/198.19.0.13/7400; done";
     ok(g.exec("origin", &["bash", "-c", forged]));
-    kill_at(&g, started, Duration::from_millis(2000), 1);
+    let moved = when_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        Duration::from_millis(2000),
+        |g| {
+            // The replicas converged before the kill: each survivor applied
+            // slots box1 wrote for these downloads, and any gap the loss made
+            // was asked for again.
+            for (i, n) in [2usize, 3].into_iter().enumerate() {
+                let m = box_metrics(g, n);
+                let applied = metric_value(&m, "baton_replication_slots_applied_total");
+                let gaps = metric_value(&m, "baton_replication_gaps_total");
+                let asked = metric_value(&m, "baton_replication_snapshot_requests_total");
+                assert!(
+                    applied >= replicas_before[i] + 20,
+                    "box{n}'s replica applied {} slots while box1 opened 20 connections",
+                    applied - replicas_before[i]
+                );
+                assert!(
+                    gaps == 0 || asked > 0,
+                    "box{n} saw {gaps} gaps and asked for none again:\n{m}"
+                );
+            }
+            ok(g.lab(&["kill", "box1"]));
+        },
+    );
     assert_all_identical(&g, downloads, "1M.bin");
+    assert_resumed(&g, &[2, 3], 0, moved);
     for n in 2..=3 {
         let log = fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default();
         assert!(
@@ -353,17 +452,28 @@ fn lab_a_box_declared_dead_while_alive_fences_itself_and_its_downloads_finish_el
         let downloads: Vec<Download> = (0..20)
             .map(|i| start_download(&g, i, 1, "1M.bin", "200K"))
             .collect();
-        sleep(Duration::from_millis(2500));
         let pid: i32 = fs::read_to_string(g.file("box1.pid"))
             .expect("box1.pid")
             .trim()
             .parse()
             .expect("a pid");
-        // SAFETY: signals to the lab's own box process.
-        unsafe { libc::kill(pid, libc::SIGSTOP) };
-        sleep(Duration::from_millis(500));
-        unsafe { libc::kill(pid, libc::SIGCONT) };
+        let started = Instant::now();
+        let moved = when_under_way(
+            &g,
+            &downloads,
+            1,
+            1 << 20,
+            started,
+            Duration::from_millis(2500),
+            |_| {
+                // SAFETY: signals to the lab's own box process.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+                sleep(Duration::from_millis(500));
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+            },
+        );
         assert_all_identical(&g, downloads, "1M.bin");
+        assert_resumed(&g, &[2, 3], 0, moved);
         let resets = rst.finish();
         assert!(
             resets.is_empty(),
@@ -398,9 +508,17 @@ fn lab_ack_after_commit_serves_and_survives_a_kill() {
     let downloads: Vec<Download> = (0..12)
         .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "200K"))
         .collect();
-    kill_at(&g, started, Duration::from_millis(1500), 1);
+    let moved = kill_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        Duration::from_millis(1500),
+    );
     assert_all_identical(&g, downloads, "1M.bin");
-    rst.assert_none();
+    rst.assert_none_with_fins(12);
+    assert_resumed(&g, &[2, 3], 0, moved);
 }
 
 #[test]
@@ -435,15 +553,30 @@ fn lab_migrate_moves_connections_between_live_boxes_without_a_reset() {
         }
         sleep(Duration::from_millis(100));
     }
-    let out = ok(g.exec(
-        "box2",
-        &[
-            BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
-        ],
-    ));
+    let mut out = String::new();
+    let before = metric_sum(&g, &[3], "baton_http_resumed_total");
+    let midway = when_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        Instant::now(),
+        Duration::ZERO,
+        |g| {
+            out = ok(g.exec(
+                "box2",
+                &[
+                    BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
+                ],
+            ));
+        },
+    );
     assert!(out.contains("8 connections moved to box 3"), "{out}");
     assert_all_identical(&g, downloads, "1M.bin");
-    rst.assert_none();
+    rst.assert_none_with_fins(20);
+    // Of the 8 moved, at most the ones not mid-body could have needed no
+    // resume.
+    assert_resumed(&g, &[3], before, 8u64.saturating_sub(20 - midway));
     let metrics = ok(g.exec(
         "box2",
         &[

@@ -14,6 +14,10 @@ use baton_lab::curl::{box_url, Download as CurlDownload};
 use baton_lab::driver::Lab;
 use sha2::{Digest, Sha256};
 
+mod proof;
+#[allow(unused_imports)]
+pub use proof::*;
+
 pub const BATON: &str = env!("CARGO_BIN_EXE_baton");
 
 pub fn require_root() {
@@ -318,20 +322,41 @@ impl RstCapture {
     }
 
     /// Stops the capture and fails the test if any RST reached a
-    /// connection the client was still using.
+    /// connection the client was still using, or if the capture saw no
+    /// client FIN: every test closes at least one connection, so a capture
+    /// that saw none was dead, not a clean wire.
     #[track_caller]
     pub fn assert_none(self) {
-        let resets = self.finish();
+        self.assert_none_with_fins(1);
+    }
+
+    /// `assert_none`, requiring at least `fins` client FINs (one a
+    /// connection the client closed).
+    #[track_caller]
+    pub fn assert_none_with_fins(self, fins: usize) {
+        let seen = self.finish_counted();
         assert!(
-            resets.is_empty(),
+            seen.resets.is_empty(),
             "RSTs reached the client:\n{}",
-            resets.join("\n")
+            seen.resets.join("\n")
+        );
+        assert!(
+            seen.client_fins >= fins,
+            "the RST capture saw {} client FIN(s), expected at least {fins}: the capture did not work, \
+             so no RST is not proof of a clean wire",
+            seen.client_fins
         );
     }
 
     /// Stops the capture and returns the RSTs that reached a connection
     /// the client had not closed yet, one line each.
     pub fn finish(self) -> Vec<String> {
+        self.finish_counted().resets
+    }
+
+    /// Stops the capture: the RSTs that reached a connection the client had
+    /// not closed yet, and how many connections the client closed (FIN).
+    pub fn finish_counted(self) -> RstSeen {
         let mut closed_by_client = std::collections::HashSet::new();
         let mut resets = Vec::new();
         for line in self.0.finish(Duration::from_millis(300)) {
@@ -352,8 +377,19 @@ impl RstCapture {
                 resets.push(line.clone());
             }
         }
-        resets
+        RstSeen {
+            resets,
+            client_fins: closed_by_client.len(),
+        }
     }
+}
+
+/// What an `RstCapture` saw.
+pub struct RstSeen {
+    /// RSTs to connections the client had not closed, one line each.
+    pub resets: Vec<String>,
+    /// Connections (client ports) the client closed with a FIN.
+    pub client_fins: usize,
 }
 
 /// One curl download running in the client namespace.

@@ -1,0 +1,129 @@
+//! Proof that a lab test tested something: the boxes' own counters (admin
+//! metrics) say connections were resumed, and kills wait until the
+//! downloads are under way instead of firing at a fixed time that a
+//! late-starting curl can miss. Knows the lab's addresses and the admin
+//! CLI; knows nothing of how a box restores a connection.
+use std::fs;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use super::{ok, Download, LabGuard, BATON};
+
+/// Box `n`'s Prometheus metrics, through its admin API from its own
+/// namespace.
+pub fn box_metrics(g: &LabGuard, n: usize) -> String {
+    let config = g.file(&format!("box{n}.toml")).display().to_string();
+    ok(g.exec(
+        &format!("box{n}"),
+        &[BATON, "admin", "--config", &config, "metrics"],
+    ))
+}
+
+/// The value of sample `name` (labels included, as exposed), 0 if absent.
+pub fn metric_value(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// `name` summed over `boxes`.
+pub fn metric_sum(g: &LabGuard, boxes: &[usize], name: &str) -> u64 {
+    boxes
+        .iter()
+        .map(|&n| metric_value(&box_metrics(g, n), name))
+        .sum()
+}
+
+/// The box a download's URL names (`http://198.18.0.(10+n)/…`).
+pub fn box_of(d: &Download) -> usize {
+    let host = d
+        .url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    host.rsplit('.')
+        .next()
+        .and_then(|o| o.parse::<usize>().ok())
+        .map(|o| o - 10)
+        .unwrap_or_else(|| panic!("no box in {}", d.url))
+}
+
+fn received(d: &Download) -> u64 {
+    fs::metadata(&d.out).map_or(0, |m| m.len())
+}
+
+/// Waits until every download to box `n` has received body bytes (its
+/// response is under way) and at least until `since + at`, then runs
+/// `act` (a kill, a drain). Returns how many of box `n`'s downloads were
+/// mid-body at that moment (some bytes, less than half of `len`): those
+/// connections must move, since more than any socket buffer is left.
+/// Fails if none was: the move would have tested nothing.
+#[track_caller]
+pub fn when_under_way(
+    g: &LabGuard,
+    downloads: &[Download],
+    n: usize,
+    len: u64,
+    since: Instant,
+    at: Duration,
+    act: impl FnOnce(&LabGuard),
+) -> u64 {
+    let mine: Vec<&Download> = downloads.iter().filter(|d| box_of(d) == n).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let started = mine.iter().filter(|d| received(d) > 0).count();
+        let early = Instant::now() < since + at;
+        if started == mine.len() && !early {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {started} of box{n}'s {} downloads started within 20 s",
+            mine.len()
+        );
+        sleep(Duration::from_millis(20));
+    }
+    let midway = mine
+        .iter()
+        .filter(|d| (1..len / 2).contains(&received(d)))
+        .count() as u64;
+    act(g);
+    assert!(
+        midway >= 1,
+        "none of box{n}'s {} downloads was mid-body when it was moved: nothing was tested",
+        mine.len()
+    );
+    midway
+}
+
+/// `when_under_way`, killing box `n` (SIGKILL).
+#[track_caller]
+pub fn kill_under_way(
+    g: &LabGuard,
+    downloads: &[Download],
+    n: usize,
+    len: u64,
+    since: Instant,
+    at: Duration,
+) -> u64 {
+    when_under_way(g, downloads, n, len, since, at, |g| {
+        ok(g.lab(&["kill", &format!("box{n}")]));
+    })
+}
+
+/// Asserts the survivors' `baton_http_resumed_total` grew by at least
+/// `at_least` over `before` (their sum before the move): a takeover
+/// happened and continued the responses, not a retry or a lucky finish.
+#[track_caller]
+pub fn assert_resumed(g: &LabGuard, survivors: &[usize], before: u64, at_least: u64) {
+    let now = metric_sum(g, survivors, "baton_http_resumed_total");
+    assert!(
+        now.saturating_sub(before) >= at_least,
+        "boxes {survivors:?} resumed {} responses (baton_http_resumed_total {before} -> {now}), \
+         but {at_least} were mid-body when their box went",
+        now.saturating_sub(before)
+    );
+}
