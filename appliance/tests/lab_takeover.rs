@@ -634,6 +634,10 @@ fn lab_half_a_request_sent_before_the_kill_is_completed_and_answered_by_the_surv
         .stderr(Stdio::piped())
         .spawn()
         .expect("bash");
+    // The kill falls inside the client's 3 s pause after the half request,
+    // timed from box1's answer to the first one, not from when bash was
+    // spawned (a loaded machine starts it late).
+    wait_for_metric(&g, 1, "baton_http_requests_total", 1);
     sleep(Duration::from_millis(1500));
     ok(g.lab(&["kill", "box1"]));
     let out = client.wait_with_output().expect("bash");
@@ -651,4 +655,10 @@ fn lab_half_a_request_sent_before_the_kill_is_completed_and_answered_by_the_surv
     assert!(got.starts_with(b"HTTP/1.1 200"), "{:?}", &got[..at]);
     assert_eq!(sha256_hex(&got[at + 4..]), g.listed_sha("1M.bin"));
     rst.assert_none();
+    // Answered by a survivor that restored box1's connection, not by one
+    // the client opened afresh.
+    assert!(
+        restored_by(&g, &[2, 3]) >= 1,
+        "no survivor restored box1's connection"
+    );
 }

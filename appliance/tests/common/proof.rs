@@ -132,3 +132,54 @@ pub fn assert_resumed(g: &LabGuard, survivors: &[usize], before: u64, at_least: 
         now.saturating_sub(before)
     );
 }
+
+/// Connections boxes `boxes` restored from a dead box's checkpoints, from
+/// their logs' "takeover done … restored=N" lines.
+pub fn restored_by(g: &LabGuard, boxes: &[usize]) -> u64 {
+    boxes
+        .iter()
+        .map(|n| fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default())
+        .flat_map(|log| {
+            log.lines()
+                .filter(|l| l.contains("takeover done"))
+                .map(|l| log_field(l, "restored"))
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// The number after `key=` in a log line, its colour codes dropped.
+fn log_field(line: &str, key: &str) -> u64 {
+    let mut plain = String::with_capacity(line.len());
+    let mut in_escape = false;
+    for c in line.chars() {
+        match (in_escape, c) {
+            (false, '\u{1b}') => in_escape = true,
+            (false, c) => plain.push(c),
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    plain
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls box `n`'s metric `name` until it reaches `at_least` (within 20 s).
+#[track_caller]
+pub fn wait_for_metric(g: &LabGuard, n: usize, name: &str, at_least: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = metric_value(&box_metrics(g, n), name);
+        if v >= at_least {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "box{n}: {name} stayed at {v} (< {at_least}) for 20 s"
+        );
+        sleep(Duration::from_millis(50));
+    }
+}
