@@ -14,7 +14,8 @@ use crate::harness::stats::LoadSummary;
 #[derive(clap::Parser, Debug)]
 #[command(name = "baton-bench", about = "Baton's benchmark suite (issue 7)")]
 pub struct BenchArgs {
-    /// Smallest sizes and short runs (the CI smoke run, under five minutes).
+    /// Smallest sizes and short runs (the CI smoke run, under five minutes),
+    /// failing if any load run against a Baton box saw an error.
     #[arg(long)]
     pub quick: bool,
     /// Suites to run: concurrency, throughput, checkpoint, failover,
@@ -70,6 +71,49 @@ pub(crate) struct Bench {
     pub(crate) runs: u32,
     /// The mark file of the failover run in progress.
     pub(crate) kill_mark: Option<PathBuf>,
+    /// Load runs against a Baton box that saw errors, one line each: the
+    /// smoke run (`--quick`) fails on any.
+    pub(crate) errors: Vec<String>,
+}
+
+/// Whether `url` names a Baton box (198.18.0.11-.19), not nginx or the
+/// origin, whose errors are measured, not failures.
+pub(crate) fn is_box_url(url: &str) -> bool {
+    let host = url
+        .trim_start_matches("http://")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    host.strip_prefix("198.18.0.")
+        .and_then(|o| o.parse::<u8>().ok())
+        .is_some_and(|o| (11..=19).contains(&o))
+}
+
+/// The "Errors" section of results.md, and the run's verdict: a smoke run
+/// (`quick`) fails when any load run against a Baton box saw errors.
+pub(crate) fn errors_verdict(quick: bool, errors: &[String]) -> (String, Result<()>) {
+    if errors.is_empty() {
+        return (
+            "\n## Errors\n\nNo load run against a Baton box saw an error.\n".into(),
+            Ok(()),
+        );
+    }
+    let md = format!(
+        "\n## Errors\n\nLoad runs against a Baton box that saw errors:\n\n{}\n",
+        errors
+            .iter()
+            .map(|e| format!("- {e}\n"))
+            .collect::<String>()
+    );
+    let verdict = if quick {
+        Err(anyhow::anyhow!(
+            "the smoke run saw errors against Baton:\n{}",
+            errors.join("\n")
+        ))
+    } else {
+        Ok(())
+    };
+    (md, verdict)
 }
 
 /// Wall-clock time, µs since the epoch (the clock of kernel receive
@@ -99,6 +143,23 @@ pub(crate) fn chrono_now() -> String {
 }
 
 impl Bench {
+    /// Records `errors` of a run `tag` against `url` if it names a box.
+    pub(crate) fn note_errors(
+        &mut self,
+        tag: &str,
+        url: &str,
+        errors: u64,
+        kinds: &std::collections::BTreeMap<String, u64>,
+    ) {
+        if errors > 0 && is_box_url(url) {
+            let kinds: Vec<String> = kinds.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            self.errors.push(format!(
+                "{tag} ({url}): {errors} errors [{}]",
+                kinds.join(", ")
+            ));
+        }
+    }
+
     pub(crate) fn run_suites(&mut self, wants: &dyn Fn(&str) -> bool) -> Result<()> {
         if wants("throughput") {
             self.throughput()?;
@@ -200,6 +261,7 @@ impl Bench {
                 .unwrap_or("")
                 .trim()
         ));
+        self.note_errors(tag, url, summary.errors, &summary.error_kinds);
         Ok(summary)
     }
 }
@@ -236,6 +298,27 @@ pub(crate) fn merge_summaries(parts: &[LoadSummary]) -> Option<LoadSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_smoke_run_fails_on_errors_against_baton_and_a_full_run_reports_them() {
+        let (md, verdict) = errors_verdict(true, &[]);
+        assert!(verdict.is_ok() && md.contains("No load run"));
+        let errs = vec!["failover-baton-1 (http://198.18.0.11/50M.bin): 1 errors [reset 1]".into()];
+        let (md, verdict) = errors_verdict(true, &errs);
+        assert!(md.contains("failover-baton-1"));
+        let e = verdict.expect_err("a quick run with errors must fail");
+        assert!(format!("{e}").contains("failover-baton-1"));
+        assert!(errors_verdict(false, &errs).1.is_ok());
+    }
+
+    #[test]
+    fn only_baton_boxes_count_as_failing_targets() {
+        assert!(is_box_url("http://198.18.0.11/50M.bin"));
+        assert!(is_box_url("http://198.18.0.19:80/x"));
+        assert!(!is_box_url("http://198.18.0.62/50M.bin"));
+        assert!(!is_box_url("http://198.18.0.70/x"));
+        assert!(!is_box_url("http://198.18.0.1/x"));
+    }
 
     #[test]
     fn parallel_load_summaries_add_up_and_keep_the_worst_tail() {

@@ -217,6 +217,14 @@ impl Bench {
                 &mut |b: &Bench| b.kill_box_marked(1),
             )?;
             let f = tl.failover().unwrap_or_default();
+            // The takeover's own failures fail a smoke run (not the nginx
+            // + IP move reference's, which are what it measures).
+            self.note_errors(
+                &tag,
+                "http://198.18.0.11/50M.bin",
+                s.errors.max(f.failed),
+                &s.error_kinds,
+            );
             let dups = d.get("TcpExt:TCPDSACKOldSent").copied().unwrap_or(0)
                 + d.get("TcpExt:TCPDSACKOfoSent").copied().unwrap_or(0);
             rows.push(failover_cells(

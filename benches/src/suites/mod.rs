@@ -109,6 +109,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             md,
             runs: 0,
             kill_mark: None,
+            errors: Vec::new(),
         };
         bench.namespace_limits()?;
         let outcome = bench.run_suites(&wants);
@@ -123,10 +124,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 .results
                 .insert("aborted".into(), json!(format!("{e:#}")));
         }
+        let (errors_md, verdict) = bench::errors_verdict(bench.args.quick, &bench.errors);
+        bench.md.push_str(&errors_md);
+        bench
+            .results
+            .insert("errors_against_baton".into(), json!(bench.errors));
         results = std::mem::take(&mut bench.results);
         md = std::mem::take(&mut bench.md);
         write_results(&out, &results, &md)?;
         outcome?;
+        verdict?;
     } else {
         write_results(&out, &results, &md)?;
     }
