@@ -139,7 +139,10 @@ impl Control {
         let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();
         let admin = SocketAddr::new(member.back_addr.ip(), self.admin_port);
         let path = format!("/adopt?from={}&slots={}", self.me, slots.join(","));
-        let answer = crate::admin::request(admin, &self.admin_token, "POST", &path);
+        // Each box has its own admin token: the target's `/adopt` is opened
+        // by the token derived from the cluster key for that box alone.
+        let token = crate::admin::auth::adopt_token(&self.cluster_key, to);
+        let answer = crate::admin::request(admin, &token, "POST", &path);
         // The records are the connections' only copy until the adopter has
         // restored them: cleared on its success only. On a refusal or no
         // answer they stay in our region, where a retried `/adopt` or a
