@@ -32,6 +32,8 @@ pub struct BoxAdmin {
     started: Instant,
     /// The replicator's counters (replicated segments only).
     replication: Option<Arc<baton_shmem::ReplicationStats>>,
+    /// What peers present on `/adopt` (derived from the cluster key).
+    adopt_token: String,
 }
 
 impl BoxAdmin {
@@ -51,6 +53,7 @@ impl BoxAdmin {
             detection_ms: config.failure.detection_ms(),
             started: Instant::now(),
             replication: None,
+            adopt_token: crate::admin::auth::adopt_token(&config.cluster.key, config.node.id),
         }
     }
 
@@ -155,6 +158,10 @@ fn state_name(state: BoxState) -> &'static str {
 }
 
 impl AdminSource for BoxAdmin {
+    fn adopt_token(&self) -> Option<String> {
+        Some(self.adopt_token.clone())
+    }
+
     fn status(&self) -> StatusReport {
         let me = self.control.region.box_info().ok();
         let now = unix_ms();

@@ -122,7 +122,10 @@ mod tests {
     use super::*;
 
     fn config(extra: &str) -> Config {
-        let text = baton_config::EXAMPLE.replace("backend = \"afpacket\"", "backend = \"dpdk\"");
+        let text = baton_config::EXAMPLE
+            .replace("backend = \"afpacket\"", "backend = \"dpdk\"")
+            .replace(baton_config::EXAMPLE_KEY, &"5a".repeat(32))
+            .replace(baton_config::EXAMPLE_TOKEN, "a-secret-token");
         let text = match text.find("[dataplane.dpdk]") {
             // Replace the example's DPDK table by the test's.
             Some(start) => {

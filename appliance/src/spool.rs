@@ -11,33 +11,51 @@
 //!
 //! A spool file is named after its connection (both addresses and ports and
 //! the client's initial sequence number), which the survivor's restored
-//! connection has too. It is removed when its response is done, when the
+//! connection has too, through a keyed hash (HMAC-SHA256 under the cluster
+//! key): every box computes the same name, a client cannot predict it. The
+//! directory is the box user's alone (0700, refused if another user owns it
+//! or others may write it) and files are created 0600 with
+//! `O_CREAT|O_EXCL|O_NOFOLLOW`, never through a planted symlink. It is removed when its response is done, when the
 //! connection closes, or by [`Spool::reap`] when its box died and nobody
 //! took it over.
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use tracing::{info, warn};
 
 /// The spool directory.
 #[derive(Debug)]
 pub struct Spool {
     dir: PathBuf,
+    /// Keys the file names: the cluster key for a box's spool (survivors
+    /// compute the same names), random bytes for a private one.
+    key: Vec<u8>,
     /// For names of connections that have none (tests over kernel sockets).
     next_anonymous: AtomicU64,
 }
 
 impl Spool {
-    /// A spool in `dir` (created if missing).
-    pub fn new(dir: impl Into<PathBuf>) -> io::Result<Spool> {
+    /// A spool in `dir` (created 0700 if missing) whose file names are
+    /// keyed by `key`. An existing directory owned by another user, or
+    /// writable by group or others, or a symlink, is refused: its files
+    /// could be read or replaced by someone else.
+    pub fn new(dir: impl Into<PathBuf>, key: &[u8]) -> io::Result<Spool> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        check_private_dir(&dir)?;
         Ok(Spool {
             dir,
+            key: key.to_vec(),
             next_anonymous: AtomicU64::new(0),
         })
     }
@@ -47,7 +65,10 @@ impl Spool {
     pub fn private() -> io::Result<Spool> {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        Spool::new(std::env::temp_dir().join(format!("baton-uploads-{}-{n}", std::process::id())))
+        Spool::new(
+            std::env::temp_dir().join(format!("baton-uploads-{}-{n}", std::process::id())),
+            &random_key()?,
+        )
     }
 
     /// A spool whose directory does not exist: every upload fails to
@@ -55,6 +76,7 @@ impl Spool {
     pub fn unusable() -> Spool {
         Spool {
             dir: PathBuf::from("/nonexistent/baton-uploads"),
+            key: Vec::new(),
             next_anonymous: AtomicU64::new(0),
         }
     }
@@ -70,23 +92,27 @@ impl Spool {
         format!("local-{}-{n}", std::process::id())
     }
 
-    /// Where the file of the connection named `name` is.
+    /// Where the file of the connection named `name` is: the HMAC of the
+    /// name under the spool's key, so that a client, who knows its own
+    /// addresses and sequence number, cannot predict it.
     pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        self.dir.join(keyed_name(&self.key, name))
     }
 
     /// A new, empty spool file for the connection named `name` (an old
     /// file of that name, from a connection whose 4-tuple and initial
-    /// sequence number were the same, is replaced).
+    /// sequence number were the same, is removed first: removing a symlink
+    /// removes the link, never its target).
     pub fn create(&self, name: &str) -> io::Result<SpoolFile> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = self.path(name);
-        // Clients' bodies: readable by the box's user only.
+        let _ = fs::remove_file(&path);
+        // Clients' bodies: readable by the box's user only; a file that
+        // appeared meanwhile (or a symlink) is refused, not followed.
         let file = OpenOptions::new()
-            .create(true)
+            .create_new(true)
             .write(true)
-            .truncate(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)?;
         Ok(SpoolFile { file, path, len: 0 })
     }
@@ -97,7 +123,10 @@ impl Spool {
     pub fn reopen(&self, name: &str, received: u64) -> io::Result<SpoolFile> {
         let path = self.path(name);
         // Appending: writes go after the kept bytes.
-        let file = OpenOptions::new().append(true).open(&path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
         let len = file.metadata()?.len();
         if len < received {
             return Err(io::Error::new(
@@ -186,7 +215,7 @@ impl Spool {
             return Spool::shared_private();
         }
         let dir = config.checkpoint.upload_dir();
-        match Spool::new(&dir) {
+        match Spool::new(&dir, &config.cluster.key) {
             Ok(spool) => {
                 let stale = Duration::from_millis(config.limits.idle_timeout_ms.saturating_mul(10))
                     .max(Duration::from_secs(600));
@@ -221,6 +250,58 @@ impl Spool {
     }
 }
 
+/// The file name of the connection named `name`: HMAC-SHA256 under `key`,
+/// 128 bits in hex.
+fn keyed_name(key: &[u8], name: &str) -> String {
+    // HMAC takes a key of any length (an empty one for an unusable spool).
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return name.to_string();
+    };
+    mac.update(name.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    tag[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 32 random bytes from the kernel.
+fn random_key() -> io::Result<Vec<u8>> {
+    let mut key = vec![0u8; 32];
+    File::open("/dev/urandom")?.read_exact(&mut key)?;
+    Ok(key)
+}
+
+/// Refuses a spool directory someone else could read or write into: not a
+/// directory (a symlink included), owned by another user, or writable by
+/// group or others. The error names the path and the owner.
+fn check_private_dir(dir: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(dir)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mode = meta.permissions().mode();
+    let problem = if !meta.file_type().is_dir() {
+        Some("is not a directory".to_string())
+    } else if meta.uid() != me {
+        Some(format!(
+            "is owned by uid {}, not this box's uid {me}",
+            meta.uid()
+        ))
+    } else if mode & 0o022 != 0 {
+        Some(format!(
+            "is writable by group or others (mode {:o}, owner uid {})",
+            mode & 0o7777,
+            meta.uid()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("upload directory {} {p}", dir.display()),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,9 +315,9 @@ mod tests {
         let mut f = spool.reopen("c1", 4).unwrap();
         assert_eq!(f.len(), 4);
         f.append(b"abcd").unwrap();
-        assert_eq!(fs::read(spool.dir().join("c1")).unwrap(), b"0123abcd");
+        assert_eq!(fs::read(spool.path("c1")).unwrap(), b"0123abcd");
         f.remove();
-        assert!(!spool.dir().join("c1").exists());
+        assert!(!spool.path("c1").exists());
         let _ = fs::remove_dir(spool.dir());
     }
 
@@ -260,5 +341,50 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(spool.reap(Duration::from_millis(10)), 1);
         let _ = fs::remove_dir(spool.dir());
+    }
+
+    #[test]
+    fn files_are_private_unpredictable_and_never_follow_a_symlink() {
+        let spool = Spool::private().unwrap();
+        let mode = fs::metadata(spool.dir()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let f = spool.create("10.0.0.1:5000-198.18.0.1:80-1234").unwrap();
+        let path = f.path().to_path_buf();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let file_name = path.file_name().unwrap().to_string_lossy().to_string();
+        assert!(!file_name.contains("1234"), "{file_name}");
+        assert_eq!(file_name.len(), 32);
+        // Another box with the same key finds the file; another key does not.
+        let same = Spool::new(spool.dir(), &spool.key).unwrap();
+        assert_eq!(same.path("10.0.0.1:5000-198.18.0.1:80-1234"), path);
+        let other = Spool::new(spool.dir(), b"another key").unwrap();
+        assert_ne!(other.path("10.0.0.1:5000-198.18.0.1:80-1234"), path);
+        drop(f);
+        // A symlink planted at a file's name is not followed on reopen.
+        let victim = spool.dir().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(spool.reopen("10.0.0.1:5000-198.18.0.1:80-1234", 0).is_err());
+        // create replaces the link itself, the target is untouched.
+        spool
+            .create("10.0.0.1:5000-198.18.0.1:80-1234")
+            .unwrap()
+            .append(b"x")
+            .unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        fs::remove_dir_all(spool.dir()).unwrap();
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_refused_with_its_path_and_owner() {
+        let spool = Spool::private().unwrap();
+        let dir = spool.dir().to_path_buf();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Spool::new(&dir, b"k").unwrap_err().to_string();
+        assert!(err.contains(&dir.display().to_string()), "{err}");
+        assert!(err.contains("owner uid"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

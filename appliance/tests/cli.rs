@@ -10,13 +10,38 @@ fn example_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/baton.example.toml")
 }
 
+/// The example with its published key and token replaced by secret ones,
+/// as an operator must.
+fn example_with_secrets() -> String {
+    std::fs::read_to_string(example_path())
+        .unwrap()
+        .replace(baton_config::EXAMPLE_KEY, &"5a".repeat(32))
+        .replace(baton_config::EXAMPLE_TOKEN, "a-secret-token")
+}
+
 #[test]
-fn check_config_accepts_the_documented_example() {
-    let out = baton()
+fn check_config_accepts_the_documented_example_once_its_secrets_are_changed() {
+    let refused = baton()
         .arg("check-config")
         .arg(example_path())
         .output()
         .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("cluster.key: this is the example's key"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("admin.token: this is the example's token"),
+        "{stderr}"
+    );
+    let dir = std::env::temp_dir().join(format!("baton-cli-ok-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("box1.toml");
+    std::fs::write(&file, example_with_secrets()).unwrap();
+    let out = baton().arg("check-config").arg(&file).output().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
     assert!(
         out.status.success(),
         "stderr: {}",
@@ -27,7 +52,7 @@ fn check_config_accepts_the_documented_example() {
 
 #[test]
 fn check_config_names_every_problem_with_its_line_and_exits_nonzero() {
-    let example = std::fs::read_to_string(example_path()).unwrap();
+    let example = example_with_secrets();
     // Three problems: an unknown key, a wrong type, a bad address.
     let broken = example
         .replacen("[box]\n", "[box]\ncolour = \"blue\"\n", 1)

@@ -99,7 +99,7 @@ id = 1
 name = "box1"
 
 [cluster]
-key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+key = "5f3a9c0e7b214d86a1c4e0f29b7d3e615f3a9c0e7b214d86a1c4e0f29b7d3e61"
 
 [[cluster.members]]
 id = 1

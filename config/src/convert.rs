@@ -132,6 +132,25 @@ pub(crate) fn non_empty(v: &Value) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+/// The cluster key of `baton.example.toml`: anyone has it, so a box
+/// refuses it.
+pub const EXAMPLE_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+/// The admin token of `baton.example.toml`, refused for the same reason.
+pub const EXAMPLE_TOKEN: &str = "change-me";
+
+/// The admin token: a non-empty string other than the example's.
+pub(crate) fn admin_token(v: &Value) -> Result<String, String> {
+    let s = non_empty(v)?;
+    if s.trim() == EXAMPLE_TOKEN {
+        return Err(
+            "this is the example's token, published with Baton: choose a secret one (openssl rand -hex 16)"
+                .to_string(),
+        );
+    }
+    Ok(s)
+}
+
 /// A tracing `EnvFilter` directive list (`info`, `warn,baton=debug`). Only
 /// the level after `target=` is checked: a bare word is a valid target, and
 /// span/field filters (`[..]`, `{..}`) are left to tracing itself.
@@ -285,6 +304,12 @@ pub(crate) fn hex_key(v: &Value) -> Result<Vec<u8>, String> {
     }
     if s.len() < min_digits {
         return Err(format!("expected {expected}, found {} hex digits", s.len()));
+    }
+    if s.eq_ignore_ascii_case(EXAMPLE_KEY) {
+        return Err(
+            "this is the example's key, published with Baton: generate a secret one (openssl rand -hex 32)"
+                .to_string(),
+        );
     }
     if s.len() % 2 != 0 {
         return Err(format!(

@@ -31,6 +31,7 @@ mod tables;
 
 use std::path::Path;
 
+pub use convert::{EXAMPLE_KEY, EXAMPLE_TOKEN};
 pub use error::{ConfigError, Problem};
 pub use model::*;
 pub use tables::{

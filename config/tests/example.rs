@@ -4,9 +4,42 @@ use baton_config::*;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
+/// The example with its published key and token replaced, as an operator
+/// must before a box accepts it.
+fn with_secrets() -> String {
+    EXAMPLE
+        .replace(
+            EXAMPLE_KEY,
+            "5f3a9c0e7b214d86a1c4e0f29b7d3e615f3a9c0e7b214d86a1c4e0f29b7d3e61",
+        )
+        .replace(&format!("\"{EXAMPLE_TOKEN}\""), "\"a-secret-token\"")
+}
+
+#[test]
+fn the_example_is_refused_until_its_key_and_token_are_changed() {
+    let err = parse(EXAMPLE, "baton.example.toml")
+        .unwrap_err()
+        .to_string();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cluster.key: this is the example's key")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("admin.token: this is the example's token")),
+        "{err}"
+    );
+    assert!(!err.contains(EXAMPLE_KEY), "the key is never quoted: {err}");
+}
+
 #[test]
 fn example_parses_with_the_documented_values() {
-    let c = parse(EXAMPLE, "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    let c = parse(&with_secrets(), "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.node.id, 1);
     assert_eq!(c.node.name, "box1");
     assert_eq!(c.cluster.key.len(), 32);
@@ -29,7 +62,7 @@ fn example_parses_with_the_documented_values() {
     assert_eq!(c.cache.memory_bytes, 1 << 30);
     assert_eq!(c.cache.origin_host(), "198.19.0.2");
     assert_eq!(c.cache.origin_port(), 80);
-    assert_eq!(c.admin.token, "change-me");
+    assert_eq!(c.admin.token, "a-secret-token");
     let d = c
         .dataplane
         .dpdk
@@ -48,7 +81,7 @@ fn example_parses_with_the_documented_values() {
 
 #[test]
 fn example_round_trips_through_to_toml() {
-    let c = parse(EXAMPLE, "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    let c = parse(&with_secrets(), "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
     let text = c.to_toml();
     let again = parse(&text, "generated.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
     assert_eq!(again, c);
@@ -72,7 +105,7 @@ fn keys_by_table(text: &str) -> Vec<(String, String)> {
 
 #[test]
 fn example_documents_every_key_with_a_comment() {
-    let c = parse(EXAMPLE, "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    let c = parse(&with_secrets(), "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
     // to_toml writes every key the format has (all optional ones are set
     // in the example), so its key list is the schema's.
     let all = keys_by_table(&c.to_toml());
@@ -104,7 +137,7 @@ fn example_documents_every_key_with_a_comment() {
 }
 
 fn hand_built() -> Config {
-    let mut c = parse(EXAMPLE, "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
+    let mut c = parse(&with_secrets(), "baton.example.toml").unwrap_or_else(|e| panic!("{e}"));
     c.node.name = "böx \"one\"\t#1".to_string();
     c.admin.token = "to'ken\"with\\quotes".to_string();
     c.dataplane.mac = None;

@@ -3,7 +3,7 @@
 
 use baton_config::*;
 
-const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const KEY: &str = "5f3a9c0e7b214d86a1c4e0f29b7d3e615f3a9c0e7b214d86a1c4e0f29b7d3e61";
 
 /// The smallest valid file: required keys only.
 fn minimal() -> String {
@@ -524,6 +524,30 @@ fn short_cluster_key_is_refused_without_quoting_it() {
         "{got}"
     );
     assert!(!got.contains("00112233"), "the key leaked: {got}");
+}
+
+#[test]
+fn the_examples_published_key_and_token_are_refused() {
+    let got = one_line(&edited(KEY, EXAMPLE_KEY));
+    assert_eq!(
+        got,
+        "box1.toml:5: cluster.key: this is the example's key, published with Baton: generate a secret one (openssl rand -hex 32)"
+    );
+    let got = one_line(&edited(KEY, &EXAMPLE_KEY.to_uppercase()));
+    assert!(
+        got.contains("cluster.key: this is the example's key"),
+        "{got}"
+    );
+    let text = edited(
+        "token = \"secret\"",
+        &format!("token = \"{EXAMPLE_TOKEN}\""),
+    );
+    let got = one_line(&text);
+    let line = line_of(&text, EXAMPLE_TOKEN);
+    assert_eq!(
+        got,
+        format!("box1.toml:{line}: admin.token: this is the example's token, published with Baton: choose a secret one (openssl rand -hex 16)")
+    );
 }
 
 #[test]

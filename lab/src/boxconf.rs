@@ -20,7 +20,9 @@ const REPLICATED_MISSED: u32 = 30;
 pub struct ClusterSecrets {
     /// Cluster key, 64 hex digits, authenticates heartbeats and replication.
     pub key: String,
-    /// Admin API token.
+    /// The lab's admin secret, written in no config: each box's admin token
+    /// is derived from it ([`box_token`]), so one box's token drives no
+    /// other box.
     pub token: String,
 }
 
@@ -122,9 +124,22 @@ pub fn box_toml(
         s,
         "[admin]\nlisten = \"{}:9090\"\ntoken = \"{}\"",
         box_back_addr(id),
-        secrets.token
+        box_token(&secrets.token, id)
     );
     s
+}
+
+/// Box `id`'s admin token: SHA-256 of the lab's secret and the id, hex.
+/// Knowing one box's token tells nothing of another's.
+pub fn box_token(secret: &str, id: u8) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(secret.as_bytes());
+    h.update([0, id]);
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -155,6 +170,13 @@ mod tests {
         assert_eq!(v["cache"]["origin"].as_str(), Some("http://198.19.0.2:80"));
         assert_eq!(v["admin"]["listen"].as_str(), Some("198.19.0.12:9090"));
         assert_eq!(v["cluster"]["key"].as_str().unwrap().len(), 64);
+        let token = v["admin"]["token"].as_str().unwrap();
+        assert_eq!(token, box_token(&secrets.token, 2));
+        assert_ne!(token, box_token(&secrets.token, 1), "a token per box");
+        assert!(
+            !text.contains(&secrets.token),
+            "the lab's secret is in no config"
+        );
         assert!(
             v["dataplane"].get("dpdk").is_none(),
             "no DPDK table on AF_PACKET"

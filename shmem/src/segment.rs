@@ -18,6 +18,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -188,6 +189,20 @@ pub enum SegmentError {
         found: u64,
         /// Value this build expects.
         expected: u64,
+    },
+    /// The file (or its symlink's target) belongs to another user or may
+    /// be written by group or others: someone else could read every
+    /// connection's addresses and URLs or forge records.
+    #[error("segment {path}: owned by uid {uid} with mode {mode:o}; it must be this box's (uid {me}) and not writable by group or others")]
+    NotPrivate {
+        /// The segment path.
+        path: PathBuf,
+        /// The file's owner.
+        uid: u32,
+        /// The file's permission bits.
+        mode: u32,
+        /// This process's effective uid.
+        me: u32,
     },
     /// The file holds a valid segment of another layout than requested.
     #[error("segment {path}: has {found:?}, config asks for {requested:?}")]
@@ -367,6 +382,7 @@ impl Segment {
                     .read(true)
                     .write(true)
                     .create_new(true)
+                    .mode(0o600)
                     .open(path)
                 {
                     Ok(file) => {
@@ -395,6 +411,7 @@ impl Segment {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(tmp)
             .map_err(io_err(tmp))?;
         file.set_len(layout.file_len()).map_err(io_err(tmp))?;
@@ -422,7 +439,9 @@ impl Segment {
         file: File,
         requested: Option<Layout>,
     ) -> Result<Segment, SegmentError> {
-        let len = file.metadata().map_err(io_err(path))?.len();
+        let meta = file.metadata().map_err(io_err(path))?;
+        check_private(path, &meta)?;
+        let len = meta.len();
         let mut header = [0u8; H_GEOMETRY];
         if len < HEADER_SIZE as u64 {
             // An empty or short zero file (created by `touch` or a config
@@ -750,4 +769,22 @@ fn read_exact_at(file: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
 fn is_zero_file(file: &File, len: u64) -> bool {
     let mut buf = vec![0u8; len as usize];
     read_exact_at(file, &mut buf, 0).is_ok() && buf.iter().all(|&b| b == 0)
+}
+
+/// Refuses a segment file (checked on the open descriptor, so a symlink's
+/// target is what counts) owned by another user or writable by group or
+/// others.
+fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<(), SegmentError> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != me || mode & 0o022 != 0 {
+        return Err(SegmentError::NotPrivate {
+            path: path.to_path_buf(),
+            uid: meta.uid(),
+            mode,
+            me,
+        });
+    }
+    Ok(())
 }

@@ -282,3 +282,29 @@ fn boxes_starting_together_all_attach_to_one_segment() {
         "hugetlbfs needs whole huge pages"
     );
 }
+
+#[test]
+fn a_new_segment_is_private_and_one_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempSeg::new("private");
+    drop(Segment::open_or_create(t.path(), SMALL).unwrap());
+    let mode = std::fs::metadata(t.path()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "a new segment is the box user's only");
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = Segment::open_or_create(t.path(), SMALL).unwrap_err();
+    assert!(
+        matches!(err, SegmentError::NotPrivate { mode: 0o666, .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(&t.path().display().to_string()), "{text}");
+    assert!(text.contains("owned by uid"), "{text}");
+    // Another user's file, even private, is refused too.
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(t.path(), Some(65534), None).unwrap();
+    let err = Segment::open_or_create(t.path(), SMALL).unwrap_err();
+    assert!(
+        matches!(err, SegmentError::NotPrivate { uid: 65534, .. }),
+        "{err}"
+    );
+}

@@ -40,6 +40,25 @@ pub fn check(header: Option<&[u8]>, token: &str) -> Auth {
     }
 }
 
+/// The token box `box_id` accepts on `/adopt` from its peers, derived from
+/// the cluster key (HMAC-SHA256, hex): every member can compute it, so
+/// `migrate` needs no other box's admin token, and it opens `/adopt` on that
+/// one box only — never `drain`, `migrate` or `purge`. Whoever holds the
+/// cluster key can already forge checkpoints, so it grants nothing new.
+pub fn adopt_token(cluster_key: &[u8], box_id: u16) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(cluster_key) else {
+        return String::new();
+    };
+    mac.update(b"baton admin adopt\0");
+    mac.update(&box_id.to_be_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Equality of `a` and `b` whose time depends on neither content.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let da = Sha256::digest(a);

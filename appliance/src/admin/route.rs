@@ -109,7 +109,18 @@ pub fn route(
 ) -> Response {
     // RFC 6750 §3: a request without credentials gets the challenge alone;
     // one with a wrong token also gets error="invalid_token".
-    match auth::check(authorization, token) {
+    // A peer's `migrate` presents this box's adopt token, which opens
+    // `/adopt` and nothing else.
+    let peer = target.split('?').next() == Some("/adopt")
+        && source
+            .adopt_token()
+            .is_some_and(|t| !t.is_empty() && auth::check(authorization, &t) == Auth::Granted);
+    let verdict = if peer {
+        Auth::Granted
+    } else {
+        auth::check(authorization, token)
+    };
+    match verdict {
         Auth::Granted => {}
         Auth::Missing => {
             return Response::error(401, "this API needs Authorization: Bearer <token>")
@@ -290,5 +301,72 @@ fn hex(b: u8) -> Option<u8> {
         b'a'..=b'f' => Some(b - b'a' + 10),
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::source::StatusReport;
+    use super::*;
+
+    /// Box 2, whose adopt token comes from the cluster key.
+    struct Box2;
+
+    impl AdminSource for Box2 {
+        fn status(&self) -> StatusReport {
+            StatusReport::default()
+        }
+        fn metrics(&self) -> Vec<Metric> {
+            Vec::new()
+        }
+        fn purge(&self, _: &str) -> bool {
+            true
+        }
+        fn drain(&self) -> Result<String, String> {
+            Ok("drained".into())
+        }
+        fn migrate(&self, _: u16, _: usize) -> Result<String, String> {
+            Ok("migrated".into())
+        }
+        fn adopt(&self, _: u16, _: Vec<u32>) -> Result<String, String> {
+            Ok("adopted".into())
+        }
+        fn adopt_token(&self) -> Option<String> {
+            Some(auth::adopt_token(b"cluster key of this test", 2))
+        }
+    }
+
+    fn post(target: &str, token: &str) -> u16 {
+        let header = format!("Bearer {token}");
+        route(
+            "POST",
+            target,
+            Some(header.as_bytes()),
+            "box2-own-token",
+            &Box2,
+            &Vec::new,
+        )
+        .status
+    }
+
+    #[test]
+    fn another_boxs_token_drives_nothing_and_the_adopt_token_opens_adopt_only() {
+        let key = b"cluster key of this test";
+        assert_eq!(post("/drain", "box2-own-token"), 202);
+        // Box 1's operator token is not box 2's.
+        assert_eq!(post("/drain", "box1-own-token"), 401);
+        assert_eq!(post("/migrate?to=3&count=1", "box1-own-token"), 401);
+        // Box 2's adopt token: /adopt, and nothing else.
+        let adopt = auth::adopt_token(key, 2);
+        assert_eq!(post("/adopt?from=1&slots=4", &adopt), 202);
+        assert_eq!(post("/drain", &adopt), 401);
+        assert_eq!(post("/migrate?to=3&count=1", &adopt), 401);
+        // Box 3's adopt token does not open box 2, nor does another key's.
+        assert_eq!(
+            post("/adopt?from=1&slots=4", &auth::adopt_token(key, 3)),
+            401
+        );
+        let foreign = auth::adopt_token(b"another cluster", 2);
+        assert_eq!(post("/adopt?from=1&slots=4", &foreign), 401);
     }
 }

@@ -30,6 +30,12 @@ pub trait AdminSource: Send + Sync {
         let _ = (from, slots);
         Err("this box does not adopt connections".into())
     }
+    /// The token peers present on `/adopt` instead of this box's admin
+    /// token ([`crate::admin::auth::adopt_token`]); `None`: only the admin
+    /// token opens it.
+    fn adopt_token(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The answer to `GET /status`.

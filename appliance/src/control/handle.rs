@@ -48,8 +48,8 @@ pub(crate) struct Control {
     pub(super) members: Vec<Member>,
     /// The admin API port every member listens on.
     pub(super) admin_port: u16,
-    /// The cluster's admin token.
-    pub(super) admin_token: String,
+    /// The cluster key: `migrate` derives the target's adopt token from it.
+    pub(super) cluster_key: Vec<u8>,
     /// What this box shows of the agreed view.
     pub(crate) view: Arc<ViewStatus>,
     /// The epoch of the incarnation each inherited address came from
@@ -77,7 +77,7 @@ impl Control {
             inherited: Inherited::default(),
             members: config.cluster.members.clone(),
             admin_port: config.admin.listen.port(),
-            admin_token: config.admin.token.clone(),
+            cluster_key: config.cluster.key.clone(),
             view: Arc::default(),
             inherited_epochs: Mutex::default(),
         }

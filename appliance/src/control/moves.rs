@@ -92,8 +92,9 @@ impl Control {
     /// A planned move of `count` connections to box `to` (rebalancing):
     /// their final checkpoints are written and their TCBs dropped here
     /// silently, their frames forwarded to `to`, which restores them from
-    /// our region through its admin API (`/adopt`); then their slots are
-    /// cleared so that nobody restores them twice.
+    /// our region through its admin API (`/adopt`); once it answered
+    /// success (not before), their slots are cleared so that nobody
+    /// restores them twice.
     pub(crate) fn migrate(&self, to: u16, count: usize) -> Result<String, MoveError> {
         if to == self.me {
             return Err(MoveError::ToItself);
@@ -138,10 +139,19 @@ impl Control {
         let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();
         let admin = SocketAddr::new(member.back_addr.ip(), self.admin_port);
         let path = format!("/adopt?from={}&slots={}", self.me, slots.join(","));
-        let answer = crate::admin::request(admin, &self.admin_token, "POST", &path);
-        let mut writer = self.region.writer();
-        for (slot, _) in &picked {
-            let _ = writer.clear(*slot);
+        // Each box has its own admin token: the target's `/adopt` is opened
+        // by the token derived from the cluster key for that box alone.
+        let token = crate::admin::auth::adopt_token(&self.cluster_key, to);
+        let answer = crate::admin::request(admin, &token, "POST", &path);
+        // The records are the connections' only copy until the adopter has
+        // restored them: cleared on its success only. On a refusal or no
+        // answer they stay in our region, where a retried `/adopt` or a
+        // takeover of this box still finds them.
+        if adopted(&answer) {
+            let mut writer = self.region.writer();
+            for (slot, _) in &picked {
+                let _ = writer.clear(*slot);
+            }
         }
         match answer {
             Ok((status, _)) if (200..300).contains(&status) => {
@@ -175,5 +185,30 @@ impl Control {
             "box {} adopted {n} connections from box {from}",
             self.me
         ))
+    }
+}
+
+/// Whether the adopter's answer says it restored the connections (a 2xx).
+fn adopted(answer: &Result<(u16, String), AdminError>) -> bool {
+    matches!(answer, Ok((status, _)) if (200..300).contains(status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_cleared_only_when_the_adopter_answered_success() {
+        assert!(adopted(&Ok((200, "box 2 adopted 3".into()))));
+        assert!(!adopted(&Ok((401, "bad token".into()))));
+        assert!(!adopted(&Ok((500, "error".into()))));
+        let unreachable = crate::admin::request(
+            "127.0.0.1:1".parse().unwrap(),
+            "token",
+            "POST",
+            "/adopt?from=1&slots=0",
+        );
+        assert!(unreachable.is_err());
+        assert!(!adopted(&unreachable));
     }
 }

@@ -1048,7 +1048,7 @@ proptest::proptest! {
             while r.poll_send(1000, Instant::now()).is_some() {}
         }
         r.discard_upload();
-        let _ = std::fs::remove_file(crate::spool::Spool::shared_private().dir().join(&name));
+        let _ = std::fs::remove_file(crate::spool::Spool::shared_private().path(&name));
     }
 }
 
@@ -1805,10 +1805,7 @@ fn spool_name(tag: &str) -> String {
 }
 
 fn spooled(name: &str) -> bool {
-    crate::spool::Spool::shared_private()
-        .dir()
-        .join(name)
-        .exists()
+    crate::spool::Spool::shared_private().path(name).exists()
 }
 
 #[test]

@@ -12,8 +12,8 @@ table! {
     pub struct AdminConfig {
         /// Where the admin HTTP API listens (kernel stack, back LAN).
         listen: SocketAddr = req(parsed("a socket address like 198.19.0.11:9090")),
-        /// Bearer token required on every admin request; non-empty.
-        token: String = req(non_empty),
+        /// Bearer token required on every admin request; non-empty, not the example's.
+        token: String = req(admin_token),
     }
 }
 

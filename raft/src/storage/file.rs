@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use openraft::{EmptyNode, Entry, LogId, SnapshotMeta, Vote};
@@ -202,10 +203,14 @@ fn write_durably(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
+    // The votes and the membership log are the box user's only (0600); a
+    // leftover temporary file (or a symlink planted there) is removed, never
+    // written through: O_EXCL does not follow symlinks.
+    let _ = fs::remove_file(&tmp);
     let mut f = OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .mode(0o600)
         .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
@@ -307,6 +312,13 @@ mod tests {
         f.update(|s| *s = state()).unwrap_or_else(|e| panic!("{e}"));
         let again = StateFile::open(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again.state(), &state());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).map(|m| m.permissions().mode());
+        assert_eq!(
+            mode.ok().map(|m| m & 0o777),
+            Some(0o600),
+            "private to the box user"
+        );
     }
 
     #[test]
