@@ -9,6 +9,8 @@
 //! `BATON_TRIAL_DOWN_MS=LO-HI` changes how long a victim stays down (0-50:
 //! restarts faster than detection), `BATON_TRIAL_LOGS=DIR` keeps the logs.
 mod common;
+#[path = "common/ownership.rs"]
+mod ownership;
 
 use std::collections::HashMap;
 use std::fs;
@@ -145,6 +147,27 @@ fn assert_views_agree(logs: &[(usize, Vec<Incarnation>)]) -> HashMap<u32, String
         }
     }
     by_number
+}
+
+/// The ownership checker ([`ownership::check`]) over boxes 1–3's logs:
+/// per connection, at most one owner per view, and only a member of that
+/// view. Returns how many restores it read.
+fn assert_one_owner_per_view(g: &LabGuard, seed: u64) -> usize {
+    let texts: Vec<(u16, String)> = (1..=3).map(|n| (n as u16, plain_log(g, n))).collect();
+    let logs: Vec<(u16, &str)> = texts.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let report = ownership::check(&logs);
+    assert!(
+        report.violations.is_empty(),
+        "seed {seed}: the ownership checker found {} violations:\n{}",
+        report.violations.len(),
+        report.violations.join("\n")
+    );
+    eprintln!(
+        "seed {seed}: ownership checker: {} restores over {} views, one owner each",
+        report.restores.len(),
+        report.members.len()
+    );
+    report.restores.len()
 }
 
 /// A capture of client FINs and of RSTs reaching the client; finish says
@@ -343,6 +366,10 @@ fn random_kill_trial(prefix: &str, extra: &[&str], rounds: usize, once_each: boo
 
     let logs: Vec<(usize, Vec<Incarnation>)> = (1..=3).map(|n| (n, incarnations(&g, n))).collect();
     assert_views_agree(&logs);
+    // Every kill took a box serving downloads: the checker must have read
+    // restores, or it proved nothing.
+    let restores = assert_one_owner_per_view(&g, seed);
+    assert!(restores > 0, "seed {seed}: no box logged a restore");
     // Each kill is one committed removal on every box that lived through
     // it: the incarnation of each other box that was running at the kill.
     let mut commit_us = Vec::new();
@@ -438,6 +465,7 @@ fn lab_a_box_in_a_crash_loop_costs_the_others_nothing_and_never_splits_a_connect
 
     let logs: Vec<(usize, Vec<Incarnation>)> = (1..=3).map(|n| (n, incarnations(&g, n))).collect();
     let changes = assert_views_agree(&logs);
+    assert_one_owner_per_view(&g, seed);
     for n in 1..=2 {
         let incs = &logs[n - 1].1;
         assert_eq!(incs.len(), 1, "seed {seed}: box{n} restarted");

@@ -18,6 +18,7 @@ use baton_dataplane::DataplaneHandle;
 use baton_shmem::{Region, Segment, ViewNumber};
 use tracing::{info, warn};
 
+use super::ownership;
 use super::takeover::{self, restore_paced, spawn_takeover_report, Plan, TakeoverSnapshot};
 use super::view::ViewStatus;
 use crate::orphans::{OrphanRoute, OrphanTable};
@@ -160,10 +161,13 @@ impl Control {
         // that this watcher goes on judging the other peers meanwhile.
         let dataplane = self.dataplane.clone();
         let n_survivors = survivors.len();
+        let restored = ownership::of(&plan);
+        let me = self.me;
         let paced = thread::Builder::new()
             .name("restore".into())
             .spawn(move || {
                 restore_paced(&dataplane, plan.mine, n_survivors);
+                ownership::log(me, dead, claim_in, &restored);
                 if mine > 0 {
                     spawn_takeover_report(dataplane, dead, started, before);
                 }

@@ -24,6 +24,7 @@ mod detector;
 mod fence;
 mod handle;
 mod moves;
+mod ownership;
 pub(crate) mod quorum;
 pub(crate) mod takeover;
 pub(crate) mod view;

@@ -1,0 +1,226 @@
+//! The ownership checker (issue #21): reads the boxes' logs of a lab run
+//! and asserts, per connection (4-tuple and client ISN), at most one owner
+//! per view, and that every owner was a member of the view it restored in.
+//!
+//! What it reads, from lines the boxes write anyway: `box started …
+//! epoch=N` (the incarnation a box's later lines belong to), each
+//! committed change `view A → B: …; members [id/epoch, …]`, and the line
+//! a survivor writes per connection it restores after a committed change
+//! (`restored a connection owner= view= dead= slot= local= remote=
+//! client_isn=`, `appliance/src/control/ownership.rs`). Logs are plain
+//! text (terminal colours stripped). It knows nothing of the lab.
+use std::collections::{BTreeMap, HashMap};
+
+/// One connection, as the checker tells them apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Conn {
+    pub local: String,
+    pub remote: String,
+    pub client_isn: u32,
+}
+
+/// One restore: who (box, epoch) restored which connection in which view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    pub owner: u16,
+    pub epoch: u32,
+    pub view: u64,
+    pub dead: u16,
+    pub slot: u32,
+    pub conn: Conn,
+}
+
+/// What a run's logs showed.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Every restore line read.
+    pub restores: Vec<Restore>,
+    /// The members (id, epoch) of each committed view, by number.
+    pub members: BTreeMap<u64, Vec<(u16, u32)>>,
+    /// Broken rules, one sentence each; empty when the run is clean.
+    pub violations: Vec<String>,
+}
+
+/// Reads `logs` (box id, plain log text) and checks them.
+pub fn check(logs: &[(u16, &str)]) -> Report {
+    let mut report = Report::default();
+    for (n, text) in logs {
+        let mut epoch: Option<u32> = None;
+        for line in text.lines() {
+            if line.contains("box started") {
+                epoch = value(line, "epoch").and_then(|e| e.parse().ok());
+            } else if let Some((number, members)) = change_of(line) {
+                let first = report
+                    .members
+                    .entry(number)
+                    .or_insert_with(|| members.clone());
+                if *first != members {
+                    report.violations.push(format!(
+                        "box{n}: view {number} has members {members:?}, another box logged {first:?}"
+                    ));
+                }
+            } else if line.contains("restored a connection") {
+                match restore_of(line, epoch) {
+                    Some(r) if r.owner == *n => report.restores.push(r),
+                    Some(r) => report
+                        .violations
+                        .push(format!("box{n} logged a restore by box{}: {line}", r.owner)),
+                    None => report
+                        .violations
+                        .push(format!("box{n}: unreadable restore line: {line}")),
+                }
+            }
+        }
+    }
+    let mut owners: HashMap<(&Conn, u64), Vec<&Restore>> = HashMap::new();
+    for r in &report.restores {
+        owners.entry((&r.conn, r.view)).or_default().push(r);
+        match report.members.get(&r.view) {
+            None => report.violations.push(format!(
+                "box{} restored {:?} in view {}, which no box logged committing",
+                r.owner, r.conn, r.view
+            )),
+            Some(members) if !members.contains(&(r.owner, r.epoch)) => {
+                report.violations.push(format!(
+                    "box{} (epoch {}) restored {:?} in view {}, whose members are {members:?}",
+                    r.owner, r.epoch, r.conn, r.view
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    let mut split: Vec<String> = owners
+        .into_iter()
+        .filter_map(|((conn, view), rs)| {
+            let mut who: Vec<(u16, u32)> = rs.iter().map(|r| (r.owner, r.epoch)).collect();
+            who.sort();
+            who.dedup();
+            (who.len() > 1)
+                .then(|| format!("{conn:?} had {} owners in view {view}: {who:?}", who.len()))
+        })
+        .collect();
+    split.sort();
+    report.violations.extend(split);
+    report
+}
+
+/// `view A → B: …; members [1/1, 2/4]` → (B, members), else None.
+fn change_of(line: &str) -> Option<(u64, Vec<(u16, u32)>)> {
+    let rest = &line[line.find("view ")?..];
+    let number = rest.split(" → ").nth(1)?.split(':').next()?.parse().ok()?;
+    let list = rest.split("; members [").nth(1)?.split(']').next()?;
+    let members = list
+        .split(", ")
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let (id, epoch) = m.split_once('/')?;
+            Some((id.parse().ok()?, epoch.parse().ok()?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((number, members))
+}
+
+fn restore_of(line: &str, epoch: Option<u32>) -> Option<Restore> {
+    Some(Restore {
+        owner: value(line, "owner")?.parse().ok()?,
+        epoch: epoch?,
+        view: value(line, "view")?.parse().ok()?,
+        dead: value(line, "dead")?.parse().ok()?,
+        slot: value(line, "slot")?.parse().ok()?,
+        conn: Conn {
+            local: value(line, "local")?.to_string(),
+            remote: value(line, "remote")?.to_string(),
+            client_isn: value(line, "client_isn")?.parse().ok()?,
+        },
+    })
+}
+
+/// The value of ` key=value` in a log line.
+fn value<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))?;
+    line[at + key.len() + 2..].split_whitespace().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHANGE: &str = "2026-12-04T11:00:00.100Z  INFO baton::control::agreed: view 4 → 5: box 1 (epoch 1) silent for 310 ms; left [1/1]; joined []; members [2/1, 3/2] view=5";
+
+    fn restore(owner: u16, view: u64, remote: &str) -> String {
+        format!("2026-12-04T11:00:00.200Z  INFO baton::control::ownership: restored a connection owner={owner} view={view} dead=1 slot=7 local=10.0.0.1:80 remote={remote} client_isn=4242")
+    }
+
+    fn started(epoch: u32) -> String {
+        format!("2026-12-04T10:59:00Z  INFO baton::run: box started id=0 epoch={epoch}")
+    }
+
+    #[test]
+    fn a_clean_split_passes() {
+        let box2 = [started(1), CHANGE.into(), restore(2, 5, "10.0.1.2:40000")].join("\n");
+        let box3 = [started(2), CHANGE.into(), restore(3, 5, "10.0.1.2:40001")].join("\n");
+        let r = check(&[(2, &box2), (3, &box3)]);
+        assert!(r.violations.is_empty(), "{:#?}", r.violations);
+        assert_eq!(r.restores.len(), 2);
+        assert_eq!(r.members[&5], vec![(2, 1), (3, 2)]);
+    }
+
+    #[test]
+    fn two_owners_of_one_connection_in_one_view_fail() {
+        let box2 = [started(1), CHANGE.into(), restore(2, 5, "10.0.1.2:40000")].join("\n");
+        let box3 = [started(2), CHANGE.into(), restore(3, 5, "10.0.1.2:40000")].join("\n");
+        let r = check(&[(2, &box2), (3, &box3)]);
+        assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+        assert!(
+            r.violations[0].contains("2 owners in view 5"),
+            "{}",
+            r.violations[0]
+        );
+    }
+
+    #[test]
+    fn the_same_connection_owned_again_in_a_later_view_passes() {
+        let later =
+            "x INFO view 5 → 6: box 2 (epoch 1) silent; left [2/1]; joined []; members [3/2]";
+        let box2 = [started(1), CHANGE.into(), restore(2, 5, "10.0.1.2:40000")].join("\n");
+        let box3 = [
+            started(2),
+            CHANGE.into(),
+            later.into(),
+            restore(3, 6, "10.0.1.2:40000"),
+        ]
+        .join("\n");
+        let r = check(&[(2, &box2), (3, &box3)]);
+        assert!(r.violations.is_empty(), "{:#?}", r.violations);
+    }
+
+    #[test]
+    fn a_restore_by_a_box_outside_the_view_fails() {
+        // Box 1's new incarnation (epoch 2) is not a member of view 5.
+        let box1 = [started(2), CHANGE.into(), restore(1, 5, "10.0.1.2:40000")].join("\n");
+        let r = check(&[(1, &box1)]);
+        assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+        assert!(
+            r.violations[0].contains("whose members are"),
+            "{}",
+            r.violations[0]
+        );
+    }
+
+    #[test]
+    fn a_restore_in_a_view_nobody_committed_fails() {
+        let box2 = [started(1), restore(2, 9, "10.0.1.2:40000")].join("\n");
+        let r = check(&[(2, &box2)]);
+        assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+        assert!(r.violations[0].contains("no box logged committing"));
+    }
+
+    #[test]
+    fn boxes_disagreeing_on_a_views_members_fail() {
+        let other = CHANGE.replace("members [2/1, 3/2]", "members [3/2]");
+        let box2 = [started(1), CHANGE.into()].join("\n");
+        let box3 = [started(2), other].join("\n");
+        let r = check(&[(2, &box2), (3, &box3)]);
+        assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+    }
+}
