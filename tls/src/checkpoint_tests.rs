@@ -1,0 +1,132 @@
+//! Tests of the checkpoint block: layout round trip, garbage, sealing.
+
+use super::*;
+use proptest::prelude::*;
+use ring::rand::SystemRandom;
+
+fn sample(version: Version) -> Checkpoint {
+    let (suite, write, read) = match version {
+        Version::Tls13 => (
+            0x1302,
+            DirectionKeys::from_secret(Aead::Aes256Gcm, &[3; 48], 17, 2).unwrap(),
+            DirectionKeys::from_secret(Aead::Aes256Gcm, &[4; 48], 5, 1).unwrap(),
+        ),
+        Version::Tls12 => (
+            0xc02f,
+            DirectionKeys::from_key_iv(Aead::Aes128Gcm, &[3; 16], &[5; 12], 17).unwrap(),
+            DirectionKeys::from_key_iv(Aead::Aes128Gcm, &[4; 16], &[6; 12], 5).unwrap(),
+        ),
+    };
+    Checkpoint {
+        version,
+        suite,
+        write: DirectionState::of(&write),
+        read: DirectionState::of(&read),
+        write_stream_offset: 123_456,
+        peer_closed: false,
+        sent_close_notify: true,
+        body: Some(BodyAnchor {
+            body_len: 1 << 20,
+            body_offset: 1 << 15,
+            write_seq: 9,
+            stream_offset: 4000,
+            record_size: 1 << 14,
+        }),
+        next_body_record: 7,
+    }
+}
+
+#[test]
+fn block_round_trips_at_its_fixed_length() {
+    for v in [Version::Tls12, Version::Tls13] {
+        let cp = sample(v);
+        let b = cp.to_bytes();
+        assert_eq!(b.len(), BLOCK_LEN);
+        assert_eq!(&b[..4], b"BTLS");
+        assert_eq!(Checkpoint::from_bytes(&b).unwrap(), cp);
+    }
+}
+
+#[test]
+fn block_without_body_round_trips() {
+    let cp = Checkpoint {
+        body: None,
+        ..sample(Version::Tls13)
+    };
+    assert_eq!(Checkpoint::from_bytes(&cp.to_bytes()).unwrap(), cp);
+}
+
+#[test]
+fn unknown_format_version_and_wrong_length_are_refused() {
+    let mut b = sample(Version::Tls13).to_bytes();
+    assert!(Checkpoint::from_bytes(&b[..BLOCK_LEN - 1]).is_err());
+    b[4] = 2;
+    assert_eq!(
+        Checkpoint::from_bytes(&b),
+        Err(TlsError::Checkpoint("unknown block format version"))
+    );
+}
+
+#[test]
+fn a_key_that_does_not_follow_from_its_secret_is_refused() {
+    let mut b = sample(Version::Tls13).to_bytes();
+    b[12 + 13] ^= 1; // first byte of the write key
+    assert!(Checkpoint::from_bytes(&b).is_err());
+}
+
+#[test]
+fn debug_of_a_checkpoint_shows_no_secret() {
+    let s = format!("{:?}", sample(Version::Tls13));
+    assert!(s.contains("redacted"));
+    assert!(!s.contains("[3, 3"), "{s}");
+}
+
+#[test]
+fn sealed_block_opens_with_the_cluster_key_only() {
+    let rng = SystemRandom::new();
+    let cp = sample(Version::Tls13);
+    let sealed = cp
+        .seal(b"cluster key A", b"10.0.0.1:443>10.0.0.9:5555", &rng)
+        .unwrap();
+    assert_eq!(sealed.len(), SEALED_LEN);
+    // The secrets do not appear in the clear.
+    let secret = [3u8; 48];
+    assert!(!sealed.windows(48).any(|w| w == secret));
+    assert_eq!(
+        Checkpoint::open(&sealed, b"cluster key A", b"10.0.0.1:443>10.0.0.9:5555").unwrap(),
+        cp
+    );
+    assert_eq!(
+        Checkpoint::open(&sealed, b"cluster key B", b"10.0.0.1:443>10.0.0.9:5555"),
+        Err(TlsError::CheckpointSeal)
+    );
+    // Bound to its connection: another connection's AAD does not open it.
+    assert_eq!(
+        Checkpoint::open(&sealed, b"cluster key A", b"10.0.0.1:443>10.0.0.9:5556"),
+        Err(TlsError::CheckpointSeal)
+    );
+    let mut tampered = sealed.clone();
+    tampered[40] ^= 0x80;
+    assert_eq!(
+        Checkpoint::open(&tampered, b"cluster key A", b"10.0.0.1:443>10.0.0.9:5555"),
+        Err(TlsError::CheckpointSeal)
+    );
+    // Two seals of one block differ (fresh salt), both open.
+    let again = cp.seal(b"cluster key A", b"x", &rng).unwrap();
+    assert_ne!(again[4..20], sealed[4..20]);
+}
+
+proptest! {
+    #[test]
+    fn garbage_blocks_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = Checkpoint::from_bytes(&bytes);
+        let _ = Checkpoint::open(&bytes, b"k", b"");
+    }
+
+    #[test]
+    fn single_byte_corruption_never_panics(at in 0usize..BLOCK_LEN, x in 1u8..=255) {
+        let mut b = sample(Version::Tls13).to_bytes();
+        b[at] ^= x;
+        let _ = Checkpoint::from_bytes(&b);
+    }
+}
