@@ -30,3 +30,6 @@ pub use error::TlsError;
 pub use handshake::{Established, Handshake, Progress};
 pub use keys::{Aead, Version};
 pub use session::{Event, Session};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! Takeover in memory: the server is checkpointed mid-body, its state
+//! dropped, a new record layer restored from the sealed block, and the
+//! rustls client must get the rest byte-exact with no alert.
+
+use ring::rand::SystemRandom;
+
+use super::harness::*;
+use crate::checkpoint::Checkpoint;
+use crate::keys::Version;
+use crate::session::{Event, Session};
+
+const CLUSTER_KEY: &[u8] = b"cluster.key of the test cluster";
+const CONN: &[u8] = b"198.18.0.1:443>198.18.1.2:40000";
+const REQUEST: &[u8] = b"GET /obj HTTP/1.1\r\nHost: lab.baton.test\r\n\r\n";
+
+/// Where the server dies: after `records` body records were sealed, with
+/// the client having `acked_back` bytes fewer than all that was sealed.
+struct Kill {
+    records: u64,
+    acked_back: u64,
+}
+
+/// Handshake, request, headers and a body; the server dies per `kill`; a
+/// restored server finishes. Returns what the client received.
+fn run(
+    version: &'static rustls::SupportedProtocolVersion,
+    suite: u16,
+    kill: Kill,
+    key_update: bool,
+) -> Vec<u8> {
+    let cert = cert(&[NAME]);
+    let cfg = server_config(&cert);
+    let mut pair = connect(client(&cert, version, suite, false), &cfg);
+    assert_eq!(pair.sni.as_deref(), Some(NAME));
+    assert_eq!(pair.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(pair.server.suite(), suite);
+    assert_eq!(pair.client_sends(REQUEST), REQUEST);
+
+    let body = body(300_000 + 123);
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+    pair.server.send(head.as_bytes()).unwrap();
+    let mut received = pair.deliver().0;
+    pair.server.start_body(body.len() as u64).unwrap();
+    assert_eq!(pair.server.send_body_records(&body, 3).unwrap(), 3);
+    received.extend(pair.deliver().0);
+
+    if key_update {
+        // The client rolls its keys and asks the server to roll its own.
+        pair.client.refresh_traffic_keys().unwrap();
+        let again = b"GET /again HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            pair.client_sends(again),
+            again,
+            "read side follows the client's new key"
+        );
+        let events: Vec<_> = std::iter::from_fn(|| pair.server.poll_event()).collect();
+        assert!(events.is_empty(), "data already drained: {events:?}");
+        received.extend(pair.deliver().0);
+        assert_eq!(
+            pair.server.body().map(|a| a.body_offset),
+            Some(3 * 16384),
+            "re-anchored"
+        );
+    }
+
+    // More records go out; the client gets only part of them.
+    let sent = pair.server.send_body_records(&body, kill.records).unwrap();
+    assert_eq!(sent, kill.records);
+    let out = pair.server.take_output();
+    let keep = out.len() - kill.acked_back as usize;
+    received.extend(pair.deliver_bytes(&out[..keep]).0);
+
+    // The dead box's last checkpoint, sealed as it would sit in the segment.
+    let sealed = pair
+        .server
+        .checkpoint()
+        .seal(CLUSTER_KEY, CONN, &SystemRandom::new())
+        .unwrap();
+    assert!(Checkpoint::open(&sealed, b"another cluster's key", CONN).is_err());
+    let acked = pair.delivered;
+    let old = std::mem::replace(
+        &mut pair.server,
+        Session::restore(&Checkpoint::open(&sealed, CLUSTER_KEY, CONN).unwrap()).unwrap(),
+    );
+    drop(old);
+
+    pair.server.resume_body(&body, acked).unwrap();
+    received.extend(pair.deliver().0);
+    while pair.server.send_body_records(&body, 4).unwrap() > 0 {
+        received.extend(pair.deliver().0);
+    }
+    // The connection goes on after the body: a second request and close.
+    assert_eq!(
+        pair.client_sends(b"GET /next HTTP/1.1\r\n\r\n"),
+        b"GET /next HTTP/1.1\r\n\r\n"
+    );
+    pair.server
+        .send(b"HTTP/1.1 204 No Content\r\n\r\n")
+        .unwrap();
+    pair.server.close().unwrap();
+    let (tail, eof) = pair.deliver();
+    received.extend(tail);
+    assert!(eof, "the client saw close_notify");
+
+    let mut expected = head.into_bytes();
+    expected.extend_from_slice(&body);
+    expected.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(received.len(), expected.len());
+    assert!(received == expected, "byte-exact after the takeover");
+    received
+}
+
+#[test]
+fn takeover_at_a_record_boundary_every_suite() {
+    for (v, s) in SUITES {
+        run(
+            v,
+            s,
+            Kill {
+                records: 4,
+                acked_back: 0,
+            },
+            false,
+        );
+        // The client has all but the last two whole records.
+        let full = 16384
+            + crate::record::overhead(
+                if v.version == rustls::ProtocolVersion::TLSv1_3 {
+                    Version::Tls13
+                } else {
+                    Version::Tls12
+                },
+                crate::keys::Aead::from_suite(s).unwrap(),
+            );
+        run(
+            v,
+            s,
+            Kill {
+                records: 4,
+                acked_back: 2 * full as u64,
+            },
+            false,
+        );
+    }
+}
+
+#[test]
+fn takeover_mid_record_every_suite() {
+    for (v, s) in SUITES {
+        // Not a record boundary: 5000 bytes into the last record's tail,
+        // and a cut inside a record header.
+        run(
+            v,
+            s,
+            Kill {
+                records: 5,
+                acked_back: 5000,
+            },
+            false,
+        );
+        run(
+            v,
+            s,
+            Kill {
+                records: 2,
+                acked_back: 16384 + 3,
+            },
+            false,
+        );
+    }
+}
+
+#[test]
+fn takeover_across_a_client_key_update_tls13() {
+    for (v, s) in SUITES
+        .into_iter()
+        .filter(|(v, _)| v.version == rustls::ProtocolVersion::TLSv1_3)
+    {
+        run(
+            v,
+            s,
+            Kill {
+                records: 3,
+                acked_back: 777,
+            },
+            true,
+        );
+    }
+}
+
+#[test]
+fn request_sent_behind_the_client_finished_reaches_the_session() {
+    for (v, s) in SUITES {
+        let cert = cert(&[NAME]);
+        let cfg = server_config(&cert);
+        let mut client = client(&cert, v, s, false);
+        let mut hs = crate::handshake::Handshake::new(&cfg).unwrap();
+        // Early writes are buffered by rustls and sent right behind the
+        // client's Finished, in the same flight.
+        std::io::Write::write_all(&mut client.writer(), REQUEST).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..10 {
+            let mut out = Vec::new();
+            let p = hs
+                .handle_input(&client_output(&mut client), &mut out)
+                .unwrap();
+            client_input(&mut client, &out);
+            if let crate::handshake::Progress::Established(mut e) = p {
+                while let Some(Event::Data(d)) = e.session.poll_event() {
+                    got.extend(d);
+                }
+                if got.is_empty() {
+                    e.session.handle_input(&client_output(&mut client)).unwrap();
+                    while let Some(Event::Data(d)) = e.session.poll_event() {
+                        got.extend(d);
+                    }
+                }
+                break;
+            }
+        }
+        assert_eq!(got, REQUEST, "{s:#x}");
+    }
+}
