@@ -406,6 +406,28 @@ fn every_source_file_opens_with_a_doc_comment_saying_what_it_is_for() {
     assert!(bare.is_empty(), "no `//!` module doc: {bare:#?}");
 }
 
+/// Issue 14: `tls/` is a foundation the dataplane, the appliance, the
+/// segment and HTTP will build on, so it depends on no Baton crate (they
+/// depend on it), in its manifest or in its code.
+#[test]
+fn the_tls_crate_depends_on_no_other_baton_crate() {
+    let root = workspace_root().join("tls");
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).expect("tls/Cargo.toml");
+    let deps: Vec<&str> = manifest
+        .lines()
+        .filter(|l| l.trim_start().starts_with("baton"))
+        .collect();
+    assert!(deps.is_empty(), "tls/Cargo.toml names Baton crates: {deps:?}");
+    let mut uses = Vec::new();
+    for f in all_source_files(&root.join("src")) {
+        let text = fs::read_to_string(&f).unwrap_or_default();
+        if text.contains("baton_") {
+            uses.push(rel(&f));
+        }
+    }
+    assert!(uses.is_empty(), "tls sources use Baton crates: {uses:?}");
+}
+
 /// The checker itself, on a tree made to break each rule: a checker that
 /// cannot find a cycle would pass any tree.
 #[test]
