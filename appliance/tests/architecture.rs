@@ -417,7 +417,10 @@ fn the_tls_crate_depends_on_no_other_baton_crate() {
         .lines()
         .filter(|l| l.trim_start().starts_with("baton"))
         .collect();
-    assert!(deps.is_empty(), "tls/Cargo.toml names Baton crates: {deps:?}");
+    assert!(
+        deps.is_empty(),
+        "tls/Cargo.toml names Baton crates: {deps:?}"
+    );
     let mut uses = Vec::new();
     for f in all_source_files(&root.join("src")) {
         let text = fs::read_to_string(&f).unwrap_or_default();
