@@ -93,7 +93,8 @@ impl Handshake {
             }
         };
         debug_assert!(done);
-        self.establish().map(|e| Progress::Established(Box::new(e)))
+        self.establish(out)
+            .map(|e| Progress::Established(Box::new(e)))
     }
 
     /// Runs rustls over the input; `Ok(true)` when the handshake is over.
@@ -162,7 +163,7 @@ impl Handshake {
         }
     }
 
-    fn establish(&mut self) -> Result<Established, TlsError> {
+    fn establish(&mut self, out: &mut Vec<u8>) -> Result<Established, TlsError> {
         let conn = self.conn.take().ok_or(TlsError::Closed)?;
         let suite = conn
             .negotiated_cipher_suite()
@@ -199,13 +200,27 @@ impl Handshake {
                 };
                 let server = take(&self.capture.server_secret)?;
                 let client = take(&self.capture.client_secret)?;
-                let write = DirectionKeys::from_secret(aead, server.expose(), tx_seq, 0)?;
-                let read = DirectionKeys::from_secret(aead, client.expose(), rx_seq, 0)?;
-                // The secrets the key log gave must be the ones rustls used.
-                let (wk, rk) = (keys_of(aead, &tx, tx_seq)?, keys_of(aead, &rx, rx_seq)?);
-                if wk.key_bytes() != write.key_bytes() || rk.key_bytes() != read.key_bytes() {
-                    return Err(TlsError::BadKeyMaterial);
+                let write = follow(aead, server.expose(), &keys_of(aead, &tx, tx_seq)?)?;
+                if write.generation == 1 {
+                    // rustls answered a client KeyUpdate (update_requested)
+                    // by moving its write key and queueing its own KeyUpdate,
+                    // sealed under the old key, for its next write, which
+                    // never comes: send that record. The old key sealed
+                    // nothing before it (no tickets, no early data), so its
+                    // sequence number is 0.
+                    let old = DirectionKeys::from_secret(aead, server.expose(), 0, 0)?;
+                    let before = out.len();
+                    crate::record::seal(
+                        &old,
+                        Version::Tls13,
+                        0,
+                        crate::record::content::HANDSHAKE,
+                        &[24, 0, 0, 1, 0],
+                        out,
+                    )?;
+                    self.out_len += (out.len() - before) as u64;
                 }
+                let read = follow(aead, client.expose(), &keys_of(aead, &rx, rx_seq)?)?;
                 (write, read)
             }
         };
@@ -213,11 +228,30 @@ impl Handshake {
         session.queue_data(std::mem::take(&mut self.decrypted));
         let rest = std::mem::take(&mut self.incoming);
         if !rest.is_empty() {
-            session.handle_input(&rest)?;
+            if let Err(e) = session.handle_input(&rest) {
+                out.extend_from_slice(&session.take_output());
+                return Err(e);
+            }
         }
         let sni = self.capture.sni.lock().ok().and_then(|mut s| s.take());
         Ok(Established { session, sni, alpn })
     }
+}
+
+/// TLS 1.3 keys from the handshake's traffic secret that match the keys
+/// rustls extracted: a KeyUpdate rustls processed right behind the
+/// Finished moved them on, so follow the secret up to a few generations.
+fn follow(aead: Aead, secret: &[u8], extracted: &DirectionKeys) -> Result<DirectionKeys, TlsError> {
+    let mut keys = DirectionKeys::from_secret(aead, secret, 0, 0)?;
+    for _ in 0..4 {
+        if keys.key_bytes() == extracted.key_bytes() && keys.iv() == extracted.iv() {
+            keys.seq = extracted.seq;
+            return Ok(keys);
+        }
+        keys.update()?;
+    }
+    // The key log and rustls disagree: never run on keys we cannot renew.
+    Err(TlsError::BadKeyMaterial)
 }
 
 fn keys_of(aead: Aead, s: &ConnectionTrafficSecrets, seq: u64) -> Result<DirectionKeys, TlsError> {

@@ -230,3 +230,48 @@ proptest::proptest! {
         let _ = pair.server.take_output();
     }
 }
+
+/// A client KeyUpdate in the same flight as its Finished is handled by
+/// rustls before the switch: Baton's keys must follow it (generation 1 on
+/// both sides) rather than restart from the handshake's secrets.
+#[test]
+fn key_update_right_behind_the_client_finished_is_followed() {
+    for (v, s) in SUITES.into_iter().take(3) {
+        let cert = cert(&[NAME]);
+        let cfg = server_config(&cert);
+        let mut client = client(&cert, v, s, false);
+        let mut hs = crate::handshake::Handshake::new(&cfg).unwrap();
+        let mut updated = false;
+        let mut pair = None;
+        let mut delivered = 0u64;
+        for _ in 0..10 {
+            let mut bytes = client_output(&mut client);
+            if !client.is_handshaking() && !updated {
+                client.refresh_traffic_keys().unwrap();
+                bytes.extend(client_output(&mut client));
+                updated = true;
+            }
+            let mut out = Vec::new();
+            let p = hs.handle_input(&bytes, &mut out).unwrap();
+            delivered += out.len() as u64;
+            client_input(&mut client, &out);
+            if let crate::handshake::Progress::Established(e) = p {
+                pair = Some(Pair {
+                    client,
+                    server: e.session,
+                    delivered,
+                    sni: e.sni,
+                    alpn: e.alpn,
+                });
+                break;
+            }
+        }
+        let mut pair = pair.expect("handshake done");
+        assert!(updated);
+        assert_eq!(pair.client_sends(b"ping"), b"ping");
+        pair.server.send(b"pong").unwrap();
+        assert_eq!(pair.deliver().0, b"pong");
+        let cp = pair.server.checkpoint();
+        assert_eq!((cp.read.generation, cp.write.generation), (1, 1), "{s:#x}");
+    }
+}
