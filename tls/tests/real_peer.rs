@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::mpsc;
 use std::thread;
 
 use baton_tls::{CertifiedKeys, Checkpoint, Event, Handshake, Progress, Session, TlsConfig};
@@ -60,11 +61,20 @@ struct Served {
     /// Stream bytes sealed by the dead layer that never reached the wire.
     lost: usize,
     resumed_at: u64,
+    /// Key-update generation of the write key at the checkpoint.
+    write_generation: u32,
 }
 
 /// Serves one connection: handshake, one GET, a body with a takeover at
-/// its middle.
-fn serve(mut tcp: TcpStream, cfg: TlsConfig, body: &[u8]) -> Served {
+/// its middle. With `key_update`, the server asks the client (through the
+/// channel) for a KeyUpdate at the middle of the body and waits for it
+/// before the takeover.
+fn serve(
+    mut tcp: TcpStream,
+    cfg: TlsConfig,
+    body: &[u8],
+    key_update: Option<mpsc::Sender<()>>,
+) -> Served {
     let mut written = 0u64;
     let mut send = |tcp: &mut TcpStream, bytes: &[u8]| {
         tcp.write_all(bytes).unwrap();
@@ -114,6 +124,21 @@ fn serve(mut tcp: TcpStream, cfg: TlsConfig, body: &[u8]) -> Served {
         session.send_body_records(body, 8).unwrap();
         send(&mut tcp, &session.take_output());
     }
+    if let Some(ask) = key_update {
+        send(&mut tcp, &session.take_output());
+        ask.send(()).unwrap();
+        let mut seen = false;
+        while !seen {
+            let n = tcp.read(&mut buf).unwrap();
+            assert!(n > 0, "client left before its KeyUpdate");
+            session.handle_input(&buf[..n]).unwrap();
+            while let Some(ev) = session.poll_event() {
+                seen |= ev == (Event::PeerKeyUpdate { requested: true });
+            }
+        }
+        // Our KeyUpdate goes out between two body records.
+        send(&mut tcp, &session.take_output());
+    }
     // The box dies: its last records were sealed and checkpointed, but
     // 10_000 bytes of them (not a record boundary) never left it.
     session.send_body_records(body, 2).unwrap();
@@ -122,6 +147,7 @@ fn serve(mut tcp: TcpStream, cfg: TlsConfig, body: &[u8]) -> Served {
     let acked = send(&mut tcp, &out[..out.len() - lost]);
     let version = session.version();
     let suite = session.suite();
+    let write_generation = session.checkpoint().write.generation;
     let aad = format!("{:?}", tcp.peer_addr().unwrap());
     let sealed = session
         .checkpoint()
@@ -152,21 +178,30 @@ fn serve(mut tcp: TcpStream, cfg: TlsConfig, body: &[u8]) -> Served {
         suite,
         lost,
         resumed_at: acked,
+        write_generation,
     }
 }
 
 /// Runs `client` against one served connection; returns its output and
 /// what the server saw.
 fn with_server(tag: &str, client: impl FnOnce(u16, &PathBuf) -> Output) -> (Output, Served) {
+    with_server_ku(tag, None, |port, pem, _| client(port, pem))
+}
+
+fn with_server_ku(
+    tag: &str,
+    key_update: Option<mpsc::Sender<()>>,
+    client: impl FnOnce(u16, &PathBuf, ()) -> Output,
+) -> (Output, Served) {
     let (cfg, pem) = setup(tag);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = thread::spawn(move || {
         let body = body();
         let (tcp, _) = listener.accept().unwrap();
-        serve(tcp, cfg, &body)
+        serve(tcp, cfg, &body, key_update)
     });
-    let out = client(port, &pem);
+    let out = client(port, &pem, ());
     let served = server.join().expect("server thread");
     let _ = std::fs::remove_dir_all(pem.parent().unwrap());
     (out, served)
@@ -329,4 +364,84 @@ fn curl_gets_the_body_across_a_takeover_tls13_and_tls12() {
             hex(&Sha256::digest(body()))
         );
     }
+}
+
+/// issue 14: "a kill right after a client-initiated KeyUpdate (openssl
+/// s_client, k)". s_client sends a KeyUpdate with update_requested (`K`)
+/// in the middle of the body; the server answers between two body records,
+/// then dies mid-record; the restored layer (write key generation 1) ends
+/// the body and s_client gets it byte-exact.
+#[test]
+fn openssl_key_update_mid_body_then_takeover() {
+    let (tx, rx) = mpsc::channel();
+    let (out, served) = with_server_ku("ku", Some(tx), |port, pem, ()| {
+        let mut cmd = Command::new("openssl");
+        // Interactive mode (no -quiet): command letters are read from stdin.
+        cmd.args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+        ])
+        .args([
+            "-CAfile",
+            pem.to_str().unwrap(),
+            "-verify_return_error",
+            "-tls1_3",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("openssl is required: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        stdin.flush().unwrap();
+        // The server asks once it is halfway through the body.
+        rx.recv().expect("server reached the middle of the body");
+        stdin.write_all(b"K\n").unwrap();
+        stdin.flush().unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(stdin);
+        out
+    });
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "s_client failed: {:?}\n{err}",
+        out.status
+    );
+    assert!(
+        !err.to_lowercase().contains("alert"),
+        "s_client saw an alert:\n{err}"
+    );
+    // The server saw the client's KeyUpdate (update_requested) and moved
+    // its write key before the checkpoint.
+    assert_eq!(served.write_generation, 1, "{served:?}");
+    assert!(served.lost > 0);
+    // Interactive s_client prints its session report before the data.
+    let at = out
+        .stdout
+        .windows(17)
+        .position(|w| w == b"HTTP/1.1 200 OK\r\n")
+        .expect("a response");
+    let head_end = at
+        + out.stdout[at..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap()
+        + 4;
+    let got = out
+        .stdout
+        .get(head_end..head_end + BODY_LEN)
+        .expect("the whole body");
+    assert_eq!(
+        hex(&Sha256::digest(got)),
+        hex(&Sha256::digest(body())),
+        "sha256 of the body"
+    );
 }
