@@ -143,6 +143,14 @@ impl fmt::Debug for Secret {
     }
 }
 
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // Key bytes do not linger in freed heap memory (ring's expanded
+        // key schedules are ring's to keep).
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 struct Len(usize);
 
 impl hkdf::KeyType for Len {
