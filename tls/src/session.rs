@@ -291,7 +291,9 @@ impl Session {
         // A body in flight continues under the new key: re-anchor it at
         // its next record so that it can still be regenerated.
         if let Some(a) = self.body.as_mut() {
-            a.body_offset = self.next_body_record * u64::from(a.record_size);
+            a.body_offset = self
+                .next_body_record
+                .saturating_mul(u64::from(a.record_size));
             a.write_seq = self.write.seq;
             a.stream_offset = self.out_offset;
         }
@@ -366,7 +368,9 @@ impl Session {
             &mut self.output,
         )?;
         self.write.seq = self.write.seq.wrapping_add(1);
-        self.out_offset += (self.output.len() - before) as u64;
+        self.out_offset = self
+            .out_offset
+            .wrapping_add((self.output.len() - before) as u64);
         Ok(())
     }
 
@@ -438,7 +442,7 @@ impl Session {
             self.body = None;
             self.write.seq = anchor
                 .write_seq
-                .wrapping_add(anchor.record_count() - anchor.anchor_index());
+                .wrapping_add(anchor.record_count().saturating_sub(anchor.anchor_index()));
             self.out_offset = acked;
             return Ok(());
         };
@@ -457,8 +461,8 @@ impl Session {
             .ok_or(TlsError::Body("resume byte past its record"))?;
         self.output.extend_from_slice(rest);
         self.write.seq = p.write_seq.wrapping_add(1);
-        self.out_offset = p.stream_offset + wire.len() as u64;
-        self.next_body_record = p.record_index + 1;
+        self.out_offset = p.stream_offset.wrapping_add(wire.len() as u64);
+        self.next_body_record = p.record_index.saturating_add(1);
         if self.next_body_record >= anchor.record_count() {
             self.body = None;
         }

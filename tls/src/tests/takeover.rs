@@ -221,3 +221,51 @@ fn request_sent_behind_the_client_finished_reaches_the_session() {
         assert_eq!(got, REQUEST, "{s:#x}");
     }
 }
+
+proptest::proptest! {
+    /// Whatever the anchor and the acknowledged offset, a restored session
+    /// resumes or refuses: it never panics.
+    #[test]
+    fn resume_from_any_anchor_never_panics(
+        body_len in 0usize..70_000,
+        anchor_records in 0u64..6,
+        write_seq in proptest::prelude::any::<u64>(),
+        stream_offset in proptest::prelude::any::<u64>(),
+        write_stream_offset in proptest::prelude::any::<u64>(),
+        next_body_record in proptest::prelude::any::<u64>(),
+        acked in proptest::prelude::any::<u64>(),
+        near in proptest::prelude::any::<bool>(),
+        delta in 0u64..100_000,
+        tls12 in proptest::prelude::any::<bool>(),
+    ) {
+        use crate::body::BodyAnchor;
+        use crate::checkpoint::DirectionState;
+        use crate::keys::{Aead, DirectionKeys};
+        let (version, suite, w, r) = if tls12 {
+            (Version::Tls12, 0xc02f, DirectionKeys::from_key_iv(Aead::Aes128Gcm, &[1; 16], &[2; 12], 3).unwrap(),
+             DirectionKeys::from_key_iv(Aead::Aes128Gcm, &[4; 16], &[5; 12], 6).unwrap())
+        } else {
+            (Version::Tls13, 0x1303, DirectionKeys::from_secret(Aead::Chacha20Poly1305, &[1; 32], 3, 0).unwrap(),
+             DirectionKeys::from_secret(Aead::Chacha20Poly1305, &[2; 32], 6, 0).unwrap())
+        };
+        let body_offset = (anchor_records * 16384).min(body_len as u64 / 16384 * 16384);
+        let cp = Checkpoint {
+            version,
+            suite,
+            write: DirectionState::of(&w),
+            read: DirectionState::of(&r),
+            write_stream_offset,
+            peer_closed: false,
+            sent_close_notify: false,
+            body: Some(BodyAnchor { body_len: body_len as u64, body_offset, write_seq, stream_offset, record_size: 16384 }),
+            next_body_record,
+        };
+        let body = body(body_len);
+        let mut s = Session::restore(&cp).unwrap();
+        let acked = if near { stream_offset.wrapping_add(delta) } else { acked };
+        if s.resume_body(&body, acked).is_ok() {
+            let _ = s.send_body_records(&body, 3);
+        }
+        let _ = s.take_output();
+    }
+}
