@@ -183,3 +183,36 @@ pub fn wait_for_metric(g: &LabGuard, n: usize, name: &str, at_least: u64) {
         sleep(Duration::from_millis(50));
     }
 }
+
+/// For a box that dies of its own accord (a test hook makes it panic):
+/// waits until box `n` is gone, and returns how many of its downloads were
+/// mid-body (some bytes, more than `WINDOW` left) at the last look while
+/// it was still alive, 20 ms at most before it died. Fails if it never
+/// died within 30 s, or if none of its downloads was mid-body: the death
+/// would have tested nothing.
+#[track_caller]
+pub fn midway_when_box_dies(g: &LabGuard, downloads: &[Download], n: usize, len: u64) -> u64 {
+    let mine: Vec<&Download> = downloads.iter().filter(|d| box_of(d) == n).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut midway = 0;
+    // The sample is taken before the liveness check, so the last one
+    // taken while the box lived saw nothing a survivor sent.
+    loop {
+        let sample = mine
+            .iter()
+            .filter(|d| (1..len.saturating_sub(WINDOW)).contains(&received(d)))
+            .count() as u64;
+        if g.driver.box_pid(n as u32).is_none() {
+            break;
+        }
+        midway = sample;
+        assert!(Instant::now() < deadline, "box{n} did not die within 30 s");
+        sleep(Duration::from_millis(20));
+    }
+    assert!(
+        midway >= 1,
+        "none of box{n}'s {} downloads was mid-body when it died: nothing was tested",
+        mine.len()
+    );
+    midway
+}
