@@ -147,6 +147,15 @@ pub fn box_token(secret: &str, id: u8) -> String {
 mod tests {
     use super::*;
 
+    /// Lab "bt" and secrets `check-config` accepts.
+    fn lab_bt() -> (Lab, ClusterSecrets) {
+        let secrets = ClusterSecrets {
+            key: "00".repeat(32),
+            token: "t".repeat(32),
+        };
+        (Lab::new("bt").unwrap(), secrets)
+    }
+
     #[test]
     fn box_config_names_its_own_addresses_and_every_member() {
         let lab = Lab::new("bt").unwrap();
@@ -195,11 +204,7 @@ mod tests {
 
     #[test]
     fn a_replicated_box_config_passes_check_config_with_the_raft_beside_its_segment() {
-        let lab = Lab::new("bt").unwrap();
-        let secrets = ClusterSecrets {
-            key: "00".repeat(32),
-            token: "t".repeat(32),
-        };
+        let (lab, secrets) = lab_bt();
         let text = box_toml(
             &lab,
             2,
@@ -219,11 +224,7 @@ mod tests {
 
     #[test]
     fn dpdk_box_config_drives_front0_through_net_af_packet() {
-        let lab = Lab::new("bt").unwrap();
-        let secrets = ClusterSecrets {
-            key: "00".repeat(32),
-            token: "t".repeat(32),
-        };
+        let (lab, secrets) = lab_bt();
         let text = box_toml(
             &lab,
             3,
@@ -250,11 +251,7 @@ mod tests {
 
     #[test]
     fn no_offload_writes_tx_offload_false_that_check_config_reads() {
-        let lab = Lab::new("bt").unwrap();
-        let secrets = ClusterSecrets {
-            key: "00".repeat(32),
-            token: "t".repeat(32),
-        };
+        let (lab, secrets) = lab_bt();
         for (offload, backend) in [
             (false, Backend::Afpacket),
             (true, Backend::Afpacket),
