@@ -1,6 +1,6 @@
 //! The port a box's `[dataplane]` table names, as the dataplane's
 //! [`PortConfig`]: AF_PACKET on `dataplane.interface` (with
-//! `dataplane.mac`), or (cargo feature `dpdk`) DPDK from
+//! `dataplane.mac` and `dataplane.tx_offload`), or (cargo feature `dpdk`) DPDK from
 //! `[dataplane.dpdk]`. The dataplane opens the port and starts the
 //! workers; this file only translates the configuration.
 //!
@@ -43,6 +43,7 @@ pub fn port_config(config: &Config) -> Result<PortConfig, PortConfigError> {
         Backend::AfPacket => {
             let mut c = AfPacketConfig::new(&dp.interface);
             c.mac_override = dp.mac.map(|m| MacAddr(m.0));
+            c.tx_offload = dp.tx_offload;
             Ok(PortConfig::AfPacket(c))
         }
         #[cfg(feature = "dpdk")]
@@ -204,5 +205,32 @@ mod tests {
             "box1",
             "a name with nothing usable falls back to the id"
         );
+    }
+}
+
+#[cfg(test)]
+mod afpacket_tests {
+    use super::*;
+
+    fn afpacket(extra: &str) -> AfPacketConfig {
+        let text = baton_config::EXAMPLE
+            .replace(baton_config::EXAMPLE_KEY, &"5a".repeat(32))
+            .replace(baton_config::EXAMPLE_TOKEN, "a-secret-token")
+            .replace("tx_offload = true\n", extra);
+        let c = baton_config::parse(&text, "box.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        match port_config(&c) {
+            Ok(PortConfig::AfPacket(a)) => a,
+            other => panic!("expected an AF_PACKET port, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tx_offload_reaches_the_afpacket_port_and_defaults_to_on() {
+        assert!(afpacket("tx_offload = true\n").tx_offload);
+        assert!(afpacket("").tx_offload, "absent key: today's behaviour");
+        let off = afpacket("tx_offload = false\n");
+        assert!(!off.tx_offload);
+        assert_eq!(off.interface, "front0");
+        assert!(off.mac_override.is_some());
     }
 }

@@ -113,34 +113,7 @@ for r in results: print(r, flush=True)
 
 /// Sums `key=N` over the survivors' final takeover reports.
 fn takeover_total(g: &LabGuard, key: &str) -> u64 {
-    (2..=3)
-        .map(|n| std::fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default())
-        .flat_map(|log| {
-            log.lines()
-                .filter(|l| l.contains("takeover done"))
-                .map(|l| field(l, key))
-                .collect::<Vec<_>>()
-        })
-        .sum()
-}
-
-fn field(line: &str, key: &str) -> u64 {
-    // The log is coloured: drop the escape sequences (ESC [ … m).
-    let mut plain = String::with_capacity(line.len());
-    let mut in_escape = false;
-    for c in line.chars() {
-        match (in_escape, c) {
-            (false, '\u{1b}') => in_escape = true,
-            (false, c) => plain.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    plain
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&format!("{key}=")))
-        .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
-        .unwrap_or(0)
+    takeover_field(g, &[2, 3], key)
 }
 
 #[test]

@@ -88,6 +88,10 @@ fn minimal_file_parses_with_defaults() {
     assert_eq!(c.dataplane.syn_backlog, 1024);
     assert_eq!(c.dataplane.tcp_idle_timeout_ms, 60_000);
     assert_eq!(c.dataplane.mac, None);
+    assert!(
+        c.dataplane.tx_offload,
+        "TX offload stays on unless turned off"
+    );
     assert_eq!(c.dataplane.dpdk, None);
     assert!(c.checkpoint.enabled);
     assert_eq!(c.checkpoint.fast_bytes, 100_000);
@@ -142,6 +146,33 @@ fn wrong_type_says_what_was_expected_and_found() {
         one_line(&text),
         format!("box1.toml:{line}: dataplane.workers: expected a positive integer, found string \"two\"")
     );
+}
+
+#[test]
+fn tx_offload_is_read_and_only_a_boolean_is_accepted() {
+    let text = edited(
+        "poll_mode = \"adaptive\"",
+        "poll_mode = \"adaptive\"\ntx_offload = false",
+    );
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.dataplane.tx_offload);
+    let again = parse(&c.to_toml(), "generated.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!again.dataplane.tx_offload, "to_toml keeps the switch off");
+    // "off", 0 and "no" read as on to a careless eye: refuse them.
+    for bad in ["\"off\"", "0", "\"false\""] {
+        let text = edited(
+            "poll_mode = \"adaptive\"",
+            &format!("poll_mode = \"adaptive\"\ntx_offload = {bad}"),
+        );
+        let line = line_of(&text, "tx_offload");
+        let got = one_line(&text);
+        assert!(
+            got.starts_with(&format!(
+                "box1.toml:{line}: dataplane.tx_offload: expected true or false, found"
+            )),
+            "{got}"
+        );
+    }
 }
 
 #[test]

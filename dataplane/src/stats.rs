@@ -129,6 +129,9 @@ counters! {
     timers_fired,
     /// Times the worker blocked in poll(2) (adaptive mode).
     idle_waits,
+    /// Of those, waits a wake-up (a command, an app's cross-thread result)
+    /// cut short before their timeout: the proof that the waker works.
+    idle_woken,
 }
 
 impl Counters {

@@ -249,27 +249,31 @@ fn idle_adaptive_worker_wakes_at_once_for_a_command() {
     let handle = start_box(&lab, Arc::new(HashMap::new()), 2);
     // Let both workers fall asleep in poll(2) (their bounded wait is 100 ms).
     std::thread::sleep(Duration::from_millis(300));
-    // The median of 9 samples: robust to a scheduling hiccup on a loaded
-    // machine, while without the waker (uniform 0-100 ms) it would exceed
-    // 20 ms with probability ~98%.
-    let mut took = Vec::new();
-    for _ in 0..9 {
-        let t = std::time::Instant::now();
+    // Each command must end a sleeping worker's wait through its waker,
+    // before the wait's timeout: the workers count such waits
+    // (`idle_woken`). Without the waker every wait runs its 100 ms and
+    // none is counted.
+    let mut last: Vec<u64> = handle
+        .stats()
+        .iter()
+        .map(|s| s.counters.idle_woken)
+        .collect();
+    for _ in 0..5 {
+        // Asleep again: the next command finds every worker in poll(2).
+        std::thread::sleep(Duration::from_millis(150));
         let stats = handle.stats();
-        took.push(t.elapsed());
         assert_eq!(stats.len(), 2);
         assert!(
             stats.iter().all(|s| s.counters.idle_waits > 0),
             "workers were idle: {stats:?}"
         );
-        std::thread::sleep(Duration::from_millis(150));
+        let now: Vec<u64> = stats.iter().map(|s| s.counters.idle_woken).collect();
+        assert!(
+            now.iter().zip(&last).all(|(n, l)| n > l),
+            "a command did not wake every sleeping worker: idle_woken {last:?} -> {now:?}"
+        );
+        last = now;
     }
-    took.sort();
-    assert!(
-        took[4] < Duration::from_millis(20),
-        "median stats latency {:?}: the waker did not interrupt the wait ({took:?})",
-        took[4]
-    );
     handle.shutdown();
     handle.join().unwrap();
 }
@@ -312,8 +316,10 @@ fn tpacket_v3_ring_without_tx_offload_serves_downloads_and_requests() {
     });
     let b = body_start(&got).expect("response head");
     assert_eq!(sha256_hex(&got[b..]), sha256_hex(&want));
-    // The block timeout (1 ms) bounds V3's latency at this low rate.
-    assert!(median < Duration::from_millis(50), "median {median:?}");
+    // The block timeout (1 ms) bounds V3's latency at this low rate: a
+    // block that never retired would hold a request past the client's 5 s
+    // read timeout and fail the test. How low the latency is, is a
+    // benchmark's question (docs/BENCHMARKS.md), not a pass/fail one.
     eprintln!("TPACKET_V3: median 1K request latency {median:?}");
     handle.shutdown();
     handle.join().unwrap();

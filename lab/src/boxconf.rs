@@ -60,6 +60,7 @@ pub fn box_toml(
     boxes: u8,
     backend: Backend,
     segment_mode: SegmentMode,
+    tx_offload: bool,
     secrets: &ClusterSecrets,
 ) -> String {
     let mut s = String::new();
@@ -80,7 +81,7 @@ pub fn box_toml(
     );
     let _ = writeln!(
         s,
-        "[dataplane]\nbackend = \"{}\"\ninterface = \"front0\"\nworkers = {LAB_WORKERS}\ncores = []\npoll_mode = \"adaptive\"\nmac = \"{}\"\n",
+        "[dataplane]\nbackend = \"{}\"\ninterface = \"front0\"\nworkers = {LAB_WORKERS}\ncores = []\npoll_mode = \"adaptive\"\nmac = \"{}\"\ntx_offload = {tx_offload}\n",
         backend.as_str(),
         box_mac(id)
     );
@@ -146,6 +147,15 @@ pub fn box_token(secret: &str, id: u8) -> String {
 mod tests {
     use super::*;
 
+    /// Lab "bt" and secrets `check-config` accepts.
+    fn lab_bt() -> (Lab, ClusterSecrets) {
+        let secrets = ClusterSecrets {
+            key: "00".repeat(32),
+            token: "t".repeat(32),
+        };
+        (Lab::new("bt").unwrap(), secrets)
+    }
+
     #[test]
     fn box_config_names_its_own_addresses_and_every_member() {
         let lab = Lab::new("bt").unwrap();
@@ -153,7 +163,15 @@ mod tests {
             key: "k".repeat(64),
             token: "t".repeat(32),
         };
-        let text = box_toml(&lab, 2, 3, Backend::Afpacket, SegmentMode::Shared, &secrets);
+        let text = box_toml(
+            &lab,
+            2,
+            3,
+            Backend::Afpacket,
+            SegmentMode::Shared,
+            true,
+            &secrets,
+        );
         let v: toml::Value = toml::from_str(&text).expect("valid TOML");
         assert_eq!(v["box"]["id"].as_integer(), Some(2));
         assert_eq!(v["box"]["name"].as_str(), Some("box2"));
@@ -163,6 +181,7 @@ mod tests {
         assert_eq!(v["service"]["ips"][0].as_str(), Some("198.18.0.12"));
         assert_eq!(v["dataplane"]["mac"].as_str(), Some("02:ba:70:00:00:02"));
         assert_eq!(v["dataplane"]["backend"].as_str(), Some("afpacket"));
+        assert_eq!(v["dataplane"]["tx_offload"].as_bool(), Some(true));
         assert_eq!(
             v["checkpoint"]["segment_path"].as_str(),
             Some("/dev/shm/baton-lab-bt.seg")
@@ -185,17 +204,14 @@ mod tests {
 
     #[test]
     fn a_replicated_box_config_passes_check_config_with_the_raft_beside_its_segment() {
-        let lab = Lab::new("bt").unwrap();
-        let secrets = ClusterSecrets {
-            key: "00".repeat(32),
-            token: "t".repeat(32),
-        };
+        let (lab, secrets) = lab_bt();
         let text = box_toml(
             &lab,
             2,
             3,
             Backend::Afpacket,
             SegmentMode::Replicated,
+            true,
             &secrets,
         );
         let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -208,12 +224,16 @@ mod tests {
 
     #[test]
     fn dpdk_box_config_drives_front0_through_net_af_packet() {
-        let lab = Lab::new("bt").unwrap();
-        let secrets = ClusterSecrets {
-            key: "00".repeat(32),
-            token: "t".repeat(32),
-        };
-        let text = box_toml(&lab, 3, 3, Backend::Dpdk, SegmentMode::Shared, &secrets);
+        let (lab, secrets) = lab_bt();
+        let text = box_toml(
+            &lab,
+            3,
+            3,
+            Backend::Dpdk,
+            SegmentMode::Shared,
+            true,
+            &secrets,
+        );
         let c = baton_config::parse(&text, "box3.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(c.dataplane.backend, baton_config::Backend::Dpdk);
         let d = c.dataplane.dpdk.expect("a [dataplane.dpdk] table");
@@ -227,5 +247,20 @@ mod tests {
         assert!(!d.hugepages);
         assert_eq!(d.memory_mb, LAB_DPDK_MEMORY_MB);
         assert_eq!(c.node.name, "box3", "the box name is the EAL's file prefix");
+    }
+
+    #[test]
+    fn no_offload_writes_tx_offload_false_that_check_config_reads() {
+        let (lab, secrets) = lab_bt();
+        for (offload, backend) in [
+            (false, Backend::Afpacket),
+            (true, Backend::Afpacket),
+            (false, Backend::Dpdk),
+        ] {
+            let text = box_toml(&lab, 1, 2, backend, SegmentMode::Shared, offload, &secrets);
+            let c =
+                baton_config::parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(c.dataplane.tx_offload, offload, "{text}");
+        }
     }
 }

@@ -95,6 +95,10 @@ struct UpArgs {
     /// same LAN) for large connection counts.
     #[arg(long, default_value_t = 0)]
     client_addrs: u32,
+    /// Boxes send every frame with full checksums (`dataplane.tx_offload =
+    /// false`), for raw-socket testers and checksum-verifying captures.
+    #[arg(long)]
+    no_offload: bool,
     /// Seconds to wait for every box to be ready.
     #[arg(long, default_value_t = 30)]
     ready_timeout: u64,
@@ -130,6 +134,7 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
                     backend: a.backend,
                     segment_mode: a.segment_mode,
                     client_addrs: a.client_addrs,
+                    tx_offload: !a.no_offload,
                     ready_timeout: Duration::from_secs(a.ready_timeout),
                 },
             )

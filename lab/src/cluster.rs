@@ -40,6 +40,8 @@ pub struct UpPlan {
     pub segment_mode: SegmentMode,
     /// Extra client addresses beyond 198.18.0.100.
     pub client_addrs: u32,
+    /// `dataplane.tx_offload` of every box (`lab up --no-offload`: false).
+    pub tx_offload: bool,
     /// How long to wait for every box to create its ready file.
     pub ready_timeout: Duration,
 }
@@ -156,6 +158,7 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
                 plan.boxes,
                 plan.backend,
                 plan.segment_mode,
+                plan.tx_offload,
                 &secrets,
             ),
         )?;

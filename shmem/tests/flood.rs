@@ -84,27 +84,67 @@ impl Noise {
     }
 }
 
+/// Box 0 and box 1 at their lab back-LAN addresses (198.19.0.11 and .12,
+/// port 7400), segments of layout `L`; their replicators record what they
+/// send (box 0's data and heartbeat sockets are kept to look at) and are
+/// driven by hand.
+struct Tapped {
+    b: Segment,
+    aa: SocketAddr,
+    ab: SocketAddr,
+    ra: Replicator<Tap>,
+    rb: Replicator<Tap>,
+    data_a: Tap,
+    beat_a: Tap,
+    _files: (TempSeg, TempSeg, Segment),
+}
+
+impl Tapped {
+    fn new(names: (&str, &str)) -> Tapped {
+        let files = (TempSeg::new(names.0), TempSeg::new(names.1));
+        let a = Segment::open_or_create(files.0.path(), L).unwrap();
+        let b = Segment::open_or_create(files.1.path(), L).unwrap();
+        let (aa, ab): (SocketAddr, SocketAddr) = (
+            "198.19.0.11:7400".parse().unwrap(),
+            "198.19.0.12:7400".parse().unwrap(),
+        );
+        a.region(0).unwrap().begin_epoch();
+        let (data_a, beat_a) = (Tap::default(), Tap::default());
+        let ra = Replicator::new(&a, cfg(0, vec![(1, ab)]), data_a.clone())
+            .unwrap()
+            .with_heartbeat_socket(beat_a.clone())
+            .unwrap();
+        let rb = Replicator::new(&b, cfg(1, vec![(0, aa)]), Tap::default())
+            .unwrap()
+            .with_heartbeat_socket(Tap::default())
+            .unwrap();
+        Tapped {
+            b,
+            aa,
+            ab,
+            ra,
+            rb,
+            data_a,
+            beat_a,
+            _files: (files.0, files.1, a),
+        }
+    }
+}
+
 #[test]
 fn datagrams_are_checked_for_source_size_magic_and_channel_before_the_tag() {
-    let (ta, tb) = (TempSeg::new("flood-a"), TempSeg::new("flood-b"));
-    let a = Segment::open_or_create(ta.path(), L).unwrap();
-    let b = Segment::open_or_create(tb.path(), L).unwrap();
-    let (aa, ab): (SocketAddr, SocketAddr) = (
-        "198.19.0.11:7400".parse().unwrap(),
-        "198.19.0.12:7400".parse().unwrap(),
-    );
+    let Tapped {
+        b,
+        aa,
+        ab,
+        mut ra,
+        mut rb,
+        data_a,
+        beat_a,
+        _files,
+    } = Tapped::new(("flood-a", "flood-b"));
     let (ha, hb) = (heartbeat_addr(aa).unwrap(), heartbeat_addr(ab).unwrap());
     assert_eq!(ha, "198.19.0.11:7401".parse::<SocketAddr>().unwrap());
-    a.region(0).unwrap().begin_epoch();
-    let (data_a, beat_a) = (Tap::default(), Tap::default());
-    let mut ra = Replicator::new(&a, cfg(0, vec![(1, ab)]), data_a.clone())
-        .unwrap()
-        .with_heartbeat_socket(beat_a.clone())
-        .unwrap();
-    let mut rb = Replicator::new(&b, cfg(1, vec![(0, aa)]), Tap::default())
-        .unwrap()
-        .with_heartbeat_socket(Tap::default())
-        .unwrap();
     let stats = rb.stats();
 
     // The heartbeat goes to the peer's heartbeat address, on its socket.
@@ -175,44 +215,90 @@ fn bind_pair() -> (UdpSocket, UdpSocket) {
     panic!("no two consecutive free UDP ports on 127.0.0.1");
 }
 
+/// Box 0 and box 1, segments of layout `l`, replicating to each other over
+/// loopback UDP (a data and a heartbeat socket each), each replicator on a
+/// thread of its own with the lab's 30 ms tick until [`Running::finish`].
+struct Running {
+    a: Segment,
+    b: Segment,
+    /// Box 1's replication counters.
+    stats_b: Arc<ReplicationStats>,
+    /// Box 1's data and heartbeat addresses.
+    data_b: SocketAddr,
+    beat_b: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<io::Result<()>>>,
+    _files: (TempSeg, TempSeg),
+}
+
+impl Running {
+    /// Starts the pair; `receive_buffer` sizes every socket's kernel
+    /// buffer first, if given.
+    fn start(l: Layout, names: (&str, &str), receive_buffer: Option<usize>) -> Running {
+        let files = (TempSeg::new(names.0), TempSeg::new(names.1));
+        let a = Segment::open_or_create(files.0.path(), l).unwrap();
+        let b = Segment::open_or_create(files.1.path(), l).unwrap();
+        let ((da, ha), (db, hb)) = (bind_pair(), bind_pair());
+        let (aa, ab) = (da.local_addr().unwrap(), db.local_addr().unwrap());
+        let beat_b = hb.local_addr().unwrap();
+        if let Some(bytes) = receive_buffer {
+            for s in [&da, &ha, &db, &hb] {
+                baton_shmem::size_receive_buffer(s, bytes).unwrap();
+            }
+        }
+        a.region(0).unwrap().begin_epoch();
+        b.region(1).unwrap().begin_epoch();
+        let mut ra = Replicator::new(&a, cfg(0, vec![(1, ab)]), da)
+            .unwrap()
+            .with_heartbeat_socket(ha)
+            .unwrap();
+        let mut rb = Replicator::new(&b, cfg(1, vec![(0, aa)]), db)
+            .unwrap()
+            .with_heartbeat_socket(hb)
+            .unwrap();
+        let stats_b = rb.stats();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tick = Duration::from_millis(30);
+        let threads = vec![
+            std::thread::spawn({
+                let stop = stop.clone();
+                move || ra.run(&stop, tick)
+            }),
+            std::thread::spawn({
+                let stop = stop.clone();
+                move || rb.run(&stop, tick)
+            }),
+        ];
+        Running {
+            a,
+            b,
+            stats_b,
+            data_b: ab,
+            beat_b,
+            stop,
+            threads,
+            _files: files,
+        }
+    }
+
+    /// Stops both replicators; fails if either ended with an error.
+    fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            t.join().unwrap().unwrap();
+        }
+    }
+}
+
 #[test]
 fn heartbeats_keep_arriving_on_time_while_garbage_floods_both_ports() {
-    let (ta, tb) = (TempSeg::new("flood-run-a"), TempSeg::new("flood-run-b"));
-    let a = Segment::open_or_create(ta.path(), L).unwrap();
-    let b = Segment::open_or_create(tb.path(), L).unwrap();
-    let ((da, ha), (db, hb)) = (bind_pair(), bind_pair());
-    let (aa, ab) = (da.local_addr().unwrap(), db.local_addr().unwrap());
-    let hb_b = hb.local_addr().unwrap();
-    for s in [&da, &ha, &db, &hb] {
-        baton_shmem::size_receive_buffer(s, 4 << 20).unwrap();
-    }
-    let box0 = a.region(0).unwrap();
-    box0.begin_epoch();
-    b.region(1).unwrap().begin_epoch();
-    let mut ra = Replicator::new(&a, cfg(0, vec![(1, ab)]), da)
-        .unwrap()
-        .with_heartbeat_socket(ha)
-        .unwrap();
-    let mut rb = Replicator::new(&b, cfg(1, vec![(0, aa)]), db)
-        .unwrap()
-        .with_heartbeat_socket(hb)
-        .unwrap();
-    let stats_b = rb.stats();
-    let stop = Arc::new(AtomicBool::new(false));
+    let r = Running::start(L, ("flood-run-a", "flood-run-b"), Some(4 << 20));
+    let (b, stats_b, ab, hb_b) = (&r.b, r.stats_b.clone(), r.data_b, r.beat_b);
+    let box0 = r.a.region(0).unwrap();
+    let stop = r.stop.clone();
     // The box's own heartbeat thread: a new beat every 10 ms, shipped by
     // the replicator (tick 30 ms, the lab's interval: a heartbeat every
     // 10 ms).
-    let tick = Duration::from_millis(30);
-    let mut threads = vec![
-        std::thread::spawn({
-            let stop = stop.clone();
-            move || ra.run(&stop, tick)
-        }),
-        std::thread::spawn({
-            let stop = stop.clone();
-            move || rb.run(&stop, tick)
-        }),
-    ];
     let beater = std::thread::spawn({
         let stop = stop.clone();
         move || {
@@ -271,9 +357,7 @@ fn heartbeats_keep_arriving_on_time_while_garbage_floods_both_ports() {
     flood.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     beater.join().unwrap();
-    for t in threads.drain(..) {
-        t.join().unwrap().unwrap();
-    }
+    r.finish();
     let sent = flooded.load(Ordering::Relaxed) as u64;
     let dropped = count(&stats_b, "unknown_source");
     eprintln!(
@@ -382,35 +466,9 @@ fn split_heartbeats_never_fake_a_gap_and_the_replica_converges() {
         regions: 2,
         slots_per_region: 4_000,
     };
-    let (ta, tb) = (TempSeg::new("split-a"), TempSeg::new("split-b"));
-    let a = Segment::open_or_create(ta.path(), l).unwrap();
-    let b = Segment::open_or_create(tb.path(), l).unwrap();
-    let ((da, ha), (db, hb)) = (bind_pair(), bind_pair());
-    let (aa, ab) = (da.local_addr().unwrap(), db.local_addr().unwrap());
-    let box0 = a.region(0).unwrap();
-    box0.begin_epoch();
-    b.region(1).unwrap().begin_epoch();
-    let mut ra = Replicator::new(&a, cfg(0, vec![(1, ab)]), da)
-        .unwrap()
-        .with_heartbeat_socket(ha)
-        .unwrap();
-    let mut rb = Replicator::new(&b, cfg(1, vec![(0, aa)]), db)
-        .unwrap()
-        .with_heartbeat_socket(hb)
-        .unwrap();
-    let stats_b = rb.stats();
-    let stop = Arc::new(AtomicBool::new(false));
-    let tick = Duration::from_millis(30);
-    let threads = [
-        std::thread::spawn({
-            let stop = stop.clone();
-            move || ra.run(&stop, tick)
-        }),
-        std::thread::spawn({
-            let stop = stop.clone();
-            move || rb.run(&stop, tick)
-        }),
-    ];
+    let r = Running::start(l, ("split-a", "split-b"), None);
+    let (b, stats_b) = (&r.b, r.stats_b.clone());
+    let box0 = r.a.region(0).unwrap();
     // Let the first sweep (a new peer) finish before writing.
     let t0 = Instant::now();
     while count(&stats_b, "resyncs_completed") == 0 {
@@ -439,10 +497,7 @@ fn split_heartbeats_never_fake_a_gap_and_the_replica_converges() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap().unwrap();
-    }
+    r.finish();
     eprintln!("B {:?}", stats_b.snapshot());
     assert_eq!(
         count(&stats_b, "kernel_drops"),
@@ -464,23 +519,15 @@ fn split_heartbeats_never_fake_a_gap_and_the_replica_converges() {
 #[test]
 #[ignore = "a measurement, run by hand in release"]
 fn cost_of_each_drop_per_datagram() {
-    let (ta, tb) = (TempSeg::new("cost-a"), TempSeg::new("cost-b"));
-    let a = Segment::open_or_create(ta.path(), L).unwrap();
-    let b = Segment::open_or_create(tb.path(), L).unwrap();
-    let (aa, ab): (SocketAddr, SocketAddr) = (
-        "198.19.0.11:7400".parse().unwrap(),
-        "198.19.0.12:7400".parse().unwrap(),
-    );
-    a.region(0).unwrap().begin_epoch();
-    let beat_a = Tap::default();
-    let mut ra = Replicator::new(&a, cfg(0, vec![(1, ab)]), Tap::default())
-        .unwrap()
-        .with_heartbeat_socket(beat_a.clone())
-        .unwrap();
-    let mut rb = Replicator::new(&b, cfg(1, vec![(0, aa)]), Tap::default())
-        .unwrap()
-        .with_heartbeat_socket(Tap::default())
-        .unwrap();
+    let Tapped {
+        aa,
+        mut ra,
+        mut rb,
+        beat_a,
+        b: _b,
+        _files,
+        ..
+    } = Tapped::new(("cost-a", "cost-b"));
     ra.tick(0).unwrap();
     let beat = beat_a.take().remove(0).0;
     let ha = heartbeat_addr(aa).unwrap();

@@ -60,6 +60,15 @@ fn received(d: &Download) -> u64 {
     fs::metadata(&d.out).map_or(0, |m| m.len())
 }
 
+/// How many of `downloads` (of `len` bytes each) are mid-body: some bytes
+/// in, and more than `WINDOW` still to come from the box.
+fn midway(downloads: &[&Download], len: u64) -> u64 {
+    downloads
+        .iter()
+        .filter(|d| (1..len.saturating_sub(WINDOW)).contains(&received(d)))
+        .count() as u64
+}
+
 /// Waits until every download to box `n` has received body bytes (its
 /// response is under way) and at least until `since + at`, then runs
 /// `act` (a kill, a drain). Returns how many of box `n`'s downloads were
@@ -91,10 +100,7 @@ pub fn when_under_way(
         );
         sleep(Duration::from_millis(20));
     }
-    let midway = mine
-        .iter()
-        .filter(|d| (1..len.saturating_sub(WINDOW)).contains(&received(d)))
-        .count() as u64;
+    let midway = midway(&mine, len);
     act(g);
     assert!(
         midway >= 1,
@@ -136,20 +142,26 @@ pub fn assert_resumed(g: &LabGuard, survivors: &[usize], before: u64, at_least: 
 /// Connections boxes `boxes` restored from a dead box's checkpoints, from
 /// their logs' "takeover done … restored=N" lines.
 pub fn restored_by(g: &LabGuard, boxes: &[usize]) -> u64 {
+    takeover_field(g, boxes, "restored")
+}
+
+/// `key=N` summed over the "takeover done" lines of boxes `boxes`' logs
+/// (`restored`, `ready`, `not_ready`, …).
+pub fn takeover_field(g: &LabGuard, boxes: &[usize], key: &str) -> u64 {
     boxes
         .iter()
         .map(|n| fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default())
         .flat_map(|log| {
             log.lines()
                 .filter(|l| l.contains("takeover done"))
-                .map(|l| log_field(l, "restored"))
+                .map(|l| log_field(l, key))
                 .collect::<Vec<_>>()
         })
         .sum()
 }
 
-/// The number after `key=` in a log line, its colour codes dropped.
-fn log_field(line: &str, key: &str) -> u64 {
+/// `line` without its terminal colour codes (ESC [ … m).
+pub fn strip_ansi(line: &str) -> String {
     let mut plain = String::with_capacity(line.len());
     let mut in_escape = false;
     for c in line.chars() {
@@ -161,6 +173,11 @@ fn log_field(line: &str, key: &str) -> u64 {
         }
     }
     plain
+}
+
+/// The number after `key=` in a log line, its colour codes dropped.
+fn log_field(line: &str, key: &str) -> u64 {
+    strip_ansi(line)
         .split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
@@ -182,4 +199,34 @@ pub fn wait_for_metric(g: &LabGuard, n: usize, name: &str, at_least: u64) {
         );
         sleep(Duration::from_millis(50));
     }
+}
+
+/// For a box that dies of its own accord (a test hook makes it panic):
+/// waits until box `n` is gone, and returns how many of its downloads were
+/// mid-body (some bytes, more than `WINDOW` left) at the last look while
+/// it was still alive, 20 ms at most before it died. Fails if it never
+/// died within 30 s, or if none of its downloads was mid-body: the death
+/// would have tested nothing.
+#[track_caller]
+pub fn midway_when_box_dies(g: &LabGuard, downloads: &[Download], n: usize, len: u64) -> u64 {
+    let mine: Vec<&Download> = downloads.iter().filter(|d| box_of(d) == n).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = 0;
+    // The sample is taken before the liveness check, so the last one
+    // taken while the box lived saw nothing a survivor sent.
+    loop {
+        let sample = midway(&mine, len);
+        if g.driver.box_pid(n as u32).is_none() {
+            break;
+        }
+        last = sample;
+        assert!(Instant::now() < deadline, "box{n} did not die within 30 s");
+        sleep(Duration::from_millis(20));
+    }
+    assert!(
+        last >= 1,
+        "none of box{n}'s {} downloads was mid-body when it died: nothing was tested",
+        mine.len()
+    );
+    last
 }

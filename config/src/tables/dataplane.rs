@@ -30,6 +30,9 @@ table! {
         tcp_idle_timeout_ms: u64 = or(DEFAULT_TCP_IDLE_TIMEOUT_MS, positive),
         /// Source MAC override; `None` uses the interface's own MAC.
         mac: Option<MacAddr> = opt(unicast_mac),
+        /// AF_PACKET: leave TCP checksums to the device and large segments
+        /// to GSO (`PACKET_VNET_HDR`); false sends every frame complete.
+        tx_offload: bool = or(true, boolean),
         /// DPDK settings, `[dataplane.dpdk]`.
         dpdk: Option<DpdkConfig> = Optional,
     }

@@ -255,7 +255,11 @@ impl<P: Port, A: App> Worker<P, A> {
                         };
                         self.core.counters.idle_waits += 1;
                         self.port.wait(Some(timeout), self.core.waker.raw_fd())?;
-                        self.core.waker.drain();
+                        // `now` precedes the wait, so a wait that ran its
+                        // full timeout never counts as woken.
+                        if self.core.waker.drain() && Instant::now() < now + timeout {
+                            self.core.counters.idle_woken += 1;
+                        }
                         self.idle = 0;
                     }
                 }

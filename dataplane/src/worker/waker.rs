@@ -43,14 +43,16 @@ impl Waker {
         self.fd.as_ref().map(|f| f.as_raw_fd())
     }
 
-    /// Resets the eventfd after a wait.
-    pub(super) fn drain(&self) {
-        if let Some(fd) = &self.fd {
-            use std::os::fd::AsRawFd;
-            let mut v = 0u64;
-            // SAFETY: reading 8 bytes into a u64 from a non-blocking eventfd.
-            unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
-        }
+    /// Resets the eventfd after a wait; true if a wake-up was pending.
+    pub(super) fn drain(&self) -> bool {
+        let Some(fd) = &self.fd else {
+            return false;
+        };
+        use std::os::fd::AsRawFd;
+        let mut v = 0u64;
+        // SAFETY: reading 8 bytes into a u64 from a non-blocking eventfd.
+        let n = unsafe { libc::read(fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+        n == 8 && v > 0
     }
 }
 

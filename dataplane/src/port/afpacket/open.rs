@@ -237,7 +237,16 @@ impl AfPacketPort {
         port.discard_pending();
         if cfg.tx_offload {
             // Best effort: without it we send complete frames.
-            port.tx_fd = open_vnet_tx(ifindex).ok();
+            port.tx_fd = match open_vnet_tx(ifindex) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    tracing::warn!(
+                        interface = %cfg.interface,
+                        "TX offload unavailable ({e}): sending complete frames"
+                    );
+                    None
+                }
+            };
         }
         if cfg.ring == RxRing::V2
             && cfg.slot_size < V2_DEFAULT_SLOT
