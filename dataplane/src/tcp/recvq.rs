@@ -1,7 +1,9 @@
 //! The receive side's buffers: in-order bytes waiting for the application,
 //! and a small, bounded out-of-order queue (RFC 9293 §3.10.7.4 "seventh";
-//! RFC 2018 §4 for the SACK blocks we report from it).
+//! RFC 2018 §4 for the SACK blocks we report from it). What both hold is
+//! counted in the worker's [`BufferBudget`].
 
+use super::budget::BufferBudget;
 use super::seq::SeqNum;
 use std::collections::VecDeque;
 
@@ -11,7 +13,7 @@ use std::collections::VecDeque;
 pub(crate) const OOO_MAX: usize = 16;
 
 /// In-order bytes plus out-of-order segments above `rcv_nxt`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RecvQueue {
     buf: VecDeque<u8>,
     /// Out-of-order data, sorted by sequence number, possibly overlapping.
@@ -19,9 +21,46 @@ pub(crate) struct RecvQueue {
     /// Start of the most recently queued out-of-order segment (RFC 2018 §4:
     /// the first SACK block reports the most recent segment).
     last_ooo: Option<SeqNum>,
+    /// Bytes held (in order and out of order) as last told to `budget`.
+    counted: usize,
+    budget: BufferBudget,
+}
+
+impl Drop for RecvQueue {
+    fn drop(&mut self) {
+        self.budget.sub(self.counted);
+    }
 }
 
 impl RecvQueue {
+    /// An empty queue counted in `budget`.
+    pub(crate) fn new(budget: BufferBudget) -> RecvQueue {
+        RecvQueue {
+            buf: VecDeque::new(),
+            ooo: Vec::new(),
+            last_ooo: None,
+            counted: 0,
+            budget,
+        }
+    }
+
+    /// The budget this queue is counted in.
+    pub(crate) fn budget(&self) -> &BufferBudget {
+        &self.budget
+    }
+
+    /// Tells the budget what the queue holds now (at most 16 out-of-order
+    /// runs to add up).
+    fn recount(&mut self) {
+        let held = self.buf.len() + self.ooo.iter().map(|(_, d)| d.len()).sum::<usize>();
+        if held > self.counted {
+            self.budget.add(held - self.counted);
+        } else {
+            self.budget.sub(self.counted - held);
+        }
+        self.counted = held;
+    }
+
     /// In-order bytes waiting for the application.
     pub(crate) fn len(&self) -> usize {
         self.buf.len()
@@ -49,11 +88,18 @@ impl RecvQueue {
     /// Append in-order bytes.
     pub(crate) fn push_in_order(&mut self, data: &[u8]) {
         self.buf.extend(data.iter().copied());
+        self.recount();
     }
 
     /// Hold `data` starting at `seq` (which is above `rcv_nxt`). Returns
     /// false when it was dropped because the queue is full.
     pub(crate) fn push_ooo(&mut self, seq: SeqNum, data: &[u8]) -> bool {
+        let kept = self.hold_ooo(seq, data);
+        self.recount();
+        kept
+    }
+
+    fn hold_ooo(&mut self, seq: SeqNum, data: &[u8]) -> bool {
         if data.is_empty() {
             return true;
         }
@@ -124,6 +170,7 @@ impl RecvQueue {
         if self.ooo.is_empty() {
             self.last_ooo = None;
         }
+        self.recount();
         rcv_nxt
     }
 
@@ -135,6 +182,7 @@ impl RecvQueue {
         out[..na].copy_from_slice(&a[..na]);
         out[na..n].copy_from_slice(&b[..n - na]);
         self.buf.drain(..n);
+        self.recount();
         n
     }
 
@@ -184,7 +232,7 @@ mod tests {
 
     #[test]
     fn out_of_order_data_joins_when_the_hole_fills() {
-        let mut q = RecvQueue::default();
+        let mut q = RecvQueue::new(BufferBudget::default());
         let base = SeqNum(u32::MAX - 2);
         assert!(q.push_ooo(base + 6, b"ghi"));
         assert!(q.push_ooo(base + 3, b"def"));
@@ -205,7 +253,7 @@ mod tests {
 
     #[test]
     fn a_run_of_out_of_order_segments_is_one_entry() {
-        let mut q = RecvQueue::default();
+        let mut q = RecvQueue::new(BufferBudget::default());
         for i in 0..100u32 {
             assert!(q.push_ooo(SeqNum(1000 + 10 * i), &[i as u8; 10]));
         }
@@ -217,7 +265,7 @@ mod tests {
 
     #[test]
     fn out_of_order_queue_is_bounded() {
-        let mut q = RecvQueue::default();
+        let mut q = RecvQueue::new(BufferBudget::default());
         for i in 0..OOO_MAX as u32 {
             assert!(q.push_ooo(SeqNum(100 + 10 * i), b"x"));
         }
@@ -228,5 +276,23 @@ mod tests {
         assert_eq!(q.ooo.len(), OOO_MAX);
         // Extending a held run still works.
         assert!(q.push_ooo(SeqNum(101), b"w"));
+    }
+
+    #[test]
+    fn the_budget_counts_in_order_and_out_of_order_bytes() {
+        let budget = BufferBudget::new(1000);
+        let mut q = RecvQueue::new(budget.clone());
+        q.push_in_order(b"abc");
+        assert!(q.push_ooo(SeqNum(10), b"klm"));
+        assert!(q.push_ooo(SeqNum(11), b"lm")); // duplicate: not counted twice
+        assert_eq!(budget.used(), 6);
+        q.push_in_order(b"defghij");
+        assert_eq!(q.drain_ooo(SeqNum(10)), SeqNum(13));
+        assert_eq!(budget.used(), 13);
+        let mut out = [0u8; 5];
+        assert_eq!(q.read(&mut out), 5);
+        assert_eq!(budget.used(), 8);
+        drop(q);
+        assert_eq!(budget.used(), 0);
     }
 }

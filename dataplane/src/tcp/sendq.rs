@@ -1,22 +1,46 @@
 //! The send queue: the application's `Bytes` chunks, kept as they were given
 //! (zero-copy), from the first unacknowledged byte to the last queued one.
 //! Segments are built by slicing chunks (a refcount bump each), so a
-//! retransmission re-reads the same memory the cache handed us.
+//! retransmission re-reads the same memory the cache handed us. What it
+//! holds is counted in the worker's [`BufferBudget`].
 
+use super::budget::BufferBudget;
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 
 /// Queued bytes, addressed by offset from the first unacknowledged byte.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SendQueue {
     chunks: VecDeque<Bytes>,
     len: usize,
     /// Lookup cache: chunk index and the offset of that chunk's first byte,
     /// so that sending a long queue front to back stays O(1) per segment.
     cursor: (usize, usize),
+    budget: BufferBudget,
+}
+
+impl Drop for SendQueue {
+    fn drop(&mut self) {
+        self.budget.sub(self.len);
+    }
 }
 
 impl SendQueue {
+    /// An empty queue counted in `budget`.
+    pub(crate) fn new(budget: BufferBudget) -> SendQueue {
+        SendQueue {
+            chunks: VecDeque::new(),
+            len: 0,
+            cursor: (0, 0),
+            budget,
+        }
+    }
+
+    /// The budget this queue is counted in.
+    pub(crate) fn budget(&self) -> &BufferBudget {
+        &self.budget
+    }
+
     /// Bytes queued (unacknowledged and unsent).
     pub(crate) fn len(&self) -> usize {
         self.len
@@ -28,6 +52,7 @@ impl SendQueue {
             return;
         }
         self.len += data.len();
+        self.budget.add(data.len());
         self.chunks.push_back(data);
     }
 
@@ -35,6 +60,7 @@ impl SendQueue {
     pub(crate) fn consume(&mut self, n: usize) {
         let n = n.min(self.len);
         self.len -= n;
+        self.budget.sub(n);
         let mut left = n;
         let mut popped = 0;
         while left > 0 {
@@ -111,20 +137,35 @@ mod tests {
 
     #[test]
     fn slices_span_chunks_and_survive_partial_consume() {
-        let mut q = SendQueue::default();
+        let budget = BufferBudget::new(1000);
+        let mut q = SendQueue::new(budget.clone());
         q.push(Bytes::from_static(b"hello "));
         q.push(Bytes::from_static(b""));
         q.push(Bytes::from_static(b"wonderful "));
         q.push(Bytes::from_static(b"world"));
         assert_eq!(q.len(), 21);
+        assert_eq!(budget.used(), 21);
         assert_eq!(collect(&mut q, 4, 8), b"o wonder");
         assert_eq!(collect(&mut q, 16, 100), b"world");
         q.consume(8);
         assert_eq!(q.len(), 13);
+        assert_eq!(budget.used(), 13);
         assert_eq!(collect(&mut q, 0, 5), b"nderf");
         assert_eq!(collect(&mut q, 8, 5), b"world");
         q.consume(13);
         assert_eq!(q.len(), 0);
         assert_eq!(collect(&mut q, 0, 5), b"");
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_dropped_queue_gives_its_bytes_back_to_the_budget() {
+        let budget = BufferBudget::new(1000);
+        let mut q = SendQueue::new(budget.clone());
+        q.push(Bytes::from_static(b"abcdef"));
+        q.consume(2);
+        assert_eq!(budget.used(), 4);
+        drop(q);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -236,13 +236,13 @@ impl Tcb {
             max_snd_wnd: 0,
             snd_wl1: irs,
             snd_wl2: iss,
-            sendq: SendQueue::default(),
+            sendq: SendQueue::new(config.buffer_budget.clone()),
             sendq_seq: iss + 1,
             fin_queued: false,
             irs,
             rcv_nxt: irs + 1,
             rcv_adv: irs + 1,
-            recvq: RecvQueue::default(),
+            recvq: RecvQueue::new(config.buffer_budget.clone()),
             ooo_fin: None,
             fin_received: false,
             last_ack_sent: irs + 1,
@@ -437,7 +437,9 @@ impl Tcb {
         if !self.state.can_send() || self.fin_queued {
             return 0;
         }
-        (self.config.send_buffer as usize).saturating_sub(self.sendq.len())
+        let room = (self.config.send_buffer as usize).saturating_sub(self.sendq.len());
+        // The worker's budget may hold it to a floor (tcp/budget.rs).
+        self.sendq.budget().send_room(self.sendq.len(), room)
     }
 
     /// In-order bytes waiting for [`Tcb::recv`].
