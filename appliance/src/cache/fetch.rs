@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Buf, BytesMut};
 use crossbeam_channel::Receiver;
 
+use super::budget::{pace, Pace, PACE_POLL};
 use super::error::FetchError;
 use super::freshness::{self, CacheControl, FreshnessInput};
 use super::object::{Object, ObjectMeta};
@@ -311,6 +312,49 @@ fn load(object: &Object, path: &std::path::Path, meta: &ObjectMeta) -> Result<()
     Ok(())
 }
 
+/// Holds the fetcher while the cache is over its budget and the object is
+/// far ahead of its fastest reader (`budget::pace`); the origin's socket
+/// fills meanwhile and TCP slows the origin down. A fill no reader moved
+/// for `timeout` is given up (a timeout: the readers that never read get
+/// a truncated answer, nobody else waits on it).
+fn pace_fill(object: &Object, timeout: Duration) -> Result<(), FetchError> {
+    let mut mark = object.read_mark();
+    let mut since = Instant::now();
+    let mut waited = false;
+    loop {
+        let now = Instant::now();
+        let read = object.read_mark();
+        if read != mark {
+            (mark, since) = (read, now);
+        }
+        let stalled = now.saturating_duration_since(since);
+        match pace(
+            object.over_budget(),
+            object.filled(),
+            read,
+            stalled,
+            timeout,
+        ) {
+            Pace::Go => return Ok(()),
+            Pace::Abandon => {
+                tracing::info!(
+                    "fill of {} given up: over the cache budget and no reader for {timeout:?}",
+                    object.url()
+                );
+                object.paced(true);
+                return Err(FetchError::Timeout);
+            }
+            Pace::Wait => {
+                if !waited {
+                    object.paced(false);
+                    waited = true;
+                }
+                std::thread::sleep(PACE_POLL);
+            }
+        }
+    }
+}
+
 /// Largest response head accepted from the origin.
 const MAX_HEAD: usize = 64 * 1024;
 /// Bytes read from the origin per system call, at most.
@@ -319,6 +363,8 @@ const READ_SIZE: usize = 64 * 1024;
 struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    /// How long a fill paced by the cache budget waits for a reader.
+    timeout: Duration,
 }
 
 impl Conn {
@@ -348,13 +394,15 @@ impl Conn {
     }
 
     /// Moves up to `n` buffered bytes into the object (zero-copy: the chunk
-    /// is a view of the read buffer).
-    fn forward(&mut self, object: &Object, n: u64) -> u64 {
+    /// is a view of the read buffer), then waits while the cache budget
+    /// paces the fill (`super::budget`).
+    fn forward(&mut self, object: &Object, n: u64) -> Result<u64, FetchError> {
         let k = (self.buf.len() as u64).min(n) as usize;
         if k > 0 {
             object.push(self.buf.split_to(k).freeze());
+            pace_fill(object, self.timeout)?;
         }
-        k as u64
+        Ok(k as u64)
     }
 
     /// Reads one CRLF-terminated line (without the CRLF).
@@ -523,6 +571,7 @@ fn fetch(
     let mut conn = Conn {
         stream,
         buf: BytesMut::with_capacity(4 * READ_SIZE),
+        timeout: origin.timeout,
     };
     conn.stream
         .write_all(req.as_bytes())
@@ -667,7 +716,7 @@ fn fetch(
                 if conn.buf.is_empty() && conn.fill()? == 0 {
                     return Err(FetchError::BadResponse("truncated chunk".into()));
                 }
-                left -= conn.forward(object, left);
+                left -= conn.forward(object, left)?;
             }
             if !conn.line()?.is_empty() {
                 return Err(FetchError::BadResponse("chunk not followed by CRLF".into()));
@@ -681,12 +730,12 @@ fn fetch(
                     "body shorter than Content-Length".into(),
                 ));
             }
-            left -= conn.forward(object, left);
+            left -= conn.forward(object, left)?;
         }
     } else {
         // Close-delimited body (RFC 9112 §6.3 rule 8).
         loop {
-            conn.forward(object, u64::MAX);
+            conn.forward(object, u64::MAX)?;
             if conn.fill()? == 0 {
                 break;
             }
@@ -726,6 +775,7 @@ mod tests {
             memory_bytes: 1 << 20,
             disk_dir: None,
             fetchers: 1,
+            max_fetches: 8,
             origin_timeout_ms: 1500,
         };
         let o = Origin::from_config(&c).expect("IP origin");

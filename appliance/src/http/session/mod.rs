@@ -776,7 +776,16 @@ impl HttpSession {
                 }
             }
             Pending::Request(req) => {
-                let object = Arc::clone(self.ctx.cache.lookup(&req.url, now).object());
+                let lookup = match self.ctx.cache.try_lookup(&req.url, now) {
+                    Ok(l) => l,
+                    // Too many fills already: come back later (SECURITY.md,
+                    // "Memory limits"); the connection stays usable.
+                    Err(_) => {
+                        let persistent = req.persistent;
+                        return self.generated_active(503, req, persistent, now);
+                    }
+                };
+                let object = Arc::clone(lookup.object());
                 Active {
                     req,
                     phase: Phase::Answer(Stage::AwaitMeta(object)),
