@@ -215,6 +215,15 @@ pub struct Tcb {
     stats: TcbStats,
 }
 
+/// A connection's queued bytes leave the worker's budget with it
+/// (tcp/budget.rs).
+impl Drop for Tcb {
+    fn drop(&mut self) {
+        self.sendq.release(&self.config.buffer_budget);
+        self.recvq.release(&self.config.buffer_budget);
+    }
+}
+
 impl Tcb {
     fn blank(
         now: Instant,
@@ -236,13 +245,13 @@ impl Tcb {
             max_snd_wnd: 0,
             snd_wl1: irs,
             snd_wl2: iss,
-            sendq: SendQueue::new(config.buffer_budget.clone()),
+            sendq: SendQueue::default(),
             sendq_seq: iss + 1,
             fin_queued: false,
             irs,
             rcv_nxt: irs + 1,
             rcv_adv: irs + 1,
-            recvq: RecvQueue::new(config.buffer_budget.clone()),
+            recvq: RecvQueue::default(),
             ooo_fin: None,
             fin_received: false,
             last_ack_sent: irs + 1,
@@ -439,7 +448,7 @@ impl Tcb {
         }
         let room = (self.config.send_buffer as usize).saturating_sub(self.sendq.len());
         // The worker's budget may hold it to a floor (tcp/budget.rs).
-        self.sendq.budget().send_room(self.sendq.len(), room)
+        self.config.buffer_budget.send_room(self.sendq.len(), room)
     }
 
     /// In-order bytes waiting for [`Tcb::recv`].
@@ -509,13 +518,13 @@ impl Tcb {
             });
         }
         let seq = self.next_seq();
-        self.sendq.push(data);
+        self.sendq.push(data, &self.config.buffer_budget);
         Ok(seq)
     }
 
     /// Copy received in-order bytes into `buf`; returns how many.
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
-        let n = self.recvq.read(buf);
+        let n = self.recvq.read(buf, &self.config.buffer_budget);
         if n > 0 {
             // RFC 9293 §3.8.6.2.2 (receiver SWS avoidance): announce the
             // reopened window only when it grew by a useful amount.

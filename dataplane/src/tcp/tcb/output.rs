@@ -130,7 +130,7 @@ impl Tcb {
             .saturating_sub(self.recvq.len() as u32);
         // The worker's budget may hold it to a floor (tcp/budget.rs);
         // `rcv_accept_window` and `window_field` keep what was advertised.
-        self.recvq.budget().recv_room(self.recvq.len(), free)
+        self.config.buffer_budget.recv_room(self.recvq.len(), free)
     }
 
     /// Data we accept beyond RCV.NXT: the free buffer, and never less than
