@@ -270,7 +270,7 @@ impl AdminSource for BoxAdmin {
         ));
         out.push(Metric::counter(
             "baton_cache_fills_paced_total",
-            "Fills held back, over the budget, until a reader caught up.",
+            "Pauses of fills held back, over the budget, until a reader caught up.",
             cache.fills_paced,
         ));
         out.push(Metric::counter(

@@ -26,7 +26,8 @@ pub trait FillAccount: Send + Sync {
     fn grew(&self, n: u64) -> bool;
     /// Whether stored and in-flight bytes together pass the budget now.
     fn over(&self) -> bool;
-    /// A fill was paced (once per fill) or given up.
+    /// A fill was held back (once per pause: a fill may pause many times)
+    /// or given up.
     fn paced(&self, abandoned: bool);
 }
 

@@ -342,6 +342,7 @@ fn pace_fill(object: &Object, timeout: Duration) -> Result<(), FetchError> {
                     object.url()
                 );
                 object.paced(true);
+                object.abandon(FetchError::Timeout);
                 return Err(FetchError::Timeout);
             }
             Pace::Wait => {

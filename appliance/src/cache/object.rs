@@ -463,6 +463,22 @@ impl Object {
         }
         self.notify_all(true);
     }
+
+    /// Fails the fill and drops the bytes received so far: nobody read
+    /// them for a long while, and a reader that never reads must not keep
+    /// them alive (SECURITY.md, "Memory limits"). A reader gets the
+    /// failure at its next read, wherever it was.
+    pub fn abandon(&self, err: FetchError) {
+        {
+            let mut f = self.lock();
+            if f.end != End::Open {
+                return;
+            }
+            f.end = End::Failed(err);
+            f.body = Body::default();
+        }
+        self.notify_all(true);
+    }
 }
 
 #[cfg(test)]
@@ -551,5 +567,18 @@ mod tests {
         o.fail(FetchError::Timeout);
         assert_eq!(o.read(0, 10, None), Read::Data(Bytes::from_static(b"abc")));
         assert_eq!(o.read(3, 10, None), Read::Failed(FetchError::Timeout));
+    }
+
+    #[test]
+    fn an_abandoned_fill_drops_its_bytes_and_reports_the_failure() {
+        let o = Object::new(ObjectId(9), Arc::from("/x"));
+        o.push(Bytes::from_static(b"0123456789"));
+        o.abandon(FetchError::Timeout);
+        assert_eq!(o.filled(), 0);
+        assert_eq!(o.read(4, 100, None), Read::Failed(FetchError::Timeout));
+        // Nothing comes after.
+        o.push(Bytes::from_static(b"more"));
+        o.complete();
+        assert_eq!(o.read(0, 100, None), Read::Failed(FetchError::Timeout));
     }
 }

@@ -132,7 +132,7 @@ pub struct CacheStats {
     /// Objects served without being stored because the budget was passed
     /// while they filled.
     pub passthrough: u64,
-    /// Fills the budget held back until a reader caught up.
+    /// Pauses of fills the budget held back until a reader caught up.
     pub fills_paced: u64,
     /// Paced fills given up because no reader read for the origin timeout.
     pub fills_abandoned: u64,
