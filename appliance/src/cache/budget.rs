@@ -16,7 +16,7 @@
 //! This module knows objects' byte counts and time, not the index, the
 //! fetcher's sockets, nor clients.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What an object reports its growth to (the cache's index).
 pub trait FillAccount: Send + Sync {
@@ -60,6 +60,43 @@ pub fn pace(over: bool, filled: u64, read: u64, stalled: Duration, timeout: Dura
         Pace::Abandon
     } else {
         Pace::Wait
+    }
+}
+
+/// Waits (on the fetcher's thread) while [`pace`] says so, watching the
+/// budget (`over`), the bytes filled and the furthest byte read; returns
+/// [`Pace::Go`] at once when there is nothing to wait for, [`Pace::Wait`]
+/// after a wait that ended well, [`Pace::Abandon`] when no reader moved
+/// for `timeout`.
+pub fn wait_for_reader(
+    over: impl Fn() -> bool,
+    filled: impl Fn() -> u64,
+    read: impl Fn() -> u64,
+    timeout: Duration,
+) -> Pace {
+    let mut mark = read();
+    let mut since = Instant::now();
+    let mut waited = false;
+    loop {
+        let now = Instant::now();
+        let r = read();
+        if r != mark {
+            (mark, since) = (r, now);
+        }
+        match pace(
+            over(),
+            filled(),
+            r,
+            now.saturating_duration_since(since),
+            timeout,
+        ) {
+            Pace::Go if waited => return Pace::Wait,
+            Pace::Wait => {
+                waited = true;
+                std::thread::sleep(PACE_POLL);
+            }
+            other => return other,
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Buf, BytesMut};
 use crossbeam_channel::Receiver;
 
-use super::budget::{pace, Pace, PACE_POLL};
+use super::budget::{wait_for_reader, Pace};
 use super::error::FetchError;
 use super::freshness::{self, CacheControl, FreshnessInput};
 use super::object::{Object, ObjectMeta};
@@ -312,48 +312,28 @@ fn load(object: &Object, path: &std::path::Path, meta: &ObjectMeta) -> Result<()
     Ok(())
 }
 
-/// Holds the fetcher while the cache is over its budget and the object is
-/// far ahead of its fastest reader (`budget::pace`); the origin's socket
-/// fills meanwhile and TCP slows the origin down. A fill no reader moved
-/// for `timeout` is given up (a timeout: the readers that never read get
-/// a truncated answer, nobody else waits on it).
+/// Holds the fetcher while the cache budget paces the fill
+/// (`budget::wait_for_reader`); a fill given up drops its bytes.
 fn pace_fill(object: &Object, timeout: Duration) -> Result<(), FetchError> {
-    let mut mark = object.read_mark();
-    let mut since = Instant::now();
-    let mut waited = false;
-    loop {
-        let now = Instant::now();
-        let read = object.read_mark();
-        if read != mark {
-            (mark, since) = (read, now);
-        }
-        let stalled = now.saturating_duration_since(since);
-        match pace(
-            object.over_budget(),
-            object.filled(),
-            read,
-            stalled,
-            timeout,
-        ) {
-            Pace::Go => return Ok(()),
-            Pace::Abandon => {
-                tracing::info!(
-                    "fill of {} given up: over the cache budget and no reader for {timeout:?}",
-                    object.url()
-                );
-                object.paced(true);
-                object.abandon(FetchError::Timeout);
-                return Err(FetchError::Timeout);
-            }
-            Pace::Wait => {
-                if !waited {
-                    object.paced(false);
-                    waited = true;
-                }
-                std::thread::sleep(PACE_POLL);
-            }
-        }
+    let paced = wait_for_reader(
+        || object.over_budget(),
+        || object.filled(),
+        || object.read_mark(),
+        timeout,
+    );
+    if paced != Pace::Go {
+        object.paced(false);
     }
+    if paced == Pace::Abandon {
+        tracing::info!(
+            "fill of {} given up: over the cache budget, no reader for {timeout:?}",
+            object.url()
+        );
+        object.paced(true);
+        object.abandon(FetchError::Timeout);
+        return Err(FetchError::Timeout);
+    }
+    Ok(())
 }
 
 /// Largest response head accepted from the origin.

@@ -776,14 +776,10 @@ impl HttpSession {
                 }
             }
             Pending::Request(req) => {
-                let lookup = match self.ctx.cache.try_lookup(&req.url, now) {
-                    Ok(l) => l,
-                    // Too many fills already: come back later (SECURITY.md,
-                    // "Memory limits"); the connection stays usable.
-                    Err(_) => {
-                        let persistent = req.persistent;
-                        return self.generated_active(503, req, persistent, now);
-                    }
+                // Too many fills: 503, come back later (SECURITY.md, "Memory limits").
+                let Ok(lookup) = self.ctx.cache.try_lookup(&req.url, now) else {
+                    let persistent = req.persistent;
+                    return self.generated_active(503, req, persistent, now);
                 };
                 let object = Arc::clone(lookup.object());
                 Active {
