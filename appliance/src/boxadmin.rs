@@ -247,6 +247,37 @@ impl AdminSource for BoxAdmin {
             "Objects evicted to stay under the budget.",
             cache.evictions,
         ));
+        // The memory limits at work (SECURITY.md, "Memory limits").
+        out.push(Metric::gauge(
+            "baton_cache_filling_bytes",
+            "Body bytes of objects still being fetched, counted in the cache budget.",
+            cache.filling_bytes as f64,
+        ));
+        out.push(Metric::gauge(
+            "baton_cache_fetches_outstanding",
+            "Origin fetches and disk loads queued or running.",
+            cache.fetches_outstanding as f64,
+        ));
+        out.push(Metric::counter(
+            "baton_cache_fetches_refused_total",
+            "Misses answered 503 because cache.max_fetches fetches were queued or running.",
+            cache.fetches_refused,
+        ));
+        out.push(Metric::counter(
+            "baton_cache_passthrough_total",
+            "Objects served without being stored because the budget was passed while they filled.",
+            cache.passthrough,
+        ));
+        out.push(Metric::counter(
+            "baton_cache_fills_paced_total",
+            "Pauses of fills held back, over the budget, until a reader caught up.",
+            cache.fills_paced,
+        ));
+        out.push(Metric::counter(
+            "baton_cache_fills_abandoned_total",
+            "Paced fills given up because no reader read for the origin timeout.",
+            cache.fills_abandoned,
+        ));
         for (kind, n) in [
             ("origin_timeout", cache.errors_timeout),
             ("origin_connect", cache.errors_connect),

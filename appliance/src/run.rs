@@ -463,6 +463,11 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
     // An idle connection is closed with a FIN after this (RFC 9293 leaves
     // it to the host; Linux's tcp_fin_timeout is the model).
     opts.tcp.idle_timeout = Duration::from_millis(config.dataplane.tcp_idle_timeout_ms);
+    // Each worker starts its own count with this limit (SECURITY.md,
+    // "Memory limits").
+    opts.tcp.buffer_budget = baton_dataplane::tcp::BufferBudget::new(
+        usize::try_from(config.dataplane.tcp_buffer_budget).unwrap_or(usize::MAX),
+    );
     opts
 }
 

@@ -20,6 +20,17 @@ pub const DEFAULT_SYN_BACKLOG: usize = 1024;
 /// (60 s), and no shorter than the default HTTP idle timeout, so HTTP
 /// closes idle keep-alive connections first.
 pub const DEFAULT_TCP_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Default `dataplane.tcp_buffer_budget`, per worker: 512 MiB holds 2,000
+/// connections at their full 256 KiB send and receive buffers, and a box of
+/// 300,000 connections over a few workers ~5 KB a connection on average,
+/// far more than a LAN's bandwidth-delay product needs; past it every
+/// connection is held to 16 KiB sent and 4 KiB received, not cut off.
+pub const DEFAULT_TCP_BUFFER_BUDGET: u64 = 512 << 20;
+/// Smallest `dataplane.tcp_buffer_budget`: below it a few connections
+/// would spend it and hold everyone to the floors.
+pub const MIN_TCP_BUFFER_BUDGET: u64 = 1 << 20;
+/// Default `cache.max_fetches`: origin fetches queued or running at once.
+pub const DEFAULT_MAX_FETCHES: usize = 1024;
 /// Default `checkpoint.fast_bytes`.
 pub const DEFAULT_FAST_BYTES: u64 = 100_000;
 /// Default `checkpoint.slow_bytes`.

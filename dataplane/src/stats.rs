@@ -125,6 +125,15 @@ counters! {
     tcp_time_wait_reopened,
     /// Connections currently open.
     tcp_open,
+    /// Bytes held now in the send and receive queues of the worker's
+    /// connections (what `dataplane.tcp_buffer_budget` caps).
+    tcp_buffer_bytes,
+    /// Times a connection's send capacity was held to its floor because the
+    /// TCP buffer budget was spent (the application queued less).
+    tcp_budget_send_limited,
+    /// Times a connection's receive window was held to its floor because the
+    /// TCP buffer budget was spent.
+    tcp_budget_window_limited,
     /// Timer wheel expirations processed.
     timers_fired,
     /// Times the worker blocked in poll(2) (adaptive mode).

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Buf, BytesMut};
 use crossbeam_channel::Receiver;
 
+use super::budget::{wait_for_reader, Pace};
 use super::error::FetchError;
 use super::freshness::{self, CacheControl, FreshnessInput};
 use super::object::{Object, ObjectMeta};
@@ -311,6 +312,30 @@ fn load(object: &Object, path: &std::path::Path, meta: &ObjectMeta) -> Result<()
     Ok(())
 }
 
+/// Holds the fetcher while the cache budget paces the fill
+/// (`budget::wait_for_reader`); a fill given up drops its bytes.
+fn pace_fill(object: &Object, timeout: Duration) -> Result<(), FetchError> {
+    let paced = wait_for_reader(
+        || object.over_budget(),
+        || object.filled(),
+        || object.read_mark(),
+        timeout,
+    );
+    if paced != Pace::Go {
+        object.paced(false);
+    }
+    if paced == Pace::Abandon {
+        tracing::info!(
+            "fill of {} given up: over the cache budget, no reader for {timeout:?}",
+            object.url()
+        );
+        object.paced(true);
+        object.abandon(FetchError::Timeout);
+        return Err(FetchError::Timeout);
+    }
+    Ok(())
+}
+
 /// Largest response head accepted from the origin.
 const MAX_HEAD: usize = 64 * 1024;
 /// Bytes read from the origin per system call, at most.
@@ -319,6 +344,8 @@ const READ_SIZE: usize = 64 * 1024;
 struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    /// How long a fill paced by the cache budget waits for a reader.
+    timeout: Duration,
 }
 
 impl Conn {
@@ -348,13 +375,15 @@ impl Conn {
     }
 
     /// Moves up to `n` buffered bytes into the object (zero-copy: the chunk
-    /// is a view of the read buffer).
-    fn forward(&mut self, object: &Object, n: u64) -> u64 {
+    /// is a view of the read buffer), then waits while the cache budget
+    /// paces the fill (`super::budget`).
+    fn forward(&mut self, object: &Object, n: u64) -> Result<u64, FetchError> {
         let k = (self.buf.len() as u64).min(n) as usize;
         if k > 0 {
             object.push(self.buf.split_to(k).freeze());
+            pace_fill(object, self.timeout)?;
         }
-        k as u64
+        Ok(k as u64)
     }
 
     /// Reads one CRLF-terminated line (without the CRLF).
@@ -523,6 +552,7 @@ fn fetch(
     let mut conn = Conn {
         stream,
         buf: BytesMut::with_capacity(4 * READ_SIZE),
+        timeout: origin.timeout,
     };
     conn.stream
         .write_all(req.as_bytes())
@@ -667,7 +697,7 @@ fn fetch(
                 if conn.buf.is_empty() && conn.fill()? == 0 {
                     return Err(FetchError::BadResponse("truncated chunk".into()));
                 }
-                left -= conn.forward(object, left);
+                left -= conn.forward(object, left)?;
             }
             if !conn.line()?.is_empty() {
                 return Err(FetchError::BadResponse("chunk not followed by CRLF".into()));
@@ -681,12 +711,12 @@ fn fetch(
                     "body shorter than Content-Length".into(),
                 ));
             }
-            left -= conn.forward(object, left);
+            left -= conn.forward(object, left)?;
         }
     } else {
         // Close-delimited body (RFC 9112 §6.3 rule 8).
         loop {
-            conn.forward(object, u64::MAX);
+            conn.forward(object, u64::MAX)?;
             if conn.fill()? == 0 {
                 break;
             }
@@ -726,6 +756,7 @@ mod tests {
             memory_bytes: 1 << 20,
             disk_dir: None,
             fetchers: 1,
+            max_fetches: 8,
             origin_timeout_ms: 1500,
         };
         let o = Origin::from_config(&c).expect("IP origin");

@@ -26,6 +26,7 @@
 //! `crate::http` decide what to send. It takes `now: Instant` as an argument
 //! wherever freshness is judged, so it is tested without waiting.
 
+pub mod budget;
 pub mod error;
 pub mod fetch;
 pub mod freshness;
@@ -33,6 +34,8 @@ pub mod lru;
 pub mod object;
 pub mod store;
 
+#[cfg(test)]
+mod limit_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

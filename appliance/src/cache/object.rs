@@ -15,12 +15,14 @@
 //! An object knows its bytes and who waits for them, not the index it is in
 //! nor who fills it.
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::Sender;
 
+use super::budget::FillAccount;
 use super::error::FetchError;
 
 /// Identifies one object (one fill) for the life of the process; a refetch
@@ -200,6 +202,15 @@ pub struct Object {
     meta: OnceLock<Arc<ObjectMeta>>,
     fill: Mutex<Fill>,
     done: OnceLock<Arc<Body>>,
+    /// Where growth is counted (the cache's budget); none for objects
+    /// made outside a cache.
+    account: OnceLock<Weak<dyn FillAccount>>,
+    /// Bytes reported to `account` and not yet taken back.
+    counted: AtomicU64,
+    /// The furthest object offset any reader has been given.
+    read_mark: AtomicU64,
+    /// Over the budget: served to its readers, not stored.
+    passthrough: AtomicBool,
 }
 
 impl Object {
@@ -215,6 +226,48 @@ impl Object {
                 subscribers: Vec::new(),
             }),
             done: OnceLock::new(),
+            account: OnceLock::new(),
+            counted: AtomicU64::new(0),
+            read_mark: AtomicU64::new(0),
+            passthrough: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts this object's growth in `account` from now on (set once, by
+    /// the cache that made it).
+    pub(crate) fn set_account(&self, account: Weak<dyn FillAccount>) {
+        let _ = self.account.set(account);
+    }
+
+    fn account(&self) -> Option<Arc<dyn FillAccount>> {
+        self.account.get().and_then(Weak::upgrade)
+    }
+
+    /// Takes back the bytes reported to the account (the fill ended).
+    pub(crate) fn take_counted(&self) -> u64 {
+        self.counted.swap(0, Ordering::Relaxed)
+    }
+
+    /// The furthest object offset any reader has been given.
+    pub fn read_mark(&self) -> u64 {
+        self.read_mark.load(Ordering::Relaxed)
+    }
+
+    /// True when the cache budget was passed while this object filled: it
+    /// is served to those who asked and not stored.
+    pub fn passthrough(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
+    }
+
+    /// Whether the cache this object counts in is over its budget now.
+    pub fn over_budget(&self) -> bool {
+        self.account().is_some_and(|a| a.over())
+    }
+
+    /// The fetcher paced this fill (or gave it up): counted by the cache.
+    pub fn paced(&self, abandoned: bool) {
+        if let Some(a) = self.account() {
+            a.paced(abandoned);
         }
     }
 
@@ -293,6 +346,9 @@ impl Object {
         }
         let mut f = self.lock();
         if let Some(d) = f.body.slice(offset, max) {
+            // A paced fill follows its fastest reader (`super::budget`).
+            self.read_mark
+                .fetch_max(offset + d.len() as u64, Ordering::Relaxed);
             return Read::Data(d);
         }
         match &f.end {
@@ -359,6 +415,7 @@ impl Object {
         if chunk.is_empty() {
             return;
         }
+        let n = chunk.len() as u64;
         {
             let mut f = self.lock();
             if f.end != End::Open {
@@ -367,6 +424,14 @@ impl Object {
             f.body.append(chunk);
         }
         self.notify_all(false);
+        // Counted after the fill lock is released: the account takes the
+        // index lock, which is always taken before an object's.
+        if let Some(a) = self.account() {
+            self.counted.fetch_add(n, Ordering::Relaxed);
+            if a.grew(n) {
+                self.passthrough.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Fetcher: the body is complete; freezes it for lock-free reads.
@@ -395,6 +460,22 @@ impl Object {
                 return;
             }
             f.end = End::Failed(err);
+        }
+        self.notify_all(true);
+    }
+
+    /// Fails the fill and drops the bytes received so far: nobody read
+    /// them for a long while, and a reader that never reads must not keep
+    /// them alive (SECURITY.md, "Memory limits"). A reader gets the
+    /// failure at its next read, wherever it was.
+    pub fn abandon(&self, err: FetchError) {
+        {
+            let mut f = self.lock();
+            if f.end != End::Open {
+                return;
+            }
+            f.end = End::Failed(err);
+            f.body = Body::default();
         }
         self.notify_all(true);
     }
@@ -486,5 +567,18 @@ mod tests {
         o.fail(FetchError::Timeout);
         assert_eq!(o.read(0, 10, None), Read::Data(Bytes::from_static(b"abc")));
         assert_eq!(o.read(3, 10, None), Read::Failed(FetchError::Timeout));
+    }
+
+    #[test]
+    fn an_abandoned_fill_drops_its_bytes_and_reports_the_failure() {
+        let o = Object::new(ObjectId(9), Arc::from("/x"));
+        o.push(Bytes::from_static(b"0123456789"));
+        o.abandon(FetchError::Timeout);
+        assert_eq!(o.filled(), 0);
+        assert_eq!(o.read(4, 100, None), Read::Failed(FetchError::Timeout));
+        // Nothing comes after.
+        o.push(Bytes::from_static(b"more"));
+        o.complete();
+        assert_eq!(o.read(0, 100, None), Read::Failed(FetchError::Timeout));
     }
 }

@@ -11,18 +11,24 @@
 //! request. An object larger than the whole budget is served to those who
 //! asked and then forgotten.
 //!
+//! Memory limits (SECURITY.md): bytes of objects still filling count
+//! against the same budget ([`super::budget`]: evict, then pass-through and
+//! paced fills), and at most `max_fetches` fills are queued or running: a
+//! miss beyond that is refused ([`FetchQueueFull`], a 503 for the client).
+//!
 //! The index knows objects, fetch jobs and the disk directory; it knows
 //! nothing of sessions or connections.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use sha2::{Digest, Sha256};
 
+use super::budget::FillAccount;
 use super::error::FetchError;
 use super::fetch::{FetchJob, FetchKind, FetchReport, FetcherPool, Origin, UploadRequest};
 use super::lru::{Handle, Lru};
@@ -36,6 +42,9 @@ pub struct CacheSettings {
     /// Where evicted objects are spilled, if anywhere. The directory is
     /// scratch space for this process: its index lives in memory.
     pub disk_dir: Option<PathBuf>,
+    /// Fills (origin fetches, disk loads) queued or running at once; a
+    /// miss beyond it is refused.
+    pub max_fetches: usize,
 }
 
 impl CacheSettings {
@@ -44,9 +53,16 @@ impl CacheSettings {
         CacheSettings {
             memory_bytes: c.memory_bytes,
             disk_dir: c.disk_dir.clone(),
+            max_fetches: c.max_fetches,
         }
     }
 }
+
+/// A miss refused because `max_fetches` fills are queued or running: the
+/// client is told to come back (503 with `Retry-After`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the origin fetch queue is full")]
+pub struct FetchQueueFull;
 
 /// What a lookup found.
 #[derive(Debug, Clone)]
@@ -107,6 +123,19 @@ pub struct CacheStats {
     pub objects: u64,
     /// Body bytes in memory now.
     pub bytes: u64,
+    /// Body bytes of objects still filling now (counted in the budget).
+    pub filling_bytes: u64,
+    /// Fills queued or running now.
+    pub fetches_outstanding: u64,
+    /// Misses refused because `max_fetches` fills were queued or running.
+    pub fetches_refused: u64,
+    /// Objects served without being stored because the budget was passed
+    /// while they filled.
+    pub passthrough: u64,
+    /// Pauses of fills the budget held back until a reader caught up.
+    pub fills_paced: u64,
+    /// Paced fills given up because no reader read for the origin timeout.
+    pub fills_abandoned: u64,
 }
 
 #[derive(Debug, Default)]
@@ -126,6 +155,10 @@ struct Counters {
     errors_bad_response: AtomicU64,
     errors_origin_status: AtomicU64,
     errors_io: AtomicU64,
+    fetches_refused: AtomicU64,
+    passthrough: AtomicU64,
+    fills_paced: AtomicU64,
+    fills_abandoned: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -165,17 +198,26 @@ pub struct Cache {
     jobs: Sender<FetchJob>,
     next_id: AtomicU64,
     counters: Counters,
+    /// Ourselves, for the objects' accounts.
+    me: Weak<Cache>,
+    /// Bytes pushed into objects still filling (their `take_counted`).
+    filling: AtomicU64,
+    /// Fill jobs queued or running.
+    outstanding: AtomicUsize,
 }
 
 impl Cache {
     /// A cache whose fetch jobs go to `jobs`.
     pub fn new(settings: CacheSettings, jobs: Sender<FetchJob>) -> Arc<Cache> {
-        Arc::new(Cache {
+        Arc::new_cyclic(|me| Cache {
             settings,
             index: Mutex::new(Index::default()),
             jobs,
             next_id: AtomicU64::new(1),
             counters: Counters::default(),
+            me: me.clone(),
+            filling: AtomicU64::new(0),
+            outstanding: AtomicUsize::new(0),
         })
     }
 
@@ -200,17 +242,23 @@ impl Cache {
 
     fn new_object(&self, url: Arc<str>) -> Arc<Object> {
         let id = ObjectId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        Arc::new(Object::new(id, url))
+        let object = Arc::new(Object::new(id, url));
+        let account: Weak<dyn FillAccount> = self.me.clone();
+        object.set_account(account);
+        object
     }
 
     /// Queues a job; without fetchers the object fails at once (and is
     /// not left in the index).
     fn submit(&self, ix: &mut Index, object: &Arc<Object>, kind: FetchKind) {
+        // Every fill job ends in one `on_finished`, which gives this back.
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
         let job = FetchJob {
             object: Arc::clone(object),
             kind,
         };
         if self.jobs.send(job).is_err() {
+            self.outstanding.fetch_sub(1, Ordering::Relaxed);
             object.fail(FetchError::Io("no fetcher running".into()));
             bump(&self.counters.errors_io);
             if let Some(Entry::Filling(o)) = ix.map.get(object.url()) {
@@ -221,15 +269,26 @@ impl Cache {
         }
     }
 
-    /// Finds the object for `url` (path and query), starting a fetch when
-    /// it is missing or stale (conditional, RFC 9111 §4.3.1).
+    /// [`Cache::try_lookup`] for tests, which never fill the fetch queue.
+    #[cfg(test)]
     pub fn lookup(&self, url: &str, now: Instant) -> Lookup {
+        match self.try_lookup(url, now) {
+            Ok(l) => l,
+            Err(e) => panic!("{url}: {e}"),
+        }
+    }
+
+    /// Finds the object for `url` (path and query), starting a fetch when
+    /// it is missing or stale (conditional, RFC 9111 §4.3.1); refused when
+    /// that fetch would pass `max_fetches` (joining a running fill, or a
+    /// hit, never is).
+    pub fn try_lookup(&self, url: &str, now: Instant) -> Result<Lookup, FetchQueueFull> {
         let mut ix = self.lock();
         let ix = &mut *ix;
         match ix.map.get(url) {
             Some(Entry::Filling(o)) => {
                 bump(&self.counters.coalesced);
-                return Lookup::Coalesced(Arc::clone(o));
+                return Ok(Lookup::Coalesced(Arc::clone(o)));
             }
             Some(Entry::Stored { object, handle, .. })
                 if object.meta().is_some_and(|m| m.fresh_until > now) =>
@@ -237,9 +296,15 @@ impl Cache {
                 let (object, handle) = (Arc::clone(object), *handle);
                 ix.lru.touch(handle);
                 bump(&self.counters.hits);
-                return Lookup::Hit(object);
+                return Ok(Lookup::Hit(object));
             }
             _ => {}
+        }
+        // Checked before the stale copy is taken out: a refusal changes
+        // nothing in the index.
+        if self.outstanding.load(Ordering::Relaxed) >= self.settings.max_fetches {
+            bump(&self.counters.fetches_refused);
+            return Err(FetchQueueFull);
         }
         // Stale or absent.
         let key: Arc<str> = Arc::from(url);
@@ -278,7 +343,7 @@ impl Cache {
             }
         };
         self.submit(ix, &object, kind);
-        Lookup::Miss(object)
+        Ok(Lookup::Miss(object))
     }
 
     /// Any version of `url` in memory (stored, stale or filling), without
@@ -358,8 +423,16 @@ impl Cache {
         if let Some(e) = err {
             self.count_error(e);
         }
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
         let mut ix = self.lock();
         let ix = &mut *ix;
+        // Its bytes leave the in-flight count under the index lock, so
+        // they are counted once as they become stored (or are dropped).
+        self.filling
+            .fetch_sub(object.take_counted(), Ordering::Relaxed);
+        if object.passthrough() {
+            bump(&self.counters.passthrough);
+        }
         let key = match ix.map.get_key_value(object.url()) {
             Some((k, Entry::Filling(o))) if Arc::ptr_eq(o, object) => Arc::clone(k),
             // Purged, replaced, or a private ranged fetch: not ours to store.
@@ -381,6 +454,11 @@ impl Cache {
             self.spill(ix, key, object);
             return;
         }
+        if object.passthrough() {
+            // Filled past the budget: served to those who asked, not kept.
+            ix.map.remove(&key);
+            return;
+        }
         let handle = ix.lru.push_front(Arc::clone(&key));
         ix.map.insert(
             key,
@@ -392,7 +470,13 @@ impl Cache {
         );
         ix.bytes += size;
         bump(&self.counters.stored);
-        while ix.bytes > self.settings.memory_bytes {
+        self.evict_while_over(ix);
+    }
+
+    /// Evicts stored objects, least recently used first, until stored and
+    /// filling bytes together fit the budget (or nothing stored is left).
+    fn evict_while_over(&self, ix: &mut Index) {
+        while ix.bytes + self.filling.load(Ordering::Relaxed) > self.settings.memory_bytes {
             let Some(victim) = ix.lru.pop_back() else {
                 break;
             };
@@ -481,7 +565,39 @@ impl Cache {
             errors_io: get(&c.errors_io),
             objects,
             bytes,
+            filling_bytes: self.filling.load(Ordering::Relaxed),
+            fetches_outstanding: self.outstanding.load(Ordering::Relaxed) as u64,
+            fetches_refused: get(&c.fetches_refused),
+            passthrough: get(&c.passthrough),
+            fills_paced: get(&c.fills_paced),
+            fills_abandoned: get(&c.fills_abandoned),
         }
+    }
+}
+
+/// Objects filling report their growth here (`super::budget`).
+impl FillAccount for Cache {
+    fn grew(&self, n: u64) -> bool {
+        let filling = self.filling.fetch_add(n, Ordering::Relaxed) + n;
+        let limit = self.settings.memory_bytes;
+        let mut ix = self.lock();
+        if ix.bytes + filling <= limit {
+            return false;
+        }
+        self.evict_while_over(&mut ix);
+        ix.bytes + self.filling.load(Ordering::Relaxed) > limit
+    }
+
+    fn over(&self) -> bool {
+        self.lock().bytes + self.filling.load(Ordering::Relaxed) > self.settings.memory_bytes
+    }
+
+    fn paced(&self, abandoned: bool) {
+        bump(if abandoned {
+            &self.counters.fills_abandoned
+        } else {
+            &self.counters.fills_paced
+        });
     }
 }
 

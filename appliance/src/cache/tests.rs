@@ -40,6 +40,7 @@ fn cache_with(
         CacheSettings {
             memory_bytes: budget,
             disk_dir: disk,
+            max_fetches: 64,
         },
         Origin::new(addr, timeout),
         2,

@@ -34,6 +34,8 @@ pub mod upload;
 pub mod worker;
 
 #[cfg(test)]
+mod limit_tests;
+#[cfg(test)]
 mod tests;
 
 pub use checkpoint::ResponseCheckpoint;

@@ -157,6 +157,11 @@ pub fn generated(status: u16, persistent: bool, minor: u8, date: &str) -> Bytes 
         // RFC 9110 §15.5.6: a 405 lists the methods the target supports.
         s.push_str("Allow: GET, HEAD, POST, PUT\r\n");
     }
+    if status == 503 {
+        // RFC 9110 §10.2.3: when to try again (a full fetch queue drains
+        // in about an origin round trip).
+        s.push_str("Retry-After: 1\r\n");
+    }
     let _ = write!(
         s,
         "Content-Type: text/plain\r\nContent-Length: {}\r\n",

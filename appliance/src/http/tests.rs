@@ -43,6 +43,7 @@ impl Harness {
             CacheSettings {
                 memory_bytes: 64 << 20,
                 disk_dir: None,
+                max_fetches: 64,
             },
             Origin::new(origin.addr(), t),
             2,
@@ -979,7 +980,7 @@ proptest::proptest! {
         // No fetcher: every lookup fails at once (502), no network used.
         let (tx, rx) = crossbeam_channel::unbounded();
         drop(rx);
-        let cache = Cache::new(CacheSettings { memory_bytes: 1 << 20, disk_dir: None }, tx);
+        let cache = Cache::new(CacheSettings { memory_bytes: 1 << 20, disk_dir: None, max_fetches: 64 }, tx);
         let (ctx, _rx) = worker_for(&cache, small_limits());
         let mut s = HttpSession::new(ctx, Instant::now());
         let mut prefix = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
@@ -1011,7 +1012,7 @@ proptest::proptest! {
     ) {
         let (tx, rx) = crossbeam_channel::unbounded();
         drop(rx);
-        let cache = Cache::new(CacheSettings { memory_bytes: 1 << 20, disk_dir: None }, tx);
+        let cache = Cache::new(CacheSettings { memory_bytes: 1 << 20, disk_dir: None, max_fetches: 64 }, tx);
         // A new upload fed arbitrary body bytes (and whatever follows).
         let (ctx, _rx) = worker_for(&cache, small_limits());
         let mut s = HttpSession::new(Arc::clone(&ctx), Instant::now());
@@ -1363,6 +1364,7 @@ fn origin_down_over_loopback_gives_502_and_the_box_keeps_serving() {
         CacheSettings {
             memory_bytes: 1 << 20,
             disk_dir: None,
+            max_fetches: 64,
         },
         Origin::new(closed_port, Duration::from_secs(1)),
         1,
@@ -1569,6 +1571,7 @@ fn nginx_as_origin_fills_the_cache_and_a_resume_uses_range_with_if_range() {
         CacheSettings {
             memory_bytes: 8 << 20,
             disk_dir: None,
+            max_fetches: 64,
         },
         Origin::new(nginx.addr, Duration::from_secs(5)),
         1,

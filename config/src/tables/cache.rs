@@ -19,6 +19,9 @@ table! {
         disk_dir: Option<PathBuf> = opt(|v| non_empty(v).map(PathBuf::from)),
         /// Concurrent origin fetchers.
         fetchers: usize = or(DEFAULT_FETCHERS, positive),
+        /// Origin fetches queued or running at once; a miss beyond it is
+        /// answered 503 with Retry-After.
+        max_fetches: usize = or(DEFAULT_MAX_FETCHES, positive),
         /// Origin connect/response timeout, milliseconds.
         origin_timeout_ms: u64 = or(DEFAULT_ORIGIN_TIMEOUT_MS, positive),
     }

@@ -28,6 +28,9 @@ table! {
         /// and has nothing in flight is closed with a FIN (never a RST);
         /// milliseconds, > 0. In FIN-WAIT-2 it is dropped silently instead.
         tcp_idle_timeout_ms: u64 = or(DEFAULT_TCP_IDLE_TIMEOUT_MS, positive),
+        /// Bytes each worker may hold in the send and receive queues of all
+        /// its connections; past it every connection is held to a small floor.
+        tcp_buffer_budget: u64 = or(DEFAULT_TCP_BUFFER_BUDGET, tcp_buffer_budget),
         /// Source MAC override; `None` uses the interface's own MAC.
         mac: Option<MacAddr> = opt(unicast_mac),
         /// AF_PACKET: leave TCP checksums to the device and large segments
@@ -37,6 +40,17 @@ table! {
         dpdk: Option<DpdkConfig> = Optional,
     }
     check = one_core_per_worker;
+}
+
+/// A byte size of at least [`MIN_TCP_BUFFER_BUDGET`].
+fn tcp_buffer_budget(v: &toml_edit::Value) -> Result<u64, String> {
+    let n = byte_size(v)?;
+    if n < MIN_TCP_BUFFER_BUDGET {
+        return Err(format!(
+            "expected at least {MIN_TCP_BUFFER_BUDGET} bytes (1MiB) per worker, found {n}"
+        ));
+    }
+    Ok(n)
 }
 
 /// One pinned core per worker, or none: a poll-mode worker spins, so two

@@ -69,6 +69,7 @@
 pub mod segment;
 pub mod seq;
 
+mod budget;
 mod congestion;
 mod listener;
 mod recvq;
@@ -83,6 +84,7 @@ mod tests;
 
 /// The chunk type [`Tcb::send`] takes, re-exported so callers need not
 /// depend on `bytes` themselves.
+pub use budget::{BudgetStats, BufferBudget, RECV_FLOOR, SEND_FLOOR};
 pub use bytes::Bytes;
 pub use listener::{Listener, SynOutcome, UnknownOutcome};
 pub use segment::{Flags, Options, OutSegment, Segment};
@@ -174,6 +176,12 @@ pub struct TcpConfig {
     /// retransmission falls in any 5 s once the survivor listens) with
     /// room for one to be lost.
     pub restore_gap_timeout: Duration,
+    /// The worker's TCP buffer budget (`dataplane.tcp_buffer_budget`):
+    /// every queue of every connection made with this config is counted in
+    /// it, and held to the floors of [`BufferBudget`] once it is spent. A
+    /// worker starts its own count ([`BufferBudget::fresh`]); the default
+    /// is unlimited.
+    pub buffer_budget: BufferBudget,
 }
 
 impl Default for TcpConfig {
@@ -204,6 +212,7 @@ impl Default for TcpConfig {
             ack_after_commit: false,
             hold_acks: false,
             restore_gap_timeout: Duration::from_secs(5),
+            buffer_budget: BufferBudget::default(),
         }
     }
 }

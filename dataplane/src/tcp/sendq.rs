@@ -1,8 +1,11 @@
 //! The send queue: the application's `Bytes` chunks, kept as they were given
 //! (zero-copy), from the first unacknowledged byte to the last queued one.
 //! Segments are built by slicing chunks (a refcount bump each), so a
-//! retransmission re-reads the same memory the cache handed us.
+//! retransmission re-reads the same memory the cache handed us. What it
+//! holds is counted in the worker's [`BufferBudget`], which its TCB passes
+//! in.
 
+use super::budget::BufferBudget;
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 
@@ -17,24 +20,37 @@ pub(crate) struct SendQueue {
 }
 
 impl SendQueue {
+    /// Gives everything held back to `budget` (the connection is going
+    /// away). The budget is passed in, not held: a handle in each queue of
+    /// 300,000 TCBs would cost memory for a value the TCB's config holds.
+    pub(crate) fn release(&mut self, budget: &BufferBudget) {
+        budget.sub(self.len);
+        self.len = 0;
+        self.chunks.clear();
+        self.cursor = (0, 0);
+    }
+
     /// Bytes queued (unacknowledged and unsent).
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
-    /// Append a chunk (empty chunks are ignored).
-    pub(crate) fn push(&mut self, data: Bytes) {
+    /// Append a chunk (empty chunks are ignored), counted in `budget`.
+    pub(crate) fn push(&mut self, data: Bytes, budget: &BufferBudget) {
         if data.is_empty() {
             return;
         }
         self.len += data.len();
+        budget.add(data.len());
         self.chunks.push_back(data);
     }
 
-    /// Drop `n` bytes from the front (they were acknowledged).
-    pub(crate) fn consume(&mut self, n: usize) {
+    /// Drop `n` bytes from the front (they were acknowledged), given back
+    /// to `budget`.
+    pub(crate) fn consume(&mut self, n: usize, budget: &BufferBudget) {
         let n = n.min(self.len);
         self.len -= n;
+        budget.sub(n);
         let mut left = n;
         let mut popped = 0;
         while left > 0 {
@@ -111,20 +127,35 @@ mod tests {
 
     #[test]
     fn slices_span_chunks_and_survive_partial_consume() {
+        let budget = BufferBudget::new(1000);
         let mut q = SendQueue::default();
-        q.push(Bytes::from_static(b"hello "));
-        q.push(Bytes::from_static(b""));
-        q.push(Bytes::from_static(b"wonderful "));
-        q.push(Bytes::from_static(b"world"));
+        q.push(Bytes::from_static(b"hello "), &budget);
+        q.push(Bytes::from_static(b""), &budget);
+        q.push(Bytes::from_static(b"wonderful "), &budget);
+        q.push(Bytes::from_static(b"world"), &budget);
         assert_eq!(q.len(), 21);
+        assert_eq!(budget.used(), 21);
         assert_eq!(collect(&mut q, 4, 8), b"o wonder");
         assert_eq!(collect(&mut q, 16, 100), b"world");
-        q.consume(8);
+        q.consume(8, &budget);
         assert_eq!(q.len(), 13);
+        assert_eq!(budget.used(), 13);
         assert_eq!(collect(&mut q, 0, 5), b"nderf");
         assert_eq!(collect(&mut q, 8, 5), b"world");
-        q.consume(13);
+        q.consume(13, &budget);
         assert_eq!(q.len(), 0);
         assert_eq!(collect(&mut q, 0, 5), b"");
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_released_queue_gives_its_bytes_back_to_the_budget() {
+        let budget = BufferBudget::new(1000);
+        let mut q = SendQueue::default();
+        q.push(Bytes::from_static(b"abcdef"), &budget);
+        q.consume(2, &budget);
+        assert_eq!(budget.used(), 4);
+        q.release(&budget);
+        assert_eq!((q.len(), budget.used()), (0, 0));
     }
 }

@@ -33,7 +33,10 @@ pub struct Worker<P: Port, A: App> {
 
 impl<P: Port, A: App> Worker<P, A> {
     /// A worker over `port` serving `app`; `now` starts its timer wheel.
-    pub fn new(port: P, app: A, cfg: WorkerConfig, now: Instant) -> Self {
+    pub fn new(port: P, app: A, mut cfg: WorkerConfig, now: Instant) -> Self {
+        // The budget is per worker: a count of its own, whatever the
+        // config was cloned from.
+        cfg.tcp.buffer_budget = cfg.tcp.buffer_budget.fresh();
         let listener = Listener::new(cfg.tcp.clone(), cfg.cookie_secret);
         let mac = port.mac();
         let offload = port.tx_offload();
@@ -99,6 +102,10 @@ impl<P: Port, A: App> Worker<P, A> {
     pub fn stats(&self) -> WorkerStats {
         let mut counters = self.core.counters;
         counters.tcp_open = self.core.flows.len() as u64;
+        let budget = self.core.cfg.tcp.buffer_budget.stats();
+        counters.tcp_buffer_bytes = budget.used;
+        counters.tcp_budget_send_limited = budget.send_limited;
+        counters.tcp_budget_window_limited = budget.window_limited;
         counters.drop_rx_truncated = self.port.rx_truncated();
         WorkerStats {
             worker: self.core.cfg.id,

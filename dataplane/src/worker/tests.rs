@@ -225,3 +225,68 @@ fn restored_connection_retransmits_a_lost_first_segment_after_min_rto_not_a_seco
         "retransmitted {at} ms after the restore: min_rto, not the 1 s initial RTO"
     );
 }
+
+/// Resumes with as much as the connection may queue, as an HTTP session
+/// does.
+struct FloorResumer;
+impl App for FloorResumer {
+    fn on_accept(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_closed(&mut self, _: ConnId, _: CloseReason, _: &mut Ctx<'_>) {}
+    fn on_ready(&mut self, conn: ConnId, _: SeqNum, _: SeqNum, ctx: &mut Ctx<'_>) {
+        let room = ctx.send_capacity(conn);
+        ctx.send(conn, Bytes::from(vec![b'r'; room])).unwrap();
+    }
+}
+
+#[test]
+fn a_connection_restored_while_the_budget_is_spent_resumes_at_the_floor() {
+    // SECURITY.md "Memory limits": a takeover under memory pressure is
+    // slower, never a reset. A budget of 0 is spent from the start.
+    let t0 = Instant::now();
+    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    cfg.tcp.buffer_budget = crate::tcp::BufferBudget::new(0);
+    let mut w = Worker::new(port, FloorResumer, cfg, t0);
+    wire.send(arp_reply_from_client()).unwrap();
+    w.poll(t0).unwrap();
+    w.command(
+        Command::Restore {
+            export: export(40_003),
+            app_data: Box::new(()),
+        },
+        t0,
+    );
+    w.poll(t0).unwrap();
+    assert_eq!(tcp_frames(&wire.drain()).len(), 1, "the probe");
+    wire.send(client_ack(5100, 90_000)).unwrap();
+    w.poll(t0 + Duration::from_millis(1)).unwrap();
+    let sent: usize = tcp_frames(&wire.drain())
+        .iter()
+        .filter(|&&(_, seq, _)| seq >= 90_000)
+        .map(|&(_, _, len)| len)
+        .sum();
+    assert!(sent > 0, "the response resumed");
+    let stats = w.stats();
+    assert_eq!((stats.restores.ready, stats.restores.not_ready), (1, 0));
+    let floor = crate::tcp::SEND_FLOOR;
+    assert_eq!(
+        stats.counters.tcp_buffer_bytes, floor as u64,
+        "the floor was queued"
+    );
+    assert!(stats.counters.tcp_budget_send_limited > 0);
+    // The client acknowledges what it got, then the rest: the bytes leave
+    // the budget.
+    wire.send(client_ack(5100, 90_000 + sent as u32)).unwrap();
+    w.poll(t0 + Duration::from_millis(2)).unwrap();
+    assert_eq!(w.stats().counters.tcp_buffer_bytes, (floor - sent) as u64);
+    let rest: usize = tcp_frames(&wire.drain())
+        .iter()
+        .map(|&(_, _, len)| len)
+        .sum();
+    assert_eq!(sent + rest, floor);
+    wire.send(client_ack(5100, 90_000 + floor as u32)).unwrap();
+    w.poll(t0 + Duration::from_millis(3)).unwrap();
+    assert_eq!(w.stats().counters.tcp_buffer_bytes, 0);
+}

@@ -776,7 +776,12 @@ impl HttpSession {
                 }
             }
             Pending::Request(req) => {
-                let object = Arc::clone(self.ctx.cache.lookup(&req.url, now).object());
+                // Too many fills: 503, come back later (SECURITY.md, "Memory limits").
+                let Ok(lookup) = self.ctx.cache.try_lookup(&req.url, now) else {
+                    let persistent = req.persistent;
+                    return self.generated_active(503, req, persistent, now);
+                };
+                let object = Arc::clone(lookup.object());
                 Active {
                     req,
                     phase: Phase::Answer(Stage::AwaitMeta(object)),

@@ -328,7 +328,7 @@ impl Tcb {
         } else {
             0
         };
-        self.sendq.consume(data_acked);
+        self.sendq.consume(data_acked, &self.config.buffer_budget);
         self.sendq_seq += data_acked as u32;
         self.stats.bytes_acked += data_acked as u64;
         let flight_before = (self.snd_max - self.snd_una).max(0) as u32;
@@ -476,10 +476,12 @@ impl Tcb {
             let had_ooo = self.recvq.has_ooo();
             let before = self.recvq.len();
             if !data.is_empty() {
-                self.recvq.push_in_order(data);
+                self.recvq.push_in_order(data, &self.config.buffer_budget);
                 self.rcv_nxt += data.len() as u32;
             }
-            self.rcv_nxt = self.recvq.drain_ooo(self.rcv_nxt);
+            self.rcv_nxt = self
+                .recvq
+                .drain_ooo(self.rcv_nxt, &self.config.buffer_budget);
             let delivered = self.recvq.len() - before;
             self.stats.bytes_received += delivered as u64;
             self.unacked_bytes = self.unacked_bytes.saturating_add(delivered as u32);
@@ -508,7 +510,7 @@ impl Tcb {
         } else {
             // Out of order: hold it and send an immediate duplicate ACK
             // (RFC 5681 §4.2) with SACK blocks (RFC 2018 §4).
-            if !self.recvq.push_ooo(seq, data) {
+            if !self.recvq.push_ooo(seq, data, &self.config.buffer_budget) {
                 self.stats.dropped += 1;
             }
             if fin {

@@ -215,6 +215,15 @@ pub struct Tcb {
     stats: TcbStats,
 }
 
+/// A connection's queued bytes leave the worker's budget with it
+/// (tcp/budget.rs).
+impl Drop for Tcb {
+    fn drop(&mut self) {
+        self.sendq.release(&self.config.buffer_budget);
+        self.recvq.release(&self.config.buffer_budget);
+    }
+}
+
 impl Tcb {
     fn blank(
         now: Instant,
@@ -437,7 +446,9 @@ impl Tcb {
         if !self.state.can_send() || self.fin_queued {
             return 0;
         }
-        (self.config.send_buffer as usize).saturating_sub(self.sendq.len())
+        let room = (self.config.send_buffer as usize).saturating_sub(self.sendq.len());
+        // The worker's budget may hold it to a floor (tcp/budget.rs).
+        self.config.buffer_budget.send_room(self.sendq.len(), room)
     }
 
     /// In-order bytes waiting for [`Tcb::recv`].
@@ -507,13 +518,13 @@ impl Tcb {
             });
         }
         let seq = self.next_seq();
-        self.sendq.push(data);
+        self.sendq.push(data, &self.config.buffer_budget);
         Ok(seq)
     }
 
     /// Copy received in-order bytes into `buf`; returns how many.
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
-        let n = self.recvq.read(buf);
+        let n = self.recvq.read(buf, &self.config.buffer_budget);
         if n > 0 {
             // RFC 9293 §3.8.6.2.2 (receiver SWS avoidance): announce the
             // reopened window only when it grew by a useful amount.

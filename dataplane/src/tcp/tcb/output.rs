@@ -124,9 +124,13 @@ impl Tcb {
     }
 
     pub(super) fn rcv_free(&self) -> u32 {
-        self.config
+        let free = self
+            .config
             .recv_buffer
-            .saturating_sub(self.recvq.len() as u32)
+            .saturating_sub(self.recvq.len() as u32);
+        // The worker's budget may hold it to a floor (tcp/budget.rs);
+        // `rcv_accept_window` and `window_field` keep what was advertised.
+        self.config.buffer_budget.recv_room(self.recvq.len(), free)
     }
 
     /// Data we accept beyond RCV.NXT: the free buffer, and never less than

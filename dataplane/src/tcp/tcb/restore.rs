@@ -41,7 +41,9 @@ impl Tcb {
             snd_nxt: self.snd_max.0,
             rcv_nxt: self.rcv_nxt.0,
             snd_wnd: self.snd_wnd,
-            rcv_wnd: self.rcv_free(),
+            // What the client may have seen, which a budget under pressure
+            // may have made larger than what is free now.
+            rcv_wnd: self.rcv_accept_window(),
             mss: self.mss,
             snd_wscale: self.snd_wscale,
             rcv_wscale: self.rcv_wscale,

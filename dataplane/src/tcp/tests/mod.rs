@@ -9,6 +9,7 @@ pub(crate) use bytes::Bytes;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
+mod budget;
 mod closing;
 mod established;
 mod fuzz;
