@@ -519,6 +519,37 @@ fn slow_request_gets_408_and_idle_connection_is_closed_silently() {
 }
 
 #[test]
+fn blank_lines_trickled_before_a_request_get_408_at_the_head_deadline() {
+    // RFC 9112 §2.2 asks a server to ignore "at least one empty line
+    // (CRLF) received prior to the request-line"; ignored, they still
+    // count toward the head's deadline (slowloris with blank lines).
+    let h = Harness::new();
+    let limits = Limits {
+        request_timeout: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (ctx, rx) = h.worker(limits);
+    let t0 = Instant::now();
+    let mut c = Conn::new(HttpSession::new(Arc::clone(&ctx), t0), rx);
+    for i in 0..5u32 {
+        c.s.on_bytes(b"\r\n", t0 + Duration::from_millis(20) * i);
+        c.s.on_timeout(t0 + Duration::from_millis(20) * i);
+    }
+    let due = c.s.poll_timeout().expect("head timer");
+    assert_eq!(
+        due,
+        t0 + Duration::from_millis(100),
+        "from the first blank line"
+    );
+    c.s.on_timeout(due);
+    c.run();
+    assert_eq!(responses(&c.out, &[])[0].status, 408);
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+    assert_eq!(ctx.counters.snapshot().request_timeouts, 1);
+}
+
+#[test]
 fn connection_cap_answers_503() {
     let h = Harness::new();
     let (tx, _rx) = crossbeam_channel::unbounded();

@@ -111,8 +111,16 @@ impl Intake {
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
         self.inbuf.drain(..skip);
+        if skip > 0 {
+            // Blank lines start a head's clock like any other byte of it:
+            // else a client sending CRLF now and then (each byte resets
+            // the idle timer) would hold its connection for ever.
+            self.partial_since.get_or_insert(now);
+        }
         if self.inbuf.is_empty() {
-            self.partial_since = None;
+            if skip == 0 {
+                self.partial_since = None;
+            }
             return Next::Stop;
         }
         if self.queue.len() >= MAX_PIPELINE {
