@@ -16,7 +16,7 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -448,9 +448,13 @@ fn lab_many_ranges_in_one_header_get_the_whole_object_once_never_amplified() {
     );
 }
 
-/// The bytes a slow client trickles: a head that never ends.
-fn slow_byte(i: usize) -> u8 {
+/// Byte `i` a slow client trickles: a head that never ends, or only the
+/// blank lines a server ignores before a request line (RFC 9112 §2.2).
+fn slow_byte(blank: bool, i: usize) -> u8 {
     const HEAD: &[u8] = b"GET /1K.bin HTTP/1.1\r\nHost: 198.18.0.11\r\nX-Slow: ";
+    if blank {
+        return b"\r\n"[i % 2];
+    }
     HEAD.get(i).copied().unwrap_or(b'a')
 }
 
@@ -460,6 +464,8 @@ const SLOW: usize = 3000;
 /// One slow connection.
 struct Slow {
     stream: TcpStream,
+    /// Trickles blank lines only.
+    blank: bool,
     sent: usize,
     next_write: Instant,
     got: Vec<u8>,
@@ -470,14 +476,17 @@ struct Slow {
 struct SlowReport {
     connects: usize,
     answered_408: usize,
+    /// Of those, connections that sent blank lines only.
+    answered_408_blank: usize,
     closed_otherwise: Vec<String>,
 }
 
-fn open_slow(now: Instant, stagger: Duration) -> Option<Slow> {
+fn open_slow(now: Instant, stagger: Duration, blank: bool) -> Option<Slow> {
     let stream = TcpStream::connect_timeout(&box1(), Duration::from_secs(5)).ok()?;
     stream.set_nonblocking(true).ok()?;
     Some(Slow {
         stream,
+        blank,
         sent: 0,
         next_write: now + stagger,
         got: Vec::new(),
@@ -485,13 +494,19 @@ fn open_slow(now: Instant, stagger: Duration) -> Option<Slow> {
 }
 
 /// Keeps [`SLOW`] connections open, each sending one byte of a request
-/// head every 2 s, reopening those the box closes, until `stop`. `ready`
+/// head (every fourth: of blank lines) every 2 s, reopening those the box closes, until `stop`. `ready`
 /// is set once all are open.
-fn slowloris(stop: &AtomicBool, ready: &AtomicBool) -> SlowReport {
+fn slowloris(stop: &AtomicBool, ready: &AtomicBool, seen_408: &AtomicUsize) -> SlowReport {
     let mut report = SlowReport::default();
     let start = Instant::now();
     let mut conns: Vec<Option<Slow>> = (0..SLOW)
-        .map(|i| open_slow(start, Duration::from_millis(500 * (i % 4) as u64)))
+        .map(|i| {
+            open_slow(
+                start,
+                Duration::from_millis(500 * (i % 4) as u64),
+                i % 4 == 0,
+            )
+        })
         .collect();
     report.connects = conns.iter().flatten().count();
     assert_eq!(report.connects, SLOW, "slow connections opened");
@@ -499,7 +514,7 @@ fn slowloris(stop: &AtomicBool, ready: &AtomicBool) -> SlowReport {
     let mut buf = [0u8; 4096];
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
-        for slot in conns.iter_mut() {
+        for (i, slot) in conns.iter_mut().enumerate() {
             let mut done = false;
             if let Some(c) = slot.as_mut() {
                 loop {
@@ -517,7 +532,7 @@ fn slowloris(stop: &AtomicBool, ready: &AtomicBool) -> SlowReport {
                     }
                 }
                 if !done && now >= c.next_write {
-                    match c.stream.write(&[slow_byte(c.sent)]) {
+                    match c.stream.write(&[slow_byte(c.blank, c.sent)]) {
                         Ok(_) => c.sent += 1,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                         Err(_) => done = true,
@@ -531,6 +546,8 @@ fn slowloris(stop: &AtomicBool, ready: &AtomicBool) -> SlowReport {
                     }
                     if c.got.starts_with(b"HTTP/1.1 408 ") {
                         report.answered_408 += 1;
+                        seen_408.fetch_add(1, Ordering::SeqCst);
+                        report.answered_408_blank += usize::from(c.blank);
                     } else if report.closed_otherwise.len() < 5 {
                         report.closed_otherwise.push(format!(
                             "after {} bytes sent: {:?}",
@@ -541,7 +558,7 @@ fn slowloris(stop: &AtomicBool, ready: &AtomicBool) -> SlowReport {
                 }
             }
             if done || slot.is_none() {
-                *slot = open_slow(now, Duration::ZERO);
+                *slot = open_slow(now, Duration::ZERO, i % 4 == 0);
                 report.connects += usize::from(slot.is_some());
             }
         }
@@ -593,10 +610,11 @@ fn lab_slowloris_of_thousands_of_connections_times_out_and_a_legitimate_client_i
     let timeouts = "baton_http_request_timeouts_total";
     let before = metric_value(&box_metrics(&g, 1), timeouts);
     let (stop, ready) = (AtomicBool::new(false), AtomicBool::new(false));
+    let seen_408 = AtomicUsize::new(0);
     let report = std::thread::scope(|scope| {
         let attack = scope.spawn(|| {
             enter_client(&g.prefix);
-            slowloris(&stop, &ready)
+            slowloris(&stop, &ready, &seen_408)
         });
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let deadline = Instant::now() + Duration::from_secs(90);
@@ -619,6 +637,10 @@ fn lab_slowloris_of_thousands_of_connections_times_out_and_a_legitimate_client_i
             // Until the box has timed out a whole wave of slow heads
             // (each reopened at once, so the attack goes on)...
             wait_for(&g, timeouts, before + SLOW as u64, Duration::from_secs(90));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while seen_408.load(Ordering::SeqCst) < SLOW && Instant::now() < deadline {
+                sleep(Duration::from_millis(100));
+            }
             // ... and again while the reopened ones trickle.
             legitimate_client(&g);
         }));
@@ -633,6 +655,10 @@ fn lab_slowloris_of_thousands_of_connections_times_out_and_a_legitimate_client_i
     assert!(
         report.answered_408 >= SLOW,
         "every slow head of the first wave got its 408: {report:?}"
+    );
+    assert!(
+        report.answered_408_blank >= SLOW / 4,
+        "blank lines alone do not hold a connection past the head deadline: {report:?}"
     );
     assert!(
         metric_value(&box_metrics(&g, 1), timeouts) - before >= SLOW as u64,
