@@ -5,9 +5,11 @@
 //! than `max_request_line` is 414 (RFC 9110 §15.5.15), a header section
 //! larger than `max_header_bytes` (or with more than [`MAX_HEADERS`] lines)
 //! is 431 (RFC 6585 §5), anything httparse refuses is 400 (obs-fold,
-//! whitespace before a colon, control characters: RFC 9112 §5). The checks
-//! run on incomplete heads too, so a client cannot make the box buffer an
-//! endless line.
+//! whitespace before a colon, control characters: RFC 9112 §5), and so is
+//! a bare LF line end (§2.2) and an invalid Host (§3.2). Another major
+//! version is 505, a later 1.x minor is read as 1.1 (RFC 9110 §2.5). The
+//! checks run on incomplete heads too, so a client cannot make the box
+//! buffer an endless line.
 //!
 //! Framing is read strictly, since a hop that reads it differently is how
 //! requests are smuggled (RFC 9112 §6.3, §11.2): Content-Length is digits
