@@ -440,10 +440,19 @@ fn lab_many_ranges_in_one_header_get_the_whole_object_once_never_amplified() {
             body.len()
         );
     }
+    // Two Range lines: not a list (RFC 9110 §14.2), so neither one wins.
+    let (code, _, body) = curl_box(
+        &g,
+        1,
+        "/1M.bin",
+        &["-H", "Range: bytes=0-1", "-H", "Range: bytes=5-9"],
+    );
+    assert_eq!(code, 200, "two Range lines");
+    assert!(body == whole, "two Range lines: the object itself");
     let sent = metric_value(&box_metrics(&g, 1), "baton_http_body_bytes_total") - bytes_before;
     assert_eq!(
         sent,
-        3 * whole.len() as u64,
+        4 * whole.len() as u64,
         "body bytes the box handed to TCP"
     );
 }

@@ -386,7 +386,14 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             codings.add(value)?;
         } else if name.eq_ignore_ascii_case("range") {
-            out.range = Some(value.to_string());
+            // Range is not a list (RFC 9110 §14.2), so a second line makes
+            // the field invalid; joined, it reads as several ranges and is
+            // ignored like them, rather than the last line winning where a
+            // hop in front may have used the first.
+            out.range = Some(match out.range.take() {
+                Some(prev) => format!("{prev}, {value}"),
+                None => value.to_string(),
+            });
         } else if name.eq_ignore_ascii_case("if-none-match") {
             out.if_none_match = Some(match out.if_none_match.take() {
                 Some(prev) => format!("{prev}, {value}"),

@@ -492,3 +492,18 @@ fn conditional_and_range_headers_are_kept() {
     assert_eq!(r.range.as_deref(), Some("bytes=0-1"));
     assert_eq!(r.if_none_match.as_deref(), Some("\"a\", \"b\""));
 }
+
+#[test]
+fn two_range_lines_are_kept_as_several_ranges() {
+    // RFC 9110 §5.3: "A sender MUST NOT generate multiple field lines with
+    // the same name in a message [...] unless that field's definition
+    // allows multiple field line values to be recombined as a
+    // comma-separated list"; Range's does not (§14.2), and a server may
+    // ignore a Range it cannot use: the whole object is sent.
+    let r = ok("GET / HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\nRange: bytes=5-9\r\n\r\n");
+    assert_eq!(r.range.as_deref(), Some("bytes=0-1, bytes=5-9"));
+    assert_eq!(
+        baton_http::range::evaluate(r.range.as_deref().unwrap_or(""), 100),
+        baton_http::range::RangeOutcome::Full
+    );
+}
