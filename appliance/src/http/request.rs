@@ -225,6 +225,12 @@ pub enum Parsed {
 /// Parses the head at the start of `buf` (leading empty lines already
 /// removed by the caller, RFC 9112 §2.2).
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
+    parse_head(buf, limits, true)
+}
+
+/// [`parse`]; `other_versions` is false once a 1.x version was rewritten
+/// to 1.1, so a second version fault is 400 and never a loop.
+fn parse_head(buf: &[u8], limits: &Limits, other_versions: bool) -> Result<Parsed, ParseError> {
     let line_end = buf.iter().position(|&b| b == b'\n');
     let line_len = match line_end {
         // Without its CRLF (a bare LF is tolerated by httparse).
@@ -241,7 +247,9 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Parsed, ParseError> {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => buf.len(),
         Err(httparse::Error::TooManyHeaders) => return Err(ParseError::HeadersTooLarge),
-        Err(httparse::Error::Version) => return other_version(buf, line_end, limits),
+        Err(httparse::Error::Version) if other_versions => {
+            return other_version(buf, line_end, limits)
+        }
         Err(_) => return Err(ParseError::Malformed),
     };
     // RFC 9112 §2.2: a recipient MAY take a bare LF as a line end; this
@@ -284,7 +292,15 @@ fn other_version(
         Some(i) => &buf[..i - usize::from(i > 0 && buf[i - 1] == b'\r')],
         None => buf,
     };
-    let Some(space) = line.iter().rposition(|&b| b == b' ') else {
+    // request-line = method SP request-target SP HTTP-version (RFC 9112
+    // §3): the version is what follows the second space, as httparse
+    // reads it.
+    let mut spaces = line
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b' ')
+        .map(|(i, _)| i);
+    let (Some(_), Some(space)) = (spaces.next(), spaces.next()) else {
         return Err(ParseError::Malformed);
     };
     let version = &line[space + 1..];
@@ -313,7 +329,7 @@ fn other_version(
     // head's byte count holds).
     let mut as_11 = buf.to_vec();
     as_11[space + 1 + 7] = b'1';
-    parse(&as_11, limits)
+    parse_head(&as_11, limits, false)
 }
 
 /// The path of a request target (RFC 9112 §3.2): origin-form as is, the

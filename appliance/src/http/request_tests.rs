@@ -337,6 +337,10 @@ fn other_major_versions_are_505_and_later_minors_are_read_as_1_1() {
         b"GET / HTTP/1\r\nHost: x\r\n\r\n",
         b"GET / HTTP/a.1\r\nHost: x\r\n\r\n",
         b"GET / HTTPS/1.1\r\nHost: x\r\n\r\n",
+        // The version is what follows the second space; a 1.x after
+        // another version is not read as the line's version.
+        b"GET / HTTP/2.0 HTTP/1.2\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.2 HTTP/1.2\r\nHost: x\r\n\r\n",
     ] {
         assert_eq!(
             status_of(req),
