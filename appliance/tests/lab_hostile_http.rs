@@ -457,14 +457,41 @@ fn lab_many_ranges_in_one_header_get_the_whole_object_once_never_amplified() {
     );
 }
 
-/// Byte `i` a slow client trickles: a head that never ends, or only the
-/// blank lines a server ignores before a request line (RFC 9112 §2.2).
-fn slow_byte(blank: bool, i: usize) -> u8 {
-    const HEAD: &[u8] = b"GET /1K.bin HTTP/1.1\r\nHost: 198.18.0.11\r\nX-Slow: ";
-    if blank {
-        return b"\r\n"[i % 2];
+/// What a slow client trickles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A request head that never ends.
+    Head,
+    /// Only the blank lines a server ignores before a request line (RFC
+    /// 9112 §2.2).
+    Blank,
+    /// A whole GET head at once, then its Content-Length body (which the
+    /// box drops) byte by byte.
+    Body,
+}
+
+/// The kind of slow connection `i`: a quarter trickle blank lines, a
+/// quarter a body.
+fn kind_of(i: usize) -> Kind {
+    match i % 4 {
+        0 => Kind::Blank,
+        1 => Kind::Body,
+        _ => Kind::Head,
     }
-    HEAD.get(i).copied().unwrap_or(b'a')
+}
+
+/// What a `Body` connection sends at once.
+const BODY_HEAD: &[u8] =
+    b"GET /1K.bin HTTP/1.1\r\nHost: 198.18.0.11\r\nContent-Length: 1000000\r\n\r\n";
+
+/// Byte `i` a slow client trickles.
+fn slow_byte(kind: Kind, i: usize) -> u8 {
+    const HEAD: &[u8] = b"GET /1K.bin HTTP/1.1\r\nHost: 198.18.0.11\r\nX-Slow: ";
+    match kind {
+        Kind::Blank => b"\r\n"[i % 2],
+        Kind::Head => HEAD.get(i).copied().unwrap_or(b'a'),
+        Kind::Body => b'a',
+    }
 }
 
 /// How many slow connections are kept open at once.
@@ -473,8 +500,7 @@ const SLOW: usize = 3000;
 /// One slow connection.
 struct Slow {
     stream: TcpStream,
-    /// Trickles blank lines only.
-    blank: bool,
+    kind: Kind,
     sent: usize,
     next_write: Instant,
     got: Vec<u8>,
@@ -487,15 +513,20 @@ struct SlowReport {
     answered_408: usize,
     /// Of those, connections that sent blank lines only.
     answered_408_blank: usize,
+    /// Of those, connections that trickled a GET's body (after its 200).
+    answered_408_body: usize,
     closed_otherwise: Vec<String>,
 }
 
-fn open_slow(now: Instant, stagger: Duration, blank: bool) -> Option<Slow> {
-    let stream = TcpStream::connect_timeout(&box1(), Duration::from_secs(5)).ok()?;
+fn open_slow(now: Instant, stagger: Duration, kind: Kind) -> Option<Slow> {
+    let mut stream = TcpStream::connect_timeout(&box1(), Duration::from_secs(5)).ok()?;
+    if kind == Kind::Body {
+        stream.write_all(BODY_HEAD).ok()?;
+    }
     stream.set_nonblocking(true).ok()?;
     Some(Slow {
         stream,
-        blank,
+        kind,
         sent: 0,
         next_write: now + stagger,
         got: Vec::new(),
@@ -503,7 +534,7 @@ fn open_slow(now: Instant, stagger: Duration, blank: bool) -> Option<Slow> {
 }
 
 /// Keeps [`SLOW`] connections open, each sending one byte of a request
-/// head (every fourth: of blank lines) every 2 s, reopening those the box closes, until `stop`. `ready`
+/// head (or of blank lines, or of a GET's body: see [`kind_of`]) every 2 s, reopening those the box closes, until `stop`. `ready`
 /// is set once all are open.
 fn slowloris(stop: &AtomicBool, ready: &AtomicBool, seen_408: &AtomicUsize) -> SlowReport {
     let mut report = SlowReport::default();
@@ -513,7 +544,7 @@ fn slowloris(stop: &AtomicBool, ready: &AtomicBool, seen_408: &AtomicUsize) -> S
             open_slow(
                 start,
                 Duration::from_millis(500 * (i % 4) as u64),
-                i % 4 == 0,
+                kind_of(i),
             )
         })
         .collect();
@@ -541,7 +572,7 @@ fn slowloris(stop: &AtomicBool, ready: &AtomicBool, seen_408: &AtomicUsize) -> S
                     }
                 }
                 if !done && now >= c.next_write {
-                    match c.stream.write(&[slow_byte(c.blank, c.sent)]) {
+                    match c.stream.write(&[slow_byte(c.kind, c.sent)]) {
                         Ok(_) => c.sent += 1,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                         Err(_) => done = true,
@@ -553,10 +584,19 @@ fn slowloris(stop: &AtomicBool, ready: &AtomicBool, seen_408: &AtomicUsize) -> S
                     if let Ok(n) = c.stream.read(&mut buf) {
                         c.got.extend_from_slice(&buf[..n]);
                     }
-                    if c.got.starts_with(b"HTTP/1.1 408 ") {
+                    // A Body connection's 408 follows the 200 of its GET.
+                    let answered_408 = match c.kind {
+                        Kind::Body => {
+                            c.got.starts_with(b"HTTP/1.1 200 ")
+                                && c.got.windows(13).any(|w| w == b"HTTP/1.1 408 ")
+                        }
+                        _ => c.got.starts_with(b"HTTP/1.1 408 "),
+                    };
+                    if answered_408 {
                         report.answered_408 += 1;
                         seen_408.fetch_add(1, Ordering::SeqCst);
-                        report.answered_408_blank += usize::from(c.blank);
+                        report.answered_408_blank += usize::from(c.kind == Kind::Blank);
+                        report.answered_408_body += usize::from(c.kind == Kind::Body);
                     } else if report.closed_otherwise.len() < 5 {
                         report.closed_otherwise.push(format!(
                             "after {} bytes sent: {:?}",
@@ -567,7 +607,7 @@ fn slowloris(stop: &AtomicBool, ready: &AtomicBool, seen_408: &AtomicUsize) -> S
                 }
             }
             if done || slot.is_none() {
-                *slot = open_slow(now, Duration::ZERO, i % 4 == 0);
+                *slot = open_slow(now, Duration::ZERO, kind_of(i));
                 report.connects += usize::from(slot.is_some());
             }
         }
@@ -668,6 +708,10 @@ fn lab_slowloris_of_thousands_of_connections_times_out_and_a_legitimate_client_i
     assert!(
         report.answered_408_blank >= SLOW / 4,
         "blank lines alone do not hold a connection past the head deadline: {report:?}"
+    );
+    assert!(
+        report.answered_408_body >= SLOW / 4,
+        "a trickled GET body does not hold a connection past the head deadline: {report:?}"
     );
     assert!(
         metric_value(&box_metrics(&g, 1), timeouts) - before >= SLOW as u64,

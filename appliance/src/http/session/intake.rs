@@ -101,8 +101,13 @@ impl Intake {
             self.inbuf.drain(..k);
             self.discard -= k as u64;
             if self.discard > 0 {
+                // A body nobody wants is held to the head's deadline: else
+                // a byte now and then (each resets the idle timer) would
+                // hold the connection for ever (slow body).
+                self.partial_since.get_or_insert(now);
                 return Next::Stop;
             }
+            self.partial_since = None;
         }
         // RFC 9112 §2.2: empty lines before a request line are ignored.
         let skip = self
