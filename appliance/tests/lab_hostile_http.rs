@@ -334,6 +334,18 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Vec<u16>, bool)> {
             true,
         ),
         (
+            "fragment in target",
+            s("GET /1K.bin#x HTTP/1.1\r\nHost: x\r\n\r\n"),
+            vec![400],
+            true,
+        ),
+        (
+            "non-ASCII target",
+            s("GET /1K.bin\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            vec![400],
+            true,
+        ),
+        (
             "absolute-form https",
             s("GET https://evil.example/1K.bin HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
             vec![400],

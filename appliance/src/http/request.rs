@@ -335,6 +335,13 @@ fn other_version(
 /// The path of a request target (RFC 9112 §3.2): origin-form as is, the
 /// path of an absolute-form.
 fn target_path(target: &str) -> Option<String> {
+    // RFC 9112 §3.2: a request-target is a URI without a fragment, ASCII
+    // only (RFC 3986 §2). httparse lets both through; a fragment or a raw
+    // non-ASCII byte would be one more spelling of a URL in the cache key
+    // and one the origin may read differently.
+    if !target.is_ascii() || target.contains('#') {
+        return None;
+    }
     if target.starts_with('/') {
         return Some(target.to_string());
     }

@@ -511,3 +511,27 @@ fn two_range_lines_are_kept_as_several_ranges() {
         baton_http::range::RangeOutcome::Full
     );
 }
+
+#[test]
+fn a_target_with_a_fragment_or_non_ascii_bytes_is_400() {
+    // RFC 9112 §3.2.1: origin-form = absolute-path [ "?" query ], built
+    // from RFC 3986's characters, which are ASCII (§2); "#" starts a
+    // fragment, which no request-target form of RFC 9112 §3.2 has.
+    for req in [
+        &b"GET /1K.bin#x HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET http://h/a#b HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /caf\u{e9} HTTP/1.1\r\nHost: x\r\n\r\n".as_bytes(),
+        b"GET /\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        assert_eq!(
+            status_of(req),
+            Err(400),
+            "{:?}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    assert_eq!(
+        ok("GET /caf%C3%A9?q=%23 HTTP/1.1\r\nHost: x\r\n\r\n").url,
+        "/caf%C3%A9?q=%23"
+    );
+}
