@@ -222,6 +222,12 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Vec<u16>, bool)> {
             vec![400],
             true,
         ),
+        (
+            "Content_Length with an underscore",
+            get("Content_Length: 34\r\n"),
+            vec![400],
+            true,
+        ),
         // Lengths: digits only, and duplicates agree (RFC 9110 §8.6).
         (
             "conflicting Content-Length",

@@ -360,6 +360,7 @@ fn requests() -> Vec<(&'static str, &'static str)> {
         ("http2", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
         ("http12", "GET /v HTTP/1.2\r\nHost: h\r\n\r\n"),
         ("http09", "GET /v\r\n\r\n"),
+        ("underscore-length", "POST / HTTP/1.1\r\nHost: h\r\nContent_Length: 5\r\n\r\nhello"),
         ("fragment", "GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n"),
         ("version-twice", "GET / HTTP/2.0 HTTP/1.2\r\nHost: h\r\n\r\n"),
         ("bad-host", "GET / HTTP/1.1\r\nHost: evil.example/x\r\n\r\n"),

@@ -383,6 +383,14 @@ fn build(req: &httparse::Request<'_, '_>) -> Result<Request, ParseError> {
             .map_err(|_| ParseError::Malformed)?
             .trim();
         let name = h.name;
+        // A hop that maps `_` to `-` in field names (as CGI does) would
+        // frame the request by a field this box ignores: refused, as the
+        // ambiguity RFC 9112 §11.2 warns of.
+        if name.eq_ignore_ascii_case("content_length")
+            || name.eq_ignore_ascii_case("transfer_encoding")
+        {
+            return Err(ParseError::Malformed);
+        }
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
             // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad

@@ -535,3 +535,23 @@ fn a_target_with_a_fragment_or_non_ascii_bytes_is_400() {
         "/caf%C3%A9?q=%23"
     );
 }
+
+#[test]
+fn framing_fields_spelled_with_underscores_are_400() {
+    // RFC 9112 §11.2: "request smuggling [...] exploits differences in
+    // protocol parsing among various recipients"; a hop that reads
+    // `Content_Length` as Content-Length (CGI maps `-` to `_`) would frame
+    // the request otherwise than this box, which ignores the name.
+    for field in [
+        "Content_Length: 5",
+        "transfer_encoding: chunked",
+        "CONTENT_LENGTH: 0",
+    ] {
+        let req = format!("POST / HTTP/1.1\r\nHost: x\r\n{field}\r\n\r\n");
+        assert_eq!(status_of(req.as_bytes()), Err(400), "{field}");
+    }
+    assert_eq!(
+        status_of(b"GET / HTTP/1.1\r\nHost: x\r\nX_Other: 1\r\n\r\n"),
+        Ok(1)
+    );
+}
