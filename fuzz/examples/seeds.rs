@@ -355,6 +355,17 @@ fn requests() -> Vec<(&'static str, &'static str)> {
         ("te-gzip", "GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"),
         ("te-and-cl", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
         ("obs-fold", "GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n  2\r\n\r\n"),
+        ("bare-lf", "GET / HTTP/1.1\nHost: h\nX: 1\nContent-Length: 5\r\n\r\n"),
+        ("bare-cr", "GET / HTTP/1.1\r\nHost: h\r\nX: 1\rContent-Length: 5\r\n\r\n"),
+        ("http2", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        ("http12", "GET /v HTTP/1.2\r\nHost: h\r\n\r\n"),
+        ("http09", "GET /v\r\n\r\n"),
+        ("underscore-length", "POST / HTTP/1.1\r\nHost: h\r\nContent_Length: 5\r\n\r\nhello"),
+        ("fragment", "GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n"),
+        ("version-twice", "GET / HTTP/2.0 HTTP/1.2\r\nHost: h\r\n\r\n"),
+        ("bad-host", "GET / HTTP/1.1\r\nHost: evil.example/x\r\n\r\n"),
+        ("te-te", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-encoding: cow\r\nContent-Length: 4\r\n\r\n0\r\n\r\n"),
+        ("blank-lines", "\r\n\r\nGET / HTTP/1.1\r\nHost: [2001:2::11]:80\r\n\r\n"),
     ]
 }
 

@@ -117,6 +117,13 @@ mod tests {
     }
 
     #[test]
+    fn two_range_lines_joined_are_several_ranges() {
+        // The request parser joins a second Range line with ", " (Range is
+        // not a list, RFC 9110 §14.2): neither line wins.
+        assert_eq!(evaluate("bytes=0-1, bytes=5-9", 1000), Full);
+    }
+
+    #[test]
     fn empty_list_elements_are_skipped() {
         // RFC 9110 §5.6.1: recipients accept empty list elements.
         assert_eq!(evaluate("bytes=, 10-19 ,", 1000), p(10, 19));

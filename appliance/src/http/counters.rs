@@ -105,18 +105,29 @@ counters! {
     responses_4xx => "baton_http_responses_total" { "class" = "4xx" },
     /// Responses by status class.
     responses_5xx => "baton_http_responses_total" { "class" = "5xx" },
-    /// Malformed requests (400).
-    bad_request,
-    /// Request lines over the limit (414).
-    uri_too_long,
-    /// Header sections over the limit (431).
-    headers_too_large,
-    /// Methods other than GET, HEAD, POST and PUT (405).
-    method_not_allowed,
-    /// Requests not complete in time (408).
-    request_timeouts,
-    /// Idle connections closed.
-    idle_timeouts,
+    /// Requests refused for their head, by status (400 malformed or smuggling-shaped, 405 method,
+    /// 414 request line, 431 header section, 501 transfer coding, 505 version).
+    bad_request => "baton_http_refused_total" { "status" = "400" },
+    /// Requests refused for their head, by status (400 malformed or smuggling-shaped, 405 method,
+    /// 414 request line, 431 header section, 501 transfer coding, 505 version).
+    method_not_allowed => "baton_http_refused_total" { "status" = "405" },
+    /// Requests refused for their head, by status (400 malformed or smuggling-shaped, 405 method,
+    /// 414 request line, 431 header section, 501 transfer coding, 505 version).
+    uri_too_long => "baton_http_refused_total" { "status" = "414" },
+    /// Requests refused for their head, by status (400 malformed or smuggling-shaped, 405 method,
+    /// 414 request line, 431 header section, 501 transfer coding, 505 version).
+    headers_too_large => "baton_http_refused_total" { "status" = "431" },
+    /// Requests refused for their head, by status (400 malformed or smuggling-shaped, 405 method,
+    /// 414 request line, 431 header section, 501 transfer coding, 505 version).
+    not_implemented => "baton_http_refused_total" { "status" = "501" },
+    /// Requests refused for their head, by status (400 malformed or smuggling-shaped, 405 method,
+    /// 414 request line, 431 header section, 501 transfer coding, 505 version).
+    version_not_supported => "baton_http_refused_total" { "status" = "505" },
+    /// Request heads (or upload bodies) not complete in time: 408, then closed
+    /// (`limits.request_timeout_ms`, `limits.idle_timeout_ms` for a stalled body).
+    request_timeouts => "baton_http_request_timeouts_total",
+    /// Idle connections closed (`limits.idle_timeout_ms`).
+    idle_timeouts => "baton_http_idle_timeouts_total",
     /// 304 answers.
     not_modified,
     /// 412 answers (If-Match / If-Unmodified-Since failed).
@@ -155,6 +166,8 @@ impl HttpCounters {
             414 => bump(&self.uri_too_long),
             416 => bump(&self.range_not_satisfiable),
             431 => bump(&self.headers_too_large),
+            501 => bump(&self.not_implemented),
+            505 => bump(&self.version_not_supported),
             502 => bump(&self.bad_gateway),
             504 => bump(&self.gateway_timeout),
             _ => {}
@@ -172,7 +185,7 @@ mod tests {
         c.status(206);
         bump(&c.requests);
         let m = c.snapshot().metrics();
-        assert_eq!(m.len(), 12);
+        assert_eq!(m.len(), 20);
         assert_eq!(m[0].name, "baton_http_requests_total");
         assert_eq!(m[0].help, "Request heads parsed.");
         assert_eq!(m[0].value, 1);

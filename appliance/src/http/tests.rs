@@ -520,6 +520,73 @@ fn slow_request_gets_408_and_idle_connection_is_closed_silently() {
 }
 
 #[test]
+fn blank_lines_trickled_before_a_request_get_408_at_the_head_deadline() {
+    // RFC 9112 §2.2 asks a server to ignore "at least one empty line
+    // (CRLF) received prior to the request-line"; ignored, they still
+    // count toward the head's deadline (slowloris with blank lines).
+    let h = Harness::new();
+    let limits = Limits {
+        request_timeout: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (ctx, rx) = h.worker(limits);
+    let t0 = Instant::now();
+    let mut c = Conn::new(HttpSession::new(Arc::clone(&ctx), t0), rx);
+    for i in 0..5u32 {
+        c.s.on_bytes(b"\r\n", t0 + Duration::from_millis(20) * i);
+        c.s.on_timeout(t0 + Duration::from_millis(20) * i);
+    }
+    let due = c.s.poll_timeout().expect("head timer");
+    assert_eq!(
+        due,
+        t0 + Duration::from_millis(100),
+        "from the first blank line"
+    );
+    c.s.on_timeout(due);
+    c.run();
+    assert_eq!(responses(&c.out, &[])[0].status, 408);
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+    assert_eq!(ctx.counters.snapshot().request_timeouts, 1);
+}
+
+#[test]
+fn a_get_body_trickled_after_the_answer_gets_408_at_the_head_deadline() {
+    // RFC 9112 §6.3: the body of a GET is read (and dropped here) by its
+    // Content-Length; it must arrive as a head must, or the connection
+    // would be held one byte per idle timeout (slow body).
+    let h = Harness::new();
+    h.store.put("/a", pattern(10));
+    let limits = Limits {
+        request_timeout: Duration::from_millis(100),
+        idle_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let mut c = h.conn_with(limits);
+    c.send("GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+    c.run();
+    assert_eq!(responses(&c.out, &[])[0].status, 200);
+    let due = c.s.poll_timeout().expect("body timer");
+    assert!(
+        due <= Instant::now() + Duration::from_millis(100),
+        "the head deadline, not the 30 s idle one"
+    );
+    c.s.on_timeout(due);
+    c.run();
+    let r = responses(&c.out, &[]);
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[1].status, 408);
+    assert_eq!(c.s.should_close(), Some(Close::Graceful));
+
+    // The whole body in time: the connection goes on, no timer but idle.
+    let mut c = h.conn_with(limits);
+    c.send("GET /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    c.run();
+    let due = c.s.poll_timeout().expect("idle timer");
+    assert!(due > Instant::now() + Duration::from_secs(20), "idle");
+}
+
+#[test]
 fn connection_cap_answers_503() {
     let h = Harness::new();
     let (tx, _rx) = crossbeam_channel::unbounded();

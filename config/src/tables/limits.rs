@@ -14,7 +14,8 @@ table! {
         max_request_line: usize = or(DEFAULT_MAX_REQUEST_LINE, positive),
         /// Close a connection idle this long, milliseconds.
         idle_timeout_ms: u64 = or(DEFAULT_IDLE_TIMEOUT_MS, positive),
-        /// Close a connection whose request does not complete in this time, milliseconds.
+        /// A request head must be complete this long after its first byte (blank lines
+        /// before it included), else 408 and close (slowloris), milliseconds.
         request_timeout_ms: u64 = or(DEFAULT_REQUEST_TIMEOUT_MS, positive),
         /// Most concurrent HTTP connections served.
         max_connections: usize = or(DEFAULT_MAX_CONNECTIONS, positive),

@@ -101,8 +101,13 @@ impl Intake {
             self.inbuf.drain(..k);
             self.discard -= k as u64;
             if self.discard > 0 {
+                // A body nobody wants is held to the head's deadline: else
+                // a byte now and then (each resets the idle timer) would
+                // hold the connection for ever (slow body).
+                self.partial_since.get_or_insert(now);
                 return Next::Stop;
             }
+            self.partial_since = None;
         }
         // RFC 9112 §2.2: empty lines before a request line are ignored.
         let skip = self
@@ -111,8 +116,16 @@ impl Intake {
             .take_while(|&&b| b == b'\r' || b == b'\n')
             .count();
         self.inbuf.drain(..skip);
+        if skip > 0 {
+            // Blank lines start a head's clock like any other byte of it:
+            // else a client sending CRLF now and then (each byte resets
+            // the idle timer) would hold its connection for ever.
+            self.partial_since.get_or_insert(now);
+        }
         if self.inbuf.is_empty() {
-            self.partial_since = None;
+            if skip == 0 {
+                self.partial_since = None;
+            }
             return Next::Stop;
         }
         if self.queue.len() >= MAX_PIPELINE {
