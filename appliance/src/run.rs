@@ -76,6 +76,9 @@ pub enum RunError {
     /// This box's id is not among the cluster's members.
     #[error("this box is not a cluster member")]
     NotMember,
+    /// This start's epoch could not be recorded.
+    #[error("beginning this start's epoch")]
+    Epoch(#[source] crate::incarnation::IncarnationError),
     /// The replication socket cannot be bound.
     #[error("binding the replication socket on {addr}")]
     ReplicationSocket {
@@ -162,11 +165,20 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     // view stays silent, its region untouched, until the survivors have
     // taken that incarnation's connections over; then it routes each of
     // them to the survivor that holds it.
+    // The previous incarnation is the newest the box table or the epoch
+    // file knows: after a reboot that wiped the segment only the file
+    // remembers it, and the durable view may still hold it.
+    let epoch_file = crate::incarnation::epoch_path(config);
+    let durable = crate::incarnation::read_last(&epoch_file).map_err(RunError::Epoch)?;
+    let in_table = previous
+        .as_ref()
+        .filter(|p| p.state != BoxState::Unused)
+        .map(|p| p.epoch);
     let mut claimed_elsewhere = Vec::new();
-    if let Some(prev) = previous.as_ref().filter(|p| p.state != BoxState::Unused) {
-        claimed_elsewhere = await_predecessor(config, &segment, &stores, prev.epoch);
+    if let Some(prev_epoch) = in_table.max((durable > 0).then_some(durable)) {
+        claimed_elsewhere = await_predecessor(config, &segment, &stores, prev_epoch);
     }
-    let epoch = region.begin_epoch();
+    let epoch = crate::incarnation::begin(&epoch_file, &region).map_err(RunError::Epoch)?;
     let state = match previous.as_ref().map(|p| p.state) {
         None | Some(BoxState::Unused) => BoxState::Alive,
         Some(_) => BoxState::Rejoined,
