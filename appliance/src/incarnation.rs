@@ -145,19 +145,33 @@ pub fn write_durably(path: &Path, epoch: u32) -> Result<(), IncarnationError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
-/// Begins this start's epoch for `region`: above every epoch the file and
-/// the box table recorded, written to the file durably first, then set in
-/// the box table (state alive or rejoined, as [`Region::begin_epoch`]).
-/// Returns the epoch.
-pub fn begin(path: &Path, region: &Region) -> Result<u32, IncarnationError> {
-    let last = read_last(path)?;
-    let epoch = next_epoch(last, region.epoch()).ok_or_else(|| IncarnationError::Exhausted {
-        last: last.max(region.epoch()),
-        path: path.to_path_buf(),
-    })?;
+/// Reserves this start's epoch: above `last_durable` (the file's, read
+/// with [`read_last`]) and `in_segment` (the box table's), written to the
+/// file at `path` durably before it is returned, so no later start can
+/// use it again even if this one dies before it beats. The box table is
+/// not touched ([`apply`] does it, once the previous incarnation's region
+/// may be).
+pub fn reserve(path: &Path, last_durable: u32, in_segment: u32) -> Result<u32, IncarnationError> {
+    let epoch =
+        next_epoch(last_durable, in_segment).ok_or_else(|| IncarnationError::Exhausted {
+            last: last_durable.max(in_segment),
+            path: path.to_path_buf(),
+        })?;
     write_durably(path, epoch)?;
+    Ok(epoch)
+}
+
+/// Begins the reserved `epoch` in `region`'s box table (state alive or
+/// rejoined, as [`Region::begin_epoch`]).
+pub fn apply(region: &Region, epoch: u32) {
     region.begin_epoch();
     region.set_epoch(epoch);
+}
+
+/// [`reserve`] and [`apply`] at once. Returns the epoch.
+pub fn begin(path: &Path, region: &Region) -> Result<u32, IncarnationError> {
+    let epoch = reserve(path, read_last(path)?, region.epoch())?;
+    apply(region, epoch);
     Ok(epoch)
 }
 

@@ -463,7 +463,7 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     // and 3 and theirs to it, on the replication and heartbeat ports.
     let pcap = g.file("backlan-replay.pcap");
     let ns = format!("{}-box1", g.prefix);
-    let mut tcpdump = Command::new("ip")
+    let tcpdump = Command::new("ip")
         .args([
             "netns", "exec", &ns, "tcpdump", "-i", "back0", "-U", "-Z", "root", "-w",
         ])
