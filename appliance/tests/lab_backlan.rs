@@ -460,7 +460,8 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     sleep(Duration::from_millis(300));
 
     // Capture on box 1's back-LAN device: box 1's datagrams to boxes 2
-    // and 3 and theirs to it, on the replication and heartbeat ports.
+    // and 3 and theirs to it, on the replication, heartbeat and Raft
+    // ports.
     let pcap = g.file("backlan-replay.pcap");
     let ns = format!("{}-box1", g.prefix);
     let tcpdump = Command::new("ip")
@@ -468,7 +469,7 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
             "netns", "exec", &ns, "tcpdump", "-i", "back0", "-U", "-Z", "root", "-w",
         ])
         .arg(&pcap)
-        .args(["udp and (port 7400 or port 7401)"])
+        .args(["udp and (port 7400 or port 7401 or port 7402)"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -480,28 +481,24 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     let out = tcpdump.wait_with_output().expect("tcpdump ends");
     eprintln!("tcpdump: {}", String::from_utf8_lossy(&out.stderr).trim());
     let captured = udp_of_pcap(&fs::read(&pcap).expect("the capture"));
-    let to = |n: u8| {
-        captured
-            .iter()
-            .filter(|d| *d.dst.ip() == back_ip(n))
-            .count()
-    };
-    let from = |n: u8| {
-        captured
-            .iter()
-            .filter(|d| *d.src.ip() == back_ip(n))
-            .count()
-    };
+    let raft = |d: &Captured| d.dst.port() == 7402;
+    let count = |f: &dyn Fn(&Captured) -> bool| captured.iter().filter(|d| f(d)).count();
+    let to = |n: u8| count(&|d| *d.dst.ip() == back_ip(n) && !raft(d));
+    let from = |n: u8| count(&|d| *d.src.ip() == back_ip(n) && !raft(d));
+    let raft_to = |n: u8| count(&|d| *d.dst.ip() == back_ip(n) && raft(d));
     eprintln!(
-        "captured {} datagrams: to box2 {}, from box2 {}, to box3 {}, from box3 {}",
+        "captured {} datagrams: replication and heartbeats to box2 {}, from box2 {}, to box3 {}, from box3 {}; Raft to box1 {}, box2 {}, box3 {}",
         captured.len(),
         to(2),
         from(2),
         to(3),
-        from(3)
+        from(3),
+        raft_to(1),
+        raft_to(2),
+        raft_to(3),
     );
     assert!(
-        to(2) > 50 && from(2) > 50 && to(3) > 50,
+        to(2) > 50 && from(2) > 50 && to(3) > 50 && raft_to(1) > 10 && raft_to(2) > 10,
         "the capture saw too little to prove anything"
     );
 
@@ -544,13 +541,19 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     let delta = |n: u8, r: &str| {
         drops(&after[usize::from(n) - 1], r) - drops(&before[usize::from(n) - 1], r)
     };
+    let raft_delta = |n: u8, r: &str| {
+        let name = format!("baton_raft_dropped_total{{reason=\"{r}\"}}");
+        sample(&after[usize::from(n) - 1], &name) - sample(&before[usize::from(n) - 1], &name)
+    };
     for n in 1..=3u8 {
         eprintln!(
-            "box{n}: old_incarnation +{} stale_epoch +{} replayed +{} unintroduced +{}",
+            "box{n}: old_incarnation +{} stale_epoch +{} replayed +{} unintroduced +{}; Raft old_incarnation +{} replayed +{}",
             delta(n, "old_incarnation"),
             delta(n, "stale_epoch"),
             delta(n, "replayed"),
             delta(n, "unintroduced"),
+            raft_delta(n, "old_incarnation"),
+            raft_delta(n, "replayed"),
         );
     }
     // The restarted box refuses what was addressed to its previous
@@ -583,10 +586,31 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
         delta(3, "replayed"),
         to(3)
     );
-    // ... and nothing changed the view: no death, no join, no fence.
+    // The Raft's datagrams alike: box 2 refuses those addressed to its
+    // previous boot, boxes 1 and 3 the old ones of boxes 2 and 1.
+    assert!(
+        raft_delta(2, "old_incarnation") as usize >= min(raft_to(2)),
+        "box2's Raft refused {} of the {} addressed to its previous boot",
+        raft_delta(2, "old_incarnation"),
+        raft_to(2)
+    );
+    for n in [1, 3] {
+        assert!(
+            raft_delta(n, "replayed") as usize >= min(raft_to(n)),
+            "box{n}'s Raft refused {} of the {} replayed to it",
+            raft_delta(n, "replayed"),
+            raft_to(n)
+        );
+    }
+    // ... and nothing changed the view: no death, no join, no fence, no
+    // election.
     for n in 1..=3u8 {
         let i = usize::from(n) - 1;
-        for metric in ["baton_view_number", "baton_view_changes_total"] {
+        for metric in [
+            "baton_view_number",
+            "baton_view_changes_total",
+            "baton_raft_term",
+        ] {
             assert_eq!(
                 sample(&after[i], metric),
                 sample(&before[i], metric),

@@ -125,6 +125,8 @@ pub(crate) struct RaftSnapshot {
     pub(crate) lease_age_ms: Option<u64>,
     /// The lease, ms: a proof older than this fences the box.
     pub(crate) lease_ms: u64,
+    /// Its transport's dropped datagrams, by reason.
+    pub(crate) drops: Vec<(&'static str, u64)>,
 }
 
 impl RaftSnapshot {
@@ -135,6 +137,7 @@ impl RaftSnapshot {
             term: raft.term(),
             lease_age_ms: raft.lease_age(now).map(|a| a.as_millis() as u64),
             lease_ms: raft.timings().lease.as_millis() as u64,
+            drops: raft.stats().drops(),
         }
     }
 }

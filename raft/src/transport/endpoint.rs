@@ -65,6 +65,24 @@ pub struct TransportStats {
     pub send_failed: AtomicU64,
 }
 
+impl TransportStats {
+    /// Datagrams dropped, by the check that refused them, in the order the
+    /// checks run.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("oversized", g(&self.oversized)),
+            ("malformed", g(&self.malformed)),
+            ("forged", g(&self.forged)),
+            ("unknown_sender", g(&self.unknown_sender)),
+            ("unintroduced", g(&self.unintroduced)),
+            ("old_incarnation", g(&self.old_incarnation)),
+            ("replayed", g(&self.replayed)),
+            ("undecodable", g(&self.undecodable)),
+        ]
+    }
+}
+
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
