@@ -459,6 +459,15 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     let downloads = vec![start_download(&g, 0, 1, "1M.bin", "300K")];
     sleep(Duration::from_millis(300));
 
+    // The box to restart: one that talks to box 1 on the Raft too (a
+    // follower talks to its leader only): box 2 when box 1 leads, else
+    // the leader.
+    let leader = sample(&metrics_of(&g, 1), "baton_raft_leader") as u8;
+    assert!((1..=3).contains(&leader), "no Raft leader known to box1");
+    let v: u8 = if leader == 1 { 2 } else { leader };
+    let w: u8 = 5 - v; // the third box: 2 or 3
+    eprintln!("Raft leader box{leader}: restarting box{v}");
+
     // Capture on box 1's back-LAN device: box 1's datagrams to boxes 2
     // and 3 and theirs to it, on the replication, heartbeat and Raft
     // ports.
@@ -487,25 +496,26 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     let from = |n: u8| count(&|d| *d.src.ip() == back_ip(n) && !raft(d));
     let raft_to = |n: u8| count(&|d| *d.dst.ip() == back_ip(n) && raft(d));
     eprintln!(
-        "captured {} datagrams: replication and heartbeats to box2 {}, from box2 {}, to box3 {}, from box3 {}; Raft to box1 {}, box2 {}, box3 {}",
+        "captured {} datagrams: replication and heartbeats to box{v} {}, from box{v} {}, to box{w} {}, to box1 {}; Raft to box1 {}, box{v} {}, box{w} {}",
         captured.len(),
-        to(2),
-        from(2),
-        to(3),
-        from(3),
+        to(v),
+        from(v),
+        to(w),
+        to(1),
         raft_to(1),
-        raft_to(2),
-        raft_to(3),
+        raft_to(v),
+        raft_to(w),
     );
     assert!(
-        to(2) > 50 && from(2) > 50 && to(3) > 50 && raft_to(1) > 10 && raft_to(2) > 10,
+        to(v) > 50 && from(v) > 50 && to(w) > 50 && raft_to(1) > 10 && raft_to(v) > 10,
         "the capture saw too little to prove anything"
     );
 
-    // Box 2 restarts, rejoins, and its peers resynchronise with it.
-    ok(g.lab(&["kill", "box2"]));
+    // Box v restarts, rejoins, and its peers resynchronise with it.
+    let victim = format!("box{v}");
+    ok(g.lab(&["kill", &victim]));
     sleep(Duration::from_millis(200));
-    ok(g.lab(&["start", "box2"]));
+    ok(g.lab(&["start", &victim]));
     let member = |n: u8| sample(&metrics_of(&g, n), "baton_view_phase{phase=\"member\"}") == 1;
     let views_agree = || {
         let v: Vec<u64> = (1..=3)
@@ -514,9 +524,9 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
         v.iter().all(|&x| x == v[0])
     };
     assert!(
-        baton_lab::driver::wait_for(Duration::from_secs(15), || member(2) && views_agree()),
-        "box2 did not rejoin:\n{}",
-        log_of(&g, 2)
+        baton_lab::driver::wait_for(Duration::from_secs(15), || member(v) && views_agree()),
+        "{victim} did not rejoin:\n{}",
+        log_of(&g, v)
     );
     sleep(Duration::from_millis(500));
 
@@ -558,21 +568,21 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     }
     // The restarted box refuses what was addressed to its previous
     // incarnation; its peers refuse its previous incarnation's datagrams,
-    // and box 3 box 1's old ones by the replay window. No loss is set on
+    // and the third box box 1's old ones by the replay window. No loss is set on
     // this lab: each replayed datagram reaches its check (a tenth of
     // margin for the kernel's queues).
     let min = |n: usize| n * 9 / 10;
     assert!(
-        delta(2, "old_incarnation") as usize >= min(to(2)),
-        "box2 refused {} of the {} datagrams addressed to its previous incarnation",
-        delta(2, "old_incarnation"),
-        to(2)
+        delta(v, "old_incarnation") as usize >= min(to(v)),
+        "{victim} refused {} of the {} datagrams addressed to its previous incarnation",
+        delta(v, "old_incarnation"),
+        to(v)
     );
     assert!(
-        delta(1, "stale_epoch") as usize >= min(from(2)),
-        "box1 refused {} of the {} datagrams of box2's previous incarnation",
+        delta(1, "stale_epoch") as usize >= min(from(v)),
+        "box1 refused {} of the {} datagrams of {victim}'s previous incarnation",
         delta(1, "stale_epoch"),
-        from(2)
+        from(v)
     );
     let box1_refused = delta(1, "replayed") + delta(1, "stale_epoch");
     assert!(
@@ -581,20 +591,20 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
         to(1)
     );
     assert!(
-        delta(3, "replayed") as usize >= min(to(3)),
-        "box3 refused {} of the {} of box1's datagrams replayed to it",
-        delta(3, "replayed"),
-        to(3)
+        delta(w, "replayed") as usize >= min(to(w)),
+        "box{w} refused {} of the {} of box1's datagrams replayed to it",
+        delta(w, "replayed"),
+        to(w)
     );
-    // The Raft's datagrams alike: box 2 refuses those addressed to its
-    // previous boot, boxes 1 and 3 the old ones of boxes 2 and 1.
+    // The Raft's datagrams alike: box v refuses those addressed to its
+    // previous boot, box 1 and the third box the old ones of the others.
     assert!(
-        raft_delta(2, "old_incarnation") as usize >= min(raft_to(2)),
-        "box2's Raft refused {} of the {} addressed to its previous boot",
-        raft_delta(2, "old_incarnation"),
-        raft_to(2)
+        raft_delta(v, "old_incarnation") as usize >= min(raft_to(v)),
+        "{victim}'s Raft refused {} of the {} addressed to its previous boot",
+        raft_delta(v, "old_incarnation"),
+        raft_to(v)
     );
-    for n in [1, 3] {
+    for n in [1, w] {
         assert!(
             raft_delta(n, "replayed") as usize >= min(raft_to(n)),
             "box{n}'s Raft refused {} of the {} replayed to it",
