@@ -319,6 +319,16 @@ impl AdminSource for BoxAdmin {
                     "How old this box's quorum proof is (-1: never had one); past the lease it is fenced.",
                     raft.lease_age_ms.map_or(-1.0, |ms| ms as f64 / 1000.0),
                 ));
+                for &(reason, n) in &raft.drops {
+                    out.push(
+                        Metric::counter(
+                            "baton_raft_dropped_total",
+                            "Datagrams of the view's Raft dropped, by the check that refused them.",
+                            n,
+                        )
+                        .with_label("reason", reason),
+                    );
+                }
             }
             for p in [
                 Phase::Starting,

@@ -76,6 +76,9 @@ pub enum RunError {
     /// This box's id is not among the cluster's members.
     #[error("this box is not a cluster member")]
     NotMember,
+    /// This start's epoch could not be recorded.
+    #[error("beginning this start's epoch")]
+    Epoch(#[source] crate::incarnation::IncarnationError),
     /// The replication socket cannot be bound.
     #[error("binding the replication socket on {addr}")]
     ReplicationSocket {
@@ -157,16 +160,29 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         .map_err(RunError::OwnRegion)?;
     let previous = region.box_info().ok();
     let started = std::time::Instant::now();
-    let stores = control::view::store_for(config, &segment).map_err(RunError::Raft)?;
+    // This start's epoch, reserved (durably) before anything names it: the
+    // Raft's transport names it in every datagram.
+    let epoch_file = crate::incarnation::epoch_path(config);
+    let durable = crate::incarnation::read_last(&epoch_file).map_err(RunError::Epoch)?;
+    let epoch = crate::incarnation::reserve(&epoch_file, durable, region.epoch())
+        .map_err(RunError::Epoch)?;
+    let stores = control::view::store_for(config, &segment, epoch).map_err(RunError::Raft)?;
     // A restarted box whose previous incarnation is still a member of the
     // view stays silent, its region untouched, until the survivors have
     // taken that incarnation's connections over; then it routes each of
     // them to the survivor that holds it.
+    // The previous incarnation is the newest the box table or the epoch
+    // file knows: after a reboot that wiped the segment only the file
+    // remembers it, and the durable view may still hold it.
+    let in_table = previous
+        .as_ref()
+        .filter(|p| p.state != BoxState::Unused)
+        .map(|p| p.epoch);
     let mut claimed_elsewhere = Vec::new();
-    if let Some(prev) = previous.as_ref().filter(|p| p.state != BoxState::Unused) {
-        claimed_elsewhere = await_predecessor(config, &segment, &stores, prev.epoch);
+    if let Some(prev_epoch) = in_table.max((durable > 0).then_some(durable)) {
+        claimed_elsewhere = await_predecessor(config, &segment, &stores, prev_epoch);
     }
-    let epoch = region.begin_epoch();
+    crate::incarnation::apply(&region, epoch);
     let state = match previous.as_ref().map(|p| p.state) {
         None | Some(BoxState::Unused) => BoxState::Alive,
         Some(_) => BoxState::Rejoined,

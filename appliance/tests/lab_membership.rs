@@ -761,3 +761,76 @@ fn lab_replicated_a_two_two_split_stops_both_halves_and_nobody_takes_anything_ov
         );
     }
 }
+
+/// A reboot of a replicated box: its segment (tmpfs) is gone, its Raft
+/// state and epoch file (beside the Raft state, on a disk that survives)
+/// are not. The box must come back with a newer epoch, not epoch 1: the
+/// durable view and its peers remember epoch 1, and a "new" epoch 1 would
+/// be taken for the incarnation they removed.
+#[test]
+fn lab_replicated_a_rebooted_box_whose_segment_was_wiped_rejoins_with_a_newer_epoch() {
+    let g = LabGuard::up("btmb7", &["--boxes", "3", "--segment-mode", "replicated"]);
+    let segment = format!("/dev/shm/baton-lab-{}-box2.seg", g.prefix);
+    let epoch_file = format!("{segment}.raft.2.epoch");
+    assert!(
+        fs::metadata(&epoch_file).is_ok(),
+        "box2 keeps its epoch in {epoch_file}"
+    );
+    ok(g.lab(&["kill", "box2"]));
+    // A reboot takes a while: the killed process's sockets are gone by then.
+    sleep(Duration::from_millis(500));
+    fs::remove_file(&segment).unwrap_or_else(|e| panic!("{segment}: {e}"));
+    let started = g.lab(&["start", "box2"]);
+    assert!(
+        started.status.success(),
+        "box2 did not start again: {}\n{}",
+        text(&started),
+        plain_log(&g, 2)
+    );
+    let rejoined = baton_lab::driver::wait_for(Duration::from_secs(15), || {
+        incarnations(&g, 2)
+            .last()
+            .is_some_and(|i| i.epoch == 2 && i.changes.iter().any(|c| c.contains("joined [2/2]")))
+    });
+    let incs = incarnations(&g, 2);
+    assert!(
+        rejoined,
+        "box2 did not rejoin as epoch 2: {incs:#?}\n{}",
+        plain_log(&g, 2)
+    );
+    assert_eq!(
+        incs.iter().map(|i| i.epoch).collect::<Vec<_>>(),
+        [1, 2],
+        "box2's incarnations"
+    );
+    assert!(
+        !incs[1].fenced,
+        "the rebooted box was fenced:\n{}",
+        plain_log(&g, 2)
+    );
+    // Its peers committed the removal of epoch 1 and the join of epoch 2
+    // (each logs a change at its next tick after the commit).
+    for n in [1, 3] {
+        let changes = || -> Vec<String> {
+            incarnations(&g, n)
+                .into_iter()
+                .flat_map(|i| i.changes)
+                .collect()
+        };
+        let seen = baton_lab::driver::wait_for(Duration::from_secs(5), || {
+            let c = changes();
+            c.iter().any(|c| c.contains("left [2/1]"))
+                && c.iter().any(|c| c.contains("joined [2/2]"))
+        });
+        assert!(
+            seen,
+            "box{n} saw box2/1 leave and box2/2 join: {:#?}",
+            changes()
+        );
+    }
+    assert_all_identical(
+        &g,
+        vec![start_download(&g, 0, 2, "1M.bin", "200M")],
+        "1M.bin",
+    );
+}

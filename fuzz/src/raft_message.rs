@@ -25,6 +25,7 @@ pub fn run(data: &[u8]) {
         sender: 1,
         target: 2,
         boot: 7,
+        target_boot: 3,
         counter: 9,
     };
     if let Some(d) = auth.seal(&h, body) {

@@ -19,7 +19,7 @@ pub const KEY: &[u8] = b"fuzz-cluster-key-0123456789";
 /// The replicator's box id; its peers are 1 and 2.
 pub const ME: u16 = 0;
 /// Header length of a replication datagram (docs/CHECKPOINT_FORMAT.md).
-pub const HDR: usize = 32;
+pub const HDR: usize = 36;
 
 /// A socket that sends nowhere and never receives.
 pub struct NullSocket;

@@ -224,14 +224,20 @@ impl Lab {
 
     /// Every segment file of this lab that exists (shared or per box),
     /// and the view Raft's state file beside each (replicated mode's
-    /// default `raft.state_path`, and its `.tmp` while rewritten): a new
-    /// lab must not adopt an old lab's views.
+    /// default `raft.state_path`, and its `.tmp` while rewritten), and each
+    /// box's epoch file beside that (`<raft state>.<id>.epoch`): a new lab
+    /// must not adopt an old lab's views or epochs.
     pub fn segment_files(&self) -> Vec<PathBuf> {
         let mut segments: Vec<PathBuf> = (1..=9).map(|n| self.box_segment_path(n)).collect();
         segments.push(self.segment_path());
+        let mut suffixes: Vec<String> = ["", ".raft", ".raft.tmp"].map(String::from).to_vec();
+        for id in 1..=9 {
+            suffixes.push(format!(".raft.{id}.epoch"));
+            suffixes.push(format!(".raft.{id}.epoch.tmp"));
+        }
         let mut files = Vec::new();
         for seg in segments {
-            for suffix in ["", ".raft", ".raft.tmp"] {
+            for suffix in &suffixes {
                 let mut p = seg.clone().into_os_string();
                 p.push(suffix);
                 files.push(PathBuf::from(p));

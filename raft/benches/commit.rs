@@ -37,6 +37,7 @@ fn cluster() -> Vec<RaftStore> {
                 key: b"baton-bench-cluster-key".to_vec(),
                 path: dir.join(format!("box{me}.raft")),
                 timings: Timings::default(),
+                boot: baton_raft::boot_from_clock(),
             })
             .unwrap_or_else(|e| panic!("{e}"))
         })

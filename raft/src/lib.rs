@@ -31,7 +31,7 @@
 //!
 //! ```
 //! use baton_membership::{Member, Reason, ViewStore};
-//! use baton_raft::{RaftConfig, RaftStore, Timings};
+//! use baton_raft::{boot_from_clock, RaftConfig, RaftStore, Timings};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = std::env::temp_dir().join(format!("baton-raft-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir)?;
@@ -41,6 +41,7 @@
 //!     key: b"sixteen byte key or longer".to_vec(),
 //!     path: dir.join("box1.raft"),
 //!     timings: Timings::default(),
+//!     boot: boot_from_clock(),
 //! })?;
 //! let me = Member { id: 1, epoch: 1 };
 //! let view = store.read()?; // view 0, once a leader answers
@@ -65,6 +66,6 @@ pub mod transport;
 pub mod types;
 
 pub use machine::ViewMachine;
-pub use store::{RaftConfig, RaftStore, StartError, Timings};
+pub use store::{boot_from_clock, RaftConfig, RaftStore, StartError, Timings};
 pub use transport::TransportStats;
 pub use types::{Outcome, Propose};

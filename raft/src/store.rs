@@ -85,6 +85,21 @@ pub struct RaftConfig {
     pub path: PathBuf,
     /// The timings.
     pub timings: Timings,
+    /// This start's incarnation, greater than every earlier start's of this
+    /// box (the appliance passes its durable epoch; [`boot_from_clock`]
+    /// for tests): peers refuse datagrams from an older boot, and this box
+    /// refuses datagrams addressed to another boot of its own, so nothing
+    /// captured before a restart is believed after it.
+    pub boot: u64,
+}
+
+/// A boot from the wall clock (ns since 1970), for tests and tools whose
+/// restarts are not remembered otherwise. A box uses its durable epoch: a
+/// clock stepped back across a restart would make its peers refuse it.
+pub fn boot_from_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
 }
 
 impl std::fmt::Debug for RaftConfig {
@@ -95,6 +110,7 @@ impl std::fmt::Debug for RaftConfig {
             .field("key", &"<redacted>")
             .field("path", &self.path)
             .field("timings", &self.timings)
+            .field("boot", &self.boot)
             .finish()
     }
 }
@@ -224,6 +240,7 @@ impl RaftStore {
             stats: stats.clone(),
             faults: faults.clone(),
             auth,
+            boot: cfg.boot,
             deadline: t.deadline,
         };
         let thread = std::thread::Builder::new()
@@ -520,6 +537,7 @@ struct Node {
     stats: Arc<TransportStats>,
     faults: Arc<Faults>,
     auth: Auth,
+    boot: u64,
     deadline: Duration,
 }
 
@@ -572,6 +590,7 @@ impl Node {
             socket,
             &self.members,
             self.auth,
+            self.boot,
             self.stats,
             self.faults,
         ));

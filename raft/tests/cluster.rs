@@ -246,9 +246,9 @@ fn forged_replayed_and_garbage_datagrams_are_dropped_and_counted() {
     let forged0 = stats.forged.load(Ordering::Relaxed);
     let malformed0 = stats.malformed.load(Ordering::Relaxed);
     let oversized0 = stats.oversized.load(Ordering::Relaxed);
-    let mut forged = b"BRFT\x01\x03".to_vec();
+    let mut forged = b"BRFT\x02\x03".to_vec();
     forged.extend_from_slice(&[3, 0, 2, 0]);
-    forged.extend_from_slice(&[0; 18]);
+    forged.extend_from_slice(&[0; 26]);
     forged.extend_from_slice(&[0; 32]);
     for d in [
         vec![0u8; 3],

@@ -85,6 +85,7 @@ fn a_full_append_of_proposals_fits_one_datagram() {
         sender: 1,
         target: 2,
         boot: 1,
+        target_boot: 3,
         counter: 1,
     };
     let d = auth.seal(&h, &body(&m));

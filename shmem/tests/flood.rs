@@ -536,8 +536,8 @@ fn cost_of_each_drop_per_datagram() {
     let mut big = vec![0u8; MAX_DATAGRAM + 1];
     noise.fill(&mut big);
     let mut framed = big[..1400].to_vec();
-    framed[..6].copy_from_slice(b"BTR1\x01\x01");
-    framed[14..16].copy_from_slice(&(1400u16 - 64).to_le_bytes());
+    framed[..6].copy_from_slice(b"BTR1\x02\x01");
+    framed[14..16].copy_from_slice(&(1400u16 - 68).to_le_bytes());
     let mut forged_beat = beat.clone();
     forged_beat[40] ^= 1;
     let n = 200_000u32;

@@ -467,18 +467,20 @@ mod fuzz {
     use sha2::Sha256;
 
     /// Builds an authentic datagram (as a peer holding the key would) with
-    /// an arbitrary kind, data_seq and body.
+    /// an arbitrary kind, data_seq and body, from box 0 (epoch 1) to box 1
+    /// (whose region never began an epoch: 0).
     fn signed(kind: u8, counter: u64, data_seq: u64, body: &[u8]) -> Vec<u8> {
         let mut d = Vec::new();
         d.extend_from_slice(b"BTR1");
-        d.push(1);
+        d.push(2);
         d.push(kind);
         d.extend_from_slice(&0u16.to_le_bytes());
         d.extend_from_slice(&1u32.to_le_bytes());
-        d.extend_from_slice(&u16::MAX.to_le_bytes());
+        d.extend_from_slice(&1u16.to_le_bytes());
         d.extend_from_slice(&(body.len() as u16).to_le_bytes());
         d.extend_from_slice(&counter.to_le_bytes());
         d.extend_from_slice(&data_seq.to_le_bytes());
+        d.extend_from_slice(&0u32.to_le_bytes());
         d.extend_from_slice(body);
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(KEY).unwrap();
         m.update(&d);

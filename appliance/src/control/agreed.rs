@@ -87,14 +87,18 @@ impl Control {
 
     /// Hands the addresses this box inherited from a box back as soon as
     /// a new incarnation of it beats (an epoch newer than the one they
-    /// were taken from, a heartbeat younger than `deadline_ms`), as
+    /// were taken from, and `beating` says its heartbeat counter moved
+    /// within the detection time, by the watcher's monotonic clock), as
     /// without a view: before its dataplane is up, so the frames it
     /// forwards to us once it answers for its addresses reach a box that
     /// no longer owns them and learns no client's MAC from them (a
     /// forwarded frame carries the forwarder's MAC; learning it stalled a
     /// taken-over download in the lab). Its join, committed later, finds
     /// nothing left to hand back.
-    pub(super) fn hand_back_to_new_incarnations(&self, now_ms: u64, deadline_ms: u64) {
+    pub(super) fn hand_back_to_new_incarnations(
+        &self,
+        beating: &mut dyn FnMut(u16, &baton_shmem::BoxInfo) -> bool,
+    ) {
         let taken: Vec<(u16, u32)> = self
             .inherited_epochs
             .lock()
@@ -106,8 +110,7 @@ impl Control {
             let Ok(info) = self.segment.box_info(id) else {
                 continue;
             };
-            let beating = now_ms.saturating_sub(info.heartbeat_ms) <= deadline_ms;
-            if info.epoch > epoch && beating && info.state != BoxState::Unused {
+            if info.epoch > epoch && info.state != BoxState::Unused && beating(id, &info) {
                 self.forget_inherited_epoch(id);
                 self.hand_back(id);
             }

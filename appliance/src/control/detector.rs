@@ -49,56 +49,43 @@ pub(crate) fn verdict_on(
     })
 }
 
-/// How long each peer has been silent, by the clock it is measured with.
+/// How long each peer has been silent, measured without any box's wall
+/// clock: a peer's heartbeat counter (which it increments at every beat,
+/// in the shared segment or mirrored by replication) observed against this
+/// box's own monotonic clock. Judging by the time a peer wrote would
+/// compare two wall clocks (across hosts in replicated mode; in shared mode
+/// the host's one clock, which NTP or an operator may step): a clock ahead,
+/// or stepped back, hides a death for as long as the difference; a clock
+/// behind, or stepped forward, fakes one.
 pub(crate) struct PeerTracker {
-    clock: HeartbeatClock,
     /// Per peer: its heartbeat counter when last seen to change, and our
-    /// time of that change (for [`HeartbeatClock::Counter`]).
+    /// monotonic time of that change.
     beats: Vec<(u16, Option<(u64, u64)>)>,
 }
 
-/// How a heartbeat's age is measured.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum HeartbeatClock {
-    /// From the time the peer wrote with its beat: boxes sharing one
-    /// segment share one host and its clock, so this is exact.
-    PeerTime,
-    /// From when we last saw the peer's counter change, by our own clock:
-    /// replicated segments may cross hosts whose clocks differ, and a
-    /// peer's clock ahead of ours would otherwise hide its death.
-    Counter,
-}
-
 impl PeerTracker {
-    /// Tracks the peers `ids`, ages measured by `clock`.
-    pub(crate) fn new(ids: &[u16], clock: HeartbeatClock) -> Self {
+    /// Tracks the peers `ids`.
+    pub(crate) fn new(ids: &[u16]) -> Self {
         Self {
-            clock,
             beats: ids.iter().map(|&id| (id, None)).collect(),
         }
     }
 
-    /// How long peer `id` has been silent, in ms.
+    /// How long peer `id` has been silent, in ms, at `now_ms` of this box's
+    /// monotonic clock (any origin, never stepped). The first sight of a
+    /// peer counts as a beat: the detector then judges a box that was
+    /// already dead one detection time after this box started watching,
+    /// rather than believe a timestamp from another clock. An id that is
+    /// not tracked is never silent.
     pub(crate) fn silence_ms(&mut self, id: u16, info: &BoxInfo, now_ms: u64) -> u64 {
-        let by_peer_time = now_ms.saturating_sub(info.heartbeat_ms);
-        if self.clock == HeartbeatClock::PeerTime {
-            return by_peer_time;
-        }
         let Some((_, beat)) = self.beats.iter_mut().find(|(p, _)| *p == id) else {
-            return by_peer_time;
+            return 0;
         };
         match beat {
             Some((counter, at)) if *counter == info.heartbeat => now_ms.saturating_sub(*at),
-            Some(b) => {
-                *b = (info.heartbeat, now_ms);
+            _ => {
+                *beat = Some((info.heartbeat, now_ms));
                 0
-            }
-            None => {
-                // First sight: only the peer's own time can say whether
-                // it beat lately (a box dead for an hour is not "alive
-                // since now").
-                *beat = Some((info.heartbeat, now_ms.saturating_sub(by_peer_time)));
-                by_peer_time
             }
         }
     }
@@ -167,43 +154,73 @@ mod tests {
         }
     }
 
+    /// Drives a tracker on virtual time: each step is (counter the peer
+    /// wrote, the time it wrote with it, our monotonic now); returns the
+    /// silence and whether the member is judged (detection 90 ms).
+    fn judge(t: &mut PeerTracker, counter: u64, wrote_ms: u64, now: u64) -> (u64, bool) {
+        let i = beat(1, counter, wrote_ms);
+        let s = t.silence_ms(2, &i, now);
+        (s, verdict_on(member(2, 1), &i, s, 90).is_some())
+    }
+
     #[test]
-    fn across_hosts_a_peer_is_judged_by_its_counter_on_our_clock_not_by_its_clock() {
-        let m = member(2, 1);
-        // Its clock 10 s ahead: by its timestamps it would never die.
-        let mut t = PeerTracker::new(&[2], HeartbeatClock::Counter);
-        let ahead = 10_000;
-        let silent = |t: &mut PeerTracker, counter, at, now| {
-            let i = beat(1, counter, at);
-            let s = t.silence_ms(2, &i, now);
-            (s, verdict_on(m, &i, s, 90).is_some())
-        };
-        assert_eq!(silent(&mut t, 7, 1000 + ahead, 1000), (0, false));
-        assert_eq!(silent(&mut t, 8, 1030 + ahead, 1030), (0, false));
-        assert_eq!(silent(&mut t, 8, 1030 + ahead, 1100), (70, false));
-        assert_eq!(
-            silent(&mut t, 8, 1030 + ahead, 1121),
-            (91, true),
-            "silent 91 ms by our clock since its counter last moved"
-        );
-        // Its clock 10 s behind: alive as long as its counter moves.
-        let mut t = PeerTracker::new(&[2], HeartbeatClock::Counter);
-        let behind = 10_000;
-        assert_eq!(
-            silent(&mut t, 1, 100_000 - behind, 100_000),
-            (behind, true),
-            "first sight: its time says stale"
-        );
-        for (i, now) in (100_030..100_400).step_by(30).enumerate() {
-            assert_eq!(silent(&mut t, 2 + i as u64, now - behind, now), (0, false));
+    fn a_peer_is_judged_by_its_counter_on_our_monotonic_clock_whatever_its_clock_says() {
+        for skew in [-10_000i64, 0, 10_000, 3_600_000] {
+            let wrote = |at: u64| at.saturating_add_signed(skew);
+            let mut t = PeerTracker::new(&[2]);
+            assert_eq!(
+                judge(&mut t, 7, wrote(1000), 1000),
+                (0, false),
+                "first sight"
+            );
+            assert_eq!(judge(&mut t, 8, wrote(1030), 1030), (0, false));
+            assert_eq!(judge(&mut t, 8, wrote(1030), 1100), (70, false));
+            assert_eq!(
+                judge(&mut t, 8, wrote(1030), 1121),
+                (91, true),
+                "silent 91 ms by our clock since its counter last moved (skew {skew})"
+            );
         }
     }
 
     #[test]
-    fn on_one_host_a_peer_is_judged_by_the_time_it_wrote() {
-        let mut t = PeerTracker::new(&[2], HeartbeatClock::PeerTime);
-        assert_eq!(t.silence_ms(2, &info(1, 1000), 1091), 91);
-        assert_eq!(t.silence_ms(2, &info(1, 1000), 900), 0);
+    fn a_stepped_wall_clock_neither_fakes_nor_hides_a_death() {
+        // Shared mode: one host, one wall clock, stepped by NTP or by hand
+        // while the peer beats every 30 ms. Stepped forward an hour: by the
+        // peer's timestamps every peer would look an hour silent (a false
+        // death); back an hour: a dead peer would look alive for an hour.
+        let mut t = PeerTracker::new(&[2]);
+        let mut counter = 1;
+        let mut wall = 1_700_000_000_000u64;
+        for now in (0..3000).step_by(30) {
+            if now == 1500 {
+                wall += 3_600_000;
+            }
+            wall += 30;
+            counter += 1;
+            assert_eq!(
+                judge(&mut t, counter, wall, now),
+                (0, false),
+                "alive at {now}"
+            );
+        }
+        // The peer dies after its beat seen at 2970; the clock is stepped
+        // back an hour at once.
+        wall -= 3_600_000;
+        for now in (2980..=3060).step_by(10) {
+            assert!(!judge(&mut t, counter, wall, now).1, "not yet at {now}");
+        }
+        assert_eq!(
+            judge(&mut t, counter, wall, 3061),
+            (91, true),
+            "dead 91 ms after its last beat, the stepped clock notwithstanding"
+        );
+    }
+
+    #[test]
+    fn an_untracked_id_is_never_silent() {
+        let mut t = PeerTracker::new(&[2]);
+        assert_eq!(t.silence_ms(5, &info(1, 0), 1_000_000), 0);
     }
 
     #[test]

@@ -40,14 +40,18 @@ pub(crate) struct Stores {
 /// shared mode; in replicated mode this box's Raft node, started here
 /// (before the dataplane: a restarted box reads the view before it
 /// beats) with the voters' back-LAN addresses at `raft.port`.
-pub(crate) fn store_for(config: &Config, segment: &Segment) -> Result<Stores, StartError> {
+pub(crate) fn store_for(
+    config: &Config,
+    segment: &Segment,
+    epoch: u32,
+) -> Result<Stores, StartError> {
     match config.checkpoint.mode {
         SegmentMode::Shared => Ok(Stores {
             store: Box::new(SegmentStore::new(ViewCell::new(segment))),
             raft: None,
         }),
         SegmentMode::Replicated => {
-            let raft = Arc::new(RaftStore::start(raft_config(config))?);
+            let raft = Arc::new(RaftStore::start(raft_config(config, epoch))?);
             info!(
                 port = config.raft.port,
                 state = %config.raft.state_path(&config.checkpoint.segment_path).display(),
@@ -62,8 +66,9 @@ pub(crate) fn store_for(config: &Config, segment: &Segment) -> Result<Stores, St
     }
 }
 
-/// What this box's Raft node needs, from `config`.
-pub(crate) fn raft_config(config: &Config) -> baton_raft::RaftConfig {
+/// What this box's Raft node needs, from `config`; `epoch` (this start's,
+/// durable and growing) is the transport's boot.
+pub(crate) fn raft_config(config: &Config, epoch: u32) -> baton_raft::RaftConfig {
     let r = &config.raft;
     let ms = Duration::from_millis;
     baton_raft::RaftConfig {
@@ -86,6 +91,7 @@ pub(crate) fn raft_config(config: &Config) -> baton_raft::RaftConfig {
             // leaderless tick costs one wait, not the default 2 s.
             deadline: ms(r.election_max_ms + r.heartbeat_ms),
         },
+        boot: u64::from(epoch),
     }
 }
 
@@ -119,6 +125,8 @@ pub(crate) struct RaftSnapshot {
     pub(crate) lease_age_ms: Option<u64>,
     /// The lease, ms: a proof older than this fences the box.
     pub(crate) lease_ms: u64,
+    /// Its transport's dropped datagrams, by reason.
+    pub(crate) drops: Vec<(&'static str, u64)>,
 }
 
 impl RaftSnapshot {
@@ -129,6 +137,7 @@ impl RaftSnapshot {
             term: raft.term(),
             lease_age_ms: raft.lease_age(now).map(|a| a.as_millis() as u64),
             lease_ms: raft.timings().lease.as_millis() as u64,
+            drops: raft.stats().drops(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The watcher thread: every heartbeat interval it beats for this box
-//! too, reads the peers' box table entries, hands them and the clock to the
-//! failure detector, and turns what follows into the control core's acts.
+//! too, reads the peers' box table entries, hands them and its own
+//! monotonic clock to the failure detector (peers' wall-clock timestamps
+//! are never compared with ours), and turns what follows into the control
+//! core's acts.
 //!
 //! The detector's verdicts go to the agreed view (`super::view`: the
 //! segment's cell, or the Raft in replicated mode), and only committed
@@ -14,10 +16,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use baton_config::{Config, SegmentMode};
+use baton_config::Config;
 use tracing::warn;
 
-use super::detector::{verdict_on, was_starved_tick, HeartbeatClock, PeerTracker};
+use super::detector::{verdict_on, was_starved_tick, PeerTracker};
 use super::handle::Control;
 use super::view::AgreedView;
 use crate::clock::unix_ms;
@@ -37,10 +39,7 @@ pub(crate) fn spawn_watcher(
     let interval = Duration::from_millis(config.failure.heartbeat_interval_ms);
     let deadline_ms = config.failure.detection_ms();
     let peers: Vec<u16> = config.peers().map(|m| m.id).collect();
-    let clock = match config.checkpoint.mode {
-        SegmentMode::Shared => HeartbeatClock::PeerTime,
-        SegmentMode::Replicated => HeartbeatClock::Counter,
-    };
+    let me = config.node.id;
     thread::Builder::new()
         .name("watcher".into())
         .spawn(move || {
@@ -50,7 +49,13 @@ pub(crate) fn spawn_watcher(
             // machine one vCPU alone can stall for ~100 ms (softirq bursts,
             // the hypervisor), which silenced a live box in the soak.
             pin_to_cpu("watcher", 1);
-            let mut tracker = PeerTracker::new(&peers, clock);
+            // Peers' silences and our own, by heartbeat counters on this
+            // thread's monotonic clock: no wall clock is compared.
+            let origin = Instant::now();
+            let mono_ms = move || origin.elapsed().as_millis() as u64;
+            let mut tracked = peers.clone();
+            tracked.push(me);
+            let mut tracker = PeerTracker::new(&tracked);
             let mut last_stats = Instant::now();
             let mut last_tick = Instant::now();
             let mut was_starved = false;
@@ -65,7 +70,7 @@ pub(crate) fn spawn_watcher(
                 let own_silence = control
                     .region
                     .box_info()
-                    .map_or(0, |i| unix_ms().saturating_sub(i.heartbeat_ms));
+                    .map_or(0, |i| tracker.silence_ms(me, &i, mono_ms()));
                 let starved = was_starved_tick(gap, own_silence, interval);
                 control.region.heartbeat(unix_ms());
                 if starved && !was_starved {
@@ -83,7 +88,14 @@ pub(crate) fn spawn_watcher(
                     last_stats = Instant::now();
                     control.log_stats();
                 }
-                agreed_tick(&control, &mut agreed, &mut tracker, starved, deadline_ms);
+                agreed_tick(
+                    &control,
+                    &mut agreed,
+                    &mut tracker,
+                    mono_ms(),
+                    starved,
+                    deadline_ms,
+                );
                 thread::sleep(interval);
             }
         })
@@ -97,13 +109,13 @@ fn agreed_tick(
     control: &Control,
     view: &mut AgreedView,
     tracker: &mut PeerTracker,
+    now: u64,
     starved: bool,
     deadline_ms: u64,
 ) {
     view.refresh();
     let mut verdicts = Vec::new();
     if !starved {
-        let now = unix_ms();
         for member in view.peers() {
             match control.segment.box_info(member.id) {
                 Ok(info) => {
@@ -122,5 +134,7 @@ fn agreed_tick(
     for (event, took) in events {
         control.act_on_view(event, took);
     }
-    control.hand_back_to_new_incarnations(unix_ms(), deadline_ms);
+    control.hand_back_to_new_incarnations(&mut |id, info| {
+        tracker.silence_ms(id, info, now) <= deadline_ms
+    });
 }

@@ -19,12 +19,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::frame::{Auth, Header, ReplayWindow, MAX_DATAGRAM};
+use super::frame::{Auth, Header, ReplayWindow, KIND_HELLO, MAX_DATAGRAM};
 use super::message::Message;
 use crate::codec::Writer;
 
@@ -43,8 +43,18 @@ pub struct TransportStats {
     pub forged: AtomicU64,
     /// Dropped: not for this box, or from an id or address not configured.
     pub unknown_sender: AtomicU64,
-    /// Dropped: a counter already seen, or from an older boot.
+    /// Dropped: a counter already seen, or from an older boot of the
+    /// sender than the newest heard.
     pub replayed: AtomicU64,
+    /// Dropped: addressed to an older boot of this box (captured before it
+    /// restarted and replayed, or from a peer that has not heard of the
+    /// restart yet: it is sent a hello).
+    pub old_incarnation: AtomicU64,
+    /// Dropped: from a peer that has heard of no boot of this box yet (it
+    /// is sent a hello).
+    pub unintroduced: AtomicU64,
+    /// Hellos received (each only teaches the sender's boot).
+    pub hellos: AtomicU64,
     /// Dropped: authentic but its body did not decode (another version).
     pub undecodable: AtomicU64,
     /// Answers that came after their caller gave up.
@@ -53,6 +63,24 @@ pub struct TransportStats {
     pub cut: AtomicU64,
     /// Sends the socket refused.
     pub send_failed: AtomicU64,
+}
+
+impl TransportStats {
+    /// Datagrams dropped, by the check that refused them, in the order the
+    /// checks run.
+    pub fn drops(&self) -> Vec<(&'static str, u64)> {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("oversized", g(&self.oversized)),
+            ("malformed", g(&self.malformed)),
+            ("forged", g(&self.forged)),
+            ("unknown_sender", g(&self.unknown_sender)),
+            ("unintroduced", g(&self.unintroduced)),
+            ("old_incarnation", g(&self.old_incarnation)),
+            ("replayed", g(&self.replayed)),
+            ("undecodable", g(&self.undecodable)),
+        ]
+    }
 }
 
 fn bump(c: &AtomicU64) {
@@ -100,6 +128,22 @@ pub enum CallError {
     UnknownPeer(u64),
 }
 
+/// The shortest time between two hellos to one peer.
+const HELLO_GAP: Duration = Duration::from_millis(20);
+
+/// What [`Endpoint::check`] makes of a datagram.
+// Returned once per datagram and matched at once, as the `Option` of a
+// message was before: boxing the message would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Checked {
+    /// Every check passed.
+    Accepted(Header, Message),
+    /// Dropped, and its sender should hear this box's boot.
+    HelloTo(u16),
+    /// Dropped.
+    Dropped,
+}
+
 type Pending = Mutex<HashMap<(u16, u64), oneshot::Sender<Message>>>;
 
 /// A request received: the sending box and the message.
@@ -113,6 +157,14 @@ pub struct Endpoint {
     peers: BTreeMap<u16, SocketAddr>,
     auth: Auth,
     boot: u64,
+    /// Newest boot heard from each peer in any authentic datagram: what
+    /// this box's datagrams to it name as their target's boot. Replays can
+    /// only show older boots, so it is the peer's current one as soon as
+    /// the peer itself was heard.
+    learned: BTreeMap<u16, AtomicU64>,
+    /// When each peer was last sent a hello: at most one per
+    /// [`HELLO_GAP`], however many datagrams call for one.
+    hellos: Mutex<HashMap<u16, Instant>>,
     counter: AtomicU64,
     next_rid: AtomicU64,
     pending: Pending,
@@ -139,24 +191,26 @@ fn lock(p: &Pending) -> std::sync::MutexGuard<'_, HashMap<(u16, u64), oneshot::S
 
 impl Endpoint {
     /// Box `me`'s endpoint on `socket` (bound to its back-LAN address),
-    /// talking to `peers` (id and address; `me` is skipped).
+    /// talking to `peers` (id and address; `me` is skipped). `boot` is
+    /// this start's incarnation, greater than any earlier start's of this
+    /// box (`RaftConfig::boot`).
     pub fn new(
         me: u16,
         socket: UdpSocket,
         peers: &[(u16, SocketAddr)],
         auth: Auth,
+        boot: u64,
         stats: Arc<TransportStats>,
         faults: Arc<Faults>,
     ) -> Endpoint {
-        // A restart must look newer to every peer's replay window; the
-        // wall clock in ns is that, unless it steps back across a restart.
-        let boot = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64);
+        let peers: BTreeMap<u16, SocketAddr> =
+            peers.iter().copied().filter(|&(id, _)| id != me).collect();
         Endpoint {
             me,
+            learned: peers.keys().map(|&id| (id, AtomicU64::new(0))).collect(),
+            hellos: Mutex::new(HashMap::new()),
             socket,
-            peers: peers.iter().copied().filter(|&(id, _)| id != me).collect(),
+            peers,
             auth,
             boot,
             counter: AtomicU64::new(1),
@@ -194,23 +248,45 @@ impl Endpoint {
     /// error, and neither is one the socket refuses (a peer that is down
     /// makes the kernel report its ICMP unreachable on a later call).
     pub async fn send(&self, to: u16, m: &Message) -> Result<(), CallError> {
+        let mut w = Writer::default();
+        m.encode_body(&mut w);
+        self.send_datagram(to, m.kind(), &w.into_inner()).await
+    }
+
+    /// Sends a hello to `to` unless one went to it less than
+    /// [`HELLO_GAP`] ago.
+    async fn send_hello(&self, to: u16) {
+        {
+            let mut last = self.hellos.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            if last
+                .get(&to)
+                .is_some_and(|&t| now.duration_since(t) < HELLO_GAP)
+            {
+                return;
+            }
+            last.insert(to, now);
+        }
+        let _ = self.send_datagram(to, KIND_HELLO, &[]).await;
+    }
+
+    async fn send_datagram(&self, to: u16, kind: u8, body: &[u8]) -> Result<(), CallError> {
         let addr = *self
             .peers
             .get(&to)
             .ok_or(CallError::UnknownPeer(to as u64))?;
-        let mut w = Writer::default();
-        m.encode_body(&mut w);
         let h = Header {
-            kind: m.kind(),
+            kind,
             sender: self.me,
             target: to,
             boot: self.boot,
             counter: self.counter.fetch_add(1, Ordering::Relaxed),
+            target_boot: self
+                .learned
+                .get(&to)
+                .map_or(0, |b| b.load(Ordering::Relaxed)),
         };
-        let d = self
-            .auth
-            .seal(&h, &w.into_inner())
-            .ok_or(CallError::TooLarge)?;
+        let d = self.auth.seal(&h, body).ok_or(CallError::TooLarge)?;
         if self.faults.is_cut(to) {
             bump(&self.stats.cut);
             return Ok(());
@@ -227,6 +303,11 @@ impl Endpoint {
     pub async fn run(self: Arc<Self>, requests: mpsc::UnboundedSender<Incoming>) {
         let mut buf = vec![0u8; 65_536];
         let mut windows: HashMap<u16, ReplayWindow> = HashMap::new();
+        // Every peer learns this boot at once, and answers with its own.
+        let peers: Vec<u16> = self.peers.keys().copied().collect();
+        for p in peers {
+            self.send_hello(p).await;
+        }
         loop {
             let (n, from) = match self.socket.recv_from(&mut buf).await {
                 Ok(r) => r,
@@ -238,7 +319,15 @@ impl Endpoint {
                 }
             };
             let d = &buf[..n.min(buf.len())];
-            if let Some((h, m)) = self.check(d, from, &mut windows) {
+            let (h, m) = match self.check(d, from, &mut windows) {
+                Checked::Accepted(h, m) => (h, m),
+                Checked::HelloTo(peer) => {
+                    self.send_hello(peer).await;
+                    continue;
+                }
+                Checked::Dropped => continue,
+            };
+            {
                 if m.is_reply() {
                     match lock(&self.pending).remove(&(h.sender, m.rid())) {
                         Some(tx) => {
@@ -253,53 +342,208 @@ impl Endpoint {
         }
     }
 
-    /// The header and message of `d` if every check passes.
+    /// The header and message of `d` if every check passes, in order:
+    /// size, framing and tag, target and sender (its configured address),
+    /// the target's boot (this box's current one), the sender's boot (not
+    /// older than the newest heard), the replay window, the body.
     fn check(
         &self,
         d: &[u8],
         from: SocketAddr,
         windows: &mut HashMap<u16, ReplayWindow>,
-    ) -> Option<(Header, Message)> {
+    ) -> Checked {
         if d.len() > MAX_DATAGRAM {
             bump(&self.stats.oversized);
-            return None;
+            return Checked::Dropped;
         }
         let (h, body) = match self.auth.open(d) {
             Ok(x) => x,
             Err(super::frame::Rejected::Malformed) => {
                 bump(&self.stats.malformed);
-                return None;
+                return Checked::Dropped;
             }
             Err(super::frame::Rejected::Forged) => {
                 bump(&self.stats.forged);
-                return None;
+                return Checked::Dropped;
             }
         };
         if h.target != self.me || self.peers.get(&h.sender) != Some(&from) {
             bump(&self.stats.unknown_sender);
-            return None;
+            return Checked::Dropped;
         }
         if self.faults.is_cut(h.sender) {
             bump(&self.stats.cut);
-            return None;
+            return Checked::Dropped;
         }
-        if !windows
-            .entry(h.sender)
-            .or_default()
-            .accept(h.boot, h.counter)
+        // Authentic: the sender really ran this boot.
+        let newest = match self.learned.get(&h.sender) {
+            Some(b) => b.fetch_max(h.boot, Ordering::Relaxed).max(h.boot),
+            None => h.boot,
+        };
+        if h.kind == KIND_HELLO {
+            bump(&self.stats.hellos);
+            return if h.target_boot == self.boot {
+                Checked::Dropped
+            } else {
+                Checked::HelloTo(h.sender)
+            };
+        }
+        if h.target_boot != self.boot {
+            bump(if h.target_boot == 0 {
+                &self.stats.unintroduced
+            } else {
+                &self.stats.old_incarnation
+            });
+            return Checked::HelloTo(h.sender);
+        }
+        if h.boot < newest
+            || !windows
+                .entry(h.sender)
+                .or_default()
+                .accept(h.boot, h.counter)
         {
             bump(&self.stats.replayed);
-            return None;
+            return Checked::Dropped;
         }
         match Message::decode(h.kind, body) {
             Ok(m) => {
                 bump(&self.stats.received);
-                Some((h, m))
+                Checked::Accepted(h, m)
             }
             Err(_) => {
                 bump(&self.stats.undecodable);
-                None
+                Checked::Dropped
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    /// What box 1 (boot `boot`) would send box 2, believing box 2 runs
+    /// `target_boot`: a forwarded read, or a hello.
+    fn from_box1(boot: u64, counter: u64, target_boot: u64, hello: bool) -> Vec<u8> {
+        let auth = Auth::new(KEY).unwrap_or_else(|| unreachable!());
+        let m = Message::Client(counter, super::super::message::ClientRequest::Read);
+        let mut w = Writer::default();
+        m.encode_body(&mut w);
+        let (kind, body) = if hello {
+            (KIND_HELLO, Vec::new())
+        } else {
+            (m.kind(), w.into_inner())
+        };
+        let h = Header {
+            kind,
+            sender: 1,
+            target: 2,
+            boot,
+            counter,
+            target_boot,
+        };
+        auth.seal(&h, &body).unwrap_or_else(|| unreachable!())
+    }
+
+    /// Box 2's endpoint at `boot`, box 1 configured at `peer`: what its
+    /// receive loop would make of each datagram, and its counters.
+    fn box2(boot: u64, peer: SocketAddr, datagrams: &[Vec<u8>]) -> (Vec<&'static str>, Endpoint) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rt.block_on(async {
+            let socket = UdpSocket::bind("127.0.0.1:0")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let e = Endpoint::new(
+                2,
+                socket,
+                &[(1, peer)],
+                Auth::new(KEY).unwrap_or_else(|| unreachable!()),
+                boot,
+                Arc::default(),
+                Arc::default(),
+            );
+            let mut windows = HashMap::new();
+            let verdicts = datagrams
+                .iter()
+                .map(|d| match e.check(d, peer, &mut windows) {
+                    Checked::Accepted(..) => "accepted",
+                    Checked::HelloTo(1) => "hello",
+                    Checked::HelloTo(_) => "hello to someone else",
+                    Checked::Dropped => "dropped",
+                })
+                .collect();
+            (verdicts, e)
+        })
+    }
+
+    fn count(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_datagram_captured_before_its_receiver_restarted_is_refused_after_it() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
+        let captured = [from_box1(3, 1, 5, false), from_box1(3, 2, 5, false)];
+        // Box 2 at boot 5 takes each once.
+        let (v, e) = box2(
+            5,
+            peer,
+            &[
+                captured[0].clone(),
+                captured[1].clone(),
+                captured[0].clone(),
+            ],
+        );
+        assert_eq!(v, ["accepted", "accepted", "dropped"]);
+        assert_eq!(count(&e.stats.replayed), 1);
+        // Box 2 restarted (boot 6, fresh windows): refused, and box 1 is
+        // told the new boot.
+        let (v, e) = box2(6, peer, &captured);
+        assert_eq!(v, ["hello", "hello"]);
+        assert_eq!(count(&e.stats.old_incarnation), 2);
+        assert_eq!(count(&e.stats.received), 0);
+        assert_eq!(e.learned[&1].load(Ordering::Relaxed), 3);
+        // Once box 1 heard it, its datagrams are taken again.
+        let (v, _) = box2(6, peer, &[from_box1(3, 3, 6, false)]);
+        assert_eq!(v, ["accepted"]);
+    }
+
+    #[test]
+    fn a_datagram_of_an_older_boot_of_its_sender_is_refused_once_a_newer_was_heard() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
+        let (v, e) = box2(
+            6,
+            peer,
+            &[
+                from_box1(4, 1, 6, false),
+                from_box1(3, 9, 6, false),
+                from_box1(4, 2, 6, false),
+            ],
+        );
+        assert_eq!(v, ["accepted", "dropped", "accepted"]);
+        assert_eq!(count(&e.stats.replayed), 1);
+    }
+
+    #[test]
+    fn hellos_teach_boots_and_are_answered_only_when_they_name_another() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap_or_else(|_| unreachable!());
+        let (v, e) = box2(
+            6,
+            peer,
+            &[
+                from_box1(4, 1, 0, true),
+                from_box1(4, 2, 6, true),
+                from_box1(4, 3, 0, false),
+            ],
+        );
+        assert_eq!(v, ["hello", "dropped", "hello"]);
+        assert_eq!(count(&e.stats.hellos), 2);
+        assert_eq!(count(&e.stats.unintroduced), 1);
+        assert_eq!(e.learned[&1].load(Ordering::Relaxed), 4);
     }
 }

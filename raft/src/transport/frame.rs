@@ -3,19 +3,24 @@
 //!
 //! The same scheme as `baton_shmem::replication`'s datagrams, whose replay
 //! window it uses; the tag is computed here because the header differs.
-//! Header, 28 bytes, little-endian:
+//! Header, 36 bytes, little-endian:
 //!
 //! | bytes  | field |
 //! |--------|-------|
 //! | 0..4   | magic `BRFT` |
-//! | 4      | version (1) |
-//! | 5      | kind (`Message::kind`) |
+//! | 4      | version (2) |
+//! | 5      | kind (`Message::kind`, or [`KIND_HELLO`]) |
 //! | 6..8   | sender box id |
 //! | 8..10  | target box id |
-//! | 10..18 | sender's boot (unix ns at its start: a restart is newer) |
+//! | 10..18 | sender's boot (its incarnation: greater at every start) |
 //! | 18..26 | sender's counter (from 1, +1 per datagram) |
 //! | 26..28 | body length |
+//! | 28..36 | target's boot, as the sender last heard it (0: none yet) |
 //!
+//! A receiver accepts only datagrams addressed to its own current boot, so
+//! one captured before it restarted is refused after the restart, although
+//! its replay windows live in memory; and none of an older boot of the
+//! sender than the newest it heard.
 //! then the body, then the 32-byte tag over header and body. Nothing of a
 //! datagram is believed before [`Auth::open`] accepted it. This module
 //! knows nothing of messages' contents or of sockets.
@@ -24,13 +29,17 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Header bytes.
-pub const HDR: usize = 28;
+pub const HDR: usize = 36;
+/// The kind of a hello: an empty body that only makes its receiver learn
+/// the sender's boot (sent at start, and in answer to a datagram addressed
+/// to another boot of the receiver).
+pub const KIND_HELLO: u8 = 0xff;
 /// Tag bytes.
 pub const TAG: usize = 32;
 /// The largest datagram sent or accepted.
 pub const MAX_DATAGRAM: usize = 8192;
 const MAGIC: &[u8; 4] = b"BRFT";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// A datagram's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +50,12 @@ pub struct Header {
     pub sender: u16,
     /// Box it is meant for.
     pub target: u16,
-    /// Sender's start time (its replay windows begin again).
+    /// Sender's incarnation (its replay windows begin again).
     pub boot: u64,
     /// Sender's datagram counter.
     pub counter: u64,
+    /// The target's incarnation the sender believes current (0: unknown).
+    pub target_boot: u64,
 }
 
 /// Why a datagram was refused before anything in it was believed.
@@ -85,6 +96,7 @@ impl Auth {
         out.extend_from_slice(&h.boot.to_le_bytes());
         out.extend_from_slice(&h.counter.to_le_bytes());
         out.extend_from_slice(&(body.len() as u16).to_le_bytes());
+        out.extend_from_slice(&h.target_boot.to_le_bytes());
         out.extend_from_slice(body);
         let mut m = self.mac.clone();
         m.update(&out);
@@ -118,6 +130,7 @@ impl Auth {
             target: le16(8),
             boot: le64(10),
             counter: le64(18),
+            target_boot: le64(28),
         };
         Ok((h, &signed[HDR..]))
     }
@@ -167,6 +180,7 @@ mod tests {
             target: 1,
             boot: 77,
             counter,
+            target_boot: 5,
         }
     }
 

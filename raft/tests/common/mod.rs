@@ -53,6 +53,7 @@ impl Cluster {
             key: KEY.to_vec(),
             path: self.dir.join(format!("box{id}.raft")),
             timings: self.timings,
+            boot: baton_raft::boot_from_clock(),
         }
     }
 

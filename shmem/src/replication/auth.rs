@@ -109,6 +109,7 @@ mod tests {
             sender: 2,
             epoch: 7,
             target: 1,
+            target_epoch: 3,
             counter,
             data_seq: 0,
         };

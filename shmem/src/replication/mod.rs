@@ -31,16 +31,23 @@
 //!
 //! Every datagram is authenticated with HMAC-SHA256 (RFC 2104) under the
 //! cluster key: whoever can inject a checkpoint can hijack a connection.
-//! Each carries the sender id, its epoch and a per-process monotonic
-//! counter; receivers keep a 64-datagram sliding anti-replay window per
-//! sender, as IPsec does (RFC 4303 §3.4.3). Before any tag is computed, a
+//! Each carries the sender id, its epoch, the receiver it is meant for and
+//! that receiver's epoch as the sender last heard it, and a per-process
+//! monotonic counter; receivers keep a 64-datagram sliding anti-replay
+//! window per sender, as IPsec does (RFC 4303 §3.4.3), and accept only
+//! datagrams addressed to their own current epoch. Epochs grow across
+//! restarts and reboots (the box keeps the last one in a file), so a
+//! datagram captured before either end restarted is refused after it by
+//! every box, the restarted one included, although the windows themselves
+//! live in memory. Before any tag is computed, a
 //! datagram must come from a peer's address, fit the size of its socket,
 //! carry our magic and version and a kind that belongs on that socket: a
 //! flood of garbage costs comparisons, not HMACs. Every drop is counted
 //! by reason in [`ReplicationStats`].
-//! A box must start a new epoch ([`crate::Region::begin_epoch`]) every time
-//! it starts, since its counter starts again at 1; a datagram from an older
-//! epoch than the newest seen is dropped.
+//! A box must start a new epoch ([`crate::Region::begin_epoch`], raised
+//! past every epoch it ever ran) every time it starts, since its counter
+//! starts again at 1; a datagram from an older epoch than the newest seen
+//! is dropped.
 //!
 //! Wire format: see docs/CHECKPOINT_FORMAT.md, "Replication datagrams".
 //!
@@ -180,12 +187,11 @@ impl<S: DatagramSocket> Replicator<S> {
         // checked above.
         let auth = Auth::new(&cfg.key).ok_or(ReplicationError::WeakKey(cfg.key.len()))?;
         let stats = Arc::new(ReplicationStats::default());
-        let addrs = peers.iter().map(|&(_, addr, _)| addr).collect();
         Ok(Replicator {
             socket,
             hb: None,
-            tx: Sender::new(cfg.me, own, auth.clone(), addrs, stats.clone()),
-            rx: Receiver::new(cfg.me, auth, peers, stats.clone()),
+            tx: Sender::new(cfg.me, own.clone(), auth.clone(), stats.clone()),
+            rx: Receiver::new(cfg.me, own, auth, peers, stats.clone()),
             stats,
         })
     }
@@ -206,7 +212,6 @@ impl<S: DatagramSocket> Replicator<S> {
             ));
         }
         let of = |a: SocketAddr| peers.iter().find(|(p, _)| *p == a).map_or(a, |&(_, h)| h);
-        self.tx.split_heartbeats(of);
         self.rx.split_heartbeats(of);
         self.hb = Some(hb);
         Ok(self)
@@ -402,7 +407,8 @@ impl<S: DatagramSocket> Replicator<S> {
     /// Ships the own region's dirty slots, then a heartbeat, to every peer,
     /// re-requests stalled snapshots and refreshes the kernel drop count.
     pub fn tick(&mut self, now_ms: u64) -> io::Result<()> {
-        self.tx.ship_dirty(&self.socket)?;
+        self.tx
+            .ship_dirty(&self.socket, &self.rx.targets(Channel::Data))?;
         self.beat()?;
         for i in 0..self.rx.peer_count() {
             if let Some(reply) = self.rx.due_request(i, now_ms) {
@@ -418,8 +424,12 @@ impl<S: DatagramSocket> Replicator<S> {
     /// Sends the heartbeat (the own box-table entry) to every peer.
     fn beat(&mut self) -> io::Result<()> {
         match &self.hb {
-            Some(hb) => self.tx.send_heartbeat(hb),
-            None => self.tx.send_heartbeat(&self.socket),
+            Some(hb) => self
+                .tx
+                .send_heartbeat(hb, &self.rx.targets(Channel::Heartbeat)),
+            None => self
+                .tx
+                .send_heartbeat(&self.socket, &self.rx.targets(Channel::Data)),
         }
     }
 
@@ -443,17 +453,10 @@ impl<S: DatagramSocket> Replicator<S> {
 
     fn send(&mut self, reply: Reply) -> io::Result<()> {
         match reply {
-            Reply::Snapshot {
-                to,
-                target,
-                from,
-                window,
-            } => self
-                .tx
-                .send_snapshot(&self.socket, to, target, from, window),
-            Reply::Request { target, to, from } => {
-                self.tx.request_snapshot(&self.socket, target, to, from)
+            Reply::Snapshot { to, from, window } => {
+                self.tx.send_snapshot(&self.socket, to, from, window)
             }
+            Reply::Request { to, from } => self.tx.request_snapshot(&self.socket, to, from),
         }
     }
 }

@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::auth::{Auth, Rejected, ReplayWindow};
+use super::sender::Target;
 use super::stats::ReplicationStats;
-use super::wire::{self, Malformed, EVERY_PEER, HDR, MAX_HEARTBEAT, SNAPSHOT_WINDOW};
+use super::wire::{self, Malformed, HDR, MAX_HEARTBEAT, SNAPSHOT_WINDOW};
 use crate::segment::Region;
 
 /// A resync that made no progress for this long is re-requested.
@@ -22,18 +23,9 @@ const RESYNC_RETRY_MS: u64 = 50;
 /// What the sender must send after a datagram was handled.
 pub(super) enum Reply {
     /// Answer a snapshot request: `window` chunks from slot `from`.
-    Snapshot {
-        to: SocketAddr,
-        target: u16,
-        from: u32,
-        window: u16,
-    },
-    /// Ask peer `target` for the next snapshot window from slot `from`.
-    Request {
-        target: u16,
-        to: SocketAddr,
-        from: u32,
-    },
+    Snapshot { to: Target, from: u32, window: u16 },
+    /// Ask peer `to` for the next snapshot window from slot `from`.
+    Request { to: Target, from: u32 },
 }
 
 /// The socket a datagram came in on.
@@ -53,8 +45,15 @@ struct Peer {
     /// The peer's heartbeat address, once heartbeats have their own socket.
     hb_addr: Option<SocketAddr>,
     region: Region,
-    /// Newest epoch seen from this peer; `None` until its first datagram.
+    /// The epoch whose datagrams are applied (the replica's incarnation);
+    /// `None` until the first datagram accepted from this peer.
     epoch: Option<u32>,
+    /// Newest epoch heard from this peer in any authentic datagram, applied
+    /// or not: what this box's datagrams to it name as their target's
+    /// incarnation (0: none heard yet). An attacker can replay older epochs
+    /// only, so the maximum is the peer's current one as soon as the peer
+    /// itself was heard.
+    learned: u32,
     /// Counters of that epoch already accepted on the replication socket.
     replay: ReplayWindow,
     /// The same on the heartbeat socket: the sender numbers both channels
@@ -94,6 +93,9 @@ struct Resync {
 /// The inbound half of a replicator: one replica per peer.
 pub(super) struct Receiver {
     me: u16,
+    /// This box's own region: its epoch is the incarnation every accepted
+    /// datagram must be addressed to.
+    own: Region,
     auth: Auth,
     peers: Vec<Peer>,
     stats: Arc<ReplicationStats>,
@@ -104,6 +106,7 @@ impl Receiver {
     /// (ids distinct and not `me`, checked by the caller).
     pub(super) fn new(
         me: u16,
+        own: Region,
         auth: Auth,
         peers: Vec<(u16, SocketAddr, Region)>,
         stats: Arc<ReplicationStats>,
@@ -116,6 +119,7 @@ impl Receiver {
                 hb_addr: None,
                 region,
                 epoch: None,
+                learned: 0,
                 replay: ReplayWindow::default(),
                 replay_hb: ReplayWindow::default(),
                 claim: None,
@@ -125,6 +129,7 @@ impl Receiver {
             .collect();
         Receiver {
             me,
+            own,
             auth,
             peers,
             stats,
@@ -146,6 +151,21 @@ impl Receiver {
         for p in &mut self.peers {
             p.hb_addr = Some(hb_addr(p.addr));
         }
+    }
+
+    /// Every peer as a target of datagrams sent on `channel`'s socket.
+    pub(super) fn targets(&self, channel: Channel) -> Vec<Target> {
+        self.peers
+            .iter()
+            .map(|p| Target {
+                id: p.id,
+                addr: match channel {
+                    Channel::Heartbeat => p.hb_addr.unwrap_or(p.addr),
+                    Channel::Data => p.addr,
+                },
+                epoch: p.learned,
+            })
+            .collect()
     }
 
     fn split(&self) -> bool {
@@ -230,8 +250,11 @@ impl Receiver {
         let r = p.resync.as_mut()?;
         r.requested_ms = Some(now_ms);
         Some(Reply::Request {
-            target: p.id,
-            to: p.addr,
+            to: Target {
+                id: p.id,
+                addr: p.addr,
+                epoch: p.learned,
+            },
             from: r.cursor,
         })
     }
@@ -239,8 +262,10 @@ impl Receiver {
     /// Checks and applies one datagram received from `from` on `channel`.
     /// Checks, in order, each failure counted and the datagram dropped:
     /// source address, size and kind for the channel (before any tag is
-    /// computed), framing and tag (`auth`), known sender, target, epoch,
-    /// counter.
+    /// computed), framing and tag (`auth`), known sender, target box,
+    /// target incarnation (this box's current one: anything captured before
+    /// this box restarted names an older one), sender's epoch (not older
+    /// than any heard from it), counter (the window of that epoch).
     pub(super) fn handle(
         &mut self,
         d: &[u8],
@@ -267,9 +292,27 @@ impl Receiver {
             ReplicationStats::bump(&self.stats.unknown_sender);
             return None;
         };
-        if h.target != EVERY_PEER && h.target != self.me {
+        if h.target != self.me {
             // Authentic but meant for another box: replayed to us.
             ReplicationStats::bump(&self.stats.replayed);
+            return None;
+        }
+        // Authentic, so the sender really ran this epoch: learn it even if
+        // the datagram is not for this incarnation (a peer that restarted,
+        // or did not hear of our restart yet, introduces itself this way).
+        let p = &mut self.peers[pi];
+        p.learned = p.learned.max(h.epoch);
+        if h.target_epoch != self.own.epoch() {
+            ReplicationStats::bump(if h.target_epoch == 0 {
+                &self.stats.unintroduced
+            } else {
+                &self.stats.old_incarnation
+            });
+            return None;
+        }
+        if h.epoch < p.learned {
+            // A newer incarnation of the sender was heard: this one is over.
+            ReplicationStats::bump(&self.stats.stale_epoch);
             return None;
         }
         let body = &d[HDR..HDR + h.body_len];
@@ -327,8 +370,11 @@ impl Receiver {
                 Some((from, window)) => {
                     let p = &self.peers[pi];
                     let reply = Reply::Snapshot {
-                        to: p.addr,
-                        target: p.id,
+                        to: Target {
+                            id: p.id,
+                            addr: p.addr,
+                            epoch: p.learned,
+                        },
                         from,
                         window: window.min(SNAPSHOT_WINDOW),
                     };

@@ -17,17 +17,24 @@ use super::wire::{self, Outgoing, ENTRY_HDR, HDR, MAX_BODY, MAX_DATAGRAM};
 use crate::segment::Region;
 use crate::slot::{Payload, Raw};
 
+/// Where a datagram goes: a peer's address on the socket it is sent from,
+/// and the incarnation of the peer it is meant for (the newest the receiver
+/// heard of; 0 before any). Each copy is tagged over its own target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Target {
+    pub(super) id: u16,
+    pub(super) addr: SocketAddr,
+    pub(super) epoch: u32,
+}
+
 /// The outbound half of a replicator.
 pub(super) struct Sender {
     me: u16,
     own: Region,
     auth: Auth,
-    /// Every peer's replication address, for what goes to all of them.
-    peers: Vec<SocketAddr>,
-    /// Every peer's heartbeat address, once heartbeats have their own
-    /// socket.
-    hb_peers: Option<Vec<SocketAddr>>,
-    /// +1 per datagram sent by this process (anti-replay, RFC 4303 §3.4.3).
+    /// +1 per datagram built by this process (anti-replay, RFC 4303
+    /// §3.4.3); the copies of one datagram to several peers share it, each
+    /// peer's window being its own.
     counter: u64,
     /// Number of the last slot update sent.
     data_seq: u64,
@@ -39,19 +46,11 @@ pub(super) struct Sender {
 }
 
 impl Sender {
-    pub(super) fn new(
-        me: u16,
-        own: Region,
-        auth: Auth,
-        peers: Vec<SocketAddr>,
-        stats: Arc<ReplicationStats>,
-    ) -> Self {
+    pub(super) fn new(me: u16, own: Region, auth: Auth, stats: Arc<ReplicationStats>) -> Self {
         Sender {
             me,
             own,
             auth,
-            peers,
-            hb_peers: None,
             counter: 0,
             data_seq: 0,
             stats,
@@ -60,21 +59,28 @@ impl Sender {
         }
     }
 
-    fn begin(&mut self, kind: u8, target: u16) {
+    fn begin(&mut self, kind: u8) {
         self.counter += 1;
         let header = Outgoing {
             kind,
             sender: self.me,
             epoch: self.own.epoch(),
-            target,
+            target: 0,
+            target_epoch: 0,
             counter: self.counter,
             data_seq: self.data_seq,
         };
         wire::begin(&mut self.out, &header);
     }
 
-    fn send(&self, socket: &impl DatagramSocket, to: SocketAddr) -> io::Result<()> {
-        match socket.send_to(&self.out, to) {
+    /// Seals the datagram built in `out` for `to` and sends it. The body
+    /// stays in place: [`Sender::send_to`] may be called again for the
+    /// next peer.
+    fn send_to(&mut self, socket: &impl DatagramSocket, to: Target, body_end: usize) {
+        self.out.truncate(body_end);
+        wire::set_target(&mut self.out, to.id, to.epoch);
+        self.auth.seal(&mut self.out);
+        match socket.send_to(&self.out, to.addr) {
             Ok(_) => ReplicationStats::bump(&self.stats.sent),
             // A full socket buffer, an unreachable peer, a local firewall
             // (EPERM) or a down back LAN lose this datagram as the network
@@ -82,21 +88,13 @@ impl Sender {
             // a flapping link.
             Err(_) => ReplicationStats::bump(&self.stats.send_errors),
         }
-        Ok(())
     }
 
-    fn broadcast(&self, socket: &impl DatagramSocket) -> io::Result<()> {
-        for &addr in &self.peers {
-            self.send(socket, addr)?;
+    fn broadcast(&mut self, socket: &impl DatagramSocket, to: &[Target]) {
+        let body_end = self.out.len();
+        for &t in to {
+            self.send_to(socket, t, body_end);
         }
-        Ok(())
-    }
-
-    /// Heartbeats from now on go to each peer's `hb_addr(replication
-    /// address)`, through the socket the caller hands to
-    /// [`Sender::send_heartbeat`].
-    pub(super) fn split_heartbeats(&mut self, hb_addr: impl Fn(SocketAddr) -> SocketAddr) {
-        self.hb_peers = Some(self.peers.iter().map(|&a| hb_addr(a)).collect());
     }
 
     /// Copies a stable snapshot of own slot `s` into the scratch buffer:
@@ -114,9 +112,13 @@ impl Sender {
         wire::append_entry(&mut self.out, s, seq, &self.scratch.0[..len]);
     }
 
-    /// Sends every own slot published since the last call to every peer,
-    /// as slot updates, each datagram numbered by `data_seq`.
-    pub(super) fn ship_dirty(&mut self, socket: &impl DatagramSocket) -> io::Result<()> {
+    /// Sends every own slot published since the last call to every peer
+    /// (`to`), as slot updates, each datagram numbered by `data_seq`.
+    pub(super) fn ship_dirty(
+        &mut self,
+        socket: &impl DatagramSocket,
+        to: &[Target],
+    ) -> io::Result<()> {
         let mut open = false;
         for wi in 0..self.own.dirty_len() {
             let mut bits = self.own.take_dirty(wi);
@@ -130,58 +132,51 @@ impl Sender {
                     continue;
                 };
                 if open && self.out.len() + ENTRY_HDR + len > HDR + MAX_BODY {
-                    self.auth.seal(&mut self.out);
-                    self.broadcast(socket)?;
+                    self.broadcast(socket, to);
                     open = false;
                 }
                 if !open {
                     self.data_seq += 1;
-                    self.begin(wire::K_UPDATE, wire::EVERY_PEER);
+                    self.begin(wire::K_UPDATE);
                     open = true;
                 }
                 self.append_entry(s, seq, len);
             }
         }
         if open {
-            self.auth.seal(&mut self.out);
-            self.broadcast(socket)?;
+            self.broadcast(socket, to);
         }
         Ok(())
     }
 
-    /// Sends the own box-table entry (the heartbeat) to every peer: to
+    /// Sends the own box-table entry (the heartbeat) to every peer, `to`:
     /// their heartbeat addresses if heartbeats have their own socket
-    /// (`socket` is then that socket), else with the rest.
-    pub(super) fn send_heartbeat(&mut self, socket: &impl DatagramSocket) -> io::Result<()> {
+    /// (`socket` is then that socket).
+    pub(super) fn send_heartbeat(
+        &mut self,
+        socket: &impl DatagramSocket,
+        to: &[Target],
+    ) -> io::Result<()> {
         let info = self.own.box_info().ok();
-        self.begin(wire::K_HEARTBEAT, wire::EVERY_PEER);
+        self.begin(wire::K_HEARTBEAT);
         wire::encode_info(&mut self.out, info.as_ref());
-        self.auth.seal(&mut self.out);
-        match &self.hb_peers {
-            Some(addrs) => {
-                for &addr in addrs {
-                    self.send(socket, addr)?;
-                }
-                Ok(())
-            }
-            None => self.broadcast(socket),
-        }
+        self.broadcast(socket, to);
+        Ok(())
     }
 
-    /// Asks peer `target` at `to` for a window of snapshot chunks from
-    /// slot `from`.
+    /// Asks peer `to` for a window of snapshot chunks from slot `from`.
     pub(super) fn request_snapshot(
         &mut self,
         socket: &impl DatagramSocket,
-        target: u16,
-        to: SocketAddr,
+        to: Target,
         from: u32,
     ) -> io::Result<()> {
-        self.begin(wire::K_SNAP_REQ, target);
+        self.begin(wire::K_SNAP_REQ);
         wire::append_snapshot_request(&mut self.out, from, wire::SNAPSHOT_WINDOW);
-        self.auth.seal(&mut self.out);
         ReplicationStats::bump(&self.stats.snapshot_requests);
-        self.send(socket, to)
+        let body_end = self.out.len();
+        self.send_to(socket, to, body_end);
+        Ok(())
     }
 
     /// Sends up to `window` chunks of the own region from slot `from` to
@@ -190,8 +185,7 @@ impl Sender {
     pub(super) fn send_snapshot(
         &mut self,
         socket: &impl DatagramSocket,
-        to: SocketAddr,
-        target: u16,
+        to: Target,
         from: u32,
         window: u16,
     ) -> io::Result<()> {
@@ -202,7 +196,7 @@ impl Sender {
             if start >= slots {
                 break;
             }
-            self.begin(wire::K_SNAP_CHUNK, target);
+            self.begin(wire::K_SNAP_CHUNK);
             wire::set_data_seq(&mut self.out, self.data_seq);
             self.out.extend_from_slice(&start.to_le_bytes());
             let end_at = self.out.len();
@@ -225,8 +219,8 @@ impl Sender {
             }
             self.out[end_at..end_at + 4].copy_from_slice(&s.to_le_bytes());
             self.out[end_at + 4] = u8::from(n + 1 == window || s >= slots || s == start);
-            self.auth.seal(&mut self.out);
-            self.send(socket, to)?;
+            let body_end = self.out.len();
+            self.send_to(socket, to, body_end);
             if s == start {
                 // No progress (a slot mid-write): the receiver asks again.
                 break;

@@ -37,6 +37,14 @@ pub struct ReplicationStats {
     pub replayed: AtomicU64,
     /// Dropped: from an older epoch of the sender than the newest seen.
     pub stale_epoch: AtomicU64,
+    /// Dropped: addressed to an older incarnation of this box (captured
+    /// before this box restarted and replayed, or sent by a peer that has
+    /// not heard of the restart yet).
+    pub old_incarnation: AtomicU64,
+    /// Dropped: from a peer that has not heard of any incarnation of this
+    /// box yet (its first datagrams after either box started); its epoch
+    /// is learned from it, and the peer hears ours from our own datagrams.
+    pub unintroduced: AtomicU64,
     /// Dropped: sender id is not a configured peer.
     pub unknown_sender: AtomicU64,
     /// Dropped: authenticated but the body does not parse.
@@ -80,6 +88,8 @@ impl ReplicationStats {
             ("forged", g(&self.forged)),
             ("replayed", g(&self.replayed)),
             ("stale_epoch", g(&self.stale_epoch)),
+            ("old_incarnation", g(&self.old_incarnation)),
+            ("unintroduced", g(&self.unintroduced)),
             ("unknown_sender", g(&self.unknown_sender)),
             ("malformed", g(&self.malformed)),
             ("gaps", g(&self.gaps)),
@@ -94,7 +104,7 @@ impl ReplicationStats {
     /// Datagrams dropped by the receiver, by reason (the names
     /// [`Self::snapshot`] uses), in the order the checks run.
     pub fn drops(&self) -> Vec<(&'static str, u64)> {
-        const REASONS: [&str; 10] = [
+        const REASONS: [&str; 12] = [
             "unknown_source",
             "oversized",
             "bad_magic",
@@ -103,6 +113,8 @@ impl ReplicationStats {
             "forged",
             "unknown_sender",
             "replayed",
+            "old_incarnation",
+            "unintroduced",
             "stale_epoch",
             "malformed",
         ];

@@ -1,4 +1,4 @@
-//! The replication datagram format: the 32-byte header, slot entries, the
+//! The replication datagram format: the 36-byte header, slot entries, the
 //! heartbeat's box-table entry and the snapshot bodies, as specified in
 //! docs/CHECKPOINT_FORMAT.md, "Replication datagrams".
 //!
@@ -15,9 +15,12 @@ use crate::slot::SLOT_PAYLOAD;
 /// headers, so nothing is ever fragmented on the back LAN.
 pub const MAX_DATAGRAM: usize = 1400;
 const MAGIC: [u8; 4] = *b"BTR1";
-const VERSION: u8 = 1;
+/// 2: the header names the incarnation of the box it is meant for
+/// (`target_epoch`), so a datagram captured before its receiver restarted
+/// is refused after the restart.
+const VERSION: u8 = 2;
 /// Header length; the body follows it.
-pub(super) const HDR: usize = 32;
+pub(super) const HDR: usize = 36;
 /// HMAC-SHA256 tag length; the tag follows the body.
 pub(super) const TAG: usize = 32;
 /// Shortest datagram: a header and a tag around an empty body.
@@ -34,9 +37,6 @@ pub(super) const ENTRY_HDR: usize = 14;
 /// Snapshot chunks sent per request; the receiver asks for the next window
 /// when it has them, which paces a snapshot to what the receiver absorbs.
 pub(super) const SNAPSHOT_WINDOW: u16 = 32;
-/// `target` of a datagram meant for every peer.
-pub(super) const EVERY_PEER: u16 = u16::MAX;
-
 /// Slot updates (own slots published since the last tick).
 pub(super) const K_UPDATE: u8 = 1;
 /// The sender's box-table entry (its liveness).
@@ -52,6 +52,9 @@ pub(super) struct Header {
     pub(super) sender: u16,
     pub(super) epoch: u32,
     pub(super) target: u16,
+    /// The incarnation of `target` the sender believed current (0: it has
+    /// not heard of one yet).
+    pub(super) target_epoch: u32,
     pub(super) body_len: usize,
     pub(super) counter: u64,
     pub(super) data_seq: u64,
@@ -105,6 +108,7 @@ pub(super) fn parse_header(d: &[u8]) -> Result<Header, Malformed> {
             sender: le16(d, 6)?,
             epoch: le32(d, 8)?,
             target: le16(d, 12)?,
+            target_epoch: le32(d, 32)?,
             body_len,
             counter: le64(d, 16)?,
             data_seq: le64(d, 24)?,
@@ -119,6 +123,7 @@ pub(super) struct Outgoing {
     pub(super) sender: u16,
     pub(super) epoch: u32,
     pub(super) target: u16,
+    pub(super) target_epoch: u32,
     pub(super) counter: u64,
     pub(super) data_seq: u64,
 }
@@ -136,7 +141,17 @@ pub(super) fn begin(out: &mut Vec<u8>, h: &Outgoing) {
     out.extend_from_slice(&0u16.to_le_bytes()); // body length, set by finish_body
     out.extend_from_slice(&h.counter.to_le_bytes());
     out.extend_from_slice(&h.data_seq.to_le_bytes());
+    out.extend_from_slice(&h.target_epoch.to_le_bytes());
     debug_assert_eq!(out.len(), HDR);
+}
+
+/// Readdresses the datagram being built in `out` (not sealed yet) to
+/// incarnation `epoch` of box `target`: each peer gets its own tag over its
+/// own address, so a copy cannot be replayed to another box, nor to a later
+/// incarnation of its own.
+pub(super) fn set_target(out: &mut [u8], target: u16, epoch: u32) {
+    out[12..14].copy_from_slice(&target.to_le_bytes());
+    out[32..36].copy_from_slice(&epoch.to_le_bytes());
 }
 
 /// Overwrites the header's data_seq of the datagram in `out`.
