@@ -16,6 +16,7 @@ mod common;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -433,7 +434,7 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     // The box to restart: one that talks to box 1 on the Raft too (a
     // follower talks to its leader only): box 2 when box 1 leads, else
     // the leader.
-    let leader = sample(&metrics_of(&g, 1), "baton_raft_leader") as u8;
+    let leader = metric_value(&box_metrics(&g, 1), "baton_raft_leader") as u8;
     assert!((1..=3).contains(&leader), "no Raft leader known to box1");
     let v: u8 = if leader == 1 { 2 } else { leader };
     let w: u8 = 5 - v; // the third box: 2 or 3
@@ -487,10 +488,15 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     ok(g.lab(&["kill", &victim]));
     sleep(Duration::from_millis(200));
     ok(g.lab(&["start", &victim]));
-    let member = |n: u8| sample(&metrics_of(&g, n), "baton_view_phase{phase=\"member\"}") == 1;
+    let member = |n: u8| {
+        metric_value(
+            &box_metrics(&g, usize::from(n)),
+            "baton_view_phase{phase=\"member\"}",
+        ) == 1
+    };
     let views_agree = || {
         let v: Vec<u64> = (1..=3)
-            .map(|n| sample(&metrics_of(&g, n), "baton_view_number"))
+            .map(|n| metric_value(&box_metrics(&g, n), "baton_view_number"))
             .collect();
         v.iter().all(|&x| x == v[0])
     };
@@ -503,12 +509,12 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
 
     // The replay, from the origin's namespace on the back LAN.
     let drops = |m: &str, r: &str| {
-        sample(
+        metric_value(
             m,
             &format!("baton_replication_dropped_total{{reason=\"{r}\"}}"),
         )
     };
-    let before: Vec<String> = (1..=3).map(|n| metrics_of(&g, n)).collect();
+    let before: Vec<String> = (1..=3).map(|n| box_metrics(&g, n)).collect();
     let sent = replay(&format!("{}-origin", g.prefix), &captured);
     assert_eq!(
         sent,
@@ -518,13 +524,14 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
     // Longer than the detection time (900 ms): a death the replay faked
     // would be committed by now.
     sleep(Duration::from_millis(2000));
-    let after: Vec<String> = (1..=3).map(|n| metrics_of(&g, n)).collect();
+    let after: Vec<String> = (1..=3).map(|n| box_metrics(&g, n)).collect();
     let delta = |n: u8, r: &str| {
         drops(&after[usize::from(n) - 1], r) - drops(&before[usize::from(n) - 1], r)
     };
     let raft_delta = |n: u8, r: &str| {
         let name = format!("baton_raft_dropped_total{{reason=\"{r}\"}}");
-        sample(&after[usize::from(n) - 1], &name) - sample(&before[usize::from(n) - 1], &name)
+        metric_value(&after[usize::from(n) - 1], &name)
+            - metric_value(&before[usize::from(n) - 1], &name)
     };
     for n in 1..=3u8 {
         eprintln!(
@@ -593,14 +600,14 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
             "baton_raft_term",
         ] {
             assert_eq!(
-                sample(&after[i], metric),
-                sample(&before[i], metric),
+                metric_value(&after[i], metric),
+                metric_value(&before[i], metric),
                 "box{n}: {metric} moved during the replay:\n{}",
                 log_of(&g, n)
             );
         }
         assert_eq!(
-            sample(&after[i], "baton_view_phase{phase=\"member\"}"),
+            metric_value(&after[i], "baton_view_phase{phase=\"member\"}"),
             1,
             "box{n} is still a member"
         );
