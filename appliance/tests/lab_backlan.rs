@@ -270,10 +270,12 @@ fn lab_back_lan_flood_while_boxes_serve_fakes_no_death_and_loses_nothing() {
 
 #[test]
 fn lab_a_panicking_worker_stops_its_box_and_the_survivors_take_its_downloads_over() {
-    // Worker 0 of box 1 panics 1.5 s after its third connection, when its
-    // three downloads are all under way (the test hook in baton::fatal). The variable reaches the boxes only: it is set
-    // while this test holds the lab lock, for the `lab up` that starts
-    // them, and removed at once.
+    // Worker 0 of box 1 panics 1.5 s after its third connection (the test
+    // hook in baton::fatal). The downloads are 50 MB at 10 MB/s: curl's
+    // rate limit reads in bursts, and a 1 MB object could be whole in the
+    // client's file before the box died, leaving nothing mid-body. The
+    // variable reaches the boxes only: it is set while this test holds the
+    // lab lock, for the `lab up` that starts them, and removed at once.
     let g = LabGuard::new("btbl2");
     std::env::set_var("BATON_TEST_PANIC_WORKER", "1:1500:3");
     let up = g.lab(&["up", "--boxes", "3"]);
@@ -281,13 +283,13 @@ fn lab_a_panicking_worker_stops_its_box_and_the_survivors_take_its_downloads_ove
     ok(up);
     let rst = RstCapture::start(&g);
     let downloads: Vec<Download> = (0..9)
-        .map(|i| start_download(&g, i, 1 + i % 3, "1M.bin", "200K"))
+        .map(|i| start_download(&g, i, 1 + i % 3, "50M.bin", "10M"))
         .collect();
     // The hook, not this test, decides when box 1 dies: what the test
     // proves is that it died with downloads mid-body, and that each of
     // those was resumed.
-    let moved = midway_when_box_dies(&g, &downloads, 1, 1 << 20);
-    assert_all_identical(&g, downloads, "1M.bin");
+    let moved = midway_when_box_dies(&g, &downloads, 1, 50 << 20);
+    assert_all_identical(&g, downloads, "50M.bin");
     rst.assert_none();
 
     let log = log_of(&g, 1);
