@@ -28,6 +28,7 @@ use crate::cache::{Cache, CacheSettings, Origin};
 use crate::clock::unix_ms;
 use crate::control::{self, announce_repeatedly, Control};
 use crate::http::{HttpWorkers, Limits};
+use crate::notify;
 use crate::orphans::OrphanTable;
 use crate::serve::checkpoint::{Cadence, Checkpointer};
 use crate::serve::{BoxShared, CacheApp};
@@ -150,6 +151,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     let signals = StopSignals::block().map_err(RunError::Signals)?;
     // A panicked thread stops the whole box (crate::fatal).
     crate::fatal::install_panic_policy();
+    notify::status("starting: mapping the checkpoint segment");
 
     let segment = open_segment(config)?;
     let region = segment
@@ -164,6 +166,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     // them to the survivor that holds it.
     let mut claimed_elsewhere = Vec::new();
     if let Some(prev) = previous.as_ref().filter(|p| p.state != BoxState::Unused) {
+        notify::status("waiting until the previous incarnation has left the view");
         claimed_elsewhere = await_predecessor(config, &segment, &stores, prev.epoch);
     }
     let epoch = region.begin_epoch();
@@ -250,6 +253,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         orphans.extend(held_elsewhere);
     }
     let http_workers = HttpWorkers::default();
+    notify::status("starting the dataplane");
     let dataplane = Arc::new(start_dataplane(
         config,
         &region,
@@ -335,6 +339,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         }
     };
     info!(signal, "stopping");
+    notify::stopping(signal);
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     if let Some(q) = quorum {
