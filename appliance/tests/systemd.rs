@@ -265,3 +265,103 @@ fn systemd_unit_restarts_what_the_cluster_survives_and_sandboxes_the_box() {
         assert!(!has(line), "packaging/baton.service sets {line:?}");
     }
 }
+
+/// One line of `dpkg-deb ARGS… DEB`.
+fn dpkg_deb(args: &[&str], deb: &Path) -> String {
+    let out = Command::new("dpkg-deb")
+        .args(args)
+        .arg(deb)
+        .output()
+        .expect("dpkg-deb is missing (package dpkg)");
+    assert!(out.status.success(), "dpkg-deb {args:?}: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn deb_package_built_by_scripts_image_holds_the_binary_the_unit_and_the_conffile() {
+    // scripts/image is what an operator runs: cargo-deb (installed if
+    // missing), a release build (shared with scripts/bench's), the .deb.
+    let out = Command::new(root().join("scripts/image"))
+        .current_dir(root())
+        .output()
+        .expect("run scripts/image");
+    assert!(out.status.success(), "scripts/image: {}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let deb = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("scripts/image: built "))
+        .map(|p| root().join(p.trim()))
+        .unwrap_or_else(|| panic!("scripts/image named no .deb: {}", text(&out)));
+
+    let files = dpkg_deb(&["-c"], &deb);
+    let entry = |path: &str| {
+        files
+            .lines()
+            .find(|l| l.ends_with(path))
+            .unwrap_or_else(|| panic!("{} lacks {path}:\n{files}", deb.display()))
+            .to_string()
+    };
+    assert!(entry("./usr/bin/baton").starts_with("-rwxr-xr-x"));
+    entry("./usr/lib/systemd/system/baton.service");
+    // The config holds the cluster key and the admin token.
+    assert!(entry("./etc/baton/baton.toml").starts_with("-rw-------"));
+
+    let info = dpkg_deb(&["-I"], &deb);
+    assert!(info.contains("Package: baton"), "{info}");
+    let ctl = std::env::temp_dir().join(format!("baton-deb-ctl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&ctl);
+    let out = Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(&ctl)
+        .output()
+        .expect("dpkg-deb -e");
+    assert!(out.status.success(), "dpkg-deb -e: {}", text(&out));
+    let conffiles = std::fs::read_to_string(ctl.join("conffiles")).unwrap_or_default();
+    let postinst = std::fs::read_to_string(ctl.join("postinst")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&ctl);
+    assert_eq!(conffiles.trim(), "/etc/baton/baton.toml");
+    // The unit is registered, and a running box restarted after an
+    // upgrade; never started at install (the example config is refused).
+    assert!(
+        postinst.contains("deb-systemd-helper update-state baton.service")
+            && postinst.contains("try-restart baton.service"),
+        "postinst:\n{postinst}"
+    );
+    assert!(
+        !postinst.contains("deb-systemd-invoke start"),
+        "postinst starts the box:\n{postinst}"
+    );
+
+    // The packaged binary runs, and its check-config refuses the packaged
+    // example (public key and token) until the operator edits it: the
+    // unit's ExecStartPre stops an unconfigured box.
+    let x = std::env::temp_dir().join(format!("baton-deb-x-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&x);
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&x)
+        .output()
+        .expect("dpkg-deb -x");
+    assert!(out.status.success(), "dpkg-deb -x: {}", text(&out));
+    let baton = x.join("usr/bin/baton");
+    let version = Command::new(&baton).arg("--version").output().unwrap();
+    let check = Command::new(&baton)
+        .arg("check-config")
+        .arg(x.join("etc/baton/baton.toml"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&x);
+    assert!(
+        version.status.success(),
+        "baton --version: {}",
+        text(&version)
+    );
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "check-config of the packaged example: {}",
+        text(&check)
+    );
+}
