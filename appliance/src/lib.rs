@@ -13,7 +13,8 @@
 //! admin API ([`admin`]) and what a box answers through it (`boxadmin`);
 //! the box table as an operator reads it ([`status`]); stopping the whole
 //! box at once when a part of it fails (`fatal`); the box's epoch, kept
-//! growing across reboots ([`incarnation`]).
+//! growing across reboots ([`incarnation`]); what systemd learns of the
+//! box: ready, status, watchdog pings, stopping ([`notify`]).
 //!
 //! What it must not know: how frames reach a port (the dataplane's ports
 //! hide AF_PACKET and DPDK), how the segment lays out its bytes (baton-shmem),
@@ -33,6 +34,7 @@ pub(crate) mod control;
 pub(crate) mod fatal;
 pub mod incarnation;
 pub mod logging;
+pub mod notify;
 pub(crate) mod orphans;
 pub(crate) mod record;
 pub mod run;

@@ -28,6 +28,7 @@ use crate::cache::{Cache, CacheSettings, Origin};
 use crate::clock::unix_ms;
 use crate::control::{self, announce_repeatedly, Control};
 use crate::http::{HttpWorkers, Limits};
+use crate::notify;
 use crate::orphans::OrphanTable;
 use crate::serve::checkpoint::{Cadence, Checkpointer};
 use crate::serve::{BoxShared, CacheApp};
@@ -153,6 +154,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     let signals = StopSignals::block().map_err(RunError::Signals)?;
     // A panicked thread stops the whole box (crate::fatal).
     crate::fatal::install_panic_policy();
+    notify::status("starting: mapping the checkpoint segment");
 
     let segment = open_segment(config)?;
     let region = segment
@@ -180,6 +182,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         .map(|p| p.epoch);
     let mut claimed_elsewhere = Vec::new();
     if let Some(prev_epoch) = in_table.max((durable > 0).then_some(durable)) {
+        notify::status("waiting until the previous incarnation has left the view");
         claimed_elsewhere = await_predecessor(config, &segment, &stores, prev_epoch);
     }
     crate::incarnation::apply(&region, epoch);
@@ -266,6 +269,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         orphans.extend(held_elsewhere);
     }
     let http_workers = HttpWorkers::default();
+    notify::status("starting the dataplane");
     let dataplane = Arc::new(start_dataplane(
         config,
         &region,
@@ -351,6 +355,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         }
     };
     info!(signal, "stopping");
+    notify::stopping(signal);
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     if let Some(q) = quorum {

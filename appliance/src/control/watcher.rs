@@ -96,6 +96,9 @@ pub(crate) fn spawn_watcher(
                     starved,
                     deadline_ms,
                 );
+                // systemd's watchdog pings come from this loop: a hung
+                // watcher must read as a hung box (crate::notify).
+                crate::notify::control_tick(agreed.phase());
                 thread::sleep(interval);
             }
         })
