@@ -104,6 +104,10 @@ counters! {
     tcp_syn_backlog_full,
     /// Segments the listener dropped (stray ACKs, bad cookies).
     drop_tcp_listener,
+    /// ACKs for no connection not taken as SYN-cookie ACKs because no
+    /// cookie was sent within their validity (128 s): answered with a RST,
+    /// never a connection (Linux's tcp_synq_no_recent_overflow).
+    tcp_cookie_ack_unexpected,
     /// Frames not sent because the neighbour's MAC is unknown.
     drop_no_neighbour,
     /// Frames that could not be built (oversized, unsupported family).

@@ -172,7 +172,13 @@ impl Core {
                 self.counters.drop_emit_error += 1;
             }
         }
-        match self.listener.on_unknown(now, tuple, seg) {
+        let unexpected = self.listener.cookie_acks_unexpected();
+        let outcome = self.listener.on_unknown(now, tuple, seg);
+        self.counters.tcp_cookie_ack_unexpected += self
+            .listener
+            .cookie_acks_unexpected()
+            .saturating_sub(unexpected);
+        match outcome {
             UnknownOutcome::Tcb(tcb) => {
                 if self.flows.len() >= self.cfg.max_connections {
                     self.counters.drop_tcp_max_connections += 1;

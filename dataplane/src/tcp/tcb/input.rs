@@ -71,6 +71,15 @@ impl Tcb {
         // Second: RST (RFC 5961 §3.2): exactly at RCV.NXT resets; anywhere
         // else in the window earns a challenge ACK.
         if seg.flags.rst {
+            // RFC 1337 §3 (TIME-WAIT Assassination, fix F1): "Ignore RST
+            // segments in TIME-WAIT state." A RST cannot tell an old
+            // duplicate or a forged one from a real one here, and closing
+            // early would let stale segments of this incarnation reach the
+            // next one on the same 4-tuple. The 2 MSL timer closes it.
+            if self.state == State::TimeWait {
+                self.stats.dropped += 1;
+                return;
+            }
             if seg.seq == self.rcv_nxt {
                 self.on_reset_received();
             } else {
