@@ -6,6 +6,7 @@
 //! slot. Slab indices are dense, which is what the timer wheel keys on.
 
 use crate::tcp::{FourTuple, Tcb};
+use crate::wire::ethernet::MacAddr;
 use std::collections::HashMap;
 
 /// Names one connection of one worker.
@@ -35,6 +36,11 @@ pub struct Conn {
     pub touched: bool,
     /// Finished: remove after this iteration.
     pub done: bool,
+    /// The MAC the client's frames came from: where this connection's
+    /// frames go when the neighbour cache does not know the client (a SYN
+    /// is answered without being learned from; an entry may age out or be
+    /// evicted while the connection lives). None for restored connections.
+    pub peer_mac: Option<MacAddr>,
 }
 
 #[derive(Debug)]
@@ -82,6 +88,7 @@ impl FlowTable {
             announced: false,
             touched: false,
             done: false,
+            peer_mac: None,
         };
         let id = match self.free.pop() {
             Some(i) => {

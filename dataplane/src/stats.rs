@@ -110,6 +110,16 @@ counters! {
     tcp_cookie_ack_unexpected,
     /// Frames not sent because the neighbour's MAC is unknown.
     drop_no_neighbour,
+    /// Neighbour entries evicted (least recently confirmed first) to make
+    /// room for a new one: the cache was full.
+    neighbour_evicted,
+    /// Neighbour entries forgotten because nothing confirmed them for their
+    /// maximum age.
+    neighbour_expired,
+    /// Frames from a source the neighbour cache does not know that it was
+    /// not taught: ARP not addressed to us, SYNs and segments no connection
+    /// accepted (their replies use the frame's MAC, uncached).
+    neighbour_learn_refused,
     /// Frames that could not be built (oversized, unsupported family).
     drop_emit_error,
     /// Connections restored because a segment arrived for an orphan (lazy takeover).

@@ -22,7 +22,7 @@ use crate::app::{App, CloseReason, UnknownAction};
 use crate::flow::ConnId;
 use crate::port::RxMeta;
 use crate::tcp::{
-    Flags, FourTuple, OutSegment, Segment, SynOutcome, Tcb, TcbExport, UnknownOutcome,
+    Flags, FourTuple, OutSegment, Segment, State, SynOutcome, Tcb, TcbExport, UnknownOutcome,
 };
 use crate::wire::ethernet::MacAddr;
 use crate::wire::{ethernet, ipv4, tcp};
@@ -50,31 +50,86 @@ impl Core {
             local: SocketAddr::new(dst, seg.dst_port),
             remote: SocketAddr::new(src, seg.src_port),
         };
+        // The client's MAC, for our replies. A forwarded frame (an address
+        // we do not own) carries the forwarding survivor's MAC instead:
+        // replying to it would send our frames to that survivor.
+        let peer = if self.owns_v4(ih.dst) {
+            frame
+                .get(6..12)
+                .and_then(|b| <[u8; 6]>::try_from(b).ok())
+                .map(MacAddr)
+        } else {
+            None
+        };
         if let Some(id) = self.flows.lookup(&tuple) {
             if !self
                 .flows
                 .get(id)
                 .is_some_and(|c| c.tcb.accepts_new_syn(&seg))
             {
+                let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());
                 if let Some(c) = self.flows.get_mut(id) {
                     c.tcb.on_segment(now, &seg);
                 }
+                let accepted = self.accepted_since(id, before);
+                self.confirm_peer(id, accepted, peer, now);
                 self.touch(id);
                 return;
             }
             self.reuse_time_wait(app, id, now);
         }
+        if peer.is_some_and(|_| self.neighbours.lookup(ih.src, now).is_none()) {
+            // Neither a known connection nor a completed handshake yet: a
+            // bare SYN or a stray segment, whose source anyone can forge.
+            self.counters.neighbour_learn_refused += 1;
+        }
         if !self.cfg.listen_ports.contains(&seg.dst_port) {
             self.counters.tcp_no_listener += 1;
             if let Some(rst) = reset_for(&seg) {
-                self.emit_tcp(&tuple, &rst, now, 0);
+                self.emit_tcp(&tuple, &rst, now, 0, peer);
             }
             return;
         }
         if seg.flags.syn && !seg.flags.ack {
-            self.on_syn(tuple, &seg, now);
+            self.on_syn(tuple, &seg, peer, now);
         } else {
-            self.on_unknown(app, frame, tuple, &seg, now);
+            self.on_unknown(app, frame, tuple, &seg, peer, now);
+        }
+    }
+
+    /// True if connection `id` accepted a segment since its count was
+    /// `before` (the sequence check, a takeover probe's answer).
+    fn accepted_since(&self, id: ConnId, before: Option<u8>) -> bool {
+        let now = self.flows.get(id).map(|c| c.tcb.segments_accepted());
+        matches!((before, now), (Some(b), Some(n)) if n != b)
+    }
+
+    /// Connection `id` has processed a segment from `peer` (the frame's
+    /// MAC; None if forwarded). If the segment was `accepted` and the
+    /// connection is synchronized (a SYN-RECEIVED one has not seen its
+    /// handshake complete), the sender is the client: the neighbour cache
+    /// learns (or confirms) its MAC, and the connection keeps it.
+    fn confirm_peer(&mut self, id: ConnId, accepted: bool, peer: Option<MacAddr>, now: Instant) {
+        let Some(mac) = peer.filter(|_| accepted) else {
+            return;
+        };
+        let Some(c) = self.flows.get_mut(id) else {
+            return;
+        };
+        let synchronized = !matches!(
+            c.tcb.state(),
+            State::SynReceived | State::SynSent | State::Unready | State::Closed
+        );
+        if !synchronized {
+            return;
+        }
+        c.peer_mac = Some(mac);
+        if let IpAddr::V4(ip) = c.tcb.tuple().remote.ip() {
+            let known = self.neighbours.lookup(ip, now) == Some(mac);
+            self.learn_neighbour(ip, mac, now);
+            if !known {
+                self.send_pending(ip, now);
+            }
         }
     }
 
@@ -99,7 +154,7 @@ impl Core {
     /// A SYN for a listening port: drain and the connection limit first,
     /// then the listener (a half-open TCB, or a SYN cookie when the backlog
     /// is full).
-    fn on_syn(&mut self, tuple: FourTuple, seg: &Segment<'_>, now: Instant) {
+    fn on_syn(&mut self, tuple: FourTuple, seg: &Segment<'_>, peer: Option<MacAddr>, now: Instant) {
         if !self.admits_syn() {
             return;
         }
@@ -111,13 +166,14 @@ impl Core {
                 let id = self.flows.insert(tcb);
                 if let Some(c) = self.flows.get_mut(id) {
                     c.half_open = true;
+                    c.peer_mac = peer;
                 }
                 self.half_open += 1;
                 self.touch(id);
             }
             SynOutcome::Cookie(out) => {
                 self.counters.tcp_syn_backlog_full += 1;
-                self.emit_tcp(&tuple, &out, now, 0);
+                self.emit_tcp(&tuple, &out, now, 0, peer);
             }
             SynOutcome::Drop => self.counters.drop_tcp_listener += 1,
         }
@@ -149,6 +205,7 @@ impl Core {
         frame: &[u8],
         tuple: FourTuple,
         seg: &Segment<'_>,
+        peer: Option<MacAddr>,
         now: Instant,
     ) {
         match app.on_unknown_segment(tuple, seg.flags.rst) {
@@ -164,7 +221,7 @@ impl Core {
                 return;
             }
             UnknownAction::Restore(export, data) if export.tuple == tuple => {
-                return self.restore_lazily(app, &export, data, seg, now);
+                return self.restore_lazily(app, &export, data, seg, peer, now);
             }
             UnknownAction::Restore(..) => {
                 // A checkpoint of another connection: the app's bug,
@@ -184,10 +241,13 @@ impl Core {
                     self.counters.drop_tcp_max_connections += 1;
                     return;
                 }
+                // A valid cookie completes the handshake: the client is
+                // real (before = 0: the TCB accepted the ACK already).
                 let id = self.flows.insert(tcb);
+                self.confirm_peer(id, true, peer, now);
                 self.touch(id);
             }
-            UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now, 0),
+            UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now, 0, peer),
             UnknownOutcome::Drop => self.counters.drop_tcp_listener += 1,
         }
     }
@@ -218,14 +278,18 @@ impl Core {
         export: &TcbExport,
         data: Box<dyn Any + Send>,
         seg: &Segment<'_>,
+        peer: Option<MacAddr>,
         now: Instant,
     ) {
         let tcb = Tcb::restore(now, self.restored_tcp(), export);
         let id = self.flows.insert(tcb);
+        let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());
         if let Some(c) = self.flows.get_mut(id) {
             c.announced = true;
             c.tcb.on_segment(now, seg);
         }
+        let accepted = self.accepted_since(id, before);
+        self.confirm_peer(id, accepted, peer, now);
         self.note_restored(id, now);
         self.touch(id);
         self.counters.tcp_lazy_restored += 1;

@@ -67,6 +67,7 @@ impl Tcb {
         // 4-tuple, blind RSTs and stale duplicates must not keep a
         // connection whose client is gone from ever going idle.
         self.last_rx = now;
+        self.accepted = self.accepted.wrapping_add(1);
 
         // Second: RST (RFC 5961 §3.2): exactly at RCV.NXT resets; anywhere
         // else in the window earns a challenge ACK.
@@ -596,6 +597,7 @@ impl Tcb {
             return;
         }
         self.last_rx = now;
+        self.accepted = self.accepted.wrapping_add(1);
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq + 1;
         self.rcv_adv = self.rcv_nxt;
