@@ -8,6 +8,7 @@
 use crate::tcp::{FourTuple, Tcb};
 use crate::wire::ethernet::MacAddr;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// Names one connection of one worker.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -55,6 +56,8 @@ pub struct FlowTable {
     by_tuple: HashMap<FourTuple, ConnId>,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// Connections per client address (`dataplane.max_connections_per_client`).
+    per_client: HashMap<IpAddr, u32>,
 }
 
 impl FlowTable {
@@ -71,6 +74,11 @@ impl FlowTable {
     /// True when there is no connection.
     pub fn is_empty(&self) -> bool {
         self.by_tuple.is_empty()
+    }
+
+    /// Connections held for client address `ip` (restored ones included).
+    pub fn of_client(&self, ip: IpAddr) -> usize {
+        self.per_client.get(&ip).map_or(0, |&n| n as usize)
     }
 
     /// The connection of `tuple`, if any.
@@ -110,7 +118,9 @@ impl FlowTable {
                 }
             }
         };
-        self.by_tuple.insert(tuple, id);
+        if self.by_tuple.insert(tuple, id).is_none() {
+            *self.per_client.entry(tuple.remote.ip()).or_insert(0) += 1;
+        }
         id
     }
 
@@ -150,7 +160,16 @@ impl FlowTable {
         let conn = s.conn.take()?;
         s.generation = s.generation.wrapping_add(1);
         self.free.push(id.index);
-        self.by_tuple.remove(&conn.tcb.tuple());
+        let tuple = conn.tcb.tuple();
+        if self.by_tuple.remove(&tuple).is_some() {
+            let ip = tuple.remote.ip();
+            if let Some(n) = self.per_client.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_client.remove(&ip);
+                }
+            }
+        }
         Some(conn)
     }
 

@@ -98,6 +98,9 @@ counters! {
     tcp_no_listener,
     /// SYNs refused because the connection table is full.
     drop_tcp_max_connections,
+    /// SYNs (and SYN-cookie ACKs) dropped because their client address
+    /// holds `dataplane.max_connections_per_client` connections already.
+    drop_tcp_client_limit,
     /// SYNs dropped because the worker is draining (accepts no new connections).
     drop_tcp_draining,
     /// SYNs refused or answered with a cookie because the SYN backlog is full.

@@ -153,6 +153,42 @@ fn syns_beyond_max_connections_are_dropped_and_counted() {
 }
 
 #[test]
+fn syns_beyond_the_per_client_cap_are_dropped_and_other_clients_still_served() {
+    let (mut w, mut wire, now) = setup(|c| c.max_connections_per_client = 2);
+    for p in [40000, 40002, 40004] {
+        wire.send(client_tcp(&syn(p))).unwrap();
+    }
+    let other = Ipv4Addr::new(198, 18, 0, 101);
+    let other_mac = MacAddr([2, 0, 0, 0, 0, 0x65]);
+    w.handle_frame(
+        &tcp_frame_from(other_mac, other, &syn(40006)),
+        RxMeta::default(),
+        now,
+    );
+    w.poll(now).unwrap();
+    let out = sent_tcp(&mut wire);
+    let mut synacks: Vec<u16> = out
+        .iter()
+        .filter(|s| s.0.syn && s.0.ack)
+        .map(|s| s.2)
+        .collect();
+    synacks.sort();
+    assert_eq!(
+        synacks,
+        vec![40000, 40002, 40006],
+        "the third SYN of one client is dropped"
+    );
+    assert_eq!(w.counters().drop_tcp_client_limit, 1);
+    assert_eq!(w.counters().drop_tcp_max_connections, 0);
+    assert_eq!(w.connections(), 3);
+    // Its retransmitted SYN too, no RST (it may come back later).
+    wire.send(client_tcp(&syn(40004))).unwrap();
+    w.poll(now).unwrap();
+    assert!(sent_tcp(&mut wire).is_empty());
+    assert_eq!(w.counters().drop_tcp_client_limit, 2);
+}
+
+#[test]
 fn full_syn_backlog_answers_with_stateless_cookies() {
     let (mut w, mut wire, now) = setup(|c| c.syn_backlog = 2);
     for p in 0..5u16 {

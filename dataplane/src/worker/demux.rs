@@ -5,7 +5,8 @@
 //!    incarnation (RFC 6191).
 //! 2. Listener check: a port nobody listens on gets a RST.
 //! 3. A SYN ([`Core::on_syn`]): dropped while draining or beyond the
-//!    connection limit ([`Core::admits_syn`]), else the listener's (a new
+//!    connection limit or the client's (`max_connections_per_client`,
+//!    [`Core::admits_syn`]), else the listener's (a new
 //!    TCB or a SYN cookie).
 //! 4. Anything else ([`Core::on_unknown`]): the app says whether it is a
 //!    dead box's orphan, to forward to another survivor
@@ -155,7 +156,7 @@ impl Core {
     /// then the listener (a half-open TCB, or a SYN cookie when the backlog
     /// is full).
     fn on_syn(&mut self, tuple: FourTuple, seg: &Segment<'_>, peer: Option<MacAddr>, now: Instant) {
-        if !self.admits_syn() {
+        if !self.admits_syn(&tuple) {
             return;
         }
         match self
@@ -183,13 +184,24 @@ impl Core {
     /// connection may not start now. Dropped, not reset: the client
     /// retries its SYN later, perhaps at the box that owns the address by
     /// then.
-    fn admits_syn(&mut self) -> bool {
+    fn admits_syn(&mut self, tuple: &FourTuple) -> bool {
         if self.draining {
             self.counters.drop_tcp_draining += 1;
             return false;
         }
         if self.flows.len() >= self.cfg.max_connections {
             self.counters.drop_tcp_max_connections += 1;
+            return false;
+        }
+        self.admits_client(tuple)
+    }
+
+    /// `dataplane.max_connections_per_client`: false (counted) when the
+    /// client address holds its share already. Restored connections count
+    /// toward it but never meet it (they are not opened here).
+    fn admits_client(&mut self, tuple: &FourTuple) -> bool {
+        if self.flows.of_client(tuple.remote.ip()) >= self.cfg.max_connections_per_client {
+            self.counters.drop_tcp_client_limit += 1;
             return false;
         }
         true
@@ -239,6 +251,9 @@ impl Core {
             UnknownOutcome::Tcb(tcb) => {
                 if self.flows.len() >= self.cfg.max_connections {
                     self.counters.drop_tcp_max_connections += 1;
+                    return;
+                }
+                if !self.admits_client(&tuple) {
                     return;
                 }
                 // A valid cookie completes the handshake: the client is
