@@ -476,3 +476,74 @@ fn a_flood_of_spoofed_sources_does_not_stop_a_new_client_from_being_answered() {
     assert_eq!(w.counters().neighbour_evicted, evicted + 1);
     assert_eq!(w.stats().neighbours, cap);
 }
+
+#[test]
+fn arp_for_another_address_teaches_the_cache_nothing() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    let stranger = MacAddr([2, 0, 0, 0, 0, 0x77]);
+    let other = Ipv4Addr::new(198, 18, 0, 77);
+    w.handle_frame(
+        &arp_request(stranger, other, Ipv4Addr::new(198, 18, 0, 12)),
+        RxMeta::default(),
+        now,
+    );
+    w.poll(now).unwrap();
+    assert!(wire.drain().is_empty(), "not ours: not answered");
+    assert_eq!(w.stats().neighbours, 0);
+    assert_eq!(w.counters().neighbour_learn_refused, 1);
+    // The same sender asking for our address is learned (RFC 826 merge).
+    w.handle_frame(
+        &arp_request(stranger, other, SERVICE),
+        RxMeta::default(),
+        now,
+    );
+    assert_eq!(w.stats().neighbours, 1);
+}
+
+/// A forged segment for a live connection, from the client's address but
+/// another MAC and outside the window, must not redirect the connection's
+/// frames (cache poisoning).
+#[test]
+fn an_unacceptable_segment_does_not_move_a_clients_mac() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    wire.send(client_tcp(&syn(40_000))).unwrap();
+    w.poll(now).unwrap();
+    let synack = wire
+        .drain()
+        .iter()
+        .filter_map(|f| tcp_of(f).map(|(_, s)| s.seq))
+        .next()
+        .expect("a SYN-ACK");
+    let seg = |seq: u32, flags: Flags| OutSegment {
+        src_port: 40_000,
+        dst_port: 80,
+        seq: SeqNum(seq),
+        ack: synack + 1,
+        flags,
+        window: 65_535,
+        ..OutSegment::default()
+    };
+    let ack = Flags {
+        ack: true,
+        ..Flags::default()
+    };
+    wire.send(client_tcp(&seg(5001, ack))).unwrap();
+    w.poll(now).unwrap();
+    wire.drain();
+    assert_eq!(w.counters().tcp_accepted, 1);
+    assert_eq!(w.stats().neighbours, 1, "the completed handshake taught it");
+    let evil = MacAddr([2, 0, 0, 0, 0, 0x66]);
+    let forged = tcp_frame_from(evil, CLIENT, &seg(5001 + 10_000_000, ack));
+    let later = now + std::time::Duration::from_secs(2);
+    w.handle_frame(&forged, RxMeta::default(), later);
+    w.poll(later).unwrap();
+    let out = wire.drain();
+    let replies: Vec<MacAddr> = out
+        .iter()
+        .filter_map(|f| tcp_of(f))
+        .map(|(eh, _)| eh.dst)
+        .collect();
+    // RFC 9293 §3.10.7.4: an unacceptable segment gets an ACK, to the
+    // client's real MAC.
+    assert_eq!(replies, vec![CLIENT_MAC]);
+}

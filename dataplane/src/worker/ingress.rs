@@ -54,7 +54,9 @@ impl Core {
                 self.learn_neighbour(p.sender_ip, p.sender_mac, now);
                 true
             } else {
-                self.neighbours.update(p.sender_ip, p.sender_mac, now)
+                let known = self.neighbours.update(p.sender_ip, p.sender_mac, now);
+                self.sync_neighbour_counters();
+                known
             };
             if known {
                 self.send_pending(p.sender_ip, now);
@@ -109,6 +111,12 @@ impl Core {
     /// trusts the source), with its counters.
     pub(super) fn learn_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, now: Instant) {
         self.neighbours.learn(ip, mac, now);
+        self.sync_neighbour_counters();
+    }
+
+    /// The cache counts its evictions and expiries itself (it frees
+    /// entries inside `learn` and `update`); the worker's counters copy them.
+    fn sync_neighbour_counters(&mut self) {
         self.counters.neighbour_evicted = self.neighbours.evicted();
         self.counters.neighbour_expired = self.neighbours.expired();
     }
