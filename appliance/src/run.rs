@@ -463,6 +463,9 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
         .max_connections
         .min(dp.max_connections)
         .div_ceil(dp.workers.max(1));
+    // Per box in the config; each worker holds its share of a client's
+    // connections (the port spreads a client's 4-tuples over workers).
+    opts.max_connections_per_client = dp.max_connections_per_client.div_ceil(dp.workers.max(1));
     opts.syn_backlog = dp.syn_backlog;
     // Takeover at scale: the survivor that inherits a dead box's address
     // receives every client frame of the dead box's connections (answers

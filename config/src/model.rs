@@ -12,6 +12,11 @@ use std::str::FromStr;
 pub const DEFAULT_SERVICE_PORT: u16 = 80;
 /// Default `dataplane.max_connections` and `limits.max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 300_000;
+/// Default `dataplane.max_connections_per_client`: one address holding
+/// more than this is refused new connections. High on purpose: clients
+/// behind a CGNAT share one address, and a load test from one client opens
+/// thousands (the lab's hostile HTTP test ~3,000).
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 8192;
 /// Default `limits.max_upload_bytes`: 64 MiB.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 64 << 20;
 /// Default `dataplane.syn_backlog`: half-open connections per box.

@@ -86,6 +86,7 @@ fn minimal_file_parses_with_defaults() {
     assert!(c.dataplane.cores.is_empty());
     assert_eq!(c.dataplane.max_connections, 300_000);
     assert_eq!(c.dataplane.syn_backlog, 1024);
+    assert_eq!(c.dataplane.max_connections_per_client, 8192);
     assert_eq!(c.dataplane.tcp_idle_timeout_ms, 60_000);
     assert_eq!(c.dataplane.mac, None);
     assert!(
@@ -192,6 +193,29 @@ fn tcp_idle_timeout_is_read_and_zero_is_refused() {
     assert!(
         one_line(&text).starts_with(&format!(
             "box1.toml:{line}: dataplane.tcp_idle_timeout_ms: expected a positive integer"
+        )),
+        "{}",
+        one_line(&text)
+    );
+}
+
+#[test]
+fn max_connections_per_client_is_a_positive_integer() {
+    let text = edited(
+        "poll_mode = \"adaptive\"",
+        "poll_mode = \"adaptive\"\nmax_connections_per_client = 100",
+    );
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.dataplane.max_connections_per_client, 100);
+    // Zero would refuse every client.
+    let text = edited(
+        "poll_mode = \"adaptive\"",
+        "poll_mode = \"adaptive\"\nmax_connections_per_client = 0",
+    );
+    let line = line_of(&text, "max_connections_per_client");
+    assert!(
+        one_line(&text).starts_with(&format!(
+            "box1.toml:{line}: dataplane.max_connections_per_client: expected a positive integer"
         )),
         "{}",
         one_line(&text)

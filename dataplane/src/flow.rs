@@ -6,7 +6,9 @@
 //! slot. Slab indices are dense, which is what the timer wheel keys on.
 
 use crate::tcp::{FourTuple, Tcb};
+use crate::wire::ethernet::MacAddr;
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// Names one connection of one worker.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -35,6 +37,11 @@ pub struct Conn {
     pub touched: bool,
     /// Finished: remove after this iteration.
     pub done: bool,
+    /// The MAC the client's frames came from: where this connection's
+    /// frames go when the neighbour cache does not know the client (a SYN
+    /// is answered without being learned from; an entry may age out or be
+    /// evicted while the connection lives). None for restored connections.
+    pub peer_mac: Option<MacAddr>,
 }
 
 #[derive(Debug)]
@@ -49,6 +56,8 @@ pub struct FlowTable {
     by_tuple: HashMap<FourTuple, ConnId>,
     slots: Vec<Slot>,
     free: Vec<u32>,
+    /// Connections per client address (`dataplane.max_connections_per_client`).
+    per_client: HashMap<IpAddr, u32>,
 }
 
 impl FlowTable {
@@ -67,6 +76,11 @@ impl FlowTable {
         self.by_tuple.is_empty()
     }
 
+    /// Connections held for client address `ip` (restored ones included).
+    pub fn of_client(&self, ip: IpAddr) -> usize {
+        self.per_client.get(&ip).map_or(0, |&n| n as usize)
+    }
+
     /// The connection of `tuple`, if any.
     pub fn lookup(&self, tuple: &FourTuple) -> Option<ConnId> {
         self.by_tuple.get(tuple).copied()
@@ -82,6 +96,7 @@ impl FlowTable {
             announced: false,
             touched: false,
             done: false,
+            peer_mac: None,
         };
         let id = match self.free.pop() {
             Some(i) => {
@@ -103,7 +118,9 @@ impl FlowTable {
                 }
             }
         };
-        self.by_tuple.insert(tuple, id);
+        if self.by_tuple.insert(tuple, id).is_none() {
+            *self.per_client.entry(tuple.remote.ip()).or_insert(0) += 1;
+        }
         id
     }
 
@@ -143,7 +160,16 @@ impl FlowTable {
         let conn = s.conn.take()?;
         s.generation = s.generation.wrapping_add(1);
         self.free.push(id.index);
-        self.by_tuple.remove(&conn.tcb.tuple());
+        let tuple = conn.tcb.tuple();
+        if self.by_tuple.remove(&tuple).is_some() {
+            let ip = tuple.remote.ip();
+            if let Some(n) = self.per_client.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_client.remove(&ip);
+                }
+            }
+        }
         Some(conn)
     }
 

@@ -98,14 +98,31 @@ counters! {
     tcp_no_listener,
     /// SYNs refused because the connection table is full.
     drop_tcp_max_connections,
+    /// SYNs (and SYN-cookie ACKs) dropped because their client address
+    /// holds `dataplane.max_connections_per_client` connections already.
+    drop_tcp_client_limit,
     /// SYNs dropped because the worker is draining (accepts no new connections).
     drop_tcp_draining,
     /// SYNs refused or answered with a cookie because the SYN backlog is full.
     tcp_syn_backlog_full,
     /// Segments the listener dropped (stray ACKs, bad cookies).
     drop_tcp_listener,
+    /// ACKs for no connection not taken as SYN-cookie ACKs because no
+    /// cookie was sent within their validity (128 s): answered with a RST,
+    /// never a connection (Linux's tcp_synq_no_recent_overflow).
+    tcp_cookie_ack_unexpected,
     /// Frames not sent because the neighbour's MAC is unknown.
     drop_no_neighbour,
+    /// Neighbour entries evicted (least recently confirmed first) to make
+    /// room for a new one: the cache was full.
+    neighbour_evicted,
+    /// Neighbour entries forgotten because nothing confirmed them for their
+    /// maximum age.
+    neighbour_expired,
+    /// Frames from a source the neighbour cache does not know that it was
+    /// not taught: ARP not addressed to us, SYNs and segments no connection
+    /// accepted (their replies use the frame's MAC, uncached).
+    neighbour_learn_refused,
     /// Frames that could not be built (oversized, unsupported family).
     drop_emit_error,
     /// Connections restored because a segment arrived for an orphan (lazy takeover).

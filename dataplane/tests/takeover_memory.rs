@@ -201,3 +201,31 @@ fn segment_for_another_survivors_connection_is_forwarded_with_rewritten_macs() {
     assert_eq!(w.counters().tcp_forwarded, 1);
     assert_eq!(w.connections(), 0);
 }
+
+#[test]
+fn restored_connections_count_toward_the_per_client_cap_but_are_never_refused() {
+    let (_c1, e1, now) = served_by_a_that_dies(40601, 77, b"one");
+    let (_c2, e2, _) = served_by_a_that_dies(40602, 99, b"two");
+    let mut cfg = test_config();
+    cfg.max_connections_per_client = 1;
+    let mut b = MemNet::new(Recorder::default(), cfg, now);
+    for (export, tag) in [(e1, 1u32), (e2, 2u32)] {
+        assert!(b.worker.command(
+            Command::Restore {
+                export,
+                app_data: Box::new(tag)
+            },
+            now
+        ));
+    }
+    assert_eq!(b.worker.app().restored, vec![1, 2], "both restored");
+    assert_eq!(b.worker.connections(), 2);
+    assert_eq!(b.worker.counters().drop_tcp_client_limit, 0);
+    // The client holds twice its cap: its new SYN is dropped and counted.
+    b.wire
+        .send(client_tcp(&common::wire::syn(40_700, 5, 65_535)))
+        .unwrap();
+    b.worker.poll(now).unwrap();
+    assert_eq!(b.worker.counters().drop_tcp_client_limit, 1);
+    assert_eq!(b.worker.connections(), 2);
+}

@@ -14,7 +14,8 @@ use baton_dataplane::worker::{Command, Worker, WorkerConfig};
 use bytes::Bytes;
 use common::memnet::{body_start, recv_into, responder_net};
 use common::wire::{
-    arp_request, client_eth, client_ipv4, client_tcp, tcp_of, BOX_MAC, CLIENT, CLIENT_MAC, SERVICE,
+    arp_request, arp_request_for, client_eth, client_ipv4, client_tcp, tcp_frame_from, tcp_of,
+    BOX_MAC, CLIENT, CLIENT_MAC, SERVICE,
 };
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
@@ -149,6 +150,42 @@ fn syns_beyond_max_connections_are_dropped_and_counted() {
     );
     assert_eq!(w.counters().drop_tcp_max_connections, 1);
     assert_eq!(w.connections(), 2);
+}
+
+#[test]
+fn syns_beyond_the_per_client_cap_are_dropped_and_other_clients_still_served() {
+    let (mut w, mut wire, now) = setup(|c| c.max_connections_per_client = 2);
+    for p in [40000, 40002, 40004] {
+        wire.send(client_tcp(&syn(p))).unwrap();
+    }
+    let other = Ipv4Addr::new(198, 18, 0, 101);
+    let other_mac = MacAddr([2, 0, 0, 0, 0, 0x65]);
+    w.handle_frame(
+        &tcp_frame_from(other_mac, other, &syn(40006)),
+        RxMeta::default(),
+        now,
+    );
+    w.poll(now).unwrap();
+    let out = sent_tcp(&mut wire);
+    let mut synacks: Vec<u16> = out
+        .iter()
+        .filter(|s| s.0.syn && s.0.ack)
+        .map(|s| s.2)
+        .collect();
+    synacks.sort();
+    assert_eq!(
+        synacks,
+        vec![40000, 40002, 40006],
+        "the third SYN of one client is dropped"
+    );
+    assert_eq!(w.counters().drop_tcp_client_limit, 1);
+    assert_eq!(w.counters().drop_tcp_max_connections, 0);
+    assert_eq!(w.connections(), 3);
+    // Its retransmitted SYN too, no RST (it may come back later).
+    wire.send(client_tcp(&syn(40004))).unwrap();
+    w.poll(now).unwrap();
+    assert!(sent_tcp(&mut wire).is_empty());
+    assert_eq!(w.counters().drop_tcp_client_limit, 2);
 }
 
 #[test]
@@ -350,4 +387,163 @@ fn draining_worker_drops_new_syns_but_keeps_serving_existing_connections() {
     wire.send(client_tcp(&syn(40002))).unwrap();
     w.poll(now).unwrap();
     assert_eq!(w.connections(), 2, "accepting again");
+}
+
+/// Issue 13: spoofed sources used to fill the neighbour cache (learned from
+/// any frame, never evicted), after which a new client was never answered.
+#[test]
+fn a_flood_of_spoofed_sources_does_not_stop_a_new_client_from_being_answered() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    let cap = baton_dataplane::neighbour::DEFAULT_CAPACITY;
+    let n = cap + 1_000;
+    let src = |i: usize| {
+        let ip = Ipv4Addr::from(0xc613_0000u32 + i as u32); // 198.19/16 on
+        let mac = MacAddr([2, 1, (i >> 16) as u8, (i >> 8) as u8, i as u8, 0]);
+        (ip, mac)
+    };
+    // A SYN flood from sources nobody can prove: each is answered (the
+    // backlog, then cookies), none is learned.
+    for i in 0..n {
+        let (ip, mac) = src(i);
+        let s = syn(1024 + (i % 60_000) as u16);
+        w.handle_frame(&tcp_frame_from(mac, ip, &s), RxMeta::default(), now);
+        if i % 64 == 63 {
+            w.poll(now).unwrap();
+            wire.drain();
+        }
+    }
+    w.poll(now).unwrap();
+    wire.drain();
+    assert_eq!(w.stats().neighbours, 0, "a bare SYN teaches nothing");
+    assert_eq!(w.counters().neighbour_learn_refused, n as u64);
+    // An ARP flood addressed to us (learnable: the senders say who they
+    // are) past the cache's capacity: the oldest entries make room.
+    for i in 0..n {
+        let (ip, mac) = src(i);
+        w.handle_frame(&arp_request(mac, ip, SERVICE), RxMeta::default(), now);
+        if i % 64 == 63 {
+            w.poll(now).unwrap();
+            wire.drain();
+        }
+    }
+    w.poll(now).unwrap();
+    wire.drain();
+    assert_eq!(w.stats().neighbours, cap, "bounded");
+    assert_eq!(w.counters().neighbour_evicted, (n - cap) as u64);
+    // A new, real client: its SYN (the backlog is full of the flood's
+    // half-open connections, so a cookie) is answered at its own MAC with
+    // no ARP round trip, and the request in its ACK is served.
+    let later = now + std::time::Duration::from_secs(1);
+    wire.send(client_tcp(&syn(40_000))).unwrap();
+    w.poll(later).unwrap();
+    let out = wire.drain();
+    let synack = out
+        .iter()
+        .filter_map(|f| tcp_of(f))
+        .find(|(eh, s)| eh.dst == CLIENT_MAC && s.flags.syn && s.flags.ack && s.dst_port == 40_000)
+        .map(|(_, s)| s.seq)
+        .expect("the new client's SYN is answered at its MAC");
+    assert!(out.iter().all(|f| arp_request_for(f, CLIENT).is_none()));
+    let req = b"GET /obj HTTP/1.1\r\nHost: t\r\n\r\n";
+    let ack = OutSegment {
+        src_port: 40_000,
+        dst_port: 80,
+        seq: SeqNum(5001),
+        ack: synack + 1,
+        flags: Flags {
+            ack: true,
+            psh: true,
+            ..Flags::default()
+        },
+        window: 65_535,
+        payload: vec![Bytes::from_static(req)],
+        ..OutSegment::default()
+    };
+    wire.send(client_tcp(&ack)).unwrap();
+    let evicted = w.counters().neighbour_evicted;
+    w.poll(later).unwrap();
+    w.poll(later).unwrap();
+    let out = wire.drain();
+    let data: usize = out
+        .iter()
+        .filter_map(|f| tcp_of(f))
+        .filter(|(eh, s)| eh.dst == CLIENT_MAC && s.dst_port == 40_000)
+        .map(|(_, s)| s.payload.len())
+        .sum();
+    assert!(data > 0, "the response goes out to the client");
+    assert_eq!(w.counters().tcp_accepted, 1);
+    // The completed handshake taught the cache: one flood entry went.
+    assert_eq!(w.counters().neighbour_evicted, evicted + 1);
+    assert_eq!(w.stats().neighbours, cap);
+}
+
+#[test]
+fn arp_for_another_address_teaches_the_cache_nothing() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    let stranger = MacAddr([2, 0, 0, 0, 0, 0x77]);
+    let other = Ipv4Addr::new(198, 18, 0, 77);
+    w.handle_frame(
+        &arp_request(stranger, other, Ipv4Addr::new(198, 18, 0, 12)),
+        RxMeta::default(),
+        now,
+    );
+    w.poll(now).unwrap();
+    assert!(wire.drain().is_empty(), "not ours: not answered");
+    assert_eq!(w.stats().neighbours, 0);
+    assert_eq!(w.counters().neighbour_learn_refused, 1);
+    // The same sender asking for our address is learned (RFC 826 merge).
+    w.handle_frame(
+        &arp_request(stranger, other, SERVICE),
+        RxMeta::default(),
+        now,
+    );
+    assert_eq!(w.stats().neighbours, 1);
+}
+
+/// A forged segment for a live connection, from the client's address but
+/// another MAC and outside the window, must not redirect the connection's
+/// frames (cache poisoning).
+#[test]
+fn an_unacceptable_segment_does_not_move_a_clients_mac() {
+    let (mut w, mut wire, now) = setup(|_| {});
+    wire.send(client_tcp(&syn(40_000))).unwrap();
+    w.poll(now).unwrap();
+    let synack = wire
+        .drain()
+        .iter()
+        .filter_map(|f| tcp_of(f).map(|(_, s)| s.seq))
+        .next()
+        .expect("a SYN-ACK");
+    let seg = |seq: u32, flags: Flags| OutSegment {
+        src_port: 40_000,
+        dst_port: 80,
+        seq: SeqNum(seq),
+        ack: synack + 1,
+        flags,
+        window: 65_535,
+        ..OutSegment::default()
+    };
+    let ack = Flags {
+        ack: true,
+        ..Flags::default()
+    };
+    wire.send(client_tcp(&seg(5001, ack))).unwrap();
+    w.poll(now).unwrap();
+    wire.drain();
+    assert_eq!(w.counters().tcp_accepted, 1);
+    assert_eq!(w.stats().neighbours, 1, "the completed handshake taught it");
+    let evil = MacAddr([2, 0, 0, 0, 0, 0x66]);
+    let forged = tcp_frame_from(evil, CLIENT, &seg(5001 + 10_000_000, ack));
+    let later = now + std::time::Duration::from_secs(2);
+    w.handle_frame(&forged, RxMeta::default(), later);
+    w.poll(later).unwrap();
+    let out = wire.drain();
+    let replies: Vec<MacAddr> = out
+        .iter()
+        .filter_map(|f| tcp_of(f))
+        .map(|(eh, _)| eh.dst)
+        .collect();
+    // RFC 9293 §3.10.7.4: an unacceptable segment gets an ACK, to the
+    // client's real MAC.
+    assert_eq!(replies, vec![CLIENT_MAC]);
 }

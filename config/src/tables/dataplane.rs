@@ -22,6 +22,9 @@ table! {
         poll_mode: PollMode = req(choice(&[PollMode::Busy, PollMode::Adaptive])),
         /// Most established connections the box holds.
         max_connections: usize = or(DEFAULT_MAX_CONNECTIONS, positive),
+        /// Most connections one client address may hold (SYNs beyond are
+        /// dropped; restored connections are never refused).
+        max_connections_per_client: usize = or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT, positive),
         /// Most half-open (SYN received) connections.
         syn_backlog: usize = or(DEFAULT_SYN_BACKLOG, positive),
         /// A connection that has received no acceptable segment for this long

@@ -2,7 +2,8 @@
 //! ask for one we do not know, and the frames that wait for the answer.
 //!
 //! - [`cache`]: address → MAC, generic over the address family
-//!   ([`NeighbourAddr`]), with the one-request-per-second rule.
+//!   ([`NeighbourAddr`]), aged and LRU-bounded, with the
+//!   one-request-per-second rule.
 //! - [`pending`]: frames built for a neighbour being resolved (RFC 1122
 //!   §2.3.2.2), sent the moment its MAC is learned.
 //! - [`arp`]: the IPv4 protocol that fills the cache and answers for our
@@ -17,5 +18,7 @@ pub mod arp;
 pub mod cache;
 pub mod pending;
 
-pub use cache::{NeighbourAddr, NeighbourCache, DEFAULT_CAPACITY, REQUEST_INTERVAL};
+pub use cache::{
+    Learned, NeighbourAddr, NeighbourCache, DEFAULT_CAPACITY, DEFAULT_MAX_AGE, REQUEST_INTERVAL,
+};
 pub use pending::{PendingFrame, PendingFrames, PENDING_MAX_AGE};

@@ -27,6 +27,9 @@ pub struct DataplaneOptions {
     pub mtu: usize,
     /// Connections per worker at most; SYNs beyond are dropped and counted.
     pub max_connections: usize,
+    /// Connections per worker one client address may hold; its SYNs beyond
+    /// are dropped and counted (restored connections are never refused).
+    pub max_connections_per_client: usize,
     /// Half-open connections per worker before SYN cookies take over.
     pub syn_backlog: usize,
     /// TCP tunables.
@@ -49,6 +52,7 @@ impl DataplaneOptions {
             listen_ports: vec![80],
             mtu: 1500,
             max_connections: 300_000,
+            max_connections_per_client: 8192,
             syn_backlog: 1024,
             tcp: TcpConfig::default(),
             cookie_secret: None,

@@ -126,6 +126,7 @@ where
             listen_ports: opts.listen_ports.clone(),
             mtu: opts.mtu,
             max_connections: opts.max_connections,
+            max_connections_per_client: opts.max_connections_per_client,
             syn_backlog: opts.syn_backlog,
             tcp: opts.tcp.clone(),
             cookie_secret: secret,

@@ -10,18 +10,27 @@
 //! back in the ACK's TSecr; without timestamps a cookie connection has no
 //! window scaling and no SACK, as on Linux. A cookie is valid for the
 //! current and the previous tick (64-128 s), like MAX_SYNCOOKIE_AGE.
+//!
+//! A cookie ACK is only checked when this listener sent cookies within
+//! that window (the backlog overflowed), as Linux's
+//! tcp_synq_no_recent_overflow: otherwise a blind ACK that happens to
+//! validate (about 2^-22 each, cheap to try in bulk) would open a
+//! connection on a listener that never answered with a cookie.
 
 use super::siphash::siphash24;
 use super::tcb::DEFAULT_PEER_MSS;
 use super::{Flags, FourTuple, Options, OutSegment, Segment, SeqNum, Tcb, TcpConfig};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// MSS values a cookie can encode (Linux's msstab for IPv4).
 const MSS_TABLE: [u16; 4] = [536, 1300, 1440, 1460];
 /// Seconds per cookie counter tick.
 const COOKIE_TICK_SECS: u64 = 64;
+/// How long after the last cookie SYN-ACK a cookie ACK may still come back:
+/// the current and the previous tick, the longest a cookie validates.
+const COOKIE_VALID: Duration = Duration::from_secs(2 * COOKIE_TICK_SECS);
 /// Values of the MSS index carried in the ISN.
 const COOKIE_DATA_MAX: u32 = MSS_TABLE.len() as u32;
 /// Low bits of our TSval that carry options in a cookie SYN-ACK.
@@ -69,6 +78,11 @@ pub struct Listener {
     config: Arc<TcpConfig>,
     secret: [u8; 16],
     epoch: Option<Instant>,
+    /// When the backlog last overflowed (the last cookie SYN-ACK).
+    last_overflow: Option<Instant>,
+    /// ACKs with no connection not checked as cookies because no cookie
+    /// was sent within [`COOKIE_VALID`].
+    cookie_acks_unexpected: u64,
     /// Tests pin the ISS (e.g. just below 2^32 to cross the wrap).
     #[cfg(test)]
     pub(crate) fixed_iss: Option<u32>,
@@ -83,6 +97,8 @@ impl Listener {
             config: Arc::new(config),
             secret: cookie_secret,
             epoch: None,
+            last_overflow: None,
+            cookie_acks_unexpected: 0,
             #[cfg(test)]
             fixed_iss: None,
         }
@@ -91,6 +107,19 @@ impl Listener {
     /// The configuration new TCBs get.
     pub fn config(&self) -> &TcpConfig {
         &self.config
+    }
+
+    /// ACKs for no connection that were not checked as SYN-cookie ACKs
+    /// because this listener sent no cookie recently (each got a RST).
+    pub fn cookie_acks_unexpected(&self) -> u64 {
+        self.cookie_acks_unexpected
+    }
+
+    /// True when a cookie sent now or up to [`COOKIE_VALID`] ago may come
+    /// back (Linux's !tcp_synq_no_recent_overflow).
+    fn recent_overflow(&self, now: Instant) -> bool {
+        self.last_overflow
+            .is_some_and(|t| now.saturating_duration_since(t) <= COOKIE_VALID)
     }
 
     /// A SYN for no known connection. `half_open` is how many SYN-RECEIVED
@@ -111,6 +140,7 @@ impl Listener {
         }
         let epoch = self.epoch(now);
         if half_open >= backlog {
+            self.last_overflow = Some(now);
             return SynOutcome::Cookie(self.cookie_syn_ack(now, tuple, seg));
         }
         // RFC 6528 §3: ISN = M + F(localip, localport, remoteip,
@@ -145,7 +175,13 @@ impl Listener {
         if f.ack {
             let cookie = seg.ack.0.wrapping_sub(1);
             let client_isn = seg.seq.0.wrapping_sub(1);
-            if let Some(mss_idx) = self.check_cookie(now, tuple, client_isn, cookie) {
+            let checked = if self.recent_overflow(now) {
+                self.check_cookie(now, tuple, client_isn, cookie)
+            } else {
+                self.cookie_acks_unexpected += 1;
+                None
+            };
+            if let Some(mss_idx) = checked {
                 let mss = MSS_TABLE[mss_idx as usize];
                 // The rest of the options came back in the TSecr.
                 let bits = seg

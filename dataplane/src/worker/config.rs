@@ -33,6 +33,9 @@ pub struct WorkerConfig {
     pub mtu: usize,
     /// Connection limit.
     pub max_connections: usize,
+    /// Connections one client address may hold on this worker; its SYNs
+    /// beyond are dropped (restored connections are never refused).
+    pub max_connections_per_client: usize,
     /// Half-open limit before SYN cookies.
     pub syn_backlog: usize,
     /// TCP tunables.
@@ -55,6 +58,7 @@ impl WorkerConfig {
             listen_ports: vec![80],
             mtu: 1500,
             max_connections: 1000,
+            max_connections_per_client: 1000,
             syn_backlog: 128,
             tcp: TcpConfig::default(),
             cookie_secret: [7; 16],

@@ -5,7 +5,8 @@
 //!    incarnation (RFC 6191).
 //! 2. Listener check: a port nobody listens on gets a RST.
 //! 3. A SYN ([`Core::on_syn`]): dropped while draining or beyond the
-//!    connection limit ([`Core::admits_syn`]), else the listener's (a new
+//!    connection limit or the client's (`max_connections_per_client`,
+//!    [`Core::admits_syn`]), else the listener's (a new
 //!    TCB or a SYN cookie).
 //! 4. Anything else ([`Core::on_unknown`]): the app says whether it is a
 //!    dead box's orphan, to forward to another survivor
@@ -22,7 +23,7 @@ use crate::app::{App, CloseReason, UnknownAction};
 use crate::flow::ConnId;
 use crate::port::RxMeta;
 use crate::tcp::{
-    Flags, FourTuple, OutSegment, Segment, SynOutcome, Tcb, TcbExport, UnknownOutcome,
+    Flags, FourTuple, OutSegment, Segment, State, SynOutcome, Tcb, TcbExport, UnknownOutcome,
 };
 use crate::wire::ethernet::MacAddr;
 use crate::wire::{ethernet, ipv4, tcp};
@@ -50,31 +51,86 @@ impl Core {
             local: SocketAddr::new(dst, seg.dst_port),
             remote: SocketAddr::new(src, seg.src_port),
         };
+        // The client's MAC, for our replies. A forwarded frame (an address
+        // we do not own) carries the forwarding survivor's MAC instead:
+        // replying to it would send our frames to that survivor.
+        let peer = if self.owns_v4(ih.dst) {
+            frame
+                .get(6..12)
+                .and_then(|b| <[u8; 6]>::try_from(b).ok())
+                .map(MacAddr)
+        } else {
+            None
+        };
         if let Some(id) = self.flows.lookup(&tuple) {
             if !self
                 .flows
                 .get(id)
                 .is_some_and(|c| c.tcb.accepts_new_syn(&seg))
             {
+                let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());
                 if let Some(c) = self.flows.get_mut(id) {
                     c.tcb.on_segment(now, &seg);
                 }
+                let accepted = self.accepted_since(id, before);
+                self.confirm_peer(id, accepted, peer, now);
                 self.touch(id);
                 return;
             }
             self.reuse_time_wait(app, id, now);
         }
+        if peer.is_some_and(|_| self.neighbours.lookup(ih.src, now).is_none()) {
+            // Neither a known connection nor a completed handshake yet: a
+            // bare SYN or a stray segment, whose source anyone can forge.
+            self.counters.neighbour_learn_refused += 1;
+        }
         if !self.cfg.listen_ports.contains(&seg.dst_port) {
             self.counters.tcp_no_listener += 1;
             if let Some(rst) = reset_for(&seg) {
-                self.emit_tcp(&tuple, &rst, now, 0);
+                self.emit_tcp(&tuple, &rst, now, 0, peer);
             }
             return;
         }
         if seg.flags.syn && !seg.flags.ack {
-            self.on_syn(tuple, &seg, now);
+            self.on_syn(tuple, &seg, peer, now);
         } else {
-            self.on_unknown(app, frame, tuple, &seg, now);
+            self.on_unknown(app, frame, tuple, &seg, peer, now);
+        }
+    }
+
+    /// True if connection `id` accepted a segment since its count was
+    /// `before` (the sequence check, a takeover probe's answer).
+    fn accepted_since(&self, id: ConnId, before: Option<u8>) -> bool {
+        let now = self.flows.get(id).map(|c| c.tcb.segments_accepted());
+        matches!((before, now), (Some(b), Some(n)) if n != b)
+    }
+
+    /// Connection `id` has processed a segment from `peer` (the frame's
+    /// MAC; None if forwarded). If the segment was `accepted` and the
+    /// connection is synchronized (a SYN-RECEIVED one has not seen its
+    /// handshake complete), the sender is the client: the neighbour cache
+    /// learns (or confirms) its MAC, and the connection keeps it.
+    fn confirm_peer(&mut self, id: ConnId, accepted: bool, peer: Option<MacAddr>, now: Instant) {
+        let Some(mac) = peer.filter(|_| accepted) else {
+            return;
+        };
+        let Some(c) = self.flows.get_mut(id) else {
+            return;
+        };
+        let synchronized = !matches!(
+            c.tcb.state(),
+            State::SynReceived | State::SynSent | State::Unready | State::Closed
+        );
+        if !synchronized {
+            return;
+        }
+        c.peer_mac = Some(mac);
+        if let IpAddr::V4(ip) = c.tcb.tuple().remote.ip() {
+            let known = self.neighbours.lookup(ip, now) == Some(mac);
+            self.learn_neighbour(ip, mac, now);
+            if !known {
+                self.send_pending(ip, now);
+            }
         }
     }
 
@@ -99,8 +155,8 @@ impl Core {
     /// A SYN for a listening port: drain and the connection limit first,
     /// then the listener (a half-open TCB, or a SYN cookie when the backlog
     /// is full).
-    fn on_syn(&mut self, tuple: FourTuple, seg: &Segment<'_>, now: Instant) {
-        if !self.admits_syn() {
+    fn on_syn(&mut self, tuple: FourTuple, seg: &Segment<'_>, peer: Option<MacAddr>, now: Instant) {
+        if !self.admits_syn(&tuple) {
             return;
         }
         match self
@@ -111,13 +167,14 @@ impl Core {
                 let id = self.flows.insert(tcb);
                 if let Some(c) = self.flows.get_mut(id) {
                     c.half_open = true;
+                    c.peer_mac = peer;
                 }
                 self.half_open += 1;
                 self.touch(id);
             }
             SynOutcome::Cookie(out) => {
                 self.counters.tcp_syn_backlog_full += 1;
-                self.emit_tcp(&tuple, &out, now, 0);
+                self.emit_tcp(&tuple, &out, now, 0, peer);
             }
             SynOutcome::Drop => self.counters.drop_tcp_listener += 1,
         }
@@ -127,13 +184,24 @@ impl Core {
     /// connection may not start now. Dropped, not reset: the client
     /// retries its SYN later, perhaps at the box that owns the address by
     /// then.
-    fn admits_syn(&mut self) -> bool {
+    fn admits_syn(&mut self, tuple: &FourTuple) -> bool {
         if self.draining {
             self.counters.drop_tcp_draining += 1;
             return false;
         }
         if self.flows.len() >= self.cfg.max_connections {
             self.counters.drop_tcp_max_connections += 1;
+            return false;
+        }
+        self.admits_client(tuple)
+    }
+
+    /// `dataplane.max_connections_per_client`: false (counted) when the
+    /// client address holds its share already. Restored connections count
+    /// toward it but never meet it (they are not opened here).
+    fn admits_client(&mut self, tuple: &FourTuple) -> bool {
+        if self.flows.of_client(tuple.remote.ip()) >= self.cfg.max_connections_per_client {
+            self.counters.drop_tcp_client_limit += 1;
             return false;
         }
         true
@@ -149,6 +217,7 @@ impl Core {
         frame: &[u8],
         tuple: FourTuple,
         seg: &Segment<'_>,
+        peer: Option<MacAddr>,
         now: Instant,
     ) {
         match app.on_unknown_segment(tuple, seg.flags.rst) {
@@ -164,7 +233,7 @@ impl Core {
                 return;
             }
             UnknownAction::Restore(export, data) if export.tuple == tuple => {
-                return self.restore_lazily(app, &export, data, seg, now);
+                return self.restore_lazily(app, &export, data, seg, peer, now);
             }
             UnknownAction::Restore(..) => {
                 // A checkpoint of another connection: the app's bug,
@@ -172,16 +241,28 @@ impl Core {
                 self.counters.drop_emit_error += 1;
             }
         }
-        match self.listener.on_unknown(now, tuple, seg) {
+        let unexpected = self.listener.cookie_acks_unexpected();
+        let outcome = self.listener.on_unknown(now, tuple, seg);
+        self.counters.tcp_cookie_ack_unexpected += self
+            .listener
+            .cookie_acks_unexpected()
+            .saturating_sub(unexpected);
+        match outcome {
             UnknownOutcome::Tcb(tcb) => {
                 if self.flows.len() >= self.cfg.max_connections {
                     self.counters.drop_tcp_max_connections += 1;
                     return;
                 }
+                if !self.admits_client(&tuple) {
+                    return;
+                }
+                // A valid cookie completes the handshake: the client is
+                // real (before = 0: the TCB accepted the ACK already).
                 let id = self.flows.insert(tcb);
+                self.confirm_peer(id, true, peer, now);
                 self.touch(id);
             }
-            UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now, 0),
+            UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now, 0, peer),
             UnknownOutcome::Drop => self.counters.drop_tcp_listener += 1,
         }
     }
@@ -212,14 +293,18 @@ impl Core {
         export: &TcbExport,
         data: Box<dyn Any + Send>,
         seg: &Segment<'_>,
+        peer: Option<MacAddr>,
         now: Instant,
     ) {
         let tcb = Tcb::restore(now, self.restored_tcp(), export);
         let id = self.flows.insert(tcb);
+        let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());
         if let Some(c) = self.flows.get_mut(id) {
             c.announced = true;
             c.tcb.on_segment(now, seg);
         }
+        let accepted = self.accepted_since(id, before);
+        self.confirm_peer(id, accepted, peer, now);
         self.note_restored(id, now);
         self.touch(id);
         self.counters.tcp_lazy_restored += 1;

@@ -43,13 +43,14 @@ impl Core {
         now: Instant,
     ) -> Result<(), PortError> {
         let mut pending: Option<(OutSegment, FourTuple, u16, usize)> = None;
+        let peer = self.flows.get(id).and_then(|c| c.peer_mac);
         while let Some((seg, tuple)) = self
             .flows
             .get_mut(id)
             .and_then(|c| c.tcb.poll_transmit(now).map(|s| (s, c.tcb.tuple())))
         {
             if !self.offload {
-                self.emit_tcp(&tuple, &seg, now, 0);
+                self.emit_tcp(&tuple, &seg, now, 0, peer);
             } else {
                 if let Some((p, _, gso, count)) = pending.as_mut() {
                     if can_merge(p, *gso, *count, &seg) {
@@ -61,7 +62,7 @@ impl Core {
                     }
                 }
                 if let Some((p, t, gso, count)) = pending.take() {
-                    self.emit_tcp(&t, &p, now, if count > 1 { gso } else { 0 });
+                    self.emit_tcp(&t, &p, now, if count > 1 { gso } else { 0 }, peer);
                 }
                 let gso = u16::try_from(seg.payload_len()).unwrap_or(0);
                 pending = Some((seg, tuple, gso, 1));
@@ -71,20 +72,29 @@ impl Core {
             }
         }
         if let Some((p, t, gso, count)) = pending.take() {
-            self.emit_tcp(&t, &p, now, if count > 1 { gso } else { 0 });
+            self.emit_tcp(&t, &p, now, if count > 1 { gso } else { 0 }, peer);
         }
         Ok(())
     }
 
     /// Builds the frame of `seg` for `tuple` into the TX batch. With
     /// `gso` > 0, `seg` is several MSS-sized segments merged, which the
-    /// port's GSO cuts back into `gso`-byte segments.
-    pub(super) fn emit_tcp(&mut self, tuple: &FourTuple, seg: &OutSegment, now: Instant, gso: u16) {
+    /// port's GSO cuts back into `gso`-byte segments. `peer` is the MAC to
+    /// use when the neighbour cache does not know the client (the MAC its
+    /// frame came from, never cached: a SYN's source is unproven).
+    pub(super) fn emit_tcp(
+        &mut self,
+        tuple: &FourTuple,
+        seg: &OutSegment,
+        now: Instant,
+        gso: u16,
+        peer: Option<MacAddr>,
+    ) {
         let (IpAddr::V4(local), IpAddr::V4(remote)) = (tuple.local.ip(), tuple.remote.ip()) else {
             self.counters.drop_emit_error += 1;
             return;
         };
-        let dst_mac = self.neighbours.lookup(remote);
+        let dst_mac = self.neighbours.lookup(remote, now).or(peer);
         if dst_mac.is_none() && self.neighbours.should_request(remote, now) {
             {
                 let mac = self.mac;
@@ -180,11 +190,11 @@ impl Core {
     }
 
     /// Sends the frames that waited for `ip`'s MAC, now known.
-    pub(super) fn send_pending(&mut self, ip: Ipv4Addr) {
+    pub(super) fn send_pending(&mut self, ip: Ipv4Addr, now: Instant) {
         if self.l2_pending.frames() == 0 {
             return;
         }
-        let Some(mac) = self.neighbours.lookup(ip) else {
+        let Some(mac) = self.neighbours.lookup(ip, now) else {
             return;
         };
         for (frame, offload) in self.l2_pending.take(ip) {

@@ -34,21 +34,35 @@ impl Core {
             return;
         }
         match eh.ethertype {
-            ethernet::ETHERTYPE_ARP => self.on_arp(&eh, payload),
+            ethernet::ETHERTYPE_ARP => self.on_arp(&eh, payload, now),
             ethernet::ETHERTYPE_IPV4 => self.on_ipv4(app, frame, &eh, payload, meta, now),
             _ => self.counters.drop_eth_unknown_type += 1,
         }
     }
 
-    fn on_arp(&mut self, eh: &EthernetHeader, payload: &[u8]) {
+    fn on_arp(&mut self, eh: &EthernetHeader, payload: &[u8], now: Instant) {
         let p = match arp::parse(payload) {
             Ok(p) => p,
             Err(e) => return self.counters.record(e),
         };
-        // RFC 826: merge the sender into the table before looking at the op.
+        // RFC 826: merge the sender into the table before looking at the
+        // op; but only ARP addressed to one of our addresses may add an
+        // entry, so a LAN's chatter (or a flood of invented senders) does
+        // not fill the cache.
         if eh.src == p.sender_mac {
-            self.neighbours.learn(p.sender_ip, p.sender_mac);
-            self.send_pending(p.sender_ip);
+            let known = if self.owns_v4(p.target_ip) {
+                self.learn_neighbour(p.sender_ip, p.sender_mac, now);
+                true
+            } else {
+                let known = self.neighbours.update(p.sender_ip, p.sender_mac, now);
+                self.sync_neighbour_counters();
+                known
+            };
+            if known {
+                self.send_pending(p.sender_ip, now);
+            } else {
+                self.counters.neighbour_learn_refused += 1;
+            }
         }
         if p.op == arp::OP_REQUEST && self.owns_v4(p.target_ip) {
             let mac = self.mac;
@@ -83,20 +97,28 @@ impl Core {
             self.counters.drop_ipv4_not_ours += 1;
             return;
         }
-        // A client's MAC is learned from its own frames (its SYN), so
-        // workers other than 0 never need to ARP for their clients. A
-        // forwarded frame carries the forwarding survivor's MAC as its
-        // source, not the client's: learning from it would send our
-        // replies to that survivor.
-        if owned && self.neighbours.lookup(ih.src) != Some(eh.src) {
-            self.neighbours.learn(ih.src, eh.src);
-            self.send_pending(ih.src);
-        }
+        // No neighbour is learned here: the IPv4 source is unvalidated. A
+        // TCP client's MAC is learned once a connection accepts its
+        // segment (demux.rs); an echo reply goes to the frame's source.
         match ih.protocol {
             ipv4::PROTO_TCP => self.on_tcp(app, frame, &ih, l4, meta, now),
             ipv4::PROTO_ICMP => self.on_icmp(eh, &ih, l4),
             _ => self.counters.drop_ipv4_unknown_protocol += 1,
         }
+    }
+
+    /// Teaches the neighbour cache that `ip` is at `mac` (the caller
+    /// trusts the source), with its counters.
+    pub(super) fn learn_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, now: Instant) {
+        self.neighbours.learn(ip, mac, now);
+        self.sync_neighbour_counters();
+    }
+
+    /// The cache counts its evictions and expiries itself (it frees
+    /// entries inside `learn` and `update`); the worker's counters copy them.
+    fn sync_neighbour_counters(&mut self) {
+        self.counters.neighbour_evicted = self.neighbours.evicted();
+        self.counters.neighbour_expired = self.neighbours.expired();
     }
 
     /// A frame for an address we do not own, sent to our MAC by the survivor

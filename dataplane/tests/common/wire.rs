@@ -144,3 +144,16 @@ pub fn tcp_of(frame: &[u8]) -> Option<(EthernetHeader, Segment<'_>)> {
     let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, false).ok()?;
     Some((eh, s))
 }
+
+/// A TCP segment `seg` from any `src_ip`/`src_mac` (a spoofed source) to
+/// [`SERVICE`] on the in-memory link.
+pub fn tcp_frame_from(src_mac: MacAddr, src_ip: Ipv4Addr, seg: &OutSegment) -> Vec<u8> {
+    let mut b = vec![0u8; 1600];
+    let n = tcp::emit(&mut b, IpAddr::V4(src_ip), IpAddr::V4(SERVICE), seg)
+        .expect("a segment fits a frame");
+    b.truncate(n);
+    let mut ip = vec![0u8; 20];
+    ipv4::emit(&mut ip, src_ip, SERVICE, ipv4::PROTO_TCP, 1, b.len()).expect("an IPv4 header fits");
+    ip.extend_from_slice(&b);
+    eth_frame(src_mac, BOX_MAC, ethernet::ETHERTYPE_IPV4, &ip)
+}

@@ -67,10 +67,20 @@ impl Tcb {
         // 4-tuple, blind RSTs and stale duplicates must not keep a
         // connection whose client is gone from ever going idle.
         self.last_rx = now;
+        self.accepted = self.accepted.wrapping_add(1);
 
         // Second: RST (RFC 5961 §3.2): exactly at RCV.NXT resets; anywhere
         // else in the window earns a challenge ACK.
         if seg.flags.rst {
+            // RFC 1337 §3 (TIME-WAIT Assassination, fix F1): "Ignore RST
+            // segments in TIME-WAIT state." A RST cannot tell an old
+            // duplicate or a forged one from a real one here, and closing
+            // early would let stale segments of this incarnation reach the
+            // next one on the same 4-tuple. The 2 MSL timer closes it.
+            if self.state == State::TimeWait {
+                self.stats.dropped += 1;
+                return;
+            }
             if seg.seq == self.rcv_nxt {
                 self.on_reset_received();
             } else {
@@ -587,6 +597,7 @@ impl Tcb {
             return;
         }
         self.last_rx = now;
+        self.accepted = self.accepted.wrapping_add(1);
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq + 1;
         self.rcv_adv = self.rcv_nxt;

@@ -189,6 +189,9 @@ pub struct Tcb {
     persist_probes: u32,
     timewait_at: Option<Instant>,
     last_rx: Instant,
+    /// Segments that passed the sequence check (or answered a takeover
+    /// probe): proof the sender is this connection's peer.
+    accepted: u8,
 
     // Output owed.
     ack_now: bool,
@@ -287,6 +290,7 @@ impl Tcb {
             persist_probes: 0,
             timewait_at: None,
             last_rx: now,
+            accepted: 0,
             ack_now: false,
             window_update: false,
             syn_pending: false,
@@ -418,6 +422,14 @@ impl Tcb {
     // ------------------------------------------------------------------
     // Getters
     // ------------------------------------------------------------------
+
+    /// Segments accepted so far, modulo 256 (compare for change):
+    /// passed the sequence check (RFC 9293 §3.10.7.4 "first"), the SYN-ACK
+    /// of an active open, or the answer to a takeover probe. A blind sender
+    /// cannot change it. One byte: an idle TCB must stay small.
+    pub fn segments_accepted(&self) -> u8 {
+        self.accepted
+    }
 
     /// The connection's state.
     pub fn state(&self) -> State {

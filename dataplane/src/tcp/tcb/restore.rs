@@ -179,6 +179,7 @@ impl Tcb {
         };
         self.restore = None;
         self.restored = true;
+        self.accepted = self.accepted.wrapping_add(1);
         self.probe_pending = false;
         if ahead {
             self.gap = Some(Box::new(Gap {

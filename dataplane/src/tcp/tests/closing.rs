@@ -434,3 +434,39 @@ fn a_held_fin_is_acknowledged_at_once_when_we_closed_first() {
     assert_eq!(tcb.state(), State::TimeWait);
     assert_eq!(recv!(tcb, fx.at(3)).ack, SeqNum(CISN + 2));
 }
+
+#[test]
+fn rst_in_time_wait_is_ignored_rfc_1337() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    tcb.close();
+    assert!(recv!(tcb, fx.at(10)).flags.fin);
+    send!(tcb, fx.at(11), fin(SeqNum(CISN + 1), iss + 2));
+    assert_eq!(tcb.state(), State::TimeWait);
+    drain(&mut tcb, fx.at(11));
+    let expiry = fx.at(11) + Duration::from_secs(60);
+    assert_eq!(tcb.poll_timeout(), Some(expiry));
+    events(&mut tcb);
+    // RFC 1337 §3, fix F1: "Ignore RST segments in TIME-WAIT state."
+    // Exactly at RCV.NXT, which in any other synchronized state resets.
+    let mut r = seg(SeqNum(CISN + 2), iss + 2, &[]);
+    r.flags = Flags {
+        rst: true,
+        ..Flags::default()
+    };
+    let dropped = tcb.stats().dropped;
+    send!(tcb, fx.at(20), r);
+    assert_eq!(tcb.state(), State::TimeWait);
+    assert_eq!(
+        tcb.stats().dropped,
+        dropped + 1,
+        "the RST was seen and dropped"
+    );
+    assert!(events(&mut tcb).is_empty(), "no Reset, no Closed");
+    assert!(tcb.poll_transmit(fx.at(20)).is_none(), "no reply to a RST");
+    // The 2 MSL timer, not the RST, ends it.
+    assert_eq!(tcb.poll_timeout(), Some(expiry));
+    tcb.on_timeout(expiry);
+    assert_eq!(tcb.state(), State::Closed);
+    assert_eq!(events(&mut tcb), vec![Event::Closed]);
+}

@@ -124,6 +124,70 @@ fn forged_or_stale_cookie_ack_gets_a_reset() {
 }
 
 #[test]
+fn a_valid_cookie_ack_opens_nothing_on_a_listener_that_sent_no_cookie() {
+    // Linux's tcp_synq_no_recent_overflow: cookies are checked only while
+    // the backlog overflowed recently. `sender` and `quiet` share a key,
+    // so `quiet` would validate the cookie `sender` made.
+    let fx = Fx::new();
+    let mut sender = listener(TcpConfig::default());
+    let mut quiet = listener(TcpConfig::default());
+    assert!(matches!(
+        quiet.on_syn(fx.at(0), tuple(), &syn(opts_mss(1460)), 0, 8),
+        SynOutcome::Tcb(_)
+    ));
+    let synack = match sender.on_syn(fx.at(0), tuple(), &syn(opts_mss(1460)), 8, 8) {
+        SynOutcome::Cookie(s) => s,
+        other => panic!("expected a cookie, got {other:?}"),
+    };
+    let ack = seg(SeqNum(CISN + 1), synack.seq + 1, &[]);
+    // The blind ACK: RFC 9293 §3.10.7.1 "<SEQ=SEG.ACK><CTL=RST>", no TCB.
+    match quiet.on_unknown(fx.at(1_000), tuple(), &ack) {
+        UnknownOutcome::Reply(r) => assert!(r.flags.rst && r.seq == ack.ack),
+        other => panic!("a listener that sent no cookie must not open, got {other:?}"),
+    }
+    assert_eq!(quiet.cookie_acks_unexpected(), 1);
+    // Once its own backlog overflows (another client), the same ACK is a
+    // cookie it may have sent: the gate, not the hash, refused it.
+    let mut other = tuple();
+    other.remote.set_port(40_002);
+    let mut s2 = syn(opts_mss(1460));
+    s2.src_port = 40_002;
+    assert!(matches!(
+        quiet.on_syn(fx.at(2_000), other, &s2, 8, 8),
+        SynOutcome::Cookie(_)
+    ));
+    assert!(matches!(
+        quiet.on_unknown(fx.at(3_000), tuple(), &ack),
+        UnknownOutcome::Tcb(_)
+    ));
+    assert_eq!(quiet.cookie_acks_unexpected(), 1);
+    assert_eq!(sender.cookie_acks_unexpected(), 0);
+}
+
+#[test]
+fn cookie_acks_are_refused_once_the_overflow_is_older_than_the_cookie_validity() {
+    let fx = Fx::new();
+    let mut l = listener(TcpConfig::default());
+    assert!(matches!(
+        l.on_syn(fx.at(0), tuple(), &syn(opts_mss(1460)), 8, 8),
+        SynOutcome::Cookie(_)
+    ));
+    // A stray ACK while cookies are in flight is checked (and fails).
+    let stray = seg(SeqNum(5), SeqNum(6), &[]);
+    assert!(matches!(
+        l.on_unknown(fx.at(128_000), tuple(), &stray),
+        UnknownOutcome::Reply(_)
+    ));
+    assert_eq!(l.cookie_acks_unexpected(), 0);
+    // Past 2 ticks (128 s) no cookie can still be valid: not even checked.
+    assert!(matches!(
+        l.on_unknown(fx.at(128_001), tuple(), &stray),
+        UnknownOutcome::Reply(_)
+    ));
+    assert_eq!(l.cookie_acks_unexpected(), 1);
+}
+
+#[test]
 fn segments_for_no_connection_get_the_rfc_reset() {
     let fx = Fx::new();
     let mut l = listener(TcpConfig::default());
