@@ -236,13 +236,20 @@ fn tls_rules(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
             c.problem(t.line, t.key_path(name), why);
         }
     }
-    if let Some(versions) = &p.versions {
-        ok &= non_empty_once(c, t, "versions", versions, |v| v.as_str());
-    }
-    if let Some(suites) = &p.suites {
-        ok &= non_empty_once(c, t, "suites", suites, |s| s.as_str());
-    }
-    if let (Some(versions), Some(suites)) = (&p.versions, &p.suites) {
+    let versions_ok = p
+        .versions
+        .as_ref()
+        .is_some_and(|v| non_empty_once(c, t, "versions", v, |v| v.as_str()));
+    let suites_ok = p
+        .suites
+        .as_ref()
+        .is_some_and(|s| non_empty_once(c, t, "suites", s, |s| s.as_str()));
+    ok &= versions_ok || p.versions.is_none();
+    ok &= suites_ok || p.suites.is_none();
+    // Which version lacks a suite is only worth saying of lists that are
+    // otherwise right.
+    if let (Some(versions), Some(suites), true) = (&p.versions, &p.suites, versions_ok && suites_ok)
+    {
         for v in versions {
             if !suites.iter().any(|s| s.version() == *v) {
                 ok = false;
