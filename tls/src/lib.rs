@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod handshake;
 pub mod keys;
+pub mod pem;
 pub mod record;
 pub mod session;
 
@@ -29,6 +30,7 @@ pub use config::{CertifiedKeys, TlsConfig};
 pub use error::TlsError;
 pub use handshake::{Established, Handshake, Progress};
 pub use keys::{Aead, Version};
+pub use pem::{certified_key_from_pem, PemError};
 pub use session::{Event, Session};
 
 #[cfg(test)]
