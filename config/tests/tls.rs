@@ -161,7 +161,7 @@ fn empty_or_repeated_versions_and_suites_are_refused() {
         ("versions = [\"1.2\", \"1.2\"]", "tls.versions", "\"1.2\" is listed twice".to_string()),
         ("suites = []", "tls.suites", "expected at least one".to_string()),
         (
-            "suites = [\"TLS13_AES_128_GCM_SHA256\", \"TLS12_ECDHE_RSA_WITH_AES_128_GCM_SHA256\", \"TLS13_AES_128_GCM_SHA256\"]",
+            "suites = [\"TLS13_AES_128_GCM_SHA256\", \"TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\", \"TLS13_AES_128_GCM_SHA256\"]",
             "tls.suites",
             "\"TLS13_AES_128_GCM_SHA256\" is listed twice".to_string(),
         ),
@@ -195,7 +195,7 @@ fn a_version_without_a_suite_of_its_own_is_refused() {
     let line = line_of(&text, "suites");
     assert_eq!(
         one_line(&text),
-        format!("box1.toml:{line}: tls.suites: no suite for TLS 1.2 (listed in tls.versions): add one of its suites (TLS12_…) or remove the version")
+        format!("box1.toml:{line}: tls.suites: no suite for TLS 1.2 (listed in tls.versions): add one of its suites (TLS_ECDHE_…) or remove the version")
     );
     ok(&with_tls(
         "versions = [\"1.3\"]\nsuites = [\"TLS13_AES_128_GCM_SHA256\"]",

@@ -31,6 +31,9 @@ pub use error::TlsError;
 pub use handshake::{Established, Handshake, Progress};
 pub use keys::{Aead, Version};
 pub use pem::{certified_key_from_pem, PemError};
+/// The rustls this crate drives, for callers naming its types (versions,
+/// `CertifiedKey`) without a second copy.
+pub use rustls;
 pub use session::{Event, Session};
 
 #[cfg(test)]

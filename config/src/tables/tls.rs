@@ -44,7 +44,8 @@ impl TlsVersion {
 }
 
 /// An AEAD cipher suite baton-tls implements (rustls' ring provider),
-/// named as rustls and the IANA registry name it.
+/// named as rustls names it (`CipherSuite::as_str`: the IANA name, TLS
+/// 1.3's with a `TLS13_` prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TlsSuite {
     /// TLS_AES_128_GCM_SHA256 (0x1301).
@@ -87,15 +88,15 @@ impl TlsSuite {
             TlsSuite::Tls13Aes128GcmSha256 => "TLS13_AES_128_GCM_SHA256",
             TlsSuite::Tls13Aes256GcmSha384 => "TLS13_AES_256_GCM_SHA384",
             TlsSuite::Tls13Chacha20Poly1305Sha256 => "TLS13_CHACHA20_POLY1305_SHA256",
-            TlsSuite::Tls12EcdheEcdsaAes128GcmSha256 => "TLS12_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-            TlsSuite::Tls12EcdheEcdsaAes256GcmSha384 => "TLS12_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            TlsSuite::Tls12EcdheEcdsaAes128GcmSha256 => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            TlsSuite::Tls12EcdheEcdsaAes256GcmSha384 => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
             TlsSuite::Tls12EcdheEcdsaChacha20Poly1305Sha256 => {
-                "TLS12_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
             }
-            TlsSuite::Tls12EcdheRsaAes128GcmSha256 => "TLS12_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-            TlsSuite::Tls12EcdheRsaAes256GcmSha384 => "TLS12_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            TlsSuite::Tls12EcdheRsaAes128GcmSha256 => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            TlsSuite::Tls12EcdheRsaAes256GcmSha384 => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
             TlsSuite::Tls12EcdheRsaChacha20Poly1305Sha256 => {
-                "TLS12_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
             }
         }
     }
@@ -258,9 +259,12 @@ fn tls_rules(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
                     line,
                     t.key_path("suites"),
                     format!(
-                        "no suite for TLS {} (listed in tls.versions): add one of its suites (TLS{}_…) or remove the version",
+                        "no suite for TLS {} (listed in tls.versions): add one of its suites ({}…) or remove the version",
                         v.as_str(),
-                        v.as_str().replace('.', "")
+                        match v {
+                            TlsVersion::Tls12 => "TLS_ECDHE_",
+                            TlsVersion::Tls13 => "TLS13_",
+                        }
                     ),
                 );
             }
