@@ -46,14 +46,16 @@ pub fn load(config: &Config) -> Result<Option<baton_tls::TlsConfig>, Vec<String>
     }
     let mut problems = Vec::new();
     let mut keys = CertifiedKeys::new();
-    for (i, (path, cert, key)) in tls.key_pairs().into_iter().enumerate() {
-        match load_pair(&path, cert, key) {
-            Ok(ck) if i == 0 => keys.set_default(ck),
-            Ok(ck) => {
-                if let Some(sni) = tls.sni.get(i - 1) {
-                    keys.add(&sni.name, ck);
-                }
-            }
+    // The table's rules make certificate and key present when enabled.
+    if let (Some(cert), Some(key)) = (&tls.certificate, &tls.key) {
+        match load_pair("tls", cert, key) {
+            Ok(ck) => keys.set_default(ck),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    for (i, sni) in tls.sni.iter().enumerate() {
+        match load_pair(&format!("tls.sni[{i}]"), &sni.certificate, &sni.key) {
+            Ok(ck) => keys.add(&sni.name, ck),
             Err(mut p) => problems.append(&mut p),
         }
     }
