@@ -42,6 +42,7 @@ pub(crate) mod serve;
 pub mod spool;
 pub mod status;
 pub(crate) mod sys;
+pub mod tls_files;
 
 pub mod cache;
 pub mod http;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use baton::{admin, logging, run, status};
+use baton::{admin, logging, run, status, tls_files};
 use clap::{Args, Parser, Subcommand};
 
 /// Baton: a kernel-bypass proxy-cache appliance whose TCP connections survive
@@ -125,6 +125,7 @@ fn main() -> ExitCode {
 fn run_box(args: &RunArgs) -> Result<()> {
     let config = baton_config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     logging::init(Some(&config.node.log_level));
+    tls_files::at_start(&config)?;
     Ok(run::run(&config, args.ready_file.as_deref())?)
 }
 
@@ -160,15 +161,26 @@ fn admin_call(config: &std::path::Path, method: &str, path: &str) -> Result<Exit
     }
 }
 
-/// `baton check-config FILE`: OK on stdout, or every problem on stderr.
+/// `baton check-config FILE`: OK on stdout, or every problem on stderr:
+/// the file's own (baton-config), then, if it is sound and HTTPS is on,
+/// its certificate and key files' (`tls_files`), one line each.
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match baton_config::load(file) {
+    let config = match baton_config::load(file) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match tls_files::load(&config) {
         Ok(_) => {
             println!("OK");
             ExitCode::SUCCESS
         }
-        Err(err) => {
-            eprintln!("{err}");
+        Err(problems) => {
+            for p in problems {
+                eprintln!("{}: {p}", file.display());
+            }
             ExitCode::FAILURE
         }
     }

@@ -130,6 +130,16 @@ pub fn box_toml(
     s
 }
 
+/// The `[tls]` table of a lab box (`lab up --tls`): HTTPS on, on the
+/// default port, with the box's certificate and key.
+pub fn tls_toml(files: &crate::certs::BoxTlsFiles) -> String {
+    format!(
+        "\n[tls]\nenabled = true\ncertificate = \"{}\"\nkey = \"{}\"\n",
+        files.certificate.display(),
+        files.key.display()
+    )
+}
+
 /// Box `id`'s admin token: SHA-256 of the lab's secret and the id, hex.
 /// Knowing one box's token tells nothing of another's.
 pub fn box_token(secret: &str, id: u8) -> String {
@@ -247,6 +257,27 @@ mod tests {
         assert!(!d.hugepages);
         assert_eq!(d.memory_mb, LAB_DPDK_MEMORY_MB);
         assert_eq!(c.node.name, "box3", "the box name is the EAL's file prefix");
+    }
+
+    #[test]
+    fn a_tls_box_config_enables_tls_with_its_own_files() {
+        let (lab, secrets) = lab_bt();
+        let files = crate::certs::box_files(&lab, 2);
+        let mut text = box_toml(
+            &lab,
+            2,
+            3,
+            Backend::Afpacket,
+            SegmentMode::Shared,
+            true,
+            &secrets,
+        );
+        text.push_str(&tls_toml(&files));
+        let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(c.tls.enabled);
+        assert_eq!(c.tls.port, 443);
+        assert_eq!(c.tls.certificate.as_ref(), Some(&files.certificate));
+        assert_eq!(c.tls.key.as_ref(), Some(&files.key));
     }
 
     #[test]

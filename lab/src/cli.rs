@@ -102,6 +102,11 @@ struct UpArgs {
     /// Seconds to wait for every box to be ready.
     #[arg(long, default_value_t = 30)]
     ready_timeout: u64,
+    /// Make a lab CA (/run/baton-lab/PREFIX/ca.pem) and a certificate per
+    /// box for lab.baton.test and every service IP, and enable `[tls]` in
+    /// every box config (HTTPS is not served yet: issue 14).
+    #[arg(long)]
+    tls: bool,
 }
 
 /// Parses a `boxN` argument.
@@ -136,6 +141,7 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
                     client_addrs: a.client_addrs,
                     tx_offload: !a.no_offload,
                     ready_timeout: Duration::from_secs(a.ready_timeout),
+                    tls: a.tls,
                 },
             )
         }

@@ -10,13 +10,13 @@ use crate::bail;
 use crate::error::{Context, Result};
 use tracing::{info, warn};
 
-use crate::boxconf::{box_toml, Backend, ClusterSecrets, SegmentMode};
+use crate::boxconf::{box_toml, tls_toml, Backend, ClusterSecrets, SegmentMode};
 use crate::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
     CLIENT_ADDR, ORIGIN_ADDR,
 };
-use crate::objects;
 use crate::sys::{self, ip_in};
+use crate::{certs, objects};
 
 /// Which origin server `lab up` starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +44,8 @@ pub struct UpPlan {
     pub tx_offload: bool,
     /// How long to wait for every box to create its ready file.
     pub ready_timeout: Duration,
+    /// `lab up --tls`: a lab CA, a certificate per box, `[tls]` enabled.
+    pub tls: bool,
 }
 
 /// What a running lab remembers about how it was built (`lab.state`).
@@ -149,19 +151,31 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
         key: sys::random_hex(32)?,
         token: sys::random_hex(16)?,
     };
+    let tls = if plan.tls {
+        let files = certs::make(lab, plan.boxes)?;
+        info!(
+            "TLS: lab CA in {}, a certificate per box for {}",
+            certs::ca_path(lab).display(),
+            certs::box_sans(plan.boxes).join(", ")
+        );
+        files
+    } else {
+        Vec::new()
+    };
     for n in 1..=plan.boxes {
-        write_private(
-            &lab.file(&format!("box{n}.toml")),
-            &box_toml(
-                lab,
-                n,
-                plan.boxes,
-                plan.backend,
-                plan.segment_mode,
-                plan.tx_offload,
-                &secrets,
-            ),
-        )?;
+        let mut text = box_toml(
+            lab,
+            n,
+            plan.boxes,
+            plan.backend,
+            plan.segment_mode,
+            plan.tx_offload,
+            &secrets,
+        );
+        if let Some(files) = tls.get(usize::from(n - 1)) {
+            text.push_str(&tls_toml(files));
+        }
+        write_private(&lab.file(&format!("box{n}.toml")), &text)?;
     }
     // No lab of this prefix exists (checked above), so a segment of that
     // name is a leftover of a crashed lab: boxes must not adopt its state.

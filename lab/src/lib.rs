@@ -28,6 +28,7 @@
 use std::path::Path;
 
 pub mod boxconf;
+pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod curl;

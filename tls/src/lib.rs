@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod handshake;
 pub mod keys;
+pub mod pem;
 pub mod record;
 pub mod session;
 
@@ -29,6 +30,10 @@ pub use config::{CertifiedKeys, TlsConfig};
 pub use error::TlsError;
 pub use handshake::{Established, Handshake, Progress};
 pub use keys::{Aead, Version};
+pub use pem::{certified_key_from_pem, PemError};
+/// The rustls this crate drives, for callers naming its types (versions,
+/// `CertifiedKey`) without a second copy.
+pub use rustls;
 pub use session::{Event, Session};
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ mod member;
 mod node;
 mod raft;
 mod service;
+mod tls;
+mod tls_sni;
 
 pub use admin::AdminConfig;
 pub use cache::CacheConfig;
@@ -34,6 +36,8 @@ pub use member::Member;
 pub use node::NodeConfig;
 pub use raft::RaftConfig;
 pub use service::ServiceConfig;
+pub use tls::{TlsConfig, TlsSuite, TlsVersion, DEFAULT_TLS_PORT};
+pub use tls_sni::SniCert;
 
 use toml_edit::DocumentMut;
 
@@ -65,6 +69,8 @@ table! {
         limits: LimitsConfig = OrDefault,
         /// `[admin]`: the admin API.
         admin: AdminConfig = Required,
+        /// `[tls]`: HTTPS on the service IPs.
+        tls: TlsConfig = OrDefault,
     }
     check = cluster_rules;
 }
@@ -76,7 +82,64 @@ fn cluster_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
     let member = own_id_is_a_member(c, root, p);
     let fit = shared_ids_fit_the_view(c, root, p);
     let raft = replicated_raft_rules(c, root, p);
-    member && fit && raft
+    let tls = tls_port_is_free(c, root, p);
+    member && fit && raft && tls
+}
+
+/// With HTTPS on, `tls.port` is no other port of this box: not the plain
+/// HTTP port on the same service IPs, not the admin API's, not the back
+/// LAN's (replication, the heartbeats on the port after this box's
+/// back_addr, the Raft in replicated mode). One box, one owner per port.
+fn tls_port_is_free(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
+    let Some(tls) = &p.tls else {
+        return true;
+    };
+    if !tls.enabled {
+        return true;
+    }
+    let mut taken: Vec<(String, u16)> = Vec::new();
+    if let Some(s) = &p.service {
+        taken.push(("service.port".into(), s.port));
+    }
+    if let Some(a) = &p.admin {
+        taken.push(("admin.listen".into(), a.listen.port()));
+    }
+    if let Some(cp) = &p.checkpoint {
+        taken.push(("checkpoint.replication_port".into(), cp.replication_port));
+        if let (Some(raft), crate::SegmentMode::Replicated) = (&p.raft, cp.mode) {
+            taken.push(("raft.port".into(), raft.port));
+        }
+    }
+    if let (Some(node), Some(cluster)) = (&p.node, &p.cluster) {
+        if let Some((i, m)) = cluster
+            .members
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.id == node.id)
+        {
+            let port = m.back_addr.port();
+            taken.push((format!("cluster.members[{i}].back_addr"), port));
+            if let Some(hb) = port.checked_add(1) {
+                taken.push((
+                    format!("the heartbeat port after cluster.members[{i}].back_addr"),
+                    hb,
+                ));
+            }
+        }
+    }
+    match taken.iter().find(|(_, port)| *port == tls.port) {
+        Some((what, port)) => {
+            let line =
+                line_of(c, root, "tls", "port").or_else(|| line_of(c, root, "tls", "enabled"));
+            c.problem(
+                line,
+                "tls.port".to_string(),
+                format!("port {port} is already {what}'s: HTTPS needs a port of its own (443 by default)"),
+            );
+            false
+        }
+        None => true,
+    }
 }
 
 /// The line of `table.key` in the file, else of the table, if written.
