@@ -10,7 +10,6 @@ the test checks what the box made of it.
 Usage: hostile_frames.py IFACE CLIENT_IP BOX_IP BOX_MAC SEED SECONDS
 Prints `key=value` lines (frames sent per kind); exits 0 when it ran.
 """
-import os
 import random
 import socket
 import struct
@@ -104,7 +103,7 @@ def malformed(f, rng):
     good_tcp = f.tcp(sport, 80, rng.getrandbits(32), 0, SYN)
     kinds = [
         ("eth_runt", lambda: f.eth(b"")[: rng.randrange(6, 14)]),
-        ("eth_unknown_type", lambda: f.eth(os.urandom(46), ethertype=0x88B5)),
+        ("eth_unknown_type", lambda: f.eth(rng.randbytes(46), ethertype=0x88B5)),
         ("arp_short", lambda: f.eth(f.arp(1, f.my_mac, f.client_ip, bytes(6), f.box_ip)[: rng.randrange(0, 27)], ETH_P_ARP)),
         ("arp_bad_hlen", lambda: f.eth(f.arp(1, f.my_mac, f.client_ip, bytes(6), f.box_ip, hlen=rng.choice([0, 4, 8, 255])), ETH_P_ARP)),
         ("arp_bad_htype", lambda: f.eth(f.arp(1, f.my_mac, f.client_ip, bytes(6), f.box_ip, htype=rng.choice([0, 6, 0xFFFF])), ETH_P_ARP)),
@@ -118,7 +117,7 @@ def malformed(f, rng):
         ("ipv4_fragment_mf", lambda: f.eth(f.ipv4(good_tcp, frag=0x2000))),
         ("ipv4_fragment_offset", lambda: f.eth(f.ipv4(good_tcp[:8], frag=rng.randrange(1, 0x1FFF)))),
         ("ipv4_options_overrun", lambda: f.eth(f.ipv4(good_tcp, ihl=6, options=bytes([0x44, 40, 5, 0])))),
-        ("ipv4_unknown_proto", lambda: f.eth(f.ipv4(os.urandom(20), proto=rng.choice([0, 17, 47, 132, 255])))),
+        ("ipv4_unknown_proto", lambda: f.eth(f.ipv4(rng.randbytes(20), proto=rng.choice([0, 17, 47, 132, 255])))),
         ("tcp_short", lambda: f.eth(f.ipv4(good_tcp[: rng.randrange(0, 20)]))),
         ("tcp_off_small", lambda: f.eth(f.ipv4(f.tcp(sport, 80, 1, 0, SYN, off=rng.randrange(0, 5))))),
         ("tcp_off_lie", lambda: f.eth(f.ipv4(f.tcp(sport, 80, 1, 0, SYN, off=15)))),
@@ -126,9 +125,9 @@ def malformed(f, rng):
         ("tcp_options_overrun", lambda: f.eth(f.ipv4(f.tcp(sport, 80, 1, 0, SYN, options=bytes([2, 40, 5, 180]))))),
         ("tcp_option_zero_len", lambda: f.eth(f.ipv4(f.tcp(sport, 80, 1, 0, SYN, options=bytes([8, 0, 0, 0]))))),
         ("tcp_bad_flags", lambda: f.eth(f.ipv4(f.tcp(sport, 80, 1, 0, rng.choice([SYN | FIN, SYN | RST, 0, FIN | PSH | 0x20]))))),
-        ("icmp_short", lambda: f.eth(f.ipv4(os.urandom(rng.randrange(0, 8)), proto=1))),
-        ("icmp_bad_checksum", lambda: f.eth(f.ipv4(f.icmp(8, 0, os.urandom(32), bad_csum=True), proto=1))),
-        ("icmp_odd_type", lambda: f.eth(f.ipv4(f.icmp(rng.choice([3, 5, 11, 13, 42, 255]), rng.randrange(16), os.urandom(28)), proto=1))),
+        ("icmp_short", lambda: f.eth(f.ipv4(rng.randbytes(rng.randrange(0, 8)), proto=1))),
+        ("icmp_bad_checksum", lambda: f.eth(f.ipv4(f.icmp(8, 0, rng.randbytes(32), bad_csum=True), proto=1))),
+        ("icmp_odd_type", lambda: f.eth(f.ipv4(f.icmp(rng.choice([3, 5, 11, 13, 42, 255]), rng.randrange(16), rng.randbytes(28)), proto=1))),
     ]
     kind, make = rng.choice(kinds)
     return kind, make()
@@ -148,7 +147,7 @@ def mutated(f, rng):
     if r < 0.2:
         base = base[: rng.randrange(14, len(base))]
     elif r < 0.4:
-        base += os.urandom(rng.randrange(1, 64))
+        base += rng.randbytes(rng.randrange(1, 64))
     return bytes(base)
 
 
