@@ -196,12 +196,20 @@ fn lab_hostile_frames_leave_the_box_serving_and_the_download_exact() {
         missing.is_empty(),
         "seed {seed}: the box counted none of {missing:?}\n{after}"
     );
-    // The SYN flood reached the listener: answered (SYN-ACKs or cookies to
-    // addresses nobody owns, which the box must resolve first) or refused.
     // The SYN flood filled the SYN backlog: answered with cookies or refused.
     let flood = delta(&before, &after, "tcp_syn_backlog_full");
     assert!(
         flood > 0,
         "seed {seed}: no trace of the SYN flood in the counters\n{after}"
+    );
+    // RFC 5961 §4.2: "If the SYN bit is set, irrespective of the sequence
+    // number, TCP MUST send an ACK (also referred to as challenge ACK) to
+    // the remote peer". The blind SYNs at the download's 4-tuple drew
+    // ACKs (out of window or challenge ACKs), and the download went on
+    // (byte-exact above).
+    let answered = delta(&before, &after, "tcp_oow_acks");
+    assert!(
+        answered > 0,
+        "seed {seed}: the blind SYNs at the download drew no ACK\n{after}"
     );
 }

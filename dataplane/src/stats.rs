@@ -111,6 +111,12 @@ counters! {
     /// cookie was sent within their validity (128 s): answered with a RST,
     /// never a connection (Linux's tcp_synq_no_recent_overflow).
     tcp_cookie_ack_unexpected,
+    /// ACKs sent in answer to segments a known connection could not take:
+    /// out of window or PAWS-old (RFC 9293 §3.10.7.4), or an in-window RST
+    /// or SYN (RFC 5961 challenge ACKs), each a possible blind injection.
+    /// Rate-limited for segments without data, so a flood of them costs
+    /// one ACK per `invalid_ratelimit`.
+    tcp_oow_acks,
     /// Frames not sent because the neighbour's MAC is unknown.
     drop_no_neighbour,
     /// Neighbour entries evicted (least recently confirmed first) to make

@@ -358,6 +358,11 @@ pub struct TcbStats {
     pub dropped: u64,
     /// Challenge ACKs sent (RFC 5961).
     pub challenge_acks: u64,
+    /// ACKs sent in answer to a segment that cannot belong to the
+    /// connection as it stands: out of window, PAWS-old, or an in-window
+    /// RST or SYN (the challenge ACKs are among them). Rate-limited for
+    /// segments without data.
+    pub oow_acks: u64,
     /// Smoothed RTT, microseconds (0 before the first sample).
     pub srtt_us: u64,
     /// Current retransmission timeout, microseconds.

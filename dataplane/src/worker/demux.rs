@@ -70,7 +70,9 @@ impl Core {
             {
                 let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());
                 if let Some(c) = self.flows.get_mut(id) {
+                    let answered = c.tcb.stats().oow_acks;
                     c.tcb.on_segment(now, &seg);
+                    self.counters.tcp_oow_acks += c.tcb.stats().oow_acks.saturating_sub(answered);
                 }
                 let accepted = self.accepted_since(id, before);
                 self.confirm_peer(id, accepted, peer, now);

@@ -202,6 +202,7 @@ impl Tcb {
             self.last_oow_reply = Some(now);
         }
         self.ack_now = true;
+        self.stats.oow_acks += 1;
         true
     }
 

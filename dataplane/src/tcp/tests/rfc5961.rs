@@ -80,6 +80,23 @@ fn syn_on_an_established_connection_gets_a_challenge_ack() {
 }
 
 #[test]
+fn a_blind_syn_far_outside_the_window_gets_an_ack_counted_as_out_of_window() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    let mut s = syn(opts_mss(1460));
+    s.seq = SeqNum(CISN.wrapping_add(0x8000_0000));
+    send!(tcb, fx.at(10), s);
+    // RFC 5961 §4.2: "If the SYN bit is set, irrespective of the sequence
+    // number, TCP MUST send an ACK". Outside the window it is the RFC 9293
+    // reply to an unacceptable segment: the same ACK, never a reset.
+    let ack = recv!(tcb, fx.at(10));
+    assert!(ack.flags.ack && !ack.flags.syn && !ack.flags.rst);
+    assert_eq!((ack.seq, ack.ack), (iss + 1, SeqNum(CISN + 1)));
+    assert_eq!(tcb.state(), State::Established);
+    assert_eq!(tcb.stats().oow_acks, 1);
+}
+
+#[test]
 fn replies_to_unacceptable_segments_without_data_are_rate_limited() {
     let fx = Fx::new();
     let (mut tcb, iss) = established(&fx);
