@@ -356,13 +356,15 @@ pub struct TcbStats {
     pub fast_retransmits: u64,
     /// Segments dropped as unacceptable (out of window, PAWS, …).
     pub dropped: u64,
-    /// Challenge ACKs sent (RFC 5961).
-    pub challenge_acks: u64,
+    /// Challenge ACKs sent (RFC 5961). This and `oow_acks` are u32 so
+    /// that an idle TCB stays within its size (a wrap only skews the
+    /// worker's sum of one interval).
+    pub challenge_acks: u32,
     /// ACKs sent in answer to a segment that cannot belong to the
     /// connection as it stands: out of window, PAWS-old, or an in-window
     /// RST or SYN (the challenge ACKs are among them). Rate-limited for
     /// segments without data.
-    pub oow_acks: u64,
+    pub oow_acks: u32,
     /// Smoothed RTT, microseconds (0 before the first sample).
     pub srtt_us: u64,
     /// Current retransmission timeout, microseconds.

@@ -72,7 +72,8 @@ impl Core {
                 if let Some(c) = self.flows.get_mut(id) {
                     let answered = c.tcb.stats().oow_acks;
                     c.tcb.on_segment(now, &seg);
-                    self.counters.tcp_oow_acks += c.tcb.stats().oow_acks.saturating_sub(answered);
+                    self.counters.tcp_oow_acks +=
+                        u64::from(c.tcb.stats().oow_acks.wrapping_sub(answered));
                 }
                 let accepted = self.accepted_since(id, before);
                 self.confirm_peer(id, accepted, peer, now);

@@ -181,7 +181,7 @@ impl Tcb {
     /// that really lost its state answers with an exact RST.
     pub(super) fn challenge_ack(&mut self, now: Instant, seg: &Segment<'_>) {
         if self.oow_reply(now, seg) {
-            self.stats.challenge_acks += 1;
+            self.stats.challenge_acks = self.stats.challenge_acks.wrapping_add(1);
         }
     }
 
@@ -202,7 +202,7 @@ impl Tcb {
             self.last_oow_reply = Some(now);
         }
         self.ack_now = true;
-        self.stats.oow_acks += 1;
+        self.stats.oow_acks = self.stats.oow_acks.wrapping_add(1);
         true
     }
 
