@@ -732,8 +732,24 @@ fn lab_replicated_a_two_two_split_stops_both_halves_and_nobody_takes_anything_ov
     }
 
     ok(g.exec("lan", &["nft", "delete", "table", "netdev", "split"]));
-    for n in 1..=4 {
-        ok(g.lab(&["start", &format!("box{n}")]));
+    // All four at once, as systemd restarts a healed cluster: one by one,
+    // each waiting to be ready, the first would wait alone for a quorum
+    // of four, and on a loaded machine its lease can run out before the
+    // others start.
+    let starts: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=4)
+            .map(|n| {
+                let g = &g;
+                s.spawn(move || g.lab(&["start", &format!("box{n}")]))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("lab start"))
+            .collect()
+    });
+    for out in starts {
+        ok(out);
     }
     let rejoined = baton_lab::driver::wait_for(Duration::from_secs(20), || {
         (1..=4).all(|n| {
