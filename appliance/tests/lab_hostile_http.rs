@@ -703,7 +703,13 @@ fn lab_slowloris_of_thousands_of_connections_times_out_and_a_legitimate_client_i
             legitimate_client(&g);
             // Until the box has timed out a whole wave of slow heads
             // (each reopened at once, so the attack goes on)...
-            wait_for(&g, timeouts, before + SLOW as u64, Duration::from_secs(90));
+            wait_for_metric_within(
+                &g,
+                1,
+                timeouts,
+                before + SLOW as u64,
+                Duration::from_secs(90),
+            );
             let deadline = Instant::now() + Duration::from_secs(30);
             while seen_408.load(Ordering::SeqCst) < SLOW && Instant::now() < deadline {
                 sleep(Duration::from_millis(100));
@@ -736,22 +742,4 @@ fn lab_slowloris_of_thousands_of_connections_times_out_and_a_legitimate_client_i
         "{timeouts}"
     );
     download_identical(&g, 1, "1M.bin");
-}
-
-/// Polls box 1's metric `name` until it reaches `at_least`; `limit` only
-/// stops a hung test.
-#[track_caller]
-fn wait_for(g: &LabGuard, name: &str, at_least: u64, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let v = metric_value(&box_metrics(g, 1), name);
-        if v >= at_least {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} stayed at {v} (< {at_least})"
-        );
-        sleep(Duration::from_millis(500));
-    }
 }

@@ -145,6 +145,20 @@ pub fn spawn_daemon(
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            // Descriptors we inherited without close-on-exec (the flock on
+            // /tmp/baton-lab.lock that tests run under, above all) must
+            // not live on in a daemon that outlives us: a killed test's
+            // boxes would hold the lab lock and hang every later run.
+            // CLOSE_RANGE_CLOEXEC (Linux 5.11) marks rather than closes,
+            // so std's own exec-error pipe keeps working; on an older
+            // kernel the call fails and nothing changes.
+            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                CLOSE_RANGE_CLOEXEC,
+            );
             Ok(())
         });
     }

@@ -187,7 +187,14 @@ fn log_field(line: &str, key: &str) -> u64 {
 /// Polls box `n`'s metric `name` until it reaches `at_least` (within 20 s).
 #[track_caller]
 pub fn wait_for_metric(g: &LabGuard, n: usize, name: &str, at_least: u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for_metric_within(g, n, name, at_least, Duration::from_secs(20));
+}
+
+/// As [`wait_for_metric`], for counters that move on the box's own timers
+/// (idle and request timeouts): `limit` only stops a hung test.
+#[track_caller]
+pub fn wait_for_metric_within(g: &LabGuard, n: usize, name: &str, at_least: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
     loop {
         let v = metric_value(&box_metrics(g, n), name);
         if v >= at_least {
@@ -195,7 +202,7 @@ pub fn wait_for_metric(g: &LabGuard, n: usize, name: &str, at_least: u64) {
         }
         assert!(
             Instant::now() < deadline,
-            "box{n}: {name} stayed at {v} (< {at_least}) for 20 s"
+            "box{n}: {name} stayed at {v} (< {at_least}) for {limit:?}"
         );
         sleep(Duration::from_millis(50));
     }

@@ -70,10 +70,10 @@ impl Core {
             {
                 let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());
                 if let Some(c) = self.flows.get_mut(id) {
-                    let answered = c.tcb.stats().oow_acks;
+                    let answered = c.tcb.oow_acks();
                     c.tcb.on_segment(now, &seg);
                     self.counters.tcp_oow_acks +=
-                        u64::from(c.tcb.stats().oow_acks.wrapping_sub(answered));
+                        u64::from(c.tcb.oow_acks().wrapping_sub(answered));
                 }
                 let accepted = self.accepted_since(id, before);
                 self.confirm_peer(id, accepted, peer, now);

@@ -431,6 +431,13 @@ impl Tcb {
         self.accepted
     }
 
+    /// Out-of-window ACKs answered so far (RFC 5961 §5.2), wrapping: the
+    /// per-segment path compares it before and after a segment without
+    /// copying the whole [`TcbStats`].
+    pub fn oow_acks(&self) -> u32 {
+        self.stats.oow_acks
+    }
+
     /// The connection's state.
     pub fn state(&self) -> State {
         self.state
