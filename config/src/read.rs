@@ -190,6 +190,67 @@ impl Checker<'_> {
         }
     }
 
+    /// The elements of the array of tables `item` (the value of `key` in
+    /// `t`): `[[header]]` tables or an inline array of inline tables. An
+    /// element that is not a table is reported and left out, and the flag
+    /// says whether every element was one; `None` when `item` is no array
+    /// of tables at all (reported).
+    pub(crate) fn tables<'d>(
+        &mut self,
+        t: &Tbl<'d>,
+        key: &str,
+        item: &'d Item,
+        header: &str,
+    ) -> Option<(Vec<Tbl<'d>>, bool)> {
+        let path = t.key_path(key);
+        let mut tables: Vec<Tbl<'d>> = Vec::new();
+        let mut ok = true;
+        match item {
+            Item::ArrayOfTables(aot) => {
+                for (i, m) in aot.iter().enumerate() {
+                    tables.push(Tbl {
+                        t: m,
+                        path: format!("{path}[{i}]"),
+                        line: self.line(m.span()),
+                    });
+                }
+            }
+            Item::Value(Value::Array(a)) => {
+                for (i, v) in a.iter().enumerate() {
+                    match v.as_inline_table() {
+                        Some(m) => tables.push(Tbl {
+                            t: m,
+                            path: format!("{path}[{i}]"),
+                            line: self.line(m.span()),
+                        }),
+                        None => {
+                            ok = false;
+                            let line = self.line(v.span());
+                            self.problem(
+                                line,
+                                format!("{path}[{i}]"),
+                                format!("expected a table, found {}", describe(v)),
+                            );
+                        }
+                    }
+                }
+            }
+            other => {
+                let line = self.key_line(t, key);
+                self.problem(
+                    line,
+                    path,
+                    format!(
+                        "expected an array of tables ([[{header}]]), found {}",
+                        describe_item(other)
+                    ),
+                );
+                return None;
+            }
+        }
+        Some((tables, ok))
+    }
+
     /// The item of `key` with its line and dotted path; when it is absent,
     /// `Err(default)`, and a missing key is reported when there is no
     /// default.

@@ -3,73 +3,16 @@
 
 use baton_config::*;
 
-const KEY: &str = "5f3a9c0e7b214d86a1c4e0f29b7d3e615f3a9c0e7b214d86a1c4e0f29b7d3e61";
+mod common;
+
+use common::*;
 
 /// A valid file with `tls` appended as its `[tls]` table.
 fn with_tls(tls: &str) -> String {
-    format!(
-        r#"[box]
-id = 1
-
-[cluster]
-key = "{KEY}"
-
-[[cluster.members]]
-id = 1
-back_addr = "198.19.0.11:7400"
-
-[service]
-ips = ["198.18.0.11"]
-
-[dataplane]
-backend = "afpacket"
-interface = "front0"
-workers = 1
-poll_mode = "adaptive"
-
-[checkpoint]
-segment_path = "/dev/shm/baton.seg"
-slots = 1000
-mode = "shared"
-
-[cache]
-origin = "http://198.19.0.2:80"
-memory_bytes = 1048576
-
-[admin]
-listen = "198.19.0.11:9090"
-token = "secret"
-
-[tls]
-{tls}
-"#
-    )
+    format!("{}\n[tls]\n{tls}\n", minimal())
 }
 
 const PAIR: &str = "certificate = \"/etc/baton/cert.pem\"\nkey = \"/etc/baton/key.pem\"";
-
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("test bug: {needle:?} not in the file"))
-}
-
-/// The single problem line of `text`.
-fn one_line(text: &str) -> String {
-    match parse(text, "box1.toml") {
-        Ok(c) => panic!("expected an error, parsed {c:?}"),
-        Err(e) => {
-            let lines: Vec<String> = e.to_string().lines().map(str::to_string).collect();
-            assert_eq!(lines.len(), 1, "expected one problem, got {lines:#?}");
-            lines.into_iter().next().unwrap_or_default()
-        }
-    }
-}
-
-fn ok(text: &str) -> Config {
-    parse(text, "box1.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
-}
 
 #[test]
 fn a_file_without_tls_has_it_off_with_every_version_and_suite() {

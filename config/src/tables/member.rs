@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use toml_edit::{ArrayOfTables, Item, Value};
+use toml_edit::{ArrayOfTables, Item};
 
 use crate::convert::*;
-use crate::read::{also_at, describe, describe_item, Checker, Tbl};
+use crate::read::{also_at, Checker, Tbl};
 use crate::schema::*;
 
 table! {
@@ -36,51 +36,7 @@ impl Field<Vec<Member>> for Members {
             );
             return None;
         };
-        let mut tables: Vec<Tbl<'_>> = Vec::new();
-        let mut ok = true;
-        match item {
-            Item::ArrayOfTables(aot) => {
-                for (i, m) in aot.iter().enumerate() {
-                    tables.push(Tbl {
-                        t: m,
-                        path: format!("{path}[{i}]"),
-                        line: c.line(m.span()),
-                    });
-                }
-            }
-            Item::Value(Value::Array(a)) => {
-                for (i, v) in a.iter().enumerate() {
-                    match v.as_inline_table() {
-                        Some(m) => tables.push(Tbl {
-                            t: m,
-                            path: format!("{path}[{i}]"),
-                            line: c.line(m.span()),
-                        }),
-                        None => {
-                            ok = false;
-                            let line = c.line(v.span());
-                            c.problem(
-                                line,
-                                format!("{path}[{i}]"),
-                                format!("expected a table, found {}", describe(v)),
-                            );
-                        }
-                    }
-                }
-            }
-            other => {
-                let line = c.key_line(t, key);
-                c.problem(
-                    line,
-                    path,
-                    format!(
-                        "expected an array of tables ([[cluster.members]]), found {}",
-                        describe_item(other)
-                    ),
-                );
-                return None;
-            }
-        }
+        let (tables, mut ok) = c.tables(t, key, item, "cluster.members")?;
         if tables.is_empty() && ok {
             let line = c.key_line(t, key);
             c.problem(line, path, "expected at least one member");

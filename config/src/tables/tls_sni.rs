@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use toml_edit::{ArrayOfTables, Item, Value};
 
 use crate::convert::*;
-use crate::read::{also_at, describe, describe_item, quote, Checker, Tbl};
+use crate::read::{also_at, describe, quote, Checker, Tbl};
 use crate::schema::*;
 
 table! {
@@ -55,55 +55,10 @@ pub(crate) struct SniList;
 
 impl Field<Vec<SniCert>> for SniList {
     fn read(&self, c: &mut Checker<'_>, t: &Tbl<'_>, key: &str) -> Option<Vec<SniCert>> {
-        let path = t.key_path(key);
         let Some(item) = t.t.get(key) else {
             return Some(Vec::new());
         };
-        let mut tables: Vec<Tbl<'_>> = Vec::new();
-        let mut ok = true;
-        match item {
-            Item::ArrayOfTables(aot) => {
-                for (i, m) in aot.iter().enumerate() {
-                    tables.push(Tbl {
-                        t: m,
-                        path: format!("{path}[{i}]"),
-                        line: c.line(m.span()),
-                    });
-                }
-            }
-            Item::Value(Value::Array(a)) => {
-                for (i, v) in a.iter().enumerate() {
-                    match v.as_inline_table() {
-                        Some(m) => tables.push(Tbl {
-                            t: m,
-                            path: format!("{path}[{i}]"),
-                            line: c.line(m.span()),
-                        }),
-                        None => {
-                            ok = false;
-                            let line = c.line(v.span());
-                            c.problem(
-                                line,
-                                format!("{path}[{i}]"),
-                                format!("expected a table, found {}", describe(v)),
-                            );
-                        }
-                    }
-                }
-            }
-            other => {
-                let line = c.key_line(t, key);
-                c.problem(
-                    line,
-                    path,
-                    format!(
-                        "expected an array of tables ([[tls.sni]]), found {}",
-                        describe_item(other)
-                    ),
-                );
-                return None;
-            }
-        }
+        let (tables, mut ok) = c.tables(t, key, item, "tls.sni")?;
         let mut out = Vec::new();
         let mut seen: HashMap<String, Option<usize>> = HashMap::new();
         for m in &tables {
