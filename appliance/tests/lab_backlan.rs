@@ -134,25 +134,7 @@ fn flood(ns: &str, targets: &[SocketAddrV4], spoof: Ipv4Addr, secs: u64) -> Floo
             // From the peer's address and the port it sends this kind from.
             let from = SocketAddrV4::new(spoof, to.port());
             let pkt = spoofed_datagram(from, to, &buf[..len]);
-            let dst = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(to.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: `pkt` and `dst` are valid for the call.
-            let n = unsafe {
-                libc::sendto(
-                    raw,
-                    pkt.as_ptr().cast(),
-                    pkt.len(),
-                    0,
-                    (&dst as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            };
+            let n = send_raw(raw, to, &pkt);
             if n > 0 {
                 sent.spoofed += 1;
                 sent.with_magic += u64::from(framed);
@@ -387,25 +369,7 @@ fn replay(ns: &str, datagrams: &[Captured]) -> usize {
         assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
         let mut sent = 0;
         for (i, (to, pkt)) in packets.iter().enumerate() {
-            let dst = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: 0,
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(to.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: `pkt` and `dst` are valid for the call.
-            let n = unsafe {
-                libc::sendto(
-                    raw,
-                    pkt.as_ptr().cast(),
-                    pkt.len(),
-                    0,
-                    (&dst as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            };
+            let n = send_raw(raw, *to, pkt);
             sent += usize::from(n > 0);
             // Paced, so that no receive queue overflows: every datagram
             // must reach its check.
@@ -615,4 +579,28 @@ fn lab_back_lan_datagrams_captured_before_a_restart_are_refused_after_it_and_fak
         );
     }
     assert_all_identical(&g, downloads, "1M.bin");
+}
+
+/// Sends the whole IPv4 datagram `pkt` (header included) on the raw socket
+/// `raw` towards `to`; what sendto(2) returned.
+fn send_raw(raw: libc::c_int, to: SocketAddrV4, pkt: &[u8]) -> isize {
+    let dst = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(to.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `pkt` and `dst` are valid for the call.
+    unsafe {
+        libc::sendto(
+            raw,
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            0,
+            (&dst as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    }
 }

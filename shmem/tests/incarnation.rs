@@ -6,17 +6,13 @@
 
 mod common;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use baton_shmem::{
-    DatagramSocket, Layout, Region, ReplicationConfig, ReplicationStats, Replicator, Segment,
-    SlotId,
+    Layout, Region, ReplicationConfig, ReplicationStats, Replicator, Segment, SlotId,
 };
-use common::{http_record, TempSeg};
+use common::{http_record, Tap, TempSeg};
 
 const KEY: &[u8] = b"baton-lab-cluster-key-0123456789";
 const L: Layout = Layout {
@@ -24,27 +20,28 @@ const L: Layout = Layout {
     slots_per_region: 64,
 };
 
-/// Records what is sent instead of sending it (what an attacker on the
-/// back LAN captures).
-#[derive(Clone, Default)]
-struct Tap(Arc<Mutex<Vec<Vec<u8>>>>);
-
-impl Tap {
-    fn take(&self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
+/// Two boxes' segments (removed on drop) and what each sends.
+struct Two {
+    files: (TempSeg, TempSeg),
+    a: Segment,
+    b: Segment,
+    ta: Tap,
+    tb: Tap,
 }
 
-impl DatagramSocket for Tap {
-    fn send_to(&self, buf: &[u8], _to: SocketAddr) -> io::Result<usize> {
-        self.0.lock().unwrap().push(buf.to_vec());
-        Ok(buf.len())
-    }
-    fn recv_from(&self, _buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-    fn set_read_timeout(&self, _t: Option<Duration>) -> io::Result<()> {
-        Ok(())
+fn two(tag: &str) -> Two {
+    let files = (
+        TempSeg::new(&format!("{tag}-a")),
+        TempSeg::new(&format!("{tag}-b")),
+    );
+    let a = Segment::open_or_create(files.0.path(), L).unwrap();
+    let b = Segment::open_or_create(files.1.path(), L).unwrap();
+    Two {
+        files,
+        a,
+        b,
+        ta: Tap::default(),
+        tb: Tap::default(),
     }
 }
 
@@ -95,10 +92,13 @@ fn introduce(a: &mut Replicator<Tap>, ta: &Tap, b: &mut Replicator<Tap>, tb: &Ta
 
 #[test]
 fn a_datagram_captured_before_its_receiver_restarted_is_refused_after_the_restart() {
-    let (sa, sb) = (TempSeg::new("inc-a"), TempSeg::new("inc-b"));
-    let a = Segment::open_or_create(sa.path(), L).unwrap();
-    let b = Segment::open_or_create(sb.path(), L).unwrap();
-    let (ta, tb) = (Tap::default(), Tap::default());
+    let Two {
+        files: _files,
+        a,
+        b,
+        ta,
+        tb,
+    } = two("inc");
     let mut ra = start(&a, 0, &ta);
     let mut rb = start(&b, 1, &tb);
     introduce(&mut ra, &ta, &mut rb, &tb);
@@ -144,10 +144,13 @@ fn a_datagram_captured_before_its_receiver_restarted_is_refused_after_the_restar
 
 #[test]
 fn a_datagram_captured_before_its_sender_restarted_is_refused_by_every_box() {
-    let (sa, sb) = (TempSeg::new("inc-s-a"), TempSeg::new("inc-s-b"));
-    let a = Segment::open_or_create(sa.path(), L).unwrap();
-    let b = Segment::open_or_create(sb.path(), L).unwrap();
-    let (ta, tb) = (Tap::default(), Tap::default());
+    let Two {
+        files: _files,
+        a,
+        b,
+        ta,
+        tb,
+    } = two("inc-s");
     let mut ra = start(&a, 0, &ta);
     let mut rb = start(&b, 1, &tb);
     introduce(&mut ra, &ta, &mut rb, &tb);
@@ -193,10 +196,13 @@ fn a_datagram_captured_before_its_sender_restarted_is_refused_by_every_box() {
 
 #[test]
 fn a_peer_that_has_not_heard_of_this_incarnation_is_only_learned_from() {
-    let (sa, sb) = (TempSeg::new("inc-u-a"), TempSeg::new("inc-u-b"));
-    let a = Segment::open_or_create(sa.path(), L).unwrap();
-    let b = Segment::open_or_create(sb.path(), L).unwrap();
-    let (ta, tb) = (Tap::default(), Tap::default());
+    let Two {
+        files: _files,
+        a,
+        b,
+        ta,
+        tb,
+    } = two("inc-u");
     let mut ra = start(&a, 0, &ta);
     let mut rb = start(&b, 1, &tb);
     a.region(0)

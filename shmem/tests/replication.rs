@@ -7,11 +7,11 @@ mod common;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_shmem::{DatagramSocket, Layout, Region, ReplicationConfig, Replicator, Segment, SlotId};
-use common::{http_record, same, TempSeg};
+use common::{http_record, same, Tap, TempSeg};
 
 const KEY: &[u8] = b"baton-lab-cluster-key-0123456789";
 const L: Layout = Layout {
@@ -38,29 +38,6 @@ impl DatagramSocket for Lossy {
     }
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.inner.set_read_timeout(t)
-    }
-}
-
-/// Records what is sent instead of sending it.
-#[derive(Clone, Default)]
-struct Tap(Arc<Mutex<Vec<Vec<u8>>>>);
-
-impl Tap {
-    fn take(&self) -> Vec<Vec<u8>> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-impl DatagramSocket for Tap {
-    fn send_to(&self, buf: &[u8], _to: SocketAddr) -> io::Result<usize> {
-        self.0.lock().unwrap().push(buf.to_vec());
-        Ok(buf.len())
-    }
-    fn recv_from(&self, _buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        Err(io::ErrorKind::WouldBlock.into())
-    }
-    fn set_read_timeout(&self, _t: Option<Duration>) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -2,6 +2,10 @@
 //! removed even when a test fails, and typical HTTP checkpoint records.
 #![allow(dead_code)]
 
+mod tap;
+#[allow(unused_imports)]
+pub use tap::Tap;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
