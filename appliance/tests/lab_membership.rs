@@ -300,13 +300,7 @@ fn random_kill_trial(prefix: &str, extra: &[&str], rounds: usize, once_each: boo
     args.extend_from_slice(extra);
     let g = LabGuard::up(prefix, &args);
     let _logs = KeepLogs(&g, seed);
-    for n in 1..=3 {
-        assert_all_identical(
-            &g,
-            vec![start_download(&g, 100 + n, n, "50M.bin", "200M")],
-            "50M.bin",
-        );
-    }
+    warm_caches(&g, 3, "50M.bin");
     let cap = start_capture(&g);
     // 12 downloads over the three addresses, ~25 s each: they outlast
     // every round.
@@ -428,13 +422,7 @@ fn lab_a_box_in_a_crash_loop_costs_the_others_nothing_and_never_splits_a_connect
     eprintln!("crash loop: seed {seed} (replay with BATON_TRIAL_SEED={seed})");
     let g = LabGuard::up("btmb2", &["--boxes", "3"]);
     let _logs = KeepLogs(&g, seed);
-    for n in 1..=2 {
-        assert_all_identical(
-            &g,
-            vec![start_download(&g, 100 + n, n, "50M.bin", "200M")],
-            "50M.bin",
-        );
-    }
+    warm_caches(&g, 2, "50M.bin");
     let cap = start_capture(&g);
     let downloads: Vec<Download> = (0..8)
         .map(|i| start_download(&g, i, 1 + i % 2, "50M.bin", "2M"))

@@ -24,18 +24,6 @@ fn spread_downloads(g: &LabGuard, count: usize, rate: &str) -> Vec<Download> {
         .collect()
 }
 
-/// Every box has 1M.bin in its cache: a test is then about the takeover,
-/// not the origin.
-fn warm_caches(g: &LabGuard) {
-    for n in 1..=3 {
-        assert_all_identical(
-            g,
-            vec![start_download(g, 1000 + n, n, "1M.bin", "100M")],
-            "1M.bin",
-        );
-    }
-}
-
 /// Kills box 1 once its 1M.bin `downloads` are under way (1.5 s after
 /// `started` at the earliest), waits for every download to end
 /// byte-exact, and asserts that boxes 2 and 3 resumed each of box 1's that
@@ -73,7 +61,7 @@ fn lab_canonical_check_survives_killing_each_of_three_boxes() {
 #[test]
 fn lab_two_hundred_downloads_over_three_boxes_survive_a_kill_without_a_reset() {
     let g = LabGuard::up("btto4", &["--boxes", "3"]);
-    warm_caches(&g);
+    warm_caches(&g, 3, "1M.bin");
     let rst = RstCapture::start(&g);
     let started = Instant::now();
     let downloads = spread_downloads(&g, 200, "256K");
@@ -147,7 +135,7 @@ fn lab_rejoined_box_serves_new_connections_and_never_breaks_the_taken_over_ones(
 #[test]
 fn lab_drain_during_two_hundred_downloads_has_zero_failures() {
     let g = LabGuard::up("btto8", &["--boxes", "3"]);
-    warm_caches(&g);
+    warm_caches(&g, 3, "1M.bin");
     let rst = RstCapture::start(&g);
     let downloads = spread_downloads(&g, 200, "256K");
     let before = metric_sum(&g, &[2, 3], "baton_http_resumed_total");

@@ -452,3 +452,16 @@ pub fn kill_at(g: &LabGuard, since: Instant, at: Duration, n: usize) {
     }
     ok(g.lab(&["kill", &format!("box{n}")]));
 }
+
+/// Fills the caches of boxes 1..=`boxes` with `object`, one full download
+/// from each, so that what a test measures next is not the origin fetch.
+#[track_caller]
+pub fn warm_caches(g: &LabGuard, boxes: usize, object: &str) {
+    for n in 1..=boxes {
+        assert_all_identical(
+            g,
+            vec![start_download(g, 1000 + n, n, object, "200M")],
+            object,
+        );
+    }
+}
