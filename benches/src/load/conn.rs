@@ -12,6 +12,7 @@ use mio::net::TcpStream;
 use sha2::{Digest, Sha256};
 
 use crate::load::net::recv_stamped;
+use crate::load::tls;
 
 #[derive(Debug, PartialEq)]
 pub(crate) enum Phase {
@@ -36,6 +37,8 @@ pub(crate) struct Conn {
     pub(crate) refilled: Instant,
     /// Receive timeline, microseconds since the run started.
     pub(crate) rx: RxTimeline,
+    /// The TLS client of an https:// run (boxed: most runs are plain).
+    pub(crate) tls: Option<Box<rustls::ClientConnection>>,
 }
 
 /// What one connection's receive side looked like over time.
@@ -207,6 +210,23 @@ pub(crate) fn write_timeline(
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
+/// Writes request bytes, through TLS on an https:// run.
+fn send(conn: &mut Conn, data: &[u8]) -> io::Result<usize> {
+    match conn.tls.as_mut() {
+        Some(t) => tls::write(t, &mut conn.stream, data),
+        None => conn.stream.write(data),
+    }
+}
+
+/// Reads response bytes (plaintext on an https:// run) with the kernel's
+/// receive stamp.
+fn receive(conn: &mut Conn, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    match conn.tls.as_mut() {
+        Some(t) => tls::read(t, &mut conn.stream, buf),
+        None => recv_stamped(&conn.stream, buf),
+    }
+}
+
 /// Advances one connection as far as its socket allows.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn drive(
@@ -243,7 +263,7 @@ pub(crate) fn drive(
                 conn.phase = Phase::Sending;
                 conn.request_started = Instant::now();
             }
-            Phase::Sending => match conn.stream.write(&request.as_bytes()[conn.sent..]) {
+            Phase::Sending => match send(conn, &request.as_bytes()[conn.sent..]) {
                 Ok(n) => {
                     conn.sent += n;
                     if conn.sent == request.len() {
@@ -260,12 +280,16 @@ pub(crate) fn drive(
                     Ok(want) => want,
                     Err(at) => return Step::WakeAt(at),
                 };
-                let (n, stamp) = match recv_stamped(&conn.stream, &mut buf[..want]) {
+                let (n, stamp) = match receive(conn, &mut buf[..want]) {
                     Ok((0, _)) => return Step::Failed("connection closed mid-response"),
                     Ok(got) => got,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Continue,
                     Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                         return Step::Failed("connection reset")
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        eprintln!("baton-load: TLS: {e}");
+                        return Step::Failed("TLS failed");
                     }
                     Err(_) => return Step::Failed("receive failed"),
                 };

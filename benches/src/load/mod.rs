@@ -13,6 +13,7 @@ use mio::{Events, Interest, Poll, Token};
 
 pub mod conn;
 pub mod net;
+pub mod tls;
 
 use conn::{drive, mark_from_file, write_timeline, Conn, Phase, Run, RxTimeline, Step, Tally};
 use net::{connect, enable_rx_timestamps, parse_url, raise_fd_limit, PortCursor};
@@ -68,12 +69,27 @@ pub struct LoadArgs {
     /// When this file appears, note the moment as the mark (a box was killed).
     #[arg(long)]
     pub mark_file: Option<std::path::PathBuf>,
+    /// For https:// URLs: the CA certificate (PEM) to trust, e.g. the lab's
+    /// /run/baton-lab/PREFIX/ca.pem. No other root is trusted.
+    #[arg(long)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// For https:// URLs: offer only this TLS version (1.2 or 1.3).
+    #[arg(long)]
+    pub tls_version: Option<String>,
 }
 
 /// Runs the load `args` describes; the exit code says whether every
 /// request succeeded.
 pub fn run(args: LoadArgs) -> Result<()> {
-    let (target, path) = parse_url(&args.url)?;
+    let (target, path, https) = parse_url(&args.url)?;
+    let tls_config = match (https, &args.cacert) {
+        (true, Some(ca)) => Some(tls::client_config(ca, args.tls_version.as_deref())?),
+        (true, None) => anyhow::bail!("{}: an https:// URL needs --cacert", args.url),
+        (false, _) if args.tls_version.is_some() => {
+            anyhow::bail!("--tls-version needs an https:// URL")
+        }
+        (false, _) => None,
+    };
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: baton-load\r\n\r\n",
         target.ip()
@@ -150,8 +166,15 @@ pub fn run(args: LoadArgs) -> Result<()> {
             let source = (!args.source.is_empty()).then(|| args.source[opened % args.source.len()]);
             let token = opened;
             opened += 1;
-            match connect(target, source, args.rcvbuf, &mut ports) {
-                Ok(mut stream) => {
+            let opened_conn = connect(target, source, args.rcvbuf, &mut ports).and_then(|s| {
+                let tls = match &tls_config {
+                    Some(c) => Some(Box::new(tls::connect(c, target.ip())?)),
+                    None => None,
+                };
+                Ok((s, tls))
+            });
+            match opened_conn {
+                Ok((mut stream, tls)) => {
                     if args.mark_file.is_some() {
                         if let Err(e) = enable_rx_timestamps(&stream) {
                             eprintln!("baton-load: SO_TIMESTAMPNS: {e}");
@@ -175,6 +198,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
                             tokens: 0.0,
                             refilled: Instant::now(),
                             rx: RxTimeline::default(),
+                            tls,
                         },
                     );
                     connecting += 1;

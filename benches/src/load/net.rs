@@ -66,10 +66,14 @@ pub(crate) fn enable_rx_timestamps(stream: &TcpStream) -> io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: only http:// URLs are supported"))?;
+pub(crate) fn parse_url(url: &str) -> Result<(SocketAddr, String, bool)> {
+    let (rest, https) = if let Some(rest) = url.strip_prefix("http://") {
+        (rest, false)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (rest, true)
+    } else {
+        anyhow::bail!("{url}: only http:// and https:// URLs are supported");
+    };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
     let addr: SocketAddr = match authority.parse() {
@@ -78,10 +82,10 @@ pub(crate) fn parse_url(url: &str) -> Result<(SocketAddr, String)> {
             let ip: IpAddr = authority
                 .parse()
                 .with_context(|| format!("{url}: host must be an IP address"))?;
-            SocketAddr::new(ip, 80)
+            SocketAddr::new(ip, if https { 443 } else { 80 })
         }
     };
-    Ok((addr, path.to_string()))
+    Ok((addr, path.to_string(), https))
 }
 
 /// The source ports this process hands out, in turn, from the namespace's
