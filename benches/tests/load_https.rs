@@ -57,7 +57,10 @@ fn make_certs(dir: &Path) -> PathBuf {
     let ca = ca.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
     let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-    leaf.subject_alt_names = vec![SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST))];
+    leaf.subject_alt_names = vec![
+        SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        SanType::DnsName("lab.baton.test".try_into().unwrap()),
+    ];
     let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
     fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
     fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
@@ -122,6 +125,30 @@ fn https_downloads_are_byte_exact_on_tls12_and_tls13_and_an_unknown_ca_is_refuse
             "TLS {version}: {out}"
         );
     }
+    // By name, as the benchmarks compare servers on other addresses.
+    let (ok, out) = load(&[
+        "--url",
+        &url,
+        "--cacert",
+        ca,
+        "--server-name",
+        "lab.baton.test",
+        "--sha256",
+        &sha,
+    ]);
+    assert!(ok, "{out}");
+    let (ok, out) = load(&[
+        "--url",
+        &url,
+        "--cacert",
+        ca,
+        "--server-name",
+        "other.baton.test",
+    ]);
+    assert!(
+        !ok && out.contains("TLS failed"),
+        "a name the certificate lacks: {out}"
+    );
     // A wrong digest is caught through TLS too: the check can fail.
     let (ok, out) = load(&["--url", &url, "--cacert", ca, "--sha256", &"0".repeat(64)]);
     assert!(!ok && out.contains("sha256 mismatch"), "{out}");

@@ -76,6 +76,12 @@ pub struct LoadArgs {
     /// For https:// URLs: offer only this TLS version (1.2 or 1.3).
     #[arg(long)]
     pub tls_version: Option<String>,
+    /// For https:// URLs: the name to send in SNI and to check the
+    /// certificate against (default: the URL's address), e.g.
+    /// lab.baton.test to compare servers on other addresses with one
+    /// certificate.
+    #[arg(long)]
+    pub server_name: Option<String>,
 }
 
 /// Runs the load `args` describes; the exit code says whether every
@@ -83,10 +89,13 @@ pub struct LoadArgs {
 pub fn run(args: LoadArgs) -> Result<()> {
     let (target, path, https) = parse_url(&args.url)?;
     let tls_config = match (https, &args.cacert) {
-        (true, Some(ca)) => Some(tls::client_config(ca, args.tls_version.as_deref())?),
+        (true, Some(ca)) => Some((
+            tls::client_config(ca, args.tls_version.as_deref())?,
+            tls::server_name(args.server_name.as_deref(), target.ip())?,
+        )),
         (true, None) => anyhow::bail!("{}: an https:// URL needs --cacert", args.url),
-        (false, _) if args.tls_version.is_some() => {
-            anyhow::bail!("--tls-version needs an https:// URL")
+        (false, _) if args.tls_version.is_some() || args.server_name.is_some() => {
+            anyhow::bail!("--tls-version and --server-name need an https:// URL")
         }
         (false, _) => None,
     };
@@ -168,7 +177,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
             opened += 1;
             let opened_conn = connect(target, source, args.rcvbuf, &mut ports).and_then(|s| {
                 let tls = match &tls_config {
-                    Some(c) => Some(Box::new(tls::connect(c, target.ip())?)),
+                    Some((c, name)) => Some(Box::new(tls::connect(c, name.clone())?)),
                     None => None,
                 };
                 Ok((s, tls))

@@ -47,11 +47,23 @@ pub fn client_config(cacert: &Path, version: Option<&str>) -> Result<Arc<ClientC
     Ok(Arc::new(config))
 }
 
-/// One TLS client connection to `ip` (the lab's certificates name every
-/// service address, so the address is the server name).
-pub(crate) fn connect(config: &Arc<ClientConfig>, ip: IpAddr) -> io::Result<ClientConnection> {
-    ClientConnection::new(Arc::clone(config), ServerName::IpAddress(ip.into()))
-        .map_err(io::Error::other)
+/// The server name to ask for and check: `name` (a DNS name or an
+/// address), else the address connected to (the lab's certificates name
+/// every service address).
+pub fn server_name(name: Option<&str>, ip: IpAddr) -> Result<ServerName<'static>> {
+    match name {
+        Some(n) => ServerName::try_from(n.to_string())
+            .with_context(|| format!("--server-name {n}: not a DNS name or an address")),
+        None => Ok(ServerName::IpAddress(ip.into())),
+    }
+}
+
+/// One TLS client connection asking for `name`.
+pub(crate) fn connect(
+    config: &Arc<ClientConfig>,
+    name: ServerName<'static>,
+) -> io::Result<ClientConnection> {
+    ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)
 }
 
 /// Sends what rustls has queued (handshake messages, records) until it has
