@@ -19,7 +19,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
     /// Suites to run: concurrency, throughput, checkpoint, failover,
-    /// criterion, or all (repeatable).
+    /// https, criterion, or all (repeatable; all is every one but https).
     #[arg(long, default_value = "all")]
     pub suite: Vec<String>,
     /// Results folder (default results/<unix time>).
@@ -169,6 +169,9 @@ impl Bench {
         }
         if wants("failover") {
             self.failover()?;
+        }
+        if wants("https") {
+            self.https()?;
         }
         // Last: the large runs leave the most state behind (TIME_WAIT, flows).
         if wants("concurrency") {

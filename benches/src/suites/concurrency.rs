@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::harness::report::{md_rows, Row};
 use crate::harness::stats::LoadSummary;
 use crate::suites::bench::{merge_summaries, progress, Bench, NGINX_PLAIN, PER_PROCESS};
+use crate::suites::nginx::Serve;
 
 impl Bench {
     pub(crate) fn concurrency(&mut self) -> Result<()> {
@@ -69,7 +70,8 @@ impl Bench {
                     let pid = self.lab.box_pid(1).context("box1 not running")?;
                     ("198.18.0.11".into(), Box::new(move || vec![pid]))
                 } else {
-                    let pid = self.start_nginx("box2", &[(NGINX_PLAIN, false)], procs as u32)?;
+                    let pid =
+                        self.start_nginx("box2", &[(NGINX_PLAIN, Serve::Plain)], procs as u32)?;
                     (NGINX_PLAIN.into(), Box::new(move || with_children(pid)))
                 };
                 let rss =

@@ -13,6 +13,7 @@ use serde_json::json;
 use crate::harness::report::{line_plot, md_table, Series};
 use crate::harness::stats::{parse_proc_net, FailoverStats, LoadSummary, Timeline};
 use crate::suites::bench::{progress, unix_us, Bench, VIP};
+use crate::suites::nginx::Serve;
 
 impl Bench {
     pub(crate) fn client_netstat(&self) -> BTreeMap<String, i64> {
@@ -263,8 +264,8 @@ impl Bench {
             sizes.iter().copied().filter(|&n| n <= 10_000).collect()
         };
         for &n in &ref_sizes {
-            self.start_nginx("box2", &[("*", false)], 1)?;
-            self.start_nginx("box3", &[("*", false)], 1)?;
+            self.start_nginx("box2", &[("*", Serve::Plain)], 1)?;
+            self.start_nginx("box3", &[("*", Serve::Plain)], 1)?;
             self.lab.ip(
                 "box2",
                 &["addr", "add", &format!("{VIP}/24"), "dev", "front0"],

@@ -10,17 +10,30 @@ use baton_lab::driver::{self as lab};
 
 use crate::suites::bench::{Bench, NGINX_PLAIN, NGINX_PROXY, VIP};
 
+/// What nginx serves on one address.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) enum Serve {
+    /// The lab's objects from disk, on port 80.
+    Plain,
+    /// A `proxy_cache` of the origin, on port 80.
+    Proxy,
+    /// The lab's objects from disk over TLS on port 443, with the box's
+    /// lab certificate (`boxN-cert.pem`, `boxN-key.pem` in the run state).
+    Tls,
+}
+
 impl Bench {
     pub(crate) fn nginx_conf_path(&self, node: &str) -> PathBuf {
         self.lab.state_dir().join(format!("nginx-{node}.conf"))
     }
 
-    /// Starts nginx in NODE's namespace: plain on `plain`, caching proxy of
-    /// the origin on `proxy` (both kernel addresses it adds to front0).
+    /// Starts nginx in NODE's namespace serving each address of `listens`
+    /// as it says (kernel addresses it adds to front0; `*` is every
+    /// address).
     pub(crate) fn start_nginx(
         &self,
         node: &str,
-        listens: &[(&str, bool)],
+        listens: &[(&str, Serve)],
         workers: u32,
     ) -> Result<u32> {
         let dir = self.lab.state_dir();
@@ -95,26 +108,36 @@ impl Bench {
 
 /// nginx configuration: `workers` worker processes (one, like Baton's one
 /// dataplane worker, unless the 20000-file cap per process needs more; then
-/// `reuseport` spreads the connections); `listens` = (address or `*`,
-/// caching proxy of the origin?).
-pub(crate) fn nginx_conf(dir: &Path, node: &str, listens: &[(&str, bool)], workers: u32) -> String {
+/// `reuseport` spreads the connections); `listens` = (address or `*`, what
+/// it serves there).
+pub(crate) fn nginx_conf(
+    dir: &Path,
+    node: &str,
+    listens: &[(&str, Serve)],
+    workers: u32,
+) -> String {
     let reuse = if workers > 1 { " reuseport" } else { "" };
     let d = dir.display();
     let mut servers = String::new();
-    for (addr, proxy) in listens {
+    for (addr, serve) in listens {
+        let port = if *serve == Serve::Tls { 443 } else { 80 };
         let listen = if *addr == "*" {
-            "80".to_string()
+            port.to_string()
         } else {
-            format!("{addr}:80")
+            format!("{addr}:{port}")
         };
-        if *proxy {
-            servers.push_str(&format!(
+        match serve {
+            Serve::Proxy => servers.push_str(&format!(
                 "  server {{\n    listen {listen} backlog=65535{reuse};\n    location / {{\n      proxy_pass http://198.19.0.2;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_cache bt;\n      proxy_cache_valid 200 1h;\n      proxy_max_temp_file_size 0;\n    }}\n  }}\n"
-            ));
-        } else {
-            servers.push_str(&format!(
+            )),
+            Serve::Plain => servers.push_str(&format!(
                 "  server {{\n    listen {listen} backlog=65535{reuse};\n    root {d}/objects;\n  }}\n"
-            ));
+            )),
+            // Full handshakes unless the client resumes: no session cache
+            // is configured (nginx's default), tickets stay on as in Baton.
+            Serve::Tls => servers.push_str(&format!(
+                "  server {{\n    listen {listen} ssl backlog=65535{reuse};\n    ssl_certificate {d}/{node}-cert.pem;\n    ssl_certificate_key {d}/{node}-key.pem;\n    ssl_protocols TLSv1.2 TLSv1.3;\n    root {d}/objects;\n  }}\n"
+            )),
         }
     }
     format!(
@@ -131,7 +154,11 @@ mod tests {
         let c = nginx_conf(
             Path::new("/run/baton-lab/btb"),
             "box2",
-            &[("198.18.0.62", false), ("198.18.0.63", true)],
+            &[
+                ("198.18.0.62", Serve::Plain),
+                ("198.18.0.63", Serve::Proxy),
+                ("198.18.0.64", Serve::Tls),
+            ],
             1,
         );
         assert!(c.contains(
@@ -141,8 +168,16 @@ mod tests {
         assert!(c.contains("proxy_pass http://198.19.0.2;"));
         assert!(c.contains("pid /run/baton-lab/btb/nginx-box2.pid;"));
         assert!(c.contains("worker_processes 1;"));
+        assert!(c.contains(
+            "listen 198.18.0.64:443 ssl backlog=65535;\n    ssl_certificate /run/baton-lab/btb/box2-cert.pem;"
+        ));
         assert!(!c.contains("reuseport"));
-        let many = nginx_conf(Path::new("/x"), "box2", &[("198.18.0.62", false)], 16);
+        let many = nginx_conf(
+            Path::new("/x"),
+            "box2",
+            &[("198.18.0.62", Serve::Plain)],
+            16,
+        );
         assert!(many.contains("worker_processes 16;"));
         assert!(many.contains("listen 198.18.0.62:80 backlog=65535 reuseport;"));
     }

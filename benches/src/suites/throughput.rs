@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::harness::report::{line_plot, md_rows, Row, Series};
 use crate::harness::stats::LoadSummary;
 use crate::suites::bench::{progress, Bench, NGINX_PLAIN, NGINX_PROXY};
+use crate::suites::nginx::Serve;
 
 impl Bench {
     pub(crate) fn throughput(&mut self) -> Result<()> {
@@ -15,7 +16,11 @@ impl Bench {
             "suite throughput: 1K req/s and 100M throughput, Baton vs nginx (plain, caching proxy)",
         );
         let quick = self.args.quick;
-        let nginx = self.start_nginx("box2", &[(NGINX_PLAIN, false), (NGINX_PROXY, true)], 1)?;
+        let nginx = self.start_nginx(
+            "box2",
+            &[(NGINX_PLAIN, Serve::Plain), (NGINX_PROXY, Serve::Proxy)],
+            1,
+        )?;
         let _ = nginx;
         let targets = [
             ("baton", "198.18.0.11"),
