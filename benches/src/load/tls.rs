@@ -44,6 +44,9 @@ pub fn client_config(cacert: &Path, version: Option<&str>) -> Result<Arc<ClientC
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every connection a full handshake: the handshake rate measures that,
+    // and a takeover test must not lean on a resumed session.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
