@@ -57,6 +57,9 @@ impl Bench {
             self.lab.start(b)?;
         }
         let mut rows = Vec::new();
+        // Kernel memory growth per connection in Baton's run at each N:
+        // the client's sockets alone.
+        let mut client_kernel: std::collections::BTreeMap<u64, f64> = Default::default();
         for &n in &sizes {
             let interval_ms = (n * 1000 / 20_000).max(3000);
             let hold = (2 * interval_ms / 1000 + 5) as f64;
@@ -79,21 +82,11 @@ impl Bench {
                 let sockmem = |p: &dyn Fn() -> Vec<u32>| -> u64 {
                     // /proc/PID/net is the net namespace of that process.
                     let pid = p().first().copied().unwrap_or(0);
-                    std::fs::read_to_string(format!("/proc/{pid}/net/sockstat"))
-                        .ok()
-                        .and_then(|s| {
-                            s.lines().find(|l| l.starts_with("TCP:")).and_then(|l| {
-                                l.split_whitespace()
-                                    .skip_while(|w| *w != "mem")
-                                    .nth(1)
-                                    .and_then(|v| v.parse::<u64>().ok())
-                            })
-                        })
-                        .unwrap_or(0)
-                        * 4096
+                    tcp_mem_pages(&format!("/proc/{pid}/net/sockstat")) * 4096
                 };
                 let base = rss(&*pids);
                 let base_sock = sockmem(&*pids);
+                let base_kernel = kernel_bytes();
                 // Baton and nginx get disjoint halves of the client addresses,
                 // so that the previous run's TIME_WAIT ports never slow the
                 // next run's bind(2).
@@ -162,7 +155,7 @@ impl Bench {
                     children.push(c.spawn().context("starting baton-load")?);
                     paths.push(json_path);
                 }
-                let (mut peak, mut peak_sock) = (base, base_sock);
+                let (mut peak, mut peak_sock, mut peak_kernel) = (base, base_sock, base_kernel);
                 loop {
                     let mut running = false;
                     for c in children.iter_mut() {
@@ -173,6 +166,7 @@ impl Bench {
                     }
                     peak = peak.max(rss(&*pids));
                     peak_sock = peak_sock.max(sockmem(&*pids));
+                    peak_kernel = peak_kernel.max(kernel_bytes());
                     std::thread::sleep(Duration::from_millis(250));
                 }
                 if target == "nginx" {
@@ -195,7 +189,7 @@ impl Bench {
                 let Some(s) = merge_summaries(&parts) else {
                     // A failed run is a line of the table, not of results.json.
                     let mut failed = Row::new().text(format!("{target}, {n}")).text("run failed");
-                    for _ in 0..6 {
+                    for _ in 0..8 {
                         failed = failed.text("-");
                     }
                     rows.push((failed, false));
@@ -204,6 +198,20 @@ impl Bench {
                 let per_conn = (peak.saturating_sub(base) * 1024) as f64 / s.max_open.max(1) as f64;
                 let kernel_per_conn =
                     peak_sock.saturating_sub(base_sock) as f64 / s.max_open.max(1) as f64;
+                // The kernel's memory is global: in Baton's run it grew by
+                // the client's sockets alone (the box has none), in nginx's
+                // by the client's and nginx's. The difference at the same N
+                // is nginx's own socket memory.
+                let kernel_growth =
+                    peak_kernel.saturating_sub(base_kernel) as f64 / s.max_open.max(1) as f64;
+                let server_kernel_per_conn = if target == "baton" {
+                    client_kernel.insert(n, kernel_growth);
+                    Some(0.0)
+                } else {
+                    client_kernel
+                        .get(&n)
+                        .map(|client| (kernel_growth - client).max(0.0))
+                };
                 progress(format!(
                     "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB",
                     s.connected, s.connect_seconds, s.requests_per_s, s.latency_ms.p99, s.errors, (peak - base) / 1024
@@ -221,6 +229,13 @@ impl Bench {
                     .value("rss_peak_kib", peak)
                     .value("rss_bytes_per_connection", per_conn)
                     .text(format!("{:.0} B", per_conn))
+                    .value("kernel_growth_bytes_per_connection", kernel_growth)
+                    .value("server_kernel_bytes_per_connection", server_kernel_per_conn)
+                    .text(server_kernel_per_conn.map_or("-".into(), |k| format!("{k:.0} B")))
+                    .text(
+                        server_kernel_per_conn
+                            .map_or("-".into(), |k| format!("{:.0} B", per_conn + k)),
+                    )
                     .value(
                         "kernel_tcp_mem_bytes_per_connection_all_namespaces",
                         kernel_per_conn,
@@ -249,12 +264,14 @@ impl Bench {
             .collect();
         self.results.insert("concurrency".into(), json!(measured));
         let rows: Vec<Row> = rows.into_iter().map(|(r, _)| r).collect();
-        self.md.push_str(&format!("## Concurrency\n\nbaton-load (kernel sockets, client namespace; this machine caps open files at 20000 per process and the harness may not raise it, so one load process per {PER_PROCESS} connections, each bound to its own client address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; Baton keeps its TCP state in its own RSS; nginx's TCP state is kernel memory, not in its RSS, and the kernel's TCP memory counter (`/proc/net/sockstat` mem) is global to all namespaces (client sockets included), so it is only recorded in results.json, not compared. Baton box1 runs one dataplane worker (checkpoint slots = N); nginx runs one worker per {PER_PROCESS} connections (the same file cap), `reuseport`, somaxconn and tcp_max_syn_backlog 65535 in its namespace. Latency: p50 is the mean of the load processes' medians, p99/p999 the worst process's.\n\n"));
+        self.md.push_str(&format!("## Concurrency\n\nbaton-load (kernel sockets, client namespace; this machine caps open files at 20000 per process and the harness may not raise it, so one load process per {PER_PROCESS} connections, each bound to its own client address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; Baton keeps its TCP state in its own RSS; nginx's TCP state is kernel memory, not in its RSS, and the kernel's TCP memory counter (`/proc/net/sockstat` mem) is global to all namespaces (client sockets included), so nginx's kernel share is measured by difference: kernel/conn = (growth of the kernel's slab and TCP buffer memory in nginx's run - its growth in Baton's run at the same N) / connections, since Baton's run grew by the client's sockets alone (Baton holds no kernel sockets: 0). Baton box1 runs one dataplane worker (checkpoint slots = N); nginx runs one worker per {PER_PROCESS} connections (the same file cap), `reuseport`, somaxconn and tcp_max_syn_backlog 65535 in its namespace. Latency: p50 is the mean of the load processes' medians, p99/p999 the worst process's.\n\n"));
         self.md.push_str(&md_rows(
             &[
                 "server, N",
                 "connected (rate)",
                 "RSS/conn",
+                "kernel/conn",
+                "RSS+kernel/conn",
                 "req/s",
                 "latency ms p50/p99/p999",
                 "errors",
@@ -265,4 +282,35 @@ impl Bench {
         self.md.push('\n');
         Ok(())
     }
+}
+
+/// The kernel's memory that sockets grow, machine-wide: slab (socket,
+/// inode, file, epoll structures) and TCP buffer pages, in bytes.
+fn kernel_bytes() -> u64 {
+    let slab_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("Slab:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let tcp_pages = tcp_mem_pages("/proc/net/sockstat");
+    slab_kib * 1024 + tcp_pages * 4096
+}
+
+/// The TCP line's `mem` of a sockstat file (pages of TCP buffers).
+fn tcp_mem_pages(path: &str) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("TCP:")).and_then(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "mem")
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+        })
+        .unwrap_or(0)
 }
