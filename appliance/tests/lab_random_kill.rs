@@ -9,41 +9,21 @@
 //!
 //! The trial prints its seed; `BATON_KILL_SEED=N` replays its draws.
 mod common;
+#[path = "common/trial.rs"]
+mod trial;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
-use baton_lab::objects::SplitMix64;
 use common::*;
+use trial::Rng;
 
 /// Rounds of kill-and-restart in one trial.
 const ROUNDS: usize = 3;
 /// How long each range download is (bytes of 50M.bin, from a drawn start).
 const RANGE_LEN: u64 = 8 << 20;
-
-/// A seeded draw, so that a failing trial replays.
-struct Draw(SplitMix64);
-
-impl Draw {
-    fn seeded() -> (Draw, u64) {
-        let seed = std::env::var("BATON_KILL_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        (Draw(SplitMix64(seed)), seed)
-    }
-
-    /// A number in `lo..=hi`.
-    fn between(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.0.next_u64() % (hi - lo + 1)
-    }
-}
 
 /// One curl in the client namespace and the files it must leave behind,
 /// each with the sha256 it must have.
@@ -151,7 +131,7 @@ fn finish(transfers: Vec<Transfer>) -> Vec<String> {
 
 #[test]
 fn lab_random_kills_under_mixed_traffic_and_loss_lose_no_byte_and_send_no_rst() {
-    let (mut draw, seed) = Draw::seeded();
+    let (mut draw, seed) = Rng::seeded("BATON_KILL_SEED");
     eprintln!("random kill trial: seed {seed} (replay with BATON_KILL_SEED={seed})");
     let g = LabGuard::up("btrk", &["--boxes", "3"]);
     // The reference copy the ranges are checked against, and every box's
