@@ -189,7 +189,7 @@ impl Bench {
                 let Some(s) = merge_summaries(&parts) else {
                     // A failed run is a line of the table, not of results.json.
                     let mut failed = Row::new().text(format!("{target}, {n}")).text("run failed");
-                    for _ in 0..8 {
+                    for _ in 0..7 {
                         failed = failed.text("-");
                     }
                     rows.push((failed, false));
