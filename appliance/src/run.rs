@@ -74,6 +74,9 @@ pub enum RunError {
     /// The `[dataplane]` table names no port this build can open.
     #[error(transparent)]
     Port(#[from] crate::port_config::PortConfigError),
+    /// The `[tls]` files cannot be used (checked at start too).
+    #[error("[tls] files: {0}")]
+    Tls(String),
     /// This box's id is not among the cluster's members.
     #[error("this box is not a cluster member")]
     NotMember,
@@ -457,6 +460,10 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
         PollMode::Adaptive => baton_dataplane::PollMode::Adaptive { spins: 200 },
     };
     opts.listen_ports = vec![config.service.port];
+    if config.tls.enabled {
+        // HTTPS beside HTTP (issue 14).
+        opts.listen_ports.push(config.tls.port);
+    }
     // Limits are per box in the config, per worker in the dataplane.
     opts.max_connections = config
         .limits
@@ -504,6 +511,15 @@ fn start_dataplane(
     http_workers: HttpWorkers,
 ) -> Result<DataplaneHandle> {
     let port = crate::port_config::port_config(config)?;
+    // Built once: every worker's handshakes clone these settings.
+    let tls = crate::tls_files::load(config)
+        .map_err(|problems| RunError::Tls(problems.join("; ")))?
+        .map(|settings| {
+            Arc::new(crate::serve::tls::TlsServe {
+                config: settings,
+                port: config.tls.port,
+            })
+        });
     let opts = dataplane_options(config);
     let workers = opts.workers;
     let shared = BoxShared {
@@ -513,6 +529,7 @@ fn start_dataplane(
         http_workers,
         limits: Limits::from_config(&config.limits),
         max_sessions: opts.max_connections,
+        tls,
     };
     let cadence = Cadence::from_config(&config.checkpoint);
     let checkpoints = config.checkpoint.enabled;

@@ -14,19 +14,17 @@ use baton_config::{Config, TlsVersion};
 use baton_tls::{certified_key_from_pem, CertifiedKeys, PemError};
 
 /// A starting box with `[tls] enabled = true`: its files are judged as
-/// check-config judges them (a bad file stops the box), then, since the
-/// handshake and record layer exist (`tls/`) but the dataplane does not
-/// serve them yet, a warning says so and the box serves plain HTTP. It
-/// does not refuse to start: a config written for HTTPS stays usable
-/// while HTTPS is being built.
+/// check-config judges them (a bad file stops the box) before anything
+/// starts; the workers' settings are built from them again when the
+/// dataplane starts.
 pub fn at_start(config: &Config) -> anyhow::Result<()> {
     match load(config) {
         Ok(None) => Ok(()),
         Ok(Some(_)) => {
-            tracing::warn!(
+            tracing::info!(
                 port = config.tls.port,
                 certificates = config.tls.key_pairs().len(),
-                "tls configured but HTTPS serving is not built yet (issue 14): certificates checked, port {} not served",
+                "HTTPS on port {}",
                 config.tls.port
             );
             Ok(())

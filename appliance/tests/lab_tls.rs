@@ -2,7 +2,7 @@
 //! accepts for every box's certificate, every service IP and
 //! `lab.baton.test` in each certificate, keys private to root, configs
 //! `check-config` passes with `[tls]` enabled, boxes that start on them
-//! and still serve HTTP (warning that HTTPS is not served yet), and
+//! and still serve HTTP beside HTTPS (`lab_https.rs` tests HTTPS), and
 //! nothing left after `lab down`.
 mod common;
 
@@ -91,8 +91,8 @@ fn lab_up_tls_makes_a_ca_openssl_trusts_for_every_box_and_down_removes_it() {
 
             let log = g.driver.box_log(u32::from(n));
             assert!(
-                log.contains("tls configured but HTTPS serving is not built yet (issue 14)"),
-                "box{n} did not say HTTPS is not served: {log}"
+                log.contains("HTTPS on port 443"),
+                "box{n} did not say it serves HTTPS: {log}"
             );
             // The box started on its TLS config and serves HTTP.
             download_identical(&g, n, "1M.bin");

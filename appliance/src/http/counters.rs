@@ -128,6 +128,24 @@ counters! {
     request_timeouts => "baton_http_request_timeouts_total",
     /// Idle connections closed (`limits.idle_timeout_ms`).
     idle_timeouts => "baton_http_idle_timeouts_total",
+    /// TLS handshakes completed (HTTPS connections established).
+    tls_handshakes => "baton_tls_handshakes_total",
+    /// TLS handshakes that failed (bad ClientHello, no common version or suite).
+    tls_handshake_failures => "baton_tls_handshake_failures_total",
+    /// TLS records sealed and sent after the handshake (Baton's record layer).
+    tls_records_out => "baton_tls_records_total" { "direction" = "out" },
+    /// TLS records opened after the handshake (Baton's record layer).
+    tls_records_in => "baton_tls_records_total" { "direction" = "in" },
+    /// Fatal TLS alerts sent (bad record MAC, record overflow, unexpected message, handshake failure).
+    tls_alerts_sent => "baton_tls_alerts_total" { "direction" = "sent" },
+    /// Fatal TLS alerts received from clients.
+    tls_alerts_received => "baton_tls_alerts_total" { "direction" = "received" },
+    /// close_notify alerts sent.
+    tls_close_notify_sent => "baton_tls_close_notify_total" { "direction" = "sent" },
+    /// close_notify alerts received.
+    tls_close_notify_received => "baton_tls_close_notify_total" { "direction" = "received" },
+    /// TLS 1.3 KeyUpdates received from clients.
+    tls_key_updates => "baton_tls_key_updates_total",
     /// 304 answers.
     not_modified,
     /// 412 answers (If-Match / If-Unmodified-Since failed).
@@ -185,7 +203,7 @@ mod tests {
         c.status(206);
         bump(&c.requests);
         let m = c.snapshot().metrics();
-        assert_eq!(m.len(), 20);
+        assert_eq!(m.len(), 29);
         assert_eq!(m[0].name, "baton_http_requests_total");
         assert_eq!(m[0].help, "Request heads parsed.");
         assert_eq!(m[0].value, 1);

@@ -9,6 +9,7 @@
 //! either: HTTP's rules are the sessions', TCP's the dataplane's, and which
 //! orphan is whose the control core's (`crate::orphans`).
 pub(crate) mod checkpoint;
+pub mod tls;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ use crate::orphans::{OrphanRoute, OrphanTable, RestoreData};
 use crate::record::seqs;
 use crate::spool::Spool;
 use checkpoint::Checkpointer;
+use tls::{TlsConns, TlsServe, TlsTransport};
 
 /// A waker that exists before the worker does: the HTTP driver is built by
 /// the app factory, the worker's eventfd becomes known at its first
@@ -54,6 +56,10 @@ pub struct CacheApp {
     restoring: HashMap<ConnId, RestoreData>,
     /// The test hook that panics this worker on purpose (`crate::fatal`).
     test_panic: Option<crate::fatal::TestPanic>,
+    /// HTTPS connections (none when `[tls]` is off).
+    tls: Option<TlsConns>,
+    /// The HTTP driver's context (TLS counts go with HTTP's).
+    counters: Arc<crate::http::context::WorkerContext>,
 }
 
 /// What every worker's app shares with the rest of the box.
@@ -71,6 +77,8 @@ pub struct BoxShared {
     pub limits: Limits,
     /// Most sessions one worker serves.
     pub max_sessions: usize,
+    /// HTTPS settings, built once at start (`None`: `[tls]` is off).
+    pub tls: Option<Arc<TlsServe>>,
 }
 
 impl CacheApp {
@@ -87,6 +95,7 @@ impl CacheApp {
             Arc::clone(&shared.spool),
         );
         shared.http_workers.register(Arc::clone(http.context()));
+        let counters = Arc::clone(http.context());
         CacheApp {
             http,
             waker,
@@ -94,6 +103,8 @@ impl CacheApp {
             orphans: Arc::clone(&shared.orphans),
             restoring: HashMap::new(),
             test_panic: None,
+            tls: shared.tls.clone().map(TlsConns::new),
+            counters,
         }
     }
 
@@ -120,12 +131,26 @@ impl CacheApp {
         }
     }
 
-    fn transport<'a, 'b>(
-        ctx: &'a mut Ctx<'b>,
-        checkpoints: &'a mut Option<Checkpointer>,
-    ) -> CtxTransport<'a, 'b> {
-        CtxTransport { ctx, checkpoints }
+    /// True for an HTTPS connection.
+    fn is_tls(&self, conn: ConnId) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.has(conn))
     }
+}
+
+/// The HTTP driver's transport over the worker's connections, HTTPS ones
+/// through their TLS layer (a macro: the borrows of `$app`'s fields stay
+/// apart).
+macro_rules! transport {
+    ($app:expr, $ctx:expr) => {
+        TlsTransport {
+            inner: CtxTransport {
+                ctx: $ctx,
+                checkpoints: &mut $app.checkpoints,
+            },
+            tls: $app.tls.as_mut(),
+            counters: &$app.counters.counters,
+        }
+    };
 }
 
 /// The worker's connections as the HTTP driver sees them.
@@ -190,30 +215,52 @@ impl App for CacheApp {
             p.accepted();
         }
         let now = ctx.now();
-        if let Some(c) = self.checkpoints.as_mut() {
+        let https = match self.tls.as_mut() {
+            Some(tls)
+                if ctx
+                    .tuple(conn)
+                    .is_some_and(|t| t.local.port() == tls.port()) =>
+            {
+                if !tls.accept(conn) {
+                    ctx.abort(conn);
+                    return;
+                }
+                true
+            }
+            _ => false,
+        };
+        match self.checkpoints.as_mut() {
             // A connection is recoverable from its first moment: an idle
             // keep-alive connection taken over is simply served again.
-            c.commit(ctx, conn, None);
-        } else {
-            // No checkpoint will commit the client's bytes.
-            ctx.set_ack_hold(conn, false);
+            Some(c) if !https => c.commit(ctx, conn, None),
+            // No checkpoint will commit the client's bytes (HTTPS
+            // connections are not checkpointed yet: docs/TLS.md).
+            _ => ctx.set_ack_hold(conn, false),
         }
-        let mut t = Self::transport(ctx, &mut self.checkpoints);
+        let mut t = transport!(self, ctx);
         self.http.on_accept(conn, &mut t, now);
         self.cover(conn, ctx);
     }
 
     fn on_readable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
-        let mut t = Self::transport(ctx, &mut self.checkpoints);
+        let mut t = transport!(self, ctx);
+        t.flush(conn);
         self.http.on_readable(conn, &mut t, now);
+        if t.take_peer_closed(conn) {
+            self.http.on_peer_closed(conn, &mut t, now);
+        }
         self.cover(conn, ctx);
     }
 
     fn on_writable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
-        let mut t = Self::transport(ctx, &mut self.checkpoints);
+        let mut t = transport!(self, ctx);
+        t.flush(conn);
         self.http.on_writable(conn, &mut t, now);
+        if self.is_tls(conn) {
+            return;
+        }
         if let Some(c) = self.checkpoints.as_mut() {
             c.on_progress(
                 ctx,
@@ -226,7 +273,7 @@ impl App for CacheApp {
 
     fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
-        let mut t = Self::transport(ctx, &mut self.checkpoints);
+        let mut t = transport!(self, ctx);
         self.http.on_peer_closed(conn, &mut t, now);
         // The client's FIN is acknowledged by a checkpoint that covers it
         // (CLOSE-WAIT or LAST-ACK, RCV.NXT past the FIN): a survivor then
@@ -240,6 +287,9 @@ impl App for CacheApp {
             info!(tuple = ?_ctx.tuple(conn), ?reason, "restored connection could not resume (seed Fig. 6, not ready)");
         }
         self.http.on_closed(conn);
+        if let Some(tls) = self.tls.as_mut() {
+            tls.remove(conn);
+        }
         if let Some(c) = self.checkpoints.as_mut() {
             c.release(conn);
         }
@@ -250,8 +300,12 @@ impl App for CacheApp {
         // upload's body bytes still in the receive queue go to the spool
         // first (without ack_after_commit they are acknowledged already).
         let now = ctx.now();
-        let mut t = Self::transport(ctx, &mut self.checkpoints);
+        let mut t = transport!(self, ctx);
         self.http.absorb_input(conn, &mut t, now);
+        if self.is_tls(conn) {
+            // Not checkpointed yet: an HTTPS connection does not move.
+            return;
+        }
         if let Some(c) = self.checkpoints.as_mut() {
             let response = self.http.session(conn).and_then(|s| s.checkpoint());
             c.commit_final(ctx, conn, response);
@@ -321,13 +375,13 @@ impl App for CacheApp {
         if self.checkpoints.is_none() {
             ctx.set_ack_hold(conn, false);
         }
-        let mut t = Self::transport(ctx, &mut self.checkpoints);
+        let mut t = transport!(self, ctx);
         self.http
             .on_ready(conn, response.as_ref(), snd_una.0, &mut t, now);
         if matches!(ctx.state(conn), Some(State::CloseWait | State::LastAck)) {
             // Restored half-closed (the client's FIN was checkpointed, or
             // came again while we waited): answer what is owed, then close.
-            let mut t = Self::transport(ctx, &mut self.checkpoints);
+            let mut t = transport!(self, ctx);
             self.http.on_peer_closed(conn, &mut t, now);
         }
         self.cover(conn, ctx);
@@ -348,7 +402,7 @@ impl App for CacheApp {
             let _ = self.waker.0.set(ctx.waker());
         }
         let now = ctx.now();
-        let mut t = Self::transport(ctx, &mut self.checkpoints);
+        let mut t = transport!(self, ctx);
         self.http.poll(&mut t, now);
     }
 }

@@ -1,0 +1,451 @@
+//! HTTPS on a worker: the TLS layer between the userspace TCP connection
+//! and the HTTP session (issue 14, docs/TLS.md). One [`TlsConns`] per
+//! worker holds each HTTPS connection's handshake, then its record layer
+//! (`baton_tls::Session`); [`TlsTransport`] wraps the worker's plain
+//! [`Transport`] so the HTTP driver reads decrypted requests and its
+//! answers go out as records: TCP payload in, `take_output` into the TCP
+//! send queue.
+//!
+//! Body records are cut at fixed 16 KiB plaintext offsets from the body's
+//! start (the response checkpoint names where the body starts): the send
+//! room offered to HTTP never crosses a body record boundary, so each body
+//! record is one `send` (when the object's bytes are there).
+//!
+//! It knows TLS and the `Transport` trait; it decides nothing of HTTP or
+//! TCP, and holds no socket.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use baton_dataplane::flow::ConnId;
+use baton_tls::{Event, Handshake, Progress, Session, TlsConfig, TlsError, BODY_RECORD_SIZE};
+use bytes::Bytes;
+use tracing::debug;
+
+use crate::http::checkpoint::ResponseCheckpoint;
+use crate::http::counters::HttpCounters;
+use crate::http::worker::Transport;
+
+/// The box's HTTPS settings, built once at start and shared by workers.
+#[derive(Debug, Clone)]
+pub struct TlsServe {
+    /// Handshake settings (certificates, versions, suites).
+    pub config: TlsConfig,
+    /// The port HTTPS is served on.
+    pub port: u16,
+}
+
+/// Where one connection's TLS is.
+#[derive(Debug)]
+enum Stage {
+    Handshake(Box<Handshake>),
+    Open(Box<Session>),
+    /// A fatal alert (or nothing) went out; only the flush remains.
+    Failed,
+}
+
+/// One HTTPS connection.
+#[derive(Debug)]
+struct TlsConn {
+    stage: Stage,
+    /// Decrypted bytes the HTTP session has not read yet.
+    plain: VecDeque<u8>,
+    /// Sealed bytes TCP had no room for yet.
+    out: VecDeque<Bytes>,
+    out_len: usize,
+    /// Plaintext bytes handed to the record layer (the "sequence numbers"
+    /// the HTTP session sees).
+    plain_sent: u32,
+    /// Plaintext position of the current body's first byte, and its length.
+    body: Option<(u32, Option<u64>)>,
+    /// FIN once the sealed bytes are out.
+    fin_after_flush: bool,
+    fin_sent: bool,
+    /// close_notify came: tell HTTP once.
+    peer_closed: bool,
+    peer_closed_told: bool,
+}
+
+impl TlsConn {
+    fn queue(&mut self, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.out_len += bytes.len();
+            self.out.push_back(Bytes::from(bytes));
+        }
+    }
+}
+
+/// One worker's HTTPS connections.
+#[derive(Debug)]
+pub struct TlsConns {
+    serve: Arc<TlsServe>,
+    conns: HashMap<ConnId, TlsConn>,
+    buf: Vec<u8>,
+}
+
+impl TlsConns {
+    /// No connections yet.
+    pub fn new(serve: Arc<TlsServe>) -> TlsConns {
+        TlsConns {
+            serve,
+            conns: HashMap::new(),
+            buf: vec![0; 16 * 1024],
+        }
+    }
+
+    /// The HTTPS port.
+    pub fn port(&self) -> u16 {
+        self.serve.port
+    }
+
+    /// True for a connection served over TLS.
+    pub fn has(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    /// A client connected to the HTTPS port: wait for its ClientHello.
+    /// False when no handshake could be set up (then reset it).
+    pub fn accept(&mut self, conn: ConnId) -> bool {
+        match Handshake::new(&self.serve.config) {
+            Ok(h) => {
+                self.conns.insert(
+                    conn,
+                    TlsConn {
+                        stage: Stage::Handshake(Box::new(h)),
+                        plain: VecDeque::new(),
+                        out: VecDeque::new(),
+                        out_len: 0,
+                        plain_sent: 0,
+                        body: None,
+                        fin_after_flush: false,
+                        fin_sent: false,
+                        peer_closed: false,
+                        peer_closed_told: false,
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                tracing::warn!("cannot start a TLS handshake: {e}");
+                false
+            }
+        }
+    }
+
+    /// The connection is gone.
+    pub fn remove(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+    }
+
+    /// True once after the client's close_notify: the HTTP session is told
+    /// as for a FIN.
+    pub fn take_peer_closed(&mut self, conn: ConnId) -> bool {
+        match self.conns.get_mut(&conn) {
+            Some(c) if c.peer_closed && !c.peer_closed_told => {
+                c.peer_closed_told = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Moves sealed bytes into TCP as room allows; the FIN follows them
+    /// when the connection is closing.
+    pub fn flush<T: Transport<Conn = ConnId>>(&mut self, conn: ConnId, t: &mut T) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        flush(c, conn, t);
+    }
+
+    /// Reads what TCP holds for `conn` through the handshake or the record
+    /// layer: handshake answers and alerts are queued, requests kept for
+    /// HTTP.
+    fn pump_in<T: Transport<Conn = ConnId>>(
+        &mut self,
+        conn: ConnId,
+        t: &mut T,
+        counters: &HttpCounters,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        loop {
+            if matches!(c.stage, Stage::Failed) || c.peer_closed {
+                return;
+            }
+            let n = t.recv(conn, &mut self.buf).min(self.buf.len());
+            if n == 0 {
+                return;
+            }
+            let input = &self.buf[..n];
+            match &mut c.stage {
+                Stage::Handshake(h) => {
+                    let mut out = Vec::new();
+                    let r = h.handle_input(input, &mut out);
+                    c.queue(out);
+                    match r {
+                        Ok(Progress::Continue) => {}
+                        Ok(Progress::Established(e)) => {
+                            bump(&counters.tls_handshakes);
+                            debug!(
+                                ?conn,
+                                sni = ?e.sni,
+                                version = ?e.session.version(),
+                                suite = e.session.suite(),
+                                "TLS handshake done"
+                            );
+                            let mut s = Box::new(e.session);
+                            let out = s.take_output();
+                            c.queue(out);
+                            c.stage = Stage::Open(s);
+                            take_events(c, counters);
+                        }
+                        Err(e) => {
+                            bump(&counters.tls_handshake_failures);
+                            if c.out_len > 0 {
+                                bump(&counters.tls_alerts_sent);
+                            }
+                            debug!(?conn, "TLS handshake failed: {e}");
+                            fail(c);
+                        }
+                    }
+                }
+                Stage::Open(s) => {
+                    let before = s.read_seq();
+                    let r = s.handle_input(input);
+                    add(&counters.tls_records_in, s.read_seq().wrapping_sub(before));
+                    let out = s.take_output();
+                    c.queue(out);
+                    if let Err(e) = r {
+                        note_error(&e, counters);
+                        debug!(?conn, "TLS connection failed: {e}");
+                        take_events(c, counters);
+                        fail(c);
+                        return;
+                    }
+                    take_events(c, counters);
+                }
+                Stage::Failed => return,
+            }
+        }
+    }
+
+    /// The plaintext room for HTTP: what TCP can take after the queued
+    /// sealed bytes, less each record's overhead, and never past the end
+    /// of the current body record.
+    fn plain_capacity(&self, conn: ConnId, tcp_room: usize) -> usize {
+        let Some(c) = self.conns.get(&conn) else {
+            return 0;
+        };
+        let Stage::Open(s) = &c.stage else {
+            return 0;
+        };
+        if c.fin_after_flush {
+            return 0;
+        }
+        let room = tcp_room.saturating_sub(c.out_len);
+        let rec = BODY_RECORD_SIZE as usize;
+        let full = rec + s.overhead();
+        let mut cap = (room / full) * rec + (room % full).saturating_sub(s.overhead());
+        if let Some((start, len)) = c.body {
+            let into = c.plain_sent.wrapping_sub(start) as u64;
+            if len.is_none_or(|l| into < l) {
+                // 2^32 is a multiple of the record size: the wrap keeps
+                // the boundaries.
+                let left = rec - (into % rec as u64) as usize;
+                cap = cap.min(left);
+            }
+        }
+        cap
+    }
+}
+
+fn bump(c: &std::sync::atomic::AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn add(c: &std::sync::atomic::AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Counts what a record-layer error sent or received.
+fn note_error(e: &TlsError, counters: &HttpCounters) {
+    match e {
+        TlsError::PeerAlert(_) => bump(&counters.tls_alerts_received),
+        _ if e.alert().is_some() => bump(&counters.tls_alerts_sent),
+        _ => {}
+    }
+}
+
+/// Keeps the session's events: requests for HTTP, close_notify as EOF.
+fn take_events(c: &mut TlsConn, counters: &HttpCounters) {
+    let Stage::Open(s) = &mut c.stage else {
+        return;
+    };
+    while let Some(ev) = s.poll_event() {
+        match ev {
+            Event::Data(d) => c.plain.extend(d),
+            Event::PeerClosed => {
+                bump(&counters.tls_close_notify_received);
+                c.peer_closed = true;
+            }
+            Event::PeerKeyUpdate { .. } => bump(&counters.tls_key_updates),
+        }
+    }
+}
+
+/// The connection cannot go on: what is queued (an alert) goes, then FIN.
+fn fail(c: &mut TlsConn) {
+    c.stage = Stage::Failed;
+    c.plain.clear();
+    c.fin_after_flush = true;
+}
+
+fn flush<T: Transport<Conn = ConnId>>(c: &mut TlsConn, conn: ConnId, t: &mut T) {
+    while let Some(front) = c.out.front_mut() {
+        let room = t.send_capacity(conn);
+        if room == 0 {
+            return;
+        }
+        let piece = if front.len() <= room {
+            c.out.pop_front().unwrap_or_default()
+        } else {
+            front.split_to(room)
+        };
+        c.out_len -= piece.len();
+        if t.send(conn, piece).is_none() {
+            c.out.clear();
+            c.out_len = 0;
+            return;
+        }
+    }
+    if c.fin_after_flush && !c.fin_sent {
+        c.fin_sent = true;
+        t.close(conn);
+    }
+}
+
+/// The worker's transport as HTTP sees it, with HTTPS connections
+/// decrypted and encrypted on the way.
+pub struct TlsTransport<'a, T> {
+    /// The plain transport (TCP).
+    pub inner: T,
+    /// This worker's HTTPS connections (`None`: HTTPS is off).
+    pub tls: Option<&'a mut TlsConns>,
+    /// Where TLS counts go (the worker's HTTP counters).
+    pub counters: &'a HttpCounters,
+}
+
+impl<T: Transport<Conn = ConnId>> TlsTransport<'_, T> {
+    /// Sends what `conn`'s TLS layer has queued.
+    pub fn flush(&mut self, conn: ConnId) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.flush(conn, &mut self.inner);
+        }
+    }
+
+    /// True once after `conn`'s client sent close_notify.
+    pub fn take_peer_closed(&mut self, conn: ConnId) -> bool {
+        self.tls
+            .as_deref_mut()
+            .is_some_and(|t| t.take_peer_closed(conn))
+    }
+}
+
+impl<T: Transport<Conn = ConnId>> Transport for TlsTransport<'_, T> {
+    type Conn = ConnId;
+
+    fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> usize {
+        let Some(tls) = self.tls.as_deref_mut().filter(|t| t.has(conn)) else {
+            return self.inner.recv(conn, buf);
+        };
+        tls.pump_in(conn, &mut self.inner, self.counters);
+        tls.flush(conn, &mut self.inner);
+        let Some(c) = tls.conns.get_mut(&conn) else {
+            return 0;
+        };
+        let n = buf.len().min(c.plain.len());
+        for (dst, src) in buf.iter_mut().zip(c.plain.drain(..n)) {
+            *dst = src;
+        }
+        n
+    }
+
+    fn send_capacity(&self, conn: ConnId) -> usize {
+        let room = self.inner.send_capacity(conn);
+        match self.tls.as_deref().filter(|t| t.has(conn)) {
+            Some(tls) => tls.plain_capacity(conn, room),
+            None => room,
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, data: Bytes) -> Option<u32> {
+        let Some(c) = self.tls.as_deref_mut().and_then(|t| t.conns.get_mut(&conn)) else {
+            return self.inner.send(conn, data);
+        };
+        let Stage::Open(s) = &mut c.stage else {
+            return None;
+        };
+        let before = s.write_seq();
+        if let Err(e) = s.send(&data) {
+            debug!(?conn, "cannot seal: {e}");
+            return None;
+        }
+        add(
+            &self.counters.tls_records_out,
+            s.write_seq().wrapping_sub(before),
+        );
+        let out = s.take_output();
+        c.queue(out);
+        let at = c.plain_sent;
+        c.plain_sent = c.plain_sent.wrapping_add(data.len() as u32);
+        flush(c, conn, &mut self.inner);
+        Some(at)
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        let Some(c) = self.tls.as_deref_mut().and_then(|t| t.conns.get_mut(&conn)) else {
+            return self.inner.close(conn);
+        };
+        if let Stage::Open(s) = &mut c.stage {
+            if s.close().is_ok() {
+                bump(&self.counters.tls_close_notify_sent);
+            }
+            let out = s.take_output();
+            c.queue(out);
+        }
+        c.fin_after_flush = true;
+        flush(c, conn, &mut self.inner);
+    }
+
+    fn abort(&mut self, conn: ConnId) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.remove(conn);
+        }
+        self.inner.abort(conn);
+    }
+
+    fn checkpoint(&mut self, conn: ConnId, cp: &ResponseCheckpoint) {
+        let Some(c) = self.tls.as_deref_mut().and_then(|t| t.conns.get_mut(&conn)) else {
+            return self.inner.checkpoint(conn, cp);
+        };
+        // A response started: its body's records start at its first byte.
+        // (HTTPS connections are not checkpointed to the segment yet.)
+        if cp.upload.is_none() {
+            c.body = Some((cp.object_start_seq.0, cp.body_len));
+        }
+    }
+
+    fn recv_seq(&self, conn: ConnId) -> Option<u32> {
+        if self.tls.as_deref().is_some_and(|t| t.has(conn)) {
+            return None;
+        }
+        self.inner.recv_seq(conn)
+    }
+
+    fn conn_name(&self, conn: ConnId) -> Option<String> {
+        self.inner.conn_name(conn)
+    }
+}

@@ -1,0 +1,217 @@
+//! HTTPS on the worker (issue 14): `baton lab up --tls`, then real clients
+//! in the client namespace — curl (TLS 1.3 and 1.2, 1 KiB to 50 MB,
+//! keep-alive), wget, `openssl s_client` — get the origin's bytes exactly
+//! (sha256) over Baton's handshake and record layer, and the box's
+//! /metrics prove TLS served them: handshakes, records both ways,
+//! close_notify, and a fatal alert for a client speaking plain HTTP to
+//! 443, after which the box still serves others.
+mod common;
+
+use std::fs;
+
+use common::*;
+
+const CA: &str = "ca.pem";
+
+fn https_url(n: u8, path: &str) -> String {
+    format!("https://198.18.0.{}{path}", 10 + n)
+}
+
+/// curl over HTTPS from the client namespace; returns (exit code, the
+/// TLS version curl reports, body).
+fn curl_https(g: &LabGuard, n: u8, name: &str, extra: &[&str]) -> (i32, String, Vec<u8>) {
+    let body = g.file("https.body");
+    let _ = fs::remove_file(&body);
+    let (b, ca) = (body.display().to_string(), g.file(CA).display().to_string());
+    let url = https_url(n, &format!("/{name}"));
+    let mut args = vec![
+        "curl",
+        "-sS",
+        "-v",
+        "--max-time",
+        "120",
+        "--cacert",
+        &ca,
+        "-o",
+        &b,
+    ];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    let o = g.exec("client", &args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    let version = err
+        .lines()
+        .find_map(|l| {
+            let at = l.find("SSL connection using ")?;
+            Some(l[at + 21..].split_whitespace().next()?.to_string())
+        })
+        .unwrap_or_default();
+    (
+        o.status.code().unwrap_or(-1),
+        version,
+        fs::read(&body).unwrap_or_default(),
+    )
+}
+
+#[track_caller]
+fn https_identical(g: &LabGuard, n: u8, name: &str, extra: &[&str], want_version: &str) {
+    let (code, version, body) = curl_https(g, n, name, extra);
+    assert_eq!(code, 0, "curl {extra:?} https://…/{name} from box{n}");
+    assert_eq!(version, want_version, "{name} {extra:?}");
+    assert_eq!(
+        sha256_hex(&body),
+        g.listed_sha(name),
+        "{name} over {version}: bytes differ from the origin's ({} bytes)",
+        body.len()
+    );
+}
+
+fn tls_metric(g: &LabGuard, name: &str) -> u64 {
+    metric_value(&box_metrics(g, 1), name)
+}
+
+#[test]
+fn lab_https_serves_byte_exact_to_curl_wget_and_openssl_over_tls13_and_tls12() {
+    let g = LabGuard::up("bths", &["--boxes", "1", "--tls"]);
+    assert_eq!(tls_metric(&g, "baton_tls_handshakes_total"), 0);
+
+    for name in ["1K.bin", "1M.bin", "50M.bin"] {
+        https_identical(&g, 1, name, &["--tlsv1.3"], "TLSv1.3");
+        https_identical(&g, 1, name, &["--tlsv1.2", "--tls-max", "1.2"], "TLSv1.2");
+    }
+    // Each suite Baton's record layer seals with.
+    for suite in [
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ] {
+        https_identical(&g, 1, "1M.bin", &["--tls13-ciphers", suite], "TLSv1.3");
+    }
+    for cipher in [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+    ] {
+        https_identical(
+            &g,
+            1,
+            "1M.bin",
+            &["--tls-max", "1.2", "--ciphers", cipher],
+            "TLSv1.2",
+        );
+    }
+    let handshakes = tls_metric(&g, "baton_tls_handshakes_total");
+    assert_eq!(handshakes, 12, "one handshake per curl");
+
+    // Keep-alive: three requests, one connection, one handshake.
+    let ca = g.file(CA).display().to_string();
+    let out = ok(g.exec(
+        "client",
+        &[
+            "curl",
+            "-sS",
+            "--cacert",
+            &ca,
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{num_connects}\n",
+            &https_url(1, "/1K.bin"),
+            &https_url(1, "/1M.bin"),
+            &https_url(1, "/1K.bin"),
+        ],
+    ));
+    assert_eq!(out.trim(), "200 1\n200 0\n200 0", "keep-alive over HTTPS");
+    assert_eq!(tls_metric(&g, "baton_tls_handshakes_total"), handshakes + 1);
+
+    // wget.
+    let file = g.file("wget.body");
+    let out = g.exec(
+        "client",
+        &[
+            "wget",
+            "-q",
+            "--ca-certificate",
+            &ca,
+            "-O",
+            &file.display().to_string(),
+            &https_url(1, "/1M.bin"),
+        ],
+    );
+    assert!(out.status.success(), "wget: {}", text(&out));
+    assert_eq!(sha256_file(&file), g.listed_sha("1M.bin"), "wget's 1M.bin");
+
+    // openssl s_client: a raw request, the answer's body after its head.
+    for version in ["-tls1_3", "-tls1_2"] {
+        let out = g.exec(
+            "client",
+            &[
+                "sh",
+                "-c",
+                &format!(
+                    "printf 'GET /1M.bin HTTP/1.1\\r\\nHost: lab.baton.test\\r\\nConnection: close\\r\\n\\r\\n' \
+                     | openssl s_client -connect 198.18.0.11:443 -servername lab.baton.test \
+                       -CAfile {ca} -verify_return_error -quiet -ign_eof {version} 2>/dev/null"
+                ),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "openssl s_client {version}: exit {:?}",
+            out.status.code()
+        );
+        let raw = &out.stdout;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a response head");
+        assert!(raw.starts_with(b"HTTP/1.1 200"), "openssl {version}");
+        assert_eq!(
+            sha256_hex(&raw[split + 4..]),
+            g.listed_sha("1M.bin"),
+            "openssl s_client {version}: body"
+        );
+    }
+
+    // Plain HTTP to the HTTPS port: a handshake failure and a fatal alert,
+    // and the box goes on serving.
+    let alerts = tls_metric(&g, "baton_tls_alerts_total{direction=\"sent\"}");
+    let out = g.exec(
+        "client",
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "http://198.18.0.11:443/1K.bin",
+        ],
+    );
+    assert!(!out.status.success(), "plain HTTP to 443 got an answer");
+    assert!(tls_metric(&g, "baton_tls_handshake_failures_total") >= 1);
+    assert_eq!(
+        tls_metric(&g, "baton_tls_alerts_total{direction=\"sent\"}"),
+        alerts + 1,
+        "one fatal alert for the bad ClientHello"
+    );
+    https_identical(&g, 1, "1M.bin", &[], "TLSv1.3");
+
+    // The records went through Baton's record layer: 50 MB twice is over
+    // 6,400 body records of 16 KiB; every curl sent records too.
+    let m = box_metrics(&g, 1);
+    let out_records = metric_value(&m, "baton_tls_records_total{direction=\"out\"}");
+    assert!(out_records > 6_400, "records sent: {out_records}");
+    let in_records = metric_value(&m, "baton_tls_records_total{direction=\"in\"}");
+    assert!(in_records >= 17, "records received: {in_records}");
+    assert!(
+        metric_value(&m, "baton_tls_close_notify_total{direction=\"sent\"}") >= 1,
+        "close_notify sent (Connection: close)"
+    );
+    // Plain HTTP still served beside HTTPS.
+    download_identical(&g, 1, "1M.bin");
+}
