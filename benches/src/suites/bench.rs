@@ -19,7 +19,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
     /// Suites to run: concurrency, throughput, checkpoint, failover,
-    /// https, criterion, or all (repeatable; all is every one but https).
+    /// https, criterion, or all (repeatable).
     #[arg(long, default_value = "all")]
     pub suite: Vec<String>,
     /// Results folder (default results/<unix time>).
