@@ -1,5 +1,6 @@
 //! The benchmark suites of `baton-bench`, one module each: [`concurrency`],
-//! [`throughput`], [`checkpoint`], [`failover`] and [`criterion`]; [`bench`]
+//! [`throughput`], [`checkpoint`], [`failover`], [`criterion`] and
+//! [`backends`] (which brings up a lab of its own per backend); [`bench`]
 //! holds what they share, [`nginx`] the reference server. [`run`] brings the
 //! lab up (prefix `btb…`, always taken down again), runs the chosen suites
 //! and writes `results.json`, `results.md`, PNG plots and the raw
@@ -13,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use baton_lab::driver::{Lab, LabOptions};
 use serde_json::{json, Value};
 
+pub mod backends;
 pub mod bench;
 pub mod checkpoint;
 pub mod concurrency;
@@ -64,6 +66,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "checkpoint",
             "failover",
             "criterion",
+            "backends",
         ]
         .contains(&s.as_str())
         {
@@ -89,6 +92,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let lab_suites = ["concurrency", "throughput", "checkpoint", "failover"]
         .iter()
         .any(|s| wants(s));
+    let backends_args = args.clone();
+    let mut pending: Result<()> = Ok(());
     if lab_suites {
         wait_for_other_labs(&args.prefix);
         let client_addrs = if args.quick { 4 } else { 40 };
@@ -104,7 +109,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args,
             lab,
             out: out.clone(),
-            load,
+            load: load.clone(),
             results,
             md,
             runs: 0,
@@ -131,12 +136,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .insert("errors_against_baton".into(), json!(bench.errors));
         results = std::mem::take(&mut bench.results);
         md = std::mem::take(&mut bench.md);
-        write_results(&out, &results, &md)?;
-        outcome?;
-        verdict?;
-    } else {
-        write_results(&out, &results, &md)?;
+        pending = outcome.and(verdict);
     }
+    // After the shared lab is down: this suite brings up one of its own
+    // per backend.
+    if wants("backends") && pending.is_ok() {
+        wait_for_other_labs(&backends_args.prefix);
+        match backends::backends(&backends_args, &load, &out) {
+            Ok((v, m, errors)) => {
+                results.insert("backends".into(), v);
+                md.push_str(&m);
+                let (errors_md, verdict) = bench::errors_verdict(backends_args.quick, &errors);
+                if !errors.is_empty() {
+                    md.push_str(&errors_md);
+                }
+                pending = verdict;
+            }
+            Err(e) => {
+                md.push_str(&format!("\n**The backends suite stopped early:** {e:#}\n"));
+                results.insert("backends_aborted".into(), json!(format!("{e:#}")));
+                pending = Err(e);
+            }
+        }
+    }
+    write_results(&out, &results, &md)?;
+    pending?;
     progress(format!("results in {}", out.display()));
     Ok(())
 }
