@@ -1,6 +1,8 @@
 //! The port a box's `[dataplane]` table names, as the dataplane's
 //! [`PortConfig`]: AF_PACKET on `dataplane.interface` (with
-//! `dataplane.mac` and `dataplane.tx_offload`), or (cargo feature `dpdk`) DPDK from
+//! `dataplane.mac` and `dataplane.tx_offload`), AF_XDP on the same
+//! interface (with `dataplane.mac`; it has no offload, so `tx_offload`
+//! does not apply), or (cargo feature `dpdk`) DPDK from
 //! `[dataplane.dpdk]`. The dataplane opens the port and starts the
 //! workers; this file only translates the configuration.
 //!
@@ -16,6 +18,7 @@
 use baton_config::DpdkConfig;
 use baton_config::{Backend, Config};
 use baton_dataplane::port::afpacket::AfPacketConfig;
+use baton_dataplane::port::afxdp::AfXdpConfig;
 #[cfg(feature = "dpdk")]
 use baton_dataplane::port::dpdk::DpdkOptions;
 use baton_dataplane::wire::ethernet::MacAddr;
@@ -45,6 +48,11 @@ pub fn port_config(config: &Config) -> Result<PortConfig, PortConfigError> {
             c.mac_override = dp.mac.map(|m| MacAddr(m.0));
             c.tx_offload = dp.tx_offload;
             Ok(PortConfig::AfPacket(c))
+        }
+        Backend::AfXdp => {
+            let mut c = AfXdpConfig::new(&dp.interface);
+            c.mac_override = dp.mac.map(|m| MacAddr(m.0));
+            Ok(PortConfig::AfXdp(c))
         }
         #[cfg(feature = "dpdk")]
         Backend::Dpdk => Ok(PortConfig::Dpdk(dpdk_options(config)?)),
@@ -221,6 +229,28 @@ mod afpacket_tests {
         match port_config(&c) {
             Ok(PortConfig::AfPacket(a)) => a,
             other => panic!("expected an AF_PACKET port, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn afxdp_backend_opens_an_af_xdp_port_on_the_interface_with_the_mac() {
+        let text = baton_config::EXAMPLE
+            .replace(baton_config::EXAMPLE_KEY, &"5a".repeat(32))
+            .replace(baton_config::EXAMPLE_TOKEN, "a-secret-token")
+            .replace("backend = \"afpacket\"", "backend = \"afxdp\"")
+            .replace("workers = 2", "workers = 1")
+            .replace("cores = [0, 1]", "cores = [0]");
+        let c = baton_config::parse(&text, "box.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        match port_config(&c) {
+            Ok(PortConfig::AfXdp(x)) => {
+                assert_eq!(x.interface, "front0");
+                assert_eq!(
+                    x.mac_override,
+                    Some(MacAddr([0x02, 0xba, 0x70, 0, 0, 1])),
+                    "dataplane.mac"
+                );
+            }
+            other => panic!("expected an AF_XDP port, got {other:?}"),
         }
     }
 

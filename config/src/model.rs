@@ -113,6 +113,8 @@ pub enum Backend {
     AfPacket,
     /// DPDK poll-mode drivers (built with the `dpdk` feature).
     Dpdk,
+    /// Linux AF_XDP sockets fed by an XDP program (one worker today).
+    AfXdp,
 }
 
 impl Backend {
@@ -121,6 +123,7 @@ impl Backend {
         match self {
             Backend::AfPacket => "afpacket",
             Backend::Dpdk => "dpdk",
+            Backend::AfXdp => "afxdp",
         }
     }
 }

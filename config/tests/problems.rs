@@ -629,8 +629,20 @@ fn bad_enum_value_lists_the_choices() {
     let line = line_of(&text, "backend");
     assert_eq!(
         one_line(&text),
-        format!("box1.toml:{line}: dataplane.backend: expected one of \"afpacket\", \"dpdk\", found string \"xdp\"")
+        format!("box1.toml:{line}: dataplane.backend: expected one of \"afpacket\", \"dpdk\", \"afxdp\", found string \"xdp\"")
     );
+}
+
+#[test]
+fn afxdp_backend_takes_one_worker() {
+    let text = edited("backend = \"afpacket\"", "backend = \"afxdp\"");
+    let line = line_of(&text, "workers");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: dataplane.workers: expected 1 with dataplane.backend = \"afxdp\" (one queue, one worker today), found 2")
+    );
+    let one = text.replace("workers = 2", "workers = 1");
+    assert_eq!(ok(&one).dataplane.backend, Backend::AfXdp);
 }
 
 #[test]

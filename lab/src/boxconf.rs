@@ -33,6 +33,9 @@ pub enum Backend {
     Afpacket,
     /// DPDK (needs the `dpdk` cargo feature).
     Dpdk,
+    /// AF_XDP on `front0`: the XDP program in veth's driver hook, copy
+    /// mode (veth has no zero-copy).
+    Afxdp,
 }
 
 impl Backend {
@@ -40,6 +43,7 @@ impl Backend {
         match self {
             Backend::Afpacket => "afpacket",
             Backend::Dpdk => "dpdk",
+            Backend::Afxdp => "afxdp",
         }
     }
 }
@@ -257,6 +261,25 @@ mod tests {
         assert!(!d.hugepages);
         assert_eq!(d.memory_mb, LAB_DPDK_MEMORY_MB);
         assert_eq!(c.node.name, "box3", "the box name is the EAL's file prefix");
+    }
+
+    #[test]
+    fn afxdp_box_config_passes_check_config_with_one_worker() {
+        let (lab, secrets) = lab_bt();
+        let text = box_toml(
+            &lab,
+            2,
+            3,
+            Backend::Afxdp,
+            SegmentMode::Shared,
+            true,
+            &secrets,
+        );
+        let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.dataplane.backend, baton_config::Backend::AfXdp);
+        assert_eq!(c.dataplane.interface, "front0");
+        assert_eq!(c.dataplane.workers, 1);
+        assert!(c.dataplane.dpdk.is_none());
     }
 
     #[test]

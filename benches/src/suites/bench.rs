@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::harness::stats::LoadSummary;
 
 /// Command line of `baton-bench`.
-#[derive(clap::Parser, Debug)]
+#[derive(clap::Parser, Debug, Clone)]
 #[command(name = "baton-bench", about = "Baton's benchmark suite (issue 7)")]
 pub struct BenchArgs {
     /// Smallest sizes and short runs (the CI smoke run, under five minutes),
@@ -19,7 +19,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
     /// Suites to run: concurrency, throughput, checkpoint, failover,
-    /// https, criterion, or all (repeatable).
+    /// https, criterion, backends, or all (repeatable).
     #[arg(long, default_value = "all")]
     pub suite: Vec<String>,
     /// Results folder (default results/<unix time>).

@@ -1,5 +1,6 @@
 //! The benchmark suites of `baton-bench`, one module each: [`concurrency`],
-//! [`throughput`], [`checkpoint`], [`failover`], [`https`] and [`criterion`]; [`bench`]
+//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`criterion`] and
+//! [`backends`] (which brings up a lab of its own per backend); [`bench`]
 //! holds what they share, [`nginx`] the reference server. [`run`] brings the
 //! lab up (prefix `btb…`, always taken down again), runs the chosen suites
 //! and writes `results.json`, `results.md`, PNG plots and the raw
@@ -13,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use baton_lab::driver::{Lab, LabOptions};
 use serde_json::{json, Value};
 
+pub mod backends;
 pub mod bench;
 pub mod checkpoint;
 pub mod concurrency;
@@ -26,14 +28,15 @@ pub use bench::BenchArgs;
 use bench::{progress, Bench};
 use criterion::criterion;
 
-/// The suites `--suite all` runs. `https` joins them once the boxes serve
-/// HTTPS (issue 14); until then it is run by name.
-const IN_ALL: [&str; 5] = [
+/// The suites `--suite all` runs: every one.
+const IN_ALL: [&str; 7] = [
     "concurrency",
     "throughput",
     "checkpoint",
     "failover",
+    "https",
     "criterion",
+    "backends",
 ];
 
 /// Runs the suites `args` asks for and writes the results folder.
@@ -77,6 +80,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "failover",
             "https",
             "criterion",
+            "backends",
         ]
         .contains(&s.as_str())
         {
@@ -108,6 +112,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
     ]
     .iter()
     .any(|s| wants(s));
+    let backends_args = args.clone();
+    let mut pending: Result<()> = Ok(());
     if lab_suites {
         wait_for_other_labs(&args.prefix);
         let client_addrs = if args.quick { 4 } else { 40 };
@@ -130,7 +136,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args,
             lab,
             out: out.clone(),
-            load,
+            load: load.clone(),
             results,
             md,
             runs: 0,
@@ -157,12 +163,31 @@ pub fn run(args: BenchArgs) -> Result<()> {
             .insert("errors_against_baton".into(), json!(bench.errors));
         results = std::mem::take(&mut bench.results);
         md = std::mem::take(&mut bench.md);
-        write_results(&out, &results, &md)?;
-        outcome?;
-        verdict?;
-    } else {
-        write_results(&out, &results, &md)?;
+        pending = outcome.and(verdict);
     }
+    // After the shared lab is down: this suite brings up one of its own
+    // per backend.
+    if wants("backends") && pending.is_ok() {
+        wait_for_other_labs(&backends_args.prefix);
+        match backends::backends(&backends_args, &load, &out) {
+            Ok((v, m, errors)) => {
+                results.insert("backends".into(), v);
+                md.push_str(&m);
+                let (errors_md, verdict) = bench::errors_verdict(backends_args.quick, &errors);
+                if !errors.is_empty() {
+                    md.push_str(&errors_md);
+                }
+                pending = verdict;
+            }
+            Err(e) => {
+                md.push_str(&format!("\n**The backends suite stopped early:** {e:#}\n"));
+                results.insert("backends_aborted".into(), json!(format!("{e:#}")));
+                pending = Err(e);
+            }
+        }
+    }
+    write_results(&out, &results, &md)?;
+    pending?;
     progress(format!("results in {}", out.display()));
     Ok(())
 }

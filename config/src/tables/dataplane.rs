@@ -11,7 +11,7 @@ table! {
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct DataplaneConfig {
         /// Packet I/O backend.
-        backend: Backend = req(choice(&[Backend::AfPacket, Backend::Dpdk])),
+        backend: Backend = req(choice(&[Backend::AfPacket, Backend::Dpdk, Backend::AfXdp])),
         /// Front interface name (<= 15 bytes).
         interface: String = req(interface_name),
         /// Number of poll-mode workers, >= 1.
@@ -42,7 +42,7 @@ table! {
         /// DPDK settings, `[dataplane.dpdk]`.
         dpdk: Option<DpdkConfig> = Optional,
     }
-    check = one_core_per_worker;
+    check = dataplane_rules;
 }
 
 /// A byte size of at least [`MIN_TCP_BUFFER_BUDGET`].
@@ -54,6 +54,33 @@ fn tcp_buffer_budget(v: &toml_edit::Value) -> Result<u64, String> {
         ));
     }
     Ok(n)
+}
+
+/// The rules between `[dataplane]` keys.
+fn dataplane_rules(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
+    one_core_per_worker(c, t, p) && afxdp_one_worker(c, t, p)
+}
+
+/// The AF_XDP port reads one queue with one worker: with more, the NIC's
+/// RSS and not the dataplane's flow rule would pick each frame's worker,
+/// and a taken-over connection could land on a worker that does not hold
+/// it.
+fn afxdp_one_worker(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
+    let (Some(Backend::AfXdp), Some(workers)) = (p.backend, p.workers) else {
+        return true;
+    };
+    if workers == 1 {
+        return true;
+    }
+    let line = c.key_line(t, "workers");
+    c.problem(
+        line,
+        t.key_path("workers"),
+        format!(
+            "expected 1 with dataplane.backend = \"afxdp\" (one queue, one worker today), found {workers}"
+        ),
+    );
+    false
 }
 
 /// One pinned core per worker, or none: a poll-mode worker spins, so two

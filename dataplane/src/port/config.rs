@@ -6,6 +6,7 @@
 //! runs on.
 
 use super::afpacket::{AfPacketConfig, AfPacketPort};
+use super::afxdp::{AfXdpConfig, AfXdpPort};
 #[cfg(feature = "dpdk")]
 use super::dpdk::{DpdkOptions, DpdkPort};
 use super::memory::MemoryPort;
@@ -18,6 +19,9 @@ pub enum PortConfig {
     /// AF_PACKET rings on a kernel interface (interface, MAC override, ring
     /// layout, slots, offload), one fanout member per worker.
     AfPacket(AfPacketConfig),
+    /// An AF_XDP socket on queue 0 of a kernel interface, with the XDP
+    /// program that steers its frames (one worker).
+    AfXdp(AfXdpConfig),
     /// A DPDK device: the EAL's arguments, the vdev and its queue pairs
     /// (one per worker).
     #[cfg(feature = "dpdk")]
@@ -41,6 +45,7 @@ impl PortConfig {
     pub fn open<O: OpenedPorts>(self, workers: usize, then: O) -> Result<O::Output, PortError> {
         match self {
             PortConfig::AfPacket(cfg) => Ok(then.run(AfPacketPort::open_group(&cfg, workers)?)),
+            PortConfig::AfXdp(cfg) => Ok(then.run(AfXdpPort::open_group(&cfg, workers)?)),
             #[cfg(feature = "dpdk")]
             PortConfig::Dpdk(opts) => Ok(then.run(DpdkPort::open_with(&opts)?)),
             PortConfig::Memory(ports) => Ok(then.run(ports)),
@@ -52,6 +57,7 @@ impl fmt::Display for PortConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PortConfig::AfPacket(c) => write!(f, "AF_PACKET on {}", c.interface),
+            PortConfig::AfXdp(c) => write!(f, "AF_XDP on {}", c.interface),
             #[cfg(feature = "dpdk")]
             PortConfig::Dpdk(o) => write!(
                 f,
@@ -96,5 +102,25 @@ mod tests {
         let cfg = PortConfig::AfPacket(AfPacketConfig::new("bt-no-such-if"));
         assert_eq!(cfg.to_string(), "AF_PACKET on bt-no-such-if");
         assert!(matches!(cfg.open(1, Count), Err(PortError::NoInterface(_))));
+    }
+
+    #[test]
+    fn an_af_xdp_port_on_a_missing_interface_says_so() {
+        let cfg = PortConfig::AfXdp(AfXdpConfig::new("bt-no-such-if"));
+        assert_eq!(cfg.to_string(), "AF_XDP on bt-no-such-if");
+        assert!(matches!(cfg.open(1, Count), Err(PortError::NoInterface(_))));
+    }
+
+    #[test]
+    fn an_af_xdp_port_refuses_more_than_one_worker() {
+        let cfg = PortConfig::AfXdp(AfXdpConfig::new("lo"));
+        let e = cfg.open(2, Count).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PortError::AfXdp(crate::port::afxdp::AfXdpError::OneWorker(2))
+            ),
+            "{e}"
+        );
     }
 }

@@ -7,6 +7,9 @@
 //!
 //! - [`afpacket`]: Linux AF_PACKET, TPACKET_V3 mmap RX ring, `sendmmsg` TX,
 //!   workers sharing one interface through `PACKET_FANOUT_CBPF`.
+//! - [`afxdp`]: Linux AF_XDP, a UMEM and four rings shared with the
+//!   kernel, frames steered to the socket by a five-instruction XDP
+//!   program loaded with bpf(2).
 //! - `dpdk` (cargo feature `dpdk`): a DPDK poll-mode driver through the
 //!   system's libdpdk, one queue pair per worker; the EAL start-up lives
 //!   there too.
@@ -38,6 +41,7 @@
 //! ```
 
 pub mod afpacket;
+pub mod afxdp;
 pub mod config;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
@@ -80,6 +84,9 @@ pub enum PortError {
     /// The interface does not exist.
     #[error("no such interface: {0}")]
     NoInterface(String),
+    /// An AF_XDP port could not be opened (privilege, kernel, attach).
+    #[error(transparent)]
+    AfXdp(#[from] afxdp::AfXdpError),
     /// The other end of an in-memory port is gone.
     #[error("port disconnected")]
     Disconnected,
