@@ -189,6 +189,7 @@ fn frames() -> Result<Vec<(&'static str, Vec<u8>)>> {
         ..Options::default()
     };
     let (r, u, p) = (RESTORED_RCV_NXT, RESTORED_SND_UNA, RESTORED_PORT);
+    let quoted = ipv6_syn(Options::default())?;
     Ok(vec![
         (
             "syn",
@@ -309,10 +310,7 @@ fn frames() -> Result<Vec<(&'static str, Vec<u8>)>> {
         (
             "icmpv6-ptb",
             icmpv6_frame(
-                |b| {
-                    let quoted = ipv6_syn(Options::default())?;
-                    icmpv6::emit_packet_too_big(b, CLIENT6, SERVICE6, 1280, &quoted[14..])
-                },
+                |b| icmpv6::emit_packet_too_big(b, CLIENT6, SERVICE6, 1280, &quoted[14..]),
                 64,
             )?,
         ),

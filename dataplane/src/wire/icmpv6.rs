@@ -224,6 +224,7 @@ pub fn emit_echo_reply(
 
 /// Writes an ND message (type, flags byte, target, optional link-layer
 /// address option of kind `opt`).
+#[allow(clippy::too_many_arguments)]
 fn emit_nd(
     buf: &mut [u8],
     src: Ipv6Addr,
