@@ -1,0 +1,116 @@
+//! IPv6 end to end (issue 15): the lab's front LAN is dual-stack
+//! (`2001:2::/48`, RFC 5180); real Linux clients in the client namespace
+//! reach a box at `2001:2:0:18::(10+N)`, which its dataplane owns with no
+//! kernel address: the client's kernel resolves it by neighbour discovery
+//! (`ip -6 neigh`), pings it, and downloads every object byte-exact with
+//! curl and wget. Counters on the box prove the IPv6 paths did the work.
+//! Needs root; serialized with the other lab tests (flock, see
+//! tests/common).
+mod common;
+
+use common::*;
+
+/// Box N's IPv6 service address (LAB.md).
+fn addr6(n: u8) -> String {
+    format!("2001:2:0:18::{}", 10 + n)
+}
+
+/// `curl -6` of `name` from box `n`; asserts exit 0 and the origin's bytes.
+#[track_caller]
+fn curl6_identical(g: &LabGuard, n: u8, name: &str) {
+    let out = g.file("curl6.body");
+    let _ = std::fs::remove_file(&out);
+    let out_s = out.display().to_string();
+    ok(g.exec(
+        "client",
+        &[
+            "curl",
+            "-6",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "120",
+            "-o",
+            &out_s,
+            &format!("http://[{}]/{name}", addr6(n)),
+        ],
+    ));
+    assert_eq!(
+        sha256_file(&out),
+        g.listed_sha(name),
+        "{name} via curl -6 from box{n}"
+    );
+}
+
+/// What `ip -6 neigh show ADDR` in the client says of box `n`'s address.
+fn client_neigh(g: &LabGuard, n: u8) -> String {
+    ok(g.exec(
+        "client",
+        &["ip", "-6", "neigh", "show", &addr6(n), "dev", "eth0"],
+    ))
+}
+
+#[test]
+fn lab_ipv6_ping_neighbour_curl_and_wget_byte_exact() {
+    let g = LabGuard::up("btv6a", &["--boxes", "1"]);
+    let before = box_metrics(&g, 1);
+
+    // Neighbour discovery, then echo: the kernel's own ping6.
+    ok(g.exec(
+        "client",
+        &["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", &addr6(1)],
+    ));
+    let neigh = client_neigh(&g, 1);
+    assert!(
+        neigh.contains("lladdr 02:ba:70:00:00:01"),
+        "the client resolved box 1's IPv6 address to its MAC: {neigh:?}"
+    );
+
+    for name in ["1K.bin", "1M.bin", "50M.bin", "100M.bin"] {
+        // A miss streamed from the origin, then a hit from memory.
+        curl6_identical(&g, 1, name);
+        curl6_identical(&g, 1, name);
+    }
+    let out = g.file("wget6.body").display().to_string();
+    ok(g.exec(
+        "client",
+        &[
+            "wget",
+            "-6",
+            "-q",
+            "-T",
+            "60",
+            "-O",
+            &out,
+            &format!("http://[{}]/50M.bin", addr6(1)),
+        ],
+    ));
+    assert_eq!(
+        sha256_file(&g.file("wget6.body")),
+        g.listed_sha("50M.bin"),
+        "50M.bin via wget -6"
+    );
+
+    // The box's counters: the IPv6 paths answered, and IPv4 is untouched
+    // by it (the client spoke only IPv6 here).
+    let after = box_metrics(&g, 1);
+    let grew = |name: &str| {
+        let full = format!("baton_dataplane_{name}_total");
+        metric_value(&after, &full).saturating_sub(metric_value(&before, &full))
+    };
+    assert!(
+        grew("nd_advertisements_sent") >= 1,
+        "the box answered the client's solicitation"
+    );
+    assert!(
+        grew("icmpv6_echo_replies_sent") >= 3,
+        "three pings answered"
+    );
+    assert!(grew("tcp_accepted") >= 9, "nine connections over IPv6");
+    assert!(
+        metric_value(&after, "baton_dataplane_nd_announcements_sent_total") >= 1,
+        "the box announced its IPv6 address when it started"
+    );
+    assert_eq!(grew("drop_ipv6_bad_length"), 0);
+    assert_eq!(grew("drop_tcp_bad_checksum"), 0);
+}
