@@ -114,3 +114,107 @@ fn lab_ipv6_ping_neighbour_curl_and_wget_byte_exact() {
     assert_eq!(grew("drop_ipv6_bad_length"), 0);
     assert_eq!(grew("drop_tcp_bad_checksum"), 0);
 }
+
+/// The URL of `path` on box `n`'s IPv6 service address.
+fn url6(n: u8, path: &str) -> String {
+    format!("http://[{}]{path}", addr6(n))
+}
+
+#[test]
+fn lab_ipv6_and_ipv4_downloads_survive_killing_a_box_and_the_client_follows_its_address() {
+    let g = LabGuard::up("btv6k", &["--boxes", "3"]);
+    // Every box has 1M.bin in its cache: the test is about the takeover,
+    // not the origin.
+    for n in 1..=3 {
+        assert_all_identical(
+            &g,
+            vec![start_download_url(
+                &g,
+                100 + n,
+                url6(n as u8, "/1M.bin"),
+                "100M",
+            )],
+            "1M.bin",
+        );
+    }
+    let box1_mac = "02:ba:70:00:00:01";
+    assert!(
+        client_neigh(&g, 1).contains(box1_mac),
+        "the client knows box 1's IPv6 address at box 1's MAC"
+    );
+    let before = metric_sum(&g, &[2, 3], "baton_http_resumed_total");
+    let rst = RstCapture::start(&g);
+    // Box 1 gets three IPv6 and three IPv4 downloads; the others one of each.
+    let started = std::time::Instant::now();
+    let mut downloads = Vec::new();
+    for i in 0..3 {
+        downloads.push(start_download_url(&g, i, url6(1, "/1M.bin"), "120K"));
+        downloads.push(start_download(&g, 10 + i, 1, "1M.bin", "120K"));
+    }
+    for n in 2..=3u8 {
+        downloads.push(start_download_url(
+            &g,
+            20 + n as usize,
+            url6(n, "/1M.bin"),
+            "120K",
+        ));
+        downloads.push(start_download(
+            &g,
+            30 + n as usize,
+            n as usize,
+            "1M.bin",
+            "120K",
+        ));
+    }
+    let moved = kill_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        std::time::Duration::from_millis(1500),
+    );
+    let sizes: Vec<String> = downloads
+        .iter()
+        .map(|d| {
+            let got = std::fs::metadata(&d.out).map_or(0, |m| m.len());
+            format!("{} {got}", d.url)
+        })
+        .collect();
+    assert!(
+        moved >= 4,
+        "only {moved} of box 1's six downloads were mid-body at the kill: \
+         not both families were moved: {sizes:?}"
+    );
+    assert_all_identical(&g, downloads, "1M.bin");
+    assert_resumed(&g, &[2, 3], before, moved);
+    let seen = rst.finish_counted();
+    assert!(
+        seen.resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        seen.resets.join("\n")
+    );
+    assert!(
+        seen.client_fins_v6 >= 1 && seen.client_fins > seen.client_fins_v6,
+        "the capture saw {} client FINs, {} of them IPv6: it must see both families",
+        seen.client_fins,
+        seen.client_fins_v6
+    );
+
+    // The inheritor's unsolicited advertisements (Override) moved box 1's
+    // IPv6 address in the client's neighbour cache, and it answers pings.
+    let neigh = client_neigh(&g, 1);
+    let survivors = ["02:ba:70:00:00:02", "02:ba:70:00:00:03"];
+    assert!(
+        !neigh.contains(box1_mac) && survivors.iter().any(|m| neigh.contains(m)),
+        "the client's neighbour entry for box 1's address points at a survivor: {neigh:?}"
+    );
+    ok(g.exec(
+        "client",
+        &["ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", &addr6(1)],
+    ));
+    assert!(
+        metric_sum(&g, &[2, 3], "baton_dataplane_nd_announcements_sent_total") >= 4,
+        "the survivors announced their addresses and the inherited one"
+    );
+}
