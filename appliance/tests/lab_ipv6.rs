@@ -115,6 +115,30 @@ fn lab_ipv6_ping_neighbour_curl_and_wget_byte_exact() {
     assert_eq!(grew("drop_tcp_bad_checksum"), 0);
 }
 
+#[test]
+fn lab_ipv6_downloads_survive_loss_delay_reordering_and_duplication() {
+    let g = LabGuard::up("btv6i", &["--boxes", "1"]);
+    // Warm the cache so the impaired leg is the client's alone.
+    curl6_identical(&g, 1, "1M.bin");
+    curl6_identical(&g, 1, "50M.bin");
+    let before = box_metrics(&g, 1);
+    ok(g.lab(&["impair", "client", "--loss", "2", "--delay", "20"]));
+    for _ in 0..3 {
+        curl6_identical(&g, 1, "1M.bin");
+    }
+    ok(g.lab(&["impair", "client", "--delay", "2", "--reorder", "25"]));
+    curl6_identical(&g, 1, "1M.bin");
+    curl6_identical(&g, 1, "50M.bin");
+    ok(g.lab(&["impair", "client", "--duplicate", "10"]));
+    curl6_identical(&g, 1, "50M.bin");
+    ok(g.lab(&["impair", "client", "--clear"]));
+    curl6_identical(&g, 1, "1M.bin");
+    // Every impaired download was a connection the box served over IPv6.
+    let after = box_metrics(&g, 1);
+    let name = "baton_dataplane_tcp_accepted_total";
+    assert!(metric_value(&after, name) >= metric_value(&before, name) + 7);
+}
+
 /// The URL of `path` on box `n`'s IPv6 service address.
 fn url6(n: u8, path: &str) -> String {
     format!("http://[{}]{path}", addr6(n))
