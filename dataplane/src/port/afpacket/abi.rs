@@ -37,6 +37,20 @@ pub(super) const FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 /// `PACKET_STATISTICS` of linux/if_packet.h (not in the libc crate).
 pub(super) const PACKET_STATISTICS: libc::c_int = 6;
 
+/// `PACKET_ADD_MEMBERSHIP` (linux/if_packet.h; not in the libc crate).
+pub(super) const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+/// `PACKET_MR_ALLMULTI`: the device takes every multicast frame.
+pub(super) const PACKET_MR_ALLMULTI: u16 = 2;
+
+/// `struct packet_mreq`.
+#[repr(C)]
+pub(super) struct PacketMreq {
+    pub mr_ifindex: libc::c_int,
+    pub mr_type: u16,
+    pub mr_alen: u16,
+    pub mr_address: [u8; 8],
+}
+
 #[repr(C)]
 pub(super) struct SockFprog {
     pub(super) len: u16,
