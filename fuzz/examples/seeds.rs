@@ -8,7 +8,7 @@
 //!
 //! It is built without instrumentation and outside the test suite.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,7 +18,8 @@ use baton_dataplane::wire::arp::{self, ArpPacket};
 use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
 use baton_dataplane::wire::{icmpv6, ipv4, ipv6, tcp};
 use baton_fuzz::worker::{
-    BOX_MAC, CLIENT, CLIENT_MAC, RESTORED_PORT, RESTORED_RCV_NXT, RESTORED_SND_UNA, SERVICE,
+    BOX_MAC, CLIENT, CLIENT6, CLIENT_MAC, RESTORED_PORT, RESTORED_RCV_NXT, RESTORED_SND_UNA,
+    SERVICE, SERVICE6,
 };
 use baton_fuzz::{join_records, replication};
 use baton_raft::codec::Writer;
@@ -317,10 +318,6 @@ fn frames() -> Result<Vec<(&'static str, Vec<u8>)>> {
     ])
 }
 
-/// The client and service addresses of the IPv6 seeds (the lab's front LAN).
-const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 0x100);
-const SERVICE6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 0x11);
-
 fn eth6(f: &mut [u8]) -> Result<usize> {
     Ok(ethernet::emit(
         f,
@@ -407,7 +404,19 @@ fn worker_inputs() -> Result<Vec<(&'static str, Vec<u8>)>> {
         b"",
     )?;
     let mut out = vec![];
-    for name in ["syn", "arp-request", "icmp-echo", "rst", "fin"] {
+    for name in [
+        "syn",
+        "arp-request",
+        "icmp-echo",
+        "rst",
+        "fin",
+        "ipv6-syn",
+        "ipv6-ext-syn",
+        "icmpv6-echo",
+        "icmpv6-ns",
+        "icmpv6-na",
+        "icmpv6-ptb",
+    ] {
         out.push((name, join_records(&[(0, &f[name][..])])));
     }
     // Control bytes (see baton_fuzz::worker::run): 1 fix checksums, 4

@@ -10,7 +10,7 @@ use super::state::Core;
 use crate::app::App;
 use crate::neighbour::ndp::{self, NsAction};
 use crate::port::RxMeta;
-use crate::tcp::{FourTuple, IPV6_MIN_MSS};
+use crate::tcp::{FourTuple, SeqNum, IPV6_MIN_MSS};
 use crate::wire::ethernet::{self, EthernetHeader, MacAddr};
 use crate::wire::icmpv6::{self, Icmpv6, NaFlags};
 use crate::wire::ipv6::{self, Ipv6Header};
@@ -186,12 +186,13 @@ impl Core {
         }
     }
 
-    /// RFC 8201 §4: a Packet Too Big for one of our connections lowers its
+    /// RFC 8201 §4: a Packet Too Big for one of our connections, quoting a
+    /// segment still in flight (§5.2: not a blind guess), lowers its
     /// MSS to what the reported MTU carries, the MTU clamped to IPv6's
     /// minimum of 1280 (a smaller one is a lie or an IPv4 translator's,
     /// and the segments we send fit 1280 anyway).
     fn on_packet_too_big(&mut self, mtu: u32, invoking: &[u8]) {
-        let Some(tuple) = quoted_tuple(invoking) else {
+        let Some((tuple, seq)) = quoted_tuple(invoking) else {
             self.counters.drop_icmpv6_ptb_ignored += 1;
             return;
         };
@@ -203,7 +204,7 @@ impl Core {
             .flows
             .lookup(&tuple)
             .and_then(|id| self.flows.get_mut(id))
-            .is_some_and(|c| c.tcb.lower_mss(mss));
+            .is_some_and(|c| c.tcb.in_flight(seq) && c.tcb.lower_mss(mss));
         if lowered {
             self.counters.icmpv6_ptb_applied += 1;
         } else {
@@ -212,18 +213,23 @@ impl Core {
     }
 }
 
-/// The connection a Packet Too Big is about: the invoking packet is one we
-/// sent, so its source is our side. Only TCP has connections to lower.
-fn quoted_tuple(invoking: &[u8]) -> Option<FourTuple> {
+/// The connection a Packet Too Big is about, and the sequence number of
+/// the segment quoted: the invoking packet is one we sent, so its source
+/// is our side. Only TCP has connections to lower.
+fn quoted_tuple(invoking: &[u8]) -> Option<(FourTuple, SeqNum)> {
     let (h, l4) = ipv6::parse_quoted(invoking).ok()?;
     if h.protocol != ipv6::PROTO_TCP {
         return None;
     }
-    let (sp, dp) = (l4.get(0..2)?, l4.get(2..4)?);
-    Some(FourTuple {
+    let (sp, dp, sq) = (l4.get(0..2)?, l4.get(2..4)?, l4.get(4..8)?);
+    let tuple = FourTuple {
         local: SocketAddr::new(IpAddr::V6(h.src), u16::from_be_bytes([sp[0], sp[1]])),
         remote: SocketAddr::new(IpAddr::V6(h.dst), u16::from_be_bytes([dp[0], dp[1]])),
-    })
+    };
+    Some((
+        tuple,
+        SeqNum(u32::from_be_bytes([sq[0], sq[1], sq[2], sq[3]])),
+    ))
 }
 
 /// The echo reply frame from `our_ip`/`our_mac` back to the requester.

@@ -332,13 +332,29 @@ fn handshake_over_ipv6_advertises_the_ipv6_mss_and_packet_too_big_lowers_it() {
     let ptb = frame6(BOX_MAC, router, SERVICE, ipv6::PROTO_ICMPV6, 64, |b| {
         icmpv6::emit_packet_too_big(b, router, SERVICE, 600, &quoted)
     });
+    // First one quoting a sequence number not in flight: a blind guess
+    // (RFC 8201 §5.2), ignored.
+    let mut guessed = quoted.clone();
+    guessed[44..48].copy_from_slice(&(iss + 1_000_000).to_be_bytes());
+    let blind = frame6(BOX_MAC, router, SERVICE, ipv6::PROTO_ICMPV6, 64, |b| {
+        icmpv6::emit_packet_too_big(b, router, SERVICE, 600, &guessed)
+    });
+    wire.send(blind).unwrap();
+    w.poll(now).unwrap();
+    assert_eq!(
+        (
+            w.counters().icmpv6_ptb_applied,
+            w.counters().drop_icmpv6_ptb_ignored
+        ),
+        (0, 1)
+    );
     wire.send(ptb.clone()).unwrap();
     w.poll(now).unwrap();
     assert_eq!(w.counters().icmpv6_ptb_applied, 1);
     // The same message again changes nothing: the MSS is already lower.
     wire.send(ptb).unwrap();
     w.poll(now).unwrap();
-    assert_eq!(w.counters().drop_icmpv6_ptb_ignored, 1);
+    assert_eq!(w.counters().drop_icmpv6_ptb_ignored, 2);
     wire.drain();
 
     // The client acknowledges everything sent so far: what follows is cut
@@ -374,7 +390,7 @@ fn handshake_over_ipv6_advertises_the_ipv6_mss_and_packet_too_big_lowers_it() {
     });
     wire.send(ptb).unwrap();
     w.poll(now + Duration::from_millis(2)).unwrap();
-    assert_eq!(w.counters().drop_icmpv6_ptb_ignored, 2);
+    assert_eq!(w.counters().drop_icmpv6_ptb_ignored, 3);
     assert_eq!(w.counters().icmpv6_ptb_applied, 1);
 }
 

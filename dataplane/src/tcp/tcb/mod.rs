@@ -361,6 +361,14 @@ impl Tcb {
         true
     }
 
+    /// Whether `seq` is a sequence number we sent that is not acknowledged
+    /// yet (SND.UNA ≤ seq < SND.MAX): an ICMP error quoting any other is
+    /// not about a segment in flight, a blind attacker's guess (RFC 5927
+    /// §4.1, RFC 8201 §5.2).
+    pub fn in_flight(&self, seq: SeqNum) -> bool {
+        self.snd_una.le(seq) && seq.lt(self.snd_max)
+    }
+
     /// The MSS segments are cut at now (payload bytes, options excluded).
     pub fn mss(&self) -> u16 {
         self.mss
