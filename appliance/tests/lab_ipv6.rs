@@ -242,3 +242,74 @@ fn lab_ipv6_and_ipv4_downloads_survive_killing_a_box_and_the_client_follows_its_
         "the survivors announced their addresses and the inherited one"
     );
 }
+
+#[test]
+fn lab_ipv6_drain_moves_downloads_and_a_rejoined_box_serves_its_address_again() {
+    let g = LabGuard::up("btv6d", &["--boxes", "3"]);
+    for n in 1..=3 {
+        assert_all_identical(
+            &g,
+            vec![start_download_url(
+                &g,
+                100 + n,
+                url6(n as u8, "/1M.bin"),
+                "100M",
+            )],
+            "1M.bin",
+        );
+    }
+    let before = metric_sum(&g, &[2, 3], "baton_http_resumed_total");
+    let rst = RstCapture::start(&g);
+    let started = std::time::Instant::now();
+    let downloads: Vec<Download> = (0..9)
+        .map(|i| start_download_url(&g, i, url6(1 + (i % 3) as u8, "/1M.bin"), "120K"))
+        .collect();
+    // A planned move over IPv6: exact final checkpoints, no detection.
+    let moved = when_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        std::time::Duration::from_millis(1500),
+        |g| {
+            ok(g.lab(&["drain", "box1"]));
+        },
+    );
+    assert_all_identical(&g, downloads, "1M.bin");
+    let seen = rst.finish_counted();
+    assert!(
+        seen.resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        seen.resets.join("\n")
+    );
+    assert!(
+        seen.client_fins_v6 >= 6,
+        "the capture saw {} IPv6 client FINs",
+        seen.client_fins_v6
+    );
+    assert_resumed(&g, &[2, 3], before, moved);
+    // The drained box's IPv6 address is served by its heir...
+    curl6_identical(&g, 1, "1M.bin");
+    // ...until box 1 rejoins (a restart, as after a kill) and takes it
+    // back: the client's neighbour entry follows, and box 1 serves it.
+    ok(g.lab(&["kill", "box1"]));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    ok(g.lab(&["start", "box1"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !client_neigh(&g, 1).contains("02:ba:70:00:00:01") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the client's entry for box 1's IPv6 address never came back to box 1: {:?}",
+            client_neigh(&g, 1)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let served = "baton_dataplane_tcp_accepted_total";
+    let before = metric_value(&box_metrics(&g, 1), served);
+    curl6_identical(&g, 1, "1M.bin");
+    assert!(
+        metric_value(&box_metrics(&g, 1), served) > before,
+        "the rejoined box 1 served its own IPv6 address"
+    );
+}
