@@ -313,3 +313,59 @@ fn lab_ipv6_drain_moves_downloads_and_a_rejoined_box_serves_its_address_again() 
         "the rejoined box 1 served its own IPv6 address"
     );
 }
+
+/// The IPv6 edge-case injector, written into the lab's run folder so the
+/// client namespace can run it.
+const INJECTOR6: &str = include_str!("common/hostile_frames6.py");
+
+#[test]
+fn lab_ipv6_edge_cases_off_link_nd_dad_probes_fragments_and_blind_packet_too_big() {
+    let g = LabGuard::up("btv6e", &["--boxes", "1"]);
+    curl6_identical(&g, 1, "1M.bin");
+    let script = g.file("hostile_frames6.py");
+    std::fs::write(&script, INJECTOR6).expect("write the injector");
+    let before = box_metrics(&g, 1);
+    // The box's advertisements to all nodes (its answers to DAD probes).
+    let capture = Capture::start(
+        &g,
+        "na.pcap",
+        "icmp6 and ip6[40] == 136 and dst host ff02::1",
+    );
+    let count = 5;
+    let out = ok(g.exec(
+        "client",
+        &[
+            "python3",
+            &script.display().to_string(),
+            "eth0",
+            "2001:2:0:18::100",
+            &addr6(1),
+            "02:ba:70:00:00:01",
+            &count.to_string(),
+        ],
+    ));
+    assert!(out.contains("ptb_blind=5"), "the injector ran: {out}");
+    let heard = capture.finish(std::time::Duration::from_millis(500));
+    let after = box_metrics(&g, 1);
+    let grew = |name: &str| {
+        let full = format!("baton_dataplane_{name}_total");
+        metric_value(&after, &full).saturating_sub(metric_value(&before, &full))
+    };
+    // RFC 4861 §7.1.1: solicitations from off the link are ignored.
+    assert_eq!(grew("drop_nd_bad_hop_limit"), count, "{after}");
+    // RFC 4862 §5.4.3: a DAD probe for the box's address is defended, to
+    // all nodes, and the client's capture saw the answers.
+    assert_eq!(grew("nd_advertisements_sent"), count, "{after}");
+    assert!(
+        heard.len() >= count as usize,
+        "the client heard {} advertisements to all nodes: {heard:#?}",
+        heard.len()
+    );
+    assert_eq!(grew("drop_ipv6_fragment"), count, "{after}");
+    assert_eq!(grew("drop_ipv6_bad_extension"), count, "{after}");
+    // A Packet Too Big about no segment of the box's changes nothing.
+    assert_eq!(grew("drop_icmpv6_ptb_ignored"), count, "{after}");
+    assert_eq!(grew("icmpv6_ptb_applied"), 0);
+    // And the box serves as before.
+    curl6_identical(&g, 1, "1M.bin");
+}
