@@ -147,18 +147,19 @@ fn url6(n: u8, path: &str) -> String {
 #[test]
 fn lab_ipv6_and_ipv4_downloads_survive_killing_a_box_and_the_client_follows_its_address() {
     let g = LabGuard::up("btv6k", &["--boxes", "3"]);
-    // Every box has 1M.bin in its cache: the test is about the takeover,
-    // not the origin.
+    // Every box has 50M.bin in its cache: the test is about the takeover,
+    // not the origin. 50 MB at 2 MB/s lasts 25 s: the kill lands mid-body
+    // even on a machine that stalls the test for seconds.
     for n in 1..=3 {
         assert_all_identical(
             &g,
             vec![start_download_url(
                 &g,
                 100 + n,
-                url6(n as u8, "/1M.bin"),
-                "100M",
+                url6(n as u8, "/50M.bin"),
+                "1000M",
             )],
-            "1M.bin",
+            "50M.bin",
         );
     }
     let box1_mac = "02:ba:70:00:00:01";
@@ -172,29 +173,29 @@ fn lab_ipv6_and_ipv4_downloads_survive_killing_a_box_and_the_client_follows_its_
     let started = std::time::Instant::now();
     let mut downloads = Vec::new();
     for i in 0..3 {
-        downloads.push(start_download_url(&g, i, url6(1, "/1M.bin"), "120K"));
-        downloads.push(start_download(&g, 10 + i, 1, "1M.bin", "120K"));
+        downloads.push(start_download_url(&g, i, url6(1, "/50M.bin"), "2M"));
+        downloads.push(start_download(&g, 10 + i, 1, "50M.bin", "2M"));
     }
     for n in 2..=3u8 {
         downloads.push(start_download_url(
             &g,
             20 + n as usize,
-            url6(n, "/1M.bin"),
-            "120K",
+            url6(n, "/50M.bin"),
+            "2M",
         ));
         downloads.push(start_download(
             &g,
             30 + n as usize,
             n as usize,
-            "1M.bin",
-            "120K",
+            "50M.bin",
+            "2M",
         ));
     }
     let moved = kill_under_way(
         &g,
         &downloads,
         1,
-        1 << 20,
+        50 << 20,
         started,
         std::time::Duration::from_millis(1500),
     );
@@ -210,7 +211,7 @@ fn lab_ipv6_and_ipv4_downloads_survive_killing_a_box_and_the_client_follows_its_
         "only {moved} of box 1's six downloads were mid-body at the kill: \
          not both families were moved: {sizes:?}"
     );
-    assert_all_identical(&g, downloads, "1M.bin");
+    assert_all_identical(&g, downloads, "50M.bin");
     assert_resumed(&g, &[2, 3], before, moved);
     let seen = rst.finish_counted();
     assert!(
@@ -262,7 +263,7 @@ fn lab_ipv6_drain_moves_downloads_and_a_rejoined_box_serves_its_address_again() 
     let rst = RstCapture::start(&g);
     let started = std::time::Instant::now();
     let downloads: Vec<Download> = (0..9)
-        .map(|i| start_download_url(&g, i, url6(1 + (i % 3) as u8, "/1M.bin"), "120K"))
+        .map(|i| start_download_url(&g, i, url6(1 + (i % 3) as u8, "/1M.bin"), "60K"))
         .collect();
     // A planned move over IPv6: exact final checkpoints, no detection.
     let moved = when_under_way(
