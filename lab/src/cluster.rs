@@ -304,6 +304,13 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
     // Dual stack: the IPv6 address without duplicate address detection,
     // so it is usable at once (nothing else on the lab LAN holds it). A
     // new namespace may start with IPv6 off (the host's default).
+    // No link-local address: the kernel then sends no router
+    // solicitations, MLD reports or DAD probes of its own, and the LAN
+    // carries only the lab's traffic.
+    ip_in(
+        &client,
+        &["link", "set", "dev", "eth0", "addrgenmode", "none"],
+    )?;
     sys::exec_in(
         &client,
         "sysctl",
