@@ -33,6 +33,7 @@ mod dpdk {
         "rte_eth_dev_socket_id",
         "rte_eth_macaddr_get",
         "rte_eth_promiscuous_disable",
+        "rte_eth_allmulticast_enable",
         "rte_eth_dev_get_port_by_name",
         "rte_pktmbuf_pool_create",
         "rte_mempool_free",

@@ -38,24 +38,38 @@ fn lab_up_status_down_twice_in_a_row_leaves_no_namespace() {
 }
 
 /// LAB.md: nothing in the root namespace has an address or a route in
-/// 198.18.0.0/15, so lab traffic cannot leave the lab.
+/// 198.18.0.0/15 or 2001:2::/48, so lab traffic cannot leave the lab.
 #[test]
 fn lab_root_namespace_gets_no_lab_address_or_route() {
     let g = LabGuard::up("bt_root", &["--boxes", "2"]);
     for args in [
         &["-4", "addr"][..],
         &["-4", "route", "show", "table", "all"][..],
+        &["-6", "addr"][..],
+        &["-6", "route", "show", "table", "all"][..],
     ] {
         let out = Command::new("ip").args(args).output().expect("ip");
         let out = String::from_utf8_lossy(&out.stdout);
         assert!(
-            !out.contains("198.18.") && !out.contains("198.19."),
+            !out.contains("198.18.") && !out.contains("198.19.") && !out.contains("2001:2:"),
             "root namespace `ip {}` shows a lab address:\n{out}",
             args.join(" ")
         );
     }
-    // And no lab interface carries IPv6: the LANs stay quiet.
-    for node in ["client", "origin", "box1", "box2", "lan"] {
+    // The client's one IPv6 address is its lab address (no link-local:
+    // its kernel sends no solicitations of its own), and no other lab
+    // interface carries IPv6: the LANs stay quiet.
+    let o = g.exec("client", &["ip", "-6", "-o", "addr"]);
+    assert!(o.status.success());
+    let lines: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        lines.len() == 1 && lines[0].contains("inet6 2001:2:0:18::100/64"),
+        "client IPv6 addresses: {lines:?}"
+    );
+    for node in ["origin", "box1", "box2", "lan"] {
         let o = g.exec(node, &["ip", "-6", "-o", "addr"]);
         assert!(o.status.success());
         assert!(

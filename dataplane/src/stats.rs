@@ -50,7 +50,7 @@ counters! {
     drop_eth_truncated,
     /// Frames addressed to another unicast MAC.
     drop_eth_not_for_us,
-    /// EtherTypes we do not speak (VLAN tags, IPv6 for now, others).
+    /// EtherTypes we do not speak (VLAN tags, others).
     drop_eth_unknown_type,
     /// Malformed ARP packets.
     drop_arp_malformed,
@@ -84,6 +84,52 @@ counters! {
     drop_icmp_unhandled,
     /// Echo replies sent.
     icmp_echo_replies_sent,
+    /// IPv6 packets shorter than their 40-byte header.
+    drop_ipv6_truncated,
+    /// IPv6 with a version other than 6.
+    drop_ipv6_bad_header,
+    /// IPv6 payload length beyond the frame.
+    drop_ipv6_bad_length,
+    /// IPv6 fragments (never reassembled).
+    drop_ipv6_fragment,
+    /// IPv6 extension headers that run past the packet, misplaced
+    /// hop-by-hop options, or chains longer than 8.
+    drop_ipv6_bad_extension,
+    /// IPv6 packets to an address we do not own (nor a multicast group we
+    /// listen to).
+    drop_ipv6_not_ours,
+    /// IPv6 next headers other than ICMPv6 and TCP.
+    drop_ipv6_unknown_protocol,
+    /// Truncated ICMPv6 messages.
+    drop_icmpv6_truncated,
+    /// ICMPv6 checksum failures.
+    drop_icmpv6_bad_checksum,
+    /// ICMPv6 messages we do not act on (router messages, other errors).
+    drop_icmpv6_unhandled,
+    /// ICMPv6 echo replies sent.
+    icmpv6_echo_replies_sent,
+    /// Packet Too Big messages that lowered a connection's MSS.
+    icmpv6_ptb_applied,
+    /// Packet Too Big messages ignored: no such connection, or an MTU not
+    /// below the one in use.
+    drop_icmpv6_ptb_ignored,
+    /// Neighbor Discovery messages RFC 4861 §7.1 discards (bad code,
+    /// length, target or option).
+    drop_nd_malformed,
+    /// Neighbor Discovery messages with a hop limit other than 255: from
+    /// off the link, ignored (RFC 4861 §7.1).
+    drop_nd_bad_hop_limit,
+    /// Neighbor Solicitations for addresses we do not own (or breaking
+    /// RFC 4861 §7.1.1's address rules).
+    nd_not_for_us,
+    /// Neighbor Advertisements sent in answer to solicitations (DAD
+    /// probes included).
+    nd_advertisements_sent,
+    /// Unsolicited Neighbor Advertisements with Override sent when an
+    /// address moves to this box (the IPv6 gratuitous ARP).
+    nd_announcements_sent,
+    /// Neighbor Solicitations we sent to resolve a neighbour.
+    nd_solicitations_sent,
     /// Truncated TCP headers.
     drop_tcp_truncated,
     /// TCP data offset below five words.
@@ -184,6 +230,14 @@ impl Counters {
             WireError::TcpBadChecksum => &mut self.drop_tcp_bad_checksum,
             WireError::TcpBadOption => &mut self.drop_tcp_bad_option,
             WireError::TcpBadFlags => &mut self.drop_tcp_bad_flags,
+            WireError::Ipv6Truncated => &mut self.drop_ipv6_truncated,
+            WireError::Ipv6BadHeader => &mut self.drop_ipv6_bad_header,
+            WireError::Ipv6BadLength => &mut self.drop_ipv6_bad_length,
+            WireError::Ipv6Fragment => &mut self.drop_ipv6_fragment,
+            WireError::Ipv6BadExtension => &mut self.drop_ipv6_bad_extension,
+            WireError::Icmpv6Truncated => &mut self.drop_icmpv6_truncated,
+            WireError::Icmpv6BadChecksum => &mut self.drop_icmpv6_bad_checksum,
+            WireError::NdMalformed => &mut self.drop_nd_malformed,
             WireError::BufferTooSmall | WireError::OptionsTooLong | WireError::Unsupported => {
                 &mut self.drop_emit_error
             }

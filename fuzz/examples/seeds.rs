@@ -16,9 +16,10 @@ use std::time::Duration;
 use baton_dataplane::tcp::{Flags, Options, OutSegment, SeqNum};
 use baton_dataplane::wire::arp::{self, ArpPacket};
 use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
-use baton_dataplane::wire::{ipv4, tcp};
+use baton_dataplane::wire::{icmpv6, ipv4, ipv6, tcp};
 use baton_fuzz::worker::{
-    BOX_MAC, CLIENT, CLIENT_MAC, RESTORED_PORT, RESTORED_RCV_NXT, RESTORED_SND_UNA, SERVICE,
+    BOX_MAC, CLIENT, CLIENT6, CLIENT_MAC, RESTORED_PORT, RESTORED_RCV_NXT, RESTORED_SND_UNA,
+    SERVICE, SERVICE6,
 };
 use baton_fuzz::{join_records, replication};
 use baton_raft::codec::Writer;
@@ -189,6 +190,7 @@ fn frames() -> Result<Vec<(&'static str, Vec<u8>)>> {
         ..Options::default()
     };
     let (r, u, p) = (RESTORED_RCV_NXT, RESTORED_SND_UNA, RESTORED_PORT);
+    let quoted = ipv6_syn(Options::default())?;
     Ok(vec![
         (
             "syn",
@@ -256,7 +258,127 @@ fn frames() -> Result<Vec<(&'static str, Vec<u8>)>> {
         ),
         ("arp-reply", baton_fuzz::worker::arp_reply()),
         ("icmp-echo", icmp_echo()?),
+        ("ipv6-syn", ipv6_syn(syn_opts)?),
+        ("ipv6-ext-syn", ipv6_with_extensions(ipv6_syn(syn_opts)?)),
+        (
+            "icmpv6-echo",
+            icmpv6_frame(
+                |b| {
+                    let n = icmpv6::emit_echo_reply(b, CLIENT6, SERVICE6, 1, 1, b"pingping")?;
+                    b[0] = icmpv6::TYPE_ECHO_REQUEST;
+                    Ok(n)
+                },
+                64,
+            )?,
+        ),
+        (
+            "icmpv6-ns",
+            icmpv6_frame(
+                |b| {
+                    let group = ipv6::solicited_node(SERVICE6);
+                    icmpv6::emit_neighbor_solicitation(
+                        b,
+                        CLIENT6,
+                        group,
+                        SERVICE6,
+                        Some(CLIENT_MAC),
+                    )
+                },
+                255,
+            )?,
+        ),
+        (
+            "icmpv6-na",
+            icmpv6_frame(
+                |b| {
+                    let flags = icmpv6::NaFlags {
+                        override_: true,
+                        solicited: true,
+                        router: false,
+                    };
+                    icmpv6::emit_neighbor_advertisement(
+                        b,
+                        CLIENT6,
+                        SERVICE6,
+                        CLIENT6,
+                        flags,
+                        Some(CLIENT_MAC),
+                    )
+                },
+                255,
+            )?,
+        ),
+        (
+            "icmpv6-ptb",
+            icmpv6_frame(
+                |b| icmpv6::emit_packet_too_big(b, CLIENT6, SERVICE6, 1280, &quoted[14..]),
+                64,
+            )?,
+        ),
     ])
+}
+
+fn eth6(f: &mut [u8]) -> Result<usize> {
+    Ok(ethernet::emit(
+        f,
+        &EthernetHeader {
+            dst: BOX_MAC,
+            src: CLIENT_MAC,
+            ethertype: ethernet::ETHERTYPE_IPV6,
+        },
+    )?)
+}
+
+fn ipv6_syn(opts: Options) -> Result<Vec<u8>> {
+    let seg = OutSegment {
+        src_port: 50_000,
+        dst_port: 80,
+        seq: SeqNum(777),
+        flags: flags(true, false, false, false, false),
+        window: 65_535,
+        options: opts,
+        ..OutSegment::default()
+    };
+    let mut f = vec![0u8; 256];
+    let e = eth6(&mut f)?;
+    let t = tcp::emit(&mut f[e + 40..], CLIENT6.into(), SERVICE6.into(), &seg)?;
+    ipv6::emit(&mut f[e..], CLIENT6, SERVICE6, ipv6::PROTO_TCP, 64, t)?;
+    f.truncate(e + 40 + t);
+    Ok(f)
+}
+
+/// `f` (an IPv6 frame without extension headers) with hop-by-hop and
+/// destination options inserted before its upper-layer header.
+fn ipv6_with_extensions(f: Vec<u8>) -> Vec<u8> {
+    let (head, l4) = f.split_at(14 + 40);
+    let mut out = head.to_vec();
+    let next = out[14 + 6];
+    out[14 + 6] = ipv6::NEXT_HOP_BY_HOP;
+    out.extend_from_slice(&[ipv6::NEXT_DEST_OPTS, 0, 1, 4, 0, 0, 0, 0]);
+    out.extend_from_slice(&[next, 1, 1, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(l4);
+    let len = (out.len() - 14 - 40) as u16;
+    out[14 + 4..14 + 6].copy_from_slice(&len.to_be_bytes());
+    out
+}
+
+fn icmpv6_frame(
+    body: impl Fn(&mut [u8]) -> std::result::Result<usize, baton_dataplane::wire::WireError>,
+    hop_limit: u8,
+) -> Result<Vec<u8>> {
+    let mut f = vec![0u8; 1600];
+    let e = eth6(&mut f)?;
+    let n = body(&mut f[e + 40..])?;
+    let dst = match f[e + 40] {
+        icmpv6::TYPE_NEIGHBOR_SOLICITATION => ipv6::solicited_node(SERVICE6),
+        _ => SERVICE6,
+    };
+    ipv6::emit(&mut f[e..], CLIENT6, dst, ipv6::PROTO_ICMPV6, hop_limit, n)?;
+    f.truncate(e + 40 + n);
+    // The bodies are sealed for their own addresses; the fuzz target's
+    // checksum fixer makes them whole for these (control byte bit 0).
+    baton_fuzz::frames::fix_checksums(&mut f);
+    Ok(f)
 }
 
 fn worker_inputs() -> Result<Vec<(&'static str, Vec<u8>)>> {
@@ -282,7 +404,19 @@ fn worker_inputs() -> Result<Vec<(&'static str, Vec<u8>)>> {
         b"",
     )?;
     let mut out = vec![];
-    for name in ["syn", "arp-request", "icmp-echo", "rst", "fin"] {
+    for name in [
+        "syn",
+        "arp-request",
+        "icmp-echo",
+        "rst",
+        "fin",
+        "ipv6-syn",
+        "ipv6-ext-syn",
+        "icmpv6-echo",
+        "icmpv6-ns",
+        "icmpv6-na",
+        "icmpv6-ptb",
+    ] {
         out.push((name, join_records(&[(0, &f[name][..])])));
     }
     // Control bytes (see baton_fuzz::worker::run): 1 fix checksums, 4

@@ -3,12 +3,16 @@
 //! reach the code behind the checks.
 
 use baton_dataplane::wire::checksum::{checksum, pseudo_header};
-use baton_dataplane::wire::ethernet::{ETHERTYPE_IPV4, HEADER_LEN};
+use baton_dataplane::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN};
+use baton_dataplane::wire::ipv6;
 use std::net::{IpAddr, Ipv4Addr};
 
 /// Rewrites the IPv4 header checksum and the TCP or ICMP checksum of an
 /// Ethernet/IPv4 frame in place, as far as the frame's own lengths allow.
 pub fn fix_checksums(f: &mut [u8]) {
+    if f.len() >= HEADER_LEN && u16::from_be_bytes([f[12], f[13]]) == ETHERTYPE_IPV6 {
+        return fix_checksums_v6(&mut f[HEADER_LEN..]);
+    }
     if f.len() < HEADER_LEN + 20 || u16::from_be_bytes([f[12], f[13]]) != ETHERTYPE_IPV4 {
         return;
     }
@@ -44,4 +48,25 @@ pub fn fix_checksums(f: &mut [u8]) {
         }
         _ => {}
     }
+}
+
+/// The IPv6 half of [`fix_checksums`]: the TCP or ICMPv6 checksum after
+/// the extension headers (IPv6 has no header checksum).
+fn fix_checksums_v6(ip: &mut [u8]) {
+    let Ok((h, l4)) = ipv6::parse_quoted(ip) else {
+        return;
+    };
+    let (at, len) = (h.header_len, l4.len());
+    let (src, dst) = (IpAddr::V6(h.src), IpAddr::V6(h.dst));
+    let at_sum = match h.protocol {
+        ipv6::PROTO_TCP if len >= 20 => 16,
+        ipv6::PROTO_ICMPV6 if len >= 4 => 2,
+        _ => return,
+    };
+    let l4 = &mut ip[at..at + len];
+    l4[at_sum] = 0;
+    l4[at_sum + 1] = 0;
+    let mut c = pseudo_header(src, dst, h.protocol, len as u32);
+    c.add(l4);
+    l4[at_sum..at_sum + 2].copy_from_slice(&c.finish().to_be_bytes());
 }

@@ -1,6 +1,7 @@
-//! Target `wire`: Ethernet, ARP, IPv4, ICMP and TCP parsing of one frame.
+//! Target `wire`: Ethernet, ARP, IPv4, ICMP, IPv6 (extension headers),
+//! ICMPv6 (neighbor discovery, Packet Too Big) and TCP parsing of one frame.
 
-use baton_dataplane::wire::{arp, ethernet, icmp, ipv4, tcp};
+use baton_dataplane::wire::{arp, ethernet, icmp, icmpv6, ipv4, ipv6, tcp};
 use std::net::IpAddr;
 
 /// `data[0]` bit 0 set: fix the checksums first; the rest is one frame,
@@ -32,6 +33,29 @@ pub fn run(data: &[u8]) {
                 }
                 ipv4::PROTO_TCP => {
                     let (s, d) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
+                    let _ = tcp::parse(s, d, l4, true);
+                    let _ = tcp::parse(s, d, l4, false);
+                }
+                _ => {}
+            }
+        }
+        ethernet::ETHERTYPE_IPV6 => {
+            let Ok((ih, l4)) = ipv6::parse(payload) else {
+                return;
+            };
+            assert!(l4.len() + ih.header_len <= payload.len());
+            match ih.protocol {
+                ipv6::PROTO_ICMPV6 => {
+                    if let Ok(icmpv6::Icmpv6::PacketTooBig { invoking, .. }) =
+                        icmpv6::parse(ih.src, ih.dst, l4)
+                    {
+                        if let Ok((q, ql4)) = ipv6::parse_quoted(invoking) {
+                            assert!(ql4.len() + q.header_len <= invoking.len());
+                        }
+                    }
+                }
+                ipv6::PROTO_TCP => {
+                    let (s, d) = (IpAddr::V6(ih.src), IpAddr::V6(ih.dst));
                     let _ = tcp::parse(s, d, l4, true);
                     let _ = tcp::parse(s, d, l4, false);
                 }

@@ -1,6 +1,7 @@
 //! Target `worker`: fuzzed frames through a real worker's whole ingress
 //! (the port's receive burst, parse, neighbour learning, ICMP, listener,
-//! demux into TCBs, the app) and its egress, over the in-memory port.
+//! demux into TCBs, the app) and its egress, over the in-memory port, for
+//! an IPv4 and an IPv6 service address (neighbour discovery, ICMPv6).
 //!
 //! Before the input, the worker knows the client's MAC and holds one
 //! restored connection (the takeover path), so that segments for an
@@ -17,7 +18,7 @@ use baton_dataplane::wire::{ipv4, tcp};
 use baton_dataplane::worker::{Command, Worker, WorkerConfig};
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,10 @@ pub const CLIENT_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x64]);
 pub const SERVICE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 11);
 /// The client's address.
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 101);
+/// The IPv6 service address (port 80), served beside [`SERVICE`].
+pub const SERVICE6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 0x11);
+/// The client's IPv6 address.
+pub const CLIENT6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 0x100);
 /// The restored connection's client port.
 pub const RESTORED_PORT: u16 = 40_001;
 /// The restored connection's RCV.NXT (the client's next sequence number).
@@ -129,7 +134,7 @@ pub fn run(data: &[u8]) {
     let mut w = Worker::new(
         port,
         Responder::new(objects),
-        WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]),
+        WorkerConfig::for_test(vec![IpAddr::V4(SERVICE), IpAddr::V6(SERVICE6)]),
         t0,
     );
     let trusted = RxMeta {

@@ -3,7 +3,7 @@
 //! It writes text only: it must not start processes or touch namespaces.
 use std::fmt::Write as _;
 
-use crate::names::{box_back_addr, box_mac, box_service_addr, Lab, ORIGIN_ADDR};
+use crate::names::{box_back_addr, box_mac, box_service_addr, box_service_addr6, Lab, ORIGIN_ADDR};
 
 /// Workers per lab box: the lab shares a small machine between its boxes.
 const LAB_WORKERS: usize = 1;
@@ -80,8 +80,9 @@ pub fn box_toml(
     }
     let _ = writeln!(
         s,
-        "[service]\nips = [\"{}\"]\nport = 80\n",
-        box_service_addr(id)
+        "[service]\nips = [\"{}\", \"{}\"]\nport = 80\n",
+        box_service_addr(id),
+        box_service_addr6(id)
     );
     let _ = writeln!(
         s,
@@ -193,6 +194,7 @@ mod tests {
         assert_eq!(members.len(), 3);
         assert_eq!(members[2]["back_addr"].as_str(), Some("198.19.0.13:7400"));
         assert_eq!(v["service"]["ips"][0].as_str(), Some("198.18.0.12"));
+        assert_eq!(v["service"]["ips"][1].as_str(), Some("2001:2:0:18::12"));
         assert_eq!(v["dataplane"]["mac"].as_str(), Some("02:ba:70:00:00:02"));
         assert_eq!(v["dataplane"]["backend"].as_str(), Some("afpacket"));
         assert_eq!(v["dataplane"]["tx_offload"].as_bool(), Some(true));

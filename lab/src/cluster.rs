@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::boxconf::{box_toml, tls_toml, Backend, ClusterSecrets, SegmentMode};
 use crate::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
-    CLIENT_ADDR, ORIGIN_ADDR,
+    CLIENT_ADDR, CLIENT_ADDR6, ORIGIN_ADDR,
 };
 use crate::sys::{self, ip_in};
 use crate::{certs, objects};
@@ -251,6 +251,22 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
                 "link", "add", "name", bridge, "address", mac, "type", "bridge",
             ],
         )?;
+        // No MLD snooping: the dataplane joins no group by MLD, so a
+        // snooping bridge that learned the client's groups must still
+        // flood solicitations for the boxes' addresses to every port.
+        ip_in(
+            &lan,
+            &[
+                "link",
+                "set",
+                "dev",
+                bridge,
+                "type",
+                "bridge",
+                "mcast_snooping",
+                "0",
+            ],
+        )?;
         ip_in(&lan, &["link", "set", "dev", bridge, "up"])?;
     }
 
@@ -285,6 +301,33 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
             &["addr", "add", &format!("{addr}/{len}"), "dev", "eth0"],
         )?;
     }
+    // Dual stack: the IPv6 address without duplicate address detection,
+    // so it is usable at once (nothing else on the lab LAN holds it). A
+    // new namespace may start with IPv6 off (the host's default).
+    // No link-local address: the kernel then sends no router
+    // solicitations, MLD reports or DAD probes of its own, and the LAN
+    // carries only the lab's traffic.
+    ip_in(
+        &client,
+        &["link", "set", "dev", "eth0", "addrgenmode", "none"],
+    )?;
+    sys::exec_in(
+        &client,
+        "sysctl",
+        &["-qw", "net.ipv6.conf.eth0.disable_ipv6=0"],
+    )?;
+    ip_in(
+        &client,
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{CLIENT_ADDR6}/64"),
+            "dev",
+            "eth0",
+            "nodad",
+        ],
+    )?;
     ip_in(&client, &["link", "set", "dev", "eth0", "up"])?;
     // LAB.md "Checksums on veth": the client's kernel must put real
     // checksums on what it sends, because a box reads raw frames.
@@ -307,6 +350,14 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
         ip_in(
             &ns,
             &["link", "set", "dev", "front0", "address", &box_mac(n), "up"],
+        )?;
+        // No kernel IPv6 on front0 either: the kernel must neither answer
+        // for nor reject (ICMPv6 unreachable) what is the dataplane's.
+        // AF_PACKET sees the frames all the same.
+        sys::exec_in(
+            &ns,
+            "sysctl",
+            &["-qw", "net.ipv6.conf.front0.disable_ipv6=1"],
         )?;
         // The dataplane's AF_PACKET ring must see wire-sized frames, never
         // GRO/GSO super-frames.

@@ -2,7 +2,7 @@
 //! becomes namespace names, interface names, run-state paths and the
 //! 198.18.0.0/15 addresses of LAB.md's topology table. Pure: it must not
 //! touch the system.
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use thiserror::Error;
@@ -19,6 +19,10 @@ pub const ORIGIN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
 
 /// The client's first address on the front LAN.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
+
+/// The client's IPv6 address on the front LAN (RFC 5180's benchmarking
+/// range), a /64.
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 0x100);
 
 /// Problems with a name given on the command line.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -104,6 +108,13 @@ pub fn box_back_port(n: u8) -> String {
 /// Box N's service address on the front LAN (owned by its dataplane).
 pub fn box_service_addr(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 18, 0, 10 + n)
+}
+
+/// Box N's IPv6 service address on the front LAN, `2001:2:0:18::(10+N)`
+/// written in decimal as the IPv4 one is (box 1: `2001:2:0:18::11`).
+pub fn box_service_addr6(n: u8) -> Ipv6Addr {
+    // Boxes are 1 to 9: 0x10 + N is "1N", the digits of 10 + N.
+    Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 0x10 + u16::from(n))
 }
 
 /// Box N's kernel address on the back LAN.

@@ -308,7 +308,8 @@ impl Capture {
 
 /// A capture of every RST that reaches the client from anyone but itself,
 /// and of the client's FINs (an RST to a connection the client had closed
-/// broke nothing).
+/// broke nothing), over IPv4 and IPv6 (TCP right after the IPv6 header:
+/// libpcap's `tcp[]` is IPv4's only, so its flags are `ip6[40 + 13]`).
 pub struct RstCapture(Capture);
 
 impl RstCapture {
@@ -317,7 +318,9 @@ impl RstCapture {
             g,
             "rst.pcap",
             "((tcp[tcpflags] & tcp-rst) != 0 and not src host 198.18.0.100) \
-             or ((tcp[tcpflags] & tcp-fin) != 0 and src host 198.18.0.100)",
+             or ((tcp[tcpflags] & tcp-fin) != 0 and src host 198.18.0.100) \
+             or (ip6 and ip6[6] == 6 and (ip6[53] & 4) != 0 and not src host 2001:2:0:18::100) \
+             or (ip6 and ip6[6] == 6 and (ip6[53] & 1) != 0 and src host 2001:2:0:18::100)",
         ))
     }
 
@@ -358,6 +361,7 @@ impl RstCapture {
     /// not closed yet, and how many connections the client closed (FIN).
     pub fn finish_counted(self) -> RstSeen {
         let mut closed_by_client = std::collections::HashSet::new();
+        let mut closed_v6 = 0;
         let mut resets = Vec::new();
         for line in self.0.finish(Duration::from_millis(300)) {
             // "TIME IP SRC.PORT > DST.PORT: Flags [..], ..."
@@ -371,7 +375,10 @@ impl RstCapture {
                     .next()
                     .map(str::to_string)
             };
-            if src.starts_with("198.18.0.100.") {
+            if src.starts_with("2001:2:0:18::100.") {
+                closed_v6 += 1;
+            }
+            if src.starts_with("198.18.0.100.") || src.starts_with("2001:2:0:18::100.") {
                 closed_by_client.extend(client_port(src));
             } else if !client_port(dst).is_some_and(|p| closed_by_client.contains(&p)) {
                 resets.push(line.clone());
@@ -380,6 +387,7 @@ impl RstCapture {
         RstSeen {
             resets,
             client_fins: closed_by_client.len(),
+            client_fins_v6: closed_v6,
         }
     }
 }
@@ -390,6 +398,10 @@ pub struct RstSeen {
     pub resets: Vec<String>,
     /// Connections (client ports) the client closed with a FIN.
     pub client_fins: usize,
+    /// FINs the client sent over IPv6 (proof the capture's IPv6 half saw
+    /// traffic).
+    #[allow(dead_code)]
+    pub client_fins_v6: usize,
 }
 
 /// One curl download running in the client namespace.
@@ -400,10 +412,14 @@ pub struct Download {
 }
 
 pub fn start_download(g: &LabGuard, i: usize, box_n: usize, object: &str, rate: &str) -> Download {
+    start_download_url(g, i, box_url(box_n as u8, &format!("/{object}")), rate)
+}
+
+/// `start_download` of any URL (an IPv6 one: `http://[2001:2:0:18::11]/…`).
+pub fn start_download_url(g: &LabGuard, i: usize, url: String, rate: &str) -> Download {
     let dir = g.file("dl");
     fs::create_dir_all(&dir).expect("download dir");
     let out = dir.join(format!("{i}"));
-    let url = box_url(box_n as u8, &format!("/{object}"));
     let out_str = out.display().to_string();
     let child = g
         .driver

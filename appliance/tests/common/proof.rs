@@ -36,7 +36,8 @@ pub fn metric_sum(g: &LabGuard, boxes: &[usize], name: &str) -> u64 {
         .sum()
 }
 
-/// The box a download's URL names (`http://198.18.0.(10+n)/…`).
+/// The box a download's URL names (`http://198.18.0.(10+n)/…`, or
+/// `http://[2001:2:0:18::(10+n)]/…`).
 pub fn box_of(d: &Download) -> usize {
     let host = d
         .url
@@ -44,7 +45,9 @@ pub fn box_of(d: &Download) -> usize {
         .split('/')
         .next()
         .unwrap_or_default();
-    host.rsplit('.')
+    let last = if host.starts_with('[') { ':' } else { '.' };
+    host.trim_end_matches(']')
+        .rsplit(last)
         .next()
         .and_then(|o| o.parse::<usize>().ok())
         .map(|o| o - 10)

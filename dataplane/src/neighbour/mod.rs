@@ -9,13 +9,17 @@
 //! - [`arp`]: the IPv4 protocol that fills the cache and answers for our
 //!   addresses (RFC 826, RFC 5227 announcements).
 //!
-//! IPv6 neighbour discovery (RFC 4861) lands as `ndp.rs` beside `arp.rs`,
-//! with a `NeighbourCache<Ipv6Addr>` and a `PendingFrames<Ipv6Addr>` in the
-//! worker. This module builds frames and keeps tables; it does not know
+//! - [`ndp`]: IPv6 neighbour discovery (RFC 4861), the same job for
+//!   IPv6 with a `NeighbourCache<Ipv6Addr>` and a `PendingFrames<Ipv6Addr>`
+//!   in the worker: solicitations answered (DAD probes too), unsolicited
+//!   advertisements with Override on the ARP announcements' schedule.
+//!
+//! This module builds frames and keeps tables; it does not know
 //! ports, TCP or the worker that drives it.
 
 pub mod arp;
 pub mod cache;
+pub mod ndp;
 pub mod pending;
 
 pub use cache::{

@@ -14,9 +14,12 @@
 //! `h = ((remote IPv4 address as u32) XOR remote port) * 0x9E3779B1`
 //! (wrapping, Knuth's multiplicative hash), then `(h >> 16) mod n_workers`;
 //! the kernel applies the `mod` itself (`fanout_demux_bpf` takes the
-//! program's return value modulo the group size). Everything else — ARP,
-//! ICMP, fragments, IPv6 for now — goes to worker 0, which answers ARP and
-//! ICMP.
+//! program's return value modulo the group size). IPv6 TCP (no extension
+//! headers) hashes the low 32 bits of the remote address the same way,
+//! and a Packet Too Big about one of our TCP connections goes where its
+//! connection lives. Everything else — ARP, ICMP, neighbour discovery,
+//! fragments, IPv6 with extension headers — goes to worker 0, which
+//! answers ARP, ICMP and neighbour solicitations.
 //!
 //! Why the multiply: Linux's `connect()` picks even ephemeral ports first
 //! (odd ones are left for `bind()`, `__inet_hash_connect`), so a plain
@@ -60,6 +63,7 @@ const BPF_LSH: u16 = 0x60;
 const BPF_XOR: u16 = 0xa0;
 const BPF_MUL: u16 = 0x20;
 const BPF_RSH: u16 = 0x70;
+const BPF_JA: u16 = 0x00;
 const BPF_JEQ: u16 = 0x10;
 const BPF_JSET: u16 = 0x40;
 const BPF_K: u16 = 0x00;
@@ -93,14 +97,19 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
 pub const HASH_MULTIPLIER: u32 = 0x9E37_79B1;
 
 /// The fanout program: returns `((src_ip ^ src_port) * HASH_MULTIPLIER) >> 16`
-/// for IPv4 TCP non-fragments, 0 for everything else.
-pub const FANOUT_PROGRAM: [SockFilter; 18] = [
+/// for IPv4 TCP non-fragments and for IPv6 TCP without extension headers
+/// (`src_ip` then the address's low 32 bits), the same of the quoted
+/// packet's destination for an ICMPv6 Packet Too Big about TCP (the
+/// client of the connection it concerns, so it reaches the worker that
+/// holds it), 0 for everything else. Classic BPF only jumps forward, so
+/// each branch loads its address and port and jumps to the shared hash.
+pub const FANOUT_PROGRAM: [SockFilter; 34] = [
     /* 0 */ stmt(BPF_LD | BPF_W | BPF_ABS, AD_PROTOCOL),
-    /* 1 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 0x0800, 0, 15), // not IPv4 -> 17
+    /* 1 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 0x0800, 0, 12), // not IPv4 -> 14
     /* 2 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(9)),
-    /* 3 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 13), // not TCP -> 17
+    /* 3 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 29), // not TCP -> 33
     /* 4 */ stmt(BPF_LD | BPF_H | BPF_ABS, net(6)),
-    /* 5 */ jump(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 11, 0), // MF or offset -> 17
+    /* 5 */ jump(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 27, 0), // MF or offset -> 33
     /* 6 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(0)),
     /* 7 */ stmt(BPF_ALU | BPF_AND | BPF_K, 0x0f),
     /* 8 */ stmt(BPF_ALU | BPF_LSH | BPF_K, 2),
@@ -108,11 +117,29 @@ pub const FANOUT_PROGRAM: [SockFilter; 18] = [
     /* 10 */ stmt(BPF_LD | BPF_H | BPF_IND, net(0)), // A = source port
     /* 11 */ stmt(BPF_MISC | BPF_TAX, 0),
     /* 12 */ stmt(BPF_LD | BPF_W | BPF_ABS, net(12)), // A = source address
-    /* 13 */ stmt(BPF_ALU | BPF_XOR | BPF_X, 0),
-    /* 14 */ stmt(BPF_ALU | BPF_MUL | BPF_K, HASH_MULTIPLIER),
-    /* 15 */ stmt(BPF_ALU | BPF_RSH | BPF_K, 16),
-    /* 16 */ stmt(BPF_RET | BPF_A, 0),
-    /* 17 */ stmt(BPF_RET | BPF_K, 0),
+    /* 13 */ stmt(BPF_JMP | BPF_JA, 15), // -> 29
+    /* 14 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 0x86dd, 0, 18), // not IPv6 -> 33
+    /* 15 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(6)), // A = next header
+    /* 16 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 4), // not TCP -> 21
+    /* 17 */ stmt(BPF_LD | BPF_H | BPF_ABS, net(40)), // A = source port
+    /* 18 */ stmt(BPF_MISC | BPF_TAX, 0),
+    /* 19 */ stmt(BPF_LD | BPF_W | BPF_ABS, net(20)), // A = source address, low 32 bits
+    /* 20 */ stmt(BPF_JMP | BPF_JA, 8), // -> 29
+    /* 21 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 58, 0, 11), // not ICMPv6 -> 33
+    /* 22 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(40)), // A = ICMPv6 type
+    /* 23 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 9), // not Packet Too Big -> 33
+    /* 24 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(48 + 6)), // quoted next header
+    /* 25 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 7), // not TCP -> 33
+    /* 26 */
+    stmt(BPF_LD | BPF_H | BPF_ABS, net(48 + 40 + 2)), // quoted destination port
+    /* 27 */ stmt(BPF_MISC | BPF_TAX, 0),
+    /* 28 */
+    stmt(BPF_LD | BPF_W | BPF_ABS, net(48 + 36)), // quoted destination, low 32 bits
+    /* 29 */ stmt(BPF_ALU | BPF_XOR | BPF_X, 0),
+    /* 30 */ stmt(BPF_ALU | BPF_MUL | BPF_K, HASH_MULTIPLIER),
+    /* 31 */ stmt(BPF_ALU | BPF_RSH | BPF_K, 16),
+    /* 32 */ stmt(BPF_RET | BPF_A, 0),
+    /* 33 */ stmt(BPF_RET | BPF_K, 0),
 ];
 
 /// The worker that receives the packets of a connection whose client is
@@ -126,7 +153,12 @@ pub fn worker_for_remote(remote_ip: IpAddr, remote_port: u16, n_workers: usize) 
             let h = (u32::from(v4) ^ u32::from(remote_port)).wrapping_mul(HASH_MULTIPLIER) >> 16;
             (h % n_workers as u32) as usize
         }
-        IpAddr::V6(_) => 0,
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let low = u32::from_be_bytes([o[12], o[13], o[14], o[15]]);
+            let h = (low ^ u32::from(remote_port)).wrapping_mul(HASH_MULTIPLIER) >> 16;
+            (h % n_workers as u32) as usize
+        }
     }
 }
 
@@ -186,6 +218,13 @@ pub fn run_cbpf(prog: &[SockFilter], protocol: u16, l3: &[u8]) -> u32 {
                 };
             }
             BPF_JMP => {
+                if ins.code & 0xf0 == BPF_JA {
+                    pc = match usize::try_from(ins.k).ok().and_then(|k| pc.checked_add(k)) {
+                        Some(p) => p,
+                        None => return 0,
+                    };
+                    continue;
+                }
                 let taken = match ins.code & 0xf0 {
                     BPF_JEQ => a == ins.k,
                     BPF_JSET => a & ins.k != 0,
@@ -204,7 +243,7 @@ pub fn run_cbpf(prog: &[SockFilter], protocol: u16, l3: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::ipv4;
+    use crate::wire::{ipv4, ipv6};
     use std::net::{Ipv4Addr, SocketAddr};
 
     fn tcp_packet(src: Ipv4Addr, sport: u16, ihl_words: u8) -> Vec<u8> {
@@ -274,7 +313,7 @@ mod tests {
     }
 
     #[test]
-    fn arp_icmp_fragments_and_ipv6_go_to_worker_zero() {
+    fn arp_icmp_fragments_and_other_ipv6_go_to_worker_zero() {
         let ip = Ipv4Addr::new(198, 18, 0, 100);
         let mut icmp = tcp_packet(ip, 1234, 5);
         icmp[9] = ipv4::PROTO_ICMP;
@@ -284,8 +323,65 @@ mod tests {
         assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x0800, &frag), 0);
         assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x0806, &[0u8; 28]), 0);
         assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x86dd, &[0x60; 60]), 0);
-        let v6 = SocketAddr::new("2001:db8::1".parse().unwrap(), 5);
-        assert_eq!(worker_for_remote(v6.ip(), 5, 4), 0);
+    }
+
+    fn tcp6_packet(src: std::net::Ipv6Addr, sport: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 60];
+        ipv6::emit(&mut b, src, "2001:2:0:18::11".parse().unwrap(), 6, 64, 20).unwrap();
+        b[40..42].copy_from_slice(&sport.to_be_bytes());
+        b[42..44].copy_from_slice(&80u16.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn program_and_worker_for_agree_on_ipv6_flows_and_spread_them() {
+        for n in 2..=4usize {
+            let mut per = vec![0usize; n];
+            for i in 0..1000u32 {
+                let ip = std::net::Ipv6Addr::from(
+                    0x2001_0002_0000_0018_0000_0000_0000_0100u128 + u128::from(i % 7),
+                );
+                let port = (32768 + 2 * i) as u16;
+                let ret = run_cbpf(&FANOUT_PROGRAM, 0x86dd, &tcp6_packet(ip, port));
+                let w = worker_for_remote(IpAddr::V6(ip), port, n);
+                assert_eq!((ret % n as u32) as usize, w, "{ip}:{port} n={n}");
+                per[w] += 1;
+            }
+            let fair = 1000 / n;
+            assert!(
+                per.iter().all(|&c| c > fair * 3 / 4 && c < fair * 5 / 4),
+                "n={n}: {per:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn packet_too_big_goes_to_the_worker_of_its_connection() {
+        let client: std::net::Ipv6Addr = "2001:2:0:18::100".parse().unwrap();
+        let service: std::net::Ipv6Addr = "2001:2:0:18::11".parse().unwrap();
+        // The segment we sent: service:80 -> client:40001.
+        let mut ours = tcp6_packet(service, 80);
+        ours[24..40].copy_from_slice(&client.octets());
+        ours[42..44].copy_from_slice(&40001u16.to_be_bytes());
+        let mut ptb = vec![0u8; 40 + 8 + ours.len()];
+        let n =
+            crate::wire::icmpv6::emit_packet_too_big(&mut ptb[40..], client, service, 1280, &ours)
+                .unwrap();
+        ipv6::emit(&mut ptb, client, service, ipv6::PROTO_ICMPV6, 64, n).unwrap();
+        let ret = run_cbpf(&FANOUT_PROGRAM, 0x86dd, &ptb);
+        for n in 1..=8 {
+            assert_eq!(
+                (ret % n as u32) as usize,
+                worker_for_remote(IpAddr::V6(client), 40001, n)
+            );
+        }
+        // Neighbour discovery and echo go to worker 0.
+        ptb[40] = crate::wire::icmpv6::TYPE_NEIGHBOR_SOLICITATION;
+        assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x86dd, &ptb), 0);
+        // As do IPv6 packets with extension headers.
+        let mut ext = tcp6_packet(client, 40001);
+        ext[6] = ipv6::NEXT_DEST_OPTS;
+        assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x86dd, &ext), 0);
     }
 
     #[test]

@@ -115,6 +115,8 @@ pub struct TxOffload {
     pub csum_offset: u16,
     /// Length of all headers (Ethernet, IP, TCP with options), for GSO.
     pub hdr_len: u16,
+    /// The segment is TCP over IPv6 (GSO type `SKB_GSO_TCPV6`).
+    pub ipv6: bool,
 }
 
 /// A batch of frames to send, built in reusable buffers owned by the

@@ -30,6 +30,13 @@ impl NewReno {
         }
     }
 
+    /// The path's MSS shrank (PMTU): growth steps follow it; the window
+    /// in bytes stays, but never below one new segment.
+    pub(crate) fn set_mss(&mut self, mss: u16) {
+        self.mss = u32::from(mss.max(1));
+        self.cwnd = self.cwnd.max(self.mss);
+    }
+
     /// New data acknowledged outside recovery.
     pub(crate) fn on_ack(&mut self, acked: u32) {
         if self.cwnd < self.ssthresh {

@@ -295,7 +295,7 @@ impl Listener {
             .options
             .mss
             .unwrap_or(DEFAULT_PEER_MSS)
-            .min(self.config.mss);
+            .min(self.config.mss_for(tuple.local.ip()));
         let mss_idx = MSS_TABLE.iter().rposition(|&m| m <= cap).unwrap_or(0) as u32;
         let cookie = self.make_cookie(now, tuple, seg.seq.0, mss_idx);
         let mut r = reply(tuple, SeqNum(cookie));
@@ -303,7 +303,7 @@ impl Listener {
         r.flags.ack = true;
         r.ack = seg.seq + 1;
         r.window = self.config.recv_buffer.min(u32::from(u16::MAX)) as u16;
-        r.options.mss = Some(self.config.mss);
+        r.options.mss = Some(self.config.mss_for(tuple.local.ip()));
         if let (true, Some((peer_tsval, _))) = (self.config.timestamps, seg.options.timestamps) {
             let ws = seg.options.window_scale.map(|w| w.min(14)).unwrap_or(15);
             let sack = self.config.sack && seg.options.sack_permitted;

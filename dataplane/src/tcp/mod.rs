@@ -184,6 +184,28 @@ pub struct TcpConfig {
     pub buffer_budget: BufferBudget,
 }
 
+/// The IPv6 header is 20 bytes longer than IPv4's: on the same link the
+/// MSS is that much smaller.
+const IPV6_EXTRA_HEADER: u16 = 20;
+/// The MSS of IPv6's minimum MTU (1280 - 40 - 20, RFC 8200 §5): no IPv6
+/// path carries less.
+pub const IPV6_MIN_MSS: u16 = 1220;
+
+impl TcpConfig {
+    /// The MSS we advertise and cap segments at on a connection whose
+    /// local address is `local`: [`TcpConfig::mss`] is IPv4's; IPv6 takes
+    /// off its longer header (never below [`IPV6_MIN_MSS`]).
+    pub fn mss_for(&self, local: std::net::IpAddr) -> u16 {
+        match local {
+            std::net::IpAddr::V4(_) => self.mss,
+            std::net::IpAddr::V6(_) => self
+                .mss
+                .saturating_sub(IPV6_EXTRA_HEADER)
+                .max(IPV6_MIN_MSS.min(self.mss)),
+        }
+    }
+}
+
 impl Default for TcpConfig {
     fn default() -> Self {
         TcpConfig {

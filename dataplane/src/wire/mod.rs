@@ -15,7 +15,9 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
+pub mod icmpv6;
 pub mod ipv4;
+pub mod ipv6;
 pub mod tcp;
 
 use thiserror::Error;
@@ -75,4 +77,30 @@ pub enum WireError {
     /// An address family this build cannot emit yet (IPv6).
     #[error("address family not supported")]
     Unsupported,
+    /// IPv6 packet shorter than its 40-byte header.
+    #[error("truncated IPv6 header")]
+    Ipv6Truncated,
+    /// Version field not 6.
+    #[error("bad IPv6 version")]
+    Ipv6BadHeader,
+    /// Payload length larger than the frame.
+    #[error("IPv6 payload length inconsistent with the frame")]
+    Ipv6BadLength,
+    /// A Fragment header: never reassembled, as for IPv4.
+    #[error("IPv6 fragment")]
+    Ipv6Fragment,
+    /// An extension header that runs past the packet, a hop-by-hop header
+    /// not first, or too long a chain of them.
+    #[error("malformed IPv6 extension header")]
+    Ipv6BadExtension,
+    /// ICMPv6 message shorter than its header.
+    #[error("truncated ICMPv6 message")]
+    Icmpv6Truncated,
+    /// ICMPv6 checksum (over the pseudo-header) does not verify.
+    #[error("bad ICMPv6 checksum")]
+    Icmpv6BadChecksum,
+    /// A Neighbor Discovery message RFC 4861 §7.1 says to discard: a code
+    /// other than 0, too short, a multicast target, a zero-length option.
+    #[error("malformed neighbor discovery message")]
+    NdMalformed,
 }

@@ -26,23 +26,24 @@ use crate::tcp::{
     Flags, FourTuple, OutSegment, Segment, State, SynOutcome, Tcb, TcbExport, UnknownOutcome,
 };
 use crate::wire::ethernet::MacAddr;
-use crate::wire::{ethernet, ipv4, tcp};
+use crate::wire::{ethernet, tcp};
 use std::any::Any;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 impl Core {
     /// A TCP segment for an address we own (or a connection we hold).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn on_tcp<A: App>(
         &mut self,
         app: &mut A,
         frame: &[u8],
-        ih: &ipv4::Ipv4Header,
+        src: IpAddr,
+        dst: IpAddr,
         l4: &[u8],
         meta: RxMeta,
         now: Instant,
     ) {
-        let (src, dst) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
         let seg = match tcp::parse(src, dst, l4, meta.checksum_trusted) {
             Ok(s) => s,
             Err(e) => return self.counters.record(e),
@@ -54,7 +55,7 @@ impl Core {
         // The client's MAC, for our replies. A forwarded frame (an address
         // we do not own) carries the forwarding survivor's MAC instead:
         // replying to it would send our frames to that survivor.
-        let peer = if self.owns_v4(ih.dst) {
+        let peer = if self.owns(dst) {
             frame
                 .get(6..12)
                 .and_then(|b| <[u8; 6]>::try_from(b).ok())
@@ -82,7 +83,7 @@ impl Core {
             }
             self.reuse_time_wait(app, id, now);
         }
-        if peer.is_some_and(|_| self.neighbours.lookup(ih.src, now).is_none()) {
+        if peer.is_some_and(|_| self.neighbour_mac(src, now).is_none()) {
             // Neither a known connection nor a completed handshake yet: a
             // bare SYN or a stray segment, whose source anyone can forge.
             self.counters.neighbour_learn_refused += 1;
@@ -128,12 +129,11 @@ impl Core {
             return;
         }
         c.peer_mac = Some(mac);
-        if let IpAddr::V4(ip) = c.tcb.tuple().remote.ip() {
-            let known = self.neighbours.lookup(ip, now) == Some(mac);
-            self.learn_neighbour(ip, mac, now);
-            if !known {
-                self.send_pending(ip, now);
-            }
+        let ip = c.tcb.tuple().remote.ip();
+        let known = self.neighbour_mac(ip, now) == Some(mac);
+        self.learn_neighbour(ip, mac, now);
+        if !known {
+            self.send_pending(ip, now);
         }
     }
 

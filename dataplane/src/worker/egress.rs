@@ -12,8 +12,8 @@ use crate::neighbour;
 use crate::port::{Port, PortError, TxOffload};
 use crate::tcp::{FourTuple, OutSegment};
 use crate::wire::ethernet::{self, EthernetHeader, MacAddr};
-use crate::wire::{ipv4, tcp};
-use std::net::{IpAddr, Ipv4Addr};
+use crate::wire::{ipv4, ipv6, tcp};
+use std::net::IpAddr;
 use std::time::Instant;
 
 /// Frames queued before the worker flushes them to the port mid-iteration.
@@ -90,43 +90,27 @@ impl Core {
         gso: u16,
         peer: Option<MacAddr>,
     ) {
-        let (IpAddr::V4(local), IpAddr::V4(remote)) = (tuple.local.ip(), tuple.remote.ip()) else {
+        let (local, remote) = (tuple.local.ip(), tuple.remote.ip());
+        if local.is_ipv6() != remote.is_ipv6() {
             self.counters.drop_emit_error += 1;
             return;
-        };
-        let dst_mac = self.neighbours.lookup(remote, now).or(peer);
-        if dst_mac.is_none() && self.neighbours.should_request(remote, now) {
-            {
-                let mac = self.mac;
-                // An ARP request updates the target's entry for its sender
-                // (RFC 826): for a connection restored here on another box's
-                // address, ask with an address we own, never the one the
-                // inheriting survivor announces.
-                let sender = if self.owns_v4(local) {
-                    local
-                } else {
-                    self.cfg
-                        .service_ips
-                        .iter()
-                        .find_map(|ip| match ip {
-                            IpAddr::V4(v4) => Some(*v4),
-                            IpAddr::V6(_) => None,
-                        })
-                        .unwrap_or(local)
-                };
-                let buf = self.tx.next_buf();
-                if let Ok(n) = neighbour::arp::emit_request(buf, mac, sender, remote) {
-                    self.tx.commit(n);
-                    self.counters.arp_requests_sent += 1;
-                }
-            }
+        }
+        let v6 = remote.is_ipv6();
+        let dst_mac = self.neighbour_mac(remote, now).or(peer);
+        if dst_mac.is_none() {
+            self.resolve(local, remote, now);
         }
         let id = self.next_ip_id();
         let mac = self.mac;
         let mtu = self.cfg.mtu;
         let partial = self.offload;
         let payload = seg.payload_len();
-        let l4_at = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
+        let l4_at = ethernet::HEADER_LEN
+            + if v6 {
+                ipv6::HEADER_LEN
+            } else {
+                ipv4::MIN_HEADER_LEN
+            };
         let buf = self
             .tx
             .next_buf_sized(l4_at + tcp::MIN_HEADER_LEN + tcp::MAX_OPTIONS_LEN + payload);
@@ -137,7 +121,11 @@ impl Core {
                     // Written when the neighbour answers (see L2Pending).
                     dst: dst_mac.unwrap_or(MacAddr([0; 6])),
                     src: mac,
-                    ethertype: ethernet::ETHERTYPE_IPV4,
+                    ethertype: if v6 {
+                        ethernet::ETHERTYPE_IPV6
+                    } else {
+                        ethernet::ETHERTYPE_IPV4
+                    },
                 },
             )?;
             // A frame the device will not cut must fit the MTU.
@@ -154,7 +142,20 @@ impl Core {
                 seg,
                 partial,
             )?;
-            ipv4::emit(&mut buf[e..], local, remote, ipv4::PROTO_TCP, id, t)?;
+            match (local, remote) {
+                (IpAddr::V4(l), IpAddr::V4(r)) => {
+                    ipv4::emit(&mut buf[e..], l, r, ipv4::PROTO_TCP, id, t)?
+                }
+                (IpAddr::V6(l), IpAddr::V6(r)) => ipv6::emit(
+                    &mut buf[e..],
+                    l,
+                    r,
+                    ipv6::PROTO_TCP,
+                    ipv6::DEFAULT_HOP_LIMIT,
+                    t,
+                )?,
+                _ => return Err(crate::wire::WireError::Unsupported),
+            };
             Ok::<usize, crate::wire::WireError>(t)
         })();
         let (len, offload) = match result {
@@ -166,6 +167,7 @@ impl Core {
                     // The checksum field's offset in the TCP header.
                     csum_offset: 16,
                     hdr_len: (l4_at + t - payload) as u16,
+                    ipv6: v6,
                 }),
             ),
             Ok(t) => (l4_at + t, None),
@@ -175,7 +177,11 @@ impl Core {
             // Built in the TX buffer but not committed: keep a copy until
             // the neighbour answers.
             let frame = self.tx.next_buf_sized(len).get(..len).unwrap_or(&[]);
-            if frame.is_empty() || !self.l2_pending.push(remote, frame, offload, now) {
+            let queued = match remote {
+                IpAddr::V4(r) => !frame.is_empty() && self.l2_pending.push(r, frame, offload, now),
+                IpAddr::V6(r) => !frame.is_empty() && self.l2_pending6.push(r, frame, offload, now),
+            };
+            if !queued {
                 self.counters.drop_no_neighbour += 1;
             }
             return;
@@ -189,15 +195,60 @@ impl Core {
         }
     }
 
-    /// Sends the frames that waited for `ip`'s MAC, now known.
-    pub(super) fn send_pending(&mut self, ip: Ipv4Addr, now: Instant) {
-        if self.l2_pending.frames() == 0 {
+    /// Asks for `remote`'s MAC (at most once a second per address): an
+    /// ARP request or an NDP solicitation, from `local` if we own it.
+    fn resolve(&mut self, local: IpAddr, remote: IpAddr, now: Instant) {
+        let due = match remote {
+            IpAddr::V4(r) => self.neighbours.should_request(r, now),
+            IpAddr::V6(r) => self.neighbours6.should_request(r, now),
+        };
+        if !due {
             return;
         }
-        let Some(mac) = self.neighbours.lookup(ip, now) else {
+        // A request updates the target's entry for its sender (RFC 826,
+        // RFC 4861 §7.2.3): for a connection restored here on another box's
+        // address, ask with an address we own, never the one the
+        // inheriting survivor announces.
+        let sender = if self.owns(local) {
+            local
+        } else {
+            self.cfg
+                .service_ips
+                .iter()
+                .copied()
+                .find(|ip| ip.is_ipv6() == local.is_ipv6())
+                .unwrap_or(local)
+        };
+        let mac = self.mac;
+        let buf = self.tx.next_buf();
+        match (sender, remote) {
+            (IpAddr::V4(s), IpAddr::V4(r)) => {
+                if let Ok(n) = neighbour::arp::emit_request(buf, mac, s, r) {
+                    self.tx.commit(n);
+                    self.counters.arp_requests_sent += 1;
+                }
+            }
+            (IpAddr::V6(s), IpAddr::V6(r)) => {
+                if let Ok(n) = neighbour::ndp::emit_solicitation(buf, mac, s, r) {
+                    self.tx.commit(n);
+                    self.counters.nd_solicitations_sent += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends the frames that waited for `ip`'s MAC, now known.
+    pub(super) fn send_pending(&mut self, ip: IpAddr, now: Instant) {
+        let Some(mac) = self.neighbour_mac(ip, now) else {
             return;
         };
-        for (frame, offload) in self.l2_pending.take(ip) {
+        let frames = match ip {
+            IpAddr::V4(v4) if self.l2_pending.frames() > 0 => self.l2_pending.take(v4),
+            IpAddr::V6(v6) if self.l2_pending6.frames() > 0 => self.l2_pending6.take(v6),
+            _ => return,
+        };
+        for (frame, offload) in frames {
             let buf = self.tx.next_buf_sized(frame.len());
             let Some(out) = buf.get_mut(..frame.len()) else {
                 self.counters.drop_no_neighbour += 1;

@@ -1,8 +1,8 @@
 //! Ingress: a received frame is parsed and dispatched. ARP updates the
 //! neighbour table and is answered for our addresses, an ICMP echo request
-//! is answered, a TCP segment goes on to the demux (`demux.rs`). Frames
-//! for addresses we neither own nor hold a connection for are counted and
-//! dropped here.
+//! is answered, a TCP segment goes on to the demux (`demux.rs`); IPv6
+//! continues in `ingress6.rs`. Frames for addresses we neither own nor
+//! hold a connection for are counted and dropped here.
 
 use super::state::Core;
 use crate::app::App;
@@ -29,13 +29,17 @@ impl Core {
             Ok(x) => x,
             Err(e) => return self.counters.record(e),
         };
-        if eh.dst != self.mac && !eh.dst.is_broadcast() {
+        if eh.dst != self.mac
+            && !eh.dst.is_broadcast()
+            && !neighbour::ndp::accepts_multicast_mac(eh.dst, self.service_v6())
+        {
             self.counters.drop_eth_not_for_us += 1;
             return;
         }
         match eh.ethertype {
             ethernet::ETHERTYPE_ARP => self.on_arp(&eh, payload, now),
             ethernet::ETHERTYPE_IPV4 => self.on_ipv4(app, frame, &eh, payload, meta, now),
+            ethernet::ETHERTYPE_IPV6 => self.on_ipv6(app, frame, &eh, payload, meta, now),
             _ => self.counters.drop_eth_unknown_type += 1,
         }
     }
@@ -51,7 +55,7 @@ impl Core {
         // not fill the cache.
         if eh.src == p.sender_mac {
             let known = if self.owns_v4(p.target_ip) {
-                self.learn_neighbour(p.sender_ip, p.sender_mac, now);
+                self.learn_neighbour(IpAddr::V4(p.sender_ip), p.sender_mac, now);
                 true
             } else {
                 let known = self.neighbours.update(p.sender_ip, p.sender_mac, now);
@@ -59,7 +63,7 @@ impl Core {
                 known
             };
             if known {
-                self.send_pending(p.sender_ip, now);
+                self.send_pending(IpAddr::V4(p.sender_ip), now);
             } else {
                 self.counters.neighbour_learn_refused += 1;
             }
@@ -92,8 +96,9 @@ impl Core {
             Ok(x) => x,
             Err(e) => return self.counters.record(e),
         };
+        let (src, dst) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
         let owned = self.owns_v4(ih.dst);
-        if !owned && !self.holds_forwarded(eh, &ih, l4) {
+        if !owned && !self.holds_forwarded(eh, ih.protocol, src, dst, l4) {
             self.counters.drop_ipv4_not_ours += 1;
             return;
         }
@@ -101,40 +106,64 @@ impl Core {
         // TCP client's MAC is learned once a connection accepts its
         // segment (demux.rs); an echo reply goes to the frame's source.
         match ih.protocol {
-            ipv4::PROTO_TCP => self.on_tcp(app, frame, &ih, l4, meta, now),
+            ipv4::PROTO_TCP => self.on_tcp(app, frame, src, dst, l4, meta, now),
             ipv4::PROTO_ICMP => self.on_icmp(eh, &ih, l4),
             _ => self.counters.drop_ipv4_unknown_protocol += 1,
         }
     }
 
-    /// Teaches the neighbour cache that `ip` is at `mac` (the caller
-    /// trusts the source), with its counters.
-    pub(super) fn learn_neighbour(&mut self, ip: Ipv4Addr, mac: MacAddr, now: Instant) {
-        self.neighbours.learn(ip, mac, now);
+    /// Teaches the neighbour cache of `ip`'s family that `ip` is at `mac`
+    /// (the caller trusts the source), with its counters.
+    pub(super) fn learn_neighbour(&mut self, ip: IpAddr, mac: MacAddr, now: Instant) {
+        match ip {
+            IpAddr::V4(v4) => {
+                self.neighbours.learn(v4, mac, now);
+            }
+            IpAddr::V6(v6) => {
+                self.neighbours6.learn(v6, mac, now);
+            }
+        }
         self.sync_neighbour_counters();
     }
 
-    /// The cache counts its evictions and expiries itself (it frees
-    /// entries inside `learn` and `update`); the worker's counters copy them.
-    fn sync_neighbour_counters(&mut self) {
-        self.counters.neighbour_evicted = self.neighbours.evicted();
-        self.counters.neighbour_expired = self.neighbours.expired();
+    /// The MAC the neighbour cache of `ip`'s family knows for it.
+    pub(super) fn neighbour_mac(&self, ip: IpAddr, now: Instant) -> Option<MacAddr> {
+        match ip {
+            IpAddr::V4(v4) => self.neighbours.lookup(v4, now),
+            IpAddr::V6(v6) => self.neighbours6.lookup(v6, now),
+        }
+    }
+
+    /// The caches count their evictions and expiries themselves (they
+    /// free entries inside `learn` and `update`); the worker's counters
+    /// copy their sum.
+    pub(super) fn sync_neighbour_counters(&mut self) {
+        self.counters.neighbour_evicted = self.neighbours.evicted() + self.neighbours6.evicted();
+        self.counters.neighbour_expired = self.neighbours.expired() + self.neighbours6.expired();
     }
 
     /// A frame for an address we do not own, sent to our MAC by the survivor
     /// that inherited a dead box's address, for a connection restored here
     /// (ARCHITECTURE.md "Takeover" step 3): ours to process. We never answer
     /// ARP for such an address, so only forwarded frames reach us.
-    fn holds_forwarded(&self, eh: &EthernetHeader, ih: &ipv4::Ipv4Header, l4: &[u8]) -> bool {
-        if ih.protocol != ipv4::PROTO_TCP || eh.dst != self.mac {
+    pub(super) fn holds_forwarded(
+        &self,
+        eh: &EthernetHeader,
+        protocol: u8,
+        src: IpAddr,
+        dst: IpAddr,
+        l4: &[u8],
+    ) -> bool {
+        // TCP's protocol number is the same in IPv4 and IPv6.
+        if protocol != ipv4::PROTO_TCP || eh.dst != self.mac {
             return false;
         }
         let (Some(sp), Some(dp)) = (l4.get(0..2), l4.get(2..4)) else {
             return false;
         };
         let tuple = FourTuple {
-            local: SocketAddr::new(IpAddr::V4(ih.dst), u16::from_be_bytes([dp[0], dp[1]])),
-            remote: SocketAddr::new(IpAddr::V4(ih.src), u16::from_be_bytes([sp[0], sp[1]])),
+            local: SocketAddr::new(dst, u16::from_be_bytes([dp[0], dp[1]])),
+            remote: SocketAddr::new(src, u16::from_be_bytes([sp[0], sp[1]])),
         };
         self.flows.lookup(&tuple).is_some()
     }

@@ -35,6 +35,7 @@ mod deliver;
 mod demux;
 mod egress;
 mod ingress;
+mod ingress6;
 mod poll;
 mod restore_stats;
 mod state;
@@ -42,6 +43,8 @@ pub mod waker;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests6;
 
 pub use command::{Command, WorkerStats};
 pub use config::{PollMode, WorkerConfig};

@@ -9,7 +9,7 @@ use super::state::{app_ctx, Core};
 use super::waker::Waker;
 use crate::app::App;
 use crate::flow::FlowTable;
-use crate::neighbour::{arp, NeighbourCache, PendingFrames};
+use crate::neighbour::{arp, ndp, NeighbourCache, PendingFrames};
 use crate::port::{Port, PortError, RxMeta, TxBatch};
 use crate::stats::Counters;
 use crate::tcp::{Listener, Tcb};
@@ -47,6 +47,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 cfg,
                 mac,
                 neighbours: NeighbourCache::default(),
+                neighbours6: NeighbourCache::default(),
                 flows: FlowTable::new(),
                 timers: TimerWheel::new(now, Duration::from_millis(1)),
                 listener,
@@ -63,6 +64,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 unready_since: HashMap::new(),
                 restores: RestoreStats::default(),
                 l2_pending: PendingFrames::default(),
+                l2_pending6: PendingFrames::default(),
             },
             idle: 0,
         }
@@ -112,7 +114,7 @@ impl<P: Port, A: App> Worker<P, A> {
             counters,
             connections: self.core.flows.len(),
             half_open: self.core.half_open,
-            neighbours: self.core.neighbours.len(),
+            neighbours: self.core.neighbours.len() + self.core.neighbours6.len(),
             timers: self.core.timers.len(),
             ring_drops: self.port.rx_ring_drops(),
             restores: RestoreStats {
@@ -172,7 +174,14 @@ impl<P: Port, A: App> Worker<P, A> {
                     core.counters.arp_announcements_sent += 1;
                 }
             }
-            Command::Announce(IpAddr::V6(_)) => {}
+            Command::Announce(IpAddr::V6(ip)) => {
+                let mac = core.mac;
+                let buf = core.tx.next_buf();
+                if let Ok(n) = ndp::emit_announcement(buf, mac, ip) {
+                    core.tx.commit(n);
+                    core.counters.nd_announcements_sent += 1;
+                }
+            }
             Command::AddServiceIp(ip) => {
                 if !core.cfg.service_ips.contains(&ip) {
                     core.cfg.service_ips.push(ip);

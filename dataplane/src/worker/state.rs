@@ -14,7 +14,7 @@ use crate::tcp::{Event, Listener, TcpConfig};
 use crate::timer::TimerWheel;
 use crate::wire::ethernet::MacAddr;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 /// The application's view of a worker's connections at `now`, borrowing
@@ -38,6 +38,8 @@ pub(super) struct Core {
     pub(super) cfg: WorkerConfig,
     pub(super) mac: MacAddr,
     pub(super) neighbours: NeighbourCache,
+    /// The IPv6 neighbour cache (NDP), of the same design as ARP's.
+    pub(super) neighbours6: NeighbourCache<Ipv6Addr>,
     pub(super) flows: FlowTable,
     pub(super) timers: TimerWheel,
     pub(super) listener: Listener,
@@ -58,11 +60,25 @@ pub(super) struct Core {
     pub(super) restores: RestoreStats,
     /// Frames built for a neighbour whose MAC we are asking for.
     pub(super) l2_pending: PendingFrames,
+    /// Frames built for an IPv6 neighbour we are soliciting.
+    pub(super) l2_pending6: PendingFrames<Ipv6Addr>,
 }
 
 impl Core {
     pub(super) fn owns_v4(&self, ip: Ipv4Addr) -> bool {
         self.cfg.service_ips.contains(&IpAddr::V4(ip))
+    }
+
+    pub(super) fn owns(&self, ip: IpAddr) -> bool {
+        self.cfg.service_ips.contains(&ip)
+    }
+
+    /// Our IPv6 service addresses.
+    pub(super) fn service_v6(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.cfg.service_ips.iter().filter_map(|ip| match ip {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
     }
 
     /// The TCP settings of a connection restored from a checkpoint: those of

@@ -20,6 +20,8 @@ pub(super) const H3_MAC: usize = 24;
 pub(super) const VNET_HDR_LEN: usize = 10;
 pub(super) const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
 pub(super) const VIRTIO_NET_HDR_GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`.
+pub(super) const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
 pub(super) const TPACKET_V2: libc::c_int = 1;
 pub(super) const TPACKET_V3: libc::c_int = 2;
 /// Default bytes of one TPACKET_V2 slot: its header (`tpacket2_hdr` and
@@ -34,6 +36,20 @@ pub(super) const H2_MAC: usize = 12;
 pub(super) const FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 /// `PACKET_STATISTICS` of linux/if_packet.h (not in the libc crate).
 pub(super) const PACKET_STATISTICS: libc::c_int = 6;
+
+/// `PACKET_ADD_MEMBERSHIP` (linux/if_packet.h; not in the libc crate).
+pub(super) const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+/// `PACKET_MR_ALLMULTI`: the device takes every multicast frame.
+pub(super) const PACKET_MR_ALLMULTI: u16 = 2;
+
+/// `struct packet_mreq`.
+#[repr(C)]
+pub(super) struct PacketMreq {
+    pub mr_ifindex: libc::c_int,
+    pub mr_type: u16,
+    pub mr_alen: u16,
+    pub mr_address: [u8; 8],
+}
 
 #[repr(C)]
 pub(super) struct SockFprog {
@@ -81,7 +97,11 @@ pub(super) fn vnet_header(o: TxOffload) -> [u8; VNET_HDR_LEN] {
         h[8..10].copy_from_slice(&o.csum_offset.to_le_bytes());
     }
     if o.gso_size != 0 {
-        h[1] = VIRTIO_NET_HDR_GSO_TCPV4;
+        h[1] = if o.ipv6 {
+            VIRTIO_NET_HDR_GSO_TCPV6
+        } else {
+            VIRTIO_NET_HDR_GSO_TCPV4
+        };
         h[2..4].copy_from_slice(&o.hdr_len.to_le_bytes());
         h[4..6].copy_from_slice(&o.gso_size.to_le_bytes());
     }
@@ -99,10 +119,19 @@ mod tests {
             csum_start: 34,
             csum_offset: 16,
             hdr_len: 66,
+            ipv6: false,
         });
         assert_eq!(h[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
         assert_eq!(h[1], VIRTIO_NET_HDR_GSO_TCPV4);
         assert_eq!(u16::from_le_bytes([h[2], h[3]]), 66);
+        let v6 = vnet_header(TxOffload {
+            gso_size: 1428,
+            csum_start: 54,
+            csum_offset: 16,
+            hdr_len: 86,
+            ipv6: true,
+        });
+        assert_eq!(v6[1], VIRTIO_NET_HDR_GSO_TCPV6);
         assert_eq!(u16::from_le_bytes([h[4], h[5]]), 1448);
         assert_eq!(u16::from_le_bytes([h[6], h[7]]), 34);
         assert_eq!(u16::from_le_bytes([h[8], h[9]]), 16);

@@ -3,8 +3,8 @@
 //! interface's MAC and GRO state.
 
 use super::abi::{
-    setsockopt, IfreqHwaddr, SockFprog, FANOUT_FLAG_IGNORE_OUTGOING, TPACKET_V2, TPACKET_V3,
-    V2_DEFAULT_SLOT,
+    setsockopt, IfreqHwaddr, PacketMreq, SockFprog, FANOUT_FLAG_IGNORE_OUTGOING,
+    PACKET_ADD_MEMBERSHIP, PACKET_MR_ALLMULTI, TPACKET_V2, TPACKET_V3, V2_DEFAULT_SLOT,
 };
 use super::config::{AfPacketConfig, RxRing};
 use super::port::AfPacketPort;
@@ -176,6 +176,24 @@ impl AfPacketPort {
         if r < 0 {
             return Err(PortError::last_os("bind(AF_PACKET)"));
         }
+
+        // IPv6 neighbour discovery comes to multicast MACs (33:33:…) that a
+        // NIC filters out unless some socket asks for them; the kernel has
+        // no address of ours to join their groups for. Best effort: veth
+        // filters nothing, and the worker keeps only its own groups.
+        let mreq = PacketMreq {
+            mr_ifindex: ifindex,
+            mr_type: PACKET_MR_ALLMULTI,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        let _ = setsockopt(
+            s,
+            libc::SOL_PACKET,
+            PACKET_ADD_MEMBERSHIP,
+            &mreq,
+            "PACKET_ADD_MEMBERSHIP",
+        );
 
         if let Some(group) = fanout {
             let kind = libc::PACKET_FANOUT_CBPF;

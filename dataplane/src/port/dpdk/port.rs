@@ -364,11 +364,21 @@ impl DpdkPort {
         if r != 0 {
             return Err(dev_err("rte_eth_dev_start", port, &name, r));
         }
-        // Frames for our MAC, broadcast ARP: nothing else is ours to see.
+        // Frames for our MAC, broadcast ARP (and multicast, below): nothing
+        // else is ours to see.
         // SAFETY: started port.
         let r = unsafe { ffi::rte_eth_promiscuous_disable(port) };
         if r != 0 && r != -libc::ENOTSUP {
             return Err(dev_err("rte_eth_promiscuous_disable", port, &name, r));
+        }
+        // IPv6 neighbour discovery arrives at multicast MACs (33:33:…,
+        // the solicited-node groups of our addresses and all-nodes): a
+        // NIC filters those unless told to take every multicast frame.
+        // The worker keeps only the groups of its addresses.
+        // SAFETY: started port.
+        let r = unsafe { ffi::rte_eth_allmulticast_enable(port) };
+        if r != 0 && r != -libc::ENOTSUP {
+            return Err(dev_err("rte_eth_allmulticast_enable", port, &name, r));
         }
         let mut mac = ffi::rte_ether_addr::default();
         // SAFETY: valid port, live out-parameter.

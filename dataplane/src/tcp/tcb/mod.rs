@@ -236,7 +236,7 @@ impl Tcb {
         iss: SeqNum,
         irs: SeqNum,
     ) -> Tcb {
-        let mss = config.mss.min(DEFAULT_PEER_MSS);
+        let mss = config.mss_for(tuple.local.ip()).min(DEFAULT_PEER_MSS);
         Tcb {
             tuple,
             state,
@@ -339,8 +339,39 @@ impl Tcb {
     fn set_mss(&mut self, peer_mss: u16) {
         let opt = if self.ts_ok { TS_OPT_LEN } else { 0 };
         // Never below 64 payload bytes, whatever a peer claims.
-        self.mss = peer_mss.min(self.config.mss).saturating_sub(opt).max(64);
+        let ours = self.config.mss_for(self.tuple.local.ip());
+        self.mss = peer_mss.min(ours).saturating_sub(opt).max(64);
         self.cc = NewReno::new(self.mss);
+    }
+
+    /// Path MTU discovery (RFC 8201 §4, RFC 1191 §6.3 for IPv4): the path
+    /// carries at most `mss` bytes of TCP payload after the headers (the
+    /// caller derives it from a Packet Too Big's MTU, clamped to the
+    /// minimum). Segments cut from now on fit it; one lost for being too
+    /// big is retransmitted at the new size. Returns false when `mss` is
+    /// not below the MSS in use (a stale or forged message changes nothing).
+    pub fn lower_mss(&mut self, mss: u16) -> bool {
+        let opt = if self.ts_ok { TS_OPT_LEN } else { 0 };
+        let mss = mss.saturating_sub(opt).max(64);
+        if mss >= self.mss {
+            return false;
+        }
+        self.mss = mss;
+        self.cc.set_mss(mss);
+        true
+    }
+
+    /// Whether `seq` is a sequence number we sent that is not acknowledged
+    /// yet (SND.UNA ≤ seq < SND.MAX): an ICMP error quoting any other is
+    /// not about a segment in flight, a blind attacker's guess (RFC 5927
+    /// §4.1, RFC 8201 §5.2).
+    pub fn in_flight(&self, seq: SeqNum) -> bool {
+        self.snd_una.le(seq) && seq.lt(self.snd_max)
+    }
+
+    /// The MSS segments are cut at now (payload bytes, options excluded).
+    pub fn mss(&self) -> u16 {
+        self.mss
     }
 
     /// A passive open: the TCB for a SYN received by the listener, in

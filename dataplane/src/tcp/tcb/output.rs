@@ -219,7 +219,7 @@ impl Tcb {
         let mut s = self.bare_segment(self.iss);
         let active = self.state == State::SynSent;
         s.flags.syn = true;
-        s.options.mss = Some(self.config.mss);
+        s.options.mss = Some(self.config.mss_for(self.tuple.local.ip()));
         if active {
             s.options.window_scale = Some(self.config.window_scale.min(14));
             s.options.sack_permitted = self.config.sack;
