@@ -94,6 +94,12 @@ counters! {
     drop_tcp_bad_option,
     /// Nonsense TCP flag combinations.
     drop_tcp_bad_flags,
+    /// UDP datagrams shorter than their header.
+    drop_udp_truncated,
+    /// UDP datagrams whose length field disagrees with the packet.
+    drop_udp_bad_length,
+    /// UDP checksum failures (and zero checksums over IPv6).
+    drop_udp_bad_checksum,
     /// TCP segments to a port nobody listens on (answered with RST by the listener).
     tcp_no_listener,
     /// SYNs refused because the connection table is full.
@@ -184,6 +190,9 @@ impl Counters {
             WireError::TcpBadChecksum => &mut self.drop_tcp_bad_checksum,
             WireError::TcpBadOption => &mut self.drop_tcp_bad_option,
             WireError::TcpBadFlags => &mut self.drop_tcp_bad_flags,
+            WireError::UdpTruncated => &mut self.drop_udp_truncated,
+            WireError::UdpBadLength => &mut self.drop_udp_bad_length,
+            WireError::UdpBadChecksum => &mut self.drop_udp_bad_checksum,
             WireError::BufferTooSmall | WireError::OptionsTooLong | WireError::Unsupported => {
                 &mut self.drop_emit_error
             }

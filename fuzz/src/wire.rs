@@ -1,6 +1,6 @@
-//! Target `wire`: Ethernet, ARP, IPv4, ICMP and TCP parsing of one frame.
+//! Target `wire`: Ethernet, ARP, IPv4, ICMP, TCP and UDP parsing of one frame.
 
-use baton_dataplane::wire::{arp, ethernet, icmp, ipv4, tcp};
+use baton_dataplane::wire::{arp, ethernet, icmp, ipv4, tcp, udp};
 use std::net::IpAddr;
 
 /// `data[0]` bit 0 set: fix the checksums first; the rest is one frame,
@@ -34,6 +34,14 @@ pub fn run(data: &[u8]) {
                     let (s, d) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
                     let _ = tcp::parse(s, d, l4, true);
                     let _ = tcp::parse(s, d, l4, false);
+                }
+                udp::PROTOCOL => {
+                    let (s, d) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
+                    for trusted in [true, false] {
+                        if let Ok(g) = udp::parse(s, d, l4, trusted) {
+                            assert!(g.payload.len() + udp::HEADER_LEN <= l4.len());
+                        }
+                    }
                 }
                 _ => {}
             }

@@ -1,0 +1,74 @@
+//! Target `rtsp`: the RTSP request parser and the session machine behind
+//! it, as a connection feeds them, plus the other parsers of `baton-rtsp`
+//! that take bytes from the network or the segment (RTP header, TS PCR,
+//! the RTP flow's checkpoint record).
+
+use baton_rtsp::{
+    checkpoint::FlowRecord, parse, rtp, ts, Config, Host, Limits, Message, ObjectInfo, RtpInfo,
+    Session, Transport,
+};
+use std::net::IpAddr;
+
+struct NullHost;
+
+impl Host for NullHost {
+    fn lookup(&mut self, path: &str) -> Option<ObjectInfo> {
+        (path == "/clip.ts").then_some(ObjectInfo {
+            duration_ms: 30_000,
+        })
+    }
+    fn play(&mut self, _: &str, from_ms: u64, _: Transport) -> RtpInfo {
+        RtpInfo {
+            seq: from_ms as u16,
+            rtptime: from_ms as u32,
+        }
+    }
+    fn pause(&mut self) -> u64 {
+        12_345
+    }
+    fn stop(&mut self) {}
+}
+
+/// The input is a connection's bytes: requests (and interleaved frames)
+/// parsed one after another and answered, the clock advancing a second
+/// per request so timeouts fire too.
+pub fn run(data: &[u8]) {
+    let _ = FlowRecord::decode(data);
+    let _ = rtp::Header::parse(data);
+    for p in data.chunks(ts::PACKET) {
+        let _ = ts::pcr(p);
+    }
+    let mut s = Session::new(Config {
+        client: IpAddr::from([198, 18, 0, 2]),
+        server: IpAddr::from([198, 18, 0, 11]),
+        server_ports: (6970, 6971),
+        timeout_ms: 5_000,
+        session_id: 0xCAFE_F00D,
+        ssrc: 1,
+    });
+    let mut host = NullHost;
+    let limits = Limits::default();
+    let mut rest = data;
+    let mut now = 0;
+    while !rest.is_empty() {
+        now += 1_000;
+        s.handle_timeout(now, &mut host);
+        match parse(rest, &limits) {
+            Ok(Some(Message::Request(r, len))) => {
+                assert!(len > 0 && len <= rest.len());
+                let resp = s.handle(now, &r, &mut host);
+                assert_eq!(resp.cseq, Some(r.cseq));
+                let _ = resp.to_bytes();
+                rest = &rest[len..];
+            }
+            Ok(Some(Message::Interleaved { len, .. })) => {
+                rest = rest.get(4 + usize::from(len)..).unwrap_or(&[]);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = Session::refuse(&e).to_bytes();
+                break;
+            }
+        }
+    }
+}
