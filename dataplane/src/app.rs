@@ -88,6 +88,11 @@ pub trait App: 'static {
         let _ = to;
         self.on_freeze(conn, ctx);
     }
+    /// A UDP datagram on `tuple`'s flow (local side ours), for a port of
+    /// the worker's UDP range; the payload is lent for the call.
+    fn on_datagram(&mut self, tuple: FourTuple, payload: &[u8], ctx: &mut Ctx<'_>) {
+        let _ = (tuple, payload, ctx);
+    }
     /// Called once per worker iteration, for work not driven by a packet
     /// (e.g. data that arrived from an origin fetch on another thread).
     fn poll(&mut self, ctx: &mut Ctx<'_>) {

@@ -100,6 +100,18 @@ counters! {
     drop_udp_bad_length,
     /// UDP checksum failures (and zero checksums over IPv6).
     drop_udp_bad_checksum,
+    /// UDP datagrams taken by a flow.
+    udp_rx_datagrams,
+    /// Their payload bytes.
+    udp_rx_bytes,
+    /// UDP flows opened by a first datagram.
+    udp_flows_created,
+    /// UDP flows forgotten after their idle timeout.
+    udp_flows_expired,
+    /// UDP datagrams to a port outside the worker's UDP range.
+    drop_udp_no_port,
+    /// UDP datagrams refused because the flow table was full.
+    drop_udp_flow_limit,
     /// TCP segments to a port nobody listens on (answered with RST by the listener).
     tcp_no_listener,
     /// SYNs refused because the connection table is full.

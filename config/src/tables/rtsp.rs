@@ -42,7 +42,9 @@ table! {
 impl RtspConfig {
     /// RTP/RTCP port pairs in the range.
     pub fn port_pairs(&self) -> u16 {
-        self.udp_port_max.saturating_sub(self.udp_port_min).div_ceil(2)
+        self.udp_port_max
+            .saturating_sub(self.udp_port_min)
+            .div_ceil(2)
     }
 }
 

@@ -38,13 +38,14 @@ mod ingress;
 mod poll;
 mod restore_stats;
 mod state;
+mod udp;
 pub mod waker;
 
 #[cfg(test)]
 mod tests;
 
 pub use command::{Command, WorkerStats};
-pub use config::{PollMode, WorkerConfig};
+pub use config::{PollMode, WorkerConfig, NO_UDP_PORTS};
 pub use poll::Worker;
 pub use restore_stats::{RestoreStats, READY_BUCKET};
 pub use waker::Waker;

@@ -40,6 +40,7 @@ impl<P: Port, A: App> Worker<P, A> {
         let listener = Listener::new(cfg.tcp.clone(), cfg.cookie_secret);
         let mac = port.mac();
         let offload = port.tx_offload();
+        let (udp_max, udp_idle) = (cfg.max_udp_flows, cfg.udp_idle_timeout);
         Worker {
             port,
             app,
@@ -63,6 +64,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 unready_since: HashMap::new(),
                 restores: RestoreStats::default(),
                 l2_pending: PendingFrames::default(),
+                udp_flows: crate::udpflow::UdpFlowTable::new(udp_max, udp_idle),
             },
             idle: 0,
         }

@@ -12,6 +12,7 @@ use crate::port::TxBatch;
 use crate::stats::Counters;
 use crate::tcp::{Event, Listener, TcpConfig};
 use crate::timer::TimerWheel;
+use crate::udpflow::UdpFlowTable;
 use crate::wire::ethernet::MacAddr;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -58,6 +59,8 @@ pub(super) struct Core {
     pub(super) restores: RestoreStats,
     /// Frames built for a neighbour whose MAC we are asking for.
     pub(super) l2_pending: PendingFrames,
+    /// UDP flows by 5-tuple (`udp.rs`).
+    pub(super) udp_flows: UdpFlowTable,
 }
 
 impl Core {
