@@ -73,17 +73,22 @@ pub struct SeekPoint {
 }
 
 /// The first PCR-carrying packet at or after `npt_ms` of the object (the
-/// last one if the object ends first). Objects without PCR start at 0.
+/// last one if the object ends first). Time 0, and objects without PCR,
+/// start at byte 0: the tables a player needs first (PAT, PMT) come before
+/// the first PCR.
 pub fn seek(data: &[u8], npt_ms: u64) -> SeekPoint {
     let target = npt_ms.saturating_mul(HZ / 1000);
-    let mut first: Option<(u16, u64)> = None;
-    let mut clock = 0;
-    let mut prev = 0;
     let mut best = SeekPoint {
         offset: 0,
         clock: 0,
         pcr: None,
     };
+    if target == 0 {
+        return best;
+    }
+    let mut first: Option<(u16, u64)> = None;
+    let mut clock = 0;
+    let mut prev = 0;
     for (i, p) in data.chunks_exact(PACKET).enumerate() {
         let Some((pid, v)) = pcr(p) else { continue };
         match first {
@@ -184,5 +189,18 @@ mod tests {
         assert_eq!(seek(&data, 0).offset, 0);
         assert_eq!(seek(&data, 99_000).offset, 90 * 188);
         assert_eq!(seek(&[0u8; 10], 5).offset, 0);
+    }
+
+    #[test]
+    fn seek_to_zero_keeps_the_tables_before_the_first_pcr() {
+        // PAT and PMT (PIDs 0 and 0x1000) come before the first PCR, as
+        // ffmpeg writes them: a player needs them first.
+        let mut data = Vec::new();
+        data.extend_from_slice(&build_packet(0, 0, None, 0));
+        data.extend_from_slice(&build_packet(0x1000, 0, None, 0));
+        data.extend_from_slice(&build_packet(0x100, 0, Some(900_000), 0));
+        assert_eq!(seek(&data, 0).offset, 0);
+        assert_eq!(seek(&data, 0).pcr, None);
+        assert_eq!(seek(&data, 1).offset, 2 * 188);
     }
 }
