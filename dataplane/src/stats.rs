@@ -108,6 +108,8 @@ counters! {
     udp_flows_created,
     /// UDP flows forgotten after their idle timeout.
     udp_flows_expired,
+    /// UDP datagrams the app sent.
+    udp_tx_datagrams,
     /// UDP datagrams to a port outside the worker's UDP range.
     drop_udp_no_port,
     /// UDP datagrams refused because the flow table was full.

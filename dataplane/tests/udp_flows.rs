@@ -1,6 +1,7 @@
 //! UDP on the worker over an in-memory port: datagrams for a port of the
 //! worker's UDP range open a flow by 5-tuple and reach the app; others are
-//! counted and dropped (issue 18: an RTSP stream's RTCP comes this way).
+//! counted and dropped (issue 18: an RTSP stream's RTCP comes this way);
+//! datagrams the app sends leave as frames with a valid checksum.
 
 mod common;
 
@@ -9,9 +10,10 @@ use baton_dataplane::flow::ConnId;
 use baton_dataplane::port::fanout::worker_for_remote;
 use baton_dataplane::port::memory::MemoryPort;
 use baton_dataplane::tcp::FourTuple;
-use baton_dataplane::wire::udp;
+use baton_dataplane::wire::{ethernet, ipv4, udp};
 use baton_dataplane::worker::{Worker, WorkerConfig};
-use common::wire::{client_ipv4, BOX_MAC, CLIENT, CLIENT_MAC, SERVICE};
+use bytes::Bytes;
+use common::wire::{arp_request, client_ipv4, BOX_MAC, CLIENT, CLIENT_MAC, SERVICE};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -177,4 +179,77 @@ fn rtcp_from_a_client_lands_on_the_worker_its_address_and_port_hash_to() {
         .map(|p| worker_for_remote(IpAddr::V4(CLIENT), p + 1, 4))
         .collect();
     assert!(hits.len() > 1, "{hits:?}");
+}
+
+/// Answers every datagram with `ack:` + its payload, as a server answers a
+/// report; and once sends one from an address the box does not own.
+struct Echo {
+    spoof_once: bool,
+}
+
+impl App for Echo {
+    fn on_accept(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_closed(&mut self, _: ConnId, _: CloseReason, _: &mut Ctx<'_>) {}
+    fn on_datagram(&mut self, tuple: FourTuple, payload: &[u8], ctx: &mut Ctx<'_>) {
+        ctx.send_datagram(tuple, Bytes::from([b"ack:", payload].concat()));
+        if std::mem::take(&mut self.spoof_once) {
+            let mut spoofed = tuple;
+            spoofed.local = SocketAddr::new(IpAddr::from([192, 0, 2, 1]), 6971);
+            ctx.send_datagram(spoofed, Bytes::from_static(b"no"));
+        }
+    }
+}
+
+fn echo_worker() -> (Worker<MemoryPort, Echo>, MemoryPort, Instant) {
+    let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    cfg.udp_ports = 6970..=6999;
+    let (wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let now = Instant::now();
+    (
+        Worker::new(port, Echo { spoof_once: true }, cfg, now),
+        wire,
+        now,
+    )
+}
+
+#[test]
+fn a_datagram_the_app_sends_leaves_from_the_service_port_with_a_valid_checksum() {
+    let (mut w, mut wire, now) = echo_worker();
+    // The client resolves the box first, as any client does: the box
+    // learns the client's MAC from the request for its address.
+    wire.send(arp_request(CLIENT_MAC, CLIENT, SERVICE))
+        .expect("memory port");
+    w.poll(now).expect("poll");
+    wire.drain();
+    wire.send(datagram(5001, 6971, RR)).expect("memory port");
+    w.poll(now).expect("poll");
+    let out = wire.drain();
+    assert_eq!(out.len(), 1, "one answer; the spoofed source is refused");
+    let (eh, p) = ethernet::parse(&out[0]).expect("ethernet");
+    assert_eq!((eh.dst, eh.src), (CLIENT_MAC, BOX_MAC));
+    let (ih, l4) = ipv4::parse(p).expect("ipv4 with a valid header checksum");
+    assert_eq!(
+        (ih.src, ih.dst, ih.protocol),
+        (SERVICE, CLIENT, udp::PROTOCOL)
+    );
+    let d = udp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, false)
+        .expect("a valid UDP checksum");
+    assert_eq!((d.src_port, d.dst_port), (6971, 5001));
+    assert_eq!(d.payload, [b"ack:", RR].concat());
+    let c = *w.counters();
+    assert_eq!(c.udp_tx_datagrams, 1);
+    assert_eq!(c.drop_emit_error, 1, "the spoofed source");
+}
+
+#[test]
+fn a_datagram_to_an_unresolved_client_is_dropped_and_counted_not_sent_blind() {
+    let (mut w, mut wire, now) = echo_worker();
+    wire.send(datagram(5001, 6971, RR)).expect("memory port");
+    w.poll(now).expect("poll");
+    assert!(wire.drain().is_empty());
+    assert_eq!(w.counters().udp_rx_datagrams, 1, "the datagram was taken");
+    assert_eq!(w.counters().drop_no_neighbour, 1);
+    assert_eq!(w.counters().udp_tx_datagrams, 0);
 }

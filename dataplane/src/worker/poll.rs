@@ -65,6 +65,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 restores: RestoreStats::default(),
                 l2_pending: PendingFrames::default(),
                 udp_flows: crate::udpflow::UdpFlowTable::new(udp_max, udp_idle),
+                udp_out: Vec::new(),
             },
             idle: 0,
         }
@@ -157,6 +158,7 @@ impl<P: Port, A: App> Worker<P, A> {
         }
         let touched = !core.touched.is_empty();
         core.process_touched(&mut self.port, &mut self.app, now)?;
+        core.send_datagrams(&mut self.port, now)?;
         let sent = !core.tx.is_empty();
         core.flush(&mut self.port)?;
         Ok(n > 0 || fired || touched || sent)

@@ -28,6 +28,7 @@ macro_rules! app_ctx {
             now: $now,
             worker: $core.cfg.id,
             waker: &$core.waker,
+            datagrams: &mut $core.udp_out,
         }
     };
 }
@@ -61,6 +62,8 @@ pub(super) struct Core {
     pub(super) l2_pending: PendingFrames,
     /// UDP flows by 5-tuple (`udp.rs`).
     pub(super) udp_flows: UdpFlowTable,
+    /// Datagrams the app queued this iteration (`Ctx::send_datagram`).
+    pub(super) udp_out: Vec<(crate::tcp::FourTuple, bytes::Bytes)>,
 }
 
 impl Core {
