@@ -57,6 +57,19 @@ fn main() -> Result<()> {
         }
         put("rtsp", name, &input)?;
     }
+    // An RTP flow's checkpoint record mid-stream, as a survivor reads it.
+    let mut flow = baton_rtsp::RtpFlow::new(baton_rtsp::FlowConfig::default(), 7, 65_000, 1, 0);
+    let object: Vec<u8> = (0..40u64)
+        .flat_map(|i| {
+            baton_rtsp::ts::build_packet(0x100, i as u8, (i % 5 == 0).then_some(i * 54_000), 0)
+        })
+        .collect();
+    flow.seek(&object, 0, 0);
+    let mut out = Vec::new();
+    for now in (0..200_000).step_by(1000) {
+        flow.poll_transmit(now, &object, &mut out);
+    }
+    put("rtsp", "flow-record", &flow.checkpoint().encode())?;
     for (name, slot) in slots()? {
         put("record", name, &slot)?;
     }

@@ -1,11 +1,11 @@
 //! Target `rtsp`: the RTSP request parser and the session machine behind
 //! it, as a connection feeds them, plus the other parsers of `baton-rtsp`
 //! that take bytes from the network or the segment (RTP header, TS PCR,
-//! the RTP flow's checkpoint record).
+//! the RTP flow's checkpoint record, and a flow restored from it).
 
 use baton_rtsp::{
-    checkpoint::FlowRecord, parse, rtp, ts, Config, Host, Limits, Message, ObjectInfo, RtpInfo,
-    Session, Transport,
+    checkpoint::FlowRecord, parse, rtp, ts, Config, FlowConfig, Host, Limits, Message, ObjectInfo,
+    RtpFlow, RtpInfo, Session, Transport,
 };
 use std::net::IpAddr;
 
@@ -33,7 +33,32 @@ impl Host for NullHost {
 /// parsed one after another and answered, the clock advancing a second
 /// per request so timeouts fire too.
 pub fn run(data: &[u8]) {
-    let _ = FlowRecord::decode(data);
+    if let Ok(rec) = FlowRecord::decode(data) {
+        // A record from the segment drives a restored flow: whatever its
+        // magnitudes, sending and reporting must not panic.
+        let object: Vec<u8> = (0..20u16)
+            .flat_map(|i| {
+                ts::build_packet(
+                    0x100,
+                    i as u8,
+                    (i % 4 == 0).then_some(u64::from(i) * 27_000),
+                    0,
+                )
+            })
+            .collect();
+        let mut f = RtpFlow::restore(FlowConfig::default(), &rec, u64::from(rec.next_seq));
+        let mut out = Vec::new();
+        for step in 0..8u64 {
+            let now = step.saturating_mul(rec.pacing.rate);
+            f.poll_transmit(now, &object, &mut out);
+            f.poll_rtcp(now, now, "fuzz", &mut out);
+            let _ = f.poll_at(&object);
+            out.clear();
+        }
+        let _ = f.resume(9);
+        let _ = f.pause();
+        let _ = f.checkpoint().encode();
+    }
     let _ = rtp::Header::parse(data);
     for p in data.chunks(ts::PACKET) {
         let _ = ts::pcr(p);

@@ -110,7 +110,7 @@ impl RtpFlow {
 
     /// Whether the whole object has been sent.
     pub fn finished(&self, object: &[u8]) -> bool {
-        self.offset + PACKET as u64 > object.len() as u64
+        self.offset.saturating_add(PACKET as u64) > object.len() as u64
     }
 
     /// When the next RTP packet is due (`None` when paused or done).
@@ -191,7 +191,7 @@ impl RtpFlow {
         if !self.playing || now_us < self.next_sr_us {
             return false;
         }
-        self.next_sr_us = now_us + self.cfg.sr_interval_us;
+        self.next_sr_us = now_us.saturating_add(self.cfg.sr_interval_us);
         let clock = self.pacer.clock_at(now_us);
         SenderReport {
             ssrc: self.ssrc,

@@ -8,8 +8,9 @@
 //! at each PCR. A jump of more than [`MAX_PCR_STEP`] (a discontinuity or a
 //! spliced object) keeps the extrapolated clock instead of following it.
 //! Stream time maps to the caller's virtual time through an anchor taken
-//! at PLAY, resume or restore. Pure: no clock is read here; knows nothing
-//! of RTP or sockets.
+//! at PLAY, resume or restore. A restored state comes from the segment, so
+//! the arithmetic saturates rather than trusting its magnitudes. Pure: no
+//! clock is read here; knows nothing of RTP or sockets.
 
 use crate::ts::{self, HZ, PACKET};
 
@@ -67,12 +68,17 @@ impl Pacer {
 
     /// Virtual time the next byte is due.
     pub fn due_us(&self) -> u64 {
-        self.anchor_us + self.state.clock.saturating_sub(self.anchor_clock) / (HZ / 1_000_000)
+        self.anchor_us
+            .saturating_add(self.state.clock.saturating_sub(self.anchor_clock) / (HZ / 1_000_000))
     }
 
     /// Stream time that corresponds to `now_us` (for sender reports).
     pub fn clock_at(&self, now_us: u64) -> u64 {
-        self.anchor_clock + now_us.saturating_sub(self.anchor_us) * (HZ / 1_000_000)
+        self.anchor_clock.saturating_add(
+            now_us
+                .saturating_sub(self.anchor_us)
+                .saturating_mul(HZ / 1_000_000),
+        )
     }
 
     /// Makes the next byte due at `now_us` (after a pause or a restore).
@@ -91,8 +97,8 @@ impl Pacer {
                     Some((_, last)) => {
                         let step = ts::pcr_delta(last, v);
                         if step > 0 && step <= MAX_PCR_STEP {
-                            s.rate = (s.bytes_since_pcr * HZ / step).max(MIN_RATE);
-                            s.clock_at_pcr += step;
+                            s.rate = (s.bytes_since_pcr.saturating_mul(HZ) / step).max(MIN_RATE);
+                            s.clock_at_pcr = s.clock_at_pcr.saturating_add(step);
                         } else {
                             s.clock_at_pcr = s.clock;
                         }
@@ -106,8 +112,10 @@ impl Pacer {
                     }
                 }
             }
-            s.bytes_since_pcr += PACKET as u64;
-            let extrapolated = s.clock_at_pcr + s.bytes_since_pcr * HZ / s.rate;
+            s.bytes_since_pcr = s.bytes_since_pcr.saturating_add(PACKET as u64);
+            let extrapolated = s
+                .clock_at_pcr
+                .saturating_add(s.bytes_since_pcr.saturating_mul(HZ) / s.rate);
             // RTP timestamps must not run backwards when a PCR shows the
             // rate estimate was low.
             s.clock = s.clock.max(extrapolated);

@@ -126,7 +126,8 @@ impl Session {
 
     /// When the session expires unless something refreshes it.
     pub fn timeout_at(&self) -> Option<u64> {
-        (self.state != State::Init).then(|| self.last_activity_ms + self.cfg.timeout_ms)
+        (self.state != State::Init)
+            .then(|| self.last_activity_ms.saturating_add(self.cfg.timeout_ms))
     }
 
     // Inputs.

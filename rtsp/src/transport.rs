@@ -122,7 +122,7 @@ fn pair(v: &str) -> Option<(u32, u32)> {
         Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
         None => {
             let a: u32 = v.trim().parse().ok()?;
-            Some((a, a + 1))
+            Some((a, a.checked_add(1)?))
         }
     }
 }
@@ -192,6 +192,7 @@ mod tests {
             "RTP/AVP;unicast;client_port=70000-70001",
             "RTP/AVP/TCP;interleaved=0-300",
             "RTP/AVP;unicast;client_port=5000-5001;mode=record",
+            "RTP/AVP;unicast;client_port=4294967295",
         ] {
             assert_eq!(choose(t, client()), Err(TransportError::Unsupported), "{t}");
             assert_eq!(TransportError::Unsupported.status(), 461);
