@@ -88,6 +88,11 @@ pub trait App: 'static {
         let _ = to;
         self.on_freeze(conn, ctx);
     }
+    /// A UDP datagram on `tuple`'s flow (local side ours), for a port of
+    /// the worker's UDP range; the payload is lent for the call.
+    fn on_datagram(&mut self, tuple: FourTuple, payload: &[u8], ctx: &mut Ctx<'_>) {
+        let _ = (tuple, payload, ctx);
+    }
     /// Called once per worker iteration, for work not driven by a packet
     /// (e.g. data that arrived from an origin fetch on another thread).
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
@@ -140,9 +145,19 @@ pub struct Ctx<'a> {
     pub(crate) now: Instant,
     pub(crate) worker: usize,
     pub(crate) waker: &'a Waker,
+    pub(crate) datagrams: &'a mut Vec<(FourTuple, Bytes)>,
 }
 
 impl Ctx<'_> {
+    /// Queues a UDP datagram from `tuple.local` (an address this box
+    /// owns) to `tuple.remote`, sent at the end of this iteration to the
+    /// remote's known MAC: UDP learns no neighbour (its source is
+    /// unvalidated), so a datagram to an unresolved address is dropped and
+    /// counted (`drop_no_neighbour`).
+    pub fn send_datagram(&mut self, tuple: FourTuple, payload: Bytes) {
+        self.datagrams.push((tuple, payload));
+    }
+
     fn touch(&mut self, conn: ConnId) -> Option<&mut crate::tcp::Tcb> {
         let c = self.flows.get_mut(conn)?;
         if !c.touched {

@@ -31,6 +31,7 @@
 //! - [`worker`]: the poll-mode loop of one pinned thread, by direction:
 //!   ingress, TCP demux, delivery to the app, egress.
 //! - [`flow`], [`timer`]: a worker's connection table and timer wheel;
+//!   [`udpflow`]: its UDP flows by 5-tuple;
 //!   [`stats`] counts every drop.
 //! - [`app`]: the application interface ([`App`], [`Ctx`]).
 //! - [`runtime`]: starting workers on threads over a [`port::PortConfig`],
@@ -50,6 +51,7 @@ pub mod runtime;
 pub mod stats;
 pub mod tcp;
 pub mod timer;
+pub mod udpflow;
 pub mod wire;
 pub mod worker;
 

@@ -140,6 +140,26 @@ counters! {
     drop_tcp_bad_option,
     /// Nonsense TCP flag combinations.
     drop_tcp_bad_flags,
+    /// UDP datagrams shorter than their header.
+    drop_udp_truncated,
+    /// UDP datagrams whose length field disagrees with the packet.
+    drop_udp_bad_length,
+    /// UDP checksum failures (and zero checksums over IPv6).
+    drop_udp_bad_checksum,
+    /// UDP datagrams taken by a flow.
+    udp_rx_datagrams,
+    /// Their payload bytes.
+    udp_rx_bytes,
+    /// UDP flows opened by a first datagram.
+    udp_flows_created,
+    /// UDP flows forgotten after their idle timeout.
+    udp_flows_expired,
+    /// UDP datagrams the app sent.
+    udp_tx_datagrams,
+    /// UDP datagrams to a port outside the worker's UDP range.
+    drop_udp_no_port,
+    /// UDP datagrams refused because the flow table was full.
+    drop_udp_flow_limit,
     /// TCP segments to a port nobody listens on (answered with RST by the listener).
     tcp_no_listener,
     /// SYNs refused because the connection table is full.
@@ -238,6 +258,9 @@ impl Counters {
             WireError::Icmpv6Truncated => &mut self.drop_icmpv6_truncated,
             WireError::Icmpv6BadChecksum => &mut self.drop_icmpv6_bad_checksum,
             WireError::NdMalformed => &mut self.drop_nd_malformed,
+            WireError::UdpTruncated => &mut self.drop_udp_truncated,
+            WireError::UdpBadLength => &mut self.drop_udp_bad_length,
+            WireError::UdpBadChecksum => &mut self.drop_udp_bad_checksum,
             WireError::BufferTooSmall | WireError::OptionsTooLong | WireError::Unsupported => {
                 &mut self.drop_emit_error
             }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use baton_dataplane::tcp::{Flags, Options, OutSegment, SeqNum};
 use baton_dataplane::wire::arp::{self, ArpPacket};
 use baton_dataplane::wire::ethernet::{self, EthernetHeader, MacAddr};
-use baton_dataplane::wire::{icmpv6, ipv4, ipv6, tcp};
+use baton_dataplane::wire::{icmpv6, ipv4, ipv6, tcp, udp};
 use baton_fuzz::worker::{
     BOX_MAC, CLIENT, CLIENT6, CLIENT_MAC, RESTORED_PORT, RESTORED_RCV_NXT, RESTORED_SND_UNA,
     SERVICE, SERVICE6,
@@ -50,6 +50,27 @@ fn main() -> Result<()> {
     for (name, r) in requests() {
         put("http_request", name, r.as_bytes())?;
     }
+    for (name, r) in rtsp_requests() {
+        let mut input = r.as_bytes().to_vec();
+        if name == "ffmpeg-tcp" {
+            // The player's RTCP receiver report, interleaved on channel 1.
+            input.extend_from_slice(&[b'$', 1, 0, 8, 0x81, 201, 0, 1, 0, 0, 0, 1]);
+        }
+        put("rtsp", name, &input)?;
+    }
+    // An RTP flow's checkpoint record mid-stream, as a survivor reads it.
+    let mut flow = baton_rtsp::RtpFlow::new(baton_rtsp::FlowConfig::default(), 7, 65_000, 1, 0);
+    let object: Vec<u8> = (0..40u64)
+        .flat_map(|i| {
+            baton_rtsp::ts::build_packet(0x100, i as u8, (i % 5 == 0).then_some(i * 54_000), 0)
+        })
+        .collect();
+    flow.seek(&object, 0, 0);
+    let mut out = Vec::new();
+    for now in (0..200_000).step_by(1000) {
+        flow.poll_transmit(now, &object, &mut out);
+    }
+    put("rtsp", "flow-record", &flow.checkpoint().encode())?;
     for (name, slot) in slots()? {
         put("record", name, &slot)?;
     }
@@ -315,6 +336,11 @@ fn frames() -> Result<Vec<(&'static str, Vec<u8>)>> {
                 64,
             )?,
         ),
+        // An RTCP receiver report from a player to the server's RTCP port.
+        (
+            "udp-rtcp-rr",
+            udp_frame(5001, 6971, &[0x81, 201, 0, 7, 0, 0, 0, 1])?,
+        ),
     ])
 }
 
@@ -378,6 +404,29 @@ fn icmpv6_frame(
     // The bodies are sealed for their own addresses; the fuzz target's
     // checksum fixer makes them whole for these (control byte bit 0).
     baton_fuzz::frames::fix_checksums(&mut f);
+    Ok(f)
+}
+
+fn udp_frame(src_port: u16, dst_port: u16, payload: &[u8]) -> Result<Vec<u8>> {
+    let mut f = vec![0u8; 2048];
+    let e = ethernet::emit(
+        &mut f,
+        &EthernetHeader {
+            dst: BOX_MAC,
+            src: CLIENT_MAC,
+            ethertype: ethernet::ETHERTYPE_IPV4,
+        },
+    )?;
+    let u = udp::emit(
+        &mut f[e + 20..],
+        IpAddr::V4(CLIENT),
+        IpAddr::V4(SERVICE),
+        src_port,
+        dst_port,
+        payload,
+    )?;
+    ipv4::emit(&mut f[e..], CLIENT, SERVICE, udp::PROTOCOL, 7, u)?;
+    f.truncate(e + 20 + u);
     Ok(f)
 }
 
@@ -756,3 +805,16 @@ fn take_to(c: &Capture, to: SocketAddr) -> Vec<Vec<u8>> {
 #[path = "../../raft/tests/samples/mod.rs"]
 mod raft_samples;
 use raft_samples::messages;
+
+/// A whole session as ffmpeg drives one (UDP and interleaved), and bad
+/// input the server must refuse.
+fn rtsp_requests() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("ffmpeg-udp", "OPTIONS rtsp://198.18.0.11:554/clip.ts RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: Lavf60.16.100\r\n\r\nDESCRIBE rtsp://198.18.0.11:554/clip.ts RTSP/1.0\r\nAccept: application/sdp\r\nCSeq: 2\r\n\r\nSETUP rtsp://198.18.0.11:554/clip.ts/trackID=0 RTSP/1.0\r\nTransport: RTP/AVP/UDP;unicast;client_port=5000-5001\r\nCSeq: 3\r\n\r\nPLAY rtsp://198.18.0.11:554/clip.ts/ RTSP/1.0\r\nRange: npt=0.000-\r\nCSeq: 4\r\nSession: 00000000CAFEF00D\r\n\r\nGET_PARAMETER rtsp://198.18.0.11:554/clip.ts/ RTSP/1.0\r\nCSeq: 5\r\nSession: 00000000CAFEF00D\r\n\r\nPAUSE rtsp://198.18.0.11:554/clip.ts/ RTSP/1.0\r\nCSeq: 6\r\nSession: 00000000CAFEF00D\r\n\r\nTEARDOWN rtsp://198.18.0.11:554/clip.ts/ RTSP/1.0\r\nCSeq: 7\r\nSession: 00000000CAFEF00D\r\n\r\n"),
+        ("ffmpeg-tcp", "SETUP rtsp://198.18.0.11/clip.ts/trackID=0 RTSP/1.0\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nCSeq: 3\r\n\r\nPLAY rtsp://198.18.0.11/clip.ts/ RTSP/1.0\r\nRange: npt=10-\r\nCSeq: 4\r\nSession: 00000000CAFEF00D\r\n\r\n"),
+        ("third-party", "SETUP rtsp://198.18.0.11/clip.ts/trackID=0 RTSP/1.0\r\nTransport: RTP/AVP;unicast;destination=192.0.2.9;client_port=5000-5001\r\nCSeq: 3\r\n\r\n"),
+        ("unknown-session", "PLAY rtsp://198.18.0.11/clip.ts RTSP/1.0\r\nCSeq: 4\r\nSession: DEADBEEF\r\n\r\n"),
+        ("bad-version", "OPTIONS * RTSP/2.0\r\nCSeq: 1\r\n\r\n"),
+        ("body", "GET_PARAMETER rtsp://198.18.0.11/clip.ts RTSP/1.0\r\nCSeq: 9\r\nContent-Length: 9\r\n\r\nposition\n"),
+    ]
+}

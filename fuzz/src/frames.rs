@@ -1,5 +1,5 @@
 //! Checksum repair for fuzzed frames: a mutated frame almost never keeps
-//! valid IPv4 and TCP/ICMP checksums, so a target may fix them first and
+//! valid IPv4 and TCP/UDP/ICMP checksums, so a target may fix them first and
 //! reach the code behind the checks.
 
 use baton_dataplane::wire::checksum::{checksum, pseudo_header};
@@ -7,7 +7,7 @@ use baton_dataplane::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, HEADER_LEN
 use baton_dataplane::wire::ipv6;
 use std::net::{IpAddr, Ipv4Addr};
 
-/// Rewrites the IPv4 header checksum and the TCP or ICMP checksum of an
+/// Rewrites the IPv4 header checksum and the TCP, UDP or ICMP checksum of an
 /// Ethernet/IPv4 frame in place, as far as the frame's own lengths allow.
 pub fn fix_checksums(f: &mut [u8]) {
     if f.len() >= HEADER_LEN && u16::from_be_bytes([f[12], f[13]]) == ETHERTYPE_IPV6 {
@@ -45,6 +45,13 @@ pub fn fix_checksums(f: &mut [u8]) {
             let mut c = pseudo_header(IpAddr::V4(src), IpAddr::V4(dst), 6, l4.len() as u32);
             c.add(l4);
             l4[16..18].copy_from_slice(&c.finish().to_be_bytes());
+        }
+        17 if l4.len() >= 8 => {
+            l4[6] = 0;
+            l4[7] = 0;
+            let mut c = pseudo_header(IpAddr::V4(src), IpAddr::V4(dst), 17, l4.len() as u32);
+            c.add(l4);
+            l4[6..8].copy_from_slice(&c.finish().to_be_bytes());
         }
         _ => {}
     }

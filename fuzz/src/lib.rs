@@ -11,6 +11,7 @@ pub mod http_request;
 pub mod raft_message;
 pub mod record;
 pub mod replication;
+pub mod rtsp;
 pub mod wire;
 pub mod worker;
 

@@ -1,7 +1,8 @@
 //! Target `wire`: Ethernet, ARP, IPv4, ICMP, IPv6 (extension headers),
-//! ICMPv6 (neighbor discovery, Packet Too Big) and TCP parsing of one frame.
+//! ICMPv6 (neighbor discovery, Packet Too Big), TCP and UDP parsing of one
+//! frame.
 
-use baton_dataplane::wire::{arp, ethernet, icmp, icmpv6, ipv4, ipv6, tcp};
+use baton_dataplane::wire::{arp, ethernet, icmp, icmpv6, ipv4, ipv6, tcp, udp};
 use std::net::IpAddr;
 
 /// `data[0]` bit 0 set: fix the checksums first; the rest is one frame,
@@ -35,6 +36,14 @@ pub fn run(data: &[u8]) {
                     let (s, d) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
                     let _ = tcp::parse(s, d, l4, true);
                     let _ = tcp::parse(s, d, l4, false);
+                }
+                udp::PROTOCOL => {
+                    let (s, d) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
+                    for trusted in [true, false] {
+                        if let Ok(g) = udp::parse(s, d, l4, trusted) {
+                            assert!(g.payload.len() + udp::HEADER_LEN <= l4.len());
+                        }
+                    }
                 }
                 _ => {}
             }

@@ -20,6 +20,7 @@ mod limits;
 mod member;
 mod node;
 mod raft;
+mod rtsp;
 mod service;
 mod tls;
 mod tls_sni;
@@ -35,6 +36,7 @@ pub use limits::LimitsConfig;
 pub use member::Member;
 pub use node::NodeConfig;
 pub use raft::RaftConfig;
+pub use rtsp::{RtspConfig, DEFAULT_RTSP_PORT};
 pub use service::ServiceConfig;
 pub use tls::{TlsConfig, TlsSuite, TlsVersion, DEFAULT_TLS_PORT};
 pub use tls_sni::SniCert;
@@ -71,6 +73,8 @@ table! {
         admin: AdminConfig = Required,
         /// `[tls]`: HTTPS on the service IPs.
         tls: TlsConfig = OrDefault,
+        /// `[rtsp]`: RTSP streaming.
+        rtsp: RtspConfig = OrDefault,
     }
     check = cluster_rules;
 }
@@ -83,7 +87,42 @@ fn cluster_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
     let fit = shared_ids_fit_the_view(c, root, p);
     let raft = replicated_raft_rules(c, root, p);
     let tls = tls_port_is_free(c, root, p);
-    member && fit && raft && tls
+    let rtsp = rtsp_port_is_free(c, root, p);
+    member && fit && raft && tls && rtsp
+}
+
+/// With RTSP on, `rtsp.port` is not another TCP port of the service IPs
+/// or the admin API's.
+fn rtsp_port_is_free(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
+    let Some(rtsp) = &p.rtsp else {
+        return true;
+    };
+    if !rtsp.enabled {
+        return true;
+    }
+    let mut taken: Vec<(&str, u16)> = Vec::new();
+    if let Some(s) = &p.service {
+        taken.push(("service.port", s.port));
+    }
+    if let Some(t) = p.tls.as_ref().filter(|t| t.enabled) {
+        taken.push(("tls.port", t.port));
+    }
+    if let Some(a) = &p.admin {
+        taken.push(("admin.listen", a.listen.port()));
+    }
+    match taken.iter().find(|(_, port)| *port == rtsp.port) {
+        Some((what, port)) => {
+            let line =
+                line_of(c, root, "rtsp", "port").or_else(|| line_of(c, root, "rtsp", "enabled"));
+            c.problem(
+                line,
+                "rtsp.port".to_string(),
+                format!("port {port} is already {what}'s: RTSP needs a port of its own (554 by default)"),
+            );
+            false
+        }
+        None => true,
+    }
 }
 
 /// With HTTPS on, `tls.port` is no other port of this box: not the plain

@@ -10,16 +10,19 @@
 //! worker answers them with RSTs. With our own program the mapping is a
 //! pure function of the client's address and port.
 //!
-//! The rule, for IPv4 TCP frames that are not fragments:
+//! The rule, for IPv4 TCP and UDP frames that are not fragments (both
+//! carry the source port in their first two bytes):
 //! `h = ((remote IPv4 address as u32) XOR remote port) * 0x9E3779B1`
 //! (wrapping, Knuth's multiplicative hash), then `(h >> 16) mod n_workers`;
 //! the kernel applies the `mod` itself (`fanout_demux_bpf` takes the
-//! program's return value modulo the group size). IPv6 TCP (no extension
-//! headers) hashes the low 32 bits of the remote address the same way,
-//! and a Packet Too Big about one of our TCP connections goes where its
-//! connection lives. Everything else — ARP, ICMP, neighbour discovery,
-//! fragments, IPv6 with extension headers — goes to worker 0, which
-//! answers ARP, ICMP and neighbour solicitations.
+//! program's return value modulo the group size). A UDP flow over IPv4
+//! (an RTSP stream's RTCP, issue 18) lands by its client's address and
+//! port like a TCP connection. IPv6 TCP (no extension headers) hashes the
+//! low 32 bits of the remote address the same way, and a Packet Too Big
+//! about one of our TCP connections goes where its connection lives.
+//! Everything else — ARP, ICMP, neighbour discovery, fragments, IPv6 UDP,
+//! IPv6 with extension headers — goes to worker 0, which answers ARP, ICMP
+//! and neighbour solicitations.
 //!
 //! Why the multiply: Linux's `connect()` picks even ephemeral ports first
 //! (odd ones are left for `bind()`, `__inet_hash_connect`), so a plain
@@ -97,49 +100,50 @@ const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
 pub const HASH_MULTIPLIER: u32 = 0x9E37_79B1;
 
 /// The fanout program: returns `((src_ip ^ src_port) * HASH_MULTIPLIER) >> 16`
-/// for IPv4 TCP non-fragments and for IPv6 TCP without extension headers
-/// (`src_ip` then the address's low 32 bits), the same of the quoted
-/// packet's destination for an ICMPv6 Packet Too Big about TCP (the
+/// for IPv4 TCP and UDP non-fragments and for IPv6 TCP without extension
+/// headers (`src_ip` then the address's low 32 bits), the same of the
+/// quoted packet's destination for an ICMPv6 Packet Too Big about TCP (the
 /// client of the connection it concerns, so it reaches the worker that
 /// holds it), 0 for everything else. Classic BPF only jumps forward, so
 /// each branch loads its address and port and jumps to the shared hash.
-pub const FANOUT_PROGRAM: [SockFilter; 34] = [
+pub const FANOUT_PROGRAM: [SockFilter; 35] = [
     /* 0 */ stmt(BPF_LD | BPF_W | BPF_ABS, AD_PROTOCOL),
-    /* 1 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 0x0800, 0, 12), // not IPv4 -> 14
+    /* 1 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 0x0800, 0, 13), // not IPv4 -> 15
     /* 2 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(9)),
-    /* 3 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 29), // not TCP -> 33
-    /* 4 */ stmt(BPF_LD | BPF_H | BPF_ABS, net(6)),
-    /* 5 */ jump(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 27, 0), // MF or offset -> 33
-    /* 6 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(0)),
-    /* 7 */ stmt(BPF_ALU | BPF_AND | BPF_K, 0x0f),
-    /* 8 */ stmt(BPF_ALU | BPF_LSH | BPF_K, 2),
-    /* 9 */ stmt(BPF_MISC | BPF_TAX, 0), // X = IHL * 4
-    /* 10 */ stmt(BPF_LD | BPF_H | BPF_IND, net(0)), // A = source port
-    /* 11 */ stmt(BPF_MISC | BPF_TAX, 0),
-    /* 12 */ stmt(BPF_LD | BPF_W | BPF_ABS, net(12)), // A = source address
-    /* 13 */ stmt(BPF_JMP | BPF_JA, 15), // -> 29
-    /* 14 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 0x86dd, 0, 18), // not IPv6 -> 33
-    /* 15 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(6)), // A = next header
-    /* 16 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 4), // not TCP -> 21
-    /* 17 */ stmt(BPF_LD | BPF_H | BPF_ABS, net(40)), // A = source port
-    /* 18 */ stmt(BPF_MISC | BPF_TAX, 0),
-    /* 19 */ stmt(BPF_LD | BPF_W | BPF_ABS, net(20)), // A = source address, low 32 bits
-    /* 20 */ stmt(BPF_JMP | BPF_JA, 8), // -> 29
-    /* 21 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 58, 0, 11), // not ICMPv6 -> 33
-    /* 22 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(40)), // A = ICMPv6 type
-    /* 23 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 9), // not Packet Too Big -> 33
-    /* 24 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(48 + 6)), // quoted next header
-    /* 25 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 7), // not TCP -> 33
-    /* 26 */
+    /* 3 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 1, 0), // TCP -> 5
+    /* 4 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 17, 0, 29), // not UDP either -> 34
+    /* 5 */ stmt(BPF_LD | BPF_H | BPF_ABS, net(6)),
+    /* 6 */ jump(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 27, 0), // MF or offset -> 34
+    /* 7 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(0)),
+    /* 8 */ stmt(BPF_ALU | BPF_AND | BPF_K, 0x0f),
+    /* 9 */ stmt(BPF_ALU | BPF_LSH | BPF_K, 2),
+    /* 10 */ stmt(BPF_MISC | BPF_TAX, 0), // X = IHL * 4
+    /* 11 */ stmt(BPF_LD | BPF_H | BPF_IND, net(0)), // A = source port
+    /* 12 */ stmt(BPF_MISC | BPF_TAX, 0),
+    /* 13 */ stmt(BPF_LD | BPF_W | BPF_ABS, net(12)), // A = source address
+    /* 14 */ stmt(BPF_JMP | BPF_JA, 15), // -> 30
+    /* 15 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 0x86dd, 0, 18), // not IPv6 -> 34
+    /* 16 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(6)), // A = next header
+    /* 17 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 4), // not TCP -> 22
+    /* 18 */ stmt(BPF_LD | BPF_H | BPF_ABS, net(40)), // A = source port
+    /* 19 */ stmt(BPF_MISC | BPF_TAX, 0),
+    /* 20 */ stmt(BPF_LD | BPF_W | BPF_ABS, net(20)), // A = source address, low 32 bits
+    /* 21 */ stmt(BPF_JMP | BPF_JA, 8), // -> 30
+    /* 22 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 58, 0, 11), // not ICMPv6 -> 34
+    /* 23 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(40)), // A = ICMPv6 type
+    /* 24 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 9), // not Packet Too Big -> 34
+    /* 25 */ stmt(BPF_LD | BPF_B | BPF_ABS, net(48 + 6)), // quoted next header
+    /* 26 */ jump(BPF_JMP | BPF_JEQ | BPF_K, 6, 0, 7), // not TCP -> 34
+    /* 27 */
     stmt(BPF_LD | BPF_H | BPF_ABS, net(48 + 40 + 2)), // quoted destination port
-    /* 27 */ stmt(BPF_MISC | BPF_TAX, 0),
-    /* 28 */
+    /* 28 */ stmt(BPF_MISC | BPF_TAX, 0),
+    /* 29 */
     stmt(BPF_LD | BPF_W | BPF_ABS, net(48 + 36)), // quoted destination, low 32 bits
-    /* 29 */ stmt(BPF_ALU | BPF_XOR | BPF_X, 0),
-    /* 30 */ stmt(BPF_ALU | BPF_MUL | BPF_K, HASH_MULTIPLIER),
-    /* 31 */ stmt(BPF_ALU | BPF_RSH | BPF_K, 16),
-    /* 32 */ stmt(BPF_RET | BPF_A, 0),
-    /* 33 */ stmt(BPF_RET | BPF_K, 0),
+    /* 30 */ stmt(BPF_ALU | BPF_XOR | BPF_X, 0),
+    /* 31 */ stmt(BPF_ALU | BPF_MUL | BPF_K, HASH_MULTIPLIER),
+    /* 32 */ stmt(BPF_ALU | BPF_RSH | BPF_K, 16),
+    /* 33 */ stmt(BPF_RET | BPF_A, 0),
+    /* 34 */ stmt(BPF_RET | BPF_K, 0),
 ];
 
 /// The worker that receives the packets of a connection whose client is
@@ -285,6 +289,28 @@ mod tests {
     }
 
     #[test]
+    fn udp_flows_hash_like_tcp_connections() {
+        for n in 1..=8usize {
+            for i in 0..200u32 {
+                let ip = Ipv4Addr::from(0xc612_0064u32.wrapping_add(i * 7919));
+                let port = (5000 + i * 2) as u16;
+                let mut p = tcp_packet(ip, port, 5);
+                p[9] = crate::wire::udp::PROTOCOL;
+                let ret = run_cbpf(&FANOUT_PROGRAM, 0x0800, &p);
+                assert_eq!(
+                    (ret % n as u32) as usize,
+                    worker_for_remote(ip.into(), port, n),
+                    "{ip}:{port} n={n}"
+                );
+            }
+        }
+        // Not merely worker 0: the hash is taken.
+        let mut p = tcp_packet(Ipv4Addr::new(198, 18, 0, 100), 5001, 5);
+        p[9] = crate::wire::udp::PROTOCOL;
+        assert_ne!(run_cbpf(&FANOUT_PROGRAM, 0x0800, &p), 0);
+    }
+
+    #[test]
     fn program_finds_the_port_after_ip_options() {
         let ip = Ipv4Addr::new(198, 18, 0, 100);
         let ret = run_cbpf(&FANOUT_PROGRAM, 0x0800, &tcp_packet(ip, 40001, 7));
@@ -320,6 +346,8 @@ mod tests {
         assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x0800, &icmp), 0);
         let mut frag = tcp_packet(ip, 1234, 5);
         frag[6] = 0x20;
+        assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x0800, &frag), 0);
+        frag[9] = crate::wire::udp::PROTOCOL;
         assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x0800, &frag), 0);
         assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x0806, &[0u8; 28]), 0);
         assert_eq!(run_cbpf(&FANOUT_PROGRAM, 0x86dd, &[0x60; 60]), 0);

@@ -1,5 +1,5 @@
-//! Wire formats: parsing and emitting Ethernet II, ARP, IPv4, ICMP echo and
-//! TCP headers, hand-written and bounds-checked.
+//! Wire formats: parsing and emitting Ethernet II, ARP, IPv4, ICMP echo,
+//! TCP and UDP headers, hand-written and bounds-checked.
 //!
 //! Every parser takes untrusted bytes and returns a [`WireError`] instead of
 //! panicking; the worker counts each error under its own name in
@@ -19,6 +19,7 @@ pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
+pub mod udp;
 
 use thiserror::Error;
 
@@ -68,6 +69,16 @@ pub enum WireError {
     /// A flag set no correct stack sends (SYN+FIN, SYN+RST, none at all).
     #[error("nonsense TCP flag combination")]
     TcpBadFlags,
+    /// UDP datagram shorter than its 8-byte header.
+    #[error("truncated UDP header")]
+    UdpTruncated,
+    /// UDP length below the header or beyond the IP payload (or, emitting,
+    /// beyond 65535).
+    #[error("UDP length inconsistent with the packet")]
+    UdpBadLength,
+    /// UDP checksum does not verify, or is zero over IPv6 (RFC 8200 §8.1).
+    #[error("bad UDP checksum")]
+    UdpBadChecksum,
     /// The caller's buffer cannot hold the frame.
     #[error("frame does not fit the buffer")]
     BufferTooSmall,

@@ -18,6 +18,10 @@ pub enum PollMode {
     },
 }
 
+/// An empty UDP port range: the worker takes no UDP.
+#[allow(clippy::reversed_empty_ranges)]
+pub const NO_UDP_PORTS: std::ops::RangeInclusive<u16> = 1..=0;
+
 /// What a worker needs besides its port and app.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -46,6 +50,12 @@ pub struct WorkerConfig {
     pub poll_mode: PollMode,
     /// Frames per RX burst.
     pub rx_burst: usize,
+    /// UDP ports we take datagrams on (empty: no UDP service).
+    pub udp_ports: std::ops::RangeInclusive<u16>,
+    /// UDP flows this worker holds at most.
+    pub max_udp_flows: usize,
+    /// A UDP flow idle this long is forgotten.
+    pub udp_idle_timeout: std::time::Duration,
 }
 
 impl WorkerConfig {
@@ -64,6 +74,9 @@ impl WorkerConfig {
             cookie_secret: [7; 16],
             poll_mode: PollMode::Busy,
             rx_burst: 64,
+            udp_ports: NO_UDP_PORTS,
+            max_udp_flows: 1000,
+            udp_idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

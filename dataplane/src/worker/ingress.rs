@@ -1,8 +1,9 @@
 //! Ingress: a received frame is parsed and dispatched. ARP updates the
 //! neighbour table and is answered for our addresses, an ICMP echo request
-//! is answered, a TCP segment goes on to the demux (`demux.rs`); IPv6
-//! continues in `ingress6.rs`. Frames for addresses we neither own nor
-//! hold a connection for are counted and dropped here.
+//! is answered, a TCP segment goes on to the demux (`demux.rs`), a UDP
+//! datagram to its flow (`udp.rs`); IPv6 continues in `ingress6.rs`.
+//! Frames for addresses we neither own nor hold a connection for are
+//! counted and dropped here.
 
 use super::state::Core;
 use crate::app::App;
@@ -11,7 +12,7 @@ use crate::port::RxMeta;
 use crate::tcp::FourTuple;
 use crate::wire::ethernet::{self, EthernetHeader, MacAddr};
 use crate::wire::icmp::{self, IcmpMessage};
-use crate::wire::{arp, ipv4, WireError};
+use crate::wire::{arp, ipv4, udp, WireError};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
@@ -108,6 +109,7 @@ impl Core {
         match ih.protocol {
             ipv4::PROTO_TCP => self.on_tcp(app, frame, src, dst, l4, meta, now),
             ipv4::PROTO_ICMP => self.on_icmp(eh, &ih, l4),
+            udp::PROTOCOL if owned => self.on_udp(app, &ih, l4, meta, now),
             _ => self.counters.drop_ipv4_unknown_protocol += 1,
         }
     }

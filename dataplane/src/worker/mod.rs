@@ -39,6 +39,7 @@ mod ingress6;
 mod poll;
 mod restore_stats;
 mod state;
+mod udp;
 pub mod waker;
 
 #[cfg(test)]
@@ -47,7 +48,7 @@ mod tests;
 mod tests6;
 
 pub use command::{Command, WorkerStats};
-pub use config::{PollMode, WorkerConfig};
+pub use config::{PollMode, WorkerConfig, NO_UDP_PORTS};
 pub use poll::Worker;
 pub use restore_stats::{RestoreStats, READY_BUCKET};
 pub use waker::Waker;

@@ -40,6 +40,7 @@ impl<P: Port, A: App> Worker<P, A> {
         let listener = Listener::new(cfg.tcp.clone(), cfg.cookie_secret);
         let mac = port.mac();
         let offload = port.tx_offload();
+        let (udp_max, udp_idle) = (cfg.max_udp_flows, cfg.udp_idle_timeout);
         Worker {
             port,
             app,
@@ -65,6 +66,8 @@ impl<P: Port, A: App> Worker<P, A> {
                 restores: RestoreStats::default(),
                 l2_pending: PendingFrames::default(),
                 l2_pending6: PendingFrames::default(),
+                udp_flows: crate::udpflow::UdpFlowTable::new(udp_max, udp_idle),
+                udp_out: Vec::new(),
             },
             idle: 0,
         }
@@ -157,6 +160,7 @@ impl<P: Port, A: App> Worker<P, A> {
         }
         let touched = !core.touched.is_empty();
         core.process_touched(&mut self.port, &mut self.app, now)?;
+        core.send_datagrams(&mut self.port, now)?;
         let sent = !core.tx.is_empty();
         core.flush(&mut self.port)?;
         Ok(n > 0 || fired || touched || sent)

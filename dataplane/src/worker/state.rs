@@ -12,6 +12,7 @@ use crate::port::TxBatch;
 use crate::stats::Counters;
 use crate::tcp::{Event, Listener, TcpConfig};
 use crate::timer::TimerWheel;
+use crate::udpflow::UdpFlowTable;
 use crate::wire::ethernet::MacAddr;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -27,6 +28,7 @@ macro_rules! app_ctx {
             now: $now,
             worker: $core.cfg.id,
             waker: &$core.waker,
+            datagrams: &mut $core.udp_out,
         }
     };
 }
@@ -62,6 +64,10 @@ pub(super) struct Core {
     pub(super) l2_pending: PendingFrames,
     /// Frames built for an IPv6 neighbour we are soliciting.
     pub(super) l2_pending6: PendingFrames<Ipv6Addr>,
+    /// UDP flows by 5-tuple (`udp.rs`).
+    pub(super) udp_flows: UdpFlowTable,
+    /// Datagrams the app queued this iteration (`Ctx::send_datagram`).
+    pub(super) udp_out: Vec<(crate::tcp::FourTuple, bytes::Bytes)>,
 }
 
 impl Core {
