@@ -21,6 +21,7 @@ mod member;
 mod node;
 mod raft;
 mod service;
+mod takeover;
 mod tls;
 mod tls_sni;
 
@@ -36,6 +37,7 @@ pub use member::Member;
 pub use node::NodeConfig;
 pub use raft::RaftConfig;
 pub use service::ServiceConfig;
+pub use takeover::TakeoverConfig;
 pub use tls::{TlsConfig, TlsSuite, TlsVersion, DEFAULT_TLS_PORT};
 pub use tls_sni::SniCert;
 
@@ -61,6 +63,8 @@ table! {
         checkpoint: CheckpointConfig = Required,
         /// `[failure]`: heartbeat-based failure detection.
         failure: FailureConfig = OrDefault,
+        /// `[takeover]`: how a dead box's connections are split.
+        takeover: TakeoverConfig = OrDefault,
         /// `[raft]`: the replicated mode's view Raft.
         raft: RaftConfig = OrDefault,
         /// `[cache]`: the HTTP cache and its origin.
