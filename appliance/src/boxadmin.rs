@@ -13,7 +13,7 @@ use baton_shmem::BoxState;
 use baton_membership::{Member, Phase, Reason};
 
 use crate::admin::{
-    AdminSource, CacheStatus, Metric, PeerStatus, RaftReport, StatusReport, ViewReport,
+    AdminSource, CacheStatus, LoadStatus, Metric, PeerStatus, RaftReport, StatusReport, ViewReport,
     WorkerStatus,
 };
 use crate::cache::Cache;
@@ -92,6 +92,14 @@ impl BoxAdmin {
 }
 
 impl BoxAdmin {
+    /// Every member's id, this box's included, in order.
+    fn all_ids(&self) -> Vec<u16> {
+        let mut ids = self.peers.clone();
+        ids.push(self.control.me);
+        ids.sort_unstable();
+        ids
+    }
+
     /// The agreed view as this box last read it, with every box's phase
     /// and, in replicated mode, its Raft; `None` before the watcher ran.
     fn view_report(&self, now: u64) -> Option<ViewReport> {
@@ -192,6 +200,7 @@ impl AdminSource for BoxAdmin {
                         },
                         heartbeat_age_ms: (info.state != BoxState::Unused).then_some(age),
                         connections: info.connections.max(0) as u64,
+                        load: info.load.map(load_status),
                     }
                 }
                 Err(err) => PeerStatus {
@@ -199,6 +208,7 @@ impl AdminSource for BoxAdmin {
                     state: format!("unreadable: {err}"),
                     heartbeat_age_ms: None,
                     connections: 0,
+                    load: None,
                 },
             })
             .collect();
@@ -215,6 +225,7 @@ impl AdminSource for BoxAdmin {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             connections: me.as_ref().map_or(0, |i| i.connections.max(0) as u64),
             checkpoints: me.as_ref().map_or(0, |i| i.checkpoints),
+            load: me.as_ref().and_then(|i| i.load).map(load_status),
             workers,
             peers,
             cache: CacheStatus {
@@ -351,6 +362,40 @@ impl AdminSource for BoxAdmin {
             "Connections this box owns.",
             me.as_ref().map_or(0.0, |i| i.connections.max(0) as f64),
         ));
+        // Every box's published load, this one's included: what placement
+        // and rebalancing read (issue 20), seen from this box.
+        for id in self.all_ids() {
+            let Ok(info) = self.control.segment.box_info(id) else {
+                continue;
+            };
+            let box_id = id.to_string();
+            out.push(
+                Metric::gauge(
+                    "baton_box_connections",
+                    "Connections each box owns, as its box table entry says.",
+                    info.connections.max(0) as f64,
+                )
+                .with_label("box", &box_id),
+            );
+            if let Some(load) = info.load {
+                out.push(
+                    Metric::gauge(
+                        "baton_box_bytes_per_second",
+                        "Bytes per second each box sent to clients, as it published.",
+                        load.bytes_per_sec as f64,
+                    )
+                    .with_label("box", &box_id),
+                );
+                out.push(
+                    Metric::gauge(
+                        "baton_box_busy_ratio",
+                        "Fraction of time each box's workers were busy, as it published.",
+                        f64::from(load.busy_ppm) / 1e6,
+                    )
+                    .with_label("box", &box_id),
+                );
+            }
+        }
         out.push(Metric::counter(
             "baton_checkpoints_total",
             "Checkpoints written.",
@@ -396,5 +441,13 @@ impl AdminSource for BoxAdmin {
 
     fn adopt(&self, from: u16, slots: Vec<u32>) -> Result<String, String> {
         self.control.adopt(from, &slots).map_err(|e| e.to_string())
+    }
+}
+
+/// A box table load as the admin API shows it.
+fn load_status(l: baton_shmem::BoxLoad) -> LoadStatus {
+    LoadStatus {
+        bytes_per_sec: l.bytes_per_sec,
+        busy_ppm: l.busy_ppm,
     }
 }

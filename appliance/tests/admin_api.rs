@@ -37,6 +37,7 @@ impl AdminSource for FakeBox {
             uptime_ms: 12_345,
             connections: 42,
             checkpoints: 9_001,
+            load: None,
             workers: vec![
                 WorkerStatus {
                     index: 0,
@@ -53,12 +54,17 @@ impl AdminSource for FakeBox {
                     state: "alive".into(),
                     heartbeat_age_ms: Some(12),
                     connections: 5,
+                    load: Some(baton::admin::LoadStatus {
+                        bytes_per_sec: 1_000,
+                        busy_ppm: 250_000,
+                    }),
                 },
                 PeerStatus {
                     id: 3,
                     state: "never started".into(),
                     heartbeat_age_ms: None,
                     connections: 0,
+                    load: None,
                 },
             ],
             cache: CacheStatus {
@@ -240,9 +246,9 @@ fn status_is_json_with_box_peers_workers_and_cache() {
         concat!(
             r#"{"box_id":2,"name":"box2","epoch":7,"state":"alive","uptime_ms":12345,"connections":42,"checkpoints":9001,"#,
             r#""workers":[{"index":0,"connections":20},{"index":1,"connections":22}],"#,
-            r#""peers":[{"id":1,"state":"alive","heartbeat_age_ms":12,"connections":5},"#,
-            r#"{"id":3,"state":"never started","heartbeat_age_ms":null,"connections":0}],"#,
-            r#""cache":{"hits":100,"misses":3,"objects":4,"bytes":1048576,"bytes_served":5242880}}"#
+            r#""peers":[{"id":1,"state":"alive","heartbeat_age_ms":12,"connections":5,"load":{"bytes_per_sec":1000,"busy_ppm":250000}},"#,
+            r#"{"id":3,"state":"never started","heartbeat_age_ms":null,"connections":0,"load":null}],"#,
+            r#""cache":{"hits":100,"misses":3,"objects":4,"bytes":1048576,"bytes_served":5242880},"load":null}"#
         )
     );
     assert_eq!(

@@ -48,7 +48,7 @@ macro_rules! to_toml_as {
 
 to_toml_as!(int: u16, u32, u64, usize);
 to_toml_as!(display: IpAddr, SocketAddr, MacAddr);
-to_toml_as!(spelling: Backend, PollMode, SegmentMode, String);
+to_toml_as!(spelling: Assignment, Backend, PollMode, SegmentMode, String);
 
 /// An enum whose values are written as fixed words (`"afpacket"`): the
 /// same spelling is read by [`choice`] and written by [`ToToml`].
@@ -67,7 +67,7 @@ macro_rules! spelled {
     )*};
 }
 
-spelled!(Backend, PollMode, SegmentMode);
+spelled!(Assignment, Backend, PollMode, SegmentMode);
 
 impl ToToml for bool {
     fn to_toml(&self) -> Value {

@@ -37,7 +37,7 @@ pub use model::*;
 pub use tables::{
     AdminConfig, CacheConfig, CheckpointConfig, ClusterConfig, Config, DataplaneConfig, DpdkConfig,
     FailureConfig, LimitsConfig, Member, NodeConfig, RaftConfig, RtspConfig, ServiceConfig,
-    SniCert, TlsConfig, TlsSuite, TlsVersion, DEFAULT_RTSP_PORT, DEFAULT_TLS_PORT,
+    SniCert, TakeoverConfig, TlsConfig, TlsSuite, TlsVersion, DEFAULT_RTSP_PORT, DEFAULT_TLS_PORT,
     SHARED_MAX_MEMBERS,
 };
 

@@ -128,6 +128,29 @@ impl Backend {
     }
 }
 
+/// How a dead box's connections are split over the survivors
+/// (`takeover.assignment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Assignment {
+    /// Slot `s` to survivor `s mod n` (the default, load-blind).
+    RoundRobin,
+    /// Slots weighted by each survivor's spare capacity (issue 20).
+    LeastLoaded,
+}
+
+impl Assignment {
+    /// The spelling used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assignment::RoundRobin => "round_robin",
+            Assignment::LeastLoaded => "least_loaded",
+        }
+    }
+}
+
+/// Default `takeover.capacity`: connections a box is sized for.
+pub const DEFAULT_TAKEOVER_CAPACITY: u64 = 100_000;
+
 /// How the workers wait for packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PollMode {

@@ -836,3 +836,30 @@ fn dpdk_log_level_must_be_a_level_name_not_a_number() {
     );
     assert!(line.ends_with("found integer 7"), "{line}");
 }
+
+#[test]
+fn takeover_assignment_defaults_to_round_robin_and_a_wrong_word_names_the_choices() {
+    let c = parse(&minimal(), "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.takeover.assignment, Assignment::RoundRobin);
+    assert_eq!(c.takeover.capacity, 100_000);
+    let text = format!(
+        "{}\n[takeover]\nassignment = \"least_loaded\"\ncapacity = 500\n",
+        minimal()
+    );
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.takeover.assignment, Assignment::LeastLoaded);
+    assert_eq!(c.takeover.capacity, 500);
+    let text = format!("{}\n[takeover]\nassignment = \"random\"\n", minimal());
+    let line = one_line(&text);
+    assert!(
+        line.starts_with(&format!(
+            "box1.toml:{}: takeover.assignment: ",
+            line_of(&text, "random")
+        )) && line.contains("round_robin")
+            && line.contains("least_loaded"),
+        "{line}"
+    );
+    let text = format!("{}\n[takeover]\ncapacity = 0\n", minimal());
+    let line = one_line(&text);
+    assert!(line.contains("takeover.capacity"), "{line}");
+}

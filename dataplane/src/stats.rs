@@ -230,6 +230,9 @@ counters! {
     /// Of those, waits a wake-up (a command, an app's cross-thread result)
     /// cut short before their timeout: the proof that the waker works.
     idle_woken,
+    /// Microseconds the worker spent blocked in those waits: what the box
+    /// publishes as its busy fraction is derived from it (issue 20).
+    idle_wait_us,
 }
 
 impl Counters {

@@ -56,6 +56,7 @@
 pub mod change;
 pub mod driver;
 pub mod machine;
+pub mod placement;
 pub mod reason;
 pub mod rules;
 pub mod store;
@@ -64,6 +65,7 @@ pub use baton_shmem::{Member, View, ViewNumber, MAX_MEMBERS, REASON_HISTORY};
 pub use change::{changes_between, ViewChange};
 pub use driver::{propose, refresh, sync};
 pub use machine::{Event, Fence, Membership, Phase, Proposal, Verdict};
+pub use placement::{least_loaded_owner, least_loaded_shares, SurvivorLoad};
 pub use reason::Reason;
 pub use rules::{address_heir, orphan_owner, survivors};
 pub use store::{MemoryStore, SegmentStore, StoreError, ViewStore};

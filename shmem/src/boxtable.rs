@@ -20,6 +20,13 @@
 //! | 48 | MAC (low 48 bits of a u64, first octet in the lowest byte) |
 //! | 56 | service IP count (bits 0..8) and v6 flags (bit 8+i for IP i) |
 //! | 64 | 4 × 16 bytes of service IPs (v4 in the first 4 bytes) |
+//! | 128 | load version (u32: 0 none published, 1 this layout) |
+//! | 132 | worker busy fraction, parts per million (u32) |
+//! | 136 | bytes per second served (u64) |
+//!
+//! The load words were added to the reserved tail (layout unchanged for
+//! older readers, who never look there; an older writer leaves version 0,
+//! read as "no load published").
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, Ordering};
@@ -39,6 +46,25 @@ const E_IDENT_SEQ: usize = 40;
 const E_MAC: usize = 48;
 const E_IP_META: usize = 56;
 const E_IPS: usize = 64;
+const E_LOAD_VERSION: usize = 128;
+const E_LOAD_BUSY: usize = 132;
+const E_LOAD_BPS: usize = 136;
+
+/// The load layout this build writes (`E_LOAD_VERSION`).
+pub const LOAD_VERSION: u32 = 1;
+
+/// What a box publishes of its load with its heartbeat (issue 20): read
+/// by placement (`takeover.assignment = "least_loaded"`, rebalancing) and
+/// shown by `/metrics` and the admin status. Connections owned are the
+/// entry's own counter, not repeated here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BoxLoad {
+    /// Bytes per second the box sent to clients, over its last interval.
+    pub bytes_per_sec: u64,
+    /// Fraction of time its workers were busy, in parts per million
+    /// (clamped to 1 000 000).
+    pub busy_ppm: u32,
+}
 
 /// Lifecycle of a box as recorded in its box table entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +123,9 @@ pub struct BoxInfo {
     pub connections: i64,
     /// Checkpoints the box has written.
     pub checkpoints: u64,
+    /// The load it published, `None` if it never did (an older build, or a
+    /// box that has not beaten since it started).
+    pub load: Option<BoxLoad>,
 }
 
 /// Why a box table entry could not be read.
@@ -228,6 +257,40 @@ impl Region {
             .store(counter, Ordering::Release);
     }
 
+    /// Publishes this box's load (beside its heartbeat). The two words are
+    /// independent atomics: a reader may pair a fresh busy fraction with
+    /// the previous rate, which placement tolerates (it is a hint, never a
+    /// decision that must be exact).
+    pub fn set_load(&self, load: BoxLoad) {
+        self.entry_u64(E_LOAD_BPS)
+            .store(load.bytes_per_sec, Ordering::Relaxed);
+        self.entry_u32(E_LOAD_BUSY)
+            .store(load.busy_ppm.min(1_000_000), Ordering::Relaxed);
+        self.entry_u32(E_LOAD_VERSION)
+            .store(LOAD_VERSION, Ordering::Release);
+    }
+
+    /// The load this box published, if any (a version this build does not
+    /// know reads as none rather than as garbage).
+    pub fn load(&self) -> Option<BoxLoad> {
+        if self.entry_u32(E_LOAD_VERSION).load(Ordering::Acquire) != LOAD_VERSION {
+            return None;
+        }
+        Some(BoxLoad {
+            bytes_per_sec: self.entry_u64(E_LOAD_BPS).load(Ordering::Relaxed),
+            busy_ppm: self
+                .entry_u32(E_LOAD_BUSY)
+                .load(Ordering::Relaxed)
+                .min(1_000_000),
+        })
+    }
+
+    /// Forgets the published load (replication mirrors a peer that
+    /// publishes none).
+    pub fn clear_load(&self) {
+        self.entry_u32(E_LOAD_VERSION).store(0, Ordering::Release);
+    }
+
     /// Sets the MAC and service IPs (at most [`MAX_SERVICE_IPS`]).
     pub fn set_identity(&self, mac: [u8; 6], ips: &[IpAddr]) -> Result<(), BoxTableError> {
         if ips.len() > MAX_SERVICE_IPS {
@@ -284,6 +347,7 @@ impl Region {
             service_ips,
             connections: self.entry_i64(E_CONNECTIONS).load(Ordering::Relaxed),
             checkpoints: self.entry_u64(E_CHECKPOINTS).load(Ordering::Relaxed),
+            load: self.load(),
         })
     }
 

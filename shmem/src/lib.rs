@@ -66,7 +66,7 @@ pub mod slot;
 pub mod unit;
 pub mod view;
 
-pub use boxtable::{BoxInfo, BoxState, BoxTableError, MAX_SERVICE_IPS};
+pub use boxtable::{BoxInfo, BoxLoad, BoxState, BoxTableError, LOAD_VERSION, MAX_SERVICE_IPS};
 pub use claim::{Claim, ClaimError};
 pub use overflow::OVERFLOW_PAYLOAD;
 pub use record::{

@@ -275,11 +275,18 @@ fn forged_replayed_truncated_and_stale_datagrams_are_counted_and_dropped() {
     let old_heartbeat = sent[1].clone();
     box0.begin_epoch();
     box0.clear_all();
+    // The load rides the heartbeat (issue 20): the replica shows it.
+    let load = baton_shmem::BoxLoad {
+        bytes_per_sec: 123_456,
+        busy_ppm: 78_900,
+    };
+    box0.set_load(load);
     ra.tick(1_006).unwrap();
     for d in tap_a.take() {
         rb.handle(&d, addr, 1_006).unwrap();
     }
     assert_eq!(b.box_info(0).unwrap().epoch, 2);
+    assert_eq!(b.box_info(0).unwrap().load, Some(load));
     assert_eq!(name(&replica), None, "new incarnation wiped the replica");
     rb.handle(&old_heartbeat, addr, 1_007).unwrap();
     rb.handle(&update, addr, 1_007).unwrap();

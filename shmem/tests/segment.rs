@@ -155,6 +155,24 @@ fn heartbeat_bumps_the_counter_and_time_seen_by_every_reader() {
 }
 
 #[test]
+fn a_published_load_is_seen_by_every_reader_and_an_unpublished_one_is_none() {
+    let t = TempSeg::new("load");
+    let s = Segment::open_or_create(t.path(), SMALL).unwrap();
+    let other = Segment::open_existing(t.path()).unwrap();
+    let me = s.region(1).unwrap();
+    assert_eq!(other.box_info(1).unwrap().load, None);
+    me.set_load(baton_shmem::BoxLoad {
+        bytes_per_sec: 9_000,
+        busy_ppm: 250_000,
+    });
+    let load = other.box_info(1).unwrap().load.unwrap();
+    assert_eq!((load.bytes_per_sec, load.busy_ppm), (9_000, 250_000));
+    assert_eq!(other.box_info(0).unwrap().load, None);
+    me.clear_load();
+    assert_eq!(other.box_info(1).unwrap().load, None);
+}
+
+#[test]
 fn a_restarted_box_gets_a_new_epoch_and_is_marked_rejoined() {
     let t = TempSeg::new("epoch");
     let s = Segment::open_or_create(t.path(), SMALL).unwrap();

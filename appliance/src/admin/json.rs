@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::source::{StatusReport, ViewReport};
+use super::source::{LoadStatus, StatusReport, ViewReport};
 
 /// `s` as a JSON string literal, quotes included. RFC 8259 §7: the quotation
 /// mark, the reverse solidus and the control characters U+0000..U+001F must
@@ -63,6 +63,7 @@ pub fn status(r: &StatusReport) -> String {
                         .map_or_else(|| "null".to_string(), |ms| ms.to_string()),
                 ),
                 ("connections", p.connections.to_string()),
+                ("load", load(p.load)),
             ])
         })
         .collect();
@@ -85,11 +86,23 @@ pub fn status(r: &StatusReport) -> String {
         ("workers", format!("[{}]", workers.join(","))),
         ("peers", format!("[{}]", peers.join(","))),
         ("cache", cache),
+        ("load", load(r.load)),
     ];
     if let Some(v) = &r.view {
         members.push(("view", view(v)));
     }
     object(&members)
+}
+
+/// A box's published load: `null` when it publishes none.
+fn load(l: Option<LoadStatus>) -> String {
+    match l {
+        None => "null".into(),
+        Some(l) => object(&[
+            ("bytes_per_sec", l.bytes_per_sec.to_string()),
+            ("busy_ppm", l.busy_ppm.to_string()),
+        ]),
+    }
 }
 
 /// The `view` member of `GET /status`.

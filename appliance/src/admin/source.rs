@@ -56,6 +56,9 @@ pub struct StatusReport {
     pub connections: u64,
     /// Checkpoints written since start.
     pub checkpoints: u64,
+    /// The load this box published with its last heartbeat (issue 20);
+    /// `None` before the first one.
+    pub load: Option<LoadStatus>,
     /// One entry per dataplane worker.
     pub workers: Vec<WorkerStatus>,
     /// Every other member of the cluster.
@@ -130,6 +133,18 @@ pub struct PeerStatus {
     pub heartbeat_age_ms: Option<u64>,
     /// Connections it owns, as its box table entry says.
     pub connections: u64,
+    /// The load it published in the box table; `None` if it publishes
+    /// none (never beat, or an older build).
+    pub load: Option<LoadStatus>,
+}
+
+/// A box's published load, as `GET /status` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadStatus {
+    /// Bytes per second it sent to clients.
+    pub bytes_per_sec: u64,
+    /// Fraction of time its workers were busy, parts per million.
+    pub busy_ppm: u32,
 }
 
 /// The cache part of a [`StatusReport`].

@@ -151,6 +151,7 @@ mod tests {
             service_ips: vec![],
             connections: 0,
             checkpoints: 0,
+            load: None,
         }
     }
 

@@ -84,6 +84,20 @@ impl Control {
         }
     }
 
+    /// The workers' running totals the published load is derived from.
+    pub(super) fn load_totals(&self) -> super::load::LoadTotals {
+        let stats = self.dataplane.stats();
+        let mut t = super::load::LoadTotals {
+            workers: stats.len() as u64,
+            ..Default::default()
+        };
+        for w in &stats {
+            t.tx_bytes += w.counters.tx_bytes;
+            t.idle_us += w.counters.idle_wait_us;
+        }
+        t
+    }
+
     /// The workers' non-zero counters, for debugging a box from its log.
     pub(super) fn log_stats(&self) {
         let mut total = baton_dataplane::stats::Counters::default();

@@ -6,6 +6,7 @@
 //! - `view`: the agreed view (issue #21): this box's membership machine,
 //!   the store the view lives in, what the box shows of it;
 //! - `agreed`: what a committed view change or a fence makes the box do;
+//! - `load`: the load this box publishes with its heartbeat;
 //! - `fence`: stopping a box its peers took over;
 //! - `quorum`: the quorum lease of replicated mode's Raft, which fences a
 //!   box cut off from the majority;
@@ -23,6 +24,7 @@ mod agreed;
 mod detector;
 mod fence;
 mod handle;
+mod load;
 mod moves;
 mod ownership;
 pub(crate) mod quorum;

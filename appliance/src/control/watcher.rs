@@ -57,6 +57,10 @@ pub(crate) fn spawn_watcher(
             tracked.push(me);
             let mut tracker = PeerTracker::new(&tracked);
             let mut last_stats = Instant::now();
+            // The load is published once a second: asking every worker for
+            // its counters costs a round trip per worker, not for each tick.
+            let mut meter = super::load::LoadMeter::default();
+            let mut last_load: Option<Instant> = None;
             let mut last_tick = Instant::now();
             let mut was_starved = false;
             while !stop.load(Ordering::Relaxed) {
@@ -73,6 +77,13 @@ pub(crate) fn spawn_watcher(
                     .map_or(0, |i| tracker.silence_ms(me, &i, mono_ms()));
                 let starved = was_starved_tick(gap, own_silence, interval);
                 control.region.heartbeat(unix_ms());
+                if last_load.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    last_load = Some(Instant::now());
+                    let now_us = origin.elapsed().as_micros() as u64;
+                    if let Some(load) = meter.observe(now_us, control.load_totals()) {
+                        control.region.set_load(load);
+                    }
+                }
                 if starved && !was_starved {
                     warn!(
                         tick_gap_ms = gap.as_millis() as u64,

@@ -22,6 +22,7 @@ mod node;
 mod raft;
 mod rtsp;
 mod service;
+mod takeover;
 mod tls;
 mod tls_sni;
 
@@ -38,6 +39,7 @@ pub use node::NodeConfig;
 pub use raft::RaftConfig;
 pub use rtsp::{RtspConfig, DEFAULT_RTSP_PORT};
 pub use service::ServiceConfig;
+pub use takeover::TakeoverConfig;
 pub use tls::{TlsConfig, TlsSuite, TlsVersion, DEFAULT_TLS_PORT};
 pub use tls_sni::SniCert;
 
@@ -63,6 +65,8 @@ table! {
         checkpoint: CheckpointConfig = Required,
         /// `[failure]`: heartbeat-based failure detection.
         failure: FailureConfig = OrDefault,
+        /// `[takeover]`: how a dead box's connections are split.
+        takeover: TakeoverConfig = OrDefault,
         /// `[raft]`: the replicated mode's view Raft.
         raft: RaftConfig = OrDefault,
         /// `[cache]`: the HTTP cache and its origin.

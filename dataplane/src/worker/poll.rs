@@ -277,7 +277,10 @@ impl<P: Port, A: App> Worker<P, A> {
                         self.port.wait(Some(timeout), self.core.waker.raw_fd())?;
                         // `now` precedes the wait, so a wait that ran its
                         // full timeout never counts as woken.
-                        if self.core.waker.drain() && Instant::now() < now + timeout {
+                        let woke = Instant::now();
+                        self.core.counters.idle_wait_us +=
+                            woke.saturating_duration_since(now).as_micros() as u64;
+                        if self.core.waker.drain() && woke < now + timeout {
                             self.core.counters.idle_woken += 1;
                         }
                         self.idle = 0;

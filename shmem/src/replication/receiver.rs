@@ -451,6 +451,10 @@ impl Receiver {
         r.set_state(info.state);
         r.set_connections(info.connections);
         r.set_checkpoints(info.checkpoints);
+        match info.load {
+            Some(load) => r.set_load(load),
+            None => r.clear_load(),
+        }
         r.set_identity(info.mac, &info.service_ips).is_ok()
     }
 

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::boxtable::{BoxInfo, BoxState, MAX_SERVICE_IPS};
+use crate::boxtable::{BoxInfo, BoxLoad, BoxState, LOAD_VERSION, MAX_SERVICE_IPS};
 use crate::slot::SLOT_PAYLOAD;
 
 /// Largest datagram sent: fits a 1500-byte Ethernet MTU with IPv6 and UDP
@@ -233,6 +233,14 @@ pub(super) fn encode_info(out: &mut Vec<u8>, info: Option<&BoxInfo>) {
             }
         }
     }
+    // Additive trailer (issue 20): older receivers stop reading after the
+    // IPs, so they ignore it; a body without it means "no load".
+    if let Some(load) = i.load {
+        out.push(b'L');
+        out.push(LOAD_VERSION as u8);
+        out.extend_from_slice(&load.bytes_per_sec.to_le_bytes());
+        out.extend_from_slice(&load.busy_ppm.to_le_bytes());
+    }
 }
 
 /// The box-table entry of a heartbeat body; `None` if absent or malformed.
@@ -268,6 +276,16 @@ pub(super) fn decode_info(b: &[u8]) -> Option<BoxInfo> {
             _ => return None,
         });
     }
+    let tail = 41 + n * 17;
+    // A trailer of an unknown tag or version is ignored, not an error: a
+    // newer sender may publish more than this build reads.
+    let load = match (b.get(tail), b.get(tail + 1)) {
+        (Some(b'L'), Some(&v)) if u32::from(v) == LOAD_VERSION => Some(BoxLoad {
+            bytes_per_sec: le64(b, tail + 2)?,
+            busy_ppm: le32(b, tail + 10)?.min(1_000_000),
+        }),
+        _ => None,
+    };
     Some(BoxInfo {
         heartbeat,
         heartbeat_ms,
@@ -277,6 +295,7 @@ pub(super) fn decode_info(b: &[u8]) -> Option<BoxInfo> {
         service_ips,
         connections,
         checkpoints,
+        load,
     })
 }
 
@@ -298,6 +317,10 @@ mod tests {
             ],
             connections: 12,
             checkpoints: 99,
+            load: Some(BoxLoad {
+                bytes_per_sec: 1_250_000,
+                busy_ppm: 420_000,
+            }),
         };
         let mut body = Vec::new();
         encode_info(&mut body, Some(&info));
@@ -305,6 +328,36 @@ mod tests {
         body.clear();
         encode_info(&mut body, None);
         assert_eq!(decode_info(&body), None);
+    }
+
+    #[test]
+    fn a_heartbeat_without_the_load_trailer_reads_as_no_load_and_an_unknown_trailer_is_ignored() {
+        let mut info = BoxInfo {
+            heartbeat: 7,
+            heartbeat_ms: 1,
+            state: BoxState::Alive,
+            epoch: 0,
+            mac: [2, 0, 0, 0, 0, 2],
+            service_ips: vec!["198.18.0.12".parse().unwrap_or_else(|_| unreachable!())],
+            connections: 3,
+            checkpoints: 4,
+            load: None,
+        };
+        let mut body = Vec::new();
+        encode_info(&mut body, Some(&info));
+        assert_eq!(decode_info(&body), Some(info.clone()));
+        // An older sender's body is exactly this; a newer one's with a
+        // version this build does not know must still parse.
+        body.extend_from_slice(&[b'L', 9, 1, 2, 3]);
+        assert_eq!(decode_info(&body), Some(info.clone()));
+        info.load = Some(BoxLoad {
+            bytes_per_sec: 5,
+            busy_ppm: 2_000_000,
+        });
+        body.clear();
+        encode_info(&mut body, Some(&info));
+        let back = decode_info(&body).and_then(|i| i.load);
+        assert_eq!(back.map(|l| l.busy_ppm), Some(1_000_000), "clamped");
     }
 
     #[test]
