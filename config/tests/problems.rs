@@ -900,7 +900,7 @@ fn a_pci_device_segment_is_its_sysfs_bar() {
     let text = edited(
         "segment_path = \"/dev/shm/baton.seg\"",
         "segment_path = \"pci:0000:00:05.0\"\nupload_dir = \"/dev/shm/baton.uploads\"",
-    );
+    ) + "\n[raft]\nstate_path = \"/var/lib/baton/raft\"\n";
     let c = parse(&text, "box1.toml").expect("a PCI segment parses");
     assert_eq!(
         c.checkpoint.segment_path,
@@ -920,10 +920,24 @@ fn a_malformed_pci_device_is_refused() {
 
 #[test]
 fn a_pci_device_segment_needs_an_upload_dir() {
-    let text = edited("/dev/shm/baton.seg", "pci:0000:00:05.0");
+    let text = edited("/dev/shm/baton.seg", "pci:0000:00:05.0")
+        + "\n[raft]\nstate_path = \"/var/lib/baton/raft\"\n";
     let line = line_of(&text, "segment_path");
     assert_eq!(
         one_line(&text),
         format!("box1.toml:{line}: checkpoint.upload_dir: required when segment_path is a PCI device (the default lies beside the segment)")
+    );
+}
+
+#[test]
+fn a_pci_device_segment_needs_a_raft_state_path() {
+    let text = edited(
+        "segment_path = \"/dev/shm/baton.seg\"",
+        "segment_path = \"pci:0000:00:05.0\"\nupload_dir = \"/dev/shm/baton.uploads\"",
+    );
+    let line = line_of(&text, "segment_path");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: raft.state_path: required when checkpoint.segment_path is a PCI device: the box's epoch file lies beside it (e.g. /var/lib/baton/raft)")
     );
 }
