@@ -82,7 +82,11 @@ fn lab_vm_canonical_check_survives_killing_box1s_vm() {
     );
     // Each box runs in its VM and maps the ivshmem device's BAR.
     for n in 1..=2 {
-        let log = fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default();
+        let raw = fs::read(g.file(&format!("box{n}.log"))).unwrap_or_default();
+        let log: String = String::from_utf8_lossy(&raw)
+            .lines()
+            .map(|l| strip_ansi(l) + "\n")
+            .collect();
         assert!(
             log.contains("box started")
                 && log.contains("segment=/sys/bus/pci/devices/0000:00:05.0/resource2"),
@@ -116,7 +120,8 @@ fn lab_vm_canonical_check_survives_killing_box1s_vm() {
         "box2 resumed {} responses (baton_http_resumed_total {before} -> {after}), but {moved} were mid-body when box1's VM died",
         after.saturating_sub(before)
     );
-    let log2 = fs::read_to_string(g.file("box2.log")).unwrap_or_default();
+    let log2 =
+        String::from_utf8_lossy(&fs::read(g.file("box2.log")).unwrap_or_default()).into_owned();
     assert!(
         log2.contains("restored="),
         "box2's console says nothing of taking box1's connections over:\n{log2}"

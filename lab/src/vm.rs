@@ -36,9 +36,11 @@ pub const SEGMENT_PCI: &str = "0000:00:05.0";
 const VM_CACHE: &str = "160MiB";
 /// How long the KVM probe waits for the kernel's first console line.
 const KVM_PROBE: Duration = Duration::from_secs(6);
-/// What the serial console shows once systemd has started the box (the
-/// unit is `Type=notify`, so this is after READY=1).
-const SERVING_MARK: &str = "baton.service";
+/// What the serial console shows once the box serves: baton's own log line
+/// as it tells systemd READY=1 (`Type=notify`: a member of the view, its
+/// dataplane up). systemd's "Started baton.service" is not relied on: it
+/// stops writing status lines to the console once a getty runs there.
+const SERVING_MARK: &str = "telling the service manager READY=1";
 
 /// QEMU's accelerator for the lab's VMs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,8 +423,8 @@ pub fn spawn_vm(lab: &Lab, n: u8, accel: Accel) -> Result<i32> {
     Ok(pid as i32)
 }
 
-/// Whether box `n`'s VM serves: its console says systemd started
-/// baton.service. The first time, writes the ready file and
+/// Whether box `n`'s VM serves: its console says baton told systemd
+/// READY=1. The first time, writes the ready file and
 /// `boxN.boot_ms` (boot to serving, milliseconds) and logs it.
 pub fn check_serving(lab: &Lab, n: u8) -> bool {
     let ready = lab.file(&format!("box{n}.ready"));
@@ -433,9 +435,7 @@ pub fn check_serving(lab: &Lab, n: u8) -> bool {
         return false;
     };
     let log = String::from_utf8_lossy(&log);
-    let serving = log
-        .lines()
-        .any(|l| l.contains("Started") && l.contains(SERVING_MARK));
+    let serving = log.contains(SERVING_MARK);
     if !serving {
         return false;
     }
