@@ -256,8 +256,14 @@ fn set_key(text: &str, table: &str, key: &str, value: &str) -> String {
 /// segment fits the BAR; a cache that fits the VM.
 pub fn host_toml(text: &str) -> String {
     let t = set_key(text, "checkpoint", "slots", &VM_SLOTS.to_string());
+    let t = set_key(&t, "failure", "missed", &VM_MISSED.to_string());
     set_key(&t, "cache", "memory_bytes", &format!("\"{VM_CACHE}\""))
 }
+
+/// `failure.missed` of a VM box: 30 ms x 30 = 900 ms. A TCG guest on a
+/// shared host is descheduled for longer than a process box's 90 ms,
+/// and a live box judged dead fences itself.
+const VM_MISSED: u32 = 30;
 
 /// The same config as the VM sees it: the segment is the ivshmem device's
 /// BAR, uploads spool in the VM, and frames leave with full checksums
@@ -473,13 +479,14 @@ pub fn failed(lab: &Lab, n: u8) -> bool {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "[box]\nid = 1\n\n[dataplane]\ninterface = \"front0\"\ntx_offload = true\n\n[checkpoint]\nsegment_path = \"/dev/shm/x.seg\"\nslots = 20000\nmode = \"shared\"\nupload_dir = \"/dev/shm/x.uploads\"\n\n[cache]\norigin = \"http://198.19.0.2:80\"\nmemory_bytes = \"512MiB\"\n";
+    const TEXT: &str = "[box]\nid = 1\n\n[failure]\nheartbeat_interval_ms = 30\nmissed = 3\n\n[dataplane]\ninterface = \"front0\"\ntx_offload = true\n\n[checkpoint]\nsegment_path = \"/dev/shm/x.seg\"\nslots = 20000\nmode = \"shared\"\nupload_dir = \"/dev/shm/x.uploads\"\n\n[cache]\norigin = \"http://198.19.0.2:80\"\nmemory_bytes = \"512MiB\"\n";
 
     #[test]
     fn the_guest_maps_the_bar_and_the_host_the_file() {
         let host = host_toml(TEXT);
         assert!(host.contains("segment_path = \"/dev/shm/x.seg\""));
         assert!(host.contains("slots = 4096\n"));
+        assert!(host.contains("missed = 30\n"));
         assert!(host.contains("memory_bytes = \"160MiB\""));
         let guest = guest_toml(&host);
         assert!(guest.contains("segment_path = \"pci:0000:00:05.0\""));
