@@ -144,11 +144,14 @@ fn lab_vm_canonical_check_survives_killing_box1s_vm() {
     );
     download_identical(&g, 1, "1M.bin");
     let status = ok(g.lab(&["status"]));
+    let boxes: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("box1 ") || l.starts_with("box2 "))
+        .collect();
     assert!(
-        status.lines().filter(|l| l.starts_with("box")).count() == 2
-            && status
-                .lines()
-                .filter(|l| l.starts_with("box"))
+        boxes.len() == 2
+            && boxes
+                .iter()
                 .all(|l| l.split_whitespace().nth(2) == Some("yes")),
         "lab status does not show both VMs alive:\n{status}"
     );
