@@ -259,6 +259,35 @@ pub(crate) fn unicast_mac(v: &Value) -> Result<MacAddr, String> {
     Ok(mac)
 }
 
+/// The checkpoint segment: an absolute path, or `pci:DDDD:BB:DD.F` (a PCI
+/// device whose BAR 2 is the segment, as in an ivshmem-plain device), read
+/// as that device's sysfs resource file.
+pub(crate) fn segment_location(v: &Value) -> Result<PathBuf, String> {
+    let Some(addr) = v.as_str().and_then(|s| s.strip_prefix("pci:")) else {
+        return absolute_path(v);
+    };
+    let b = addr.as_bytes();
+    let hex = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_hexdigit);
+    let well_formed = b.len() == 12
+        && hex(0..4)
+        && b[4] == b':'
+        && hex(5..7)
+        && b[7] == b':'
+        && hex(8..10)
+        && b[10] == b'.'
+        && (b'0'..=b'7').contains(&b[11]);
+    if !well_formed {
+        return Err(format!(
+            "expected an absolute path or a PCI device like \"pci:0000:00:05.0\", found string {:?}",
+            quote(addr)
+        ));
+    }
+    Ok(PathBuf::from(format!(
+        "/sys/bus/pci/devices/{}/resource2",
+        addr.to_ascii_lowercase()
+    )))
+}
+
 pub(crate) fn absolute_path(v: &Value) -> Result<PathBuf, String> {
     let s = v
         .as_str()

@@ -863,3 +863,50 @@ fn takeover_assignment_defaults_to_round_robin_and_a_wrong_word_names_the_choice
     let line = one_line(&text);
     assert!(line.contains("takeover.capacity"), "{line}");
 }
+
+#[test]
+fn a_pci_device_segment_is_its_sysfs_bar() {
+    let text = edited(
+        "segment_path = \"/dev/shm/baton.seg\"",
+        "segment_path = \"pci:0000:00:05.0\"\nupload_dir = \"/dev/shm/baton.uploads\"",
+    ) + "\n[raft]\nstate_path = \"/var/lib/baton/raft\"\n";
+    let c = parse(&text, "box1.toml").expect("a PCI segment parses");
+    assert_eq!(
+        c.checkpoint.segment_path,
+        std::path::PathBuf::from("/sys/bus/pci/devices/0000:00:05.0/resource2")
+    );
+}
+
+#[test]
+fn a_malformed_pci_device_is_refused() {
+    let text = edited("/dev/shm/baton.seg", "pci:00:05.0");
+    let got = one_line(&text);
+    assert!(
+        got.contains("checkpoint.segment_path: expected an absolute path or a PCI device like \"pci:0000:00:05.0\", found string \"00:05.0\""),
+        "{got}"
+    );
+}
+
+#[test]
+fn a_pci_device_segment_needs_an_upload_dir() {
+    let text = edited("/dev/shm/baton.seg", "pci:0000:00:05.0")
+        + "\n[raft]\nstate_path = \"/var/lib/baton/raft\"\n";
+    let line = line_of(&text, "segment_path");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: checkpoint.upload_dir: required when segment_path is a PCI device (the default lies beside the segment)")
+    );
+}
+
+#[test]
+fn a_pci_device_segment_needs_a_raft_state_path() {
+    let text = edited(
+        "segment_path = \"/dev/shm/baton.seg\"",
+        "segment_path = \"pci:0000:00:05.0\"\nupload_dir = \"/dev/shm/baton.uploads\"",
+    );
+    let line = line_of(&text, "segment_path");
+    assert_eq!(
+        one_line(&text),
+        format!("box1.toml:{line}: raft.state_path: required when checkpoint.segment_path is a PCI device: the box's epoch file lies beside it (e.g. /var/lib/baton/raft)")
+    );
+}

@@ -43,9 +43,10 @@ enum LabCommand {
     Start {
         /// boxN
         node: String,
-        /// Seconds to wait for it to be ready.
-        #[arg(long, default_value_t = 30)]
-        ready_timeout: u64,
+        /// Seconds to wait for it to be ready (default 30; 300 for a VM
+        /// box, which boots first).
+        #[arg(long)]
+        ready_timeout: Option<u64>,
     },
     /// Run a command inside a node's namespace: client, origin, boxN or lan
     /// (`baton lab exec client -- curl http://198.18.0.11/1M.bin`).
@@ -99,15 +100,27 @@ struct UpArgs {
     /// false`), for raw-socket testers and checksum-verifying captures.
     #[arg(long)]
     no_offload: bool,
-    /// Seconds to wait for every box to be ready.
-    #[arg(long, default_value_t = 30)]
-    ready_timeout: u64,
+    /// Seconds to wait for every box to be ready (default 30; 300 with
+    /// `--vm`, whose boxes boot first).
+    #[arg(long)]
+    ready_timeout: Option<u64>,
+    /// Boxes are QEMU VMs booted from the appliance image (scripts/image,
+    /// target/image/): virtio NICs on the lab's LANs, the segment one host
+    /// file that every VM maps as an ivshmem-plain PCI device. KVM when it
+    /// works, else TCG (`BATON_LAB_ACCEL=kvm|tcg` decides).
+    #[arg(long)]
+    vm: bool,
     /// Make a lab CA (/run/baton-lab/PREFIX/ca.pem) and a certificate per
     /// box for lab.baton.test and every service IP, and enable `[tls]` in
     /// every box config (HTTPS is not served yet: issue 14).
     #[arg(long)]
     tls: bool,
 }
+
+/// Seconds `up` and `start` wait for a box process to be ready.
+const READY_S: u64 = 30;
+/// The same for a VM box: it boots first (under TCG, tens of seconds).
+const VM_READY_S: u64 = 300;
 
 /// Parses a `boxN` argument.
 fn parse_box(s: &str) -> Result<u8> {
@@ -140,8 +153,13 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
                     segment_mode: a.segment_mode,
                     client_addrs: a.client_addrs,
                     tx_offload: !a.no_offload,
-                    ready_timeout: Duration::from_secs(a.ready_timeout),
+                    ready_timeout: Duration::from_secs(a.ready_timeout.unwrap_or(if a.vm {
+                        VM_READY_S
+                    } else {
+                        READY_S
+                    })),
                     tls: a.tls,
+                    vm: a.vm,
                 },
             )
         }
@@ -151,7 +169,11 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
         LabCommand::Start {
             node,
             ready_timeout,
-        } => cluster::start_box(&lab, parse_box(&node)?, Duration::from_secs(ready_timeout)),
+        } => {
+            let vm = cluster::LabState::load(&lab)?.accel.is_some();
+            let secs = ready_timeout.unwrap_or(if vm { VM_READY_S } else { READY_S });
+            cluster::start_box(&lab, parse_box(&node)?, Duration::from_secs(secs))
+        }
         LabCommand::Exec { node, cmd } => {
             let code = cluster::exec(&lab, Node::parse(&node)?, &cmd)?;
             std::process::exit(code)

@@ -16,7 +16,7 @@ use crate::names::{
     CLIENT_ADDR, CLIENT_ADDR6, ORIGIN_ADDR,
 };
 use crate::sys::{self, ip_in};
-use crate::{certs, objects};
+use crate::{certs, objects, vm};
 
 /// Which origin server `lab up` starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,6 +46,8 @@ pub struct UpPlan {
     pub ready_timeout: Duration,
     /// `lab up --tls`: a lab CA, a certificate per box, `[tls]` enabled.
     pub tls: bool,
+    /// `lab up --vm`: boxes are QEMU VMs (see [`crate::vm`]).
+    pub vm: bool,
 }
 
 /// What a running lab remembers about how it was built (`lab.state`).
@@ -55,18 +57,26 @@ pub struct LabState {
     pub boxes: u8,
     /// `builtin` or `nginx`.
     pub origin: String,
+    /// VM boxes (`lab up --vm`): the accelerator their QEMUs use.
+    pub accel: Option<vm::Accel>,
 }
 
 impl LabState {
     fn render(&self) -> String {
-        format!("boxes={}\norigin={}\n", self.boxes, self.origin)
+        let mut s = format!("boxes={}\norigin={}\n", self.boxes, self.origin);
+        if let Some(a) = self.accel {
+            s.push_str(&format!("vm={}\n", a.as_str()));
+        }
+        s
     }
 
     fn parse(text: &str) -> Option<LabState> {
         let mut boxes = None;
         let mut origin = None;
+        let mut accel = None;
         for line in text.lines() {
             match line.split_once('=') {
+                Some(("vm", v)) => accel = vm::Accel::parse(v),
                 Some(("boxes", v)) => boxes = v.trim().parse().ok(),
                 Some(("origin", v)) => origin = Some(v.trim().to_string()),
                 _ => {}
@@ -75,6 +85,7 @@ impl LabState {
         Some(LabState {
             boxes: boxes?,
             origin: origin?,
+            accel,
         })
     }
 
@@ -129,7 +140,14 @@ pub fn up(lab: &Lab, plan: &UpPlan) -> Result<()> {
 fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
     fs::create_dir_all(lab.dir())
         .with_context(|| format!("cannot create {}", lab.dir().display()))?;
+    let accel = if plan.vm {
+        let image = vm::find_image()?;
+        Some(vm::probe_accel(lab, &image)?)
+    } else {
+        None
+    };
     let state = LabState {
+        accel,
         boxes: plan.boxes,
         origin: match plan.origin {
             OriginKind::Builtin => "builtin".into(),
@@ -175,6 +193,10 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
         if let Some(files) = tls.get(usize::from(n - 1)) {
             text.push_str(&tls_toml(files));
         }
+        if plan.vm {
+            text = vm::host_toml(&text);
+            vm::write_config_disk(lab, n, &vm::guest_toml(&text))?;
+        }
         write_private(&lab.file(&format!("box{n}.toml")), &text)?;
     }
     // No lab of this prefix exists (checked above), so a segment of that
@@ -184,9 +206,16 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
         fs::remove_file(&seg).with_context(|| format!("cannot remove {}", seg.display()))?;
     }
 
+    if plan.vm {
+        vm::create_segment(lab)?;
+    }
+
     start_origin(lab, plan.origin)?;
     for n in 1..=plan.boxes {
-        spawn_box(lab, n)?;
+        match accel {
+            Some(a) => vm::spawn_vm(lab, n, a).map(|_| ())?,
+            None => spawn_box(lab, n).map(|_| ())?,
+        }
     }
     wait_boxes_ready(
         lab,
@@ -347,6 +376,12 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
         let ns = lab.ns(Node::Box(n));
         veth(&box_front_port(n), "front", Node::Box(n), "front0")?;
         veth(&box_back_port(n), "back", Node::Box(n), "back0")?;
+        if plan.vm {
+            // The VM's NICs own the box's MAC and back address; front0
+            // and back0 only carry frames to their taps.
+            vm::wire_box(lab, n)?;
+            continue;
+        }
         ip_in(
             &ns,
             &["link", "set", "dev", "front0", "address", &box_mac(n), "up"],
@@ -536,16 +571,17 @@ fn spawn_box(lab: &Lab, n: u8) -> Result<i32> {
 /// when one dies, quoting its log.
 fn wait_boxes_ready(lab: &Lab, ids: &[u8], timeout: Duration) -> Result<()> {
     let mut failed: Option<u8> = None;
+    let is_vm = LabState::load(lab).is_ok_and(|s| s.accel.is_some());
     let all = sys::wait_until(timeout, || {
         let mut all = true;
         for &n in ids {
-            if lab.file(&format!("box{n}.ready")).exists() {
+            if lab.file(&format!("box{n}.ready")).exists() || (is_vm && vm::check_serving(lab, n)) {
                 continue;
             }
             all = false;
             let alive =
                 sys::read_pid(&lab.file(&format!("box{n}.pid"))).is_some_and(sys::pid_alive);
-            if !alive {
+            if !alive || (is_vm && vm::failed(lab, n)) {
                 failed = Some(n);
                 return true;
             }
@@ -639,7 +675,10 @@ pub fn start_box(lab: &Lab, n: u8, timeout: Duration) -> Result<()> {
     if let Some(pid) = box_pid(lab, n) {
         bail!("box{n} is already running (pid {pid})");
     }
-    spawn_box(lab, n)?;
+    match state.accel {
+        Some(a) => vm::spawn_vm(lab, n, a).map(|_| ())?,
+        None => spawn_box(lab, n).map(|_| ())?,
+    }
     wait_boxes_ready(lab, &[n], timeout)
 }
 
@@ -722,6 +761,13 @@ mod tests {
         let s = LabState {
             boxes: 3,
             origin: "nginx".into(),
+            accel: None,
+        };
+        assert_eq!(LabState::parse(&s.render()), Some(s));
+        let s = LabState {
+            boxes: 2,
+            origin: "builtin".into(),
+            accel: Some(vm::Accel::Tcg),
         };
         assert_eq!(LabState::parse(&s.render()), Some(s));
         assert_eq!(LabState::parse("origin=builtin\n"), None);

@@ -41,6 +41,7 @@ pub mod names;
 pub mod objects;
 pub mod origin;
 pub mod sys;
+pub mod vm;
 
 pub use cli::{run, LabArgs};
 pub use demo::DemoArgs;

@@ -56,6 +56,7 @@
 
 pub mod boxtable;
 pub mod claim;
+mod device;
 #[doc(hidden)]
 pub mod fuzzing;
 mod overflow;

@@ -18,12 +18,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use memmap2::MmapRaw;
+
+use crate::device;
 
 /// Magic at offset 0 of the segment: "BATONCKP", read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BATONCKP");
@@ -348,6 +350,7 @@ impl Segment {
     /// is never reinterpreted.
     pub fn open_or_create(path: &Path, layout: Layout) -> Result<Segment, SegmentError> {
         layout.check()?;
+        device::enable_if_bar(path).map_err(io_err(path))?;
         match OpenOptions::new().read(true).write(true).open(path) {
             Ok(file) => return Self::attach_or_init(path, file, Some(layout)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -426,6 +429,7 @@ impl Segment {
     /// Attaches to an existing, initialized segment, taking its layout from
     /// the header.
     pub fn open_existing(path: &Path) -> Result<Segment, SegmentError> {
+        device::enable_if_bar(path).map_err(io_err(path))?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -459,11 +463,17 @@ impl Segment {
                 need: HEADER_SIZE as u64,
             });
         }
-        read_exact_at(&file, &mut header, 0).map_err(io_err(path))?;
+        if device::is_pci_resource(path) {
+            device::read_bar(&file, &mut header)
+        } else {
+            file.read_exact_at(&mut header, 0)
+        }
+        .map_err(io_err(path))?;
         let magic = le_u64(&header, H_MAGIC);
         if magic == 0 && header.iter().all(|&b| b == 0) {
             if let Some(req) = requested {
-                if len < req.segment_len() as u64 {
+                // A BAR has its size; map_and_init says if it is too small.
+                if len < req.segment_len() as u64 && !device::is_pci_resource(path) {
                     file.set_len(req.file_len()).map_err(io_err(path))?;
                 }
                 return Self::map_and_init(path, &file, req);
@@ -761,14 +771,9 @@ fn parse_header(path: &Path, h: &[u8; H_GEOMETRY], file_len: u64) -> Result<Layo
     Ok(layout)
 }
 
-fn read_exact_at(file: &File, buf: &mut [u8], off: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.read_exact_at(buf, off)
-}
-
 fn is_zero_file(file: &File, len: u64) -> bool {
     let mut buf = vec![0u8; len as usize];
-    read_exact_at(file, &mut buf, 0).is_ok() && buf.iter().all(|&b| b == 0)
+    file.read_exact_at(&mut buf, 0).is_ok() && buf.iter().all(|&b| b == 0)
 }
 
 /// Refuses a segment file (checked on the open descriptor, so a symlink's

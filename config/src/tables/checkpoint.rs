@@ -13,8 +13,11 @@ table! {
     pub struct CheckpointConfig {
         /// Checkpointing on at all (off: no takeover possible).
         enabled: bool = or(true, boolean),
-        /// Absolute path of the segment file (e.g. under /dev/shm).
-        segment_path: PathBuf = req(absolute_path),
+        /// Absolute path of the segment file (e.g. under /dev/shm), or a
+        /// PCI device, `pci:DDDD:BB:DD.F`, whose BAR 2 (an ivshmem-plain
+        /// device's shared memory) is the segment: read as the device's
+        /// sysfs `resource2` file.
+        segment_path: PathBuf = req(segment_location),
         /// Slots per box region, >= 1.
         slots: u32 = req(positive),
         /// Shared or replicated segment.
@@ -35,7 +38,31 @@ table! {
         /// `.uploads` (see [`CheckpointConfig::upload_dir`]).
         upload_dir: Option<PathBuf> = opt(absolute_path),
     }
-    check = slow_not_above_fast;
+    check = checkpoint_rules;
+}
+
+fn checkpoint_rules(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
+    let speeds = slow_not_above_fast(c, t, p);
+    upload_dir_beside_a_file(c, t, p) && speeds
+}
+
+/// The default upload spool sits beside the segment file, which a PCI BAR
+/// has no room for (sysfs), so a device segment names its spool.
+fn upload_dir_beside_a_file(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
+    let on_device = p
+        .segment_path
+        .as_ref()
+        .is_some_and(|s| s.starts_with("/sys"));
+    if on_device && matches!(p.upload_dir, None | Some(None)) {
+        let line = c.key_line(t, "segment_path");
+        c.problem(
+            line,
+            t.key_path("upload_dir"),
+            "required when segment_path is a PCI device (the default lies beside the segment)",
+        );
+        return false;
+    }
+    true
 }
 
 /// A slow connection is checkpointed more often (fewer bytes between

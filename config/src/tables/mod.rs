@@ -89,7 +89,7 @@ table! {
 fn cluster_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
     let member = own_id_is_a_member(c, root, p);
     let fit = shared_ids_fit_the_view(c, root, p);
-    let raft = replicated_raft_rules(c, root, p);
+    let raft = replicated_raft_rules(c, root, p) & device_state_path(c, root, p);
     let tls = tls_port_is_free(c, root, p);
     let rtsp = rtsp_port_is_free(c, root, p);
     member && fit && raft && tls && rtsp
@@ -191,6 +191,25 @@ fn line_of(c: &Checker<'_>, root: &Tbl<'_>, table: &str, key: &str) -> Option<us
     t.key(key)
         .and_then(|k| c.line(k.span()))
         .or_else(|| t.get(key).and_then(|i| c.line(i.span())))
+}
+
+/// A segment in a PCI device's BAR (sysfs) has no room beside it for the
+/// box's epoch file, whose default lies beside `raft.state_path`'s, itself
+/// beside the segment: such a box names its state path.
+fn device_state_path(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
+    let (Some(checkpoint), Some(raft)) = (&p.checkpoint, &p.raft) else {
+        return true;
+    };
+    if !checkpoint.segment_path.starts_with("/sys") || raft.state_path.is_some() {
+        return true;
+    }
+    let line = line_of(c, root, "checkpoint", "segment_path");
+    c.problem(
+        line,
+        "raft.state_path".to_string(),
+        "required when checkpoint.segment_path is a PCI device: the box's epoch file lies beside it (e.g. /var/lib/baton/raft)",
+    );
+    false
 }
 
 /// In replicated mode (the view in the Raft, `[raft]`):
