@@ -215,3 +215,97 @@ fn lab_https_serves_byte_exact_to_curl_wget_and_openssl_over_tls13_and_tls12() {
     // Plain HTTP still served beside HTTPS.
     download_identical(&g, 1, "1M.bin");
 }
+
+/// A curl download of `object` over HTTPS from box `box_n` at `rate`,
+/// running in the client namespace (`tls` picks the version).
+fn start_https_download(
+    g: &LabGuard,
+    i: usize,
+    box_n: usize,
+    object: &str,
+    rate: &str,
+    tls: &[&str],
+) -> Download {
+    let dir = g.file("dl");
+    fs::create_dir_all(&dir).expect("download dir");
+    let out = dir.join(format!("{i}"));
+    let url = https_url(box_n as u8, &format!("/{object}"));
+    let ca = g.file(CA).display().to_string();
+    let out_str = out.display().to_string();
+    let mut args = vec!["netns", "exec", &g.driver.ns("client")]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    for a in [
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        "120",
+        "--cacert",
+        &ca,
+        "--limit-rate",
+        rate,
+        "-o",
+        &out_str,
+    ]
+    .into_iter()
+    .chain(tls.iter().copied())
+    {
+        args.push(a.to_string());
+    }
+    args.push(url.clone());
+    let child = std::process::Command::new("ip")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    Download { child, out, url }
+}
+
+/// 50 MB over HTTPS at 10 MB/s, box 1 killed mid-transfer: box 2 takes
+/// the connection over from its checkpoint's TLS block and the client
+/// notices nothing — curl exits 0, the bytes are the origin's, no RST on
+/// the wire (the capture saw the client's FIN), and box 2's counters say
+/// it resumed an HTTPS connection.
+fn https_takeover(prefix: &str, tls: &[&str]) {
+    let g = LabGuard::up(prefix, &["--boxes", "2", "--tls"]);
+    let rst = RstCapture::start(&g);
+    let started = std::time::Instant::now();
+    let d = vec![start_https_download(&g, 0, 1, "50M.bin", "10M", tls)];
+    let moved = kill_under_way(
+        &g,
+        &d,
+        1,
+        50 << 20,
+        started,
+        std::time::Duration::from_secs(2),
+    );
+    assert_all_identical(&g, d, "50M.bin");
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert!(
+        metric_value(&m, "baton_tls_resumed_total") >= moved,
+        "box 2 resumed {} HTTPS connections, {moved} were mid-body",
+        metric_value(&m, "baton_tls_resumed_total")
+    );
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
+    assert!(metric_value(&m, "baton_http_resumed_total") >= moved);
+    // The survivor sealed the rest of the body itself.
+    assert!(
+        metric_value(&m, "baton_tls_records_total{direction=\"out\"}") > 100,
+        "box 2 sent {} records",
+        metric_value(&m, "baton_tls_records_total{direction=\"out\"}")
+    );
+}
+
+#[test]
+fn lab_https_download_survives_a_kill_tls13() {
+    https_takeover("btht3", &["--tlsv1.3"]);
+}
+
+#[test]
+fn lab_https_download_survives_a_kill_tls12() {
+    https_takeover("btht2", &["--tlsv1.2", "--tls-max", "1.2"]);
+}

@@ -36,11 +36,13 @@ pub fn metric_sum(g: &LabGuard, boxes: &[usize], name: &str) -> u64 {
         .sum()
 }
 
-/// The box a download's URL names (`http://198.18.0.(10+n)/…`).
+/// The box a download's URL names (`http://198.18.0.(10+n)/…`, or
+/// `https://`).
 pub fn box_of(d: &Download) -> usize {
     let host = d
         .url
         .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .split('/')
         .next()
         .unwrap_or_default();
