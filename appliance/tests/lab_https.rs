@@ -309,3 +309,83 @@ fn lab_https_download_survives_a_kill_tls13() {
 fn lab_https_download_survives_a_kill_tls12() {
     https_takeover("btht2", &["--tlsv1.2", "--tls-max", "1.2"]);
 }
+
+/// One HTTPS keep-alive connection answers a request on box 1, which is
+/// killed before the second: box 2 takes the idle connection over from
+/// its TLS block and answers the second request on the same connection,
+/// byte-exact, with no RST.
+fn https_keepalive_takeover(prefix: &str, version: &str) {
+    use std::io::{BufRead, Write};
+    let g = LabGuard::up(prefix, &["--boxes", "2", "--tls"]);
+    let rst = RstCapture::start(&g);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/common/https_keepalive.py"
+    );
+    let ca = g.file(CA).display().to_string();
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &g.driver.ns("client"), "python3", script])
+        .args([&ca, "198.18.0.11", version, "/1M.bin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (install it)");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("first answer");
+    let want = format!("200 {} {}", g.listed_sha("1M.bin"), 1 << 20);
+    let tls_name = if version == "1.2" {
+        "TLSv1.2"
+    } else {
+        "TLSv1.3"
+    };
+    assert_eq!(first.trim(), format!("{want} {tls_name}"), "first answer");
+    let before = metric_value(&box_metrics(&g, 2), "baton_tls_resumed_total");
+    ok(g.lab(&["kill", "box1"]));
+    // The second request goes once box 2 has the connection.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while takeover_field(&g, &[2], "ready") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "box 2 took nothing over"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"\n").expect("go on");
+    drop(stdin);
+    let mut second = String::new();
+    out.read_line(&mut second).expect("second answer");
+    let status = child.wait_with_output().expect("python");
+    assert!(
+        status.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(second.trim(), format!("{want} {tls_name}"), "second answer");
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert_eq!(
+        metric_value(&m, "baton_tls_resumed_total"),
+        before + 1,
+        "box 2 resumed the idle HTTPS connection"
+    );
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
+    assert_eq!(
+        metric_value(&m, "baton_tls_handshakes_total"),
+        0,
+        "no new handshake"
+    );
+    assert!(metric_value(&m, "baton_tls_records_total{direction=\"in\"}") >= 2);
+}
+
+#[test]
+fn lab_https_keepalive_connection_survives_a_kill_between_requests_tls13() {
+    https_keepalive_takeover("bthk3", "1.3");
+}
+
+#[test]
+fn lab_https_keepalive_connection_survives_a_kill_between_requests_tls12() {
+    https_keepalive_takeover("bthk2", "1.2");
+}

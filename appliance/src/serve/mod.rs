@@ -143,6 +143,24 @@ impl CacheApp {
         }
     }
 
+    /// Writes `conn`'s checkpoint now when its record layer changed outside
+    /// a response (KeyUpdate, close_notify): a survivor must not find the
+    /// old keys or sequence numbers.
+    fn commit_tls_if_due(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        let Some(all_read) = self.tls.as_mut().and_then(|t| t.take_commit_due(conn)) else {
+            return;
+        };
+        self.refresh_tls(conn);
+        let response = self.http.session(conn).and_then(|s| s.checkpoint());
+        if let Some(c) = self.checkpoints.as_mut() {
+            if all_read {
+                c.cover(ctx, conn, response);
+            } else {
+                c.commit(ctx, conn, response);
+            }
+        }
+    }
+
     /// The name a sealed TLS block is bound to: both ends, as a survivor
     /// sees them too.
     fn tls_name(ctx: &Ctx<'_>, conn: ConnId) -> String {
@@ -313,6 +331,7 @@ impl App for CacheApp {
         if t.take_peer_closed(conn) {
             self.http.on_peer_closed(conn, &mut t, now);
         }
+        self.commit_tls_if_due(conn, ctx);
         self.cover(conn, ctx);
     }
 
@@ -321,6 +340,7 @@ impl App for CacheApp {
         let mut t = transport!(self, ctx);
         t.flush(conn);
         self.http.on_writable(conn, &mut t, now);
+        self.commit_tls_if_due(conn, ctx);
         self.refresh_tls(conn);
         if let Some(c) = self.checkpoints.as_mut() {
             c.on_progress(
@@ -336,6 +356,7 @@ impl App for CacheApp {
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         self.http.on_peer_closed(conn, &mut t, now);
+        self.commit_tls_if_due(conn, ctx);
         // The client's FIN is acknowledged by a checkpoint that covers it
         // (CLOSE-WAIT or LAST-ACK, RCV.NXT past the FIN): a survivor then
         // restores the half-closed connection. Until the session answered

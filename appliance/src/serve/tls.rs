@@ -114,6 +114,9 @@ struct TlsConn {
     /// On a survivor: the record to re-seal first, emitted from the
     /// client's byte.
     resume: Option<ResumePoint>,
+    /// The record layer's state changed outside a response (KeyUpdate,
+    /// close_notify either way): checkpoint now.
+    commit_due: bool,
     /// FIN once the sealed bytes are out.
     fin_after_flush: bool,
     fin_sent: bool,
@@ -136,6 +139,7 @@ impl TlsConn {
             body_started: false,
             body_cp: None,
             resume: None,
+            commit_due: false,
             fin_after_flush: false,
             fin_sent: false,
             peer_closed: false,
@@ -272,6 +276,15 @@ impl TlsConns {
     /// The connection is gone.
     pub fn remove(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+    }
+
+    /// Once after the record layer's state changed outside a response
+    /// (KeyUpdate, close_notify): `Some(true)` when HTTP has read every
+    /// decrypted byte (the checkpoint may cover all the client sent),
+    /// `Some(false)` when some wait.
+    pub fn take_commit_due(&mut self, conn: ConnId) -> Option<bool> {
+        let c = self.conns.get_mut(&conn)?;
+        std::mem::take(&mut c.commit_due).then_some(c.plain.is_empty())
     }
 
     /// True once after the client's close_notify: the HTTP session is told
@@ -445,8 +458,14 @@ fn take_events(c: &mut TlsConn, counters: &HttpCounters) {
             Event::PeerClosed => {
                 bump(&counters.tls_close_notify_received);
                 c.peer_closed = true;
+                c.commit_due = true;
             }
-            Event::PeerKeyUpdate { .. } => bump(&counters.tls_key_updates),
+            Event::PeerKeyUpdate { .. } => {
+                // New read key (and write key, if asked): a survivor
+                // needs them before the client's next record or ours.
+                bump(&counters.tls_key_updates);
+                c.commit_due = true;
+            }
         }
     }
 }
@@ -612,6 +631,7 @@ impl<T: Transport<Conn = ConnId> + TlsBlockSink> Transport for TlsTransport<'_, 
         if let Stage::Open(s) = &mut c.stage {
             if s.close().is_ok() {
                 bump(&self.counters.tls_close_notify_sent);
+                c.commit_due = true;
             }
             let out = s.take_output();
             c.queue(out);
