@@ -246,6 +246,11 @@ fn start_https_download(
         &ca,
         "--limit-rate",
         rate,
+        // The box ends the connection (close_notify, FIN) and curl then
+        // closes its side with a FIN: the capture's proof that it saw
+        // the connection.
+        "-H",
+        "Connection: close",
         "-o",
         &out_str,
     ]
@@ -388,4 +393,109 @@ fn lab_https_keepalive_connection_survives_a_kill_between_requests_tls13() {
 #[test]
 fn lab_https_keepalive_connection_survives_a_kill_between_requests_tls12() {
     https_keepalive_takeover("bthk2", "1.2");
+}
+
+/// `openssl s_client -tls1_3` downloads 50 MB (the client's link held to
+/// 80 Mbit/s), sends a KeyUpdate with update_requested (`K`) a few MB in,
+/// and box 1 is killed after box 1 has answered it: box 2 continues the
+/// body under the updated keys (generation 1 both ways) — s_client exits
+/// 0, sees no alert, the body is byte-exact, no RST.
+#[test]
+fn lab_https_download_survives_a_kill_after_a_client_key_update() {
+    use std::io::Write;
+    let g = LabGuard::up("bthku", &["--boxes", "2", "--tls"]);
+    ok(g.lab(&["impair", "client", "--rate", "80"]));
+    let rst = RstCapture::start(&g);
+    let ca = g.file(CA).display().to_string();
+    let out_path = g.file("ku.out");
+    let out_file = fs::File::create(&out_path).expect("ku.out");
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &g.driver.ns("client"),
+            "openssl",
+            "s_client",
+        ])
+        .args([
+            "-connect",
+            "198.18.0.11:443",
+            "-servername",
+            "lab.baton.test",
+        ])
+        .args(["-CAfile", &ca, "-verify_return_error", "-tls1_3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(out_file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl (install it)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"GET /50M.bin HTTP/1.1\r\nHost: lab.baton.test\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    stdin.flush().expect("flush");
+    let size = || fs::metadata(&out_path).map_or(0, |m| m.len());
+    let wait_size = |n: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while size() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stuck at {} bytes",
+                size()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_size(5 << 20);
+    stdin.write_all(b"K\n").expect("K");
+    stdin.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tls_metric(&g, "baton_tls_key_updates_total") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "box 1 saw no KeyUpdate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    wait_size(size() + (3 << 20));
+    assert!(
+        size() < 40 << 20,
+        "the body was nearly over before the kill"
+    );
+    ok(g.lab(&["kill", "box1"]));
+    let out = child.wait_with_output().expect("s_client");
+    drop(stdin);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "s_client failed: {:?}\n{err}",
+        out.status
+    );
+    assert!(
+        !err.to_lowercase().contains("alert"),
+        "s_client saw an alert:\n{err}"
+    );
+    let raw = fs::read(&out_path).expect("ku.out");
+    let at = raw
+        .windows(17)
+        .position(|w| w == b"HTTP/1.1 200 OK\r\n")
+        .expect("a response");
+    let head_end = at
+        + raw[at..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a head")
+        + 4;
+    let body = raw
+        .get(head_end..head_end + (50 << 20))
+        .expect("the whole body");
+    assert_eq!(
+        sha256_hex(body),
+        g.listed_sha("50M.bin"),
+        "body after a KeyUpdate and a kill"
+    );
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert_eq!(metric_value(&m, "baton_tls_resumed_total"), 1);
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
 }

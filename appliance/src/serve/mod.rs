@@ -327,6 +327,7 @@ impl App for CacheApp {
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         t.flush(conn);
+        t.pump(conn);
         self.http.on_readable(conn, &mut t, now);
         if t.take_peer_closed(conn) {
             self.http.on_peer_closed(conn, &mut t, now);

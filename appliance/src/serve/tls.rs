@@ -43,6 +43,9 @@ use crate::http::counters::HttpCounters;
 use crate::http::request::Method;
 use crate::http::worker::Transport;
 
+/// Decrypted request bytes kept for HTTP beyond what it reads now.
+const PLAIN_AHEAD: usize = 64 * 1024;
+
 /// The box's HTTPS settings, built once at start and shared by workers.
 #[derive(Debug, Clone)]
 pub struct TlsServe {
@@ -539,6 +542,25 @@ impl<T: Transport<Conn = ConnId> + TlsBlockSink> TlsTransport<'_, T> {
     /// Sends what `conn`'s TLS layer has queued.
     pub fn flush(&mut self, conn: ConnId) {
         if let Some(tls) = self.tls.as_deref_mut() {
+            tls.flush(conn, &mut self.inner);
+        }
+    }
+
+    /// Reads what the client sent on `conn` through its record layer even
+    /// when HTTP reads nothing now (a response under way): KeyUpdate,
+    /// close_notify and alerts are handled as they come. Decrypted
+    /// requests wait for HTTP, up to [`PLAIN_AHEAD`] bytes; beyond that TCP
+    /// keeps them (its window pushes back on the client).
+    pub fn pump(&mut self, conn: ConnId) {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return;
+        };
+        if tls
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.plain.len() < PLAIN_AHEAD)
+        {
+            tls.pump_in(conn, &mut self.inner, self.counters);
             tls.flush(conn, &mut self.inner);
         }
     }
