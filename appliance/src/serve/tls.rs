@@ -32,8 +32,8 @@ use std::sync::Arc;
 
 use baton_dataplane::flow::ConnId;
 use baton_tls::{
-    Checkpoint, Event, Handshake, Progress, ResumePoint, Session, SystemRandom, TlsConfig,
-    TlsError, BODY_RECORD_SIZE,
+    BodyAnchor, Checkpoint, Event, Handshake, Progress, ResumePoint, Session, SystemRandom,
+    TlsConfig, TlsError, BODY_RECORD_SIZE,
 };
 use bytes::Bytes;
 use tracing::debug;
@@ -111,6 +111,9 @@ struct TlsConn {
     body_buf: Vec<u8>,
     /// The record layer's body anchor is set for the current body.
     body_started: bool,
+    /// The last body's anchor, kept once its records are all sealed: until
+    /// the client has them, a survivor regenerates its tail from it.
+    anchor: Option<BodyAnchor>,
     /// The response whose body has not started (its head went in pieces):
     /// checkpointed again when it does.
     body_cp: Option<ResponseCheckpoint>,
@@ -140,6 +143,7 @@ impl TlsConn {
             aad: name.into_bytes(),
             body_buf: Vec::new(),
             body_started: false,
+            anchor: None,
             body_cp: None,
             resume: None,
             commit_due: false,
@@ -222,10 +226,20 @@ impl TlsConns {
         if c.resume.is_some() {
             return None;
         }
-        match s
-            .checkpoint()
-            .seal(&self.serve.cluster_key, &c.aad, &SystemRandom::new())
-        {
+        let mut cp = s.checkpoint();
+        if cp.body.is_none() {
+            // The body is all sealed but maybe not all delivered: while
+            // nothing followed it, its anchor still says where its records
+            // are.
+            if let Some(a) = c
+                .anchor
+                .filter(|a| a.wire_end(s.overhead()) == cp.write_stream_offset)
+            {
+                cp.body = Some(a);
+                cp.next_body_record = a.record_count();
+            }
+        }
+        match cp.seal(&self.serve.cluster_key, &c.aad, &SystemRandom::new()) {
             Ok(b) => Some(b),
             Err(e) => {
                 tracing::warn!(?conn, "cannot seal the TLS checkpoint: {e}");
@@ -267,7 +281,9 @@ impl TlsConns {
             (false, Some((start, len))) => (start.wrapping_add(len as u32), None, false),
             (false, None) => (response.map_or(0, |r| r.object_start_seq.0), None, false),
         };
+        let anchor = cp.body;
         let mut c = TlsConn::new(Stage::Open(Box::new(s)), name);
+        c.anchor = anchor;
         c.plain_sent = at;
         c.body = body.map(|(start, len)| (start, Some(len)));
         c.body_started = started;
@@ -615,6 +631,7 @@ impl<T: Transport<Conn = ConnId> + TlsBlockSink> Transport for TlsTransport<'_, 
             if let Some((_, Some(len))) = c.body {
                 if s.start_body(len).is_ok() {
                     c.body_started = true;
+                    c.anchor = s.body().copied();
                     started = true;
                 }
             }
@@ -628,6 +645,9 @@ impl<T: Transport<Conn = ConnId> + TlsBlockSink> Transport for TlsTransport<'_, 
         if let Err(e) = sealed {
             debug!(?conn, "cannot seal: {e}");
             return None;
+        }
+        if let Some(a) = s.body() {
+            c.anchor = Some(*a);
         }
         add(
             &self.counters.tls_records_out,
@@ -685,6 +705,7 @@ impl<T: Transport<Conn = ConnId> + TlsBlockSink> Transport for TlsTransport<'_, 
                 if let Stage::Open(s) = &mut c.stage {
                     if let Some((_, Some(len))) = c.body {
                         c.body_started = s.start_body(len).is_ok();
+                        c.anchor = s.body().copied();
                     }
                 }
                 if !c.body_started {
