@@ -425,10 +425,16 @@ impl App for CacheApp {
     }
 
     fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {
-        let (response, tls) = data
-            .downcast::<(RestoreData, Option<Vec<u8>>)>()
-            .map(|b| *b)
-            .unwrap_or((None, None));
+        // (response, sealed TLS block), as `on_unknown_segment` and the
+        // control core's restore hand it; a bare response (a caller that
+        // knows no TLS) is a plain connection's.
+        let (response, tls) = match data.downcast::<(RestoreData, Option<Vec<u8>>)>() {
+            Ok(b) => *b,
+            Err(data) => (
+                data.downcast::<RestoreData>().map(|b| *b).unwrap_or(None),
+                None,
+            ),
+        };
         if let Some(tuple) = ctx.tuple(conn) {
             // Restored here: a later segment must find the TCB, never the
             // checkpoint again.
