@@ -499,3 +499,30 @@ fn lab_https_download_survives_a_kill_after_a_client_key_update() {
     assert_eq!(metric_value(&m, "baton_tls_resumed_total"), 1);
     assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
 }
+
+/// A planned move over HTTPS: box 1 drained while it sends 50 MB; its final
+/// checkpoint carries the TLS block and box 2 finishes the body — curl
+/// exits 0, sha256 exact, no RST, box 2 resumed the HTTPS connection.
+#[test]
+fn lab_https_download_survives_a_drain() {
+    let g = LabGuard::up("bthdr", &["--boxes", "2", "--tls"]);
+    let rst = RstCapture::start(&g);
+    let started = std::time::Instant::now();
+    let d = vec![start_https_download(&g, 0, 1, "50M.bin", "10M", &[])];
+    let moved = when_under_way(
+        &g,
+        &d,
+        1,
+        50 << 20,
+        started,
+        std::time::Duration::from_secs(2),
+        |g| {
+            ok(g.lab(&["drain", "box1"]));
+        },
+    );
+    assert_all_identical(&g, d, "50M.bin");
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert!(metric_value(&m, "baton_tls_resumed_total") >= moved);
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
+}
