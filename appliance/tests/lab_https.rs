@@ -526,3 +526,57 @@ fn lab_https_download_survives_a_drain() {
     assert!(metric_value(&m, "baton_tls_resumed_total") >= moved);
     assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
 }
+
+/// A TLS 1.2 client asking to renegotiate (`openssl s_client`, `R`) on a
+/// live connection gets a fatal alert and the connection ends; the box
+/// goes on serving HTTPS to others.
+#[test]
+fn lab_https_renegotiation_gets_an_alert_and_the_box_keeps_serving() {
+    use std::io::Write;
+    let g = LabGuard::up("bthrn", &["--boxes", "1", "--tls"]);
+    let ca = g.file(CA).display().to_string();
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &g.driver.ns("client"),
+            "openssl",
+            "s_client",
+        ])
+        .args([
+            "-connect",
+            "198.18.0.11:443",
+            "-servername",
+            "lab.baton.test",
+        ])
+        .args(["-CAfile", &ca, "-verify_return_error", "-tls1_2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl (install it)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tls_metric(&g, "baton_tls_handshakes_total") < 1 {
+        assert!(std::time::Instant::now() < deadline, "no handshake");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stdin.write_all(b"R\n").expect("R");
+    stdin.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tls_metric(&g, "baton_tls_alerts_total{direction=\"sent\"}") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no alert for the renegotiation"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("s_client");
+    drop(stdin);
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("no renegotiation") || err.contains("alert"),
+        "s_client did not report the alert: {err}"
+    );
+    https_identical(&g, 1, "1M.bin", &[], "TLSv1.3");
+}
