@@ -24,6 +24,9 @@ pub struct Orphan {
     pub export: TcbExport,
     /// The HTTP response in flight, if any.
     pub response: RestoreData,
+    /// An HTTPS connection's sealed TLS block (opened with `cluster.key`
+    /// by the worker that restores it).
+    pub tls: Option<Vec<u8>>,
 }
 
 /// Where an orphan's packets go.

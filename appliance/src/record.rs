@@ -128,7 +128,11 @@ pub(crate) fn orphan_of(record: &ArchivedConnRecord<'_>) -> Option<Orphan> {
         (None, true) => Some(ResponseCheckpoint::unrecorded()),
         (None, false) => None,
     };
-    Some(Orphan { export, response })
+    Some(Orphan {
+        export,
+        response,
+        tls: r.tls.map(<[u8]>::to_vec),
+    })
 }
 
 /// The application block of a record for the response `app`, with
@@ -343,6 +347,7 @@ mod tests {
                 upload: None,
             }),
             app_lost: false,
+            tls: None,
         }
     }
 

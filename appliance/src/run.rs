@@ -527,6 +527,7 @@ fn start_dataplane(
             Arc::new(crate::serve::tls::TlsServe {
                 config: settings,
                 port: config.tls.port,
+                cluster_key: config.cluster.key.clone(),
             })
         });
     let opts = dataplane_options(config);

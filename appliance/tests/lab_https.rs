@@ -215,3 +215,368 @@ fn lab_https_serves_byte_exact_to_curl_wget_and_openssl_over_tls13_and_tls12() {
     // Plain HTTP still served beside HTTPS.
     download_identical(&g, 1, "1M.bin");
 }
+
+/// A curl download of `object` over HTTPS from box `box_n` at `rate`,
+/// running in the client namespace (`tls` picks the version).
+fn start_https_download(
+    g: &LabGuard,
+    i: usize,
+    box_n: usize,
+    object: &str,
+    rate: &str,
+    tls: &[&str],
+) -> Download {
+    let dir = g.file("dl");
+    fs::create_dir_all(&dir).expect("download dir");
+    let out = dir.join(format!("{i}"));
+    let url = https_url(box_n as u8, &format!("/{object}"));
+    let ca = g.file(CA).display().to_string();
+    let out_str = out.display().to_string();
+    let mut args = vec!["netns", "exec", &g.driver.ns("client")]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    for a in [
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        "120",
+        "--cacert",
+        &ca,
+        "--limit-rate",
+        rate,
+        // The box ends the connection (close_notify, FIN) and curl then
+        // closes its side with a FIN: the capture's proof that it saw
+        // the connection.
+        "-H",
+        "Connection: close",
+        "-o",
+        &out_str,
+    ]
+    .into_iter()
+    .chain(tls.iter().copied())
+    {
+        args.push(a.to_string());
+    }
+    args.push(url.clone());
+    let child = std::process::Command::new("ip")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    Download { child, out, url }
+}
+
+/// 50 MB over HTTPS at 10 MB/s, box 1 killed mid-transfer: box 2 takes
+/// the connection over from its checkpoint's TLS block and the client
+/// notices nothing — curl exits 0, the bytes are the origin's, no RST on
+/// the wire (the capture saw the client's FIN), and box 2's counters say
+/// it resumed an HTTPS connection.
+fn https_takeover(prefix: &str, tls: &[&str]) {
+    let g = LabGuard::up(prefix, &["--boxes", "2", "--tls"]);
+    let rst = RstCapture::start(&g);
+    let started = std::time::Instant::now();
+    let d = vec![start_https_download(&g, 0, 1, "50M.bin", "10M", tls)];
+    let moved = kill_under_way(
+        &g,
+        &d,
+        1,
+        50 << 20,
+        started,
+        std::time::Duration::from_secs(2),
+    );
+    assert_all_identical(&g, d, "50M.bin");
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert!(
+        metric_value(&m, "baton_tls_resumed_total") >= moved,
+        "box 2 resumed {} HTTPS connections, {moved} were mid-body",
+        metric_value(&m, "baton_tls_resumed_total")
+    );
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
+    assert!(metric_value(&m, "baton_http_resumed_total") >= moved);
+    // The survivor sealed the rest of the body itself.
+    assert!(
+        metric_value(&m, "baton_tls_records_total{direction=\"out\"}") > 100,
+        "box 2 sent {} records",
+        metric_value(&m, "baton_tls_records_total{direction=\"out\"}")
+    );
+}
+
+#[test]
+fn lab_https_download_survives_a_kill_tls13() {
+    https_takeover("btht3", &["--tlsv1.3"]);
+}
+
+#[test]
+fn lab_https_download_survives_a_kill_tls12() {
+    https_takeover("btht2", &["--tlsv1.2", "--tls-max", "1.2"]);
+}
+
+/// One HTTPS keep-alive connection answers a request on box 1, which is
+/// killed before the second: box 2 takes the idle connection over from
+/// its TLS block and answers the second request on the same connection,
+/// byte-exact, with no RST.
+fn https_keepalive_takeover(prefix: &str, version: &str) {
+    use std::io::{BufRead, Write};
+    let g = LabGuard::up(prefix, &["--boxes", "2", "--tls"]);
+    let rst = RstCapture::start(&g);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/common/https_keepalive.py"
+    );
+    let ca = g.file(CA).display().to_string();
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &g.driver.ns("client"), "python3", script])
+        .args([&ca, "198.18.0.11", version, "/1M.bin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (install it)");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("first answer");
+    let want = format!("200 {} {}", g.listed_sha("1M.bin"), 1 << 20);
+    let tls_name = if version == "1.2" {
+        "TLSv1.2"
+    } else {
+        "TLSv1.3"
+    };
+    assert_eq!(first.trim(), format!("{want} {tls_name}"), "first answer");
+    let before = metric_value(&box_metrics(&g, 2), "baton_tls_resumed_total");
+    ok(g.lab(&["kill", "box1"]));
+    // The second request goes once box 2 has the connection.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while takeover_field(&g, &[2], "ready") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "box 2 took nothing over"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"\n").expect("go on");
+    drop(stdin);
+    let mut second = String::new();
+    out.read_line(&mut second).expect("second answer");
+    let status = child.wait_with_output().expect("python");
+    assert!(
+        status.status.success(),
+        "the client failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(second.trim(), format!("{want} {tls_name}"), "second answer");
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert_eq!(
+        metric_value(&m, "baton_tls_resumed_total"),
+        before + 1,
+        "box 2 resumed the idle HTTPS connection"
+    );
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
+    assert_eq!(
+        metric_value(&m, "baton_tls_handshakes_total"),
+        0,
+        "no new handshake"
+    );
+    assert!(metric_value(&m, "baton_tls_records_total{direction=\"in\"}") >= 2);
+}
+
+#[test]
+fn lab_https_keepalive_connection_survives_a_kill_between_requests_tls13() {
+    https_keepalive_takeover("bthk3", "1.3");
+}
+
+#[test]
+fn lab_https_keepalive_connection_survives_a_kill_between_requests_tls12() {
+    https_keepalive_takeover("bthk2", "1.2");
+}
+
+/// `openssl s_client -tls1_3` downloads 50 MB (the client's link held to
+/// 80 Mbit/s), sends a KeyUpdate with update_requested (`K`) a few MB in,
+/// and box 1 is killed after box 1 has answered it: box 2 continues the
+/// body under the updated keys (generation 1 both ways) — s_client exits
+/// 0, sees no alert, the body is byte-exact, no RST.
+#[test]
+fn lab_https_download_survives_a_kill_after_a_client_key_update() {
+    use std::io::Write;
+    let g = LabGuard::up("bthku", &["--boxes", "2", "--tls"]);
+    ok(g.lab(&["impair", "client", "--rate", "80"]));
+    let rst = RstCapture::start(&g);
+    let ca = g.file(CA).display().to_string();
+    let out_path = g.file("ku.out");
+    let out_file = fs::File::create(&out_path).expect("ku.out");
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &g.driver.ns("client"),
+            "openssl",
+            "s_client",
+        ])
+        .args([
+            "-connect",
+            "198.18.0.11:443",
+            "-servername",
+            "lab.baton.test",
+        ])
+        .args(["-CAfile", &ca, "-verify_return_error", "-tls1_3"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(out_file)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl (install it)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"GET /50M.bin HTTP/1.1\r\nHost: lab.baton.test\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    stdin.flush().expect("flush");
+    let size = || fs::metadata(&out_path).map_or(0, |m| m.len());
+    let wait_size = |n: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while size() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stuck at {} bytes",
+                size()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait_size(5 << 20);
+    stdin.write_all(b"K\n").expect("K");
+    stdin.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tls_metric(&g, "baton_tls_key_updates_total") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "box 1 saw no KeyUpdate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    wait_size(size() + (3 << 20));
+    assert!(
+        size() < 40 << 20,
+        "the body was nearly over before the kill"
+    );
+    ok(g.lab(&["kill", "box1"]));
+    let out = child.wait_with_output().expect("s_client");
+    drop(stdin);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "s_client failed: {:?}\n{err}",
+        out.status
+    );
+    assert!(
+        !err.to_lowercase().contains("alert"),
+        "s_client saw an alert:\n{err}"
+    );
+    let raw = fs::read(&out_path).expect("ku.out");
+    let at = raw
+        .windows(17)
+        .position(|w| w == b"HTTP/1.1 200 OK\r\n")
+        .expect("a response");
+    let head_end = at
+        + raw[at..]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a head")
+        + 4;
+    let body = raw
+        .get(head_end..head_end + (50 << 20))
+        .expect("the whole body");
+    assert_eq!(
+        sha256_hex(body),
+        g.listed_sha("50M.bin"),
+        "body after a KeyUpdate and a kill"
+    );
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert_eq!(metric_value(&m, "baton_tls_resumed_total"), 1);
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
+}
+
+/// A planned move over HTTPS: box 1 drained while it sends 50 MB; its final
+/// checkpoint carries the TLS block and box 2 finishes the body — curl
+/// exits 0, sha256 exact, no RST, box 2 resumed the HTTPS connection.
+#[test]
+fn lab_https_download_survives_a_drain() {
+    let g = LabGuard::up("bthdr", &["--boxes", "2", "--tls"]);
+    let rst = RstCapture::start(&g);
+    let started = std::time::Instant::now();
+    let d = vec![start_https_download(&g, 0, 1, "50M.bin", "10M", &[])];
+    let moved = when_under_way(
+        &g,
+        &d,
+        1,
+        50 << 20,
+        started,
+        std::time::Duration::from_secs(2),
+        |g| {
+            ok(g.lab(&["drain", "box1"]));
+        },
+    );
+    assert_all_identical(&g, d, "50M.bin");
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert!(metric_value(&m, "baton_tls_resumed_total") >= moved);
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
+}
+
+/// A TLS 1.2 client asking to renegotiate (`openssl s_client`, `R`) on a
+/// live connection gets a fatal alert and the connection ends; the box
+/// goes on serving HTTPS to others.
+#[test]
+fn lab_https_renegotiation_gets_an_alert_and_the_box_keeps_serving() {
+    use std::io::Write;
+    let g = LabGuard::up("bthrn", &["--boxes", "1", "--tls"]);
+    let ca = g.file(CA).display().to_string();
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &g.driver.ns("client"),
+            "openssl",
+            "s_client",
+        ])
+        .args([
+            "-connect",
+            "198.18.0.11:443",
+            "-servername",
+            "lab.baton.test",
+        ])
+        .args(["-CAfile", &ca, "-verify_return_error", "-tls1_2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl (install it)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tls_metric(&g, "baton_tls_handshakes_total") < 1 {
+        assert!(std::time::Instant::now() < deadline, "no handshake");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    stdin.write_all(b"R\n").expect("R");
+    stdin.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while tls_metric(&g, "baton_tls_alerts_total{direction=\"sent\"}") < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no alert for the renegotiation"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("s_client");
+    drop(stdin);
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("no renegotiation") || err.contains("alert"),
+        "s_client did not report the alert: {err}"
+    );
+    https_identical(&g, 1, "1M.bin", &[], "TLSv1.3");
+}

@@ -92,6 +92,7 @@ fn typical(n: u64) -> ConnRecord<'static> {
             upload: None,
         }),
         app_lost: false,
+        tls: None,
     }
 }
 

@@ -633,6 +633,7 @@ fn slots() -> Result<Vec<(&'static str, Vec<u8>)>> {
         tcp: Some(tcpb),
         app,
         app_lost: false,
+        tls: None,
     };
     let udp = ConnRecord {
         transport: Transport::Udp,
@@ -746,6 +747,7 @@ fn datagrams() -> Result<Vec<(&'static str, Vec<u8>)>> {
         tcp: Some(tcpb),
         app: None,
         app_lost: false,
+        tls: None,
     };
     let mut slots = seg1.region(1)?.worker_slots(0, 1)?;
     let mut w = slots.writer();

@@ -249,6 +249,7 @@ mod tests {
                 tcp: Some(crate::TcpBlock::default()),
                 app: None,
                 app_lost: false,
+                tls: None,
             };
             r.remote.port = port;
             r

@@ -25,6 +25,9 @@ pub const MAX_NAME_LEN: usize = 8192;
 /// Longest validator (ETag, Last-Modified) or media type a record may
 /// carry, in bytes.
 pub const MAX_VALIDATOR_LEN: usize = 1024;
+/// Longest sealed TLS block a record may carry, in bytes (the block is
+/// 312 bytes; room for a later format).
+pub const MAX_TLS_BLOCK_LEN: usize = 1024;
 /// `app_protocol` value for HTTP (Fig. 5, 512).
 pub const APP_PROTOCOL_HTTP: u8 = 1;
 
@@ -252,6 +255,13 @@ pub struct ConnRecord<'a> {
     /// connection at once instead of restoring it as idle and stalling.
     /// Never set together with `app`.
     pub app_lost: bool,
+    /// The connection's TLS state (issue 14), sealed by the owner under a
+    /// key derived from `cluster.key` (`baton_tls::Checkpoint::seal`): at
+    /// most [`MAX_TLS_BLOCK_LEN`] bytes, opaque here. Absent for plain
+    /// connections. Being sealed at the source, it is ciphertext in the
+    /// segment and in every replication datagram.
+    #[rkyv(with = MapNiche<InlineAsBox>)]
+    pub tls: Option<&'a [u8]>,
 }
 
 /// The root archived in a slot: 1..=[`MAX_BUNDLE_RECORDS`] records committed
@@ -334,6 +344,7 @@ impl ArchivedConnRecord<'_> {
             tcp: self.tcp.as_ref().map(|t| t.get().to_native()),
             app: self.app.as_ref().map(|a| a.get().view()),
             app_lost: self.app_lost,
+            tls: self.tls.as_ref().map(|s| &**s),
         }
     }
 }
@@ -384,6 +395,9 @@ pub(crate) fn check_records(records: &[ConnRecord<'_>]) -> Result<(), &'static s
 
 /// The rules of one record (its owner is the caller's to check).
 fn check_record(r: &ConnRecord<'_>) -> Result<(), &'static str> {
+    if r.tls.is_some_and(|t| t.len() > MAX_TLS_BLOCK_LEN) {
+        return Err("TLS block too long");
+    }
     match (r.transport, r.tcp.is_some()) {
         (Transport::Tcp, false) => return Err("TCP record without TCP block"),
         (Transport::Udp, true) => return Err("UDP record with TCP block"),

@@ -465,3 +465,37 @@ fn a_typical_http_record_and_two_per_slot_fit() {
     assert!(w.serialize(&[r, r, bare]).is_ok());
     assert!(w.serialize(&[bare; 4]).is_ok());
 }
+
+/// An HTTPS connection's record carries its sealed TLS block (312 bytes)
+/// beside its HTTP block and reads back byte for byte; a block over
+/// `MAX_TLS_BLOCK_LEN` is refused before the slot is touched.
+#[test]
+fn a_tls_block_reads_back_and_an_oversized_one_is_refused() {
+    let t = TempSeg::new("tls");
+    let s = Segment::open_or_create(t.path(), L).unwrap();
+    let r = s.region(1).unwrap();
+    let mut slots = r.worker_slots(0, 1).unwrap();
+    let mut w = slots.writer();
+    let slot = slots.alloc().unwrap();
+    let block: Vec<u8> = (0..312u32).map(|i| (i * 7 + 3) as u8).collect();
+    let rec = ConnRecord {
+        tls: Some(&block),
+        ..http_record(1, 40_443, "/50M.bin", Some("\"e\""))
+    };
+    w.write(slot, &[rec]).unwrap();
+    let v = r.read(slot).unwrap().expect("slot holds a bundle");
+    assert_eq!(v.bundle().records[0].view(), rec);
+    assert_eq!(v.bundle().records[0].view().tls, Some(&block[..]));
+
+    let long = vec![0u8; baton_shmem::MAX_TLS_BLOCK_LEN + 1];
+    let too_long = ConnRecord {
+        tls: Some(&long),
+        ..http_record(1, 40_444, "/", None)
+    };
+    assert!(matches!(
+        w.write(slot, &[too_long]),
+        Err(WriteError::Invalid(_))
+    ));
+    let v = r.read(slot).unwrap().expect("the old bundle stays");
+    assert_eq!(v.bundle().records[0].view(), rec);
+}

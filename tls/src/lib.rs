@@ -31,6 +31,9 @@ pub use error::TlsError;
 pub use handshake::{Established, Handshake, Progress};
 pub use keys::{Aead, Version};
 pub use pem::{certified_key_from_pem, PemError};
+/// The random source [`Checkpoint::seal`] takes, for callers without a
+/// `ring` dependency of their own.
+pub use ring::rand::SystemRandom;
 /// The rustls this crate drives, for callers naming its types (versions,
 /// `CertifiedKey`) without a second copy.
 pub use rustls;

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use crate::body::{BodyAnchor, BODY_RECORD_SIZE};
+use crate::body::{BodyAnchor, ResumePoint, BODY_RECORD_SIZE};
 use crate::checkpoint::{Checkpoint, DirectionState};
 use crate::error::{alert, TlsError};
 use crate::keys::{Aead, DirectionKeys, Version};
@@ -350,6 +350,33 @@ impl Session {
         Ok(sent)
     }
 
+    /// Seals the next record of the started body from `plain`, which must
+    /// be exactly that record's plaintext: for a caller that has the body
+    /// piece by piece (a response streaming from a cache), not whole.
+    pub fn send_body_record(&mut self, plain: &[u8]) -> Result<(), TlsError> {
+        self.check_can_send()?;
+        let anchor = self.body.ok_or(TlsError::Body("no body started"))?;
+        let r = anchor.plain_range(self.next_body_record);
+        if r.is_empty() || plain.len() as u64 != r.end - r.start {
+            return Err(TlsError::Body("piece is not the next body record"));
+        }
+        self.seal_record(content::APPLICATION_DATA, plain)?;
+        self.next_body_record += 1;
+        if self.next_body_record >= anchor.record_count() {
+            self.body = None;
+        }
+        Ok(())
+    }
+
+    /// Plaintext bytes of the body record to seal next (0 when no body is
+    /// in flight).
+    pub fn body_record_len(&self) -> usize {
+        self.body.map_or(0, |a| {
+            let r = a.plain_range(self.next_body_record);
+            (r.end - r.start) as usize
+        })
+    }
+
     fn check_can_send(&self) -> Result<(), TlsError> {
         if self.closed || self.sent_close_notify {
             return Err(TlsError::Closed);
@@ -437,17 +464,45 @@ impl Session {
         if body.len() as u64 != anchor.body_len {
             return Err(TlsError::Body("body length differs from the checkpoint"));
         }
-        let Some(p) = anchor.resume_point(acked, self.overhead())? else {
+        let Some(p) = self.resume_at(acked)? else {
+            return Ok(());
+        };
+        let plain = &body[p.plain.start as usize..p.plain.end as usize];
+        self.resume_record(&p, plain)
+    }
+
+    /// After [`Session::restore`], for a caller that gets the body piece
+    /// by piece: the record holding stream offset `acked` (the first byte
+    /// the client does not have), to be passed with its plaintext to
+    /// [`Session::resume_record`]; `None` when the client has the whole
+    /// body (the session is then ready for what follows it).
+    pub fn resume_at(&mut self, acked: u64) -> Result<Option<ResumePoint>, TlsError> {
+        let anchor = self
+            .body
+            .ok_or(TlsError::Body("no body in the checkpoint"))?;
+        let p = anchor.resume_point(acked, self.overhead())?;
+        if p.is_none() {
             // The client has the whole body.
             self.body = None;
             self.write.seq = anchor
                 .write_seq
                 .wrapping_add(anchor.record_count().saturating_sub(anchor.anchor_index()));
             self.out_offset = acked;
-            return Ok(());
-        };
+        }
+        Ok(p)
+    }
+
+    /// Re-seals the record of `p` (`plain` its plaintext), emits it from
+    /// the client's byte, and leaves the session ready to send the
+    /// following body records.
+    pub fn resume_record(&mut self, p: &ResumePoint, plain: &[u8]) -> Result<(), TlsError> {
+        let anchor = self
+            .body
+            .ok_or(TlsError::Body("no body in the checkpoint"))?;
+        if plain.len() as u64 != p.plain.end - p.plain.start {
+            return Err(TlsError::Body("piece is not the record to resume"));
+        }
         let mut wire = Vec::new();
-        let plain = &body[p.plain.start as usize..p.plain.end as usize];
         record::seal(
             &self.write,
             self.version,

@@ -368,7 +368,8 @@ pub(crate) fn restore_paced(dataplane: &DataplaneHandle, orphans: Vec<Orphan>, s
         if i > 0 && i % batch == 0 {
             thread::sleep(RESTORE_TICK);
         }
-        if let Err(err) = dataplane.restore(orphan.export, Box::new(orphan.response)) {
+        if let Err(err) = dataplane.restore(orphan.export, Box::new((orphan.response, orphan.tls)))
+        {
             warn!(%err, "restore failed");
         }
     }
@@ -545,6 +546,7 @@ mod tests {
                 tcp: Some(tcp_block(&e, SeqNum(e.rcv_nxt), e.acks_covered)),
                 app: None,
                 app_lost: false,
+                tls: None,
             };
             writer
                 .write(SlotId(u32::from(i)), &[record])

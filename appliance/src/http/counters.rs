@@ -146,6 +146,11 @@ counters! {
     tls_close_notify_received => "baton_tls_close_notify_total" { "direction" = "received" },
     /// TLS 1.3 KeyUpdates received from clients.
     tls_key_updates => "baton_tls_key_updates_total",
+    /// HTTPS connections taken over and continued here from their checkpoint's TLS block.
+    tls_resumed => "baton_tls_resumed_total",
+    /// HTTPS connections taken over but reset: no TLS block (handshake), a block that
+    /// does not open with the cluster key, or a client position outside a body.
+    tls_not_resumed => "baton_tls_not_resumed_total",
     /// 304 answers.
     not_modified,
     /// 412 answers (If-Match / If-Unmodified-Since failed).
@@ -203,7 +208,7 @@ mod tests {
         c.status(206);
         bump(&c.requests);
         let m = c.snapshot().metrics();
-        assert_eq!(m.len(), 29);
+        assert_eq!(m.len(), 31);
         assert_eq!(m[0].name, "baton_http_requests_total");
         assert_eq!(m[0].help, "Request heads parsed.");
         assert_eq!(m[0].value, 1);

@@ -99,6 +99,9 @@ pub struct Checkpointer {
     cadence: Cadence,
     conns: HashMap<ConnId, ConnState>,
     full_warned: bool,
+    /// HTTPS connections' latest sealed TLS block, written with each of
+    /// their checkpoints.
+    tls: HashMap<ConnId, Vec<u8>>,
 }
 
 impl Checkpointer {
@@ -121,6 +124,7 @@ impl Checkpointer {
             cadence,
             conns: HashMap::new(),
             full_warned: false,
+            tls: HashMap::new(),
         })
     }
 
@@ -247,6 +251,7 @@ impl Checkpointer {
             )),
             app: app_block,
             app_lost,
+            tls: self.tls.get(&conn).map(Vec::as_slice),
         };
         let slot = state.slot;
         if cover == Cover::All {
@@ -305,10 +310,24 @@ impl Checkpointer {
         }
     }
 
+    /// The sealed TLS block `conn`'s next checkpoints carry (`None`: none,
+    /// a plain connection or a TLS one not resumable now).
+    pub fn set_tls(&mut self, conn: ConnId, block: Option<Vec<u8>>) {
+        match block {
+            Some(b) => {
+                self.tls.insert(conn, b);
+            }
+            None => {
+                self.tls.remove(&conn);
+            }
+        }
+    }
+
     /// `conn` moved to another box, which reads its final checkpoint from
     /// our region: stop writing it, leave the slot as it is (the control
     /// core clears it once the adopter has the connection).
     pub fn forget(&mut self, conn: ConnId) {
+        self.tls.remove(&conn);
         if self.conns.remove(&conn).is_some() {
             self.region.add_connections(-1);
         }
@@ -316,6 +335,7 @@ impl Checkpointer {
 
     /// `conn` is gone: its slot is cleared and reused.
     pub fn release(&mut self, conn: ConnId) {
+        self.tls.remove(&conn);
         if let Some(state) = self.conns.remove(&conn) {
             let _ = self.writer.clear(state.slot);
             let _ = self.slots.free(state.slot);

@@ -29,7 +29,7 @@ use crate::orphans::{OrphanRoute, OrphanTable, RestoreData};
 use crate::record::seqs;
 use crate::spool::Spool;
 use checkpoint::Checkpointer;
-use tls::{TlsConns, TlsServe, TlsTransport};
+use tls::{TlsBlockSink, TlsConns, TlsServe, TlsTransport};
 
 /// A waker that exists before the worker does: the HTTP driver is built by
 /// the app factory, the worker's eventfd becomes known at its first
@@ -53,7 +53,7 @@ pub struct CacheApp {
     checkpoints: Option<Checkpointer>,
     orphans: Arc<OrphanTable>,
     /// Restored connections waiting for "ready", with their response.
-    restoring: HashMap<ConnId, RestoreData>,
+    restoring: HashMap<ConnId, (RestoreData, Option<Vec<u8>>)>,
     /// The test hook that panics this worker on purpose (`crate::fatal`).
     test_panic: Option<crate::fatal::TestPanic>,
     /// HTTPS connections (none when `[tls]` is off).
@@ -121,6 +121,7 @@ impl CacheApp {
         if !ctx.ack_held(conn) {
             return;
         }
+        self.refresh_tls(conn);
         let Some(c) = self.checkpoints.as_mut() else {
             return;
         };
@@ -131,9 +132,86 @@ impl CacheApp {
         }
     }
 
-    /// True for an HTTPS connection.
-    fn is_tls(&self, conn: ConnId) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.has(conn))
+    /// Gives the checkpoint writer `conn`'s current TLS block before it
+    /// writes (a plain connection has none).
+    fn refresh_tls(&mut self, conn: ConnId) {
+        let (Some(tls), Some(c)) = (self.tls.as_ref(), self.checkpoints.as_mut()) else {
+            return;
+        };
+        if tls.has(conn) {
+            c.set_tls(conn, tls.sealed_block(conn));
+        }
+    }
+
+    /// Writes `conn`'s checkpoint now when its record layer changed outside
+    /// a response (KeyUpdate, close_notify): a survivor must not find the
+    /// old keys or sequence numbers.
+    fn commit_tls_if_due(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        let Some(all_read) = self.tls.as_mut().and_then(|t| t.take_commit_due(conn)) else {
+            return;
+        };
+        self.refresh_tls(conn);
+        let response = self.http.session(conn).and_then(|s| s.checkpoint());
+        if let Some(c) = self.checkpoints.as_mut() {
+            if all_read {
+                c.cover(ctx, conn, response);
+            } else {
+                c.commit(ctx, conn, response);
+            }
+        }
+    }
+
+    /// The name a sealed TLS block is bound to: both ends, as a survivor
+    /// sees them too.
+    fn tls_name(ctx: &Ctx<'_>, conn: ConnId) -> String {
+        ctx.tuple(conn)
+            .map(|t| format!("{}-{}", t.remote, t.local))
+            .unwrap_or_default()
+    }
+
+    /// A restored connection to the HTTPS port: its record layer from the
+    /// checkpoint's TLS block. Returns the plaintext position HTTP goes on
+    /// from, or `None` when the connection was reset.
+    fn restore_tls(
+        &mut self,
+        conn: ConnId,
+        block: Option<&[u8]>,
+        response: Option<&ResponseCheckpoint>,
+        snd_una: SeqNum,
+        ctx: &mut Ctx<'_>,
+    ) -> Option<u32> {
+        let counters = &self.counters.counters;
+        let name = Self::tls_name(ctx, conn);
+        let iss = ctx.export(conn).map(|e| seqs(&e).iss.0);
+        let r = match (self.tls.as_mut(), block, iss) {
+            (None, _, _) => Err(tls::NotResumed::Off),
+            (_, None, _) | (_, _, None) => Err(tls::NotResumed::NoBlock),
+            (Some(tls), Some(b), Some(iss)) => tls.restore(conn, name, b, response, snd_una.0, iss),
+        };
+        match r {
+            Ok(at) => {
+                counters
+                    .tls_resumed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(at)
+            }
+            Err(why) => {
+                info!(tuple = ?ctx.tuple(conn), "HTTPS connection not resumed: {why}");
+                counters
+                    .tls_not_resumed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ctx.abort(conn);
+                None
+            }
+        }
+    }
+
+    /// True when `conn` was accepted on the HTTPS port.
+    fn on_tls_port(&self, ctx: &Ctx<'_>, conn: ConnId) -> bool {
+        self.tls.as_ref().is_some_and(|tls| {
+            ctx.tuple(conn)
+                .is_some_and(|t| t.local.port() == tls.port())
+        })
     }
 }
 
@@ -157,6 +235,14 @@ macro_rules! transport {
 struct CtxTransport<'a, 'b> {
     ctx: &'a mut Ctx<'b>,
     checkpoints: &'a mut Option<Checkpointer>,
+}
+
+impl TlsBlockSink for CtxTransport<'_, '_> {
+    fn set_tls_block(&mut self, conn: ConnId, block: Option<Vec<u8>>) {
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.set_tls(conn, block);
+        }
+    }
 }
 
 impl Transport for CtxTransport<'_, '_> {
@@ -215,27 +301,22 @@ impl App for CacheApp {
             p.accepted();
         }
         let now = ctx.now();
-        let https = match self.tls.as_mut() {
-            Some(tls)
-                if ctx
-                    .tuple(conn)
-                    .is_some_and(|t| t.local.port() == tls.port()) =>
-            {
-                if !tls.accept(conn) {
-                    ctx.abort(conn);
-                    return;
-                }
-                true
+        if self.on_tls_port(ctx, conn) {
+            let name = Self::tls_name(ctx, conn);
+            if !self.tls.as_mut().is_some_and(|tls| tls.accept(conn, name)) {
+                ctx.abort(conn);
+                return;
             }
-            _ => false,
-        };
-        match self.checkpoints.as_mut() {
+        }
+        if let Some(c) = self.checkpoints.as_mut() {
             // A connection is recoverable from its first moment: an idle
-            // keep-alive connection taken over is simply served again.
-            Some(c) if !https => c.commit(ctx, conn, None),
-            // No checkpoint will commit the client's bytes (HTTPS
-            // connections are not checkpointed yet: docs/TLS.md).
-            _ => ctx.set_ack_hold(conn, false),
+            // keep-alive connection taken over is simply served again (an
+            // HTTPS one in its handshake has no TLS block: a survivor
+            // resets it).
+            c.commit(ctx, conn, None);
+        } else {
+            // No checkpoint will commit the client's bytes.
+            ctx.set_ack_hold(conn, false);
         }
         let mut t = transport!(self, ctx);
         self.http.on_accept(conn, &mut t, now);
@@ -246,10 +327,12 @@ impl App for CacheApp {
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         t.flush(conn);
+        t.pump(conn);
         self.http.on_readable(conn, &mut t, now);
         if t.take_peer_closed(conn) {
             self.http.on_peer_closed(conn, &mut t, now);
         }
+        self.commit_tls_if_due(conn, ctx);
         self.cover(conn, ctx);
     }
 
@@ -258,9 +341,8 @@ impl App for CacheApp {
         let mut t = transport!(self, ctx);
         t.flush(conn);
         self.http.on_writable(conn, &mut t, now);
-        if self.is_tls(conn) {
-            return;
-        }
+        self.commit_tls_if_due(conn, ctx);
+        self.refresh_tls(conn);
         if let Some(c) = self.checkpoints.as_mut() {
             c.on_progress(
                 ctx,
@@ -275,6 +357,7 @@ impl App for CacheApp {
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         self.http.on_peer_closed(conn, &mut t, now);
+        self.commit_tls_if_due(conn, ctx);
         // The client's FIN is acknowledged by a checkpoint that covers it
         // (CLOSE-WAIT or LAST-ACK, RCV.NXT past the FIN): a survivor then
         // restores the half-closed connection. Until the session answered
@@ -302,10 +385,7 @@ impl App for CacheApp {
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         self.http.absorb_input(conn, &mut t, now);
-        if self.is_tls(conn) {
-            // Not checkpointed yet: an HTTPS connection does not move.
-            return;
-        }
+        self.refresh_tls(conn);
         if let Some(c) = self.checkpoints.as_mut() {
             let response = self.http.session(conn).and_then(|s| s.checkpoint());
             c.commit_final(ctx, conn, response);
@@ -338,14 +418,23 @@ impl App for CacheApp {
             Some(OrphanRoute::Elsewhere(mac)) => UnknownAction::Forward(mac),
             Some(OrphanRoute::Mine(orphan)) => {
                 let orphan = *orphan;
-                let data: RestoreData = orphan.response;
+                let data: (RestoreData, Option<Vec<u8>>) = (orphan.response, orphan.tls);
                 UnknownAction::Restore(orphan.export, Box::new(data))
             }
         }
     }
 
     fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {
-        let response = data.downcast::<RestoreData>().map(|b| *b).unwrap_or(None);
+        // (response, sealed TLS block), as `on_unknown_segment` and the
+        // control core's restore hand it; a bare response (a caller that
+        // knows no TLS) is a plain connection's.
+        let (response, tls) = match data.downcast::<(RestoreData, Option<Vec<u8>>)>() {
+            Ok(b) => *b,
+            Err(data) => (
+                data.downcast::<RestoreData>().map(|b| *b).unwrap_or(None),
+                None,
+            ),
+        };
         if let Some(tuple) = ctx.tuple(conn) {
             // Restored here: a later segment must find the TCB, never the
             // checkpoint again.
@@ -356,12 +445,22 @@ impl App for CacheApp {
                 "orphan restored, probing"
             );
         }
-        self.restoring.insert(conn, response);
+        self.restoring.insert(conn, (response, tls));
     }
 
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, _rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {
-        let response = self.restoring.remove(&conn).unwrap_or(None);
+        let (response, tls) = self.restoring.remove(&conn).unwrap_or((None, None));
         let now = ctx.now();
+        // An HTTPS connection continues from its TLS block, HTTP from the
+        // plaintext position that gives; without one it is reset.
+        let mut acked = snd_una.0;
+        if tls.is_some() || self.on_tls_port(ctx, conn) {
+            match self.restore_tls(conn, tls.as_deref(), response.as_ref(), snd_una, ctx) {
+                Some(at) => acked = at,
+                None => return,
+            }
+            self.refresh_tls(conn);
+        }
         debug!(
             tuple = ?ctx.tuple(conn),
             snd_una = snd_una.0,
@@ -377,7 +476,7 @@ impl App for CacheApp {
         }
         let mut t = transport!(self, ctx);
         self.http
-            .on_ready(conn, response.as_ref(), snd_una.0, &mut t, now);
+            .on_ready(conn, response.as_ref(), acked, &mut t, now);
         if matches!(ctx.state(conn), Some(State::CloseWait | State::LastAck)) {
             // Restored half-closed (the client's FIN was checkpointed, or
             // came again while we waited): answer what is owed, then close.

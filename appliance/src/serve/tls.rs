@@ -11,6 +11,18 @@
 //! room offered to HTTP never crosses a body record boundary, so each body
 //! record is one `send` (when the object's bytes are there).
 //!
+//! **Takeover.** Every checkpoint of an HTTPS connection carries its TLS
+//! state sealed under `cluster.key` ([`TlsConns::sealed_block`]); the body
+//! anchor is in it from the body's first record on. A survivor opens it
+//! ([`TlsConns::restore`]), finds the record holding the client's
+//! acknowledged byte, and tells HTTP to continue from that record's first
+//! plaintext byte: the first record HTTP then sends is re-sealed and
+//! emitted from the client's byte, the next ones are the same records the
+//! dead box would have sent.
+//!
+//! HTTP sees "sequence numbers" that count plaintext bytes (wrapping u32,
+//! the same on a survivor), never TCP's.
+//!
 //! It knows TLS and the `Transport` trait; it decides nothing of HTTP or
 //! TCP, and holds no socket.
 
@@ -19,13 +31,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use baton_dataplane::flow::ConnId;
-use baton_tls::{Event, Handshake, Progress, Session, TlsConfig, TlsError, BODY_RECORD_SIZE};
+use baton_tls::{
+    BodyAnchor, Checkpoint, Event, Handshake, Progress, ResumePoint, Session, SystemRandom,
+    TlsConfig, TlsError, BODY_RECORD_SIZE,
+};
 use bytes::Bytes;
 use tracing::debug;
 
 use crate::http::checkpoint::ResponseCheckpoint;
 use crate::http::counters::HttpCounters;
+use crate::http::request::Method;
 use crate::http::worker::Transport;
+
+/// Decrypted request bytes kept for HTTP beyond what it reads now.
+const PLAIN_AHEAD: usize = 64 * 1024;
 
 /// The box's HTTPS settings, built once at start and shared by workers.
 #[derive(Debug, Clone)]
@@ -34,6 +53,33 @@ pub struct TlsServe {
     pub config: TlsConfig,
     /// The port HTTPS is served on.
     pub port: u16,
+    /// Seals and opens the TLS blocks of checkpoints.
+    pub cluster_key: Vec<u8>,
+}
+
+/// Where checkpoints of HTTPS connections take their TLS block: the
+/// worker's checkpoint writer.
+pub trait TlsBlockSink {
+    /// The sealed block `conn`'s next checkpoints carry.
+    fn set_tls_block(&mut self, conn: ConnId, block: Option<Vec<u8>>);
+}
+
+/// Why a survivor cannot continue an HTTPS connection.
+#[derive(Debug, thiserror::Error)]
+pub enum NotResumed {
+    /// The checkpoint has no TLS block (taken during the handshake).
+    #[error("no TLS state in the checkpoint (handshake not done)")]
+    NoBlock,
+    /// This box does not serve HTTPS.
+    #[error("HTTPS is off on this box")]
+    Off,
+    /// The block does not open, parse or restore.
+    #[error("TLS block: {0}")]
+    Block(#[from] TlsError),
+    /// The client lacks bytes that were not body records (they cannot be
+    /// regenerated).
+    #[error("the client lacks bytes outside a body")]
+    Position,
 }
 
 /// Where one connection's TLS is.
@@ -59,6 +105,24 @@ struct TlsConn {
     plain_sent: u32,
     /// Plaintext position of the current body's first byte, and its length.
     body: Option<(u32, Option<u64>)>,
+    /// The connection's name for its sealed block (both ends).
+    aad: Vec<u8>,
+    /// The body's plaintext not yet a whole record.
+    body_buf: Vec<u8>,
+    /// The record layer's body anchor is set for the current body.
+    body_started: bool,
+    /// The last body's anchor, kept once its records are all sealed: until
+    /// the client has them, a survivor regenerates its tail from it.
+    anchor: Option<BodyAnchor>,
+    /// The response whose body has not started (its head went in pieces):
+    /// checkpointed again when it does.
+    body_cp: Option<ResponseCheckpoint>,
+    /// On a survivor: the record to re-seal first, emitted from the
+    /// client's byte.
+    resume: Option<ResumePoint>,
+    /// The record layer's state changed outside a response (KeyUpdate,
+    /// close_notify either way): checkpoint now.
+    commit_due: bool,
     /// FIN once the sealed bytes are out.
     fin_after_flush: bool,
     fin_sent: bool,
@@ -68,6 +132,35 @@ struct TlsConn {
 }
 
 impl TlsConn {
+    fn new(stage: Stage, name: String) -> TlsConn {
+        TlsConn {
+            stage,
+            plain: VecDeque::new(),
+            out: VecDeque::new(),
+            out_len: 0,
+            plain_sent: 0,
+            body: None,
+            aad: name.into_bytes(),
+            body_buf: Vec::new(),
+            body_started: false,
+            anchor: None,
+            body_cp: None,
+            resume: None,
+            commit_due: false,
+            fin_after_flush: false,
+            fin_sent: false,
+            peer_closed: false,
+            peer_closed_told: false,
+        }
+    }
+
+    /// True while `plain_sent` is inside the current body.
+    fn in_body(&self) -> bool {
+        self.body.is_some_and(|(start, len)| {
+            len.is_none_or(|l| u64::from(self.plain_sent.wrapping_sub(start)) < l)
+        })
+    }
+
     fn queue(&mut self, bytes: Vec<u8>) {
         if !bytes.is_empty() {
             self.out_len += bytes.len();
@@ -105,25 +198,13 @@ impl TlsConns {
     }
 
     /// A client connected to the HTTPS port: wait for its ClientHello.
-    /// False when no handshake could be set up (then reset it).
-    pub fn accept(&mut self, conn: ConnId) -> bool {
+    /// `name` names both ends (the sealed block is bound to it). False
+    /// when no handshake could be set up (then reset it).
+    pub fn accept(&mut self, conn: ConnId, name: String) -> bool {
         match Handshake::new(&self.serve.config) {
             Ok(h) => {
-                self.conns.insert(
-                    conn,
-                    TlsConn {
-                        stage: Stage::Handshake(Box::new(h)),
-                        plain: VecDeque::new(),
-                        out: VecDeque::new(),
-                        out_len: 0,
-                        plain_sent: 0,
-                        body: None,
-                        fin_after_flush: false,
-                        fin_sent: false,
-                        peer_closed: false,
-                        peer_closed_told: false,
-                    },
-                );
+                self.conns
+                    .insert(conn, TlsConn::new(Stage::Handshake(Box::new(h)), name));
                 true
             }
             Err(e) => {
@@ -133,9 +214,96 @@ impl TlsConns {
         }
     }
 
+    /// The block `conn`'s next checkpoint carries: its record layer's
+    /// state sealed under the cluster key, bound to its name. `None`
+    /// during the handshake, after a failure, and on a survivor until the
+    /// resumed record is out (the restored block stays in force then).
+    pub fn sealed_block(&self, conn: ConnId) -> Option<Vec<u8>> {
+        let c = self.conns.get(&conn)?;
+        let Stage::Open(s) = &c.stage else {
+            return None;
+        };
+        if c.resume.is_some() {
+            return None;
+        }
+        let mut cp = s.checkpoint();
+        if cp.body.is_none() {
+            // The body is all sealed but maybe not all delivered: while
+            // nothing followed it, its anchor still says where its records
+            // are.
+            if let Some(a) = c
+                .anchor
+                .filter(|a| a.wire_end(s.overhead()) == cp.write_stream_offset)
+            {
+                cp.body = Some(a);
+                cp.next_body_record = a.record_count();
+            }
+        }
+        match cp.seal(&self.serve.cluster_key, &c.aad, &SystemRandom::new()) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(?conn, "cannot seal the TLS checkpoint: {e}");
+                None
+            }
+        }
+    }
+
+    /// A survivor restored `conn` (named `name`) from a checkpoint with
+    /// TLS block `block` and HTTP response `response`; the client
+    /// acknowledged up to TCP sequence `snd_una` of a connection whose ISS
+    /// was `iss`. Returns the plaintext position HTTP continues from (its
+    /// "acknowledged sequence number").
+    pub fn restore(
+        &mut self,
+        conn: ConnId,
+        name: String,
+        block: &[u8],
+        response: Option<&ResponseCheckpoint>,
+        snd_una: u32,
+        iss: u32,
+    ) -> Result<u32, NotResumed> {
+        let cp = Checkpoint::open(block, &self.serve.cluster_key, name.as_bytes())?;
+        let acked = unwrap_near(
+            snd_una.wrapping_sub(iss.wrapping_add(1)),
+            cp.write_stream_offset,
+        );
+        let mut s = Session::restore(&cp)?;
+        let body = response.and_then(body_of);
+        let (at, resume, started) = match (s.body().is_some(), body) {
+            (true, Some((start, len))) => match s.resume_at(acked)? {
+                Some(p) => (start.wrapping_add(p.plain.start as u32), Some(p), true),
+                None => (start.wrapping_add(len as u32), None, false),
+            },
+            (true, None) => return Err(NotResumed::Position),
+            (false, _) if acked != cp.write_stream_offset => return Err(NotResumed::Position),
+            // The client has everything: after the response if there was
+            // one (HTTP then carries on idle).
+            (false, Some((start, len))) => (start.wrapping_add(len as u32), None, false),
+            (false, None) => (response.map_or(0, |r| r.object_start_seq.0), None, false),
+        };
+        let anchor = cp.body;
+        let mut c = TlsConn::new(Stage::Open(Box::new(s)), name);
+        c.anchor = anchor;
+        c.plain_sent = at;
+        c.body = body.map(|(start, len)| (start, Some(len)));
+        c.body_started = started;
+        c.resume = resume;
+        self.conns.insert(conn, c);
+        Ok(at)
+    }
+
     /// The connection is gone.
     pub fn remove(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+    }
+
+    /// Once after the record layer's state changed outside a response
+    /// (KeyUpdate, close_notify): `Some(true)` when HTTP has read every
+    /// decrypted byte (the checkpoint may cover all the client sent),
+    /// `Some(false)` when some wait.
+    pub fn take_commit_due(&mut self, conn: ConnId) -> Option<bool> {
+        let c = self.conns.get_mut(&conn)?;
+        std::mem::take(&mut c.commit_due).then_some(c.plain.is_empty())
     }
 
     /// True once after the client's close_notify: the HTTP session is told
@@ -262,6 +430,25 @@ impl TlsConns {
     }
 }
 
+/// Where a response's body sits in the plaintext stream (start, length),
+/// when it has one that goes out as body records.
+fn body_of(cp: &ResponseCheckpoint) -> Option<(u32, u64)> {
+    if cp.upload.is_some() || cp.method == Method::Head || matches!(cp.status, 204 | 304) {
+        return None;
+    }
+    let len = cp.body_len.filter(|&l| l > 0)?;
+    Some((cp.object_start_seq.0, len))
+}
+
+/// The stream offset whose low 32 bits are `low`, nearest `near`.
+fn unwrap_near(low: u32, near: u64) -> u64 {
+    let base = (near & !0xffff_ffff) | u64::from(low);
+    [base.wrapping_sub(1 << 32), base, base.wrapping_add(1 << 32)]
+        .into_iter()
+        .min_by_key(|&v| v.abs_diff(near))
+        .unwrap_or(base)
+}
+
 fn bump(c: &std::sync::atomic::AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -290,9 +477,38 @@ fn take_events(c: &mut TlsConn, counters: &HttpCounters) {
             Event::PeerClosed => {
                 bump(&counters.tls_close_notify_received);
                 c.peer_closed = true;
+                c.commit_due = true;
             }
-            Event::PeerKeyUpdate { .. } => bump(&counters.tls_key_updates),
+            Event::PeerKeyUpdate { .. } => {
+                // New read key (and write key, if asked): a survivor
+                // needs them before the client's next record or ours.
+                bump(&counters.tls_key_updates);
+                c.commit_due = true;
+            }
         }
+    }
+}
+
+/// Seals the body records `buf` completes: the resumed record first (on a
+/// survivor), then the next body record each time one is whole.
+fn seal_body(
+    s: &mut Session,
+    buf: &mut Vec<u8>,
+    resume: &mut Option<ResumePoint>,
+) -> Result<(), TlsError> {
+    loop {
+        let need = match resume {
+            Some(p) => (p.plain.end - p.plain.start) as usize,
+            None => s.body_record_len(),
+        };
+        if need == 0 || buf.len() < need {
+            return Ok(());
+        }
+        match resume.take() {
+            Some(p) => s.resume_record(&p, &buf[..need])?,
+            None => s.send_body_record(&buf[..need])?,
+        }
+        buf.drain(..need);
     }
 }
 
@@ -338,10 +554,29 @@ pub struct TlsTransport<'a, T> {
     pub counters: &'a HttpCounters,
 }
 
-impl<T: Transport<Conn = ConnId>> TlsTransport<'_, T> {
+impl<T: Transport<Conn = ConnId> + TlsBlockSink> TlsTransport<'_, T> {
     /// Sends what `conn`'s TLS layer has queued.
     pub fn flush(&mut self, conn: ConnId) {
         if let Some(tls) = self.tls.as_deref_mut() {
+            tls.flush(conn, &mut self.inner);
+        }
+    }
+
+    /// Reads what the client sent on `conn` through its record layer even
+    /// when HTTP reads nothing now (a response under way): KeyUpdate,
+    /// close_notify and alerts are handled as they come. Decrypted
+    /// requests wait for HTTP, up to [`PLAIN_AHEAD`] bytes; beyond that TCP
+    /// keeps them (its window pushes back on the client).
+    pub fn pump(&mut self, conn: ConnId) {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return;
+        };
+        if tls
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.plain.len() < PLAIN_AHEAD)
+        {
+            tls.pump_in(conn, &mut self.inner, self.counters);
             tls.flush(conn, &mut self.inner);
         }
     }
@@ -354,7 +589,7 @@ impl<T: Transport<Conn = ConnId>> TlsTransport<'_, T> {
     }
 }
 
-impl<T: Transport<Conn = ConnId>> Transport for TlsTransport<'_, T> {
+impl<T: Transport<Conn = ConnId> + TlsBlockSink> Transport for TlsTransport<'_, T> {
     type Conn = ConnId;
 
     fn recv(&mut self, conn: ConnId, buf: &mut [u8]) -> usize {
@@ -385,13 +620,34 @@ impl<T: Transport<Conn = ConnId>> Transport for TlsTransport<'_, T> {
         let Some(c) = self.tls.as_deref_mut().and_then(|t| t.conns.get_mut(&conn)) else {
             return self.inner.send(conn, data);
         };
+        let in_body = c.in_body();
         let Stage::Open(s) = &mut c.stage else {
             return None;
         };
         let before = s.write_seq();
-        if let Err(e) = s.send(&data) {
+        let mut started = false;
+        if in_body && !c.body_started {
+            // The body's first byte: its records are anchored here.
+            if let Some((_, Some(len))) = c.body {
+                if s.start_body(len).is_ok() {
+                    c.body_started = true;
+                    c.anchor = s.body().copied();
+                    started = true;
+                }
+            }
+        }
+        let sealed = if in_body && c.body_started {
+            c.body_buf.extend_from_slice(&data);
+            seal_body(s, &mut c.body_buf, &mut c.resume)
+        } else {
+            s.send(&data)
+        };
+        if let Err(e) = sealed {
             debug!(?conn, "cannot seal: {e}");
             return None;
+        }
+        if let Some(a) = s.body() {
+            c.anchor = Some(*a);
         }
         add(
             &self.counters.tls_records_out,
@@ -401,7 +657,12 @@ impl<T: Transport<Conn = ConnId>> Transport for TlsTransport<'_, T> {
         c.queue(out);
         let at = c.plain_sent;
         c.plain_sent = c.plain_sent.wrapping_add(data.len() as u32);
+        let recommit = started.then(|| c.body_cp.take()).flatten();
         flush(c, conn, &mut self.inner);
+        if let Some(cp) = recommit {
+            // The anchor exists now: the checkpoint says so.
+            self.checkpoint(conn, &cp);
+        }
         Some(at)
     }
 
@@ -412,6 +673,7 @@ impl<T: Transport<Conn = ConnId>> Transport for TlsTransport<'_, T> {
         if let Stage::Open(s) = &mut c.stage {
             if s.close().is_ok() {
                 bump(&self.counters.tls_close_notify_sent);
+                c.commit_due = true;
             }
             let out = s.take_output();
             c.queue(out);
@@ -432,10 +694,29 @@ impl<T: Transport<Conn = ConnId>> Transport for TlsTransport<'_, T> {
             return self.inner.checkpoint(conn, cp);
         };
         // A response started: its body's records start at its first byte.
-        // (HTTPS connections are not checkpointed to the segment yet.)
-        if cp.upload.is_none() {
-            c.body = Some((cp.object_start_seq.0, cp.body_len));
+        if c.body
+            .is_none_or(|(start, _)| start != cp.object_start_seq.0)
+        {
+            c.body = body_of(cp).map(|(start, len)| (start, Some(len)));
+            c.body_started = false;
+            c.body_buf.clear();
+            c.body_cp = None;
+            if c.in_body() {
+                if let Stage::Open(s) = &mut c.stage {
+                    if let Some((_, Some(len))) = c.body {
+                        c.body_started = s.start_body(len).is_ok();
+                        c.anchor = s.body().copied();
+                    }
+                }
+                if !c.body_started {
+                    // The head is still going out in pieces.
+                    c.body_cp = Some(cp.clone());
+                }
+            }
         }
+        let block = self.tls.as_deref().and_then(|t| t.sealed_block(conn));
+        self.inner.set_tls_block(conn, block);
+        self.inner.checkpoint(conn, cp);
     }
 
     fn recv_seq(&self, conn: ConnId) -> Option<u32> {

@@ -37,11 +37,12 @@ pub fn metric_sum(g: &LabGuard, boxes: &[usize], name: &str) -> u64 {
 }
 
 /// The box a download's URL names (`http://198.18.0.(10+n)/…`, or
-/// `http://[2001:2:0:18::(10+n)]/…`).
+/// `http://[2001:2:0:18::(10+n)]/…`, either over `https://`).
 pub fn box_of(d: &Download) -> usize {
     let host = d
         .url
         .trim_start_matches("http://")
+        .trim_start_matches("https://")
         .split('/')
         .next()
         .unwrap_or_default();

@@ -99,6 +99,7 @@ pub fn http_record<'a>(
             upload: None,
         }),
         app_lost: false,
+        tls: None,
     }
 }
 

@@ -269,3 +269,57 @@ proptest::proptest! {
         let _ = s.take_output();
     }
 }
+
+/// A caller that has the body piece by piece (the worker, streaming from
+/// its cache) seals the same bytes record by record as one with the whole
+/// body, and resumes a cut the same way: `send_body_record` and
+/// `resume_at` + `resume_record` against `send_body_records` and
+/// `resume_body`.
+#[test]
+fn record_by_record_sealing_and_resuming_match_the_whole_body_calls() {
+    let cert = cert(&[NAME]);
+    let cfg = server_config(&cert);
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let suite = if version.version == rustls::ProtocolVersion::TLSv1_3 {
+            0x1301
+        } else {
+            0xc02b
+        };
+        let mut pair = connect(client(&cert, version, suite, false), &cfg);
+        let body = body(100_000 + 7);
+        pair.server.start_body(body.len() as u64).unwrap();
+        let cp = pair.server.checkpoint();
+
+        let mut whole = Session::restore(&cp).unwrap();
+        while whole.send_body_records(&body, 2).unwrap() > 0 {}
+        let mut pieces = Session::restore(&cp).unwrap();
+        let mut at = 0;
+        while pieces.body_record_len() > 0 {
+            let n = pieces.body_record_len();
+            pieces.send_body_record(&body[at..at + n]).unwrap();
+            at += n;
+        }
+        assert_eq!(at, body.len());
+        assert!(
+            pieces.send_body_record(&body[..1]).is_err(),
+            "past the body"
+        );
+        let wire = whole.take_output();
+        assert_eq!(pieces.take_output(), wire, "{version:?}");
+        assert_eq!(pieces.write_seq(), whole.write_seq());
+
+        // A cut mid-record, resumed both ways.
+        let acked = cp.write_stream_offset + 40_000;
+        let mut a = Session::restore(&cp).unwrap();
+        a.resume_body(&body, acked).unwrap();
+        let mut b = Session::restore(&cp).unwrap();
+        let p = b.resume_at(acked).unwrap().expect("mid-body");
+        b.resume_record(&p, &body[p.plain.start as usize..p.plain.end as usize])
+            .unwrap();
+        let out = b.take_output();
+        assert_eq!(out, a.take_output());
+        let from = (acked - cp.write_stream_offset) as usize;
+        assert_eq!(&out[..], &wire[from..from + out.len()], "the same bytes");
+        assert!(b.resume_record(&p, &body[..10]).is_err(), "wrong piece");
+    }
+}
