@@ -98,6 +98,13 @@ pub enum CheckpointError {
     /// A running or pending RETR without its data record.
     #[error("transfer without a data record")]
     MissingData,
+    /// The record's active address is not the client's own (or a
+    /// privileged port): restoring it would connect to a third party.
+    #[error("active data address {0} refused (RFC 2577)")]
+    Bounce(SocketAddr),
+    /// The record's passive port is outside the configured range.
+    #[error("passive port {0} outside the configured range")]
+    PassivePort(u16),
     /// A RETR's object is no longer in the catalog.
     #[error("object {0} is not in the catalog")]
     UnknownObject(String),
@@ -409,6 +416,19 @@ impl Session {
         catalog: &dyn Catalog,
         now: u64,
     ) -> Result<(Session, Vec<Action>), CheckpointError> {
+        // The segment is not trusted to pick where a survivor connects or
+        // listens: the same rules as for PORT/EPRT and PASV/EPSV.
+        match control.data {
+            Data::Active { addr, .. } if crate::addr::check_active(addr, client.ip()).is_err() => {
+                return Err(CheckpointError::Bounce(addr));
+            }
+            Data::Passive { port, .. }
+                if !(config.passive_ports.0..=config.passive_ports.1).contains(&port) =>
+            {
+                return Err(CheckpointError::PassivePort(port));
+            }
+            _ => {}
+        }
         let mut s = Session::blank(config, client, local, now);
         s.login = control.login;
         s.user = control.user.clone();

@@ -153,6 +153,55 @@ fn active_mode_and_listings_round_trip() {
 }
 
 #[test]
+fn a_record_cannot_make_the_survivor_bounce_or_listen_outside_the_range() {
+    let mut h = Host::logged_in();
+    h.cmd("EPRT |1|198.18.0.10|50001|");
+    h.cmd("RETR 1k.bin");
+    let (c, d) = round_trip(&h.s, 0);
+    let cat = catalog();
+    let third = ControlRecord {
+        data: Data::Active {
+            addr: addr("10.0.0.1:50001"),
+            connected: false,
+        },
+        ..c.clone()
+    };
+    assert_eq!(
+        Session::restore(
+            config(),
+            addr(CLIENT),
+            addr(LOCAL),
+            &third,
+            d.as_ref(),
+            &cat,
+            0
+        )
+        .err(),
+        Some(CheckpointError::Bounce(addr("10.0.0.1:50001")))
+    );
+    let outside = ControlRecord {
+        data: Data::Passive {
+            port: 22,
+            connected: false,
+        },
+        ..c
+    };
+    assert_eq!(
+        Session::restore(
+            config(),
+            addr(CLIENT),
+            addr(LOCAL),
+            &outside,
+            d.as_ref(),
+            &cat,
+            0
+        )
+        .err(),
+        Some(CheckpointError::PassivePort(22))
+    );
+}
+
+#[test]
 fn bad_bytes_are_errors() {
     let h = Host::logged_in();
     let (c, _) = h.s.checkpoint(0).expect("checkpoint");
