@@ -5,25 +5,34 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::command::ParseError;
+/// Why a PORT or EPRT argument is not an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// Not the command's syntax.
+    #[error("malformed data address")]
+    Malformed,
+    /// EPRT with a network family other than 1 (IPv4) or 2 (IPv6).
+    #[error("unsupported network family")]
+    UnsupportedFamily,
+}
 
 /// Parses PORT's argument: six decimal bytes.
-pub fn parse_port(arg: &str) -> Result<SocketAddr, ParseError> {
+pub fn parse_port(arg: &str) -> Result<SocketAddr, AddrError> {
     let mut bytes = [0u8; 6];
     let mut n = 0;
     for part in arg.split(',') {
         if n == 6 {
-            return Err(ParseError::BadArgument);
+            return Err(AddrError::Malformed);
         }
         let part = part.trim();
         if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ParseError::BadArgument);
+            return Err(AddrError::Malformed);
         }
-        bytes[n] = part.parse::<u8>().map_err(|_| ParseError::BadArgument)?;
+        bytes[n] = part.parse::<u8>().map_err(|_| AddrError::Malformed)?;
         n += 1;
     }
     if n != 6 {
-        return Err(ParseError::BadArgument);
+        return Err(AddrError::Malformed);
     }
     let ip = Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]);
     let port = u16::from_be_bytes([bytes[4], bytes[5]]);
@@ -32,37 +41,35 @@ pub fn parse_port(arg: &str) -> Result<SocketAddr, ParseError> {
 
 /// Parses EPRT's argument: a delimiter (any printable ASCII but digits),
 /// the family (1 IPv4, 2 IPv6), the address and the port.
-pub fn parse_eprt(arg: &str) -> Result<SocketAddr, ParseError> {
-    let delim = arg.chars().next().ok_or(ParseError::BadArgument)?;
+pub fn parse_eprt(arg: &str) -> Result<SocketAddr, AddrError> {
+    let delim = arg.chars().next().ok_or(AddrError::Malformed)?;
     if !(delim.is_ascii_graphic()) || delim.is_ascii_digit() {
-        return Err(ParseError::BadArgument);
+        return Err(AddrError::Malformed);
     }
     let fields: Vec<&str> = arg.split(delim).collect();
     // "|1|a|p|" splits into ["", "1", "a", "p", ""].
     if fields.len() != 5 || !fields[0].is_empty() || !fields[4].is_empty() {
-        return Err(ParseError::BadArgument);
+        return Err(AddrError::Malformed);
     }
     let ip: IpAddr = match fields[1] {
         "1" => IpAddr::V4(
             fields[2]
                 .parse::<Ipv4Addr>()
-                .map_err(|_| ParseError::BadArgument)?,
+                .map_err(|_| AddrError::Malformed)?,
         ),
         "2" => IpAddr::V6(
             fields[2]
                 .parse::<Ipv6Addr>()
-                .map_err(|_| ParseError::BadArgument)?,
+                .map_err(|_| AddrError::Malformed)?,
         ),
         // RFC 2428 §2: an unsupported family is answered 522.
-        _ => return Err(ParseError::ParameterNotImplemented),
+        _ => return Err(AddrError::UnsupportedFamily),
     };
     if fields[3].is_empty() || fields[3].len() > 5 || !fields[3].bytes().all(|b| b.is_ascii_digit())
     {
-        return Err(ParseError::BadArgument);
+        return Err(AddrError::Malformed);
     }
-    let port = fields[3]
-        .parse::<u16>()
-        .map_err(|_| ParseError::BadArgument)?;
+    let port = fields[3].parse::<u16>().map_err(|_| AddrError::Malformed)?;
     Ok(SocketAddr::new(ip, port))
 }
 

@@ -53,7 +53,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::command::TransferType;
 use crate::listing::{self, Catalog};
-use crate::session::{Action, Config, Data, DataKind, Login, Session, Transfer};
+use crate::session::{Action, Config, Data, DataKind, Login, Session, Transfer, TransferKind};
 
 /// Length of a control record.
 pub const CONTROL_LEN: usize = 144;
@@ -108,19 +108,6 @@ pub enum CheckpointError {
     /// A RETR's object is no longer in the catalog.
     #[error("object {0} is not in the catalog")]
     UnknownObject(String),
-}
-
-/// What a transfer sends, as recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransferKind {
-    /// RETR of an object.
-    Retr,
-    /// LIST.
-    List,
-    /// NLST.
-    Nlst,
-    /// MLSD.
-    Mlsd,
 }
 
 /// The control record, decoded.

@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use crate::addr::{parse_eprt, parse_port};
+use crate::addr::{parse_eprt, parse_port, AddrError};
 
 /// A representation type (RFC 959 §3.1.1); only the two a cache needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,13 +166,24 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             "" | "1" | "2" | "ALL" => Ok(Command::Epsv),
             _ => Err(ParseError::ParameterNotImplemented),
         },
-        "PORT" => parse_port(arg.trim()).map(Command::Port),
-        "EPRT" => parse_eprt(arg.trim()).map(Command::Eprt),
+        "PORT" => parse_port(arg.trim())
+            .map(Command::Port)
+            .map_err(addr_error),
+        "EPRT" => parse_eprt(arg.trim())
+            .map(Command::Eprt)
+            .map_err(addr_error),
         "ABOR" => no_arg(Command::Abor),
         "NOOP" => no_arg(Command::Noop),
         "QUIT" => no_arg(Command::Quit),
         v if NOT_IMPLEMENTED.contains(&v) => Ok(Command::NotImplemented(v.to_string())),
         _ => Err(ParseError::Unrecognized),
+    }
+}
+
+fn addr_error(e: AddrError) -> ParseError {
+    match e {
+        AddrError::Malformed => ParseError::BadArgument,
+        AddrError::UnsupportedFamily => ParseError::ParameterNotImplemented,
     }
 }
 

@@ -26,7 +26,7 @@ pub use checkpoint::{ControlRecord, DataRecord, DecodeError};
 pub use command::{Command, ParseError};
 pub use listing::{Catalog, Entry};
 pub use reply::Reply;
-pub use session::{Action, Config, DataKind, Session};
+pub use session::{Action, Config, DataKind, Session, TransferKind};
 
 #[cfg(test)]
 mod tests;

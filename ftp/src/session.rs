@@ -11,7 +11,6 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 use crate::addr::{self, BounceError};
-use crate::checkpoint::TransferKind;
 use crate::command::{self, Command, ParseError, TransferType};
 use crate::listing::{self, Catalog};
 use crate::reply::Reply;
@@ -111,6 +110,19 @@ pub enum Data {
         /// Connected.
         connected: bool,
     },
+}
+
+/// What a transfer sends, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    /// RETR of an object.
+    Retr,
+    /// LIST.
+    List,
+    /// NLST.
+    Nlst,
+    /// MLSD.
+    Mlsd,
 }
 
 /// Where a transfer command stands.

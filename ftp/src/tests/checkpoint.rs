@@ -6,10 +6,10 @@ use proptest::prelude::*;
 
 use super::{addr, catalog, codes, config, Host, CLIENT, LOCAL};
 use crate::checkpoint::{
-    CheckpointError, ControlRecord, DataRecord, DecodeError, TransferKind, CONTROL_LEN, DATA_LEN,
+    CheckpointError, ControlRecord, DataRecord, DecodeError, CONTROL_LEN, DATA_LEN,
 };
 use crate::command::TransferType;
-use crate::session::{Action, Data, DataKind, Login, Session, Transfer};
+use crate::session::{Action, Data, DataKind, Login, Session, Transfer, TransferKind};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("test ip")
