@@ -223,6 +223,15 @@ impl Session {
         }
     }
 
+    /// The same session with another passive range (a host that binds
+    /// its passive port before the session names it narrows the range to
+    /// that port).
+    pub fn with_passive_ports(mut self, range: (u16, u16)) -> Self {
+        self.config.passive_ports = range;
+        self.next_port = range.0;
+        self
+    }
+
     /// The counters.
     pub fn counters(&self) -> Counters {
         self.counters
