@@ -306,15 +306,20 @@ impl Session {
 
     /// Virtual time passes: closes an idle session with 421.
     pub fn tick(&mut self, now: u64) -> Vec<Action> {
-        if self.closed || self.transfer.is_some() {
+        // A running transfer is progress; one waiting for a data
+        // connection that never comes is not, and must not hold the
+        // session (and its passive port) for ever.
+        if self.closed || matches!(self.transfer, Some(Transfer::Running(_))) {
             return Vec::new();
         }
         if now.saturating_sub(self.last_activity) >= self.config.idle_timeout_ms {
             self.closed = true;
             let mut out = Vec::new();
-            if self.data != Data::None {
+            if self.data != Data::None || self.transfer.is_some() {
                 out.push(Action::CloseData);
             }
+            self.transfer = None;
+            self.data = Data::None;
             out.push(send(Reply::new(421, "Timeout: closing control connection")));
             out.push(Action::Close);
             return out;

@@ -270,7 +270,10 @@ fn curl_and_wget_fetch_byte_exact_in_epsv_pasv_active_and_resumed() {
         ]);
         let names = std::fs::read_to_string(&list).expect("listing");
         // curl fetches listings in ASCII mode: CRLF arrives as the local newline.
-        assert_eq!(names.lines().collect::<Vec<_>>(), vec!["1k.bin", "300k.bin", "3m.bin"]);
+        assert_eq!(
+            names.lines().collect::<Vec<_>>(),
+            vec!["1k.bin", "300k.bin", "3m.bin"]
+        );
         let _ = std::fs::remove_file(&list);
     });
 }

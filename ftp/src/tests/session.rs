@@ -322,6 +322,18 @@ fn a_transfer_is_not_idle() {
 }
 
 #[test]
+fn a_data_connection_that_never_comes_does_not_hold_the_session() {
+    let mut h = Host::logged_in();
+    h.cmd("EPSV");
+    h.cmd("RETR 1k.bin");
+    assert!(h.s.tick(9_999).is_empty());
+    let out = h.s.tick(10_000);
+    assert_eq!(out[0], Action::CloseData);
+    assert_eq!(codes(&out), vec![421]);
+    assert_eq!(out.last(), Some(&Action::Close));
+}
+
+#[test]
 fn abor_stops_the_transfer_with_426_then_226() {
     let mut h = Host::logged_in();
     h.cmd("EPSV");
