@@ -431,6 +431,30 @@ fn the_tls_crate_depends_on_no_other_baton_crate() {
     assert!(uses.is_empty(), "tls sources use Baton crates: {uses:?}");
 }
 
+/// Issue 17: `ftp/` is a sans-IO protocol crate like `tls/`: the appliance
+/// uses it, it knows no Baton crate (manifest or code).
+#[test]
+fn the_ftp_crate_depends_on_no_other_baton_crate() {
+    let root = workspace_root().join("ftp");
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).expect("ftp/Cargo.toml");
+    let deps: Vec<&str> = manifest
+        .lines()
+        .filter(|l| l.trim_start().starts_with("baton"))
+        .collect();
+    assert!(
+        deps.is_empty(),
+        "ftp/Cargo.toml names Baton crates: {deps:?}"
+    );
+    let mut uses = Vec::new();
+    for f in all_source_files(&root.join("src")) {
+        let text = fs::read_to_string(&f).unwrap_or_default();
+        if text.contains("baton_") {
+            uses.push(rel(&f));
+        }
+    }
+    assert!(uses.is_empty(), "ftp sources use Baton crates: {uses:?}");
+}
+
 /// The checker itself, on a tree made to break each rule: a checker that
 /// cannot find a cycle would pass any tree.
 #[test]

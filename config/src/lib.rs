@@ -36,9 +36,9 @@ pub use error::{ConfigError, Problem};
 pub use model::*;
 pub use tables::{
     AdminConfig, CacheConfig, CheckpointConfig, ClusterConfig, Config, DataplaneConfig, DpdkConfig,
-    FailureConfig, LimitsConfig, Member, NodeConfig, RaftConfig, RtspConfig, ServiceConfig,
-    SniCert, TakeoverConfig, TlsConfig, TlsSuite, TlsVersion, DEFAULT_RTSP_PORT, DEFAULT_TLS_PORT,
-    SHARED_MAX_MEMBERS,
+    FailureConfig, FtpConfig, LimitsConfig, Member, NodeConfig, RaftConfig, RtspConfig,
+    ServiceConfig, SniCert, TakeoverConfig, TlsConfig, TlsSuite, TlsVersion, DEFAULT_FTP_PORT,
+    DEFAULT_RTSP_PORT, DEFAULT_TLS_PORT, SHARED_MAX_MEMBERS,
 };
 
 /// The example configuration shipped with Baton, every key documented.

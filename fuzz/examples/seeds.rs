@@ -86,8 +86,71 @@ fn main() -> Result<()> {
             &[&[m.kind()][..], &w.into_inner()].concat(),
         )?;
     }
+    for (name, input) in ftp_sessions() {
+        put("ftp_control", name, &input)?;
+    }
     println!("wrote {n} seeds under {}", root.display());
     Ok(())
+}
+
+// ---- ftp --------------------------------------------------------------
+
+/// FTP sessions as curl (EPSV, REST) and an active-mode client drive them,
+/// with host events between the commands, and a checkpoint taken mid-RETR
+/// then restored (control byte 6: the two records back to back).
+fn ftp_sessions() -> Vec<(&'static str, Vec<u8>)> {
+    let cmds = |c: &str| (0u8, c.as_bytes().to_vec());
+    let curl = [
+        cmds("USER anonymous\r\nPASS ftp@example.com\r\nPWD\r\nEPSV\r\n"),
+        (2, vec![0]),
+        cmds("TYPE I\r\nSIZE 1k.bin\r\nREST 100\r\nRETR 1k.bin\r\n"),
+        (7, vec![]),
+        (3, vec![]),
+        cmds("QUIT\r\n"),
+    ];
+    let active = [
+        cmds("USER ftp\r\nPASS x\r\nEPRT |1|198.18.0.10|50001|\r\nMLSD\r\n"),
+        (2, vec![0]),
+        (3, vec![]),
+        cmds("PORT 10,0,0,1,4,1\r\nPASV\r\nLIST\r\n"),
+        (2, vec![1]),
+        (5, vec![0xff, 0xff]),
+    ];
+    let mut restore = Vec::new();
+    let (mut s, _) = baton_ftp::Session::new(
+        baton_ftp::Config::default(),
+        "198.18.0.10:50000".parse().expect("addr"),
+        "198.19.0.1:21".parse().expect("addr"),
+        0,
+    );
+    let cat = vec![baton_ftp::Entry {
+        name: "1k.bin".into(),
+        size: 1024,
+        modified: 0,
+    }];
+    let free = |_p: u16| true;
+    s.on_input(
+        b"USER ftp\r\nPASS x\r\nEPSV\r\nRETR 1k.bin\r\n",
+        0,
+        &cat,
+        &free,
+    );
+    s.data_connected("198.18.0.10".parse().expect("ip"), 0);
+    if let Ok((c, Some(d))) = s.checkpoint(7) {
+        if let Ok(db) = d.encode() {
+            restore = [&c.encode()[..], &db[..]].concat();
+        }
+    }
+    let restored = [(6u8, restore), (3, vec![]), cmds("NOOP\r\n")];
+    let join = |items: &[(u8, Vec<u8>)]| {
+        let refs: Vec<(u8, &[u8])> = items.iter().map(|(c, b)| (*c, &b[..])).collect();
+        join_records(&refs)
+    };
+    vec![
+        ("curl-epsv-rest", join(&curl)),
+        ("active-and-bounce", join(&active)),
+        ("restore-mid-retr", join(&restored)),
+    ]
 }
 
 // ---- frames -----------------------------------------------------------

@@ -7,6 +7,7 @@
 //! panic is a bug in that parser. This crate knows nothing of libFuzzer.
 
 pub mod frames;
+pub mod ftp_control;
 pub mod http_request;
 pub mod raft_message;
 pub mod record;

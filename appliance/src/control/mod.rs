@@ -21,6 +21,7 @@
 //! Start reading at `watcher::spawn_watcher`, then `agreed`, then
 //! `takeover::plan_with`.
 mod agreed;
+mod bundle;
 mod detector;
 mod fence;
 mod handle;

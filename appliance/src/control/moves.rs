@@ -9,17 +9,16 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use baton_dataplane::tcp::State;
 use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneError;
 use baton_shmem::{BoxState, BoxTableError};
 use tracing::info;
 
+use super::bundle::movable_tuples;
 use super::handle::Control;
 use super::takeover::{orphans_in_slots, restore_paced};
 use crate::admin::AdminError;
 use crate::orphans::Orphan;
-use crate::record::tuple_of;
 
 /// Why a planned move did not happen (or did not finish).
 #[derive(Debug, thiserror::Error)]
@@ -113,12 +112,10 @@ impl Control {
             if picked.len() == count {
                 break;
             }
-            let record = slot.bundle().records.iter().next().map(|r| r.view());
-            if let Some(r) = record.filter(|r| {
-                r.tcp
-                    .is_some_and(|t| t.tcp_state == State::Established.as_u8())
-            }) {
-                picked.push((slot.slot(), tuple_of(&r)));
+            // A bundle moves whole (`super::bundle`): all its members are
+            // handed off, and the adopter restores its slot.
+            if let Some(tuples) = movable_tuples(slot.bundle()) {
+                picked.push((slot.slot(), tuples));
             }
         }
         if picked.is_empty() {
@@ -127,13 +124,13 @@ impl Control {
                 self.me
             ));
         }
-        let tuples = picked.iter().map(|(_, t)| *t).collect();
+        let tuples = picked.iter().flat_map(|(_, t)| t.iter().copied()).collect();
         let moved = self.dataplane.handoff(tuples, MacAddr(info.mac))?;
         // Only what the workers handed off: a connection that ended
         // meanwhile must not be restored elsewhere.
         let picked: Vec<_> = picked
             .into_iter()
-            .filter(|(_, t)| moved.contains(t))
+            .filter(|(_, t)| t.iter().any(|t| moved.contains(t)))
             .collect();
         let moved = moved.len();
         let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();

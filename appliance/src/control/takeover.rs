@@ -29,8 +29,9 @@ use baton_dataplane::DataplaneHandle;
 use baton_shmem::{ClaimError, Region, Segment, SlotId, ViewNumber};
 use tracing::{info, warn};
 
+use super::bundle::bundle_orphans;
 use crate::orphans::{Orphan, OrphanRoute};
-use crate::record::{check_restorable, orphan_of, tuple_of};
+use crate::record::{orphan_of, tuple_of};
 
 /// The split of one dead box's connections.
 #[derive(Debug, Default)]
@@ -104,15 +105,16 @@ pub fn plan_with(
         let Some(owner) = owner(slot.slot().0 as usize) else {
             return plan;
         };
-        for record in slot.bundle().records.iter() {
-            let Some(orphan) = orphan_of(record) else {
-                continue;
-            };
-            if let Err(why) = check_restorable(record, &allowed) {
-                warn!(dead, slot = slot.slot().0, %why, "checkpoint record refused: that connection is lost");
-                plan.refused += 1;
+        // A bundle is restored all or none (`super::bundle`).
+        let orphans = match bundle_orphans(slot.bundle(), &allowed) {
+            Ok(o) => o,
+            Err((why, records)) => {
+                warn!(dead, slot = slot.slot().0, records, %why, "checkpoint bundle refused: its connections are lost");
+                plan.refused += records;
                 continue;
             }
+        };
+        for orphan in orphans {
             if orphan.response.as_ref().is_some_and(|r| r.is_unrecorded()) {
                 plan.unrecorded += 1;
             }
@@ -289,16 +291,12 @@ pub fn orphans_in_slots(segment: &Segment, from: u16, slots: &[u32]) -> Vec<Orph
     let mut out = Vec::new();
     for &slot in slots {
         match region.read(baton_shmem::SlotId(slot)) {
-            Ok(Some(valid)) => {
-                for record in valid.bundle().records.iter() {
-                    match check_restorable(record, &ips) {
-                        Ok(()) => out.extend(orphan_of(record)),
-                        Err(why) => {
-                            warn!(from, slot, %why, "handed-over record refused: that connection is lost")
-                        }
-                    }
+            Ok(Some(valid)) => match bundle_orphans(valid.bundle(), &ips) {
+                Ok(orphans) => out.extend(orphans),
+                Err((why, records)) => {
+                    warn!(from, slot, records, %why, "handed-over bundle refused: its connections are lost")
                 }
-            }
+            },
             Ok(None) => {}
             Err(err) => {
                 warn!(from, slot, %err, "handed-over slot unreadable: that connection is lost")

@@ -16,6 +16,7 @@ mod dataplane;
 mod documented;
 mod dpdk;
 mod failure;
+mod ftp;
 mod limits;
 mod member;
 mod node;
@@ -33,6 +34,7 @@ pub use cluster::ClusterConfig;
 pub use dataplane::DataplaneConfig;
 pub use dpdk::DpdkConfig;
 pub use failure::FailureConfig;
+pub use ftp::{FtpConfig, DEFAULT_FTP_PORT};
 pub use limits::LimitsConfig;
 pub use member::Member;
 pub use node::NodeConfig;
@@ -79,6 +81,8 @@ table! {
         tls: TlsConfig = OrDefault,
         /// `[rtsp]`: RTSP streaming.
         rtsp: RtspConfig = OrDefault,
+        /// `[ftp]`: read-only anonymous FTP on the service IPs.
+        ftp: FtpConfig = OrDefault,
     }
     check = cluster_rules;
 }
@@ -92,7 +96,62 @@ fn cluster_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
     let raft = replicated_raft_rules(c, root, p) & device_state_path(c, root, p);
     let tls = tls_port_is_free(c, root, p);
     let rtsp = rtsp_port_is_free(c, root, p);
-    member && fit && raft && tls && rtsp
+    let ftp = ftp_ports_are_free(c, root, p);
+    member && fit && raft && tls && rtsp && ftp
+}
+
+/// With FTP on, its control port and passive range take no port the
+/// service IPs already answer on (HTTP, HTTPS) nor the admin API's; the
+/// control port is outside the passive range.
+fn ftp_ports_are_free(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
+    let Some(ftp) = &p.ftp else {
+        return true;
+    };
+    if !ftp.enabled {
+        return true;
+    }
+    let mut taken: Vec<(&str, u16)> = Vec::new();
+    if let Some(s) = &p.service {
+        taken.push(("service.port", s.port));
+    }
+    if let Some(a) = &p.admin {
+        taken.push(("admin.listen", a.listen.port()));
+    }
+    if let Some(t) = p.tls.as_ref().filter(|t| t.enabled) {
+        taken.push(("tls.port", t.port));
+    }
+    let mut ok = true;
+    for (what, port) in &taken {
+        if *port == ftp.port {
+            ok = false;
+            let line =
+                line_of(c, root, "ftp", "port").or_else(|| line_of(c, root, "ftp", "enabled"));
+            c.problem(
+                line,
+                "ftp.port".to_string(),
+                format!(
+                    "port {port} is already {what}'s: FTP needs a port of its own (21 by default)"
+                ),
+            );
+        }
+    }
+    taken.push(("ftp.port", ftp.port));
+    for (what, port) in &taken {
+        if ftp.is_passive_port(*port) {
+            ok = false;
+            let line = line_of(c, root, "ftp", "passive_port_min")
+                .or_else(|| line_of(c, root, "ftp", "enabled"));
+            c.problem(
+                line,
+                "ftp.passive_port_min".to_string(),
+                format!(
+                    "the passive range {}-{} holds {what} ({port})",
+                    ftp.passive_port_min, ftp.passive_port_max
+                ),
+            );
+        }
+    }
+    ok
 }
 
 /// With RTSP on, `rtsp.port` is not another TCP port of the service IPs
