@@ -99,10 +99,12 @@ pub fn run(args: LoadArgs) -> Result<()> {
         }
         (false, _) => None,
     };
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: baton-load\r\n\r\n",
-        target.ip()
-    );
+    // RFC 9110 §7.2: an IPv6 literal in Host is bracketed.
+    let host = match target.ip() {
+        IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: baton-load\r\n\r\n");
     let expected_sha = args.sha256.as_ref().map(|s| s.to_ascii_lowercase());
     raise_fd_limit(args.connections as u64 + 1024);
     // --requests 0 with --hold-secs: keep requesting until the hold ends.

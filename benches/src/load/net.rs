@@ -79,7 +79,10 @@ pub(crate) fn parse_url(url: &str) -> Result<(SocketAddr, String, bool)> {
     let addr: SocketAddr = match authority.parse() {
         Ok(addr) => addr,
         Err(_) => {
+            // An IPv6 address without a port is written in brackets too.
             let ip: IpAddr = authority
+                .trim_start_matches('[')
+                .trim_end_matches(']')
                 .parse()
                 .with_context(|| format!("{url}: host must be an IP address"))?;
             SocketAddr::new(ip, if https { 443 } else { 80 })
@@ -304,5 +307,30 @@ pub(crate) fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::sock
                 std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_an_address_a_port_and_a_path() {
+        let (a, p, tls) = parse_url("http://198.18.0.11/1K.bin").unwrap();
+        assert_eq!(
+            (a, p.as_str(), tls),
+            ("198.18.0.11:80".parse().unwrap(), "/1K.bin", false)
+        );
+        let (a, p, tls) = parse_url("https://198.18.0.11").unwrap();
+        assert_eq!(
+            (a, p.as_str(), tls),
+            ("198.18.0.11:443".parse().unwrap(), "/", true)
+        );
+        let (a, _, _) = parse_url("http://[2001:2:0:18::11]/x").unwrap();
+        assert_eq!(a, "[2001:2:0:18::11]:80".parse().unwrap());
+        let (a, _, _) = parse_url("https://[2001:2:0:18::11]:8443/x").unwrap();
+        assert_eq!(a, "[2001:2:0:18::11]:8443".parse().unwrap());
+        assert!(parse_url("ftp://198.18.0.11/x").is_err());
+        assert!(parse_url("http://lab.baton.test/x").is_err());
     }
 }

@@ -19,7 +19,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
     /// Suites to run: concurrency, throughput, checkpoint, failover,
-    /// https, criterion, backends, or all (repeatable).
+    /// https, ipv6, criterion, backends, or all (repeatable).
     #[arg(long, default_value = "all")]
     pub suite: Vec<String>,
     /// Results folder (default results/<unix time>).
@@ -172,6 +172,9 @@ impl Bench {
         }
         if wants("https") {
             self.https()?;
+        }
+        if wants("ipv6") {
+            self.ipv6()?;
         }
         // Last: the large runs leave the most state behind (TIME_WAIT, flows).
         if wants("concurrency") {

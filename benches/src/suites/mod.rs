@@ -1,5 +1,5 @@
 //! The benchmark suites of `baton-bench`, one module each: [`concurrency`],
-//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`criterion`] and
+//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`criterion`] and
 //! [`backends`] (which brings up a lab of its own per backend); [`bench`]
 //! holds what they share, [`nginx`] the reference server. [`run`] brings the
 //! lab up (prefix `btb…`, always taken down again), runs the chosen suites
@@ -21,6 +21,7 @@ pub mod concurrency;
 pub mod criterion;
 pub mod failover;
 pub mod https;
+pub mod ipv6;
 pub mod nginx;
 pub mod throughput;
 
@@ -29,12 +30,13 @@ use bench::{progress, Bench};
 use criterion::criterion;
 
 /// The suites `--suite all` runs: every one.
-const IN_ALL: [&str; 7] = [
+const IN_ALL: [&str; 8] = [
     "concurrency",
     "throughput",
     "checkpoint",
     "failover",
     "https",
+    "ipv6",
     "criterion",
     "backends",
 ];
@@ -79,6 +81,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "checkpoint",
             "failover",
             "https",
+            "ipv6",
             "criterion",
             "backends",
         ]
@@ -109,6 +112,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "checkpoint",
         "failover",
         "https",
+        "ipv6",
     ]
     .iter()
     .any(|s| wants(s));
