@@ -3,70 +3,13 @@
 
 use baton_config::*;
 
-const KEY: &str = "5f3a9c0e7b214d86a1c4e0f29b7d3e615f3a9c0e7b214d86a1c4e0f29b7d3e61";
+mod common;
 
-/// A valid file with `rtsp` as its `[rtsp]` table.
+use common::*;
+
+/// A valid file with `rtsp` appended as its `[rtsp]` table.
 fn with_rtsp(rtsp: &str) -> String {
-    format!(
-        r#"[box]
-id = 1
-
-[cluster]
-key = "{KEY}"
-
-[[cluster.members]]
-id = 1
-back_addr = "198.19.0.11:7400"
-
-[service]
-ips = ["198.18.0.11"]
-
-[dataplane]
-backend = "afpacket"
-interface = "front0"
-workers = 1
-poll_mode = "adaptive"
-
-[checkpoint]
-segment_path = "/dev/shm/baton.seg"
-slots = 1000
-mode = "shared"
-
-[cache]
-origin = "http://198.19.0.2:80"
-memory_bytes = 1048576
-
-[admin]
-listen = "198.19.0.11:9090"
-token = "secret"
-
-[rtsp]
-{rtsp}
-"#
-    )
-}
-
-fn line_of(text: &str, needle: &str) -> usize {
-    text.lines()
-        .position(|l| l.contains(needle))
-        .map(|i| i + 1)
-        .unwrap_or_else(|| panic!("test bug: {needle:?} not in the file"))
-}
-
-/// The single problem line of `text`.
-fn one_line(text: &str) -> String {
-    match parse(text, "box1.toml") {
-        Ok(c) => panic!("expected an error, parsed {c:?}"),
-        Err(e) => {
-            let lines: Vec<String> = e.to_string().lines().map(str::to_string).collect();
-            assert_eq!(lines.len(), 1, "expected one problem, got {lines:#?}");
-            lines.into_iter().next().unwrap_or_default()
-        }
-    }
-}
-
-fn ok(text: &str) -> Config {
-    parse(text, "box1.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
+    format!("{}\n[rtsp]\n{rtsp}\n", minimal())
 }
 
 #[test]
