@@ -25,11 +25,17 @@ pub(super) const HDR: usize = 36;
 pub(super) const TAG: usize = 32;
 /// Shortest datagram: a header and a tag around an empty body.
 pub(super) const MIN_DATAGRAM: usize = HDR + TAG;
-/// Longest heartbeat: header, a full box-table entry (41 bytes and 17 per
-/// service address) and tag. The heartbeat socket refuses anything longer
-/// before the HMAC, so garbage the size of replication traffic costs it
-/// no more than a length comparison.
-pub const MAX_HEARTBEAT: usize = HDR + 41 + 17 * MAX_SERVICE_IPS + TAG;
+/// The load trailer of a heartbeat body: tag `L`, version, bytes/s (u64),
+/// busy ppm (u32).
+const LOAD_TRAILER: usize = 2 + 8 + 4;
+/// Longest heartbeat: header, a full box-table entry (41 bytes, 17 per
+/// service address, the load trailer) and tag. The heartbeat socket
+/// refuses anything longer before the HMAC, so garbage the size of
+/// replication traffic costs it no more than a length comparison. It must
+/// hold the longest heartbeat a box sends: a survivor that inherited
+/// addresses (an IPv4 and an IPv6 one per box) publishes all four slots,
+/// and a heartbeat refused for its length makes its sender look dead.
+pub const MAX_HEARTBEAT: usize = HDR + 41 + 17 * MAX_SERVICE_IPS + LOAD_TRAILER + TAG;
 /// Largest body that keeps the datagram within [`MAX_DATAGRAM`].
 pub(super) const MAX_BODY: usize = MAX_DATAGRAM - HDR - TAG;
 /// Slot entry in an update or chunk body: slot u32, seq u64, len u16.
@@ -328,6 +334,37 @@ mod tests {
         body.clear();
         encode_info(&mut body, None);
         assert_eq!(decode_info(&body), None);
+    }
+
+    #[test]
+    fn the_longest_heartbeat_a_box_sends_fits_what_the_heartbeat_socket_accepts() {
+        // Every service-address slot filled with IPv6 (the longest form)
+        // and a load: a survivor after a takeover in a dual-stack cluster.
+        let info = BoxInfo {
+            heartbeat: u64::MAX,
+            heartbeat_ms: u64::MAX,
+            state: BoxState::Alive,
+            epoch: 0,
+            mac: [2, 0, 0, 0, 0, 2],
+            service_ips: (0..MAX_SERVICE_IPS + 2)
+                .map(|i| format!("2001:2:0:18::{}", 11 + i))
+                .map(|a| a.parse().unwrap_or_else(|_| unreachable!()))
+                .collect(),
+            connections: i64::MAX,
+            checkpoints: u64::MAX,
+            load: Some(BoxLoad {
+                bytes_per_sec: u64::MAX,
+                busy_ppm: 1_000_000,
+            }),
+        };
+        let mut body = Vec::new();
+        encode_info(&mut body, Some(&info));
+        assert!(
+            HDR + body.len() + TAG <= MAX_HEARTBEAT,
+            "a heartbeat of {} bytes would be refused (limit {MAX_HEARTBEAT})",
+            HDR + body.len() + TAG
+        );
+        assert!(decode_info(&body).is_some_and(|i| i.load.is_some()));
     }
 
     #[test]
