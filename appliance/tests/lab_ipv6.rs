@@ -315,6 +315,65 @@ fn lab_ipv6_drain_moves_downloads_and_a_rejoined_box_serves_its_address_again() 
     );
 }
 
+#[test]
+fn lab_ipv6_migrate_moves_connections_between_live_boxes_without_a_reset() {
+    // `baton migrate` (a planned move between live boxes, no detection)
+    // over IPv6: box 1 hands 8 of its IPv6 downloads to box 3, which
+    // resumes them from the exact final checkpoints; no RST, byte-exact.
+    let g = LabGuard::up("btv6m", &["--boxes", "3"]);
+    assert_all_identical(
+        &g,
+        vec![start_download_url(&g, 1000, url6(1, "/1M.bin"), "100M")],
+        "1M.bin",
+    );
+    let rst = RstCapture::start(&g);
+    let started = std::time::Instant::now();
+    let downloads: Vec<Download> = (0..20)
+        .map(|i| start_download_url(&g, i, url6(1, "/1M.bin"), "100K"))
+        .collect();
+    let config = g.file("box1.toml").display().to_string();
+    let before = metric_sum(&g, &[3], "baton_http_resumed_total");
+    let mut out = String::new();
+    let midway = when_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        std::time::Duration::from_millis(1500),
+        |g| {
+            out = ok(g.exec(
+                "box2",
+                &[
+                    BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
+                ],
+            ));
+        },
+    );
+    // As lab_takeover's IPv4 migrate: on a loaded machine a few of the 20
+    // may have no checkpoint yet; half of the 8 asked is the floor.
+    let moved: u64 = out
+        .split(" connections moved to box 3")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of moved connections: {out}"));
+    assert!((4..=8).contains(&moved), "8 asked, {moved} moved: {out}");
+    assert_all_identical(&g, downloads, "1M.bin");
+    let seen = rst.finish_counted();
+    assert!(
+        seen.resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        seen.resets.join("\n")
+    );
+    assert!(
+        seen.client_fins_v6 >= 10,
+        "the capture saw {} IPv6 client FINs",
+        seen.client_fins_v6
+    );
+    assert_resumed(&g, &[3], before, moved.saturating_sub(20 - midway));
+}
+
 /// The IPv6 edge-case injector, written into the lab's run folder so the
 /// client namespace can run it.
 const INJECTOR6: &str = include_str!("common/hostile_frames6.py");

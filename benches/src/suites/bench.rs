@@ -79,14 +79,26 @@ pub(crate) struct Bench {
 /// Whether `url` names a Baton box (198.18.0.11-.19), not nginx or the
 /// origin, whose errors are measured, not failures.
 pub(crate) fn is_box_url(url: &str) -> bool {
-    let host = url
-        .trim_start_matches("http://")
-        .split(['/', ':'])
-        .next()
-        .unwrap_or_default();
-    host.strip_prefix("198.18.0.")
-        .and_then(|o| o.parse::<u8>().ok())
-        .is_some_and(|o| (11..=19).contains(&o))
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    // A box's service address: 198.18.0.(11..=19) or 2001:2:0:18::(11..=19)
+    // (LAB.md), with or without a port.
+    let octet = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']')
+            .next()
+            .and_then(|a| a.strip_prefix("2001:2:0:18::"))
+            .and_then(|o| o.parse::<u8>().ok())
+    } else {
+        authority
+            .split(':')
+            .next()
+            .and_then(|h| h.strip_prefix("198.18.0."))
+            .and_then(|o| o.parse::<u8>().ok())
+    };
+    octet.is_some_and(|o| (11..=19).contains(&o))
 }
 
 /// The "Errors" section of results.md, and the run's verdict: a smoke run
@@ -324,6 +336,11 @@ mod tests {
         assert!(!is_box_url("http://198.18.0.62/50M.bin"));
         assert!(!is_box_url("http://198.18.0.70/x"));
         assert!(!is_box_url("http://198.18.0.1/x"));
+        assert!(is_box_url("https://198.18.0.11/1K.bin"));
+        assert!(is_box_url("http://[2001:2:0:18::11]/50M.bin"));
+        assert!(is_box_url("https://[2001:2:0:18::13]:443/x"));
+        assert!(!is_box_url("http://[2001:2:0:18::100]/x"));
+        assert!(!is_box_url("https://198.18.0.62/1K.bin"));
     }
 
     #[test]
