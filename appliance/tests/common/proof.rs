@@ -241,3 +241,18 @@ pub fn midway_when_box_dies(g: &LabGuard, downloads: &[Download], n: usize, len:
     );
     last
 }
+
+/// How many connections `baton migrate --to 3` says it moved, checked
+/// against the 8 asked: on a loaded machine a few candidates may have no
+/// checkpoint yet, so half is the floor that still proves the move.
+#[track_caller]
+pub fn moved_to_box3_of_eight(out: &str) -> u64 {
+    let moved: u64 = out
+        .split(" connections moved to box 3")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of moved connections: {out}"));
+    assert!((4..=8).contains(&moved), "8 asked, {moved} moved: {out}");
+    moved
+}
