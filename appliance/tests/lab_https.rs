@@ -17,6 +17,11 @@ fn https_url(n: u8, path: &str) -> String {
     format!("https://198.18.0.{}{path}", 10 + n)
 }
 
+/// The same over box `n`'s IPv6 address (the lab's certificates name it).
+fn https_url6(n: u8, path: &str) -> String {
+    format!("https://[2001:2:0:18::{}]{path}", 10 + n)
+}
+
 /// curl over HTTPS from the client namespace; returns (exit code, the
 /// TLS version curl reports, body).
 fn curl_https(g: &LabGuard, n: u8, name: &str, extra: &[&str]) -> (i32, String, Vec<u8>) {
@@ -229,7 +234,11 @@ fn start_https_download(
     let dir = g.file("dl");
     fs::create_dir_all(&dir).expect("download dir");
     let out = dir.join(format!("{i}"));
-    let url = https_url(box_n as u8, &format!("/{object}"));
+    let url = if tls.contains(&"-6") {
+        https_url6(box_n as u8, &format!("/{object}"))
+    } else {
+        https_url(box_n as u8, &format!("/{object}"))
+    };
     let ca = g.file(CA).display().to_string();
     let out_str = out.display().to_string();
     let mut args = vec!["netns", "exec", &g.driver.ns("client")]
@@ -313,6 +322,12 @@ fn lab_https_download_survives_a_kill_tls13() {
 #[test]
 fn lab_https_download_survives_a_kill_tls12() {
     https_takeover("btht2", &["--tlsv1.2", "--tls-max", "1.2"]);
+}
+
+#[test]
+fn lab_https_download_over_ipv6_survives_a_kill() {
+    // Issue 15 with issue 14: the same takeover over box 1's IPv6 address.
+    https_takeover("btht6", &["-6"]);
 }
 
 /// One HTTPS keep-alive connection answers a request on box 1, which is

@@ -15,7 +15,7 @@ use rcgen::{
 };
 
 use crate::error::{Context, Result};
-use crate::names::{box_service_addr, Lab};
+use crate::names::{box_service_addr, box_service_addr6, Lab};
 
 /// The DNS name every lab box's certificate carries.
 pub const LAB_TLS_NAME: &str = "lab.baton.test";
@@ -44,10 +44,11 @@ pub fn box_files(lab: &Lab, n: u8) -> BoxTlsFiles {
 }
 
 /// The subject alternative names of every box: the lab's name and the
-/// service IP of each of its `boxes` boxes.
+/// service IPs (IPv4, then IPv6) of each of its `boxes` boxes.
 pub fn box_sans(boxes: u8) -> Vec<String> {
     std::iter::once(LAB_TLS_NAME.to_string())
         .chain((1..=boxes).map(|n| box_service_addr(n).to_string()))
+        .chain((1..=boxes).map(|n| box_service_addr6(n).to_string()))
         .collect()
 }
 
@@ -116,7 +117,10 @@ mod tests {
                 "lab.baton.test",
                 "198.18.0.11",
                 "198.18.0.12",
-                "198.18.0.13"
+                "198.18.0.13",
+                "2001:2:0:18::11",
+                "2001:2:0:18::12",
+                "2001:2:0:18::13"
             ]
         );
         let lab = Lab::new("bt").unwrap();
