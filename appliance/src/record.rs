@@ -348,6 +348,7 @@ mod tests {
             }),
             app_lost: false,
             tls: None,
+            app_state: None,
         }
     }
 

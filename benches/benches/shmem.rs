@@ -93,6 +93,7 @@ fn typical(n: u64) -> ConnRecord<'static> {
         }),
         app_lost: false,
         tls: None,
+        app_state: None,
     }
 }
 

@@ -697,6 +697,7 @@ fn slots() -> Result<Vec<(&'static str, Vec<u8>)>> {
         app,
         app_lost: false,
         tls: None,
+        app_state: None,
     };
     let udp = ConnRecord {
         transport: Transport::Udp,
@@ -811,6 +812,7 @@ fn datagrams() -> Result<Vec<(&'static str, Vec<u8>)>> {
         app: None,
         app_lost: false,
         tls: None,
+        app_state: None,
     };
     let mut slots = seg1.region(1)?.worker_slots(0, 1)?;
     let mut w = slots.writer();

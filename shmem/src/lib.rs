@@ -73,7 +73,8 @@ pub use overflow::OVERFLOW_PAYLOAD;
 pub use record::{
     AppBlock, ArchivedAppBlock, ArchivedBundle, ArchivedConnRecord, ArchivedEndpoint,
     ArchivedTcpBlock, Bundle, ConnRecord, Endpoint, TcpBlock, Transport, UploadBlock,
-    APP_PROTOCOL_HTTP, MAX_BUNDLE_RECORDS, MAX_NAME_LEN, MAX_TLS_BLOCK_LEN, MAX_VALIDATOR_LEN,
+    APP_PROTOCOL_FTP, APP_PROTOCOL_HTTP, APP_PROTOCOL_RTSP, MAX_APP_STATE_LEN, MAX_BUNDLE_RECORDS,
+    MAX_NAME_LEN, MAX_TLS_BLOCK_LEN, MAX_VALIDATOR_LEN,
 };
 pub use replication::{
     heartbeat_addr, size_receive_buffer, DatagramSocket, ReplicationConfig, ReplicationError,

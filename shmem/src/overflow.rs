@@ -250,6 +250,7 @@ mod tests {
                 app: None,
                 app_lost: false,
                 tls: None,
+                app_state: None,
             };
             r.remote.port = port;
             r

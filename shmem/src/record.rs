@@ -28,8 +28,16 @@ pub const MAX_VALIDATOR_LEN: usize = 1024;
 /// Longest sealed TLS block a record may carry, in bytes (the block is
 /// 312 bytes; room for a later format).
 pub const MAX_TLS_BLOCK_LEN: usize = 1024;
+/// Longest opaque application state a record may carry, in bytes (an FTP
+/// control or data record is 144 or 288 bytes, an RTSP flow record 80).
+pub const MAX_APP_STATE_LEN: usize = 1024;
 /// `app_protocol` value for HTTP (Fig. 5, 512).
 pub const APP_PROTOCOL_HTTP: u8 = 1;
+/// `app_protocol` value for an FTP control or data connection (issue 17).
+pub const APP_PROTOCOL_FTP: u8 = 2;
+/// `app_protocol` value for an RTSP control connection or its RTP flow
+/// (issue 18).
+pub const APP_PROTOCOL_RTSP: u8 = 3;
 
 /// One end of a connection: an IPv4 or IPv6 address and a port.
 #[derive(Archive, Serialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +270,12 @@ pub struct ConnRecord<'a> {
     /// segment and in every replication datagram.
     #[rkyv(with = MapNiche<InlineAsBox>)]
     pub tls: Option<&'a [u8]>,
+    /// The state of a protocol other than HTTP (FTP, RTSP), in the
+    /// protocol crate's own versioned encoding, named by `app_protocol`:
+    /// at most [`MAX_APP_STATE_LEN`] bytes, opaque here. HTTP keeps its
+    /// state in `app`; this is absent for it.
+    #[rkyv(with = MapNiche<InlineAsBox>)]
+    pub app_state: Option<&'a [u8]>,
 }
 
 /// The root archived in a slot: 1..=[`MAX_BUNDLE_RECORDS`] records committed
@@ -345,6 +359,7 @@ impl ArchivedConnRecord<'_> {
             app: self.app.as_ref().map(|a| a.get().view()),
             app_lost: self.app_lost,
             tls: self.tls.as_ref().map(|s| &**s),
+            app_state: self.app_state.as_ref().map(|s| &**s),
         }
     }
 }
@@ -397,6 +412,9 @@ pub(crate) fn check_records(records: &[ConnRecord<'_>]) -> Result<(), &'static s
 fn check_record(r: &ConnRecord<'_>) -> Result<(), &'static str> {
     if r.tls.is_some_and(|t| t.len() > MAX_TLS_BLOCK_LEN) {
         return Err("TLS block too long");
+    }
+    if r.app_state.is_some_and(|t| t.len() > MAX_APP_STATE_LEN) {
+        return Err("application state too long");
     }
     match (r.transport, r.tcp.is_some()) {
         (Transport::Tcp, false) => return Err("TCP record without TCP block"),

@@ -498,4 +498,26 @@ fn a_tls_block_reads_back_and_an_oversized_one_is_refused() {
     ));
     let v = r.read(slot).unwrap().expect("the old bundle stays");
     assert_eq!(v.bundle().records[0].view(), rec);
+
+    // Another protocol's opaque state round-trips, and one byte over its
+    // limit is refused the same way.
+    let state: Vec<u8> = (0..288u32).map(|i| (i * 11 + 5) as u8).collect();
+    let ftp = ConnRecord {
+        app_protocol: baton_shmem::APP_PROTOCOL_FTP,
+        app: None,
+        app_state: Some(&state),
+        ..http_record(1, 40_445, "/", None)
+    };
+    w.write(slot, &[ftp]).unwrap();
+    let v = r.read(slot).unwrap().expect("slot holds a bundle");
+    assert_eq!(v.bundle().records[0].view().app_state, Some(&state[..]));
+    let long = vec![0u8; baton_shmem::MAX_APP_STATE_LEN + 1];
+    let too_long = ConnRecord {
+        app_state: Some(&long),
+        ..ftp
+    };
+    assert!(matches!(
+        w.write(slot, &[too_long]),
+        Err(WriteError::Invalid(_))
+    ));
 }

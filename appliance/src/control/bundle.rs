@@ -129,6 +129,7 @@ mod tests {
             app: None,
             app_lost: false,
             tls: None,
+            app_state: None,
         }
     }
 

@@ -545,6 +545,7 @@ mod tests {
                 app: None,
                 app_lost: false,
                 tls: None,
+                app_state: None,
             };
             writer
                 .write(SlotId(u32::from(i)), &[record])

@@ -252,6 +252,7 @@ impl Checkpointer {
             app: app_block,
             app_lost,
             tls: self.tls.get(&conn).map(Vec::as_slice),
+            app_state: None,
         };
         let slot = state.slot;
         if cover == Cover::All {

@@ -100,6 +100,7 @@ pub fn http_record<'a>(
         }),
         app_lost: false,
         tls: None,
+        app_state: None,
     }
 }
 
