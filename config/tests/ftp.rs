@@ -89,3 +89,31 @@ fn an_enabled_ftp_takes_no_other_services_port() {
     // Disabled, the same ports are only kept for later.
     ok(&with_ftp("enabled = false\nport = 80\n"));
 }
+
+#[test]
+fn ftp_and_rtsp_do_not_share_a_port() {
+    // Each service's rule once listed the taken ports on its own and did
+    // not see the other: an FTP on RTSP's port was accepted.
+    let text = format!(
+        "{}\n[rtsp]\nenabled = true\nport = 2121\n",
+        with_ftp("enabled = true\nport = 2121\n")
+    );
+    assert_eq!(
+        one_line(&text),
+        format!(
+            "box1.toml:{}: ftp.port: port 2121 is already rtsp.port's: FTP needs a port of its own (21 by default)",
+            line_of(&text, "port = 2121")
+        )
+    );
+    let text = format!(
+        "{}\n[rtsp]\nenabled = true\nport = 40500\n",
+        with_ftp("enabled = true\n")
+    );
+    assert_eq!(
+        one_line(&text),
+        format!(
+            "box1.toml:{}: ftp.passive_port_min: the passive range 40000-40999 holds rtsp.port (40500)",
+            line_of(&text, "enabled = true")
+        )
+    );
+}

@@ -3,7 +3,7 @@
 //! control connection's limits.
 //!
 //! This module judges the keys as written and the range's order; that the
-//! ports are no other service's is the root's rule (`ftp_ports_are_free`,
+//! ports are no other service's is the root's rule (`ports::ports_have_one_owner`,
 //! called from `super::cluster_rules`). It knows nothing of the FTP crate.
 
 use crate::convert::*;

@@ -20,6 +20,7 @@ mod ftp;
 mod limits;
 mod member;
 mod node;
+mod ports;
 mod raft;
 mod rtsp;
 mod service;
@@ -88,164 +89,19 @@ table! {
 }
 
 /// The rules between tables: this box is a member, in shared mode every
-/// member id fits the view cell, and in replicated mode the Raft's port
-/// and lease fit the cluster and the failure detection.
+/// member id fits the view cell, in replicated mode the Raft's port and
+/// lease fit the cluster and the failure detection, and every port has
+/// one owner.
 fn cluster_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
     let member = own_id_is_a_member(c, root, p);
     let fit = shared_ids_fit_the_view(c, root, p);
     let raft = replicated_raft_rules(c, root, p) & device_state_path(c, root, p);
-    let tls = tls_port_is_free(c, root, p);
-    let rtsp = rtsp_port_is_free(c, root, p);
-    let ftp = ftp_ports_are_free(c, root, p);
-    member && fit && raft && tls && rtsp && ftp
-}
-
-/// With FTP on, its control port and passive range take no port the
-/// service IPs already answer on (HTTP, HTTPS) nor the admin API's; the
-/// control port is outside the passive range.
-fn ftp_ports_are_free(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
-    let Some(ftp) = &p.ftp else {
-        return true;
-    };
-    if !ftp.enabled {
-        return true;
-    }
-    let mut taken: Vec<(&str, u16)> = Vec::new();
-    if let Some(s) = &p.service {
-        taken.push(("service.port", s.port));
-    }
-    if let Some(a) = &p.admin {
-        taken.push(("admin.listen", a.listen.port()));
-    }
-    if let Some(t) = p.tls.as_ref().filter(|t| t.enabled) {
-        taken.push(("tls.port", t.port));
-    }
-    let mut ok = true;
-    for (what, port) in &taken {
-        if *port == ftp.port {
-            ok = false;
-            let line =
-                line_of(c, root, "ftp", "port").or_else(|| line_of(c, root, "ftp", "enabled"));
-            c.problem(
-                line,
-                "ftp.port".to_string(),
-                format!(
-                    "port {port} is already {what}'s: FTP needs a port of its own (21 by default)"
-                ),
-            );
-        }
-    }
-    taken.push(("ftp.port", ftp.port));
-    for (what, port) in &taken {
-        if ftp.is_passive_port(*port) {
-            ok = false;
-            let line = line_of(c, root, "ftp", "passive_port_min")
-                .or_else(|| line_of(c, root, "ftp", "enabled"));
-            c.problem(
-                line,
-                "ftp.passive_port_min".to_string(),
-                format!(
-                    "the passive range {}-{} holds {what} ({port})",
-                    ftp.passive_port_min, ftp.passive_port_max
-                ),
-            );
-        }
-    }
-    ok
-}
-
-/// With RTSP on, `rtsp.port` is not another TCP port of the service IPs
-/// or the admin API's.
-fn rtsp_port_is_free(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
-    let Some(rtsp) = &p.rtsp else {
-        return true;
-    };
-    if !rtsp.enabled {
-        return true;
-    }
-    let mut taken: Vec<(&str, u16)> = Vec::new();
-    if let Some(s) = &p.service {
-        taken.push(("service.port", s.port));
-    }
-    if let Some(t) = p.tls.as_ref().filter(|t| t.enabled) {
-        taken.push(("tls.port", t.port));
-    }
-    if let Some(a) = &p.admin {
-        taken.push(("admin.listen", a.listen.port()));
-    }
-    match taken.iter().find(|(_, port)| *port == rtsp.port) {
-        Some((what, port)) => {
-            let line =
-                line_of(c, root, "rtsp", "port").or_else(|| line_of(c, root, "rtsp", "enabled"));
-            c.problem(
-                line,
-                "rtsp.port".to_string(),
-                format!("port {port} is already {what}'s: RTSP needs a port of its own (554 by default)"),
-            );
-            false
-        }
-        None => true,
-    }
-}
-
-/// With HTTPS on, `tls.port` is no other port of this box: not the plain
-/// HTTP port on the same service IPs, not the admin API's, not the back
-/// LAN's (replication, the heartbeats on the port after this box's
-/// back_addr, the Raft in replicated mode). One box, one owner per port.
-fn tls_port_is_free(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
-    let Some(tls) = &p.tls else {
-        return true;
-    };
-    if !tls.enabled {
-        return true;
-    }
-    let mut taken: Vec<(String, u16)> = Vec::new();
-    if let Some(s) = &p.service {
-        taken.push(("service.port".into(), s.port));
-    }
-    if let Some(a) = &p.admin {
-        taken.push(("admin.listen".into(), a.listen.port()));
-    }
-    if let Some(cp) = &p.checkpoint {
-        taken.push(("checkpoint.replication_port".into(), cp.replication_port));
-        if let (Some(raft), crate::SegmentMode::Replicated) = (&p.raft, cp.mode) {
-            taken.push(("raft.port".into(), raft.port));
-        }
-    }
-    if let (Some(node), Some(cluster)) = (&p.node, &p.cluster) {
-        if let Some((i, m)) = cluster
-            .members
-            .iter()
-            .enumerate()
-            .find(|(_, m)| m.id == node.id)
-        {
-            let port = m.back_addr.port();
-            taken.push((format!("cluster.members[{i}].back_addr"), port));
-            if let Some(hb) = port.checked_add(1) {
-                taken.push((
-                    format!("the heartbeat port after cluster.members[{i}].back_addr"),
-                    hb,
-                ));
-            }
-        }
-    }
-    match taken.iter().find(|(_, port)| *port == tls.port) {
-        Some((what, port)) => {
-            let line =
-                line_of(c, root, "tls", "port").or_else(|| line_of(c, root, "tls", "enabled"));
-            c.problem(
-                line,
-                "tls.port".to_string(),
-                format!("port {port} is already {what}'s: HTTPS needs a port of its own (443 by default)"),
-            );
-            false
-        }
-        None => true,
-    }
+    let ports = ports::ports_have_one_owner(c, root, p);
+    member && fit && raft && ports
 }
 
 /// The line of `table.key` in the file, else of the table, if written.
-fn line_of(c: &Checker<'_>, root: &Tbl<'_>, table: &str, key: &str) -> Option<usize> {
+pub(super) fn line_of(c: &Checker<'_>, root: &Tbl<'_>, table: &str, key: &str) -> Option<usize> {
     let t = root.t.get(table)?.as_table_like()?;
     t.key(key)
         .and_then(|k| c.line(k.span()))
