@@ -47,6 +47,7 @@ pub mod config;
 pub mod dpdk;
 pub mod fanout;
 pub mod memory;
+mod sleep;
 
 pub use config::{OpenedPorts, PortConfig};
 pub use fanout::{worker_for, worker_for_remote};

@@ -297,29 +297,7 @@ impl Port for AfPacketPort {
         if ready {
             return Ok(());
         }
-        let ms = match timeout {
-            None => -1,
-            Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
-        };
-        let mut pfds = [
-            libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN | libc::POLLERR,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake.unwrap_or(-1),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let n = if wake.is_some() { 2 } else { 1 };
-        // SAFETY: `n` valid pollfds.
-        let r = unsafe { libc::poll(pfds.as_mut_ptr(), n, ms) };
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return Err(PortError::last_os("poll"));
-        }
-        Ok(())
+        crate::port::sleep::poll_socket(self.fd.as_raw_fd(), libc::POLLIN | libc::POLLERR, timeout, wake)
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
