@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use baton_shmem::{ConnRecord, Layout, ReadError, Segment, SlotId};
-use common::{http_record, TempSeg};
+use common::{http_record, Hammer, TempSeg};
 
 /// A member of write `i`: its TCP block and URL both carry `i`, so a
 /// record mixing two writes, or a bundle mixing records of two writes,
@@ -35,47 +33,26 @@ fn url_of(i: u64, kind: &str, long: bool) -> String {
 
 #[test]
 fn an_ftp_bundle_is_read_whole_inline_and_through_the_overflow_area() {
-    let t = TempSeg::new("ftp-bundle");
-    let seg = Segment::open_or_create(
-        t.path(),
-        Layout {
-            regions: 1,
-            slots_per_region: 2,
-        },
-    )
-    .unwrap();
-    let region = seg.region(0).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (region, stop) = (region.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut w = region.writer();
-            let mut i = 1u64;
-            while !stop.load(Ordering::Relaxed) {
-                // Writes cycle: inline bundle, linked bundle, single record.
-                let long = i % 3 == 1;
-                let control = url_of(i, "control", long);
-                let data = url_of(i, "data", long);
-                if i % 3 == 2 {
-                    w.write(SlotId(0), &[member(i, 21, &control)]).unwrap();
-                } else {
-                    w.write(
-                        SlotId(0),
-                        &[member(i, 21, &control), member(i, 40_000, &data)],
-                    )
-                    .unwrap();
-                }
-                i += 1;
-            }
-            i
-        })
-    };
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    let hammer = Hammer::start("ftp-bundle", 2, |w, i| {
+        // Writes cycle: inline bundle, linked bundle, single record.
+        let long = i % 3 == 1;
+        let control = url_of(i, "control", long);
+        let data = url_of(i, "data", long);
+        if i % 3 == 2 {
+            w.write(SlotId(0), &[member(i, 21, &control)]).unwrap();
+        } else {
+            w.write(
+                SlotId(0),
+                &[member(i, 21, &control), member(i, 40_000, &data)],
+            )
+            .unwrap();
+        }
+    });
     let (mut inline, mut linked, mut single) = (0u64, 0u64, 0u64);
-    while Instant::now() < deadline {
+    hammer.read_for(Duration::from_millis(1500), |region| {
         let v = match region.read(SlotId(0)) {
             Ok(Some(v)) => v,
-            Ok(None) | Err(ReadError::Busy) | Err(ReadError::Overflow(_)) => continue,
+            Ok(None) | Err(ReadError::Busy) | Err(ReadError::Overflow(_)) => return,
             Err(e) => panic!("{e}"),
         };
         let recs = &v.bundle().records;
@@ -100,9 +77,8 @@ fn an_ftp_bundle_is_read_whole_inline_and_through_the_overflow_area() {
             (1, 2) => single += 1,
             (n, k) => panic!("write {i} (kind {k}) read back as {n} records"),
         }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let writes = writer.join().unwrap();
+    });
+    let writes = hammer.stop();
     eprintln!("{writes} writes; read {inline} inline bundles, {linked} linked, {single} single");
     assert!(
         inline > 0 && linked > 0 && single > 0,

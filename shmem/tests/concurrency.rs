@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_shmem::{ArchivedConnRecord, ConnRecord, Layout, ReadError, Segment, SlotId};
-use common::{http_record, TempSeg};
+use common::{http_record, Hammer, TempSeg};
 
 const SLOTS: u32 = 8;
 
@@ -133,48 +133,30 @@ fn a_bundle_is_seen_whole_or_not_at_all() {
     // FTP control + data (+ two more) as one bundle, alternating with a
     // two-record bundle in the same slot: a reader must see exactly one of
     // them, never records of both.
-    let t = TempSeg::new("bundle");
-    let seg = Segment::open_or_create(
-        t.path(),
-        Layout {
-            regions: 1,
-            slots_per_region: 1,
-        },
-    )
-    .unwrap();
-    let region = seg.region(0).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (region, stop) = (region.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut w = region.writer();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                // Only the control connection carries an application
-                // block; the others are bare TCP records (see the format
-                // doc for what fits a slot).
-                let mut bare = sealed(i, "", None);
-                bare.app = None;
-                let four = [sealed(i, "/ftp/control", None), bare, bare, bare];
-                let two = [
-                    sealed(i + 1, "/pair/tcp", Some("\"t\"")),
-                    sealed(i + 1, "/pair/udp", None),
-                ];
-                if i.is_multiple_of(4) {
-                    w.write(SlotId(0), &four).unwrap();
-                } else {
-                    w.write(SlotId(0), &two).unwrap();
-                }
-                i += 2;
-            }
-        })
-    };
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    let hammer = Hammer::start("bundle", 1, |w, i| {
+        // Even numbers, so a two-bundle's tag (i + 1) is never a four's.
+        let i = 2 * i;
+        // Only the control connection carries an application block; the
+        // others are bare TCP records (see the format doc for what fits a
+        // slot).
+        let mut bare = sealed(i, "", None);
+        bare.app = None;
+        let four = [sealed(i, "/ftp/control", None), bare, bare, bare];
+        let two = [
+            sealed(i + 1, "/pair/tcp", Some("\"t\"")),
+            sealed(i + 1, "/pair/udp", None),
+        ];
+        if i.is_multiple_of(4) {
+            w.write(SlotId(0), &four).unwrap();
+        } else {
+            w.write(SlotId(0), &two).unwrap();
+        }
+    });
     let (mut fours, mut twos) = (0u64, 0u64);
-    while Instant::now() < deadline {
+    hammer.read_for(Duration::from_millis(1500), |region| {
         let v = match region.read(SlotId(0)) {
             Ok(Some(v)) => v,
-            Ok(None) | Err(ReadError::Busy) => continue,
+            Ok(None) | Err(ReadError::Busy) => return,
             Err(e) => panic!("{e}"),
         };
         let recs = &v.bundle().records;
@@ -202,9 +184,8 @@ fn a_bundle_is_seen_whole_or_not_at_all() {
             }
             n => panic!("bundle of {n} records"),
         }
-    }
-    stop.store(true, Ordering::Relaxed);
-    writer.join().unwrap();
+    });
+    hammer.stop();
     assert!(
         fours > 0 && twos > 0,
         "saw {fours} four-bundles and {twos} two-bundles"
@@ -216,43 +197,22 @@ fn records_in_the_overflow_area_are_never_seen_torn_while_rewritten() {
     // URLs from a few bytes to 8 KiB in the same slots: the slot switches
     // between an inline bundle and a link, and linked entries are rewritten
     // in place; a reader must see a whole record of one write, or retry.
-    let t = TempSeg::new("hammer-ovf");
-    let seg = Segment::open_or_create(
-        t.path(),
-        Layout {
-            regions: 1,
-            slots_per_region: SLOTS,
-        },
-    )
-    .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let region = seg.region(0).unwrap();
-    let writer = {
-        let (region, stop) = (region.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut w = region.writer();
-            let mut i = 0u64;
-            let mut name = String::new();
-            while !stop.load(Ordering::Relaxed) {
-                name.clear();
-                name.push_str("/v.bin?sig=");
-                let len = (i * 977) % baton_shmem::MAX_NAME_LEN as u64;
-                while (name.len() as u64) < len {
-                    name.push((b'a' + (i % 26) as u8) as char);
-                }
-                w.write(
-                    SlotId((i % SLOTS as u64) as u32),
-                    &[sealed(i, &name, Some("\"v\""))],
-                )
-                .unwrap();
-                i += 1;
-            }
-            i
-        })
-    };
-    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut name = String::new();
+    let hammer = Hammer::start("hammer-ovf", SLOTS, move |w, i| {
+        name.clear();
+        name.push_str("/v.bin?sig=");
+        let len = (i * 977) % baton_shmem::MAX_NAME_LEN as u64;
+        while (name.len() as u64) < len {
+            name.push((b'a' + (i % 26) as u8) as char);
+        }
+        w.write(
+            SlotId((i % SLOTS as u64) as u32),
+            &[sealed(i, &name, Some("\"v\""))],
+        )
+        .unwrap();
+    });
     let (mut long, mut short, mut retried) = (0u64, 0u64, 0u64);
-    while Instant::now() < deadline {
+    hammer.read_for(Duration::from_millis(1500), |region| {
         for s in 0..SLOTS {
             match region.read(SlotId(s)) {
                 Ok(Some(v)) => {
@@ -269,9 +229,8 @@ fn records_in_the_overflow_area_are_never_seen_torn_while_rewritten() {
                 Err(e) => panic!("slot {s}: {e}"),
             }
         }
-    }
-    stop.store(true, Ordering::Relaxed);
-    let writes = writer.join().unwrap();
+    });
+    let writes = hammer.stop();
     eprintln!("{writes} writes; read {long} long, {short} short, {retried} gave up");
     assert!(long > 100 && short > 10, "{long} long, {short} short reads");
 }

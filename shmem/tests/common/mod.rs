@@ -2,7 +2,10 @@
 //! removed even when a test fails, and typical HTTP checkpoint records.
 #![allow(dead_code)]
 
+mod hammer;
 mod tap;
+#[allow(unused_imports)]
+pub use hammer::Hammer;
 #[allow(unused_imports)]
 pub use tap::Tap;
 

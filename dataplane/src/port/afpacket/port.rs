@@ -297,7 +297,12 @@ impl Port for AfPacketPort {
         if ready {
             return Ok(());
         }
-        crate::port::sleep::poll_socket(self.fd.as_raw_fd(), libc::POLLIN | libc::POLLERR, timeout, wake)
+        crate::port::sleep::poll_socket(
+            self.fd.as_raw_fd(),
+            libc::POLLIN | libc::POLLERR,
+            timeout,
+            wake,
+        )
     }
 
     fn raw_fd(&self) -> Option<RawFd> {
