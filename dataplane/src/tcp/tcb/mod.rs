@@ -99,6 +99,9 @@ struct Restore {
     export: TcbExport,
     probes_sent: u32,
     probe_at: Instant,
+    /// When the last probe left: its answer is the connection's first
+    /// round-trip sample.
+    last_probe_sent_at: Option<Instant>,
 }
 
 /// One TCP connection's state (RFC 9293 §3.3.1).

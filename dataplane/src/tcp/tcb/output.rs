@@ -267,6 +267,7 @@ impl Tcb {
         self.finish(now, &mut s);
         if let Some(r) = self.restore.as_mut() {
             r.probes_sent += 1;
+            r.last_probe_sent_at = Some(now);
         }
         s
     }

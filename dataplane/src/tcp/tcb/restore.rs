@@ -113,6 +113,7 @@ impl Tcb {
                 export: *export,
                 probes_sent: 0,
                 probe_at: now + t.config.restore_probe_interval,
+                last_probe_sent_at: None,
             }));
             t.probe_pending = true;
         } else {
@@ -177,6 +178,7 @@ impl Tcb {
         } else {
             State::Established
         };
+        self.sample_probe_round_trip(now);
         self.restore = None;
         self.restored = true;
         self.accepted = self.accepted.wrapping_add(1);
@@ -198,6 +200,27 @@ impl Tcb {
         // checkpoint did not cover): process it as any segment.
         if seg.seq_len() > 0 {
             self.on_segment(now, seg);
+        }
+    }
+
+    /// The probe's round trip as the first RTT sample (RFC 6298 §2.2): a
+    /// restored connection's estimator starts empty, and its first loss
+    /// would otherwise wait out `initial_rto` (1 s) instead of about the
+    /// path's RTO. Only when one probe went out (Karn, RFC 6298 §3: the
+    /// answer to one of several is ambiguous). Not from TSecr: the client
+    /// answers an old byte without taking its TSval (RFC 7323 §4.3).
+    fn sample_probe_round_trip(&mut self, now: Instant) {
+        let Some(sent) = self
+            .restore
+            .as_ref()
+            .filter(|r| r.probes_sent == 1)
+            .and_then(|r| r.last_probe_sent_at)
+        else {
+            return;
+        };
+        let us = now.saturating_duration_since(sent).as_micros() as u64;
+        if us <= self.config.max_rto.as_micros() as u64 {
+            self.update_rtt(us);
         }
     }
 

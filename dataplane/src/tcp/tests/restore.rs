@@ -557,3 +557,45 @@ fn a_zero_window_answer_arms_the_persist_timer_once_data_is_queued() {
     assert_eq!(probe.seq, client_ack);
     assert_eq!(probe.payload_len(), 1);
 }
+
+/// The first loss after a takeover is resent after the RTO the probe's
+/// round trip gives (`min_rto`, 200 ms, on a 3 ms path), not after the
+/// 1 s an empty estimator starts from; with a second probe the answer is
+/// ambiguous and the estimator stays empty (Karn).
+#[test]
+fn the_probe_round_trip_is_the_first_rtt_sample() {
+    let resent_after = |probes: u32| {
+        let fx = Fx::new();
+        let e = checkpoint(&fx);
+        let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+        recv!(tcb, fx.at(5_000));
+        let mut now = fx.at(5_000);
+        for _ in 1..probes {
+            let t = tcb.poll_timeout().expect("probe timer");
+            tcb.on_timeout(t);
+            assert_eq!(drain(&mut tcb, t).len(), 1, "one more probe");
+            now = t;
+        }
+        let answered = now + Duration::from_millis(3);
+        send!(
+            tcb,
+            answered,
+            answer(SeqNum(e.rcv_nxt), SeqNum(e.snd_una), 0)
+        );
+        assert!(tcb.is_ready());
+        tcb.send(Bytes::from(pattern(500))).expect("queued");
+        let first = recv!(tcb, answered);
+        assert_eq!(first.payload_len(), 500);
+        // Nothing comes back: the next thing out is the retransmission.
+        loop {
+            let t = tcb.poll_timeout().expect("retransmission timer");
+            tcb.on_timeout(t);
+            if let Some(s) = drain(&mut tcb, t).into_iter().next() {
+                assert_eq!(s.seq, first.seq, "the lost segment again");
+                return (t - answered).as_millis();
+            }
+        }
+    };
+    assert_eq!(resent_after(1), 200);
+    assert_eq!(resent_after(2), 1_000);
+}
