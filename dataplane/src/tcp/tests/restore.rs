@@ -306,41 +306,11 @@ fn a_restored_connection_holds_the_retransmitted_request_until_committed() {
     assert_eq!(recv!(tcb, fx.at(5_101)).ack, SeqNum(e.rcv_nxt) + 10);
 }
 
-#[test]
-fn with_ack_after_commit_a_client_ahead_is_waited_for() {
-    let fx = Fx::new();
-    let e = checkpoint(&fx);
-    let config = TcpConfig {
-        ack_after_commit: true,
-        ..TcpConfig::default()
-    };
-    let mut tcb = Tcb::restore(fx.at(5_000), config, &e);
-    recv!(tcb, fx.at(5_000));
-    send!(
-        tcb,
-        fx.at(5_002),
-        answer(SeqNum(e.rcv_nxt) + 50, SeqNum(e.snd_una), 0)
-    );
-    assert_eq!(tcb.state(), State::Established);
-    // The unacknowledged upload is retransmitted by the client from our
-    // RCV.NXT and delivered.
-    let mut again = answer(SeqNum(e.rcv_nxt), SeqNum(e.snd_una), 0);
-    again.payload = b"posted body";
-    send!(tcb, fx.at(5_300), again);
-    assert_eq!(tcb.recv_available(), 11);
-}
-
-#[test]
-fn a_client_ahead_of_a_checkpoint_that_covers_every_ack_is_waited_for() {
-    // A final checkpoint before a planned move (or one taken under
-    // ack_after_commit on the dead box): the client's bytes beyond it were
-    // never acknowledged, so it retransmits them; no reset.
-    let fx = Fx::new();
-    let e = TcbExport {
-        acks_covered: true,
-        ..checkpoint(&fx)
-    };
-    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+/// A client 50 bytes ahead of the checkpoint `e` answers the probe; those
+/// bytes were never acknowledged, so it retransmits them from our RCV.NXT
+/// and they are delivered: no reset.
+fn a_client_ahead_is_waited_for(fx: &Fx, config: TcpConfig, e: &TcbExport) {
+    let mut tcb = Tcb::restore(fx.at(5_000), config, e);
     recv!(tcb, fx.at(5_000));
     send!(
         tcb,
@@ -352,6 +322,28 @@ fn a_client_ahead_of_a_checkpoint_that_covers_every_ack_is_waited_for() {
     again.payload = b"upload body";
     send!(tcb, fx.at(5_300), again);
     assert_eq!(tcb.recv_available(), 11);
+}
+
+#[test]
+fn with_ack_after_commit_a_client_ahead_is_waited_for() {
+    let fx = Fx::new();
+    let config = TcpConfig {
+        ack_after_commit: true,
+        ..TcpConfig::default()
+    };
+    a_client_ahead_is_waited_for(&fx, config, &checkpoint(&fx));
+}
+
+#[test]
+fn a_client_ahead_of_a_checkpoint_that_covers_every_ack_is_waited_for() {
+    // A final checkpoint before a planned move (or one taken under
+    // ack_after_commit on the dead box) covers every acknowledgement.
+    let fx = Fx::new();
+    let e = TcbExport {
+        acks_covered: true,
+        ..checkpoint(&fx)
+    };
+    a_client_ahead_is_waited_for(&fx, TcpConfig::default(), &e);
 }
 
 #[test]
