@@ -221,7 +221,8 @@ fn bind_pair() -> (UdpSocket, UdpSocket) {
 struct Running {
     a: Segment,
     b: Segment,
-    /// Box 1's replication counters.
+    /// Box 0's and box 1's replication counters.
+    stats_a: Arc<ReplicationStats>,
     stats_b: Arc<ReplicationStats>,
     /// Box 1's data and heartbeat addresses.
     data_b: SocketAddr,
@@ -256,6 +257,7 @@ impl Running {
             .unwrap()
             .with_heartbeat_socket(hb)
             .unwrap();
+        let stats_a = ra.stats();
         let stats_b = rb.stats();
         let stop = Arc::new(AtomicBool::new(false));
         let tick = Duration::from_millis(30);
@@ -272,6 +274,7 @@ impl Running {
         Running {
             a,
             b,
+            stats_a,
             stats_b,
             data_b: ab,
             beat_b,
@@ -291,7 +294,7 @@ impl Running {
 }
 
 #[test]
-fn heartbeats_keep_arriving_on_time_while_garbage_floods_both_ports() {
+fn no_heartbeat_is_lost_while_garbage_floods_both_ports() {
     let r = Running::start(L, ("flood-run-a", "flood-run-b"), Some(4 << 20));
     let (b, stats_b, ab, hb_b) = (&r.b, r.stats_b.clone(), r.data_b, r.beat_b);
     let box0 = r.a.region(0).unwrap();
@@ -317,6 +320,8 @@ fn heartbeats_keep_arriving_on_time_while_garbage_floods_both_ports() {
         std::thread::sleep(Duration::from_millis(1));
     }
 
+    // Box 0 writes no slot: all it sends are heartbeats.
+    let (sent_before, beats_before) = (count(&r.stats_a, "sent"), count(&stats_b, "heartbeats"));
     // The flood: random datagrams of 64 B to 60 KB at both of box 1's
     // ports for 2 s, from an address that is no peer's.
     let flooded = Arc::new(AtomicUsize::new(0));
@@ -355,8 +360,11 @@ fn heartbeats_keep_arriving_on_time_while_garbage_floods_both_ports() {
         std::thread::sleep(Duration::from_millis(1));
     }
     flood.join().unwrap();
+    let beats_sent = count(&r.stats_a, "sent") - sent_before;
+    let beats_applied = count(&stats_b, "heartbeats") - beats_before;
     stop.store(true, Ordering::Relaxed);
     beater.join().unwrap();
+    let stats_a = r.stats_a.clone();
     r.finish();
     let sent = flooded.load(Ordering::Relaxed) as u64;
     let dropped = count(&stats_b, "unknown_source");
@@ -375,10 +383,17 @@ fn heartbeats_keep_arriving_on_time_while_garbage_floods_both_ports() {
         "the flood was seen: {dropped} of {sent}"
     );
     assert_eq!(count(&stats_b, "forged"), 0, "no HMAC was spent on it");
-    // The lab's detection time is 90 ms; a heartbeat every 10 ms.
+    // Every heartbeat sent during the flood was received and applied: the
+    // garbage took none of their room (counted, not timed: a loaded
+    // machine pauses the beater and the watcher alike).
+    assert_eq!(count(&stats_a, "send_errors"), 0);
+    assert!(beats_sent > 10, "box 0 sent {beats_sent} heartbeats in 2 s");
+    // Those of the last tick may still be in flight when counted.
+    let in_flight = baton_shmem::HEARTBEATS_PER_TICK as u64;
     assert!(
-        worst < Duration::from_millis(60),
-        "heartbeats were late under the flood: {worst:?} without a new one"
+        beats_applied + in_flight >= beats_sent,
+        "heartbeats lost under the flood: {beats_applied} applied of {beats_sent} sent \
+         (longest silence {worst:?})"
     );
 }
 
