@@ -406,9 +406,8 @@ fn a_store_can_be_shared_with_the_control_thread() {
     send_sync::<baton_raft::RaftStore>();
 }
 
-// The measured figure: 200 proposals from the leader and from a follower
-// (one forward each way), bounded loosely so only an order-of-magnitude
-// regression fails.
+// 200 proposals from the leader and from a follower (one forward each
+// way), each checked and timed.
 
 const N: u32 = 200;
 
@@ -421,10 +420,16 @@ fn measure(c: &Cluster, from: u16) -> Vec<Duration> {
         let reason = Reason::Joined(me);
         let members = reason.apply(&view.members);
         let t = Instant::now();
-        view = store
+        let next = store
             .propose(from, view.number, &members, reason)
             .unwrap_or_else(|e| panic!("proposal {epoch} from box {from}: {e}"));
         times.push(t.elapsed());
+        assert_eq!(next.number.0, view.number.0 + 1, "one view per proposal");
+        assert!(
+            next.members.contains(&me),
+            "box {from} epoch {epoch} in the view"
+        );
+        view = next;
     }
     times.sort();
     times
@@ -434,8 +439,12 @@ fn pct(sorted: &[Duration], p: usize) -> Duration {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
+/// Proposals commit one after another from the leader and from a
+/// follower (forwarded), each seeing the view the last one made. The
+/// latency is printed for the record; it is measured by the criterion
+/// bench (`cargo bench -p baton-raft`), not judged here.
 #[test]
-fn commit_latency_of_one_proposal_on_loopback() {
+fn proposals_commit_from_the_leader_and_from_a_follower_on_loopback() {
     let c = Cluster::start("latency", 3);
     let leader = c.leader(&[1, 2, 3], secs(10));
     let follower = if leader == 1 { 2 } else { 1 };
@@ -448,6 +457,5 @@ fn commit_latency_of_one_proposal_on_loopback() {
             p99,
             t[t.len() - 1]
         );
-        assert!(p50 < Duration::from_millis(100), "p50 {p50:?}");
     }
 }
