@@ -50,6 +50,9 @@ fn main() -> Result<()> {
     for (name, r) in requests() {
         put("http_request", name, r.as_bytes())?;
     }
+    for (name, input) in baton_fuzz::tls_records::seeds() {
+        put("tls_records", &name, &input)?;
+    }
     for (name, r) in rtsp_requests() {
         let mut input = r.as_bytes().to_vec();
         if name == "ffmpeg-tcp" {

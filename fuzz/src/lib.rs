@@ -13,6 +13,7 @@ pub mod raft_message;
 pub mod record;
 pub mod replication;
 pub mod rtsp;
+pub mod tls_records;
 pub mod wire;
 pub mod worker;
 
