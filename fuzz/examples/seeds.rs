@@ -50,6 +50,10 @@ fn main() -> Result<()> {
     for (name, r) in requests() {
         put("http_request", name, r.as_bytes())?;
     }
+    let example = include_str!("../../config/baton.example.toml");
+    for (name, input) in baton_fuzz::config_file::seeds(example) {
+        put("config_file", &name, &input)?;
+    }
     for (name, input) in baton_fuzz::tls_records::seeds() {
         put("tls_records", &name, &input)?;
     }

@@ -6,6 +6,7 @@
 //! workspace through its public API (plus `baton_shmem::fuzzing`); any
 //! panic is a bug in that parser. This crate knows nothing of libFuzzer.
 
+pub mod config_file;
 pub mod frames;
 pub mod ftp_control;
 pub mod http_request;
