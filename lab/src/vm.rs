@@ -294,7 +294,10 @@ const GUEST_RAFT_STATE: &str = "\"/var/lib/baton/raft\"";
 
 /// Writes box `n`'s config disk, `boxN.cfg.tar`: the guest config, the
 /// NICs by MAC (front0 without an address, back0 with LAB.md's) and the
-/// PCI device to enable (packaging/image/baton-vm-setup reads them).
+/// PCI device to enable (packaging/image/baton-vm-setup reads them), and
+/// `lab-exec`, which turns on the image's command line for `lab exec`
+/// ([`crate::vm_exec`]): a lab's VM, unlike an operator's box, takes
+/// commands from its host.
 pub fn write_config_disk(lab: &Lab, n: u8, guest: &str) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let dir = lab.file(&format!("box{n}.cfg"));
@@ -311,6 +314,7 @@ pub fn write_config_disk(lab: &Lab, n: u8, guest: &str) -> Result<PathBuf> {
         ),
     )?;
     fs::write(dir.join("pci.conf"), format!("{SEGMENT_PCI}\n"))?;
+    fs::write(dir.join("lab-exec"), "ttyS1\n")?;
     let tar = lab.file(&format!("box{n}.cfg.tar"));
     let tar_s = tar.display().to_string();
     let dir_s = dir.display().to_string();
@@ -324,6 +328,7 @@ pub fn write_config_disk(lab: &Lab, n: u8, guest: &str) -> Result<PathBuf> {
             "baton.toml",
             "net.conf",
             "pci.conf",
+            "lab-exec",
         ],
     )?;
     fs::set_permissions(&tar, fs::Permissions::from_mode(0o600))?;
@@ -386,6 +391,8 @@ fn qemu_args(lab: &Lab, n: u8, image: &Image, accel: Accel) -> Vec<String> {
         "-device".into(),
         "ivshmem-plain,memdev=seg,addr=0x5".into(),
     ]);
+    // ttyS1: `lab exec boxN`'s command line into the VM.
+    a.extend(crate::vm_exec::qemu_args(lab, n));
     a
 }
 
