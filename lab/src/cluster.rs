@@ -119,6 +119,9 @@ pub fn up(lab: &Lab, plan: &UpPlan) -> Result<()> {
             lab.prefix()
         );
     }
+    if plan.vm {
+        vm::supports_backend(plan.backend)?;
+    }
     let started = std::time::Instant::now();
     let result = build(lab, plan);
     if let Err(e) = result {

@@ -179,6 +179,24 @@ pub fn probe_accel(lab: &Lab, image: &Image) -> Result<Accel> {
     }
 }
 
+/// Refuses a backend VM boxes cannot run yet, before anything is made.
+/// DPDK in a VM needs what the image and the backend lack today: the
+/// backend takes its NIC only as a vdev (`--no-pci`, `net_af_packet`), the
+/// image's .deb is built without the `dpdk` feature and has no librte
+/// runtime, and nothing binds the front NIC to `uio_pci_generic` (the
+/// cloud kernel has no VFIO no-IOMMU mode). docs/BENCHMARKS.md, issue 16,
+/// lists the steps.
+pub fn supports_backend(backend: crate::boxconf::Backend) -> Result<()> {
+    if backend == crate::boxconf::Backend::Dpdk {
+        bail!(
+            "--vm --backend dpdk is not built yet: the DPDK backend drives only vdevs (net_af_packet), \
+             not a PCI NIC, and the appliance image carries no DPDK runtime (docs/BENCHMARKS.md, issue 16); \
+             VM boxes run on afpacket"
+        );
+    }
+    Ok(())
+}
+
 /// Box `n`'s back NIC MAC, 02:ba:70:01:00:0N.
 pub fn back_mac(n: u8) -> String {
     format!("02:ba:70:01:00:{n:02x}")
@@ -510,6 +528,13 @@ mod tests {
         assert_eq!(t, "[a]\nx = 1\nz = 3\n\n[b]\ny = 2\n");
         let t = set_key("[a]\nx = 1\n", "a", "z", "3");
         assert_eq!(t, "[a]\nx = 1\nz = 3\n");
+    }
+
+    #[test]
+    fn dpdk_in_a_vm_is_refused_with_a_reason() {
+        let e = supports_backend(crate::boxconf::Backend::Dpdk).unwrap_err();
+        assert!(e.to_string().contains("not built yet"), "{e}");
+        assert!(supports_backend(crate::boxconf::Backend::Afpacket).is_ok());
     }
 
     #[test]
