@@ -195,6 +195,7 @@ fn unit_field(show: &str, key: &str) -> String {
 /// READY=1 comes only once the box is a member of the view) and box 1's
 /// new incarnation accepts a new connection to its address itself.
 fn systemd_kill_inside_box1(g: &LabGuard) {
+    let phase = Instant::now();
     let before = unit_show(g, 1);
     assert_eq!(
         (
@@ -271,6 +272,7 @@ fn systemd_kill_inside_box1(g: &LabGuard) {
     );
     eprintln!(
         "systemctl kill -s SIGKILL baton in box1's VM: {moved} download(s) moved to box2, \
-         baton serving again {rejoined_after:.1} s after the kill (NRestarts=1)"
+         baton serving again {rejoined_after:.1} s after the kill (NRestarts=1); this part took {:.1} s",
+        phase.elapsed().as_secs_f64()
     );
 }
