@@ -1,7 +1,8 @@
 //! Suite vm (issue 16): the failover measurement of [`super::failover`]
 //! with VM boxes next to process boxes in one run. Each kind gets a lab of
-//! its own with two boxes (`lab up` and `lab up --vm`: QEMU machines from
-//! the appliance image, `scripts/image`); N downloads of 50M.bin from box
+//! its own with two boxes (`lab up`, `lab up --vm`: QEMU machines from the
+//! appliance image, `scripts/image --features dpdk`, and `lab up --vm
+//! --backend dpdk`); N downloads of 50M.bin from box
 //! 1, then box 1 is SIGKILLed (a process box's process, a VM box's whole
 //! QEMU) and the client's timeline gives the stall and kill→resume. The
 //! report names the accelerator QEMU used (`lab.state`'s `vm=`), each VM's
@@ -23,6 +24,7 @@ use crate::suites::failover::failover_cells;
 const KINDS: &[(&str, &[&str], &str)] = &[
     ("process", &[], "3 x 30 ms"),
     ("VM", &["--vm"], "30 x 30 ms"),
+    ("VM DPDK", &["--vm", "--backend", "dpdk"], "30 x 30 ms"),
 ];
 
 /// Runs the suite; returns its JSON, its results.md section and the load
@@ -44,7 +46,7 @@ pub(crate) fn vm(
     let mut runs = Vec::new();
     let mut errors = Vec::new();
     let mut accel = String::from("-");
-    let mut boots = Vec::new();
+    let mut boots: Vec<(String, Vec<Option<u64>>)> = Vec::new();
     for (kind, extra, detection) in KINDS {
         progress(format!("  {kind} boxes: lab up"));
         let started = std::time::Instant::now();
@@ -66,9 +68,10 @@ pub(crate) fn vm(
         };
         if !extra.is_empty() {
             accel = accelerator(&b.lab);
-            boots = (1..=2)
-                .map(|n| boot_ms(&b.lab, n))
-                .collect::<Vec<Option<u64>>>();
+            boots.push((
+                kind.to_string(),
+                (1..=2).map(|n| boot_ms(&b.lab, n)).collect(),
+            ));
         }
         let r = measure(&mut b, kind, detection, &sizes, &mut rows, &mut runs);
         b.keep_logs();
@@ -79,16 +82,27 @@ pub(crate) fn vm(
     }
     let boot_text = boots
         .iter()
-        .enumerate()
-        .map(|(i, ms)| match ms {
-            Some(ms) => format!("box{} {:.1} s", i + 1, *ms as f64 / 1000.0),
-            None => format!("box{} ?", i + 1),
+        .map(|(kind, ms)| {
+            let each = ms
+                .iter()
+                .enumerate()
+                .map(|(i, ms)| match ms {
+                    Some(ms) => format!("box{} {:.1} s", i + 1, *ms as f64 / 1000.0),
+                    None => format!("box{} ?", i + 1),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("{kind}: {each}")
         })
         .collect::<Vec<_>>()
-        .join(", ");
-    let json = json!({"accelerator": accel, "vm_boot_to_serving_ms": boots, "runs": runs});
+        .join("; ");
+    let boot_json: serde_json::Map<String, Value> = boots
+        .iter()
+        .map(|(kind, ms)| (kind.clone(), json!(ms)))
+        .collect();
+    let json = json!({"accelerator": accel, "vm_boot_to_serving_ms": boot_json, "runs": runs});
     let mut md = format!(
-        "## Failover: VM boxes next to process boxes\n\nTwo boxes per lab, one lab per kind, in one run: process boxes (`lab up`) and VM boxes (`lab up --vm`: QEMU, accelerator **{accel}**, 1 vCPU and 512 MiB each, the segment an ivshmem BAR; boot to serving {boot_text}). N downloads of 50M.bin from box1 at the failover suite's rates; once all receive, box1 is SIGKILLed (a VM box: its QEMU, the whole machine) and the moment marked. Detection: process boxes 3 x 30 ms, VM boxes 30 x 30 ms (a TCG guest is descheduled for longer than 90 ms). Columns as in the failover suite.\n\n"
+        "## Failover: VM boxes next to process boxes\n\nTwo boxes per lab, one lab per kind, in one run: process boxes (`lab up`), VM boxes (`lab up --vm`: QEMU, accelerator **{accel}**, 1 vCPU and 512 MiB each, the segment an ivshmem BAR) on AF_PACKET, and VM boxes on DPDK (`--backend dpdk`: net_virtio on the VM's virtio NIC bound to uio_pci_generic); boot to serving {boot_text}. N downloads of 50M.bin from box1 at the failover suite's rates; once all receive, box1 is SIGKILLed (a VM box: its QEMU, the whole machine) and the moment marked. Detection: process boxes 3 x 30 ms, VM boxes 30 x 30 ms (a TCG guest is descheduled for longer than 90 ms). Columns as in the failover suite.\n\n"
     );
     md.push_str(&md_table(
         &[
