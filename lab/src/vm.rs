@@ -7,6 +7,9 @@
 //! and the checkpoint segment is one host shared-memory file that every VM
 //! sees as an `ivshmem-plain` PCI device, mapped by baton through the
 //! device's BAR (`checkpoint.segment_path = "pci:0000:00:05.0"`).
+//! With `--backend dpdk` the front NIC is DPDK's inside the VM (bound to
+//! uio_pci_generic by the config disk's `dpdk.conf`, driven by net_virtio);
+//! `lab exec boxN` reaches the VM over a serial line ([`crate::vm_exec`]).
 //! It must not know a box's insides: the VM is ready when its serial
 //! console says systemd started `baton.service` (`Type=notify`: READY=1
 //! comes once the box serves as a member of the view).
