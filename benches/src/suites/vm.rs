@@ -138,12 +138,12 @@ fn measure(
         // Both boxes hold the object, as the failover suite has it.
         for ip in ["198.18.0.11", "198.18.0.12"] {
             b.load(
-                &format!("vm-warm-{kind}"),
+                &format!("vm-warm-{}", kind.replace(' ', "-")),
                 &format!("http://{ip}/50M.bin"),
                 &["--timeout-secs".into(), "120".into()],
             )?;
         }
-        let tag = format!("vm-failover-{}-{n}", kind.to_lowercase());
+        let tag = format!("vm-failover-{}-{n}", kind.to_lowercase().replace(' ', "-"));
         let hold = if b.args.quick { 8 } else { 12 };
         let (s, tl, d) =
             b.failover_run(&tag, url, n, hold, &mut |b: &Bench| b.kill_box_marked(1))?;
