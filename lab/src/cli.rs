@@ -49,7 +49,9 @@ enum LabCommand {
         ready_timeout: Option<u64>,
     },
     /// Run a command inside a node's namespace: client, origin, boxN or lan
-    /// (`baton lab exec client -- curl http://198.18.0.11/1M.bin`).
+    /// (`baton lab exec client -- curl http://198.18.0.11/1M.bin`); in a VM
+    /// lab, boxN is the VM itself (over its command serial port; output
+    /// merged, no stdin).
     Exec {
         /// client, origin, boxN or lan
         node: String,

@@ -119,6 +119,9 @@ pub fn up(lab: &Lab, plan: &UpPlan) -> Result<()> {
             lab.prefix()
         );
     }
+    if plan.vm {
+        vm::supports_backend(plan.backend)?;
+    }
     let started = std::time::Instant::now();
     let result = build(lab, plan);
     if let Err(e) = result {
@@ -736,7 +739,13 @@ pub fn down(lab: &Lab) -> Result<()> {
 
 /// `lab exec NODE -- CMD…`: runs CMD in the node's namespace with our
 /// stdio; returns its exit code (128 + signal when killed by one).
+/// In a VM lab, `boxN` is the VM itself ([`crate::vm_exec`]).
 pub fn exec(lab: &Lab, node: Node, cmd: &[String]) -> Result<i32> {
+    if let Node::Box(n) = node {
+        if LabState::load(lab).is_ok_and(|s| s.accel.is_some()) {
+            return crate::vm_exec::exec(lab, n, cmd);
+        }
+    }
     let ns = lab.ns(node);
     if !sys::netns_list()?.contains(&ns) {
         bail!("no namespace {ns}: is the lab {:?} up?", lab.prefix());

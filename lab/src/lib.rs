@@ -42,6 +42,7 @@ pub mod objects;
 pub mod origin;
 pub mod sys;
 pub mod vm;
+pub mod vm_exec;
 
 pub use cli::{run, LabArgs};
 pub use demo::DemoArgs;

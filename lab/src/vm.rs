@@ -7,6 +7,9 @@
 //! and the checkpoint segment is one host shared-memory file that every VM
 //! sees as an `ivshmem-plain` PCI device, mapped by baton through the
 //! device's BAR (`checkpoint.segment_path = "pci:0000:00:05.0"`).
+//! With `--backend dpdk` the front NIC is DPDK's inside the VM (bound to
+//! uio_pci_generic by the config disk's `dpdk.conf`, driven by net_virtio);
+//! `lab exec boxN` reaches the VM over a serial line ([`crate::vm_exec`]).
 //! It must not know a box's insides: the VM is ready when its serial
 //! console says systemd started `baton.service` (`Type=notify`: READY=1
 //! comes once the box serves as a member of the view).
@@ -179,6 +182,42 @@ pub fn probe_accel(lab: &Lab, image: &Image) -> Result<Accel> {
     }
 }
 
+/// Refuses a backend VM boxes cannot run, before anything is made: DPDK
+/// needs an image built with it (`scripts/image --features dpdk` writes
+/// `dpdk` into `baton.features` beside the image, and puts DPDK's runtime
+/// in the image).
+pub fn supports_backend(backend: crate::boxconf::Backend) -> Result<()> {
+    if backend != crate::boxconf::Backend::Dpdk {
+        return Ok(());
+    }
+    let dir = find_image()?
+        .disk
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    image_has_dpdk(&fs::read_to_string(dir.join("baton.features")).unwrap_or_default())
+}
+
+fn image_has_dpdk(features: &str) -> Result<()> {
+    if !features.split_whitespace().any(|f| f == "dpdk") {
+        bail!(
+            "--vm --backend dpdk needs an appliance image built with DPDK: scripts/image --features dpdk \
+             (this image's baton.features does not name dpdk)"
+        );
+    }
+    Ok(())
+}
+
+/// The front NIC's PCI address in every VM (bus 0, slot 3): what a DPDK
+/// box's EAL is given instead of a vdev.
+pub const FRONT_PCI: &str = "0000:00:03.0";
+
+/// Whether a box config runs the DPDK backend.
+fn is_dpdk(toml: &str) -> bool {
+    toml.lines()
+        .any(|l| l.replace(' ', "") == "backend=\"dpdk\"")
+}
+
 /// Box `n`'s back NIC MAC, 02:ba:70:01:00:0N.
 pub fn back_mac(n: u8) -> String {
     format!("02:ba:70:01:00:{n:02x}")
@@ -278,6 +317,19 @@ pub fn guest_toml(host: &str) -> String {
     );
     let t = set_key(&t, "checkpoint", "upload_dir", "\"/dev/shm/baton.uploads\"");
     let mut t = set_key(&t, "dataplane", "tx_offload", "false");
+    if is_dpdk(&t) {
+        // The front NIC itself, a virtio PCI device bound to
+        // uio_pci_generic (baton-vm-setup), on the image's hugepages:
+        // physical addresses, as uio has no IOMMU to map others.
+        t = set_key(&t, "dataplane.dpdk", "vdevs", &format!("[\"{FRONT_PCI}\"]"));
+        t = set_key(&t, "dataplane.dpdk", "hugepages", "true");
+        t = set_key(
+            &t,
+            "dataplane.dpdk",
+            "memory_mb",
+            &DPDK_MEMORY_MB.to_string(),
+        );
+    }
     // The epoch file lies beside the Raft state, by default beside the
     // segment, which sysfs has no room for: the unit's state directory
     // (on the VM's own disk, kept across `lab start`).
@@ -289,43 +341,52 @@ pub fn guest_toml(host: &str) -> String {
     t
 }
 
+/// MiB a DPDK VM box's EAL reserves from the hugepages its command line
+/// asks for ([`DPDK_HUGEPAGES`] x 2 MiB): the mbuf pool and the EAL's own.
+const DPDK_MEMORY_MB: u32 = 64;
+/// 2 MiB hugepages a DPDK VM box reserves at boot (the image's command line
+/// has 32: the EAL wants its 64 MiB and a margin).
+const DPDK_HUGEPAGES: u32 = 64;
+
 /// `raft.state_path` inside a VM box (baton.service's StateDirectory).
 const GUEST_RAFT_STATE: &str = "\"/var/lib/baton/raft\"";
 
 /// Writes box `n`'s config disk, `boxN.cfg.tar`: the guest config, the
 /// NICs by MAC (front0 without an address, back0 with LAB.md's) and the
-/// PCI device to enable (packaging/image/baton-vm-setup reads them).
+/// PCI device to enable (packaging/image/baton-vm-setup reads them), and
+/// `lab-exec`, which turns on the image's command line for `lab exec`
+/// ([`crate::vm_exec`]): a lab's VM, unlike an operator's box, takes
+/// commands from its host.
 pub fn write_config_disk(lab: &Lab, n: u8, guest: &str) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let dir = lab.file(&format!("box{n}.cfg"));
     fs::create_dir_all(&dir)?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
     fs::write(dir.join("baton.toml"), guest)?;
+    let dpdk = is_dpdk(guest);
+    // A DPDK box's front NIC is DPDK's (dpdk.conf), not the kernel's.
+    let front = if dpdk {
+        String::new()
+    } else {
+        format!("front0 {}\n", box_mac(n))
+    };
     fs::write(
         dir.join("net.conf"),
-        format!(
-            "front0 {}\nback0 {} {}/24\n",
-            box_mac(n),
-            back_mac(n),
-            box_back_addr(n)
-        ),
+        format!("{front}back0 {} {}/24\n", back_mac(n), box_back_addr(n)),
     )?;
+    let mut files = vec!["baton.toml", "net.conf", "pci.conf", "lab-exec"];
+    if dpdk {
+        fs::write(dir.join("dpdk.conf"), format!("{FRONT_PCI}\n"))?;
+        files.push("dpdk.conf");
+    }
     fs::write(dir.join("pci.conf"), format!("{SEGMENT_PCI}\n"))?;
+    fs::write(dir.join("lab-exec"), "ttyS1\n")?;
     let tar = lab.file(&format!("box{n}.cfg.tar"));
     let tar_s = tar.display().to_string();
     let dir_s = dir.display().to_string();
-    sys::run(
-        "tar",
-        &[
-            "-cf",
-            &tar_s,
-            "-C",
-            &dir_s,
-            "baton.toml",
-            "net.conf",
-            "pci.conf",
-        ],
-    )?;
+    let mut args = vec!["-cf", &tar_s, "-C", &dir_s];
+    args.extend(files);
+    sys::run("tar", &args)?;
     fs::set_permissions(&tar, fs::Permissions::from_mode(0o600))?;
     Ok(tar)
 }
@@ -362,7 +423,16 @@ fn qemu_args(lab: &Lab, n: u8, image: &Image, accel: Accel) -> Vec<String> {
         "-initrd".into(),
         image.initrd.display().to_string(),
         "-append".into(),
-        image.cmdline.clone(),
+        if is_dpdk(
+            &fs::read_to_string(lab.file(&format!("box{n}.cfg")).join("baton.toml"))
+                .unwrap_or_default(),
+        ) {
+            image
+                .cmdline
+                .replace("hugepages=32", &format!("hugepages={DPDK_HUGEPAGES}"))
+        } else {
+            image.cmdline.clone()
+        },
         "-drive".into(),
         format!(
             "file={},if=virtio,format=qcow2",
@@ -386,6 +456,8 @@ fn qemu_args(lab: &Lab, n: u8, image: &Image, accel: Accel) -> Vec<String> {
         "-device".into(),
         "ivshmem-plain,memdev=seg,addr=0x5".into(),
     ]);
+    // ttyS1: `lab exec boxN`'s command line into the VM.
+    a.extend(crate::vm_exec::qemu_args(lab, n));
     a
 }
 
@@ -503,6 +575,29 @@ mod tests {
         assert_eq!(t, "[a]\nx = 1\nz = 3\n\n[b]\ny = 2\n");
         let t = set_key("[a]\nx = 1\n", "a", "z", "3");
         assert_eq!(t, "[a]\nx = 1\nz = 3\n");
+    }
+
+    #[test]
+    fn dpdk_in_a_vm_needs_an_image_built_with_it() {
+        let e = image_has_dpdk("").unwrap_err();
+        assert!(e.to_string().contains("--features dpdk"), "{e}");
+        assert!(image_has_dpdk("dpdk\n").is_ok());
+        assert!(supports_backend(crate::boxconf::Backend::Afpacket).is_ok());
+    }
+
+    #[test]
+    fn a_dpdk_guest_drives_the_front_nic_on_hugepages() {
+        let text = TEXT.replace(
+            "[checkpoint]",
+            "[dataplane.dpdk]\nvdevs = [\"net_af_packet0,iface=front0,qpairs=1\"]\nhugepages = false\nmemory_mb = 256\n\n[checkpoint]",
+        )
+        .replace("interface = \"front0\"", "backend = \"dpdk\"\ninterface = \"front0\"");
+        let guest = guest_toml(&host_toml(&text));
+        assert!(guest.contains("vdevs = [\"0000:00:03.0\"]"), "{guest}");
+        assert!(guest.contains("hugepages = true"));
+        assert!(guest.contains("memory_mb = 64\n"));
+        assert!(!guest.contains("net_af_packet"));
+        assert!(!guest_toml(&host_toml(TEXT)).contains("0000:00:03.0"));
     }
 
     #[test]

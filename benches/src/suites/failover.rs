@@ -375,7 +375,7 @@ impl Bench {
 /// One line of the failover table, the same columns for Baton and for the
 /// nginx reference: who was active, stall, baseline, resume, not resumed,
 /// `errors` as the target reports them, duplicates and retransmissions.
-fn failover_cells(
+pub(crate) fn failover_cells(
     label: String,
     n: u64,
     f: &FailoverStats,

@@ -1,6 +1,8 @@
 //! The benchmark suites of `baton-bench`, one module each: [`concurrency`],
-//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`criterion`] and
-//! [`backends`] (which brings up a lab of its own per backend); [`bench`]
+//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`criterion`],
+//! [`backends`] (which brings up a lab of its own per backend) and [`vm`]
+//! (a lab of process boxes, then one of VM boxes; not in `all`: it needs
+//! the appliance image); [`bench`]
 //! holds what they share, [`nginx`] the reference server. [`run`] brings the
 //! lab up (prefix `btb…`, always taken down again), runs the chosen suites
 //! and writes `results.json`, `results.md`, PNG plots and the raw
@@ -24,6 +26,7 @@ pub mod https;
 pub mod ipv6;
 pub mod nginx;
 pub mod throughput;
+pub mod vm;
 
 pub use bench::BenchArgs;
 use bench::{progress, Bench};
@@ -84,6 +87,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "ipv6",
             "criterion",
             "backends",
+            "vm",
         ]
         .contains(&s.as_str())
         {
@@ -186,6 +190,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Err(e) => {
                 md.push_str(&format!("\n**The backends suite stopped early:** {e:#}\n"));
                 results.insert("backends_aborted".into(), json!(format!("{e:#}")));
+                pending = Err(e);
+            }
+        }
+    }
+    // Its own labs too, one of process boxes and one of VM boxes.
+    if wants("vm") && pending.is_ok() {
+        wait_for_other_labs(&backends_args.prefix);
+        match vm::vm(&backends_args, &load, &out) {
+            Ok((v, m, errors)) => {
+                results.insert("vm".into(), v);
+                md.push_str(&m);
+                let (errors_md, verdict) = bench::errors_verdict(backends_args.quick, &errors);
+                if !errors.is_empty() {
+                    md.push_str(&errors_md);
+                }
+                pending = verdict;
+            }
+            Err(e) => {
+                md.push_str(&format!("\n**The vm suite stopped early:** {e:#}\n"));
+                results.insert("vm_aborted".into(), json!(format!("{e:#}")));
                 pending = Err(e);
             }
         }

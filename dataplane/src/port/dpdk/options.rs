@@ -102,10 +102,23 @@ impl DpdkOptions {
             a.push("--no-shconf".into());
             a.push(format!("-m{}", self.memory_mb.max(64)));
         }
-        a.push("--no-pci".into());
+        // A PCI address among the devices (a NIC bound to uio_pci_generic
+        // or vfio-pci, as in the appliance VM) is allow-listed with `-a`:
+        // the EAL probes that device and no other PCI one.
+        let (pci, vdevs): (Vec<&String>, Vec<&String>) = self
+            .vdevs
+            .iter()
+            .partition(|v| is_pci_address(vdev_name(v)));
+        if pci.is_empty() {
+            a.push("--no-pci".into());
+        }
         a.push("--no-telemetry".into());
         a.push(format!("--log-level={}", self.log_level));
-        for v in &self.vdevs {
+        for p in pci {
+            a.push("-a".into());
+            a.push(p.clone());
+        }
+        for v in vdevs {
             a.push(format!("--vdev={v}"));
         }
         a.extend(self.eal_extra.iter().cloned());
@@ -128,6 +141,17 @@ pub(super) fn first_allowed_cpu() -> usize {
     (0..libc::CPU_SETSIZE as usize)
         .find(|&c| unsafe { libc::CPU_ISSET(c, &set) })
         .unwrap_or(0)
+}
+
+/// Whether `name` is a PCI address, `DDDD:BB:DD.F` (hex).
+pub(super) fn is_pci_address(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() == 12
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 => c == b':',
+            10 => c == b'.',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// `net_af_packet0` of `net_af_packet0,iface=front0`.
@@ -177,6 +201,21 @@ mod tests {
             ]
         );
         assert_eq!(o.device_name(), Some("net_af_packet0"));
+    }
+
+    #[test]
+    fn a_pci_device_is_allow_listed_instead_of_no_pci() {
+        let mut o = DpdkOptions::af_packet("front0", 1);
+        o.vdevs = vec!["0000:00:03.0".into()];
+        let a = o.eal_args();
+        assert!(!a.contains(&"--no-pci".to_string()), "{a:?}");
+        let i = a.iter().position(|x| x == "-a").expect("-a");
+        assert_eq!(a[i + 1], "0000:00:03.0");
+        assert!(!a.iter().any(|x| x.starts_with("--vdev")));
+        assert_eq!(o.device_name(), Some("0000:00:03.0"));
+        assert!(is_pci_address("0000:00:03.0"));
+        assert!(!is_pci_address("net_af_packet0"));
+        assert!(!is_pci_address("0000:00:03.g"));
     }
 
     #[test]
