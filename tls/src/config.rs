@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{KeyLog, ServerConfig, SupportedProtocolVersion};
 
@@ -117,6 +117,11 @@ pub struct TlsConfig {
     base: Arc<ServerConfig>,
 }
 
+/// How many TLS 1.3 tickets a full or resumed handshake sends when
+/// tickets are on: one per expected reuse is enough for a browser's
+/// connection pool to resume once each.
+pub const TLS13_TICKETS_PER_HANDSHAKE: usize = 2;
+
 impl TlsConfig {
     /// TLS 1.3 and 1.2 with every suite of the ring provider
     /// (AES-128/256-GCM, ChaCha20-Poly1305), ALPN `http/1.1`.
@@ -155,13 +160,25 @@ impl TlsConfig {
         base.alpn_protocols = vec![b"http/1.1".to_vec()];
         // Our record layer takes over after the handshake.
         base.enable_secret_extraction = true;
-        // Tickets would be sealed by a per-box key: resumption anywhere is
-        // a later step (docs/TLS.md); none are sent.
+        // No tickets unless `with_tickets` gives a key every box has: a
+        // per-box key would resume only on the box that sealed it.
         base.send_tls13_tickets = 0;
+        base.max_tls13_tickets = 0;
         Ok(TlsConfig {
             keys,
             base: Arc::new(base),
         })
+    }
+
+    /// Sends and accepts session tickets sealed by `ticketer` (TLS 1.3
+    /// NewSessionTicket after the handshake, TLS 1.2 RFC 5077 tickets).
+    /// Resumption by session ID stays per box and is not offered.
+    pub fn with_tickets(mut self, ticketer: Arc<dyn ProducesTickets>) -> Self {
+        let base = Arc::make_mut(&mut self.base);
+        base.ticketer = ticketer;
+        base.send_tls13_tickets = TLS13_TICKETS_PER_HANDSHAKE;
+        base.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        self
     }
 
     /// The config of one connection, capturing into `capture`.

@@ -41,6 +41,8 @@ pub struct Established {
     pub sni: Option<String>,
     /// The negotiated ALPN protocol.
     pub alpn: Option<Vec<u8>>,
+    /// The client resumed a session (a ticket), no full handshake.
+    pub resumed: bool,
 }
 
 /// One server-side handshake.
@@ -93,7 +95,7 @@ impl Handshake {
             }
         };
         debug_assert!(done);
-        self.establish(out)
+        self.establish(out, start)
             .map(|e| Progress::Established(Box::new(e)))
     }
 
@@ -163,7 +165,8 @@ impl Handshake {
         }
     }
 
-    fn establish(&mut self, out: &mut Vec<u8>) -> Result<Established, TlsError> {
+    /// `out[start..]` is what this call to `handle_input` produced.
+    fn establish(&mut self, out: &mut Vec<u8>, start: usize) -> Result<Established, TlsError> {
         let conn = self.conn.take().ok_or(TlsError::Closed)?;
         let suite = conn
             .negotiated_cipher_suite()
@@ -180,6 +183,7 @@ impl Handshake {
             }
         };
         let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+        let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         let aead = Aead::from_suite(suite).ok_or(TlsError::UnsupportedSuite {
             suite,
             version: version.wire(),
@@ -205,15 +209,17 @@ impl Handshake {
                     // rustls answered a client KeyUpdate (update_requested)
                     // by moving its write key and queueing its own KeyUpdate,
                     // sealed under the old key, for its next write, which
-                    // never comes: send that record. The old key sealed
-                    // nothing before it (no tickets, no early data), so its
-                    // sequence number is 0.
-                    let old = DirectionKeys::from_secret(aead, server.expose(), 0, 0)?;
+                    // never comes: send that record. The old key may have
+                    // sealed session tickets before it (no early data), in
+                    // as many records as rustls chose: its sequence number
+                    // is the count of this call's records that key opens.
+                    let seq = records_sealed_by(aead, server.expose(), &out[start..])?;
+                    let old = DirectionKeys::from_secret(aead, server.expose(), seq, 0)?;
                     let before = out.len();
                     crate::record::seal(
                         &old,
                         Version::Tls13,
-                        0,
+                        seq,
                         crate::record::content::HANDSHAKE,
                         &[24, 0, 0, 1, 0],
                         out,
@@ -234,7 +240,12 @@ impl Handshake {
             }
         }
         let sni = self.capture.sni.lock().ok().and_then(|mut s| s.take());
-        Ok(Established { session, sni, alpn })
+        Ok(Established {
+            session,
+            sni,
+            alpn,
+            resumed,
+        })
     }
 }
 
@@ -282,4 +293,22 @@ fn encode(
             Err(e) => return Err(TlsError::Handshake(e.to_string())),
         }
     }
+}
+
+/// How many of the records in `bytes` the first application key of
+/// `secret` opens, in order: the next sequence number under that key.
+/// Records under the handshake keys do not open and are skipped.
+fn records_sealed_by(aead: Aead, secret: &[u8], mut bytes: &[u8]) -> Result<u64, TlsError> {
+    let key = DirectionKeys::from_secret(aead, secret, 0, 0)?;
+    let mut seq = 0;
+    while let Some(len) = bytes
+        .get(3..5)
+        .map(|l| crate::record::HEADER_LEN + usize::from(u16::from_be_bytes([l[0], l[1]])))
+    {
+        if let Ok(Some(_)) = crate::record::open(&key, Version::Tls13, seq, bytes) {
+            seq += 1;
+        }
+        bytes = bytes.get(len..).unwrap_or(&[]);
+    }
+    Ok(seq)
 }

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod pem;
 pub mod record;
 pub mod session;
+pub mod tickets;
 
 pub use body::{BodyAnchor, ResumePoint, BODY_RECORD_SIZE};
 pub use checkpoint::Checkpoint;
@@ -38,6 +39,7 @@ pub use ring::rand::SystemRandom;
 /// `CertifiedKey`) without a second copy.
 pub use rustls;
 pub use session::{Event, Session};
+pub use tickets::ClusterTicketer;
 
 #[cfg(test)]
 mod tests;

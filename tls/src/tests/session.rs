@@ -236,9 +236,23 @@ proptest::proptest! {
 /// both sides) rather than restart from the handshake's secrets.
 #[test]
 fn key_update_right_behind_the_client_finished_is_followed() {
+    for tickets in [false, true] {
+        key_update_right_behind_the_client_finished(tickets);
+    }
+}
+
+/// With tickets on, the server's KeyUpdate answer follows the tickets
+/// sealed under the same first key: its sequence number is their count.
+fn key_update_right_behind_the_client_finished(tickets: bool) {
     for (v, s) in SUITES.into_iter().take(3) {
         let cert = cert(&[NAME]);
-        let cfg = server_config(&cert);
+        let mut cfg = server_config(&cert);
+        if tickets {
+            cfg = cfg.with_tickets(std::sync::Arc::new(crate::ClusterTicketer::new(
+                b"a cluster key of 32 bytes, test.",
+                3_600,
+            )));
+        }
         let mut client = client(&cert, v, s, false);
         let mut hs = crate::handshake::Handshake::new(&cfg).unwrap();
         let mut updated = false;
@@ -272,6 +286,10 @@ fn key_update_right_behind_the_client_finished_is_followed() {
         pair.server.send(b"pong").unwrap();
         assert_eq!(pair.deliver().0, b"pong");
         let cp = pair.server.checkpoint();
-        assert_eq!((cp.read.generation, cp.write.generation), (1, 1), "{s:#x}");
+        assert_eq!(
+            (cp.read.generation, cp.write.generation),
+            (1, 1),
+            "{s:#x} tickets {tickets}"
+        );
     }
 }
