@@ -68,9 +68,14 @@ pub fn load(config: &Config) -> Result<Option<baton_tls::TlsConfig>, Vec<String>
             TlsVersion::Tls13 => &rustls_version::TLS13,
         })
         .collect();
-    baton_tls::TlsConfig::with(keys, &versions, &tls.suite_ids())
-        .map(Some)
-        .map_err(|e| vec![format!("tls: {e}")])
+    let served = baton_tls::TlsConfig::with(keys, &versions, &tls.suite_ids())
+        .map_err(|e| vec![format!("tls: {e}")])?;
+    if !tls.tickets {
+        return Ok(Some(served));
+    }
+    // Every box derives the same ticket keys: a client resumes anywhere.
+    let ticketer = baton_tls::ClusterTicketer::new(&config.cluster.key, tls.ticket_key_lifetime_s);
+    Ok(Some(served.with_tickets(std::sync::Arc::new(ticketer))))
 }
 
 /// The protocol versions as `baton_tls::TlsConfig::with` takes them.

@@ -130,6 +130,9 @@ counters! {
     idle_timeouts => "baton_http_idle_timeouts_total",
     /// TLS handshakes completed (HTTPS connections established).
     tls_handshakes => "baton_tls_handshakes_total",
+    /// Of those, abbreviated: the client resumed a session from a ticket
+    /// (sealed by any box of the cluster).
+    tls_sessions_resumed => "baton_tls_sessions_resumed_total",
     /// TLS handshakes that failed (bad ClientHello, no common version or suite).
     tls_handshake_failures => "baton_tls_handshake_failures_total",
     /// TLS records sealed and sent after the handshake (Baton's record layer).

@@ -357,9 +357,13 @@ impl TlsConns {
                         Ok(Progress::Continue) => {}
                         Ok(Progress::Established(e)) => {
                             bump(&counters.tls_handshakes);
+                            if e.resumed {
+                                bump(&counters.tls_sessions_resumed);
+                            }
                             debug!(
                                 ?conn,
                                 sni = ?e.sni,
+                                resumed = e.resumed,
                                 version = ?e.session.version(),
                                 suite = e.session.suite(),
                                 "TLS handshake done"

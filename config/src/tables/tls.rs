@@ -168,6 +168,10 @@ table! {
         versions: Vec<TlsVersion> = ListOr(TlsVersion::ALL.to_vec(), choice(&TlsVersion::ALL)),
         /// AEAD suites offered, by rustls' name (non-empty, each once, one per enabled version).
         suites: Vec<TlsSuite> = ListOr(TlsSuite::ALL.to_vec(), choice(&TlsSuite::ALL)),
+        /// Session tickets sealed under a key from cluster.key, so a client resumes on any box.
+        tickets: bool = or(true, boolean),
+        /// Seconds each ticket key is used (a ticket opens for up to twice this); 60..=86400.
+        ticket_key_lifetime_s: u32 = or(7_200, int_in(60, 86_400)),
     }
     check = tls_rules;
 }
