@@ -231,51 +231,17 @@ fn start_https_download(
     rate: &str,
     tls: &[&str],
 ) -> Download {
-    let dir = g.file("dl");
-    fs::create_dir_all(&dir).expect("download dir");
-    let out = dir.join(format!("{i}"));
     let url = if tls.contains(&"-6") {
         https_url6(box_n as u8, &format!("/{object}"))
     } else {
         https_url(box_n as u8, &format!("/{object}"))
     };
     let ca = g.file(CA).display().to_string();
-    let out_str = out.display().to_string();
-    let mut args = vec!["netns", "exec", &g.driver.ns("client")]
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>();
-    for a in [
-        "curl",
-        "-sS",
-        "--fail",
-        "--max-time",
-        "120",
-        "--cacert",
-        &ca,
-        "--limit-rate",
-        rate,
-        // The box ends the connection (close_notify, FIN) and curl then
-        // closes its side with a FIN: the capture's proof that it saw
-        // the connection.
-        "-H",
-        "Connection: close",
-        "-o",
-        &out_str,
-    ]
-    .into_iter()
-    .chain(tls.iter().copied())
-    {
-        args.push(a.to_string());
-    }
-    args.push(url.clone());
-    let child = std::process::Command::new("ip")
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("curl");
-    Download { child, out, url }
+    // The box ends the connection (close_notify, FIN) and curl then closes
+    // its side with a FIN: the capture's proof that it saw the connection.
+    let mut extra = vec!["--fail", "--cacert", &ca, "-H", "Connection: close"];
+    extra.extend_from_slice(tls);
+    start_download_with(g, i, url, rate, &extra)
 }
 
 /// 50 MB over HTTPS at 10 MB/s, box 1 killed mid-transfer: box 2 takes
@@ -594,4 +560,88 @@ fn lab_https_renegotiation_gets_an_alert_and_the_box_keeps_serving() {
         "s_client did not report the alert: {err}"
     );
     https_identical(&g, 1, "1M.bin", &[], "TLSv1.3");
+}
+
+/// Two hundred HTTPS downloads spread over three boxes, box 1 killed
+/// while its share is mid-body: every curl exits 0 with the origin's
+/// bytes, no RST, and boxes 2 and 3 resumed box 1's TLS connections from
+/// their checkpoints' TLS blocks.
+#[test]
+fn lab_two_hundred_https_downloads_survive_a_kill() {
+    let g = LabGuard::up("bthtm", &["--boxes", "3", "--tls"]);
+    warm_caches(&g, 3, "1M.bin");
+    let rst = RstCapture::start(&g);
+    let started = std::time::Instant::now();
+    let downloads: Vec<Download> = (0..200)
+        .map(|i| start_https_download(&g, i, 1 + i % 3, "1M.bin", "256K", &[]))
+        .collect();
+    let before = metric_sum(&g, &[2, 3], "baton_tls_resumed_total");
+    let moved = kill_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        std::time::Duration::from_millis(1500),
+    );
+    assert_all_identical(&g, downloads, "1M.bin");
+    rst.assert_none_with_fins(100);
+    let resumed = metric_sum(&g, &[2, 3], "baton_tls_resumed_total") - before;
+    assert!(
+        resumed >= moved,
+        "boxes 2 and 3 resumed {resumed} HTTPS connections; {moved} of box 1's were mid-body"
+    );
+    assert_eq!(
+        metric_sum(&g, &[2, 3], "baton_tls_not_resumed_total"),
+        0,
+        "every HTTPS connection taken over continued"
+    );
+}
+
+/// `baton migrate` moves 8 of 20 HTTPS downloads from box 1 to box 3 while
+/// both live: the TLS state goes with the final checkpoint, every
+/// download ends byte-exact, no RST, and box 3 resumed what it adopted.
+#[test]
+fn lab_migrate_moves_https_connections_between_live_boxes() {
+    let g = LabGuard::up("bthtg", &["--boxes", "3", "--tls"]);
+    warm_caches(&g, 3, "1M.bin");
+    let rst = RstCapture::start(&g);
+    let downloads: Vec<Download> = (0..20)
+        .map(|i| start_https_download(&g, i, 1, "1M.bin", "100K", &[]))
+        .collect();
+    let config = g.file("box1.toml").display().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric_value(&box_metrics(&g, 1), "baton_connections") < 20
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let before = metric_value(&box_metrics(&g, 3), "baton_tls_resumed_total");
+    let mut out = String::new();
+    when_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        std::time::Instant::now(),
+        std::time::Duration::ZERO,
+        |g| {
+            out = ok(g.exec(
+                "box2",
+                &[
+                    BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
+                ],
+            ));
+        },
+    );
+    let moved = moved_to_box3_of_eight(&out);
+    assert_all_identical(&g, downloads, "1M.bin");
+    rst.assert_none_with_fins(10);
+    let m = box_metrics(&g, 3);
+    assert!(
+        metric_value(&m, "baton_tls_resumed_total") - before >= moved,
+        "box 3 resumed {} HTTPS connections of the {moved} moved",
+        metric_value(&m, "baton_tls_resumed_total") - before
+    );
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
 }

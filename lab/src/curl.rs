@@ -15,6 +15,8 @@ pub struct Download<'a> {
     pub rate: Option<&'a str>,
     /// curl's `--max-time`, seconds.
     pub max_time: u32,
+    /// More curl options, before the URL (`--cacert FILE`, `--tlsv1.2`).
+    pub extra: &'a [&'a str],
 }
 
 impl<'a> Download<'a> {
@@ -25,7 +27,14 @@ impl<'a> Download<'a> {
             out,
             rate: None,
             max_time: 120,
+            extra: &[],
         }
+    }
+
+    /// The same download with more curl options.
+    pub fn with_args(mut self, extra: &'a [&'a str]) -> Download<'a> {
+        self.extra = extra;
+        self
     }
 
     /// The same download at `rate`.
@@ -34,7 +43,8 @@ impl<'a> Download<'a> {
         self
     }
 
-    /// `curl -sS --max-time T [--limit-rate R] -o OUT URL`, program first.
+    /// `curl -sS --max-time T [--limit-rate R] [EXTRA…] -o OUT URL`,
+    /// program first.
     pub fn argv(&self) -> Vec<String> {
         let mut argv = vec![
             "curl".to_string(),
@@ -45,6 +55,7 @@ impl<'a> Download<'a> {
         if let Some(rate) = self.rate {
             argv.extend(["--limit-rate".to_string(), rate.to_string()]);
         }
+        argv.extend(self.extra.iter().map(|a| a.to_string()));
         argv.extend(["-o".to_string(), self.out.to_string(), self.url.to_string()]);
         argv
     }

@@ -61,6 +61,9 @@ pub struct Session {
     body: Option<BodyAnchor>,
     /// Next body record to seal, from the body's start.
     next_body_record: u64,
+    /// A restored session whose close_notify followed the body: seal it
+    /// again once the body's last record is out.
+    close_after_body: bool,
 }
 
 impl Session {
@@ -94,6 +97,7 @@ impl Session {
             closed: false,
             body: None,
             next_body_record: 0,
+            close_after_body: false,
         })
     }
 
@@ -327,10 +331,10 @@ impl Session {
     /// as `body`); returns how many: 0 once the body is all sealed (or
     /// none was started).
     pub fn send_body_records(&mut self, body: &[u8], max_records: u64) -> Result<u64, TlsError> {
-        self.check_can_send()?;
         let Some(anchor) = self.body else {
             return Ok(0);
         };
+        self.check_can_send()?;
         if body.len() as u64 != anchor.body_len {
             return Err(TlsError::Body("body length differs from the started body"));
         }
@@ -346,6 +350,7 @@ impl Session {
         }
         if self.next_body_record >= anchor.record_count() {
             self.body = None;
+            self.close_if_due()?;
         }
         Ok(sent)
     }
@@ -364,6 +369,7 @@ impl Session {
         self.next_body_record += 1;
         if self.next_body_record >= anchor.record_count() {
             self.body = None;
+            self.close_if_due()?;
         }
         Ok(())
     }
@@ -476,11 +482,25 @@ impl Session {
     /// the client does not have), to be passed with its plaintext to
     /// [`Session::resume_record`]; `None` when the client has the whole
     /// body (the session is then ready for what follows it).
+    ///
+    /// A checkpoint taken after the close_notify that followed the body
+    /// resumes too: the client that lacks it (or body records before it)
+    /// gets it again, sealed at the same sequence number, once the body
+    /// is out.
     pub fn resume_at(&mut self, acked: u64) -> Result<Option<ResumePoint>, TlsError> {
         let anchor = self
             .body
             .ok_or(TlsError::Body("no body in the checkpoint"))?;
+        let closed_after = self.sent_close_notify;
+        // `acked` may count the TCP FIN after the close_notify.
+        let fin_end = self.out_offset.wrapping_add(1);
+        if closed_after && (acked == self.out_offset || acked == fin_end) {
+            // The client has the body and the close_notify: nothing to send.
+            self.body = None;
+            return Ok(None);
+        }
         let p = anchor.resume_point(acked, self.overhead())?;
+        self.sent_close_notify = false;
         if p.is_none() {
             // The client has the whole body.
             self.body = None;
@@ -488,8 +508,27 @@ impl Session {
                 .write_seq
                 .wrapping_add(anchor.record_count().saturating_sub(anchor.anchor_index()));
             self.out_offset = acked;
+            if closed_after {
+                self.close()?;
+            }
+        } else {
+            self.close_after_body = closed_after;
         }
         Ok(p)
+    }
+
+    /// The close_notify a restored session owes after its body.
+    fn close_if_due(&mut self) -> Result<(), TlsError> {
+        if std::mem::take(&mut self.close_after_body) {
+            self.close()?;
+        }
+        Ok(())
+    }
+
+    /// Wire bytes of a close_notify record (what follows a body closed
+    /// right after it).
+    pub fn close_notify_len(&self) -> usize {
+        self.overhead() + 2
     }
 
     /// Re-seals the record of `p` (`plain` its plaintext), emits it from
@@ -520,6 +559,7 @@ impl Session {
         self.next_body_record = p.record_index.saturating_add(1);
         if self.next_body_record >= anchor.record_count() {
             self.body = None;
+            self.close_if_due()?;
         }
         Ok(())
     }

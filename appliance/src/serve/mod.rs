@@ -367,7 +367,13 @@ impl App for CacheApp {
 
     fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
         if self.restoring.remove(&conn).is_some() {
-            info!(tuple = ?_ctx.tuple(conn), ?reason, "restored connection could not resume (seed Fig. 6, not ready)");
+            if reason == CloseReason::NotReady {
+                info!(tuple = ?_ctx.tuple(conn), ?reason, "restored connection could not resume (seed Fig. 6, not ready)");
+            } else {
+                // A FIN-WAIT-2 checkpoint: everything was delivered, and
+                // the connection was held until the client closed.
+                debug!(tuple = ?_ctx.tuple(conn), ?reason, "restored connection had delivered everything: closed with the client");
+            }
         }
         self.http.on_closed(conn);
         if let Some(tls) = self.tls.as_mut() {

@@ -229,11 +229,17 @@ impl TlsConns {
         let mut cp = s.checkpoint();
         if cp.body.is_none() {
             // The body is all sealed but maybe not all delivered: while
-            // nothing followed it, its anchor still says where its records
-            // are.
+            // nothing followed it but a close_notify, its anchor still says
+            // where its records are (a survivor seals the close_notify
+            // again after them).
+            let follows = if cp.sent_close_notify {
+                s.close_notify_len() as u64
+            } else {
+                0
+            };
             if let Some(a) = c
                 .anchor
-                .filter(|a| a.wire_end(s.overhead()) == cp.write_stream_offset)
+                .filter(|a| a.wire_end(s.overhead()) + follows == cp.write_stream_offset)
             {
                 cp.body = Some(a);
                 cp.next_body_record = a.record_count();
@@ -282,7 +288,10 @@ impl TlsConns {
             (false, None) => (response.map_or(0, |r| r.object_start_seq.0), None, false),
         };
         let anchor = cp.body;
+        // A close_notify the client lacked after a whole body, sealed again.
+        let owed = s.take_output();
         let mut c = TlsConn::new(Stage::Open(Box::new(s)), name);
+        c.queue(owed);
         c.anchor = anchor;
         c.plain_sent = at;
         c.body = body.map(|(start, len)| (start, Some(len)));

@@ -150,6 +150,7 @@ impl Drop for LabGuard {
                             || l.contains("takeover")
                             || l.contains("not ready")
                             || l.contains("declared")
+                            || l.contains("not resumed")
                     })
                     .collect();
                 let skip = notable.len().saturating_sub(60);
@@ -417,13 +418,29 @@ pub fn start_download(g: &LabGuard, i: usize, box_n: usize, object: &str, rate: 
 
 /// `start_download` of any URL (an IPv6 one: `http://[2001:2:0:18::11]/…`).
 pub fn start_download_url(g: &LabGuard, i: usize, url: String, rate: &str) -> Download {
+    start_download_with(g, i, url, rate, &[])
+}
+
+/// `start_download_url` with more curl options (`--cacert`, a TLS
+/// version, `-H 'Connection: close'`).
+pub fn start_download_with(
+    g: &LabGuard,
+    i: usize,
+    url: String,
+    rate: &str,
+    extra: &[&str],
+) -> Download {
     let dir = g.file("dl");
     fs::create_dir_all(&dir).expect("download dir");
     let out = dir.join(format!("{i}"));
     let out_str = out.display().to_string();
     let child = g
         .driver
-        .client_download(&CurlDownload::new(&url, &out_str).limit_rate(rate))
+        .client_download(
+            &CurlDownload::new(&url, &out_str)
+                .limit_rate(rate)
+                .with_args(extra),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

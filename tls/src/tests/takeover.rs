@@ -323,3 +323,67 @@ fn record_by_record_sealing_and_resuming_match_the_whole_body_calls() {
         assert!(b.resume_record(&p, &body[..10]).is_err(), "wrong piece");
     }
 }
+
+/// A body closed right after its last record (`Connection: close`): the
+/// checkpoint holds the body's anchor and the close_notify behind it (the
+/// box puts the anchor back, as `serve::tls` does). Restored, the session
+/// gives a client that lacks the close_notify, or body records and the
+/// close_notify, the rest and the close_notify sealed again; one that has
+/// it all (its acknowledgement may count the FIN) gets nothing more.
+#[test]
+fn a_body_closed_right_after_resumes_with_its_close_notify() {
+    for (version, suite) in SUITES.into_iter().take(4) {
+        let cert = cert(&[NAME]);
+        let cfg = server_config(&cert);
+        let probe = connect(client(&cert, version, suite, false), &cfg);
+        let notify = probe.server.close_notify_len() as u64;
+        for lacking in [notify, notify + 20_000, 0, u64::MAX] {
+            let mut pair = connect(client(&cert, version, suite, false), &cfg);
+            assert_eq!(pair.client_sends(REQUEST), REQUEST);
+            let body = body(100_000 + 7);
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            pair.server.send(head.as_bytes()).unwrap();
+            let mut received = pair.deliver().0;
+            let anchor = pair.server.start_body(body.len() as u64).unwrap();
+            while pair.server.send_body_records(&body, 8).unwrap() > 0 {}
+            pair.server.close().unwrap();
+            let out = pair.server.take_output();
+            let mut cp = pair.server.checkpoint();
+            assert!(cp.body.is_none() && cp.sent_close_notify);
+            cp.body = Some(anchor);
+            cp.next_body_record = anchor.record_count();
+            // u64::MAX: the client has everything and acknowledged the FIN.
+            let keep = match lacking {
+                u64::MAX => out.len(),
+                n => out.len() - n as usize,
+            };
+            let (got, eof) = pair.deliver_bytes(&out[..keep]);
+            received.extend(got);
+            let acked = pair.delivered + u64::from(lacking == u64::MAX);
+            pair.server = Session::restore(&cp).unwrap();
+            match pair.server.resume_at(acked).unwrap() {
+                Some(p) => {
+                    let plain = &body[p.plain.start as usize..p.plain.end as usize];
+                    pair.server.resume_record(&p, plain).unwrap();
+                    while pair.server.send_body_records(&body, 8).unwrap() > 0 {}
+                }
+                None => {}
+            }
+            let (tail, eof_after) = pair.deliver();
+            received.extend(tail);
+            let mut expected = head.into_bytes();
+            expected.extend_from_slice(&body);
+            assert!(
+                received == expected,
+                "{suite:#x} lacking {lacking}: byte-exact"
+            );
+            assert!(
+                eof || eof_after,
+                "{suite:#x} lacking {lacking}: close_notify"
+            );
+            if lacking == 0 || lacking == u64::MAX {
+                assert!(!eof_after, "nothing sent twice");
+            }
+        }
+    }
+}

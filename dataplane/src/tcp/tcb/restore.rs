@@ -66,8 +66,10 @@ impl Tcb {
     ///
     /// Connections whose checkpoint is in ESTABLISHED, CLOSE-WAIT,
     /// FIN-WAIT-1 or LAST-ACK resume (as ESTABLISHED or CLOSE-WAIT: the
-    /// application re-sends the rest and closes again); any other state
-    /// yields [`Event::NotReady`] at once, without a probe.
+    /// application re-sends the rest and closes again). One in FIN-WAIT-2
+    /// is held as it was, without a probe or an event, until the client's
+    /// FIN ends it. Any other state yields [`Event::NotReady`] at once,
+    /// without a probe.
     pub fn restore(now: Instant, config: TcpConfig, export: &TcbExport) -> Tcb {
         let iss = SeqNum(export.iss);
         let mut t = Tcb::blank(
@@ -116,6 +118,22 @@ impl Tcb {
                 last_probe_sent_at: None,
             }));
             t.probe_pending = true;
+        } else if export.state == State::FinWait2 {
+            // Everything we sent, our FIN included, was acknowledged, but
+            // the client has not closed: it may still be reading what its
+            // kernel holds (a rate-limited curl after `Connection: close`)
+            // and its window updates must not meet a RST. Hold the
+            // connection quietly until its FIN (TIME-WAIT) or the idle
+            // limit: no probe, nothing to resume, no event.
+            let end = SeqNum(export.snd_nxt);
+            t.snd_una = end;
+            t.snd_nxt = end;
+            t.snd_max = end;
+            t.sendq_seq = end;
+            t.recover = end;
+            t.rexmit_next = end;
+            t.fin_queued = true;
+            t.state = State::FinWait2;
         } else {
             t.push_event(Event::NotReady);
             t.enter_closed();

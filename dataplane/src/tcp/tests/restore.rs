@@ -428,12 +428,7 @@ fn exact_rst_while_unready_closes() {
 fn closed_or_half_open_checkpoints_are_not_resumed() {
     let fx = Fx::new();
     let mut e = checkpoint(&fx);
-    for state in [
-        State::SynReceived,
-        State::TimeWait,
-        State::FinWait2,
-        State::Closed,
-    ] {
+    for state in [State::SynReceived, State::TimeWait, State::Closed] {
         e.state = state;
         let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
         assert_eq!(tcb.state(), State::Closed, "{state:?}");
@@ -590,4 +585,48 @@ fn the_probe_round_trip_is_the_first_rtt_sample() {
     };
     assert_eq!(resent_after(1), 200);
     assert_eq!(resent_after(2), 1_000);
+}
+
+/// A download whose response and FIN were all acknowledged before the
+/// kill: the client is still reading what its kernel buffered. The
+/// survivor holds the connection in FIN-WAIT-2 without a probe or a
+/// reset: the client's window updates are taken silently and its FIN is
+/// acknowledged (TIME-WAIT). It once got NotReady and the next window
+/// update a RST ("Connection reset by peer" in curl).
+#[test]
+fn a_fin_wait_2_checkpoint_is_held_quietly_until_the_clients_fin() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established_with(&fx, TcpConfig::default(), opts_all());
+    tcb.send(Bytes::from(pattern(1000))).expect("queued");
+    tcb.close();
+    let sent = drain(&mut tcb, fx.at(10));
+    assert!(sent.last().is_some_and(|s| s.flags.fin), "{sent:?}");
+    let mut all_acked = seg(SeqNum(CISN + 1), iss + 1002, &[]);
+    all_acked.options.timestamps = Some((1_010, 0));
+    send!(tcb, fx.at(20), all_acked);
+    assert_eq!(tcb.state(), State::FinWait2);
+    let e = tcb.export(fx.at(100));
+    assert_eq!(e.state, State::FinWait2);
+
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    assert_eq!(tcb.state(), State::FinWait2);
+    recv!(tcb, fx.at(5_000), nothing);
+    assert_eq!(events(&mut tcb), vec![]);
+    // A window update as the client's application reads: no answer.
+    let mut update = seg(SeqNum(CISN + 1), iss + 1002, &[]);
+    update.window = 4_000;
+    update.options.timestamps = Some((1_500, e.ts_last_sent));
+    send!(tcb, fx.at(5_010), update);
+    recv!(tcb, fx.at(5_010), nothing);
+    // Its FIN: acknowledged, TIME-WAIT, then closed normally.
+    let mut fin = seg(SeqNum(CISN + 1), iss + 1002, &[]);
+    fin.flags.fin = true;
+    fin.options.timestamps = Some((1_600, e.ts_last_sent));
+    send!(tcb, fx.at(5_020), fin);
+    let ack = recv!(tcb, fx.at(5_020));
+    assert!(ack.flags.ack && !ack.flags.rst, "{ack:?}");
+    assert_eq!(ack.ack, SeqNum(CISN + 2));
+    assert_eq!(ack.seq, iss + 1002);
+    assert_eq!(tcb.state(), State::TimeWait);
+    assert!(!events(&mut tcb).contains(&Event::NotReady));
 }
