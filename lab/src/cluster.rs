@@ -10,10 +10,10 @@ use crate::bail;
 use crate::error::{Context, Result};
 use tracing::{info, warn};
 
-use crate::boxconf::{box_toml, tls_toml, Backend, ClusterSecrets, SegmentMode};
+use crate::boxconf::{box_toml, tls_toml, BackFamily, Backend, ClusterSecrets, SegmentMode};
 use crate::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
-    CLIENT_ADDR, CLIENT_ADDR6, ORIGIN_ADDR,
+    CLIENT_ADDR, CLIENT_ADDR6, ORIGIN_ADDR, ORIGIN_ADDR6,
 };
 use crate::sys::{self, ip_in};
 use crate::{certs, objects, vm};
@@ -48,6 +48,9 @@ pub struct UpPlan {
     pub tls: bool,
     /// `lab up --vm`: boxes are QEMU VMs (see [`crate::vm`]).
     pub vm: bool,
+    /// `lab up --back-v6`: the back LAN is dual-stack and the boxes'
+    /// members, replication, Raft and admin API use its IPv6 addresses.
+    pub back: BackFamily,
 }
 
 /// What a running lab remembers about how it was built (`lab.state`).
@@ -188,6 +191,7 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
             plan.backend,
             plan.segment_mode,
             plan.tx_offload,
+            plan.back,
             &secrets,
         );
         if let Some(files) = tls.get(usize::from(n - 1)) {
@@ -369,6 +373,9 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
         &origin,
         &["addr", "add", &format!("{ORIGIN_ADDR}/24"), "dev", "eth0"],
     )?;
+    if plan.back == BackFamily::V6 {
+        enable_ipv6(&origin, "eth0", &format!("{ORIGIN_ADDR6}/64"))?;
+    }
     ip_in(&origin, &["link", "set", "dev", "eth0", "up"])?;
 
     // Boxes: front0 without any kernel address, back0 with one.
@@ -413,9 +420,26 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
                 "back0",
             ],
         )?;
+        if plan.back == BackFamily::V6 {
+            enable_ipv6(&ns, "back0", &format!("{}/64", plan.back.addr(n)))?;
+        }
         ip_in(&ns, &["link", "set", "dev", "back0", "up"])?;
     }
     Ok(())
+}
+
+/// IPv6 on `dev` of namespace `ns` with `cidr` as its only address: as the
+/// client's front address, no link-local address (no router solicitations
+/// or MLD of the kernel's own on the LAN) and no DAD (nothing else on the
+/// lab's LAN holds it, and it is usable at once).
+fn enable_ipv6(ns: &str, dev: &str, cidr: &str) -> Result<()> {
+    ip_in(ns, &["link", "set", "dev", dev, "addrgenmode", "none"])?;
+    sys::exec_in(
+        ns,
+        "sysctl",
+        &["-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=0")],
+    )?;
+    ip_in(ns, &["-6", "addr", "add", cidr, "dev", dev, "nodad"])
 }
 
 /// Starts the origin server and waits until it listens.
