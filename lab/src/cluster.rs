@@ -431,13 +431,20 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
 /// IPv6 on `dev` of namespace `ns` with `cidr` as its only address: as the
 /// client's front address, no link-local address (no router solicitations
 /// or MLD of the kernel's own on the LAN) and no DAD (nothing else on the
-/// lab's LAN holds it, and it is usable at once).
+/// lab's LAN holds it, and it is usable at once). IPv6 on `lo` too: the
+/// kernel delivers to the namespace's own addresses through `lo`, and a
+/// box's tools ask its admin API at its own back address (`baton admin`
+/// run in the box's namespace).
 fn enable_ipv6(ns: &str, dev: &str, cidr: &str) -> Result<()> {
     ip_in(ns, &["link", "set", "dev", dev, "addrgenmode", "none"])?;
     sys::exec_in(
         ns,
         "sysctl",
-        &["-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=0")],
+        &[
+            "-qw",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+            "net.ipv6.conf.lo.disable_ipv6=0",
+        ],
     )?;
     ip_in(ns, &["-6", "addr", "add", cidr, "dev", dev, "nodad"])
 }
