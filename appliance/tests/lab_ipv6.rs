@@ -422,13 +422,15 @@ fn lab_ipv6_edge_cases_off_link_nd_dad_probes_fragments_and_blind_packet_too_big
     curl6_identical(&g, 1, "1M.bin");
 }
 
-/// What box `n`'s back0 carries during `secs` seconds: the IPv4 packets
-/// other than origin fetches (port 80), as tcpdump prints them, and the
-/// number of IPv6 packets. Two tcpdumps in the box's namespace at once,
+/// What box `n`'s back0 carries during `secs` seconds: the IPv4 UDP and
+/// TCP packets other than origin fetches (port 80), as tcpdump prints
+/// them (what Baton's heartbeats, replication, Raft and admin API would
+/// send; the kernel's own IGMP and ARP are not theirs), and the number of
+/// IPv6 packets. Two tcpdumps in the box's namespace at once,
 /// so both see the same stretch of traffic.
 fn back_packets(g: &LabGuard, n: u8, secs: u32) -> (Vec<String>, u64) {
     let cmd = format!(
-        "timeout {secs} tcpdump -i back0 -nn -q -l 'ip and not tcp port 80' 2>/dev/null > /tmp/btv6r-v4.$$ & \
+        "timeout {secs} tcpdump -i back0 -nn -q -l 'ip and (udp or (tcp and not port 80))' 2>/dev/null > /tmp/btv6r-v4.$$ & \
          timeout {secs} tcpdump -i back0 -nn -q -l ip6 2>/dev/null | wc -l; wait; cat /tmp/btv6r-v4.$$; rm -f /tmp/btv6r-v4.$$"
     );
     let out = ok(g.exec(&format!("box{n}"), &["bash", "-c", &cmd]));
@@ -437,7 +439,13 @@ fn back_packets(g: &LabGuard, n: u8, secs: u32) -> (Vec<String>, u64) {
         .next()
         .and_then(|l| l.trim().parse().ok())
         .unwrap_or_else(|| panic!("tcpdump count on box{n}'s back0: {out:?}"));
-    (lines.map(str::to_string).collect(), v6)
+    (
+        lines
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        v6,
+    )
 }
 
 #[test]
