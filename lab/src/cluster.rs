@@ -374,7 +374,7 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
         &["addr", "add", &format!("{ORIGIN_ADDR}/24"), "dev", "eth0"],
     )?;
     if plan.back == BackFamily::V6 {
-        enable_ipv6(&origin, "eth0", &format!("{ORIGIN_ADDR6}/64"))?;
+        sys::enable_ipv6(&origin, "eth0", &format!("{ORIGIN_ADDR6}/64"))?;
     }
     ip_in(&origin, &["link", "set", "dev", "eth0", "up"])?;
 
@@ -421,32 +421,11 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
             ],
         )?;
         if plan.back == BackFamily::V6 {
-            enable_ipv6(&ns, "back0", &format!("{}/64", plan.back.addr(n)))?;
+            sys::enable_ipv6(&ns, "back0", &format!("{}/64", plan.back.addr(n)))?;
         }
         ip_in(&ns, &["link", "set", "dev", "back0", "up"])?;
     }
     Ok(())
-}
-
-/// IPv6 on `dev` of namespace `ns` with `cidr` as its only address: as the
-/// client's front address, no link-local address (no router solicitations
-/// or MLD of the kernel's own on the LAN) and no DAD (nothing else on the
-/// lab's LAN holds it, and it is usable at once). IPv6 on `lo` too: the
-/// kernel delivers to the namespace's own addresses through `lo`, and a
-/// box's tools ask its admin API at its own back address (`baton admin`
-/// run in the box's namespace).
-fn enable_ipv6(ns: &str, dev: &str, cidr: &str) -> Result<()> {
-    ip_in(ns, &["link", "set", "dev", dev, "addrgenmode", "none"])?;
-    sys::exec_in(
-        ns,
-        "sysctl",
-        &[
-            "-qw",
-            &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
-            "net.ipv6.conf.lo.disable_ipv6=0",
-        ],
-    )?;
-    ip_in(ns, &["-6", "addr", "add", cidr, "dev", dev, "nodad"])
 }
 
 /// Starts the origin server and waits until it listens.
