@@ -421,3 +421,123 @@ fn lab_ipv6_edge_cases_off_link_nd_dad_probes_fragments_and_blind_packet_too_big
     // And the box serves as before.
     curl6_identical(&g, 1, "1M.bin");
 }
+
+/// What box `n`'s back0 carries during `secs` seconds: the IPv4 UDP and
+/// TCP packets other than origin fetches (port 80), as tcpdump prints
+/// them (what Baton's heartbeats, replication, Raft and admin API would
+/// send; the kernel's own IGMP and ARP are not theirs), and the number of
+/// IPv6 packets. Two tcpdumps in the box's namespace at once,
+/// so both see the same stretch of traffic.
+fn back_packets(g: &LabGuard, n: u8, secs: u32) -> (Vec<String>, u64) {
+    let cmd = format!(
+        "timeout {secs} tcpdump -i back0 -nn -q -l 'ip and (udp or (tcp and not port 80))' 2>/dev/null > /tmp/btv6r-v4.$$ & \
+         timeout {secs} tcpdump -i back0 -nn -q -l ip6 2>/dev/null | wc -l; wait; cat /tmp/btv6r-v4.$$; rm -f /tmp/btv6r-v4.$$"
+    );
+    let out = ok(g.exec(&format!("box{n}"), &["bash", "-c", &cmd]));
+    let mut lines = out.lines();
+    let v6 = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("tcpdump count on box{n}'s back0: {out:?}"));
+    (
+        lines
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        v6,
+    )
+}
+
+#[test]
+fn lab_ipv6_back_lan_carries_replication_and_a_takeover() {
+    // `lab up --back-v6`: the boxes' members (heartbeats, replication, the
+    // view's Raft) and admin API are on 2001:2:0:19::/64; each box keeps
+    // its own segment, replicated over that LAN. Box 1 is killed mid-body
+    // of IPv4 and IPv6 downloads: the survivors' replicas carry them.
+    let g = LabGuard::up(
+        "btv6r",
+        &["--boxes", "3", "--segment-mode", "replicated", "--back-v6"],
+    );
+    let conf = std::fs::read_to_string(g.file("box2.toml")).expect("box2.toml");
+    assert!(
+        conf.contains("back_addr = \"[2001:2:0:19::11]:7400\"")
+            && conf.contains("listen = \"[2001:2:0:19::12]:9090\""),
+        "box2's members and admin API are on the IPv6 back LAN:\n{conf}"
+    );
+    // The admin API answers on its IPv6 address (box_metrics asks it).
+    let replicas_before: Vec<u64> = [2, 3]
+        .iter()
+        .map(|&n| metric_value(&box_metrics(&g, n), "baton_replication_slots_applied_total"))
+        .collect();
+
+    // Whatever the boxes say to each other on the back LAN is IPv6:
+    // besides origin fetches (IPv4 HTTP), not one IPv4 packet, while IPv6
+    // carries heartbeats (every 30 ms from each peer) and replication.
+    let (v4, v6) = back_packets(&g, 2, 2);
+    assert!(
+        v4.is_empty(),
+        "box2 exchanged IPv4 packets on the back LAN:\n{}",
+        v4.join("\n")
+    );
+    assert!(
+        v6 >= 40,
+        "box2 saw only {v6} IPv6 packets on the back LAN in 2 s"
+    );
+
+    let rst = RstCapture::start(&g);
+    let started = std::time::Instant::now();
+    let downloads: Vec<Download> = (0..12)
+        .map(|i| {
+            if i % 2 == 0 {
+                start_download_url(&g, i, url6(1, "/1M.bin"), "200K")
+            } else {
+                start_download(&g, i, 1, "1M.bin", "200K")
+            }
+        })
+        .collect();
+    let moved = when_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        started,
+        std::time::Duration::from_millis(2500),
+        |g| {
+            for (i, n) in [2usize, 3].into_iter().enumerate() {
+                let applied =
+                    metric_value(&box_metrics(g, n), "baton_replication_slots_applied_total");
+                assert!(
+                    applied >= replicas_before[i] + 12,
+                    "box{n}'s replica applied {} slots while box1 opened 12 connections",
+                    applied - replicas_before[i]
+                );
+            }
+            ok(g.lab(&["kill", "box1"]));
+        },
+    );
+    assert_all_identical(&g, downloads, "1M.bin");
+    assert_resumed(&g, &[2, 3], 0, moved);
+    assert!(
+        restored_by(&g, &[2, 3]) >= moved,
+        "the survivors restored fewer connections than were mid-body ({moved})"
+    );
+    let seen = rst.finish_counted();
+    assert!(
+        seen.resets.is_empty(),
+        "RSTs reached the client:\n{}",
+        seen.resets.join("\n")
+    );
+    assert!(
+        seen.client_fins_v6 >= 1 && seen.client_fins > seen.client_fins_v6,
+        "the capture saw {} client FINs, {} of them IPv6: it must see both families",
+        seen.client_fins,
+        seen.client_fins_v6
+    );
+    for n in 2..=3 {
+        let log = std::fs::read_to_string(g.file(&format!("box{n}.log"))).unwrap_or_default();
+        assert!(
+            log.contains("replicating the checkpoint segment"),
+            "box{n} replicates:\n{log}"
+        );
+    }
+}

@@ -3,7 +3,11 @@
 //! It writes text only: it must not start processes or touch namespaces.
 use std::fmt::Write as _;
 
-use crate::names::{box_back_addr, box_mac, box_service_addr, box_service_addr6, Lab, ORIGIN_ADDR};
+use std::net::{IpAddr, SocketAddr};
+
+use crate::names::{
+    box_back_addr, box_back_addr6, box_mac, box_service_addr, box_service_addr6, Lab, ORIGIN_ADDR,
+};
 
 /// Workers per lab box: the lab shares a small machine between its boxes.
 const LAB_WORKERS: usize = 1;
@@ -57,7 +61,30 @@ pub enum SegmentMode {
     Replicated,
 }
 
+/// Which family the boxes' back-LAN traffic uses (`lab up --back-v6`):
+/// heartbeats, replication, the view's Raft and the admin API. Origin
+/// fetches stay on IPv4 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackFamily {
+    /// 198.19.0.(10+N).
+    #[default]
+    V4,
+    /// 2001:2:0:19::(10+N).
+    V6,
+}
+
+impl BackFamily {
+    /// Box N's back-LAN address in this family.
+    pub fn addr(self, n: u8) -> IpAddr {
+        match self {
+            BackFamily::V4 => box_back_addr(n).into(),
+            BackFamily::V6 => box_back_addr6(n).into(),
+        }
+    }
+}
+
 /// The TOML text of box `id`'s configuration in a lab of `boxes` boxes.
+#[allow(clippy::too_many_arguments)]
 pub fn box_toml(
     lab: &Lab,
     id: u8,
@@ -65,6 +92,7 @@ pub fn box_toml(
     backend: Backend,
     segment_mode: SegmentMode,
     tx_offload: bool,
+    back: BackFamily,
     secrets: &ClusterSecrets,
 ) -> String {
     let mut s = String::new();
@@ -74,8 +102,8 @@ pub fn box_toml(
     for m in 1..=boxes {
         let _ = writeln!(
             s,
-            "[[cluster.members]]\nid = {m}\nback_addr = \"{}:7400\"\n",
-            box_back_addr(m)
+            "[[cluster.members]]\nid = {m}\nback_addr = \"{}\"\n",
+            SocketAddr::new(back.addr(m), 7400)
         );
     }
     let _ = writeln!(
@@ -128,8 +156,8 @@ pub fn box_toml(
     );
     let _ = writeln!(
         s,
-        "[admin]\nlisten = \"{}:9090\"\ntoken = \"{}\"",
-        box_back_addr(id),
+        "[admin]\nlisten = \"{}\"\ntoken = \"{}\"",
+        SocketAddr::new(back.addr(id), 9090),
         box_token(&secrets.token, id)
     );
     s
@@ -185,6 +213,7 @@ mod tests {
             Backend::Afpacket,
             SegmentMode::Shared,
             true,
+            BackFamily::V4,
             &secrets,
         );
         let v: toml::Value = toml::from_str(&text).expect("valid TOML");
@@ -228,6 +257,7 @@ mod tests {
             Backend::Afpacket,
             SegmentMode::Replicated,
             true,
+            BackFamily::V4,
             &secrets,
         );
         let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -236,6 +266,41 @@ mod tests {
             std::path::PathBuf::from("/dev/shm/baton-lab-bt-box2.seg.raft")
         );
         assert!(c.failure.detection_ms() >= c.raft.min_detection_ms(30));
+    }
+
+    #[test]
+    fn a_back_v6_replicated_config_puts_members_and_admin_on_ipv6_and_passes_check_config() {
+        let (lab, secrets) = lab_bt();
+        let text = box_toml(
+            &lab,
+            2,
+            3,
+            Backend::Afpacket,
+            SegmentMode::Replicated,
+            true,
+            BackFamily::V6,
+            &secrets,
+        );
+        let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let backs: Vec<String> = c
+            .cluster
+            .members
+            .iter()
+            .map(|m| m.back_addr.to_string())
+            .collect();
+        assert_eq!(
+            backs,
+            [
+                "[2001:2:0:19::11]:7400",
+                "[2001:2:0:19::12]:7400",
+                "[2001:2:0:19::13]:7400"
+            ]
+        );
+        assert_eq!(c.admin.listen.to_string(), "[2001:2:0:19::12]:9090");
+        assert!(
+            text.contains("origin = \"http://198.19.0.2:80\""),
+            "origin stays IPv4"
+        );
     }
 
     #[test]
@@ -248,6 +313,7 @@ mod tests {
             Backend::Dpdk,
             SegmentMode::Shared,
             true,
+            BackFamily::V4,
             &secrets,
         );
         let c = baton_config::parse(&text, "box3.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -275,6 +341,7 @@ mod tests {
             Backend::Afxdp,
             SegmentMode::Shared,
             true,
+            BackFamily::V4,
             &secrets,
         );
         let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -295,6 +362,7 @@ mod tests {
             Backend::Afpacket,
             SegmentMode::Shared,
             true,
+            BackFamily::V4,
             &secrets,
         );
         text.push_str(&tls_toml(&files));
@@ -313,7 +381,16 @@ mod tests {
             (true, Backend::Afpacket),
             (false, Backend::Dpdk),
         ] {
-            let text = box_toml(&lab, 1, 2, backend, SegmentMode::Shared, offload, &secrets);
+            let text = box_toml(
+                &lab,
+                1,
+                2,
+                backend,
+                SegmentMode::Shared,
+                offload,
+                BackFamily::V4,
+                &secrets,
+            );
             let c =
                 baton_config::parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert_eq!(c.dataplane.tx_offload, offload, "{text}");

@@ -117,6 +117,12 @@ struct UpArgs {
     /// every box config (HTTPS is not served yet: issue 14).
     #[arg(long)]
     tls: bool,
+    /// Run the back LAN over IPv6 too: boxes get 2001:2:0:19::(10+N)/64 on
+    /// back0 and the origin 2001:2:0:19::2/64 beside their IPv4 addresses,
+    /// and every box's members (heartbeats, replication, Raft) and admin
+    /// API use the IPv6 ones. Origin fetches stay IPv4. Not with --vm.
+    #[arg(long, conflicts_with = "vm")]
+    back_v6: bool,
 }
 
 /// Seconds `up` and `start` wait for a box process to be ready.
@@ -162,6 +168,11 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
                     })),
                     tls: a.tls,
                     vm: a.vm,
+                    back: if a.back_v6 {
+                        boxconf::BackFamily::V6
+                    } else {
+                        boxconf::BackFamily::V4
+                    },
                 },
             )
         }

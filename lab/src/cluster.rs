@@ -10,10 +10,10 @@ use crate::bail;
 use crate::error::{Context, Result};
 use tracing::{info, warn};
 
-use crate::boxconf::{box_toml, tls_toml, Backend, ClusterSecrets, SegmentMode};
+use crate::boxconf::{box_toml, tls_toml, BackFamily, Backend, ClusterSecrets, SegmentMode};
 use crate::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
-    CLIENT_ADDR, CLIENT_ADDR6, ORIGIN_ADDR,
+    CLIENT_ADDR, CLIENT_ADDR6, ORIGIN_ADDR, ORIGIN_ADDR6,
 };
 use crate::sys::{self, ip_in};
 use crate::{certs, objects, vm};
@@ -48,6 +48,9 @@ pub struct UpPlan {
     pub tls: bool,
     /// `lab up --vm`: boxes are QEMU VMs (see [`crate::vm`]).
     pub vm: bool,
+    /// `lab up --back-v6`: the back LAN is dual-stack and the boxes'
+    /// members, replication, Raft and admin API use its IPv6 addresses.
+    pub back: BackFamily,
 }
 
 /// What a running lab remembers about how it was built (`lab.state`).
@@ -191,6 +194,7 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
             plan.backend,
             plan.segment_mode,
             plan.tx_offload,
+            plan.back,
             &secrets,
         );
         if let Some(files) = tls.get(usize::from(n - 1)) {
@@ -372,6 +376,9 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
         &origin,
         &["addr", "add", &format!("{ORIGIN_ADDR}/24"), "dev", "eth0"],
     )?;
+    if plan.back == BackFamily::V6 {
+        sys::enable_ipv6(&origin, "eth0", &format!("{ORIGIN_ADDR6}/64"))?;
+    }
     ip_in(&origin, &["link", "set", "dev", "eth0", "up"])?;
 
     // Boxes: front0 without any kernel address, back0 with one.
@@ -416,6 +423,9 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
                 "back0",
             ],
         )?;
+        if plan.back == BackFamily::V6 {
+            sys::enable_ipv6(&ns, "back0", &format!("{}/64", plan.back.addr(n)))?;
+        }
         ip_in(&ns, &["link", "set", "dev", "back0", "up"])?;
     }
     Ok(())

@@ -17,6 +17,10 @@ pub const RUN_ROOT: &str = "/run/baton-lab";
 /// The origin's address on the back LAN.
 pub const ORIGIN_ADDR: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
 
+/// The origin's IPv6 address on the back LAN (`lab up --back-v6`), a /64
+/// of RFC 5180's range apart from the front's `2001:2:0:18::/64`.
+pub const ORIGIN_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x19, 0, 0, 0, 2);
+
 /// The client's first address on the front LAN.
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 100);
 
@@ -120,6 +124,12 @@ pub fn box_service_addr6(n: u8) -> Ipv6Addr {
 /// Box N's kernel address on the back LAN.
 pub fn box_back_addr(n: u8) -> Ipv4Addr {
     Ipv4Addr::new(198, 19, 0, 10 + n)
+}
+
+/// Box N's IPv6 address on the back LAN (`lab up --back-v6`),
+/// `2001:2:0:19::(10+N)`, in decimal digits as the front one.
+pub fn box_back_addr6(n: u8) -> Ipv6Addr {
+    Ipv6Addr::new(0x2001, 2, 0, 0x19, 0, 0, 0, 0x10 + u16::from(n))
 }
 
 /// Box N's fixed front MAC, 02:ba:70:00:00:0N (locally administered).
@@ -285,6 +295,8 @@ mod tests {
     fn box_addresses_follow_lab_md() {
         assert_eq!(box_service_addr(1).to_string(), "198.18.0.11");
         assert_eq!(box_back_addr(3).to_string(), "198.19.0.13");
+        assert_eq!(box_back_addr6(3).to_string(), "2001:2:0:19::13");
+        assert_eq!(ORIGIN_ADDR6.to_string(), "2001:2:0:19::2");
         assert_eq!(box_mac(2), "02:ba:70:00:00:02");
     }
 

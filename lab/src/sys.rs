@@ -295,6 +295,27 @@ pub fn netns_pids(ns: &str) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// IPv6 on `dev` of namespace `ns` with `cidr` as its only address: as the
+/// client's front address, no link-local address (no router solicitations
+/// or MLD of the kernel's own on the LAN) and no DAD (nothing else on the
+/// lab's LAN holds it, and it is usable at once). IPv6 on `lo` too: the
+/// kernel delivers to the namespace's own addresses through `lo`, and a
+/// box's tools ask its admin API at its own back address (`baton admin`
+/// run in the box's namespace).
+pub fn enable_ipv6(ns: &str, dev: &str, cidr: &str) -> Result<()> {
+    ip_in(ns, &["link", "set", "dev", dev, "addrgenmode", "none"])?;
+    exec_in(
+        ns,
+        "sysctl",
+        &[
+            "-qw",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+            "net.ipv6.conf.lo.disable_ipv6=0",
+        ],
+    )?;
+    ip_in(ns, &["-6", "addr", "add", cidr, "dev", dev, "nodad"])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,22 +19,32 @@
 //! | 40 | identity seqlock (u64, odd while MAC/IPs change) |
 //! | 48 | MAC (low 48 bits of a u64, first octet in the lowest byte) |
 //! | 56 | service IP count (bits 0..8) and v6 flags (bit 8+i for IP i) |
-//! | 64 | 4 × 16 bytes of service IPs (v4 in the first 4 bytes) |
+//! | 64 | service IPs 0..4, 16 bytes each (v4 in the first 4 bytes) |
 //! | 128 | load version (u32: 0 none published, 1 this layout) |
 //! | 132 | worker busy fraction, parts per million (u32) |
 //! | 136 | bytes per second served (u64) |
+//! | 144 | reserved (zero), room for more load words |
+//! | 192 | service IPs 4..8, 16 bytes each |
 //!
 //! The load words were added to the reserved tail (layout unchanged for
 //! older readers, who never look there; an older writer leaves version 0,
-//! read as "no load published").
+//! read as "no load published"). Service IPs 4..8 came with layout
+//! version 5: a box that inherits two dual-stack boxes holds six
+//! addresses, and its own successor must find all of them here. A
+//! version-4 reader would reject a count above 4 as corrupt, hence the
+//! version bump rather than a silent extension.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{fence, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use crate::segment::Region;
 
-/// Service IPs a box table entry can hold.
-pub const MAX_SERVICE_IPS: usize = 4;
+/// Service IPs a box table entry can hold: a dual-stack box and three
+/// dual-stack boxes it inherited (or any eight addresses).
+pub const MAX_SERVICE_IPS: usize = 8;
+/// Service IPs in the entry's first block (offset 64); the rest follow at
+/// [`E_IPS_HIGH`].
+const IPS_LOW: usize = 4;
 
 const E_HEARTBEAT: usize = 0;
 const E_HEARTBEAT_MS: usize = 8;
@@ -49,6 +59,20 @@ const E_IPS: usize = 64;
 const E_LOAD_VERSION: usize = 128;
 const E_LOAD_BUSY: usize = 132;
 const E_LOAD_BPS: usize = 136;
+const E_IPS_HIGH: usize = 192;
+
+// Every service IP fits the entry, and the high block starts past the load words.
+const _: () = assert!(ip_offset(MAX_SERVICE_IPS - 1) + 16 <= crate::segment::BOX_ENTRY_SIZE);
+const _: () = assert!(E_IPS_HIGH >= E_LOAD_BPS + 8);
+
+/// Offset of service IP `i` (0..MAX_SERVICE_IPS) in the entry.
+const fn ip_offset(i: usize) -> usize {
+    if i < IPS_LOW {
+        E_IPS + i * 16
+    } else {
+        E_IPS_HIGH + (i - IPS_LOW) * 16
+    }
+}
 
 /// The load layout this build writes (`E_LOAD_VERSION`).
 pub const LOAD_VERSION: u32 = 1;
@@ -320,10 +344,10 @@ impl Region {
             let (lo, hi) = bytes.split_at(8);
             let mut w = [0u8; 8];
             w.copy_from_slice(lo);
-            self.entry_u64(E_IPS + i * 16)
+            self.entry_u64(ip_offset(i))
                 .store(u64::from_le_bytes(w), Ordering::Relaxed);
             w.copy_from_slice(hi);
-            self.entry_u64(E_IPS + i * 16 + 8)
+            self.entry_u64(ip_offset(i) + 8)
                 .store(u64::from_le_bytes(w), Ordering::Relaxed);
         }
         self.entry_u64(E_IP_META).store(meta, Ordering::Relaxed);
@@ -366,7 +390,9 @@ impl Region {
             let meta = self.entry_u64(E_IP_META).load(Ordering::Relaxed);
             let mut words = [0u64; MAX_SERVICE_IPS * 2];
             for (i, w) in words.iter_mut().enumerate() {
-                *w = self.entry_u64(E_IPS + i * 8).load(Ordering::Relaxed);
+                *w = self
+                    .entry_u64(ip_offset(i / 2) + (i % 2) * 8)
+                    .load(Ordering::Relaxed);
             }
             fence(Ordering::Acquire);
             if seq.load(Ordering::Relaxed) != s1 {

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::os::unix::fs::FileExt;
 
 use baton_shmem::segment::HEADER_SIZE;
-use baton_shmem::{BoxState, BoxTableError, Layout, Segment, SegmentError, SLOT_SIZE};
+use baton_shmem::{BoxLoad, BoxState, BoxTableError, Layout, Segment, SegmentError, SLOT_SIZE};
 use common::{http_record, TempSeg};
 
 const SMALL: Layout = Layout {
@@ -208,11 +208,51 @@ fn mac_service_ips_and_counters_round_trip() {
     assert_eq!(info.service_ips, ips);
     assert_eq!(info.connections, 3);
     assert_eq!(info.checkpoints, 40);
-    let five = vec![ips[0]; 5];
+    let nine = vec![ips[0]; 9];
     assert_eq!(
-        r.set_identity(mac, &five),
-        Err(BoxTableError::TooManyIps(5))
+        r.set_identity(mac, &nine),
+        Err(BoxTableError::TooManyIps(9))
     );
+}
+
+/// A box that inherited two dual-stack boxes holds six addresses; a third
+/// dual-stack inheritance makes eight: every one must be in the entry, in
+/// order and with its family, for the box that later takes over from it.
+#[test]
+fn eight_dual_stack_addresses_fit_and_keep_the_load_words() {
+    let t = TempSeg::new("ident8");
+    let s = Segment::open_or_create(t.path(), SMALL).unwrap();
+    let r = s.region(2).unwrap();
+    r.set_load(BoxLoad {
+        bytes_per_sec: 123_456_789,
+        busy_ppm: 250_000,
+    });
+    let ips: Vec<IpAddr> = (1..=4u8)
+        .flat_map(|n| {
+            [
+                format!("198.18.0.{}", 10 + n).parse().unwrap(),
+                format!("2001:2:0:18::{}", 10 + n).parse().unwrap(),
+            ]
+        })
+        .collect();
+    let mac = [0x02, 0xba, 0x70, 0, 0, 0x02];
+    r.set_identity(mac, &ips[..6]).unwrap();
+    assert_eq!(s.box_info(2).unwrap().service_ips, ips[..6]);
+    r.set_identity(mac, &ips).unwrap();
+    let info = s.box_info(2).unwrap();
+    assert_eq!(info.service_ips, ips);
+    assert_eq!(info.mac, mac);
+    // The high IP block lies past the load words: neither clobbers the other.
+    assert_eq!(
+        info.load,
+        Some(BoxLoad {
+            bytes_per_sec: 123_456_789,
+            busy_ppm: 250_000
+        })
+    );
+    // Shrinking back (an address handed back) leaves no stale entries.
+    r.set_identity(mac, &ips[..2]).unwrap();
+    assert_eq!(s.box_info(2).unwrap().service_ips, ips[..2]);
 }
 
 fn region_offset(l: Layout, id: u16) -> u64 {

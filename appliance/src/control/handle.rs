@@ -256,8 +256,23 @@ impl Control {
                 ips.push(*ip);
             }
         }
+        // Beyond the entry's capacity the last inherited addresses are left
+        // out (ours come first): this box still answers for them, but a box
+        // taking over from it will not know them. Said loudly, never hidden.
+        if ips.len() > baton_shmem::MAX_SERVICE_IPS {
+            let left_out: Vec<String> = ips
+                .split_off(baton_shmem::MAX_SERVICE_IPS)
+                .iter()
+                .map(IpAddr::to_string)
+                .collect();
+            warn!(
+                max = baton_shmem::MAX_SERVICE_IPS,
+                left_out = %left_out.join(" "),
+                "box table full: inherited addresses not published for our successor"
+            );
+        }
         if let Err(err) = self.region.set_identity(info.mac, &ips) {
-            warn!(%err, "cannot publish inherited addresses (box table holds at most 4)");
+            warn!(%err, "cannot publish inherited addresses");
         }
     }
 }

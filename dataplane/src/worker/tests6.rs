@@ -460,3 +460,40 @@ fn restored_ipv6_connection_solicits_its_client_and_probes_once_it_answers() {
     assert_eq!(probes[0].1.seq.0, 89_999);
     assert_eq!(w.counters().drop_no_neighbour, 0);
 }
+
+/// Every unknown segment belongs to an orphan another survivor took over.
+struct Forwarder;
+const OTHER_SURVIVOR: MacAddr = MacAddr([2, 0, 0, 0, 0, 0x0c]);
+impl App for Forwarder {
+    fn on_accept(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_closed(&mut self, _: ConnId, _: CloseReason, _: &mut Ctx<'_>) {}
+    fn on_unknown_segment(&mut self, _: FourTuple, _: bool) -> crate::app::UnknownAction {
+        crate::app::UnknownAction::Forward(OTHER_SURVIVOR)
+    }
+}
+
+#[test]
+fn segment_of_an_ipv6_orphan_held_by_another_survivor_is_forwarded_unchanged() {
+    // The survivor that inherited the dead box's IPv6 address receives
+    // the client's frames for a connection another survivor restored: it
+    // hands each over at layer 2, IPv6 header and segment untouched, and
+    // answers nothing itself (no RST, no ACK).
+    let now = Instant::now();
+    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let cfg = WorkerConfig::for_test(vec![IpAddr::V6(SERVICE)]);
+    let mut w = Worker::new(port, Forwarder, cfg, now);
+    let seg = client_segment(40_000, 1000, 5000, ACK, Options::default());
+    wire.send(seg.clone()).unwrap();
+    w.poll(now).unwrap();
+    let out = wire.drain();
+    assert_eq!(out.len(), 1, "one frame out: the forwarded one");
+    assert_eq!(&out[0][0..6], &OTHER_SURVIVOR.0, "to the other survivor");
+    assert_eq!(&out[0][6..12], &BOX_MAC.0, "from us");
+    assert_eq!(&out[0][12..], &seg[12..], "IPv6 and TCP untouched");
+    assert_eq!(w.counters().tcp_forwarded, 1);
+    assert!(tcp_out(&out)
+        .iter()
+        .all(|(mac, s)| *mac == OTHER_SURVIVOR && !s.flags.rst));
+}
