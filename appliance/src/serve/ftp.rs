@@ -114,9 +114,14 @@ pub struct FtpConns {
     worker: usize,
     epoch: Instant,
     registered: bool,
+    /// When the sessions' idle limits were last looked at (virtual ms).
+    last_tick: u64,
     controls: HashMap<ConnId, Control>,
     datas: HashMap<ConnId, DataConn>,
 }
+
+/// How often idle limits are checked, virtual milliseconds.
+const TICK_MS: u64 = 1000;
 
 /// Largest piece of an object sent at once.
 const CHUNK: usize = 64 * 1024;
@@ -136,6 +141,7 @@ impl FtpConns {
             worker,
             epoch: Instant::now(),
             registered: false,
+            last_tick: 0,
             controls: HashMap::new(),
             datas: HashMap::new(),
         }
@@ -315,6 +321,12 @@ impl FtpConns {
         }
         self.report_acknowledged(ctx);
         let now = self.ms(ctx);
+        // Idle limits are in seconds or minutes: a look per second is
+        // enough, and a busy worker turns thousands of times a second.
+        if now.saturating_sub(self.last_tick) < TICK_MS {
+            return;
+        }
+        self.last_tick = now;
         let ids: Vec<ConnId> = self.controls.keys().copied().collect();
         for conn in ids {
             if let Some(c) = self.controls.get_mut(&conn) {
