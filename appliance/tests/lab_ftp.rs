@@ -42,6 +42,8 @@ fn metric(g: &LabGuard, name: &str) -> u64 {
 #[test]
 fn lab_ftp_clients_download_every_object_byte_identical() {
     let g = LabGuard::up("btftp1", &["--boxes", "1"]);
+    // Control and data connections end with FINs, never a reset.
+    let rst = RstCapture::start(&g);
     for name in ["1K.bin", "1M.bin", "50M.bin", "100M.bin"] {
         // EPSV (curl's default), then PASV (--disable-epsv).
         let body = curl_ftp(&g, name, &[]);
@@ -114,6 +116,8 @@ fn lab_ftp_clients_download_every_object_byte_identical() {
     }
     let transfers = metric(&g, "baton_ftp_transfers_total");
     assert!(transfers >= 13, "the box counted {transfers} FTP transfers");
+    // Each transfer's control and data connection, closed by the client.
+    rst.assert_none_with_fins(20);
 }
 
 #[test]

@@ -432,6 +432,11 @@ impl FtpConns {
                 };
                 self.pump(conn, ctx);
             }
+            DataEvent::Close if matches!(d.stream, Stream::Finished) => {
+                // The 226 went out after our FIN was acknowledged: the
+                // client closes its side; a reset now would be a lie.
+                d.ctl = None;
+            }
             DataEvent::Refuse | DataEvent::Close => {
                 d.ctl = None;
                 ctx.abort(conn);
