@@ -473,6 +473,12 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
         // HTTPS beside HTTP (issue 14).
         opts.listen_ports.push(config.tls.port);
     }
+    if config.ftp.enabled {
+        // FTP's control port and its passive data ports (issue 17).
+        opts.listen_ports.push(config.ftp.port);
+        opts.listen_ports
+            .extend(config.ftp.passive_port_min..=config.ftp.passive_port_max);
+    }
     // Limits are per box in the config, per worker in the dataplane.
     opts.max_connections = config
         .limits
@@ -540,6 +546,7 @@ fn start_dataplane(
         limits: Limits::from_config(&config.limits),
         max_sessions: opts.max_connections,
         tls,
+        ftp: crate::serve::ftp::FtpServe::from_config(config),
     };
     let cadence = Cadence::from_config(&config.checkpoint);
     let checkpoints = config.checkpoint.enabled;

@@ -11,6 +11,10 @@ use crate::names::{
 
 /// Workers per lab box: the lab shares a small machine between its boxes.
 const LAB_WORKERS: usize = 1;
+/// The lab boxes' FTP passive ports (LAB.md).
+pub const LAB_FTP_PASSIVE_MIN: u16 = 40000;
+/// Last of them.
+pub const LAB_FTP_PASSIVE_MAX: u16 = 40031;
 /// MiB each lab box's EAL reserves on the DPDK backend (no hugepages, so
 /// ordinary memory): room for the mbuf pool and the EAL's own heap.
 const LAB_DPDK_MEMORY_MB: u32 = 128;
@@ -153,6 +157,12 @@ pub fn box_toml(
     let _ = writeln!(
         s,
         "[cache]\norigin = \"http://{ORIGIN_ADDR}:80\"\nmemory_bytes = \"512MiB\"\n"
+    );
+    // FTP beside HTTP (issue 17), with a passive range small enough to
+    // read in a capture.
+    let _ = writeln!(
+        s,
+        "[ftp]\nenabled = true\nport = 21\npassive_port_min = {LAB_FTP_PASSIVE_MIN}\npassive_port_max = {LAB_FTP_PASSIVE_MAX}\n"
     );
     let _ = writeln!(
         s,

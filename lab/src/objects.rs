@@ -160,8 +160,27 @@ pub fn install(cache: &Path, objects_dir: &Path, sha_file: &Path) -> Result<()> 
     }
     fs::copy(cache.join("objects.sha256"), sha_file)
         .with_context(|| format!("cannot write {}", sha_file.display()))?;
-    Ok(())
+    write_ftp_index(objects_dir)
 }
+
+/// The origin's index of its objects, which a box's FTP catalog reads
+/// (`/.ftp-index`: `name size mtime` a line; appliance `serve::ftp_index`).
+fn write_ftp_index(objects_dir: &Path) -> Result<()> {
+    let mut text = String::from("# name size mtime (issue 17: the FTP catalog)\n");
+    for (name, size) in OBJECTS {
+        let mtime = fs::metadata(objects_dir.join(name))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        text.push_str(&format!("{name} {size} {mtime}\n"));
+    }
+    let path = objects_dir.join(FTP_INDEX);
+    fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The index's file name in the origin's folder.
+pub const FTP_INDEX: &str = ".ftp-index";
 
 #[cfg(test)]
 mod tests {

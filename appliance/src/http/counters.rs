@@ -154,6 +154,24 @@ counters! {
     /// HTTPS connections taken over but reset: no TLS block (handshake), a block that
     /// does not open with the cluster key, or a client position outside a body.
     tls_not_resumed => "baton_tls_not_resumed_total",
+    /// FTP control connections accepted (issue 17).
+    ftp_sessions => "baton_ftp_sessions_total",
+    /// FTP command lines processed.
+    ftp_commands => "baton_ftp_commands_total",
+    /// FTP command lines refused, by cause: over `ftp.max_command_bytes` (500).
+    ftp_overlong => "baton_ftp_refused_total" { "cause" = "overlong" },
+    /// FTP command lines refused, by cause: PORT/EPRT to another address (bounce, RFC 2577).
+    ftp_bounces => "baton_ftp_refused_total" { "cause" = "bounce" },
+    /// FTP command lines refused, by cause: unknown, unimplemented or malformed (500/501/502/504).
+    ftp_rejected => "baton_ftp_refused_total" { "cause" = "command" },
+    /// FTP data connections reset: from another address than the session's client.
+    ftp_foreign_data => "baton_ftp_data_refused_total" { "cause" = "foreign" },
+    /// FTP data connections reset: to a passive port no session waits on.
+    ftp_unclaimed_data => "baton_ftp_data_refused_total" { "cause" = "unclaimed" },
+    /// FTP transfers completed (226 sent).
+    ftp_transfers => "baton_ftp_transfers_total",
+    /// Bytes sent on FTP data connections (objects and listings).
+    ftp_data_bytes => "baton_ftp_data_bytes_total",
     /// 304 answers.
     not_modified,
     /// 412 answers (If-Match / If-Unmodified-Since failed).

@@ -9,6 +9,9 @@
 //! either: HTTP's rules are the sessions', TCP's the dataplane's, and which
 //! orphan is whose the control core's (`crate::orphans`).
 pub(crate) mod checkpoint;
+pub mod ftp;
+pub mod ftp_hub;
+mod ftp_index;
 pub mod tls;
 
 use std::any::Any;
@@ -60,6 +63,8 @@ pub struct CacheApp {
     tls: Option<TlsConns>,
     /// The HTTP driver's context (TLS counts go with HTTP's).
     counters: Arc<crate::http::context::WorkerContext>,
+    /// FTP connections (none when `[ftp]` is off).
+    ftp: Option<ftp::FtpConns>,
 }
 
 /// What every worker's app shares with the rest of the box.
@@ -79,6 +84,8 @@ pub struct BoxShared {
     pub max_sessions: usize,
     /// HTTPS settings, built once at start (`None`: `[tls]` is off).
     pub tls: Option<Arc<TlsServe>>,
+    /// The FTP service (`None`: `[ftp]` is off).
+    pub ftp: Option<Arc<ftp::FtpServe>>,
 }
 
 impl CacheApp {
@@ -96,6 +103,10 @@ impl CacheApp {
         );
         shared.http_workers.register(Arc::clone(http.context()));
         let counters = Arc::clone(http.context());
+        let ftp = shared.ftp.clone().map(|f| {
+            let cache = Arc::clone(&shared.cache);
+            ftp::FtpConns::new(f, cache, Arc::clone(&counters), worker)
+        });
         CacheApp {
             http,
             waker,
@@ -105,6 +116,7 @@ impl CacheApp {
             test_panic: None,
             tls: shared.tls.clone().map(TlsConns::new),
             counters,
+            ftp,
         }
     }
 
@@ -295,10 +307,24 @@ impl Transport for CtxTransport<'_, '_> {
     }
 }
 
+/// FTP's connections go to [`ftp::FtpConns`] and skip the rest (a macro:
+/// one line at the top of each callback).
+macro_rules! ftp_owns {
+    ($app:expr, $conn:expr) => {
+        $app.ftp.as_ref().is_some_and(|f| f.owns($conn))
+    };
+}
+
 impl App for CacheApp {
     fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(p) = self.test_panic.as_mut() {
             p.accepted();
+        }
+        if let Some(f) = self.ftp.as_mut() {
+            if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
+                f.on_accept(conn, ctx);
+                return;
+            }
         }
         let now = ctx.now();
         if self.on_tls_port(ctx, conn) {
@@ -324,6 +350,9 @@ impl App for CacheApp {
     }
 
     fn on_readable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
+            return f.on_readable(conn, ctx);
+        }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         t.flush(conn);
@@ -337,6 +366,9 @@ impl App for CacheApp {
     }
 
     fn on_writable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
+            return f.on_writable(conn, ctx);
+        }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         t.flush(conn);
@@ -354,6 +386,9 @@ impl App for CacheApp {
     }
 
     fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
+            return f.on_peer_closed(conn, ctx);
+        }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         self.http.on_peer_closed(conn, &mut t, now);
@@ -366,6 +401,9 @@ impl App for CacheApp {
     }
 
     fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
+        if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
+            return f.on_closed(conn, reason);
+        }
         if self.restoring.remove(&conn).is_some() {
             if reason == CloseReason::NotReady {
                 info!(tuple = ?_ctx.tuple(conn), ?reason, "restored connection could not resume (seed Fig. 6, not ready)");
@@ -385,6 +423,10 @@ impl App for CacheApp {
     }
 
     fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        if ftp_owns!(self, conn) {
+            // Not checkpointed yet (serve::ftp).
+            return;
+        }
         // The final checkpoint must cover what TCP acknowledged: an
         // upload's body bytes still in the receive queue go to the spool
         // first (without ack_after_commit they are acknowledged already).
@@ -509,5 +551,8 @@ impl App for CacheApp {
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         self.http.poll(&mut t, now);
+        if let Some(f) = self.ftp.as_mut() {
+            f.poll(ctx);
+        }
     }
 }

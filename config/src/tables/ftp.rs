@@ -17,7 +17,7 @@ table! {
     /// `[ftp]`: read-only anonymous FTP on the service IPs.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct FtpConfig: Default {
-        /// Serve FTP at all (issue 17; the dataplane does not serve it yet).
+        /// Serve FTP at all (issue 17; not taken over yet).
         enabled: bool = or(false, boolean),
         /// TCP port of the FTP control connection on every service IP.
         port: u16 = or(DEFAULT_FTP_PORT, int_in(1, 65535)),
