@@ -38,6 +38,7 @@ pub mod driver;
 pub mod error;
 pub mod impair;
 pub mod names;
+mod nginx;
 pub mod objects;
 pub mod origin;
 pub mod sys;
