@@ -298,6 +298,24 @@ impl DirectionKeys {
             .map_err(|_| TlsError::Crypto("seal"))
     }
 
+    /// Seals `out[from..]` in place and appends the tag to `out`: a record
+    /// is sealed where it will be sent from, with no buffer of its own.
+    pub fn seal_tail(
+        &self,
+        nonce: [u8; IV_LEN],
+        aad: &[u8],
+        out: &mut Vec<u8>,
+        from: usize,
+    ) -> Result<(), TlsError> {
+        let tail = out.get_mut(from..).ok_or(TlsError::Crypto("seal"))?;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), tail)
+            .map_err(|_| TlsError::Crypto("seal"))?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
     /// Opens `in_out` (ciphertext ‖ tag) in place; returns the plaintext
     /// length. A wrong tag is `BadRecordMac`.
     pub fn open_with(

@@ -51,6 +51,23 @@ pub fn seal(
     if plaintext.len() > MAX_PLAINTEXT {
         return Err(TlsError::RecordOverflow(plaintext.len()));
     }
+    let start = out.len();
+    let sealed = seal_into(keys, version, seq, content_type, plaintext, out);
+    if sealed.is_err() {
+        // A half-written record must not reach the wire.
+        out.truncate(start);
+    }
+    sealed
+}
+
+fn seal_into(
+    keys: &DirectionKeys,
+    version: Version,
+    seq: u64,
+    content_type: u8,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), TlsError> {
     let nonce = keys.nonce(seq);
     match version {
         Version::Tls13 => {
@@ -58,23 +75,25 @@ pub fn seal(
             // is always application_data and the header is the AAD.
             let len = plaintext.len() + 1 + TAG_LEN;
             let header = header(content::APPLICATION_DATA, len);
-            let mut buf = Vec::with_capacity(len);
-            buf.extend_from_slice(plaintext);
-            buf.push(content_type);
-            keys.seal_with(nonce, &header, &mut buf)?;
+            // Sealed in place at the end of `out`: no buffer per record.
+            out.reserve(HEADER_LEN + len);
             out.extend_from_slice(&header);
-            out.extend_from_slice(&buf);
+            let from = out.len();
+            out.extend_from_slice(plaintext);
+            out.push(content_type);
+            keys.seal_tail(nonce, &header, out, from)?;
         }
         Version::Tls12 => {
             let explicit = keys.aead().tls12_explicit_len();
             let aad = tls12_aad(seq, content_type, plaintext.len());
-            let mut buf = plaintext.to_vec();
-            keys.seal_with(nonce, &aad, &mut buf)?;
-            out.extend_from_slice(&header(content_type, explicit + buf.len()));
+            out.reserve(HEADER_LEN + explicit + plaintext.len() + TAG_LEN);
+            out.extend_from_slice(&header(content_type, explicit + plaintext.len() + TAG_LEN));
             // GCM: the explicit nonce is the last 8 bytes of the nonce
             // (rustls' construction, unique per sequence number).
             out.extend_from_slice(&nonce[12 - explicit..]);
-            out.extend_from_slice(&buf);
+            let from = out.len();
+            out.extend_from_slice(plaintext);
+            keys.seal_tail(nonce, &aad, out, from)?;
         }
     }
     Ok(())

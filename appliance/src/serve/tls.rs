@@ -615,9 +615,12 @@ impl<T: Transport<Conn = ConnId> + TlsBlockSink> Transport for TlsTransport<'_, 
             return 0;
         };
         let n = buf.len().min(c.plain.len());
-        for (dst, src) in buf.iter_mut().zip(c.plain.drain(..n)) {
-            *dst = src;
-        }
+        // Two slice copies, not a byte at a time through the iterator.
+        let (a, b) = c.plain.as_slices();
+        let na = n.min(a.len());
+        buf[..na].copy_from_slice(&a[..na]);
+        buf[na..n].copy_from_slice(&b[..n - na]);
+        c.plain.drain(..n);
         n
     }
 
