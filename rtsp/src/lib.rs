@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod checkpoint;
+pub mod conn;
 pub mod flow;
 pub mod npt;
 pub mod pacing;
@@ -29,6 +30,7 @@ pub mod transport;
 pub mod ts;
 
 pub use checkpoint::{DecodeError, FlowRecord};
+pub use conn::{Conn, Dest, Lookup};
 pub use flow::{FlowConfig, RtpFlow};
 pub use request::{parse, Limits, Message, Method, ParseError, Request};
 pub use response::Response;
