@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use crate::bundle::BundleRecord;
 use crate::checkpoint::FlowRecord;
 use crate::flow::{FlowConfig, RtpFlow};
 use crate::request::{parse, Limits, Message};
@@ -227,6 +228,46 @@ impl Conn {
                 interleave(rtp, &pkt, out).map(|()| Dest::Tcp)
             }
         }
+    }
+
+    /// The bundle's record: session and flow, for the control
+    /// connection's checkpoint.
+    pub fn checkpoint(&self) -> BundleRecord {
+        let cfg = self.session.config();
+        BundleRecord {
+            session_id: cfg.session_id,
+            ssrc: cfg.ssrc,
+            session: self.session.snapshot(),
+            flow: self.flow_record(),
+        }
+    }
+
+    /// The connection a survivor goes on with: `cfg`'s addresses and
+    /// ports with the record's session id and SSRC; the flow, if any,
+    /// continues at `now_us` from the record's packet with its sequence
+    /// numbers and timestamps. `None` when the object is no longer found
+    /// (the caller resets the connection: better than a silent stream).
+    pub fn restore(
+        mut cfg: Config,
+        flow_cfg: FlowConfig,
+        limits: Limits,
+        mut lookup: Lookup,
+        rec: &BundleRecord,
+        now_us: u64,
+    ) -> Option<Conn> {
+        cfg.session_id = rec.session_id;
+        cfg.ssrc = rec.ssrc;
+        let object = match rec.session.path.as_deref() {
+            Some(p) => Some(lookup(p)?),
+            None => None,
+        };
+        let flow = rec.flow.map(|f| RtpFlow::restore(flow_cfg, &f, now_us));
+        let mut conn = Conn::new(cfg, flow_cfg, limits, lookup);
+        conn.session = Session::restore(cfg, &rec.session, now_us / 1000);
+        conn.media.object = object;
+        conn.media.flow = flow;
+        conn.media.transport = rec.session.transport;
+        Some(conn)
     }
 
     /// The RTP flow's checkpoint record (none before the first PLAY).

@@ -170,3 +170,120 @@ fn setup_to_a_third_party_destination_is_refused_and_nothing_flows() {
     assert_eq!(c.state(), State::Init);
     assert_eq!(c.poll_media(1_000_000, &mut Vec::new()), None);
 }
+
+#[test]
+fn a_bundle_record_restores_the_session_and_the_flow_on_a_survivor() {
+    let obj = stream(3);
+    let mut c = conn(Arc::clone(&obj));
+    setup_and_play(&mut c);
+    let before = run(&mut c, 500_000);
+    let bytes = c
+        .checkpoint()
+        .encode()
+        .unwrap_or_else(|e| panic!("encode: {e}"));
+    assert!(bytes.len() <= 1024, "{}", bytes.len());
+    let rec = BundleRecord::decode(&bytes).unwrap_or_else(|e| panic!("decode: {e}"));
+    assert_eq!(rec, c.checkpoint());
+    // The survivor's clock is unrelated to the dead box's.
+    let mut s = restored(&obj, &rec, 50_000_000);
+    assert_eq!(s.state(), State::Playing);
+    let after = run(&mut s, 50_500_000);
+    let last = before.last().unwrap_or_else(|| panic!("nothing sent"));
+    assert_eq!(after[0].seq, last.seq.wrapping_add(1));
+    assert_eq!(after[0].ssrc, 0x1234_5678);
+    // The control connection goes on: the session is known by its id.
+    let r = send(
+        &mut s,
+        50_500_000,
+        &format!("GET_PARAMETER {URL} RTSP/1.0\r\nCSeq: 9\r\nSession: {SID}"),
+    );
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let r = send(
+        &mut s,
+        50_600_000,
+        &format!("TEARDOWN {URL} RTSP/1.0\r\nCSeq: 10\r\nSession: {SID}"),
+    );
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    assert_eq!(s.poll_media(60_000_000, &mut Vec::new()), None);
+}
+
+#[test]
+fn a_paused_bundle_resumes_from_the_paused_byte_after_takeover() {
+    let obj = stream(3);
+    let mut c = conn(Arc::clone(&obj));
+    setup_and_play(&mut c);
+    let before = run(&mut c, 500_000);
+    let r = send(
+        &mut c,
+        500_000,
+        &format!("PAUSE {URL} RTSP/1.0\r\nCSeq: 5\r\nSession: {SID}"),
+    );
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let rec = c.checkpoint();
+    let mut s = restored(&obj, &rec, 9_000_000);
+    assert_eq!(s.state(), State::Ready);
+    assert_eq!(s.poll_media(9_500_000, &mut Vec::new()), None);
+    let r = send(
+        &mut s,
+        9_500_000,
+        &format!("PLAY {URL} RTSP/1.0\r\nCSeq: 6\r\nSession: {SID}"),
+    );
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let after = run(&mut s, 10_000_000);
+    let last = before.last().unwrap_or_else(|| panic!("nothing sent"));
+    assert_eq!(after[0].seq, last.seq.wrapping_add(1));
+}
+
+#[test]
+fn bundle_records_that_do_not_hold_together_are_typed_errors() {
+    let obj = stream(1);
+    let mut c = conn(obj);
+    setup_and_play(&mut c);
+    let good = c.checkpoint().encode().unwrap_or_else(|e| panic!("{e}"));
+    for n in 0..good.len() {
+        assert!(
+            BundleRecord::decode(&good[..n]).is_err(),
+            "prefix {n} taken"
+        );
+    }
+    let mut bad = good.clone();
+    bad[0] = b'X';
+    assert_eq!(
+        BundleRecord::decode(&bad),
+        Err(crate::bundle::BundleError::Magic)
+    );
+    let mut bad = good.clone();
+    bad[6] = 9;
+    assert_eq!(
+        BundleRecord::decode(&bad),
+        Err(crate::bundle::BundleError::Field("state"))
+    );
+    let mut bad = good;
+    bad[20] ^= 1; // the SSRC no longer matches the flow's
+    assert_eq!(
+        BundleRecord::decode(&bad),
+        Err(crate::bundle::BundleError::Field("flow ssrc"))
+    );
+}
+
+fn restored(obj: &Arc<[u8]>, rec: &BundleRecord, now_us: u64) -> Conn {
+    let object = Arc::clone(obj);
+    let lookup: Lookup = Box::new(move |p| (p == "/clip.ts").then(|| Arc::clone(&object)));
+    let cfg = Config {
+        client: IpAddr::from([198, 18, 0, 2]),
+        server: IpAddr::from([198, 18, 0, 11]),
+        server_ports: (6970, 6971),
+        timeout_ms: 60_000,
+        session_id: 0,
+        ssrc: 0,
+    };
+    Conn::restore(
+        cfg,
+        FlowConfig::default(),
+        Limits::default(),
+        lookup,
+        rec,
+        now_us,
+    )
+    .unwrap_or_else(|| panic!("object not found on the survivor"))
+}
