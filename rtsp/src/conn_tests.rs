@@ -287,3 +287,14 @@ fn restored(obj: &Arc<[u8]>, rec: &BundleRecord, now_us: u64) -> Conn {
     )
     .unwrap_or_else(|| panic!("object not found on the survivor"))
 }
+
+proptest::proptest! {
+    /// Whatever a segment holds, decoding answers Ok or a typed error.
+    #[test]
+    fn bundle_decode_never_panics(b in proptest::collection::vec(proptest::num::u8::ANY, 0..700)) {
+        let _ = BundleRecord::decode(&b);
+        let mut framed = b"BRSS\x01\x00".to_vec();
+        framed.extend_from_slice(&b);
+        let _ = BundleRecord::decode(&framed);
+    }
+}
