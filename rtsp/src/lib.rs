@@ -15,7 +15,9 @@
 
 #![deny(missing_docs)]
 
+pub mod bundle;
 pub mod checkpoint;
+pub mod conn;
 pub mod flow;
 pub mod npt;
 pub mod pacing;
@@ -28,9 +30,11 @@ pub mod session;
 pub mod transport;
 pub mod ts;
 
+pub use bundle::{BundleError, BundleRecord};
 pub use checkpoint::{DecodeError, FlowRecord};
+pub use conn::{Conn, Dest, Lookup};
 pub use flow::{FlowConfig, RtpFlow};
 pub use request::{parse, Limits, Message, Method, ParseError, Request};
 pub use response::Response;
-pub use session::{Config, Host, ObjectInfo, RtpInfo, Session, State};
+pub use session::{Config, Host, ObjectInfo, RtpInfo, Session, Snapshot, State};
 pub use transport::{Transport, TransportError};

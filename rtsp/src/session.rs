@@ -81,6 +81,22 @@ pub trait Host {
     fn stop(&mut self);
 }
 
+/// What a survivor needs to go on with a session (the RTSP bundle's
+/// session part; [`crate::bundle`] encodes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The Appendix A state.
+    pub state: State,
+    /// The object's URL path, once set up.
+    pub path: Option<String>,
+    /// Its normal play time.
+    pub duration_ms: u64,
+    /// The agreed transport.
+    pub transport: Option<Transport>,
+    /// Where a PLAY without a range starts.
+    pub paused_at_ms: u64,
+}
+
 /// One connection's session machine.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -105,6 +121,36 @@ impl Session {
             last_activity_ms: 0,
             paused_at_ms: 0,
         }
+    }
+
+    /// A session restored from `snap` on a survivor; `now_ms` counts as
+    /// activity (the client's timeout restarts on the survivor's clock).
+    pub fn restore(cfg: Config, snap: &Snapshot, now_ms: u64) -> Session {
+        Session {
+            cfg,
+            state: snap.state,
+            path: snap.path.clone(),
+            duration_ms: snap.duration_ms,
+            transport: snap.transport,
+            last_activity_ms: now_ms,
+            paused_at_ms: snap.paused_at_ms,
+        }
+    }
+
+    /// The state to checkpoint.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            state: self.state,
+            path: self.path.clone(),
+            duration_ms: self.duration_ms,
+            transport: self.transport,
+            paused_at_ms: self.paused_at_ms,
+        }
+    }
+
+    /// The connection's fixed parameters.
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
     // Getters.
