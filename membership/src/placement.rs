@@ -220,5 +220,45 @@ mod tests {
             prop_assert!(two < three, "preloaded {preload}: {two} vs {three}");
             prop_assert_eq!(two + three, n);
         }
+
+        #[test]
+        fn no_survivor_is_pushed_past_capacity_while_another_has_room(
+            loads in survivors(),
+            capacity in 1u64..2000,
+            orphans in 0u64..3000,
+        ) {
+            let shares = least_loaded_shares(&loads, orphans, capacity);
+            let used = |id: u16| loads.iter().find(|l| l.id == id).map_or(0, |l| l.used(capacity));
+            let spare: u64 = loads.iter().map(|l| capacity.saturating_sub(l.used(capacity))).sum();
+            for &(id, share) in &shares {
+                if orphans <= spare {
+                    // Everything fits: nobody goes over.
+                    prop_assert!(used(id) + share <= capacity.max(used(id)), "box {id}: {share}");
+                }
+                // Water filling never gives to a box while another sits lower.
+                for &(other, other_share) in &shares {
+                    if share > 0 {
+                        prop_assert!(used(id) + share <= used(other) + other_share + 1,
+                            "box {id} above box {other}");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn ties_go_to_the_lowest_ids_whatever_the_order(
+            ids in prop::collection::btree_set(1u16..20, 2..6),
+            level in 0u64..100,
+            orphans in 0u64..50,
+        ) {
+            let loads: Vec<SurvivorLoad> = ids.iter().rev().map(|&id| load(id, level)).collect();
+            let shares = least_loaded_shares(&loads, orphans, 1000);
+            let n = ids.len() as u64;
+            for (i, &(id, share)) in shares.iter().enumerate() {
+                prop_assert_eq!(id, *ids.iter().nth(i).unwrap_or(&0));
+                let expected = orphans / n + u64::from((i as u64) < orphans % n);
+                prop_assert_eq!(share, expected, "box {}", id);
+            }
+        }
     }
 }
