@@ -609,7 +609,6 @@ fn lab_migrate_moves_https_connections_between_live_boxes() {
     let downloads: Vec<Download> = (0..20)
         .map(|i| start_https_download(&g, i, 1, "1M.bin", "100K", &[]))
         .collect();
-    let config = g.file("box1.toml").display().to_string();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while metric_value(&box_metrics(&g, 1), "baton_connections") < 20
         && std::time::Instant::now() < deadline
@@ -617,24 +616,12 @@ fn lab_migrate_moves_https_connections_between_live_boxes() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let before = metric_value(&box_metrics(&g, 3), "baton_tls_resumed_total");
-    let mut out = String::new();
-    when_under_way(
+    let (moved, _) = migrate_eight_to_box3_under_way(
         &g,
         &downloads,
-        1,
-        1 << 20,
         std::time::Instant::now(),
         std::time::Duration::ZERO,
-        |g| {
-            out = ok(g.exec(
-                "box2",
-                &[
-                    BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
-                ],
-            ));
-        },
     );
-    let moved = moved_to_box3_of_eight(&out);
     assert_all_identical(&g, downloads, "1M.bin");
     rst.assert_none_with_fins(10);
     let m = box_metrics(&g, 3);

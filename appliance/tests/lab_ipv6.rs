@@ -331,26 +331,13 @@ fn lab_ipv6_migrate_moves_connections_between_live_boxes_without_a_reset() {
     let downloads: Vec<Download> = (0..20)
         .map(|i| start_download_url(&g, i, url6(1, "/1M.bin"), "100K"))
         .collect();
-    let config = g.file("box1.toml").display().to_string();
     let before = metric_sum(&g, &[3], "baton_http_resumed_total");
-    let mut out = String::new();
-    let midway = when_under_way(
+    let (moved, midway) = migrate_eight_to_box3_under_way(
         &g,
         &downloads,
-        1,
-        1 << 20,
         started,
         std::time::Duration::from_millis(1500),
-        |g| {
-            out = ok(g.exec(
-                "box2",
-                &[
-                    BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
-                ],
-            ));
-        },
     );
-    let moved = moved_to_box3_of_eight(&out);
     assert_all_identical(&g, downloads, "1M.bin");
     let seen = rst.finish_counted();
     assert!(

@@ -477,8 +477,6 @@ fn lab_migrate_moves_connections_between_live_boxes_without_a_reset() {
         .map(|i| start_download(&g, i, 1, "1M.bin", "100K"))
         .collect();
     sleep(Duration::from_millis(1000));
-    // The source box's admin API is on the back LAN: ask from box 2.
-    let config = g.file("box1.toml").display().to_string();
     // Every download under way first (a loaded machine starts curls late).
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -488,25 +486,9 @@ fn lab_migrate_moves_connections_between_live_boxes_without_a_reset() {
         }
         sleep(Duration::from_millis(100));
     }
-    let mut out = String::new();
     let before = metric_sum(&g, &[3], "baton_http_resumed_total");
-    let midway = when_under_way(
-        &g,
-        &downloads,
-        1,
-        1 << 20,
-        Instant::now(),
-        Duration::ZERO,
-        |g| {
-            out = ok(g.exec(
-                "box2",
-                &[
-                    BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
-                ],
-            ));
-        },
-    );
-    let moved = moved_to_box3_of_eight(&out);
+    let (moved, midway) =
+        migrate_eight_to_box3_under_way(&g, &downloads, Instant::now(), Duration::ZERO);
     assert_all_identical(&g, downloads, "1M.bin");
     rst.assert_none_with_fins(10);
     // Of those moved, at most the ones not mid-body could have needed no

@@ -7,8 +7,8 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::names::ORIGIN_ADDR;
 use crate::names::Lab;
+use crate::names::ORIGIN_ADDR;
 
 /// The nginx configuration: objects folder as root, every path of its own
 /// under the run folder so it touches nothing of the host's nginx.

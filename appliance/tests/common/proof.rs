@@ -256,3 +256,28 @@ pub fn moved_to_box3_of_eight(out: &str) -> u64 {
     assert!((4..=8).contains(&moved), "8 asked, {moved} moved: {out}");
     moved
 }
+
+/// Once box 1's `downloads` (of a 1 MiB object) are all under way, and
+/// at least `at` after `since`, `baton migrate` (asked from box 2, whose
+/// back LAN reaches box 1's admin API) moves 8 of box 1's connections to
+/// box 3. Returns (how many moved, how many of box 1's downloads were
+/// mid-body then).
+#[track_caller]
+pub fn migrate_eight_to_box3_under_way(
+    g: &LabGuard,
+    downloads: &[Download],
+    since: Instant,
+    at: Duration,
+) -> (u64, u64) {
+    let config = g.file("box1.toml").display().to_string();
+    let mut out = String::new();
+    let midway = when_under_way(g, downloads, 1, 1 << 20, since, at, |g| {
+        out = ok(g.exec(
+            "box2",
+            &[
+                BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
+            ],
+        ));
+    });
+    (moved_to_box3_of_eight(&out), midway)
+}
