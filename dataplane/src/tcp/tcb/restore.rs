@@ -81,12 +81,7 @@ impl Tcb {
             SeqNum(export.irs),
         );
         let una = SeqNum(export.snd_una);
-        t.snd_una = una;
-        t.snd_nxt = una;
-        t.snd_max = una;
-        t.sendq_seq = una;
-        t.recover = una;
-        t.rexmit_next = una;
+        t.send_from(una);
         t.rcv_nxt = SeqNum(export.rcv_nxt);
         t.last_ack_sent = t.rcv_nxt;
         t.ack_committed = t.rcv_nxt;
@@ -126,12 +121,7 @@ impl Tcb {
             // connection quietly until its FIN (TIME-WAIT) or the idle
             // limit: no probe, nothing to resume, no event.
             let end = SeqNum(export.snd_nxt);
-            t.snd_una = end;
-            t.snd_nxt = end;
-            t.snd_max = end;
-            t.sendq_seq = end;
-            t.recover = end;
-            t.rexmit_next = end;
+            t.send_from(end);
             t.fin_queued = true;
             t.state = State::FinWait2;
         } else {
@@ -168,12 +158,7 @@ impl Tcb {
         let ahead = seg.seq.gt(self.rcv_nxt);
         // Sync to the greater of the client's ACK and the checkpoint.
         let una = seg.ack.max(SeqNum(export.snd_una));
-        self.snd_una = una;
-        self.snd_nxt = una;
-        self.snd_max = una;
-        self.sendq_seq = una;
-        self.recover = una;
-        self.rexmit_next = una;
+        self.send_from(una);
         if self.ts_ok {
             if let Some((tsval, tsecr)) = seg.options.timestamps {
                 self.ts_recent = tsval;
@@ -219,6 +204,17 @@ impl Tcb {
         if seg.seq_len() > 0 {
             self.on_segment(now, seg);
         }
+    }
+
+    /// Every send pointer at `seq`: nothing in flight, the next byte sent
+    /// (new or again) is `seq`.
+    fn send_from(&mut self, seq: SeqNum) {
+        self.snd_una = seq;
+        self.snd_nxt = seq;
+        self.snd_max = seq;
+        self.sendq_seq = seq;
+        self.recover = seq;
+        self.rexmit_next = seq;
     }
 
     /// The probe's round trip as the first RTT sample (RFC 6298 §2.2): a
