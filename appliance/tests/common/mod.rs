@@ -360,6 +360,25 @@ impl RstCapture {
 
     /// Stops the capture: the RSTs that reached a connection the client had
     /// not closed yet, and how many connections the client closed (FIN).
+    /// `assert_none_with_fins` counting the families apart: at least `v4`
+    /// client FINs over IPv4 and `v6` over IPv6.
+    #[allow(dead_code)]
+    pub fn assert_none_with_fins_by_family(self, v4: usize, v6: usize) {
+        let seen = self.finish_counted();
+        assert!(
+            seen.resets.is_empty(),
+            "RSTs reached the client:\n{}",
+            seen.resets.join("\n")
+        );
+        let fins4 = seen.client_fins - seen.client_fins_v6;
+        assert!(
+            fins4 >= v4 && seen.client_fins_v6 >= v6,
+            "the capture saw {fins4} IPv4 and {} IPv6 client FINs, expected at least {v4} and {v6}: \
+             no RST is no proof of a clean wire",
+            seen.client_fins_v6
+        );
+    }
+
     pub fn finish_counted(self) -> RstSeen {
         let mut closed_by_client = std::collections::HashSet::new();
         let mut closed_v6 = 0;
