@@ -39,7 +39,13 @@ pub struct Spool {
     key: Vec<u8>,
     /// For names of connections that have none (tests over kernel sockets).
     next_anonymous: AtomicU64,
+    /// A private spool's directory is this process's alone: it goes with
+    /// the spool (a box's spool stays for the survivors).
+    remove_on_drop: bool,
 }
+
+/// The prefix of private spools' directory names, followed by the pid.
+const PRIVATE_PREFIX: &str = "baton-uploads-";
 
 impl Spool {
     /// A spool in `dir` (created 0700 if missing) whose file names are
@@ -57,18 +63,26 @@ impl Spool {
             dir,
             key: key.to_vec(),
             next_anonymous: AtomicU64::new(0),
+            remove_on_drop: false,
         })
     }
 
     /// A spool in a private temporary directory of this process (tests,
-    /// and boxes without a checkpoint segment).
+    /// and boxes without a checkpoint segment), removed when the spool is
+    /// dropped. The one a process keeps to its end is never dropped, so
+    /// the directories that processes since gone left behind are removed
+    /// first.
     pub fn private() -> io::Result<Spool> {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        Spool::new(
-            std::env::temp_dir().join(format!("baton-uploads-{}-{n}", std::process::id())),
+        let temp = std::env::temp_dir();
+        remove_dead_processes_spools(&temp);
+        let mut spool = Spool::new(
+            temp.join(format!("{PRIVATE_PREFIX}{}-{n}", std::process::id())),
             &random_key()?,
-        )
+        )?;
+        spool.remove_on_drop = true;
+        Ok(spool)
     }
 
     /// A spool whose directory does not exist: every upload fails to
@@ -78,6 +92,7 @@ impl Spool {
             dir: PathBuf::from("/nonexistent/baton-uploads"),
             key: Vec::new(),
             next_anonymous: AtomicU64::new(0),
+            remove_on_drop: false,
         }
     }
 
@@ -250,6 +265,40 @@ impl Spool {
     }
 }
 
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Removes the private spools in `temp` whose process is gone (no
+/// `/proc/<pid>`) and that belong to this user: nobody can continue their
+/// uploads. A pid reused since only keeps a directory a while longer.
+fn remove_dead_processes_spools(temp: &Path) {
+    let Ok(entries) = fs::read_dir(temp) else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PRIVATE_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry.metadata().is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        if ours && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The file name of the connection named `name`: HMAC-SHA256 under `key`,
 /// 128 bits in hex.
 fn keyed_name(key: &[u8], name: &str) -> String {
@@ -305,6 +354,40 @@ fn check_private_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_spool_takes_its_directory_with_it() {
+        let spool = Spool::private().unwrap();
+        let dir = spool.dir().to_path_buf();
+        spool
+            .create("gone-with-it")
+            .unwrap()
+            .append(b"body")
+            .unwrap();
+        assert!(dir.is_dir());
+        drop(spool);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+
+    #[test]
+    fn a_dead_process_s_private_spool_is_removed_by_the_next_one() {
+        // A pid that is gone: a child that has been waited for.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let temp = std::env::temp_dir();
+        let left = temp.join(format!("{PRIVATE_PREFIX}{dead}-0"));
+        let live = temp.join(format!("{PRIVATE_PREFIX}{}-999999", std::process::id()));
+        for dir in [&left, &live] {
+            fs::create_dir_all(dir).unwrap();
+            fs::write(dir.join("f"), b"x").unwrap();
+        }
+        let spool = Spool::private().unwrap();
+        assert!(!left.exists(), "a dead process's spool was kept");
+        assert!(live.is_dir(), "a live process's spool was removed");
+        fs::remove_dir_all(&live).unwrap();
+        drop(spool);
+    }
 
     #[test]
     fn a_reopened_spool_is_cut_to_what_the_checkpoint_covers() {
