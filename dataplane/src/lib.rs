@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod connmap;
 pub mod flow;
 pub mod neighbour;
 pub mod port;

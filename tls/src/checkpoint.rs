@@ -25,30 +25,22 @@
 //! (32, zero-padded), IV (12), traffic secret length u8 (0 for TLS 1.2),
 //! secret (48, zero-padded).
 //!
-//! Sealed form: `BTS1` ‖ salt (16) ‖ AES-256-GCM(block) ‖ tag, under
-//! HKDF-SHA256(salt, cluster key, "baton-tls checkpoint v1") with a zero
-//! nonce (the key is new for every salt), the caller's AAD (e.g. the
-//! connection's addresses) bound in. This module knows nothing of where
-//! the block is stored or replicated.
+//! Sealed under the cluster key by [`crate::seal`]. This module knows
+//! nothing of where the block is stored or replicated.
 
 use std::fmt;
-
-use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
-use ring::hkdf;
-use ring::rand::SecureRandom;
 
 use crate::body::BodyAnchor;
 use crate::error::TlsError;
 use crate::keys::{Aead, DirectionKeys, Secret, Version, IV_LEN, MAX_KEY_LEN, MAX_SECRET_LEN};
+use crate::seal::{self, CheckpointSealer};
 
 /// Length of a block.
 pub const BLOCK_LEN: usize = 276;
 /// Length of a sealed block.
-pub const SEALED_LEN: usize = 4 + SALT_LEN + BLOCK_LEN + 16;
+pub const SEALED_LEN: usize = BLOCK_LEN + seal::SEALED_OVERHEAD;
 const MAGIC: &[u8; 4] = b"BTLS";
-const SEALED_MAGIC: &[u8; 4] = b"BTS1";
 const FORMAT_VERSION: u16 = 1;
-const SALT_LEN: usize = 16;
 const DIRECTION_LEN: usize = 8 + 4 + 1 + MAX_KEY_LEN + IV_LEN + 1 + MAX_SECRET_LEN;
 const FLAG_PEER_CLOSED: u16 = 1;
 const FLAG_SENT_CLOSE: u16 = 2;
@@ -264,60 +256,19 @@ impl Checkpoint {
         })
     }
 
-    /// The block sealed under `cluster_key`, bound to `aad`.
-    pub fn seal(
-        &self,
-        cluster_key: &[u8],
-        aad: &[u8],
-        rng: &dyn SecureRandom,
-    ) -> Result<Vec<u8>, TlsError> {
-        let mut salt = [0u8; SALT_LEN];
-        rng.fill(&mut salt)
-            .map_err(|_| TlsError::Crypto("random salt"))?;
-        let key = seal_key(cluster_key, &salt)?;
-        let mut out = Vec::with_capacity(SEALED_LEN);
-        out.extend_from_slice(SEALED_MAGIC);
-        out.extend_from_slice(&salt);
-        let mut buf = self.to_bytes();
-        let full_aad = [&out[..], aad].concat();
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key([0; 12]),
-            Aad::from(&full_aad),
-            &mut buf,
-        )
-        .map_err(|_| TlsError::Crypto("seal checkpoint"))?;
-        out.extend_from_slice(&buf);
-        Ok(out)
+    /// The block sealed by `sealer` (under the cluster key), bound to
+    /// `aad`.
+    pub fn seal(&self, sealer: &CheckpointSealer, aad: &[u8]) -> Result<Vec<u8>, TlsError> {
+        sealer.seal(&self.to_bytes(), aad)
     }
 
     /// Opens a sealed block: fails without the right cluster key and AAD.
     pub fn open(sealed: &[u8], cluster_key: &[u8], aad: &[u8]) -> Result<Self, TlsError> {
-        if sealed.len() != SEALED_LEN || &sealed[..4] != SEALED_MAGIC {
+        if sealed.len() != SEALED_LEN {
             return Err(TlsError::CheckpointSeal);
         }
-        let (head, body) = sealed.split_at(4 + SALT_LEN);
-        let key = seal_key(cluster_key, &head[4..])?;
-        let full_aad = [head, aad].concat();
-        let mut buf = body.to_vec();
-        let plain = key
-            .open_in_place(
-                Nonce::assume_unique_for_key([0; 12]),
-                Aad::from(&full_aad),
-                &mut buf,
-            )
-            .map_err(|_| TlsError::CheckpointSeal)?;
-        Self::from_bytes(plain)
+        Self::from_bytes(&seal::open(sealed, cluster_key, aad)?)
     }
-}
-
-fn seal_key(cluster_key: &[u8], salt: &[u8]) -> Result<LessSafeKey, TlsError> {
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(cluster_key);
-    let mut key = [0u8; 32];
-    prk.expand(&[b"baton-tls checkpoint v1"], &aead::AES_256_GCM)
-        .and_then(|okm| okm.fill(&mut key))
-        .map_err(|_| TlsError::Crypto("hkdf"))?;
-    let unbound = UnboundKey::new(&aead::AES_256_GCM, &key).map_err(|_| TlsError::Crypto("key"))?;
-    Ok(LessSafeKey::new(unbound))
 }
 
 fn put_padded(out: &mut Vec<u8>, bytes: &[u8], width: usize) {

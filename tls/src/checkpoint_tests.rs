@@ -1,8 +1,8 @@
 //! Tests of the checkpoint block: layout round trip, garbage, sealing.
 
 use super::*;
+use crate::seal::{self, CheckpointSealer};
 use proptest::prelude::*;
-use ring::rand::SystemRandom;
 
 fn sample(version: Version) -> Checkpoint {
     let (suite, write, read) = match version {
@@ -83,11 +83,9 @@ fn debug_of_a_checkpoint_shows_no_secret() {
 
 #[test]
 fn sealed_block_opens_with_the_cluster_key_only() {
-    let rng = SystemRandom::new();
+    let sealer = CheckpointSealer::new(b"cluster key A").unwrap();
     let cp = sample(Version::Tls13);
-    let sealed = cp
-        .seal(b"cluster key A", b"10.0.0.1:443>10.0.0.9:5555", &rng)
-        .unwrap();
+    let sealed = cp.seal(&sealer, b"10.0.0.1:443>10.0.0.9:5555").unwrap();
     assert_eq!(sealed.len(), SEALED_LEN);
     // The secrets do not appear in the clear.
     let secret = [3u8; 48];
@@ -105,15 +103,51 @@ fn sealed_block_opens_with_the_cluster_key_only() {
         Checkpoint::open(&sealed, b"cluster key A", b"10.0.0.1:443>10.0.0.9:5556"),
         Err(TlsError::CheckpointSeal)
     );
-    let mut tampered = sealed.clone();
-    tampered[40] ^= 0x80;
+    // Any byte changed, the head (key id, counter) included: refused.
+    for at in [0, 5, 17, 19, 40, SEALED_LEN - 1] {
+        let mut tampered = sealed.clone();
+        tampered[at] ^= 0x80;
+        assert_eq!(
+            Checkpoint::open(&tampered, b"cluster key A", b"10.0.0.1:443>10.0.0.9:5555"),
+            Err(TlsError::CheckpointSeal),
+            "byte {at}"
+        );
+    }
+}
+
+#[test]
+fn one_sealer_never_repeats_a_nonce_and_two_sealers_use_two_keys() {
+    let a = CheckpointSealer::new(b"k").unwrap();
+    let b = CheckpointSealer::new(b"k").unwrap();
+    let cp = sample(Version::Tls12);
+    let (a1, a2, b1) = (
+        cp.seal(&a, b"x").unwrap(),
+        cp.seal(&a, b"x").unwrap(),
+        cp.seal(&b, b"x").unwrap(),
+    );
+    // Same key id, counters 0 and 1: the same block seals differently.
+    assert_eq!(a1[4..16], a2[4..16]);
+    assert_eq!(a1[16..20], 0u32.to_le_bytes());
+    assert_eq!(a2[16..20], 1u32.to_le_bytes());
+    assert_ne!(a1[20..], a2[20..]);
+    // Another sealer (another worker or box) draws another key id.
+    assert_ne!(a1[4..16], b1[4..16]);
+    for s in [&a1, &a2, &b1] {
+        assert_eq!(Checkpoint::open(s, b"k", b"x").unwrap(), cp);
+    }
+}
+
+#[test]
+fn a_block_an_older_box_sealed_still_opens() {
+    let cp = sample(Version::Tls13);
+    let v1 = seal::seal_v1(&cp.to_bytes(), b"k", b"conn").unwrap();
+    assert_eq!(&v1[..4], b"BTS1");
+    assert_eq!(v1.len(), SEALED_LEN);
+    assert_eq!(Checkpoint::open(&v1, b"k", b"conn").unwrap(), cp);
     assert_eq!(
-        Checkpoint::open(&tampered, b"cluster key A", b"10.0.0.1:443>10.0.0.9:5555"),
+        Checkpoint::open(&v1, b"other", b"conn"),
         Err(TlsError::CheckpointSeal)
     );
-    // Two seals of one block differ (fresh salt), both open.
-    let again = cp.seal(b"cluster key A", b"x", &rng).unwrap();
-    assert_ne!(again[4..20], sealed[4..20]);
 }
 
 proptest! {

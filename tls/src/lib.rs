@@ -22,22 +22,22 @@ pub mod handshake;
 pub mod keys;
 pub mod pem;
 pub mod record;
+pub mod seal;
 pub mod session;
 pub mod tickets;
 
 pub use body::{BodyAnchor, ResumePoint, BODY_RECORD_SIZE};
 pub use checkpoint::Checkpoint;
+pub use checkpoint::SEALED_LEN;
 pub use config::{CertifiedKeys, TlsConfig};
 pub use error::TlsError;
 pub use handshake::{Established, Handshake, Progress};
 pub use keys::{Aead, Version};
 pub use pem::{certified_key_from_pem, PemError};
-/// The random source [`Checkpoint::seal`] takes, for callers without a
-/// `ring` dependency of their own.
-pub use ring::rand::SystemRandom;
 /// The rustls this crate drives, for callers naming its types (versions,
 /// `CertifiedKey`) without a second copy.
 pub use rustls;
+pub use seal::CheckpointSealer;
 pub use session::{Event, Session};
 pub use tickets::ClusterTicketer;
 

@@ -15,8 +15,9 @@ use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::thread;
 
-use baton_tls::{CertifiedKeys, Checkpoint, Event, Handshake, Progress, Session, TlsConfig};
-use ring::rand::SystemRandom;
+use baton_tls::{
+    CertifiedKeys, Checkpoint, CheckpointSealer, Event, Handshake, Progress, Session, TlsConfig,
+};
 use rustls::pki_types::PrivateKeyDer;
 use sha2::{Digest, Sha256};
 
@@ -151,7 +152,7 @@ fn serve(
     let aad = format!("{:?}", tcp.peer_addr().unwrap());
     let sealed = session
         .checkpoint()
-        .seal(CLUSTER_KEY, aad.as_bytes(), &SystemRandom::new())
+        .seal(&CheckpointSealer::new(CLUSTER_KEY).unwrap(), aad.as_bytes())
         .unwrap();
     drop(session);
 

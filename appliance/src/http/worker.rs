@@ -29,6 +29,7 @@
 //! This module knows nothing of the dataplane or the segment: only
 //! [`Transport`].
 
+use baton_dataplane::connmap::ConnMap;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -98,7 +99,7 @@ pub struct HttpWorker<C> {
     /// (see `absorb_input`): driven at the next `poll`.
     redrive: Vec<C>,
     progress: Receiver<FetchProgress>,
-    sessions: HashMap<C, Entry>,
+    sessions: ConnMap<C, Entry>,
     waiting: HashMap<ObjectId, Vec<C>>,
     timers: BTreeMap<(Instant, u64), C>,
     timer_seq: u64,
@@ -147,7 +148,7 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
             spool: writer,
             redrive: Vec::new(),
             progress: rx,
-            sessions: HashMap::new(),
+            sessions: ConnMap::default(),
             waiting: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,

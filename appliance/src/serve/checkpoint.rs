@@ -14,7 +14,7 @@
 //!
 //! It knows neither the record's bytes (baton-shmem) nor what the
 //! application block means (HTTP fills it); only when to write, and where.
-use std::collections::HashMap;
+use baton_dataplane::connmap::ConnMap;
 use std::time::{Duration, Instant};
 
 use baton_dataplane::app::Ctx;
@@ -97,11 +97,11 @@ pub struct Checkpointer {
     worker: u16,
     epoch: u32,
     cadence: Cadence,
-    conns: HashMap<ConnId, ConnState>,
+    conns: ConnMap<ConnId, ConnState>,
     full_warned: bool,
     /// HTTPS connections' latest sealed TLS block, written with each of
     /// their checkpoints.
-    tls: HashMap<ConnId, Vec<u8>>,
+    tls: ConnMap<ConnId, Vec<u8>>,
 }
 
 impl Checkpointer {
@@ -122,9 +122,9 @@ impl Checkpointer {
             worker: worker as u16,
             epoch: region.epoch(),
             cadence,
-            conns: HashMap::new(),
+            conns: ConnMap::default(),
             full_warned: false,
-            tls: HashMap::new(),
+            tls: ConnMap::default(),
         })
     }
 
@@ -289,26 +289,32 @@ impl Checkpointer {
         }
     }
 
-    /// Bytes were acknowledged on `conn`: checkpoint when its cadence says so.
-    pub fn on_progress(
+    /// Bytes were acknowledged on `conn`: true when its cadence says to
+    /// checkpoint now (the caller refreshes what the checkpoint carries,
+    /// e.g. its TLS block, only then: sealing one costs as much as a
+    /// response's body record).
+    pub fn progress_due(&self, ctx: &mut Ctx<'_>, conn: ConnId) -> bool {
+        let Some(state) = self.conns.get(&conn) else {
+            return false;
+        };
+        let Some(una) = ctx.export(conn).map(|e| seqs(&e).snd_una) else {
+            return false;
+        };
+        let acked = bytes_between(state.last_una, una);
+        acked >= self.cadence.bytes_at(state.rate)
+            || (acked > 0
+                && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval)
+    }
+
+    /// Writes `conn`'s checkpoint for the progress [`Self::progress_due`]
+    /// found.
+    pub fn write_progress(
         &mut self,
         ctx: &mut Ctx<'_>,
         conn: ConnId,
         app: Option<&ResponseCheckpoint>,
     ) {
-        let Some(state) = self.conns.get(&conn) else {
-            return;
-        };
-        let Some(una) = ctx.export(conn).map(|e| seqs(&e).snd_una) else {
-            return;
-        };
-        let acked = bytes_between(state.last_una, una);
-        let due = acked >= self.cadence.bytes_at(state.rate)
-            || (acked > 0
-                && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval);
-        if due {
-            self.write(ctx, conn, app, Cover::UpToLast);
-        }
+        self.write(ctx, conn, app, Cover::UpToLast);
     }
 
     /// The sealed TLS block `conn`'s next checkpoints carry (`None`: none,

@@ -14,8 +14,8 @@ pub mod ftp_hub;
 mod ftp_index;
 pub mod tls;
 
+use baton_dataplane::connmap::ConnMap;
 use std::any::Any;
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use baton_dataplane::app::{App, CloseReason, Ctx, UnknownAction};
@@ -56,7 +56,7 @@ pub struct CacheApp {
     checkpoints: Option<Checkpointer>,
     orphans: Arc<OrphanTable>,
     /// Restored connections waiting for "ready", with their response.
-    restoring: HashMap<ConnId, (RestoreData, Option<Vec<u8>>)>,
+    restoring: ConnMap<ConnId, (RestoreData, Option<Vec<u8>>)>,
     /// The test hook that panics this worker on purpose (`crate::fatal`).
     test_panic: Option<crate::fatal::TestPanic>,
     /// HTTPS connections (none when `[tls]` is off).
@@ -112,7 +112,7 @@ impl CacheApp {
             waker,
             checkpoints,
             orphans: Arc::clone(&shared.orphans),
-            restoring: HashMap::new(),
+            restoring: ConnMap::default(),
             test_panic: None,
             tls: shared.tls.clone().map(TlsConns::new),
             counters,
@@ -374,13 +374,19 @@ impl App for CacheApp {
         t.flush(conn);
         self.http.on_writable(conn, &mut t, now);
         self.commit_tls_if_due(conn, ctx);
-        self.refresh_tls(conn);
-        if let Some(c) = self.checkpoints.as_mut() {
-            c.on_progress(
-                ctx,
-                conn,
-                self.http.session(conn).and_then(|s| s.checkpoint()),
-            );
+        if self
+            .checkpoints
+            .as_ref()
+            .is_some_and(|c| c.progress_due(ctx, conn))
+        {
+            self.refresh_tls(conn);
+            if let Some(c) = self.checkpoints.as_mut() {
+                c.write_progress(
+                    ctx,
+                    conn,
+                    self.http.session(conn).and_then(|s| s.checkpoint()),
+                );
+            }
         }
         self.cover(conn, ctx);
     }

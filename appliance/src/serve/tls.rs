@@ -26,13 +26,15 @@
 //! It knows TLS and the `Transport` trait; it decides nothing of HTTP or
 //! TCP, and holds no socket.
 
-use std::collections::{HashMap, VecDeque};
+use baton_dataplane::connmap::ConnMap;
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use baton_dataplane::flow::ConnId;
 use baton_tls::{
-    BodyAnchor, Checkpoint, Event, Handshake, Progress, ResumePoint, Session, SystemRandom,
+    BodyAnchor, Checkpoint, CheckpointSealer, Event, Handshake, Progress, ResumePoint, Session,
     TlsConfig, TlsError, BODY_RECORD_SIZE,
 };
 use bytes::Bytes;
@@ -129,6 +131,11 @@ struct TlsConn {
     /// close_notify came: tell HTTP once.
     peer_closed: bool,
     peer_closed_told: bool,
+    /// The last block sealed, and its plaintext: a checkpoint whose TLS
+    /// state has not changed since takes it again instead of sealing
+    /// anew (a request is checkpointed several times, its TLS state
+    /// changes once).
+    last_sealed: RefCell<Option<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl TlsConn {
@@ -151,6 +158,7 @@ impl TlsConn {
             fin_sent: false,
             peer_closed: false,
             peer_closed_told: false,
+            last_sealed: RefCell::new(None),
         }
     }
 
@@ -173,16 +181,22 @@ impl TlsConn {
 #[derive(Debug)]
 pub struct TlsConns {
     serve: Arc<TlsServe>,
-    conns: HashMap<ConnId, TlsConn>,
+    /// This worker's sealer of TLS blocks (its own key id and counter).
+    sealer: Option<CheckpointSealer>,
+    conns: ConnMap<ConnId, TlsConn>,
     buf: Vec<u8>,
 }
 
 impl TlsConns {
     /// No connections yet.
     pub fn new(serve: Arc<TlsServe>) -> TlsConns {
+        let sealer = CheckpointSealer::new(&serve.cluster_key)
+            .map_err(|e| tracing::warn!("cannot seal TLS checkpoints: {e}"))
+            .ok();
         TlsConns {
             serve,
-            conns: HashMap::new(),
+            sealer,
+            conns: ConnMap::default(),
             buf: vec![0; 16 * 1024],
         }
     }
@@ -245,8 +259,16 @@ impl TlsConns {
                 cp.next_body_record = a.record_count();
             }
         }
-        match cp.seal(&self.serve.cluster_key, &c.aad, &SystemRandom::new()) {
-            Ok(b) => Some(b),
+        let plain = cp.to_bytes();
+        let mut last = c.last_sealed.borrow_mut();
+        if let Some((_, sealed)) = last.as_ref().filter(|(p, _)| *p == plain) {
+            return Some(sealed.clone());
+        }
+        match self.sealer.as_ref()?.seal(&plain, &c.aad) {
+            Ok(sealed) => {
+                *last = Some((plain, sealed.clone()));
+                Some(sealed)
+            }
             Err(e) => {
                 tracing::warn!(?conn, "cannot seal the TLS checkpoint: {e}");
                 None

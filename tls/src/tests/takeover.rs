@@ -2,11 +2,10 @@
 //! dropped, a new record layer restored from the sealed block, and the
 //! rustls client must get the rest byte-exact with no alert.
 
-use ring::rand::SystemRandom;
-
 use super::harness::*;
 use crate::checkpoint::Checkpoint;
 use crate::keys::Version;
+use crate::seal::CheckpointSealer;
 use crate::session::{Event, Session};
 
 const CLUSTER_KEY: &[u8] = b"cluster.key of the test cluster";
@@ -74,7 +73,7 @@ fn run(
     let sealed = pair
         .server
         .checkpoint()
-        .seal(CLUSTER_KEY, CONN, &SystemRandom::new())
+        .seal(&CheckpointSealer::new(CLUSTER_KEY).unwrap(), CONN)
         .unwrap();
     assert!(Checkpoint::open(&sealed, b"another cluster's key", CONN).is_err());
     let acked = pair.delivered;
