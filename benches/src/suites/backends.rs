@@ -66,6 +66,7 @@ pub(crate) fn backends(
                 runs: 0,
                 kill_mark: None,
                 errors: Vec::new(),
+                pinning: None,
             };
             let r = measure(&mut b, name, round, secs, quick, &mut m);
             b.lab.down();

@@ -9,6 +9,7 @@ use baton_lab::driver::Lab;
 use serde_json::Value;
 
 use crate::harness::stats::LoadSummary;
+use crate::suites::pin::{self, Pinning};
 
 /// Command line of `baton-bench`.
 #[derive(clap::Parser, Debug, Clone)]
@@ -75,6 +76,9 @@ pub(crate) struct Bench {
     /// Load runs against a Baton box that saw errors, one line each: the
     /// smoke run (`--quick`) fails on any.
     pub(crate) errors: Vec<String>,
+    /// While a request-rate suite runs: where servers and the client are
+    /// pinned (`crate::suites::pin`).
+    pub(crate) pinning: Option<Pinning>,
 }
 
 /// Whether `url` names a Baton box (198.18.0.11-.19), not nginx or the
@@ -244,13 +248,14 @@ impl Bench {
             .out
             .join("raw")
             .join(format!("{:03}-{tag}.json", self.runs));
-        let mut args: Vec<String> = vec![
+        let mut args: Vec<String> = self.pinning.map(|p| p.client_prefix()).unwrap_or_default();
+        args.extend([
             self.load.display().to_string(),
             "--url".into(),
             url.into(),
             "--json".into(),
             json_path.display().to_string(),
-        ];
+        ]);
         args.extend(extra.iter().cloned());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self
@@ -383,5 +388,47 @@ mod tests {
         assert!((m.latency_ms.p50 - 2.0).abs() < 1e-9);
         assert!((m.latency_ms.p99 - 7.0).abs() < 1e-9);
         assert!(merge_summaries(&[]).is_none());
+    }
+}
+
+impl Bench {
+    /// Pins box1's dataplane workers and the worker processes of the nginx
+    /// whose master is `nginx` to the server core, and the load client to
+    /// its own, for a request-rate suite; returns the sentence the report
+    /// gives (also when nothing could be pinned, and why).
+    pub(crate) fn pin_for_rates(&mut self, nginx: Option<u32>) -> String {
+        let Some(p) = Pinning::for_machine() else {
+            return "Nothing pinned (one core).".into();
+        };
+        let pinned = self
+            .lab
+            .box_pid(1)
+            .context("box1 has no pid")
+            .and_then(|pid| pin::pin_box_workers(pid, Some(p.server)))
+            .and_then(|_| match nginx {
+                Some(n) => pin::pin_children(n, Some(p.server)).map(|_| ()),
+                None => Ok(()),
+            });
+        match pinned {
+            Ok(()) => {
+                self.pinning = Some(p);
+                format!("Pinned: {}.", p.describe())
+            }
+            Err(e) => {
+                self.unpin(nginx);
+                format!("Nothing pinned ({e:#}).")
+            }
+        }
+    }
+
+    /// Undoes [`Self::pin_for_rates`].
+    pub(crate) fn unpin(&mut self, nginx: Option<u32>) {
+        self.pinning = None;
+        if let Some(pid) = self.lab.box_pid(1) {
+            let _ = pin::pin_box_workers(pid, None);
+        }
+        if let Some(n) = nginx {
+            let _ = pin::pin_children(n, None);
+        }
     }
 }

@@ -22,7 +22,8 @@ impl Bench {
             "suite https: 1K req/s, 100M throughput and handshakes/s, Baton vs nginx with TLS",
         );
         let quick = self.args.quick;
-        self.start_nginx("box2", &[(NGINX_PLAIN, Serve::Tls)], 1)?;
+        let nginx = self.start_nginx("box2", &[(NGINX_PLAIN, Serve::Tls)], 1)?;
+        let pinned = self.pin_for_rates(Some(nginx));
         let ca = self.lab.state_dir().join("ca.pem").display().to_string();
         let tls = |extra: &[&str]| -> Vec<String> {
             ["--cacert", &ca, "--server-name", NAME]
@@ -98,6 +99,7 @@ impl Bench {
                     .push(s.requests_ok as f64 / s.seconds);
             }
         }
+        self.unpin(Some(nginx));
         self.stop_nginx("box2", &[NGINX_PLAIN]);
 
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -134,7 +136,7 @@ impl Bench {
                 "mb_per_s_100M": {"baton": mb, "nginx": mn, "baton_over_nginx": mb / mn.max(1e-9)},
                 "handshakes_per_s": {"baton": hb, "nginx": hn, "baton_over_nginx": hb / hn.max(1e-9), "connections": handshakes}}),
         );
-        self.md.push_str(&format!("## HTTPS\n\nBaton box1 (198.18.0.11:443, userspace stack, its own record layer) vs nginx 1 worker with TLS in box2's namespace ({NGINX_PLAIN}:443, kernel TCP, OpenSSL), the same lab certificate (`{NAME}`), {rounds} alternated round(s), {secs} s per request-rate run; the client offers TLS 1.3 and 1.2 (rustls).\n\n"));
+        self.md.push_str(&format!("## HTTPS\n\nBaton box1 (198.18.0.11:443, userspace stack, its own record layer) vs nginx 1 worker with TLS in box2's namespace ({NGINX_PLAIN}:443, kernel TCP, OpenSSL), the same lab certificate (`{NAME}`), {rounds} alternated round(s), {secs} s per request-rate run; the client offers TLS 1.3 and 1.2 (rustls). {pinned}\n\n"));
         self.md.push_str(&md_rows(
             &[
                 "connections",

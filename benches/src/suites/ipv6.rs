@@ -29,6 +29,7 @@ impl Bench {
         progress("suite ipv6: 1K req/s and 100M throughput, box1 over IPv6 vs IPv4");
         let quick = self.args.quick;
         let targets = [("ipv4", "198.18.0.11"), ("ipv6", "[2001:2:0:18::11]")];
+        let pinned = self.pin_for_rates(None);
         for (name, host) in targets {
             for obj in ["1K.bin", "100M.bin"] {
                 self.load(
@@ -91,6 +92,7 @@ impl Bench {
                     .push(s.bytes as f64 / s.seconds / 1e6);
             }
         }
+        self.unpin(None);
         let mean =
             |v: Option<&Vec<f64>>| v.map_or(0.0, |v| v.iter().sum::<f64>() / v.len().max(1) as f64);
         let mut rows = Vec::new();
@@ -127,7 +129,7 @@ impl Bench {
                 "mb_per_s_100M": {"ipv4": m4, "ipv6": m6, "ipv6_over_ipv4": m6 / m4.max(1e-9)},
                 "errors": {"ipv4": e4, "ipv6": e6}}),
         );
-        self.md.push_str(&format!("## IPv6\n\nBaton box1 over IPv6 (2001:2:0:18::11) and over IPv4 (198.18.0.11), the same box and worker, {rounds} alternated round(s), {secs} s per request-rate run (one connection: the median of {pairs} alternated {ONE_CONN_SECS} s pairs per round); errors IPv4 {e4}, IPv6 {e6}.\n\n"));
+        self.md.push_str(&format!("## IPv6\n\nBaton box1 over IPv6 (2001:2:0:18::11) and over IPv4 (198.18.0.11), the same box and worker, {rounds} alternated round(s), {secs} s per request-rate run (one connection: the median of {pairs} alternated {ONE_CONN_SECS} s pairs per round); errors IPv4 {e4}, IPv6 {e6}. {pinned}\n\n"));
         self.md.push_str(&md_rows(
             &[
                 "connections",

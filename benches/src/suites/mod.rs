@@ -25,6 +25,7 @@ pub mod failover;
 pub mod https;
 pub mod ipv6;
 pub mod nginx;
+pub mod pin;
 pub mod throughput;
 pub mod vm;
 
@@ -150,6 +151,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             runs: 0,
             kill_mark: None,
             errors: Vec::new(),
+            pinning: None,
         };
         bench.namespace_limits()?;
         let outcome = bench.run_suites(&wants);

@@ -21,7 +21,7 @@ impl Bench {
             &[(NGINX_PLAIN, Serve::Plain), (NGINX_PROXY, Serve::Proxy)],
             1,
         )?;
-        let _ = nginx;
+        let pinned = self.pin_for_rates(Some(nginx));
         let targets = [
             ("baton", "198.18.0.11"),
             ("nginx", NGINX_PLAIN),
@@ -79,6 +79,7 @@ impl Bench {
                     .push(s.bytes as f64 / s.seconds / 1e6);
             }
         }
+        self.unpin(Some(nginx));
         self.stop_nginx("box2", &[NGINX_PLAIN, NGINX_PROXY]);
 
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -127,7 +128,7 @@ impl Bench {
         );
         self.results.insert("throughput".into(), json!({"rounds": rounds, "seconds_per_run": secs, "request_rate": rows.iter().map(Row::json).collect::<Vec<_>>(),
             "mb_per_s_100M": {"baton": mb, "nginx": mn, "nginx_proxy": mp, "baton_over_nginx": mb / mn.max(1e-9), "baton_over_nginx_proxy": mb / mp.max(1e-9)}}));
-        self.md.push_str(&format!("## Throughput and request rate\n\n1K.bin keep-alive requests back to back, {secs} s per run, {rounds} alternated round(s); Baton box1 (198.18.0.11, userspace stack) vs nginx 1 worker in box2's namespace (kernel TCP), plain ({NGINX_PLAIN}) and as proxy_cache of the origin ({NGINX_PROXY}); caches warmed first.\n\n"));
+        self.md.push_str(&format!("## Throughput and request rate\n\n1K.bin keep-alive requests back to back, {secs} s per run, {rounds} alternated round(s); Baton box1 (198.18.0.11, userspace stack) vs nginx 1 worker in box2's namespace (kernel TCP), plain ({NGINX_PLAIN}) and as proxy_cache of the origin ({NGINX_PROXY}); caches warmed first. {pinned}\n\n"));
         self.md.push_str(&md_rows(
             &[
                 "connections",

@@ -65,6 +65,7 @@ pub(crate) fn vm(
             runs: 0,
             kill_mark: None,
             errors: Vec::new(),
+            pinning: None,
         };
         if !extra.is_empty() {
             accel = accelerator(&b.lab);
