@@ -289,6 +289,11 @@ impl AdminSource for BoxAdmin {
             "Paced fills given up because no reader read for the origin timeout.",
             cache.fills_abandoned,
         ));
+        out.push(Metric::gauge(
+            "baton_service_ips_unpublished",
+            "Addresses this box answers for (its own and inherited) that its box table entry has no room for: a box taking over from it would not answer for them.",
+            self.control.unpublished_service_ips() as f64,
+        ));
         for (kind, n) in [
             ("origin_timeout", cache.errors_timeout),
             ("origin_connect", cache.errors_connect),

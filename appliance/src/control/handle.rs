@@ -8,6 +8,7 @@
 //! and the quorum lease (`super::quorum`).
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -56,6 +57,10 @@ pub(crate) struct Control {
     /// The epoch of the incarnation each inherited address came from
     /// (agreed view only): a newer epoch beating takes them back.
     pub(super) inherited_epochs: Mutex<HashMap<u16, u32>>,
+    /// Addresses this box answers for that its box table entry has no room
+    /// for (beyond `MAX_SERVICE_IPS`): a box taking over from it would not
+    /// know them.
+    unpublished_ips: AtomicUsize,
 }
 
 impl Control {
@@ -81,7 +86,14 @@ impl Control {
             cluster_key: config.cluster.key.clone(),
             view: Arc::default(),
             inherited_epochs: Mutex::default(),
+            unpublished_ips: AtomicUsize::new(0),
         }
+    }
+
+    /// How many addresses this box answers for are missing from its box
+    /// table entry (no room): shown as `baton_service_ips_unpublished`.
+    pub(crate) fn unpublished_service_ips(&self) -> usize {
+        self.unpublished_ips.load(Ordering::Relaxed)
     }
 
     /// The workers' running totals the published load is derived from.
@@ -249,22 +261,15 @@ impl Control {
         let Ok(info) = self.region.box_info() else {
             return;
         };
-        let mut ips = self.own_ips.clone();
         let inherited = self.inherited.lock().unwrap_or_else(|p| p.into_inner());
-        for ip in inherited.values().flatten() {
-            if !ips.contains(ip) {
-                ips.push(*ip);
-            }
-        }
+        let (ips, left_out) = entry_addresses(&self.own_ips, inherited.values().flatten());
+        self.unpublished_ips
+            .store(left_out.len(), Ordering::Relaxed);
         // Beyond the entry's capacity the last inherited addresses are left
         // out (ours come first): this box still answers for them, but a box
         // taking over from it will not know them. Said loudly, never hidden.
-        if ips.len() > baton_shmem::MAX_SERVICE_IPS {
-            let left_out: Vec<String> = ips
-                .split_off(baton_shmem::MAX_SERVICE_IPS)
-                .iter()
-                .map(IpAddr::to_string)
-                .collect();
+        if !left_out.is_empty() {
+            let left_out: Vec<String> = left_out.iter().map(IpAddr::to_string).collect();
             warn!(
                 max = baton_shmem::MAX_SERVICE_IPS,
                 left_out = %left_out.join(" "),
@@ -275,6 +280,22 @@ impl Control {
             warn!(%err, "cannot publish inherited addresses");
         }
     }
+}
+
+/// The addresses a box table entry lists (ours first, then inherited ones
+/// not already there, up to `MAX_SERVICE_IPS`) and those left out.
+fn entry_addresses<'a>(
+    own: &[IpAddr],
+    inherited: impl Iterator<Item = &'a IpAddr>,
+) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let mut ips = own.to_vec();
+    for ip in inherited {
+        if !ips.contains(ip) {
+            ips.push(*ip);
+        }
+    }
+    let left_out = ips.split_off(ips.len().min(baton_shmem::MAX_SERVICE_IPS));
+    (ips, left_out)
 }
 
 /// Gratuitous ARP, repeated at 0, 20, 100, 300 and 1000 ms: a client that
@@ -296,4 +317,23 @@ pub(crate) fn announce_repeatedly(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod entry_tests {
+    use super::*;
+
+    #[test]
+    fn inherited_addresses_beyond_the_entry_are_left_out_and_counted() {
+        let ip = |n: u8| IpAddr::from([198, 18, 0, n]);
+        let own = [ip(11)];
+        let inherited: Vec<IpAddr> = (12..=20).map(ip).chain([ip(11), ip(12)]).collect();
+        let (listed, left_out) = entry_addresses(&own, inherited.iter());
+        assert_eq!(listed.len(), baton_shmem::MAX_SERVICE_IPS);
+        assert_eq!(listed[0], ip(11), "our own address comes first");
+        // 1 own + 9 distinct inherited = 10 addresses, 8 fit.
+        assert_eq!(left_out, vec![ip(19), ip(20)]);
+        let (listed, left_out) = entry_addresses(&own, [ip(12)].iter());
+        assert_eq!((listed, left_out.len()), (vec![ip(11), ip(12)], 0));
+    }
 }
