@@ -248,7 +248,16 @@ impl Bench {
             .out
             .join("raw")
             .join(format!("{:03}-{tag}.json", self.runs));
-        let mut args: Vec<String> = self.pinning.map(|p| p.client_prefix()).unwrap_or_default();
+        let connections = extra
+            .iter()
+            .position(|a| a == "--connections")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let mut args: Vec<String> = self
+            .pinning
+            .map(|p| p.client_prefix(connections))
+            .unwrap_or_default();
         args.extend([
             self.load.display().to_string(),
             "--url".into(),

@@ -1,6 +1,7 @@
 //! Core pinning for the request-rate suites (throughput, https, ipv6): the
 //! server under test on core 0 (a Baton box's dataplane workers, nginx's
-//! worker processes), the load client on core 1.
+//! worker processes); the load client on core 1, or on core 0 with the
+//! server when it holds one connection.
 //!
 //! Unpinned, the scheduler decides run by run whether client and server
 //! share a core (a round trip is then a context switch, about 4 µs) or not
@@ -8,8 +9,12 @@
 //! whether a busy server migrates: one-connection figures came out bimodal
 //! and ratios of alternated runs (IPv6/IPv4, Baton/nginx) swung from 0.5 to
 //! 2.6 on one machine. Pinned, every run of a comparison is in the same
-//! regime; the report says so. On a machine with one core nothing is
-//! pinned. Knows nothing of what the suites measure.
+//! regime; the report says so. One connection is a ping-pong: across two
+//! of this VM's cores each request waits for two cross-core wake-ups
+//! (about 25 µs each on the wire, against 4–9 µs of work), so its rate
+//! would be the hypervisor's; on one core it is the server's and the
+//! client's work. On a machine with one core nothing is pinned. Knows
+//! nothing of what the suites measure.
 
 use std::path::Path;
 
@@ -35,14 +40,25 @@ impl Pinning {
     /// How the report names it.
     pub(crate) fn describe(&self) -> String {
         format!(
-            "servers (the Baton box's dataplane worker, nginx's worker) pinned to core {}, the load client to core {}",
-            self.server, self.client
+            "servers (the Baton box's dataplane worker, nginx's worker) pinned to core {}, the load client to core {} (with one connection to core {} beside the server: a one-connection rate across two cores of this VM is set by cross-core wake-ups, see BENCHMARKS.md)",
+            self.server, self.client, self.server
         )
     }
 
-    /// The command prefix that runs the load client on its core.
-    pub(crate) fn client_prefix(&self) -> Vec<String> {
-        vec!["taskset".into(), "-c".into(), self.client.to_string()]
+    /// The core a load client with `connections` connections runs on.
+    pub(crate) fn client_core(&self, connections: u64) -> usize {
+        if connections == 1 {
+            self.server
+        } else {
+            self.client
+        }
+    }
+
+    /// The command prefix that runs a load client with `connections`
+    /// connections on its core.
+    pub(crate) fn client_prefix(&self, connections: u64) -> Vec<String> {
+        let core = self.client_core(connections);
+        vec!["taskset".into(), "-c".into(), core.to_string()]
     }
 }
 
@@ -141,6 +157,7 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(allowed.ends_with(&format!("\t{}", p.server)), "{allowed}");
-        assert_eq!(p.client_prefix(), ["taskset", "-c", "1"]);
+        assert_eq!(p.client_prefix(64), ["taskset", "-c", "1"]);
+        assert_eq!(p.client_prefix(1), ["taskset", "-c", "0"]);
     }
 }
