@@ -632,3 +632,77 @@ fn lab_migrate_moves_https_connections_between_live_boxes() {
     );
     assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
 }
+
+/// Three GETs pipelined in one TLS write (one record) on a keep-alive
+/// connection, read at 8 MB/s; box 1 is killed while the first answer (50
+/// MB) is going out, with the two others queued behind it: box 2 continues
+/// the first and answers the two others on the same connection, every body
+/// complete, byte-exact and in order, no RST, no new handshake.
+fn https_pipelined_takeover(prefix: &str, version: &str) {
+    use std::io::BufRead;
+    let g = LabGuard::up(prefix, &["--boxes", "2", "--tls"]);
+    let rst = RstCapture::start(&g);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/common/https_pipelined.py"
+    );
+    let ca = g.file(CA).display().to_string();
+    let paths = ["/50M.bin", "/1M.bin", "/1K.bin"];
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &g.driver.ns("client"), "python3", script])
+        .args([&ca, "198.18.0.11", version, "8000000"])
+        .args(paths)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (install it)");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("progress");
+    assert_eq!(line.trim(), "under way", "the first answer did not start");
+    ok(g.lab(&["kill", "box1"]));
+    let mut answers = Vec::new();
+    for _ in paths {
+        let mut a = String::new();
+        out.read_line(&mut a).expect("an answer");
+        answers.push(a.trim().to_string());
+    }
+    let status = child.wait_with_output().expect("python");
+    let tls_name = if version == "1.2" {
+        "TLSv1.2"
+    } else {
+        "TLSv1.3"
+    };
+    let want: Vec<String> = [("50M.bin", 50 << 20), ("1M.bin", 1 << 20), ("1K.bin", 1024)]
+        .iter()
+        .map(|(name, len)| format!("200 {} {len} {tls_name}", g.listed_sha(name)))
+        .collect();
+    assert_eq!(
+        answers,
+        want,
+        "pipelined answers across the kill (client: {})",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(status.status.success(), "the client failed");
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert_eq!(metric_value(&m, "baton_tls_resumed_total"), 1);
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
+    assert_eq!(
+        metric_value(&m, "baton_tls_handshakes_total"),
+        0,
+        "no new handshake"
+    );
+}
+
+#[test]
+#[ignore = "known gap (TAKEOVER.md, HTTPS limits): pipelined requests behind the answered one are acknowledged by its checkpoint but not recorded; the survivor never answers them"]
+fn lab_https_pipelined_requests_survive_a_kill_tls13() {
+    https_pipelined_takeover("bthp3", "1.3");
+}
+
+#[test]
+#[ignore = "known gap (TAKEOVER.md, HTTPS limits): pipelined requests behind the answered one are acknowledged by its checkpoint but not recorded; the survivor never answers them"]
+fn lab_https_pipelined_requests_survive_a_kill_tls12() {
+    https_pipelined_takeover("bthp2", "1.2");
+}
