@@ -696,13 +696,11 @@ fn https_pipelined_takeover(prefix: &str, version: &str) {
 }
 
 #[test]
-#[ignore = "known gap (TAKEOVER.md, HTTPS limits): pipelined requests behind the answered one are acknowledged by its checkpoint but not recorded; the survivor never answers them"]
 fn lab_https_pipelined_requests_survive_a_kill_tls13() {
     https_pipelined_takeover("bthp3", "1.3");
 }
 
 #[test]
-#[ignore = "known gap (TAKEOVER.md, HTTPS limits): pipelined requests behind the answered one are acknowledged by its checkpoint but not recorded; the survivor never answers them"]
 fn lab_https_pipelined_requests_survive_a_kill_tls12() {
     https_pipelined_takeover("bthp2", "1.2");
 }

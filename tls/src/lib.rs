@@ -26,7 +26,7 @@ pub mod session;
 pub mod tickets;
 
 pub use body::{BodyAnchor, ResumePoint, BODY_RECORD_SIZE};
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, PendingInput, MAX_PENDING_INPUT};
 pub use config::{CertifiedKeys, TlsConfig};
 pub use error::TlsError;
 pub use handshake::{Established, Handshake, Progress};

@@ -147,10 +147,15 @@ impl CacheApp {
     /// Gives the checkpoint writer `conn`'s current TLS block before it
     /// writes (a plain connection has none).
     fn refresh_tls(&mut self, conn: ConnId) {
-        let (Some(tls), Some(c)) = (self.tls.as_ref(), self.checkpoints.as_mut()) else {
+        let (Some(tls), Some(c)) = (self.tls.as_mut(), self.checkpoints.as_mut()) else {
             return;
         };
         if tls.has(conn) {
+            let unanswered = self
+                .http
+                .session(conn)
+                .map_or(Some(Vec::new()), |s| s.unanswered_input());
+            tls.set_unanswered(conn, unanswered);
             c.set_tls(conn, tls.sealed_block(conn));
         }
     }

@@ -32,8 +32,8 @@ use std::sync::Arc;
 
 use baton_dataplane::flow::ConnId;
 use baton_tls::{
-    BodyAnchor, Checkpoint, Event, Handshake, Progress, ResumePoint, Session, SystemRandom,
-    TlsConfig, TlsError, BODY_RECORD_SIZE,
+    BodyAnchor, Checkpoint, Event, Handshake, PendingInput, Progress, ResumePoint, Session,
+    SystemRandom, TlsConfig, TlsError, BODY_RECORD_SIZE, MAX_PENDING_INPUT,
 };
 use bytes::Bytes;
 use tracing::debug;
@@ -97,6 +97,9 @@ struct TlsConn {
     stage: Stage,
     /// Decrypted bytes the HTTP session has not read yet.
     plain: VecDeque<u8>,
+    /// Requests HTTP read but has not answered (pipelined), as it last
+    /// gave them; `None`: it could not write them back.
+    unanswered: Option<Vec<u8>>,
     /// Sealed bytes TCP had no room for yet.
     out: VecDeque<Bytes>,
     out_len: usize,
@@ -136,6 +139,7 @@ impl TlsConn {
         TlsConn {
             stage,
             plain: VecDeque::new(),
+            unanswered: Some(Vec::new()),
             out: VecDeque::new(),
             out_len: 0,
             plain_sent: 0,
@@ -245,6 +249,7 @@ impl TlsConns {
                 cp.next_body_record = a.record_count();
             }
         }
+        cp.pending_input = pending_input(c, conn);
         match cp.seal(&self.serve.cluster_key, &c.aad, &SystemRandom::new()) {
             Ok(b) => Some(b),
             Err(e) => {
@@ -292,6 +297,9 @@ impl TlsConns {
         let owed = s.take_output();
         let mut c = TlsConn::new(Stage::Open(Box::new(s)), name);
         c.queue(owed);
+        // Requests the dead box had read and not answered: HTTP reads them
+        // first, as the client sent them before anything it sends now.
+        c.plain.extend(cp.pending_input.0);
         c.anchor = anchor;
         c.plain_sent = at;
         c.body = body.map(|(start, len)| (start, Some(len)));
@@ -299,6 +307,14 @@ impl TlsConns {
         c.resume = resume;
         self.conns.insert(conn, c);
         Ok(at)
+    }
+
+    /// What HTTP read of `conn`'s requests and has not answered (see
+    /// `HttpSession::unanswered_input`): the next sealed blocks carry it.
+    pub fn set_unanswered(&mut self, conn: ConnId, input: Option<Vec<u8>>) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.unanswered = input;
+        }
     }
 
     /// The connection is gone.
@@ -441,6 +457,34 @@ impl TlsConns {
         }
         cap
     }
+}
+
+/// The client's plaintext a checkpoint covers that no response names yet:
+/// the requests HTTP read and has not answered, then what it has not read.
+/// Empty, and logged, when that cannot be carried (a request HTTP cannot
+/// write back, or more than a block holds): a survivor then finishes the
+/// response in flight and waits for requests that are gone (TAKEOVER.md,
+/// HTTPS limits).
+fn pending_input(c: &TlsConn, conn: ConnId) -> PendingInput {
+    let Some(http) = &c.unanswered else {
+        debug!(
+            ?conn,
+            "pipelined input HTTP cannot write back: not checkpointed"
+        );
+        return PendingInput::default();
+    };
+    if http.len() + c.plain.len() > MAX_PENDING_INPUT {
+        debug!(
+            ?conn,
+            bytes = http.len() + c.plain.len(),
+            "pipelined input over a TLS block's room: not checkpointed"
+        );
+        return PendingInput::default();
+    }
+    let mut p = Vec::with_capacity(http.len() + c.plain.len());
+    p.extend_from_slice(http);
+    p.extend(c.plain.iter());
+    PendingInput(p)
 }
 
 /// Where a response's body sits in the plaintext stream (start, length),
@@ -703,6 +747,12 @@ impl<T: Transport<Conn = ConnId> + TlsBlockSink> Transport for TlsTransport<'_, 
             tls.remove(conn);
         }
         self.inner.abort(conn);
+    }
+
+    fn unanswered_input(&mut self, conn: ConnId, input: Option<Vec<u8>>) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.set_unanswered(conn, input);
+        }
     }
 
     fn checkpoint(&mut self, conn: ConnId, cp: &ResponseCheckpoint) {
