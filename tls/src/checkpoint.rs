@@ -11,7 +11,7 @@
 //! | 4 | 2 | block format version (2; 1 is read too: no pending input) |
 //! | 6 | 2 | protocol version (0x0303, 0x0304) |
 //! | 8 | 2 | cipher suite (IANA id) |
-//! | 10 | 2 | flags: 1 peer closed, 2 close_notify sent, 4 body anchor present |
+//! | 10 | 2 | flags: 1 peer closed, 2 close_notify sent, 4 body anchor present, 8 pending input lost |
 //! | 12 | 106 | write direction (below) |
 //! | 118 | 106 | read direction |
 //! | 224 | 8 | stream offset of the next byte to write |
@@ -62,6 +62,7 @@ const DIRECTION_LEN: usize = 8 + 4 + 1 + MAX_KEY_LEN + IV_LEN + 1 + MAX_SECRET_L
 const FLAG_PEER_CLOSED: u16 = 1;
 const FLAG_SENT_CLOSE: u16 = 2;
 const FLAG_BODY: u16 = 4;
+const FLAG_PENDING_LOST: u16 = 8;
 
 /// One direction's record state.
 #[derive(Clone, PartialEq, Eq)]
@@ -179,6 +180,11 @@ pub struct Checkpoint {
     /// before anything the peer sends next. The session itself leaves it
     /// empty; the caller fills it (at most [`MAX_PENDING_INPUT`] bytes).
     pub pending_input: PendingInput,
+    /// The application had taken input it could not put in
+    /// `pending_input` (too much, or not writable back): a survivor must
+    /// not wait for it, but end the connection after the response in
+    /// flight (a client retries what a closed connection left unanswered).
+    pub pending_lost: bool,
 }
 
 /// Decrypted client bytes a checkpoint carries: requests, so their
@@ -213,7 +219,12 @@ impl Checkpoint {
             FLAG_SENT_CLOSE
         } else {
             0
-        } | if self.body.is_some() { FLAG_BODY } else { 0 };
+        } | if self.body.is_some() { FLAG_BODY } else { 0 }
+            | if self.pending_lost {
+                FLAG_PENDING_LOST
+            } else {
+                0
+            };
         out.extend_from_slice(&flags.to_le_bytes());
         self.write.write(&mut out);
         self.read.write(&mut out);
@@ -254,7 +265,7 @@ impl Checkpoint {
         let suite = r.u16()?;
         let aead = Aead::from_suite(suite).ok_or(TlsError::Checkpoint("cipher suite"))?;
         let flags = r.u16()?;
-        if flags & !(FLAG_PEER_CLOSED | FLAG_SENT_CLOSE | FLAG_BODY) != 0 {
+        if flags & !(FLAG_PEER_CLOSED | FLAG_SENT_CLOSE | FLAG_BODY | FLAG_PENDING_LOST) != 0 {
             return Err(TlsError::Checkpoint("unknown flags"));
         }
         let write = DirectionState::read(r.take(DIRECTION_LEN)?)?;
@@ -308,6 +319,7 @@ impl Checkpoint {
             body,
             next_body_record,
             pending_input: PendingInput(pending_input),
+            pending_lost: flags & FLAG_PENDING_LOST != 0,
         })
     }
 

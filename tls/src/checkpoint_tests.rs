@@ -34,6 +34,7 @@ fn sample(version: Version) -> Checkpoint {
         }),
         next_body_record: 7,
         pending_input: PendingInput::default(),
+        pending_lost: false,
     }
 }
 
@@ -81,6 +82,17 @@ fn pending_input_round_trips_sealed_and_within_its_limit() {
     long.push(0);
     assert!(Checkpoint::from_bytes(&long).is_err());
     assert!(Checkpoint::from_bytes(&b[..b.len() - 1]).is_err());
+}
+
+#[test]
+fn pending_input_lost_round_trips() {
+    let cp = Checkpoint {
+        pending_lost: true,
+        ..sample(Version::Tls12)
+    };
+    let b = cp.to_bytes().unwrap();
+    assert_eq!(b[10] & 8, 8, "flag 8");
+    assert_eq!(Checkpoint::from_bytes(&b).unwrap(), cp);
 }
 
 #[test]

@@ -436,6 +436,7 @@ impl Session {
             body: self.body,
             next_body_record: self.next_body_record,
             pending_input: Default::default(),
+            pending_lost: false,
         }
     }
 

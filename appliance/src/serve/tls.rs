@@ -32,8 +32,8 @@ use std::sync::Arc;
 
 use baton_dataplane::flow::ConnId;
 use baton_tls::{
-    BodyAnchor, Checkpoint, Event, Handshake, PendingInput, Progress, ResumePoint, Session,
-    SystemRandom, TlsConfig, TlsError, BODY_RECORD_SIZE, MAX_PENDING_INPUT,
+    BodyAnchor, Checkpoint, Event, Handshake, Progress, ResumePoint, Session, SystemRandom,
+    TlsConfig, TlsError, BODY_RECORD_SIZE,
 };
 use bytes::Bytes;
 use tracing::debug;
@@ -249,7 +249,13 @@ impl TlsConns {
                 cp.next_body_record = a.record_count();
             }
         }
-        cp.pending_input = pending_input(c, conn);
+        (cp.pending_input, cp.pending_lost) =
+            super::tls_input::pending_input(c.unanswered.as_deref(), &c.plain);
+        if cp.pending_lost {
+            // The survivor would wait for requests that are gone: it ends
+            // the connection after the response instead (TAKEOVER.md).
+            debug!(?conn, "pipelined input not carried by the TLS block");
+        }
         match cp.seal(&self.serve.cluster_key, &c.aad, &SystemRandom::new()) {
             Ok(b) => Some(b),
             Err(e) => {
@@ -263,7 +269,9 @@ impl TlsConns {
     /// TLS block `block` and HTTP response `response`; the client
     /// acknowledged up to TCP sequence `snd_una` of a connection whose ISS
     /// was `iss`. Returns the plaintext position HTTP continues from (its
-    /// "acknowledged sequence number").
+    /// "acknowledged sequence number"), and whether the dead box had read
+    /// requests the block could not carry (then end the connection after
+    /// the response).
     pub fn restore(
         &mut self,
         conn: ConnId,
@@ -272,7 +280,7 @@ impl TlsConns {
         response: Option<&ResponseCheckpoint>,
         snd_una: u32,
         iss: u32,
-    ) -> Result<u32, NotResumed> {
+    ) -> Result<(u32, bool), NotResumed> {
         let cp = Checkpoint::open(block, &self.serve.cluster_key, name.as_bytes())?;
         let acked = unwrap_near(
             snd_una.wrapping_sub(iss.wrapping_add(1)),
@@ -300,13 +308,14 @@ impl TlsConns {
         // Requests the dead box had read and not answered: HTTP reads them
         // first, as the client sent them before anything it sends now.
         c.plain.extend(cp.pending_input.0);
+        let lost = cp.pending_lost;
         c.anchor = anchor;
         c.plain_sent = at;
         c.body = body.map(|(start, len)| (start, Some(len)));
         c.body_started = started;
         c.resume = resume;
         self.conns.insert(conn, c);
-        Ok(at)
+        Ok((at, lost))
     }
 
     /// What HTTP read of `conn`'s requests and has not answered (see
@@ -457,34 +466,6 @@ impl TlsConns {
         }
         cap
     }
-}
-
-/// The client's plaintext a checkpoint covers that no response names yet:
-/// the requests HTTP read and has not answered, then what it has not read.
-/// Empty, and logged, when that cannot be carried (a request HTTP cannot
-/// write back, or more than a block holds): a survivor then finishes the
-/// response in flight and waits for requests that are gone (TAKEOVER.md,
-/// HTTPS limits).
-fn pending_input(c: &TlsConn, conn: ConnId) -> PendingInput {
-    let Some(http) = &c.unanswered else {
-        debug!(
-            ?conn,
-            "pipelined input HTTP cannot write back: not checkpointed"
-        );
-        return PendingInput::default();
-    };
-    if http.len() + c.plain.len() > MAX_PENDING_INPUT {
-        debug!(
-            ?conn,
-            bytes = http.len() + c.plain.len(),
-            "pipelined input over a TLS block's room: not checkpointed"
-        );
-        return PendingInput::default();
-    }
-    let mut p = Vec::with_capacity(http.len() + c.plain.len());
-    p.extend_from_slice(http);
-    p.extend(c.plain.iter());
-    PendingInput(p)
 }
 
 /// Where a response's body sits in the plaintext stream (start, length),

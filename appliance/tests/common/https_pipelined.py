@@ -5,7 +5,9 @@ usage: https_pipelined.py CA_FILE HOST VERSION(1.2|1.3) RATE_BYTES_PER_S PATH...
 Sends one GET per PATH in a single sendall (one TLS record), then reads the
 responses in order at about RATE bytes/s. Prints "under way" once a
 quarter of the first body arrived (the test kills the box then), then
-"STATUS SHA256 BYTES VERSION" per response. Exits 0 only if every response
+"STATUS SHA256 BYTES VERSION" per response, or "closed" when the connection
+ended cleanly (close_notify) before it. A PATH starting with "!" is sent
+without Host (a request the box refuses). Exits 0 only if every response
 was complete; the connection is closed with close_notify.
 """
 import hashlib
@@ -25,7 +27,12 @@ raw = socket.create_connection((host, 443), timeout=60)
 s = ctx.wrap_socket(raw, server_hostname="lab.baton.test")
 f = s.makefile("rb")
 s.sendall(
-    b"".join(f"GET {p} HTTP/1.1\r\nHost: lab.baton.test\r\n\r\n".encode() for p in paths)
+    b"".join(
+        f"GET {p[1:]} HTTP/1.1\r\n\r\n".encode()
+        if p.startswith("!")
+        else f"GET {p} HTTP/1.1\r\nHost: lab.baton.test\r\n\r\n".encode()
+        for p in paths
+    )
 )
 started = time.monotonic()
 total = 0
@@ -35,7 +42,7 @@ def read_response(first):
     global total
     line = f.readline()
     if not line:
-        print("no response", flush=True)
+        print("closed", flush=True)
         return False
     status = line.split()[1].decode()
     length = None
@@ -69,7 +76,11 @@ def read_response(first):
 
 ok = True
 for i in range(len(paths)):
-    ok = read_response(i == 0) and ok
-s.unwrap()
+    ok = ok and read_response(i == 0)
+try:
+    s.unwrap()
+except (ssl.SSLError, OSError):
+    # The server ended the connection first (close_notify, FIN).
+    ok = False
 s.close()
 sys.exit(0 if ok else 1)
