@@ -632,3 +632,122 @@ fn lab_migrate_moves_https_connections_between_live_boxes() {
     );
     assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
 }
+
+/// `https_pipelined.py` on box 1 over TLS `version` with `paths`
+/// pipelined in one write, box 1 killed once a quarter of the first answer
+/// arrived: the client's lines (one per path at most) and its exit.
+fn pipelined_across_a_kill(
+    g: &LabGuard,
+    version: &str,
+    paths: &[&str],
+) -> (Vec<String>, std::process::Output) {
+    use std::io::BufRead;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/common/https_pipelined.py"
+    );
+    let ca = g.file(CA).display().to_string();
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", &g.driver.ns("client"), "python3", script])
+        .args([&ca, "198.18.0.11", version, "8000000"])
+        .args(paths)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (install it)");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("progress");
+    assert_eq!(line.trim(), "under way", "the first answer did not start");
+    ok(g.lab(&["kill", "box1"]));
+    let mut answers = Vec::new();
+    for _ in paths {
+        let mut a = String::new();
+        if out.read_line(&mut a).expect("an answer") > 0 {
+            answers.push(a.trim().to_string());
+        }
+    }
+    (answers, child.wait_with_output().expect("python"))
+}
+
+fn tls_name(version: &str) -> &'static str {
+    if version == "1.2" {
+        "TLSv1.2"
+    } else {
+        "TLSv1.3"
+    }
+}
+
+/// Three GETs pipelined in one TLS write (one record) on a keep-alive
+/// connection, read at 8 MB/s; box 1 is killed while the first answer (50
+/// MB) is going out, with the two others queued behind it: box 2 continues
+/// the first and answers the two others on the same connection, every body
+/// complete, byte-exact and in order, no RST, no new handshake.
+fn https_pipelined_takeover(prefix: &str, version: &str) {
+    let g = LabGuard::up(prefix, &["--boxes", "2", "--tls"]);
+    let rst = RstCapture::start(&g);
+    let (answers, status) =
+        pipelined_across_a_kill(&g, version, &["/50M.bin", "/1M.bin", "/1K.bin"]);
+    let want: Vec<String> = [("50M.bin", 50 << 20), ("1M.bin", 1 << 20), ("1K.bin", 1024)]
+        .iter()
+        .map(|(name, len)| format!("200 {} {len} {}", g.listed_sha(name), tls_name(version)))
+        .collect();
+    assert_eq!(
+        answers,
+        want,
+        "pipelined answers across the kill (client: {})",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(status.status.success(), "the client failed");
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert_eq!(metric_value(&m, "baton_tls_resumed_total"), 1);
+    assert_eq!(metric_value(&m, "baton_tls_not_resumed_total"), 0);
+    assert_eq!(
+        metric_value(&m, "baton_tls_handshakes_total"),
+        0,
+        "no new handshake"
+    );
+}
+
+#[test]
+fn lab_https_pipelined_requests_survive_a_kill_tls13() {
+    https_pipelined_takeover("bthp3", "1.3");
+}
+
+#[test]
+fn lab_https_pipelined_requests_survive_a_kill_tls12() {
+    https_pipelined_takeover("bthp2", "1.2");
+}
+
+/// A request the TLS block cannot carry (a refused one, no Host) pipelined
+/// behind a 50 MB answer, box 1 killed mid-answer: box 2 finishes the
+/// answer, then ends the connection cleanly (close_notify, FIN) rather
+/// than wait for a request that is gone — the client gets its body whole
+/// and a close it can retry after, no RST.
+#[test]
+fn lab_https_pipelined_input_the_block_cannot_carry_ends_the_connection_after_the_answer() {
+    let g = LabGuard::up("bthpl", &["--boxes", "2", "--tls"]);
+    let rst = RstCapture::start(&g);
+    let (answers, status) = pipelined_across_a_kill(&g, "1.3", &["/50M.bin", "!/1K.bin"]);
+    let first = format!("200 {} {} TLSv1.3", g.listed_sha("50M.bin"), 50 << 20);
+    assert_eq!(
+        answers,
+        [first, "closed".to_string()],
+        "client: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    rst.assert_none_with_fins(1);
+    let m = box_metrics(&g, 2);
+    assert_eq!(metric_value(&m, "baton_tls_resumed_total"), 1);
+    assert_eq!(
+        metric_value(&m, "baton_tls_close_notify_total{direction=\"sent\"}"),
+        1,
+        "box 2 closed the connection after the answer"
+    );
+    assert_eq!(
+        metric_value(&m, "baton_http_idle_timeouts_total"),
+        0,
+        "closed right after the answer, not by the idle timeout"
+    );
+}

@@ -121,7 +121,7 @@ pub fn run(data: &[u8]) {
             }
             // The server is checkpointed and restored (a takeover).
             6 => {
-                let block = server.checkpoint().to_bytes();
+                let block = server.checkpoint().to_bytes().unwrap_or_default();
                 if let Ok(cp) = Checkpoint::from_bytes(&block) {
                     if let Ok(s) = Session::restore(&cp) {
                         server = s;

@@ -26,7 +26,7 @@ pub const MAX_NAME_LEN: usize = 8192;
 /// carry, in bytes.
 pub const MAX_VALIDATOR_LEN: usize = 1024;
 /// Longest sealed TLS block a record may carry, in bytes (the block is
-/// 312 bytes; room for a later format).
+/// 314 bytes and its pending input, at most 1,018).
 pub const MAX_TLS_BLOCK_LEN: usize = 1024;
 /// Longest opaque application state a record may carry, in bytes (an FTP
 /// control or data record is 144 or 288 bytes, an RTSP flow record 80).

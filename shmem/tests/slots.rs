@@ -466,8 +466,8 @@ fn a_typical_http_record_and_two_per_slot_fit() {
     assert!(w.serialize(&[bare; 4]).is_ok());
 }
 
-/// An HTTPS connection's record carries its sealed TLS block (312 bytes)
-/// beside its HTTP block and reads back byte for byte; a block over
+/// An HTTPS connection's record carries its sealed TLS block (314 bytes,
+/// up to 1,018 with pending input) beside its HTTP block and reads back byte for byte; a block over
 /// `MAX_TLS_BLOCK_LEN` is refused before the slot is touched.
 #[test]
 fn a_tls_block_reads_back_and_an_oversized_one_is_refused() {
@@ -486,6 +486,19 @@ fn a_tls_block_reads_back_and_an_oversized_one_is_refused() {
     let v = r.read(slot).unwrap().expect("slot holds a bundle");
     assert_eq!(v.bundle().records[0].view(), rec);
     assert_eq!(v.bundle().records[0].view().tls, Some(&block[..]));
+
+    // The largest block baton-tls seals (314 bytes and 704 of pending
+    // pipelined requests) fits a record too, beside a long URL.
+    let big_slot = slots.alloc().unwrap();
+    let biggest: Vec<u8> = (0..1018u32).map(|i| (i * 13 + 1) as u8).collect();
+    let url = format!("/{}", "u".repeat(900));
+    let big = ConnRecord {
+        tls: Some(&biggest),
+        ..http_record(1, 40_446, &url, Some("\"e\""))
+    };
+    w.write(big_slot, &[big]).unwrap();
+    let v = r.read(big_slot).unwrap().expect("slot holds a bundle");
+    assert_eq!(v.bundle().records[0].view(), big);
 
     let long = vec![0u8; baton_shmem::MAX_TLS_BLOCK_LEN + 1];
     let too_long = ConnRecord {

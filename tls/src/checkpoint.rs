@@ -2,15 +2,16 @@
 //! continue a connection's record layer, as a fixed little-endian layout,
 //! and its sealing under a key derived from the cluster key.
 //!
-//! Layout (version 1, [`BLOCK_LEN`] bytes, all integers little-endian):
+//! Layout (version 2: [`BLOCK_LEN`] fixed bytes, then the pending input;
+//! all integers little-endian):
 //!
 //! | off | len | field |
 //! |----:|----:|-------|
 //! | 0 | 4 | magic `BTLS` |
-//! | 4 | 2 | block format version (1) |
+//! | 4 | 2 | block format version (2; 1 is read too: no pending input) |
 //! | 6 | 2 | protocol version (0x0303, 0x0304) |
 //! | 8 | 2 | cipher suite (IANA id) |
-//! | 10 | 2 | flags: 1 peer closed, 2 close_notify sent, 4 body anchor present |
+//! | 10 | 2 | flags: 1 peer closed, 2 close_notify sent, 4 body anchor present, 8 pending input lost |
 //! | 12 | 106 | write direction (below) |
 //! | 118 | 106 | read direction |
 //! | 224 | 8 | stream offset of the next byte to write |
@@ -20,6 +21,10 @@
 //! | 256 | 8 | anchor: its stream offset |
 //! | 264 | 4 | anchor: record size |
 //! | 268 | 8 | next body record to seal |
+//! | 276 | 2 | pending input length *n* (version 2) |
+//! | 278 | *n* | pending input: the peer's decrypted application data the
+//! application had taken but not answered yet (pipelined requests), at
+//! most [`MAX_PENDING_INPUT`] bytes |
 //!
 //! A direction: seq u64, key-update generation u32, key length u8, key
 //! (32, zero-padded), IV (12), traffic secret length u8 (0 for TLS 1.2),
@@ -35,16 +40,21 @@ use crate::error::TlsError;
 use crate::keys::{Aead, DirectionKeys, Secret, Version, IV_LEN, MAX_KEY_LEN, MAX_SECRET_LEN};
 use crate::seal::{self, CheckpointSealer};
 
-/// Length of a block.
+/// Length of a block's fixed part (all of a version 1 block).
 pub const BLOCK_LEN: usize = 276;
-/// Length of a sealed block.
+/// Length of a sealed block without pending input; each pending byte
+/// adds one (and version 2 two for its length).
 pub const SEALED_LEN: usize = BLOCK_LEN + seal::SEALED_OVERHEAD;
+/// Most pending input a block carries: a sealed block stays within the
+/// 1,024 bytes a segment record keeps for it (`MAX_TLS_BLOCK_LEN`).
+pub const MAX_PENDING_INPUT: usize = 704;
 const MAGIC: &[u8; 4] = b"BTLS";
-const FORMAT_VERSION: u16 = 1;
+const FORMAT_VERSION: u16 = 2;
 const DIRECTION_LEN: usize = 8 + 4 + 1 + MAX_KEY_LEN + IV_LEN + 1 + MAX_SECRET_LEN;
 const FLAG_PEER_CLOSED: u16 = 1;
 const FLAG_SENT_CLOSE: u16 = 2;
 const FLAG_BODY: u16 = 4;
+const FLAG_PENDING_LOST: u16 = 8;
 
 /// One direction's record state.
 #[derive(Clone, PartialEq, Eq)]
@@ -156,12 +166,39 @@ pub struct Checkpoint {
     pub body: Option<BodyAnchor>,
     /// Next body record to seal.
     pub next_body_record: u64,
+    /// The peer's application data, decrypted and taken by the
+    /// application but not answered yet (pipelined requests behind the
+    /// one being answered): a survivor hands it to the application
+    /// before anything the peer sends next. The session itself leaves it
+    /// empty; the caller fills it (at most [`MAX_PENDING_INPUT`] bytes).
+    pub pending_input: PendingInput,
+    /// The application had taken input it could not put in
+    /// `pending_input` (too much, or not writable back): a survivor must
+    /// not wait for it, but end the connection after the response in
+    /// flight (a client retries what a closed connection left unanswered).
+    pub pending_lost: bool,
+}
+
+/// Decrypted client bytes a checkpoint carries: requests, so their
+/// `Debug` shows the length only (they may hold cookies or credentials).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PendingInput(pub Vec<u8>);
+
+impl fmt::Debug for PendingInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PendingInput({} bytes, redacted)", self.0.len())
+    }
 }
 
 impl Checkpoint {
-    /// The block's bytes ([`BLOCK_LEN`]).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(BLOCK_LEN);
+    /// The block's bytes ([`BLOCK_LEN`] and the pending input). Pending
+    /// input over [`MAX_PENDING_INPUT`] is a caller's bug: refused.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, TlsError> {
+        let pending = &self.pending_input.0;
+        if pending.len() > MAX_PENDING_INPUT {
+            return Err(TlsError::Checkpoint("pending input over its limit"));
+        }
+        let mut out = Vec::with_capacity(BLOCK_LEN + 2 + pending.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&self.version.wire().to_le_bytes());
@@ -174,7 +211,12 @@ impl Checkpoint {
             FLAG_SENT_CLOSE
         } else {
             0
-        } | if self.body.is_some() { FLAG_BODY } else { 0 };
+        } | if self.body.is_some() { FLAG_BODY } else { 0 }
+            | if self.pending_lost {
+                FLAG_PENDING_LOST
+            } else {
+                0
+            };
         out.extend_from_slice(&flags.to_le_bytes());
         self.write.write(&mut out);
         self.read.write(&mut out);
@@ -192,19 +234,22 @@ impl Checkpoint {
         out.extend_from_slice(&a.record_size.to_le_bytes());
         out.extend_from_slice(&self.next_body_record.to_le_bytes());
         debug_assert_eq!(out.len(), BLOCK_LEN);
-        out
+        out.extend_from_slice(&(pending.len() as u16).to_le_bytes());
+        out.extend_from_slice(pending);
+        Ok(out)
     }
 
     /// Parses a block; any garbage is an error.
     pub fn from_bytes(b: &[u8]) -> Result<Self, TlsError> {
-        if b.len() != BLOCK_LEN {
+        if b.len() < BLOCK_LEN {
             return Err(TlsError::Checkpoint("block length"));
         }
         let mut r = Reader(b);
         if r.take(4)? != MAGIC {
             return Err(TlsError::Checkpoint("magic"));
         }
-        if r.u16()? != FORMAT_VERSION {
+        let format = r.u16()?;
+        if format != 1 && format != FORMAT_VERSION {
             return Err(TlsError::Checkpoint("unknown block format version"));
         }
         let version =
@@ -212,7 +257,7 @@ impl Checkpoint {
         let suite = r.u16()?;
         let aead = Aead::from_suite(suite).ok_or(TlsError::Checkpoint("cipher suite"))?;
         let flags = r.u16()?;
-        if flags & !(FLAG_PEER_CLOSED | FLAG_SENT_CLOSE | FLAG_BODY) != 0 {
+        if flags & !(FLAG_PEER_CLOSED | FLAG_SENT_CLOSE | FLAG_BODY | FLAG_PENDING_LOST) != 0 {
             return Err(TlsError::Checkpoint("unknown flags"));
         }
         let write = DirectionState::read(r.take(DIRECTION_LEN)?)?;
@@ -243,6 +288,18 @@ impl Checkpoint {
                 return Err(TlsError::Checkpoint("body anchor"));
             }
         }
+        let pending_input = if format == 1 {
+            Vec::new()
+        } else {
+            let n = r.u16()? as usize;
+            if n > MAX_PENDING_INPUT {
+                return Err(TlsError::Checkpoint("pending input over its limit"));
+            }
+            r.take(n)?.to_vec()
+        };
+        if !r.0.is_empty() {
+            return Err(TlsError::Checkpoint("block length"));
+        }
         Ok(Checkpoint {
             version,
             suite,
@@ -253,18 +310,20 @@ impl Checkpoint {
             sent_close_notify: flags & FLAG_SENT_CLOSE != 0,
             body,
             next_body_record,
+            pending_input: PendingInput(pending_input),
+            pending_lost: flags & FLAG_PENDING_LOST != 0,
         })
     }
 
     /// The block sealed by `sealer` (under the cluster key), bound to
     /// `aad`.
     pub fn seal(&self, sealer: &CheckpointSealer, aad: &[u8]) -> Result<Vec<u8>, TlsError> {
-        sealer.seal(&self.to_bytes(), aad)
+        sealer.seal(&self.to_bytes()?, aad)
     }
 
     /// Opens a sealed block: fails without the right cluster key and AAD.
     pub fn open(sealed: &[u8], cluster_key: &[u8], aad: &[u8]) -> Result<Self, TlsError> {
-        if sealed.len() != SEALED_LEN {
+        if sealed.len() < SEALED_LEN || sealed.len() > SEALED_LEN + 2 + MAX_PENDING_INPUT {
             return Err(TlsError::CheckpointSeal);
         }
         Self::from_bytes(&seal::open(sealed, cluster_key, aad)?)

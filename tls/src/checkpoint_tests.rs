@@ -33,6 +33,8 @@ fn sample(version: Version) -> Checkpoint {
             record_size: 1 << 14,
         }),
         next_body_record: 7,
+        pending_input: PendingInput::default(),
+        pending_lost: false,
     }
 }
 
@@ -40,11 +42,66 @@ fn sample(version: Version) -> Checkpoint {
 fn block_round_trips_at_its_fixed_length() {
     for v in [Version::Tls12, Version::Tls13] {
         let cp = sample(v);
-        let b = cp.to_bytes();
-        assert_eq!(b.len(), BLOCK_LEN);
+        let b = cp.to_bytes().unwrap();
+        assert_eq!(b.len(), BLOCK_LEN + 2);
         assert_eq!(&b[..4], b"BTLS");
         assert_eq!(Checkpoint::from_bytes(&b).unwrap(), cp);
     }
+}
+
+#[test]
+fn pending_input_round_trips_sealed_and_within_its_limit() {
+    let sealer = CheckpointSealer::new(b"k").unwrap();
+    let req = b"GET /1M.bin HTTP/1.1\r\nHost: a\r\n\r\nGET /1K.bin HTTP/1.1\r\nHost: a\r\n\r\n";
+    let cp = Checkpoint {
+        pending_input: PendingInput(req.to_vec()),
+        ..sample(Version::Tls13)
+    };
+    let b = cp.to_bytes().unwrap();
+    assert_eq!(b.len(), BLOCK_LEN + 2 + req.len());
+    assert_eq!(Checkpoint::from_bytes(&b).unwrap(), cp);
+    let sealed = cp.seal(&sealer, b"conn").unwrap();
+    assert_eq!(sealed.len(), SEALED_LEN + 2 + req.len());
+    // The requests are sealed like the keys: not in the clear, not in Debug.
+    assert!(!sealed.windows(11).any(|w| w == b"GET /1M.bin"));
+    assert!(!format!("{cp:?}").contains("GET"));
+    assert_eq!(Checkpoint::open(&sealed, b"k", b"conn").unwrap(), cp);
+    // The largest fits a segment record's 1,024 bytes; one more is refused.
+    let full = Checkpoint {
+        pending_input: PendingInput(vec![b'x'; MAX_PENDING_INPUT]),
+        ..sample(Version::Tls12)
+    };
+    assert!(full.seal(&sealer, b"conn").unwrap().len() <= 1024);
+    let over = Checkpoint {
+        pending_input: PendingInput(vec![b'x'; MAX_PENDING_INPUT + 1]),
+        ..sample(Version::Tls12)
+    };
+    assert!(over.to_bytes().is_err());
+    // A length field that lies, or bytes after the input, are refused.
+    let mut long = b.clone();
+    long.push(0);
+    assert!(Checkpoint::from_bytes(&long).is_err());
+    assert!(Checkpoint::from_bytes(&b[..b.len() - 1]).is_err());
+}
+
+#[test]
+fn pending_input_lost_round_trips() {
+    let cp = Checkpoint {
+        pending_lost: true,
+        ..sample(Version::Tls12)
+    };
+    let b = cp.to_bytes().unwrap();
+    assert_eq!(b[10] & 8, 8, "flag 8");
+    assert_eq!(Checkpoint::from_bytes(&b).unwrap(), cp);
+}
+
+#[test]
+fn a_version_1_block_reads_with_no_pending_input() {
+    let cp = sample(Version::Tls13);
+    let mut b = cp.to_bytes().unwrap();
+    b.truncate(BLOCK_LEN);
+    b[4] = 1;
+    assert_eq!(Checkpoint::from_bytes(&b).unwrap(), cp);
 }
 
 #[test]
@@ -53,14 +110,14 @@ fn block_without_body_round_trips() {
         body: None,
         ..sample(Version::Tls13)
     };
-    assert_eq!(Checkpoint::from_bytes(&cp.to_bytes()).unwrap(), cp);
+    assert_eq!(Checkpoint::from_bytes(&cp.to_bytes().unwrap()).unwrap(), cp);
 }
 
 #[test]
 fn unknown_format_version_and_wrong_length_are_refused() {
-    let mut b = sample(Version::Tls13).to_bytes();
+    let mut b = sample(Version::Tls13).to_bytes().unwrap();
     assert!(Checkpoint::from_bytes(&b[..BLOCK_LEN - 1]).is_err());
-    b[4] = 2;
+    b[4] = 3;
     assert_eq!(
         Checkpoint::from_bytes(&b),
         Err(TlsError::Checkpoint("unknown block format version"))
@@ -69,7 +126,7 @@ fn unknown_format_version_and_wrong_length_are_refused() {
 
 #[test]
 fn a_key_that_does_not_follow_from_its_secret_is_refused() {
-    let mut b = sample(Version::Tls13).to_bytes();
+    let mut b = sample(Version::Tls13).to_bytes().unwrap();
     b[12 + 13] ^= 1; // first byte of the write key
     assert!(Checkpoint::from_bytes(&b).is_err());
 }
@@ -86,7 +143,7 @@ fn sealed_block_opens_with_the_cluster_key_only() {
     let sealer = CheckpointSealer::new(b"cluster key A").unwrap();
     let cp = sample(Version::Tls13);
     let sealed = cp.seal(&sealer, b"10.0.0.1:443>10.0.0.9:5555").unwrap();
-    assert_eq!(sealed.len(), SEALED_LEN);
+    assert_eq!(sealed.len(), SEALED_LEN + 2);
     // The secrets do not appear in the clear.
     let secret = [3u8; 48];
     assert!(!sealed.windows(48).any(|w| w == secret));
@@ -139,8 +196,12 @@ fn one_sealer_never_repeats_a_nonce_and_two_sealers_use_two_keys() {
 
 #[test]
 fn a_block_an_older_box_sealed_still_opens() {
+    // An older box: block format 1 (no pending input) in sealed form 1.
     let cp = sample(Version::Tls13);
-    let v1 = seal::seal_v1(&cp.to_bytes(), b"k", b"conn").unwrap();
+    let mut block = cp.to_bytes().unwrap();
+    block.truncate(BLOCK_LEN);
+    block[4..6].copy_from_slice(&1u16.to_le_bytes());
+    let v1 = seal::seal_v1(&block, b"k", b"conn").unwrap();
     assert_eq!(&v1[..4], b"BTS1");
     assert_eq!(v1.len(), SEALED_LEN);
     assert_eq!(Checkpoint::open(&v1, b"k", b"conn").unwrap(), cp);
@@ -159,7 +220,7 @@ proptest! {
 
     #[test]
     fn single_byte_corruption_never_panics(at in 0usize..BLOCK_LEN, x in 1u8..=255) {
-        let mut b = sample(Version::Tls13).to_bytes();
+        let mut b = sample(Version::Tls13).to_bytes().unwrap();
         b[at] ^= x;
         let _ = Checkpoint::from_bytes(&b);
     }

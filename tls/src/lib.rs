@@ -27,8 +27,7 @@ pub mod session;
 pub mod tickets;
 
 pub use body::{BodyAnchor, ResumePoint, BODY_RECORD_SIZE};
-pub use checkpoint::Checkpoint;
-pub use checkpoint::SEALED_LEN;
+pub use checkpoint::{Checkpoint, PendingInput, MAX_PENDING_INPUT, SEALED_LEN};
 pub use config::{CertifiedKeys, TlsConfig};
 pub use error::TlsError;
 pub use handshake::{Established, Handshake, Progress};

@@ -435,6 +435,8 @@ impl Session {
             sent_close_notify: self.sent_close_notify,
             body: self.body,
             next_body_record: self.next_body_record,
+            pending_input: Default::default(),
+            pending_lost: false,
         }
     }
 

@@ -67,6 +67,13 @@ pub trait Transport {
     fn checkpoint(&mut self, conn: Self::Conn, cp: &ResponseCheckpoint) {
         let _ = (conn, cp);
     }
+    /// The session's requests read but not answered yet, given before each
+    /// `checkpoint` (`HttpSession::unanswered_input`): a transport that
+    /// has no place for them in its checkpoint (plain TCP) ignores them;
+    /// HTTPS seals them into the TLS block.
+    fn unanswered_input(&mut self, conn: Self::Conn, input: Option<Vec<u8>>) {
+        let _ = (conn, input);
+    }
     /// The TCP sequence number of the next byte `recv` returns, if the
     /// transport knows it (an upload's checkpoint records where its body
     /// sits in the client's byte stream).
@@ -384,6 +391,7 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
                 match t.send(conn, data) {
                     Some(seq) => {
                         if let Some(cp) = s.on_sent(SeqNum(seq)) {
+                            t.unanswered_input(conn, s.unanswered_input());
                             t.checkpoint(conn, &cp);
                         }
                         progressed = true;
@@ -469,6 +477,7 @@ fn commit_if_due<T: Transport>(s: &mut HttpSession, t: &mut T, conn: T::Conn) ->
         return false;
     }
     if let Some(cp) = s.checkpoint() {
+        t.unanswered_input(conn, s.unanswered_input());
         t.checkpoint(conn, cp);
     }
     true

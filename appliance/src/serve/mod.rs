@@ -13,6 +13,7 @@ pub mod ftp;
 pub mod ftp_hub;
 mod ftp_index;
 pub mod tls;
+mod tls_input;
 
 use baton_dataplane::connmap::ConnMap;
 use std::any::Any;
@@ -147,10 +148,15 @@ impl CacheApp {
     /// Gives the checkpoint writer `conn`'s current TLS block before it
     /// writes (a plain connection has none).
     fn refresh_tls(&mut self, conn: ConnId) {
-        let (Some(tls), Some(c)) = (self.tls.as_ref(), self.checkpoints.as_mut()) else {
+        let (Some(tls), Some(c)) = (self.tls.as_mut(), self.checkpoints.as_mut()) else {
             return;
         };
         if tls.has(conn) {
+            let unanswered = self
+                .http
+                .session(conn)
+                .map_or(Some(Vec::new()), |s| s.unanswered_input());
+            tls.set_unanswered(conn, unanswered);
             c.set_tls(conn, tls.sealed_block(conn));
         }
     }
@@ -183,7 +189,8 @@ impl CacheApp {
 
     /// A restored connection to the HTTPS port: its record layer from the
     /// checkpoint's TLS block. Returns the plaintext position HTTP goes on
-    /// from, or `None` when the connection was reset.
+    /// from and whether the dead box's pipelined input was lost, or `None`
+    /// when the connection was reset.
     fn restore_tls(
         &mut self,
         conn: ConnId,
@@ -191,7 +198,7 @@ impl CacheApp {
         response: Option<&ResponseCheckpoint>,
         snd_una: SeqNum,
         ctx: &mut Ctx<'_>,
-    ) -> Option<u32> {
+    ) -> Option<(u32, bool)> {
         let counters = &self.counters.counters;
         let name = Self::tls_name(ctx, conn);
         let iss = ctx.export(conn).map(|e| seqs(&e).iss.0);
@@ -503,14 +510,21 @@ impl App for CacheApp {
     }
 
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, _rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {
-        let (response, tls) = self.restoring.remove(&conn).unwrap_or((None, None));
+        let (mut response, tls) = self.restoring.remove(&conn).unwrap_or((None, None));
         let now = ctx.now();
         // An HTTPS connection continues from its TLS block, HTTP from the
         // plaintext position that gives; without one it is reset.
         let mut acked = snd_una.0;
         if tls.is_some() || self.on_tls_port(ctx, conn) {
             match self.restore_tls(conn, tls.as_deref(), response.as_ref(), snd_una, ctx) {
-                Some(at) => acked = at,
+                Some((at, lost)) => {
+                    acked = at;
+                    if let Some(r) = response.as_mut().filter(|_| lost) {
+                        // Requests the dead box read are gone: close after
+                        // this response, so the client asks again.
+                        r.persistent = false;
+                    }
+                }
                 None => return,
             }
             self.refresh_tls(conn);

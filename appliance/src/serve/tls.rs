@@ -99,6 +99,9 @@ struct TlsConn {
     stage: Stage,
     /// Decrypted bytes the HTTP session has not read yet.
     plain: VecDeque<u8>,
+    /// Requests HTTP read but has not answered (pipelined), as it last
+    /// gave them; `None`: it could not write them back.
+    unanswered: Option<Vec<u8>>,
     /// Sealed bytes TCP had no room for yet.
     out: VecDeque<Bytes>,
     out_len: usize,
@@ -143,6 +146,7 @@ impl TlsConn {
         TlsConn {
             stage,
             plain: VecDeque::new(),
+            unanswered: Some(Vec::new()),
             out: VecDeque::new(),
             out_len: 0,
             plain_sent: 0,
@@ -259,7 +263,20 @@ impl TlsConns {
                 cp.next_body_record = a.record_count();
             }
         }
-        let plain = cp.to_bytes();
+        (cp.pending_input, cp.pending_lost) =
+            super::tls_input::pending_input(c.unanswered.as_deref(), &c.plain);
+        if cp.pending_lost {
+            // The survivor would wait for requests that are gone: it ends
+            // the connection after the response instead (TAKEOVER.md).
+            debug!(?conn, "pipelined input not carried by the TLS block");
+        }
+        let plain = match cp.to_bytes() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(?conn, "cannot encode the TLS checkpoint: {e}");
+                return None;
+            }
+        };
         let mut last = c.last_sealed.borrow_mut();
         if let Some((_, sealed)) = last.as_ref().filter(|(p, _)| *p == plain) {
             return Some(sealed.clone());
@@ -280,7 +297,9 @@ impl TlsConns {
     /// TLS block `block` and HTTP response `response`; the client
     /// acknowledged up to TCP sequence `snd_una` of a connection whose ISS
     /// was `iss`. Returns the plaintext position HTTP continues from (its
-    /// "acknowledged sequence number").
+    /// "acknowledged sequence number"), and whether the dead box had read
+    /// requests the block could not carry (then end the connection after
+    /// the response).
     pub fn restore(
         &mut self,
         conn: ConnId,
@@ -289,7 +308,7 @@ impl TlsConns {
         response: Option<&ResponseCheckpoint>,
         snd_una: u32,
         iss: u32,
-    ) -> Result<u32, NotResumed> {
+    ) -> Result<(u32, bool), NotResumed> {
         let cp = Checkpoint::open(block, &self.serve.cluster_key, name.as_bytes())?;
         let acked = unwrap_near(
             snd_una.wrapping_sub(iss.wrapping_add(1)),
@@ -314,13 +333,25 @@ impl TlsConns {
         let owed = s.take_output();
         let mut c = TlsConn::new(Stage::Open(Box::new(s)), name);
         c.queue(owed);
+        // Requests the dead box had read and not answered: HTTP reads them
+        // first, as the client sent them before anything it sends now.
+        c.plain.extend(cp.pending_input.0);
+        let lost = cp.pending_lost;
         c.anchor = anchor;
         c.plain_sent = at;
         c.body = body.map(|(start, len)| (start, Some(len)));
         c.body_started = started;
         c.resume = resume;
         self.conns.insert(conn, c);
-        Ok(at)
+        Ok((at, lost))
+    }
+
+    /// What HTTP read of `conn`'s requests and has not answered (see
+    /// `HttpSession::unanswered_input`): the next sealed blocks carry it.
+    pub fn set_unanswered(&mut self, conn: ConnId, input: Option<Vec<u8>>) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.unanswered = input;
+        }
     }
 
     /// The connection is gone.
@@ -725,6 +756,12 @@ impl<T: Transport<Conn = ConnId> + TlsBlockSink> Transport for TlsTransport<'_, 
             tls.remove(conn);
         }
         self.inner.abort(conn);
+    }
+
+    fn unanswered_input(&mut self, conn: ConnId, input: Option<Vec<u8>>) {
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.set_unanswered(conn, input);
+        }
     }
 
     fn checkpoint(&mut self, conn: ConnId, cp: &ResponseCheckpoint) {

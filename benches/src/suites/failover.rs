@@ -32,6 +32,7 @@ impl Bench {
         url: &str,
         n: u64,
         hold: u64,
+        extra: &[String],
         kill: &mut dyn FnMut(&Bench) -> Result<()>,
     ) -> Result<(LoadSummary, Timeline, BTreeMap<String, i64>)> {
         let mark = PathBuf::from(format!("/tmp/{}-mark-{tag}", self.args.prefix));
@@ -82,6 +83,7 @@ impl Bench {
         if n > 1000 {
             args.extend(["--source".into(), self.sources(n)]);
         }
+        args.extend(extra.iter().cloned());
         let before = self.client_netstat();
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut child = self.lab.spawn("client", &argv)?;
@@ -191,6 +193,7 @@ impl Bench {
         let mut rows = Vec::new();
         let mut jruns = Vec::new();
         let mut plots = Vec::new();
+        let mut by_family: BTreeMap<(&str, u64), FailoverStats> = BTreeMap::new();
         for &n in &sizes {
             for b in 1..=3 {
                 self.lab.ensure_running(b)?;
@@ -211,11 +214,18 @@ impl Bench {
             // IPv6 too (issue 15) in a full run: the same box over its
             // 2001:2:0:18::11 address. Not in --quick: CI's smoke run
             // keeps to what it has always measured.
+            // HTTPS (issue 14) in every run, right after plain HTTP at the
+            // same N: "failover stall over HTTPS within 10 % of plain
+            // HTTP" is judged on the two rows of one run.
             let families: &[((&str, &str), &str)] = if self.args.quick {
-                &[(("", ""), "http://198.18.0.11/50M.bin")]
+                &[
+                    (("", ""), "http://198.18.0.11/50M.bin"),
+                    ((" HTTPS", "-https"), "https://198.18.0.11/50M.bin"),
+                ]
             } else {
                 &[
                     (("", ""), "http://198.18.0.11/50M.bin"),
+                    ((" HTTPS", "-https"), "https://198.18.0.11/50M.bin"),
                     ((" IPv6", "-ipv6"), "http://[2001:2:0:18::11]/50M.bin"),
                 ]
             };
@@ -228,9 +238,17 @@ impl Bench {
                 }
                 let tag = format!("failover-baton{}-{n}", fam.1);
                 let hold = if self.args.quick { 6 } else { 10 };
+                let extra = if url.starts_with("https://") {
+                    https_args(self)
+                } else {
+                    Vec::new()
+                };
                 let (s, tl, d) =
-                    self.failover_run(&tag, url, n, hold, &mut |b: &Bench| b.kill_box_marked(1))?;
+                    self.failover_run(&tag, url, n, hold, &extra, &mut |b: &Bench| {
+                        b.kill_box_marked(1)
+                    })?;
                 let f = tl.failover().unwrap_or_default();
+                by_family.insert((fam.1, n), f.clone());
                 // The takeover's own failures fail a smoke run (not the nginx
                 // + IP move reference's, which are what it measures).
                 self.note_errors(&tag, url, s.errors.max(f.failed), &s.error_kinds);
@@ -244,7 +262,7 @@ impl Bench {
                     dups,
                     &d,
                 ));
-                jruns.push(json!({"target": "baton", "family": if fam.1.is_empty() { "ipv4" } else { "ipv6" }, "connections": n, "summary": s, "failover": f, "client_tcp_delta": {
+                jruns.push(json!({"target": "baton", "family": match fam.1 { "" => "ipv4", "-https" => "ipv4-https", _ => "ipv6" }, "connections": n, "summary": s, "failover": f, "client_tcp_delta": {
                     "dsack_sent_duplicate_segments": dups, "retrans_segs": d.get("Tcp:RetransSegs"), "in_segs": d.get("Tcp:InSegs")}}));
                 plots.push((format!("Baton{} {n}", fam.0), tl.goodput_mbps()));
                 if let Err(e) = line_plot(
@@ -292,7 +310,7 @@ impl Bench {
             // Long enough for the client's retransmissions (RTO backoff) to
             // reach the new holder of the address after the 3 s detection.
             let hold = if self.args.quick { 12 } else { 20 };
-            let (s, tl, d) = self.failover_run(&tag, &format!("http://{VIP}/50M.bin"), n, hold, &mut |b: &Bench| {
+            let (s, tl, d) = self.failover_run(&tag, &format!("http://{VIP}/50M.bin"), n, hold, &[], &mut |b: &Bench| {
                 let t0 = Instant::now();
                 // box2 "dies": its front port stops talking (no FIN or RST
                 // from its kernel), then its nginx goes.
@@ -368,8 +386,66 @@ impl Bench {
         ));
         self.md
             .push_str("\n![goodput across the kill](failover-goodput.png)\n\n");
+        self.md.push_str(&https_ratios(&sizes, &by_family));
         Ok(())
     }
+}
+
+/// baton-load's options for an https:// failover run: the lab's CA and
+/// the name every lab certificate carries.
+fn https_args(b: &Bench) -> Vec<String> {
+    vec![
+        "--cacert".into(),
+        b.lab.state_dir().join("ca.pem").display().to_string(),
+        "--server-name".into(),
+        "lab.baton.test".into(),
+    ]
+}
+
+/// HTTPS against plain HTTP at each N, from the same run (issue 14's goal:
+/// the HTTPS stall within 10 % of plain HTTP's): stall and kill→resume
+/// p50 and max, HTTPS / HTTP.
+fn https_ratios(sizes: &[u64], runs: &BTreeMap<(&str, u64), FailoverStats>) -> String {
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            format!("{:.2}", a / b)
+        } else {
+            "-".into()
+        }
+    };
+    let rows: Vec<Vec<String>> = sizes
+        .iter()
+        .filter_map(|&n| {
+            let (h, p) = (runs.get(&("-https", n))?, runs.get(&("", n))?);
+            Some(vec![
+                format!("{n}"),
+                ratio(h.stall_ms.p50, p.stall_ms.p50),
+                ratio(h.stall_ms.max, p.stall_ms.max),
+                ratio(h.resume_ms.p50, p.resume_ms.p50),
+                ratio(h.resume_ms.max, p.resume_ms.max),
+                format!("{}/{}", h.not_resumed, p.not_resumed),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "### HTTPS against plain HTTP (same run)\n\nBaton's HTTPS rows (TLS 1.3, baton-load over rustls, the lab's certificate) against the plain HTTP rows at the same N: ratios HTTPS / HTTP (goal: stall within 10 %, i.e. at most 1.10).\n\n",
+    );
+    md.push_str(&md_table(
+        &[
+            "N",
+            "stall p50",
+            "stall max",
+            "kill→resume p50",
+            "kill→resume max",
+            "not resumed HTTPS/HTTP",
+        ],
+        &rows,
+    ));
+    md.push('\n');
+    md
 }
 
 /// One line of the failover table, the same columns for Baton and for the

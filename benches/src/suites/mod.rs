@@ -130,8 +130,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "lab up: prefix {}, 3 boxes, {client_addrs} extra client addresses",
             args.prefix
         ));
-        // The https suite needs certificates and boxes serving 443.
-        let extra = if wants("https") {
+        // The https suite, and failover's HTTPS rows, need certificates
+        // and boxes serving 443.
+        let extra = if wants("https") || wants("failover") {
             vec!["--tls".to_string()]
         } else {
             Vec::new()

@@ -146,8 +146,9 @@ fn measure(
         }
         let tag = format!("vm-failover-{}-{n}", kind.to_lowercase().replace(' ', "-"));
         let hold = if b.args.quick { 8 } else { 12 };
-        let (s, tl, d) =
-            b.failover_run(&tag, url, n, hold, &mut |b: &Bench| b.kill_box_marked(1))?;
+        let (s, tl, d) = b.failover_run(&tag, url, n, hold, &[], &mut |b: &Bench| {
+            b.kill_box_marked(1)
+        })?;
         let f = tl.failover().unwrap_or_default();
         b.note_errors(&tag, url, s.errors.max(f.failed), &s.error_kinds);
         let dups = d.get("TcpExt:TCPDSACKOldSent").copied().unwrap_or(0)

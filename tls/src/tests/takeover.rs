@@ -258,6 +258,8 @@ proptest::proptest! {
             sent_close_notify: false,
             body: Some(BodyAnchor { body_len: body_len as u64, body_offset, write_seq, stream_offset, record_size: 16384 }),
             next_body_record,
+            pending_input: Default::default(),
+            pending_lost: false,
         };
         let body = body(body_len);
         let mut s = Session::restore(&cp).unwrap();

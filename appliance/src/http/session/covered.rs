@@ -3,8 +3,14 @@
 //! received; until then requests and a FIN stay unacknowledged, so a
 //! survivor of this box's death gets them again from the client.
 //!
+//! And what such a checkpoint covers without naming it: requests read but
+//! not answered yet (pipelining), which an HTTPS checkpoint carries in its
+//! TLS block ([`HttpSession::unanswered_input`]).
+//!
 //! It knows nothing of TCP or checkpoints' bytes: only the session's state.
 
+use super::super::request::{Method, Request, RequestBody};
+use super::intake::Pending;
 use super::{HttpSession, Phase, Stage};
 
 impl HttpSession {
@@ -28,4 +34,76 @@ impl HttpSession {
             && self.intake.queue.is_empty()
             && (!self.reading || self.intake.buffered().is_empty())
     }
+}
+
+impl HttpSession {
+    /// The requests this session read but has not started to answer
+    /// (pipelined behind the one being answered), then any partial head
+    /// after them, as bytes that parse to the same requests: what a
+    /// survivor's session must read before anything the client sends next,
+    /// when a checkpoint covers (acknowledges) them but names only the
+    /// request being answered. Requests are written back from what the
+    /// session kept of them (method, target, version, the validators and
+    /// `Range` it serves by, persistence; `Host` a placeholder, since the
+    /// cache key is the target), not copied as received: nothing is kept
+    /// per request on the hot path. `None` when they cannot be: an upload
+    /// in progress or queued, a refused request, a body still being
+    /// skipped. Empty, without allocating, when nothing waits.
+    pub fn unanswered_input(&self) -> Option<Vec<u8>> {
+        let buffered = if self.reading {
+            self.intake.buffered()
+        } else {
+            &[]
+        };
+        if self.intake.queue.is_empty() && buffered.is_empty() {
+            return Some(Vec::new());
+        }
+        if self.uploads.current.is_some() || self.intake.skipping() {
+            return None;
+        }
+        let mut out = Vec::new();
+        for p in &self.intake.queue {
+            match p {
+                Pending::Request(r) => write_request(r, &mut out)?,
+                Pending::Reject(_) => return None,
+            }
+        }
+        out.extend_from_slice(buffered);
+        Some(out)
+    }
+}
+
+/// `r` as a request head the parser reads back to the same `Request`
+/// (GET and HEAD without a body only).
+fn write_request(r: &Request, out: &mut Vec<u8>) -> Option<()> {
+    let method = match (r.method, &r.body) {
+        (Method::Get, RequestBody::None | RequestBody::Length(_)) => "GET",
+        (Method::Head, RequestBody::None | RequestBody::Length(_)) => "HEAD",
+        _ => return None,
+    };
+    let mut head = format!(
+        "{method} {} HTTP/1.{}\r\nHost: baton.pending\r\n",
+        r.url, r.minor
+    );
+    let fields = [
+        ("Range", &r.range),
+        ("If-None-Match", &r.if_none_match),
+        ("If-Modified-Since", &r.if_modified_since),
+        ("If-Range", &r.if_range),
+        ("If-Match", &r.if_match),
+        ("If-Unmodified-Since", &r.if_unmodified_since),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            head.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    match (r.minor, r.persistent) {
+        (1, false) => head.push_str("Connection: close\r\n"),
+        (0, true) => head.push_str("Connection: keep-alive\r\n"),
+        _ => {}
+    }
+    head.push_str("\r\n");
+    out.extend_from_slice(head.as_bytes());
+    Some(())
 }

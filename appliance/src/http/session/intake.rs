@@ -81,6 +81,11 @@ impl Intake {
         self.partial_since = None;
     }
 
+    /// True while a request body nobody wants is still being dropped.
+    pub fn skipping(&self) -> bool {
+        self.discard > 0
+    }
+
     /// When the incomplete request head began to arrive, if one is.
     pub fn partial_since(&self) -> Option<Instant> {
         self.partial_since

@@ -330,3 +330,78 @@ fn a_session_has_answered_all_only_once_each_request_read_has_its_response_start
     c.s.on_eof();
     assert!(c.s.answered_all());
 }
+
+/// Requests pipelined behind the one being answered (issue 14, HTTPS):
+/// the response's checkpoint covers them without naming them, so
+/// `unanswered_input` writes them back, and a survivor that reads them
+/// after resuming answers the rest of the first response, then the
+/// others, in order and byte-exact.
+#[test]
+fn pipelined_requests_behind_a_resumed_response_are_answered_in_order_by_a_survivor() {
+    let h = Harness::new();
+    h.store.put("/big", pattern(300_000));
+    h.store.put("/b", pattern(1000));
+    h.store.put("/c", pattern(10));
+    for path in ["/big", "/b", "/c"] {
+        first_response(&h, &get(path));
+    }
+    let mut c = h.conn();
+    assert_eq!(c.s.unanswered_input(), Some(Vec::new()), "nothing waits");
+    c.send(&format!(
+        "{}{}{}",
+        get("/big"),
+        get_with("/b", "Range: bytes=10-19"),
+        get("/c")
+    ));
+    // The first response's head and some of its body go out; the box dies.
+    let now = Instant::now();
+    let mut cp = None;
+    while c.out.len() < 50_000 {
+        let b = c.s.poll_send(16_384, now).expect("a hit flows");
+        cp = cp.or(c.s.on_sent(SeqNum(c.seq)));
+        c.seq = c.seq.wrapping_add(b.len() as u32);
+        c.out.extend_from_slice(&b);
+    }
+    let cp = cp.expect("the first response's checkpoint");
+    assert_eq!(cp.url, "/big");
+    let pending = c.s.unanswered_input().expect("GETs are written back");
+    let text = String::from_utf8_lossy(&pending).to_string();
+    assert!(
+        text.starts_with("GET /b HTTP/1.1\r\n")
+            && text.contains("Range: bytes=10-19\r\n")
+            && text.ends_with("GET /c HTTP/1.1\r\nHost: baton.pending\r\n\r\n"),
+        "{text}"
+    );
+
+    let acked = cp.object_start_seq.0.wrapping_add(20_000);
+    let (ctx, rx) = h.worker(Limits::default());
+    let mut r = Conn::new(HttpSession::resume(ctx, &cp, SeqNum(acked), None, now), rx);
+    r.send_bytes(&pending);
+    r.run();
+    let rest = 300_000 - 20_000;
+    assert!(
+        r.out.len() > rest && r.out[..rest] == pattern(300_000)[20_000..],
+        "the first body's rest"
+    );
+    let after = responses(&r.out[rest..], &[]);
+    let got: Vec<(u16, &[u8])> = after.iter().map(|x| (x.status, &x.body[..])).collect();
+    assert_eq!(
+        got,
+        [(206, &pattern(1000)[10..20]), (200, &pattern(10)[..])],
+        "the pipelined answers, in order"
+    );
+    assert_eq!(r.s.should_close(), None, "still keep-alive");
+}
+
+/// What cannot be written back is said so: a refused request queued.
+#[test]
+fn unanswered_input_is_none_behind_a_refused_request() {
+    let h = Harness::new();
+    h.store.put("/big", pattern(300_000));
+    first_response(&h, &get("/big"));
+    let mut c = h.conn();
+    c.send(&format!("{}GET /x HTTP/1.1\r\n\r\n", get("/big")));
+    let b = c.s.poll_send(16_384, Instant::now()).expect("a hit");
+    assert!(!b.is_empty());
+    assert_eq!(c.s.unanswered_input(), None, "a 400 (no Host) is queued");
+}
