@@ -12,6 +12,7 @@ pub(crate) mod checkpoint;
 pub mod ftp;
 pub mod ftp_hub;
 mod ftp_index;
+pub mod rtsp;
 pub mod tls;
 
 use std::any::Any;
@@ -65,6 +66,8 @@ pub struct CacheApp {
     counters: Arc<crate::http::context::WorkerContext>,
     /// FTP connections (none when `[ftp]` is off).
     ftp: Option<ftp::FtpConns>,
+    /// RTSP connections (none when `[rtsp]` is off).
+    rtsp: Option<rtsp::RtspConns>,
 }
 
 /// What every worker's app shares with the rest of the box.
@@ -86,6 +89,8 @@ pub struct BoxShared {
     pub tls: Option<Arc<TlsServe>>,
     /// The FTP service (`None`: `[ftp]` is off).
     pub ftp: Option<Arc<ftp::FtpServe>>,
+    /// The RTSP service (`None`: `[rtsp]` is off).
+    pub rtsp: Option<Arc<rtsp::RtspServe>>,
 }
 
 impl CacheApp {
@@ -107,6 +112,10 @@ impl CacheApp {
             let cache = Arc::clone(&shared.cache);
             ftp::FtpConns::new(f, cache, Arc::clone(&counters), worker)
         });
+        let rtsp = shared
+            .rtsp
+            .clone()
+            .map(|r| rtsp::RtspConns::new(r, Arc::clone(&shared.cache), Arc::clone(&counters)));
         CacheApp {
             http,
             waker,
@@ -117,6 +126,7 @@ impl CacheApp {
             tls: shared.tls.clone().map(TlsConns::new),
             counters,
             ftp,
+            rtsp,
         }
     }
 
@@ -307,11 +317,13 @@ impl Transport for CtxTransport<'_, '_> {
     }
 }
 
-/// FTP's connections go to [`ftp::FtpConns`] and skip the rest (a macro:
-/// one line at the top of each callback).
+/// FTP's connections go to [`ftp::FtpConns`], RTSP's to
+/// [`rtsp::RtspConns`], and skip the rest (a macro: one line at the top of
+/// each callback).
 macro_rules! ftp_owns {
     ($app:expr, $conn:expr) => {
         $app.ftp.as_ref().is_some_and(|f| f.owns($conn))
+            || $app.rtsp.as_ref().is_some_and(|r| r.owns($conn))
     };
 }
 
@@ -323,6 +335,12 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut() {
             if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
                 f.on_accept(conn, ctx);
+                return;
+            }
+        }
+        if let Some(r) = self.rtsp.as_mut() {
+            if ctx.tuple(conn).is_some_and(|t| r.claims(t.local.port())) {
+                r.on_accept(conn, ctx);
                 return;
             }
         }
@@ -353,6 +371,9 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
             return f.on_readable(conn, ctx);
         }
+        if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
+            return r.on_readable(conn, ctx);
+        }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         t.flush(conn);
@@ -368,6 +389,9 @@ impl App for CacheApp {
     fn on_writable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
             return f.on_writable(conn, ctx);
+        }
+        if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
+            return r.on_writable(conn, ctx);
         }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
@@ -389,6 +413,9 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
             return f.on_peer_closed(conn, ctx);
         }
+        if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
+            return r.on_peer_closed(conn, ctx);
+        }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         self.http.on_peer_closed(conn, &mut t, now);
@@ -403,6 +430,9 @@ impl App for CacheApp {
     fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
             return f.on_closed(conn, reason);
+        }
+        if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
+            return r.on_closed(conn);
         }
         if self.restoring.remove(&conn).is_some() {
             if reason == CloseReason::NotReady {
@@ -424,7 +454,7 @@ impl App for CacheApp {
 
     fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if ftp_owns!(self, conn) {
-            // Not checkpointed yet (serve::ftp).
+            // Not checkpointed yet (serve::ftp, serve::rtsp).
             return;
         }
         // The final checkpoint must cover what TCP acknowledged: an
@@ -554,5 +584,18 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut() {
             f.poll(ctx);
         }
+        if let Some(r) = self.rtsp.as_mut() {
+            r.poll(ctx);
+        }
+    }
+
+    fn on_datagram(&mut self, tuple: FourTuple, _payload: &[u8], ctx: &mut Ctx<'_>) {
+        if let Some(r) = self.rtsp.as_mut() {
+            r.on_datagram(tuple, ctx);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.rtsp.as_ref().and_then(|r| r.next_deadline())
     }
 }
