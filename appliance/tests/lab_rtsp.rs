@@ -1,0 +1,254 @@
+//! End-to-end RTSP (issue 18): ffmpeg in the lab's client namespace
+//! records the origin's `clip.ts` from a box over RTP on UDP and
+//! interleaved on the RTSP connection; the capture of the RTP stream shows
+//! one SSRC, contiguous sequence numbers and payloads that are the clip
+//! byte for byte; bad requests are refused and the box keeps serving.
+//! Needs root, ffmpeg, ffprobe and tcpdump; serialized with the other lab
+//! tests (tests/common).
+mod common;
+
+use std::fs;
+use std::process::Output;
+
+use common::*;
+
+const BOX1: &str = "198.18.0.11";
+const URL: &str = "rtsp://198.18.0.11/clip.ts";
+/// The box's RTP and RTCP server ports (`rtsp.udp_port_min`, default).
+const RTP_PORT: u16 = 6970;
+const RTCP_PORT: u16 = 6971;
+
+/// Runs `cmd` in the client namespace; fails loudly when the tool is
+/// missing (never a silent skip).
+fn client(g: &LabGuard, cmd: &[&str]) -> Output {
+    let tool = cmd.iter().find(|c| !["timeout", "120", "20"].contains(c));
+    let tool = tool.copied().unwrap_or(cmd[0]);
+    let found = std::process::Command::new("which")
+        .arg(tool)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "{tool} is not installed (scripts/test installs it)");
+    g.exec("client", cmd)
+}
+
+fn metric(g: &LabGuard, name: &str) -> u64 {
+    metric_value(&box_metrics(g, 1), name)
+}
+
+/// ffprobe's duration of `path`, in milliseconds.
+fn duration_ms(g: &LabGuard, path: &str) -> u64 {
+    let out = ok(client(
+        g,
+        &[
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+    ));
+    let secs: f64 = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("ffprobe printed {out:?} for {path}"));
+    (secs * 1000.0) as u64
+}
+
+/// `ffmpeg -rtsp_transport T -i URL -c copy OUT`: records until the box's
+/// RTCP BYE ends the stream; returns OUT's path.
+fn record(g: &LabGuard, transport: &str, name: &str, extra: &[&str]) -> String {
+    let out = g.file(name).display().to_string();
+    let _ = fs::remove_file(&out);
+    let mut args = vec![
+        "timeout",
+        "120",
+        "ffmpeg",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-y",
+        "-rtsp_transport",
+        transport,
+        "-i",
+        URL,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-c", "copy", "-f", "mpegts", &out]);
+    ok(client(g, &args));
+    out
+}
+
+/// One UDP datagram of a capture: source port and payload.
+struct Datagram {
+    src_port: u16,
+    payload: Vec<u8>,
+}
+
+/// The IPv4 UDP datagrams of a classic pcap file (Ethernet link type, as
+/// tcpdump -w writes it).
+fn udp_datagrams(path: &std::path::Path) -> Vec<Datagram> {
+    let file = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(file.len() >= 24, "no pcap header in {}", path.display());
+    let le = match &file[..4] {
+        [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1] => true,
+        [0xa1, 0xb2, 0xc3, 0xd4] | [0xa1, 0xb2, 0x3c, 0x4d] => false,
+        m => panic!("not a pcap file: magic {m:02x?}"),
+    };
+    let u32_at = |b: &[u8], i: usize| {
+        let w = [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        if le {
+            u32::from_le_bytes(w)
+        } else {
+            u32::from_be_bytes(w)
+        }
+    };
+    assert_eq!(u32_at(&file, 20), 1, "link type is not Ethernet");
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 16 <= file.len() {
+        let incl = u32_at(&file, at + 8) as usize;
+        let frame = &file[at + 16..(at + 16 + incl).min(file.len())];
+        at += 16 + incl;
+        if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+            continue;
+        }
+        let ip = &frame[14..];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+        if ip[9] != 17 || ip.len() < total || total < ihl + 8 {
+            continue;
+        }
+        let udp = &ip[ihl..total];
+        out.push(Datagram {
+            src_port: u16::from_be_bytes([udp[0], udp[1]]),
+            payload: udp[8..].to_vec(),
+        });
+    }
+    out
+}
+
+#[test]
+fn lab_rtsp_ffmpeg_records_the_whole_clip_over_udp_and_tcp() {
+    let g = LabGuard::up("btrtsp1", &["--boxes", "1"]);
+    let clip_ms = duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
+    assert!(clip_ms > 25_000, "the lab's clip lasts {clip_ms} ms");
+    let rst = RstCapture::start(&g);
+    let rtp = Capture::start(&g, "rtp.pcap", &format!("udp and src host {BOX1}"));
+
+    // Over UDP: RTP from 6970, RTCP from 6971.
+    let out = record(&g, "udp", "udp.ts", &[]);
+    let got = duration_ms(&g, &out);
+    assert!(
+        got.abs_diff(clip_ms) * 50 <= clip_ms,
+        "recorded over UDP: {got} ms of a {clip_ms} ms clip"
+    );
+    let _ = rtp.finish(std::time::Duration::from_millis(500));
+    let datagrams = udp_datagrams(&g.file("rtp.pcap"));
+    let packets: Vec<&Datagram> = datagrams
+        .iter()
+        .filter(|d| d.src_port == RTP_PORT)
+        .collect();
+    assert!(
+        !packets.is_empty(),
+        "the capture saw no RTP from {BOX1}:{RTP_PORT}"
+    );
+    let ssrc = |d: &Datagram| {
+        u32::from_be_bytes([d.payload[8], d.payload[9], d.payload[10], d.payload[11]])
+    };
+    let seq = |d: &Datagram| u16::from_be_bytes([d.payload[2], d.payload[3]]);
+    let mut stream = Vec::new();
+    for w in packets.windows(2) {
+        assert_eq!(ssrc(w[1]), ssrc(w[0]), "a second SSRC in the stream");
+        assert_eq!(
+            seq(w[1]),
+            seq(w[0]).wrapping_add(1),
+            "sequence numbers not contiguous"
+        );
+    }
+    for d in &packets {
+        // Version 2, payload type 33 (MP2T, RFC 2250), no CSRC.
+        assert_eq!(d.payload[0], 0x80);
+        assert_eq!(d.payload[1] & 0x7f, 33);
+        stream.extend_from_slice(&d.payload[12..]);
+    }
+    assert_eq!(
+        sha256_hex(&stream),
+        g.listed_sha("clip.ts"),
+        "the RTP payloads are not the clip ({} bytes in {} packets)",
+        stream.len(),
+        packets.len()
+    );
+    // Sender reports, and the BYE that ended the recording.
+    let rtcp: Vec<&Datagram> = datagrams
+        .iter()
+        .filter(|d| d.src_port == RTCP_PORT)
+        .collect();
+    assert!(
+        rtcp.iter()
+            .any(|d| d.payload.windows(2).any(|w| w == [0x81, 203])),
+        "no RTCP BYE among {} RTCP datagrams",
+        rtcp.len()
+    );
+    let udp_sent = metric(&g, "baton_rtp_packets_total{transport=\"udp\"}");
+    assert_eq!(
+        udp_sent,
+        packets.len() as u64,
+        "RTP packets the box counted"
+    );
+
+    // Interleaved on the RTSP connection.
+    let out = record(&g, "tcp", "tcp.ts", &[]);
+    let got = duration_ms(&g, &out);
+    assert!(
+        got.abs_diff(clip_ms) * 50 <= clip_ms,
+        "recorded over TCP: {got} ms of a {clip_ms} ms clip"
+    );
+    let tcp_sent = metric(&g, "baton_rtp_packets_total{transport=\"tcp\"}");
+    assert_eq!(
+        tcp_sent,
+        packets.len() as u64,
+        "the same packets, interleaved"
+    );
+    assert_eq!(metric(&g, "baton_rtsp_sessions_total"), 2);
+    assert!(metric(&g, "baton_rtcp_packets_total{direction=\"received\"}") >= 1);
+    assert_eq!(metric(&g, "baton_rtsp_refused_total"), 0);
+    // ffmpeg ends each session with TEARDOWN and closes: FINs, no RST.
+    rst.assert_none_with_fins(2);
+}
+
+#[test]
+fn lab_rtsp_bad_input_is_refused_and_the_box_keeps_serving() {
+    let g = LabGuard::up("btrtsp2", &["--boxes", "1"]);
+    // One connection: an unknown method, PLAY naming no live session, a
+    // SETUP sending media to a third party, then bytes that are no
+    // request. bash's /dev/tcp is the raw client.
+    let script = format!(
+        "exec 3<>/dev/tcp/{BOX1}/554; \
+         printf 'FROB {URL} RTSP/1.0\\r\\nCSeq: 1\\r\\n\\r\\n\
+PLAY {URL} RTSP/1.0\\r\\nCSeq: 2\\r\\nSession: 12345678\\r\\n\\r\\n\
+SETUP {URL}/trackID=0 RTSP/1.0\\r\\nCSeq: 3\\r\\nTransport: RTP/AVP;unicast;destination=198.18.0.99;client_port=5000-5001\\r\\n\\r\\n\
+GARBAGE\\r\\n\\r\\n' >&3; \
+         timeout 10 cat <&3"
+    );
+    let replies = ok(client(&g, &["timeout", "20", "bash", "-c", &script]));
+    let codes: Vec<&str> = replies
+        .lines()
+        .filter_map(|l| l.strip_prefix("RTSP/1.0 "))
+        .filter_map(|l| l.get(..3))
+        .collect();
+    assert_eq!(codes, ["501", "454", "403", "400"], "replies: {replies:?}");
+    assert_eq!(metric(&g, "baton_rtsp_refused_total"), 4);
+    assert_eq!(metric(&g, "baton_rtsp_sessions_total"), 0);
+    assert_eq!(metric(&g, "baton_rtp_packets_total{transport=\"udp\"}"), 0);
+    // Still serving: a player records five seconds.
+    let out = record(&g, "udp", "after.ts", &["-t", "5"]);
+    let got = duration_ms(&g, &out);
+    assert!(
+        (4_000..=6_000).contains(&got),
+        "recorded {got} ms after bad input"
+    );
+}
