@@ -165,12 +165,29 @@ struct Control {
     due: Option<u64>,
 }
 
+impl Control {
+    /// When the worker must turn this connection: when it is due, or at
+    /// `look` while a request waits for its object (a fill wakes no one
+    /// here).
+    fn wake(&self, look: u64) -> Option<u64> {
+        match (self.waiting.is_some(), self.due) {
+            (true, Some(d)) => Some(d.min(look)),
+            (true, None) => Some(look),
+            (false, d) => d,
+        }
+    }
+}
+
 /// One worker's RTSP connections.
 pub struct RtspConns {
     serve: Arc<RtspServe>,
     cache: Arc<Cache>,
     context: Arc<WorkerContext>,
     controls: HashMap<ConnId, Control>,
+    /// The earliest `due` of the connections (µs), or when to look again
+    /// at a held request: the worker turns thousands of times a second,
+    /// and scans its connections only when one is due.
+    next_due: Option<u64>,
     /// When tables were last swept (objects nobody streams).
     last_sweep: Option<Instant>,
 }
@@ -183,6 +200,7 @@ impl RtspConns {
             cache,
             context,
             controls: HashMap::new(),
+            next_due: None,
             last_sweep: None,
         }
     }
@@ -295,14 +313,18 @@ impl RtspConns {
     pub fn poll(&mut self, ctx: &mut Ctx<'_>) {
         let now = ctx.now();
         let now_us = self.serve.us(now);
-        let due: Vec<ConnId> = self
-            .controls
-            .iter()
-            .filter(|(_, c)| c.waiting.is_some() || c.due.is_some_and(|d| d <= now_us))
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in due {
-            self.turn(conn, ctx);
+        if self.next_due.is_some_and(|d| d <= now_us) {
+            let due: Vec<ConnId> = self
+                .controls
+                .iter()
+                .filter(|(_, c)| c.waiting.is_some() || c.due.is_some_and(|d| d <= now_us))
+                .map(|(id, _)| *id)
+                .collect();
+            for conn in due {
+                self.turn(conn, ctx);
+            }
+            let look = self.serve.us(now + FETCH_LOOK);
+            self.next_due = self.controls.values().filter_map(|c| c.wake(look)).min();
         }
         if self
             .last_sweep
@@ -316,19 +338,7 @@ impl RtspConns {
 
     /// When the worker must look again though no packet came.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let mut next: Option<u64> = None;
-        for c in self.controls.values() {
-            let at = if c.waiting.is_some() {
-                // The fill's progress wakes no one here: look again soon.
-                Some(self.serve.us(Instant::now() + FETCH_LOOK))
-            } else {
-                c.due
-            };
-            if let Some(at) = at {
-                next = Some(next.map_or(at, |n| n.min(at)));
-            }
-        }
-        next.map(|us| self.serve.instant(us))
+        self.next_due.map(|us| self.serve.instant(us))
     }
 
     /// Everything one connection can do now: feed requests, send what is
@@ -348,6 +358,10 @@ impl RtspConns {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let look = self.serve.us(ctx.now() + FETCH_LOOK);
+        if let Some(at) = c.wake(look) {
+            self.next_due = Some(self.next_due.map_or(at, |d| d.min(at)));
+        }
         let owed = c.waiting.is_some() && !c.conn.closing();
         if (c.closing || c.conn.closing()) && !owed && c.out.is_empty() && !c.closed {
             c.closed = true;
