@@ -21,8 +21,11 @@ const RTCP_PORT: u16 = 6971;
 /// Runs `cmd` in the client namespace; fails loudly when the tool is
 /// missing (never a silent skip).
 fn client(g: &LabGuard, cmd: &[&str]) -> Output {
-    let tool = cmd.iter().find(|c| !["timeout", "120", "20"].contains(c));
-    let tool = tool.copied().unwrap_or(cmd[0]);
+    // `timeout N TOOL ...` runs TOOL.
+    let tool = match cmd {
+        ["timeout", _, tool, ..] => *tool,
+        _ => cmd[0],
+    };
     let found = std::process::Command::new("which")
         .arg(tool)
         .output()
@@ -250,5 +253,137 @@ GARBAGE\\r\\n\\r\\n' >&3; \
     assert!(
         (4_000..=6_000).contains(&got),
         "recorded {got} ms after bad input"
+    );
+}
+
+/// The player of `common/rtsp_pause.py`, written into the lab's run folder.
+const PAUSE_PLAYER: &str = include_str!("common/rtsp_pause.py");
+
+/// One answer the player got: method, status, headers (lowercase names).
+struct Answer {
+    method: String,
+    status: u16,
+    headers: Vec<(String, String)>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+#[test]
+fn lab_rtsp_pause_then_play_resumes_at_the_paused_packet() {
+    let g = LabGuard::up("btrtsp3", &["--boxes", "1"]);
+    let script = g.file("rtsp_pause.py");
+    fs::write(&script, PAUSE_PLAYER).expect("write rtsp_pause.py");
+    let payload = g.file("pause.payload");
+    let out = ok(client(
+        &g,
+        &[
+            "timeout",
+            "60",
+            "python3",
+            &script.display().to_string(),
+            BOX1,
+            &payload.display().to_string(),
+        ],
+    ));
+    let mut answers: Vec<Answer> = Vec::new();
+    // (phase, seq, ssrc, payload length), in arrival order.
+    let mut rtp: Vec<(String, u16, u32, usize)> = Vec::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        match f.as_slice() {
+            ["answer", m, s] => answers.push(Answer {
+                method: m.to_string(),
+                status: s.parse().unwrap_or(0),
+                headers: Vec::new(),
+            }),
+            ["header", _, ..] => {
+                // `header METHOD NAME: VALUE`, VALUE with spaces.
+                let rest = line.splitn(3, ' ').nth(2).unwrap_or("");
+                let (n, v) = rest.split_once(": ").unwrap_or((rest, ""));
+                if let Some(a) = answers.last_mut() {
+                    a.headers.push((n.to_string(), v.to_string()));
+                }
+            }
+            ["rtp", p, seq, ssrc, len] => rtp.push((
+                p.to_string(),
+                seq.parse().expect("seq"),
+                ssrc.parse().expect("ssrc"),
+                len.parse().expect("length"),
+            )),
+            _ => {}
+        }
+    }
+    let methods: Vec<(&str, u16)> = answers
+        .iter()
+        .map(|a| (a.method.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            ("DESCRIBE", 200),
+            ("SETUP", 200),
+            ("PLAY", 200),
+            ("PAUSE", 200),
+            ("PLAY", 200),
+            ("GET_PARAMETER", 200),
+            ("TEARDOWN", 200)
+        ],
+        "player output:\n{out}"
+    );
+    let in_phase = |p: &str| rtp.iter().filter(|r| r.0 == p).count();
+    assert!(
+        in_phase("play") > 50,
+        "RTP while playing: {}",
+        in_phase("play")
+    );
+    assert_eq!(in_phase("paused"), 0, "RTP while paused");
+    assert!(
+        in_phase("resumed") > 20,
+        "RTP after PLAY: {}",
+        in_phase("resumed")
+    );
+    assert_eq!(in_phase("torn_down"), 0, "RTP after TEARDOWN");
+    // One stream: one SSRC, every sequence number once and in order,
+    // across the pause.
+    for w in rtp.windows(2) {
+        assert_eq!(w[1].2, w[0].2, "a second SSRC");
+        assert_eq!(w[1].1, w[0].1.wrapping_add(1), "sequence gap or repeat");
+    }
+    // The second PLAY names the packet after the last one before PAUSE.
+    let last_before = rtp
+        .iter()
+        .filter(|r| r.0 == "play" || r.0 == "pausing")
+        .last()
+        .expect("RTP before PAUSE");
+    let info = answers[4].header("rtp-info");
+    assert!(
+        info.contains(&format!("seq={}", last_before.1.wrapping_add(1))),
+        "RTP-Info {info:?} after seq {}",
+        last_before.1
+    );
+    // PAUSE said where it stopped; the resumed PLAY starts there.
+    let paused_at = answers[3].header("range");
+    assert!(paused_at.starts_with("npt="), "PAUSE Range {paused_at:?}");
+    let resumed_from = answers[4].header("range");
+    assert_eq!(
+        paused_at.trim_end_matches('-').split('-').next(),
+        resumed_from.split('-').next(),
+        "PAUSE {paused_at:?}, PLAY {resumed_from:?}"
+    );
+    // The payloads received are the clip's first bytes, byte for byte.
+    let got = fs::read(&payload).expect("payload file");
+    let clip = fs::read(g.file("objects/clip.ts")).expect("the lab's clip");
+    assert!(got.len() > 100_000, "{} payload bytes", got.len());
+    assert!(
+        got == clip[..got.len()],
+        "the payloads are not the clip's first {} bytes",
+        got.len()
     );
 }
