@@ -63,6 +63,11 @@ fn duration_ms(g: &LabGuard, path: &str) -> u64 {
 /// `ffmpeg -rtsp_transport T -i URL -c copy OUT`: records until the box's
 /// RTCP BYE ends the stream; returns OUT's path.
 fn record(g: &LabGuard, transport: &str, name: &str, extra: &[&str]) -> String {
+    record_url(g, URL, &["-rtsp_transport", transport], name, extra)
+}
+
+/// `ffmpeg OPTS -i URL EXTRA -c copy OUT`; returns OUT's path.
+fn record_url(g: &LabGuard, url: &str, opts: &[&str], name: &str, extra: &[&str]) -> String {
     let out = g.file(name).display().to_string();
     let _ = fs::remove_file(&out);
     let mut args = vec![
@@ -74,11 +79,9 @@ fn record(g: &LabGuard, transport: &str, name: &str, extra: &[&str]) -> String {
         "error",
         "-nostdin",
         "-y",
-        "-rtsp_transport",
-        transport,
-        "-i",
-        URL,
     ];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["-i", url]);
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-c", "copy", "-f", "mpegts", &out]);
     ok(client(g, &args));
@@ -386,4 +389,31 @@ fn lab_rtsp_pause_then_play_resumes_at_the_paused_packet() {
         "the payloads are not the clip's first {} bytes",
         got.len()
     );
+}
+
+#[test]
+fn lab_rtsp_an_ipv6_player_is_offered_interleaved_transport() {
+    let g = LabGuard::up("btrtsp4", &["--boxes", "1"]);
+    // ffmpeg proposes UDP first: refused with 461 (the box sends no UDP
+    // over IPv6 yet), it sets up again interleaved and records.
+    let out = record_url(
+        &g,
+        "rtsp://[2001:2:0:18::11]/clip.ts",
+        &[],
+        "v6.ts",
+        &["-t", "5"],
+    );
+    let got = duration_ms(&g, &out);
+    assert!(
+        (4_000..=6_000).contains(&got),
+        "recorded {got} ms over IPv6"
+    );
+    assert_eq!(metric(&g, "baton_rtp_packets_total{transport=\"udp\"}"), 0);
+    assert!(metric(&g, "baton_rtp_packets_total{transport=\"tcp\"}") > 100);
+    assert_eq!(
+        metric(&g, "baton_rtsp_refused_total"),
+        1,
+        "the UDP SETUP's 461"
+    );
+    assert_eq!(metric(&g, "baton_rtsp_sessions_total"), 1);
 }

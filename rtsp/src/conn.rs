@@ -161,6 +161,11 @@ impl Conn {
         self.session.state()
     }
 
+    /// Whether SETUP may choose RTP over UDP ([`Session::set_udp`]).
+    pub fn set_udp(&mut self, allowed: bool) {
+        self.session.set_udp(allowed);
+    }
+
     /// The session's transport, once set up.
     pub fn transport(&self) -> Option<Transport> {
         self.session.transport()

@@ -396,3 +396,28 @@ fn interleaved_media_and_reports_go_on_the_connection_in_frames() {
     assert_eq!(&b[..2], &[b'$', 1]);
     assert_eq!(b[5], rtcp::PT_SR);
 }
+
+#[test]
+fn without_udp_a_udp_only_setup_is_461_and_interleaved_is_served() {
+    let mut c = conn(stream(1));
+    c.set_udp(false);
+    let r = send(&mut c, 0, &format!("DESCRIBE {URL} RTSP/1.0\r\nCSeq: 2"));
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let r = send(
+        &mut c,
+        0,
+        &format!("SETUP {URL}/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP;unicast;client_port=5000-5001"),
+    );
+    assert!(r.starts_with("RTSP/1.0 461"), "{r}");
+    assert_eq!(c.state(), State::Init);
+    let r = send(
+        &mut c,
+        0,
+        &format!("SETUP {URL}/trackID=0 RTSP/1.0\r\nCSeq: 4\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1"),
+    );
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    assert_eq!(
+        c.transport(),
+        Some(Transport::Interleaved { rtp: 0, rtcp: 1 })
+    );
+}

@@ -234,7 +234,10 @@ impl RtspConns {
         };
         let serve = Arc::clone(&self.serve);
         let lookup = Box::new(move |path: &str| lock(&serve.objects).get(path).cloned());
-        let c = Conn::new(cfg, self.serve.flow, self.serve.limits, lookup);
+        let mut c = Conn::new(cfg, self.serve.flow, self.serve.limits, lookup);
+        // UDP egress is IPv4's only (`Ctx::send_datagram`): an IPv6 client
+        // is offered interleaved transport (461 to UDP-only proposals).
+        c.set_udp(tuple.remote.is_ipv4());
         add(&self.context.counters.rtsp_connections, 1);
         debug!(?tuple, "RTSP connection");
         self.controls.insert(
