@@ -47,6 +47,10 @@ const FETCH_LOOK: Duration = Duration::from_millis(10);
 /// room (the flow falls behind and catches up within its lead).
 const MAX_QUEUED: usize = 256 * 1024;
 
+/// Received bytes taken from TCP before the `Conn` consumed them: a
+/// whole request at the parser's limits (8 KiB head, 4 KiB body) fits.
+const MAX_INPUT: usize = 16 * 1024;
+
 /// Packets one connection sends per turn at most, so a stream far behind
 /// does not hold the worker.
 const BURST: usize = 64;
@@ -157,7 +161,8 @@ struct Control {
     activity: Option<([SocketAddr; 2], Arc<AtomicU64>)>,
     seen_activity: u64,
     seen: Counts,
-    /// Close once `out` is sent (refused bytes, or the client's FIN).
+    /// The client sent its FIN: close once every request it sent is
+    /// answered and `out` is sent.
     closing: bool,
     /// Our FIN is queued.
     closed: bool,
@@ -261,19 +266,6 @@ impl RtspConns {
 
     /// Requests on `conn`.
     pub fn on_readable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        let Some(c) = self.controls.get_mut(&conn) else {
-            return;
-        };
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = ctx.recv(conn, &mut buf).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            if !c.closing {
-                c.input.extend_from_slice(&buf[..n]);
-            }
-        }
         self.turn(conn, ctx);
     }
 
@@ -351,7 +343,16 @@ impl RtspConns {
         let Some(mut c) = self.controls.remove(&conn) else {
             return;
         };
-        self.feed(&mut c, now_us, ctx.now());
+        // Requests while they make progress; what is not taken stays in
+        // TCP's buffer (its window closes on a client that floods).
+        for _ in 0..8 {
+            pull(conn, &mut c, ctx);
+            let before = c.input.len();
+            self.feed(&mut c, now_us, ctx.now());
+            if c.input.len() == before || ctx.recv_available(conn) == 0 {
+                break;
+            }
+        }
         self.register(&mut c);
         self.activity(&mut c);
         self.media(&mut c, now_us, ctx);
@@ -365,7 +366,9 @@ impl RtspConns {
         if let Some(at) = c.wake(look) {
             self.next_due = Some(self.next_due.map_or(at, |d| d.min(at)));
         }
-        let owed = c.waiting.is_some() && !c.conn.closing();
+        // A held request, or bytes TCP holds for us, are still owed an
+        // answer; an incomplete request after the FIN never will be.
+        let owed = !c.conn.closing() && (c.waiting.is_some() || ctx.recv_available(conn) > 0);
         if (c.closing || c.conn.closing()) && !owed && c.out.is_empty() && !c.closed {
             c.closed = true;
             ctx.close(conn);
@@ -376,7 +379,8 @@ impl RtspConns {
     /// Gives `c`'s `Conn` every complete request whose object is ready;
     /// stops at a DESCRIBE or SETUP whose object is still being fetched.
     fn feed(&self, c: &mut Control, now_us: u64, now: Instant) {
-        while !c.input.is_empty() {
+        // Answers wait while the client does not read them.
+        while !c.input.is_empty() && c.out.len() <= MAX_QUEUED {
             let take = match baton_rtsp::parse(&c.input, &self.serve.limits) {
                 Ok(None) => return,
                 Ok(Some(Message::Request(req, len))) => {
@@ -573,6 +577,21 @@ impl RtspConns {
         add(&k.rtsp_requests, now.requests - c.seen.requests);
         add(&k.rtsp_refused, now.refused - c.seen.refused);
         c.seen = now;
+    }
+}
+
+/// Takes `conn`'s received bytes into `c.input`, up to [`MAX_INPUT`];
+/// after a refused parse they are read and dropped.
+fn pull(conn: ConnId, c: &mut Control, ctx: &mut Ctx<'_>) {
+    let mut buf = [0u8; 4096];
+    while c.input.len() < MAX_INPUT {
+        let n = ctx.recv(conn, &mut buf).unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        if !c.conn.closing() {
+            c.input.extend_from_slice(&buf[..n]);
+        }
     }
 }
 
