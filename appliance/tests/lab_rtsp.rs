@@ -362,8 +362,7 @@ fn lab_rtsp_pause_then_play_resumes_at_the_paused_packet() {
     // The second PLAY names the packet after the last one before PAUSE.
     let last_before = rtp
         .iter()
-        .filter(|r| r.0 == "play" || r.0 == "pausing")
-        .last()
+        .rfind(|r| r.0 == "play" || r.0 == "pausing")
         .expect("RTP before PAUSE");
     let info = answers[4].header("rtp-info");
     assert!(
