@@ -71,9 +71,48 @@ pub struct RtspServe {
     next_id: AtomicU64,
     /// Whole objects streamed now, by URL path.
     objects: Mutex<HashMap<String, Arc<[u8]>>>,
-    /// Last datagram from a client's RTP or RTCP address (µs since `epoch`,
-    /// plus one: zero is never).
-    activity: Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>,
+    /// Last datagram from a client's RTP or RTCP address.
+    activity: Activity,
+}
+
+/// The box's activity cells: the last datagram from a session's client
+/// RTP or RTCP address (µs since the epoch, plus one: zero is never),
+/// stamped by whichever worker the datagram landed on, read by the
+/// session's.
+#[derive(Default)]
+struct Activity(Mutex<HashMap<SocketAddr, Arc<AtomicU64>>>);
+
+impl Activity {
+    /// A new cell for `addrs` (replacing any other session's there).
+    fn register(&self, addrs: [SocketAddr; 2]) -> Arc<AtomicU64> {
+        let cell = Arc::new(AtomicU64::new(0));
+        let mut t = lock(&self.0);
+        for addr in addrs {
+            t.insert(addr, Arc::clone(&cell));
+        }
+        cell
+    }
+
+    /// Forgets `addrs` where they still lead to `cell`.
+    fn unregister(&self, addrs: &[SocketAddr; 2], cell: &Arc<AtomicU64>) {
+        let mut t = lock(&self.0);
+        for addr in addrs {
+            if t.get(addr).is_some_and(|x| Arc::ptr_eq(x, cell)) {
+                t.remove(addr);
+            }
+        }
+    }
+
+    /// A datagram from `from` at `us`; false when no session knows it.
+    fn stamp(&self, from: &SocketAddr, us: u64) -> bool {
+        match lock(&self.0).get(from) {
+            Some(cell) => {
+                cell.fetch_max(us + 1, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,7 +148,7 @@ impl RtspServe {
             key,
             next_id: AtomicU64::new(0),
             objects: Mutex::new(HashMap::new()),
-            activity: Mutex::new(HashMap::new()),
+            activity: Activity::default(),
         }))
     }
 
@@ -297,9 +336,12 @@ impl RtspConns {
             return;
         }
         add(&self.context.counters.rtcp_received, 1);
-        let now = self.serve.us(ctx.now()) + 1;
-        if let Some(cell) = lock(&self.serve.activity).get(&tuple.remote) {
-            cell.fetch_max(now, Ordering::Relaxed);
+        if !self
+            .serve
+            .activity
+            .stamp(&tuple.remote, self.serve.us(ctx.now()))
+        {
+            debug!(?tuple, "RTCP from an address no session knows");
         }
     }
 
@@ -489,25 +531,12 @@ impl RtspConns {
             return;
         }
         self.unregister(c);
-        c.activity = addrs.map(|a| {
-            let cell = Arc::new(AtomicU64::new(0));
-            let mut t = lock(&self.serve.activity);
-            for addr in a {
-                t.insert(addr, Arc::clone(&cell));
-            }
-            (a, cell)
-        });
+        c.activity = addrs.map(|a| (a, self.serve.activity.register(a)));
     }
 
     fn unregister(&self, c: &Control) {
-        let Some((addrs, cell)) = &c.activity else {
-            return;
-        };
-        let mut t = lock(&self.serve.activity);
-        for addr in addrs {
-            if t.get(addr).is_some_and(|x| Arc::ptr_eq(x, cell)) {
-                t.remove(addr);
-            }
+        if let Some((addrs, cell)) = &c.activity {
+            self.serve.activity.unregister(addrs, cell);
         }
     }
 
@@ -633,6 +662,31 @@ fn ntp_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_report_on_any_worker_reaches_the_session_that_registered_its_address() {
+        let table = Activity::default();
+        let ip = IpAddr::from([198, 18, 0, 100]);
+        let (rtp, rtcp) = (SocketAddr::new(ip, 5000), SocketAddr::new(ip, 5001));
+        let cell = table.register([rtp, rtcp]);
+        assert_eq!(cell.load(Ordering::Relaxed), 0, "no report yet");
+        // Another worker's datagram from the client's RTCP port.
+        assert!(table.stamp(&rtcp, 7_000));
+        assert_eq!(cell.load(Ordering::Relaxed), 7_001);
+        // A late datagram never moves the stamp back.
+        assert!(table.stamp(&rtp, 5_000));
+        assert_eq!(cell.load(Ordering::Relaxed), 7_001);
+        assert!(!table.stamp(&SocketAddr::new(ip, 6000), 8_000));
+        // A newer session on the same addresses takes them; the old one's
+        // unregistering leaves them to it.
+        let newer = table.register([rtp, rtcp]);
+        table.unregister(&[rtp, rtcp], &cell);
+        assert!(table.stamp(&rtcp, 9_000));
+        assert_eq!(newer.load(Ordering::Relaxed), 9_001);
+        assert_eq!(cell.load(Ordering::Relaxed), 7_001);
+        table.unregister(&[rtp, rtcp], &newer);
+        assert!(!table.stamp(&rtcp, 10_000));
+    }
 
     #[test]
     fn ntp_time_is_past_2020_and_its_fraction_fits_32_bits() {
