@@ -91,6 +91,7 @@ fn record_url(g: &LabGuard, url: &str, opts: &[&str], name: &str, extra: &[&str]
 /// One UDP datagram of a capture: source port and payload.
 struct Datagram {
     src_port: u16,
+    dst_port: u16,
     payload: Vec<u8>,
 }
 
@@ -131,10 +132,92 @@ fn udp_datagrams(path: &std::path::Path) -> Vec<Datagram> {
         let udp = &ip[ihl..total];
         out.push(Datagram {
             src_port: u16::from_be_bytes([udp[0], udp[1]]),
+            dst_port: u16::from_be_bytes([udp[2], udp[3]]),
             payload: udp[8..].to_vec(),
         });
     }
     out
+}
+
+/// A tcpdump of the RTP in the client namespace with a 32 MiB buffer: the
+/// shared `Capture`'s default one lost packets to a loaded machine (the
+/// kernel's "packets dropped" count), which read as sequence gaps. A
+/// capture that still drops fails the test as such.
+struct RtpCapture {
+    child: std::process::Child,
+    file: std::path::PathBuf,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl RtpCapture {
+    fn start(g: &LabGuard, name: &str, filter: &str) -> RtpCapture {
+        use std::io::BufRead;
+        let file = g.file(name);
+        let _ = fs::remove_file(&file);
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &format!("{}-client", g.prefix)])
+            .args([
+                "tcpdump",
+                "-i",
+                "eth0",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-B",
+                "32768",
+                "-w",
+            ])
+            .arg(&file)
+            .arg(filter)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tcpdump is not installed (scripts/test installs it)");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("tcpdump did not start listening within 10 s");
+            if line.contains("listening on") {
+                break;
+            }
+        }
+        RtpCapture {
+            child,
+            file,
+            stderr: rx,
+        }
+    }
+
+    /// Stops the capture and returns its UDP datagrams; fails when tcpdump
+    /// says the kernel dropped any.
+    fn finish(mut self) -> Vec<Datagram> {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // SAFETY: SIGINT to our own child, so tcpdump flushes its file.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        // Until EOF: tcpdump prints its counts as it exits.
+        let said: Vec<String> = self.stderr.iter().collect();
+        let dropped = said
+            .iter()
+            .find_map(|l| l.strip_suffix(" packets dropped by kernel"))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("tcpdump did not report its drops: {said:?}"));
+        assert_eq!(
+            dropped, 0,
+            "the capture lost packets (not the box): {said:?}"
+        );
+        udp_datagrams(&self.file)
+    }
 }
 
 #[test]
@@ -143,7 +226,7 @@ fn lab_rtsp_ffmpeg_records_the_whole_clip_over_udp_and_tcp() {
     let clip_ms = duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
     assert!(clip_ms > 25_000, "the lab's clip lasts {clip_ms} ms");
     let rst = RstCapture::start(&g);
-    let rtp = Capture::start(&g, "rtp.pcap", &format!("udp and src host {BOX1}"));
+    let rtp = RtpCapture::start(&g, "rtp.pcap", &format!("udp and src host {BOX1}"));
 
     // Over UDP: RTP from 6970, RTCP from 6971.
     let out = record(&g, "udp", "udp.ts", &[]);
@@ -152,8 +235,7 @@ fn lab_rtsp_ffmpeg_records_the_whole_clip_over_udp_and_tcp() {
         got.abs_diff(clip_ms) * 50 <= clip_ms,
         "recorded over UDP: {got} ms of a {clip_ms} ms clip"
     );
-    let _ = rtp.finish(std::time::Duration::from_millis(500));
-    let datagrams = udp_datagrams(&g.file("rtp.pcap"));
+    let datagrams = rtp.finish();
     let packets: Vec<&Datagram> = datagrams
         .iter()
         .filter(|d| d.src_port == RTP_PORT)
@@ -415,4 +497,97 @@ fn lab_rtsp_an_ipv6_player_is_offered_interleaved_transport() {
         "the UDP SETUP's 461"
     );
     assert_eq!(metric(&g, "baton_rtsp_sessions_total"), 1);
+}
+
+#[test]
+fn lab_rtsp_players_at_once_each_get_their_own_stream() {
+    let g = LabGuard::up("btrtsp5", &["--boxes", "1"]);
+    let rtp = RtpCapture::start(
+        &g,
+        "many.pcap",
+        &format!("udp and src host {BOX1} and src port {RTP_PORT}"),
+    );
+    // Four players at once, each for 8 s, from the same server ports.
+    let players: Vec<std::process::Child> = (0..4)
+        .map(|i| {
+            let out = g.file(&format!("many{i}.ts")).display().to_string();
+            let _ = fs::remove_file(&out);
+            std::process::Command::new("ip")
+                .args(["netns", "exec", &format!("{}-client", g.prefix)])
+                .args([
+                    "timeout",
+                    "60",
+                    "ffmpeg",
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-nostdin",
+                    "-y",
+                ])
+                .args([
+                    "-rtsp_transport",
+                    "udp",
+                    "-i",
+                    URL,
+                    "-t",
+                    "8",
+                    "-c",
+                    "copy",
+                    "-f",
+                    "mpegts",
+                    &out,
+                ])
+                .spawn()
+                .expect("ffmpeg is not installed (scripts/test installs it)")
+        })
+        .collect();
+    for mut p in players {
+        let status = p.wait().expect("wait for ffmpeg");
+        assert!(status.success(), "a player failed: {status}");
+    }
+    for i in 0..4 {
+        let got = duration_ms(&g, &g.file(&format!("many{i}.ts")).display().to_string());
+        assert!(
+            (7_000..=9_000).contains(&got),
+            "player {i} recorded {got} ms"
+        );
+    }
+    let datagrams = rtp.finish();
+    // By the player's port: one SSRC each, contiguous, and no two alike.
+    let mut streams: std::collections::BTreeMap<u16, Vec<&Datagram>> = Default::default();
+    for d in &datagrams {
+        streams.entry(d.dst_port).or_default().push(d);
+    }
+    assert_eq!(
+        streams.len(),
+        4,
+        "streams by client port: {:?}",
+        streams.keys()
+    );
+    let mut ssrcs = Vec::new();
+    for (port, packets) in &streams {
+        assert!(
+            packets.len() > 100,
+            "{} packets to port {port}",
+            packets.len()
+        );
+        let ssrc = |d: &Datagram| {
+            u32::from_be_bytes([d.payload[8], d.payload[9], d.payload[10], d.payload[11]])
+        };
+        let seq = |d: &Datagram| u16::from_be_bytes([d.payload[2], d.payload[3]]);
+        for w in packets.windows(2) {
+            assert_eq!(ssrc(w[1]), ssrc(w[0]), "two SSRCs to port {port}");
+            assert_eq!(seq(w[1]), seq(w[0]).wrapping_add(1), "a gap to port {port}");
+        }
+        ssrcs.push(ssrc(packets[0]));
+    }
+    ssrcs.sort_unstable();
+    ssrcs.dedup();
+    assert_eq!(ssrcs.len(), 4, "players shared an SSRC");
+    assert_eq!(metric(&g, "baton_rtsp_sessions_total"), 4);
+    assert_eq!(
+        metric(&g, "baton_rtp_packets_total{transport=\"udp\"}"),
+        datagrams.len() as u64,
+        "RTP packets the box counted"
+    );
 }
