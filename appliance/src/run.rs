@@ -479,6 +479,12 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
         opts.listen_ports
             .extend(config.ftp.passive_port_min..=config.ftp.passive_port_max);
     }
+    if config.rtsp.enabled {
+        // RTSP's control port; its RTP/RTCP server ports take datagrams
+        // (RTCP receiver reports) (issue 18).
+        opts.listen_ports.push(config.rtsp.port);
+        opts.udp_ports = config.rtsp.udp_port_min..=config.rtsp.udp_port_max;
+    }
     // Limits are per box in the config, per worker in the dataplane.
     opts.max_connections = config
         .limits
@@ -547,6 +553,7 @@ fn start_dataplane(
         max_sessions: opts.max_connections,
         tls,
         ftp: crate::serve::ftp::FtpServe::from_config(config),
+        rtsp: crate::serve::rtsp::RtspServe::from_config(config),
     };
     let cadence = Cadence::from_config(&config.checkpoint);
     let checkpoints = config.checkpoint.enabled;

@@ -98,6 +98,13 @@ pub trait App: 'static {
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
         let _ = ctx;
     }
+    /// When the app next wants [`App::poll`] called though no packet came
+    /// (e.g. the next RTP packet of a paced stream). A worker in adaptive
+    /// mode blocks no longer than this; asked only before it blocks, so
+    /// the answer may cost a scan of the app's own state.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// What to do with a segment for an unknown connection

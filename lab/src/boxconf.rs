@@ -164,6 +164,9 @@ pub fn box_toml(
         s,
         "[ftp]\nenabled = true\nport = 21\npassive_port_min = {LAB_FTP_PASSIVE_MIN}\npassive_port_max = {LAB_FTP_PASSIVE_MAX}\n"
     );
+    // RTSP beside HTTP (issue 18): the origin's clip.ts streamed on the
+    // default ports (554, RTP/RTCP from 6970-6971).
+    let _ = writeln!(s, "[rtsp]\nenabled = true\n");
     let _ = writeln!(
         s,
         "[admin]\nlisten = \"{}\"\ntoken = \"{}\"",
@@ -359,6 +362,9 @@ mod tests {
         assert_eq!(c.dataplane.interface, "front0");
         assert_eq!(c.dataplane.workers, 1);
         assert!(c.dataplane.dpdk.is_none());
+        // Every lab box streams RTSP (issue 18) on the default ports.
+        assert!(c.rtsp.enabled);
+        assert_eq!(c.rtsp.port, 554);
     }
 
     #[test]

@@ -22,6 +22,18 @@ pub const OBJECTS: &[(&str, u64)] = &[
     ("100M.bin", 100 << 20),
 ];
 
+/// The test clip (issue 18, RTSP): about 30 s of MPEG-TS video and audio
+/// made by ffmpeg, small (320x240 MPEG-2 at 300 kbit/s, MP2 audio) so
+/// `lab up` stays fast. Kept in the cache folder with its own stamp: labs
+/// of older trees, which know no clip, leave it alone.
+pub const CLIP: &str = "clip.ts";
+
+/// The clip's length in seconds.
+pub const CLIP_SECS: u32 = 30;
+
+/// Bumped whenever the clip's recipe changes.
+const CLIP_RECIPE: &str = "testsrc320x240-mpeg2-300k-mp2-30s-v1";
+
 /// Where generated objects are kept between labs.
 pub const CACHE_DIR: &str = "/var/cache/baton-lab/objects";
 
@@ -148,9 +160,10 @@ pub fn install(cache: &Path, objects_dir: &Path, sha_file: &Path) -> Result<()> 
     if !cache_is_good(cache) {
         fill_cache(cache)?;
     }
+    let clip_sha = clip(cache)?;
     fs::create_dir_all(objects_dir)
         .with_context(|| format!("cannot create {}", objects_dir.display()))?;
-    for (name, _) in OBJECTS {
+    for name in OBJECTS.iter().map(|(n, _)| *n).chain([CLIP]) {
         let (from, to) = (cache.join(name), objects_dir.join(name));
         let _ = fs::remove_file(&to);
         if fs::hard_link(&from, &to).is_err() {
@@ -158,9 +171,64 @@ pub fn install(cache: &Path, objects_dir: &Path, sha_file: &Path) -> Result<()> 
                 .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
         }
     }
-    fs::copy(cache.join("objects.sha256"), sha_file)
-        .with_context(|| format!("cannot write {}", sha_file.display()))?;
+    let mut list = fs::read_to_string(cache.join("objects.sha256"))
+        .with_context(|| format!("cannot read {}", cache.join("objects.sha256").display()))?;
+    list.push_str(&sha_list(&[(clip_sha, CLIP)]));
+    fs::write(sha_file, list).with_context(|| format!("cannot write {}", sha_file.display()))?;
     write_ftp_index(objects_dir)
+}
+
+/// Makes the clip in the cache folder unless it is there by this recipe;
+/// returns its sha256 hex. Needs ffmpeg (a missing one fails `lab up`
+/// loudly: the RTSP tests would have nothing to stream).
+fn clip(cache: &Path) -> Result<String> {
+    let (path, stamp) = (cache.join(CLIP), cache.join("CLIP"));
+    let sums = cache.join("clip.sha256");
+    let recipe = fs::read_to_string(&stamp).unwrap_or_default();
+    if recipe.trim() == CLIP_RECIPE && path.is_file() {
+        if let Ok(sha) = fs::read_to_string(&sums) {
+            return Ok(sha.trim().to_string());
+        }
+    }
+    info!("making {CLIP} with ffmpeg into {}", cache.display());
+    let _ = fs::remove_file(&stamp);
+    // A new inode: the old one may be hard-linked into a running lab.
+    let _ = fs::remove_file(&path);
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=48000"])
+        .args(["-t", &CLIP_SECS.to_string()])
+        .args([
+            "-c:v",
+            "mpeg2video",
+            "-b:v",
+            "300k",
+            "-c:a",
+            "mp2",
+            "-b:a",
+            "64k",
+        ])
+        .args(["-f", "mpegts"])
+        .arg(&path)
+        .output()
+        .with_context(|| {
+            format!("cannot run ffmpeg to make {CLIP} (apt-get install ffmpeg; scripts/test does)")
+        })?;
+    if !out.status.success() {
+        crate::bail!(
+            "ffmpeg could not make {CLIP}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let sha =
+        hex(&Sha256::digest(fs::read(&path).with_context(|| {
+            format!("cannot read {}", path.display())
+        })?));
+    fs::write(&sums, &sha)?;
+    // The stamp goes last, as for the other objects.
+    fs::write(&stamp, CLIP_RECIPE)?;
+    Ok(sha)
 }
 
 /// The origin's index of its objects, which a box's FTP catalog reads
@@ -216,6 +284,27 @@ mod tests {
         assert_eq!(bytes.len(), 1_000_003);
         assert_eq!(sum, hex(&Sha256::digest(&bytes)));
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_clip_is_made_once_and_its_listed_sha_is_its_bytes() {
+        let dir = temp_dir("clip");
+        let sha = clip(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let bytes = fs::read(dir.join(CLIP)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sha, hex(&Sha256::digest(&bytes)));
+        // MPEG-TS: whole 188-byte packets, each with its sync byte.
+        assert!(
+            bytes.len() > 100 * 188 && bytes.len() % 188 == 0,
+            "{}",
+            bytes.len()
+        );
+        assert!(bytes.chunks(188).all(|p| p[0] == 0x47));
+        // Made once: a second lab reuses the same file.
+        let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
+        let before = inode(&dir.join(CLIP));
+        assert_eq!(clip(&dir).unwrap_or_else(|e| panic!("{e}")), sha);
+        assert_eq!(inode(&dir.join(CLIP)), before);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::bundle::BundleRecord;
 use crate::checkpoint::FlowRecord;
 use crate::flow::{FlowConfig, RtpFlow};
 use crate::request::{parse, Limits, Message};
+use crate::rtcp;
 use crate::rtp::interleave;
 use crate::session::{Config, Host, ObjectInfo, RtpInfo, Session, State};
 use crate::transport::Transport;
@@ -45,6 +46,9 @@ struct Media {
     object: Option<Arc<[u8]>>,
     flow: Option<RtpFlow>,
     transport: Option<Transport>,
+    /// The BYE after the object's last packet went (a player ends its
+    /// recording on it, RFC 3550 §6.6).
+    bye_sent: bool,
 }
 
 /// Normal play time from the object's first PCR to its last.
@@ -87,6 +91,7 @@ impl Host for Media {
         });
         // A PLAY after PAUSE without a new range goes on from the same
         // byte; any other position is a seek.
+        self.bye_sent = false;
         let (seq, rtptime) = if flow.offset() > 0 && from_ms == flow.npt_ms() {
             flow.resume(now)
         } else {
@@ -105,6 +110,15 @@ impl Host for Media {
     }
 }
 
+/// What a connection answered, for the caller's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Requests answered (refused bytes included).
+    pub requests: u64,
+    /// Of those, answered with a 4xx or 5xx status.
+    pub refused: u64,
+}
+
 /// One control connection: its session, its flow and its unread bytes.
 pub struct Conn {
     session: Session,
@@ -112,6 +126,7 @@ pub struct Conn {
     limits: Limits,
     buf: Vec<u8>,
     closing: bool,
+    counts: Counts,
 }
 
 impl Conn {
@@ -129,6 +144,7 @@ impl Conn {
             object: None,
             flow: None,
             transport: None,
+            bye_sent: false,
         };
         Conn {
             session: Session::new(cfg),
@@ -136,12 +152,34 @@ impl Conn {
             limits,
             buf: Vec::new(),
             closing: false,
+            counts: Counts::default(),
         }
     }
 
     /// The session's state.
     pub fn state(&self) -> State {
         self.session.state()
+    }
+
+    /// Whether SETUP may choose RTP over UDP ([`Session::set_udp`]).
+    pub fn set_udp(&mut self, allowed: bool) {
+        self.session.set_udp(allowed);
+    }
+
+    /// The session's transport, once set up.
+    pub fn transport(&self) -> Option<Transport> {
+        self.session.transport()
+    }
+
+    /// Requests answered and refused so far.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// The client showed it is alive outside the connection (an RTCP
+    /// receiver report over UDP): the session's timeout restarts.
+    pub fn on_activity(&mut self, now_us: u64) {
+        self.session.on_activity(now_us / 1000);
     }
 
     /// Whether the connection should be closed once `out` is written
@@ -164,6 +202,7 @@ impl Conn {
                 Ok(None) => return,
                 Ok(Some(Message::Request(req, len))) => {
                     let resp = self.session.handle(now_ms, &req, &mut self.media);
+                    self.count(resp.status);
                     out.extend_from_slice(&resp.to_bytes());
                     self.buf.drain(..len.min(self.buf.len()));
                 }
@@ -178,12 +217,21 @@ impl Conn {
                     self.buf.drain(..total);
                 }
                 Err(e) => {
-                    out.extend_from_slice(&Session::refuse(&e).to_bytes());
+                    let resp = Session::refuse(&e);
+                    self.count(resp.status);
+                    out.extend_from_slice(&resp.to_bytes());
                     self.buf.clear();
                     self.closing = true;
                     return;
                 }
             }
+        }
+    }
+
+    fn count(&mut self, status: u16) {
+        self.counts.requests += 1;
+        if status >= 400 {
+            self.counts.refused += 1;
         }
     }
 
@@ -227,6 +275,67 @@ impl Conn {
                 }
                 interleave(rtp, &pkt, out).map(|()| Dest::Tcp)
             }
+        }
+    }
+
+    /// When [`Conn::poll_rtcp`] has something to send: the next sender
+    /// report while playing, or at once the BYE after the last packet.
+    pub fn rtcp_at(&self) -> Option<u64> {
+        let (flow, object) = (self.media.flow.as_ref()?, self.media.object.as_ref()?);
+        self.media.transport?;
+        if flow.finished(object) {
+            return (!self.media.bye_sent).then_some(0);
+        }
+        flow.sr_at()
+    }
+
+    /// Writes the RTCP packet due at `now_us` into `out` (an interleaved
+    /// frame for a TCP transport) and says where it goes: a sender report
+    /// (`ntp`: `now_us` on the wallclock in NTP format, `cname` its SDES
+    /// name) every interval while playing; after the object's last packet
+    /// a final report and a BYE, once.
+    pub fn poll_rtcp(
+        &mut self,
+        now_us: u64,
+        ntp: u64,
+        cname: &str,
+        out: &mut Vec<u8>,
+    ) -> Option<Dest> {
+        let (Some(flow), Some(object), Some(t)) = (
+            self.media.flow.as_mut(),
+            self.media.object.as_ref(),
+            self.media.transport,
+        ) else {
+            return None;
+        };
+        let mut pkt = Vec::new();
+        if flow.finished(object) {
+            if self.media.bye_sent {
+                return None;
+            }
+            self.media.bye_sent = true;
+            // A compound packet starts with a report (RFC 3550 §6.1).
+            let _ = flow.poll_rtcp(now_us, ntp, cname, &mut pkt);
+            if pkt.is_empty() {
+                rtcp::SenderReport {
+                    ssrc: flow.ssrc(),
+                    ntp,
+                    rtp_time: flow.next().1,
+                    packets: flow.checkpoint().packets,
+                    octets: flow.checkpoint().octets,
+                }
+                .write(cname, &mut pkt);
+            }
+            rtcp::bye(flow.ssrc(), &mut pkt);
+        } else if !flow.poll_rtcp(now_us, ntp, cname, &mut pkt) {
+            return None;
+        }
+        match t {
+            Transport::Udp { client_rtcp, .. } => {
+                out.extend_from_slice(&pkt);
+                Some(Dest::Udp(client_rtcp))
+            }
+            Transport::Interleaved { rtcp, .. } => interleave(rtcp, &pkt, out).map(|()| Dest::Tcp),
         }
     }
 

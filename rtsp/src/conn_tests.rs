@@ -295,3 +295,129 @@ proptest::proptest! {
         let _ = BundleRecord::decode(&framed);
     }
 }
+
+#[test]
+fn the_last_packet_is_followed_by_one_report_and_bye_on_the_rtcp_port() {
+    let obj = stream(1);
+    let mut c = conn(Arc::clone(&obj));
+    setup_and_play(&mut c);
+    // Sender reports go to the client's RTCP port while playing.
+    let mut b = Vec::new();
+    assert_eq!(c.rtcp_at(), Some(0));
+    assert_eq!(
+        c.poll_rtcp(0, 1 << 32, "baton", &mut b),
+        Some(Dest::Udp(5001))
+    );
+    assert_eq!(b[1], rtcp::PT_SR);
+    assert_eq!(c.rtcp_at(), Some(5_000_000));
+    // The whole object, then the BYE once.
+    let mut packets = 0;
+    let mut now = 0;
+    while c.poll_media(now, &mut Vec::new()).is_some() || now < 2_000_000 {
+        packets += 1;
+        now += 1000;
+    }
+    assert!(packets > 0);
+    assert_eq!(c.rtcp_at(), Some(0), "no BYE due after the last packet");
+    let mut b = Vec::new();
+    assert_eq!(
+        c.poll_rtcp(now, 2 << 32, "baton", &mut b),
+        Some(Dest::Udp(5001))
+    );
+    assert_eq!(b[1], rtcp::PT_SR);
+    let sr_len = 4 * (usize::from(u16::from_be_bytes([b[2], b[3]])) + 1);
+    let sdes_len = 4 * (usize::from(u16::from_be_bytes([b[sr_len + 2], b[sr_len + 3]])) + 1);
+    let bye = &b[sr_len + sdes_len..];
+    assert_eq!(bye[1], rtcp::PT_BYE);
+    assert_eq!(&bye[4..8], &0x1234_5678u32.to_be_bytes());
+    assert_eq!(c.rtcp_at(), None);
+    assert_eq!(c.poll_rtcp(now, 2 << 32, "baton", &mut Vec::new()), None);
+    // DESCRIBE, SETUP and PLAY were answered, none refused.
+    assert_eq!(
+        c.counts(),
+        Counts {
+            requests: 3,
+            refused: 0
+        }
+    );
+}
+
+#[test]
+fn refused_requests_are_counted_and_rtcp_activity_keeps_the_session() {
+    let mut c = conn(stream(1));
+    setup_and_play(&mut c);
+    let r = send(
+        &mut c,
+        0,
+        &format!("PLAY {URL} RTSP/1.0\r\nCSeq: 7\r\nSession: 99"),
+    );
+    assert!(r.starts_with("RTSP/1.0 454"), "{r}");
+    assert_eq!(
+        c.counts(),
+        Counts {
+            requests: 4,
+            refused: 1
+        }
+    );
+    // Reports over UDP count as activity: the session outlives the
+    // timeout counted from the last request.
+    c.on_activity(50_000_000);
+    assert!(!c.handle_timeout(70_000_000));
+    assert!(c.handle_timeout(111_000_000));
+}
+
+#[test]
+fn interleaved_media_and_reports_go_on_the_connection_in_frames() {
+    let obj = stream(1);
+    let mut c = conn(obj);
+    let r = send(&mut c, 0, &format!("DESCRIBE {URL} RTSP/1.0\r\nCSeq: 2"));
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let r = send(
+        &mut c,
+        0,
+        &format!("SETUP {URL}/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1"),
+    );
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let r = send(
+        &mut c,
+        0,
+        &format!("PLAY {URL} RTSP/1.0\r\nCSeq: 4\r\nSession: {SID}"),
+    );
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let mut b = Vec::new();
+    assert_eq!(c.poll_media(0, &mut b), Some(Dest::Tcp));
+    assert_eq!(&b[..2], &[b'$', 0]);
+    assert_eq!(
+        usize::from(u16::from_be_bytes([b[2], b[3]])),
+        HEADER + 7 * PACKET
+    );
+    let mut b = Vec::new();
+    assert_eq!(c.poll_rtcp(0, 1 << 32, "baton", &mut b), Some(Dest::Tcp));
+    assert_eq!(&b[..2], &[b'$', 1]);
+    assert_eq!(b[5], rtcp::PT_SR);
+}
+
+#[test]
+fn without_udp_a_udp_only_setup_is_461_and_interleaved_is_served() {
+    let mut c = conn(stream(1));
+    c.set_udp(false);
+    let r = send(&mut c, 0, &format!("DESCRIBE {URL} RTSP/1.0\r\nCSeq: 2"));
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let r = send(
+        &mut c,
+        0,
+        &format!("SETUP {URL}/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP;unicast;client_port=5000-5001"),
+    );
+    assert!(r.starts_with("RTSP/1.0 461"), "{r}");
+    assert_eq!(c.state(), State::Init);
+    let r = send(
+        &mut c,
+        0,
+        &format!("SETUP {URL}/trackID=0 RTSP/1.0\r\nCSeq: 4\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1"),
+    );
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    assert_eq!(
+        c.transport(),
+        Some(Transport::Interleaved { rtp: 0, rtcp: 1 })
+    );
+}

@@ -185,6 +185,11 @@ impl RtpFlow {
         true
     }
 
+    /// When the next sender report is due (`None` when paused).
+    pub fn sr_at(&self) -> Option<u64> {
+        self.playing.then_some(self.next_sr_us)
+    }
+
     /// Appends a sender report if one is due; `ntp` is `now_us` on the
     /// wallclock in NTP format.
     pub fn poll_rtcp(&mut self, now_us: u64, ntp: u64, cname: &str, out: &mut Vec<u8>) -> bool {

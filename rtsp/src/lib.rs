@@ -32,7 +32,7 @@ pub mod ts;
 
 pub use bundle::{BundleError, BundleRecord};
 pub use checkpoint::{DecodeError, FlowRecord};
-pub use conn::{Conn, Dest, Lookup};
+pub use conn::{Conn, Counts, Dest, Lookup};
 pub use flow::{FlowConfig, RtpFlow};
 pub use request::{parse, Limits, Message, Method, ParseError, Request};
 pub use response::Response;

@@ -107,6 +107,9 @@ pub struct Session {
     transport: Option<Transport>,
     last_activity_ms: u64,
     paused_at_ms: u64,
+    /// Whether RTP over UDP is offered (the host may send datagrams to
+    /// this client); else only interleaved transport is chosen.
+    udp: bool,
 }
 
 impl Session {
@@ -120,6 +123,7 @@ impl Session {
             transport: None,
             last_activity_ms: 0,
             paused_at_ms: 0,
+            udp: true,
         }
     }
 
@@ -134,6 +138,7 @@ impl Session {
             transport: snap.transport,
             last_activity_ms: now_ms,
             paused_at_ms: snap.paused_at_ms,
+            udp: true,
         }
     }
 
@@ -146,6 +151,15 @@ impl Session {
             transport: self.transport,
             paused_at_ms: self.paused_at_ms,
         }
+    }
+
+    /// Whether SETUP may choose RTP over UDP (true by default). A host
+    /// that cannot send datagrams to this client (e.g. no UDP egress for
+    /// its address family) turns it off: UDP proposals are then skipped,
+    /// and a client offering only UDP hears 461 (players then retry with
+    /// interleaved TCP).
+    pub fn set_udp(&mut self, allowed: bool) {
+        self.udp = allowed;
     }
 
     /// The connection's fixed parameters.
@@ -273,7 +287,7 @@ impl Session {
         let Some(header) = req.header("Transport") else {
             return Response::new(461, cseq);
         };
-        let t = match transport::choose(header, self.cfg.client) {
+        let t = match transport::choose(header, self.cfg.client, self.udp) {
             Ok(t) => t,
             Err(e) => return Response::new(e.status(), cseq),
         };

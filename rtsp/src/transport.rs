@@ -49,11 +49,14 @@ impl TransportError {
 }
 
 /// Picks the first proposal of `header` Baton serves (§12.39: "the
-/// server ... selects the first transport specification it supports").
-pub fn choose(header: &str, client: IpAddr) -> Result<Transport, TransportError> {
+/// server ... selects the first transport specification it supports"),
+/// skipping UDP ones unless `udp`.
+pub fn choose(header: &str, client: IpAddr, udp: bool) -> Result<Transport, TransportError> {
     let mut foreign = false;
     for spec in header.split(',') {
         match one(spec.trim(), client) {
+            // UDP not offered to this client: the next proposal.
+            Ok(Transport::Udp { .. }) if !udp => {}
             Ok(t) => return Ok(t),
             Err(TransportError::ForeignDestination) => foreign = true,
             Err(TransportError::Unsupported) => {}
@@ -156,7 +159,7 @@ mod tests {
     #[test]
     fn udp_unicast_with_client_ports() {
         assert_eq!(
-            choose("RTP/AVP;unicast;client_port=5000-5001", client()),
+            choose("RTP/AVP;unicast;client_port=5000-5001", client(), true),
             Ok(Transport::Udp {
                 client_rtp: 5000,
                 client_rtcp: 5001
@@ -167,7 +170,7 @@ mod tests {
     #[test]
     fn tcp_interleaved_channels() {
         assert_eq!(
-            choose("RTP/AVP/TCP;unicast;interleaved=0-1", client()),
+            choose("RTP/AVP/TCP;unicast;interleaved=0-1", client(), true),
             Ok(Transport::Interleaved { rtp: 0, rtcp: 1 })
         );
     }
@@ -177,7 +180,8 @@ mod tests {
         assert_eq!(
             choose(
                 "RTP/SAVP;unicast;client_port=1-2, RTP/AVP/TCP;interleaved=2-3",
-                client()
+                client(),
+                true
             ),
             Ok(Transport::Interleaved { rtp: 2, rtcp: 3 })
         );
@@ -194,7 +198,11 @@ mod tests {
             "RTP/AVP;unicast;client_port=5000-5001;mode=record",
             "RTP/AVP;unicast;client_port=4294967295",
         ] {
-            assert_eq!(choose(t, client()), Err(TransportError::Unsupported), "{t}");
+            assert_eq!(
+                choose(t, client(), true),
+                Err(TransportError::Unsupported),
+                "{t}"
+            );
             assert_eq!(TransportError::Unsupported.status(), 461);
         }
     }
@@ -204,19 +212,34 @@ mod tests {
         assert_eq!(
             choose(
                 "RTP/AVP;unicast;destination=203.0.113.9;client_port=5000-5001",
-                client()
+                client(),
+                true
             ),
             Err(TransportError::ForeignDestination)
         );
         assert_eq!(
             choose(
                 "RTP/AVP;unicast;destination=198.18.0.2;client_port=5000-5001",
-                client()
+                client(),
+                true
             ),
             Ok(Transport::Udp {
                 client_rtp: 5000,
                 client_rtcp: 5001
             })
+        );
+    }
+
+    #[test]
+    fn without_udp_the_next_proposal_is_taken_or_461() {
+        let both = "RTP/AVP;unicast;client_port=5000-5001, RTP/AVP/TCP;interleaved=0-1";
+        assert_eq!(
+            choose(both, client(), false),
+            Ok(Transport::Interleaved { rtp: 0, rtcp: 1 })
+        );
+        assert_eq!(
+            choose("RTP/AVP;unicast;client_port=5000-5001", client(), false),
+            Err(TransportError::Unsupported)
         );
     }
 

@@ -172,6 +172,26 @@ counters! {
     ftp_transfers => "baton_ftp_transfers_total",
     /// Bytes sent on FTP data connections (objects and listings).
     ftp_data_bytes => "baton_ftp_data_bytes_total",
+    /// RTSP control connections accepted (issue 18).
+    rtsp_connections => "baton_rtsp_connections_total",
+    /// RTSP requests answered.
+    rtsp_requests => "baton_rtsp_requests_total",
+    /// RTSP requests refused (answered 4xx or 5xx: malformed, unknown session, foreign destination...).
+    rtsp_refused => "baton_rtsp_refused_total",
+    /// RTSP sessions set up (SETUP that created a session).
+    rtsp_sessions => "baton_rtsp_sessions_total",
+    /// RTSP sessions ended by their timeout (no request nor RTCP report).
+    rtsp_sessions_expired => "baton_rtsp_sessions_expired_total",
+    /// RTP packets sent, by transport: UDP datagrams.
+    rtp_packets_udp => "baton_rtp_packets_total" { "transport" = "udp" },
+    /// RTP packets sent, by transport: interleaved frames on the RTSP connection.
+    rtp_packets_tcp => "baton_rtp_packets_total" { "transport" = "tcp" },
+    /// RTP bytes sent (headers and payload).
+    rtp_bytes => "baton_rtp_bytes_total",
+    /// RTCP packets sent (sender reports, the final BYE).
+    rtcp_sent => "baton_rtcp_packets_total" { "direction" = "sent" },
+    /// UDP datagrams received from RTSP clients (RTCP receiver reports, NAT punches).
+    rtcp_received => "baton_rtcp_packets_total" { "direction" = "received" },
     /// 304 answers.
     not_modified,
     /// 412 answers (If-Match / If-Unmodified-Since failed).
@@ -229,7 +249,7 @@ mod tests {
         c.status(206);
         bump(&c.requests);
         let m = c.snapshot().metrics();
-        assert_eq!(m.len(), 41);
+        assert_eq!(m.len(), 51);
         assert_eq!(m[0].name, "baton_http_requests_total");
         assert_eq!(m[0].help, "Request heads parsed.");
         assert_eq!(m[0].value, 1);

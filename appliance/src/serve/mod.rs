@@ -12,6 +12,7 @@ pub(crate) mod checkpoint;
 pub mod ftp;
 pub mod ftp_hub;
 mod ftp_index;
+pub mod rtsp;
 pub mod tls;
 mod tls_input;
 
@@ -66,6 +67,8 @@ pub struct CacheApp {
     counters: Arc<crate::http::context::WorkerContext>,
     /// FTP connections (none when `[ftp]` is off).
     ftp: Option<ftp::FtpConns>,
+    /// RTSP connections (none when `[rtsp]` is off).
+    rtsp: Option<rtsp::RtspConns>,
 }
 
 /// What every worker's app shares with the rest of the box.
@@ -87,6 +90,8 @@ pub struct BoxShared {
     pub tls: Option<Arc<TlsServe>>,
     /// The FTP service (`None`: `[ftp]` is off).
     pub ftp: Option<Arc<ftp::FtpServe>>,
+    /// The RTSP service (`None`: `[rtsp]` is off).
+    pub rtsp: Option<Arc<rtsp::RtspServe>>,
 }
 
 impl CacheApp {
@@ -108,6 +113,10 @@ impl CacheApp {
             let cache = Arc::clone(&shared.cache);
             ftp::FtpConns::new(f, cache, Arc::clone(&counters), worker)
         });
+        let rtsp = shared
+            .rtsp
+            .clone()
+            .map(|r| rtsp::RtspConns::new(r, Arc::clone(&shared.cache), Arc::clone(&counters)));
         CacheApp {
             http,
             waker,
@@ -118,6 +127,7 @@ impl CacheApp {
             tls: shared.tls.clone().map(TlsConns::new),
             counters,
             ftp,
+            rtsp,
         }
     }
 
@@ -314,11 +324,13 @@ impl Transport for CtxTransport<'_, '_> {
     }
 }
 
-/// FTP's connections go to [`ftp::FtpConns`] and skip the rest (a macro:
-/// one line at the top of each callback).
+/// FTP's connections go to [`ftp::FtpConns`], RTSP's to
+/// [`rtsp::RtspConns`], and skip the rest (a macro: one line at the top of
+/// each callback).
 macro_rules! ftp_owns {
     ($app:expr, $conn:expr) => {
         $app.ftp.as_ref().is_some_and(|f| f.owns($conn))
+            || $app.rtsp.as_ref().is_some_and(|r| r.owns($conn))
     };
 }
 
@@ -330,6 +342,12 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut() {
             if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
                 f.on_accept(conn, ctx);
+                return;
+            }
+        }
+        if let Some(r) = self.rtsp.as_mut() {
+            if ctx.tuple(conn).is_some_and(|t| r.claims(t.local.port())) {
+                r.on_accept(conn, ctx);
                 return;
             }
         }
@@ -360,6 +378,9 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
             return f.on_readable(conn, ctx);
         }
+        if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
+            return r.on_readable(conn, ctx);
+        }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         t.flush(conn);
@@ -375,6 +396,9 @@ impl App for CacheApp {
     fn on_writable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
             return f.on_writable(conn, ctx);
+        }
+        if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
+            return r.on_writable(conn, ctx);
         }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
@@ -402,6 +426,9 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
             return f.on_peer_closed(conn, ctx);
         }
+        if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
+            return r.on_peer_closed(conn, ctx);
+        }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         self.http.on_peer_closed(conn, &mut t, now);
@@ -416,6 +443,9 @@ impl App for CacheApp {
     fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
             return f.on_closed(conn, reason);
+        }
+        if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
+            return r.on_closed(conn);
         }
         if self.restoring.remove(&conn).is_some() {
             if reason == CloseReason::NotReady {
@@ -437,7 +467,7 @@ impl App for CacheApp {
 
     fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if ftp_owns!(self, conn) {
-            // Not checkpointed yet (serve::ftp).
+            // Not checkpointed yet (serve::ftp, serve::rtsp).
             return;
         }
         // The final checkpoint must cover what TCP acknowledged: an
@@ -574,5 +604,18 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut() {
             f.poll(ctx);
         }
+        if let Some(r) = self.rtsp.as_mut() {
+            r.poll(ctx);
+        }
+    }
+
+    fn on_datagram(&mut self, tuple: FourTuple, _payload: &[u8], ctx: &mut Ctx<'_>) {
+        if let Some(r) = self.rtsp.as_mut() {
+            r.on_datagram(tuple, ctx);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.rtsp.as_ref().and_then(|r| r.next_deadline())
     }
 }

@@ -19,7 +19,7 @@ table! {
     /// `[rtsp]`: RTSP streaming.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct RtspConfig: Default {
-        /// Serve RTSP at all (issue 18; the dataplane does not serve it yet).
+        /// Serve RTSP at all (issue 18; streams are not checkpointed yet).
         enabled: bool = or(false, boolean),
         /// TCP port of RTSP on every service IP (not service.port, tls.port or the admin port).
         port: u16 = or(DEFAULT_RTSP_PORT, int_in(1, 65535)),

@@ -38,6 +38,9 @@ pub struct DataplaneOptions {
     pub cookie_secret: Option<[u8; 16]>,
     /// Frames taken from the port per burst.
     pub rx_burst: usize,
+    /// UDP ports datagrams are taken on (the app's [`crate::app::App::on_datagram`]);
+    /// empty ([`crate::worker::NO_UDP_PORTS`]): no UDP service.
+    pub udp_ports: std::ops::RangeInclusive<u16>,
 }
 
 impl DataplaneOptions {
@@ -57,6 +60,7 @@ impl DataplaneOptions {
             tcp: TcpConfig::default(),
             cookie_secret: None,
             rx_burst: 64,
+            udp_ports: crate::worker::NO_UDP_PORTS,
         }
     }
 }

@@ -132,8 +132,7 @@ where
             cookie_secret: secret,
             poll_mode: opts.poll_mode,
             rx_burst: opts.rx_burst.max(1),
-            // No UDP service is wired to the runtime yet (docs/RTSP.md).
-            udp_ports: crate::worker::NO_UDP_PORTS,
+            udp_ports: opts.udp_ports.clone(),
             max_udp_flows: opts.max_connections,
             udp_idle_timeout: std::time::Duration::from_secs(60),
         };

@@ -20,6 +20,7 @@
 //!
 //! In [`PollMode::Adaptive`] a worker that found no work for `spins`
 //! iterations blocks on the port until a frame arrives or its next timer
+//! or the app's [`App::next_deadline`](crate::app::App::next_deadline)
 //! is due, or its [`Waker`] is called (commands from the control core
 //! wake it too).
 //!

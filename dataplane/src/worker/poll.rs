@@ -20,7 +20,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// Longest a worker blocks. Commands and [`Waker::wake`] interrupt the
-/// wait at once; the bound only covers a lost wake-up.
+/// wait at once; the bound only covers a lost wake-up. A sooner TCP timer
+/// or [`App::next_deadline`] shortens it.
 const MAX_BLOCK: Duration = Duration::from_millis(100);
 
 /// One worker: a port, an app, and the state between them.
@@ -269,10 +270,11 @@ impl<P: Port, A: App> Worker<P, A> {
                 } else {
                     self.idle += 1;
                     if self.idle >= spins {
-                        let timeout = match self.core.timers.next_wakeup() {
-                            Some(t) => t.saturating_duration_since(now).min(MAX_BLOCK),
-                            None => MAX_BLOCK,
-                        };
+                        let timeout = block_for(
+                            now,
+                            self.core.timers.next_wakeup(),
+                            self.app.next_deadline(),
+                        );
                         self.core.counters.idle_waits += 1;
                         self.port.wait(Some(timeout), self.core.waker.raw_fd())?;
                         // `now` precedes the wait, so a wait that ran its
@@ -288,5 +290,36 @@ impl<P: Port, A: App> Worker<P, A> {
                 }
             }
         }
+    }
+}
+
+/// How long an idle worker blocks at `now`: until its next TCP timer or
+/// the app's deadline, whichever is first, at most [`MAX_BLOCK`].
+fn block_for(now: Instant, timer: Option<Instant>, app: Option<Instant>) -> Duration {
+    let next = match (timer, app) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    next.map_or(MAX_BLOCK, |t| {
+        t.saturating_duration_since(now).min(MAX_BLOCK)
+    })
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+
+    #[test]
+    fn the_app_deadline_bounds_the_block_like_a_timer() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(block_for(now, None, None), MAX_BLOCK);
+        assert_eq!(block_for(now, Some(now + ms(40)), None), ms(40));
+        assert_eq!(block_for(now, None, Some(now + ms(5))), ms(5));
+        assert_eq!(block_for(now, Some(now + ms(40)), Some(now + ms(5))), ms(5));
+        assert_eq!(block_for(now, Some(now + ms(3)), Some(now + ms(5))), ms(3));
+        // A deadline already past: no block; one far away: the bound.
+        assert_eq!(block_for(now + ms(9), None, Some(now)), Duration::ZERO);
+        assert_eq!(block_for(now, None, Some(now + ms(900))), MAX_BLOCK);
     }
 }
