@@ -8,7 +8,7 @@
 //! command, so every replica computes the same views from the same log.
 //! This module knows nothing of openraft, files or sockets.
 
-use baton_membership::{View, ViewNumber, REASON_HISTORY};
+use baton_membership::{CommittedLoads, View, ViewNumber, REASON_HISTORY};
 use baton_shmem::view::check_proposal;
 
 use crate::types::{Outcome, Propose};
@@ -44,7 +44,15 @@ impl ViewMachine {
         let mut reasons = [0; REASON_HISTORY];
         reasons[0] = p.reason;
         reasons[1..].copy_from_slice(&self.view.reasons[..REASON_HISTORY - 1]);
+        // The loads ride in the entry itself, shifted like the reasons.
+        let mut loads = [const { CommittedLoads::None }; REASON_HISTORY];
+        loads[0] = p
+            .loads
+            .clone()
+            .map_or(CommittedLoads::None, CommittedLoads::Read);
+        loads[1..].clone_from_slice(&self.view.loads[..REASON_HISTORY - 1]);
         self.view = View {
+            loads: Box::new(loads),
             number: ViewNumber(p.expected.0 + 1),
             proposer: p.proposer,
             reasons,
@@ -70,6 +78,7 @@ mod tests {
             expected: ViewNumber(expected),
             members: members.to_vec(),
             reason,
+            loads: None,
         }
     }
 

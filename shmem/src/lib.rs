@@ -59,6 +59,7 @@ pub mod claim;
 mod device;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod loads;
 mod overflow;
 pub mod record;
 pub mod replication;
@@ -69,6 +70,7 @@ pub mod view;
 
 pub use boxtable::{BoxInfo, BoxLoad, BoxState, BoxTableError, LOAD_VERSION, MAX_SERVICE_IPS};
 pub use claim::{Claim, ClaimError};
+pub use loads::{ChangeLoads, CommittedLoads, MemberLoad};
 pub use overflow::OVERFLOW_PAYLOAD;
 pub use record::{
     AppBlock, ArchivedAppBlock, ArchivedBundle, ArchivedConnRecord, ArchivedEndpoint,

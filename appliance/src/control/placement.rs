@@ -1,0 +1,135 @@
+//! Load-aware placement on the box (issue 20, `takeover.assignment =
+//! "least_loaded"`): the loads this box commits with a removal it
+//! proposes, read from the box table, and the one log line that says how
+//! a committed change's orphans are split and why.
+//!
+//! The split itself is `baton_membership::split_of`, a function of the
+//! committed change alone; this module only gathers its inputs for a
+//! proposal. It must not know how a split is carried out (`takeover`)
+//! nor how the view is stored.
+use baton_membership::{ChangeLoads, MemberLoad, Proposal, Reason, Split, ViewChange};
+use baton_shmem::Segment;
+use tracing::{error, info};
+
+use super::takeover::Plan;
+
+/// Reads the loads a least_loaded box commits with its removals.
+#[derive(Debug, Clone)]
+pub(crate) struct LoadReader {
+    segment: Segment,
+    capacity: u32,
+}
+
+impl LoadReader {
+    /// Loads read from `segment`'s box table (this box's copy of it: the
+    /// segment, or its replicas of the peers' entries), for a box sized
+    /// for `capacity` connections (`takeover.capacity`).
+    pub(crate) fn new(segment: Segment, capacity: u64) -> LoadReader {
+        LoadReader {
+            segment,
+            capacity: u32::try_from(capacity).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The loads to commit with `proposal`: for a removal, each remaining
+    /// member's connections and busy fraction and the removed box's
+    /// connection count (the orphans); `None` for a join, which has no
+    /// orphans to split.
+    pub(crate) fn loads_for(&self, proposal: &Proposal) -> Option<ChangeLoads> {
+        let Reason::Silent { member, .. } = proposal.reason else {
+            return None;
+        };
+        let count = |c: i64| u32::try_from(c.max(0)).unwrap_or(u32::MAX);
+        let orphans = self
+            .segment
+            .box_info(member.id)
+            .map(|i| count(i.connections))
+            .unwrap_or(0);
+        let mut members: Vec<MemberLoad> = proposal
+            .members
+            .iter()
+            .map(|m| {
+                let info = self.segment.box_info(m.id).ok();
+                MemberLoad {
+                    id: m.id,
+                    connections: info.as_ref().map_or(0, |i| count(i.connections)),
+                    busy_ppm: info
+                        .and_then(|i| i.load)
+                        .map_or(0, |l| l.busy_ppm.min(1_000_000)),
+                }
+            })
+            .collect();
+        members.sort_unstable_by_key(|m| m.id);
+        members.dedup_by_key(|m| m.id);
+        Some(ChangeLoads {
+            capacity: self.capacity,
+            orphans,
+            members,
+        })
+    }
+}
+
+/// Logs how `change`'s orphans of box `dead` are split: `split` (from the
+/// change), how many this box and every other survivor take (`taken`:
+/// per survivor id, the orphans planned for it here) and why.
+pub(crate) fn log_split(change: &ViewChange, dead: u16, split: &Split, taken: &[(u16, usize)]) {
+    let counts = taken
+        .iter()
+        .map(|(id, n)| format!("box {id}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match (split, &change.loads) {
+        (Split::RoundRobin(_), _) => info!(
+            view = change.number.0,
+            dead,
+            "orphans split round-robin by slot (the change carries no loads): {counts}"
+        ),
+        (Split::LeastLoaded(shares), baton_membership::CommittedLoads::Read(l)) => {
+            let loads = l
+                .members
+                .iter()
+                .map(|m| {
+                    format!(
+                        "box {} {} conns {}% busy",
+                        m.id,
+                        m.connections,
+                        m.busy_ppm / 10_000
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let shares = shares
+                .iter()
+                .map(|(id, n)| format!("box {id}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            info!(
+                view = change.number.0,
+                dead,
+                orphans = l.orphans,
+                capacity = l.capacity,
+                "orphans split by load (loads committed with the change: {loads}; shares {shares}): {counts}"
+            )
+        }
+        (Split::LeastLoaded(_), _) => {}
+        (Split::Unreadable { proposer }, _) => error!(
+            view = change.number.0,
+            dead,
+            proposer,
+            "the change says loads were committed with it and this box cannot read them (box {proposer}'s ring): it restores none of box {dead}'s connections rather than guess a split that could leave some to nobody"
+        ),
+    }
+}
+
+/// How many orphans `plan` gives each survivor, `me` (this box) included,
+/// sorted by id.
+pub(crate) fn per_owner(plan: &Plan, me: u16) -> Vec<(u16, usize)> {
+    let mut counts: std::collections::BTreeMap<u16, usize> = std::collections::BTreeMap::new();
+    if !plan.mine.is_empty() {
+        counts.insert(me, plan.mine.len());
+    }
+    for &(_, owner) in &plan.elsewhere {
+        *counts.entry(owner).or_default() += 1;
+    }
+    counts.into_iter().collect()
+}
