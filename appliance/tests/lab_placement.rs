@@ -166,19 +166,31 @@ fn logged_split(g: &LabGuard, n: u8) -> Option<String> {
 
 #[test]
 fn lab_least_loaded_sends_most_orphans_to_the_idle_survivor_and_loses_no_byte() {
+    least_loaded_takeover("btpl2", &[]);
+}
+
+#[test]
+fn lab_replicated_least_loaded_sends_most_orphans_to_the_idle_survivor_and_loses_no_byte() {
+    // The loads ride in the Raft entry of the removal.
+    least_loaded_takeover("btpl3", &["--segment-mode", "replicated"]);
+}
+
+/// Three boxes splitting by load (`extra`: more `lab up` arguments): box 2
+/// holds 60 idle keep-alive connections, box 1 is killed under 12
+/// downloads; box 3 must take most of them.
+fn least_loaded_takeover(prefix: &str, extra: &[&str]) {
     // A small capacity: a box's busy fraction counts as at most 64
     // connections, so the idle keep-alive connections decide.
-    let g = LabGuard::up(
-        "btpl2",
-        &[
-            "--boxes",
-            "3",
-            "--assignment",
-            "least_loaded",
-            "--capacity",
-            "64",
-        ],
-    );
+    let mut args = vec![
+        "--boxes",
+        "3",
+        "--assignment",
+        "least_loaded",
+        "--capacity",
+        "64",
+    ];
+    args.extend_from_slice(extra);
+    let g = LabGuard::up(prefix, &args);
     let idle = IdleConnections::open(&g, 2, 60);
     wait_for_published_connections(&g, 2, 60.0);
     let rst = RstCapture::start(&g);
