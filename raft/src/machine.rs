@@ -122,6 +122,26 @@ mod tests {
     }
 
     #[test]
+    fn loads_committed_with_a_proposal_shift_with_the_reasons() {
+        let mut sm = ViewMachine::default();
+        let loads = baton_membership::ChangeLoads {
+            capacity: 100,
+            orphans: 7,
+            members: vec![],
+        };
+        let mut with = propose(1, 0, &[m(1, 1)], 10);
+        with.loads = Some(loads.clone());
+        sm.apply(&with);
+        assert_eq!(sm.view().loads[0], CommittedLoads::Read(loads.clone()));
+        sm.apply(&propose(1, 1, &[m(1, 1)], 11));
+        assert_eq!(sm.view().loads[0], CommittedLoads::None);
+        assert_eq!(
+            sm.view().loads_of(ViewNumber(1)),
+            &CommittedLoads::Read(loads)
+        );
+    }
+
+    #[test]
     fn a_proposal_the_cell_could_not_hold_is_refused_and_changes_nothing() {
         let mut sm = ViewMachine::default();
         assert_eq!(

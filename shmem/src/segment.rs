@@ -30,7 +30,7 @@ use crate::device;
 /// Magic at offset 0 of the segment: "BATONCKP", read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BATONCKP");
 /// Version of the segment layout and record format (docs/CHECKPOINT_FORMAT.md).
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Bytes per slot: a 16-byte seqlock header and a 752-byte payload. 768 is a
 /// multiple of the 64-byte cache line, and 300,000 slots take 219.7 MiB.
 pub const SLOT_SIZE: usize = 768;
