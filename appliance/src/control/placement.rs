@@ -133,3 +133,121 @@ pub(crate) fn per_owner(plan: &Plan, me: u16) -> Vec<(u16, usize)> {
     }
     counts.into_iter().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use baton_membership::{
+        split_of, ChangeLoads, CommittedLoads, Member, MemberLoad, Proposal, Reason, Split,
+        ViewChange, ViewNumber,
+    };
+    use baton_shmem::BoxLoad;
+
+    use super::super::takeover::plan_with;
+    use super::super::takeover::tests::{dead_box_with, TempSegment};
+    use super::{per_owner, LoadReader};
+
+    fn m(id: u16) -> Member {
+        Member { id, epoch: 1 }
+    }
+
+    /// Box 1's removal, boxes 2 and 3 surviving, with `loads`.
+    fn removal(loads: CommittedLoads) -> ViewChange {
+        ViewChange {
+            from: ViewNumber(4),
+            number: ViewNumber(5),
+            left: vec![m(1)],
+            joined: vec![],
+            members: vec![m(2), m(3)],
+            reason: Some(Reason::Silent {
+                member: m(1),
+                silent_ms: 90,
+            }),
+            loads,
+        }
+    }
+
+    fn preloaded_box_2() -> CommittedLoads {
+        let load = |id, connections| MemberLoad {
+            id,
+            connections,
+            busy_ppm: 0,
+        };
+        CommittedLoads::Read(ChangeLoads {
+            capacity: 100,
+            orphans: 12,
+            members: vec![load(2, 40), load(3, 0)],
+        })
+    }
+
+    #[test]
+    fn survivors_of_a_change_with_loads_plan_the_same_split_and_the_preloaded_one_takes_none() {
+        let (_file, seg) = TempSegment::new("placement-split");
+        dead_box_with(&seg, 12);
+        let change = removal(preloaded_box_2());
+        let split = split_of(&change);
+        let plan = |me: u16| plan_with(&seg, 1, me, &|s| split.owner(s), me == 2);
+        let (p2, p3) = (plan(2), plan(3));
+        assert_eq!(p2.mine.len(), 0, "box 2 holds 40, box 3 none");
+        assert_eq!(p3.mine.len(), 12);
+        assert_eq!(per_owner(&p2, 2), vec![(3, 12)]);
+        assert_eq!(per_owner(&p3, 3), vec![(3, 12)], "both plan the same split");
+    }
+
+    #[test]
+    fn without_loads_the_plans_are_round_robin_and_with_unread_loads_nobody_restores() {
+        let (_file, seg) = TempSegment::new("placement-rr");
+        dead_box_with(&seg, 6);
+        let rr = split_of(&removal(CommittedLoads::None));
+        let p2 = plan_with(&seg, 1, 2, &|s| rr.owner(s), true);
+        assert_eq!(per_owner(&p2, 2), vec![(2, 3), (3, 3)]);
+        let unread = split_of(&removal(CommittedLoads::Unread { proposer: 2 }));
+        assert_eq!(unread, Split::Unreadable { proposer: 2 });
+        let p3 = plan_with(&seg, 1, 3, &|s| unread.owner(s), false);
+        assert!(p3.mine.is_empty() && p3.elsewhere.is_empty());
+    }
+
+    #[test]
+    fn a_removal_commits_the_box_tables_loads_and_a_join_commits_none() {
+        let (_file, seg) = TempSegment::new("placement-reader");
+        for (id, conns, busy) in [(1u16, 12i64, 0u32), (2, 40, 250_000), (3, 3, 0)] {
+            let r = seg.region(id).expect("region");
+            r.set_connections(conns);
+            r.set_load(BoxLoad {
+                bytes_per_sec: 0,
+                busy_ppm: busy,
+            });
+        }
+        let reader = LoadReader::new(seg.clone(), u64::MAX);
+        let gone = Proposal {
+            expected: ViewNumber(4),
+            members: vec![m(3), m(2)],
+            reason: Reason::Silent {
+                member: m(1),
+                silent_ms: 90,
+            },
+        };
+        let loads = reader.loads_for(&gone).expect("a removal carries loads");
+        assert_eq!(loads.orphans, 12, "box 1's published connections");
+        assert_eq!(loads.capacity, u32::MAX, "saturated");
+        assert_eq!(
+            loads.members,
+            vec![
+                MemberLoad {
+                    id: 2,
+                    connections: 40,
+                    busy_ppm: 250_000
+                },
+                MemberLoad {
+                    id: 3,
+                    connections: 3,
+                    busy_ppm: 0
+                },
+            ]
+        );
+        let join = Proposal {
+            reason: Reason::Joined(m(1)),
+            ..gone
+        };
+        assert_eq!(reader.loads_for(&join), None);
+    }
+}

@@ -461,7 +461,7 @@ pub(crate) fn spawn_takeover_report(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::PathBuf;
 
     use baton_dataplane::tcp::{State, TcbExport};
@@ -473,10 +473,10 @@ mod tests {
     use baton_dataplane::tcp::SeqNum;
 
     /// A segment file removed when the test ends, pass or fail.
-    struct TempSegment(PathBuf);
+    pub(crate) struct TempSegment(PathBuf);
 
     impl TempSegment {
-        fn new(tag: &str) -> (TempSegment, Segment) {
+        pub(crate) fn new(tag: &str) -> (TempSegment, Segment) {
             let path = std::env::temp_dir()
                 .join(format!("baton-takeover-{tag}-{}.seg", std::process::id()));
             let _ = std::fs::remove_file(&path);
@@ -524,7 +524,7 @@ mod tests {
     }
 
     /// Box 1 holding `n` connections, one per slot, then dead.
-    fn dead_box_with(segment: &Segment, n: u16) {
+    pub(crate) fn dead_box_with(segment: &Segment, n: u16) {
         let region = segment.region(1).expect("region 1");
         region
             .set_identity([2, 0, 0, 0, 0, 1], &[DEAD_IP.into()])

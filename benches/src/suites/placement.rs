@@ -165,7 +165,10 @@ fn measure(b: &mut Bench, policy: &str) -> Result<(Vec<String>, Value)> {
 /// Starts the idle holder in the client; returns once its connections are open.
 fn hold_idle(lab: &Lab, host: &str, n: usize) -> Result<Child> {
     let mut child = lab
-        .exec_cmd("client", &["python3", "-c", IDLE_HOLDER, host, &n.to_string()])
+        .exec_cmd(
+            "client",
+            &["python3", "-c", IDLE_HOLDER, host, &n.to_string()],
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
