@@ -8,13 +8,13 @@
 //! produced it, the handle (`super::handle`) acts.
 use std::time::{Duration, Instant};
 
-use baton_membership::{address_heir, split_of, survivors, Event, Fence, ViewChange};
+use baton_membership::{address_heir, split_of, survivors, Event, Fence, Split, ViewChange};
 use baton_shmem::BoxState;
 use tracing::info;
 
 use super::fence;
 use super::handle::Control;
-use super::placement::{log_split, per_owner};
+use super::placement::{log_split, per_owner, route_by_claims_meanwhile};
 use super::takeover::{self, TakeoverSnapshot};
 
 impl Control {
@@ -59,6 +59,15 @@ impl Control {
             let inherit = address_heir(change, left.id) == Some(self.me);
             let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, inherit);
             log_split(change, left.id, &split, &per_owner(&plan, self.me));
+            if matches!(split, Split::Unreadable { .. }) {
+                route_by_claims_meanwhile(
+                    self.segment.clone(),
+                    self.orphans.clone(),
+                    left.id,
+                    self.me,
+                    change.number.0,
+                );
+            }
             if inherit {
                 self.inherited_epochs
                     .lock()

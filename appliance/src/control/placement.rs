@@ -7,11 +7,19 @@
 //! committed change alone; this module only gathers its inputs for a
 //! proposal. It must not know how a split is carried out (`takeover`)
 //! nor how the view is stored.
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use baton_dataplane::tcp::FourTuple;
+use baton_dataplane::wire::ethernet::MacAddr;
 use baton_membership::{ChangeLoads, MemberLoad, Proposal, Reason, Split, ViewChange};
 use baton_shmem::Segment;
 use tracing::{error, info};
 
 use super::takeover::Plan;
+use crate::orphans::{OrphanRoute, OrphanTable};
+use crate::record::{orphan_of, tuple_of};
 
 /// Reads the loads a least_loaded box commits with its removals.
 #[derive(Debug, Clone)]
@@ -121,6 +129,66 @@ pub(crate) fn log_split(change: &ViewChange, dead: u16, split: &Split, taken: &[
     }
 }
 
+/// Routes for the connections of `dead`'s region that another box
+/// claimed in view `since` or later: their frames go to the claimer. For
+/// a change whose split this box cannot compute ([`Split::Unreadable`]):
+/// the survivors that could claim each slot before restoring it, so the
+/// claims say who holds what (shared mode; a replicated box sees only its
+/// own replica's claims, none of the others').
+pub(crate) fn routes_by_claims(
+    segment: &Segment,
+    dead: u16,
+    me: u16,
+    since: u32,
+) -> Vec<(FourTuple, OrphanRoute)> {
+    let Ok(region) = segment.region(dead) else {
+        return Vec::new();
+    };
+    let mut routes = Vec::new();
+    for slot in region.records().flatten() {
+        let Ok(Some(claim)) = region.claim_of(slot.slot()) else {
+            continue;
+        };
+        if claim.by == me || claim.view.0 < since {
+            continue;
+        }
+        let Ok(info) = segment.box_info(claim.by) else {
+            continue;
+        };
+        for record in slot.bundle().records.iter() {
+            if orphan_of(record).is_some() {
+                routes.push((
+                    tuple_of(&record.view()),
+                    OrphanRoute::Elsewhere(MacAddr(info.mac)),
+                ));
+            }
+        }
+    }
+    routes
+}
+
+/// After an unreadable split, routes `dead`'s connections to whoever
+/// claimed them in view `since` or later, a few times over the next
+/// second (the others claim as they act on the change, a tick apart), on
+/// a thread of its own: the frames this box receives for them (it may be
+/// the address heir) reach their new owners instead of a reset.
+pub(crate) fn route_by_claims_meanwhile(
+    segment: Segment,
+    orphans: Arc<OrphanTable>,
+    dead: u16,
+    me: u16,
+    since: u32,
+) {
+    let _ = thread::Builder::new()
+        .name("claims-routes".into())
+        .spawn(move || {
+            for wait in [20, 80, 200, 700] {
+                thread::sleep(Duration::from_millis(wait));
+                orphans.extend(routes_by_claims(&segment, dead, me, since));
+            }
+        });
+}
+
 /// How many orphans `plan` gives each survivor, `me` (this box) included,
 /// sorted by id.
 pub(crate) fn per_owner(plan: &Plan, me: u16) -> Vec<(u16, usize)> {
@@ -204,6 +272,35 @@ mod tests {
         assert_eq!(unread, Split::Unreadable { proposer: 2 });
         let p3 = plan_with(&seg, 1, 3, &|s| unread.owner(s), false);
         assert!(p3.mine.is_empty() && p3.elsewhere.is_empty());
+    }
+
+    #[test]
+    fn after_an_unreadable_split_the_others_claims_route_their_connections() {
+        let (_file, seg) = TempSegment::new("placement-claims");
+        dead_box_with(&seg, 4);
+        let three = seg.region(3).expect("region 3");
+        three
+            .set_identity([2, 0, 0, 0, 0, 3], &["198.18.0.13".parse().expect("ip")])
+            .expect("identity");
+        let dead = seg.region(1).expect("region 1");
+        for slot in [0, 2] {
+            dead.claim(baton_shmem::SlotId(slot), 3, ViewNumber(5))
+                .expect("claim");
+        }
+        // An older view's claim says nothing of this change.
+        dead.claim(baton_shmem::SlotId(3), 3, ViewNumber(4))
+            .expect("claim");
+        let routes = super::routes_by_claims(&seg, 1, 2, 5);
+        let ports: Vec<u16> = routes.iter().map(|(t, _)| t.remote.port()).collect();
+        assert_eq!(ports, vec![40_000, 40_002]);
+        assert!(routes.iter().all(|(_, r)| matches!(
+            r,
+            crate::orphans::OrphanRoute::Elsewhere(mac) if mac.0 == [2, 0, 0, 0, 0, 3]
+        )));
+        assert!(
+            super::routes_by_claims(&seg, 1, 3, 5).is_empty(),
+            "its own claims"
+        );
     }
 
     #[test]
