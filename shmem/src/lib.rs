@@ -26,6 +26,9 @@
 //!   committed view ([`Region::claim`]).
 //! - [`view`]: the agreed membership view, one cell in the header changed
 //!   by compare-and-swap ([`ViewCell::read`], [`ViewCell::propose`]).
+//! - [`loads`]: the survivors' loads committed with a view change (issue
+//!   20), in the proposer's box table entry ([`Region::write_loads`]) and
+//!   read with the view that names them ([`ViewCell::propose_with_loads`]).
 //! - [`replication`]: authenticated UDP replication of a region to peers
 //!   that share no mapping.
 //!

@@ -13,8 +13,8 @@
 //! leaves an entry nobody's view names. In replicated mode the loads ride
 //! in the Raft entry instead (`baton-raft`'s codec).
 //!
-//! Ring layout, from entry offset [`RING`] (four entries of
-//! [`ENTRY_SIZE`] bytes, entry `number % 4`), little-endian words:
+//! Ring layout, from entry offset 256 (four entries of
+//! 160 bytes, entry `number % 4`), little-endian words:
 //!
 //! ```text
 //! +0    u64  seqlock (odd while written)
