@@ -416,14 +416,21 @@ impl AdminSource for BoxAdmin {
         }
         let mut total = baton_dataplane::stats::Counters::default();
         let mut ring_drops = 0;
+        let mut restored = 0;
         for w in self.control.dataplane.stats() {
             total.add(&w.counters);
             ring_drops += w.ring_drops;
+            restored += w.restores.restored;
         }
         out.push(Metric::counter(
             "baton_dataplane_ring_drops_total",
             "Frames the kernel dropped because a worker's receive ring was full.",
             ring_drops,
+        ));
+        out.push(Metric::counter(
+            "baton_takeovers_total",
+            "Connections restored on this box from dead or draining boxes, eagerly or lazily.",
+            restored,
         ));
         for (name, value) in total.named() {
             out.push(Metric::dataplane(name, value));

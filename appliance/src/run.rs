@@ -213,13 +213,6 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         segment = %config.checkpoint.segment_path.display(),
         "box started"
     );
-    if config.takeover.assignment == baton_config::Assignment::LeastLoaded {
-        // Survivors reading the box table a heartbeat apart could split
-        // differently and leave a slot to nobody; until the loads ride in
-        // the committed view change the split stays round-robin (TAKEOVER.md,
-        // "Load-aware assignment").
-        warn!("takeover.assignment = \"least_loaded\" is not applied to takeovers yet: round_robin is used");
-    }
 
     let stop = Arc::new(AtomicBool::new(false));
     let heartbeat = spawn_heartbeat(region.clone(), config, stop.clone())?;
@@ -322,6 +315,15 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         },
         stores.store,
     );
+    if config.takeover.assignment == baton_config::Assignment::LeastLoaded {
+        // The loads ride in the removals this box commits, so every
+        // survivor splits its changes alike (TAKEOVER.md, "Load-aware
+        // assignment").
+        agreed.commit_loads(control::placement::LoadReader::new(
+            segment.clone(),
+            config.takeover.capacity,
+        ));
+    }
     agreed.started();
     // Replicated mode: a box cut off from the Raft's quorum stops serving.
     let quorum = match stores.raft {
@@ -404,7 +406,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
 /// Shared mode: the survivors' claims on the region's slots say when
 /// each has read its share and where each connection went. Replicated
 /// mode keeps no shared claims: every survivor splits the removed
-/// incarnation by the committed change alone (`orphan_owner` by slot, on
+/// incarnation by the committed change alone (its split by slot, `split_of`, on
 /// its replica), reading its share as it acts on the commit, one tick
 /// after it (plus a read's wait on the leader); so the box waits that
 /// long after the removal and computes the same split from its own
@@ -443,9 +445,10 @@ fn await_predecessor(
                 return Vec::new();
             };
             match control::view::removal_change(store, predecessor, since) {
-                Some(change) => control::takeover::routes_from_split(segment, me, &|slot| {
-                    baton_membership::orphan_owner(&change, slot)
-                }),
+                Some(change) => {
+                    let split = baton_membership::split_of(&change);
+                    control::takeover::routes_from_split(segment, me, &|slot| split.owner(slot))
+                }
                 None => {
                     warn!(
                         view = since,

@@ -176,6 +176,22 @@ pub fn box_toml(
     s
 }
 
+/// The `[takeover]` table of a lab box (`lab up --assignment`,
+/// `--capacity`; issue 20), empty when neither is given (the defaults).
+pub fn takeover_toml(assignment: Option<&str>, capacity: Option<u64>) -> String {
+    if assignment.is_none() && capacity.is_none() {
+        return String::new();
+    }
+    let mut s = String::from("\n[takeover]\n");
+    if let Some(a) = assignment {
+        let _ = writeln!(s, "assignment = \"{a}\"");
+    }
+    if let Some(c) = capacity {
+        let _ = writeln!(s, "capacity = {c}");
+    }
+    s
+}
+
 /// The `[tls]` table of a lab box (`lab up --tls`): HTTPS on, on the
 /// default port, with the box's certificate and key.
 pub fn tls_toml(files: &crate::certs::BoxTlsFiles) -> String {
@@ -258,6 +274,26 @@ mod tests {
             v["dataplane"].get("dpdk").is_none(),
             "no DPDK table on AF_PACKET"
         );
+    }
+
+    #[test]
+    fn a_least_loaded_lab_writes_the_takeover_table_and_the_default_writes_none() {
+        let (lab, secrets) = lab_bt();
+        let mut text = box_toml(
+            &lab,
+            2,
+            3,
+            Backend::Afpacket,
+            SegmentMode::Shared,
+            true,
+            BackFamily::V4,
+            &secrets,
+        );
+        assert_eq!(takeover_toml(None, None), "");
+        text.push_str(&takeover_toml(Some("least_loaded"), Some(100)));
+        let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(c.takeover.assignment, baton_config::Assignment::LeastLoaded);
+        assert_eq!(c.takeover.capacity, 100);
     }
 
     #[test]

@@ -123,6 +123,14 @@ struct UpArgs {
     /// API use the IPv6 ones. Origin fetches stay IPv4. Not with --vm.
     #[arg(long, conflicts_with = "vm")]
     back_v6: bool,
+    /// `takeover.assignment` of every box: how a dead box's connections
+    /// are split among the survivors (issue 20).
+    #[arg(long, value_parser = ["round_robin", "least_loaded"])]
+    assignment: Option<String>,
+    /// `takeover.capacity` of every box: the connections a box is sized
+    /// for, against which least_loaded weighs each survivor's spare room.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    capacity: Option<u64>,
 }
 
 /// Seconds `up` and `start` wait for a box process to be ready.
@@ -173,6 +181,8 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
                     } else {
                         boxconf::BackFamily::V4
                     },
+                    assignment: a.assignment,
+                    capacity: a.capacity,
                 },
             )
         }

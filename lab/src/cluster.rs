@@ -10,7 +10,9 @@ use crate::bail;
 use crate::error::{Context, Result};
 use tracing::{info, warn};
 
-use crate::boxconf::{box_toml, tls_toml, BackFamily, Backend, ClusterSecrets, SegmentMode};
+use crate::boxconf::{
+    box_toml, takeover_toml, tls_toml, BackFamily, Backend, ClusterSecrets, SegmentMode,
+};
 use crate::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
     CLIENT_ADDR, CLIENT_ADDR6, ORIGIN_ADDR, ORIGIN_ADDR6,
@@ -51,6 +53,10 @@ pub struct UpPlan {
     /// `lab up --back-v6`: the back LAN is dual-stack and the boxes'
     /// members, replication, Raft and admin API use its IPv6 addresses.
     pub back: BackFamily,
+    /// `lab up --assignment`: every box's `takeover.assignment`.
+    pub assignment: Option<String>,
+    /// `lab up --capacity`: every box's `takeover.capacity`.
+    pub capacity: Option<u64>,
 }
 
 /// What a running lab remembers about how it was built (`lab.state`).
@@ -200,6 +206,7 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
         if let Some(files) = tls.get(usize::from(n - 1)) {
             text.push_str(&tls_toml(files));
         }
+        text.push_str(&takeover_toml(plan.assignment.as_deref(), plan.capacity));
         if plan.vm {
             text = vm::host_toml(&text);
             vm::write_config_disk(lab, n, &vm::guest_toml(&text))?;

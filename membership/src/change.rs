@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::{Member, Reason, View, ViewNumber};
+use crate::{CommittedLoads, Member, Reason, View, ViewNumber};
 
 /// One committed view change, as every box that saw it reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +27,20 @@ pub struct ViewChange {
     /// Why; `None` when the box missed views whose reasons the store no
     /// longer carries, and this change merges them.
     pub reason: Option<Reason>,
+    /// The survivors' loads committed with the change (issue 20): a
+    /// load-aware split is computed from them, and only from them. A merged
+    /// change (`reason: None`) carries none.
+    pub loads: CommittedLoads,
 }
 
 impl ViewChange {
-    fn diff(from: ViewNumber, before: &[Member], after: &View, reason: Option<Reason>) -> Self {
+    fn diff(
+        from: ViewNumber,
+        before: &[Member],
+        after: &View,
+        reason: Option<Reason>,
+        loads: CommittedLoads,
+    ) -> Self {
         ViewChange {
             from,
             number: after.number,
@@ -47,6 +57,7 @@ impl ViewChange {
                 .collect(),
             members: after.members.clone(),
             reason,
+            loads,
         }
     }
 
@@ -103,7 +114,8 @@ pub fn changes_between(last: &View, now: &View) -> Vec<ViewChange> {
             members: after.clone(),
             ..View::default()
         };
-        out.push(ViewChange::diff(from, &members, &step, Some(reason)));
+        let loads = now.loads_of(number).clone();
+        out.push(ViewChange::diff(from, &members, &step, Some(reason), loads));
         members = after;
         from = number;
     }
@@ -113,5 +125,11 @@ pub fn changes_between(last: &View, now: &View) -> Vec<ViewChange> {
     // A gap the reasons cannot bridge, or a rebuilt view that does not
     // match the committed one: report the whole step as one change rather
     // than a guess.
-    vec![ViewChange::diff(last.number, &last.members, now, None)]
+    vec![ViewChange::diff(
+        last.number,
+        &last.members,
+        now,
+        None,
+        CommittedLoads::None,
+    )]
 }

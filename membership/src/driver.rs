@@ -6,7 +6,7 @@
 //! Kept apart so the machine stays free of I/O; it knows nothing of how
 //! either side works inside.
 
-use crate::{Membership, StoreError, ViewStore};
+use crate::{ChangeLoads, Membership, Proposal, StoreError, ViewStore};
 
 /// At most this many proposals per call: each one either commits or
 /// learns a newer view, so more would only chase a store others keep
@@ -29,11 +29,30 @@ pub fn refresh<S: ViewStore + ?Sized>(
 /// said. Events are left for the caller to drain with
 /// [`Membership::poll_event`].
 pub fn propose<S: ViewStore + ?Sized>(machine: &mut Membership, store: &S) {
+    propose_with(machine, store, &|_| None);
+}
+
+/// [`propose`], committing with each proposal the loads `loads` gives for
+/// it (issue 20: the box's reading of the survivors' loads, for a removal
+/// when it splits by load; `None` commits none, and the change splits
+/// round-robin for every box).
+pub fn propose_with<S: ViewStore + ?Sized>(
+    machine: &mut Membership,
+    store: &S,
+    loads: &dyn Fn(&Proposal) -> Option<ChangeLoads>,
+) {
     for _ in 0..ROUNDS {
         let Some(p) = machine.poll_proposal() else {
             break;
         };
-        let result = store.propose(machine.me().id, p.expected, &p.members, p.reason);
+        let l = loads(&p);
+        let result = store.propose_with_loads(
+            machine.me().id,
+            p.expected,
+            &p.members,
+            p.reason,
+            l.as_ref(),
+        );
         machine.handle_proposal_result(result);
     }
 }

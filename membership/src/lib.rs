@@ -61,11 +61,13 @@ pub mod reason;
 pub mod rules;
 pub mod store;
 
-pub use baton_shmem::{Member, View, ViewNumber, MAX_MEMBERS, REASON_HISTORY};
+pub use baton_shmem::{
+    ChangeLoads, CommittedLoads, Member, MemberLoad, View, ViewNumber, MAX_MEMBERS, REASON_HISTORY,
+};
 pub use change::{changes_between, ViewChange};
-pub use driver::{propose, refresh, sync};
+pub use driver::{propose, propose_with, refresh, sync};
 pub use machine::{Event, Fence, Membership, Phase, Proposal, Verdict};
 pub use placement::{least_loaded_owner, least_loaded_shares, SurvivorLoad};
 pub use reason::Reason;
-pub use rules::{address_heir, orphan_owner, survivors};
+pub use rules::{address_heir, orphan_owner, split_of, survivors, Split};
 pub use store::{MemoryStore, SegmentStore, StoreError, ViewStore};

@@ -8,7 +8,8 @@
 //! here the list is the committed view's. This module knows no slots,
 //! packets or stores.
 
-use crate::ViewChange;
+use crate::placement::{least_loaded_owner, least_loaded_shares, SurvivorLoad};
+use crate::{CommittedLoads, ViewChange};
 
 /// The boxes that take over what the change's departed members left:
 /// the members of the new view, sorted by id, without a box that left and
@@ -49,4 +50,70 @@ pub fn address_heir(change: &ViewChange, dead: u16) -> Option<u16> {
         return Some(dead);
     }
     survivors(change).first().copied()
+}
+
+/// How a committed change's orphans are split among its survivors: a
+/// function of the change alone, so every survivor computes the same one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Split {
+    /// The change carries no loads: slot `s` to survivor `s mod n`
+    /// ([`orphan_owner`]), the survivors sorted by id.
+    RoundRobin(Vec<u16>),
+    /// The change carries loads (its proposer splits by load): each
+    /// survivor's share of the orphans (`placement::least_loaded_shares`
+    /// over the committed loads, orphan count and capacity), slot `s` to
+    /// `placement::least_loaded_owner(shares, s)`.
+    LeastLoaded(Vec<(u16, u64)>),
+    /// The change says loads were committed, and this box cannot read
+    /// them: it does not guess (a guess that differs from the others'
+    /// split could leave a slot to nobody). No slot has an owner here.
+    Unreadable {
+        /// The box whose ring held them.
+        proposer: u16,
+    },
+}
+
+impl Split {
+    /// The survivor that restores slot `slot`'s bundle; `None` when there
+    /// is none, or the split is [`Split::Unreadable`].
+    pub fn owner(&self, slot: usize) -> Option<u16> {
+        match self {
+            Split::RoundRobin(s) => (!s.is_empty()).then(|| s[slot % s.len()]),
+            Split::LeastLoaded(shares) => least_loaded_owner(shares, slot),
+            Split::Unreadable { .. } => None,
+        }
+    }
+}
+
+/// The split of `change`'s orphans: by the loads committed with it when
+/// it carries them (whatever this box is configured with: the proposer's
+/// choice, committed, is what every survivor follows), else round-robin.
+pub fn split_of(change: &ViewChange) -> Split {
+    let ids = survivors(change);
+    match &change.loads {
+        CommittedLoads::None => Split::RoundRobin(ids),
+        CommittedLoads::Unread { proposer } => Split::Unreadable {
+            proposer: *proposer,
+        },
+        CommittedLoads::Read(loads) => {
+            let listed: Vec<SurvivorLoad> = ids
+                .iter()
+                .map(|&id| {
+                    let l = loads.members.iter().find(|m| m.id == id);
+                    SurvivorLoad {
+                        id,
+                        connections: l.map_or(0, |m| u64::from(m.connections)),
+                        busy_ppm: l.map_or(0, |m| m.busy_ppm),
+                    }
+                })
+                .collect();
+            Split::LeastLoaded(least_loaded_shares(
+                &listed,
+                // At least one, so a dead box whose counter lagged its
+                // slots still gives every slot an owner.
+                u64::from(loads.orphans.max(1)),
+                u64::from(loads.capacity),
+            ))
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use baton_shmem::view::check_proposal;
 use baton_shmem::{InvalidProposal, ProposeError, ViewCell, ViewError};
 
-use crate::{Member, Reason, View, ViewNumber};
+use crate::{ChangeLoads, CommittedLoads, Member, Reason, View, ViewNumber};
 
 /// Why a store did not commit a proposal or could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,6 +56,22 @@ pub trait ViewStore {
         members: &[Member],
         reason: Reason,
     ) -> Result<View, StoreError>;
+
+    /// [`ViewStore::propose`], committing `loads` with the view (issue 20)
+    /// so that every box reads the same ones with the change. A store that
+    /// cannot carry loads commits the view without them: its change then
+    /// splits round-robin for every box, which is safe.
+    fn propose_with_loads(
+        &self,
+        proposer: u16,
+        expected: ViewNumber,
+        members: &[Member],
+        reason: Reason,
+        loads: Option<&ChangeLoads>,
+    ) -> Result<View, StoreError> {
+        let _ = loads;
+        self.propose(proposer, expected, members, reason)
+    }
 }
 
 /// The view cell of a shared segment: every box mapping it agrees by CAS.
@@ -83,8 +99,19 @@ impl ViewStore for SegmentStore {
         members: &[Member],
         reason: Reason,
     ) -> Result<View, StoreError> {
+        self.propose_with_loads(proposer, expected, members, reason, None)
+    }
+
+    fn propose_with_loads(
+        &self,
+        proposer: u16,
+        expected: ViewNumber,
+        members: &[Member],
+        reason: Reason,
+        loads: Option<&ChangeLoads>,
+    ) -> Result<View, StoreError> {
         self.cell
-            .propose(proposer, expected, members, reason.code())
+            .propose_with_loads(proposer, expected, members, reason.code(), loads)
             .map_err(|e| match e {
                 ProposeError::Conflict { current } => StoreError::Conflict { current },
                 ProposeError::Unreadable(e) => StoreError::Unreadable(e),
@@ -131,6 +158,17 @@ impl ViewStore for MemoryStore {
         members: &[Member],
         reason: Reason,
     ) -> Result<View, StoreError> {
+        self.propose_with_loads(proposer, expected, members, reason, None)
+    }
+
+    fn propose_with_loads(
+        &self,
+        proposer: u16,
+        expected: ViewNumber,
+        members: &[Member],
+        reason: Reason,
+        loads: Option<&ChangeLoads>,
+    ) -> Result<View, StoreError> {
         // The segment cell's limits, so a simulation refuses what a box would.
         check_proposal(proposer, expected, members)?;
         let mut views = self.lock();
@@ -143,11 +181,17 @@ impl ViewStore for MemoryStore {
         let mut reasons = [0; baton_shmem::REASON_HISTORY];
         reasons[0] = reason.code();
         reasons[1..].copy_from_slice(&current.reasons[..baton_shmem::REASON_HISTORY - 1]);
+        let mut committed = [const { CommittedLoads::None }; baton_shmem::REASON_HISTORY];
+        committed[0] = loads
+            .cloned()
+            .map_or(CommittedLoads::None, CommittedLoads::Read);
+        committed[1..].clone_from_slice(&current.loads[..baton_shmem::REASON_HISTORY - 1]);
         let view = View {
             number: ViewNumber(expected.0 + 1),
             proposer,
             reasons,
             members: sorted,
+            loads: Box::new(committed),
         };
         views.push(view.clone());
         Ok(view)

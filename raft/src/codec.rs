@@ -13,7 +13,9 @@
 
 use std::collections::BTreeSet;
 
-use baton_membership::{Member, View, ViewNumber, MAX_MEMBERS, REASON_HISTORY};
+use baton_membership::{
+    ChangeLoads, CommittedLoads, Member, MemberLoad, View, ViewNumber, MAX_MEMBERS, REASON_HISTORY,
+};
 use baton_shmem::InvalidProposal;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -125,6 +127,11 @@ impl<'a> Reader<'a> {
     /// A reader over `bytes`.
     pub fn new(bytes: &'a [u8]) -> Reader<'a> {
         Reader { rest: bytes }
+    }
+
+    /// Whether every byte was read (an optional trailing field is absent).
+    pub fn at_end(&self) -> bool {
+        self.rest.is_empty()
     }
 
     /// Fails unless every byte was read.
@@ -283,6 +290,25 @@ impl Codec for View {
             w.u64(r);
         }
         members(&self.members, w);
+        // The loads committed with this view and the three before it
+        // (issue 20): an optional trailing list, written only when one is
+        // there, so views without loads keep the older bytes. A view is
+        // always the last field of what carries it (an outcome, a client
+        // answer, a snapshot). Loads never read stay out (`Unread` is the
+        // shared segment's, never the Raft's).
+        if self
+            .loads
+            .iter()
+            .any(|l| matches!(l, CommittedLoads::Read(_)))
+        {
+            for l in self.loads.iter() {
+                match l {
+                    CommittedLoads::Read(l) => Some(l.clone()),
+                    _ => None,
+                }
+                .encode(w);
+            }
+        }
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let number = ViewNumber(r.u32("view")?);
@@ -291,11 +317,21 @@ impl Codec for View {
         for x in &mut reasons {
             *x = r.u64("view reasons")?;
         }
+        let members = read_members(r)?;
+        let mut loads = [const { CommittedLoads::None }; REASON_HISTORY];
+        if !r.at_end() {
+            for l in &mut loads {
+                if let Some(read) = Option::<ChangeLoads>::decode(r)? {
+                    *l = CommittedLoads::Read(read);
+                }
+            }
+        }
         Ok(View {
             number,
             proposer,
             reasons,
-            members: read_members(r)?,
+            members,
+            loads: Box::new(loads),
         })
     }
 }
@@ -322,20 +358,69 @@ fn read_members(r: &mut Reader<'_>) -> Result<Vec<Member>, DecodeError> {
         .collect()
 }
 
+impl Codec for ChangeLoads {
+    fn encode(&self, w: &mut Writer) {
+        w.u32(self.capacity);
+        w.u32(self.orphans);
+        w.count(self.members.len());
+        for m in &self.members {
+            w.u16(m.id);
+            w.u32(m.connections);
+            w.u32(m.busy_ppm);
+        }
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let capacity = r.u32("loads")?;
+        let orphans = r.u32("loads")?;
+        let n = r.count("member loads", MAX_MEMBERS, 10)?;
+        let members = (0..n)
+            .map(|_| {
+                Ok(MemberLoad {
+                    id: r.u16("member load")?,
+                    connections: r.u32("member load")?,
+                    busy_ppm: r.u32("member load")?,
+                })
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        Ok(ChangeLoads {
+            capacity,
+            orphans,
+            members,
+        })
+    }
+}
+
+/// A proposal's fields before its optional loads.
+fn propose_base(r: &mut Reader<'_>) -> Result<Propose, DecodeError> {
+    Ok(Propose {
+        proposer: r.u16("proposal")?,
+        expected: ViewNumber(r.u32("proposal")?),
+        members: read_members(r)?,
+        reason: r.u64("proposal")?,
+        loads: None,
+    })
+}
+
+/// A proposal's loads (issue 20) follow its other fields, only when it
+/// has some: as the last field of a client request they are there when
+/// bytes are left; inside a log entry, the entry's payload tag says so
+/// (1 without, 3 with), since entries follow each other.
 impl Codec for Propose {
     fn encode(&self, w: &mut Writer) {
         w.u16(self.proposer);
         w.u32(self.expected.0);
         members(&self.members, w);
         w.u64(self.reason);
+        if let Some(l) = &self.loads {
+            l.encode(w);
+        }
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(Propose {
-            proposer: r.u16("proposal")?,
-            expected: ViewNumber(r.u32("proposal")?),
-            members: read_members(r)?,
-            reason: r.u64("proposal")?,
-        })
+        let mut p = propose_base(r)?;
+        if !r.at_end() {
+            p.loads = Some(ChangeLoads::decode(r)?);
+        }
+        Ok(p)
     }
 }
 
@@ -487,7 +572,7 @@ impl Codec for Entry<TypeConfig> {
         match &self.payload {
             EntryPayload::Blank => w.u8(0),
             EntryPayload::Normal(p) => {
-                w.u8(1);
+                w.u8(if p.loads.is_some() { 3 } else { 1 });
                 p.encode(w);
             }
             EntryPayload::Membership(m) => {
@@ -500,7 +585,12 @@ impl Codec for Entry<TypeConfig> {
         let log_id = LogId::decode(r)?;
         let payload = match r.u8("entry payload")? {
             0 => EntryPayload::Blank,
-            1 => EntryPayload::Normal(Propose::decode(r)?),
+            1 => EntryPayload::Normal(propose_base(r)?),
+            3 => {
+                let mut p = propose_base(r)?;
+                p.loads = Some(ChangeLoads::decode(r)?);
+                EntryPayload::Normal(p)
+            }
             2 => EntryPayload::Membership(Membership::decode(r)?),
             tag => {
                 return Err(DecodeError::Tag {

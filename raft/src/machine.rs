@@ -8,7 +8,7 @@
 //! command, so every replica computes the same views from the same log.
 //! This module knows nothing of openraft, files or sockets.
 
-use baton_membership::{View, ViewNumber, REASON_HISTORY};
+use baton_membership::{CommittedLoads, View, ViewNumber, REASON_HISTORY};
 use baton_shmem::view::check_proposal;
 
 use crate::types::{Outcome, Propose};
@@ -44,7 +44,15 @@ impl ViewMachine {
         let mut reasons = [0; REASON_HISTORY];
         reasons[0] = p.reason;
         reasons[1..].copy_from_slice(&self.view.reasons[..REASON_HISTORY - 1]);
+        // The loads ride in the entry itself, shifted like the reasons.
+        let mut loads = [const { CommittedLoads::None }; REASON_HISTORY];
+        loads[0] = p
+            .loads
+            .clone()
+            .map_or(CommittedLoads::None, CommittedLoads::Read);
+        loads[1..].clone_from_slice(&self.view.loads[..REASON_HISTORY - 1]);
         self.view = View {
+            loads: Box::new(loads),
             number: ViewNumber(p.expected.0 + 1),
             proposer: p.proposer,
             reasons,
@@ -70,6 +78,7 @@ mod tests {
             expected: ViewNumber(expected),
             members: members.to_vec(),
             reason,
+            loads: None,
         }
     }
 
@@ -110,6 +119,26 @@ mod tests {
         }
         assert_eq!(sm.view().number, ViewNumber(5));
         assert_eq!(sm.view().reasons, [14, 13, 12, 11]);
+    }
+
+    #[test]
+    fn loads_committed_with_a_proposal_shift_with_the_reasons() {
+        let mut sm = ViewMachine::default();
+        let loads = baton_membership::ChangeLoads {
+            capacity: 100,
+            orphans: 7,
+            members: vec![],
+        };
+        let mut with = propose(1, 0, &[m(1, 1)], 10);
+        with.loads = Some(loads.clone());
+        sm.apply(&with);
+        assert_eq!(sm.view().loads[0], CommittedLoads::Read(loads.clone()));
+        sm.apply(&propose(1, 1, &[m(1, 1)], 11));
+        assert_eq!(sm.view().loads[0], CommittedLoads::None);
+        assert_eq!(
+            sm.view().loads_of(ViewNumber(1)),
+            &CommittedLoads::Read(loads)
+        );
     }
 
     #[test]

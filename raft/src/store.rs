@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use baton_membership::{Member, Reason, StoreError, View, ViewNumber, ViewStore};
+use baton_membership::{ChangeLoads, Member, Reason, StoreError, View, ViewNumber, ViewStore};
 use baton_shmem::view::check_proposal;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{Config, Raft, ServerState, SnapshotPolicy};
@@ -195,8 +195,9 @@ impl RaftStore {
             // sent again after an election timeout, not after the deadline.
             install_snapshot_timeout: ms(t.election_max),
             // Each AppendEntries must fit one datagram: a proposal entry
-            // is at most ~130 bytes.
-            max_payload_entries: 32,
+            // is at most ~300 bytes with its committed loads (issue 20;
+            // ~130 without), and proposals are a few per incident.
+            max_payload_entries: 24,
             snapshot_max_chunk_size: 4096,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(64),
             max_in_snapshot_log_to_keep: 16,
@@ -419,12 +420,24 @@ impl ViewStore for RaftStore {
         members: &[Member],
         reason: Reason,
     ) -> Result<View, StoreError> {
+        self.propose_with_loads(proposer, expected, members, reason, None)
+    }
+
+    fn propose_with_loads(
+        &self,
+        proposer: u16,
+        expected: ViewNumber,
+        members: &[Member],
+        reason: Reason,
+        loads: Option<&ChangeLoads>,
+    ) -> Result<View, StoreError> {
         check_proposal(proposer, expected, members)?;
         let p = Propose {
             proposer,
             expected,
             members: members.to_vec(),
             reason: reason.code(),
+            loads: loads.cloned(),
         };
         let c = self.client();
         self.block(async move { c.propose(p).await })

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::io::Cursor;
 
-use baton_membership::{Member, View, ViewNumber};
+use baton_membership::{ChangeLoads, Member, View, ViewNumber};
 use baton_shmem::InvalidProposal;
 
 /// A box id as openraft holds it.
@@ -37,6 +37,9 @@ pub struct Propose {
     pub members: Vec<Member>,
     /// Why (a `baton_membership::Reason` code; 0 = unknown).
     pub reason: u64,
+    /// The survivors' loads committed with the change (issue 20), when
+    /// its proposer splits by load; `None` for a round-robin split.
+    pub loads: Option<ChangeLoads>,
 }
 
 impl fmt::Display for Propose {

@@ -1,11 +1,11 @@
 //! The byte format: every message survives its encoding, and the decoder
 //! fed any bytes returns an error or a message, never panics.
 
-use baton_membership::{Member, ViewNumber};
-use baton_raft::codec::{DecodeError, Writer};
+use baton_membership::{ChangeLoads, CommittedLoads, Member, MemberLoad, View, ViewNumber};
+use baton_raft::codec::{from_bytes, to_bytes, DecodeError, Writer};
 use baton_raft::transport::frame::{Auth, Header, MAX_DATAGRAM};
-use baton_raft::transport::Message;
-use baton_raft::types::NodeId;
+use baton_raft::transport::{ClientRequest, ClientResponse, Message};
+use baton_raft::types::{NodeId, Outcome, TypeConfig};
 use baton_raft::Propose;
 use openraft::raft::AppendEntriesRequest;
 use openraft::{Entry, EntryPayload, Membership};
@@ -52,6 +52,7 @@ fn a_truncated_or_extended_body_is_refused() {
 
 #[test]
 fn a_full_append_of_proposals_fits_one_datagram() {
+    // The largest proposal: 16 members, 15 survivors' loads.
     let p = Propose {
         proposer: 15,
         expected: ViewNumber(u32::MAX - 1),
@@ -62,8 +63,9 @@ fn a_full_append_of_proposals_fits_one_datagram() {
             })
             .collect(),
         reason: u64::MAX,
+        loads: Some(full_loads()),
     };
-    let entries = (0..32)
+    let entries = (0..24)
         .map(|i| Entry {
             log_id: log_id(u64::MAX, i),
             payload: EntryPayload::Normal(p.clone()),
@@ -91,7 +93,7 @@ fn a_full_append_of_proposals_fits_one_datagram() {
     let d = auth.seal(&h, &body(&m));
     assert!(
         d.is_some_and(|d| d.len() <= MAX_DATAGRAM),
-        "32 entries (max_payload_entries) must fit"
+        "24 entries (max_payload_entries) with full loads must fit"
     );
 }
 
@@ -201,4 +203,141 @@ fn a_membership_whose_voters_and_nodes_add_up_to_too_many_is_refused() {
         baton_raft::codec::from_bytes::<Membership<NodeId, openraft::EmptyNode>>(&w.into_inner())
             .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(m.nodes().count(), 3);
+}
+
+fn full_loads() -> ChangeLoads {
+    ChangeLoads {
+        capacity: u32::MAX,
+        orphans: u32::MAX,
+        members: (0..15)
+            .map(|id| MemberLoad {
+                id,
+                connections: u32::MAX,
+                busy_ppm: 1_000_000,
+            })
+            .collect(),
+    }
+}
+
+fn view_with_loads() -> View {
+    let mut v = view();
+    v.loads[0] = CommittedLoads::Read(full_loads());
+    v.loads[2] = CommittedLoads::Read(ChangeLoads {
+        capacity: 10,
+        orphans: 3,
+        members: vec![],
+    });
+    v
+}
+
+fn propose_with_loads() -> Propose {
+    Propose {
+        proposer: 2,
+        expected: ViewNumber(6),
+        members: view().members,
+        reason: 42,
+        loads: Some(full_loads()),
+    }
+}
+
+#[test]
+fn a_view_and_a_proposal_carry_their_committed_loads_through_every_message() {
+    let with = [
+        Message::ClientReply(1, ClientResponse::View(view_with_loads())),
+        Message::ClientReply(
+            2,
+            ClientResponse::Outcome(Outcome::Committed(view_with_loads())),
+        ),
+        Message::ClientReply(
+            3,
+            ClientResponse::Outcome(Outcome::Conflict(view_with_loads())),
+        ),
+        Message::Client(4, ClientRequest::Propose(propose_with_loads())),
+    ];
+    for m in with {
+        let bytes = body(&m);
+        let back = Message::decode(m.kind(), &bytes).unwrap_or_else(|e| panic!("{m:?}: {e}"));
+        assert_eq!(format!("{back:?}"), format!("{m:?}"));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(
+            Message::decode(m.kind(), &longer).is_err(),
+            "{m:?} with a byte more"
+        );
+    }
+}
+
+#[test]
+fn older_views_and_proposals_decode_with_no_loads() {
+    // Bytes as the build before issue 20 wrote them: no trailing list.
+    let old = body(&Message::ClientReply(1, ClientResponse::View(view())));
+    let mut plain = view_with_loads();
+    *plain.loads = Default::default();
+    match Message::decode(8, &old) {
+        Ok(Message::ClientReply(_, ClientResponse::View(v))) => {
+            assert_eq!(v, plain);
+            assert!(v.loads.iter().all(|l| *l == CommittedLoads::None));
+        }
+        other => panic!("{other:?}"),
+    }
+    let snapshot = to_bytes(&view());
+    assert_eq!(from_bytes::<View>(&snapshot), Ok(view()));
+    assert_eq!(
+        from_bytes::<View>(&to_bytes(&view_with_loads())),
+        Ok(view_with_loads())
+    );
+}
+
+#[test]
+fn entries_with_and_without_loads_follow_each_other_in_one_append() {
+    let mut plain = propose_with_loads();
+    plain.loads = None;
+    let entries: Vec<Entry<TypeConfig>> =
+        [propose_with_loads(), plain.clone(), propose_with_loads()]
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| Entry {
+                log_id: log_id(2, i as u64 + 1),
+                payload: EntryPayload::Normal(p),
+            })
+            .collect();
+    let m = Message::Append(
+        7,
+        0,
+        AppendEntriesRequest {
+            vote: vote(2, true),
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        },
+    );
+    let bytes = body(&m);
+    let back = Message::decode(m.kind(), &bytes).expect("decodes");
+    assert_eq!(body(&back), bytes);
+    let Message::Append(_, _, req) = back else {
+        panic!("{back:?}")
+    };
+    let loads: Vec<bool> = req
+        .entries
+        .iter()
+        .map(|e| matches!(&e.payload, EntryPayload::Normal(p) if p.loads.is_some()))
+        .collect();
+    assert_eq!(loads, [true, false, true]);
+    // An entry without loads keeps the older bytes (payload tag 1).
+    let mut one = Writer::default();
+    Message::Append(
+        7,
+        0,
+        AppendEntriesRequest {
+            vote: vote(2, true),
+            prev_log_id: None,
+            entries: vec![Entry {
+                log_id: log_id(2, 1),
+                payload: EntryPayload::Normal(plain),
+            }],
+            leader_commit: None,
+        },
+    )
+    .encode_body(&mut one);
+    assert!(one.into_inner().contains(&1));
 }

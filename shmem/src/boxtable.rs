@@ -6,7 +6,8 @@
 //! Every field is an aligned atomic word, so no read is ever torn. MAC and
 //! service IPs change together under a small seqlock of their own.
 //!
-//! Entry layout (offsets within the 256-byte entry, little-endian):
+//! Entry layout (offsets within the entry's first 256 bytes, little-endian;
+//! bytes 256..1024 hold the ring of committed loads, `crate::loads`):
 //!
 //! | off | field |
 //! |---|---|
@@ -185,7 +186,7 @@ pub enum BoxTableError {
 
 impl Region {
     fn entry_u64(&self, off: usize) -> &AtomicU64 {
-        // SAFETY: fixed, aligned offset inside this region's 256-byte entry.
+        // SAFETY: fixed, aligned offset inside this region's box table entry.
         unsafe { self.inner().u64_at(self.offset() + off) }
     }
 

@@ -26,6 +26,9 @@
 //!   committed view ([`Region::claim`]).
 //! - [`view`]: the agreed membership view, one cell in the header changed
 //!   by compare-and-swap ([`ViewCell::read`], [`ViewCell::propose`]).
+//! - [`loads`]: the survivors' loads committed with a view change (issue
+//!   20), in the proposer's box table entry ([`Region::write_loads`]) and
+//!   read with the view that names them ([`ViewCell::propose_with_loads`]).
 //! - [`replication`]: authenticated UDP replication of a region to peers
 //!   that share no mapping.
 //!
@@ -59,6 +62,7 @@ pub mod claim;
 mod device;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod loads;
 mod overflow;
 pub mod record;
 pub mod replication;
@@ -69,6 +73,7 @@ pub mod view;
 
 pub use boxtable::{BoxInfo, BoxLoad, BoxState, BoxTableError, LOAD_VERSION, MAX_SERVICE_IPS};
 pub use claim::{Claim, ClaimError};
+pub use loads::{ChangeLoads, CommittedLoads, MemberLoad};
 pub use overflow::OVERFLOW_PAYLOAD;
 pub use record::{
     AppBlock, ArchivedAppBlock, ArchivedBundle, ArchivedConnRecord, ArchivedEndpoint,

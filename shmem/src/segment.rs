@@ -30,14 +30,16 @@ use crate::device;
 /// Magic at offset 0 of the segment: "BATONCKP", read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BATONCKP");
 /// Version of the segment layout and record format (docs/CHECKPOINT_FORMAT.md).
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Bytes per slot: a 16-byte seqlock header and a 752-byte payload. 768 is a
 /// multiple of the 64-byte cache line, and 300,000 slots take 219.7 MiB.
 pub const SLOT_SIZE: usize = 768;
 /// Bytes of the global header.
 pub const HEADER_SIZE: usize = 4096;
-/// Bytes of a region's box table entry, which precedes its slots.
-pub const BOX_ENTRY_SIZE: usize = 256;
+/// Bytes of a region's box table entry, which precedes its slots: the box
+/// table proper (256) and the ring of loads committed with view changes
+/// this box proposed (`crate::loads`, issue 20).
+pub const BOX_ENTRY_SIZE: usize = 1024;
 /// Slot-sized pieces of one overflow entry (see `overflow.rs`): 15 × 736
 /// payload bytes hold a record with an 8 KiB URL and two 1 KiB validators.
 pub const OVERFLOW_PIECES: usize = 15;

@@ -48,7 +48,10 @@
 //! 128 + (2p + k) * 112     staging record of proposer p, parity k:
 //!     +0   u64   seqlock (odd while written)
 //!     +8   u32   view number
-//!     +12  u32   reserved (zero)
+//!     +12  4 × u8 placement of views number, number − 1, …, number − 3:
+//!                   0 = no loads committed with it, else 0x80 | the id
+//!                   of its proposer, whose region's ring holds them
+//!                   (`crate::loads`, issue 20)
 //!     +16  4 × u64  reasons of views number, number − 1, …, number − 3
 //!                   (opaque to this crate; 0 = unknown)
 //!     +48  16 × u32 epoch of member id i (0 = not a member)
@@ -60,6 +63,7 @@
 
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
+use crate::loads::{ChangeLoads, CommittedLoads};
 use crate::segment::{Segment, H_VIEW};
 
 /// Highest number of members a view can hold; member ids are `0..MAX_MEMBERS`.
@@ -67,6 +71,11 @@ use crate::segment::{Segment, H_VIEW};
 pub const MAX_MEMBERS: usize = 16;
 /// How many views' reasons a view carries: its own and its predecessors'.
 pub const REASON_HISTORY: usize = 4;
+
+// The loads ring holds one entry per view of a reason history, and loads
+// for every member id.
+const _: () = assert!(crate::loads::RING_ENTRIES == REASON_HISTORY);
+const _: () = assert!(crate::loads::MAX_MEMBERS == MAX_MEMBERS);
 
 /// Bytes of one staging record: seqlock, number, reasons, one u32 epoch per id.
 const RECORD_SIZE: usize = 16 + 8 * REASON_HISTORY + 4 * MAX_MEMBERS;
@@ -125,6 +134,11 @@ pub struct View {
     pub reasons: [u64; REASON_HISTORY],
     /// The members, sorted by id, at most one per id.
     pub members: Vec<Member>,
+    /// The survivors' loads committed with this view and its predecessors
+    /// (issue 20), indexed as `reasons`: what a load-aware split of each
+    /// change is computed from. Boxed: most views carry none, and a view
+    /// travels in every conflict error.
+    pub loads: Box<[CommittedLoads; REASON_HISTORY]>,
 }
 
 impl View {
@@ -137,6 +151,17 @@ impl View {
     pub fn reason_of(&self, number: ViewNumber) -> Option<u64> {
         let back = self.number.0.checked_sub(number.0)? as usize;
         self.reasons.get(back).copied().filter(|&r| r != 0)
+    }
+
+    /// The loads committed with view `number`, if this view still carries
+    /// its history ([`CommittedLoads::None`] otherwise).
+    pub fn loads_of(&self, number: ViewNumber) -> &CommittedLoads {
+        static NONE: CommittedLoads = CommittedLoads::None;
+        self.number
+            .0
+            .checked_sub(number.0)
+            .and_then(|back| self.loads.get(back as usize))
+            .unwrap_or(&NONE)
     }
 
     /// The epoch at which box `id` is a member, if it is one.
@@ -260,6 +285,9 @@ impl Current {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Staged {
     number: u32,
+    /// Placement bytes, one per view of `reasons` (byte i, least
+    /// significant first).
+    placed: u32,
     reasons: [u64; REASON_HISTORY],
     epochs: [u32; MAX_MEMBERS],
 }
@@ -276,6 +304,11 @@ impl Staged {
             }
         };
         eat(self.number as u64);
+        // Only when set, so a view committed without loads keeps the tag
+        // an older build computes.
+        if self.placed != 0 {
+            eat(self.placed as u64);
+        }
         self.reasons.iter().for_each(|&r| eat(r));
         self.epochs.iter().for_each(|&e| eat(e as u64));
         ((h >> 40) ^ (h >> 16) ^ h) as u32 & 0xff_ffff
@@ -286,6 +319,16 @@ impl Staged {
             number: ViewNumber(self.number),
             proposer,
             reasons: self.reasons,
+            loads: Box::new(std::array::from_fn(|i| {
+                let byte = (self.placed >> (8 * i)) as u8;
+                if byte & 0x80 == 0 {
+                    CommittedLoads::None
+                } else {
+                    CommittedLoads::Unread {
+                        proposer: (byte & 0x7f) as u16,
+                    }
+                }
+            })),
             members: self
                 .epochs
                 .iter()
@@ -335,7 +378,7 @@ impl ViewCell {
             }
             if let Some(staged) = self.copy_record(cur.proposer, cur.number) {
                 if staged.number == cur.number && staged.tag() == cur.tag {
-                    return Ok(staged.view(cur.proposer));
+                    return Ok(self.with_loads(staged.view(cur.proposer)));
                 }
             }
             last = Some(cur);
@@ -378,12 +421,9 @@ impl ViewCell {
         if seq.load(Ordering::Relaxed) != s1 {
             return None;
         }
-        // The reserved half of the head word must be zero, as written.
-        if head >> 32 != 0 {
-            return None;
-        }
         Some(Staged {
             number: head as u32,
+            placed: (head >> 32) as u32,
             reasons,
             epochs,
         })
@@ -401,8 +441,10 @@ impl ViewCell {
         };
         seq.store(odd, Ordering::Relaxed);
         fence(Ordering::Release);
-        self.word(base + 8)
-            .store(staged.number as u64, Ordering::Relaxed);
+        self.word(base + 8).store(
+            staged.number as u64 | (staged.placed as u64) << 32,
+            Ordering::Relaxed,
+        );
         for (i, &r) in staged.reasons.iter().enumerate() {
             self.word(base + 16 + 8 * i).store(r, Ordering::Relaxed);
         }
@@ -433,11 +475,34 @@ impl ViewCell {
         members: &[Member],
         reason: u64,
     ) -> Result<View, ProposeError> {
+        self.propose_with_loads(proposer, expected, members, reason, None)
+    }
+
+    /// [`ViewCell::propose`], committing `loads` with the view: they are
+    /// written into the proposer's own region's ring (`crate::loads`)
+    /// before the compare-and-swap, and the view's placement byte names
+    /// the proposer. Loads that cannot be written (the proposer has no
+    /// region, an id beyond the ring) are left out: the view then carries
+    /// none, and every box splits its change round-robin.
+    pub fn propose_with_loads(
+        &self,
+        proposer: u16,
+        expected: ViewNumber,
+        members: &[Member],
+        reason: u64,
+        loads: Option<&ChangeLoads>,
+    ) -> Result<View, ProposeError> {
         let (number, epochs) = checked(proposer, expected, members)?;
         let old = self.word(CURRENT).load(Ordering::Acquire);
         if (old >> 32) as u32 != expected.0 {
             return Err(self.conflict());
         }
+        let written = loads.is_some_and(|l| {
+            self.seg
+                .region(proposer)
+                .is_ok_and(|r| r.write_loads(number.0, l))
+        });
+        let mut placed = if written { 0x80 | proposer as u32 } else { 0 };
         let mut reasons = [0u64; REASON_HISTORY];
         reasons[0] = reason;
         if let Ok(cur) = Current::unpack(old) {
@@ -447,11 +512,13 @@ impl ViewCell {
                     .filter(|p| p.number == cur.number && p.tag() == cur.tag)
                 {
                     reasons[1..].copy_from_slice(&prev.reasons[..REASON_HISTORY - 1]);
+                    placed |= prev.placed << 8;
                 }
             }
         }
         let staged = Staged {
             number: number.0,
+            placed,
             reasons,
             epochs,
         };
@@ -466,9 +533,32 @@ impl ViewCell {
             .word(CURRENT)
             .compare_exchange(old, new, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => Ok(staged.view(proposer)),
+            Ok(_) => Ok(self.with_loads(staged.view(proposer))),
             Err(_) => Err(self.conflict()),
         }
+    }
+
+    /// `view` with the loads its placement bytes name read from their
+    /// proposers' rings; those that cannot be read stay
+    /// [`CommittedLoads::Unread`].
+    fn with_loads(&self, mut view: View) -> View {
+        for (back, slot) in view.loads.iter_mut().enumerate() {
+            let CommittedLoads::Unread { proposer } = *slot else {
+                continue;
+            };
+            let Some(number) = view.number.0.checked_sub(back as u32) else {
+                continue;
+            };
+            if let Some(l) = self
+                .seg
+                .region(proposer)
+                .ok()
+                .and_then(|r| r.loads_for(number))
+            {
+                *slot = CommittedLoads::Read(l);
+            }
+        }
+        view
     }
 
     fn conflict(&self) -> ProposeError {
@@ -543,6 +633,7 @@ mod tests {
     fn a_record_with_the_same_number_but_other_members_has_another_tag() {
         let mut a = Staged {
             number: 3,
+            placed: 0,
             reasons: [1, 0, 0, 0],
             epochs: [0; MAX_MEMBERS],
         };

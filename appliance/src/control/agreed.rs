@@ -8,12 +8,13 @@
 //! produced it, the handle (`super::handle`) acts.
 use std::time::{Duration, Instant};
 
-use baton_membership::{address_heir, orphan_owner, survivors, Event, Fence, ViewChange};
+use baton_membership::{address_heir, split_of, survivors, Event, Fence, Split, ViewChange};
 use baton_shmem::BoxState;
 use tracing::info;
 
 use super::fence;
 use super::handle::Control;
+use super::placement::{log_split, per_owner, route_by_claims_meanwhile};
 use super::takeover::{self, TakeoverSnapshot};
 
 impl Control {
@@ -50,9 +51,23 @@ impl Control {
             }
             let started = Instant::now();
             let before = TakeoverSnapshot::of(&self.dataplane);
-            let owner = |i: usize| orphan_owner(change, i);
+            // The split is the committed change's: by the loads committed
+            // with it, or round-robin when it carries none, whatever this
+            // box is configured with (TAKEOVER.md, "Load-aware assignment").
+            let split = split_of(change);
+            let owner = |slot: usize| split.owner(slot);
             let inherit = address_heir(change, left.id) == Some(self.me);
             let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, inherit);
+            log_split(change, left.id, &split, &per_owner(&plan, self.me));
+            if matches!(split, Split::Unreadable { .. }) {
+                route_by_claims_meanwhile(
+                    self.segment.clone(),
+                    self.orphans.clone(),
+                    left.id,
+                    self.me,
+                    change.number.0,
+                );
+            }
             if inherit {
                 self.inherited_epochs
                     .lock()

@@ -7,6 +7,8 @@
 //!   the store the view lives in, what the box shows of it;
 //! - `agreed`: what a committed view change or a fence makes the box do;
 //! - `load`: the load this box publishes with its heartbeat;
+//! - `placement`: the loads this box commits with a removal it proposes
+//!   (least_loaded), and the log line of each split;
 //! - `fence`: stopping a box its peers took over;
 //! - `quorum`: the quorum lease of replicated mode's Raft, which fences a
 //!   box cut off from the majority;
@@ -28,6 +30,7 @@ mod handle;
 mod load;
 mod moves;
 mod ownership;
+pub(crate) mod placement;
 pub(crate) mod quorum;
 pub(crate) mod takeover;
 pub(crate) mod view;

@@ -7,10 +7,10 @@
 //!
 //! 1. Read the dead box's region: every validated record is an orphan (a
 //!    corrupt slot costs that one connection, never the takeover).
-//! 2. Assign: the orphans of slot `s` go to survivor `s mod n`, survivors
-//!    sorted by id (the committed change's). Every survivor computes the
-//!    same split without talking, whatever other slots its replica lacks;
-//!    a bundle is one slot, so it stays together.
+//! 2. Assign: slot `s` to its owner in the committed change's split
+//!    (`baton_membership::split_of`: `s mod n` or by committed loads), the
+//!    same on every survivor whatever other slots its replica lacks; a
+//!    bundle is one slot, so it stays together.
 //! 3. Address: the lowest surviving id inherits the dead box's service IPs
 //!    (gratuitous ARP, repeated) and forwards the frames of orphans assigned
 //!    to other survivors to their MAC (from the box table).
@@ -461,7 +461,7 @@ pub(crate) fn spawn_takeover_report(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::path::PathBuf;
 
     use baton_dataplane::tcp::{State, TcbExport};
@@ -473,10 +473,10 @@ mod tests {
     use baton_dataplane::tcp::SeqNum;
 
     /// A segment file removed when the test ends, pass or fail.
-    struct TempSegment(PathBuf);
+    pub(crate) struct TempSegment(PathBuf);
 
     impl TempSegment {
-        fn new(tag: &str) -> (TempSegment, Segment) {
+        pub(crate) fn new(tag: &str) -> (TempSegment, Segment) {
             let path = std::env::temp_dir()
                 .join(format!("baton-takeover-{tag}-{}.seg", std::process::id()));
             let _ = std::fs::remove_file(&path);
@@ -524,7 +524,7 @@ mod tests {
     }
 
     /// Box 1 holding `n` connections, one per slot, then dead.
-    fn dead_box_with(segment: &Segment, n: u16) {
+    pub(crate) fn dead_box_with(segment: &Segment, n: u16) {
         let region = segment.region(1).expect("region 1");
         region
             .set_identity([2, 0, 0, 0, 0, 1], &[DEAD_IP.into()])
@@ -731,7 +731,8 @@ mod tests {
         dead_box_with(&a, 6);
         let (change, _) = two_survivors_commit_box_1s_removal(&a, &b);
         let survivor = |seg: &Segment, me: u16| {
-            let owner = |i: usize| baton_membership::orphan_owner(&change, i);
+            let split = baton_membership::split_of(&change);
+            let owner = |slot: usize| split.owner(slot);
             let heir = baton_membership::address_heir(&change, 1) == Some(me);
             let mut p = plan_with(seg, 1, me, &owner, heir);
             let region = seg.region(1).expect("region 1");

@@ -16,12 +16,14 @@ use std::time::{Duration, Instant};
 
 use baton_config::{Config, SegmentMode};
 use baton_membership::{
-    propose, refresh, Event, Member, Membership, Phase, Reason, SegmentStore, StoreError, Verdict,
-    View, ViewChange, ViewNumber, ViewStore,
+    propose_with, refresh, ChangeLoads, Event, Member, Membership, Phase, Reason, SegmentStore,
+    StoreError, Verdict, View, ViewChange, ViewNumber, ViewStore,
 };
 use baton_raft::{RaftStore, StartError, Timings};
 use baton_shmem::{Segment, ViewCell};
 use tracing::{info, warn};
+
+use super::placement::LoadReader;
 
 /// The store the agreed view lives in, behind the trait so that either
 /// mode's store drops in.
@@ -112,6 +114,18 @@ impl ViewStore for SharedRaft {
     ) -> Result<View, StoreError> {
         self.0.propose(proposer, expected, members, reason)
     }
+
+    fn propose_with_loads(
+        &self,
+        proposer: u16,
+        expected: ViewNumber,
+        members: &[Member],
+        reason: Reason,
+        loads: Option<&ChangeLoads>,
+    ) -> Result<View, StoreError> {
+        self.0
+            .propose_with_loads(proposer, expected, members, reason, loads)
+    }
 }
 
 /// What this box shows of its Raft (replicated mode).
@@ -186,6 +200,9 @@ pub(crate) struct AgreedView {
     /// The last store error logged, so a store that stays unreadable is
     /// logged once, not at every tick.
     last_error: Option<String>,
+    /// Where the loads committed with this box's removals come from, when
+    /// it splits by load (`takeover.assignment = "least_loaded"`).
+    loads: Option<LoadReader>,
 }
 
 impl AgreedView {
@@ -196,7 +213,14 @@ impl AgreedView {
             store,
             judged_at: HashMap::new(),
             last_error: None,
+            loads: None,
         }
+    }
+
+    /// Commits the survivors' loads (read by `reader`) with every removal
+    /// this box proposes: its changes then split by load for every box.
+    pub(crate) fn commit_loads(&mut self, reader: LoadReader) {
+        self.loads = Some(reader);
     }
 
     /// The dataplane serves and the box has beaten: the next tick proposes
@@ -257,7 +281,10 @@ impl AgreedView {
             });
             self.machine.handle_verdict(*v);
         }
-        propose(&mut self.machine, self.store.as_ref());
+        let loads = &self.loads;
+        propose_with(&mut self.machine, self.store.as_ref(), &|p| {
+            loads.as_ref().and_then(|l| l.loads_for(p))
+        });
         let mut out = Vec::new();
         while let Some(event) = self.machine.poll_event() {
             let took = match &event {
@@ -370,6 +397,7 @@ pub(crate) fn removal_change(
         joined: Vec::new(),
         members: view.members.clone(),
         reason: Reason::from_code(view.reason()),
+        loads: view.loads[0].clone(),
     })
 }
 

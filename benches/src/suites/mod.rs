@@ -1,6 +1,7 @@
 //! The benchmark suites of `baton-bench`, one module each: [`concurrency`],
 //! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`criterion`],
-//! [`backends`] (which brings up a lab of its own per backend) and [`vm`]
+//! [`backends`] (which brings up a lab of its own per backend), [`placement`]
+//! (a lab per takeover assignment policy, not in `all`) and [`vm`]
 //! (a lab of process boxes, then one of VM boxes; not in `all`: it needs
 //! the appliance image); [`bench`]
 //! holds what they share, [`nginx`] the reference server. [`run`] brings the
@@ -26,6 +27,7 @@ pub mod https;
 pub mod ipv6;
 pub mod nginx;
 pub mod pin;
+pub mod placement;
 pub mod throughput;
 pub mod vm;
 
@@ -88,6 +90,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "ipv6",
             "criterion",
             "backends",
+            "placement",
             "vm",
         ]
         .contains(&s.as_str())
@@ -193,6 +196,26 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Err(e) => {
                 md.push_str(&format!("\n**The backends suite stopped early:** {e:#}\n"));
                 results.insert("backends_aborted".into(), json!(format!("{e:#}")));
+                pending = Err(e);
+            }
+        }
+    }
+    // Its own labs too, one per assignment policy.
+    if wants("placement") && pending.is_ok() {
+        wait_for_other_labs(&backends_args.prefix);
+        match placement::placement(&backends_args, &load, &out) {
+            Ok((v, m, errors)) => {
+                results.insert("placement".into(), v);
+                md.push_str(&m);
+                let (errors_md, verdict) = bench::errors_verdict(backends_args.quick, &errors);
+                if !errors.is_empty() {
+                    md.push_str(&errors_md);
+                }
+                pending = verdict;
+            }
+            Err(e) => {
+                md.push_str(&format!("\n**The placement suite stopped early:** {e:#}\n"));
+                results.insert("placement_aborted".into(), json!(format!("{e:#}")));
                 pending = Err(e);
             }
         }

@@ -271,6 +271,7 @@ mod tests {
                     expected: ViewNumber(3),
                     members: vec![Member { id: 1, epoch: 4 }],
                     reason: 99,
+                    loads: None,
                 }),
             },
         );

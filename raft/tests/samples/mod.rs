@@ -42,6 +42,7 @@ pub fn view() -> View {
                 epoch: u32::MAX,
             },
         ],
+        loads: Default::default(),
     }
 }
 
@@ -67,6 +68,7 @@ pub fn entries() -> Vec<Entry<TypeConfig>> {
                 expected: ViewNumber(6),
                 members: view().members,
                 reason: 42,
+                loads: None,
             }),
         },
     ]
@@ -150,6 +152,7 @@ pub fn messages() -> Vec<Message> {
                 expected: ViewNumber(0),
                 members: vec![],
                 reason: 0,
+                loads: None,
             }),
         ),
         Message::ClientReply(14, ClientResponse::View(view())),
