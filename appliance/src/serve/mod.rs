@@ -14,6 +14,7 @@ pub mod ftp_hub;
 mod ftp_index;
 pub mod rtsp;
 pub mod tls;
+mod tls_block;
 mod tls_input;
 
 use baton_dataplane::connmap::ConnMap;

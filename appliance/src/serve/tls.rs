@@ -27,7 +27,6 @@
 //! TCP, and holds no socket.
 
 use baton_dataplane::connmap::ConnMap;
-use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,6 +39,7 @@ use baton_tls::{
 use bytes::Bytes;
 use tracing::debug;
 
+use super::tls_block::LastSealed;
 use crate::http::checkpoint::ResponseCheckpoint;
 use crate::http::counters::HttpCounters;
 use crate::http::request::Method;
@@ -134,11 +134,8 @@ struct TlsConn {
     /// close_notify came: tell HTTP once.
     peer_closed: bool,
     peer_closed_told: bool,
-    /// The last block sealed, and its plaintext: a checkpoint whose TLS
-    /// state has not changed since takes it again instead of sealing
-    /// anew (a request is checkpointed several times, its TLS state
-    /// changes once).
-    last_sealed: RefCell<Option<(Vec<u8>, Vec<u8>)>>,
+    /// The last block sealed (reused while the state is unchanged).
+    last_sealed: LastSealed,
 }
 
 impl TlsConn {
@@ -162,7 +159,7 @@ impl TlsConn {
             fin_sent: false,
             peer_closed: false,
             peer_closed_told: false,
-            last_sealed: RefCell::new(None),
+            last_sealed: LastSealed::default(),
         }
     }
 
@@ -270,22 +267,8 @@ impl TlsConns {
             // the connection after the response instead (TAKEOVER.md).
             debug!(?conn, "pipelined input not carried by the TLS block");
         }
-        let plain = match cp.to_bytes() {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(?conn, "cannot encode the TLS checkpoint: {e}");
-                return None;
-            }
-        };
-        let mut last = c.last_sealed.borrow_mut();
-        if let Some((_, sealed)) = last.as_ref().filter(|(p, _)| *p == plain) {
-            return Some(sealed.clone());
-        }
-        match self.sealer.as_ref()?.seal(&plain, &c.aad) {
-            Ok(sealed) => {
-                *last = Some((plain, sealed.clone()));
-                Some(sealed)
-            }
+        match c.last_sealed.seal(self.sealer.as_ref()?, &cp, &c.aad) {
+            Ok(sealed) => Some(sealed),
             Err(e) => {
                 tracing::warn!(?conn, "cannot seal the TLS checkpoint: {e}");
                 None
