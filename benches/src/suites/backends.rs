@@ -56,18 +56,7 @@ pub(crate) fn backends(
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 ..LabOptions::new(&args.baton, &args.prefix, 1)
             })?;
-            let mut b = Bench {
-                args: args.clone(),
-                lab,
-                out: out.to_path_buf(),
-                load: load.to_path_buf(),
-                results: serde_json::Map::new(),
-                md: String::new(),
-                runs: 0,
-                kill_mark: None,
-                errors: Vec::new(),
-                pinning: None,
-            };
+            let mut b = Bench::new(args.clone(), lab, out, load);
             let r = measure(&mut b, name, round, secs, quick, &mut m);
             b.lab.down();
             errors.append(&mut b.errors);

@@ -2,7 +2,7 @@
 //! (the lab, the results so far, the load client) with the load runs and
 //! namespace limits, and the limits of the machine. It must not know any
 //! one suite's measurements.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use baton_lab::driver::Lab;
@@ -401,6 +401,23 @@ mod tests {
 }
 
 impl Bench {
+    /// A bench over `lab` with nothing measured yet: results and report
+    /// empty, no run, no error.
+    pub(crate) fn new(args: BenchArgs, lab: Lab, out: &Path, load: &Path) -> Bench {
+        Bench {
+            args,
+            lab,
+            out: out.to_path_buf(),
+            load: load.to_path_buf(),
+            results: serde_json::Map::new(),
+            md: String::new(),
+            runs: 0,
+            kill_mark: None,
+            errors: Vec::new(),
+            pinning: None,
+        }
+    }
+
     /// Pins box1's dataplane workers and the worker processes of the nginx
     /// whose master is `nginx` to the server core, and the load client to
     /// its own, for a request-rate suite; returns the sentence the report

@@ -145,18 +145,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             extra,
             ..LabOptions::new(&args.baton, &args.prefix, 3)
         })?;
-        let mut bench = Bench {
-            args,
-            lab,
-            out: out.clone(),
-            load: load.clone(),
-            results,
-            md,
-            runs: 0,
-            kill_mark: None,
-            errors: Vec::new(),
-            pinning: None,
-        };
+        let mut bench = Bench::new(args, lab, &out, &load);
+        bench.results = results;
+        bench.md = md;
         bench.namespace_limits()?;
         let outcome = bench.run_suites(&wants);
         bench.stop_nginx_all();

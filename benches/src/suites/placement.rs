@@ -73,18 +73,7 @@ pub(crate) fn placement(
                 .collect(),
             ..LabOptions::new(&args.baton, &args.prefix, 3)
         })?;
-        let mut b = Bench {
-            args: args.clone(),
-            lab,
-            out: out.to_path_buf(),
-            load: load.to_path_buf(),
-            results: serde_json::Map::new(),
-            md: String::new(),
-            runs: 0,
-            kill_mark: None,
-            errors: Vec::new(),
-            pinning: None,
-        };
+        let mut b = Bench::new(args.clone(), lab, out, load);
         let r = measure(&mut b, policy);
         b.keep_logs();
         b.lab.down();

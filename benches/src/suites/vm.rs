@@ -55,18 +55,7 @@ pub(crate) fn vm(
             ..LabOptions::new(&args.baton, &args.prefix, 2)
         })?;
         let up_s = started.elapsed().as_secs_f64();
-        let mut b = Bench {
-            args: args.clone(),
-            lab,
-            out: out.to_path_buf(),
-            load: load.to_path_buf(),
-            results: serde_json::Map::new(),
-            md: String::new(),
-            runs: 0,
-            kill_mark: None,
-            errors: Vec::new(),
-            pinning: None,
-        };
+        let mut b = Bench::new(args.clone(), lab, out, load);
         if !extra.is_empty() {
             accel = accelerator(&b.lab);
             boots.push((
