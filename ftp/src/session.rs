@@ -260,6 +260,11 @@ impl Session {
     pub fn is_closed(&self) -> bool {
         self.closed
     }
+    /// True when every byte read was answered: no partial line, none
+    /// queued behind a transfer (a checkpoint may cover them all).
+    pub fn answered_all(&self) -> bool {
+        self.inbuf.is_empty() && self.queued.is_empty() && !self.discarding
+    }
 
     /// Bytes from the control connection. `port_free` says whether a
     /// passive port may be used (not bound by another session).

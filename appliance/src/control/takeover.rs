@@ -366,8 +366,8 @@ pub(crate) fn restore_paced(dataplane: &DataplaneHandle, orphans: Vec<Orphan>, s
         if i > 0 && i % batch == 0 {
             thread::sleep(RESTORE_TICK);
         }
-        if let Err(err) = dataplane.restore(orphan.export, Box::new((orphan.response, orphan.tls)))
-        {
+        let (export, data) = orphan.into_restore();
+        if let Err(err) = dataplane.restore(export, Box::new(data)) {
             warn!(%err, "restore failed");
         }
     }

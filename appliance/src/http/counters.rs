@@ -172,6 +172,16 @@ counters! {
     ftp_transfers => "baton_ftp_transfers_total",
     /// Bytes sent on FTP data connections (objects and listings).
     ftp_data_bytes => "baton_ftp_data_bytes_total",
+    /// FTP connections taken over and continued here from their bundle, by role: control.
+    ftp_restored_control => "baton_ftp_restored_total" { "role" = "control" },
+    /// FTP connections taken over and continued here from their bundle, by role: data
+    /// (a transfer resumed at its byte).
+    ftp_restored_data => "baton_ftp_restored_total" { "role" = "data" },
+    /// FTP connections taken over but reset: no state, a record that does not decode,
+    /// or a session `Session::restore` refuses.
+    ftp_not_restored => "baton_ftp_not_restored_total",
+    /// FTP bundle checkpoints written (control and data records in one slot write).
+    ftp_bundle_writes => "baton_ftp_bundle_checkpoints_total",
     /// 304 answers.
     not_modified,
     /// 412 answers (If-Match / If-Unmodified-Since failed).

@@ -4,13 +4,18 @@
 //! connection is usually on another worker) and fed from the cache with
 //! the REST offset as the start, or with the session's listing bytes.
 //!
+//! A control connection and its data connection on one worker are
+//! checkpointed as one bundle and restored by a survivor (`bundle`).
+//!
 //! It carries bytes and events between the session, TCP and the cache and
 //! decides nothing of FTP (the session's rules), nor which worker gets a
-//! connection (the port's fanout). Not built yet: checkpoints of FTP
-//! connections (they are served with ACK hold off, so a takeover resets
-//! them) and active mode (the dataplane opens no connections:
-//! PORT/EPRT's data connection fails with 425).
+//! connection (the port's fanout). Not built yet: active mode (the
+//! dataplane opens no connections: PORT/EPRT's data connection fails with
+//! 425).
+mod bundle;
+
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use std::time::Instant;
 
 use baton_dataplane::app::{CloseReason, Ctx};
 use baton_dataplane::flow::ConnId;
-use baton_dataplane::tcp::State;
+use baton_dataplane::tcp::{SeqNum, State};
 use baton_ftp::{Action, DataKind, Session};
 use bytes::Bytes;
 use tracing::{debug, info};
@@ -103,6 +108,9 @@ struct DataConn {
     ctl: Option<Where<ConnId>>,
     key: (IpAddr, u16),
     stream: Stream,
+    /// The sequence number of the transfer's first byte (its bundle's
+    /// data record), once it started.
+    first_seq: Option<SeqNum>,
 }
 
 /// One worker's FTP connections.
@@ -118,6 +126,11 @@ pub struct FtpConns {
     last_tick: u64,
     controls: HashMap<ConnId, Control>,
     datas: HashMap<ConnId, DataConn>,
+    /// Control connections whose bundle is to be written (`bundle`).
+    due: HashSet<ConnId>,
+    /// Connections that left their bundle: their client bytes are
+    /// acknowledged freely from now on.
+    left: Vec<ConnId>,
 }
 
 /// How often idle limits are checked, virtual milliseconds.
@@ -144,6 +157,8 @@ impl FtpConns {
             last_tick: 0,
             controls: HashMap::new(),
             datas: HashMap::new(),
+            due: HashSet::new(),
+            left: Vec::new(),
         }
     }
 
@@ -170,7 +185,8 @@ impl FtpConns {
 
     /// A connection accepted on the control port or a passive port.
     pub fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        // Not checkpointed yet: nothing would commit the client's bytes.
+        // Until a bundle holds it (the control's first write, a data
+        // connection's transfer start), nothing commits its bytes.
         ctx.set_ack_hold(conn, false);
         let Some(t) = ctx.tuple(conn) else {
             ctx.abort(conn);
@@ -189,6 +205,7 @@ impl FtpConns {
                         ctl: None,
                         key,
                         stream: Stream::Waiting,
+                        first_seq: None,
                     },
                 );
             } else {
@@ -257,7 +274,9 @@ impl FtpConns {
     /// The client closed its side.
     pub fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if self.controls.contains_key(&conn) {
-            // The session is over: what it waited for goes with it.
+            // The session is over: what it waited for goes with it, and
+            // the client's FIN needs no checkpoint to be acknowledged.
+            self.left.push(conn);
             ctx.close(conn);
         } else if let Some(d) = self.datas.get(&conn) {
             if !matches!(d.stream, Stream::Finished) {
@@ -360,6 +379,7 @@ impl FtpConns {
                 continue;
             }
             if let Some(ctl) = d.ctl.take() {
+                self.left.push(*conn);
                 self.serve.hub.post(
                     ctl,
                     Event::Control {
@@ -379,7 +399,7 @@ impl FtpConns {
         let catalog = self.serve.hub.catalog();
         let hub = Arc::clone(&self.serve.hub);
         let Some(c) = self.controls.get_mut(&conn) else {
-            if let CtlEvent::Connected(_, data) = ev {
+            if let CtlEvent::Connected(_, data) | CtlEvent::Adopted(data) = ev {
                 hub.post(
                     data,
                     Event::Data {
@@ -402,6 +422,10 @@ impl FtpConns {
                 c.session.transfer_done(now, &*catalog, &free)
             }
             CtlEvent::Failed => c.session.transfer_failed(now, &*catalog, &free),
+            CtlEvent::Adopted(data) => {
+                c.data = Some(data);
+                Vec::new()
+            }
         };
         self.apply(conn, actions, ctx);
     }
@@ -411,8 +435,13 @@ impl FtpConns {
             return;
         };
         match ev {
+            DataEvent::Adopt(ctl) => d.ctl = Some(ctl),
             DataEvent::Start(kind, ctl) => {
                 d.ctl = Some(ctl);
+                d.first_seq = ctx.next_seq(conn);
+                if ctl.worker == self.worker {
+                    self.due.insert(ctl.conn);
+                }
                 d.stream = match kind {
                     DataKind::Listing(bytes) => Stream::Listing(Bytes::from(bytes)),
                     DataKind::Retr { object, offset, .. } => {
@@ -499,6 +528,7 @@ impl FtpConns {
         let now = self.ms(ctx);
         let hub = Arc::clone(&self.serve.hub);
         let mut more = Vec::new();
+        let mut local = Vec::new();
         {
             let Some(c) = self.controls.get_mut(&conn) else {
                 return;
@@ -525,17 +555,22 @@ impl FtpConns {
                         debug!(%addr, "FTP active mode: no outgoing connections, 425");
                         more = c.session.data_connect_failed(now);
                     }
-                    Action::StartTransfer(kind) => {
-                        if let Some(d) = c.data {
-                            hub.post(
-                                d,
-                                Event::Data {
-                                    data: d.conn,
-                                    ev: DataEvent::Start(kind, me),
-                                },
-                            );
+                    Action::StartTransfer(kind) => match c.data {
+                        // Started at once on this worker: the bundle
+                        // written after this call has the transfer's
+                        // first byte.
+                        Some(d) if d.worker == me.worker => {
+                            local.push((d.conn, DataEvent::Start(kind, me)))
                         }
-                    }
+                        Some(d) => hub.post(
+                            d,
+                            Event::Data {
+                                data: d.conn,
+                                ev: DataEvent::Start(kind, me),
+                            },
+                        ),
+                        None => {}
+                    },
                     Action::RefuseData => {
                         if let Some(d) = c.data.take() {
                             if let Some(p) = c.passive {
@@ -575,6 +610,10 @@ impl FtpConns {
             add(&k.ftp_foreign_data, seen.foreign_data - c.seen.foreign_data);
             add(&k.ftp_rejected, seen.rejected - c.seen.rejected);
             c.seen = seen;
+        }
+        self.due.insert(conn);
+        for (data, ev) in local {
+            self.data_event(data, ev, ctx);
         }
         if !more.is_empty() {
             self.apply(conn, more, ctx);

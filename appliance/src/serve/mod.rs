@@ -28,7 +28,7 @@ use crate::cache::Cache;
 use crate::http::checkpoint::ResponseCheckpoint;
 use crate::http::request::Limits;
 use crate::http::worker::{HttpWorker, Transport};
-use crate::orphans::{OrphanRoute, OrphanTable, RestoreData};
+use crate::orphans::{OrphanRoute, OrphanTable, Restore, RestoreData};
 use crate::record::seqs;
 use crate::spool::Spool;
 use checkpoint::Checkpointer;
@@ -55,8 +55,8 @@ pub struct CacheApp {
     waker: Arc<LateWaker>,
     checkpoints: Option<Checkpointer>,
     orphans: Arc<OrphanTable>,
-    /// Restored connections waiting for "ready", with their response.
-    restoring: HashMap<ConnId, (RestoreData, Option<Vec<u8>>)>,
+    /// Restored connections waiting for "ready", with their state.
+    restoring: HashMap<ConnId, Restore>,
     /// The test hook that panics this worker on purpose (`crate::fatal`).
     test_panic: Option<crate::fatal::TestPanic>,
     /// HTTPS connections (none when `[tls]` is off).
@@ -323,6 +323,7 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut() {
             if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
                 f.on_accept(conn, ctx);
+                f.checkpoint(ctx, self.checkpoints.as_mut());
                 return;
             }
         }
@@ -351,7 +352,8 @@ impl App for CacheApp {
 
     fn on_readable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
-            return f.on_readable(conn, ctx);
+            f.on_readable(conn, ctx);
+            return f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
@@ -367,7 +369,8 @@ impl App for CacheApp {
 
     fn on_writable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
-            return f.on_writable(conn, ctx);
+            f.on_writable(conn, ctx);
+            return f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
@@ -387,7 +390,8 @@ impl App for CacheApp {
 
     fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
-            return f.on_peer_closed(conn, ctx);
+            f.on_peer_closed(conn, ctx);
+            return f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
@@ -402,7 +406,11 @@ impl App for CacheApp {
 
     fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
-            return f.on_closed(conn, reason);
+            f.on_closed(conn, reason);
+            if let Some(c) = self.checkpoints.as_mut() {
+                c.release(conn);
+            }
+            return f.checkpoint(_ctx, self.checkpoints.as_mut());
         }
         if self.restoring.remove(&conn).is_some() {
             if reason == CloseReason::NotReady {
@@ -424,7 +432,8 @@ impl App for CacheApp {
 
     fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if ftp_owns!(self, conn) {
-            // Not checkpointed yet (serve::ftp).
+            // Migrate leaves FTP bundles alone (control::bundle); a drain
+            // resets them (docs/FTP.md, "What is left").
             return;
         }
         // The final checkpoint must cover what TCP acknowledged: an
@@ -465,23 +474,22 @@ impl App for CacheApp {
             None => UnknownAction::Listener,
             Some(OrphanRoute::Elsewhere(mac)) => UnknownAction::Forward(mac),
             Some(OrphanRoute::Mine(orphan)) => {
-                let orphan = *orphan;
-                let data: (RestoreData, Option<Vec<u8>>) = (orphan.response, orphan.tls);
-                UnknownAction::Restore(orphan.export, Box::new(data))
+                let (export, data) = orphan.into_restore();
+                UnknownAction::Restore(export, Box::new(data))
             }
         }
     }
 
     fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {
-        // (response, sealed TLS block), as `on_unknown_segment` and the
-        // control core's restore hand it; a bare response (a caller that
-        // knows no TLS) is a plain connection's.
-        let (response, tls) = match data.downcast::<(RestoreData, Option<Vec<u8>>)>() {
+        // What `on_unknown_segment` and the control core's restore hand; a
+        // bare response (a caller that knows no TLS) is a plain
+        // connection's.
+        let data = match data.downcast::<Restore>() {
             Ok(b) => *b,
-            Err(data) => (
-                data.downcast::<RestoreData>().map(|b| *b).unwrap_or(None),
-                None,
-            ),
+            Err(data) => Restore {
+                response: data.downcast::<RestoreData>().map(|b| *b).unwrap_or(None),
+                ..Restore::default()
+            },
         };
         if let Some(tuple) = ctx.tuple(conn) {
             // Restored here: a later segment must find the TCB, never the
@@ -489,15 +497,25 @@ impl App for CacheApp {
             self.orphans.remove(&tuple);
             debug!(
                 ?tuple,
-                resuming = response.is_some(),
+                resuming = data.response.is_some(),
                 "orphan restored, probing"
             );
         }
-        self.restoring.insert(conn, (response, tls));
+        self.restoring.insert(conn, data);
     }
 
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, _rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {
-        let (response, tls) = self.restoring.remove(&conn).unwrap_or((None, None));
+        let Restore {
+            response,
+            tls,
+            app_state,
+        } = self.restoring.remove(&conn).unwrap_or_default();
+        if let Some(f) = self.ftp.as_mut() {
+            if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
+                f.on_restored(conn, app_state.as_deref(), ctx);
+                return f.checkpoint(ctx, self.checkpoints.as_mut());
+            }
+        }
         let now = ctx.now();
         // An HTTPS connection continues from its TLS block, HTTP from the
         // plaintext position that gives; without one it is reset.
@@ -553,6 +571,7 @@ impl App for CacheApp {
         self.http.poll(&mut t, now);
         if let Some(f) = self.ftp.as_mut() {
             f.poll(ctx);
+            f.checkpoint(ctx, self.checkpoints.as_mut());
         }
     }
 }
