@@ -1,0 +1,178 @@
+//! FTP takeover (issue 17), end to end: box1 serves an FTP session to a
+//! real client (curl, lftp) in the lab's client namespace and is killed
+//! with SIGKILL; box2 restores the session's bundle (control connection
+//! and data connection, written in one slot) and the client notices
+//! nothing: exit 0, the origin's sha256, no RST from a service address on
+//! any connection the client still used (a tcpdump in the client
+//! namespace that saw the client's FINs), and box2's counters show the
+//! restore rather than a reconnect. Needs root; serialized with the other
+//! lab tests (tests/common).
+mod common;
+
+use std::fs;
+use std::process::{Child, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BOX1: &str = "198.18.0.11";
+
+fn metric(g: &LabGuard, n: usize, name: &str) -> u64 {
+    metric_value(&box_metrics(g, n), name)
+}
+
+/// Starts `cmd` in the client namespace; fails loudly when the tool is
+/// missing (never a silent skip).
+fn spawn_client(g: &LabGuard, cmd: &[&str]) -> Child {
+    let found = std::process::Command::new("which")
+        .arg(cmd[0])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{} is not installed (scripts/test installs it)",
+        cmd[0]
+    );
+    g.driver
+        .exec_cmd("client", cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client")
+}
+
+/// Waits until `path` holds at least `bytes` (the transfer is under way).
+fn wait_for_size(path: &std::path::Path, bytes: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if got >= bytes {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: only {got} bytes after 30 s"
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
+#[track_caller]
+fn wait_ok(child: Child, what: &str) {
+    let out = child.wait_with_output().expect("client wait");
+    assert!(
+        out.status.success(),
+        "{what}: {} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// curl downloads 50M.bin over FTP at 5 MB/s (about 10 s) and then, on
+/// the same control connection, 1M.bin; box1 is killed when 8 MB of the
+/// first have arrived. The data connection resumes on box2 at the byte
+/// the client expects, box2 sends the 226, and the session's second RETR
+/// is answered by box2.
+#[test]
+fn lab_ftp_a_box_killed_mid_retr_the_transfer_finishes_from_the_survivor() {
+    let g = LabGuard::up("btftk1", &["--boxes", "2"]);
+    let rst = RstCapture::start(&g);
+    let dir = g.file("ftpdl");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("download folder");
+    let big = dir.join("50M.bin");
+    let small = dir.join("1M.bin");
+    let (big_s, small_s) = (big.display().to_string(), small.display().to_string());
+    let curl = spawn_client(
+        &g,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "120",
+            "--limit-rate",
+            "5M",
+            "-o",
+            &big_s,
+            &format!("ftp://{BOX1}/50M.bin"),
+            "-o",
+            &small_s,
+            &format!("ftp://{BOX1}/1M.bin"),
+        ],
+    );
+    wait_for_size(&big, 8 << 20, "50M.bin via curl");
+    let writes = metric(&g, 1, "baton_ftp_bundle_checkpoints_total");
+    assert!(writes >= 2, "box1 wrote {writes} FTP bundle checkpoints");
+    ok(g.lab(&["kill", "box1"]));
+    let killed_at = fs::metadata(&big).map(|m| m.len()).unwrap_or(0);
+    wait_ok(curl, "curl 50M.bin then 1M.bin on one session");
+    assert!(
+        killed_at < 50 << 20,
+        "the transfer had ended before the kill: nothing was tested"
+    );
+    assert_eq!(sha256_file(&big), g.listed_sha("50M.bin"), "50M.bin");
+    assert_eq!(sha256_file(&small), g.listed_sha("1M.bin"), "1M.bin");
+    let m = box_metrics(&g, 2);
+    let control = metric_value(&m, "baton_ftp_restored_total{role=\"control\"}");
+    let data = metric_value(&m, "baton_ftp_restored_total{role=\"data\"}");
+    let sessions = metric_value(&m, "baton_ftp_sessions_total");
+    let transfers = metric_value(&m, "baton_ftp_transfers_total");
+    assert_eq!(
+        (control, data),
+        (1, 1),
+        "box2 restored {control} control and {data} data connections"
+    );
+    assert_eq!(sessions, 0, "the client opened a new session on box2");
+    assert_eq!(
+        transfers, 2,
+        "box2 sent 226 for the resumed transfer and the second RETR"
+    );
+    rst.assert_none_with_fins(2);
+}
+
+/// lftp downloads 1M.bin, sleeps with its control connection idle, and
+/// downloads 50M.bin; box1 is killed during the sleep. box2 restores the
+/// idle session (logged in, binary type) and answers the next commands.
+#[test]
+fn lab_ftp_a_box_killed_between_commands_the_session_goes_on() {
+    let g = LabGuard::up("btftk2", &["--boxes", "2"]);
+    let rst = RstCapture::start(&g);
+    let dir = g.file("lftp");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("lftp folder");
+    let marker = dir.join("first-done");
+    // One command a line: lftp hands the rest of a `!` line to the shell.
+    let script = format!(
+        "set net:max-retries 1\nset net:timeout 30\nopen ftp://{BOX1}\nlcd {d}\nget 1M.bin\n!touch {m}\n!sleep 4\nget 50M.bin\nbye\n",
+        d = dir.display(),
+        m = marker.display()
+    );
+    let script_file = g.file("lftp.script");
+    fs::write(&script_file, script).expect("lftp script");
+    let lftp = spawn_client(&g, &["lftp", "-f", &script_file.display().to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "lftp's first get did not end");
+        sleep(Duration::from_millis(20));
+    }
+    // The 226 and the client's bytes since are checkpointed by now.
+    sleep(Duration::from_millis(500));
+    ok(g.lab(&["kill", "box1"]));
+    wait_ok(lftp, "lftp get, idle, get");
+    for name in ["1M.bin", "50M.bin"] {
+        assert_eq!(
+            sha256_file(&dir.join(name)),
+            g.listed_sha(name),
+            "{name} via lftp"
+        );
+    }
+    let control = metric(&g, 2, "baton_ftp_restored_total{role=\"control\"}");
+    let sessions = metric(&g, 2, "baton_ftp_sessions_total");
+    let transfers = metric(&g, 2, "baton_ftp_transfers_total");
+    assert_eq!(control, 1, "box2 restored {control} control connections");
+    assert_eq!(sessions, 0, "lftp opened a new session on box2");
+    assert_eq!(transfers, 1, "box2 answered the second get");
+    rst.assert_none_with_fins(2);
+}
