@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use baton_dataplane::app::{CloseReason, Ctx};
 use baton_dataplane::flow::ConnId;
+use baton_dataplane::port::PortSteer;
 use baton_dataplane::tcp::{SeqNum, State};
 use baton_ftp::{Action, DataKind, Session};
 use bytes::Bytes;
@@ -40,6 +41,23 @@ pub struct FtpServe {
     pub port: u16,
     /// Routing between workers, and the catalog.
     pub hub: Arc<FtpHub<ConnId>>,
+    /// The dataplane's workers and its steering of the passive range
+    /// ([`steer`]); `None`: data connections land by the client's hash.
+    pub steer: Option<(PortSteer, usize)>,
+}
+
+/// The port steering FTP asks of the dataplane: its passive range, so
+/// that a data connection reaches the worker of its control connection
+/// (`(port - min) mod workers`; docs/FTP.md). None when FTP is off or
+/// the backend cannot steer (DPDK: the hub's cross-worker events then
+/// carry every pair, and only same-worker pairs are checkpointed).
+pub fn steer(config: &baton_config::Config) -> Option<PortSteer> {
+    let f = &config.ftp;
+    let steerable = !matches!(config.dataplane.backend, baton_config::Backend::Dpdk);
+    (f.enabled && steerable).then_some(PortSteer {
+        min: f.passive_port_min,
+        max: f.passive_port_max,
+    })
 }
 
 impl FtpServe {
@@ -63,6 +81,7 @@ impl FtpServe {
             },
             port: f.port,
             hub,
+            steer: steer(config).map(|s| (s, config.dataplane.workers.max(1))),
         }))
     }
 
@@ -75,6 +94,15 @@ impl FtpServe {
     /// True when a connection to local `port` is FTP's.
     pub fn claims(&self, port: u16) -> bool {
         port == self.port || self.is_passive(port)
+    }
+
+    /// True when a data connection to passive `port` reaches `worker`:
+    /// the ports a session of that worker may offer.
+    fn reaches(&self, port: u16, worker: usize) -> bool {
+        match self.steer {
+            Some((s, n)) => s.worker_of_port(port, n).is_none_or(|w| w == worker),
+            None => true,
+        }
     }
 }
 
@@ -253,11 +281,11 @@ impl FtpConns {
             let Some(c) = self.controls.get_mut(&conn) else {
                 return;
             };
-            let hub = &self.serve.hub;
-            let local = c.local;
-            let actions = c
-                .session
-                .on_input(&buf[..n], now, &*catalog, &|p| hub.is_free(local, p));
+            let serve = &self.serve;
+            let (local, worker) = (c.local, self.worker);
+            let actions = c.session.on_input(&buf[..n], now, &*catalog, &|p| {
+                serve.reaches(p, worker) && serve.hub.is_free(local, p)
+            });
             self.apply(conn, actions, ctx);
         }
     }
@@ -411,7 +439,8 @@ impl FtpConns {
             return;
         };
         let local = c.local;
-        let free = |p| hub.is_free(local, p);
+        let (serve, worker) = (Arc::clone(&self.serve), self.worker);
+        let free = |p| serve.reaches(p, worker) && hub.is_free(local, p);
         let actions = match ev {
             CtlEvent::Connected(peer, data) => {
                 c.data = Some(data);
@@ -618,5 +647,42 @@ impl FtpConns {
         if !more.is_empty() {
             self.apply(conn, more, ctx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(steer: Option<(PortSteer, usize)>) -> FtpServe {
+        FtpServe {
+            config: baton_ftp::Config {
+                passive_ports: (40000, 40031),
+                max_line: 512,
+                idle_timeout_ms: 300_000,
+            },
+            port: 21,
+            hub: Arc::new(FtpHub::default()),
+            steer,
+        }
+    }
+
+    #[test]
+    fn a_session_offers_only_ports_that_reach_its_worker() {
+        let s = serve(Some((
+            PortSteer {
+                min: 40000,
+                max: 40031,
+            },
+            3,
+        )));
+        for worker in 0..3 {
+            let mine: Vec<u16> = (40000..=40031).filter(|&p| s.reaches(p, worker)).collect();
+            assert!(mine.iter().all(|p| usize::from(p - 40000) % 3 == worker));
+            assert_eq!(mine.len(), if worker < 2 { 11 } else { 10 });
+        }
+        // Unsteered (DPDK, one worker): every port.
+        let s = serve(None);
+        assert!((40000..=40031).all(|p| s.reaches(p, 1)));
     }
 }

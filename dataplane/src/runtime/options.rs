@@ -38,6 +38,11 @@ pub struct DataplaneOptions {
     pub cookie_secret: Option<[u8; 16]>,
     /// Frames taken from the port per burst.
     pub rx_burst: usize,
+    /// Local ports whose connections go to a worker by port rather than
+    /// by the client's hash (FTP's passive range, issue 17;
+    /// [`crate::port::fanout::steer`]). Applied by the port's fanout
+    /// (AF_PACKET; one-worker backends need none) and by restores.
+    pub steer: Option<crate::port::PortSteer>,
 }
 
 impl DataplaneOptions {
@@ -57,6 +62,7 @@ impl DataplaneOptions {
             tcp: TcpConfig::default(),
             cookie_secret: None,
             rx_burst: 64,
+            steer: None,
         }
     }
 }
