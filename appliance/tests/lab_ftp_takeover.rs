@@ -274,3 +274,98 @@ fn lab_ftp_two_workers_a_kill_mid_retr_moves_every_session() {
     assert_eq!(metric_value(&m, "baton_ftp_transfers_total"), 8);
     rst.assert_none_with_fins(8);
 }
+
+/// A minimal scripted FTP client (Python's sockets, no FTP library): the
+/// moment between EPSV and the data connection cannot be hit with curl.
+/// Logs in, EPSV, touches `GO.ready`, waits for `GO`, then connects the
+/// data connection, RETRs, reads to EOF, expects 226, QUITs.
+const EPSV_THEN_WAIT: &str = r#"
+import os, re, socket, sys, time
+host, name, out, go = sys.argv[1:5]
+c = socket.create_connection((host, 21), timeout=60)
+f = c.makefile("rb")
+def reply():
+    line = f.readline().decode()
+    if line[3:4] == "-":
+        while not f.readline().decode().startswith(line[:3] + " "):
+            pass
+    return line
+def cmd(s):
+    c.sendall((s + "\r\n").encode())
+    return reply()
+assert reply().startswith("220")
+assert cmd("USER anonymous").startswith("331")
+assert cmd("PASS lab@").startswith("230")
+assert cmd("TYPE I").startswith("200")
+r = cmd("EPSV")
+assert r.startswith("229"), r
+port = int(re.search(r"\(\|\|\|(\d+)\|\)", r).group(1))
+open(go + ".ready", "w").close()
+while not os.path.exists(go):
+    time.sleep(0.02)
+d = socket.create_connection((host, port), timeout=60)
+r = cmd("RETR " + name)
+assert r.startswith("150"), r
+with open(out, "wb") as o:
+    while True:
+        b = d.recv(65536)
+        if not b:
+            break
+        o.write(b)
+d.close()
+r = reply()
+assert r.startswith("226"), r
+assert cmd("QUIT").startswith("221")
+"#;
+
+/// A session between EPSV and its data connection when box1 dies: box2
+/// re-opens the passive port from the control record, the client's data
+/// connection (sent as soon as box1 is killed, its SYN retried until box2
+/// holds the address) is accepted there and the RETR is served.
+#[test]
+fn lab_ftp_a_box_killed_between_epsv_and_the_data_connection() {
+    let g = LabGuard::up("btftk4", &["--boxes", "2"]);
+    let rst = RstCapture::start(&g);
+    let script = g.file("epsv.py");
+    fs::write(&script, EPSV_THEN_WAIT).expect("script");
+    let out = g.file("epsv.body");
+    let go = g.file("epsv.go");
+    let ready = g.file("epsv.go.ready");
+    let _ = fs::remove_file(&go);
+    let _ = fs::remove_file(&ready);
+    let client = spawn_client(
+        &g,
+        &[
+            "/usr/bin/python3",
+            &script.display().to_string(),
+            BOX1,
+            "1M.bin",
+            &out.display().to_string(),
+            &go.display().to_string(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the client never got its EPSV reply"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    ok(g.lab(&["kill", "box1"]));
+    fs::write(&go, b"").expect("go");
+    wait_ok(client, "EPSV, kill, data connection, RETR");
+    assert_eq!(sha256_file(&out), g.listed_sha("1M.bin"), "1M.bin");
+    let m = box_metrics(&g, 2);
+    assert_eq!(
+        metric_value(&m, "baton_ftp_restored_total{role=\"control\"}"),
+        1
+    );
+    assert_eq!(metric_value(&m, "baton_ftp_sessions_total"), 0);
+    assert_eq!(metric_value(&m, "baton_ftp_transfers_total"), 1);
+    assert_eq!(
+        metric_value(&m, "baton_ftp_data_refused_total{cause=\"unclaimed\"}"),
+        0
+    );
+    rst.assert_none_with_fins(1);
+}
