@@ -70,6 +70,76 @@ fn wait_ok(child: Child, what: &str) {
     );
 }
 
+/// Starts curl downloading 50M.bin over FTP at `rate`, then 1M.bin on
+/// the same control connection (`--fail-early`: the first transfer's
+/// failure is curl's exit status too). Returns curl and the two files.
+fn start_two_retrs(g: &LabGuard, rate: &str) -> (Child, std::path::PathBuf, std::path::PathBuf) {
+    let dir = g.file("ftpdl");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("download folder");
+    let big = dir.join("50M.bin");
+    let small = dir.join("1M.bin");
+    let curl = spawn_client(
+        g,
+        &[
+            "curl",
+            "-sS",
+            "--fail-early",
+            "--max-time",
+            "180",
+            "--limit-rate",
+            rate,
+            "-o",
+            &big.display().to_string(),
+            &format!("ftp://{BOX1}/50M.bin"),
+            "-o",
+            &small.display().to_string(),
+            &format!("ftp://{BOX1}/1M.bin"),
+        ],
+    );
+    (curl, big, small)
+}
+
+/// Waits for curl; asserts both files are the origin's.
+#[track_caller]
+fn assert_two_retrs(g: &LabGuard, curl: Child, big: &std::path::Path, small: &std::path::Path) {
+    wait_ok(curl, "curl 50M.bin then 1M.bin on one session");
+    assert_eq!(
+        sha256_file(&big.to_path_buf()),
+        g.listed_sha("50M.bin"),
+        "50M.bin"
+    );
+    assert_eq!(
+        sha256_file(&small.to_path_buf()),
+        g.listed_sha("1M.bin"),
+        "1M.bin"
+    );
+}
+
+/// Asserts box `n` continued one session from a bundle: one control and
+/// one data connection restored, no new session, `transfers` 226s.
+#[track_caller]
+fn assert_restored_session(g: &LabGuard, n: usize, transfers: u64) {
+    let m = box_metrics(g, n);
+    let control = metric_value(&m, "baton_ftp_restored_total{role=\"control\"}");
+    let data = metric_value(&m, "baton_ftp_restored_total{role=\"data\"}");
+    assert_eq!(
+        (control, data),
+        (1, 1),
+        "box{n} restored {control} control and {data} data connections"
+    );
+    assert_eq!(
+        metric_value(&m, "baton_ftp_sessions_total"),
+        0,
+        "the client opened a new session on box{n}"
+    );
+    assert_eq!(
+        metric_value(&m, "baton_ftp_transfers_total"),
+        transfers,
+        "box{n}'s 226s"
+    );
+}
+
 /// curl downloads 50M.bin over FTP at 5 MB/s (about 10 s) and then, on
 /// the same control connection, 1M.bin; box1 is killed when 8 MB of the
 /// first have arrived. The data connection resumes on box2 at the byte
@@ -79,57 +149,68 @@ fn wait_ok(child: Child, what: &str) {
 fn lab_ftp_a_box_killed_mid_retr_the_transfer_finishes_from_the_survivor() {
     let g = LabGuard::up("btftk1", &["--boxes", "2"]);
     let rst = RstCapture::start(&g);
-    let dir = g.file("ftpdl");
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("download folder");
-    let big = dir.join("50M.bin");
-    let small = dir.join("1M.bin");
-    let (big_s, small_s) = (big.display().to_string(), small.display().to_string());
-    let curl = spawn_client(
-        &g,
-        &[
-            "curl",
-            "-sS",
-            "--fail-early",
-            "--max-time",
-            "120",
-            "--limit-rate",
-            "5M",
-            "-o",
-            &big_s,
-            &format!("ftp://{BOX1}/50M.bin"),
-            "-o",
-            &small_s,
-            &format!("ftp://{BOX1}/1M.bin"),
-        ],
-    );
+    let (curl, big, small) = start_two_retrs(&g, "5M");
     wait_for_size(&big, 8 << 20, "50M.bin via curl");
     let writes = metric(&g, 1, "baton_ftp_bundle_checkpoints_total");
     assert!(writes >= 2, "box1 wrote {writes} FTP bundle checkpoints");
     ok(g.lab(&["kill", "box1"]));
     let killed_at = fs::metadata(&big).map(|m| m.len()).unwrap_or(0);
-    wait_ok(curl, "curl 50M.bin then 1M.bin on one session");
     assert!(
         killed_at < 50 << 20,
         "the transfer had ended before the kill: nothing was tested"
     );
-    assert_eq!(sha256_file(&big), g.listed_sha("50M.bin"), "50M.bin");
-    assert_eq!(sha256_file(&small), g.listed_sha("1M.bin"), "1M.bin");
-    let m = box_metrics(&g, 2);
-    let control = metric_value(&m, "baton_ftp_restored_total{role=\"control\"}");
-    let data = metric_value(&m, "baton_ftp_restored_total{role=\"data\"}");
-    let sessions = metric_value(&m, "baton_ftp_sessions_total");
-    let transfers = metric_value(&m, "baton_ftp_transfers_total");
-    assert_eq!(
-        (control, data),
-        (1, 1),
-        "box2 restored {control} control and {data} data connections"
-    );
-    assert_eq!(sessions, 0, "the client opened a new session on box2");
-    assert_eq!(
-        transfers, 2,
-        "box2 sent 226 for the resumed transfer and the second RETR"
-    );
+    assert_two_retrs(&g, curl, &big, &small);
+    // The resumed transfer's 226 and the second RETR's.
+    assert_restored_session(&g, 2, 2);
+    rst.assert_none_with_fins(2);
+}
+
+/// The same with 2 % loss on the client's link (both directions): the
+/// restored connections' probes, the resumed transfer and the 226 go
+/// through retransmissions.
+#[test]
+fn lab_ftp_a_box_killed_mid_retr_under_loss() {
+    let g = LabGuard::up("btftk5", &["--boxes", "2"]);
+    ok(g.lab(&["impair", "client", "--loss", "2"]));
+    let rst = RstCapture::start(&g);
+    let (curl, big, small) = start_two_retrs(&g, "3M");
+    wait_for_size(&big, 6 << 20, "50M.bin via curl");
+    ok(g.lab(&["kill", "box1"]));
+    assert_two_retrs(&g, curl, &big, &small);
+    assert_restored_session(&g, 2, 2);
+    rst.assert_none_with_fins(2);
+}
+
+/// Cascaded kills over three boxes: box1 dies mid-RETR, then the survivor
+/// that continued the session dies too (its own bundle of the restored
+/// connections is what the last box restores), and the last box
+/// finishes the transfer and the second RETR.
+#[test]
+fn lab_ftp_cascaded_kills_mid_retr() {
+    let g = LabGuard::up("btftk6", &["--boxes", "3"]);
+    let rst = RstCapture::start(&g);
+    let (curl, big, small) = start_two_retrs(&g, "3M");
+    wait_for_size(&big, 6 << 20, "50M.bin via curl");
+    ok(g.lab(&["kill", "box1"]));
+    // Whichever survivor the slot went to.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let by = (2..=3).find(|&n| metric(&g, n, "baton_ftp_restored_total{role=\"data\"}") >= 1);
+        if let Some(n) = by {
+            break n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no survivor restored the transfer"
+        );
+        sleep(Duration::from_millis(50));
+    };
+    let at = fs::metadata(&big).map(|m| m.len()).unwrap_or(0);
+    wait_for_size(&big, at + (6 << 20), "50M.bin from the first survivor");
+    ok(g.lab(&["kill", &format!("box{first}")]));
+    let last = 5 - first;
+    assert_two_retrs(&g, curl, &big, &small);
+    assert_restored_session(&g, last, 2);
     rst.assert_none_with_fins(2);
 }
 
