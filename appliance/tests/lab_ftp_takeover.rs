@@ -450,3 +450,107 @@ fn lab_ftp_a_box_killed_between_epsv_and_the_data_connection() {
     );
     rst.assert_none_with_fins(1);
 }
+
+/// A planned move: box1 is drained mid-RETR (its workers freeze, box2
+/// adopts its region), and the session goes on from box2 as after a kill.
+#[test]
+fn lab_ftp_a_drain_mid_retr_moves_the_session() {
+    let g = LabGuard::up("btftk7", &["--boxes", "2"]);
+    let rst = RstCapture::start(&g);
+    let (curl, big, small) = start_two_retrs(&g, "5M");
+    wait_for_size(&big, 8 << 20, "50M.bin via curl");
+    ok(g.lab(&["drain", "box1"]));
+    assert_two_retrs(&g, curl, &big, &small);
+    assert_restored_session(&g, 2, 2);
+    rst.assert_none_with_fins(2);
+}
+
+/// `baton migrate` leaves FTP sessions where they are (a moved session's
+/// next data connection would reach box1, which holds the address, not
+/// the adopter): asked for one connection of box1's while it serves only
+/// an FTP session, it moves none, and the session finishes on box1.
+#[test]
+fn lab_ftp_migrate_leaves_a_session_in_place() {
+    let g = LabGuard::up("btftk8", &["--boxes", "3"]);
+    let rst = RstCapture::start(&g);
+    let (curl, big, small) = start_two_retrs(&g, "5M");
+    wait_for_size(&big, 8 << 20, "50M.bin via curl");
+    let config = g.file("box1.toml").display().to_string();
+    let out = ok(g.exec(
+        "box2",
+        &[
+            BATON, "migrate", "--config", &config, "--to", "3", "--count", "1",
+        ],
+    ));
+    assert!(
+        out.contains("no established connection to move"),
+        "migrate moved an FTP session: {out}"
+    );
+    assert_two_retrs(&g, curl, &big, &small);
+    assert_eq!(metric(&g, 1, "baton_ftp_transfers_total"), 2);
+    assert_eq!(
+        metric(&g, 3, "baton_ftp_restored_total{role=\"control\"}"),
+        0
+    );
+    rst.assert_none_with_fins(2);
+}
+
+/// Three boxes, four sessions mid-RETR when box1 dies: every session goes
+/// to box2, the survivor that inherits box1's address (the split by slot
+/// would give some to box3, and their next data connection, a new
+/// 4-tuple to box1's address, would reach box2 and be refused). Each
+/// session's second RETR proves it.
+#[test]
+fn lab_ftp_three_boxes_every_session_goes_to_the_address_heir() {
+    let g = LabGuard::up("btftk9", &["--boxes", "3"]);
+    let rst = RstCapture::start(&g);
+    let sessions: Vec<(Child, std::path::PathBuf, std::path::PathBuf)> = (0..4)
+        .map(|i| {
+            let dir = g.file(&format!("heir{i}"));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("download folder");
+            let (big, small) = (dir.join("50M.bin"), dir.join("1M.bin"));
+            let child = spawn_client(
+                &g,
+                &[
+                    "curl",
+                    "-sS",
+                    "--fail-early",
+                    "--max-time",
+                    "180",
+                    "--limit-rate",
+                    "3M",
+                    "-o",
+                    &big.display().to_string(),
+                    &format!("ftp://{BOX1}/50M.bin"),
+                    "-o",
+                    &small.display().to_string(),
+                    &format!("ftp://{BOX1}/1M.bin"),
+                ],
+            );
+            (child, big, small)
+        })
+        .collect();
+    for (_, big, _) in &sessions {
+        wait_for_size(big, 4 << 20, "50M.bin via curl");
+    }
+    ok(g.lab(&["kill", "box1"]));
+    for (child, big, small) in sessions {
+        assert_two_retrs(&g, child, &big, &small);
+    }
+    let m = box_metrics(&g, 2);
+    assert_eq!(
+        metric_value(&m, "baton_ftp_restored_total{role=\"control\"}"),
+        4
+    );
+    assert_eq!(
+        metric_value(&m, "baton_ftp_restored_total{role=\"data\"}"),
+        4
+    );
+    assert_eq!(metric_value(&m, "baton_ftp_transfers_total"), 8);
+    assert_eq!(
+        metric(&g, 3, "baton_ftp_restored_total{role=\"control\"}"),
+        0
+    );
+    rst.assert_none_with_fins(8);
+}

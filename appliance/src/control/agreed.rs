@@ -51,8 +51,9 @@ impl Control {
             let started = Instant::now();
             let before = TakeoverSnapshot::of(&self.dataplane);
             let owner = |i: usize| orphan_owner(change, i);
-            let inherit = address_heir(change, left.id) == Some(self.me);
-            let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, inherit);
+            let heir = address_heir(change, left.id);
+            let inherit = heir == Some(self.me);
+            let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, heir);
             if inherit {
                 self.inherited_epochs
                     .lock()

@@ -29,7 +29,7 @@ use baton_dataplane::DataplaneHandle;
 use baton_shmem::{ClaimError, Region, Segment, SlotId, ViewNumber};
 use tracing::{info, warn};
 
-use super::bundle::bundle_orphans;
+use super::bundle::{bundle_orphans, follows_the_address};
 use crate::orphans::{Orphan, OrphanRoute};
 use crate::record::{orphan_of, tuple_of};
 
@@ -67,23 +67,24 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     survivors.sort_unstable();
     survivors.dedup();
     let owner = |i: usize| (!survivors.is_empty()).then(|| survivors[i % survivors.len()]);
-    plan_with(segment, dead, me, &owner, survivors.first() == Some(&me))
+    plan_with(segment, dead, me, &owner, survivors.first().copied())
 }
 
 /// Reads the region of `dead` and splits its connections: the orphans of
 /// slot `s` go to `owner(s)` (the committed change's `orphan_owner`, by
 /// slot number, so that survivors whose replicas of the region differ
-/// by a slot still agree on every other one); `inherit`: this box takes
-/// the addresses.
+/// by a slot still agree on every other one); `heir`: the survivor that
+/// takes the addresses (this box inherits when it is `me`), which also
+/// gets every FTP bundle (`bundle::follows_the_address`).
 pub fn plan_with(
     segment: &Segment,
     dead: u16,
     me: u16,
     owner: &dyn Fn(usize) -> Option<u16>,
-    inherit: bool,
+    heir: Option<u16>,
 ) -> Plan {
     let mut plan = Plan {
-        inherit,
+        inherit: heir == Some(me),
         ..Plan::default()
     };
     if let Ok(info) = segment.box_info(dead) {
@@ -102,9 +103,12 @@ pub fn plan_with(
                 continue;
             }
         };
-        let Some(owner) = owner(slot.slot().0 as usize) else {
+        let Some(mut owner) = owner(slot.slot().0 as usize) else {
             return plan;
         };
+        if follows_the_address(slot.bundle()) {
+            owner = heir.unwrap_or(owner);
+        }
         // A bundle is restored all or none (`super::bundle`).
         let orphans = match bundle_orphans(slot.bundle(), &allowed) {
             Ok(o) => o,
@@ -732,7 +736,7 @@ mod tests {
         let (change, _) = two_survivors_commit_box_1s_removal(&a, &b);
         let survivor = |seg: &Segment, me: u16| {
             let owner = |i: usize| baton_membership::orphan_owner(&change, i);
-            let heir = baton_membership::address_heir(&change, 1) == Some(me);
+            let heir = baton_membership::address_heir(&change, 1);
             let mut p = plan_with(seg, 1, me, &owner, heir);
             let region = seg.region(1).expect("region 1");
             assert_eq!(claim_mine(&region, me, change.number, &mut p), 0);
@@ -767,7 +771,7 @@ mod tests {
             let view = ViewNumber(change.number.0 + round);
             let barrier = std::sync::Barrier::new(2);
             let race = |seg: &Segment, me: u16| {
-                let mut p = plan_with(seg, 1, me, &|_| Some(me), false);
+                let mut p = plan_with(seg, 1, me, &|_| Some(me), None);
                 assert_eq!(p.mine.len(), 1);
                 let region = seg.region(1).expect("region 1");
                 barrier.wait();

@@ -336,6 +336,7 @@ impl Checkpointer {
     /// core clears it once the adopter has the connection).
     pub fn forget(&mut self, conn: ConnId) {
         self.tls.remove(&conn);
+        self.members.remove(&conn);
         if self.conns.remove(&conn).is_some() {
             self.region.add_connections(-1);
         }

@@ -159,6 +159,9 @@ pub struct FtpConns {
     /// Connections that left their bundle: their client bytes are
     /// acknowledged freely from now on.
     left: Vec<ConnId>,
+    /// Control connections whose bundle had its last write (a freeze for
+    /// a drain or a handoff): nothing more is written or sent.
+    frozen: HashSet<ConnId>,
 }
 
 /// How often idle limits are checked, virtual milliseconds.
@@ -187,6 +190,7 @@ impl FtpConns {
             datas: HashMap::new(),
             due: HashSet::new(),
             left: Vec::new(),
+            frozen: HashSet::new(),
         }
     }
 

@@ -307,14 +307,6 @@ impl Transport for CtxTransport<'_, '_> {
     }
 }
 
-/// FTP's connections go to [`ftp::FtpConns`] and skip the rest (a macro:
-/// one line at the top of each callback).
-macro_rules! ftp_owns {
-    ($app:expr, $conn:expr) => {
-        $app.ftp.as_ref().is_some_and(|f| f.owns($conn))
-    };
-}
-
 impl App for CacheApp {
     fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(p) = self.test_panic.as_mut() {
@@ -431,10 +423,9 @@ impl App for CacheApp {
     }
 
     fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        if ftp_owns!(self, conn) {
-            // Migrate leaves FTP bundles alone (control::bundle); a drain
-            // resets them (docs/FTP.md, "What is left").
-            return;
+        if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
+            // The bundle's last write, once for both members.
+            return f.freeze(conn, ctx, self.checkpoints.as_mut());
         }
         // The final checkpoint must cover what TCP acknowledged: an
         // upload's body bytes still in the receive queue go to the spool
@@ -463,6 +454,9 @@ impl App for CacheApp {
             // The client still sends to our address: its frames go on to
             // the adopting box.
             self.orphans.extend([(tuple, OrphanRoute::Elsewhere(to))]);
+        }
+        if let Some(f) = self.ftp.as_mut() {
+            f.forget(conn);
         }
         self.http.on_handed_off(conn);
     }

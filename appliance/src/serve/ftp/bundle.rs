@@ -50,9 +50,49 @@ impl FtpConns {
                 }
             }
         }
-        let due: Vec<ConnId> = self.due.drain().collect();
+        let frozen = &self.frozen;
+        let due: Vec<ConnId> = self.due.drain().filter(|c| !frozen.contains(c)).collect();
         for ctl in due {
             self.write_bundle(ctl, ctx, cp);
+        }
+    }
+
+    /// `conn` stops here (a drain, or a handoff to another box): its
+    /// bundle gets its last write, once for both members — the adopter
+    /// restores it, and nothing after it is sent from this box.
+    pub fn freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, cp: Option<&mut Checkpointer>) {
+        let ctl = if self.controls.contains_key(&conn) {
+            Some(conn)
+        } else {
+            self.datas
+                .get(&conn)
+                .and_then(|d| d.ctl)
+                .filter(|c| c.worker == self.worker)
+                .map(|c| c.conn)
+        };
+        let Some(ctl) = ctl else {
+            return;
+        };
+        if self.frozen.contains(&ctl) {
+            return;
+        }
+        if let Some(cp) = cp {
+            self.write_bundle(ctl, ctx, cp);
+        }
+        self.frozen.insert(ctl);
+    }
+
+    /// `conn` was handed off to another box: forget it without a word to
+    /// the client or the other member (which is handed off with it).
+    pub fn forget(&mut self, conn: ConnId) {
+        if let Some(c) = self.controls.remove(&conn) {
+            if let Some(p) = c.passive {
+                self.serve.hub.release(c.local, p, self.me(conn), None);
+            }
+            self.frozen.remove(&conn);
+            self.due.remove(&conn);
+        } else {
+            self.datas.remove(&conn);
         }
     }
 
