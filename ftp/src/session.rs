@@ -170,9 +170,9 @@ pub struct Session {
     pub(crate) closed: bool,
     /// Which listing a Listing transfer is (for its checkpoint).
     pub(crate) listing_kind: TransferKind,
-    inbuf: Vec<u8>,
-    discarding: bool,
-    queued: VecDeque<Vec<u8>>,
+    pub(crate) inbuf: Vec<u8>,
+    pub(crate) discarding: bool,
+    pub(crate) queued: VecDeque<Vec<u8>>,
     counters: Counters,
 }
 
@@ -259,11 +259,6 @@ impl Session {
     /// True once QUIT, a timeout or a fatal limit closed the session.
     pub fn is_closed(&self) -> bool {
         self.closed
-    }
-    /// True when every byte read was answered: no partial line, none
-    /// queued behind a transfer (a checkpoint may cover them all).
-    pub fn answered_all(&self) -> bool {
-        self.inbuf.is_empty() && self.queued.is_empty() && !self.discarding
     }
 
     /// Bytes from the control connection. `port_free` says whether a

@@ -44,6 +44,15 @@ pub(crate) fn follows_the_address(bundle: &ArchivedBundle<'_>) -> bool {
         .is_some_and(|r| r.view().app_protocol == baton_shmem::APP_PROTOCOL_FTP)
 }
 
+/// The survivor that restores `bundle`: `by_slot` (the split by slot
+/// number), or `heir` for a bundle that follows the address.
+pub(crate) fn survivor_for(bundle: &ArchivedBundle<'_>, by_slot: u16, heir: Option<u16>) -> u16 {
+    match heir {
+        Some(h) if follows_the_address(bundle) => h,
+        _ => by_slot,
+    }
+}
+
 /// The connections migrate hands off for `bundle`: every TCP member, when
 /// its first record (the control connection, or the only one) is
 /// established; none otherwise, and none of an FTP bundle.

@@ -29,7 +29,7 @@ use baton_dataplane::DataplaneHandle;
 use baton_shmem::{ClaimError, Region, Segment, SlotId, ViewNumber};
 use tracing::{info, warn};
 
-use super::bundle::{bundle_orphans, follows_the_address};
+use super::bundle::{bundle_orphans, survivor_for};
 use crate::orphans::{Orphan, OrphanRoute};
 use crate::record::{orphan_of, tuple_of};
 
@@ -70,12 +70,10 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     plan_with(segment, dead, me, &owner, survivors.first().copied())
 }
 
-/// Reads the region of `dead` and splits its connections: the orphans of
-/// slot `s` go to `owner(s)` (the committed change's `orphan_owner`, by
-/// slot number, so that survivors whose replicas of the region differ
-/// by a slot still agree on every other one); `heir`: the survivor that
-/// takes the addresses (this box inherits when it is `me`), which also
-/// gets every FTP bundle (`bundle::follows_the_address`).
+/// Reads the region of `dead` and splits its connections: slot `s` to
+/// `owner(s)` (`orphan_owner`, by slot number, so that survivors whose
+/// replicas differ by a slot still agree on every other one), an FTP
+/// slot to `heir`, who takes the addresses (`bundle::survivor_for`).
 pub fn plan_with(
     segment: &Segment,
     dead: u16,
@@ -103,12 +101,11 @@ pub fn plan_with(
                 continue;
             }
         };
-        let Some(mut owner) = owner(slot.slot().0 as usize) else {
+        let Some(owner) =
+            owner(slot.slot().0 as usize).map(|o| survivor_for(slot.bundle(), o, heir))
+        else {
             return plan;
         };
-        if follows_the_address(slot.bundle()) {
-            owner = heir.unwrap_or(owner);
-        }
         // A bundle is restored all or none (`super::bundle`).
         let orphans = match bundle_orphans(slot.bundle(), &allowed) {
             Ok(o) => o,
