@@ -1,8 +1,10 @@
 //! What the workers of one box share for FTP (issue 17): the passive ports
 //! in use and the messages between a control connection and its data
-//! connection, which the port's fanout usually gives to two different
-//! workers (the client's data port differs from its control port), and
-//! the catalog the sessions list and size objects from.
+//! connection — on one worker when the fanout steers the passive range
+//! (`serve::ftp::steer`), on two when it cannot (DPDK) or when a survivor
+//! restored the pair (the control by its client's hash, the data by its
+//! port) —, the restored members waiting for each other, and the catalog
+//! the sessions list and size objects from.
 //!
 //! A control session reserves `(service IP, port)` on PASV/EPSV; the worker
 //! that accepts a connection to that port claims it here and the control's
