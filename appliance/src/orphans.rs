@@ -27,6 +27,21 @@ pub struct Orphan {
     /// An HTTPS connection's sealed TLS block (opened with `cluster.key`
     /// by the worker that restores it).
     pub tls: Option<Vec<u8>>,
+    /// Another protocol's state (`app_protocol` 2: an FTP bundle member's
+    /// records, `baton_ftp::checkpoint`), unread here.
+    pub app_state: Option<Vec<u8>>,
+}
+
+/// What the worker's app is handed with a restored connection (the
+/// dataplane carries it opaquely).
+#[derive(Debug, Default)]
+pub struct Restore {
+    /// The HTTP response in flight, if any.
+    pub response: RestoreData,
+    /// An HTTPS connection's sealed TLS block.
+    pub tls: Option<Vec<u8>>,
+    /// Another protocol's state (see [`Orphan::app_state`]).
+    pub app_state: Option<Vec<u8>>,
 }
 
 /// Where an orphan's packets go.
@@ -66,6 +81,18 @@ impl OrphanTable {
 }
 
 impl Orphan {
+    /// The TCP block to restore and what the worker's app gets with it.
+    pub fn into_restore(self) -> (TcbExport, Restore) {
+        (
+            self.export,
+            Restore {
+                response: self.response,
+                tls: self.tls,
+                app_state: self.app_state,
+            },
+        )
+    }
+
     /// The route that restores this orphan here, keyed by its connection.
     pub fn route_here(self) -> (FourTuple, OrphanRoute) {
         (self.export.tuple, OrphanRoute::Mine(Box::new(self)))

@@ -132,6 +132,7 @@ pub(crate) fn orphan_of(record: &ArchivedConnRecord<'_>) -> Option<Orphan> {
         export,
         response,
         tls: r.tls.map(<[u8]>::to_vec),
+        app_state: r.app_state.map(<[u8]>::to_vec),
     })
 }
 

@@ -498,6 +498,8 @@ fn dataplane_options(config: &Config) -> DataplaneOptions {
     // connections (the port spreads a client's 4-tuples over workers).
     opts.max_connections_per_client = dp.max_connections_per_client.div_ceil(dp.workers.max(1));
     opts.syn_backlog = dp.syn_backlog;
+    // FTP's data connections reach their control connection's worker.
+    opts.steer = crate::serve::ftp::steer(config);
     // Takeover at scale: the survivor that inherits a dead box's address
     // receives every client frame of the dead box's connections (answers
     // to probes, then the ACKs of resumed downloads, ~70,000 frames/s for

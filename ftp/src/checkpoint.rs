@@ -329,6 +329,12 @@ impl DataRecord {
 }
 
 impl Session {
+    /// True when every byte read was answered: no partial line, none
+    /// queued behind a transfer (a checkpoint may cover them all).
+    pub fn answered_all(&self) -> bool {
+        self.inbuf.is_empty() && self.queued.is_empty() && !self.discarding
+    }
+
     /// The records of this session's bundle: the control record, and a
     /// data record while a transfer is pending or running. `first_seq` is
     /// the data connection's sequence number of the transfer's first byte

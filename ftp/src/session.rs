@@ -170,9 +170,9 @@ pub struct Session {
     pub(crate) closed: bool,
     /// Which listing a Listing transfer is (for its checkpoint).
     pub(crate) listing_kind: TransferKind,
-    inbuf: Vec<u8>,
-    discarding: bool,
-    queued: VecDeque<Vec<u8>>,
+    pub(crate) inbuf: Vec<u8>,
+    pub(crate) discarding: bool,
+    pub(crate) queued: VecDeque<Vec<u8>>,
     counters: Counters,
 }
 

@@ -56,8 +56,9 @@ impl Control {
             // box is configured with (TAKEOVER.md, "Load-aware assignment").
             let split = split_of(change);
             let owner = |slot: usize| split.owner(slot);
-            let inherit = address_heir(change, left.id) == Some(self.me);
-            let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, inherit);
+            let heir = address_heir(change, left.id);
+            let inherit = heir == Some(self.me);
+            let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, heir);
             log_split(change, left.id, &split, &per_owner(&plan, self.me));
             if matches!(split, Split::Unreadable { .. }) {
                 route_by_claims_meanwhile(

@@ -31,11 +31,39 @@ pub(crate) fn bundle_orphans(
     Ok(out)
 }
 
+/// True when `bundle` goes to the survivor that inherits the dead box's
+/// address rather than by slot: an FTP session (its first record FTP),
+/// whose next data connection — a new 4-tuple to the dead box's address,
+/// which no orphan route names — reaches the address's heir; the session
+/// and its passive ports must be there.
+pub(crate) fn follows_the_address(bundle: &ArchivedBundle<'_>) -> bool {
+    bundle
+        .records
+        .iter()
+        .next()
+        .is_some_and(|r| r.view().app_protocol == baton_shmem::APP_PROTOCOL_FTP)
+}
+
+/// The survivor that restores `bundle`: `by_slot` (the split by slot
+/// number), or `heir` for a bundle that follows the address.
+pub(crate) fn survivor_for(bundle: &ArchivedBundle<'_>, by_slot: u16, heir: Option<u16>) -> u16 {
+    match heir {
+        Some(h) if follows_the_address(bundle) => h,
+        _ => by_slot,
+    }
+}
+
 /// The connections migrate hands off for `bundle`: every TCP member, when
 /// its first record (the control connection, or the only one) is
-/// established; none otherwise.
+/// established; none otherwise, and none of an FTP bundle.
 pub(crate) fn movable_tuples(bundle: &ArchivedBundle<'_>) -> Option<Vec<FourTuple>> {
     let first = bundle.records.iter().next()?.view();
+    if follows_the_address(bundle) {
+        // The session's next data connections would reach the box that
+        // holds the address, not the adopter (docs/FTP.md, "What is
+        // left"): an FTP session stays where it is.
+        return None;
+    }
     let established = first
         .tcp
         .is_some_and(|t| t.tcp_state == State::Established.as_u8());
@@ -178,6 +206,35 @@ mod tests {
         );
         assert!(two.elsewhere.iter().all(|(_, by)| *by == 3));
         assert_eq!(two.elsewhere.len(), 2);
+    }
+
+    #[test]
+    fn ftp_bundles_go_to_the_address_heir_and_stay_out_of_migrate() {
+        let (_f, seg) = segment("heir");
+        let region = seg.region(1).expect("region 1");
+        region
+            .set_identity([2, 0, 0, 0, 0, 1], &[DEAD_IP.into()])
+            .expect("identity");
+        let mut w = region.writer();
+        for s in 0..3u16 {
+            let ftp = |r: ConnRecord<'static>| ConnRecord {
+                app_protocol: baton_shmem::APP_PROTOCOL_FTP,
+                ..r
+            };
+            let control = ftp(member(21, 50_000 + s, State::Established, DEAD_IP));
+            let data = ftp(member(40_000 + s, 51_000 + s, State::Established, DEAD_IP));
+            w.write(SlotId(u32::from(s)), &[control, data])
+                .expect("fits");
+        }
+        // Box 2, the lowest survivor, inherits the address: every session.
+        let two = plan(&seg, 1, 2, &[2, 3]);
+        let three = plan(&seg, 1, 3, &[2, 3]);
+        assert_eq!(two.mine.len(), 6);
+        assert!(three.mine.is_empty());
+        assert!(three.elsewhere.iter().all(|(_, by)| *by == 2));
+        let slot = region.read(SlotId(1)).expect("readable").expect("written");
+        assert!(follows_the_address(slot.bundle()));
+        assert_eq!(movable_tuples(slot.bundle()), None);
     }
 
     #[test]

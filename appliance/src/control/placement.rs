@@ -253,7 +253,7 @@ mod tests {
         dead_box_with(&seg, 12);
         let change = removal(preloaded_box_2());
         let split = split_of(&change);
-        let plan = |me: u16| plan_with(&seg, 1, me, &|s| split.owner(s), me == 2);
+        let plan = |me: u16| plan_with(&seg, 1, me, &|s| split.owner(s), Some(2));
         let (p2, p3) = (plan(2), plan(3));
         assert_eq!(p2.mine.len(), 0, "box 2 holds 40, box 3 none");
         assert_eq!(p3.mine.len(), 12);
@@ -266,11 +266,11 @@ mod tests {
         let (_file, seg) = TempSegment::new("placement-rr");
         dead_box_with(&seg, 6);
         let rr = split_of(&removal(CommittedLoads::None));
-        let p2 = plan_with(&seg, 1, 2, &|s| rr.owner(s), true);
+        let p2 = plan_with(&seg, 1, 2, &|s| rr.owner(s), Some(2));
         assert_eq!(per_owner(&p2, 2), vec![(2, 3), (3, 3)]);
         let unread = split_of(&removal(CommittedLoads::Unread { proposer: 2 }));
         assert_eq!(unread, Split::Unreadable { proposer: 2 });
-        let p3 = plan_with(&seg, 1, 3, &|s| unread.owner(s), false);
+        let p3 = plan_with(&seg, 1, 3, &|s| unread.owner(s), Some(2));
         assert!(p3.mine.is_empty() && p3.elsewhere.is_empty());
     }
 

@@ -29,7 +29,7 @@ use baton_dataplane::DataplaneHandle;
 use baton_shmem::{ClaimError, Region, Segment, SlotId, ViewNumber};
 use tracing::{info, warn};
 
-use super::bundle::bundle_orphans;
+use super::bundle::{bundle_orphans, survivor_for};
 use crate::orphans::{Orphan, OrphanRoute};
 use crate::record::{orphan_of, tuple_of};
 
@@ -67,23 +67,22 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     survivors.sort_unstable();
     survivors.dedup();
     let owner = |i: usize| (!survivors.is_empty()).then(|| survivors[i % survivors.len()]);
-    plan_with(segment, dead, me, &owner, survivors.first() == Some(&me))
+    plan_with(segment, dead, me, &owner, survivors.first().copied())
 }
 
-/// Reads the region of `dead` and splits its connections: the orphans of
-/// slot `s` go to `owner(s)` (the committed change's `orphan_owner`, by
-/// slot number, so that survivors whose replicas of the region differ
-/// by a slot still agree on every other one); `inherit`: this box takes
-/// the addresses.
+/// Reads the region of `dead` and splits its connections: slot `s` to
+/// `owner(s)` (`orphan_owner`, by slot number, so that survivors whose
+/// replicas differ by a slot still agree on every other one), an FTP
+/// slot to `heir`, who takes the addresses (`bundle::survivor_for`).
 pub fn plan_with(
     segment: &Segment,
     dead: u16,
     me: u16,
     owner: &dyn Fn(usize) -> Option<u16>,
-    inherit: bool,
+    heir: Option<u16>,
 ) -> Plan {
     let mut plan = Plan {
-        inherit,
+        inherit: heir == Some(me),
         ..Plan::default()
     };
     if let Ok(info) = segment.box_info(dead) {
@@ -102,7 +101,9 @@ pub fn plan_with(
                 continue;
             }
         };
-        let Some(owner) = owner(slot.slot().0 as usize) else {
+        let Some(owner) =
+            owner(slot.slot().0 as usize).map(|o| survivor_for(slot.bundle(), o, heir))
+        else {
             return plan;
         };
         // A bundle is restored all or none (`super::bundle`).
@@ -366,8 +367,8 @@ pub(crate) fn restore_paced(dataplane: &DataplaneHandle, orphans: Vec<Orphan>, s
         if i > 0 && i % batch == 0 {
             thread::sleep(RESTORE_TICK);
         }
-        if let Err(err) = dataplane.restore(orphan.export, Box::new((orphan.response, orphan.tls)))
-        {
+        let (export, data) = orphan.into_restore();
+        if let Err(err) = dataplane.restore(export, Box::new(data)) {
             warn!(%err, "restore failed");
         }
     }
@@ -733,7 +734,7 @@ pub(crate) mod tests {
         let survivor = |seg: &Segment, me: u16| {
             let split = baton_membership::split_of(&change);
             let owner = |slot: usize| split.owner(slot);
-            let heir = baton_membership::address_heir(&change, 1) == Some(me);
+            let heir = baton_membership::address_heir(&change, 1);
             let mut p = plan_with(seg, 1, me, &owner, heir);
             let region = seg.region(1).expect("region 1");
             assert_eq!(claim_mine(&region, me, change.number, &mut p), 0);
@@ -768,7 +769,7 @@ pub(crate) mod tests {
             let view = ViewNumber(change.number.0 + round);
             let barrier = std::sync::Barrier::new(2);
             let race = |seg: &Segment, me: u16| {
-                let mut p = plan_with(seg, 1, me, &|_| Some(me), false);
+                let mut p = plan_with(seg, 1, me, &|_| Some(me), None);
                 assert_eq!(p.mine.len(), 1);
                 let region = seg.region(1).expect("region 1");
                 barrier.wait();

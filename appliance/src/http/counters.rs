@@ -192,6 +192,16 @@ counters! {
     rtcp_sent => "baton_rtcp_packets_total" { "direction" = "sent" },
     /// UDP datagrams received from RTSP clients (RTCP receiver reports, NAT punches).
     rtcp_received => "baton_rtcp_packets_total" { "direction" = "received" },
+    /// FTP connections taken over and continued here from their bundle, by role: control.
+    ftp_restored_control => "baton_ftp_restored_total" { "role" = "control" },
+    /// FTP connections taken over and continued here from their bundle, by role: data
+    /// (a transfer resumed at its byte).
+    ftp_restored_data => "baton_ftp_restored_total" { "role" = "data" },
+    /// FTP connections taken over but reset: no state, a record that does not decode,
+    /// or a session `Session::restore` refuses.
+    ftp_not_restored => "baton_ftp_not_restored_total",
+    /// FTP bundle checkpoints written (control and data records in one slot write).
+    ftp_bundle_writes => "baton_ftp_bundle_checkpoints_total",
     /// 304 answers.
     not_modified,
     /// 412 answers (If-Match / If-Unmodified-Since failed).
@@ -249,7 +259,7 @@ mod tests {
         c.status(206);
         bump(&c.requests);
         let m = c.snapshot().metrics();
-        assert_eq!(m.len(), 51);
+        assert_eq!(m.len(), 55);
         assert_eq!(m[0].name, "baton_http_requests_total");
         assert_eq!(m[0].help, "Request heads parsed.");
         assert_eq!(m[0].value, 1);

@@ -28,6 +28,9 @@ use crate::clock::unix_ms;
 use crate::http::checkpoint::ResponseCheckpoint;
 use crate::record::{app_fields, object_start, seqs, tcp_block, upload_covered, write_record};
 
+mod bundle;
+pub(crate) use bundle::Member;
+
 /// Throughput above which a connection counts as fast (bytes per second).
 const FAST_RATE: f64 = 1_000_000.0;
 
@@ -102,6 +105,9 @@ pub struct Checkpointer {
     /// HTTPS connections' latest sealed TLS block, written with each of
     /// their checkpoints.
     tls: ConnMap<ConnId, Vec<u8>>,
+    /// Bundle members' client bytes their last covering write committed
+    /// (`bundle`).
+    members: ConnMap<ConnId, SeqNum>,
 }
 
 impl Checkpointer {
@@ -125,6 +131,7 @@ impl Checkpointer {
             conns: ConnMap::default(),
             full_warned: false,
             tls: ConnMap::default(),
+            members: ConnMap::default(),
         })
     }
 
@@ -335,6 +342,7 @@ impl Checkpointer {
     /// core clears it once the adopter has the connection).
     pub fn forget(&mut self, conn: ConnId) {
         self.tls.remove(&conn);
+        self.members.remove(&conn);
         if self.conns.remove(&conn).is_some() {
             self.region.add_connections(-1);
         }
@@ -343,6 +351,7 @@ impl Checkpointer {
     /// `conn` is gone: its slot is cleared and reused.
     pub fn release(&mut self, conn: ConnId) {
         self.tls.remove(&conn);
+        self.members.remove(&conn);
         if let Some(state) = self.conns.remove(&conn) {
             let _ = self.writer.clear(state.slot);
             let _ = self.slots.free(state.slot);

@@ -4,13 +4,18 @@
 //! connection is usually on another worker) and fed from the cache with
 //! the REST offset as the start, or with the session's listing bytes.
 //!
+//! A control connection and its data connection on one worker are
+//! checkpointed as one bundle and restored by a survivor (`bundle`).
+//!
 //! It carries bytes and events between the session, TCP and the cache and
 //! decides nothing of FTP (the session's rules), nor which worker gets a
-//! connection (the port's fanout). Not built yet: checkpoints of FTP
-//! connections (they are served with ACK hold off, so a takeover resets
-//! them) and active mode (the dataplane opens no connections:
-//! PORT/EPRT's data connection fails with 425).
+//! connection (the port's fanout). Not built yet: active mode (the
+//! dataplane opens no connections: PORT/EPRT's data connection fails with
+//! 425).
+mod bundle;
+
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +23,8 @@ use std::time::Instant;
 
 use baton_dataplane::app::{CloseReason, Ctx};
 use baton_dataplane::flow::ConnId;
-use baton_dataplane::tcp::State;
+use baton_dataplane::port::PortSteer;
+use baton_dataplane::tcp::{SeqNum, State};
 use baton_ftp::{Action, DataKind, Session};
 use bytes::Bytes;
 use tracing::{debug, info};
@@ -35,6 +41,23 @@ pub struct FtpServe {
     pub port: u16,
     /// Routing between workers, and the catalog.
     pub hub: Arc<FtpHub<ConnId>>,
+    /// The dataplane's workers and its steering of the passive range
+    /// ([`steer`]); `None`: data connections land by the client's hash.
+    pub steer: Option<(PortSteer, usize)>,
+}
+
+/// The port steering FTP asks of the dataplane: its passive range, so
+/// that a data connection reaches the worker of its control connection
+/// (`(port - min) mod workers`; docs/FTP.md). None when FTP is off or
+/// the backend cannot steer (DPDK: the hub's cross-worker events then
+/// carry every pair, and only same-worker pairs are checkpointed).
+pub fn steer(config: &baton_config::Config) -> Option<PortSteer> {
+    let f = &config.ftp;
+    let steerable = !matches!(config.dataplane.backend, baton_config::Backend::Dpdk);
+    (f.enabled && steerable).then_some(PortSteer {
+        min: f.passive_port_min,
+        max: f.passive_port_max,
+    })
 }
 
 impl FtpServe {
@@ -58,6 +81,7 @@ impl FtpServe {
             },
             port: f.port,
             hub,
+            steer: steer(config).map(|s| (s, config.dataplane.workers.max(1))),
         }))
     }
 
@@ -70,6 +94,15 @@ impl FtpServe {
     /// True when a connection to local `port` is FTP's.
     pub fn claims(&self, port: u16) -> bool {
         port == self.port || self.is_passive(port)
+    }
+
+    /// True when a data connection to passive `port` reaches `worker`:
+    /// the ports a session of that worker may offer.
+    fn reaches(&self, port: u16, worker: usize) -> bool {
+        match self.steer {
+            Some((s, n)) => s.worker_of_port(port, n).is_none_or(|w| w == worker),
+            None => true,
+        }
     }
 }
 
@@ -103,6 +136,9 @@ struct DataConn {
     ctl: Option<Where<ConnId>>,
     key: (IpAddr, u16),
     stream: Stream,
+    /// The sequence number of the transfer's first byte (its bundle's
+    /// data record), once it started.
+    first_seq: Option<SeqNum>,
 }
 
 /// One worker's FTP connections.
@@ -118,6 +154,14 @@ pub struct FtpConns {
     last_tick: u64,
     controls: HashMap<ConnId, Control>,
     datas: HashMap<ConnId, DataConn>,
+    /// Control connections whose bundle is to be written (`bundle`).
+    due: HashSet<ConnId>,
+    /// Connections that left their bundle: their client bytes are
+    /// acknowledged freely from now on.
+    left: Vec<ConnId>,
+    /// Control connections whose bundle had its last write (a freeze for
+    /// a drain or a handoff): nothing more is written or sent.
+    frozen: HashSet<ConnId>,
 }
 
 /// How often idle limits are checked, virtual milliseconds.
@@ -144,6 +188,9 @@ impl FtpConns {
             last_tick: 0,
             controls: HashMap::new(),
             datas: HashMap::new(),
+            due: HashSet::new(),
+            left: Vec::new(),
+            frozen: HashSet::new(),
         }
     }
 
@@ -170,7 +217,8 @@ impl FtpConns {
 
     /// A connection accepted on the control port or a passive port.
     pub fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        // Not checkpointed yet: nothing would commit the client's bytes.
+        // Until a bundle holds it (the control's first write, a data
+        // connection's transfer start), nothing commits its bytes.
         ctx.set_ack_hold(conn, false);
         let Some(t) = ctx.tuple(conn) else {
             ctx.abort(conn);
@@ -189,6 +237,7 @@ impl FtpConns {
                         ctl: None,
                         key,
                         stream: Stream::Waiting,
+                        first_seq: None,
                     },
                 );
             } else {
@@ -236,11 +285,11 @@ impl FtpConns {
             let Some(c) = self.controls.get_mut(&conn) else {
                 return;
             };
-            let hub = &self.serve.hub;
-            let local = c.local;
-            let actions = c
-                .session
-                .on_input(&buf[..n], now, &*catalog, &|p| hub.is_free(local, p));
+            let serve = &self.serve;
+            let (local, worker) = (c.local, self.worker);
+            let actions = c.session.on_input(&buf[..n], now, &*catalog, &|p| {
+                serve.reaches(p, worker) && serve.hub.is_free(local, p)
+            });
             self.apply(conn, actions, ctx);
         }
     }
@@ -257,7 +306,9 @@ impl FtpConns {
     /// The client closed its side.
     pub fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if self.controls.contains_key(&conn) {
-            // The session is over: what it waited for goes with it.
+            // The session is over: what it waited for goes with it, and
+            // the client's FIN needs no checkpoint to be acknowledged.
+            self.left.push(conn);
             ctx.close(conn);
         } else if let Some(d) = self.datas.get(&conn) {
             if !matches!(d.stream, Stream::Finished) {
@@ -360,6 +411,7 @@ impl FtpConns {
                 continue;
             }
             if let Some(ctl) = d.ctl.take() {
+                self.left.push(*conn);
                 self.serve.hub.post(
                     ctl,
                     Event::Control {
@@ -379,7 +431,7 @@ impl FtpConns {
         let catalog = self.serve.hub.catalog();
         let hub = Arc::clone(&self.serve.hub);
         let Some(c) = self.controls.get_mut(&conn) else {
-            if let CtlEvent::Connected(_, data) = ev {
+            if let CtlEvent::Connected(_, data) | CtlEvent::Adopted(data) = ev {
                 hub.post(
                     data,
                     Event::Data {
@@ -391,7 +443,8 @@ impl FtpConns {
             return;
         };
         let local = c.local;
-        let free = |p| hub.is_free(local, p);
+        let (serve, worker) = (Arc::clone(&self.serve), self.worker);
+        let free = |p| serve.reaches(p, worker) && hub.is_free(local, p);
         let actions = match ev {
             CtlEvent::Connected(peer, data) => {
                 c.data = Some(data);
@@ -402,6 +455,10 @@ impl FtpConns {
                 c.session.transfer_done(now, &*catalog, &free)
             }
             CtlEvent::Failed => c.session.transfer_failed(now, &*catalog, &free),
+            CtlEvent::Adopted(data) => {
+                c.data = Some(data);
+                Vec::new()
+            }
         };
         self.apply(conn, actions, ctx);
     }
@@ -411,8 +468,13 @@ impl FtpConns {
             return;
         };
         match ev {
+            DataEvent::Adopt(ctl) => d.ctl = Some(ctl),
             DataEvent::Start(kind, ctl) => {
                 d.ctl = Some(ctl);
+                d.first_seq = ctx.next_seq(conn);
+                if ctl.worker == self.worker {
+                    self.due.insert(ctl.conn);
+                }
                 d.stream = match kind {
                     DataKind::Listing(bytes) => Stream::Listing(Bytes::from(bytes)),
                     DataKind::Retr { object, offset, .. } => {
@@ -499,6 +561,7 @@ impl FtpConns {
         let now = self.ms(ctx);
         let hub = Arc::clone(&self.serve.hub);
         let mut more = Vec::new();
+        let mut local = Vec::new();
         {
             let Some(c) = self.controls.get_mut(&conn) else {
                 return;
@@ -525,17 +588,22 @@ impl FtpConns {
                         debug!(%addr, "FTP active mode: no outgoing connections, 425");
                         more = c.session.data_connect_failed(now);
                     }
-                    Action::StartTransfer(kind) => {
-                        if let Some(d) = c.data {
-                            hub.post(
-                                d,
-                                Event::Data {
-                                    data: d.conn,
-                                    ev: DataEvent::Start(kind, me),
-                                },
-                            );
+                    Action::StartTransfer(kind) => match c.data {
+                        // Started at once on this worker: the bundle
+                        // written after this call has the transfer's
+                        // first byte.
+                        Some(d) if d.worker == me.worker => {
+                            local.push((d.conn, DataEvent::Start(kind, me)))
                         }
-                    }
+                        Some(d) => hub.post(
+                            d,
+                            Event::Data {
+                                data: d.conn,
+                                ev: DataEvent::Start(kind, me),
+                            },
+                        ),
+                        None => {}
+                    },
                     Action::RefuseData => {
                         if let Some(d) = c.data.take() {
                             if let Some(p) = c.passive {
@@ -576,8 +644,49 @@ impl FtpConns {
             add(&k.ftp_rejected, seen.rejected - c.seen.rejected);
             c.seen = seen;
         }
+        self.due.insert(conn);
+        for (data, ev) in local {
+            self.data_event(data, ev, ctx);
+        }
         if !more.is_empty() {
             self.apply(conn, more, ctx);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(steer: Option<(PortSteer, usize)>) -> FtpServe {
+        FtpServe {
+            config: baton_ftp::Config {
+                passive_ports: (40000, 40031),
+                max_line: 512,
+                idle_timeout_ms: 300_000,
+            },
+            port: 21,
+            hub: Arc::new(FtpHub::default()),
+            steer,
+        }
+    }
+
+    #[test]
+    fn a_session_offers_only_ports_that_reach_its_worker() {
+        let s = serve(Some((
+            PortSteer {
+                min: 40000,
+                max: 40031,
+            },
+            3,
+        )));
+        for worker in 0..3 {
+            let mine: Vec<u16> = (40000..=40031).filter(|&p| s.reaches(p, worker)).collect();
+            assert!(mine.iter().all(|p| usize::from(p - 40000) % 3 == worker));
+            assert_eq!(mine.len(), if worker < 2 { 11 } else { 10 });
+        }
+        // Unsteered (DPDK, one worker): every port.
+        let s = serve(None);
+        assert!((40000..=40031).all(|p| s.reaches(p, 1)));
     }
 }

@@ -1,8 +1,10 @@
 //! What the workers of one box share for FTP (issue 17): the passive ports
 //! in use and the messages between a control connection and its data
-//! connection, which the port's fanout usually gives to two different
-//! workers (the client's data port differs from its control port), and
-//! the catalog the sessions list and size objects from.
+//! connection — on one worker when the fanout steers the passive range
+//! (`serve::ftp::steer`), on two when it cannot (DPDK) or when a survivor
+//! restored the pair (the control by its client's hash, the data by its
+//! port) —, the restored members waiting for each other, and the catalog
+//! the sessions list and size objects from.
 //!
 //! A control session reserves `(service IP, port)` on PASV/EPSV; the worker
 //! that accepts a connection to that port claims it here and the control's
@@ -36,6 +38,9 @@ pub enum CtlEvent<C> {
     Done,
     /// The data connection broke before the end.
     Failed,
+    /// A restored data connection (takeover) belongs to this restored
+    /// control connection: its transfer is running.
+    Adopted(Where<C>),
 }
 
 /// What a data connection is told by its control connection.
@@ -47,6 +52,9 @@ pub enum DataEvent<C> {
     Refuse,
     /// The control connection gave up the transfer (ABOR, QUIT, timeout).
     Close,
+    /// A restored control connection (takeover) owns this restored data
+    /// connection: report to it.
+    Adopt(Where<C>),
 }
 
 /// A message for one worker.
@@ -77,6 +85,9 @@ struct Passive<C> {
 
 struct State<C> {
     passive: HashMap<(IpAddr, u16), Passive<C>>,
+    /// Restored data connections whose control connection is not
+    /// restored yet (a takeover restores a bundle's members one by one).
+    restored: HashMap<(IpAddr, u16), Where<C>>,
     inbox: HashMap<usize, Vec<Event<C>>>,
     wakers: HashMap<usize, Waker>,
 }
@@ -94,6 +105,7 @@ impl<C> Default for FtpHub<C> {
         FtpHub {
             state: Mutex::new(State {
                 passive: HashMap::new(),
+                restored: HashMap::new(),
                 inbox: HashMap::new(),
                 wakers: HashMap::new(),
             }),
@@ -172,10 +184,51 @@ impl<C: Copy + Eq + std::fmt::Debug> FtpHub<C> {
         true
     }
 
+    /// A restored control connection `owner` takes back its passive port
+    /// (its data connection was connected when the checkpoint was written):
+    /// returns the restored data connection if it came first (it is then
+    /// the port's), else it will find the reservation. False in the first
+    /// field when another session holds the port.
+    pub fn reserve_restored(
+        &self,
+        ip: IpAddr,
+        port: u16,
+        owner: Where<C>,
+    ) -> (bool, Option<Where<C>>) {
+        let mut s = self.lock();
+        if s.passive.get(&(ip, port)).is_some_and(|p| p.owner != owner) {
+            return (false, None);
+        }
+        let data = s.restored.remove(&(ip, port));
+        s.passive.insert((ip, port), Passive { owner, data });
+        (true, data)
+    }
+
+    /// A restored data connection to `(ip, port)`: its control connection
+    /// if that is restored already (the port is then this connection's),
+    /// else it is remembered for [`FtpHub::reserve_restored`].
+    pub fn data_restored(&self, ip: IpAddr, port: u16, data: Where<C>) -> Option<Where<C>> {
+        let mut s = self.lock();
+        match s.passive.get_mut(&(ip, port)) {
+            Some(p) if p.data.is_none() || p.data == Some(data) => {
+                p.data = Some(data);
+                Some(p.owner)
+            }
+            Some(_) => None,
+            None => {
+                s.restored.insert((ip, port), data);
+                None
+            }
+        }
+    }
+
     /// The reservation forgets a refused data connection and waits for
     /// the client's own.
     pub fn data_refused(&self, ip: IpAddr, port: u16, data: Where<C>) {
         let mut s = self.lock();
+        if s.restored.get(&(ip, port)) == Some(&data) {
+            s.restored.remove(&(ip, port));
+        }
         if let Some(p) = s.passive.get_mut(&(ip, port)) {
             if p.data == Some(data) {
                 p.data = None;
@@ -303,6 +356,33 @@ mod tests {
         // Only the owner releases.
         hub.release(ip, 40001, w(1, 1), None);
         assert!(!hub.is_free(ip, 40001));
+    }
+
+    #[test]
+    fn restored_members_find_each_other_in_either_order() {
+        let hub = FtpHub::<u32>::default();
+        let ip: IpAddr = "198.18.0.11".parse().unwrap();
+        // Data first: remembered, then handed to the control.
+        assert_eq!(hub.data_restored(ip, 40002, w(0, 7)), None);
+        assert_eq!(
+            hub.reserve_restored(ip, 40002, w(0, 3)),
+            (true, Some(w(0, 7)))
+        );
+        assert!(!hub.is_free(ip, 40002));
+        let client: IpAddr = "198.18.1.2".parse().unwrap();
+        assert!(
+            !hub.data_arrived(ip, 40002, client, w(0, 8)),
+            "the port has its data connection"
+        );
+        // Control first: the data connection finds its owner.
+        assert_eq!(hub.reserve_restored(ip, 40003, w(1, 4)), (true, None));
+        assert_eq!(hub.data_restored(ip, 40003, w(0, 9)), Some(w(1, 4)));
+        // Another session's port is not taken back.
+        assert_eq!(hub.reserve_restored(ip, 40003, w(0, 5)), (false, None));
+        // A data connection whose control never came is forgotten.
+        assert_eq!(hub.data_restored(ip, 40004, w(0, 10)), None);
+        hub.data_refused(ip, 40004, w(0, 10));
+        assert_eq!(hub.reserve_restored(ip, 40004, w(0, 6)), (true, None));
     }
 
     #[test]

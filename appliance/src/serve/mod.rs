@@ -31,7 +31,7 @@ use crate::cache::Cache;
 use crate::http::checkpoint::ResponseCheckpoint;
 use crate::http::request::Limits;
 use crate::http::worker::{HttpWorker, Transport};
-use crate::orphans::{OrphanRoute, OrphanTable, RestoreData};
+use crate::orphans::{OrphanRoute, OrphanTable, Restore, RestoreData};
 use crate::record::seqs;
 use crate::spool::Spool;
 use checkpoint::Checkpointer;
@@ -58,8 +58,8 @@ pub struct CacheApp {
     waker: Arc<LateWaker>,
     checkpoints: Option<Checkpointer>,
     orphans: Arc<OrphanTable>,
-    /// Restored connections waiting for "ready", with their response.
-    restoring: ConnMap<ConnId, (RestoreData, Option<Vec<u8>>)>,
+    /// Restored connections waiting for "ready", with their state.
+    restoring: ConnMap<ConnId, Restore>,
     /// The test hook that panics this worker on purpose (`crate::fatal`).
     test_panic: Option<crate::fatal::TestPanic>,
     /// HTTPS connections (none when `[tls]` is off).
@@ -325,16 +325,6 @@ impl Transport for CtxTransport<'_, '_> {
     }
 }
 
-/// FTP's connections go to [`ftp::FtpConns`], RTSP's to
-/// [`rtsp::RtspConns`], and skip the rest (a macro: one line at the top of
-/// each callback).
-macro_rules! ftp_owns {
-    ($app:expr, $conn:expr) => {
-        $app.ftp.as_ref().is_some_and(|f| f.owns($conn))
-            || $app.rtsp.as_ref().is_some_and(|r| r.owns($conn))
-    };
-}
-
 impl App for CacheApp {
     fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(p) = self.test_panic.as_mut() {
@@ -343,6 +333,7 @@ impl App for CacheApp {
         if let Some(f) = self.ftp.as_mut() {
             if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
                 f.on_accept(conn, ctx);
+                f.checkpoint(ctx, self.checkpoints.as_mut());
                 return;
             }
         }
@@ -377,7 +368,8 @@ impl App for CacheApp {
 
     fn on_readable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
-            return f.on_readable(conn, ctx);
+            f.on_readable(conn, ctx);
+            return f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
             return r.on_readable(conn, ctx);
@@ -396,7 +388,8 @@ impl App for CacheApp {
 
     fn on_writable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
-            return f.on_writable(conn, ctx);
+            f.on_writable(conn, ctx);
+            return f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
             return r.on_writable(conn, ctx);
@@ -425,7 +418,8 @@ impl App for CacheApp {
 
     fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
-            return f.on_peer_closed(conn, ctx);
+            f.on_peer_closed(conn, ctx);
+            return f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
             return r.on_peer_closed(conn, ctx);
@@ -443,7 +437,11 @@ impl App for CacheApp {
 
     fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _ctx: &mut Ctx<'_>) {
         if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
-            return f.on_closed(conn, reason);
+            f.on_closed(conn, reason);
+            if let Some(c) = self.checkpoints.as_mut() {
+                c.release(conn);
+            }
+            return f.checkpoint(_ctx, self.checkpoints.as_mut());
         }
         if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
             return r.on_closed(conn);
@@ -467,8 +465,12 @@ impl App for CacheApp {
     }
 
     fn on_freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        if ftp_owns!(self, conn) {
-            // Not checkpointed yet (serve::ftp, serve::rtsp).
+        if let Some(f) = self.ftp.as_mut().filter(|f| f.owns(conn)) {
+            // The bundle's last write, once for both members.
+            return f.freeze(conn, ctx, self.checkpoints.as_mut());
+        }
+        if self.rtsp.as_ref().is_some_and(|r| r.owns(conn)) {
+            // Not checkpointed yet (serve::rtsp).
             return;
         }
         // The final checkpoint must cover what TCP acknowledged: an
@@ -499,6 +501,9 @@ impl App for CacheApp {
             // the adopting box.
             self.orphans.extend([(tuple, OrphanRoute::Elsewhere(to))]);
         }
+        if let Some(f) = self.ftp.as_mut() {
+            f.forget(conn);
+        }
         self.http.on_handed_off(conn);
     }
 
@@ -509,23 +514,22 @@ impl App for CacheApp {
             None => UnknownAction::Listener,
             Some(OrphanRoute::Elsewhere(mac)) => UnknownAction::Forward(mac),
             Some(OrphanRoute::Mine(orphan)) => {
-                let orphan = *orphan;
-                let data: (RestoreData, Option<Vec<u8>>) = (orphan.response, orphan.tls);
-                UnknownAction::Restore(orphan.export, Box::new(data))
+                let (export, data) = orphan.into_restore();
+                UnknownAction::Restore(export, Box::new(data))
             }
         }
     }
 
     fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {
-        // (response, sealed TLS block), as `on_unknown_segment` and the
-        // control core's restore hand it; a bare response (a caller that
-        // knows no TLS) is a plain connection's.
-        let (response, tls) = match data.downcast::<(RestoreData, Option<Vec<u8>>)>() {
+        // What `on_unknown_segment` and the control core's restore hand; a
+        // bare response (a caller that knows no TLS) is a plain
+        // connection's.
+        let data = match data.downcast::<Restore>() {
             Ok(b) => *b,
-            Err(data) => (
-                data.downcast::<RestoreData>().map(|b| *b).unwrap_or(None),
-                None,
-            ),
+            Err(data) => Restore {
+                response: data.downcast::<RestoreData>().map(|b| *b).unwrap_or(None),
+                ..Restore::default()
+            },
         };
         if let Some(tuple) = ctx.tuple(conn) {
             // Restored here: a later segment must find the TCB, never the
@@ -533,15 +537,25 @@ impl App for CacheApp {
             self.orphans.remove(&tuple);
             debug!(
                 ?tuple,
-                resuming = response.is_some(),
+                resuming = data.response.is_some(),
                 "orphan restored, probing"
             );
         }
-        self.restoring.insert(conn, (response, tls));
+        self.restoring.insert(conn, data);
     }
 
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, _rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {
-        let (mut response, tls) = self.restoring.remove(&conn).unwrap_or((None, None));
+        let Restore {
+            mut response,
+            tls,
+            app_state,
+        } = self.restoring.remove(&conn).unwrap_or_default();
+        if let Some(f) = self.ftp.as_mut() {
+            if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
+                f.on_restored(conn, app_state.as_deref(), ctx);
+                return f.checkpoint(ctx, self.checkpoints.as_mut());
+            }
+        }
         let now = ctx.now();
         // An HTTPS connection continues from its TLS block, HTTP from the
         // plaintext position that gives; without one it is reset.
@@ -604,6 +618,7 @@ impl App for CacheApp {
         self.http.poll(&mut t, now);
         if let Some(f) = self.ftp.as_mut() {
             f.poll(ctx);
+            f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         if let Some(r) = self.rtsp.as_mut() {
             r.poll(ctx);

@@ -40,6 +40,28 @@ pub trait OpenedPorts {
 }
 
 impl PortConfig {
+    /// The same backend with connections to `steer`'s ports steered to a
+    /// worker by port ([`super::fanout::steer`]) when `workers` > 1; a
+    /// backend that cannot steer refuses rather than deliver a connection
+    /// to a worker that a restore would not pick.
+    pub fn with_steer(
+        mut self,
+        steer: Option<super::PortSteer>,
+        workers: usize,
+    ) -> Result<Self, PortError> {
+        if steer.is_none() || workers <= 1 {
+            return Ok(self);
+        }
+        match &mut self {
+            PortConfig::AfPacket(cfg) => cfg.steer = steer,
+            // One worker (AF_XDP), or the caller routes frames itself.
+            PortConfig::AfXdp(_) | PortConfig::Memory(_) => {}
+            #[cfg(feature = "dpdk")]
+            PortConfig::Dpdk(_) => return Err(PortError::SteerUnsupported("DPDK")),
+        }
+        Ok(self)
+    }
+
     /// Opens the backend with one port per worker (`workers`) and hands the
     /// ports to `then`.
     pub fn open<O: OpenedPorts>(self, workers: usize, then: O) -> Result<O::Output, PortError> {

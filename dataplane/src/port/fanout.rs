@@ -35,6 +35,9 @@
 use crate::tcp::FourTuple;
 use std::net::IpAddr;
 
+mod steer;
+pub use steer::{fanout_program, worker_for_steered, PortSteer};
+
 /// A classic BPF instruction (`struct sock_filter`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C)]
@@ -69,6 +72,9 @@ const BPF_RSH: u16 = 0x70;
 const BPF_JA: u16 = 0x00;
 const BPF_JEQ: u16 = 0x10;
 const BPF_JSET: u16 = 0x40;
+const BPF_JGT: u16 = 0x20;
+const BPF_JGE: u16 = 0x30;
+const BPF_SUB: u16 = 0x10;
 const BPF_K: u16 = 0x00;
 const BPF_X: u16 = 0x08;
 const BPF_A: u16 = 0x10;
@@ -216,6 +222,7 @@ pub fn run_cbpf(prog: &[SockFilter], protocol: u16, l3: &[u8]) -> u32 {
                     BPF_AND => a & operand,
                     BPF_LSH => a.wrapping_shl(operand),
                     BPF_XOR => a ^ operand,
+                    BPF_SUB => a.wrapping_sub(operand),
                     BPF_MUL => a.wrapping_mul(operand),
                     BPF_RSH => a.wrapping_shr(operand),
                     _ => return 0,
@@ -231,6 +238,8 @@ pub fn run_cbpf(prog: &[SockFilter], protocol: u16, l3: &[u8]) -> u32 {
                 }
                 let taken = match ins.code & 0xf0 {
                     BPF_JEQ => a == ins.k,
+                    BPF_JGT => a > ins.k,
+                    BPF_JGE => a >= ins.k,
                     BPF_JSET => a & ins.k != 0,
                     _ => return 0,
                 };

@@ -50,7 +50,7 @@ pub mod memory;
 mod sleep;
 
 pub use config::{OpenedPorts, PortConfig};
-pub use fanout::{worker_for, worker_for_remote};
+pub use fanout::{worker_for, worker_for_remote, worker_for_steered, PortSteer};
 
 use crate::wire::ethernet::MacAddr;
 use std::os::fd::RawFd;
@@ -91,6 +91,10 @@ pub enum PortError {
     /// The other end of an in-memory port is gone.
     #[error("port disconnected")]
     Disconnected,
+    /// The backend cannot steer connections by port (see
+    /// [`PortConfig::with_steer`]).
+    #[error("{0} cannot steer connections by port (FTP's passive range over several workers)")]
+    SteerUnsupported(&'static str),
 }
 
 impl PortError {

@@ -4,7 +4,7 @@
 //! restore). Knows the workers' [`Command`]s, not their ports.
 
 use super::options::DataplaneError;
-use crate::port::worker_for;
+use crate::port::{worker_for_steered, PortSteer};
 use crate::tcp::{FourTuple, TcbExport};
 use crate::wire::ethernet::MacAddr;
 use crate::worker::{Command, Waker, WorkerStats};
@@ -24,6 +24,9 @@ pub(super) struct WorkerHandle {
 pub struct DataplaneHandle {
     pub(super) workers: Vec<WorkerHandle>,
     pub(super) mac: MacAddr,
+    /// The port steering the fanout applies (restores and handoffs find a
+    /// connection's worker by the same rule).
+    pub(super) steer: Option<PortSteer>,
 }
 
 impl DataplaneHandle {
@@ -126,7 +129,7 @@ impl DataplaneHandle {
         let n = self.workers.len();
         let mut per_worker: Vec<Vec<FourTuple>> = vec![Vec::new(); n];
         for t in tuples {
-            per_worker[worker_for(&t, n)].push(t);
+            per_worker[worker_for_steered(&t, n, self.steer)].push(t);
         }
         let (tx, rx) = crossbeam_channel::unbounded();
         let mut asked = 0;
@@ -163,14 +166,14 @@ impl DataplaneHandle {
     }
 
     /// Hands a connection restored from a checkpoint to the worker that
-    /// receives its packets ([`worker_for`]); the app there gets
+    /// receives its packets ([`worker_for_steered`]); the app there gets
     /// [`App::on_restored`](crate::app::App::on_restored) with `app_data`.
     pub fn restore(
         &self,
         export: TcbExport,
         app_data: Box<dyn Any + Send>,
     ) -> Result<(), DataplaneError> {
-        let w = worker_for(&export.tuple, self.workers.len());
+        let w = worker_for_steered(&export.tuple, self.workers.len(), self.steer);
         self.send(w, Command::Restore { export, app_data })
     }
 

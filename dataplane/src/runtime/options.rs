@@ -41,6 +41,11 @@ pub struct DataplaneOptions {
     /// UDP ports datagrams are taken on (the app's [`crate::app::App::on_datagram`]);
     /// empty ([`crate::worker::NO_UDP_PORTS`]): no UDP service.
     pub udp_ports: std::ops::RangeInclusive<u16>,
+    /// Local ports whose connections go to a worker by port rather than
+    /// by the client's hash (FTP's passive range, issue 17;
+    /// [`crate::port::fanout::steer`]). Applied by the port's fanout
+    /// (AF_PACKET; one-worker backends need none) and by restores.
+    pub steer: Option<crate::port::PortSteer>,
 }
 
 impl DataplaneOptions {
@@ -61,6 +66,7 @@ impl DataplaneOptions {
             cookie_secret: None,
             rx_burst: 64,
             udp_ports: crate::worker::NO_UDP_PORTS,
+            steer: None,
         }
     }
 }

@@ -62,6 +62,7 @@ where
 {
     check_options(&opts)?;
     let workers = opts.workers;
+    let port = port.with_steer(opts.steer, workers)?;
     port.open(workers, StartOn { opts, app_factory })?
 }
 
@@ -169,7 +170,11 @@ where
         });
     }
     drop(ready_tx);
-    let mut handle = DataplaneHandle { workers, mac };
+    let mut handle = DataplaneHandle {
+        workers,
+        mac,
+        steer: opts.steer,
+    };
     for _ in 0..handle.workers.len() {
         match ready_rx.recv() {
             Ok((i, Ok(waker))) => {

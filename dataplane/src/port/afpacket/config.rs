@@ -39,6 +39,9 @@ pub struct AfPacketConfig {
     /// checksums are left to the device and large segments to GSO (see
     /// the module doc). Falls back to plain sends if the kernel refuses.
     pub tx_offload: bool,
+    /// Ports steered to a worker by port in the fanout program (set by
+    /// [`crate::port::PortConfig::with_steer`]).
+    pub steer: Option<crate::port::PortSteer>,
 }
 
 impl AfPacketConfig {
@@ -57,6 +60,7 @@ impl AfPacketConfig {
             mac_override: None,
             ring: RxRing::V2,
             tx_offload: true,
+            steer: None,
         }
     }
 }

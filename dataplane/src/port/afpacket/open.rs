@@ -8,7 +8,7 @@ use super::abi::{
 };
 use super::config::{AfPacketConfig, RxRing};
 use super::port::AfPacketPort;
-use crate::port::fanout::{SockFilter, FANOUT_PROGRAM};
+use crate::port::fanout::{fanout_program, SockFilter};
 use crate::port::PortError;
 use crate::wire::ethernet::MacAddr;
 use std::ffi::CString;
@@ -218,9 +218,11 @@ impl AfPacketPort {
                     "PACKET_FANOUT",
                 )?;
             }
+            // The kernel copies the program at the call.
+            let program = fanout_program(cfg.steer);
             let fprog = SockFprog {
-                len: FANOUT_PROGRAM.len() as u16,
-                filter: FANOUT_PROGRAM.as_ptr(),
+                len: program.len() as u16,
+                filter: program.as_ptr(),
             };
             setsockopt(
                 s,
