@@ -733,9 +733,8 @@ pub(crate) mod tests {
         let (change, _) = two_survivors_commit_box_1s_removal(&a, &b);
         let survivor = |seg: &Segment, me: u16| {
             let split = baton_membership::split_of(&change);
-            let owner = |slot: usize| split.owner(slot);
             let heir = baton_membership::address_heir(&change, 1);
-            let mut p = plan_with(seg, 1, me, &owner, heir);
+            let mut p = plan_with(seg, 1, me, &|slot| split.owner(slot), heir);
             let region = seg.region(1).expect("region 1");
             assert_eq!(claim_mine(&region, me, change.number, &mut p), 0);
             p
