@@ -316,10 +316,19 @@ impl Region {
         self.entry_u32(E_LOAD_VERSION).store(0, Ordering::Release);
     }
 
-    /// Sets the MAC and service IPs (at most [`MAX_SERVICE_IPS`]).
+    /// Sets the MAC and service IPs (at most [`MAX_SERVICE_IPS`]). An
+    /// unchanged identity is not written again: replication applies it with
+    /// every heartbeat, and each write makes readers retry (a writer
+    /// preempted mid-write on a busy core would have them report `Busy`).
     pub fn set_identity(&self, mac: [u8; 6], ips: &[IpAddr]) -> Result<(), BoxTableError> {
         if ips.len() > MAX_SERVICE_IPS {
             return Err(BoxTableError::TooManyIps(ips.len()));
+        }
+        if self
+            .identity()
+            .is_ok_and(|(m, current)| m == mac && current == ips)
+        {
+            return Ok(());
         }
         let seq = self.entry_u64(E_IDENT_SEQ);
         let s = seq.load(Ordering::Relaxed) & !1;

@@ -366,3 +366,44 @@ fn a_new_segment_is_private_and_one_others_may_write_is_refused() {
         "{err}"
     );
 }
+
+/// Replication applies a peer's identity with every heartbeat; readers
+/// (the detector, a takeover) must never be told `Busy` for an identity
+/// that does not change, however often it is applied.
+#[test]
+fn an_identity_applied_again_unchanged_never_makes_a_reader_busy() {
+    let t = TempSeg::new("ident-again");
+    let s = Segment::open_or_create(t.path(), SMALL).unwrap();
+    let r = s.region(1).unwrap();
+    let ips: Vec<IpAddr> = vec![
+        "198.18.0.11".parse().unwrap(),
+        "2001:2::11".parse().unwrap(),
+    ];
+    let mac = [0x02, 0xba, 0x70, 0, 0, 0x0b];
+    r.set_identity(mac, &ips).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let (r, ips, stop) = (r.clone(), ips.clone(), stop.clone());
+        move || {
+            let mut applied = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                r.set_identity(mac, &ips).unwrap();
+                applied += 1;
+            }
+            applied
+        }
+    });
+    let mut reads = 0u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(300);
+    while std::time::Instant::now() < deadline {
+        let info = s.box_info(1).unwrap();
+        assert_eq!((info.mac, &info.service_ips), (mac, &ips));
+        reads += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let applied = writer.join().unwrap();
+    assert!(
+        applied > 1_000 && reads > 1_000,
+        "{applied} writes, {reads} reads"
+    );
+}
