@@ -284,14 +284,9 @@ fn two_workers(g: &LabGuard, boxes: usize) {
 fn lab_ftp_two_workers_a_kill_mid_retr_moves_every_session() {
     let g = LabGuard::up("btftk3", &["--boxes", "2"]);
     two_workers(&g, 2);
-    // A worker learns a client's MAC from the client's segments, and ARP
-    // replies reach worker 0 only: a connection restored on worker 1 for
-    // a client it never saw cannot send its probe (a dataplane limit,
-    // docs/FTP.md). Each of box2's workers meets the client first.
-    for _ in 0..16 {
-        let (status, _, _) = curl_box(&g, 2, "/1K.bin", &[]);
-        assert_eq!(status, 200);
-    }
+    // Box2 never talks to the client before the kill: the ARP reply to a
+    // probe's request reaches box2's worker 0 only, which must tell
+    // worker 1 (docs/TAKEOVER.md "Restore, sync, ready").
     let rst = RstCapture::start(&g);
     let dir = g.file("ftpdl");
     let _ = fs::remove_dir_all(&dir);
@@ -353,6 +348,10 @@ fn lab_ftp_two_workers_a_kill_mid_retr_moves_every_session() {
     );
     assert_eq!(metric_value(&m, "baton_ftp_sessions_total"), 0);
     assert_eq!(metric_value(&m, "baton_ftp_transfers_total"), 8);
+    assert!(
+        metric_value(&m, "baton_dataplane_neighbour_news_learned_total") >= 1,
+        "box2's worker 1 learned the client's MAC from worker 0"
+    );
     rst.assert_none_with_fins(8);
 }
 

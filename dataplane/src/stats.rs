@@ -195,6 +195,11 @@ counters! {
     /// not taught: ARP not addressed to us, SYNs and segments no connection
     /// accepted (their replies use the frame's MAC, uncached).
     neighbour_learn_refused,
+    /// Neighbours learned from a sibling worker's ARP or NDP (the fanout
+    /// sends those frames to worker 0 only).
+    neighbour_news_learned,
+    /// Neighbour news not posted to a sibling whose inbox was full.
+    neighbour_news_dropped,
     /// Frames that could not be built (oversized, unsupported family).
     drop_emit_error,
     /// Connections restored because a segment arrived for an orphan (lazy takeover).

@@ -7,7 +7,7 @@ use super::handle::{DataplaneHandle, WorkerHandle};
 use super::options::{check_options, DataplaneError, DataplaneOptions};
 use crate::app::App;
 use crate::port::{OpenedPorts, Port, PortConfig};
-use crate::worker::{Waker, Worker, WorkerConfig};
+use crate::worker::{Siblings, Waker, Worker, WorkerConfig};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -118,7 +118,13 @@ where
     let (ready_tx, ready_rx) =
         crossbeam_channel::unbounded::<(usize, Result<Waker, DataplaneError>)>();
     let mut workers = Vec::new();
-    for (i, port) in ports.into_iter().enumerate() {
+    let wakers: Vec<Waker> = ports.iter().map(|_| Waker::new()).collect();
+    let siblings = Siblings::link(&wakers);
+    for ((i, port), (waker, siblings)) in ports
+        .into_iter()
+        .enumerate()
+        .zip(wakers.into_iter().zip(siblings))
+    {
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
         let cfg = WorkerConfig {
             id: i,
@@ -157,7 +163,8 @@ where
                     }
                 }
                 let app = factory(i);
-                let worker = Worker::new(port, app, cfg, Instant::now());
+                let mut worker = Worker::new(port, app, cfg, Instant::now());
+                worker.join_siblings(waker, siblings);
                 let _ = ready.send((i, Ok(worker.waker())));
                 drop(ready);
                 worker.run(ctl_rx).map_err(DataplaneError::from)

@@ -56,7 +56,7 @@ impl Core {
         // not fill the cache.
         if eh.src == p.sender_mac {
             let known = if self.owns_v4(p.target_ip) {
-                self.learn_neighbour(IpAddr::V4(p.sender_ip), p.sender_mac, now);
+                self.learn_and_tell(IpAddr::V4(p.sender_ip), p.sender_mac, now);
                 true
             } else {
                 let known = self.neighbours.update(p.sender_ip, p.sender_mac, now);
@@ -126,6 +126,26 @@ impl Core {
             }
         }
         self.sync_neighbour_counters();
+    }
+
+    /// [`Self::learn_neighbour`] for what ARP or NDP addressed to us
+    /// taught, and news for the sibling workers: the fanout sends those
+    /// frames to worker 0 only (`siblings.rs`).
+    pub(super) fn learn_and_tell(&mut self, ip: IpAddr, mac: MacAddr, now: Instant) {
+        self.learn_neighbour(ip, mac, now);
+        if let Some(s) = &self.siblings {
+            self.counters.neighbour_news_dropped += s.post((ip, mac));
+        }
+    }
+
+    /// What the sibling workers learned from ARP and NDP: learned here
+    /// too, and the frames held for those addresses go out.
+    pub(super) fn take_neighbour_news(&mut self, now: Instant) {
+        while let Some((ip, mac)) = self.siblings.as_ref().and_then(|s| s.next()) {
+            self.learn_neighbour(ip, mac, now);
+            self.counters.neighbour_news_learned += 1;
+            self.send_pending(ip, now);
+        }
     }
 
     /// The MAC the neighbour cache of `ip`'s family knows for it.

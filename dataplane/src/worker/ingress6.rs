@@ -131,7 +131,7 @@ impl Core {
                 // A solicitation for our address teaches its sender, as
                 // ARP to us does; only if the frame came from that MAC.
                 if let Some((ip, mac)) = learn.filter(|(_, m)| *m == eh.src) {
-                    self.learn_neighbour(IpAddr::V6(ip), mac, now);
+                    self.learn_and_tell(IpAddr::V6(ip), mac, now);
                     self.send_pending(IpAddr::V6(ip), now);
                 }
                 let mac = self.mac;
@@ -172,7 +172,7 @@ impl Core {
         // addresses, Solicited) is trusted as an ARP reply to us is; an
         // unsolicited one only refreshes a neighbour we already know.
         let known = if flags.solicited && self.owns(IpAddr::V6(ih.dst)) {
-            self.learn_neighbour(IpAddr::V6(target), mac, now);
+            self.learn_and_tell(IpAddr::V6(target), mac, now);
             true
         } else {
             let known = self.neighbours6.update(target, mac, now);

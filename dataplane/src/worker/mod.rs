@@ -26,7 +26,9 @@
 //!
 //! The state the steps share is `Core` (`state.rs`); the small types around
 //! the loop have files of their own: [`Waker`] (`waker.rs`), [`Command`]
-//! and [`WorkerStats`] (`command.rs`), [`RestoreStats`]
+//! and [`WorkerStats`] (`command.rs`), [`Siblings`] (`siblings.rs`: what
+//! one worker learns from ARP and NDP, which only worker 0 receives, told
+//! to the others), [`RestoreStats`]
 //! (`restore_stats.rs`), [`WorkerConfig`] and [`PollMode`] (`config.rs`).
 //! Starting workers on threads is the runtime's ([`crate::runtime`]).
 
@@ -39,6 +41,7 @@ mod ingress;
 mod ingress6;
 mod poll;
 mod restore_stats;
+mod siblings;
 mod state;
 mod udp;
 pub mod waker;
@@ -52,4 +55,5 @@ pub use command::{Command, WorkerStats};
 pub use config::{PollMode, WorkerConfig, NO_UDP_PORTS};
 pub use poll::Worker;
 pub use restore_stats::{RestoreStats, READY_BUCKET};
+pub use siblings::Siblings;
 pub use waker::Waker;

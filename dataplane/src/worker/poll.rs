@@ -5,6 +5,7 @@
 use super::command::{Command, WorkerStats};
 use super::config::{PollMode, WorkerConfig};
 use super::restore_stats::RestoreStats;
+use super::siblings::Siblings;
 use super::state::{app_ctx, Core};
 use super::waker::Waker;
 use crate::app::App;
@@ -61,6 +62,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 ip_id: 0,
                 half_open: 0,
                 waker: Waker::new(),
+                siblings: None,
                 draining: false,
                 offload,
                 unready_since: HashMap::new(),
@@ -77,6 +79,13 @@ impl<P: Port, A: App> Worker<P, A> {
     /// A handle that wakes this worker from its adaptive wait.
     pub fn waker(&self) -> Waker {
         self.core.waker.clone()
+    }
+
+    /// Joins the box's other workers: `waker` (the one `siblings` was
+    /// linked with) replaces this worker's own, so that news wakes it.
+    pub fn join_siblings(&mut self, waker: Waker, siblings: Siblings) {
+        self.core.waker = waker;
+        self.core.siblings = siblings.any().then_some(siblings);
     }
 
     /// The worker's counters.
@@ -142,6 +151,7 @@ impl<P: Port, A: App> Worker<P, A> {
         let n = self.port.rx_burst(core.cfg.rx_burst, |frame, meta| {
             core.on_frame(app, frame, meta, now)
         })?;
+        core.take_neighbour_news(now);
         core.fired.clear();
         core.timers.expire(now, &mut core.fired);
         let fired = !core.fired.is_empty();

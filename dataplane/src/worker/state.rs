@@ -53,6 +53,9 @@ pub(super) struct Core {
     pub(super) ip_id: u16,
     pub(super) half_open: usize,
     pub(super) waker: Waker,
+    /// Neighbour news to and from the other workers of the box (none for
+    /// a lone worker).
+    pub(super) siblings: Option<super::siblings::Siblings>,
     pub(super) draining: bool,
     /// The port completes TCP checksums and cuts GSO frames.
     pub(super) offload: bool,

@@ -125,6 +125,59 @@ fn probes_for_an_unresolved_client_wait_for_its_arp_reply_instead_of_being_lost(
     assert_eq!(stats.restores.pending, 2, "no answer from the client yet");
 }
 
+#[test]
+fn a_client_resolved_by_worker_zero_is_told_to_the_worker_that_restored_it() {
+    // The fanout sends ARP to worker 0 only. Worker 1 restored a
+    // connection for a client this box never saw and asked for its MAC;
+    // the reply lands on worker 0, which must pass it on, or worker 1's
+    // probe waits out its bound and the connection is lost.
+    let now = Instant::now();
+    let (mut wire0, port0) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let (mut wire1, port1) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let cfg = |id| {
+        let mut c = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+        c.id = id;
+        c.n_workers = 2;
+        c
+    };
+    let mut w0 = Worker::new(port0, Quiet, cfg(0), now);
+    let mut w1 = Worker::new(port1, Quiet, cfg(1), now);
+    let wakers = vec![Waker::new(), Waker::new()];
+    let mut links = Siblings::link(&wakers).into_iter();
+    w0.join_siblings(wakers[0].clone(), links.next().unwrap());
+    w1.join_siblings(wakers[1].clone(), links.next().unwrap());
+    w1.command(
+        Command::Restore {
+            export: export(40_001),
+            app_data: Box::new(()),
+        },
+        now,
+    );
+    w1.poll(now).unwrap();
+    assert_eq!(w1.counters().arp_requests_sent, 1);
+    assert!(tcp_frames(&wire1.drain()).is_empty());
+
+    wire0.send(arp_reply_from_client()).unwrap();
+    w0.poll(now + Duration::from_millis(1)).unwrap();
+    assert!(
+        wire0.drain().is_empty(),
+        "worker 0 holds nothing for the client"
+    );
+    assert_eq!(w0.counters().neighbour_news_dropped, 0);
+    w1.poll(now + Duration::from_millis(2)).unwrap();
+    assert_eq!(w1.counters().neighbour_news_learned, 1);
+    assert_eq!(
+        tcp_frames(&wire1.drain()),
+        vec![(CLIENT_MAC, 89_999, 1)],
+        "worker 1's probe reaches the client as soon as worker 0 heard it"
+    );
+    assert_eq!(
+        w0.counters().neighbour_news_learned,
+        0,
+        "news is not echoed back"
+    );
+}
+
 /// Sends 3000 bytes once the connection is ready.
 struct Resumer;
 impl App for Resumer {
