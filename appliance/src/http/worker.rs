@@ -199,12 +199,15 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
 
     /// A restored connection is ready (seed Fig. 6): continue its response
     /// after `acked_seq` (the client's acknowledgement), or serve it as an
-    /// idle connection when its checkpoint had no response block.
+    /// idle connection when its checkpoint had no response block; then
+    /// answer `pending`, the requests its record carried (read by the dead
+    /// box behind that response).
     pub fn on_ready<T: Transport<Conn = C>>(
         &mut self,
         conn: C,
         cp: Option<&ResponseCheckpoint>,
         acked_seq: u32,
+        pending: &[u8],
         t: &mut T,
         now: Instant,
     ) {
@@ -219,7 +222,12 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
                 s
             }
         };
-        session.set_input_seq(t.recv_seq(conn).map(SeqNum));
+        let next_seq = t.recv_seq(conn).map(SeqNum);
+        // The requests the dead box had read come before TCP's next byte.
+        session.set_input_seq(next_seq.map(|s| s - pending.len() as u32));
+        if !pending.is_empty() {
+            session.on_bytes(pending, now);
+        }
         self.sessions.insert(
             conn,
             Entry {

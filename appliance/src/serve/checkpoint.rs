@@ -108,6 +108,9 @@ pub struct Checkpointer {
     /// Bundle members' client bytes their last covering write committed
     /// (`bundle`).
     members: ConnMap<ConnId, SeqNum>,
+    /// Plain HTTP connections' requests read but not answered, encoded
+    /// (`http_pending`): the `app_state` of their checkpoints.
+    pending: ConnMap<ConnId, Vec<u8>>,
 }
 
 impl Checkpointer {
@@ -132,6 +135,7 @@ impl Checkpointer {
             full_warned: false,
             tls: ConnMap::default(),
             members: ConnMap::default(),
+            pending: ConnMap::default(),
         })
     }
 
@@ -259,7 +263,7 @@ impl Checkpointer {
             app: app_block,
             app_lost,
             tls: self.tls.get(&conn).map(Vec::as_slice),
-            app_state: None,
+            app_state: self.pending.get(&conn).map(Vec::as_slice),
         };
         let slot = state.slot;
         if cover == Cover::All {
@@ -337,11 +341,25 @@ impl Checkpointer {
         }
     }
 
+    /// The encoded pending requests (`http_pending`) `conn`'s next
+    /// checkpoints carry (`None`: nothing owed beyond the response).
+    pub fn set_pending(&mut self, conn: ConnId, state: Option<Vec<u8>>) {
+        match state {
+            Some(s) => {
+                self.pending.insert(conn, s);
+            }
+            None => {
+                self.pending.remove(&conn);
+            }
+        }
+    }
+
     /// `conn` moved to another box, which reads its final checkpoint from
     /// our region: stop writing it, leave the slot as it is (the control
     /// core clears it once the adopter has the connection).
     pub fn forget(&mut self, conn: ConnId) {
         self.tls.remove(&conn);
+        self.pending.remove(&conn);
         self.members.remove(&conn);
         if self.conns.remove(&conn).is_some() {
             self.region.add_connections(-1);
@@ -351,6 +369,7 @@ impl Checkpointer {
     /// `conn` is gone: its slot is cleared and reused.
     pub fn release(&mut self, conn: ConnId) {
         self.tls.remove(&conn);
+        self.pending.remove(&conn);
         self.members.remove(&conn);
         if let Some(state) = self.conns.remove(&conn) {
             let _ = self.writer.clear(state.slot);

@@ -12,6 +12,7 @@ pub(crate) mod checkpoint;
 pub mod ftp;
 pub mod ftp_hub;
 mod ftp_index;
+mod http_pending;
 pub mod rtsp;
 pub mod tls;
 mod tls_block;
@@ -25,7 +26,7 @@ use baton_dataplane::app::{App, CloseReason, Ctx, UnknownAction};
 use baton_dataplane::flow::ConnId;
 use baton_dataplane::tcp::{FourTuple, SeqNum, State};
 use bytes::Bytes;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::cache::Cache;
 use crate::http::checkpoint::ResponseCheckpoint;
@@ -35,6 +36,7 @@ use crate::orphans::{OrphanRoute, OrphanTable, Restore, RestoreData};
 use crate::record::seqs;
 use crate::spool::Spool;
 use checkpoint::Checkpointer;
+use http_pending::PendingRequests;
 use tls::{TlsBlockSink, TlsConns, TlsServe, TlsTransport};
 
 /// A waker that exists before the worker does: the HTTP driver is built by
@@ -304,6 +306,13 @@ impl Transport for CtxTransport<'_, '_> {
         }
     }
 
+    fn unanswered_input(&mut self, conn: ConnId, input: Option<Vec<u8>>) {
+        if let Some(c) = self.checkpoints.as_mut() {
+            let unread = self.ctx.recv_available(conn);
+            c.set_pending(conn, PendingRequests::of(input, unread).encode());
+        }
+    }
+
     fn recv_seq(&self, conn: ConnId) -> Option<u32> {
         use baton_dataplane::tcp::State;
         let e = self.ctx.export(conn)?;
@@ -560,6 +569,8 @@ impl App for CacheApp {
         // An HTTPS connection continues from its TLS block, HTTP from the
         // plaintext position that gives; without one it is reset.
         let mut acked = snd_una.0;
+        // Requests read by the dead box behind the response it was giving.
+        let mut pending = Vec::new();
         if tls.is_some() || self.on_tls_port(ctx, conn) {
             match self.restore_tls(conn, tls.as_deref(), response.as_ref(), snd_una, ctx) {
                 Some((at, lost)) => {
@@ -573,6 +584,20 @@ impl App for CacheApp {
                 None => return,
             }
             self.refresh_tls(conn);
+        } else if let Some(state) = app_state.as_deref() {
+            let owed = PendingRequests::decode(state).unwrap_or_else(|err| {
+                warn!(tuple = ?ctx.tuple(conn), %err, "unreadable pending requests: closing after the response");
+                PendingRequests {
+                    input: Vec::new(),
+                    lost: true,
+                }
+            });
+            if let Some(r) = response.as_mut().filter(|_| owed.lost) {
+                // Requests the dead box read are gone: close after this
+                // response, so the client asks again.
+                r.persistent = false;
+            }
+            pending = owed.input;
         }
         debug!(
             tuple = ?ctx.tuple(conn),
@@ -589,7 +614,7 @@ impl App for CacheApp {
         }
         let mut t = transport!(self, ctx);
         self.http
-            .on_ready(conn, response.as_ref(), acked, &mut t, now);
+            .on_ready(conn, response.as_ref(), acked, &pending, &mut t, now);
         if matches!(ctx.state(conn), Some(State::CloseWait | State::LastAck)) {
             // Restored half-closed (the client's FIN was checkpointed, or
             // came again while we waited): answer what is owed, then close.

@@ -742,8 +742,10 @@ impl<T: Transport<Conn = ConnId> + TlsBlockSink> Transport for TlsTransport<'_, 
     }
 
     fn unanswered_input(&mut self, conn: ConnId, input: Option<Vec<u8>>) {
-        if let Some(tls) = self.tls.as_deref_mut() {
-            tls.set_unanswered(conn, input);
+        match self.tls.as_deref_mut() {
+            Some(tls) if tls.conns.contains_key(&conn) => tls.set_unanswered(conn, input),
+            // A plain connection: its own record carries them.
+            _ => self.inner.unanswered_input(conn, input),
         }
     }
 

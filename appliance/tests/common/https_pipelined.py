@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Pipelined GETs in one TLS write on one HTTPS keep-alive connection.
+"""Pipelined GETs in one TLS write on one HTTPS keep-alive connection, or
+in one TCP write on a plain HTTP one.
 
 usage: https_pipelined.py CA_FILE HOST VERSION(1.2|1.3) RATE_BYTES_PER_S PATH...
+CA_FILE "-" means plain HTTP to port 80 (VERSION is then ignored and
+printed as "plain").
 Sends one GET per PATH in a single sendall (one TLS record), then reads the
 responses in order at about RATE bytes/s. Prints "under way" once a
 quarter of the first body arrived (the test kills the box then), then
@@ -19,12 +22,16 @@ import time
 ca, host, version, rate = sys.argv[1:5]
 paths = sys.argv[5:]
 rate = int(rate)
-ctx = ssl.create_default_context(cafile=ca)
-v = ssl.TLSVersion.TLSv1_2 if version == "1.2" else ssl.TLSVersion.TLSv1_3
-ctx.minimum_version = v
-ctx.maximum_version = v
-raw = socket.create_connection((host, 443), timeout=60)
-s = ctx.wrap_socket(raw, server_hostname="lab.baton.test")
+plain = ca == "-"
+if plain:
+    s = socket.create_connection((host, 80), timeout=60)
+else:
+    ctx = ssl.create_default_context(cafile=ca)
+    v = ssl.TLSVersion.TLSv1_2 if version == "1.2" else ssl.TLSVersion.TLSv1_3
+    ctx.minimum_version = v
+    ctx.maximum_version = v
+    raw = socket.create_connection((host, 443), timeout=60)
+    s = ctx.wrap_socket(raw, server_hostname="lab.baton.test")
 f = s.makefile("rb")
 s.sendall(
     b"".join(
@@ -70,17 +77,18 @@ def read_response(first):
         ahead = total / rate - (time.monotonic() - started)
         if ahead > 0:
             time.sleep(ahead)
-    print(status, h.hexdigest(), got, s.version(), flush=True)
+    print(status, h.hexdigest(), got, "plain" if plain else s.version(), flush=True)
     return got == length
 
 
 ok = True
 for i in range(len(paths)):
     ok = ok and read_response(i == 0)
-try:
-    s.unwrap()
-except (ssl.SSLError, OSError):
-    # The server ended the connection first (close_notify, FIN).
-    ok = False
+if not plain:
+    try:
+        s.unwrap()
+    except (ssl.SSLError, OSError):
+        # The server ended the connection first (close_notify, FIN).
+        ok = False
 s.close()
 sys.exit(0 if ok else 1)

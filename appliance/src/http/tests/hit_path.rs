@@ -91,7 +91,7 @@ fn worker_on_ready_resumes_a_restored_connection_through_its_transport() {
     );
     let mut t = Recorder::default();
     let acked = cp.object_start_seq.0.wrapping_add(150_000);
-    w.on_ready(7, Some(&cp), acked, &mut t, Instant::now());
+    w.on_ready(7, Some(&cp), acked, &[], &mut t, Instant::now());
     assert!(t.sent == rest_from(&first, acked), "bytes differ");
     let s = w.session(7).expect("kept");
     assert_eq!(s.checkpoint(), Some(&cp), "the same record goes on");
