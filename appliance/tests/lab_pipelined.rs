@@ -6,40 +6,7 @@
 //! namespace. Needs root; serialized with the other lab tests.
 mod common;
 
-use std::io::BufRead;
-
 use common::*;
-
-/// `https_pipelined.py` in plain mode against box 1 with `paths` in one
-/// TCP write, read at 8 MB/s; box 1 is killed once a quarter of the first
-/// answer arrived. The client's lines (one per path at most) and its exit.
-fn pipelined_across_a_kill(g: &LabGuard, paths: &[&str]) -> (Vec<String>, std::process::Output) {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/common/https_pipelined.py"
-    );
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", &g.driver.ns("client"), "python3", script])
-        .args(["-", "198.18.0.11", "-", "8000000"])
-        .args(paths)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 (install it)");
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("progress");
-    assert_eq!(line.trim(), "under way", "the first answer did not start");
-    ok(g.lab(&["kill", "box1"]));
-    let mut answers = Vec::new();
-    for _ in paths {
-        let mut a = String::new();
-        if out.read_line(&mut a).expect("an answer") > 0 {
-            answers.push(a.trim().to_string());
-        }
-    }
-    (answers, child.wait_with_output().expect("python"))
-}
 
 /// Three GETs in one write on a keep-alive connection; box 1 is killed
 /// while the first answer (50 MB) is going out with the two others read
@@ -50,7 +17,7 @@ fn pipelined_across_a_kill(g: &LabGuard, paths: &[&str]) -> (Vec<String>, std::p
 fn lab_http_pipelined_requests_survive_a_kill() {
     let g = LabGuard::up("btpl", &["--boxes", "2"]);
     let rst = RstCapture::start(&g);
-    let (answers, status) = pipelined_across_a_kill(&g, &["/50M.bin", "/1M.bin", "/1K.bin"]);
+    let (answers, status) = pipelined_across_a_kill(&g, None, &["/50M.bin", "/1M.bin", "/1K.bin"]);
     let want: Vec<String> = [("50M.bin", 50 << 20), ("1M.bin", 1 << 20), ("1K.bin", 1024)]
         .iter()
         .map(|(name, len)| format!("200 {} {len} plain", g.listed_sha(name)))
@@ -81,7 +48,7 @@ fn lab_http_pipelined_requests_survive_a_kill() {
 fn lab_http_pipelined_input_the_record_cannot_carry_ends_the_connection_after_the_answer() {
     let g = LabGuard::up("btpm", &["--boxes", "2"]);
     let rst = RstCapture::start(&g);
-    let (answers, status) = pipelined_across_a_kill(&g, &["/50M.bin", "!/1K.bin"]);
+    let (answers, status) = pipelined_across_a_kill(&g, None, &["/50M.bin", "!/1K.bin"]);
     let first = format!("200 {} {} plain", g.listed_sha("50M.bin"), 50 << 20);
     assert_eq!(
         answers,
