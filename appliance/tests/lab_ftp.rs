@@ -192,3 +192,63 @@ fn lab_ftp_bad_input_is_refused_and_the_box_keeps_serving() {
     let body = curl_ftp(&g, "1M.bin", &[]);
     assert_eq!(sha256_hex(&body), g.listed_sha("1M.bin"));
 }
+
+/// Active mode (RFC 959 PORT, RFC 2428 EPRT): the box connects to the
+/// client's own data address from a port of its passive range. curl with
+/// EPRT and with PORT (`--disable-eprt`), lftp with passive mode off, and
+/// a listing: byte-exact, every connection ended with FINs.
+#[test]
+fn lab_ftp_active_mode_downloads_byte_identical() {
+    let g = LabGuard::up("btftp4", &["--boxes", "1"]);
+    let rst = RstCapture::start(&g);
+    for name in ["1K.bin", "50M.bin"] {
+        let body = curl_ftp(&g, name, &["-P", "-"]);
+        assert_eq!(
+            sha256_hex(&body),
+            g.listed_sha(name),
+            "{name} via curl EPRT ({} bytes)",
+            body.len()
+        );
+        let body = curl_ftp(&g, name, &["-P", "-", "--disable-eprt"]);
+        assert_eq!(
+            sha256_hex(&body),
+            g.listed_sha(name),
+            "{name} via curl PORT ({} bytes)",
+            body.len()
+        );
+    }
+    let names = ok(client(
+        &g,
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "-P",
+            "-",
+            "-l",
+            &format!("ftp://{BOX1}/"),
+        ],
+    ));
+    assert!(
+        names.lines().any(|l| l.trim() == "1M.bin"),
+        "active NLST lacks 1M.bin: {names:?}"
+    );
+    let dir = g.file("lftp-active");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("lftp folder");
+    let script = format!(
+        "set net:max-retries 1; set net:timeout 30; set ftp:passive-mode off; open ftp://{BOX1}; lcd {}; get 1M.bin; bye",
+        dir.display()
+    );
+    ok(client(&g, &["lftp", "-c", &script]));
+    assert_eq!(
+        sha256_file(&dir.join("1M.bin")),
+        g.listed_sha("1M.bin"),
+        "1M.bin via lftp active"
+    );
+    let transfers = metric(&g, "baton_ftp_transfers_total");
+    assert!(transfers >= 6, "the box counted {transfers} FTP transfers");
+    // Six sessions' control and data connections, closed with FINs.
+    rst.assert_none_with_fins(12);
+}

@@ -72,31 +72,35 @@ fn wait_ok(child: Child, what: &str) {
 
 /// Starts curl downloading 50M.bin over FTP at `rate`, then 1M.bin on
 /// the same control connection (`--fail-early`: the first transfer's
-/// failure is curl's exit status too). Returns curl and the two files.
-fn start_two_retrs(g: &LabGuard, rate: &str) -> (Child, std::path::PathBuf, std::path::PathBuf) {
+/// failure is curl's exit status too); `extra`: more curl options. Returns
+/// curl and the two files.
+fn start_two_retrs(
+    g: &LabGuard,
+    rate: &str,
+    extra: &[&str],
+) -> (Child, std::path::PathBuf, std::path::PathBuf) {
     let dir = g.file("ftpdl");
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("download folder");
     let big = dir.join("50M.bin");
     let small = dir.join("1M.bin");
-    let curl = spawn_client(
-        g,
-        &[
-            "curl",
-            "-sS",
-            "--fail-early",
-            "--max-time",
-            "180",
-            "--limit-rate",
-            rate,
-            "-o",
-            &big.display().to_string(),
-            &format!("ftp://{BOX1}/50M.bin"),
-            "-o",
-            &small.display().to_string(),
-            &format!("ftp://{BOX1}/1M.bin"),
-        ],
+    let (big_out, small_out) = (big.display().to_string(), small.display().to_string());
+    let (big_url, small_url) = (
+        format!("ftp://{BOX1}/50M.bin"),
+        format!("ftp://{BOX1}/1M.bin"),
     );
+    let mut cmd = vec![
+        "curl",
+        "-sS",
+        "--fail-early",
+        "--max-time",
+        "180",
+        "--limit-rate",
+        rate,
+    ];
+    cmd.extend_from_slice(extra);
+    cmd.extend_from_slice(&["-o", &big_out, &big_url, "-o", &small_out, &small_url]);
+    let curl = spawn_client(g, &cmd);
     (curl, big, small)
 }
 
@@ -149,7 +153,7 @@ fn assert_restored_session(g: &LabGuard, n: usize, transfers: u64) {
 fn lab_ftp_a_box_killed_mid_retr_the_transfer_finishes_from_the_survivor() {
     let g = LabGuard::up("btftk1", &["--boxes", "2"]);
     let rst = RstCapture::start(&g);
-    let (curl, big, small) = start_two_retrs(&g, "5M");
+    let (curl, big, small) = start_two_retrs(&g, "5M", &[]);
     wait_for_size(&big, 8 << 20, "50M.bin via curl");
     let writes = metric(&g, 1, "baton_ftp_bundle_checkpoints_total");
     assert!(writes >= 2, "box1 wrote {writes} FTP bundle checkpoints");
@@ -165,6 +169,26 @@ fn lab_ftp_a_box_killed_mid_retr_the_transfer_finishes_from_the_survivor() {
     rst.assert_none_with_fins(2);
 }
 
+/// The same in active mode (curl `-P -`: EPRT, the box connects to the
+/// client): the data connection box1 opened resumes on box2, and box2
+/// opens the second RETR's data connection itself.
+#[test]
+fn lab_ftp_active_mode_a_box_killed_mid_retr_the_transfer_finishes_from_the_survivor() {
+    let g = LabGuard::up("btftk9", &["--boxes", "2"]);
+    let rst = RstCapture::start(&g);
+    let (curl, big, small) = start_two_retrs(&g, "5M", &["-P", "-"]);
+    wait_for_size(&big, 8 << 20, "50M.bin via curl, active mode");
+    ok(g.lab(&["kill", "box1"]));
+    let killed_at = fs::metadata(&big).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        killed_at < 50 << 20,
+        "the transfer had ended before the kill: nothing was tested"
+    );
+    assert_two_retrs(&g, curl, &big, &small);
+    assert_restored_session(&g, 2, 2);
+    rst.assert_none_with_fins(2);
+}
+
 /// The same with 2 % loss on the client's link (both directions): the
 /// restored connections' probes, the resumed transfer and the 226 go
 /// through retransmissions.
@@ -173,7 +197,7 @@ fn lab_ftp_a_box_killed_mid_retr_under_loss() {
     let g = LabGuard::up("btftk5", &["--boxes", "2"]);
     ok(g.lab(&["impair", "client", "--loss", "2"]));
     let rst = RstCapture::start(&g);
-    let (curl, big, small) = start_two_retrs(&g, "3M");
+    let (curl, big, small) = start_two_retrs(&g, "3M", &[]);
     wait_for_size(&big, 6 << 20, "50M.bin via curl");
     ok(g.lab(&["kill", "box1"]));
     assert_two_retrs(&g, curl, &big, &small);
@@ -189,7 +213,7 @@ fn lab_ftp_a_box_killed_mid_retr_under_loss() {
 fn lab_ftp_cascaded_kills_mid_retr() {
     let g = LabGuard::up("btftk6", &["--boxes", "3"]);
     let rst = RstCapture::start(&g);
-    let (curl, big, small) = start_two_retrs(&g, "3M");
+    let (curl, big, small) = start_two_retrs(&g, "3M", &[]);
     wait_for_size(&big, 6 << 20, "50M.bin via curl");
     ok(g.lab(&["kill", "box1"]));
     // Whichever survivor the slot went to.
@@ -456,7 +480,7 @@ fn lab_ftp_a_box_killed_between_epsv_and_the_data_connection() {
 fn lab_ftp_a_drain_mid_retr_moves_the_session() {
     let g = LabGuard::up("btftk7", &["--boxes", "2"]);
     let rst = RstCapture::start(&g);
-    let (curl, big, small) = start_two_retrs(&g, "5M");
+    let (curl, big, small) = start_two_retrs(&g, "5M", &[]);
     wait_for_size(&big, 8 << 20, "50M.bin via curl");
     ok(g.lab(&["drain", "box1"]));
     assert_two_retrs(&g, curl, &big, &small);
@@ -472,7 +496,7 @@ fn lab_ftp_a_drain_mid_retr_moves_the_session() {
 fn lab_ftp_migrate_leaves_a_session_in_place() {
     let g = LabGuard::up("btftk8", &["--boxes", "3"]);
     let rst = RstCapture::start(&g);
-    let (curl, big, small) = start_two_retrs(&g, "5M");
+    let (curl, big, small) = start_two_retrs(&g, "5M", &[]);
     wait_for_size(&big, 8 << 20, "50M.bin via curl");
     let config = g.file("box1.toml").display().to_string();
     let out = ok(g.exec(

@@ -153,6 +153,7 @@ pub struct Ctx<'a> {
     pub(crate) worker: usize,
     pub(crate) waker: &'a Waker,
     pub(crate) datagrams: &'a mut Vec<(FourTuple, Bytes)>,
+    pub(crate) listener: &'a mut crate::tcp::Listener,
 }
 
 impl Ctx<'_> {
@@ -203,6 +204,26 @@ impl Ctx<'_> {
         // Reading opens the receive window: the TCB may want to send an update.
         let tcb = self.touch(conn).ok_or(ConnError::Unknown)?;
         Ok(tcb.recv(buf))
+    }
+
+    /// Opens a connection from this box to `tuple.remote`, from
+    /// `tuple.local` (one of our addresses): its SYN goes out with this
+    /// iteration. The app hears `on_accept` once it is established and
+    /// `on_closed` if it ends, established or not (refused, timed out).
+    /// `None` when the 4-tuple is in use. Frames of the connection must
+    /// reach this worker: the caller picks a local port the fanout steers
+    /// here (FTP's active mode uses its passive range).
+    pub fn connect(&mut self, tuple: FourTuple) -> Option<ConnId> {
+        if self.flows.lookup(&tuple).is_some() {
+            return None;
+        }
+        let tcb = self.listener.open(self.now, tuple);
+        let id = self.flows.insert(tcb);
+        if let Some(c) = self.flows.get_mut(id) {
+            c.opened = true;
+        }
+        self.touch(id);
+        Some(id)
     }
 
     /// Bytes waiting to be read.

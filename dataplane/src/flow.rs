@@ -33,6 +33,9 @@ pub struct Conn {
     pub half_open: bool,
     /// The application has been told about it (accepted or restored).
     pub announced: bool,
+    /// The application opened it ([`crate::app::Ctx::connect`]): it hears
+    /// of its end even if it never became established.
+    pub opened: bool,
     /// Already on the worker's list of connections to poll this iteration.
     pub touched: bool,
     /// Finished: remove after this iteration.
@@ -94,6 +97,7 @@ impl FlowTable {
             tcb,
             half_open: false,
             announced: false,
+            opened: false,
             touched: false,
             done: false,
             peer_mac: None,

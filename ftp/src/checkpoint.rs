@@ -25,7 +25,7 @@
 //! | 13 | 1 | active address family: 0 none, 4, 6 |
 //! | 14 | 2 | awaited reply: 0 none, 150 (pending), 226 (running) |
 //! | 16 | 8 | REST offset |
-//! | 24 | 2 | passive port |
+//! | 24 | 2 | passive port; in active mode the local port of the data connection (0: none) |
 //! | 26 | 2 | next passive port to try |
 //! | 28 | 16 | active address (IPv4 in the first 4 bytes) |
 //! | 44 | 2 | active port |
@@ -129,6 +129,10 @@ pub struct ControlRecord {
     pub transfer: Option<(bool, TransferKind)>,
     /// Next passive port the session tries.
     pub next_port: u16,
+    /// The local port the host opened an active-mode data connection from
+    /// (its choice: the session does not know it; the host sets it before
+    /// encoding), 0 for none. Stored in the passive port's field.
+    pub active_port: u16,
 }
 
 impl ControlRecord {
@@ -160,7 +164,7 @@ impl ControlRecord {
         let (chan, connected, pport, active) = match self.data {
             Data::None => (0, false, 0, None),
             Data::Passive { port, connected } => (1, connected, port, None),
-            Data::Active { addr, connected } => (2, connected, 0, Some(addr)),
+            Data::Active { addr, connected } => (2, connected, self.active_port, Some(addr)),
         };
         b[9] = chan;
         b[10] = u8::from(connected);
@@ -250,6 +254,7 @@ impl ControlRecord {
             data,
             transfer,
             next_port: u16_at(b, 26),
+            active_port: if b[9] == 2 { u16_at(b, 24) } else { 0 },
         };
         if u16_at(b, 14) != rec.awaited_reply() {
             return Err(DecodeError::BadField("awaited reply"));
@@ -356,6 +361,7 @@ impl Session {
             data: self.data,
             transfer,
             next_port: self.next_port,
+            active_port: 0,
         };
         let data = match self.transfer.as_ref() {
             None => None,

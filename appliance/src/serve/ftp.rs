@@ -24,7 +24,7 @@ use std::time::Instant;
 use baton_dataplane::app::{CloseReason, Ctx};
 use baton_dataplane::flow::ConnId;
 use baton_dataplane::port::PortSteer;
-use baton_dataplane::tcp::{SeqNum, State};
+use baton_dataplane::tcp::{FourTuple, SeqNum, State};
 use baton_ftp::{Action, DataKind, Session};
 use bytes::Bytes;
 use tracing::{debug, info};
@@ -162,6 +162,12 @@ pub struct FtpConns {
     /// Control connections whose bundle had its last write (a freeze for
     /// a drain or a handoff): nothing more is written or sent.
     frozen: HashSet<ConnId>,
+    /// Active-mode data connections being opened, and their control
+    /// connections (told if the client refuses).
+    connecting: HashMap<ConnId, Where<ConnId>>,
+    /// Where the next active-mode port search starts in the passive range
+    /// (a port just closed may still be in TIME-WAIT with the client).
+    next_active: u16,
 }
 
 /// How often idle limits are checked, virtual milliseconds.
@@ -191,12 +197,16 @@ impl FtpConns {
             due: HashSet::new(),
             left: Vec::new(),
             frozen: HashSet::new(),
+            connecting: HashMap::new(),
+            next_active: 0,
         }
     }
 
     /// True when `conn` is an FTP connection of this worker.
     pub fn owns(&self, conn: ConnId) -> bool {
-        self.controls.contains_key(&conn) || self.datas.contains_key(&conn)
+        self.controls.contains_key(&conn)
+            || self.datas.contains_key(&conn)
+            || self.connecting.contains_key(&conn)
     }
 
     /// True when a new connection to `local_port` is FTP's.
@@ -217,6 +227,9 @@ impl FtpConns {
 
     /// A connection accepted on the control port or a passive port.
     pub fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        // An active-mode data connection established joins its reserved
+        // port as a passive one does.
+        self.connecting.remove(&conn);
         // Until a bundle holds it (the control's first write, a data
         // connection's transfer start), nothing commits its bytes.
         ctx.set_ack_hold(conn, false);
@@ -322,6 +335,17 @@ impl FtpConns {
 
     /// `conn` is gone.
     pub fn on_closed(&mut self, conn: ConnId, reason: CloseReason) {
+        if let Some(ctl) = self.connecting.remove(&conn) {
+            debug!(?reason, "FTP active data connection not established");
+            self.serve.hub.post(
+                ctl,
+                Event::Control {
+                    ctl: ctl.conn,
+                    ev: CtlEvent::ConnectFailed,
+                },
+            );
+            return;
+        }
         if let Some(c) = self.controls.remove(&conn) {
             if let Some(p) = c.passive {
                 self.serve
@@ -459,6 +483,13 @@ impl FtpConns {
                 c.data = Some(data);
                 Vec::new()
             }
+            CtlEvent::ConnectFailed => {
+                if let Some(p) = c.passive.take() {
+                    hub.release(local, p, Where { worker, conn }, None);
+                }
+                c.data = None;
+                c.session.data_connect_failed(now)
+            }
         };
         self.apply(conn, actions, ctx);
     }
@@ -583,10 +614,27 @@ impl FtpConns {
                         }
                     }
                     Action::ConnectActive { addr } => {
-                        // The dataplane opens no connections (yet): the
-                        // client hears 425 and may use EPSV/PASV.
-                        debug!(%addr, "FTP active mode: no outgoing connections, 425");
-                        more = c.session.data_connect_failed(now);
+                        if let Some(old) = c.passive.take() {
+                            hub.release(c.local, old, me, Some(DataEvent::Close));
+                        }
+                        c.data = None;
+                        match open_active(
+                            &self.serve,
+                            &mut self.next_active,
+                            c.local,
+                            addr,
+                            me,
+                            ctx,
+                        ) {
+                            Some((port, data)) => {
+                                c.passive = Some(port);
+                                self.connecting.insert(data, me);
+                            }
+                            None => {
+                                debug!(%addr, "FTP active mode: no local port or 4-tuple free, 425");
+                                more = c.session.data_connect_failed(now);
+                            }
+                        }
                     }
                     Action::StartTransfer(kind) => match c.data {
                         // Started at once on this worker: the bundle
@@ -652,6 +700,44 @@ impl FtpConns {
             self.apply(conn, more, ctx);
         }
     }
+}
+
+/// Opens an active-mode data connection from `local` to `client`'s
+/// `addr` (RFC 959 PORT, RFC 2428 EPRT; the session checked it is the
+/// client's own): from a port of the passive range that reaches this worker
+/// and no session holds (the fanout steers that range by local port, so
+/// the client's answers come here; RFC 959's port 20 would land on any
+/// worker). The port is reserved for `owner` as a passive one is, so the
+/// established connection joins it the same way. `None` when no port is
+/// free or the 4-tuple is in use.
+fn open_active(
+    serve: &FtpServe,
+    next: &mut u16,
+    local: IpAddr,
+    addr: SocketAddr,
+    owner: Where<ConnId>,
+    ctx: &mut Ctx<'_>,
+) -> Option<(u16, ConnId)> {
+    let (lo, hi) = serve.config.passive_ports;
+    let span = hi.checked_sub(lo)? as u32 + 1;
+    for i in 0..span {
+        let port = lo + ((u32::from(*next) + i) % span) as u16;
+        if !serve.reaches(port, owner.worker) || !serve.hub.reserve(local, port, owner) {
+            continue;
+        }
+        let tuple = FourTuple {
+            local: SocketAddr::new(local, port),
+            remote: addr,
+        };
+        match ctx.connect(tuple) {
+            Some(data) => {
+                *next = ((u32::from(port - lo) + 1) % span) as u16;
+                return Some((port, data));
+            }
+            None => serve.hub.release(local, port, owner, None),
+        }
+    }
+    None
 }
 
 #[cfg(test)]

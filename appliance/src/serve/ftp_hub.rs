@@ -41,6 +41,9 @@ pub enum CtlEvent<C> {
     /// A restored data connection (takeover) belongs to this restored
     /// control connection: its transfer is running.
     Adopted(Where<C>),
+    /// The active-mode data connection this control connection opened was
+    /// refused or timed out.
+    ConnectFailed,
 }
 
 /// What a data connection is told by its control connection.

@@ -161,6 +161,15 @@ impl Listener {
         ))
     }
 
+    /// An active open from this box (FTP's active-mode data connection):
+    /// a SYN-SENT TCB whose ISN follows RFC 6528 as a passive open's does.
+    pub fn open(&mut self, now: Instant, tuple: FourTuple) -> Tcb {
+        let epoch = self.epoch(now);
+        let m = (now.saturating_duration_since(epoch).as_micros() / 4) as u32;
+        let iss = SeqNum(m.wrapping_add(self.hash(DOMAIN_ISN, tuple, &[]) as u32));
+        Tcb::connect(now, (*self.config).clone(), tuple, iss)
+    }
+
     /// A non-SYN segment for no known connection: a valid cookie ACK builds
     /// an ESTABLISHED TCB; otherwise the reply to send (RST per RFC 9293
     /// §3.10.7.1, none for a RST).

@@ -81,7 +81,7 @@ impl Core {
             }
             match done {
                 Some(reason) => {
-                    if c.announced {
+                    if c.announced || c.opened {
                         let mut ctx = app_ctx!(self, now);
                         app.on_closed(id, reason, &mut ctx);
                     }

@@ -29,6 +29,7 @@ macro_rules! app_ctx {
             worker: $core.cfg.id,
             waker: &$core.waker,
             datagrams: &mut $core.udp_out,
+            listener: &mut $core.listener,
         }
     };
 }

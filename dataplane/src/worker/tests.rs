@@ -191,7 +191,7 @@ impl App for Resumer {
 }
 
 fn client_ack(seq: u32, ack: u32) -> Vec<u8> {
-    let seg = OutSegment {
+    client_frame(&OutSegment {
         src_port: 40_003,
         dst_port: 80,
         seq: SeqNum(seq),
@@ -202,7 +202,11 @@ fn client_ack(seq: u32, ack: u32) -> Vec<u8> {
         },
         window: 65_535,
         ..OutSegment::default()
-    };
+    })
+}
+
+/// `seg` from the client to the service address, framed.
+fn client_frame(seg: &OutSegment) -> Vec<u8> {
     let mut f = vec![0u8; 200];
     let e = ethernet::emit(
         &mut f,
@@ -217,7 +221,7 @@ fn client_ack(seq: u32, ack: u32) -> Vec<u8> {
         &mut f[e + 20..],
         IpAddr::V4(CLIENT),
         IpAddr::V4(SERVICE),
-        &seg,
+        seg,
     )
     .unwrap();
     ipv4::emit(&mut f[e..], CLIENT, SERVICE, ipv4::PROTO_TCP, 1, t).unwrap();
@@ -342,4 +346,111 @@ fn a_connection_restored_while_the_budget_is_spent_resumes_at_the_floor() {
     wire.send(client_ack(5100, 90_000 + floor as u32)).unwrap();
     w.poll(t0 + Duration::from_millis(3)).unwrap();
     assert_eq!(w.stats().counters.tcp_buffer_bytes, 0);
+}
+
+/// Opens one connection to the client per port in `ports` at its first
+/// poll, and records what it hears.
+#[derive(Default)]
+struct Dialer {
+    ports: Vec<u16>,
+    opened: Vec<ConnId>,
+    accepted: Vec<ConnId>,
+    closed: Vec<(ConnId, CloseReason)>,
+}
+impl App for Dialer {
+    fn on_accept(&mut self, conn: ConnId, _: &mut Ctx<'_>) {
+        self.accepted.push(conn);
+    }
+    fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_closed(&mut self, conn: ConnId, reason: CloseReason, _: &mut Ctx<'_>) {
+        self.closed.push((conn, reason));
+    }
+    fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        for port in std::mem::take(&mut self.ports) {
+            let tuple = FourTuple {
+                local: SocketAddr::new(IpAddr::V4(SERVICE), 40_000),
+                remote: SocketAddr::new(IpAddr::V4(CLIENT), port),
+            };
+            self.opened.extend(ctx.connect(tuple));
+            assert_eq!(ctx.connect(tuple), None, "a 4-tuple in use");
+        }
+    }
+}
+
+#[test]
+fn an_app_opened_connection_is_accepted_when_established_and_closed_when_refused() {
+    // FTP's active mode: the box connects to the client. The SYN waits for
+    // the client's MAC like any frame; the SYN-ACK makes it an accepted
+    // connection; a refusal (RST) is told to the app although the
+    // connection never was announced.
+    let now = Instant::now();
+    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let app = Dialer {
+        ports: vec![20_000, 20_001],
+        ..Dialer::default()
+    };
+    let mut w = Worker::new(
+        port,
+        app,
+        WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]),
+        now,
+    );
+    w.poll(now).unwrap();
+    assert_eq!(w.app().opened.len(), 2);
+    assert!(
+        tcp_frames(&wire.drain()).is_empty(),
+        "SYNs wait for the ARP reply"
+    );
+    wire.send(arp_reply_from_client()).unwrap();
+    w.poll(now + Duration::from_millis(1)).unwrap();
+    let syns: Vec<(u16, u32)> = wire
+        .drain()
+        .iter()
+        .filter_map(|f| {
+            let (_, p) = ethernet::parse(f).ok()?;
+            let (ih, l4) = ipv4::parse(p).ok()?;
+            let s = tcp::parse(IpAddr::V4(ih.src), IpAddr::V4(ih.dst), l4, true).ok()?;
+            (s.flags.syn && !s.flags.ack && s.src_port == 40_000).then_some((s.dst_port, s.seq.0))
+        })
+        .collect();
+    assert_eq!(syns.len(), 2, "{syns:?}");
+    let reply = |dst_port: u16, iss: u32, flags: Flags| {
+        client_frame(&OutSegment {
+            src_port: dst_port,
+            dst_port: 40_000,
+            seq: SeqNum(7_000),
+            ack: SeqNum(iss.wrapping_add(1)),
+            flags,
+            window: 65_535,
+            ..OutSegment::default()
+        })
+    };
+    let (p0, iss0) = syns.iter().copied().find(|s| s.0 == 20_000).unwrap();
+    let (p1, iss1) = syns.iter().copied().find(|s| s.0 == 20_001).unwrap();
+    wire.send(reply(
+        p0,
+        iss0,
+        Flags {
+            syn: true,
+            ack: true,
+            ..Flags::default()
+        },
+    ))
+    .unwrap();
+    wire.send(reply(
+        p1,
+        iss1,
+        Flags {
+            rst: true,
+            ack: true,
+            ..Flags::default()
+        },
+    ))
+    .unwrap();
+    w.poll(now + Duration::from_millis(2)).unwrap();
+    let opened = w.app().opened.clone();
+    assert_eq!(w.app().accepted, vec![opened[0]]);
+    assert_eq!(w.app().closed, vec![(opened[1], CloseReason::Reset)]);
+    assert_eq!(w.connections(), 1);
 }

@@ -153,6 +153,29 @@ fn active_mode_and_listings_round_trip() {
 }
 
 #[test]
+fn an_active_data_connections_local_port_round_trips_and_only_in_active_mode() {
+    let mut h = Host::logged_in();
+    h.cmd("EPRT |1|198.18.0.10|50001|");
+    h.cmd("RETR 1k.bin");
+    h.s.data_connected(ip("198.18.0.10"), 0);
+    let (mut c, _) = h.s.checkpoint(0).expect("checkpoint");
+    assert_eq!(c.active_port, 0, "the session does not know it");
+    c.active_port = 40_007;
+    let back = ControlRecord::decode(&c.encode()).expect("decodes");
+    assert_eq!(back.active_port, 40_007);
+    assert_eq!(back, c);
+    let mut p = Host::logged_in();
+    p.cmd("EPSV");
+    let (c, _) = p.s.checkpoint(0).expect("checkpoint");
+    assert_eq!(
+        ControlRecord::decode(&c.encode())
+            .expect("decodes")
+            .active_port,
+        0
+    );
+}
+
+#[test]
 fn a_record_cannot_make_the_survivor_bounce_or_listen_outside_the_range() {
     let mut h = Host::logged_in();
     h.cmd("EPRT |1|198.18.0.10|50001|");

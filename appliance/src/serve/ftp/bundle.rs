@@ -112,7 +112,7 @@ impl FtpConns {
             return;
         };
         let data = self.member_data(ctl, c);
-        let (control, record) = match c.session.checkpoint(data.map_or(0, |(_, s)| s)) {
+        let (mut control, record) = match c.session.checkpoint(data.map_or(0, |(_, s)| s)) {
             Ok(r) => r,
             Err(e) => {
                 debug!(%e, "FTP session not checkpointable: its connections are not recoverable");
@@ -128,6 +128,11 @@ impl FtpConns {
                 return;
             }
         };
+        if matches!(control.data, Data::Active { .. }) {
+            // The port the active data connection was opened from: its
+            // restored control connection takes it back like a passive one.
+            control.active_port = c.passive.unwrap_or(0);
+        }
         let mut ctl_state = control.encode().to_vec();
         if let Some(b) = &data_bytes {
             ctl_state.extend_from_slice(b);
@@ -202,11 +207,17 @@ impl FtpConns {
             passive: None,
             data: None,
         };
-        if let Data::Passive {
-            port,
-            connected: true,
-        } = control.data
-        {
+        let port = match control.data {
+            Data::Passive {
+                port,
+                connected: true,
+            } => Some(port),
+            Data::Active {
+                connected: true, ..
+            } if control.active_port != 0 => Some(control.active_port),
+            _ => None,
+        };
+        if let Some(port) = port {
             let (held, restored) = self.serve.hub.reserve_restored(t.local.ip(), port, me);
             if held {
                 c.passive = Some(port);
