@@ -15,8 +15,7 @@
 //!
 //! It carries bytes, packets and time between the session, TCP, UDP and
 //! the cache, and decides nothing of RTSP (the `baton-rtsp` crate's rules).
-//! Not built yet: checkpoints of the bundle (connections are served with
-//! ACK hold off, so a takeover resets them; docs/RTSP.md "What is left").
+//! The bundle's checkpoints and its takeover are [`bundle`]'s.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +33,8 @@ use tracing::{debug, info};
 
 use crate::cache::{Cache, Object};
 use crate::http::context::WorkerContext;
+
+mod bundle;
 
 /// Longest a request waits for its object to be complete in the cache;
 /// then it is answered as if the object did not exist (404).
@@ -207,6 +208,15 @@ struct Control {
     closed: bool,
     /// When media, RTCP or the session's expiry is next due (µs).
     due: Option<u64>,
+    /// A taken-over session waiting for its object before its `Conn` is
+    /// restored from this record (`conn` is a placeholder until then).
+    restore: Option<baton_rtsp::BundleRecord>,
+    /// A request was answered since the last checkpoint.
+    dirty: bool,
+    /// When the bundle was last written.
+    last_write: Option<Instant>,
+    /// Drained or handed off: its last checkpoint is written.
+    frozen: bool,
 }
 
 impl Control {
@@ -261,8 +271,6 @@ impl RtspConns {
 
     /// A connection accepted on the RTSP port.
     pub fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        // Not checkpointed yet: nothing would commit the client's bytes.
-        ctx.set_ack_hold(conn, false);
         let Some(tuple) = ctx.tuple(conn) else {
             ctx.abort(conn);
             return;
@@ -299,6 +307,10 @@ impl RtspConns {
                 closing: false,
                 closed: false,
                 due: None,
+                restore: None,
+                dirty: true,
+                last_write: None,
+                frozen: false,
             },
         );
     }
@@ -385,6 +397,14 @@ impl RtspConns {
         let Some(mut c) = self.controls.remove(&conn) else {
             return;
         };
+        if c.restore.is_some() && !self.finish_restore(conn, &mut c, now_us, ctx) {
+            if c.restore.is_some() {
+                let look = self.serve.us(ctx.now() + FETCH_LOOK);
+                self.next_due = Some(self.next_due.map_or(look, |d| d.min(look)));
+                self.controls.insert(conn, c);
+            }
+            return;
+        }
         // Requests while they make progress; what is not taken stays in
         // TCP's buffer (its window closes on a client that floods).
         for _ in 0..8 {
@@ -449,6 +469,7 @@ impl RtspConns {
             let bytes: Vec<u8> = c.input.drain(..take).collect();
             let before = c.conn.state();
             c.conn.on_bytes(now_us, &bytes, &mut c.out);
+            c.dirty = true;
             if before == baton_rtsp::State::Init && c.conn.state() != before {
                 add(&self.context.counters.rtsp_sessions, 1);
             }
