@@ -329,6 +329,8 @@ impl RtspConns {
     pub fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(c) = self.controls.get_mut(&conn) {
             c.closing = true;
+            // The FIN is acknowledged by a write that covers it.
+            c.dirty = true;
         }
         self.turn(conn, ctx);
     }
