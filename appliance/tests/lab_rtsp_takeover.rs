@@ -18,9 +18,14 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use common::*;
+#[path = "common/rtp_capture.rs"]
+mod rtp_capture;
+use rtp_capture::RtpCapture;
 
 const BOX1: &str = "198.18.0.11";
 const URL: &str = "rtsp://198.18.0.11/clip.ts";
+/// The box's RTP server port (`rtsp.udp_port_min`, default).
+const RTP_PORT: u16 = 6970;
 
 fn metric(g: &LabGuard, n: usize, name: &str) -> u64 {
     metric_value(&box_metrics(g, n), name)
@@ -112,6 +117,63 @@ fn assert_resumed_on_box2(g: &LabGuard) {
     );
 }
 
+/// The RTP stream from the service address across the takeover: one
+/// SSRC, every sequence number from the first to the last (a few sent
+/// twice, from the last checkpoint, none missing), and the payloads in
+/// sequence order are the clip byte for byte. Returns (packets, repeats).
+#[track_caller]
+fn assert_one_whole_stream(g: &LabGuard, rtp: RtpCapture) -> (usize, usize) {
+    let datagrams = rtp.finish();
+    let packets: Vec<&[u8]> = datagrams
+        .iter()
+        .filter(|d| d.src_port == RTP_PORT && d.payload.len() >= 12)
+        .map(|d| d.payload.as_slice())
+        .collect();
+    assert!(
+        !packets.is_empty(),
+        "the capture saw no RTP from {BOX1}:{RTP_PORT}"
+    );
+    let ssrc = |p: &[u8]| u32::from_be_bytes([p[8], p[9], p[10], p[11]]);
+    let seq = |p: &[u8]| u16::from_be_bytes([p[2], p[3]]);
+    let first = ssrc(packets[0]);
+    let mut by_seq: std::collections::BTreeMap<i64, &[u8]> = Default::default();
+    let (mut ext, mut last, mut repeats) = (0i64, seq(packets[0]), 0);
+    for p in &packets {
+        assert_eq!(ssrc(p), first, "a second SSRC in the stream");
+        ext += i64::from(seq(p).wrapping_sub(last) as i16);
+        last = seq(p);
+        match by_seq.get(&ext) {
+            Some(q) => {
+                assert_eq!(q, p, "sequence number {ext} sent twice with other bytes");
+                repeats += 1;
+            }
+            None => {
+                by_seq.insert(ext, p);
+            }
+        }
+    }
+    let (lo, hi) = (
+        *by_seq.keys().next().expect("packets"),
+        *by_seq.keys().last().expect("packets"),
+    );
+    let missing: Vec<i64> = (lo..=hi).filter(|k| !by_seq.contains_key(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} sequence numbers missing (first {:?})",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let stream: Vec<u8> = by_seq.values().flat_map(|p| p[12..].to_vec()).collect();
+    assert_eq!(
+        sha256_hex(&stream),
+        g.listed_sha("clip.ts"),
+        "the RTP payloads are not the clip ({} bytes in {} packets)",
+        stream.len(),
+        by_seq.len()
+    );
+    (by_seq.len(), repeats)
+}
+
 /// ffmpeg records the clip over UDP from box1; box1 is killed about 5 s
 /// into the 30 s clip; box2 streams the rest and the recording is whole.
 #[test]
@@ -120,6 +182,7 @@ fn lab_rtsp_a_box_killed_mid_stream_the_player_records_the_whole_clip() {
     let clip_ms = duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
     assert!(clip_ms > 25_000, "the lab's clip lasts {clip_ms} ms");
     let rst = RstCapture::start(&g);
+    let rtp = RtpCapture::start(&g, "rtp.pcap", &format!("udp and src host {BOX1}"));
     let out = g.file("takeover.ts").display().to_string();
     let _ = fs::remove_file(&out);
     let ffmpeg = spawn_client(
@@ -162,6 +225,8 @@ fn lab_rtsp_a_box_killed_mid_stream_the_player_records_the_whole_clip() {
         "recorded {got} ms of a {clip_ms} ms clip across the takeover"
     );
     assert_resumed_on_box2(&g);
+    let (packets, repeats) = assert_one_whole_stream(&g, rtp);
+    eprintln!("RTP across the takeover: {packets} packets, {repeats} sent twice");
     // ffmpeg's TEARDOWN was answered by box2, then it closed: a FIN, no RST.
     rst.assert_none_with_fins(1);
 }
