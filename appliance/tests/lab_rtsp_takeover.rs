@@ -120,10 +120,20 @@ fn assert_resumed_on_box2(g: &LabGuard) {
 /// The RTP stream from the service address across the takeover: one
 /// SSRC, every sequence number from the first to the last (a few sent
 /// twice, from the last checkpoint, none missing), and the payloads in
-/// sequence order are the clip byte for byte. Returns (packets, repeats).
+/// sequence order are the clip byte for byte. Returns (packets, repeats,
+/// the longest silence between two RTP packets in ms: the takeover's gap).
 #[track_caller]
-fn assert_one_whole_stream(g: &LabGuard, rtp: RtpCapture) -> (usize, usize) {
+fn assert_one_whole_stream(g: &LabGuard, rtp: RtpCapture) -> (usize, usize, u64) {
     let datagrams = rtp.finish();
+    let gap_us = datagrams
+        .iter()
+        .filter(|d| d.src_port == RTP_PORT)
+        .map(|d| d.at_us)
+        .collect::<Vec<_>>()
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .max()
+        .unwrap_or(0);
     let packets: Vec<&[u8]> = datagrams
         .iter()
         .filter(|d| d.src_port == RTP_PORT && d.payload.len() >= 12)
@@ -171,7 +181,7 @@ fn assert_one_whole_stream(g: &LabGuard, rtp: RtpCapture) -> (usize, usize) {
         stream.len(),
         by_seq.len()
     );
-    (by_seq.len(), repeats)
+    (by_seq.len(), repeats, gap_us / 1000)
 }
 
 /// ffmpeg records the clip over UDP from box1; box1 is killed about 5 s
@@ -207,8 +217,8 @@ fn lab_rtsp_a_box_killed_mid_stream_the_player_records_the_whole_clip() {
             &out,
         ],
     );
-    // About 5 s of playing at the 100 ms cadence.
-    wait_metric(&g, 1, "baton_rtsp_bundle_checkpoints_total", 50);
+    // About 5 s of playing at the default 200 ms cadence.
+    wait_metric(&g, 1, "baton_rtsp_bundle_checkpoints_total", 25);
     let sent = metric(&g, 1, "baton_rtp_packets_total{transport=\"udp\"}");
     assert!(sent > 0, "box1 sent no RTP before the kill");
     ok(g.lab(&["kill", "box1"]));
@@ -225,8 +235,11 @@ fn lab_rtsp_a_box_killed_mid_stream_the_player_records_the_whole_clip() {
         "recorded {got} ms of a {clip_ms} ms clip across the takeover"
     );
     assert_resumed_on_box2(&g);
-    let (packets, repeats) = assert_one_whole_stream(&g, rtp);
-    eprintln!("RTP across the takeover: {packets} packets, {repeats} sent twice");
+    let (packets, repeats, gap_ms) = assert_one_whole_stream(&g, rtp);
+    // A measure, not a pass mark (wall-clock).
+    eprintln!(
+        "RTP across the takeover: {packets} packets, {repeats} sent twice, longest gap {gap_ms} ms"
+    );
     // ffmpeg's TEARDOWN was answered by box2, then it closed: a FIN, no RST.
     rst.assert_none_with_fins(1);
 }

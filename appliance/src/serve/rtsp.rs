@@ -63,6 +63,9 @@ pub struct RtspServe {
     /// The server's RTP and RTCP ports (the range's first pair).
     server_ports: (u16, u16),
     timeout_ms: u64,
+    /// How often a playing session's bundle is written
+    /// (`rtsp.checkpoint_interval_ms`).
+    checkpoint_every: Duration,
     flow: FlowConfig,
     limits: Limits,
     /// The workers' common clock origin: activity stamps cross workers.
@@ -139,6 +142,7 @@ impl RtspServe {
             port: r.port,
             server_ports: (r.udp_port_min, r.udp_port_min.saturating_add(1)),
             timeout_ms: r.session_timeout_ms,
+            checkpoint_every: Duration::from_millis(r.checkpoint_interval_ms),
             flow: FlowConfig {
                 lead_us: r.pacing_lead_ms * 1000,
                 fallback_rate: (r.initial_bitrate / 8).max(1),

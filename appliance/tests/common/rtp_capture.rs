@@ -12,6 +12,8 @@ pub struct Datagram {
     pub src_port: u16,
     pub dst_port: u16,
     pub payload: Vec<u8>,
+    /// When the capture saw it (µs since the epoch).
+    pub at_us: u64,
 }
 
 /// The IPv4 UDP datagrams of a classic pcap file (Ethernet link type, as
@@ -37,6 +39,7 @@ pub fn udp_datagrams(path: &std::path::Path) -> Vec<Datagram> {
     let mut at = 24;
     while at + 16 <= file.len() {
         let incl = u32_at(&file, at + 8) as usize;
+        let at_us = u64::from(u32_at(&file, at)) * 1_000_000 + u64::from(u32_at(&file, at + 4));
         let frame = &file[at + 16..(at + 16 + incl).min(file.len())];
         at += 16 + incl;
         if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
@@ -53,6 +56,7 @@ pub fn udp_datagrams(path: &std::path::Path) -> Vec<Datagram> {
             src_port: u16::from_be_bytes([udp[0], udp[1]]),
             dst_port: u16::from_be_bytes([udp[2], udp[3]]),
             payload: udp[8..].to_vec(),
+            at_us,
         });
     }
     out

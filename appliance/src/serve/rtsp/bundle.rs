@@ -4,7 +4,8 @@
 //! interleaved) stream move together in one write.
 //!
 //! Written after every request answered (SETUP, PLAY, PAUSE, TEARDOWN...)
-//! and, while a session plays, every [`PLAY_CADENCE`]: RTP has no ACKs
+//! and, while a session plays, every `rtsp.checkpoint_interval_ms`
+//! (200 ms by default): RTP has no ACKs
 //! to drive the cadence, and a survivor resumes from the last write's
 //! packet (repeating at most that much, skipping none). The client's
 //! request bytes are committed (acknowledged) only by a write that
@@ -16,19 +17,14 @@
 //! its sequence numbers and timestamps, from the service IP and server
 //! ports the client knows. It knows neither the segment's bytes nor
 //! RTSP's rules.
-use std::time::Duration;
-
 use baton_dataplane::app::Ctx;
 use baton_dataplane::flow::ConnId;
-use baton_rtsp::{BundleRecord, Config, Conn, Counts};
+use baton_rtsp::{BundleRecord, Config, Conn, Counts, Transport};
 use baton_shmem::record::APP_PROTOCOL_RTSP;
 use tracing::{debug, info};
 
 use super::{add, lock, Control, RtspConns};
 use crate::serve::checkpoint::{Checkpointer, Member};
-
-/// How often a playing session's bundle is written.
-pub(crate) const PLAY_CADENCE: Duration = Duration::from_millis(100);
 
 impl RtspConns {
     /// Writes the bundles a request made due, and those of playing
@@ -43,6 +39,7 @@ impl RtspConns {
             return;
         };
         let now = ctx.now();
+        let every = self.serve.checkpoint_every;
         let due: Vec<ConnId> = self
             .controls
             .iter()
@@ -51,7 +48,7 @@ impl RtspConns {
                 c.dirty
                     || (c.conn.state() == baton_rtsp::State::Playing
                         && c.last_write
-                            .is_none_or(|t| now.saturating_duration_since(t) >= PLAY_CADENCE))
+                            .is_none_or(|t| now.saturating_duration_since(t) >= every))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -62,7 +59,7 @@ impl RtspConns {
 
     /// `conn` stops here (a drain, or a handoff): its bundle's last write.
     pub fn freeze(&mut self, conn: ConnId, ctx: &mut Ctx<'_>, cp: Option<&mut Checkpointer>) {
-        if !self.controls.get(&conn).is_some_and(|c| !c.frozen) {
+        if self.controls.get(&conn).is_none_or(|c| c.frozen) {
             return;
         }
         if let Some(cp) = cp {
@@ -133,6 +130,21 @@ impl RtspConns {
             session = rec.session_id,
             "RTSP connection taken over: waiting for its object"
         );
+        if rec.flow.is_some()
+            && matches!(rec.session.transport, Some(Transport::Interleaved { .. }))
+        {
+            // The client may hold part of an interleaved frame and RTP
+            // past the record's packet, and nothing here says where the
+            // frames fall in TCP's sequence space: a reset is better than
+            // a misframed stream (docs/RTSP.md, "What is left").
+            info!(
+                ?tuple,
+                "RTSP connection not restored: interleaved media since its first PLAY"
+            );
+            add(&self.context.counters.rtsp_not_restored, 1);
+            ctx.abort(conn);
+            return;
+        }
         // A placeholder `Conn` until the object is here (`finish_restore`).
         let placeholder = Conn::new(
             self.config(&tuple, rec.session_id, rec.ssrc),
