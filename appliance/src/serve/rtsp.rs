@@ -248,6 +248,12 @@ pub struct RtspConns {
     next_due: Option<u64>,
     /// When tables were last swept (objects nobody streams).
     last_sweep: Option<Instant>,
+    /// A connection's bundle is due for a write (`Control::dirty`).
+    any_dirty: bool,
+    /// When a playing session's bundle is next due on the cadence: the
+    /// worker polls thousands of times a second and scans its
+    /// connections only when one is due.
+    next_write: Option<Instant>,
 }
 
 impl RtspConns {
@@ -260,6 +266,8 @@ impl RtspConns {
             controls: HashMap::new(),
             next_due: None,
             last_sweep: None,
+            any_dirty: false,
+            next_write: None,
         }
     }
 
@@ -296,6 +304,7 @@ impl RtspConns {
         c.set_udp(tuple.remote.is_ipv4());
         add(&self.context.counters.rtsp_connections, 1);
         debug!(?tuple, "RTSP connection");
+        self.any_dirty = true;
         self.controls.insert(
             conn,
             Control {
@@ -312,6 +321,7 @@ impl RtspConns {
                 closed: false,
                 due: None,
                 restore: None,
+                // Recoverable from its first moment.
                 dirty: true,
                 last_write: None,
                 frozen: false,
@@ -441,6 +451,7 @@ impl RtspConns {
             c.closed = true;
             ctx.close(conn);
         }
+        self.any_dirty |= c.dirty;
         self.controls.insert(conn, c);
     }
 

@@ -39,6 +39,10 @@ impl RtspConns {
             return;
         };
         let now = ctx.now();
+        if !self.any_dirty && self.next_write.is_none_or(|t| now < t) {
+            return;
+        }
+        self.any_dirty = false;
         let every = self.serve.checkpoint_every;
         let due: Vec<ConnId> = self
             .controls
@@ -55,6 +59,13 @@ impl RtspConns {
         for conn in due {
             self.write(conn, ctx, cp);
         }
+        self.next_write = self
+            .controls
+            .values()
+            .filter(|c| c.restore.is_none() && !c.frozen)
+            .filter(|c| c.conn.state() == baton_rtsp::State::Playing)
+            .map(|c| c.last_write.map_or(now, |t| t + every))
+            .min();
     }
 
     /// `conn` stops here (a drain, or a handoff): its bundle's last write.
