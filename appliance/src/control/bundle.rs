@@ -37,11 +37,12 @@ pub(crate) fn bundle_orphans(
 /// which no orphan route names — reaches the address's heir; the session
 /// and its passive ports must be there.
 pub(crate) fn follows_the_address(bundle: &ArchivedBundle<'_>) -> bool {
-    bundle
-        .records
-        .iter()
-        .next()
-        .is_some_and(|r| r.view().app_protocol == baton_shmem::APP_PROTOCOL_FTP)
+    bundle.records.iter().next().is_some_and(|r| {
+        let p = r.view().app_protocol;
+        // RTSP: RTP leaves from the address the client knows, and its
+        // RTCP reports reach the address's holder.
+        p == baton_shmem::APP_PROTOCOL_FTP || p == baton_shmem::APP_PROTOCOL_RTSP
+    })
 }
 
 /// The survivor that restores `bundle`: `by_slot` (the split by slot

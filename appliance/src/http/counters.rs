@@ -202,6 +202,13 @@ counters! {
     ftp_not_restored => "baton_ftp_not_restored_total",
     /// FTP bundle checkpoints written (control and data records in one slot write).
     ftp_bundle_writes => "baton_ftp_bundle_checkpoints_total",
+    /// RTSP bundle checkpoints written (session and RTP flow in the control connection's slot).
+    rtsp_bundle_writes => "baton_rtsp_bundle_checkpoints_total",
+    /// RTSP sessions taken over and continued here from their bundle (the RTP flow resumed).
+    rtsp_restored => "baton_rtsp_restored_total",
+    /// RTSP connections taken over but reset: no state, a record that does not decode,
+    /// or an object no longer found.
+    rtsp_not_restored => "baton_rtsp_not_restored_total",
     /// 304 answers.
     not_modified,
     /// 412 answers (If-Match / If-Unmodified-Since failed).
@@ -259,7 +266,7 @@ mod tests {
         c.status(206);
         bump(&c.requests);
         let m = c.snapshot().metrics();
-        assert_eq!(m.len(), 55);
+        assert_eq!(m.len(), 58);
         assert_eq!(m[0].name, "baton_http_requests_total");
         assert_eq!(m[0].help, "Request heads parsed.");
         assert_eq!(m[0].value, 1);

@@ -349,7 +349,7 @@ impl App for CacheApp {
         if let Some(r) = self.rtsp.as_mut() {
             if ctx.tuple(conn).is_some_and(|t| r.claims(t.local.port())) {
                 r.on_accept(conn, ctx);
-                return;
+                return r.checkpoint(ctx, self.checkpoints.as_mut());
             }
         }
         let now = ctx.now();
@@ -381,7 +381,8 @@ impl App for CacheApp {
             return f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
-            return r.on_readable(conn, ctx);
+            r.on_readable(conn, ctx);
+            return r.checkpoint(ctx, self.checkpoints.as_mut());
         }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
@@ -401,7 +402,8 @@ impl App for CacheApp {
             return f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
-            return r.on_writable(conn, ctx);
+            r.on_writable(conn, ctx);
+            return r.checkpoint(ctx, self.checkpoints.as_mut());
         }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
@@ -431,7 +433,8 @@ impl App for CacheApp {
             return f.checkpoint(ctx, self.checkpoints.as_mut());
         }
         if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
-            return r.on_peer_closed(conn, ctx);
+            r.on_peer_closed(conn, ctx);
+            return r.checkpoint(ctx, self.checkpoints.as_mut());
         }
         let now = ctx.now();
         let mut t = transport!(self, ctx);
@@ -453,7 +456,11 @@ impl App for CacheApp {
             return f.checkpoint(_ctx, self.checkpoints.as_mut());
         }
         if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
-            return r.on_closed(conn);
+            r.on_closed(conn);
+            if let Some(c) = self.checkpoints.as_mut() {
+                c.release(conn);
+            }
+            return;
         }
         if self.restoring.remove(&conn).is_some() {
             if reason == CloseReason::NotReady {
@@ -478,9 +485,8 @@ impl App for CacheApp {
             // The bundle's last write, once for both members.
             return f.freeze(conn, ctx, self.checkpoints.as_mut());
         }
-        if self.rtsp.as_ref().is_some_and(|r| r.owns(conn)) {
-            // Not checkpointed yet (serve::rtsp).
-            return;
+        if let Some(r) = self.rtsp.as_mut().filter(|r| r.owns(conn)) {
+            return r.freeze(conn, ctx, self.checkpoints.as_mut());
         }
         // The final checkpoint must cover what TCP acknowledged: an
         // upload's body bytes still in the receive queue go to the spool
@@ -512,6 +518,9 @@ impl App for CacheApp {
         }
         if let Some(f) = self.ftp.as_mut() {
             f.forget(conn);
+        }
+        if let Some(r) = self.rtsp.as_mut() {
+            r.forget(conn);
         }
         self.http.on_handed_off(conn);
     }
@@ -563,6 +572,12 @@ impl App for CacheApp {
             if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
                 f.on_restored(conn, app_state.as_deref(), ctx);
                 return f.checkpoint(ctx, self.checkpoints.as_mut());
+            }
+        }
+        if let Some(r) = self.rtsp.as_mut() {
+            if ctx.tuple(conn).is_some_and(|t| r.claims(t.local.port())) {
+                r.on_restored(conn, app_state.as_deref(), ctx);
+                return r.checkpoint(ctx, self.checkpoints.as_mut());
             }
         }
         let now = ctx.now();
@@ -647,6 +662,7 @@ impl App for CacheApp {
         }
         if let Some(r) = self.rtsp.as_mut() {
             r.poll(ctx);
+            r.checkpoint(ctx, self.checkpoints.as_mut());
         }
     }
 

@@ -15,8 +15,7 @@
 //!
 //! It carries bytes, packets and time between the session, TCP, UDP and
 //! the cache, and decides nothing of RTSP (the `baton-rtsp` crate's rules).
-//! Not built yet: checkpoints of the bundle (connections are served with
-//! ACK hold off, so a takeover resets them; docs/RTSP.md "What is left").
+//! The bundle's checkpoints and its takeover are [`bundle`]'s.
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,6 +33,8 @@ use tracing::{debug, info};
 
 use crate::cache::{Cache, Object};
 use crate::http::context::WorkerContext;
+
+mod bundle;
 
 /// Longest a request waits for its object to be complete in the cache;
 /// then it is answered as if the object did not exist (404).
@@ -62,6 +63,9 @@ pub struct RtspServe {
     /// The server's RTP and RTCP ports (the range's first pair).
     server_ports: (u16, u16),
     timeout_ms: u64,
+    /// How often a playing session's bundle is written
+    /// (`rtsp.checkpoint_interval_ms`).
+    checkpoint_every: Duration,
     flow: FlowConfig,
     limits: Limits,
     /// The workers' common clock origin: activity stamps cross workers.
@@ -138,6 +142,7 @@ impl RtspServe {
             port: r.port,
             server_ports: (r.udp_port_min, r.udp_port_min.saturating_add(1)),
             timeout_ms: r.session_timeout_ms,
+            checkpoint_every: Duration::from_millis(r.checkpoint_interval_ms),
             flow: FlowConfig {
                 lead_us: r.pacing_lead_ms * 1000,
                 fallback_rate: (r.initial_bitrate / 8).max(1),
@@ -207,6 +212,15 @@ struct Control {
     closed: bool,
     /// When media, RTCP or the session's expiry is next due (µs).
     due: Option<u64>,
+    /// A taken-over session waiting for its object before its `Conn` is
+    /// restored from this record (`conn` is a placeholder until then).
+    restore: Option<baton_rtsp::BundleRecord>,
+    /// A request was answered since the last checkpoint.
+    dirty: bool,
+    /// When the bundle was last written.
+    last_write: Option<Instant>,
+    /// Drained or handed off: its last checkpoint is written.
+    frozen: bool,
 }
 
 impl Control {
@@ -234,6 +248,12 @@ pub struct RtspConns {
     next_due: Option<u64>,
     /// When tables were last swept (objects nobody streams).
     last_sweep: Option<Instant>,
+    /// A connection's bundle is due for a write (`Control::dirty`).
+    any_dirty: bool,
+    /// When a playing session's bundle is next due on the cadence: the
+    /// worker polls thousands of times a second and scans its
+    /// connections only when one is due.
+    next_write: Option<Instant>,
 }
 
 impl RtspConns {
@@ -246,6 +266,8 @@ impl RtspConns {
             controls: HashMap::new(),
             next_due: None,
             last_sweep: None,
+            any_dirty: false,
+            next_write: None,
         }
     }
 
@@ -261,8 +283,6 @@ impl RtspConns {
 
     /// A connection accepted on the RTSP port.
     pub fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        // Not checkpointed yet: nothing would commit the client's bytes.
-        ctx.set_ack_hold(conn, false);
         let Some(tuple) = ctx.tuple(conn) else {
             ctx.abort(conn);
             return;
@@ -284,6 +304,7 @@ impl RtspConns {
         c.set_udp(tuple.remote.is_ipv4());
         add(&self.context.counters.rtsp_connections, 1);
         debug!(?tuple, "RTSP connection");
+        self.any_dirty = true;
         self.controls.insert(
             conn,
             Control {
@@ -299,6 +320,11 @@ impl RtspConns {
                 closing: false,
                 closed: false,
                 due: None,
+                restore: None,
+                // Recoverable from its first moment.
+                dirty: true,
+                last_write: None,
+                frozen: false,
             },
         );
     }
@@ -317,6 +343,8 @@ impl RtspConns {
     pub fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(c) = self.controls.get_mut(&conn) {
             c.closing = true;
+            // The FIN is acknowledged by a write that covers it.
+            c.dirty = true;
         }
         self.turn(conn, ctx);
     }
@@ -385,6 +413,14 @@ impl RtspConns {
         let Some(mut c) = self.controls.remove(&conn) else {
             return;
         };
+        if c.restore.is_some() && !self.finish_restore(conn, &mut c, now_us, ctx) {
+            if c.restore.is_some() {
+                let look = self.serve.us(ctx.now() + FETCH_LOOK);
+                self.next_due = Some(self.next_due.map_or(look, |d| d.min(look)));
+                self.controls.insert(conn, c);
+            }
+            return;
+        }
         // Requests while they make progress; what is not taken stays in
         // TCP's buffer (its window closes on a client that floods).
         for _ in 0..8 {
@@ -415,6 +451,7 @@ impl RtspConns {
             c.closed = true;
             ctx.close(conn);
         }
+        self.any_dirty |= c.dirty;
         self.controls.insert(conn, c);
     }
 
@@ -449,6 +486,7 @@ impl RtspConns {
             let bytes: Vec<u8> = c.input.drain(..take).collect();
             let before = c.conn.state();
             c.conn.on_bytes(now_us, &bytes, &mut c.out);
+            c.dirty = true;
             if before == baton_rtsp::State::Init && c.conn.state() != before {
                 add(&self.context.counters.rtsp_sessions, 1);
             }

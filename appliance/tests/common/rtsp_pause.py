@@ -4,14 +4,18 @@ PLAY, PAUSE, PLAY again without a range, GET_PARAMETER, TEARDOWN, on one
 connection, receiving RTP on its own ports. Prints what it saw, a line
 each: `answer METHOD STATUS`, `header METHOD NAME: VALUE`, `rtp PHASE SEQ
 SSRC LEN`; the payload bytes go to a file, so the Rust test asserts on
-them. Usage: rtsp_pause.py HOST PAYLOAD_FILE.
+them. Usage: rtsp_pause.py HOST PAYLOAD_FILE [GATE]: with GATE, once
+paused it creates GATE.paused and waits (up to 60 s) for GATE to exist
+before the second PLAY (the takeover test kills the box in between).
 """
+import os
 import socket
 import sys
 import time
 
 HOST = sys.argv[1]
 OUT = sys.argv[2]
+GATE = sys.argv[3] if len(sys.argv) > 3 else None
 URL = f"rtsp://{HOST}/clip.ts"
 
 
@@ -86,6 +90,12 @@ def main():
         # What was in flight when PAUSE was answered, then silence.
         phases["pausing"] = receive(rtp, 0.3, None, payload)
         phases["paused"] = receive(rtp, 2.0, None, payload)
+        if GATE:
+            open(GATE + ".paused", "w").close()
+            end = time.monotonic() + 60
+            while not os.path.exists(GATE) and time.monotonic() < end:
+                time.sleep(0.05)
+            phases["gated"] = receive(rtp, 0.1, None, payload)
         answers.append(request(sock, buf, "PLAY", URL, 5, [f"Session: {session}"]))
         phases["resumed"] = receive(rtp, 2.0, None, payload)
         answers.append(request(sock, buf, "GET_PARAMETER", URL, 6, [f"Session: {session}"]))
