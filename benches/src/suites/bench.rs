@@ -193,6 +193,9 @@ impl Bench {
         if wants("ipv6") {
             self.ipv6()?;
         }
+        if wants("ftp") {
+            self.ftp()?;
+        }
         // Last: the large runs leave the most state behind (TIME_WAIT, flows).
         if wants("concurrency") {
             self.concurrency()?;
