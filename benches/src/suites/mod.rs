@@ -1,5 +1,5 @@
 //! The benchmark suites of `baton-bench`, one module each: [`concurrency`],
-//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`criterion`],
+//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`ftp`], [`criterion`],
 //! [`backends`] (which brings up a lab of its own per backend), [`placement`]
 //! (a lab per takeover assignment policy, not in `all`) and [`vm`]
 //! (a lab of process boxes, then one of VM boxes; not in `all`: it needs
@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod concurrency;
 pub mod criterion;
 pub mod failover;
+pub mod ftp;
 pub mod https;
 pub mod ipv6;
 pub mod nginx;
@@ -36,13 +37,14 @@ use bench::{progress, Bench};
 use criterion::criterion;
 
 /// The suites `--suite all` runs: every one.
-const IN_ALL: [&str; 8] = [
+const IN_ALL: [&str; 9] = [
     "concurrency",
     "throughput",
     "checkpoint",
     "failover",
     "https",
     "ipv6",
+    "ftp",
     "criterion",
     "backends",
 ];
@@ -88,6 +90,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "failover",
             "https",
             "ipv6",
+            "ftp",
             "criterion",
             "backends",
             "placement",
@@ -121,6 +124,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "failover",
         "https",
         "ipv6",
+        "ftp",
     ]
     .iter()
     .any(|s| wants(s));
