@@ -35,10 +35,10 @@ pub use convert::{EXAMPLE_KEY, EXAMPLE_TOKEN};
 pub use error::{ConfigError, Problem};
 pub use model::*;
 pub use tables::{
-    AdminConfig, CacheConfig, CheckpointConfig, ClusterConfig, Config, DataplaneConfig, DpdkConfig,
-    FailureConfig, FtpConfig, LimitsConfig, Member, NodeConfig, RaftConfig, RtspConfig,
-    ServiceConfig, SniCert, TakeoverConfig, TlsConfig, TlsSuite, TlsVersion, DEFAULT_FTP_PORT,
-    DEFAULT_RTSP_PORT, DEFAULT_TLS_PORT, SHARED_MAX_MEMBERS,
+    AdminConfig, BalanceConfig, CacheConfig, CheckpointConfig, ClusterConfig, Config,
+    DataplaneConfig, DpdkConfig, FailureConfig, FtpConfig, LimitsConfig, Member, NodeConfig,
+    RaftConfig, RtspConfig, ServiceConfig, SniCert, TakeoverConfig, TlsConfig, TlsSuite,
+    TlsVersion, DEFAULT_FTP_PORT, DEFAULT_RTSP_PORT, DEFAULT_TLS_PORT, SHARED_MAX_MEMBERS,
 };
 
 /// The example configuration shipped with Baton, every key documented.

@@ -151,6 +151,13 @@ impl Assignment {
 /// Default `takeover.capacity`: connections a box is sized for.
 pub const DEFAULT_TAKEOVER_CAPACITY: u64 = 100_000;
 
+/// Default `balance.threshold`: connections apart before boxes rebalance.
+pub const DEFAULT_BALANCE_THRESHOLD: u64 = 1_000;
+/// Default `balance.rate`: connections one box moves per second.
+pub const DEFAULT_BALANCE_RATE: u64 = 100;
+/// Default `balance.interval_ms`: how often the loads are looked at.
+pub const DEFAULT_BALANCE_INTERVAL_MS: u64 = 1_000;
+
 /// How the workers wait for packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PollMode {

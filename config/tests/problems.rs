@@ -865,6 +865,40 @@ fn takeover_assignment_defaults_to_round_robin_and_a_wrong_word_names_the_choice
 }
 
 #[test]
+fn balance_is_off_by_default_and_bad_values_name_the_key_and_range() {
+    let c = parse(&minimal(), "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.balance.enabled);
+    assert_eq!(
+        (c.balance.threshold, c.balance.rate, c.balance.interval_ms),
+        (1000, 100, 1000)
+    );
+    let text = format!(
+        "{}\n[balance]\nenabled = true\nthreshold = 50\nrate = 20\ninterval_ms = 250\n",
+        minimal()
+    );
+    let c = parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.balance.enabled);
+    assert_eq!(
+        (c.balance.threshold, c.balance.rate, c.balance.interval_ms),
+        (50, 20, 250)
+    );
+    for (bad, key, says) in [
+        ("threshold = 0", "balance.threshold", "positive"),
+        ("rate = 0", "balance.rate", "1..=100000"),
+        ("interval_ms = 5", "balance.interval_ms", "10..=600000"),
+        ("enabled = \"yes\"", "balance.enabled", "true or false"),
+    ] {
+        let text = format!("{}\n[balance]\n{bad}\n", minimal());
+        let line = one_line(&text);
+        assert!(
+            line.starts_with(&format!("box1.toml:{}: {key}: ", line_of(&text, bad)))
+                && line.contains(says),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn a_pci_device_segment_is_its_sysfs_bar() {
     let text = edited(
         "segment_path = \"/dev/shm/baton.seg\"",

@@ -53,6 +53,7 @@
 
 #![deny(missing_docs)]
 
+pub mod balance;
 pub mod change;
 pub mod driver;
 pub mod machine;
@@ -61,6 +62,7 @@ pub mod reason;
 pub mod rules;
 pub mod store;
 
+pub use balance::{plan as balance_plan, sends_of, Move, RateLimit};
 pub use baton_shmem::{
     ChangeLoads, CommittedLoads, Member, MemberLoad, View, ViewNumber, MAX_MEMBERS, REASON_HISTORY,
 };

@@ -28,7 +28,7 @@ impl SurvivorLoad {
     /// Its fullness in connections: the larger of what it holds and its
     /// busy fraction of `capacity`, so a box busy with few heavy
     /// connections counts as full as one holding many idle ones.
-    fn used(&self, capacity: u64) -> u64 {
+    pub(crate) fn used(&self, capacity: u64) -> u64 {
         let busy = u128::from(capacity) * u128::from(self.busy_ppm.min(1_000_000)) / 1_000_000;
         self.connections.max(busy as u64)
     }

@@ -8,6 +8,7 @@
 //! spans (`crate::read`) or how a single value is judged (`crate::convert`).
 
 mod admin;
+mod balance;
 mod cache;
 mod checkpoint;
 mod cluster;
@@ -29,6 +30,7 @@ mod tls;
 mod tls_sni;
 
 pub use admin::AdminConfig;
+pub use balance::BalanceConfig;
 pub use cache::CacheConfig;
 pub use checkpoint::CheckpointConfig;
 pub use cluster::ClusterConfig;
@@ -70,6 +72,8 @@ table! {
         failure: FailureConfig = OrDefault,
         /// `[takeover]`: how a dead box's connections are split.
         takeover: TakeoverConfig = OrDefault,
+        /// `[balance]`: rebalancing connections between live boxes.
+        balance: BalanceConfig = OrDefault,
         /// `[raft]`: the replicated mode's view Raft.
         raft: RaftConfig = OrDefault,
         /// `[cache]`: the HTTP cache and its origin.
