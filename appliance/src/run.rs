@@ -158,6 +158,11 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     // A panicked thread stops the whole box (crate::fatal).
     crate::fatal::install_panic_policy();
     notify::status("starting: mapping the checkpoint segment");
+    if config.balance.enabled {
+        // The decision exists (baton_membership::balance_plan); the
+        // balancer that acts on it does not yet (docs/TAKEOVER.md).
+        warn!("balance.enabled is set but this build does not rebalance yet: no connection will move on its own");
+    }
 
     let segment = open_segment(config)?;
     let region = segment
