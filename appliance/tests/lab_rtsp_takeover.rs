@@ -53,6 +53,33 @@ fn spawn_client(g: &LabGuard, cmd: &[&str]) -> Child {
 }
 
 /// ffprobe's duration of `path`, in milliseconds.
+/// ffmpeg recording `URL` over `transport` (`udp` or `tcp`) into `out`
+/// (MPEG-TS, streams copied), at most 120 s.
+fn spawn_ffmpeg(g: &LabGuard, transport: &str, out: &str) -> Child {
+    spawn_client(
+        g,
+        &[
+            "timeout",
+            "120",
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-rtsp_transport",
+            transport,
+            "-i",
+            URL,
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+            out,
+        ],
+    )
+}
+
 fn duration_ms(g: &LabGuard, path: &str) -> u64 {
     require("ffprobe");
     let out = ok(g.exec(
@@ -195,28 +222,7 @@ fn lab_rtsp_a_box_killed_mid_stream_the_player_records_the_whole_clip() {
     let rtp = RtpCapture::start(&g, "rtp.pcap", &format!("udp and src host {BOX1}"));
     let out = g.file("takeover.ts").display().to_string();
     let _ = fs::remove_file(&out);
-    let ffmpeg = spawn_client(
-        &g,
-        &[
-            "timeout",
-            "120",
-            "ffmpeg",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-y",
-            "-rtsp_transport",
-            "udp",
-            "-i",
-            URL,
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-            &out,
-        ],
-    );
+    let ffmpeg = spawn_ffmpeg(&g, "udp", &out);
     // About 5 s of playing at the default 200 ms cadence.
     wait_metric(&g, 1, "baton_rtsp_bundle_checkpoints_total", 25);
     let sent = metric(&g, 1, "baton_rtp_packets_total{transport=\"udp\"}");
@@ -240,7 +246,13 @@ fn lab_rtsp_a_box_killed_mid_stream_the_player_records_the_whole_clip() {
     eprintln!(
         "RTP across the takeover: {packets} packets, {repeats} sent twice, longest gap {gap_ms} ms"
     );
-    // ffmpeg's TEARDOWN was answered by box2, then it closed: a FIN, no RST.
+    // ffmpeg sends TEARDOWN and closes without reading box2's answer: its
+    // close is a FIN, or a RST of its own when the answer came first
+    // (Linux resets a socket closed with unread data; seen in a capture of
+    // port 554). Neither is a RST reaching the client; the capture's proof
+    // of life is a connection the client surely closes with a FIN.
+    let (status, _, _) = curl_box(&g, 2, "/1K.bin", &[]);
+    assert_eq!(status, 200, "box2 serves HTTP after the takeover");
     rst.assert_none_with_fins(1);
 }
 
@@ -384,28 +396,7 @@ fn lab_rtsp_an_interleaved_stream_taken_over_is_reset_not_misframed() {
     let clip_ms = duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
     let out = g.file("interleaved.ts").display().to_string();
     let _ = fs::remove_file(&out);
-    let ffmpeg = spawn_client(
-        &g,
-        &[
-            "timeout",
-            "120",
-            "ffmpeg",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-y",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-            URL,
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-            &out,
-        ],
-    );
+    let ffmpeg = spawn_ffmpeg(&g, "tcp", &out);
     wait_metric(&g, 1, "baton_rtsp_bundle_checkpoints_total", 25);
     assert!(metric(&g, 1, "baton_rtp_packets_total{transport=\"tcp\"}") > 0);
     ok(g.lab(&["kill", "box1"]));
