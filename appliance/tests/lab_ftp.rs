@@ -6,23 +6,10 @@
 mod common;
 
 use std::fs;
-use std::process::Output;
 
 use common::*;
 
 const BOX1: &str = "198.18.0.11";
-
-/// Runs `cmd` in the client namespace; fails loudly when the tool is
-/// missing (never a silent skip).
-fn client(g: &LabGuard, cmd: &[&str]) -> Output {
-    let tool = cmd[0];
-    let found = std::process::Command::new("which")
-        .arg(tool)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(found, "{tool} is not installed (scripts/test installs it)");
-    g.exec("client", cmd)
-}
 
 /// curl `ftp://box1/name` into a file; `extra` adds options.
 fn curl_ftp(g: &LabGuard, name: &str, extra: &[&str]) -> Vec<u8> {
@@ -31,7 +18,7 @@ fn curl_ftp(g: &LabGuard, name: &str, extra: &[&str]) -> Vec<u8> {
     let mut args = vec!["curl", "-sS", "--max-time", "120", "-o", &out];
     args.extend_from_slice(extra);
     args.push(&url);
-    ok(client(g, &args));
+    ok(run_client(g, &args));
     fs::read(g.file("ftp.body")).unwrap_or_default()
 }
 
@@ -63,7 +50,7 @@ fn lab_ftp_clients_download_every_object_byte_identical() {
     }
     for name in ["1K.bin", "50M.bin"] {
         let out = g.file("wget.body").display().to_string();
-        ok(client(
+        ok(run_client(
             &g,
             &[
                 "wget",
@@ -88,7 +75,7 @@ fn lab_ftp_clients_download_every_object_byte_identical() {
         "set net:max-retries 1; set net:timeout 30; open ftp://{BOX1}; lcd {}; get 1M.bin; get 100M.bin; bye",
         dir.display()
     );
-    ok(client(&g, &["lftp", "-c", &script]));
+    ok(run_client(&g, &["lftp", "-c", &script]));
     for name in ["1M.bin", "100M.bin"] {
         assert_eq!(
             sha256_file(&dir.join(name)),
@@ -97,7 +84,7 @@ fn lab_ftp_clients_download_every_object_byte_identical() {
         );
     }
     // Every object the origin's index lists, in the names-only listing.
-    let names = ok(client(
+    let names = ok(run_client(
         &g,
         &[
             "curl",
@@ -132,7 +119,7 @@ fn lab_ftp_curl_resumes_a_partial_file_with_rest() {
     let before = metric(&g, "baton_ftp_commands_total");
     let url = format!("ftp://{BOX1}/{name}");
     let out = g.file("ftp.body").display().to_string();
-    ok(client(
+    ok(run_client(
         &g,
         &[
             "curl",
@@ -173,7 +160,7 @@ fn lab_ftp_bad_input_is_refused_and_the_box_keeps_serving() {
          printf 'USER anonymous\\r\\nPASS x\\r\\nNOOP {long}\\r\\nFROB\\r\\nPORT 198,18,0,99,200,10\\r\\nQUIT\\r\\n' >&3; \
          timeout 10 cat <&3"
     );
-    let replies = ok(client(&g, &["timeout", "20", "bash", "-c", &script]));
+    let replies = ok(run_client(&g, &["timeout", "20", "bash", "-c", &script]));
     let codes: Vec<&str> = replies.lines().filter_map(|l| l.get(..4)).collect();
     assert!(codes.contains(&"500 "), "no 500 in {replies:?}");
     assert!(
@@ -186,7 +173,7 @@ fn lab_ftp_bad_input_is_refused_and_the_box_keeps_serving() {
     assert!(metric(&g, "baton_ftp_refused_total{cause=\"command\"}") >= 1);
     // A connection to a passive port nobody reserved is reset.
     let probe = format!("exec 3<>/dev/tcp/{BOX1}/40007 && cat <&3");
-    let _ = client(&g, &["timeout", "5", "bash", "-c", &probe]);
+    let _ = run_client(&g, &["timeout", "5", "bash", "-c", &probe]);
     assert!(metric(&g, "baton_ftp_data_refused_total{cause=\"unclaimed\"}") >= 1);
     // Still serving.
     let body = curl_ftp(&g, "1M.bin", &[]);
@@ -217,7 +204,7 @@ fn lab_ftp_active_mode_downloads_byte_identical() {
             body.len()
         );
     }
-    let names = ok(client(
+    let names = ok(run_client(
         &g,
         &[
             "curl",
@@ -241,7 +228,7 @@ fn lab_ftp_active_mode_downloads_byte_identical() {
         "set net:max-retries 1; set net:timeout 30; set ftp:passive-mode off; open ftp://{BOX1}; lcd {}; get 1M.bin; bye",
         dir.display()
     );
-    ok(client(&g, &["lftp", "-c", &script]));
+    ok(run_client(&g, &["lftp", "-c", &script]));
     assert_eq!(
         sha256_file(&dir.join("1M.bin")),
         g.listed_sha("1M.bin"),

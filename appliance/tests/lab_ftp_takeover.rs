@@ -10,7 +10,7 @@
 mod common;
 
 use std::fs;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -20,27 +20,6 @@ const BOX1: &str = "198.18.0.11";
 
 fn metric(g: &LabGuard, n: usize, name: &str) -> u64 {
     metric_value(&box_metrics(g, n), name)
-}
-
-/// Starts `cmd` in the client namespace; fails loudly when the tool is
-/// missing (never a silent skip).
-fn spawn_client(g: &LabGuard, cmd: &[&str]) -> Child {
-    let found = std::process::Command::new("which")
-        .arg(cmd[0])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "{} is not installed (scripts/test installs it)",
-        cmd[0]
-    );
-    g.driver
-        .exec_cmd("client", cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("client")
 }
 
 /// Waits until `path` holds at least `bytes` (the transfer is under way).

@@ -8,7 +8,6 @@
 mod common;
 
 use std::fs;
-use std::process::Output;
 
 use common::*;
 
@@ -18,46 +17,8 @@ const URL: &str = "rtsp://198.18.0.11/clip.ts";
 const RTP_PORT: u16 = 6970;
 const RTCP_PORT: u16 = 6971;
 
-/// Runs `cmd` in the client namespace; fails loudly when the tool is
-/// missing (never a silent skip).
-fn client(g: &LabGuard, cmd: &[&str]) -> Output {
-    // `timeout N TOOL ...` runs TOOL.
-    let tool = match cmd {
-        ["timeout", _, tool, ..] => *tool,
-        _ => cmd[0],
-    };
-    let found = std::process::Command::new("which")
-        .arg(tool)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(found, "{tool} is not installed (scripts/test installs it)");
-    g.exec("client", cmd)
-}
-
 fn metric(g: &LabGuard, name: &str) -> u64 {
     metric_value(&box_metrics(g, 1), name)
-}
-
-/// ffprobe's duration of `path`, in milliseconds.
-fn duration_ms(g: &LabGuard, path: &str) -> u64 {
-    let out = ok(client(
-        g,
-        &[
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            path,
-        ],
-    ));
-    let secs: f64 = out
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("ffprobe printed {out:?} for {path}"));
-    (secs * 1000.0) as u64
 }
 
 /// `ffmpeg -rtsp_transport T -i URL -c copy OUT`: records until the box's
@@ -84,7 +45,7 @@ fn record_url(g: &LabGuard, url: &str, opts: &[&str], name: &str, extra: &[&str]
     args.extend_from_slice(&["-i", url]);
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-c", "copy", "-f", "mpegts", &out]);
-    ok(client(g, &args));
+    ok(run_client(g, &args));
     out
 }
 
@@ -95,14 +56,14 @@ use rtp_capture::{Datagram, RtpCapture};
 #[test]
 fn lab_rtsp_ffmpeg_records_the_whole_clip_over_udp_and_tcp() {
     let g = LabGuard::up("btrtsp1", &["--boxes", "1"]);
-    let clip_ms = duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
+    let clip_ms = media_duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
     assert!(clip_ms > 25_000, "the lab's clip lasts {clip_ms} ms");
     let rst = RstCapture::start(&g);
     let rtp = RtpCapture::start(&g, "rtp.pcap", &format!("udp and src host {BOX1}"));
 
     // Over UDP: RTP from 6970, RTCP from 6971.
     let out = record(&g, "udp", "udp.ts", &[]);
-    let got = duration_ms(&g, &out);
+    let got = media_duration_ms(&g, &out);
     assert!(
         got.abs_diff(clip_ms) * 50 <= clip_ms,
         "recorded over UDP: {got} ms of a {clip_ms} ms clip"
@@ -162,7 +123,7 @@ fn lab_rtsp_ffmpeg_records_the_whole_clip_over_udp_and_tcp() {
 
     // Interleaved on the RTSP connection.
     let out = record(&g, "tcp", "tcp.ts", &[]);
-    let got = duration_ms(&g, &out);
+    let got = media_duration_ms(&g, &out);
     assert!(
         got.abs_diff(clip_ms) * 50 <= clip_ms,
         "recorded over TCP: {got} ms of a {clip_ms} ms clip"
@@ -199,7 +160,7 @@ SETUP {URL}/trackID=0 RTSP/1.0\\r\\nCSeq: 3\\r\\nTransport: RTP/AVP;unicast;dest
 GARBAGE\\r\\n\\r\\n' >&3; \
          timeout 10 cat <&3"
     );
-    let replies = ok(client(&g, &["timeout", "20", "bash", "-c", &script]));
+    let replies = ok(run_client(&g, &["timeout", "20", "bash", "-c", &script]));
     let codes: Vec<&str> = replies
         .lines()
         .filter_map(|l| l.strip_prefix("RTSP/1.0 "))
@@ -211,7 +172,7 @@ GARBAGE\\r\\n\\r\\n' >&3; \
     assert_eq!(metric(&g, "baton_rtp_packets_total{transport=\"udp\"}"), 0);
     // Still serving: a player records five seconds.
     let out = record(&g, "udp", "after.ts", &["-t", "5"]);
-    let got = duration_ms(&g, &out);
+    let got = media_duration_ms(&g, &out);
     assert!(
         (4_000..=6_000).contains(&got),
         "recorded {got} ms after bad input"
@@ -243,7 +204,7 @@ fn lab_rtsp_pause_then_play_resumes_at_the_paused_packet() {
     let script = g.file("rtsp_pause.py");
     fs::write(&script, PAUSE_PLAYER).expect("write rtsp_pause.py");
     let payload = g.file("pause.payload");
-    let out = ok(client(
+    let out = ok(run_client(
         &g,
         &[
             "timeout",
@@ -361,7 +322,7 @@ fn lab_rtsp_an_ipv6_player_is_offered_interleaved_transport() {
         "v6.ts",
         &["-t", "5"],
     );
-    let got = duration_ms(&g, &out);
+    let got = media_duration_ms(&g, &out);
     assert!(
         (4_000..=6_000).contains(&got),
         "recorded {got} ms over IPv6"
@@ -423,7 +384,7 @@ fn lab_rtsp_players_at_once_each_get_their_own_stream() {
         assert!(status.success(), "a player failed: {status}");
     }
     for i in 0..4 {
-        let got = duration_ms(&g, &g.file(&format!("many{i}.ts")).display().to_string());
+        let got = media_duration_ms(&g, &g.file(&format!("many{i}.ts")).display().to_string());
         assert!(
             (7_000..=9_000).contains(&got),
             "player {i} recorded {got} ms"

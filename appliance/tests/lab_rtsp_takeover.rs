@@ -13,7 +13,7 @@
 mod common;
 
 use std::fs;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -31,28 +31,6 @@ fn metric(g: &LabGuard, n: usize, name: &str) -> u64 {
     metric_value(&box_metrics(g, n), name)
 }
 
-/// Fails loudly when `tool` is missing (never a silent skip).
-fn require(tool: &str) {
-    let found = std::process::Command::new("which")
-        .arg(tool)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(found, "{tool} is not installed (scripts/test installs it)");
-}
-
-/// Starts `cmd` in the client namespace.
-fn spawn_client(g: &LabGuard, cmd: &[&str]) -> Child {
-    require(cmd[0]);
-    g.driver
-        .exec_cmd("client", cmd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("client")
-}
-
-/// ffprobe's duration of `path`, in milliseconds.
 /// ffmpeg recording `URL` over `transport` (`udp` or `tcp`) into `out`
 /// (MPEG-TS, streams copied), at most 120 s.
 fn spawn_ffmpeg(g: &LabGuard, transport: &str, out: &str) -> Child {
@@ -78,28 +56,6 @@ fn spawn_ffmpeg(g: &LabGuard, transport: &str, out: &str) -> Child {
             out,
         ],
     )
-}
-
-fn duration_ms(g: &LabGuard, path: &str) -> u64 {
-    require("ffprobe");
-    let out = ok(g.exec(
-        "client",
-        &[
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            path,
-        ],
-    ));
-    let secs: f64 = out
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("ffprobe printed {out:?} for {path}"));
-    (secs * 1000.0) as u64
 }
 
 /// Waits until box `n`'s `name` reaches `at_least`.
@@ -216,7 +172,7 @@ fn assert_one_whole_stream(g: &LabGuard, rtp: RtpCapture) -> (usize, usize, u64)
 #[test]
 fn lab_rtsp_a_box_killed_mid_stream_the_player_records_the_whole_clip() {
     let g = LabGuard::up("btrtk1", &["--boxes", "2"]);
-    let clip_ms = duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
+    let clip_ms = media_duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
     assert!(clip_ms > 25_000, "the lab's clip lasts {clip_ms} ms");
     let rst = RstCapture::start(&g);
     let rtp = RtpCapture::start(&g, "rtp.pcap", &format!("udp and src host {BOX1}"));
@@ -235,7 +191,7 @@ fn lab_rtsp_a_box_killed_mid_stream_the_player_records_the_whole_clip() {
         done.status,
         String::from_utf8_lossy(&done.stderr).trim()
     );
-    let got = duration_ms(&g, &out);
+    let got = media_duration_ms(&g, &out);
     assert!(
         got.abs_diff(clip_ms) * 50 <= clip_ms,
         "recorded {got} ms of a {clip_ms} ms clip across the takeover"
@@ -266,7 +222,7 @@ const PAUSE_PLAYER: &str = include_str!("common/rtsp_pause.py");
 #[test]
 fn lab_rtsp_a_paused_session_taken_over_resumes_at_the_paused_packet() {
     let g = LabGuard::up("btrtk2", &["--boxes", "2"]);
-    require("python3");
+    require_tool("python3");
     let script = g.file("rtsp_pause.py");
     fs::write(&script, PAUSE_PLAYER).expect("write rtsp_pause.py");
     let payload = g.file("pause.payload");
@@ -393,7 +349,7 @@ fn lab_rtsp_a_paused_session_taken_over_resumes_at_the_paused_packet() {
 #[test]
 fn lab_rtsp_an_interleaved_stream_taken_over_is_reset_not_misframed() {
     let g = LabGuard::up("btrtk3", &["--boxes", "2"]);
-    let clip_ms = duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
+    let clip_ms = media_duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
     let out = g.file("interleaved.ts").display().to_string();
     let _ = fs::remove_file(&out);
     let ffmpeg = spawn_ffmpeg(&g, "tcp", &out);
@@ -417,7 +373,7 @@ fn lab_rtsp_an_interleaved_stream_taken_over_is_reset_not_misframed() {
         0,
         "box2 restores"
     );
-    let got = duration_ms(&g, &out);
+    let got = media_duration_ms(&g, &out);
     eprintln!("recorded {got} ms of {clip_ms} ms");
     assert!(
         got < clip_ms,

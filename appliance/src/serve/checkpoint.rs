@@ -331,27 +331,13 @@ impl Checkpointer {
     /// The sealed TLS block `conn`'s next checkpoints carry (`None`: none,
     /// a plain connection or a TLS one not resumable now).
     pub fn set_tls(&mut self, conn: ConnId, block: Option<Vec<u8>>) {
-        match block {
-            Some(b) => {
-                self.tls.insert(conn, b);
-            }
-            None => {
-                self.tls.remove(&conn);
-            }
-        }
+        put(&mut self.tls, conn, block);
     }
 
     /// The encoded pending requests (`http_pending`) `conn`'s next
     /// checkpoints carry (`None`: nothing owed beyond the response).
     pub fn set_pending(&mut self, conn: ConnId, state: Option<Vec<u8>>) {
-        match state {
-            Some(s) => {
-                self.pending.insert(conn, s);
-            }
-            None => {
-                self.pending.remove(&conn);
-            }
-        }
+        put(&mut self.pending, conn, state);
     }
 
     /// `conn` moved to another box, which reads its final checkpoint from
@@ -375,6 +361,18 @@ impl Checkpointer {
             let _ = self.writer.clear(state.slot);
             let _ = self.slots.free(state.slot);
             self.region.add_connections(-1);
+        }
+    }
+}
+
+/// `conn`'s entry in `map` becomes `value`, or goes with `None`.
+fn put(map: &mut ConnMap<ConnId, Vec<u8>>, conn: ConnId, value: Option<Vec<u8>>) {
+    match value {
+        Some(v) => {
+            map.insert(conn, v);
+        }
+        None => {
+            map.remove(&conn);
         }
     }
 }

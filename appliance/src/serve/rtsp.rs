@@ -224,6 +224,30 @@ struct Control {
 }
 
 impl Control {
+    /// A connection's state with nothing read, sent or due yet: a new
+    /// session (`restore` None: written at once, so it is recoverable from
+    /// its first moment) or a taken-over one waiting for its object.
+    fn new(conn: Conn, tuple: FourTuple, restore: Option<baton_rtsp::BundleRecord>) -> Control {
+        Control {
+            conn,
+            tuple,
+            input: Vec::new(),
+            out: Vec::new(),
+            waiting: None,
+            pinned: None,
+            activity: None,
+            seen_activity: 0,
+            seen: Counts::default(),
+            closing: false,
+            closed: false,
+            due: None,
+            dirty: restore.is_none(),
+            restore,
+            last_write: None,
+            frozen: false,
+        }
+    }
+
     /// When the worker must turn this connection: when it is due, or at
     /// `look` while a request waits for its object (a fill wakes no one
     /// here).
@@ -305,28 +329,7 @@ impl RtspConns {
         add(&self.context.counters.rtsp_connections, 1);
         debug!(?tuple, "RTSP connection");
         self.any_dirty = true;
-        self.controls.insert(
-            conn,
-            Control {
-                conn: c,
-                tuple,
-                input: Vec::new(),
-                out: Vec::new(),
-                waiting: None,
-                pinned: None,
-                activity: None,
-                seen_activity: 0,
-                seen: Counts::default(),
-                closing: false,
-                closed: false,
-                due: None,
-                restore: None,
-                // Recoverable from its first moment.
-                dirty: true,
-                last_write: None,
-                frozen: false,
-            },
-        );
+        self.controls.insert(conn, Control::new(c, tuple, None));
     }
 
     /// Requests on `conn`.

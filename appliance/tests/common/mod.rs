@@ -14,8 +14,11 @@ use baton_lab::curl::{box_url, Download as CurlDownload};
 use baton_lab::driver::Lab;
 use sha2::{Digest, Sha256};
 
+mod client;
 mod pipelined;
 mod proof;
+#[allow(unused_imports)]
+pub use client::*;
 #[allow(unused_imports)]
 pub use pipelined::*;
 #[allow(unused_imports)]

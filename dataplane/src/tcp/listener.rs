@@ -143,10 +143,7 @@ impl Listener {
             self.last_overflow = Some(now);
             return SynOutcome::Cookie(self.cookie_syn_ack(now, tuple, seg));
         }
-        // RFC 6528 §3: ISN = M + F(localip, localport, remoteip,
-        // remoteport, secretkey), M a 4 microsecond timer.
-        let m = (now.saturating_duration_since(epoch).as_micros() / 4) as u32;
-        let iss = SeqNum(m.wrapping_add(self.hash(DOMAIN_ISN, tuple, &[]) as u32));
+        let iss = self.isn(now, tuple);
         #[cfg(test)]
         let iss = self.fixed_iss.map_or(iss, SeqNum);
         let ts_base = self.hash(DOMAIN_TS, tuple, &[]) as u32;
@@ -164,10 +161,16 @@ impl Listener {
     /// An active open from this box (FTP's active-mode data connection):
     /// a SYN-SENT TCB whose ISN follows RFC 6528 as a passive open's does.
     pub fn open(&mut self, now: Instant, tuple: FourTuple) -> Tcb {
+        let iss = self.isn(now, tuple);
+        Tcb::connect(now, (*self.config).clone(), tuple, iss)
+    }
+
+    /// RFC 6528 §3: ISN = M + F(localip, localport, remoteip, remoteport,
+    /// secretkey), M a 4 microsecond timer.
+    fn isn(&mut self, now: Instant, tuple: FourTuple) -> SeqNum {
         let epoch = self.epoch(now);
         let m = (now.saturating_duration_since(epoch).as_micros() / 4) as u32;
-        let iss = SeqNum(m.wrapping_add(self.hash(DOMAIN_ISN, tuple, &[]) as u32));
-        Tcb::connect(now, (*self.config).clone(), tuple, iss)
+        SeqNum(m.wrapping_add(self.hash(DOMAIN_ISN, tuple, &[]) as u32))
     }
 
     /// A non-SYN segment for no known connection: a valid cookie ACK builds

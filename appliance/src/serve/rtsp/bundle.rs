@@ -19,7 +19,7 @@
 //! RTSP's rules.
 use baton_dataplane::app::Ctx;
 use baton_dataplane::flow::ConnId;
-use baton_rtsp::{BundleRecord, Config, Conn, Counts, Transport};
+use baton_rtsp::{BundleRecord, Config, Conn, Transport};
 use baton_shmem::record::APP_PROTOCOL_RTSP;
 use tracing::{debug, info};
 
@@ -163,27 +163,8 @@ impl RtspConns {
             self.serve.limits,
             Box::new(|_: &str| None),
         );
-        self.controls.insert(
-            conn,
-            Control {
-                conn: placeholder,
-                tuple,
-                input: Vec::new(),
-                out: Vec::new(),
-                waiting: None,
-                pinned: None,
-                activity: None,
-                seen_activity: 0,
-                seen: Counts::default(),
-                closing: false,
-                closed: false,
-                due: None,
-                restore: Some(rec),
-                dirty: false,
-                last_write: None,
-                frozen: false,
-            },
-        );
+        self.controls
+            .insert(conn, Control::new(placeholder, tuple, Some(rec)));
         self.turn(conn, ctx);
     }
 
