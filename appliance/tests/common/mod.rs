@@ -387,7 +387,8 @@ impl RstCapture {
 
     pub fn finish_counted(self) -> RstSeen {
         let mut closed_by_client = std::collections::HashSet::new();
-        let mut closed_v6 = 0;
+        // Client endpoints (address.port), not lines: a FIN retransmitted
+        // after a takeover is one connection closed.
         let mut resets = Vec::new();
         for line in self.0.finish(Duration::from_millis(300)) {
             // "TIME IP SRC.PORT > DST.PORT: Flags [..], ..."
@@ -395,21 +396,17 @@ impl RstCapture {
             let (Some(src), Some(dst)) = (fields.get(2), fields.get(4)) else {
                 continue;
             };
-            let client_port = |addr: &str| {
-                addr.trim_end_matches(':')
-                    .rsplit('.')
-                    .next()
-                    .map(str::to_string)
-            };
-            if src.starts_with("2001:2:0:18::100.") {
-                closed_v6 += 1;
-            }
+            let endpoint = |addr: &str| addr.trim_end_matches(':').to_string();
             if src.starts_with("198.18.0.100.") || src.starts_with("2001:2:0:18::100.") {
-                closed_by_client.extend(client_port(src));
-            } else if !client_port(dst).is_some_and(|p| closed_by_client.contains(&p)) {
+                closed_by_client.insert(endpoint(src));
+            } else if !closed_by_client.contains(&endpoint(dst)) {
                 resets.push(line.clone());
             }
         }
+        let closed_v6 = closed_by_client
+            .iter()
+            .filter(|e| e.starts_with("2001:"))
+            .count();
         RstSeen {
             resets,
             client_fins: closed_by_client.len(),
@@ -422,10 +419,10 @@ impl RstCapture {
 pub struct RstSeen {
     /// RSTs to connections the client had not closed, one line each.
     pub resets: Vec<String>,
-    /// Connections (client ports) the client closed with a FIN.
+    /// Connections (client address and port) the client closed with a FIN.
     pub client_fins: usize,
-    /// FINs the client sent over IPv6 (proof the capture's IPv6 half saw
-    /// traffic).
+    /// Connections the client closed over IPv6 (proof the capture's IPv6
+    /// half saw traffic).
     #[allow(dead_code)]
     pub client_fins_v6: usize,
 }
