@@ -442,12 +442,20 @@ fn lab_ipv6_back_lan_carries_replication_and_a_takeover() {
 
     let rst = RstCapture::start(&g);
     let started = std::time::Instant::now();
+    // The client's buffers capped, and 100 KB/s: a download still has most
+    // of its megabyte to come from box1 at the kill, even when a
+    // CPU-starved start makes the kill wait for the last download's first
+    // bytes. Uncapped, whole bodies sat in the client's kernel and some
+    // connections closed just before the kill, their close not yet
+    // replicated (TAKEOVER.md, "A connection closed after its last
+    // replicated checkpoint").
+    cap_client_receive_buffer(&g);
     let downloads: Vec<Download> = (0..12)
         .map(|i| {
             if i % 2 == 0 {
-                start_download_url(&g, i, url6(1, "/1M.bin"), "200K")
+                start_download_url(&g, i, url6(1, "/1M.bin"), "100K")
             } else {
-                start_download(&g, i, 1, "1M.bin", "200K")
+                start_download(&g, i, 1, "1M.bin", "100K")
             }
         })
         .collect();
@@ -474,7 +482,7 @@ fn lab_ipv6_back_lan_carries_replication_and_a_takeover() {
     assert_all_identical(&g, downloads, "1M.bin");
     assert_resumed(&g, &[2, 3], 0, moved);
     assert!(
-        restored_by(&g, &[2, 3]) >= moved,
+        restored_by(&g, &[2, 3], moved) >= moved,
         "the survivors restored fewer connections than were mid-body ({moved})"
     );
     rst.assert_none_with_fins_by_family(1, 1);

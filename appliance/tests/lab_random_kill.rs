@@ -204,7 +204,7 @@ fn lab_random_kills_under_mixed_traffic_and_loss_lose_no_byte_and_send_no_rst() 
     // Three downloads, three ranges and three series closed their
     // connections: nine client FINs at least prove the capture worked.
     rst.assert_none_with_fins(9);
-    let restored = restored_by(&g, &[1, 2, 3]);
+    let restored = restored_by(&g, &[1, 2, 3], 1);
     assert!(
         restored >= 1,
         "seed {seed}, kills {kills:?}: no survivor logged a restored connection"

@@ -562,7 +562,7 @@ fn lab_half_a_request_sent_before_the_kill_is_completed_and_answered_by_the_surv
     // Answered by a survivor that restored box1's connection, not by one
     // the client opened afresh.
     assert!(
-        restored_by(&g, &[2, 3]) >= 1,
+        restored_by(&g, &[2, 3], 1) >= 1,
         "no survivor restored box1's connection"
     );
 }

@@ -406,11 +406,11 @@ impl TakeoverSnapshot {
 
 /// Logs how a takeover went from this box's side: how many of the
 /// connections restored here synchronised with their client, how long each
-/// took from restore to ready (p50/p99/max), how many could not, and what
-/// the workers dropped meanwhile (full receive rings, no neighbour, TX).
-/// A line one second after the takeover began (the goal: every connection
-/// resumed within a second of the kill), and one when none is pending any
-/// more or after 15 s. The evidence for "where did the time go".
+/// took from restore to ready (p50/p99/max), how many could not or were
+/// closed already, and what the workers dropped meanwhile (full receive
+/// rings, no neighbour, TX). A line a second after the takeover began (the
+/// goal: all resumed within a second of the kill), and one when none is
+/// pending or after 15 s. The evidence for "where did the time go".
 pub(crate) fn spawn_takeover_report(
     dataplane: Arc<DataplaneHandle>,
     dead: u16,
@@ -433,14 +433,14 @@ pub(crate) fn spawn_takeover_report(
                 }
                 reported_second |= second;
                 let ms = |q: f64| r.ready_quantile(q).map_or(-1, |d| d.as_millis() as i64);
-                let c = &now.counters;
-                let b = &before.counters;
+                let (c, b) = (&now.counters, &before.counters);
                 info!(
                     dead,
                     after_ms = elapsed.as_millis() as u64,
                     restored = r.restored,
                     ready = r.ready,
                     not_ready = r.not_ready,
+                    closed = r.closed,
                     pending = r.pending,
                     ready_p50_ms = ms(0.5),
                     ready_p99_ms = ms(0.99),

@@ -466,8 +466,9 @@ impl App for CacheApp {
             if reason == CloseReason::NotReady {
                 info!(tuple = ?_ctx.tuple(conn), ?reason, "restored connection could not resume (seed Fig. 6, not ready)");
             } else {
-                // A FIN-WAIT-2 checkpoint: everything was delivered, and
-                // the connection was held until the client closed.
+                // A FIN-WAIT-2 checkpoint held until the client closed, or
+                // a connection closed on both sides after its last record:
+                // everything was delivered.
                 debug!(tuple = ?_ctx.tuple(conn), ?reason, "restored connection had delivered everything: closed with the client");
             }
         }

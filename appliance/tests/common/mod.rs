@@ -159,6 +159,13 @@ impl Drop for LabGuard {
                             || l.contains("not resumed")
                     })
                     .collect();
+                // BATON_KEEP_FAILED_LOGS=DIR keeps the whole logs of a
+                // failed test, for what the last 60 lines do not show.
+                if let Some(dir) = std::env::var_os("BATON_KEEP_FAILED_LOGS") {
+                    let dir = PathBuf::from(dir).join(&self.prefix);
+                    let _ = fs::create_dir_all(&dir);
+                    let _ = fs::write(dir.join(format!("box{n}.log")), &log);
+                }
                 let skip = notable.len().saturating_sub(60);
                 eprintln!("---- box{n}.log: warnings and takeovers (last 60) ----");
                 for l in &notable[skip..] {

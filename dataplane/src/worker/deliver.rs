@@ -92,7 +92,13 @@ impl Core {
                         self.counters.tcp_closed += 1;
                     }
                     if self.unready_since.remove(&id).is_some() {
-                        self.restores.not_ready += 1;
+                        // A normal close before ready: the client had closed
+                        // with the dead box after the last checkpoint.
+                        if reason == CloseReason::Normal {
+                            self.restores.closed += 1;
+                        } else {
+                            self.restores.not_ready += 1;
+                        }
                     }
                     self.timers.cancel(id.index());
                 }

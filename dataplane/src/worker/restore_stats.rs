@@ -23,6 +23,10 @@ pub struct RestoreStats {
     /// Restored connections that ended before they were ready (not ready,
     /// probes unanswered, reset).
     pub not_ready: u64,
+    /// Restored connections whose client had already closed them with the
+    /// dead box after its last checkpoint (both FINs past the record):
+    /// ended quietly, nothing to resume.
+    pub closed: u64,
     /// Restored connections still waiting for the client's answer.
     pub pending: u64,
     /// Time from restore to ready, in [`READY_BUCKET`] buckets (empty until
@@ -36,6 +40,7 @@ impl RestoreStats {
         self.restored += other.restored;
         self.ready += other.ready;
         self.not_ready += other.not_ready;
+        self.closed += other.closed;
         self.pending += other.pending;
         if self.ready_after.len() < other.ready_after.len() {
             self.ready_after.resize(other.ready_after.len(), 0);
@@ -77,6 +82,7 @@ impl RestoreStats {
             restored: self.restored.saturating_sub(earlier.restored),
             ready: self.ready.saturating_sub(earlier.ready),
             not_ready: self.not_ready.saturating_sub(earlier.not_ready),
+            closed: self.closed.saturating_sub(earlier.closed),
             pending: self.pending,
             ready_after,
         }

@@ -454,3 +454,30 @@ fn an_app_opened_connection_is_accepted_when_established_and_closed_when_refused
     assert_eq!(w.app().closed, vec![(opened[1], CloseReason::Reset)]);
     assert_eq!(w.connections(), 1);
 }
+
+#[test]
+fn a_restored_connection_the_client_had_closed_counts_closed_not_unready() {
+    // The client answers the probe from TIME-WAIT (both FINs past the
+    // record): the worker ends the connection without a frame and the
+    // takeover report counts it closed, not "not ready".
+    let t0 = Instant::now();
+    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    let mut w = Worker::new(port, FloorResumer, cfg, t0);
+    wire.send(arp_reply_from_client()).unwrap();
+    w.poll(t0).unwrap();
+    w.command(
+        Command::Restore {
+            export: export(40_003),
+            app_data: Box::new(()),
+        },
+        t0,
+    );
+    w.poll(t0).unwrap();
+    assert_eq!(tcp_frames(&wire.drain()).len(), 1, "the probe");
+    wire.send(client_ack(5101, 90_001)).unwrap();
+    w.poll(t0 + Duration::from_millis(1)).unwrap();
+    assert!(tcp_frames(&wire.drain()).is_empty(), "no ACK, no RST");
+    let r = w.stats().restores;
+    assert_eq!((r.ready, r.not_ready, r.closed, r.pending), (0, 0, 1, 0));
+}

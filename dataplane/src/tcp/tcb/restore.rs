@@ -147,6 +147,19 @@ impl Tcb {
         if seg.flags.syn || !seg.flags.ack {
             return;
         }
+        // Both FINs past the record: the dead box and the client closed the
+        // connection after its last checkpoint (a replica a few
+        // milliseconds behind), and the client, in TIME-WAIT, acknowledges
+        // a FIN this record never sent, from one past the last sequence it
+        // knows. Nothing to resume and nothing to reset: end quietly (the
+        // gap deadline would reset a client that owes nothing, 5 s later).
+        if seg.seq_len() == 0
+            && seg.ack == SeqNum(export.snd_nxt) + 1
+            && seg.seq == self.rcv_nxt + 1
+        {
+            self.enter_closed();
+            return;
+        }
         // The client's sequence beyond the checkpoint: it sent data (or a
         // FIN) we never saw. Bytes the dead box never acknowledged are
         // still in the client's send queue and come again from RCV.NXT;

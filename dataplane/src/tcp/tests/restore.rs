@@ -630,3 +630,41 @@ fn a_fin_wait_2_checkpoint_is_held_quietly_until_the_clients_fin() {
     assert_eq!(tcb.state(), State::TimeWait);
     assert!(!events(&mut tcb).contains(&Event::NotReady));
 }
+
+/// A replica a few milliseconds behind: the dead box and the client closed
+/// the connection after its last checkpoint (the client's FIN, the box's
+/// FIN, the client's last ACK), and the client sits in TIME-WAIT. Its
+/// answer to the probe acknowledges a FIN the record never sent, from one
+/// past the record's RCV.NXT. The survivor ends the connection quietly:
+/// no duplicate ACKs, no gap deadline, no RST, no "not ready". Seen in the
+/// lab (IPv6 back LAN, 1 MB downloads): the connection waited out the 5 s
+/// gap deadline and was reset.
+#[test]
+fn a_connection_both_sides_closed_after_the_checkpoint_ends_quietly() {
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    let probe = recv!(tcb, fx.at(5_000));
+    let tsecr = probe.options.timestamps.map_or(0, |t| t.0);
+    send!(
+        tcb,
+        fx.at(5_002),
+        answer(SeqNum(e.rcv_nxt) + 1, SeqNum(e.snd_nxt) + 1, tsecr)
+    );
+    assert_eq!(tcb.state(), State::Closed);
+    assert_eq!(events(&mut tcb), vec![Event::Closed]);
+    recv!(tcb, fx.at(5_002), nothing);
+    tcb.on_timeout(fx.at(20_000));
+    recv!(tcb, fx.at(20_000), nothing);
+}
+
+/// Only both FINs together mean closed: a client one past the record
+/// whose ACK is not past our data (its own FIN or a byte the dead box
+/// never acknowledged) is still waited for, as before.
+#[test]
+fn a_client_one_ahead_without_acknowledging_a_fin_is_still_waited_for() {
+    let fx = Fx::new();
+    let (mut tcb, _e, _) = restored_ahead(&fx, TcpConfig::default(), 1);
+    assert_eq!(tcb.state(), State::Established);
+    assert_eq!(events(&mut tcb), vec![]);
+}
