@@ -5,6 +5,7 @@
 use super::*;
 use crate::app::{App, CloseReason, Ctx};
 use crate::flow::ConnId;
+use crate::port::memory::MemoryPort;
 use crate::tcp::{Flags, FourTuple, OutSegment, SeqNum, State, TcbExport};
 use crate::wire::ethernet::{self, EthernetHeader, MacAddr};
 use crate::wire::{arp, ipv4, tcp};
@@ -229,20 +230,15 @@ fn client_frame(seg: &OutSegment) -> Vec<u8> {
     f
 }
 
-#[test]
-fn restored_connection_retransmits_a_lost_first_segment_after_min_rto_not_a_second() {
-    // RFC 6298 §2.2: a round trip of ~1 ms (the probe's) gives an RTO
-    // of min_rto (200 ms). The resumed download's first segment is
-    // lost: the client must see it again well before the 1 s initial
-    // RTO of a connection with no RTT measurement.
-    let t0 = Instant::now();
+/// A worker on a memory port whose client is resolved, with port
+/// 40,003's checkpoint (`export`) restored on it and its probe sent.
+fn restored_on_a_worker<A: App>(
+    app: A,
+    cfg: WorkerConfig,
+    t0: Instant,
+) -> (MemoryPort, Worker<MemoryPort, A>) {
     let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
-    let mut w = Worker::new(
-        port,
-        Resumer,
-        WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]),
-        t0,
-    );
+    let mut w = Worker::new(port, app, cfg, t0);
     wire.send(arp_reply_from_client()).unwrap();
     w.poll(t0).unwrap();
     w.command(
@@ -254,6 +250,18 @@ fn restored_connection_retransmits_a_lost_first_segment_after_min_rto_not_a_seco
     );
     w.poll(t0).unwrap();
     assert_eq!(tcp_frames(&wire.drain()).len(), 1, "the probe");
+    (wire, w)
+}
+
+#[test]
+fn restored_connection_retransmits_a_lost_first_segment_after_min_rto_not_a_second() {
+    // RFC 6298 §2.2: a round trip of ~1 ms (the probe's) gives an RTO
+    // of min_rto (200 ms). The resumed download's first segment is
+    // lost: the client must see it again well before the 1 s initial
+    // RTO of a connection with no RTT measurement.
+    let t0 = Instant::now();
+    let cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    let (mut wire, mut w) = restored_on_a_worker(Resumer, cfg, t0);
     // The client's answer: its RCV.NXT is the checkpoint's SND.UNA.
     wire.send(client_ack(5100, 90_000)).unwrap();
     let t1 = t0 + Duration::from_millis(1);
@@ -302,21 +310,9 @@ fn a_connection_restored_while_the_budget_is_spent_resumes_at_the_floor() {
     // SECURITY.md "Memory limits": a takeover under memory pressure is
     // slower, never a reset. A budget of 0 is spent from the start.
     let t0 = Instant::now();
-    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
     let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
     cfg.tcp.buffer_budget = crate::tcp::BufferBudget::new(0);
-    let mut w = Worker::new(port, FloorResumer, cfg, t0);
-    wire.send(arp_reply_from_client()).unwrap();
-    w.poll(t0).unwrap();
-    w.command(
-        Command::Restore {
-            export: export(40_003),
-            app_data: Box::new(()),
-        },
-        t0,
-    );
-    w.poll(t0).unwrap();
-    assert_eq!(tcp_frames(&wire.drain()).len(), 1, "the probe");
+    let (mut wire, mut w) = restored_on_a_worker(FloorResumer, cfg, t0);
     wire.send(client_ack(5100, 90_000)).unwrap();
     w.poll(t0 + Duration::from_millis(1)).unwrap();
     let sent: usize = tcp_frames(&wire.drain())
@@ -461,20 +457,8 @@ fn a_restored_connection_the_client_had_closed_counts_closed_not_unready() {
     // record): the worker ends the connection without a frame and the
     // takeover report counts it closed, not "not ready".
     let t0 = Instant::now();
-    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
     let cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
-    let mut w = Worker::new(port, FloorResumer, cfg, t0);
-    wire.send(arp_reply_from_client()).unwrap();
-    w.poll(t0).unwrap();
-    w.command(
-        Command::Restore {
-            export: export(40_003),
-            app_data: Box::new(()),
-        },
-        t0,
-    );
-    w.poll(t0).unwrap();
-    assert_eq!(tcp_frames(&wire.drain()).len(), 1, "the probe");
+    let (mut wire, mut w) = restored_on_a_worker(Quiet, cfg, t0);
     wire.send(client_ack(5101, 90_001)).unwrap();
     w.poll(t0 + Duration::from_millis(1)).unwrap();
     assert!(tcp_frames(&wire.drain()).is_empty(), "no ACK, no RST");
