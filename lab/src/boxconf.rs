@@ -97,6 +97,7 @@ pub fn box_toml(
     segment_mode: SegmentMode,
     tx_offload: bool,
     back: BackFamily,
+    anycast: Option<std::net::Ipv4Addr>,
     secrets: &ClusterSecrets,
 ) -> String {
     let mut s = String::new();
@@ -110,9 +111,12 @@ pub fn box_toml(
             SocketAddr::new(back.addr(m), 7400)
         );
     }
+    // The anycast address of a steered lab comes last: the first two are
+    // the box's own, which a survivor inherits when the box dies.
+    let anycast = anycast.map_or(String::new(), |a| format!(", \"{a}\""));
     let _ = writeln!(
         s,
-        "[service]\nips = [\"{}\", \"{}\"]\nport = 80\n",
+        "[service]\nips = [\"{}\", \"{}\"{anycast}]\nport = 80\n",
         box_service_addr(id),
         box_service_addr6(id)
     );
@@ -243,6 +247,7 @@ mod tests {
             SegmentMode::Shared,
             true,
             BackFamily::V4,
+            None,
             &secrets,
         );
         let v: toml::Value = toml::from_str(&text).expect("valid TOML");
@@ -287,6 +292,7 @@ mod tests {
             SegmentMode::Shared,
             true,
             BackFamily::V4,
+            None,
             &secrets,
         );
         assert_eq!(takeover_toml(None, None), "");
@@ -307,6 +313,7 @@ mod tests {
             SegmentMode::Replicated,
             true,
             BackFamily::V4,
+            None,
             &secrets,
         );
         let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -328,6 +335,7 @@ mod tests {
             SegmentMode::Replicated,
             true,
             BackFamily::V6,
+            None,
             &secrets,
         );
         let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -363,6 +371,7 @@ mod tests {
             SegmentMode::Shared,
             true,
             BackFamily::V4,
+            None,
             &secrets,
         );
         let c = baton_config::parse(&text, "box3.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -391,6 +400,7 @@ mod tests {
             SegmentMode::Shared,
             true,
             BackFamily::V4,
+            None,
             &secrets,
         );
         let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -415,6 +425,7 @@ mod tests {
             SegmentMode::Shared,
             true,
             BackFamily::V4,
+            None,
             &secrets,
         );
         text.push_str(&tls_toml(&files));
@@ -441,6 +452,7 @@ mod tests {
                 SegmentMode::Shared,
                 offload,
                 BackFamily::V4,
+                None,
                 &secrets,
             );
             let c =

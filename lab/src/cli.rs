@@ -7,7 +7,7 @@ use crate::error::Result;
 use clap::{Args, Subcommand};
 
 use crate::names::{Lab, Node, MAX_BOXES};
-use crate::{boxconf, cluster, delay_line, impair, origin, sys, BoxTable};
+use crate::{boxconf, cluster, delay_line, impair, origin, steering, sys, BoxTable};
 
 /// Arguments of `baton lab`.
 #[derive(Args, Debug)]
@@ -76,6 +76,26 @@ enum LabCommand {
     /// Internal: the userspace delay line of `impair`.
     #[command(hide = true)]
     DelayLine(delay_line::DelayArgs),
+    /// Internal: the health check of `up --steering ecmp`.
+    #[command(hide = true)]
+    Steer {
+        /// Boxes of the lab.
+        #[arg(long)]
+        boxes: u8,
+        /// Milliseconds a box's process must be gone before it is dropped.
+        #[arg(long)]
+        delay_ms: u64,
+    },
+}
+
+/// How client flows reach the boxes (`lab up --steering`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Steering {
+    /// Each box's own service address, as always.
+    None,
+    /// One anycast address on every box, the LAN hashing each flow to one
+    /// live box (`crate::steering`).
+    Ecmp,
 }
 
 /// Arguments of `baton lab up`.
@@ -131,6 +151,16 @@ struct UpArgs {
     /// for, against which least_loaded weighs each survivor's spare room.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     capacity: Option<u64>,
+    /// `ecmp`: every box also serves 198.18.0.10, and the LAN hashes each
+    /// client flow to one live box like an L4 switch, dropping a box from
+    /// the hash once its process has been gone for --steering-delay-ms.
+    #[arg(long, value_enum, default_value = "none")]
+    steering: Steering,
+    /// The steering's health-check delay: how long a dead box keeps
+    /// receiving its flows (longer than the boxes' own detection, as a
+    /// switch's probe usually is).
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    steering_delay_ms: u64,
 }
 
 /// Seconds `up` and `start` wait for a box process to be ready.
@@ -154,6 +184,9 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
         // no checks of their own.
         LabCommand::ServeOrigin(a) => return Ok(origin::serve(a)?),
         LabCommand::DelayLine(a) => return delay_line::run(a),
+        LabCommand::Steer { boxes, delay_ms } => {
+            return steering::run_health_check(&lab, boxes, Duration::from_millis(delay_ms))
+        }
         _ => {}
     }
     sys::require_root()?;
@@ -183,6 +216,8 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
                     },
                     assignment: a.assignment,
                     capacity: a.capacity,
+                    steering: (a.steering == Steering::Ecmp)
+                        .then(|| Duration::from_millis(a.steering_delay_ms)),
                 },
             )
         }
@@ -206,7 +241,7 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
             impair::impair(&lab, Node::parse(&node)?, &opts)
         }
         LabCommand::Down => cluster::down(&lab),
-        LabCommand::ServeOrigin(_) | LabCommand::DelayLine(_) => Ok(()),
+        LabCommand::ServeOrigin(_) | LabCommand::DelayLine(_) | LabCommand::Steer { .. } => Ok(()),
     }
 }
 
@@ -227,6 +262,18 @@ fn status(lab: &Lab, table: BoxTable) -> Result<()> {
             (None, _) => "not started".into(),
         }
     );
+    if let Some(a) = state.anycast {
+        let dropped = std::fs::read_to_string(lab.file(steering::DROPPED_FILE)).unwrap_or_default();
+        let dropped: Vec<&str> = dropped.lines().collect();
+        println!(
+            "steering ecmp: {a} on every box; dropped by the health check: {}",
+            if dropped.is_empty() {
+                "none".to_string()
+            } else {
+                dropped.join(", ")
+            }
+        );
+    }
     println!(
         "{:<6} {:>8} {:<6} {:>10} {:<9} {:>11} {:>11}",
         "box", "pid", "alive", "heartbeat", "state", "connections", "checkpoints"

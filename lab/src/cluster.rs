@@ -18,7 +18,7 @@ use crate::names::{
     CLIENT_ADDR, CLIENT_ADDR6, ORIGIN_ADDR, ORIGIN_ADDR6,
 };
 use crate::sys::{self, ip_in};
-use crate::{certs, objects, vm};
+use crate::{certs, objects, steering, vm};
 
 /// Which origin server `lab up` starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -57,6 +57,10 @@ pub struct UpPlan {
     pub assignment: Option<String>,
     /// `lab up --capacity`: every box's `takeover.capacity`.
     pub capacity: Option<u64>,
+    /// `lab up --steering ecmp`: the anycast address on every box and the
+    /// LAN's flow hashing, with this health-check delay
+    /// ([`crate::steering`]).
+    pub steering: Option<Duration>,
 }
 
 /// What a running lab remembers about how it was built (`lab.state`).
@@ -68,6 +72,8 @@ pub struct LabState {
     pub origin: String,
     /// VM boxes (`lab up --vm`): the accelerator their QEMUs use.
     pub accel: Option<vm::Accel>,
+    /// `lab up --steering ecmp`: the anycast address every box serves.
+    pub anycast: Option<std::net::Ipv4Addr>,
 }
 
 impl LabState {
@@ -76,6 +82,9 @@ impl LabState {
         if let Some(a) = self.accel {
             s.push_str(&format!("vm={}\n", a.as_str()));
         }
+        if let Some(a) = self.anycast {
+            s.push_str(&format!("anycast={a}\n"));
+        }
         s
     }
 
@@ -83,9 +92,11 @@ impl LabState {
         let mut boxes = None;
         let mut origin = None;
         let mut accel = None;
+        let mut anycast = None;
         for line in text.lines() {
             match line.split_once('=') {
                 Some(("vm", v)) => accel = vm::Accel::parse(v),
+                Some(("anycast", v)) => anycast = v.trim().parse().ok(),
                 Some(("boxes", v)) => boxes = v.trim().parse().ok(),
                 Some(("origin", v)) => origin = Some(v.trim().to_string()),
                 _ => {}
@@ -95,6 +106,7 @@ impl LabState {
             boxes: boxes?,
             origin: origin?,
             accel,
+            anycast,
         })
     }
 
@@ -160,6 +172,7 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
     };
     let state = LabState {
         accel,
+        anycast: plan.steering.map(|_| steering::ANYCAST_ADDR),
         boxes: plan.boxes,
         origin: match plan.origin {
             OriginKind::Builtin => "builtin".into(),
@@ -169,6 +182,9 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
     fs::write(lab.file("lab.state"), state.render())?;
 
     build_topology(lab, plan)?;
+    if plan.steering.is_some() {
+        steering::install(lab, plan.boxes)?;
+    }
 
     info!("installing objects into {}", lab.objects_dir().display());
     objects::install(
@@ -201,6 +217,7 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
             plan.segment_mode,
             plan.tx_offload,
             plan.back,
+            plan.steering.map(|_| steering::ANYCAST_ADDR),
             &secrets,
         );
         if let Some(files) = tls.get(usize::from(n - 1)) {
@@ -235,7 +252,11 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
         lab,
         &(1..=plan.boxes).collect::<Vec<_>>(),
         plan.ready_timeout,
-    )
+    )?;
+    if let Some(delay) = plan.steering {
+        steering::start_health_check(lab, plan.boxes, delay)?;
+    }
+    Ok(())
 }
 
 /// Writes a file only root may read: box configs hold the cluster key and
@@ -591,8 +612,7 @@ fn wait_boxes_ready(lab: &Lab, ids: &[u8], timeout: Duration) -> Result<()> {
 
 /// The pid of box `n` if it runs inside its namespace.
 pub fn box_pid(lab: &Lab, n: u8) -> Option<i32> {
-    let pid = sys::read_pid(&lab.file(&format!("box{n}.pid")))?;
-    (sys::pid_alive(pid) && sys::pid_in_ns(pid, &lab.ns(Node::Box(n)))).then_some(pid)
+    sys::live_pid(&lab.file(&format!("box{n}.pid")), &lab.ns(Node::Box(n)))
 }
 
 /// `lab kill boxN`: SIGKILL, a crash without goodbye.
@@ -744,12 +764,14 @@ mod tests {
             boxes: 3,
             origin: "nginx".into(),
             accel: None,
+            anycast: None,
         };
         assert_eq!(LabState::parse(&s.render()), Some(s));
         let s = LabState {
             boxes: 2,
             origin: "builtin".into(),
             accel: Some(vm::Accel::Tcg),
+            anycast: Some(steering::ANYCAST_ADDR),
         };
         assert_eq!(LabState::parse(&s.render()), Some(s));
         assert_eq!(LabState::parse("origin=builtin\n"), None);

@@ -41,6 +41,7 @@ pub mod names;
 mod nginx;
 pub mod objects;
 pub mod origin;
+pub mod steering;
 pub mod sys;
 pub mod vm;
 pub mod vm_exec;

@@ -180,6 +180,13 @@ pub fn read_pid(pid_file: &Path) -> Option<i32> {
     fs::read_to_string(pid_file).ok()?.trim().parse().ok()
 }
 
+/// The pid in `pid_file` if that process runs, in namespace `ns` (a pid
+/// reused by some other process is not it).
+pub fn live_pid(pid_file: &Path, ns: &str) -> Option<i32> {
+    let pid = read_pid(pid_file)?;
+    (pid_alive(pid) && pid_in_ns(pid, ns)).then_some(pid)
+}
+
 /// Whether `pid` is a running (not zombie) process.
 pub fn pid_alive(pid: i32) -> bool {
     if pid <= 0 {

@@ -127,6 +127,19 @@ impl Control {
         tracing::debug!(connections, counters = %nonzero.join(" "), "dataplane");
     }
 
+    /// Tells the workers that boxes `ids` (this one skipped) forward
+    /// clients' frames here.
+    pub(super) fn note_forwarders(&self, ids: impl Iterator<Item = u16>) {
+        let macs: Vec<MacAddr> = ids
+            .filter(|id| *id != self.me)
+            .filter_map(|id| self.segment.box_info(id).ok())
+            .map(|info| MacAddr(info.mac))
+            .collect();
+        if let Err(err) = self.dataplane.add_forwarders(macs) {
+            warn!(%err, "cannot tell the workers which boxes forward frames");
+        }
+    }
+
     /// Carries out `plan`, the split of dead box `dead`'s connections over
     /// `survivors`: routes, addresses, paced restores. With `claim_in` (a
     /// committed view change's number) each of our orphans' slots is
@@ -157,6 +170,10 @@ impl Control {
         }
         routes.extend(plan.mine.iter().cloned().map(|o| o.route_here()));
         self.orphans.extend(routes);
+        // The other survivors forward us our orphans' frames (and, with an
+        // anycast address every box serves, those frames look like the
+        // client's own): their MACs must not be learned as the client's.
+        self.note_forwarders(survivors.iter().copied());
         if plan.inherit {
             for ip in &plan.service_ips {
                 if let Err(err) = self.dataplane.add_service_ip(*ip) {

@@ -172,6 +172,8 @@ impl Control {
     pub(crate) fn adopt(&self, from: u16, slots: &[u32]) -> Result<String, MoveError> {
         let orphans = orphans_in_slots(&self.segment, from, slots);
         let n = orphans.len();
+        // `from` forwards their frames until the client's path changes.
+        self.note_forwarders(std::iter::once(from));
         // Frames forwarded before the eager restore below reaches a worker
         // restore the connection lazily instead of meeting a reset.
         self.orphans

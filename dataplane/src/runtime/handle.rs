@@ -93,6 +93,15 @@ impl DataplaneHandle {
         self.announce(ip)
     }
 
+    /// Tells every worker that frames from `macs` are other boxes
+    /// forwarding clients' frames (takeover, migrate), not clients.
+    pub fn add_forwarders(&self, macs: Vec<MacAddr>) -> Result<(), DataplaneError> {
+        for i in 0..self.workers.len() {
+            self.send(i, Command::AddForwarders(macs.clone()))?;
+        }
+        Ok(())
+    }
+
     /// Stops answering for `ip` on every worker.
     pub fn remove_service_ip(&self, ip: IpAddr) -> Result<(), DataplaneError> {
         for i in 0..self.workers.len() {

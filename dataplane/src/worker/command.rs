@@ -19,6 +19,11 @@ pub enum Command {
     AddServiceIp(IpAddr),
     /// Stop answering for an address.
     RemoveServiceIp(IpAddr),
+    /// These MACs are other boxes that forward clients' frames here
+    /// (takeover, migrate): a frame from one of them does not carry the
+    /// client's MAC, even to an address we own (an anycast address every
+    /// box serves).
+    AddForwarders(Vec<MacAddr>),
     /// Adopt a connection restored from a checkpoint (takeover).
     Restore {
         /// The TCP block of the checkpoint.
@@ -59,6 +64,7 @@ impl std::fmt::Debug for Command {
             Command::Announce(ip) => write!(f, "Announce({ip})"),
             Command::AddServiceIp(ip) => write!(f, "AddServiceIp({ip})"),
             Command::RemoveServiceIp(ip) => write!(f, "RemoveServiceIp({ip})"),
+            Command::AddForwarders(macs) => write!(f, "AddForwarders({})", macs.len()),
             Command::Restore { export, .. } => write!(f, "Restore({:?})", export.tuple),
             Command::Drain(on) => write!(f, "Drain({on})"),
             Command::Freeze => write!(f, "Freeze"),

@@ -53,13 +53,16 @@ impl Core {
             remote: SocketAddr::new(src, seg.src_port),
         };
         // The client's MAC, for our replies. A forwarded frame (an address
-        // we do not own) carries the forwarding survivor's MAC instead:
-        // replying to it would send our frames to that survivor.
+        // we do not own, or one from a box that forwards to us: an anycast
+        // address is everyone's) carries the forwarding box's MAC instead:
+        // replying to it would send our frames to that box, and learning
+        // it would point the client's address there for every connection.
         let peer = if self.owns(dst) {
             frame
                 .get(6..12)
                 .and_then(|b| <[u8; 6]>::try_from(b).ok())
                 .map(MacAddr)
+                .filter(|mac| !self.forwarders.contains(mac))
         } else {
             None
         };

@@ -49,6 +49,7 @@ impl<P: Port, A: App> Worker<P, A> {
             core: Core {
                 cfg,
                 mac,
+                forwarders: Vec::new(),
                 neighbours: NeighbourCache::default(),
                 neighbours6: NeighbourCache::default(),
                 flows: FlowTable::new(),
@@ -203,6 +204,13 @@ impl<P: Port, A: App> Worker<P, A> {
                 }
             }
             Command::RemoveServiceIp(ip) => core.cfg.service_ips.retain(|i| *i != ip),
+            Command::AddForwarders(macs) => {
+                for mac in macs {
+                    if !core.forwarders.contains(&mac) {
+                        core.forwarders.push(mac);
+                    }
+                }
+            }
             Command::Restore { export, app_data } => {
                 if core.flows.lookup(&export.tuple).is_some() {
                     // Already ours (restored lazily, or a duplicate order).

@@ -40,6 +40,9 @@ pub(super) use app_ctx;
 pub(super) struct Core {
     pub(super) cfg: WorkerConfig,
     pub(super) mac: MacAddr,
+    /// Other boxes' MACs that forward clients' frames to us
+    /// ([`super::Command::AddForwarders`]); a handful at most.
+    pub(super) forwarders: Vec<MacAddr>,
     pub(super) neighbours: NeighbourCache,
     /// The IPv6 neighbour cache (NDP), of the same design as ARP's.
     pub(super) neighbours6: NeighbourCache<Ipv6Addr>,

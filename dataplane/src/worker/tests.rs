@@ -465,3 +465,30 @@ fn a_restored_connection_the_client_had_closed_counts_closed_not_unready() {
     let r = w.stats().restores;
     assert_eq!((r.ready, r.not_ready, r.closed, r.pending), (0, 0, 1, 0));
 }
+
+#[test]
+fn a_frame_forwarded_by_another_box_to_an_address_we_own_does_not_teach_its_mac() {
+    // An anycast address every box serves (`lab up --steering ecmp`): the
+    // box the switch hashed the client's flow to forwards its frames to
+    // the survivor that restored the connection. The frame is for an
+    // address the survivor owns, but its source MAC is the forwarder's:
+    // the response must still go to the client's MAC. (Learning it sent
+    // the resumed download to the forwarder, one segment per RTO reaching
+    // the client; seen in lab_steering.)
+    const FORWARDER: MacAddr = MacAddr([0x02, 0xba, 0x70, 0, 0, 0x02]);
+    let t0 = Instant::now();
+    let cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    let (mut wire, mut w) = restored_on_a_worker(Resumer, cfg, t0);
+    w.command(Command::AddForwarders(vec![FORWARDER]), t0);
+    let mut answer = client_ack(5100, 90_000);
+    answer[6..12].copy_from_slice(&FORWARDER.0);
+    wire.send(answer).unwrap();
+    w.poll(t0 + Duration::from_millis(1)).unwrap();
+    let sent = tcp_frames(&wire.drain());
+    assert!(!sent.is_empty(), "the response resumed");
+    assert!(
+        sent.iter().all(|&(dst, _, _)| dst == CLIENT_MAC),
+        "frames went to {:?}",
+        sent.iter().map(|f| f.0).collect::<Vec<_>>()
+    );
+}
