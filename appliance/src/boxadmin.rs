@@ -13,11 +13,12 @@ use baton_shmem::BoxState;
 use baton_membership::{Member, Phase, Reason};
 
 use crate::admin::{
-    AdminSource, CacheStatus, LoadStatus, Metric, PeerStatus, RaftReport, StatusReport, ViewReport,
-    WorkerStatus,
+    AdminSource, BalanceMoveRow, BalanceReport, CacheStatus, LoadStatus, Metric, PeerStatus,
+    RaftReport, StatusReport, ViewReport, WorkerStatus,
 };
 use crate::cache::Cache;
 use crate::clock::unix_ms;
+use crate::control::balance::MoveReason;
 use crate::control::Control;
 use crate::http::HttpWorkers;
 
@@ -34,6 +35,8 @@ pub struct BoxAdmin {
     replication: Option<Arc<baton_shmem::ReplicationStats>>,
     /// What peers present on `/adopt` (derived from the cluster key).
     adopt_token: String,
+    /// `[balance]`, shown by `GET /balance`.
+    balance: baton_config::BalanceConfig,
 }
 
 impl BoxAdmin {
@@ -54,6 +57,7 @@ impl BoxAdmin {
             started: Instant::now(),
             replication: None,
             adopt_token: crate::admin::auth::adopt_token(&config.cluster.key, config.node.id),
+            balance: config.balance.clone(),
         }
     }
 
@@ -241,6 +245,16 @@ impl AdminSource for BoxAdmin {
 
     fn metrics(&self) -> Vec<Metric> {
         let mut out = Vec::new();
+        for reason in MoveReason::ALL {
+            out.push(
+                Metric::counter(
+                    "baton_balance_moved_total",
+                    "Connections the balancer moved to less loaded boxes, by why.",
+                    self.control.balance.moved(reason),
+                )
+                .with_label("reason", reason.as_str()),
+            );
+        }
         let me = self.control.region.box_info().ok();
         let cache = self.cache.stats();
         out.push(Metric::counter(
@@ -449,6 +463,31 @@ impl AdminSource for BoxAdmin {
 
     fn migrate(&self, to: u16, count: usize) -> Result<String, String> {
         self.control.migrate(to, count).map_err(|e| e.to_string())
+    }
+
+    fn balance(&self) -> BalanceReport {
+        let log = &self.control.balance;
+        BalanceReport {
+            enabled: self.balance.enabled,
+            threshold: self.balance.threshold,
+            rate: self.balance.rate,
+            interval_ms: self.balance.interval_ms,
+            moved: MoveReason::ALL
+                .iter()
+                .map(|r| (r.as_str().to_string(), log.moved(*r)))
+                .collect(),
+            moves: log
+                .history()
+                .into_iter()
+                .map(|m| BalanceMoveRow {
+                    at_unix_ms: m.at_unix_ms,
+                    to: m.to,
+                    asked: m.asked,
+                    moved: m.moved,
+                    reason: m.reason.as_str().to_string(),
+                })
+                .collect(),
+        }
     }
 
     fn adopt(&self, from: u16, slots: Vec<u32>) -> Result<String, String> {

@@ -62,7 +62,7 @@ enum Command {
         /// The box's configuration file (names its admin API and token).
         #[arg(long)]
         config: PathBuf,
-        /// What to ask: status, metrics, or purge:/URL.
+        /// What to ask: status, metrics, balance, or purge:/URL.
         #[arg(default_value = "status")]
         what: String,
     },

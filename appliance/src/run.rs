@@ -158,11 +158,6 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     // A panicked thread stops the whole box (crate::fatal).
     crate::fatal::install_panic_policy();
     notify::status("starting: mapping the checkpoint segment");
-    if config.balance.enabled {
-        // The decision exists (baton_membership::balance_plan); the
-        // balancer that acts on it does not yet (docs/TAKEOVER.md).
-        warn!("balance.enabled is set but this build does not rebalance yet: no connection will move on its own");
-    }
 
     let segment = open_segment(config)?;
     let region = segment
@@ -347,6 +342,13 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     };
     let watcher = control::spawn_watcher(control.clone(), config, agreed, stop.clone())
         .map_err(|e| RunError::Thread("watcher", e))?;
+    let balancer = control::balance::spawn_balancer(
+        control.clone(),
+        config.balance.clone(),
+        config.takeover.capacity,
+        stop.clone(),
+    )
+    .map_err(|e| RunError::Thread("balancer", e))?;
     let admin = crate::admin::spawn(
         config.admin.listen,
         config.admin.token.clone(),
@@ -377,6 +379,9 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     notify::stopping(signal);
     stop.store(true, Ordering::Relaxed);
     let _ = watcher.join();
+    if let Some(b) = balancer {
+        let _ = b.join();
+    }
     if let Some(q) = quorum {
         let _ = q.join();
     }

@@ -196,6 +196,15 @@ pub fn takeover_toml(assignment: Option<&str>, capacity: Option<u64>) -> String 
     s
 }
 
+/// The `[balance]` table of a lab box (`lab up --balance-threshold N`):
+/// the balancer on, acting when boxes are more than `threshold`
+/// connections apart, at most 100 moves a second, looking every 200 ms.
+pub fn balance_toml(threshold: Option<u64>) -> String {
+    threshold.map_or(String::new(), |t| {
+        format!("\n[balance]\nenabled = true\nthreshold = {t}\nrate = 100\ninterval_ms = 200\n")
+    })
+}
+
 /// The `[tls]` table of a lab box (`lab up --tls`): HTTPS on, on the
 /// default port, with the box's certificate and key.
 pub fn tls_toml(files: &crate::certs::BoxTlsFiles) -> String {
@@ -459,5 +468,34 @@ mod tests {
                 baton_config::parse(&text, "box1.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
             assert_eq!(c.dataplane.tx_offload, offload, "{text}");
         }
+    }
+
+    #[test]
+    fn balance_threshold_and_steering_write_what_the_config_crate_reads() {
+        let (lab, secrets) = lab_bt();
+        let mut text = box_toml(
+            &lab,
+            2,
+            3,
+            Backend::Afpacket,
+            SegmentMode::Shared,
+            true,
+            BackFamily::V4,
+            Some(crate::steering::ANYCAST_ADDR),
+            &secrets,
+        );
+        text.push_str(&balance_toml(Some(4)));
+        let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(c.balance.enabled, "{text}");
+        assert_eq!(
+            (c.balance.threshold, c.balance.rate, c.balance.interval_ms),
+            (4, 100, 200)
+        );
+        assert_eq!(
+            c.service.ips.last().copied(),
+            Some(std::net::IpAddr::V4(crate::steering::ANYCAST_ADDR)),
+            "the anycast address comes after the box's own"
+        );
+        assert_eq!(balance_toml(None), "");
     }
 }

@@ -161,6 +161,11 @@ struct UpArgs {
     /// switch's probe usually is).
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     steering_delay_ms: u64,
+    /// Turn every box's balancer on (`[balance]`): connections move to
+    /// less loaded boxes once the most and least loaded are more than N
+    /// apart, 100 a second at most, looked at every 200 ms.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    balance_threshold: Option<u64>,
 }
 
 /// Seconds `up` and `start` wait for a box process to be ready.
@@ -218,6 +223,7 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
                     capacity: a.capacity,
                     steering: (a.steering == Steering::Ecmp)
                         .then(|| Duration::from_millis(a.steering_delay_ms)),
+                    balance_threshold: a.balance_threshold,
                 },
             )
         }

@@ -11,7 +11,8 @@ use crate::error::{Context, Result};
 use tracing::{info, warn};
 
 use crate::boxconf::{
-    box_toml, takeover_toml, tls_toml, BackFamily, Backend, ClusterSecrets, SegmentMode,
+    balance_toml, box_toml, takeover_toml, tls_toml, BackFamily, Backend, ClusterSecrets,
+    SegmentMode,
 };
 use crate::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
@@ -61,6 +62,9 @@ pub struct UpPlan {
     /// LAN's flow hashing, with this health-check delay
     /// ([`crate::steering`]).
     pub steering: Option<Duration>,
+    /// `lab up --balance-threshold N`: every box's balancer on
+    /// ([`balance_toml`]).
+    pub balance_threshold: Option<u64>,
 }
 
 /// What a running lab remembers about how it was built (`lab.state`).
@@ -224,6 +228,7 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
             text.push_str(&tls_toml(files));
         }
         text.push_str(&takeover_toml(plan.assignment.as_deref(), plan.capacity));
+        text.push_str(&balance_toml(plan.balance_threshold));
         if plan.vm {
             text = vm::host_toml(&text);
             vm::write_config_disk(lab, n, &vm::guest_toml(&text))?;

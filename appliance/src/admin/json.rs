@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::source::{LoadStatus, StatusReport, ViewReport};
+use super::source::{BalanceReport, LoadStatus, StatusReport, ViewReport};
 
 /// `s` as a JSON string literal, quotes included. RFC 8259 §7: the quotation
 /// mark, the reverse solidus and the control characters U+0000..U+001F must
@@ -36,6 +36,36 @@ pub fn object(members: &[(&str, String)]) -> String {
         .map(|(k, v)| format!("{}:{}", string(k), v))
         .collect();
     format!("{{{}}}", body.join(","))
+}
+
+/// `GET /balance` as one JSON object.
+pub fn balance(r: &BalanceReport) -> String {
+    let moved: Vec<(&str, String)> = r
+        .moved
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.to_string()))
+        .collect();
+    let moves: Vec<String> = r
+        .moves
+        .iter()
+        .map(|m| {
+            object(&[
+                ("at_unix_ms", m.at_unix_ms.to_string()),
+                ("to", m.to.to_string()),
+                ("asked", m.asked.to_string()),
+                ("moved", m.moved.to_string()),
+                ("reason", string(&m.reason)),
+            ])
+        })
+        .collect();
+    object(&[
+        ("enabled", r.enabled.to_string()),
+        ("threshold", r.threshold.to_string()),
+        ("rate", r.rate.to_string()),
+        ("interval_ms", r.interval_ms.to_string()),
+        ("moved", object(&moved)),
+        ("moves", format!("[{}]", moves.join(","))),
+    ])
 }
 
 /// `GET /status` as one JSON object.

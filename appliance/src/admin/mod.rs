@@ -24,8 +24,8 @@ pub mod source;
 pub use client::request;
 pub use server::{spawn, spawn_with, AdminServer, AdminStats, Limits};
 pub use source::{
-    AdminSource, CacheStatus, LoadStatus, Metric, MetricKind, PeerStatus, RaftReport, StatusReport,
-    ViewReport, WorkerStatus,
+    AdminSource, BalanceMoveRow, BalanceReport, CacheStatus, LoadStatus, Metric, MetricKind,
+    PeerStatus, RaftReport, StatusReport, ViewReport, WorkerStatus,
 };
 
 /// What can go wrong when calling the admin API with [`request`].

@@ -151,6 +151,7 @@ pub fn route(
 
     match (method, path.as_str()) {
         ("GET", "/status") => Response::json(200, json::status(&source.status())),
+        ("GET", "/balance") => Response::json(200, json::balance(&source.balance())),
         ("GET", "/metrics") => {
             let mut metrics = source.metrics();
             metrics.extend(admin_metrics());
@@ -183,7 +184,7 @@ pub fn route(
                 _ => Response::error(400, "migrate needs ?to=BOX_ID&count=K (K > 0)"),
             }
         }
-        (_, "/status" | "/metrics") => not_allowed("GET"),
+        (_, "/status" | "/metrics" | "/balance") => not_allowed("GET"),
         ("POST", "/adopt") => {
             let from = param("from").and_then(|v| v.parse::<u16>().ok());
             let slots: Option<Vec<u32>> = param("slots")

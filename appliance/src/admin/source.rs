@@ -30,12 +30,48 @@ pub trait AdminSource: Send + Sync {
         let _ = (from, slots);
         Err("this box does not adopt connections".into())
     }
+    /// `GET /balance`: what the balancer moved lately and its settings.
+    fn balance(&self) -> BalanceReport {
+        BalanceReport::default()
+    }
     /// The token peers present on `/adopt` instead of this box's admin
     /// token ([`crate::admin::auth::adopt_token`]); `None`: only the admin
     /// token opens it.
     fn adopt_token(&self) -> Option<String> {
         None
     }
+}
+
+/// The answer to `GET /balance`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BalanceReport {
+    /// `balance.enabled`.
+    pub enabled: bool,
+    /// `balance.threshold`, `balance.rate`, `balance.interval_ms`.
+    pub threshold: u64,
+    /// Moves per second at most.
+    pub rate: u64,
+    /// How often the loads are looked at.
+    pub interval_ms: u64,
+    /// Connections moved since the start, by reason name.
+    pub moved: Vec<(String, u64)>,
+    /// The last moves, oldest first.
+    pub moves: Vec<BalanceMoveRow>,
+}
+
+/// One move of `GET /balance`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BalanceMoveRow {
+    /// Wall-clock time, ms since the epoch.
+    pub at_unix_ms: u64,
+    /// The receiving box.
+    pub to: u16,
+    /// Connections asked (plan and rate).
+    pub asked: u64,
+    /// Connections the receiver adopted.
+    pub moved: u64,
+    /// `rejoin`, `takeover` or `over_threshold`.
+    pub reason: String,
 }
 
 /// The answer to `GET /status`.

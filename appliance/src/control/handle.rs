@@ -61,6 +61,8 @@ pub(crate) struct Control {
     /// for (beyond `MAX_SERVICE_IPS`): a box taking over from it would not
     /// know them.
     unpublished_ips: AtomicUsize,
+    /// What the balancer moved (`super::balance`).
+    pub(crate) balance: super::balance::BalanceLog,
 }
 
 impl Control {
@@ -87,6 +89,7 @@ impl Control {
             view: Arc::default(),
             inherited_epochs: Mutex::default(),
             unpublished_ips: AtomicUsize::new(0),
+            balance: Default::default(),
         }
     }
 

@@ -23,6 +23,7 @@
 //! Start reading at `watcher::spawn_watcher`, then `agreed`, then
 //! `takeover::plan_with`.
 mod agreed;
+pub(crate) mod balance;
 mod bundle;
 mod detector;
 mod fence;

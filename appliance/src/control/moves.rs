@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneError;
 use baton_shmem::{BoxState, BoxTableError};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::bundle::movable_tuples;
 use super::handle::Control;
@@ -95,6 +95,14 @@ impl Control {
     /// success (not before), their slots are cleared so that nobody
     /// restores them twice.
     pub(crate) fn migrate(&self, to: u16, count: usize) -> Result<String, MoveError> {
+        Ok(match self.move_to(to, count)? {
+            0 => format!("box {} has no established connection to move", self.me),
+            moved => format!("box {}: {moved} connections moved to box {to}", self.me),
+        })
+    }
+
+    /// `migrate`'s work: how many connections box `to` adopted.
+    pub(crate) fn move_to(&self, to: u16, count: usize) -> Result<usize, MoveError> {
         if to == self.me {
             return Err(MoveError::ToItself);
         }
@@ -119,10 +127,7 @@ impl Control {
             }
         }
         if picked.is_empty() {
-            return Ok(format!(
-                "box {} has no established connection to move",
-                self.me
-            ));
+            return Ok(0);
         }
         let tuples = picked.iter().flat_map(|(_, t)| t.iter().copied()).collect();
         let moved = self.dataplane.handoff(tuples, MacAddr(info.mac))?;
@@ -149,14 +154,14 @@ impl Control {
             for (slot, _) in &picked {
                 let _ = writer.clear(*slot);
             }
+        } else {
+            let slots: Vec<u32> = picked.iter().map(|(s, _)| s.0).collect();
+            self.take_back(to, &slots);
         }
         match answer {
             Ok((status, _)) if (200..300).contains(&status) => {
                 info!(to, moved, "migrated connections");
-                Ok(format!(
-                    "box {}: {moved} connections moved to box {to}",
-                    self.me
-                ))
+                Ok(moved)
             }
             Ok((status, body)) => Err(MoveError::Refused { to, status, body }),
             Err(source) => Err(MoveError::Unreachable {
@@ -165,6 +170,22 @@ impl Control {
                 source,
             }),
         }
+    }
+
+    /// The adopter `to` did not take the connections of `slots`, which our
+    /// workers already handed off (their frames forwarded to `to`, which
+    /// may be dead): restore them here from their final checkpoints, still
+    /// in our region, as an adopter would. Without this they were lost.
+    fn take_back(&self, to: u16, slots: &[u32]) {
+        let orphans = orphans_in_slots(&self.segment, self.me, slots);
+        warn!(
+            to,
+            connections = orphans.len(),
+            "migrate: the adopter did not take the connections: restoring them here"
+        );
+        self.orphans
+            .extend(orphans.iter().cloned().map(Orphan::route_here));
+        restore_paced(&self.dataplane, orphans, 1);
     }
 
     /// Restores connections box `from` handed over (seed: "the takeover of
