@@ -4,8 +4,6 @@
 //! byte-exact and without a reset. Real curl in the client namespace.
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 
 #[test]
@@ -29,14 +27,7 @@ fn lab_a_rejoined_box_gets_its_share_of_live_downloads_moved_to_it_without_a_res
     let downloads: Vec<Download> = (0..24)
         .map(|i| start_download(&g, i, 1 + i % 2, "1M.bin", "100K"))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while downloads
-        .iter()
-        .any(|d| std::fs::metadata(&d.out).map_or(0, |m| m.len()) == 0)
-    {
-        assert!(Instant::now() < deadline, "not every download started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_all_receive(&downloads);
     // Box 3 comes back empty: 12, 12 and 0 are more than 4 apart, so the
     // balancers of boxes 1 and 2 each send it about 4 of theirs.
     ok(g.lab(&["start", "box3"]));
@@ -76,14 +67,7 @@ fn lab_connections_handed_to_a_box_that_died_unnoticed_are_taken_back_and_finish
     let downloads: Vec<Download> = (0..6)
         .map(|i| start_download(&g, i, 1, "1M.bin", "100K"))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while downloads
-        .iter()
-        .any(|d| std::fs::metadata(&d.out).map_or(0, |m| m.len()) == 0)
-    {
-        assert!(Instant::now() < deadline, "not every download started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_all_receive(&downloads);
     ok(g.lab(&["kill", "box3"]));
     let config = g.file("box1.toml").display().to_string();
     let answer = g.exec(

@@ -90,8 +90,3 @@ fn lab_ecmp_steered_downloads_survive_a_kill_and_land_on_survivors_without_a_res
     );
     rst.assert_none_with_fins(30);
 }
-
-/// Bytes curl has written so far.
-fn received(d: &Download) -> u64 {
-    std::fs::metadata(&d.out).map_or(0, |m| m.len())
-}

@@ -74,7 +74,23 @@ pub fn cap_client_receive_buffer(g: &LabGuard) {
     ));
 }
 
-fn received(d: &Download) -> u64 {
+/// Waits until every one of `downloads` has received body bytes (20 s at
+/// most).
+#[track_caller]
+#[allow(dead_code)]
+pub fn wait_until_all_receive(downloads: &[Download]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while downloads.iter().any(|d| received(d) == 0) {
+        assert!(
+            Instant::now() < deadline,
+            "not every download started within 20 s"
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bytes curl has written so far.
+pub fn received(d: &Download) -> u64 {
     fs::metadata(&d.out).map_or(0, |m| m.len())
 }
 
