@@ -173,8 +173,9 @@ impl Beats {
     }
 }
 
-/// What this box sends now: the plan's sends of `me` over `loads`, each
-/// cut to what `bucket` grants at `now_ms` (nothing once it is empty).
+/// What this box sends now: the plan's sends of `me` over `loads` to
+/// receivers `alive` says are, each cut to what `bucket` grants at
+/// `now_ms` (nothing once it is empty; a receiver skipped takes nothing).
 pub(crate) fn sends_now(
     loads: &[SurvivorLoad],
     me: u16,
@@ -182,9 +183,11 @@ pub(crate) fn sends_now(
     capacity: u64,
     bucket: &mut RateLimit,
     now_ms: u64,
+    alive: impl Fn(u16) -> bool,
 ) -> Vec<(u16, u64)> {
     sends_of(&plan(loads, capacity, cfg.threshold), me)
         .into_iter()
+        .filter(|m| alive(m.to))
         .filter_map(|m| {
             let granted = bucket.take(now_ms, m.count);
             (granted > 0).then_some((m.to, granted))
@@ -234,8 +237,17 @@ pub(crate) fn spawn_balancer(
                 let members: BTreeSet<u16> = view.members.iter().map(|m| m.id).collect();
                 watch.observe(now_ms, &members);
                 let loads = published_loads(&control, &members, &mut beats);
-                let sends = sends_now(&loads, control.me, &cfg, capacity, &mut bucket, now_ms);
-                for (to, asked) in sends.into_iter().filter(|(to, _)| beats.alive(*to)) {
+                let alive = |id| beats.alive(id);
+                let sends = sends_now(
+                    &loads,
+                    control.me,
+                    &cfg,
+                    capacity,
+                    &mut bucket,
+                    now_ms,
+                    alive,
+                );
+                for (to, asked) in sends {
                     let reason = watch.reason(to, now_ms, recent_ms);
                     match control.move_to(to, asked as usize) {
                         Ok(moved) => {
@@ -310,21 +322,24 @@ mod tests {
         let mut bucket = RateLimit::new(50);
         // Box 1 sends to 3 what the bucket holds (one second's worth).
         assert_eq!(
-            sends_now(&loads, 1, &cfg(10, 50), 1000, &mut bucket, 0),
+            sends_now(&loads, 1, &cfg(10, 50), 1000, &mut bucket, 0, |_| true),
             vec![(3, 50)]
         );
         // Then nothing until the bucket refills: 100 ms is 5 moves.
         assert_eq!(
-            sends_now(&loads, 1, &cfg(10, 50), 1000, &mut bucket, 0),
+            sends_now(&loads, 1, &cfg(10, 50), 1000, &mut bucket, 0, |_| true),
             vec![]
         );
         assert_eq!(
-            sends_now(&loads, 1, &cfg(10, 50), 1000, &mut bucket, 100),
+            sends_now(&loads, 1, &cfg(10, 50), 1000, &mut bucket, 100, |_| true),
             vec![(3, 5)]
         );
         // The receiver never sends.
         let mut b3 = RateLimit::new(50);
-        assert_eq!(sends_now(&loads, 3, &cfg(10, 50), 1000, &mut b3, 0), vec![]);
+        assert_eq!(
+            sends_now(&loads, 3, &cfg(10, 50), 1000, &mut b3, 0, |_| true),
+            vec![]
+        );
     }
 
     #[test]
@@ -340,12 +355,27 @@ mod tests {
     }
 
     #[test]
+    fn a_receiver_that_is_not_beating_gets_nothing_and_costs_no_tokens() {
+        let loads = [load(1, 300), load(2, 300), load(3, 0)];
+        let mut bucket = RateLimit::new(50);
+        let c = cfg(10, 50);
+        assert_eq!(
+            sends_now(&loads, 1, &c, 1000, &mut bucket, 0, |id| id != 3),
+            vec![]
+        );
+        assert_eq!(
+            sends_now(&loads, 1, &c, 1000, &mut bucket, 0, |_| true),
+            vec![(3, 50)]
+        );
+    }
+
+    #[test]
     fn a_level_cluster_moves_nothing() {
         let loads = [load(1, 105), load(2, 100), load(3, 98)];
         let mut bucket = RateLimit::new(1000);
         for me in 1..=3 {
             assert_eq!(
-                sends_now(&loads, me, &cfg(10, 1000), 1000, &mut bucket, 0),
+                sends_now(&loads, me, &cfg(10, 1000), 1000, &mut bucket, 0, |_| true),
                 vec![]
             );
         }

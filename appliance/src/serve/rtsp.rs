@@ -323,9 +323,8 @@ impl RtspConns {
         let serve = Arc::clone(&self.serve);
         let lookup = Box::new(move |path: &str| lock(&serve.objects).get(path).cloned());
         let mut c = Conn::new(cfg, self.serve.flow, self.serve.limits, lookup);
-        // UDP egress is IPv4's only (`Ctx::send_datagram`): an IPv6 client
-        // is offered interleaved transport (461 to UDP-only proposals).
-        c.set_udp(tuple.remote.is_ipv4());
+        // RTP over UDP for IPv4 and IPv6 players alike.
+        c.set_udp(true);
         add(&self.context.counters.rtsp_connections, 1);
         debug!(?tuple, "RTSP connection");
         self.any_dirty = true;

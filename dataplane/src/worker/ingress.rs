@@ -109,7 +109,9 @@ impl Core {
         match ih.protocol {
             ipv4::PROTO_TCP => self.on_tcp(app, frame, src, dst, l4, meta, now),
             ipv4::PROTO_ICMP => self.on_icmp(eh, &ih, l4),
-            udp::PROTOCOL if owned => self.on_udp(app, &ih, l4, meta, now),
+            udp::PROTOCOL if owned => {
+                self.on_udp(app, (IpAddr::V4(ih.src), IpAddr::V4(ih.dst)), l4, meta, now)
+            }
             _ => self.counters.drop_ipv4_unknown_protocol += 1,
         }
     }

@@ -47,6 +47,9 @@ impl Core {
         match ih.protocol {
             ipv6::PROTO_TCP => self.on_tcp(app, frame, src, dst, l4, meta, now),
             ipv6::PROTO_ICMPV6 => self.on_icmpv6(eh, &ih, l4, now),
+            crate::wire::udp::PROTOCOL if self.owns(dst) => {
+                self.on_udp(app, (src, dst), l4, meta, now)
+            }
             _ => self.counters.drop_ipv6_unknown_protocol += 1,
         }
     }

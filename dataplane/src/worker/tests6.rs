@@ -497,3 +497,49 @@ fn segment_of_an_ipv6_orphan_held_by_another_survivor_is_forwarded_unchanged() {
         .iter()
         .all(|(mac, s)| *mac == OTHER_SURVIVOR && !s.flags.rst));
 }
+
+/// Answers every datagram with its payload reversed, to its sender.
+struct Echo;
+impl App for Echo {
+    fn on_accept(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_closed(&mut self, _: ConnId, _: CloseReason, _: &mut Ctx<'_>) {}
+    fn on_datagram(&mut self, tuple: FourTuple, payload: &[u8], ctx: &mut Ctx<'_>) {
+        let back: Vec<u8> = payload.iter().rev().copied().collect();
+        ctx.send_datagram(tuple, Bytes::from(back));
+    }
+}
+
+#[test]
+fn udp_over_ipv6_reaches_the_app_and_its_answer_goes_back_over_ipv6() {
+    // RTP and RTCP to an IPv6 player (issue 18): a datagram to our address
+    // and a port of the UDP range reaches the app with its IPv6 4-tuple;
+    // what the app sends back leaves as an IPv6/UDP frame to the client's
+    // MAC, its checksum over the IPv6 pseudo-header.
+    let now = Instant::now();
+    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut cfg = WorkerConfig::for_test(vec![IpAddr::V6(SERVICE)]);
+    cfg.udp_ports = 6970..=6999;
+    let mut w = Worker::new(port, Echo, cfg, now);
+    // The client is a neighbour (its solicitation teaches its MAC).
+    wire.send(solicitation(CLIENT, SERVICE, 255)).unwrap();
+    w.poll(now).unwrap();
+    wire.drain();
+    let datagram = frame6(BOX_MAC, CLIENT, SERVICE, 17, 64, |b| {
+        crate::wire::udp::emit(b, IpAddr::V6(CLIENT), IpAddr::V6(SERVICE), 5000, 6970, b"rtcp")
+    });
+    wire.send(datagram).unwrap();
+    w.poll(now).unwrap();
+    assert_eq!(w.counters().udp_rx_datagrams, 1);
+    let out = wire.drain();
+    assert_eq!(out.len(), 1, "one answer");
+    let (eh, p) = ethernet::parse(&out[0]).unwrap();
+    assert_eq!((eh.dst, eh.ethertype), (CLIENT_MAC, ethernet::ETHERTYPE_IPV6));
+    let (ih, l4) = ipv6::parse(p).unwrap();
+    assert_eq!((ih.src, ih.dst, ih.protocol), (SERVICE, CLIENT, 17));
+    let d = crate::wire::udp::parse(IpAddr::V6(SERVICE), IpAddr::V6(CLIENT), l4, false)
+        .expect("a valid checksum over the IPv6 pseudo-header");
+    assert_eq!((d.src_port, d.dst_port, d.payload), (6970, 5000, &b"pctr"[..]));
+    assert_eq!(w.counters().udp_tx_datagrams, 1);
+}

@@ -13,7 +13,7 @@ use crate::port::{Port, PortError, RxMeta};
 use crate::tcp::FourTuple;
 use crate::udpflow::UdpRefused;
 use crate::wire::ethernet::{self, EthernetHeader};
-use crate::wire::{ipv4, udp, WireError};
+use crate::wire::{ipv4, ipv6, udp, WireError};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -22,12 +22,11 @@ impl Core {
     pub(super) fn on_udp<A: App>(
         &mut self,
         app: &mut A,
-        ih: &ipv4::Ipv4Header,
+        (src, dst): (IpAddr, IpAddr),
         l4: &[u8],
         meta: RxMeta,
         now: Instant,
     ) {
-        let (src, dst) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
         let d = match udp::parse(src, dst, l4, meta.checksum_trusted) {
             Ok(d) => d,
             Err(e) => return self.counters.record(e),
@@ -74,27 +73,30 @@ impl Core {
         Ok(())
     }
 
-    /// One datagram as an Ethernet/IPv4/UDP frame, from an address we own
-    /// to a neighbour we know, within the MTU (UDP is not cut: no
+    /// One datagram as an Ethernet/IPv4 or IPv6/UDP frame, from an address
+    /// we own to a neighbour we know, within the MTU (UDP is not cut: no
     /// fragments).
     fn emit_udp(&mut self, tuple: &FourTuple, payload: &[u8], now: Instant) {
-        let (IpAddr::V4(local), IpAddr::V4(remote)) = (tuple.local.ip(), tuple.remote.ip()) else {
-            self.counters.drop_emit_error += 1;
-            return;
+        let (local, remote) = (tuple.local.ip(), tuple.remote.ip());
+        let (ip_len, ethertype) = match (local, remote) {
+            (IpAddr::V4(_), IpAddr::V4(_)) => (ipv4::MIN_HEADER_LEN, ethernet::ETHERTYPE_IPV4),
+            (IpAddr::V6(_), IpAddr::V6(_)) => (ipv6::HEADER_LEN, ethernet::ETHERTYPE_IPV6),
+            _ => {
+                self.counters.drop_emit_error += 1;
+                return;
+            }
         };
-        if !self.owns_v4(local)
-            || ipv4::MIN_HEADER_LEN + udp::HEADER_LEN + payload.len() > self.cfg.mtu
-        {
+        if !self.owns(local) || ip_len + udp::HEADER_LEN + payload.len() > self.cfg.mtu {
             self.counters.drop_emit_error += 1;
             return;
         }
-        let Some(dst) = self.neighbours.lookup(remote, now) else {
+        let Some(dst) = self.neighbour_mac(remote, now) else {
             self.counters.drop_no_neighbour += 1;
             return;
         };
         let id = self.next_ip_id();
         let src = self.mac;
-        let l4_at = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
+        let l4_at = ethernet::HEADER_LEN + ip_len;
         let buf = self
             .tx
             .next_buf_sized(l4_at + udp::HEADER_LEN + payload.len());
@@ -104,7 +106,7 @@ impl Core {
                 &EthernetHeader {
                     dst,
                     src,
-                    ethertype: ethernet::ETHERTYPE_IPV4,
+                    ethertype,
                 },
             )?;
             let n = udp::emit(
@@ -115,7 +117,22 @@ impl Core {
                 tuple.remote.port(),
                 payload,
             )?;
-            ipv4::emit(&mut buf[e..], local, remote, udp::PROTOCOL, id, n)?;
+            match (local, remote) {
+                (IpAddr::V4(l), IpAddr::V4(r)) => {
+                    ipv4::emit(&mut buf[e..], l, r, udp::PROTOCOL, id, n)?;
+                }
+                (IpAddr::V6(l), IpAddr::V6(r)) => {
+                    ipv6::emit(
+                        &mut buf[e..],
+                        l,
+                        r,
+                        udp::PROTOCOL,
+                        ipv6::DEFAULT_HOP_LIMIT,
+                        n,
+                    )?;
+                }
+                _ => return Err(WireError::Unsupported),
+            }
             Ok::<usize, WireError>(l4_at + n)
         })();
         match result {

@@ -218,7 +218,7 @@ impl RtspConns {
             now_us,
         ) {
             Some(mut restored) => {
-                restored.set_udp(c.tuple.remote.is_ipv4());
+                restored.set_udp(true);
                 c.conn = restored;
                 c.dirty = true;
                 add(&self.context.counters.rtsp_restored, 1);
