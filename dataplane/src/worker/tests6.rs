@@ -527,7 +527,14 @@ fn udp_over_ipv6_reaches_the_app_and_its_answer_goes_back_over_ipv6() {
     w.poll(now).unwrap();
     wire.drain();
     let datagram = frame6(BOX_MAC, CLIENT, SERVICE, 17, 64, |b| {
-        crate::wire::udp::emit(b, IpAddr::V6(CLIENT), IpAddr::V6(SERVICE), 5000, 6970, b"rtcp")
+        crate::wire::udp::emit(
+            b,
+            IpAddr::V6(CLIENT),
+            IpAddr::V6(SERVICE),
+            5000,
+            6970,
+            b"rtcp",
+        )
     });
     wire.send(datagram).unwrap();
     w.poll(now).unwrap();
@@ -535,11 +542,17 @@ fn udp_over_ipv6_reaches_the_app_and_its_answer_goes_back_over_ipv6() {
     let out = wire.drain();
     assert_eq!(out.len(), 1, "one answer");
     let (eh, p) = ethernet::parse(&out[0]).unwrap();
-    assert_eq!((eh.dst, eh.ethertype), (CLIENT_MAC, ethernet::ETHERTYPE_IPV6));
+    assert_eq!(
+        (eh.dst, eh.ethertype),
+        (CLIENT_MAC, ethernet::ETHERTYPE_IPV6)
+    );
     let (ih, l4) = ipv6::parse(p).unwrap();
     assert_eq!((ih.src, ih.dst, ih.protocol), (SERVICE, CLIENT, 17));
     let d = crate::wire::udp::parse(IpAddr::V6(SERVICE), IpAddr::V6(CLIENT), l4, false)
         .expect("a valid checksum over the IPv6 pseudo-header");
-    assert_eq!((d.src_port, d.dst_port, d.payload), (6970, 5000, &b"pctr"[..]));
+    assert_eq!(
+        (d.src_port, d.dst_port, d.payload),
+        (6970, 5000, &b"pctr"[..])
+    );
     assert_eq!(w.counters().udp_tx_datagrams, 1);
 }
