@@ -34,6 +34,11 @@ fn metric(g: &LabGuard, n: usize, name: &str) -> u64 {
 /// ffmpeg recording `URL` over `transport` (`udp` or `tcp`) into `out`
 /// (MPEG-TS, streams copied), at most 120 s.
 fn spawn_ffmpeg(g: &LabGuard, transport: &str, out: &str) -> Child {
+    spawn_ffmpeg_at(g, URL, transport, out)
+}
+
+/// `spawn_ffmpeg` of `url`.
+fn spawn_ffmpeg_at(g: &LabGuard, url: &str, transport: &str, out: &str) -> Child {
     spawn_client(
         g,
         &[
@@ -48,7 +53,7 @@ fn spawn_ffmpeg(g: &LabGuard, transport: &str, out: &str) -> Child {
             "-rtsp_transport",
             transport,
             "-i",
-            URL,
+            url,
             "-c",
             "copy",
             "-f",
@@ -171,14 +176,28 @@ fn assert_one_whole_stream(g: &LabGuard, rtp: RtpCapture) -> (usize, usize, u64)
 /// into the 30 s clip; box2 streams the rest and the recording is whole.
 #[test]
 fn lab_rtsp_a_box_killed_mid_stream_the_player_records_the_whole_clip() {
-    let g = LabGuard::up("btrtk1", &["--boxes", "2"]);
+    killed_mid_stream(LabGuard::up("btrtk1", &["--boxes", "2"]), URL, BOX1);
+}
+
+#[test]
+fn lab_rtsp_an_ipv6_player_s_box_killed_mid_stream_records_the_whole_clip() {
+    killed_mid_stream(
+        LabGuard::up("btrtk6", &["--boxes", "2"]),
+        "rtsp://[2001:2:0:18::11]/clip.ts",
+        "2001:2:0:18::11",
+    );
+}
+
+/// A player of `url` (RTP over UDP from `box1`, box 1's address in that
+/// family) records the whole clip while box 1 is killed mid-stream.
+fn killed_mid_stream(g: LabGuard, url: &str, box1: &str) {
     let clip_ms = media_duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
     assert!(clip_ms > 25_000, "the lab's clip lasts {clip_ms} ms");
     let rst = RstCapture::start(&g);
-    let rtp = RtpCapture::start(&g, "rtp.pcap", &format!("udp and src host {BOX1}"));
+    let rtp = RtpCapture::start(&g, "rtp.pcap", &format!("udp and src host {box1}"));
     let out = g.file("takeover.ts").display().to_string();
     let _ = fs::remove_file(&out);
-    let ffmpeg = spawn_ffmpeg(&g, "udp", &out);
+    let ffmpeg = spawn_ffmpeg_at(&g, url, "udp", &out);
     // About 5 s of playing at the default 200 ms cadence.
     wait_metric(&g, 1, "baton_rtsp_bundle_checkpoints_total", 25);
     let sent = metric(&g, 1, "baton_rtp_packets_total{transport=\"udp\"}");

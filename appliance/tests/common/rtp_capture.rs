@@ -42,16 +42,28 @@ pub fn udp_datagrams(path: &std::path::Path) -> Vec<Datagram> {
         let at_us = u64::from(u32_at(&file, at)) * 1_000_000 + u64::from(u32_at(&file, at + 4));
         let frame = &file[at + 16..(at + 16 + incl).min(file.len())];
         at += 16 + incl;
-        if frame.len() < 14 + 20 || frame[12..14] != [0x08, 0x00] {
+        // IPv4 (header length from IHL) or IPv6 (a fixed 40-byte header,
+        // UDP right behind it: the box sends no extension headers).
+        let udp_range = match frame.get(12..14) {
+            Some([0x08, 0x00]) if frame.len() >= 14 + 20 => {
+                let ip = &frame[14..];
+                let ihl = usize::from(ip[0] & 0x0f) * 4;
+                let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+                (ip[9] == 17 && ip.len() >= total && total >= ihl + 8)
+                    .then(|| (14 + ihl, 14 + total))
+            }
+            Some([0x86, 0xdd]) if frame.len() >= 14 + 40 + 8 => {
+                let ip = &frame[14..];
+                let payload = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+                (ip[6] == 17 && ip.len() >= 40 + payload && payload >= 8)
+                    .then(|| (14 + 40, 14 + 40 + payload))
+            }
+            _ => None,
+        };
+        let Some((from, to)) = udp_range else {
             continue;
-        }
-        let ip = &frame[14..];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-        if ip[9] != 17 || ip.len() < total || total < ihl + 8 {
-            continue;
-        }
-        let udp = &ip[ihl..total];
+        };
+        let udp = &frame[from..to];
         out.push(Datagram {
             src_port: u16::from_be_bytes([udp[0], udp[1]]),
             dst_port: u16::from_be_bytes([udp[2], udp[3]]),
