@@ -424,3 +424,44 @@ fn lab_rtsp_players_at_once_each_get_their_own_stream() {
         "RTP packets the box counted"
     );
 }
+
+#[test]
+fn lab_rtsp_gstreamer_records_the_whole_clip_over_udp() {
+    // A second real player: GStreamer's rtspsrc (RTP over UDP), its MPEG-TS
+    // depayloaded into a file.
+    let g = LabGuard::up("btrtsp7", &["--boxes", "1"]);
+    let clip_ms = media_duration_ms(&g, &g.file("objects/clip.ts").display().to_string());
+    let out = g.file("gst.ts").display().to_string();
+    let location = format!("location={URL}");
+    let sink = format!("location={out}");
+    let done = run_client(
+        &g,
+        &[
+            "timeout",
+            "120",
+            "gst-launch-1.0",
+            "-q",
+            "rtspsrc",
+            &location,
+            "protocols=udp",
+            "!",
+            "rtpmp2tdepay",
+            "!",
+            "filesink",
+            &sink,
+        ],
+    );
+    assert!(
+        done.status.success(),
+        "gst-launch-1.0: {} {}",
+        done.status,
+        String::from_utf8_lossy(&done.stderr).trim()
+    );
+    let got = media_duration_ms(&g, &out);
+    assert!(
+        got.abs_diff(clip_ms) * 50 <= clip_ms,
+        "GStreamer recorded {got} ms of a {clip_ms} ms clip"
+    );
+    assert_eq!(metric(&g, "baton_rtsp_sessions_total"), 1);
+    assert!(metric(&g, "baton_rtp_packets_total{transport=\"udp\"}") > 1000);
+}
