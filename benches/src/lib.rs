@@ -9,6 +9,7 @@
 /// is driven through `baton_lab::driver`, the driver the tests share).
 pub mod harness {
     pub mod report;
+    pub mod rtp;
     pub mod stats;
 }
 
