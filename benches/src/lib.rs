@@ -14,4 +14,5 @@ pub mod harness {
 }
 
 pub mod load;
+pub mod players;
 pub mod suites;
