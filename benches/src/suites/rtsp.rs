@@ -37,11 +37,18 @@ struct Step {
     missing: u64,
     repeats: u64,
     socket_drops: u64,
+    /// The client namespace's `Udp:RcvbufErrors` and `Udp:InErrors` over
+    /// the step: a socket's buffer full, or (the difference) the kernel's
+    /// UDP memory (`udp_mem`) exhausted.
+    rcvbuf_errors: i64,
+    udp_in_errors: i64,
     lateness_p99_ms: f64,
     longest_gap_max_ms: f64,
     mbit_per_stream: f64,
     received: u64,
     box_sent: u64,
+    /// Spawn to the last PLAY answered, s (handshakes one after another).
+    setup_s: f64,
     box_cpu: f64,
     box_busy: f64,
     client_cpu: f64,
@@ -208,13 +215,13 @@ impl Bench {
                 s.playing, s.missing, s.socket_drops, s.lateness_p99_ms, s.box_cpu, s.client_cpu
             ));
             rows.push(format!(
-                "| {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.3} | {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
-                s.n, s.playing, s.torn_down, s.missing, s.repeats, s.socket_drops, s.lateness_p99_ms,
+                "| {} | {:.1} | {} | {} | {} | {} | {} | {} / {} | {:.0} | {:.0} | {:.3} | {} | {} | {:.2} | {:.2} | {:.2} | {} |\n",
+                s.n, s.setup_s, s.playing, s.torn_down, s.missing, s.repeats, s.socket_drops, s.rcvbuf_errors, s.udp_in_errors, s.lateness_p99_ms,
                 s.longest_gap_max_ms, s.mbit_per_stream, s.received, s.box_sent, s.box_cpu,
                 s.box_busy, s.client_cpu, if s.held() { "yes" } else { "no" }
             ));
-            jrows.push(json!({"streams": s.n, "playing": s.playing, "teardown_ok": s.torn_down, "missing": s.missing,
-                "repeats": s.repeats, "socket_drops": s.socket_drops,
+            jrows.push(json!({"streams": s.n, "setup_s": s.setup_s, "playing": s.playing, "teardown_ok": s.torn_down, "missing": s.missing,
+                "repeats": s.repeats, "socket_drops": s.socket_drops, "udp_rcvbuf_errors": s.rcvbuf_errors, "udp_in_errors": s.udp_in_errors,
                 "lateness_p99_ms": s.lateness_p99_ms, "longest_gap_max_ms": s.longest_gap_max_ms,
                 "mbit_per_stream": s.mbit_per_stream, "received": s.received, "box1_sent": s.box_sent,
                 "box1_cpu_cores": s.box_cpu, "box1_busy_ratio": s.box_busy,
@@ -225,7 +232,7 @@ impl Bench {
             best = n;
         }
         self.md.push_str(&format!(
-            "## RTSP (issue 18)\n\nStreams per box: N players (`baton-rtp`, one process in the client namespace) play {CLIP} from box1 over RTP/UDP at once, {window} s each step; a step holds when every stream plays, no sequence number is missing, the receiver's sockets dropped nothing and the p99 lateness (spread of arrival time against the stream's RTP clock; the first packets leave up to `pacing_lead_ms` = 100 ms early, so 100 ms is on schedule) is at most {LATE_MS} ms. Packets received count from each PLAY, box1's RTP sent over the window only. Largest N held: **{best}**. CPU in cores (box1's process over the window; busy: the box's published `baton_box_busy_ratio`).\n\n| streams | playing | TEARDOWN 200 | missing | repeats | socket drops | lateness p99 ms | longest gap ms | Mbit/s per stream | packets received | box1 RTP sent | box1 CPU | box1 busy | client CPU | held |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{}\n",
+            "## RTSP (issue 18)\n\nStreams per box: N players (`baton-rtp`, one process in the client namespace) play {CLIP} from box1 over RTP/UDP at once, {window} s each step; a step holds when every stream plays, no sequence number is missing, the receiver's sockets dropped nothing and the p99 lateness (spread of arrival time against the stream's RTP clock; the first packets leave up to `pacing_lead_ms` = 100 ms early, so 100 ms is on schedule) is at most {LATE_MS} ms. Packets received count from each PLAY, box1's RTP sent over the window only. Largest N held: **{best}**. CPU in cores (box1's process over the window; busy: the box's published `baton_box_busy_ratio`).\n\n| streams | setup s | playing | TEARDOWN 200 | missing | repeats | socket drops | client Udp RcvbufErrors / InErrors | lateness p99 ms | longest gap ms | Mbit/s per stream | packets received | box1 RTP sent | box1 CPU | box1 busy | client CPU | held |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n{}\n",
             rows.concat()
         ));
         let failover = self.rtsp_failover(if quick { 4 } else { 16 })?;
@@ -240,8 +247,11 @@ impl Bench {
     /// the window.
     fn rtsp_step(&mut self, n: usize, window: f64) -> Result<Step> {
         let pid = self.lab.box_pid(1).context("box1 has no pid")?;
+        let udp0 = self.client_netstat();
+        let spawned = Instant::now();
         let (mut child, json_path) = self.start_players(&format!("rtsp-{n}"), n, window, 20_000)?;
         let t0 = Instant::now();
+        let setup_s = t0.duration_since(spawned).as_secs_f64();
         let cpu0 = proc_cpu_s(pid);
         let sent0 = self.box_rtp_sent(1);
         // The window starts at ALL PLAYING; the metrics call took some of it.
@@ -253,14 +263,19 @@ impl Bench {
             .box_metric(1, "baton_box_busy_ratio{box=\"1\"} ")
             .unwrap_or(f64::NAN);
         let status = child.wait()?;
+        let udp1 = self.client_netstat();
+        let udp = |k: &str| udp1.get(k).copied().unwrap_or(0) - udp0.get(k).copied().unwrap_or(0);
         let report = read_report(&json_path)
             .with_context(|| format!("rtsp-{n}: baton-rtp ({status}) wrote no report"))?;
         let mut s = summarise(n, &report);
+        s.rcvbuf_errors = udp("Udp:RcvbufErrors");
+        s.udp_in_errors = udp("Udp:InErrors");
         s.box_cpu = match (cpu0, cpu1) {
             (Some(a), Some(b)) => (b - a) / elapsed,
             _ => f64::NAN,
         };
         s.box_sent = sent1.saturating_sub(sent0);
+        s.setup_s = setup_s;
         s.box_busy = busy;
         if s.playing < n {
             let first = report
