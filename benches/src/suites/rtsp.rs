@@ -42,6 +42,8 @@ struct Step {
     /// UDP memory (`udp_mem`) exhausted.
     rcvbuf_errors: i64,
     udp_in_errors: i64,
+    /// `Udp:InDatagrams` over the step: proof the counters were read.
+    udp_in: i64,
     lateness_p99_ms: f64,
     longest_gap_max_ms: f64,
     mbit_per_stream: f64,
@@ -221,7 +223,7 @@ impl Bench {
                 s.box_busy, s.client_cpu, if s.held() { "yes" } else { "no" }
             ));
             jrows.push(json!({"streams": s.n, "setup_s": s.setup_s, "playing": s.playing, "teardown_ok": s.torn_down, "missing": s.missing,
-                "repeats": s.repeats, "socket_drops": s.socket_drops, "udp_rcvbuf_errors": s.rcvbuf_errors, "udp_in_errors": s.udp_in_errors,
+                "repeats": s.repeats, "socket_drops": s.socket_drops, "udp_rcvbuf_errors": s.rcvbuf_errors, "udp_in_errors": s.udp_in_errors, "udp_in_datagrams": s.udp_in,
                 "lateness_p99_ms": s.lateness_p99_ms, "longest_gap_max_ms": s.longest_gap_max_ms,
                 "mbit_per_stream": s.mbit_per_stream, "received": s.received, "box1_sent": s.box_sent,
                 "box1_cpu_cores": s.box_cpu, "box1_busy_ratio": s.box_busy,
@@ -270,6 +272,7 @@ impl Bench {
         let mut s = summarise(n, &report);
         s.rcvbuf_errors = udp("Udp:RcvbufErrors");
         s.udp_in_errors = udp("Udp:InErrors");
+        s.udp_in = udp("Udp:InDatagrams");
         s.box_cpu = match (cpu0, cpu1) {
             (Some(a), Some(b)) => (b - a) / elapsed,
             _ => f64::NAN,
