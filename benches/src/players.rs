@@ -58,7 +58,8 @@ pub struct PlayerReport {
     /// TEARDOWN answered 200.
     pub teardown_ok: bool,
     /// Datagrams the client's socket dropped (full receive buffer): loss
-    /// that is the receiver's, not the server's.
+    /// that is the receiver's, not the server's. Each datagram carries the
+    /// count before it was queued, so drops after the last one go unseen.
     pub socket_drops: u32,
     /// The stream as received.
     pub stream: StreamStats,
@@ -404,6 +405,56 @@ fn cpu_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_receive_buffer_is_reported_as_socket_drops() {
+        // Loopback, a socket whose buffer holds a few datagrams, 200 sent
+        // before any is read: the kernel drops the rest and says so.
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fd = rx.as_raw_fd();
+        for (opt, v) in [
+            (libc::SO_RXQ_OVFL, 1),
+            (libc::SO_TIMESTAMPNS, 1),
+            (libc::SO_RCVBUF, 4096),
+        ] {
+            let v: libc::c_int = v;
+            // SAFETY: setsockopt with a c_int option value.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    &v as *const libc::c_int as *const libc::c_void,
+                    4,
+                )
+            };
+            assert_eq!(rc, 0);
+        }
+        rx.set_nonblocking(true).unwrap();
+        let to = rx.local_addr().unwrap();
+        let rx = UdpSocket::from_std(rx);
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..200 {
+            tx.send_to(&[0x80; 1300], to).unwrap();
+        }
+        let (mut got, mut drops, mut stamped) = (0u32, 0u32, 0);
+        let mut buf = [0u8; 2048];
+        while let Ok(d) = recv_dgram(&rx, &mut buf) {
+            got += 1;
+            drops = drops.max(d.drops);
+            stamped += usize::from(d.at_us.is_some());
+            assert_eq!(d.len, 1300);
+        }
+        assert!(got > 0 && got < 200, "got {got}");
+        // A datagram carries the drops before it was queued: those queued
+        // before the overflow say 0, the next one says them all.
+        assert_eq!(drops, 0);
+        tx.send_to(&[0x80; 1300], to).unwrap();
+        let d = recv_dgram(&rx, &mut buf).unwrap();
+        assert_eq!(got + d.drops, 200, "got {got}, drops {}", d.drops);
+        assert_eq!(stamped, got as usize);
+        assert!(d.at_us.is_some());
+    }
 
     #[test]
     fn reads_an_answer_and_skips_its_body() {
