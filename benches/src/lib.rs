@@ -9,8 +9,10 @@
 /// is driven through `baton_lab::driver`, the driver the tests share).
 pub mod harness {
     pub mod report;
+    pub mod rtp;
     pub mod stats;
 }
 
 pub mod load;
+pub mod players;
 pub mod suites;

@@ -20,7 +20,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub quick: bool,
     /// Suites to run: concurrency, throughput, checkpoint, failover,
-    /// https, ipv6, ftp, criterion, backends, or all (repeatable); and vm
+    /// https, ipv6, ftp, rtsp, criterion, backends, or all (repeatable); and vm
     /// (process and VM boxes' failover; not in all: needs scripts/image).
     #[arg(long, default_value = "all")]
     pub suite: Vec<String>,
@@ -195,6 +195,9 @@ impl Bench {
         }
         if wants("ftp") {
             self.ftp()?;
+        }
+        if wants("rtsp") {
+            self.rtsp()?;
         }
         // Last: the large runs leave the most state behind (TIME_WAIT, flows).
         if wants("concurrency") {

@@ -1,5 +1,5 @@
 //! The benchmark suites of `baton-bench`, one module each: [`concurrency`],
-//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`ftp`], [`criterion`],
+//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`ftp`], [`rtsp`], [`criterion`],
 //! [`backends`] (which brings up a lab of its own per backend), [`placement`]
 //! (a lab per takeover assignment policy, not in `all`) and [`vm`]
 //! (a lab of process boxes, then one of VM boxes; not in `all`: it needs
@@ -29,6 +29,7 @@ pub mod ipv6;
 pub mod nginx;
 pub mod pin;
 pub mod placement;
+pub mod rtsp;
 pub mod throughput;
 pub mod vm;
 
@@ -37,7 +38,7 @@ use bench::{progress, Bench};
 use criterion::criterion;
 
 /// The suites `--suite all` runs: every one.
-const IN_ALL: [&str; 9] = [
+const IN_ALL: [&str; 10] = [
     "concurrency",
     "throughput",
     "checkpoint",
@@ -45,6 +46,7 @@ const IN_ALL: [&str; 9] = [
     "https",
     "ipv6",
     "ftp",
+    "rtsp",
     "criterion",
     "backends",
 ];
@@ -91,6 +93,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "https",
             "ipv6",
             "ftp",
+            "rtsp",
             "criterion",
             "backends",
             "placement",
@@ -125,6 +128,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "https",
         "ipv6",
         "ftp",
+        "rtsp",
     ]
     .iter()
     .any(|s| wants(s));
