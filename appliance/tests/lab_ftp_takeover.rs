@@ -468,33 +468,17 @@ fn lab_ftp_a_drain_mid_retr_moves_the_session() {
 }
 
 /// `baton migrate` moves an FTP session whose transfer runs (issue 17):
-/// curl downloads 50M.bin at 5 MB/s from box1; when 8 MB arrived, box1
-/// hands the control and the data connection to box2 in one bundle and
-/// forwards their frames there. The file is the origin's, no RST, and box2
-/// restored both members and sent the 226 (box1 sent none).
+/// curl downloads 50M.bin at 5 MB/s from box1, then 1M.bin on the same
+/// control connection; when 8 MB arrived, box1 hands the control and the
+/// data connection to box2 in one bundle and forwards their frames there.
+/// The second RETR's data connection, a new 4-tuple to box1's address, is
+/// forwarded to box2 by the client route. Both files are the origin's, no
+/// RST, box2 restored both members and sent both 226s (box1 sent none).
 #[test]
 fn lab_ftp_migrate_mid_retr_moves_the_session_whole() {
     let g = LabGuard::up("btftk8", &["--boxes", "2"]);
     let rst = RstCapture::start(&g);
-    let dir = g.file("ftpdl");
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).expect("download folder");
-    let big = dir.join("50M.bin");
-    let (out, url) = (big.display().to_string(), format!("ftp://{BOX1}/50M.bin"));
-    let curl = spawn_client(
-        &g,
-        &[
-            "curl",
-            "-sS",
-            "--max-time",
-            "180",
-            "--limit-rate",
-            "5M",
-            "-o",
-            &out,
-            &url,
-        ],
-    );
+    let (curl, big, small) = start_two_retrs(&g, "5M", &[]);
     wait_for_size(&big, 8 << 20, "50M.bin via curl");
     let config = g.file("box1.toml").display().to_string();
     let said = ok(g.exec(
@@ -507,11 +491,10 @@ fn lab_ftp_migrate_mid_retr_moves_the_session_whole() {
         said.contains("2 connections moved to box 2"),
         "migrate did not move the FTP session's two connections: {said}"
     );
-    wait_ok(curl, "curl 50M.bin across a migrate");
-    assert_eq!(sha256_file(&big), g.listed_sha("50M.bin"), "50M.bin");
-    assert_restored_session(&g, 2, 1);
+    assert_two_retrs(&g, curl, &big, &small);
+    assert_restored_session(&g, 2, 2);
     assert_eq!(metric(&g, 1, "baton_ftp_transfers_total"), 0, "box1's 226s");
-    rst.assert_none_with_fins(2);
+    rst.assert_none_with_fins(3);
 }
 
 /// Three boxes, four sessions mid-RETR when box1 dies: every session goes

@@ -61,6 +61,10 @@ pub(crate) struct Control {
     /// for (beyond `MAX_SERVICE_IPS`): a box taking over from it would not
     /// know them.
     unpublished_ips: AtomicUsize,
+    /// FTP's passive ports and session idle limit (when FTP is on): a
+    /// migrated session's later data connections are routed to its
+    /// adopter on these, for that long (`moves.rs`).
+    pub(super) ftp_passive: Option<(std::ops::RangeInclusive<u16>, std::time::Duration)>,
 }
 
 impl Control {
@@ -87,6 +91,12 @@ impl Control {
             view: Arc::default(),
             inherited_epochs: Mutex::default(),
             unpublished_ips: AtomicUsize::new(0),
+            ftp_passive: config.ftp.enabled.then(|| {
+                (
+                    config.ftp.passive_port_min..=config.ftp.passive_port_max,
+                    std::time::Duration::from_millis(config.ftp.idle_timeout_ms),
+                )
+            }),
         }
     }
 

@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use baton_dataplane::tcp::FourTuple;
 use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneError;
 use baton_shmem::{BoxState, BoxTableError};
 use tracing::info;
 
-use super::bundle::movable_tuples;
+use super::bundle::{follows_the_address, movable_tuples};
 use super::handle::Control;
 use super::takeover::{orphans_in_slots, restore_paced};
 use crate::admin::AdminError;
@@ -108,6 +109,8 @@ impl Control {
             .find(|m| m.id == to)
             .ok_or(MoveError::NotMember(to))?;
         let mut picked = Vec::new();
+        // The control connections of the FTP sessions picked.
+        let mut ftp = Vec::new();
         for slot in self.region.records().flatten() {
             if picked.len() == count {
                 break;
@@ -115,6 +118,9 @@ impl Control {
             // A bundle moves whole (`super::bundle`): all its members are
             // handed off, and the adopter restores its slot.
             if let Some(tuples) = movable_tuples(slot.bundle()) {
+                if follows_the_address(slot.bundle()) {
+                    ftp.extend(tuples.first().copied());
+                }
                 picked.push((slot.slot(), tuples));
             }
         }
@@ -132,6 +138,7 @@ impl Control {
             .into_iter()
             .filter(|(_, t)| t.iter().any(|t| moved.contains(t)))
             .collect();
+        self.route_ftp_clients(&ftp, &moved, MacAddr(info.mac));
         let moved = moved.len();
         let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();
         let admin = SocketAddr::new(member.back_addr.ip(), self.admin_port);
@@ -164,6 +171,28 @@ impl Control {
                 addr: admin,
                 source,
             }),
+        }
+    }
+
+    /// A moved FTP session's next data connection is a new 4-tuple (the
+    /// client → our address, a passive port): routes by client address
+    /// forward it to the adopter, whose restored session waits for it
+    /// there, until the session's idle limit (docs/FTP.md, "Takeover").
+    fn route_ftp_clients(&self, controls: &[FourTuple], moved: &[FourTuple], to: MacAddr) {
+        let Some((ports, ttl)) = self.ftp_passive.clone() else {
+            return;
+        };
+        for c in controls.iter().filter(|c| moved.contains(c)) {
+            let (local, client) = (c.local.ip(), c.remote.ip());
+            match self
+                .dataplane
+                .route_client(local, client, ports.clone(), to, ttl)
+            {
+                Ok(()) => {
+                    info!(%client, %local, "FTP client's data connections routed to the adopter")
+                }
+                Err(e) => tracing::warn!(%client, error = %e, "FTP client route not installed"),
+            }
         }
     }
 
