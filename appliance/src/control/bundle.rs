@@ -56,20 +56,27 @@ pub(crate) fn survivor_for(bundle: &ArchivedBundle<'_>, by_slot: u16, heir: Opti
 
 /// The connections migrate hands off for `bundle`: every TCP member, when
 /// its first record (the control connection, or the only one) is
-/// established; none otherwise, and none of an FTP bundle.
+/// established; none otherwise. An address-following bundle (FTP, RTSP)
+/// moves only as a running FTP transfer: the control and the data
+/// connection both established, so no passive listener waits for a new
+/// 4-tuple to the address, which stays with this box (docs/FTP.md,
+/// "Takeover").
 pub(crate) fn movable_tuples(bundle: &ArchivedBundle<'_>) -> Option<Vec<FourTuple>> {
     let first = bundle.records.iter().next()?.view();
-    if follows_the_address(bundle) {
-        // The session's next data connections would reach the box that
-        // holds the address, not the adopter (docs/FTP.md, "What is
-        // left"): an FTP session stays where it is.
+    let established = |r: &baton_shmem::record::ConnRecord<'_>| {
+        r.tcp
+            .is_some_and(|t| t.tcp_state == State::Established.as_u8())
+    };
+    if !established(&first) {
         return None;
     }
-    let established = first
-        .tcp
-        .is_some_and(|t| t.tcp_state == State::Established.as_u8());
-    if !established {
-        return None;
+    if follows_the_address(bundle) {
+        let running = first.app_protocol == baton_shmem::APP_PROTOCOL_FTP
+            && bundle.records.len() == 2
+            && bundle.records.iter().all(|r| established(&r.view()));
+        if !running {
+            return None;
+        }
     }
     Some(
         bundle
@@ -210,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn ftp_bundles_go_to_the_address_heir_and_stay_out_of_migrate() {
+    fn ftp_bundles_go_to_the_address_heir_and_migrate_only_while_a_transfer_runs() {
         let (_f, seg) = segment("heir");
         let region = seg.region(1).expect("region 1");
         region
@@ -235,6 +242,41 @@ mod tests {
         assert!(three.elsewhere.iter().all(|(_, by)| *by == 2));
         let slot = region.read(SlotId(1)).expect("readable").expect("written");
         assert!(follows_the_address(slot.bundle()));
+        // A running transfer (control and data established) moves whole.
+        let tuples = movable_tuples(slot.bundle()).expect("a running transfer moves");
+        assert_eq!(
+            tuples.iter().map(|t| t.local.port()).collect::<Vec<_>>(),
+            vec![21, 40_001]
+        );
+        let ftp = |r: ConnRecord<'static>| ConnRecord {
+            app_protocol: baton_shmem::APP_PROTOCOL_FTP,
+            ..r
+        };
+        // A session between transfers (its next data connection, maybe to a
+        // passive port, is a new 4-tuple to this box's address) stays.
+        let mut w = region.writer();
+        w.write(
+            SlotId(1),
+            &[ftp(member(21, 50_001, State::Established, DEAD_IP))],
+        )
+        .expect("fits");
+        let slot = region.read(SlotId(1)).expect("readable").expect("written");
+        assert_eq!(movable_tuples(slot.bundle()), None);
+        // A data connection not yet established (or closing): stays too.
+        let control = ftp(member(21, 50_001, State::Established, DEAD_IP));
+        let data = ftp(member(40_001, 51_001, State::FinWait1, DEAD_IP));
+        w.write(SlotId(1), &[control, data]).expect("fits");
+        let slot = region.read(SlotId(1)).expect("readable").expect("written");
+        assert_eq!(movable_tuples(slot.bundle()), None);
+        // RTSP follows the address and never migrates.
+        let rtsp = |r: ConnRecord<'static>| ConnRecord {
+            app_protocol: baton_shmem::APP_PROTOCOL_RTSP,
+            ..r
+        };
+        let control = rtsp(member(554, 50_001, State::Established, DEAD_IP));
+        let data = rtsp(member(40_001, 51_001, State::Established, DEAD_IP));
+        w.write(SlotId(1), &[control, data]).expect("fits");
+        let slot = region.read(SlotId(1)).expect("readable").expect("written");
         assert_eq!(movable_tuples(slot.bundle()), None);
     }
 

@@ -63,6 +63,10 @@ pub(crate) struct Control {
     unpublished_ips: AtomicUsize,
     /// What the balancer moved (`super::balance`).
     pub(crate) balance: super::balance::BalanceLog,
+    /// FTP's passive ports and session idle limit (when FTP is on): a
+    /// migrated session's later data connections are routed to its
+    /// adopter on these, for that long (`moves.rs`).
+    pub(super) ftp_passive: Option<(std::ops::RangeInclusive<u16>, std::time::Duration)>,
 }
 
 impl Control {
@@ -90,6 +94,12 @@ impl Control {
             inherited_epochs: Mutex::default(),
             unpublished_ips: AtomicUsize::new(0),
             balance: Default::default(),
+            ftp_passive: config.ftp.enabled.then(|| {
+                (
+                    config.ftp.passive_port_min..=config.ftp.passive_port_max,
+                    std::time::Duration::from_millis(config.ftp.idle_timeout_ms),
+                )
+            }),
         }
     }
 

@@ -9,12 +9,13 @@ use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use baton_dataplane::tcp::FourTuple;
 use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneError;
 use baton_shmem::{BoxState, BoxTableError};
 use tracing::{info, warn};
 
-use super::bundle::movable_tuples;
+use super::bundle::{follows_the_address, movable_tuples};
 use super::handle::Control;
 use super::takeover::{orphans_in_slots, restore_paced};
 use crate::admin::AdminError;
@@ -116,6 +117,8 @@ impl Control {
             .find(|m| m.id == to)
             .ok_or(MoveError::NotMember(to))?;
         let mut picked = Vec::new();
+        // The control connections of the FTP sessions picked.
+        let mut ftp = Vec::new();
         for slot in self.region.records().flatten() {
             if picked.len() == count {
                 break;
@@ -123,6 +126,9 @@ impl Control {
             // A bundle moves whole (`super::bundle`): all its members are
             // handed off, and the adopter restores its slot.
             if let Some(tuples) = movable_tuples(slot.bundle()) {
+                if follows_the_address(slot.bundle()) {
+                    ftp.extend(tuples.first().copied());
+                }
                 picked.push((slot.slot(), tuples));
             }
         }
@@ -137,7 +143,8 @@ impl Control {
             .into_iter()
             .filter(|(_, t)| t.iter().any(|t| moved.contains(t)))
             .collect();
-        let moved = moved.len();
+        let handed_off = moved;
+        let moved = handed_off.len();
         let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();
         let admin = SocketAddr::new(member.back_addr.ip(), self.admin_port);
         let path = format!("/adopt?from={}&slots={}", self.me, slots.join(","));
@@ -154,6 +161,9 @@ impl Control {
             for (slot, _) in &picked {
                 let _ = writer.clear(*slot);
             }
+            // Only once the adopter holds the sessions: taken back, their
+            // next data connections must stay here.
+            self.route_ftp_clients(&ftp, &handed_off, MacAddr(info.mac));
         } else {
             let slots: Vec<u32> = picked.iter().map(|(s, _)| s.0).collect();
             self.take_back(to, &slots);
@@ -186,6 +196,28 @@ impl Control {
         self.orphans
             .extend(orphans.iter().cloned().map(Orphan::route_here));
         restore_paced(&self.dataplane, orphans, 1);
+    }
+
+    /// A moved FTP session's next data connection is a new 4-tuple (the
+    /// client → our address, a passive port): routes by client address
+    /// forward it to the adopter, whose restored session waits for it
+    /// there, until the session's idle limit (docs/FTP.md, "Takeover").
+    fn route_ftp_clients(&self, controls: &[FourTuple], moved: &[FourTuple], to: MacAddr) {
+        let Some((ports, ttl)) = self.ftp_passive.clone() else {
+            return;
+        };
+        for c in controls.iter().filter(|c| moved.contains(c)) {
+            let (local, client) = (c.local.ip(), c.remote.ip());
+            match self
+                .dataplane
+                .route_client(local, client, ports.clone(), to, ttl)
+            {
+                Ok(()) => {
+                    info!(%client, %local, "FTP client's data connections routed to the adopter")
+                }
+                Err(e) => tracing::warn!(%client, error = %e, "FTP client route not installed"),
+            }
+        }
     }
 
     /// Restores connections box `from` handed over (seed: "the takeover of

@@ -102,6 +102,32 @@ impl DataplaneHandle {
         Ok(())
     }
 
+    /// Tells every worker that new connections from `client` to `local` on
+    /// `ports` go to the box whose MAC is `to`, for `ttl`
+    /// ([`Command::RouteClient`]).
+    pub fn route_client(
+        &self,
+        local: IpAddr,
+        client: IpAddr,
+        ports: std::ops::RangeInclusive<u16>,
+        to: MacAddr,
+        ttl: std::time::Duration,
+    ) -> Result<(), DataplaneError> {
+        for i in 0..self.workers.len() {
+            self.send(
+                i,
+                Command::RouteClient {
+                    local,
+                    client,
+                    ports: ports.clone(),
+                    to,
+                    ttl,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
     /// Stops answering for `ip` on every worker.
     pub fn remove_service_ip(&self, ip: IpAddr) -> Result<(), DataplaneError> {
         for i in 0..self.workers.len() {

@@ -24,6 +24,21 @@ pub enum Command {
     /// client's MAC, even to an address we own (an anycast address every
     /// box serves).
     AddForwarders(Vec<MacAddr>),
+    /// New connections from `client` to `local` on a port in `ports` go to
+    /// the box whose MAC is `to` for `ttl` (migrate of an FTP session: its
+    /// next data connection, to a passive port, is the adopter's).
+    RouteClient {
+        /// Our address the client connects to.
+        local: IpAddr,
+        /// The client's address.
+        client: IpAddr,
+        /// The ports routed (FTP's passive range).
+        ports: std::ops::RangeInclusive<u16>,
+        /// The adopter's MAC.
+        to: MacAddr,
+        /// How long the route lives.
+        ttl: std::time::Duration,
+    },
     /// Adopt a connection restored from a checkpoint (takeover).
     Restore {
         /// The TCP block of the checkpoint.
@@ -65,6 +80,11 @@ impl std::fmt::Debug for Command {
             Command::AddServiceIp(ip) => write!(f, "AddServiceIp({ip})"),
             Command::RemoveServiceIp(ip) => write!(f, "RemoveServiceIp({ip})"),
             Command::AddForwarders(macs) => write!(f, "AddForwarders({})", macs.len()),
+            Command::RouteClient {
+                local, client, to, ..
+            } => {
+                write!(f, "RouteClient({client} to {local} via {to})")
+            }
             Command::Restore { export, .. } => write!(f, "Restore({:?})", export.tuple),
             Command::Drain(on) => write!(f, "Drain({on})"),
             Command::Freeze => write!(f, "Freeze"),

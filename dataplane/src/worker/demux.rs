@@ -86,6 +86,11 @@ impl Core {
             }
             self.reuse_time_wait(app, id, now);
         }
+        // A new connection of a migrated FTP session's client (its next
+        // data connection) is the adopter's: forwarded before our listener.
+        if let Some(to) = self.client_routes.route(dst, src, seg.dst_port, now) {
+            return self.forward(frame, to);
+        }
         if peer.is_some_and(|_| self.neighbour_mac(src, now).is_none()) {
             // Neither a known connection nor a completed handshake yet: a
             // bare SYN or a stray segment, whose source anyone can forge.

@@ -189,7 +189,15 @@ impl Core {
             local: SocketAddr::new(dst, u16::from_be_bytes([dp[0], dp[1]])),
             remote: SocketAddr::new(src, u16::from_be_bytes([sp[0], sp[1]])),
         };
-        self.flows.lookup(&tuple).is_some()
+        if self.flows.lookup(&tuple).is_some() {
+            return true;
+        }
+        // A bare SYN forwarded by a box that hands clients to us (migrate:
+        // a moved FTP session's next data connection, to the migrating
+        // box's address): the listener decides, and the app resets what
+        // no session of ours waits for.
+        let flags = l4.get(13).copied().unwrap_or(0);
+        self.forwarders.contains(&eh.src) && flags & 0x12 == 0x02
     }
 
     fn on_icmp(&mut self, eh: &EthernetHeader, ih: &ipv4::Ipv4Header, l4: &[u8]) {

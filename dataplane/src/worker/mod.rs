@@ -32,6 +32,7 @@
 //! (`restore_stats.rs`), [`WorkerConfig`] and [`PollMode`] (`config.rs`).
 //! Starting workers on threads is the runtime's ([`crate::runtime`]).
 
+mod client_routes;
 mod command;
 mod config;
 mod deliver;
@@ -51,6 +52,7 @@ mod tests;
 #[cfg(test)]
 mod tests6;
 
+pub use client_routes::MAX_CLIENT_ROUTES;
 pub use command::{Command, WorkerStats};
 pub use config::{PollMode, WorkerConfig, NO_UDP_PORTS};
 pub use poll::Worker;

@@ -50,6 +50,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 cfg,
                 mac,
                 forwarders: Vec::new(),
+                client_routes: Default::default(),
                 neighbours: NeighbourCache::default(),
                 neighbours6: NeighbourCache::default(),
                 flows: FlowTable::new(),
@@ -211,6 +212,15 @@ impl<P: Port, A: App> Worker<P, A> {
                     }
                 }
             }
+            Command::RouteClient {
+                local,
+                client,
+                ports,
+                to,
+                ttl,
+            } => core
+                .client_routes
+                .insert(local, client, ports, to, ttl, now),
             Command::Restore { export, app_data } => {
                 if core.flows.lookup(&export.tuple).is_some() {
                     // Already ours (restored lazily, or a duplicate order).

@@ -43,6 +43,9 @@ pub(super) struct Core {
     /// Other boxes' MACs that forward clients' frames to us
     /// ([`super::Command::AddForwarders`]); a handful at most.
     pub(super) forwarders: Vec<MacAddr>,
+    /// New connections of a migrated FTP session's client, forwarded to
+    /// the adopter ([`super::Command::RouteClient`]).
+    pub(super) client_routes: super::client_routes::ClientRoutes,
     pub(super) neighbours: NeighbourCache,
     /// The IPv6 neighbour cache (NDP), of the same design as ARP's.
     pub(super) neighbours6: NeighbourCache<Ipv6Addr>,

@@ -52,6 +52,11 @@ fn export(port: u16) -> TcbExport {
 }
 
 fn arp_reply_from_client() -> Vec<u8> {
+    arp_reply_to(SERVICE)
+}
+
+/// The client's ARP reply to a request from `ours`.
+fn arp_reply_to(ours: Ipv4Addr) -> Vec<u8> {
     let mut r = vec![0u8; 60];
     crate::neighbour::arp::emit_arp_frame(
         &mut r,
@@ -62,7 +67,7 @@ fn arp_reply_from_client() -> Vec<u8> {
             sender_mac: CLIENT_MAC,
             sender_ip: CLIENT,
             target_mac: BOX_MAC,
-            target_ip: SERVICE,
+            target_ip: ours,
         },
     )
     .unwrap();
@@ -491,4 +496,100 @@ fn a_frame_forwarded_by_another_box_to_an_address_we_own_does_not_teach_its_mac(
         "frames went to {:?}",
         sent.iter().map(|f| f.0).collect::<Vec<_>>()
     );
+}
+
+/// A SYN from the client to `SERVICE`:`port` whose frame came from `src_mac`.
+fn client_syn(port: u16, src_mac: MacAddr) -> Vec<u8> {
+    let mut f = client_frame(&OutSegment {
+        src_port: 51_000,
+        dst_port: port,
+        seq: SeqNum(7_000),
+        flags: Flags {
+            syn: true,
+            ..Flags::default()
+        },
+        window: 65_535,
+        ..OutSegment::default()
+    });
+    f[6..12].copy_from_slice(&src_mac.0);
+    f
+}
+
+const ADOPTER: MacAddr = MacAddr([0x02, 0xba, 0x70, 0, 0, 0x02]);
+
+#[test]
+fn a_migrated_ftp_clients_new_connection_to_a_routed_port_goes_to_the_adopter() {
+    // The migrating box (issue 17): its client route names the session's
+    // client, our address and the passive range; the SYN of the
+    // session's next data connection is forwarded unchanged but for the
+    // MACs, while another port (or client) still meets our listener.
+    let t0 = Instant::now();
+    let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    cfg.listen_ports.extend(40_000..=40_099);
+    let (mut wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut w = Worker::new(port, Quiet, cfg, t0);
+    wire.send(arp_reply_from_client()).unwrap();
+    w.poll(t0).unwrap();
+    w.command(
+        Command::RouteClient {
+            local: IpAddr::V4(SERVICE),
+            client: IpAddr::V4(CLIENT),
+            ports: 40_000..=40_099,
+            to: ADOPTER,
+            ttl: Duration::from_secs(300),
+        },
+        t0,
+    );
+    wire.send(client_syn(40_050, CLIENT_MAC)).unwrap();
+    w.poll(t0).unwrap();
+    let sent = wire.drain();
+    assert_eq!(w.counters().tcp_forwarded, 1);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(&sent[0][0..6], &ADOPTER.0, "to the adopter");
+    assert_eq!(&sent[0][6..12], &BOX_MAC.0, "from us");
+    assert_eq!(&sent[0][12..], &client_syn(40_050, CLIENT_MAC)[12..]);
+    // Port 80 is not routed: our listener answers with a SYN-ACK.
+    wire.send(client_syn(80, CLIENT_MAC)).unwrap();
+    w.poll(t0).unwrap();
+    let sent = tcp_frames(&wire.drain());
+    assert_eq!(w.counters().tcp_forwarded, 1);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, CLIENT_MAC, "the SYN-ACK");
+    // Expired: the passive port's SYN meets our listener.
+    let later = t0 + Duration::from_secs(300);
+    wire.send(client_syn(40_051, CLIENT_MAC)).unwrap();
+    w.poll(later).unwrap();
+    assert_eq!(w.counters().tcp_forwarded, 1, "the route expired");
+}
+
+#[test]
+fn the_adopter_admits_a_forwarded_syn_to_an_address_it_does_not_own() {
+    // The adopter (issue 17): SERVICE is the migrating box's address, not
+    // ours; a SYN the migrating box (a known forwarder) sends to our MAC
+    // reaches our listener, which answers the client from SERVICE. The
+    // same SYN from a MAC that is no forwarder is dropped.
+    let t0 = Instant::now();
+    let ours = Ipv4Addr::new(198, 18, 0, 12);
+    let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(ours)]);
+    cfg.listen_ports.extend(40_000..=40_099);
+    let (mut wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut w = Worker::new(port, Quiet, cfg, t0);
+    wire.send(client_syn(40_050, ADOPTER)).unwrap();
+    w.poll(t0).unwrap();
+    assert!(tcp_frames(&wire.drain()).is_empty(), "not a forwarder yet");
+    w.command(Command::AddForwarders(vec![ADOPTER]), t0);
+    wire.send(client_syn(40_050, ADOPTER)).unwrap();
+    w.poll(t0).unwrap();
+    // The client is resolved from our own address (the forwarder's MAC is
+    // never learned as the client's).
+    assert!(tcp_frames(&wire.drain()).is_empty(), "an ARP request first");
+    assert_eq!(w.counters().arp_requests_sent, 1);
+    wire.send(arp_reply_to(ours)).unwrap();
+    w.poll(t0 + Duration::from_millis(1)).unwrap();
+    let sent = wire.drain();
+    let tcp = tcp_frames(&sent);
+    assert_eq!(tcp.len(), 1, "the SYN-ACK");
+    assert_eq!(tcp[0].0, CLIENT_MAC, "to the client, not the forwarder");
+    let (ih, _) = ipv4::parse(&sent[0][ethernet::HEADER_LEN..]).unwrap();
+    assert_eq!(ih.src, SERVICE, "from the address the client connected to");
 }
