@@ -22,6 +22,8 @@
 //! - [`record`]: the rkyv checkpoint record and bundle types.
 //! - `overflow`: where a bundle too large for its slot lives (long URLs
 //!   and validators), linked from the slot and read through it.
+//! - [`index`]: which slot holds a given connection, per region, kept by
+//!   each slot's writer ([`Segment::locate`]; issue 20).
 //! - [`claim`]: which box restores a dead box's slot, claimed by CAS in a
 //!   committed view ([`Region::claim`]).
 //! - [`view`]: the agreed membership view, one cell in the header changed
@@ -62,6 +64,7 @@ pub mod claim;
 mod device;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod index;
 pub mod loads;
 mod overflow;
 pub mod record;
@@ -73,6 +76,7 @@ pub mod view;
 
 pub use boxtable::{BoxInfo, BoxLoad, BoxState, BoxTableError, LOAD_VERSION, MAX_SERVICE_IPS};
 pub use claim::{Claim, ClaimError};
+pub use index::{IndexStats, Located};
 pub use loads::{ChangeLoads, CommittedLoads, MemberLoad};
 pub use overflow::OVERFLOW_PAYLOAD;
 pub use record::{

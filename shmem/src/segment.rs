@@ -9,6 +9,7 @@
 //! ...             region 1, 2, … (index = member/box id)
 //! after regions   claims: one u64 per slot of every region (region-major),
 //!                 padded to a multiple of 4096 (see [`crate::claim`])
+//! after claims    tuple indexes: one per region (see [`crate::index`])
 //! ```
 //!
 //! Each box writes only its own region; every box reads all regions. The
@@ -30,7 +31,7 @@ use crate::device;
 /// Magic at offset 0 of the segment: "BATONCKP", read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BATONCKP");
 /// Version of the segment layout and record format (docs/CHECKPOINT_FORMAT.md).
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 /// Bytes per slot: a 16-byte seqlock header and a 752-byte payload. 768 is a
 /// multiple of the 64-byte cache line, and 300,000 slots take 219.7 MiB.
 pub const SLOT_SIZE: usize = 768;
@@ -50,7 +51,7 @@ pub const SLOTS_PER_OVERFLOW_ENTRY: u32 = 128;
 /// Bytes of one slot's ownership claim ([`crate::claim`]).
 pub(crate) const CLAIM_SIZE: usize = 8;
 /// Regions are padded to this alignment so each region starts on a page.
-const REGION_ALIGN: usize = 4096;
+pub(crate) const REGION_ALIGN: usize = 4096;
 /// New files are sized in multiples of a 2 MiB huge page.
 const HUGE_PAGE: u64 = 2 * 1024 * 1024;
 
@@ -123,9 +124,10 @@ impl Layout {
         raw.div_ceil(REGION_ALIGN) * REGION_ALIGN
     }
 
-    /// Bytes of the segment (header, regions and claims).
+    /// Bytes of the segment (header, regions, claims and the regions'
+    /// tuple indexes, [`crate::index`]).
     pub fn segment_len(&self) -> usize {
-        self.claims_offset() + self.claims_len()
+        self.index_offset() + self.index_len()
     }
 
     /// Length a new segment file is given: the segment rounded up to 2 MiB,
@@ -146,7 +148,10 @@ impl Layout {
                 * (BOX_ENTRY_SIZE as u128
                     + self.slots_per_region as u128 * (SLOT_SIZE + CLAIM_SIZE) as u128
                     + self.slots_per_region as u128 * (OVERFLOW_PIECES * SLOT_SIZE) as u128
-                    + 2 * 4096);
+                    // The tuple index: 16 bytes of keys and at most 32 of
+                    // buckets per slot, a bucket and a page of padding.
+                    + self.slots_per_region as u128 * 48
+                    + 3 * 4096);
         if len > (1u128 << 40) {
             return Err(SegmentError::TooLarge(*self));
         }

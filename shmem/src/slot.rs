@@ -283,6 +283,7 @@ impl Region {
             if self.len_of(s) != 0 {
                 self.publish(s, &[], None);
             }
+            self.unindex(s);
         }
         Ok(SlotAllocator {
             region: self.clone(),
@@ -300,13 +301,14 @@ impl Region {
         SlotWriter::new(self.clone(), 0, self.slot_count())
     }
 
-    /// Marks every slot of the region empty.
+    /// Marks every slot of the region empty (and its tuple index).
     pub fn clear_all(&self) {
         for s in 0..self.slot_count() {
             if self.len_of(s) != 0 {
                 self.publish(s, &[], None);
             }
         }
+        self.clear_index();
     }
 }
 
@@ -417,6 +419,8 @@ pub struct SlotWriter {
     entries: std::ops::Range<u32>,
     /// Where the next search for a free entry starts.
     next_entry: u32,
+    /// Connections not indexed ([`SlotWriter::index_full`]).
+    index_full: u64,
     scratch: Box<BigPayload>,
     ser: Box<[MaybeUninit<u8>; SER_SCRATCH]>,
     _not_sync: PhantomData<Cell<()>>,
@@ -447,6 +451,7 @@ impl SlotWriter {
             end,
             next_entry: entries.start,
             entries,
+            index_full: 0,
             scratch: BigPayload::boxed(),
             ser: Box::new([MaybeUninit::uninit(); SER_SCRATCH]),
             _not_sync: PhantomData,
@@ -470,6 +475,7 @@ impl SlotWriter {
         let len = self.serialize(records)?;
         if len <= SLOT_PAYLOAD {
             self.region.publish(slot.0, &self.scratch.0[..len], None);
+            self.index(slot, records);
             return Ok(());
         }
         let entry = self.entry_for(slot.0).ok_or(WriteError::OverflowFull)?;
@@ -484,7 +490,20 @@ impl SlotWriter {
             gen,
         };
         self.region.publish(slot.0, &link.encode(), None);
+        self.index(slot, records);
         Ok(())
+    }
+
+    /// Keeps the region's tuple index ([`crate::index`]) in step with what
+    /// `slot` now holds.
+    fn index(&mut self, slot: SlotId, records: &[ConnRecord<'_>]) {
+        self.index_full += self.region.index_records(slot.0, records).full;
+    }
+
+    /// Connections this writer could not index (their index buckets were
+    /// full): a box looking them up misses them.
+    pub fn index_full(&self) -> u64 {
+        self.index_full
     }
 
     /// The overflow entry `slot` writes into. Preferably a free one of this
@@ -548,6 +567,7 @@ impl SlotWriter {
     pub fn clear(&mut self, slot: SlotId) -> Result<(), WriteError> {
         self.check_slot(slot)?;
         self.region.publish(slot.0, &[], None);
+        self.region.unindex(slot.0);
         Ok(())
     }
 }

@@ -177,6 +177,19 @@ fn replica_converges_over_udp_with_every_fifth_datagram_dropped() {
         .filter(|v| v.bundle().records[0].view().app.unwrap().name == signed)
         .count();
     assert!(long >= 5, "{long} long-URL records replicated");
+    // The replica's tuple index was kept as the units arrived, overflow
+    // bundles included: every connection box 0 holds is found in box 1's
+    // copy of its region, at the same slot.
+    for v in box0.records().flatten() {
+        let rec = &v.bundle().records[0];
+        let found = replica0.locate(rec.local.socket_addr(), rec.remote.socket_addr());
+        assert_eq!(found.map(|(r, _)| r.slot()), Some(v.slot()));
+    }
+    // Ended connections are not (every seventh closed above).
+    let gone = "198.18.0.100:10006".parse().unwrap();
+    assert!(replica0
+        .locate("198.18.0.10:80".parse().unwrap(), gone)
+        .is_none());
 }
 
 #[test]

@@ -345,6 +345,7 @@ impl Receiver {
                     Channel::Heartbeat => p.replay_hb.accept(h.counter),
                 };
                 p.region.reset_all();
+                p.region.clear_index();
                 p.region.set_epoch(h.epoch);
                 p.next_data_seq = if h.kind == wire::K_UPDATE {
                     h.data_seq
@@ -484,7 +485,7 @@ impl Receiver {
             if slot < listed || slot >= end {
                 return (false, None);
             }
-            if region.apply_replica(slot, seq, bytes) {
+            if region.apply_replica_indexed(slot, seq, bytes) {
                 ReplicationStats::bump(&self.stats.slots_applied);
             }
             listed = slot + 1;
@@ -521,7 +522,7 @@ impl Receiver {
             if slot >= region.unit_count() {
                 return false;
             }
-            if region.apply_replica(slot, seq, bytes) {
+            if region.apply_replica_indexed(slot, seq, bytes) {
                 ReplicationStats::bump(&self.stats.slots_applied);
             }
             off = next;
