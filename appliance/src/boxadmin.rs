@@ -255,6 +255,20 @@ impl AdminSource for BoxAdmin {
                 .with_label("reason", reason.as_str()),
             );
         }
+        let strays = &self.control.strays.counts;
+        for (action, n) in [
+            ("forwarded", &strays.forwarded),
+            ("held", &strays.held),
+        ] {
+            out.push(
+                Metric::counter(
+                    "baton_stray_segments_total",
+                    "Segments of connections this box does not hold that another box has a record of: forwarded to the live box holding it, or held (dropped, never reset) while its owner's takeover routes it.",
+                    n.load(std::sync::atomic::Ordering::Relaxed),
+                )
+                .with_label("action", action),
+            );
+        }
         let me = self.control.region.box_info().ok();
         let cache = self.cache.stats();
         out.push(Metric::counter(

@@ -41,6 +41,7 @@ pub mod run;
 pub(crate) mod serve;
 pub mod spool;
 pub mod status;
+pub(crate) mod strays;
 pub(crate) mod sys;
 pub mod tls_files;
 

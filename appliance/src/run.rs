@@ -30,6 +30,7 @@ use crate::control::{self, announce_repeatedly, Control};
 use crate::http::{HttpWorkers, Limits};
 use crate::notify;
 use crate::orphans::OrphanTable;
+use crate::strays::Strays;
 use crate::serve::checkpoint::{Cadence, Checkpointer};
 use crate::serve::{BoxShared, CacheApp};
 use crate::spool::Spool;
@@ -231,6 +232,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         }
     };
     let orphans = Arc::new(OrphanTable::default());
+    let strays = Arc::new(Strays::new(segment.clone(), config.node.id));
 
     let origin = Origin::from_config(&config.cache)
         .ok_or_else(|| RunError::Origin(config.cache.origin.clone()))?;
@@ -279,7 +281,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         config,
         &region,
         cache.clone(),
-        orphans.clone(),
+        (orphans.clone(), strays.clone()),
         http_workers.clone(),
     )?);
     region
@@ -303,6 +305,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         region.clone(),
         dataplane.clone(),
         orphans,
+        strays,
     ));
     // Start-up order (docs/MEMBERSHIP.md): the dataplane serves, the box
     // beats once more, and only then may it join: the watcher's first tick
@@ -543,7 +546,7 @@ fn start_dataplane(
     config: &Config,
     region: &Region,
     cache: Arc<Cache>,
-    orphans: Arc<OrphanTable>,
+    (orphans, strays): (Arc<OrphanTable>, Arc<Strays>),
     http_workers: HttpWorkers,
 ) -> Result<DataplaneHandle> {
     let port = crate::port_config::port_config(config)?;
@@ -562,6 +565,7 @@ fn start_dataplane(
     let shared = BoxShared {
         cache,
         orphans,
+        strays,
         spool: Spool::for_box(config),
         http_workers,
         limits: Limits::from_config(&config.limits),

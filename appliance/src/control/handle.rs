@@ -23,6 +23,7 @@ use super::ownership;
 use super::takeover::{self, restore_paced, spawn_takeover_report, Plan, TakeoverSnapshot};
 use super::view::ViewStatus;
 use crate::orphans::{OrphanRoute, OrphanTable};
+use crate::strays::{Live, Strays};
 
 /// Addresses inherited from dead boxes, by the dead box's id.
 type Inherited = Arc<Mutex<HashMap<u16, Vec<IpAddr>>>>;
@@ -37,6 +38,9 @@ pub(crate) struct Control {
     pub(crate) dataplane: Arc<DataplaneHandle>,
     /// Connections held elsewhere or waiting to be restored here.
     pub(super) orphans: Arc<OrphanTable>,
+    /// Where frames of connections other boxes hold go: told the view's
+    /// members as they change.
+    pub(crate) strays: Arc<Strays>,
     /// This box's member id.
     pub(crate) me: u16,
     /// The service IPs of this box's own configuration.
@@ -78,12 +82,14 @@ impl Control {
         region: Region,
         dataplane: Arc<DataplaneHandle>,
         orphans: Arc<OrphanTable>,
+        strays: Arc<Strays>,
     ) -> Control {
         Control {
             segment,
             region,
             dataplane,
             orphans,
+            strays,
             me: config.node.id,
             own_ips: config.service.ips.clone(),
             inherited: Inherited::default(),
@@ -138,6 +144,37 @@ impl Control {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         tracing::debug!(connections, counters = %nonzero.join(" "), "dataplane");
+    }
+
+    /// Tells the strays (and the workers) the committed view's members:
+    /// a frame of a connection a member holds goes to it, and any member
+    /// may forward a client's frame here (an anycast address's flow moved
+    /// by the switch), so its MAC is never taken for a client's. Done when
+    /// the members (or their epochs) change.
+    pub(super) fn note_members(&self, members: &[baton_shmem::view::Member]) {
+        let known = self.strays.members();
+        let same = known.len() == members.len()
+            && members
+                .iter()
+                .all(|m| known.get(&m.id).is_some_and(|l| l.epoch == m.epoch));
+        if same {
+            return;
+        }
+        let live: std::collections::HashMap<u16, Live> = members
+            .iter()
+            .filter_map(|m| {
+                let info = self.segment.box_info(m.id).ok()?;
+                Some((
+                    m.id,
+                    Live {
+                        epoch: m.epoch,
+                        mac: MacAddr(info.mac),
+                    },
+                ))
+            })
+            .collect();
+        self.note_forwarders(live.keys().copied());
+        self.strays.set_members(live);
     }
 
     /// Tells the workers that boxes `ids` (this one skipped) forward

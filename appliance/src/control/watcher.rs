@@ -145,6 +145,9 @@ fn agreed_tick(
         s.view = view.view().cloned();
         s.phase = Some(view.phase());
     });
+    if let Some(v) = view.view() {
+        control.note_members(&v.members);
+    }
     for (event, took) in events {
         control.act_on_view(event, took);
     }

@@ -33,6 +33,7 @@ use crate::http::checkpoint::ResponseCheckpoint;
 use crate::http::request::Limits;
 use crate::http::worker::{HttpWorker, Transport};
 use crate::orphans::{OrphanRoute, OrphanTable, Restore, RestoreData};
+use crate::strays::{StrayRoute, Strays};
 use crate::record::seqs;
 use crate::spool::Spool;
 use checkpoint::Checkpointer;
@@ -60,6 +61,7 @@ pub struct CacheApp {
     waker: Arc<LateWaker>,
     checkpoints: Option<Checkpointer>,
     orphans: Arc<OrphanTable>,
+    strays: Arc<Strays>,
     /// Restored connections waiting for "ready", with their state.
     restoring: ConnMap<ConnId, Restore>,
     /// The test hook that panics this worker on purpose (`crate::fatal`).
@@ -81,6 +83,8 @@ pub struct BoxShared {
     pub cache: Arc<Cache>,
     /// Connections of dead or drained boxes, and where their frames go.
     pub orphans: Arc<OrphanTable>,
+    /// Where frames of connections that other boxes hold go.
+    pub strays: Arc<Strays>,
     /// Where uploads in flight are kept.
     pub spool: Arc<Spool>,
     /// Every worker's HTTP counters, for the admin API.
@@ -125,6 +129,7 @@ impl CacheApp {
             waker,
             checkpoints,
             orphans: Arc::clone(&shared.orphans),
+            strays: Arc::clone(&shared.strays),
             restoring: ConnMap::default(),
             test_panic: None,
             tls: shared.tls.clone().map(TlsConns::new),
@@ -530,7 +535,14 @@ impl App for CacheApp {
         let route = self.orphans.route(&tuple);
         debug!(?tuple, ?route, "segment for an unknown connection");
         match route {
-            None => UnknownAction::Listener,
+            // Not an orphan: another box may hold it (a flow the switch
+            // moved here); only a connection no box has a record of is
+            // the listener's to answer (with a RST).
+            None => match self.strays.route(&tuple) {
+                StrayRoute::Forward(mac) => UnknownAction::Forward(mac),
+                StrayRoute::Hold => UnknownAction::Drop,
+                StrayRoute::Unknown => UnknownAction::Listener,
+            },
             Some(OrphanRoute::Elsewhere(mac)) => UnknownAction::Forward(mac),
             Some(OrphanRoute::Mine(orphan)) => {
                 let (export, data) = orphan.into_restore();
