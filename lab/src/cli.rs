@@ -39,6 +39,17 @@ enum LabCommand {
         /// boxN
         node: String,
     },
+    /// Take a live box out of the steering's hash or put it back (a lab
+    /// made with `up --steering ecmp`), as an operator does for
+    /// maintenance: its flows go to the other boxes, which forward each
+    /// frame to the box that holds its connection.
+    Switch {
+        /// `out` or `in`.
+        #[arg(value_parser = ["out", "in"])]
+        action: String,
+        /// boxN
+        node: String,
+    },
     /// Start a killed box again; it rejoins as a new member.
     Start {
         /// boxN
@@ -230,6 +241,17 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
         LabCommand::Status => status(&lab, table),
         LabCommand::Kill { node } => cluster::kill_box(&lab, parse_box(&node)?),
         LabCommand::Drain { node } => cluster::drain_box(&lab, parse_box(&node)?, table),
+        LabCommand::Switch { action, node } => {
+            let n = parse_box(&node)?;
+            let state = cluster::LabState::load(&lab)?;
+            if state.anycast.is_none() {
+                crate::bail!("this lab has no switch: make it with `baton lab up --steering ecmp`");
+            }
+            if n > state.boxes {
+                crate::bail!("the lab has {} boxes, no box{n}", state.boxes);
+            }
+            steering::set_out(&lab, n, action == "out")
+        }
         LabCommand::Start {
             node,
             ready_timeout,

@@ -10,12 +10,15 @@
 //! to the survivors in turn and every other flow stays where it is.
 //!
 //! The health check is a daemon in the LAN namespace (`baton lab steer`):
-//! a box whose process has been gone for the configured delay is dropped
-//! from the buckets, as a switch's probe would drop it, and its flows land
-//! on survivors that may never have seen them. A dropped box is not put
-//! back when it restarts: its old buckets now carry flows other boxes own,
-//! and a box does not yet forward frames of connections it does not know
-//! (the per-tuple index of TAKEOVER.md is not built).
+//! a box that has been unhealthy (its process gone, or not ready yet) for
+//! the configured delay is dropped from the buckets, as a switch's probe
+//! would drop it, and its flows land on survivors that may never have seen
+//! them; a dropped box healthy again for the same delay gets its home
+//! buckets back, and with them flows that other boxes hold now (each box
+//! forwards a frame of a connection another box holds to it, through the
+//! segment's tuple index: TAKEOVER.md "Network-steered takeover").
+//! An operator takes a live box out of the hash and puts it back with
+//! `baton lab switch out|in boxN` ([`OUT_FILE`]), as for maintenance.
 //!
 //! It must not know a box's insides: a box is healthy while its process
 //! lives. The pure half (bucket tables and the nftables text) is tested
@@ -178,17 +181,109 @@ pub fn start_health_check(lab: &Lab, boxes: u8, delay: Duration) -> Result<()> {
     Ok(())
 }
 
-/// File of the run state that lists the boxes the health check dropped,
-/// one id a line (tests wait on it).
+/// File of the run state that lists the boxes out of the hash (dropped by
+/// the health check or taken out by the operator), one id a line (tests
+/// wait on it).
 pub const DROPPED_FILE: &str = "steering.dropped";
 
-/// The health check (`baton lab steer`): every 50 ms, is each box's
-/// process alive; a box gone for `delay` is dropped from the buckets for
-/// good. Runs until killed (`lab down` kills the LAN namespace's
-/// processes).
+/// File of the run state that lists the boxes the operator took out of the
+/// hash (`baton lab switch out boxN`), one id a line; the health check
+/// reads it at every tick.
+pub const OUT_FILE: &str = "steering.out";
+
+/// Reads a file of box ids, one a line (missing: none).
+fn read_ids(path: &std::path::Path) -> BTreeSet<u8> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Writes a file of box ids, one a line.
+fn write_ids(path: &std::path::Path, ids: &BTreeSet<u8>) -> Result<()> {
+    let list: String = ids.iter().map(|n| format!("{n}\n")).collect();
+    std::fs::write(path, list).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `baton lab switch out|in boxN`: takes box `n` out of the steering's
+/// hash (`out = true`) or puts it back; the health check applies it
+/// within a tick. The box keeps running: its flows go to the others.
+pub fn set_out(lab: &Lab, n: u8, out: bool) -> Result<()> {
+    let path = lab.file(OUT_FILE);
+    let mut ids = read_ids(&path);
+    if out {
+        ids.insert(n);
+    } else {
+        ids.remove(&n);
+    }
+    write_ids(&path, &ids)?;
+    info!(box_id = n, out, "steering: operator change written; the health check applies it");
+    Ok(())
+}
+
+/// Whether box `n` passes the health check: its process lives and it is
+/// ready (a box still starting serves nothing).
+fn healthy(lab: &Lab, n: u8) -> bool {
+    let ns = lab.ns(crate::names::Node::Box(n));
+    sys::live_pid(&lab.file(&format!("box{n}.pid")), &ns).is_some()
+        && lab.file(&format!("box{n}.ready")).exists()
+}
+
+/// The health check's memory of each box: out of the hash or in, and
+/// since when its health has disagreed with that.
+#[derive(Debug, Default)]
+pub struct HealthCheck {
+    dropped: BTreeSet<u8>,
+    disagree_since: BTreeMap<u8, Instant>,
+}
+
+impl HealthCheck {
+    /// One look at box `n`: `healthy` now, at `now`. A box whose health
+    /// has disagreed with its place in the hash for `delay` changes place;
+    /// returns whether it did.
+    pub fn observe(&mut self, n: u8, healthy: bool, now: Instant, delay: Duration) -> bool {
+        let in_hash = !self.dropped.contains(&n);
+        if healthy == in_hash {
+            self.disagree_since.remove(&n);
+            return false;
+        }
+        let since = *self.disagree_since.entry(n).or_insert(now);
+        if now.duration_since(since) < delay {
+            return false;
+        }
+        self.disagree_since.remove(&n);
+        if healthy {
+            self.dropped.remove(&n);
+            info!(
+                box_id = n,
+                "steering: box healthy again, its home buckets come back to it"
+            );
+        } else {
+            self.dropped.insert(n);
+            info!(
+                box_id = n,
+                after_ms = now.duration_since(since).as_millis() as u64,
+                "steering: box failed its health check, its buckets go to the others"
+            );
+        }
+        true
+    }
+
+    /// The boxes the health check dropped.
+    pub fn dropped(&self) -> &BTreeSet<u8> {
+        &self.dropped
+    }
+}
+
+/// The health check (`baton lab steer`): every 50 ms, is each box healthy
+/// (process alive and ready); a box unhealthy for `delay` is dropped from
+/// the buckets, one healthy again for `delay` is put back; the operator's
+/// [`OUT_FILE`] is applied too. Runs until killed (`lab down` kills the
+/// LAN namespace's processes).
 pub fn run_health_check(lab: &Lab, boxes: u8, delay: Duration) -> Result<()> {
-    let mut gone_since: BTreeMap<u8, Instant> = BTreeMap::new();
-    let mut dropped = BTreeSet::new();
+    let mut check = HealthCheck::default();
+    let mut applied: Option<BTreeSet<u8>> = None;
     info!(
         boxes,
         delay_ms = delay.as_millis() as u64,
@@ -197,37 +292,23 @@ pub fn run_health_check(lab: &Lab, boxes: u8, delay: Duration) -> Result<()> {
     loop {
         std::thread::sleep(Duration::from_millis(50));
         let now = Instant::now();
-        let mut changed = false;
         for n in 1..=boxes {
-            if dropped.contains(&n) {
-                continue;
-            }
-            let ns = lab.ns(crate::names::Node::Box(n));
-            if sys::live_pid(&lab.file(&format!("box{n}.pid")), &ns).is_some() {
-                gone_since.remove(&n);
-                continue;
-            }
-            let since = *gone_since.entry(n).or_insert(now);
-            if now.duration_since(since) >= delay {
-                dropped.insert(n);
-                changed = true;
-                info!(
-                    box_id = n,
-                    after_ms = now.duration_since(since).as_millis() as u64,
-                    "steering: box failed its health check, its buckets go to the others"
-                );
-            }
+            check.observe(n, healthy(lab, n), now, delay);
         }
-        if !changed {
+        let out: BTreeSet<u8> = check
+            .dropped()
+            .union(&read_ids(&lab.file(OUT_FILE)))
+            .copied()
+            .collect();
+        if applied.as_ref() == Some(&out) {
             continue;
         }
-        match buckets(boxes, &dropped) {
+        match buckets(boxes, &out) {
             Some(table) => nft(lab, &update(&table))?,
-            None => warn!("steering: every box is down, buckets left as they were"),
+            None => warn!("steering: every box is out, buckets left as they were"),
         }
-        let list: String = dropped.iter().map(|n| format!("{n}\n")).collect();
-        std::fs::write(lab.file(DROPPED_FILE), list)
-            .with_context(|| format!("cannot write {}", lab.file(DROPPED_FILE).display()))?;
+        write_ids(&lab.file(DROPPED_FILE), &out)?;
+        applied = Some(out);
     }
 }
 
@@ -260,6 +341,27 @@ mod tests {
         let to3 = t.iter().filter(|&&n| n == 3).count();
         assert!(to2.abs_diff(to3) <= 1, "{to2} vs {to3}");
         assert_eq!(buckets(3, &BTreeSet::from([1, 2, 3])), None);
+    }
+
+    #[test]
+    fn a_box_leaves_the_hash_after_the_delay_and_comes_back_after_it_too() {
+        let delay = Duration::from_millis(1000);
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut h = HealthCheck::default();
+        assert!(!h.observe(1, true, at(0), delay));
+        // Unhealthy: out only once the delay has passed.
+        assert!(!h.observe(1, false, at(100), delay));
+        assert!(!h.observe(1, false, at(1099), delay));
+        assert!(h.observe(1, false, at(1100), delay));
+        assert_eq!(h.dropped(), &BTreeSet::from([1]));
+        // A blip of health does not bring it back; health held does.
+        assert!(!h.observe(1, true, at(1200), delay));
+        assert!(!h.observe(1, false, at(1300), delay));
+        assert!(!h.observe(1, true, at(1400), delay));
+        assert!(!h.observe(1, true, at(2399), delay));
+        assert!(h.observe(1, true, at(2400), delay));
+        assert!(h.dropped().is_empty());
     }
 
     #[test]
