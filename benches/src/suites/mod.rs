@@ -29,6 +29,7 @@ pub mod ipv6;
 pub mod nginx;
 pub mod pin;
 pub mod placement;
+pub(crate) mod rejoin;
 pub mod rtsp;
 pub mod throughput;
 pub mod vm;

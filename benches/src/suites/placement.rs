@@ -3,8 +3,10 @@
 //! with `"least_loaded"`, each in a lab of its own, while box 2 holds idle
 //! keep-alive connections and box 3 none: the stall and resume times the
 //! client saw, and how many of box 1's connections each survivor restored
-//! (`baton_takeovers_total`). It knows the lab only through
-//! `baton_lab::driver`.
+//! (`baton_takeovers_total`) and what each then held (`baton_connections`,
+//! 3 s after the kill); then, in a third lab, the time a rejoined box takes
+//! to receive its share from the balancers (`super::rejoin`). It knows the
+//! lab only through `baton_lab::driver`.
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -95,9 +97,26 @@ pub(crate) fn placement(
             "not resumed",
             "failures",
             "to box2 / box3",
+            "box2 / box3 hold 3 s after",
         ],
         &rows,
     ));
+    let (row, run) = crate::suites::rejoin::rejoin(args, load, out)?;
+    md.push_str(&format!(
+        "\n### A rejoined box reaching its share\n\nThree boxes, `[balance]` on (threshold {}, rate 100/s, every 200 ms); box3 killed, 1M.bin downloads at 50 KB/s held on boxes 1 and 2, box3 started again: from `lab start box3` returning (box3 ready) to box3 holding a third of the three boxes' connections, and what boxes 1 and 2 moved for the rejoin (`baton_balance_moved_total{{reason=\"rejoin\"}}`); errors: failed or byte-wrong downloads.\n\n",
+        crate::suites::rejoin::THRESHOLD
+    ));
+    md.push_str(&md_table(
+        &[
+            "downloads",
+            "box3's share",
+            "ready → share ms",
+            "moved by box1 + box2",
+            "errors",
+        ],
+        &[row],
+    ));
+    runs.push(json!({"rejoin": run}));
     Ok((json!(runs), md, errors))
 }
 
@@ -114,13 +133,21 @@ fn measure(b: &mut Bench, policy: &str) -> Result<(Vec<String>, Value)> {
     wait_published(b, 2, PRELOAD as u64)?;
     let before = [2, 3].map(|n| takeovers(b, n));
     let tag = format!("placement-{policy}");
+    // What each survivor holds once the takeover is done, read during the
+    // run (the downloads end with it).
+    let mut held_after = [0u64; 2];
     let result = b.failover_run(
         &tag,
         "http://198.18.0.11/50M.bin",
         DOWNLOADS,
         10,
         &[],
-        &mut |b: &Bench| b.kill_box_marked(1),
+        &mut |b: &Bench| {
+            b.kill_box_marked(1)?;
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            held_after = [2, 3].map(|n| metric(b, n, "baton_connections "));
+            Ok(())
+        },
     );
     release(holder);
     let (s, tl, _) = result?;
@@ -147,9 +174,11 @@ fn measure(b: &mut Bench, policy: &str) -> Result<(Vec<String>, Value)> {
         format!("{}", f.not_resumed),
         format!("{}", s.errors.max(f.failed)),
         format!("{to2} / {to3}"),
+        format!("{} / {}", held_after[0], held_after[1]),
     ];
     let run = json!({"assignment": policy, "connections": DOWNLOADS, "preload_box2": PRELOAD,
-        "summary": s, "failover": f, "restored": {"box2": to2, "box3": to3}});
+        "summary": s, "failover": f, "restored": {"box2": to2, "box3": to3},
+        "held_3s_after": {"box2": held_after[0], "box3": held_after[1]}});
     Ok((row, run))
 }
 
