@@ -256,10 +256,7 @@ impl AdminSource for BoxAdmin {
             );
         }
         let strays = &self.control.strays.counts;
-        for (action, n) in [
-            ("forwarded", &strays.forwarded),
-            ("held", &strays.held),
-        ] {
+        for (action, n) in [("forwarded", &strays.forwarded), ("held", &strays.held)] {
             out.push(
                 Metric::counter(
                     "baton_stray_segments_total",

@@ -30,10 +30,10 @@ use crate::control::{self, announce_repeatedly, Control};
 use crate::http::{HttpWorkers, Limits};
 use crate::notify;
 use crate::orphans::OrphanTable;
-use crate::strays::Strays;
 use crate::serve::checkpoint::{Cadence, Checkpointer};
 use crate::serve::{BoxShared, CacheApp};
 use crate::spool::Spool;
+use crate::strays::Strays;
 use crate::sys::{pin_to_cpu, realtime_priority, StopSignals};
 
 /// Why a box could not start.

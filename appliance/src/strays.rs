@@ -163,7 +163,15 @@ mod tests {
 
     fn members(ids: &[(u16, u32)]) -> HashMap<u16, Live> {
         ids.iter()
-            .map(|&(id, epoch)| (id, Live { epoch, mac: mac(id) }))
+            .map(|&(id, epoch)| {
+                (
+                    id,
+                    Live {
+                        epoch,
+                        mac: mac(id),
+                    },
+                )
+            })
             .collect()
     }
 
@@ -207,8 +215,14 @@ mod tests {
         );
         // Claimed by us: our takeover restores it; claimed by a box that
         // died too: its own takeover is next.
-        assert_eq!(decide(&[found(3, 1, Some((2, 7)))], 2, &m), StrayRoute::Hold);
-        assert_eq!(decide(&[found(3, 1, Some((5, 7)))], 2, &m), StrayRoute::Hold);
+        assert_eq!(
+            decide(&[found(3, 1, Some((2, 7)))], 2, &m),
+            StrayRoute::Hold
+        );
+        assert_eq!(
+            decide(&[found(3, 1, Some((5, 7)))], 2, &m),
+            StrayRoute::Hold
+        );
     }
 
     #[test]

@@ -133,7 +133,10 @@ fn lab_ecmp_a_restarted_box_gets_its_buckets_back_and_forwards_what_the_survivor
         std::thread::sleep(Duration::from_millis(20));
     }
     let owned = metric_value(&box_metrics(&g, 1), "baton_connections");
-    assert!(owned >= 1, "box1 owned no connection at the kill: nothing tested");
+    assert!(
+        owned >= 1,
+        "box1 owned no connection at the kill: nothing tested"
+    );
     ok(g.lab(&["kill", "box1"]));
     wait_out_of_hash(&g, "1");
     assert!(

@@ -17,6 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use serde::{Deserialize, Serialize};
 
 use crate::harness::rtp::{parse_header, StreamStats, StreamTracker};
+use crate::load::net::{recv_with_stamp, set_socket_options, Received};
 
 /// Command line of `baton-rtp`.
 #[derive(clap::Parser, Debug)]
@@ -309,80 +310,24 @@ fn udp_socket(port: u16) -> Result<UdpSocket> {
     let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
         .with_context(|| format!("binding UDP port {port}"))?;
     s.set_nonblocking(true)?;
-    let fd = s.as_raw_fd();
-    for (opt, val) in [
-        (libc::SO_TIMESTAMPNS, 1),
-        (libc::SO_RXQ_OVFL, 1),
-        // Half a second of a stream and more: a receiver scheduled out for
-        // a while must not be what loses packets.
-        (libc::SO_RCVBUF, 1 << 20),
-    ] {
-        let v: libc::c_int = val;
-        // SAFETY: setsockopt with a c_int option value of the right length.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                &v as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error()).context("setsockopt");
-        }
-    }
+    set_socket_options(
+        s.as_raw_fd(),
+        &[
+            (libc::SO_TIMESTAMPNS, 1),
+            (libc::SO_RXQ_OVFL, 1),
+            // Half a second of a stream and more: a receiver scheduled out
+            // for a while must not be what loses packets.
+            (libc::SO_RCVBUF, 1 << 20),
+        ],
+    )
+    .context("setsockopt")?;
     Ok(UdpSocket::from_std(s))
 }
 
-struct Dgram {
-    len: usize,
-    at_us: Option<u64>,
-    drops: u32,
-}
-
-/// recvmsg(2) of one datagram with its kernel receive time
-/// (`SCM_TIMESTAMPNS`) and the socket's drop count so far (`SO_RXQ_OVFL`).
-fn recv_dgram(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Dgram> {
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // Room for a timespec and a u32 cmsg, 8-byte aligned.
-    let mut control = [0u64; 16];
-    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: msg describes live buffers of the stated lengths.
-    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let mut d = Dgram {
-        len: n as usize,
-        at_us: None,
-        drops: 0,
-    };
-    // SAFETY: the CMSG_* walk stays inside msg_control as the kernel filled
-    // it (msg_controllen was updated by recvmsg); data is read unaligned.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET {
-                if (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                    d.at_us = Some(ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000);
-                } else if (*c).cmsg_type == libc::SO_RXQ_OVFL {
-                    d.drops = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    Ok(d)
+/// recvmsg(2) of one datagram with its kernel receive time and the
+/// socket's drop count so far.
+fn recv_dgram(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Received> {
+    recv_with_stamp(sock.as_raw_fd(), buf)
 }
 
 fn unix_us() -> u64 {
@@ -411,25 +356,15 @@ mod tests {
         // Loopback, a socket whose buffer holds a few datagrams, 200 sent
         // before any is read: the kernel drops the rest and says so.
         let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let fd = rx.as_raw_fd();
-        for (opt, v) in [
-            (libc::SO_RXQ_OVFL, 1),
-            (libc::SO_TIMESTAMPNS, 1),
-            (libc::SO_RCVBUF, 4096),
-        ] {
-            let v: libc::c_int = v;
-            // SAFETY: setsockopt with a c_int option value.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    opt,
-                    &v as *const libc::c_int as *const libc::c_void,
-                    4,
-                )
-            };
-            assert_eq!(rc, 0);
-        }
+        set_socket_options(
+            rx.as_raw_fd(),
+            &[
+                (libc::SO_RXQ_OVFL, 1),
+                (libc::SO_TIMESTAMPNS, 1),
+                (libc::SO_RCVBUF, 4096),
+            ],
+        )
+        .unwrap();
         rx.set_nonblocking(true).unwrap();
         let to = rx.local_addr().unwrap();
         let rx = UdpSocket::from_std(rx);

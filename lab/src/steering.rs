@@ -218,7 +218,10 @@ pub fn set_out(lab: &Lab, n: u8, out: bool) -> Result<()> {
         ids.remove(&n);
     }
     write_ids(&path, &ids)?;
-    info!(box_id = n, out, "steering: operator change written; the health check applies it");
+    info!(
+        box_id = n,
+        out, "steering: operator change written; the health check applies it"
+    );
     Ok(())
 }
 

@@ -8,17 +8,28 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::{Context, Result};
 use mio::net::TcpStream;
 
-/// recv(2) with the kernel's receive timestamp of the newest data returned
-/// (`SCM_TIMESTAMPNS`, µs since the epoch) when the socket has
-/// `SO_TIMESTAMPNS` on.
-pub(crate) fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
-    use std::os::fd::AsRawFd;
+/// What one recvmsg(2) returned: its bytes, the kernel's receive time in
+/// µs since the epoch (`SCM_TIMESTAMPNS`, once `SO_TIMESTAMPNS` is on) and
+/// the socket's drop count so far (`SO_RXQ_OVFL`, once that is on).
+#[derive(Debug, Clone, Copy)]
+pub struct Received {
+    /// Bytes read.
+    pub len: usize,
+    /// When the kernel received them.
+    pub at_us: Option<u64>,
+    /// Datagrams the socket dropped so far.
+    pub drops: u32,
+}
+
+/// recvmsg(2) on `fd` into `buf`, with the SOL_SOCKET control messages
+/// above read out.
+pub fn recv_with_stamp(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<Received> {
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    // Room for one cmsg with a timespec, 8-byte aligned.
-    let mut control = [0u64; 8];
+    // Room for a timespec and a u32 cmsg, 8-byte aligned.
+    let mut control = [0u64; 16];
     // SAFETY: all-zero is a valid msghdr; the pointers set below outlive the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -26,44 +37,67 @@ pub(crate) fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(us
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control) as _;
     // SAFETY: msg describes live buffers of the stated lengths.
-    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, 0) };
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    let mut stamp = None;
+    let mut got = Received {
+        len: n as usize,
+        at_us: None,
+        drops: 0,
+    };
     // SAFETY: the CMSG_* walk stays inside msg_control as the kernel filled
     // it (msg_controllen was updated by recvmsg); the data is read unaligned.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                stamp = Some(ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000);
+            if (*c).cmsg_level == libc::SOL_SOCKET {
+                if (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                    let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    got.at_us = Some(ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1000);
+                } else if (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                    got.drops = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                }
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    Ok((n as usize, stamp))
+    Ok(got)
+}
+
+/// recvmsg(2) on a stream with its kernel receive timestamp: (bytes, µs).
+pub(crate) fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    use std::os::fd::AsRawFd;
+    recv_with_stamp(stream.as_raw_fd(), buf).map(|r| (r.len, r.at_us))
+}
+
+/// Sets SOL_SOCKET options with c_int values on `fd`, in order.
+pub fn set_socket_options(
+    fd: std::os::fd::RawFd,
+    options: &[(libc::c_int, libc::c_int)],
+) -> io::Result<()> {
+    for &(opt, value) in options {
+        // SAFETY: setsockopt with a c_int option value of the right length.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &value as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Turns kernel receive timestamps on (socket(7) `SO_TIMESTAMPNS`).
 pub(crate) fn enable_rx_timestamps(stream: &TcpStream) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt with a c_int option value of the right length.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            &on as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_socket_options(stream.as_raw_fd(), &[(libc::SO_TIMESTAMPNS, 1)])
 }
 
 pub(crate) fn parse_url(url: &str) -> Result<(SocketAddr, String, bool)> {

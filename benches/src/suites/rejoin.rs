@@ -87,7 +87,14 @@ fn measure(lab: &Lab, args: &BenchArgs, load: &Path, out: &Path) -> Result<(Vec<
         std::thread::sleep(Duration::from_millis(20));
     }
     let moved: Vec<u64> = (1..=2)
-        .map(|n| metric(lab, args, n, "baton_balance_moved_total{reason=\"rejoin\"} "))
+        .map(|n| {
+            metric(
+                lab,
+                args,
+                n,
+                "baton_balance_moved_total{reason=\"rejoin\"} ",
+            )
+        })
         .collect();
     let mut errors = 0;
     for (mut child, json_path) in clients {
