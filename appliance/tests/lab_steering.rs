@@ -158,7 +158,8 @@ fn lab_ecmp_a_restarted_box_gets_its_buckets_back_and_forwards_what_the_survivor
 }
 
 #[test]
-fn lab_ecmp_steered_downloads_survive_a_kill_and_land_on_survivors_without_a_reset() {
+fn lab_ecmp_steered_downloads_of_both_families_survive_a_kill_and_land_on_survivors_without_a_reset(
+) {
     let g = LabGuard::up(
         "btecmp",
         &[
@@ -174,8 +175,16 @@ fn lab_ecmp_steered_downloads_survive_a_kill_and_land_on_survivors_without_a_res
     cap_client_receive_buffer(&g);
     let rst = RstCapture::start(&g);
     let started = Instant::now();
-    let downloads: Vec<Download> = (0..30)
-        .map(|i| start_download_url(&g, i, "http://198.18.0.10/1M.bin".into(), "100K"))
+    // 30 flows to the IPv4 anycast address, 12 to the IPv6 one.
+    let downloads: Vec<Download> = (0..42)
+        .map(|i| {
+            let url = if i < 30 {
+                "http://198.18.0.10/1M.bin"
+            } else {
+                "http://[2001:2:0:18::10]/1M.bin"
+            };
+            start_download_url(&g, i, url.into(), "100K")
+        })
         .collect();
     // Every download under way, and 1.5 s in (curl's rate limit lets the
     // first few hundred kilobytes through faster than its rate).
@@ -229,5 +238,5 @@ fn lab_ecmp_steered_downloads_survive_a_kill_and_land_on_survivors_without_a_res
         forwarded > forwarded_before,
         "no survivor forwarded a steered frame to the connection's restorer"
     );
-    rst.assert_none_with_fins(30);
+    rst.assert_none_with_fins(42);
 }

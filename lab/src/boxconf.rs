@@ -111,9 +111,12 @@ pub fn box_toml(
             SocketAddr::new(back.addr(m), 7400)
         );
     }
-    // The anycast address of a steered lab comes last: the first two are
-    // the box's own, which a survivor inherits when the box dies.
-    let anycast = anycast.map_or(String::new(), |a| format!(", \"{a}\""));
+    // The anycast addresses of a steered lab (IPv4, then IPv6) come last:
+    // the first two are the box's own, which a survivor inherits when the
+    // box dies.
+    let anycast = anycast.map_or(String::new(), |a| {
+        format!(", \"{a}\", \"{}\"", crate::steering::ANYCAST_ADDR6)
+    });
     let _ = writeln!(
         s,
         "[service]\nips = [\"{}\", \"{}\"{anycast}]\nport = 80\n",
@@ -492,9 +495,12 @@ mod tests {
             (4, 100, 200)
         );
         assert_eq!(
-            c.service.ips.last().copied(),
-            Some(std::net::IpAddr::V4(crate::steering::ANYCAST_ADDR)),
-            "the anycast address comes after the box's own"
+            c.service.ips[2..],
+            [
+                std::net::IpAddr::V4(crate::steering::ANYCAST_ADDR),
+                std::net::IpAddr::V6(crate::steering::ANYCAST_ADDR6)
+            ],
+            "the anycast addresses come after the box's own"
         );
         assert_eq!(balance_toml(None), "");
     }

@@ -294,7 +294,8 @@ fn status(lab: &Lab, table: BoxTable) -> Result<()> {
         let dropped = std::fs::read_to_string(lab.file(steering::DROPPED_FILE)).unwrap_or_default();
         let dropped: Vec<&str> = dropped.lines().collect();
         println!(
-            "steering ecmp: {a} on every box; dropped by the health check: {}",
+            "steering ecmp: {a} and {} on every box; out of the hash: {}",
+            steering::ANYCAST_ADDR6,
             if dropped.is_empty() {
                 "none".to_string()
             } else {

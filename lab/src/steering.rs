@@ -1,8 +1,8 @@
 //! `lab up --steering ecmp`: the lab's front LAN as an L4 switch in front
 //! of the boxes (issue 20, TAKEOVER.md "Network-steered takeover").
 //!
-//! Every box also serves one anycast address, [`ANYCAST_ADDR`]. The client
-//! reaches it through a router MAC ([`ROUTER_MAC`], a permanent neighbour
+//! Every box also serves one anycast address per family, [`ANYCAST_ADDR`]
+//! and [`ANYCAST_ADDR6`]. The client reaches them through a router MAC ([`ROUTER_MAC`], a permanent neighbour
 //! entry, so no box answers its ARP), and an nftables rule on the LAN
 //! namespace's bridge rewrites such a frame's destination MAC to one box's
 //! by a hash of the flow (client address and port) into [`BUCKETS`]
@@ -25,7 +25,7 @@
 //! here; the daemon only applies it.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -34,8 +34,12 @@ use crate::error::{Context, Result};
 use crate::names::{box_mac, Lab};
 use crate::sys;
 
-/// The one service address every box of a steered lab serves.
+/// The one IPv4 service address every box of a steered lab serves.
 pub const ANYCAST_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
+
+/// The one IPv6 service address every box of a steered lab serves, on the
+/// front LAN beside the boxes' own (`2001:2:0:18::11`…).
+pub const ANYCAST_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 0x10);
 
 /// The MAC the client sends anycast traffic to: the "switch", which the
 /// bridge rewrites to a box's.
@@ -100,6 +104,10 @@ pub fn ruleset(table: &[u8]) -> String {
         s,
         "    ether daddr {ROUTER_MAC} ip daddr {ANYCAST_ADDR} ether daddr set jhash ip saddr . tcp sport mod {BUCKETS} map @buckets"
     );
+    let _ = writeln!(
+        s,
+        "    ether daddr {ROUTER_MAC} ip6 daddr {ANYCAST_ADDR6} ether daddr set jhash ip6 saddr . tcp sport mod {BUCKETS} map @buckets"
+    );
     let _ = writeln!(s, "  }}");
     let _ = writeln!(s, "}}");
     s
@@ -116,24 +124,27 @@ pub fn update(table: &[u8]) -> String {
 
 /// Puts the steering in place for a lab of `boxes` boxes: the bridge's
 /// table with every box in it, and the client's permanent neighbour entry
-/// for the anycast address.
+/// for each anycast address.
 pub fn install(lab: &Lab, boxes: u8) -> Result<()> {
     let all = buckets(boxes, &BTreeSet::new()).context("a steered lab needs a box")?;
     nft(lab, &ruleset(&all))?;
-    sys::ip_in(
-        &lab.ns(crate::names::Node::Client),
-        &[
-            "neigh",
-            "replace",
-            &ANYCAST_ADDR.to_string(),
-            "lladdr",
-            ROUTER_MAC,
-            "dev",
-            "eth0",
-            "nud",
-            "permanent",
-        ],
-    )
+    for addr in [ANYCAST_ADDR.to_string(), ANYCAST_ADDR6.to_string()] {
+        sys::ip_in(
+            &lab.ns(crate::names::Node::Client),
+            &[
+                "neigh",
+                "replace",
+                &addr,
+                "lladdr",
+                ROUTER_MAC,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 /// Applies an nftables script in the LAN namespace, through a file of the
@@ -373,6 +384,7 @@ mod tests {
         let r = ruleset(&t);
         assert!(r.contains("table bridge baton_steer {"), "{r}");
         assert!(r.contains("ether daddr 02:ba:70:ff:00:10 ip daddr 198.18.0.10 ether daddr set jhash ip saddr . tcp sport mod 64 map @buckets"), "{r}");
+        assert!(r.contains("ether daddr 02:ba:70:ff:00:10 ip6 daddr 2001:2:0:18::10 ether daddr set jhash ip6 saddr . tcp sport mod 64 map @buckets"), "{r}");
         assert!(
             r.contains("0 : 02:ba:70:00:00:01, 1 : 02:ba:70:00:00:02, 2 : 02:ba:70:00:00:01"),
             "{r}"

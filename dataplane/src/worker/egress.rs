@@ -196,7 +196,9 @@ impl Core {
     }
 
     /// Asks for `remote`'s MAC (at most once a second per address): an
-    /// ARP request or an NDP solicitation, from `local` if we own it.
+    /// ARP request or an NDP solicitation, from the box's first address of
+    /// that family (its own: `service.ips` lists a box's own addresses
+    /// first), or from `local` without one.
     fn resolve(&mut self, local: IpAddr, remote: IpAddr, now: Instant) {
         let due = match remote {
             IpAddr::V4(r) => self.neighbours.should_request(r, now),
@@ -206,19 +208,21 @@ impl Core {
             return;
         }
         // A request updates the target's entry for its sender (RFC 826,
-        // RFC 4861 §7.2.3): for a connection restored here on another box's
-        // address, ask with an address we own, never the one the
-        // inheriting survivor announces.
-        let sender = if self.owns(local) {
-            local
-        } else {
-            self.cfg
-                .service_ips
-                .iter()
-                .copied()
-                .find(|ip| ip.is_ipv6() == local.is_ipv6())
-                .unwrap_or(local)
-        };
+        // RFC 4861 §7.2.3), and a solicitation is answered to its source
+        // address through that entry (§7.2.4). So ask from an address that
+        // is this box's alone: not `local`, which may be another box's
+        // (a connection restored here for another survivor's inherited
+        // address) or an anycast address every box serves, which the
+        // client's router (the lab's switch) sends to whichever box its
+        // hash picks — the answer would be lost and the restored
+        // connection never probed.
+        let sender = self
+            .cfg
+            .service_ips
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv6() == local.is_ipv6())
+            .unwrap_or(local);
         let mac = self.mac;
         let buf = self.tx.next_buf();
         match (sender, remote) {

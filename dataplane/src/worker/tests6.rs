@@ -394,11 +394,10 @@ fn handshake_over_ipv6_advertises_the_ipv6_mss_and_packet_too_big_lowers_it() {
     assert_eq!(w.counters().icmpv6_ptb_applied, 1);
 }
 
-#[test]
-fn restored_ipv6_connection_solicits_its_client_and_probes_once_it_answers() {
-    let now = Instant::now();
-    let (mut wire, mut w) = worker(now);
-    let export = TcbExport {
+/// An established connection of CLIENT to SERVICE:80 as a checkpoint
+/// holds it.
+fn restored_export() -> TcbExport {
+    TcbExport {
         tuple: FourTuple {
             local: SocketAddr::new(IpAddr::V6(SERVICE), 80),
             remote: SocketAddr::new(IpAddr::V6(CLIENT), 40_001),
@@ -419,7 +418,14 @@ fn restored_ipv6_connection_solicits_its_client_and_probes_once_it_answers() {
         ts_recent: 0,
         ts_last_sent: 0,
         acks_covered: false,
-    };
+    }
+}
+
+#[test]
+fn restored_ipv6_connection_solicits_its_client_and_probes_once_it_answers() {
+    let now = Instant::now();
+    let (mut wire, mut w) = worker(now);
+    let export = restored_export();
     w.command(
         Command::Restore {
             export,
@@ -459,6 +465,46 @@ fn restored_ipv6_connection_solicits_its_client_and_probes_once_it_answers() {
     assert_eq!(probes[0].0, CLIENT_MAC);
     assert_eq!(probes[0].1.seq.0, 89_999);
     assert_eq!(w.counters().drop_no_neighbour, 0);
+}
+
+#[test]
+fn a_connection_restored_on_an_anycast_address_solicits_from_the_box_s_own_address() {
+    // Every box serves ANYCAST; a solicitation from it would be answered
+    // through the client's entry for ANYCAST (its router's MAC), to
+    // whichever box the router picks. The box asks from its own address.
+    const ANYCAST: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0x18, 0, 0, 0, 0x10);
+    let now = Instant::now();
+    let (mut wire, port) = crate::port::memory::MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let cfg = WorkerConfig::for_test(vec![IpAddr::V6(SERVICE), IpAddr::V6(ANYCAST)]);
+    let mut w = Worker::new(port, Sender, cfg, now);
+    let mut export = restored_export();
+    export.tuple.local = SocketAddr::new(IpAddr::V6(ANYCAST), 80);
+    w.command(
+        Command::Restore {
+            export,
+            app_data: Box::new(()),
+        },
+        now,
+    );
+    w.poll(now).unwrap();
+    let out = wire.drain();
+    let sources: Vec<Ipv6Addr> = out
+        .iter()
+        .filter_map(|f| {
+            let (_, p) = ethernet::parse(f).ok()?;
+            let (ih, l4) = ipv6::parse(p).ok()?;
+            matches!(
+                icmpv6::parse(ih.src, ih.dst, l4).ok()?,
+                Icmpv6::NeighborSolicitation { .. }
+            )
+            .then_some(ih.src)
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        vec![SERVICE],
+        "one solicitation, from the box's own address"
+    );
 }
 
 /// Every unknown segment belongs to an orphan another survivor took over.
