@@ -124,8 +124,7 @@ impl Layout {
         raw.div_ceil(REGION_ALIGN) * REGION_ALIGN
     }
 
-    /// Bytes of the segment (header, regions, claims and the regions'
-    /// tuple indexes, [`crate::index`]).
+    /// Bytes of the segment (header, regions, claims, tuple indexes).
     pub fn segment_len(&self) -> usize {
         self.index_offset() + self.index_len()
     }
@@ -148,8 +147,7 @@ impl Layout {
                 * (BOX_ENTRY_SIZE as u128
                     + self.slots_per_region as u128 * (SLOT_SIZE + CLAIM_SIZE) as u128
                     + self.slots_per_region as u128 * (OVERFLOW_PIECES * SLOT_SIZE) as u128
-                    // The tuple index: 16 bytes of keys and at most 32 of
-                    // buckets per slot, a bucket and a page of padding.
+                    // Tuple index: keys and buckets, at most 48 B a slot.
                     + self.slots_per_region as u128 * 48
                     + 3 * 4096);
         if len > (1u128 << 40) {
