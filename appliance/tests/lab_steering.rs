@@ -20,6 +20,26 @@ fn dataplane(g: &LabGuard, n: usize, name: &str) -> u64 {
     metric_value(&box_metrics(g, n), &format!("baton_dataplane_{name}_total"))
 }
 
+/// Three boxes behind the lab's switch (health-check delay 1 s), the
+/// client's receive buffers capped (bodies stay mid-way at the box, not
+/// whole in the client's kernel), the wire watched for RSTs.
+fn steered_lab(prefix: &str) -> (LabGuard, RstCapture) {
+    let g = LabGuard::up(
+        prefix,
+        &[
+            "--boxes",
+            "3",
+            "--steering",
+            "ecmp",
+            "--steering-delay-ms",
+            "1000",
+        ],
+    );
+    cap_client_receive_buffer(&g);
+    let rst = RstCapture::start(&g);
+    (g, rst)
+}
+
 /// Segments of connections box `n` does not hold that it forwarded to the
 /// box holding them (found through the segment's tuple index).
 fn strays_forwarded(g: &LabGuard, n: usize) -> u64 {
@@ -59,9 +79,7 @@ fn steered_downloads(g: &LabGuard, first: usize, n: usize, rate: &str) -> Vec<Do
 
 #[test]
 fn lab_ecmp_a_live_box_out_of_the_hash_and_back_keeps_every_flow_through_the_others() {
-    let g = LabGuard::up("btecmpmv", &["--boxes", "3", "--steering", "ecmp"]);
-    cap_client_receive_buffer(&g);
-    let rst = RstCapture::start(&g);
+    let (g, rst) = steered_lab("btecmpmv");
     // Batch A spreads over the three boxes.
     let mut downloads = steered_downloads(&g, 0, 30, "100K");
     let on_box1 = metric_value(&box_metrics(&g, 1), "baton_connections");
@@ -112,19 +130,7 @@ fn lab_ecmp_a_live_box_out_of_the_hash_and_back_keeps_every_flow_through_the_oth
 
 #[test]
 fn lab_ecmp_a_restarted_box_gets_its_buckets_back_and_forwards_what_the_survivors_hold() {
-    let g = LabGuard::up(
-        "btecmprs",
-        &[
-            "--boxes",
-            "3",
-            "--steering",
-            "ecmp",
-            "--steering-delay-ms",
-            "1000",
-        ],
-    );
-    cap_client_receive_buffer(&g);
-    let rst = RstCapture::start(&g);
+    let (g, rst) = steered_lab("btecmprs");
     // Slow enough to last through a kill, a takeover, a restart and the
     // switch's second thoughts (~20 s a download).
     let started = Instant::now();
@@ -160,20 +166,7 @@ fn lab_ecmp_a_restarted_box_gets_its_buckets_back_and_forwards_what_the_survivor
 #[test]
 fn lab_ecmp_steered_downloads_of_both_families_survive_a_kill_and_land_on_survivors_without_a_reset(
 ) {
-    let g = LabGuard::up(
-        "btecmp",
-        &[
-            "--boxes",
-            "3",
-            "--steering",
-            "ecmp",
-            "--steering-delay-ms",
-            "1000",
-        ],
-    );
-    // Bodies stay mid-way at the box, not whole in the client's kernel.
-    cap_client_receive_buffer(&g);
-    let rst = RstCapture::start(&g);
+    let (g, rst) = steered_lab("btecmp");
     let started = Instant::now();
     // 30 flows to the IPv4 anycast address, 12 to the IPv6 one.
     let downloads: Vec<Download> = (0..42)

@@ -217,18 +217,7 @@ fn takeovers(b: &Bench, n: u32) -> u64 {
 }
 
 fn metric(b: &Bench, n: u32, prefix: &str) -> u64 {
-    let config = b.lab.file(&format!("box{n}.toml")).display().to_string();
-    let baton = b.args.baton.display().to_string();
-    b.lab
-        .exec(
-            &format!("box{n}"),
-            &[&baton, "admin", "--config", &config, "metrics"],
-        )
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    crate::suites::rejoin::metric(&b.lab, &b.args, n, prefix)
 }
 
 /// Waits (at most 20 s) until box 3 sees box `id` publish `n` connections:

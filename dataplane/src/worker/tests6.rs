@@ -421,11 +421,12 @@ fn restored_export() -> TcbExport {
     }
 }
 
-#[test]
-fn restored_ipv6_connection_solicits_its_client_and_probes_once_it_answers() {
-    let now = Instant::now();
-    let (mut wire, mut w) = worker(now);
-    let export = restored_export();
+/// Orders the worker to restore `export` and lets it act.
+fn restore<A: App>(
+    w: &mut Worker<crate::port::memory::MemoryPort, A>,
+    export: TcbExport,
+    now: Instant,
+) {
     w.command(
         Command::Restore {
             export,
@@ -434,6 +435,14 @@ fn restored_ipv6_connection_solicits_its_client_and_probes_once_it_answers() {
         now,
     );
     w.poll(now).unwrap();
+}
+
+#[test]
+fn restored_ipv6_connection_solicits_its_client_and_probes_once_it_answers() {
+    let now = Instant::now();
+    let (mut wire, mut w) = worker(now);
+    let export = restored_export();
+    restore(&mut w, export, now);
     let out = wire.drain();
     assert!(tcp_out(&out).is_empty(), "no frame to an unknown MAC");
     let ns = icmpv6_out(&out);
@@ -479,14 +488,7 @@ fn a_connection_restored_on_an_anycast_address_solicits_from_the_box_s_own_addre
     let mut w = Worker::new(port, Sender, cfg, now);
     let mut export = restored_export();
     export.tuple.local = SocketAddr::new(IpAddr::V6(ANYCAST), 80);
-    w.command(
-        Command::Restore {
-            export,
-            app_data: Box::new(()),
-        },
-        now,
-    );
-    w.poll(now).unwrap();
+    restore(&mut w, export, now);
     let out = wire.drain();
     let sources: Vec<Ipv6Addr> = out
         .iter()
