@@ -74,6 +74,17 @@ impl SendQueue {
         } else {
             (0, 0)
         };
+        if self.chunks.is_empty() && self.chunks.capacity() > 0 {
+            // Everything acknowledged: an idle connection keeps no chunk
+            // list (see `RecvQueue::read`).
+            self.chunks = VecDeque::new();
+        }
+    }
+
+    /// Heap bytes the queue's own structure holds (the chunks' bytes are
+    /// shared with the application, e.g. a cached object).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Bytes>()
     }
 
     /// Append to `out` slices covering `[off, off + len)` (clamped to the

@@ -575,6 +575,15 @@ impl Tcb {
         Ok(seq)
     }
 
+    /// Heap bytes this TCB holds beyond its own size: its queues'
+    /// capacities and its event queue (what an idle connection costs on
+    /// top of `size_of::<Tcb>()`; issue 19).
+    pub fn heap_bytes(&self) -> usize {
+        self.recvq.heap_bytes()
+            + self.sendq.heap_bytes()
+            + self.events.capacity() * std::mem::size_of::<Event>()
+    }
+
     /// Copy received in-order bytes into `buf`; returns how many.
     pub fn recv(&mut self, buf: &mut [u8]) -> usize {
         let n = self.recvq.read(buf, &self.config.buffer_budget);

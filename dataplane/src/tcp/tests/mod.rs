@@ -183,3 +183,45 @@ fn an_idle_tcb_stays_small() {
     eprintln!("size_of::<Tcb>() = {size}");
     assert!(size <= 768, "size_of::<Tcb>() = {size}");
 }
+
+/// An idle keep-alive connection — a request read, its response sent and
+/// acknowledged — keeps no receive buffer and no chunk list: of its heap,
+/// only the event queue stays (issue 19).
+#[test]
+fn an_idle_keep_alive_tcb_gives_its_buffers_back() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established(&fx);
+    let request = b"GET /1K.bin HTTP/1.1\r\nHost: lab\r\n\r\n";
+    send!(tcb, fx.at(2), seg(SeqNum(CISN + 1), iss + 1, request));
+    events(&mut tcb);
+    let mut buf = [0u8; 256];
+    assert_eq!(tcb.recv(&mut buf), request.len());
+    tcb.send(bytes::Bytes::from(vec![b'x'; 1247])).unwrap();
+    let out = drain(&mut tcb, fx.at(3));
+    let sent: usize = out.iter().map(|s| payload(s).len()).sum();
+    assert_eq!(sent, 1247);
+    let acked = iss + 1 + sent as u32;
+    send!(
+        tcb,
+        fx.at(4),
+        seg(SeqNum(CISN + 1) + request.len() as u32, acked, &[])
+    );
+    events(&mut tcb);
+    let events_only = tcb.heap_bytes();
+    eprintln!(
+        "an idle keep-alive TCB: {size} B + {events_only} B of heap",
+        size = std::mem::size_of::<Tcb>()
+    );
+    assert!(
+        events_only <= 4 * std::mem::size_of::<Event>(),
+        "an idle TCB holds {events_only} heap bytes"
+    );
+    // The next request allocates again, as it must.
+    send!(
+        tcb,
+        fx.at(5),
+        seg(SeqNum(CISN + 1) + request.len() as u32, acked, request)
+    );
+    assert!(tcb.heap_bytes() > events_only);
+    assert_eq!(tcb.recv(&mut buf), request.len());
+}
