@@ -93,14 +93,17 @@ struct Active {
 pub struct HttpSession {
     ctx: Arc<WorkerContext>,
     intake: Intake,
-    active: Option<Active>,
+    /// Boxed: an idle keep-alive session (most of 300,000) has none, and
+    /// the request and its stage are most of a session's size (issue 19).
+    active: Option<Box<Active>>,
     /// False once no further request will be read.
     reading: bool,
     reset: bool,
     last_out: LastOut,
     /// The object `poll_send` last stopped on.
     blocked: Option<ObjectId>,
-    checkpoint: Option<ResponseCheckpoint>,
+    /// Boxed, as `active` (a new connection has none yet).
+    checkpoint: Option<Box<ResponseCheckpoint>>,
     body_sent: u64,
     request_count: u32,
     last_activity: Instant,
@@ -180,7 +183,7 @@ impl HttpSession {
         let mut s = HttpSession::new(ctx, now);
         s.uploads.set_conn_name(conn_name);
         s.request_count = cp.request_count.saturating_sub(1);
-        s.checkpoint = Some(cp.clone());
+        s.checkpoint = Some(Box::new(cp.clone()));
         if let Some(u) = &cp.upload {
             s.resume_upload(cp, u, now);
             return s;
@@ -207,12 +210,12 @@ impl HttpSession {
         };
         // What the client already has of this body (for `app_block`).
         s.body_sent = resume.delta.max(0) as u64;
-        s.active = Some(Active {
+        s.active = Some(Box::new(Active {
             req,
             phase: Phase::Answer(Stage::AwaitMeta(object)),
             cp: None,
             resume: Some(resume),
-        });
+        }));
         s
     }
 
@@ -224,15 +227,15 @@ impl HttpSession {
             Err(why) => self.not_resumable(why),
             Ok(Resumed::Lost502(req)) => {
                 self.stop_reading();
-                self.active = Some(self.generated_active(502, req, false, now));
+                self.active = Some(Box::new(self.generated_active(502, req, false, now)));
             }
             Ok(Resumed::Continue(req)) => {
-                self.active = Some(Active {
+                self.active = Some(Box::new(Active {
                     req,
                     phase: Phase::AwaitBody { interim: None },
                     cp: None,
                     resume: None,
-                });
+                }));
                 self.publish_upload();
             }
         }
@@ -265,7 +268,7 @@ impl HttpSession {
             .as_ref()
             .is_some_and(|a| a.req.method.is_upload());
         if let Some(cp) = self.uploads.checkpoint().filter(|_| current) {
-            self.checkpoint = Some(cp);
+            self.checkpoint = Some(Box::new(cp));
             self.commit_due = true;
         }
     }
@@ -285,7 +288,7 @@ impl HttpSession {
         match self.active.as_mut() {
             Some(a) if a.req.method.is_upload() => {
                 let req = Request::bare(a.req.method, a.req.minor, a.req.url.clone(), false);
-                self.active = Some(self.generated_active(status, req, false, now));
+                self.active = Some(Box::new(self.generated_active(status, req, false, now)));
             }
             _ => {
                 // Still queued behind earlier answers: it is the last
@@ -306,7 +309,7 @@ impl HttpSession {
     /// number), for the worker to write with every checkpoint of this
     /// connection.
     pub fn checkpoint(&self) -> Option<&ResponseCheckpoint> {
-        self.checkpoint.as_ref()
+        self.checkpoint.as_deref()
     }
 
     /// The application block for this connection's next checkpoint write
@@ -314,7 +317,7 @@ impl HttpSession {
     /// one).
     #[cfg(test)]
     pub fn app_block(&self) -> Option<baton_shmem::AppBlock<'_>> {
-        self.checkpoint.as_ref()?.to_app_block(self.body_sent)
+        self.checkpoint.as_deref()?.to_app_block(self.body_sent)
     }
 
     /// Requests answered on this connection.
@@ -552,7 +555,7 @@ impl HttpSession {
         loop {
             if self.active.is_none() {
                 let next = self.intake.queue.pop_front()?;
-                self.active = Some(self.start(next, now));
+                self.active = Some(Box::new(self.start(next, now)));
                 self.publish_upload();
             }
             if let Some(out) = self.upload_step(capacity, now) {
@@ -727,7 +730,7 @@ impl HttpSession {
         };
         let mut cp = self.active.as_mut()?.cp.take()?;
         cp.object_start_seq = first_seq + (len - pos) as u32;
-        self.checkpoint = Some(cp.clone());
+        self.checkpoint = Some(Box::new(cp.clone()));
         Some(cp)
     }
 
@@ -797,4 +800,17 @@ impl HttpSession {
 fn made_up(ctx: &WorkerContext, status: u16, persistent: bool, minor: u8, now: Instant) -> Bytes {
     ctx.counters.status(status);
     response::generated(status, persistent, minor, &ctx.http_date(now))
+}
+
+#[cfg(test)]
+mod size {
+    /// Every idle keep-alive connection holds one session (300,000 a box):
+    /// what a request needs while it is answered lives in boxes (issue 19;
+    /// 1,208 bytes before).
+    #[test]
+    fn an_idle_session_stays_small() {
+        let size = std::mem::size_of::<super::HttpSession>();
+        eprintln!("size_of::<HttpSession>() = {size}");
+        assert!(size <= 256, "size_of::<HttpSession>() = {size}");
+    }
 }

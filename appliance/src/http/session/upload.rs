@@ -252,8 +252,9 @@ pub enum Resumed {
 /// hand out.
 #[derive(Debug, Default)]
 pub struct UploadDesk {
-    /// The upload in progress.
-    pub current: Option<Upload>,
+    /// The upload in progress (boxed: most sessions never upload, and an
+    /// idle one should stay small, issue 19).
+    pub current: Option<Box<Upload>>,
     /// The client's sequence number after the last byte given to the
     /// session (`None` over transports without sequence numbers: then an
     /// upload has no checkpoint).
@@ -288,12 +289,12 @@ impl UploadDesk {
 
     /// True while the current upload's body is still to come.
     pub fn receiving(&self) -> bool {
-        self.current.as_ref().is_some_and(Upload::receiving)
+        self.current.as_deref().is_some_and(Upload::receiving)
     }
 
     /// True while spool writes are unanswered.
     pub fn pending(&self) -> bool {
-        self.current.as_ref().is_some_and(Upload::pending)
+        self.current.as_deref().is_some_and(Upload::pending)
     }
 
     /// False while an upload's body is complete or its spool writes are
@@ -323,7 +324,7 @@ impl UploadDesk {
         let path = spool.path(&name);
         let body_start_seq = self.input_end_seq.map(|end| end - buffered as u32);
         self.begun += 1;
-        self.current = Some(Upload::begin(
+        self.current = Some(Box::new(Upload::begin(
             req,
             length,
             body_start_seq.unwrap_or_default(),
@@ -332,7 +333,7 @@ impl UploadDesk {
             path,
             request_count,
             &mut self.out,
-        ));
+        )));
     }
 
     /// Takes what it can of `input` as body bytes; returns how many.
@@ -385,7 +386,7 @@ impl UploadDesk {
                 let path = spool.path(&name);
                 let upload = Upload::resumed(cp, state, self.begun, name, path, &mut self.out);
                 self.input_end_seq = Some(upload.state.covered_seq());
-                self.current = Some(upload);
+                self.current = Some(Box::new(upload));
                 Ok(Resumed::Continue(req))
             }
         }
