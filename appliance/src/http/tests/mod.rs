@@ -284,3 +284,13 @@ mod uploads;
 
 #[allow(unused_imports)]
 use self::{kernel_tcp::*, requests::*, resume::*, uploads::*};
+
+/// Every idle keep-alive connection holds one session (300,000 a box):
+/// what a request needs while it is answered lives in boxes (issue 19;
+/// 1,208 bytes before).
+#[test]
+fn an_idle_session_stays_small() {
+    let size = std::mem::size_of::<HttpSession>();
+    eprintln!("size_of::<HttpSession>() = {size}");
+    assert!(size <= 256, "size_of::<HttpSession>() = {size}");
+}
