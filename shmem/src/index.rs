@@ -16,8 +16,9 @@
 //! compares the tuple, so a stale or colliding entry costs a read, never a
 //! wrong answer. It is kept by whoever publishes a slot's bundle — the
 //! owner's writer ([`crate::SlotWriter`]) and, for a replica, the receiver
-//! as it applies the owner's units — so every box's copy of a region has
-//! one. Concurrent writers (a box's workers) only change entries by
+//! once it has applied the owner's units (between reads of its sockets:
+//! reading a bundle back must not delay the datagrams behind it) — so
+//! every box's copy of a region has one. Concurrent writers (a box's workers) only change entries by
 //! compare-and-swap. A connection whose buckets are full is not indexed
 //! ([`IndexStats::full`]): a lookup misses it, as before the index.
 //!
@@ -211,14 +212,10 @@ impl Region {
         }
     }
 
-    /// Applies a replica unit shipped by the region's owner
-    /// ([`Region::apply_replica`]) and keeps the replica's index: the
-    /// slot's bundle, or the bundle an overflow piece belongs to, is read
-    /// back and indexed. Returns whether the unit was applied.
-    pub(crate) fn apply_replica_indexed(&self, unit: u32, seq: u64, bytes: &[u8]) -> bool {
-        if !self.apply_replica(unit, seq, bytes) {
-            return false;
-        }
+    /// Indexes again the slot that replica unit `unit` belongs to (the
+    /// slot itself, or the slot an overflow piece's bundle is linked
+    /// from), after a receiver applied it.
+    pub(crate) fn reindex_unit(&self, unit: u32) {
         let slots = self.slot_count();
         if unit < slots {
             self.reindex(unit);
@@ -227,7 +224,6 @@ impl Region {
         {
             self.reindex(holder);
         }
-        true
     }
 
     /// Removes `slot` from the index (the slot was emptied).

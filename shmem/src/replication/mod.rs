@@ -141,6 +141,9 @@ pub const FATAL_ERROR_RUN: Duration = Duration::from_secs(1);
 /// is looked at again: a burst of replication traffic (or of garbage) never
 /// keeps a heartbeat waiting for more than this many receives.
 const DATA_BURST: usize = 16;
+/// Applied units whose slots the replicas' tuple indexes take in between
+/// two looks at the sockets.
+const REINDEX_BURST: usize = 32;
 
 /// One box's replication endpoint: ships its own region, keeps replicas of
 /// its peers' regions. Drive it with [`Replicator::run`] on a thread, or
@@ -267,7 +270,13 @@ impl<S: DatagramSocket> Replicator<S> {
                 next_beat = (next_beat + beat).max(at);
                 continue;
             }
-            let wait = next_tick.min(next_beat) - at;
+            let mut wait = next_tick.min(next_beat) - at;
+            // The replicas' tuple indexes catch up between reads, a few
+            // slots at a time; with more to do, the sockets are only
+            // looked at, not waited on.
+            if self.rx.reindex_pending(REINDEX_BURST) {
+                wait = Duration::ZERO;
+            }
             let received = if polled {
                 self.poll_and_drain(&mut buf, wait, &now)
             } else {
@@ -285,6 +294,8 @@ impl<S: DatagramSocket> Replicator<S> {
                 }
             }
         }
+        // Leave the replicas' indexes complete.
+        while self.rx.reindex_pending(usize::MAX) {}
         Ok(())
     }
 

@@ -66,6 +66,12 @@ struct Peer {
     /// checked at the next heartbeat, not at once, because the updates it
     /// follows travel on the other socket and may be read after it.
     claim: Option<u64>,
+    /// Units applied whose slot the replica's tuple index has not caught
+    /// up with yet ([`Receiver::reindex_pending`]): indexing reads each
+    /// bundle back, which must not delay the datagrams behind it.
+    reindex: Vec<u32>,
+    /// One bit per unit: already in `reindex`.
+    reindex_marked: Vec<u64>,
     /// data_seq of the next slot update we expect.
     next_data_seq: u64,
     resync: Option<Resync>,
@@ -101,7 +107,40 @@ pub(super) struct Receiver {
     stats: Arc<ReplicationStats>,
 }
 
+impl Peer {
+    /// Unit `unit` of the replica was applied: its slot is to be indexed
+    /// again (once, however often it is applied before that).
+    fn note_applied(&mut self, unit: u32) {
+        let (word, bit) = (unit as usize / 64, 1u64 << (unit % 64));
+        if self.reindex_marked.len() <= word {
+            self.reindex_marked.resize(word + 1, 0);
+        }
+        if self.reindex_marked[word] & bit == 0 {
+            self.reindex_marked[word] |= bit;
+            self.reindex.push(unit);
+        }
+    }
+}
+
 impl Receiver {
+    /// Brings the replicas' tuple indexes up to date with up to `max`
+    /// applied units; returns whether more are pending. The replicator
+    /// calls it between reads of its sockets.
+    pub(super) fn reindex_pending(&mut self, max: usize) -> bool {
+        let mut left = max;
+        for p in &mut self.peers {
+            while left > 0 {
+                let Some(unit) = p.reindex.pop() else { break };
+                if let Some(w) = p.reindex_marked.get_mut(unit as usize / 64) {
+                    *w &= !(1u64 << (unit % 64));
+                }
+                p.region.reindex_unit(unit);
+                left -= 1;
+            }
+        }
+        self.peers.iter().any(|p| !p.reindex.is_empty())
+    }
+
     /// `peers`: id, replication address and replica region of each peer
     /// (ids distinct and not `me`, checked by the caller).
     pub(super) fn new(
@@ -123,6 +162,8 @@ impl Receiver {
                 replay: ReplayWindow::default(),
                 replay_hb: ReplayWindow::default(),
                 claim: None,
+                reindex: Vec::new(),
+                reindex_marked: Vec::new(),
                 next_data_seq: 0,
                 resync: None,
             })
@@ -346,6 +387,8 @@ impl Receiver {
                 };
                 p.region.reset_all();
                 p.region.clear_index();
+                p.reindex.clear();
+                p.reindex_marked.clear();
                 p.region.set_epoch(h.epoch);
                 p.next_data_seq = if h.kind == wire::K_UPDATE {
                     h.data_seq
@@ -485,8 +528,9 @@ impl Receiver {
             if slot < listed || slot >= end {
                 return (false, None);
             }
-            if region.apply_replica_indexed(slot, seq, bytes) {
+            if region.apply_replica(slot, seq, bytes) {
                 ReplicationStats::bump(&self.stats.slots_applied);
+                self.peers[pi].note_applied(slot);
             }
             listed = slot + 1;
             off = next;
@@ -522,8 +566,9 @@ impl Receiver {
             if slot >= region.unit_count() {
                 return false;
             }
-            if region.apply_replica_indexed(slot, seq, bytes) {
+            if region.apply_replica(slot, seq, bytes) {
                 ReplicationStats::bump(&self.stats.slots_applied);
+                self.peers[pi].note_applied(slot);
             }
             off = next;
         }
