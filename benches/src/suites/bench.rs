@@ -187,6 +187,9 @@ impl Bench {
         if wants("failover") {
             self.failover()?;
         }
+        if wants("stall12") {
+            self.stall12()?;
+        }
         if wants("https") {
             self.https()?;
         }
