@@ -21,7 +21,8 @@ pub struct BenchArgs {
     pub quick: bool,
     /// Suites to run: concurrency, throughput, checkpoint, failover,
     /// https, ipv6, ftp, rtsp, criterion, backends, or all (repeatable); and vm
-    /// (process and VM boxes' failover; not in all: needs scripts/image).
+    /// (process and VM boxes' failover; not in all: needs scripts/image) and
+    /// stall12 (issue 19's goal case, 12 downloads at 4 MB/s; not in all).
     #[arg(long, default_value = "all")]
     pub suite: Vec<String>,
     /// Results folder (default results/<unix time>).
@@ -186,6 +187,9 @@ impl Bench {
         }
         if wants("failover") {
             self.failover()?;
+        }
+        if wants("stall12") {
+            self.stall12()?;
         }
         if wants("https") {
             self.https()?;

@@ -72,7 +72,8 @@ impl Bench {
             "--timeout-secs".into(),
             "300".into(),
         ];
-        if rate > 0 {
+        // A suite that names its own rate (stall12) passes it in `extra`.
+        if rate > 0 && !extra.iter().any(|a| a == "--rate") {
             args.extend([
                 "--rate".into(),
                 rate.to_string(),

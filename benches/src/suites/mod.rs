@@ -31,6 +31,7 @@ pub mod pin;
 pub mod placement;
 pub(crate) mod rejoin;
 pub mod rtsp;
+pub mod stall;
 pub mod throughput;
 pub mod vm;
 
@@ -99,6 +100,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "backends",
             "placement",
             "vm",
+            "stall12",
         ]
         .contains(&s.as_str())
         {
@@ -130,6 +132,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "ipv6",
         "ftp",
         "rtsp",
+        "stall12",
     ]
     .iter()
     .any(|s| wants(s));
