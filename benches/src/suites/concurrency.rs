@@ -29,7 +29,7 @@ impl Bench {
         // room above N; every box maps the same segment, so all change
         // together.
         let slots = largest.max(20_000);
-        progress(format!("  box limits: slots {slots}, max_connections {}, syn_backlog 16384 on every box (segment recreated)", largest + 20_000));
+        progress(format!("  box limits: slots {slots}, max_connections {}, syn_backlog 16384, max_connections_per_client {PER_PROCESS} on every box (segment recreated)", largest + 20_000));
         for b in 1..=3 {
             if self.lab.box_pid(b).is_some() {
                 self.lab.kill(b)?;
@@ -44,6 +44,14 @@ impl Bench {
             )?;
             self.lab
                 .set_box_option(b, "dataplane", "syn_backlog", "16384")?;
+            // One load process (one client address) holds up to
+            // PER_PROCESS connections: above the per-client default.
+            self.lab.set_box_option(
+                b,
+                "dataplane",
+                "max_connections_per_client",
+                &PER_PROCESS.max(8192).to_string(),
+            )?;
             self.lab.set_box_option(
                 b,
                 "limits",
