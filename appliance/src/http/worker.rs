@@ -106,7 +106,9 @@ pub struct HttpWorker<C> {
     /// (see `absorb_input`): driven at the next `poll`.
     redrive: Vec<C>,
     progress: Receiver<FetchProgress>,
-    sessions: ConnMap<C, Entry>,
+    /// Boxed: a map keeps its values in its buckets, empty ones included
+    /// (over half of them at some sizes), so a value costs 8 bytes there.
+    sessions: ConnMap<C, Box<Entry>>,
     waiting: HashMap<ObjectId, Vec<C>>,
     timers: BTreeMap<(Instant, u64), C>,
     timer_seq: u64,
@@ -182,11 +184,11 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
                 session.set_input_seq(t.recv_seq(conn).map(SeqNum));
                 self.sessions.insert(
                     conn,
-                    Entry {
+                    Box::new(Entry {
                         session,
                         timer: None,
                         closed: false,
-                    },
+                    }),
                 );
                 self.drive(conn, t, now);
             }
@@ -230,11 +232,11 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
         }
         self.sessions.insert(
             conn,
-            Entry {
+            Box::new(Entry {
                 session,
                 timer: None,
                 closed: false,
-            },
+            }),
         );
         self.drive(conn, t, now);
     }
