@@ -218,11 +218,29 @@ pub struct Tcb {
     /// Duplicate ACKs owed at once (prompting a client's fast retransmit).
     dupacks_owed: u8,
     events: VecDeque<Event>,
-    stats: TcbStats,
+    stats: Counters,
 }
 
 /// A connection's queued bytes leave the worker's budget with it
 /// (tcp/budget.rs).
+/// What a TCB counts ([`TcbStats`] without the estimates, which
+/// [`Tcb::stats`] reads from the TCB itself: 32 bytes less in each of
+/// 300,000 TCBs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    bytes_sent: u64,
+    bytes_acked: u64,
+    bytes_received: u64,
+    segments_sent: u64,
+    segments_received: u64,
+    retransmits: u64,
+    rto_fired: u64,
+    fast_retransmits: u64,
+    dropped: u64,
+    challenge_acks: u32,
+    oow_acks: u32,
+}
+
 impl Drop for Tcb {
     fn drop(&mut self) {
         self.sendq.release(&self.config.buffer_budget);
@@ -307,7 +325,7 @@ impl Tcb {
             gap: None,
             dupacks_owed: 0,
             events: VecDeque::with_capacity(4),
-            stats: TcbStats::default(),
+            stats: Counters::default(),
             config,
         }
     }
@@ -516,13 +534,25 @@ impl Tcb {
 
     /// Counters and estimates.
     pub fn stats(&self) -> TcbStats {
-        let mut s = self.stats;
-        s.srtt_us = self.rtt.srtt_us();
-        s.rto_us = self.current_rto().as_micros() as u64;
-        s.cwnd = self.cc.cwnd;
-        s.ssthresh = self.cc.ssthresh;
-        s.mss = self.mss;
-        s
+        let c = &self.stats;
+        TcbStats {
+            bytes_sent: c.bytes_sent,
+            bytes_acked: c.bytes_acked,
+            bytes_received: c.bytes_received,
+            segments_sent: c.segments_sent,
+            segments_received: c.segments_received,
+            retransmits: c.retransmits,
+            rto_fired: c.rto_fired,
+            fast_retransmits: c.fast_retransmits,
+            dropped: c.dropped,
+            challenge_acks: c.challenge_acks,
+            oow_acks: c.oow_acks,
+            srtt_us: self.rtt.srtt_us(),
+            rto_us: self.current_rto().as_micros() as u64,
+            cwnd: self.cc.cwnd,
+            ssthresh: self.cc.ssthresh,
+            mss: self.mss,
+        }
     }
 
     /// Whether a SYN for this connection's 4-tuple may open a new
