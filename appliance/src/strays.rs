@@ -130,11 +130,9 @@ impl Strays {
             .into_iter()
             .filter_map(|at| {
                 let region = self.segment.region(at.region).ok()?;
-                let slot = region.read(at.slot).ok()??;
-                let record = slot.bundle().records.get().get(at.index)?;
                 Some(Found {
                     region: at.region,
-                    epoch: record.epoch.to_native(),
+                    epoch: at.epoch,
                     claim: region.claim_of(at.slot).ok().flatten(),
                 })
             })

@@ -328,13 +328,7 @@ impl Region {
                     continue;
                 };
                 if let Some(at) = v.bundle().records.iter().position(|rec| {
-                    rec.transport == ArchivedTransport::Tcp
-                        && rec.local.addr == l.addr
-                        && rec.local.v6 == l.v6
-                        && rec.local.port.to_native() == l.port
-                        && rec.remote.addr == r.addr
-                        && rec.remote.v6 == r.v6
-                        && rec.remote.port.to_native() == r.port
+                    rec.transport == ArchivedTransport::Tcp && rec.is_between(&l, &r)
                 }) {
                     return Some((v, at));
                 }
@@ -354,6 +348,9 @@ pub struct Located {
     pub slot: SlotId,
     /// The record's index in the slot's bundle.
     pub index: usize,
+    /// The writer's epoch when it wrote the record (which incarnation of
+    /// the region's box holds the connection).
+    pub epoch: u32,
 }
 
 impl Segment {
@@ -365,10 +362,12 @@ impl Segment {
             .filter_map(|id| {
                 let region = self.region(id).ok()?;
                 let (v, index) = region.locate(local, remote)?;
+                let epoch = v.bundle().records.get().get(index)?.epoch.to_native();
                 Some(Located {
                     region: id,
                     slot: v.slot(),
                     index,
+                    epoch,
                 })
             })
             .collect()

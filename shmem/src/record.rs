@@ -340,6 +340,16 @@ impl ArchivedTcpBlock {
 }
 
 impl ArchivedConnRecord<'_> {
+    /// Whether this record is of the connection `local` ↔ `remote`.
+    pub fn is_between(&self, local: &Endpoint, remote: &Endpoint) -> bool {
+        self.local.addr == local.addr
+            && self.local.v6 == local.v6
+            && self.local.port.to_native() == local.port
+            && self.remote.addr == remote.addr
+            && self.remote.v6 == remote.v6
+            && self.remote.port.to_native() == remote.port
+    }
+
     /// The record borrowed from the archive (strings point into the slot
     /// copy; clone them to keep them past it).
     pub fn view(&self) -> ConnRecord<'_> {

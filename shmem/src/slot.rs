@@ -217,14 +217,11 @@ impl Region {
         let (l, r) = (crate::Endpoint::from(local), crate::Endpoint::from(remote));
         for item in self.records() {
             let Ok(v) = item else { continue };
-            let hit = v.bundle().records.iter().position(|rec| {
-                rec.local.addr == l.addr
-                    && rec.local.v6 == l.v6
-                    && rec.local.port.to_native() == l.port
-                    && rec.remote.addr == r.addr
-                    && rec.remote.v6 == r.v6
-                    && rec.remote.port.to_native() == r.port
-            });
+            let hit = v
+                .bundle()
+                .records
+                .iter()
+                .position(|rec| rec.is_between(&l, &r));
             if let Some(i) = hit {
                 return Some((v, i));
             }

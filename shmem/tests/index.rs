@@ -40,7 +40,8 @@ fn a_checkpointed_connection_is_located_until_its_slot_is_freed() {
         vec![Located {
             region: 1,
             slot: s,
-            index: 0
+            index: 0,
+            epoch: 1,
         }]
     );
     // Another client port, or the same tuple asked of another region's
