@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -103,20 +103,8 @@ struct IdleConnections {
 
 impl IdleConnections {
     fn open(g: &LabGuard, box_n: u8, n: usize) -> IdleConnections {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &g.driver.ns("client"),
-                "python3",
-                "-c",
-                IDLE_HOLDER,
-            ])
-            .args([format!("198.18.0.{}", 10 + box_n), n.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 (install it)");
+        let (address, count) = (format!("198.18.0.{}", 10 + box_n), n.to_string());
+        let mut child = spawn_client_dialogue(g, &["python3", "-c", IDLE_HOLDER, &address, &count]);
         let mut out = BufReader::new(child.stdout.take().expect("stdout"));
         let mut line = String::new();
         out.read_line(&mut line).expect("the holder's first line");

@@ -570,3 +570,185 @@ fn lab_half_a_request_sent_before_the_kill_is_completed_and_answered_by_the_surv
         "no survivor restored box1's connection"
     );
 }
+
+/// A drain is invisible (issue 19, "invisible planned moves"): 150 idle
+/// keep-alive connections to box 1 all ask again right after `lab drain
+/// box1` has returned (their frames still reach box 1, which forwards them
+/// to the adopters) and again 1.5 s later (the address is box 2's by then,
+/// box 1 stopped): every answer byte-exact, no RST, and not one
+/// retransmission by the client — a request lost to a box that stopped
+/// answering before the address moved costs a tail loss probe (the drain
+/// used to stop first and move the address after: every request of the
+/// first round was retransmitted, answered after 218 ms). The adopters' logs say
+/// the connections were handed over, not taken over after a failure.
+#[test]
+fn lab_drain_of_idle_keep_alive_connections_costs_their_next_requests_nothing() {
+    use std::io::{BufRead, Write};
+    const CONNECTIONS: usize = 150;
+    let g = LabGuard::up("btto13", &["--boxes", "3"]);
+    warm_caches(&g, 3, "1K.bin");
+    let rst = RstCapture::start(&g);
+    let count = CONNECTIONS.to_string();
+    let mut child = spawn_client_dialogue(
+        &g,
+        &[
+            "python3",
+            "-c",
+            baton_lab::clients::KEEPALIVE_ROUNDS,
+            "198.18.0.11",
+            &count,
+            "/1K.bin",
+            "2",
+        ],
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    out.read_line(&mut line).expect("READY");
+    assert_eq!(
+        line.trim(),
+        "READY",
+        "the connections were not all answered"
+    );
+    let drained = ok(g.lab(&["drain", "box1"]));
+    let mut rounds = Vec::new();
+    for pause in [Duration::ZERO, Duration::from_millis(1500)] {
+        sleep(pause);
+        writeln!(stdin, "go").expect("the client is gone");
+        line.clear();
+        out.read_line(&mut line).expect("a round's line");
+        rounds.push(line.trim().to_string());
+    }
+    drop(stdin);
+    let status = child.wait().expect("the client");
+    let log1 = fs::read_to_string(g.file("box1.log")).unwrap_or_default();
+    let context = format!(
+        "rounds:\n{}\ndrain: {drained}\nbox1's drain lines:\n{}",
+        rounds.join("\n"),
+        log1.lines()
+            .filter(|l| l.contains("drain"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        status.success(),
+        "an answer was missing or wrong\n{context}"
+    );
+    let sha = g.listed_sha("1K.bin");
+    for round in &rounds {
+        assert!(
+            round.contains(&format!(
+                "ok={CONNECTIONS} of={CONNECTIONS} sha={sha} p50_ms="
+            )),
+            "a round was not answered whole\n{context}"
+        );
+        // A lost request costs a tail loss probe (~200 ms for a lone
+        // segment) or a timeout: either is a retransmission.
+        assert!(
+            round.ends_with(" retrans=0"),
+            "the client retransmitted: a request was lost\n{context}"
+        );
+    }
+    // No RST, and a capture that saw the client's FINs (alive).
+    rst.assert_none();
+    // Handed over by plan, split over both survivors.
+    let adopted: u64 = [2, 3]
+        .iter()
+        .map(|b| {
+            let log = fs::read_to_string(g.file(&format!("box{b}.log"))).unwrap_or_default();
+            let n: u64 = log
+                .lines()
+                .filter(|l| l.contains("adopting connections handed over"))
+                .map(|l| log_field(&strip_ansi(l), "adopted"))
+                .sum();
+            assert!(n > 0, "box {b} adopted nothing\n{context}");
+            n
+        })
+        .sum();
+    assert_eq!(adopted, CONNECTIONS as u64, "{context}");
+    assert!(
+        log1.contains("drained: removed from the view"),
+        "box 1 never stopped forwarding\n{context}"
+    );
+}
+
+/// A migrate whose adopter cannot be asked (box 3's admin port refuses,
+/// `nft` in its namespace): box 1 had already handed the eight connections
+/// off, so it restores them itself from their final checkpoints, and the
+/// downloads go on. Each then has one record in box 1's region, not two
+/// (the final checkpoint's slot is cleared once the restored connection
+/// writes its own): killed afterwards, box 1's connections are each
+/// restored once by the survivors, every download byte-exact, no RST.
+#[test]
+fn lab_a_migrate_nobody_adopts_is_taken_back_and_leaves_one_record_per_connection() {
+    let g = LabGuard::up("btto14", &["--boxes", "3"]);
+    warm_caches(&g, 3, "1M.bin");
+    let rst = RstCapture::start(&g);
+    let downloads: Vec<Download> = (0..20)
+        .map(|i| start_download(&g, i, 1, "1M.bin", "100K"))
+        .collect();
+    ok(g.exec(
+        "box3",
+        &[
+            "nft",
+            "add table inet btto14 { chain input { type filter hook input priority 0; \
+             tcp dport 9090 reject with tcp reset; }; }",
+        ],
+    ));
+    let config = g.file("box1.toml").display().to_string();
+    let mut refused = String::new();
+    when_under_way(
+        &g,
+        &downloads,
+        1,
+        1 << 20,
+        Instant::now(),
+        Duration::from_millis(500),
+        |g| {
+            let out = g.exec(
+                "box2",
+                &[
+                    BATON, "migrate", "--config", &config, "--to", "3", "--count", "8",
+                ],
+            );
+            assert!(
+                !out.status.success(),
+                "the migrate succeeded: {}",
+                text(&out)
+            );
+            refused = text(&out);
+        },
+    );
+    // Box 3's admin API answers again (its metrics are read below).
+    ok(g.exec("box3", &["nft", "delete table inet btto14"]));
+    let log1 = || fs::read_to_string(g.file("box1.log")).unwrap_or_default();
+    assert!(
+        log1().contains("the adopter did not take the connections: restoring them here"),
+        "box 1 did not take its connections back: {refused}"
+    );
+    // Time for the taken-back connections to be re-recorded.
+    sleep(Duration::from_millis(1500));
+    assert!(
+        !log1().contains("not re-recorded in time"),
+        "a taken-back connection kept two records"
+    );
+    let before = metric_sum(&g, &[2, 3], "baton_http_resumed_total");
+    let moved = kill_under_way(&g, &downloads, 1, 1 << 20, Instant::now(), Duration::ZERO);
+    assert_all_identical(&g, downloads, "1M.bin");
+    rst.assert_none_with_fins(10);
+    assert_resumed(&g, &[2, 3], before, moved);
+    // Every connection restored once: no stale second record.
+    let mut seen = std::collections::HashMap::new();
+    for b in [2, 3] {
+        let log = fs::read_to_string(g.file(&format!("box{b}.log"))).unwrap_or_default();
+        for line in log.lines().filter(|l| l.contains("restored a connection")) {
+            let line = strip_ansi(line);
+            if let Some(remote) = line.split_whitespace().find(|w| w.starts_with("remote=")) {
+                *seen.entry(remote.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "restored more than once: {twice:?}");
+    assert!(seen.len() >= 10, "only {} restores logged", seen.len());
+}

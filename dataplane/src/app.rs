@@ -88,6 +88,13 @@ pub trait App: 'static {
         let _ = to;
         self.on_freeze(conn, ctx);
     }
+    /// `conn` is let go at the end of a drain's hand-over (it could not be
+    /// handed to a box by name): write its final checkpoint, which the
+    /// survivors' takeover restores; its frames are no longer this box's.
+    /// The worker drops the TCB right after, silently.
+    fn on_release(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        self.on_freeze(conn, ctx);
+    }
     /// A UDP datagram on `tuple`'s flow (local side ours), for a port of
     /// the worker's UDP range; the payload is lent for the call.
     fn on_datagram(&mut self, tuple: FourTuple, payload: &[u8], ctx: &mut Ctx<'_>) {

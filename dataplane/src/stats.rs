@@ -44,8 +44,12 @@ counters! {
     /// Frames sent as one GSO frame of several TCP segments (offload).
     tx_gso_frames,
     /// Frames the port could hold only part of (GRO/TSO frames above the
-    /// ring's slot size), dropped whole.
+    /// ring's slot size, their copy refused by a full socket queue),
+    /// dropped whole.
     drop_rx_truncated,
+    /// Frames above the ring's slot size (GRO/TSO) received whole through
+    /// the socket's queue (AF_PACKET TPACKET_V2).
+    rx_oversized,
     /// Frames shorter than an Ethernet header.
     drop_eth_truncated,
     /// Frames addressed to another unicast MAC.

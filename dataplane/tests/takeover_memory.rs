@@ -27,6 +27,8 @@ struct Recorder {
     orphans: Vec<TcbExport>,
     /// Forward every unknown connection to this MAC.
     forward: Option<MacAddr>,
+    /// Connections given their final checkpoint (freeze, handoff, release).
+    frozen: Vec<ConnId>,
 }
 
 impl App for Recorder {
@@ -56,6 +58,9 @@ impl App for Recorder {
             Some(i) => UnknownAction::Restore(self.orphans.remove(i), Box::new(7u32)),
             None => UnknownAction::Listener,
         }
+    }
+    fn on_freeze(&mut self, conn: ConnId, _ctx: &mut Ctx<'_>) {
+        self.frozen.push(conn);
     }
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
         for &c in &self.conns {
@@ -228,4 +233,39 @@ fn restored_connections_count_toward_the_per_client_cap_but_are_never_refused() 
     b.worker.poll(now).unwrap();
     assert_eq!(b.worker.counters().drop_tcp_client_limit, 1);
     assert_eq!(b.worker.connections(), 2);
+}
+
+#[test]
+fn a_release_checkpoints_and_drops_every_connection_and_the_worker_goes_on() {
+    // The end of a drain's hand-over: what could not be handed to a box by
+    // name is let go for the survivors' takeover, while the worker keeps
+    // running (it forwards what was handed off before).
+    let mut a = MemNet::new(Recorder::default(), test_config(), Instant::now());
+    let tuple = FourTuple {
+        local: SocketAddr::new(IpAddr::V4(CLIENT), 40700),
+        remote: SocketAddr::new(IpAddr::V4(SERVICE), 80),
+    };
+    let mut client = Tcb::connect(a.now, TcpConfig::default(), tuple, SeqNum(5));
+    a.run(&mut client, 5);
+    assert_eq!(client.state(), State::Established);
+    assert_eq!(a.worker.connections(), 1);
+    let conn = a.worker.app().conns[0];
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let now = a.now;
+    assert!(
+        a.worker.command(Command::Release(tx), now),
+        "a release does not stop the worker"
+    );
+    assert_eq!(rx.try_recv().ok(), Some(1), "one connection released");
+    assert_eq!(
+        a.worker.app().frozen,
+        vec![conn],
+        "its final checkpoint first"
+    );
+    assert_eq!(a.worker.connections(), 0);
+    // Silently: the client heard nothing.
+    assert!(a.step(&mut client).is_empty(), "the release sent a frame");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    assert!(a.worker.command(Command::Stats(tx), now));
+    assert!(rx.try_recv().is_ok(), "the worker still answers");
 }

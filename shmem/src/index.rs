@@ -310,31 +310,51 @@ impl Region {
         }
     }
 
+    /// Every slot of this region holding a record of the TCP connection
+    /// `local` ↔ `remote` (more than one while a connection taken back is
+    /// re-recorded: its old slot and its new one), through the index.
+    pub fn slots_of(&self, local: SocketAddr, remote: SocketAddr) -> Vec<SlotId> {
+        let mut out: Vec<SlotId> = Vec::new();
+        for (v, _) in self.holders(local, remote) {
+            if !out.contains(&v.slot()) {
+                out.push(v.slot());
+            }
+        }
+        out
+    }
+
     /// The slot holding the TCP connection `local` ↔ `remote`, and the
     /// record's index in its bundle, through the index (a few cache lines,
     /// then one validated read per candidate). `None` when no slot of this
     /// region holds it (or it was not indexed: its buckets were full).
     pub fn locate(&self, local: SocketAddr, remote: SocketAddr) -> Option<(ValidSlot, usize)> {
+        self.holders(local, remote).next()
+    }
+
+    /// The slots the index names for the TCP connection `local` ↔
+    /// `remote` whose record really is of it (the index is a hint: each
+    /// candidate is read, validated and compared), each with the record's
+    /// index in its bundle, in probe order.
+    fn holders(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> impl Iterator<Item = (ValidSlot, usize)> + '_ {
         let (l, r) = (Endpoint::from(local), Endpoint::from(remote));
         let key = Key::of(&l, &r);
-        for b in self.probe(key) {
-            for i in 0..BUCKET_ENTRIES {
+        self.probe(key)
+            .flat_map(|b| (0..BUCKET_ENTRIES).map(move |i| (b, i)))
+            .filter_map(move |(b, i)| {
                 let cur = self.bucket_entry(b, i).load(Ordering::Acquire);
                 if cur == 0 || (cur >> 32) as u32 != key.tag() {
-                    continue;
+                    return None;
                 }
-                let slot = (cur as u32).wrapping_sub(1);
-                let Ok(Some(v)) = self.read(SlotId(slot)) else {
-                    continue;
-                };
-                if let Some(at) = v.bundle().records.iter().position(|rec| {
+                let v = self.read(SlotId((cur as u32).wrapping_sub(1))).ok()??;
+                let at = v.bundle().records.iter().position(|rec| {
                     rec.transport == ArchivedTransport::Tcp && rec.is_between(&l, &r)
-                }) {
-                    return Some((v, at));
-                }
-            }
-        }
-        None
+                })?;
+                Some((v, at))
+            })
     }
 }
 

@@ -208,3 +208,31 @@ fn workers_writing_at_once_index_every_connection() {
         }
     }
 }
+
+#[test]
+fn a_connection_recorded_in_two_slots_is_found_in_both_until_one_is_cleared() {
+    // A connection taken back after a refused hand-over: its final
+    // checkpoint's slot and the slot its restored TCB writes.
+    let t = TempSeg::new("index-two-slots");
+    let seg = Segment::open_or_create(
+        t.path(),
+        Layout {
+            regions: 2,
+            slots_per_region: 64,
+        },
+    )
+    .unwrap();
+    let r1 = seg.region(1).unwrap();
+    let mut slots = r1.worker_slots(0, 1).unwrap();
+    let mut w = slots.writer();
+    let (old, new) = (slots.alloc().unwrap(), slots.alloc().unwrap());
+    w.write(old, &[http_record(1, 40_000, "/a", None)]).unwrap();
+    assert_eq!(r1.slots_of(local(1), client(40_000)), vec![old]);
+    w.write(new, &[http_record(1, 40_000, "/a", None)]).unwrap();
+    let mut both = r1.slots_of(local(1), client(40_000));
+    both.sort_by_key(|s| s.0);
+    assert_eq!(both, vec![old, new]);
+    assert!(r1.slots_of(local(1), client(40_001)).is_empty());
+    w.clear(old).unwrap();
+    assert_eq!(r1.slots_of(local(1), client(40_000)), vec![new]);
+}

@@ -149,11 +149,12 @@ impl Control {
     }
 
     /// A committed view no longer holds this incarnation: its survivors
-    /// serve its connections. A box that drained asked for that and is
-    /// already stopped: it stays up, as after a drain without a view.
+    /// serve its connections. A box that drained asked for that: its
+    /// workers forward a little longer, then stop (`super::drain`), and
+    /// the box stays up.
     fn fence_by_view(&self, why: Fence) {
         if self.is_draining() {
-            info!("{why}: this box drained, its workers are stopped already");
+            info!("{why}: this box drained; its workers stop once the heir holds the address");
             return;
         }
         fence::stop_serving(&why.to_string(), &self.dataplane);

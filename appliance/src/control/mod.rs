@@ -14,7 +14,8 @@
 //!   box cut off from the majority;
 //! - `takeover`: the split of a dead box's connections (seed Fig. 6), the
 //!   paced restores and the report of how they went;
-//! - `moves`: drain, migrate and adopt, the planned moves;
+//! - `moves`: migrate and adopt, the planned moves of some connections;
+//! - `drain`: the planned move of all of them, in the order that hides it;
 //! - `watcher`: the thread that ties them to the clock and the segment;
 //! - `Control`: the handle they act with.
 //!
@@ -26,6 +27,7 @@ mod agreed;
 pub(crate) mod balance;
 mod bundle;
 mod detector;
+mod drain;
 mod fence;
 mod handle;
 mod load;

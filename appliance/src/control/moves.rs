@@ -4,15 +4,16 @@
 //! receiving side (adopt).
 //!
 //! The workers freeze and hand off; this module only decides what moves
-//! where and tells the other box through its admin API.
+//! where and tells the other box through its admin API. The drain, which
+//! moves everything and then steps aside, is `super::drain`.
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use baton_dataplane::tcp::FourTuple;
 use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneError;
-use baton_shmem::{BoxState, BoxTableError};
+use baton_shmem::{ArchivedBundle, BoxState, BoxTableError, Region, SlotId};
 use tracing::{info, warn};
 
 use super::bundle::{follows_the_address, movable_tuples};
@@ -62,33 +63,6 @@ pub(crate) enum MoveError {
 }
 
 impl Control {
-    /// A planned move of every connection of this box (drain for
-    /// maintenance): stop accepting, write every connection's exact final
-    /// checkpoint, stop the workers without a word to the clients, and mark
-    /// the box draining so the survivors take over at once, by the same
-    /// path as a failure but with no detection delay and no stale state.
-    pub(crate) fn drain(&self) -> Result<String, MoveError> {
-        let before = self.region.box_info().map(|i| i.connections).unwrap_or(0);
-        self.dataplane.drain(true)?;
-        self.dataplane.freeze()?;
-        // The workers write their final checkpoints before they stop; the
-        // stats command is answered only by a running worker, so wait for
-        // every worker to be gone before telling the survivors.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !self.dataplane.stopped() && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(2));
-        }
-        self.region.set_state(BoxState::Draining);
-        info!(
-            connections = before,
-            "draining: connections frozen and handed to the survivors"
-        );
-        Ok(format!(
-            "box {} draining: {before} connections handed over",
-            self.me
-        ))
-    }
-
     /// A planned move of `count` connections to box `to` (rebalancing):
     /// their final checkpoints are written and their TCBs dropped here
     /// silently, their frames forwarded to `to`, which restores them from
@@ -104,6 +78,31 @@ impl Control {
 
     /// `migrate`'s work: how many connections box `to` adopted.
     pub(crate) fn move_to(&self, to: u16, count: usize) -> Result<usize, MoveError> {
+        let target = self.move_target(to)?;
+        let mut picked = Picked::default();
+        for slot in self.region.records().flatten() {
+            if picked.slots.len() == count {
+                break;
+            }
+            picked.add(slot.slot(), slot.bundle());
+        }
+        match self.hand_over(&target, picked) {
+            Ok(moved) => Ok(moved.len()),
+            Err(e) => {
+                if !e.adopted.is_empty() {
+                    warn!(
+                        to,
+                        adopted = e.adopted.len(),
+                        "migrate: only part of the connections moved"
+                    );
+                }
+                Err(e.err)
+            }
+        }
+    }
+
+    /// Box `to`, if connections may move to it: another member, alive.
+    pub(super) fn move_target(&self, to: u16) -> Result<MoveTarget, MoveError> {
         if to == self.me {
             return Err(MoveError::ToItself);
         }
@@ -116,78 +115,131 @@ impl Control {
             .iter()
             .find(|m| m.id == to)
             .ok_or(MoveError::NotMember(to))?;
-        let mut picked = Vec::new();
-        // The control connections of the FTP sessions picked.
-        let mut ftp = Vec::new();
-        for slot in self.region.records().flatten() {
-            if picked.len() == count {
-                break;
-            }
-            // A bundle moves whole (`super::bundle`): all its members are
-            // handed off, and the adopter restores its slot.
-            if let Some(tuples) = movable_tuples(slot.bundle()) {
-                if follows_the_address(slot.bundle()) {
-                    ftp.extend(tuples.first().copied());
-                }
-                picked.push((slot.slot(), tuples));
-            }
+        Ok(MoveTarget {
+            id: to,
+            mac: MacAddr(info.mac),
+            admin: SocketAddr::new(member.back_addr.ip(), self.admin_port),
+        })
+    }
+
+    /// Hands the `picked` connections to `target`: their final checkpoints
+    /// are written and their TCBs dropped here silently, their frames
+    /// forwarded to it, and it restores them from our region through its
+    /// admin API (`/adopt`, [`ADOPT_BATCH`] slots a request); once it
+    /// answered success (not before), their slots are cleared so that
+    /// nobody restores them twice; what it did not take is restored here.
+    /// Returns the connections it adopted.
+    pub(super) fn hand_over(
+        &self,
+        target: &MoveTarget,
+        picked: Picked,
+    ) -> Result<Vec<FourTuple>, HandOverError> {
+        let to = target.id;
+        if picked.slots.is_empty() {
+            return Ok(Vec::new());
         }
-        if picked.is_empty() {
-            return Ok(0);
-        }
-        let tuples = picked.iter().flat_map(|(_, t)| t.iter().copied()).collect();
-        let moved = self.dataplane.handoff(tuples, MacAddr(info.mac))?;
+        let tuples = picked
+            .slots
+            .iter()
+            .flat_map(|(_, t)| t.iter().copied())
+            .collect();
+        let handed_off = self
+            .dataplane
+            .handoff(tuples, target.mac)
+            .map_err(|e| HandOverError {
+                adopted: Vec::new(),
+                err: e.into(),
+            })?;
+        // Looked up once per connection below: a set, not a list (a drain
+        // hands over thousands).
+        let handed_off: HashSet<FourTuple> = handed_off.into_iter().collect();
         // Only what the workers handed off: a connection that ended
         // meanwhile must not be restored elsewhere.
-        let picked: Vec<_> = picked
+        let slots: Vec<_> = picked
+            .slots
             .into_iter()
-            .filter(|(_, t)| t.iter().any(|t| moved.contains(t)))
+            .filter(|(_, t)| t.iter().any(|t| handed_off.contains(t)))
             .collect();
-        let handed_off = moved;
-        let moved = handed_off.len();
-        let slots: Vec<String> = picked.iter().map(|(s, _)| s.0.to_string()).collect();
-        let admin = SocketAddr::new(member.back_addr.ip(), self.admin_port);
-        let path = format!("/adopt?from={}&slots={}", self.me, slots.join(","));
+        // The slots go in the request's path: a few hundred per request
+        // keep its head under the admin API's limit (8 KiB).
+        let mut adopted = Vec::new();
+        let mut adopted_ftp = Vec::new();
+        let mut failed = None;
+        for chunk in slots.chunks(ADOPT_BATCH) {
+            let answer = self.ask_to_adopt(target, chunk);
+            let tuples = chunk.iter().flat_map(|(_, t)| t.iter().copied());
+            // The records are the connections' only copy until the adopter
+            // has restored them: cleared on its success only. On a refusal
+            // or no answer they stay in our region, where a retried
+            // `/adopt` or a takeover of this box still finds them.
+            match answer {
+                Ok(()) => {
+                    let mut writer = self.region.writer();
+                    for (slot, _) in chunk {
+                        let _ = writer.clear(*slot);
+                    }
+                    adopted.extend(tuples.filter(|t| handed_off.contains(t)));
+                    adopted_ftp.extend(
+                        picked
+                            .ftp
+                            .iter()
+                            .filter(|c| chunk.iter().any(|(_, t)| t.contains(c))),
+                    );
+                }
+                Err(err) => {
+                    let slots: Vec<u32> = chunk.iter().map(|(s, _)| s.0).collect();
+                    self.take_back(to, &slots);
+                    failed.get_or_insert(err);
+                }
+            }
+        }
+        // Only once the adopter holds the sessions: taken back, their next
+        // data connections must stay here.
+        self.route_ftp_clients(&adopted_ftp, &handed_off, target.mac);
+        if !adopted.is_empty() {
+            info!(to, moved = adopted.len(), "connections moved");
+        }
+        match failed {
+            None => Ok(adopted),
+            Some(err) => Err(HandOverError { adopted, err }),
+        }
+    }
+
+    /// Asks `target` to adopt the connections of our `slots` (`/adopt`).
+    fn ask_to_adopt(
+        &self,
+        target: &MoveTarget,
+        slots: &[(SlotId, Vec<FourTuple>)],
+    ) -> Result<(), MoveError> {
+        let to = target.id;
+        let listed: Vec<String> = slots.iter().map(|(s, _)| s.0.to_string()).collect();
+        let path = format!("/adopt?from={}&slots={}", self.me, listed.join(","));
         // Each box has its own admin token: the target's `/adopt` is opened
         // by the token derived from the cluster key for that box alone.
         let token = crate::admin::auth::adopt_token(&self.cluster_key, to);
-        let answer = crate::admin::request(admin, &token, "POST", &path);
-        // The records are the connections' only copy until the adopter has
-        // restored them: cleared on its success only. On a refusal or no
-        // answer they stay in our region, where a retried `/adopt` or a
-        // takeover of this box still finds them.
-        if adopted(&answer) {
-            let mut writer = self.region.writer();
-            for (slot, _) in &picked {
-                let _ = writer.clear(*slot);
-            }
-            // Only once the adopter holds the sessions: taken back, their
-            // next data connections must stay here.
-            self.route_ftp_clients(&ftp, &handed_off, MacAddr(info.mac));
-        } else {
-            let slots: Vec<u32> = picked.iter().map(|(s, _)| s.0).collect();
-            self.take_back(to, &slots);
-        }
-        match answer {
-            Ok((status, _)) if (200..300).contains(&status) => {
-                info!(to, moved, "migrated connections");
-                Ok(moved)
-            }
-            Ok((status, body)) => Err(MoveError::Refused { to, status, body }),
-            Err(source) => Err(MoveError::Unreachable {
-                to,
-                addr: admin,
-                source,
-            }),
-        }
+        let answer = crate::admin::request(target.admin, &token, "POST", &path);
+        adoption(to, target.admin, answer)
     }
 
     /// The adopter `to` did not take the connections of `slots`, which our
     /// workers already handed off (their frames forwarded to `to`, which
     /// may be dead): restore them here from their final checkpoints, still
     /// in our region, as an adopter would. Without this they were lost.
+    ///
+    /// A connection restored here writes its checkpoints to a new slot: its
+    /// final checkpoint's slot is cleared once the new one holds it (up to
+    /// [`RERECORD_LIMIT`]), so that a takeover of this box never finds two
+    /// records of one connection, the older one stale.
     fn take_back(&self, to: u16, slots: &[u32]) {
         let orphans = orphans_in_slots(&self.segment, self.me, slots);
+        let firsts: Vec<(SlotId, FourTuple)> = slots
+            .iter()
+            .filter_map(|&s| {
+                let valid = self.region.read(SlotId(s)).ok().flatten()?;
+                let first = valid.bundle().records.iter().next()?.view();
+                Some((SlotId(s), crate::record::tuple_of(&first)))
+            })
+            .collect();
         warn!(
             to,
             connections = orphans.len(),
@@ -196,13 +248,21 @@ impl Control {
         self.orphans
             .extend(orphans.iter().cloned().map(Orphan::route_here));
         restore_paced(&self.dataplane, orphans, 1);
+        let stale = clear_once_rerecorded(&self.region, firsts, RERECORD_LIMIT);
+        if stale > 0 {
+            warn!(
+                to,
+                connections = stale,
+                "migrate: connections taken back not re-recorded in time: their final checkpoints stay"
+            );
+        }
     }
 
     /// A moved FTP session's next data connection is a new 4-tuple (the
     /// client → our address, a passive port): routes by client address
     /// forward it to the adopter, whose restored session waits for it
     /// there, until the session's idle limit (docs/FTP.md, "Takeover").
-    fn route_ftp_clients(&self, controls: &[FourTuple], moved: &[FourTuple], to: MacAddr) {
+    fn route_ftp_clients(&self, controls: &[FourTuple], moved: &HashSet<FourTuple>, to: MacAddr) {
         let Some((ports, ttl)) = self.ftp_passive.clone() else {
             return;
         };
@@ -240,9 +300,101 @@ impl Control {
     }
 }
 
-/// Whether the adopter's answer says it restored the connections (a 2xx).
-fn adopted(answer: &Result<(u16, String), AdminError>) -> bool {
-    matches!(answer, Ok((status, _)) if (200..300).contains(status))
+/// Slots named in one `/adopt` request: up to 7 characters each ("299999,")
+/// keep the request head well under the admin API's 8 KiB.
+const ADOPT_BATCH: usize = 500;
+
+/// A hand-over that did not (wholly) happen.
+#[derive(Debug)]
+pub(super) struct HandOverError {
+    /// The connections the target adopted before the failure.
+    pub(super) adopted: Vec<FourTuple>,
+    /// Why the rest did not move.
+    pub(super) err: MoveError,
+}
+
+/// A box connections may move to.
+pub(super) struct MoveTarget {
+    /// Its member id.
+    pub(super) id: u16,
+    /// Its MAC, where the handed-off connections' frames are forwarded.
+    mac: MacAddr,
+    /// Its admin API (`/adopt`).
+    admin: SocketAddr,
+}
+
+/// The connections picked for a move, by slot: a bundle moves whole.
+#[derive(Default)]
+pub(super) struct Picked {
+    /// Each slot, with its bundle's TCP connections.
+    slots: Vec<(SlotId, Vec<FourTuple>)>,
+    /// The control connections of the FTP sessions picked.
+    ftp: Vec<FourTuple>,
+}
+
+impl Picked {
+    /// Picks the bundle in `slot` if it can move (`super::bundle`).
+    pub(super) fn add(&mut self, slot: SlotId, bundle: &ArchivedBundle<'_>) {
+        let Some(tuples) = movable_tuples(bundle) else {
+            return;
+        };
+        if follows_the_address(bundle) {
+            self.ftp.extend(tuples.first().copied());
+        }
+        self.slots.push((slot, tuples));
+    }
+
+    /// The first connection of each bundle picked.
+    pub(super) fn firsts(&self) -> impl Iterator<Item = FourTuple> + '_ {
+        self.slots.iter().filter_map(|(_, t)| t.first().copied())
+    }
+}
+
+/// How long a take-back waits for the restored connections' new records.
+const RERECORD_LIMIT: Duration = Duration::from_secs(1);
+
+/// Clears each of `old` slots once its connection is recorded in another
+/// slot of `region` too, polling until `limit`; returns how many were not.
+fn clear_once_rerecorded(region: &Region, old: Vec<(SlotId, FourTuple)>, limit: Duration) -> usize {
+    let mut writer = region.writer();
+    retain_until(old, limit, |(slot, t)| {
+        let rerecorded = region.slots_of(t.local, t.remote).iter().any(|s| s != slot);
+        if rerecorded {
+            let _ = writer.clear(*slot);
+        }
+        !rerecorded
+    })
+}
+
+/// Keeps what `waiting` says is still waiting, every 5 ms until none is or
+/// `limit` passed; returns how many still were.
+pub(super) fn retain_until<T>(
+    mut items: Vec<T>,
+    limit: Duration,
+    mut waiting: impl FnMut(&T) -> bool,
+) -> usize {
+    let deadline = Instant::now() + limit;
+    loop {
+        items.retain(&mut waiting);
+        if items.is_empty() || Instant::now() >= deadline {
+            return items.len();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// What the adopter `to`'s answer at `addr` says: it restored the
+/// connections (a 2xx), refused them, or could not be asked.
+fn adoption(
+    to: u16,
+    addr: SocketAddr,
+    answer: Result<(u16, String), AdminError>,
+) -> Result<(), MoveError> {
+    match answer {
+        Ok((status, _)) if (200..300).contains(&status) => Ok(()),
+        Ok((status, body)) => Err(MoveError::Refused { to, status, body }),
+        Err(source) => Err(MoveError::Unreachable { to, addr, source }),
+    }
 }
 
 #[cfg(test)]
@@ -251,16 +403,27 @@ mod tests {
 
     #[test]
     fn slots_are_cleared_only_when_the_adopter_answered_success() {
-        assert!(adopted(&Ok((200, "box 2 adopted 3".into()))));
-        assert!(!adopted(&Ok((401, "bad token".into()))));
-        assert!(!adopted(&Ok((500, "error".into()))));
-        let unreachable = crate::admin::request(
-            "127.0.0.1:1".parse().unwrap(),
-            "token",
-            "POST",
-            "/adopt?from=1&slots=0",
-        );
-        assert!(unreachable.is_err());
-        assert!(!adopted(&unreachable));
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(adoption(2, addr, Ok((200, "box 2 adopted 3".into()))).is_ok());
+        assert!(matches!(
+            adoption(2, addr, Ok((401, "bad token".into()))),
+            Err(MoveError::Refused { status: 401, .. })
+        ));
+        assert!(adoption(2, addr, Ok((500, "error".into()))).is_err());
+        let unreachable = crate::admin::request(addr, "token", "POST", "/adopt?from=1&slots=0");
+        assert!(matches!(
+            adoption(2, addr, unreachable),
+            Err(MoveError::Unreachable { to: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn an_adopt_request_for_a_whole_batch_of_the_largest_slots_fits_the_admin_head_limit() {
+        let slots: Vec<String> = (0..ADOPT_BATCH)
+            .map(|i| (299_999 - i).to_string())
+            .collect();
+        let path = format!("/adopt?from=65535&slots={}", slots.join(","));
+        let head = format!("POST {path} HTTP/1.1\r\nHost: 198.19.0.255:65535\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\n\r\n", "x".repeat(128));
+        assert!(head.len() < 8 * 1024, "{} bytes", head.len());
     }
 }

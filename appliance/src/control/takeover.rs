@@ -349,18 +349,16 @@ pub fn routes_to_holders_among(
     routes
 }
 
-/// Hands restored connections to the workers in small batches: each
-/// restore sends a probe at once, and every answer comes back through
-/// one box, the one that inherited the dead box's address (it forwards
-/// the others' share). Its receive ring holds 512 frames; at 256
-/// probes per 2 ms from each of two survivors (the earlier pace) the
-/// answers alone filled it every 2 ms, and a few ms of CPU starvation
-/// lost thousands of them (measured: 22,850 ring drops in the first
-/// second of a 10,000-connection takeover, restore-to-ready p50
-/// 500 ms as probes were retried). So all survivors together send
-/// [`RESTORE_BATCH`] probes per [`RESTORE_TICK`]: 10,000 connections in
-/// ~320 ms, whatever the number of survivors, and the inheritor's ring
-/// keeps slack for answers.
+/// Hands restored connections to the workers in batches: each restore
+/// sends a probe at once, and every answer comes back through the box that
+/// inherited the dead box's address (it forwards the others' share). With
+/// a 512-frame ring, 256 probes per 2 ms from each of two survivors lost
+/// thousands of answers (22,850 ring drops in the first second of a
+/// 10,000-connection takeover). So all survivors together send
+/// [`RESTORE_BATCH`] per [`RESTORE_TICK`]: 10,000 in ~320 ms. With the
+/// 8,192-frame ring the inheritor then dropped nothing; 512 per 2 ms
+/// dropped 31,755: its CPU, not its ring, is the limit (BENCHMARKS.md,
+/// "Issue 19: the receive ring").
 pub(crate) fn restore_paced(dataplane: &DataplaneHandle, orphans: Vec<Orphan>, survivors: usize) {
     let batch = (RESTORE_BATCH / survivors.max(1)).max(1);
     for (i, orphan) in orphans.into_iter().enumerate() {

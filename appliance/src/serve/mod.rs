@@ -339,6 +339,24 @@ impl Transport for CtxTransport<'_, '_> {
     }
 }
 
+impl CacheApp {
+    /// `conn` leaves this box (handed off or released): its exact final
+    /// checkpoint is written and every part of the app forgets it.
+    fn let_go(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        self.on_freeze(conn, ctx);
+        if let Some(c) = self.checkpoints.as_mut() {
+            c.forget(conn);
+        }
+        if let Some(f) = self.ftp.as_mut() {
+            f.forget(conn);
+        }
+        if let Some(r) = self.rtsp.as_mut() {
+            r.forget(conn);
+        }
+        self.http.on_handed_off(conn);
+    }
+}
+
 impl App for CacheApp {
     fn on_accept(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         if let Some(p) = self.test_panic.as_mut() {
@@ -513,22 +531,18 @@ impl App for CacheApp {
         to: baton_dataplane::wire::ethernet::MacAddr,
         ctx: &mut Ctx<'_>,
     ) {
-        self.on_freeze(conn, ctx);
-        if let Some(c) = self.checkpoints.as_mut() {
-            c.forget(conn);
-        }
         if let Some(tuple) = ctx.tuple(conn) {
             // The client still sends to our address: its frames go on to
             // the adopting box.
             self.orphans.extend([(tuple, OrphanRoute::Elsewhere(to))]);
         }
-        if let Some(f) = self.ftp.as_mut() {
-            f.forget(conn);
-        }
-        if let Some(r) = self.rtsp.as_mut() {
-            r.forget(conn);
-        }
-        self.http.on_handed_off(conn);
+        self.let_go(conn, ctx);
+    }
+
+    fn on_release(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
+        // No route: its frames meet the stray lookup, which finds our own
+        // record and holds them until the survivors' takeover has it.
+        self.let_go(conn, ctx);
     }
 
     fn on_unknown_segment(&mut self, tuple: FourTuple, _rst: bool) -> UnknownAction {

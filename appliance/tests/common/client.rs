@@ -39,6 +39,19 @@ pub fn spawn_client(g: &LabGuard, cmd: &[&str]) -> Child {
         .expect("client")
 }
 
+/// Starts `cmd` in the client namespace for a dialogue: its stdin and
+/// stdout piped (the test writes to it and reads its lines), its stderr
+/// the test's own.
+pub fn spawn_client_dialogue(g: &LabGuard, cmd: &[&str]) -> Child {
+    require_tool(tool_of(cmd));
+    g.driver
+        .exec_cmd("client", cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("client")
+}
+
 /// ffprobe's duration of the media file at `path`, in milliseconds.
 pub fn media_duration_ms(g: &LabGuard, path: &str) -> u64 {
     let out = ok(run_client(

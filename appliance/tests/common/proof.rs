@@ -214,23 +214,10 @@ pub fn takeover_field(g: &LabGuard, boxes: &[usize], key: &str) -> u64 {
         .sum()
 }
 
-/// `line` without its terminal colour codes (ESC [ … m).
-pub fn strip_ansi(line: &str) -> String {
-    let mut plain = String::with_capacity(line.len());
-    let mut in_escape = false;
-    for c in line.chars() {
-        match (in_escape, c) {
-            (false, '\u{1b}') => in_escape = true,
-            (false, c) => plain.push(c),
-            (true, 'm') => in_escape = false,
-            (true, _) => {}
-        }
-    }
-    plain
-}
+pub use baton_lab::logs::strip_ansi;
 
 /// The number after `key=` in a log line, its colour codes dropped.
-fn log_field(line: &str, key: &str) -> u64 {
+pub fn log_field(line: &str, key: &str) -> u64 {
     strip_ansi(line)
         .split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))

@@ -22,9 +22,16 @@ pub struct BenchArgs {
     /// Suites to run: concurrency, throughput, checkpoint, failover,
     /// https, ipv6, ftp, rtsp, criterion, backends, or all (repeatable); and vm
     /// (process and VM boxes' failover; not in all: needs scripts/image) and
-    /// stall12 (issue 19's goal case, 12 downloads at 4 MB/s; not in all).
+    /// stall12 (issue 19's goal case, 12 downloads at 4 MB/s; not in all) and
+    /// drain and idlekill (5,000 idle keep-alive connections asking across
+    /// a drain, 15,000 across a kill; not in all).
     #[arg(long, default_value = "all")]
     pub suite: Vec<String>,
+    /// Suites drain and idlekill: each round's requests go out evenly over this many
+    /// milliseconds (0: all at once, a burst the box's receive ring must
+    /// hold).
+    #[arg(long, default_value_t = 500)]
+    pub drain_spread_ms: u64,
     /// Results folder (default results/<unix time>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -190,6 +197,12 @@ impl Bench {
         }
         if wants("stall12") {
             self.stall12()?;
+        }
+        if wants("drain") {
+            self.drain_suite()?;
+        }
+        if wants("idlekill") {
+            self.idle_kill_suite()?;
         }
         if wants("https") {
             self.https()?;

@@ -1,5 +1,5 @@
 //! The benchmark suites of `baton-bench`, one module each: [`concurrency`],
-//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`ftp`], [`rtsp`], [`criterion`],
+//! [`throughput`], [`checkpoint`], [`failover`], [`https`], [`ipv6`], [`ftp`], [`rtsp`], [`criterion`], [`keepalive`], [`stall`],
 //! [`backends`] (which brings up a lab of its own per backend), [`placement`]
 //! (a lab per takeover assignment policy, not in `all`) and [`vm`]
 //! (a lab of process boxes, then one of VM boxes; not in `all`: it needs
@@ -26,6 +26,7 @@ pub mod failover;
 pub mod ftp;
 pub mod https;
 pub mod ipv6;
+pub mod keepalive;
 pub mod nginx;
 pub mod pin;
 pub mod placement;
@@ -101,6 +102,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "placement",
             "vm",
             "stall12",
+            "drain",
+            "idlekill",
         ]
         .contains(&s.as_str())
         {
@@ -133,6 +136,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "ftp",
         "rtsp",
         "stall12",
+        "drain",
+        "idlekill",
     ]
     .iter()
     .any(|s| wants(s));

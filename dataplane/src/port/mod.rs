@@ -240,6 +240,12 @@ pub trait Port: Send {
         0
     }
 
+    /// Frames too large for the receive ring's slot that the port still
+    /// received whole (a running total, reported as `rx_oversized`).
+    fn rx_oversized(&self) -> u64 {
+        0
+    }
+
     /// Frames the kernel or the device dropped because the receive ring
     /// was full (a running total): the sign that the worker fell behind,
     /// e.g. when thousands of restored connections answer their probes at

@@ -190,6 +190,23 @@ impl DataplaneHandle {
         Ok(moved)
     }
 
+    /// Lets every connection the workers still hold go ([`Command::Release`]):
+    /// final checkpoints written, TCBs dropped silently, the workers still
+    /// running (they forward what was handed off). Returns how many.
+    pub fn release(&self) -> Result<usize, DataplaneError> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for i in 0..self.workers.len() {
+            self.send(i, Command::Release(tx.clone()))?;
+        }
+        let mut released = 0;
+        for _ in 0..self.workers.len() {
+            released += rx.recv_timeout(Duration::from_secs(5)).map_err(|_| {
+                DataplaneError::Options("a worker did not answer the release".into())
+            })?;
+        }
+        Ok(released)
+    }
+
     /// Freezes every worker for a planned move: each connection's final
     /// checkpoint is written ([`App::on_freeze`](crate::app::App::on_freeze)), then the workers stop
     /// without sending anything more. Their threads end; `join` reaps them.

@@ -225,7 +225,13 @@ impl Default for TcpConfig {
             time_wait: Duration::from_secs(60),
             zero_window_probe_max: 15,
             invalid_ratelimit: Duration::from_millis(500),
-            restore_probe_retries: 9,
+            // 12: ~26 s (up to ~38 s with the spread) before a restored
+            // connection nobody answers is reset. 9 (~3.3 s) reset live
+            // clients whose answers an overloaded inheritor dropped for
+            // seconds (HTTPS takeover of 10,000: 4-13 resets; BENCHMARKS.md
+            // Open findings); Linux itself retransmits for ~15 min before
+            // it resets, and a client that is gone costs only a TCB.
+            restore_probe_retries: 12,
             // The client answers a probe in ~1-2 ms on a LAN (measured: 1.6 ms,
             // ARCHITECTURE.md). 50 ms leaves room for a survivor busy restoring
             // thousands of connections and for one lost probe within the 200 ms

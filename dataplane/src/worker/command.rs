@@ -69,6 +69,13 @@ pub enum Command {
         /// Gets the connections actually handed off (the others had ended).
         done: Sender<Vec<FourTuple>>,
     },
+    /// The end of a drain's hand-over: every connection the worker still
+    /// holds gets [`crate::app::App::on_release`] (its final checkpoint, for
+    /// the survivors' takeover), then its TCB is dropped without a word to
+    /// the client; unlike [`Command::Freeze`] the worker goes on, forwarding
+    /// the frames of the connections handed off before. The number
+    /// released is sent back.
+    Release(Sender<usize>),
     /// Stop the worker.
     Shutdown,
 }
@@ -89,6 +96,7 @@ impl std::fmt::Debug for Command {
             Command::Drain(on) => write!(f, "Drain({on})"),
             Command::Freeze => write!(f, "Freeze"),
             Command::Handoff { tuples, to, .. } => write!(f, "Handoff({} to {to})", tuples.len()),
+            Command::Release(_) => write!(f, "Release"),
             Command::Stats(_) => write!(f, "Stats"),
             Command::Shutdown => write!(f, "Shutdown"),
         }

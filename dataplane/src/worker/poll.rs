@@ -124,6 +124,7 @@ impl<P: Port, A: App> Worker<P, A> {
         counters.tcp_budget_send_limited = budget.send_limited;
         counters.tcp_budget_window_limited = budget.window_limited;
         counters.drop_rx_truncated = self.port.rx_truncated();
+        counters.rx_oversized = self.port.rx_oversized();
         WorkerStats {
             worker: self.core.cfg.id,
             counters,
@@ -261,15 +262,22 @@ impl<P: Port, A: App> Worker<P, A> {
                     let mut ctx = app_ctx!(core, now);
                     self.app.on_handoff(id, to, &mut ctx);
                     // Silently: the adopting box continues the connection.
-                    if let Some(c) = core.flows.remove(id) {
-                        if c.half_open {
-                            core.half_open = core.half_open.saturating_sub(1);
-                        }
-                    }
-                    core.timers.cancel(id.index());
+                    core.drop_silently(id);
                     moved.push(tuple);
                 }
                 let _ = done.send(moved);
+            }
+            Command::Release(done) => {
+                let mut ctx = app_ctx!(core, now);
+                let ids = ctx.flows.ids();
+                for &id in &ids {
+                    self.app.on_release(id, &mut ctx);
+                }
+                // Silently: the survivors' takeover continues them.
+                for &id in &ids {
+                    core.drop_silently(id);
+                }
+                let _ = done.send(ids.len());
             }
             Command::Shutdown => return false,
         }

@@ -120,6 +120,18 @@ impl Core {
         self.unready_since.insert(id, now);
     }
 
+    /// Drops connection `id` without a word to its client (handed off or
+    /// released: another box continues it).
+    pub(super) fn drop_silently(&mut self, id: ConnId) {
+        if let Some(c) = self.flows.remove(id) {
+            if c.half_open {
+                self.half_open = self.half_open.saturating_sub(1);
+            }
+        }
+        self.timers.cancel(id.index());
+        self.unready_since.remove(&id);
+    }
+
     pub(super) fn touch(&mut self, id: ConnId) {
         if let Some(c) = self.flows.get_mut(id) {
             if !c.touched {

@@ -25,9 +25,20 @@ pub(super) const VIRTIO_NET_HDR_GSO_TCPV6: u8 = 4;
 pub(super) const TPACKET_V2: libc::c_int = 1;
 pub(super) const TPACKET_V3: libc::c_int = 2;
 /// Default bytes of one TPACKET_V2 slot: its header (`tpacket2_hdr` and
-/// `sockaddr_ll`, aligned) plus the largest merged frame GRO or TSO
-/// produces (64 KiB), a multiple of 16 (`TPACKET_ALIGNMENT`).
-pub(super) const V2_DEFAULT_SLOT: u32 = 65_536 + 256;
+/// `sockaddr_ll`, aligned, ~80 bytes) plus an MTU-sized frame (1,518 with
+/// a VLAN tag), a multiple of 16 (`TPACKET_ALIGNMENT`). Larger frames (GRO,
+/// TSO) come whole through the socket's queue (`PACKET_COPY_THRESH`).
+pub(super) const V2_DEFAULT_SLOT: u32 = 2_048;
+/// Default slots of a TPACKET_V2 ring: 16 MiB of 2 KiB slots.
+pub(super) const V2_DEFAULT_SLOTS: u32 = 8_192;
+/// The socket's receive buffer for the frames too large for a slot: a
+/// merged frame of up to 64 KiB is charged its truesize (more than its
+/// length), so 8 MiB holds dozens of them in a burst.
+pub(super) const OVERSIZE_QUEUE_BYTES: libc::c_int = 8 << 20;
+/// The largest frame read from the socket's queue: four times a 64 KiB GSO
+/// frame and its headers. A larger one (BIG TCP can merge more) is
+/// dropped and counted as truncated.
+pub(super) const OVERSIZE_FRAME_MAX: usize = 256 << 10;
 // Offsets in `struct tpacket2_hdr`.
 pub(super) const H2_STATUS: usize = 0;
 pub(super) const H2_LEN: usize = 4;

@@ -1,6 +1,6 @@
 //! The settings of an AF_PACKET port and its ring layout.
 
-use super::abi::V2_DEFAULT_SLOT;
+use super::abi::{V2_DEFAULT_SLOT, V2_DEFAULT_SLOTS};
 use crate::wire::ethernet::MacAddr;
 
 /// Which TPACKET ring layout receives frames (see the module doc).
@@ -25,7 +25,9 @@ pub struct AfPacketConfig {
     /// V3: RX ring blocks.
     pub block_count: u32,
     /// V2: bytes per slot (header included); a frame longer than a slot
-    /// minus ~80 bytes of header is dropped (`drop_rx_truncated`).
+    /// minus ~80 bytes of header is read whole from the socket's queue
+    /// instead (`rx_oversized`), or dropped and counted
+    /// (`drop_rx_truncated`) when that queue is full.
     pub slot_size: u32,
     /// V2: slots in the ring (rounded up to whole blocks).
     pub slots: u32,
@@ -45,17 +47,17 @@ pub struct AfPacketConfig {
 }
 
 impl AfPacketConfig {
-    /// Defaults for `interface`: a TPACKET_V2 ring of 512 slots of 64 KiB
-    /// (~34 MiB, so GRO/TSO frames fit; only the pages a frame touches are
-    /// hot), or as V3 32 blocks of 256 KiB with a 1 ms block timeout; TX
-    /// offload on.
+    /// Defaults for `interface`: a TPACKET_V2 ring of 8,192 slots of 2 KiB
+    /// (16 MiB: a burst of thousands of small frames fits; GRO/TSO frames
+    /// come through the socket's queue), or as V3 32 blocks of 256 KiB with
+    /// a 1 ms block timeout; TX offload on.
     pub fn new(interface: &str) -> Self {
         AfPacketConfig {
             interface: interface.to_string(),
             block_size: 1 << 18,
             block_count: 32,
             slot_size: V2_DEFAULT_SLOT,
-            slots: 512,
+            slots: V2_DEFAULT_SLOTS,
             block_timeout_ms: 1,
             mac_override: None,
             ring: RxRing::V2,

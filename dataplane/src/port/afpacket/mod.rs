@@ -24,10 +24,17 @@
 //!
 //! V3 stays available for loads of many slow clients, where its batching
 //! saves wake-ups. GRO on a NIC, or TSO on a veth peer, hands packet
-//! sockets merged frames of up to 64 KiB: V2 slots are 64 KiB by default
-//! so they fit (only the pages a frame touches are used), and a V3 block
-//! (256 KiB) holds them too. A frame that still does not fit (a smaller
-//! `slot_size`) is dropped whole and counted (`drop_rx_truncated`). Frames are lent to the worker straight from the ring,
+//! sockets merged frames of up to 64 KiB. A V3 block (256 KiB) holds them.
+//! V2 slots are 2 KiB, an MTU-sized frame each, 8,192 of them (16 MiB):
+//! a burst of thousands of small frames — the probe answers of a mass
+//! takeover, a crowd of keep-alive requests — fits, where the former 512
+//! slots of 64 KiB (32 MiB) overflowed, and the ring is made of 32 KiB
+//! blocks, not the 2 MiB ones whose allocation stalled the machine while a
+//! box started (BENCHMARKS.md, Open findings). A merged frame goes whole to
+//! the socket's own queue (`PACKET_COPY_THRESH`; its slot is marked
+//! `TP_STATUS_COPY`) and is read from there with one `recv` (`rx_oversized`);
+//! only when that queue is full is it dropped whole and counted
+//! (`drop_rx_truncated`). Frames are lent to the worker straight from the ring,
 //! and a block or slot is given back to the kernel as soon as it has been
 //! handled.
 //!

@@ -4,7 +4,7 @@
 
 use super::abi::{
     setsockopt, IfreqHwaddr, PacketMreq, SockFprog, FANOUT_FLAG_IGNORE_OUTGOING,
-    PACKET_ADD_MEMBERSHIP, PACKET_MR_ALLMULTI, TPACKET_V2, TPACKET_V3, V2_DEFAULT_SLOT,
+    OVERSIZE_QUEUE_BYTES, PACKET_ADD_MEMBERSHIP, PACKET_MR_ALLMULTI, TPACKET_V2, TPACKET_V3,
 };
 use super::config::{AfPacketConfig, RxRing};
 use super::port::AfPacketPort;
@@ -135,6 +135,8 @@ impl AfPacketPort {
             tx_fd: None,
             vnet: Vec::new(),
             rx_truncated: 0,
+            rx_oversized: 0,
+            oversize_buf: Vec::new(),
             ring_drops: std::cell::Cell::new(0),
             msgs: Vec::new(),
         };
@@ -268,19 +270,46 @@ impl AfPacketPort {
                 }
             };
         }
-        if cfg.ring == RxRing::V2
-            && cfg.slot_size < V2_DEFAULT_SLOT
-            && gro_enabled(s, &cfg.interface) == Some(true)
-        {
-            tracing::warn!(
-                interface = %cfg.interface,
-                "GRO is on: merged frames above the TPACKET_V2 slot size are dropped \
-                 (drop_rx_truncated); run `ethtool -K {} gro off lro off`, or use the default \
-                 slot size or the V3 ring",
-                cfg.interface
-            );
+        if cfg.ring == RxRing::V2 {
+            enable_oversize_queue(s);
         }
         Ok(port)
+    }
+}
+
+/// TPACKET_V2: a frame longer than a slot also goes, whole, to the
+/// socket's own receive queue (packet(7) `PACKET_COPY_THRESH`; its slot is
+/// marked `TP_STATUS_COPY`), with a receive buffer that holds a burst of
+/// them (`SO_RCVBUFFORCE` past `rmem_max` with CAP_NET_ADMIN, else as much
+/// as `SO_RCVBUF` gets). Best effort: without it such frames are dropped
+/// and counted, as before.
+fn enable_oversize_queue(s: RawFd) {
+    if let Err(e) = setsockopt(
+        s,
+        libc::SOL_PACKET,
+        libc::PACKET_COPY_THRESH,
+        &1 as &libc::c_int,
+        "PACKET_COPY_THRESH",
+    ) {
+        tracing::warn!("frames above the ring's slot size will be dropped: {e}");
+        return;
+    }
+    if setsockopt(
+        s,
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        &OVERSIZE_QUEUE_BYTES,
+        "SO_RCVBUFFORCE",
+    )
+    .is_err()
+    {
+        let _ = setsockopt(
+            s,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &OVERSIZE_QUEUE_BYTES,
+            "SO_RCVBUF",
+        );
     }
 }
 
@@ -332,38 +361,6 @@ pub(super) fn open_vnet_tx(ifindex: i32) -> Result<OwnedFd, PortError> {
     Ok(fd)
 }
 
-/// Whether generic receive offload is on for `interface` (`ETHTOOL_GGRO`);
-/// `None` if the driver does not say.
-pub(super) fn gro_enabled(fd: RawFd, interface: &str) -> Option<bool> {
-    const ETHTOOL_GGRO: u32 = 0x2b;
-    #[repr(C)]
-    struct EthtoolValue {
-        cmd: u32,
-        data: u32,
-    }
-    #[repr(C)]
-    struct IfreqData {
-        name: [u8; libc::IFNAMSIZ],
-        data: *mut EthtoolValue,
-        _pad: [u8; 16],
-    }
-    let mut v = EthtoolValue {
-        cmd: ETHTOOL_GGRO,
-        data: 0,
-    };
-    let mut req = IfreqData {
-        name: [0; libc::IFNAMSIZ],
-        data: &mut v,
-        _pad: [0; 16],
-    };
-    let n = interface.len().min(libc::IFNAMSIZ - 1);
-    req.name[..n].copy_from_slice(&interface.as_bytes()[..n]);
-    // SAFETY: `req` has the layout of `struct ifreq` with `ifr_data`
-    // pointing at a live `ethtool_value`.
-    let r = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req as *mut IfreqData) };
-    (r == 0).then_some(v.data != 0)
-}
-
 pub(super) fn hw_addr(fd: RawFd, interface: &str) -> Result<MacAddr, PortError> {
     let mut req = IfreqHwaddr {
         name: [0; libc::IFNAMSIZ],
@@ -381,21 +378,4 @@ pub(super) fn hw_addr(fd: RawFd, interface: &str) -> Result<MacAddr, PortError> 
     let mut m = [0u8; 6];
     m.copy_from_slice(&req.data[..6]);
     Ok(MacAddr(m))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gro_state_of_a_missing_interface_is_unknown() {
-        // SAFETY: a plain UDP socket, closed below.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
-        assert!(fd >= 0);
-        assert_eq!(gro_enabled(fd, "bt-no-such-if"), None);
-        // Loopback answers (GRO on or off, but an answer).
-        assert!(gro_enabled(fd, "lo").is_some());
-        // SAFETY: closing the socket opened above.
-        unsafe { libc::close(fd) };
-    }
 }

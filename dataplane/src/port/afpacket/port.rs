@@ -4,8 +4,8 @@
 
 use super::abi::{
     vnet_header, BD_BLOCK_STATUS, BD_NUM_PKTS, BD_OFFSET_TO_FIRST, H2_LEN, H2_MAC, H2_SNAPLEN,
-    H2_STATUS, H3_LEN, H3_MAC, H3_NEXT_OFFSET, H3_SNAPLEN, H3_STATUS, PACKET_STATISTICS,
-    VNET_HDR_LEN,
+    H2_STATUS, H3_LEN, H3_MAC, H3_NEXT_OFFSET, H3_SNAPLEN, H3_STATUS, OVERSIZE_FRAME_MAX,
+    PACKET_STATISTICS, VNET_HDR_LEN,
 };
 use super::config::RxRing;
 use crate::port::{Port, PortError, RxMeta, TxBatch};
@@ -38,6 +38,10 @@ pub struct AfPacketPort {
     pub(super) iovs: Vec<libc::iovec>,
     /// Frames dropped because the ring held only part of them.
     pub(super) rx_truncated: u64,
+    /// V2: frames too large for a slot, read whole from the socket's queue.
+    pub(super) rx_oversized: u64,
+    /// Where such a frame is read to (allocated at the first one).
+    pub(super) oversize_buf: Vec<u8>,
     /// Frames the kernel dropped because the ring was full, summed over
     /// reads of `PACKET_STATISTICS` (each read resets the kernel's count).
     pub(super) ring_drops: std::cell::Cell<u64>,
@@ -97,19 +101,30 @@ impl AfPacketPort {
             // SAFETY: the header lies at the start of the slot.
             let mac_off =
                 usize::from(unsafe { std::ptr::read_volatile(slot.add(H2_MAC).cast::<u16>()) });
+            let meta = RxMeta {
+                checksum_trusted: status
+                    & (libc::TP_STATUS_CSUMNOTREADY | libc::TP_STATUS_CSUM_VALID)
+                    != 0,
+            };
             if len > snaplen {
-                // A GRO/TSO frame larger than a slot: its cut-off bytes are
-                // gone, so drop it whole (see the module doc).
-                self.rx_truncated += 1;
+                // A GRO/TSO frame larger than a slot: whole in the socket's
+                // queue when the slot says so, else its cut-off bytes are
+                // gone and it is dropped whole (see the module doc).
+                let whole = (status & libc::TP_STATUS_COPY != 0)
+                    .then(|| self.recv_oversized(len))
+                    .flatten();
+                match whole {
+                    Some(got) => {
+                        self.rx_oversized += 1;
+                        f(&self.oversize_buf[..got], meta);
+                        n += 1;
+                    }
+                    None => self.rx_truncated += 1,
+                }
             } else if mac_off.saturating_add(snaplen) <= self.slot_size {
                 // SAFETY: inside a slot the kernel handed to us and will not
                 // touch until we write its status back.
                 let frame = unsafe { std::slice::from_raw_parts(slot.add(mac_off), snaplen) };
-                let meta = RxMeta {
-                    checksum_trusted: status
-                        & (libc::TP_STATUS_CSUMNOTREADY | libc::TP_STATUS_CSUM_VALID)
-                        != 0,
-                };
                 f(frame, meta);
                 n += 1;
             }
@@ -121,6 +136,27 @@ impl AfPacketPort {
             self.slot = (self.slot + 1) % self.slots.max(1);
         }
         n
+    }
+
+    /// The next frame of the socket's queue, whose slot said it is `len`
+    /// bytes (`TP_STATUS_COPY`: the kernel queued each such frame in ring
+    /// order), into `oversize_buf`; its length, or `None` if it is not
+    /// there or not that frame.
+    fn recv_oversized(&mut self, len: usize) -> Option<usize> {
+        if self.oversize_buf.is_empty() {
+            self.oversize_buf = vec![0; OVERSIZE_FRAME_MAX];
+        }
+        // SAFETY: receiving into a buffer we own, of the length passed.
+        let got = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.oversize_buf.as_mut_ptr().cast(),
+                self.oversize_buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        };
+        // MSG_TRUNC: the frame's real length, even past the buffer.
+        (got >= 0 && got as usize == len && len <= self.oversize_buf.len()).then_some(len)
     }
 
     fn release_block(&mut self) {
@@ -315,6 +351,10 @@ impl Port for AfPacketPort {
 
     fn rx_truncated(&self) -> u64 {
         self.rx_truncated
+    }
+
+    fn rx_oversized(&self) -> u64 {
+        self.rx_oversized
     }
 
     fn rx_ring_drops(&self) -> u64 {

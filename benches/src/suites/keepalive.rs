@@ -1,0 +1,246 @@
+//! Suites drain and idlekill: idle keep-alive connections to box1 that
+//! all ask for 1K.bin again, round after round, across a move of box1's
+//! connections — issue 19's "a planned move is invisible" (drain: 5,000
+//! connections, `lab drain box1`) and "15,000 idle keep-alive connections
+//! each asking again right after the kill" (idlekill: 15,000, box1
+//! SIGKILLed). Three rounds per run: before, right after the move (the
+//! drain returned, or the kill was sent) and 1.5 s later; per round the
+//! answers' latency p50/p99/max, how many were answered, and the client's
+//! retransmissions; for a drain, box1's own account of the hand-over from
+//! its log, for a kill the survivors' `takeover done` lines. The client is
+//! the lab's `KEEPALIVE_ROUNDS` (Python on the kernel's TCP); the suites
+//! know nothing of the box beyond its address and its log lines.
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::harness::report::md_table;
+use crate::suites::bench::{progress, Bench};
+use baton_lab::logs::strip_ansi;
+
+/// Connections held (drain, idlekill), and runs per invocation (the tail
+/// moves).
+const N_DRAIN: usize = 5_000;
+const N_KILL: usize = 15_000;
+const RUNS: u32 = 3;
+
+/// How box1's connections move between the first and second round.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// `lab drain box1`.
+    Drain,
+    /// SIGKILL to box1.
+    Kill,
+}
+
+impl Move {
+    fn name(self) -> &'static str {
+        match self {
+            Move::Drain => "drain",
+            Move::Kill => "idlekill",
+        }
+    }
+}
+/// The rounds of each run, in order.
+const ROUNDS: [&str; 3] = ["before", "right after", "+1.5 s"];
+
+impl Bench {
+    pub(crate) fn drain_suite(&mut self) -> Result<()> {
+        self.keepalive_suite(Move::Drain)
+    }
+
+    pub(crate) fn idle_kill_suite(&mut self) -> Result<()> {
+        self.keepalive_suite(Move::Kill)
+    }
+
+    fn keepalive_suite(&mut self, how: Move) -> Result<()> {
+        let n = match (self.args.quick, how) {
+            (true, _) => 500,
+            (false, Move::Drain) => N_DRAIN,
+            (false, Move::Kill) => N_KILL,
+        };
+        // One client process opens them all.
+        self.allow_one_client(n as u64)?;
+        // `--drain-spread-ms`: 500 by default, 10,000 requests a second at
+        // N; all at once, the box's receive ring must hold the burst, and
+        // that, not the drain, is what a round measures.
+        let spread_ms = self.args.drain_spread_ms;
+        let act = match how {
+            Move::Drain => "`lab drain box1`",
+            Move::Kill => "box1's SIGKILL",
+        };
+        progress(format!(
+            "suite {}: {n} idle keep-alive connections to box1 ask (over {spread_ms} ms) before, right after and 1.5 s after {act}",
+            how.name()
+        ));
+        let runs = if self.args.quick { 1 } else { RUNS };
+        let mut rows = Vec::new();
+        let mut jruns = Vec::new();
+        for run in 1..=runs {
+            // A drained box stays up with its workers stopped: start it
+            // afresh, then give the heir time to hand its address back.
+            if run > 1 && how == Move::Drain {
+                self.lab.kill(1)?;
+                self.lab.start(1)?;
+            }
+            for b in 1..=3 {
+                self.lab.ensure_running(b)?;
+            }
+            std::thread::sleep(Duration::from_secs(2));
+            for ip in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
+                self.load("keepalive-warm", &format!("http://{ip}/1K.bin"), &[])?;
+            }
+            let lines = self.rounds_run(n, spread_ms, how)?;
+            let logs: Vec<String> = [1, 2, 3]
+                .iter()
+                .map(|b| {
+                    std::fs::read_to_string(self.lab.state_dir().join(format!("box{b}.log")))
+                        .unwrap_or_default()
+                })
+                .collect();
+            let last = |log: &str, what: &str| {
+                log.lines()
+                    .rev()
+                    .find(|l| l.contains(what))
+                    .map(strip_ansi)
+                    .unwrap_or_default()
+            };
+            let handed = match how {
+                Move::Drain => last(&logs[0], "draining: connections handed over"),
+                Move::Kill => format!(
+                    "{} | {}",
+                    last(&logs[1], "takeover done"),
+                    last(&logs[2], "takeover done")
+                ),
+            };
+            let field = |k: &str| {
+                handed
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            for (round, line) in ROUNDS.iter().zip(&lines) {
+                let f = |k: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(&format!("{k}=")))
+                        .unwrap_or("?")
+                        .to_string()
+                };
+                progress(format!("  run {run} {round}: {line}"));
+                rows.push(vec![
+                    format!("{run}"),
+                    round.to_string(),
+                    format!("{}/{}", f("ok"), f("of")),
+                    f("p50_ms"),
+                    f("p99_ms"),
+                    f("max_ms"),
+                    f("retrans"),
+                    match (*round == "right after", how) {
+                        (false, _) => String::new(),
+                        (true, Move::Drain) => {
+                            format!("{} / {}", field("handed_over_ms"), field("recorded_ms"))
+                        }
+                        (true, Move::Kill) => format!(
+                            "ready p99 {} ms, ring drops {}",
+                            field("ready_p99_ms"),
+                            field("ring_drops")
+                        ),
+                    },
+                ]);
+                if f("ok") != f("of") {
+                    self.note_errors(
+                        how.name(),
+                        "http://198.18.0.11/1K.bin",
+                        1,
+                        &Default::default(),
+                    );
+                }
+            }
+            jruns.push(json!({"run": run, "rounds": lines, "move": handed}));
+        }
+        self.results.insert(how.name().into(), json!(jruns));
+        let (title, goal, account) = match how {
+            Move::Drain => (
+                "Drain",
+                "answers right after the drain p99 ≤ 100 ms",
+                "box1's log: hand-over and adopters' first checkpoints, ms",
+            ),
+            Move::Kill => (
+                "Kill",
+                "0 reset, answers right after the kill p99 ≤ 1 s",
+                "the first survivor's `takeover done` line (the heir's, box2)",
+            ),
+        };
+        self.md.push_str(&format!("## {title} under {n} idle keep-alive connections (issue 19)\n\n{n} connections to box1's address, each answered once; then every connection asks for 1K.bin (the requests spread evenly over {spread_ms} ms), three times: before, right after {act}, and 1.5 s later. Latency of each round's answers (ms), how many were answered, and the client's TCP retransmissions during it (a lost request costs one); {account}. Goal: {goal}.\n\n"));
+        self.md.push_str(&md_table(
+            &[
+                "run",
+                "round",
+                "answered",
+                "p50 ms",
+                "p99 ms",
+                "max ms",
+                "client retransmissions",
+                "the move, from the boxes",
+            ],
+            &rows,
+        ));
+        Ok(())
+    }
+
+    /// One run: the client's three round lines.
+    fn rounds_run(&mut self, n: usize, spread_ms: u64, how: Move) -> Result<Vec<String>> {
+        let mut child = self
+            .lab
+            .exec_cmd(
+                "client",
+                &[
+                    "python3",
+                    "-c",
+                    baton_lab::clients::KEEPALIVE_ROUNDS,
+                    "198.18.0.11",
+                    &n.to_string(),
+                    "/1K.bin",
+                    "3",
+                    &spread_ms.to_string(),
+                ],
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("python3 in the client namespace")?;
+        let mut stdin = child.stdin.take().context("the client's stdin")?;
+        let mut out = BufReader::new(child.stdout.take().context("the client's stdout")?);
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        if line.trim() != "READY" {
+            let _ = child.kill();
+            bail!("the keep-alive client did not get its {n} connections answered: {line:?}");
+        }
+        let mut lines = Vec::new();
+        for round in 0..ROUNDS.len() {
+            match round {
+                1 if how == Move::Drain => self.lab.drain(1)?,
+                1 => self.lab.kill(1)?,
+                2 => std::thread::sleep(Duration::from_millis(1500)),
+                _ => {}
+            }
+            writeln!(stdin, "go")?;
+            line.clear();
+            out.read_line(&mut line)?;
+            lines.push(line.trim().to_string());
+        }
+        drop(stdin);
+        let status = child.wait()?;
+        if !status.success() {
+            progress(format!(
+                "  the keep-alive client failed ({status}): {lines:?}"
+            ));
+        }
+        Ok(lines)
+    }
+}
