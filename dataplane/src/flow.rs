@@ -4,10 +4,18 @@
 //! A [`ConnId`] carries a generation so that an id kept by the application
 //! after its connection closed never reaches the connection that reused the
 //! slot. Slab indices are dense, which is what the timer wheel keys on.
+//!
+//! The tuple index holds slab indices only (4 bytes a bucket) and compares
+//! a looked-up tuple with the one in the slot's TCB: a map keyed by the
+//! 64-byte tuple would cost ~150 bytes per connection in its buckets, more
+//! than a fifth of an idle connection's memory (issue 19).
 
 use crate::tcp::{FourTuple, Tcb};
 use crate::wire::ethernet::MacAddr;
+use hashbrown::HashTable;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 /// Names one connection of one worker.
@@ -56,7 +64,10 @@ struct Slot {
 /// Connections of one worker.
 #[derive(Debug, Default)]
 pub struct FlowTable {
-    by_tuple: HashMap<FourTuple, ConnId>,
+    /// Slab indices of the occupied slots, hashed by their TCB's tuple
+    /// (keyed SipHash: clients choose their ports).
+    by_tuple: HashTable<u32>,
+    hasher: RandomState,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// Connections per client address (`dataplane.max_connections_per_client`).
@@ -86,7 +97,15 @@ impl FlowTable {
 
     /// The connection of `tuple`, if any.
     pub fn lookup(&self, tuple: &FourTuple) -> Option<ConnId> {
-        self.by_tuple.get(tuple).copied()
+        let i = *self.by_tuple.find(self.hasher.hash_one(tuple), |&i| {
+            self.tuple_at(i) == Some(*tuple)
+        })?;
+        self.id_at(i as usize)
+    }
+
+    /// The tuple of the connection in slab slot `i`.
+    fn tuple_at(&self, i: u32) -> Option<FourTuple> {
+        tuple_in(&self.slots, i)
     }
 
     /// Adds a connection for its TCB's tuple; returns its id. Replaces
@@ -122,7 +141,18 @@ impl FlowTable {
                 }
             }
         };
-        if self.by_tuple.insert(tuple, id).is_none() {
+        let hash = self.hasher.hash_one(tuple);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        // A tuple already indexed (never, when the caller looked it up
+        // first) is found by the new slot from now on.
+        if let Some(i) = self.by_tuple.find_mut(hash, |&i| {
+            i != id.index && tuple_in(slots, i) == Some(tuple)
+        }) {
+            *i = id.index;
+        } else {
+            self.by_tuple.insert_unique(hash, id.index, |&i| {
+                tuple_in(slots, i).map_or(0, |t| hasher.hash_one(t))
+            });
             *self.per_client.entry(tuple.remote.ip()).or_insert(0) += 1;
         }
         id
@@ -161,11 +191,19 @@ impl FlowTable {
         if s.generation != id.generation {
             return None;
         }
+        let tuple = s.conn.as_ref()?.tcb.tuple();
+        // Out of the index while the slot still holds the tuple it is
+        // found by.
+        let indexed = self
+            .by_tuple
+            .find_entry(self.hasher.hash_one(tuple), |&i| i == id.index)
+            .map(|e| e.remove())
+            .is_ok();
+        let s = &mut self.slots[id.index as usize];
         let conn = s.conn.take()?;
         s.generation = s.generation.wrapping_add(1);
         self.free.push(id.index);
-        let tuple = conn.tcb.tuple();
-        if self.by_tuple.remove(&tuple).is_some() {
+        if indexed {
             let ip = tuple.remote.ip();
             if let Some(n) = self.per_client.get_mut(&ip) {
                 *n = n.saturating_sub(1);
@@ -179,6 +217,97 @@ impl FlowTable {
 
     /// Ids of every connection (for shutdown and drain).
     pub fn ids(&self) -> Vec<ConnId> {
-        self.by_tuple.values().copied().collect()
+        self.by_tuple
+            .iter()
+            .filter_map(|&i| self.id_at(i as usize))
+            .collect()
+    }
+}
+
+/// The tuple of the connection in slot `i` of `slots`. A free function so
+/// that the index's hasher can borrow the slots while the index is
+/// borrowed mutably.
+fn tuple_in(slots: &[Slot], i: u32) -> Option<FourTuple> {
+    slots.get(i as usize)?.conn.as_ref().map(|c| c.tcb.tuple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::{SeqNum, TcpConfig};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+    use std::time::Instant;
+
+    fn tuple(client: IpAddr, port: u16) -> FourTuple {
+        FourTuple {
+            local: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 80),
+            remote: SocketAddr::new(client, port),
+        }
+    }
+
+    fn tcb(t: FourTuple) -> Tcb {
+        Tcb::connect(Instant::now(), TcpConfig::default(), t, SeqNum(1))
+    }
+
+    #[test]
+    fn connections_are_found_by_tuple_until_removed_and_ids_of_reused_slots_differ() {
+        let client = IpAddr::V4(Ipv4Addr::new(198, 18, 1, 2));
+        let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 7));
+        let mut table = FlowTable::new();
+        // Enough to make the index grow (and rehash by the slots' tuples)
+        // several times.
+        let ids: Vec<ConnId> = (0..5_000u16)
+            .map(|p| table.insert(tcb(tuple(if p % 2 == 0 { client } else { v6 }, 1024 + p))))
+            .collect();
+        assert_eq!(table.len(), 5_000);
+        assert_eq!(
+            (table.of_client(client), table.of_client(v6)),
+            (2_500, 2_500)
+        );
+        for (p, id) in ids.iter().enumerate() {
+            let ip = if p % 2 == 0 { client } else { v6 };
+            assert_eq!(table.lookup(&tuple(ip, 1024 + p as u16)), Some(*id));
+        }
+        assert_eq!(
+            table.lookup(&tuple(client, 1025)),
+            None,
+            "port 1025 is v6's"
+        );
+        let mut all = table.ids();
+        all.sort_by_key(ConnId::index);
+        assert_eq!(all, ids);
+
+        let gone = table.remove(ids[10]).expect("there");
+        assert_eq!(gone.tcb.tuple(), tuple(client, 1034));
+        assert_eq!(table.lookup(&tuple(client, 1034)), None);
+        assert!(table.remove(ids[10]).is_none(), "removed once");
+        assert_eq!((table.len(), table.of_client(client)), (4_999, 2_499));
+        // The slot is reused under a new generation: the old id misses.
+        let again = table.insert(tcb(tuple(client, 1034)));
+        assert_eq!(again.index(), ids[10].index());
+        assert_ne!(again, ids[10]);
+        assert!(table.get(ids[10]).is_none());
+        assert_eq!(table.lookup(&tuple(client, 1034)), Some(again));
+        for id in table.ids() {
+            table.remove(id).expect("each once");
+        }
+        assert!(table.is_empty());
+        assert_eq!(table.of_client(client), 0);
+    }
+
+    #[test]
+    fn a_tuple_inserted_twice_is_found_by_its_newer_connection() {
+        let t = tuple(IpAddr::V4(Ipv4Addr::new(198, 18, 1, 2)), 4000);
+        let mut table = FlowTable::new();
+        let old = table.insert(tcb(t));
+        let new = table.insert(tcb(t));
+        assert_eq!(table.lookup(&t), Some(new));
+        assert_eq!((table.len(), table.of_client(t.remote.ip())), (1, 1));
+        assert!(table.remove(old).is_some());
+        assert_eq!(
+            table.lookup(&t),
+            Some(new),
+            "the older one's removal leaves it"
+        );
     }
 }

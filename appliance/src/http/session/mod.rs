@@ -550,7 +550,7 @@ impl HttpSession {
         }
         loop {
             if self.active.is_none() {
-                let next = self.intake.queue.pop_front()?;
+                let next = self.intake.pop_pending()?;
                 self.active = Some(Box::new(self.start(next, now)));
                 self.publish_upload();
             }

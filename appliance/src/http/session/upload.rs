@@ -276,6 +276,16 @@ impl UploadDesk {
         }
     }
 
+    /// Heap bytes held: the upload in progress, the spool name, the spool
+    /// writes not handed out.
+    pub fn heap_bytes(&self) -> usize {
+        self.current
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<Upload>())
+            + self.conn_name.as_ref().map_or(0, String::capacity)
+            + self.out.capacity() * std::mem::size_of::<SpoolWrite>()
+    }
+
     /// Names the connection's spool file.
     pub fn set_conn_name(&mut self, name: Option<String>) {
         self.conn_name = name;

@@ -611,6 +611,7 @@ impl Tcb {
     pub fn heap_bytes(&self) -> usize {
         self.recvq.heap_bytes()
             + self.sendq.heap_bytes()
+            + self.scoreboard.heap_bytes()
             + self.events.capacity() * std::mem::size_of::<Event>()
     }
 

@@ -181,7 +181,7 @@ pub(crate) fn pattern(n: usize) -> Vec<u8> {
 fn an_idle_tcb_stays_small() {
     let size = std::mem::size_of::<Tcb>();
     eprintln!("size_of::<Tcb>() = {size}");
-    assert!(size <= 736, "size_of::<Tcb>() = {size}");
+    assert!(size <= 680, "size_of::<Tcb>() = {size}");
 }
 
 /// An idle keep-alive connection — a request read, its response sent and
