@@ -463,8 +463,14 @@ pub fn set_toml_key(text: &str, section: &str, key: &str, value: &str) -> String
 
 /// Resident memory of a process, kibibytes (`VmRSS` of /proc/PID/status).
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of a process's /proc/PID/status (`RssShmem:`: the shared
+/// pages it touched, a box's checkpoint slots among them).
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_status_kib(&status, "VmRSS:")
+    parse_status_kib(&status, field)
 }
 
 /// A `Name:   123 kB` field of /proc/PID/status, in KiB.

@@ -355,10 +355,12 @@ pub fn routes_to_holders_among(
 /// a 512-frame ring, 256 probes per 2 ms from each of two survivors lost
 /// thousands of answers (22,850 ring drops in the first second of a
 /// 10,000-connection takeover). So all survivors together send
-/// [`RESTORE_BATCH`] per [`RESTORE_TICK`]: 10,000 in ~320 ms. With the
-/// 8,192-frame ring the inheritor then dropped nothing; 512 per 2 ms
-/// dropped 31,755: its CPU, not its ring, is the limit (BENCHMARKS.md,
-/// "Issue 19: the receive ring").
+/// [`RESTORE_BATCH`] per [`RESTORE_TICK`]: 10,000 in ~105 ms. With the
+/// 8,192-frame ring, 512 per 2 ms dropped 31,755 frames at the inheritor:
+/// its CPU, not its ring, is the limit (BENCHMARKS.md, "Issue 19: the
+/// receive ring"); 192 dropped none at 10,000 and brought kill → resume
+/// p99 from ~440 ms to ~300 ms (64 and 128 slower, 256 no faster:
+/// "Issue 19: the restore pace").
 pub(crate) fn restore_paced(dataplane: &DataplaneHandle, orphans: Vec<Orphan>, survivors: usize) {
     let batch = (RESTORE_BATCH / survivors.max(1)).max(1);
     for (i, orphan) in orphans.into_iter().enumerate() {
@@ -374,7 +376,7 @@ pub(crate) fn restore_paced(dataplane: &DataplaneHandle, orphans: Vec<Orphan>, s
 
 /// Restores handed to the workers per [`RESTORE_TICK`], by all survivors of
 /// a takeover together (see [`restore_paced`]).
-const RESTORE_BATCH: usize = 64;
+const RESTORE_BATCH: usize = 192;
 /// The pace of restores.
 const RESTORE_TICK: Duration = Duration::from_millis(2);
 

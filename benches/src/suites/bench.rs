@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// on Baton's own takeover).
     #[arg(long)]
     pub no_reference: bool,
+    /// Failover: only the plain HTTP over IPv4 rows (no HTTPS, no IPv6),
+    /// while iterating on the takeover's pace.
+    #[arg(long)]
+    pub plain_only: bool,
     /// Rounds of the alternated throughput and checkpoint runs.
     #[arg(long)]
     pub rounds: Option<u32>,

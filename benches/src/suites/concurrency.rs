@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use baton_lab::driver::{rss_kib, with_children};
+use baton_lab::driver::{rss_kib, status_kib, with_children};
 use serde_json::json;
 
 use crate::harness::report::{md_rows, Row};
@@ -92,7 +92,15 @@ impl Bench {
                     let pid = p().first().copied().unwrap_or(0);
                     tcp_mem_pages(&format!("/proc/{pid}/net/sockstat")) * 4096
                 };
+                // Of the RSS, the shared pages (a box's checkpoint slots in
+                // the segment): the rest is the process's own heap.
+                let shmem = |p: &dyn Fn() -> Vec<u32>| {
+                    p().into_iter()
+                        .filter_map(|pid| status_kib(pid, "RssShmem:"))
+                        .sum::<u64>()
+                };
                 let base = rss(&*pids);
+                let base_shmem = shmem(&*pids);
                 let base_sock = sockmem(&*pids);
                 let base_kernel = kernel_bytes();
                 // Baton and nginx get disjoint halves of the client addresses,
@@ -164,6 +172,7 @@ impl Bench {
                     paths.push(json_path);
                 }
                 let (mut peak, mut peak_sock, mut peak_kernel) = (base, base_sock, base_kernel);
+                let mut peak_shmem = base_shmem;
                 loop {
                     let mut running = false;
                     for c in children.iter_mut() {
@@ -173,6 +182,7 @@ impl Bench {
                         break;
                     }
                     peak = peak.max(rss(&*pids));
+                    peak_shmem = peak_shmem.max(shmem(&*pids));
                     peak_sock = peak_sock.max(sockmem(&*pids));
                     peak_kernel = peak_kernel.max(kernel_bytes());
                     std::thread::sleep(Duration::from_millis(250));
@@ -204,6 +214,8 @@ impl Bench {
                     continue;
                 };
                 let per_conn = (peak.saturating_sub(base) * 1024) as f64 / s.max_open.max(1) as f64;
+                let shmem_per_conn = (peak_shmem.saturating_sub(base_shmem) * 1024) as f64
+                    / s.max_open.max(1) as f64;
                 let kernel_per_conn =
                     peak_sock.saturating_sub(base_sock) as f64 / s.max_open.max(1) as f64;
                 // The kernel's memory is global: in Baton's run it grew by
@@ -221,7 +233,7 @@ impl Bench {
                         .map(|client| (kernel_growth - client).max(0.0))
                 };
                 progress(format!(
-                    "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB",
+                    "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB ({per_conn:.0} B a connection, {shmem_per_conn:.0} B of it shared)",
                     s.connected, s.connect_seconds, s.requests_per_s, s.latency_ms.p99, s.errors, (peak - base) / 1024
                 ));
                 let row = Row::new()
@@ -236,6 +248,7 @@ impl Bench {
                     .value("rss_base_kib", base)
                     .value("rss_peak_kib", peak)
                     .value("rss_bytes_per_connection", per_conn)
+                    .value("rss_shmem_bytes_per_connection", shmem_per_conn)
                     .text(format!("{:.0} B", per_conn))
                     .value("kernel_growth_bytes_per_connection", kernel_growth)
                     .value("server_kernel_bytes_per_connection", server_kernel_per_conn)
