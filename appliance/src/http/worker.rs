@@ -176,14 +176,6 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
         self.sessions.get(&conn).map(|e| &e.session)
     }
 
-    /// Lets `conn`'s session drop the checkpoint of a response the client
-    /// acknowledged in full ([`HttpSession::forget_delivered_response`]).
-    pub fn forget_delivered_response(&mut self, conn: C) -> bool {
-        self.sessions
-            .get_mut(&conn)
-            .is_some_and(|e| e.session.forget_delivered_response())
-    }
-
     /// A client connected.
     pub fn on_accept<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
         match HttpSession::accept(&self.ctx, now) {

@@ -163,24 +163,6 @@ impl CacheApp {
         }
     }
 
-    /// Once the client acknowledged every byte queued on plain HTTP
-    /// `conn`, its session keeps no checkpoint of a finished response
-    /// (issue 19: an idle keep-alive connection's memory). An HTTPS
-    /// connection keeps it: its TLS block is anchored to that response's
-    /// records.
-    fn forget_delivered_response(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
-        if self.tls.as_ref().is_some_and(|t| t.has(conn)) {
-            return;
-        }
-        let delivered = match (ctx.export(conn), ctx.next_seq(conn)) {
-            (Some(e), Some(end)) => SeqNum(e.snd_una) == end,
-            _ => false,
-        };
-        if delivered {
-            self.http.forget_delivered_response(conn);
-        }
-    }
-
     /// Gives the checkpoint writer `conn`'s current TLS block before it
     /// writes (a plain connection has none).
     fn refresh_tls(&mut self, conn: ConnId) {
@@ -466,7 +448,6 @@ impl App for CacheApp {
             }
         }
         self.cover(conn, ctx);
-        self.forget_delivered_response(conn, ctx);
     }
 
     fn on_peer_closed(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {

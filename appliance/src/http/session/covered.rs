@@ -7,15 +7,12 @@
 //! not answered yet (pipelining), which an HTTPS checkpoint carries in its
 //! TLS block ([`HttpSession::unanswered_input`]).
 //!
-//! And when the latest response's checkpoint may go: once the client has
-//! all of that response ([`HttpSession::forget_delivered_response`]); and
-//! what heap a session holds meanwhile ([`HttpSession::heap_bytes`]).
+//! And what heap a session holds ([`HttpSession::heap_bytes`]).
 //!
 //! It knows nothing of TCP or checkpoints' bytes: only the session's state.
 
 use super::super::checkpoint::ResponseCheckpoint;
 use super::super::request::{Method, Request, RequestBody};
-use super::answer::LastOut;
 use super::intake::Pending;
 use super::{HttpSession, Phase, Stage};
 
@@ -43,35 +40,6 @@ impl HttpSession {
 }
 
 impl HttpSession {
-    /// Lets go of the checkpoint of a response the client has all of: the
-    /// caller saw TCP acknowledge every byte sent. An idle keep-alive
-    /// connection then holds no response state (its checkpoint with the
-    /// URL and validators: about 300 heap bytes of each of 300,000
-    /// connections, issue 19), and its next record carries no application
-    /// block, which a survivor restores as a connection between requests —
-    /// what it is. Only the request count goes (a survivor counts from
-    /// one). Nothing changes while a response, a request or an upload is
-    /// under way, a commit is owed, or the connection will close. True
-    /// when the checkpoint went.
-    pub fn forget_delivered_response(&mut self) -> bool {
-        let idle = self.active.is_none()
-            && self.reading
-            && !self.reset
-            && !self.commit_due
-            && self.uploads.current.is_none()
-            && !matches!(self.last_out, LastOut::Head { .. })
-            && self.answered_all();
-        let finished = self
-            .checkpoint
-            .as_ref()
-            .is_some_and(|cp| cp.upload.is_none());
-        if !(idle && finished) {
-            return false;
-        }
-        self.checkpoint = None;
-        true
-    }
-
     /// Heap bytes this session holds beyond its own size (its input, its
     /// queue, the response under way and the last one's checkpoint, the
     /// connection's spool name), so tests can hold an idle one to nothing
