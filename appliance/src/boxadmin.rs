@@ -57,7 +57,7 @@ impl BoxAdmin {
             started: Instant::now(),
             replication: None,
             adopt_token: crate::admin::auth::adopt_token(&config.cluster.key, config.node.id),
-            balance: config.balance.clone(),
+            balance: config.balance,
         }
     }
 

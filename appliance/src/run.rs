@@ -347,7 +347,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         .map_err(|e| RunError::Thread("watcher", e))?;
     let balancer = control::balance::spawn_balancer(
         control.clone(),
-        config.balance.clone(),
+        config.balance,
         config.takeover.capacity,
         stop.clone(),
     )

@@ -98,14 +98,9 @@ impl FlowTable {
     /// The connection of `tuple`, if any.
     pub fn lookup(&self, tuple: &FourTuple) -> Option<ConnId> {
         let i = *self.by_tuple.find(self.hasher.hash_one(tuple), |&i| {
-            self.tuple_at(i) == Some(*tuple)
+            tuple_ref_in(&self.slots, i) == Some(tuple)
         })?;
         self.id_at(i as usize)
-    }
-
-    /// The tuple of the connection in slab slot `i`.
-    fn tuple_at(&self, i: u32) -> Option<FourTuple> {
-        tuple_in(&self.slots, i)
     }
 
     /// Adds a connection for its TCB's tuple; returns its id. Replaces
@@ -228,7 +223,17 @@ impl FlowTable {
 /// that the index's hasher can borrow the slots while the index is
 /// borrowed mutably.
 fn tuple_in(slots: &[Slot], i: u32) -> Option<FourTuple> {
-    slots.get(i as usize)?.conn.as_ref().map(|c| c.tcb.tuple())
+    tuple_ref_in(slots, i).copied()
+}
+
+/// [`tuple_in`] by reference: the per-packet lookup compares without
+/// copying a tuple per probed bucket.
+fn tuple_ref_in(slots: &[Slot], i: u32) -> Option<&FourTuple> {
+    slots
+        .get(i as usize)?
+        .conn
+        .as_ref()
+        .map(|c| c.tcb.tuple_ref())
 }
 
 #[cfg(test)]

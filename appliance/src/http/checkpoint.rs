@@ -77,6 +77,15 @@ pub enum NotResumable {
 }
 
 impl ResponseCheckpoint {
+    /// Bytes a boxed checkpoint holds on the heap: itself and its strings'
+    /// capacity (issue 19's per-connection memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.url.capacity()
+            + self.etag.as_ref().map_or(0, String::capacity)
+            + self.last_modified.as_ref().map_or(0, String::capacity)
+    }
+
     /// The version code stored in the application block (10 or 11).
     pub fn version_code(&self) -> u8 {
         10 + self.minor

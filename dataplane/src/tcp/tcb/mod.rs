@@ -500,6 +500,11 @@ impl Tcb {
         self.tuple
     }
 
+    /// [`Tcb::tuple`] by reference, for lookups that only compare it.
+    pub fn tuple_ref(&self) -> &FourTuple {
+        &self.tuple
+    }
+
     /// False while a restored TCB waits for the peer's answer to its probe.
     pub fn is_ready(&self) -> bool {
         self.state != State::Unready
