@@ -32,6 +32,12 @@ pub struct BenchArgs {
     /// hold).
     #[arg(long, default_value_t = 500)]
     pub drain_spread_ms: u64,
+    /// Suites drain and idlekill: connections held instead of 5,000 and
+    /// 15,000; above 19,000 they come from one client process and address
+    /// per 19,000 (100000 and 300000: issue 19's mass takeover), and every
+    /// box gets room for them (segment recreated).
+    #[arg(long)]
+    pub keepalive_connections: Option<usize>,
     /// Results folder (default results/<unix time>).
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -24,46 +24,7 @@ impl Bench {
             "suite concurrency: hold {sizes:?} connections, one request every few seconds each"
         ));
         let largest = sizes.iter().copied().max().unwrap_or(0);
-        // Every connection gets a checkpoint slot (the lab writes 20000), and
-        // the box's connection limits (default 300000) and SYN backlog leave
-        // room above N; every box maps the same segment, so all change
-        // together.
-        let slots = largest.max(20_000);
-        progress(format!("  box limits: slots {slots}, max_connections {}, syn_backlog 16384, max_connections_per_client {PER_PROCESS} on every box (segment recreated)", largest + 20_000));
-        for b in 1..=3 {
-            if self.lab.box_pid(b).is_some() {
-                self.lab.kill(b)?;
-            }
-            self.lab
-                .set_box_option(b, "checkpoint", "slots", &slots.to_string())?;
-            self.lab.set_box_option(
-                b,
-                "dataplane",
-                "max_connections",
-                &(largest + 20_000).max(300_000).to_string(),
-            )?;
-            self.lab
-                .set_box_option(b, "dataplane", "syn_backlog", "16384")?;
-            // One load process (one client address) holds up to
-            // PER_PROCESS connections: above the per-client default.
-            self.lab.set_box_option(
-                b,
-                "dataplane",
-                "max_connections_per_client",
-                &PER_PROCESS.max(8192).to_string(),
-            )?;
-            self.lab.set_box_option(
-                b,
-                "limits",
-                "max_connections",
-                &(largest + 20_000).max(300_000).to_string(),
-            )?;
-        }
-        let seg = format!("/dev/shm/baton-lab-{}.seg", self.args.prefix);
-        let _ = std::fs::remove_file(&seg);
-        for b in 1..=3 {
-            self.lab.start(b)?;
-        }
+        self.raise_box_limits(largest)?;
         let mut rows = Vec::new();
         // Kernel memory growth per connection in Baton's run at each N:
         // the client's sockets alone.

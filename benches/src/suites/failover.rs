@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::harness::report::{line_plot, md_table, Series};
 use crate::harness::stats::{parse_proc_net, FailoverStats, LoadSummary, Timeline};
-use crate::suites::bench::{progress, unix_us, Bench, VIP};
+use crate::suites::bench::{progress, unix_us, Bench, PER_PROCESS, VIP};
 use crate::suites::nginx::Serve;
 
 impl Bench {
@@ -208,6 +208,45 @@ impl Bench {
                 &(n + 1000).to_string(),
             )?;
         }
+        for b in 1..=3 {
+            self.lab.start(b)?;
+        }
+        Ok(())
+    }
+
+    /// Room on every box for `largest` connections from load processes of
+    /// [`PER_PROCESS`] connections each: checkpoint slots (the lab writes
+    /// 20000), the connection limits (default 300000), the SYN backlog and
+    /// the per-client limit. Every box maps the same segment, so all change
+    /// together: the boxes are stopped, the segment recreated, and the boxes
+    /// started again.
+    pub(crate) fn raise_box_limits(&mut self, largest: u64) -> Result<()> {
+        let slots = largest.max(20_000);
+        let limit = (largest + 20_000).max(300_000).to_string();
+        progress(format!("  box limits: slots {slots}, max_connections {limit}, syn_backlog 16384, max_connections_per_client {PER_PROCESS} on every box (segment recreated)"));
+        for b in 1..=3 {
+            if self.lab.box_pid(b).is_some() {
+                self.lab.kill(b)?;
+            }
+            self.lab
+                .set_box_option(b, "checkpoint", "slots", &slots.to_string())?;
+            self.lab
+                .set_box_option(b, "dataplane", "max_connections", &limit)?;
+            self.lab
+                .set_box_option(b, "dataplane", "syn_backlog", "16384")?;
+            // One load process (one client address) holds up to
+            // PER_PROCESS connections: above the per-client default.
+            self.lab.set_box_option(
+                b,
+                "dataplane",
+                "max_connections_per_client",
+                &PER_PROCESS.max(8192).to_string(),
+            )?;
+            self.lab
+                .set_box_option(b, "limits", "max_connections", &limit)?;
+        }
+        let seg = format!("/dev/shm/baton-lab-{}.seg", self.args.prefix);
+        let _ = std::fs::remove_file(&seg);
         for b in 1..=3 {
             self.lab.start(b)?;
         }

@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::harness::report::md_table;
-use crate::suites::bench::{progress, Bench};
+use crate::suites::bench::{progress, Bench, PER_PROCESS};
 use baton_lab::logs::strip_ansi;
 
 /// Connections held (drain, idlekill), and runs per invocation (the tail
@@ -57,13 +57,30 @@ impl Bench {
     }
 
     fn keepalive_suite(&mut self, how: Move) -> Result<()> {
-        let n = match (self.args.quick, how) {
-            (true, _) => 500,
-            (false, Move::Drain) => N_DRAIN,
-            (false, Move::Kill) => N_KILL,
+        let n = match (self.args.keepalive_connections, self.args.quick, how) {
+            (Some(n), _, _) => n,
+            (None, true, _) => 500,
+            (None, false, Move::Drain) => N_DRAIN,
+            (None, false, Move::Kill) => N_KILL,
         };
-        // One client process opens them all.
-        self.allow_one_client(n as u64)?;
+        if n as u64 > PER_PROCESS {
+            // One client process and address per PER_PROCESS connections
+            // (the file cap), and a slot on every box for each, plus the
+            // warm-up's. The first process to finish connecting waits for
+            // the others, longer than the default 60 s idle limits of TCP
+            // and HTTP at 100,000 (measured: its 5,000 closed by box1
+            // before the first round).
+            for b in 1..=3 {
+                self.lab
+                    .set_box_option(b, "dataplane", "tcp_idle_timeout_ms", "600000")?;
+                self.lab
+                    .set_box_option(b, "limits", "idle_timeout_ms", "600000")?;
+            }
+            self.raise_box_limits(n as u64 + 1_000)?;
+        } else {
+            // One client process opens them all.
+            self.allow_one_client(n as u64)?;
+        }
         // `--drain-spread-ms`: 500 by default, 10,000 requests a second at
         // N; all at once, the box's receive ring must hold the burst, and
         // that, not the drain, is what a round measures.
@@ -93,7 +110,7 @@ impl Bench {
             for ip in ["198.18.0.11", "198.18.0.12", "198.18.0.13"] {
                 self.load("keepalive-warm", &format!("http://{ip}/1K.bin"), &[])?;
             }
-            let lines = self.rounds_run(n, spread_ms, how)?;
+            let lines = self.rounds_run(n, spread_ms, how, run)?;
             let logs: Vec<String> = [1, 2, 3]
                 .iter()
                 .map(|b| {
@@ -192,34 +209,75 @@ impl Bench {
         Ok(())
     }
 
-    /// One run: the client's three round lines.
-    fn rounds_run(&mut self, n: usize, spread_ms: u64, how: Move) -> Result<Vec<String>> {
-        let mut child = self
-            .lab
-            .exec_cmd(
-                "client",
-                &[
-                    "python3",
-                    "-c",
-                    baton_lab::clients::KEEPALIVE_ROUNDS,
-                    "198.18.0.11",
-                    &n.to_string(),
-                    "/1K.bin",
-                    "3",
-                    &spread_ms.to_string(),
-                ],
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("python3 in the client namespace")?;
-        let mut stdin = child.stdin.take().context("the client's stdin")?;
-        let mut out = BufReader::new(child.stdout.take().context("the client's stdout")?);
-        let mut line = String::new();
-        out.read_line(&mut line)?;
-        if line.trim() != "READY" {
-            let _ = child.kill();
-            bail!("the keep-alive client did not get its {n} connections answered: {line:?}");
+    /// One run: the client's three round lines (one client process per
+    /// [`PER_PROCESS`] connections, each from its own address above that,
+    /// their lines merged by [`merge_round_lines`]).
+    fn rounds_run(
+        &mut self,
+        n: usize,
+        spread_ms: u64,
+        how: Move,
+        run: u32,
+    ) -> Result<Vec<String>> {
+        let per = PER_PROCESS as usize;
+        let procs = n.div_ceil(per).max(1);
+        let all = self.lab.client_sources();
+        if procs > 1 && all.len() < procs {
+            bail!(
+                "{n} connections need {procs} client addresses, the lab has {}",
+                all.len()
+            );
+        }
+        // Each run from addresses the previous run did not use (as far as
+        // the lab has them): a restarted box1 forwards the previous run's
+        // connections to the survivors that took them over, and a new
+        // connection on one of their 4-tuples followed them there
+        // (measured: run 2 of 100,000 lost 43 % after the kill).
+        let offset = (run as usize - 1) * procs;
+        let sources: Vec<&String> = (0..procs).map(|p| &all[(offset + p) % all.len()]).collect();
+        let mut children = Vec::new();
+        for p in 0..procs {
+            let count = (n - p * per).min(per).to_string();
+            let spread = spread_ms.to_string();
+            let mut argv = vec![
+                "python3",
+                "-c",
+                baton_lab::clients::KEEPALIVE_ROUNDS,
+                "198.18.0.11",
+                &count,
+                "/1K.bin",
+                "3",
+                &spread,
+            ];
+            if procs > 1 {
+                argv.push(sources[p]);
+            }
+            let mut child = self
+                .lab
+                .exec_cmd("client", &argv)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("python3 in the client namespace")?;
+            let stdin = child.stdin.take().context("the client's stdin")?;
+            let out = BufReader::new(child.stdout.take().context("the client's stdout")?);
+            children.push((child, stdin, out));
+        }
+        let read_all = |children: &mut Vec<(std::process::Child, std::process::ChildStdin, BufReader<std::process::ChildStdout>)>| -> Result<Vec<String>> {
+            let mut lines = Vec::new();
+            for (_, _, out) in children.iter_mut() {
+                let mut line = String::new();
+                out.read_line(&mut line)?;
+                lines.push(line.trim().to_string());
+            }
+            Ok(lines)
+        };
+        let ready = read_all(&mut children)?;
+        if let Some(bad) = ready.iter().find(|l| *l != "READY") {
+            for (child, _, _) in &mut children {
+                let _ = child.kill();
+            }
+            bail!("the keep-alive client did not get its {n} connections answered: {bad:?}");
         }
         let mut lines = Vec::new();
         for round in 0..ROUNDS.len() {
@@ -229,18 +287,80 @@ impl Bench {
                 2 => std::thread::sleep(Duration::from_millis(1500)),
                 _ => {}
             }
-            writeln!(stdin, "go")?;
-            line.clear();
-            out.read_line(&mut line)?;
-            lines.push(line.trim().to_string());
+            for (_, stdin, _) in &mut children {
+                writeln!(stdin, "go")?;
+            }
+            lines.push(merge_round_lines(&read_all(&mut children)?));
         }
-        drop(stdin);
-        let status = child.wait()?;
-        if !status.success() {
-            progress(format!(
-                "  the keep-alive client failed ({status}): {lines:?}"
-            ));
+        for (mut child, stdin, _) in children {
+            drop(stdin);
+            let status = child.wait()?;
+            if !status.success() {
+                progress(format!(
+                    "  a keep-alive client failed ({status}): {lines:?}"
+                ));
+            }
         }
         Ok(lines)
+    }
+}
+
+/// One round line from the lines of several client processes, in the
+/// client's own format: answers and connections summed, p50 the mean of
+/// the processes' medians, p99 and max the worst process's, the sha when
+/// all agree, and the namespace's retransmission counters (each process
+/// reads the same namespace-wide counters) the largest.
+fn merge_round_lines(lines: &[String]) -> String {
+    if lines.len() == 1 {
+        return lines[0].clone();
+    }
+    let field = |l: &str, k: &str| -> Option<String> {
+        l.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .map(str::to_string)
+    };
+    let nums = |k: &str| -> Vec<f64> {
+        lines
+            .iter()
+            .filter_map(|l| field(l, k)?.parse::<f64>().ok())
+            .collect()
+    };
+    let sum = |k: &str| nums(k).iter().sum::<f64>();
+    let max = |k: &str| nums(k).into_iter().fold(f64::NAN, f64::max);
+    let p50 = nums("p50_ms");
+    let mean = p50.iter().sum::<f64>() / p50.len().max(1) as f64;
+    let shas: std::collections::BTreeSet<String> =
+        lines.iter().filter_map(|l| field(l, "sha")).collect();
+    let sha = match shas.len() {
+        1 => shas.into_iter().next().unwrap_or_default(),
+        _ => "mixed".to_string(),
+    };
+    let round = lines[0].split_whitespace().nth(1).unwrap_or("?");
+    format!(
+        "ROUND {round} ok={} of={} sha={sha} p50_ms={mean:.1} p99_ms={:.1} max_ms={:.1} timeouts={} retrans={} processes={}",
+        sum("ok"),
+        sum("of"),
+        max("p99_ms"),
+        max("max_ms"),
+        max("timeouts"),
+        max("retrans"),
+        lines.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_lines_of_several_clients_merge_into_one() {
+        let a = "ROUND 2 ok=19000 of=19000 sha=ab p50_ms=10.0 p99_ms=300.0 max_ms=900.0 timeouts=0 retrans=5".to_string();
+        let b = "ROUND 2 ok=18990 of=19000 sha=ab p50_ms=20.0 p99_ms=500.0 max_ms=700.0 timeouts=1 retrans=5".to_string();
+        let m = merge_round_lines(&[a.clone(), b]);
+        assert_eq!(
+            m,
+            "ROUND 2 ok=37990 of=38000 sha=ab p50_ms=15.0 p99_ms=500.0 max_ms=900.0 timeouts=1 retrans=5 processes=2"
+        );
+        assert_eq!(merge_round_lines(&[a.clone()]), a);
     }
 }

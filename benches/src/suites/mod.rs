@@ -145,7 +145,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut pending: Result<()> = Ok(());
     if lab_suites {
         wait_for_other_labs(&args.prefix);
-        let client_addrs = if args.quick { 4 } else { 40 };
+        let client_addrs = if args.quick { 4 } else { 60 };
         progress(format!(
             "lab up: prefix {}, 3 boxes, {client_addrs} extra client addresses",
             args.prefix

@@ -142,6 +142,7 @@ where
             udp_ports: opts.udp_ports.clone(),
             max_udp_flows: opts.max_connections,
             udp_idle_timeout: std::time::Duration::from_secs(60),
+            restore_window: crate::worker::DEFAULT_RESTORE_WINDOW,
         };
         let core = opts.cores.get(i).copied();
         let factory = Arc::clone(&factory);

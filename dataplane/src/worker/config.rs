@@ -56,7 +56,23 @@ pub struct WorkerConfig {
     pub max_udp_flows: usize,
     /// A UDP flow idle this long is forgotten.
     pub udp_idle_timeout: std::time::Duration,
+    /// Restored connections that may wait for their client's answer to
+    /// the takeover probe at once; the control core's further restores
+    /// queue in the worker until answers make room (connections a client
+    /// frame names are restored at once regardless). See
+    /// [`DEFAULT_RESTORE_WINDOW`].
+    pub restore_window: usize,
 }
+
+/// The default [`WorkerConfig::restore_window`]. Every waiting connection
+/// is probed again every 50 ms or so until it answers: with 50,000 restored
+/// at once per survivor, unanswered probes and their retries alone asked
+/// for ~1,000,000 frames a second, the heir's ring dropped 1.2 million
+/// frames, readiness took 3-5 s and 1-2 % gave up (100,000-connection kill,
+/// BENCHMARKS.md "Issue 19: 100,000 and 300,000 taken over"). 2,048
+/// waiting bounds the retries to ~40,000 probes a second per worker and
+/// does not slow a takeover whose clients answer within a few ms.
+pub const DEFAULT_RESTORE_WINDOW: usize = 2048;
 
 impl WorkerConfig {
     /// A single-worker configuration for tests: `ips` on port 80.
@@ -77,6 +93,7 @@ impl WorkerConfig {
             udp_ports: NO_UDP_PORTS,
             max_udp_flows: 1000,
             udp_idle_timeout: std::time::Duration::from_secs(60),
+            restore_window: DEFAULT_RESTORE_WINDOW,
         }
     }
 }

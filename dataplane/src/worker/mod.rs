@@ -54,7 +54,7 @@ mod tests6;
 
 pub use client_routes::MAX_CLIENT_ROUTES;
 pub use command::{Command, WorkerStats};
-pub use config::{PollMode, WorkerConfig, NO_UDP_PORTS};
+pub use config::{PollMode, WorkerConfig, DEFAULT_RESTORE_WINDOW, NO_UDP_PORTS};
 pub use poll::Worker;
 pub use restore_stats::{RestoreStats, READY_BUCKET};
 pub use siblings::Siblings;

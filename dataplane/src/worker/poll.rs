@@ -2,6 +2,8 @@
 //! loop that drives them ([`Worker::poll`], [`Worker::run`]) and applies
 //! the control core's [`Command`]s.
 
+use std::any::Any;
+
 use super::command::{Command, WorkerStats};
 use super::config::{PollMode, WorkerConfig};
 use super::restore_stats::RestoreStats;
@@ -10,6 +12,7 @@ use super::state::{app_ctx, Core};
 use super::waker::Waker;
 use crate::app::App;
 use crate::flow::FlowTable;
+use crate::tcp::TcbExport;
 use crate::neighbour::{arp, ndp, NeighbourCache, PendingFrames};
 use crate::port::{Port, PortError, RxMeta, TxBatch};
 use crate::stats::Counters;
@@ -69,6 +72,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 offload,
                 unready_since: HashMap::new(),
                 restores: RestoreStats::default(),
+                deferred_restores: Default::default(),
                 l2_pending: PendingFrames::default(),
                 l2_pending6: PendingFrames::default(),
                 udp_flows: crate::udpflow::UdpFlowTable::new(udp_max, udp_idle),
@@ -134,7 +138,8 @@ impl<P: Port, A: App> Worker<P, A> {
             timers: self.core.timers.len(),
             ring_drops: self.port.rx_ring_drops(),
             restores: RestoreStats {
-                pending: self.core.unready_since.len() as u64,
+                pending: (self.core.unready_since.len() + self.core.deferred_restores.len())
+                    as u64,
                 ..self.core.restores.clone()
             },
         }
@@ -149,6 +154,9 @@ impl<P: Port, A: App> Worker<P, A> {
 
     /// One iteration; returns whether there was any work.
     pub fn poll(&mut self, now: Instant) -> Result<bool, PortError> {
+        // Answers the previous iteration read made room (a connection is
+        // ready once its touched TCB ran, late in an iteration).
+        let admitted = self.admit_restores(now, self.core.cfg.restore_window);
         let core = &mut self.core;
         let app = &mut self.app;
         let n = self.port.rx_burst(core.cfg.rx_burst, |frame, meta| {
@@ -177,7 +185,40 @@ impl<P: Port, A: App> Worker<P, A> {
         core.send_datagrams(&mut self.port, now)?;
         let sent = !core.tx.is_empty();
         core.flush(&mut self.port)?;
-        Ok(n > 0 || fired || touched || sent)
+        Ok(n > 0 || fired || touched || sent || admitted)
+    }
+
+    /// Restores deferred restores while fewer than `window` restored
+    /// connections wait for their client; returns whether it restored any.
+    fn admit_restores(&mut self, now: Instant, window: usize) -> bool {
+        let mut any = false;
+        while self.core.unready_since.len() < window {
+            let Some((export, app_data)) = self.core.deferred_restores.pop_front() else {
+                break;
+            };
+            self.restore_now(&export, app_data, now);
+            any = true;
+        }
+        any
+    }
+
+    /// Restores one connection from the control core's checkpoint.
+    fn restore_now(&mut self, export: &TcbExport, app_data: Box<dyn Any + Send>, now: Instant) {
+        let core = &mut self.core;
+        if core.flows.lookup(&export.tuple).is_some() {
+            // Already ours (restored lazily, or a duplicate order).
+            core.counters.restore_duplicate += 1;
+            return;
+        }
+        let tcb = Tcb::restore(now, core.restored_tcp(), export);
+        let id = core.flows.insert(tcb);
+        if let Some(c) = core.flows.get_mut(id) {
+            c.announced = true;
+        }
+        core.note_restored(id, now);
+        core.touch(id);
+        let mut ctx = app_ctx!(core, now);
+        self.app.on_restored(id, app_data, &mut ctx);
     }
 
     /// Applies a control command; returns false for `Shutdown`.
@@ -223,19 +264,12 @@ impl<P: Port, A: App> Worker<P, A> {
                 .client_routes
                 .insert(local, client, ports, to, ttl, now),
             Command::Restore { export, app_data } => {
-                if core.flows.lookup(&export.tuple).is_some() {
-                    // Already ours (restored lazily, or a duplicate order).
-                    core.counters.restore_duplicate += 1;
+                if core.deferred_restores.is_empty()
+                    && core.unready_since.len() < core.cfg.restore_window
+                {
+                    self.restore_now(&export, app_data, now);
                 } else {
-                    let tcb = Tcb::restore(now, core.restored_tcp(), &export);
-                    let id = core.flows.insert(tcb);
-                    if let Some(c) = core.flows.get_mut(id) {
-                        c.announced = true;
-                    }
-                    core.note_restored(id, now);
-                    core.touch(id);
-                    let mut ctx = app_ctx!(core, now);
-                    self.app.on_restored(id, app_data, &mut ctx);
+                    core.deferred_restores.push_back((export, app_data));
                 }
             }
             Command::Drain(on) => core.draining = on,
@@ -254,6 +288,10 @@ impl<P: Port, A: App> Worker<P, A> {
                 return false;
             }
             Command::Handoff { tuples, to, done } => {
+                // A connection still waiting for its turn moves like the
+                // others (the window only spaces out probes).
+                self.admit_restores(now, usize::MAX);
+                let core = &mut self.core;
                 let mut moved = Vec::with_capacity(tuples.len());
                 for tuple in tuples {
                     let Some(id) = core.flows.lookup(&tuple) else {
@@ -268,6 +306,8 @@ impl<P: Port, A: App> Worker<P, A> {
                 let _ = done.send(moved);
             }
             Command::Release(done) => {
+                self.admit_restores(now, usize::MAX);
+                let core = &mut self.core;
                 let mut ctx = app_ctx!(core, now);
                 let ids = ctx.flows.ids();
                 for &id in &ids {

@@ -10,11 +10,12 @@ use crate::flow::{ConnId, FlowTable};
 use crate::neighbour::{NeighbourCache, PendingFrames};
 use crate::port::TxBatch;
 use crate::stats::Counters;
-use crate::tcp::{Event, Listener, TcpConfig};
+use crate::tcp::{Event, Listener, TcbExport, TcpConfig};
 use crate::timer::TimerWheel;
 use crate::udpflow::UdpFlowTable;
 use crate::wire::ethernet::MacAddr;
-use std::collections::HashMap;
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
@@ -70,6 +71,9 @@ pub(super) struct Core {
     /// restored; and the tally of those that finished.
     pub(super) unready_since: HashMap<ConnId, Instant>,
     pub(super) restores: RestoreStats,
+    /// The control core's restores beyond the restore window, in order
+    /// (see [`WorkerConfig::restore_window`]).
+    pub(super) deferred_restores: VecDeque<(TcbExport, Box<dyn Any + Send>)>,
     /// Frames built for a neighbour whose MAC we are asking for.
     pub(super) l2_pending: PendingFrames,
     /// Frames built for an IPv6 neighbour we are soliciting.

@@ -197,8 +197,12 @@ impl App for Resumer {
 }
 
 fn client_ack(seq: u32, ack: u32) -> Vec<u8> {
+    client_ack_from(40_003, seq, ack)
+}
+
+fn client_ack_from(port: u16, seq: u32, ack: u32) -> Vec<u8> {
     client_frame(&OutSegment {
-        src_port: 40_003,
+        src_port: port,
         dst_port: 80,
         seq: SeqNum(seq),
         ack: SeqNum(ack),
@@ -592,4 +596,57 @@ fn the_adopter_admits_a_forwarded_syn_to_an_address_it_does_not_own() {
     assert_eq!(tcp[0].0, CLIENT_MAC, "to the client, not the forwarder");
     let (ih, _) = ipv4::parse(&sent[0][ethernet::HEADER_LEN..]).unwrap();
     assert_eq!(ih.src, SERVICE, "from the address the client connected to");
+}
+
+#[test]
+fn restores_beyond_the_window_wait_until_probes_are_answered() {
+    // Issue 19's 100,000-connection kill: every restored connection probed
+    // at once, and the retries of the unanswered ones, flooded the heir.
+    // With a window of 2, the third restore waits for an answer.
+    let t0 = Instant::now();
+    let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    cfg.restore_window = 2;
+    let (mut wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut w = Worker::new(port, Quiet, cfg, t0);
+    wire.send(arp_reply_from_client()).unwrap();
+    w.poll(t0).unwrap();
+    for p in 40_001..=40_005 {
+        w.command(
+            Command::Restore {
+                export: export(p),
+                app_data: Box::new(()),
+            },
+            t0,
+        );
+    }
+    w.poll(t0).unwrap();
+    assert_eq!(tcp_frames(&wire.drain()).len(), 2, "two probes: the window");
+    let r = w.stats().restores;
+    assert_eq!(
+        (r.restored, r.pending),
+        (2, 5),
+        "three wait their turn and count as pending"
+    );
+    assert_eq!(w.connections(), 2);
+
+    // 40,001's client answers: 40,003 is restored and probed in the next
+    // iteration (which a worker that had work runs at once).
+    wire.send(client_ack_from(40_001, 5100, 90_000)).unwrap();
+    let t1 = t0 + Duration::from_millis(1);
+    assert!(w.poll(t1).unwrap());
+    assert!(tcp_frames(&wire.drain()).is_empty(), "ready: nothing to send");
+    assert!(w.poll(t1).unwrap(), "an admission is work");
+    assert_eq!(
+        tcp_frames(&wire.drain()),
+        vec![(CLIENT_MAC, 89_999, 1)],
+        "the next probe"
+    );
+    let r = w.stats().restores;
+    assert_eq!((r.restored, r.ready, r.pending), (3, 1, 4));
+
+    // A release hands over the waiting ones too.
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    w.command(Command::Release(tx), t0 + Duration::from_millis(2));
+    assert_eq!(rx.recv().unwrap(), 5, "all five released");
+    assert_eq!(w.stats().restores.pending, 0);
 }

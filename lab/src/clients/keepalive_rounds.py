@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Idle HTTP keep-alive connections that all ask again, round after round.
 
-usage: python3 -c "$KEEPALIVE_ROUNDS" HOST COUNT PATH ROUNDS [SPREAD_MS]
+usage: python3 -c "$KEEPALIVE_ROUNDS" HOST COUNT PATH ROUNDS [SPREAD_MS [SOURCE]]
 (baton_lab::clients::KEEPALIVE_ROUNDS holds this text)
 
-Opens COUNT connections to HOST:80 and asks PATH once on each, then prints
+Opens COUNT connections to HOST:80 (from address SOURCE when given: one
+address holds at most ~64,000 ports to HOST:80) and asks PATH once on each, then prints
 "READY". Then, for each further round, waits for a line on stdin, sends one
 GET on every connection — all at once, or evenly over SPREAD_MS — and reads
 every answer (each one's latency from its own request), and prints one line:
@@ -25,6 +26,9 @@ import socket
 import sys
 import time
 
+# linux/in.h; not in every Python's socket module.
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
 
 def counters():
     """TCPTimeouts and RetransSegs of this network namespace."""
@@ -39,8 +43,18 @@ def counters():
 
 
 class Conn:
-    def __init__(self, host, path):
-        self.sock = socket.create_connection((host, 80), timeout=30)
+    def __init__(self, host, path, source=None):
+        if source:
+            # The port is chosen at connect(2), by the whole 4-tuple:
+            # bind(2)'s own search for a free port slows to a crawl once
+            # thousands of one address's ports are taken.
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            self.sock.bind((source, 0))
+            self.sock.settimeout(30)
+            self.sock.connect((host, 80))
+        else:
+            self.sock = socket.create_connection((host, 80), timeout=30)
         self.request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
 
     def send(self):
@@ -70,12 +84,15 @@ class Conn:
 
 def round_trip(conns, spread_ms=0):
     """One GET on every connection, sent evenly over spread_ms; (bodies'
-    sha256 set, latencies ms, answers complete)."""
+    sha256 set, latencies ms, answers complete). Failures are counted by
+    kind and printed as one line to stderr: at 100,000 connections one
+    line each drowned the harness's log."""
     sel = selectors.DefaultSelector()
     start = time.monotonic()
     due = [start + spread_ms / 1000 * i / len(conns) for i in range(len(conns))]
     sent = 0
     shas, lat, ok = set(), [], 0
+    errors = {}
     deadline = start + spread_ms / 1000 + 30
     while (sent < len(conns) or len(sel.get_map())) and time.monotonic() < deadline:
         now = time.monotonic()
@@ -85,7 +102,7 @@ def round_trip(conns, spread_ms=0):
             try:
                 c.send()
             except OSError as e:
-                print("error:", e, file=sys.stderr)
+                errors[str(e)] = errors.get(str(e), 0) + 1
                 continue
             sel.register(c.sock, selectors.EVENT_READ, c)
         wait = max(0.0, due[sent] - time.monotonic()) if sent < len(conns) else 1
@@ -97,7 +114,7 @@ def round_trip(conns, spread_ms=0):
             try:
                 body = c.feed()
             except (OSError, ConnectionError, StopIteration, IndexError) as e:
-                print("error:", e, file=sys.stderr)
+                errors[str(e)] = errors.get(str(e), 0) + 1
                 sel.unregister(c.sock)
                 continue
             if body is not None:
@@ -106,16 +123,19 @@ def round_trip(conns, spread_ms=0):
                 shas.add(hashlib.sha256(body).hexdigest())
                 ok += 1
     sel.close()
+    if errors:
+        print("errors:", errors, file=sys.stderr, flush=True)
     return shas, sorted(lat), ok
 
 
 def main():
     host, count, path, rounds = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     spread_ms = float(sys.argv[5]) if len(sys.argv) > 5 else 0
+    source = sys.argv[6] if len(sys.argv) > 6 else None
     # One descriptor a connection: as many as the hard limit allows.
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    conns = [Conn(host, path) for _ in range(count)]
+    conns = [Conn(host, path, source) for _ in range(count)]
     _, _, ok = round_trip(conns, spread_ms)
     all_ok = ok == count
     print("READY", flush=True)
@@ -134,7 +154,10 @@ def main():
         )
         all_ok = all_ok and ok == count
     for c in conns:
-        c.sock.shutdown(socket.SHUT_WR)
+        try:
+            c.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # reset already: counted in its round
     for c in conns:
         try:
             while c.sock.recv(65536):
