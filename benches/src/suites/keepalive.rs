@@ -212,13 +212,7 @@ impl Bench {
     /// One run: the client's three round lines (one client process per
     /// [`PER_PROCESS`] connections, each from its own address above that,
     /// their lines merged by [`merge_round_lines`]).
-    fn rounds_run(
-        &mut self,
-        n: usize,
-        spread_ms: u64,
-        how: Move,
-        run: u32,
-    ) -> Result<Vec<String>> {
+    fn rounds_run(&mut self, n: usize, spread_ms: u64, how: Move, run: u32) -> Result<Vec<String>> {
         let per = PER_PROCESS as usize;
         let procs = n.div_ceil(per).max(1);
         let all = self.lab.client_sources();
@@ -263,7 +257,12 @@ impl Bench {
             let out = BufReader::new(child.stdout.take().context("the client's stdout")?);
             children.push((child, stdin, out));
         }
-        let read_all = |children: &mut Vec<(std::process::Child, std::process::ChildStdin, BufReader<std::process::ChildStdout>)>| -> Result<Vec<String>> {
+        let read_all = |children: &mut Vec<(
+            std::process::Child,
+            std::process::ChildStdin,
+            BufReader<std::process::ChildStdout>,
+        )>|
+         -> Result<Vec<String>> {
             let mut lines = Vec::new();
             for (_, _, out) in children.iter_mut() {
                 let mut line = String::new();

@@ -56,11 +56,12 @@ pub struct WorkerConfig {
     pub max_udp_flows: usize,
     /// A UDP flow idle this long is forgotten.
     pub udp_idle_timeout: std::time::Duration,
-    /// Restored connections that may wait for their client's answer to
-    /// the takeover probe at once; the control core's further restores
-    /// queue in the worker until answers make room (connections a client
-    /// frame names are restored at once regardless). See
-    /// [`DEFAULT_RESTORE_WINDOW`].
+    /// Restored connections that may wait at once for their client's
+    /// answer to the takeover probe while they are young (restored less
+    /// than 300 ms ago: probed every ~50 ms; `worker/unready.rs`); the
+    /// control core's further restores queue in the worker until answers
+    /// or age make room (connections a client frame names are restored at
+    /// once regardless). See [`DEFAULT_RESTORE_WINDOW`].
     pub restore_window: usize,
 }
 
@@ -70,8 +71,8 @@ pub struct WorkerConfig {
 /// for ~1,000,000 frames a second, the heir's ring dropped 1.2 million
 /// frames, readiness took 3-5 s and 1-2 % gave up (100,000-connection kill,
 /// BENCHMARKS.md "Issue 19: 100,000 and 300,000 taken over"). 2,048
-/// waiting bounds the retries to ~40,000 probes a second per worker and
-/// does not slow a takeover whose clients answer within a few ms.
+/// young ones bound the retries to ~40,000 probes a second per worker and
+/// do not slow a takeover whose clients answer within a few ms.
 pub const DEFAULT_RESTORE_WINDOW: usize = 2048;
 
 impl WorkerConfig {

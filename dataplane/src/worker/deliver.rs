@@ -57,7 +57,7 @@ impl Core {
                         Event::Writable if announced => app.on_writable(id, &mut ctx),
                         Event::PeerClosed if announced => app.on_peer_closed(id, &mut ctx),
                         Event::Ready { snd_una, rcv_nxt } => {
-                            if let Some(at) = self.unready_since.remove(&id) {
+                            if let Some(at) = self.unready.ended(id) {
                                 self.restores
                                     .record_ready(now.saturating_duration_since(at));
                             }
@@ -91,7 +91,7 @@ impl Core {
                         }
                         self.counters.tcp_closed += 1;
                     }
-                    if self.unready_since.remove(&id).is_some() {
+                    if self.unready.ended(id).is_some() {
                         // A normal close before ready: the client had closed
                         // with the dead box after the last checkpoint.
                         if reason == CloseReason::Normal {

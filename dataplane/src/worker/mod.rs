@@ -45,6 +45,7 @@ mod restore_stats;
 mod siblings;
 mod state;
 mod udp;
+mod unready;
 pub mod waker;
 
 #[cfg(test)]

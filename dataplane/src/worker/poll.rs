@@ -12,14 +12,13 @@ use super::state::{app_ctx, Core};
 use super::waker::Waker;
 use crate::app::App;
 use crate::flow::FlowTable;
-use crate::tcp::TcbExport;
 use crate::neighbour::{arp, ndp, NeighbourCache, PendingFrames};
 use crate::port::{Port, PortError, RxMeta, TxBatch};
 use crate::stats::Counters;
+use crate::tcp::TcbExport;
 use crate::tcp::{Listener, Tcb};
 use crate::timer::TimerWheel;
 use crossbeam_channel::{Receiver, TryRecvError};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -70,7 +69,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 siblings: None,
                 draining: false,
                 offload,
-                unready_since: HashMap::new(),
+                unready: Default::default(),
                 restores: RestoreStats::default(),
                 deferred_restores: Default::default(),
                 l2_pending: PendingFrames::default(),
@@ -138,8 +137,7 @@ impl<P: Port, A: App> Worker<P, A> {
             timers: self.core.timers.len(),
             ring_drops: self.port.rx_ring_drops(),
             restores: RestoreStats {
-                pending: (self.core.unready_since.len() + self.core.deferred_restores.len())
-                    as u64,
+                pending: (self.core.unready.len() + self.core.deferred_restores.len()) as u64,
                 ..self.core.restores.clone()
             },
         }
@@ -192,7 +190,7 @@ impl<P: Port, A: App> Worker<P, A> {
     /// connections wait for their client; returns whether it restored any.
     fn admit_restores(&mut self, now: Instant, window: usize) -> bool {
         let mut any = false;
-        while self.core.unready_since.len() < window {
+        while self.core.unready.young(now) < window {
             let Some((export, app_data)) = self.core.deferred_restores.pop_front() else {
                 break;
             };
@@ -265,7 +263,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 .insert(local, client, ports, to, ttl, now),
             Command::Restore { export, app_data } => {
                 if core.deferred_restores.is_empty()
-                    && core.unready_since.len() < core.cfg.restore_window
+                    && core.unready.young(now) < core.cfg.restore_window
                 {
                     self.restore_now(&export, app_data, now);
                 } else {

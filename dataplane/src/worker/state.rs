@@ -15,7 +15,7 @@ use crate::timer::TimerWheel;
 use crate::udpflow::UdpFlowTable;
 use crate::wire::ethernet::MacAddr;
 use std::any::Any;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
@@ -69,7 +69,7 @@ pub(super) struct Core {
     pub(super) offload: bool,
     /// Restored connections not ready yet, with the moment they were
     /// restored; and the tally of those that finished.
-    pub(super) unready_since: HashMap<ConnId, Instant>,
+    pub(super) unready: super::unready::Unready,
     pub(super) restores: RestoreStats,
     /// The control core's restores beyond the restore window, in order
     /// (see [`WorkerConfig::restore_window`]).
@@ -121,7 +121,7 @@ impl Core {
     /// A restored connection starts waiting for its client's answer.
     pub(super) fn note_restored(&mut self, id: ConnId, now: Instant) {
         self.restores.restored += 1;
-        self.unready_since.insert(id, now);
+        self.unready.started(id, now);
     }
 
     /// Drops connection `id` without a word to its client (handed off or
@@ -133,7 +133,7 @@ impl Core {
             }
         }
         self.timers.cancel(id.index());
-        self.unready_since.remove(&id);
+        self.unready.ended(id);
     }
 
     pub(super) fn touch(&mut self, id: ConnId) {
