@@ -75,6 +75,14 @@ impl Bench {
                     .set_box_option(b, "dataplane", "tcp_idle_timeout_ms", "600000")?;
                 self.lab
                     .set_box_option(b, "limits", "idle_timeout_ms", "600000")?;
+                // Above 100,000 box1 went silent for 91-120 ms while its
+                // clients connected (its heartbeat thread starved on these
+                // two shared cores, clients niced or not) and its peers took
+                // it over before the first round, three times: detection
+                // after 10 missed heartbeats (300 ms), not 3 (90 ms).
+                if n > 100_000 {
+                    self.lab.set_box_option(b, "failure", "missed", "10")?;
+                }
             }
             self.raise_box_limits(n as u64 + 1_000)?;
         } else {
@@ -179,6 +187,13 @@ impl Bench {
             }
             jruns.push(json!({"run": run, "rounds": lines, "move": handed}));
         }
+        if how == Move::Drain {
+            // A drained box1 stays up with its workers stopped and its
+            // address with the heir: the next suite needs it serving
+            // (idlekill after drain in one invocation could not connect).
+            self.lab.kill(1)?;
+            self.lab.start(1)?;
+        }
         self.results.insert(how.name().into(), json!(jruns));
         let (title, goal, account) = match how {
             Move::Drain => (
@@ -230,7 +245,7 @@ impl Bench {
         let offset = (run as usize - 1) * procs;
         let sources: Vec<&String> = (0..procs).map(|p| &all[(offset + p) % all.len()]).collect();
         let mut children = Vec::new();
-        for p in 0..procs {
+        for (p, source) in sources.iter().enumerate() {
             let count = (n - p * per).min(per).to_string();
             let spread = spread_ms.to_string();
             let mut argv = vec![
@@ -244,7 +259,12 @@ impl Bench {
                 &spread,
             ];
             if procs > 1 {
-                argv.push(sources[p]);
+                argv.push(source);
+                // Niced: the clients stand for machines of their own.
+                // (It did not keep box1 from going silent at 300,000:
+                // BENCHMARKS.md "Issue 19: 100,000 and 300,000 taken
+                // over".) A single client runs as it always has.
+                argv.splice(0..0, ["nice", "-n", "19"]);
             }
             let mut child = self
                 .lab
@@ -360,6 +380,6 @@ mod tests {
             m,
             "ROUND 2 ok=37990 of=38000 sha=ab p50_ms=15.0 p99_ms=500.0 max_ms=900.0 timeouts=1 retrans=5 processes=2"
         );
-        assert_eq!(merge_round_lines(&[a.clone()]), a);
+        assert_eq!(merge_round_lines(std::slice::from_ref(&a)), a);
     }
 }

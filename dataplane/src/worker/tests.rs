@@ -663,7 +663,7 @@ fn a_release_hands_over_restores_still_waiting_for_the_window() {
     let t0 = Instant::now();
     let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
     cfg.restore_window = 1;
-    let (mut wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let (wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
     let mut w = Worker::new(port, Quiet, cfg, t0);
     wire.send(arp_reply_from_client()).unwrap();
     w.poll(t0).unwrap();
