@@ -598,19 +598,20 @@ fn the_adopter_admits_a_forwarded_syn_to_an_address_it_does_not_own() {
     assert_eq!(ih.src, SERVICE, "from the address the client connected to");
 }
 
-#[test]
-fn restores_beyond_the_window_wait_until_probes_are_answered() {
-    // Issue 19's 100,000-connection kill: every restored connection probed
-    // at once, and the retries of the unanswered ones, flooded the heir.
-    // With a window of 2, the third restore waits for an answer.
-    let t0 = Instant::now();
+/// A worker with restore window `window` and a resolved client, told at
+/// `t0` to restore the checkpoints of `ports` (not polled since).
+fn restoring_behind_a_window(
+    window: usize,
+    ports: std::ops::RangeInclusive<u16>,
+    t0: Instant,
+) -> (MemoryPort, Worker<MemoryPort, Quiet>) {
     let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
-    cfg.restore_window = 2;
-    let (mut wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    cfg.restore_window = window;
+    let (wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
     let mut w = Worker::new(port, Quiet, cfg, t0);
     wire.send(arp_reply_from_client()).unwrap();
     w.poll(t0).unwrap();
-    for p in 40_001..=40_005 {
+    for p in ports {
         w.command(
             Command::Restore {
                 export: export(p),
@@ -619,6 +620,16 @@ fn restores_beyond_the_window_wait_until_probes_are_answered() {
             t0,
         );
     }
+    (wire, w)
+}
+
+#[test]
+fn restores_beyond_the_window_wait_until_probes_are_answered() {
+    // Issue 19's 100,000-connection kill: every restored connection probed
+    // at once, and the retries of the unanswered ones, flooded the heir.
+    // With a window of 2, the third restore waits for an answer.
+    let t0 = Instant::now();
+    let (mut wire, mut w) = restoring_behind_a_window(2, 40_001..=40_005, t0);
     w.poll(t0).unwrap();
     assert_eq!(tcp_frames(&wire.drain()).len(), 2, "two probes: the window");
     let r = w.stats().restores;
@@ -661,21 +672,7 @@ fn restores_beyond_the_window_wait_until_probes_are_answered() {
 #[test]
 fn a_release_hands_over_restores_still_waiting_for_the_window() {
     let t0 = Instant::now();
-    let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
-    cfg.restore_window = 1;
-    let (wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
-    let mut w = Worker::new(port, Quiet, cfg, t0);
-    wire.send(arp_reply_from_client()).unwrap();
-    w.poll(t0).unwrap();
-    for p in 40_001..=40_003 {
-        w.command(
-            Command::Restore {
-                export: export(p),
-                app_data: Box::new(()),
-            },
-            t0,
-        );
-    }
+    let (_wire, mut w) = restoring_behind_a_window(1, 40_001..=40_003, t0);
     assert_eq!(w.connections(), 1);
     let (tx, rx) = crossbeam_channel::bounded(1);
     w.command(Command::Release(tx), t0);
