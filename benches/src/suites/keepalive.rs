@@ -75,11 +75,12 @@ impl Bench {
                     .set_box_option(b, "dataplane", "tcp_idle_timeout_ms", "600000")?;
                 self.lab
                     .set_box_option(b, "limits", "idle_timeout_ms", "600000")?;
-                // Above 100,000 box1 went silent for 91-120 ms while its
-                // clients connected (its heartbeat thread starved on these
-                // two shared cores, clients niced or not) and its peers took
-                // it over before the first round, three times: detection
-                // after 10 missed heartbeats (300 ms), not 3 (90 ms).
+                // Above 100,000 box1's peers took it over before the first
+                // round (silent 91-120 ms), first read as starvation:
+                // detection after 10 missed heartbeats (300 ms), not 3
+                // (90 ms). It did not help: box1 exits by itself at
+                // 300,000 (BENCHMARKS.md "Issue 19: 100,000 and 300,000
+                // taken over"); drop this once that is fixed.
                 if n > 100_000 {
                     self.lab.set_box_option(b, "failure", "missed", "10")?;
                 }
