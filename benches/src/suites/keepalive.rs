@@ -239,8 +239,10 @@ impl Bench {
         // Each run from addresses the previous run did not use (as far as
         // the lab has them): a restarted box1 forwards the previous run's
         // connections to the survivors that took them over, and a new
-        // connection on one of their 4-tuples followed them there
-        // (measured: run 2 of 100,000 lost 43 % after the kill).
+        // connection on one of their 4-tuples followed them there (run 2
+        // of 100,000 on run 1's addresses lost 43 % after the kill while
+        // box1's log said it forwarded 100,000 of its previous
+        // incarnation's: the cause is inferred from that line).
         let offset = (run as usize - 1) * procs;
         let sources: Vec<&String> = (0..procs).map(|p| &all[(offset + p) % all.len()]).collect();
         let mut children = Vec::new();

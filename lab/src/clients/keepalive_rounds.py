@@ -19,6 +19,7 @@ stopped answering) costs the client a retransmission timeout. The
 connections are closed with a FIN at the end (the server's FIN awaited). Exits 0 only if every answer
 of every round was complete.
 """
+import collections
 import hashlib
 import resource
 import selectors
@@ -92,7 +93,7 @@ def round_trip(conns, spread_ms=0):
     due = [start + spread_ms / 1000 * i / len(conns) for i in range(len(conns))]
     sent = 0
     shas, lat, ok = set(), [], 0
-    errors = {}
+    errors = collections.Counter()
     deadline = start + spread_ms / 1000 + 30
     while (sent < len(conns) or len(sel.get_map())) and time.monotonic() < deadline:
         now = time.monotonic()
@@ -102,7 +103,7 @@ def round_trip(conns, spread_ms=0):
             try:
                 c.send()
             except OSError as e:
-                errors[str(e)] = errors.get(str(e), 0) + 1
+                errors[str(e)] += 1
                 continue
             sel.register(c.sock, selectors.EVENT_READ, c)
         wait = max(0.0, due[sent] - time.monotonic()) if sent < len(conns) else 1
@@ -114,7 +115,7 @@ def round_trip(conns, spread_ms=0):
             try:
                 body = c.feed()
             except (OSError, ConnectionError, StopIteration, IndexError) as e:
-                errors[str(e)] = errors.get(str(e), 0) + 1
+                errors[str(e)] += 1
                 sel.unregister(c.sock)
                 continue
             if body is not None:
@@ -124,7 +125,7 @@ def round_trip(conns, spread_ms=0):
                 ok += 1
     sel.close()
     if errors:
-        print("errors:", errors, file=sys.stderr, flush=True)
+        print("errors:", dict(errors), file=sys.stderr, flush=True)
     return shas, sorted(lat), ok
 
 
