@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use baton_dataplane::tcp::{FourTuple, TcbExport};
+use baton_dataplane::tcp::{FourTuple, SeqNum, State, TcbExport};
 use baton_dataplane::wire::ethernet::MacAddr;
 
 use crate::http::ResponseCheckpoint;
@@ -72,6 +72,13 @@ impl OrphanTable {
         routes.extend(new);
     }
 
+    /// True while `tuple` is an orphan this box is to restore (not restored
+    /// yet, not ended).
+    pub fn is_mine(&self, tuple: &FourTuple) -> bool {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        matches!(routes.get(tuple), Some(OrphanRoute::Mine(_)))
+    }
+
     /// The orphan has been restored (or has ended): forget it, so a late
     /// segment of a closed connection is never restored a second time.
     pub fn remove(&self, tuple: &FourTuple) {
@@ -93,8 +100,108 @@ impl Orphan {
         )
     }
 
+    /// True when its box had sent all it had to send at the checkpoint and
+    /// the client had acknowledged it: an established connection, every
+    /// byte sent acknowledged, its last response (if any) whole, with no
+    /// upload, TLS or other protocol's state — an idle keep-alive
+    /// connection, whose box writes one more record once its response is
+    /// acknowledged and it rests (`serve::checkpoint::Checkpointer::settle_due`).
+    /// Nothing of it waits on a survivor: its client's next segment
+    /// restores it (lazily) without a probe (`control::pace`).
+    pub fn sent_everything(&self) -> bool {
+        let e = &self.export;
+        e.state == State::Established
+            && e.snd_una == e.snd_nxt
+            && self.tls.is_none()
+            && self.app_state.is_none()
+            && self
+                .response
+                .as_ref()
+                .is_none_or(|cp| cp.sent_whole_by(SeqNum(e.snd_nxt)))
+    }
+
     /// The route that restores this orphan here, keyed by its connection.
     pub fn route_here(self) -> (FourTuple, OrphanRoute) {
         (self.export.tuple, OrphanRoute::Mine(Box::new(self)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_dataplane::tcp::FourTuple;
+    use std::net::SocketAddr;
+
+    fn orphan(snd_una: u32, snd_nxt: u32, response: RestoreData) -> Orphan {
+        let tuple = FourTuple {
+            local: "198.18.0.11:80".parse::<SocketAddr>().unwrap(),
+            remote: "198.18.0.101:40001".parse::<SocketAddr>().unwrap(),
+        };
+        Orphan {
+            export: TcbExport {
+                tuple,
+                state: State::Established,
+                iss: 1000,
+                irs: 5000,
+                snd_una,
+                snd_nxt,
+                rcv_nxt: 5100,
+                snd_wnd: 65_535,
+                rcv_wnd: 65_535,
+                mss: 1460,
+                snd_wscale: 0,
+                rcv_wscale: 0,
+                sack_permitted: false,
+                timestamps: false,
+                ts_recent: 0,
+                ts_last_sent: 0,
+                acks_covered: false,
+            },
+            response,
+            tls: None,
+            app_state: None,
+        }
+    }
+
+    fn response(start: u32, len: u64) -> RestoreData {
+        Some(ResponseCheckpoint {
+            object_start_seq: SeqNum(start),
+            status: 200,
+            body_len: Some(len),
+            ..ResponseCheckpoint::unrecorded()
+        })
+    }
+
+    #[test]
+    fn only_a_connection_whose_box_had_sent_everything_waits_for_its_client() {
+        assert!(
+            orphan(9000, 9000, None).sent_everything(),
+            "between requests"
+        );
+        assert!(
+            orphan(9000, 9000, response(8000, 1000)).sent_everything(),
+            "its last response sent whole and acknowledged"
+        );
+        assert!(
+            !orphan(8500, 9000, response(8000, 1000)).sent_everything(),
+            "sent whole, its end not acknowledged: the client may wait for it"
+        );
+        assert!(
+            !orphan(9000, 9000, response(8000, 5000)).sent_everything(),
+            "the body not all sent"
+        );
+        assert!(
+            !orphan(8500, 9000, None).sent_everything(),
+            "bytes of no response in flight"
+        );
+        let mut tls = orphan(9000, 9000, None);
+        tls.tls = Some(vec![1]);
+        assert!(!tls.sent_everything(), "TLS state to restore");
+        let mut ftp = orphan(9000, 9000, None);
+        ftp.app_state = Some(vec![1]);
+        assert!(!ftp.sent_everything(), "another protocol's state");
+        let mut closing = orphan(9000, 9000, None);
+        closing.export.state = State::CloseWait;
+        assert!(!closing.sent_everything(), "not established");
     }
 }

@@ -587,44 +587,18 @@ fn lab_half_a_request_sent_before_the_kill_is_completed_and_answered_by_the_surv
 /// the connections were handed over, not taken over after a failure.
 #[test]
 fn lab_drain_of_idle_keep_alive_connections_costs_their_next_requests_nothing() {
-    use std::io::{BufRead, Write};
     const CONNECTIONS: usize = 150;
     let g = LabGuard::up("btto13", &["--boxes", "3"]);
     warm_caches(&g, 3, "1K.bin");
     let rst = RstCapture::start(&g);
-    let count = CONNECTIONS.to_string();
-    let mut child = spawn_client_dialogue(
-        &g,
-        &[
-            "python3",
-            "-c",
-            baton_lab::clients::KEEPALIVE_ROUNDS,
-            "198.18.0.11",
-            &count,
-            "/1K.bin",
-            "2",
-        ],
-    );
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    out.read_line(&mut line).expect("READY");
-    assert_eq!(
-        line.trim(),
-        "READY",
-        "the connections were not all answered"
-    );
+    let mut client = KeepaliveClient::connect(&g, "198.18.0.11", CONNECTIONS, "/1K.bin", 2);
     let drained = ok(g.lab(&["drain", "box1"]));
     let mut rounds = Vec::new();
     for pause in [Duration::ZERO, Duration::from_millis(1500)] {
         sleep(pause);
-        writeln!(stdin, "go").expect("the client is gone");
-        line.clear();
-        out.read_line(&mut line).expect("a round's line");
-        rounds.push(line.trim().to_string());
+        rounds.push(client.round());
     }
-    drop(stdin);
-    let status = child.wait().expect("the client");
+    let complete = client.finish();
     let log1 = fs::read_to_string(g.file("box1.log")).unwrap_or_default();
     let context = format!(
         "rounds:\n{}\ndrain: {drained}\nbox1's drain lines:\n{}",
@@ -634,10 +608,7 @@ fn lab_drain_of_idle_keep_alive_connections_costs_their_next_requests_nothing() 
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert!(
-        status.success(),
-        "an answer was missing or wrong\n{context}"
-    );
+    assert!(complete, "an answer was missing or wrong\n{context}");
     let sha = g.listed_sha("1K.bin");
     for round in &rounds {
         assert!(

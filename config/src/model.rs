@@ -151,6 +151,16 @@ impl Assignment {
 /// Default `takeover.capacity`: connections a box is sized for.
 pub const DEFAULT_TAKEOVER_CAPACITY: u64 = 100_000;
 
+/// Default `takeover.park_idle_above`: idle connections in a survivor's
+/// share of a takeover beyond which they wait for their clients (twice
+/// what a worker's restore window admits at once).
+pub const DEFAULT_PARK_IDLE_ABOVE: u64 = 4_096;
+
+/// Default `takeover.idle_restore_after_ms`: how long parked idle
+/// connections wait for their clients (longer than the 15 s over which
+/// the 300,000-connection benchmark's clients ask again).
+pub const DEFAULT_IDLE_RESTORE_AFTER_MS: u64 = 20_000;
+
 /// Default `balance.threshold`: connections apart before boxes rebalance.
 pub const DEFAULT_BALANCE_THRESHOLD: u64 = 1_000;
 /// Default `balance.rate`: connections one box moves per second.

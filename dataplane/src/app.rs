@@ -70,6 +70,17 @@ pub trait App: 'static {
         let _ = (tuple, rst);
         UnknownAction::Listener
     }
+    /// True while `tuple` is a connection this app is to restore and has
+    /// not (an orphan of a takeover; [`UnknownAction::Restore`] restores
+    /// it). Asked for a frame another box forwards to an address we do not
+    /// own (it is ours to take), and when a restore the control core
+    /// parked ([`crate::worker::Command::RestoreLater`]) falls due: one
+    /// the client restored or ended meanwhile must not come back. The
+    /// default knows no orphans: an app that parks restores answers it.
+    fn is_orphan(&mut self, tuple: &FourTuple) -> bool {
+        let _ = tuple;
+        false
+    }
     /// A restored connection resynchronised with the client: resume sending
     /// at `snd_una` (seed Fig. 6, "ready").
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {

@@ -20,7 +20,8 @@ use baton_shmem::{Region, Segment, ViewNumber};
 use tracing::{info, warn};
 
 use super::ownership;
-use super::takeover::{self, restore_paced, spawn_takeover_report, Plan, TakeoverSnapshot};
+use super::pace::{restore_takeover, IdleParking};
+use super::takeover::{self, spawn_takeover_report, Plan, TakeoverSnapshot};
 use super::view::ViewStatus;
 use crate::orphans::{OrphanRoute, OrphanTable};
 use crate::strays::{Live, Strays};
@@ -71,6 +72,8 @@ pub(crate) struct Control {
     /// migrated session's later data connections are routed to its
     /// adopter on these, for that long (`moves.rs`).
     pub(super) ftp_passive: Option<(std::ops::RangeInclusive<u16>, std::time::Duration)>,
+    /// When a takeover parks idle connections (`super::pace`).
+    idle_parking: IdleParking,
 }
 
 impl Control {
@@ -106,6 +109,7 @@ impl Control {
                     std::time::Duration::from_millis(config.ftp.idle_timeout_ms),
                 )
             }),
+            idle_parking: IdleParking::from_config(&config.takeover),
         }
     }
 
@@ -256,10 +260,11 @@ impl Control {
         let n_survivors = survivors.len();
         let restored = ownership::of(&plan);
         let me = self.me;
+        let parking = self.idle_parking;
         let paced = thread::Builder::new()
             .name("restore".into())
             .spawn(move || {
-                restore_paced(&dataplane, plan.mine, n_survivors);
+                restore_takeover(&dataplane, plan.mine, n_survivors, parking);
                 ownership::log(me, dead, claim_in, &restored);
                 if mine > 0 {
                     spawn_takeover_report(dataplane, dead, started, before);

@@ -33,6 +33,7 @@ mod handle;
 mod load;
 mod moves;
 mod ownership;
+mod pace;
 pub(crate) mod placement;
 pub(crate) mod quorum;
 pub(crate) mod takeover;

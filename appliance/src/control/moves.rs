@@ -18,7 +18,8 @@ use tracing::{info, warn};
 
 use super::bundle::{follows_the_address, movable_tuples};
 use super::handle::Control;
-use super::takeover::{orphans_in_slots, restore_paced};
+use super::pace::restore_paced;
+use super::takeover::orphans_in_slots;
 use crate::admin::AdminError;
 use crate::orphans::Orphan;
 

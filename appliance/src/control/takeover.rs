@@ -349,37 +349,6 @@ pub fn routes_to_holders_among(
     routes
 }
 
-/// Hands restored connections to the workers in batches: each restore
-/// sends a probe at once, and every answer comes back through the box that
-/// inherited the dead box's address (it forwards the others' share). With
-/// a 512-frame ring, 256 probes per 2 ms from each of two survivors lost
-/// thousands of answers (22,850 ring drops in the first second of a
-/// 10,000-connection takeover). So all survivors together send
-/// [`RESTORE_BATCH`] per [`RESTORE_TICK`]: 10,000 in ~105 ms. With the
-/// 8,192-frame ring, 512 per 2 ms dropped 31,755 frames at the inheritor:
-/// its CPU, not its ring, is the limit (BENCHMARKS.md, "Issue 19: the
-/// receive ring"); 192 dropped none at 10,000 and brought kill → resume
-/// p99 from ~440 ms to ~300 ms (64 and 128 slower, 256 no faster:
-/// "Issue 19: the restore pace").
-pub(crate) fn restore_paced(dataplane: &DataplaneHandle, orphans: Vec<Orphan>, survivors: usize) {
-    let batch = (RESTORE_BATCH / survivors.max(1)).max(1);
-    for (i, orphan) in orphans.into_iter().enumerate() {
-        if i > 0 && i % batch == 0 {
-            thread::sleep(RESTORE_TICK);
-        }
-        let (export, data) = orphan.into_restore();
-        if let Err(err) = dataplane.restore(export, Box::new(data)) {
-            warn!(%err, "restore failed");
-        }
-    }
-}
-
-/// Restores handed to the workers per [`RESTORE_TICK`], by all survivors of
-/// a takeover together (see [`restore_paced`]).
-const RESTORE_BATCH: usize = 192;
-/// The pace of restores.
-const RESTORE_TICK: Duration = Duration::from_millis(2);
-
 /// The workers' takeover tallies at one moment, summed.
 pub(crate) struct TakeoverSnapshot {
     restores: baton_dataplane::worker::RestoreStats,
@@ -426,7 +395,7 @@ pub(crate) fn spawn_takeover_report(
                 let now = TakeoverSnapshot::of(&dataplane);
                 let r = now.restores.since(&before.restores);
                 let elapsed = started.elapsed();
-                let done = r.pending == 0 || elapsed >= Duration::from_secs(15);
+                let done = (r.pending == 0 && r.parked == 0) || elapsed >= Duration::from_secs(15);
                 let second = !reported_second && elapsed >= Duration::from_secs(1);
                 if !(done || second) {
                     continue;
@@ -442,6 +411,7 @@ pub(crate) fn spawn_takeover_report(
                     not_ready = r.not_ready,
                     closed = r.closed,
                     pending = r.pending,
+                    parked = r.parked,
                     ready_p50_ms = ms(0.5),
                     ready_p99_ms = ms(0.99),
                     ready_max_ms = ms(1.0),

@@ -86,6 +86,18 @@ impl ResponseCheckpoint {
             + self.last_modified.as_ref().map_or(0, String::capacity)
     }
 
+    /// True when this response, body and all, ends at or before `sent` (the
+    /// connection's next sequence number to send) and receives no upload:
+    /// once the client acknowledged `sent`, a survivor owes it nothing of
+    /// this response. An unknown length or one past 4 GiB is never whole.
+    pub fn sent_whole_by(&self, sent: SeqNum) -> bool {
+        self.upload.is_none()
+            && self
+                .body_len
+                .and_then(|len| u32::try_from(len).ok())
+                .is_some_and(|len| (self.object_start_seq + len).le(sent))
+    }
+
     /// The version code stored in the application block (10 or 11).
     pub fn version_code(&self) -> u8 {
         10 + self.minor
@@ -252,6 +264,28 @@ mod tests {
             body_len: Some(100),
             upload: None,
         }
+    }
+
+    #[test]
+    fn a_response_is_sent_whole_once_its_last_body_byte_is() {
+        // 100 body bytes from 4,000,000,000: the sequence space wraps
+        // before the end (4,000,000,100 fits; the point is the compare).
+        let c = cp();
+        let end = c.object_start_seq + 100;
+        assert!(c.sent_whole_by(end));
+        assert!(c.sent_whole_by(end + 1), "a FIN after it");
+        assert!(!c.sent_whole_by(end - 1));
+        let wrapping = ResponseCheckpoint {
+            object_start_seq: SeqNum(u32::MAX - 10),
+            ..cp()
+        };
+        assert!(wrapping.sent_whole_by(SeqNum(89)));
+        assert!(!wrapping.sent_whole_by(SeqNum(88)));
+        let unknown = ResponseCheckpoint {
+            body_len: None,
+            ..cp()
+        };
+        assert!(!unknown.sent_whole_by(end + 1000), "its end is unknown");
     }
 
     #[test]

@@ -317,6 +317,25 @@ impl Checkpointer {
                 && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval)
     }
 
+    /// True when the client has acknowledged every byte sent on `conn` and
+    /// its last checkpoint predates that: the caller, whose connection
+    /// rests (its response done, nothing read to answer), writes one more
+    /// ([`Self::write_progress`]) so that the record says the client has
+    /// it all. A survivor of a mass takeover then leaves the connection
+    /// to its client's next segment instead of probing it
+    /// (`Orphan::sent_everything`). One write per response at most, and
+    /// none in a request-response stream whose next request carries the
+    /// ACK (the caller sees it unread).
+    pub fn settle_due(&self, ctx: &mut Ctx<'_>, conn: ConnId) -> bool {
+        let Some(state) = self.conns.get(&conn) else {
+            return false;
+        };
+        let Some(s) = ctx.export(conn).map(|e| seqs(&e)) else {
+            return false;
+        };
+        s.snd_una == s.snd_nxt && s.snd_una != state.last_una
+    }
+
     /// Writes `conn`'s checkpoint for the progress [`Self::progress_due`]
     /// found.
     pub fn write_progress(

@@ -433,11 +433,20 @@ impl App for CacheApp {
         t.flush(conn);
         self.http.on_writable(conn, &mut t, now);
         self.commit_tls_if_due(conn, ctx);
-        if self
+        let progress = self
             .checkpoints
             .as_ref()
-            .is_some_and(|c| c.progress_due(ctx, conn))
-        {
+            .is_some_and(|c| c.progress_due(ctx, conn));
+        // At rest with all acknowledged: the record says so (a mass
+        // takeover parks such a connection instead of probing it).
+        let settle = !progress
+            && ctx.recv_available(conn) == 0
+            && self.http.session(conn).is_some_and(|s| s.at_rest())
+            && self
+                .checkpoints
+                .as_ref()
+                .is_some_and(|c| c.settle_due(ctx, conn));
+        if progress || settle {
             self.refresh_tls(conn);
             if let Some(c) = self.checkpoints.as_mut() {
                 c.write_progress(
@@ -563,6 +572,10 @@ impl App for CacheApp {
                 UnknownAction::Restore(export, Box::new(data))
             }
         }
+    }
+
+    fn is_orphan(&mut self, tuple: &FourTuple) -> bool {
+        self.orphans.is_mine(tuple)
     }
 
     fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {

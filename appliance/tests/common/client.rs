@@ -73,3 +73,64 @@ pub fn media_duration_ms(g: &LabGuard, path: &str) -> u64 {
         .unwrap_or_else(|_| panic!("ffprobe printed {out:?} for {path}"));
     (secs * 1000.0) as u64
 }
+
+/// `baton_lab::clients::KEEPALIVE_ROUNDS` in the client namespace: idle
+/// keep-alive connections to one address that all ask again, round after
+/// round, when told.
+pub struct KeepaliveClient {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl KeepaliveClient {
+    /// Opens `count` connections to `host`:80, each answered once for
+    /// `path`, ready for `rounds` more; fails unless every one was.
+    pub fn connect(g: &LabGuard, host: &str, count: usize, path: &str, rounds: u32) -> Self {
+        use std::io::BufRead;
+        let count = count.to_string();
+        let rounds = rounds.to_string();
+        let mut child = spawn_client_dialogue(
+            g,
+            &[
+                "python3",
+                "-c",
+                baton_lab::clients::KEEPALIVE_ROUNDS,
+                host,
+                &count,
+                path,
+                &rounds,
+            ],
+        );
+        let stdin = child.stdin.take().expect("stdin");
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line).expect("READY");
+        assert_eq!(
+            line.trim(),
+            "READY",
+            "the connections were not all answered"
+        );
+        KeepaliveClient { child, stdin, out }
+    }
+
+    /// One round: every connection asks again; the client's line
+    /// (`ROUND n ok=K of=N sha=… p50_ms=… … retrans=R`).
+    pub fn round(&mut self) -> String {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "go").expect("the client is gone");
+        let mut line = String::new();
+        self.out.read_line(&mut line).expect("a round's line");
+        line.trim().to_string()
+    }
+
+    /// Closes the connections; true if every answer of every round was
+    /// complete.
+    pub fn finish(self) -> bool {
+        let KeepaliveClient {
+            mut child, stdin, ..
+        } = self;
+        drop(stdin);
+        child.wait().expect("the client").success()
+    }
+}

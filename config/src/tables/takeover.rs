@@ -18,5 +18,11 @@ table! {
         /// Connections a box is sized for (> 0): least_loaded's spare
         /// capacity is this minus what a survivor uses.
         capacity: u64 = or(DEFAULT_TAKEOVER_CAPACITY, positive),
+        /// Idle connections in this box's share of a takeover above which
+        /// they are parked until their clients speak (0: always).
+        park_idle_above: u64 = or(DEFAULT_PARK_IDLE_ABOVE, non_negative),
+        /// How long a parked connection waits for its client before it is
+        /// restored anyway, milliseconds (> 0).
+        idle_restore_after_ms: u64 = or(DEFAULT_IDLE_RESTORE_AFTER_MS, positive),
     }
 }

@@ -229,6 +229,26 @@ impl DataplaneHandle {
         self.send(w, Command::Restore { export, app_data })
     }
 
+    /// [`Self::restore`] for a connection whose box had sent it everything:
+    /// restored when the client speaks, or after `after` (see
+    /// [`Command::RestoreLater`]).
+    pub fn restore_later(
+        &self,
+        export: TcbExport,
+        app_data: Box<dyn Any + Send>,
+        after: std::time::Duration,
+    ) -> Result<(), DataplaneError> {
+        let w = worker_for_steered(&export.tuple, self.workers.len(), self.steer);
+        self.send(
+            w,
+            Command::RestoreLater {
+                export,
+                app_data,
+                after,
+            },
+        )
+    }
+
     /// Sends a raw command to worker `i`.
     pub fn send(&self, i: usize, cmd: Command) -> Result<(), DataplaneError> {
         let w = self.workers.get(i).ok_or(DataplaneError::WorkerGone(i))?;

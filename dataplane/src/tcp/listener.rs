@@ -173,6 +173,49 @@ impl Listener {
         SeqNum(m.wrapping_add(self.hash(DOMAIN_ISN, tuple, &[]) as u32))
     }
 
+    /// The connection an ACK for no known connection completes, if it
+    /// returns a cookie this listener sent within [`COOKIE_VALID`] (none
+    /// is checked when no cookie went out lately). Asked before anything
+    /// else claims the segment: a client that opened a new connection
+    /// through a cookie on a 4-tuple a stale route still names (a dead
+    /// box's connection that reused it) must get that new connection.
+    pub fn cookie_ack(&mut self, now: Instant, tuple: FourTuple, seg: &Segment) -> Option<Tcb> {
+        let f = seg.flags;
+        if !f.ack || f.rst || f.syn || !self.recent_overflow(now) {
+            return None;
+        }
+        let epoch = self.epoch(now);
+        let cookie = seg.ack.0.wrapping_sub(1);
+        let client_isn = seg.seq.0.wrapping_sub(1);
+        let mss_idx = self.check_cookie(now, tuple, client_isn, cookie)?;
+        let mss = MSS_TABLE[mss_idx as usize];
+        // The rest of the options came back in the TSecr.
+        let bits = seg
+            .options
+            .timestamps
+            .map(|(_, ecr)| ecr & TS_OPT_MASK)
+            .filter(|b| b & TS_OPT_MARKER != 0);
+        let (ws, sack, ts) = match bits {
+            Some(b) => ((b & 0xf) as u8, b & 0x10 != 0, true),
+            None => (15, false, false),
+        };
+        let ts_base = self.hash(DOMAIN_TS, tuple, &[]) as u32;
+        Some(Tcb::new_from_cookie(
+            now,
+            self.config.clone(),
+            tuple,
+            seg,
+            SeqNum(cookie),
+            SeqNum(client_isn),
+            mss,
+            (ws != 15).then_some(ws),
+            sack,
+            ts,
+            epoch,
+            ts_base,
+        ))
+    }
+
     /// A non-SYN segment for no known connection: a valid cookie ACK builds
     /// an ESTABLISHED TCB; otherwise the reply to send (RST per RFC 9293
     /// §3.10.7.1, none for a RST).
@@ -183,43 +226,12 @@ impl Listener {
             // to `on_syn`.
             return UnknownOutcome::Drop;
         }
-        let epoch = self.epoch(now);
+        self.epoch(now);
         if f.ack {
-            let cookie = seg.ack.0.wrapping_sub(1);
-            let client_isn = seg.seq.0.wrapping_sub(1);
-            let checked = if self.recent_overflow(now) {
-                self.check_cookie(now, tuple, client_isn, cookie)
-            } else {
+            if !self.recent_overflow(now) {
                 self.cookie_acks_unexpected += 1;
-                None
-            };
-            if let Some(mss_idx) = checked {
-                let mss = MSS_TABLE[mss_idx as usize];
-                // The rest of the options came back in the TSecr.
-                let bits = seg
-                    .options
-                    .timestamps
-                    .map(|(_, ecr)| ecr & TS_OPT_MASK)
-                    .filter(|b| b & TS_OPT_MARKER != 0);
-                let (ws, sack, ts) = match bits {
-                    Some(b) => ((b & 0xf) as u8, b & 0x10 != 0, true),
-                    None => (15, false, false),
-                };
-                let ts_base = self.hash(DOMAIN_TS, tuple, &[]) as u32;
-                return UnknownOutcome::Tcb(Tcb::new_from_cookie(
-                    now,
-                    self.config.clone(),
-                    tuple,
-                    seg,
-                    SeqNum(cookie),
-                    SeqNum(client_isn),
-                    mss,
-                    (ws != 15).then_some(ws),
-                    sack,
-                    ts,
-                    epoch,
-                    ts_base,
-                ));
+            } else if let Some(tcb) = self.cookie_ack(now, tuple, seg) {
+                return UnknownOutcome::Tcb(tcb);
             }
             // "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>".
             let mut r = reply(tuple, seg.ack);

@@ -46,6 +46,21 @@ pub enum Command {
         /// Handed to [`crate::app::App::on_restored`].
         app_data: Box<dyn Any + Send>,
     },
+    /// Adopt a connection whose box had sent its client everything (a mass
+    /// takeover's idle keep-alive connections): it
+    /// is restored when its client's next segment names it (the app's
+    /// [`crate::app::UnknownAction::Restore`]) or, failing that, as a
+    /// [`Command::Restore`] once `after` has passed. It sends no probe
+    /// until then: a mass takeover's probes and their answers are what
+    /// overran the inheritor (BENCHMARKS.md "Issue 19").
+    RestoreLater {
+        /// The TCP block of the checkpoint.
+        export: TcbExport,
+        /// Handed to [`crate::app::App::on_restored`].
+        app_data: Box<dyn Any + Send>,
+        /// How long to wait for the client first.
+        after: std::time::Duration,
+    },
     /// Stop (true) or resume (false) accepting new connections; existing
     /// ones carry on. New SYNs are dropped, not reset, so the client's
     /// retransmitted SYN can reach whichever box owns the address next.
@@ -93,6 +108,9 @@ impl std::fmt::Debug for Command {
                 write!(f, "RouteClient({client} to {local} via {to})")
             }
             Command::Restore { export, .. } => write!(f, "Restore({:?})", export.tuple),
+            Command::RestoreLater { export, after, .. } => {
+                write!(f, "RestoreLater({:?} after {after:?})", export.tuple)
+            }
             Command::Drain(on) => write!(f, "Drain({on})"),
             Command::Freeze => write!(f, "Freeze"),
             Command::Handoff { tuples, to, .. } => write!(f, "Handoff({} to {to})", tuples.len()),

@@ -231,6 +231,14 @@ impl Core {
         peer: Option<MacAddr>,
         now: Instant,
     ) {
+        // A cookie's ACK first: the new connection of a client that reused
+        // the 4-tuple of a connection some route still names (a box
+        // restarted after a takeover holds routes to its old connections'
+        // restorers) is ours, not the route's. Checked only while cookies
+        // may come back, so at most twice then for an ACK that is none.
+        if let Some(tcb) = self.listener.cookie_ack(now, tuple, seg) {
+            return self.accept_from_cookie(tcb, &tuple, peer, now);
+        }
         match app.on_unknown_segment(tuple, seg.flags.rst) {
             UnknownAction::Listener => {}
             UnknownAction::Drop => {
@@ -259,23 +267,32 @@ impl Core {
             .cookie_acks_unexpected()
             .saturating_sub(unexpected);
         match outcome {
-            UnknownOutcome::Tcb(tcb) => {
-                if self.flows.len() >= self.cfg.max_connections {
-                    self.counters.drop_tcp_max_connections += 1;
-                    return;
-                }
-                if !self.admits_client(&tuple) {
-                    return;
-                }
-                // A valid cookie completes the handshake: the client is
-                // real (before = 0: the TCB accepted the ACK already).
-                let id = self.flows.insert(tcb);
-                self.confirm_peer(id, true, peer, now);
-                self.touch(id);
-            }
+            UnknownOutcome::Tcb(tcb) => self.accept_from_cookie(tcb, &tuple, peer, now),
             UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now, 0, peer),
             UnknownOutcome::Drop => self.counters.drop_tcp_listener += 1,
         }
+    }
+
+    /// A valid cookie completed a handshake: the client is real (the TCB
+    /// accepted the ACK already), so its connection is admitted as one
+    /// from the listener's backlog would be.
+    fn accept_from_cookie(
+        &mut self,
+        tcb: Tcb,
+        tuple: &FourTuple,
+        peer: Option<MacAddr>,
+        now: Instant,
+    ) {
+        if self.flows.len() >= self.cfg.max_connections {
+            self.counters.drop_tcp_max_connections += 1;
+            return;
+        }
+        if !self.admits_client(tuple) {
+            return;
+        }
+        let id = self.flows.insert(tcb);
+        self.confirm_peer(id, true, peer, now);
+        self.touch(id);
     }
 
     /// The connection was assigned to another survivor (whose MAC is

@@ -99,7 +99,7 @@ impl Core {
         };
         let (src, dst) = (IpAddr::V4(ih.src), IpAddr::V4(ih.dst));
         let owned = self.owns_v4(ih.dst);
-        if !owned && !self.holds_forwarded(eh, ih.protocol, src, dst, l4) {
+        if !owned && !self.holds_forwarded(app, eh, ih.protocol, src, dst, l4) {
             self.counters.drop_ipv4_not_ours += 1;
             return;
         }
@@ -168,10 +168,13 @@ impl Core {
 
     /// A frame for an address we do not own, sent to our MAC by the survivor
     /// that inherited a dead box's address, for a connection restored here
-    /// (ARCHITECTURE.md "Takeover" step 3): ours to process. We never answer
-    /// ARP for such an address, so only forwarded frames reach us.
-    pub(super) fn holds_forwarded(
+    /// (ARCHITECTURE.md "Takeover" step 3) or one of our orphans not yet
+    /// restored (the app's [`App::is_orphan`]: its segment restores it
+    /// lazily, as at the inheritor): ours to process. We never answer ARP
+    /// for such an address, so only forwarded frames reach us.
+    pub(super) fn holds_forwarded<A: App>(
         &self,
+        app: &mut A,
         eh: &EthernetHeader,
         protocol: u8,
         src: IpAddr,
@@ -197,7 +200,7 @@ impl Core {
         // box's address): the listener decides, and the app resets what
         // no session of ours waits for.
         let flags = l4.get(13).copied().unwrap_or(0);
-        self.forwarders.contains(&eh.src) && flags & 0x12 == 0x02
+        self.forwarders.contains(&eh.src) && (flags & 0x12 == 0x02 || app.is_orphan(&tuple))
     }
 
     fn on_icmp(&mut self, eh: &EthernetHeader, ih: &ipv4::Ipv4Header, l4: &[u8]) {

@@ -40,7 +40,7 @@ impl Core {
         // Multicast reaches us only for neighbour discovery (all-nodes and
         // our solicited-node groups, the MACs the port takes).
         let owned = self.owns(dst) || (ih.dst.is_multicast() && ih.protocol == ipv6::PROTO_ICMPV6);
-        if !owned && !self.holds_forwarded(eh, ih.protocol, src, dst, l4) {
+        if !owned && !self.holds_forwarded(app, eh, ih.protocol, src, dst, l4) {
             self.counters.drop_ipv6_not_ours += 1;
             return;
         }

@@ -72,6 +72,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 unready: Default::default(),
                 restores: RestoreStats::default(),
                 deferred_restores: Default::default(),
+                parked_restores: Default::default(),
                 l2_pending: PendingFrames::default(),
                 l2_pending6: PendingFrames::default(),
                 udp_flows: crate::udpflow::UdpFlowTable::new(udp_max, udp_idle),
@@ -138,6 +139,7 @@ impl<P: Port, A: App> Worker<P, A> {
             ring_drops: self.port.rx_ring_drops(),
             restores: RestoreStats {
                 pending: (self.core.unready.len() + self.core.deferred_restores.len()) as u64,
+                parked: self.core.parked_restores.len() as u64,
                 ..self.core.restores.clone()
             },
         }
@@ -186,18 +188,50 @@ impl<P: Port, A: App> Worker<P, A> {
         Ok(n > 0 || fired || touched || sent || admitted)
     }
 
-    /// Restores deferred restores while fewer than `window` restored
-    /// connections wait for their client; returns whether it restored any.
+    /// Restores deferred restores, then parked ones that are due, while
+    /// fewer than `window` restored connections wait for their client;
+    /// returns whether it restored any.
     fn admit_restores(&mut self, now: Instant, window: usize) -> bool {
         let mut any = false;
         while self.core.unready.young(now) < window {
-            let Some((export, app_data)) = self.core.deferred_restores.pop_front() else {
+            if let Some((export, app_data)) = self.core.deferred_restores.pop_front() {
+                self.restore_now(&export, app_data, now);
+            } else if self
+                .core
+                .parked_restores
+                .front()
+                .is_some_and(|p| p.0 <= now)
+            {
+                self.restore_parked(now);
+            } else {
                 break;
-            };
-            self.restore_now(&export, app_data, now);
+            }
             any = true;
         }
         any
+    }
+
+    /// Restores every deferred and parked restore now, before a release or
+    /// hand-off moves this worker's connections: none is left behind.
+    fn admit_all_restores(&mut self, now: Instant) {
+        self.admit_restores(now, usize::MAX);
+        while !self.core.parked_restores.is_empty() {
+            self.restore_parked(now);
+        }
+    }
+
+    /// The first parked restore, unless the app has restored or ended the
+    /// connection since (its client spoke first): a connection closed
+    /// meanwhile must not come back.
+    fn restore_parked(&mut self, now: Instant) {
+        let Some((_, export, app_data)) = self.core.parked_restores.pop_front() else {
+            return;
+        };
+        if self.app.is_orphan(&export.tuple) {
+            self.restore_now(&export, app_data, now);
+        } else {
+            self.core.counters.restore_duplicate += 1;
+        }
     }
 
     /// Restores one connection from the control core's checkpoint.
@@ -270,6 +304,13 @@ impl<P: Port, A: App> Worker<P, A> {
                     core.deferred_restores.push_back((export, app_data));
                 }
             }
+            Command::RestoreLater {
+                export,
+                app_data,
+                after,
+            } => core
+                .parked_restores
+                .push_back((now + after, export, app_data)),
             Command::Drain(on) => core.draining = on,
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
@@ -288,7 +329,7 @@ impl<P: Port, A: App> Worker<P, A> {
             Command::Handoff { tuples, to, done } => {
                 // A connection still waiting for its turn moves like the
                 // others (the window only spaces out probes).
-                self.admit_restores(now, usize::MAX);
+                self.admit_all_restores(now);
                 let core = &mut self.core;
                 let mut moved = Vec::with_capacity(tuples.len());
                 for tuple in tuples {
@@ -304,7 +345,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 let _ = done.send(moved);
             }
             Command::Release(done) => {
-                self.admit_restores(now, usize::MAX);
+                self.admit_all_restores(now);
                 let core = &mut self.core;
                 let mut ctx = app_ctx!(core, now);
                 let ids = ctx.flows.ids();
@@ -344,11 +385,13 @@ impl<P: Port, A: App> Worker<P, A> {
                 } else {
                     self.idle += 1;
                     if self.idle >= spins {
-                        let timeout = block_for(
-                            now,
-                            self.core.timers.next_wakeup(),
-                            self.app.next_deadline(),
-                        );
+                        // A parked restore falls due like a timer.
+                        let parked = self.core.parked_restores.front().map(|p| p.0);
+                        let timer = match (self.core.timers.next_wakeup(), parked) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                        let timeout = block_for(now, timer, self.app.next_deadline());
                         self.core.counters.idle_waits += 1;
                         self.port.wait(Some(timeout), self.core.waker.raw_fd())?;
                         // `now` precedes the wait, so a wait that ran its

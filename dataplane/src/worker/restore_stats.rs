@@ -27,8 +27,14 @@ pub struct RestoreStats {
     /// dead box after its last checkpoint (both FINs past the record):
     /// ended quietly, nothing to resume.
     pub closed: u64,
-    /// Restored connections still waiting for the client's answer.
+    /// Restored connections still waiting for the client's answer, and
+    /// restores queued behind the restore window.
     pub pending: u64,
+    /// Restores parked until their client speaks or their time comes
+    /// ([`super::Command::RestoreLater`]), not yet due: some of them their
+    /// client restored already (lazily), which the queue only learns when
+    /// they fall due.
+    pub parked: u64,
     /// Time from restore to ready, in [`READY_BUCKET`] buckets (empty until
     /// the first connection is ready).
     pub ready_after: Vec<u64>,
@@ -42,6 +48,7 @@ impl RestoreStats {
         self.not_ready += other.not_ready;
         self.closed += other.closed;
         self.pending += other.pending;
+        self.parked += other.parked;
         if self.ready_after.len() < other.ready_after.len() {
             self.ready_after.resize(other.ready_after.len(), 0);
         }
@@ -84,6 +91,7 @@ impl RestoreStats {
             not_ready: self.not_ready.saturating_sub(earlier.not_ready),
             closed: self.closed.saturating_sub(earlier.closed),
             pending: self.pending,
+            parked: self.parked,
             ready_after,
         }
     }

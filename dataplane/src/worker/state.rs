@@ -74,6 +74,11 @@ pub(super) struct Core {
     /// The control core's restores beyond the restore window, in order
     /// (see [`WorkerConfig::restore_window`]).
     pub(super) deferred_restores: VecDeque<(TcbExport, Box<dyn Any + Send>)>,
+    /// Restores of connections whose box had sent their client everything, each
+    /// with the moment it is due unless its client speaks first
+    /// ([`super::Command::RestoreLater`]); in order of arrival, so of due
+    /// time for one delay.
+    pub(super) parked_restores: VecDeque<(Instant, TcbExport, Box<dyn Any + Send>)>,
     /// Frames built for a neighbour whose MAC we are asking for.
     pub(super) l2_pending: PendingFrames,
     /// Frames built for an IPv6 neighbour we are soliciting.

@@ -679,3 +679,52 @@ fn a_release_hands_over_restores_still_waiting_for_the_window() {
     assert_eq!(rx.recv().unwrap(), 3, "the waiting ones too");
     assert_eq!(w.stats().restores.pending, 0);
 }
+
+/// Forwards every segment for no known connection to `ADOPTER`: a route
+/// some earlier takeover left.
+struct StaleRoute;
+impl App for StaleRoute {
+    fn on_accept(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_readable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_writable(&mut self, _: ConnId, _: &mut Ctx<'_>) {}
+    fn on_closed(&mut self, _: ConnId, _: CloseReason, _: &mut Ctx<'_>) {}
+    fn on_unknown_segment(&mut self, _: FourTuple, _: bool) -> crate::app::UnknownAction {
+        crate::app::UnknownAction::Forward(ADOPTER)
+    }
+}
+
+#[test]
+fn a_cookie_ack_opens_a_new_connection_even_where_a_stale_route_would_forward_it() {
+    // A restarted box routes its old connections to their restorers; a
+    // client that reuses such a 4-tuple for a new connection, answered
+    // with a SYN cookie (backlog full), must get that connection here,
+    // not have its handshake's ACK forwarded to a box that never saw
+    // the SYN. Any other unknown segment still follows the route.
+    let t0 = Instant::now();
+    let mut cfg = WorkerConfig::for_test(vec![IpAddr::V4(SERVICE)]);
+    cfg.syn_backlog = 0;
+    let (mut wire, port) = MemoryPort::pair(CLIENT_MAC, BOX_MAC);
+    let mut w = Worker::new(port, StaleRoute, cfg, t0);
+    wire.send(arp_reply_from_client()).unwrap();
+    w.poll(t0).unwrap();
+    wire.send(client_syn(80, CLIENT_MAC)).unwrap();
+    w.poll(t0).unwrap();
+    let syn_ack = tcp_frames(&wire.drain());
+    assert_eq!(syn_ack.len(), 1, "the cookie's SYN-ACK");
+    assert_eq!(w.counters().tcp_syn_backlog_full, 1);
+    let cookie = syn_ack[0].1;
+    // A segment that returns no cookie follows the route.
+    wire.send(client_ack_from(51_000, 7_001, cookie.wrapping_add(99)))
+        .unwrap();
+    w.poll(t0).unwrap();
+    assert_eq!(w.counters().tcp_forwarded, 1);
+    assert_eq!(&wire.drain()[0][0..6], &ADOPTER.0);
+    // The handshake's ACK opens the connection here.
+    wire.send(client_ack_from(51_000, 7_001, cookie.wrapping_add(1)))
+        .unwrap();
+    w.poll(t0).unwrap();
+    assert_eq!(w.counters().tcp_forwarded, 1, "not forwarded");
+    assert_eq!(w.connections(), 1, "the new connection");
+}
+
+mod parked;

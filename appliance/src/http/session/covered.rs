@@ -17,6 +17,12 @@ use super::intake::Pending;
 use super::{HttpSession, Phase, Stage};
 
 impl HttpSession {
+    /// True when the session rests between requests: no response under
+    /// way, no request read and waiting, no partial one buffered.
+    pub fn at_rest(&self) -> bool {
+        self.active.is_none() && self.intake.queue.is_empty() && self.intake.buffered().is_empty()
+    }
+
     /// True when every request read so far has its answer under way and
     /// no partial one waits: the latest checkpoint ([`Self::checkpoint`])
     /// then covers every client byte taken (a FIN too), so the worker may
