@@ -129,33 +129,13 @@ impl Orphan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use baton_dataplane::tcp::FourTuple;
-    use std::net::SocketAddr;
 
     fn orphan(snd_una: u32, snd_nxt: u32, response: RestoreData) -> Orphan {
-        let tuple = FourTuple {
-            local: "198.18.0.11:80".parse::<SocketAddr>().unwrap(),
-            remote: "198.18.0.101:40001".parse::<SocketAddr>().unwrap(),
-        };
         Orphan {
             export: TcbExport {
-                tuple,
-                state: State::Established,
-                iss: 1000,
-                irs: 5000,
                 snd_una,
                 snd_nxt,
-                rcv_nxt: 5100,
-                snd_wnd: 65_535,
-                rcv_wnd: 65_535,
-                mss: 1460,
-                snd_wscale: 0,
-                rcv_wscale: 0,
-                sack_permitted: false,
-                timestamps: false,
-                ts_recent: 0,
-                ts_last_sent: 0,
-                acks_covered: false,
+                ..crate::control::takeover::tests::export(1)
             },
             response,
             tls: None,

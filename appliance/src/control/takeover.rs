@@ -468,8 +468,8 @@ pub(crate) mod tests {
 
     const DEAD_IP: [u8; 4] = [198, 18, 0, 11];
 
-    /// Connection `n` of box 1: client port 40000 + n.
-    fn export(n: u16) -> TcbExport {
+    /// Connection `n` of box 1 as it checkpointed it: client port 40000 + n.
+    pub(crate) fn export(n: u16) -> TcbExport {
         TcbExport {
             tuple: FourTuple {
                 local: (DEAD_IP, 80).into(),

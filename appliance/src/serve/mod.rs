@@ -438,9 +438,12 @@ impl App for CacheApp {
             .as_ref()
             .is_some_and(|c| c.progress_due(ctx, conn));
         // At rest with all acknowledged: the record says so (a mass
-        // takeover parks such a connection instead of probing it).
+        // takeover parks such a connection instead of probing it; never
+        // an HTTPS one, whose TLS block must be restored with it, so its
+        // sealing is not paid for that).
         let settle = !progress
             && ctx.recv_available(conn) == 0
+            && !self.tls.as_ref().is_some_and(|t| t.has(conn))
             && self.http.session(conn).is_some_and(|s| s.at_rest())
             && self
                 .checkpoints
