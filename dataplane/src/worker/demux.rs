@@ -324,6 +324,7 @@ impl Core {
         peer: Option<MacAddr>,
         now: Instant,
     ) {
+        self.parked_tuples.remove(&export.tuple);
         let tcb = Tcb::restore(now, self.restored_tcp(), export);
         let id = self.flows.insert(tcb);
         let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());

@@ -73,6 +73,7 @@ impl<P: Port, A: App> Worker<P, A> {
                 restores: RestoreStats::default(),
                 deferred_restores: Default::default(),
                 parked_restores: Default::default(),
+                parked_tuples: Default::default(),
                 l2_pending: PendingFrames::default(),
                 l2_pending6: PendingFrames::default(),
                 udp_flows: crate::udpflow::UdpFlowTable::new(udp_max, udp_idle),
@@ -139,7 +140,7 @@ impl<P: Port, A: App> Worker<P, A> {
             ring_drops: self.port.rx_ring_drops(),
             restores: RestoreStats {
                 pending: (self.core.unready.len() + self.core.deferred_restores.len()) as u64,
-                parked: self.core.parked_restores.len() as u64,
+                parked: self.core.parked_tuples.len() as u64,
                 ..self.core.restores.clone()
             },
         }
@@ -220,14 +221,15 @@ impl<P: Port, A: App> Worker<P, A> {
         }
     }
 
-    /// The first parked restore, unless the app has restored or ended the
-    /// connection since (its client spoke first): a connection closed
-    /// meanwhile must not come back.
+    /// The first parked restore, unless its client restored it since (a
+    /// lazy restore took it out of `parked_tuples`) or the app no longer
+    /// counts it an orphan (ended): a connection closed meanwhile must not
+    /// come back.
     fn restore_parked(&mut self, now: Instant) {
         let Some((_, export, app_data)) = self.core.parked_restores.pop_front() else {
             return;
         };
-        if self.app.is_orphan(&export.tuple) {
+        if self.core.parked_tuples.remove(&export.tuple) && self.app.is_orphan(&export.tuple) {
             self.restore_now(&export, app_data, now);
         } else {
             self.core.counters.restore_duplicate += 1;
@@ -308,14 +310,21 @@ impl<P: Port, A: App> Worker<P, A> {
                 export,
                 app_data,
                 after,
-            } => core
-                .parked_restores
-                .push_back((now + after, export, app_data)),
+            } => {
+                core.parked_tuples.insert(export.tuple);
+                core.parked_restores
+                    .push_back((now + after, export, app_data));
+            }
             Command::Drain(on) => core.draining = on,
             Command::Stats(reply) => {
                 let _ = reply.send(self.stats());
             }
             Command::Freeze => {
+                // Restores still queued or parked get their final
+                // checkpoint with the rest: a drain with nobody to hand to
+                // leaves them to whoever takes the region.
+                self.admit_all_restores(now);
+                let core = &mut self.core;
                 let mut ctx = app_ctx!(core, now);
                 for id in ctx.flows.ids() {
                     self.app.on_freeze(id, &mut ctx);

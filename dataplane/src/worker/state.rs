@@ -10,12 +10,12 @@ use crate::flow::{ConnId, FlowTable};
 use crate::neighbour::{NeighbourCache, PendingFrames};
 use crate::port::TxBatch;
 use crate::stats::Counters;
-use crate::tcp::{Event, Listener, TcbExport, TcpConfig};
+use crate::tcp::{Event, FourTuple, Listener, TcbExport, TcpConfig};
 use crate::timer::TimerWheel;
 use crate::udpflow::UdpFlowTable;
 use crate::wire::ethernet::MacAddr;
 use std::any::Any;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
@@ -79,6 +79,10 @@ pub(super) struct Core {
     /// ([`super::Command::RestoreLater`]); in order of arrival, so of due
     /// time for one delay.
     pub(super) parked_restores: VecDeque<(Instant, TcbExport, Box<dyn Any + Send>)>,
+    /// The connections of `parked_restores` not restored yet: one its
+    /// client restores (lazily) leaves this set, so the queue entry is
+    /// skipped when it falls due and the count is exact meanwhile.
+    pub(super) parked_tuples: HashSet<FourTuple>,
     /// Frames built for a neighbour whose MAC we are asking for.
     pub(super) l2_pending: PendingFrames,
     /// Frames built for an IPv6 neighbour we are soliciting.
