@@ -64,10 +64,12 @@ pub fn start(cp: &ResponseCheckpoint, acked_seq: SeqNum) -> Start {
             Some(d) => Some(d.saturating_add(1)),
             None => return Start::Refuse(NotResumable::Position),
         },
-        // A response this box cannot rebuild (404, 304, …): its announced
-        // length is all that tells whether the client has it whole.
-        _ if !cp.rebuildable() => cp.body_len,
-        _ => None,
+        // Otherwise the announced length tells whether the client has it
+        // whole: all a response this box cannot rebuild (404, 304, …) has,
+        // and for one it can, no reason to look for the object (a mass
+        // takeover's idle connections would each peek the cache, or fetch
+        // from the origin, to send nothing).
+        _ => cp.body_len,
     };
     match body_len {
         // The client has the whole response: carry on as an idle

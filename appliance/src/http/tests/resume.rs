@@ -148,6 +148,29 @@ fn resume_after_the_whole_response_was_acknowledged_is_an_idle_connection() {
 }
 
 #[test]
+fn resume_of_a_whole_response_the_client_has_needs_neither_cache_nor_origin() {
+    let h = Harness::new();
+    h.store.put("/a", pattern(100));
+    let (_first, cp) = first_response(&h, &get("/a"));
+    assert!(h.cache.purge("/a"), "the survivor lacks the object");
+    let fetched = h.origin.requests().len();
+    let mut r = resumed(&h, &cp, cp.object_start_seq.0.wrapping_add(100));
+    assert!(r.out.is_empty());
+    assert_eq!(r.s.should_close(), None);
+    assert_eq!(
+        h.origin.requests().len(),
+        fetched,
+        "no fetch to send nothing"
+    );
+    r.send(&get("/a"));
+    r.run();
+    assert!(
+        responses(&r.out, &[])[0].body == pattern(100),
+        "bytes differ"
+    );
+}
+
+#[test]
 fn resume_acknowledged_beyond_the_response_is_refused() {
     let h = Harness::new();
     h.store.put("/a", pattern(100));
