@@ -53,6 +53,63 @@ pub struct ResponseCheckpoint {
     pub upload: Option<UploadState>,
 }
 
+/// A response the client acknowledged whole, kept by an idle session in
+/// place of its [`ResponseCheckpoint`] (issue 19: ~280 bytes of every idle
+/// keep-alive connection were its URL and validators). A survivor needs
+/// none of those for it: the record it writes still says which response
+/// this was and where it ended, so the survivor finishes it
+/// (`resume::Start::Finished`) and counts it resumed, as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinishedResponse {
+    object_start_seq: SeqNum,
+    body_len: u32,
+    request_count: u32,
+    status: u16,
+    method: Method,
+    minor: u8,
+    persistent: bool,
+}
+
+impl FinishedResponse {
+    /// The marker of `cp` once the client acknowledged `acked` (`None`:
+    /// the client lacks some of it, or it is no whole response: an upload,
+    /// a body of unknown length, the unrecorded marker).
+    pub fn of(cp: &ResponseCheckpoint, acked: SeqNum) -> Option<FinishedResponse> {
+        if cp.is_unrecorded() || !cp.sent_whole_by(acked) {
+            return None;
+        }
+        Some(FinishedResponse {
+            object_start_seq: cp.object_start_seq,
+            body_len: u32::try_from(cp.body_len?).ok()?,
+            request_count: cp.request_count,
+            status: cp.status,
+            method: cp.method,
+            minor: cp.minor,
+            persistent: cp.persistent,
+        })
+    }
+
+    /// The checkpoint a record is written from: no URL, no validators, no
+    /// range (no allocation); its body's length says where it ended.
+    pub fn checkpoint(&self) -> ResponseCheckpoint {
+        ResponseCheckpoint {
+            object_start_seq: self.object_start_seq,
+            status: self.status,
+            method: self.method,
+            minor: self.minor,
+            url: String::new(),
+            etag: None,
+            last_modified: None,
+            range: None,
+            persistent: self.persistent,
+            request_count: self.request_count,
+            body_offset: 0,
+            body_len: Some(u64::from(self.body_len)),
+            upload: None,
+        }
+    }
+}
+
 /// Why a response cannot be continued on this box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotResumable {
@@ -286,6 +343,32 @@ mod tests {
             ..cp()
         };
         assert!(!unknown.sent_whole_by(end + 1000), "its end is unknown");
+    }
+
+    #[test]
+    fn a_finished_response_keeps_where_it_ended_and_nothing_to_find_it_by() {
+        let c = cp();
+        let end = c.object_start_seq + 100;
+        assert_eq!(FinishedResponse::of(&c, end - 1), None, "a byte missing");
+        let f = FinishedResponse::of(&c, end).expect("acknowledged whole");
+        let back = f.checkpoint();
+        assert!(back.sent_whole_by(end) && !back.sent_whole_by(end - 1));
+        assert_eq!(
+            (back.status, back.method, back.minor, back.persistent),
+            (206, Method::Get, 1, true)
+        );
+        assert_eq!((back.request_count, back.body_len), (3, Some(100)));
+        assert!(back.url.is_empty() && back.etag.is_none() && back.range.is_none());
+        assert_eq!(back.heap_bytes(), std::mem::size_of::<ResponseCheckpoint>());
+        let b = back.to_app_block(100).expect("a marker is always written");
+        assert_eq!(ResponseCheckpoint::from_app_block(&b), back);
+        let unknown = ResponseCheckpoint {
+            body_len: None,
+            ..cp()
+        };
+        assert_eq!(FinishedResponse::of(&unknown, end + 1000), None);
+        let unrecorded = ResponseCheckpoint::unrecorded();
+        assert_eq!(FinishedResponse::of(&unrecorded, SeqNum(0)), None);
     }
 
     #[test]

@@ -176,6 +176,15 @@ impl<C: Copy + Eq + Hash + Debug + Send + 'static> HttpWorker<C> {
         self.sessions.get(&conn).map(|e| &e.session)
     }
 
+    /// The client acknowledged every byte of `conn` before `acked`: a last
+    /// response it has whole is kept as a marker (see
+    /// [`HttpSession::settle`]). True when it was.
+    pub fn settle(&mut self, conn: C, acked: SeqNum) -> bool {
+        self.sessions
+            .get_mut(&conn)
+            .is_some_and(|e| e.session.settle(acked))
+    }
+
     /// A client connected.
     pub fn on_accept<T: Transport<Conn = C>>(&mut self, conn: C, t: &mut T, now: Instant) {
         match HttpSession::accept(&self.ctx, now) {
@@ -488,7 +497,7 @@ fn commit_if_due<T: Transport>(s: &mut HttpSession, t: &mut T, conn: T::Conn) ->
     }
     if let Some(cp) = s.checkpoint() {
         t.unanswered_input(conn, s.unanswered_input());
-        t.checkpoint(conn, cp);
+        t.checkpoint(conn, &cp);
     }
     true
 }

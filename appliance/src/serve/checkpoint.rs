@@ -317,23 +317,23 @@ impl Checkpointer {
                 && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval)
     }
 
-    /// True when the client has acknowledged every byte sent on `conn` and
-    /// its last checkpoint predates that: the caller, whose connection
-    /// rests (its response done, nothing read to answer), writes one more
-    /// ([`Self::write_progress`]) so that the record says the client has
-    /// it all. A survivor of a mass takeover then leaves the connection
-    /// to its client's next segment instead of probing it
+    /// The sequence the client acknowledged when that is every byte handed
+    /// to TCP on `conn` (none in flight, none queued behind a closed
+    /// window) and its last checkpoint predates it: the caller, whose
+    /// connection rests (its response done, nothing read to answer),
+    /// writes one more ([`Self::write_progress`]) so that the record says
+    /// the client has it all. A survivor of a mass takeover then leaves
+    /// the connection to its client's next segment instead of probing it
     /// (`Orphan::sent_everything`). One write per response at most, and
     /// none in a request-response stream whose next request carries the
     /// ACK (the caller sees it unread).
-    pub fn settle_due(&self, ctx: &mut Ctx<'_>, conn: ConnId) -> bool {
-        let Some(state) = self.conns.get(&conn) else {
-            return false;
-        };
-        let Some(s) = ctx.export(conn).map(|e| seqs(&e)) else {
-            return false;
-        };
-        s.snd_una == s.snd_nxt && s.snd_una != state.last_una
+    pub fn settle_due(&self, ctx: &mut Ctx<'_>, conn: ConnId) -> Option<SeqNum> {
+        let state = self.conns.get(&conn)?;
+        let s = ctx.export(conn).map(|e| seqs(&e))?;
+        // A client whose window closed has acknowledged all that was sent
+        // while the rest of a response waits in the queue: not settled.
+        let all = s.snd_una == s.snd_nxt && ctx.next_seq(conn) == Some(s.snd_una);
+        (all && s.snd_una != state.last_una).then_some(s.snd_una)
     }
 
     /// Writes `conn`'s checkpoint for the progress [`Self::progress_due`]

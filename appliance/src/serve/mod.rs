@@ -157,7 +157,7 @@ impl CacheApp {
             return;
         };
         match self.http.session(conn) {
-            Some(s) if s.answered_all() => c.cover(ctx, conn, s.checkpoint()),
+            Some(s) if s.answered_all() => c.cover(ctx, conn, s.checkpoint().as_deref()),
             Some(_) => {}
             None => c.cover(ctx, conn, None),
         }
@@ -190,9 +190,9 @@ impl CacheApp {
         let response = self.http.session(conn).and_then(|s| s.checkpoint());
         if let Some(c) = self.checkpoints.as_mut() {
             if all_read {
-                c.cover(ctx, conn, response);
+                c.cover(ctx, conn, response.as_deref());
             } else {
-                c.commit(ctx, conn, response);
+                c.commit(ctx, conn, response.as_deref());
             }
         }
     }
@@ -441,22 +441,23 @@ impl App for CacheApp {
         // takeover parks such a connection instead of probing it; never
         // an HTTPS one, whose TLS block must be restored with it, so its
         // sealing is not paid for that).
-        let settle = !progress
+        let rests = !progress
             && ctx.recv_available(conn) == 0
             && !self.tls.as_ref().is_some_and(|t| t.has(conn))
-            && self.http.session(conn).is_some_and(|s| s.at_rest())
-            && self
-                .checkpoints
-                .as_ref()
-                .is_some_and(|c| c.settle_due(ctx, conn));
-        if progress || settle {
+            && self.http.session(conn).is_some_and(|s| s.at_rest());
+        let settled = rests
+            .then(|| self.checkpoints.as_ref()?.settle_due(ctx, conn))
+            .flatten();
+        if let Some(acked) = settled {
+            // The client has the last response whole: its record shrinks
+            // to a marker, here and in the segment.
+            self.http.settle(conn, acked);
+        }
+        if progress || settled.is_some() {
             self.refresh_tls(conn);
             if let Some(c) = self.checkpoints.as_mut() {
-                c.write_progress(
-                    ctx,
-                    conn,
-                    self.http.session(conn).and_then(|s| s.checkpoint()),
-                );
+                let response = self.http.session(conn).and_then(|s| s.checkpoint());
+                c.write_progress(ctx, conn, response.as_deref());
             }
         }
         self.cover(conn, ctx);
@@ -533,7 +534,7 @@ impl App for CacheApp {
         self.refresh_tls(conn);
         if let Some(c) = self.checkpoints.as_mut() {
             let response = self.http.session(conn).and_then(|s| s.checkpoint());
-            c.commit_final(ctx, conn, response);
+            c.commit_final(ctx, conn, response.as_deref());
         }
     }
 

@@ -58,19 +58,6 @@ pub enum SynOutcome {
     Drop,
 }
 
-/// What to do with a non-SYN segment for no known connection.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-pub enum UnknownOutcome {
-    /// A valid SYN-cookie ACK: a new ESTABLISHED TCB (it has already
-    /// processed the segment; poll its events and transmissions).
-    Tcb(Tcb),
-    /// Send this reply (a RST, RFC 9293 §3.10.7.1).
-    Reply(OutSegment),
-    /// Ignore the segment (e.g. it was itself a RST).
-    Drop,
-}
-
 /// The passive-open side of one worker: stateless apart from its key and
 /// the first instant it saw (the origin of its clocks).
 #[derive(Debug)]
@@ -179,6 +166,7 @@ impl Listener {
     /// else claims the segment: a client that opened a new connection
     /// through a cookie on a 4-tuple a stale route still names (a dead
     /// box's connection that reused it) must get that new connection.
+    /// When it gives `None`, [`Listener::on_unknown`] says what to answer.
     pub fn cookie_ack(&mut self, now: Instant, tuple: FourTuple, seg: &Segment) -> Option<Tcb> {
         let f = seg.flags;
         if !f.ack || f.rst || f.syn || !self.recent_overflow(now) {
@@ -216,27 +204,33 @@ impl Listener {
         ))
     }
 
-    /// A non-SYN segment for no known connection: a valid cookie ACK builds
-    /// an ESTABLISHED TCB; otherwise the reply to send (RST per RFC 9293
-    /// §3.10.7.1, none for a RST).
-    pub fn on_unknown(&mut self, now: Instant, tuple: FourTuple, seg: &Segment) -> UnknownOutcome {
+    /// The reply to a non-SYN segment for no known connection: a RST per
+    /// RFC 9293 §3.10.7.1, or `None` to drop it (a RST, or a SYN, which
+    /// goes to [`Listener::on_syn`]). A SYN cookie is the caller's to check
+    /// first, with [`Listener::cookie_ack`]: this answers as if the segment
+    /// completed nothing, so an ACK reaching it is refused.
+    pub fn on_unknown(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        seg: &Segment,
+    ) -> Option<OutSegment> {
         let f = seg.flags;
         if f.rst || f.syn {
-            // "An incoming segment containing a RST is discarded"; SYNs go
-            // to `on_syn`.
-            return UnknownOutcome::Drop;
+            // "An incoming segment containing a RST is discarded".
+            return None;
         }
         self.epoch(now);
         if f.ack {
             if !self.recent_overflow(now) {
+                // `cookie_ack` did not even check it: no cookie of ours
+                // can still be valid.
                 self.cookie_acks_unexpected += 1;
-            } else if let Some(tcb) = self.cookie_ack(now, tuple, seg) {
-                return UnknownOutcome::Tcb(tcb);
             }
             // "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>".
             let mut r = reply(tuple, seg.ack);
             r.flags.rst = true;
-            return UnknownOutcome::Reply(r);
+            return Some(r);
         }
         // "If the ACK bit is off, sequence number zero is used,
         // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>".
@@ -244,7 +238,7 @@ impl Listener {
         r.flags.rst = true;
         r.flags.ack = true;
         r.ack = seg.seq + seg.seq_len();
-        UnknownOutcome::Reply(r)
+        Some(r)
     }
 
     fn epoch(&mut self, now: Instant) -> Instant {

@@ -86,7 +86,7 @@ mod tests;
 /// depend on `bytes` themselves.
 pub use budget::{BudgetStats, BufferBudget, RECV_FLOOR, SEND_FLOOR};
 pub use bytes::Bytes;
-pub use listener::{Listener, SynOutcome, UnknownOutcome};
+pub use listener::{Listener, SynOutcome};
 pub use segment::{Flags, Options, OutSegment, Segment};
 pub use seq::SeqNum;
 pub use tcb::Tcb;

@@ -8,11 +8,11 @@
 //!    connection limit or the client's (`max_connections_per_client`,
 //!    [`Core::admits_syn`]), else the listener's (a new
 //!    TCB or a SYN cookie).
-//! 4. Anything else ([`Core::on_unknown`]): the app says whether it is a
-//!    dead box's orphan, to forward to another survivor
-//!    ([`Core::forward`]) or to restore lazily here
-//!    ([`Core::restore_lazily`]); otherwise the listener checks it for a
-//!    SYN cookie's ACK or answers with a RST.
+//! 4. Anything else ([`Core::on_unknown`]): a SYN cookie's ACK opens its
+//!    connection; otherwise the app says whether it is a dead box's
+//!    orphan, to forward to another survivor ([`Core::forward`]) or to
+//!    restore lazily here ([`Core::restore_lazily`]); otherwise the
+//!    listener answers with a RST.
 //!
 //! Frames are built by the egress (`egress.rs`); the app is only asked
 //! ([`App::on_unknown_segment`]) or told ([`App::on_restored`],
@@ -22,9 +22,7 @@ use super::state::{app_ctx, Core};
 use crate::app::{App, CloseReason, UnknownAction};
 use crate::flow::ConnId;
 use crate::port::RxMeta;
-use crate::tcp::{
-    Flags, FourTuple, OutSegment, Segment, State, SynOutcome, Tcb, TcbExport, UnknownOutcome,
-};
+use crate::tcp::{Flags, FourTuple, OutSegment, Segment, State, SynOutcome, Tcb, TcbExport};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::{ethernet, tcp};
 use std::any::Any;
@@ -235,7 +233,7 @@ impl Core {
         // the 4-tuple of a connection some route still names (a box
         // restarted after a takeover holds routes to its old connections'
         // restorers) is ours, not the route's. Checked only while cookies
-        // may come back, so at most twice then for an ACK that is none.
+        // may come back.
         if let Some(tcb) = self.listener.cookie_ack(now, tuple, seg) {
             return self.accept_from_cookie(tcb, &tuple, peer, now);
         }
@@ -261,15 +259,14 @@ impl Core {
             }
         }
         let unexpected = self.listener.cookie_acks_unexpected();
-        let outcome = self.listener.on_unknown(now, tuple, seg);
+        let reply = self.listener.on_unknown(now, tuple, seg);
         self.counters.tcp_cookie_ack_unexpected += self
             .listener
             .cookie_acks_unexpected()
             .saturating_sub(unexpected);
-        match outcome {
-            UnknownOutcome::Tcb(tcb) => self.accept_from_cookie(tcb, &tuple, peer, now),
-            UnknownOutcome::Reply(out) => self.emit_tcp(&tuple, &out, now, 0, peer),
-            UnknownOutcome::Drop => self.counters.drop_tcp_listener += 1,
+        match reply {
+            Some(out) => self.emit_tcp(&tuple, &out, now, 0, peer),
+            None => self.counters.drop_tcp_listener += 1,
         }
     }
 

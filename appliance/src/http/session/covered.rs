@@ -11,7 +11,6 @@
 //!
 //! It knows nothing of TCP or checkpoints' bytes: only the session's state.
 
-use super::super::checkpoint::ResponseCheckpoint;
 use super::super::request::{Method, Request, RequestBody};
 use super::intake::Pending;
 use super::{HttpSession, Phase, Stage};
@@ -52,10 +51,7 @@ impl HttpSession {
     /// response's checkpoint and nothing else (issue 19: a drain's final
     /// record needs that checkpoint, see BENCHMARKS.md).
     pub fn heap_bytes(&self) -> usize {
-        let checkpoint = self
-            .checkpoint
-            .as_deref()
-            .map_or(0, ResponseCheckpoint::heap_bytes);
+        let checkpoint = self.last.heap_bytes();
         let active = self
             .active
             .as_ref()

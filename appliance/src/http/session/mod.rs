@@ -33,6 +33,7 @@
 pub mod answer;
 mod covered;
 pub mod intake;
+mod last;
 pub mod resume;
 pub mod upload;
 
@@ -47,6 +48,7 @@ use bytes::Bytes;
 
 use self::answer::{LastOut, Stage, Step};
 use self::intake::{Intake, Next, Pending};
+use self::last::LastResponse;
 use self::resume::{Resume, Start};
 use self::upload::{Resumed, Spooled, UploadDesk};
 use super::checkpoint::{NotResumable, ResponseCheckpoint};
@@ -100,7 +102,8 @@ pub struct HttpSession {
     reset: bool,
     last_out: LastOut,
     blocked: Option<ObjectId>, // where `poll_send` last stopped
-    checkpoint: Option<Box<ResponseCheckpoint>>,
+    /// The latest response's record (a marker once the client has it).
+    last: LastResponse,
     body_sent: u64,
     request_count: u32,
     last_activity: Instant,
@@ -138,7 +141,7 @@ impl HttpSession {
             reset: false,
             last_out: LastOut::Nothing,
             blocked: None,
-            checkpoint: None,
+            last: LastResponse::None,
             body_sent: 0,
             request_count: 0,
             last_activity: now,
@@ -179,13 +182,14 @@ impl HttpSession {
         let mut s = HttpSession::new(ctx, now);
         s.uploads.set_conn_name(conn_name);
         s.request_count = cp.request_count.saturating_sub(1);
-        s.checkpoint = Some(Box::new(cp.clone()));
+        s.last = LastResponse::Recorded(Box::new(cp.clone()));
         if let Some(u) = &cp.upload {
             s.resume_upload(cp, u, now);
             return s;
         }
         let (req, from, validator, resume) = match resume::start(cp, acked_seq) {
             Start::Finished => {
+                s.last.settle(acked_seq);
                 s.finish_response(cp.persistent, now);
                 bump(&s.ctx.counters.resumed);
                 return s;
@@ -264,7 +268,7 @@ impl HttpSession {
             .as_ref()
             .is_some_and(|a| a.req.method.is_upload());
         if let Some(cp) = self.uploads.checkpoint().filter(|_| current) {
-            self.checkpoint = Some(Box::new(cp));
+            self.last = LastResponse::Recorded(Box::new(cp));
             self.commit_due = true;
         }
     }
@@ -300,21 +304,6 @@ impl HttpSession {
     }
 
     // ---- getters ----
-
-    /// The checkpoint of the latest response (stamped with its sequence
-    /// number), for the worker to write with every checkpoint of this
-    /// connection.
-    pub fn checkpoint(&self) -> Option<&ResponseCheckpoint> {
-        self.checkpoint.as_deref()
-    }
-
-    /// The application block for this connection's next checkpoint write
-    /// (`None`: nothing a survivor could resume; write the record without
-    /// one).
-    #[cfg(test)]
-    pub fn app_block(&self) -> Option<baton_shmem::AppBlock<'_>> {
-        self.checkpoint.as_deref()?.to_app_block(self.body_sent)
-    }
 
     /// Requests answered on this connection.
     #[cfg(test)]
@@ -726,7 +715,7 @@ impl HttpSession {
         };
         let mut cp = self.active.as_mut()?.cp.take()?;
         cp.object_start_seq = first_seq + (len - pos) as u32;
-        self.checkpoint = Some(Box::new(cp.clone()));
+        self.last = LastResponse::Recorded(Box::new(cp.clone()));
         Some(cp)
     }
 

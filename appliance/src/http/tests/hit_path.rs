@@ -94,7 +94,11 @@ fn worker_on_ready_resumes_a_restored_connection_through_its_transport() {
     w.on_ready(7, Some(&cp), acked, &[], &mut t, Instant::now());
     assert!(t.sent == rest_from(&first, acked), "bytes differ");
     let s = w.session(7).expect("kept");
-    assert_eq!(s.checkpoint(), Some(&cp), "the same record goes on");
+    assert_eq!(
+        s.checkpoint().as_deref(),
+        Some(&cp),
+        "the same record goes on"
+    );
     assert_eq!(s.app_block().map(|b| b.bytes_sent), Some(200_000));
     assert_eq!(w.context().counters.snapshot().resumed, 1);
 }

@@ -164,7 +164,7 @@ impl Conn {
             return spooled;
         }
         if let Some(cp) = self.s.checkpoint() {
-            self.commits.push(cp.clone());
+            self.commits.push(cp.into_owned());
         }
         true
     }
@@ -287,18 +287,20 @@ use self::{kernel_tcp::*, requests::*, resume::*, uploads::*};
 
 /// Every idle keep-alive connection holds one session (300,000 a box):
 /// what a request needs while it is answered lives in boxes (issue 19;
-/// 1,208 bytes before).
+/// 1,208 bytes before). 264 since the finished response's marker is kept
+/// inline (16 bytes more, for the ~280 of heap its record held).
 #[test]
 fn an_idle_session_stays_small() {
     let size = std::mem::size_of::<HttpSession>();
     eprintln!("size_of::<HttpSession>() = {size}");
-    assert!(size <= 256, "size_of::<HttpSession>() = {size}");
+    assert!(size <= 264, "size_of::<HttpSession>() = {size}");
 }
 
 /// An idle keep-alive session, its responses delivered, holds no heap
 /// but its last response's checkpoint: no input buffer, no room left in
 /// its request queue (issue 19: the queue's room alone was ~860 bytes of
-/// every idle connection).
+/// every idle connection); once the client acknowledged that response
+/// whole, not even that: a marker says where it ended.
 #[test]
 fn an_idle_keep_alive_session_holds_no_heap() {
     let h = Harness::new();
@@ -310,6 +312,33 @@ fn an_idle_keep_alive_session_holds_no_heap() {
     assert!(c.s.heap_bytes() > 0, "requests waiting");
     c.run();
     assert_eq!(c.s.request_count(), 2);
-    let cp = c.s.checkpoint().expect("the last response's");
+    let cp = c.s.checkpoint().expect("the last response's").into_owned();
     assert_eq!(c.s.heap_bytes(), cp.heap_bytes(), "idle: {:#?}", c.s);
+    assert!(!c.s.settle(SeqNum(c.seq - 1)), "the client lacks a byte");
+    assert!(c.s.settle(SeqNum(c.seq)), "acknowledged whole");
+    assert_eq!(c.s.heap_bytes(), 0, "settled: {:#?}", c.s);
+    let marker = c.s.checkpoint().expect("the marker's").into_owned();
+    assert_eq!(
+        (
+            marker.object_start_seq,
+            marker.body_len,
+            marker.request_count
+        ),
+        (cp.object_start_seq, Some(1024), 2)
+    );
+    assert!(marker.url.is_empty() && marker.etag.is_none());
+}
+
+/// A session that settled is not settled again while a request waits: its
+/// record is the one a survivor needs to answer that request's response.
+#[test]
+fn a_session_with_a_request_waiting_keeps_its_record() {
+    let h = Harness::new();
+    h.store.put("/1K.bin", pattern(1024));
+    let mut c = h.conn();
+    c.send(&get("/1K.bin"));
+    c.run();
+    c.send(&get("/1K.bin")[..10]);
+    assert!(!c.s.settle(SeqNum(c.seq)), "a request half read");
+    assert!(c.s.heap_bytes() > 0);
 }

@@ -1,6 +1,7 @@
 //! Checkpoints and resumes, what a checkpoint covers, and robustness.
 
 use super::*;
+use crate::http::checkpoint::FinishedResponse;
 
 // ---- checkpoints and resume ----
 
@@ -24,7 +25,7 @@ fn checkpoint_names_the_sequence_of_the_first_body_byte_across_wraparound() {
         (200, "/a", Some("\"v1\""))
     );
     assert_eq!((cp.persistent, cp.request_count, cp.range), (true, 1, None));
-    assert_eq!(c.s.checkpoint(), Some(cp));
+    assert_eq!(c.s.checkpoint().as_deref(), Some(cp));
 }
 
 #[test]
@@ -162,6 +163,31 @@ fn resume_of_a_whole_response_the_client_has_needs_neither_cache_nor_origin() {
         fetched,
         "no fetch to send nothing"
     );
+    r.send(&get("/a"));
+    r.run();
+    assert!(
+        responses(&r.out, &[])[0].body == pattern(100),
+        "bytes differ"
+    );
+}
+
+/// A range response the client had whole at the kill, recorded as its
+/// marker (no URL, no validators, no range): the survivor finishes it
+/// without looking for its object, keeps the marker (no heap), and
+/// answers the next request.
+#[test]
+fn resume_of_a_settled_response_finishes_it_from_its_marker() {
+    let h = Harness::new();
+    h.store.put("/a", pattern(100));
+    let (_first, cp) = first_response(&h, &get_with("/a", "Range: bytes=10-59"));
+    let end = cp.object_start_seq + 50;
+    let marker = FinishedResponse::of(&cp, end).expect("whole").checkpoint();
+    let block = marker.to_app_block(50).expect("a marker is always written");
+    let back = ResponseCheckpoint::from_app_block(&block);
+    let mut r = resumed(&h, &back, end.0);
+    assert!(r.out.is_empty());
+    assert_eq!(r.s.should_close(), None);
+    assert_eq!(r.s.heap_bytes(), 0, "the survivor keeps the marker");
     r.send(&get("/a"));
     r.run();
     assert!(

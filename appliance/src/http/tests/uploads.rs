@@ -257,8 +257,7 @@ fn an_upload_checkpoint_covers_only_bytes_the_spool_writer_answered() {
     let _ = s.take_commit_due();
     assert_eq!(
         s.checkpoint()
-            .and_then(|c| c.upload.as_ref())
-            .map(|u| u.received),
+            .and_then(|c| c.upload.as_ref().map(|u| u.received)),
         Some(0)
     );
     assert_eq!(

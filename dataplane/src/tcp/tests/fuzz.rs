@@ -124,7 +124,7 @@ fn random_segments_and_timeouts_never_panic() {
                 let s = random_segment(&mut rng, SeqNum(ex.rcv_nxt), SeqNum(ex.snd_una), &buf);
                 if s.flags.syn {
                     let _ = l.on_syn(now, tuple(), &s, rng.pick(3) as usize, 1);
-                } else {
+                } else if l.cookie_ack(now, tuple(), &s).is_none() {
                     let _ = l.on_unknown(now, tuple(), &s);
                 }
             }

@@ -293,12 +293,10 @@ impl Pair {
                 SynOutcome::Cookie(r) => self.put(false, Wire::from_out(&r)),
                 SynOutcome::Drop => {}
             }
-        } else {
-            match self.listener.on_unknown(now, tuple(), &s) {
-                UnknownOutcome::Tcb(t) => self.server.tcb = Some(t),
-                UnknownOutcome::Reply(r) => self.put(false, Wire::from_out(&r)),
-                UnknownOutcome::Drop => {}
-            }
+        } else if let Some(t) = self.listener.cookie_ack(now, tuple(), &s) {
+            self.server.tcb = Some(t);
+        } else if let Some(r) = self.listener.on_unknown(now, tuple(), &s) {
+            self.put(false, Wire::from_out(&r));
         }
     }
 

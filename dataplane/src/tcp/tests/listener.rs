@@ -12,6 +12,19 @@ fn cookie_syn(options: Options) -> (Listener, OutSegment) {
     (l, out)
 }
 
+/// An ACK for no connection that opens nothing: `cookie_ack` refuses it
+/// and `on_unknown` answers with a RST, which this returns.
+fn refused(l: &mut Listener, now: Instant, t: FourTuple, ack: &Segment) -> OutSegment {
+    assert!(
+        l.cookie_ack(now, t, ack).is_none(),
+        "the ACK must open no connection"
+    );
+    match l.on_unknown(now, t, ack) {
+        Some(r) if r.flags.rst => r,
+        other => panic!("expected a RST, got {other:?}"),
+    }
+}
+
 #[test]
 fn full_backlog_answers_with_a_cookie_that_builds_an_established_tcb() {
     let fx = Fx::new();
@@ -43,10 +56,9 @@ fn full_backlog_answers_with_a_cookie_that_builds_an_established_tcb() {
     let mut ack = seg(SeqNum(CISN + 1), synack.seq + 1, b"GET /");
     ack.window = 1000;
     ack.options.timestamps = Some((4300, our_ts.0));
-    let mut tcb = match l.on_unknown(fx.at(30_000), tuple(), &ack) {
-        UnknownOutcome::Tcb(t) => t,
-        other => panic!("a valid cookie must build a TCB, got {other:?}"),
-    };
+    let mut tcb = l
+        .cookie_ack(fx.at(30_000), tuple(), &ack)
+        .expect("a valid cookie must build a TCB");
     assert_eq!(tcb.state(), State::Established);
     assert_eq!(events(&mut tcb), vec![Event::Established, Event::Readable]);
     assert_eq!(tcb.recv_available(), 5);
@@ -72,17 +84,15 @@ fn cookie_without_options_round_trips() {
     assert_eq!(synack.options.window_scale, None);
     assert_eq!(synack.options.timestamps, None);
     let ack = seg(SeqNum(CISN + 1), synack.seq + 1, &[]);
-    match l.on_unknown(Instant::now(), tuple(), &ack) {
-        UnknownOutcome::Tcb(t) => {
-            let e = t.export(Instant::now());
-            assert_eq!(e.mss, 536);
-            assert_eq!(
-                (e.snd_wscale, e.sack_permitted, e.timestamps),
-                (0, false, false)
-            );
-        }
-        other => panic!("expected a TCB, got {other:?}"),
-    }
+    let t = l
+        .cookie_ack(Instant::now(), tuple(), &ack)
+        .expect("a valid cookie must build a TCB");
+    let e = t.export(Instant::now());
+    assert_eq!(e.mss, 536);
+    assert_eq!(
+        (e.snd_wscale, e.sack_permitted, e.timestamps),
+        (0, false, false)
+    );
 }
 
 #[test]
@@ -95,32 +105,19 @@ fn forged_or_stale_cookie_ack_gets_a_reset() {
     };
     // A guessed cookie.
     let forged = seg(SeqNum(CISN + 1), synack.seq + 77, &[]);
-    match l.on_unknown(fx.at(1), tuple(), &forged) {
-        // RFC 9293 §3.10.7.1: "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>".
-        UnknownOutcome::Reply(r) => {
-            assert!(r.flags.rst && !r.flags.ack);
-            assert_eq!(r.seq, synack.seq + 77);
-        }
-        other => panic!("expected a RST, got {other:?}"),
-    }
+    let r = refused(&mut l, fx.at(1), tuple(), &forged);
+    // RFC 9293 §3.10.7.1: "If the ACK bit is on, <SEQ=SEG.ACK><CTL=RST>".
+    assert!(!r.flags.ack);
+    assert_eq!(r.seq, synack.seq + 77);
     // The right cookie from another client port.
     let mut other = tuple();
     other.remote.set_port(40_001);
     let ack = seg(SeqNum(CISN + 1), synack.seq + 1, &[]);
-    assert!(matches!(
-        l.on_unknown(fx.at(1), other, &ack),
-        UnknownOutcome::Reply(_)
-    ));
+    refused(&mut l, fx.at(1), other, &ack);
     // The right cookie, too late: valid for two 64 s ticks at most.
-    assert!(matches!(
-        l.on_unknown(fx.at(129_000), tuple(), &ack),
-        UnknownOutcome::Reply(_)
-    ));
+    refused(&mut l, fx.at(129_000), tuple(), &ack);
     // …and in time.
-    assert!(matches!(
-        l.on_unknown(fx.at(100_000), tuple(), &ack),
-        UnknownOutcome::Tcb(_)
-    ));
+    assert!(l.cookie_ack(fx.at(100_000), tuple(), &ack).is_some());
 }
 
 #[test]
@@ -141,10 +138,8 @@ fn a_valid_cookie_ack_opens_nothing_on_a_listener_that_sent_no_cookie() {
     };
     let ack = seg(SeqNum(CISN + 1), synack.seq + 1, &[]);
     // The blind ACK: RFC 9293 §3.10.7.1 "<SEQ=SEG.ACK><CTL=RST>", no TCB.
-    match quiet.on_unknown(fx.at(1_000), tuple(), &ack) {
-        UnknownOutcome::Reply(r) => assert!(r.flags.rst && r.seq == ack.ack),
-        other => panic!("a listener that sent no cookie must not open, got {other:?}"),
-    }
+    let r = refused(&mut quiet, fx.at(1_000), tuple(), &ack);
+    assert_eq!(r.seq, ack.ack);
     assert_eq!(quiet.cookie_acks_unexpected(), 1);
     // Once its own backlog overflows (another client), the same ACK is a
     // cookie it may have sent: the gate, not the hash, refused it.
@@ -156,10 +151,7 @@ fn a_valid_cookie_ack_opens_nothing_on_a_listener_that_sent_no_cookie() {
         quiet.on_syn(fx.at(2_000), other, &s2, 8, 8),
         SynOutcome::Cookie(_)
     ));
-    assert!(matches!(
-        quiet.on_unknown(fx.at(3_000), tuple(), &ack),
-        UnknownOutcome::Tcb(_)
-    ));
+    assert!(quiet.cookie_ack(fx.at(3_000), tuple(), &ack).is_some());
     assert_eq!(quiet.cookie_acks_unexpected(), 1);
     assert_eq!(sender.cookie_acks_unexpected(), 0);
 }
@@ -174,16 +166,10 @@ fn cookie_acks_are_refused_once_the_overflow_is_older_than_the_cookie_validity()
     ));
     // A stray ACK while cookies are in flight is checked (and fails).
     let stray = seg(SeqNum(5), SeqNum(6), &[]);
-    assert!(matches!(
-        l.on_unknown(fx.at(128_000), tuple(), &stray),
-        UnknownOutcome::Reply(_)
-    ));
+    refused(&mut l, fx.at(128_000), tuple(), &stray);
     assert_eq!(l.cookie_acks_unexpected(), 0);
     // Past 2 ticks (128 s) no cookie can still be valid: not even checked.
-    assert!(matches!(
-        l.on_unknown(fx.at(128_001), tuple(), &stray),
-        UnknownOutcome::Reply(_)
-    ));
+    refused(&mut l, fx.at(128_001), tuple(), &stray);
     assert_eq!(l.cookie_acks_unexpected(), 1);
 }
 
@@ -196,19 +182,20 @@ fn segments_for_no_connection_get_the_rfc_reset() {
     // "If the ACK bit is off, sequence number zero is used,
     // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>".
     match l.on_unknown(fx.at(0), tuple(), &s) {
-        UnknownOutcome::Reply(r) => {
+        Some(r) => {
             assert!(r.flags.rst && r.flags.ack);
             assert_eq!((r.seq, r.ack), (SeqNum(0), SeqNum(780)));
         }
-        other => panic!("expected a RST, got {other:?}"),
+        None => panic!("expected a RST, got nothing"),
     }
     // "An incoming segment containing a RST is discarded."
     let mut r = seg(SeqNum(777), SeqNum(1), &[]);
     r.flags.rst = true;
-    assert!(matches!(
-        l.on_unknown(fx.at(0), tuple(), &r),
-        UnknownOutcome::Drop
-    ));
+    assert!(l.on_unknown(fx.at(0), tuple(), &r).is_none());
+    // A SYN is `on_syn`'s to answer, not this.
+    assert!(l
+        .on_unknown(fx.at(0), tuple(), &syn(opts_mss(1460)))
+        .is_none());
 }
 
 #[test]
