@@ -437,12 +437,13 @@ impl App for CacheApp {
             .checkpoints
             .as_ref()
             .is_some_and(|c| c.progress_due(ctx, conn));
-        // At rest with all acknowledged: the record says so (a mass
-        // takeover parks such a connection instead of probing it; never
-        // an HTTPS one, whose TLS block must be restored with it, so its
-        // sealing is not paid for that).
-        let rests = !progress
-            && ctx.recv_available(conn) == 0
+        // At rest with all acknowledged: the session keeps the last
+        // response as a marker and the record says the client has it all
+        // (a mass takeover parks such a connection instead of probing it;
+        // never an HTTPS one, whose TLS block must be restored with it, so
+        // its sealing is not paid for that). Whether or not progress is
+        // due too: a response's last ACK often is both.
+        let rests = ctx.recv_available(conn) == 0
             && !self.tls.as_ref().is_some_and(|t| t.has(conn))
             && self.http.session(conn).is_some_and(|s| s.at_rest());
         let settled = rests
