@@ -71,6 +71,7 @@ pub mod seq;
 
 mod budget;
 mod congestion;
+mod events;
 mod listener;
 mod recvq;
 mod rtt;

@@ -7,10 +7,17 @@
 //! not answered yet (pipelining), which an HTTPS checkpoint carries in its
 //! TLS block ([`HttpSession::unanswered_input`]).
 //!
-//! And what heap a session holds ([`HttpSession::heap_bytes`]).
+//! And what heap a session holds ([`HttpSession::heap_bytes`]), and the
+//! latest response's checkpoint its records carry
+//! ([`HttpSession::checkpoint`]: a marker once the client has it all).
 //!
 //! It knows nothing of TCP or checkpoints' bytes: only the session's state.
 
+use std::borrow::Cow;
+
+use baton_dataplane::tcp::SeqNum;
+
+use super::super::checkpoint::ResponseCheckpoint;
 use super::super::request::{Method, Request, RequestBody};
 use super::intake::Pending;
 use super::{HttpSession, Phase, Stage};
@@ -128,4 +135,29 @@ fn write_request(r: &Request, out: &mut Vec<u8>) -> Option<()> {
     head.push_str("\r\n");
     out.extend_from_slice(head.as_bytes());
     Some(())
+}
+
+impl HttpSession {
+    /// The checkpoint of the latest response (stamped with its sequence
+    /// number), for the worker to write with every checkpoint of this
+    /// connection.
+    pub fn checkpoint(&self) -> Option<Cow<'_, ResponseCheckpoint>> {
+        self.last.checkpoint()
+    }
+
+    /// The client acknowledged every byte before `acked` and the session
+    /// rests ([`Self::at_rest`]): a last response it has whole is kept as
+    /// a marker from now on. True when it was (the next checkpoint write
+    /// then frees the record's strings in the segment too).
+    pub fn settle(&mut self, acked: SeqNum) -> bool {
+        self.at_rest() && self.last.settle(acked)
+    }
+
+    /// The application block for this connection's next checkpoint write
+    /// while the whole record is kept (`None`: nothing a survivor could
+    /// resume, or a marker).
+    #[cfg(test)]
+    pub fn app_block(&self) -> Option<baton_shmem::AppBlock<'_>> {
+        self.last.recorded()?.to_app_block(self.body_sent)
+    }
 }

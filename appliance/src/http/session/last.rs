@@ -4,40 +4,14 @@
 //! all (issue 19: an idle keep-alive connection's URL and validators were
 //! ~280 bytes of it).
 //!
-//! It knows nothing of TCP: the worker glue says what the client
-//! acknowledged ([`super::HttpSession::settle`]).
+//! It knows nothing of TCP or of sessions: the session says what the
+//! client acknowledged (`HttpSession::settle`).
 
 use std::borrow::Cow;
 
 use baton_dataplane::tcp::SeqNum;
 
 use super::super::checkpoint::{FinishedResponse, ResponseCheckpoint};
-use super::HttpSession;
-
-impl HttpSession {
-    /// The checkpoint of the latest response (stamped with its sequence
-    /// number), for the worker to write with every checkpoint of this
-    /// connection.
-    pub fn checkpoint(&self) -> Option<Cow<'_, ResponseCheckpoint>> {
-        self.last.checkpoint()
-    }
-
-    /// The client acknowledged every byte before `acked` and the session
-    /// rests ([`Self::at_rest`]): a last response it has whole is kept as
-    /// a marker from now on. True when it was (the next checkpoint write
-    /// then frees the record's strings in the segment too).
-    pub fn settle(&mut self, acked: SeqNum) -> bool {
-        self.at_rest() && self.last.settle(acked)
-    }
-
-    /// The application block for this connection's next checkpoint write
-    /// while the whole record is kept (`None`: nothing a survivor could
-    /// resume, or a marker).
-    #[cfg(test)]
-    pub fn app_block(&self) -> Option<baton_shmem::AppBlock<'_>> {
-        self.last.recorded()?.to_app_block(self.body_sent)
-    }
-}
 
 /// The latest response's record (see the module doc).
 #[derive(Debug, Default)]

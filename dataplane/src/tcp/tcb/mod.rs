@@ -23,6 +23,7 @@
 //! or reads the clock: time comes in as `now`.
 
 use super::congestion::NewReno;
+use super::events::EventSet;
 use super::recvq::RecvQueue;
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
@@ -33,7 +34,6 @@ use super::{
     TcbStats, TcpConfig,
 };
 use bytes::Bytes;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -217,7 +217,7 @@ pub struct Tcb {
     gap: Option<Box<Gap>>,
     /// Duplicate ACKs owed at once (prompting a client's fast retransmit).
     dupacks_owed: u8,
-    events: VecDeque<Event>,
+    events: EventSet,
     stats: Counters,
 }
 
@@ -324,7 +324,7 @@ impl Tcb {
             restore: None,
             gap: None,
             dupacks_owed: 0,
-            events: VecDeque::with_capacity(4),
+            events: EventSet::default(),
             stats: Counters::default(),
             config,
         }
@@ -611,13 +611,10 @@ impl Tcb {
     }
 
     /// Heap bytes this TCB holds beyond its own size: its queues'
-    /// capacities and its event queue (what an idle connection costs on
+    /// capacities and its SACK blocks (what an idle connection costs on
     /// top of `size_of::<Tcb>()`; issue 19).
     pub fn heap_bytes(&self) -> usize {
-        self.recvq.heap_bytes()
-            + self.sendq.heap_bytes()
-            + self.scoreboard.heap_bytes()
-            + self.events.capacity() * std::mem::size_of::<Event>()
+        self.recvq.heap_bytes() + self.sendq.heap_bytes() + self.scoreboard.heap_bytes()
     }
 
     /// Copy received in-order bytes into `buf`; returns how many.
@@ -754,9 +751,6 @@ impl Tcb {
                 _ => {}
             }
         }
-        if matches!(e, Event::Readable | Event::Writable) && self.events.contains(&e) {
-            return;
-        }
-        self.events.push_back(e);
+        self.events.push(e);
     }
 }

@@ -87,7 +87,7 @@ impl Tcb {
 
     /// The next event for the application, if any; call until `None`.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// The earliest deadline at which [`Tcb::on_timeout`] must be called
