@@ -10,6 +10,7 @@
 //! 64-byte tuple would cost ~150 bytes per connection in its buckets, more
 //! than a fifth of an idle connection's memory (issue 19).
 
+use crate::connmap::DenseKey;
 use crate::tcp::{FourTuple, Tcb};
 use crate::wire::ethernet::MacAddr;
 use hashbrown::HashTable;
@@ -29,6 +30,12 @@ impl ConnId {
     /// The slab index (also the connection's timer key).
     pub fn index(&self) -> usize {
         self.index as usize
+    }
+}
+
+impl DenseKey for ConnId {
+    fn index(&self) -> usize {
+        ConnId::index(self)
     }
 }
 

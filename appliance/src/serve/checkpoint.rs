@@ -14,7 +14,7 @@
 //!
 //! It knows neither the record's bytes (baton-shmem) nor what the
 //! application block means (HTTP fills it); only when to write, and where.
-use baton_dataplane::connmap::ConnMap;
+use baton_dataplane::connmap::{ConnMap, ConnSlab};
 use std::time::{Duration, Instant};
 
 use baton_dataplane::app::Ctx;
@@ -100,7 +100,8 @@ pub struct Checkpointer {
     worker: u16,
     epoch: u32,
     cadence: Cadence,
-    conns: ConnMap<ConnId, ConnState>,
+    /// Every checkpointed connection's (a slab: see `ConnSlab`).
+    conns: ConnSlab<ConnId, ConnState>,
     full_warned: bool,
     /// HTTPS connections' latest sealed TLS block, written with each of
     /// their checkpoints.
@@ -131,7 +132,7 @@ impl Checkpointer {
             worker: worker as u16,
             epoch: region.epoch(),
             cadence,
-            conns: ConnMap::default(),
+            conns: ConnSlab::default(),
             full_warned: false,
             tls: ConnMap::default(),
             members: ConnMap::default(),
@@ -205,17 +206,20 @@ impl Checkpointer {
                     return;
                 };
                 self.region.add_connections(1);
-                self.conns.entry(conn).or_insert(ConnState {
-                    slot,
-                    last_una: seq.snd_una,
-                    last_at: now,
-                    rate: 0.0,
-                    // What the connection's first record may claim: all
-                    // but the bytes nobody read yet (a restored
-                    // connection: its checkpoint's rcv_nxt; the request
-                    // the client sent again is still unread).
-                    covered: seq.rcv_nxt - ctx.recv_available(conn) as u32,
-                })
+                self.conns.insert(
+                    conn,
+                    ConnState {
+                        slot,
+                        last_una: seq.snd_una,
+                        last_at: now,
+                        rate: 0.0,
+                        // What the connection's first record may claim: all
+                        // but the bytes nobody read yet (a restored
+                        // connection: its checkpoint's rcv_nxt; the request
+                        // the client sent again is still unread).
+                        covered: seq.rcv_nxt - ctx.recv_available(conn) as u32,
+                    },
+                )
             }
         };
         let acked = bytes_between(state.last_una, seq.snd_una);
