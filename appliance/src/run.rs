@@ -202,8 +202,10 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
     // The previous incarnation's load says nothing of this one.
     region.clear_load();
     // Nothing of the previous incarnation is restored here: its
-    // survivors took it over, or it is lost (see above).
+    // survivors took it over, or it is lost (see above). Their claims
+    // on its slots go too: what this incarnation writes there is its own.
     region.clear_all();
+    region.clear_claims();
     region.heartbeat(unix_ms());
     region.set_state(state);
     info!(
@@ -257,7 +259,7 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         .ok()
         .filter(|v| v.number.0 > 0)
         .map(|v| v.ids().collect());
-    let mut held_elsewhere = control::takeover::routes_to_holders_among(
+    let mut held_elsewhere = control::routes::routes_to_holders_among(
         &segment,
         config.node.id,
         &config.service.ips,
@@ -441,9 +443,9 @@ fn await_predecessor(
     match &stores.raft {
         None => {
             let grace = interval * 2 + Duration::from_millis(20);
-            let taken_over = |since: u32| control::takeover::region_taken_over(segment, me, since);
+            let taken_over = |since: u32| control::routes::region_taken_over(segment, me, since);
             control::view::await_predecessor_leaving(store, predecessor, &taken_over, grace, limit)
-                .map(|since| control::takeover::routes_from_claims(segment, me, since))
+                .map(|since| control::routes::routes_from_claims(segment, me, since))
                 .unwrap_or_default()
         }
         Some(raft) => {
@@ -460,7 +462,7 @@ fn await_predecessor(
             match control::view::removal_change(store, predecessor, since) {
                 Some(change) => {
                     let split = baton_membership::split_of(&change);
-                    control::takeover::routes_from_split(segment, me, &|slot| split.owner(slot))
+                    control::routes::routes_from_split(segment, me, &|slot| split.owner(slot))
                 }
                 None => {
                     warn!(

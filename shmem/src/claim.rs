@@ -131,4 +131,18 @@ impl Region {
         let word = self.claim_word(slot)?.load(Ordering::Acquire);
         Claim::from_word(word).map_err(ClaimError::Corrupt)
     }
+
+    /// Forgets every claim on this region's slots: its new incarnation,
+    /// once the survivors took the previous one's connections over and it
+    /// emptied its slots, owns them again. A claim left behind would name
+    /// the survivor as the holder of whatever connection this box writes
+    /// into that slot next (a survivor that dies takes the slots it
+    /// claimed and had not restored along, `takeover::inherited`).
+    pub fn clear_claims(&self) {
+        for s in 0..self.slot_count() {
+            if let Ok(word) = self.claim_word(SlotId(s)) {
+                word.store(0, Ordering::Release);
+            }
+        }
+    }
 }

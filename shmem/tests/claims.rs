@@ -102,6 +102,22 @@ fn claims_are_per_region_and_leave_the_slots_contents_alone() {
     }
 }
 
+/// A restarted box forgets the claims on its region (its new records are
+/// its own) and touches no other region's.
+#[test]
+fn clearing_a_regions_claims_leaves_the_others() {
+    let t = TempSeg::new("claims-clear");
+    let s = seg(&t);
+    let (r1, r2) = (s.region(1).unwrap(), s.region(2).unwrap());
+    r1.claim(SlotId(3), 2, ViewNumber(4)).unwrap();
+    r2.claim(SlotId(3), 1, ViewNumber(4)).unwrap();
+    r1.clear_claims();
+    assert_eq!(r1.claim_of(SlotId(3)), Ok(None));
+    assert_eq!(r2.claim_of(SlotId(3)), Ok(Some(claim(1, 4))));
+    r1.claim(SlotId(3), 2, ViewNumber(1))
+        .expect("an older view claims a cleared slot again");
+}
+
 #[test]
 fn bytes_no_claimer_writes_are_an_error_for_that_slot_only() {
     let t = TempSeg::new("claims-corrupt");

@@ -14,6 +14,7 @@ use tracing::info;
 
 use super::fence;
 use super::handle::Control;
+use super::inherited;
 use super::placement::{log_split, per_owner, route_by_claims_meanwhile};
 use super::takeover::{self, TakeoverSnapshot};
 
@@ -58,7 +59,17 @@ impl Control {
             let owner = |slot: usize| split.owner(slot);
             let heir = address_heir(change, left.id);
             let inherit = heir == Some(self.me);
-            let plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, heir);
+            let mut plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, heir);
+            inherited::add_inherited(
+                &self.segment,
+                left.id,
+                self.me,
+                &owner,
+                heir,
+                &survivors,
+                Some(change.number),
+                &mut plan,
+            );
             log_split(change, left.id, &split, &per_owner(&plan, self.me));
             if matches!(split, Split::Unreadable { .. }) {
                 route_by_claims_meanwhile(
@@ -76,7 +87,7 @@ impl Control {
                     .insert(left.id, left.epoch);
                 // The inherited addresses bring the frames of connections
                 // earlier takeovers left with other survivors: forward them.
-                let others = takeover::routes_to_holders_among(
+                let others = super::routes::routes_to_holders_among(
                     &self.segment,
                     self.me,
                     &plan.service_ips,

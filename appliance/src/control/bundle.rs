@@ -209,8 +209,16 @@ mod tests {
         );
         assert_eq!(pairs(&three), vec![(21, 50_001), (40_001, 51_001)]);
         assert_eq!(
-            two.mine_slots,
-            vec![SlotId(0), SlotId(0), SlotId(2), SlotId(2)]
+            two.mine_slots
+                .iter()
+                .map(|at| (at.region, at.slot))
+                .collect::<Vec<_>>(),
+            vec![
+                (1, SlotId(0)),
+                (1, SlotId(0)),
+                (1, SlotId(2)),
+                (1, SlotId(2))
+            ]
         );
         assert!(two.elsewhere.iter().all(|(_, by)| *by == 3));
         assert_eq!(two.elsewhere.len(), 2);

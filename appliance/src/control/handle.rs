@@ -211,7 +211,7 @@ impl Control {
     ) {
         let mut lost_claims = 0usize;
         if let Some(view) = claim_in {
-            lost_claims = self.claim_or_route(dead, view, &mut plan);
+            lost_claims = self.claim_or_route(view, &mut plan);
         }
         let mut routes = Vec::with_capacity(plan.mine.len() + plan.elsewhere.len());
         for (key, owner) in &plan.elsewhere {
@@ -280,6 +280,7 @@ impl Control {
             restoring_here = mine,
             elsewhere = plan.elsewhere.len(),
             claimed_elsewhere = lost_claims,
+            inherited = plan.inherited,
             corrupt = plan.corrupt,
             inherit_ips = plan.inherit,
             took_us = started.elapsed().as_micros() as u64,
@@ -289,11 +290,8 @@ impl Control {
 
     /// Claims the slot of each of `plan`'s orphans in `view` (see
     /// [`takeover::claim_mine`]); counts the orphans left to others.
-    fn claim_or_route(&self, dead: u16, view: ViewNumber, plan: &mut Plan) -> usize {
-        let Ok(region) = self.segment.region(dead) else {
-            return 0;
-        };
-        let lost = takeover::claim_mine(&region, self.me, view, plan);
+    fn claim_or_route(&self, view: ViewNumber, plan: &mut Plan) -> usize {
+        let lost = takeover::claim_mine(&self.segment, self.me, view, plan);
         if lost > 0 {
             self.view.update(|s| s.claims_lost += lost as u64);
         }
@@ -311,7 +309,7 @@ impl Control {
     /// A dead box came back as a new member: it answers for its addresses
     /// again, so stop answering ARP for them. The connections restored here
     /// stay here; the rejoined box forwards their frames (see
-    /// [`takeover::routes_to_holders_among`]).
+    /// [`super::routes::routes_to_holders_among`]).
     pub(super) fn hand_back(&self, id: u16) {
         let ips = self
             .inherited

@@ -13,7 +13,11 @@
 //! - `quorum`: the quorum lease of replicated mode's Raft, which fences a
 //!   box cut off from the majority;
 //! - `takeover`: the split of a dead box's connections (seed Fig. 6), the
-//!   paced restores and the report of how they went;
+//!   paced restores (`pace`) and the report of how they went;
+//! - `inherited`: what the dead box had claimed in earlier takeovers and
+//!   not restored yet, taken over with its region;
+//! - `routes`: where connections went, for a restarted box's previous
+//!   incarnation and for an heir's inherited address;
 //! - `moves`: migrate and adopt, the planned moves of some connections;
 //! - `drain`: the planned move of all of them, in the order that hides it;
 //! - `watcher`: the thread that ties them to the clock and the segment;
@@ -30,12 +34,14 @@ mod detector;
 mod drain;
 mod fence;
 mod handle;
+mod inherited;
 mod load;
 mod moves;
 mod ownership;
 mod pace;
 pub(crate) mod placement;
 pub(crate) mod quorum;
+pub(crate) mod routes;
 pub(crate) mod takeover;
 pub(crate) mod view;
 mod watcher;

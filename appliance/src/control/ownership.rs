@@ -16,6 +16,7 @@ use super::takeover::Plan;
 /// One connection this box restores, as its line names it.
 pub(super) struct Restored {
     tuple: FourTuple,
+    region: u16,
     slot: u32,
     client_isn: u32,
 }
@@ -25,9 +26,10 @@ pub(super) fn of(plan: &Plan) -> Vec<Restored> {
     plan.mine
         .iter()
         .zip(&plan.mine_slots)
-        .map(|(o, slot)| Restored {
+        .map(|(o, at)| Restored {
             tuple: o.export.tuple,
-            slot: slot.0,
+            region: at.region,
+            slot: at.slot.0,
             client_isn: o.export.irs,
         })
         .collect()
@@ -43,6 +45,7 @@ pub(super) fn log(me: u16, dead: u16, view: Option<ViewNumber>, restored: &[Rest
             owner = me,
             view,
             dead,
+            region = r.region,
             slot = r.slot,
             local = %r.tuple.local,
             remote = %r.tuple.remote,

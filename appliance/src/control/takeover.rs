@@ -24,23 +24,22 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use baton_dataplane::tcp::FourTuple;
-use baton_dataplane::wire::ethernet::MacAddr;
 use baton_dataplane::DataplaneHandle;
-use baton_shmem::{ClaimError, Region, Segment, SlotId, ViewNumber};
+use baton_shmem::{ClaimError, Region, Segment, SlotId, ValidSlot, ViewNumber};
 use tracing::{info, warn};
 
 use super::bundle::{bundle_orphans, survivor_for};
-use crate::orphans::{Orphan, OrphanRoute};
-use crate::record::{orphan_of, tuple_of};
+use crate::orphans::Orphan;
 
 /// The split of one dead box's connections.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Orphans this box restores.
     pub mine: Vec<Orphan>,
-    /// The dead region's slot of each of `mine` (a bundle's orphans share
-    /// one), to claim before restoring.
-    pub mine_slots: Vec<SlotId>,
+    /// The slot of each of `mine` (a bundle's orphans share one), to claim
+    /// before restoring: the dead box's, or an earlier dead box's it had
+    /// claimed (`super::inherited`).
+    pub mine_slots: Vec<SlotRef>,
     /// Orphans other survivors restore, with the survivor's id.
     pub elsewhere: Vec<(FourTuple, u16)>,
     /// Slots that failed validation: those connections are lost.
@@ -49,6 +48,9 @@ pub struct Plan {
     /// a control character bound for an origin request, a local address
     /// that was not the dead box's): those connections are lost.
     pub refused: usize,
+    /// Orphans from earlier dead boxes' slots the dead box had claimed
+    /// and not restored (`super::inherited`).
+    pub inherited: usize,
     /// Records whose box could not record the response in flight
     /// (`app_lost`): restored, then reset at once by the session.
     pub unrecorded: usize,
@@ -56,6 +58,15 @@ pub struct Plan {
     pub service_ips: Vec<IpAddr>,
     /// This box inherits the service IPs.
     pub inherit: bool,
+}
+
+/// A slot of one region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SlotRef {
+    /// The region's box id.
+    pub region: u16,
+    /// The slot.
+    pub slot: SlotId,
 }
 
 /// Reads the region of `dead` and splits its connections over `survivors`
@@ -106,26 +117,7 @@ pub fn plan_with(
         else {
             return plan;
         };
-        // A bundle is restored all or none (`super::bundle`).
-        let orphans = match bundle_orphans(slot.bundle(), &allowed) {
-            Ok(o) => o,
-            Err((why, records)) => {
-                warn!(dead, slot = slot.slot().0, records, %why, "checkpoint bundle refused: its connections are lost");
-                plan.refused += records;
-                continue;
-            }
-        };
-        for orphan in orphans {
-            if orphan.response.as_ref().is_some_and(|r| r.is_unrecorded()) {
-                plan.unrecorded += 1;
-            }
-            if owner == me {
-                plan.mine.push(orphan);
-                plan.mine_slots.push(slot.slot());
-            } else {
-                plan.elsewhere.push((orphan.export.tuple, owner));
-            }
-        }
+        add_slot(&mut plan, dead, &slot, owner, me, &allowed);
     }
     if plan.unrecorded > 0 {
         warn!(
@@ -137,6 +129,43 @@ pub fn plan_with(
     plan
 }
 
+/// Adds the orphans of `slot`, a slot of region `region`, to `plan`: this
+/// box's (`me`) when `owner` is, else another survivor's. A bundle is
+/// restored all or none (`super::bundle`). The orphans it adds.
+pub(super) fn add_slot(
+    plan: &mut Plan,
+    region: u16,
+    slot: &ValidSlot,
+    owner: u16,
+    me: u16,
+    allowed: &[IpAddr],
+) -> usize {
+    let orphans = match bundle_orphans(slot.bundle(), allowed) {
+        Ok(o) => o,
+        Err((why, records)) => {
+            warn!(region, slot = slot.slot().0, records, %why, "checkpoint bundle refused: its connections are lost");
+            plan.refused += records;
+            return 0;
+        }
+    };
+    let added = orphans.len();
+    for orphan in orphans {
+        if orphan.response.as_ref().is_some_and(|r| r.is_unrecorded()) {
+            plan.unrecorded += 1;
+        }
+        if owner == me {
+            plan.mine.push(orphan);
+            plan.mine_slots.push(SlotRef {
+                region,
+                slot: slot.slot(),
+            });
+        } else {
+            plan.elsewhere.push((orphan.export.tuple, owner));
+        }
+    }
+    added
+}
+
 /// The addresses a restored connection may have as its local address:
 /// those any box of the segment lists in its box table entry (a dead box's
 /// own and inherited ones included). Not only the dead box's: a survivor
@@ -145,7 +174,7 @@ pub fn plan_with(
 /// connections to an address it does not list, and they must survive its
 /// death too. A record naming any other address would make a survivor
 /// answer for an address no box of the cluster announces.
-fn cluster_ips(segment: &Segment) -> Vec<IpAddr> {
+pub(super) fn cluster_ips(segment: &Segment) -> Vec<IpAddr> {
     let mut ips: Vec<IpAddr> = (0..segment.layout().regions)
         .filter_map(|id| segment.box_info(id).ok())
         .flat_map(|info| info.service_ips)
@@ -155,104 +184,37 @@ fn cluster_ips(segment: &Segment) -> Vec<IpAddr> {
     ips
 }
 
-/// Whether every slot of `me`'s region that holds a restorable connection
-/// is claimed in view `since` or later: the survivors that removed this
-/// box's previous incarnation in view `since` have each read their share.
-pub fn region_taken_over(segment: &Segment, me: u16, since: u32) -> bool {
-    let Ok(region) = segment.region(me) else {
-        return true;
-    };
-    region.records().flatten().all(|slot| {
-        let restorable = slot.bundle().records.iter().any(|r| orphan_of(r).is_some());
-        !restorable || matches!(region.claim_of(slot.slot()), Ok(Some(c)) if c.view.0 >= since)
-    })
-}
-
-/// Routes for the connections a restarted box's previous incarnation
-/// left in its own region (`me`'s) that survivors claimed in view `since`
-/// (the one that removed that incarnation) or later: their frames go to
-/// the claimer. Read before the region is cleared; the claims say where
-/// each connection went even before its new owner has checkpointed it.
-pub fn routes_from_claims(segment: &Segment, me: u16, since: u32) -> Vec<(FourTuple, OrphanRoute)> {
-    let Ok(region) = segment.region(me) else {
-        return Vec::new();
-    };
-    let mut routes = Vec::new();
-    for slot in region.records().flatten() {
-        let Ok(Some(claim)) = region.claim_of(slot.slot()) else {
-            continue;
-        };
-        if claim.by == me || claim.view.0 < since {
-            continue;
-        }
-        let Ok(info) = segment.box_info(claim.by) else {
-            continue;
-        };
-        for record in slot.bundle().records.iter() {
-            routes.push((
-                tuple_of(&record.view()),
-                OrphanRoute::Elsewhere(MacAddr(info.mac)),
-            ));
-        }
-    }
-    routes
-}
-
-/// Routes for the connections a restarted box's previous incarnation
-/// left in its own region (`me`'s), by the split of the committed change
-/// that removed it: slot `s` went to `owner(s)`, as every survivor
-/// computed it from its replica (replicated mode, where no claims are
-/// shared). Read before the region is cleared.
-pub fn routes_from_split(
-    segment: &Segment,
-    me: u16,
-    owner: &dyn Fn(usize) -> Option<u16>,
-) -> Vec<(FourTuple, OrphanRoute)> {
-    let Ok(region) = segment.region(me) else {
-        return Vec::new();
-    };
-    let mut routes = Vec::new();
-    for slot in region.records().flatten() {
-        let Some(by) = owner(slot.slot().0 as usize).filter(|&by| by != me) else {
-            continue;
-        };
-        let Ok(info) = segment.box_info(by) else {
-            continue;
-        };
-        for record in slot.bundle().records.iter() {
-            if orphan_of(record).is_some() {
-                routes.push((
-                    tuple_of(&record.view()),
-                    OrphanRoute::Elsewhere(MacAddr(info.mac)),
-                ));
-            }
-        }
-    }
-    routes
-}
-
 /// Claims, in committed view `view`, the slot of each orphan `plan`
-/// gives this box (`me`) in the dead box's `region`, before anything is
-/// restored: an orphan whose slot another box claimed first leaves
-/// `plan.mine` for `plan.elsewhere` (its frames go to the claimer), and
-/// one whose claim cannot be made (a corrupt claim word) is restored by
-/// nobody here. So each connection is restored once per view, whatever
-/// plans the survivors computed. Returns how many orphans left `mine`.
-pub(crate) fn claim_mine(region: &Region, me: u16, view: ViewNumber, plan: &mut Plan) -> usize {
-    let mut claims: HashMap<SlotId, Result<(), Option<u16>>> = HashMap::new();
+/// gives this box (`me`) — in the dead box's region, or an earlier dead
+/// box's it had claimed — before anything is restored: an orphan whose
+/// slot another box claimed first leaves `plan.mine` for `plan.elsewhere`
+/// (its frames go to the claimer), and one whose claim cannot be made (a
+/// corrupt claim word, an unreadable region) is restored by nobody here.
+/// So each connection is restored once per view, whatever plans the
+/// survivors computed. Returns how many orphans left `mine`.
+pub(crate) fn claim_mine(segment: &Segment, me: u16, view: ViewNumber, plan: &mut Plan) -> usize {
+    let mut regions: HashMap<u16, Option<Region>> = HashMap::new();
+    let mut claims: HashMap<SlotRef, Result<(), Option<u16>>> = HashMap::new();
     let mut kept = Vec::with_capacity(plan.mine.len());
     let mut kept_slots = Vec::with_capacity(plan.mine.len());
     let mut lost = 0;
     let mine = std::mem::take(&mut plan.mine);
     let slots = std::mem::take(&mut plan.mine_slots);
-    for (orphan, slot) in mine.into_iter().zip(slots) {
-        let claim = *claims
-            .entry(slot)
-            .or_insert_with(|| match region.claim(slot, me, view) {
+    for (orphan, at) in mine.into_iter().zip(slots) {
+        let claim = *claims.entry(at).or_insert_with(|| {
+            let region = regions
+                .entry(at.region)
+                .or_insert_with(|| segment.region(at.region).ok());
+            let Some(region) = region.as_ref() else {
+                warn!(region = at.region, "orphan's region unreadable: not restored here");
+                return Err(None);
+            };
+            match region.claim(at.slot, me, view) {
                 Ok(()) => Ok(()),
                 Err(ClaimError::Taken(c)) => {
                     warn!(
-                        slot = slot.0,
+                        region = at.region,
+                        slot = at.slot.0,
                         by = c.by,
                         view = c.view.0,
                         "orphan's slot claimed by another box: it restores that connection, not this one"
@@ -260,14 +222,15 @@ pub(crate) fn claim_mine(region: &Region, me: u16, view: ViewNumber, plan: &mut 
                     Err(Some(c.by))
                 }
                 Err(err) => {
-                    warn!(slot = slot.0, %err, "orphan's slot cannot be claimed: not restored here");
+                    warn!(region = at.region, slot = at.slot.0, %err, "orphan's slot cannot be claimed: not restored here");
                     Err(None)
                 }
-            });
+            }
+        });
         match claim {
             Ok(()) => {
                 kept.push(orphan);
-                kept_slots.push(slot);
+                kept_slots.push(at);
             }
             Err(by) => {
                 lost += 1;
@@ -305,48 +268,6 @@ pub fn orphans_in_slots(segment: &Segment, from: u16, slots: &[u32]) -> Vec<Orph
         }
     }
     out
-}
-
-/// Routes for connections to `ips` that other boxes hold, among the boxes
-/// `holds` accepts (the agreed view's members, so that a dead box's stale
-/// records never route a connection to a MAC that no longer answers; any
-/// box without a view). A box that rejoins after a takeover answers for
-/// its addresses again, so the frames of the connections a survivor
-/// restored reach it first; it forwards them to their holder instead of
-/// resetting them. An heir needs it too: it receives the frames of every connection to the
-/// address it inherits, those earlier takeovers left on third boxes
-/// included, and must forward them rather than reset them.
-pub fn routes_to_holders_among(
-    segment: &Segment,
-    me: u16,
-    ips: &[IpAddr],
-    holds: &dyn Fn(u16) -> bool,
-) -> Vec<(FourTuple, OrphanRoute)> {
-    let mut routes = Vec::new();
-    if ips.is_empty() {
-        return routes;
-    }
-    for holder in 0..segment.layout().regions {
-        if holder == me || !holds(holder) {
-            continue;
-        }
-        let (Ok(info), Ok(region)) = (segment.box_info(holder), segment.region(holder)) else {
-            continue;
-        };
-        if info.state == baton_shmem::BoxState::Unused {
-            continue;
-        }
-        let mac = MacAddr(info.mac);
-        for slot in region.records().flatten() {
-            for record in slot.bundle().records.iter() {
-                let tuple = tuple_of(&record.view());
-                if ips.contains(&tuple.local.ip()) {
-                    routes.push((tuple, OrphanRoute::Elsewhere(mac)));
-                }
-            }
-        }
-    }
-    routes
 }
 
 /// The workers' takeover tallies at one moment, summed.
@@ -437,7 +358,7 @@ pub(crate) mod tests {
 
     use baton_dataplane::tcp::{State, TcbExport};
     use baton_shmem::record::{ConnRecord, Transport, APP_PROTOCOL_HTTP};
-    use baton_shmem::{BoxState, Layout, SlotId};
+    use baton_shmem::{Layout, SlotId};
 
     use super::*;
     use crate::record::tcp_block;
@@ -466,7 +387,7 @@ pub(crate) mod tests {
         }
     }
 
-    const DEAD_IP: [u8; 4] = [198, 18, 0, 11];
+    pub(crate) const DEAD_IP: [u8; 4] = [198, 18, 0, 11];
 
     /// Connection `n` of box 1 as it checkpointed it: client port 40000 + n.
     pub(crate) fn export(n: u16) -> TcbExport {
@@ -500,28 +421,35 @@ pub(crate) mod tests {
         region
             .set_identity([2, 0, 0, 0, 0, 1], &[DEAD_IP.into()])
             .expect("identity");
-        let mut writer = region.writer();
         for i in 0..n {
-            let e = export(i);
-            let record = ConnRecord {
-                owner: 1,
-                worker: 0,
-                epoch: 1,
-                checkpoint_ms: 0,
-                local: e.tuple.local.into(),
-                remote: e.tuple.remote.into(),
-                transport: Transport::Tcp,
-                app_protocol: APP_PROTOCOL_HTTP,
-                tcp: Some(tcp_block(&e, SeqNum(e.rcv_nxt), e.acks_covered)),
-                app: None,
-                app_lost: false,
-                tls: None,
-                app_state: None,
-            };
-            writer
-                .write(SlotId(u32::from(i)), &[record])
-                .expect("record fits");
+            checkpoint_connection(segment, 1, u32::from(i), i);
         }
+    }
+
+    /// Box `owner` checkpoints connection `n` (see [`export`]) in `slot`
+    /// of its region.
+    pub(crate) fn checkpoint_connection(segment: &Segment, owner: u16, slot: u32, n: u16) {
+        let region = segment.region(owner).expect("region");
+        let e = export(n);
+        let record = ConnRecord {
+            owner,
+            worker: 0,
+            epoch: 1,
+            checkpoint_ms: 0,
+            local: e.tuple.local.into(),
+            remote: e.tuple.remote.into(),
+            transport: Transport::Tcp,
+            app_protocol: APP_PROTOCOL_HTTP,
+            tcp: Some(tcp_block(&e, SeqNum(e.rcv_nxt), e.acks_covered)),
+            app: None,
+            app_lost: false,
+            tls: None,
+            app_state: None,
+        };
+        region
+            .writer()
+            .write(SlotId(slot), &[record])
+            .expect("record fits");
     }
 
     #[test]
@@ -618,34 +546,6 @@ pub(crate) mod tests {
         assert!(orphans.iter().all(|o| o.response.is_none()));
     }
 
-    #[test]
-    fn a_rejoining_box_forwards_its_connections_to_the_box_holding_them() {
-        // Box 1 took over box 2's two connections and still holds them.
-        let (_file, segment) = TempSegment::new("holders");
-        dead_box_with(&segment, 2);
-        segment
-            .region(1)
-            .expect("region 1")
-            .set_state(BoxState::Alive);
-        let routes = routes_to_holders_among(&segment, 2, &[DEAD_IP.into()], &|_| true);
-        assert_eq!(routes.len(), 2);
-        for (tuple, route) in routes {
-            assert_eq!(tuple.local.ip(), IpAddr::from(DEAD_IP));
-            assert!(matches!(
-                route,
-                OrphanRoute::Elsewhere(MacAddr([2, 0, 0, 0, 0, 1]))
-            ));
-        }
-        assert!(
-            routes_to_holders_among(&segment, 2, &["198.18.0.12".parse().unwrap()], &|_| true)
-                .is_empty()
-        );
-        assert!(
-            routes_to_holders_among(&segment, 2, &[DEAD_IP.into()], &|h| h != 1).is_empty(),
-            "a box outside the view holds nothing"
-        );
-    }
-
     /// Boxes 1, 2 and 3 joined through `segment`'s view cell; then boxes 2
     /// and 3 both judge box 1 silent and race to remove it. Returns the
     /// change each of them reports.
@@ -705,8 +605,7 @@ pub(crate) mod tests {
             let split = baton_membership::split_of(&change);
             let heir = baton_membership::address_heir(&change, 1);
             let mut p = plan_with(seg, 1, me, &|slot| split.owner(slot), heir);
-            let region = seg.region(1).expect("region 1");
-            assert_eq!(claim_mine(&region, me, change.number, &mut p), 0);
+            assert_eq!(claim_mine(seg, me, change.number, &mut p), 0);
             p
         };
         let (p2, p3) = (survivor(&a, 2), survivor(&b, 3));
@@ -740,9 +639,8 @@ pub(crate) mod tests {
             let race = |seg: &Segment, me: u16| {
                 let mut p = plan_with(seg, 1, me, &|_| Some(me), None);
                 assert_eq!(p.mine.len(), 1);
-                let region = seg.region(1).expect("region 1");
                 barrier.wait();
-                claim_mine(&region, me, view, &mut p);
+                claim_mine(seg, me, view, &mut p);
                 p
             };
             let (p2, p3) = thread::scope(|s| {
