@@ -445,7 +445,7 @@ fn await_predecessor(
             let grace = interval * 2 + Duration::from_millis(20);
             let taken_over = |since: u32| control::routes::region_taken_over(segment, me, since);
             control::view::await_predecessor_leaving(store, predecessor, &taken_over, grace, limit)
-                .map(|since| control::routes::routes_from_claims(segment, me, since))
+                .map(|since| control::routes::routes_from_claims(segment, me, me, since))
                 .unwrap_or_default()
         }
         Some(raft) => {

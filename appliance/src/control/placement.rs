@@ -11,15 +11,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use baton_dataplane::tcp::FourTuple;
-use baton_dataplane::wire::ethernet::MacAddr;
 use baton_membership::{ChangeLoads, MemberLoad, Proposal, Reason, Split, ViewChange};
 use baton_shmem::Segment;
 use tracing::{error, info};
 
+use super::routes::routes_from_claims;
 use super::takeover::Plan;
-use crate::orphans::{OrphanRoute, OrphanTable};
-use crate::record::{orphan_of, tuple_of};
+use crate::orphans::OrphanTable;
 
 /// Reads the loads a least_loaded box commits with its removals.
 #[derive(Debug, Clone)]
@@ -129,44 +127,6 @@ pub(crate) fn log_split(change: &ViewChange, dead: u16, split: &Split, taken: &[
     }
 }
 
-/// Routes for the connections of `dead`'s region that another box
-/// claimed in view `since` or later: their frames go to the claimer. For
-/// a change whose split this box cannot compute ([`Split::Unreadable`]):
-/// the survivors that could claim each slot before restoring it, so the
-/// claims say who holds what (shared mode; a replicated box sees only its
-/// own replica's claims, none of the others').
-pub(crate) fn routes_by_claims(
-    segment: &Segment,
-    dead: u16,
-    me: u16,
-    since: u32,
-) -> Vec<(FourTuple, OrphanRoute)> {
-    let Ok(region) = segment.region(dead) else {
-        return Vec::new();
-    };
-    let mut routes = Vec::new();
-    for slot in region.records().flatten() {
-        let Ok(Some(claim)) = region.claim_of(slot.slot()) else {
-            continue;
-        };
-        if claim.by == me || claim.view.0 < since {
-            continue;
-        }
-        let Ok(info) = segment.box_info(claim.by) else {
-            continue;
-        };
-        for record in slot.bundle().records.iter() {
-            if orphan_of(record).is_some() {
-                routes.push((
-                    tuple_of(&record.view()),
-                    OrphanRoute::Elsewhere(MacAddr(info.mac)),
-                ));
-            }
-        }
-    }
-    routes
-}
-
 /// After an unreadable split, routes `dead`'s connections to whoever
 /// claimed them in view `since` or later, a few times over the next
 /// second (the others claim as they act on the change, a tick apart), on
@@ -184,7 +144,7 @@ pub(crate) fn route_by_claims_meanwhile(
         .spawn(move || {
             for wait in [20, 80, 200, 700] {
                 thread::sleep(Duration::from_millis(wait));
-                orphans.extend(routes_by_claims(&segment, dead, me, since));
+                orphans.extend(routes_from_claims(&segment, dead, me, since));
             }
         });
 }
@@ -290,7 +250,7 @@ mod tests {
         // An older view's claim says nothing of this change.
         dead.claim(baton_shmem::SlotId(3), 3, ViewNumber(4))
             .expect("claim");
-        let routes = super::routes_by_claims(&seg, 1, 2, 5);
+        let routes = super::routes_from_claims(&seg, 1, 2, 5);
         let ports: Vec<u16> = routes.iter().map(|(t, _)| t.remote.port()).collect();
         assert_eq!(ports, vec![40_000, 40_002]);
         assert!(routes.iter().all(|(_, r)| matches!(
@@ -298,7 +258,7 @@ mod tests {
             crate::orphans::OrphanRoute::Elsewhere(mac) if mac.0 == [2, 0, 0, 0, 0, 3]
         )));
         assert!(
-            super::routes_by_claims(&seg, 1, 3, 5).is_empty(),
+            super::routes_from_claims(&seg, 1, 3, 5).is_empty(),
             "its own claims"
         );
     }

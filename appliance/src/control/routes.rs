@@ -28,18 +28,26 @@ pub fn region_taken_over(segment: &Segment, me: u16, since: u32) -> bool {
     })
 }
 
-/// Routes for the connections a restarted box's previous incarnation
-/// left in its own region (`me`'s) that survivors claimed in view `since`
-/// (the one that removed that incarnation) or later: their frames go to
-/// the claimer. Read before the region is cleared; the claims say where
-/// each connection went even before its new owner has checkpointed it.
-pub fn routes_from_claims(segment: &Segment, me: u16, since: u32) -> Vec<(FourTuple, OrphanRoute)> {
-    let Ok(region) = segment.region(me) else {
+/// Routes for the restorable connections of `region` that a box other
+/// than `me` claimed in view `since` or later: their frames go to the
+/// claimer. A restarted box reads its previous incarnation's region so
+/// (`region` = `me`, `since` the view that removed it) before clearing it:
+/// the claims say where each connection went even before its new owner
+/// has checkpointed it. A survivor that cannot compute a change's split
+/// (`super::placement`, an unreadable load ring) reads the dead box's so
+/// (shared mode; a replicated box sees only its own replica's claims).
+pub fn routes_from_claims(
+    segment: &Segment,
+    region: u16,
+    me: u16,
+    since: u32,
+) -> Vec<(FourTuple, OrphanRoute)> {
+    let Ok(slots) = segment.region(region) else {
         return Vec::new();
     };
     let mut routes = Vec::new();
-    for slot in region.records().flatten() {
-        let Ok(Some(claim)) = region.claim_of(slot.slot()) else {
+    for slot in slots.records().flatten() {
+        let Ok(Some(claim)) = slots.claim_of(slot.slot()) else {
             continue;
         };
         if claim.by == me || claim.view.0 < since {
@@ -49,10 +57,12 @@ pub fn routes_from_claims(segment: &Segment, me: u16, since: u32) -> Vec<(FourTu
             continue;
         };
         for record in slot.bundle().records.iter() {
-            routes.push((
-                tuple_of(&record.view()),
-                OrphanRoute::Elsewhere(MacAddr(info.mac)),
-            ));
+            if orphan_of(record).is_some() {
+                routes.push((
+                    tuple_of(&record.view()),
+                    OrphanRoute::Elsewhere(MacAddr(info.mac)),
+                ));
+            }
         }
     }
     routes
