@@ -67,7 +67,7 @@ impl Control {
                 &owner,
                 heir,
                 &survivors,
-                Some(change.number),
+                change.number,
                 &mut plan,
             );
             log_split(change, left.id, &split, &per_owner(&plan, self.me));

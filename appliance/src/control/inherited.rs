@@ -40,7 +40,7 @@ pub fn add_inherited(
     owner: &dyn Fn(usize) -> Option<u16>,
     heir: Option<u16>,
     members: &[u16],
-    view: Option<ViewNumber>,
+    view: ViewNumber,
     plan: &mut Plan,
 ) -> usize {
     let allowed = cluster_ips(segment);
@@ -56,9 +56,7 @@ pub fn add_inherited(
         // A corrupt slot was counted by that region's own takeover.
         for slot in region.records().flatten() {
             let claimed = match region.claim_of(slot.slot()) {
-                Ok(Some(c)) => {
-                    c.by == dead || (members.contains(&c.by) && view.is_some_and(|v| c.view >= v))
-                }
+                Ok(Some(c)) => c.by == dead || (members.contains(&c.by) && c.view >= view),
                 _ => false,
             };
             if !claimed {
@@ -130,16 +128,7 @@ mod tests {
         let owner = |_: usize| Some(3);
         let mut plan = plan_with(&seg, 2, 3, &owner, Some(3));
         assert_eq!(ports(&plan), [40_000], "box 2's own region");
-        let added = add_inherited(
-            &seg,
-            2,
-            3,
-            &owner,
-            Some(3),
-            &[3],
-            Some(ViewNumber(3)),
-            &mut plan,
-        );
+        let added = add_inherited(&seg, 2, 3, &owner, Some(3), &[3], ViewNumber(3), &mut plan);
         // Slot 0's connection is box 2's record's; slots 1, 3, 5 are
         // box 3's claims.
         assert_eq!((added, plan.inherited), (2, 2));
@@ -163,7 +152,7 @@ mod tests {
             &owner,
             Some(3),
             &[3, 4],
-            Some(ViewNumber(3)),
+            ViewNumber(3),
             &mut four,
         );
         let routed: Vec<(u16, u16)> = four
@@ -189,7 +178,7 @@ mod tests {
                 &owner,
                 Some(3),
                 &[1, 3],
-                Some(ViewNumber(3)),
+                ViewNumber(3),
                 &mut plan
             ),
             0
@@ -204,7 +193,7 @@ mod tests {
                 &|_| Some(2),
                 Some(2),
                 &[2],
-                Some(ViewNumber(3)),
+                ViewNumber(3),
                 &mut three
             ),
             3

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use baton_dataplane::tcp::FourTuple;
 use baton_dataplane::wire::ethernet::MacAddr;
-use baton_shmem::Segment;
+use baton_shmem::{Region, Segment, ValidSlot};
 
 use crate::orphans::OrphanRoute;
 use crate::record::{orphan_of, tuple_of};
@@ -42,30 +42,15 @@ pub fn routes_from_claims(
     me: u16,
     since: u32,
 ) -> Vec<(FourTuple, OrphanRoute)> {
-    let Ok(slots) = segment.region(region) else {
-        return Vec::new();
-    };
-    let mut routes = Vec::new();
-    for slot in slots.records().flatten() {
-        let Ok(Some(claim)) = slots.claim_of(slot.slot()) else {
-            continue;
-        };
-        if claim.by == me || claim.view.0 < since {
-            continue;
-        }
-        let Ok(info) = segment.box_info(claim.by) else {
-            continue;
-        };
-        for record in slot.bundle().records.iter() {
-            if orphan_of(record).is_some() {
-                routes.push((
-                    tuple_of(&record.view()),
-                    OrphanRoute::Elsewhere(MacAddr(info.mac)),
-                ));
-            }
-        }
-    }
-    routes
+    routes_to_holders_of(
+        segment,
+        region,
+        me,
+        &|slots, slot| match slots.claim_of(slot.slot()) {
+            Ok(Some(claim)) if claim.view.0 >= since => Some(claim.by),
+            _ => None,
+        },
+    )
 }
 
 /// Routes for the connections a restarted box's previous incarnation
@@ -78,12 +63,23 @@ pub fn routes_from_split(
     me: u16,
     owner: &dyn Fn(usize) -> Option<u16>,
 ) -> Vec<(FourTuple, OrphanRoute)> {
-    let Ok(region) = segment.region(me) else {
+    routes_to_holders_of(segment, me, me, &|_, slot| owner(slot.slot().0 as usize))
+}
+
+/// Routes for the restorable connections of `region` to the box `holder`
+/// names for their slot, when that is not `me`.
+fn routes_to_holders_of(
+    segment: &Segment,
+    region: u16,
+    me: u16,
+    holder: &dyn Fn(&Region, &ValidSlot) -> Option<u16>,
+) -> Vec<(FourTuple, OrphanRoute)> {
+    let Ok(slots) = segment.region(region) else {
         return Vec::new();
     };
     let mut routes = Vec::new();
-    for slot in region.records().flatten() {
-        let Some(by) = owner(slot.slot().0 as usize).filter(|&by| by != me) else {
+    for slot in slots.records().flatten() {
+        let Some(by) = holder(&slots, &slot).filter(|&by| by != me) else {
             continue;
         };
         let Ok(info) = segment.box_info(by) else {
