@@ -199,6 +199,7 @@ mod tests {
     const L: Layout = Layout {
         regions: 2,
         slots_per_region: 8,
+        slot_size: baton_shmem::SLOT_SIZE as u32,
     };
 
     #[test]

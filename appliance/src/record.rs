@@ -226,6 +226,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The config checks `checkpoint.slot_bytes` with its own copy of the
+    /// segment's slot sizes (it knows no segment crate).
+    #[test]
+    fn the_configs_slot_sizes_are_the_segments() {
+        assert_eq!(
+            baton_config::MAX_SLOT_BYTES as usize,
+            baton_shmem::SLOT_SIZE
+        );
+        assert_eq!(
+            baton_config::MIN_SLOT_BYTES as usize,
+            baton_shmem::MIN_SLOT_SIZE
+        );
+        assert_eq!(
+            baton_config::SLOT_BYTES_STEP as usize,
+            baton_shmem::SLOT_SIZE_STEP
+        );
+    }
+
     fn state() -> impl Strategy<Value = State> {
         (0u8..=u8::MAX).prop_filter_map("a known state", State::from_u8)
     }
@@ -299,6 +317,7 @@ mod tests {
         let layout = baton_shmem::Layout {
             regions: 2,
             slots_per_region: 4,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         };
         let seg = baton_shmem::Segment::open_or_create(&path, layout).expect("scratch segment");
         let region = seg.region(1).expect("region 1");
@@ -438,6 +457,7 @@ mod tests {
         let layout = baton_shmem::Layout {
             regions: 2,
             slots_per_region: 2048,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         };
         let seg = baton_shmem::Segment::open_or_create(&path, layout).expect("scratch segment");
         let region = seg.region(1).expect("region 1");

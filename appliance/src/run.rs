@@ -138,6 +138,7 @@ pub fn layout_of(config: &Config) -> Layout {
     Layout {
         regions: top.max(config.node.id) + 1,
         slots_per_region: config.checkpoint.slots,
+        slot_size: config.checkpoint.slot_bytes,
     }
 }
 
@@ -214,6 +215,9 @@ pub fn run(config: &Config, ready_file: Option<&Path>) -> Result<()> {
         epoch,
         ?state,
         segment = %config.checkpoint.segment_path.display(),
+        slots = config.checkpoint.slots,
+        slot_bytes = config.checkpoint.slot_bytes,
+        segment_bytes_per_slot = segment.layout().bytes_per_slot().round() as u64,
         "box started"
     );
 

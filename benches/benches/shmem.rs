@@ -36,6 +36,7 @@ fn temp_segment(tag: &str, regions: u16, slots: u32) -> (TempSeg, Segment) {
         Layout {
             regions,
             slots_per_region: slots,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     )
     .expect("create bench segment");

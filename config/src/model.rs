@@ -38,6 +38,14 @@ pub const MIN_TCP_BUFFER_BUDGET: u64 = 1 << 20;
 pub const DEFAULT_MAX_FETCHES: usize = 1024;
 /// Default `checkpoint.fast_bytes`.
 pub const DEFAULT_FAST_BYTES: u64 = 100_000;
+/// Largest (and default) checkpoint slot, bytes (`baton_shmem::SLOT_SIZE`):
+/// room for any record a box writes, an HTTPS one with its TLS state too.
+pub const MAX_SLOT_BYTES: u32 = 768;
+/// Smallest checkpoint slot, bytes (`baton_shmem::MIN_SLOT_SIZE`): holds a
+/// plain HTTP connection's record while it rests.
+pub const MIN_SLOT_BYTES: u32 = 320;
+/// Checkpoint slot sizes are multiples of this (`baton_shmem::SLOT_SIZE_STEP`).
+pub const SLOT_BYTES_STEP: u32 = 64;
 /// Default `checkpoint.slow_bytes`.
 pub const DEFAULT_SLOW_BYTES: u64 = 10_000;
 /// Default `checkpoint.interval_ms`.

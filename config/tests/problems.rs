@@ -944,3 +944,45 @@ fn a_pci_device_segment_needs_a_raft_state_path() {
         format!("box1.toml:{line}: raft.state_path: required when checkpoint.segment_path is a PCI device: the box's epoch file lies beside it (e.g. /var/lib/baton/raft)")
     );
 }
+
+#[test]
+fn slot_bytes_defaults_to_768_and_takes_the_steps_from_320() {
+    assert_eq!(ok(&minimal()).checkpoint.slot_bytes, 768);
+    let text = edited("slots = 1000", "slots = 1000\nslot_bytes = 384");
+    assert_eq!(ok(&text).checkpoint.slot_bytes, 384);
+    for (bad, why) in [
+        ("256", "expected an integer in 320..=768, found integer 256"),
+        (
+            "1024",
+            "expected an integer in 320..=768, found integer 1024",
+        ),
+        (
+            "400",
+            "expected a multiple of 64, found 400 (e.g. 384 or 448)",
+        ),
+    ] {
+        let text = edited("slots = 1000", &format!("slots = 1000\nslot_bytes = {bad}"));
+        let line = line_of(&text, "slot_bytes");
+        assert_eq!(
+            one_line(&text),
+            format!("box1.toml:{line}: checkpoint.slot_bytes: {why}")
+        );
+    }
+}
+
+/// An HTTPS record (its sealed TLS state) or an FTP or RTSP bundle needs the
+/// whole 768 bytes: smaller slots are refused beside them, naming the table.
+#[test]
+fn slots_below_768_are_refused_with_tls_ftp_or_rtsp() {
+    let small = edited("slots = 1000", "slots = 1000\nslot_bytes = 512");
+    let line = line_of(&small, "slot_bytes");
+    for table in ["ftp", "rtsp"] {
+        let text = format!("{small}\n[{table}]\nenabled = true\n");
+        assert_eq!(
+            one_line(&text),
+            format!("box1.toml:{line}: checkpoint.slot_bytes: 512 is for plain HTTP; with {table}.enabled = true every record must fit its slot: set 768 or leave it out")
+        );
+        // Present but off: nothing to say.
+        ok(&format!("{small}\n[{table}]\nenabled = false\n"));
+    }
+}

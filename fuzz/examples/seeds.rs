@@ -630,6 +630,7 @@ fn slots() -> Result<Vec<(&'static str, Vec<u8>)>> {
         Layout {
             regions: 2,
             slots_per_region: 1,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     );
     let region = seg.region(baton_fuzz::record::REGION)?;
@@ -766,6 +767,7 @@ fn datagrams() -> Result<Vec<(&'static str, Vec<u8>)>> {
     let layout = Layout {
         regions: 3,
         slots_per_region: 4,
+        slot_size: baton_shmem::SLOT_SIZE as u32,
     };
     let a0: SocketAddr = SocketAddr::from(([192, 0, 2, 0], 7700));
     let a1: SocketAddr = SocketAddr::from(([192, 0, 2, 1], 7700));

@@ -35,6 +35,7 @@ fn region() -> &'static Region {
             Layout {
                 regions: 2,
                 slots_per_region: 1,
+                slot_size: baton_shmem::SLOT_SIZE as u32,
             },
         );
         match seg.region(REGION) {

@@ -60,6 +60,7 @@ pub fn run(data: &[u8]) {
         Layout {
             regions: 3,
             slots_per_region: 4,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     );
     let from: SocketAddr = SocketAddr::from(([192, 0, 2, 1], 7700));

@@ -183,6 +183,25 @@ pub fn box_toml(
     s
 }
 
+/// The largest `checkpoint.slot_bytes` (`baton_config::MAX_SLOT_BYTES`,
+/// which this crate does not link): below it a box refuses FTP and RTSP.
+const LARGEST_SLOT_BYTES: u32 = 768;
+
+/// A lab box's config `text` with `checkpoint.slot_bytes = bytes` (`lab up
+/// --slot-bytes`); below the largest slot, FTP and RTSP off, which a box
+/// refuses beside smaller slots (their bundles would not fit): such a lab
+/// serves HTTP alone.
+pub fn with_slot_bytes(text: &str, bytes: u32) -> String {
+    let mut text =
+        crate::driver::set_toml_key(text, "checkpoint", "slot_bytes", &bytes.to_string());
+    if bytes < LARGEST_SLOT_BYTES {
+        for table in ["ftp", "rtsp"] {
+            text = crate::driver::set_toml_key(&text, table, "enabled", "false");
+        }
+    }
+    text
+}
+
 /// The `[takeover]` table of a lab box (`lab up --assignment`,
 /// `--capacity`; issue 20), empty when neither is given (the defaults).
 pub fn takeover_toml(assignment: Option<&str>, capacity: Option<u64>) -> String {
@@ -291,6 +310,31 @@ mod tests {
             v["dataplane"].get("dpdk").is_none(),
             "no DPDK table on AF_PACKET"
         );
+    }
+
+    /// Smaller slots: the config the box reads has them, and FTP and RTSP
+    /// off (or it would refuse them); the largest leaves both on.
+    #[test]
+    fn a_lab_with_smaller_slots_serves_http_alone() {
+        assert_eq!(LARGEST_SLOT_BYTES, baton_config::MAX_SLOT_BYTES);
+        let (lab, secrets) = lab_bt();
+        let text = box_toml(
+            &lab,
+            2,
+            3,
+            Backend::Afpacket,
+            SegmentMode::Shared,
+            true,
+            BackFamily::V4,
+            None,
+            &secrets,
+        );
+        let small = with_slot_bytes(&text, 384);
+        let c = baton_config::parse(&small, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{small}"));
+        assert_eq!(c.checkpoint.slot_bytes, 384);
+        assert!(!c.ftp.enabled && !c.rtsp.enabled);
+        let c = baton_config::parse(&with_slot_bytes(&text, 768), "box2.toml").unwrap();
+        assert!(c.ftp.enabled && c.rtsp.enabled);
     }
 
     #[test]

@@ -162,6 +162,10 @@ struct UpArgs {
     /// for, against which least_loaded weighs each survivor's spare room.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     capacity: Option<u64>,
+    /// `checkpoint.slot_bytes` of every box: 320..=768 in steps of 64
+    /// (the box refuses other sizes, and sizes below 768 with --tls).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(320..=768))]
+    slot_bytes: Option<u32>,
     /// `ecmp`: every box also serves 198.18.0.10, and the LAN hashes each
     /// client flow to one live box like an L4 switch, dropping a box from
     /// the hash once its process has been gone for --steering-delay-ms.
@@ -232,6 +236,7 @@ pub fn run(args: LabArgs, table: BoxTable) -> Result<()> {
                     },
                     assignment: a.assignment,
                     capacity: a.capacity,
+                    slot_bytes: a.slot_bytes,
                     steering: (a.steering == Steering::Ecmp)
                         .then(|| Duration::from_millis(a.steering_delay_ms)),
                     balance_threshold: a.balance_threshold,

@@ -11,8 +11,8 @@ use crate::error::{Context, Result};
 use tracing::{info, warn};
 
 use crate::boxconf::{
-    balance_toml, box_toml, takeover_toml, tls_toml, BackFamily, Backend, ClusterSecrets,
-    SegmentMode,
+    balance_toml, box_toml, takeover_toml, tls_toml, with_slot_bytes, BackFamily, Backend,
+    ClusterSecrets, SegmentMode,
 };
 use crate::names::{
     box_back_addr, box_back_port, box_front_port, box_mac, client_extra_addr, Lab, Node,
@@ -58,6 +58,8 @@ pub struct UpPlan {
     pub assignment: Option<String>,
     /// `lab up --capacity`: every box's `takeover.capacity`.
     pub capacity: Option<u64>,
+    /// `lab up --slot-bytes`: every box's `checkpoint.slot_bytes`.
+    pub slot_bytes: Option<u32>,
     /// `lab up --steering ecmp`: the anycast address on every box and the
     /// LAN's flow hashing, with this health-check delay
     /// ([`crate::steering`]).
@@ -228,6 +230,9 @@ fn build(lab: &Lab, plan: &UpPlan) -> Result<()> {
             text.push_str(&tls_toml(files));
         }
         text.push_str(&takeover_toml(plan.assignment.as_deref(), plan.capacity));
+        if let Some(bytes) = plan.slot_bytes {
+            text = with_slot_bytes(&text, bytes);
+        }
         text.push_str(&balance_toml(plan.balance_threshold));
         if plan.vm {
             text = vm::host_toml(&text);

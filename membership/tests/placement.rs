@@ -32,6 +32,7 @@ fn four_boxes(name: &str) -> (Host, Vec<Segment>, Vec<Membership>) {
     let layout = Layout {
         regions: 5,
         slots_per_region: 4,
+        slot_size: baton_shmem::SLOT_SIZE as u32,
     };
     let first = Segment::open_or_create(&path, layout).unwrap();
     let mut segs = vec![first];

@@ -313,6 +313,7 @@ fn two_boxes_on_one_host_agree_through_the_segment_cell() {
     let layout = Layout {
         regions: 4,
         slots_per_region: 4,
+        slot_size: baton_shmem::SLOT_SIZE as u32,
     };
     let s1 = SegmentStore::new(ViewCell::new(
         &Segment::open_or_create(&path, layout).unwrap(),

@@ -220,7 +220,7 @@ impl Region {
         if unit < slots {
             self.reindex(unit);
         } else if let Some(holder) =
-            self.overflow_holder((unit - slots) / crate::segment::OVERFLOW_PIECES as u32)
+            self.overflow_holder((unit - slots) / self.inner().layout.overflow_pieces())
         {
             self.reindex(holder);
         }

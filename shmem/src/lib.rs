@@ -39,7 +39,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let seg = Segment::open_or_create(
 //!     std::path::Path::new("/dev/shm/baton.seg"),
-//!     Layout { regions: 3, slots_per_region: 300_000 },
+//!     Layout { regions: 3, slots_per_region: 300_000, slot_size: 768 },
 //! )?;
 //! let me = seg.region(1)?;
 //! me.heartbeat(1_700_000_000_000);
@@ -65,6 +65,7 @@ mod device;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod index;
+pub mod layout;
 pub mod loads;
 mod overflow;
 pub mod record;
@@ -91,8 +92,8 @@ pub use replication::{
     MAX_HEARTBEAT,
 };
 pub use segment::{
-    Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, OVERFLOW_PIECES,
-    SLOTS_PER_OVERFLOW_ENTRY, SLOT_SIZE,
+    Layout, Region, Segment, SegmentError, LAYOUT_VERSION, MAGIC, MIN_SLOT_SIZE,
+    SLOTS_PER_OVERFLOW_ENTRY, SLOT_SIZE, SLOT_SIZE_STEP,
 };
 pub use slot::{
     check_archive, ReadError, Records, SlotAllocator, SlotError, SlotId, SlotWriter, ValidSlot,

@@ -3,7 +3,7 @@
 //! validators), so that every slot can stay small.
 //!
 //! Each region ends with [`crate::Layout::overflow_entries`] entries of
-//! [`OVERFLOW_PIECES`] pieces. A piece is a slot-sized unit with the slot's
+//! [`crate::Layout::overflow_pieces`] pieces. A piece is a slot-sized unit with the slot's
 //! own seqlock header, which is why replication carries pieces exactly as
 //! it carries slots (each fits a datagram) and readers copy them with the
 //! same protocol. A large bundle is written piece by piece into an entry,
@@ -19,22 +19,17 @@
 //! clearing or shrinking a slot frees its entry without any bookkeeping
 //! that could get out of step. It knows the slot layout, not records.
 
+use crate::layout::PIECE_HEADER;
 use crate::record::{MAX_NAME_LEN, MAX_VALIDATOR_LEN};
-use crate::segment::{Region, OVERFLOW_PIECES};
-use crate::unit::{Payload, Raw, SLOT_PAYLOAD};
+use crate::segment::Region;
+pub use crate::segment::OVERFLOW_PAYLOAD;
+use crate::unit::{Payload, Raw};
 
 /// Bytes of a slot payload that links to an overflow entry. A bundle
 /// archive is never this short (a record alone archives to ~130 bytes).
 pub(crate) const LINK_LEN: usize = 24;
 /// First bytes of a link payload.
 const LINK_MAGIC: [u8; 8] = *b"BTNOVFL1";
-/// Bytes of a piece's own header: generation u64, owner slot u32, bundle
-/// length u32.
-const PIECE_HEADER: usize = 16;
-/// Bundle bytes one piece carries.
-const PIECE_DATA: usize = SLOT_PAYLOAD - PIECE_HEADER;
-/// Largest bundle archive a slot can hold through the overflow area.
-pub const OVERFLOW_PAYLOAD: usize = OVERFLOW_PIECES * PIECE_DATA;
 
 // An entry holds a record at the limits: an 8 KiB URL, two 1 KiB
 // validators, and < 800 bytes of record around them (checked at build time;
@@ -113,16 +108,27 @@ impl Region {
         self.inner().layout.overflow_entries()
     }
 
+    /// Pieces of each overflow entry of this region.
+    fn overflow_pieces(&self) -> u32 {
+        self.inner().layout.overflow_pieces()
+    }
+
+    /// Bundle bytes one piece carries.
+    fn piece_data(&self) -> usize {
+        self.slot_payload() - PIECE_HEADER
+    }
+
     /// Unit index of piece `i` of entry `entry`.
     fn piece_unit(&self, entry: u32, i: usize) -> u32 {
-        self.slot_count() + entry * OVERFLOW_PIECES as u32 + i as u32
+        self.slot_count() + entry * self.overflow_pieces() + i as u32
     }
 
     /// Writes `bundle` (at most [`OVERFLOW_PAYLOAD`] bytes) into `entry`
     /// for `slot`, generation `gen`. The slot's link is published after.
     pub(crate) fn write_overflow(&self, slot: u32, entry: u32, gen: u64, bundle: &[u8]) {
         let mut piece = Payload::zeroed();
-        for (i, chunk) in bundle.chunks(PIECE_DATA).enumerate().take(OVERFLOW_PIECES) {
+        let pieces = self.overflow_pieces() as usize;
+        for (i, chunk) in bundle.chunks(self.piece_data()).enumerate().take(pieces) {
             piece.0[0..8].copy_from_slice(&gen.to_le_bytes());
             piece.0[8..12].copy_from_slice(&slot.to_le_bytes());
             piece.0[12..16].copy_from_slice(&(bundle.len() as u32).to_le_bytes());
@@ -168,7 +174,8 @@ impl Region {
             return Err(Assemble::Corrupt("link length beyond an entry"));
         }
         let mut buf = Payload::zeroed();
-        for i in 0..total.div_ceil(PIECE_DATA) {
+        let piece_data = self.piece_data();
+        for i in 0..total.div_ceil(piece_data) {
             let unit = self.piece_unit(link.entry, i);
             let len = match self.read_raw(unit, &mut buf) {
                 Ok(Raw::Data { len, .. }) => len,
@@ -181,8 +188,8 @@ impl Region {
             if gen != link.gen || owner != slot {
                 return Err(Assemble::Stale);
             }
-            let start = i * PIECE_DATA;
-            let want = (total - start).min(PIECE_DATA);
+            let start = i * piece_data;
+            let want = (total - start).min(piece_data);
             if whole as usize != total || len != PIECE_HEADER + want {
                 return Err(Assemble::Corrupt("piece disagrees with its link"));
             }
@@ -225,6 +232,7 @@ mod tests {
         let layout = crate::Layout {
             regions: 1,
             slots_per_region: 16,
+            slot_size: crate::SLOT_SIZE as u32,
         };
         let seg = crate::Segment::open_or_create(&path, layout).unwrap();
         let region = seg.region(0).unwrap();

@@ -3,9 +3,9 @@
 //! ```text
 //! offset 0        header (HEADER_SIZE = 4096 bytes, one page): geometry in
 //!                 the first 56 bytes, the membership view cell from byte 64
-//! offset 4096     region 0: box entry (BOX_ENTRY_SIZE) + slots_per_region × SLOT_SIZE
+//! offset 4096     region 0: box entry (BOX_ENTRY_SIZE) + slots_per_region × slot_size
 //!                 + the overflow area (Layout::overflow_entries() entries of
-//!                 OVERFLOW_PIECES slot-sized pieces), padded to a multiple of 4096
+//!                 Layout::overflow_pieces() slot-sized pieces), padded to a multiple of 4096
 //! ...             region 1, 2, … (index = member/box id)
 //! after regions   claims: one u64 per slot of every region (region-major),
 //!                 padded to a multiple of 4096 (see [`crate::claim`])
@@ -30,30 +30,12 @@ use crate::device;
 
 /// Magic at offset 0 of the segment: "BATONCKP", read as a little-endian u64.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BATONCKP");
-/// Version of the segment layout and record format (docs/CHECKPOINT_FORMAT.md).
-pub const LAYOUT_VERSION: u32 = 7;
-/// Bytes per slot: a 16-byte seqlock header and a 752-byte payload. 768 is a
-/// multiple of the 64-byte cache line, and 300,000 slots take 219.7 MiB.
-pub const SLOT_SIZE: usize = 768;
-/// Bytes of the global header.
-pub const HEADER_SIZE: usize = 4096;
-/// Bytes of a region's box table entry, which precedes its slots: the box
-/// table proper (256) and the ring of loads committed with view changes
-/// this box proposed (`crate::loads`, issue 20).
-pub const BOX_ENTRY_SIZE: usize = 1024;
-/// Slot-sized pieces of one overflow entry (see `overflow.rs`): 15 × 736
-/// payload bytes hold a record with an 8 KiB URL and two 1 KiB validators.
-pub const OVERFLOW_PIECES: usize = 15;
-/// One overflow entry per this many slots (at least 16, or one per slot in
-/// smaller regions): 300,000 slots get 2,344 entries, 25.8 MiB beside the
-/// slots' 219.7 MiB.
-pub const SLOTS_PER_OVERFLOW_ENTRY: u32 = 128;
-/// Bytes of one slot's ownership claim ([`crate::claim`]).
-pub(crate) const CLAIM_SIZE: usize = 8;
-/// Regions are padded to this alignment so each region starts on a page.
-pub(crate) const REGION_ALIGN: usize = 4096;
-/// New files are sized in multiples of a 2 MiB huge page.
-const HUGE_PAGE: u64 = 2 * 1024 * 1024;
+use crate::layout::LayoutProblem;
+pub use crate::layout::{
+    Layout, BOX_ENTRY_SIZE, HEADER_SIZE, LAYOUT_VERSION, MIN_SLOT_SIZE, OVERFLOW_PAYLOAD,
+    SLOTS_PER_OVERFLOW_ENTRY, SLOT_HEADER, SLOT_SIZE, SLOT_SIZE_STEP,
+};
+pub(crate) use crate::layout::{CLAIM_SIZE, REGION_ALIGN};
 
 // Header field offsets (all little-endian, see docs/CHECKPOINT_FORMAT.md).
 const H_MAGIC: usize = 0;
@@ -77,83 +59,14 @@ const H_GEOMETRY: usize = 64;
 /// header page's spare bytes from the second cache line on.
 pub(crate) const H_VIEW: usize = 64;
 
-/// How many regions a segment has and how many slots each region holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    /// Number of regions, one per box (member id 0..regions).
-    pub regions: u16,
-    /// Slots in each region.
-    pub slots_per_region: u32,
-}
-
 impl Layout {
-    /// Entries in each region's overflow area, where bundles larger than a
-    /// slot live (see [`SLOTS_PER_OVERFLOW_ENTRY`]).
-    pub fn overflow_entries(&self) -> u32 {
-        self.slots_per_region
-            .div_ceil(SLOTS_PER_OVERFLOW_ENTRY)
-            .max(self.slots_per_region.min(16))
-    }
-
-    /// Slot-sized units of a region: its slots, then the pieces of its
-    /// overflow entries. Each unit has the slot's seqlock header, and
-    /// replication ships units.
-    pub fn units_per_region(&self) -> u32 {
-        // Saturates only for layouts `open_or_create` refuses as too large.
-        self.slots_per_region.saturating_add(
-            self.overflow_entries()
-                .saturating_mul(OVERFLOW_PIECES as u32),
-        )
-    }
-
-    /// Bytes between the start of one region and the next.
-    pub fn region_stride(&self) -> usize {
-        let raw = BOX_ENTRY_SIZE + self.units_per_region() as usize * SLOT_SIZE;
-        raw.div_ceil(REGION_ALIGN) * REGION_ALIGN
-    }
-
-    /// Offset of the claims area: after the last region.
-    pub fn claims_offset(&self) -> usize {
-        HEADER_SIZE + self.regions as usize * self.region_stride()
-    }
-
-    /// Bytes of the claims area: one u64 per slot of every region, padded
-    /// to a page.
-    pub fn claims_len(&self) -> usize {
-        let raw = self.regions as usize * self.slots_per_region as usize * CLAIM_SIZE;
-        raw.div_ceil(REGION_ALIGN) * REGION_ALIGN
-    }
-
-    /// Bytes of the segment (header, regions, claims, tuple indexes).
-    pub fn segment_len(&self) -> usize {
-        self.index_offset() + self.index_len()
-    }
-
-    /// Length a new segment file is given: the segment rounded up to 2 MiB,
-    /// because hugetlbfs only accepts sizes that are a multiple of its page
-    /// size (tmpfs files are sparse, so the padding costs nothing there).
-    pub fn file_len(&self) -> u64 {
-        (self.segment_len() as u64).div_ceil(HUGE_PAGE) * HUGE_PAGE
-    }
-
     fn check(&self) -> Result<(), SegmentError> {
-        if self.regions == 0 || self.slots_per_region == 0 {
-            return Err(SegmentError::EmptyLayout(*self));
+        match self.problem() {
+            None => Ok(()),
+            Some(LayoutProblem::Empty) => Err(SegmentError::EmptyLayout(*self)),
+            Some(LayoutProblem::TooLarge) => Err(SegmentError::TooLarge(*self)),
+            Some(LayoutProblem::SlotSize) => Err(SegmentError::BadSlotSize(*self)),
         }
-        // The segment must be addressable; 2^40 bytes is far beyond any
-        // real deployment and keeps the arithmetic above overflow-free.
-        let len = (HEADER_SIZE as u128)
-            + self.regions as u128
-                * (BOX_ENTRY_SIZE as u128
-                    + self.slots_per_region as u128 * (SLOT_SIZE + CLAIM_SIZE) as u128
-                    + self.slots_per_region as u128 * (OVERFLOW_PIECES * SLOT_SIZE) as u128
-                    // Tuple index: keys and buckets, at most 48 B a slot.
-                    + self.slots_per_region as u128 * 48
-                    + 3 * 4096);
-        if len > (1u128 << 40) {
-            return Err(SegmentError::TooLarge(*self));
-        }
-        Ok(())
     }
 }
 
@@ -237,6 +150,9 @@ pub enum SegmentError {
     /// A layout too large to map.
     #[error("layout {0:?} is too large to map")]
     TooLarge(Layout),
+    /// A slot size out of range or off the steps.
+    #[error("layout {0:?}: slot size must be {MIN_SLOT_SIZE} to {SLOT_SIZE} bytes, a multiple of {SLOT_SIZE_STEP}")]
+    BadSlotSize(Layout),
     /// A region index beyond the segment's region count.
     #[error("box id {id} is outside the segment's {regions} regions")]
     NoSuchRegion {
@@ -622,7 +538,7 @@ fn write_header(inner: &Inner) {
             .store(LAYOUT_VERSION, Ordering::Relaxed);
         inner
             .u32_at(H_SLOT_SIZE)
-            .store(SLOT_SIZE as u32, Ordering::Relaxed);
+            .store(l.slot_size, Ordering::Relaxed);
         inner
             .u32_at(H_SLOTS)
             .store(l.slots_per_region, Ordering::Relaxed);
@@ -646,7 +562,7 @@ fn write_header(inner: &Inner) {
             .store(l.overflow_entries(), Ordering::Relaxed);
         inner
             .u32_at(H_PIECES)
-            .store(OVERFLOW_PIECES as u32, Ordering::Relaxed);
+            .store(l.overflow_pieces(), Ordering::Relaxed);
         inner
             .u64_at(H_SUM)
             .store(geometry_sum(&l), Ordering::Relaxed);
@@ -673,7 +589,7 @@ fn geometry_sum(l: &Layout) -> u64 {
     let mut bytes = Vec::with_capacity(48);
     for w in [
         LAYOUT_VERSION,
-        SLOT_SIZE as u32,
+        l.slot_size,
         l.slots_per_region,
         u32::from(l.regions),
         BOX_ENTRY_SIZE as u32,
@@ -684,7 +600,7 @@ fn geometry_sum(l: &Layout) -> u64 {
     for w in [l.region_stride() as u64, l.segment_len() as u64] {
         bytes.extend_from_slice(&w.to_le_bytes());
     }
-    for w in [l.overflow_entries(), OVERFLOW_PIECES as u32] {
+    for w in [l.overflow_entries(), l.overflow_pieces()] {
         bytes.extend_from_slice(&w.to_le_bytes());
     }
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
@@ -715,10 +631,6 @@ fn parse_header(path: &Path, h: &[u8; H_GEOMETRY], file_len: u64) -> Result<Layo
         found,
         expected,
     };
-    let slot_size = le_u32(h, H_SLOT_SIZE);
-    if slot_size as usize != SLOT_SIZE {
-        return Err(bad("slot_size", slot_size as u64, SLOT_SIZE as u64));
-    }
     let entry = le_u32(h, H_BOX_ENTRY);
     if entry as usize != BOX_ENTRY_SIZE {
         return Err(bad("box_entry_size", entry as u64, BOX_ENTRY_SIZE as u64));
@@ -734,10 +646,15 @@ fn parse_header(path: &Path, h: &[u8; H_GEOMETRY], file_len: u64) -> Result<Layo
     let layout = Layout {
         regions: regions as u16,
         slots_per_region: le_u32(h, H_SLOTS),
+        slot_size: le_u32(h, H_SLOT_SIZE),
     };
-    layout
-        .check()
-        .map_err(|_| bad("slots_per_region", layout.slots_per_region as u64, 1))?;
+    match layout.problem() {
+        None => {}
+        Some(LayoutProblem::SlotSize) => {
+            return Err(bad("slot_size", layout.slot_size as u64, SLOT_SIZE as u64))
+        }
+        Some(_) => return Err(bad("slots_per_region", layout.slots_per_region as u64, 1)),
+    }
     let stride = le_u64(h, H_STRIDE);
     if stride != layout.region_stride() as u64 {
         return Err(bad("region_stride", stride, layout.region_stride() as u64));
@@ -755,11 +672,11 @@ fn parse_header(path: &Path, h: &[u8; H_GEOMETRY], file_len: u64) -> Result<Layo
         ));
     }
     let pieces = le_u32(h, H_PIECES);
-    if pieces as usize != OVERFLOW_PIECES {
+    if pieces != layout.overflow_pieces() {
         return Err(bad(
             "overflow_pieces",
             pieces as u64,
-            OVERFLOW_PIECES as u64,
+            layout.overflow_pieces() as u64,
         ));
     }
     let sum = le_u64(h, H_SUM);

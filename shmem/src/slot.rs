@@ -3,7 +3,7 @@
 //!
 //! A slot is a seqlocked unit ([`crate::unit`]) whose payload is one rkyv
 //! archive of a [`crate::Bundle`], or a 24-byte link to an overflow entry
-//! (`crate::overflow`) when the bundle is larger than [`SLOT_PAYLOAD`].
+//! (`crate::overflow`) when the bundle is larger than the slot's payload.
 //! Each slot has exactly one writer: the worker whose [`SlotAllocator`]
 //! range contains it. A writer serializes into its own aligned scratch
 //! buffer first (so a record that does not fit never touches the slot), then
@@ -470,7 +470,7 @@ impl SlotWriter {
     pub fn write(&mut self, slot: SlotId, records: &[ConnRecord<'_>]) -> Result<(), WriteError> {
         self.check_slot(slot)?;
         let len = self.serialize(records)?;
-        if len <= SLOT_PAYLOAD {
+        if len <= self.region.slot_payload() {
             self.region.publish(slot.0, &self.scratch.0[..len], None);
             self.index(slot, records);
             return Ok(());

@@ -3,14 +3,15 @@
 //! under the unit's sequence; readers copy a stable snapshot; replication
 //! ships and applies units by index.
 //!
-//! Unit layout ([`SLOT_SIZE`] = 768 bytes, little-endian):
+//! Unit layout (the layout's `slot_size` bytes, [`SLOT_SIZE`] = 768 at
+//! most, little-endian):
 //!
 //! | off | field |
 //! |---|---|
 //! | 0 | sequence (u64): odd while a write is in progress, +2 per publish |
 //! | 8 | payload length (u32); 0 = empty |
 //! | 12 | record format (u32) = [`LAYOUT_VERSION`] |
-//! | 16 | payload, up to [`SLOT_PAYLOAD`] bytes |
+//! | 16 | payload, up to `slot_size - 16` bytes ([`SLOT_PAYLOAD`] at most) |
 //!
 //! A reader copies the unit into its own aligned buffer between two reads
 //! of the sequence and accepts the copy only if both reads are the same even
@@ -19,12 +20,12 @@
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
+pub use crate::segment::SLOT_HEADER;
 use crate::segment::{Region, BOX_ENTRY_SIZE, LAYOUT_VERSION, SLOT_SIZE};
 
-/// Bytes of a slot's seqlock header.
-pub const SLOT_HEADER: usize = 16;
-
-/// Bytes available for the archived bundle in one slot.
+/// Bytes available for the archived bundle in the largest slot: what a
+/// unit copy buffer holds. A region's own slots may be smaller
+/// ([`Region::slot_payload`]).
 pub const SLOT_PAYLOAD: usize = SLOT_SIZE - SLOT_HEADER;
 
 /// Reader attempts before a slot whose sequence never settles is reported
@@ -120,8 +121,19 @@ unsafe fn load_words(src: *const u8, buf: &mut Payload, n: usize) {
 }
 
 impl Region {
+    /// Bytes of each of this region's slots (and overflow pieces).
+    pub fn slot_size(&self) -> usize {
+        self.inner().layout.slot_size as usize
+    }
+
+    /// Payload bytes of each of this region's slots: a bundle archive
+    /// longer than this lives in the overflow area.
+    pub fn slot_payload(&self) -> usize {
+        self.inner().layout.slot_payload()
+    }
+
     fn slot_base(&self, slot: u32) -> usize {
-        self.offset() + BOX_ENTRY_SIZE + slot as usize * SLOT_SIZE
+        self.offset() + BOX_ENTRY_SIZE + slot as usize * self.slot_size()
     }
 
     fn slot_seq(&self, slot: u32) -> &AtomicU64 {
@@ -154,7 +166,7 @@ impl Region {
     /// (replication), the slot ends at exactly that even sequence value.
     pub(crate) fn publish(&self, slot: u32, bytes: &[u8], seq: Option<u64>) {
         // Callers check both; this guards the unsafe copy below regardless.
-        if slot >= self.unit_count() || bytes.len() > SLOT_PAYLOAD {
+        if slot >= self.unit_count() || bytes.len() > self.slot_payload() {
             debug_assert!(false, "publish out of bounds");
             return;
         }
@@ -219,7 +231,7 @@ impl Region {
             }
             let len = self.slot_len(slot).load(Ordering::Relaxed);
             let fmt = self.slot_fmt(slot).load(Ordering::Relaxed);
-            let n = (len as usize).min(SLOT_PAYLOAD);
+            let n = (len as usize).min(self.slot_payload());
             // SAFETY: `n` is clamped to the payload area of this slot,
             // which is 8-aligned. The copy may race with a writer (atomic
             // word loads make that race defined); the sequence check below
@@ -235,7 +247,7 @@ impl Region {
             if len == 0 {
                 return Ok(Raw::Empty { seq: s1 });
             }
-            if len as usize > SLOT_PAYLOAD {
+            if len as usize > self.slot_payload() {
                 return Err(ReadError::BadLength(len));
             }
             if fmt != LAYOUT_VERSION {
@@ -252,7 +264,7 @@ impl Region {
     /// Writes a replica slot shipped by its owner if `seq` is newer than
     /// what the replica holds; returns whether it was applied.
     pub(crate) fn apply_replica(&self, slot: u32, seq: u64, bytes: &[u8]) -> bool {
-        if slot >= self.unit_count() || bytes.len() > SLOT_PAYLOAD || seq & 1 == 1 {
+        if slot >= self.unit_count() || bytes.len() > self.slot_payload() || seq & 1 == 1 {
             return false;
         }
         if seq <= self.seq_of(slot) {

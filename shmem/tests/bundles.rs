@@ -94,6 +94,7 @@ fn a_bundle_replaced_by_a_smaller_one_leaves_no_member_behind() {
         Layout {
             regions: 1,
             slots_per_region: 1,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     )
     .unwrap();

@@ -14,6 +14,7 @@ use common::{http_record, TempSeg};
 const LAYOUT: Layout = Layout {
     regions: 3,
     slots_per_region: 64,
+    slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
 fn seg(t: &TempSeg) -> Segment {

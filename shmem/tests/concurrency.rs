@@ -57,6 +57,7 @@ fn hammering_writers_and_readers_never_accept_a_torn_record() {
         Layout {
             regions: 1,
             slots_per_region: SLOTS,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     )
     .unwrap();

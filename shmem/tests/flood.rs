@@ -22,6 +22,7 @@ const KEY: &[u8] = b"baton-lab-cluster-key-0123456789";
 const L: Layout = Layout {
     regions: 2,
     slots_per_region: 64,
+    slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
 fn cfg(me: u16, peers: Vec<(u16, SocketAddr)>) -> ReplicationConfig {
@@ -495,6 +496,7 @@ fn split_heartbeats_never_fake_a_gap_and_the_replica_converges() {
     let l = Layout {
         regions: 2,
         slots_per_region: 4_000,
+        slot_size: baton_shmem::SLOT_SIZE as u32,
     };
     let r = Running::start(l, ("split-a", "split-b"), None);
     let (b, stats_b) = (&r.b, r.stats_b.clone());

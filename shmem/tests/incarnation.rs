@@ -18,6 +18,7 @@ const KEY: &[u8] = b"baton-lab-cluster-key-0123456789";
 const L: Layout = Layout {
     regions: 2,
     slots_per_region: 64,
+    slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
 /// Two boxes' segments (removed on drop) and what each sends.

@@ -25,6 +25,7 @@ fn a_checkpointed_connection_is_located_until_its_slot_is_freed() {
         Layout {
             regions: 3,
             slots_per_region: 64,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     )
     .unwrap();
@@ -74,6 +75,7 @@ fn a_bundles_tcp_members_are_located_and_its_udp_member_is_not() {
         Layout {
             regions: 2,
             slots_per_region: 16,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     )
     .unwrap();
@@ -113,6 +115,7 @@ fn twenty_thousand_connections_churned_are_all_found_and_the_freed_never() {
         Layout {
             regions: 2,
             slots_per_region: n,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     )
     .unwrap();
@@ -176,6 +179,7 @@ fn workers_writing_at_once_index_every_connection() {
         Layout {
             regions: 1,
             slots_per_region: 8_000,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     )
     .unwrap();
@@ -219,6 +223,7 @@ fn a_connection_recorded_in_two_slots_is_found_in_both_until_one_is_cleared() {
         Layout {
             regions: 2,
             slots_per_region: 64,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     )
     .unwrap();

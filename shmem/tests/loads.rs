@@ -12,6 +12,7 @@ use common::TempSeg;
 const LAYOUT: Layout = Layout {
     regions: 4,
     slots_per_region: 8,
+    slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
 fn m(id: u16, epoch: u32) -> Member {

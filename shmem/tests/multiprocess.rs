@@ -15,6 +15,7 @@ const CHILD_ENV: &str = "BATON_SHMEM_TEST_CHILD_SEGMENT";
 const L: Layout = Layout {
     regions: 2,
     slots_per_region: 32,
+    slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {

@@ -100,6 +100,7 @@ fn replica_converges_between_namespaces_with_ten_percent_loss() {
     let l = Layout {
         regions: 2,
         slots_per_region: 2_000,
+        slot_size: baton_shmem::SLOT_SIZE as u32,
     };
     let (ta, tb) = (TempSeg::new("ns-a"), TempSeg::new("ns-b"));
     let (a, b) = (

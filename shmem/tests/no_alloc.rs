@@ -51,6 +51,7 @@ fn writing_and_reading_checkpoints_does_not_allocate() {
         Layout {
             regions: 1,
             slots_per_region: 64,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         },
     )
     .unwrap();

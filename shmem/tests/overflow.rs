@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 
 use baton_shmem::{
     check_archive, Layout, ReadError, Segment, SlotId, WriteError, MAX_NAME_LEN, MAX_VALIDATOR_LEN,
-    OVERFLOW_PIECES, SLOT_PAYLOAD, SLOT_SIZE,
+    SLOT_PAYLOAD,
 };
 use common::{http_record, TempSeg};
 use proptest::prelude::*;
@@ -18,6 +18,7 @@ use proptest::prelude::*;
 const L: Layout = Layout {
     regions: 2,
     slots_per_region: 64,
+    slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
 /// A CDN-signed URL: a path and a query string of `len` bytes in all.
@@ -163,7 +164,7 @@ fn unit_offset(id: u16, u: u32) -> u64 {
     (4096
         + id as usize * L.region_stride()
         + baton_shmem::segment::BOX_ENTRY_SIZE
-        + u as usize * SLOT_SIZE) as u64
+        + u as usize * L.slot_size as usize) as u64
 }
 
 /// Publishes `payload` into unit `u` of region `id` behind the writer's
@@ -207,7 +208,7 @@ fn links_that_do_not_match_their_entry_are_errors_for_their_slot_alone() {
     assert!(matches!(r.read(SlotId(2)), Err(ReadError::Overflow(_))));
     assert!(matches!(r.read(SlotId(3)), Err(ReadError::Overflow(_))));
     // A piece that names the slot and generation but lies about the length.
-    let piece_unit = L.slots_per_region + 2 * OVERFLOW_PIECES as u32;
+    let piece_unit = L.slots_per_region + 2 * L.overflow_pieces();
     let mut piece = 2u64.to_le_bytes().to_vec();
     piece.extend_from_slice(&4u32.to_le_bytes());
     piece.extend_from_slice(&800u32.to_le_bytes());
@@ -243,8 +244,57 @@ proptest! {
         let file = std::fs::OpenOptions::new().read(true).write(true).open(t.path()).unwrap();
         let payload = if as_link { link(entry, len, gen) } else { slot_payload };
         poke(&file, 0, 0, 2, &payload);
-        poke(&file, 0, L.slots_per_region + entry.min(L.overflow_entries() - 1) * OVERFLOW_PIECES as u32, 2, &piece);
+        poke(&file, 0, L.slots_per_region + entry.min(L.overflow_entries() - 1) * L.overflow_pieces(), 2, &piece);
         let _ = r.read(SlotId(0));
         let _ = r.records().count();
+    }
+}
+
+/// Whatever the slot size: a record at the limits goes through the overflow
+/// area and reads back exactly; a plain HTTP connection's record while it
+/// rests (its finished response kept without URL or validators) stays in
+/// its slot even at the smallest size, and one with a response in flight
+/// from 384 bytes up.
+#[test]
+fn every_slot_size_holds_a_resting_record_and_carries_one_at_the_limits() {
+    let url = signed_url(MAX_NAME_LEN);
+    let etag = format!("\"{}\"", "e".repeat(MAX_VALIDATOR_LEN - 2));
+    let in_flight = http_record(0, 7, "http://198.19.0.2/50M.bin", Some("\"5f3a-1c2b\""));
+    let mut resting = in_flight;
+    let mut app = resting.app.unwrap();
+    (app.name, app.etag, app.last_modified) = ("", None, None);
+    (app.range_start, app.range_end) = (None, None);
+    resting.app = Some(app);
+    for size in
+        (baton_shmem::MIN_SLOT_SIZE..=baton_shmem::SLOT_SIZE).step_by(baton_shmem::SLOT_SIZE_STEP)
+    {
+        let layout = Layout {
+            slot_size: size as u32,
+            ..L
+        };
+        let t = TempSeg::new("ovf-sizes");
+        let s = Segment::open_or_create(t.path(), layout).unwrap();
+        let r = s.region(0).unwrap();
+        assert_eq!(r.slot_size(), size);
+        let mut w = r.writer();
+        let big = http_record(0, 8, &url, Some(&etag));
+        for (slot, rec) in [(0, resting), (1, in_flight), (2, big)] {
+            w.write(SlotId(slot), &[rec]).unwrap();
+            let v = r.read(SlotId(slot)).unwrap().unwrap();
+            assert_eq!(v.bundle().records[0].view(), rec, "slot size {size}");
+        }
+        let mut fits =
+            |slot| w.serialize(&[[resting, in_flight][slot]]).unwrap() <= r.slot_payload();
+        assert!(fits(0), "a resting record fits a {size}-byte slot");
+        assert_eq!(
+            fits(1),
+            size >= 384,
+            "a record in flight in a {size}-byte slot"
+        );
+        // The file is what the layout says, and smaller slots make it smaller.
+        assert_eq!(
+            std::fs::metadata(t.path()).unwrap().len(),
+            layout.file_len()
+        );
     }
 }

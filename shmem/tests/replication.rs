@@ -17,6 +17,7 @@ const KEY: &[u8] = b"baton-lab-cluster-key-0123456789";
 const L: Layout = Layout {
     regions: 3,
     slots_per_region: 400,
+    slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
 /// Drops every `k`-th datagram it is asked to send, like a lossy back LAN.

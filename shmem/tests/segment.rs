@@ -13,6 +13,7 @@ use common::{http_record, TempSeg};
 const SMALL: Layout = Layout {
     regions: 3,
     slots_per_region: 64,
+    slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
 #[test]
@@ -20,6 +21,7 @@ fn three_hundred_thousand_slots_fit_in_256_mib() {
     let l = Layout {
         regions: 1,
         slots_per_region: 300_000,
+        slot_size: baton_shmem::SLOT_SIZE as u32,
     };
     let mib = l.region_stride() as f64 / (1024.0 * 1024.0);
     assert!(mib < 256.0, "a 300,000-slot region takes {mib:.1} MiB");
@@ -56,6 +58,7 @@ fn open_with_another_layout_is_a_layout_mismatch() {
     let other = Layout {
         regions: 3,
         slots_per_region: 65,
+        slot_size: baton_shmem::SLOT_SIZE as u32,
     };
     match Segment::open_or_create(t.path(), other) {
         Err(SegmentError::LayoutMismatch {
@@ -70,6 +73,61 @@ fn open_with_another_layout_is_a_layout_mismatch() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("config asks for"), "{msg}");
+}
+
+/// A smaller slot is another layout: a box configured for it does not
+/// attach to a segment of 768-byte slots (nor the other way round), a
+/// size off the steps is refused before any file is made, and a header
+/// whose slot size field says so is refused as corrupt.
+#[test]
+fn the_slot_size_is_part_of_the_layout() {
+    let t = TempSeg::new("slot-size");
+    Segment::open_or_create(t.path(), SMALL).unwrap();
+    let small_slots = Layout {
+        slot_size: 384,
+        ..SMALL
+    };
+    assert!(matches!(
+        Segment::open_or_create(t.path(), small_slots),
+        Err(SegmentError::LayoutMismatch { found, .. }) if found == SMALL
+    ));
+    let u = TempSeg::new("slot-size-small");
+    let s = Segment::open_or_create(u.path(), small_slots).unwrap();
+    assert_eq!(
+        Segment::open_existing(u.path()).unwrap().layout(),
+        small_slots
+    );
+    assert_eq!(s.region(1).unwrap().slot_size(), 384);
+    assert!(small_slots.segment_len() < SMALL.segment_len());
+    drop(s);
+
+    let off = Layout {
+        slot_size: 400,
+        ..SMALL
+    };
+    let v = TempSeg::new("slot-size-off");
+    let err = Segment::open_or_create(v.path(), off).unwrap_err();
+    assert!(
+        matches!(err, SegmentError::BadSlotSize(l) if l == off),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("320 to 768 bytes, a multiple of 64"),
+        "{err}"
+    );
+    assert!(!v.path().exists(), "nothing was created");
+
+    // The header says 448 where the geometry was computed for 384.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(u.path())
+        .unwrap();
+    f.write_at(&448u32.to_le_bytes(), 12).unwrap();
+    match Segment::open_existing(u.path()) {
+        Err(SegmentError::BadHeader { field, .. }) => assert_ne!(field, "magic"),
+        r => panic!("expected BadHeader, got {r:?}"),
+    }
 }
 
 #[test]

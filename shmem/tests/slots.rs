@@ -16,6 +16,7 @@ use common::{http_record, TempSeg};
 const L: Layout = Layout {
     regions: 2,
     slots_per_region: 100,
+    slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
 fn slot_offset(l: Layout, region: u16, slot: u32) -> u64 {

@@ -116,6 +116,7 @@ mod tests {
         let layout = Layout {
             regions: 4,
             slots_per_region: 16,
+            slot_size: baton_shmem::SLOT_SIZE as u32,
         };
         let seg = Segment::open_or_create(&path, layout).expect("segment");
         (TempSegment(path), seg)

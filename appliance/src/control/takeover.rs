@@ -375,6 +375,7 @@ pub(crate) mod tests {
             let layout = Layout {
                 regions: 4,
                 slots_per_region: 16,
+                slot_size: baton_shmem::SLOT_SIZE as u32,
             };
             let segment = Segment::open_or_create(&path, layout).expect("segment");
             (TempSegment(path), segment)

@@ -103,6 +103,9 @@ pub struct Checkpointer {
     /// Every checkpointed connection's (a slab: see `ConnSlab`).
     conns: ConnSlab<ConnId, ConnState>,
     full_warned: bool,
+    /// A response's state was left out of a record (no room in the overflow
+    /// area, or beyond an entry) and the operator was told once.
+    lost_warned: bool,
     /// HTTPS connections' latest sealed TLS block, written with each of
     /// their checkpoints.
     tls: ConnMap<ConnId, Vec<u8>>,
@@ -134,6 +137,7 @@ impl Checkpointer {
             cadence,
             conns: ConnSlab::default(),
             full_warned: false,
+            lost_warned: false,
             tls: ConnMap::default(),
             members: ConnMap::default(),
             pending: ConnMap::default(),
@@ -281,7 +285,16 @@ impl Checkpointer {
             .is_some_and(|u| u.received < u.content_length);
         match write_record(&mut self.writer, slot, record) {
             Ok(lost) => {
-                if lost {
+                if lost && !self.lost_warned {
+                    // Once: a box whose overflow area is full says so on
+                    // every record that does not fit its slot.
+                    warn!(
+                        worker = self.worker,
+                        slot_payload = self.region.slot_payload(),
+                        "a response's state does not fit its checkpoint (the overflow area is full, or the record is beyond an entry): a survivor would reset such connections; larger checkpoint.slot_bytes keeps more records in their slots"
+                    );
+                    self.lost_warned = true;
+                } else if lost {
                     tracing::debug!(
                         worker = self.worker,
                         "response too large to checkpoint: a survivor would reset it"

@@ -20,6 +20,10 @@ table! {
         segment_path: PathBuf = req(segment_location),
         /// Slots per box region, >= 1.
         slots: u32 = req(positive),
+        /// Bytes of each slot, 320..=768 in steps of 64: a record larger
+        /// than its slot lives in the overflow area (one entry per 128
+        /// slots). Below 768 for plain HTTP only.
+        slot_bytes: u32 = or(MAX_SLOT_BYTES, int_in(MIN_SLOT_BYTES as i64, MAX_SLOT_BYTES as i64)),
         /// Shared or replicated segment.
         mode: SegmentMode = req(choice(&[SegmentMode::Shared, SegmentMode::Replicated])),
         /// Checkpoint every this many bytes on fast connections.
@@ -43,7 +47,31 @@ table! {
 
 fn checkpoint_rules(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
     let speeds = slow_not_above_fast(c, t, p);
-    upload_dir_beside_a_file(c, t, p) && speeds
+    let steps = slot_bytes_on_a_step(c, t, p);
+    upload_dir_beside_a_file(c, t, p) && speeds && steps
+}
+
+/// Slots are whole cache lines (`baton_shmem::SLOT_SIZE_STEP`), so every
+/// slot and its record stay aligned.
+fn slot_bytes_on_a_step(c: &mut Checker<'_>, t: &Tbl<'_>, p: &mut Parts) -> bool {
+    match p.slot_bytes {
+        Some(n) if !n.is_multiple_of(SLOT_BYTES_STEP) => {
+            let line = c.key_line(t, "slot_bytes");
+            let (down, up) = (
+                n / SLOT_BYTES_STEP * SLOT_BYTES_STEP,
+                n.next_multiple_of(SLOT_BYTES_STEP),
+            );
+            c.problem(
+                line,
+                t.key_path("slot_bytes"),
+                format!(
+                    "expected a multiple of {SLOT_BYTES_STEP}, found {n} (e.g. {down} or {up})"
+                ),
+            );
+            false
+        }
+        _ => true,
+    }
 }
 
 /// The default upload spool sits beside the segment file, which a PCI BAR

@@ -51,6 +51,7 @@ pub use tls_sni::SniCert;
 use toml_edit::DocumentMut;
 
 use crate::error::ConfigError;
+use crate::model::MAX_SLOT_BYTES;
 use crate::read::{self, Checker, Tbl};
 use crate::schema::*;
 
@@ -101,7 +102,39 @@ fn cluster_rules(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
     let fit = shared_ids_fit_the_view(c, root, p);
     let raft = replicated_raft_rules(c, root, p) & device_state_path(c, root, p);
     let ports = ports::ports_have_one_owner(c, root, p);
-    member && fit && raft && ports
+    let slots = small_slots_serve_plain_http(c, root, p);
+    member && fit && raft && ports && slots
+}
+
+/// A slot below `MAX_SLOT_BYTES` holds a plain HTTP connection's record;
+/// an HTTPS record (its sealed TLS state: ~650 bytes) or an FTP or RTSP
+/// bundle would live in the overflow area, which has one entry per 128
+/// slots: past that many such connections, their records would be lost.
+fn small_slots_serve_plain_http(c: &mut Checker<'_>, root: &Tbl<'_>, p: &mut Parts) -> bool {
+    let Some(checkpoint) = &p.checkpoint else {
+        return true;
+    };
+    if checkpoint.slot_bytes >= MAX_SLOT_BYTES {
+        return true;
+    }
+    let on = [
+        ("tls", p.tls.as_ref().is_some_and(|t| t.enabled)),
+        ("ftp", p.ftp.as_ref().is_some_and(|t| t.enabled)),
+        ("rtsp", p.rtsp.as_ref().is_some_and(|t| t.enabled)),
+    ];
+    let Some((table, _)) = on.into_iter().find(|(_, enabled)| *enabled) else {
+        return true;
+    };
+    let line = line_of(c, root, "checkpoint", "slot_bytes");
+    c.problem(
+        line,
+        "checkpoint.slot_bytes".to_string(),
+        format!(
+            "{} is for plain HTTP; with {table}.enabled = true every record must fit its slot: set {MAX_SLOT_BYTES} or leave it out",
+            checkpoint.slot_bytes
+        ),
+    );
+    false
 }
 
 /// The line of `table.key` in the file, else of the table, if written.

@@ -36,6 +36,7 @@ impl Hammer {
             Layout {
                 regions: 1,
                 slots_per_region: slots,
+                slot_size: baton_shmem::SLOT_SIZE as u32,
             },
         )
         .unwrap();
