@@ -67,6 +67,11 @@ pub struct BenchArgs {
     /// Rounds of the alternated throughput and checkpoint runs.
     #[arg(long)]
     pub rounds: Option<u32>,
+    /// Suites that size the boxes (concurrency, failover, idlekill above
+    /// 19,000): every box's `checkpoint.slot_bytes` too (320..=768; below
+    /// 768 the boxes serve HTTP alone).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(320..=768))]
+    pub slot_bytes: Option<u32>,
 }
 
 /// Front-LAN kernel addresses the harness adds for nginx, inside the lab's

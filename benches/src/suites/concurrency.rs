@@ -193,9 +193,19 @@ impl Bench {
                         .get(&n)
                         .map(|client| (kernel_growth - client).max(0.0))
                 };
+                // The checkpoint segment's memory: the tmpfs file's allocated
+                // pages over the slots of the three boxes' regions (every box
+                // touches its whole slot array at start, so this is what a
+                // slot costs, whether its connection is open or not).
+                let segment = (target == "baton")
+                    .then(|| self.segment_allocated_bytes())
+                    .flatten();
+                let slots = 3 * largest.max(20_000);
+                let segment_per_slot = segment.map(|b| b as f64 / slots as f64);
                 progress(format!(
-                    "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB ({per_conn:.0} B a connection, {shmem_per_conn:.0} B of it shared)",
-                    s.connected, s.connect_seconds, s.requests_per_s, s.latency_ms.p99, s.errors, (peak - base) / 1024
+                    "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB ({per_conn:.0} B a connection, {shmem_per_conn:.0} B of it shared){}",
+                    s.connected, s.connect_seconds, s.requests_per_s, s.latency_ms.p99, s.errors, (peak - base) / 1024,
+                    segment_per_slot.map_or(String::new(), |b| format!("; segment {} MiB allocated, {b:.0} B a slot", segment.unwrap_or(0) >> 20))
                 ));
                 let row = Row::new()
                     .value("target", target)
@@ -210,6 +220,8 @@ impl Bench {
                     .value("rss_peak_kib", peak)
                     .value("rss_bytes_per_connection", per_conn)
                     .value("rss_shmem_bytes_per_connection", shmem_per_conn)
+                    .value("segment_allocated_bytes", segment)
+                    .value("segment_bytes_per_slot", segment_per_slot)
                     .text(format!("{:.0} B", per_conn))
                     .value("kernel_growth_bytes_per_connection", kernel_growth)
                     .value("server_kernel_bytes_per_connection", server_kernel_per_conn)

@@ -223,7 +223,7 @@ impl Bench {
     pub(crate) fn raise_box_limits(&mut self, largest: u64) -> Result<()> {
         let slots = largest.max(20_000);
         let limit = (largest + 20_000).max(300_000).to_string();
-        progress(format!("  box limits: slots {slots}, max_connections {limit}, syn_backlog 16384, max_connections_per_client {PER_PROCESS} on every box (segment recreated)"));
+        progress(format!("  box limits: slots {slots} of {} bytes, max_connections {limit}, syn_backlog 16384, max_connections_per_client {PER_PROCESS} on every box (segment recreated)", self.args.slot_bytes.unwrap_or(768)));
         for b in 1..=3 {
             if self.lab.box_pid(b).is_some() {
                 self.lab.kill(b)?;
@@ -244,6 +244,16 @@ impl Bench {
             )?;
             self.lab
                 .set_box_option(b, "limits", "max_connections", &limit)?;
+            if let Some(bytes) = self.args.slot_bytes {
+                self.lab
+                    .set_box_option(b, "checkpoint", "slot_bytes", &bytes.to_string())?;
+                if bytes < 768 {
+                    // A box refuses FTP and RTSP beside smaller slots.
+                    for table in ["ftp", "rtsp"] {
+                        self.lab.set_box_option(b, table, "enabled", "false")?;
+                    }
+                }
+            }
         }
         let seg = format!("/dev/shm/baton-lab-{}.seg", self.args.prefix);
         let _ = std::fs::remove_file(&seg);
@@ -251,6 +261,14 @@ impl Bench {
             self.lab.start(b)?;
         }
         Ok(())
+    }
+
+    /// Bytes the lab's shared checkpoint segment file holds in memory
+    /// (tmpfs allocates a page when a box first touches it).
+    pub(crate) fn segment_allocated_bytes(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let seg = format!("/dev/shm/baton-lab-{}.seg", self.args.prefix);
+        std::fs::metadata(seg).ok().map(|m| m.blocks() * 512)
     }
 
     pub(crate) fn failover(&mut self) -> Result<()> {

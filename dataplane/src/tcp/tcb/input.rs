@@ -10,6 +10,7 @@ impl Tcb {
     /// A segment for this connection arrived (checksum already verified).
     /// RFC 9293 §3.10.7.
     pub fn on_segment(&mut self, now: Instant, seg: &Segment<'_>) {
+        self.rebase_clock(now);
         self.stats.segments_received += 1;
         match self.state {
             State::Closed => return,
@@ -37,7 +38,7 @@ impl Tcb {
         if self.ts_ok && !seg.flags.rst {
             if let Some((tsval, _)) = seg.options.timestamps {
                 if (tsval.wrapping_sub(self.ts_recent) as i32) < 0
-                    && now.saturating_duration_since(self.ts_recent_at) < PAWS_IDLE
+                    && self.ts_recent_at.elapsed(self.ts_epoch, now) < PAWS_IDLE
                 {
                     self.stats.dropped += 1;
                     self.oow_reply(now, seg);
@@ -57,7 +58,7 @@ impl Tcb {
                 self.release_on_retransmit(now, seg);
                 self.oow_reply(now, seg);
                 if self.state == State::TimeWait && seg.flags.fin {
-                    self.timewait_at = Some(now + self.config.time_wait);
+                    self.timewait_at = Some(self.deadline(now, self.config.time_wait));
                 }
             }
             return;
@@ -66,7 +67,7 @@ impl Tcb {
         // this connection is alive: SYNs of a new incarnation on the same
         // 4-tuple, blind RSTs and stale duplicates must not keep a
         // connection whose client is gone from ever going idle.
-        self.last_rx = now;
+        self.last_rx = self.tick(now);
         self.accepted = self.accepted.wrapping_add(1);
 
         // Second: RST (RFC 5961 §3.2): exactly at RCV.NXT resets; anywhere
@@ -110,7 +111,7 @@ impl Tcb {
                     && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
                 {
                     self.ts_recent = tsval;
-                    self.ts_recent_at = now;
+                    self.ts_recent_at = self.tick(now);
                 }
             }
         }
@@ -129,7 +130,7 @@ impl Tcb {
             // Eighth, TIME-WAIT: "Remain in the TIME-WAIT state. Restart the
             // 2 MSL time-wait timeout." (and acknowledge it).
             self.ack_now = true;
-            self.timewait_at = Some(now + self.config.time_wait);
+            self.timewait_at = Some(self.deadline(now, self.config.time_wait));
         }
     }
 
@@ -195,11 +196,11 @@ impl Tcb {
         let pure = seg.payload.is_empty() && !seg.flags.fin;
         if pure {
             if let Some(t) = self.last_oow_reply {
-                if now.saturating_duration_since(t) < self.config.invalid_ratelimit {
+                if t.elapsed(self.ts_epoch, now) < self.config.invalid_ratelimit {
                     return false;
                 }
             }
-            self.last_oow_reply = Some(now);
+            self.last_oow_reply = Some(self.tick(now));
         }
         self.ack_now = true;
         self.stats.oow_acks = self.stats.oow_acks.wrapping_add(1);
@@ -412,7 +413,7 @@ impl Tcb {
         if self.snd_una.ge(self.snd_max) {
             self.rto_at = None;
         } else {
-            self.rto_at = Some(now + self.current_rto());
+            self.rto_at = Some(self.deadline(now, self.current_rto()));
         }
         if data_acked > 0 && self.state.can_send() && !self.fin_queued {
             self.push_event(Event::Writable);
@@ -551,7 +552,7 @@ impl Tcb {
 
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
-        self.timewait_at = Some(now + self.config.time_wait);
+        self.timewait_at = Some(self.deadline(now, self.config.time_wait));
         self.rto_at = None;
         self.persist_at = None;
         self.delack_at = None;
@@ -597,7 +598,7 @@ impl Tcb {
         if !seg.flags.syn || !seg.flags.ack {
             return;
         }
-        self.last_rx = now;
+        self.last_rx = self.tick(now);
         self.accepted = self.accepted.wrapping_add(1);
         self.irs = seg.seq;
         self.rcv_nxt = seg.seq + 1;

@@ -34,9 +34,11 @@ use super::{
     TcbStats, TcpConfig,
 };
 use bytes::Bytes;
+use clock::Tick;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod clock;
 mod input;
 mod output;
 mod restore;
@@ -164,7 +166,8 @@ pub struct Tcb {
     sack_ok: bool,
     ts_ok: bool,
     ts_recent: u32,
-    ts_recent_at: Instant,
+    /// When TS.Recent was taken (RFC 7323 §5.5: PAWS trusts it 24 days).
+    ts_recent_at: Tick,
     /// Our timestamp clock: `ts_base + ms since ts_epoch`.
     ts_epoch: Instant,
     ts_base: u32,
@@ -185,13 +188,13 @@ pub struct Tcb {
     rexmit_quota: u32,
     scoreboard: Scoreboard,
 
-    // Timers.
-    rto_at: Option<Instant>,
-    delack_at: Option<Instant>,
-    persist_at: Option<Instant>,
+    // Timers, on the TCB's clock (`clock.rs`).
+    rto_at: Option<Tick>,
+    delack_at: Option<Tick>,
+    persist_at: Option<Tick>,
     persist_probes: u32,
-    timewait_at: Option<Instant>,
-    last_rx: Instant,
+    timewait_at: Option<Tick>,
+    last_rx: Tick,
     /// Segments that passed the sequence check (or answered a takeover
     /// probe): proof the sender is this connection's peer.
     accepted: u8,
@@ -205,7 +208,7 @@ pub struct Tcb {
     /// A zero-window probe byte at SND.UNA is outstanding beyond SND.MAX.
     zwp_sent: bool,
     /// Last reply to an unacceptable segment without data (rate limit).
-    last_oow_reply: Option<Instant>,
+    last_oow_reply: Option<Tick>,
     /// Resumed by takeover: the client may acknowledge what the dead box
     /// sent beyond our SND.MAX.
     restored: bool,
@@ -291,7 +294,7 @@ impl Tcb {
             sack_ok: false,
             ts_ok: false,
             ts_recent: 0,
-            ts_recent_at: now,
+            ts_recent_at: Tick::at(now, now),
             ts_epoch: now,
             ts_base: iss.0,
             rtt: RttEstimator::new(config.initial_rto),
@@ -310,7 +313,7 @@ impl Tcb {
             persist_at: None,
             persist_probes: 0,
             timewait_at: None,
-            last_rx: now,
+            last_rx: Tick::at(now, now),
             accepted: 0,
             ack_now: false,
             window_update: false,
@@ -352,7 +355,7 @@ impl Tcb {
         self.ts_ok = self.config.timestamps && opts.timestamps.is_some();
         if let Some((tsval, _)) = opts.timestamps {
             self.ts_recent = tsval;
-            self.ts_recent_at = now;
+            self.ts_recent_at = self.tick(now);
         }
         self.set_mss(peer_mss);
     }
@@ -407,9 +410,8 @@ impl Tcb {
         ts_base: u32,
     ) -> Tcb {
         let mut t = Tcb::blank(now, config, tuple, State::SynReceived, iss, syn.seq);
+        t.set_clock(now, ts_epoch, ts_base);
         t.negotiate(now, &syn.options);
-        t.ts_epoch = ts_epoch;
-        t.ts_base = ts_base;
         // RFC 7323 §2.2: the window field of a SYN is never scaled.
         t.snd_wnd = u32::from(syn.window);
         t.max_snd_wnd = t.snd_wnd;
@@ -446,9 +448,8 @@ impl Tcb {
             timestamps: if ts { seg.options.timestamps } else { None },
             ..Options::default()
         };
+        t.set_clock(now, ts_epoch, ts_base);
         t.negotiate(now, &opts);
-        t.ts_epoch = ts_epoch;
-        t.ts_base = ts_base;
         t.snd_una = iss + 1;
         t.snd_nxt = iss + 1;
         t.snd_max = iss + 1;
@@ -685,6 +686,58 @@ impl Tcb {
         self.acks_held() && self.ack_to_send().lt(self.rcv_nxt)
     }
 
+    /// `now` on this TCB's clock.
+    fn tick(&self, now: Instant) -> Tick {
+        Tick::at(self.ts_epoch, now)
+    }
+
+    /// The deadline `after` from `now`, on this TCB's clock.
+    fn deadline(&self, now: Instant, after: Duration) -> Tick {
+        Tick::deadline(self.ts_epoch, now + after)
+    }
+
+    /// Whether the deadline `at` (if set) has come at `now`.
+    fn due(&self, at: Option<Tick>, now: Instant) -> bool {
+        at.is_some_and(|t| t.reached(self.ts_epoch, now))
+    }
+
+    /// A new TCB takes the listener's timestamp clock (`epoch`, `base`),
+    /// moved on to `now` if the listener is old (`rebase_clock`); its
+    /// moments are `now` on it. Before any deadline is set.
+    fn set_clock(&mut self, now: Instant, epoch: Instant, base: u32) {
+        self.ts_epoch = epoch;
+        self.ts_base = base;
+        self.rebase_clock(now);
+        self.last_rx = self.tick(now);
+        self.ts_recent_at = self.tick(now);
+    }
+
+    /// Keeps `now` within what a tick holds: once the epoch is older than
+    /// `clock::REBASE_AFTER`, it moves on by whole milliseconds, the
+    /// timestamp base with it (the TSvals sent stay exactly the same), and
+    /// every tick back by as much.
+    fn rebase_clock(&mut self, now: Instant) {
+        while now.saturating_duration_since(self.ts_epoch) > clock::REBASE_AFTER {
+            let step = clock::REBASE_STEP_MS;
+            self.ts_epoch += Duration::from_millis(u64::from(step));
+            self.ts_base = self.ts_base.wrapping_add(step);
+            for t in [
+                &mut self.rto_at,
+                &mut self.delack_at,
+                &mut self.persist_at,
+                &mut self.timewait_at,
+                &mut self.last_oow_reply,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *t = t.rebased(step);
+            }
+            self.last_rx = self.last_rx.rebased(step);
+            self.ts_recent_at = self.ts_recent_at.rebased(step);
+        }
+    }
+
     /// In-order client bytes (or a FIN) arrived: ACK now (`now == true`)
     /// or after the delayed-ACK timer. Nothing is scheduled when the ACK
     /// is held at a point already acknowledged: it would be a duplicate
@@ -700,7 +753,7 @@ impl Tcb {
         if immediate {
             self.ack_now = true;
         } else if !self.ack_now && self.delack_at.is_none() {
-            self.delack_at = Some(now + self.config.delayed_ack);
+            self.delack_at = Some(self.deadline(now, self.config.delayed_ack));
         }
     }
 

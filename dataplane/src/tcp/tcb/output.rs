@@ -9,6 +9,7 @@ impl Tcb {
 
     /// The next segment to send, if any; call until `None`.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<OutSegment> {
+        self.rebase_clock(now);
         if let Some(r) = self.rst.take() {
             let mut s = self.bare_segment(r.seq);
             s.flags = Flags {
@@ -100,13 +101,16 @@ impl Tcb {
             return Some(r.probe_at);
         }
         if let Some(t) = self.timewait_at {
-            return Some(t);
+            return Some(t.instant(self.ts_epoch));
         }
+        let on_clock = [self.rto_at, self.delack_at, self.persist_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.instant(self.ts_epoch));
         [
             self.gap.as_ref().and_then(|g| g.deadline),
-            self.rto_at,
-            self.delack_at,
-            self.persist_at,
+            on_clock,
             self.idle_deadline(),
         ]
         .into_iter()
@@ -251,7 +255,7 @@ impl Tcb {
         self.snd_nxt = self.iss + 1;
         self.snd_max = self.snd_max.max(self.snd_nxt);
         if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.current_rto());
+            self.rto_at = Some(self.deadline(now, self.current_rto()));
         }
         self.stats.segments_sent += 1;
         s
@@ -329,7 +333,7 @@ impl Tcb {
         self.stats.bytes_sent += n as u64;
         self.finish(now, &mut s);
         if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.current_rto());
+            self.rto_at = Some(self.deadline(now, self.current_rto()));
         }
         Some(s)
     }
@@ -424,7 +428,7 @@ impl Tcb {
                 && self.rto_at.is_none()
                 && self.persist_at.is_none()
             {
-                self.persist_at = Some(now + self.current_rto());
+                self.persist_at = Some(self.deadline(now, self.current_rto()));
             }
             return None;
         }
@@ -448,7 +452,7 @@ impl Tcb {
         self.stats.bytes_sent += n as u64;
         self.finish(now, &mut s);
         if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.current_rto());
+            self.rto_at = Some(self.deadline(now, self.current_rto()));
         }
         self.persist_at = None;
         Some(s)

@@ -97,8 +97,8 @@ impl Tcb {
         t.sack_ok = export.sack_permitted;
         t.ts_ok = export.timestamps;
         t.ts_recent = export.ts_recent;
-        t.ts_recent_at = now;
         t.ts_epoch = now;
+        t.ts_recent_at = t.tick(now);
         t.ts_base = export.ts_last_sent;
         t.fin_received = matches!(export.state, State::CloseWait | State::LastAck);
         let resumable = matches!(
@@ -136,7 +136,7 @@ impl Tcb {
         let Some(export) = self.restore.as_ref().map(|r| r.export) else {
             return;
         };
-        self.last_rx = now;
+        self.last_rx = self.tick(now);
         if seg.flags.rst {
             // RFC 5961 §3.2: only an exact RST ends the connection.
             if seg.seq == self.rcv_nxt {
@@ -175,7 +175,7 @@ impl Tcb {
         if self.ts_ok {
             if let Some((tsval, tsecr)) = seg.options.timestamps {
                 self.ts_recent = tsval;
-                self.ts_recent_at = now;
+                self.ts_recent_at = self.tick(now);
                 // TSecr is the TS.Recent the client holds: our clock must
                 // not be below it or PAWS drops what we send next.
                 let cur = self.ts_now(now);

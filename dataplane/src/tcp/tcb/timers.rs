@@ -10,6 +10,7 @@ impl Tcb {
         if self.state == State::Closed {
             return;
         }
+        self.rebase_clock(now);
         if let Some(r) = self.restore.as_mut() {
             if now >= r.probe_at {
                 if r.probes_sent > self.config.restore_probe_retries {
@@ -37,8 +38,8 @@ impl Tcb {
             }
             return;
         }
-        if let Some(t) = self.timewait_at {
-            if now >= t {
+        if self.timewait_at.is_some() {
+            if self.due(self.timewait_at, now) {
                 self.enter_closed();
             }
             return;
@@ -56,19 +57,19 @@ impl Tcb {
             self.on_idle();
             return;
         }
-        if self.rto_at.is_some_and(|t| now >= t) {
+        if self.due(self.rto_at, now) {
             self.on_rto(now);
             if self.state == State::Closed {
                 return;
             }
         }
-        if self.persist_at.is_some_and(|t| now >= t) {
+        if self.due(self.persist_at, now) {
             self.on_persist(now);
             if self.state == State::Closed {
                 return;
             }
         }
-        if self.delack_at.is_some_and(|t| now >= t) {
+        if self.due(self.delack_at, now) {
             self.delack_at = None;
             self.schedule_ack(now, true);
         }
@@ -87,7 +88,7 @@ impl Tcb {
             State::FinWait2 => true,
             _ => false,
         };
-        applies.then(|| self.last_rx + self.config.idle_timeout)
+        applies.then(|| self.last_rx.instant(self.ts_epoch) + self.config.idle_timeout)
     }
 
     /// The idle timer ran out. Closing for idleness is the orderly close of
@@ -149,7 +150,7 @@ impl Tcb {
             self.rexmit_quota = 0;
             self.snd_nxt = self.snd_una;
         }
-        self.rto_at = Some(now + self.current_rto());
+        self.rto_at = Some(self.deadline(now, self.current_rto()));
     }
 
     /// RFC 9293 §3.8.6.1: the persist timer, probing a zero window.
@@ -162,7 +163,7 @@ impl Tcb {
         self.zwp_pending = true;
         let shift = self.persist_probes.min(MAX_BACKOFF);
         let interval = (self.current_rto() * (1u32 << shift)).min(self.config.max_rto);
-        self.persist_at = Some(now + interval);
+        self.persist_at = Some(self.deadline(now, interval));
     }
 
     pub(super) fn timed_out(&mut self) {

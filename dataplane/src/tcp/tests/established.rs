@@ -333,3 +333,46 @@ fn held_bytes_sent_again_are_acknowledged_so_the_client_never_stalls() {
     tcb.commit_ack(SeqNum(CISN + 3_001));
     assert_eq!(recv!(tcb, fx.at(1_251)).ack, SeqNum(CISN + 3_001));
 }
+
+/// A connection that lives for months: the TCB's 4-byte clock moves its
+/// epoch on (past 24.8 days), its TSvals go on exactly as the milliseconds
+/// pass, and its timers still fire when they should (issue 19).
+#[test]
+fn a_connection_months_old_keeps_its_timestamps_and_timers() {
+    let fx = Fx::new();
+    let (mut tcb, iss) = established_with(&fx, TcpConfig::default(), opts_all());
+    tcb.send(Bytes::from(pattern(10))).expect("queued");
+    let first = recv!(tcb, fx.at(10));
+    let ts0 = first.options.timestamps.map(|t| t.0).expect("timestamps");
+    let mut una = iss + 11;
+    let mut ack = seg(SeqNum(CISN + 1), una, &[]);
+    ack.options.timestamps = Some((1_100, ts0));
+    send!(tcb, fx.at(20), ack);
+    let day = 86_400_000u64;
+    for (i, at) in [30 * day, 60 * day + 7, 95 * day + 123]
+        .into_iter()
+        .enumerate()
+    {
+        tcb.send(Bytes::from(pattern(10))).expect("queued");
+        let out = recv!(tcb, fx.at(at));
+        let ts = out.options.timestamps.map(|t| t.0).expect("timestamps");
+        assert_eq!(ts, ts0.wrapping_add((at - 10) as u32), "TSval {at} ms in");
+        // Unacknowledged, it goes again once the RTO (200 ms at least,
+        // backed off from the last sample) has passed, not before.
+        let due = tcb.poll_timeout().expect("an RTO is set");
+        assert!(
+            due > fx.at(at + 199) && due <= fx.at(at + 2_000),
+            "RTO {at} ms in"
+        );
+        tcb.on_timeout(due - Duration::from_millis(1));
+        recv!(tcb, due - Duration::from_millis(1), nothing);
+        tcb.on_timeout(due);
+        let again = recv!(tcb, due);
+        assert_eq!(again.seq, una, "retransmitted {at} ms in");
+        una = una + 10;
+        let mut ack = seg(SeqNum(CISN + 1), una, &[]);
+        ack.options.timestamps = Some((2_000 + i as u32, ts));
+        send!(tcb, due + Duration::from_millis(1), ack);
+        assert_eq!(tcb.state(), State::Established);
+    }
+}

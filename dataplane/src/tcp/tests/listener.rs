@@ -245,3 +245,34 @@ fn isns_differ_per_connection_and_advance_with_time() {
     let mut l2 = Listener::new(TcpConfig::default(), [9; 16]);
     assert_ne!(iss(&mut l2, tuple(), fx.at(0)), a);
 }
+
+/// A listener up for two months makes a TCB on its timestamp clock: the
+/// TCB moves that clock's epoch on to fit its 4-byte ticks, and its first
+/// segment after the SYN-ACK carries the TSval the milliseconds say, its
+/// delayed ACK falls due 40 ms after the data (issue 19).
+#[test]
+fn a_tcb_from_a_listener_up_for_months_keeps_its_clock() {
+    let fx = Fx::new();
+    let mut l = listener(TcpConfig::default());
+    let _ = l.on_syn(fx.at(0), tuple(), &syn(opts_all()), 0, 128);
+    let at = 61 * 86_400_000u64;
+    let mut tcb = match l.on_syn(fx.at(at), tuple(), &syn(opts_all()), 0, 128) {
+        SynOutcome::Tcb(t) => t,
+        other => panic!("expected a TCB, got {other:?}"),
+    };
+    let synack = recv!(tcb, fx.at(at));
+    let ts0 = synack.options.timestamps.map(|t| t.0).expect("timestamps");
+    let iss = synack.seq;
+    let mut ack = seg(SeqNum(CISN + 1), iss + 1, b"hello");
+    ack.options.timestamps = Some((1_001, ts0));
+    send!(tcb, fx.at(at + 5), ack);
+    assert_eq!(tcb.state(), State::Established);
+    assert_eq!(tcb.poll_timeout(), Some(fx.at(at + 45)), "the delayed ACK");
+    tcb.on_timeout(fx.at(at + 45));
+    let out = recv!(tcb, fx.at(at + 45));
+    assert_eq!(out.ack, SeqNum(CISN + 6));
+    assert_eq!(
+        out.options.timestamps.map(|t| t.0),
+        Some(ts0.wrapping_add(45))
+    );
+}
