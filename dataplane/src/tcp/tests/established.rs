@@ -369,7 +369,7 @@ fn a_connection_months_old_keeps_its_timestamps_and_timers() {
         tcb.on_timeout(due);
         let again = recv!(tcb, due);
         assert_eq!(again.seq, una, "retransmitted {at} ms in");
-        una = una + 10;
+        una += 10;
         let mut ack = seg(SeqNum(CISN + 1), una, &[]);
         ack.options.timestamps = Some((2_000 + i as u32, ts));
         send!(tcb, due + Duration::from_millis(1), ack);
