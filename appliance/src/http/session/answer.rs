@@ -76,10 +76,11 @@ pub enum LastOut {
     Nothing,
     /// Head bytes from `pos` of a head of `len` bytes.
     Head {
-        /// Offset of the piece in the head.
-        pos: usize,
+        /// Offset of the piece in the head (heads are kilobytes: 4 bytes
+        /// each, in every session, issue 19).
+        pos: u32,
         /// The head's length.
-        len: usize,
+        len: u32,
     },
     /// Body bytes.
     Body,
@@ -130,8 +131,8 @@ pub fn step(stage: &mut Stage, notifier: &Arc<Notifier>, capacity: usize) -> Ste
             Stage::Head { head, pos, body } => {
                 if *pos < head.len() {
                     let last = LastOut::Head {
-                        pos: *pos,
-                        len: head.len(),
+                        pos: *pos as u32,
+                        len: head.len() as u32,
                     };
                     return Step::Out(piece(head, pos, capacity), last);
                 }

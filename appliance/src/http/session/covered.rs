@@ -26,7 +26,7 @@ impl HttpSession {
     /// True when the session rests between requests: no response under
     /// way, no request read and waiting, no partial one buffered.
     pub fn at_rest(&self) -> bool {
-        self.active.is_none() && self.intake.queue.is_empty() && self.intake.buffered().is_empty()
+        self.active.is_none() && self.intake.queue().is_empty() && self.intake.buffered().is_empty()
     }
 
     /// True when every request read so far has its answer under way and
@@ -46,7 +46,7 @@ impl HttpSession {
         // Input left unread after a close decision is never answered
         // (RFC 9112 §9.6): covering it loses nothing.
         !pending
-            && self.intake.queue.is_empty()
+            && self.intake.queue().is_empty()
             && (!self.reading || self.intake.buffered().is_empty())
     }
 }
@@ -84,14 +84,14 @@ impl HttpSession {
         } else {
             &[]
         };
-        if self.intake.queue.is_empty() && buffered.is_empty() {
+        if self.intake.queue().is_empty() && buffered.is_empty() {
             return Some(Vec::new());
         }
-        if self.uploads.current.is_some() || self.intake.skipping() {
+        if self.uploads.current().is_some() || self.intake.skipping() {
             return None;
         }
         let mut out = Vec::new();
-        for p in &self.intake.queue {
+        for p in self.intake.queue() {
             match p {
                 Pending::Request(r) => write_request(r, &mut out)?,
                 Pending::Reject(_) => return None,

@@ -247,7 +247,7 @@ impl HttpSession {
         self.reset = true;
         self.reading = false;
         self.active = None;
-        self.intake.queue.clear();
+        self.intake.clear_queue();
         self.discard_upload();
     }
 
@@ -293,10 +293,9 @@ impl HttpSession {
             _ => {
                 // Still queued behind earlier answers: it is the last
                 // request read.
-                if let Some(Pending::Request(r)) = self.intake.queue.back() {
+                if let Some(Pending::Request(r)) = self.intake.queue().back() {
                     if r.method.is_upload() {
-                        self.intake.queue.pop_back();
-                        self.intake.queue.push_back(Pending::Reject(status));
+                        self.intake.replace_last(Pending::Reject(status));
                     }
                 }
             }
@@ -331,7 +330,7 @@ impl HttpSession {
     /// in the TCP receive queue (its window then pushes back on the
     /// client).
     pub fn wants_input(&self) -> bool {
-        self.reading && self.intake.queue.len() < MAX_PIPELINE && self.uploads.wants_body()
+        self.reading && self.intake.queue().len() < MAX_PIPELINE && self.uploads.wants_body()
     }
 
     /// True while spool writes of the upload are unanswered.
@@ -345,7 +344,7 @@ impl HttpSession {
         if self.reset {
             return Some(Close::Reset);
         }
-        (!self.reading && self.intake.queue.is_empty() && self.active.is_none())
+        (!self.reading && self.intake.queue().is_empty() && self.active.is_none())
             .then_some(Close::Graceful)
     }
 
@@ -359,7 +358,7 @@ impl HttpSession {
         }
         // While answers are owed, the client is receiving, not stalling:
         // no timer (TCP's own timers watch a dead client).
-        if !self.reading || self.active.is_some() || !self.intake.queue.is_empty() {
+        if !self.reading || self.active.is_some() || !self.intake.queue().is_empty() {
             return None;
         }
         Some(match self.intake.partial_since() {
@@ -400,18 +399,18 @@ impl HttpSession {
             self.fail_upload(408, now);
             return;
         }
-        if !self.reading || self.active.is_some() || !self.intake.queue.is_empty() {
+        if !self.reading || self.active.is_some() || !self.intake.queue().is_empty() {
             return;
         }
         if let Some(t) = self.intake.partial_since() {
             if now >= t + self.ctx.limits.request_timeout {
-                self.intake.queue.push_back(Pending::Reject(408));
+                self.intake.push_pending(Pending::Reject(408));
                 self.stop_reading();
             }
             return;
         }
         if self.active.is_none()
-            && self.intake.queue.is_empty()
+            && self.intake.queue().is_empty()
             && now >= self.last_activity + self.ctx.limits.idle_timeout
         {
             // RFC 9112 §9.6: an idle connection may be closed at any time.
@@ -433,7 +432,7 @@ impl HttpSession {
 
     fn parse_input(&mut self, now: Instant) {
         while self.reading {
-            if self.uploads.current.is_some() {
+            if self.uploads.current().is_some() {
                 self.receive_body();
                 break;
             }
@@ -449,7 +448,7 @@ impl HttpSession {
                         self.intake.skip_body(l);
                     }
                     let last = !req.persistent;
-                    self.intake.queue.push_back(Pending::Request(req));
+                    self.intake.push_pending(Pending::Request(req));
                     if last {
                         self.stop_reading();
                     }
@@ -471,7 +470,7 @@ impl HttpSession {
             RequestBody::Length(n) => n,
             RequestBody::None => 0,
         };
-        let ahead = self.intake.queue.len() + usize::from(self.active.is_some());
+        let ahead = self.intake.queue().len() + usize::from(self.active.is_some());
         let index = self
             .request_count
             .saturating_add(ahead as u32)
@@ -479,11 +478,11 @@ impl HttpSession {
         let buffered = self.intake.buffered().len();
         self.uploads
             .begin(&req, length, buffered, index, &self.ctx.spool);
-        self.intake.queue.push_back(Pending::Request(req));
+        self.intake.push_pending(Pending::Request(req));
     }
 
     fn refuse(&mut self, status: u16) {
-        self.intake.queue.push_back(Pending::Reject(status));
+        self.intake.push_pending(Pending::Reject(status));
         self.stop_reading();
     }
 
@@ -495,7 +494,7 @@ impl HttpSession {
 
     /// The spool writer did one of [`Self::spool_writes`].
     pub fn on_spooled(&mut self, done: &SpoolDone, now: Instant) {
-        let Some(u) = self.uploads.current.as_mut() else {
+        let Some(u) = self.uploads.current_mut() else {
             return;
         };
         match u.on_spooled(done) {
@@ -526,7 +525,7 @@ impl HttpSession {
 
     /// File operations on the upload's spool for the worker's spool
     /// writer, in the order they must be done.
-    pub fn spool_writes(&mut self) -> std::vec::Drain<'_, SpoolWrite> {
+    pub fn spool_writes(&mut self) -> impl Iterator<Item = SpoolWrite> + '_ {
         self.uploads.writes()
     }
 
@@ -607,7 +606,7 @@ impl HttpSession {
                     self.discard_upload();
                     bump(&self.ctx.counters.aborted);
                     self.active = None;
-                    self.intake.queue.clear();
+                    self.intake.clear_queue();
                     self.stop_reading();
                     self.reset = true;
                     return None;
@@ -664,7 +663,7 @@ impl HttpSession {
             self.last_out = LastOut::Interim;
             return Some(Some(out));
         }
-        let Some(u) = self.uploads.current.as_mut() else {
+        let Some(u) = self.uploads.current_mut() else {
             // Cannot happen: an upload request always has its upload.
             let head = made_up(&self.ctx, 500, false, a.req.minor, now);
             a.phase = Phase::Answer(Stage::head_only(head));
@@ -699,7 +698,7 @@ impl HttpSession {
         // clock starts now that it is the one we wait for.
         self.intake.restart_clock(now);
         if !persistent {
-            self.intake.queue.clear();
+            self.intake.clear_queue();
             self.stop_reading();
         }
     }
@@ -714,7 +713,7 @@ impl HttpSession {
             return None;
         };
         let mut cp = self.active.as_mut()?.cp.take()?;
-        cp.object_start_seq = first_seq + (len - pos) as u32;
+        cp.object_start_seq = first_seq + (len - pos);
         self.last = LastResponse::Recorded(Box::new(cp.clone()));
         Some(cp)
     }

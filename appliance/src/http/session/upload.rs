@@ -252,15 +252,22 @@ pub enum Resumed {
 /// hand out.
 #[derive(Debug, Default)]
 pub struct UploadDesk {
-    /// The upload in progress (boxed: most sessions never upload, and an
-    /// idle one should stay small, issue 19).
-    pub current: Option<Box<Upload>>,
+    /// What a connection keeps once it began an upload (boxed: most
+    /// sessions never upload, and an idle one should stay small, issue 19).
+    spooling: Option<Box<Spooling>>,
     /// The client's sequence number after the last byte given to the
     /// session (`None` over transports without sequence numbers: then an
     /// upload has no checkpoint).
     input_end_seq: Option<SeqNum>,
     /// Names this connection's spool file (the same on a survivor).
-    conn_name: Option<String>,
+    conn_name: Option<Box<str>>,
+}
+
+/// The upload side of a connection that began one.
+#[derive(Debug, Default)]
+struct Spooling {
+    /// The upload in progress (boxed: the desk outlives it).
+    current: Option<Box<Upload>>,
     /// Spool writes not handed out yet, in order.
     out: Vec<SpoolWrite>,
     /// Uploads begun on this connection (numbers their spool answers).
@@ -271,24 +278,42 @@ impl UploadDesk {
     /// The sequence number of the client's next byte (kept if already
     /// known: a resumed upload knows its own).
     pub fn set_input_seq(&mut self, seq: Option<SeqNum>) {
-        if seq.is_some() || self.current.is_none() {
+        if seq.is_some() || self.current().is_none() {
             self.input_end_seq = seq;
         }
     }
 
-    /// Heap bytes held: the upload in progress, the spool name, the spool
-    /// writes not handed out.
+    /// Heap bytes held: the upload side, the upload in progress, the
+    /// spool name, the spool writes not handed out.
     pub fn heap_bytes(&self) -> usize {
-        self.current
-            .as_ref()
-            .map_or(0, |_| std::mem::size_of::<Upload>())
-            + self.conn_name.as_ref().map_or(0, String::capacity)
-            + self.out.capacity() * std::mem::size_of::<SpoolWrite>()
+        self.conn_name.as_ref().map_or(0, |n| n.len())
+            + self.spooling.as_ref().map_or(0, |s| {
+                std::mem::size_of::<Spooling>()
+                    + s.current
+                        .as_ref()
+                        .map_or(0, |_| std::mem::size_of::<Upload>())
+                    + s.out.capacity() * std::mem::size_of::<SpoolWrite>()
+            })
     }
 
     /// Names the connection's spool file.
     pub fn set_conn_name(&mut self, name: Option<String>) {
-        self.conn_name = name;
+        self.conn_name = name.map(String::into_boxed_str);
+    }
+
+    /// The upload in progress, if any.
+    pub fn current(&self) -> Option<&Upload> {
+        self.spooling.as_ref()?.current.as_deref()
+    }
+
+    /// The upload in progress, if any, to change.
+    pub fn current_mut(&mut self) -> Option<&mut Upload> {
+        self.spooling.as_mut()?.current.as_deref_mut()
+    }
+
+    /// The upload side, made when the connection begins its first upload.
+    fn spooling(&mut self) -> &mut Spooling {
+        self.spooling.get_or_insert_with(Box::default)
     }
 
     /// `n` more bytes came from the client.
@@ -299,20 +324,18 @@ impl UploadDesk {
 
     /// True while the current upload's body is still to come.
     pub fn receiving(&self) -> bool {
-        self.current.as_deref().is_some_and(Upload::receiving)
+        self.current().is_some_and(Upload::receiving)
     }
 
     /// True while spool writes are unanswered.
     pub fn pending(&self) -> bool {
-        self.current.as_deref().is_some_and(Upload::pending)
+        self.current().is_some_and(Upload::pending)
     }
 
     /// False while an upload's body is complete or its spool writes are
     /// far enough behind (true when there is no upload).
     pub fn wants_body(&self) -> bool {
-        self.current
-            .as_ref()
-            .is_none_or(|u| u.receiving() && u.room() > 0)
+        self.current().is_none_or(|u| u.receiving() && u.room() > 0)
     }
 
     /// Starts the upload of `req`, `length` body bytes, whose body begins
@@ -326,34 +349,37 @@ impl UploadDesk {
         request_count: u32,
         spool: &Spool,
     ) {
-        let name: Arc<str> = self
-            .conn_name
-            .clone()
-            .unwrap_or_else(|| spool.anonymous_name())
-            .into();
+        let name: Arc<str> = match &self.conn_name {
+            Some(n) => Arc::from(&**n),
+            None => spool.anonymous_name().into(),
+        };
         let path = spool.path(&name);
         let body_start_seq = self.input_end_seq.map(|end| end - buffered as u32);
-        self.begun += 1;
-        self.current = Some(Box::new(Upload::begin(
+        let s = self.spooling();
+        s.begun += 1;
+        s.current = Some(Box::new(Upload::begin(
             req,
             length,
             body_start_seq.unwrap_or_default(),
-            self.begun,
+            s.begun,
             name,
             path,
             request_count,
-            &mut self.out,
+            &mut s.out,
         )));
     }
 
     /// Takes what it can of `input` as body bytes; returns how many.
     pub fn receive(&mut self, input: &[u8]) -> usize {
-        let Some(u) = self.current.as_mut() else {
+        let Some(s) = self.spooling.as_mut() else {
+            return 0;
+        };
+        let Some(u) = s.current.as_mut() else {
             return 0;
         };
         let k = u.room().min(input.len() as u64) as usize;
         if k > 0 {
-            u.take_body(&input[..k], &mut self.out);
+            u.take_body(&input[..k], &mut s.out);
         }
         k
     }
@@ -369,19 +395,20 @@ impl UploadDesk {
         max_upload_bytes: u64,
         spool: &Spool,
     ) -> Result<Resumed, NotResumable> {
-        let Some(name) = self.conn_name.clone() else {
+        let Some(name) = self.conn_name.as_deref().map(Arc::<str>::from) else {
             tracing::warn!(url = %cp.url, "upload cannot be continued: connection has no name");
             return Err(NotResumable::UploadLost);
         };
-        let name: Arc<str> = name.into();
-        self.begun += 1;
+        let input_end_seq = &mut self.input_end_seq;
+        let s = self.spooling.get_or_insert_with(Box::default);
+        s.begun += 1;
         match resume::upload(cp, u, max_upload_bytes) {
             UploadStart::Lost => Err(NotResumable::UploadLost),
             UploadStart::Lost502(req) => {
                 tracing::warn!(url = %cp.url, "upload was passed to the origin before the takeover: answering 502");
-                self.out.push(SpoolWrite {
+                s.out.push(SpoolWrite {
                     name,
-                    upload: self.begun,
+                    upload: s.begun,
                     op: SpoolOp::Remove,
                 });
                 Ok(Resumed::Lost502(req))
@@ -394,9 +421,9 @@ impl UploadDesk {
                     "upload continued after a takeover"
                 );
                 let path = spool.path(&name);
-                let upload = Upload::resumed(cp, state, self.begun, name, path, &mut self.out);
-                self.input_end_seq = Some(upload.state.covered_seq());
-                self.current = Some(Box::new(upload));
+                let upload = Upload::resumed(cp, state, s.begun, name, path, &mut s.out);
+                *input_end_seq = Some(upload.state.covered_seq());
+                s.current = Some(Box::new(upload));
                 Ok(Resumed::Continue(req))
             }
         }
@@ -404,8 +431,10 @@ impl UploadDesk {
 
     /// The upload is over on this box: its spool file goes.
     pub fn discard(&mut self) {
-        if let Some(u) = self.current.take() {
-            u.remove(&mut self.out);
+        if let Some(s) = self.spooling.as_mut() {
+            if let Some(u) = s.current.take() {
+                u.remove(&mut s.out);
+            }
         }
     }
 
@@ -413,11 +442,15 @@ impl UploadDesk {
     /// numbers (without them, no survivor could place its body).
     pub fn checkpoint(&self) -> Option<ResponseCheckpoint> {
         self.input_end_seq?;
-        Some(self.current.as_ref()?.checkpoint())
+        Some(self.current()?.checkpoint())
     }
 
     /// Spool writes for the worker's spool writer, in order.
-    pub fn writes(&mut self) -> std::vec::Drain<'_, SpoolWrite> {
-        self.out.drain(..)
+    pub fn writes(&mut self) -> impl Iterator<Item = SpoolWrite> + '_ {
+        self.spooling
+            .as_mut()
+            .map(|s| s.out.drain(..))
+            .into_iter()
+            .flatten()
     }
 }
