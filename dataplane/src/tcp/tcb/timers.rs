@@ -187,3 +187,58 @@ impl Tcb {
         self.rtt.rto(self.backoff, self.config.max_rto)
     }
 }
+
+/// The TCB's clock (`clock.rs`): its ticks from `ts_epoch`.
+impl Tcb {
+    /// `now` on this TCB's clock.
+    pub(super) fn tick(&self, now: Instant) -> Tick {
+        Tick::at(self.ts_epoch, now)
+    }
+
+    /// The deadline `after` from `now`, on this TCB's clock.
+    pub(super) fn deadline(&self, now: Instant, after: Duration) -> Tick {
+        Tick::deadline(self.ts_epoch, now + after)
+    }
+
+    /// Whether the deadline `at` (if set) has come at `now`.
+    pub(super) fn due(&self, at: Option<Tick>, now: Instant) -> bool {
+        at.is_some_and(|t| t.reached(self.ts_epoch, now))
+    }
+
+    /// A new TCB takes the listener's timestamp clock (`epoch`, `base`),
+    /// moved on to `now` if the listener is old (`rebase_clock`); its
+    /// moments are `now` on it. Before any deadline is set.
+    pub(super) fn set_clock(&mut self, now: Instant, epoch: Instant, base: u32) {
+        self.ts_epoch = epoch;
+        self.ts_base = base;
+        self.rebase_clock(now);
+        self.last_rx = self.tick(now);
+        self.ts_recent_at = self.tick(now);
+    }
+
+    /// Keeps `now` within what a tick holds: once the epoch is older than
+    /// `clock::REBASE_AFTER`, it moves on by whole milliseconds, the
+    /// timestamp base with it (the TSvals sent stay exactly the same), and
+    /// every tick back by as much.
+    pub(super) fn rebase_clock(&mut self, now: Instant) {
+        while now.saturating_duration_since(self.ts_epoch) > clock::REBASE_AFTER {
+            let step = clock::REBASE_STEP_MS;
+            self.ts_epoch += Duration::from_millis(u64::from(step));
+            self.ts_base = self.ts_base.wrapping_add(step);
+            for t in [
+                &mut self.rto_at,
+                &mut self.delack_at,
+                &mut self.persist_at,
+                &mut self.timewait_at,
+                &mut self.last_oow_reply,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *t = t.rebased(step);
+            }
+            self.last_rx = self.last_rx.rebased(step);
+            self.ts_recent_at = self.ts_recent_at.rebased(step);
+        }
+    }
+}
