@@ -11,7 +11,7 @@
 //! than a fifth of an idle connection's memory (issue 19).
 
 use crate::connmap::DenseKey;
-use crate::tcp::{FourTuple, Tcb};
+use crate::tcp::{FourTuple, PackedTuple, Tcb};
 use crate::wire::ethernet::MacAddr;
 use hashbrown::HashTable;
 use std::collections::hash_map::RandomState;
@@ -104,8 +104,9 @@ impl FlowTable {
 
     /// The connection of `tuple`, if any.
     pub fn lookup(&self, tuple: &FourTuple) -> Option<ConnId> {
-        let i = *self.by_tuple.find(self.hasher.hash_one(tuple), |&i| {
-            tuple_ref_in(&self.slots, i) == Some(tuple)
+        let key = PackedTuple::pack(tuple);
+        let i = *self.by_tuple.find(self.hasher.hash_one(key), |&i| {
+            tuple_in(&self.slots, i) == Some(&key)
         })?;
         self.id_at(i as usize)
     }
@@ -143,13 +144,15 @@ impl FlowTable {
                 }
             }
         };
-        let hash = self.hasher.hash_one(tuple);
+        let key = PackedTuple::pack(&tuple);
+        let hash = self.hasher.hash_one(key);
         let (slots, hasher) = (&self.slots, &self.hasher);
         // A tuple already indexed (never, when the caller looked it up
         // first) is found by the new slot from now on.
-        if let Some(i) = self.by_tuple.find_mut(hash, |&i| {
-            i != id.index && tuple_in(slots, i) == Some(tuple)
-        }) {
+        if let Some(i) = self
+            .by_tuple
+            .find_mut(hash, |&i| i != id.index && tuple_in(slots, i) == Some(&key))
+        {
             *i = id.index;
         } else {
             self.by_tuple.insert_unique(hash, id.index, |&i| {
@@ -198,7 +201,9 @@ impl FlowTable {
         // found by.
         let indexed = self
             .by_tuple
-            .find_entry(self.hasher.hash_one(tuple), |&i| i == id.index)
+            .find_entry(self.hasher.hash_one(PackedTuple::pack(&tuple)), |&i| {
+                i == id.index
+            })
             .map(|e| e.remove())
             .is_ok();
         let s = &mut self.slots[id.index as usize];
@@ -226,21 +231,16 @@ impl FlowTable {
     }
 }
 
-/// The tuple of the connection in slot `i` of `slots`. A free function so
-/// that the index's hasher can borrow the slots while the index is
-/// borrowed mutably.
-fn tuple_in(slots: &[Slot], i: u32) -> Option<FourTuple> {
-    tuple_ref_in(slots, i).copied()
-}
-
-/// [`tuple_in`] by reference: the per-packet lookup compares without
-/// copying a tuple per probed bucket.
-fn tuple_ref_in(slots: &[Slot], i: u32) -> Option<&FourTuple> {
+/// The tuple of the connection in slot `i` of `slots`, packed as the
+/// index hashes and compares it (the per-packet lookup copies no tuple per
+/// probed bucket). A free function so that the index's hasher can borrow
+/// the slots while the index is borrowed mutably.
+fn tuple_in(slots: &[Slot], i: u32) -> Option<&PackedTuple> {
     slots
         .get(i as usize)?
         .conn
         .as_ref()
-        .map(|c| c.tcb.tuple_ref())
+        .map(|c| c.tcb.packed_tuple())
 }
 
 #[cfg(test)]

@@ -30,8 +30,8 @@ use super::scoreboard::Scoreboard;
 use super::segment::MAX_SACK_BLOCKS;
 use super::sendq::SendQueue;
 use super::{
-    Event, Flags, FourTuple, Options, OutSegment, Segment, SendError, SeqNum, State, TcbExport,
-    TcbStats, TcpConfig,
+    Event, Flags, FourTuple, Options, OutSegment, PackedTuple, Segment, SendError, SeqNum, State,
+    TcbExport, TcbStats, TcpConfig,
 };
 use bytes::Bytes;
 use clock::Tick;
@@ -113,7 +113,7 @@ struct Restore {
 /// call order.
 #[derive(Debug)]
 pub struct Tcb {
-    tuple: FourTuple,
+    tuple: PackedTuple,
     /// Shared with the listener and every other TCB it made.
     config: Arc<TcpConfig>,
     state: State,
@@ -262,7 +262,7 @@ impl Tcb {
     ) -> Tcb {
         let mss = config.mss_for(tuple.local.ip()).min(DEFAULT_PEER_MSS);
         Tcb {
-            tuple,
+            tuple: PackedTuple::pack(&tuple),
             state,
             iss,
             snd_una: iss,
@@ -363,7 +363,7 @@ impl Tcb {
     fn set_mss(&mut self, peer_mss: u16) {
         let opt = if self.ts_ok { TS_OPT_LEN } else { 0 };
         // Never below 64 payload bytes, whatever a peer claims.
-        let ours = self.config.mss_for(self.tuple.local.ip());
+        let ours = self.config.mss_for(self.tuple.local_ip());
         self.mss = peer_mss.min(ours).saturating_sub(opt).max(64);
         self.cc = NewReno::new(self.mss);
     }
@@ -498,11 +498,12 @@ impl Tcb {
 
     /// The connection's addresses.
     pub fn tuple(&self) -> FourTuple {
-        self.tuple
+        self.tuple.unpack()
     }
 
-    /// [`Tcb::tuple`] by reference, for lookups that only compare it.
-    pub fn tuple_ref(&self) -> &FourTuple {
+    /// [`Tcb::tuple`] packed as the TCB keeps it, for lookups that only
+    /// compare or hash it.
+    pub(crate) fn packed_tuple(&self) -> &PackedTuple {
         &self.tuple
     }
 

@@ -168,8 +168,8 @@ impl Tcb {
 
     pub(super) fn bare_segment(&self, seq: SeqNum) -> OutSegment {
         OutSegment {
-            src_port: self.tuple.local.port(),
-            dst_port: self.tuple.remote.port(),
+            src_port: self.tuple.local_port(),
+            dst_port: self.tuple.remote_port(),
             seq,
             ack: SeqNum(0),
             flags: Flags::default(),
@@ -223,7 +223,7 @@ impl Tcb {
         let mut s = self.bare_segment(self.iss);
         let active = self.state == State::SynSent;
         s.flags.syn = true;
-        s.options.mss = Some(self.config.mss_for(self.tuple.local.ip()));
+        s.options.mss = Some(self.config.mss_for(self.tuple.local_ip()));
         if active {
             s.options.window_scale = Some(self.config.window_scale.min(14));
             s.options.sack_permitted = self.config.sack;

@@ -33,7 +33,7 @@ impl Tcb {
             return e;
         }
         TcbExport {
-            tuple: self.tuple,
+            tuple: self.tuple(),
             state: self.state,
             iss: self.iss.0,
             irs: self.irs.0,
