@@ -11,7 +11,7 @@ impl Tcb {
     /// RFC 9293 §3.10.7.
     pub fn on_segment(&mut self, now: Instant, seg: &Segment<'_>) {
         self.rebase_clock(now);
-        self.stats.segments_received += 1;
+        self.stats.segments_received = self.stats.segments_received.wrapping_add(1);
         match self.state {
             State::Closed => return,
             State::SynSent => return self.on_segment_syn_sent(now, seg),
@@ -40,7 +40,7 @@ impl Tcb {
                 if (tsval.wrapping_sub(self.ts_recent) as i32) < 0
                     && self.ts_recent_at.elapsed(self.ts_epoch, now) < PAWS_IDLE
                 {
-                    self.stats.dropped += 1;
+                    self.stats.dropped = self.stats.dropped.wrapping_add(1);
                     self.oow_reply(now, seg);
                     return;
                 }
@@ -49,7 +49,7 @@ impl Tcb {
 
         // First: sequence number (RFC 9293 §3.10.7.4, the four cases).
         if !self.acceptable(seg) {
-            self.stats.dropped += 1;
+            self.stats.dropped = self.stats.dropped.wrapping_add(1);
             if !seg.flags.rst {
                 // "If an incoming segment is not acceptable, an
                 // acknowledgment should be sent in reply (unless the RST bit
@@ -79,7 +79,7 @@ impl Tcb {
             // early would let stale segments of this incarnation reach the
             // next one on the same 4-tuple. The 2 MSL timer closes it.
             if self.state == State::TimeWait {
-                self.stats.dropped += 1;
+                self.stats.dropped = self.stats.dropped.wrapping_add(1);
                 return;
             }
             if seg.seq == self.rcv_nxt {
@@ -99,7 +99,7 @@ impl Tcb {
 
         // Fifth: "if the ACK bit is off, drop the segment and return".
         if !seg.flags.ack {
-            self.stats.dropped += 1;
+            self.stats.dropped = self.stats.dropped.wrapping_add(1);
             return;
         }
 
@@ -261,7 +261,7 @@ impl Tcb {
                 // acknowledged; re-sending the rest is harmless.
                 ack = ack.min(self.snd_max.max(queued_end));
             } else {
-                self.stats.dropped += 1;
+                self.stats.dropped = self.stats.dropped.wrapping_add(1);
                 self.oow_reply(now, seg);
                 return false;
             }
@@ -449,7 +449,7 @@ impl Tcb {
             self.rexmit_next = self.snd_una;
             self.rexmit_quota = 1;
             self.rtt_timed = None;
-            self.stats.fast_retransmits += 1;
+            self.stats.fast_retransmits = self.stats.fast_retransmits.wrapping_add(1);
         }
     }
 
@@ -523,7 +523,7 @@ impl Tcb {
             // Out of order: hold it and send an immediate duplicate ACK
             // (RFC 5681 §4.2) with SACK blocks (RFC 2018 §4).
             if !self.recvq.push_ooo(seq, data, &self.config.buffer_budget) {
-                self.stats.dropped += 1;
+                self.stats.dropped = self.stats.dropped.wrapping_add(1);
             }
             if fin {
                 self.ooo_fin = Some(seq + data.len() as u32);

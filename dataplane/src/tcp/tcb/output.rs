@@ -18,7 +18,7 @@ impl Tcb {
                 ..Flags::default()
             };
             s.ack = r.ack.unwrap_or(SeqNum(0));
-            self.stats.segments_sent += 1;
+            self.stats.segments_sent = self.stats.segments_sent.wrapping_add(1);
             return Some(s);
         }
         match self.state {
@@ -216,7 +216,7 @@ impl Tcb {
         self.window_update = false;
         self.delack_at = None;
         self.unacked_bytes = 0;
-        self.stats.segments_sent += 1;
+        self.stats.segments_sent = self.stats.segments_sent.wrapping_add(1);
     }
 
     pub(super) fn syn_segment(&mut self, now: Instant) -> OutSegment {
@@ -257,7 +257,7 @@ impl Tcb {
         if self.rto_at.is_none() {
             self.rto_at = Some(self.deadline(now, self.current_rto()));
         }
-        self.stats.segments_sent += 1;
+        self.stats.segments_sent = self.stats.segments_sent.wrapping_add(1);
         s
     }
 
@@ -329,7 +329,7 @@ impl Tcb {
         s.flags.ack = true;
         s.flags.fin = fin;
         s.flags.psh = true;
-        self.stats.retransmits += 1;
+        self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
         self.stats.bytes_sent += n as u64;
         self.finish(now, &mut s);
         if self.rto_at.is_none() {
@@ -440,7 +440,7 @@ impl Tcb {
         s.flags.psh = n > 0 && off + n == self.sendq.len();
         let seq_len = n as u32 + fin as u32;
         if seq.lt(self.snd_max) {
-            self.stats.retransmits += 1;
+            self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
             if self.rtt_timed.is_some_and(|(end, _)| end.gt(seq)) {
                 self.rtt_timed = None;
             }

@@ -109,7 +109,7 @@ impl Tcb {
 
     /// RFC 6298 §5.4-5.6, RFC 5681 §3.1 for cwnd.
     pub(super) fn on_rto(&mut self, now: Instant) {
-        self.stats.rto_fired += 1;
+        self.stats.rto_fired = self.stats.rto_fired.wrapping_add(1);
         self.retries += 1;
         let syn_state = matches!(self.state, State::SynSent | State::SynReceived);
         let limit = if syn_state {
