@@ -263,15 +263,11 @@ mod tests {
         (Lab::new("bt").unwrap(), secrets)
     }
 
-    #[test]
-    fn box_config_names_its_own_addresses_and_every_member() {
-        let lab = Lab::new("bt").unwrap();
-        let secrets = ClusterSecrets {
-            key: "k".repeat(64),
-            token: "t".repeat(32),
-        };
-        let text = box_toml(
-            &lab,
+    /// Box 2's config in a lab of three, AF_PACKET, shared segment, IPv4
+    /// back LAN: what most of these tests start from.
+    fn box2_of_three(lab: &Lab, secrets: &ClusterSecrets) -> String {
+        box_toml(
+            lab,
             2,
             3,
             Backend::Afpacket,
@@ -279,8 +275,18 @@ mod tests {
             true,
             BackFamily::V4,
             None,
-            &secrets,
-        );
+            secrets,
+        )
+    }
+
+    #[test]
+    fn box_config_names_its_own_addresses_and_every_member() {
+        let lab = Lab::new("bt").unwrap();
+        let secrets = ClusterSecrets {
+            key: "k".repeat(64),
+            token: "t".repeat(32),
+        };
+        let text = box2_of_three(&lab, &secrets);
         let v: toml::Value = toml::from_str(&text).expect("valid TOML");
         assert_eq!(v["box"]["id"].as_integer(), Some(2));
         assert_eq!(v["box"]["name"].as_str(), Some("box2"));
@@ -318,17 +324,7 @@ mod tests {
     fn a_lab_with_smaller_slots_serves_http_alone() {
         assert_eq!(LARGEST_SLOT_BYTES, baton_config::MAX_SLOT_BYTES);
         let (lab, secrets) = lab_bt();
-        let text = box_toml(
-            &lab,
-            2,
-            3,
-            Backend::Afpacket,
-            SegmentMode::Shared,
-            true,
-            BackFamily::V4,
-            None,
-            &secrets,
-        );
+        let text = box2_of_three(&lab, &secrets);
         let small = with_slot_bytes(&text, 384);
         let c = baton_config::parse(&small, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{small}"));
         assert_eq!(c.checkpoint.slot_bytes, 384);
@@ -340,17 +336,7 @@ mod tests {
     #[test]
     fn a_least_loaded_lab_writes_the_takeover_table_and_the_default_writes_none() {
         let (lab, secrets) = lab_bt();
-        let mut text = box_toml(
-            &lab,
-            2,
-            3,
-            Backend::Afpacket,
-            SegmentMode::Shared,
-            true,
-            BackFamily::V4,
-            None,
-            &secrets,
-        );
+        let mut text = box2_of_three(&lab, &secrets);
         assert_eq!(takeover_toml(None, None), "");
         text.push_str(&takeover_toml(Some("least_loaded"), Some(100)));
         let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
@@ -473,17 +459,7 @@ mod tests {
     fn a_tls_box_config_enables_tls_with_its_own_files() {
         let (lab, secrets) = lab_bt();
         let files = crate::certs::box_files(&lab, 2);
-        let mut text = box_toml(
-            &lab,
-            2,
-            3,
-            Backend::Afpacket,
-            SegmentMode::Shared,
-            true,
-            BackFamily::V4,
-            None,
-            &secrets,
-        );
+        let mut text = box2_of_three(&lab, &secrets);
         text.push_str(&tls_toml(&files));
         let c = baton_config::parse(&text, "box2.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert!(c.tls.enabled);
