@@ -168,7 +168,7 @@ impl Bench {
                 let Some(s) = merge_summaries(&parts) else {
                     // A failed run is a line of the table, not of results.json.
                     let mut failed = Row::new().text(format!("{target}, {n}")).text("run failed");
-                    for _ in 0..7 {
+                    for _ in 0..8 {
                         failed = failed.text("-");
                     }
                     rows.push((failed, false));
@@ -223,6 +223,7 @@ impl Bench {
                     .value("segment_allocated_bytes", segment)
                     .value("segment_bytes_per_slot", segment_per_slot)
                     .text(format!("{:.0} B", per_conn))
+                    .text(segment_per_slot.map_or("-".into(), |b| format!("{b:.0} B")))
                     .value("kernel_growth_bytes_per_connection", kernel_growth)
                     .value("server_kernel_bytes_per_connection", server_kernel_per_conn)
                     .text(server_kernel_per_conn.map_or("-".into(), |k| format!("{k:.0} B")))
@@ -258,12 +259,13 @@ impl Bench {
             .collect();
         self.results.insert("concurrency".into(), json!(measured));
         let rows: Vec<Row> = rows.into_iter().map(|(r, _)| r).collect();
-        self.md.push_str(&format!("## Concurrency\n\nbaton-load (kernel sockets, client namespace; this machine caps open files at 20000 per process and the harness may not raise it, so one load process per {PER_PROCESS} connections, each bound to its own client address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; Baton keeps its TCP state in its own RSS; nginx's TCP state is kernel memory, not in its RSS, and the kernel's TCP memory counter (`/proc/net/sockstat` mem) is global to all namespaces (client sockets included), so nginx's kernel share is measured by difference: kernel/conn = (growth of the kernel's slab and TCP buffer memory in nginx's run - its growth in Baton's run at the same N) / connections, since Baton's run grew by the client's sockets alone (Baton holds no kernel sockets: 0). Baton box1 runs one dataplane worker (checkpoint slots = N); nginx runs one worker per {PER_PROCESS} connections (the same file cap), `reuseport`, somaxconn and tcp_max_syn_backlog 65535 in its namespace. Latency: p50 is the mean of the load processes' medians, p99/p999 the worst process's.\n\n"));
+        self.md.push_str(&format!("## Concurrency\n\nbaton-load (kernel sockets, client namespace; this machine caps open files at 20000 per process and the harness may not raise it, so one load process per {PER_PROCESS} connections, each bound to its own client address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; segment/slot = the checkpoint segment file's allocated bytes (tmpfs pages the boxes touched) / the three boxes' slots, what each slot a box holds costs beside its RSS; Baton keeps its TCP state in its own RSS; nginx's TCP state is kernel memory, not in its RSS, and the kernel's TCP memory counter (`/proc/net/sockstat` mem) is global to all namespaces (client sockets included), so nginx's kernel share is measured by difference: kernel/conn = (growth of the kernel's slab and TCP buffer memory in nginx's run - its growth in Baton's run at the same N) / connections, since Baton's run grew by the client's sockets alone (Baton holds no kernel sockets: 0). Baton box1 runs one dataplane worker (checkpoint slots = N); nginx runs one worker per {PER_PROCESS} connections (the same file cap), `reuseport`, somaxconn and tcp_max_syn_backlog 65535 in its namespace. Latency: p50 is the mean of the load processes' medians, p99/p999 the worst process's.\n\n"));
         self.md.push_str(&md_rows(
             &[
                 "server, N",
                 "connected (rate)",
                 "RSS/conn",
+                "segment/slot",
                 "kernel/conn",
                 "RSS+kernel/conn",
                 "req/s",
