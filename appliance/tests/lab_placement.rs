@@ -47,6 +47,16 @@ fn lab_every_box_sees_every_box_s_published_load_and_the_busy_one_shows_its_byte
     let bps = seen.unwrap_or_else(|| panic!("box 3 never saw box 1's bytes/s above zero"));
     // Four downloads at 2 MB/s: well above a megabyte a second.
     assert!(bps > 1_000_000.0, "box 1 published {bps} B/s");
+    // Each box publishes its own load once a second, so box 3 may see box
+    // 1's before some box has read another's first one: wait until every
+    // box shows every box (or the deadline), then check what they show.
+    let all_shown = || {
+        (1..=3u8)
+            .all(|n| (1..=3u16).all(|id| box_gauge(&g, n, "baton_box_busy_ratio", id).is_some()))
+    };
+    while !all_shown() && Instant::now() < deadline {
+        sleep(Duration::from_millis(300));
+    }
     for n in 1..=3u8 {
         for id in 1..=3u16 {
             let busy = box_gauge(&g, n, "baton_box_busy_ratio", id)
