@@ -352,13 +352,23 @@ impl Lab {
         key: &str,
         value: &str,
     ) -> Result<(), LabError> {
+        self.edit_box_config(n, |text| set_toml_key(text, section, key, value))
+    }
+
+    /// Rewrites box `n`'s config with `edit` (e.g.
+    /// [`crate::boxconf::with_slot_bytes`]); takes effect when the box is
+    /// restarted.
+    pub fn edit_box_config(
+        &self,
+        n: u32,
+        edit: impl FnOnce(&str) -> String,
+    ) -> Result<(), LabError> {
         let path = self.state_dir().join(format!("box{n}.toml"));
         let text = std::fs::read_to_string(&path).map_err(|e| LabError::State {
             path: path.clone(),
             what: e.to_string(),
         })?;
-        let edited = set_toml_key(&text, section, key, value);
-        std::fs::write(&path, edited).map_err(|e| LabError::State {
+        std::fs::write(&path, edit(&text)).map_err(|e| LabError::State {
             path,
             what: e.to_string(),
         })

@@ -173,9 +173,8 @@ mod tests {
         }
     }
 
-    /// The 768-byte layout is the one every earlier build of this version
-    /// wrote, byte for byte (15 pieces an entry), so such boxes still share
-    /// a segment with this one.
+    /// The 768-byte layout has the geometry every earlier build of this
+    /// version wrote (15 pieces an entry), which their header checks expect.
     #[test]
     fn the_default_slot_keeps_the_earlier_geometry() {
         assert_eq!(layout(SLOT_SIZE as u32).overflow_pieces(), 15);

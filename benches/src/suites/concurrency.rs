@@ -200,7 +200,7 @@ impl Bench {
                 let segment = (target == "baton")
                     .then(|| self.segment_allocated_bytes())
                     .flatten();
-                let slots = 3 * largest.max(20_000);
+                let slots = 3 * Self::box_slots(largest);
                 let segment_per_slot = segment.map(|b| b as f64 / slots as f64);
                 progress(format!(
                     "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB ({per_conn:.0} B a connection, {shmem_per_conn:.0} B of it shared){}",

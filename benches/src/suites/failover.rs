@@ -220,8 +220,21 @@ impl Bench {
     /// the per-client limit. Every box maps the same segment, so all change
     /// together: the boxes are stopped, the segment recreated, and the boxes
     /// started again.
+    /// Checkpoint slots every box gets for a run of at most `largest`
+    /// connections ([`Bench::raise_box_limits`]).
+    pub(crate) fn box_slots(largest: u64) -> u64 {
+        largest.max(20_000)
+    }
+
+    /// The lab's shared checkpoint segment file.
+    fn segment_path(&self) -> Option<std::path::PathBuf> {
+        baton_lab::names::Lab::new(&self.args.prefix)
+            .ok()
+            .map(|l| l.segment_path())
+    }
+
     pub(crate) fn raise_box_limits(&mut self, largest: u64) -> Result<()> {
-        let slots = largest.max(20_000);
+        let slots = Self::box_slots(largest);
         let limit = (largest + 20_000).max(300_000).to_string();
         progress(format!("  box limits: slots {slots} of {} bytes, max_connections {limit}, syn_backlog 16384, max_connections_per_client {PER_PROCESS} on every box (segment recreated)", self.args.slot_bytes.unwrap_or(768)));
         for b in 1..=3 {
@@ -246,17 +259,12 @@ impl Bench {
                 .set_box_option(b, "limits", "max_connections", &limit)?;
             if let Some(bytes) = self.args.slot_bytes {
                 self.lab
-                    .set_box_option(b, "checkpoint", "slot_bytes", &bytes.to_string())?;
-                if bytes < 768 {
-                    // A box refuses FTP and RTSP beside smaller slots.
-                    for table in ["ftp", "rtsp"] {
-                        self.lab.set_box_option(b, table, "enabled", "false")?;
-                    }
-                }
+                    .edit_box_config(b, |t| baton_lab::boxconf::with_slot_bytes(t, bytes))?;
             }
         }
-        let seg = format!("/dev/shm/baton-lab-{}.seg", self.args.prefix);
-        let _ = std::fs::remove_file(&seg);
+        if let Some(seg) = self.segment_path() {
+            let _ = std::fs::remove_file(seg);
+        }
         for b in 1..=3 {
             self.lab.start(b)?;
         }
@@ -267,8 +275,9 @@ impl Bench {
     /// (tmpfs allocates a page when a box first touches it).
     pub(crate) fn segment_allocated_bytes(&self) -> Option<u64> {
         use std::os::unix::fs::MetadataExt;
-        let seg = format!("/dev/shm/baton-lab-{}.seg", self.args.prefix);
-        std::fs::metadata(seg).ok().map(|m| m.blocks() * 512)
+        std::fs::metadata(self.segment_path()?)
+            .ok()
+            .map(|m| m.blocks() * 512)
     }
 
     pub(crate) fn failover(&mut self) -> Result<()> {

@@ -69,6 +69,11 @@ impl PackedTuple {
         address(self.local, self.local_v6, 0).ip()
     }
 
+    /// The peer's address.
+    pub(crate) fn remote_ip(&self) -> IpAddr {
+        address(self.remote, self.remote_v6, 0).ip()
+    }
+
     /// The tuple again.
     pub(crate) fn unpack(&self) -> FourTuple {
         FourTuple {

@@ -135,7 +135,7 @@ impl Core {
             return;
         }
         c.peer_mac = Some(mac);
-        let ip = c.tcb.tuple().remote.ip();
+        let ip = c.tcb.packed_tuple().remote_ip();
         let known = self.neighbour_mac(ip, now) == Some(mac);
         self.learn_neighbour(ip, mac, now);
         if !known {

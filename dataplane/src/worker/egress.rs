@@ -43,11 +43,14 @@ impl Core {
         now: Instant,
     ) -> Result<(), PortError> {
         let mut pending: Option<(OutSegment, FourTuple, u16, usize)> = None;
-        let peer = self.flows.get(id).and_then(|c| c.peer_mac);
-        while let Some((seg, tuple)) = self
+        // The TCB keeps its tuple packed: unpacked once, not per segment.
+        let Some((peer, tuple)) = self.flows.get(id).map(|c| (c.peer_mac, c.tcb.tuple())) else {
+            return Ok(());
+        };
+        while let Some(seg) = self
             .flows
             .get_mut(id)
-            .and_then(|c| c.tcb.poll_transmit(now).map(|s| (s, c.tcb.tuple())))
+            .and_then(|c| c.tcb.poll_transmit(now))
         {
             if !self.offload {
                 self.emit_tcp(&tuple, &seg, now, 0, peer);
