@@ -50,6 +50,9 @@ pub const SLOT_BYTES_STEP: u32 = 64;
 pub const DEFAULT_SLOW_BYTES: u64 = 10_000;
 /// Default `checkpoint.interval_ms`.
 pub const DEFAULT_CHECKPOINT_INTERVAL_MS: u64 = 200;
+/// Default `checkpoint.park_idle_after_ms`: an idle keep-alive connection
+/// is kept as its checkpoint alone after 5 s at rest (issue 19).
+pub const DEFAULT_PARK_IDLE_AFTER_MS: u64 = 5_000;
 /// Default `checkpoint.replication_port` (UDP, back LAN).
 pub const DEFAULT_REPLICATION_PORT: u16 = 7400;
 /// Default `raft.port` (UDP, back LAN).

@@ -106,6 +106,21 @@ pub trait App: 'static {
     fn on_release(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
         self.on_freeze(conn, ctx);
     }
+    /// `tuple`, which no TCB of this worker holds, moves to the box whose
+    /// MAC is `to` (a planned move): true when it is a connection this app
+    /// parked ([`Ctx::park`]), whose checkpoint the adopter takes as it
+    /// is; its frames are forwarded there from now on. The default parks
+    /// nothing.
+    fn on_handoff_parked(&mut self, tuple: &FourTuple, to: MacAddr) -> bool {
+        let _ = (tuple, to);
+        false
+    }
+    /// Every connection this app parked is let go with the live ones (see
+    /// [`App::on_release`]): their checkpoints are the survivors'. Returns
+    /// how many.
+    fn on_release_parked(&mut self) -> usize {
+        0
+    }
     /// A UDP datagram on `tuple`'s flow (local side ours), for a port of
     /// the worker's UDP range; the payload is lent for the call.
     fn on_datagram(&mut self, tuple: FourTuple, payload: &[u8], ctx: &mut Ctx<'_>) {
@@ -134,6 +149,11 @@ pub enum UnknownAction {
     /// block, feed it the segment, and call [`App::on_restored`] with the
     /// data. Ignored for a RST.
     Restore(TcbExport, Box<dyn Any + Send>),
+    /// A connection this app parked ([`Ctx::park`]): rebuild it from this
+    /// checkpoint block, feed it the segment, and call
+    /// [`App::on_restored`] with the data. Like `Restore`, but no takeover
+    /// (not tallied as one). Ignored for a RST.
+    Resume(TcbExport, Box<dyn Any + Send>),
     /// Another survivor took this connection over: send it the frame with
     /// its MAC as destination (ARCHITECTURE.md "Takeover" step 3).
     Forward(MacAddr),
@@ -146,6 +166,7 @@ impl std::fmt::Debug for UnknownAction {
         match self {
             UnknownAction::Listener => write!(f, "Listener"),
             UnknownAction::Restore(e, _) => write!(f, "Restore({:?})", e.tuple),
+            UnknownAction::Resume(e, _) => write!(f, "Resume({:?})", e.tuple),
             UnknownAction::Forward(m) => write!(f, "Forward({m})"),
             UnknownAction::Drop => write!(f, "Drop"),
         }
@@ -172,6 +193,8 @@ pub struct Ctx<'a> {
     pub(crate) waker: &'a Waker,
     pub(crate) datagrams: &'a mut Vec<(FourTuple, Bytes)>,
     pub(crate) listener: &'a mut crate::tcp::Listener,
+    pub(crate) parking: &'a mut Vec<ConnId>,
+    pub(crate) resuming: &'a mut Vec<(TcbExport, Box<dyn Any + Send>)>,
 }
 
 impl Ctx<'_> {
@@ -311,6 +334,36 @@ impl Ctx<'_> {
         if let Some(tcb) = self.touch(conn) {
             tcb.set_ack_hold(hold);
         }
+    }
+
+    /// True when `conn` rests with nothing beyond its checkpoint's TCP
+    /// block ([`crate::tcp::Tcb::quiescent`]): it may be parked.
+    pub fn quiescent(&self, conn: ConnId) -> bool {
+        self.flows.get(conn).is_some_and(|c| c.tcb.quiescent())
+    }
+
+    /// Parks `conn` (issue 19): its TCB is dropped, silently, once this
+    /// callback returns; the app keeps its checkpoint, written from
+    /// [`Ctx::export`] before this call, and answers the client's next
+    /// segment with [`UnknownAction::Resume`]. The app hears no
+    /// `on_closed`. False (nothing done) unless it is
+    /// [`Ctx::quiescent`]: a TCB with anything in flight, queued or owed
+    /// is not what its export says.
+    pub fn park(&mut self, conn: ConnId) -> bool {
+        if !self.quiescent(conn) {
+            return false;
+        }
+        self.parking.push(conn);
+        true
+    }
+
+    /// Brings a parked connection back without waiting for its client
+    /// (to close it, or before it moves): rebuilt from `export` once this
+    /// callback returns and probed; [`App::on_restored`] gets `data`, then
+    /// [`App::on_ready`] when the client answers (or `on_closed` with
+    /// [`CloseReason::NotReady`] when it never does).
+    pub fn resume(&mut self, export: TcbExport, data: Box<dyn Any + Send>) {
+        self.resuming.push((export, data));
     }
 
     /// True while client bytes of `conn` are received but held

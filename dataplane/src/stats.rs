@@ -208,6 +208,12 @@ counters! {
     drop_emit_error,
     /// Connections restored because a segment arrived for an orphan (lazy takeover).
     tcp_lazy_restored,
+    /// Quiescent connections the app parked (`Ctx::park`): their TCB
+    /// dropped, their checkpoint kept (issue 19).
+    tcp_parked,
+    /// Parked connections rebuilt from their checkpoint: by their client's
+    /// segment, or by the app (`Ctx::resume`, e.g. to close them).
+    tcp_unparked,
     /// Frames of another survivor's connections forwarded to it (takeover).
     tcp_forwarded,
     /// Segments for unknown connections the app said to drop.

@@ -93,6 +93,14 @@ counters! {
     resumed => "baton_http_resumed_total",
     /// Taken-over connections HTTP could not continue (object changed or gone, upload lost).
     not_resumable => "baton_http_not_resumable_total",
+    /// Idle keep-alive connections parked: kept as their checkpoint alone
+    /// (`checkpoint.park_idle_after_ms`).
+    parked => "baton_http_parked_total",
+    /// Parked connections rebuilt from their checkpoint (their client sent,
+    /// or their idle limit came).
+    unparked => "baton_http_unparked_total",
+    /// Parked connections their client reset.
+    parked_reset => "baton_http_parked_reset_total",
     /// Responses cut short (object failed mid-body).
     aborted => "baton_http_aborted_total",
     /// Connections refused at the connection cap (503).
@@ -266,7 +274,7 @@ mod tests {
         c.status(206);
         bump(&c.requests);
         let m = c.snapshot().metrics();
-        assert_eq!(m.len(), 58);
+        assert_eq!(m.len(), 61);
         assert_eq!(m[0].name, "baton_http_requests_total");
         assert_eq!(m[0].help, "Request heads parsed.");
         assert_eq!(m[0].value, 1);

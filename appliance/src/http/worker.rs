@@ -179,6 +179,16 @@ impl<C: DenseKey + Hash + Debug + Send + 'static> HttpWorker<C> {
         self.sessions.get(&conn).map(|e| &e.session)
     }
 
+    /// When `conn`'s session came to rest, if it may be dropped and
+    /// served later by a new idle one ([`HttpSession::rest_since`]).
+    pub fn rest_since(&self, conn: C) -> Option<Instant> {
+        let e = self.sessions.get(&conn)?;
+        if e.closed {
+            return None;
+        }
+        e.session.rest_since()
+    }
+
     /// The client acknowledged every byte of `conn` before `acked`: a last
     /// response it has whole is kept as a marker (see
     /// [`HttpSession::settle`]). True when it was.

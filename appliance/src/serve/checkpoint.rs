@@ -19,14 +19,17 @@ use std::time::{Duration, Instant};
 
 use baton_dataplane::app::Ctx;
 use baton_dataplane::flow::ConnId;
-use baton_dataplane::tcp::SeqNum;
+use baton_dataplane::tcp::{FourTuple, SeqNum};
 use baton_shmem::record::{ConnRecord, Transport, APP_PROTOCOL_HTTP};
 use baton_shmem::{Region, SlotAllocator, SlotId, SlotWriter};
 use tracing::warn;
 
 use crate::clock::unix_ms;
 use crate::http::checkpoint::ResponseCheckpoint;
-use crate::record::{app_fields, object_start, seqs, tcp_block, upload_covered, write_record};
+use crate::orphans::Orphan;
+use crate::record::{
+    app_fields, object_start, orphan_of, seqs, tcp_block, upload_covered, write_record,
+};
 
 mod bundle;
 pub(crate) use bundle::Member;
@@ -43,6 +46,9 @@ pub struct Cadence {
     pub slow_bytes: u64,
     /// Longest time between checkpoints while bytes are acknowledged.
     pub interval: Duration,
+    /// How long a connection rests before it is parked (kept as its
+    /// checkpoint alone, `super::parking`); `None`: never.
+    pub park_after: Option<Duration>,
 }
 
 impl Cadence {
@@ -52,6 +58,8 @@ impl Cadence {
             fast_bytes: c.fast_bytes,
             slow_bytes: c.slow_bytes,
             interval: Duration::from_millis(c.interval_ms),
+            park_after: (c.park_idle_after_ms > 0)
+                .then(|| Duration::from_millis(c.park_idle_after_ms)),
         }
     }
 
@@ -187,9 +195,9 @@ impl Checkpointer {
         conn: ConnId,
         app: Option<&ResponseCheckpoint>,
         cover: Cover,
-    ) {
+    ) -> bool {
         let Some(tcp) = ctx.export(conn) else {
-            return;
+            return false;
         };
         let seq = seqs(&tcp);
         let now = ctx.now();
@@ -207,7 +215,7 @@ impl Checkpointer {
                         );
                         self.full_warned = true;
                     }
-                    return;
+                    return false;
                 };
                 self.region.add_connections(1);
                 self.conns.insert(
@@ -308,11 +316,13 @@ impl Checkpointer {
                 if cover == Cover::All {
                     ctx.commit_ack(conn, covered);
                 }
+                true
             }
             Err(err) => {
                 // A failed write commits nothing: do not hold the client.
                 ctx.set_ack_hold(conn, false);
                 warn!(worker = self.worker, %err, "checkpoint write failed");
+                false
             }
         }
     }
@@ -386,6 +396,115 @@ impl Checkpointer {
         if self.conns.remove(&conn).is_some() {
             self.region.add_connections(-1);
         }
+    }
+
+    /// How long a connection rests before it is parked (`None`: never).
+    pub fn park_after(&self) -> Option<Duration> {
+        self.cadence.park_after
+    }
+
+    /// This worker's slots.
+    pub fn slot_range(&self) -> std::ops::Range<u32> {
+        self.slots.range()
+    }
+
+    /// Writes `conn`'s checkpoint for parking: final (nothing is sent after
+    /// it), with no application block (the connection rests: a survivor or
+    /// this box serves it as a new idle one), and findable through the
+    /// segment's tuple index, by which the client's next segment finds it
+    /// again. Returns the slot, or `None` when the connection is not
+    /// parkable after all (no slot, TLS or pending requests of its own, the
+    /// write failed, or its index buckets are full); the caller then keeps
+    /// it live. The connection's state here stays until [`Self::detach`].
+    pub fn write_parked(&mut self, ctx: &mut Ctx<'_>, conn: ConnId) -> Option<SlotId> {
+        let slot = self.conns.get(&conn)?.slot;
+        if self.tls.contains_key(&conn)
+            || self.pending.contains_key(&conn)
+            || self.members.contains_key(&conn)
+        {
+            return None;
+        }
+        if !self.write(ctx, conn, None, Cover::Final) {
+            return None;
+        }
+        let tuple = ctx.tuple(conn)?;
+        self.region
+            .slots_of(tuple.local, tuple.remote)
+            .contains(&slot)
+            .then_some(slot)
+    }
+
+    /// Stops tracking `conn` (parked: its TCB is dropped) but keeps its
+    /// slot and record, which [`Self::adopt`] or [`Self::free_slot`] take
+    /// up again.
+    pub fn detach(&mut self, conn: ConnId) {
+        self.tls.remove(&conn);
+        self.pending.remove(&conn);
+        self.members.remove(&conn);
+        self.conns.remove(&conn);
+    }
+
+    /// `conn`, rebuilt from the record in `slot` (a parked connection
+    /// back), is written there again from now on.
+    pub fn adopt(&mut self, ctx: &mut Ctx<'_>, conn: ConnId, slot: SlotId) {
+        let Some(seq) = ctx.export(conn).map(|e| seqs(&e)) else {
+            return;
+        };
+        self.conns.insert(
+            conn,
+            ConnState {
+                slot,
+                last_una: seq.snd_una,
+                last_at: ctx.now(),
+                rate: 0.0,
+                covered: seq.rcv_nxt,
+            },
+        );
+    }
+
+    /// The record of `tuple` in `slot` of this worker's, as a restore
+    /// takes it; `None` if the slot holds no readable record of it.
+    pub fn read_record(&self, slot: SlotId, tuple: &FourTuple) -> Option<Orphan> {
+        let valid = self.region.read(slot).ok()??;
+        let (l, r) = (tuple.local.into(), tuple.remote.into());
+        valid
+            .bundle()
+            .records
+            .iter()
+            .filter(|rec| rec.is_between(&l, &r))
+            .find_map(orphan_of)
+    }
+
+    /// The connection recorded in `slot` of this worker's, as a restore
+    /// takes it (a plain HTTP record holds one).
+    pub fn read_record_in(&self, slot: SlotId) -> Option<Orphan> {
+        let valid = self.region.read(slot).ok()??;
+        valid.bundle().records.iter().find_map(orphan_of)
+    }
+
+    /// The slots of this worker's range holding a record of `tuple`
+    /// (through the segment's tuple index).
+    pub fn slots_of(&self, tuple: &FourTuple) -> impl Iterator<Item = SlotId> {
+        let range = self.slots.range();
+        self.region
+            .slots_of(tuple.local, tuple.remote)
+            .into_iter()
+            .filter(move |s| range.contains(&s.0))
+    }
+
+    /// A parked connection ended (its client reset it, or a new connection
+    /// took its 4-tuple): its slot is cleared and reused.
+    pub fn free_slot(&mut self, slot: SlotId) {
+        let _ = self.writer.clear(slot);
+        let _ = self.slots.free(slot);
+        self.region.add_connections(-1);
+    }
+
+    /// Parked connections left this box (handed over, released): their
+    /// records stay for whoever adopts them, as [`Self::forget`] leaves a
+    /// live one's.
+    pub fn forget_parked(&mut self, n: usize) {
+        self.region.add_connections(-(n as i64));
     }
 
     /// `conn` is gone: its slot is cleared and reused.

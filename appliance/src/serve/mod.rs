@@ -13,6 +13,7 @@ pub mod ftp;
 pub mod ftp_hub;
 mod ftp_index;
 mod http_pending;
+mod parking;
 pub mod rtsp;
 pub mod tls;
 mod tls_block;
@@ -74,6 +75,9 @@ pub struct CacheApp {
     ftp: Option<ftp::FtpConns>,
     /// RTSP connections (none when `[rtsp]` is off).
     rtsp: Option<rtsp::RtspConns>,
+    /// Idle connections kept as their checkpoints alone (none when
+    /// `checkpoint.park_idle_after_ms` is 0 or checkpoints are off).
+    parking: Option<parking::Parking>,
 }
 
 /// What every worker's app shares with the rest of the box.
@@ -124,6 +128,14 @@ impl CacheApp {
             .rtsp
             .clone()
             .map(|r| rtsp::RtspConns::new(r, Arc::clone(&shared.cache), Arc::clone(&counters)));
+        let parking = checkpoints.as_ref().and_then(|c| {
+            Some(parking::Parking::new(
+                c.park_after()?,
+                shared.limits.idle_timeout,
+                c.slot_range(),
+                std::time::Instant::now(),
+            ))
+        });
         CacheApp {
             http,
             waker,
@@ -136,6 +148,7 @@ impl CacheApp {
             counters,
             ftp,
             rtsp,
+            parking,
         }
     }
 
@@ -362,6 +375,9 @@ impl App for CacheApp {
         if let Some(p) = self.test_panic.as_mut() {
             p.accepted();
         }
+        if let Some(tuple) = ctx.tuple(conn) {
+            self.drop_parked_namesake(&tuple);
+        }
         if let Some(f) = self.ftp.as_mut() {
             if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
                 f.on_accept(conn, ctx);
@@ -396,6 +412,7 @@ impl App for CacheApp {
         let mut t = transport!(self, ctx);
         self.http.on_accept(conn, &mut t, now);
         self.cover(conn, ctx);
+        self.note_rest(conn, now);
     }
 
     fn on_readable(&mut self, conn: ConnId, ctx: &mut Ctx<'_>) {
@@ -453,6 +470,7 @@ impl App for CacheApp {
             // The client has the last response whole: its record shrinks
             // to a marker, here and in the segment.
             self.http.settle(conn, acked);
+            self.note_rest(conn, now);
         }
         if progress || settled.is_some() {
             self.refresh_tls(conn);
@@ -498,6 +516,9 @@ impl App for CacheApp {
                 c.release(conn);
             }
             return;
+        }
+        if let Some(p) = self.parking.as_mut() {
+            p.woke(conn);
         }
         if self.restoring.remove(&conn).is_some() {
             if reason == CloseReason::NotReady {
@@ -559,17 +580,20 @@ impl App for CacheApp {
         self.let_go(conn, ctx);
     }
 
-    fn on_unknown_segment(&mut self, tuple: FourTuple, _rst: bool) -> UnknownAction {
+    fn on_unknown_segment(&mut self, tuple: FourTuple, rst: bool) -> UnknownAction {
         let route = self.orphans.route(&tuple);
         debug!(?tuple, ?route, "segment for an unknown connection");
         match route {
             // Not an orphan: another box may hold it (a flow the switch
             // moved here); only a connection no box has a record of is
             // the listener's to answer (with a RST).
-            None => match self.strays.route(&tuple) {
-                StrayRoute::Forward(mac) => UnknownAction::Forward(mac),
-                StrayRoute::Hold => UnknownAction::Drop,
-                StrayRoute::Unknown => UnknownAction::Listener,
+            None => match self.parked_segment(&tuple, rst) {
+                Some(action) => action,
+                None => match self.strays.route(&tuple) {
+                    StrayRoute::Forward(mac) => UnknownAction::Forward(mac),
+                    StrayRoute::Hold => UnknownAction::Drop,
+                    StrayRoute::Unknown => UnknownAction::Listener,
+                },
             },
             Some(OrphanRoute::Elsewhere(mac)) => UnknownAction::Forward(mac),
             Some(OrphanRoute::Mine(orphan)) => {
@@ -579,11 +603,28 @@ impl App for CacheApp {
         }
     }
 
+    fn on_handoff_parked(
+        &mut self,
+        tuple: &FourTuple,
+        to: baton_dataplane::wire::ethernet::MacAddr,
+    ) -> bool {
+        self.hand_off_parked(tuple, to)
+    }
+
+    fn on_release_parked(&mut self) -> usize {
+        self.release_parked()
+    }
+
     fn is_orphan(&mut self, tuple: &FourTuple) -> bool {
         self.orphans.is_mine(tuple)
     }
 
     fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {
+        // A parked connection of ours back (`parking`).
+        let data = match data.downcast::<parking::Unparked>() {
+            Ok(unparked) => return self.unparked(conn, *unparked, ctx),
+            Err(data) => data,
+        };
         // What `on_unknown_segment` and the control core's restore hand; a
         // bare response (a caller that knows no TLS) is a plain
         // connection's.
@@ -613,6 +654,9 @@ impl App for CacheApp {
             tls,
             app_state,
         } = self.restoring.remove(&conn).unwrap_or_default();
+        // A parked connection back: its session's idle limit counts from
+        // its rest, not from now.
+        let idle_since = self.parking.as_mut().and_then(|p| p.woke(conn));
         if let Some(f) = self.ftp.as_mut() {
             if ctx.tuple(conn).is_some_and(|t| f.claims(t.local.port())) {
                 f.on_restored(conn, app_state.as_deref(), ctx);
@@ -673,8 +717,9 @@ impl App for CacheApp {
             ctx.set_ack_hold(conn, false);
         }
         let mut t = transport!(self, ctx);
+        let since = idle_since.unwrap_or(now);
         self.http
-            .on_ready(conn, response.as_ref(), acked, &pending, &mut t, now);
+            .on_ready(conn, response.as_ref(), acked, &pending, &mut t, since);
         if matches!(ctx.state(conn), Some(State::CloseWait | State::LastAck)) {
             // Restored half-closed (the client's FIN was checkpointed, or
             // came again while we waited): answer what is owed, then close.
@@ -689,6 +734,9 @@ impl App for CacheApp {
             stats = ?ctx.tcp_stats(conn),
             "resumed"
         );
+        if idle_since.is_some() {
+            self.note_rest(conn, now);
+        }
     }
 
     fn poll(&mut self, ctx: &mut Ctx<'_>) {
@@ -701,6 +749,7 @@ impl App for CacheApp {
         let now = ctx.now();
         let mut t = transport!(self, ctx);
         self.http.poll(&mut t, now);
+        self.tend_parking(ctx);
         if let Some(f) = self.ftp.as_mut() {
             f.poll(ctx);
             f.checkpoint(ctx, self.checkpoints.as_mut());

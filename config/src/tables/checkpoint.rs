@@ -35,6 +35,11 @@ table! {
         /// Hold back ACKs of upload bodies too until their checkpoint is
         /// committed (requests and FINs always wait for theirs).
         ack_after_commit: bool = or(false, boolean),
+        /// Park an idle keep-alive connection after this many
+        /// milliseconds at rest: its TCB and HTTP session are dropped and
+        /// only its checkpoint kept, rebuilt from it at its client's next
+        /// segment (0: never park).
+        park_idle_after_ms: u64 = or(DEFAULT_PARK_IDLE_AFTER_MS, non_negative),
         /// UDP port of checkpoint replication on the back LAN.
         replication_port: u16 = or(DEFAULT_REPLICATION_PORT, int_in(1, 65535)),
         /// Where request bodies in flight (uploads) are kept so a survivor can

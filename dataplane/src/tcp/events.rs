@@ -83,7 +83,6 @@ impl EventSet {
     }
 
     /// True when nothing is owed.
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.bits == 0
     }

@@ -110,7 +110,7 @@ impl Core {
 
     /// True if connection `id` accepted a segment since its count was
     /// `before` (the sequence check, a takeover probe's answer).
-    fn accepted_since(&self, id: ConnId, before: Option<u8>) -> bool {
+    pub(super) fn accepted_since(&self, id: ConnId, before: Option<u8>) -> bool {
         let now = self.flows.get(id).map(|c| c.tcb.segments_accepted());
         matches!((before, now), (Some(b), Some(n)) if n != b)
     }
@@ -120,7 +120,13 @@ impl Core {
     /// connection is synchronized (a SYN-RECEIVED one has not seen its
     /// handshake complete), the sender is the client: the neighbour cache
     /// learns (or confirms) its MAC, and the connection keeps it.
-    fn confirm_peer(&mut self, id: ConnId, accepted: bool, peer: Option<MacAddr>, now: Instant) {
+    pub(super) fn confirm_peer(
+        &mut self,
+        id: ConnId,
+        accepted: bool,
+        peer: Option<MacAddr>,
+        now: Instant,
+    ) {
         let Some(mac) = peer.filter(|_| accepted) else {
             return;
         };
@@ -244,7 +250,8 @@ impl Core {
                 return;
             }
             UnknownAction::Forward(mac) => return self.forward(frame, mac),
-            // A RST ends the orphan: nothing to restore.
+            // A RST ends the orphan: nothing to restore (the app, told
+            // of the RST, forgets a parked connection's checkpoint).
             UnknownAction::Restore(..) if seg.flags.rst => {
                 self.counters.drop_tcp_unknown_by_app += 1;
                 return;
@@ -252,7 +259,14 @@ impl Core {
             UnknownAction::Restore(export, data) if export.tuple == tuple => {
                 return self.restore_lazily(app, &export, data, seg, peer, now);
             }
-            UnknownAction::Restore(..) => {
+            UnknownAction::Resume(..) if seg.flags.rst => {
+                self.counters.drop_tcp_unknown_by_app += 1;
+                return;
+            }
+            UnknownAction::Resume(export, data) if export.tuple == tuple => {
+                return self.resume_from_segment(app, &export, data, seg, peer, now);
+            }
+            UnknownAction::Restore(..) | UnknownAction::Resume(..) => {
                 // A checkpoint of another connection: the app's bug,
                 // not the client's; answer as if unknown.
                 self.counters.drop_emit_error += 1;

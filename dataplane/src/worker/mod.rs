@@ -40,6 +40,7 @@ mod demux;
 mod egress;
 mod ingress;
 mod ingress6;
+mod parking;
 mod poll;
 mod restore_stats;
 mod siblings;

@@ -74,6 +74,8 @@ impl<P: Port, A: App> Worker<P, A> {
                 deferred_restores: Default::default(),
                 parked_restores: Default::default(),
                 parked_tuples: Default::default(),
+                parking: Vec::new(),
+                resuming: Vec::new(),
                 l2_pending: PendingFrames::default(),
                 l2_pending6: PendingFrames::default(),
                 udp_flows: crate::udpflow::UdpFlowTable::new(udp_max, udp_idle),
@@ -181,8 +183,11 @@ impl<P: Port, A: App> Worker<P, A> {
             let mut ctx = app_ctx!(core, now);
             self.app.poll(&mut ctx);
         }
+        core.settle_parking(&mut self.app, now);
         let touched = !core.touched.is_empty();
         core.process_touched(&mut self.port, &mut self.app, now)?;
+        // Parked from an event's callback: gone before the next frame.
+        core.settle_parking(&mut self.app, now);
         core.send_datagrams(&mut self.port, now)?;
         let sent = !core.tx.is_empty();
         core.flush(&mut self.port)?;
@@ -343,6 +348,9 @@ impl<P: Port, A: App> Worker<P, A> {
                 let mut moved = Vec::with_capacity(tuples.len());
                 for tuple in tuples {
                     let Some(id) = core.flows.lookup(&tuple) else {
+                        if self.app.on_handoff_parked(&tuple, to) {
+                            moved.push(tuple);
+                        }
                         continue;
                     };
                     let mut ctx = app_ctx!(core, now);
@@ -365,7 +373,8 @@ impl<P: Port, A: App> Worker<P, A> {
                 for &id in &ids {
                     core.drop_silently(id);
                 }
-                let _ = done.send(ids.len());
+                let parked = self.app.on_release_parked();
+                let _ = done.send(ids.len() + parked);
             }
             Command::Shutdown => return false,
         }

@@ -31,6 +31,8 @@ macro_rules! app_ctx {
             waker: &$core.waker,
             datagrams: &mut $core.udp_out,
             listener: &mut $core.listener,
+            parking: &mut $core.parking,
+            resuming: &mut $core.resuming,
         }
     };
 }
@@ -83,6 +85,12 @@ pub(super) struct Core {
     /// client restores (lazily) leaves this set, so the queue entry is
     /// skipped when it falls due and the count is exact meanwhile.
     pub(super) parked_tuples: HashSet<FourTuple>,
+    /// Connections the app parked in its last callback ([`crate::app::Ctx::park`]):
+    /// dropped silently once it returns.
+    pub(super) parking: Vec<ConnId>,
+    /// Parked connections the app resumes ([`crate::app::Ctx::resume`]):
+    /// rebuilt, with a probe, once its callback returns.
+    pub(super) resuming: Vec<(TcbExport, Box<dyn Any + Send>)>,
     /// Frames built for a neighbour whose MAC we are asking for.
     pub(super) l2_pending: PendingFrames,
     /// Frames built for an IPv6 neighbour we are soliciting.

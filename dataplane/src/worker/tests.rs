@@ -728,3 +728,4 @@ fn a_cookie_ack_opens_a_new_connection_even_where_a_stale_route_would_forward_it
 }
 
 mod parked;
+mod self_parked;

@@ -9,11 +9,14 @@
 //!
 //! And what heap a session holds ([`HttpSession::heap_bytes`]), and the
 //! latest response's checkpoint its records carry
-//! ([`HttpSession::checkpoint`]: a marker once the client has it all).
+//! ([`HttpSession::checkpoint`]: a marker once the client has it all),
+//! and whether the session could be dropped for its checkpoint alone
+//! ([`HttpSession::rest_since`]).
 //!
 //! It knows nothing of TCP or checkpoints' bytes: only the session's state.
 
 use std::borrow::Cow;
+use std::time::Instant;
 
 use baton_dataplane::tcp::SeqNum;
 
@@ -27,6 +30,19 @@ impl HttpSession {
     /// way, no request read and waiting, no partial one buffered.
     pub fn at_rest(&self) -> bool {
         self.active.is_none() && self.intake.queue().is_empty() && self.intake.buffered().is_empty()
+    }
+
+    /// When the session came to rest, if nothing of it outlives its
+    /// connection's checkpoint: at rest ([`Self::at_rest`]), still reading
+    /// (no close decided), no upload nor spool write under way. A new idle
+    /// session serves such a connection as well (parking, issue 19).
+    pub fn rest_since(&self) -> Option<Instant> {
+        (self.at_rest()
+            && self.reading
+            && !self.reset
+            && !self.uploads.receiving()
+            && !self.spool_pending())
+        .then_some(self.last_activity)
     }
 
     /// True when every request read so far has its answer under way and

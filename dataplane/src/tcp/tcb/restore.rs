@@ -131,6 +131,40 @@ impl Tcb {
         t
     }
 
+    /// True when the connection rests with nothing of its own beyond its
+    /// export: established, every byte sent acknowledged and none queued,
+    /// nothing received unread or out of order, no FIN either way, no ACK
+    /// or window update owed, no timer but the idle one, no event waiting.
+    /// Such a TCB is rebuilt exactly from [`Tcb::export`] (the client's
+    /// next segment then synchronises it without a probe), so a box may
+    /// drop it and keep only its checkpoint (parking, issue 19).
+    pub fn quiescent(&self) -> bool {
+        self.state == State::Established
+            && self.restore.is_none()
+            && self.gap.is_none()
+            && self.snd_una == self.snd_nxt
+            && self.snd_nxt == self.snd_max
+            && self.sendq.len() == 0
+            && !self.fin_queued
+            && !self.fin_received
+            && self.recvq.len() == 0
+            && !self.recvq.has_ooo()
+            && self.ooo_fin.is_none()
+            && self.last_ack_sent == self.rcv_nxt
+            && !(self.ack_now
+                || self.window_update
+                || self.syn_pending
+                || self.probe_pending
+                || self.zwp_pending
+                || self.zwp_sent)
+            && self.rst.is_none()
+            && self.dupacks_owed == 0
+            && self.rto_at.is_none()
+            && self.delack_at.is_none()
+            && self.persist_at.is_none()
+            && self.events.is_empty()
+    }
+
     /// The answer to a takeover probe (ARCHITECTURE.md "Takeover" 5-6).
     pub(super) fn on_segment_unready(&mut self, now: Instant, seg: &Segment<'_>) {
         let Some(export) = self.restore.as_ref().map(|r| r.export) else {
@@ -195,6 +229,11 @@ impl Tcb {
             State::Established
         };
         self.sample_probe_round_trip(now);
+        if seg.seq.lt(self.rcv_nxt) && seg.seq_len() == 0 {
+            // Below the window (a keep-alive probe, RFC 9293 §3.8.4): the
+            // client wants an ACK, or it gives the connection up.
+            self.ack_now = true;
+        }
         self.restore = None;
         self.restored = true;
         self.accepted = self.accepted.wrapping_add(1);
