@@ -176,3 +176,49 @@ fn lab_a_parked_connection_is_closed_at_its_idle_limit_with_a_fin() {
     // some of the last burst of closes, must have seen traffic.
     rst.assert_none_with_fins(1);
 }
+
+/// A drain moves parked connections as it moves live ones: handed to the
+/// survivors from their records (`App::on_handoff_parked`), each answered
+/// right after the drain and again once the address moved, byte-exact,
+/// without a retransmission by the client or a RST.
+#[test]
+fn lab_a_drain_hands_parked_connections_over_unnoticed() {
+    const PARKED: usize = 120;
+    let g = LabGuard::up("btsp3", &["--boxes", "3"]);
+    let park_after = PARK_AFTER_MS.to_string();
+    restart_with(&g, 3, &[("checkpoint", "park_idle_after_ms", &park_after)]);
+    warm_caches(&g, 3, "1K.bin");
+    let sha = g.listed_sha("1K.bin");
+    let rst = RstCapture::start(&g);
+    let mut client = KeepaliveClient::connect(&g, "198.18.0.11", PARKED, "/1K.bin", 2);
+    wait_for_metric(&g, 1, "baton_http_parked_total", PARKED as u64);
+    let drained = ok(g.lab(&["drain", "box1"]));
+    let mut rounds = vec![client.round()];
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    rounds.push(client.round());
+    let complete = client.finish();
+    let context = format!("drain: {drained}\nrounds:\n{}", rounds.join("\n"));
+    assert!(complete, "an answer was missing or wrong\n{context}");
+    for round in &rounds {
+        assert!(
+            round.contains(&format!("ok={PARKED} of={PARKED} sha={sha} p50_ms=")),
+            "a round was not answered whole\n{context}"
+        );
+        assert!(
+            round.ends_with(" retrans=0"),
+            "the client retransmitted: a request was lost\n{context}"
+        );
+    }
+    let adopted: u64 = [2, 3]
+        .iter()
+        .map(|b| {
+            let log = std::fs::read_to_string(g.file(&format!("box{b}.log"))).unwrap_or_default();
+            log.lines()
+                .filter(|l| l.contains("adopting connections handed over"))
+                .map(|l| log_field(&strip_ansi(l), "adopted"))
+                .sum::<u64>()
+        })
+        .sum();
+    assert_eq!(adopted, PARKED as u64, "{context}");
+    rst.assert_none();
+}

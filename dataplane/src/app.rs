@@ -81,6 +81,14 @@ pub trait App: 'static {
         let _ = tuple;
         false
     }
+    /// True when `tuple` is a connection this app parked ([`Ctx::park`]) and
+    /// holds still: a frame another box forwards for it, to an address we
+    /// do not own (the address moved after a hand-off), is ours to take.
+    /// The default parks nothing.
+    fn holds_parked(&mut self, tuple: &FourTuple) -> bool {
+        let _ = tuple;
+        false
+    }
     /// A restored connection resynchronised with the client: resume sending
     /// at `snd_una` (seed Fig. 6, "ready").
     fn on_ready(&mut self, conn: ConnId, snd_una: SeqNum, rcv_nxt: SeqNum, ctx: &mut Ctx<'_>) {

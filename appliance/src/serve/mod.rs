@@ -619,6 +619,10 @@ impl App for CacheApp {
         self.orphans.is_mine(tuple)
     }
 
+    fn holds_parked(&mut self, tuple: &FourTuple) -> bool {
+        self.holds_parked_conn(tuple)
+    }
+
     fn on_restored(&mut self, conn: ConnId, data: Box<dyn Any + Send>, ctx: &mut Ctx<'_>) {
         // A parked connection of ours back (`parking`).
         let data = match data.downcast::<parking::Unparked>() {

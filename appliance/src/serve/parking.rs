@@ -39,6 +39,11 @@ const BATCH: usize = 256;
 /// How long after an expired connection was asked back before it is asked
 /// again (its resume was refused: the flow table was full).
 const RETRY: Duration = Duration::from_secs(5);
+/// Parks after which the heap's free pages go back to the kernel, at most
+/// once per [`TRIM_EVERY`] (`crate::sys::release_free_heap`).
+const TRIM_AFTER_PARKS: usize = 1024;
+/// See [`TRIM_AFTER_PARKS`].
+const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// What a parked connection's restore carries to the app.
 pub(super) struct Unparked {
@@ -70,6 +75,9 @@ pub(super) struct Parking {
     expiry: VecDeque<(u32, u32, u32)>,
     /// Connections brought back and not ready yet, with their idle start.
     waking: ConnMap<ConnId, Instant>,
+    /// Parks since the heap was last trimmed, and when that was.
+    parks_since_trim: usize,
+    trimmed_at: Instant,
 }
 
 impl Parking {
@@ -91,7 +99,26 @@ impl Parking {
             resting: VecDeque::new(),
             expiry: VecDeque::new(),
             waking: ConnMap::default(),
+            parks_since_trim: 0,
+            trimmed_at: now,
         }
+    }
+
+    /// True when enough was parked since the heap's free pages last went
+    /// back to the kernel, and no park is due now (a burst is over).
+    fn trim_due(&mut self, now: Instant) -> bool {
+        let burst_over = self
+            .resting
+            .front()
+            .is_none_or(|&(at, _)| at + self.after > now);
+        let due = self.parks_since_trim >= TRIM_AFTER_PARKS
+            && now >= self.trimmed_at + TRIM_EVERY
+            && burst_over;
+        if due {
+            self.parks_since_trim = 0;
+            self.trimmed_at = now;
+        }
+        due
     }
 
     fn second_of(&self, at: Instant) -> u32 {
@@ -144,6 +171,7 @@ impl Parking {
         };
         if *m == 0 {
             self.parked += 1;
+            self.parks_since_trim += 1;
         }
         *m = second + 1;
         let limit = second.saturating_add(self.idle_timeout.as_secs().max(1) as u32);
@@ -234,6 +262,13 @@ impl CacheApp {
                 break;
             };
             self.wake_expired(slot, idle_since, ctx);
+        }
+        if self.parking.as_mut().is_some_and(|p| p.trim_due(now)) {
+            let released = crate::sys::release_free_heap();
+            debug!(
+                released,
+                "parked a burst: the heap's free pages go back to the kernel"
+            );
         }
     }
 
@@ -336,6 +371,15 @@ impl CacheApp {
                 idle_since,
             }),
         ))
+    }
+
+    /// True when `tuple` is parked here.
+    pub(super) fn holds_parked_conn(&self, tuple: &FourTuple) -> bool {
+        let (Some(parking), Some(checkpoints)) = (self.parking.as_ref(), self.checkpoints.as_ref())
+        else {
+            return false;
+        };
+        parking.len() > 0 && checkpoints.slots_of(tuple).any(|s| parking.is_parked(s))
     }
 
     /// A parked connection is back in the worker (`on_restored`): its slot

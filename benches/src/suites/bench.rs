@@ -72,6 +72,12 @@ pub struct BenchArgs {
     /// 768 the boxes serve HTTP alone).
     #[arg(long, value_parser = clap::value_parser!(u32).range(320..=768))]
     pub slot_bytes: Option<u32>,
+    /// Concurrency: each connection asks once, then rests until the hold
+    /// ends (idle keep-alive, which a box parks after
+    /// `checkpoint.park_idle_after_ms`); the table adds the memory a
+    /// connection once settled.
+    #[arg(long)]
+    pub idle_connections: bool,
 }
 
 /// Front-LAN kernel addresses the harness adds for nginx, inside the lab's

@@ -11,6 +11,10 @@ use crate::harness::stats::LoadSummary;
 use crate::suites::bench::{merge_summaries, progress, Bench, NGINX_PLAIN, PER_PROCESS};
 use crate::suites::nginx::Serve;
 
+/// How long idle connections rest before the clients close them
+/// (`--idle-connections`).
+const IDLE_HOLD_SECS: u64 = 20;
+
 impl Bench {
     pub(crate) fn concurrency(&mut self) -> Result<()> {
         let sizes = if !self.args.concurrency.is_empty() {
@@ -20,8 +24,14 @@ impl Bench {
         } else {
             vec![10_000, 100_000, 300_000]
         };
+        let idle = self.args.idle_connections;
         progress(format!(
-            "suite concurrency: hold {sizes:?} connections, one request every few seconds each"
+            "suite concurrency: hold {sizes:?} connections, {}",
+            if idle {
+                "one request each, then idle"
+            } else {
+                "one request every few seconds each"
+            }
         ));
         let largest = sizes.iter().copied().max().unwrap_or(0);
         self.raise_box_limits(largest)?;
@@ -30,8 +40,14 @@ impl Bench {
         // the client's sockets alone.
         let mut client_kernel: std::collections::BTreeMap<u64, f64> = Default::default();
         for &n in &sizes {
-            let interval_ms = (n * 1000 / 20_000).max(3000);
-            let hold = (2 * interval_ms / 1000 + 5) as f64;
+            let (interval_ms, hold) = if idle {
+                // Rest well past the box's parking (5 s) and its heap trim:
+                // the second request never comes within the hold.
+                (IDLE_HOLD_SECS * 1000 + 60_000, IDLE_HOLD_SECS as f64)
+            } else {
+                let interval_ms = (n * 1000 / 20_000).max(3000);
+                (interval_ms, (2 * interval_ms / 1000 + 5) as f64)
+            };
             // This machine caps open files at 20000 per process (no
             // CAP_SYS_RESOURCE to raise it): one load process, one nginx
             // worker per PER_PROCESS connections.
@@ -134,6 +150,9 @@ impl Bench {
                 }
                 let (mut peak, mut peak_sock, mut peak_kernel) = (base, base_sock, base_kernel);
                 let mut peak_shmem = base_shmem;
+                // The lowest RSS since the peak: the box's memory once its
+                // connections rest (parked, their heap returned).
+                let mut settled = base;
                 loop {
                     let mut running = false;
                     for c in children.iter_mut() {
@@ -142,7 +161,12 @@ impl Bench {
                     if !running {
                         break;
                     }
-                    peak = peak.max(rss(&*pids));
+                    let now_kib = rss(&*pids);
+                    if now_kib > peak {
+                        peak = now_kib;
+                        settled = now_kib;
+                    }
+                    settled = settled.min(now_kib);
                     peak_shmem = peak_shmem.max(shmem(&*pids));
                     peak_sock = peak_sock.max(sockmem(&*pids));
                     peak_kernel = peak_kernel.max(kernel_bytes());
@@ -168,13 +192,15 @@ impl Bench {
                 let Some(s) = merge_summaries(&parts) else {
                     // A failed run is a line of the table, not of results.json.
                     let mut failed = Row::new().text(format!("{target}, {n}")).text("run failed");
-                    for _ in 0..8 {
+                    for _ in 0..9 {
                         failed = failed.text("-");
                     }
                     rows.push((failed, false));
                     continue;
                 };
                 let per_conn = (peak.saturating_sub(base) * 1024) as f64 / s.max_open.max(1) as f64;
+                let settled_per_conn =
+                    (settled.saturating_sub(base) * 1024) as f64 / s.max_open.max(1) as f64;
                 let shmem_per_conn = (peak_shmem.saturating_sub(base_shmem) * 1024) as f64
                     / s.max_open.max(1) as f64;
                 let kernel_per_conn =
@@ -219,10 +245,14 @@ impl Bench {
                     .value("rss_base_kib", base)
                     .value("rss_peak_kib", peak)
                     .value("rss_bytes_per_connection", per_conn)
+                    .value("rss_settled_kib", settled)
+                    .value("rss_settled_bytes_per_connection", settled_per_conn)
+                    .value("idle_connections", idle)
                     .value("rss_shmem_bytes_per_connection", shmem_per_conn)
                     .value("segment_allocated_bytes", segment)
                     .value("segment_bytes_per_slot", segment_per_slot)
                     .text(format!("{:.0} B", per_conn))
+                    .text(format!("{:.0} B", settled_per_conn))
                     .text(segment_per_slot.map_or("-".into(), |b| format!("{b:.0} B")))
                     .value("kernel_growth_bytes_per_connection", kernel_growth)
                     .value("server_kernel_bytes_per_connection", server_kernel_per_conn)
@@ -259,12 +289,13 @@ impl Bench {
             .collect();
         self.results.insert("concurrency".into(), json!(measured));
         let rows: Vec<Row> = rows.into_iter().map(|(r, _)| r).collect();
-        self.md.push_str(&format!("## Concurrency\n\nbaton-load (kernel sockets, client namespace; this machine caps open files at 20000 per process and the harness may not raise it, so one load process per {PER_PROCESS} connections, each bound to its own client address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; segment/slot = the checkpoint segment file's allocated bytes (tmpfs pages the boxes touched) / the three boxes' slots, what each slot a box holds costs beside its RSS; Baton keeps its TCP state in its own RSS; nginx's TCP state is kernel memory, not in its RSS, and the kernel's TCP memory counter (`/proc/net/sockstat` mem) is global to all namespaces (client sockets included), so nginx's kernel share is measured by difference: kernel/conn = (growth of the kernel's slab and TCP buffer memory in nginx's run - its growth in Baton's run at the same N) / connections, since Baton's run grew by the client's sockets alone (Baton holds no kernel sockets: 0). Baton box1 runs one dataplane worker (checkpoint slots = N); nginx runs one worker per {PER_PROCESS} connections (the same file cap), `reuseport`, somaxconn and tcp_max_syn_backlog 65535 in its namespace. Latency: p50 is the mean of the load processes' medians, p99/p999 the worst process's.\n\n"));
+        self.md.push_str(&format!("## Concurrency\n\nbaton-load (kernel sockets, client namespace; this machine caps open files at 20000 per process and the harness may not raise it, so one load process per {PER_PROCESS} connections, each bound to its own client address, ip_local_port_range 1024-65535 in the client namespace) opens N connections to one server and keeps each one requesting 1K.bin every few seconds (interval = max(3 s, N/20000 s)) until the hold ends. Memory per connection = (peak RSS during the run - RSS before) / connections open; settled = the same with the lowest RSS since the peak (with `--idle-connections`, each connection asks once and then rests for the hold: a box parks its idle connections and returns their heap); segment/slot = the checkpoint segment file's allocated bytes (tmpfs pages the boxes touched) / the three boxes' slots, what each slot a box holds costs beside its RSS; Baton keeps its TCP state in its own RSS; nginx's TCP state is kernel memory, not in its RSS, and the kernel's TCP memory counter (`/proc/net/sockstat` mem) is global to all namespaces (client sockets included), so nginx's kernel share is measured by difference: kernel/conn = (growth of the kernel's slab and TCP buffer memory in nginx's run - its growth in Baton's run at the same N) / connections, since Baton's run grew by the client's sockets alone (Baton holds no kernel sockets: 0). Baton box1 runs one dataplane worker (checkpoint slots = N); nginx runs one worker per {PER_PROCESS} connections (the same file cap), `reuseport`, somaxconn and tcp_max_syn_backlog 65535 in its namespace. Latency: p50 is the mean of the load processes' medians, p99/p999 the worst process's.\n\n"));
         self.md.push_str(&md_rows(
             &[
                 "server, N",
                 "connected (rate)",
                 "RSS/conn",
+                "settled RSS/conn",
                 "segment/slot",
                 "kernel/conn",
                 "RSS+kernel/conn",

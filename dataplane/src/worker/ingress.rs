@@ -170,7 +170,8 @@ impl Core {
     /// that inherited a dead box's address, for a connection restored here
     /// (ARCHITECTURE.md "Takeover" step 3) or one of our orphans not yet
     /// restored (the app's [`App::is_orphan`]: its segment restores it
-    /// lazily, as at the inheritor): ours to process. We never answer ARP
+    /// lazily, as at the inheritor), or one the app parked
+    /// ([`App::holds_parked`]): ours to process. We never answer ARP
     /// for such an address, so only forwarded frames reach us.
     pub(super) fn holds_forwarded<A: App>(
         &self,
@@ -200,7 +201,8 @@ impl Core {
         // box's address): the listener decides, and the app resets what
         // no session of ours waits for.
         let flags = l4.get(13).copied().unwrap_or(0);
-        self.forwarders.contains(&eh.src) && (flags & 0x12 == 0x02 || app.is_orphan(&tuple))
+        self.forwarders.contains(&eh.src)
+            && (flags & 0x12 == 0x02 || app.is_orphan(&tuple) || app.holds_parked(&tuple))
     }
 
     fn on_icmp(&mut self, eh: &EthernetHeader, ih: &ipv4::Ipv4Header, l4: &[u8]) {
