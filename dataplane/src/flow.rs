@@ -62,10 +62,14 @@ pub struct Conn {
     pub peer_mac: Option<MacAddr>,
 }
 
+/// A slab entry: its connection boxed, so that a slot left free (its
+/// connection closed or parked) holds 16 bytes, not a TCB's 450 — the slab
+/// never shrinks, and a box's idle connections parked after a burst must
+/// give their memory back (issue 19).
 #[derive(Debug)]
 struct Slot {
     generation: u32,
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
 }
 
 /// Connections of one worker.
@@ -115,7 +119,7 @@ impl FlowTable {
     /// nothing: the caller looked the tuple up first.
     pub fn insert(&mut self, tcb: Tcb) -> ConnId {
         let tuple = tcb.tuple();
-        let conn = Conn {
+        let conn = Box::new(Conn {
             tcb,
             half_open: false,
             announced: false,
@@ -123,7 +127,7 @@ impl FlowTable {
             touched: false,
             done: false,
             peer_mac: None,
-        };
+        });
         let id = match self.free.pop() {
             Some(i) => {
                 let slot = &mut self.slots[i as usize];
@@ -169,7 +173,7 @@ impl FlowTable {
         if s.generation != id.generation {
             return None;
         }
-        s.conn.as_ref()
+        s.conn.as_deref()
     }
 
     /// Mutable access to the connection `id` names.
@@ -178,7 +182,7 @@ impl FlowTable {
         if s.generation != id.generation {
             return None;
         }
-        s.conn.as_mut()
+        s.conn.as_deref_mut()
     }
 
     /// The current id of slab slot `index` (for timer keys), if occupied.
@@ -207,7 +211,7 @@ impl FlowTable {
             .map(|e| e.remove())
             .is_ok();
         let s = &mut self.slots[id.index as usize];
-        let conn = s.conn.take()?;
+        let conn = *s.conn.take()?;
         s.generation = s.generation.wrapping_add(1);
         self.free.push(id.index);
         if indexed {
