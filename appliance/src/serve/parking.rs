@@ -449,3 +449,130 @@ impl CacheApp {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AFTER: Duration = Duration::from_secs(5);
+    const IDLE: Duration = Duration::from_secs(60);
+
+    fn parking(t0: Instant) -> Parking {
+        Parking::new(AFTER, IDLE, 100..200, t0)
+    }
+
+    /// The id connection `n` of a fresh worker gets (the bookkeeping only
+    /// stores ids).
+    fn conn(n: u16) -> ConnId {
+        let mut table = baton_dataplane::flow::FlowTable::new();
+        let mut id = None;
+        for port in 0..=n {
+            let tuple = FourTuple {
+                local: "198.18.0.11:80".parse().unwrap(),
+                remote: std::net::SocketAddr::new([198, 18, 0, 100].into(), 1000 + port),
+            };
+            let tcb = baton_dataplane::tcp::Tcb::restore(
+                Instant::now(),
+                Default::default(),
+                &export(tuple),
+            );
+            id = Some(table.insert(tcb));
+        }
+        id.unwrap()
+    }
+
+    fn export(tuple: FourTuple) -> baton_dataplane::tcp::TcbExport {
+        baton_dataplane::tcp::TcbExport {
+            tuple,
+            state: baton_dataplane::tcp::State::Established,
+            iss: 1,
+            irs: 1,
+            snd_una: 2,
+            snd_nxt: 2,
+            rcv_nxt: 2,
+            snd_wnd: 1000,
+            rcv_wnd: 1000,
+            mss: 1460,
+            snd_wscale: 0,
+            rcv_wscale: 0,
+            sack_permitted: false,
+            timestamps: false,
+            ts_recent: 0,
+            ts_last_sent: 0,
+            acks_covered: false,
+        }
+    }
+
+    #[test]
+    fn a_connection_is_a_candidate_only_once_it_has_rested_long_enough() {
+        let t0 = Instant::now();
+        let mut p = parking(t0);
+        let c = conn(0);
+        p.rested(c, t0);
+        assert_eq!(p.due(t0 + AFTER - Duration::from_millis(1)), None);
+        assert_eq!(p.due(t0 + AFTER), Some(c));
+        assert_eq!(p.due(t0 + AFTER), None, "once");
+    }
+
+    #[test]
+    fn a_parked_slot_is_counted_until_taken_and_says_since_when_it_was_idle() {
+        let t0 = Instant::now();
+        let mut p = parking(t0);
+        let idle = t0 + Duration::from_millis(2_300);
+        p.park(SlotId(150), idle);
+        assert!(p.is_parked(SlotId(150)));
+        assert!(!p.is_parked(SlotId(151)));
+        assert!(!p.is_parked(SlotId(50)), "another worker's slot");
+        assert_eq!(p.len(), 1);
+        // Whole seconds, rounded up: the idle limit is never early.
+        assert_eq!(p.take(SlotId(150)), Some(t0 + Duration::from_secs(3)));
+        assert_eq!(p.take(SlotId(150)), None);
+        assert_eq!(p.len(), 0);
+    }
+
+    #[test]
+    fn a_parked_connection_expires_at_its_idle_limit_and_is_asked_again_until_it_comes_back() {
+        let t0 = Instant::now();
+        let mut p = parking(t0);
+        p.park(SlotId(120), t0);
+        assert_eq!(p.expired(t0 + IDLE - Duration::from_millis(1)), None);
+        let at = t0 + IDLE;
+        assert_eq!(p.expired(at), Some((SlotId(120), t0)));
+        assert_eq!(p.expired(at), None, "asked once");
+        // Its resume was refused: asked again after RETRY.
+        assert_eq!(p.expired(at + RETRY), Some((SlotId(120), t0)));
+        // Back (taken), then parked again later: the old entry is stale.
+        p.take(SlotId(120));
+        let again = t0 + Duration::from_secs(100);
+        p.park(SlotId(120), again);
+        assert_eq!(p.expired(again + RETRY * 2), None, "stale entries skipped");
+        assert_eq!(p.expired(again + IDLE), Some((SlotId(120), again)));
+    }
+
+    #[test]
+    fn clearing_forgets_every_parked_slot_and_its_expiry() {
+        let t0 = Instant::now();
+        let mut p = parking(t0);
+        p.park(SlotId(101), t0);
+        p.park(SlotId(102), t0);
+        assert_eq!(p.clear(), 2);
+        assert_eq!(p.len(), 0);
+        assert!(!p.is_parked(SlotId(101)));
+        assert_eq!(p.expired(t0 + IDLE * 2), None);
+    }
+
+    #[test]
+    fn the_heap_is_trimmed_after_a_burst_of_parks_not_during_it() {
+        let t0 = Instant::now();
+        let mut p = Parking::new(AFTER, IDLE, 0..2000, t0);
+        for s in 0..TRIM_AFTER_PARKS as u32 {
+            p.park(SlotId(s), t0);
+        }
+        let t1 = t0 + TRIM_EVERY;
+        p.rested(conn(0), t1 - AFTER);
+        assert!(!p.trim_due(t1), "a park is still due: the burst goes on");
+        assert_eq!(p.due(t1), Some(conn(0)));
+        assert!(p.trim_due(t1));
+        assert!(!p.trim_due(t1 + TRIM_EVERY), "nothing parked since");
+    }
+}
