@@ -110,7 +110,7 @@ impl Core {
 
     /// True if connection `id` accepted a segment since its count was
     /// `before` (the sequence check, a takeover probe's answer).
-    pub(super) fn accepted_since(&self, id: ConnId, before: Option<u8>) -> bool {
+    fn accepted_since(&self, id: ConnId, before: Option<u8>) -> bool {
         let now = self.flows.get(id).map(|c| c.tcb.segments_accepted());
         matches!((before, now), (Some(b), Some(n)) if n != b)
     }
@@ -338,18 +338,32 @@ impl Core {
         self.parked_tuples.remove(&export.tuple);
         let tcb = Tcb::restore(now, self.restored_tcp(), export);
         let id = self.flows.insert(tcb);
-        let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());
         if let Some(c) = self.flows.get_mut(id) {
             c.announced = true;
+        }
+        self.feed_rebuilt(id, seg, peer, now);
+        self.note_restored(id, now);
+        self.counters.tcp_lazy_restored += 1;
+        let mut ctx = app_ctx!(self, now);
+        app.on_restored(id, data, &mut ctx);
+    }
+
+    /// A connection just rebuilt from its checkpoint takes its client's
+    /// segment; the client's MAC is learned if the segment was accepted.
+    pub(super) fn feed_rebuilt(
+        &mut self,
+        id: ConnId,
+        seg: &Segment<'_>,
+        peer: Option<MacAddr>,
+        now: Instant,
+    ) {
+        let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());
+        if let Some(c) = self.flows.get_mut(id) {
             c.tcb.on_segment(now, seg);
         }
         let accepted = self.accepted_since(id, before);
         self.confirm_peer(id, accepted, peer, now);
-        self.note_restored(id, now);
         self.touch(id);
-        self.counters.tcp_lazy_restored += 1;
-        let mut ctx = app_ctx!(self, now);
-        app.on_restored(id, data, &mut ctx);
     }
 }
 

@@ -60,13 +60,7 @@ impl Core {
         let Some(id) = self.unpark(export, now) else {
             return;
         };
-        let before = self.flows.get(id).map(|c| c.tcb.segments_accepted());
-        if let Some(c) = self.flows.get_mut(id) {
-            c.tcb.on_segment(now, seg);
-        }
-        let accepted = self.accepted_since(id, before);
-        self.confirm_peer(id, accepted, peer, now);
-        self.touch(id);
+        self.feed_rebuilt(id, seg, peer, now);
         let mut ctx = app_ctx!(self, now);
         app.on_restored(id, data, &mut ctx);
     }
