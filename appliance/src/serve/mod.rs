@@ -738,9 +738,9 @@ impl App for CacheApp {
             stats = ?ctx.tcp_stats(conn),
             "resumed"
         );
-        if idle_since.is_some() {
-            self.note_rest(conn, now);
-        }
+        // Resting now (a parked connection brought back by a keep-alive
+        // probe, an idle one taken over) or once its response is settled.
+        self.note_rest(conn, now);
     }
 
     fn poll(&mut self, ctx: &mut Ctx<'_>) {

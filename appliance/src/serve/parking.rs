@@ -117,6 +117,9 @@ impl Parking {
         if due {
             self.parks_since_trim = 0;
             self.trimmed_at = now;
+            // The burst's candidates are gone: their room goes back too
+            // (24 bytes a connection of the burst otherwise).
+            self.resting.shrink_to_fit();
         }
         due
     }
