@@ -2,7 +2,7 @@
 //! (issue 19, `checkpoint.park_idle_after_ms`): parked after a short rest,
 //! each comes back at its client's next request (the answer identical, no
 //! RST), parks again, and a survivor takes the parked ones over from their
-//! records when their box dies; at its idle limit a parked connection is
+//! records when their box dies (and parks them in turn); at its idle limit a parked connection is
 //! closed as a live one is (a FIN, never a RST).
 mod common;
 
@@ -28,6 +28,18 @@ fn restart_with(g: &LabGuard, boxes: u32, options: &[(&str, &str, &str)]) {
     }
 }
 
+/// `name` summed over `boxes`, once it reaches `at_least` or after 20 s.
+fn wait_for_sum(g: &LabGuard, boxes: &[usize], name: &str, at_least: u64) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let sum = metric_sum(g, boxes, name);
+        if sum >= at_least || std::time::Instant::now() >= deadline {
+            return sum;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// Box `n`'s dataplane counter `name`.
 fn dataplane(g: &LabGuard, n: usize, name: &str) -> u64 {
     metric_value(&box_metrics(g, n), &format!("baton_dataplane_{name}_total"))
@@ -41,7 +53,7 @@ fn lab_parked_connections_are_answered_again_and_taken_over_from_their_records()
     warm_caches(&g, 3, "1K.bin");
     let sha = g.listed_sha("1K.bin");
     let rst = RstCapture::start(&g);
-    let mut clients = KeepaliveClient::connect(&g, "198.18.0.11", CLIENTS, "/1K.bin", 2);
+    let mut clients = KeepaliveClient::connect(&g, "198.18.0.11", CLIENTS, "/1K.bin", 3);
     // Every connection rests, answered: box 1 parks all of them.
     wait_for_metric(&g, 1, "baton_http_parked_total", CLIENTS as u64);
     let open = dataplane(&g, 1, "tcp_open");
@@ -70,12 +82,27 @@ fn lab_parked_connections_are_answered_again_and_taken_over_from_their_records()
     wait_for_metric(&g, 1, "baton_http_parked_total", 2 * CLIENTS as u64);
     ok(g.lab(&["kill", "box1"]));
     let after_kill = clients.round();
+    // The survivors park what they took over once it rests, and bring
+    // each back at its next request.
+    let parked_by_survivors = wait_for_sum(&g, &[2, 3], "baton_http_parked_total", CLIENTS as u64);
+    let on_survivors = clients.round();
     let complete = clients.finish();
-    let context = format!("after parking: {again}\nafter the kill: {after_kill}");
+    let context = format!(
+        "after parking: {again}\nafter the kill: {after_kill}\nparked on the survivors: \
+         {parked_by_survivors}\nafter that: {on_survivors}"
+    );
     assert!(complete, "an answer was missing or wrong\n{context}");
     assert!(
         after_kill.contains(&format!("ok={CLIENTS} of={CLIENTS} sha={sha} p50_ms=")),
         "not answered whole after the kill\n{context}"
+    );
+    assert!(
+        parked_by_survivors >= CLIENTS as u64,
+        "the survivors did not park what they took over\n{context}"
+    );
+    assert!(
+        on_survivors.contains(&format!("ok={CLIENTS} of={CLIENTS} sha={sha} p50_ms=")),
+        "not answered whole from the survivors' parked records\n{context}"
     );
     let restored = restored_by(&g, &[2, 3], CLIENTS as u64);
     assert_eq!(restored, CLIENTS as u64, "{context}");
