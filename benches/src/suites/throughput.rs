@@ -41,10 +41,23 @@ impl Bench {
         let rounds = self.args.rounds.unwrap_or(if quick { 1 } else { 2 });
         let secs = if quick { 2 } else { 5 };
         let mut rps: BTreeMap<(String, u64), Vec<LoadSummary>> = BTreeMap::new();
+        // The server's CPU time per request answered, per run: what a
+        // request costs the server whatever the client can send (on this
+        // machine the client's kernel bounds the rate at one connection).
+        let mut cpu: BTreeMap<(String, u64), Vec<f64>> = BTreeMap::new();
+        let box_pid = self.lab.box_pid(1);
+        let server_pids = |name: &str| -> Vec<u32> {
+            if name == "baton" {
+                box_pid.into_iter().collect()
+            } else {
+                baton_lab::driver::with_children(nginx)
+            }
+        };
         let mut mbps: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for round in 1..=rounds {
             for &c in conns {
                 for (name, ip) in targets {
+                    let before = cpu_ticks(&server_pids(name));
                     let s = self.load(
                         &format!("rps-{name}-c{c}-r{round}"),
                         &format!("http://{ip}/1K.bin"),
@@ -59,6 +72,12 @@ impl Bench {
                             "1024".into(),
                         ],
                     )?;
+                    let spent = cpu_ticks(&server_pids(name)).saturating_sub(before);
+                    if s.requests_ok > 0 {
+                        cpu.entry((name.to_string(), c))
+                            .or_default()
+                            .push(spent as f64 * 1e6 / ticks_per_second() / s.requests_ok as f64);
+                    }
                     rps.entry((name.to_string(), c)).or_default().push(s);
                 }
             }
@@ -94,6 +113,13 @@ impl Bench {
                 |v: &[LoadSummary]| mean(&v.iter().map(|s| s.latency_ms.p99).collect::<Vec<_>>());
             let errs = |v: &[LoadSummary]| v.iter().map(|s| s.errors).sum::<u64>();
             let (rb, rn, rp) = (r(&b), r(&n), r(&p));
+            let us = |name: &str| {
+                mean(
+                    cpu.get(&(name.to_string(), c))
+                        .map_or(&[][..], Vec::as_slice),
+                )
+            };
+            let (ub, un) = (us("baton"), us("nginx"));
             series.entry("baton").or_default().push((c as f64, rb));
             series.entry("nginx").or_default().push((c as f64, rn));
             series
@@ -109,6 +135,10 @@ impl Bench {
                     .num("nginx_proxy_rps", rp, 0)
                     .num("baton_over_nginx", rb / rn.max(1e-9), 2)
                     .num("baton_over_nginx_proxy", rb / rp.max(1e-9), 2)
+                    .value("baton_cpu_us_per_request", ub)
+                    .value("nginx_cpu_us_per_request", un)
+                    .text(format!("{ub:.2} / {un:.2}"))
+                    .num("baton_over_nginx_per_cpu", un / ub.max(1e-9), 2)
                     .value(
                         "p99_ms",
                         json!({"baton": p99(&b), "nginx": p99(&n), "nginx_proxy": p99(&p)}),
@@ -128,7 +158,7 @@ impl Bench {
         );
         self.results.insert("throughput".into(), json!({"rounds": rounds, "seconds_per_run": secs, "request_rate": rows.iter().map(Row::json).collect::<Vec<_>>(),
             "mb_per_s_100M": {"baton": mb, "nginx": mn, "nginx_proxy": mp, "baton_over_nginx": mb / mn.max(1e-9), "baton_over_nginx_proxy": mb / mp.max(1e-9)}}));
-        self.md.push_str(&format!("## Throughput and request rate\n\n1K.bin keep-alive requests back to back, {secs} s per run, {rounds} alternated round(s); Baton box1 (198.18.0.11, userspace stack) vs nginx 1 worker in box2's namespace (kernel TCP), plain ({NGINX_PLAIN}) and as proxy_cache of the origin ({NGINX_PROXY}); caches warmed first. {pinned}\n\n"));
+        self.md.push_str(&format!("## Throughput and request rate\n\n1K.bin keep-alive requests back to back, {secs} s per run, {rounds} alternated round(s); Baton box1 (198.18.0.11, userspace stack) vs nginx 1 worker in box2's namespace (kernel TCP), plain ({NGINX_PLAIN}) and as proxy_cache of the origin ({NGINX_PROXY}); caches warmed first. Server CPU µs/req: the server process's user and system time during the run over the requests answered (Baton: the whole box, its polling worker included; nginx: master and worker); the kernel's softirq work for either server's frames, done in the sender's context on veth, is not in it. {pinned}\n\n"));
         self.md.push_str(&md_rows(
             &[
                 "connections",
@@ -137,6 +167,8 @@ impl Bench {
                 "nginx proxy req/s",
                 "Baton/nginx",
                 "Baton/proxy",
+                "server CPU µs/req B/n",
+                "Baton/nginx per CPU",
                 "p99 ms B/n/p",
                 "errors B/n/p",
             ],
@@ -161,5 +193,35 @@ impl Bench {
             progress(format!("plot: {e}"));
         }
         Ok(())
+    }
+}
+
+/// User and system CPU time of `pids` so far, in clock ticks (fields 14
+/// and 15 of /proc/PID/stat, after the parenthesised command name).
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            let rest = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .collect::<Vec<_>>();
+            // After the name: state is field 3, utime field 14, stime 15.
+            let utime: u64 = rest.get(11)?.parse().ok()?;
+            let stime: u64 = rest.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .sum()
+}
+
+/// Clock ticks a second (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf reads a constant of the system.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
     }
 }
