@@ -77,6 +77,8 @@ impl Bench {
                         .sum::<u64>()
                 };
                 let base = rss(&*pids);
+                let box_log = self.lab.state_dir().join("box1.log");
+                let trims_before = heap_trims(&box_log).len();
                 let base_shmem = shmem(&*pids);
                 let base_sock = sockmem(&*pids);
                 let base_kernel = kernel_bytes();
@@ -227,6 +229,20 @@ impl Bench {
                     .then(|| self.segment_allocated_bytes())
                     .flatten();
                 let slots = 3 * Self::box_slots(largest);
+                // A box that parked a burst trims its heap once, holding
+                // its worker meanwhile: how long, from its log.
+                let trims = if target == "baton" {
+                    heap_trims(&box_log).split_off(trims_before)
+                } else {
+                    Vec::new()
+                };
+                if !trims.is_empty() {
+                    progress(format!(
+                        "  {target} {n}: heap trimmed {} time(s), the longest {:.1} ms",
+                        trims.len(),
+                        trims.iter().max().copied().unwrap_or(0) as f64 / 1000.0
+                    ));
+                }
                 let segment_per_slot = segment.map(|b| b as f64 / slots as f64);
                 progress(format!(
                     "  {target} {n}: connected {} in {:.1} s, {:.0} req/s, p99 {:.1} ms, errors {}, RSS +{} MiB ({per_conn:.0} B a connection, {shmem_per_conn:.0} B of it shared){}",
@@ -248,6 +264,7 @@ impl Bench {
                     .value("rss_settled_kib", settled)
                     .value("rss_settled_bytes_per_connection", settled_per_conn)
                     .value("idle_connections", idle)
+                    .value("heap_trims_us", &trims)
                     .value("rss_shmem_bytes_per_connection", shmem_per_conn)
                     .value("segment_allocated_bytes", segment)
                     .value("segment_bytes_per_slot", segment_per_slot)
@@ -340,4 +357,20 @@ fn tcp_mem_pages(path: &str) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// The `took_us` of each heap trim a box's log reports (after a burst of
+/// parked connections), oldest first.
+fn heap_trims(log: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("heap's free pages went back"))
+        .filter_map(|l| {
+            baton_lab::logs::strip_ansi(l)
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("took_us="))
+                .and_then(|v| v.parse().ok())
+        })
+        .collect()
 }
