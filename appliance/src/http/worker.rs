@@ -179,6 +179,11 @@ impl<C: DenseKey + Hash + Debug + Send + 'static> HttpWorker<C> {
         self.sessions.get(&conn).map(|e| &e.session)
     }
 
+    /// Sessions held now.
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
     /// When `conn`'s session came to rest, if it may be dropped and
     /// served later by a new idle one ([`HttpSession::rest_since`]).
     pub fn rest_since(&self, conn: C) -> Option<Instant> {

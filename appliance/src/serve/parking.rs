@@ -39,16 +39,17 @@ const BATCH: usize = 256;
 /// How long after an expired connection was asked back before it is asked
 /// again (its resume was refused: the flow table was full).
 const RETRY: Duration = Duration::from_secs(5);
-/// Parks after which the heap's free pages go back to the kernel
-/// (`crate::sys::release_free_heap`): at least this many, and at least a
-/// quarter of those parked now, at most once per [`TRIM_EVERY`]. A trim
-/// holds the worker while the allocator walks its free chunks — about 2 ms
-/// after 15,000 connections were freed and 90 ms after 300,000 (a C
-/// program allocating and freeing as the box does; each later trim of the
-/// same heap ~10 ms) — so it follows a burst of parks, not each park.
+/// The heap's free pages go back to the kernel (`crate::sys::release_free_heap`)
+/// once the live sessions fell to a quarter of their peak since the last
+/// trim, by at least this many: after a burst of parks, never for the
+/// steady churn of connections parked and brought back (whose memory the
+/// next ones reuse). A trim holds the worker while the allocator walks its
+/// free chunks — about 2 ms after 15,000 connections were freed and 90 ms
+/// after 300,000 (a C program allocating and freeing as the box does; each
+/// later trim of the same heap ~10 ms) — hence so rarely.
 const TRIM_AFTER_PARKS: usize = 1024;
-/// See [`TRIM_AFTER_PARKS`].
-const TRIM_EVERY: Duration = Duration::from_secs(60);
+/// Least time between two trims.
+const TRIM_GAP: Duration = Duration::from_secs(1);
 
 /// What a parked connection's restore carries to the app.
 pub(super) struct Unparked {
@@ -81,9 +82,10 @@ pub(super) struct Parking {
     /// Connections brought back and not ready yet, with their idle start.
     waking: ConnMap<ConnId, Instant>,
     /// Parks since the heap was last trimmed, and when that was.
-    parks_since_trim: usize,
+    /// The most live sessions since the heap was last trimmed, and when
+    /// that was.
+    live_peak: usize,
     trimmed_at: Instant,
-    trims: u64,
 }
 
 impl Parking {
@@ -105,25 +107,26 @@ impl Parking {
             resting: VecDeque::new(),
             expiry: VecDeque::new(),
             waking: ConnMap::default(),
-            parks_since_trim: 0,
+            live_peak: 0,
             trimmed_at: now,
-            trims: 0,
         }
     }
 
-    /// True when enough was parked since the heap's free pages last went
-    /// back to the kernel, and no park is due now (a burst is over).
-    fn trim_due(&mut self, now: Instant) -> bool {
+    /// True when the `live` sessions fell to a quarter of their peak since
+    /// the heap's free pages last went back to the kernel (by at least
+    /// [`TRIM_AFTER_PARKS`]), and no park is due now (a burst is over).
+    fn trim_due(&mut self, now: Instant, live: usize) -> bool {
+        self.live_peak = self.live_peak.max(live);
         let burst_over = self
             .resting
             .front()
             .is_none_or(|&(at, _)| at + self.after > now);
-        let due = self.parks_since_trim >= TRIM_AFTER_PARKS.max(self.parked / 4)
-            && (self.trims == 0 || now >= self.trimmed_at + TRIM_EVERY)
+        let due = live.saturating_mul(4) <= self.live_peak
+            && self.live_peak - live >= TRIM_AFTER_PARKS
+            && now >= self.trimmed_at + TRIM_GAP
             && burst_over;
         if due {
-            self.trims += 1;
-            self.parks_since_trim = 0;
+            self.live_peak = live;
             self.trimmed_at = now;
             // The burst's candidates are gone: their room goes back too
             // (24 bytes a connection of the burst otherwise).
@@ -182,7 +185,6 @@ impl Parking {
         };
         if *m == 0 {
             self.parked += 1;
-            self.parks_since_trim += 1;
         }
         *m = second + 1;
         let limit = second.saturating_add(self.idle_timeout.as_secs().max(1) as u32);
@@ -274,11 +276,12 @@ impl CacheApp {
             };
             self.wake_expired(slot, idle_since, ctx);
         }
-        if self.parking.as_mut().is_some_and(|p| p.trim_due(now)) {
+        let live = self.http.sessions();
+        if self.parking.as_mut().is_some_and(|p| p.trim_due(now, live)) {
             let started = Instant::now();
             let released = crate::sys::release_free_heap();
-            // Rare (a burst's end, once a minute at most) and it holds
-            // the worker: said at info, with what it took.
+            // Rare (after a burst of parks) and it holds the worker: said
+            // at info, with what it took.
             info!(
                 released,
                 took_us = started.elapsed().as_micros() as u64,
@@ -578,22 +581,28 @@ mod tests {
     }
 
     #[test]
-    fn the_heap_is_trimmed_after_a_burst_of_parks_not_during_it() {
+    fn the_heap_is_trimmed_once_the_live_sessions_fell_to_a_quarter_not_during_a_burst() {
         let t0 = Instant::now();
         let mut p = Parking::new(AFTER, IDLE, 0..4000, t0);
-        for s in 0..TRIM_AFTER_PARKS as u32 {
-            p.park(SlotId(s), t0);
-        }
-        let t1 = t0 + TRIM_EVERY;
+        let t1 = t0 + TRIM_GAP;
+        assert!(!p.trim_due(t1, 8000), "the peak");
+        assert!(!p.trim_due(t1, 2001), "above a quarter");
         p.rested(conn(0), t1 - AFTER);
-        assert!(!p.trim_due(t1), "a park is still due: the burst goes on");
+        assert!(
+            !p.trim_due(t1, 2000),
+            "a park is still due: the burst goes on"
+        );
         assert_eq!(p.due(t1), Some(conn(0)));
-        assert!(p.trim_due(t1));
-        for s in TRIM_AFTER_PARKS as u32..2 * TRIM_AFTER_PARKS as u32 {
-            p.park(SlotId(s), t1);
+        assert!(p.trim_due(t1, 2000));
+        assert!(!p.trim_due(t1 + TRIM_GAP / 2, 400), "not within the gap");
+        assert!(
+            p.trim_due(t1 + TRIM_GAP, 500),
+            "the peak is 2,000 now: 1,500 fewer is enough"
+        );
+        // Steady churn: the live count stays, nothing is trimmed.
+        let mut p = Parking::new(AFTER, IDLE, 0..4000, t0);
+        for k in 1..100 {
+            assert!(!p.trim_due(t0 + TRIM_GAP * k, 5000 + (k as usize % 3) * 100));
         }
-        assert!(!p.trim_due(t1 + TRIM_EVERY / 2), "once a minute at most");
-        assert!(p.trim_due(t1 + TRIM_EVERY));
-        assert!(!p.trim_due(t1 + TRIM_EVERY * 3), "nothing parked since");
     }
 }
