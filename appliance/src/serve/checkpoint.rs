@@ -390,12 +390,10 @@ impl Checkpointer {
     /// our region: stop writing it, leave the slot as it is (the control
     /// core clears it once the adopter has the connection).
     pub fn forget(&mut self, conn: ConnId) {
-        self.tls.remove(&conn);
-        self.pending.remove(&conn);
-        self.members.remove(&conn);
-        if self.conns.remove(&conn).is_some() {
+        if self.conns.get(&conn).is_some() {
             self.region.add_connections(-1);
         }
+        self.detach(conn);
     }
 
     /// How long a connection rests before it is parked (`None`: never).
