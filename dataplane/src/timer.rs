@@ -103,15 +103,26 @@ impl TimerWheel {
                 .saturating_mul(tick.min(u64::from(u32::MAX)) as u32)
     }
 
+    // In u64 nanoseconds (584 years): a u128 division is a libcall that
+    // `expire` would pay on every worker iteration.
     fn ticks_ceil(&self, at: Instant) -> u64 {
-        let d = at.saturating_duration_since(self.start);
-        let t = self.tick.as_nanos();
-        d.as_nanos().div_ceil(t) as u64
+        self.nanos_since_start(at).div_ceil(self.tick_nanos())
     }
 
     fn ticks_floor(&self, at: Instant) -> u64 {
+        self.nanos_since_start(at) / self.tick_nanos()
+    }
+
+    fn nanos_since_start(&self, at: Instant) -> u64 {
         let d = at.saturating_duration_since(self.start);
-        (d.as_nanos() / self.tick.as_nanos()) as u64
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn tick_nanos(&self) -> u64 {
+        // At least 1 µs (`new`), at most 584 years.
+        u64::try_from(self.tick.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// Arms `key` to fire at `at`, replacing any earlier deadline (re-arm).

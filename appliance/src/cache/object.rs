@@ -211,6 +211,8 @@ pub struct Object {
     read_mark: AtomicU64,
     /// Over the budget: served to its readers, not stored.
     passthrough: AtomicBool,
+    /// The head of the answer most requests get (see [`Object::full_head`]).
+    full_head: OnceLock<Bytes>,
 }
 
 impl Object {
@@ -230,6 +232,7 @@ impl Object {
             counted: AtomicU64::new(0),
             read_mark: AtomicU64::new(0),
             passthrough: AtomicBool::new(false),
+            full_head: OnceLock::new(),
         }
     }
 
@@ -284,6 +287,14 @@ impl Object {
     /// The metadata, once the origin's response head has arrived.
     pub fn meta(&self) -> Option<&Arc<ObjectMeta>> {
         self.meta.get()
+    }
+
+    /// The head of a whole-object 200 answer to an HTTP/1.1 request that
+    /// keeps the connection: `make` runs once, later answers share its
+    /// bytes (formatting it was ~3 % of a request's CPU). The caller makes
+    /// it only from the object's fixed metadata and a known length.
+    pub fn full_head(&self, make: impl FnOnce() -> Bytes) -> Bytes {
+        self.full_head.get_or_init(make).clone()
     }
 
     /// The frozen body once complete.

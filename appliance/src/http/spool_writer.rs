@@ -77,6 +77,9 @@ pub struct SpoolWriter<C> {
     done: Receiver<(C, SpoolDone)>,
     inline: Option<SpoolFiles>,
     spool: Arc<Spool>,
+    /// Writes submitted and not answered yet: with none, the worker's
+    /// every-iteration look at the answers skips the channel.
+    outstanding: usize,
 }
 
 impl<C: Send + 'static> SpoolWriter<C> {
@@ -107,6 +110,7 @@ impl<C: Send + 'static> SpoolWriter<C> {
                 done: done_rx,
                 inline: None,
                 spool,
+                outstanding: 0,
             },
             Err(e) => {
                 tracing::warn!("no spool writer thread ({e}): uploads are spooled on the worker");
@@ -116,6 +120,7 @@ impl<C: Send + 'static> SpoolWriter<C> {
                     done: done_rx,
                     inline: Some(SpoolFiles::new(Arc::clone(&spool))),
                     spool,
+                    outstanding: 0,
                 }
             }
         }
@@ -123,6 +128,7 @@ impl<C: Send + 'static> SpoolWriter<C> {
 
     /// Queues `w` for `conn`'s session.
     pub fn submit(&mut self, conn: C, w: SpoolWrite) {
+        self.outstanding += 1;
         let w = match &self.ops {
             Some(tx) => match tx.send((conn, w)) {
                 Ok(()) => return,
@@ -140,13 +146,23 @@ impl<C: Send + 'static> SpoolWriter<C> {
     }
 
     /// An answer, if one waits.
-    pub fn try_done(&self) -> Option<(C, SpoolDone)> {
-        self.done.try_recv().ok()
+    pub fn try_done(&mut self) -> Option<(C, SpoolDone)> {
+        if self.outstanding == 0 {
+            return None;
+        }
+        let done = self.done.try_recv().ok()?;
+        self.outstanding -= 1;
+        Some(done)
     }
 
     /// An answer, waiting at most `timeout` for one.
-    pub fn wait_done(&self, timeout: Duration) -> Option<(C, SpoolDone)> {
-        self.done.recv_timeout(timeout).ok()
+    pub fn wait_done(&mut self, timeout: Duration) -> Option<(C, SpoolDone)> {
+        if self.outstanding == 0 {
+            return None;
+        }
+        let done = self.done.recv_timeout(timeout).ok()?;
+        self.outstanding -= 1;
+        Some(done)
     }
 }
 

@@ -422,9 +422,11 @@ impl<C: DenseKey + Hash + Debug + Send + 'static> HttpWorker<C> {
                 };
                 match t.send(conn, data) {
                     Some(seq) => {
-                        if let Some(cp) = s.on_sent(SeqNum(seq)) {
+                        if s.on_sent(SeqNum(seq)).is_some() {
                             t.unanswered_input(conn, s.unanswered_input());
-                            t.checkpoint(conn, &cp);
+                            if let Some(cp) = s.recorded() {
+                                t.checkpoint(conn, cp);
+                            }
                         }
                         progressed = true;
                     }

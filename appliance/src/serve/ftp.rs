@@ -385,6 +385,11 @@ impl FtpConns {
                 Event::Data { data, ev } => self.data_event(data, ev, ctx),
             }
         }
+        // No FTP session on this worker: nothing to pump or tick, and the
+        // turn (thousands a second on a busy HTTP worker) costs no more.
+        if self.controls.is_empty() && self.datas.is_empty() {
+            return;
+        }
         let waiting: Vec<ConnId> = self
             .datas
             .iter()

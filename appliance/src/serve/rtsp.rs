@@ -278,6 +278,9 @@ pub struct RtspConns {
     /// worker polls thousands of times a second and scans its
     /// connections only when one is due.
     next_write: Option<Instant>,
+    /// A session streamed from here since the last sweep of the objects
+    /// table: one more is owed once none is left.
+    sweep_owed: bool,
 }
 
 impl RtspConns {
@@ -292,6 +295,7 @@ impl RtspConns {
             last_sweep: None,
             any_dirty: false,
             next_write: None,
+            sweep_owed: false,
         }
     }
 
@@ -378,6 +382,15 @@ impl RtspConns {
     /// Media and RTCP that are due, held requests whose object came, and
     /// the sweep of objects nobody streams.
     pub fn poll(&mut self, ctx: &mut Ctx<'_>) {
+        if self.controls.is_empty() && self.next_due.is_none() {
+            // Nothing streams from this worker: the objects table gets one
+            // sweep after its last session left, then the turn costs nothing.
+            if std::mem::take(&mut self.sweep_owed) {
+                lock(&self.serve.objects).retain(|_, o| Arc::strong_count(o) > 1);
+            }
+            return;
+        }
+        self.sweep_owed = true;
         let now = ctx.now();
         let now_us = self.serve.us(now);
         if self.next_due.is_some_and(|d| d <= now_us) {

@@ -244,14 +244,28 @@ pub fn plan(req: &Request, object: &Arc<Object>, meta: &ObjectMeta, request_coun
         // rule 8).
         persistent = false;
     }
-    let head = response::object_head(&ObjectHead {
+    let oh = ObjectHead {
         status,
         meta,
         content_length,
         content_range,
         persistent,
         minor: req.minor,
-    });
+    };
+    // The head is a function of these and of the object's metadata, set
+    // once: with the length known, the common answer's head is the same
+    // every time.
+    let common = status == 200
+        && content_range.is_none()
+        && persistent
+        && req.minor == 1
+        && meta.length.is_some()
+        && content_length == meta.length;
+    let head = if common {
+        object.full_head(|| response::object_head(&oh))
+    } else {
+        response::object_head(&oh)
+    };
     let range = match content_range {
         Some(ContentRange::Bytes { first, last, .. }) => Some((first, last)),
         _ => None,

@@ -161,6 +161,12 @@ impl HttpSession {
         self.last.checkpoint()
     }
 
+    /// The latest response's whole record, while the client may lack
+    /// some of it (what [`HttpSession::on_sent`] just recorded).
+    pub fn recorded(&self) -> Option<&ResponseCheckpoint> {
+        self.last.recorded()
+    }
+
     /// The client acknowledged every byte before `acked` and the session
     /// rests ([`Self::at_rest`]): a last response it has whole is kept as
     /// a marker from now on. True when it was (the next checkpoint write

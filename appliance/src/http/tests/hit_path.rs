@@ -122,3 +122,41 @@ fn resume_of_a_whole_object_the_client_already_holds_is_an_idle_connection_even_
         "the next request is served"
     );
 }
+
+#[test]
+fn the_common_head_is_made_once_per_object_and_the_others_as_asked() {
+    let h = Harness::new();
+    h.store.put("/1K.bin", pattern(1024));
+    let mut warm = h.conn();
+    warm.send(&get("/1K.bin"));
+    warm.run();
+    // Two keep-alive GETs on two connections: the same head, the same bytes.
+    let head_of = |req: &str| {
+        let mut c = h.conn();
+        c.send(req);
+        c.run();
+        let head = c.pieces.first().expect("a head").clone();
+        assert!(head.starts_with(b"HTTP/1.1 "), "{head:?}");
+        (head, c.text())
+    };
+    let (a, text) = head_of(&get("/1K.bin"));
+    let (b, _) = head_of(&get("/1K.bin"));
+    assert_eq!(a, b);
+    assert_eq!(
+        a.as_ptr(),
+        b.as_ptr(),
+        "the second head is the first one's bytes"
+    );
+    assert!(text.contains("Content-Length: 1024\r\n"), "{text}");
+    // Heads that differ are not taken from it: a range, a closing request,
+    // an HTTP/1.0 one.
+    let (r, text) = head_of(&get_with("/1K.bin", "Range: bytes=0-9"));
+    assert!(text.starts_with("HTTP/1.1 206 "), "{text}");
+    assert_ne!(r.as_ptr(), a.as_ptr());
+    let (c, text) = head_of(&get_with("/1K.bin", "Connection: close"));
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+    assert_ne!(c.as_ptr(), a.as_ptr());
+    let (d, text) = head_of("GET /1K.bin HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\n\r\n");
+    assert!(text.contains("Connection: keep-alive\r\n"), "{text}");
+    assert_ne!(d.as_ptr(), a.as_ptr());
+}

@@ -175,7 +175,7 @@ impl Conn {
         loop {
             while let Some(b) = self.s.poll_send(cap, Instant::now()) {
                 assert!(!b.is_empty() && b.len() <= cap);
-                if let Some(cp) = self.s.on_sent(SeqNum(self.seq)) {
+                if let Some(cp) = self.s.on_sent(SeqNum(self.seq)).cloned() {
                     self.cps.push(cp);
                 }
                 self.seq = self.seq.wrapping_add(b.len() as u32);

@@ -407,7 +407,7 @@ fn pipelined_requests_behind_a_resumed_response_are_answered_in_order_by_a_survi
     let mut cp = None;
     while c.out.len() < 50_000 {
         let b = c.s.poll_send(16_384, now).expect("a hit flows");
-        cp = cp.or(c.s.on_sent(SeqNum(c.seq)));
+        cp = cp.or(c.s.on_sent(SeqNum(c.seq)).cloned());
         c.seq = c.seq.wrapping_add(b.len() as u32);
         c.out.extend_from_slice(&b);
     }

@@ -35,6 +35,9 @@ impl FtpConns {
     /// running transfer's cadence asks for); without a checkpoint writer,
     /// nothing is held.
     pub fn checkpoint(&mut self, ctx: &mut Ctx<'_>, cp: Option<&mut Checkpointer>) {
+        if self.left.is_empty() && self.due.is_empty() && self.datas.is_empty() {
+            return;
+        }
         let Some(cp) = cp else {
             self.due.clear();
             self.left.clear();
