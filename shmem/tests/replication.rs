@@ -183,6 +183,7 @@ fn replica_converges(layout: Layout) {
     assert!(stats_b.gaps.load(Ordering::Relaxed) > 0);
     assert!(stats_b.resyncs_completed.load(Ordering::Relaxed) > 0);
     assert_eq!(stats_b.forged.load(Ordering::Relaxed), 0);
+    assert_eq!(stats_b.layout_mismatch.load(Ordering::Relaxed), 0);
     let live = replica0.records().filter(|r| r.is_ok()).count();
     assert_eq!(live, box0.records().count());
     assert!(live > 200, "{live} connections replicated");
@@ -205,6 +206,86 @@ fn replica_converges(layout: Layout) {
     assert!(replica0
         .locate("198.18.0.10:80".parse().unwrap(), gone)
         .is_none());
+}
+
+/// A peer configured with other slots (here 384 bytes against 768) is
+/// heard as alive, but none of its slots is applied: a record of another
+/// layout would land in the wrong slot or not fit it.
+#[test]
+fn a_peer_of_another_layout_stays_alive_but_its_slots_are_refused() {
+    let (ta, tb) = (TempSeg::new("repl-lay-a"), TempSeg::new("repl-lay-b"));
+    let (a, b) = (
+        Segment::open_or_create(
+            ta.path(),
+            Layout {
+                slot_size: 384,
+                ..L
+            },
+        )
+        .unwrap(),
+        Segment::open_or_create(tb.path(), L).unwrap(),
+    );
+    let (sa, sb) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    let (aa, ab) = (sa.local_addr().unwrap(), sb.local_addr().unwrap());
+    let box0 = a.region(0).unwrap();
+    b.region(1).unwrap().begin_epoch();
+    box0.begin_epoch();
+    let ra = Replicator::new(&a, cfg(0, vec![(1, ab)]), sa).unwrap();
+    let mut rb = Replicator::new(&b, cfg(1, vec![(0, aa)]), sb).unwrap();
+    let stats_b = rb.stats();
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = [ra]
+        .into_iter()
+        .map(|mut r| {
+            let stop = stop.clone();
+            std::thread::spawn(move || r.run(&stop, Duration::from_millis(10)))
+        })
+        .collect();
+    let wait_for = |what: &str, done: &dyn Fn() -> bool, rb: &mut Replicator| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            let tick = AtomicBool::new(false);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    tick.store(true, Ordering::Relaxed);
+                });
+                rb.run(&tick, Duration::from_millis(10)).unwrap();
+            });
+        }
+    };
+    box0.heartbeat(1_000);
+    let beats = || stats_b.heartbeats.load(Ordering::Relaxed) > 0;
+    wait_for("a heartbeat", &beats, &mut rb);
+    let mut slots0 = box0.worker_slots(0, 1).unwrap();
+    let mut w0 = slots0.writer();
+    for i in 0..20u16 {
+        let s = slots0.alloc().unwrap();
+        w0.write(s, &[http_record(0, 10_000 + i, "/a", None)])
+            .unwrap();
+    }
+    box0.heartbeat(2_000);
+    let refused = || stats_b.layout_mismatch.load(Ordering::Relaxed) > 0;
+    wait_for("a refused update", &refused, &mut rb);
+    let replica0 = b.region(0).unwrap();
+    let live = || replica0.box_info().is_ok_and(|i| i.heartbeat_ms == 2_000);
+    wait_for("the second heartbeat", &live, &mut rb);
+    assert!(
+        !rb.in_sync(0),
+        "a replica of another layout is never in sync"
+    );
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    eprintln!("B {:?}", stats_b.snapshot());
+    assert_eq!(stats_b.slots_applied.load(Ordering::Relaxed), 0);
+    assert_eq!(replica0.records().count(), 0);
+    assert_eq!(stats_b.malformed.load(Ordering::Relaxed), 0);
 }
 
 #[test]

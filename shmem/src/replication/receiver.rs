@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::auth::{Auth, Rejected, ReplayWindow};
 use super::sender::Target;
 use super::stats::ReplicationStats;
-use super::wire::{self, Malformed, HDR, MAX_HEARTBEAT, SNAPSHOT_WINDOW};
+use super::wire::{self, Malformed, RegionLayout, HDR, MAX_HEARTBEAT, SNAPSHOT_WINDOW};
 use crate::segment::Region;
 
 /// A resync that made no progress for this long is re-requested.
@@ -75,6 +75,11 @@ struct Peer {
     /// data_seq of the next slot update we expect.
     next_data_seq: u64,
     resync: Option<Resync>,
+    /// The peer's region layout, when its heartbeat announced one other
+    /// than this box's: its slots are refused until it agrees (a slot
+    /// number or a record size of another layout would land in the wrong
+    /// place or not fit).
+    mismatch: Option<RegionLayout>,
 }
 
 /// A sweep over the sender's region that refreshes the replica. The cursor
@@ -166,6 +171,7 @@ impl Receiver {
                 reindex_marked: Vec::new(),
                 next_data_seq: 0,
                 resync: None,
+                mismatch: None,
             })
             .collect();
         Receiver {
@@ -180,9 +186,9 @@ impl Receiver {
     /// Whether the replica of `peer` is believed complete: it has heard
     /// from the peer and no loss is pending.
     pub(super) fn in_sync(&self, peer: u16) -> bool {
-        self.peers
-            .iter()
-            .any(|p| p.id == peer && p.epoch.is_some() && p.resync.is_none())
+        self.peers.iter().any(|p| {
+            p.id == peer && p.epoch.is_some() && p.resync.is_none() && p.mismatch.is_none()
+        })
     }
 
     /// Heartbeats from now on come from each peer's heartbeat address
@@ -288,6 +294,10 @@ impl Receiver {
     /// Notes that the next window of peer `i`'s resync is asked for now.
     fn request(&mut self, i: usize, now_ms: u64) -> Option<Reply> {
         let p = &mut self.peers[i];
+        if p.mismatch.is_some() {
+            // Its chunks would be refused: no snapshot traffic for nothing.
+            return None;
+        }
         let r = p.resync.as_mut()?;
         r.requested_ms = Some(now_ms);
         Some(Reply::Request {
@@ -468,6 +478,9 @@ impl Receiver {
     }
 
     fn on_update(&mut self, pi: usize, ds: u64, body: &[u8]) -> bool {
+        if self.refuse_mismatched(pi) {
+            return true;
+        }
         let ok = self.apply_entries(pi, body);
         self.note_data_seq(pi, ds, true);
         ok
@@ -490,6 +503,7 @@ impl Receiver {
         let Some(info) = wire::decode_info(body) else {
             return false;
         };
+        self.check_layout(pi, wire::decode_layout(body));
         let r = &self.peers[pi].region;
         r.set_heartbeat(info.heartbeat, info.heartbeat_ms);
         r.set_state(info.state);
@@ -502,9 +516,54 @@ impl Receiver {
         r.set_identity(info.mac, &info.service_ips).is_ok()
     }
 
+    /// Compares the layout peer `pi`'s heartbeat announced with its
+    /// replica's, and says so when that changes: liveness is never refused
+    /// for it, only the peer's slots. A heartbeat without one (a sender
+    /// from before the announcement, or a body too full for it) changes
+    /// nothing.
+    fn check_layout(&mut self, pi: usize, theirs: Option<RegionLayout>) {
+        let Some(theirs) = theirs else {
+            return;
+        };
+        let p = &mut self.peers[pi];
+        let ours = RegionLayout {
+            slots: p.region.slot_count(),
+            slot_bytes: p.region.slot_size() as u32,
+        };
+        let mismatch = (theirs != ours).then_some(theirs);
+        if mismatch == p.mismatch {
+            return;
+        }
+        match mismatch {
+            Some(theirs) => tracing::error!(
+                peer = p.id,
+                %theirs,
+                %ours,
+                "the peer's checkpoint segment has another layout: its slots are refused, so \
+                 this box cannot take over its connections; give every box the same \
+                 checkpoint.slots and checkpoint.slot_bytes"
+            ),
+            None => tracing::info!(peer = p.id, %ours, "the peer's segment layout agrees again"),
+        }
+        p.mismatch = mismatch;
+    }
+
+    /// True (and counted) when peer `pi`'s slots are refused for their
+    /// layout.
+    fn refuse_mismatched(&self, pi: usize) -> bool {
+        let refused = self.peers[pi].mismatch.is_some();
+        if refused {
+            ReplicationStats::bump(&self.stats.layout_mismatch);
+        }
+        refused
+    }
+
     /// Applies a snapshot chunk and moves the resync on: whether it parsed,
     /// and the next window to ask for when this one ended short.
     fn on_chunk(&mut self, pi: usize, ds: u64, body: &[u8], now_ms: u64) -> (bool, Option<Reply>) {
+        if self.refuse_mismatched(pi) {
+            return (true, None);
+        }
         let (Some(start), Some(end), Some(last)) =
             (wire::le32(body, 0), wire::le32(body, 4), body.get(8))
         else {

@@ -159,7 +159,11 @@ impl Sender {
     ) -> io::Result<()> {
         let info = self.own.box_info().ok();
         self.begin(wire::K_HEARTBEAT);
-        wire::encode_info(&mut self.out, info.as_ref());
+        let layout = wire::RegionLayout {
+            slots: self.own.slot_count(),
+            slot_bytes: self.own.slot_size() as u32,
+        };
+        wire::encode_info(&mut self.out, info.as_ref(), layout);
         self.broadcast(socket, to);
         Ok(())
     }

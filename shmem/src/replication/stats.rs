@@ -49,6 +49,10 @@ pub struct ReplicationStats {
     pub unknown_sender: AtomicU64,
     /// Dropped: authenticated but the body does not parse.
     pub malformed: AtomicU64,
+    /// Slot updates and snapshot chunks refused, authentic, because their
+    /// sender's region layout differs from this box's (its heartbeats
+    /// still count: see the log).
+    pub layout_mismatch: AtomicU64,
     /// Losses of slot updates detected (data_seq gaps).
     pub gaps: AtomicU64,
     /// Snapshot windows requested.
@@ -92,6 +96,7 @@ impl ReplicationStats {
             ("unintroduced", g(&self.unintroduced)),
             ("unknown_sender", g(&self.unknown_sender)),
             ("malformed", g(&self.malformed)),
+            ("layout_mismatch", g(&self.layout_mismatch)),
             ("gaps", g(&self.gaps)),
             ("snapshot_requests", g(&self.snapshot_requests)),
             ("resyncs_completed", g(&self.resyncs_completed)),

@@ -28,6 +28,9 @@ pub(super) const MIN_DATAGRAM: usize = HDR + TAG;
 /// The load trailer of a heartbeat body: tag `L`, version, bytes/s (u64),
 /// busy ppm (u32).
 const LOAD_TRAILER: usize = 2 + 8 + 4;
+/// The layout trailer of a heartbeat body: tag `G`, the sender's slots a
+/// region (u32) and bytes a slot (u32).
+const LAYOUT_TRAILER: usize = 1 + 4 + 4;
 /// Longest heartbeat: header, a full box-table entry (41 bytes, 17 per
 /// service address, the load trailer) and tag. The heartbeat socket
 /// refuses anything longer before the HMAC, so garbage the size of
@@ -205,8 +208,26 @@ pub(super) fn parse_snapshot_request(body: &[u8]) -> Option<(u32, u16)> {
     Some((from, window))
 }
 
-/// Appends the heartbeat body: the sender's box-table entry, if readable.
-pub(super) fn encode_info(out: &mut Vec<u8>, info: Option<&BoxInfo>) {
+/// The shape of a box's region: a replica holds a peer's region only if
+/// both boxes have the same (their `checkpoint.slots` and
+/// `checkpoint.slot_bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegionLayout {
+    /// Slots a region.
+    pub slots: u32,
+    /// Bytes a slot.
+    pub slot_bytes: u32,
+}
+
+impl std::fmt::Display for RegionLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} slots of {} bytes", self.slots, self.slot_bytes)
+    }
+}
+
+/// Appends the heartbeat body: the sender's box-table entry, if readable,
+/// and its region's layout.
+pub(super) fn encode_info(out: &mut Vec<u8>, info: Option<&BoxInfo>, layout: RegionLayout) {
     let Some(i) = info else {
         out.push(0);
         return;
@@ -247,6 +268,45 @@ pub(super) fn encode_info(out: &mut Vec<u8>, info: Option<&BoxInfo>) {
         out.extend_from_slice(&load.bytes_per_sec.to_le_bytes());
         out.extend_from_slice(&load.busy_ppm.to_le_bytes());
     }
+    // Additive too (issue 19): a receiver whose replica has another layout
+    // refuses the sender's slots instead of half-applying them. Left out of
+    // the rare body it would make longer than an older receiver accepts
+    // (every address slot filled): receivers keep what they last heard.
+    if HDR + out.len() + LAYOUT_TRAILER + TAG > MAX_HEARTBEAT {
+        return;
+    }
+    out.push(b'G');
+    out.extend_from_slice(&layout.slots.to_le_bytes());
+    out.extend_from_slice(&layout.slot_bytes.to_le_bytes());
+}
+
+/// The region layout a heartbeat body announces; `None` for a body without
+/// one (a sender from before the trailer) or a malformed one.
+pub(super) fn decode_layout(b: &[u8]) -> Option<RegionLayout> {
+    let mut at = trailers_at(b)?;
+    if b.get(at) == Some(&b'L') {
+        // A load trailer of another version may have another length.
+        if u32::from(*b.get(at + 1)?) != LOAD_VERSION {
+            return None;
+        }
+        at += LOAD_TRAILER;
+    }
+    if b.get(at) != Some(&b'G') {
+        return None;
+    }
+    Some(RegionLayout {
+        slots: le32(b, at + 1)?,
+        slot_bytes: le32(b, at + 5)?,
+    })
+}
+
+/// Where a heartbeat body's trailers begin: after the service addresses.
+fn trailers_at(b: &[u8]) -> Option<usize> {
+    if *b.first()? == 0 {
+        return None;
+    }
+    let n = *b.get(40)? as usize;
+    (n <= MAX_SERVICE_IPS).then_some(41 + n * 17)
 }
 
 /// The box-table entry of a heartbeat body; `None` if absent or malformed.
@@ -309,6 +369,54 @@ pub(super) fn decode_info(b: &[u8]) -> Option<BoxInfo> {
 mod tests {
     use super::*;
 
+    const LAYOUT: RegionLayout = RegionLayout {
+        slots: 4096,
+        slot_bytes: 768,
+    };
+
+    #[test]
+    fn a_heartbeat_names_its_sender_s_layout_with_or_without_a_load() {
+        let mut info = BoxInfo {
+            heartbeat: 7,
+            heartbeat_ms: 1,
+            state: BoxState::Alive,
+            epoch: 0,
+            mac: [2, 0, 0, 0, 0, 2],
+            service_ips: vec!["198.18.0.12".parse().unwrap_or_else(|_| unreachable!())],
+            connections: 3,
+            checkpoints: 4,
+            load: None,
+        };
+        let mut body = Vec::new();
+        encode_info(&mut body, Some(&info), LAYOUT);
+        assert_eq!(decode_layout(&body), Some(LAYOUT));
+        info.load = Some(BoxLoad {
+            bytes_per_sec: 5,
+            busy_ppm: 6,
+        });
+        body.clear();
+        encode_info(&mut body, Some(&info), LAYOUT);
+        assert_eq!(decode_layout(&body), Some(LAYOUT));
+        assert_eq!(decode_info(&body).and_then(|i| i.load), info.load);
+        // A sender from before the trailer: no layout, not a mismatch.
+        body.truncate(body.len() - LAYOUT_TRAILER);
+        assert_eq!(decode_info(&body), Some(info.clone()));
+        assert_eq!(decode_layout(&body), None);
+        // Cut short, or after a load trailer of another version: none.
+        body.clear();
+        encode_info(&mut body, Some(&info), LAYOUT);
+        assert_eq!(decode_layout(&body[..body.len() - 1]), None);
+        let mut other = body.clone();
+        let at = 41 + 17; // after the one service address
+        assert_eq!(other[at], b'L');
+        other[at + 1] = 9;
+        assert_eq!(decode_layout(&other), None);
+        // No box-table entry: no layout either.
+        body.clear();
+        encode_info(&mut body, None, LAYOUT);
+        assert_eq!(decode_layout(&body), None);
+    }
+
     #[test]
     fn a_box_table_entry_survives_the_heartbeat_body() {
         let info = BoxInfo {
@@ -329,10 +437,10 @@ mod tests {
             }),
         };
         let mut body = Vec::new();
-        encode_info(&mut body, Some(&info));
+        encode_info(&mut body, Some(&info), LAYOUT);
         assert_eq!(decode_info(&body), Some(info));
         body.clear();
-        encode_info(&mut body, None);
+        encode_info(&mut body, None, LAYOUT);
         assert_eq!(decode_info(&body), None);
     }
 
@@ -358,13 +466,14 @@ mod tests {
             }),
         };
         let mut body = Vec::new();
-        encode_info(&mut body, Some(&info));
+        encode_info(&mut body, Some(&info), LAYOUT);
         assert!(
             HDR + body.len() + TAG <= MAX_HEARTBEAT,
             "a heartbeat of {} bytes would be refused (limit {MAX_HEARTBEAT})",
             HDR + body.len() + TAG
         );
         assert!(decode_info(&body).is_some_and(|i| i.load.is_some()));
+        assert_eq!(decode_layout(&body), None, "no room left for the layout");
     }
 
     #[test]
@@ -381,7 +490,7 @@ mod tests {
             load: None,
         };
         let mut body = Vec::new();
-        encode_info(&mut body, Some(&info));
+        encode_info(&mut body, Some(&info), LAYOUT);
         assert_eq!(decode_info(&body), Some(info.clone()));
         // An older sender's body is exactly this; a newer one's with a
         // version this build does not know must still parse.
@@ -392,7 +501,7 @@ mod tests {
             busy_ppm: 2_000_000,
         });
         body.clear();
-        encode_info(&mut body, Some(&info));
+        encode_info(&mut body, Some(&info), LAYOUT);
         let back = decode_info(&body).and_then(|i| i.load);
         assert_eq!(back.map(|l| l.busy_ppm), Some(1_000_000), "clamped");
     }
