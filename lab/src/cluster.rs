@@ -314,9 +314,10 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
     }
 
     // A host with br_netfilter loaded (a container host, most often) sends
-    // every bridged frame through the IP hooks too: ~10 % of a server's
-    // send path in this lab, charged to the box or nginx that sent it. The
-    // lab's own rules are bridge and netdev tables, which need none of it.
+    // every bridged frame through the IP hooks too: 3-5 % of a server's CPU
+    // a request in this lab (BENCHMARKS.md), charged to the box or nginx
+    // that sent the frame. The lab's own rules are bridge and netdev
+    // tables, which need none of it.
     if std::path::Path::new("/proc/sys/net/bridge/bridge-nf-call-iptables").exists() {
         let off = |family: &str| (format!("net.bridge.bridge-nf-call-{family}"), "0".into());
         sys::sysctls_in(&lan, &[off("iptables"), off("ip6tables"), off("arptables")])?;
