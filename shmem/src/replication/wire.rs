@@ -374,9 +374,9 @@ mod tests {
         slot_bytes: 768,
     };
 
-    #[test]
-    fn a_heartbeat_names_its_sender_s_layout_with_or_without_a_load() {
-        let mut info = BoxInfo {
+    /// An alive box with one service address and no load.
+    fn one_address_info() -> BoxInfo {
+        BoxInfo {
             heartbeat: 7,
             heartbeat_ms: 1,
             state: BoxState::Alive,
@@ -386,7 +386,12 @@ mod tests {
             connections: 3,
             checkpoints: 4,
             load: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_names_its_sender_s_layout_with_or_without_a_load() {
+        let mut info = one_address_info();
         let mut body = Vec::new();
         encode_info(&mut body, Some(&info), LAYOUT);
         assert_eq!(decode_layout(&body), Some(LAYOUT));
@@ -478,17 +483,7 @@ mod tests {
 
     #[test]
     fn a_heartbeat_without_the_load_trailer_reads_as_no_load_and_an_unknown_trailer_is_ignored() {
-        let mut info = BoxInfo {
-            heartbeat: 7,
-            heartbeat_ms: 1,
-            state: BoxState::Alive,
-            epoch: 0,
-            mac: [2, 0, 0, 0, 0, 2],
-            service_ips: vec!["198.18.0.12".parse().unwrap_or_else(|_| unreachable!())],
-            connections: 3,
-            checkpoints: 4,
-            load: None,
-        };
+        let mut info = one_address_info();
         let mut body = Vec::new();
         encode_info(&mut body, Some(&info), LAYOUT);
         assert_eq!(decode_info(&body), Some(info.clone()));
