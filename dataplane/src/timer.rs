@@ -26,22 +26,42 @@ const UNARMED: u16 = u16::MAX;
 /// level's farthest slot and are re-placed when it cascades.
 const MAX_SPAN: u64 = 1 << (SLOT_BITS as usize * LEVELS);
 
+/// Latest tick a deadline can name: 48 bits, 8,900 years of 1 ms ticks.
+const MAX_TICK: u64 = (1 << 48) - 1;
+
+/// 16 bytes, not the 24 a `u64` deadline would align it to: one per
+/// connection slot in each of a worker's two wheels (issue 19).
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    deadline: u64,
+    /// The deadline tick's low 32 bits ([`Entry::deadline`]).
+    deadline_lo: u32,
     prev: u32,
     next: u32,
+    /// The deadline tick's bits 32..48.
+    deadline_hi: u16,
     /// level * SLOTS + slot, or `UNARMED`.
     slot: u16,
 }
 
 impl Entry {
     const EMPTY: Entry = Entry {
-        deadline: 0,
+        deadline_lo: 0,
         prev: NIL,
         next: NIL,
+        deadline_hi: 0,
         slot: UNARMED,
     };
+
+    fn deadline(&self) -> u64 {
+        u64::from(self.deadline_lo) | (u64::from(self.deadline_hi) << 32)
+    }
+
+    /// Sets the deadline tick, at most [`MAX_TICK`].
+    fn set_deadline(&mut self, tick: u64) {
+        let tick = tick.min(MAX_TICK);
+        self.deadline_lo = tick as u32;
+        self.deadline_hi = (tick >> 32) as u16;
+    }
 }
 
 /// The timer wheel of one worker. Keys are small dense integers (slab
@@ -93,7 +113,7 @@ impl TimerWheel {
     /// The instant of `key`'s deadline, rounded up to the tick.
     pub fn deadline(&self, key: usize) -> Option<Instant> {
         let e = self.entries.get(key).filter(|e| e.slot != UNARMED)?;
-        Some(self.instant_of(e.deadline))
+        Some(self.instant_of(e.deadline()))
     }
 
     fn instant_of(&self, tick: u64) -> Instant {
@@ -137,14 +157,14 @@ impl TimerWheel {
             self.entries.resize(key + 1, Entry::EMPTY);
         }
         if self.entries[key].slot != UNARMED {
-            if self.entries[key].deadline == deadline {
+            if self.entries[key].deadline() == deadline.min(MAX_TICK) {
                 return; // the common re-arm to the same tick costs nothing
             }
             self.unlink(key);
         } else {
             self.armed += 1;
         }
-        self.entries[key].deadline = deadline;
+        self.entries[key].set_deadline(deadline);
         self.place(key);
     }
 
@@ -158,7 +178,7 @@ impl TimerWheel {
 
     /// Puts an entry (already unlinked, deadline set) into its slot.
     fn place(&mut self, key: usize) {
-        let deadline = self.entries[key].deadline;
+        let deadline = self.entries[key].deadline();
         // Due or overdue entries go to the next tick's slot so that the next
         // advance fires them.
         let d = deadline.max(self.now_tick + 1);
@@ -252,7 +272,7 @@ impl TimerWheel {
                     while k != NIL {
                         let next = self.entries[k as usize].next;
                         self.entries[k as usize].slot = UNARMED;
-                        if self.entries[k as usize].deadline <= t {
+                        if self.entries[k as usize].deadline() <= t {
                             self.fire_now(k as usize, fired);
                         } else {
                             self.place(k as usize);
@@ -309,6 +329,18 @@ impl TimerWheel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_is_16_bytes_and_keeps_a_48_bit_deadline() {
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+        let mut e = Entry::EMPTY;
+        for t in [0, 1, u64::from(u32::MAX), u64::from(u32::MAX) + 7, MAX_TICK] {
+            e.set_deadline(t);
+            assert_eq!(e.deadline(), t);
+        }
+        e.set_deadline(u64::MAX);
+        assert_eq!(e.deadline(), MAX_TICK, "clamped, not wrapped");
+    }
 
     const MS: Duration = Duration::from_millis(1);
 

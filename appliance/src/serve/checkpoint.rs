@@ -32,46 +32,10 @@ use crate::record::{
 };
 
 mod bundle;
+mod cadence;
 pub(crate) use bundle::Member;
-
-/// Throughput above which a connection counts as fast (bytes per second).
-const FAST_RATE: f64 = 1_000_000.0;
-
-/// When to checkpoint a connection that is sending.
-#[derive(Debug, Clone, Copy)]
-pub struct Cadence {
-    /// Bytes acknowledged between checkpoints of a fast connection.
-    pub fast_bytes: u64,
-    /// Bytes acknowledged between checkpoints of a slow connection.
-    pub slow_bytes: u64,
-    /// Longest time between checkpoints while bytes are acknowledged.
-    pub interval: Duration,
-    /// How long a connection rests before it is parked (kept as its
-    /// checkpoint alone, `super::parking`); `None`: never.
-    pub park_after: Option<Duration>,
-}
-
-impl Cadence {
-    /// From the `[checkpoint]` section.
-    pub fn from_config(c: &baton_config::CheckpointConfig) -> Cadence {
-        Cadence {
-            fast_bytes: c.fast_bytes,
-            slow_bytes: c.slow_bytes,
-            interval: Duration::from_millis(c.interval_ms),
-            park_after: (c.park_idle_after_ms > 0)
-                .then(|| Duration::from_millis(c.park_idle_after_ms)),
-        }
-    }
-
-    /// Bytes between checkpoints at throughput `rate` (bytes/s).
-    fn bytes_at(&self, rate: f64) -> u64 {
-        if rate >= FAST_RATE {
-            self.fast_bytes
-        } else {
-            self.slow_bytes
-        }
-    }
-}
+pub use cadence::Cadence;
+use cadence::{bytes_between, ConnState, Micros};
 
 /// How far a checkpoint write covers the client's bytes (issue 13: they
 /// are acknowledged only once a checkpoint covers them).
@@ -87,18 +51,6 @@ enum Cover {
     Final,
 }
 
-/// What the checkpointer keeps per connection.
-#[derive(Debug)]
-struct ConnState {
-    slot: SlotId,
-    last_una: SeqNum,
-    last_at: Instant,
-    /// Acknowledged bytes per second, exponentially averaged per checkpoint.
-    rate: f64,
-    /// The client's bytes the last `Cover::All` write covered.
-    covered: SeqNum,
-}
-
 /// One worker's checkpoint writer: its own slots, so workers never contend.
 pub struct Checkpointer {
     slots: SlotAllocator,
@@ -108,6 +60,8 @@ pub struct Checkpointer {
     worker: u16,
     epoch: u32,
     cadence: Cadence,
+    /// The clock of the connections' last writes.
+    micros: Micros,
     /// Every checkpointed connection's (a slab: see `ConnSlab`).
     conns: ConnSlab<ConnId, ConnState>,
     full_warned: bool,
@@ -143,6 +97,7 @@ impl Checkpointer {
             worker: worker as u16,
             epoch: region.epoch(),
             cadence,
+            micros: Micros::new(Instant::now()),
             conns: ConnSlab::default(),
             full_warned: false,
             lost_warned: false,
@@ -200,7 +155,7 @@ impl Checkpointer {
             return false;
         };
         let seq = seqs(&tcp);
-        let now = ctx.now();
+        let now_us = self.micros.at(ctx.now());
         let state = match self.conns.get_mut(&conn) {
             Some(s) => s,
             None => {
@@ -220,32 +175,20 @@ impl Checkpointer {
                 self.region.add_connections(1);
                 self.conns.insert(
                     conn,
-                    ConnState {
+                    ConnState::new(
                         slot,
-                        last_una: seq.snd_una,
-                        last_at: now,
-                        rate: 0.0,
+                        seq.snd_una,
                         // What the connection's first record may claim: all
                         // but the bytes nobody read yet (a restored
                         // connection: its checkpoint's rcv_nxt; the request
                         // the client sent again is still unread).
-                        covered: seq.rcv_nxt - ctx.recv_available(conn) as u32,
-                    },
+                        seq.rcv_nxt - ctx.recv_available(conn) as u32,
+                        now_us,
+                    ),
                 )
             }
         };
-        let acked = bytes_between(state.last_una, seq.snd_una);
-        let elapsed = now.saturating_duration_since(state.last_at).as_secs_f64();
-        if elapsed > 0.0 {
-            let sample = acked as f64 / elapsed;
-            state.rate = if state.rate == 0.0 {
-                sample
-            } else {
-                0.75 * state.rate + 0.25 * sample
-            };
-        }
-        state.last_una = seq.snd_una;
-        state.last_at = now;
+        state.advance(seq.snd_una, now_us, true);
         // An upload covers the client's bytes only up to what its spool
         // holds: that is where a survivor's connection must expect the
         // client's next byte, and all we may acknowledge (never beyond
@@ -338,10 +281,7 @@ impl Checkpointer {
         let Some(una) = ctx.export(conn).map(|e| seqs(&e).snd_una) else {
             return false;
         };
-        let acked = bytes_between(state.last_una, una);
-        acked >= self.cadence.bytes_at(state.rate)
-            || (acked > 0
-                && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval)
+        state.due(&self.cadence, una, self.micros.at(ctx.now()))
     }
 
     /// The sequence the client acknowledged when that is every byte handed
@@ -448,16 +388,9 @@ impl Checkpointer {
         let Some(seq) = ctx.export(conn).map(|e| seqs(&e)) else {
             return;
         };
-        self.conns.insert(
-            conn,
-            ConnState {
-                slot,
-                last_una: seq.snd_una,
-                last_at: ctx.now(),
-                rate: 0.0,
-                covered: seq.rcv_nxt,
-            },
-        );
+        let now_us = self.micros.at(ctx.now());
+        self.conns
+            .insert(conn, ConnState::new(slot, seq.snd_una, seq.rcv_nxt, now_us));
     }
 
     /// The record of `tuple` in `slot` of this worker's, as a restore
@@ -528,10 +461,4 @@ fn put(map: &mut ConnMap<ConnId, Vec<u8>>, conn: ConnId, value: Option<Vec<u8>>)
             map.remove(&conn);
         }
     }
-}
-
-/// Bytes from `from` to `to` in sequence space; none when `to` is not
-/// after `from`.
-fn bytes_between(from: SeqNum, to: SeqNum) -> u64 {
-    (to - from).max(0) as u64
 }

@@ -12,7 +12,7 @@ use baton_dataplane::flow::ConnId;
 use baton_shmem::record::{ConnRecord, Transport};
 use tracing::warn;
 
-use super::{bytes_between, Checkpointer, ConnState};
+use super::{Checkpointer, ConnState};
 use crate::clock::unix_ms;
 use crate::record::{seqs, tcp_block};
 
@@ -51,7 +51,7 @@ impl Checkpointer {
             return false;
         };
         let progress = seqs(last).snd_una;
-        let now = ctx.now();
+        let now_us = self.micros.at(ctx.now());
         let slot = match self.conns.get(&key) {
             Some(s) => s.slot,
             None => {
@@ -70,16 +70,8 @@ impl Checkpointer {
                 };
                 self.region.add_connections(1);
                 let rcv = seqs(last).rcv_nxt;
-                self.conns.insert(
-                    key,
-                    ConnState {
-                        slot,
-                        last_una: progress,
-                        last_at: now,
-                        rate: 0.0,
-                        covered: rcv,
-                    },
-                );
+                self.conns
+                    .insert(key, ConnState::new(slot, progress, rcv, now_us));
                 slot
             }
         };
@@ -114,18 +106,7 @@ impl Checkpointer {
             });
         }
         if let Some(state) = self.conns.get_mut(&key) {
-            let elapsed = now.saturating_duration_since(state.last_at).as_secs_f64();
-            let acked = bytes_between(state.last_una, progress);
-            if elapsed > 0.0 && acked > 0 {
-                let sample = acked as f64 / elapsed;
-                state.rate = if state.rate == 0.0 {
-                    sample
-                } else {
-                    0.75 * state.rate + 0.25 * sample
-                };
-            }
-            state.last_una = progress;
-            state.last_at = now;
+            state.advance(progress, now_us, false);
         }
         match self.writer.write(slot, &records) {
             Ok(()) => {
@@ -159,10 +140,7 @@ impl Checkpointer {
         let Some(una) = ctx.export(progress).map(|e| seqs(&e).snd_una) else {
             return false;
         };
-        let acked = bytes_between(state.last_una, una);
-        acked >= self.cadence.bytes_at(state.rate)
-            || (acked > 0
-                && ctx.now().saturating_duration_since(state.last_at) >= self.cadence.interval)
+        state.due(&self.cadence, una, self.micros.at(ctx.now()))
     }
 
     /// `conn` left its bundle (its transfer ended): its client bytes are
