@@ -314,7 +314,7 @@ fn build_topology(lab: &Lab, plan: &UpPlan) -> Result<()> {
     }
 
     // A host with br_netfilter loaded (a container host, most often) sends
-    // every bridged frame through the IP hooks too: 3-5 % of a server's CPU
+    // every bridged frame through the IP hooks too: 1-5 % of a server's CPU
     // a request in this lab (BENCHMARKS.md), charged to the box or nginx
     // that sent the frame. The lab's own rules are bridge and netdev
     // tables, which need none of it.

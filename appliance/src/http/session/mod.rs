@@ -715,7 +715,8 @@ impl HttpSession {
         let mut cp = self.active.as_mut()?.cp.take()?;
         cp.object_start_seq = first_seq + (len - pos);
         // Kept, not copied: the checkpoint is written from the session's
-        // own record (a copy was four allocations a request).
+        // own record (a copy was its URL and validators again: up to
+        // three allocations a request).
         self.last = LastResponse::Recorded(Box::new(cp));
         self.last.recorded()
     }
