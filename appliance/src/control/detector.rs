@@ -61,6 +61,9 @@ pub(crate) struct PeerTracker {
     /// Per peer: its heartbeat counter when last seen to change, and our
     /// monotonic time of that change.
     beats: Vec<(u16, Option<(u64, u64)>)>,
+    /// Per peer: the incarnation last judged as the view's member, and our
+    /// monotonic time when it was first judged.
+    members: Vec<(u16, Member, u64)>,
 }
 
 impl PeerTracker {
@@ -68,7 +71,31 @@ impl PeerTracker {
     pub(crate) fn new(ids: &[u16]) -> Self {
         Self {
             beats: ids.iter().map(|&id| (id, None)).collect(),
+            members: Vec::new(),
         }
+    }
+
+    /// How long `member` of the agreed view has been silent, in ms, at
+    /// `now_ms`: its entry's silence ([`Self::silence_ms`]), but never
+    /// longer than this box has judged that incarnation. A restarted box's
+    /// join can be committed (through the view's store) before its first
+    /// beat reaches this box (replication, a loaded machine): its entry's
+    /// counter is then still the dead predecessor's, whose silence is not
+    /// the new member's. A new member gets one detection time from here.
+    pub(crate) fn member_silence_ms(&mut self, member: Member, info: &BoxInfo, now_ms: u64) -> u64 {
+        let silent = self.silence_ms(member.id, info, now_ms);
+        let since = match self.members.iter_mut().find(|(id, _, _)| *id == member.id) {
+            Some((_, m, since)) if *m == member => *since,
+            Some(entry) => {
+                *entry = (member.id, member, now_ms);
+                now_ms
+            }
+            None => {
+                self.members.push((member.id, member, now_ms));
+                now_ms
+            }
+        };
+        silent.min(now_ms.saturating_sub(since))
     }
 
     /// How long peer `id` has been silent, in ms, at `now_ms` of this box's
@@ -216,6 +243,31 @@ mod tests {
             (91, true),
             "dead 91 ms after its last beat, the stepped clock notwithstanding"
         );
+    }
+
+    #[test]
+    fn a_new_incarnation_whose_join_beats_its_first_heartbeat_here_is_not_charged_its_predecessor_s_silence(
+    ) {
+        let mut t = PeerTracker::new(&[2]);
+        let old = member(2, 1);
+        assert_eq!(t.member_silence_ms(old, &beat(1, 7, 0), 1000), 0);
+        // Epoch 1 dies after its beat 7; it is judged, then removed.
+        assert_eq!(t.member_silence_ms(old, &beat(1, 7, 0), 1900), 900);
+        // Epoch 2's join is committed while its entry here still shows
+        // epoch 1's last beat: not silent 1,388 ms, just now a member.
+        let new = member(2, 2);
+        assert_eq!(t.member_silence_ms(new, &beat(1, 7, 0), 2388), 0);
+        assert_eq!(t.member_silence_ms(new, &beat(1, 7, 0), 2450), 62);
+        // Its beats arrive: judged by them from then on.
+        assert_eq!(t.member_silence_ms(new, &beat(2, 1, 0), 2460), 0);
+        assert_eq!(t.member_silence_ms(new, &beat(2, 1, 0), 2500), 40);
+        // A new member that never beats is judged one detection time
+        // after its join was seen.
+        let mut t = PeerTracker::new(&[2]);
+        assert_eq!(t.member_silence_ms(old, &beat(1, 7, 0), 0), 0);
+        assert_eq!(t.member_silence_ms(new, &beat(1, 7, 0), 5000), 0);
+        let s = t.member_silence_ms(new, &beat(1, 7, 0), 5091);
+        assert!(verdict_on(new, &beat(1, 7, 0), s, 90).is_some());
     }
 
     #[test]

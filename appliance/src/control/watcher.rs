@@ -133,7 +133,7 @@ fn agreed_tick(
         for member in view.peers() {
             match control.segment.box_info(member.id) {
                 Ok(info) => {
-                    let silent = tracker.silence_ms(member.id, &info, now);
+                    let silent = tracker.member_silence_ms(member, &info, now);
                     verdicts.extend(verdict_on(member, &info, silent, deadline_ms));
                 }
                 Err(err) => warn!(peer = member.id, %err, "unreadable box table entry"),
