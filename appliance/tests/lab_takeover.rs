@@ -8,6 +8,8 @@
 //! restored half-closed; an RST to a socket the client had closed still
 //! breaks nothing and is not counted (`lab_ackhold.rs` counts every one).
 mod common;
+#[path = "common/ownership.rs"]
+mod ownership;
 
 use std::fs;
 use std::process::{Command, Stdio};
@@ -716,10 +718,12 @@ fn lab_a_migrate_nobody_adopts_is_taken_back_and_leaves_one_record_per_connectio
     let mut seen = std::collections::HashMap::new();
     for b in [2, 3] {
         let log = fs::read_to_string(g.file(&format!("box{b}.log"))).unwrap_or_default();
-        for line in log.lines().filter(|l| l.contains("restored a connection")) {
+        for line in log.lines().filter(|l| l.contains("restored connections")) {
             let line = strip_ansi(line);
-            if let Some(remote) = line.split_whitespace().find(|w| w.starts_with("remote=")) {
-                *seen.entry(remote.to_string()).or_insert(0) += 1;
+            let restores = ownership::restores_of(&line, Some(0))
+                .unwrap_or_else(|| panic!("unreadable restore line: {line}"));
+            for r in restores {
+                *seen.entry(r.conn.remote).or_insert(0) += 1;
             }
         }
     }

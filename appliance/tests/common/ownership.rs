@@ -6,8 +6,9 @@
 //! epoch=N` (the incarnation a box's later lines belong to), each
 //! committed change `view A → B: …; members [id/epoch, …]`, and the line
 //! a survivor writes per connection it restores after a committed change
-//! (`restored a connection owner= view= dead= slot= local= remote=
-//! client_isn=`, `appliance/src/control/ownership.rs`). Logs are plain
+//! (`restored connections owner= view= dead= count= conns=REGION.SLOT
+//! LOCAL REMOTE CLIENT_ISN, …`, `appliance/src/control/ownership.rs`;
+//! many connections a line). Logs are plain
 //! text (terminal colours stripped). It knows nothing of the lab.
 use std::collections::{BTreeMap, HashMap};
 
@@ -59,12 +60,20 @@ pub fn check(logs: &[(u16, &str)]) -> Report {
                         "box{n}: view {number} has members {members:?}, another box logged {first:?}"
                     ));
                 }
-            } else if line.contains("restored a connection") {
-                match restore_of(line, epoch) {
-                    Some(r) if r.owner == *n => report.restores.push(r),
-                    Some(r) => report
-                        .violations
-                        .push(format!("box{n} logged a restore by box{}: {line}", r.owner)),
+            } else if line.contains("restored connections") {
+                match restores_of(line, epoch) {
+                    Some(rs) => {
+                        for r in rs {
+                            if r.owner == *n {
+                                report.restores.push(r);
+                            } else {
+                                report.violations.push(format!(
+                                    "box{n} logged a restore by box{}: {line}",
+                                    r.owner
+                                ));
+                            }
+                        }
+                    }
                     None => report
                         .violations
                         .push(format!("box{n}: unreadable restore line: {line}")),
@@ -120,19 +129,37 @@ fn change_of(line: &str) -> Option<(u64, Vec<(u16, u32)>)> {
     Some((number, members))
 }
 
-fn restore_of(line: &str, epoch: Option<u32>) -> Option<Restore> {
-    Some(Restore {
-        owner: value(line, "owner")?.parse().ok()?,
-        epoch: epoch?,
-        view: value(line, "view")?.parse().ok()?,
-        dead: value(line, "dead")?.parse().ok()?,
-        slot: value(line, "slot")?.parse().ok()?,
-        conn: Conn {
-            local: value(line, "local")?.to_string(),
-            remote: value(line, "remote")?.to_string(),
-            client_isn: value(line, "client_isn")?.parse().ok()?,
-        },
-    })
+/// The restores one `restored connections` line lists, or None when it
+/// does not read (a count that does not match its list included).
+pub fn restores_of(line: &str, epoch: Option<u32>) -> Option<Vec<Restore>> {
+    let owner: u16 = value(line, "owner")?.parse().ok()?;
+    let view: u64 = value(line, "view")?.parse().ok()?;
+    let dead: u16 = value(line, "dead")?.parse().ok()?;
+    let count: usize = value(line, "count")?.parse().ok()?;
+    let epoch = epoch?;
+    let list = &line[line.find(" conns=")? + " conns=".len()..];
+    let rs = list
+        .split(", ")
+        .map(|entry| {
+            let mut f = entry.split_whitespace();
+            let (_region, slot) = f.next()?.split_once('.')?;
+            let conn = Conn {
+                local: f.next()?.to_string(),
+                remote: f.next()?.to_string(),
+                client_isn: f.next()?.parse().ok()?,
+            };
+            f.next().is_none().then_some(())?;
+            Some(Restore {
+                owner,
+                epoch,
+                view,
+                dead,
+                slot: slot.parse().ok()?,
+                conn,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (rs.len() == count).then_some(rs)
 }
 
 /// The value of ` key=value` in a log line.
@@ -148,7 +175,26 @@ mod tests {
     const CHANGE: &str = "2026-12-04T11:00:00.100Z  INFO baton::control::agreed: view 4 → 5: box 1 (epoch 1) silent for 310 ms; left [1/1]; joined []; members [2/1, 3/2] view=5";
 
     fn restore(owner: u16, view: u64, remote: &str) -> String {
-        format!("2026-12-04T11:00:00.200Z  INFO baton::control::ownership: restored a connection owner={owner} view={view} dead=1 slot=7 local=10.0.0.1:80 remote={remote} client_isn=4242")
+        format!("2026-12-04T11:00:00.200Z  INFO baton::control::ownership: restored connections owner={owner} view={view} dead=1 count=1 conns=1.7 10.0.0.1:80 {remote} 4242")
+    }
+
+    #[test]
+    fn a_line_lists_many_restores_and_one_that_does_not_add_up_is_unreadable() {
+        let line = "x INFO restored connections owner=2 view=5 dead=1 count=2 conns=1.7 10.0.0.1:80 10.0.1.2:40000 4242, 1.9 10.0.0.1:80 [2001:2::5]:40001 17";
+        let rs = restores_of(line, Some(1)).expect("readable");
+        assert_eq!(rs.len(), 2);
+        assert_eq!(
+            (
+                rs[1].slot,
+                rs[1].conn.remote.as_str(),
+                rs[1].conn.client_isn
+            ),
+            (9, "[2001:2::5]:40001", 17)
+        );
+        let short = line.replace("count=2", "count=3");
+        assert!(restores_of(&short, Some(1)).is_none());
+        let box2 = [started(1), CHANGE.into(), short].join("\n");
+        assert_eq!(check(&[(2, &box2)]).violations.len(), 1);
     }
 
     fn started(epoch: u32) -> String {
