@@ -53,6 +53,51 @@ pub(crate) fn realtime_priority(what: &str) {
     }
 }
 
+/// Runs `f` on the calling thread as an ordinary one (SCHED_OTHER, free to
+/// run on every online CPU), then gives the thread back its scheduling
+/// class and CPUs. For long work on a real-time pinned thread (the
+/// watcher's takeover of a dead box: a second of CPU at 300,000
+/// connections): at SCHED_FIFO it would hold its CPU against everything
+/// of lower or equal priority there — the box's own worker, and in a lab
+/// of boxes sharing cores the other survivors' watchers, which then wait
+/// to start their own takeover — and a FIFO thread is never preempted by
+/// its equals.
+pub(crate) fn as_ordinary_thread<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: plain libc calls on the calling thread (pid 0) with valid,
+    // initialized structs; a failure leaves the thread as it was.
+    let saved = unsafe {
+        let policy = libc::sched_getscheduler(0);
+        let mut param: libc::sched_param = std::mem::zeroed();
+        let mut cpus: libc::cpu_set_t = std::mem::zeroed();
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        if policy < 0
+            || libc::sched_getparam(0, &mut param) != 0
+            || libc::sched_getaffinity(0, size, &mut cpus) != 0
+        {
+            None
+        } else {
+            let mut all: libc::cpu_set_t = std::mem::zeroed();
+            let online = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
+            for c in 0..online.min(libc::CPU_SETSIZE as usize) {
+                libc::CPU_SET(c, &mut all);
+            }
+            let ordinary = libc::sched_param { sched_priority: 0 };
+            libc::sched_setscheduler(0, libc::SCHED_OTHER, &ordinary);
+            libc::sched_setaffinity(0, size, &all);
+            Some((policy, param, cpus))
+        }
+    };
+    let out = f();
+    if let Some((policy, param, cpus)) = saved {
+        // SAFETY: as above; the values were read from this thread.
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &cpus);
+            libc::sched_setscheduler(0, policy, &param);
+        }
+    }
+    out
+}
+
 /// SIGTERM, SIGINT (stop) and SIGUSR1 (drain), blocked so that `wait` can
 /// take them synchronously.
 pub(crate) struct StopSignals {
@@ -103,5 +148,39 @@ pub(crate) fn release_free_heap() -> bool {
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> i32 {
+        // SAFETY: reads the calling thread's policy.
+        unsafe { libc::sched_getscheduler(0) }
+    }
+
+    #[test]
+    fn long_work_runs_as_an_ordinary_thread_on_every_cpu_then_the_thread_is_real_time_and_pinned_again(
+    ) {
+        std::thread::spawn(|| {
+            realtime_priority("test");
+            assert_eq!(
+                policy(),
+                libc::SCHED_FIFO,
+                "the test needs CAP_SYS_NICE (run it as root)"
+            );
+            pin_to_cpu("test", 0);
+            let pinned = allowed_cpus();
+            let during = as_ordinary_thread(|| (policy(), allowed_cpus()));
+            assert_eq!(during.0, libc::SCHED_OTHER);
+            // SAFETY: sysconf has no preconditions.
+            let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } as usize;
+            assert_eq!(during.1.len(), online, "every online CPU: {:?}", during.1);
+            assert_eq!(policy(), libc::SCHED_FIFO);
+            assert_eq!(allowed_cpus(), pinned);
+        })
+        .join()
+        .expect("the test thread");
     }
 }

@@ -15,7 +15,8 @@ use baton_membership::{Member, Verdict};
 use baton_shmem::{BoxInfo, BoxState};
 
 /// Whether the watcher's tick shows its own box starved of CPU: it woke
-/// more than two intervals after the last tick, or its own heartbeat is
+/// more than two intervals after it went to sleep (`tick_gap`; the
+/// previous tick's own work does not count), or its own heartbeat is
 /// more than two intervals old (5 ms of slack for an ordinary wakeup).
 pub(crate) fn was_starved_tick(
     tick_gap: Duration,

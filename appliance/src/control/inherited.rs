@@ -53,15 +53,21 @@ pub fn add_inherited(
         let Ok(region) = segment.region(id) else {
             continue;
         };
-        // A corrupt slot was counted by that region's own takeover.
-        for slot in region.records().flatten() {
-            let claimed = match region.claim_of(slot.slot()) {
+        // The claim word first: reading and validating every record of
+        // every other region cost a 300,000-connection takeover 0.4 s,
+        // for the few slots claimed.
+        for s in 0..region.slot_count() {
+            let claimed = match region.claim_of(baton_shmem::SlotId(s)) {
                 Ok(Some(c)) => c.by == dead || (members.contains(&c.by) && c.view >= view),
                 _ => false,
             };
             if !claimed {
                 continue;
             }
+            // A corrupt slot was counted by that region's own takeover.
+            let Ok(Some(slot)) = region.read(baton_shmem::SlotId(s)) else {
+                continue;
+            };
             let held_elsewhere = slot.bundle().records.iter().any(|record| {
                 let t = tuple_of(&record.view());
                 segment
