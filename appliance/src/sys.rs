@@ -56,12 +56,12 @@ pub(crate) fn realtime_priority(what: &str) {
 /// Runs `f` on the calling thread as an ordinary one (SCHED_OTHER, free to
 /// run on every online CPU), then gives the thread back its scheduling
 /// class and CPUs. For long work on a real-time pinned thread (the
-/// watcher's takeover of a dead box: a second of CPU at 300,000
-/// connections): at SCHED_FIFO it would hold its CPU against everything
-/// of lower or equal priority there — the box's own worker, and in a lab
-/// of boxes sharing cores the other survivors' watchers, which then wait
-/// to start their own takeover — and a FIFO thread is never preempted by
-/// its equals.
+/// watcher's takeover of a dead box: about a second at 300,000
+/// connections): pinned at SCHED_FIFO it holds its CPU against everything
+/// of lower or equal priority there (a FIFO thread is never preempted by
+/// its equals) and can do nothing while that one CPU is taken (measured:
+/// a 1.05 s wait at a takeover's start, BENCHMARKS.md, session 20).
+/// Threads spawned meanwhile inherit the ordinary class.
 pub(crate) fn as_ordinary_thread<T>(f: impl FnOnce() -> T) -> T {
     // SAFETY: plain libc calls on the calling thread (pid 0) with valid,
     // initialized structs; a failure leaves the thread as it was.

@@ -6,7 +6,7 @@
 //! owner per view, and only a member of that view.
 //!
 //! The connections go [`PER_LINE`] to a line: a line each cost a 300,000
-//! takeover ~1.5 s of a survivor's CPU in its first seconds, when its
+//! takeover ~0.5 s of a survivor's CPU in its first seconds, when its
 //! worker needs the core most.
 //!
 //! It knows the plan's shape only: not how slots are claimed, nor how
