@@ -280,8 +280,11 @@ fn dpkg_deb(args: &[&str], deb: &Path) -> String {
 #[test]
 fn deb_package_built_by_scripts_image_holds_the_binary_the_unit_and_the_conffile() {
     // scripts/image is what an operator runs: cargo-deb (installed if
-    // missing), a release build (shared with scripts/bench's), the .deb.
+    // missing), a release build, the .deb. With the features scripts/test
+    // built the image with, so the release build is the one already made;
+    // the image itself is lab_vm's to boot, not rebuilt here.
     let out = Command::new(root().join("scripts/image"))
+        .args(["--deb-only", "--features", "dpdk"])
         .current_dir(root())
         .output()
         .expect("run scripts/image");
