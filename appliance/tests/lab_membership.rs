@@ -296,3 +296,107 @@ fn lab_a_box_in_a_crash_loop_costs_the_others_nothing_and_never_splits_a_connect
         );
     }
 }
+
+/// The checker's own tests, here only: `common/ownership.rs` is included
+/// by more than one test binary.
+mod ownership_checker {
+    use super::ownership::*;
+
+    const CHANGE: &str = "2026-12-04T11:00:00.100Z  INFO baton::control::agreed: view 4 → 5: box 1 (epoch 1) silent for 310 ms; left [1/1]; joined []; members [2/1, 3/2] view=5";
+
+    fn restore(owner: u16, view: u64, remote: &str) -> String {
+        format!("2026-12-04T11:00:00.200Z  INFO baton::control::ownership: restored connections owner={owner} view={view} dead=1 count=1 conns=1.7 10.0.0.1:80 {remote} 4242")
+    }
+
+    #[test]
+    fn a_line_lists_many_restores_and_one_that_does_not_add_up_is_unreadable() {
+        let line = "x INFO restored connections owner=2 view=5 dead=1 count=2 conns=1.7 10.0.0.1:80 10.0.1.2:40000 4242, 1.9 10.0.0.1:80 [2001:2::5]:40001 17";
+        let rs = restores_of(line, Some(1)).expect("readable");
+        assert_eq!(rs.len(), 2);
+        assert_eq!(
+            (
+                rs[1].slot,
+                rs[1].conn.remote.as_str(),
+                rs[1].conn.client_isn
+            ),
+            (9, "[2001:2::5]:40001", 17)
+        );
+        let short = line.replace("count=2", "count=3");
+        assert!(restores_of(&short, Some(1)).is_none());
+        let box2 = [started(1), CHANGE.into(), short].join("\n");
+        assert_eq!(check(&[(2, &box2)]).violations.len(), 1);
+    }
+
+    fn started(epoch: u32) -> String {
+        format!("2026-12-04T10:59:00Z  INFO baton::run: box started id=0 epoch={epoch}")
+    }
+
+    #[test]
+    fn a_clean_split_passes() {
+        let box2 = [started(1), CHANGE.into(), restore(2, 5, "10.0.1.2:40000")].join("\n");
+        let box3 = [started(2), CHANGE.into(), restore(3, 5, "10.0.1.2:40001")].join("\n");
+        let r = check(&[(2, &box2), (3, &box3)]);
+        assert!(r.violations.is_empty(), "{:#?}", r.violations);
+        assert_eq!(r.restores.len(), 2);
+        assert_eq!(r.members[&5], vec![(2, 1), (3, 2)]);
+    }
+
+    #[test]
+    fn two_owners_of_one_connection_in_one_view_fail() {
+        let box2 = [started(1), CHANGE.into(), restore(2, 5, "10.0.1.2:40000")].join("\n");
+        let box3 = [started(2), CHANGE.into(), restore(3, 5, "10.0.1.2:40000")].join("\n");
+        let r = check(&[(2, &box2), (3, &box3)]);
+        assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+        assert!(
+            r.violations[0].contains("2 owners in view 5"),
+            "{}",
+            r.violations[0]
+        );
+    }
+
+    #[test]
+    fn the_same_connection_owned_again_in_a_later_view_passes() {
+        let later =
+            "x INFO view 5 → 6: box 2 (epoch 1) silent; left [2/1]; joined []; members [3/2]";
+        let box2 = [started(1), CHANGE.into(), restore(2, 5, "10.0.1.2:40000")].join("\n");
+        let box3 = [
+            started(2),
+            CHANGE.into(),
+            later.into(),
+            restore(3, 6, "10.0.1.2:40000"),
+        ]
+        .join("\n");
+        let r = check(&[(2, &box2), (3, &box3)]);
+        assert!(r.violations.is_empty(), "{:#?}", r.violations);
+    }
+
+    #[test]
+    fn a_restore_by_a_box_outside_the_view_fails() {
+        // Box 1's new incarnation (epoch 2) is not a member of view 5.
+        let box1 = [started(2), CHANGE.into(), restore(1, 5, "10.0.1.2:40000")].join("\n");
+        let r = check(&[(1, &box1)]);
+        assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+        assert!(
+            r.violations[0].contains("whose members are"),
+            "{}",
+            r.violations[0]
+        );
+    }
+
+    #[test]
+    fn a_restore_in_a_view_nobody_committed_fails() {
+        let box2 = [started(1), restore(2, 9, "10.0.1.2:40000")].join("\n");
+        let r = check(&[(2, &box2)]);
+        assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+        assert!(r.violations[0].contains("no box logged committing"));
+    }
+
+    #[test]
+    fn boxes_disagreeing_on_a_views_members_fail() {
+        let other = CHANGE.replace("members [2/1, 3/2]", "members [3/2]");
+        let box2 = [started(1), CHANGE.into()].join("\n");
+        let box3 = [started(2), other].join("\n");
+        let r = check(&[(2, &box2), (3, &box3)]);
+        assert_eq!(r.violations.len(), 1, "{:#?}", r.violations);
+    }
+}

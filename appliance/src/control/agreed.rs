@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use baton_membership::{address_heir, split_of, survivors, Event, Fence, Split, ViewChange};
+use baton_shmem::view::Member;
 use baton_shmem::BoxState;
 use tracing::info;
 
@@ -52,61 +53,7 @@ impl Control {
             }
             // A second of CPU at 300,000 connections: not at the watcher's
             // real-time priority (`crate::sys::as_ordinary_thread`).
-            crate::sys::as_ordinary_thread(|| {
-                let started = Instant::now();
-                let before = TakeoverSnapshot::of(&self.dataplane);
-                // The split is the committed change's: by the loads committed
-                // with it, or round-robin when it carries none, whatever this
-                // box is configured with (TAKEOVER.md, "Load-aware assignment").
-                let split = split_of(change);
-                let owner = |slot: usize| split.owner(slot);
-                let heir = address_heir(change, left.id);
-                let inherit = heir == Some(self.me);
-                let mut plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, heir);
-                inherited::add_inherited(
-                    &self.segment,
-                    left.id,
-                    self.me,
-                    &owner,
-                    heir,
-                    &survivors,
-                    change.number,
-                    &mut plan,
-                );
-                log_split(change, left.id, &split, &per_owner(&plan, self.me));
-                if matches!(split, Split::Unreadable { .. }) {
-                    route_by_claims_meanwhile(
-                        self.segment.clone(),
-                        self.orphans.clone(),
-                        left.id,
-                        self.me,
-                        change.number.0,
-                    );
-                }
-                if inherit {
-                    self.inherited_epochs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(left.id, left.epoch);
-                    // The inherited addresses bring the frames of connections
-                    // earlier takeovers left with other survivors: forward them.
-                    let others = super::routes::routes_to_holders_among(
-                        &self.segment,
-                        self.me,
-                        &plan.service_ips,
-                        &|h| survivors.contains(&h),
-                    );
-                    self.orphans.extend(others);
-                }
-                self.take_over(
-                    left.id,
-                    plan,
-                    &survivors,
-                    Some(change.number),
-                    started,
-                    before,
-                );
-            });
+            crate::sys::as_ordinary_thread(|| self.take_over_from(change, left, &survivors));
         }
         for joined in &change.joined {
             if joined.id != self.me && self.holds_addresses_of(joined.id) {
@@ -114,6 +61,65 @@ impl Control {
                 self.hand_back(joined.id);
             }
         }
+    }
+
+    /// Takes over the connections of `left`, a member that died in
+    /// `change`: plans this box's share by the change's split, adds what
+    /// the dead box had itself inherited, routes, claims and restores.
+    fn take_over_from(&self, change: &ViewChange, left: &Member, survivors: &[u16]) {
+        let started = Instant::now();
+        let before = TakeoverSnapshot::of(&self.dataplane);
+        // The split is the committed change's: by the loads committed
+        // with it, or round-robin when it carries none, whatever this
+        // box is configured with (TAKEOVER.md, "Load-aware assignment").
+        let split = split_of(change);
+        let owner = |slot: usize| split.owner(slot);
+        let heir = address_heir(change, left.id);
+        let inherit = heir == Some(self.me);
+        let mut plan = takeover::plan_with(&self.segment, left.id, self.me, &owner, heir);
+        inherited::add_inherited(
+            &self.segment,
+            left.id,
+            self.me,
+            &owner,
+            heir,
+            survivors,
+            change.number,
+            &mut plan,
+        );
+        log_split(change, left.id, &split, &per_owner(&plan, self.me));
+        if matches!(split, Split::Unreadable { .. }) {
+            route_by_claims_meanwhile(
+                self.segment.clone(),
+                self.orphans.clone(),
+                left.id,
+                self.me,
+                change.number.0,
+            );
+        }
+        if inherit {
+            self.inherited_epochs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(left.id, left.epoch);
+            // The inherited addresses bring the frames of connections
+            // earlier takeovers left with other survivors: forward them.
+            let others = super::routes::routes_to_holders_among(
+                &self.segment,
+                self.me,
+                &plan.service_ips,
+                &|h| survivors.contains(&h),
+            );
+            self.orphans.extend(others);
+        }
+        self.take_over(
+            left.id,
+            plan,
+            survivors,
+            Some(change.number),
+            started,
+            before,
+        );
     }
 
     /// Hands the addresses this box inherited from a box back as soon as

@@ -42,7 +42,7 @@ pub(super) fn of(plan: &Plan) -> Vec<Restored> {
 }
 
 /// Connections named in one log line.
-pub(super) const PER_LINE: usize = 256;
+const PER_LINE: usize = 256;
 
 /// Logs `restored`, restored here (`me`) in `view` from box `dead`,
 /// [`PER_LINE`] to a line, off the control thread (the watcher must not
