@@ -54,7 +54,7 @@ pub(crate) fn realtime_priority(what: &str) {
 }
 
 /// Runs `f` on the calling thread as an ordinary one (SCHED_OTHER, free to
-/// run on every online CPU), then gives the thread back its scheduling
+/// run on every CPU of the process's cpuset), then gives the thread back its scheduling
 /// class and CPUs. For long work on a real-time pinned thread (the
 /// watcher's takeover of a dead box: about a second at 300,000
 /// connections): pinned at SCHED_FIFO it holds its CPU against everything
@@ -76,14 +76,22 @@ pub(crate) fn as_ordinary_thread<T>(f: impl FnOnce() -> T) -> T {
         {
             None
         } else {
+            // Every CPU the set can name: the kernel keeps those of the
+            // process's cpuset (and online), so a box confined to some
+            // CPUs stays there.
             let mut all: libc::cpu_set_t = std::mem::zeroed();
-            let online = libc::sysconf(libc::_SC_NPROCESSORS_ONLN).max(1) as usize;
-            for c in 0..online.min(libc::CPU_SETSIZE as usize) {
+            for c in 0..libc::CPU_SETSIZE as usize {
                 libc::CPU_SET(c, &mut all);
             }
             let ordinary = libc::sched_param { sched_priority: 0 };
-            libc::sched_setscheduler(0, libc::SCHED_OTHER, &ordinary);
-            libc::sched_setaffinity(0, size, &all);
+            if libc::sched_setscheduler(0, libc::SCHED_OTHER, &ordinary) != 0
+                || libc::sched_setaffinity(0, size, &all) != 0
+            {
+                warn!(
+                    err = %std::io::Error::last_os_error(),
+                    "cannot run this work as an ordinary thread: it keeps the thread's priority and CPU"
+                );
+            }
             Some((policy, param, cpus))
         }
     };
