@@ -9,7 +9,7 @@
 //! workers and the HTTP sessions, which writes each connection's checkpoint
 //! (`serve`); the one conversion between checkpoint records and what the
 //! dataplane and HTTP restore (`record`); the orphan table of connections
-//! inherited from other boxes (`orphans`); the upload spool (`spool`); the
+//! inherited from other boxes ([`orphans`]); the upload spool (`spool`); the
 //! admin API ([`admin`]) and what a box answers through it (`boxadmin`);
 //! the box table as an operator reads it ([`status`]); stopping the whole
 //! box at once when a part of it fails (`fatal`); the box's epoch, kept
@@ -35,7 +35,7 @@ pub(crate) mod fatal;
 pub mod incarnation;
 pub mod logging;
 pub mod notify;
-pub(crate) mod orphans;
+pub mod orphans;
 pub(crate) mod record;
 pub mod run;
 pub(crate) mod serve;

@@ -23,7 +23,7 @@ use super::ownership;
 use super::pace::{restore_takeover, IdleParking};
 use super::takeover::{self, spawn_takeover_report, Plan, TakeoverSnapshot};
 use super::view::ViewStatus;
-use crate::orphans::{OrphanRoute, OrphanTable};
+use crate::orphans::{NewRoutes, Orphan, OrphanRoute, OrphanTable};
 use crate::strays::{Live, Strays};
 
 /// Addresses inherited from dead boxes, by the dead box's id.
@@ -213,17 +213,30 @@ impl Control {
         if let Some(view) = claim_in {
             lost_claims = self.claim_or_route(view, &mut plan);
         }
-        let mut routes = Vec::with_capacity(plan.mine.len() + plan.elsewhere.len());
+        let restored = ownership::of(&plan);
+        // Each orphan of ours is shared by its route (a lazy restore) and
+        // the restore thread, never copied; the routes are hashed before
+        // the table's lock is taken, which the workers' lookups of these
+        // very clients wait on (at 300,000 ~150 ms held before, ~1 us now:
+        // BENCHMARKS.md, "Issue 19: the takeover's first second", session 21).
+        let mine: Vec<Arc<Orphan>> = std::mem::take(&mut plan.mine)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let mut routes = NewRoutes::with_capacity(mine.len() + plan.elsewhere.len());
         for (key, owner) in &plan.elsewhere {
             match self.segment.box_info(*owner) {
-                Ok(info) => routes.push((*key, OrphanRoute::Elsewhere(MacAddr(info.mac)))),
+                Ok(info) => routes.insert(*key, OrphanRoute::Elsewhere(MacAddr(info.mac))),
                 Err(err) => {
                     warn!(owner, %err, "survivor's box table unreadable: its orphans are not forwarded")
                 }
             }
         }
-        routes.extend(plan.mine.iter().cloned().map(|o| o.route_here()));
-        self.orphans.extend(routes);
+        for orphan in &mine {
+            let (key, route) = Arc::clone(orphan).route_here();
+            routes.insert(key, route);
+        }
+        self.orphans.install(routes);
         // The other survivors forward us our orphans' frames (and, with an
         // anycast address every box serves, those frames look like the
         // client's own): their MACs must not be learned as the client's.
@@ -253,20 +266,19 @@ impl Control {
             );
             self.publish_service_ips();
         }
-        let mine = plan.mine.len();
+        let n_mine = mine.len();
         // Pacing 10,000 restores takes ~105 ms: on a thread of its own, so
         // that this watcher goes on judging the other peers meanwhile.
         let dataplane = self.dataplane.clone();
         let n_survivors = survivors.len();
-        let restored = ownership::of(&plan);
         let me = self.me;
         let parking = self.idle_parking;
         let paced = thread::Builder::new()
             .name("restore".into())
             .spawn(move || {
-                restore_takeover(&dataplane, plan.mine, n_survivors, parking);
+                restore_takeover(&dataplane, mine, n_survivors, parking);
                 ownership::log(me, dead, claim_in, &restored);
-                if mine > 0 {
+                if n_mine > 0 {
                     spawn_takeover_report(dataplane, dead, started, before);
                 }
             });
@@ -277,7 +289,7 @@ impl Control {
             dead,
             ?survivors,
             view = claim_in.map(|v| v.0),
-            restoring_here = mine,
+            restoring_here = n_mine,
             elsewhere = plan.elsewhere.len(),
             claimed_elsewhere = lost_claims,
             inherited = plan.inherited,

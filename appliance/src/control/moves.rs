@@ -8,6 +8,7 @@
 //! moves everything and then steps aside, is `super::drain`.
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use baton_dataplane::tcp::FourTuple;
@@ -232,7 +233,10 @@ impl Control {
     /// [`RERECORD_LIMIT`]), so that a takeover of this box never finds two
     /// records of one connection, the older one stale.
     fn take_back(&self, to: u16, slots: &[u32]) {
-        let orphans = orphans_in_slots(&self.segment, self.me, slots);
+        let orphans: Vec<Arc<Orphan>> = orphans_in_slots(&self.segment, self.me, slots)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let firsts: Vec<(SlotId, FourTuple)> = slots
             .iter()
             .filter_map(|&s| {
@@ -284,7 +288,10 @@ impl Control {
     /// Restores connections box `from` handed over (seed: "the takeover of
     /// connections can be applied specifically to load-balancing").
     pub(crate) fn adopt(&self, from: u16, slots: &[u32]) -> Result<String, MoveError> {
-        let orphans = orphans_in_slots(&self.segment, from, slots);
+        let orphans: Vec<Arc<Orphan>> = orphans_in_slots(&self.segment, from, slots)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let n = orphans.len();
         // `from` forwards their frames until the client's path changes.
         self.note_forwarders(std::iter::once(from));

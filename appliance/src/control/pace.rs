@@ -5,7 +5,9 @@
 //! segments restore them without a probe.
 //!
 //! It knows an orphan only through [`Orphan::sent_everything`], never what a
-//! record or a response holds.
+//! record or a response holds. Each orphan is shared with the orphan table
+//! (its lazy restore): the [`Arc`] goes to the worker as the restore's data.
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -26,14 +28,17 @@ use crate::orphans::Orphan;
 /// receive ring"); 192 dropped none at 10,000 and brought kill → resume
 /// p99 from ~440 ms to ~300 ms (64 and 128 slower, 256 no faster:
 /// "Issue 19: the restore pace").
-pub(crate) fn restore_paced(dataplane: &DataplaneHandle, orphans: Vec<Orphan>, survivors: usize) {
+pub(crate) fn restore_paced(
+    dataplane: &DataplaneHandle,
+    orphans: Vec<Arc<Orphan>>,
+    survivors: usize,
+) {
     let batch = (RESTORE_BATCH / survivors.max(1)).max(1);
     for (i, orphan) in orphans.into_iter().enumerate() {
         if i > 0 && i % batch == 0 {
             thread::sleep(RESTORE_TICK);
         }
-        let (export, data) = orphan.into_restore();
-        if let Err(err) = dataplane.restore(export, Box::new(data)) {
+        if let Err(err) = dataplane.restore(orphan.export, Box::new(orphan)) {
             warn!(%err, "restore failed");
         }
     }
@@ -79,12 +84,11 @@ impl IdleParking {
 /// at once, those with more to send first.
 pub(crate) fn restore_takeover(
     dataplane: &DataplaneHandle,
-    orphans: Vec<Orphan>,
+    orphans: Vec<Arc<Orphan>>,
     survivors: usize,
     parking: IdleParking,
 ) {
-    let (idle, mut busy): (Vec<Orphan>, Vec<Orphan>) =
-        orphans.into_iter().partition(Orphan::sent_everything);
+    let (idle, mut busy): (Vec<_>, Vec<_>) = orphans.into_iter().partition(|o| o.sent_everything());
     if idle.len() <= parking.above {
         busy.extend(idle);
         return restore_paced(dataplane, busy, survivors);
@@ -97,8 +101,7 @@ pub(crate) fn restore_takeover(
     );
     restore_paced(dataplane, busy, survivors);
     for orphan in idle {
-        let (export, data) = orphan.into_restore();
-        if let Err(err) = dataplane.restore_later(export, Box::new(data), parking.after) {
+        if let Err(err) = dataplane.restore_later(orphan.export, Box::new(orphan), parking.after) {
             warn!(%err, "restore failed");
         }
     }

@@ -33,7 +33,7 @@ use crate::cache::Cache;
 use crate::http::checkpoint::ResponseCheckpoint;
 use crate::http::request::Limits;
 use crate::http::worker::{HttpWorker, Transport};
-use crate::orphans::{OrphanRoute, OrphanTable, Restore, RestoreData};
+use crate::orphans::{OrphanRoute, OrphanTable, Restore};
 use crate::record::seqs;
 use crate::spool::Spool;
 use crate::strays::{StrayRoute, Strays};
@@ -569,7 +569,7 @@ impl App for CacheApp {
         if let Some(tuple) = ctx.tuple(conn) {
             // The client still sends to our address: its frames go on to
             // the adopting box.
-            self.orphans.extend([(tuple, OrphanRoute::Elsewhere(to))]);
+            self.orphans.insert(tuple, OrphanRoute::Elsewhere(to));
         }
         self.let_go(conn, ctx);
     }
@@ -596,9 +596,10 @@ impl App for CacheApp {
                 },
             },
             Some(OrphanRoute::Elsewhere(mac)) => UnknownAction::Forward(mac),
+            // The shared orphan goes along as it is: `on_restored` takes
+            // its parts once the table has let go of it.
             Some(OrphanRoute::Mine(orphan)) => {
-                let (export, data) = orphan.into_restore();
-                UnknownAction::Restore(export, Box::new(data))
+                UnknownAction::Restore(orphan.export, Box::new(orphan))
             }
         }
     }
@@ -629,26 +630,20 @@ impl App for CacheApp {
             Ok(unparked) => return self.unparked(conn, *unparked, ctx),
             Err(data) => data,
         };
-        // What `on_unknown_segment` and the control core's restore hand; a
-        // bare response (a caller that knows no TLS) is a plain
-        // connection's.
-        let data = match data.downcast::<Restore>() {
-            Ok(b) => *b,
-            Err(data) => Restore {
-                response: data.downcast::<RestoreData>().map(|b| *b).unwrap_or(None),
-                ..Restore::default()
-            },
-        };
-        if let Some(tuple) = ctx.tuple(conn) {
-            // Restored here: a later segment must find the TCB, never the
-            // checkpoint again.
-            self.orphans.remove(&tuple);
-            debug!(
-                ?tuple,
-                resuming = data.response.is_some(),
-                "orphan restored, probing"
-            );
+        // Restored here: a later segment must find the TCB, never the
+        // checkpoint again. Forgotten first, so that the table's share of
+        // the orphan is gone when its parts are taken (no copy).
+        let tuple = ctx.tuple(conn);
+        if let Some(tuple) = &tuple {
+            self.orphans.remove(tuple);
         }
+        // What `on_unknown_segment` and the control core's restore hand.
+        let data = Restore::from_data(data);
+        debug!(
+            ?tuple,
+            resuming = data.response.is_some(),
+            "orphan restored, probing"
+        );
         self.restoring.insert(conn, data);
     }
 

@@ -453,7 +453,7 @@ impl CacheApp {
         };
         parking.take(slot);
         checkpoints.forget_parked(1);
-        self.orphans.extend([(*tuple, OrphanRoute::Elsewhere(to))]);
+        self.orphans.insert(*tuple, OrphanRoute::Elsewhere(to));
         true
     }
 
