@@ -18,6 +18,7 @@ pub mod rtsp;
 pub mod tls;
 mod tls_block;
 mod tls_input;
+mod unresumed;
 
 use baton_dataplane::connmap::ConnMap;
 use std::any::Any;
@@ -65,6 +66,8 @@ pub struct CacheApp {
     strays: Arc<Strays>,
     /// Restored connections waiting for "ready", with their state.
     restoring: ConnMap<ConnId, Restore>,
+    /// Restored connections that could not resume, told once a second.
+    unresumed: unresumed::Unresumed,
     /// The test hook that panics this worker on purpose (`crate::fatal`).
     test_panic: Option<crate::fatal::TestPanic>,
     /// HTTPS connections (none when `[tls]` is off).
@@ -143,6 +146,7 @@ impl CacheApp {
             orphans: Arc::clone(&shared.orphans),
             strays: Arc::clone(&shared.strays),
             restoring: ConnMap::default(),
+            unresumed: unresumed::Unresumed::default(),
             test_panic: None,
             tls: shared.tls.clone().map(TlsConns::new),
             counters,
@@ -522,7 +526,7 @@ impl App for CacheApp {
         }
         if self.restoring.remove(&conn).is_some() {
             if reason == CloseReason::NotReady {
-                info!(tuple = ?_ctx.tuple(conn), ?reason, "restored connection could not resume (seed Fig. 6, not ready)");
+                self.unresumed.note(_ctx.tuple(conn), _ctx.now());
             } else {
                 // A FIN-WAIT-2 checkpoint held until the client closed, or
                 // a connection closed on both sides after its last record:
@@ -746,6 +750,9 @@ impl App for CacheApp {
             let _ = self.waker.0.set(ctx.waker());
         }
         let now = ctx.now();
+        if self.unresumed.is_pending() {
+            self.unresumed.flush(now);
+        }
         let mut t = transport!(self, ctx);
         self.http.poll(&mut t, now);
         self.tend_parking(ctx);
