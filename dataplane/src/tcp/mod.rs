@@ -177,7 +177,8 @@ pub struct TcpConfig {
     /// checkpoint holds: a real gap). 5 s outlasts a Linux client's RTO backed off
     /// across a takeover (0.2 s, then 0.4, 0.8, 1.6, 3.2 s …: one
     /// retransmission falls in any 5 s once the survivor listens) with
-    /// room for one to be lost.
+    /// room for one to be lost. A client whose timestamps show it has
+    /// retransmitted for longer is waited for twice that, up to 45 s.
     pub restore_gap_timeout: Duration,
     /// The worker's TCP buffer budget (`dataplane.tcp_buffer_budget`):
     /// every queue of every connection made with this config is counted in

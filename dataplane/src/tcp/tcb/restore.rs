@@ -5,6 +5,11 @@
 
 use super::*;
 
+/// The longest a client ahead of the checkpoint is waited for: below the
+/// default idle limit (60 s), so that a real gap still ends with a RST,
+/// not the idle close's FIN.
+const MAX_GAP_WAIT: Duration = Duration::from_secs(45);
+
 /// A per-connection share of `max`, from the connection's own numbers:
 /// deterministic (tests replay it), different across connections.
 pub(super) fn probe_jitter(export: &TcbExport, max: std::time::Duration) -> std::time::Duration {
@@ -203,6 +208,7 @@ impl Tcb {
         // RCV.NXT arrives (`check_gap`); a deadline ends a real gap
         // (`on_gap_timeout`).
         let ahead = seg.seq.gt(self.rcv_nxt);
+        let gap_wait = self.gap_wait(&export, seg);
         // Sync to the greater of the client's ACK and the checkpoint.
         let una = seg.ack.max(SeqNum(export.snd_una));
         self.send_from(una);
@@ -241,7 +247,7 @@ impl Tcb {
         if ahead {
             self.gap = Some(Box::new(Gap {
                 from: self.rcv_nxt,
-                deadline: Some(now + self.config.restore_gap_timeout),
+                deadline: Some(now + gap_wait),
                 ..Gap::default()
             }));
             self.dupacks_owed = DUP_THRESH as u8;
@@ -318,6 +324,29 @@ impl Tcb {
         if g.peer_closed {
             self.push_event(Event::PeerClosed);
         }
+    }
+
+    /// How long a client ahead of the checkpoint is given to send its
+    /// bytes again: `restore_gap_timeout`, or twice as long as the client
+    /// may have been retransmitting into the dead box if that is longer
+    /// (capped at [`MAX_GAP_WAIT`]). A Linux client's RTO doubles: after
+    /// retransmitting for 20 s its next try comes ~20 s later, and one
+    /// more lost doubles that. Its silence is read from its TSval against
+    /// the last one the dead box recorded (RFC 7323 clocks tick 1 ms to
+    /// 1 s; Linux's 1 ms: a slower clock only shortens the wait back to
+    /// the timeout). Seen in a capture: a connection restored 21 s after
+    /// the kill (300,000 taken over, BENCHMARKS.md "Open findings") was
+    /// reset 5 s later, before its backed-off client's next retransmission.
+    fn gap_wait(&self, export: &TcbExport, seg: &Segment<'_>) -> Duration {
+        let silence_ms = seg
+            .options
+            .timestamps
+            .filter(|_| self.ts_ok)
+            .map(|(tsval, _)| tsval.wrapping_sub(export.ts_recent) as i32)
+            .filter(|ms| *ms > 0)
+            .map_or(0, |ms| u64::from(ms.unsigned_abs()));
+        let backed_off = Duration::from_millis(silence_ms.saturating_mul(2)).min(MAX_GAP_WAIT);
+        self.config.restore_gap_timeout.max(backed_off)
     }
 
     /// The client never filled the gap: the dead box acknowledged bytes no

@@ -257,6 +257,38 @@ fn a_client_that_never_retransmits_is_reset_at_the_gap_deadline() {
 }
 
 #[test]
+fn a_client_that_retransmitted_into_the_dead_box_for_long_is_waited_for_twice_as_long() {
+    // Restored 21 s after the kill, the client had been retransmitting its
+    // request for 36 s by its clock (TSval against the checkpoint's
+    // TS.Recent): backed off, its next try is ~30 s away. The 5 s gap
+    // deadline reset such clients (300,000 taken over); now it waits twice
+    // that, capped at 45 s.
+    let fx = Fx::new();
+    let e = checkpoint(&fx);
+    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
+    let _probe = recv!(tcb, fx.at(5_000));
+    let mut late = answer(SeqNum(e.rcv_nxt) + 50, SeqNum(e.snd_una), 0);
+    late.options.timestamps = Some((e.ts_recent + 36_000, 0));
+    send!(tcb, fx.at(5_002), late);
+    assert_eq!(tcb.state(), State::Established);
+    for at in [5_002, 11_000, 40_000, 50_001] {
+        tcb.on_timeout(fx.at(at));
+        while let Some(s) = tcb.poll_transmit(fx.at(at)) {
+            assert!(
+                !s.flags.rst,
+                "reset at {at} ms while the client still backs off"
+            );
+        }
+    }
+    assert_eq!(tcb.state(), State::Established);
+    // A real gap still ends, 45 s after the answer.
+    tcb.on_timeout(fx.at(50_002));
+    let rst = recv!(tcb, fx.at(50_002));
+    assert!(rst.flags.rst);
+    assert_eq!(tcb.state(), State::Closed);
+}
+
+#[test]
 fn a_fin_sent_just_before_death_is_retransmitted_and_half_closes() {
     // The client closed (its FIN, never acknowledged by the dead box).
     let fx = Fx::new();
