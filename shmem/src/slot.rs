@@ -16,6 +16,7 @@ use rkyv::ser::writer::Buffer;
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
+use std::time::{Duration, Instant};
 
 use crate::overflow::{Assemble, BigPayload, Link, OVERFLOW_PAYLOAD};
 use crate::record::{check_bundle, check_records, ArchivedBundle, Bundle, ConnRecord};
@@ -193,6 +194,22 @@ impl Region {
         Err(ReadError::Overflow(
             "the entry never matched its slot's link (not replicated, or its writer died)",
         ))
+    }
+
+    /// Reads one slot as [`Region::read`] does, but a slot whose writer is
+    /// mid-write (`ReadError::Busy`) is read again every millisecond until
+    /// `deadline`: a live writer descheduled mid-write (a starved guest, a
+    /// box judged dead while it still ran) finishes its write; a writer
+    /// that died mid-write never does, and the slot is still `Busy` then.
+    pub fn read_by(&self, slot: SlotId, deadline: Instant) -> Result<Option<ValidSlot>, ReadError> {
+        loop {
+            match self.read(slot) {
+                Err(ReadError::Busy) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Iterates the region's validated bundles in slot order, skipping

@@ -401,6 +401,50 @@ fn a_slot_whose_writer_died_mid_write_is_busy_not_misread() {
     assert!(r.read(SlotId(2)).unwrap().is_some());
 }
 
+#[test]
+fn a_slot_whose_writer_finishes_late_is_read_by_the_deadline_and_a_dead_ones_is_not() {
+    let t = TempSeg::new("busy-late");
+    let s = Segment::open_or_create(t.path(), L).unwrap();
+    let r = s.region(0).unwrap();
+    r.writer()
+        .write(SlotId(2), &[http_record(0, 1, "/", None)])
+        .unwrap();
+    let seq_at = slot_offset(L, 0, 2);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(t.path())
+        .unwrap();
+    let mut settled = [0u8; 8];
+    f.read_exact_at(&mut settled, seq_at).unwrap();
+    let settled = u64::from_le_bytes(settled);
+    let tear = || f.write_at(&(settled + 1).to_le_bytes(), seq_at).unwrap();
+
+    // A writer descheduled mid-write for 70 ms (longer than a read's own
+    // re-reads here): read once it settles.
+    tear();
+    let started = std::time::Instant::now();
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(70));
+            f.write_at(&settled.to_le_bytes(), seq_at).unwrap();
+        });
+        let deadline = started + std::time::Duration::from_secs(10);
+        let read = r
+            .read_by(SlotId(2), deadline)
+            .expect("settled before the deadline");
+        assert!(read.is_some(), "the settled slot holds its bundle");
+    });
+    assert!(started.elapsed() >= std::time::Duration::from_millis(70));
+
+    // A writer that died mid-write: still busy at the deadline, not before.
+    tear();
+    let started = std::time::Instant::now();
+    let deadline = started + std::time::Duration::from_millis(50);
+    assert_eq!(r.read_by(SlotId(2), deadline).unwrap_err(), ReadError::Busy);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+}
+
 fn record_with(tag: u64, url: &str) -> ConnRecord<'_> {
     let mut r = http_record(0, (tag % 60000) as u16, url, None);
     if let Some(app) = r.app.as_mut() {

@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 
 use baton_dataplane::tcp::FourTuple;
 use baton_dataplane::DataplaneHandle;
-use baton_shmem::{ClaimError, Region, Segment, SlotId, ValidSlot, ViewNumber};
+use baton_shmem::{
+    ClaimError, ReadError, Region, Segment, SlotError, SlotId, ValidSlot, ViewNumber,
+};
 use tracing::{info, warn};
 
 use super::bundle::{bundle_orphans, survivor_for};
@@ -81,6 +83,18 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
     plan_with(segment, dead, me, &owner, survivors.first().copied())
 }
 
+/// How long the plan waits, in all, for slots whose writer was mid-write
+/// when they were read (`ReadError::Busy`). A box judged dead may still
+/// run (starved, or cut off): a worker preempted in the middle of a
+/// slot's write finishes it when the scheduler runs it again, a few ticks
+/// later, and that connection is not lost; the slot's own 10,000 re-reads
+/// are over in a few ms when the reader's core is idle. A writer that died
+/// mid-write never finishes, and the takeover waits this long for
+/// nothing: short, and only a torn slot costs it. (A writer starved for
+/// longer, like a TCG guest's for 1.5 s in CI, is beyond it: there the
+/// detection time must outlast the starvation, see `lab/src/vm.rs`.)
+const BUSY_PATIENCE: Duration = Duration::from_millis(100);
+
 /// Reads the region of `dead` and splits its connections: slot `s` to
 /// `owner(s)` (`orphan_owner`, by slot number, so that survivors whose
 /// replicas differ by a slot still agree on every other one), an FTP
@@ -103,21 +117,58 @@ pub fn plan_with(
         return plan;
     };
     let allowed = cluster_ips(segment);
-    for slot in region.records() {
-        let slot = match slot {
-            Ok(s) => s,
-            Err(err) => {
-                warn!(dead, %err, "corrupt checkpoint slot: that connection is lost");
-                plan.corrupt += 1;
-                continue;
-            }
-        };
+    let mut place = |plan: &mut Plan, slot: &ValidSlot| -> bool {
         let Some(owner) =
             owner(slot.slot().0 as usize).map(|o| survivor_for(slot.bundle(), o, heir))
         else {
-            return plan;
+            return false;
         };
-        add_slot(&mut plan, dead, &slot, owner, me, &allowed);
+        add_slot(plan, dead, slot, owner, me, &allowed);
+        true
+    };
+    let mut busy = Vec::new();
+    for slot in region.records() {
+        match slot {
+            Ok(slot) => {
+                if !place(&mut plan, &slot) {
+                    return plan;
+                }
+            }
+            Err(err) if err.error == ReadError::Busy => busy.push(err.slot),
+            Err(err) => {
+                warn!(dead, %err, "corrupt checkpoint slot: that connection is lost");
+                plan.corrupt += 1;
+            }
+        }
+    }
+    // Read again once the rest is placed, so that one slot's wait does
+    // not hold up the others' reads.
+    let since = Instant::now();
+    let deadline = since + BUSY_PATIENCE;
+    for slot in busy {
+        match region.read_by(slot, deadline) {
+            Ok(Some(valid)) => {
+                info!(
+                    dead,
+                    slot = slot.0,
+                    waited_ms = since.elapsed().as_millis() as u64,
+                    "checkpoint slot read once its writer finished writing it"
+                );
+                if !place(&mut plan, &valid) {
+                    return plan;
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                let err = SlotError {
+                    region: dead,
+                    slot,
+                    error,
+                };
+                warn!(dead, %err, "corrupt checkpoint slot: that connection is lost");
+                plan.corrupt += 1;
+            }
+        }
     }
     if plan.unrecorded > 0 {
         warn!(
@@ -354,6 +405,7 @@ pub(crate) fn spawn_takeover_report(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::os::unix::fs::FileExt;
     use std::path::PathBuf;
 
     use baton_dataplane::tcp::{State, TcbExport};
@@ -451,6 +503,53 @@ pub(crate) mod tests {
             .writer()
             .write(SlotId(slot), &[record])
             .expect("record fits");
+    }
+
+    #[test]
+    fn a_slot_mid_write_is_read_once_its_writer_finishes_and_a_torn_one_costs_only_itself() {
+        let (file, segment) = TempSegment::new("busy");
+        dead_box_with(&segment, 4);
+        let layout = segment.layout();
+        let seq_at = |slot: usize| {
+            (baton_shmem::segment::HEADER_SIZE
+                + layout.region_stride()
+                + baton_shmem::segment::BOX_ENTRY_SIZE
+                + slot * baton_shmem::SLOT_SIZE) as u64
+        };
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file.0)
+            .expect("segment file");
+        let mut word = [0u8; 8];
+        f.read_exact_at(&mut word, seq_at(1)).expect("read seq");
+        let settled = u64::from_le_bytes(word);
+        // Slot 1's writer is descheduled mid-write, slot 3's died mid-write.
+        f.write_at(&(settled + 1).to_le_bytes(), seq_at(1))
+            .expect("tear");
+        f.write_at(&(settled + 1).to_le_bytes(), seq_at(3))
+            .expect("tear");
+        let plan = std::thread::scope(|sc| {
+            sc.spawn(|| {
+                // Later than the slot's own re-reads give up (~20-50 ms
+                // of yields here), sooner than BUSY_PATIENCE.
+                std::thread::sleep(Duration::from_millis(70));
+                f.write_at(&settled.to_le_bytes(), seq_at(1))
+                    .expect("settle");
+            });
+            plan(&segment, 1, 2, &[2])
+        });
+        let mut ports: Vec<u16> = plan
+            .mine
+            .iter()
+            .map(|o| o.export.tuple.remote.port())
+            .collect();
+        ports.sort_unstable();
+        assert_eq!(ports, vec![40_000, 40_001, 40_002]);
+        assert_eq!(
+            plan.corrupt, 1,
+            "slot 3 never settles: that one connection is lost"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! QEMU) and the client's timeline gives the stall and kill→resume. The
 //! report names the accelerator QEMU used (`lab.state`'s `vm=`), each VM's
 //! boot-to-serving time, and the detection each kind runs with (VM boxes
-//! use `failure.missed = 30`, 900 ms, see lab/src/vm.rs). It knows the
+//! use `failure.missed = 70`, 2.1 s, see lab/src/vm.rs). It knows the
 //! lab only through `baton_lab::driver` and measures nothing else.
 use std::path::Path;
 
@@ -23,8 +23,8 @@ use crate::suites::failover::failover_cells;
 /// detection time they run with.
 const KINDS: &[(&str, &[&str], &str)] = &[
     ("process", &[], "3 x 30 ms"),
-    ("VM", &["--vm"], "30 x 30 ms"),
-    ("VM DPDK", &["--vm", "--backend", "dpdk"], "30 x 30 ms"),
+    ("VM", &["--vm"], "70 x 30 ms"),
+    ("VM DPDK", &["--vm", "--backend", "dpdk"], "70 x 30 ms"),
 ];
 
 /// Runs the suite; returns its JSON, its results.md section and the load
