@@ -117,7 +117,7 @@ pub fn plan_with(
         return plan;
     };
     let allowed = cluster_ips(segment);
-    let mut place = |plan: &mut Plan, slot: &ValidSlot| -> bool {
+    let place = |plan: &mut Plan, slot: &ValidSlot| -> bool {
         let Some(owner) =
             owner(slot.slot().0 as usize).map(|o| survivor_for(slot.bundle(), o, heir))
         else {

@@ -336,15 +336,16 @@ impl Tcb {
     /// 1 s; Linux's 1 ms: a slower clock only shortens the wait back to
     /// the timeout). Seen in a capture: a connection restored 21 s after
     /// the kill (300,000 taken over, BENCHMARKS.md "Open findings") was
-    /// reset 5 s later, before its backed-off client's next retransmission.
+    /// reset 5 s later; its backed-off client's next retransmission was,
+    /// by that doubling, still 10-15 s away (inferred: the RST came first,
+    /// so the capture could not show it).
     fn gap_wait(&self, export: &TcbExport, seg: &Segment<'_>) -> Duration {
         let silence_ms = seg
             .options
             .timestamps
             .filter(|_| self.ts_ok)
-            .map(|(tsval, _)| tsval.wrapping_sub(export.ts_recent) as i32)
-            .filter(|ms| *ms > 0)
-            .map_or(0, |ms| u64::from(ms.unsigned_abs()));
+            .and_then(|(tsval, _)| u64::try_from(tsval.wrapping_sub(export.ts_recent) as i32).ok())
+            .unwrap_or(0);
         let backed_off = Duration::from_millis(silence_ms.saturating_mul(2)).min(MAX_GAP_WAIT);
         self.config.restore_gap_timeout.max(backed_off)
     }

@@ -118,6 +118,16 @@ fn answer_behind_the_checkpoint_keeps_the_checkpoint() {
 /// `client_ack`, with its TS.Recent 10 s ahead of our checkpointed clock.
 /// Returns the TCB, the checkpoint and the client's TSecr.
 fn restored_ahead(fx: &Fx, config: TcpConfig, ahead: u32) -> (Tcb, TcbExport, u32) {
+    restored_ahead_stamped(fx, config, ahead, 2_000)
+}
+
+/// As [`restored_ahead`], the client's answer stamped with TSval `tsval`.
+fn restored_ahead_stamped(
+    fx: &Fx,
+    config: TcpConfig,
+    ahead: u32,
+    tsval: u32,
+) -> (Tcb, TcbExport, u32) {
     let e = checkpoint(fx);
     let mut tcb = Tcb::restore(fx.at(5_000), config, &e);
     let probe = recv!(tcb, fx.at(5_000));
@@ -127,11 +137,9 @@ fn restored_ahead(fx: &Fx, config: TcpConfig, ahead: u32) -> (Tcb, TcbExport, u3
         .map_or(0, |t| t.0)
         .wrapping_add(10_000);
     let client_ack = SeqNum(e.snd_una) + 100;
-    send!(
-        tcb,
-        fx.at(5_002),
-        answer(SeqNum(e.rcv_nxt) + ahead, client_ack, ts_recent)
-    );
+    let mut a = answer(SeqNum(e.rcv_nxt) + ahead, client_ack, ts_recent);
+    a.options.timestamps = Some((tsval, ts_recent));
+    send!(tcb, fx.at(5_002), a);
     (tcb, e, ts_recent)
 }
 
@@ -264,12 +272,8 @@ fn a_client_that_retransmitted_into_the_dead_box_for_long_is_waited_for_twice_as
     // deadline reset such clients (300,000 taken over); now it waits twice
     // that, capped at 45 s.
     let fx = Fx::new();
-    let e = checkpoint(&fx);
-    let mut tcb = Tcb::restore(fx.at(5_000), TcpConfig::default(), &e);
-    let _probe = recv!(tcb, fx.at(5_000));
-    let mut late = answer(SeqNum(e.rcv_nxt) + 50, SeqNum(e.snd_una), 0);
-    late.options.timestamps = Some((e.ts_recent + 36_000, 0));
-    send!(tcb, fx.at(5_002), late);
+    let late = checkpoint(&fx).ts_recent + 36_000;
+    let (mut tcb, _, _) = restored_ahead_stamped(&fx, TcpConfig::default(), 50, late);
     assert_eq!(tcb.state(), State::Established);
     for at in [5_002, 11_000, 40_000, 50_001] {
         tcb.on_timeout(fx.at(at));
