@@ -219,10 +219,7 @@ impl Control {
         // the table's lock is taken, which the workers' lookups of these
         // very clients wait on (at 300,000 ~150 ms held before, ~1 us now:
         // BENCHMARKS.md, "Issue 19: the takeover's first second", session 21).
-        let mine: Vec<Arc<Orphan>> = std::mem::take(&mut plan.mine)
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+        let mine: Vec<Arc<Orphan>> = std::mem::take(&mut plan.mine);
         let mut routes = NewRoutes::with_capacity(mine.len() + plan.elsewhere.len());
         for (key, owner) in &plan.elsewhere {
             match self.segment.box_info(*owner) {
