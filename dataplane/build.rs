@@ -7,11 +7,10 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var_os("CARGO_FEATURE_DPDK").is_none() {
-        return;
+    if std::env::var_os("CARGO_FEATURE_DPDK").is_some() {
+        #[cfg(feature = "dpdk")]
+        dpdk::build();
     }
-    #[cfg(feature = "dpdk")]
-    dpdk::build();
 }
 
 #[cfg(feature = "dpdk")]

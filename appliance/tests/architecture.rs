@@ -196,15 +196,10 @@ fn references(here: &[String], is_dir_module: bool, code: &str) -> Vec<Vec<Strin
             let (first, tail) = segs.split_first()?;
             let mut base: Vec<String> = match *first {
                 "crate" => Vec::new(),
-                "self" => {
-                    if is_dir_module {
-                        here.to_vec()
-                    } else {
-                        // A file module's `self::x` names its own items
-                        // or an inline module: no other file.
-                        return None;
-                    }
-                }
+                "self" if is_dir_module => here.to_vec(),
+                // A file module's `self::x` names its own items or an
+                // inline module: no other file.
+                "self" => return None,
                 "super" => {
                     let mut b = here.to_vec();
                     b.pop()?;

@@ -146,13 +146,11 @@ fn twenty_thousand_connections_churned_are_all_found_and_the_freed_never() {
         held.push((i, s));
     }
     // Half end; their slots take new connections.
-    let mut next = n;
-    for k in (0..held.len()).step_by(2) {
+    for (k, next) in (0..held.len()).step_by(2).zip(n..) {
         let (_, s) = held[k];
         w.clear(s).unwrap();
         w.write(s, &[record(next)]).unwrap();
         held[k] = (next, s);
-        next += 1;
     }
     assert_eq!(w.index_full(), 0, "no connection left out of the index");
     for &(i, s) in &held {

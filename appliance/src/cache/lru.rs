@@ -45,6 +45,11 @@ impl<T> Lru<T> {
         self.len
     }
 
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     fn node(&mut self, i: u32) -> &mut Node<T> {
         &mut self.nodes[i as usize]
     }

@@ -91,6 +91,11 @@ impl Body {
         self.len
     }
 
+    /// Whether it holds no byte.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The chunks, in order (cheap clones for a refreshed copy).
     pub fn chunks(&self) -> &[Bytes] {
         &self.chunks

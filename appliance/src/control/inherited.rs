@@ -33,6 +33,8 @@ use crate::record::tuple_of;
 /// change that removed `dead`: a faster survivor) counts too, so that
 /// every survivor routes it, the heir above all, whose older route for it
 /// names `dead`. Returns how many orphans it added.
+// `plan_with`'s inputs and the view's: grouping them would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn add_inherited(
     segment: &Segment,
     dead: u16,

@@ -372,6 +372,65 @@ pub(crate) fn merge_summaries(parts: &[LoadSummary]) -> Option<LoadSummary> {
     Some(m)
 }
 
+impl Bench {
+    /// A bench over `lab` with nothing measured yet: results and report
+    /// empty, no run, no error.
+    pub(crate) fn new(args: BenchArgs, lab: Lab, out: &Path, load: &Path) -> Bench {
+        Bench {
+            args,
+            lab,
+            out: out.to_path_buf(),
+            load: load.to_path_buf(),
+            results: serde_json::Map::new(),
+            md: String::new(),
+            runs: 0,
+            kill_mark: None,
+            errors: Vec::new(),
+            pinning: None,
+        }
+    }
+
+    /// Pins box1's dataplane workers and the worker processes of the nginx
+    /// whose master is `nginx` to the server core, and the load client to
+    /// its own, for a request-rate suite; returns the sentence the report
+    /// gives (also when nothing could be pinned, and why).
+    pub(crate) fn pin_for_rates(&mut self, nginx: Option<u32>) -> String {
+        let Some(p) = Pinning::for_machine() else {
+            return "Nothing pinned (one core).".into();
+        };
+        let pinned = self
+            .lab
+            .box_pid(1)
+            .context("box1 has no pid")
+            .and_then(|pid| pin::pin_box_workers(pid, Some(p.server)))
+            .and_then(|_| match nginx {
+                Some(n) => pin::pin_children(n, Some(p.server)).map(|_| ()),
+                None => Ok(()),
+            });
+        match pinned {
+            Ok(()) => {
+                self.pinning = Some(p);
+                format!("Pinned: {}.", p.describe())
+            }
+            Err(e) => {
+                self.unpin(nginx);
+                format!("Nothing pinned ({e:#}).")
+            }
+        }
+    }
+
+    /// Undoes [`Self::pin_for_rates`].
+    pub(crate) fn unpin(&mut self, nginx: Option<u32>) {
+        self.pinning = None;
+        if let Some(pid) = self.lab.box_pid(1) {
+            let _ = pin::pin_box_workers(pid, None);
+        }
+        if let Some(n) = nginx {
+            let _ = pin::pin_children(n, None);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,64 +500,5 @@ mod tests {
         assert!((m.latency_ms.p50 - 2.0).abs() < 1e-9);
         assert!((m.latency_ms.p99 - 7.0).abs() < 1e-9);
         assert!(merge_summaries(&[]).is_none());
-    }
-}
-
-impl Bench {
-    /// A bench over `lab` with nothing measured yet: results and report
-    /// empty, no run, no error.
-    pub(crate) fn new(args: BenchArgs, lab: Lab, out: &Path, load: &Path) -> Bench {
-        Bench {
-            args,
-            lab,
-            out: out.to_path_buf(),
-            load: load.to_path_buf(),
-            results: serde_json::Map::new(),
-            md: String::new(),
-            runs: 0,
-            kill_mark: None,
-            errors: Vec::new(),
-            pinning: None,
-        }
-    }
-
-    /// Pins box1's dataplane workers and the worker processes of the nginx
-    /// whose master is `nginx` to the server core, and the load client to
-    /// its own, for a request-rate suite; returns the sentence the report
-    /// gives (also when nothing could be pinned, and why).
-    pub(crate) fn pin_for_rates(&mut self, nginx: Option<u32>) -> String {
-        let Some(p) = Pinning::for_machine() else {
-            return "Nothing pinned (one core).".into();
-        };
-        let pinned = self
-            .lab
-            .box_pid(1)
-            .context("box1 has no pid")
-            .and_then(|pid| pin::pin_box_workers(pid, Some(p.server)))
-            .and_then(|_| match nginx {
-                Some(n) => pin::pin_children(n, Some(p.server)).map(|_| ()),
-                None => Ok(()),
-            });
-        match pinned {
-            Ok(()) => {
-                self.pinning = Some(p);
-                format!("Pinned: {}.", p.describe())
-            }
-            Err(e) => {
-                self.unpin(nginx);
-                format!("Nothing pinned ({e:#}).")
-            }
-        }
-    }
-
-    /// Undoes [`Self::pin_for_rates`].
-    pub(crate) fn unpin(&mut self, nginx: Option<u32>) {
-        self.pinning = None;
-        if let Some(pid) = self.lab.box_pid(1) {
-            let _ = pin::pin_box_workers(pid, None);
-        }
-        if let Some(n) = nginx {
-            let _ = pin::pin_children(n, None);
-        }
     }
 }

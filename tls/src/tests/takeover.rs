@@ -362,13 +362,10 @@ fn a_body_closed_right_after_resumes_with_its_close_notify() {
             received.extend(got);
             let acked = pair.delivered + u64::from(lacking == u64::MAX);
             pair.server = Session::restore(&cp).unwrap();
-            match pair.server.resume_at(acked).unwrap() {
-                Some(p) => {
-                    let plain = &body[p.plain.start as usize..p.plain.end as usize];
-                    pair.server.resume_record(&p, plain).unwrap();
-                    while pair.server.send_body_records(&body, 8).unwrap() > 0 {}
-                }
-                None => {}
+            if let Some(p) = pair.server.resume_at(acked).unwrap() {
+                let plain = &body[p.plain.start as usize..p.plain.end as usize];
+                pair.server.resume_record(&p, plain).unwrap();
+                while pair.server.send_body_records(&body, 8).unwrap() > 0 {}
             }
             let (tail, eof_after) = pair.deliver();
             received.extend(tail);

@@ -149,7 +149,7 @@ mod tests {
         let mut c = ConnState::new(SlotId(0), SeqNum(0), SeqNum(0), 1_000);
         let mut una = SeqNum(0);
         for i in 1..=4u32 {
-            una = una + 100_000;
+            una += 100_000;
             c.advance(una, 1_000 + 80 * i, true);
         }
         assert!(c.rate > 1e9, "{}", c.rate);
