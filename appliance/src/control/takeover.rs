@@ -91,7 +91,7 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
 /// run (starved, or cut off): a worker preempted in the middle of a
 /// slot's write finishes it when the scheduler runs it again, a few ticks
 /// later, and that connection is not lost; the slot's own 10,000 re-reads
-/// are over in a few ms when the reader's core is idle. A writer that died
+/// (yielding) were over in 20-70 ms here (the unit test below). A writer that died
 /// mid-write never finishes, and the takeover waits this long for
 /// nothing: short, and only a torn slot costs it. (A writer starved for
 /// longer, like a TCG guest's for 1.5 s in CI, is beyond it: there the
@@ -534,8 +534,9 @@ pub(crate) mod tests {
             .expect("tear");
         let plan = std::thread::scope(|sc| {
             sc.spawn(|| {
-                // Later than the slot's own re-reads give up (~20-50 ms
-                // of yields here), sooner than BUSY_PATIENCE.
+                // Later than the slot's own re-reads give up (20-70 ms
+                // of yields here: with no patience this test fails),
+                // sooner than BUSY_PATIENCE.
                 std::thread::sleep(Duration::from_millis(70));
                 f.write_at(&settled.to_le_bytes(), seq_at(1))
                     .expect("settle");
