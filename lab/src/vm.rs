@@ -561,7 +561,7 @@ mod tests {
         let host = host_toml(TEXT);
         assert!(host.contains("segment_path = \"/dev/shm/x.seg\""));
         assert!(host.contains("slots = 4096\n"));
-        assert!(host.contains("missed = 30\n"));
+        assert!(host.contains(&format!("missed = {VM_MISSED}\n")));
         assert!(host.contains("memory_bytes = \"160MiB\""));
         let guest = guest_toml(&host);
         assert!(guest.contains("segment_path = \"pci:0000:00:05.0\""));
