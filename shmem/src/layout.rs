@@ -106,6 +106,22 @@ impl Layout {
         raw.div_ceil(REGION_ALIGN) * REGION_ALIGN
     }
 
+    /// Byte offset of region `region` in the segment file: after the
+    /// global header and the regions before it.
+    pub fn region_offset(&self, region: u16) -> usize {
+        HEADER_SIZE + region as usize * self.region_stride()
+    }
+
+    /// Byte offset in the segment file of unit `unit` of region `region`,
+    /// where its seqlock header (the sequence word first) starts. Units are
+    /// the region's slots (slot `n` is unit `n`), then its overflow pieces
+    /// ([`Layout::units_per_region`]). The one place this arithmetic lives:
+    /// the segment addresses units by it, and tests that tear or corrupt a
+    /// slot through the file find it by it.
+    pub fn unit_offset(&self, region: u16, unit: u32) -> usize {
+        self.region_offset(region) + BOX_ENTRY_SIZE + unit as usize * self.slot_size as usize
+    }
+
     /// Offset of the claims area: after the last region.
     pub fn claims_offset(&self) -> usize {
         HEADER_SIZE + self.regions as usize * self.region_stride()

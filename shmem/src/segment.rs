@@ -229,10 +229,6 @@ impl Inner {
         // SAFETY: as for `u64_at`.
         unsafe { &*(self.base().add(off) as *const AtomicU32) }
     }
-
-    pub(crate) fn region_offset(&self, id: u16) -> usize {
-        HEADER_SIZE + id as usize * self.layout.region_stride()
-    }
 }
 
 /// A mapped checkpoint segment. Cheap to clone (an `Arc` inside), `Send` and
@@ -509,7 +505,7 @@ impl Region {
     }
 
     pub(crate) fn offset(&self) -> usize {
-        self.seg.inner.region_offset(self.id)
+        self.seg.inner.layout.region_offset(self.id)
     }
 }
 

@@ -21,7 +21,7 @@
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 pub use crate::segment::SLOT_HEADER;
-use crate::segment::{Region, BOX_ENTRY_SIZE, LAYOUT_VERSION, SLOT_SIZE};
+use crate::segment::{Region, LAYOUT_VERSION, SLOT_SIZE};
 
 /// Bytes available for the archived bundle in the largest slot: what a
 /// unit copy buffer holds. A region's own slots may be smaller
@@ -133,7 +133,7 @@ impl Region {
     }
 
     fn slot_base(&self, slot: u32) -> usize {
-        self.offset() + BOX_ENTRY_SIZE + slot as usize * self.slot_size()
+        self.inner().layout.unit_offset(self.id, slot)
     }
 
     fn slot_seq(&self, slot: u32) -> &AtomicU64 {

@@ -161,10 +161,7 @@ fn workers_use_disjoint_shares_of_the_overflow_area() {
 /// Byte offset of unit `u` (a slot, or an overflow piece after the slots)
 /// of region `id` in the segment file.
 fn unit_offset(id: u16, u: u32) -> u64 {
-    (4096
-        + id as usize * L.region_stride()
-        + baton_shmem::segment::BOX_ENTRY_SIZE
-        + u as usize * L.slot_size as usize) as u64
+    L.unit_offset(id, u) as u64
 }
 
 /// Publishes `payload` into unit `u` of region `id` behind the writer's

@@ -317,7 +317,7 @@ fn eight_dual_stack_addresses_fit_and_keep_the_load_words() {
 }
 
 fn region_offset(l: Layout, id: u16) -> u64 {
-    (HEADER_SIZE + id as usize * l.region_stride()) as u64
+    l.region_offset(id) as u64
 }
 
 #[test]

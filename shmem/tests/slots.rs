@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use baton_shmem::segment::{BOX_ENTRY_SIZE, HEADER_SIZE};
 use baton_shmem::{
     ConnRecord, Endpoint, Layout, ReadError, Segment, SlotId, Transport, UploadBlock, WriteError,
     SLOT_SIZE,
@@ -19,9 +21,33 @@ const L: Layout = Layout {
     slot_size: baton_shmem::SLOT_SIZE as u32,
 };
 
-fn slot_offset(l: Layout, region: u16, slot: u32) -> u64 {
-    (HEADER_SIZE + region as usize * l.region_stride() + BOX_ENTRY_SIZE + slot as usize * SLOT_SIZE)
-        as u64
+/// Byte offset of `slot` of `region` in the segment file, where its
+/// sequence word starts.
+fn slot_offset(region: u16, slot: SlotId) -> u64 {
+    L.unit_offset(region, slot.0) as u64
+}
+
+/// Opens the segment file behind the writer's back, to corrupt or tear
+/// its slots as a crash or a stalled writer would.
+fn open_file(path: &Path) -> File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+}
+
+/// Leaves `slot` of `region` as a writer stopped mid-write does: its
+/// sequence one past its settled (even) value, so odd. Returns the settled
+/// value, which the writer would store on finishing.
+fn tear(file: &File, region: u16, slot: SlotId) -> u64 {
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, slot_offset(region, slot))
+        .unwrap();
+    let settled = u64::from_le_bytes(word);
+    file.write_all_at(&(settled + 1).to_le_bytes(), slot_offset(region, slot))
+        .unwrap();
+    settled
 }
 
 #[test]
@@ -353,13 +379,11 @@ fn a_corrupt_slot_is_reported_and_the_rest_of_the_region_still_read() {
         w.write(SlotId(i), &[http_record(1, 100 + i as u16, "/k", None)])
             .unwrap();
     }
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(t.path())
-        .unwrap();
+    let f = open_file(t.path());
     // Slot 3: garbage payload. Slot 6: length beyond the slot.
-    f.write_at(&[0xa5; 200], slot_offset(L, 1, 3) + 16).unwrap();
-    f.write_at(&5000u32.to_le_bytes(), slot_offset(L, 1, 6) + 8)
+    f.write_all_at(&[0xa5; 200], slot_offset(1, SlotId(3)) + 16)
+        .unwrap();
+    f.write_all_at(&5000u32.to_le_bytes(), slot_offset(1, SlotId(6)) + 8)
         .unwrap();
     let mut ok = vec![];
     let mut bad = vec![];
@@ -387,12 +411,7 @@ fn a_slot_whose_writer_died_mid_write_is_busy_not_misread() {
     r.writer()
         .write(SlotId(2), &[http_record(0, 1, "/", None)])
         .unwrap();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(t.path())
-        .unwrap();
-    f.write_at(&7u64.to_le_bytes(), slot_offset(L, 0, 2))
-        .unwrap();
+    tear(&open_file(t.path()), 0, SlotId(2));
     assert_eq!(r.read(SlotId(2)).unwrap_err(), ReadError::Busy);
     // The next write moves past the dead writer's odd sequence.
     r.writer()
@@ -409,40 +428,32 @@ fn a_slot_whose_writer_finishes_late_is_read_by_the_deadline_and_a_dead_ones_is_
     r.writer()
         .write(SlotId(2), &[http_record(0, 1, "/", None)])
         .unwrap();
-    let seq_at = slot_offset(L, 0, 2);
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(t.path())
-        .unwrap();
-    let mut settled = [0u8; 8];
-    f.read_exact_at(&mut settled, seq_at).unwrap();
-    let settled = u64::from_le_bytes(settled);
-    let tear = || f.write_at(&(settled + 1).to_le_bytes(), seq_at).unwrap();
+    let f = open_file(t.path());
 
     // A writer descheduled mid-write for 70 ms (longer than a read's own
     // re-reads here): read once it settles.
-    tear();
-    let started = std::time::Instant::now();
+    let settled = tear(&f, 0, SlotId(2));
+    let started = Instant::now();
     std::thread::scope(|sc| {
         sc.spawn(|| {
-            std::thread::sleep(std::time::Duration::from_millis(70));
-            f.write_at(&settled.to_le_bytes(), seq_at).unwrap();
+            std::thread::sleep(Duration::from_millis(70));
+            f.write_all_at(&settled.to_le_bytes(), slot_offset(0, SlotId(2)))
+                .unwrap();
         });
-        let deadline = started + std::time::Duration::from_secs(10);
+        let deadline = started + Duration::from_secs(10);
         let read = r
             .read_by(SlotId(2), deadline)
             .expect("settled before the deadline");
         assert!(read.is_some(), "the settled slot holds its bundle");
     });
-    assert!(started.elapsed() >= std::time::Duration::from_millis(70));
+    assert!(started.elapsed() >= Duration::from_millis(70));
 
     // A writer that died mid-write: still busy at the deadline, not before.
-    tear();
-    let started = std::time::Instant::now();
-    let deadline = started + std::time::Duration::from_millis(50);
+    tear(&f, 0, SlotId(2));
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(50);
     assert_eq!(r.read_by(SlotId(2), deadline).unwrap_err(), ReadError::Busy);
-    assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    assert!(started.elapsed() >= Duration::from_millis(50));
 }
 
 fn record_with(tag: u64, url: &str) -> ConnRecord<'_> {
@@ -477,8 +488,8 @@ mod slot_fuzz {
                 w.write(SlotId(i as u32), &[record_with(i as u64, u)]).unwrap();
             }
             let n = bytes.len().min(SLOT_SIZE - at);
-            let f = std::fs::OpenOptions::new().write(true).open(t.path()).unwrap();
-            f.write_at(&bytes[..n], slot_offset(L, 0, victim) + at as u64).unwrap();
+            let f = open_file(t.path());
+            f.write_all_at(&bytes[..n], slot_offset(0, SlotId(victim)) + at as u64).unwrap();
             for i in 0..8u32 {
                 let got = r.read(SlotId(i));
                 if i == victim {

@@ -513,12 +513,7 @@ pub(crate) mod tests {
         let (file, segment) = TempSegment::new("busy");
         dead_box_with(&segment, 4);
         let layout = segment.layout();
-        let seq_at = |slot: usize| {
-            (baton_shmem::segment::HEADER_SIZE
-                + layout.region_stride()
-                + baton_shmem::segment::BOX_ENTRY_SIZE
-                + slot * baton_shmem::SLOT_SIZE) as u64
-        };
+        let seq_at = |slot: u32| layout.unit_offset(1, slot) as u64;
         let f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
