@@ -430,13 +430,19 @@ fn a_slot_whose_writer_finishes_late_is_read_by_the_deadline_and_a_dead_ones_is_
         .unwrap();
     let f = open_file(t.path());
 
-    // A writer descheduled mid-write for 70 ms (longer than a read's own
-    // re-reads here): read once it settles.
+    // A writer descheduled mid-write: a plain read's own re-reads give up
+    // on the slot while it is torn...
     let settled = tear(&f, 0, SlotId(2));
+    let plain = Instant::now();
+    assert_eq!(r.read(SlotId(2)).unwrap_err(), ReadError::Busy);
+    // ...and the writer finishes four times that long after read_by starts,
+    // so a read_by that gave up as the plain read did would fail here: its
+    // success is its patience.
+    let finishes_after = plain.elapsed() * 4 + Duration::from_millis(5);
     let started = Instant::now();
     std::thread::scope(|sc| {
         sc.spawn(|| {
-            std::thread::sleep(Duration::from_millis(70));
+            std::thread::sleep(finishes_after);
             f.write_all_at(&settled.to_le_bytes(), slot_offset(0, SlotId(2)))
                 .unwrap();
         });
@@ -446,7 +452,7 @@ fn a_slot_whose_writer_finishes_late_is_read_by_the_deadline_and_a_dead_ones_is_
             .expect("settled before the deadline");
         assert!(read.is_some(), "the settled slot holds its bundle");
     });
-    assert!(started.elapsed() >= Duration::from_millis(70));
+    assert!(started.elapsed() >= finishes_after);
 
     // A writer that died mid-write: still busy at the deadline, not before.
     tear(&f, 0, SlotId(2));
