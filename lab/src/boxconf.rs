@@ -19,6 +19,12 @@ pub const LAB_FTP_PASSIVE_MAX: u16 = 40031;
 /// ordinary memory): room for the mbuf pool and the EAL's own heap.
 const LAB_DPDK_MEMORY_MB: u32 = 128;
 
+/// `failure.heartbeat_interval_ms` of every lab box: detection is this
+/// times the box's `failure.missed`. Public so reports that state a lab's
+/// detection time build it from what the boxes run with.
+pub const LAB_HEARTBEAT_MS: u32 = 30;
+/// `failure.missed` in a lab sharing one segment: 30 ms × 3 = 90 ms.
+pub const SHARED_MISSED: u32 = 3;
 /// `failure.missed` in a replicated lab: 30 ms × 30 = 900 ms, the least
 /// `check-config` accepts with the default `raft.lease_ms` (800).
 const REPLICATED_MISSED: u32 = 30;
@@ -154,12 +160,12 @@ pub fn box_toml(
     // lease (800 ms by default) by three heartbeats, so that a box cut off
     // from the quorum has stopped before its peers take it over.
     let missed = match segment_mode {
-        SegmentMode::Shared => 3,
+        SegmentMode::Shared => SHARED_MISSED,
         SegmentMode::Replicated => REPLICATED_MISSED,
     };
     let _ = writeln!(
         s,
-        "[failure]\nheartbeat_interval_ms = 30\nmissed = {missed}\n"
+        "[failure]\nheartbeat_interval_ms = {LAB_HEARTBEAT_MS}\nmissed = {missed}\n"
     );
     let _ = writeln!(
         s,

@@ -299,13 +299,14 @@ pub fn host_toml(text: &str) -> String {
     set_key(&t, "cache", "memory_bytes", &format!("\"{VM_CACHE}\""))
 }
 
-/// `failure.missed` of a VM box: 30 ms x 70 = 2.1 s. A TCG guest on a
-/// shared host is descheduled for longer than a process box's 90 ms,
-/// and a live box judged dead fences itself. 900 ms was not enough: in
+/// `failure.missed` of a VM box: 70 heartbeats of
+/// [`crate::boxconf::LAB_HEARTBEAT_MS`] (30 ms), 2.1 s. A TCG guest on a
+/// shared host is descheduled for longer than a process box's 90 ms, and
+/// a live box judged dead fences itself. 900 ms was not enough: in
 /// CI a DPDK guest just up was starved for 1.53 s (its watcher's tick
 /// gap), its peer judged it dead after 916 ms of silence and took a slot
 /// it was still writing, and the download in it was lost.
-const VM_MISSED: u32 = 70;
+pub const VM_MISSED: u32 = 70;
 
 /// The same config as the VM sees it: the segment is the ivshmem device's
 /// BAR, uploads spool in the VM, and frames leave with full checksums

@@ -7,12 +7,16 @@
 //! QEMU) and the client's timeline gives the stall and kill→resume. The
 //! report names the accelerator QEMU used (`lab.state`'s `vm=`), each VM's
 //! boot-to-serving time, and the detection each kind runs with (VM boxes
-//! use `failure.missed = 70`, 2.1 s, see lab/src/vm.rs). It knows the
-//! lab only through `baton_lab::driver` and measures nothing else.
+//! miss [`baton_lab::vm::VM_MISSED`] heartbeats, not a process box's
+//! [`baton_lab::boxconf::SHARED_MISSED`]). It knows the lab only through
+//! `baton_lab::driver` and the constants the lab's boxes run with, and
+//! measures nothing else.
 use std::path::Path;
 
 use anyhow::Result;
+use baton_lab::boxconf::{LAB_HEARTBEAT_MS, SHARED_MISSED};
 use baton_lab::driver::{Lab, LabOptions};
+use baton_lab::vm::VM_MISSED;
 use serde_json::{json, Value};
 
 use crate::harness::report::md_table;
@@ -20,12 +24,19 @@ use crate::suites::bench::{progress, Bench, BenchArgs};
 use crate::suites::failover::failover_cells;
 
 /// The kinds of box compared: a name, `lab up`'s extra arguments and the
-/// detection time they run with.
-const KINDS: &[(&str, &[&str], &str)] = &[
-    ("process", &[], "3 x 30 ms"),
-    ("VM", &["--vm"], "70 x 30 ms"),
-    ("VM DPDK", &["--vm", "--backend", "dpdk"], "70 x 30 ms"),
+/// heartbeats a box of that kind misses before its peer takes it over
+/// (the lab's own constants, so the report cannot drift from them).
+const KINDS: &[(&str, &[&str], u32)] = &[
+    ("process", &[], SHARED_MISSED),
+    ("VM", &["--vm"], VM_MISSED),
+    ("VM DPDK", &["--vm", "--backend", "dpdk"], VM_MISSED),
 ];
+
+/// The detection time of a box that misses `missed` lab heartbeats, as
+/// the report states it ("70 x 30 ms").
+fn detection(missed: u32) -> String {
+    format!("{missed} x {LAB_HEARTBEAT_MS} ms")
+}
 
 /// Runs the suite; returns its JSON, its results.md section and the load
 /// runs against a box that saw errors.
@@ -47,7 +58,7 @@ pub(crate) fn vm(
     let mut errors = Vec::new();
     let mut accel = String::from("-");
     let mut boots: Vec<(String, Vec<Option<u64>>)> = Vec::new();
-    for (kind, extra, detection) in KINDS {
+    for &(kind, extra, missed) in KINDS {
         progress(format!("  {kind} boxes: lab up"));
         let started = std::time::Instant::now();
         let lab = Lab::up(&LabOptions {
@@ -63,7 +74,14 @@ pub(crate) fn vm(
                 (1..=2).map(|n| boot_ms(&b.lab, n)).collect(),
             ));
         }
-        let r = measure(&mut b, kind, detection, &sizes, &mut rows, &mut runs);
+        let r = measure(
+            &mut b,
+            kind,
+            &detection(missed),
+            &sizes,
+            &mut rows,
+            &mut runs,
+        );
         b.keep_logs();
         b.lab.down();
         errors.append(&mut b.errors);
@@ -91,8 +109,10 @@ pub(crate) fn vm(
         .map(|(kind, ms)| (kind.clone(), json!(ms)))
         .collect();
     let json = json!({"accelerator": accel, "vm_boot_to_serving_ms": boot_json, "runs": runs});
+    let (process_detection, vm_detection) = (detection(SHARED_MISSED), detection(VM_MISSED));
+    let process_ms = SHARED_MISSED * LAB_HEARTBEAT_MS;
     let mut md = format!(
-        "## Failover: VM boxes next to process boxes\n\nTwo boxes per lab, one lab per kind, in one run: process boxes (`lab up`), VM boxes (`lab up --vm`: QEMU, accelerator **{accel}**, 1 vCPU and 512 MiB each, the segment an ivshmem BAR) on AF_PACKET, and VM boxes on DPDK (`--backend dpdk`: net_virtio on the VM's virtio NIC bound to uio_pci_generic); boot to serving {boot_text}. N downloads of 50M.bin from box1 at the failover suite's rates; once all receive, box1 is SIGKILLed (a VM box: its QEMU, the whole machine) and the moment marked. Detection: process boxes 3 x 30 ms, VM boxes 30 x 30 ms (a TCG guest is descheduled for longer than 90 ms). Columns as in the failover suite.\n\n"
+        "## Failover: VM boxes next to process boxes\n\nTwo boxes per lab, one lab per kind, in one run: process boxes (`lab up`), VM boxes (`lab up --vm`: QEMU, accelerator **{accel}**, 1 vCPU and 512 MiB each, the segment an ivshmem BAR) on AF_PACKET, and VM boxes on DPDK (`--backend dpdk`: net_virtio on the VM's virtio NIC bound to uio_pci_generic); boot to serving {boot_text}. N downloads of 50M.bin from box1 at the failover suite's rates; once all receive, box1 is SIGKILLed (a VM box: its QEMU, the whole machine) and the moment marked. Detection: process boxes {process_detection}, VM boxes {vm_detection} (a TCG guest is descheduled for longer than {process_ms} ms). Columns as in the failover suite.\n\n"
     );
     md.push_str(&md_table(
         &[
