@@ -38,7 +38,7 @@ const LAYOUT_TRAILER: usize = 1 + 4 + 4;
 /// hold the longest heartbeat a box sends: a survivor that inherited
 /// addresses (an IPv4 and an IPv6 one per box) publishes all four slots,
 /// and a heartbeat refused for its length makes its sender look dead.
-pub const MAX_HEARTBEAT: usize = HDR + 41 + 17 * MAX_SERVICE_IPS + LOAD_TRAILER + TAG;
+pub const MAX_HEARTBEAT: usize = HDR + service_ip_at(MAX_SERVICE_IPS) + LOAD_TRAILER + TAG;
 /// Largest body that keeps the datagram within [`MAX_DATAGRAM`].
 pub(super) const MAX_BODY: usize = MAX_DATAGRAM - HDR - TAG;
 /// Slot entry in an update or chunk body: slot u32, seq u64, len u16.
@@ -300,20 +300,38 @@ pub(super) fn decode_layout(b: &[u8]) -> Option<RegionLayout> {
     })
 }
 
-/// Where a heartbeat body's trailers begin: after the service addresses.
-fn trailers_at(b: &[u8]) -> Option<usize> {
+/// Offset of the service address count in a heartbeat body: after the
+/// presence byte and the entry's fixed fields (40 bytes).
+const SERVICE_IP_COUNT_AT: usize = 40;
+/// Bytes of one service address in a heartbeat body: family (4 or 6),
+/// then 16 address bytes.
+const SERVICE_IP_LEN: usize = 1 + 16;
+
+/// Offset of service address `i` in a heartbeat body; `service_ip_at(n)`
+/// of a body with `n` addresses is where its trailers begin. Shared by the
+/// decoders and [`MAX_HEARTBEAT`], so none of them counts bytes apart.
+const fn service_ip_at(i: usize) -> usize {
+    SERVICE_IP_COUNT_AT + 1 + i * SERVICE_IP_LEN
+}
+
+/// How many service addresses a heartbeat body carries; `None` if it has
+/// no box-table entry or claims more than a box publishes.
+fn service_ip_count(b: &[u8]) -> Option<usize> {
     if *b.first()? == 0 {
         return None;
     }
-    let n = *b.get(40)? as usize;
-    (n <= MAX_SERVICE_IPS).then_some(41 + n * 17)
+    let n = *b.get(SERVICE_IP_COUNT_AT)? as usize;
+    (n <= MAX_SERVICE_IPS).then_some(n)
+}
+
+/// Where a heartbeat body's trailers begin: after the service addresses.
+fn trailers_at(b: &[u8]) -> Option<usize> {
+    Some(service_ip_at(service_ip_count(b)?))
 }
 
 /// The box-table entry of a heartbeat body; `None` if absent or malformed.
 pub(super) fn decode_info(b: &[u8]) -> Option<BoxInfo> {
-    if *b.first()? == 0 {
-        return None;
-    }
+    let n = service_ip_count(b)?;
     let heartbeat = le64(b, 1)?;
     let heartbeat_ms = le64(b, 9)?;
     let state = match *b.get(17)? {
@@ -327,22 +345,18 @@ pub(super) fn decode_info(b: &[u8]) -> Option<BoxInfo> {
     let mac: [u8; 6] = b.get(18..24)?.try_into().ok()?;
     let connections = le64(b, 24)? as i64;
     let checkpoints = le64(b, 32)?;
-    let n = *b.get(40)? as usize;
-    if n > MAX_SERVICE_IPS {
-        return None;
-    }
     let mut service_ips = Vec::with_capacity(n);
     for i in 0..n {
-        let off = 41 + i * 17;
+        let off = service_ip_at(i);
         let fam = *b.get(off)?;
-        let a: [u8; 16] = b.get(off + 1..off + 17)?.try_into().ok()?;
+        let a: [u8; 16] = b.get(off + 1..off + SERVICE_IP_LEN)?.try_into().ok()?;
         service_ips.push(match fam {
             4 => IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
             6 => IpAddr::V6(Ipv6Addr::from(a)),
             _ => return None,
         });
     }
-    let tail = 41 + n * 17;
+    let tail = service_ip_at(n);
     // A trailer of an unknown tag or version is ignored, not an error: a
     // newer sender may publish more than this build reads.
     let load = match (b.get(tail), b.get(tail + 1)) {
