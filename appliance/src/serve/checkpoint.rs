@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use baton_dataplane::app::Ctx;
 use baton_dataplane::flow::ConnId;
 use baton_dataplane::tcp::{FourTuple, SeqNum};
-use baton_shmem::record::{ConnRecord, Transport, APP_PROTOCOL_HTTP};
+use baton_shmem::record::{ArchivedConnRecord, ConnRecord, Transport, APP_PROTOCOL_HTTP};
 use baton_shmem::{Region, SlotAllocator, SlotId, SlotWriter};
 use tracing::warn;
 
@@ -396,21 +396,30 @@ impl Checkpointer {
     /// The record of `tuple` in `slot` of this worker's, as a restore
     /// takes it; `None` if the slot holds no readable record of it.
     pub fn read_record(&self, slot: SlotId, tuple: &FourTuple) -> Option<Orphan> {
-        let valid = self.region.read(slot).ok()??;
         let (l, r) = (tuple.local.into(), tuple.remote.into());
-        valid
-            .bundle()
-            .records
-            .iter()
-            .filter(|rec| rec.is_between(&l, &r))
-            .find_map(orphan_of)
+        self.first_orphan_in(slot, |rec| rec.is_between(&l, &r))
     }
 
     /// The connection recorded in `slot` of this worker's, as a restore
     /// takes it (a plain HTTP record holds one).
     pub fn read_record_in(&self, slot: SlotId) -> Option<Orphan> {
+        self.first_orphan_in(slot, |_| true)
+    }
+
+    /// The first record in `slot` that `wanted` picks and a restore can
+    /// take: the one slot read behind both lookups above.
+    fn first_orphan_in(
+        &self,
+        slot: SlotId,
+        wanted: impl Fn(&ArchivedConnRecord<'_>) -> bool,
+    ) -> Option<Orphan> {
         let valid = self.region.read(slot).ok()??;
-        valid.bundle().records.iter().find_map(orphan_of)
+        valid
+            .bundle()
+            .records
+            .iter()
+            .filter(|rec| wanted(rec))
+            .find_map(orphan_of)
     }
 
     /// The slots of this worker's range holding a record of `tuple`
