@@ -13,6 +13,7 @@ use mio::{Events, Interest, Poll, Token};
 
 pub mod conn;
 pub mod net;
+pub mod rounds;
 pub mod tls;
 
 use conn::{drive, mark_from_file, write_timeline, Conn, Phase, Run, RxTimeline, Step, Tally};
@@ -82,6 +83,14 @@ pub struct LoadArgs {
     /// certificate.
     #[arg(long)]
     pub server_name: Option<String>,
+    /// Rounds mode: after the connections are open and answered
+    /// once (`READY` on stdout), this many rounds, each started by a line on
+    /// stdin: one request on every connection, a `ROUND` line of results.
+    #[arg(long)]
+    pub rounds: Option<u32>,
+    /// Rounds mode: a round's requests are sent evenly over this many ms.
+    #[arg(long, default_value_t = 0)]
+    pub spread_ms: u64,
 }
 
 /// Runs the load `args` describes; the exit code says whether every
@@ -105,6 +114,33 @@ pub fn run(args: LoadArgs) -> Result<()> {
         ip => ip.to_string(),
     };
     let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: baton-load\r\n\r\n");
+    if let Some(rounds) = args.rounds {
+        if tls_config.is_some()
+            || args.rate > 0
+            || args.hold_secs.is_some()
+            || args.mark_file.is_some()
+            || args.timeline.is_some()
+            || args.json.is_some()
+            || args.sha256.is_some()
+        {
+            anyhow::bail!(
+                "--rounds runs plain http:// keep-alive rounds: it takes none of --rate, --hold-secs, --mark-file, --timeline, --json, --sha256"
+            );
+        }
+        let all_answered = rounds::run(&rounds::RoundsPlan {
+            target,
+            request: request.into_bytes(),
+            connections: args.connections,
+            rounds,
+            spread: Duration::from_millis(args.spread_ms),
+            sources: args.source.clone(),
+            connect_burst: args.connect_burst,
+        })?;
+        if !all_answered {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let expected_sha = args.sha256.as_ref().map(|s| s.to_ascii_lowercase());
     raise_fd_limit(args.connections as u64 + 1024);
     // --requests 0 with --hold-secs: keep requesting until the hold ends.

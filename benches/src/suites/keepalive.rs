@@ -8,8 +8,10 @@
 //! answers' latency p50/p99/max, how many were answered, and the client's
 //! retransmissions; for a drain, box1's own account of the hand-over from
 //! its log, for a kill the survivors' `takeover done` lines. The client is
-//! the lab's `KEEPALIVE_ROUNDS` (Python on the kernel's TCP); the suites
-//! know nothing of the box beyond its address and its log lines.
+//! `baton-load --rounds` on the kernel's TCP (the protocol of the lab's
+//! Python `KEEPALIVE_ROUNDS`, at a fraction of its CPU: the Python
+//! clients took half of the machine at 300,000); the suites know nothing
+//! of the box beyond its address and its log lines.
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::Duration;
@@ -239,21 +241,24 @@ impl Bench {
         let offset = (run as usize - 1) * procs;
         let sources: Vec<&String> = (0..procs).map(|p| &all[(offset + p) % all.len()]).collect();
         let mut children = Vec::new();
+        let load = self.load.display().to_string();
         for (p, source) in sources.iter().enumerate() {
             let count = (n - p * per).min(per).to_string();
             let spread = spread_ms.to_string();
+            let rounds = ROUNDS.len().to_string();
             let mut argv = vec![
-                "python3",
-                "-c",
-                baton_lab::clients::KEEPALIVE_ROUNDS,
-                "198.18.0.11",
+                load.as_str(),
+                "--url",
+                "http://198.18.0.11/1K.bin",
+                "--connections",
                 &count,
-                "/1K.bin",
-                "3",
+                "--rounds",
+                &rounds,
+                "--spread-ms",
                 &spread,
             ];
             if procs > 1 {
-                argv.push(source);
+                argv.extend(["--source", source]);
                 // Niced: the clients stand for machines of their own.
                 // A single client runs as it always has.
                 argv.splice(0..0, ["nice", "-n", "19"]);
@@ -264,7 +269,7 @@ impl Bench {
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
-                .context("python3 in the client namespace")?;
+                .context("baton-load --rounds in the client namespace")?;
             let stdin = child.stdin.take().context("the client's stdin")?;
             let out = BufReader::new(child.stdout.take().context("the client's stdout")?);
             children.push((child, stdin, out));
