@@ -197,10 +197,13 @@ impl Region {
     }
 
     /// Reads one slot as [`Region::read`] does, but a slot whose writer is
-    /// mid-write (`ReadError::Busy`) is read again every millisecond until
-    /// `deadline`: a live writer descheduled mid-write (a starved guest, a
-    /// box judged dead while it still ran) finishes its write; a writer
-    /// that died mid-write never does, and the slot is still `Busy` then.
+    /// mid-write (`ReadError::Busy`) is read again, 1 ms after each busy
+    /// read, until `deadline`: a live writer descheduled mid-write (a
+    /// starved guest, a box judged dead while it still ran) finishes its
+    /// write; a writer that died mid-write never does, and the slot is
+    /// still `Busy` then. Each read is a whole [`Region::read`], itself up
+    /// to 10,000 yielding attempts (20-70 ms here), and one started before
+    /// `deadline` runs to its end: the wait can pass `deadline` by one read.
     pub fn read_by(&self, slot: SlotId, deadline: Instant) -> Result<Option<ValidSlot>, ReadError> {
         loop {
             match self.read(slot) {

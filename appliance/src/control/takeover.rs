@@ -93,7 +93,8 @@ pub fn plan(segment: &Segment, dead: u16, me: u16, survivors: &[u16]) -> Plan {
 /// later, and that connection is not lost; the slot's own 10,000 re-reads
 /// (yielding) were over in 20-70 ms here (the unit test below). A writer that died
 /// mid-write never finishes, and the takeover waits this long for
-/// nothing: short, and only a torn slot costs it. (A writer starved for
+/// nothing, plus the read under way at the deadline (`Region::read_by`):
+/// short, and only a torn slot costs it. (A writer starved for
 /// longer, like a TCG guest's for 1.5 s in CI, is beyond it: there the
 /// detection time must outlast the starvation, see `lab/src/vm.rs`.)
 const BUSY_PATIENCE: Duration = Duration::from_millis(100);
@@ -527,12 +528,23 @@ pub(crate) mod tests {
             .expect("tear");
         f.write_at(&(settled + 1).to_le_bytes(), seq_at(3))
             .expect("tear");
+        // How long one read of a torn slot takes to give up (its own
+        // yielding re-reads, 20-70 ms here): the plan reads slots 1 and 3
+        // once, then slot 1 again before any patience could matter.
+        let region = segment.region(1).expect("region 1");
+        let started = Instant::now();
+        assert_eq!(
+            region.read(SlotId(3)).err(),
+            Some(ReadError::Busy),
+            "a torn slot reads busy"
+        );
+        let one_read = started.elapsed();
         let plan = std::thread::scope(|sc| {
             sc.spawn(|| {
-                // Later than the slot's own re-reads give up (20-70 ms
-                // of yields here: with no patience this test fails),
-                // sooner than BUSY_PATIENCE.
-                std::thread::sleep(Duration::from_millis(70));
+                // Settled after those three reads (with no patience this
+                // test fails), well before BUSY_PATIENCE has passed since
+                // the first two.
+                std::thread::sleep(one_read * 3 + Duration::from_millis(5));
                 f.write_at(&settled.to_le_bytes(), seq_at(1))
                     .expect("settle");
             });

@@ -256,6 +256,12 @@ impl Bench {
                 &rounds,
                 "--spread-ms",
                 &spread,
+                // 32 handshakes at a time a process (512 for 300,000):
+                // 256 each, 4,096 SYNs at once overran box1's receive
+                // ring and 90 connects timed out (the Python client
+                // opened one at a time a process).
+                "--connect-burst",
+                "32",
             ];
             if procs > 1 {
                 argv.extend(["--source", source]);
