@@ -3,50 +3,17 @@
 //! keep-alive for TLS 1.2 and 1.3, and a server the CA did not sign is
 //! refused with a TLS error and a failing exit code.
 
+mod common;
+
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use common::{free_port, start_nginx};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
 use sha2::{Digest, Sha256};
-
-/// nginx serving `dir` over TLS on `port`; stopped on drop.
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM, not SIGKILL: the master then stops its workers, which
-        // a killed master would leave running.
-        // SAFETY: a signal to our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let _ = self.0.wait();
-    }
-}
-
-fn start_nginx(dir: &Path, port: u16) -> Nginx {
-    let d = dir.display();
-    let conf = format!(
-        "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n    ssl_protocols TLSv1.2 TLSv1.3;\n    root {d};\n  }}\n}}\n"
-    );
-    fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx must be installed (scripts/test installs it)");
-    let nginx = Nginx(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nginx did not listen on {port}");
-        sleep(Duration::from_millis(20));
-    }
-    nginx
-}
 
 /// A CA, and a server certificate for 127.0.0.1 signed by it, in `dir`;
 /// returns the CA's PEM path.
@@ -66,13 +33,6 @@ fn make_certs(dir: &Path) -> PathBuf {
     fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
     fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     dir.join("ca.pem")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 fn load(args: &[&str]) -> (bool, String) {
@@ -101,7 +61,7 @@ fn https_downloads_are_byte_exact_on_tls12_and_tls13_and_an_unknown_ca_is_refuse
         .map(|b| format!("{b:02x}"))
         .collect();
     let port = free_port();
-    let nginx = start_nginx(&dir, port);
+    let nginx = start_nginx(&dir, port, true);
     let url = format!("https://127.0.0.1:{port}/obj.bin");
     let ca = ca.to_str().unwrap();
     for version in ["1.2", "1.3"] {
