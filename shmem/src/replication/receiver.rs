@@ -526,10 +526,7 @@ impl Receiver {
             return;
         };
         let p = &mut self.peers[pi];
-        let ours = RegionLayout {
-            slots: p.region.slot_count(),
-            slot_bytes: p.region.slot_size() as u32,
-        };
+        let ours = RegionLayout::of(&p.region);
         let mismatch = (theirs != ours).then_some(theirs);
         if mismatch == p.mismatch {
             return;

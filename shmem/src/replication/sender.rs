@@ -159,11 +159,11 @@ impl Sender {
     ) -> io::Result<()> {
         let info = self.own.box_info().ok();
         self.begin(wire::K_HEARTBEAT);
-        let layout = wire::RegionLayout {
-            slots: self.own.slot_count(),
-            slot_bytes: self.own.slot_size() as u32,
-        };
-        wire::encode_info(&mut self.out, info.as_ref(), layout);
+        wire::encode_info(
+            &mut self.out,
+            info.as_ref(),
+            wire::RegionLayout::of(&self.own),
+        );
         self.broadcast(socket, to);
         Ok(())
     }

@@ -219,6 +219,17 @@ pub struct RegionLayout {
     pub slot_bytes: u32,
 }
 
+impl RegionLayout {
+    /// The layout of `region`, as a heartbeat announces it and a replica
+    /// compares it.
+    pub fn of(region: &crate::Region) -> RegionLayout {
+        RegionLayout {
+            slots: region.slot_count(),
+            slot_bytes: region.slot_size() as u32,
+        }
+    }
+}
+
 impl std::fmt::Display for RegionLayout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} slots of {} bytes", self.slots, self.slot_bytes)
