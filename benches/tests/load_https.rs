@@ -10,10 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{free_port, start_nginx};
+use common::{free_port, sha256_hex, start_nginx};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
-use sha2::{Digest, Sha256};
 
 /// A CA, and a server certificate for 127.0.0.1 signed by it, in `dir`;
 /// returns the CA's PEM path.
@@ -56,10 +55,7 @@ fn https_downloads_are_byte_exact_on_tls12_and_tls13_and_an_unknown_ca_is_refuse
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     fs::write(dir.join("obj.bin"), &body).unwrap();
-    let sha: String = Sha256::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = sha256_hex(&body);
     let port = free_port();
     let nginx = start_nginx(&dir, port, true);
     let url = format!("https://127.0.0.1:{port}/obj.bin");

@@ -10,8 +10,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use common::{free_port, start_nginx};
-use sha2::{Digest, Sha256};
+use common::{free_port, sha256_hex, start_nginx};
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
     line.split_whitespace()
@@ -26,10 +25,7 @@ fn rounds_count_every_answer_and_a_server_gone_between_rounds_fails_the_run() {
     fs::create_dir_all(&dir).unwrap();
     let body: Vec<u8> = (0..1024u32).map(|i| (i * 7 + 3) as u8).collect();
     fs::write(dir.join("1K.bin"), &body).unwrap();
-    let sha: String = Sha256::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = sha256_hex(&body);
     let port = free_port();
     let nginx = start_nginx(&dir, port, false);
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton-load"))

@@ -51,6 +51,15 @@ pub fn start_nginx(dir: &Path, port: u16, tls: bool) -> Nginx {
     nginx
 }
 
+/// A body's sha256 as `baton-load` prints it (lowercase hex).
+pub fn sha256_hex(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
