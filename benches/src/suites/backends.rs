@@ -1,8 +1,9 @@
 //! Suite backends: one box on each dataplane backend in turn (AF_PACKET
-//! with TX offload, the default; AF_PACKET without it; AF_XDP), each in a
-//! lab of its own, alternated in rounds: 1 KiB keep-alive request rate
-//! and 100 MB throughput side by side, with ratios to AF_PACKET. It knows
-//! the lab only through `baton_lab::driver` and measures nothing else.
+//! with TX offload, the default; AF_PACKET without it; AF_XDP; with
+//! `--dpdk`, DPDK), each in a lab of its own, alternated in rounds: 1 KiB
+//! keep-alive request rate and 100 MB throughput side by side, with
+//! ratios to AF_PACKET. It knows the lab only through `baton_lab::driver`
+//! and measures nothing else.
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -25,6 +26,19 @@ pub(crate) const VARIANTS: &[(&str, &[&str])] = &[
     ("afxdp", &["--backend", "afxdp"]),
 ];
 
+/// With `--dpdk`: DPDK's `net_af_packet` on the same veth (the way to run
+/// DPDK without a NIC, not a faster path: it copies each frame twice more).
+const DPDK: (&str, &[&str]) = ("dpdk", &["--backend", "dpdk"]);
+
+/// The backends this run compares.
+fn variants(args: &BenchArgs) -> Vec<(&'static str, &'static [&'static str])> {
+    let mut v = VARIANTS.to_vec();
+    if args.dpdk {
+        v.push(DPDK);
+    }
+    v
+}
+
 /// Connection counts of the request-rate runs.
 const CONNS: [u64; 2] = [1, 64];
 
@@ -43,14 +57,22 @@ pub(crate) fn backends(
     load: &Path,
     out: &Path,
 ) -> Result<(Value, String, Vec<String>)> {
-    progress("suite backends: one box on AF_PACKET, AF_PACKET without offload, AF_XDP");
+    let variants = variants(args);
+    progress(format!(
+        "suite backends: one box on {}",
+        variants
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let quick = args.quick;
     let rounds = args.rounds.unwrap_or(if quick { 1 } else { 2 });
     let secs: u64 = if quick { 2 } else { 5 };
     let mut m = Measured::default();
     let mut errors = Vec::new();
     for round in 1..=rounds {
-        for (name, extra) in VARIANTS {
+        for (name, extra) in &variants {
             progress(format!("  backend {name}, round {round}: lab up"));
             let lab = Lab::up(&LabOptions {
                 extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -63,7 +85,7 @@ pub(crate) fn backends(
             r?;
         }
     }
-    Ok(report(&m, rounds, secs, errors))
+    Ok(report(&m, &variants, rounds, secs, errors))
 }
 
 fn measure(
@@ -136,6 +158,7 @@ fn spread(v: &[f64]) -> String {
 
 fn report(
     m: &Measured,
+    variants: &[(&str, &[&str])],
     rounds: u32,
     secs: u64,
     errors: Vec<String>,
@@ -150,7 +173,7 @@ fn report(
     };
     let base_mbps = mean(m.mbps.get("afpacket").map(Vec::as_slice).unwrap_or(&[]));
     let mut rows = Vec::new();
-    for (name, _) in VARIANTS {
+    for (name, _) in variants {
         let rps = |c: u64| {
             m.rps
                 .get(&(name.to_string(), c))
@@ -183,7 +206,12 @@ fn report(
         "rows": rows.iter().map(Row::json).collect::<Vec<_>>(),
     });
     let mut md = format!(
-        "## Dataplane backends side by side\n\nOne box (one worker, adaptive) in a lab of its own per backend, {rounds} alternated round(s); 1K.bin keep-alive requests back to back for {secs} s (1 and 64 connections; mean, then the range over rounds), 100M.bin downloads on one connection (MB/s); ratios are to AF_PACKET with offload (the default).\n\n"
+        "## Dataplane backends side by side\n\nOne box (one worker, adaptive) in a lab of its own per backend, {rounds} alternated round(s); 1K.bin keep-alive requests back to back for {secs} s (1 and 64 connections; mean, then the range over rounds), 100M.bin downloads on one connection (MB/s); ratios are to AF_PACKET with offload (the default).{}\n\n",
+        if variants.iter().any(|(name, _)| *name == DPDK.0) {
+            ""
+        } else {
+            " DPDK is not in this run (`--dpdk`, with boxes built with `--features dpdk`)."
+        }
     );
     md.push_str(&md_rows(
         &[

@@ -67,6 +67,11 @@ pub struct BenchArgs {
     /// Rounds of the alternated throughput and checkpoint runs.
     #[arg(long)]
     pub rounds: Option<u32>,
+    /// Suite backends: DPDK too (`net_af_packet` on the lab's veth). The
+    /// boxes' binary must be built with `--features dpdk` (`scripts/bench
+    /// --dpdk` builds it so); one built without refuses to start.
+    #[arg(long)]
+    pub dpdk: bool,
     /// Suites that size the boxes (concurrency, failover, idlekill above
     /// 19,000): every box's `checkpoint.slot_bytes` too (320..=768; below
     /// 768 the boxes serve HTTP alone).
